@@ -1,0 +1,880 @@
+//! SCRAM (RFC 5802, RFC 7677), server and client, without channel binding.
+//!
+//! Messages are split on `,` as the grammar allows: no attribute value may contain a comma
+//! (user names escape it as `=2C`).
+
+use std::borrow::Cow;
+use std::mem;
+use std::sync::OnceLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use subtle::ConstantTimeEq;
+
+use crate::{
+    AuthError, Credentials, DEFAULT_ITERATIONS, Failure, SALT_LEN, ScramHash, ScramKeys,
+    prep_password, prep_username,
+};
+
+/// The only GS2 header our client sends: no channel binding, no authzid.
+const CLIENT_GS2_HEADER: &str = "n,,";
+
+/// Random bytes in a nonce: 24 bytes give 32 base64 characters, above the 18 bytes we promise.
+const NONCE_BYTES: usize = 24;
+
+/// Fresh random bytes for nonces and the per-process secret. Without a working OS random source
+/// no exchange can be secure, so this fails loudly instead of degrading.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    getrandom::fill(&mut bytes).expect("OS random source failed");
+    bytes
+}
+
+fn random_nonce() -> String {
+    BASE64.encode(random_bytes::<NONCE_BYTES>())
+}
+
+/// The value of `part` if it is attribute `name`, i.e. `name=value`.
+fn attr(part: Option<&str>, name: char) -> Option<&str> {
+    part?.strip_prefix(name)?.strip_prefix('=')
+}
+
+/// A nonce is a non-empty run of printable ASCII other than `,`.
+fn valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce
+            .bytes()
+            .all(|b| matches!(b, 0x21..=0x2b | 0x2d..=0x7e))
+}
+
+/// Extensions may follow the fixed attributes (RFC 5802 §5.1, §7) and unknown ones are ignored,
+/// but each must be well formed, and none may repeat or reorder an attribute SCRAM defines.
+fn extensions_ok<'a>(mut parts: impl Iterator<Item = &'a str>) -> bool {
+    parts.all(|part| match part.as_bytes() {
+        [name, b'=', value @ ..] => {
+            name.is_ascii_alphabetic()
+                && !b"aceimnprsv".contains(name)
+                && !value.is_empty()
+                && !value.contains(&0)
+        }
+        _ => false,
+    })
+}
+
+/// Undoes the `=2C` / `=3D` escaping of a saslname; any other `=`, a NUL or emptiness is invalid.
+fn decode_saslname(name: &str) -> Option<String> {
+    if name.is_empty() || name.contains('\0') {
+        return None;
+    }
+    let mut decoded = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(i) = rest.find('=') {
+        decoded.push_str(&rest[..i]);
+        decoded.push(match rest.get(i + 1..i + 3)? {
+            "2C" => ',',
+            "3D" => '=',
+            _ => return None,
+        });
+        rest = &rest[i + 3..];
+    }
+    decoded.push_str(rest);
+    Some(decoded)
+}
+
+fn encode_saslname(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+/// Salt for an unknown user: stable per user name within the process, like a real account's,
+/// and unrelated to any real salt, so the challenge does not tell whether the account exists.
+fn unknown_user_salt(username: &str) -> Vec<u8> {
+    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
+    let secret = SECRET.get_or_init(random_bytes);
+    let mut salt = ScramHash::Sha256.hmac(secret, username.as_bytes());
+    salt.truncate(SALT_LEN);
+    salt
+}
+
+/// What the server learned from client-first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientFirst {
+    /// SASLprep'ed, `=2C` / `=3D` decoded.
+    pub username: String,
+    /// Decoded but not otherwise checked: whether it is allowed is the caller's decision.
+    pub authzid: Option<String>,
+}
+
+/// The parts of client-first that later steps need.
+struct Exchange {
+    gs2_header: String,
+    client_first_bare: String,
+    username: String,
+    /// Client nonce followed by ours.
+    nonce: String,
+}
+
+enum ServerState {
+    Start,
+    ReceivedClientFirst(Exchange),
+    SentServerFirst {
+        exchange: Exchange,
+        server_first: String,
+        /// `None` for an unknown user.
+        keys: Option<ScramKeys>,
+    },
+    /// Finished or failed; every further call fails.
+    Done,
+}
+
+/// Server side of one SCRAM exchange, sans-IO: the caller looks the account up between
+/// [`client_first`](Self::client_first) and [`server_first`](Self::server_first).
+pub struct ScramServer {
+    hash: ScramHash,
+    server_nonce: String,
+    state: ServerState,
+}
+
+impl ScramServer {
+    /// # Panics
+    /// If the OS random source fails.
+    pub fn new(hash: ScramHash) -> Self {
+        Self::with_nonce(hash, &random_nonce())
+    }
+
+    /// With a fixed server nonce part, for test vectors. It must be a valid nonce: printable
+    /// ASCII without `,`.
+    pub fn with_nonce(hash: ScramHash, server_nonce: &str) -> Self {
+        Self {
+            hash,
+            server_nonce: server_nonce.to_owned(),
+            state: ServerState::Start,
+        }
+    }
+
+    /// Parses `gs2-header client-first-message-bare`.
+    pub fn client_first(&mut self, msg: &[u8]) -> Result<ClientFirst, Failure> {
+        // Taking the state out means any early return leaves the exchange failed.
+        let ServerState::Start = mem::replace(&mut self.state, ServerState::Done) else {
+            return Err(Failure::MalformedRequest);
+        };
+        let msg = std::str::from_utf8(msg).map_err(|_| Failure::MalformedRequest)?;
+        let mut header = msg.splitn(3, ',');
+        let (Some(cbind_flag), Some(authzid), Some(bare)) =
+            (header.next(), header.next(), header.next())
+        else {
+            return Err(Failure::MalformedRequest);
+        };
+        match cbind_flag {
+            // "y" (client could bind but thinks we cannot) is fine while we offer no -PLUS.
+            "n" | "y" => {}
+            // The client wants channel binding, which we never advertised (RFC 5802 §6).
+            _ if cbind_flag.starts_with("p=") => return Err(Failure::NotAuthorized),
+            _ => return Err(Failure::MalformedRequest),
+        }
+        let authzid = match authzid {
+            "" => None,
+            _ => Some(
+                attr(Some(authzid), 'a')
+                    .and_then(decode_saslname)
+                    .ok_or(Failure::MalformedRequest)?,
+            ),
+        };
+
+        let mut attrs = bare.split(',');
+        let username = attr(attrs.next(), 'n').and_then(decode_saslname);
+        let client_nonce = attr(attrs.next(), 'r').filter(|nonce| valid_nonce(nonce));
+        let (Some(username), Some(client_nonce)) = (username, client_nonce) else {
+            return Err(Failure::MalformedRequest);
+        };
+        if !extensions_ok(attrs) {
+            return Err(Failure::MalformedRequest);
+        }
+        let username = prep_username(&username)?;
+
+        self.state = ServerState::ReceivedClientFirst(Exchange {
+            gs2_header: msg[..msg.len() - bare.len()].to_owned(),
+            client_first_bare: bare.to_owned(),
+            username: username.clone(),
+            nonce: format!("{client_nonce}{}", self.server_nonce),
+        });
+        Ok(ClientFirst { username, authzid })
+    }
+
+    /// Builds server-first. `None` means the user is unknown: the challenge still looks like a
+    /// real one (per-user stable salt, [`DEFAULT_ITERATIONS`]) and
+    /// [`client_final`](Self::client_final) then fails with [`Failure::NotAuthorized`].
+    ///
+    /// Called out of order it returns an empty message and the exchange fails.
+    pub fn server_first(&mut self, creds: Option<&Credentials>) -> Vec<u8> {
+        let ServerState::ReceivedClientFirst(exchange) =
+            mem::replace(&mut self.state, ServerState::Done)
+        else {
+            return Vec::new();
+        };
+        let (salt, iterations, keys) = match creds {
+            Some(creds) => (
+                creds.salt.clone(),
+                creds.iterations,
+                Some(creds.keys(self.hash).clone()),
+            ),
+            None => (
+                unknown_user_salt(&exchange.username),
+                DEFAULT_ITERATIONS,
+                None,
+            ),
+        };
+        let server_first = format!(
+            "r={},s={},i={iterations}",
+            exchange.nonce,
+            BASE64.encode(salt)
+        );
+        let msg = server_first.clone().into_bytes();
+        self.state = ServerState::SentServerFirst {
+            exchange,
+            server_first,
+            keys,
+        };
+        msg
+    }
+
+    /// Verifies client-final's proof in constant time and returns server-final (`v=...`).
+    pub fn client_final(&mut self, msg: &[u8]) -> Result<Vec<u8>, Failure> {
+        let ServerState::SentServerFirst {
+            exchange,
+            server_first,
+            keys,
+        } = mem::replace(&mut self.state, ServerState::Done)
+        else {
+            return Err(Failure::MalformedRequest);
+        };
+        let msg = std::str::from_utf8(msg).map_err(|_| Failure::MalformedRequest)?;
+        // Extensions come before the proof, so the proof is the last attribute.
+        let (without_proof, proof) = msg.rsplit_once(',').ok_or(Failure::MalformedRequest)?;
+        let mut attrs = without_proof.split(',');
+        let channel_binding = attr(attrs.next(), 'c').and_then(|c| BASE64.decode(c).ok());
+        let nonce = attr(attrs.next(), 'r');
+        let proof = attr(Some(proof), 'p').and_then(|p| BASE64.decode(p).ok());
+        let (Some(channel_binding), Some(nonce), Some(proof)) = (channel_binding, nonce, proof)
+        else {
+            return Err(Failure::MalformedRequest);
+        };
+        if !extensions_ok(attrs) {
+            return Err(Failure::MalformedRequest);
+        }
+        // Without channel binding, c= must repeat the GS2 header, so a downgrade shows up here.
+        if channel_binding != exchange.gs2_header.as_bytes() || nonce != exchange.nonce {
+            return Err(Failure::NotAuthorized);
+        }
+
+        let auth_message = format!(
+            "{},{server_first},{without_proof}",
+            exchange.client_first_bare
+        );
+        // An unknown user runs the same computation against an empty key, which no hash equals,
+        // so the time taken does not reveal whether the account exists.
+        let known = keys.is_some();
+        let keys = keys.unwrap_or(ScramKeys {
+            stored_key: Vec::new(),
+            server_key: Vec::new(),
+        });
+        let client_signature = self.hash.hmac(&keys.stored_key, auth_message.as_bytes());
+        let client_key = xor(&proof, &client_signature);
+        let proof_ok = proof.len() == client_signature.len()
+            && bool::from(self.hash.hash(&client_key).ct_eq(&keys.stored_key));
+        if !(known && proof_ok) {
+            return Err(Failure::NotAuthorized);
+        }
+        let server_signature = self.hash.hmac(&keys.server_key, auth_message.as_bytes());
+        Ok(format!("v={}", BASE64.encode(server_signature)).into_bytes())
+    }
+}
+
+enum ClientState {
+    Start,
+    SentClientFirst { client_first_bare: String },
+    SentClientFinal { server_signature: Vec<u8> },
+}
+
+/// Client side of one SCRAM exchange, without channel binding or authzid.
+pub struct ScramClient {
+    hash: ScramHash,
+    username: String,
+    password: String,
+    nonce: String,
+    state: ClientState,
+}
+
+impl ScramClient {
+    /// # Panics
+    /// If the OS random source fails.
+    pub fn new(hash: ScramHash, username: &str, password: &str) -> Self {
+        Self::with_nonce(hash, username, password, &random_nonce())
+    }
+
+    /// With a fixed client nonce, for test vectors. It must be a valid nonce: printable ASCII
+    /// without `,`.
+    pub fn with_nonce(hash: ScramHash, username: &str, password: &str, nonce: &str) -> Self {
+        // A name SASLprep refuses is sent as given, and the server then refuses it.
+        let username =
+            stringprep::saslprep(username).map_or_else(|_| username.to_owned(), Cow::into_owned);
+        Self {
+            hash,
+            username,
+            password: password.to_owned(),
+            nonce: nonce.to_owned(),
+            state: ClientState::Start,
+        }
+    }
+
+    /// `n,,n=user,r=nonce`. Calling it again restarts the exchange.
+    pub fn client_first(&mut self) -> Vec<u8> {
+        let client_first_bare = format!("n={},r={}", encode_saslname(&self.username), self.nonce);
+        let msg = format!("{CLIENT_GS2_HEADER}{client_first_bare}").into_bytes();
+        self.state = ClientState::SentClientFirst { client_first_bare };
+        msg
+    }
+
+    /// Takes server-first and returns client-final.
+    pub fn server_first(&mut self, msg: &[u8]) -> Result<Vec<u8>, AuthError> {
+        let ClientState::SentClientFirst { client_first_bare } =
+            mem::replace(&mut self.state, ClientState::Start)
+        else {
+            return Err(AuthError::OutOfOrder);
+        };
+        let msg = std::str::from_utf8(msg).map_err(|_| AuthError::MalformedServerMessage)?;
+        let mut attrs = msg.split(',');
+        let nonce = attr(attrs.next(), 'r').filter(|nonce| valid_nonce(nonce));
+        let salt = attr(attrs.next(), 's').and_then(|s| BASE64.decode(s).ok());
+        let iterations = attr(attrs.next(), 'i').and_then(|i| i.parse::<u32>().ok());
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+            return Err(AuthError::MalformedServerMessage);
+        };
+        if !extensions_ok(attrs) {
+            return Err(AuthError::MalformedServerMessage);
+        }
+        // The server must add fresh randomness to our nonce, or it could replay an old exchange.
+        if nonce.len() <= self.nonce.len() || !nonce.starts_with(&self.nonce) {
+            return Err(AuthError::NonceMismatch);
+        }
+        // A low count would make the proof we send cheap to brute-force.
+        if iterations < DEFAULT_ITERATIONS {
+            return Err(AuthError::IterationsTooLow(iterations));
+        }
+
+        let password = prep_password(&self.password)?;
+        let (client_key, keys) = self.hash.derive_keys(&password, &salt, iterations);
+        let without_proof = format!("c={},r={nonce}", BASE64.encode(CLIENT_GS2_HEADER));
+        let auth_message = format!("{client_first_bare},{msg},{without_proof}");
+        let client_signature = self.hash.hmac(&keys.stored_key, auth_message.as_bytes());
+        let proof = xor(&client_key, &client_signature);
+        self.state = ClientState::SentClientFinal {
+            server_signature: self.hash.hmac(&keys.server_key, auth_message.as_bytes()),
+        };
+        Ok(format!("{without_proof},p={}", BASE64.encode(proof)).into_bytes())
+    }
+
+    /// Takes server-final and checks that the server proved it knows our credentials.
+    pub fn server_final(&mut self, msg: &[u8]) -> Result<(), AuthError> {
+        let ClientState::SentClientFinal { server_signature } =
+            mem::replace(&mut self.state, ClientState::Start)
+        else {
+            return Err(AuthError::OutOfOrder);
+        };
+        let msg = std::str::from_utf8(msg).map_err(|_| AuthError::MalformedServerMessage)?;
+        let mut attrs = msg.split(',');
+        let first = attrs.next();
+        if let Some(error) = attr(first, 'e') {
+            return Err(AuthError::ServerRejected(error.to_owned()));
+        }
+        let Some(verifier) = attr(first, 'v').and_then(|v| BASE64.decode(v).ok()) else {
+            return Err(AuthError::MalformedServerMessage);
+        };
+        if !extensions_ok(attrs) {
+            return Err(AuthError::MalformedServerMessage);
+        }
+        if bool::from(verifier.ct_eq(&server_signature)) {
+            Ok(())
+        } else {
+            Err(AuthError::ServerSignatureMismatch)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWORD: &str = "pencil";
+    const SALT: &[u8] = b"salt of the earth";
+
+    fn creds(password: &str) -> Credentials {
+        Credentials::derive_with_salt(password, SALT, DEFAULT_ITERATIONS).unwrap()
+    }
+
+    struct Vector {
+        hash: ScramHash,
+        client_nonce: &'static str,
+        server_nonce: &'static str,
+        salt: &'static str,
+        /// client-first, server-first, client-final, server-final.
+        messages: [&'static str; 4],
+    }
+
+    const VECTORS: [Vector; 2] = [
+        // RFC 5802 §5.
+        Vector {
+            hash: ScramHash::Sha1,
+            client_nonce: "fyko+d2lbbFgONRv9qkxdawL",
+            server_nonce: "3rfcNHYJY1ZVvWVs7j",
+            salt: "QSXCR+Q6sek8bf92",
+            messages: [
+                "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
+                "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096",
+                "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
+                "v=rmF9pqV8S7suAoZWja4dJRkFsKQ=",
+            ],
+        },
+        // RFC 7677 §3.
+        Vector {
+            hash: ScramHash::Sha256,
+            client_nonce: "rOprNGfwEbeRWgbNEkqO",
+            server_nonce: "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+            salt: "W22ZaJ0SNY7soEsUEjb6gQ==",
+            messages: [
+                "n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+                "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+                "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+                "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
+            ],
+        },
+    ];
+
+    #[test]
+    fn rfc_vectors_server_side() {
+        for v in &VECTORS {
+            let salt = BASE64.decode(v.salt).unwrap();
+            let creds = Credentials::derive_with_salt(PASSWORD, &salt, 4096).unwrap();
+            let mut server = ScramServer::with_nonce(v.hash, v.server_nonce);
+            let first = server.client_first(v.messages[0].as_bytes()).unwrap();
+            assert_eq!(
+                first,
+                ClientFirst {
+                    username: "user".into(),
+                    authzid: None
+                }
+            );
+            assert_eq!(server.server_first(Some(&creds)), v.messages[1].as_bytes());
+            assert_eq!(
+                server.client_final(v.messages[2].as_bytes()).unwrap(),
+                v.messages[3].as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn rfc_vectors_client_side() {
+        for v in &VECTORS {
+            let mut client = ScramClient::with_nonce(v.hash, "user", PASSWORD, v.client_nonce);
+            assert_eq!(client.client_first(), v.messages[0].as_bytes());
+            assert_eq!(
+                client.server_first(v.messages[1].as_bytes()).unwrap(),
+                v.messages[2].as_bytes()
+            );
+            client.server_final(v.messages[3].as_bytes()).unwrap();
+        }
+    }
+
+    /// Runs a whole exchange with random nonces; returns the client's server_final result.
+    fn round_trip(
+        hash: ScramHash,
+        username: &str,
+        password: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<String, Failure> {
+        let mut client = ScramClient::new(hash, username, password);
+        let mut server = ScramServer::new(hash);
+        let first = server.client_first(&client.client_first())?;
+        let client_final = client.server_first(&server.server_first(creds)).unwrap();
+        let server_final = server.client_final(&client_final)?;
+        client.server_final(&server_final).unwrap();
+        Ok(first.username)
+    }
+
+    #[test]
+    fn round_trips() {
+        // Escaping and SASLprep of the user name survive the trip.
+        let cases = [
+            ("user", "user"),
+            ("a,b=c", "a,b=c"),
+            ("us\u{a0}er", "us er"),
+            ("\u{2168}", "IX"),
+        ];
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            for (username, expected) in cases {
+                let result = round_trip(hash, username, "pen\u{2003}cil", Some(&creds("pen cil")));
+                assert_eq!(result.as_deref(), Ok(expected), "{hash:?} {username:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_password_is_not_authorized() {
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            let result = round_trip(hash, "user", "pencil2", Some(&creds(PASSWORD)));
+            assert_eq!(result, Err(Failure::NotAuthorized), "{hash:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_user_gets_plausible_challenge_then_not_authorized() {
+        let challenge = |hash, username: &str| {
+            let mut server = ScramServer::with_nonce(hash, "srv");
+            server
+                .client_first(format!("n,,n={username},r=cli").as_bytes())
+                .unwrap();
+            String::from_utf8(server.server_first(None)).unwrap()
+        };
+        let salt = |challenge: &str| {
+            let (_, rest) = challenge.split_once(",s=").unwrap();
+            let (salt, iterations) = rest.split_once(",i=").unwrap();
+            assert_eq!(iterations, "4096");
+            BASE64.decode(salt).unwrap()
+        };
+        let alice = challenge(ScramHash::Sha256, "alice");
+        assert!(alice.starts_with("r=clisrv,s="), "{alice}");
+        assert_eq!(salt(&alice).len(), SALT_LEN);
+        // Stable per user and shared across hashes, as a real account's salt is.
+        assert_eq!(alice, challenge(ScramHash::Sha256, "alice"));
+        assert_eq!(salt(&alice), salt(&challenge(ScramHash::Sha1, "alice")));
+        assert_ne!(salt(&alice), salt(&challenge(ScramHash::Sha256, "bob")));
+
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            assert_eq!(
+                round_trip(hash, "nobody", PASSWORD, None),
+                Err(Failure::NotAuthorized)
+            );
+        }
+    }
+
+    #[test]
+    fn client_first_accepted() {
+        let cases: [(&str, &str, Option<&str>); 5] = [
+            ("n,,n=user,r=abc", "user", None),
+            ("y,,n=user,r=abc", "user", None),
+            (
+                "n,a=admin=2Cx=3Dy,n=u=2Cs=3Der,r=abc",
+                "u,s=er",
+                Some("admin,x=y"),
+            ),
+            ("n,,n=I\u{ad}X,r=abc", "IX", None),
+            ("n,,n=user,r=abc,x=unknown extension,Y=too", "user", None),
+        ];
+        for (msg, username, authzid) in cases {
+            let first = ScramServer::new(ScramHash::Sha256).client_first(msg.as_bytes());
+            let expected = ClientFirst {
+                username: username.into(),
+                authzid: authzid.map(Into::into),
+            };
+            assert_eq!(first, Ok(expected), "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn client_first_rejected() {
+        use Failure::{MalformedRequest as Malformed, NotAuthorized};
+        let cases: [(&[u8], Failure); 26] = [
+            (b"", Malformed),
+            (b"n", Malformed),
+            (b"n,,", Malformed),
+            (b"x,,n=user,r=abc", Malformed),
+            (b"N,,n=user,r=abc", Malformed),
+            (b"p=tls-unique,,n=user,r=abc", NotAuthorized),
+            (b"p=tls-exporter,a=admin,n=user,r=abc", NotAuthorized),
+            (b"n,admin,n=user,r=abc", Malformed),
+            (b"n,a=,n=user,r=abc", Malformed),
+            (b"n,,n=user", Malformed),
+            (b"n,,r=abc", Malformed),
+            (b"n,,r=abc,n=user", Malformed),
+            (b"n,,n=user,r=abc,r=def", Malformed),
+            (b"n,,n=user,n=user,r=abc", Malformed),
+            (b"n,,m=ext,n=user,r=abc", Malformed),
+            (b"n,,n=user,r=abc,m=ext", Malformed),
+            (b"n,,n=user,r=abc,extension", Malformed),
+            (b"n,,n=user,r=abc,x=", Malformed),
+            (b"n,,n=user,r=abc,x=a\0b", Malformed),
+            (b"n,a=ad\0min,n=user,r=abc", Malformed),
+            (b"n,,n=us\xffer,r=abc", Malformed),
+            (b"n,,n=us=2cer,r=abc", Malformed),
+            (b"n,,n=user=,r=abc", Malformed),
+            (b"n,,n=,r=abc", Malformed),
+            (b"n,,n=bell\x07,r=abc", Malformed),
+            (b"n,,n=user,r=a\x7fc", Malformed),
+        ];
+        for (msg, expected) in cases {
+            let result = ScramServer::new(ScramHash::Sha256).client_first(msg);
+            assert_eq!(result, Err(expected), "{:?}", String::from_utf8_lossy(msg));
+        }
+    }
+
+    /// The server-first of [`server_awaiting_final`].
+    fn expected_server_first() -> String {
+        format!("r=clisrv,s={},i=4096", BASE64.encode(SALT))
+    }
+
+    /// A SHA-256 server that received `{gs2_header}n=user,r=cli` and answered for `PASSWORD`.
+    fn server_awaiting_final(gs2_header: &str) -> ScramServer {
+        let mut server = ScramServer::with_nonce(ScramHash::Sha256, "srv");
+        server
+            .client_first(format!("{gs2_header}n=user,r=cli").as_bytes())
+            .unwrap();
+        let server_first = server.server_first(Some(&creds(PASSWORD)));
+        assert_eq!(server_first, expected_server_first().as_bytes());
+        server
+    }
+
+    /// Appends the proof a client knowing `PASSWORD` computes for `without_proof`. Done here
+    /// rather than by [`ScramClient`] so tests can sign any channel binding, nonce or extension.
+    fn sign(without_proof: &str) -> String {
+        let (client_key, keys) = ScramHash::Sha256.derive_keys(PASSWORD, SALT, 4096);
+        let auth_message = format!("n=user,r=cli,{},{without_proof}", expected_server_first());
+        let signature = ScramHash::Sha256.hmac(&keys.stored_key, auth_message.as_bytes());
+        format!(
+            "{without_proof},p={}",
+            BASE64.encode(xor(&client_key, &signature))
+        )
+    }
+
+    #[test]
+    fn client_final_checks() {
+        use Failure::{MalformedRequest as Malformed, NotAuthorized};
+        let valid = sign("c=biws,r=clisrv");
+        let proof = valid.rsplit_once(",p=").unwrap().1;
+        let authzid_binding = BASE64.encode("n,a=admin,");
+        // The valid proof with a byte appended: the XOR must not just ignore the excess.
+        let long_proof = BASE64.encode([BASE64.decode(proof).unwrap(), vec![0]].concat());
+        let cases: [(&str, String, Result<(), Failure>); 26] = [
+            ("n,,", valid.clone(), Ok(())),
+            ("y,,", sign("c=eSws,r=clisrv"), Ok(())),
+            (
+                "n,a=admin,",
+                sign(&format!("c={authzid_binding},r=clisrv")),
+                Ok(()),
+            ),
+            ("n,,", sign("c=biws,r=clisrv,x=ignored extension"), Ok(())),
+            // Correctly signed, but the channel binding or nonce contradicts the exchange.
+            ("n,,", sign("c=eSws,r=clisrv"), Err(NotAuthorized)),
+            ("y,,", sign("c=biws,r=clisrv"), Err(NotAuthorized)),
+            ("n,a=admin,", sign("c=biws,r=clisrv"), Err(NotAuthorized)),
+            (
+                "n,,",
+                sign("c=cD10bHMtdW5pcXVlLCw=,r=clisrv"),
+                Err(NotAuthorized),
+            ),
+            ("n,,", sign("c=biws,r=clisrvX"), Err(NotAuthorized)),
+            ("n,,", sign("c=biws,r=cli"), Err(NotAuthorized)),
+            // Wrong proofs.
+            (
+                "n,,",
+                format!("c=biws,r=clisrv,x=ext,p={proof}"),
+                Err(NotAuthorized),
+            ),
+            (
+                "n,,",
+                format!("c=biws,r=clisrv,p={}", BASE64.encode([0; 32])),
+                Err(NotAuthorized),
+            ),
+            (
+                "n,,",
+                "c=biws,r=clisrv,p=AAAA".to_owned(),
+                Err(NotAuthorized),
+            ),
+            (
+                "n,,",
+                format!("c=biws,r=clisrv,p={long_proof}"),
+                Err(NotAuthorized),
+            ),
+            // Syntax.
+            ("n,,", format!("c=bi*s,r=clisrv,p={proof}"), Err(Malformed)),
+            ("n,,", "c=biws,r=clisrv,p=!!!!".to_owned(), Err(Malformed)),
+            ("n,,", "c=biws,r=clisrv".to_owned(), Err(Malformed)),
+            ("n,,", format!("r=clisrv,c=biws,p={proof}"), Err(Malformed)),
+            ("n,,", format!("c=biws,p={proof}"), Err(Malformed)),
+            ("n,,", sign("c=biws,r=clisrv,r=clisrv"), Err(Malformed)),
+            ("n,,", sign("c=biws,m=ext,r=clisrv"), Err(Malformed)),
+            ("n,,", sign("c=biws,r=clisrv,extension"), Err(Malformed)),
+            ("n,,", format!("{valid},x=ext"), Err(Malformed)),
+            ("n,,", format!("{valid},p={proof}"), Err(Malformed)),
+            ("n,,", format!("{valid}\u{fffd}"), Err(Malformed)),
+            ("n,,", String::new(), Err(Malformed)),
+        ];
+        for (gs2_header, msg, expected) in cases {
+            let mut server = server_awaiting_final(gs2_header);
+            let result = server.client_final(msg.as_bytes()).map(drop);
+            assert_eq!(result, expected, "{gs2_header} {msg:?}");
+        }
+        let invalid_utf8 = [valid.as_bytes(), b"\xff"].concat();
+        let result = server_awaiting_final("n,,").client_final(&invalid_utf8);
+        assert_eq!(result, Err(Malformed));
+    }
+
+    #[test]
+    fn server_steps_out_of_order() {
+        let malformed = Some(Failure::MalformedRequest);
+        let creds = creds(PASSWORD);
+
+        let mut server = ScramServer::new(ScramHash::Sha256);
+        assert_eq!(server.client_final(b"c=biws,r=x,p=AAAA").err(), malformed);
+        let mut server = ScramServer::new(ScramHash::Sha256);
+        assert!(server.server_first(Some(&creds)).is_empty());
+        assert_eq!(server.client_first(b"n,,n=user,r=cli").err(), malformed);
+
+        let mut server = ScramServer::new(ScramHash::Sha256);
+        server.client_first(b"n,,n=user,r=cli").unwrap();
+        assert_eq!(server.client_first(b"n,,n=user,r=cli").err(), malformed);
+
+        let mut server = ScramServer::new(ScramHash::Sha256);
+        server.client_first(b"n,,n=user,r=cli").unwrap();
+        assert!(!server.server_first(Some(&creds)).is_empty());
+        assert!(server.server_first(Some(&creds)).is_empty());
+
+        // A failed step ends the exchange, even if the retry would be valid.
+        let mut server = server_awaiting_final("n,,");
+        assert_eq!(server.client_final(b"garbage").err(), malformed);
+        assert_eq!(
+            server
+                .client_final(sign("c=biws,r=clisrv").as_bytes())
+                .err(),
+            malformed
+        );
+
+        let mut server = server_awaiting_final("n,,");
+        let valid = sign("c=biws,r=clisrv");
+        assert!(server.client_final(valid.as_bytes()).is_ok());
+        assert_eq!(server.client_final(valid.as_bytes()).err(), malformed);
+    }
+
+    #[test]
+    fn client_rejects_server_first() {
+        let salt = BASE64.encode(SALT);
+        let cases: [(String, &str); 12] = [
+            (
+                format!("r=clisrv,s={salt},i=4095"),
+                "IterationsTooLow(4095)",
+            ),
+            (format!("r=clisrv,s={salt},i=1"), "IterationsTooLow(1)"),
+            (format!("r=other,s={salt},i=4096"), "NonceMismatch"),
+            (format!("r=cli,s={salt},i=4096"), "NonceMismatch"),
+            ("r=clisrv,s=!!,i=4096".to_owned(), "MalformedServerMessage"),
+            (
+                format!("r=cli srv,s={salt},i=4096"),
+                "MalformedServerMessage",
+            ),
+            (
+                format!("r=clisrv,s={salt},i=lots"),
+                "MalformedServerMessage",
+            ),
+            (
+                format!("r=clisrv,i=4096,s={salt}"),
+                "MalformedServerMessage",
+            ),
+            (
+                format!("m=ext,r=clisrv,s={salt},i=4096"),
+                "MalformedServerMessage",
+            ),
+            (
+                format!("r=clisrv,s={salt},i=4096,i=4096"),
+                "MalformedServerMessage",
+            ),
+            ("e=other-error".to_owned(), "MalformedServerMessage"),
+            (String::new(), "MalformedServerMessage"),
+        ];
+        for (msg, expected) in cases {
+            let mut client = ScramClient::with_nonce(ScramHash::Sha256, "user", PASSWORD, "cli");
+            client.client_first();
+            let err = client.server_first(msg.as_bytes()).unwrap_err();
+            assert_eq!(format!("{err:?}"), expected, "{msg:?}");
+        }
+
+        let mut client = ScramClient::with_nonce(ScramHash::Sha256, "user", "bell\u{7}", "cli");
+        client.client_first();
+        let result = client.server_first(format!("r=clisrv,s={salt},i=4096").as_bytes());
+        assert!(matches!(result, Err(AuthError::PasswordNotAllowed)));
+    }
+
+    #[test]
+    fn client_checks_server_final() {
+        let mut server = server_awaiting_final("n,,");
+        let mut client = ScramClient::with_nonce(ScramHash::Sha256, "user", PASSWORD, "cli");
+        let server_first = expected_server_first();
+        client.client_first();
+        let client_final = client.server_first(server_first.as_bytes()).unwrap();
+        let server_final = String::from_utf8(server.client_final(&client_final).unwrap()).unwrap();
+
+        let cases: [(String, &str); 6] = [
+            (server_final.clone(), "Ok(())"),
+            (format!("{server_final},x=ext"), "Ok(())"),
+            (
+                format!("v={}", BASE64.encode([0; 32])),
+                "Err(ServerSignatureMismatch)",
+            ),
+            (
+                "e=invalid-proof".to_owned(),
+                "Err(ServerRejected(\"invalid-proof\"))",
+            ),
+            ("v=!!!!".to_owned(), "Err(MalformedServerMessage)"),
+            (format!("{server_final},v=x"), "Err(MalformedServerMessage)"),
+        ];
+        for (msg, expected) in cases {
+            let mut client = ScramClient::with_nonce(ScramHash::Sha256, "user", PASSWORD, "cli");
+            client.client_first();
+            client.server_first(server_first.as_bytes()).unwrap();
+            let result = client.server_final(msg.as_bytes());
+            assert_eq!(format!("{result:?}"), expected, "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn client_steps_out_of_order() {
+        let mut client = ScramClient::new(ScramHash::Sha1, "user", PASSWORD);
+        assert!(matches!(
+            client.server_first(b"r=x,s=AAAA,i=4096"),
+            Err(AuthError::OutOfOrder)
+        ));
+        assert!(matches!(
+            client.server_final(b"v=AAAA"),
+            Err(AuthError::OutOfOrder)
+        ));
+        // A rejected server-first ends the exchange.
+        client.client_first();
+        assert!(client.server_first(b"garbage").is_err());
+        assert!(matches!(
+            client.server_final(b"v=AAAA"),
+            Err(AuthError::OutOfOrder)
+        ));
+    }
+
+    #[test]
+    fn random_nonces_are_fresh_and_long() {
+        fn client_nonce() -> String {
+            let msg = ScramClient::new(ScramHash::Sha256, "u", "p").client_first();
+            let msg = String::from_utf8(msg).unwrap();
+            msg.strip_prefix("n,,n=u,r=").unwrap().to_owned()
+        }
+        fn server_nonce() -> String {
+            let mut server = ScramServer::new(ScramHash::Sha256);
+            server.client_first(b"n,,n=u,r=cli").unwrap();
+            let msg = String::from_utf8(server.server_first(None)).unwrap();
+            let (nonce, _) = msg.strip_prefix("r=cli").unwrap().split_once(',').unwrap();
+            nonce.to_owned()
+        }
+        for nonce in [client_nonce, server_nonce] {
+            let (a, b) = (nonce(), nonce());
+            assert_ne!(a, b);
+            assert!(valid_nonce(&a) && a.len() >= 24, "{a}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Behaviour every [`AccountStore`] backend must share; each backend's tests
+//! run it against a fresh, empty store.
+
+use verona_auth::{DEFAULT_ITERATIONS, ScramKeys};
+
+use crate::{AccountStore, Credentials, StorageError};
+
+/// Distinct credentials per `seed`, with bytes (NUL, 0xFF, uneven lengths)
+/// that a text-typed or truncating backend would mangle.
+pub(crate) fn sample_credentials(seed: u8) -> Credentials {
+    let bytes = |tag: u8, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(37) ^ tag ^ seed)
+            .chain([0x00, 0xff, seed])
+            .collect()
+    };
+    Credentials {
+        salt: bytes(0x10, 16),
+        iterations: 4096 + u32::from(seed),
+        sha1: ScramKeys {
+            stored_key: bytes(0x20, 20),
+            server_key: bytes(0x30, 20),
+        },
+        sha256: ScramKeys {
+            stored_key: bytes(0x40, 32),
+            server_key: bytes(0x50, 32),
+        },
+    }
+}
+
+pub(crate) async fn account_store(store: &dyn AccountStore) {
+    const JULIET: &str = "juliet@capulet.lit";
+    const ROMEO: &str = "romeo@montague.lit";
+    const NOBODY: &str = "nobody@verona.lit";
+    let juliet = sample_credentials(1);
+    let romeo = sample_credentials(2);
+    let juliet_new = sample_credentials(3);
+
+    assert_eq!(store.list_accounts().await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.credentials(JULIET).await.unwrap(), None);
+
+    // Created out of order to check that listing sorts.
+    store.create_account(ROMEO, &romeo).await.unwrap();
+    store.create_account(JULIET, &juliet).await.unwrap();
+    assert_eq!(store.list_accounts().await.unwrap(), [JULIET, ROMEO]);
+    assert_eq!(
+        store.credentials(JULIET).await.unwrap(),
+        Some(juliet.clone())
+    );
+    assert_eq!(store.credentials(ROMEO).await.unwrap(), Some(romeo.clone()));
+
+    // A duplicate is refused and leaves the original untouched.
+    assert!(matches!(
+        store.create_account(JULIET, &juliet_new).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    assert_eq!(
+        store.credentials(JULIET).await.unwrap(),
+        Some(juliet.clone())
+    );
+
+    // Keys are compared exactly; normalisation is the caller's job.
+    assert_eq!(store.credentials("Juliet@capulet.lit").await.unwrap(), None);
+
+    store.set_credentials(JULIET, &juliet_new).await.unwrap();
+    assert_eq!(store.credentials(JULIET).await.unwrap(), Some(juliet_new));
+    assert_eq!(store.credentials(ROMEO).await.unwrap(), Some(romeo.clone()));
+
+    // Operations on a missing account: reads give None, writes NotFound,
+    // and none of them creates it.
+    assert!(matches!(
+        store.set_credentials(NOBODY, &juliet).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_account(NOBODY).await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(store.credentials(NOBODY).await.unwrap(), None);
+
+    store.delete_account(JULIET).await.unwrap();
+    assert_eq!(store.credentials(JULIET).await.unwrap(), None);
+    assert_eq!(store.list_accounts().await.unwrap(), [ROMEO]);
+    assert!(matches!(
+        store.delete_account(JULIET).await,
+        Err(StorageError::NotFound)
+    ));
+
+    // A deleted JID can be registered again.
+    store.create_account(JULIET, &juliet).await.unwrap();
+    assert_eq!(store.credentials(JULIET).await.unwrap(), Some(juliet));
+
+    // Real derived credentials still verify after the round trip.
+    let derived = Credentials::derive("wherefore art thou", DEFAULT_ITERATIONS).unwrap();
+    store.set_credentials(ROMEO, &derived).await.unwrap();
+    let loaded = store.credentials(ROMEO).await.unwrap().unwrap();
+    assert_eq!(loaded, derived);
+    assert!(loaded.verify_password("wherefore art thou"));
+    assert!(!loaded.verify_password("wherefore art thee"));
+}

@@ -1,0 +1,74 @@
+//! Storage for Verona: the traits the server consumes, and their backends.
+//!
+//! Backends: [`MemoryStore`] (tests, ephemeral servers) and [`SqliteStore`]
+//! (the embedded default). The traits use boxed futures so the server can hold
+//! them as `Arc<dyn …>` and pick the backend from configuration.
+
+mod memory;
+mod sqlite;
+
+#[cfg(test)]
+mod contract;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+pub use verona_auth::Credentials;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("account already exists")]
+    AlreadyExists,
+    #[error("no such account")]
+    NotFound,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored value that cannot be represented in memory (e.g. a negative
+    /// iteration count written by something other than Verona).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// Accounts and their SCRAM credentials, keyed by normalised bare JID string
+/// (`"juliet@capulet.lit"`). The caller normalises; stores compare bytes.
+pub trait AccountStore: Send + Sync {
+    /// Fails with [`StorageError::AlreadyExists`] if the JID is taken.
+    fn create_account<'a>(
+        &'a self,
+        jid: &'a str,
+        creds: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// `None` if there is no such account.
+    fn credentials<'a>(
+        &'a self,
+        jid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credentials>, StorageError>>;
+
+    /// Replaces the credentials (password change). Fails with
+    /// [`StorageError::NotFound`] if there is no such account.
+    fn set_credentials<'a>(
+        &'a self,
+        jid: &'a str,
+        creds: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// Fails with [`StorageError::NotFound`] if there is no such account.
+    fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// All account JIDs, sorted.
+    fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;
+
+    /// Flushes and closes the store for graceful shutdown. Idempotent; later
+    /// calls to other methods may fail.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,91 @@
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::{AccountStore, BoxFuture, Credentials, StorageError};
+
+/// Volatile store: everything is lost when it is dropped.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    // BTreeMap so `list_accounts` comes out sorted for free.
+    accounts: Mutex<BTreeMap<String, Credentials>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn accounts(&self) -> MutexGuard<'_, BTreeMap<String, Credentials>> {
+        // Every update is a single map operation, so a panicking holder cannot
+        // leave the map half-modified; recover from poisoning.
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// The guard is never held across an await (there are none), so the futures
+// stay `Send`; the work runs when polled, like a real backend's.
+impl AccountStore for MemoryStore {
+    fn create_account<'a>(
+        &'a self,
+        jid: &'a str,
+        creds: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            match self.accounts().entry(jid.to_owned()) {
+                Entry::Occupied(_) => Err(StorageError::AlreadyExists),
+                Entry::Vacant(slot) => {
+                    slot.insert(creds.clone());
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn credentials<'a>(
+        &'a self,
+        jid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credentials>, StorageError>> {
+        Box::pin(async move { Ok(self.accounts().get(jid).cloned()) })
+    }
+
+    fn set_credentials<'a>(
+        &'a self,
+        jid: &'a str,
+        creds: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let mut accounts = self.accounts();
+            let stored = accounts.get_mut(jid).ok_or(StorageError::NotFound)?;
+            *stored = creds.clone();
+            Ok(())
+        })
+    }
+
+    fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            self.accounts()
+                .remove(jid)
+                .map(drop)
+                .ok_or(StorageError::NotFound)
+        })
+    }
+
+    fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
+        Box::pin(async move { Ok(self.accounts().keys().cloned().collect()) })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn satisfies_account_store_contract() {
+        crate::contract::account_store(&MemoryStore::new()).await;
+    }
+}

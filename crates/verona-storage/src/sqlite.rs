@@ -1,0 +1,312 @@
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use verona_auth::ScramKeys;
+
+use crate::{AccountStore, BoxFuture, Credentials, StorageError};
+
+/// Embedded into the binary so a deployed server needs no migration files.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite writes are serialised anyway; a few connections let reads proceed
+/// alongside a write under WAL.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// How long a connection waits for another's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type CredentialsRow = (Vec<u8>, i64, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Store in a single SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating it and its parent directory if
+    /// missing, and brings the schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StorageError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL under WAL syncs every commit, so an acknowledged write
+            // (e.g. a registration) survives power loss, not just a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn unix_now() -> i64 {
+    // A clock before 1970 is a misconfiguration; recording 0 beats refusing
+    // the registration.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().try_into().unwrap_or(i64::MAX))
+}
+
+fn credentials_from_row(
+    (salt, iterations, sha1_stored, sha1_server, sha256_stored, sha256_server): CredentialsRow,
+) -> Result<Credentials, StorageError> {
+    let iterations = u32::try_from(iterations)
+        .map_err(|_| StorageError::Corrupt(format!("iteration count {iterations}")))?;
+    Ok(Credentials {
+        salt,
+        iterations,
+        sha1: ScramKeys {
+            stored_key: sha1_stored,
+            server_key: sha1_server,
+        },
+        sha256: ScramKeys {
+            stored_key: sha256_stored,
+            server_key: sha256_server,
+        },
+    })
+}
+
+impl AccountStore for SqliteStore {
+    fn create_account<'a>(
+        &'a self,
+        jid: &'a str,
+        creds: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            // ON CONFLICT rather than matching the driver's unique-violation
+            // error: the same statement works on PostgreSQL.
+            let inserted = sqlx::query(
+                "INSERT INTO accounts (jid, salt, iterations, sha1_stored, sha1_server, \
+                 sha256_stored, sha256_server, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jid) DO NOTHING",
+            )
+            .bind(jid)
+            .bind(&creds.salt)
+            .bind(i64::from(creds.iterations))
+            .bind(&creds.sha1.stored_key)
+            .bind(&creds.sha1.server_key)
+            .bind(&creds.sha256.stored_key)
+            .bind(&creds.sha256.server_key)
+            .bind(unix_now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StorageError::AlreadyExists);
+            }
+            Ok(())
+        })
+    }
+
+    fn credentials<'a>(
+        &'a self,
+        jid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credentials>, StorageError>> {
+        Box::pin(async move {
+            let row: Option<CredentialsRow> = sqlx::query_as(
+                "SELECT salt, iterations, sha1_stored, sha1_server, sha256_stored, sha256_server \
+                 FROM accounts WHERE jid = $1",
+            )
+            .bind(jid)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(credentials_from_row).transpose()
+        })
+    }
+
+    fn set_credentials<'a>(
+        &'a self,
+        jid: &'a str,
+        creds: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let updated = sqlx::query(
+                "UPDATE accounts SET salt = $1, iterations = $2, sha1_stored = $3, \
+                 sha1_server = $4, sha256_stored = $5, sha256_server = $6 WHERE jid = $7",
+            )
+            .bind(&creds.salt)
+            .bind(i64::from(creds.iterations))
+            .bind(&creds.sha1.stored_key)
+            .bind(&creds.sha1.server_key)
+            .bind(&creds.sha256.stored_key)
+            .bind(&creds.sha256.server_key)
+            .bind(jid)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let deleted = sqlx::query("DELETE FROM accounts WHERE jid = $1")
+                .bind(jid)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
+    fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
+        Box::pin(async move {
+            Ok(sqlx::query_scalar("SELECT jid FROM accounts ORDER BY jid")
+                .fetch_all(&self.pool)
+                .await?)
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        // Closing the last connection checkpoints the WAL into the main file.
+        Box::pin(self.pool.close())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::sample_credentials;
+
+    #[tokio::test]
+    async fn satisfies_account_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("verona.db"))
+            .await
+            .unwrap();
+        crate::contract::account_store(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verona.db");
+        let creds = sample_credentials(1);
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .create_account("juliet@capulet.lit", &creds)
+            .await
+            .unwrap();
+        store.close().await;
+        store.close().await; // idempotent
+        assert!(
+            store.credentials("juliet@capulet.lit").await.is_err(),
+            "a closed store must not serve requests"
+        );
+
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            reopened.credentials("juliet@capulet.lit").await.unwrap(),
+            Some(creds)
+        );
+        assert_eq!(
+            reopened.list_accounts().await.unwrap(),
+            ["juliet@capulet.lit"]
+        );
+        reopened.close().await;
+    }
+
+    #[tokio::test]
+    async fn open_creates_missing_parent_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("nested").join("verona.db");
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.close().await;
+
+        assert!(path.is_file());
+    }
+
+    #[tokio::test]
+    async fn rerunning_migrations_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("verona.db"))
+            .await
+            .unwrap();
+        store
+            .create_account("romeo@montague.lit", &sample_credentials(2))
+            .await
+            .unwrap();
+
+        MIGRATOR.run(&store.pool).await.unwrap();
+
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(applied, i64::try_from(MIGRATOR.iter().count()).unwrap());
+        assert_eq!(store.list_accounts().await.unwrap(), ["romeo@montague.lit"]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn uses_wal_full_sync_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("verona.db"))
+            .await
+            .unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+
+        assert_eq!(journal, "wal");
+        assert_eq!(synchronous, 2, "2 is FULL");
+        assert_eq!(foreign_keys, 1);
+        drop(conn);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn out_of_range_iterations_are_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("verona.db"))
+            .await
+            .unwrap();
+        store
+            .create_account("nurse@capulet.lit", &sample_credentials(3))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE accounts SET iterations = -1")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
+        assert!(matches!(
+            store.credentials("nurse@capulet.lit").await,
+            Err(StorageError::Corrupt(_))
+        ));
+        store.close().await;
+    }
+}

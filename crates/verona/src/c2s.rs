@@ -1,0 +1,899 @@
+//! One client connection (RFC 6120): stream negotiation (STARTTLS, SASL, resource binding) and,
+//! once bound, stanzas between the client and the router.
+//!
+//! Each connection is one task: one `select!` over its socket, its outbound queue, its close
+//! signal, shutdown and a timer. Output is gathered in one buffer and written once per wake-up.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use jid::{BareJid, FullJid, Jid, ResourcePart};
+use minidom::Element;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use verona_auth::{Failure, Mechanism, ScramHash, ScramServer};
+use verona_stream::{StreamEvent, StreamHeader, StreamParser};
+use xmpp_parsers::bind::{BindQuery, BindResponse};
+
+use crate::iq::{self, Target};
+use crate::router::{CloseReason, SessionEnds, SessionHandle};
+use crate::server::Shared;
+use crate::xml::{ErrorType, builder, error_reply, iq_result, ns, set_attr};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 4096;
+/// Output buffers larger than this are released after a write, so idle connections stay small.
+const KEEP_OUTPUT_CAPACITY: usize = 4096;
+/// Queued stanzas written in one batch.
+const BATCH: usize = 64;
+/// Time allowed for a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Plain TCP, or TLS after STARTTLS or on a direct TLS listener.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while the socket is handed to the TLS acceptor.
+    Upgrading,
+}
+
+fn upgrading() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "TLS upgrade in progress")
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Transport::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// How a connection ends.
+enum End {
+    /// A stream error: sent, then the stream is closed.
+    Fault(&'static str, Option<String>),
+    /// An orderly close: `</stream:stream>` is sent.
+    Close,
+    /// The socket is gone; nothing more can be sent.
+    Gone,
+}
+
+fn fault(condition: &'static str, text: impl Into<String>) -> End {
+    End::Fault(condition, Some(text.into()))
+}
+
+/// A SASL exchange waiting for the client's next message.
+enum Sasl {
+    /// PLAIN without an initial response: the credentials come in `<response/>`.
+    Plain,
+    /// SCRAM without an initial response: client-first comes in `<response/>`.
+    ScramFirst(ScramHash),
+    /// SCRAM after the server-first challenge.
+    ScramFinal {
+        server: Box<ScramServer>,
+        jid: Option<BareJid>,
+    },
+}
+
+enum State {
+    Unauthenticated {
+        sasl: Option<Sasl>,
+    },
+    /// SASL succeeded; the stream restarts and the client binds a resource.
+    Authenticated {
+        jid: BareJid,
+    },
+    Bound(Session),
+}
+
+struct Session {
+    jid: FullJid,
+    handle: SessionHandle,
+    ends: SessionEnds,
+}
+
+/// What woke the connection up.
+enum Wake {
+    Read(io::Result<usize>),
+    Outbound(Option<Bytes>),
+    Closed(Option<CloseReason>),
+    Shutdown,
+    Timer,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    io: Transport,
+    peer: SocketAddr,
+    parser: StreamParser,
+    secure: bool,
+    state: State,
+    /// Whether our stream header for the current stream has gone out (a stream error needs it).
+    header_sent: bool,
+    auth_failures: u32,
+    deadline: Option<Instant>,
+    out: Vec<u8>,
+}
+
+pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let io = if direct_tls {
+        let accept = shared.direct_tls.accept(tcp);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+            Ok(Ok(tls)) => Transport::Tls(Box::new(tls)),
+            Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+            Err(_) => return tracing::debug!("TLS handshake timed out"),
+        }
+    } else {
+        Transport::Plain(tcp)
+    };
+    let unauthenticated_timeout =
+        Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs);
+    let mut conn = Connection {
+        parser: new_parser(&shared),
+        shared,
+        io,
+        peer,
+        secure: direct_tls,
+        state: State::Unauthenticated { sasl: None },
+        header_sent: false,
+        auth_failures: 0,
+        deadline: Some(Instant::now() + unauthenticated_timeout),
+        out: Vec::new(),
+    };
+    let end = conn.run().await;
+    conn.finish(end).await;
+}
+
+fn new_parser(shared: &Shared) -> StreamParser {
+    StreamParser::new(ns::CLIENT, shared.config.stream_limits())
+}
+
+impl Connection {
+    async fn run(&mut self) -> End {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            if let Err(end) = self.process_input().await {
+                return end;
+            }
+            if let Err(end) = self.flush().await {
+                return end;
+            }
+            let wake = {
+                let ends = match &mut self.state {
+                    State::Bound(session) => Some(&mut session.ends),
+                    _ => None,
+                };
+                let deadline = self.deadline;
+                tokio::select! {
+                    read = self.io.read(&mut buf) => Wake::Read(read),
+                    wake = session_wake(ends) => wake,
+                    _ = shutdown.changed() => Wake::Shutdown,
+                    _ = sleep_until(deadline) => Wake::Timer,
+                }
+            };
+            match wake {
+                Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return End::Gone,
+                Wake::Read(Ok(n)) => self.parser.feed(&buf[..n]),
+                Wake::Outbound(Some(bytes)) => self.write_queued(bytes),
+                Wake::Outbound(None) => return End::Close,
+                Wake::Closed(reason) => {
+                    let reason = reason.unwrap_or(CloseReason::AccountChanged);
+                    return End::Fault(reason.condition(), None);
+                }
+                Wake::Shutdown => return End::Fault("system-shutdown", None),
+                Wake::Timer => {
+                    if matches!(self.state, State::Unauthenticated { .. }) {
+                        return fault("connection-timeout", "authentication took too long");
+                    }
+                    // Whitespace keepalive (RFC 6120 §4.6.1): detects dead peers.
+                    self.out.push(b' ');
+                }
+            }
+        }
+    }
+
+    /// Handles every complete event the parser holds.
+    async fn process_input(&mut self) -> Result<(), End> {
+        loop {
+            match self.parser.next_event() {
+                Ok(Some(StreamEvent::Header(header))) => self.on_header(header)?,
+                Ok(Some(StreamEvent::Stanza(el))) => self.on_element(el).await?,
+                Ok(Some(StreamEvent::End)) => return Err(End::Close),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(End::Fault(e.condition(), Some(e.to_string()))),
+            }
+        }
+    }
+
+    fn write_queued(&mut self, first: Bytes) {
+        self.out.extend_from_slice(&first);
+        if let State::Bound(session) = &mut self.state {
+            for _ in 1..BATCH {
+                match session.ends.rx.try_recv() {
+                    Ok(bytes) => self.out.extend_from_slice(&bytes),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let written = async {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await
+        }
+        .await;
+        self.out.clear();
+        if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.out = Vec::new();
+        }
+        if written.is_err() {
+            return Err(End::Gone);
+        }
+        if !matches!(self.state, State::Unauthenticated { .. }) {
+            self.deadline = self.keepalive_deadline();
+        }
+        Ok(())
+    }
+
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        match self.shared.config.c2s.keepalive_secs {
+            0 => None,
+            secs => Some(Instant::now() + Duration::from_secs(secs)),
+        }
+    }
+
+    fn send(&mut self, el: &Element) {
+        self.out.extend(verona_stream::element_bytes(el));
+    }
+
+    async fn finish(&mut self, end: End) {
+        let tail: Vec<u8> = match &end {
+            End::Fault(condition, text) => {
+                tracing::debug!(
+                    condition,
+                    text = text.as_deref(),
+                    "closing with stream error"
+                );
+                let mut tail = self.header_if_unsent();
+                tail.extend(verona_stream::stream_error(condition, text.as_deref()));
+                tail.extend_from_slice(verona_stream::STREAM_CLOSE);
+                tail
+            }
+            End::Close => {
+                let mut tail = self.header_if_unsent();
+                tail.extend_from_slice(verona_stream::STREAM_CLOSE);
+                tail
+            }
+            End::Gone => Vec::new(),
+        };
+        if !tail.is_empty() {
+            self.out.extend(tail);
+            let _ = self.flush().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
+        }
+        if let State::Bound(session) = &self.state {
+            self.shared.router.unbind(&session.jid, &session.handle);
+            tracing::info!(jid = %session.jid, "session ended");
+        }
+    }
+
+    /// A stream error must follow a stream header, even when the client's header was unusable.
+    fn header_if_unsent(&mut self) -> Vec<u8> {
+        if self.header_sent {
+            return Vec::new();
+        }
+        self.header_sent = true;
+        verona_stream::stream_header(ns::CLIENT, &random_id(), &self.shared.domain, None)
+    }
+
+    fn on_header(&mut self, header: StreamHeader) -> Result<(), End> {
+        let header_bytes = verona_stream::stream_header(
+            ns::CLIENT,
+            &random_id(),
+            &self.shared.domain,
+            header.from.as_deref(),
+        );
+        self.out.extend(header_bytes);
+        self.header_sent = true;
+        let major = header
+            .version
+            .as_deref()
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse::<u32>().ok());
+        if major.is_none_or(|m| m < 1) {
+            return Err(fault("unsupported-version", "XMPP 1.0 streams only"));
+        }
+        if let Some(to) = &header.to {
+            let ours = BareJid::new(to)
+                .is_ok_and(|j| j.node().is_none() && j.domain().as_str() == self.shared.domain);
+            if !ours {
+                return Err(fault(
+                    "host-unknown",
+                    format!("this server hosts {}", self.shared.domain),
+                ));
+            }
+        }
+        let features = self.features();
+        self.send(&features);
+        Ok(())
+    }
+
+    fn features(&self) -> Element {
+        let config = &self.shared.config;
+        let mut features = builder("features", ns::STREAMS);
+        match &self.state {
+            State::Unauthenticated { .. } => {
+                if !self.secure {
+                    let mut starttls = builder("starttls", ns::TLS);
+                    if config.c2s.require_encryption {
+                        starttls = starttls.append(Element::bare("required", ns::TLS));
+                    }
+                    features = features.append(starttls.build());
+                }
+                if self.secure || !config.c2s.require_encryption {
+                    let mut mechanisms = builder("mechanisms", ns::SASL);
+                    for mechanism in self.offered_mechanisms() {
+                        mechanisms = mechanisms.append(crate::xml::text_child(
+                            "mechanism",
+                            ns::SASL,
+                            mechanism.name(),
+                        ));
+                    }
+                    features = features.append(mechanisms.build());
+                    if config.registration.allow {
+                        features = features.append(Element::bare("register", ns::REGISTER_FEATURE));
+                    }
+                }
+            }
+            State::Authenticated { .. } => {
+                features = features.append(Element::bare("bind", ns::BIND)).append(
+                    builder("session", ns::SESSION)
+                        .append(Element::bare("optional", ns::SESSION))
+                        .build(),
+                );
+            }
+            State::Bound(_) => {}
+        }
+        features.build()
+    }
+
+    fn offered_mechanisms(&self) -> Vec<Mechanism> {
+        let mut offered = vec![
+            Mechanism::Scram(ScramHash::Sha256),
+            Mechanism::Scram(ScramHash::Sha1),
+        ];
+        if self.secure || self.shared.config.c2s.allow_insecure_auth {
+            offered.push(Mechanism::Plain);
+        }
+        offered
+    }
+
+    async fn on_element(&mut self, el: Element) -> Result<(), End> {
+        let namespace = el.ns();
+        let is_stanza = matches!(el.name(), "message" | "presence" | "iq");
+        if is_stanza && namespace != ns::CLIENT {
+            return Err(fault(
+                "invalid-namespace",
+                format!("stanzas must be in {}, not {namespace}", ns::CLIENT),
+            ));
+        }
+        match &self.state {
+            State::Unauthenticated { .. } => self.unauthenticated(el, &namespace).await,
+            State::Authenticated { jid } => {
+                let jid = jid.clone();
+                self.authenticated(el, jid)
+            }
+            State::Bound(_) if is_stanza => self.route(el).await,
+            State::Bound(_) => Err(fault(
+                "unsupported-stanza-type",
+                format!("<{}/> in {namespace} is not supported here", el.name()),
+            )),
+        }
+    }
+
+    async fn unauthenticated(&mut self, el: Element, namespace: &str) -> Result<(), End> {
+        let config = &self.shared.config;
+        if namespace == ns::TLS && el.name() == "starttls" {
+            return self.starttls().await;
+        }
+        if !self.secure && config.c2s.require_encryption {
+            if namespace == ns::SASL && el.name() == "auth" {
+                self.send_sasl_failure(Failure::EncryptionRequired);
+                return Ok(());
+            }
+            return Err(fault("policy-violation", "use STARTTLS first"));
+        }
+        if namespace == ns::SASL {
+            return self.sasl(el).await;
+        }
+        if el.name() == "iq" && el.has_child("query", ns::REGISTER) {
+            return self.register_account(el).await;
+        }
+        Err(fault("not-authorized", "authenticate first"))
+    }
+
+    async fn starttls(&mut self) -> Result<(), End> {
+        if self.secure {
+            return Err(fault("policy-violation", "TLS is already in place"));
+        }
+        self.send(&Element::bare("proceed", ns::TLS));
+        self.flush().await?;
+        let Transport::Plain(tcp) = std::mem::replace(&mut self.io, Transport::Upgrading) else {
+            return Err(End::Gone);
+        };
+        let accept = self.shared.starttls.accept(tcp);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+            Ok(Ok(tls)) => {
+                self.io = Transport::Tls(Box::new(tls));
+                self.secure = true;
+                self.restart_stream();
+                Ok(())
+            }
+            _ => Err(End::Gone),
+        }
+    }
+
+    /// After STARTTLS and SASL success both sides start a new stream (RFC 6120 §5.4.3.3, §6.4.6).
+    fn restart_stream(&mut self) {
+        self.parser = new_parser(&self.shared);
+        self.header_sent = false;
+    }
+
+    async fn sasl(&mut self, el: Element) -> Result<(), End> {
+        let State::Unauthenticated { sasl } = &mut self.state else {
+            unreachable!("sasl() is only called before authentication");
+        };
+        let pending = sasl.take();
+        match (el.name(), pending) {
+            ("auth", _) => {
+                let Some(mechanism) = el
+                    .attr("mechanism")
+                    .and_then(Mechanism::from_name)
+                    .filter(|m| self.offered_mechanisms().contains(m))
+                else {
+                    let failure = if el.attr("mechanism") == Some("PLAIN") {
+                        Failure::EncryptionRequired
+                    } else {
+                        Failure::InvalidMechanism
+                    };
+                    return self.sasl_failure(failure).await;
+                };
+                let Some(data) = decode_sasl(&el) else {
+                    return self.sasl_failure(Failure::IncorrectEncoding).await;
+                };
+                let exchange = match mechanism {
+                    Mechanism::Plain => Sasl::Plain,
+                    Mechanism::Scram(hash) => Sasl::ScramFirst(hash),
+                };
+                if data.is_empty() {
+                    // No initial response: ask for it with an empty challenge.
+                    self.set_sasl(exchange);
+                    self.send(&builder("challenge", ns::SASL).build());
+                    return Ok(());
+                }
+                self.sasl_step(exchange, &data).await
+            }
+            ("response", Some(exchange)) => {
+                let Some(data) = decode_sasl(&el) else {
+                    return self.sasl_failure(Failure::IncorrectEncoding).await;
+                };
+                self.sasl_step(exchange, &data).await
+            }
+            ("abort", _) => {
+                self.send_sasl_failure(Failure::Aborted);
+                Ok(())
+            }
+            _ => self.sasl_failure(Failure::MalformedRequest).await,
+        }
+    }
+
+    fn set_sasl(&mut self, exchange: Sasl) {
+        if let State::Unauthenticated { sasl } = &mut self.state {
+            *sasl = Some(exchange);
+        }
+    }
+
+    async fn sasl_step(&mut self, exchange: Sasl, data: &[u8]) -> Result<(), End> {
+        let outcome = match exchange {
+            Sasl::Plain => self.plain(data).await.map(|jid| (jid, None)),
+            Sasl::ScramFirst(hash) => return self.scram_first(hash, data).await,
+            Sasl::ScramFinal { mut server, jid } => {
+                server.client_final(data).and_then(|server_final| {
+                    Ok((jid.ok_or(Failure::NotAuthorized)?, Some(server_final)))
+                })
+            }
+        };
+        match outcome {
+            Ok((jid, additional)) => {
+                self.sasl_success(jid, additional);
+                Ok(())
+            }
+            Err(failure) => self.sasl_failure(failure).await,
+        }
+    }
+
+    async fn plain(&self, data: &[u8]) -> Result<BareJid, Failure> {
+        let message = verona_auth::parse_plain(data)?;
+        let jid = self
+            .shared
+            .accounts
+            .jid_for_username(&message.authcid)
+            .ok_or(Failure::NotAuthorized)?;
+        check_authzid(message.authzid.as_deref(), &jid)?;
+        let creds = self
+            .shared
+            .accounts
+            .credentials(&jid)
+            .await
+            .map_err(|_| Failure::TemporaryAuthFailure)?
+            .ok_or(Failure::NotAuthorized)?;
+        let password = message.password;
+        // PBKDF2 is deliberately slow: keep it off the async worker threads.
+        let valid = tokio::task::spawn_blocking(move || creds.verify_password(&password))
+            .await
+            .map_err(|_| Failure::TemporaryAuthFailure)?;
+        if valid {
+            Ok(jid)
+        } else {
+            Err(Failure::NotAuthorized)
+        }
+    }
+
+    async fn scram_first(&mut self, hash: ScramHash, data: &[u8]) -> Result<(), End> {
+        let mut server = Box::new(ScramServer::new(hash));
+        let first = match server.client_first(data) {
+            Ok(first) => first,
+            Err(failure) => return self.sasl_failure(failure).await,
+        };
+        let jid = self.shared.accounts.jid_for_username(&first.username);
+        if let Some(jid) = &jid
+            && let Err(failure) = check_authzid(first.authzid.as_deref(), jid)
+        {
+            return self.sasl_failure(failure).await;
+        }
+        let creds = match &jid {
+            Some(jid) => match self.shared.accounts.credentials(jid).await {
+                Ok(creds) => creds,
+                Err(_) => return self.sasl_failure(Failure::TemporaryAuthFailure).await,
+            },
+            None => None,
+        };
+        // Unknown users get a plausible challenge too, so existence does not leak.
+        let challenge = server.server_first(creds.as_ref());
+        self.send(
+            &builder("challenge", ns::SASL)
+                .append(BASE64.encode(challenge))
+                .build(),
+        );
+        self.set_sasl(Sasl::ScramFinal { server, jid });
+        Ok(())
+    }
+
+    fn sasl_success(&mut self, jid: BareJid, additional: Option<Vec<u8>>) {
+        let mut success = builder("success", ns::SASL);
+        if let Some(data) = additional {
+            success = success.append(BASE64.encode(data));
+        }
+        self.send(&success.build());
+        self.shared.throttle.success(self.peer.ip());
+        tracing::info!(%jid, "authenticated");
+        self.state = State::Authenticated { jid };
+        self.deadline = self.keepalive_deadline();
+        self.restart_stream();
+    }
+
+    /// A failed attempt: counted, slowed down per address, and fatal after too many.
+    async fn sasl_failure(&mut self, failure: Failure) -> Result<(), End> {
+        self.auth_failures += 1;
+        let delay = self
+            .shared
+            .throttle
+            .failure(self.peer.ip(), std::time::Instant::now());
+        if !delay.is_zero() {
+            self.flush().await?;
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!(condition = failure.condition(), "authentication failed");
+        self.send_sasl_failure(failure);
+        if self.auth_failures >= self.shared.config.auth.max_failures_per_connection {
+            return Err(fault(
+                "policy-violation",
+                "too many failed authentication attempts",
+            ));
+        }
+        Ok(())
+    }
+
+    fn send_sasl_failure(&mut self, failure: Failure) {
+        self.set_sasl_none();
+        let failure = builder("failure", ns::SASL)
+            .append(Element::bare(failure.condition(), ns::SASL))
+            .build();
+        self.send(&failure);
+    }
+
+    fn set_sasl_none(&mut self) {
+        if let State::Unauthenticated { sasl } = &mut self.state {
+            *sasl = None;
+        }
+    }
+
+    /// XEP-0077 registration of a new account, before authentication.
+    async fn register_account(&mut self, el: Element) -> Result<(), End> {
+        let reply = iq::register_new(&self.shared, &el).await;
+        self.send(&reply);
+        Ok(())
+    }
+
+    fn authenticated(&mut self, el: Element, jid: BareJid) -> Result<(), End> {
+        if el.name() != "iq" || el.attr("type") != Some("set") {
+            return Err(fault("not-authorized", "bind a resource first"));
+        }
+        if el.has_child("session", ns::SESSION) {
+            // RFC 3921 sessions are a no-op kept for old clients (RFC 6121 Appendix E).
+            self.send(&iq_result(&el, None));
+            return Ok(());
+        }
+        let Some(request) = el
+            .get_child("bind", ns::BIND)
+            .and_then(|b| BindQuery::try_from(b.clone()).ok())
+        else {
+            return Err(fault("not-authorized", "bind a resource first"));
+        };
+        let resource = match request.resource.filter(|r| !r.is_empty()) {
+            Some(r) => match ResourcePart::new(&r) {
+                Ok(r) => r.into_owned(),
+                Err(_) => {
+                    let reply = error_reply(
+                        &el,
+                        ErrorType::Modify,
+                        "bad-request",
+                        Some("invalid resource"),
+                    );
+                    self.send(&reply.expect("an iq set is answered"));
+                    return Ok(());
+                }
+            },
+            None => ResourcePart::new(&format!("verona-{}", random_id()))
+                .expect("valid")
+                .into_owned(),
+        };
+        let full = jid.with_resource(&resource);
+        let (handle, ends) = SessionHandle::new(self.shared.config.limits.outbound_queue);
+        self.shared.router.bind(&full, handle.clone());
+        tracing::info!(jid = %full, "resource bound");
+        let payload = Element::from(BindResponse { jid: full.clone() });
+        self.send(&iq_result(&el, Some(payload)));
+        self.state = State::Bound(Session {
+            jid: full,
+            handle,
+            ends,
+        });
+        Ok(())
+    }
+
+    /// A stanza from a bound session: `from` stamped, then delivered or answered.
+    async fn route(&mut self, mut el: Element) -> Result<(), End> {
+        let State::Bound(session) = &self.state else {
+            unreachable!("route() is only called when bound");
+        };
+        let me = session.jid.clone();
+        if let Some(from) = el.attr("from") {
+            let matches = Jid::new(from)
+                .is_ok_and(|j| j.as_str() == me.as_str() || j.as_str() == me.to_bare().as_str());
+            if !matches {
+                return Err(fault("invalid-from", format!("you are {me}")));
+            }
+        }
+        set_attr(&mut el, "from", me.as_str());
+        let to = match el.attr("to").map(Jid::new) {
+            None => None,
+            Some(Ok(to)) => Some(to),
+            Some(Err(_)) => {
+                self.answer(&el, ErrorType::Modify, "jid-malformed", None);
+                return Ok(());
+            }
+        };
+        let Some(to) = to else {
+            // No `to`: the stanza is for the user's own account (RFC 6120 §10.3).
+            return match el.name() {
+                "iq" => self.server_iq(el, Target::Account).await,
+                "message" => {
+                    self.deliver_to_account(&el, &me.to_bare());
+                    Ok(())
+                }
+                // Presence broadcast is the presence node's business (XEP-0207 §3).
+                _ => Ok(()),
+            };
+        };
+        if to.domain().as_str() != self.shared.domain {
+            self.answer(
+                &el,
+                ErrorType::Cancel,
+                "remote-server-not-found",
+                Some("this server does not federate yet"),
+            );
+            return Ok(());
+        }
+        match (to.node(), to.try_as_full()) {
+            (None, Err(_)) => self.server_iq_or_drop(el, Target::Domain).await,
+            (None, Ok(_)) => {
+                self.answer(&el, ErrorType::Cancel, "service-unavailable", None);
+                Ok(())
+            }
+            (Some(_), Ok(full)) => {
+                if let Some(handle) = self.shared.router.session(full) {
+                    handle.send(Bytes::from(verona_stream::element_bytes(&el)));
+                } else if el.name() == "message" {
+                    // RFC 6121 §8.5.3.2.1: a message to an unavailable resource goes to the account.
+                    self.deliver_to_account(&el, &full.to_bare());
+                } else if el.name() == "iq" {
+                    self.answer(&el, ErrorType::Cancel, "service-unavailable", None);
+                }
+                Ok(())
+            }
+            (Some(_), Err(bare)) => {
+                let bare = bare.clone();
+                match el.name() {
+                    "iq" if bare == me.to_bare() => self.server_iq(el, Target::Account).await,
+                    "iq" => {
+                        self.answer(&el, ErrorType::Cancel, "service-unavailable", None);
+                        Ok(())
+                    }
+                    "message" => {
+                        self.deliver_to_account(&el, &bare);
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn server_iq_or_drop(&mut self, el: Element, target: Target) -> Result<(), End> {
+        if el.name() == "iq" {
+            return self.server_iq(el, target).await;
+        }
+        Ok(())
+    }
+
+    async fn server_iq(&mut self, el: Element, target: Target) -> Result<(), End> {
+        let State::Bound(session) = &self.state else {
+            unreachable!("server_iq() is only called when bound");
+        };
+        let me = session.jid.clone();
+        let handled = iq::handle(&self.shared, &el, &target, &me).await;
+        if let Some(reply) = handled.reply {
+            self.send(&reply);
+        }
+        if handled.account_removed {
+            self.shared
+                .router
+                .close_account(&me.to_bare(), CloseReason::AccountChanged);
+        }
+        Ok(())
+    }
+
+    /// A message to a bare JID: every bound resource gets it (presence-based selection comes
+    /// with the presence node); with none, the sender learns it was not delivered.
+    fn deliver_to_account(&mut self, el: &Element, bare: &BareJid) {
+        let sessions = self.shared.router.sessions_of(bare);
+        if sessions.is_empty() {
+            if el.attr("type") != Some("headline") {
+                self.answer(
+                    el,
+                    ErrorType::Cancel,
+                    "service-unavailable",
+                    Some("the recipient is not online"),
+                );
+            }
+            return;
+        }
+        let bytes = Bytes::from(verona_stream::element_bytes(el));
+        for handle in sessions {
+            handle.send(bytes.clone());
+        }
+    }
+
+    fn answer(&mut self, el: &Element, kind: ErrorType, condition: &str, text: Option<&str>) {
+        if let Some(reply) = error_reply(el, kind, condition, text) {
+            self.send(&reply);
+        }
+    }
+}
+
+async fn session_wake(ends: Option<&mut SessionEnds>) -> Wake {
+    let Some(ends) = ends else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        bytes = ends.rx.recv() => Wake::Outbound(bytes),
+        changed = ends.close.changed() => match changed {
+            Ok(()) => Wake::Closed(*ends.close.borrow()),
+            Err(_) => Wake::Closed(None),
+        },
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `<auth/>` and `<response/>` carry base64; `=` (or nothing) is the empty message.
+fn decode_sasl(el: &Element) -> Option<Vec<u8>> {
+    let text = el.text();
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return Some(Vec::new());
+    }
+    BASE64.decode(text).ok()
+}
+
+/// Only the account itself may be named as the authorization identity.
+fn check_authzid(authzid: Option<&str>, jid: &BareJid) -> Result<(), Failure> {
+    match authzid {
+        None => Ok(()),
+        Some(a) if BareJid::new(a).is_ok_and(|a| &a == jid) => Ok(()),
+        Some(_) => Err(Failure::InvalidAuthzid),
+    }
+}
+
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,312 @@
+//! The TOML configuration file. Every key is documented in `docs/configuration.md`; unknown keys
+//! are an error that names the key (`deny_unknown_fields`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The XMPP domain this server hosts.
+    pub domain: String,
+    /// Where the SQLite database and the generated certificate live.
+    pub data_dir: PathBuf,
+    pub c2s: C2sConfig,
+    pub tls: TlsConfig,
+    pub registration: RegistrationConfig,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sConfig {
+    /// Listeners that start in plain text and offer STARTTLS (RFC 6120).
+    pub listen: Vec<SocketAddr>,
+    /// Listeners that speak TLS from the first byte (XEP-0368, ALPN `xmpp-client`).
+    pub direct_tls_listen: Vec<SocketAddr>,
+    /// Refuse authentication and stanzas until the stream is encrypted.
+    pub require_encryption: bool,
+    /// Offer PLAIN on unencrypted streams (only meaningful with `require_encryption = false`).
+    pub allow_insecure_auth: bool,
+    /// Send a whitespace keepalive after this many idle seconds (0 disables).
+    pub keepalive_secs: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`. When both are absent a self-signed certificate is
+    /// generated once into `data_dir/tls/` and reused.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Allow XEP-0077 in-band registration of new accounts.
+    pub allow: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// PBKDF2 iterations for newly stored SCRAM credentials (at least 4096).
+    pub scram_iterations: u32,
+    /// Failed attempts allowed on one connection before it is closed.
+    pub max_failures_per_connection: u32,
+    /// Failures from one address within `failure_window_secs` before answers are slowed down.
+    pub failures_before_delay: u32,
+    pub failure_window_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest stanza accepted, in bytes (also bounds a stanza still being received).
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside the stream.
+    pub max_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Seconds a connection may take to authenticate before it is closed.
+    pub unauthenticated_timeout_secs: u64,
+    /// Stanzas queued for one session before it is considered stuck and disconnected.
+    pub outbound_queue: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `verona=debug`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domain: "localhost".into(),
+            data_dir: PathBuf::from("verona-data"),
+            c2s: C2sConfig::default(),
+            tls: TlsConfig::default(),
+            registration: RegistrationConfig::default(),
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for C2sConfig {
+    fn default() -> Self {
+        C2sConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 5222))],
+            direct_tls_listen: vec![SocketAddr::from(([0, 0, 0, 0], 5223))],
+            require_encryption: true,
+            allow_insecure_auth: false,
+            keepalive_secs: 60,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            scram_iterations: verona_auth::DEFAULT_ITERATIONS,
+            max_failures_per_connection: 3,
+            failures_before_delay: 5,
+            failure_window_secs: 600,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            unauthenticated_timeout_secs: 30,
+            outbound_queue: 1024,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// The file's settings over the defaults; `None` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Config::parse(&text).map_err(|e| match e {
+                    ConfigError::Parse { source, .. } => ConfigError::Parse {
+                        path: path.to_owned(),
+                        source,
+                    },
+                    other => other,
+                })?
+            }
+        };
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            source: Box::new(e),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let domain = jid::BareJid::new(&self.domain)
+            .map_err(|e| ConfigError::Invalid(format!("domain {:?}: {e}", self.domain)))?;
+        if domain.node().is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "domain {:?} must be a bare domain, without '@'",
+                self.domain
+            )));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "[tls] cert and key must be given together".into(),
+            ));
+        }
+        if self.auth.scram_iterations < verona_auth::DEFAULT_ITERATIONS {
+            return Err(ConfigError::Invalid(format!(
+                "[auth] scram_iterations must be at least {}",
+                verona_auth::DEFAULT_ITERATIONS
+            )));
+        }
+        if self.limits.max_stanza_bytes < 1024 || self.limits.max_depth < 4 {
+            return Err(ConfigError::Invalid(
+                "[limits] max_stanza_bytes must be at least 1024 and max_depth at least 4".into(),
+            ));
+        }
+        if self.limits.outbound_queue == 0 {
+            return Err(ConfigError::Invalid(
+                "[limits] outbound_queue must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The domain in normalised form (stringprep'd, lower case).
+    pub fn normalized_domain(&self) -> String {
+        jid::BareJid::new(&self.domain)
+            .map(|j| j.domain().to_string())
+            .unwrap_or_else(|_| self.domain.clone())
+    }
+
+    pub fn stream_limits(&self) -> verona_stream::Limits {
+        verona_stream::Limits {
+            max_stanza_bytes: self.limits.max_stanza_bytes,
+            max_depth: self.limits.max_depth,
+            max_attributes: self.limits.max_attributes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.domain, "localhost");
+        assert_eq!(c.data_dir, PathBuf::from("verona-data"));
+        assert_eq!(c.c2s.listen, vec!["0.0.0.0:5222".parse().unwrap()]);
+        assert_eq!(
+            c.c2s.direct_tls_listen,
+            vec!["0.0.0.0:5223".parse().unwrap()]
+        );
+        assert!(c.c2s.require_encryption);
+        assert!(!c.c2s.allow_insecure_auth);
+        assert!(!c.registration.allow);
+        assert_eq!(c.limits.max_stanza_bytes, 262_144);
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let c = Config::parse(
+            r#"
+            domain = "capulet.lit"
+            data_dir = "/var/lib/verona"
+            [c2s]
+            listen = ["127.0.0.1:5000", "[::1]:5000"]
+            direct_tls_listen = []
+            require_encryption = false
+            allow_insecure_auth = true
+            [tls]
+            cert = "/etc/verona/cert.pem"
+            key = "/etc/verona/key.pem"
+            [registration]
+            allow = true
+            [limits]
+            max_stanza_bytes = 65536
+            max_depth = 16
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.domain, "capulet.lit");
+        assert_eq!(c.c2s.listen.len(), 2);
+        assert!(c.c2s.direct_tls_listen.is_empty());
+        assert!(c.c2s.allow_insecure_auth);
+        assert!(c.registration.allow);
+        assert_eq!(c.limits.max_stanza_bytes, 65536);
+        assert_eq!(c.limits.max_attributes, 64, "unset keys keep defaults");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let cases = [
+            ("domian = 'x'", "domian"),
+            ("[c2s]\nlisten_on = []", "listen_on"),
+            ("[limits]\nmax_stanza = 1", "max_stanza"),
+            ("[c2s]\nlisten = ['nowhere']", "listen"),
+            ("domain = 'a@b'", "bare domain"),
+            ("[tls]\ncert = 'c.pem'", "together"),
+            ("[auth]\nscram_iterations = 10", "scram_iterations"),
+            ("[limits]\noutbound_queue = 0", "outbound_queue"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?} gave {err:?}");
+        }
+    }
+}

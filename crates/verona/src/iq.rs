@@ -1,0 +1,246 @@
+//! Iqs the server answers itself: to its domain, or to an account's bare JID on the account's
+//! behalf. Everything not understood gets `service-unavailable` (RFC 6120 §8.4).
+
+use std::collections::BTreeSet;
+
+use jid::FullJid;
+use minidom::Element;
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity};
+use xmpp_parsers::version::VersionResult;
+
+use crate::accounts::AccountError;
+use crate::server::Shared;
+use crate::xml::{ErrorType, builder, error_reply, iq_result, ns, text_child};
+
+/// Whom an iq is addressed to.
+pub enum Target {
+    /// The server's domain.
+    Domain,
+    /// The sender's own account (its bare JID, or no `to`); others' are not served yet.
+    Account,
+}
+
+/// The answer to an iq, and what else happened.
+pub struct Handled {
+    pub reply: Option<Element>,
+    /// The sender's account was deleted (XEP-0077 cancellation): its sessions must end.
+    pub account_removed: bool,
+}
+
+impl Handled {
+    fn reply(reply: Element) -> Self {
+        Handled {
+            reply: Some(reply),
+            account_removed: false,
+        }
+    }
+
+    fn error(request: &Element, kind: ErrorType, condition: &str) -> Self {
+        Handled {
+            reply: error_reply(request, kind, condition, None),
+            account_removed: false,
+        }
+    }
+}
+
+/// The single payload of a get/set iq; `None` if the iq is not a well-formed request.
+fn request_payload(iq: &Element) -> Option<&Element> {
+    let mut children = iq.children();
+    let payload = children.next()?;
+    children.next().is_none().then_some(payload)
+}
+
+pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid) -> Handled {
+    let kind = iq.attr("type");
+    if !matches!(kind, Some("get") | Some("set")) || iq.attr("id").is_none() {
+        // Results and errors for the server are not expected; malformed iqs get bad-request.
+        if matches!(kind, Some("result") | Some("error")) {
+            return Handled {
+                reply: None,
+                account_removed: false,
+            };
+        }
+        return Handled::error(iq, ErrorType::Modify, "bad-request");
+    }
+    let Some(payload) = request_payload(iq) else {
+        return Handled::error(iq, ErrorType::Modify, "bad-request");
+    };
+    let is_get = kind == Some("get");
+    match (is_get, payload.name(), payload.ns().as_str()) {
+        (true, "ping", ns::PING) => Handled::reply(iq_result(iq, None)),
+        (true, "query", ns::DISCO_INFO) if payload.attr("node").is_none() => {
+            Handled::reply(iq_result(iq, Some(disco_info(shared, target))))
+        }
+        (true, "query", ns::DISCO_ITEMS) if payload.attr("node").is_none() => {
+            let items = DiscoItemsResult {
+                node: None,
+                items: Vec::new(),
+                rsm: None,
+            };
+            Handled::reply(iq_result(iq, Some(items.into())))
+        }
+        (true, "query", ns::DISCO_INFO | ns::DISCO_ITEMS) => {
+            Handled::error(iq, ErrorType::Cancel, "item-not-found")
+        }
+        (true, "query", ns::VERSION) if matches!(target, Target::Domain) => {
+            let version = VersionResult {
+                name: "Verona".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                os: None,
+            };
+            Handled::reply(iq_result(iq, Some(version.into())))
+        }
+        (false, "session", ns::SESSION) => Handled::reply(iq_result(iq, None)),
+        (_, "query", ns::REGISTER) => registered_account(shared, iq, payload, is_get, me).await,
+        _ => Handled::error(iq, ErrorType::Cancel, "service-unavailable"),
+    }
+}
+
+fn disco_info(shared: &Shared, target: &Target) -> Element {
+    let mut features: BTreeSet<String> = [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let identity = match target {
+        Target::Domain => {
+            features.insert(ns::VERSION.into());
+            if shared.config.registration.allow {
+                features.insert(ns::REGISTER.into());
+            }
+            identity("server", "im")
+        }
+        Target::Account => identity("account", "registered"),
+    };
+    DiscoInfoResult {
+        node: None,
+        identities: vec![identity],
+        features,
+        extensions: Vec::new(),
+    }
+    .into()
+}
+
+fn identity(category: &str, type_: &str) -> Identity {
+    Identity {
+        category: category.into(),
+        type_: type_.into(),
+        lang: None,
+        name: None,
+    }
+}
+
+fn child_text(payload: &Element, name: &str) -> Option<String> {
+    payload.get_child(name, ns::REGISTER).map(|c| c.text())
+}
+
+/// XEP-0077 on an authenticated stream: look up, change the password, or cancel the account.
+async fn registered_account(
+    shared: &Shared,
+    iq: &Element,
+    payload: &Element,
+    is_get: bool,
+    me: &FullJid,
+) -> Handled {
+    let bare = me.to_bare();
+    let accounts = &shared.accounts;
+    if is_get {
+        let username = bare.node().map(|n| n.to_string()).unwrap_or_default();
+        let query = builder("query", ns::REGISTER)
+            .append(Element::bare("registered", ns::REGISTER))
+            .append(text_child("username", ns::REGISTER, username))
+            .build();
+        return Handled::reply(iq_result(iq, Some(query)));
+    }
+    if payload.has_child("remove", ns::REGISTER) {
+        return match accounts.delete(&bare).await {
+            Ok(()) => {
+                tracing::info!(jid = %bare, "account removed by its owner");
+                Handled {
+                    reply: Some(iq_result(iq, None)),
+                    account_removed: true,
+                }
+            }
+            Err(e) => account_error(iq, e),
+        };
+    }
+    let username = child_text(payload, "username");
+    let same_user = username
+        .as_deref()
+        .is_none_or(|u| accounts.jid_for_username(u).is_some_and(|jid| jid == bare));
+    match child_text(payload, "password") {
+        Some(password) if same_user => match accounts.set_password(&bare, &password).await {
+            Ok(()) => {
+                tracing::info!(jid = %bare, "password changed by its owner");
+                Handled::reply(iq_result(iq, None))
+            }
+            Err(e) => account_error(iq, e),
+        },
+        Some(_) => Handled::error(iq, ErrorType::Modify, "not-allowed"),
+        None => Handled::error(iq, ErrorType::Modify, "bad-request"),
+    }
+}
+
+/// XEP-0077 before authentication: the form, or the creation of an account.
+pub async fn register_new(shared: &Shared, iq: &Element) -> Element {
+    let refuse = |kind, condition| {
+        error_reply(iq, kind, condition, None).unwrap_or_else(|| iq_result(iq, None))
+    };
+    if !shared.config.registration.allow {
+        return refuse(ErrorType::Cancel, "service-unavailable");
+    }
+    let Some(payload) = request_payload(iq).filter(|p| p.is("query", ns::REGISTER)) else {
+        return refuse(ErrorType::Modify, "bad-request");
+    };
+    match iq.attr("type") {
+        Some("get") => {
+            let query = builder("query", ns::REGISTER)
+                .append(text_child(
+                    "instructions",
+                    ns::REGISTER,
+                    "Choose a username and password.",
+                ))
+                .append(Element::bare("username", ns::REGISTER))
+                .append(Element::bare("password", ns::REGISTER))
+                .build();
+            iq_result(iq, Some(query))
+        }
+        Some("set") => {
+            let (Some(username), Some(password)) = (
+                child_text(payload, "username"),
+                child_text(payload, "password"),
+            ) else {
+                return refuse(ErrorType::Modify, "not-acceptable");
+            };
+            let Some(jid) = shared.accounts.jid_for_username(&username) else {
+                return refuse(ErrorType::Modify, "not-acceptable");
+            };
+            match shared.accounts.create(&jid, &password).await {
+                Ok(()) => {
+                    tracing::info!(%jid, "account registered in-band");
+                    iq_result(iq, None)
+                }
+                Err(e) => account_error(iq, e)
+                    .reply
+                    .unwrap_or_else(|| iq_result(iq, None)),
+            }
+        }
+        _ => refuse(ErrorType::Modify, "bad-request"),
+    }
+}
+
+fn account_error(iq: &Element, e: AccountError) -> Handled {
+    let (kind, condition) = match e {
+        AccountError::Exists(_) => (ErrorType::Cancel, "conflict"),
+        AccountError::BadPassword | AccountError::InvalidJid(_) => {
+            (ErrorType::Modify, "not-acceptable")
+        }
+        AccountError::NotFound(_) | AccountError::ForeignDomain(..) => {
+            (ErrorType::Cancel, "item-not-found")
+        }
+        AccountError::Storage(e) => {
+            tracing::error!("storage failed: {e}");
+            (ErrorType::Wait, "internal-server-error")
+        }
+    };
+    Handled::error(iq, kind, condition)
+}

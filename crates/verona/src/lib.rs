@@ -1,0 +1,18 @@
+//! Verona: an XMPP server in which publish-subscribe is the only model (XEP-0207).
+//!
+//! This crate is the server: configuration, TLS, client streams, the session router and the
+//! command line. The engine-free parts live in `verona-auth` (SASL), `verona-stream` (XML
+//! framing) and `verona-storage` (persistence).
+
+pub mod accounts;
+mod c2s;
+pub mod config;
+mod iq;
+mod router;
+mod server;
+mod throttle;
+pub mod tls;
+mod xml;
+
+pub use config::Config;
+pub use server::{RunningServer, open_store};

@@ -1,0 +1,159 @@
+//! The `verona` command: run the server, manage accounts.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use verona::accounts::Accounts;
+use verona::{Config, RunningServer};
+
+#[derive(Parser)]
+#[command(
+    name = "verona",
+    version,
+    about = "An XMPP server in which publish-subscribe is the only model"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without it: domain `localhost`, data in `./verona-data`.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server until SIGINT or SIGTERM.
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input unless given.
+    Add {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Delete an account.
+    Del { jid: String },
+    /// Change an account's password; read from standard input unless given.
+    Passwd {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List accounts.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("verona: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => serve(config).await,
+            Command::User(command) => user(config, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("verona: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = RunningServer::start(config).await?;
+    tracing::info!(domain = server.domain(), cert = %server.cert_path().display(), "Verona is running");
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT"),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
+    let store = verona::open_store(&config).await?;
+    let accounts = Accounts::new(
+        store.clone(),
+        config.normalized_domain(),
+        config.auth.scram_iterations,
+    );
+    let result = run_user_command(&accounts, command).await;
+    store.close().await;
+    result
+}
+
+async fn run_user_command(accounts: &Accounts, command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add { jid, password } => {
+            let jid = accounts.parse_jid(&jid)?;
+            let password = password_or_stdin(password)?;
+            accounts.create(&jid, &password).await?;
+            println!("created {jid}");
+        }
+        UserCommand::Del { jid } => {
+            let jid = accounts.parse_jid(&jid)?;
+            accounts.delete(&jid).await?;
+            println!("deleted {jid}");
+        }
+        UserCommand::Passwd { jid, password } => {
+            let jid = accounts.parse_jid(&jid)?;
+            let password = password_or_stdin(password)?;
+            accounts.set_password(&jid, &password).await?;
+            println!("password changed for {jid}");
+        }
+        UserCommand::List => {
+            for jid in accounts.list().await? {
+                println!("{jid}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first line of standard input, so scripts can pipe a password in.
+fn password_or_stdin(password: Option<String>) -> anyhow::Result<String> {
+    if let Some(password) = password {
+        return Ok(password);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}

@@ -1,0 +1,198 @@
+//! The session registry: which resources of which account are bound, and how to reach them.
+//!
+//! A session is reached through a bounded queue of pre-serialised stanzas. A session whose queue
+//! is full is not keeping up; it is told to close instead of letting its queue grow without bound.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use jid::{BareJid, FullJid};
+use tokio::sync::{mpsc, watch};
+
+/// Why the server ends a session from outside its own task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Another session bound the same resource (RFC 6120 §7.7.2.2).
+    Conflict,
+    /// The session's queue overflowed.
+    Overflow,
+    /// The account was deleted or its password changed by an operator.
+    AccountChanged,
+}
+
+impl CloseReason {
+    /// The stream error condition sent before closing.
+    pub fn condition(self) -> &'static str {
+        match self {
+            CloseReason::Conflict => "conflict",
+            CloseReason::Overflow => "policy-violation",
+            CloseReason::AccountChanged => "not-authorized",
+        }
+    }
+}
+
+/// How the router reaches one bound session.
+#[derive(Clone)]
+pub struct SessionHandle {
+    id: u64,
+    tx: mpsc::Sender<Bytes>,
+    close: Arc<watch::Sender<Option<CloseReason>>>,
+}
+
+/// The session's own ends of its handle.
+pub struct SessionEnds {
+    pub rx: mpsc::Receiver<Bytes>,
+    pub close: watch::Receiver<Option<CloseReason>>,
+}
+
+impl SessionHandle {
+    pub fn new(queue: usize) -> (SessionHandle, SessionEnds) {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let (tx, rx) = mpsc::channel(queue);
+        let (close_tx, close_rx) = watch::channel(None);
+        let handle = SessionHandle {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            tx,
+            close: Arc::new(close_tx),
+        };
+        (
+            handle,
+            SessionEnds {
+                rx,
+                close: close_rx,
+            },
+        )
+    }
+
+    /// Queue serialised bytes for the session; false if it is gone or was closed for overflow.
+    pub fn send(&self, bytes: Bytes) -> bool {
+        match self.tx.try_send(bytes) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseReason::Overflow);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn close(&self, reason: CloseReason) {
+        self.close.send_replace(Some(reason));
+    }
+}
+
+#[derive(Default)]
+pub struct Router {
+    sessions: RwLock<HashMap<BareJid, HashMap<String, SessionHandle>>>,
+}
+
+impl Router {
+    /// Binds `jid`; an older session on the same full JID is closed with `conflict`.
+    pub fn bind(&self, jid: &FullJid, handle: SessionHandle) {
+        let old = self
+            .sessions
+            .write()
+            .expect("router lock")
+            .entry(jid.to_bare())
+            .or_default()
+            .insert(jid.resource().to_string(), handle);
+        if let Some(old) = old {
+            old.close(CloseReason::Conflict);
+        }
+    }
+
+    /// Removes the binding, unless it was already replaced by a newer session.
+    pub fn unbind(&self, jid: &FullJid, handle: &SessionHandle) {
+        let mut sessions = self.sessions.write().expect("router lock");
+        let bare = jid.to_bare();
+        if let Some(resources) = sessions.get_mut(&bare) {
+            if resources
+                .get(jid.resource().as_str())
+                .is_some_and(|h| h.id == handle.id)
+            {
+                resources.remove(jid.resource().as_str());
+            }
+            if resources.is_empty() {
+                sessions.remove(&bare);
+            }
+        }
+    }
+
+    pub fn session(&self, jid: &FullJid) -> Option<SessionHandle> {
+        self.sessions
+            .read()
+            .expect("router lock")
+            .get(&jid.to_bare())?
+            .get(jid.resource().as_str())
+            .cloned()
+    }
+
+    /// Every bound session of an account.
+    pub fn sessions_of(&self, bare: &BareJid) -> Vec<SessionHandle> {
+        self.sessions
+            .read()
+            .expect("router lock")
+            .get(bare)
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Closes every session of an account (deleted, or its password changed).
+    pub fn close_account(&self, bare: &BareJid, reason: CloseReason) {
+        for handle in self.sessions_of(bare) {
+            handle.close(reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(s: &str) -> FullJid {
+        FullJid::new(s).unwrap()
+    }
+
+    #[test]
+    fn bind_route_unbind() {
+        let router = Router::default();
+        let (h, mut ends) = SessionHandle::new(4);
+        let jid = full("juliet@capulet.lit/balcony");
+        router.bind(&jid, h.clone());
+        assert!(
+            router
+                .session(&jid)
+                .unwrap()
+                .send(Bytes::from_static(b"<x/>"))
+        );
+        assert_eq!(ends.rx.try_recv().unwrap(), Bytes::from_static(b"<x/>"));
+        assert_eq!(router.sessions_of(&jid.to_bare()).len(), 1);
+        router.unbind(&jid, &h);
+        assert!(router.session(&jid).is_none());
+        assert!(router.sessions_of(&jid.to_bare()).is_empty());
+    }
+
+    #[test]
+    fn rebinding_closes_the_older_session_and_keeps_the_newer() {
+        let router = Router::default();
+        let jid = full("juliet@capulet.lit/balcony");
+        let (old, old_ends) = SessionHandle::new(4);
+        let (new, _new_ends) = SessionHandle::new(4);
+        router.bind(&jid, old.clone());
+        router.bind(&jid, new.clone());
+        assert_eq!(*old_ends.close.borrow(), Some(CloseReason::Conflict));
+        // The old session's cleanup must not remove the new binding.
+        router.unbind(&jid, &old);
+        assert_eq!(router.session(&jid).unwrap().id, new.id);
+    }
+
+    #[test]
+    fn a_full_queue_closes_the_session() {
+        let (h, ends) = SessionHandle::new(1);
+        assert!(h.send(Bytes::from_static(b"a")));
+        assert!(!h.send(Bytes::from_static(b"b")));
+        assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
+    }
+}

@@ -1,0 +1,198 @@
+//! Starting and stopping the server: storage, TLS, listeners, and the state all connections share.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+use verona_storage::{AccountStore, SqliteStore};
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::router::Router;
+use crate::throttle::AuthThrottle;
+use crate::{c2s, tls};
+
+/// How long shutdown waits for streams to close before it stops waiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// State shared by every connection.
+pub struct Shared {
+    pub config: Config,
+    pub domain: String,
+    pub accounts: Accounts,
+    pub router: Router,
+    pub throttle: AuthThrottle,
+    pub starttls: TlsAcceptor,
+    pub direct_tls: TlsAcceptor,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    shared: Arc<Shared>,
+    c2s_addrs: Vec<SocketAddr>,
+    direct_tls_addrs: Vec<SocketAddr>,
+    cert_path: PathBuf,
+    shutdown: watch::Sender<bool>,
+    /// Every connection and listener task holds a clone; all dropped = all finished.
+    alive: mpsc::Sender<()>,
+    finished: mpsc::Receiver<()>,
+}
+
+/// Opens the account store in the data directory (creating it).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn AccountStore>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("verona.db");
+    let store = SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+impl RunningServer {
+    /// Opens storage, loads or generates the certificate, binds every listener and starts
+    /// accepting. Listening on port 0 picks free ports; see [`RunningServer::c2s_addrs`].
+    pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+        let store = open_store(&config).await?;
+        let tls = tls::load(&config)?;
+        let domain = config.normalized_domain();
+        let accounts = Accounts::new(store, domain.clone(), config.auth.scram_iterations);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let throttle = AuthThrottle::new(
+            config.auth.failures_before_delay,
+            Duration::from_secs(config.auth.failure_window_secs),
+        );
+        let mut c2s_listeners = Vec::new();
+        for addr in &config.c2s.listen {
+            c2s_listeners.push((bind(*addr).await?, false));
+        }
+        for addr in &config.c2s.direct_tls_listen {
+            c2s_listeners.push((bind(*addr).await?, true));
+        }
+        let shared = Arc::new(Shared {
+            domain,
+            accounts,
+            router: Router::default(),
+            throttle,
+            starttls: TlsAcceptor::from(tls.starttls),
+            direct_tls: TlsAcceptor::from(tls.direct),
+            shutdown: shutdown_rx,
+            config,
+        });
+        let (alive, finished) = mpsc::channel(1);
+        let mut server = RunningServer {
+            shared: shared.clone(),
+            c2s_addrs: Vec::new(),
+            direct_tls_addrs: Vec::new(),
+            cert_path: tls.cert_path,
+            shutdown: shutdown_tx,
+            alive: alive.clone(),
+            finished,
+        };
+        for (listener, direct) in c2s_listeners {
+            let addr = listener.local_addr()?;
+            if direct {
+                server.direct_tls_addrs.push(addr);
+            } else {
+                server.c2s_addrs.push(addr);
+            }
+            tracing::info!(%addr, direct_tls = direct, "listening for clients");
+            tokio::spawn(accept_loop(shared.clone(), listener, direct, alive.clone()));
+        }
+        Ok(server)
+    }
+
+    /// Addresses of the STARTTLS listeners.
+    pub fn c2s_addrs(&self) -> &[SocketAddr] {
+        &self.c2s_addrs
+    }
+
+    /// Addresses of the direct TLS listeners.
+    pub fn direct_tls_addrs(&self) -> &[SocketAddr] {
+        &self.direct_tls_addrs
+    }
+
+    /// The certificate served, for clients that need to trust it.
+    pub fn cert_path(&self) -> &std::path::Path {
+        &self.cert_path
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.shared.domain
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.shared.accounts
+    }
+
+    /// Closes every stream (`system-shutdown`), waits for them, then closes storage.
+    pub async fn shutdown(self) {
+        let RunningServer {
+            shared,
+            shutdown,
+            alive,
+            mut finished,
+            ..
+        } = self;
+        shutdown.send_replace(true);
+        drop(alive);
+        if tokio::time::timeout(SHUTDOWN_GRACE, finished.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        shared.accounts.store().close().await;
+        tracing::info!("shut down");
+    }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    direct_tls: bool,
+    alive: mpsc::Sender<()>,
+) {
+    static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+                    let span = tracing::info_span!("c2s", conn = id, %peer);
+                    let alive = alive.clone();
+                    let shared = shared.clone();
+                    tokio::spawn(
+                        async move {
+                            c2s::serve(shared, tcp, peer, direct_tls).await;
+                            drop(alive);
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

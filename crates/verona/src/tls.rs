@@ -1,0 +1,133 @@
+//! TLS: the certificate (configured, or generated once and reused) and the rustls server
+//! configurations for STARTTLS and direct TLS.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+
+/// ALPN protocol id for direct TLS client connections (XEP-0368).
+const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
+
+pub struct TlsConfigs {
+    pub starttls: Arc<ServerConfig>,
+    pub direct: Arc<ServerConfig>,
+    /// The certificate file in use, so operators and tests can trust it.
+    pub cert_path: PathBuf,
+}
+
+/// Where the generated certificate lives when none is configured.
+pub fn generated_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let dir = data_dir.join("tls");
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
+    let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => {
+            let (cert, key) = generated_paths(&config.data_dir);
+            if !cert.exists() || !key.exists() {
+                generate_self_signed(&config.normalized_domain(), &cert, &key)?;
+            }
+            (cert, key)
+        }
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .with_context(|| format!("reading certificate {}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing certificate {}", cert_path.display()))?;
+    if chain.is_empty() {
+        bail!("no certificate in {}", cert_path.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .with_context(|| format!("reading private key {}", key_path.display()))?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let starttls = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("certificate and key do not match")?;
+    let mut direct = starttls.clone();
+    direct.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
+    Ok(TlsConfigs {
+        starttls: Arc::new(starttls),
+        direct: Arc::new(direct),
+        cert_path,
+    })
+}
+
+/// A self-signed certificate for the domain and its subdomains (pubsub., chat.).
+fn generate_self_signed(domain: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
+    let names = vec![domain.to_owned(), format!("*.{domain}")];
+    let certified = rcgen::generate_simple_self_signed(names).context("generating certificate")?;
+    let dir = cert_path.parent().expect("generated paths have a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(cert_path, certified.cert.pem())
+        .with_context(|| format!("writing {}", cert_path.display()))?;
+    tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for {domain}");
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_once_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let first = load(&config).unwrap();
+        let pem = std::fs::read(&first.cert_path).unwrap();
+        let second = load(&config).unwrap();
+        assert_eq!(first.cert_path, second.cert_path);
+        assert_eq!(pem, std::fs::read(&second.cert_path).unwrap());
+        assert_eq!(first.direct.alpn_protocols, vec![b"xmpp-client".to_vec()]);
+        assert!(first.starttls.alpn_protocols.is_empty());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let (_, key) = generated_paths(dir.path());
+            let mode = std::fs::metadata(key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn missing_configured_files_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        config.tls.cert = Some(dir.path().join("none.pem"));
+        config.tls.key = Some(dir.path().join("none.key"));
+        let err = load(&config).err().unwrap().to_string();
+        assert!(err.contains("none.pem"), "{err}");
+    }
+}

@@ -1,0 +1,165 @@
+//! Small helpers over minidom for the elements the server writes itself.
+
+use minidom::rxml::{Namespace, NcName};
+use minidom::{Element, ElementBuilder};
+
+pub mod ns {
+    pub const CLIENT: &str = "jabber:client";
+    pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+    pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+    pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+    pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+    pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+    pub const STREAMS: &str = "http://etherx.jabber.org/streams";
+    pub const PING: &str = "urn:xmpp:ping";
+    pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+    pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+    pub const VERSION: &str = "jabber:iq:version";
+    pub const REGISTER: &str = "jabber:iq:register";
+    pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
+}
+
+/// An attribute name known to be valid at compile time.
+fn name(n: &str) -> NcName {
+    NcName::try_from(n).expect("attribute names used by the server are valid NCNames")
+}
+
+pub fn builder(el: &str, namespace: &str) -> ElementBuilder {
+    Element::builder(el, namespace)
+}
+
+pub trait BuilderExt {
+    fn with(self, attr: &str, value: impl Into<String>) -> Self;
+}
+
+impl BuilderExt for ElementBuilder {
+    fn with(self, attr: &str, value: impl Into<String>) -> Self {
+        self.attr(name(attr), value.into())
+    }
+}
+
+pub fn set_attr(el: &mut Element, attr: &str, value: impl Into<String>) {
+    el.set_attr(Namespace::NONE, name(attr), value.into());
+}
+
+/// An element with only text content, e.g. `<username>juliet</username>`.
+pub fn text_child(el: &str, namespace: &str, text: impl Into<String>) -> Element {
+    Element::builder(el, namespace).append(text.into()).build()
+}
+
+/// Stanza error types (RFC 6120 §8.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorType {
+    Cancel,
+    Modify,
+    Wait,
+}
+
+impl ErrorType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Cancel => "cancel",
+            ErrorType::Modify => "modify",
+            ErrorType::Wait => "wait",
+        }
+    }
+}
+
+/// The error reply to a stanza (RFC 6120 §8.3): addresses swapped, `type='error'`, the
+/// condition. `None` for stanzas that must never be answered with an error (errors themselves,
+/// iq results).
+pub fn error_reply(
+    original: &Element,
+    kind: ErrorType,
+    condition: &str,
+    text: Option<&str>,
+) -> Option<Element> {
+    let kind_attr = original.attr("type");
+    if kind_attr == Some("error") || (original.name() == "iq" && kind_attr == Some("result")) {
+        return None;
+    }
+    let mut error = builder("error", ns::CLIENT)
+        .with("type", kind.as_str())
+        .append(Element::bare(condition, ns::STANZAS));
+    if let Some(text) = text {
+        error = error.append(text_child("text", ns::STANZAS, text));
+    }
+    let mut reply = builder(original.name(), ns::CLIENT).with("type", "error");
+    if let Some(id) = original.attr("id") {
+        reply = reply.with("id", id);
+    }
+    if let Some(from) = original.attr("from") {
+        reply = reply.with("to", from);
+    }
+    if let Some(to) = original.attr("to") {
+        reply = reply.with("from", to);
+    }
+    Some(reply.append(error.build()).build())
+}
+
+/// An iq result answering `request`, with an optional payload.
+pub fn iq_result(request: &Element, payload: Option<Element>) -> Element {
+    let mut reply = builder("iq", ns::CLIENT).with("type", "result");
+    if let Some(id) = request.attr("id") {
+        reply = reply.with("id", id);
+    }
+    if let Some(from) = request.attr("from") {
+        reply = reply.with("to", from);
+    }
+    if let Some(to) = request.attr("to") {
+        reply = reply.with("from", to);
+    }
+    match payload {
+        Some(payload) => reply.append(payload).build(),
+        None => reply.build(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Element {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn error_reply_swaps_addresses_and_names_the_condition() {
+        let iq = parse(
+            "<iq xmlns='jabber:client' id='a1' type='get' from='juliet@capulet.lit/balcony' to='capulet.lit'><q xmlns='urn:x'/></iq>",
+        );
+        let reply = error_reply(&iq, ErrorType::Cancel, "service-unavailable", None).unwrap();
+        assert_eq!(reply.attr("type"), Some("error"));
+        assert_eq!(reply.attr("id"), Some("a1"));
+        assert_eq!(reply.attr("to"), Some("juliet@capulet.lit/balcony"));
+        assert_eq!(reply.attr("from"), Some("capulet.lit"));
+        let error = reply.get_child("error", ns::CLIENT).unwrap();
+        assert_eq!(error.attr("type"), Some("cancel"));
+        assert!(error.has_child("service-unavailable", ns::STANZAS));
+    }
+
+    #[test]
+    fn errors_and_results_are_never_answered() {
+        let cases = [
+            "<iq xmlns='jabber:client' id='a' type='result'/>",
+            "<iq xmlns='jabber:client' id='a' type='error'/>",
+            "<message xmlns='jabber:client' type='error'/>",
+            "<presence xmlns='jabber:client' type='error'/>",
+        ];
+        for case in cases {
+            assert!(
+                error_reply(&parse(case), ErrorType::Cancel, "bad-request", None).is_none(),
+                "{case}"
+            );
+        }
+        let message = parse("<message xmlns='jabber:client' type='chat'/>");
+        assert!(error_reply(&message, ErrorType::Cancel, "bad-request", Some("why")).is_some());
+    }
+
+    #[test]
+    fn set_attr_replaces() {
+        let mut el = parse("<message xmlns='jabber:client' from='x'/>");
+        set_attr(&mut el, "from", "juliet@capulet.lit/balcony");
+        assert_eq!(el.attr("from"), Some("juliet@capulet.lit/balcony"));
+    }
+}

@@ -1,0 +1,498 @@
+//! Client streams against the real server over TCP: negotiation, authentication, binding,
+//! routing, and the stream errors for bad input.
+
+mod common;
+
+use common::*;
+use verona_auth::ScramHash;
+
+#[tokio::test]
+async fn starttls_scram_sha256_bind() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = Client::connect(t.addr()).await;
+    let features = c.open().await;
+    let starttls = features
+        .get_child("starttls", NS_TLS)
+        .expect("STARTTLS offered");
+    assert!(starttls.has_child("required", NS_TLS));
+    assert!(
+        c.mechanisms().is_empty(),
+        "no SASL before TLS when encryption is required"
+    );
+    let header = c.header.clone().unwrap();
+    assert_eq!(header.from.as_deref(), Some("localhost"));
+    assert_eq!(header.version.as_deref(), Some("1.0"));
+    assert!(header.id.is_some());
+
+    c.starttls(t.server.cert_path()).await;
+    c.open().await;
+    assert_eq!(c.mechanisms(), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
+    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
+        .await
+        .unwrap();
+    let features = c.open().await;
+    assert!(features.has_child("bind", NS_BIND));
+    assert_eq!(c.bind(Some("balcony")).await, "juliet@localhost/balcony");
+}
+
+#[tokio::test]
+async fn direct_tls_login() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    let features = c.open().await;
+    assert!(
+        features.get_child("starttls", NS_TLS).is_none(),
+        "already encrypted"
+    );
+    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
+        .await
+        .unwrap();
+    c.open().await;
+    let jid = c.bind(None).await;
+    assert!(jid.starts_with("juliet@localhost/"), "{jid}");
+    assert!(
+        jid.len() > "juliet@localhost/".len(),
+        "a resource was generated"
+    );
+}
+
+#[tokio::test]
+async fn scram_sha1_and_plain_logins() {
+    let t = TestServer::start().await;
+    t.add_user("romeo", "j'adore").await;
+    for mechanism in ["SCRAM-SHA-1", "PLAIN"] {
+        let mut c = Client::connect(t.addr()).await;
+        c.open().await;
+        c.starttls(t.server.cert_path()).await;
+        c.open().await;
+        match mechanism {
+            "PLAIN" => c.auth_plain("romeo", "j'adore").await,
+            _ => c.auth_scram(ScramHash::Sha1, "romeo", "j'adore").await,
+        }
+        .unwrap_or_else(|e| panic!("{mechanism}: {e}"));
+        c.open().await;
+        assert_eq!(c.bind(Some("orchard")).await, "romeo@localhost/orchard");
+    }
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_are_not_authorized_then_the_connection_is_closed() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    c.open().await;
+    let wrong = c.auth_scram(ScramHash::Sha256, "juliet", "tybalt").await;
+    assert_eq!(wrong, Err("not-authorized".into()));
+    let unknown = c.auth_scram(ScramHash::Sha1, "paris", "x").await;
+    assert_eq!(unknown, Err("not-authorized".into()));
+    let plain = c.auth_plain("juliet", "tybalt").await;
+    assert_eq!(plain, Err("not-authorized".into()));
+    // The third failure ends the connection (default max_failures_per_connection = 3).
+    assert_eq!(c.expect_stream_error().await, "policy-violation");
+
+    // The account itself is untouched.
+    let mut ok = t.login("juliet", "r0meo", "balcony").await;
+    ok.send("<iq xmlns='jabber:client' type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(ok.recv().await.attr("type"), Some("result"));
+}
+
+#[tokio::test]
+async fn plain_needs_tls_and_auth_before_tls_is_refused() {
+    let t = TestServer::start_with(|c| c.c2s.require_encryption = false).await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = Client::connect(t.addr()).await;
+    c.open().await;
+    assert_eq!(
+        c.mechanisms(),
+        ["SCRAM-SHA-256", "SCRAM-SHA-1"],
+        "no PLAIN in the clear"
+    );
+    assert_eq!(
+        c.auth_plain("juliet", "r0meo").await,
+        Err("encryption-required".into())
+    );
+    // SCRAM is allowed in the clear when the operator turned encryption off.
+    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
+        .await
+        .unwrap();
+
+    let t = TestServer::start().await;
+    let mut c = Client::connect(t.addr()).await;
+    c.open().await;
+    assert_eq!(
+        c.auth_plain("juliet", "r0meo").await,
+        Err("encryption-required".into())
+    );
+    c.send("<iq xmlns='jabber:client' type='get' id='x'><query xmlns='jabber:iq:register'/></iq>")
+        .await;
+    assert_eq!(c.expect_stream_error().await, "policy-violation");
+}
+
+#[tokio::test]
+async fn insecure_plain_when_the_operator_allows_it() {
+    let t = TestServer::start_with(|c| {
+        c.c2s.require_encryption = false;
+        c.c2s.allow_insecure_auth = true;
+    })
+    .await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = Client::connect(t.addr()).await;
+    c.open().await;
+    assert!(c.mechanisms().contains(&"PLAIN".to_string()));
+    c.auth_plain("juliet", "r0meo").await.unwrap();
+}
+
+/// Each kind of bad input gets its stream error, and the server goes on serving.
+#[tokio::test]
+async fn stream_errors_for_bad_input() {
+    let t = TestServer::start_with(|c| c.limits.max_stanza_bytes = 4096).await;
+    t.add_user("juliet", "r0meo").await;
+    let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+    let big = format!(
+        "<message xmlns='jabber:client'><body>{}</body></message>",
+        "x".repeat(5000)
+    );
+    let deep = format!("{}{}", "<a>".repeat(40), "</a>".repeat(40));
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{header}<message><body>unclosed</message>"), "not-well-formed"),
+        (format!("{header}<!DOCTYPE x>"), "not-well-formed"),
+        ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>".into(), "invalid-namespace"),
+        ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='montague.lit' version='1.0'>".into(), "host-unknown"),
+        ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost'>".into(), "unsupported-version"),
+        (format!("{header}{big}"), "policy-violation"),
+        (format!("{header}{deep}"), "policy-violation"),
+        (format!("{header}<message xmlns='urn:example:other'/>"), "invalid-namespace"),
+        // Before STARTTLS when encryption is required.
+        (format!("{header}<message to='juliet@localhost'><body>hi</body></message>"), "policy-violation"),
+    ];
+    for (input, condition) in cases {
+        let mut c = Client::connect(t.addr()).await;
+        c.send(&input).await;
+        assert_eq!(c.expect_stream_error().await, condition, "for {input:.120}");
+    }
+
+    // Encrypted but not authenticated.
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    c.open().await;
+    c.send("<message xmlns='jabber:client' to='juliet@localhost'><body>hi</body></message>")
+        .await;
+    assert_eq!(c.expect_stream_error().await, "not-authorized");
+
+    // After authentication: a forged `from`, an unknown top-level element, a stanza in the
+    // wrong namespace.
+    let cases = [
+        (
+            "<message xmlns='jabber:client' from='romeo@localhost/x' to='juliet@localhost'/>",
+            "invalid-from",
+        ),
+        ("<r xmlns='urn:xmpp:sm:3'/>", "unsupported-stanza-type"),
+        (
+            "<iq xmlns='jabber:server' type='get' id='1'/>",
+            "invalid-namespace",
+        ),
+    ];
+    for (input, condition) in cases {
+        let mut c = t.login("juliet", "r0meo", "balcony").await;
+        c.send(input).await;
+        assert_eq!(c.expect_stream_error().await, condition, "for {input}");
+    }
+
+    let mut c = t.login("juliet", "r0meo", "balcony").await;
+    c.send("<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(c.recv().await.attr("type"), Some("result"), "still serving");
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_time_out() {
+    let t = TestServer::start_with(|c| c.limits.unauthenticated_timeout_secs = 1).await;
+    let mut c = Client::connect(t.addr()).await;
+    c.open().await;
+    assert_eq!(c.expect_stream_error().await, "connection-timeout");
+}
+
+#[tokio::test]
+async fn iq_and_message_routed_between_resources() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut balcony = t.login("juliet", "r0meo", "balcony").await;
+    let mut chamber = t.login("juliet", "r0meo", "chamber").await;
+
+    balcony
+        .send("<iq xmlns='jabber:client' type='get' id='v1' to='juliet@localhost/chamber'><query xmlns='urn:example:custom'><x a='1'/></query></iq>")
+        .await;
+    let iq = chamber.recv().await;
+    assert_eq!(
+        iq.attr("from"),
+        Some("juliet@localhost/balcony"),
+        "from is stamped"
+    );
+    assert_eq!(iq.attr("id"), Some("v1"));
+    let query = iq
+        .get_child("query", "urn:example:custom")
+        .expect("payload relayed");
+    assert_eq!(
+        query
+            .get_child("x", "urn:example:custom")
+            .unwrap()
+            .attr("a"),
+        Some("1")
+    );
+
+    chamber
+        .send("<iq xmlns='jabber:client' type='result' id='v1' to='juliet@localhost/balcony'/>")
+        .await;
+    let result = balcony.recv().await;
+    assert_eq!(result.attr("type"), Some("result"));
+    assert_eq!(result.attr("id"), Some("v1"));
+    assert_eq!(result.attr("from"), Some("juliet@localhost/chamber"));
+
+    balcony
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@localhost/chamber' xml:lang='en'><body>O Romeo</body><x xmlns='urn:example:unknown' k='v'/></message>")
+        .await;
+    let message = chamber.recv().await;
+    assert_eq!(
+        message.get_child("body", NS_CLIENT).unwrap().text(),
+        "O Romeo"
+    );
+    assert!(
+        message.has_child("x", "urn:example:unknown"),
+        "unknown children kept"
+    );
+    balcony.expect_nothing().await;
+
+    // An iq to a resource that is not online is answered with an error.
+    balcony
+        .send("<iq xmlns='jabber:client' type='get' id='v2' to='juliet@localhost/tomb'><query xmlns='urn:example:custom'/></iq>")
+        .await;
+    let error = balcony.recv().await;
+    assert_eq!(error.attr("id"), Some("v2"));
+    assert_eq!(stanza_error(&error).as_deref(), Some("service-unavailable"));
+    chamber.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn messages_to_other_accounts_and_the_undeliverable() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    t.add_user("romeo", "j'adore").await;
+    let mut juliet = t.login("juliet", "r0meo", "balcony").await;
+    let mut romeo = t.login("romeo", "j'adore", "orchard").await;
+
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@localhost'><body>Wherefore art thou</body></message>")
+        .await;
+    let m = romeo.recv().await;
+    assert_eq!(m.attr("from"), Some("juliet@localhost/balcony"));
+    assert_eq!(m.attr("to"), Some("romeo@localhost"));
+
+    let cases = [
+        (
+            "<message xmlns='jabber:client' type='chat' id='m1' to='nobody@localhost'><body>?</body></message>",
+            "service-unavailable",
+        ),
+        (
+            "<message xmlns='jabber:client' type='chat' id='m2' to='romeo@montague.lit'><body>?</body></message>",
+            "remote-server-not-found",
+        ),
+        (
+            "<message xmlns='jabber:client' type='chat' id='m3' to='@@bad'><body>?</body></message>",
+            "jid-malformed",
+        ),
+        (
+            "<iq xmlns='jabber:client' type='get' id='m4' to='romeo@localhost'><query xmlns='urn:example:custom'/></iq>",
+            "service-unavailable",
+        ),
+    ];
+    for (input, condition) in cases {
+        juliet.send(input).await;
+        let reply = juliet.recv().await;
+        assert_eq!(
+            stanza_error(&reply).as_deref(),
+            Some(condition),
+            "for {input}"
+        );
+    }
+    romeo.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn binding_a_resource_in_use_replaces_the_older_session() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut old = t.login("juliet", "r0meo", "balcony").await;
+    let mut new = t.login("juliet", "r0meo", "balcony").await;
+    assert_eq!(old.expect_stream_error().await, "conflict");
+    let mut other = t.login("juliet", "r0meo", "chamber").await;
+    other
+        .send("<message xmlns='jabber:client' to='juliet@localhost/balcony'><body>hi</body></message>")
+        .await;
+    assert_eq!(
+        new.recv()
+            .await
+            .get_child("body", NS_CLIENT)
+            .unwrap()
+            .text(),
+        "hi"
+    );
+}
+
+#[tokio::test]
+async fn server_answers_ping_disco_version_and_refuses_the_unknown() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = t.login("juliet", "r0meo", "balcony").await;
+
+    c.send("<iq xmlns='jabber:client' type='get' id='1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    let pong = c.recv().await;
+    assert_eq!(
+        (pong.attr("type"), pong.attr("id"), pong.attr("from")),
+        (Some("result"), Some("1"), Some("localhost"))
+    );
+
+    c.send("<iq xmlns='jabber:client' type='get' id='2' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let info = c.recv().await;
+    let query = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let identity = query
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert_eq!(
+        (identity.attr("category"), identity.attr("type")),
+        (Some("server"), Some("im"))
+    );
+    let features: Vec<_> = query.children().filter_map(|f| f.attr("var")).collect();
+    for feature in [
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+        "http://jabber.org/protocol/disco#items",
+    ] {
+        assert!(
+            features.contains(&feature),
+            "{feature} missing from {features:?}"
+        );
+    }
+    assert!(
+        !features.contains(&"jabber:iq:register"),
+        "registration is off by default"
+    );
+
+    c.send("<iq xmlns='jabber:client' type='get' id='3' to='localhost'><query xmlns='jabber:iq:version'/></iq>").await;
+    let version = c.recv().await;
+    let query = version.get_child("query", "jabber:iq:version").unwrap();
+    assert_eq!(
+        query.get_child("name", "jabber:iq:version").unwrap().text(),
+        "Verona"
+    );
+
+    // Ping without `to` is answered on behalf of the account.
+    c.send("<iq xmlns='jabber:client' type='get' id='4'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(c.recv().await.attr("type"), Some("result"));
+
+    let cases = [
+        (
+            "<iq xmlns='jabber:client' type='get' id='5' to='localhost'><query xmlns='urn:example:nothing'/></iq>",
+            "service-unavailable",
+        ),
+        (
+            "<iq xmlns='jabber:client' type='set' id='6' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "service-unavailable",
+        ),
+        (
+            "<iq xmlns='jabber:client' type='get' id='7' to='localhost'/>",
+            "bad-request",
+        ),
+        (
+            "<iq xmlns='jabber:client' type='get' id='8' to='localhost'><a xmlns='urn:x'/><b xmlns='urn:x'/></iq>",
+            "bad-request",
+        ),
+        (
+            "<iq xmlns='jabber:client' type='bogus' id='9' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "bad-request",
+        ),
+    ];
+    for (input, condition) in cases {
+        c.send(input).await;
+        let reply = c.recv().await;
+        assert_eq!(
+            stanza_error(&reply).as_deref(),
+            Some(condition),
+            "for {input}"
+        );
+    }
+    // Results and errors addressed to the server are not answered.
+    c.send("<iq xmlns='jabber:client' type='result' id='10' to='localhost'/>")
+        .await;
+    c.send("<iq xmlns='jabber:client' type='error' id='11' to='localhost'/>")
+        .await;
+    c.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn whitespace_keepalives_are_ignored_and_sent() {
+    let t = TestServer::start_with(|c| c.c2s.keepalive_secs = 1).await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = t.login("juliet", "r0meo", "balcony").await;
+    c.send("   \n  ").await;
+    c.send("<iq xmlns='jabber:client' type='get' id='k' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    assert_eq!(c.recv().await.attr("id"), Some("k"));
+    // The server's own keepalive is whitespace: it must arrive and parse as nothing.
+    let raw = c.raw_read(std::time::Duration::from_millis(2500)).await;
+    assert!(
+        !raw.is_empty() && raw.iter().all(|b| b.is_ascii_whitespace()),
+        "{raw:?}"
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_streams_and_keeps_accounts() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = t.login("juliet", "r0meo", "balcony").await;
+    let dir = t.dir;
+    t.server.shutdown().await;
+    assert_eq!(c.expect_stream_error().await, "system-shutdown");
+
+    let mut config = test_config(dir.path());
+    config.c2s.direct_tls_listen.clear();
+    let server = verona::RunningServer::start(config).await.unwrap();
+    let jid = server.accounts().parse_jid("juliet@localhost").unwrap();
+    let creds = server.accounts().credentials(&jid).await.unwrap().unwrap();
+    assert!(creds.verify_password("r0meo"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_thousand_garbage_connections_then_a_login() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let addr = t.addr();
+    let garbage: [&[u8]; 4] = [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client' version='1.0'><<<>>>",
+        b"\xff\xfe\x00<\x00?",
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let bytes = garbage[i % garbage.len()];
+        tasks.spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
+                let _ = tcp.write_all(bytes).await;
+            }
+        });
+        if tasks.len() >= 100 {
+            tasks.join_next().await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut c = t.login("juliet", "r0meo", "balcony").await;
+    c.send("<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    assert_eq!(c.recv().await.attr("type"), Some("result"));
+}

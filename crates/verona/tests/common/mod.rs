@@ -1,0 +1,419 @@
+//! A real server on 127.0.0.1:0 and a raw XMPP client that speaks to it over TCP, TLS and SASL,
+//! exposing every stanza so tests can assert on exact XML.
+
+#![allow(dead_code)] // each test binary uses a different part of this harness
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use minidom::Element;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use verona::{Config, RunningServer};
+use verona_auth::{ScramClient, ScramHash};
+use verona_stream::{Limits, StreamEvent, StreamHeader, StreamParser};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long "nothing arrives" is waited for.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+pub const NS_CLIENT: &str = "jabber:client";
+pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+
+pub struct TestServer {
+    pub server: RunningServer,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.data_dir = dir.to_owned();
+    config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.c2s.direct_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let server = RunningServer::start(config).await.unwrap();
+        TestServer { server, dir }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.c2s_addrs()[0]
+    }
+
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.server.direct_tls_addrs()[0]
+    }
+
+    pub async fn add_user(&self, user: &str, password: &str) {
+        let accounts = self.server.accounts();
+        let jid = accounts
+            .parse_jid(&format!("{user}@{}", self.server.domain()))
+            .unwrap();
+        accounts.create(&jid, password).await.unwrap();
+    }
+
+    /// Connect, STARTTLS, SCRAM-SHA-256, bind.
+    pub async fn login(&self, user: &str, password: &str, resource: &str) -> Client {
+        let mut client = Client::connect(self.addr()).await;
+        client.open().await;
+        client.starttls(self.server.cert_path()).await;
+        client.open().await;
+        client
+            .auth_scram(ScramHash::Sha256, user, password)
+            .await
+            .unwrap();
+        client.open().await;
+        client.bind(Some(resource)).await;
+        client
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub struct Client {
+    io: Option<Box<dyn Io>>,
+    tcp: Option<TcpStream>,
+    parser: StreamParser,
+    pub domain: String,
+    pub jid: Option<String>,
+    pub features: Option<Element>,
+    pub header: Option<StreamHeader>,
+}
+
+fn client_parser() -> StreamParser {
+    StreamParser::new(NS_CLIENT, Limits::default())
+}
+
+pub fn tls_connector(cert_path: &Path) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert_path).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        Client {
+            io: None,
+            tcp: Some(tcp),
+            parser: client_parser(),
+            domain: "localhost".into(),
+            jid: None,
+            features: None,
+            header: None,
+        }
+    }
+
+    /// XEP-0368: TLS from the first byte, with ALPN `xmpp-client`.
+    pub async fn connect_direct_tls(addr: SocketAddr, cert_path: &Path) -> Client {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tls_connector(cert_path)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"xmpp-client"[..]));
+        Client {
+            io: Some(Box::new(tls)),
+            tcp: None,
+            parser: client_parser(),
+            domain: "localhost".into(),
+            jid: None,
+            features: None,
+            header: None,
+        }
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let result = match (&mut self.io, &mut self.tcp) {
+            (Some(io), _) => io.write_all(bytes).await,
+            (None, Some(tcp)) => tcp.write_all(bytes).await,
+            _ => unreachable!(),
+        };
+        result.unwrap();
+    }
+
+    pub async fn send(&mut self, xml: &str) {
+        self.send_raw(xml.as_bytes()).await;
+    }
+
+    pub async fn send_header(&mut self, to: &str) {
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{to}' version='1.0'>"
+        );
+        self.send(&header).await;
+    }
+
+    /// Opens a (new) stream: sends the header, reads the server's header and features.
+    pub async fn open(&mut self) -> Element {
+        self.parser = client_parser();
+        let domain = self.domain.clone();
+        self.send_header(&domain).await;
+        match self.next_event().await {
+            Some(StreamEvent::Header(h)) => self.header = Some(h),
+            other => panic!("expected a stream header, got {other:?}"),
+        }
+        let features = self.recv().await;
+        assert!(features.is("features", NS_STREAMS), "{features:?}");
+        self.features = Some(features.clone());
+        features
+    }
+
+    /// Reads the server's header (after the client sent its own by other means).
+    pub async fn read_header(&mut self) -> StreamHeader {
+        match self.next_event().await {
+            Some(StreamEvent::Header(h)) => h,
+            other => panic!("expected a stream header, got {other:?}"),
+        }
+    }
+
+    async fn read_some(&mut self) -> usize {
+        let mut buf = [0u8; 8192];
+        let read = match (&mut self.io, &mut self.tcp) {
+            (Some(io), _) => io.read(&mut buf).await,
+            (None, Some(tcp)) => tcp.read(&mut buf).await,
+            _ => unreachable!(),
+        };
+        let n = read.unwrap_or(0);
+        self.parser.feed(&buf[..n]);
+        n
+    }
+
+    /// Whatever bytes arrive next within `within` (also fed to the parser).
+    pub async fn raw_read(&mut self, within: Duration) -> Vec<u8> {
+        let mut buf = [0u8; 1024];
+        let read = tokio::time::timeout(within, async {
+            match (&mut self.io, &mut self.tcp) {
+                (Some(io), _) => io.read(&mut buf).await,
+                (None, Some(tcp)) => tcp.read(&mut buf).await,
+                _ => unreachable!(),
+            }
+        })
+        .await;
+        match read {
+            Ok(Ok(n)) => {
+                self.parser.feed(&buf[..n]);
+                buf[..n].to_vec()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The next stream event; `None` when the server closed the connection.
+    pub async fn next_event(&mut self) -> Option<StreamEvent> {
+        tokio::time::timeout(TIMEOUT, async {
+            loop {
+                match self.parser.next_event() {
+                    Ok(Some(event)) => return Some(event),
+                    Ok(None) => {}
+                    Err(e) => panic!("server sent bad XML: {e}"),
+                }
+                if self.read_some().await == 0 {
+                    return None;
+                }
+            }
+        })
+        .await
+        .expect("timed out waiting for the server")
+    }
+
+    /// The next top-level element; panics on stream end.
+    pub async fn recv(&mut self) -> Element {
+        match self.next_event().await {
+            Some(StreamEvent::Stanza(el)) => el,
+            other => panic!("expected an element, got {other:?}"),
+        }
+    }
+
+    /// Asserts that nothing arrives within [`QUIET`].
+    pub async fn expect_nothing(&mut self) {
+        if let Ok(Some(StreamEvent::Stanza(el))) = self.parser.next_event() {
+            panic!(
+                "unexpected {}",
+                String::from_utf8_lossy(&verona_stream::element_bytes(&el))
+            );
+        }
+        let got = tokio::time::timeout(QUIET, self.read_some()).await;
+        if let Ok(n) = got {
+            assert!(n > 0, "connection closed while expecting silence");
+            let event = self.parser.next_event();
+            panic!("expected silence, got {event:?}");
+        }
+    }
+
+    /// Reads until a stream error, returns its condition, and checks the stream then closes.
+    pub async fn expect_stream_error(&mut self) -> String {
+        loop {
+            match self.next_event().await {
+                Some(StreamEvent::Stanza(el)) if el.is("error", NS_STREAMS) => {
+                    let condition = el
+                        .children()
+                        .find(|c| c.ns() == NS_STREAM_ERRORS && c.name() != "text")
+                        .expect("a defined condition")
+                        .name()
+                        .to_owned();
+                    match self.next_event().await {
+                        Some(StreamEvent::End) | None => {}
+                        other => panic!("expected the stream to close, got {other:?}"),
+                    }
+                    return condition;
+                }
+                // The header and features that precede an error in the first stream.
+                Some(StreamEvent::Header(_)) => {}
+                Some(StreamEvent::Stanza(el)) if el.is("features", NS_STREAMS) => {}
+                other => panic!("expected a stream error, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts the connection ends (EOF) soon.
+    pub async fn expect_closed(&mut self) {
+        loop {
+            match self.next_event().await {
+                None => return,
+                Some(StreamEvent::End) => {}
+                other => panic!("expected the connection to close, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn starttls(&mut self, cert_path: &Path) {
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        let proceed = self.recv().await;
+        assert!(proceed.is("proceed", NS_TLS), "{proceed:?}");
+        let tcp = self.tcp.take().expect("plain connection");
+        let tls = tls_connector(cert_path)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        self.io = Some(Box::new(tls));
+    }
+
+    pub fn mechanisms(&self) -> Vec<String> {
+        self.features
+            .as_ref()
+            .and_then(|f| f.get_child("mechanisms", NS_SASL))
+            .map(|m| m.children().map(|c| c.text()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Runs SCRAM; Err(condition) on a SASL failure.
+    pub async fn auth_scram(
+        &mut self,
+        hash: ScramHash,
+        user: &str,
+        password: &str,
+    ) -> Result<(), String> {
+        let mut scram = ScramClient::new(hash, user, password);
+        let first = BASE64.encode(scram.client_first());
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{first}</auth>",
+            hash.mechanism_name()
+        ))
+        .await;
+        let challenge = self.recv().await;
+        sasl_failure(&challenge)?;
+        assert!(challenge.is("challenge", NS_SASL), "{challenge:?}");
+        let server_first = BASE64.decode(challenge.text()).unwrap();
+        let client_final = scram.server_first(&server_first).unwrap();
+        self.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+            BASE64.encode(client_final)
+        ))
+        .await;
+        let outcome = self.recv().await;
+        sasl_failure(&outcome)?;
+        assert!(outcome.is("success", NS_SASL), "{outcome:?}");
+        scram
+            .server_final(&BASE64.decode(outcome.text()).unwrap())
+            .expect("the server proves it knows the credentials");
+        Ok(())
+    }
+
+    pub async fn auth_plain(&mut self, user: &str, password: &str) -> Result<(), String> {
+        let message = BASE64.encode(verona_auth::plain_message(user, password));
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{message}</auth>"
+        ))
+        .await;
+        let outcome = self.recv().await;
+        sasl_failure(&outcome)?;
+        assert!(outcome.is("success", NS_SASL), "{outcome:?}");
+        Ok(())
+    }
+
+    pub async fn bind(&mut self, resource: Option<&str>) -> String {
+        let request = match resource {
+            Some(r) => format!(
+                "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{r}</resource></bind></iq>"
+            ),
+            None => "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>".into(),
+        };
+        self.send(&request).await;
+        let reply = self.recv().await;
+        assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+        assert_eq!(reply.attr("id"), Some("bind1"));
+        let jid = reply
+            .get_child("bind", NS_BIND)
+            .and_then(|b| b.get_child("jid", NS_BIND))
+            .expect("bind result carries the JID")
+            .text();
+        self.jid = Some(jid.clone());
+        jid
+    }
+
+    pub fn jid(&self) -> &str {
+        self.jid.as_deref().expect("bound")
+    }
+}
+
+fn sasl_failure(el: &Element) -> Result<(), String> {
+    if el.is("failure", NS_SASL) {
+        let condition = el.children().next().map(|c| c.name().to_owned());
+        return Err(condition.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// The defined condition of a stanza error, if `el` is one.
+pub fn stanza_error(el: &Element) -> Option<String> {
+    if el.attr("type") != Some("error") {
+        return None;
+    }
+    let error = el.get_child("error", NS_CLIENT)?;
+    error
+        .children()
+        .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
