@@ -68,6 +68,9 @@ pub enum StreamEvent {
 pub enum FramingError {
     #[error("not well-formed: {0}")]
     NotWellFormed(String),
+    /// A DTD, comment, processing instruction or entity reference (RFC 6120 §11.1).
+    #[error("restricted XML: {0}")]
+    RestrictedXml(String),
     #[error("policy violation: {0}")]
     PolicyViolation(String),
     #[error("invalid namespace: {0}")]
@@ -81,6 +84,7 @@ impl FramingError {
     pub fn condition(&self) -> &'static str {
         match self {
             FramingError::NotWellFormed(_) => "not-well-formed",
+            FramingError::RestrictedXml(_) => "restricted-xml",
             FramingError::PolicyViolation(_) => "policy-violation",
             FramingError::InvalidNamespace(_) => "invalid-namespace",
             FramingError::BadFormat(_) => "bad-format",
@@ -217,6 +221,9 @@ impl StreamParser {
                     return Err(match self.phase {
                         Phase::Closed => {
                             FramingError::BadFormat(format!("data after the stream end: {err}"))
+                        }
+                        _ if matches!(err, rxml::Error::RestrictedXml(_)) => {
+                            FramingError::RestrictedXml(err.to_string())
                         }
                         _ => FramingError::NotWellFormed(err.to_string()),
                     });

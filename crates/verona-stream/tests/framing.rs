@@ -292,9 +292,9 @@ fn errors_have_the_right_condition_and_are_final() {
         (
             "processing instruction",
             header_then("<?evil stuff?>"),
-            "not-well-formed",
+            "restricted-xml",
         ),
-        ("comment", header_then("<!-- hi -->"), "not-well-formed"),
+        ("comment", header_then("<!-- hi -->"), "restricted-xml"),
         (
             "undeclared entity",
             header_then("<message>&ent;</message>"),
