@@ -1,0 +1,194 @@
+//! The `verona` command line, run as a real process: the forms other tools rely on.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn verona(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verona"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn write_config(dir: &Path, extra: &str) -> String {
+    let path = dir.join("verona.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &path,
+        format!("domain = \"capulet.lit\"\ndata_dir = {data:?}\n{extra}"),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn user_management_with_config_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let c = config.as_str();
+
+    let out = verona(
+        &[
+            "--config",
+            c,
+            "user",
+            "add",
+            "juliet@capulet.lit",
+            "--password",
+            "r0meo",
+        ],
+        None,
+    );
+    assert_eq!(stdout(&out).trim(), "created juliet@capulet.lit");
+    // Password from standard input, config after the subcommand.
+    let out = verona(
+        &["user", "add", "Romeo@Capulet.lit", "--config", c],
+        Some("j'adore\n"),
+    );
+    assert_eq!(stdout(&out).trim(), "created romeo@capulet.lit");
+    let out = verona(&["user", "list", "--config", c], None);
+    assert_eq!(stdout(&out), "juliet@capulet.lit\nromeo@capulet.lit\n");
+
+    let out = verona(
+        &[
+            "--config",
+            c,
+            "user",
+            "add",
+            "juliet@capulet.lit",
+            "--password",
+            "x",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = verona(
+        &[
+            "--config",
+            c,
+            "user",
+            "add",
+            "paris@verona.lit",
+            "--password",
+            "x",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not hosted here"));
+
+    let out = verona(
+        &["user", "passwd", "juliet@capulet.lit", "--config", c],
+        Some("balcony\n"),
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "password changed for juliet@capulet.lit"
+    );
+    let out = verona(&["--config", c, "user", "del", "romeo@capulet.lit"], None);
+    assert_eq!(stdout(&out).trim(), "deleted romeo@capulet.lit");
+    let out = verona(&["--config", c, "user", "del", "romeo@capulet.lit"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = verona(&["--config", c, "user", "list"], None);
+    assert_eq!(stdout(&out), "juliet@capulet.lit\n");
+}
+
+#[test]
+fn unknown_config_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[c2s]\nlisten_on = []\n");
+    let out = verona(&["--config", &config, "user", "list"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen_on"), "{stderr}");
+}
+
+/// `serve` starts on the configured listeners, answers XMPP, and exits cleanly on SIGTERM.
+#[test]
+fn serve_runs_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let config = write_config(
+        dir.path(),
+        &format!("[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\n"),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_verona"))
+        .args(["serve", "--config", &config])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stream = None;
+    for _ in 0..100 {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            stream = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut stream = stream.expect("the server listens");
+    stream
+        .write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='capulet.lit' version='1.0'>")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("</features>") {
+        let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
+        assert!(n > 0, "closed early");
+        received.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&received).contains("starttls"));
+    assert!(
+        dir.path().join("data/tls/cert.pem").exists(),
+        "certificate generated"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The open stream was closed with a stream error and </stream:stream>.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains("system-shutdown") && rest.ends_with("</stream:stream>"),
+        "{rest}"
+    );
+}
