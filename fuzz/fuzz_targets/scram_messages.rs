@@ -1,12 +1,14 @@
 //! Arbitrary bytes as PLAIN's message, as SCRAM client-first, and as SCRAM client-final after a
-//! valid start: parsing must never panic.
+//! valid start, with and without channel binding: parsing must never panic.
 
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use verona_auth::{Credentials, DEFAULT_ITERATIONS, ScramHash, ScramServer, parse_plain};
+use verona_auth::{
+    Credentials, DEFAULT_ITERATIONS, ScramHash, ScramServer, TlsBinding, parse_plain,
+};
 
 /// Derived once: PBKDF2 on every input would make the fuzzer crawl.
 fn credentials() -> &'static Credentials {
@@ -20,17 +22,32 @@ fn credentials() -> &'static Credentials {
 fuzz_target!(|data: &[u8]| {
     let _ = parse_plain(data);
 
+    let binding = TlsBinding {
+        kind: "tls-exporter",
+        data: vec![7; 32],
+    };
+    // (client chose -PLUS, binding offered, a client-first the server accepts): no -PLUS
+    // advertised, -PLUS advertised but declined, -PLUS chosen.
+    let servers = [
+        (false, None, "n,,n=user,r=cli"),
+        (false, Some(binding.clone()), "n,,n=user,r=cli"),
+        (true, Some(binding), "p=tls-exporter,,n=user,r=cli"),
+    ];
     for hash in [ScramHash::Sha1, ScramHash::Sha256] {
-        let _ = ScramServer::with_nonce(hash, "srv").client_first(data);
+        for (plus, binding, client_first) in &servers {
+            let server =
+                || ScramServer::with_binding_and_nonce(hash, *plus, binding.clone(), "srv");
+            let _ = server().client_first(data);
 
-        // Both the known-user and the unknown-user paths of client_final.
-        for creds in [Some(credentials()), None] {
-            let mut server = ScramServer::with_nonce(hash, "srv");
-            server
-                .client_first(b"n,,n=user,r=cli")
-                .expect("valid client-first");
-            server.server_first(creds);
-            let _ = server.client_final(data);
+            // Both the known-user and the unknown-user paths of client_final.
+            for creds in [Some(credentials()), None] {
+                let mut server = server();
+                server
+                    .client_first(client_first.as_bytes())
+                    .expect("valid client-first");
+                server.server_first(creds);
+                let _ = server.client_final(data);
+            }
         }
     }
 });

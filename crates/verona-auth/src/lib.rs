@@ -1,4 +1,5 @@
-//! SASL for Verona: SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677) and PLAIN (RFC 4616).
+//! SASL for Verona: SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677), their -PLUS variants
+//! with channel binding (RFC 9266 `tls-exporter`), and PLAIN (RFC 4616).
 //!
 //! Pure and sans-IO: callers pass in each SASL message (already base64-decoded from the XMPP
 //! element) and get the next one back. Accounts keep only [`Credentials`]: salt, iteration
@@ -88,15 +89,29 @@ fn hmac<D: EagerHash>(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// Channel binding data of the TLS connection an exchange runs over (RFC 5056).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsBinding {
+    /// The channel binding type, as named in the GS2 header: `tls-exporter` (RFC 9266).
+    pub kind: &'static str,
+    /// For `tls-exporter`: 32 bytes of TLS exporter output, label `EXPORTER-Channel-Binding`,
+    /// empty context.
+    pub data: Vec<u8>,
+}
+
 /// A SASL mechanism Verona implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mechanism {
     Scram(ScramHash),
+    /// SCRAM with channel binding: offered only where a [`TlsBinding`] is available.
+    ScramPlus(ScramHash),
     Plain,
 }
 
 impl Mechanism {
-    const ALL: [Mechanism; 3] = [
+    const ALL: [Mechanism; 5] = [
+        Mechanism::ScramPlus(ScramHash::Sha256),
+        Mechanism::ScramPlus(ScramHash::Sha1),
         Mechanism::Scram(ScramHash::Sha256),
         Mechanism::Scram(ScramHash::Sha1),
         Mechanism::Plain,
@@ -112,6 +127,8 @@ impl Mechanism {
     pub fn name(self) -> &'static str {
         match self {
             Self::Scram(hash) => hash.mechanism_name(),
+            Self::ScramPlus(ScramHash::Sha1) => "SCRAM-SHA-1-PLUS",
+            Self::ScramPlus(ScramHash::Sha256) => "SCRAM-SHA-256-PLUS",
             Self::Plain => "PLAIN",
         }
     }
@@ -267,9 +284,20 @@ mod tests {
         let cases = [
             ("SCRAM-SHA-1", Some(Mechanism::Scram(ScramHash::Sha1))),
             ("SCRAM-SHA-256", Some(Mechanism::Scram(ScramHash::Sha256))),
+            (
+                "SCRAM-SHA-1-PLUS",
+                Some(Mechanism::ScramPlus(ScramHash::Sha1)),
+            ),
+            (
+                "SCRAM-SHA-256-PLUS",
+                Some(Mechanism::ScramPlus(ScramHash::Sha256)),
+            ),
             ("PLAIN", Some(Mechanism::Plain)),
             ("scram-sha-1", None),
-            ("SCRAM-SHA-1-PLUS", None),
+            ("scram-sha-256-plus", None),
+            ("SCRAM-SHA-256-PLUS ", None),
+            ("SCRAM-SHA-512-PLUS", None),
+            ("PLAIN-PLUS", None),
             ("SCRAM-SHA-512", None),
             ("", None),
         ];

@@ -1,4 +1,4 @@
-//! SCRAM (RFC 5802, RFC 7677), server and client, without channel binding.
+//! SCRAM (RFC 5802, RFC 7677), server and client, with and without channel binding (-PLUS).
 //!
 //! Messages are split on `,` as the grammar allows: no attribute value may contain a comma
 //! (user names escape it as `=2C`).
@@ -13,11 +13,8 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     AuthError, Credentials, DEFAULT_ITERATIONS, Failure, SALT_LEN, ScramHash, ScramKeys,
-    prep_password, prep_username,
+    TlsBinding, prep_password, prep_username,
 };
-
-/// The only GS2 header our client sends: no channel binding, no authzid.
-const CLIENT_GS2_HEADER: &str = "n,,";
 
 /// Random bytes in a nonce: 24 bytes give 32 base64 characters, above the 18 bytes we promise.
 const NONCE_BYTES: usize = 24;
@@ -45,6 +42,48 @@ fn valid_nonce(nonce: &str) -> bool {
         && nonce
             .bytes()
             .all(|b| matches!(b, 0x21..=0x2b | 0x2d..=0x7e))
+}
+
+/// A channel binding type name: `1*(ALPHA / DIGIT / "." / "-")` (RFC 5802 §7).
+fn valid_cb_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+/// Checks the GS2 channel binding flag against the connection and the chosen mechanism
+/// (RFC 5802 §6, §7) and returns the binding data client-final's `c=` must carry after the
+/// GS2 header.
+fn check_cbind_flag<'a>(
+    flag: &str,
+    plus: bool,
+    binding: Option<&'a TlsBinding>,
+) -> Result<&'a [u8], Failure> {
+    use Failure::{MalformedRequest, NotAuthorized};
+    match (flag, plus, binding) {
+        // A -PLUS mechanism on a connection that offers no binding is the caller's mistake.
+        (_, true, None) => Err(NotAuthorized),
+        ("n", false, _) | ("y", false, None) => Ok(&[]),
+        // The client could bind and believes we cannot, yet we advertised -PLUS: something
+        // stripped it from our mechanism list (downgrade).
+        ("y", false, Some(_)) => Err(NotAuthorized),
+        // A -PLUS mechanism whose header does not bind.
+        ("n" | "y", true, Some(_)) => Err(MalformedRequest),
+        _ => {
+            let name = flag
+                .strip_prefix("p=")
+                .filter(|name| valid_cb_name(name))
+                .ok_or(MalformedRequest)?;
+            match binding {
+                // Binding requested under a mechanism without it.
+                Some(_) if !plus => Err(MalformedRequest),
+                Some(binding) if name == binding.kind => Ok(&binding.data),
+                // A type we do not offer, or no -PLUS advertised at all.
+                _ => Err(NotAuthorized),
+            }
+        }
+    }
 }
 
 /// Extensions may follow the fixed attributes (RFC 5802 §5.1, §7) and unknown ones are ignored,
@@ -110,7 +149,8 @@ pub struct ClientFirst {
 
 /// The parts of client-first that later steps need.
 struct Exchange {
-    gs2_header: String,
+    /// What client-final's `c=` must decode to: the GS2 header, then the binding data if any.
+    channel_binding: Vec<u8>,
     client_first_bare: String,
     username: String,
     /// Client nonce followed by ours.
@@ -135,22 +175,49 @@ enum ServerState {
 pub struct ScramServer {
     hash: ScramHash,
     server_nonce: String,
+    plus: bool,
+    binding: Option<TlsBinding>,
     state: ServerState,
 }
 
 impl ScramServer {
+    /// For a connection where no -PLUS mechanism is advertised.
+    ///
     /// # Panics
     /// If the OS random source fails.
     pub fn new(hash: ScramHash) -> Self {
-        Self::with_nonce(hash, &random_nonce())
+        Self::with_binding(hash, false, None)
     }
 
     /// With a fixed server nonce part, for test vectors. It must be a valid nonce: printable
     /// ASCII without `,`.
     pub fn with_nonce(hash: ScramHash, server_nonce: &str) -> Self {
+        Self::with_binding_and_nonce(hash, false, None, server_nonce)
+    }
+
+    /// `binding`: what this connection offers; `None` when the server advertises no -PLUS
+    /// mechanism on it. `plus`: whether the client chose a -PLUS mechanism, which requires
+    /// `binding` (without it, every exchange fails).
+    ///
+    /// # Panics
+    /// If the OS random source fails.
+    pub fn with_binding(hash: ScramHash, plus: bool, binding: Option<TlsBinding>) -> Self {
+        Self::with_binding_and_nonce(hash, plus, binding, &random_nonce())
+    }
+
+    /// [`with_binding`](Self::with_binding) with a fixed server nonce part, as for
+    /// [`with_nonce`](Self::with_nonce).
+    pub fn with_binding_and_nonce(
+        hash: ScramHash,
+        plus: bool,
+        binding: Option<TlsBinding>,
+        server_nonce: &str,
+    ) -> Self {
         Self {
             hash,
             server_nonce: server_nonce.to_owned(),
+            plus,
+            binding,
             state: ServerState::Start,
         }
     }
@@ -168,13 +235,7 @@ impl ScramServer {
         else {
             return Err(Failure::MalformedRequest);
         };
-        match cbind_flag {
-            // "y" (client could bind but thinks we cannot) is fine while we offer no -PLUS.
-            "n" | "y" => {}
-            // The client wants channel binding, which we never advertised (RFC 5802 §6).
-            _ if cbind_flag.starts_with("p=") => return Err(Failure::NotAuthorized),
-            _ => return Err(Failure::MalformedRequest),
-        }
+        let binding_data = check_cbind_flag(cbind_flag, self.plus, self.binding.as_ref())?;
         let authzid = match authzid {
             "" => None,
             _ => Some(
@@ -195,8 +256,9 @@ impl ScramServer {
         }
         let username = prep_username(&username)?;
 
+        let gs2_header = &msg.as_bytes()[..msg.len() - bare.len()];
         self.state = ServerState::ReceivedClientFirst(Exchange {
-            gs2_header: msg[..msg.len() - bare.len()].to_owned(),
+            channel_binding: [gs2_header, binding_data].concat(),
             client_first_bare: bare.to_owned(),
             username: username.clone(),
             nonce: format!("{client_nonce}{}", self.server_nonce),
@@ -265,8 +327,10 @@ impl ScramServer {
         if !extensions_ok(attrs) {
             return Err(Failure::MalformedRequest);
         }
-        // Without channel binding, c= must repeat the GS2 header, so a downgrade shows up here.
-        if channel_binding != exchange.gs2_header.as_bytes() || nonce != exchange.nonce {
+        // c= repeats the GS2 header, so a downgrade shows up here even without binding. The
+        // binding data derives from TLS secrets, hence the constant-time comparison.
+        let binding_ok = bool::from(channel_binding.ct_eq(&exchange.channel_binding));
+        if !binding_ok || nonce != exchange.nonce {
             return Err(Failure::NotAuthorized);
         }
 
@@ -299,25 +363,89 @@ enum ClientState {
     SentClientFinal { server_signature: Vec<u8> },
 }
 
-/// Client side of one SCRAM exchange, without channel binding or authzid.
+/// Client side of one SCRAM exchange, without authzid.
 pub struct ScramClient {
     hash: ScramHash,
     username: String,
     password: String,
     nonce: String,
+    /// `n,,`, `y,,` or `p=<type>,,`.
+    gs2_header: String,
+    /// What `c=` carries after the GS2 header; empty unless bound.
+    binding_data: Vec<u8>,
     state: ClientState,
 }
 
 impl ScramClient {
+    /// Without channel binding.
+    ///
     /// # Panics
     /// If the OS random source fails.
     pub fn new(hash: ScramHash, username: &str, password: &str) -> Self {
-        Self::with_nonce(hash, username, password, &random_nonce())
+        Self::with_binding(hash, username, password, None)
     }
 
     /// With a fixed client nonce, for test vectors. It must be a valid nonce: printable ASCII
     /// without `,`.
     pub fn with_nonce(hash: ScramHash, username: &str, password: &str, nonce: &str) -> Self {
+        Self::with_binding_and_nonce(hash, username, password, None, nonce)
+    }
+
+    /// Binds to `binding` (`p=<kind>`, for a -PLUS mechanism) when given, else `n,,` as
+    /// [`new`](Self::new).
+    ///
+    /// # Panics
+    /// If the OS random source fails.
+    pub fn with_binding(
+        hash: ScramHash,
+        username: &str,
+        password: &str,
+        binding: Option<TlsBinding>,
+    ) -> Self {
+        Self::with_binding_and_nonce(hash, username, password, binding, &random_nonce())
+    }
+
+    /// [`with_binding`](Self::with_binding) with a fixed client nonce, as for
+    /// [`with_nonce`](Self::with_nonce).
+    pub fn with_binding_and_nonce(
+        hash: ScramHash,
+        username: &str,
+        password: &str,
+        binding: Option<TlsBinding>,
+        nonce: &str,
+    ) -> Self {
+        let (gs2_header, binding_data) = match binding {
+            Some(binding) => (format!("p={},,", binding.kind), binding.data),
+            None => ("n,,".to_owned(), Vec::new()),
+        };
+        Self::with_gs2(hash, username, password, nonce, gs2_header, binding_data)
+    }
+
+    /// Sends `y,,`: could bind, but believes the server cannot. A server that did advertise
+    /// -PLUS must refuse this as a downgrade; useful to test exactly that.
+    ///
+    /// # Panics
+    /// If the OS random source fails.
+    pub fn claiming_server_lacks_binding(hash: ScramHash, username: &str, password: &str) -> Self {
+        let nonce = random_nonce();
+        Self::with_gs2(
+            hash,
+            username,
+            password,
+            &nonce,
+            "y,,".to_owned(),
+            Vec::new(),
+        )
+    }
+
+    fn with_gs2(
+        hash: ScramHash,
+        username: &str,
+        password: &str,
+        nonce: &str,
+        gs2_header: String,
+        binding_data: Vec<u8>,
+    ) -> Self {
         // A name SASLprep refuses is sent as given, and the server then refuses it.
         let username =
             stringprep::saslprep(username).map_or_else(|_| username.to_owned(), Cow::into_owned);
@@ -326,14 +454,16 @@ impl ScramClient {
             username,
             password: password.to_owned(),
             nonce: nonce.to_owned(),
+            gs2_header,
+            binding_data,
             state: ClientState::Start,
         }
     }
 
-    /// `n,,n=user,r=nonce`. Calling it again restarts the exchange.
+    /// `gs2-header n=user,r=nonce`. Calling it again restarts the exchange.
     pub fn client_first(&mut self) -> Vec<u8> {
         let client_first_bare = format!("n={},r={}", encode_saslname(&self.username), self.nonce);
-        let msg = format!("{CLIENT_GS2_HEADER}{client_first_bare}").into_bytes();
+        let msg = format!("{}{client_first_bare}", self.gs2_header).into_bytes();
         self.state = ClientState::SentClientFirst { client_first_bare };
         msg
     }
@@ -367,7 +497,8 @@ impl ScramClient {
 
         let password = prep_password(&self.password)?;
         let (client_key, keys) = self.hash.derive_keys(&password, &salt, iterations);
-        let without_proof = format!("c={},r={nonce}", BASE64.encode(CLIENT_GS2_HEADER));
+        let channel_binding = [self.gs2_header.as_bytes(), &self.binding_data].concat();
+        let without_proof = format!("c={},r={nonce}", BASE64.encode(channel_binding));
         let auth_message = format!("{client_first_bare},{msg},{without_proof}");
         let client_signature = self.hash.hmac(&keys.stored_key, auth_message.as_bytes());
         let proof = xor(&client_key, &client_signature);
@@ -488,20 +619,190 @@ mod tests {
         }
     }
 
-    /// Runs a whole exchange with random nonces; returns the client's server_final result.
+    /// Runs a whole exchange; returns the user name the server saw, or the server's failure.
+    /// The client must accept everything a succeeding server sends.
+    fn exchange(
+        mut client: ScramClient,
+        mut server: ScramServer,
+        creds: Option<&Credentials>,
+    ) -> Result<String, Failure> {
+        let first = server.client_first(&client.client_first())?;
+        let client_final = client.server_first(&server.server_first(creds)).unwrap();
+        let server_final = server.client_final(&client_final)?;
+        client.server_final(&server_final).unwrap();
+        Ok(first.username)
+    }
+
+    /// [`exchange`] with random nonces and no channel binding.
     fn round_trip(
         hash: ScramHash,
         username: &str,
         password: &str,
         creds: Option<&Credentials>,
     ) -> Result<String, Failure> {
-        let mut client = ScramClient::new(hash, username, password);
-        let mut server = ScramServer::new(hash);
-        let first = server.client_first(&client.client_first())?;
-        let client_final = client.server_first(&server.server_first(creds)).unwrap();
-        let server_final = server.client_final(&client_final)?;
+        let client = ScramClient::new(hash, username, password);
+        exchange(client, ScramServer::new(hash), creds)
+    }
+
+    /// Stands in for a TLS exporter's output: 0, 8, …, 248.
+    fn exporter_data() -> Vec<u8> {
+        (0..32).map(|i| i * 8).collect()
+    }
+
+    fn tls_binding(kind: &'static str, data: Vec<u8>) -> TlsBinding {
+        TlsBinding { kind, data }
+    }
+
+    #[test]
+    fn plus_round_trips() {
+        let creds = creds(PASSWORD);
+        let binding = tls_binding("tls-exporter", exporter_data());
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            for username in ["user", "a,b=c"] {
+                let client =
+                    ScramClient::with_binding(hash, username, PASSWORD, Some(binding.clone()));
+                let server = ScramServer::with_binding(hash, true, Some(binding.clone()));
+                let result = exchange(client, server, Some(&creds));
+                assert_eq!(result.as_deref(), Ok(username), "{hash:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_binding_data_is_not_authorized() {
+        let creds = creds(PASSWORD);
+        let mut flipped = exporter_data();
+        flipped[31] ^= 1;
+        let wrong = [
+            flipped,
+            exporter_data()[..31].to_vec(),
+            [exporter_data(), vec![0]].concat(),
+            Vec::new(),
+        ];
+        let server_binding = tls_binding("tls-exporter", exporter_data());
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            for data in &wrong {
+                let client_binding = tls_binding("tls-exporter", data.clone());
+                let client =
+                    ScramClient::with_binding(hash, "user", PASSWORD, Some(client_binding));
+                let server = ScramServer::with_binding(hash, true, Some(server_binding.clone()));
+                let result = exchange(client, server, Some(&creds));
+                assert_eq!(result, Err(Failure::NotAuthorized), "{hash:?} {data:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn cbind_flag_matrix() {
+        use Failure::{MalformedRequest as Malformed, NotAuthorized};
+        // (server offers tls-exporter, client chose -PLUS, client sends, client-first outcome).
+        // Accepted cases must then complete the exchange.
+        let cases: [(bool, bool, &str, Result<(), Failure>); 16] = [
+            (false, false, "n", Ok(())),
+            (false, false, "y", Ok(())),
+            (false, false, "tls-exporter", Err(NotAuthorized)),
+            (false, false, "tls-unique", Err(NotAuthorized)),
+            (false, true, "n", Err(NotAuthorized)),
+            (false, true, "y", Err(NotAuthorized)),
+            (false, true, "tls-exporter", Err(NotAuthorized)),
+            (false, true, "tls-unique", Err(NotAuthorized)),
+            (true, false, "n", Ok(())),
+            (true, false, "y", Err(NotAuthorized)),
+            (true, false, "tls-exporter", Err(Malformed)),
+            (true, false, "tls-unique", Err(Malformed)),
+            (true, true, "n", Err(Malformed)),
+            (true, true, "y", Err(Malformed)),
+            (true, true, "tls-exporter", Ok(())),
+            (true, true, "tls-unique", Err(NotAuthorized)),
+        ];
+        let creds = creds(PASSWORD);
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            for (offered, plus, sends, expected) in cases {
+                let server = || {
+                    let binding = offered.then(|| tls_binding("tls-exporter", exporter_data()));
+                    ScramServer::with_binding(hash, plus, binding)
+                };
+                let client = || match sends {
+                    "n" => ScramClient::new(hash, "user", PASSWORD),
+                    "y" => ScramClient::claiming_server_lacks_binding(hash, "user", PASSWORD),
+                    kind => {
+                        let binding = tls_binding(kind, exporter_data());
+                        ScramClient::with_binding(hash, "user", PASSWORD, Some(binding))
+                    }
+                };
+                let case = format!("{hash:?} offered={offered} plus={plus} {sends}");
+                let first = server().client_first(&client().client_first());
+                assert_eq!(first.map(drop), expected, "{case}");
+                if expected.is_ok() {
+                    let result = exchange(client(), server(), Some(&creds));
+                    assert_eq!(result.as_deref(), Ok("user"), "{case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plus_known_answer() {
+        // base64("p=tls-exporter,," ‖ exporter_data()), computed outside this crate.
+        const C: &str = "cD10bHMtZXhwb3J0ZXIsLAAIEBggKDA4QEhQWGBocHiAiJCYoKiwuMDI0Njg6PD4";
+        let binding = tls_binding("tls-exporter", exporter_data());
+        let mut client = ScramClient::with_binding_and_nonce(
+            ScramHash::Sha256,
+            "user",
+            PASSWORD,
+            Some(binding.clone()),
+            "cli",
+        );
+        let server =
+            ScramServer::with_binding_and_nonce(ScramHash::Sha256, true, Some(binding), "srv");
+        let client_first = client.client_first();
+        assert_eq!(client_first, b"p=tls-exporter,,n=user,r=cli");
+        let mut server = awaiting_final(server, "p=tls-exporter,,");
+        let client_final = client
+            .server_first(expected_server_first().as_bytes())
+            .unwrap();
+        let expected_final = sign(&format!("c={C},r=clisrv"));
+        assert_eq!(String::from_utf8(client_final).unwrap(), expected_final);
+        let server_final = server.client_final(expected_final.as_bytes()).unwrap();
         client.server_final(&server_final).unwrap();
-        Ok(first.username)
+    }
+
+    #[test]
+    fn plus_client_final_checks() {
+        let data = exporter_data();
+        let mut flipped = data.clone();
+        flipped[0] ^= 0x80;
+        let header = b"p=tls-exporter,,".as_slice();
+        let with_authzid = b"p=tls-exporter,a=admin,".as_slice();
+        let cases: [(&[u8], Vec<u8>, bool); 11] = [
+            (header, [header, &data].concat(), true),
+            (with_authzid, [with_authzid, &data].concat(), true),
+            // The authzid is part of the header c= must repeat.
+            (with_authzid, [header, &data].concat(), false),
+            (header, [with_authzid, &data].concat(), false),
+            (header, header.to_vec(), false),
+            (header, data.clone(), false),
+            (header, [header, &flipped].concat(), false),
+            (header, [header, &data[..31]].concat(), false),
+            (header, [header, &data, &[0]].concat(), false),
+            (header, [b"n,,".as_slice(), &data].concat(), false),
+            (header, b"n,,".to_vec(), false),
+        ];
+        for (gs2_header, channel_binding, accepted) in cases {
+            let gs2_header = std::str::from_utf8(gs2_header).unwrap();
+            let binding = tls_binding("tls-exporter", data.clone());
+            let server =
+                ScramServer::with_binding_and_nonce(ScramHash::Sha256, true, Some(binding), "srv");
+            let mut server = awaiting_final(server, gs2_header);
+            let msg = sign(&format!("c={},r=clisrv", BASE64.encode(&channel_binding)));
+            let expected = if accepted {
+                Ok(())
+            } else {
+                Err(Failure::NotAuthorized)
+            };
+            let result = server.client_final(msg.as_bytes()).map(drop);
+            assert_eq!(result, expected, "{gs2_header} {channel_binding:?}");
+        }
     }
 
     #[test]
@@ -586,7 +887,7 @@ mod tests {
     #[test]
     fn client_first_rejected() {
         use Failure::{MalformedRequest as Malformed, NotAuthorized};
-        let cases: [(&[u8], Failure); 26] = [
+        let cases: [(&[u8], Failure); 30] = [
             (b"", Malformed),
             (b"n", Malformed),
             (b"n,,", Malformed),
@@ -613,6 +914,10 @@ mod tests {
             (b"n,,n=,r=abc", Malformed),
             (b"n,,n=bell\x07,r=abc", Malformed),
             (b"n,,n=user,r=a\x7fc", Malformed),
+            (b"p=,,n=user,r=abc", Malformed),
+            (b"p=tls_unique,,n=user,r=abc", Malformed),
+            (b"p,,n=user,r=abc", Malformed),
+            (b"Y,,n=user,r=abc", Malformed),
         ];
         for (msg, expected) in cases {
             let result = ScramServer::new(ScramHash::Sha256).client_first(msg);
@@ -625,9 +930,18 @@ mod tests {
         format!("r=clisrv,s={},i=4096", BASE64.encode(SALT))
     }
 
-    /// A SHA-256 server that received `{gs2_header}n=user,r=cli` and answered for `PASSWORD`.
+    /// A SHA-256 server without binding that received `{gs2_header}n=user,r=cli` and answered
+    /// for `PASSWORD`.
     fn server_awaiting_final(gs2_header: &str) -> ScramServer {
-        let mut server = ScramServer::with_nonce(ScramHash::Sha256, "srv");
+        awaiting_final(
+            ScramServer::with_nonce(ScramHash::Sha256, "srv"),
+            gs2_header,
+        )
+    }
+
+    /// `server` (SHA-256, server nonce `srv`) after receiving `{gs2_header}n=user,r=cli` and
+    /// answering for `PASSWORD`.
+    fn awaiting_final(mut server: ScramServer, gs2_header: &str) -> ScramServer {
         server
             .client_first(format!("{gs2_header}n=user,r=cli").as_bytes())
             .unwrap();

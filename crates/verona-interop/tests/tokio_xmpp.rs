@@ -42,43 +42,73 @@ async fn client_logs_in_over_starttls_and_binds_a_resource() {
     assert_eq!(bound.to_bare(), bare(JULIET));
     assert!(!bound.resource().as_str().is_empty());
     assert_eq!(client.bound_jid(), Some(&bound));
-    // With TLS 1.3 tokio-xmpp 6.0.0 has tls-exporter data and then only tries the -PLUS SCRAM
-    // variants; Verona offers none, so the stock client falls back to PLAIN (inside TLS).
-    assert_eq!(transcript.sasl_mechanism().as_deref(), Some("PLAIN"));
+    // With TLS 1.3 tokio-xmpp derives tls-exporter data and prefers SCRAM-SHA-256-PLUS, which
+    // Verona offers (RFC 9266); without it the client would fall back to PLAIN.
+    assert_eq!(
+        transcript.sasl_mechanism().as_deref(),
+        Some("SCRAM-SHA-256-PLUS")
+    );
 
     client.send_end().await.expect("clean close");
     server.shutdown().await;
+}
+
+/// How a login attempt binds to the TLS channel.
+#[derive(Clone, Copy, Debug)]
+enum Binding {
+    /// The tls-exporter data the client derived (p=tls-exporter).
+    Exporter,
+    /// n: no binding.
+    None,
+    /// y: the client could bind but believes the server cannot.
+    ClaimUnsupported,
 }
 
 #[tokio::test]
 async fn every_offered_mechanism_authenticates() {
     let server = TestServer::start().await;
     let attempts = [
-        ("SCRAM-SHA-256", ChannelBinding::None),
-        // "y,,": the client could bind but believes the server cannot; Verona offers no -PLUS,
-        // so it must accept this.
-        ("SCRAM-SHA-256", ChannelBinding::Unsupported),
-        ("SCRAM-SHA-1", ChannelBinding::None),
-        ("PLAIN", ChannelBinding::None),
+        ("SCRAM-SHA-256-PLUS", Binding::Exporter, true),
+        ("SCRAM-SHA-1-PLUS", Binding::Exporter, true),
+        ("SCRAM-SHA-256", Binding::None, true),
+        ("SCRAM-SHA-1", Binding::None, true),
+        ("PLAIN", Binding::None, true),
+        // Verona offered -PLUS, so a client claiming it did not is being downgraded.
+        ("SCRAM-SHA-256", Binding::ClaimUnsupported, false),
     ];
-    for (mechanism, channel_binding) in attempts {
+    for (mechanism, binding, succeeds) in attempts {
         let (offered, stream, derived) = server.sasl_ready().await;
-        assert_eq!(
-            offered,
-            BTreeSet::from(["SCRAM-SHA-256".into(), "SCRAM-SHA-1".into(), "PLAIN".into()])
-        );
+        let expected: BTreeSet<String> = [
+            "SCRAM-SHA-256-PLUS",
+            "SCRAM-SHA-1-PLUS",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-1",
+            "PLAIN",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(offered, expected);
         assert!(
             matches!(derived, ChannelBinding::TlsExporter(_)),
             "TLS 1.3 expected, client derived {derived:?}"
         );
+        let channel_binding = match binding {
+            Binding::Exporter => derived,
+            Binding::None => ChannelBinding::None,
+            Binding::ClaimUnsupported => ChannelBinding::Unsupported,
+        };
         // client_login picks from the set it is given, so passing one mechanism forces it.
         let only = BTreeSet::from([mechanism.to_owned()]);
-        let credentials = juliet_credentials(JULIET_PASSWORD, channel_binding.clone());
+        let credentials = juliet_credentials(JULIET_PASSWORD, channel_binding);
         let result = timeout(TIMEOUT, client_login(stream, only, credentials))
             .await
             .expect("SASL finished in time");
-        if let Err(e) = result {
-            panic!("{mechanism} with {channel_binding:?} failed: {e}");
+        match (result, succeeds) {
+            (Ok(_), true) => {}
+            (Err(Error::Auth(AuthError::Fail(SaslCondition::NotAuthorized))), false) => {}
+            (Err(e), _) => panic!("{mechanism} with {binding:?}: {e}"),
+            (Ok(_), false) => panic!("{mechanism} with {binding:?} was accepted"),
         }
     }
     server.shutdown().await;

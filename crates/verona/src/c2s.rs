@@ -20,14 +20,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
-use verona_auth::{Failure, Mechanism, ScramHash, ScramServer};
+use verona_auth::{Failure, Mechanism, ScramHash, ScramServer, TlsBinding};
 use verona_stream::{StreamEvent, StreamHeader, StreamParser};
 use xmpp_parsers::bind::{BindQuery, BindResponse};
 
 use crate::iq::{self, Target};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
 use crate::server::Shared;
-use crate::xml::{ErrorType, builder, error_reply, iq_result, ns, set_attr};
+use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns, set_attr};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
@@ -112,8 +112,9 @@ fn fault(condition: &'static str, text: impl Into<String>) -> End {
 enum Sasl {
     /// PLAIN without an initial response: the credentials come in `<response/>`.
     Plain,
-    /// SCRAM without an initial response: client-first comes in `<response/>`.
-    ScramFirst(ScramHash),
+    /// SCRAM (-PLUS when the flag is set) without an initial response: client-first comes in
+    /// `<response/>`.
+    ScramFirst(ScramHash, bool),
     /// SCRAM after the server-first challenge.
     ScramFinal {
         server: Box<ScramServer>,
@@ -153,6 +154,8 @@ struct Connection {
     peer: SocketAddr,
     parser: StreamParser,
     secure: bool,
+    /// RFC 9266 tls-exporter data, on TLS 1.3 connections: enables SCRAM-*-PLUS.
+    binding: Option<TlsBinding>,
     state: State,
     /// Whether our stream header for the current stream has gone out (a stream error needs it).
     header_sent: bool,
@@ -162,10 +165,14 @@ struct Connection {
 }
 
 pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let mut binding = None;
     let io = if direct_tls {
         let accept = shared.direct_tls.accept(tcp);
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-            Ok(Ok(tls)) => Transport::Tls(Box::new(tls)),
+            Ok(Ok(tls)) => {
+                binding = tls_exporter(&tls);
+                Transport::Tls(Box::new(tls))
+            }
             Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
             Err(_) => return tracing::debug!("TLS handshake timed out"),
         }
@@ -180,6 +187,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         io,
         peer,
         secure: direct_tls,
+        binding,
         state: State::Unauthenticated { sasl: None },
         header_sent: false,
         auth_failures: 0,
@@ -391,6 +399,16 @@ impl Connection {
                         ));
                     }
                     features = features.append(mechanisms.build());
+                    if let Some(binding) = &self.binding {
+                        // XEP-0440: which channel binding the -PLUS mechanisms use.
+                        let kind =
+                            builder("channel-binding", ns::SASL_CB).with("type", binding.kind);
+                        features = features.append(
+                            builder("sasl-channel-binding", ns::SASL_CB)
+                                .append(kind.build())
+                                .build(),
+                        );
+                    }
                     if config.registration.allow {
                         features = features.append(Element::bare("register", ns::REGISTER_FEATURE));
                     }
@@ -409,10 +427,13 @@ impl Connection {
     }
 
     fn offered_mechanisms(&self) -> Vec<Mechanism> {
-        let mut offered = vec![
-            Mechanism::Scram(ScramHash::Sha256),
-            Mechanism::Scram(ScramHash::Sha1),
-        ];
+        let mut offered = Vec::with_capacity(5);
+        if self.binding.is_some() {
+            offered.push(Mechanism::ScramPlus(ScramHash::Sha256));
+            offered.push(Mechanism::ScramPlus(ScramHash::Sha1));
+        }
+        offered.push(Mechanism::Scram(ScramHash::Sha256));
+        offered.push(Mechanism::Scram(ScramHash::Sha1));
         if self.secure || self.shared.config.c2s.allow_insecure_auth {
             offered.push(Mechanism::Plain);
         }
@@ -475,6 +496,7 @@ impl Connection {
         let accept = self.shared.starttls.accept(tcp);
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(tls)) => {
+                self.binding = tls_exporter(&tls);
                 self.io = Transport::Tls(Box::new(tls));
                 self.secure = true;
                 self.restart_stream();
@@ -514,7 +536,8 @@ impl Connection {
                 };
                 let exchange = match mechanism {
                     Mechanism::Plain => Sasl::Plain,
-                    Mechanism::Scram(hash) => Sasl::ScramFirst(hash),
+                    Mechanism::Scram(hash) => Sasl::ScramFirst(hash, false),
+                    Mechanism::ScramPlus(hash) => Sasl::ScramFirst(hash, true),
                 };
                 if data.is_empty() {
                     // No initial response: ask for it with an empty challenge.
@@ -547,7 +570,7 @@ impl Connection {
     async fn sasl_step(&mut self, exchange: Sasl, data: &[u8]) -> Result<(), End> {
         let outcome = match exchange {
             Sasl::Plain => self.plain(data).await.map(|jid| (jid, None)),
-            Sasl::ScramFirst(hash) => return self.scram_first(hash, data).await,
+            Sasl::ScramFirst(hash, plus) => return self.scram_first(hash, plus, data).await,
             Sasl::ScramFinal { mut server, jid } => {
                 server.client_final(data).and_then(|server_final| {
                     Ok((jid.ok_or(Failure::NotAuthorized)?, Some(server_final)))
@@ -590,8 +613,8 @@ impl Connection {
         }
     }
 
-    async fn scram_first(&mut self, hash: ScramHash, data: &[u8]) -> Result<(), End> {
-        let mut server = Box::new(ScramServer::new(hash));
+    async fn scram_first(&mut self, hash: ScramHash, plus: bool, data: &[u8]) -> Result<(), End> {
+        let mut server = Box::new(ScramServer::with_binding(hash, plus, self.binding.clone()));
         let first = match server.client_first(data) {
             Ok(first) => first,
             Err(failure) => return self.sasl_failure(failure).await,
@@ -851,6 +874,21 @@ impl Connection {
             self.send(&reply);
         }
     }
+}
+
+/// RFC 9266 channel binding data; only on TLS 1.3, where the exporter is safe without EMS.
+fn tls_exporter(tls: &TlsStream<TcpStream>) -> Option<TlsBinding> {
+    let connection = tls.get_ref().1;
+    if connection.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    let data = connection
+        .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+        .ok()?;
+    Some(TlsBinding {
+        kind: "tls-exporter",
+        data,
+    })
 }
 
 async fn session_wake(ends: Option<&mut SessionEnds>) -> Wake {

@@ -7,6 +7,7 @@ pub mod ns {
     pub const CLIENT: &str = "jabber:client";
     pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
     pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+    pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
     pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
     pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use verona_auth::ScramHash;
+use verona_auth::{ScramClient, ScramHash};
 
 #[tokio::test]
 async fn starttls_scram_sha256_bind() {
@@ -27,7 +27,27 @@ async fn starttls_scram_sha256_bind() {
 
     c.starttls(t.server.cert_path()).await;
     c.open().await;
-    assert_eq!(c.mechanisms(), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
+    assert_eq!(
+        c.mechanisms(),
+        [
+            "SCRAM-SHA-256-PLUS",
+            "SCRAM-SHA-1-PLUS",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-1",
+            "PLAIN"
+        ]
+    );
+    let cb = c
+        .features
+        .as_ref()
+        .unwrap()
+        .get_child("sasl-channel-binding", "urn:xmpp:sasl-cb:0");
+    assert_eq!(
+        cb.and_then(|cb| cb.children().next())
+            .and_then(|t| t.attr("type")),
+        Some("tls-exporter"),
+        "XEP-0440 names the binding type"
+    );
     c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
         .await
         .unwrap();
@@ -56,6 +76,35 @@ async fn direct_tls_login() {
         jid.len() > "juliet@localhost/".len(),
         "a resource was generated"
     );
+}
+
+/// SCRAM-*-PLUS with RFC 9266 tls-exporter binds the login to this TLS connection.
+#[tokio::test]
+async fn scram_plus_with_tls_exporter_and_downgrade_protection() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    for hash in [ScramHash::Sha256, ScramHash::Sha1] {
+        let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+        c.open().await;
+        let scram = ScramClient::with_binding(hash, "juliet", "r0meo", c.binding.clone());
+        let name = format!("{}-PLUS", hash.mechanism_name());
+        c.auth_scram_with(&name, scram).await.unwrap();
+        c.open().await;
+        c.bind(Some("balcony")).await;
+    }
+
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    c.open().await;
+    // Binding data from another TLS connection (a man in the middle) does not verify.
+    let mut forged = c.binding.clone().unwrap();
+    forged.data[0] ^= 1;
+    let scram = ScramClient::with_binding(ScramHash::Sha256, "juliet", "r0meo", Some(forged));
+    let result = c.auth_scram_with("SCRAM-SHA-256-PLUS", scram).await;
+    assert_eq!(result, Err("not-authorized".into()));
+    // "y": the client thinks the server cannot bind, yet it offered -PLUS: a downgrade.
+    let scram = ScramClient::claiming_server_lacks_binding(ScramHash::Sha256, "juliet", "r0meo");
+    let result = c.auth_scram_with("SCRAM-SHA-256", scram).await;
+    assert_eq!(result, Err("not-authorized".into()));
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use verona::{Config, RunningServer};
-use verona_auth::{ScramClient, ScramHash};
+use verona_auth::{ScramClient, ScramHash, TlsBinding};
 use verona_stream::{Limits, StreamEvent, StreamHeader, StreamParser};
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,8 +37,10 @@ pub struct TestServer {
 }
 
 pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_owned();
+    let mut config = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
     config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.c2s.direct_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
     config
@@ -100,6 +102,20 @@ pub struct Client {
     pub jid: Option<String>,
     pub features: Option<Element>,
     pub header: Option<StreamHeader>,
+    /// The client's view of RFC 9266 tls-exporter data, once TLS is up.
+    pub binding: Option<TlsBinding>,
+}
+
+fn exporter(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> TlsBinding {
+    let data = tls
+        .get_ref()
+        .1
+        .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+        .unwrap();
+    TlsBinding {
+        kind: "tls-exporter",
+        data,
+    }
 }
 
 fn client_parser() -> StreamParser {
@@ -132,6 +148,7 @@ impl Client {
             jid: None,
             features: None,
             header: None,
+            binding: None,
         }
     }
 
@@ -143,6 +160,7 @@ impl Client {
             .await
             .unwrap();
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"xmpp-client"[..]));
+        let binding = Some(exporter(&tls));
         Client {
             io: Some(Box::new(tls)),
             tcp: None,
@@ -151,6 +169,7 @@ impl Client {
             jid: None,
             features: None,
             header: None,
+            binding,
         }
     }
 
@@ -317,6 +336,7 @@ impl Client {
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .unwrap();
+        self.binding = Some(exporter(&tls));
         self.io = Some(Box::new(tls));
     }
 
@@ -335,11 +355,19 @@ impl Client {
         user: &str,
         password: &str,
     ) -> Result<(), String> {
-        let mut scram = ScramClient::new(hash, user, password);
+        let scram = ScramClient::new(hash, user, password);
+        self.auth_scram_with(hash.mechanism_name(), scram).await
+    }
+
+    /// Runs SCRAM with a prepared client under the given mechanism name (e.g. a -PLUS one).
+    pub async fn auth_scram_with(
+        &mut self,
+        mechanism: &str,
+        mut scram: ScramClient,
+    ) -> Result<(), String> {
         let first = BASE64.encode(scram.client_first());
         self.send(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{first}</auth>",
-            hash.mechanism_name()
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'>{first}</auth>"
         ))
         .await;
         let challenge = self.recv().await;
