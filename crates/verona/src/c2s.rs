@@ -24,6 +24,7 @@ use verona_auth::{Failure, Mechanism, ScramHash, ScramServer, TlsBinding};
 use verona_stream::{StreamEvent, StreamHeader, StreamParser};
 use xmpp_parsers::bind::{BindQuery, BindResponse};
 
+use crate::compress::{Zlib, ZlibError};
 use crate::iq::{self, Target};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
 use crate::server::Shared;
@@ -162,6 +163,8 @@ struct Connection {
     auth_failures: u32,
     deadline: Option<Instant>,
     out: Vec<u8>,
+    /// XEP-0138 zlib, once negotiated; applies to both directions.
+    compression: Option<Box<Zlib>>,
 }
 
 pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
@@ -193,6 +196,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         auth_failures: 0,
         deadline: Some(Instant::now() + unauthenticated_timeout),
         out: Vec::new(),
+        compression: None,
     };
     let end = conn.run().await;
     conn.finish(end).await;
@@ -228,7 +232,11 @@ impl Connection {
             };
             match wake {
                 Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return End::Gone,
-                Wake::Read(Ok(n)) => self.parser.feed(&buf[..n]),
+                Wake::Read(Ok(n)) => {
+                    if let Err(end) = self.receive(&buf[..n]) {
+                        return end;
+                    }
+                }
                 Wake::Outbound(Some(bytes)) => self.write_queued(bytes),
                 Wake::Outbound(None) => return End::Close,
                 Wake::Closed(reason) => {
@@ -260,6 +268,23 @@ impl Connection {
         }
     }
 
+    /// Bytes from the socket, inflated first when the stream is compressed.
+    fn receive(&mut self, bytes: &[u8]) -> Result<(), End> {
+        let Some(zlib) = &mut self.compression else {
+            self.parser.feed(bytes);
+            return Ok(());
+        };
+        let mut plain = Vec::new();
+        let limit = self.shared.config.limits.max_stanza_bytes;
+        zlib.inflate(bytes, limit, &mut plain)
+            .map_err(|e| match e {
+                ZlibError::TooLarge(_) => fault("policy-violation", e.to_string()),
+                ZlibError::Corrupt => fault("undefined-condition", e.to_string()),
+            })?;
+        self.parser.feed(&plain);
+        Ok(())
+    }
+
     fn write_queued(&mut self, first: Bytes) {
         self.out.extend_from_slice(&first);
         if let State::Bound(session) = &mut self.state {
@@ -275,6 +300,11 @@ impl Connection {
     async fn flush(&mut self) -> Result<(), End> {
         if self.out.is_empty() {
             return Ok(());
+        }
+        if let Some(zlib) = &mut self.compression {
+            let mut compressed = Vec::new();
+            zlib.deflate(&self.out, &mut compressed);
+            self.out = compressed;
         }
         let written = async {
             self.io.write_all(&self.out).await?;
@@ -415,6 +445,11 @@ impl Connection {
                 }
             }
             State::Authenticated { .. } => {
+                if config.compression.enabled && self.compression.is_none() {
+                    let method = crate::xml::text_child("method", ns::COMPRESS_FEATURE, "zlib");
+                    let compression = builder("compression", ns::COMPRESS_FEATURE).append(method);
+                    features = features.append(compression.build());
+                }
                 features = features.append(Element::bare("bind", ns::BIND)).append(
                     builder("session", ns::SESSION)
                         .append(Element::bare("optional", ns::SESSION))
@@ -451,6 +486,9 @@ impl Connection {
         }
         match &self.state {
             State::Unauthenticated { .. } => self.unauthenticated(el, &namespace).await,
+            State::Authenticated { .. } if el.is("compress", ns::COMPRESS) => {
+                self.compress(&el).await
+            }
             State::Authenticated { jid } => {
                 let jid = jid.clone();
                 self.authenticated(el, jid)
@@ -480,6 +518,11 @@ impl Connection {
         }
         if el.name() == "iq" && el.has_child("query", ns::REGISTER) {
             return self.register_account(el).await;
+        }
+        if el.is("compress", ns::COMPRESS) {
+            // Compression only follows authentication; XEP-0138 failures are not stream errors.
+            self.send_compress_failure("setup-failed");
+            return Ok(());
         }
         Err(fault("not-authorized", "authenticate first"))
     }
@@ -697,6 +740,32 @@ impl Connection {
         let reply = iq::register_new(&self.shared, &el).await;
         self.send(&reply);
         Ok(())
+    }
+
+    /// XEP-0138: `<compressed/>` goes out uncompressed, then both sides restart the stream
+    /// compressed.
+    async fn compress(&mut self, el: &Element) -> Result<(), End> {
+        if !self.shared.config.compression.enabled || self.compression.is_some() {
+            self.send_compress_failure("setup-failed");
+            return Ok(());
+        }
+        let method = el.get_child("method", ns::COMPRESS).map(|m| m.text());
+        if method.as_deref() != Some("zlib") {
+            self.send_compress_failure("unsupported-method");
+            return Ok(());
+        }
+        self.send(&Element::bare("compressed", ns::COMPRESS));
+        self.flush().await?;
+        self.compression = Some(Box::new(Zlib::new()));
+        self.restart_stream();
+        Ok(())
+    }
+
+    fn send_compress_failure(&mut self, condition: &str) {
+        let failure = builder("failure", ns::COMPRESS)
+            .append(Element::bare(condition, ns::COMPRESS))
+            .build();
+        self.send(&failure);
     }
 
     fn authenticated(&mut self, el: Element, jid: BareJid) -> Result<(), End> {

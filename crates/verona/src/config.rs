@@ -16,6 +16,7 @@ pub struct Config {
     pub c2s: C2sConfig,
     pub tls: TlsConfig,
     pub registration: RegistrationConfig,
+    pub compression: CompressionConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
     pub log: LogConfig,
@@ -51,6 +52,14 @@ pub struct TlsConfig {
 pub struct RegistrationConfig {
     /// Allow XEP-0077 in-band registration of new accounts.
     pub allow: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionConfig {
+    /// Offer XEP-0138 zlib stream compression to authenticated clients (see the docs for why
+    /// it is off by default).
+    pub enabled: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -95,6 +104,7 @@ impl Default for Config {
             c2s: C2sConfig::default(),
             tls: TlsConfig::default(),
             registration: RegistrationConfig::default(),
+            compression: CompressionConfig::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
@@ -258,6 +268,7 @@ mod tests {
         assert!(c.c2s.require_encryption);
         assert!(!c.c2s.allow_insecure_auth);
         assert!(!c.registration.allow);
+        assert!(!c.compression.enabled);
         assert_eq!(c.limits.max_stanza_bytes, 262_144);
     }
 
@@ -277,6 +288,8 @@ mod tests {
             key = "/etc/verona/key.pem"
             [registration]
             allow = true
+            [compression]
+            enabled = true
             [limits]
             max_stanza_bytes = 65536
             max_depth = 16
@@ -288,6 +301,7 @@ mod tests {
         assert!(c.c2s.direct_tls_listen.is_empty());
         assert!(c.c2s.allow_insecure_auth);
         assert!(c.registration.allow);
+        assert!(c.compression.enabled);
         assert_eq!(c.limits.max_stanza_bytes, 65536);
         assert_eq!(c.limits.max_attributes, 64, "unset keys keep defaults");
     }

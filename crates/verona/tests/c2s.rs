@@ -545,3 +545,85 @@ async fn a_thousand_garbage_connections_then_a_login() {
     c.send("<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
     assert_eq!(c.recv().await.attr("type"), Some("result"));
 }
+
+/// XEP-0138: zlib negotiated after authentication, stanzas both ways, a bomb refused.
+#[tokio::test]
+async fn stream_compression() {
+    let t = TestServer::start_with(|c| c.compression.enabled = true).await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = Client::connect(t.addr()).await;
+    c.open().await;
+    c.starttls(t.server.cert_path()).await;
+    let features = c.open().await;
+    assert!(!features.has_child("compression", "http://jabber.org/features/compress"));
+    // Before authentication compression is refused, without ending the stream.
+    assert_eq!(c.compress().await, Err("setup-failed".into()));
+    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
+        .await
+        .unwrap();
+    let features = c.open().await;
+    let offered = features
+        .get_child("compression", "http://jabber.org/features/compress")
+        .expect("offered after authentication");
+    assert_eq!(offered.children().next().unwrap().text(), "zlib");
+
+    c.send("<compress xmlns='http://jabber.org/protocol/compress'><method>lzw</method></compress>")
+        .await;
+    let failure = c.recv().await;
+    assert!(
+        failure.has_child("unsupported-method", NS_COMPRESS),
+        "{failure:?}"
+    );
+
+    let features = c.compress().await.unwrap();
+    assert!(features.has_child("bind", NS_BIND));
+    assert!(!features.has_child("compression", "http://jabber.org/features/compress"));
+    c.bind(Some("balcony")).await;
+    let mut other = t.login("juliet", "r0meo", "chamber").await;
+    c.send("<message xmlns='jabber:client' to='juliet@localhost/chamber'><body>compressed out</body></message>")
+        .await;
+    assert_eq!(
+        other
+            .recv()
+            .await
+            .get_child("body", NS_CLIENT)
+            .unwrap()
+            .text(),
+        "compressed out"
+    );
+    other
+        .send("<message xmlns='jabber:client' to='juliet@localhost/balcony'><body>compressed in</body></message>")
+        .await;
+    assert_eq!(
+        c.recv().await.get_child("body", NS_CLIENT).unwrap().text(),
+        "compressed in"
+    );
+
+    // Ten megabytes of whitespace deflate to a few kilobytes: refused past the stanza limit.
+    c.send_raw(&vec![b' '; 10_000_000]).await;
+    assert_eq!(c.expect_stream_error().await, "policy-violation");
+
+    // Bytes that are not the negotiated zlib stream end it too.
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    c.open().await;
+    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo").await.unwrap();
+    c.open().await;
+    c.compress().await.unwrap();
+    c.send_wire(b"this is not zlib at all").await;
+    assert_eq!(c.expect_stream_error().await, "undefined-condition");
+}
+
+#[tokio::test]
+async fn compression_is_off_by_default() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    c.open().await;
+    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
+        .await
+        .unwrap();
+    let features = c.open().await;
+    assert!(!features.has_child("compression", "http://jabber.org/features/compress"));
+    assert_eq!(c.compress().await, Err("setup-failed".into()));
+    c.bind(Some("balcony")).await;
+}

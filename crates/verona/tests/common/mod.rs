@@ -29,6 +29,7 @@ pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+pub const NS_COMPRESS: &str = "http://jabber.org/protocol/compress";
 pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 
 pub struct TestServer {
@@ -104,6 +105,8 @@ pub struct Client {
     pub header: Option<StreamHeader>,
     /// The client's view of RFC 9266 tls-exporter data, once TLS is up.
     pub binding: Option<TlsBinding>,
+    /// XEP-0138 zlib, once negotiated.
+    zlib: Option<(flate2::Compress, flate2::Decompress)>,
 }
 
 fn exporter(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> TlsBinding {
@@ -149,6 +152,7 @@ impl Client {
             features: None,
             header: None,
             binding: None,
+            zlib: None,
         }
     }
 
@@ -170,10 +174,24 @@ impl Client {
             features: None,
             header: None,
             binding,
+            zlib: None,
         }
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let compressed;
+        let bytes = match &mut self.zlib {
+            Some((deflate, _)) => {
+                compressed = zlib_deflate(deflate, bytes);
+                &compressed[..]
+            }
+            None => bytes,
+        };
+        self.send_wire(bytes).await;
+    }
+
+    /// Bytes exactly as given, even on a compressed stream (for sending hostile zlib data).
+    pub async fn send_wire(&mut self, bytes: &[u8]) {
         let result = match (&mut self.io, &mut self.tcp) {
             (Some(io), _) => io.write_all(bytes).await,
             (None, Some(tcp)) => tcp.write_all(bytes).await,
@@ -224,8 +242,34 @@ impl Client {
             _ => unreachable!(),
         };
         let n = read.unwrap_or(0);
-        self.parser.feed(&buf[..n]);
+        match &mut self.zlib {
+            Some((_, inflate)) => {
+                let mut out = Vec::with_capacity(64 * 1024);
+                inflate
+                    .decompress_vec(&buf[..n], &mut out, flate2::FlushDecompress::Sync)
+                    .unwrap();
+                assert!(out.len() < out.capacity(), "test reads inflate to < 64 KiB");
+                self.parser.feed(&out);
+            }
+            None => self.parser.feed(&buf[..n]),
+        }
         n
+    }
+
+    /// XEP-0138: negotiate zlib, then open the compressed stream.
+    pub async fn compress(&mut self) -> Result<Element, String> {
+        self.send("<compress xmlns='http://jabber.org/protocol/compress'><method>zlib</method></compress>")
+            .await;
+        let reply = self.recv().await;
+        if !reply.is("compressed", NS_COMPRESS) {
+            let condition = reply.children().next().map(|c| c.name().to_owned());
+            return Err(condition.unwrap_or_default());
+        }
+        self.zlib = Some((
+            flate2::Compress::new(flate2::Compression::default(), true),
+            flate2::Decompress::new(true),
+        ));
+        Ok(self.open().await)
     }
 
     /// Whatever bytes arrive next within `within` (also fed to the parser).
@@ -423,6 +467,22 @@ impl Client {
 
     pub fn jid(&self) -> &str {
         self.jid.as_deref().expect("bound")
+    }
+}
+
+/// Deflates everything with a sync flush, so the server can decode it at once.
+pub fn zlib_deflate(deflate: &mut flate2::Compress, bytes: &[u8]) -> Vec<u8> {
+    let start = deflate.total_in();
+    let mut out = Vec::new();
+    loop {
+        out.reserve(bytes.len() + 1024);
+        let done = (deflate.total_in() - start) as usize;
+        deflate
+            .compress_vec(&bytes[done..], &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        if (deflate.total_in() - start) as usize == bytes.len() && out.len() < out.capacity() {
+            return out;
+        }
     }
 }
 
