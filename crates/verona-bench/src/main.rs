@@ -1,0 +1,165 @@
+//! The `verona-bench` command. Each run prints one JSON line on stdout and a readable table on
+//! stderr; the exit status is 1 if any client failed, 2 if the run could not be done.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use verona_bench::client::{Mechanism, Target};
+use verona_bench::scenarios::Setup;
+use verona_bench::scenarios::idle::{self, IdleOptions};
+use verona_bench::scenarios::login::{self, LoginOptions};
+use verona_bench::stats::ServerProbe;
+
+/// How long the idle scenario lets the server settle before sampling its memory.
+const SETTLE: Duration = Duration::from_secs(2);
+
+#[derive(Parser)]
+#[command(name = "verona-bench", version, about = "XMPP load generator")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Args)]
+struct Common {
+    #[arg(long, global = true, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, global = true, default_value_t = 5222)]
+    port: u16,
+    /// The XMPP domain of the accounts.
+    #[arg(long, global = true, default_value = "localhost")]
+    domain: String,
+    /// Local part of client n's account; `{n}` is the account number.
+    #[arg(long, global = true, default_value = "bench{n}")]
+    user_pattern: String,
+    #[arg(long, global = true, default_value = "pw{n}")]
+    password_pattern: String,
+    /// Number of accounts: client n uses account n % accounts.
+    #[arg(long, global = true, default_value_t = 50)]
+    accounts: usize,
+    /// STARTTLS before authenticating (the default).
+    #[arg(long, global = true, overrides_with = "no_tls")]
+    tls: bool,
+    /// Stay on plain TCP.
+    #[arg(long, global = true, overrides_with = "tls")]
+    no_tls: bool,
+    #[arg(long, global = true, value_enum, default_value = "SCRAM-SHA-256")]
+    mechanism: Mechanism,
+    /// Sample this server process's CPU time and memory from /proc.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Give up on the whole run after this long.
+    #[arg(long, global = true, default_value_t = 600)]
+    timeout_secs: u64,
+    /// Give up on one login, or one close, after this long.
+    #[arg(long, global = true, default_value_t = 30)]
+    op_timeout_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Clients log in (STARTTLS, SASL, bind, presence) and out, K at a time.
+    Login {
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
+        #[arg(long, default_value_t = 50)]
+        in_flight: usize,
+        /// Keep every session until all have logged in.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Log clients in, hold them idle, report the server's memory per connection.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 50)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 10)]
+        hold_secs: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("verona-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the scenario; `Ok(false)` when some client failed.
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let common = cli.common;
+    if let Err(e) = verona_bench::raise_fd_limit() {
+        eprintln!("verona-bench: cannot raise the open-file limit: {e}");
+    }
+    let addr = tokio::net::lookup_host((common.host.as_str(), common.port))
+        .await
+        .with_context(|| format!("resolving {}", common.host))?
+        .next()
+        .with_context(|| format!("{} has no address", common.host))?;
+    let setup = Setup {
+        target: Target {
+            addr,
+            domain: common.domain,
+            tls: common.tls || !common.no_tls,
+            mechanism: common.mechanism,
+        },
+        user_pattern: common.user_pattern,
+        password_pattern: common.password_pattern,
+        accounts: common.accounts,
+        op_timeout: Duration::from_secs(common.op_timeout_secs),
+    };
+    let server = ServerProbe(common.server_pid);
+    let limit = Duration::from_secs(common.timeout_secs);
+    let scenario = async {
+        match cli.scenario {
+            Scenario::Login {
+                clients,
+                in_flight,
+                keep,
+            } => {
+                let options = LoginOptions {
+                    clients,
+                    in_flight,
+                    keep,
+                };
+                let report = login::run(&setup, &options, server).await;
+                eprint!("{}", report.table());
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(report.errors.total == 0)
+            }
+            Scenario::Idle {
+                clients,
+                in_flight,
+                hold_secs,
+            } => {
+                let options = IdleOptions {
+                    clients,
+                    in_flight,
+                    hold: Duration::from_secs(hold_secs),
+                    settle: SETTLE,
+                };
+                let report = idle::run(&setup, &options, server).await;
+                eprint!("{}", report.table());
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(report.errors.total == 0)
+            }
+        }
+    };
+    match tokio::time::timeout(limit, scenario).await {
+        Ok(result) => result,
+        Err(_) => bail!(
+            "the run took longer than --timeout-secs {}",
+            common.timeout_secs
+        ),
+    }
+}

@@ -1,0 +1,282 @@
+//! Load scenarios, and what they share: which account each client uses, logging clients in
+//! and out with bounded concurrency, counting errors, and printing reports.
+
+pub mod idle;
+pub mod login;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::client::{Client, Error, Target, within};
+
+/// How to connect, and as whom.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub target: Target,
+    /// `{n}` is replaced by the account number.
+    pub user_pattern: String,
+    pub password_pattern: String,
+    /// Client n uses account n % accounts.
+    pub accounts: usize,
+    /// Bound on each login and each close.
+    pub op_timeout: Duration,
+}
+
+impl Setup {
+    fn credentials(&self, client: usize) -> (String, String) {
+        let account = (client % self.accounts.max(1)).to_string();
+        (
+            self.user_pattern.replace("{n}", &account),
+            self.password_pattern.replace("{n}", &account),
+        )
+    }
+
+    fn params(&self) -> Params {
+        Params {
+            addr: self.target.addr.to_string(),
+            domain: self.target.domain.clone(),
+            tls: self.target.tls,
+            mechanism: self.target.mechanism.name(),
+            accounts: self.accounts,
+        }
+    }
+}
+
+/// The connection parameters, as reported.
+#[derive(Clone, Debug, Serialize)]
+pub struct Params {
+    pub addr: String,
+    pub domain: String,
+    pub tls: bool,
+    pub mechanism: &'static str,
+    pub accounts: usize,
+}
+
+/// Failures counted by the stage they happened in, with the first one as an example.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Errors {
+    pub total: usize,
+    pub by_stage: BTreeMap<&'static str, usize>,
+    pub first: Option<String>,
+}
+
+impl Errors {
+    fn add(&mut self, error: &Error) {
+        self.total += 1;
+        *self.by_stage.entry(error.stage.as_str()).or_default() += 1;
+        self.first.get_or_insert_with(|| error.to_string());
+    }
+
+    fn merge(&mut self, other: Errors) {
+        self.total += other.total;
+        for (stage, count) in other.by_stage {
+            *self.by_stage.entry(stage).or_default() += count;
+        }
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+
+    fn describe(&self) -> String {
+        let stages: Vec<String> = self
+            .by_stage
+            .iter()
+            .map(|(stage, count)| format!("{stage} {count}"))
+            .collect();
+        match &self.first {
+            None => "0".into(),
+            Some(first) => format!("{} ({}); first: {first}", self.total, stages.join(", ")),
+        }
+    }
+}
+
+/// What logging in a batch of clients gave.
+struct Logins {
+    /// From TCP connect to bound with initial presence sent, one per successful login.
+    latencies: Vec<Duration>,
+    errors: Errors,
+    /// The sessions, when they were kept.
+    clients: Vec<Client>,
+}
+
+/// Logs in clients `0..count` (resource `r{n}`) with at most `in_flight` at a time; each sends
+/// `<presence/>`, then is kept or closed at once.
+async fn log_in_all(setup: &Setup, count: usize, in_flight: usize, keep: bool) -> Logins {
+    let setup = Arc::new(setup.clone());
+    let attempts = bounded(0..count, in_flight, |n| {
+        let setup = setup.clone();
+        async move {
+            let start = Instant::now();
+            let (user, password) = setup.credentials(n);
+            let login = within(setup.op_timeout, async {
+                let mut client =
+                    Client::login(&setup.target, &user, &password, &format!("r{n}")).await?;
+                client.send(b"<presence/>").await?;
+                Ok(client)
+            })
+            .await;
+            let latency = start.elapsed();
+            match login {
+                Ok(client) if keep => (Ok(latency), Some(client), None),
+                Ok(client) => {
+                    let closed = within(setup.op_timeout, client.close()).await;
+                    (Ok(latency), None, closed.err())
+                }
+                Err(e) => (Err(e), None, None),
+            }
+        }
+    })
+    .await;
+    let mut logins = Logins {
+        latencies: Vec::with_capacity(count),
+        errors: Errors::default(),
+        clients: Vec::new(),
+    };
+    for (login, client, close_error) in attempts {
+        match login {
+            Ok(latency) => logins.latencies.push(latency),
+            Err(e) => logins.errors.add(&e),
+        }
+        logins.clients.extend(client);
+        if let Some(e) = close_error {
+            logins.errors.add(&e);
+        }
+    }
+    logins
+}
+
+/// Closes every client, `in_flight` at a time.
+async fn close_all(clients: Vec<Client>, in_flight: usize, op_timeout: Duration) -> Errors {
+    let closes = bounded(clients, in_flight, |client| {
+        within(op_timeout, client.close())
+    })
+    .await;
+    let mut errors = Errors::default();
+    for e in closes.iter().filter_map(|c| c.as_ref().err()) {
+        errors.add(e);
+    }
+    errors
+}
+
+/// Runs `task` on every item as its own tokio task, at most `in_flight` at a time; the outputs
+/// come in completion order.
+async fn bounded<I, T, F, Fut>(items: I, in_flight: usize, mut task: F) -> Vec<T>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut running = JoinSet::new();
+    let mut done = Vec::new();
+    for item in items {
+        if running.len() >= in_flight.max(1)
+            && let Some(finished) = running.join_next().await
+        {
+            done.push(finished.expect("a benchmark task panicked"));
+        }
+        running.spawn(task(item));
+    }
+    while let Some(finished) = running.join_next().await {
+        done.push(finished.expect("a benchmark task panicked"));
+    }
+    done
+}
+
+/// Aligned `name  value` lines for stderr.
+fn table(title: &str, rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut out = format!("== {title}\n");
+    for (name, value) in rows {
+        out.push_str(&format!("  {name:<width$}  {value}\n"));
+    }
+    out
+}
+
+fn fmt_opt(value: Option<f64>, unit: &str) -> String {
+    value.map_or_else(
+        || "n/a (no --server-pid)".into(),
+        |v| format!("{v:.1} {unit}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Stage;
+
+    fn setup() -> Setup {
+        Setup {
+            target: Target {
+                addr: "127.0.0.1:5222".parse().unwrap(),
+                domain: "localhost".into(),
+                tls: true,
+                mechanism: crate::client::Mechanism::Plain,
+            },
+            user_pattern: "bench{n}".into(),
+            password_pattern: "pw{n}".into(),
+            accounts: 3,
+            op_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn clients_cycle_through_accounts() {
+        let setup = setup();
+        assert_eq!(setup.credentials(0), ("bench0".into(), "pw0".into()));
+        assert_eq!(setup.credentials(4), ("bench1".into(), "pw1".into()));
+        assert_eq!(setup.credentials(5), ("bench2".into(), "pw2".into()));
+    }
+
+    #[test]
+    fn errors_count_by_stage() {
+        let mut errors = Errors::default();
+        errors.add(&Error {
+            stage: Stage::Auth,
+            detail: "SASL failure: not-authorized".into(),
+        });
+        let mut more = Errors::default();
+        more.add(&Error {
+            stage: Stage::Auth,
+            detail: "x".into(),
+        });
+        more.add(&Error {
+            stage: Stage::Timeout,
+            detail: "y".into(),
+        });
+        errors.merge(more);
+        assert_eq!(errors.total, 3);
+        assert_eq!(errors.by_stage["auth"], 2);
+        assert_eq!(errors.by_stage["timeout"], 1);
+        assert_eq!(
+            errors.first.as_deref(),
+            Some("auth: SASL failure: not-authorized")
+        );
+    }
+
+    #[tokio::test]
+    async fn bounded_runs_everything_within_the_limit() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut out = bounded(0..20, 3, |i| {
+            let (running, peak) = (running.clone(), peak.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                i
+            }
+        })
+        .await;
+        out.sort_unstable();
+        assert_eq!(out, (0..20).collect::<Vec<_>>());
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+}

@@ -1,0 +1,167 @@
+//! The scenarios as library calls against a real Verona started in this process (so the
+//! "server" sampled from /proc is this test process).
+
+use std::time::Duration;
+
+use verona::{Config, RunningServer};
+use verona_bench::client::{Client, Mechanism, Target, within};
+use verona_bench::scenarios::Setup;
+use verona_bench::scenarios::idle::{self, IdleOptions};
+use verona_bench::scenarios::login::{self, LoginOptions};
+use verona_bench::stats::ServerProbe;
+
+const OP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A server on a free loopback port with accounts bench0..bench{accounts-1}, password pw{n}.
+async fn start(accounts: usize) -> (RunningServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.c2s.direct_tls_listen = vec![];
+    let server = RunningServer::start(config).await.unwrap();
+    for n in 0..accounts {
+        let jid = server
+            .accounts()
+            .parse_jid(&format!("bench{n}@localhost"))
+            .unwrap();
+        server
+            .accounts()
+            .create(&jid, &format!("pw{n}"))
+            .await
+            .unwrap();
+    }
+    (server, dir)
+}
+
+fn setup(server: &RunningServer, mechanism: Mechanism, accounts: usize) -> Setup {
+    Setup {
+        target: Target {
+            addr: server.c2s_addrs()[0],
+            domain: "localhost".into(),
+            tls: true,
+            mechanism,
+        },
+        user_pattern: "bench{n}".into(),
+        password_pattern: "pw{n}".into(),
+        accounts,
+        op_timeout: OP_TIMEOUT,
+    }
+}
+
+fn this_process() -> ServerProbe {
+    ServerProbe(Some(std::process::id()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_over_starttls_and_scram_sha_256() {
+    let (server, _dir) = start(3).await;
+    let setup = setup(&server, Mechanism::ScramSha256, 3);
+    let options = LoginOptions {
+        clients: 20,
+        in_flight: 4,
+        keep: false,
+    };
+    let report = login::run(&setup, &options, this_process()).await;
+    assert_eq!(report.errors.total, 0, "{:?}", report.errors);
+    assert_eq!(report.ok, 20);
+    assert_eq!(
+        (report.clients, report.in_flight, report.params.accounts),
+        (20, 4, 3)
+    );
+    assert_eq!(report.params.mechanism, "SCRAM-SHA-256");
+    assert!(report.params.tls);
+    assert!(report.logins_per_s > 0.0);
+    let latency = report.latency.as_ref().expect("latencies");
+    assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms);
+    assert!(report.server_cpu_us_per_login.is_some());
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["scenario"], "login");
+    assert_eq!(json["ok"], 20);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_sessions_with_scram_sha_1_and_plain() {
+    let (server, _dir) = start(2).await;
+    for mechanism in [Mechanism::ScramSha1, Mechanism::Plain] {
+        let options = LoginOptions {
+            clients: 6,
+            in_flight: 6,
+            keep: true,
+        };
+        let report = login::run(&setup(&server, mechanism, 2), &options, ServerProbe(None)).await;
+        assert_eq!(
+            (report.ok, report.errors.total),
+            (6, 0),
+            "{:?}",
+            report.errors
+        );
+        assert_eq!(report.server_cpu_us_per_login, None);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_count_as_auth_errors() {
+    let (server, _dir) = start(1).await;
+    let mut setup = setup(&server, Mechanism::ScramSha256, 1);
+    setup.password_pattern = "wrong{n}".into();
+    let options = LoginOptions {
+        clients: 2,
+        in_flight: 2,
+        keep: false,
+    };
+    let report = login::run(&setup, &options, ServerProbe(None)).await;
+    assert_eq!(report.ok, 0);
+    assert_eq!(report.errors.total, 2);
+    assert_eq!(report.errors.by_stage["auth"], 2);
+    let first = report.errors.first.unwrap();
+    assert!(first.contains("not-authorized"), "{first}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_held_and_measured() {
+    let (server, _dir) = start(2).await;
+    let options = IdleOptions {
+        clients: 10,
+        in_flight: 5,
+        hold: Duration::from_millis(200),
+        settle: Duration::ZERO,
+    };
+    let report = idle::run(
+        &setup(&server, Mechanism::ScramSha256, 2),
+        &options,
+        this_process(),
+    )
+    .await;
+    assert_eq!(
+        (report.connected, report.errors.total, report.lost),
+        (10, 0, 0)
+    );
+    assert!(report.server_rss_per_connection_kib.is_some());
+    assert!(report.server_idle_cpu_cores.is_some());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_exchanges_stanzas_once_bound() {
+    let (server, _dir) = start(1).await;
+    let target = setup(&server, Mechanism::ScramSha256, 1).target;
+    let mut client = within(OP_TIMEOUT, Client::login(&target, "bench0", "pw0", "phone"))
+        .await
+        .unwrap();
+    assert_eq!(client.jid, "bench0@localhost/phone");
+    client
+        .send(b"<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await
+        .unwrap();
+    let reply = within(OP_TIMEOUT, client.recv()).await.unwrap();
+    assert_eq!(reply.attr("type"), Some("result"));
+    assert_eq!(reply.attr("id"), Some("p1"));
+    within(OP_TIMEOUT, client.close()).await.unwrap();
+    server.shutdown().await;
+}
