@@ -1,5 +1,8 @@
 //! Behaviour every [`AccountStore`] backend must share; each backend's tests
-//! run it against a fresh, empty store.
+//! run it against a fresh, empty store. The [`pubsub`] module does the same for
+//! [`crate::PubsubStore`].
+
+pub(crate) mod pubsub;
 
 use verona_auth::{DEFAULT_ITERATIONS, ScramKeys};
 

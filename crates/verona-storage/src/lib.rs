@@ -5,6 +5,7 @@
 //! them as `Arc<dyn …>` and pick the backend from configuration.
 
 mod memory;
+mod pubsub;
 mod sqlite;
 
 #[cfg(test)]
@@ -14,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use memory::MemoryStore;
+pub use pubsub::{PubsubStore, PubsubWrite};
 pub use sqlite::SqliteStore;
 pub use verona_auth::Credentials;
 
@@ -32,6 +34,13 @@ pub enum StorageError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A pubsub write adds to or configures a node that is not stored: the writes are out of
+    /// step with the engine.
+    #[error("no stored pubsub node {node:?} in service {service:?}")]
+    NodeNotFound { service: String, node: String },
+    /// A value the store cannot represent (e.g. a time beyond ±292,000 years of 1970).
+    #[error("value cannot be stored: {0}")]
+    Unrepresentable(String),
     /// A stored value that cannot be represented in memory (e.g. a negative
     /// iteration count written by something other than Verona).
     #[error("corrupt stored data: {0}")]

@@ -1,3 +1,5 @@
+mod pubsub;
+
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::sync::{Mutex, MutexGuard};
@@ -9,6 +11,7 @@ use crate::{AccountStore, BoxFuture, Credentials, StorageError};
 pub struct MemoryStore {
     // BTreeMap so `list_accounts` comes out sorted for free.
     accounts: Mutex<BTreeMap<String, Credentials>>,
+    pubsub: Mutex<pubsub::Services>,
 }
 
 impl MemoryStore {
@@ -20,6 +23,12 @@ impl MemoryStore {
         // Every update is a single map operation, so a panicking holder cannot
         // leave the map half-modified; recover from poisoning.
         self.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pubsub(&self) -> MutexGuard<'_, pubsub::Services> {
+        // A batch changes the map only after all its writes succeeded, by plain inserts and
+        // removes; recover from poisoning as for accounts.
+        self.pubsub.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

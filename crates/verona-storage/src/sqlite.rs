@@ -1,3 +1,5 @@
+mod pubsub;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

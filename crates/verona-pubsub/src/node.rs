@@ -1,0 +1,222 @@
+//! One leaf node: configuration, affiliations, subscriptions, items, and the cached
+//! fan-out list.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use jid::{BareJid, Jid};
+
+use crate::access::Affiliation;
+use crate::config::NodeConfig;
+use crate::effects::Recipient;
+use crate::item::ItemStore;
+use crate::subscription::{Subscription, SubscriptionState};
+use crate::{NodeId, SubId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    pub id: NodeId,
+    pub config: NodeConfig,
+    /// Explicit affiliations; `Affiliation::None` is never stored.
+    affiliations: BTreeMap<BareJid, Affiliation>,
+    /// Subscriptions grouped by the subscriber's bare JID, then by SubID (unique in the node).
+    subscriptions: BTreeMap<BareJid, BTreeMap<SubId, Subscription>>,
+    /// Index: SubID → holder, so that fresh SubIDs are checked without a scan.
+    subid_holders: HashMap<SubId, BareJid>,
+    /// Index: (custom option, value) → bare JIDs holding it with a count, so that unique
+    /// options (room nicks) are checked without a scan.
+    option_holders: HashMap<(String, String), BTreeMap<BareJid, usize>>,
+    pub items: ItemStore,
+    recipients: RecipientCache,
+}
+
+/// The notification recipients, computed once after the subscriptions change and shared by
+/// every notification until the next change: a publish to N subscribers costs one `Arc` clone
+/// plus, after a change, one O(N) rebuild.
+#[derive(Debug, Clone, Default)]
+struct RecipientCache(Option<Arc<[Recipient]>>);
+
+impl PartialEq for RecipientCache {
+    /// A cache is derived data: two nodes with equal subscriptions are equal whether or not
+    /// either has computed its recipients yet.
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Node {
+    pub fn new(id: NodeId, config: NodeConfig) -> Self {
+        Node {
+            id,
+            config,
+            affiliations: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            subid_holders: HashMap::new(),
+            option_holders: HashMap::new(),
+            items: ItemStore::default(),
+            recipients: RecipientCache::default(),
+        }
+    }
+
+    pub fn affiliation(&self, jid: &BareJid) -> Affiliation {
+        self.affiliations
+            .get(jid)
+            .copied()
+            .unwrap_or(Affiliation::None)
+    }
+
+    pub fn affiliations(&self) -> impl Iterator<Item = (&BareJid, Affiliation)> {
+        self.affiliations.iter().map(|(jid, aff)| (jid, *aff))
+    }
+
+    pub fn owners(&self) -> impl Iterator<Item = &BareJid> {
+        self.affiliations
+            .iter()
+            .filter(|(_, aff)| **aff == Affiliation::Owner)
+            .map(|(jid, _)| jid)
+    }
+
+    /// Sets an affiliation (`None` removes it) and returns the previous one.
+    pub fn set_affiliation(&mut self, jid: BareJid, affiliation: Affiliation) -> Affiliation {
+        let previous = if affiliation == Affiliation::None {
+            self.affiliations.remove(&jid)
+        } else {
+            self.affiliations.insert(jid, affiliation)
+        };
+        previous.unwrap_or(Affiliation::None)
+    }
+
+    /// The subscriptions of every JID sharing this bare JID, by SubID.
+    pub fn subscriptions_of(&self, bare: &BareJid) -> Option<&BTreeMap<SubId, Subscription>> {
+        self.subscriptions.get(bare)
+    }
+
+    /// Every subscription: (bare JID, SubID, subscription).
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&BareJid, &SubId, &Subscription)> {
+        self.subscriptions
+            .iter()
+            .flat_map(|(bare, subs)| subs.iter().map(move |(subid, sub)| (bare, subid, sub)))
+    }
+
+    pub fn subscription(&self, bare: &BareJid, subid: &str) -> Option<&Subscription> {
+        self.subscriptions.get(bare)?.get(subid)
+    }
+
+    pub fn has_subid(&self, subid: &str) -> bool {
+        self.subid_holders.contains_key(subid)
+    }
+
+    /// Inserts, replaces (`Some`) or removes (`None`) a subscription; returns the previous one.
+    pub fn put_subscription(
+        &mut self,
+        bare: &BareJid,
+        subid: &str,
+        subscription: Option<Subscription>,
+    ) -> Option<Subscription> {
+        self.recipients = RecipientCache::default();
+        let previous = match subscription {
+            Some(sub) => {
+                self.index_options(bare, &sub, true);
+                self.subid_holders.insert(subid.to_owned(), bare.clone());
+                self.subscriptions
+                    .entry(bare.clone())
+                    .or_default()
+                    .insert(subid.to_owned(), sub)
+            }
+            None => {
+                self.subid_holders.remove(subid);
+                let subs = self.subscriptions.get_mut(bare)?;
+                let previous = subs.remove(subid);
+                if subs.is_empty() {
+                    self.subscriptions.remove(bare);
+                }
+                previous
+            }
+        };
+        if let Some(old) = &previous {
+            self.index_options(bare, old, false);
+        }
+        previous
+    }
+
+    fn index_options(&mut self, bare: &BareJid, sub: &Subscription, add: bool) {
+        for (var, value) in &sub.options.custom {
+            let key = (var.clone(), value.clone());
+            let holders = self.option_holders.entry(key.clone()).or_default();
+            let count = holders.entry(bare.clone()).or_default();
+            if add {
+                *count += 1;
+            } else {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    holders.remove(bare);
+                }
+            }
+            if holders.is_empty() {
+                self.option_holders.remove(&key);
+            }
+        }
+    }
+
+    /// Whether the bare JID holds an approved subscription (any of its JIDs).
+    pub fn has_approved_subscription(&self, bare: &BareJid) -> bool {
+        self.subscriptions
+            .get(bare)
+            .is_some_and(|subs| subs.values().any(|sub| sub.state.is_approved()))
+    }
+
+    /// Who receives item, retract, purge and configuration notifications: one entry per
+    /// subscribed JID with its active, delivering subscriptions.
+    pub fn recipients(&mut self) -> Arc<[Recipient]> {
+        if let Some(recipients) = &self.recipients.0 {
+            return Arc::clone(recipients);
+        }
+        let recipients: Arc<[Recipient]> = self
+            .group_by_jid(|sub| sub.state == SubscriptionState::Subscribed && sub.options.deliver)
+            .into();
+        self.recipients = RecipientCache(Some(Arc::clone(&recipients)));
+        recipients
+    }
+
+    /// Everyone with a subscription in any state (node deletion is announced to all).
+    pub fn all_subscribers(&self) -> Arc<[Recipient]> {
+        self.group_by_jid(|_| true).into()
+    }
+
+    fn group_by_jid(&self, include: impl Fn(&Subscription) -> bool) -> Vec<Recipient> {
+        let mut recipients = Vec::with_capacity(self.subscriptions.len());
+        for subs in self.subscriptions.values() {
+            // A bare JID rarely holds more than a few subscriptions: group them linearly.
+            let first = recipients.len();
+            for (subid, sub) in subs.iter().filter(|(_, sub)| include(sub)) {
+                match recipients[first..]
+                    .iter_mut()
+                    .find(|r: &&mut Recipient| r.jid == sub.jid)
+                {
+                    Some(recipient) => recipient.add(subid, sub),
+                    None => recipients.push(Recipient::new(sub.jid.clone(), subid, sub)),
+                }
+            }
+        }
+        recipients
+    }
+
+    /// Whether another bare JID already holds `value` for the unique option `var`.
+    pub fn option_taken(&self, var: &str, value: &str, except: &BareJid) -> bool {
+        self.option_holders
+            .get(&(var.to_owned(), value.to_owned()))
+            .is_some_and(|holders| holders.keys().any(|holder| holder != except))
+    }
+
+    /// The subscriptions of `jid` exactly (not other resources of its bare JID), by SubID.
+    pub fn subscriptions_of_jid<'a>(
+        &'a self,
+        jid: &'a Jid,
+    ) -> impl Iterator<Item = (&'a SubId, &'a Subscription)> + 'a {
+        self.subscriptions
+            .get(&jid.to_bare())
+            .into_iter()
+            .flat_map(|subs| subs.iter())
+            .filter(move |(_, sub)| sub.jid == *jid)
+    }
+}

@@ -1,0 +1,98 @@
+//! Entity use cases (XEP-0060 §5): discovery, one's own subscriptions and affiliations.
+
+use jid::{BareJid, Jid};
+
+use super::{Service, SubscriptionInfo, info};
+use crate::NodeId;
+use crate::access::{self, AccessResolver, Action, Affiliation};
+use crate::config::NodeConfig;
+
+/// What disco#info (`pubsub#meta-data`) shows about a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeMetadata<'a> {
+    /// The configuration.
+    pub config: &'a NodeConfig,
+    /// `pubsub#owner`.
+    pub owners: Vec<BareJid>,
+    /// `pubsub#publisher`: entities with the publisher affiliation.
+    pub publishers: Vec<BareJid>,
+    /// `pubsub#num_subscribers`: approved subscriptions.
+    pub subscribers: usize,
+    /// How many items the node holds.
+    pub items: usize,
+}
+
+impl Service {
+    /// Every NodeID, in order.
+    pub fn node_ids(&self) -> impl Iterator<Item = &NodeId> {
+        self.state.nodes.keys()
+    }
+
+    /// The nodes `actor` may subscribe to or retrieve items from (disco#items; XEP-0163 §8
+    /// shows only those).
+    pub fn visible_nodes(&self, resolver: &dyn AccessResolver, actor: &Jid) -> Vec<NodeId> {
+        let actor = actor.to_bare();
+        let admins = &self.config.admins;
+        self.state
+            .nodes
+            .values()
+            .filter(|node| {
+                [Action::Subscribe, Action::RetrieveItems]
+                    .into_iter()
+                    .any(|action| access::may(node, admins, resolver, &actor, action).is_ok())
+            })
+            .map(|node| node.id.clone())
+            .collect()
+    }
+
+    /// A node's metadata, without access checks (disco#info is public in XEP-0060; the
+    /// protocol layer may hide what it wants).
+    pub fn metadata(&self, node_id: &str) -> Option<NodeMetadata<'_>> {
+        let node = self.state.nodes.get(node_id)?;
+        let with = |wanted: Affiliation| {
+            node.affiliations()
+                .filter(|(_, affiliation)| *affiliation == wanted)
+                .map(|(jid, _)| jid.clone())
+                .collect()
+        };
+        Some(NodeMetadata {
+            config: &node.config,
+            owners: with(Affiliation::Owner),
+            publishers: with(Affiliation::Publisher),
+            subscribers: node
+                .subscriptions()
+                .filter(|(_, _, sub)| sub.state.is_approved())
+                .count(),
+            items: node.items.len(),
+        })
+    }
+
+    /// The subscriptions held by `actor`'s bare JID (any of its JIDs), on every node or on
+    /// one (XEP-0060 §5.6).
+    pub fn own_subscriptions(&self, actor: &Jid, node: Option<&str>) -> Vec<SubscriptionInfo> {
+        let bare = actor.to_bare();
+        self.state
+            .subscriptions_by_jid
+            .get(&bare)
+            .into_iter()
+            .flatten()
+            .filter(|(node_id, _)| node.is_none_or(|wanted| node_id == wanted))
+            .filter_map(|(node_id, subid)| {
+                let sub = self.state.nodes.get(node_id)?.subscription(&bare, subid)?;
+                Some(info(node_id, subid, sub))
+            })
+            .collect()
+    }
+
+    /// The affiliations of `actor`'s bare JID, on every node or on one (XEP-0060 §5.7).
+    pub fn own_affiliations(&self, actor: &Jid, node: Option<&str>) -> Vec<(NodeId, Affiliation)> {
+        self.state
+            .affiliations_by_jid
+            .get(&actor.to_bare())
+            .into_iter()
+            .flatten()
+            .filter(|(node_id, _)| node.is_none_or(|wanted| *node_id == wanted))
+            .map(|(node_id, affiliation)| (node_id.clone(), *affiliation))
+            .collect()
+    }
+}

@@ -1,0 +1,373 @@
+//! The in-memory state, its indexes, and the journal that makes every operation undoable.
+//!
+//! All changes go through a [`Tx`], whose primitives mutate the state *and its indexes* and
+//! record the inverse step. [`State::undo`] replays the inverse steps through the same
+//! primitives in reverse, so the indexes come back with the data: the state after an undo
+//! equals (`PartialEq`) the state before the operation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::mem;
+use std::sync::Arc;
+
+use jid::BareJid;
+use thiserror::Error;
+
+use crate::access::Affiliation;
+use crate::config::NodeConfig;
+use crate::effects::Recipient;
+use crate::item::{Item, ItemStore};
+use crate::node::Node;
+use crate::subscription::Subscription;
+use crate::{NodeId, SubId};
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct State {
+    pub nodes: BTreeMap<NodeId, Node>,
+    /// Index: a subscriber's bare JID → its subscriptions (node, SubID), for "my
+    /// subscriptions", the per-JID limit and ending sessions without scanning nodes.
+    pub subscriptions_by_jid: HashMap<BareJid, BTreeSet<(NodeId, SubId)>>,
+    /// Index: a bare JID → its affiliations, for "my affiliations" and the per-owner limit.
+    pub affiliations_by_jid: HashMap<BareJid, BTreeMap<NodeId, Affiliation>>,
+    /// Counts committed operations, so that an undo can check that it is the latest.
+    pub version: u64,
+}
+
+/// An inverse step; applied in reverse order of recording.
+#[derive(Debug)]
+enum Step {
+    RemoveNode(NodeId),
+    InsertNode(Box<Node>),
+    SetConfig(NodeId, Box<NodeConfig>),
+    SetAffiliation(NodeId, BareJid, Affiliation),
+    PutSubscription(NodeId, BareJid, SubId, Option<Subscription>),
+    RemoveItemSeq(NodeId, u64),
+    InsertItemAt(NodeId, u64, Item),
+    SetNextSeq(NodeId, u64),
+    RestoreItems(NodeId, ItemStore),
+}
+
+/// Reverts one operation: pass it to [`crate::Service::undo`] when the operation's storage
+/// writes fail.
+///
+/// Undo handles must be applied newest first, before any later operation is kept: several
+/// outstanding operations (a group commit) are undone in the reverse order of their outcomes.
+#[derive(Debug)]
+#[must_use = "an undo handle does nothing unless passed to Service::undo"]
+pub struct Undo {
+    before: u64,
+    after: u64,
+    steps: Vec<Step>,
+}
+
+impl Undo {
+    /// The handle of an operation that changed nothing.
+    pub(crate) fn unchanged() -> Self {
+        Undo {
+            before: 0,
+            after: 0,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Whether the operation changed nothing (undoing it is a no-op).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// An undo handle was applied out of order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum UndoError {
+    /// Another operation changed the service after the one being undone; undo that one first.
+    #[error("a later operation must be undone first")]
+    OutOfOrder,
+}
+
+impl State {
+    fn index_node(&mut self, node: &Node) {
+        for (jid, affiliation) in node.affiliations() {
+            self.index_affiliation(&node.id, jid, affiliation);
+        }
+        for (bare, subid, _) in node.subscriptions() {
+            self.index_subscription(&node.id, bare, subid, true);
+        }
+    }
+
+    fn unindex_node(&mut self, node: &Node) {
+        for (jid, _) in node.affiliations() {
+            self.index_affiliation(&node.id, jid, Affiliation::None);
+        }
+        for (bare, subid, _) in node.subscriptions() {
+            self.index_subscription(&node.id, bare, subid, false);
+        }
+    }
+
+    fn index_affiliation(&mut self, node: &NodeId, jid: &BareJid, affiliation: Affiliation) {
+        if affiliation == Affiliation::None {
+            if let Some(affiliations) = self.affiliations_by_jid.get_mut(jid) {
+                affiliations.remove(node);
+                if affiliations.is_empty() {
+                    self.affiliations_by_jid.remove(jid);
+                }
+            }
+        } else {
+            self.affiliations_by_jid
+                .entry(jid.clone())
+                .or_default()
+                .insert(node.clone(), affiliation);
+        }
+    }
+
+    fn index_subscription(&mut self, node: &NodeId, bare: &BareJid, subid: &SubId, present: bool) {
+        if present {
+            self.subscriptions_by_jid
+                .entry(bare.clone())
+                .or_default()
+                .insert((node.clone(), subid.clone()));
+        } else if let Some(subscriptions) = self.subscriptions_by_jid.get_mut(bare) {
+            subscriptions.remove(&(node.clone(), subid.clone()));
+            if subscriptions.is_empty() {
+                self.subscriptions_by_jid.remove(bare);
+            }
+        }
+    }
+
+    /// Adds a node and indexes its affiliations and subscriptions (restore, create, undo).
+    pub fn insert_node(&mut self, node: Node) {
+        self.index_node(&node);
+        self.nodes.insert(node.id.clone(), node);
+    }
+
+    fn remove_node(&mut self, id: &str) -> Option<Node> {
+        let node = self.nodes.remove(id)?;
+        self.unindex_node(&node);
+        Some(node)
+    }
+
+    fn set_affiliation(&mut self, id: &str, jid: BareJid, affiliation: Affiliation) -> Affiliation {
+        let Some(node) = self.nodes.get_mut(id) else {
+            return Affiliation::None;
+        };
+        let previous = node.set_affiliation(jid.clone(), affiliation);
+        let node_id = node.id.clone();
+        self.index_affiliation(&node_id, &jid, affiliation);
+        previous
+    }
+
+    fn put_subscription(
+        &mut self,
+        id: &str,
+        bare: &BareJid,
+        subid: &SubId,
+        subscription: Option<Subscription>,
+    ) -> Option<Subscription> {
+        let node = self.nodes.get_mut(id)?;
+        let present = subscription.is_some();
+        let previous = node.put_subscription(bare, subid, subscription);
+        let node_id = node.id.clone();
+        self.index_subscription(&node_id, bare, subid, present);
+        previous
+    }
+
+    /// Reverts the operation `undo` was made for, if it is the latest one.
+    pub fn undo(&mut self, undo: Undo) -> Result<(), UndoError> {
+        if undo.steps.is_empty() {
+            return Ok(());
+        }
+        if self.version != undo.after {
+            return Err(UndoError::OutOfOrder);
+        }
+        for step in undo.steps.into_iter().rev() {
+            self.apply(step);
+        }
+        self.version = undo.before;
+        Ok(())
+    }
+
+    fn apply(&mut self, step: Step) {
+        match step {
+            Step::RemoveNode(id) => {
+                self.remove_node(&id);
+            }
+            Step::InsertNode(node) => self.insert_node(*node),
+            Step::SetConfig(id, config) => {
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.config = *config;
+                }
+            }
+            Step::SetAffiliation(id, jid, affiliation) => {
+                self.set_affiliation(&id, jid, affiliation);
+            }
+            Step::PutSubscription(id, bare, subid, subscription) => {
+                self.put_subscription(&id, &bare, &subid, subscription);
+            }
+            Step::RemoveItemSeq(id, seq) => {
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.items.remove_seq(seq);
+                }
+            }
+            Step::InsertItemAt(id, seq, item) => {
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.items.insert_at(seq, item);
+                }
+            }
+            Step::SetNextSeq(id, next_seq) => {
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.items.set_next_seq(next_seq);
+                }
+            }
+            Step::RestoreItems(id, items) => {
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.items = items;
+                }
+            }
+        }
+    }
+}
+
+/// A journaled change set over the state. Operations validate first, then mutate through a
+/// `Tx` only, then [`Tx::commit`] to get the [`Undo`] handle.
+pub(crate) struct Tx<'a> {
+    state: &'a mut State,
+    steps: Vec<Step>,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(state: &'a mut State) -> Self {
+        Tx {
+            state,
+            steps: Vec::new(),
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        self.state
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.state.nodes.get(id)
+    }
+
+    /// The node's notification recipients (cached in the node; the cache is not journaled
+    /// because it is derived from the subscriptions).
+    pub fn recipients(&mut self, id: &str) -> Option<Arc<[Recipient]>> {
+        self.state.nodes.get_mut(id).map(Node::recipients)
+    }
+
+    /// Finishes the change set; the version moves only if something changed.
+    pub fn commit(self) -> Undo {
+        let before = self.state.version;
+        if !self.steps.is_empty() {
+            self.state.version += 1;
+        }
+        Undo {
+            before,
+            after: self.state.version,
+            steps: self.steps,
+        }
+    }
+
+    /// Reverts everything done so far (an error surfaced after mutation began).
+    pub fn rollback(self) {
+        for step in self.steps.into_iter().rev() {
+            self.state.apply(step);
+        }
+    }
+
+    pub fn insert_node(&mut self, node: Node) {
+        self.steps.push(Step::RemoveNode(node.id.clone()));
+        self.state.insert_node(node);
+    }
+
+    pub fn remove_node(&mut self, id: &str) {
+        if let Some(node) = self.state.remove_node(id) {
+            self.steps.push(Step::InsertNode(Box::new(node)));
+        }
+    }
+
+    pub fn set_config(&mut self, id: &str, config: NodeConfig) {
+        if let Some(node) = self.state.nodes.get_mut(id) {
+            let previous = mem::replace(&mut node.config, config);
+            self.steps
+                .push(Step::SetConfig(id.to_owned(), Box::new(previous)));
+        }
+    }
+
+    /// Sets an affiliation and returns the previous one.
+    pub fn set_affiliation(
+        &mut self,
+        id: &str,
+        jid: &BareJid,
+        affiliation: Affiliation,
+    ) -> Affiliation {
+        let previous = self.state.set_affiliation(id, jid.clone(), affiliation);
+        if previous != affiliation {
+            self.steps
+                .push(Step::SetAffiliation(id.to_owned(), jid.clone(), previous));
+        }
+        previous
+    }
+
+    /// Inserts, replaces or removes (`None`) a subscription; returns the previous one.
+    pub fn put_subscription(
+        &mut self,
+        id: &str,
+        bare: &BareJid,
+        subid: &SubId,
+        subscription: Option<Subscription>,
+    ) -> Option<Subscription> {
+        let previous = self.state.put_subscription(id, bare, subid, subscription);
+        self.steps.push(Step::PutSubscription(
+            id.to_owned(),
+            bare.clone(),
+            subid.clone(),
+            previous.clone(),
+        ));
+        previous
+    }
+
+    /// Stores `item` as the node's newest; returns the item it replaced.
+    pub fn push_item(&mut self, id: &str, item: Item) -> Option<Item> {
+        let node = self.state.nodes.get_mut(id)?;
+        let next_seq = node.items.next_seq();
+        let (seq, replaced) = node.items.push(item);
+        let replaced = replaced.map(|(old_seq, old)| {
+            self.steps
+                .push(Step::InsertItemAt(id.to_owned(), old_seq, old.clone()));
+            old
+        });
+        self.steps.push(Step::RemoveItemSeq(id.to_owned(), seq));
+        self.steps.push(Step::SetNextSeq(id.to_owned(), next_seq));
+        replaced
+    }
+
+    /// Removes an item by id.
+    pub fn remove_item(&mut self, id: &str, item_id: &str) -> Option<Item> {
+        let node = self.state.nodes.get_mut(id)?;
+        let (seq, item) = node.items.remove(item_id)?;
+        self.steps
+            .push(Step::InsertItemAt(id.to_owned(), seq, item.clone()));
+        Some(item)
+    }
+
+    /// Removes the oldest item.
+    pub fn remove_oldest_item(&mut self, id: &str) -> Option<Item> {
+        let node = self.state.nodes.get_mut(id)?;
+        let seq = node.items.oldest_seq()?;
+        let item = node.items.remove_seq(seq)?;
+        self.steps
+            .push(Step::InsertItemAt(id.to_owned(), seq, item.clone()));
+        Some(item)
+    }
+
+    /// Removes every item (one undo step, whatever the number of items).
+    pub fn clear_items(&mut self, id: &str) {
+        if let Some(node) = self.state.nodes.get_mut(id) {
+            let mut items = ItemStore::default();
+            // Keep the sequence going so that the order of later items stays consistent.
+            items.set_next_seq(node.items.next_seq());
+            let previous = mem::replace(&mut node.items, items);
+            self.steps.push(Step::RestoreItems(id.to_owned(), previous));
+        }
+    }
+}

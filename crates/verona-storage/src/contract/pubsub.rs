@@ -1,0 +1,584 @@
+//! Behaviour every [`PubsubStore`] backend must share; each backend's tests run every function
+//! here against a fresh, empty store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::slice;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jid::{BareJid, Jid};
+use verona_pubsub::{
+    AccessModel, Affiliation, ConfigField, CreateRequest, Environment, Item, ItemQuery, ItemReply,
+    MaxItems, NewItem, NoRoster, NodeConfig, NotificationType, Outcome, PublishModel,
+    PublishRequest, PubsubError, SendLastPublishedItem, Service, ServiceConfig, Show, StoreOp,
+    StoredNode, StoredSubscription, SubscriptionOptionField, SubscriptionOptions,
+    SubscriptionState,
+};
+
+use crate::{PubsubStore, PubsubWrite, StorageError};
+
+const PUBSUB: &str = "pubsub.capulet.lit";
+const PEP: &str = "juliet@capulet.lit";
+const OWNER: &str = "juliet@capulet.lit/balcony";
+const ROMEO: &str = "romeo@montague.lit/orchard";
+const NURSE: &str = "nurse@capulet.lit";
+const TYBALT: &str = "tybalt@capulet.lit";
+const MERCUTIO: &str = "mercutio@verona.lit";
+
+/// Non-ASCII text and XML special characters, as a payload, a title or an option value.
+const TRICKY: &str =
+    "<entry xmlns='urn:example' a=\"1\">Ça &amp; ß «ünï» 日本語 🦀 &lt;/x&gt; ]]&gt; \\ '</entry>";
+
+fn jid(text: &str) -> Jid {
+    Jid::new(text).unwrap()
+}
+
+fn bare(text: &str) -> BareJid {
+    BareJid::new(text).unwrap()
+}
+
+/// Deterministic time and ids: each reading of the clock is 1.234567 s after the previous one
+/// (microsecond digits, the stored precision); ids are `id1`, `id2`, …
+#[derive(Default)]
+struct TestEnv {
+    ticks: AtomicU64,
+    ids: u64,
+}
+
+impl Environment for TestEnv {
+    fn now(&self) -> SystemTime {
+        let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + Duration::from_micros(1_234_567 * tick)
+    }
+
+    fn new_id(&mut self) -> String {
+        self.ids += 1;
+        format!("id{}", self.ids)
+    }
+}
+
+/// `pubsub()` with two extra node configuration fields and a custom subscription option.
+fn pubsub_config() -> ServiceConfig {
+    let mut config = ServiceConfig::pubsub();
+    config.node_defaults.extra = BTreeMap::from([
+        ("x-verona#colour".to_owned(), vec!["blue".to_owned()]),
+        ("x-verona#tags".to_owned(), vec!["none".to_owned()]),
+    ]);
+    config.custom_subscription_options.insert(
+        "x-verona#nick".to_owned(),
+        SubscriptionOptionField::default(),
+    );
+    config
+}
+
+/// Every node configuration field, each different from its default.
+fn every_field_changed() -> Vec<ConfigField> {
+    vec![
+        ConfigField::AccessModel(AccessModel::Whitelist),
+        ConfigField::PublishModel(PublishModel::Open),
+        ConfigField::MaxItems(MaxItems::Max),
+        ConfigField::PersistItems(false),
+        ConfigField::DeliverNotifications(false),
+        ConfigField::DeliverPayloads(false),
+        ConfigField::NotifyConfig(true),
+        ConfigField::NotifyDelete(false),
+        ConfigField::NotifyRetract(false),
+        ConfigField::NotifySub(true),
+        ConfigField::PresenceBasedDelivery(true),
+        ConfigField::SendLastPublishedItem(SendLastPublishedItem::Never),
+        ConfigField::NotificationType(NotificationType::Chat),
+        ConfigField::ItemReply(ItemReply::Publisher),
+        ConfigField::ItemExpire(Some(86_400)),
+        ConfigField::Title(TRICKY.to_owned()),
+        ConfigField::Description("line one\nline two\ttab \u{0} nul".to_owned()),
+        ConfigField::PayloadType("urn:example:ünïcode".to_owned()),
+        ConfigField::RosterGroupsAllowed(vec![
+            "Friends".to_owned(),
+            "Famille ♥".to_owned(),
+            String::new(),
+        ]),
+        ConfigField::Subscribe(false),
+        ConfigField::MaxPayloadSize(Some(4096)),
+        ConfigField::TempSub(true),
+        ConfigField::Extra {
+            var: "x-verona#colour".to_owned(),
+            values: vec!["red".to_owned(), "<green & \"blue\">".to_owned()],
+        },
+        ConfigField::Extra {
+            var: "x-verona#tags".to_owned(),
+            values: Vec::new(),
+        },
+    ]
+}
+
+fn named(node: &str, config: Vec<ConfigField>) -> CreateRequest {
+    CreateRequest {
+        node: Some(node.to_owned()),
+        config,
+        ..CreateRequest::default()
+    }
+}
+
+/// The storage writes of operations not yet committed, as the server queues them.
+#[derive(Default)]
+struct Batch(Vec<PubsubWrite>);
+
+impl Batch {
+    /// Queues the writes of an operation of the `pubsub` service; returns its value.
+    fn pubsub<T>(&mut self, outcome: Result<Outcome<T>, PubsubError>) -> T {
+        self.keep(PUBSUB, outcome)
+    }
+
+    /// Queues the writes of an operation of the PEP service; returns its value.
+    fn pep<T>(&mut self, outcome: Result<Outcome<T>, PubsubError>) -> T {
+        self.keep(PEP, outcome)
+    }
+
+    fn keep<T>(&mut self, service: &str, outcome: Result<Outcome<T>, PubsubError>) -> T {
+        let outcome = outcome.unwrap();
+        self.0.extend(outcome.store_ops().map(|op| PubsubWrite {
+            service: service.to_owned(),
+            op: op.clone(),
+        }));
+        outcome.value
+    }
+}
+
+/// The engine's stored nodes in the order the store loads them.
+fn sorted(mut nodes: Vec<StoredNode>) -> Vec<StoredNode> {
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    for node in &mut nodes {
+        node.affiliations
+            .sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
+        node.subscriptions.sort_by(|a, b| a.subid.cmp(&b.subid));
+    }
+    nodes
+}
+
+/// Applies the batch; the store then holds exactly the engine's persistent state.
+async fn commit(store: &dyn PubsubStore, batch: &mut Batch, services: &[(&str, &Service)]) {
+    store.apply(&batch.0).await.unwrap();
+    batch.0.clear();
+    for (name, service) in services {
+        assert_eq!(
+            store.load_service(name).await.unwrap(),
+            sorted(service.stored_nodes()),
+            "{name}"
+        );
+    }
+}
+
+/// Drives real services through every kind of storage write, commits them in batches, and
+/// checks that the store loads what the engine holds and restores to the same service.
+pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
+    let mut pubsub = Service::new(pubsub_config(), Box::<TestEnv>::default());
+    let mut pep = Service::new(ServiceConfig::pep(bare(PEP)), Box::<TestEnv>::default());
+    let mut batch = Batch::default();
+    let (owner, romeo, nurse) = (jid(OWNER), jid(ROMEO), jid(NURSE));
+    let (tybalt, mercutio) = (jid(TYBALT), jid(MERCUTIO));
+
+    // Nodes, one with every configuration field changed.
+    let everything = CreateRequest {
+        affiliations: BTreeMap::from([(romeo.to_bare(), Affiliation::Publisher)]),
+        ..named("everything", every_field_changed())
+    };
+    batch.pubsub(pubsub.create(&owner, everything));
+    let config = pubsub.configuration(&owner, "everything").unwrap();
+    let defaults = [NodeConfig::default(), pubsub_config().node_defaults];
+    for default in &defaults {
+        for (field, default) in config.fields().iter().zip(default.fields()) {
+            assert_ne!(*field, default, "the test changes every field");
+        }
+    }
+    assert_eq!(config.extra.len(), 2);
+    let news = vec![
+        ConfigField::AccessModel(AccessModel::Open),
+        ConfigField::MaxItems(MaxItems::Count(2)),
+    ];
+    batch.pubsub(pubsub.create(&owner, named("news", news)));
+    let pings = vec![ConfigField::DeliverPayloads(false)];
+    batch.pubsub(pubsub.create(&owner, named("pings", pings)));
+    for node in ["club", "doomed"] {
+        batch.pubsub(pubsub.create(&owner, named(node, vec![])));
+    }
+    commit(store, &mut batch, &[(PUBSUB, &pubsub)]).await;
+
+    // Items: a re-published id becomes the newest, a full node evicts the oldest, an item
+    // may have no payload.
+    for (id, payload) in [("a", TRICKY), ("b", "<b/>"), ("a", "<a2/>"), ("c", "<c/>")] {
+        let request = PublishRequest::payload(Some(id), payload);
+        batch.pubsub(pubsub.publish(&owner, "news", request));
+    }
+    let empty = PublishRequest {
+        item: Some(NewItem::default()),
+        ..PublishRequest::default()
+    };
+    batch.pubsub(pubsub.publish(&owner, "pings", empty));
+    let doomed = PublishRequest::payload(Some("x"), "<x/>");
+    batch.pubsub(pubsub.publish(&owner, "doomed", doomed));
+    commit(store, &mut batch, &[(PUBSUB, &pubsub)]).await;
+
+    // Subscriptions (with options, pending, approved, temporary) and affiliations.
+    let options = SubscriptionOptions {
+        deliver: false,
+        digest: true,
+        include_body: true,
+        show_values: Some(BTreeSet::from([Show::Away, Show::Dnd])),
+        temporary: false,
+        custom: BTreeMap::from([("x-verona#nick".to_owned(), TRICKY.to_owned())]),
+    };
+    for who in [&romeo, &nurse] {
+        batch.pubsub(pubsub.subscribe(&NoRoster, who, "news", who, Some(options.clone())));
+    }
+    let romeo_bare = Jid::from(romeo.to_bare());
+    batch.pubsub(pubsub.subscribe(&NoRoster, &romeo, "news", &romeo_bare, None));
+    let temporary = SubscriptionOptions {
+        temporary: true,
+        ..SubscriptionOptions::default()
+    };
+    batch.pubsub(pubsub.subscribe(&NoRoster, &mercutio, "news", &mercutio, Some(temporary)));
+    for who in [&nurse, &tybalt] {
+        batch.pubsub(pubsub.subscribe(&NoRoster, who, "club", who, None));
+    }
+    batch.pubsub(pubsub.authorize(&owner, "club", &nurse, None, true));
+    let changes = BTreeMap::from([
+        (nurse.to_bare(), Affiliation::Publisher),
+        (tybalt.to_bare(), Affiliation::Outcast),
+        (mercutio.to_bare(), Affiliation::Member),
+    ]);
+    batch.pubsub(pubsub.set_affiliations(&NoRoster, &owner, "news", &changes));
+    let by_nurse = PublishRequest::payload(Some("d"), "<d/>");
+    batch.pubsub(pubsub.publish(&nurse, "news", by_nurse));
+    let delivering = SubscriptionOptions {
+        show_values: Some(BTreeSet::new()),
+        ..SubscriptionOptions::default()
+    };
+    batch.pubsub(pubsub.set_subscription_options(&romeo, "news", &romeo, None, delivering));
+    batch.pubsub(pubsub.subscribe(&NoRoster, &nurse, "doomed", &nurse, None));
+    commit(store, &mut batch, &[(PUBSUB, &pubsub)]).await;
+
+    // Removals, reconfigurations, and a node deleted and created again in one batch.
+    for (who, affiliation) in [
+        (&romeo, Affiliation::Outcast),
+        (&mercutio, Affiliation::None),
+    ] {
+        let change = BTreeMap::from([(who.to_bare(), affiliation)]);
+        batch.pubsub(pubsub.set_affiliations(&NoRoster, &owner, "news", &change));
+    }
+    batch.pubsub(pubsub.retract(&owner, "news", "c", true));
+    batch.pubsub(pubsub.unsubscribe(&nurse, "club", &nurse, None));
+    batch.pubsub(pubsub.purge(&owner, "pings"));
+    for fields in [
+        vec![
+            ConfigField::MaxItems(MaxItems::Count(1)),
+            ConfigField::Title("Nouvelles".to_owned()),
+        ],
+        vec![ConfigField::PersistItems(false)],
+    ] {
+        batch.pubsub(pubsub.configure(&NoRoster, &owner, "news", &fields));
+    }
+    let transient = PublishRequest::payload(Some("e"), "<e/>");
+    batch.pubsub(pubsub.publish(&owner, "news", transient));
+    let persistent = [
+        ConfigField::PersistItems(true),
+        ConfigField::MaxItems(MaxItems::Count(3)),
+    ];
+    batch.pubsub(pubsub.configure(&NoRoster, &owner, "news", &persistent));
+    let newest = PublishRequest::payload(Some("f"), "<f/>");
+    batch.pubsub(pubsub.publish(&owner, "news", newest));
+    batch.pubsub(pubsub.delete(&owner, "doomed", None));
+    batch.pubsub(pubsub.create(&owner, named("doomed", vec![])));
+    // One batch may hold the writes of several services.
+    for payload in ["<v1/>", TRICKY] {
+        let avatar = PublishRequest::payload(Some("current"), payload);
+        batch.pep(pep.publish(&owner, "urn:xmpp:avatar:metadata", avatar));
+    }
+    commit(store, &mut batch, &[(PUBSUB, &pubsub), (PEP, &pep)]).await;
+    assert_eq!(store.services().await.unwrap(), [PEP, PUBSUB]);
+
+    // What the store loads restores to the service that its state came from.
+    for (name, service, config) in [
+        (PUBSUB, &pubsub, pubsub_config()),
+        (PEP, &pep, ServiceConfig::pep(bare(PEP))),
+    ] {
+        let loaded = store.load_service(name).await.unwrap();
+        let restored = Service::restore(config.clone(), Box::<TestEnv>::default(), loaded);
+        let expected = Service::restore(config, Box::<TestEnv>::default(), service.stored_nodes());
+        assert_eq!(restored.snapshot(), expected.snapshot(), "{name}");
+        for node in service.node_ids() {
+            let items = |s: &Service| s.items(&NoRoster, &owner, node, &ItemQuery::All).unwrap();
+            assert_eq!(items(&restored), items(service), "{name} {node}");
+        }
+        assert_eq!(
+            restored.pending_for_owner(&owner.to_bare()),
+            service.pending_for_owner(&owner.to_bare())
+        );
+    }
+}
+
+fn write(service: &str, op: StoreOp) -> PubsubWrite {
+    PubsubWrite {
+        service: service.to_owned(),
+        op,
+    }
+}
+
+fn created(service: &str, node: &str) -> PubsubWrite {
+    let config = NodeConfig::default();
+    let node = node.to_owned();
+    write(service, StoreOp::NodeCreated { node, config })
+}
+
+fn item(id: &str, payload: Option<&str>, published: SystemTime) -> Item {
+    Item {
+        id: id.to_owned(),
+        payload: payload.map(Arc::from),
+        publisher: jid(ROMEO),
+        published,
+    }
+}
+
+fn stored_item(service: &str, node: &str, item: Item) -> PubsubWrite {
+    let node = node.to_owned();
+    write(service, StoreOp::ItemStored { node, item })
+}
+
+fn subscription(subid: &str, who: &str, options: SubscriptionOptions) -> StoredSubscription {
+    StoredSubscription {
+        subid: subid.to_owned(),
+        jid: jid(who),
+        state: SubscriptionState::Pending,
+        options,
+    }
+}
+
+fn time(micros: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(micros)
+}
+
+/// The write semantics beyond the `StoreOp` documentation: services are independent,
+/// `NodeCreated` replaces, removing what is absent succeeds, adding to a missing node fails.
+pub(crate) async fn pubsub_write_semantics(store: &dyn PubsubStore) {
+    assert!(store.services().await.unwrap().is_empty());
+    assert!(store.load_service("s").await.unwrap().is_empty());
+
+    let every_option = SubscriptionOptions {
+        deliver: false,
+        digest: true,
+        include_body: true,
+        show_values: Some(BTreeSet::from([Show::Away, Show::Online, Show::Xa])),
+        temporary: false,
+        custom: BTreeMap::from([
+            ("x-verona#nick".to_owned(), TRICKY.to_owned()),
+            ("x-verona#empty".to_owned(), String::new()),
+        ]),
+    };
+    let no_show = SubscriptionOptions {
+        show_values: Some(BTreeSet::new()),
+        ..SubscriptionOptions::default()
+    };
+    let subscriptions = vec![
+        subscription("s1", ROMEO, every_option),
+        StoredSubscription {
+            state: SubscriptionState::Subscribed,
+            ..subscription("s2", NURSE, no_show)
+        },
+    ];
+    let first = item("a", Some("<a/>"), time(1));
+    let second = item("b", None, time(2));
+    let republished = item("a", Some(TRICKY), time(3));
+    let mut writes = vec![created("t", "n"), created("s", "n")];
+    for subscription in subscriptions.iter().rev() {
+        let (node, subscription) = ("n".to_owned(), subscription.clone());
+        writes.push(write("s", StoreOp::SubscriptionSet { node, subscription }));
+    }
+    for affiliation in [Affiliation::Member, Affiliation::Owner] {
+        let (node, jid) = ("n".to_owned(), bare(NURSE));
+        let op = StoreOp::AffiliationSet {
+            node,
+            jid,
+            affiliation,
+        };
+        writes.push(write("s", op));
+    }
+    for item in [&first, &second, &republished] {
+        writes.push(stored_item("s", "n", item.clone()));
+    }
+    writes.push(stored_item("t", "n", first.clone()));
+    store.apply(&writes).await.unwrap();
+    let s = StoredNode {
+        id: "n".to_owned(),
+        config: NodeConfig::default(),
+        affiliations: vec![(bare(NURSE), Affiliation::Owner)],
+        subscriptions,
+        items: vec![second, republished],
+    };
+    assert_eq!(store.load_service("s").await.unwrap(), slice::from_ref(&s));
+    assert_eq!(store.services().await.unwrap(), ["s", "t"]);
+
+    // Removing what is absent succeeds, even from a node that is not stored.
+    let mut absent = Vec::new();
+    for id in ["n", "missing"] {
+        let node = || id.to_owned();
+        absent.extend([
+            StoreOp::ItemRemoved {
+                node: node(),
+                id: "nope".to_owned(),
+            },
+            StoreOp::SubscriptionRemoved {
+                node: node(),
+                subid: "nope".to_owned(),
+            },
+            StoreOp::AffiliationSet {
+                node: node(),
+                jid: bare(MERCUTIO),
+                affiliation: Affiliation::None,
+            },
+        ]);
+    }
+    let missing = || "missing".to_owned();
+    absent.extend([
+        StoreOp::ItemsPurged { node: missing() },
+        StoreOp::NodeDeleted { node: missing() },
+    ]);
+    let absent: Vec<_> = absent.into_iter().map(|op| write("s", op)).collect();
+    store.apply(&absent).await.unwrap();
+    assert_eq!(store.load_service("s").await.unwrap(), slice::from_ref(&s));
+
+    // Adding to or configuring a node that is not stored fails.
+    for op in [
+        StoreOp::NodeConfigured {
+            node: missing(),
+            config: NodeConfig::default(),
+        },
+        StoreOp::AffiliationSet {
+            node: missing(),
+            jid: bare(NURSE),
+            affiliation: Affiliation::Member,
+        },
+        StoreOp::SubscriptionSet {
+            node: missing(),
+            subscription: s.subscriptions[0].clone(),
+        },
+        StoreOp::ItemStored {
+            node: missing(),
+            item: s.items[0].clone(),
+        },
+    ] {
+        let result = store.apply(&[write("s", op.clone())]).await;
+        assert!(
+            matches!(result, Err(StorageError::NodeNotFound { ref service, ref node })
+                if service == "s" && node == "missing"),
+            "{op:?}: {result:?}"
+        );
+    }
+    assert_eq!(store.services().await.unwrap(), ["s", "t"]);
+
+    // Creating a stored node replaces it, without its affiliations, subscriptions and items.
+    let config = NodeConfig {
+        title: "again".to_owned(),
+        ..NodeConfig::default()
+    };
+    let node = "n".to_owned();
+    let again = StoreOp::NodeCreated {
+        node,
+        config: config.clone(),
+    };
+    store.apply(&[write("s", again)]).await.unwrap();
+    let replaced = StoredNode {
+        id: "n".to_owned(),
+        config,
+        affiliations: Vec::new(),
+        subscriptions: Vec::new(),
+        items: Vec::new(),
+    };
+    assert_eq!(store.load_service("s").await.unwrap(), [replaced]);
+
+    // The same node id in another service is another node; a service without nodes is gone.
+    let deleted = StoreOp::NodeDeleted {
+        node: "n".to_owned(),
+    };
+    store.apply(&[write("s", deleted)]).await.unwrap();
+    assert_eq!(store.services().await.unwrap(), ["t"]);
+    assert!(store.load_service("s").await.unwrap().is_empty());
+    assert_eq!(store.load_service("t").await.unwrap()[0].items, [first]);
+}
+
+/// A batch that fails on its last write leaves nothing of it applied.
+pub(crate) async fn pubsub_batch_is_atomic(store: &dyn PubsubStore) {
+    let first = item("a", Some("<a/>"), time(1));
+    let setup = [created("s", "n"), stored_item("s", "n", first)];
+    store.apply(&setup).await.unwrap();
+    let before = store.load_service("s").await.unwrap();
+
+    let n = || "n".to_owned();
+    let writes = vec![
+        stored_item("s", "n", item("b", Some("<b/>"), time(2))),
+        write(
+            "s",
+            StoreOp::ItemRemoved {
+                node: n(),
+                id: "a".to_owned(),
+            },
+        ),
+        write(
+            "s",
+            StoreOp::AffiliationSet {
+                node: n(),
+                jid: bare(NURSE),
+                affiliation: Affiliation::Owner,
+            },
+        ),
+        created("u", "m"),
+        write("s", StoreOp::NodeDeleted { node: n() }),
+    ];
+    let far_future = UNIX_EPOCH + Duration::from_secs(10_000_000_000_000);
+    type Expected = fn(&StorageError) -> bool;
+    let failures: [(PubsubWrite, Expected); 2] = [
+        (stored_item("s", "missing", item("x", None, time(3))), |e| {
+            matches!(e, StorageError::NodeNotFound { .. })
+        }),
+        (stored_item("u", "m", item("x", None, far_future)), |e| {
+            matches!(e, StorageError::Unrepresentable(_))
+        }),
+    ];
+    for (last, expected) in failures {
+        let batch = [writes.clone(), vec![last]].concat();
+        let error = store.apply(&batch).await.unwrap_err();
+        assert!(expected(&error), "{error:?}");
+        assert_eq!(store.load_service("s").await.unwrap(), before);
+        assert_eq!(store.services().await.unwrap(), ["s"]);
+    }
+
+    store.apply(&writes).await.unwrap();
+    assert_eq!(store.services().await.unwrap(), ["u"]);
+}
+
+/// Publication times are kept to the microsecond, before 1970 too; finer digits are dropped.
+pub(crate) async fn pubsub_time_precision(store: &dyn PubsubStore) {
+    let times = [
+        (UNIX_EPOCH, UNIX_EPOCH),
+        (
+            time(1_700_000_000_123_456) + Duration::from_nanos(789),
+            time(1_700_000_000_123_456),
+        ),
+        (
+            UNIX_EPOCH - Duration::from_micros(86_400_000_001),
+            UNIX_EPOCH - Duration::from_micros(86_400_000_001),
+        ),
+    ];
+    let mut writes = vec![created("s", "n")];
+    for (i, (published, _)) in times.iter().enumerate() {
+        let id = i.to_string();
+        writes.push(stored_item("s", "n", item(&id, None, *published)));
+    }
+    store.apply(&writes).await.unwrap();
+    let loaded: Vec<_> = store.load_service("s").await.unwrap()[0]
+        .items
+        .iter()
+        .map(|item| item.published)
+        .collect();
+    let expected: Vec<_> = times.iter().map(|(_, kept)| *kept).collect();
+    assert_eq!(loaded, expected);
+}

@@ -1,0 +1,162 @@
+//! [`PubsubStore`] for [`MemoryStore`].
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
+use verona_pubsub::{Affiliation, Item, StoreOp, StoredNode};
+
+use super::MemoryStore;
+use crate::pubsub::{from_micros, node_of, to_micros};
+use crate::{BoxFuture, PubsubStore, PubsubWrite, StorageError};
+
+/// Stored nodes by service, then by node id. Affiliations are kept sorted by JID and
+/// subscriptions by SubID, the order the SQLite backend loads them in.
+pub(super) type Services = BTreeMap<String, BTreeMap<String, StoredNode>>;
+
+impl PubsubStore for MemoryStore {
+    fn load_service<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>> {
+        Box::pin(async move {
+            let services = self.pubsub();
+            let nodes = services.get(service).into_iter().flat_map(|n| n.values());
+            Ok(nodes.cloned().collect())
+        })
+    }
+
+    fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
+        Box::pin(async move { Ok(self.pubsub().keys().cloned().collect()) })
+    }
+
+    fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let mut services = self.pubsub();
+            // The batch works on copies of the nodes it touches (payloads are shared, not
+            // copied), which replace the originals only once every write has succeeded.
+            let mut touched: BTreeMap<(&str, &str), Option<StoredNode>> = BTreeMap::new();
+            for write in writes {
+                let (service, node) = (write.service.as_str(), node_of(&write.op));
+                let slot = touched
+                    .entry((service, node))
+                    .or_insert_with(|| services.get(service).and_then(|n| n.get(node)).cloned());
+                apply_write(slot, write)?;
+            }
+            for ((service, node), stored) in touched {
+                match (stored, services.entry(service.to_owned())) {
+                    (Some(stored), entry) => {
+                        entry.or_default().insert(node.to_owned(), stored);
+                    }
+                    (None, Entry::Occupied(mut nodes)) => {
+                        nodes.get_mut().remove(node);
+                        if nodes.get().is_empty() {
+                            nodes.remove();
+                        }
+                    }
+                    (None, Entry::Vacant(_)) => {}
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Applies one write to the node it concerns (`None`: not stored).
+fn apply_write(slot: &mut Option<StoredNode>, write: &PubsubWrite) -> Result<(), StorageError> {
+    let missing = || StorageError::NodeNotFound {
+        service: write.service.clone(),
+        node: node_of(&write.op).to_owned(),
+    };
+    match &write.op {
+        StoreOp::NodeCreated { node, config } => {
+            *slot = Some(StoredNode {
+                id: node.clone(),
+                config: config.clone(),
+                affiliations: Vec::new(),
+                subscriptions: Vec::new(),
+                items: Vec::new(),
+            });
+        }
+        StoreOp::NodeConfigured { config, .. } => {
+            slot.as_mut().ok_or_else(missing)?.config = config.clone();
+        }
+        StoreOp::NodeDeleted { .. } => *slot = None,
+        StoreOp::AffiliationSet {
+            jid,
+            affiliation: Affiliation::None,
+            ..
+        } => {
+            if let Some(stored) = slot {
+                stored.affiliations.retain(|(j, _)| j != jid);
+            }
+        }
+        StoreOp::AffiliationSet {
+            jid, affiliation, ..
+        } => {
+            let affiliations = &mut slot.as_mut().ok_or_else(missing)?.affiliations;
+            match affiliations.binary_search_by(|(j, _)| j.as_str().cmp(jid.as_str())) {
+                Ok(at) => affiliations[at].1 = *affiliation,
+                Err(at) => affiliations.insert(at, (jid.clone(), *affiliation)),
+            }
+        }
+        StoreOp::SubscriptionSet { subscription, .. } => {
+            let subscriptions = &mut slot.as_mut().ok_or_else(missing)?.subscriptions;
+            match subscriptions.binary_search_by(|s| s.subid.cmp(&subscription.subid)) {
+                Ok(at) => subscriptions[at] = subscription.clone(),
+                Err(at) => subscriptions.insert(at, subscription.clone()),
+            }
+        }
+        StoreOp::SubscriptionRemoved { subid, .. } => {
+            if let Some(stored) = slot {
+                stored.subscriptions.retain(|s| s.subid != *subid);
+            }
+        }
+        StoreOp::ItemStored { item, .. } => {
+            let items = &mut slot.as_mut().ok_or_else(missing)?.items;
+            // Same precision as the SQLite backend, so that both load the same items.
+            let published = from_micros(to_micros(item.published)?)?;
+            items.retain(|i| i.id != item.id);
+            items.push(Item {
+                published,
+                ..item.clone()
+            });
+        }
+        StoreOp::ItemRemoved { id, .. } => {
+            if let Some(stored) = slot {
+                stored.items.retain(|i| i.id != *id);
+            }
+        }
+        StoreOp::ItemsPurged { .. } => {
+            if let Some(stored) = slot {
+                stored.items.clear();
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::pubsub as contract;
+
+    #[tokio::test]
+    async fn matches_the_engine() {
+        contract::pubsub_matches_engine(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn write_semantics() {
+        contract::pubsub_write_semantics(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn batch_is_atomic() {
+        contract::pubsub_batch_is_atomic(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn time_precision() {
+        contract::pubsub_time_precision(&MemoryStore::new()).await;
+    }
+}

@@ -1,0 +1,130 @@
+//! Pubsub persistence: the [`StoreOp`]s of every pubsub service (`pubsub.<domain>`, each
+//! account's PEP service, `chat.<domain>`), and the stored forms shared by the backends.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use verona_pubsub::{ConfigField, NodeConfig, StoreOp, StoredNode, SubscriptionOptions};
+
+use crate::{BoxFuture, StorageError};
+
+/// One storage write of one pubsub service. `service` names the service instance:
+/// "pubsub.localhost", a PEP account "juliet@localhost", "chat.localhost".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubsubWrite {
+    pub service: String,
+    pub op: StoreOp,
+}
+
+/// The persistent state of pubsub services, written as the engine's [`StoreOp`]s and read back
+/// as [`StoredNode`]s for `Service::restore`.
+///
+/// Writes follow the `StoreOp` documentation, plus: `NodeCreated` replaces a stored node of
+/// the same id (with its affiliations, subscriptions and items); a write that adds to or
+/// configures a node that is not stored fails with [`StorageError::NodeNotFound`]; removing
+/// something absent succeeds. Item publication times are kept to the microsecond (finer
+/// digits are dropped); a time more than ±292,000 years from 1970 fails with
+/// [`StorageError::Unrepresentable`].
+pub trait PubsubStore: Send + Sync {
+    /// Every stored node of a service, ready for `Service::restore`: nodes by id, affiliations
+    /// by JID, subscriptions by SubID, items oldest first. Empty for an unknown service.
+    fn load_service<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>>;
+
+    /// Services that have any stored node, sorted (so PEP services can be found at start or
+    /// lazily).
+    fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;
+
+    /// Applies a batch of writes atomically, in order, in one transaction (the group commit:
+    /// the server batches the writes of many requests and acknowledges them all after this
+    /// returns Ok). On Err nothing of the batch is applied.
+    fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>>;
+}
+
+/// The node a write concerns.
+pub(crate) fn node_of(op: &StoreOp) -> &str {
+    match op {
+        StoreOp::NodeCreated { node, .. }
+        | StoreOp::NodeConfigured { node, .. }
+        | StoreOp::NodeDeleted { node }
+        | StoreOp::AffiliationSet { node, .. }
+        | StoreOp::SubscriptionSet { node, .. }
+        | StoreOp::SubscriptionRemoved { node, .. }
+        | StoreOp::ItemStored { node, .. }
+        | StoreOp::ItemRemoved { node, .. }
+        | StoreOp::ItemsPurged { node } => node,
+    }
+}
+
+/// Whole microseconds since the Unix epoch, negative before it.
+pub(crate) fn to_micros(time: SystemTime) -> Result<i64, StorageError> {
+    let micros = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_micros()).ok(),
+        Err(before) => i64::try_from(before.duration().as_micros())
+            .ok()
+            .map(|micros| -micros),
+    };
+    micros.ok_or_else(|| StorageError::Unrepresentable(format!("time {time:?}")))
+}
+
+pub(crate) fn from_micros(micros: i64) -> Result<SystemTime, StorageError> {
+    let offset = Duration::from_micros(micros.unsigned_abs());
+    let time = if micros >= 0 {
+        UNIX_EPOCH.checked_add(offset)
+    } else {
+        UNIX_EPOCH.checked_sub(offset)
+    };
+    time.ok_or_else(|| StorageError::Corrupt(format!("time {micros} µs from 1970")))
+}
+
+/// Form fields as JSON, `[[var, [values…]], …]`: configurations and options are stored in the
+/// syntax the engine parses, so a field added to the engine needs no schema change.
+fn fields_to_json(fields: &[(String, Vec<String>)]) -> Result<String, StorageError> {
+    serde_json::to_string(fields).map_err(|e| StorageError::Unrepresentable(e.to_string()))
+}
+
+fn fields_from_json(json: &str) -> Result<Vec<(String, Vec<String>)>, StorageError> {
+    serde_json::from_str(json).map_err(|e| StorageError::Corrupt(format!("form fields: {e}")))
+}
+
+pub(crate) fn config_to_json(config: &NodeConfig) -> Result<String, StorageError> {
+    let fields: Vec<_> = config
+        .fields()
+        .into_iter()
+        .map(|field| (field.var().to_owned(), field.values()))
+        .collect();
+    fields_to_json(&fields)
+}
+
+/// Fields missing from the JSON keep [`NodeConfig::default`] values.
+pub(crate) fn config_from_json(json: &str) -> Result<NodeConfig, StorageError> {
+    let mut config = NodeConfig::default();
+    for (var, values) in fields_from_json(json)? {
+        let field = ConfigField::parse(&var, &values)
+            .map_err(|e| StorageError::Corrupt(format!("node configuration: {e}")))?;
+        config.set(field);
+    }
+    Ok(config)
+}
+
+pub(crate) fn options_to_json(options: &SubscriptionOptions) -> Result<String, StorageError> {
+    fields_to_json(&options.fields())
+}
+
+pub(crate) fn options_from_json(json: &str) -> Result<SubscriptionOptions, StorageError> {
+    let mut options = SubscriptionOptions::default();
+    for (var, values) in fields_from_json(json)? {
+        options
+            .set_field(&var, &values)
+            .map_err(|e| StorageError::Corrupt(format!("subscription options: {e}")))?;
+    }
+    Ok(options)
+}
+
+/// Parses a stored JID, affiliation or subscription state.
+pub(crate) fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, StorageError> {
+    text.parse()
+        .map_err(|_| StorageError::Corrupt(format!("{what} {text:?}")))
+}

@@ -1,0 +1,423 @@
+//! [`PubsubStore`] for [`SqliteStore`] (schema: `migrations/sqlite/0002_pubsub.sql`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Sqlite, SqliteConnection};
+use verona_pubsub::{Affiliation, Item, StoreOp, StoredNode, StoredSubscription};
+
+use super::SqliteStore;
+use crate::pubsub::{
+    config_from_json, config_to_json, from_micros, node_of, options_from_json, options_to_json,
+    parse, to_micros,
+};
+use crate::{BoxFuture, PubsubStore, PubsubWrite, StorageError};
+
+type SubscriptionRow = (String, String, String, String, String);
+type ItemRow = (String, String, Option<String>, String, i64);
+
+impl PubsubStore for SqliteStore {
+    fn load_service<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>> {
+        Box::pin(async move {
+            // One read transaction: a consistent view while batches commit.
+            let mut tx = self.pool.begin().await?;
+            let node_rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT node, config FROM pubsub_nodes WHERE service = $1 ORDER BY node",
+            )
+            .bind(service)
+            .fetch_all(&mut *tx)
+            .await?;
+            let affiliation_rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE service = $1 \
+                 ORDER BY node, jid",
+            )
+            .bind(service)
+            .fetch_all(&mut *tx)
+            .await?;
+            let subscription_rows: Vec<SubscriptionRow> = sqlx::query_as(
+                "SELECT node, subid, jid, state, options FROM pubsub_subscriptions \
+                 WHERE service = $1 ORDER BY node, subid",
+            )
+            .bind(service)
+            .fetch_all(&mut *tx)
+            .await?;
+            let item_rows: Vec<ItemRow> = sqlx::query_as(
+                "SELECT node, item_id, payload, publisher, published FROM pubsub_items \
+                 WHERE service = $1 ORDER BY node, seq",
+            )
+            .bind(service)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+
+            let mut nodes = BTreeMap::new();
+            for (id, config) in node_rows {
+                let config = config_from_json(&config)?;
+                nodes.insert(
+                    id.clone(),
+                    StoredNode {
+                        id,
+                        config,
+                        affiliations: Vec::new(),
+                        subscriptions: Vec::new(),
+                        items: Vec::new(),
+                    },
+                );
+            }
+            for (id, jid, affiliation) in affiliation_rows {
+                let affiliation = (parse("JID", &jid)?, parse("affiliation", &affiliation)?);
+                node_mut(&mut nodes, &id)?.affiliations.push(affiliation);
+            }
+            for (id, subid, jid, state, options) in subscription_rows {
+                let subscription = StoredSubscription {
+                    subid,
+                    jid: parse("JID", &jid)?,
+                    state: parse("subscription state", &state)?,
+                    options: options_from_json(&options)?,
+                };
+                node_mut(&mut nodes, &id)?.subscriptions.push(subscription);
+            }
+            for (id, item_id, payload, publisher, published) in item_rows {
+                let item = Item {
+                    id: item_id,
+                    payload: payload.map(Arc::from),
+                    publisher: parse("JID", &publisher)?,
+                    published: from_micros(published)?,
+                };
+                node_mut(&mut nodes, &id)?.items.push(item);
+            }
+            Ok(nodes.into_values().collect())
+        })
+    }
+
+    fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
+        Box::pin(async move {
+            Ok(
+                sqlx::query_scalar("SELECT DISTINCT service FROM pubsub_nodes ORDER BY service")
+                    .fetch_all(&self.pool)
+                    .await?,
+            )
+        })
+    }
+
+    fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            if writes.is_empty() {
+                return Ok(());
+            }
+            // Dropping the transaction on an error rolls it back.
+            let mut tx = self.pool.begin().await?;
+            for write in writes {
+                apply_write(&mut tx, write).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}
+
+/// Foreign keys rule out rows of a node that is not stored.
+fn node_mut<'a>(
+    nodes: &'a mut BTreeMap<String, StoredNode>,
+    id: &str,
+) -> Result<&'a mut StoredNode, StorageError> {
+    nodes
+        .get_mut(id)
+        .ok_or_else(|| StorageError::Corrupt(format!("row of missing node {id:?}")))
+}
+
+type Statement = Query<'static, Sqlite, SqliteArguments>;
+
+async fn apply_write(conn: &mut SqliteConnection, write: &PubsubWrite) -> Result<(), StorageError> {
+    let (service, node) = (write.service.as_str(), node_of(&write.op));
+    // Every statement's first two parameters are the write's service and node.
+    let on_node = |sql: &'static str| -> Statement { sqlx::query(sql).bind(service).bind(node) };
+    let statements = match &write.op {
+        StoreOp::NodeCreated { config, .. } => vec![
+            // A stale node of the same id gives way, its rows with it (ON DELETE CASCADE).
+            on_node("DELETE FROM pubsub_nodes WHERE service = $1 AND node = $2"),
+            on_node("INSERT INTO pubsub_nodes (service, node, config) VALUES ($1, $2, $3)")
+                .bind(config_to_json(config)?),
+        ],
+        StoreOp::NodeConfigured { config, .. } => vec![
+            on_node("UPDATE pubsub_nodes SET config = $3 WHERE service = $1 AND node = $2")
+                .bind(config_to_json(config)?),
+        ],
+        StoreOp::NodeDeleted { .. } => vec![on_node(
+            "DELETE FROM pubsub_nodes WHERE service = $1 AND node = $2",
+        )],
+        StoreOp::AffiliationSet {
+            jid,
+            affiliation: Affiliation::None,
+            ..
+        } => vec![
+            on_node(
+                "DELETE FROM pubsub_affiliations WHERE service = $1 AND node = $2 AND jid = $3",
+            )
+            .bind(jid.as_str()),
+        ],
+        StoreOp::AffiliationSet {
+            jid, affiliation, ..
+        } => vec![
+            on_node(
+                "INSERT INTO pubsub_affiliations (service, node, jid, affiliation) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (service, node, jid) \
+                 DO UPDATE SET affiliation = excluded.affiliation",
+            )
+            .bind(jid.as_str())
+            .bind(affiliation.as_str()),
+        ],
+        StoreOp::SubscriptionSet { subscription, .. } => vec![
+            on_node(
+                "INSERT INTO pubsub_subscriptions (service, node, subid, jid, state, options) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, node, subid) \
+                 DO UPDATE SET jid = excluded.jid, state = excluded.state, \
+                 options = excluded.options",
+            )
+            .bind(subscription.subid.as_str())
+            .bind(subscription.jid.as_str())
+            .bind(subscription.state.as_str())
+            .bind(options_to_json(&subscription.options)?),
+        ],
+        StoreOp::SubscriptionRemoved { subid, .. } => vec![
+            on_node(
+                "DELETE FROM pubsub_subscriptions WHERE service = $1 AND node = $2 AND subid = $3",
+            )
+            .bind(subid.as_str()),
+        ],
+        // Delete and insert rather than update: the new row gets the largest seq, which makes
+        // the item the newest.
+        StoreOp::ItemStored { item, .. } => vec![
+            on_node(DELETE_ITEM).bind(item.id.as_str()),
+            on_node(
+                "INSERT INTO pubsub_items (service, node, item_id, payload, publisher, published) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(item.id.as_str())
+            .bind(item.payload.as_deref())
+            .bind(item.publisher.as_str())
+            .bind(to_micros(item.published)?),
+        ],
+        StoreOp::ItemRemoved { id, .. } => vec![on_node(DELETE_ITEM).bind(id.as_str())],
+        StoreOp::ItemsPurged { .. } => vec![on_node(
+            "DELETE FROM pubsub_items WHERE service = $1 AND node = $2",
+        )],
+    };
+
+    let missing = || StorageError::NodeNotFound {
+        service: service.to_owned(),
+        node: node.to_owned(),
+    };
+    let mut changed = 0;
+    for statement in statements {
+        changed = match statement.execute(&mut *conn).await {
+            Ok(done) => done.rows_affected(),
+            Err(error) if is_foreign_key_violation(&error) => return Err(missing()),
+            Err(error) => return Err(error.into()),
+        };
+    }
+    if changed == 0 && matches!(write.op, StoreOp::NodeConfigured { .. }) {
+        return Err(missing());
+    }
+    Ok(())
+}
+
+const DELETE_ITEM: &str =
+    "DELETE FROM pubsub_items WHERE service = $1 AND node = $2 AND item_id = $3";
+
+fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_foreign_key_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::AssertSqlSafe;
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::AccountStore;
+    use crate::contract::pubsub as contract;
+
+    async fn open(dir: &TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("verona.db"))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn matches_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_matches_engine(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn write_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_write_semantics(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn batch_is_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_batch_is_atomic(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn time_precision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_time_precision(&store).await;
+        store.close().await;
+    }
+
+    async fn everything(store: &SqliteStore) -> Vec<(String, Vec<StoredNode>)> {
+        let mut everything = Vec::new();
+        for service in store.services().await.unwrap() {
+            let nodes = store.load_service(&service).await.unwrap();
+            everything.push((service, nodes));
+        }
+        everything
+    }
+
+    #[tokio::test]
+    async fn data_survives_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_matches_engine(&store).await;
+        let before = everything(&store).await;
+        store.close().await;
+
+        let reopened = open(&dir).await;
+        assert_eq!(everything(&reopened).await, before);
+        assert_eq!(before.len(), 2);
+        reopened.close().await;
+    }
+
+    async fn count(store: &SqliteStore, table: &str) -> i64 {
+        // The table names are the test's own constants.
+        let sql = AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        sqlx::query_scalar(sql)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn deleting_every_node_leaves_no_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_matches_engine(&store).await;
+        let tables = [
+            "pubsub_nodes",
+            "pubsub_affiliations",
+            "pubsub_subscriptions",
+            "pubsub_items",
+        ];
+        for table in tables {
+            assert!(count(&store, table).await > 0, "{table}");
+        }
+        let mut deletions = Vec::new();
+        for (service, nodes) in everything(&store).await {
+            deletions.extend(nodes.into_iter().map(|node| PubsubWrite {
+                service: service.clone(),
+                op: StoreOp::NodeDeleted { node: node.id },
+            }));
+        }
+        store.apply(&deletions).await.unwrap();
+        for table in tables {
+            assert_eq!(count(&store, table).await, 0, "{table}");
+        }
+        store.close().await;
+    }
+
+    /// A node with one row in every table.
+    fn one_of_each() -> Vec<PubsubWrite> {
+        let node = || "n".to_owned();
+        let juliet = || jid::Jid::new("juliet@capulet.lit").unwrap();
+        let ops = [
+            StoreOp::NodeCreated {
+                node: node(),
+                config: verona_pubsub::NodeConfig::default(),
+            },
+            StoreOp::AffiliationSet {
+                node: node(),
+                jid: juliet().to_bare(),
+                affiliation: Affiliation::Owner,
+            },
+            StoreOp::SubscriptionSet {
+                node: node(),
+                subscription: StoredSubscription {
+                    subid: "s".to_owned(),
+                    jid: juliet(),
+                    state: verona_pubsub::SubscriptionState::Subscribed,
+                    options: verona_pubsub::SubscriptionOptions::default(),
+                },
+            },
+            StoreOp::ItemStored {
+                node: node(),
+                item: Item {
+                    id: "i".to_owned(),
+                    payload: None,
+                    publisher: juliet(),
+                    published: std::time::UNIX_EPOCH,
+                },
+            },
+        ];
+        ops.into_iter()
+            .map(|op| PubsubWrite {
+                service: "s".to_owned(),
+                op,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn undecodable_rows_are_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        for (table, column, value) in [
+            (
+                "pubsub_nodes",
+                "config",
+                r#"[["pubsub#max_items", ["many"]]]"#,
+            ),
+            ("pubsub_nodes", "config", "not json"),
+            ("pubsub_affiliations", "affiliation", "friend"),
+            ("pubsub_subscriptions", "state", "bored"),
+            (
+                "pubsub_subscriptions",
+                "options",
+                r#"[["pubsub#deliver", ["perhaps"]]]"#,
+            ),
+            ("pubsub_items", "publisher", "@"),
+        ] {
+            // Creating the node again replaces the previous case's damage.
+            store.apply(&one_of_each()).await.unwrap();
+            assert_eq!(store.load_service("s").await.unwrap().len(), 1);
+            sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET {column} = $1")))
+                .bind(value)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            let loaded = store.load_service("s").await;
+            assert!(
+                matches!(loaded, Err(StorageError::Corrupt(_))),
+                "{table}.{column} = {value}: {loaded:?}"
+            );
+        }
+        store.close().await;
+    }
+}
