@@ -546,9 +546,9 @@ impl ServiceConfig {
     /// `pubsub.<domain>`: anyone creates nodes; default access model `authorize` (XEP-0207).
     pub fn pubsub() -> Self {
         ServiceConfig {
+            // Notifications are headlines (XEP-0060 §12.2) unless a node carries messages.
             node_defaults: NodeConfig {
                 access_model: AccessModel::Authorize,
-                notification_type: NotificationType::Normal,
                 ..NodeConfig::default()
             },
             access_models: AccessModel::ALL.iter().copied().collect(),
