@@ -362,6 +362,13 @@ impl Connection {
         }
         if let State::Bound(session) = &self.state {
             self.shared.router.unbind(&session.jid, &session.handle);
+            if let Some(pubsub) = &self.shared.pubsub {
+                pubsub.session_ended(Jid::from(session.jid.clone())).await;
+                let bare = session.jid.to_bare();
+                if self.shared.router.sessions_of(&bare).is_empty() {
+                    pubsub.session_ended(Jid::from(bare)).await;
+                }
+            }
             tracing::info!(jid = %session.jid, "session ended");
         }
     }
@@ -849,6 +856,22 @@ impl Connection {
                 _ => Ok(()),
             };
         };
+        if let Some(pubsub) = &self.shared.pubsub
+            && to.domain().as_str() == pubsub.jid()
+        {
+            if el.name() != "presence" {
+                pubsub.submit(me, el).await;
+            }
+            return Ok(());
+        }
+        if is_authorization_answer(&el) && (to.node().is_none() || to.to_bare() == me.to_bare()) {
+            // XEP-0060 §8.6: the owner's answer is accepted wherever on this server it is sent
+            // (the seed's Ex. 11 addresses it to a server, not to the service).
+            if let Some(pubsub) = &self.shared.pubsub {
+                pubsub.submit(me, el).await;
+            }
+            return Ok(());
+        }
         if to.domain().as_str() != self.shared.domain {
             self.answer(
                 &el,
@@ -978,6 +1001,21 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// A `<message/>` carrying a submitted `pubsub#subscribe_authorization` form.
+fn is_authorization_answer(el: &Element) -> bool {
+    el.name() == "message"
+        && el.children().any(|x| {
+            x.is("x", ns::DATA_FORMS)
+                && x.attr("type") == Some("submit")
+                && x.children().any(|field| {
+                    field.attr("var") == Some("FORM_TYPE")
+                        && field
+                            .children()
+                            .any(|v| v.text() == ns::PUBSUB_AUTHORIZATION)
+                })
+        })
 }
 
 /// `<auth/>` and `<response/>` carry base64; `=` (or nothing) is the empty message.

@@ -17,6 +17,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub registration: RegistrationConfig,
     pub compression: CompressionConfig,
+    pub pubsub: PubsubConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
     pub log: LogConfig,
@@ -64,6 +65,19 @@ pub struct CompressionConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct PubsubConfig {
+    /// Serve XEP-0060 at `pubsub.<domain>`.
+    pub enabled: bool,
+    /// Access model of nodes created without one (XEP-0207 §8: `authorize`).
+    pub default_access_model: String,
+    pub max_nodes_per_owner: usize,
+    pub max_items_per_node: usize,
+    pub max_payload_bytes: usize,
+    pub max_subscriptions_per_jid: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// PBKDF2 iterations for newly stored SCRAM credentials (at least 4096).
     pub scram_iterations: u32,
@@ -105,6 +119,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             registration: RegistrationConfig::default(),
             compression: CompressionConfig::default(),
+            pubsub: PubsubConfig::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
@@ -120,6 +135,20 @@ impl Default for C2sConfig {
             require_encryption: true,
             allow_insecure_auth: false,
             keepalive_secs: 60,
+        }
+    }
+}
+
+impl Default for PubsubConfig {
+    fn default() -> Self {
+        let limits = verona_pubsub::Limits::default();
+        PubsubConfig {
+            enabled: true,
+            default_access_model: "authorize".into(),
+            max_nodes_per_owner: limits.max_nodes_per_owner,
+            max_items_per_node: limits.max_items_per_node,
+            max_payload_bytes: limits.max_payload_bytes,
+            max_subscriptions_per_jid: limits.max_subscriptions_per_jid,
         }
     }
 }
@@ -227,6 +256,17 @@ impl Config {
                 "[limits] max_stanza_bytes must be at least 1024 and max_depth at least 4".into(),
             ));
         }
+        if self
+            .pubsub
+            .default_access_model
+            .parse::<verona_pubsub::AccessModel>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[pubsub] default_access_model {:?} is not one of open, presence, roster, authorize, whitelist",
+                self.pubsub.default_access_model
+            )));
+        }
         if self.limits.outbound_queue == 0 {
             return Err(ConfigError::Invalid(
                 "[limits] outbound_queue must be at least 1".into(),
@@ -240,6 +280,28 @@ impl Config {
         jid::BareJid::new(&self.domain)
             .map(|j| j.domain().to_string())
             .unwrap_or_else(|_| self.domain.clone())
+    }
+
+    /// The engine's configuration of `pubsub.<domain>`.
+    pub fn pubsub_service(&self) -> verona_pubsub::ServiceConfig {
+        let mut service = verona_pubsub::ServiceConfig::pubsub();
+        let pubsub = &self.pubsub;
+        service.node_defaults.access_model = pubsub
+            .default_access_model
+            .parse()
+            .expect("validated when the configuration was loaded");
+        service.limits = verona_pubsub::Limits {
+            max_nodes_per_owner: pubsub.max_nodes_per_owner,
+            max_items_per_node: pubsub.max_items_per_node,
+            max_payload_bytes: pubsub.max_payload_bytes,
+            max_subscriptions_per_jid: pubsub.max_subscriptions_per_jid,
+        };
+        service
+    }
+
+    /// The address of the pubsub service.
+    pub fn pubsub_jid(&self) -> String {
+        format!("pubsub.{}", self.normalized_domain())
     }
 
     pub fn stream_limits(&self) -> verona_stream::Limits {
@@ -269,6 +331,12 @@ mod tests {
         assert!(!c.c2s.allow_insecure_auth);
         assert!(!c.registration.allow);
         assert!(!c.compression.enabled);
+        assert!(c.pubsub.enabled);
+        assert_eq!(
+            c.pubsub_service().node_defaults.access_model,
+            verona_pubsub::AccessModel::Authorize,
+            "XEP-0207 §8"
+        );
         assert_eq!(c.limits.max_stanza_bytes, 262_144);
     }
 
@@ -317,6 +385,10 @@ mod tests {
             ("[tls]\ncert = 'c.pem'", "together"),
             ("[auth]\nscram_iterations = 10", "scram_iterations"),
             ("[limits]\noutbound_queue = 0", "outbound_queue"),
+            (
+                "[pubsub]\ndefault_access_model = 'closed'",
+                "default_access_model",
+            ),
         ];
         for (text, needle) in cases {
             let err = Config::parse(text).unwrap_err().to_string();

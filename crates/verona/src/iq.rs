@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use jid::FullJid;
+use jid::{FullJid, Jid};
 use minidom::Element;
-use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity};
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item as DiscoItem};
 use xmpp_parsers::version::VersionResult;
 
 use crate::accounts::AccountError;
@@ -72,9 +72,17 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             Handled::reply(iq_result(iq, Some(disco_info(shared, target))))
         }
         (true, "query", ns::DISCO_ITEMS) if payload.attr("node").is_none() => {
+            let services = match (target, &shared.pubsub) {
+                (Target::Domain, Some(pubsub)) => vec![DiscoItem {
+                    jid: Jid::new(pubsub.jid()).expect("the service address is a valid JID"),
+                    node: None,
+                    name: Some("Publish-Subscribe".into()),
+                }],
+                _ => Vec::new(),
+            };
             let items = DiscoItemsResult {
                 node: None,
-                items: Vec::new(),
+                items: services,
                 rsm: None,
             };
             Handled::reply(iq_result(iq, Some(items.into())))

@@ -9,6 +9,7 @@ mod c2s;
 mod compress;
 pub mod config;
 mod iq;
+mod pubsub_service;
 mod router;
 mod server;
 mod throttle;

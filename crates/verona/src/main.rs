@@ -108,12 +108,12 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
     let store = verona::open_store(&config).await?;
     let accounts = Accounts::new(
-        store.clone(),
+        store,
         config.normalized_domain(),
         config.auth.scram_iterations,
     );
     let result = run_user_command(&accounts, command).await;
-    store.close().await;
+    accounts.store().close().await;
     result
 }
 

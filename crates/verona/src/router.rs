@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use jid::{BareJid, FullJid};
+use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{mpsc, watch};
 
 /// Why the server ends a session from outside its own task.
@@ -137,6 +137,19 @@ impl Router {
             .get(bare)
             .map(|r| r.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Delivers to a full JID's session, or to every session of a bare JID; returns how many
+    /// sessions took it.
+    pub fn deliver(&self, to: &Jid, bytes: Bytes) -> usize {
+        match to.try_as_full() {
+            Ok(full) => self.session(full).map_or(0, |h| usize::from(h.send(bytes))),
+            Err(bare) => self
+                .sessions_of(bare)
+                .into_iter()
+                .filter(|h| h.send(bytes.clone()))
+                .count(),
+        }
     }
 
     /// Closes every session of an account (deleted, or its password changed).

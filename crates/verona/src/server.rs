@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
-use verona_storage::{AccountStore, SqliteStore};
+use verona_storage::SqliteStore;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::pubsub_service::{self, PubsubHandle};
 use crate::router::Router;
 use crate::throttle::AuthThrottle;
 use crate::{c2s, tls};
@@ -27,7 +28,9 @@ pub struct Shared {
     pub config: Config,
     pub domain: String,
     pub accounts: Accounts,
-    pub router: Router,
+    pub router: Arc<Router>,
+    /// `pubsub.<domain>`, unless disabled.
+    pub pubsub: Option<PubsubHandle>,
     pub throttle: AuthThrottle,
     pub starttls: TlsAcceptor,
     pub direct_tls: TlsAcceptor,
@@ -46,8 +49,8 @@ pub struct RunningServer {
     finished: mpsc::Receiver<()>,
 }
 
-/// Opens the account store in the data directory (creating it).
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn AccountStore>> {
+/// Opens the store in the data directory (creating it).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let path = config.data_dir.join("verona.db");
@@ -64,8 +67,24 @@ impl RunningServer {
         let store = open_store(&config).await?;
         let tls = tls::load(&config)?;
         let domain = config.normalized_domain();
-        let accounts = Accounts::new(store, domain.clone(), config.auth.scram_iterations);
+        let accounts = Accounts::new(store.clone(), domain.clone(), config.auth.scram_iterations);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (alive, finished) = mpsc::channel(1);
+        let router = Arc::new(Router::default());
+        let pubsub = if config.pubsub.enabled {
+            let handle = pubsub_service::start(
+                config.pubsub_jid(),
+                config.pubsub_service(),
+                store,
+                router.clone(),
+                shutdown_rx.clone(),
+                alive.clone(),
+            )
+            .await?;
+            Some(handle)
+        } else {
+            None
+        };
         let throttle = AuthThrottle::new(
             config.auth.failures_before_delay,
             Duration::from_secs(config.auth.failure_window_secs),
@@ -80,14 +99,14 @@ impl RunningServer {
         let shared = Arc::new(Shared {
             domain,
             accounts,
-            router: Router::default(),
+            router,
+            pubsub,
             throttle,
             starttls: TlsAcceptor::from(tls.starttls),
             direct_tls: TlsAcceptor::from(tls.direct),
             shutdown: shutdown_rx,
             config,
         });
-        let (alive, finished) = mpsc::channel(1);
         let mut server = RunningServer {
             shared: shared.clone(),
             c2s_addrs: Vec::new(),

@@ -17,6 +17,9 @@ pub mod ns {
     pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
     pub const VERSION: &str = "jabber:iq:version";
     pub const REGISTER: &str = "jabber:iq:register";
+    pub const DATA_FORMS: &str = "jabber:x:data";
+    pub const PUBSUB_AUTHORIZATION: &str =
+        "http://jabber.org/protocol/pubsub#subscribe_authorization";
     pub const COMPRESS: &str = "http://jabber.org/protocol/compress";
     pub const COMPRESS_FEATURE: &str = "http://jabber.org/features/compress";
     pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";

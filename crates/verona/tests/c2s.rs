@@ -606,7 +606,9 @@ async fn stream_compression() {
     // Bytes that are not the negotiated zlib stream end it too.
     let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
     c.open().await;
-    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo").await.unwrap();
+    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
+        .await
+        .unwrap();
     c.open().await;
     c.compress().await.unwrap();
     c.send_wire(b"this is not zlib at all").await;
@@ -626,4 +628,61 @@ async fn compression_is_off_by_default() {
     assert!(!features.has_child("compression", "http://jabber.org/features/compress"));
     assert_eq!(c.compress().await, Err("setup-failed".into()));
     c.bind(Some("balcony")).await;
+}
+
+/// XEP-0077: off by default; when allowed, an account is created before authentication, and
+/// its owner can change the password and cancel it.
+#[tokio::test]
+async fn in_band_registration() {
+    let register = "<iq xmlns='jabber:client' type='set' id='reg1'><query xmlns='jabber:iq:register'><username>mercutio</username><password>queen-mab</password></query></iq>";
+    let t = TestServer::start().await;
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    let features = c.open().await;
+    assert!(!features.has_child("register", "http://jabber.org/features/iq-register"));
+    let reply = c.request(register).await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("service-unavailable"));
+
+    let t = TestServer::start_with(|c| c.registration.allow = true).await;
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    let features = c.open().await;
+    assert!(features.has_child("register", "http://jabber.org/features/iq-register"));
+    let form = c
+        .request("<iq xmlns='jabber:client' type='get' id='reg0'><query xmlns='jabber:iq:register'/></iq>")
+        .await;
+    let query = form.get_child("query", "jabber:iq:register").unwrap();
+    assert!(
+        query.has_child("username", "jabber:iq:register")
+            && query.has_child("password", "jabber:iq:register")
+    );
+    assert_eq!(c.request(register).await.attr("type"), Some("result"));
+    let again = c.request(register).await;
+    assert_eq!(stanza_error(&again).as_deref(), Some("conflict"));
+    let bad = c
+        .request("<iq xmlns='jabber:client' type='set' id='reg2'><query xmlns='jabber:iq:register'><username>mercutio</username></query></iq>")
+        .await;
+    assert_eq!(stanza_error(&bad).as_deref(), Some("not-acceptable"));
+    c.auth_scram(ScramHash::Sha256, "mercutio", "queen-mab")
+        .await
+        .unwrap();
+    c.open().await;
+    c.bind(Some("street")).await;
+
+    let changed = c
+        .request("<iq xmlns='jabber:client' type='set' id='pw'><query xmlns='jabber:iq:register'><username>mercutio</username><password>a-plague</password></query></iq>")
+        .await;
+    assert_eq!(changed.attr("type"), Some("result"));
+    let mut fresh = t.login("mercutio", "a-plague", "again").await;
+    let removed = fresh
+        .request("<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    assert_eq!(removed.attr("type"), Some("result"));
+    // Every session of the removed account ends.
+    assert_eq!(fresh.expect_stream_error().await, "not-authorized");
+    assert_eq!(c.expect_stream_error().await, "not-authorized");
+    let mut gone = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    gone.open().await;
+    let result = gone
+        .auth_scram(ScramHash::Sha256, "mercutio", "a-plague")
+        .await;
+    assert_eq!(result, Err("not-authorized".into()));
 }

@@ -107,6 +107,8 @@ pub struct Client {
     pub binding: Option<TlsBinding>,
     /// XEP-0138 zlib, once negotiated.
     zlib: Option<(flate2::Compress, flate2::Decompress)>,
+    /// Stanzas received while [`Client::request`] waited for its answer.
+    stashed: std::collections::VecDeque<Element>,
 }
 
 fn exporter(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> TlsBinding {
@@ -153,6 +155,7 @@ impl Client {
             header: None,
             binding: None,
             zlib: None,
+            stashed: Default::default(),
         }
     }
 
@@ -175,6 +178,7 @@ impl Client {
             header: None,
             binding,
             zlib: None,
+            stashed: Default::default(),
         }
     }
 
@@ -312,14 +316,41 @@ impl Client {
 
     /// The next top-level element; panics on stream end.
     pub async fn recv(&mut self) -> Element {
+        if let Some(el) = self.stashed.pop_front() {
+            return el;
+        }
         match self.next_event().await {
             Some(StreamEvent::Stanza(el)) => el,
             other => panic!("expected an element, got {other:?}"),
         }
     }
 
+    /// Sends an iq and returns the iq answering it (same id); other stanzas that arrive
+    /// meanwhile are kept for [`Client::recv`].
+    pub async fn request(&mut self, iq: &str) -> Element {
+        let sent: Element = iq.parse().expect("test iqs are well-formed");
+        let id = sent.attr("id").expect("test iqs carry an id").to_owned();
+        self.send(iq).await;
+        loop {
+            let el = match self.next_event().await {
+                Some(StreamEvent::Stanza(el)) => el,
+                other => panic!("waiting for iq {id}, got {other:?}"),
+            };
+            if el.name() == "iq" && el.attr("id") == Some(id.as_str()) {
+                return el;
+            }
+            self.stashed.push_back(el);
+        }
+    }
+
     /// Asserts that nothing arrives within [`QUIET`].
     pub async fn expect_nothing(&mut self) {
+        if let Some(el) = self.stashed.front() {
+            panic!(
+                "unexpected {}",
+                String::from_utf8_lossy(&verona_stream::element_bytes(el))
+            );
+        }
         if let Ok(Some(StreamEvent::Stanza(el))) = self.parser.next_event() {
             panic!(
                 "unexpected {}",

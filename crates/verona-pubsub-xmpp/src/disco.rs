@@ -1,0 +1,187 @@
+//! Service discovery (XEP-0030; XEP-0060 §5.1–§5.5): the service's identity and features, its
+//! nodes, a node's identity and meta-data, a node's items, and the get-pending command
+//! (XEP-0050 §2).
+
+use jid::Jid;
+use minidom::Element;
+use verona_pubsub::{Action, ItemQuery, Service, ServiceConfig};
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item};
+
+use crate::forms;
+use crate::ns;
+use crate::{Answer, Handler, ServiceContext, ServiceKind};
+
+/// The `pubsub#` features every Verona service offers (XEP-0060 §10). Not offered:
+/// collections, leased subscriptions, `presence-notifications` and `filtered-notifications`
+/// (delivery decisions the router makes), batch operations.
+const FEATURES: &[&str] = &[
+    "config-node",
+    "create-and-configure",
+    "create-nodes",
+    "delete-items",
+    "delete-nodes",
+    "get-pending",
+    "instant-nodes",
+    "item-ids",
+    "last-published",
+    "manage-subscriptions",
+    "member-affiliation",
+    "meta-data",
+    "modify-affiliations",
+    "multi-items",
+    "multi-subscribe",
+    "outcast-affiliation",
+    "persistent-items",
+    "publish",
+    "publish-options",
+    "publish-only-affiliation",
+    "publisher-affiliation",
+    "purge-nodes",
+    "retract-items",
+    "retrieve-affiliations",
+    "retrieve-default",
+    "retrieve-default-sub",
+    "retrieve-items",
+    "retrieve-subscriptions",
+    "rsm",
+    "subscribe",
+    "subscription-notifications",
+    "subscription-options",
+];
+
+const GET_PENDING_NAME: &str = "Get pending subscription requests";
+
+/// disco#info of the service itself: identity `pubsub/service` (or `pubsub/pep`), and every
+/// supported feature, including `access-<model>` for the default access model and
+/// `auto-create` when publishing creates nodes.
+pub fn service_info(ctx: &ServiceContext, config: &ServiceConfig) -> DiscoInfoResult {
+    let kind = match ctx.kind {
+        ServiceKind::Pubsub => "service",
+        ServiceKind::Pep => "pep",
+    };
+    let pubsub = |feature: &str| format!("{}#{feature}", ns::PUBSUB);
+    let mut features: Vec<String> = [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::COMMANDS, ns::PUBSUB]
+        .iter()
+        .map(|feature| (*feature).to_owned())
+        .chain(FEATURES.iter().map(|feature| pubsub(feature)))
+        .collect();
+    features.push(pubsub(&format!(
+        "access-{}",
+        config.node_defaults.access_model.as_str()
+    )));
+    if config.auto_create {
+        features.push(pubsub("auto-create"));
+    }
+    DiscoInfoResult {
+        node: None,
+        identities: vec![identity("pubsub", kind)],
+        features: features.into_iter().collect(),
+        extensions: Vec::new(),
+    }
+}
+
+fn identity(category: &str, type_: &str) -> Identity {
+    Identity {
+        category: category.to_owned(),
+        type_: type_.to_owned(),
+        lang: None,
+        name: None,
+    }
+}
+
+/// disco#info of the service, of a node, or of the get-pending command.
+pub(crate) fn info(
+    service: &Service,
+    ctx: &ServiceContext,
+    actor: &Jid,
+    node: Option<&str>,
+) -> Handler {
+    let result = match node.filter(|node| !node.is_empty()) {
+        None => service_info(ctx, service.config()),
+        Some(ns::GET_PENDING) => DiscoInfoResult {
+            node: Some(ns::GET_PENDING.to_owned()),
+            identities: vec![Identity {
+                name: Some(GET_PENDING_NAME.to_owned()),
+                ..identity("automation", "command-node")
+            }],
+            features: [ns::COMMANDS, ns::DATA_FORMS]
+                .iter()
+                .map(|feature| (*feature).to_owned())
+                .collect(),
+            extensions: Vec::new(),
+        },
+        Some(node) => {
+            let meta = service
+                .metadata(node)
+                .ok_or(verona_pubsub::PubsubError::NodeNotFound)?;
+            // The meta-data names owners and publishers: shown only to those the node
+            // admits, so that a whitelist conversation does not reveal who takes part.
+            let admitted = [Action::Subscribe, Action::RetrieveItems]
+                .into_iter()
+                .any(|action| service.may(ctx.resolver, actor, action, node).is_ok());
+            DiscoInfoResult {
+                node: Some(node.to_owned()),
+                identities: vec![identity("pubsub", "leaf")],
+                features: [ns::PUBSUB.to_owned()].into_iter().collect(),
+                extensions: admitted
+                    .then(|| forms::meta_data(&meta))
+                    .into_iter()
+                    .collect(),
+            }
+        }
+    };
+    Ok(Answer::reply(Some(Element::from(result))))
+}
+
+/// disco#items: the nodes the requester may subscribe to or read, a node's items (named by
+/// ItemID, §5.5), or the commands (XEP-0050 §2.2).
+pub(crate) fn items(
+    service: &Service,
+    ctx: &ServiceContext,
+    actor: &Jid,
+    node: Option<&str>,
+) -> Handler {
+    let item = |node: Option<String>, name: Option<String>| Item {
+        jid: ctx.jid.clone(),
+        node,
+        name,
+    };
+    let (node, items) = match node.filter(|node| !node.is_empty()) {
+        None => {
+            let items = service
+                .visible_nodes(ctx.resolver, actor)
+                .into_iter()
+                .map(|id| {
+                    let title = service
+                        .metadata(&id)
+                        .map(|meta| meta.config.title.clone())
+                        .filter(|title| !title.is_empty());
+                    item(Some(id), title)
+                })
+                .collect();
+            (None, items)
+        }
+        Some(ns::COMMANDS) => {
+            let command = item(
+                Some(ns::GET_PENDING.to_owned()),
+                Some(GET_PENDING_NAME.to_owned()),
+            );
+            (Some(ns::COMMANDS.to_owned()), vec![command])
+        }
+        Some(node) => {
+            let page = service.items(ctx.resolver, actor, node, &ItemQuery::All)?;
+            let items = page
+                .items
+                .into_iter()
+                .map(|published| item(None, Some(published.id)))
+                .collect();
+            (Some(node.to_owned()), items)
+        }
+    };
+    let result = DiscoItemsResult {
+        node,
+        items,
+        rsm: None,
+    };
+    Ok(Answer::reply(Some(Element::from(result))))
+}

@@ -1,0 +1,358 @@
+//! Owner use cases (XEP-0060 §8): create, configure, default configuration, delete, purge,
+//! authorization answers, get-pending, subscriptions and affiliations management.
+
+use std::collections::BTreeMap;
+
+use jid::{FullJid, Jid};
+use minidom::Element;
+use verona_pubsub::{
+    Affiliation, AuthorizationRequest, CreateRequest, Effect, PubsubError, Service,
+    SubscriptionChange,
+};
+use xmpp_parsers::data_forms::{DataForm, DataFormType};
+
+use crate::errors::Error;
+use crate::forms::{self, ConfigSubmission};
+use crate::ns;
+use crate::render::next_id;
+use crate::request::{AffiliationEntry, Command, SubscriptionEntry};
+use crate::subscriber::pubsub;
+use crate::xml::{self, BuilderExt, builder};
+use crate::{Answer, Failure, Handled, Handler, ServiceContext};
+
+/// `<pubsub xmlns='…#owner'/>` around one child.
+fn owner(child: Element) -> Element {
+    builder("pubsub", ns::PUBSUB_OWNER).append(child).build()
+}
+
+/// §8.1. Only an instant node's result names the node (§8.1.2: the creator of a named node
+/// already knows it).
+pub(crate) fn create(
+    service: &mut Service,
+    actor: &Jid,
+    node: Option<String>,
+    config: Option<DataForm>,
+) -> Handler {
+    let submission = match &config {
+        Some(form) if form.type_ != DataFormType::Cancel => {
+            forms::read_node_config(form, service.config())?
+        }
+        _ => ConfigSubmission {
+            fields: Vec::new(),
+            publishers: Vec::new(),
+        },
+    };
+    let instant = node.is_none();
+    let request = CreateRequest {
+        node,
+        config: submission.fields,
+        affiliations: submission
+            .publishers
+            .into_iter()
+            .map(|jid| (jid, Affiliation::Publisher))
+            .collect(),
+    };
+    let outcome = service.create(actor, request)?;
+    let payload = instant.then(|| {
+        pubsub(
+            builder("create", ns::PUBSUB)
+                .with("node", outcome.value.as_str())
+                .build(),
+        )
+    });
+    Ok(Answer::outcome(payload, outcome))
+}
+
+/// §8.2.1: the configuration form.
+pub(crate) fn configuration(service: &Service, actor: &Jid, node: &str) -> Handler {
+    let config = service.configuration(actor, node)?;
+    let form = forms::node_config(&config, Some(service.config()));
+    let configure = builder("configure", ns::PUBSUB_OWNER)
+        .with("node", node)
+        .append(Element::from(form))
+        .build();
+    Ok(Answer::reply(Some(owner(configure))))
+}
+
+/// §8.2.4: a submitted configuration; a cancelled form keeps the configuration.
+pub(crate) fn configure(
+    service: &mut Service,
+    ctx: &ServiceContext,
+    actor: &Jid,
+    node: &str,
+    form: &DataForm,
+) -> Handler {
+    if form.type_ == DataFormType::Cancel {
+        return Ok(Answer::reply(None));
+    }
+    // `pubsub#publisher` is read-only after creation: affiliations are managed per §8.9.
+    let submission = forms::read_node_config(form, service.config())?;
+    let outcome = service.configure(ctx.resolver, actor, node, &submission.fields)?;
+    Ok(Answer::outcome(None, outcome))
+}
+
+/// §8.3.
+pub(crate) fn default_config(service: &Service) -> Answer {
+    let form = forms::node_config(service.default_config(), Some(service.config()));
+    let default = builder("default", ns::PUBSUB_OWNER)
+        .append(Element::from(form))
+        .build();
+    Answer::reply(Some(owner(default)))
+}
+
+/// §8.4.
+pub(crate) fn delete(
+    service: &mut Service,
+    actor: &Jid,
+    node: &str,
+    redirect: Option<String>,
+) -> Handler {
+    let outcome = service.delete(actor, node, redirect)?;
+    Ok(Answer::outcome(None, outcome))
+}
+
+/// §8.5.
+pub(crate) fn purge(service: &mut Service, actor: &Jid, node: &str) -> Handler {
+    let outcome = service.purge(actor, node)?;
+    Ok(Answer::outcome(None, outcome))
+}
+
+/// §8.6: an owner's answer to an authorization request, sent as a `<message/>`. It is matched
+/// by its fields (node, subscriber, optional SubID), so it is accepted wherever it was
+/// addressed. Messages without such a form are not for this service and get no answer.
+pub(crate) fn authorization_answer(
+    service: &mut Service,
+    ctx: &ServiceContext,
+    from: &FullJid,
+    message: &Element,
+) -> Handled {
+    let submitted = message
+        .children()
+        .filter(|child| child.is("x", ns::DATA_FORMS))
+        .filter_map(|x| DataForm::try_from(x.clone()).ok())
+        .find(|form| {
+            form.type_ == DataFormType::Submit
+                && form.form_type() == Some(ns::SUBSCRIBE_AUTHORIZATION)
+        });
+    let Some(form) = submitted else {
+        return Handled::nothing();
+    };
+    if message.attr("type") == Some("error") {
+        return Handled::nothing();
+    }
+    let actor = Jid::from(from.clone());
+    let result = forms::read_authorization(&form).and_then(|answer| {
+        service
+            .authorize(
+                &actor,
+                &answer.node,
+                &answer.subscriber,
+                answer.subid.as_deref(),
+                answer.allow,
+            )
+            .map_err(Error::from)
+    });
+    match result {
+        Ok(outcome) => Handled {
+            reply: None,
+            effects: outcome.effects,
+            undo: Some(outcome.undo),
+        },
+        Err(error) => Handled {
+            reply: Some(xml::error_reply(message, Some((ctx.jid, from)), &error, None)),
+            effects: Vec::new(),
+            undo: None,
+        },
+    }
+}
+
+/// §8.7, a stateless XEP-0050 command: executing it without a form returns the owner's nodes to
+/// choose from; submitting a node sends the owner one authorization request per pending
+/// subscription of that node.
+pub(crate) fn get_pending(service: &Service, actor: &Jid, command: Command) -> Handler {
+    let sessionid = command.sessionid.unwrap_or_else(next_id);
+    let reply = |status: &str, child: Option<Element>| {
+        builder("command", ns::COMMANDS)
+            .with("node", ns::GET_PENDING)
+            .with("sessionid", sessionid.as_str())
+            .with("status", status)
+            .append_all(child)
+            .build()
+    };
+    if command.cancel {
+        return Ok(Answer::reply(Some(reply("canceled", None))));
+    }
+    let Some(form) = command.form.filter(|form| form.type_ == DataFormType::Submit) else {
+        let nodes: Vec<String> = service
+            .own_affiliations(actor, None)
+            .into_iter()
+            .filter(|(_, affiliation)| *affiliation == Affiliation::Owner)
+            .map(|(node, _)| node)
+            .collect();
+        if nodes.is_empty() {
+            return Err(PubsubError::Forbidden.into());
+        }
+        let mut command = reply("executing", None);
+        command.append_child(
+            builder("actions", ns::COMMANDS)
+                .with("execute", "complete")
+                .append(Element::bare("complete", ns::COMMANDS))
+                .build(),
+        );
+        command.append_child(Element::from(forms::pending_nodes(&nodes)));
+        return Ok(Answer::reply(Some(command)));
+    };
+    let node = forms::read_pending_node(&form)?;
+    let pending = service.pending_subscriptions(actor, &node)?;
+    let effects = pending
+        .into_iter()
+        .map(|info| {
+            Effect::AuthorizationRequest(AuthorizationRequest {
+                node: info.node,
+                subscriber: info.jid,
+                subid: info.subid,
+                owners: vec![actor.to_bare()],
+            })
+        })
+        .collect();
+    Ok(Answer {
+        payload: Some(reply("completed", None)),
+        effects,
+        undo: None,
+    })
+}
+
+/// §8.8.1: approved subscriptions (pending ones are listed by get-pending).
+pub(crate) fn subscriptions(service: &Service, actor: &Jid, node: &str) -> Handler {
+    let subscriptions = service.node_subscriptions(actor, node)?;
+    let list = builder("subscriptions", ns::PUBSUB_OWNER)
+        .with("node", node)
+        .append_all(subscriptions.iter().map(|info| {
+            subscription_entry(&info.jid, Some(&info.subid), info.state.as_str())
+        }))
+        .build();
+    Ok(Answer::reply(Some(owner(list))))
+}
+
+fn subscription_entry(jid: &Jid, subid: Option<&str>, state: &str) -> Element {
+    builder("subscription", ns::PUBSUB_OWNER)
+        .with("jid", jid.as_str())
+        .with("subscription", state)
+        .with("subid", subid)
+        .build()
+}
+
+/// §8.8.2, all or nothing. Owners set `subscribed` or `none`; an entry asking for another state
+/// fails the request and is returned with its current state (§8.8.2.4).
+pub(crate) fn set_subscriptions(
+    service: &mut Service,
+    ctx: &ServiceContext,
+    actor: &Jid,
+    node: &str,
+    entries: Vec<SubscriptionEntry>,
+) -> Handler {
+    let (valid, invalid): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|entry| matches!(entry.state.as_str(), "subscribed" | "none"));
+    if !invalid.is_empty() {
+        let mut current = service.node_subscriptions(actor, node)?;
+        current.extend(service.pending_subscriptions(actor, node)?);
+        let echo = invalid.iter().map(|entry| {
+            let found = current.iter().find(|info| {
+                info.jid == entry.jid && entry.subid.as_ref().is_none_or(|s| *s == info.subid)
+            });
+            let state = found.map_or("none", |info| info.state.as_str());
+            subscription_entry(&entry.jid, entry.subid.as_deref(), state)
+        });
+        let list = builder("subscriptions", ns::PUBSUB_OWNER)
+            .with("node", node)
+            .append_all(echo)
+            .build();
+        return Err(Failure {
+            error: Error::NotAcceptable,
+            echo: Some(owner(list)),
+        });
+    }
+    let changes: Vec<SubscriptionChange> = valid
+        .into_iter()
+        .map(|entry| SubscriptionChange {
+            subscribed: entry.state == "subscribed",
+            jid: entry.jid,
+            subid: entry.subid,
+        })
+        .collect();
+    let outcome = service.set_subscriptions(ctx.resolver, actor, node, &changes)?;
+    Ok(Answer::outcome(None, outcome))
+}
+
+/// §8.9.1.
+pub(crate) fn affiliations(service: &Service, actor: &Jid, node: &str) -> Handler {
+    let affiliations = service.node_affiliations(actor, node)?;
+    let list = builder("affiliations", ns::PUBSUB_OWNER)
+        .with("node", node)
+        .append_all(
+            affiliations
+                .iter()
+                .map(|(jid, affiliation)| affiliation_entry(jid.as_str(), affiliation.as_str())),
+        )
+        .build();
+    Ok(Answer::reply(Some(owner(list))))
+}
+
+fn affiliation_entry(jid: &str, affiliation: &str) -> Element {
+    builder("affiliation", ns::PUBSUB_OWNER)
+        .with("jid", jid)
+        .with("affiliation", affiliation)
+        .build()
+}
+
+/// §8.9.2, all or nothing. Unknown affiliations, and changes that would leave the node without
+/// an owner, fail the request; the offending entries are returned with their current
+/// affiliation (§8.9.2.4).
+pub(crate) fn set_affiliations(
+    service: &mut Service,
+    ctx: &ServiceContext,
+    actor: &Jid,
+    node: &str,
+    entries: Vec<AffiliationEntry>,
+) -> Handler {
+    let current: BTreeMap<_, _> = service.node_affiliations(actor, node)?.into_iter().collect();
+    let echo = |offending: &mut dyn Iterator<Item = &AffiliationEntry>| {
+        let list = builder("affiliations", ns::PUBSUB_OWNER)
+            .with("node", node)
+            .append_all(offending.map(|entry| {
+                let affiliation = current.get(&entry.jid).copied().unwrap_or(Affiliation::None);
+                affiliation_entry(entry.jid.as_str(), affiliation.as_str())
+            }))
+            .build();
+        Failure {
+            error: Error::NotAcceptable,
+            echo: Some(owner(list)),
+        }
+    };
+    let mut changes = BTreeMap::new();
+    for entry in &entries {
+        match entry.affiliation.parse::<Affiliation>() {
+            Ok(affiliation) => {
+                changes.insert(entry.jid.clone(), affiliation);
+            }
+            Err(_) => {
+                let mut invalid = entries
+                    .iter()
+                    .filter(|e| e.affiliation.parse::<Affiliation>().is_err());
+                return Err(echo(&mut invalid));
+            }
+        }
+    }
+    match service.set_affiliations(ctx.resolver, actor, node, &changes) {
+        Ok(outcome) => Ok(Answer::outcome(None, outcome)),
+        Err(PubsubError::LastOwner) => {
+            let mut demoted = entries.iter().filter(|entry| {
+                current.get(&entry.jid) == Some(&Affiliation::Owner)
+                    && changes.get(&entry.jid) != Some(&Affiliation::Owner)
+            });
+            Err(echo(&mut demoted))
+        }
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,53 @@
+//! Publisher use cases: publish with publish-options, retract (XEP-0060 §7).
+
+use jid::Jid;
+use verona_pubsub::{NewItem, PublishRequest, Service};
+use xmpp_parsers::data_forms::DataForm;
+
+use crate::forms;
+use crate::ns;
+use crate::subscriber::pubsub;
+use crate::xml::{BuilderExt, builder};
+use crate::{Answer, Handler};
+
+/// §7.1. The result always names the item, so that a publisher that let the service choose
+/// the ItemID learns it (§7.1.2), and one that chose it gets a uniform answer.
+pub(crate) fn publish(
+    service: &mut Service,
+    actor: &Jid,
+    node: String,
+    item: Option<NewItem>,
+    options: Option<DataForm>,
+) -> Handler {
+    let preconditions = match &options {
+        Some(form) => forms::read_preconditions(form)?,
+        None => Vec::new(),
+    };
+    let request = PublishRequest {
+        item,
+        preconditions,
+    };
+    let outcome = service.publish(actor, &node, request)?;
+    let item = outcome
+        .value
+        .item_id
+        .as_deref()
+        .map(|id| builder("item", ns::PUBSUB).with("id", id).build());
+    let publish = builder("publish", ns::PUBSUB)
+        .with("node", node)
+        .append_all(item)
+        .build();
+    Ok(Answer::outcome(Some(pubsub(publish)), outcome))
+}
+
+/// §7.2.
+pub(crate) fn retract(
+    service: &mut Service,
+    actor: &Jid,
+    node: &str,
+    id: &str,
+    notify: bool,
+) -> Handler {
+    let outcome = service.retract(actor, node, id, notify)?;
+    Ok(Answer::outcome(None, outcome))
+}

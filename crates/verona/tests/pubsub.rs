@@ -1,0 +1,652 @@
+//! XEP-0060 at pubsub.localhost against the real server over TCP: two or three clients per test,
+//! XEP-0060's own request shapes, "not delivered" checked with a timeout.
+
+mod common;
+
+use common::*;
+use minidom::Element;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const DATA: &str = "jabber:x:data";
+
+async fn server_with(users: &[&str]) -> TestServer {
+    let t = TestServer::start().await;
+    for user in users {
+        t.add_user(user, "pw").await;
+    }
+    t
+}
+
+fn ok(reply: &Element) {
+    assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
+}
+
+fn show(el: &Element) -> String {
+    String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
+}
+
+/// The stanza error condition and the pubsub#errors condition of an iq error.
+fn errors(reply: &Element) -> (Option<String>, Option<String>) {
+    let error = reply.get_child("error", NS_CLIENT);
+    let pubsub = error.and_then(|e| {
+        e.children()
+            .find(|c| c.ns() == "http://jabber.org/protocol/pubsub#errors")
+            .map(|c| c.name().to_owned())
+    });
+    (stanza_error(reply), pubsub)
+}
+
+fn form_field(form: &Element, var: &str) -> Option<String> {
+    form.children()
+        .find(|f| f.attr("var") == Some(var))
+        .and_then(|f| f.get_child("value", DATA))
+        .map(|v| v.text())
+}
+
+fn config_form(fields: &[(&str, &str)]) -> String {
+    let mut form = String::from(
+        "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>",
+    );
+    for (var, value) in fields {
+        form.push_str(&format!(
+            "<field var='{var}'><value>{value}</value></field>"
+        ));
+    }
+    form.push_str("</x>");
+    form
+}
+
+async fn create(c: &mut Client, node: &str, fields: &[(&str, &str)]) {
+    let configure = if fields.is_empty() {
+        String::new()
+    } else {
+        format!("<configure>{}</configure>", config_form(fields))
+    };
+    let reply = c
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='create-{node}' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><create node='{node}'/>{configure}</pubsub></iq>"
+        ))
+        .await;
+    ok(&reply);
+}
+
+async fn subscribe(c: &mut Client, node: &str, jid: &str) -> Element {
+    c.request(&format!(
+        "<iq xmlns='jabber:client' type='set' id='sub-{node}' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='{node}' jid='{jid}'/></pubsub></iq>"
+    ))
+    .await
+}
+
+/// Publishes `<entry>text</entry>` and returns the item id the service assigned or kept.
+async fn publish(c: &mut Client, node: &str, id: Option<&str>, text: &str) -> String {
+    let id_attr = id.map(|id| format!(" id='{id}'")).unwrap_or_default();
+    let reply = c
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='pub-{text}' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><publish node='{node}'><item{id_attr}><entry xmlns='urn:example:verona'>{text}</entry></item></publish></pubsub></iq>"
+        ))
+        .await;
+    ok(&reply);
+    reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("publish", PUBSUB))
+        .and_then(|p| p.get_child("item", PUBSUB))
+        .and_then(|i| i.attr("id"))
+        .unwrap_or_else(|| panic!("publish result names the item: {}", show(&reply)))
+        .to_owned()
+}
+
+fn event(message: &Element) -> &Element {
+    assert_eq!(message.name(), "message", "{}", show(message));
+    assert_eq!(message.attr("from"), Some("pubsub.localhost"));
+    message
+        .get_child("event", EVENT)
+        .unwrap_or_else(|| panic!("a pubsub event: {}", show(message)))
+}
+
+fn published_entries(message: &Element) -> Vec<(String, String)> {
+    let items = event(message).get_child("items", EVENT).expect("items");
+    items
+        .children()
+        .filter(|i| i.is("item", EVENT))
+        .map(|i| {
+            let entry = i.get_child("entry", "urn:example:verona").map(|e| e.text());
+            (
+                i.attr("id").unwrap_or_default().to_owned(),
+                entry.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn service_is_discoverable() {
+    let t = server_with(&["juliet"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let items = juliet
+        .request("<iq xmlns='jabber:client' type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    let query = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap();
+    assert!(
+        query
+            .children()
+            .any(|i| i.attr("jid") == Some("pubsub.localhost")),
+        "{}",
+        show(&items)
+    );
+
+    let info = juliet
+        .request("<iq xmlns='jabber:client' type='get' id='d2' to='pubsub.localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    let query = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let identity = query
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert_eq!(
+        (identity.attr("category"), identity.attr("type")),
+        (Some("pubsub"), Some("service"))
+    );
+    let features: Vec<_> = query.children().filter_map(|f| f.attr("var")).collect();
+    for feature in [
+        "http://jabber.org/protocol/pubsub",
+        "http://jabber.org/protocol/pubsub#access-authorize",
+        "http://jabber.org/protocol/pubsub#publish",
+        "http://jabber.org/protocol/pubsub#subscribe",
+    ] {
+        assert!(
+            features.contains(&feature),
+            "{feature} missing: {features:?}"
+        );
+    }
+}
+
+/// Create an open node, two subscribers (a full and a bare JID), publish: both are notified
+/// with distinct ids, the publisher (not subscribed) is not.
+#[tokio::test]
+async fn publish_notifies_every_subscriber_once() {
+    let t = server_with(&["juliet", "romeo", "nurse"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    create(&mut juliet, "news", &[("pubsub#access_model", "open")]).await;
+
+    let reply = subscribe(&mut romeo, "news", "romeo@localhost/orchard").await;
+    ok(&reply);
+    let sub = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .unwrap();
+    assert_eq!(sub.attr("subscription"), Some("subscribed"));
+    assert_eq!(sub.attr("jid"), Some("romeo@localhost/orchard"));
+    ok(&subscribe(&mut nurse, "news", "nurse@localhost").await);
+
+    let id = publish(&mut juliet, "news", None, "Wherefore").await;
+    assert!(!id.is_empty());
+    let to_romeo = romeo.recv().await;
+    let to_nurse = nurse.recv().await;
+    assert_eq!(
+        published_entries(&to_romeo),
+        vec![(id.clone(), "Wherefore".to_owned())]
+    );
+    assert_eq!(
+        published_entries(&to_nurse),
+        vec![(id.clone(), "Wherefore".to_owned())]
+    );
+    assert_eq!(to_romeo.attr("to"), Some("romeo@localhost/orchard"));
+    assert_ne!(
+        to_romeo.attr("id"),
+        to_nurse.attr("id"),
+        "notification ids are unique"
+    );
+    assert_eq!(to_romeo.attr("type"), Some("headline"));
+    juliet.expect_nothing().await;
+
+    // A publish with our own id keeps it.
+    assert_eq!(
+        publish(&mut juliet, "news", Some("act-2"), "Balcony").await,
+        "act-2"
+    );
+    assert_eq!(published_entries(&romeo.recv().await)[0].0, "act-2");
+    assert_eq!(published_entries(&nurse.recv().await)[0].0, "act-2");
+}
+
+/// XEP-0060 §8.6 and XEP-0207: subscribe to an authorize node → pending → the owner gets the
+/// form → approves → the subscriber is told and gets the last item; deny for another.
+#[tokio::test]
+async fn authorize_flow_approve_and_deny() {
+    let t = server_with(&["juliet", "romeo", "paris"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut paris = t.login("paris", "pw", "church").await;
+    // No configuration: the service default is authorize (XEP-0207 §8).
+    create(&mut juliet, "heart", &[]).await;
+    let item = publish(&mut juliet, "heart", None, "Deny thy father").await;
+
+    let reply = subscribe(&mut romeo, "heart", "romeo@localhost").await;
+    ok(&reply);
+    let sub = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .unwrap();
+    assert_eq!(sub.attr("subscription"), Some("pending"));
+    romeo.expect_nothing().await;
+
+    let request = juliet.recv().await;
+    let form = request
+        .get_child("x", DATA)
+        .unwrap_or_else(|| panic!("a form: {}", show(&request)));
+    assert_eq!(form.attr("type"), Some("form"));
+    assert_eq!(
+        form_field(form, "FORM_TYPE").as_deref(),
+        Some("http://jabber.org/protocol/pubsub#subscribe_authorization")
+    );
+    assert_eq!(form_field(form, "pubsub#node").as_deref(), Some("heart"));
+    assert_eq!(
+        form_field(form, "pubsub#subscriber_jid").as_deref(),
+        Some("romeo@localhost")
+    );
+    let subid = form_field(form, "pubsub#subid");
+
+    let subid_field = subid
+        .map(|s| format!("<field var='pubsub#subid'><value>{s}</value></field>"))
+        .unwrap_or_default();
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='pubsub.localhost' id='approve1'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field>{subid_field}<field var='pubsub#node'><value>heart</value></field><field var='pubsub#subscriber_jid'><value>romeo@localhost</value></field><field var='pubsub#allow'><value>true</value></field></x></message>"
+        ))
+        .await;
+    let mut got_state = false;
+    let mut got_item = false;
+    for _ in 0..2 {
+        let message = romeo.recv().await;
+        let event = event(&message);
+        if let Some(sub) = event.get_child("subscription", EVENT) {
+            assert_eq!(sub.attr("subscription"), Some("subscribed"));
+            assert_eq!(sub.attr("node"), Some("heart"));
+            got_state = true;
+        } else {
+            assert_eq!(
+                published_entries(&message),
+                vec![(item.clone(), "Deny thy father".to_owned())]
+            );
+            got_item = true;
+        }
+    }
+    assert!(got_state && got_item);
+
+    // Deny, with the seed's Ex. 11 shape: submitted to the server, misspelt field name.
+    ok(&subscribe(&mut paris, "heart", "paris@localhost").await);
+    let request = juliet.recv().await;
+    assert!(request.get_child("x", DATA).is_some());
+    juliet
+        .send("<message xmlns='jabber:client' to='localhost' id='deny1'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>heart</value></field><field var='pusub#subscriber_jid'><value>paris@localhost</value></field><field var='pubsub#allow'><value>false</value></field></x></message>")
+        .await;
+    let message = paris.recv().await;
+    let sub = event(&message)
+        .get_child("subscription", EVENT)
+        .expect("a subscription notice");
+    assert_eq!(sub.attr("subscription"), Some("none"));
+    publish(&mut juliet, "heart", None, "Parting").await;
+    assert_eq!(published_entries(&romeo.recv().await)[0].1, "Parting");
+    paris.expect_nothing().await;
+}
+
+/// A whitelist node: a non-member can neither subscribe nor read; a member can.
+#[tokio::test]
+async fn whitelist_is_enforced() {
+    let t = server_with(&["juliet", "romeo", "tybalt"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    create(
+        &mut juliet,
+        "letters",
+        &[("pubsub#access_model", "whitelist")],
+    )
+    .await;
+    publish(&mut juliet, "letters", Some("l1"), "Secret").await;
+
+    let reply = subscribe(&mut tybalt, "letters", "tybalt@localhost").await;
+    assert_eq!(
+        errors(&reply),
+        (Some("not-allowed".into()), Some("closed-node".into()))
+    );
+    let reply = tybalt
+        .request("<iq xmlns='jabber:client' type='get' id='i1' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='letters'/></pubsub></iq>")
+        .await;
+    assert_eq!(
+        errors(&reply),
+        (Some("not-allowed".into()), Some("closed-node".into()))
+    );
+
+    let reply = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='a1' to='pubsub.localhost'><pubsub xmlns='{OWNER}'><affiliations node='letters'><affiliation jid='romeo@localhost' affiliation='member'/></affiliations></pubsub></iq>"
+        ))
+        .await;
+    ok(&reply);
+    ok(&subscribe(&mut romeo, "letters", "romeo@localhost").await);
+    let reply = romeo
+        .request("<iq xmlns='jabber:client' type='get' id='i2' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='letters'/></pubsub></iq>")
+        .await;
+    ok(&reply);
+    assert!(show(&reply).contains("Secret"), "{}", show(&reply));
+    tybalt.expect_nothing().await;
+}
+
+/// `pubsub#expire=presence`: the subscription ends with the session.
+#[tokio::test]
+async fn temporary_subscription_ends_at_disconnect() {
+    let t = server_with(&["juliet", "romeo"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    create(&mut juliet, "moment", &[("pubsub#access_model", "open")]).await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let reply = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='t1' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='moment' jid='romeo@localhost/orchard'/><options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field><field var='pubsub#expire'><value>presence</value></field></x></options></pubsub></iq>"
+        ))
+        .await;
+    ok(&reply);
+    let owner_view = "<iq xmlns='jabber:client' type='get' id='s1' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='moment'/></pubsub></iq>";
+    let subscriptions = juliet.request(owner_view).await;
+    assert!(
+        show(&subscriptions).contains("romeo@localhost/orchard"),
+        "{}",
+        show(&subscriptions)
+    );
+
+    drop(romeo);
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if !show(&juliet.request(owner_view).await).contains("romeo@localhost") {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the temporary subscription outlived the session");
+    publish(&mut juliet, "moment", None, "Too late").await;
+}
+
+/// XEP-0059 paging over items, newest first.
+#[tokio::test]
+async fn items_paged_with_rsm() {
+    let t = server_with(&["juliet", "romeo"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    create(
+        &mut juliet,
+        "diary",
+        &[("pubsub#access_model", "open"), ("pubsub#max_items", "20")],
+    )
+    .await;
+    for n in 1..=5 {
+        publish(
+            &mut juliet,
+            "diary",
+            Some(&format!("d{n}")),
+            &format!("day {n}"),
+        )
+        .await;
+    }
+    let page = |after: &str| {
+        let id = after.len();
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='page{id}' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><items node='diary'/><set xmlns='http://jabber.org/protocol/rsm'><max>2</max>{after}</set></pubsub></iq>"
+        )
+    };
+    let first = romeo.request(&page("")).await;
+    ok(&first);
+    let pubsub = first.get_child("pubsub", PUBSUB).unwrap();
+    let ids: Vec<_> = pubsub
+        .get_child("items", PUBSUB)
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("id"))
+        .collect();
+    assert_eq!(ids, ["d5", "d4"], "{}", show(&first));
+    let set = pubsub
+        .get_child("set", "http://jabber.org/protocol/rsm")
+        .expect("an RSM result");
+    assert_eq!(
+        set.get_child("count", "http://jabber.org/protocol/rsm")
+            .map(|c| c.text())
+            .as_deref(),
+        Some("5")
+    );
+    let last = set
+        .get_child("last", "http://jabber.org/protocol/rsm")
+        .unwrap()
+        .text();
+
+    let second = romeo
+        .request(&page(&format!("<after>{last}</after>")))
+        .await;
+    let pubsub = second.get_child("pubsub", PUBSUB).unwrap();
+    let ids: Vec<_> = pubsub
+        .get_child("items", PUBSUB)
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("id"))
+        .collect();
+    assert_eq!(ids, ["d3", "d2"], "{}", show(&second));
+
+    // max_items and ids.
+    let newest = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='m1' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><items node='diary' max_items='1'/></pubsub></iq>"))
+        .await;
+    assert!(show(&newest).contains("day 5") && !show(&newest).contains("day 4"));
+    let by_id = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='m2' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><items node='diary'><item id='d2'/></items></pubsub></iq>"))
+        .await;
+    assert!(show(&by_id).contains("day 2") && !show(&by_id).contains("day 3"));
+}
+
+/// Retract, purge and delete reach subscribers; errors for the impossible.
+#[tokio::test]
+async fn retract_purge_delete_and_errors() {
+    let t = server_with(&["juliet", "romeo"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    create(&mut juliet, "vows", &[("pubsub#access_model", "open")]).await;
+    ok(&subscribe(&mut romeo, "vows", "romeo@localhost").await);
+    publish(&mut juliet, "vows", Some("v1"), "Swear not").await;
+    romeo.recv().await;
+
+    ok(&juliet
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='r1' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><retract node='vows' notify='true'><item id='v1'/></retract></pubsub></iq>"))
+        .await);
+    let retract = romeo.recv().await;
+    let items = event(&retract).get_child("items", EVENT).unwrap();
+    assert_eq!(
+        items.get_child("retract", EVENT).and_then(|r| r.attr("id")),
+        Some("v1")
+    );
+
+    publish(&mut juliet, "vows", Some("v2"), "By the moon").await;
+    romeo.recv().await;
+    ok(&juliet
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='pg' to='pubsub.localhost'><pubsub xmlns='{OWNER}'><purge node='vows'/></pubsub></iq>"))
+        .await);
+    assert!(event(&romeo.recv().await).has_child("purge", EVENT));
+
+    // Romeo may not delete Juliet's node.
+    let reply = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='del0' to='pubsub.localhost'><pubsub xmlns='{OWNER}'><delete node='vows'/></pubsub></iq>"))
+        .await;
+    assert_eq!(errors(&reply).0.as_deref(), Some("forbidden"));
+    ok(&juliet
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='del1' to='pubsub.localhost'><pubsub xmlns='{OWNER}'><delete node='vows'/></pubsub></iq>"))
+        .await);
+    assert!(event(&romeo.recv().await).has_child("delete", EVENT));
+
+    let cases = [
+        (
+            format!(
+                "<iq xmlns='jabber:client' type='set' id='e1' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><publish node='nowhere'><item><x xmlns='urn:x'/></item></publish></pubsub></iq>"
+            ),
+            "item-not-found",
+        ),
+        (
+            format!(
+                "<iq xmlns='jabber:client' type='set' id='e2' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='nowhere' jid='romeo@localhost'/></pubsub></iq>"
+            ),
+            "item-not-found",
+        ),
+    ];
+    for (request, condition) in cases {
+        let reply = romeo.request(&request).await;
+        assert_eq!(errors(&reply).0.as_deref(), Some(condition), "{request}");
+    }
+    create(&mut juliet, "taken", &[]).await;
+    let reply = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='e3' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><create node='taken'/></pubsub></iq>"))
+        .await;
+    assert_eq!(errors(&reply).0.as_deref(), Some("conflict"));
+    let reply = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='e4' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='taken' jid='juliet@localhost'/></pubsub></iq>"))
+        .await;
+    assert_eq!(
+        errors(&reply),
+        (Some("bad-request".into()), Some("invalid-jid".into()))
+    );
+}
+
+/// A `verona serve` process on a free port over the given data directory.
+struct Process {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Process {
+    async fn start(dir: &std::path::Path) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("verona.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\n[log]\nfilter = \"warn\"\n",
+                dir.join("data")
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_verona"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Process { child, addr };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("verona did not start");
+    }
+
+    async fn login(&self, dir: &std::path::Path, user: &str, resource: &str) -> Client {
+        let mut c = Client::connect(self.addr).await;
+        c.open().await;
+        c.starttls(&dir.join("data/tls/cert.pem")).await;
+        c.open().await;
+        c.auth_scram(verona_auth::ScramHash::Sha256, user, "pw")
+            .await
+            .unwrap();
+        c.open().await;
+        c.bind(Some(resource)).await;
+        c
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Every acknowledged node, subscription and item survives `kill -9`.
+#[tokio::test]
+async fn acknowledged_state_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("verona.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n", dir.path().join("data")),
+    )
+    .unwrap();
+    for user in ["juliet", "romeo"] {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_verona"))
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "user",
+                "add",
+                &format!("{user}@localhost"),
+                "--password",
+                "pw",
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    let server = Process::start(dir.path()).await;
+    let mut juliet = server.login(dir.path(), "juliet", "balcony").await;
+    let mut romeo = server.login(dir.path(), "romeo", "orchard").await;
+    create(
+        &mut juliet,
+        "chronicle",
+        &[("pubsub#access_model", "open"), ("pubsub#max_items", "100")],
+    )
+    .await;
+    ok(&subscribe(&mut romeo, "chronicle", "romeo@localhost").await);
+    for n in 0..30 {
+        publish(
+            &mut juliet,
+            "chronicle",
+            Some(&format!("c{n}")),
+            &format!("entry {n}"),
+        )
+        .await;
+    }
+    server.kill_9();
+
+    let server = Process::start(dir.path()).await;
+    let mut romeo = server.login(dir.path(), "romeo", "orchard").await;
+    let items = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='after' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><items node='chronicle'/></pubsub></iq>"))
+        .await;
+    ok(&items);
+    let ids: Vec<_> = items
+        .get_child("pubsub", PUBSUB)
+        .unwrap()
+        .get_child("items", PUBSUB)
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("id"))
+        .map(String::from)
+        .collect();
+    assert_eq!(ids.len(), 30, "{}", show(&items));
+    for n in 0..30 {
+        assert!(ids.contains(&format!("c{n}")), "c{n} lost");
+    }
+    let subscriptions = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='subs' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><subscriptions/></pubsub></iq>"))
+        .await;
+    assert!(
+        show(&subscriptions).contains("chronicle"),
+        "{}",
+        show(&subscriptions)
+    );
+    server.kill_9();
+}
