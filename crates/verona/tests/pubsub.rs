@@ -650,3 +650,316 @@ async fn acknowledged_state_survives_kill_9() {
     );
     server.kill_9();
 }
+
+fn request_xml(id: &str, ns: &str, body: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='pubsub.localhost'><pubsub xmlns='{ns}'>{body}</pubsub></iq>"
+    )
+}
+
+fn get_xml(id: &str, ns: &str, body: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='get' id='{id}' to='pubsub.localhost'><pubsub xmlns='{ns}'>{body}</pubsub></iq>"
+    )
+}
+
+/// Instant nodes, default and current configuration, configuration change notifications,
+/// delete with redirect; node discovery with meta-data.
+#[tokio::test]
+async fn owner_configuration() {
+    let t = server_with(&["juliet", "romeo"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+
+    let instant = juliet
+        .request(&request_xml("i1", PUBSUB, "<create/>"))
+        .await;
+    ok(&instant);
+    let generated = instant
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("create", PUBSUB))
+        .and_then(|c| c.attr("node"))
+        .expect("the generated node id");
+    assert!(!generated.is_empty());
+
+    let default = juliet.request(&get_xml("d1", OWNER, "<default/>")).await;
+    ok(&default);
+    let form = default
+        .get_child("pubsub", OWNER)
+        .and_then(|p| p.get_child("default", OWNER))
+        .and_then(|d| d.get_child("x", DATA))
+        .expect("a form");
+    assert_eq!(
+        form_field(form, "pubsub#access_model").as_deref(),
+        Some("authorize")
+    );
+
+    create(
+        &mut juliet,
+        "garden",
+        &[
+            ("pubsub#access_model", "open"),
+            ("pubsub#notify_config", "1"),
+        ],
+    )
+    .await;
+    ok(&subscribe(&mut romeo, "garden", "romeo@localhost").await);
+    let current = juliet
+        .request(&get_xml("c1", OWNER, "<configure node='garden'/>"))
+        .await;
+    let form = current
+        .get_child("pubsub", OWNER)
+        .and_then(|p| p.get_child("configure", OWNER))
+        .and_then(|c| c.get_child("x", DATA))
+        .expect("a form");
+    assert_eq!(
+        form_field(form, "FORM_TYPE").as_deref(),
+        Some("http://jabber.org/protocol/pubsub#node_config")
+    );
+    assert_eq!(
+        form_field(form, "pubsub#access_model").as_deref(),
+        Some("open")
+    );
+    let configure = format!(
+        "<configure node='garden'>{}</configure>",
+        config_form(&[("pubsub#title", "The Capulet garden")])
+    );
+    ok(&juliet.request(&request_xml("c2", OWNER, &configure)).await);
+    let notice = romeo.recv().await;
+    assert_eq!(
+        event(&notice)
+            .get_child("configuration", EVENT)
+            .and_then(|c| c.attr("node")),
+        Some("garden")
+    );
+
+    let info = juliet
+        .request("<iq xmlns='jabber:client' type='get' id='m1' to='pubsub.localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='garden'/></iq>")
+        .await;
+    let query = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let meta = query.get_child("x", DATA).expect("pubsub#meta-data");
+    assert_eq!(
+        form_field(meta, "FORM_TYPE").as_deref(),
+        Some("http://jabber.org/protocol/pubsub#meta-data")
+    );
+    assert_eq!(
+        form_field(meta, "pubsub#title").as_deref(),
+        Some("The Capulet garden")
+    );
+    let items = romeo
+        .request("<iq xmlns='jabber:client' type='get' id='m2' to='pubsub.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    assert!(
+        show(&items).contains("node='garden'") || show(&items).contains("node=\"garden\""),
+        "{}",
+        show(&items)
+    );
+
+    let delete =
+        "<delete node='garden'><redirect uri='xmpp:pubsub.localhost?;node=orchard'/></delete>";
+    ok(&juliet.request(&request_xml("x1", OWNER, delete)).await);
+    let deleted = romeo.recv().await;
+    let delete = event(&deleted)
+        .get_child("delete", EVENT)
+        .expect("delete notice");
+    assert_eq!(
+        delete
+            .get_child("redirect", EVENT)
+            .and_then(|r| r.attr("uri")),
+        Some("xmpp:pubsub.localhost?;node=orchard")
+    );
+}
+
+/// Publish-options preconditions: met, not met (conflict), unknown field.
+#[tokio::test]
+async fn publish_options_preconditions() {
+    let t = server_with(&["juliet"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    create(&mut juliet, "poems", &[("pubsub#access_model", "open")]).await;
+    let publish_with = |id: &str, model: &str| {
+        request_xml(
+            id,
+            PUBSUB,
+            &format!(
+                "<publish node='poems'><item><entry xmlns='urn:example:verona'>rose</entry></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>{model}</value></field></x></publish-options>"
+            ),
+        )
+    };
+    ok(&juliet.request(&publish_with("po1", "open")).await);
+    let reply = juliet.request(&publish_with("po2", "whitelist")).await;
+    assert_eq!(
+        errors(&reply),
+        (Some("conflict".into()), Some("precondition-not-met".into()))
+    );
+}
+
+/// Subscription options (get, set deliver=false), unsubscribe, and the XEP-0033 replyto with
+/// `itemreply=publisher`.
+#[tokio::test]
+async fn subscription_options_unsubscribe_and_itemreply() {
+    let t = server_with(&["juliet", "romeo", "nurse"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    create(
+        &mut juliet,
+        "verse",
+        &[
+            ("pubsub#access_model", "open"),
+            ("pubsub#itemreply", "publisher"),
+        ],
+    )
+    .await;
+    ok(&subscribe(&mut romeo, "verse", "romeo@localhost").await);
+    ok(&subscribe(&mut nurse, "verse", "nurse@localhost").await);
+
+    let options = romeo
+        .request(&get_xml(
+            "o1",
+            PUBSUB,
+            "<options node='verse' jid='romeo@localhost'/>",
+        ))
+        .await;
+    ok(&options);
+    let form = options
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("options", PUBSUB))
+        .and_then(|o| o.get_child("x", DATA))
+        .expect("an options form");
+    assert_eq!(
+        form_field(form, "FORM_TYPE").as_deref(),
+        Some("http://jabber.org/protocol/pubsub#subscribe_options")
+    );
+    let quiet = "<options node='verse' jid='nurse@localhost'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field><field var='pubsub#deliver'><value>0</value></field></x></options>";
+    ok(&nurse.request(&request_xml("o2", PUBSUB, quiet)).await);
+
+    publish(&mut juliet, "verse", Some("v1"), "Good night").await;
+    let message = romeo.recv().await;
+    let item = event(&message)
+        .get_child("items", EVENT)
+        .and_then(|i| i.get_child("item", EVENT))
+        .unwrap();
+    assert_eq!(item.attr("publisher"), Some("juliet@localhost/balcony"));
+    let replyto = message
+        .get_child("addresses", "http://jabber.org/protocol/address")
+        .and_then(|a| a.get_child("address", "http://jabber.org/protocol/address"))
+        .expect("an XEP-0033 address");
+    assert_eq!(
+        (replyto.attr("type"), replyto.attr("jid")),
+        (Some("replyto"), Some("juliet@localhost/balcony"))
+    );
+    nurse.expect_nothing().await;
+
+    ok(&romeo
+        .request(&request_xml(
+            "u1",
+            PUBSUB,
+            "<unsubscribe node='verse' jid='romeo@localhost'/>",
+        ))
+        .await);
+    let again = romeo
+        .request(&request_xml(
+            "u2",
+            PUBSUB,
+            "<unsubscribe node='verse' jid='romeo@localhost'/>",
+        ))
+        .await;
+    assert_eq!(
+        errors(&again),
+        (
+            Some("unexpected-request".into()),
+            Some("not-subscribed".into())
+        )
+    );
+    publish(&mut juliet, "verse", Some("v2"), "Parting").await;
+    romeo.expect_nothing().await;
+}
+
+/// The owner manages subscriptions and lists pending requests with the get-pending command.
+#[tokio::test]
+async fn owner_manages_subscriptions_and_pending() {
+    let t = server_with(&["juliet", "romeo", "paris"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut paris = t.login("paris", "pw", "church").await;
+    create(&mut juliet, "ball", &[]).await;
+    ok(&subscribe(&mut paris, "ball", "paris@localhost").await);
+    juliet.recv().await; // the authorization form
+
+    let pending = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='gp' to='pubsub.localhost'><command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/pubsub#get-pending' action='execute'/></iq>")
+        .await;
+    ok(&pending);
+    assert!(show(&pending).contains("ball"), "{}", show(&pending));
+
+    let set = "<subscriptions node='ball'><subscription jid='romeo@localhost' subscription='subscribed'/></subscriptions>";
+    ok(&juliet.request(&request_xml("ms1", OWNER, set)).await);
+    let list = juliet
+        .request(&get_xml("ms2", OWNER, "<subscriptions node='ball'/>"))
+        .await;
+    let text = show(&list);
+    // Approved subscriptions only; the pending one is what get-pending lists.
+    assert!(
+        text.contains("romeo@localhost") && !text.contains("paris@localhost"),
+        "{text}"
+    );
+    publish(&mut juliet, "ball", None, "Masks").await;
+    let mut delivered = false;
+    for _ in 0..2 {
+        let message = romeo.recv().await;
+        if event(&message).has_child("items", EVENT) {
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "an owner-made subscription receives items");
+    paris.expect_nothing().await;
+
+    let affiliations = romeo
+        .request(&get_xml("af", PUBSUB, "<affiliations/>"))
+        .await;
+    ok(&affiliations);
+    let mine = juliet
+        .request(&get_xml("af2", PUBSUB, "<affiliations/>"))
+        .await;
+    assert!(show(&mine).contains("owner"), "{}", show(&mine));
+}
+
+/// Service limits from the configuration give XEP-0060 errors.
+#[tokio::test]
+async fn limits_give_errors() {
+    let t = TestServer::start_with(|c| {
+        c.pubsub.max_nodes_per_owner = 2;
+        c.pubsub.max_payload_bytes = 1024;
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    create(&mut juliet, "one", &[("pubsub#access_model", "open")]).await;
+    create(&mut juliet, "two", &[]).await;
+    let third = juliet
+        .request(&request_xml("l3", PUBSUB, "<create node='three'/>"))
+        .await;
+    assert_eq!(
+        errors(&third),
+        (
+            Some("policy-violation".into()),
+            Some("max-nodes-exceeded".into())
+        )
+    );
+    let big = format!(
+        "<publish node='one'><item><entry xmlns='urn:example:verona'>{}</entry></item></publish>",
+        "x".repeat(2000)
+    );
+    let reply = juliet.request(&request_xml("l4", PUBSUB, &big)).await;
+    assert_eq!(
+        errors(&reply),
+        (
+            Some("not-acceptable".into()),
+            Some("payload-too-big".into())
+        )
+    );
+    publish(&mut juliet, "one", None, "small").await;
+}
