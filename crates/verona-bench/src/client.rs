@@ -71,6 +71,8 @@ pub enum Stage {
     Bind,
     /// Sending or receiving once logged in.
     Io,
+    /// A pubsub request answered with an error.
+    Pubsub,
     Close,
     Timeout,
 }
@@ -83,6 +85,7 @@ impl Stage {
             Stage::Auth => "auth",
             Stage::Bind => "bind",
             Stage::Io => "io",
+            Stage::Pubsub => "pubsub",
             Stage::Close => "close",
             Stage::Timeout => "timeout",
         }

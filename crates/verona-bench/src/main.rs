@@ -1,13 +1,15 @@
 //! The `verona-bench` command. Each run prints one JSON line on stdout and a readable table on
-//! stderr; the exit status is 1 if any client failed, 2 if the run could not be done.
+//! stderr; the exit status is 1 if any client failed (or, in fanout, a notification was lost or
+//! duplicated), 2 if the run could not be done.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use verona_bench::client::{Mechanism, Target};
 use verona_bench::scenarios::Setup;
+use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
 use verona_bench::stats::ServerProbe;
@@ -81,6 +83,33 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         hold_secs: u64,
     },
+    /// Subscribers follow an open pubsub node (XEP-0060) that one owner publishes to.
+    Fanout {
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 200)]
+        publishes: usize,
+        /// Publish iqs awaiting their answer at once.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Subscriber logins, then subscriptions, in progress at once.
+        #[arg(long, default_value_t = 50)]
+        login_in_flight: usize,
+        #[arg(long, default_value_t = 100)]
+        payload_bytes: usize,
+        /// The pubsub service [default: pubsub.DOMAIN].
+        #[arg(long)]
+        pubsub_service: Option<String>,
+        /// The node, replaced if it exists [default: a new name per run].
+        #[arg(long)]
+        node: Option<String>,
+        /// pubsub#persist_items
+        #[arg(long, default_value_t = true, action = ArgAction::Set)]
+        persist: bool,
+        /// pubsub#max_items
+        #[arg(long, default_value_t = 1000)]
+        max_items: usize,
+    },
 }
 
 #[tokio::main]
@@ -109,7 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let setup = Setup {
         target: Target {
             addr,
-            domain: common.domain,
+            domain: common.domain.clone(),
             tls: common.tls || !common.no_tls,
             mechanism: common.mechanism,
         },
@@ -153,6 +182,33 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(report.errors.total == 0)
             }
+            Scenario::Fanout {
+                subscribers,
+                publishes,
+                in_flight,
+                login_in_flight,
+                payload_bytes,
+                pubsub_service,
+                node,
+                persist,
+                max_items,
+            } => {
+                let options = FanoutOptions {
+                    subscribers,
+                    publishes,
+                    in_flight,
+                    login_in_flight,
+                    payload_bytes,
+                    service: pubsub_service.unwrap_or_else(|| format!("pubsub.{}", common.domain)),
+                    node: node.unwrap_or_else(unique_node),
+                    persist,
+                    max_items,
+                };
+                let report = fanout::run(&setup, &options, server).await;
+                eprint!("{}", report.table());
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(report.ok())
+            }
         }
     };
     match tokio::time::timeout(limit, scenario).await {
@@ -162,4 +218,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             common.timeout_secs
         ),
     }
+}
+
+/// A node name no earlier run used: this process and the current time.
+fn unique_node() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("verona-bench-{}-{}", std::process::id(), now.as_millis())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use verona::{Config, RunningServer};
 use verona_bench::client::{Client, Mechanism, Target, within};
 use verona_bench::scenarios::Setup;
+use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
 use verona_bench::stats::ServerProbe;
@@ -144,6 +145,44 @@ async fn idle_sessions_are_held_and_measured() {
     );
     assert!(report.server_rss_per_connection_kib.is_some());
     assert!(report.server_idle_cpu_cores.is_some());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_every_notification_exactly_once() {
+    let (server, _dir) = start(3).await;
+    let options = FanoutOptions {
+        subscribers: 5,
+        publishes: 20,
+        in_flight: 4,
+        login_in_flight: 5,
+        payload_bytes: 300,
+        service: "pubsub.localhost".into(),
+        node: "fanout-test".into(),
+        persist: true,
+        max_items: 10,
+    };
+    let setup = setup(&server, Mechanism::ScramSha256, 3);
+    let report = fanout::run(&setup, &options, this_process()).await;
+    assert_eq!(report.errors.total, 0, "{:?}", report.errors);
+    assert_eq!(
+        (report.subscribed, report.published, report.expected),
+        (5, 20, 100)
+    );
+    assert_eq!(
+        (report.received, report.lost, report.duplicated),
+        (100, 0, 0)
+    );
+    assert!(report.none_lost && report.ok());
+    let latency = report.latency.as_ref().expect("latencies");
+    assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms);
+    assert!(report.publish_rtt.is_some());
+    assert!(report.notifications_per_s > 0.0);
+    assert!(report.server_cpu_us_per_notification.is_some());
+    assert!(report.table().contains("none lost"));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["scenario"], "fanout");
+    assert_eq!(json["none_lost"], true);
     server.shutdown().await;
 }
 

@@ -5,11 +5,10 @@
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{Errors, Params, Setup, close_all, fmt_opt, log_in_all, table};
+use super::{
+    Errors, Params, SATURATED, Setup, close_all, fmt_generator, fmt_opt, log_in_all, table,
+};
 use crate::stats::{ServerProbe, Summary, core_share, own_cpu};
-
-/// A generator using this share of one core is probably what limits the rate.
-const SATURATED: f64 = 0.9;
 
 #[derive(Clone, Debug)]
 pub struct LoginOptions {
@@ -87,15 +86,6 @@ impl LoginReport {
                 )
             },
         );
-        let generator = format!(
-            "{:.0} % of a core{}",
-            self.generator_cpu_cores * 100.0,
-            if self.generator_saturated {
-                " - generator saturated"
-            } else {
-                ""
-            }
-        );
         table(
             &format!(
                 "login: {} clients, {} in flight, {} via {}{}",
@@ -121,7 +111,7 @@ impl LoginReport {
                     "server CPU",
                     fmt_opt(self.server_cpu_cores.map(|c| c * 100.0), "% of a core"),
                 ),
-                ("generator CPU", generator),
+                ("generator CPU", fmt_generator(self.generator_cpu_cores)),
             ],
         )
     }

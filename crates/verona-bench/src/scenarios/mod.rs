@@ -1,6 +1,7 @@
 //! Load scenarios, and what they share: which account each client uses, logging clients in
 //! and out with bounded concurrency, counting errors, and printing reports.
 
+pub mod fanout;
 pub mod idle;
 pub mod login;
 
@@ -13,6 +14,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::client::{Client, Error, Target, within};
+
+/// A generator using this share of one core is probably what limits the rate.
+const SATURATED: f64 = 0.9;
 
 /// How to connect, and as whom.
 #[derive(Clone, Debug)]
@@ -196,6 +200,16 @@ fn table(title: &str, rows: &[(&str, String)]) -> String {
         out.push_str(&format!("  {name:<width$}  {value}\n"));
     }
     out
+}
+
+/// The generator's CPU, flagged when it is probably the bottleneck.
+fn fmt_generator(cores: f64) -> String {
+    let saturated = if cores >= SATURATED {
+        " - generator saturated"
+    } else {
+        ""
+    };
+    format!("{:.0} % of a core{saturated}", cores * 100.0)
 }
 
 fn fmt_opt(value: Option<f64>, unit: &str) -> String {
