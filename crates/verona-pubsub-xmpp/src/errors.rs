@@ -155,7 +155,9 @@ pub fn spec(error: &Error) -> ErrorSpec {
     use PubsubCondition as P;
     let (kind, condition, pubsub) = match error {
         Error::Pubsub(error) => match error {
-            PubsubError::NodeNotFound | PubsubError::ItemNotFound => (Cancel, C::ItemNotFound, None),
+            PubsubError::NodeNotFound | PubsubError::ItemNotFound => {
+                (Cancel, C::ItemNotFound, None)
+            }
             PubsubError::NodeExists | PubsubError::OptionTaken { .. } => {
                 (Cancel, C::Conflict, None)
             }
@@ -201,16 +203,22 @@ pub fn spec(error: &Error) -> ErrorSpec {
                     Feature::Subscribe => "subscribe",
                     Feature::LeasedSubscription => "leased-subscription",
                 };
-                (Cancel, C::FeatureNotImplemented, Some(P::Unsupported(feature)))
+                (
+                    Cancel,
+                    C::FeatureNotImplemented,
+                    Some(P::Unsupported(feature)),
+                )
             }
         },
         Error::BadRequest => (Modify, C::BadRequest, None),
         Error::JidRequired => (Modify, C::BadRequest, Some(P::JidRequired)),
         Error::InvalidPayload => (Modify, C::BadRequest, Some(P::InvalidPayload)),
         Error::NotAcceptable => (Modify, C::NotAcceptable, None),
-        Error::Unsupported(feature) => {
-            (Cancel, C::FeatureNotImplemented, Some(P::Unsupported(feature)))
-        }
+        Error::Unsupported(feature) => (
+            Cancel,
+            C::FeatureNotImplemented,
+            Some(P::Unsupported(feature)),
+        ),
         Error::FeatureNotImplemented => (Cancel, C::FeatureNotImplemented, None),
         Error::ServiceUnavailable => (Cancel, C::ServiceUnavailable, None),
         Error::StorageFailed => (Wait, C::InternalServerError, None),
@@ -265,7 +273,11 @@ mod tests {
             PubsubError::InvalidField { var: "x-b".into() },
             PubsubError::LastOwner,
         ];
-        errors.extend(NotAuthorizedReason::ALL.iter().map(|r| PubsubError::NotAuthorized(*r)));
+        errors.extend(
+            NotAuthorizedReason::ALL
+                .iter()
+                .map(|r| PubsubError::NotAuthorized(*r)),
+        );
         errors.extend(Limit::ALL.iter().map(|l| PubsubError::PolicyViolation(*l)));
         errors.extend(Feature::ALL.iter().map(|f| PubsubError::Unsupported(*f)));
         errors
@@ -273,7 +285,11 @@ mod tests {
 
     fn row(error: impl Into<Error>) -> (ErrorType, DefinedCondition, Option<&'static str>) {
         let spec = spec(&error.into());
-        (spec.kind, spec.condition, spec.pubsub.map(PubsubCondition::name))
+        (
+            spec.kind,
+            spec.condition,
+            spec.pubsub.map(PubsubCondition::name),
+        )
     }
 
     #[test]
@@ -291,7 +307,11 @@ mod tests {
             (PubsubError::Forbidden, (Auth, C::Forbidden, None)),
             (
                 PubsubError::NotAuthorized(NotAuthorizedReason::PresenceSubscriptionRequired),
-                (Auth, C::NotAuthorized, Some("presence-subscription-required")),
+                (
+                    Auth,
+                    C::NotAuthorized,
+                    Some("presence-subscription-required"),
+                ),
             ),
             (
                 PubsubError::NotAuthorized(NotAuthorizedReason::NotInRosterGroup),
@@ -305,24 +325,54 @@ mod tests {
                 PubsubError::NotAuthorized(NotAuthorizedReason::PendingSubscription),
                 (Auth, C::NotAuthorized, Some("pending-subscription")),
             ),
-            (PubsubError::ClosedNode, (Cancel, C::NotAllowed, Some("closed-node"))),
+            (
+                PubsubError::ClosedNode,
+                (Cancel, C::NotAllowed, Some("closed-node")),
+            ),
             (
                 PubsubError::NotSubscribed,
                 (Cancel, C::UnexpectedRequest, Some("not-subscribed")),
             ),
-            (PubsubError::InvalidJid, (Modify, C::BadRequest, Some("invalid-jid"))),
-            (PubsubError::NodeIdRequired, (Modify, C::BadRequest, Some("nodeid-required"))),
-            (PubsubError::SubidRequired, (Modify, C::BadRequest, Some("subid-required"))),
-            (PubsubError::InvalidSubid, (Modify, C::NotAcceptable, Some("invalid-subid"))),
-            (PubsubError::ItemRequired, (Modify, C::BadRequest, Some("item-required"))),
-            (PubsubError::ItemForbidden, (Modify, C::BadRequest, Some("item-forbidden"))),
-            (PubsubError::PayloadRequired, (Modify, C::BadRequest, Some("payload-required"))),
-            (PubsubError::PayloadTooBig, (Modify, C::NotAcceptable, Some("payload-too-big"))),
+            (
+                PubsubError::InvalidJid,
+                (Modify, C::BadRequest, Some("invalid-jid")),
+            ),
+            (
+                PubsubError::NodeIdRequired,
+                (Modify, C::BadRequest, Some("nodeid-required")),
+            ),
+            (
+                PubsubError::SubidRequired,
+                (Modify, C::BadRequest, Some("subid-required")),
+            ),
+            (
+                PubsubError::InvalidSubid,
+                (Modify, C::NotAcceptable, Some("invalid-subid")),
+            ),
+            (
+                PubsubError::ItemRequired,
+                (Modify, C::BadRequest, Some("item-required")),
+            ),
+            (
+                PubsubError::ItemForbidden,
+                (Modify, C::BadRequest, Some("item-forbidden")),
+            ),
+            (
+                PubsubError::PayloadRequired,
+                (Modify, C::BadRequest, Some("payload-required")),
+            ),
+            (
+                PubsubError::PayloadTooBig,
+                (Modify, C::NotAcceptable, Some("payload-too-big")),
+            ),
             (
                 PubsubError::UnsupportedAccessModel,
                 (Modify, C::NotAcceptable, Some("unsupported-access-model")),
             ),
-            (PubsubError::InvalidOptions, (Modify, C::BadRequest, Some("invalid-options"))),
+            (
+                PubsubError::InvalidOptions,
+                (Modify, C::BadRequest, Some("invalid-options")),
+            ),
             (PubsubError::LastOwner, (Modify, C::NotAcceptable, None)),
             (
                 PubsubError::PolicyViolation(Limit::TooManySubscriptions),
@@ -337,7 +387,10 @@ mod tests {
             assert_eq!(row(error.clone()), wanted, "{error:?}");
         }
         let unsupported = spec(&PubsubError::Unsupported(Feature::Subscribe).into());
-        assert_eq!(unsupported.pubsub, Some(PubsubCondition::Unsupported("subscribe")));
+        assert_eq!(
+            unsupported.pubsub,
+            Some(PubsubCondition::Unsupported("subscribe"))
+        );
         assert_eq!(unsupported.condition, C::FeatureNotImplemented);
     }
 

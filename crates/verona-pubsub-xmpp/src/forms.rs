@@ -34,7 +34,10 @@ pub(crate) fn node_config(config: &NodeConfig, service: Option<&ServiceConfig>) 
 
 /// One configuration field with its form type, label and (in forms) options.
 fn config_field(field: &ConfigField, service: Option<&ServiceConfig>) -> Field {
-    fn names<T: Copy>(values: impl IntoIterator<Item = T>, name: fn(T) -> &'static str) -> Vec<&'static str> {
+    fn names<T: Copy>(
+        values: impl IntoIterator<Item = T>,
+        name: fn(T) -> &'static str,
+    ) -> Vec<&'static str> {
         values.into_iter().map(name).collect()
     }
     let values = field.values();
@@ -43,7 +46,9 @@ fn config_field(field: &ConfigField, service: Option<&ServiceConfig>) -> Field {
             FieldType::ListSingle,
             "Who may subscribe and retrieve items",
             names(
-                service.into_iter().flat_map(|s| s.access_models.iter().copied()),
+                service
+                    .into_iter()
+                    .flat_map(|s| s.access_models.iter().copied()),
                 AccessModel::as_str,
             ),
         ),
@@ -55,12 +60,18 @@ fn config_field(field: &ConfigField, service: Option<&ServiceConfig>) -> Field {
         ConfigField::SendLastPublishedItem(_) => (
             FieldType::ListSingle,
             "When to send the last published item",
-            names(SendLastPublishedItem::ALL.iter().copied(), SendLastPublishedItem::as_str),
+            names(
+                SendLastPublishedItem::ALL.iter().copied(),
+                SendLastPublishedItem::as_str,
+            ),
         ),
         ConfigField::NotificationType(_) => (
             FieldType::ListSingle,
             "Specify the delivery style for notifications",
-            names(NotificationType::ALL.iter().copied(), NotificationType::as_str),
+            names(
+                NotificationType::ALL.iter().copied(),
+                NotificationType::as_str,
+            ),
         ),
         ConfigField::ItemReply(_) => (
             FieldType::ListSingle,
@@ -73,9 +84,11 @@ fn config_field(field: &ConfigField, service: Option<&ServiceConfig>) -> Field {
             "Number of seconds after which to automatically purge items",
             vec![],
         ),
-        ConfigField::MaxPayloadSize(_) => {
-            (FieldType::TextSingle, "The maximum payload size in bytes", vec![])
-        }
+        ConfigField::MaxPayloadSize(_) => (
+            FieldType::TextSingle,
+            "The maximum payload size in bytes",
+            vec![],
+        ),
         ConfigField::PersistItems(_) => (FieldType::Boolean, "Persist items to storage", vec![]),
         ConfigField::DeliverNotifications(_) => {
             (FieldType::Boolean, "Deliver event notifications", vec![])
@@ -116,10 +129,12 @@ fn config_field(field: &ConfigField, service: Option<&ServiceConfig>) -> Field {
             "Make all subscriptions temporary, based on subscriber presence",
             vec![],
         ),
-        ConfigField::Title(_) => (FieldType::TextSingle, "A friendly name for the node", vec![]),
-        ConfigField::Description(_) => {
-            (FieldType::TextSingle, "A description of the node", vec![])
-        }
+        ConfigField::Title(_) => (
+            FieldType::TextSingle,
+            "A friendly name for the node",
+            vec![],
+        ),
+        ConfigField::Description(_) => (FieldType::TextSingle, "A description of the node", vec![]),
         ConfigField::PayloadType(_) => (
             FieldType::TextSingle,
             "The semantic type information of data in the node",
@@ -189,7 +204,8 @@ pub(crate) fn read_node_config(
                 _ => return Err(Error::Unsupported("collections")),
             },
             _ => match ConfigField::parse(var, values)? {
-                ConfigField::Extra { var, .. } if !service.node_defaults.extra.contains_key(&var) => {}
+                ConfigField::Extra { var, .. }
+                    if !service.node_defaults.extra.contains_key(&var) => {}
                 field => submission.fields.push(field),
             },
         }
@@ -251,15 +267,34 @@ pub(crate) fn subscribe_options(options: &SubscriptionOptions, type_: DataFormTy
     DataForm::new(type_, ns::SUBSCRIBE_OPTIONS, fields)
 }
 
-/// Applies a submitted `pubsub#subscribe_options` form to `options` (fields left out keep
-/// their value, XEP-0004 incomplete submissions).
+/// The standard `pubsub#subscribe_options` fields the engine understands.
+const SUBSCRIBE_OPTIONS_FIELDS: [&str; 5] = [
+    "pubsub#deliver",
+    "pubsub#digest",
+    "pubsub#include_body",
+    "pubsub#show-values",
+    "pubsub#expire",
+];
+
+/// Applies a submitted `pubsub#subscribe_options` form to `options`: fields left out keep their
+/// value (XEP-0004 incomplete submissions), fields neither standard nor declared by the service
+/// are ignored (XEP-0004 §3.3).
 pub(crate) fn read_subscribe_options(
     form: &DataForm,
+    service: &ServiceConfig,
     options: &mut SubscriptionOptions,
 ) -> Result<(), Error> {
-    check_form_type(form, ns::SUBSCRIBE_OPTIONS, PubsubError::InvalidOptions.into())?;
+    check_form_type(
+        form,
+        ns::SUBSCRIBE_OPTIONS,
+        PubsubError::InvalidOptions.into(),
+    )?;
     for (var, values) in submitted(form) {
-        options.set_field(var, values)?;
+        if SUBSCRIBE_OPTIONS_FIELDS.contains(&var)
+            || service.custom_subscription_options.contains_key(var)
+        {
+            options.set_field(var, values)?;
+        }
     }
     Ok(())
 }
@@ -275,13 +310,15 @@ pub(crate) fn meta_data(meta: &NodeMetadata) -> DataForm {
         field.values = jids.iter().map(|jid| jid.to_string()).collect();
         field
     };
-    form.fields.push(jids("pubsub#owner", "Node owners", &meta.owners));
+    form.fields
+        .push(jids("pubsub#owner", "Node owners", &meta.owners));
     form.fields.push(jids(
         "pubsub#publisher",
         "Publishers to this node",
         &meta.publishers,
     ));
-    let mut subscribers = Field::text_single("pubsub#num_subscribers", &meta.subscribers.to_string());
+    let mut subscribers =
+        Field::text_single("pubsub#num_subscribers", &meta.subscribers.to_string());
     subscribers.label = Some("Number of subscribers to this node".to_owned());
     form.fields.push(subscribers);
     form
@@ -299,7 +336,12 @@ pub(crate) fn authorization_request(request: &AuthorizationRequest) -> DataForm 
         ns::SUBSCRIBE_AUTHORIZATION,
         vec![
             labelled("pubsub#subid", FieldType::Hidden, "", &request.subid),
-            labelled("pubsub#node", FieldType::TextSingle, "Node ID", &request.node),
+            labelled(
+                "pubsub#node",
+                FieldType::TextSingle,
+                "Node ID",
+                &request.node,
+            ),
             labelled(
                 "pubsub#subscriber_jid",
                 FieldType::JidSingle,
@@ -383,10 +425,12 @@ pub(crate) fn read_pending_node(form: &DataForm) -> Result<String, Error> {
 
 /// The fields a submission sets: named ones other than FORM_TYPE.
 fn submitted(form: &DataForm) -> impl Iterator<Item = (&str, &Vec<String>)> {
-    form.fields.iter().filter_map(|field| match field.var.as_deref() {
-        None | Some("FORM_TYPE") => None,
-        Some(var) => Some((var, &field.values)),
-    })
+    form.fields
+        .iter()
+        .filter_map(|field| match field.var.as_deref() {
+            None | Some("FORM_TYPE") => None,
+            Some(var) => Some((var, &field.values)),
+        })
 }
 
 /// A FORM_TYPE, when given, must be the expected one.

@@ -102,7 +102,8 @@ pub fn handle_stanza(
 
 /// The reply to send instead of the normal one when the request's storage writes failed (the
 /// caller has undone the operation): `wait` / `internal-server-error`, so that the client may
-/// retry. `None` for stanzas that are never answered.
+/// retry. `None` for stanzas that are never answered. Its addresses are the request's,
+/// swapped: stamp the request's `from` and `to` first for the reply to carry them.
 pub fn storage_failed(request: &Element) -> Option<Element> {
     let answerable = match (request.name(), request.attr("type")) {
         ("iq", Some("get" | "set")) => true,
@@ -144,7 +145,7 @@ impl Answer {
 #[derive(Debug)]
 struct Failure {
     error: Error,
-    echo: Option<Element>,
+    echo: Option<Box<Element>>,
 }
 
 impl<E: Into<Error>> From<E> for Failure {
@@ -178,7 +179,7 @@ fn handle_iq(service: &mut Service, ctx: &ServiceContext, from: &FullJid, iq: &E
                 iq,
                 Some((ctx.jid, from)),
                 &failure.error,
-                failure.echo,
+                failure.echo.map(|echo| *echo),
             )),
             effects: Vec::new(),
             undo: None,
@@ -199,7 +200,9 @@ fn dispatch(
         Request::OwnSubscriptions { node } => {
             Ok(subscriber::own_subscriptions(service, &actor, node))
         }
-        Request::OwnAffiliations { node } => Ok(subscriber::own_affiliations(service, &actor, node)),
+        Request::OwnAffiliations { node } => {
+            Ok(subscriber::own_affiliations(service, &actor, node))
+        }
         Request::Subscribe { node, jid, options } => {
             subscriber::subscribe(service, ctx, &actor, &node, &jid, options)
         }

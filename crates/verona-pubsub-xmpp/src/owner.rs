@@ -126,6 +126,9 @@ pub(crate) fn authorization_answer(
     from: &FullJid,
     message: &Element,
 ) -> Handled {
+    if message.attr("type") == Some("error") {
+        return Handled::nothing();
+    }
     let submitted = message
         .children()
         .filter(|child| child.is("x", ns::DATA_FORMS))
@@ -137,9 +140,6 @@ pub(crate) fn authorization_answer(
     let Some(form) = submitted else {
         return Handled::nothing();
     };
-    if message.attr("type") == Some("error") {
-        return Handled::nothing();
-    }
     let actor = Jid::from(from.clone());
     let result = forms::read_authorization(&form).and_then(|answer| {
         service
@@ -159,7 +159,12 @@ pub(crate) fn authorization_answer(
             undo: Some(outcome.undo),
         },
         Err(error) => Handled {
-            reply: Some(xml::error_reply(message, Some((ctx.jid, from)), &error, None)),
+            reply: Some(xml::error_reply(
+                message,
+                Some((ctx.jid, from)),
+                &error,
+                None,
+            )),
             effects: Vec::new(),
             undo: None,
         },
@@ -182,7 +187,10 @@ pub(crate) fn get_pending(service: &Service, actor: &Jid, command: Command) -> H
     if command.cancel {
         return Ok(Answer::reply(Some(reply("canceled", None))));
     }
-    let Some(form) = command.form.filter(|form| form.type_ == DataFormType::Submit) else {
+    let Some(form) = command
+        .form
+        .filter(|form| form.type_ == DataFormType::Submit)
+    else {
         let nodes: Vec<String> = service
             .own_affiliations(actor, None)
             .into_iter()
@@ -227,9 +235,11 @@ pub(crate) fn subscriptions(service: &Service, actor: &Jid, node: &str) -> Handl
     let subscriptions = service.node_subscriptions(actor, node)?;
     let list = builder("subscriptions", ns::PUBSUB_OWNER)
         .with("node", node)
-        .append_all(subscriptions.iter().map(|info| {
-            subscription_entry(&info.jid, Some(&info.subid), info.state.as_str())
-        }))
+        .append_all(
+            subscriptions
+                .iter()
+                .map(|info| subscription_entry(&info.jid, Some(&info.subid), info.state.as_str())),
+        )
         .build();
     Ok(Answer::reply(Some(owner(list))))
 }
@@ -270,7 +280,7 @@ pub(crate) fn set_subscriptions(
             .build();
         return Err(Failure {
             error: Error::NotAcceptable,
-            echo: Some(owner(list)),
+            echo: Some(Box::new(owner(list))),
         });
     }
     let changes: Vec<SubscriptionChange> = valid
@@ -316,18 +326,24 @@ pub(crate) fn set_affiliations(
     node: &str,
     entries: Vec<AffiliationEntry>,
 ) -> Handler {
-    let current: BTreeMap<_, _> = service.node_affiliations(actor, node)?.into_iter().collect();
+    let current: BTreeMap<_, _> = service
+        .node_affiliations(actor, node)?
+        .into_iter()
+        .collect();
     let echo = |offending: &mut dyn Iterator<Item = &AffiliationEntry>| {
         let list = builder("affiliations", ns::PUBSUB_OWNER)
             .with("node", node)
             .append_all(offending.map(|entry| {
-                let affiliation = current.get(&entry.jid).copied().unwrap_or(Affiliation::None);
+                let affiliation = current
+                    .get(&entry.jid)
+                    .copied()
+                    .unwrap_or(Affiliation::None);
                 affiliation_entry(entry.jid.as_str(), affiliation.as_str())
             }))
             .build();
         Failure {
             error: Error::NotAcceptable,
-            echo: Some(owner(list)),
+            echo: Some(Box::new(owner(list))),
         }
     };
     let mut changes = BTreeMap::new();

@@ -17,8 +17,7 @@ use jid::Jid;
 use minidom::Element;
 use minidom::element::escape;
 use verona_pubsub::{
-    AuthorizationRequest, Effect, Event, Item, ItemReply, LastItems, Notification,
-    NotificationType,
+    AuthorizationRequest, Effect, Event, Item, ItemReply, LastItems, Notification, NotificationType,
 };
 
 use crate::forms;
@@ -125,7 +124,9 @@ fn event(notification: &Notification, with_publisher: bool) -> Element {
                     .build()
             }))
             .build(),
-        Event::Purge => builder("purge", ns::PUBSUB_EVENT).with("node", node).build(),
+        Event::Purge => builder("purge", ns::PUBSUB_EVENT)
+            .with("node", node)
+            .build(),
         Event::Delete { redirect } => builder("delete", ns::PUBSUB_EVENT)
             .with("node", node)
             .append_all(redirect.as_deref().map(|uri| {

@@ -340,10 +340,12 @@ fn parse_items(items: &Element, rsm: Option<&Element>) -> Result<Request, Error>
         .transpose()?;
     let ids = items
         .children()
-        .map(|item| match (item.is("item", ns::PUBSUB), item.attr("id")) {
-            (true, Some(id)) => Ok(id.to_owned()),
-            _ => Err(Error::BadRequest),
-        })
+        .map(
+            |item| match (item.is("item", ns::PUBSUB), item.attr("id")) {
+                (true, Some(id)) => Ok(id.to_owned()),
+                _ => Err(Error::BadRequest),
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     let rsm = rsm
         .map(|set| SetQuery::try_from(set.clone()).map_err(|_| Error::BadRequest))
@@ -512,56 +514,80 @@ fn subscriber_jid(element: &Element) -> Result<Jid, Error> {
 mod tests {
     use super::*;
 
-    fn iq(kind: IqKind, payload: &str) -> Result<Request, Error> {
-        let text = format!("<iq xmlns='jabber:client' id='t'>{payload}</iq>");
+    /// An iq around `payload`, all literal.
+    macro_rules! iq {
+        ($payload:literal) => {
+            concat!("<iq xmlns='jabber:client' id='t'>", $payload, "</iq>")
+        };
+    }
+
+    /// An iq around a `pubsub` element around `action`.
+    macro_rules! pubsub {
+        ($action:literal) => {
+            concat!(
+                "<iq xmlns='jabber:client' id='t'>",
+                "<pubsub xmlns='http://jabber.org/protocol/pubsub'>",
+                $action,
+                "</pubsub></iq>"
+            )
+        };
+    }
+
+    fn read(kind: IqKind, text: &str) -> Result<Request, Error> {
         parse(kind, &text.parse().unwrap())
     }
 
-    const PUBSUB: &str = "<pubsub xmlns='http://jabber.org/protocol/pubsub'>";
-
     #[test]
     fn exactly_one_payload() {
-        assert_eq!(iq(IqKind::Get, "").err(), Some(Error::BadRequest));
-        let two = "<query xmlns='http://jabber.org/protocol/disco#info'/>\
-                   <query xmlns='http://jabber.org/protocol/disco#items'/>";
-        assert_eq!(iq(IqKind::Get, two).err(), Some(Error::BadRequest));
+        assert_eq!(read(IqKind::Get, iq!("")).err(), Some(Error::BadRequest));
+        let two = iq!("<query xmlns='http://jabber.org/protocol/disco#info'/>\
+             <query xmlns='http://jabber.org/protocol/disco#items'/>");
+        assert_eq!(read(IqKind::Get, two).err(), Some(Error::BadRequest));
     }
 
     #[test]
     fn unknown_namespace_and_unknown_action() {
+        let version = iq!("<query xmlns='jabber:iq:version'/>");
         assert_eq!(
-            iq(IqKind::Get, "<query xmlns='jabber:iq:version'/>").err(),
+            read(IqKind::Get, version).err(),
             Some(Error::ServiceUnavailable)
         );
-        let unknown = format!("{PUBSUB}<frobnicate node='n'/></pubsub>");
+        let unknown = pubsub!("<frobnicate node='n'/>");
         assert_eq!(
-            iq(IqKind::Set, &unknown).err(),
+            read(IqKind::Set, unknown).err(),
             Some(Error::FeatureNotImplemented)
         );
-        let wrong_type = format!("{PUBSUB}<publish node='n'/></pubsub>");
-        assert_eq!(iq(IqKind::Get, &wrong_type).err(), Some(Error::BadRequest));
+        let wrong_type = pubsub!("<publish node='n'/>");
+        assert_eq!(read(IqKind::Get, wrong_type).err(), Some(Error::BadRequest));
     }
 
     #[test]
     fn subscriber_jid_is_required_and_valid() {
-        let missing = format!("{PUBSUB}<subscribe node='n'/></pubsub>");
-        assert_eq!(iq(IqKind::Set, &missing).err(), Some(Error::JidRequired));
-        let invalid = format!("{PUBSUB}<options node='n' jid='@@'/></pubsub>");
+        let missing = pubsub!("<subscribe node='n'/>");
+        assert_eq!(read(IqKind::Set, missing).err(), Some(Error::JidRequired));
+        let invalid = pubsub!("<options node='n' jid='@@'/>");
         assert_eq!(
-            iq(IqKind::Get, &invalid).err(),
+            read(IqKind::Get, invalid).err(),
             Some(PubsubError::InvalidJid.into())
         );
     }
 
     #[test]
     fn items_queries() {
-        let request = iq(IqKind::Get, &format!("{PUBSUB}<items node='n' max_items='2'/></pubsub>"));
-        assert!(matches!(request, Ok(Request::Items { query: ItemQuery::Latest(2), paged: false, .. })));
-        let paged = format!(
-            "{PUBSUB}<items node='n'/><set xmlns='http://jabber.org/protocol/rsm'>\
-             <max>3</max><before/></set></pubsub>"
+        let latest = read(IqKind::Get, pubsub!("<items node='n' max_items='2'/>"));
+        assert!(matches!(
+            latest,
+            Ok(Request::Items {
+                query: ItemQuery::Latest(2),
+                paged: false,
+                ..
+            })
+        ));
+        let paged = pubsub!(
+            "<items node='n'/><set xmlns='http://jabber.org/protocol/rsm'>\
+             <max>3</max><before/></set>"
         );
-        let Ok(Request::Items { query, paged, .. }) = iq(IqKind::Get, &paged) else {
+        let Ok(Request::Items { query, paged, .. }) = read(IqKind::Get, paged) else {
             panic!("items");
         };
         assert!(paged);
@@ -572,53 +598,91 @@ mod tests {
                 position: PagePosition::Last
             })
         );
-        let bad = format!("{PUBSUB}<items node='n' max_items='many'/></pubsub>");
-        assert_eq!(iq(IqKind::Get, &bad).err(), Some(Error::BadRequest));
+        let bad = pubsub!("<items node='n' max_items='many'/>");
+        assert_eq!(read(IqKind::Get, bad).err(), Some(Error::BadRequest));
     }
 
     #[test]
     fn publish_keeps_the_payload_and_refuses_two() {
-        let one = format!(
-            "{PUBSUB}<publish node='n'><item id='i'><p xmlns='urn:x' a='1'>t<q/></p></item>\
-             </publish></pubsub>"
+        let one = pubsub!(
+            "<publish node='n'><item id='i'><p xmlns='urn:x' a='1'>t<q/></p></item></publish>"
         );
-        let Ok(Request::Publish { item: Some(item), .. }) = iq(IqKind::Set, &one) else {
+        let Ok(Request::Publish {
+            item: Some(item), ..
+        }) = read(IqKind::Set, one)
+        else {
             panic!("publish");
         };
         assert_eq!(item.id.as_deref(), Some("i"));
         let payload: Element = item.payload.unwrap().parse().unwrap();
-        assert_eq!(payload, "<p xmlns='urn:x' a='1'>t<q/></p>".parse::<Element>().unwrap());
+        let expected: Element = "<p xmlns='urn:x' a='1'>t<q/></p>".parse().unwrap();
+        assert_eq!(payload, expected);
 
-        let two = format!(
-            "{PUBSUB}<publish node='n'><item><a xmlns='urn:x'/><b xmlns='urn:x'/></item>\
-             </publish></pubsub>"
+        let two = pubsub!(
+            "<publish node='n'><item><a xmlns='urn:x'/><b xmlns='urn:x'/></item></publish>"
         );
-        assert_eq!(iq(IqKind::Set, &two).err(), Some(Error::InvalidPayload));
-        let batch = format!("{PUBSUB}<publish node='n'><item/><item/></publish></pubsub>");
-        assert_eq!(iq(IqKind::Set, &batch).err(), Some(Error::BadRequest));
+        assert_eq!(read(IqKind::Set, two).err(), Some(Error::InvalidPayload));
+        let batch = pubsub!("<publish node='n'><item/><item/></publish>");
+        assert_eq!(read(IqKind::Set, batch).err(), Some(Error::BadRequest));
+    }
+
+    #[test]
+    fn prefixed_payloads_survive_serialization() {
+        // One prefix declared on the payload, one inherited from the request.
+        let text = concat!(
+            "<iq xmlns='jabber:client' xmlns:geo='urn:geo' id='t'>",
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'><item>",
+            "<x:loc xmlns:x='urn:x' geo:lat='45.44'><geo:lon>12.33</geo:lon></x:loc>",
+            "</item></publish></pubsub></iq>"
+        );
+        let Ok(Request::Publish {
+            item: Some(item), ..
+        }) = read(IqKind::Set, text)
+        else {
+            panic!("publish");
+        };
+        let payload: Element = item.payload.unwrap().parse().unwrap();
+        assert!(payload.is("loc", "urn:x"));
+        assert!(payload.has_child("lon", "urn:geo"));
+        assert_eq!(payload.attr_ns("urn:geo", "lat"), Some("45.44"));
     }
 
     #[test]
     fn create_and_configure_rules() {
-        let with_node = format!(
-            "{PUBSUB}<create node='n'/><configure node='n'/></pubsub>"
-        );
-        assert_eq!(iq(IqKind::Set, &with_node).err(), Some(Error::BadRequest));
-        let reversed = format!("{PUBSUB}<configure/><create node='n'/></pubsub>");
+        let with_node = pubsub!("<create node='n'/><configure node='n'/>");
+        assert_eq!(read(IqKind::Set, with_node).err(), Some(Error::BadRequest));
+        let reversed = pubsub!("<configure/><create node='n'/>");
         assert_eq!(
-            iq(IqKind::Set, &reversed).err(),
+            read(IqKind::Set, reversed).err(),
             Some(Error::FeatureNotImplemented)
         );
     }
 
     #[test]
     fn retract_needs_an_item_id() {
-        let none = format!("{PUBSUB}<retract node='n'><item/></retract></pubsub>");
+        let none = pubsub!("<retract node='n'><item/></retract>");
         assert_eq!(
-            iq(IqKind::Set, &none).err(),
+            read(IqKind::Set, none).err(),
             Some(PubsubError::ItemRequired.into())
         );
-        let notify = format!("{PUBSUB}<retract node='n' notify='yes'><item id='i'/></retract></pubsub>");
-        assert_eq!(iq(IqKind::Set, &notify).err(), Some(Error::BadRequest));
+        let notify = pubsub!("<retract node='n' notify='yes'><item id='i'/></retract>");
+        assert_eq!(read(IqKind::Set, notify).err(), Some(Error::BadRequest));
+    }
+
+    #[test]
+    fn owner_modifications() {
+        let twice = iq!("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>\
+             <affiliations node='n'>\
+             <affiliation jid='a@localhost' affiliation='member'/>\
+             <affiliation jid='a@localhost/r' affiliation='outcast'/>\
+             </affiliations></pubsub>");
+        assert_eq!(read(IqKind::Set, twice).err(), Some(Error::BadRequest));
+        let unchanged = iq!("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>\
+             <subscriptions node='n'><subscription jid='a@localhost'/></subscriptions>\
+             </pubsub>");
+        let Ok(Request::SetSubscriptions { entries, .. }) = read(IqKind::Set, unchanged) else {
+            panic!("subscriptions");
+        };
+        assert!(entries.is_empty());
     }
 }

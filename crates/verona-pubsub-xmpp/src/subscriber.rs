@@ -67,7 +67,7 @@ pub(crate) fn subscribe(
     let options = match form {
         Some(form) if form.type_ != DataFormType::Cancel => {
             let mut options = service.default_subscription_options();
-            forms::read_subscribe_options(&form, &mut options)?;
+            forms::read_subscribe_options(&form, service.config(), &mut options)?;
             Some(options)
         }
         _ => None,
@@ -110,12 +110,8 @@ pub(crate) fn unsubscribe(
 
 /// §6.3.2: the options form.
 pub(crate) fn options(service: &Service, actor: &Jid, target: &OptionsTarget) -> Handler {
-    let options = service.subscription_options(
-        actor,
-        &target.node,
-        &target.jid,
-        target.subid.as_deref(),
-    )?;
+    let options =
+        service.subscription_options(actor, &target.node, &target.jid, target.subid.as_deref())?;
     let form = forms::subscribe_options(&options, DataFormType::Form);
     let reply = builder("options", ns::PUBSUB)
         .with("node", target.node.as_str())
@@ -139,7 +135,7 @@ pub(crate) fn set_options(
     }
     let subid = target.subid.as_deref();
     let mut options = service.subscription_options(actor, &target.node, &target.jid, subid)?;
-    forms::read_subscribe_options(form, &mut options)?;
+    forms::read_subscribe_options(form, service.config(), &mut options)?;
     let outcome =
         service.set_subscription_options(actor, &target.node, &target.jid, subid, options)?;
     Ok(Answer::outcome(None, outcome))

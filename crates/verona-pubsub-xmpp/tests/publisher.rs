@@ -195,7 +195,12 @@ fn publish_errors() {
         "<iq type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
            <publish node='princely_musings'><item id='x'/></publish></pubsub></iq>",
     );
-    assert_error(&no_payload, "modify", "bad-request", Some("payload-required"));
+    assert_error(
+        &no_payload,
+        "modify",
+        "bad-request",
+        Some("payload-required"),
+    );
 
     let two_payloads = h.ask(
         JULIET,
@@ -203,7 +208,12 @@ fn publish_errors() {
            <publish node='princely_musings'><item><a xmlns='urn:a'/><b xmlns='urn:b'/></item>
            </publish></pubsub></iq>",
     );
-    assert_error(&two_payloads, "modify", "bad-request", Some("invalid-payload"));
+    assert_error(
+        &two_payloads,
+        "modify",
+        "bad-request",
+        Some("invalid-payload"),
+    );
 
     let no_node = h.ask(
         JULIET,
@@ -216,7 +226,13 @@ fn publish_errors() {
 #[test]
 fn retract_with_notify_tells_subscribers() {
     let mut h = musings();
-    h.create("quiet", &[("pubsub#access_model", "open"), ("pubsub#notify_retract", "0")]);
+    h.create(
+        "quiet",
+        &[
+            ("pubsub#access_model", "open"),
+            ("pubsub#notify_retract", "0"),
+        ],
+    );
     h.subscribe(ROMEO, "quiet");
     h.publish("quiet", "ae890ac52d0df67ed7cfdf51b644e901", "soliloquy");
 

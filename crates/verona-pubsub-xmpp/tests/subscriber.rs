@@ -121,7 +121,36 @@ fn subscribe_to_authorize_node_is_pending_and_asks_the_owners() {
         "<iq type='set' id='sub2'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
            <subscribe node='princely_musings' jid='romeo@localhost'/></pubsub></iq>",
     );
-    assert_error(&again, "auth", "not-authorized", Some("pending-subscription"));
+    assert_error(
+        &again,
+        "auth",
+        "not-authorized",
+        Some("pending-subscription"),
+    );
+}
+
+#[test]
+fn subscription_that_must_be_configured_says_so() {
+    let mut config = verona_pubsub::ServiceConfig::pubsub();
+    config.subscription_options = verona_pubsub::SubscriptionOptionsPolicy::Required;
+    let mut h = Harness::with_config(config);
+    open_node(&mut h);
+    let reply = h.ask(
+        ROMEO,
+        "<iq type='set' id='sub1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+           <subscribe node='princely_musings' jid='romeo@localhost'/></pubsub></iq>",
+    );
+    assert_xml(
+        &reply,
+        "<iq type='result' from='pubsub.localhost' to='romeo@localhost/orchard' id='sub1'>
+           <pubsub xmlns='http://jabber.org/protocol/pubsub'>
+             <subscription node='princely_musings' jid='romeo@localhost' subid='id1'
+                           subscription='unconfigured'>
+               <subscribe-options><required/></subscribe-options>
+             </subscription>
+           </pubsub>
+         </iq>",
+    );
 }
 
 #[test]
@@ -317,6 +346,19 @@ fn options_get_and_set() {
     let after = String::from(&h.ask(ROMEO, get));
     assert!(after.contains("pubsub#show-values"), "{after}");
 
+    // Fields the service does not know are ignored (XEP-0004 §3.3).
+    let unknown = h.ask(
+        ROMEO,
+        "<iq type='set' id='options4'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+           <options node='princely_musings' jid='romeo@localhost'>
+             <x xmlns='jabber:x:data' type='submit'>
+               <field var='pubsub#subscription_type'><value>items</value></field>
+               <field var='pubsub#include_body'><value>1</value></field>
+             </x>
+           </options></pubsub></iq>",
+    );
+    assert_eq!(unknown.attr("type"), Some("result"));
+
     let bad = h.ask(
         ROMEO,
         "<iq type='set' id='options3'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
@@ -338,7 +380,12 @@ fn options_errors() {
         "<iq type='get' id='options1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
            <options node='princely_musings' jid='nurse@localhost'/></pubsub></iq>",
     );
-    assert_error(&not_subscribed, "cancel", "unexpected-request", Some("not-subscribed"));
+    assert_error(
+        &not_subscribed,
+        "cancel",
+        "unexpected-request",
+        Some("not-subscribed"),
+    );
     let someone_else = h.ask(
         NURSE,
         "<iq type='get' id='options1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
@@ -392,7 +439,9 @@ fn unsubscribe_with_several_subscriptions_needs_the_subid() {
     assert_eq!(h.ask(ROMEO, &second_request).attr("type"), Some("result"));
 
     let unsubscribe = |subid: Option<&str>| {
-        let attr = subid.map(|s| [" subid='", s, "'"].concat()).unwrap_or_default();
+        let attr = subid
+            .map(|s| [" subid='", s, "'"].concat())
+            .unwrap_or_default();
         [
             "<iq type='set' id='unsub1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
                <unsubscribe node='princely_musings' jid='romeo@localhost'",
@@ -420,7 +469,12 @@ fn unsubscribe_with_several_subscriptions_needs_the_subid() {
         "<iq type='set' id='unsub1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
            <unsubscribe node='princely_musings' jid='nurse@localhost'/></pubsub></iq>",
     );
-    assert_error(&nurse, "cancel", "unexpected-request", Some("not-subscribed"));
+    assert_error(
+        &nurse,
+        "cancel",
+        "unexpected-request",
+        Some("not-subscribed"),
+    );
 }
 
 /// Three items `i1`, `i2`, `i3`, published in that order.

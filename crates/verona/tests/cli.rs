@@ -144,6 +144,7 @@ fn serve_runs_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut guard = KillOnDrop(Some(child));
     let mut stream = None;
     for _ in 0..100 {
         if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -172,6 +173,7 @@ fn serve_runs_and_stops_on_sigterm() {
         "certificate generated"
     );
 
+    let child = guard.0.take().unwrap();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -191,4 +193,16 @@ fn serve_runs_and_stops_on_sigterm() {
         rest.contains("system-shutdown") && rest.ends_with("</stream:stream>"),
         "{rest}"
     );
+}
+
+/// Ends the server if the test fails before stopping it itself.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -544,10 +544,14 @@ impl Process {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        // From here on, Drop ends the process even if the test fails.
+        let process = Process {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        };
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Process { child, addr };
+            if tokio::net::TcpStream::connect(process.addr).await.is_ok() {
+                return process;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -567,9 +571,16 @@ impl Process {
         c
     }
 
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    /// SIGKILL: no shutdown, no flush.
+    fn kill_9(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

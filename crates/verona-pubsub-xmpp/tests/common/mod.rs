@@ -101,7 +101,12 @@ impl Harness {
     pub fn ok(&mut self, from: &str, stanza: &str) -> Vec<(String, Element)> {
         let handled = self.send(from, stanza);
         let reply = handled.reply.expect("a reply");
-        assert_eq!(reply.attr("type"), Some("result"), "{}", String::from(&reply));
+        assert_eq!(
+            reply.attr("type"),
+            Some("result"),
+            "{}",
+            String::from(&reply)
+        );
         self.rendered(&handled.effects)
     }
 
@@ -147,7 +152,11 @@ impl Harness {
             .attr(name("node"), node)
             .append(item)
             .build();
-        let stanza = iq("set", "pub", Element::builder("pubsub", PUBSUB).append(publish).build());
+        let stanza = iq(
+            "set",
+            "pub",
+            Element::builder("pubsub", PUBSUB).append(publish).build(),
+        );
         self.ok(JULIET, &String::from(&stanza))
     }
 
@@ -158,7 +167,11 @@ impl Harness {
             .attr(name("node"), node)
             .attr(name("jid"), bare)
             .build();
-        let stanza = iq("set", "sub", Element::builder("pubsub", PUBSUB).append(subscribe).build());
+        let stanza = iq(
+            "set",
+            "sub",
+            Element::builder("pubsub", PUBSUB).append(subscribe).build(),
+        );
         let reply = self.ask(who, &String::from(&stanza));
         reply
             .get_child("pubsub", PUBSUB)
@@ -188,7 +201,11 @@ fn submit_form(form_type: &str, fields: &[(&str, &str)]) -> Element {
     let field = |var: &str, value: &str| {
         Element::builder("field", "jabber:x:data")
             .attr(name("var"), var)
-            .append(Element::builder("value", "jabber:x:data").append(value).build())
+            .append(
+                Element::builder("value", "jabber:x:data")
+                    .append(value)
+                    .build(),
+            )
             .build()
     };
     Element::builder("x", "jabber:x:data")
@@ -201,8 +218,9 @@ fn submit_form(form_type: &str, fields: &[(&str, &str)]) -> Element {
 /// Parses XML text as a stream would (default namespace `jabber:client`), dropping
 /// whitespace-only text (the indentation of examples).
 pub fn xml(text: &str) -> Element {
-    let element = Element::from_reader_with_prefixes(text.as_bytes(), Some("jabber:client".to_owned()))
-        .expect("well-formed test XML");
+    let element =
+        Element::from_reader_with_prefixes(text.as_bytes(), Some("jabber:client".to_owned()))
+            .expect("well-formed test XML");
     normalize(element)
 }
 
@@ -251,6 +269,10 @@ pub fn error_of(reply: &Element) -> (String, String, Option<String>) {
 pub fn assert_error(reply: &Element, kind: &str, stanza: &str, pubsub: Option<&str>) {
     assert_eq!(
         error_of(reply),
-        (kind.to_owned(), stanza.to_owned(), pubsub.map(str::to_owned))
+        (
+            kind.to_owned(),
+            stanza.to_owned(),
+            pubsub.map(str::to_owned)
+        )
     );
 }

@@ -1,0 +1,288 @@
+//! XEP-0030 on the service and its nodes (XEP-0060 §5.1–§5.5), XEP-0050 command discovery,
+//! and the answers to requests the service does not understand.
+
+mod common;
+
+use common::{Harness, JULIET, ROMEO, assert_error, assert_xml};
+use verona_pubsub::ServiceConfig;
+use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
+
+const INFO: &str = "http://jabber.org/protocol/disco#info";
+
+fn features(reply: &minidom::Element) -> Vec<String> {
+    reply
+        .get_child("query", INFO)
+        .expect("a disco#info query")
+        .children()
+        .filter(|child| child.name() == "feature")
+        .map(|feature| feature.attr("var").unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn service_identity_and_features() {
+    let mut h = Harness::new();
+    let reply = h.ask(
+        ROMEO,
+        "<iq type='get' from='romeo@localhost/orchard' to='pubsub.localhost' id='feature1'>
+           <query xmlns='http://jabber.org/protocol/disco#info'/>
+         </iq>",
+    );
+    let query = reply.get_child("query", INFO).unwrap();
+    let identity = query.get_child("identity", INFO).unwrap();
+    assert_eq!(identity.attr("category"), Some("pubsub"));
+    assert_eq!(identity.attr("type"), Some("service"));
+    let features = features(&reply);
+    for wanted in [
+        "http://jabber.org/protocol/pubsub",
+        "http://jabber.org/protocol/disco#items",
+        "http://jabber.org/protocol/commands",
+        "http://jabber.org/protocol/pubsub#access-authorize",
+        "http://jabber.org/protocol/pubsub#create-and-configure",
+        "http://jabber.org/protocol/pubsub#get-pending",
+        "http://jabber.org/protocol/pubsub#publish-options",
+        "http://jabber.org/protocol/pubsub#rsm",
+        "http://jabber.org/protocol/pubsub#subscription-options",
+    ] {
+        assert!(features.iter().any(|f| f == wanted), "{wanted}");
+    }
+    assert!(!features.iter().any(|f| f.ends_with("#auto-create")));
+    assert!(!features.iter().any(|f| f.ends_with("#collections")));
+}
+
+#[test]
+fn pep_identity_and_auto_create() {
+    let h = Harness::new();
+    let ctx = ServiceContext {
+        jid: &h.jid,
+        kind: ServiceKind::Pep,
+        resolver: &h.presence,
+    };
+    let account = jid::BareJid::new("juliet@localhost").unwrap();
+    let info = verona_pubsub_xmpp::service_info(&ctx, &ServiceConfig::pep(account));
+    assert_eq!(info.identities[0].type_, "pep");
+    assert!(
+        info.features
+            .contains("http://jabber.org/protocol/pubsub#auto-create")
+    );
+    assert!(
+        info.features
+            .contains("http://jabber.org/protocol/pubsub#access-presence")
+    );
+}
+
+#[test]
+fn nodes_are_listed_to_those_they_admit() {
+    let mut h = Harness::new();
+    h.create(
+        "princely_musings",
+        &[
+            ("pubsub#access_model", "open"),
+            ("pubsub#title", "Princely Musings (Atom)"),
+        ],
+    );
+    h.create("me_and_romeo", &[("pubsub#access_model", "whitelist")]);
+    let disco = "<iq type='get' id='disco1'>
+                   <query xmlns='http://jabber.org/protocol/disco#items'/>
+                 </iq>";
+    assert_xml(
+        &h.ask(ROMEO, disco),
+        "<iq type='result' from='pubsub.localhost' to='romeo@localhost/orchard' id='disco1'>
+           <query xmlns='http://jabber.org/protocol/disco#items'>
+             <item jid='pubsub.localhost' node='princely_musings' name='Princely Musings (Atom)'/>
+           </query>
+         </iq>",
+    );
+    assert_xml(
+        &h.ask(JULIET, disco),
+        "<iq type='result' from='pubsub.localhost' to='juliet@localhost/balcony' id='disco1'>
+           <query xmlns='http://jabber.org/protocol/disco#items'>
+             <item jid='pubsub.localhost' node='me_and_romeo'/>
+             <item jid='pubsub.localhost' node='princely_musings' name='Princely Musings (Atom)'/>
+           </query>
+         </iq>",
+    );
+}
+
+#[test]
+fn node_information_and_meta_data() {
+    let mut h = Harness::new();
+    h.create("princely_musings", &[("pubsub#access_model", "open")]);
+    h.subscribe(ROMEO, "princely_musings");
+    let reply = h.ask(
+        ROMEO,
+        "<iq type='get' from='romeo@localhost/orchard' to='pubsub.localhost' id='meta1'>
+           <query xmlns='http://jabber.org/protocol/disco#info' node='princely_musings'/>
+         </iq>",
+    );
+    let query = reply.get_child("query", INFO).unwrap();
+    assert_eq!(query.attr("node"), Some("princely_musings"));
+    let identity = query.get_child("identity", INFO).unwrap();
+    assert_eq!(
+        (identity.attr("category"), identity.attr("type")),
+        (Some("pubsub"), Some("leaf"))
+    );
+    let form = query.get_child("x", "jabber:x:data").expect("meta-data");
+    assert_eq!(form.attr("type"), Some("result"));
+    let value = |var: &str| {
+        form.children()
+            .find(|f| f.attr("var") == Some(var))
+            .unwrap_or_else(|| panic!("{var}"))
+            .children()
+            .map(|v| v.text())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        value("FORM_TYPE"),
+        ["http://jabber.org/protocol/pubsub#meta-data"]
+    );
+    assert_eq!(value("pubsub#owner"), ["juliet@localhost"]);
+    assert_eq!(value("pubsub#num_subscribers"), ["1"]);
+    assert_eq!(value("pubsub#access_model"), ["open"]);
+
+    let missing = h.ask(
+        ROMEO,
+        "<iq type='get' id='info1'>
+           <query xmlns='http://jabber.org/protocol/disco#info' node='nowhere'/></iq>",
+    );
+    assert_error(&missing, "cancel", "item-not-found", None);
+}
+
+#[test]
+fn whitelist_node_meta_data_is_for_its_members_only() {
+    let mut h = Harness::new();
+    h.create("me_and_romeo", &[("pubsub#access_model", "whitelist")]);
+    let info = "<iq type='get' id='info1'>
+                  <query xmlns='http://jabber.org/protocol/disco#info' node='me_and_romeo'/></iq>";
+    let stranger = h.ask(ROMEO, info);
+    assert_xml(
+        &stranger,
+        "<iq type='result' from='pubsub.localhost' to='romeo@localhost/orchard' id='info1'>
+           <query xmlns='http://jabber.org/protocol/disco#info' node='me_and_romeo'>
+             <identity category='pubsub' type='leaf'/>
+             <feature var='http://jabber.org/protocol/pubsub'/>
+           </query>
+         </iq>",
+    );
+    let owner = h.ask(JULIET, info);
+    assert!(
+        owner
+            .get_child("query", INFO)
+            .unwrap()
+            .has_child("x", "jabber:x:data")
+    );
+}
+
+#[test]
+fn node_items_are_named_by_item_id() {
+    let mut h = Harness::new();
+    h.create("princely_musings", &[("pubsub#access_model", "open")]);
+    h.publish(
+        "princely_musings",
+        "368866411b877c30064a5f62b917cffe",
+        "one",
+    );
+    h.publish(
+        "princely_musings",
+        "3300659945416e274474e469a1f0154c",
+        "two",
+    );
+    let reply = h.ask(
+        ROMEO,
+        "<iq type='get' from='romeo@localhost/orchard' to='pubsub.localhost' id='items1'>
+           <query xmlns='http://jabber.org/protocol/disco#items' node='princely_musings'/>
+         </iq>",
+    );
+    assert_xml(
+        &reply,
+        "<iq type='result' from='pubsub.localhost' to='romeo@localhost/orchard' id='items1'>
+           <query xmlns='http://jabber.org/protocol/disco#items' node='princely_musings'>
+             <item jid='pubsub.localhost' name='3300659945416e274474e469a1f0154c'/>
+             <item jid='pubsub.localhost' name='368866411b877c30064a5f62b917cffe'/>
+           </query>
+         </iq>",
+    );
+}
+
+#[test]
+fn the_get_pending_command_is_discoverable() {
+    let mut h = Harness::new();
+    let items = h.ask(
+        JULIET,
+        "<iq type='get' id='cmd1'><query xmlns='http://jabber.org/protocol/disco#items'
+           node='http://jabber.org/protocol/commands'/></iq>",
+    );
+    assert_xml(
+        &items,
+        "<iq type='result' from='pubsub.localhost' to='juliet@localhost/balcony' id='cmd1'>
+           <query xmlns='http://jabber.org/protocol/disco#items'
+                  node='http://jabber.org/protocol/commands'>
+             <item jid='pubsub.localhost' node='http://jabber.org/protocol/pubsub#get-pending'
+                   name='Get pending subscription requests'/>
+           </query>
+         </iq>",
+    );
+    let info = h.ask(
+        JULIET,
+        "<iq type='get' id='cmd2'><query xmlns='http://jabber.org/protocol/disco#info'
+           node='http://jabber.org/protocol/pubsub#get-pending'/></iq>",
+    );
+    let identity = info
+        .get_child("query", INFO)
+        .unwrap()
+        .get_child("identity", INFO)
+        .unwrap();
+    assert_eq!(identity.attr("category"), Some("automation"));
+    assert_eq!(identity.attr("type"), Some("command-node"));
+}
+
+#[test]
+fn requests_the_service_does_not_understand() {
+    let mut h = Harness::new();
+    let unknown_namespace = h.ask(
+        ROMEO,
+        "<iq type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>",
+    );
+    assert_xml(
+        &unknown_namespace,
+        "<iq type='error' from='pubsub.localhost' to='romeo@localhost/orchard' id='v1'>
+           <error type='cancel'>
+             <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>
+           </error>
+         </iq>",
+    );
+    let unknown_action = h.ask(
+        ROMEO,
+        "<iq type='set' id='x1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+           <subscription node='n' jid='romeo@localhost'/></pubsub></iq>",
+    );
+    assert_error(&unknown_action, "cancel", "feature-not-implemented", None);
+    let two_payloads = h.ask(
+        ROMEO,
+        "<iq type='get' id='x2'>
+           <query xmlns='http://jabber.org/protocol/disco#info'/>
+           <query xmlns='http://jabber.org/protocol/disco#items'/>
+         </iq>",
+    );
+    assert_error(&two_payloads, "modify", "bad-request", None);
+    let disco_set = h.ask(
+        ROMEO,
+        "<iq type='set' id='x3'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+    );
+    assert_error(&disco_set, "modify", "bad-request", None);
+    let empty_pubsub = h.ask(
+        ROMEO,
+        "<iq type='get' id='x4'><pubsub xmlns='http://jabber.org/protocol/pubsub'/></iq>",
+    );
+    assert_error(&empty_pubsub, "modify", "bad-request", None);
+    let wrong_namespace = h.ask(
+        ROMEO,
+        "<iq type='set' id='x5'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
+           <publish node='n'/></pubsub></iq>",
+    );
+    assert_error(&wrong_namespace, "cancel", "feature-not-implemented", None);
+    // Results and errors are never answered.
+    assert!(h.send(ROMEO, "<iq type='result' id='r1'/>").reply.is_none());
+    assert!(h.send(ROMEO, "<iq type='error' id='r2'/>").reply.is_none());
+    assert!(h.send(ROMEO, "<presence/>").reply.is_none());
+}
