@@ -844,6 +844,23 @@ impl Connection {
                 return Ok(());
             }
         };
+        if let Some(pubsub) = &self.shared.pubsub
+            && is_pubsub_request(&el)
+        {
+            // XEP-0163: pubsub requests to a local account's bare JID (or to none: one's own)
+            // go to that account's PEP service.
+            let account = match &to {
+                None => Some(me.to_bare()),
+                Some(to) if to.domain().as_str() == self.shared.domain && to.node().is_some() => {
+                    to.try_as_full().err().cloned()
+                }
+                Some(_) => None,
+            };
+            if let Some(account) = account {
+                pubsub.submit_pep(me, account, el).await;
+                return Ok(());
+            }
+        }
         let Some(to) = to else {
             // No `to`: the stanza is for the user's own account (RFC 6120 §10.3).
             return match el.name() {
@@ -868,7 +885,7 @@ impl Connection {
             // XEP-0060 §8.6: the owner's answer is accepted wherever on this server it is sent
             // (the seed's Ex. 11 addresses it to a server, not to the service).
             if let Some(pubsub) = &self.shared.pubsub {
-                pubsub.submit(me, el).await;
+                pubsub.submit_answer(me, el).await;
             }
             return Ok(());
         }
@@ -1001,6 +1018,15 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// An iq whose payload is a XEP-0060 request.
+fn is_pubsub_request(el: &Element) -> bool {
+    el.name() == "iq"
+        && matches!(el.attr("type"), Some("get" | "set"))
+        && el
+            .children()
+            .any(|c| c.is("pubsub", ns::PUBSUB) || c.is("pubsub", ns::PUBSUB_OWNER))
 }
 
 /// A `<message/>` carrying a submitted `pubsub#subscribe_authorization` form.

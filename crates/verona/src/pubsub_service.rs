@@ -1,42 +1,60 @@
-//! The XEP-0060 service at `pubsub.<domain>`: one task owns the engine's `Service` and handles
-//! stanzas in batches. The storage writes of a whole batch go into one transaction (group
-//! commit); only after it is durable are the batch's requests acknowledged and its notifications
-//! sent. If the transaction fails, every operation of the batch is undone, newest first, and each
-//! requester is told to retry.
+//! The publish-subscribe services: XEP-0060 at `pubsub.<domain>` and XEP-0163 PEP at every
+//! account's bare JID. One task owns all of them and handles stanzas in batches. The storage
+//! writes of a whole batch go into one transaction (group commit); only after it is durable are
+//! the batch's requests acknowledged and its notifications sent. If the transaction fails, every
+//! operation of the batch is undone, newest first, and each requester is told to retry.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use jid::{FullJid, Jid};
+use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use tokio::sync::{mpsc, watch};
-use verona_pubsub::{Effect, NoRoster, Service, SystemEnvironment, Undo};
+use verona_pubsub::{
+    AccessResolver, Effect, Event, Service, ServiceConfig, StoreOp, SystemEnvironment, Undo,
+};
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
-use verona_storage::{PubsubStore, PubsubWrite};
+use verona_storage::{AccountStore, PubsubStore, PubsubWrite};
 
 use crate::router::Router;
+use crate::xml::{ErrorType, error_reply, ns};
 
-/// Requests waiting for the service; senders wait when it is full (backpressure).
+/// Requests waiting for the services; senders wait when it is full (backpressure).
 const QUEUE: usize = 4096;
 /// Requests handled, and committed, together at most.
 const BATCH: usize = 256;
 /// How often items past their node's `pubsub#item_expire` are removed.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
+/// The PEP node whose subscribers are an account's presence subscribers (XEP-0207 §3).
+const PRESENCE_NODE: &str = "presence";
+
+/// Which service a stanza is for.
+enum Target {
+    /// `pubsub.<domain>`.
+    Domain,
+    /// The PEP service of a local account.
+    Account(BareJid),
+    /// An owner's answer to an authorization request, sent to the server rather than to a
+    /// service (the seed's Ex. 11): the service holding the form's node gets it.
+    Answer,
+}
 
 enum Request {
     Stanza {
         from: FullJid,
+        target: Target,
         stanza: Element,
     },
     /// A session (full JID), or an account's last session (bare JID), ended: temporary
     /// (`expire=presence`) subscriptions made from it end too.
     SessionEnded(Jid),
-    /// Remove expired items (from the service's own timer).
+    /// Remove expired items (from the task's own timer).
     ExpireItems,
 }
 
-/// How the rest of the server reaches the service.
+/// How the rest of the server reaches the services.
 #[derive(Clone)]
 pub struct PubsubHandle {
     jid: Arc<str>,
@@ -44,14 +62,33 @@ pub struct PubsubHandle {
 }
 
 impl PubsubHandle {
-    /// The service's domain, e.g. `pubsub.localhost`.
+    /// The pubsub service's domain, e.g. `pubsub.localhost`.
     pub fn jid(&self) -> &str {
         &self.jid
     }
 
-    /// Hands a stanza addressed to the service over (`from` already stamped).
+    /// A stanza for `pubsub.<domain>` (`from` already stamped).
     pub async fn submit(&self, from: FullJid, stanza: Element) {
-        let _ = self.tx.send(Request::Stanza { from, stanza }).await;
+        self.send(from, Target::Domain, stanza).await;
+    }
+
+    /// A stanza for the PEP service of `account`.
+    pub async fn submit_pep(&self, from: FullJid, account: BareJid, stanza: Element) {
+        self.send(from, Target::Account(account), stanza).await;
+    }
+
+    /// An authorization answer sent to the server.
+    pub async fn submit_answer(&self, from: FullJid, stanza: Element) {
+        self.send(from, Target::Answer, stanza).await;
+    }
+
+    async fn send(&self, from: FullJid, target: Target, stanza: Element) {
+        let request = Request::Stanza {
+            from,
+            target,
+            stanza,
+        };
+        let _ = self.tx.send(request).await;
     }
 
     pub async fn session_ended(&self, jid: Jid) {
@@ -59,25 +96,37 @@ impl PubsubHandle {
     }
 }
 
-/// Loads the service's stored nodes and starts its task.
+/// The stores the services need: their own, and accounts (a PEP service exists only for an
+/// account that exists).
+pub struct Stores {
+    pub pubsub: Arc<dyn PubsubStore>,
+    pub accounts: Arc<dyn AccountStore>,
+}
+
+/// Loads `pubsub.<domain>` and starts the task; PEP services are loaded when first used.
 pub async fn start(
     jid: String,
-    config: verona_pubsub::ServiceConfig,
-    store: Arc<dyn PubsubStore>,
+    config: ServiceConfig,
+    stores: Stores,
     router: Arc<Router>,
     shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) -> anyhow::Result<PubsubHandle> {
-    let nodes = store.load_service(&jid).await?;
+    let nodes = stores.pubsub.load_service(&jid).await?;
     tracing::info!(service = %jid, nodes = nodes.len(), "pubsub service loaded");
     let service = Service::restore(config, Box::new(SystemEnvironment::default()), nodes);
     let (tx, rx) = mpsc::channel(QUEUE);
-    let jid: Arc<str> = jid.into();
-    let task = ServiceTask {
-        jid: Jid::new(&jid).map_err(|e| anyhow::anyhow!("service address {jid}: {e}"))?,
-        name: jid.to_string(),
-        service,
-        store,
+    let address = Jid::new(&jid).map_err(|e| anyhow::anyhow!("service address {jid}: {e}"))?;
+    let task = ServicesTask {
+        domain: Hosted {
+            jid: address,
+            name: jid.clone(),
+            kind: ServiceKind::Pubsub,
+            service,
+        },
+        accounts: HashMap::new(),
+        presence: PresenceGraph::default(),
+        stores,
         router,
     };
     tokio::spawn(async move {
@@ -85,19 +134,58 @@ pub async fn start(
         // Shutdown waits for this: storage closes only after the last batch is committed.
         drop(alive);
     });
-    Ok(PubsubHandle { jid, tx })
+    Ok(PubsubHandle {
+        jid: jid.into(),
+        tx,
+    })
 }
 
-struct ServiceTask {
+/// One service instance and how it is addressed.
+struct Hosted {
     jid: Jid,
+    /// The storage key.
     name: String,
+    kind: ServiceKind,
     service: Service,
-    store: Arc<dyn PubsubStore>,
-    router: Arc<Router>,
+}
+
+/// Who is subscribed to whose `presence` node: the answer of the `presence` access model
+/// (DESIGN §1: "presence" means "subscribed to my presence node").
+#[derive(Default)]
+struct PresenceGraph(HashMap<BareJid, HashSet<BareJid>>);
+
+impl PresenceGraph {
+    /// Reads an account's approved presence subscribers from its PEP service.
+    fn refresh(&mut self, owner: &BareJid, service: &Service) {
+        let subscribers: HashSet<BareJid> = service
+            .node_subscriptions(&Jid::from(owner.clone()), PRESENCE_NODE)
+            .map(|subs| subs.into_iter().map(|s| s.jid.to_bare()).collect())
+            .unwrap_or_default();
+        self.0.insert(owner.clone(), subscribers);
+    }
+}
+
+impl AccessResolver for PresenceGraph {
+    fn has_presence_subscription(&self, owner: &BareJid, contact: &BareJid) -> bool {
+        self.0.get(owner).is_some_and(|s| s.contains(contact))
+    }
+
+    /// Roster groups live in the `roster` PEP node, which comes with the roster views.
+    fn in_roster_group(&self, _owner: &BareJid, _contact: &BareJid, _groups: &[String]) -> bool {
+        false
+    }
+}
+
+/// Where a handled request's effects came from.
+#[derive(Clone, PartialEq, Eq)]
+enum Origin {
+    Domain,
+    Account(BareJid),
 }
 
 /// One handled request of a batch, waiting for the batch's commit.
 struct Done {
+    origin: Origin,
     to: Option<FullJid>,
     request: Option<Element>,
     reply: Option<Element>,
@@ -106,9 +194,9 @@ struct Done {
 }
 
 impl Done {
-    /// Work the service does on its own: nobody to answer.
-    fn internal(effects: Vec<Effect>, undo: Undo) -> Self {
+    fn new(origin: Origin, effects: Vec<Effect>, undo: Undo) -> Self {
         Done {
+            origin,
             to: None,
             request: None,
             reply: None,
@@ -116,9 +204,28 @@ impl Done {
             undo: Some(undo),
         }
     }
+
+    fn reply(to: FullJid, reply: Option<Element>) -> Self {
+        Done {
+            origin: Origin::Domain,
+            to: Some(to),
+            request: None,
+            reply,
+            effects: Vec::new(),
+            undo: None,
+        }
+    }
 }
 
-impl ServiceTask {
+struct ServicesTask {
+    domain: Hosted,
+    accounts: HashMap<BareJid, Hosted>,
+    presence: PresenceGraph,
+    stores: Stores,
+    router: Arc<Router>,
+}
+
+impl ServicesTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut shutdown: watch::Receiver<bool>) {
         let mut batch = Vec::with_capacity(BATCH);
         let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
@@ -133,30 +240,35 @@ impl ServiceTask {
                 _ = expiry.tick() => batch.push(Request::ExpireItems),
                 _ = shutdown.changed() => return,
             }
-            self.handle_batch(batch.drain(..)).await;
+            self.handle_batch(std::mem::take(&mut batch)).await;
         }
     }
 
-    async fn handle_batch(&mut self, requests: impl Iterator<Item = Request>) {
-        let mut done = self.handle_requests(requests);
+    async fn handle_batch(&mut self, requests: Vec<Request>) {
+        self.load_accounts(&requests).await;
+        let mut done = Vec::with_capacity(requests.len());
+        for request in requests {
+            self.handle(request, &mut done);
+        }
         let writes: Vec<PubsubWrite> = done
             .iter()
-            .flat_map(|d| &d.effects)
-            .filter_map(|effect| match effect {
+            .flat_map(|d| d.effects.iter().map(move |e| (&d.origin, e)))
+            .filter_map(|(origin, effect)| match effect {
                 Effect::Persist(op) => Some(PubsubWrite {
-                    service: self.name.clone(),
+                    service: self.hosted(origin).map(|h| h.name.clone())?,
                     op: op.clone(),
                 }),
                 _ => None,
             })
             .collect();
         if !writes.is_empty()
-            && let Err(e) = self.store.apply(&writes).await
+            && let Err(e) = self.stores.pubsub.apply(&writes).await
         {
-            tracing::error!(service = %self.name, "storing {} writes failed: {e}", writes.len());
+            tracing::error!("storing {} pubsub writes failed: {e}", writes.len());
             for d in done.iter_mut().rev() {
-                if let Some(undo) = d.undo.take() {
-                    self.service
+                if let (Some(undo), Some(hosted)) = (d.undo.take(), self.hosted_mut(&d.origin)) {
+                    hosted
+                        .service
                         .undo(undo)
                         .expect("undo handles are applied newest first");
                 }
@@ -166,67 +278,206 @@ impl ServiceTask {
                     .as_ref()
                     .and_then(verona_pubsub_xmpp::storage_failed);
             }
+            for origin in done.iter().map(|d| d.origin.clone()).collect::<Vec<_>>() {
+                self.refresh_presence(&origin);
+            }
         }
         self.deliver(done);
     }
 
-    fn context(&self) -> ServiceContext<'_> {
-        ServiceContext {
-            jid: &self.jid,
-            kind: ServiceKind::Pubsub,
-            resolver: &NoRoster,
+    /// Loads the PEP services the batch addresses that are not in memory yet.
+    async fn load_accounts(&mut self, requests: &[Request]) {
+        for request in requests {
+            let Request::Stanza {
+                target: Target::Account(account),
+                ..
+            } = request
+            else {
+                continue;
+            };
+            if self.accounts.contains_key(account) {
+                continue;
+            }
+            match self.stores.accounts.credentials(account.as_str()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(%account, "looking up the account failed: {e}");
+                    continue;
+                }
+            }
+            let nodes = match self.stores.pubsub.load_service(account.as_str()).await {
+                Ok(nodes) => nodes,
+                Err(e) => {
+                    tracing::error!(%account, "loading the PEP service failed: {e}");
+                    continue;
+                }
+            };
+            let service = Service::restore(
+                ServiceConfig::pep(account.clone()),
+                Box::new(SystemEnvironment::default()),
+                nodes,
+            );
+            self.presence.refresh(account, &service);
+            self.accounts.insert(
+                account.clone(),
+                Hosted {
+                    jid: Jid::from(account.clone()),
+                    name: account.to_string(),
+                    kind: ServiceKind::Pep,
+                    service,
+                },
+            );
         }
     }
 
-    /// Runs the batch through the engine (memory only; nothing is durable or sent yet).
-    fn handle_requests(&mut self, requests: impl Iterator<Item = Request>) -> Vec<Done> {
-        let mut done = Vec::new();
-        for request in requests {
-            match request {
-                Request::Stanza { from, stanza } => {
-                    let context = ServiceContext {
-                        jid: &self.jid,
-                        kind: ServiceKind::Pubsub,
-                        resolver: &NoRoster,
-                    };
-                    let handled = verona_pubsub_xmpp::handle_stanza(
-                        &mut self.service,
-                        &context,
-                        &from,
-                        &stanza,
-                    );
-                    done.push(Done {
-                        to: Some(from),
-                        request: Some(stanza),
-                        reply: handled.reply,
-                        effects: handled.effects,
-                        undo: handled.undo,
-                    });
+    fn hosted(&self, origin: &Origin) -> Option<&Hosted> {
+        match origin {
+            Origin::Domain => Some(&self.domain),
+            Origin::Account(account) => self.accounts.get(account),
+        }
+    }
+
+    fn hosted_mut(&mut self, origin: &Origin) -> Option<&mut Hosted> {
+        match origin {
+            Origin::Domain => Some(&mut self.domain),
+            Origin::Account(account) => self.accounts.get_mut(account),
+        }
+    }
+
+    fn refresh_presence(&mut self, origin: &Origin) {
+        if let Origin::Account(account) = origin
+            && let Some(hosted) = self.accounts.get(account)
+        {
+            self.presence.refresh(account, &hosted.service);
+        }
+    }
+
+    /// Runs one request through its engine (memory only; nothing is durable or sent yet).
+    fn handle(&mut self, request: Request, done: &mut Vec<Done>) {
+        match request {
+            Request::Stanza {
+                from,
+                target,
+                stanza,
+            } => {
+                let origin = match target {
+                    Target::Domain => Origin::Domain,
+                    Target::Account(account) => Origin::Account(account),
+                    Target::Answer => self.answer_origin(&from, &stanza),
+                };
+                let Some(hosted) = (match &origin {
+                    Origin::Domain => Some(&mut self.domain),
+                    Origin::Account(account) => self.accounts.get_mut(account),
+                }) else {
+                    // No such account: nobody hosts a PEP service there.
+                    let reply =
+                        error_reply(&stanza, ErrorType::Cancel, "service-unavailable", None);
+                    done.push(Done::reply(from, reply));
+                    return;
+                };
+                let context = ServiceContext {
+                    jid: &hosted.jid,
+                    kind: hosted.kind,
+                    resolver: &self.presence,
+                };
+                let handled = verona_pubsub_xmpp::handle_stanza(
+                    &mut hosted.service,
+                    &context,
+                    &from,
+                    &stanza,
+                );
+                if touches_presence_subscriptions(&handled.effects) {
+                    self.refresh_presence(&origin);
                 }
-                Request::SessionEnded(jid) => {
-                    let outcome = self.service.end_session(&jid);
-                    done.push(Done::internal(outcome.effects, outcome.undo));
+                done.push(Done {
+                    origin,
+                    to: Some(from),
+                    request: Some(stanza),
+                    reply: handled.reply,
+                    effects: handled.effects,
+                    undo: handled.undo,
+                });
+            }
+            Request::SessionEnded(jid) => {
+                let outcome = self.domain.service.end_session(&jid);
+                done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
+                for (account, hosted) in &mut self.accounts {
+                    let outcome = hosted.service.end_session(&jid);
+                    let origin = Origin::Account(account.clone());
+                    done.push(Done::new(origin, outcome.effects, outcome.undo));
                 }
-                Request::ExpireItems => {
-                    let outcome = self.service.expire_items();
-                    done.push(Done::internal(outcome.effects, outcome.undo));
+            }
+            Request::ExpireItems => {
+                let outcome = self.domain.service.expire_items();
+                done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
+                for (account, hosted) in &mut self.accounts {
+                    let outcome = hosted.service.expire_items();
+                    let origin = Origin::Account(account.clone());
+                    done.push(Done::new(origin, outcome.effects, outcome.undo));
                 }
             }
         }
-        done
+    }
+
+    /// An answer sent to the server goes to `pubsub.<domain>` when that service has the node,
+    /// otherwise to the sender's own PEP service (e.g. its `presence` node).
+    fn answer_origin(&self, from: &FullJid, stanza: &Element) -> Origin {
+        let node = stanza
+            .children()
+            .filter(|x| x.is("x", ns::DATA_FORMS))
+            .flat_map(|x| x.children())
+            .find(|field| field.attr("var") == Some("pubsub#node"))
+            .and_then(|field| field.children().next())
+            .map(|value| value.text());
+        let on_domain = node.is_some_and(|node| self.domain.service.metadata(&node).is_some());
+        if on_domain || !self.accounts.contains_key(&from.to_bare()) {
+            Origin::Domain
+        } else {
+            Origin::Account(from.to_bare())
+        }
     }
 
     /// Replies and notifications, once the batch is durable.
     fn deliver(&self, done: Vec<Done>) {
-        let context = self.context();
         for d in done {
             if let (Some(to), Some(reply)) = (&d.to, &d.reply) {
                 let bytes = Bytes::from(verona_stream::element_bytes(reply));
                 self.router.deliver(&Jid::from(to.clone()), bytes);
             }
+            if d.effects.is_empty() {
+                continue;
+            }
+            let Some(hosted) = self.hosted(&d.origin) else {
+                continue;
+            };
+            let context = ServiceContext {
+                jid: &hosted.jid,
+                kind: hosted.kind,
+                resolver: &self.presence,
+            };
             for out in verona_pubsub_xmpp::render(&context, &d.effects) {
                 self.router.deliver(&out.to, out.stanza);
             }
         }
     }
+}
+
+/// Whether effects change who is subscribed to a `presence` node.
+fn touches_presence_subscriptions(effects: &[Effect]) -> bool {
+    effects.iter().any(|effect| match effect {
+        Effect::Persist(
+            StoreOp::SubscriptionSet { node, .. }
+            | StoreOp::SubscriptionRemoved { node, .. }
+            | StoreOp::NodeDeleted { node },
+        ) => node == PRESENCE_NODE,
+        Effect::Notify(notification) => {
+            notification.node == PRESENCE_NODE
+                && matches!(
+                    notification.event,
+                    Event::Subscription { .. } | Event::Delete { .. }
+                )
+        }
+        _ => false,
+    })
 }

@@ -29,7 +29,7 @@ pub struct Shared {
     pub domain: String,
     pub accounts: Accounts,
     pub router: Arc<Router>,
-    /// `pubsub.<domain>`, unless disabled.
+    /// `pubsub.<domain>` and the accounts' PEP services, unless disabled.
     pub pubsub: Option<PubsubHandle>,
     pub throttle: AuthThrottle,
     pub starttls: TlsAcceptor,
@@ -75,7 +75,10 @@ impl RunningServer {
             let handle = pubsub_service::start(
                 config.pubsub_jid(),
                 config.pubsub_service(),
-                store,
+                pubsub_service::Stores {
+                    pubsub: store.clone(),
+                    accounts: store,
+                },
                 router.clone(),
                 shutdown_rx.clone(),
                 alive.clone(),
