@@ -869,8 +869,15 @@ impl Connection {
                     self.deliver_to_account(&el, &me.to_bare());
                     Ok(())
                 }
-                // Presence broadcast is the presence node's business (XEP-0207 §3).
-                _ => Ok(()),
+                // A presence broadcast is a publish to the presence node (XEP-0207 §3).
+                _ => {
+                    if let Some(pubsub) = &self.shared.pubsub
+                        && matches!(el.attr("type"), None | Some("unavailable"))
+                    {
+                        pubsub.presence(me, el).await;
+                    }
+                    Ok(())
+                }
             };
         };
         if let Some(pubsub) = &self.shared.pubsub

@@ -13,13 +13,15 @@ use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use tokio::sync::{mpsc, watch};
 use verona_pubsub::{
-    AccessResolver, Effect, Event, Service, ServiceConfig, StoreOp, SystemEnvironment, Undo,
+    AccessModel, AccessResolver, ConfigField, CreateRequest, Effect, Event, MaxItems,
+    PublishRequest, SendLastPublishedItem, Service, ServiceConfig, StoreOp, SystemEnvironment,
+    Undo,
 };
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::{AccountStore, PubsubStore, PubsubWrite};
 
 use crate::router::Router;
-use crate::xml::{ErrorType, error_reply, ns};
+use crate::xml::{ErrorType, error_reply, ns, set_attr};
 
 /// Requests waiting for the services; senders wait when it is full (backpressure).
 const QUEUE: usize = 4096;
@@ -27,8 +29,22 @@ const QUEUE: usize = 4096;
 const BATCH: usize = 256;
 /// How often items past their node's `pubsub#item_expire` are removed.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
-/// The PEP node whose subscribers are an account's presence subscribers (XEP-0207 §3).
+/// The PEP node whose items are an account's presence, one per available resource, and whose
+/// subscribers are its presence subscribers (XEP-0207 §3).
 const PRESENCE_NODE: &str = "presence";
+
+/// The `presence` node's configuration (DESIGN §2): subscriptions need the owner's approval,
+/// presence never touches disk, going offline is a retraction, and a new subscriber or a newly
+/// available contact gets the current items.
+fn presence_node_config() -> Vec<ConfigField> {
+    vec![
+        ConfigField::AccessModel(AccessModel::Authorize),
+        ConfigField::PersistItems(false),
+        ConfigField::NotifyRetract(true),
+        ConfigField::MaxItems(MaxItems::Max),
+        ConfigField::SendLastPublishedItem(SendLastPublishedItem::OnSubAndPresence),
+    ]
+}
 
 /// Which service a stanza is for.
 enum Target {
@@ -50,6 +66,9 @@ enum Request {
     /// A session (full JID), or an account's last session (bare JID), ended: temporary
     /// (`expire=presence`) subscriptions made from it end too.
     SessionEnded(Jid),
+    /// A classic `<presence/>` broadcast (no `to`): published to, or for `unavailable`
+    /// retracted from, the sender's `presence` node.
+    Presence { from: FullJid, stanza: Element },
     /// Remove expired items (from the task's own timer).
     ExpireItems,
 }
@@ -89,6 +108,11 @@ impl PubsubHandle {
             stanza,
         };
         let _ = self.tx.send(request).await;
+    }
+
+    /// A classic presence broadcast from a session (`from` already stamped).
+    pub async fn presence(&self, from: FullJid, stanza: Element) {
+        let _ = self.tx.send(Request::Presence { from, stanza }).await;
     }
 
     pub async fn session_ended(&self, jid: Jid) {
@@ -245,8 +269,8 @@ impl ServicesTask {
     }
 
     async fn handle_batch(&mut self, requests: Vec<Request>) {
-        self.load_accounts(&requests).await;
         let mut done = Vec::with_capacity(requests.len());
+        self.load_accounts(&requests, &mut done).await;
         for request in requests {
             self.handle(request, &mut done);
         }
@@ -285,16 +309,19 @@ impl ServicesTask {
         self.deliver(done);
     }
 
-    /// Loads the PEP services the batch addresses that are not in memory yet.
-    async fn load_accounts(&mut self, requests: &[Request]) {
+    /// Loads the PEP services the batch addresses that are not in memory yet, creating the
+    /// `presence` node of those that lack it.
+    async fn load_accounts(&mut self, requests: &[Request], done: &mut Vec<Done>) {
         for request in requests {
-            let Request::Stanza {
-                target: Target::Account(account),
-                ..
-            } = request
-            else {
-                continue;
+            let account = match request {
+                Request::Stanza {
+                    target: Target::Account(account),
+                    ..
+                } => account.clone(),
+                Request::Presence { from, .. } => from.to_bare(),
+                _ => continue,
             };
+            let account = &account;
             if self.accounts.contains_key(account) {
                 continue;
             }
@@ -313,11 +340,25 @@ impl ServicesTask {
                     continue;
                 }
             };
-            let service = Service::restore(
+            let mut service = Service::restore(
                 ServiceConfig::pep(account.clone()),
                 Box::new(SystemEnvironment::default()),
                 nodes,
             );
+            if service.metadata(PRESENCE_NODE).is_none() {
+                let request = CreateRequest {
+                    node: Some(PRESENCE_NODE.to_owned()),
+                    config: presence_node_config(),
+                    ..CreateRequest::default()
+                };
+                match service.create(&Jid::from(account.clone()), request) {
+                    Ok(outcome) => {
+                        let origin = Origin::Account(account.clone());
+                        done.push(Done::new(origin, outcome.effects, outcome.undo));
+                    }
+                    Err(e) => tracing::error!(%account, "creating the presence node: {e}"),
+                }
+            }
             self.presence.refresh(account, &service);
             self.accounts.insert(
                 account.clone(),
@@ -359,8 +400,11 @@ impl ServicesTask {
             Request::Stanza {
                 from,
                 target,
-                stanza,
+                mut stanza,
             } => {
+                if matches!(&target, Target::Account(account) if *account == from.to_bare()) {
+                    own_presence_item_id(&mut stanza, &from);
+                }
                 let origin = match target {
                     Target::Domain => Origin::Domain,
                     Target::Account(account) => Origin::Account(account),
@@ -399,7 +443,13 @@ impl ServicesTask {
                     undo: handled.undo,
                 });
             }
+            Request::Presence { from, stanza } => {
+                self.classic_presence(&from, &stanza, done);
+            }
             Request::SessionEnded(jid) => {
+                if let Ok(full) = jid.try_as_full() {
+                    self.retract_presence(full, done);
+                }
                 let outcome = self.domain.service.end_session(&jid);
                 done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
                 for (account, hosted) in &mut self.accounts {
@@ -417,6 +467,63 @@ impl ServicesTask {
                     done.push(Done::new(origin, outcome.effects, outcome.undo));
                 }
             }
+        }
+    }
+
+    /// `<presence/>` → publish the stanza as the resource's item; `unavailable` → retract it.
+    fn classic_presence(&mut self, from: &FullJid, stanza: &Element, done: &mut Vec<Done>) {
+        if stanza.attr("type") == Some("unavailable") {
+            return self.retract_presence(from, done);
+        }
+        let account = from.to_bare();
+        let Some(hosted) = self.accounts.get_mut(&account) else {
+            return;
+        };
+        let payload: String = String::from_utf8(verona_stream::element_bytes(stanza))
+            .expect("serialised XML is UTF-8");
+        let request = PublishRequest::payload(Some(from.resource().as_str()), payload);
+        match hosted
+            .service
+            .publish(&Jid::from(from.clone()), PRESENCE_NODE, request)
+        {
+            Ok(outcome) => done.push(Done::new(
+                Origin::Account(account),
+                outcome.effects,
+                outcome.undo,
+            )),
+            Err(e) => tracing::warn!(jid = %from, "publishing presence: {e}"),
+        }
+    }
+
+    /// The resource went offline: its presence item is retracted (subscribers see it go).
+    fn retract_presence(&mut self, from: &FullJid, done: &mut Vec<Done>) {
+        let account = from.to_bare();
+        let Some(hosted) = self.accounts.get_mut(&account) else {
+            return;
+        };
+        let resource = from.resource().as_str();
+        let current = hosted
+            .service
+            .items(
+                &self.presence,
+                &Jid::from(account.clone()),
+                PRESENCE_NODE,
+                &verona_pubsub::ItemQuery::Ids(vec![resource.to_owned()]),
+            )
+            .is_ok_and(|page| !page.items.is_empty());
+        if !current {
+            return;
+        }
+        match hosted
+            .service
+            .retract(&Jid::from(account.clone()), PRESENCE_NODE, resource, true)
+        {
+            Ok(outcome) => done.push(Done::new(
+                Origin::Account(account),
+                outcome.effects,
+                outcome.undo,
+            )),
+            Err(e) => tracing::warn!(jid = %from, "retracting presence: {e}"),
         }
     }
 
@@ -460,6 +567,18 @@ impl ServicesTask {
                 self.router.deliver(&out.to, out.stanza);
             }
         }
+    }
+}
+
+/// XEP-0207 §3: the item id of a presence publish is the publishing resource, whatever the
+/// request says (the seed's Ex. 3 sends none).
+fn own_presence_item_id(stanza: &mut Element, from: &FullJid) {
+    let publish = stanza
+        .get_child_mut("pubsub", ns::PUBSUB)
+        .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
+        .filter(|publish| publish.attr("node") == Some(PRESENCE_NODE));
+    if let Some(item) = publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) {
+        set_attr(item, "id", from.resource().as_str());
     }
 }
 

@@ -115,11 +115,7 @@ async fn presence_access_follows_the_presence_node() {
         show(&refused)
     );
 
-    // Juliet's presence node, authorize (XEP-0207 §3); Romeo asks, Juliet approves.
-    let create = format!(
-        "<iq xmlns='jabber:client' type='set' id='c1'><pubsub xmlns='{PUBSUB}'><create node='presence'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>authorize</value></field><field var='pubsub#persist_items'><value>0</value></field></x></configure></pubsub></iq>"
-    );
-    ok(&juliet.request(&create).await);
+    // Every account has its presence node, authorize (XEP-0207 §3); Romeo asks, Juliet approves.
     let pending = subscribe(&mut romeo, "s2", "juliet@localhost", "presence").await;
     ok(&pending);
     assert!(show(&pending).contains("pending"), "{}", show(&pending));
@@ -142,4 +138,123 @@ async fn presence_access_follows_the_presence_node() {
     let reply = subscribe(&mut romeo, "s3", "juliet@localhost", "urn:example:mood").await;
     ok(&reply);
     assert_eq!(mood(&romeo.recv().await), "pensive");
+}
+
+/// Approves `subscriber`'s pending subscription to the owner's presence node.
+async fn approve(owner: &mut Client, subscriber: &str) {
+    let request = owner.recv().await;
+    assert!(show(&request).contains(subscriber), "{}", show(&request));
+    owner
+        .send(&format!("<message xmlns='jabber:client' to='{}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>presence</value></field><field var='pubsub#subscriber_jid'><value>{subscriber}</value></field><field var='pubsub#allow'><value>true</value></field></x></message>", owner.jid().split('/').next().unwrap()))
+        .await;
+}
+
+/// The item of a presence notification: (item id, the `<presence/>` inside).
+fn presence_item(message: &Element) -> (String, Element) {
+    assert_eq!(
+        message.attr("from"),
+        Some("juliet@localhost"),
+        "{}",
+        show(message)
+    );
+    let item = message
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .filter(|items| items.attr("node") == Some("presence"))
+        .and_then(|items| items.get_child("item", EVENT))
+        .unwrap_or_else(|| panic!("a presence item: {}", show(message)));
+    let presence = item
+        .get_child("presence", NS_CLIENT)
+        .expect("the presence payload");
+    (
+        item.attr("id").unwrap_or_default().to_owned(),
+        presence.clone(),
+    )
+}
+
+/// Seed Ex. 3 and 4: presence published natively (item id = resource, unique notification
+/// ids), a classic `<presence/>` becomes the same publish, and a cut connection retracts its
+/// item.
+#[tokio::test]
+async fn presence_is_a_pep_node() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "presence").await);
+    approve(&mut juliet, "romeo@localhost/mobile").await;
+    ok(&subscribe(&mut nurse, "s2", "juliet@localhost", "presence").await);
+    approve(&mut juliet, "nurse@localhost/chamber").await;
+    for c in [&mut romeo, &mut nurse] {
+        assert!(show(&c.recv().await).contains("subscribed"));
+    }
+
+    // Seed Ex. 3, verbatim but for the domain: no item id.
+    let reply = juliet
+        .request("<iq from='juliet@localhost/balcony' type='set' id='pres1' xmlns='jabber:client'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence from='juliet@localhost/balcony' xmlns='jabber:client'><status>Moping</status></presence></item></publish></pubsub></iq>")
+        .await;
+    ok(&reply);
+    assert!(
+        show(&reply).contains("id='balcony'") || show(&reply).contains("id=\"balcony\""),
+        "the item id is the resource: {}",
+        show(&reply)
+    );
+    let to_romeo = romeo.recv().await;
+    let to_nurse = nurse.recv().await;
+    assert_ne!(
+        to_romeo.attr("id"),
+        to_nurse.attr("id"),
+        "unique notification ids"
+    );
+    for message in [&to_romeo, &to_nurse] {
+        let (id, presence) = presence_item(message);
+        assert_eq!(id, "balcony");
+        assert_eq!(
+            presence.get_child("status", NS_CLIENT).unwrap().text(),
+            "Moping"
+        );
+    }
+
+    // A classic client's presence broadcast is the same publish.
+    let mut chamber = t.login("juliet", "pw", "chamber").await;
+    chamber
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    for c in [&mut romeo, &mut nurse] {
+        let (id, presence) = presence_item(&c.recv().await);
+        assert_eq!(id, "chamber");
+        assert_eq!(
+            presence.get_child("show", NS_CLIENT).unwrap().text(),
+            "away"
+        );
+        assert_eq!(presence.attr("from"), Some("juliet@localhost/chamber"));
+    }
+
+    // The socket is cut without unavailable presence: the item is retracted.
+    drop(chamber);
+    for c in [&mut romeo, &mut nurse] {
+        assert_eq!(retracted(&c.recv().await), "chamber");
+    }
+    // Unavailable presence retracts too; the publisher hears nothing.
+    juliet
+        .send("<presence xmlns='jabber:client' type='unavailable'/>")
+        .await;
+    for c in [&mut romeo, &mut nurse] {
+        assert_eq!(retracted(&c.recv().await), "balcony");
+    }
+    juliet.expect_nothing().await;
+}
+
+/// The id of the item a retraction notification names.
+fn retracted(message: &Element) -> String {
+    message
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .and_then(|i| i.get_child("retract", EVENT))
+        .and_then(|r| r.attr("id"))
+        .unwrap_or_else(|| panic!("a retraction: {}", show(message)))
+        .to_owned()
 }
