@@ -150,9 +150,12 @@ pub async fn start(
         },
         accounts: HashMap::new(),
         presence: PresenceGraph::default(),
+        available: HashSet::new(),
         stores,
         router,
     };
+    let mut task = task;
+    task.load_stored_accounts().await?;
     tokio::spawn(async move {
         task.run(rx, shutdown).await;
         // Shutdown waits for this: storage closes only after the last batch is committed.
@@ -200,6 +203,15 @@ impl AccessResolver for PresenceGraph {
     }
 }
 
+fn hosted_pep(account: BareJid, service: Service) -> Hosted {
+    Hosted {
+        jid: Jid::from(account.clone()),
+        name: account.to_string(),
+        kind: ServiceKind::Pep,
+        service,
+    }
+}
+
 /// Where a handled request's effects came from.
 #[derive(Clone, PartialEq, Eq)]
 enum Origin {
@@ -229,6 +241,18 @@ impl Done {
         }
     }
 
+    /// Deliveries that change nothing (nothing to store or undo).
+    fn new_effects(origin: Origin, effects: Vec<Effect>) -> Self {
+        Done {
+            origin,
+            to: None,
+            request: None,
+            reply: None,
+            effects,
+            undo: None,
+        }
+    }
+
     fn reply(to: FullJid, reply: Option<Element>) -> Self {
         Done {
             origin: Origin::Domain,
@@ -245,6 +269,8 @@ struct ServicesTask {
     domain: Hosted,
     accounts: HashMap<BareJid, Hosted>,
     presence: PresenceGraph,
+    /// Sessions that have announced their presence (and so got their contacts' current items).
+    available: HashSet<FullJid>,
     stores: Stores,
     router: Arc<Router>,
 }
@@ -309,6 +335,30 @@ impl ServicesTask {
         self.deliver(done);
     }
 
+    /// Loads every stored PEP service, so that who is subscribed to whom is known from the
+    /// start (XEP-0207: the presence graph is the roster).
+    async fn load_stored_accounts(&mut self) -> anyhow::Result<()> {
+        for name in self.stores.pubsub.services().await? {
+            let Ok(account) = BareJid::new(&name) else {
+                continue;
+            };
+            if account.node().is_none() {
+                continue;
+            }
+            let nodes = self.stores.pubsub.load_service(&name).await?;
+            let service = Service::restore(
+                ServiceConfig::pep(account.clone()),
+                Box::new(SystemEnvironment::default()),
+                nodes,
+            );
+            self.presence.refresh(&account, &service);
+            self.accounts
+                .insert(account.clone(), hosted_pep(account, service));
+        }
+        tracing::info!(accounts = self.accounts.len(), "PEP services loaded");
+        Ok(())
+    }
+
     /// Loads the PEP services the batch addresses that are not in memory yet, creating the
     /// `presence` node of those that lack it.
     async fn load_accounts(&mut self, requests: &[Request], done: &mut Vec<Done>) {
@@ -360,15 +410,8 @@ impl ServicesTask {
                 }
             }
             self.presence.refresh(account, &service);
-            self.accounts.insert(
-                account.clone(),
-                Hosted {
-                    jid: Jid::from(account.clone()),
-                    name: account.to_string(),
-                    kind: ServiceKind::Pep,
-                    service,
-                },
-            );
+            self.accounts
+                .insert(account.clone(), hosted_pep(account.clone(), service));
         }
     }
 
@@ -402,8 +445,10 @@ impl ServicesTask {
                 target,
                 mut stanza,
             } => {
-                if matches!(&target, Target::Account(account) if *account == from.to_bare()) {
-                    own_presence_item_id(&mut stanza, &from);
+                if matches!(&target, Target::Account(account) if *account == from.to_bare())
+                    && own_presence_item_id(&mut stanza, &from)
+                {
+                    self.came_online(&from, done);
                 }
                 let origin = match target {
                     Target::Domain => Origin::Domain,
@@ -475,6 +520,7 @@ impl ServicesTask {
         if stanza.attr("type") == Some("unavailable") {
             return self.retract_presence(from, done);
         }
+        self.came_online(from, done);
         let account = from.to_bare();
         let Some(hosted) = self.accounts.get_mut(&account) else {
             return;
@@ -495,8 +541,33 @@ impl ServicesTask {
         }
     }
 
+    /// A session's first presence: it gets the current items of every node it is subscribed to
+    /// that sends them on presence (its contacts' presence among them).
+    fn came_online(&mut self, session: &FullJid, done: &mut Vec<Done>) {
+        if !self.available.insert(session.clone()) {
+            return;
+        }
+        let services = std::iter::once((Origin::Domain, &self.domain)).chain(
+            self.accounts
+                .iter()
+                .map(|(account, hosted)| (Origin::Account(account.clone()), hosted)),
+        );
+        for (origin, hosted) in services {
+            let effects: Vec<Effect> = hosted
+                .service
+                .on_presence(session)
+                .into_iter()
+                .map(Effect::SendLastItems)
+                .collect();
+            if !effects.is_empty() {
+                done.push(Done::new_effects(origin, effects));
+            }
+        }
+    }
+
     /// The resource went offline: its presence item is retracted (subscribers see it go).
     fn retract_presence(&mut self, from: &FullJid, done: &mut Vec<Done>) {
+        self.available.remove(from);
         let account = from.to_bare();
         let Some(hosted) = self.accounts.get_mut(&account) else {
             return;
@@ -572,13 +643,18 @@ impl ServicesTask {
 
 /// XEP-0207 §3: the item id of a presence publish is the publishing resource, whatever the
 /// request says (the seed's Ex. 3 sends none).
-fn own_presence_item_id(stanza: &mut Element, from: &FullJid) {
+/// Returns whether the stanza is such a publish.
+fn own_presence_item_id(stanza: &mut Element, from: &FullJid) -> bool {
     let publish = stanza
         .get_child_mut("pubsub", ns::PUBSUB)
         .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
         .filter(|publish| publish.attr("node") == Some(PRESENCE_NODE));
-    if let Some(item) = publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) {
-        set_attr(item, "id", from.resource().as_str());
+    match publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) {
+        Some(item) => {
+            set_attr(item, "id", from.resource().as_str());
+            true
+        }
+        None => false,
     }
 }
 

@@ -184,10 +184,17 @@ async fn presence_is_a_pep_node() {
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     let mut nurse = t.login("nurse", "pw", "chamber").await;
-    ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "presence").await);
-    approve(&mut juliet, "romeo@localhost/mobile").await;
-    ok(&subscribe(&mut nurse, "s2", "juliet@localhost", "presence").await);
-    approve(&mut juliet, "nurse@localhost/chamber").await;
+    // Presence subscriptions are the account's (bare JID), as in a roster.
+    for (c, who) in [
+        (&mut romeo, "romeo@localhost"),
+        (&mut nurse, "nurse@localhost"),
+    ] {
+        let reply = c
+            .request(&format!("<iq xmlns='jabber:client' type='set' id='s-{who}' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='{who}'/></pubsub></iq>"))
+            .await;
+        ok(&reply);
+        approve(&mut juliet, who).await;
+    }
     for c in [&mut romeo, &mut nurse] {
         assert!(show(&c.recv().await).contains("subscribed"));
     }
@@ -217,6 +224,19 @@ async fn presence_is_a_pep_node() {
             "Moping"
         );
     }
+
+    // A session of Romeo's that comes online gets Juliet's current presence.
+    let mut tablet = t.login("romeo", "pw", "tablet").await;
+    tablet.send("<presence xmlns='jabber:client'/>").await;
+    let (id, presence) = presence_item(&tablet.recv().await);
+    assert_eq!(id, "balcony");
+    assert_eq!(
+        presence.get_child("status", NS_CLIENT).unwrap().text(),
+        "Moping"
+    );
+    tablet.expect_nothing().await;
+    // Romeo's own presence item goes to nobody: nobody subscribed to it.
+    romeo.expect_nothing().await;
 
     // A classic client's presence broadcast is the same publish.
     let mut chamber = t.login("juliet", "pw", "chamber").await;
