@@ -13,7 +13,7 @@ use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use tokio::sync::{mpsc, watch};
 use verona_pubsub::{
-    AccessModel, AccessResolver, ConfigField, CreateRequest, Effect, Event, MaxItems,
+    AccessModel, AccessResolver, ConfigField, CreateRequest, Effect, Event, ItemReply, MaxItems,
     PublishRequest, SendLastPublishedItem, Service, ServiceConfig, StoreOp, SystemEnvironment,
     Undo,
 };
@@ -34,13 +34,15 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 const PRESENCE_NODE: &str = "presence";
 
 /// The `presence` node's configuration (DESIGN §2): subscriptions need the owner's approval,
-/// presence never touches disk, going offline is a retraction, and a new subscriber or a newly
-/// available contact gets the current items.
+/// presence never touches disk, going offline is a retraction, notifications name the
+/// publishing resource (XEP-0033 `replyto`), and a new subscriber or a newly available contact
+/// gets the current items.
 fn presence_node_config() -> Vec<ConfigField> {
     vec![
         ConfigField::AccessModel(AccessModel::Authorize),
         ConfigField::PersistItems(false),
         ConfigField::NotifyRetract(true),
+        ConfigField::ItemReply(ItemReply::Publisher),
         ConfigField::MaxItems(MaxItems::Max),
         ConfigField::SendLastPublishedItem(SendLastPublishedItem::OnSubAndPresence),
     ]

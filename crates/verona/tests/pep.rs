@@ -223,6 +223,11 @@ async fn presence_is_a_pep_node() {
             presence.get_child("status", NS_CLIENT).unwrap().text(),
             "Moping"
         );
+        let replyto = message
+            .get_child("addresses", "http://jabber.org/protocol/address")
+            .and_then(|a| a.get_child("address", "http://jabber.org/protocol/address"))
+            .expect("XEP-0033 replyto");
+        assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
     }
 
     // A session of Romeo's that comes online gets Juliet's current presence.
