@@ -30,7 +30,7 @@ use crate::errors::Error;
 use crate::request::{IqKind, Request};
 
 pub use disco::service_info;
-pub use render::render;
+pub use render::{authorization_for, render};
 
 /// Which kind of service a [`Service`] is, for what discovery announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -71,13 +71,24 @@ fn notify(ctx: &ServiceContext, notification: &Notification, out: &mut Vec<Outgo
 
 /// §8.6: one form per owner, at its bare JID.
 fn authorization(ctx: &ServiceContext, request: &AuthorizationRequest, out: &mut Vec<Outgoing>) {
+    for owner in &request.owners {
+        out.push(authorization_for(ctx, request, &Jid::from(owner.clone())));
+    }
+}
+
+/// The §8.6 form of a request for one address: an owner's session that comes online while the
+/// request is still pending gets it again.
+pub fn authorization_for(
+    ctx: &ServiceContext,
+    request: &AuthorizationRequest,
+    to: &Jid,
+) -> Outgoing {
     let form = serialize(&Element::from(forms::authorization_request(request)));
     let envelope = Envelope::new(ctx.jid, NotificationType::Normal);
-    let mut ids = Ids::reserve(request.owners.len());
-    for owner in &request.owners {
-        let to = Jid::from(owner.clone());
-        let stanza = envelope.stanza(&to, &mut ids, &form, None);
-        out.push(Outgoing { to, stanza });
+    let stanza = envelope.stanza(to, &mut Ids::reserve(1), &form, None);
+    Outgoing {
+        to: to.clone(),
+        stanza,
     }
 }
 

@@ -544,10 +544,24 @@ impl ServicesTask {
     }
 
     /// A session's first presence: it gets the current items of every node it is subscribed to
-    /// that sends them on presence (its contacts' presence among them).
+    /// that sends them on presence (its contacts' presence among them), and the authorization
+    /// requests still waiting for its account (XEP-0207 §4).
     fn came_online(&mut self, session: &FullJid, done: &mut Vec<Done>) {
         if !self.available.insert(session.clone()) {
             return;
+        }
+        let owner = session.to_bare();
+        let to = Jid::from(session.clone());
+        for hosted in std::iter::once(&self.domain).chain(self.accounts.get(&owner)) {
+            let context = ServiceContext {
+                jid: &hosted.jid,
+                kind: hosted.kind,
+                resolver: &self.presence,
+            };
+            for request in hosted.service.pending_for_owner(&owner) {
+                let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
+                self.router.deliver(&out.to, out.stanza);
+            }
         }
         let services = std::iter::once((Origin::Domain, &self.domain)).chain(
             self.accounts

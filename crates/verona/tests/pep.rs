@@ -283,3 +283,32 @@ fn retracted(message: &Element) -> String {
         .unwrap_or_else(|| panic!("a retraction: {}", show(message)))
         .to_owned()
 }
+
+/// A pending request is asked again when the owner comes online (XEP-0207 §4).
+#[tokio::test]
+async fn pending_requests_are_asked_again_at_login() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let reply = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='s1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='romeo@localhost'/></pubsub></iq>"))
+        .await;
+    ok(&reply);
+    assert!(show(&reply).contains("pending"));
+
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.expect_nothing().await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let request = juliet.recv().await;
+    let form = request
+        .get_child("x", DATA)
+        .unwrap_or_else(|| panic!("{}", show(&request)));
+    assert!(show(form).contains("romeo@localhost"), "{}", show(form));
+    // Only at the first presence of a session.
+    juliet
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    juliet.expect_nothing().await;
+}
