@@ -845,7 +845,7 @@ impl Connection {
             }
         };
         if let Some(pubsub) = &self.shared.pubsub
-            && is_pubsub_request(&el)
+            && is_pep_request(&el)
         {
             // XEP-0163: pubsub requests to a local account's bare JID (or to none: one's own)
             // go to that account's PEP service.
@@ -1027,13 +1027,17 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// An iq whose payload is a XEP-0060 request.
-fn is_pubsub_request(el: &Element) -> bool {
+/// An iq for an account's PEP service: a XEP-0060 request, or discovery of its nodes and items
+/// (disco#items, disco#info about a node; disco#info about the account is the server's).
+fn is_pep_request(el: &Element) -> bool {
     el.name() == "iq"
         && matches!(el.attr("type"), Some("get" | "set"))
-        && el
-            .children()
-            .any(|c| c.is("pubsub", ns::PUBSUB) || c.is("pubsub", ns::PUBSUB_OWNER))
+        && el.children().any(|c| {
+            c.is("pubsub", ns::PUBSUB)
+                || c.is("pubsub", ns::PUBSUB_OWNER)
+                || c.is("query", ns::DISCO_ITEMS)
+                || (c.is("query", ns::DISCO_INFO) && c.attr("node").is_some())
+        })
 }
 
 /// A `<message/>` carrying a submitted `pubsub#subscribe_authorization` form.

@@ -109,7 +109,7 @@ fn disco_info(shared: &Shared, target: &Target) -> Element {
         .into_iter()
         .map(String::from)
         .collect();
-    let identity = match target {
+    let first = match target {
         Target::Domain => {
             features.insert(ns::VERSION.into());
             if shared.config.registration.allow {
@@ -119,9 +119,15 @@ fn disco_info(shared: &Shared, target: &Target) -> Element {
         }
         Target::Account => identity("account", "registered"),
     };
+    let mut identities = vec![first];
+    if matches!(target, Target::Account) && shared.pubsub.is_some() {
+        // XEP-0163 §6: the account hosts a PEP service.
+        identities.push(identity("pubsub", "pep"));
+        features.insert(ns::PUBSUB.into());
+    }
     DiscoInfoResult {
         node: None,
-        identities: vec![identity],
+        identities,
         features,
         extensions: Vec::new(),
     }

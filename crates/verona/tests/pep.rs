@@ -89,6 +89,35 @@ async fn open_pep_node_auto_created_and_notified_from_the_bare_jid() {
     ok(&items);
     assert!(show(&items).contains("in love"));
 
+    // Discovery: the account hosts a PEP service; its nodes are listed to those who may use
+    // them (an authorize node can be asked for; a whitelist node is invisible to outsiders).
+    ok(&publish(
+        &mut juliet,
+        "p3",
+        "urn:example:diary",
+        "secret",
+        Some("whitelist"),
+    )
+    .await);
+    let info = juliet
+        .request("<iq xmlns='jabber:client' type='get' id='d1' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    let text = show(&info);
+    assert!(
+        text.contains("category='pubsub'") && text.contains("type='pep'"),
+        "{text}"
+    );
+    let items = romeo
+        .request("<iq xmlns='jabber:client' type='get' id='d2' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    ok(&items);
+    let text = show(&items);
+    assert!(
+        text.contains("urn:example:mood") && text.contains("'presence'"),
+        "{text}"
+    );
+    assert!(!text.contains("urn:example:diary"), "{text}");
+
     // Nobody hosts a PEP service for an account that does not exist.
     let reply = romeo
         .request(&format!("<iq xmlns='jabber:client' type='get' id='i2' to='ghost@localhost'><pubsub xmlns='{PUBSUB}'><items node='urn:example:mood'/></pubsub></iq>"))
