@@ -658,20 +658,22 @@ impl ServicesTask {
 }
 
 /// XEP-0207 §3: the item id of a presence publish is the publishing resource, whatever the
-/// request says (the seed's Ex. 3 sends none).
-/// Returns whether the stanza is such a publish.
+/// request says (the seed's Ex. 3 sends none), and the `<presence/>` inside is from that
+/// resource, so nobody can publish presence in another's name. Returns whether the stanza is
+/// such a publish.
 fn own_presence_item_id(stanza: &mut Element, from: &FullJid) -> bool {
     let publish = stanza
         .get_child_mut("pubsub", ns::PUBSUB)
         .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
         .filter(|publish| publish.attr("node") == Some(PRESENCE_NODE));
-    match publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) {
-        Some(item) => {
-            set_attr(item, "id", from.resource().as_str());
-            true
-        }
-        None => false,
+    let Some(item) = publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) else {
+        return false;
+    };
+    set_attr(item, "id", from.resource().as_str());
+    if let Some(presence) = item.get_child_mut("presence", ns::CLIENT) {
+        set_attr(presence, "from", from.as_str());
     }
+    true
 }
 
 /// Whether effects change who is subscribed to a `presence` node.

@@ -228,6 +228,16 @@ async fn presence_is_a_pep_node() {
         assert!(show(&c.recv().await).contains("subscribed"));
     }
 
+    // A presence item in someone else's name is published in the publisher's.
+    let forged = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='forge'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence from='romeo@localhost/mobile' xmlns='jabber:client'/></item></publish></pubsub></iq>")
+        .await;
+    ok(&forged);
+    for c in [&mut romeo, &mut nurse] {
+        let (_, presence) = presence_item(&c.recv().await);
+        assert_eq!(presence.attr("from"), Some("juliet@localhost/balcony"));
+    }
+
     // Seed Ex. 3, verbatim but for the domain: no item id.
     let reply = juliet
         .request("<iq from='juliet@localhost/balcony' type='set' id='pres1' xmlns='jabber:client'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence from='juliet@localhost/balcony' xmlns='jabber:client'><status>Moping</status></presence></item></publish></pubsub></iq>")
