@@ -857,6 +857,10 @@ impl Connection {
                 Some(_) => None,
             };
             if let Some(account) = account {
+                if account == me.to_bare() && publishes_presence(&el) {
+                    // A native XEP-0207 client (DESIGN §3): it gets pubsub events.
+                    session.handle.set_classic(false);
+                }
                 pubsub.submit_pep(me, account, el).await;
                 return Ok(());
             }
@@ -869,11 +873,13 @@ impl Connection {
                     self.deliver_to_account(&el, &me.to_bare());
                     Ok(())
                 }
-                // A presence broadcast is a publish to the presence node (XEP-0207 §3).
+                // A presence broadcast is a publish to the presence node (XEP-0207 §3), and
+                // marks a classic client: it gets `<presence/>` rather than events.
                 _ => {
                     if let Some(pubsub) = &self.shared.pubsub
                         && matches!(el.attr("type"), None | Some("unavailable"))
                     {
+                        session.handle.set_classic(true);
                         pubsub.presence(me, el).await;
                     }
                     Ok(())
@@ -1038,6 +1044,13 @@ fn is_pep_request(el: &Element) -> bool {
                 || c.is("query", ns::DISCO_ITEMS)
                 || (c.is("query", ns::DISCO_INFO) && c.attr("node").is_some())
         })
+}
+
+/// A publish to the `presence` node.
+fn publishes_presence(el: &Element) -> bool {
+    el.get_child("pubsub", ns::PUBSUB)
+        .and_then(|pubsub| pubsub.get_child("publish", ns::PUBSUB))
+        .is_some_and(|publish| publish.attr("node") == Some("presence"))
 }
 
 /// A `<message/>` carrying a submitted `pubsub#subscribe_authorization` form.

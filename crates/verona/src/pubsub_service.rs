@@ -14,14 +14,14 @@ use minidom::Element;
 use tokio::sync::{mpsc, watch};
 use verona_pubsub::{
     AccessModel, AccessResolver, ConfigField, CreateRequest, Effect, Event, ItemReply, MaxItems,
-    PublishRequest, SendLastPublishedItem, Service, ServiceConfig, StoreOp, SystemEnvironment,
-    Undo,
+    PublishRequest, SendLastPublishedItem, Service, ServiceConfig, StoreOp, SubscriptionState,
+    SystemEnvironment, Undo,
 };
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::{AccountStore, PubsubStore, PubsubWrite};
 
 use crate::router::Router;
-use crate::xml::{ErrorType, error_reply, ns, set_attr};
+use crate::xml::{BuilderExt, ErrorType, builder, error_reply, ns, set_attr};
 
 /// Requests waiting for the services; senders wait when it is full (backpressure).
 const QUEUE: usize = 4096;
@@ -650,11 +650,85 @@ impl ServicesTask {
                 kind: hosted.kind,
                 resolver: &self.presence,
             };
-            for out in verona_pubsub_xmpp::render(&context, &d.effects) {
-                self.router.deliver(&out.to, out.stanza);
+            for effect in &d.effects {
+                let outgoing = verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
+                let Some(classic) = classic_presence(&d.origin, effect) else {
+                    for out in outgoing {
+                        self.router.deliver(&out.to, out.stanza);
+                    }
+                    continue;
+                };
+                // Last items come as one message per item, all to one recipient; the classic
+                // stanzas for all of them go with the first.
+                let once = matches!(effect, Effect::SendLastItems(_));
+                for (n, out) in outgoing.into_iter().enumerate() {
+                    let stanzas = (!once || n == 0).then_some(&classic);
+                    self.router.deliver_views(&out.to, out.stanza, || {
+                        stanzas.map(|stanzas| classic_bytes(stanzas, &out.to))
+                    });
+                }
             }
         }
     }
+}
+
+/// The classic view of a presence-node event (DESIGN §3): the `<presence/>` stanzas a classic
+/// session gets instead (none for events classic presence has no word for). `None` when the
+/// effect is not about a presence node.
+fn classic_presence(origin: &Origin, effect: &Effect) -> Option<Vec<Element>> {
+    let Origin::Account(owner) = origin else {
+        return None;
+    };
+    let payloads = |items: &[verona_pubsub::Item]| -> Vec<Element> {
+        items
+            .iter()
+            .filter_map(|item| item.payload.as_deref()?.parse().ok())
+            .collect()
+    };
+    match effect {
+        Effect::Notify(notification) if notification.node == PRESENCE_NODE => {
+            Some(match &notification.event {
+                Event::Items { items } => payloads(items),
+                Event::Retract { ids } => ids
+                    .iter()
+                    .map(|resource| {
+                        builder("presence", ns::CLIENT)
+                            .with("type", "unavailable")
+                            .with("from", format!("{owner}/{resource}"))
+                            .build()
+                    })
+                    .collect(),
+                // RFC 6121 §3.1.5–3.1.6: the subscriber learns the owner's answer.
+                Event::Subscription { state, .. } => {
+                    let kind = match state {
+                        SubscriptionState::Subscribed => "subscribed",
+                        SubscriptionState::None => "unsubscribed",
+                        _ => return Some(Vec::new()),
+                    };
+                    vec![
+                        builder("presence", ns::CLIENT)
+                            .with("type", kind)
+                            .with("from", owner.as_str())
+                            .build(),
+                    ]
+                }
+                _ => Vec::new(),
+            })
+        }
+        Effect::SendLastItems(last) if last.node == PRESENCE_NODE => Some(payloads(&last.items)),
+        _ => None,
+    }
+}
+
+/// The classic stanzas for one recipient, serialised.
+fn classic_bytes(stanzas: &[Element], to: &Jid) -> Bytes {
+    let mut bytes = Vec::new();
+    for stanza in stanzas {
+        let mut stanza = stanza.clone();
+        set_attr(&mut stanza, "to", to.as_str());
+        bytes.extend(verona_stream::element_bytes(&stanza));
+    }
+    Bytes::from(bytes)
 }
 
 /// XEP-0207 §3: the item id of a presence publish is the publishing resource, whatever the

@@ -4,7 +4,7 @@
 //! is full is not keeping up; it is told to close instead of letting its queue grow without bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -39,6 +39,9 @@ pub struct SessionHandle {
     id: u64,
     tx: mpsc::Sender<Bytes>,
     close: Arc<watch::Sender<Option<CloseReason>>>,
+    /// Whether the session gets classic stanzas (`<presence/>`) instead of pubsub events for
+    /// XEP-0207 nodes (DESIGN §3).
+    classic: Arc<AtomicBool>,
 }
 
 /// The session's own ends of its handle.
@@ -56,6 +59,7 @@ impl SessionHandle {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             tx,
             close: Arc::new(close_tx),
+            classic: Arc::new(AtomicBool::new(false)),
         };
         (
             handle,
@@ -80,6 +84,14 @@ impl SessionHandle {
 
     pub fn close(&self, reason: CloseReason) {
         self.close.send_replace(Some(reason));
+    }
+
+    pub fn set_classic(&self, classic: bool) {
+        self.classic.store(classic, Ordering::Relaxed);
+    }
+
+    pub fn is_classic(&self) -> bool {
+        self.classic.load(Ordering::Relaxed)
     }
 }
 
@@ -152,6 +164,37 @@ impl Router {
         }
     }
 
+    /// Delivers an event in two renderings: `native` to sessions that speak XEP-0207, `classic`
+    /// (if any) to classic sessions, computed only when one of them is there.
+    pub fn deliver_views(
+        &self,
+        to: &Jid,
+        native: Bytes,
+        classic: impl FnOnce() -> Option<Bytes>,
+    ) -> usize {
+        let sessions = match to.try_as_full() {
+            Ok(full) => self.session(full).into_iter().collect(),
+            Err(bare) => self.sessions_of(bare),
+        };
+        let mut classic_bytes = None;
+        let mut classic = Some(classic);
+        let mut delivered = 0;
+        for session in sessions {
+            let bytes = if session.is_classic() {
+                if let Some(render) = classic.take() {
+                    classic_bytes = render();
+                }
+                classic_bytes.clone()
+            } else {
+                Some(native.clone())
+            };
+            if let Some(bytes) = bytes {
+                delivered += usize::from(session.send(bytes));
+            }
+        }
+        delivered
+    }
+
     /// Closes every session of an account (deleted, or its password changed).
     pub fn close_account(&self, bare: &BareJid, reason: CloseReason) {
         for handle in self.sessions_of(bare) {
@@ -199,6 +242,33 @@ mod tests {
         // The old session's cleanup must not remove the new binding.
         router.unbind(&jid, &old);
         assert_eq!(router.session(&jid).unwrap().id, new.id);
+    }
+
+    #[test]
+    fn views_go_to_the_sessions_that_want_them() {
+        let router = Router::default();
+        let (native, mut native_ends) = SessionHandle::new(4);
+        let (classic, mut classic_ends) = SessionHandle::new(4);
+        classic.set_classic(true);
+        router.bind(&full("romeo@montague.lit/pda"), native);
+        router.bind(&full("romeo@montague.lit/mobile"), classic);
+        let to = Jid::new("romeo@montague.lit").unwrap();
+        let delivered = router.deliver_views(&to, Bytes::from_static(b"<event/>"), || {
+            Some(Bytes::from_static(b"<presence/>"))
+        });
+        assert_eq!(delivered, 2);
+        assert_eq!(
+            native_ends.rx.try_recv().unwrap(),
+            Bytes::from_static(b"<event/>")
+        );
+        assert_eq!(
+            classic_ends.rx.try_recv().unwrap(),
+            Bytes::from_static(b"<presence/>")
+        );
+        // No classic rendering: classic sessions get nothing, natives still do.
+        let delivered = router.deliver_views(&to, Bytes::from_static(b"<event/>"), || None);
+        assert_eq!(delivered, 1);
+        assert!(classic_ends.rx.try_recv().is_err());
     }
 
     #[test]

@@ -269,13 +269,15 @@ async fn presence_is_a_pep_node() {
         assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
     }
 
-    // A session of Romeo's that comes online gets Juliet's current presence.
+    // A session of Romeo's that comes online gets Juliet's current presence; it sent
+    // `<presence/>`, so it is a classic session and gets it as `<presence/>`.
     let mut tablet = t.login("romeo", "pw", "tablet").await;
     tablet.send("<presence xmlns='jabber:client'/>").await;
-    let (id, presence) = presence_item(&tablet.recv().await);
-    assert_eq!(id, "balcony");
+    let current = tablet.recv().await;
+    assert_eq!(current.name(), "presence", "{}", show(&current));
+    assert_eq!(current.attr("from"), Some("juliet@localhost/balcony"));
     assert_eq!(
-        presence.get_child("status", NS_CLIENT).unwrap().text(),
+        current.get_child("status", NS_CLIENT).unwrap().text(),
         "Moping"
     );
     tablet.expect_nothing().await;
@@ -350,4 +352,67 @@ async fn pending_requests_are_asked_again_at_login() {
         .send("<presence xmlns='jabber:client'><show>away</show></presence>")
         .await;
     juliet.expect_nothing().await;
+}
+
+/// DESIGN §3, the first mixed scenario: native Juliet publishes presence (Ex. 3); classic Romeo
+/// (he sent `<presence/>`) gets `<presence/>` stanzas, native Nurse gets Ex. 4; both see her go
+/// when her socket is cut.
+#[tokio::test]
+async fn classic_and_native_subscribers_see_the_same_presence() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    for (c, who) in [
+        (&mut romeo, "romeo@localhost"),
+        (&mut nurse, "nurse@localhost"),
+    ] {
+        let reply = c
+            .request(&format!("<iq xmlns='jabber:client' type='set' id='s-{who}' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='{who}'/></pubsub></iq>"))
+            .await;
+        ok(&reply);
+        approve(&mut juliet, who).await;
+    }
+    // The answer: a classic `subscribed`, a native subscription event.
+    let answer = romeo.recv().await;
+    assert_eq!(
+        (answer.name(), answer.attr("type"), answer.attr("from")),
+        ("presence", Some("subscribed"), Some("juliet@localhost")),
+        "{}",
+        show(&answer)
+    );
+    assert!(show(&nurse.recv().await).contains("subscription='subscribed'"));
+
+    juliet
+        .request("<iq xmlns='jabber:client' type='set' id='pres1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'><status>Moping</status></presence></item></publish></pubsub></iq>")
+        .await;
+    let classic = romeo.recv().await;
+    assert_eq!(classic.name(), "presence", "{}", show(&classic));
+    assert_eq!(classic.attr("from"), Some("juliet@localhost/balcony"));
+    assert_eq!(classic.attr("to"), Some("romeo@localhost"));
+    assert_eq!(
+        classic.get_child("status", NS_CLIENT).unwrap().text(),
+        "Moping"
+    );
+    let (id, _) = presence_item(&nurse.recv().await);
+    assert_eq!(id, "balcony");
+
+    drop(juliet);
+    let gone = romeo.recv().await;
+    assert_eq!(
+        (gone.name(), gone.attr("type"), gone.attr("from")),
+        (
+            "presence",
+            Some("unavailable"),
+            Some("juliet@localhost/balcony")
+        ),
+        "{}",
+        show(&gone)
+    );
+    assert_eq!(retracted(&nurse.recv().await), "balcony");
+    romeo.expect_nothing().await;
 }
