@@ -26,6 +26,7 @@ use xmpp_parsers::bind::{BindQuery, BindResponse};
 
 use crate::compress::{Zlib, ZlibError};
 use crate::iq::{self, Target};
+use crate::pubsub_service::SubscriptionKind;
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
 use crate::server::Shared;
 use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns, set_attr};
@@ -886,6 +887,16 @@ impl Connection {
                 }
             };
         };
+        if let Some(pubsub) = &self.shared.pubsub
+            && el.name() == "presence"
+            && let Some(kind) = el.attr("type").and_then(SubscriptionKind::from_type)
+            && to.domain().as_str() == self.shared.domain
+            && to.node().is_some()
+        {
+            // RFC 6121 §3: presence subscriptions are subscriptions to presence nodes.
+            pubsub.subscription(me, to.to_bare(), kind).await;
+            return Ok(());
+        }
         if let Some(pubsub) = &self.shared.pubsub
             && to.domain().as_str() == pubsub.jid()
         {

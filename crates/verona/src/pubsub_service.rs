@@ -14,8 +14,8 @@ use minidom::Element;
 use tokio::sync::{mpsc, watch};
 use verona_pubsub::{
     AccessModel, AccessResolver, ConfigField, CreateRequest, Effect, Event, ItemReply, MaxItems,
-    PublishRequest, SendLastPublishedItem, Service, ServiceConfig, StoreOp, SubscriptionState,
-    SystemEnvironment, Undo,
+    PublishRequest, SendLastPublishedItem, Service, ServiceConfig, StoreOp, SubscriptionChange,
+    SubscriptionState, SystemEnvironment, Undo,
 };
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::{AccountStore, PubsubStore, PubsubWrite};
@@ -71,8 +71,47 @@ enum Request {
     /// A classic `<presence/>` broadcast (no `to`): published to, or for `unavailable`
     /// retracted from, the sender's `presence` node.
     Presence { from: FullJid, stanza: Element },
+    /// A classic presence subscription stanza (RFC 6121 §3) between `from` and `contact`.
+    Subscription {
+        from: FullJid,
+        contact: BareJid,
+        kind: SubscriptionKind,
+    },
     /// Remove expired items (from the task's own timer).
     ExpireItems,
+}
+
+/// The four `type`s of RFC 6121 subscription presence, as pubsub operations on a presence node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscriptionKind {
+    /// Subscribe to the contact's presence node.
+    Subscribe,
+    /// Approve the contact's pending subscription to mine.
+    Subscribed,
+    /// End my subscription to the contact's presence node.
+    Unsubscribe,
+    /// Deny or end the contact's subscription to mine.
+    Unsubscribed,
+}
+
+impl SubscriptionKind {
+    pub fn from_type(kind: &str) -> Option<SubscriptionKind> {
+        match kind {
+            "subscribe" => Some(SubscriptionKind::Subscribe),
+            "subscribed" => Some(SubscriptionKind::Subscribed),
+            "unsubscribe" => Some(SubscriptionKind::Unsubscribe),
+            "unsubscribed" => Some(SubscriptionKind::Unsubscribed),
+            _ => None,
+        }
+    }
+
+    /// Whose presence node the operation acts on.
+    fn owner(self, from: &FullJid, contact: &BareJid) -> BareJid {
+        match self {
+            SubscriptionKind::Subscribe | SubscriptionKind::Unsubscribe => contact.clone(),
+            SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed => from.to_bare(),
+        }
+    }
 }
 
 /// How the rest of the server reaches the services.
@@ -115,6 +154,16 @@ impl PubsubHandle {
     /// A classic presence broadcast from a session (`from` already stamped).
     pub async fn presence(&self, from: FullJid, stanza: Element) {
         let _ = self.tx.send(Request::Presence { from, stanza }).await;
+    }
+
+    /// A classic presence subscription stanza (`from` already stamped).
+    pub async fn subscription(&self, from: FullJid, contact: BareJid, kind: SubscriptionKind) {
+        let request = Request::Subscription {
+            from,
+            contact,
+            kind,
+        };
+        let _ = self.tx.send(request).await;
     }
 
     pub async fn session_ended(&self, jid: Jid) {
@@ -371,6 +420,11 @@ impl ServicesTask {
                     ..
                 } => account.clone(),
                 Request::Presence { from, .. } => from.to_bare(),
+                Request::Subscription {
+                    from,
+                    contact,
+                    kind,
+                } => kind.owner(from, contact),
                 _ => continue,
             };
             let account = &account;
@@ -493,6 +547,11 @@ impl ServicesTask {
             Request::Presence { from, stanza } => {
                 self.classic_presence(&from, &stanza, done);
             }
+            Request::Subscription {
+                from,
+                contact,
+                kind,
+            } => self.classic_subscription(&from, &contact, kind, done),
             Request::SessionEnded(jid) => {
                 if let Ok(full) = jid.try_as_full() {
                     self.retract_presence(full, done);
@@ -543,6 +602,59 @@ impl ServicesTask {
         }
     }
 
+    /// RFC 6121 §3 subscription stanzas as operations on the owner's presence node. Requests
+    /// that make no sense (nothing pending, nothing to end) change nothing, as RFC 6121 asks.
+    fn classic_subscription(
+        &mut self,
+        from: &FullJid,
+        contact: &BareJid,
+        kind: SubscriptionKind,
+        done: &mut Vec<Done>,
+    ) {
+        let owner = kind.owner(from, contact);
+        let Some(hosted) = self.accounts.get_mut(&owner) else {
+            return;
+        };
+        let service = &mut hosted.service;
+        let me = Jid::from(from.to_bare());
+        let them = Jid::from(contact.clone());
+        let outcome = match kind {
+            SubscriptionKind::Subscribe => service
+                .subscribe(&self.presence, &me, PRESENCE_NODE, &me, None)
+                .map(|o| (o.effects, o.undo)),
+            SubscriptionKind::Unsubscribe => service
+                .unsubscribe(&me, PRESENCE_NODE, &me, None)
+                .map(|o| (o.effects, o.undo)),
+            SubscriptionKind::Subscribed => service
+                .authorize(&me, PRESENCE_NODE, &them, None, true)
+                .map(|o| (o.effects, o.undo)),
+            SubscriptionKind::Unsubscribed => service
+                .authorize(&me, PRESENCE_NODE, &them, None, false)
+                .map(|o| (o.effects, o.undo))
+                .or_else(|_| {
+                    let end = SubscriptionChange {
+                        jid: them.clone(),
+                        subid: None,
+                        subscribed: false,
+                    };
+                    service
+                        .set_subscriptions(&self.presence, &me, PRESENCE_NODE, &[end])
+                        .map(|o| (o.effects, o.undo))
+                }),
+        };
+        match outcome {
+            Ok((effects, undo)) => {
+                let origin = Origin::Account(owner);
+                let refresh = touches_presence_subscriptions(&effects);
+                done.push(Done::new(origin.clone(), effects, undo));
+                if refresh {
+                    self.refresh_presence(&origin);
+                }
+            }
+            Err(e) => tracing::debug!(jid = %from, ?kind, "subscription presence ignored: {e}"),
+        }
+    }
+
     /// A session's first presence: it gets the current items of every node it is subscribed to
     /// that sends them on presence (its contacts' presence among them), and the authorization
     /// requests still waiting for its account (XEP-0207 §4).
@@ -560,7 +672,14 @@ impl ServicesTask {
             };
             for request in hosted.service.pending_for_owner(&owner) {
                 let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
-                self.router.deliver(&out.to, out.stanza);
+                let effect = Effect::AuthorizationRequest(request);
+                let origin = Origin::Account(hosted.jid.to_bare());
+                let classic = (hosted.kind == ServiceKind::Pep)
+                    .then(|| classic_presence(&origin, &effect))
+                    .flatten();
+                self.router.deliver_views(&out.to, out.stanza, || {
+                    classic.map(|stanzas| classic_bytes(&stanzas, &out.to))
+                });
             }
         }
         let services = std::iter::once((Origin::Domain, &self.domain)).chain(
@@ -716,6 +835,13 @@ fn classic_presence(origin: &Origin, effect: &Effect) -> Option<Vec<Element>> {
             })
         }
         Effect::SendLastItems(last) if last.node == PRESENCE_NODE => Some(payloads(&last.items)),
+        // RFC 6121 §3.1.3: the owner is asked with a subscription request.
+        Effect::AuthorizationRequest(request) if request.node == PRESENCE_NODE => Some(vec![
+            builder("presence", ns::CLIENT)
+                .with("type", "subscribe")
+                .with("from", request.subscriber.to_bare().as_str())
+                .build(),
+        ]),
         _ => None,
     }
 }

@@ -342,16 +342,30 @@ async fn pending_requests_are_asked_again_at_login() {
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     juliet.expect_nothing().await;
     juliet.send("<presence xmlns='jabber:client'/>").await;
+    // She announced presence the classic way, so she is asked the classic way.
     let request = juliet.recv().await;
-    let form = request
-        .get_child("x", DATA)
-        .unwrap_or_else(|| panic!("{}", show(&request)));
-    assert!(show(form).contains("romeo@localhost"), "{}", show(form));
+    assert_eq!(
+        (request.name(), request.attr("type"), request.attr("from")),
+        ("presence", Some("subscribe"), Some("romeo@localhost")),
+        "{}",
+        show(&request)
+    );
     // Only at the first presence of a session.
     juliet
         .send("<presence xmlns='jabber:client'><show>away</show></presence>")
         .await;
     juliet.expect_nothing().await;
+
+    // A native session announcing itself with a presence publish gets the Ex. 10 form.
+    let mut native = t.login("juliet", "pw", "tower").await;
+    native
+        .request("<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'/></item></publish></pubsub></iq>")
+        .await;
+    let request = native.recv().await;
+    let form = request
+        .get_child("x", DATA)
+        .unwrap_or_else(|| panic!("{}", show(&request)));
+    assert!(show(form).contains("romeo@localhost"), "{}", show(form));
 }
 
 /// DESIGN §3, the first mixed scenario: native Juliet publishes presence (Ex. 3); classic Romeo
@@ -414,5 +428,87 @@ async fn classic_and_native_subscribers_see_the_same_presence() {
         show(&gone)
     );
     assert_eq!(retracted(&nurse.recv().await), "balcony");
+    romeo.expect_nothing().await;
+}
+
+/// RFC 6121 §3 against XEP-0207 §4, both ways: classic Romeo sends `<presence type='subscribe'/>`
+/// to native Juliet, who gets the Ex. 10 form and answers Ex. 11; Romeo gets `subscribed` and
+/// her presence. Then the roles swapped: native Nurse asks classic Juliet, who gets a
+/// subscription request as `<presence/>` and answers `subscribed`.
+#[tokio::test]
+async fn classic_presence_subscriptions_meet_pubsub_authorization() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    approve(&mut juliet, "romeo@localhost").await;
+    let answer = romeo.recv().await;
+    assert_eq!(
+        (answer.name(), answer.attr("type"), answer.attr("from")),
+        ("presence", Some("subscribed"), Some("juliet@localhost")),
+        "{}",
+        show(&answer)
+    );
+    juliet
+        .request("<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'><show>chat</show></presence></item></publish></pubsub></iq>")
+        .await;
+    let presence = romeo.recv().await;
+    assert_eq!(
+        presence.attr("from"),
+        Some("juliet@localhost/balcony"),
+        "{}",
+        show(&presence)
+    );
+    assert_eq!(
+        presence.get_child("show", NS_CLIENT).unwrap().text(),
+        "chat"
+    );
+
+    // Roles swapped: Juliet's classic session gets the request as presence and answers it.
+    let mut classic = t.login("juliet", "pw", "chamber").await;
+    classic.send("<presence xmlns='jabber:client'/>").await;
+    let second = romeo.recv().await;
+    assert_eq!(
+        second.attr("from"),
+        Some("juliet@localhost/chamber"),
+        "{}",
+        show(&second)
+    );
+    let mut nurse = t.login("nurse", "pw", "kitchen").await;
+    let reply = nurse
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='n1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='nurse@localhost'/></pubsub></iq>"))
+        .await;
+    assert!(show(&reply).contains("pending"), "{}", show(&reply));
+    let asked = classic.recv().await;
+    assert_eq!(
+        (asked.name(), asked.attr("type"), asked.attr("from")),
+        ("presence", Some("subscribe"), Some("nurse@localhost")),
+        "{}",
+        show(&asked)
+    );
+    classic
+        .send("<presence xmlns='jabber:client' type='subscribed' to='nurse@localhost'/>")
+        .await;
+    let notice = nurse.recv().await;
+    assert!(
+        show(&notice).contains("subscription='subscribed'"),
+        "{}",
+        show(&notice)
+    );
+
+    // Unsubscribe ends Romeo's subscription: he hears no more.
+    romeo
+        .send("<presence xmlns='jabber:client' type='unsubscribe' to='juliet@localhost'/>")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    juliet
+        .request("<iq xmlns='jabber:client' type='set' id='p2'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'><show>away</show></presence></item></publish></pubsub></iq>")
+        .await;
     romeo.expect_nothing().await;
 }
