@@ -866,6 +866,15 @@ impl Connection {
                 return Ok(());
             }
         }
+        if let Some(pubsub) = &self.shared.pubsub
+            && el.name() == "iq"
+            && el.attr("type") == Some("get")
+            && el.has_child("query", ns::ROSTER)
+            && to.as_ref().is_none_or(|to| *to == Jid::from(me.to_bare()))
+        {
+            pubsub.roster_get(me, el).await;
+            return Ok(());
+        }
         let Some(to) = to else {
             // No `to`: the stanza is for the user's own account (RFC 6120 §10.3).
             return match el.name() {

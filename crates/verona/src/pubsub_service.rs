@@ -77,6 +77,8 @@ enum Request {
         contact: BareJid,
         kind: SubscriptionKind,
     },
+    /// A `jabber:iq:roster` get: the roster is derived from presence-node subscriptions.
+    RosterGet { from: FullJid, iq: Element },
     /// Remove expired items (from the task's own timer).
     ExpireItems,
 }
@@ -164,6 +166,11 @@ impl PubsubHandle {
             kind,
         };
         let _ = self.tx.send(request).await;
+    }
+
+    /// A roster request (RFC 6121 §2.1.3) from a session.
+    pub async fn roster_get(&self, from: FullJid, iq: Element) {
+        let _ = self.tx.send(Request::RosterGet { from, iq }).await;
     }
 
     pub async fn session_ended(&self, jid: Jid) {
@@ -552,6 +559,10 @@ impl ServicesTask {
                 contact,
                 kind,
             } => self.classic_subscription(&from, &contact, kind, done),
+            Request::RosterGet { from, iq } => {
+                let reply = self.roster(&from, &iq);
+                done.push(Done::reply(from, Some(reply)));
+            }
             Request::SessionEnded(jid) => {
                 if let Ok(full) = jid.try_as_full() {
                     self.retract_presence(full, done);
@@ -653,6 +664,52 @@ impl ServicesTask {
             }
             Err(e) => tracing::debug!(jid = %from, ?kind, "subscription presence ignored: {e}"),
         }
+    }
+
+    /// The roster as RFC 6121 §2 shows it, derived (DESIGN §2): `from` when the contact follows
+    /// the user's presence node, `to` when the user follows the contact's, `both`, and
+    /// `ask='subscribe'` while the user's request is pending.
+    fn roster(&self, from: &FullJid, iq: &Element) -> Element {
+        let me = from.to_bare();
+        let me_jid = Jid::from(me.clone());
+        let mut contacts: std::collections::BTreeMap<BareJid, (bool, bool, bool)> =
+            std::collections::BTreeMap::new();
+        for follower in self.presence.0.get(&me).into_iter().flatten() {
+            contacts.entry(follower.clone()).or_default().0 = true;
+        }
+        for (owner, hosted) in &self.accounts {
+            if *owner == me {
+                continue;
+            }
+            for sub in hosted
+                .service
+                .own_subscriptions(&me_jid, Some(PRESENCE_NODE))
+            {
+                let entry = contacts.entry(owner.clone()).or_default();
+                match sub.state {
+                    SubscriptionState::Subscribed => entry.1 = true,
+                    SubscriptionState::Pending => entry.2 = true,
+                    _ => {}
+                }
+            }
+        }
+        let items = contacts.into_iter().map(|(contact, (from, to, ask))| {
+            let subscription = match (from, to) {
+                (true, true) => "both",
+                (true, false) => "from",
+                (false, true) => "to",
+                (false, false) => "none",
+            };
+            let mut item = builder("item", ns::ROSTER)
+                .with("jid", contact.as_str())
+                .with("subscription", subscription);
+            if ask {
+                item = item.with("ask", "subscribe");
+            }
+            item.build()
+        });
+        let query = builder("query", ns::ROSTER).append_all(items).build();
+        crate::xml::iq_result(iq, Some(query))
     }
 
     /// A session's first presence: it gets the current items of every node it is subscribed to

@@ -18,6 +18,7 @@ pub mod ns {
     pub const VERSION: &str = "jabber:iq:version";
     pub const REGISTER: &str = "jabber:iq:register";
     pub const DATA_FORMS: &str = "jabber:x:data";
+    pub const ROSTER: &str = "jabber:iq:roster";
     pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
     pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
     pub const PUBSUB_AUTHORIZATION: &str =

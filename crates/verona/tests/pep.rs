@@ -512,3 +512,72 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
         .await;
     romeo.expect_nothing().await;
 }
+
+/// The roster is derived from presence-node subscriptions (DESIGN §2), both ways.
+#[tokio::test]
+async fn roster_is_the_subscription_graph() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    approve(&mut juliet, "romeo@localhost").await;
+    assert_eq!(romeo.recv().await.attr("type"), Some("subscribed"));
+    // Juliet asks back, natively; Romeo has not answered yet.
+    ok(&juliet
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='back' to='romeo@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='juliet@localhost'/></pubsub></iq>"))
+        .await);
+
+    let get = "<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>";
+    let items = |reply: &Element| -> Vec<(String, String, Option<String>)> {
+        reply
+            .get_child("query", "jabber:iq:roster")
+            .unwrap_or_else(|| panic!("{}", show(reply)))
+            .children()
+            .map(|i| {
+                (
+                    i.attr("jid").unwrap().to_owned(),
+                    i.attr("subscription").unwrap().to_owned(),
+                    i.attr("ask").map(String::from),
+                )
+            })
+            .collect()
+    };
+    let juliets = juliet.request(get).await;
+    assert_eq!(
+        items(&juliets),
+        [(
+            "romeo@localhost".into(),
+            "from".into(),
+            Some("subscribe".into())
+        )]
+    );
+    let romeos = romeo.request(get).await;
+    assert_eq!(
+        items(&romeos),
+        [("juliet@localhost".into(), "to".into(), None)]
+    );
+
+    // Romeo (classic) is asked with presence and approves with presence.
+    let asked = romeo.recv().await;
+    assert_eq!(asked.attr("type"), Some("subscribe"), "{}", show(&asked));
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribed' to='juliet@localhost'/>")
+        .await;
+    assert!(show(&juliet.recv().await).contains("subscription='subscribed'"));
+    let juliets = juliet.request(get).await;
+    assert_eq!(
+        items(&juliets),
+        [("romeo@localhost".into(), "both".into(), None)]
+    );
+    let romeos = romeo.request(get).await;
+    assert_eq!(
+        items(&romeos),
+        [("juliet@localhost".into(), "both".into(), None)]
+    );
+}
