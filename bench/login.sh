@@ -23,73 +23,21 @@ HOLD_SECS=${HOLD_SECS:-10}
 MECHANISM=${MECHANISM:-SCRAM-SHA-256}
 TIMEOUT_SECS=${TIMEOUT_SECS:-600}
 
-cd "$(dirname "$0")/.."
-cargo build --release -p verona -p verona-bench
-bin=${CARGO_TARGET_DIR:-target}/release
+source "$(dirname "$0")/lib.sh"
+bench_build
 
 # Server and generator each hold one descriptor per connection, plus a few of their own.
-hard=$(ulimit -Hn)
 if [[ $hard != unlimited ]] && ((hard < IDLE_CLIENTS + 100)); then
-    echo "login.sh: the hard open-file limit is $hard, too low for $IDLE_CLIENTS connections;" \
-        "holding $((hard - 100)) instead (raise it with 'ulimit -Hn' as root)" >&2
+    say "the hard open-file limit is $hard, too low for $IDLE_CLIENTS connections;" \
+        "holding $((hard - 100)) instead (raise it with 'ulimit -Hn' as root)"
     IDLE_CLIENTS=$((hard - 100))
 fi
 
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid"
-        # Verona allows its streams 5 s to close; give it a little more, then insist.
-        for _ in $(seq 100); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$server_pid" 2>/dev/null && kill -KILL "$server_pid"
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# A port below the ephemeral range (so no client socket takes it) that nothing listens on.
-port=
-for _ in $(seq 50); do
-    candidate=$((20000 + RANDOM % 10000))
-    if [[ -z $(ss -Htln "sport = :$candidate") ]]; then
-        port=$candidate
-        break
-    fi
-done
-[[ -n $port ]] || { echo "login.sh: no free port found" >&2; exit 1; }
-
+port=$(free_port)
 config=$tmp/verona.toml
-cat >"$config" <<EOF
-domain = "localhost"
-data_dir = "$tmp/data"
-[c2s]
-listen = ["127.0.0.1:$port"]
-direct_tls_listen = []
-require_encryption = true
-[limits]
-unauthenticated_timeout_secs = 600
-[log]
-filter = "warn"
-EOF
-
-echo "creating $ACCOUNTS accounts..." >&2
-for ((i = 0; i < ACCOUNTS; i++)); do
-    "$bin/verona" --config "$config" user add "bench$i@localhost" --password "pw$i" >/dev/null
-done
-
-(ulimit -n "$hard" && exec "$bin/verona" --config "$config" serve) 2>"$tmp/server.log" &
-server_pid=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-echo "verona (pid $server_pid) listening on 127.0.0.1:$port" >&2
+verona_config "$config" "$port" "$tmp/data" tls
+verona_accounts "$config" "$ACCOUNTS"
+start_verona "$config" "$tmp/server.log" "$port"
 
 status=0
 common=(--port "$port" --accounts "$ACCOUNTS" --mechanism "$MECHANISM" --server-pid "$server_pid"
@@ -99,7 +47,7 @@ common=(--port "$port" --accounts "$ACCOUNTS" --mechanism "$MECHANISM" --server-
     --hold-secs "$HOLD_SECS" || status=1
 
 if [[ -s $tmp/server.log ]]; then
-    echo "server log:" >&2
+    say "server log:"
     tail -n 20 "$tmp/server.log" >&2
 fi
 exit $status

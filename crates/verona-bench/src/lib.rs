@@ -1,10 +1,12 @@
 //! verona-bench: an XMPP load generator. It speaks plain RFC 6120 client streams, so the same
 //! scenarios run against Verona, Prosody or ejabberd. The `verona-bench` binary is a thin
-//! command line over [`scenarios`].
+//! command line over [`scenarios`], [`wire`] and [`summary`].
 
 pub mod client;
 pub mod scenarios;
 pub mod stats;
+pub mod summary;
+pub mod wire;
 
 /// Raises this process's soft limit on open files to the hard limit, so thousands of client
 /// sockets fit; returns the new soft limit.

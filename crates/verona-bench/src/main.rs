@@ -1,7 +1,8 @@
-//! The `verona-bench` command. Each run prints one JSON line on stdout and a readable table on
-//! stderr; the exit status is 1 if any client failed (or, in fanout, a notification was lost or
-//! duplicated), 2 if the run could not be done.
+//! The `verona-bench` command. Each load run prints one JSON line on stdout and a readable table
+//! on stderr; the exit status is 1 if any client failed (or, in fanout and chat, a stanza was lost
+//! or duplicated), 2 if the run could not be done. `wire` and `summarize` print markdown on stdout.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use verona_bench::client::{Mechanism, Target};
 use verona_bench::scenarios::Setup;
+use verona_bench::scenarios::chat::{self, ChatOptions};
 use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
@@ -23,7 +25,18 @@ struct Cli {
     #[command(flatten)]
     common: Common,
     #[command(subcommand)]
-    scenario: Scenario,
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Load(Scenario),
+    /// Bytes on the wire of one presence broadcast, classic and as an XEP-0207 notification
+    /// (no server needed).
+    Wire,
+    /// The side-by-side markdown table of the JSON reports in DIR, named SERVER.*.json.
+    Summarize { dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -110,6 +123,19 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         max_items: usize,
     },
+    /// Sender→receiver pairs exchange one-to-one chat messages.
+    Chat {
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// Messages each sender sends.
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        /// Messages per pair sent but not yet received.
+        #[arg(long, default_value_t = 10)]
+        window: usize,
+        #[arg(long, default_value_t = 50)]
+        login_in_flight: usize,
+    },
 }
 
 #[tokio::main]
@@ -126,6 +152,17 @@ async fn main() -> ExitCode {
 
 /// Runs the scenario; `Ok(false)` when some client failed.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let scenario = match cli.command {
+        Command::Load(scenario) => scenario,
+        Command::Wire => {
+            print!("{}", verona_bench::wire::measure().table());
+            return Ok(true);
+        }
+        Command::Summarize { dir } => {
+            print!("{}", verona_bench::summary::Runs::load(&dir)?.table());
+            return Ok(true);
+        }
+    };
     let common = cli.common;
     if let Err(e) = verona_bench::raise_fd_limit() {
         eprintln!("verona-bench: cannot raise the open-file limit: {e}");
@@ -150,7 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let server = ServerProbe(common.server_pid);
     let limit = Duration::from_secs(common.timeout_secs);
     let scenario = async {
-        match cli.scenario {
+        match scenario {
             Scenario::Login {
                 clients,
                 in_flight,
@@ -205,6 +242,23 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     max_items,
                 };
                 let report = fanout::run(&setup, &options, server).await;
+                eprint!("{}", report.table());
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(report.ok())
+            }
+            Scenario::Chat {
+                pairs,
+                messages,
+                window,
+                login_in_flight,
+            } => {
+                let options = ChatOptions {
+                    pairs,
+                    messages,
+                    window,
+                    login_in_flight,
+                };
+                let report = chat::run(&setup, &options, server).await;
                 eprint!("{}", report.table());
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(report.ok())

@@ -6,6 +6,7 @@ use std::time::Duration;
 use verona::{Config, RunningServer};
 use verona_bench::client::{Client, Mechanism, Target, within};
 use verona_bench::scenarios::Setup;
+use verona_bench::scenarios::chat::{self, ChatOptions};
 use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
@@ -183,6 +184,40 @@ async fn fanout_delivers_every_notification_exactly_once() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["scenario"], "fanout");
     assert_eq!(json["none_lost"], true);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_delivers_every_message_exactly_once() {
+    // Fewer accounts than clients: pairs also share accounts, as in the benchmark.
+    let (server, _dir) = start(3).await;
+    let options = ChatOptions {
+        pairs: 4,
+        messages: 30,
+        window: 5,
+        login_in_flight: 8,
+    };
+    let report = chat::run(
+        &setup(&server, Mechanism::Plain, 3),
+        &options,
+        this_process(),
+    )
+    .await;
+    assert_eq!(report.errors.total, 0, "{:?}", report.errors);
+    assert_eq!((report.connected_pairs, report.expected), (4, 120));
+    assert_eq!(
+        (report.received, report.lost, report.duplicated),
+        (120, 0, 0)
+    );
+    assert!(report.ok());
+    let latency = report.latency.as_ref().expect("latencies");
+    assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms);
+    assert!(report.messages_per_s > 0.0);
+    assert!(report.server_cpu_us_per_message.is_some());
+    assert!(report.table().contains("none lost"));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["scenario"], "chat");
+    assert_eq!(json["window"], 5);
     server.shutdown().await;
 }
 

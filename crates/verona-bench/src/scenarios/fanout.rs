@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
-    Errors, Params, SATURATED, Setup, bounded, close_all, fmt_generator, fmt_opt, log_in_all, table,
+    Errors, Params, SATURATED, Setup, Tally, attr, bounded, close_all, fmt_generator, fmt_opt,
+    log_in_all, table,
 };
 use crate::client::{Client, Error, Stage, within};
 use crate::stats::{ServerProbe, Summary, core_share, own_cpu};
@@ -77,26 +78,6 @@ pub struct FanoutReport {
     /// The generator's own CPU over the same window, in cores.
     pub generator_cpu_cores: f64,
     pub generator_saturated: bool,
-}
-
-/// What the subscribers saw, one of them or all together.
-#[derive(Default)]
-struct Tally {
-    received: usize,
-    duplicated: usize,
-    reordered: usize,
-    latencies: Vec<Duration>,
-    last: Option<Instant>,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.received += other.received;
-        self.duplicated += other.duplicated;
-        self.reordered += other.reordered;
-        self.latencies.extend(other.latencies);
-        self.last = self.last.max(other.last);
-    }
 }
 
 /// Measurements of a run; all zero when the node could not be set up.
@@ -355,12 +336,7 @@ async fn receive(
     epoch: Instant,
     mut stop: watch::Receiver<bool>,
 ) -> (Tally, Result<Client, Error>) {
-    let mut tally = Tally {
-        latencies: Vec::with_capacity(publishes),
-        ..Tally::default()
-    };
-    let mut seen = vec![0u64; publishes.div_ceil(64)];
-    let mut highest = None;
+    let mut tally = Tally::new(publishes);
     while tally.received < publishes {
         let stanza = tokio::select! {
             stanza = client.recv() => stanza,
@@ -371,20 +347,8 @@ async fn receive(
             Err(e) => return (tally, Err(e)),
         };
         let now = Instant::now();
-        for (seq, sent) in notified_items(&stanza, &node).filter(|&(seq, _)| seq < publishes) {
-            let (word, bit) = (seq / 64, 1u64 << (seq % 64));
-            if seen[word] & bit != 0 {
-                tally.duplicated += 1;
-                continue;
-            }
-            seen[word] |= bit;
-            tally.received += 1;
-            tally.latencies.push((now - epoch).saturating_sub(sent));
-            tally.last = Some(now);
-            if highest.is_some_and(|h| h > seq) {
-                tally.reordered += 1;
-            }
-            highest = highest.max(Some(seq));
+        for (seq, sent) in notified_items(&stanza, &node) {
+            tally.record(seq, sent, now, epoch);
         }
     }
     (tally, Ok(client))
@@ -445,14 +409,6 @@ fn check(reply: &Element) -> Result<(), Error> {
             detail: format!("{} refused: {condition}", reply.attr("id").unwrap_or("iq")),
         }),
     }
-}
-
-/// `value` escaped for a single-quoted XML attribute.
-fn attr(value: &str) -> String {
-    value
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('\'', "&apos;")
 }
 
 impl FanoutReport {

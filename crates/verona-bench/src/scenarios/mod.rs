@@ -1,6 +1,7 @@
 //! Load scenarios, and what they share: which account each client uses, logging clients in
 //! and out with bounded concurrency, counting errors, and printing reports.
 
+pub mod chat;
 pub mod fanout;
 pub mod idle;
 pub mod login;
@@ -106,6 +107,73 @@ struct Logins {
     errors: Errors,
     /// The sessions, when they were kept.
     clients: Vec<Client>,
+}
+
+/// What clients received of numbered stanzas (fan-out notifications, chat messages): one
+/// client's receipts, or everyone's merged.
+#[derive(Default)]
+struct Tally {
+    received: usize,
+    duplicated: usize,
+    /// Stanzas that arrived after one with a higher sequence number.
+    reordered: usize,
+    /// From the send time each stanza carries to its receipt.
+    latencies: Vec<Duration>,
+    last: Option<Instant>,
+    /// One bit per sequence number below `expected`: seen yet?
+    seen: Vec<u64>,
+    expected: usize,
+    highest: Option<usize>,
+}
+
+impl Tally {
+    /// For one client expecting sequence numbers `0..expected`.
+    fn new(expected: usize) -> Self {
+        Tally {
+            latencies: Vec::with_capacity(expected),
+            seen: vec![0; expected.div_ceil(64)],
+            expected,
+            ..Tally::default()
+        }
+    }
+
+    /// Counts stanza `seq`, sent `sent` after `epoch` and received `now`; numbers outside
+    /// `0..expected` are not ours and are ignored.
+    fn record(&mut self, seq: usize, sent: Duration, now: Instant, epoch: Instant) {
+        if seq >= self.expected {
+            return;
+        }
+        let (word, bit) = (seq / 64, 1u64 << (seq % 64));
+        if self.seen[word] & bit != 0 {
+            self.duplicated += 1;
+            return;
+        }
+        self.seen[word] |= bit;
+        self.received += 1;
+        self.latencies.push((now - epoch).saturating_sub(sent));
+        self.last = Some(now);
+        if self.highest.is_some_and(|h| h > seq) {
+            self.reordered += 1;
+        }
+        self.highest = self.highest.max(Some(seq));
+    }
+
+    /// Adds another client's counts (not its sequence numbers: those are per client).
+    fn merge(&mut self, other: Tally) {
+        self.received += other.received;
+        self.duplicated += other.duplicated;
+        self.reordered += other.reordered;
+        self.latencies.extend(other.latencies);
+        self.last = self.last.max(other.last);
+    }
+}
+
+/// `value` escaped for a single-quoted XML attribute.
+fn attr(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('\'', "&apos;")
 }
 
 /// Logs in clients `0..count` (resource `r{n}`) with at most `in_flight` at a time; each sends
@@ -271,6 +339,29 @@ mod tests {
             errors.first.as_deref(),
             Some("auth: SASL failure: not-authorized")
         );
+    }
+
+    #[test]
+    fn tally_counts_duplicates_and_reordering() {
+        let epoch = Instant::now();
+        let now = epoch + Duration::from_millis(10);
+        let mut tally = Tally::new(3);
+        for seq in [0, 2, 1, 2, 7] {
+            tally.record(seq, Duration::from_millis(4), now, epoch);
+        }
+        assert_eq!(
+            (tally.received, tally.duplicated, tally.reordered),
+            (3, 1, 1)
+        );
+        assert_eq!(tally.latencies, [Duration::from_millis(6); 3]);
+        let mut all = Tally::default();
+        all.merge(tally);
+        assert_eq!((all.received, all.last), (3, Some(now)));
+    }
+
+    #[test]
+    fn attributes_are_escaped() {
+        assert_eq!(attr("a'b<c&d"), "a&apos;b&lt;c&amp;d");
     }
 
     #[tokio::test]

@@ -1,0 +1,332 @@
+//! `summarize`: the side-by-side table of `bench/compare.sh`. It reads the JSON reports of each
+//! server's runs and prints, per metric, each server's median and Verona's ratio to each peer,
+//! as markdown.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// Verona first; the peers it is compared with after it.
+const SERVERS: [&str; 3] = ["verona", "prosody", "ejabberd"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Better {
+    Higher,
+    Lower,
+    /// Context, not a score: no ratio.
+    Neither,
+}
+
+struct Metric {
+    scenario: &'static str,
+    label: &'static str,
+    better: Better,
+    value: fn(&Value) -> Option<f64>,
+}
+
+fn num(report: &Value, pointer: &str) -> Option<f64> {
+    report.pointer(pointer)?.as_f64()
+}
+
+/// Failed clients, lost and duplicated stanzas: anything but 0 makes the row above suspect.
+fn failures(report: &Value) -> Option<f64> {
+    let counts = ["/errors/total", "/lost", "/duplicated"].map(|p| num(report, p));
+    Some(counts.into_iter().flatten().sum())
+}
+
+const METRICS: &[Metric] = &[
+    Metric {
+        scenario: "login",
+        label: "logins/s",
+        better: Better::Higher,
+        value: |r| num(r, "/logins_per_s"),
+    },
+    Metric {
+        scenario: "login",
+        label: "server CPU per login, µs",
+        better: Better::Lower,
+        value: |r| num(r, "/server_cpu_us_per_login"),
+    },
+    Metric {
+        scenario: "login",
+        label: "login latency p99, ms",
+        better: Better::Lower,
+        value: |r| num(r, "/latency/p99_ms"),
+    },
+    Metric {
+        scenario: "login",
+        label: "generator CPU, % of a core",
+        better: Better::Neither,
+        value: |r| num(r, "/generator_cpu_cores").map(|c| c * 100.0),
+    },
+    Metric {
+        scenario: "login",
+        label: "failures",
+        better: Better::Neither,
+        value: failures,
+    },
+    Metric {
+        scenario: "idle",
+        label: "connections held",
+        better: Better::Neither,
+        value: |r| num(r, "/connected"),
+    },
+    Metric {
+        scenario: "idle",
+        label: "server RSS per connection, KiB",
+        better: Better::Lower,
+        value: |r| num(r, "/server_rss_per_connection_kib"),
+    },
+    Metric {
+        scenario: "idle",
+        label: "failures",
+        better: Better::Neither,
+        value: failures,
+    },
+    Metric {
+        scenario: "fanout",
+        label: "notifications/s",
+        better: Better::Higher,
+        value: |r| num(r, "/notifications_per_s"),
+    },
+    Metric {
+        scenario: "fanout",
+        label: "server CPU per notification, µs",
+        better: Better::Lower,
+        value: |r| num(r, "/server_cpu_us_per_notification"),
+    },
+    Metric {
+        scenario: "fanout",
+        label: "publish→notification p50, ms",
+        better: Better::Lower,
+        value: |r| num(r, "/latency/p50_ms"),
+    },
+    Metric {
+        scenario: "fanout",
+        label: "publish→notification p99, ms",
+        better: Better::Lower,
+        value: |r| num(r, "/latency/p99_ms"),
+    },
+    Metric {
+        scenario: "fanout",
+        label: "generator CPU, % of a core",
+        better: Better::Neither,
+        value: |r| num(r, "/generator_cpu_cores").map(|c| c * 100.0),
+    },
+    Metric {
+        scenario: "fanout",
+        label: "failures",
+        better: Better::Neither,
+        value: failures,
+    },
+    Metric {
+        scenario: "chat",
+        label: "messages/s",
+        better: Better::Higher,
+        value: |r| num(r, "/messages_per_s"),
+    },
+    Metric {
+        scenario: "chat",
+        label: "server CPU per message, µs",
+        better: Better::Lower,
+        value: |r| num(r, "/server_cpu_us_per_message"),
+    },
+    Metric {
+        scenario: "chat",
+        label: "send→receipt p50, ms",
+        better: Better::Lower,
+        value: |r| num(r, "/latency/p50_ms"),
+    },
+    Metric {
+        scenario: "chat",
+        label: "send→receipt p99, ms",
+        better: Better::Lower,
+        value: |r| num(r, "/latency/p99_ms"),
+    },
+    Metric {
+        scenario: "chat",
+        label: "generator CPU, % of a core",
+        better: Better::Neither,
+        value: |r| num(r, "/generator_cpu_cores").map(|c| c * 100.0),
+    },
+    Metric {
+        scenario: "chat",
+        label: "failures",
+        better: Better::Neither,
+        value: failures,
+    },
+];
+
+/// Reports by server and scenario.
+#[derive(Default)]
+pub struct Runs(BTreeMap<(String, String), Vec<Value>>);
+
+impl Runs {
+    /// Reads every `SERVER.*.json` file in `dir`, each holding one report (verona-bench's stdout).
+    pub fn load(dir: &Path) -> anyhow::Result<Runs> {
+        let mut runs = Runs::default();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let Some(server) = name.strip_suffix(".json").and_then(|n| n.split('.').next()) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)?;
+            let report: Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            runs.add(server, report);
+        }
+        Ok(runs)
+    }
+
+    pub fn add(&mut self, server: &str, report: Value) {
+        let scenario = report["scenario"].as_str().unwrap_or("?").to_owned();
+        self.0
+            .entry((server.to_owned(), scenario))
+            .or_default()
+            .push(report);
+    }
+
+    /// The median of `metric` over `server`'s runs.
+    fn median(&self, server: &str, metric: &Metric) -> Option<f64> {
+        let runs = self
+            .0
+            .get(&(server.to_owned(), metric.scenario.to_owned()))?;
+        let mut values: Vec<f64> = runs.iter().filter_map(metric.value).collect();
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        match values.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(values[mid]),
+            _ => Some((values[mid - 1] + values[mid]) / 2.0),
+        }
+    }
+
+    /// The markdown table: a row per metric, a column per server, then Verona/peer ratios.
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "| scenario | metric | better | Verona | Prosody | ejabberd | Verona/Prosody | Verona/ejabberd |\n\
+             |---|---|---|---:|---:|---:|---:|---:|\n",
+        );
+        for metric in METRICS {
+            let values = SERVERS.map(|server| self.median(server, metric));
+            let cell = |v: Option<f64>| v.map_or_else(|| "n/a".into(), fmt_number);
+            let ratio = |peer: Option<f64>| match (metric.better, values[0], peer) {
+                (Better::Neither, ..) => String::new(),
+                (_, Some(verona), Some(peer)) if peer > 0.0 => format!("{:.2}", verona / peer),
+                _ => "n/a".into(),
+            };
+            let better = match metric.better {
+                Better::Higher => "higher",
+                Better::Lower => "lower",
+                Better::Neither => "",
+            };
+            out.push_str(&format!(
+                "| {} | {} | {better} | {} | {} | {} | {} | {} |\n",
+                metric.scenario,
+                metric.label,
+                cell(values[0]),
+                cell(values[1]),
+                cell(values[2]),
+                ratio(values[1]),
+                ratio(values[2]),
+            ));
+        }
+        out.push_str(
+            "| presence | pending: Verona's presence lands with a later issue | | | | | | |\n",
+        );
+        out
+    }
+}
+
+/// Three significant figures or so (counts as they are), with thousands separated.
+fn fmt_number(v: f64) -> String {
+    let digits = match v.abs() {
+        a if a >= 100.0 || v.fract() == 0.0 => 0,
+        a if a >= 10.0 => 1,
+        _ => 2,
+    };
+    let text = format!("{v:.digits$}");
+    let (int, frac) = text.split_at(text.find('.').unwrap_or(text.len()));
+    let (sign, int) = int.strip_prefix('-').map_or(("", int), |i| ("-", i));
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped}{frac}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn login(rate: f64, cpu: f64) -> Value {
+        json!({"scenario": "login", "logins_per_s": rate, "server_cpu_us_per_login": cpu,
+               "latency": {"p99_ms": 3.0}, "generator_cpu_cores": 0.5,
+               "errors": {"total": 0}})
+    }
+
+    fn row<'a>(table: &'a str, start: &str) -> Vec<&'a str> {
+        let line = table.lines().find(|l| l.starts_with(start)).unwrap();
+        line.split('|').map(str::trim).collect()
+    }
+
+    #[test]
+    fn medians_and_ratios() {
+        let mut runs = Runs::default();
+        for rate in [1000.0, 3000.0, 2000.0] {
+            runs.add("verona", login(rate, 100.0));
+        }
+        runs.add("prosody", login(400.0, 2000.0));
+        runs.add("prosody", login(600.0, 3000.0));
+        let table = runs.table();
+        assert_eq!(
+            row(&table, "| login | logins/s |"),
+            [
+                "", "login", "logins/s", "higher", "2,000", "500", "n/a", "4.00", "n/a", ""
+            ]
+        );
+        let cpu = row(&table, "| login | server CPU per login");
+        assert_eq!((cpu[4], cpu[5], cpu[7]), ("100", "2,500", "0.04"));
+        let generator = row(&table, "| login | generator CPU");
+        assert_eq!((generator[4], generator[7]), ("50", ""));
+        assert_eq!(row(&table, "| login | failures |")[4], "0");
+        assert_eq!(row(&table, "| chat | messages/s |")[4], "n/a");
+        assert!(table.contains("| presence | pending"));
+    }
+
+    #[test]
+    fn failures_add_up() {
+        let report = json!({"errors": {"total": 2}, "lost": 3, "duplicated": 1});
+        assert_eq!(failures(&report), Some(6.0));
+    }
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(fmt_number(1_234_567.4), "1,234,567");
+        assert_eq!(fmt_number(123.4), "123");
+        assert_eq!(fmt_number(12.34), "12.3");
+        assert_eq!(fmt_number(0.123), "0.12");
+        assert_eq!(fmt_number(-4321.0), "-4,321");
+        assert_eq!(fmt_number(3.0), "3");
+    }
+
+    #[test]
+    fn reports_are_loaded_by_server_from_their_file_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prosody.login.1.json"),
+            login(10.0, 1.0).to_string(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let runs = Runs::load(dir.path()).unwrap();
+        assert_eq!(row(&runs.table(), "| login | logins/s |")[5], "10");
+    }
+}
