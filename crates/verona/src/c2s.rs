@@ -870,7 +870,9 @@ impl Connection {
             && el.name() == "iq"
             && el.attr("type") == Some("get")
             && el.has_child("query", ns::ROSTER)
-            && to.as_ref().is_none_or(|to| to.is_bare() && to.to_bare() == me.to_bare())
+            && to
+                .as_ref()
+                .is_none_or(|to| to.is_bare() && to.to_bare() == me.to_bare())
         {
             pubsub.roster_get(me, el).await;
             return Ok(());
