@@ -96,6 +96,32 @@ impl AsyncWrite for Transport {
     }
 }
 
+impl Transport {
+    /// The next bytes from the peer; empty at end of stream. A plain socket is awaited for
+    /// readiness without holding a buffer, so an idle plaintext connection costs no read buffer;
+    /// TLS reads through `tls_buffer`.
+    async fn read_some(&mut self, tls_buffer: &mut Vec<u8>) -> io::Result<Vec<u8>> {
+        match self {
+            Transport::Plain(tcp) => loop {
+                tcp.readable().await?;
+                // Lives only between awaits, so it is not part of the connection's state.
+                let mut chunk = [0u8; READ_CHUNK];
+                match tcp.try_read(&mut chunk) {
+                    Ok(n) => return Ok(chunk[..n].to_vec()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+            Transport::Tls(tls) => {
+                tls_buffer.resize(READ_CHUNK, 0);
+                let n = tls.read(tls_buffer).await?;
+                Ok(tls_buffer[..n].to_vec())
+            }
+            Transport::Upgrading => Err(upgrading()),
+        }
+    }
+}
+
 /// How a connection ends.
 enum End {
     /// A stream error: sent, then the stream is closed.
@@ -143,7 +169,7 @@ struct Session {
 
 /// What woke the connection up.
 enum Wake {
-    Read(io::Result<usize>),
+    Read(io::Result<Vec<u8>>),
     Outbound(Option<Bytes>),
     Closed(Option<CloseReason>),
     Shutdown,
@@ -209,7 +235,7 @@ fn new_parser(shared: &Shared) -> StreamParser {
 
 impl Connection {
     async fn run(&mut self) -> End {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut tls_buffer = Vec::new();
         let mut shutdown = self.shared.shutdown.clone();
         loop {
             if let Err(end) = self.process_input().await {
@@ -225,16 +251,17 @@ impl Connection {
                 };
                 let deadline = self.deadline;
                 tokio::select! {
-                    read = self.io.read(&mut buf) => Wake::Read(read),
+                    read = self.io.read_some(&mut tls_buffer) => Wake::Read(read),
                     wake = session_wake(ends) => wake,
                     _ = shutdown.changed() => Wake::Shutdown,
                     _ = sleep_until(deadline) => Wake::Timer,
                 }
             };
             match wake {
-                Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return End::Gone,
-                Wake::Read(Ok(n)) => {
-                    if let Err(end) = self.receive(&buf[..n]) {
+                Wake::Read(Err(_)) => return End::Gone,
+                Wake::Read(Ok(bytes)) if bytes.is_empty() => return End::Gone,
+                Wake::Read(Ok(bytes)) => {
+                    if let Err(end) = self.receive(&bytes) {
                         return end;
                     }
                 }
