@@ -3,15 +3,16 @@
 #   bench/compare.sh [--write-docs]
 # Installs prosody and ejabberd from Debian's packages when missing (their system services are
 # stopped and disabled again: this script runs its own instances), builds Verona in release mode,
-# then runs each scenario (login, idle, fanout, chat) against each server in turn, each run on a
-# fresh instance on its own loopback port: domain `localhost`, SASL PLAIN without TLS, pubsub at
-# `pubsub.localhost`. With two cores or more the server is pinned to core 0 and the generator to
+# then runs each scenario (login, idle, fanout, chat, presence) against each server in turn, each
+# run on a fresh instance on its own loopback port: domain `localhost`, SASL PLAIN without TLS,
+# pubsub at `pubsub.localhost`. With two cores or more the server is pinned to core 0 and the generator to
 # core 1. Prints a markdown section (medians, Verona/peer ratios, bytes on the wire) on stdout
 # and, with --write-docs, replaces that section of docs/benchmarks.md. Progress and each run's
 # own table go to stderr.
 #
 # Settings (environment, with defaults):
 #   SERVERS="verona prosody ejabberd"
+#   SCENARIOS="login idle fanout chat presence"
 #   REPEAT=1                runs of each scenario on each server; the table shows medians
 #   ACCOUNTS=500            client n logs in as bench{n % ACCOUNTS}, password pw{n % ACCOUNTS}
 #   LOGIN_CLIENTS=2000
@@ -22,11 +23,15 @@
 #   CHAT_PAIRS=100
 #   CHAT_MESSAGES=500       per pair (enough for Verona's CPU to span many 10 ms clock ticks)
 #   CHAT_WINDOW=10          messages in flight per pair
+#   PRESENCE_CONTACTS=499   subscribers of one user (account 0), so at most ACCOUNTS - 1
+#   PRESENCE_CHANGES=100    presence changes of the user
+#   PRESENCE_IN_FLIGHT=10   changes not yet received by every contact
 #   IN_FLIGHT=50            logins in progress at once
 #   TIMEOUT_SECS=300        bound on each run
 set -euo pipefail
 
 SERVERS=${SERVERS:-verona prosody ejabberd}
+SCENARIOS=${SCENARIOS:-login idle fanout chat presence}
 REPEAT=${REPEAT:-1}
 ACCOUNTS=${ACCOUNTS:-500}
 LOGIN_CLIENTS=${LOGIN_CLIENTS:-2000}
@@ -37,6 +42,9 @@ FANOUT_PUBLISHES=${FANOUT_PUBLISHES:-200}
 CHAT_PAIRS=${CHAT_PAIRS:-100}
 CHAT_MESSAGES=${CHAT_MESSAGES:-500}
 CHAT_WINDOW=${CHAT_WINDOW:-10}
+PRESENCE_CONTACTS=${PRESENCE_CONTACTS:-499}
+PRESENCE_CHANGES=${PRESENCE_CHANGES:-100}
+PRESENCE_IN_FLIGHT=${PRESENCE_IN_FLIGHT:-10}
 IN_FLIGHT=${IN_FLIGHT:-50}
 TIMEOUT_SECS=${TIMEOUT_SECS:-300}
 
@@ -318,6 +326,8 @@ run_scenario() {
             --in-flight 16 --payload-bytes 100 --login-in-flight "$IN_FLIGHT") ;;
         chat) args=(chat --pairs "$CHAT_PAIRS" --messages "$CHAT_MESSAGES" --window "$CHAT_WINDOW"
             --login-in-flight "$IN_FLIGHT") ;;
+        presence) args=(presence --contacts "$PRESENCE_CONTACTS" --changes "$PRESENCE_CHANGES"
+            --in-flight "$PRESENCE_IN_FLIGHT" --login-in-flight "$IN_FLIGHT") ;;
     esac
     say "$server: $scenario, run $rep of $REPEAT"
     (ulimit -n "$hard" && exec timeout $((TIMEOUT_SECS + 60)) "${generator_pin[@]}" \
@@ -349,7 +359,7 @@ for server in $SERVERS; do
         "stop_$server"
         continue
     fi
-    for scenario in login idle fanout chat; do
+    for scenario in $SCENARIOS; do
         for ((rep = 1; rep <= REPEAT; rep++)); do
             if ! "start_${server}_fresh"; then
                 problem "$server $scenario run $rep: the server did not start"
@@ -361,7 +371,6 @@ for server in $SERVERS; do
             "stop_$server"
         done
     done
-    say "presence: pending (Verona's presence lands with a later issue)"
 done
 
 version() {
@@ -381,7 +390,9 @@ section=$tmp/section.md
     echo "limits and shapers off (and Nagle off for Prosody); $( ((${#server_pin[@]})) && echo "server pinned to core 0 and generator to core 1" || echo "no pinning (one core)")."
     echo "Sizes: login $LOGIN_CLIENTS clients ($IN_FLIGHT in flight); idle $IDLE_CLIENTS sessions held ${HOLD_SECS} s;"
     echo "fanout $FANOUT_SUBSCRIBERS subscribers x $FANOUT_PUBLISHES publishes (100 B, 16 in flight, persistent items);"
-    echo "chat $CHAT_PAIRS pairs x $CHAT_MESSAGES messages ($CHAT_WINDOW in flight per pair). Ratios are Verona's"
+    echo "chat $CHAT_PAIRS pairs x $CHAT_MESSAGES messages ($CHAT_WINDOW in flight per pair); presence: $PRESENCE_CONTACTS"
+    echo "contacts subscribe (RFC 6121) to one user, who then changes its presence $PRESENCE_CHANGES times ($PRESENCE_IN_FLIGHT"
+    echo "changes in flight, each to reach every contact). Ratios are Verona's"
     echo "figure divided by the peer's; \"better\" says which way is good. CPU is the server process's"
     echo "user+system time from /proc in 10 ms ticks (Prosody's lua, ejabberd's beam.smp); other work"
     echo "on the machine shares its two cores, so rates vary between runs more than CPU per operation"

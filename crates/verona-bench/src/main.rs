@@ -1,6 +1,6 @@
 //! The `verona-bench` command. Each load run prints one JSON line on stdout and a readable table
-//! on stderr; the exit status is 1 if any client failed (or, in fanout and chat, a stanza was lost
-//! or duplicated), 2 if the run could not be done. `wire` and `summarize` print markdown on stdout.
+//! on stderr; the exit status is 1 if any client failed (or, in fanout, chat and presence, a
+//! stanza was lost or duplicated), 2 if the run could not be done. `wire` and `summarize` print markdown on stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +14,7 @@ use verona_bench::scenarios::chat::{self, ChatOptions};
 use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
+use verona_bench::scenarios::presence::{self, PresenceOptions};
 use verona_bench::stats::ServerProbe;
 
 /// How long the idle scenario lets the server settle before sampling its memory.
@@ -133,6 +134,19 @@ enum Scenario {
         /// Messages per pair sent but not yet received.
         #[arg(long, default_value_t = 10)]
         window: usize,
+        #[arg(long, default_value_t = 50)]
+        login_in_flight: usize,
+    },
+    /// Contacts subscribe to one user's presence (RFC 6121), then the user changes it.
+    Presence {
+        /// Accounts 1..=C; must be below --accounts, account 0 being the user.
+        #[arg(long, default_value_t = 100)]
+        contacts: usize,
+        #[arg(long, default_value_t = 100)]
+        changes: usize,
+        /// Changes sent that some contact has not received yet.
+        #[arg(long, default_value_t = 10)]
+        in_flight: usize,
         #[arg(long, default_value_t = 50)]
         login_in_flight: usize,
     },
@@ -259,6 +273,28 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     login_in_flight,
                 };
                 let report = chat::run(&setup, &options, server).await;
+                eprint!("{}", report.table());
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(report.ok())
+            }
+            Scenario::Presence {
+                contacts,
+                changes,
+                in_flight,
+                login_in_flight,
+            } => {
+                if contacts >= setup.accounts {
+                    bail!(
+                        "--contacts {contacts} needs --accounts above it (account 0 is the user)"
+                    );
+                }
+                let options = PresenceOptions {
+                    contacts,
+                    changes,
+                    in_flight,
+                    login_in_flight,
+                };
+                let report = presence::run(&setup, &options, server).await;
                 eprint!("{}", report.table());
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(report.ok())

@@ -196,9 +196,9 @@ impl WireReport {
              | classic `<presence/>` with show + status | {} B | {} B |\n\
              | XEP-0207 notification of the same presence | {} B | {} B |\n\
              | notification / classic | {:.2} | {:.2} |\n\n\
-             Both stanzas built with minidom as Verona's pubsub renderer \
-             (`crates/verona-pubsub-xmpp/src/render.rs`) shapes notifications, since Verona's \
-             presence node lands later; zlib is flate2 (zlib-rs) at the default level, measured \
+             Both stanzas built with minidom in the shape Verona's pubsub renderer \
+             (`crates/verona-pubsub-xmpp/src/render.rs`) gives presence-node notifications, \
+             so no server is needed; zlib is flate2 (zlib-rs) at the default level, measured \
              as the sync-flushed bytes of this stanza after {WARM_UP} similar ones on the same \
              stream.\n\n\
              - classic: `{}`\n\

@@ -10,6 +10,7 @@ use verona_bench::scenarios::chat::{self, ChatOptions};
 use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
+use verona_bench::scenarios::presence::{self, PresenceOptions};
 use verona_bench::stats::ServerProbe;
 
 const OP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -218,6 +219,41 @@ async fn chat_delivers_every_message_exactly_once() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["scenario"], "chat");
     assert_eq!(json["window"], 5);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_reaches_every_subscribed_contact_exactly_once() {
+    let (server, _dir) = start(6).await;
+    let options = PresenceOptions {
+        contacts: 5,
+        changes: 10,
+        in_flight: 3,
+        login_in_flight: 6,
+    };
+    let report = presence::run(
+        &setup(&server, Mechanism::ScramSha256, 6),
+        &options,
+        this_process(),
+    )
+    .await;
+    assert_eq!(report.errors.total, 0, "{:?}", report.errors);
+    assert_eq!(
+        (report.connected, report.subscribed, report.expected),
+        (5, 5, 50)
+    );
+    assert_eq!(
+        (report.received, report.lost, report.duplicated),
+        (50, 0, 0)
+    );
+    assert!(report.ok());
+    let latency = report.latency.as_ref().expect("latencies");
+    assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms);
+    assert!(report.deliveries_per_s > 0.0);
+    assert!(report.server_cpu_us_per_delivery.is_some());
+    assert!(report.table().contains("none lost"));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["scenario"], "presence");
     server.shutdown().await;
 }
 

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod fanout;
 pub mod idle;
 pub mod login;
+pub mod presence;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,488 @@
+//! `presence`: one user (account 0) and C contacts (accounts 1..=C). Each contact subscribes to
+//! the user's presence (RFC 6121) and the user approves; then the user changes its presence R
+//! times, each change's status carrying its number and send time, with at most K changes not
+//! yet received by every subscribed contact. Measures presence deliveries per second,
+//! change→receipt latency, lost and duplicated deliveries, and the CPU the server and the
+//! generator spend per delivery.
+
+use std::time::Duration;
+
+use minidom::Element;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{
+    Errors, Params, SATURATED, Setup, Tally, attr, close_all, fmt_generator, fmt_opt, log_in_all,
+    table,
+};
+use crate::client::{Client, Error, within};
+use crate::stats::{ProcSample, ServerProbe, Summary, core_share, own_cpu};
+
+const NS_CLIENT: &str = "jabber:client";
+const ROSTER_GET: &[u8] = b"<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PresenceOptions {
+    pub contacts: usize,
+    /// Presence changes the user makes.
+    pub changes: usize,
+    /// Changes sent that some subscribed contact has not received yet.
+    pub in_flight: usize,
+    /// Logins in progress at once.
+    pub login_in_flight: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PresenceReport {
+    pub scenario: &'static str,
+    #[serde(flatten)]
+    pub params: Params,
+    #[serde(flatten)]
+    pub options: PresenceOptions,
+    /// Contacts logged in.
+    pub connected: usize,
+    /// Contacts whose subscription the user approved in time.
+    pub subscribed: usize,
+    pub errors: Errors,
+    /// subscribed × changes.
+    pub expected: usize,
+    /// Distinct changes received, summed over contacts.
+    pub received: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+    /// Changes that arrived after a later one at the same contact.
+    pub reordered: usize,
+    pub none_lost: bool,
+    /// From the first change sent to the last one received.
+    pub elapsed_s: f64,
+    pub deliveries_per_s: f64,
+    /// From just before a change was sent to its receipt being parsed.
+    pub latency: Option<Summary>,
+    /// Server CPU time while the changes were delivered, divided by the deliveries.
+    pub server_cpu_us_per_delivery: Option<f64>,
+    pub server_cpu_cores: Option<f64>,
+    /// The generator's own CPU over the same window, in cores.
+    pub generator_cpu_cores: f64,
+    pub generator_saturated: bool,
+}
+
+/// What a contact tells the user's task.
+enum Note {
+    /// Its subscription was approved (true) or not in time (false).
+    Subscribed(bool),
+    /// It received change `seq` for the first time.
+    Received(usize),
+}
+
+/// The user's side of the run.
+struct Broadcast {
+    probe: ServerProbe,
+    subscribed: usize,
+    /// Taken just before the first change was sent: subscribing is not measured.
+    start: Option<Start>,
+}
+
+struct Start {
+    at: Instant,
+    server: Option<ProcSample>,
+    own: Duration,
+}
+
+pub async fn run(setup: &Setup, options: &PresenceOptions, server: ServerProbe) -> PresenceReport {
+    // Status timestamps count from here; user and contacts share this process, hence this clock.
+    let epoch = Instant::now();
+    let logins = log_in_all(setup, options.contacts + 1, options.login_in_flight, true).await;
+    let mut errors = logins.errors;
+    let user_bare = format!("{}@{}", setup.credentials(0).0, setup.target.domain);
+    let (users, contacts): (Vec<Client>, Vec<Client>) = logins
+        .clients
+        .into_iter()
+        .partition(|c| bare(&c.jid).eq_ignore_ascii_case(&user_bare));
+    let connected = contacts.len();
+    let user = match users.into_iter().next() {
+        Some(mut user) => match within(setup.op_timeout, request_roster(&mut user)).await {
+            Ok(()) => Some(user),
+            Err(e) => {
+                errors.add(&e);
+                None
+            }
+        },
+        None => None,
+    };
+
+    let (notes, mut noted) = mpsc::unbounded_channel();
+    let (go, ready) = watch::channel(false);
+    let listeners: Vec<_> = contacts
+        .into_iter()
+        .map(|contact| {
+            let listener = listen(
+                contact,
+                user_bare.clone(),
+                options.changes,
+                (notes.clone(), ready.clone()),
+                epoch,
+                setup.op_timeout,
+            );
+            tokio::spawn(listener)
+        })
+        .collect();
+    drop(notes);
+    let mut clients = Vec::with_capacity(connected + 1);
+    let mut done = Broadcast {
+        probe: server,
+        subscribed: 0,
+        start: None,
+    };
+    // Without the user (its failure is counted above) no contact gets approved.
+    if let Some(mut user) = user {
+        let channels = (&mut noted, go);
+        let result = broadcast(
+            &mut user,
+            options,
+            connected,
+            channels,
+            epoch,
+            setup.op_timeout,
+            &mut done,
+        )
+        .await;
+        match result {
+            Ok(()) => clients.push(user),
+            Err(e) => errors.add(&e),
+        }
+    }
+    let mut tally = Tally::default();
+    for listener in listeners {
+        let (seen, contact) = listener.await.expect("a presence contact task panicked");
+        tally.merge(seen);
+        match contact {
+            Ok(client) => clients.push(client),
+            Err(e) => errors.add(&e),
+        }
+    }
+    let (window, own, server_cpu) =
+        done.start
+            .as_ref()
+            .map_or((Duration::ZERO, Duration::ZERO, None), |start| {
+                let server_cpu = start
+                    .server
+                    .zip(server.sample())
+                    .map(|(before, after)| after.cpu.saturating_sub(before.cpu));
+                (start.at.elapsed(), own_cpu() - start.own, server_cpu)
+            });
+    errors.merge(close_all(clients, options.login_in_flight, setup.op_timeout).await);
+
+    let expected = done.subscribed * options.changes;
+    let delivery = match (&done.start, tally.last) {
+        (Some(start), Some(last)) => last - start.at,
+        _ => Duration::ZERO,
+    };
+    let generator_cpu_cores = core_share(own, window);
+    PresenceReport {
+        scenario: "presence",
+        params: setup.params(),
+        options: options.clone(),
+        connected,
+        subscribed: done.subscribed,
+        errors,
+        expected,
+        received: tally.received,
+        lost: expected.saturating_sub(tally.received),
+        duplicated: tally.duplicated,
+        reordered: tally.reordered,
+        none_lost: expected > 0 && tally.received == expected,
+        elapsed_s: delivery.as_secs_f64(),
+        deliveries_per_s: tally.received as f64 / delivery.as_secs_f64().max(f64::MIN_POSITIVE),
+        latency: Summary::of(&mut tally.latencies),
+        server_cpu_us_per_delivery: server_cpu
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / tally.received.max(1) as f64),
+        server_cpu_cores: server_cpu.map(|cpu| core_share(cpu, window)),
+        generator_cpu_cores,
+        generator_saturated: generator_cpu_cores >= SATURATED,
+    }
+}
+
+/// The user's task: approves subscription requests until every contact has answered (each
+/// contact bounds its own wait), then sends the changes. It reads its own stream throughout, so
+/// the server never blocks on it, and stops early when no contact reports progress for
+/// `op_timeout` (the missing changes count as lost). Dropping `go` on failure stops the contacts.
+async fn broadcast(
+    user: &mut Client,
+    options: &PresenceOptions,
+    contacts: usize,
+    (noted, go): (&mut mpsc::UnboundedReceiver<Note>, watch::Sender<bool>),
+    epoch: Instant,
+    op_timeout: Duration,
+    done: &mut Broadcast,
+) -> Result<(), Error> {
+    let mut answered = 0;
+    while answered < contacts {
+        tokio::select! {
+            stanza = user.recv() => {
+                if let Some(answer) = approval(&stanza?) {
+                    user.send(&answer).await?;
+                }
+            }
+            note = noted.recv() => match note {
+                Some(Note::Subscribed(ok)) => {
+                    answered += 1;
+                    done.subscribed += usize::from(ok);
+                }
+                Some(Note::Received(_)) | None => break,
+            },
+        }
+    }
+    let _ = go.send(true);
+    if done.subscribed == 0 {
+        return Ok(());
+    }
+    // Per change, the contacts that received it; the first `complete` reached them all.
+    let mut delivered = vec![0; options.changes];
+    let (mut sent, mut complete) = (0, 0);
+    done.start = Some(Start {
+        server: done.probe.sample(),
+        own: own_cpu(),
+        at: Instant::now(),
+    });
+    loop {
+        while complete < options.changes && delivered[complete] >= done.subscribed {
+            complete += 1;
+        }
+        if complete == options.changes {
+            break;
+        }
+        while sent < options.changes && sent - complete < options.in_flight.max(1) {
+            user.send(&change(sent, epoch.elapsed())).await?;
+            sent += 1;
+        }
+        tokio::select! {
+            stanza = user.recv() => drop(stanza?),
+            note = tokio::time::timeout(op_timeout, noted.recv()) => match note {
+                Ok(Some(Note::Received(seq))) => delivered[seq] += 1,
+                Ok(Some(Note::Subscribed(_))) => {}
+                Ok(None) | Err(_) => break,
+            },
+        }
+    }
+    Ok(())
+}
+
+/// One contact: subscribes to the user, waits for the approval, then for `go`, then counts
+/// the numbered changes from the user until it has them all or nothing came for
+/// `op_timeout`. Gives the client back for closing, unless its connection failed.
+async fn listen(
+    mut contact: Client,
+    user_bare: String,
+    changes: usize,
+    (notes, mut go): (mpsc::UnboundedSender<Note>, watch::Receiver<bool>),
+    epoch: Instant,
+    op_timeout: Duration,
+) -> (Tally, Result<Client, Error>) {
+    let mut tally = Tally::new(changes);
+    let subscribe = format!("<presence type='subscribe' to='{}'/>", attr(&user_bare));
+    let approved = within(op_timeout, async {
+        request_roster(&mut contact).await?;
+        contact.send(subscribe.as_bytes()).await?;
+        loop {
+            let stanza = contact.recv().await?;
+            if stanza.name() == "presence"
+                && stanza.attr("type") == Some("subscribed")
+                && stanza
+                    .attr("from")
+                    .is_some_and(|f| bare(f).eq_ignore_ascii_case(&user_bare))
+            {
+                return Ok(());
+            }
+        }
+    })
+    .await;
+    let _ = notes.send(Note::Subscribed(approved.is_ok()));
+    if let Err(e) = approved {
+        return (tally, Err(e));
+    }
+    // The user's task ends early only on failure, which it reports itself.
+    if go.wait_for(|go| *go).await.is_err() {
+        return (tally, Ok(contact));
+    }
+    while tally.received < changes {
+        let stanza = match tokio::time::timeout(op_timeout, contact.recv()).await {
+            Err(_) => break,
+            Ok(Err(e)) => return (tally, Err(e)),
+            Ok(Ok(stanza)) => stanza,
+        };
+        if let Some((seq, sent_at)) = numbered(&stanza, &user_bare) {
+            let before = tally.received;
+            tally.record(seq, sent_at, Instant::now(), epoch);
+            if tally.received > before {
+                let _ = notes.send(Note::Received(seq));
+            }
+        }
+    }
+    (tally, Ok(contact))
+}
+
+/// Fetches the roster, which makes the session an "interested resource" (RFC 6121 §2.1.6):
+/// Prosody delivers subscription requests and approvals only to those.
+async fn request_roster(client: &mut Client) -> Result<(), Error> {
+    client.send(ROSTER_GET).await?;
+    loop {
+        let stanza = client.recv().await?;
+        if stanza.name() == "iq" && stanza.attr("id") == Some("roster") {
+            return Ok(());
+        }
+    }
+}
+
+/// The approval of a subscription request, `None` for any other stanza.
+fn approval(stanza: &Element) -> Option<Vec<u8>> {
+    if stanza.name() != "presence" || stanza.attr("type") != Some("subscribe") {
+        return None;
+    }
+    let from = bare(stanza.attr("from")?);
+    Some(format!("<presence type='subscribed' to='{}'/>", attr(from)).into_bytes())
+}
+
+/// Change `seq`, its status `SEQ SENT_NANOS`.
+fn change(seq: usize, sent: Duration) -> Vec<u8> {
+    format!(
+        "<presence><status>{seq} {}</status></presence>",
+        sent.as_nanos()
+    )
+    .into_bytes()
+}
+
+/// The sequence number and send time of a change from the user; `None` for any other stanza
+/// (such as the user's initial presence, or roster pushes).
+fn numbered(stanza: &Element, user_bare: &str) -> Option<(usize, Duration)> {
+    let from = stanza.attr("from")?;
+    if stanza.name() != "presence"
+        || stanza.attr("type").is_some()
+        || !bare(from).eq_ignore_ascii_case(user_bare)
+        || !from.contains('/')
+    {
+        return None;
+    }
+    let status = stanza.get_child("status", NS_CLIENT)?.text();
+    let (seq, sent) = status.split_once(' ')?;
+    Some((seq.parse().ok()?, Duration::from_nanos(sent.parse().ok()?)))
+}
+
+/// The bare part of a JID.
+fn bare(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
+}
+
+impl PresenceReport {
+    /// Every change reached every subscribed contact exactly once, and nothing failed.
+    pub fn ok(&self) -> bool {
+        self.none_lost && self.duplicated == 0 && self.errors.total == 0
+    }
+
+    pub fn table(&self) -> String {
+        let o = &self.options;
+        let latency = self.latency.as_ref().map_or_else(
+            || "n/a".into(),
+            |l| {
+                format!(
+                    "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    l.p50_ms, l.p99_ms, l.max_ms
+                )
+            },
+        );
+        let lost = if self.none_lost {
+            "none lost".into()
+        } else {
+            format!("{} LOST of {}", self.lost, self.expected)
+        };
+        table(
+            &format!(
+                "presence: 1 user x {} contacts, {} changes ({} in flight), {} via {}{}",
+                o.contacts,
+                o.changes,
+                o.in_flight,
+                self.params.mechanism,
+                self.params.addr,
+                if self.params.tls { " (STARTTLS)" } else { "" }
+            ),
+            &[
+                (
+                    "contacts",
+                    format!(
+                        "{} connected, {} subscribed, of {}",
+                        self.connected, self.subscribed, o.contacts
+                    ),
+                ),
+                (
+                    "deliveries",
+                    format!(
+                        "{} of {} in {:.2} s: {:.0}/s",
+                        self.received, self.expected, self.elapsed_s, self.deliveries_per_s
+                    ),
+                ),
+                ("lost", lost),
+                ("duplicated", self.duplicated.to_string()),
+                ("reordered", self.reordered.to_string()),
+                ("change->receipt", latency),
+                ("errors", self.errors.describe()),
+                (
+                    "server CPU/delivery",
+                    fmt_opt(self.server_cpu_us_per_delivery, "µs"),
+                ),
+                (
+                    "server CPU",
+                    fmt_opt(self.server_cpu_cores.map(|c| c * 100.0), "% of a core"),
+                ),
+                ("generator CPU", fmt_generator(self.generator_cpu_cores)),
+            ],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(xml: &str) -> Element {
+        xml.replace("<presence ", "<presence xmlns='jabber:client' ")
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn changes_carry_their_number_and_send_time() {
+        let text = String::from_utf8(change(42, Duration::from_nanos(1234))).unwrap();
+        assert_eq!(text, "<presence><status>42 1234</status></presence>");
+        let received = parse(&text.replace(
+            "<presence>",
+            "<presence from='bench0@localhost/r0' to='bench1@localhost/r1'>",
+        ));
+        assert_eq!(
+            numbered(&received, "bench0@localhost"),
+            Some((42, Duration::from_nanos(1234)))
+        );
+        assert_eq!(numbered(&received, "bench2@localhost"), None);
+    }
+
+    #[test]
+    fn other_presence_is_not_counted() {
+        for xml in [
+            "<presence from='bench0@localhost/r0'/>",
+            "<presence from='bench0@localhost/r0' type='unavailable'><status>1 2</status></presence>",
+            "<presence from='bench0@localhost' type='subscribed'><status>1 2</status></presence>",
+            "<presence from='bench0@localhost/r0'><status>away</status></presence>",
+        ] {
+            assert_eq!(numbered(&parse(xml), "bench0@localhost"), None, "{xml}");
+        }
+    }
+
+    #[test]
+    fn subscription_requests_are_approved() {
+        let request = parse("<presence from='b&apos;1@localhost/r1' type='subscribe'/>");
+        assert_eq!(
+            approval(&request).unwrap(),
+            b"<presence type='subscribed' to='b&apos;1@localhost'/>"
+        );
+        assert_eq!(approval(&parse("<presence from='x@localhost/r'/>")), None);
+    }
+}
