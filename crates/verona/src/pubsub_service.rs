@@ -185,7 +185,8 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
 }
 
-/// Loads `pubsub.<domain>` and starts the task; PEP services are loaded when first used.
+/// Loads `pubsub.<domain>` and every stored PEP service and starts the task; the PEP service
+/// of an account with nothing stored is created when first used.
 pub async fn start(
     jid: String,
     config: ServiceConfig,
@@ -199,7 +200,7 @@ pub async fn start(
     let service = Service::restore(config, Box::new(SystemEnvironment::default()), nodes);
     let (tx, rx) = mpsc::channel(QUEUE);
     let address = Jid::new(&jid).map_err(|e| anyhow::anyhow!("service address {jid}: {e}"))?;
-    let task = ServicesTask {
+    let mut task = ServicesTask {
         domain: Hosted {
             jid: address,
             name: jid.clone(),
@@ -209,10 +210,11 @@ pub async fn start(
         accounts: HashMap::new(),
         presence: PresenceGraph::default(),
         available: HashSet::new(),
+        interested: HashSet::new(),
+        roster_changes: Vec::new(),
         stores,
         router,
     };
-    let mut task = task;
     task.load_stored_accounts().await?;
     tokio::spawn(async move {
         task.run(rx, shutdown).await;
@@ -240,13 +242,19 @@ struct Hosted {
 struct PresenceGraph(HashMap<BareJid, HashSet<BareJid>>);
 
 impl PresenceGraph {
-    /// Reads an account's approved presence subscribers from its PEP service.
-    fn refresh(&mut self, owner: &BareJid, service: &Service) {
+    /// Reads an account's approved presence subscribers from its PEP service; returns the
+    /// contacts whose subscription changed.
+    fn refresh(&mut self, owner: &BareJid, service: &Service) -> Vec<BareJid> {
         let subscribers: HashSet<BareJid> = service
             .node_subscriptions(&Jid::from(owner.clone()), PRESENCE_NODE)
             .map(|subs| subs.into_iter().map(|s| s.jid.to_bare()).collect())
             .unwrap_or_default();
-        self.0.insert(owner.clone(), subscribers);
+        let old = self
+            .0
+            .insert(owner.clone(), subscribers)
+            .unwrap_or_default();
+        let new = &self.0[owner];
+        old.symmetric_difference(new).cloned().collect()
     }
 }
 
@@ -329,6 +337,10 @@ struct ServicesTask {
     presence: PresenceGraph,
     /// Sessions that have announced their presence (and so got their contacts' current items).
     available: HashSet<FullJid>,
+    /// Sessions that asked for the roster, and so get roster pushes (RFC 6121 §2.1.6).
+    interested: HashSet<FullJid>,
+    /// (user, contact) pairs whose roster item changed in the current batch.
+    roster_changes: Vec<(BareJid, BareJid)>,
     stores: Stores,
     router: Arc<Router>,
 }
@@ -390,7 +402,23 @@ impl ServicesTask {
                 self.refresh_presence(&origin);
             }
         }
+        // A new pending request changes the asker's item (`ask`); approvals and removals were
+        // seen when the presence graph was refreshed.
+        for d in &done {
+            if let Origin::Account(owner) = &d.origin {
+                for effect in &d.effects {
+                    if let Effect::AuthorizationRequest(request) = effect
+                        && request.node == PRESENCE_NODE
+                    {
+                        let pair = (owner.clone(), request.subscriber.to_bare());
+                        self.roster_changes.push(pair);
+                    }
+                }
+            }
+        }
+        let changes = std::mem::take(&mut self.roster_changes);
         self.deliver(done);
+        self.push_rosters(changes);
     }
 
     /// Loads every stored PEP service, so that who is subscribed to whom is known from the
@@ -496,7 +524,9 @@ impl ServicesTask {
         if let Origin::Account(account) = origin
             && let Some(hosted) = self.accounts.get(account)
         {
-            self.presence.refresh(account, &hosted.service);
+            for contact in self.presence.refresh(account, &hosted.service) {
+                self.roster_changes.push((account.clone(), contact));
+            }
         }
     }
 
@@ -560,11 +590,15 @@ impl ServicesTask {
                 kind,
             } => self.classic_subscription(&from, &contact, kind, done),
             Request::RosterGet { from, iq } => {
-                let reply = self.roster(&from, &iq);
+                let items = self.roster_items(&from.to_bare(), None);
+                let query = builder("query", ns::ROSTER).append_all(items).build();
+                let reply = crate::xml::iq_result(&iq, Some(query));
+                self.interested.insert(from.clone());
                 done.push(Done::reply(from, Some(reply)));
             }
             Request::SessionEnded(jid) => {
                 if let Ok(full) = jid.try_as_full() {
+                    self.interested.remove(full);
                     self.retract_presence(full, done);
                 }
                 let outcome = self.domain.service.end_session(&jid);
@@ -669,16 +703,20 @@ impl ServicesTask {
     /// The roster as RFC 6121 §2 shows it, derived (DESIGN §2): `from` when the contact follows
     /// the user's presence node, `to` when the user follows the contact's, `both`, and
     /// `ask='subscribe'` while the user's request is pending.
-    fn roster(&self, from: &FullJid, iq: &Element) -> Element {
-        let me = from.to_bare();
+    /// `only` restricts it to one contact (a roster push).
+    fn roster_items(&self, me: &BareJid, only: Option<&BareJid>) -> Vec<Element> {
+        let me = me.clone();
         let me_jid = Jid::from(me.clone());
         let mut contacts: std::collections::BTreeMap<BareJid, (bool, bool, bool)> =
             std::collections::BTreeMap::new();
+        let wanted = |contact: &BareJid| only.is_none_or(|only| only == contact);
         for follower in self.presence.0.get(&me).into_iter().flatten() {
-            contacts.entry(follower.clone()).or_default().0 = true;
+            if wanted(follower) {
+                contacts.entry(follower.clone()).or_default().0 = true;
+            }
         }
         for (owner, hosted) in &self.accounts {
-            if *owner == me {
+            if *owner == me || !wanted(owner) {
                 continue;
             }
             for sub in hosted
@@ -693,23 +731,62 @@ impl ServicesTask {
                 }
             }
         }
-        let items = contacts.into_iter().map(|(contact, (from, to, ask))| {
-            let subscription = match (from, to) {
-                (true, true) => "both",
-                (true, false) => "from",
-                (false, true) => "to",
-                (false, false) => "none",
-            };
-            let mut item = builder("item", ns::ROSTER)
-                .with("jid", contact.as_str())
-                .with("subscription", subscription);
-            if ask {
-                item = item.with("ask", "subscribe");
+        contacts
+            .into_iter()
+            .map(|(contact, (from, to, ask))| {
+                let subscription = match (from, to) {
+                    (true, true) => "both",
+                    (true, false) => "from",
+                    (false, true) => "to",
+                    (false, false) => "none",
+                };
+                let mut item = builder("item", ns::ROSTER)
+                    .with("jid", contact.as_str())
+                    .with("subscription", subscription);
+                if ask {
+                    item = item.with("ask", "subscribe");
+                }
+                item.build()
+            })
+            .collect()
+    }
+
+    /// Roster pushes (RFC 6121 §2.1.6) for the pairs whose relation changed, to the sessions
+    /// of each side that asked for the roster; an item with no relation left is removed.
+    fn push_rosters(&self, mut changes: Vec<(BareJid, BareJid)>) {
+        changes.sort();
+        changes.dedup();
+        for (a, b) in changes {
+            for (user, contact) in [(&a, &b), (&b, &a)] {
+                let sessions: Vec<&FullJid> = self
+                    .interested
+                    .iter()
+                    .filter(|session| session.to_bare() == *user)
+                    .collect();
+                if sessions.is_empty() {
+                    continue;
+                }
+                let item = self
+                    .roster_items(user, Some(contact))
+                    .pop()
+                    .unwrap_or_else(|| {
+                        builder("item", ns::ROSTER)
+                            .with("jid", contact.as_str())
+                            .with("subscription", "remove")
+                            .build()
+                    });
+                for session in sessions {
+                    let push = builder("iq", ns::CLIENT)
+                        .with("type", "set")
+                        .with("id", crate::c2s::random_id())
+                        .with("to", session.as_str())
+                        .append(builder("query", ns::ROSTER).append(item.clone()).build())
+                        .build();
+                    let bytes = Bytes::from(verona_stream::element_bytes(&push));
+                    self.router.deliver(&Jid::from(session.clone()), bytes);
+                }
             }
-            item.build()
-        });
-        let query = builder("query", ns::ROSTER).append_all(items).build();
-        crate::xml::iq_result(iq, Some(query))
+        }
     }
 
     /// A session's first presence: it gets the current items of every node it is subscribed to

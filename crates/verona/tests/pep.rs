@@ -581,3 +581,67 @@ async fn roster_is_the_subscription_graph() {
         [("juliet@localhost".into(), "both".into(), None)]
     );
 }
+
+/// RFC 6121 §2.1.6: a session that asked for the roster is told when an item changes.
+#[tokio::test]
+async fn roster_pushes_follow_subscription_changes() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let empty = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    assert_eq!(
+        empty
+            .get_child("query", "jabber:iq:roster")
+            .unwrap()
+            .children()
+            .count(),
+        0
+    );
+
+    let pushed = |el: &Element| -> (String, String, Option<String>) {
+        assert_eq!(
+            (el.name(), el.attr("type")),
+            ("iq", Some("set")),
+            "{}",
+            show(el)
+        );
+        let item = el
+            .get_child("query", "jabber:iq:roster")
+            .and_then(|q| q.get_child("item", "jabber:iq:roster"))
+            .unwrap_or_else(|| panic!("a roster push: {}", show(el)));
+        (
+            item.attr("jid").unwrap().to_owned(),
+            item.attr("subscription").unwrap().to_owned(),
+            item.attr("ask").map(String::from),
+        )
+    };
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    assert_eq!(
+        pushed(&romeo.recv().await),
+        (
+            "juliet@localhost".into(),
+            "none".into(),
+            Some("subscribe".into())
+        )
+    );
+
+    approve(&mut juliet, "romeo@localhost").await;
+    let answer = romeo.recv().await;
+    assert_eq!(answer.attr("type"), Some("subscribed"), "{}", show(&answer));
+    assert_eq!(
+        pushed(&romeo.recv().await),
+        ("juliet@localhost".into(), "to".into(), None)
+    );
+    // Juliet never asked for her roster: no pushes for her.
+    juliet.expect_nothing().await;
+}
