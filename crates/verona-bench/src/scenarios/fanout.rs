@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
-    Errors, Params, SATURATED, Setup, Tally, attr, bounded, close_all, fmt_generator, fmt_opt,
-    log_in_all, table,
+    Errors, Params, SATURATED, Setup, Tally, attr, bounded, close_all, cpu_rows, fmt_latency,
+    fmt_lost, log_in_all, table,
 };
 use crate::client::{Client, Error, Stage, within};
 use crate::stats::{ServerProbe, Summary, core_share, own_cpu};
@@ -457,22 +457,7 @@ impl FanoutReport {
 
     pub fn table(&self) -> String {
         let o = &self.options;
-        let summary = |s: &Option<Summary>| {
-            s.as_ref().map_or_else(
-                || "n/a".into(),
-                |s| {
-                    format!(
-                        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                        s.p50_ms, s.p99_ms, s.max_ms
-                    )
-                },
-            )
-        };
-        let lost = if self.none_lost {
-            "none lost".into()
-        } else {
-            format!("{} LOST of {}", self.lost, self.expected)
-        };
+        let lost = fmt_lost(self.none_lost, self.lost, self.expected);
         table(
             &format!(
                 "fanout: {} subscribers x {} publishes ({} in flight, {} B payloads, persist {}) \
@@ -507,19 +492,18 @@ impl FanoutReport {
                 ("lost", lost),
                 ("duplicated", self.duplicated.to_string()),
                 ("reordered", self.reordered.to_string()),
-                ("publish RTT", summary(&self.publish_rtt)),
-                ("publish->notify", summary(&self.latency)),
+                ("publish RTT", fmt_latency(&self.publish_rtt)),
+                ("publish->notify", fmt_latency(&self.latency)),
                 ("errors", self.errors.describe()),
-                (
-                    "server CPU/notif",
-                    fmt_opt(self.server_cpu_us_per_notification, "µs"),
-                ),
-                (
-                    "server CPU",
-                    fmt_opt(self.server_cpu_cores.map(|c| c * 100.0), "% of a core"),
-                ),
-                ("generator CPU", fmt_generator(self.generator_cpu_cores)),
-            ],
+            ]
+            .into_iter()
+            .chain(cpu_rows(
+                "server CPU/notif",
+                self.server_cpu_us_per_notification,
+                self.server_cpu_cores,
+                self.generator_cpu_cores,
+            ))
+            .collect::<Vec<_>>(),
         )
     }
 }

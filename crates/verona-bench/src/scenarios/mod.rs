@@ -281,6 +281,46 @@ fn fmt_generator(cores: f64) -> String {
     format!("{:.0} % of a core{saturated}", cores * 100.0)
 }
 
+/// A latency summary as the tables show it.
+fn fmt_latency(summary: &Option<crate::stats::Summary>) -> String {
+    summary.as_ref().map_or_else(
+        || "n/a".into(),
+        |s| {
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                s.p50_ms, s.p99_ms, s.max_ms
+            )
+        },
+    )
+}
+
+/// "none lost", or how many were lost: the line every receipt-counting scenario checks.
+fn fmt_lost(none_lost: bool, lost: usize, expected: usize) -> String {
+    if none_lost {
+        "none lost".into()
+    } else {
+        format!("{lost} LOST of {expected}")
+    }
+}
+
+/// The closing rows of a receipt-counting scenario: server CPU per operation, server CPU,
+/// generator CPU.
+fn cpu_rows(
+    per_op_label: &'static str,
+    per_op_us: Option<f64>,
+    server_cores: Option<f64>,
+    generator_cores: f64,
+) -> [(&'static str, String); 3] {
+    [
+        (per_op_label, fmt_opt(per_op_us, "µs")),
+        (
+            "server CPU",
+            fmt_opt(server_cores.map(|c| c * 100.0), "% of a core"),
+        ),
+        ("generator CPU", fmt_generator(generator_cores)),
+    ]
+}
+
 fn fmt_opt(value: Option<f64>, unit: &str) -> String {
     value.map_or_else(
         || "n/a (no --server-pid)".into(),

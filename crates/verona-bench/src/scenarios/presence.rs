@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{
-    Errors, Params, SATURATED, Setup, Tally, attr, close_all, fmt_generator, fmt_opt, log_in_all,
-    table,
+    Errors, Params, SATURATED, Setup, Tally, attr, close_all, cpu_rows, fmt_latency, fmt_lost,
+    log_in_all, table,
 };
 use crate::client::{Client, Error, within};
 use crate::stats::{ProcSample, ServerProbe, Summary, core_share, own_cpu};
@@ -381,20 +381,8 @@ impl PresenceReport {
 
     pub fn table(&self) -> String {
         let o = &self.options;
-        let latency = self.latency.as_ref().map_or_else(
-            || "n/a".into(),
-            |l| {
-                format!(
-                    "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                    l.p50_ms, l.p99_ms, l.max_ms
-                )
-            },
-        );
-        let lost = if self.none_lost {
-            "none lost".into()
-        } else {
-            format!("{} LOST of {}", self.lost, self.expected)
-        };
+        let latency = fmt_latency(&self.latency);
+        let lost = fmt_lost(self.none_lost, self.lost, self.expected);
         table(
             &format!(
                 "presence: 1 user x {} contacts, {} changes ({} in flight), {} via {}{}",
@@ -425,16 +413,15 @@ impl PresenceReport {
                 ("reordered", self.reordered.to_string()),
                 ("change->receipt", latency),
                 ("errors", self.errors.describe()),
-                (
-                    "server CPU/delivery",
-                    fmt_opt(self.server_cpu_us_per_delivery, "µs"),
-                ),
-                (
-                    "server CPU",
-                    fmt_opt(self.server_cpu_cores.map(|c| c * 100.0), "% of a core"),
-                ),
-                ("generator CPU", fmt_generator(self.generator_cpu_cores)),
-            ],
+            ]
+            .into_iter()
+            .chain(cpu_rows(
+                "server CPU/delivery",
+                self.server_cpu_us_per_delivery,
+                self.server_cpu_cores,
+                self.generator_cpu_cores,
+            ))
+            .collect::<Vec<_>>(),
         )
     }
 }
