@@ -314,6 +314,16 @@ async fn presence_is_a_pep_node() {
     juliet.expect_nothing().await;
 }
 
+/// Asserts `el` is a `<presence type=kind from=from/>`.
+fn assert_presence(el: &Element, kind: &str, from: &str) {
+    assert_eq!(
+        (el.name(), el.attr("type"), el.attr("from")),
+        ("presence", Some(kind), Some(from)),
+        "{}",
+        show(el)
+    );
+}
+
 /// The id of the item a retraction notification names.
 fn retracted(message: &Element) -> String {
     message
@@ -344,12 +354,7 @@ async fn pending_requests_are_asked_again_at_login() {
     juliet.send("<presence xmlns='jabber:client'/>").await;
     // She announced presence the classic way, so she is asked the classic way.
     let request = juliet.recv().await;
-    assert_eq!(
-        (request.name(), request.attr("type"), request.attr("from")),
-        ("presence", Some("subscribe"), Some("romeo@localhost")),
-        "{}",
-        show(&request)
-    );
+    assert_presence(&request, "subscribe", "romeo@localhost");
     // Only at the first presence of a session.
     juliet
         .send("<presence xmlns='jabber:client'><show>away</show></presence>")
@@ -393,12 +398,7 @@ async fn classic_and_native_subscribers_see_the_same_presence() {
     }
     // The answer: a classic `subscribed`, a native subscription event.
     let answer = romeo.recv().await;
-    assert_eq!(
-        (answer.name(), answer.attr("type"), answer.attr("from")),
-        ("presence", Some("subscribed"), Some("juliet@localhost")),
-        "{}",
-        show(&answer)
-    );
+    assert_presence(&answer, "subscribed", "juliet@localhost");
     assert!(show(&nurse.recv().await).contains("subscription='subscribed'"));
 
     juliet
@@ -449,12 +449,7 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
         .await;
     approve(&mut juliet, "romeo@localhost").await;
     let answer = romeo.recv().await;
-    assert_eq!(
-        (answer.name(), answer.attr("type"), answer.attr("from")),
-        ("presence", Some("subscribed"), Some("juliet@localhost")),
-        "{}",
-        show(&answer)
-    );
+    assert_presence(&answer, "subscribed", "juliet@localhost");
     juliet
         .request("<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'><show>chat</show></presence></item></publish></pubsub></iq>")
         .await;
@@ -486,12 +481,7 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
         .await;
     assert!(show(&reply).contains("pending"), "{}", show(&reply));
     let asked = classic.recv().await;
-    assert_eq!(
-        (asked.name(), asked.attr("type"), asked.attr("from")),
-        ("presence", Some("subscribe"), Some("nurse@localhost")),
-        "{}",
-        show(&asked)
-    );
+    assert_presence(&asked, "subscribe", "nurse@localhost");
     classic
         .send("<presence xmlns='jabber:client' type='subscribed' to='nurse@localhost'/>")
         .await;
