@@ -24,6 +24,7 @@ use verona_auth::{Failure, Mechanism, ScramHash, ScramServer, TlsBinding};
 use verona_stream::{StreamEvent, StreamHeader, StreamParser};
 use xmpp_parsers::bind::{BindQuery, BindResponse};
 
+use crate::caps;
 use crate::compress::{Zlib, ZlibError};
 use crate::iq::{self, Target};
 use crate::pubsub_service::SubscriptionKind;
@@ -39,6 +40,10 @@ const KEEP_OUTPUT_CAPACITY: usize = 4096;
 const BATCH: usize = 64;
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long presence waits for the client's answer about its capabilities.
+const CAPS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Presence stanzas held at most while waiting for that answer.
+const CAPS_HELD: usize = 16;
 
 /// Plain TCP, or TLS after STARTTLS or on a direct TLS listener.
 enum Transport {
@@ -165,6 +170,10 @@ struct Session {
     jid: FullJid,
     handle: SessionHandle,
     ends: SessionEnds,
+    /// A disco#info question about the client's capabilities, waiting for its answer.
+    caps_wait: Option<Box<caps::Pending>>,
+    /// The capabilities whose answer did not verify: not asked about again.
+    caps_refused: Option<String>,
 }
 
 /// What woke the connection up.
@@ -244,12 +253,19 @@ impl Connection {
             if let Err(end) = self.flush().await {
                 return end;
             }
+            let caps_until = match &self.state {
+                State::Bound(session) => session.caps_wait.as_ref().map(|w| w.until),
+                _ => None,
+            };
             let wake = {
                 let ends = match &mut self.state {
                     State::Bound(session) => Some(&mut session.ends),
                     _ => None,
                 };
-                let deadline = self.deadline;
+                let deadline = match (self.deadline, caps_until) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 tokio::select! {
                     read = self.io.read_some(&mut tls_buffer) => Wake::Read(read),
                     wake = session_wake(ends) => wake,
@@ -273,6 +289,14 @@ impl Connection {
                 }
                 Wake::Shutdown => return End::Fault("system-shutdown", None),
                 Wake::Timer => {
+                    if let Some(held) = self.caps_timeout() {
+                        for el in held {
+                            if let Err(end) = self.route_stanza(el).await {
+                                return end;
+                            }
+                        }
+                        continue;
+                    }
                     if matches!(self.state, State::Unauthenticated { .. }) {
                         return fault("connection-timeout", "authentication took too long");
                     }
@@ -490,6 +514,10 @@ impl Connection {
                         .append(Element::bare("optional", ns::SESSION))
                         .build(),
                 );
+                if self.shared.pubsub.is_some() {
+                    // RFC 6121 §2.6: the roster is versioned.
+                    features = features.append(Element::bare("ver", ns::ROSTER_VER));
+                }
             }
             State::Bound(_) => {}
         }
@@ -846,16 +874,117 @@ impl Connection {
             jid: full,
             handle,
             ends,
+            caps_wait: None,
+            caps_refused: None,
         });
         Ok(())
     }
 
+    /// A stanza from a bound session. Presence that advertises capabilities not yet known
+    /// waits for the client's answer to a disco#info question (XEP-0115 §6.2).
+    async fn route(&mut self, el: Element) -> Result<(), End> {
+        let ready = match self.caps_answer(&el) {
+            Some(released) => released,
+            None => self.caps_gate(el),
+        };
+        for el in ready {
+            self.route_stanza(el).await?;
+        }
+        Ok(())
+    }
+
+    /// The client's answer to the capabilities question: verified features are kept (for
+    /// every session with the same hash) and the held presence goes on.
+    fn caps_answer(&mut self, el: &Element) -> Option<Vec<Element>> {
+        let State::Bound(session) = &mut self.state else {
+            return None;
+        };
+        let wait = session.caps_wait.as_ref()?;
+        let answers = el.name() == "iq"
+            && matches!(el.attr("type"), Some("result" | "error"))
+            && el.attr("id") == Some(wait.id.as_str());
+        if !answers {
+            return None;
+        }
+        let wait = session.caps_wait.take()?;
+        match caps::verify(&wait.caps, el) {
+            Some(features) => {
+                self.shared.caps.insert(&wait.caps, features.clone());
+                session.handle.set_features(features);
+            }
+            None => {
+                tracing::debug!(jid = %session.jid, "capabilities not verified");
+                session.caps_refused = Some(caps::key(&wait.caps));
+            }
+        }
+        Some(wait.held)
+    }
+
+    /// What to route now: the stanza, unless it is presence that must wait for capabilities.
+    fn caps_gate(&mut self, el: Element) -> Vec<Element> {
+        let State::Bound(session) = &mut self.state else {
+            return vec![el];
+        };
+        let own = el
+            .attr("to")
+            .is_none_or(|to| BareJid::new(to).is_ok_and(|to| to == session.jid.to_bare()));
+        let presence = (el.name() == "presence" && el.attr("to").is_none())
+            || (own && is_pep_request(&el) && publishes_presence(&el));
+        if self.shared.pubsub.is_none() || !presence {
+            return vec![el];
+        }
+        if let Some(wait) = &mut session.caps_wait {
+            wait.held.push(el);
+            if wait.held.len() < CAPS_HELD {
+                return Vec::new();
+            }
+            // A client sending this much presence without answering is not waited for.
+            let wait = session.caps_wait.take().expect("waiting");
+            session.caps_refused = Some(caps::key(&wait.caps));
+            return wait.held;
+        }
+        let Some(advertised) = caps::advertised(&el) else {
+            return vec![el];
+        };
+        if let Some(features) = self.shared.caps.get(&advertised) {
+            session.handle.set_features(features);
+            return vec![el];
+        }
+        if session.caps_refused.as_deref() == Some(caps::key(&advertised).as_str()) {
+            return vec![el];
+        }
+        let id = random_id();
+        let query = caps::query(&advertised, &id, &self.shared.domain, session.jid.as_str());
+        session.caps_wait = Some(Box::new(caps::Pending {
+            id,
+            caps: advertised,
+            held: vec![el],
+            until: Instant::now() + CAPS_TIMEOUT,
+        }));
+        self.send(&query);
+        Vec::new()
+    }
+
+    /// The capabilities question went unanswered: the held presence goes on without them.
+    fn caps_timeout(&mut self) -> Option<Vec<Element>> {
+        let State::Bound(session) = &mut self.state else {
+            return None;
+        };
+        if session.caps_wait.as_ref()?.until > Instant::now() {
+            return None;
+        }
+        let wait = session.caps_wait.take()?;
+        session.caps_refused = Some(caps::key(&wait.caps));
+        Some(wait.held)
+    }
+
     /// A stanza from a bound session: `from` stamped, then delivered or answered.
-    async fn route(&mut self, mut el: Element) -> Result<(), End> {
+    async fn route_stanza(&mut self, mut el: Element) -> Result<(), End> {
         let State::Bound(session) = &self.state else {
             unreachable!("route() is only called when bound");
         };
         let me = session.jid.clone();
+        let handle = session.handle.clone();
         if let Some(from) = el.attr("from") {
             let matches = Jid::new(from)
                 .is_ok_and(|j| j.as_str() == me.as_str() || j.as_str() == me.to_bare().as_str());
@@ -887,7 +1016,7 @@ impl Connection {
             if let Some(account) = account {
                 if account == me.to_bare() && publishes_presence(&el) {
                     // A native XEP-0207 client (DESIGN §3): it gets pubsub events.
-                    session.handle.set_classic(false);
+                    handle.set_classic(false);
                 }
                 pubsub.submit_pep(me, account, el).await;
                 return Ok(());
@@ -895,13 +1024,34 @@ impl Connection {
         }
         if let Some(pubsub) = &self.shared.pubsub
             && el.name() == "iq"
-            && el.attr("type") == Some("get")
+            && matches!(el.attr("type"), Some("get" | "set"))
+            && (el.has_child("blocklist", ns::BLOCKING)
+                || el.has_child("block", ns::BLOCKING)
+                || el.has_child("unblock", ns::BLOCKING))
+            && to
+                .as_ref()
+                .is_none_or(|to| to.is_bare() && to.to_bare() == me.to_bare())
+        {
+            pubsub.blocking(me, el).await;
+            return Ok(());
+        }
+        if let Some(to) = &to
+            && to.domain().as_str() == self.shared.domain
+            && to.node().is_some()
+            && to.to_bare() != me.to_bare()
+            && self.blocked(&el, &me.to_bare(), &to.to_bare())
+        {
+            return Ok(());
+        }
+        if let Some(pubsub) = &self.shared.pubsub
+            && el.name() == "iq"
+            && matches!(el.attr("type"), Some("get" | "set"))
             && el.has_child("query", ns::ROSTER)
             && to
                 .as_ref()
                 .is_none_or(|to| to.is_bare() && to.to_bare() == me.to_bare())
         {
-            pubsub.roster_get(me, el).await;
+            pubsub.roster(me, el).await;
             return Ok(());
         }
         let Some(to) = to else {
@@ -918,13 +1068,23 @@ impl Connection {
                     if let Some(pubsub) = &self.shared.pubsub
                         && matches!(el.attr("type"), None | Some("unavailable"))
                     {
-                        session.handle.set_classic(true);
+                        handle.set_classic(true);
                         pubsub.presence(me, el).await;
                     }
                     Ok(())
                 }
             };
         };
+        if let Some(pubsub) = &self.shared.pubsub
+            && el.name() == "presence"
+            && el.attr("type") == Some("probe")
+            && to.domain().as_str() == self.shared.domain
+            && to.node().is_some()
+        {
+            // RFC 6121 §4.3: answered by the server from the contact's presence node.
+            pubsub.probe(me, to.to_bare()).await;
+            return Ok(());
+        }
         if let Some(pubsub) = &self.shared.pubsub
             && el.name() == "presence"
             && let Some(kind) = el.attr("type").and_then(SubscriptionKind::from_type)
@@ -993,6 +1153,31 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// XEP-0191 §3.3: a stanza between an account and one it blocked goes nowhere. The
+    /// blocker's own stanzas are refused with `not-acceptable`; the blocked party's look
+    /// undeliverable, so it learns nothing (presence vanishes silently).
+    fn blocked(&mut self, el: &Element, me: &BareJid, to: &BareJid) -> bool {
+        let router = &self.shared.router;
+        let silent = el.name() == "presence";
+        if router.blocks(me, to) {
+            if !silent
+                && let Some(mut reply) = error_reply(el, ErrorType::Cancel, "not-acceptable", None)
+                && let Some(error) = reply.get_child_mut("error", ns::CLIENT)
+            {
+                error.append_child(Element::bare("blocked", ns::BLOCKING_ERRORS));
+                self.send(&reply);
+            }
+            return true;
+        }
+        if router.blocks(to, me) {
+            if !silent {
+                self.answer(el, ErrorType::Cancel, "service-unavailable", None);
+            }
+            return true;
+        }
+        false
     }
 
     async fn server_iq_or_drop(&mut self, el: Element, target: Target) -> Result<(), End> {

@@ -14,8 +14,9 @@ use minidom::Element;
 use tokio::sync::{mpsc, watch};
 use verona_pubsub::{
     AccessModel, AccessResolver, ConfigField, CreateRequest, Effect, Event, ItemReply, MaxItems,
-    PublishRequest, SendLastPublishedItem, Service, ServiceConfig, StoreOp, SubscriptionChange,
-    SubscriptionState, SystemEnvironment, Undo,
+    PublishRequest, Recipient, SendLastPublishedItem, Service, ServiceConfig, StoreOp,
+    SubscriptionChange, SubscriptionOptionField, SubscriptionOptions, SubscriptionState,
+    SystemEnvironment, Undo,
 };
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::{AccountStore, PubsubStore, PubsubWrite};
@@ -32,6 +33,18 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 /// The PEP node whose items are an account's presence, one per available resource, and whose
 /// subscribers are its presence subscribers (XEP-0207 §3).
 const PRESENCE_NODE: &str = "presence";
+/// The private PEP node keeping the names and groups classic clients give contacts.
+const ROSTER_NODE: &str = "roster";
+/// A subscription option of PEP services recording that a presence subscription was asked
+/// for with `<presence type='subscribe'/>` (value `presence`): the subscriber then gets the
+/// classic rendering unless its capabilities say otherwise (DESIGN §3).
+const VIEW_OPTION: &str = "verona#view";
+
+mod blocking;
+mod graph;
+mod roster;
+
+use graph::{PresenceGraph, Sessions};
 
 /// The `presence` node's configuration (DESIGN §2): subscriptions need the owner's approval,
 /// presence never touches disk, going offline is a retraction, notifications name the
@@ -77,8 +90,13 @@ enum Request {
         contact: BareJid,
         kind: SubscriptionKind,
     },
-    /// A `jabber:iq:roster` get: the roster is derived from presence-node subscriptions.
-    RosterGet { from: FullJid, iq: Element },
+    /// A `jabber:iq:roster` get or set: the roster is a view of presence-node subscriptions
+    /// and the `roster` node.
+    Roster { from: FullJid, iq: Element },
+    /// A XEP-0191 blocklist get, block or unblock.
+    Blocking { from: FullJid, iq: Element },
+    /// A presence probe (RFC 6121 §4.3) from a session to a local account.
+    Probe { from: FullJid, contact: BareJid },
     /// Remove expired items (from the task's own timer).
     ExpireItems,
 }
@@ -168,9 +186,19 @@ impl PubsubHandle {
         let _ = self.tx.send(request).await;
     }
 
-    /// A roster request (RFC 6121 §2.1.3) from a session.
-    pub async fn roster_get(&self, from: FullJid, iq: Element) {
-        let _ = self.tx.send(Request::RosterGet { from, iq }).await;
+    /// A roster get or set (RFC 6121 §2) from a session.
+    pub async fn roster(&self, from: FullJid, iq: Element) {
+        let _ = self.tx.send(Request::Roster { from, iq }).await;
+    }
+
+    /// A blocking command (XEP-0191) from a session.
+    pub async fn blocking(&self, from: FullJid, iq: Element) {
+        let _ = self.tx.send(Request::Blocking { from, iq }).await;
+    }
+
+    /// A presence probe (`from` already stamped).
+    pub async fn probe(&self, from: FullJid, contact: BareJid) {
+        let _ = self.tx.send(Request::Probe { from, contact }).await;
     }
 
     pub async fn session_ended(&self, jid: Jid) {
@@ -209,8 +237,9 @@ pub async fn start(
         },
         accounts: HashMap::new(),
         presence: PresenceGraph::default(),
-        available: HashSet::new(),
-        interested: HashSet::new(),
+        available: Sessions::default(),
+        interested: Sessions::default(),
+        blocklist_interested: Sessions::default(),
         roster_changes: Vec::new(),
         stores,
         router,
@@ -236,37 +265,14 @@ struct Hosted {
     service: Service,
 }
 
-/// Who is subscribed to whose `presence` node: the answer of the `presence` access model
-/// (DESIGN §1: "presence" means "subscribed to my presence node").
-#[derive(Default)]
-struct PresenceGraph(HashMap<BareJid, HashSet<BareJid>>);
-
-impl PresenceGraph {
-    /// Reads an account's approved presence subscribers from its PEP service; returns the
-    /// contacts whose subscription changed.
-    fn refresh(&mut self, owner: &BareJid, service: &Service) -> Vec<BareJid> {
-        let subscribers: HashSet<BareJid> = service
-            .node_subscriptions(&Jid::from(owner.clone()), PRESENCE_NODE)
-            .map(|subs| subs.into_iter().map(|s| s.jid.to_bare()).collect())
-            .unwrap_or_default();
-        let old = self
-            .0
-            .insert(owner.clone(), subscribers)
-            .unwrap_or_default();
-        let new = &self.0[owner];
-        old.symmetric_difference(new).cloned().collect()
-    }
-}
-
-impl AccessResolver for PresenceGraph {
-    fn has_presence_subscription(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.0.get(owner).is_some_and(|s| s.contains(contact))
-    }
-
-    /// Roster groups live in the `roster` PEP node, which comes with the roster views.
-    fn in_roster_group(&self, _owner: &BareJid, _contact: &BareJid, _groups: &[String]) -> bool {
-        false
-    }
+/// A PEP service's configuration: XEP-0163's, plus the option recording classic requests.
+fn pep_config(account: BareJid) -> ServiceConfig {
+    let mut config = ServiceConfig::pep(account);
+    config.custom_subscription_options.insert(
+        VIEW_OPTION.to_owned(),
+        SubscriptionOptionField { unique: false },
+    );
+    config
 }
 
 fn hosted_pep(account: BareJid, service: Service) -> Hosted {
@@ -336,10 +342,12 @@ struct ServicesTask {
     accounts: HashMap<BareJid, Hosted>,
     presence: PresenceGraph,
     /// Sessions that have announced their presence (and so got their contacts' current items).
-    available: HashSet<FullJid>,
+    available: Sessions,
     /// Sessions that asked for the roster, and so get roster pushes (RFC 6121 §2.1.6).
-    interested: HashSet<FullJid>,
-    /// (user, contact) pairs whose roster item changed in the current batch.
+    interested: Sessions,
+    /// Sessions that asked for the blocklist, and so get its pushes (XEP-0191 §3.3).
+    blocklist_interested: Sessions,
+    /// (user, contact): the user's roster item for the contact changed in the current batch.
     roster_changes: Vec<(BareJid, BareJid)>,
     stores: Stores,
     router: Arc<Router>,
@@ -402,20 +410,6 @@ impl ServicesTask {
                 self.refresh_presence(&origin);
             }
         }
-        // A new pending request changes the asker's item (`ask`); approvals and removals were
-        // seen when the presence graph was refreshed.
-        for d in &done {
-            if let Origin::Account(owner) = &d.origin {
-                for effect in &d.effects {
-                    if let Effect::AuthorizationRequest(request) = effect
-                        && request.node == PRESENCE_NODE
-                    {
-                        let pair = (owner.clone(), request.subscriber.to_bare());
-                        self.roster_changes.push(pair);
-                    }
-                }
-            }
-        }
         let changes = std::mem::take(&mut self.roster_changes);
         self.deliver(done);
         self.push_rosters(changes);
@@ -433,13 +427,14 @@ impl ServicesTask {
             }
             let nodes = self.stores.pubsub.load_service(&name).await?;
             let service = Service::restore(
-                ServiceConfig::pep(account.clone()),
+                pep_config(account.clone()),
                 Box::new(SystemEnvironment::default()),
                 nodes,
             );
             self.presence.refresh(&account, &service);
             self.accounts
-                .insert(account.clone(), hosted_pep(account, service));
+                .insert(account.clone(), hosted_pep(account.clone(), service));
+            self.router.set_blocked(&account, self.blocklist(&account));
         }
         tracing::info!(accounts = self.accounts.len(), "PEP services loaded");
         Ok(())
@@ -448,20 +443,26 @@ impl ServicesTask {
     /// Loads the PEP services the batch addresses that are not in memory yet, creating the
     /// `presence` node of those that lack it.
     async fn load_accounts(&mut self, requests: &[Request], done: &mut Vec<Done>) {
-        for request in requests {
-            let account = match request {
-                Request::Stanza {
-                    target: Target::Account(account),
-                    ..
-                } => account.clone(),
-                Request::Presence { from, .. } => from.to_bare(),
-                Request::Subscription {
-                    from,
-                    contact,
-                    kind,
-                } => kind.owner(from, contact),
-                _ => continue,
-            };
+        let accounts = requests.iter().flat_map(|request| match request {
+            Request::Stanza {
+                target: Target::Account(account),
+                ..
+            } => vec![account.clone()],
+            Request::Presence { from, .. } => vec![from.to_bare()],
+            Request::Subscription {
+                from,
+                contact,
+                kind,
+            } => vec![kind.owner(from, contact)],
+            Request::Probe { contact, .. } => vec![contact.clone()],
+            Request::Blocking { from, .. } => vec![from.to_bare()],
+            // Removing a contact touches both presence nodes.
+            Request::Roster { from, iq } => std::iter::once(from.to_bare())
+                .chain(roster::set_contact(iq))
+                .collect(),
+            _ => Vec::new(),
+        });
+        for account in accounts.collect::<Vec<_>>() {
             let account = &account;
             if self.accounts.contains_key(account) {
                 continue;
@@ -482,7 +483,7 @@ impl ServicesTask {
                 }
             };
             let mut service = Service::restore(
-                ServiceConfig::pep(account.clone()),
+                pep_config(account.clone()),
                 Box::new(SystemEnvironment::default()),
                 nodes,
             );
@@ -503,6 +504,7 @@ impl ServicesTask {
             self.presence.refresh(account, &service);
             self.accounts
                 .insert(account.clone(), hosted_pep(account.clone(), service));
+            self.router.set_blocked(account, self.blocklist(account));
         }
     }
 
@@ -524,9 +526,8 @@ impl ServicesTask {
         if let Origin::Account(account) = origin
             && let Some(hosted) = self.accounts.get(account)
         {
-            for contact in self.presence.refresh(account, &hosted.service) {
-                self.roster_changes.push((account.clone(), contact));
-            }
+            let changed = self.presence.refresh(account, &hosted.service);
+            self.roster_changes.extend(changed);
         }
     }
 
@@ -538,9 +539,9 @@ impl ServicesTask {
                 target,
                 mut stanza,
             } => {
-                if matches!(&target, Target::Account(account) if *account == from.to_bare())
-                    && own_presence_item_id(&mut stanza, &from)
-                {
+                let own_presence = matches!(&target, Target::Account(account) if *account == from.to_bare())
+                    && own_presence_item_id(&mut stanza, &from);
+                if own_presence {
                     self.came_online(&from, done);
                 }
                 let origin = match target {
@@ -569,17 +570,39 @@ impl ServicesTask {
                     &from,
                     &stanza,
                 );
+                let succeeded = handled
+                    .reply
+                    .as_ref()
+                    .is_some_and(|reply| reply.attr("type") == Some("result"));
+                let unheard = match &origin {
+                    Origin::Account(owner) if succeeded && !own_presence => unheard_publish(
+                        hosted,
+                        owner,
+                        &stanza,
+                        handled.reply.as_ref(),
+                        &handled.effects,
+                    ),
+                    _ => None,
+                };
                 if touches_presence_subscriptions(&handled.effects) {
                     self.refresh_presence(&origin);
                 }
+                let published = own_presence && succeeded;
                 done.push(Done {
                     origin,
-                    to: Some(from),
+                    to: Some(from.clone()),
                     request: Some(stanza),
                     reply: handled.reply,
                     effects: handled.effects,
                     undo: handled.undo,
                 });
+                if published {
+                    self.reflect_presence(&from, done);
+                }
+                if let Some((owner, notification)) = unheard {
+                    let effects = vec![Effect::Notify(notification)];
+                    done.push(Done::new_effects(Origin::Account(owner), effects));
+                }
             }
             Request::Presence { from, stanza } => {
                 self.classic_presence(&from, &stanza, done);
@@ -589,16 +612,13 @@ impl ServicesTask {
                 contact,
                 kind,
             } => self.classic_subscription(&from, &contact, kind, done),
-            Request::RosterGet { from, iq } => {
-                let items = self.roster_items(&from.to_bare(), None);
-                let query = builder("query", ns::ROSTER).append_all(items).build();
-                let reply = crate::xml::iq_result(&iq, Some(query));
-                self.interested.insert(from.clone());
-                done.push(Done::reply(from, Some(reply)));
-            }
+            Request::Roster { from, iq } => self.roster_request(from, iq, done),
+            Request::Probe { from, contact } => self.probe(&from, &contact, done),
+            Request::Blocking { from, iq } => self.blocking_request(from, iq, done),
             Request::SessionEnded(jid) => {
                 if let Ok(full) = jid.try_as_full() {
                     self.interested.remove(full);
+                    self.blocklist_interested.remove(full);
                     self.retract_presence(full, done);
                 }
                 let outcome = self.domain.service.end_session(&jid);
@@ -638,11 +658,14 @@ impl ServicesTask {
             .service
             .publish(&Jid::from(from.clone()), PRESENCE_NODE, request)
         {
-            Ok(outcome) => done.push(Done::new(
-                Origin::Account(account),
-                outcome.effects,
-                outcome.undo,
-            )),
+            Ok(outcome) => {
+                done.push(Done::new(
+                    Origin::Account(account),
+                    outcome.effects,
+                    outcome.undo,
+                ));
+                self.reflect_presence(from, done);
+            }
             Err(e) => tracing::warn!(jid = %from, "publishing presence: {e}"),
         }
     }
@@ -664,28 +687,45 @@ impl ServicesTask {
         let me = Jid::from(from.to_bare());
         let them = Jid::from(contact.clone());
         let outcome = match kind {
-            SubscriptionKind::Subscribe => service
-                .subscribe(&self.presence, &me, PRESENCE_NODE, &me, None)
-                .map(|o| (o.effects, o.undo)),
+            // Asking again while subscribed or pending changes nothing (RFC 6121 §3.1.3).
+            SubscriptionKind::Subscribe
+                if !service
+                    .own_subscriptions(&me, Some(PRESENCE_NODE))
+                    .is_empty() =>
+            {
+                return;
+            }
+            SubscriptionKind::Subscribe => {
+                let mut options = SubscriptionOptions::default();
+                options
+                    .custom
+                    .insert(VIEW_OPTION.to_owned(), "presence".to_owned());
+                service
+                    .subscribe(&self.presence, &me, PRESENCE_NODE, &me, Some(options))
+                    .map(|o| (o.effects, o.undo))
+            }
             SubscriptionKind::Unsubscribe => service
                 .unsubscribe(&me, PRESENCE_NODE, &me, None)
                 .map(|o| (o.effects, o.undo)),
             SubscriptionKind::Subscribed => service
                 .authorize(&me, PRESENCE_NODE, &them, None, true)
                 .map(|o| (o.effects, o.undo)),
+            // An approved subscription ends; a pending one is denied.
+            SubscriptionKind::Unsubscribed
+                if self.presence.has_presence_subscription(&owner, contact) =>
+            {
+                let end = SubscriptionChange {
+                    jid: them.clone(),
+                    subid: None,
+                    subscribed: false,
+                };
+                service
+                    .set_subscriptions(&self.presence, &me, PRESENCE_NODE, &[end])
+                    .map(|o| (o.effects, o.undo))
+            }
             SubscriptionKind::Unsubscribed => service
                 .authorize(&me, PRESENCE_NODE, &them, None, false)
-                .map(|o| (o.effects, o.undo))
-                .or_else(|_| {
-                    let end = SubscriptionChange {
-                        jid: them.clone(),
-                        subid: None,
-                        subscribed: false,
-                    };
-                    service
-                        .set_subscriptions(&self.presence, &me, PRESENCE_NODE, &[end])
-                        .map(|o| (o.effects, o.undo))
-                }),
+                .map(|o| (o.effects, o.undo)),
         };
         match outcome {
             Ok((effects, undo)) => {
@@ -700,100 +740,12 @@ impl ServicesTask {
         }
     }
 
-    /// The roster as RFC 6121 §2 shows it, derived (DESIGN §2): `from` when the contact follows
-    /// the user's presence node, `to` when the user follows the contact's, `both`, and
-    /// `ask='subscribe'` while the user's request is pending.
-    /// `only` restricts it to one contact (a roster push).
-    fn roster_items(&self, me: &BareJid, only: Option<&BareJid>) -> Vec<Element> {
-        let me = me.clone();
-        let me_jid = Jid::from(me.clone());
-        let mut contacts: std::collections::BTreeMap<BareJid, (bool, bool, bool)> =
-            std::collections::BTreeMap::new();
-        let wanted = |contact: &BareJid| only.is_none_or(|only| only == contact);
-        for follower in self.presence.0.get(&me).into_iter().flatten() {
-            if wanted(follower) {
-                contacts.entry(follower.clone()).or_default().0 = true;
-            }
-        }
-        for (owner, hosted) in &self.accounts {
-            if *owner == me || !wanted(owner) {
-                continue;
-            }
-            for sub in hosted
-                .service
-                .own_subscriptions(&me_jid, Some(PRESENCE_NODE))
-            {
-                let entry = contacts.entry(owner.clone()).or_default();
-                match sub.state {
-                    SubscriptionState::Subscribed => entry.1 = true,
-                    SubscriptionState::Pending => entry.2 = true,
-                    _ => {}
-                }
-            }
-        }
-        contacts
-            .into_iter()
-            .map(|(contact, (from, to, ask))| {
-                let subscription = match (from, to) {
-                    (true, true) => "both",
-                    (true, false) => "from",
-                    (false, true) => "to",
-                    (false, false) => "none",
-                };
-                let mut item = builder("item", ns::ROSTER)
-                    .with("jid", contact.as_str())
-                    .with("subscription", subscription);
-                if ask {
-                    item = item.with("ask", "subscribe");
-                }
-                item.build()
-            })
-            .collect()
-    }
-
-    /// Roster pushes (RFC 6121 §2.1.6) for the pairs whose relation changed, to the sessions
-    /// of each side that asked for the roster; an item with no relation left is removed.
-    fn push_rosters(&self, mut changes: Vec<(BareJid, BareJid)>) {
-        changes.sort();
-        changes.dedup();
-        for (a, b) in changes {
-            for (user, contact) in [(&a, &b), (&b, &a)] {
-                let sessions: Vec<&FullJid> = self
-                    .interested
-                    .iter()
-                    .filter(|session| session.to_bare() == *user)
-                    .collect();
-                if sessions.is_empty() {
-                    continue;
-                }
-                let item = self
-                    .roster_items(user, Some(contact))
-                    .pop()
-                    .unwrap_or_else(|| {
-                        builder("item", ns::ROSTER)
-                            .with("jid", contact.as_str())
-                            .with("subscription", "remove")
-                            .build()
-                    });
-                for session in sessions {
-                    let push = builder("iq", ns::CLIENT)
-                        .with("type", "set")
-                        .with("id", crate::c2s::random_id())
-                        .with("to", session.as_str())
-                        .append(builder("query", ns::ROSTER).append(item.clone()).build())
-                        .build();
-                    let bytes = Bytes::from(verona_stream::element_bytes(&push));
-                    self.router.deliver(&Jid::from(session.clone()), bytes);
-                }
-            }
-        }
-    }
-
     /// A session's first presence: it gets the current items of every node it is subscribed to
-    /// that sends them on presence (its contacts' presence among them), and the authorization
-    /// requests still waiting for its account (XEP-0207 §4).
+    /// that sends them on presence (its contacts' presence among them), the presence of its
+    /// account's other available resources (RFC 6121 §4.2.2), and the authorization requests
+    /// still waiting for its account (XEP-0207 §4).
     fn came_online(&mut self, session: &FullJid, done: &mut Vec<Done>) {
-        if !self.available.insert(session.clone()) {
+        if !self.available.insert(session) {
             return;
         }
         let owner = session.to_bare();
@@ -806,12 +758,13 @@ impl ServicesTask {
             };
             for request in hosted.service.pending_for_owner(&owner) {
                 let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
+                let made = self.made_classically(&hosted.jid, &request.subscriber);
                 let effect = Effect::AuthorizationRequest(request);
                 let origin = Origin::Account(hosted.jid.to_bare());
                 let classic = (hosted.kind == ServiceKind::Pep)
                     .then(|| classic_presence(&origin, &effect))
                     .flatten();
-                self.router.deliver_views(&out.to, out.stanza, || {
+                self.router.deliver_views(&out.to, out.stanza, made, || {
                     classic.map(|stanzas| classic_bytes(&stanzas, &out.to))
                 });
             }
@@ -832,6 +785,109 @@ impl ServicesTask {
                 done.push(Done::new_effects(origin, effects));
             }
         }
+        done.extend(self.last_notify_items(session));
+        let own = self.presence_items(&owner);
+        if !own.is_empty() {
+            let last = verona_pubsub::LastItems {
+                to,
+                node: PRESENCE_NODE.to_owned(),
+                subid: String::new(),
+                items: own,
+            };
+            let origin = Origin::Account(owner);
+            done.push(Done::new_effects(origin, vec![Effect::SendLastItems(last)]));
+        }
+    }
+
+    /// RFC 6121 §4.2.2, §4.4.2, §4.5.2: a change of an account's presence also goes to the
+    /// account's own available resources, the one that changed included.
+    fn reflect_presence(&self, from: &FullJid, done: &mut Vec<Done>) {
+        let owner = from.to_bare();
+        let recipients: Vec<Recipient> = self.available.of(&owner).map(recipient).collect();
+        if recipients.is_empty() {
+            return;
+        }
+        let resource = from.resource().as_str();
+        let items: Vec<verona_pubsub::Item> = self
+            .presence_items(&owner)
+            .into_iter()
+            .filter(|item| item.id == resource)
+            .collect();
+        let event = if items.is_empty() {
+            Event::Retract {
+                ids: vec![resource.to_owned()],
+            }
+        } else {
+            Event::Items { items }
+        };
+        let notification = verona_pubsub::Notification {
+            node: PRESENCE_NODE.to_owned(),
+            event,
+            recipients: recipients.into(),
+            notification_type: verona_pubsub::NotificationType::Headline,
+            presence_based_delivery: false,
+            itemreply: ItemReply::Publisher,
+        };
+        let effects = vec![Effect::Notify(notification)];
+        done.push(Done::new_effects(Origin::Account(owner), effects));
+    }
+
+    /// The current items of an account's presence node: its available resources' presence.
+    fn presence_items(&self, account: &BareJid) -> Vec<verona_pubsub::Item> {
+        self.accounts
+            .get(account)
+            .and_then(|hosted| {
+                let owner = Jid::from(account.clone());
+                let query = verona_pubsub::ItemQuery::All;
+                let page = hosted
+                    .service
+                    .items(&self.presence, &owner, PRESENCE_NODE, &query);
+                page.ok()
+            })
+            .map(|page| page.items)
+            .unwrap_or_default()
+    }
+
+    /// How the subscription of `subscriber` to a PEP service's presence node was made, when
+    /// the service is a PEP service and the subscriber one of its accounts' contacts.
+    fn made_classically(&self, service: &Jid, subscriber: &Jid) -> Option<bool> {
+        let owner = service.node().map(|_| service.to_bare())?;
+        let subscriber = subscriber.to_bare();
+        let known = self.presence.has_relation(&owner, &subscriber);
+        known.then(|| self.presence.subscribed_classically(&owner, &subscriber))
+    }
+
+    /// RFC 6121 §4.3: a probe is answered from the contact's presence node, to a subscriber
+    /// only; the user's own account may be probed by its resources.
+    fn probe(&self, from: &FullJid, contact: &BareJid, done: &mut Vec<Done>) {
+        let me = from.to_bare();
+        let answer = |stanza: Element| {
+            let mut stanza = stanza;
+            set_attr(&mut stanza, "to", from.as_str());
+            Done::reply(from.clone(), Some(stanza))
+        };
+        if *contact != me && !self.presence.has_presence_subscription(contact, &me) {
+            let refused = builder("presence", ns::CLIENT)
+                .with("type", "unsubscribed")
+                .with("from", contact.as_str())
+                .build();
+            done.push(answer(refused));
+            return;
+        }
+        let presences: Vec<Element> = self
+            .presence_items(contact)
+            .iter()
+            .filter(|item| *contact != me || item.id != from.resource().as_str())
+            .filter_map(|item| item.payload.as_deref()?.parse().ok())
+            .collect();
+        if presences.is_empty() && *contact != me {
+            let gone = builder("presence", ns::CLIENT)
+                .with("type", "unavailable")
+                .with("from", contact.as_str())
+                .build();
+            done.push(answer(gone));
+        }
+        done.extend(presences.into_iter().map(answer));
     }
 
     /// The resource went offline: its presence item is retracted (subscribers see it go).
@@ -858,11 +914,14 @@ impl ServicesTask {
             .service
             .retract(&Jid::from(account.clone()), PRESENCE_NODE, resource, true)
         {
-            Ok(outcome) => done.push(Done::new(
-                Origin::Account(account),
-                outcome.effects,
-                outcome.undo,
-            )),
+            Ok(outcome) => {
+                done.push(Done::new(
+                    Origin::Account(account),
+                    outcome.effects,
+                    outcome.undo,
+                ));
+                self.reflect_presence(from, done);
+            }
             Err(e) => tracing::warn!(jid = %from, "retracting presence: {e}"),
         }
     }
@@ -904,7 +963,17 @@ impl ServicesTask {
                 resolver: &self.presence,
             };
             for effect in &d.effects {
-                let outgoing = verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
+                let implicit = self.implicit(&d.origin, hosted, effect);
+                let mut outgoing =
+                    verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
+                if let Some(implicit) = &implicit {
+                    let more = verona_pubsub_xmpp::render(&context, std::slice::from_ref(implicit));
+                    outgoing.extend(more);
+                }
+                // XEP-0191: nothing from an account reaches one that blocked it.
+                if let Origin::Account(owner) = &d.origin {
+                    outgoing.retain(|out| !self.router.blocks(&out.to.to_bare(), owner));
+                }
                 let Some(classic) = classic_presence(&d.origin, effect) else {
                     for out in outgoing {
                         self.router.deliver(&out.to, out.stanza);
@@ -916,12 +985,107 @@ impl ServicesTask {
                 let once = matches!(effect, Effect::SendLastItems(_));
                 for (n, out) in outgoing.into_iter().enumerate() {
                     let stanzas = (!once || n == 0).then_some(&classic);
-                    self.router.deliver_views(&out.to, out.stanza, || {
+                    let about = match effect {
+                        Effect::AuthorizationRequest(request) => &request.subscriber,
+                        _ => &out.to,
+                    };
+                    let made = self.made_classically(&hosted.jid, about);
+                    self.router.deliver_views(&out.to, out.stanza, made, || {
                         stanzas.map(|stanzas| classic_bytes(stanzas, &out.to))
                     });
                 }
             }
         }
+    }
+
+    /// Who gets an event of a PEP node without subscribing to it: every available resource of
+    /// the account and of its presence subscribers whose capabilities ask for `NODE+notify`
+    /// and that may read the node (XEP-0163 §4.3).
+    fn implicit(&self, origin: &Origin, hosted: &Hosted, effect: &Effect) -> Option<Effect> {
+        let (Origin::Account(owner), Effect::Notify(notification)) = (origin, effect) else {
+            return None;
+        };
+        if !matches!(
+            notification.event,
+            Event::Items { .. } | Event::Retract { .. } | Event::Purge
+        ) || [PRESENCE_NODE, ROSTER_NODE].contains(&notification.node.as_str())
+        {
+            return None;
+        }
+        let explicit: HashSet<&Jid> = notification.recipients.iter().map(|r| &r.jid).collect();
+        let notify = format!("{}+notify", notification.node);
+        let recipients: Vec<Recipient> = std::iter::once(owner)
+            .chain(self.presence.followers(owner))
+            .filter(|contact| !explicit.contains(&Jid::from((*contact).clone())))
+            .flat_map(|contact| self.available.of(contact))
+            .filter(|session| !explicit.contains(&Jid::from((*session).clone())))
+            .filter(|session| self.wants_notify(session, &notify))
+            .filter(|session| {
+                let actor = Jid::from((*session).clone());
+                let read = verona_pubsub::Action::RetrieveItems;
+                let node = &notification.node;
+                hosted
+                    .service
+                    .may(&self.presence, &actor, read, node)
+                    .is_ok()
+            })
+            .map(recipient)
+            .collect();
+        (!recipients.is_empty()).then(|| {
+            Effect::Notify(verona_pubsub::Notification {
+                recipients: recipients.into(),
+                ..notification.clone()
+            })
+        })
+    }
+
+    /// Whether a session's verified capabilities include `feature`.
+    fn wants_notify(&self, session: &FullJid, feature: &str) -> bool {
+        self.router
+            .session(session)
+            .and_then(|handle| handle.features())
+            .is_some_and(|features| features.contains(feature))
+    }
+
+    /// XEP-0163 §4.3: a newly available session that asks for `NODE+notify` gets the last
+    /// item of every such node of its own account and of the accounts it follows.
+    fn last_notify_items(&self, session: &FullJid) -> Vec<Done> {
+        let Some(features) = self.router.session(session).and_then(|h| h.features()) else {
+            return Vec::new();
+        };
+        let me = session.to_bare();
+        let actor = Jid::from(session.clone());
+        let mut done = Vec::new();
+        for owner in std::iter::once(&me).chain(self.presence.following(&me)) {
+            let Some(hosted) = self.accounts.get(owner) else {
+                continue;
+            };
+            let effects: Vec<Effect> = hosted
+                .service
+                .node_ids()
+                .filter(|node| ![PRESENCE_NODE, ROSTER_NODE].contains(&node.as_str()))
+                .filter(|node| features.contains(&format!("{node}+notify")))
+                .filter_map(|node| {
+                    let query = verona_pubsub::ItemQuery::Latest(1);
+                    let page = hosted
+                        .service
+                        .items(&self.presence, &actor, node, &query)
+                        .ok()?;
+                    (!page.items.is_empty()).then(|| {
+                        Effect::SendLastItems(verona_pubsub::LastItems {
+                            to: actor.clone(),
+                            node: node.clone(),
+                            subid: String::new(),
+                            items: page.items,
+                        })
+                    })
+                })
+                .collect();
+            if !effects.is_empty() {
+                done.push(Done::new_effects(Origin::Account(owner.clone()), effects));
+            }
+        }
+        done
     }
 }
 
@@ -1027,4 +1191,61 @@ fn touches_presence_subscriptions(effects: &[Effect]) -> bool {
         }
         _ => false,
     })
+}
+
+/// A recipient outside any subscription: a session getting an event by its capabilities or as
+/// its own account's presence.
+fn recipient(session: &FullJid) -> Recipient {
+    Recipient {
+        jid: Jid::from(session.clone()),
+        subids: Vec::new(),
+        show_values: None,
+        include_body: false,
+    }
+}
+
+/// A PEP publish that notified no subscriber, as a notification with no recipients yet, so
+/// that contacts asking for `NODE+notify` still hear of it (XEP-0163 §4.3; see `implicit`).
+fn unheard_publish(
+    hosted: &Hosted,
+    owner: &BareJid,
+    request: &Element,
+    reply: Option<&Element>,
+    effects: &[Effect],
+) -> Option<(BareJid, verona_pubsub::Notification)> {
+    let node = request
+        .get_child("pubsub", ns::PUBSUB)?
+        .get_child("publish", ns::PUBSUB)?
+        .attr("node")?;
+    let notified = effects
+        .iter()
+        .any(|e| matches!(e, Effect::Notify(n) if n.node == node));
+    if notified || [PRESENCE_NODE, ROSTER_NODE].contains(&node) {
+        return None;
+    }
+    let id = reply?
+        .get_child("pubsub", ns::PUBSUB)?
+        .get_child("publish", ns::PUBSUB)?
+        .get_child("item", ns::PUBSUB)?
+        .attr("id")?;
+    let metadata = hosted.service.metadata(node)?;
+    let config = metadata.config;
+    let owner_jid = Jid::from(owner.clone());
+    let query = verona_pubsub::ItemQuery::Ids(vec![id.to_owned()]);
+    let items = hosted
+        .service
+        .items(&verona_pubsub::NoRoster, &owner_jid, node, &query)
+        .ok()?
+        .items;
+    Some((
+        owner.clone(),
+        verona_pubsub::Notification {
+            node: node.to_owned(),
+            event: Event::Items { items },
+            recipients: Vec::new().into(),
+            notification_type: config.notification_type,
+            presence_based_delivery: config.presence_based_delivery,
+            itemreply: config.itemreply,
+        },
+    ))
 }

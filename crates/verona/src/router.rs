@@ -3,7 +3,7 @@
 //! A session is reached through a bounded queue of pre-serialised stanzas. A session whose queue
 //! is full is not keeping up; it is told to close instead of letting its queue grow without bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -39,10 +39,26 @@ pub struct SessionHandle {
     id: u64,
     tx: mpsc::Sender<Bytes>,
     close: Arc<watch::Sender<Option<CloseReason>>>,
-    /// Whether the session gets classic stanzas (`<presence/>`) instead of pubsub events for
-    /// XEP-0207 nodes (DESIGN §3).
-    classic: Arc<AtomicBool>,
+    view: Arc<View>,
 }
+
+/// What decides whether a session gets classic stanzas (`<presence/>`) or pubsub events for
+/// XEP-0207 nodes (DESIGN §3).
+#[derive(Default)]
+struct View {
+    /// Its verified XEP-0115 features, once known.
+    features: RwLock<Option<Features>>,
+    /// It publishes its presence with classic `<presence/>`.
+    classic: AtomicBool,
+}
+
+/// A client's verified disco#info features (XEP-0115), shared by every session with the
+/// same capabilities.
+pub type Features = Arc<HashSet<String>>;
+
+/// The feature by which a client says it wants presence as pubsub events (XEP-0163 `+notify`
+/// on the `presence` node).
+pub const PRESENCE_NOTIFY: &str = "presence+notify";
 
 /// The session's own ends of its handle.
 pub struct SessionEnds {
@@ -59,7 +75,7 @@ impl SessionHandle {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             tx,
             close: Arc::new(close_tx),
-            classic: Arc::new(AtomicBool::new(false)),
+            view: Arc::default(),
         };
         (
             handle,
@@ -86,21 +102,57 @@ impl SessionHandle {
         self.close.send_replace(Some(reason));
     }
 
+    /// How the session publishes its own presence: `<presence/>` (true) or a pubsub publish.
     pub fn set_classic(&self, classic: bool) {
-        self.classic.store(classic, Ordering::Relaxed);
+        self.view.classic.store(classic, Ordering::Relaxed);
     }
 
-    pub fn is_classic(&self) -> bool {
-        self.classic.load(Ordering::Relaxed)
+    pub fn set_features(&self, features: Features) {
+        *self.view.features.write().expect("view lock") = Some(features);
+    }
+
+    pub fn features(&self) -> Option<Features> {
+        self.view.features.read().expect("view lock").clone()
+    }
+
+    /// Whether the session gets the classic rendering (DESIGN §3): its capabilities decide
+    /// when known; otherwise `made_classically`, how the subscription behind the event was
+    /// made; otherwise how the session publishes its own presence.
+    pub fn wants_classic(&self, made_classically: Option<bool>) -> bool {
+        if let Some(features) = &*self.view.features.read().expect("view lock") {
+            return !features.contains(PRESENCE_NOTIFY);
+        }
+        made_classically.unwrap_or_else(|| self.view.classic.load(Ordering::Relaxed))
     }
 }
 
 #[derive(Default)]
 pub struct Router {
     sessions: RwLock<HashMap<BareJid, HashMap<String, SessionHandle>>>,
+    /// Each account's XEP-0191 blocklist, kept by the pubsub services (whose outcast lists
+    /// it mirrors) so that stanzas between blocked parties stop where they are routed.
+    blocked: RwLock<HashMap<BareJid, HashSet<BareJid>>>,
 }
 
 impl Router {
+    pub fn set_blocked(&self, user: &BareJid, blocked: Vec<BareJid>) {
+        let mut lists = self.blocked.write().expect("blocklist lock");
+        if blocked.is_empty() {
+            lists.remove(user);
+        } else {
+            lists.insert(user.clone(), blocked.into_iter().collect());
+        }
+    }
+
+    /// Whether `user` blocked `other` (or `other`'s domain).
+    pub fn blocks(&self, user: &BareJid, other: &BareJid) -> bool {
+        let lists = self.blocked.read().expect("blocklist lock");
+        lists.get(user).is_some_and(|list| {
+            list.contains(other)
+                || BareJid::new(other.domain().as_str()).is_ok_and(|domain| list.contains(&domain))
+        })
+    }
+
     /// Binds `jid`; an older session on the same full JID is closed with `conflict`.
     pub fn bind(&self, jid: &FullJid, handle: SessionHandle) {
         let old = self
@@ -166,10 +218,12 @@ impl Router {
 
     /// Delivers an event in two renderings: `native` to sessions that speak XEP-0207, `classic`
     /// (if any) to classic sessions, computed only when one of them is there.
+    /// `made_classically` tells how the subscription behind the event was made, if known.
     pub fn deliver_views(
         &self,
         to: &Jid,
         native: Bytes,
+        made_classically: Option<bool>,
         classic: impl FnOnce() -> Option<Bytes>,
     ) -> usize {
         let sessions = match to.try_as_full() {
@@ -180,7 +234,7 @@ impl Router {
         let mut classic = Some(classic);
         let mut delivered = 0;
         for session in sessions {
-            let bytes = if session.is_classic() {
+            let bytes = if session.wants_classic(made_classically) {
                 if let Some(render) = classic.take() {
                     classic_bytes = render();
                 }
@@ -253,7 +307,7 @@ mod tests {
         router.bind(&full("romeo@montague.lit/pda"), native);
         router.bind(&full("romeo@montague.lit/mobile"), classic);
         let to = Jid::new("romeo@montague.lit").unwrap();
-        let delivered = router.deliver_views(&to, Bytes::from_static(b"<event/>"), || {
+        let delivered = router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, || {
             Some(Bytes::from_static(b"<presence/>"))
         });
         assert_eq!(delivered, 2);
@@ -266,9 +320,34 @@ mod tests {
             Bytes::from_static(b"<presence/>")
         );
         // No classic rendering: classic sessions get nothing, natives still do.
-        let delivered = router.deliver_views(&to, Bytes::from_static(b"<event/>"), || None);
+        let delivered = router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, || None);
         assert_eq!(delivered, 1);
         assert!(classic_ends.rx.try_recv().is_err());
+    }
+
+    /// DESIGN §3: capabilities first, then how the subscription was made, then how the
+    /// session publishes its own presence.
+    #[test]
+    fn the_rendering_rule() {
+        let notify: Features = Arc::new(HashSet::from([PRESENCE_NOTIFY.to_owned()]));
+        let plain: Features = Arc::new(HashSet::from(["urn:xmpp:ping".to_owned()]));
+        let cases: &[(Option<&Features>, Option<bool>, bool, bool)] = &[
+            // (features, made classically, publishes <presence/>, wants classic)
+            (Some(&notify), Some(true), true, false),
+            (Some(&plain), Some(false), false, true),
+            (None, Some(true), false, true),
+            (None, Some(false), true, false),
+            (None, None, true, true),
+            (None, None, false, false),
+        ];
+        for (n, &(features, made, publishes, expected)) in cases.iter().enumerate() {
+            let (session, _ends) = SessionHandle::new(1);
+            session.set_classic(publishes);
+            if let Some(features) = features {
+                session.set_features(features.clone());
+            }
+            assert_eq!(session.wants_classic(made), expected, "case {n}");
+        }
     }
 
     #[test]

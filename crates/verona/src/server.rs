@@ -14,6 +14,7 @@ use tracing::Instrument;
 use verona_storage::SqliteStore;
 
 use crate::accounts::Accounts;
+use crate::caps::CapsCache;
 use crate::config::Config;
 use crate::pubsub_service::{self, PubsubHandle};
 use crate::router::Router;
@@ -32,6 +33,8 @@ pub struct Shared {
     /// `pubsub.<domain>` and the accounts' PEP services, unless disabled.
     pub pubsub: Option<PubsubHandle>,
     pub throttle: AuthThrottle,
+    /// Verified XEP-0115 capabilities, by hash.
+    pub caps: CapsCache,
     pub starttls: TlsAcceptor,
     pub direct_tls: TlsAcceptor,
     pub shutdown: watch::Receiver<bool>,
@@ -105,6 +108,7 @@ impl RunningServer {
             router,
             pubsub,
             throttle,
+            caps: CapsCache::default(),
             starttls: TlsAcceptor::from(tls.starttls),
             direct_tls: TlsAcceptor::from(tls.direct),
             shutdown: shutdown_rx,

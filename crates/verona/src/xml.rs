@@ -19,6 +19,9 @@ pub mod ns {
     pub const REGISTER: &str = "jabber:iq:register";
     pub const DATA_FORMS: &str = "jabber:x:data";
     pub const ROSTER: &str = "jabber:iq:roster";
+    pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
+    pub const BLOCKING: &str = "urn:xmpp:blocking";
+    pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
     pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
     pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
     pub const PUBSUB_AUTHORIZATION: &str =

@@ -237,6 +237,8 @@ async fn presence_is_a_pep_node() {
         let (_, presence) = presence_item(&c.recv().await);
         assert_eq!(presence.attr("from"), Some("juliet@localhost/balcony"));
     }
+    // Juliet's own available resource hears its presence too (RFC 6121 §4.2.2).
+    assert_eq!(presence_item(&juliet.recv().await).0, "balcony");
 
     // Seed Ex. 3, verbatim but for the domain: no item id.
     let reply = juliet
@@ -268,11 +270,12 @@ async fn presence_is_a_pep_node() {
             .expect("XEP-0033 replyto");
         assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
     }
+    assert_eq!(presence_item(&juliet.recv().await).0, "balcony");
 
-    // A session of Romeo's that comes online gets Juliet's current presence; it sent
-    // `<presence/>`, so it is a classic session and gets it as `<presence/>`.
+    // A session of Romeo's that comes online gets Juliet's current presence; its
+    // capabilities lack `presence+notify`, so it is a classic session and gets `<presence/>`.
     let mut tablet = t.login("romeo", "pw", "tablet").await;
-    tablet.send("<presence xmlns='jabber:client'/>").await;
+    tablet.presence_with_caps("", CLASSIC, true).await;
     let current = tablet.recv().await;
     assert_eq!(current.name(), "presence", "{}", show(&current));
     assert_eq!(current.attr("from"), Some("juliet@localhost/balcony"));
@@ -280,8 +283,13 @@ async fn presence_is_a_pep_node() {
         current.get_child("status", NS_CLIENT).unwrap().text(),
         "Moping"
     );
+    // RFC 6121 §4.2.2: its own presence comes back to it; no contact follows Romeo, and his
+    // other session has sent no presence, so nobody else hears it.
+    assert_eq!(
+        tablet.recv().await.attr("from"),
+        Some("romeo@localhost/tablet")
+    );
     tablet.expect_nothing().await;
-    // Romeo's own presence item goes to nobody: nobody subscribed to it.
     romeo.expect_nothing().await;
 
     // A classic client's presence broadcast is the same publish.
@@ -299,12 +307,15 @@ async fn presence_is_a_pep_node() {
         assert_eq!(presence.attr("from"), Some("juliet@localhost/chamber"));
     }
 
+    // Juliet's other available resource hears it too (a native one: as an event).
+    assert_eq!(presence_item(&juliet.recv().await).0, "chamber");
+
     // The socket is cut without unavailable presence: the item is retracted.
     drop(chamber);
-    for c in [&mut romeo, &mut nurse] {
+    for c in [&mut romeo, &mut nurse, &mut juliet] {
         assert_eq!(retracted(&c.recv().await), "chamber");
     }
-    // Unavailable presence retracts too; the publisher hears nothing.
+    // Unavailable presence retracts too; the publisher, now unavailable, hears nothing.
     juliet
         .send("<presence xmlns='jabber:client' type='unavailable'/>")
         .await;
@@ -351,21 +362,27 @@ async fn pending_requests_are_asked_again_at_login() {
 
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     juliet.expect_nothing().await;
-    juliet.send("<presence xmlns='jabber:client'/>").await;
-    // She announced presence the classic way, so she is asked the classic way.
+    juliet.presence_with_caps("", CLASSIC, true).await;
+    // Her capabilities lack `presence+notify`, so she is asked the classic way.
     let request = juliet.recv().await;
     assert_presence(&request, "subscribe", "romeo@localhost");
+    assert_eq!(
+        juliet.recv().await.attr("from"),
+        Some("juliet@localhost/balcony")
+    );
     // Only at the first presence of a session.
     juliet
         .send("<presence xmlns='jabber:client'><show>away</show></presence>")
         .await;
+    assert_eq!(
+        juliet.recv().await.attr("from"),
+        Some("juliet@localhost/balcony")
+    );
     juliet.expect_nothing().await;
 
     // A native session announcing itself with a presence publish gets the Ex. 10 form.
     let mut native = t.login("juliet", "pw", "tower").await;
-    native
-        .request("<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'/></item></publish></pubsub></iq>")
-        .await;
+    native.publish_presence_with_caps("", NATIVE, true).await;
     let request = native.recv().await;
     let form = request
         .get_child("x", DATA)
@@ -374,8 +391,8 @@ async fn pending_requests_are_asked_again_at_login() {
 }
 
 /// DESIGN §3, the first mixed scenario: native Juliet publishes presence (Ex. 3); classic Romeo
-/// (he sent `<presence/>`) gets `<presence/>` stanzas, native Nurse gets Ex. 4; both see her go
-/// when her socket is cut.
+/// (capabilities without `presence+notify`) gets `<presence/>` stanzas, native Nurse (with it)
+/// gets Ex. 4; both see her go when her socket is cut.
 #[tokio::test]
 async fn classic_and_native_subscribers_see_the_same_presence() {
     let t = TestServer::start().await;
@@ -384,8 +401,17 @@ async fn classic_and_native_subscribers_see_the_same_presence() {
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
-    romeo.send("<presence xmlns='jabber:client'/>").await;
+    romeo.presence_with_caps("", CLASSIC, true).await;
+    assert_eq!(
+        romeo.recv().await.attr("from"),
+        Some("romeo@localhost/mobile")
+    );
     let mut nurse = t.login("nurse", "pw", "chamber").await;
+    nurse.presence_with_caps("", NATIVE, true).await;
+    // Her own presence comes back as an event: she is native.
+    let own = nurse.recv().await;
+    assert!(own.has_child("event", EVENT), "{}", show(&own));
+    assert_eq!(own.attr("from"), Some("nurse@localhost"));
     for (c, who) in [
         (&mut romeo, "romeo@localhost"),
         (&mut nurse, "nurse@localhost"),
@@ -443,7 +469,12 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
+    // No capabilities: he gets what his way of subscribing implies.
     romeo.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(
+        romeo.recv().await.attr("from"),
+        Some("romeo@localhost/mobile")
+    );
     romeo
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
         .await;
@@ -467,7 +498,19 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
 
     // Roles swapped: Juliet's classic session gets the request as presence and answers it.
     let mut classic = t.login("juliet", "pw", "chamber").await;
-    classic.send("<presence xmlns='jabber:client'/>").await;
+    classic.presence_with_caps("", CLASSIC, true).await;
+    // It gets its account's other resource's presence and its own (RFC 6121 §4.2.2).
+    let mut own: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let presence = classic.recv().await;
+        assert_eq!(presence.name(), "presence", "{}", show(&presence));
+        own.push(presence.attr("from").unwrap().to_owned());
+    }
+    own.sort();
+    assert_eq!(
+        own,
+        ["juliet@localhost/balcony", "juliet@localhost/chamber"]
+    );
     let second = romeo.recv().await;
     assert_eq!(
         second.attr("from"),
@@ -512,7 +555,11 @@ async fn roster_is_the_subscription_graph() {
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
-    romeo.send("<presence xmlns='jabber:client'/>").await;
+    romeo.presence_with_caps("", CLASSIC, true).await;
+    assert_eq!(
+        romeo.recv().await.attr("from"),
+        Some("romeo@localhost/mobile")
+    );
     romeo
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
         .await;
@@ -582,6 +629,10 @@ async fn roster_pushes_follow_subscription_changes() {
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     romeo.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(
+        romeo.recv().await.attr("from"),
+        Some("romeo@localhost/mobile")
+    );
     let empty = romeo
         .request(
             "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",

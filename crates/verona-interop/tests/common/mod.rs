@@ -1,5 +1,6 @@
 //! Shared setup: one trusted certificate per test binary, Verona servers that serve it, and
 //! tokio-xmpp clients pointed at them by address (no DNS).
+#![allow(dead_code)] // each test binary uses a different part of this harness
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -30,6 +31,10 @@ use verona::config::{C2sConfig, TlsConfig};
 /// Upper bound for any single network step, so a misbehaving server fails a test instead of
 /// hanging it.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client listens to conclude that something did not arrive: a local server delivers
+/// within milliseconds.
+pub const QUIET: Duration = Duration::from_millis(300);
 
 pub const JULIET: &str = "juliet@localhost";
 pub const JULIET_PASSWORD: &str = "r0meo";
@@ -109,15 +114,20 @@ impl TestServer {
         let server = verona::RunningServer::start(config)
             .await
             .expect("server starts");
-        let accounts = server.accounts();
-        for (jid, password) in [(JULIET, JULIET_PASSWORD), (ROMEO, ROMEO_PASSWORD)] {
-            let jid = accounts.parse_jid(jid).expect("account JID");
-            accounts.create(&jid, password).await.expect("account");
-        }
-        TestServer {
+        let server = TestServer {
             server,
             _data: data,
+        };
+        for (jid, password) in [(JULIET, JULIET_PASSWORD), (ROMEO, ROMEO_PASSWORD)] {
+            server.create_account(jid, password).await;
         }
+        server
+    }
+
+    pub async fn create_account(&self, jid: &str, password: &str) {
+        let accounts = self.server.accounts();
+        let jid = accounts.parse_jid(jid).expect("account JID");
+        accounts.create(&jid, password).await.expect("account");
     }
 
     /// The STARTTLS listener, for tokio-xmpp's `DnsConfig`.

@@ -536,3 +536,103 @@ pub fn stanza_error(el: &Element) -> Option<String> {
         .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
         .map(|c| c.name().to_owned())
 }
+
+/// Features of a native XEP-0207 client (XEP-0115): it wants presence as pubsub events.
+pub const NATIVE: &[&str] = &[
+    "http://jabber.org/protocol/caps",
+    "presence",
+    "presence+notify",
+];
+/// Features of a classic client: capabilities without `presence+notify`.
+pub const CLASSIC: &[&str] = &["http://jabber.org/protocol/caps", "urn:xmpp:ping"];
+
+/// The disco#info a client with `features` answers, and its XEP-0115 `<c/>`.
+pub fn caps(features: &[&str]) -> (xmpp_parsers::disco::DiscoInfoResult, String) {
+    use xmpp_parsers::caps::hash_caps;
+    use xmpp_parsers::disco::{DiscoInfoResult, Identity};
+    use xmpp_parsers::hashes::Algo;
+    let mut info = DiscoInfoResult {
+        node: None,
+        identities: vec![Identity::new("client", "pc", "en", "verona-test")],
+        features: features.iter().map(|f| f.to_string()).collect(),
+        extensions: Vec::new(),
+    };
+    // XEP-0115 §5.1 by hand: xmpp-parsers 0.23 sorts `x+notify<` before `x<`.
+    let mut input = String::from("client/pc/en/verona-test<");
+    for feature in &info.features {
+        input.push_str(feature);
+        input.push('<');
+    }
+    let hash = hash_caps(input.as_bytes(), Algo::Sha_1).expect("sha-1");
+    let ver = BASE64.encode(&hash.hash);
+    let node = "https://verona.example/test";
+    info.node = Some(format!("{node}#{ver}"));
+    let c = format!(
+        "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{node}' ver='{ver}'/>"
+    );
+    (info, c)
+}
+
+impl Client {
+    /// Answers the server's disco#info question about capabilities with `info`.
+    pub async fn answer_caps(&mut self, info: &xmpp_parsers::disco::DiscoInfoResult) {
+        let query = self.recv().await;
+        let node = query
+            .get_child("query", "http://jabber.org/protocol/disco#info")
+            .and_then(|q| q.attr("node"));
+        assert_eq!(
+            node,
+            info.node.as_deref(),
+            "a capabilities question: {query:?}"
+        );
+        let answer = minidom::Element::from(info.clone());
+        let reply = format!(
+            "<iq xmlns='jabber:client' type='result' id='{}' to='{}'>{}</iq>",
+            query.attr("id").unwrap(),
+            query.attr("from").unwrap(),
+            String::from_utf8(verona_stream::element_bytes(&answer)).unwrap()
+        );
+        self.send(&reply).await;
+    }
+
+    /// Sends `<presence>{inner}</presence>` advertising `features` and answers the question
+    /// about them (the first time the server sees these capabilities).
+    pub async fn presence_with_caps(&mut self, inner: &str, features: &[&str], asked: bool) {
+        let (info, c) = caps(features);
+        self.send(&format!(
+            "<presence xmlns='jabber:client'>{inner}{c}</presence>"
+        ))
+        .await;
+        if asked {
+            self.answer_caps(&info).await;
+        }
+    }
+
+    /// Publishes `<presence>{inner}</presence>` to the own `presence` node (seed Ex. 3)
+    /// advertising `features`, answers the question about them, and checks the result.
+    pub async fn publish_presence_with_caps(
+        &mut self,
+        inner: &str,
+        features: &[&str],
+        asked: bool,
+    ) {
+        let (info, c) = caps(features);
+        self.send(&format!(
+            "<iq xmlns='jabber:client' type='set' id='pres-caps'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'>{inner}{c}</presence></item></publish></pubsub></iq>"
+        ))
+        .await;
+        if asked {
+            self.answer_caps(&info).await;
+        }
+        let mut others = Vec::new();
+        loop {
+            let el = self.recv().await;
+            if el.name() == "iq" && el.attr("id") == Some("pres-caps") {
+                assert_eq!(el.attr("type"), Some("result"), "{el:?}");
+                self.stashed.extend(others);
+                return;
+            }
+            others.push(el);
+        }
+    }
+}

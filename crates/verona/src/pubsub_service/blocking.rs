@@ -1,0 +1,123 @@
+//! XEP-0191 blocking as pubsub (DESIGN §2): a blocked JID is an outcast on every node of the
+//! user's PEP service, so it can neither subscribe nor read, and its subscriptions end. The
+//! blocklist is the outcast list of the `presence` node; the router keeps a copy so that
+//! stanzas between the two are stopped where they are routed.
+
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use std::collections::BTreeMap;
+use verona_pubsub::Affiliation;
+
+use super::{Done, Origin, PRESENCE_NODE, ServicesTask};
+use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
+
+impl ServicesTask {
+    /// The user's blocklist: the outcasts of its `presence` node.
+    pub(super) fn blocklist(&self, user: &BareJid) -> Vec<BareJid> {
+        let owner = Jid::from(user.clone());
+        self.accounts
+            .get(user)
+            .and_then(|hosted| {
+                let affiliations = hosted.service.node_affiliations(&owner, PRESENCE_NODE);
+                affiliations.ok()
+            })
+            .into_iter()
+            .flatten()
+            .filter(|(_, affiliation)| *affiliation == Affiliation::Outcast)
+            .map(|(jid, _)| jid)
+            .collect()
+    }
+
+    /// A blocklist get, block or unblock (XEP-0191 §3) from a session.
+    pub(super) fn blocking_request(&mut self, from: FullJid, iq: Element, done: &mut Vec<Done>) {
+        let user = from.to_bare();
+        if iq.attr("type") == Some("get") {
+            // §3.2: sessions that asked get the pushes.
+            self.blocklist_interested.insert(&from);
+            let items = self.blocklist(&user).into_iter().map(|jid| item(&jid));
+            let list = builder("blocklist", ns::BLOCKING).append_all(items).build();
+            done.push(Done::reply(from, Some(iq_result(&iq, Some(list)))));
+            return;
+        }
+        let Some((block, jids)) = parse_set(&iq) else {
+            let reply = error_reply(&iq, ErrorType::Modify, "bad-request", None);
+            done.push(Done::reply(from, reply));
+            return;
+        };
+        // §3.4: unblocking with no items unblocks everyone.
+        let jids = if !block && jids.is_empty() {
+            self.blocklist(&user)
+        } else {
+            jids
+        };
+        let affiliation = if block {
+            Affiliation::Outcast
+        } else {
+            Affiliation::None
+        };
+        // One cannot block oneself: the account owns its nodes.
+        let changes: BTreeMap<BareJid, Affiliation> = jids
+            .iter()
+            .filter(|jid| **jid != user)
+            .map(|jid| (jid.clone(), affiliation))
+            .collect();
+        let origin = Origin::Account(user.clone());
+        let owner = Jid::from(user.clone());
+        let Some(hosted) = self.accounts.get_mut(&user) else {
+            let reply = error_reply(&iq, ErrorType::Wait, "internal-server-error", None);
+            done.push(Done::reply(from, reply));
+            return;
+        };
+        let nodes: Vec<String> = hosted.service.node_ids().cloned().collect();
+        for node in nodes {
+            match hosted
+                .service
+                .set_affiliations(&self.presence, &owner, &node, &changes)
+            {
+                Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
+                Err(e) => tracing::warn!(%user, node, "blocking: {e}"),
+            }
+        }
+        self.refresh_presence(&origin);
+        self.router.set_blocked(&user, self.blocklist(&user));
+        let mut reply = Done::reply(from, Some(iq_result(&iq, None)));
+        reply.request = Some(iq);
+        done.push(reply);
+        // §3.3, §3.4: every session that asked for the list hears of the change.
+        let name = if block { "block" } else { "unblock" };
+        let change = builder(name, ns::BLOCKING)
+            .append_all(jids.iter().map(item))
+            .build();
+        for session in self.blocklist_interested.of(&user) {
+            let push = builder("iq", ns::CLIENT)
+                .with("type", "set")
+                .with("id", crate::c2s::random_id())
+                .with("to", session.as_str())
+                .append(change.clone())
+                .build();
+            done.push(Done::reply(session.clone(), Some(push)));
+        }
+    }
+}
+
+/// `(block?, JIDs)` of a block or unblock set; `None` for anything else, or a block without
+/// items (§3.3). Blocking is by bare JID (or domain): a full JID blocks its account.
+fn parse_set(iq: &Element) -> Option<(bool, Vec<BareJid>)> {
+    let (block, command) = match iq.get_child("block", ns::BLOCKING) {
+        Some(block) => (true, block),
+        None => (false, iq.get_child("unblock", ns::BLOCKING)?),
+    };
+    let jids = command
+        .children()
+        .filter(|c| c.is("item", ns::BLOCKING))
+        .map(|item| item.attr("jid").and_then(|jid| Jid::new(jid).ok()))
+        .map(|jid| jid.map(|jid| jid.to_bare()))
+        .collect::<Option<Vec<BareJid>>>()?;
+    (!block || !jids.is_empty()).then_some((block, jids))
+}
+
+fn item(jid: &BareJid) -> Element {
+    builder("item", ns::BLOCKING)
+        .with("jid", jid.as_str())
+        .build()
+}

@@ -1,0 +1,267 @@
+//! Who follows whose presence, read from the engine: the answer of the `presence` and `roster`
+//! access models, the derived roster (DESIGN §2), and which subscriptions were made with
+//! classic `<presence type='subscribe'/>` (DESIGN §3, rendering rule 2).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use jid::{BareJid, FullJid, Jid};
+use verona_pubsub::{AccessResolver, ItemQuery, NoRoster, Service};
+
+use super::{PRESENCE_NODE, ROSTER_NODE, VIEW_OPTION};
+
+/// The roster annotations of one contact (RFC 6121 §2.1.2: name and groups), kept as items of
+/// the owner's private `roster` node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Annotation {
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// One account's side of the graph.
+#[derive(Default)]
+struct Owner {
+    /// Approved subscribers of its presence node.
+    followers: HashSet<BareJid>,
+    /// Subscribers waiting for its approval.
+    pending: HashSet<BareJid>,
+    /// Subscribers (approved or pending) that asked with `<presence type='subscribe'/>`.
+    classic: HashSet<BareJid>,
+    /// Its `roster` node, by contact.
+    annotations: BTreeMap<BareJid, Annotation>,
+}
+
+#[derive(Default)]
+pub struct PresenceGraph {
+    owners: HashMap<BareJid, Owner>,
+    /// The reverse of `followers`: whose presence nodes an account follows.
+    following: HashMap<BareJid, HashSet<BareJid>>,
+    /// The reverse of `pending`: whose presence nodes an account waits for.
+    asking: HashMap<BareJid, HashSet<BareJid>>,
+}
+
+impl PresenceGraph {
+    /// Reads an account's presence subscribers and roster annotations from its PEP service;
+    /// returns the (user, contact) pairs whose roster item changed: both sides when a
+    /// subscription changed, the asker's when a request did, the owner's when an annotation
+    /// did.
+    pub fn refresh(&mut self, owner: &BareJid, service: &Service) -> Vec<(BareJid, BareJid)> {
+        let owner_jid = Jid::from(owner.clone());
+        let mut next = Owner::default();
+        for sub in service
+            .node_subscriptions(&owner_jid, PRESENCE_NODE)
+            .unwrap_or_default()
+        {
+            next.followers.insert(sub.jid.to_bare());
+        }
+        for request in service.pending_for_owner(owner) {
+            if request.node == PRESENCE_NODE {
+                next.pending.insert(request.subscriber.to_bare());
+            }
+        }
+        for contact in next.followers.iter().chain(&next.pending) {
+            let classic = service
+                .own_subscriptions(&Jid::from(contact.clone()), Some(PRESENCE_NODE))
+                .iter()
+                .any(|sub| {
+                    sub.options.custom.get(VIEW_OPTION).map(String::as_str) == Some("presence")
+                });
+            if classic {
+                next.classic.insert(contact.clone());
+            }
+        }
+        next.annotations = annotations(service, &owner_jid);
+
+        let old = self.owners.remove(owner).unwrap_or_default();
+        let mut changed: BTreeSet<(BareJid, BareJid)> = BTreeSet::new();
+        for contact in old.followers.symmetric_difference(&next.followers) {
+            changed.insert((owner.clone(), contact.clone()));
+            changed.insert((contact.clone(), owner.clone()));
+        }
+        for contact in old.pending.symmetric_difference(&next.pending) {
+            changed.insert((contact.clone(), owner.clone()));
+        }
+        let annotated = old.annotations.keys().chain(next.annotations.keys());
+        for contact in annotated {
+            if old.annotations.get(contact) != next.annotations.get(contact) {
+                changed.insert((owner.clone(), contact.clone()));
+            }
+        }
+        for (old_set, new_set, reverse) in [
+            (&old.followers, &next.followers, &mut self.following),
+            (&old.pending, &next.pending, &mut self.asking),
+        ] {
+            for gone in old_set.difference(new_set) {
+                if let Some(owners) = reverse.get_mut(gone) {
+                    owners.remove(owner);
+                    if owners.is_empty() {
+                        reverse.remove(gone);
+                    }
+                }
+            }
+            for added in new_set.difference(old_set) {
+                reverse
+                    .entry(added.clone())
+                    .or_default()
+                    .insert(owner.clone());
+            }
+        }
+        self.owners.insert(owner.clone(), next);
+        changed.into_iter().collect()
+    }
+
+    /// The accounts subscribed to `owner`'s presence.
+    pub fn followers(&self, owner: &BareJid) -> impl Iterator<Item = &BareJid> {
+        self.owners
+            .get(owner)
+            .into_iter()
+            .flat_map(|o| &o.followers)
+    }
+
+    /// The accounts whose presence `contact` is subscribed to.
+    pub fn following(&self, contact: &BareJid) -> impl Iterator<Item = &BareJid> {
+        self.following.get(contact).into_iter().flatten()
+    }
+
+    /// Whether `contact` is subscribed to `owner`'s presence, or waiting to be.
+    pub fn has_relation(&self, owner: &BareJid, contact: &BareJid) -> bool {
+        self.owners
+            .get(owner)
+            .is_some_and(|o| o.followers.contains(contact) || o.pending.contains(contact))
+    }
+
+    /// Whether `contact` asked for `owner`'s presence with a classic `<presence/>` stanza
+    /// (its rendering when its session advertised no capabilities).
+    pub fn subscribed_classically(&self, owner: &BareJid, contact: &BareJid) -> bool {
+        self.owners
+            .get(owner)
+            .is_some_and(|o| o.classic.contains(contact))
+    }
+
+    /// `user`'s roster (RFC 6121 §2): every contact with a relation or an annotation.
+    pub fn roster(&self, user: &BareJid) -> Vec<RosterEntry> {
+        let owner = self.owners.get(user);
+        let contacts: BTreeSet<&BareJid> = owner
+            .into_iter()
+            .flat_map(|o| o.followers.iter().chain(o.annotations.keys()))
+            .chain(self.following(user))
+            .chain(self.asking.get(user).into_iter().flatten())
+            .collect();
+        contacts
+            .into_iter()
+            .filter_map(|contact| self.roster_entry(user, contact))
+            .collect()
+    }
+
+    /// One roster entry of `user`, if `contact` is on the roster.
+    pub fn roster_entry(&self, user: &BareJid, contact: &BareJid) -> Option<RosterEntry> {
+        let owner = self.owners.get(user);
+        let from = owner.is_some_and(|o| o.followers.contains(contact));
+        let to = self.following(user).any(|c| c == contact);
+        let ask = self
+            .asking
+            .get(user)
+            .is_some_and(|owners| owners.contains(contact));
+        let annotation = owner.and_then(|o| o.annotations.get(contact)).cloned();
+        if !(from || to || ask || annotation.is_some()) || user == contact {
+            return None;
+        }
+        Some(RosterEntry {
+            contact: contact.clone(),
+            from,
+            to,
+            ask,
+            annotation: annotation.unwrap_or_default(),
+        })
+    }
+}
+
+/// A derived roster item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterEntry {
+    pub contact: BareJid,
+    /// The contact follows the user's presence.
+    pub from: bool,
+    /// The user follows the contact's presence.
+    pub to: bool,
+    /// The user's request is waiting for the contact.
+    pub ask: bool,
+    pub annotation: Annotation,
+}
+
+impl RosterEntry {
+    /// The RFC 6121 `subscription` value.
+    pub fn subscription(&self) -> &'static str {
+        match (self.from, self.to) {
+            (true, true) => "both",
+            (true, false) => "from",
+            (false, true) => "to",
+            (false, false) => "none",
+        }
+    }
+}
+
+/// The items of the owner's `roster` node: id = contact, payload = a roster `<item/>`.
+fn annotations(service: &Service, owner: &Jid) -> BTreeMap<BareJid, Annotation> {
+    let Ok(page) = service.items(&NoRoster, owner, ROSTER_NODE, &ItemQuery::All) else {
+        return BTreeMap::new();
+    };
+    page.items
+        .iter()
+        .filter_map(|item| {
+            let contact = BareJid::new(&item.id).ok()?;
+            let payload: minidom::Element = item.payload.as_deref()?.parse().ok()?;
+            let annotation = Annotation {
+                name: payload.attr("name").map(str::to_owned),
+                groups: payload
+                    .children()
+                    .filter(|c| c.name() == "group")
+                    .map(|g| g.text())
+                    .collect(),
+            };
+            Some((contact, annotation))
+        })
+        .collect()
+}
+
+impl AccessResolver for PresenceGraph {
+    fn has_presence_subscription(&self, owner: &BareJid, contact: &BareJid) -> bool {
+        self.owners
+            .get(owner)
+            .is_some_and(|o| o.followers.contains(contact))
+    }
+
+    fn in_roster_group(&self, owner: &BareJid, contact: &BareJid, groups: &[String]) -> bool {
+        self.owners
+            .get(owner)
+            .and_then(|o| o.annotations.get(contact))
+            .is_some_and(|a| a.groups.iter().any(|g| groups.contains(g)))
+    }
+}
+
+/// Sessions indexed by account, so that finding an account's sessions does not scan all.
+#[derive(Default)]
+pub struct Sessions(HashMap<BareJid, HashSet<FullJid>>);
+
+impl Sessions {
+    /// Adds a session; false if it was there.
+    pub fn insert(&mut self, session: &FullJid) -> bool {
+        self.0
+            .entry(session.to_bare())
+            .or_default()
+            .insert(session.clone())
+    }
+
+    pub fn remove(&mut self, session: &FullJid) {
+        let bare = session.to_bare();
+        if let Some(sessions) = self.0.get_mut(&bare) {
+            sessions.remove(session);
+            if sessions.is_empty() {
+                self.0.remove(&bare);
+            }
+        }
+    }
+
+    pub fn of(&self, account: &BareJid) -> impl Iterator<Item = &FullJid> {
+        self.0.get(account).into_iter().flatten()
+    }
+}

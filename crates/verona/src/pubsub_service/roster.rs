@@ -1,0 +1,309 @@
+//! `jabber:iq:roster` (RFC 6121 §2) as a view: items are derived from presence-node
+//! subscriptions, names and groups are items of the private `roster` PEP node (DESIGN §2), and
+//! removing a contact ends the subscriptions both ways. Versioning (§2.6) hashes the derived
+//! roster, so nothing but the engine's state is kept.
+
+use bytes::Bytes;
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use sha2::{Digest, Sha256};
+use verona_pubsub::{
+    AccessModel, ConfigField, CreateRequest, ItemQuery, MaxItems, PublishRequest,
+    SendLastPublishedItem,
+};
+
+use super::graph::RosterEntry;
+use super::{Done, Origin, ROSTER_NODE, ServicesTask, SubscriptionKind};
+use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
+
+/// The `roster` node: only the owner reads it, it lasts, and it is never pushed as events
+/// (roster pushes are its view).
+fn roster_node_config() -> Vec<ConfigField> {
+    vec![
+        ConfigField::AccessModel(AccessModel::Whitelist),
+        ConfigField::PersistItems(true),
+        ConfigField::MaxItems(MaxItems::Max),
+        ConfigField::SendLastPublishedItem(SendLastPublishedItem::Never),
+        ConfigField::DeliverNotifications(false),
+    ]
+}
+
+/// A validated roster set (RFC 6121 §2.3.3, §2.5.2).
+enum RosterSet {
+    Update { contact: BareJid, item: Element },
+    Remove { contact: BareJid },
+}
+
+/// The one `<item/>` of a roster set, or the stanza error it deserves.
+fn parse_set(iq: &Element) -> Result<RosterSet, (ErrorType, &'static str, &'static str)> {
+    let query = iq
+        .get_child("query", ns::ROSTER)
+        .expect("routed as a roster iq");
+    let items: Vec<&Element> = query
+        .children()
+        .filter(|c| c.is("item", ns::ROSTER))
+        .collect();
+    let [item] = items[..] else {
+        return Err((
+            ErrorType::Modify,
+            "bad-request",
+            "a roster set has exactly one item",
+        ));
+    };
+    let contact = item
+        .attr("jid")
+        .and_then(|jid| BareJid::new(jid).ok())
+        .ok_or((
+            ErrorType::Modify,
+            "bad-request",
+            "the item needs a bare JID",
+        ))?;
+    if item.attr("subscription") == Some("remove") {
+        return Ok(RosterSet::Remove { contact });
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for group in item.children().filter(|c| c.is("group", ns::ROSTER)) {
+        let name = group.text();
+        if name.trim().is_empty() {
+            return Err((ErrorType::Modify, "not-acceptable", "a group needs a name"));
+        }
+        if groups.contains(&name) {
+            return Err((ErrorType::Modify, "bad-request", "a group is listed twice"));
+        }
+        groups.push(name);
+    }
+    // Only name and groups are the user's to set; subscription and ask are derived.
+    let mut stored = builder("item", ns::ROSTER).with("jid", contact.as_str());
+    if let Some(name) = item.attr("name").filter(|n| !n.is_empty()) {
+        stored = stored.with("name", name);
+    }
+    for group in groups {
+        stored = stored.append(builder("group", ns::ROSTER).append(group).build());
+    }
+    Ok(RosterSet::Update {
+        contact,
+        item: stored.build(),
+    })
+}
+
+/// The contact a roster set names, if any (its PEP service must be loaded for a removal).
+pub(super) fn set_contact(iq: &Element) -> Option<BareJid> {
+    match parse_set(iq).ok()? {
+        RosterSet::Update { contact, .. } | RosterSet::Remove { contact } => Some(contact),
+    }
+}
+
+/// A derived entry as an RFC 6121 `<item/>`.
+fn item_element(entry: &RosterEntry) -> Element {
+    let mut item = builder("item", ns::ROSTER)
+        .with("jid", entry.contact.as_str())
+        .with("subscription", entry.subscription());
+    if entry.ask {
+        item = item.with("ask", "subscribe");
+    }
+    if let Some(name) = &entry.annotation.name {
+        item = item.with("name", name.as_str());
+    }
+    for group in &entry.annotation.groups {
+        item = item.append(builder("group", ns::ROSTER).append(group.as_str()).build());
+    }
+    item.build()
+}
+
+impl ServicesTask {
+    /// The roster's version: a digest of the derived roster.
+    fn roster_ver(&self, user: &BareJid) -> String {
+        let mut digest = Sha256::new();
+        for entry in self.presence.roster(user) {
+            digest.update(verona_stream::element_bytes(&item_element(&entry)));
+        }
+        digest.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// A `jabber:iq:roster` get or set from a session.
+    pub(super) fn roster_request(&mut self, from: FullJid, iq: Element, done: &mut Vec<Done>) {
+        let user = from.to_bare();
+        if iq.attr("type") == Some("get") {
+            // The session now gets pushes (RFC 6121 §2.1.6).
+            self.interested.insert(&from);
+            let ver = self.roster_ver(&user);
+            let known = iq
+                .get_child("query", ns::ROSTER)
+                .and_then(|q| q.attr("ver"))
+                .is_some_and(|v| v == ver);
+            // §2.6.3: an unchanged roster is answered with an empty result.
+            let payload = (!known).then(|| {
+                let items = self.presence.roster(&user);
+                builder("query", ns::ROSTER)
+                    .with("ver", ver)
+                    .append_all(items.iter().map(item_element))
+                    .build()
+            });
+            done.push(Done::reply(from, Some(iq_result(&iq, payload))));
+            return;
+        }
+        let set = match parse_set(&iq) {
+            Ok(set) => set,
+            Err((kind, condition, text)) => {
+                done.push(Done::reply(
+                    from,
+                    error_reply(&iq, kind, condition, Some(text)),
+                ));
+                return;
+            }
+        };
+        match set {
+            RosterSet::Update { contact, item } => {
+                self.annotate(&from, &iq, &contact, item, done);
+            }
+            RosterSet::Remove { contact } => self.remove_contact(&from, &iq, &contact, done),
+        }
+    }
+
+    /// Keeps the contact's name and groups as its item in the `roster` node.
+    fn annotate(
+        &mut self,
+        from: &FullJid,
+        iq: &Element,
+        contact: &BareJid,
+        item: Element,
+        done: &mut Vec<Done>,
+    ) {
+        let user = from.to_bare();
+        let owner = Jid::from(user.clone());
+        let origin = Origin::Account(user.clone());
+        let Some(hosted) = self.accounts.get_mut(&user) else {
+            let reply = error_reply(iq, ErrorType::Wait, "internal-server-error", None);
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
+        if hosted.service.metadata(ROSTER_NODE).is_none() {
+            let request = CreateRequest {
+                node: Some(ROSTER_NODE.to_owned()),
+                config: roster_node_config(),
+                ..CreateRequest::default()
+            };
+            match hosted.service.create(&owner, request) {
+                Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
+                Err(e) => tracing::error!(%user, "creating the roster node: {e}"),
+            }
+        }
+        let limit = hosted.service.config().limits.max_items_per_node;
+        let page = hosted
+            .service
+            .items(&self.presence, &owner, ROSTER_NODE, &ItemQuery::All)
+            .map(|page| page.items)
+            .unwrap_or_default();
+        if page.len() >= limit && !page.iter().any(|i| i.id == contact.as_str()) {
+            // Publishing would evict another contact's item: refuse rather than lose it.
+            let reply = error_reply(
+                iq,
+                ErrorType::Cancel,
+                "not-allowed",
+                Some("the roster is full"),
+            );
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
+        let payload = String::from_utf8(verona_stream::element_bytes(&item))
+            .expect("serialised XML is UTF-8");
+        let request = PublishRequest::payload(Some(contact.as_str()), payload);
+        match hosted.service.publish(&owner, ROSTER_NODE, request) {
+            Ok(outcome) => {
+                done.push(Done {
+                    origin: origin.clone(),
+                    to: Some(from.clone()),
+                    request: Some(iq.clone()),
+                    reply: Some(iq_result(iq, None)),
+                    effects: outcome.effects,
+                    undo: Some(outcome.undo),
+                });
+                self.refresh_presence(&origin);
+            }
+            Err(e) => {
+                tracing::error!(%user, "storing a roster item: {e}");
+                let reply = error_reply(iq, ErrorType::Wait, "internal-server-error", None);
+                done.push(Done::reply(from.clone(), reply));
+            }
+        }
+    }
+
+    /// RFC 6121 §2.5.2: the item goes, and with it both subscriptions and any pending request.
+    fn remove_contact(
+        &mut self,
+        from: &FullJid,
+        iq: &Element,
+        contact: &BareJid,
+        done: &mut Vec<Done>,
+    ) {
+        let user = from.to_bare();
+        let Some(entry) = self.presence.roster_entry(&user, contact) else {
+            // §2.5.3: removing what is not there.
+            let reply = error_reply(iq, ErrorType::Cancel, "item-not-found", None);
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
+        if entry.to || entry.ask {
+            self.classic_subscription(from, contact, SubscriptionKind::Unsubscribe, done);
+        }
+        if entry.from {
+            self.classic_subscription(from, contact, SubscriptionKind::Unsubscribed, done);
+        }
+        let origin = Origin::Account(user.clone());
+        let mut reply = Done::reply(from.clone(), Some(iq_result(iq, None)));
+        reply.origin = origin.clone();
+        reply.request = Some(iq.clone());
+        if let Some(hosted) = self.accounts.get_mut(&user)
+            && let Ok(outcome) = hosted.service.retract(
+                &Jid::from(user.clone()),
+                ROSTER_NODE,
+                contact.as_str(),
+                false,
+            )
+        {
+            reply.effects = outcome.effects;
+            reply.undo = Some(outcome.undo);
+        }
+        done.push(reply);
+        self.refresh_presence(&origin);
+        // The item is gone even if a relation remains for a moment: push it either way.
+        self.roster_changes.push((user, contact.clone()));
+    }
+
+    /// Roster pushes (RFC 6121 §2.1.6) of the changed items, to the sessions of their user that
+    /// asked for the roster; an item with no relation and no annotation left is removed.
+    pub(super) fn push_rosters(&self, mut changes: Vec<(BareJid, BareJid)>) {
+        changes.sort();
+        changes.dedup();
+        for (user, contact) in &changes {
+            let sessions: Vec<&FullJid> = self.interested.of(user).collect();
+            if sessions.is_empty() {
+                continue;
+            }
+            let item = match self.presence.roster_entry(user, contact) {
+                Some(entry) => item_element(&entry),
+                None => builder("item", ns::ROSTER)
+                    .with("jid", contact.as_str())
+                    .with("subscription", "remove")
+                    .build(),
+            };
+            let query = builder("query", ns::ROSTER)
+                .with("ver", self.roster_ver(user))
+                .append(item)
+                .build();
+            for session in sessions {
+                let push = builder("iq", ns::CLIENT)
+                    .with("type", "set")
+                    .with("id", crate::c2s::random_id())
+                    .with("to", session.as_str())
+                    .append(query.clone())
+                    .build();
+                let bytes = Bytes::from(verona_stream::element_bytes(&push));
+                self.router.deliver(&Jid::from(session.clone()), bytes);
+            }
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! RFC 6121 rosters and probes, XEP-0191 blocking and XEP-0163 `+notify` filtering against the
+//! real server: all views of presence-node subscriptions, the `roster` node and outcast
+//! affiliations (DESIGN §2–3).
+
+mod common;
+
+use common::*;
+use minidom::Element;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const ROSTER: &str = "jabber:iq:roster";
+const BLOCKING: &str = "urn:xmpp:blocking";
+
+fn show(el: &Element) -> String {
+    String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
+}
+
+fn ok(reply: &Element) {
+    assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
+}
+
+/// Juliet and Romeo online as classic clients (no capabilities), Romeo subscribed to
+/// Juliet's presence and both having fetched their rosters.
+async fn romeo_follows_juliet() -> (TestServer, Client, Client) {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    for c in [&mut juliet, &mut romeo] {
+        ok(&c.request(&roster_get("r0", None)).await);
+        c.send("<presence xmlns='jabber:client'/>").await;
+        let own = c.recv().await;
+        assert_eq!(own.attr("from"), Some(c.jid()), "{}", show(&own));
+    }
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    assert_eq!(push(&romeo.recv().await), item("juliet@localhost", "none"));
+    let asked = juliet.recv().await;
+    assert_eq!(asked.attr("type"), Some("subscribe"), "{}", show(&asked));
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@localhost'/>")
+        .await;
+    assert_eq!(push(&juliet.recv().await), item("romeo@localhost", "from"));
+    let mut got: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        let el = romeo.recv().await;
+        got.push(match el.name() {
+            "iq" => format!("push {}", push(&el).1),
+            _ => format!(
+                "{} {}",
+                el.attr("type").unwrap_or("available"),
+                el.attr("from").unwrap()
+            ),
+        });
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "available juliet@localhost/balcony",
+            "push to",
+            "subscribed juliet@localhost"
+        ]
+    );
+    (t, juliet, romeo)
+}
+
+fn roster_get(id: &str, ver: Option<&str>) -> String {
+    let ver = ver.map(|v| format!(" ver='{v}'")).unwrap_or_default();
+    format!("<iq xmlns='jabber:client' type='get' id='{id}'><query xmlns='{ROSTER}'{ver}/></iq>")
+}
+
+fn item(jid: &str, subscription: &str) -> (String, String) {
+    (jid.to_owned(), subscription.to_owned())
+}
+
+/// The item of a roster push: (jid, subscription).
+fn push(el: &Element) -> (String, String) {
+    assert_eq!(
+        (el.name(), el.attr("type")),
+        ("iq", Some("set")),
+        "{}",
+        show(el)
+    );
+    let item = el
+        .get_child("query", ROSTER)
+        .and_then(|q| q.get_child("item", ROSTER))
+        .unwrap_or_else(|| panic!("a roster push: {}", show(el)));
+    let jid = item.attr("jid").unwrap().to_owned();
+    (jid, item.attr("subscription").unwrap().to_owned())
+}
+
+/// RFC 6121 §2.3–2.6: names and groups are kept (in the private `roster` node), pushed and
+/// returned with the derived subscription; versions make an unchanged roster cost nothing;
+/// malformed sets are refused and change nothing.
+#[tokio::test]
+async fn roster_sets_keep_names_and_groups_and_the_roster_is_versioned() {
+    let (_t, _juliet, mut romeo) = romeo_follows_juliet().await;
+    let set = "<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='juliet@localhost' name='Juliet' subscription='both' ask='subscribe'><group>Capulets</group><group>Verona</group></item></query></iq>";
+    ok(&romeo.request(set).await);
+    let pushed = romeo.recv().await;
+    assert_eq!(push(&pushed), item("juliet@localhost", "to"));
+    let pushed_item = pushed
+        .get_child("query", ROSTER)
+        .unwrap()
+        .get_child("item", ROSTER)
+        .unwrap();
+    assert_eq!(pushed_item.attr("name"), Some("Juliet"));
+    assert_eq!(pushed_item.attr("ask"), None, "ask is derived, not set");
+
+    let reply = romeo.request(&roster_get("r1", None)).await;
+    let query = reply.get_child("query", ROSTER).expect("a roster");
+    let ver = query.attr("ver").expect("a version").to_owned();
+    let items: Vec<&Element> = query.children().collect();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].attr("name"), Some("Juliet"));
+    assert_eq!(items[0].attr("subscription"), Some("to"));
+    let groups: Vec<String> = items[0].children().map(|g| g.text()).collect();
+    assert_eq!(groups, ["Capulets", "Verona"]);
+    assert_eq!(
+        pushed.get_child("query", ROSTER).unwrap().attr("ver"),
+        Some(ver.as_str()),
+        "a push carries the roster's new version"
+    );
+
+    // §2.6.3: the same version, nothing to send; another one, the whole roster.
+    let unchanged = romeo.request(&roster_get("r2", Some(&ver))).await;
+    ok(&unchanged);
+    assert!(
+        unchanged.children().next().is_none(),
+        "{}",
+        show(&unchanged)
+    );
+    let stale = romeo.request(&roster_get("r3", Some("stale"))).await;
+    assert_eq!(
+        stale.get_child("query", ROSTER).unwrap().children().count(),
+        1
+    );
+
+    // §2.3.3: refused, and nothing changes.
+    for (bad, condition) in [
+        (
+            "<item jid='a@localhost'/><item jid='b@localhost'/>",
+            "bad-request",
+        ),
+        (
+            "<item jid='juliet@localhost'><group></group></item>",
+            "not-acceptable",
+        ),
+        (
+            "<item jid='juliet@localhost'><group>x</group><group>x</group></item>",
+            "bad-request",
+        ),
+        ("<item name='nobody'/>", "bad-request"),
+    ] {
+        let reply = romeo
+            .request(&format!("<iq xmlns='jabber:client' type='set' id='bad'><query xmlns='{ROSTER}'>{bad}</query></iq>"))
+            .await;
+        assert_eq!(stanza_error(&reply).as_deref(), Some(condition), "{bad}");
+    }
+    let after = romeo.request(&roster_get("r4", Some(&ver))).await;
+    assert!(
+        after.children().next().is_none(),
+        "unchanged: {}",
+        show(&after)
+    );
+    romeo.expect_nothing().await;
+}
+
+/// RFC 6121 §2.5.2: removing a contact ends both subscriptions; both rosters lose the item
+/// and no presence flows any more.
+#[tokio::test]
+async fn removing_a_contact_ends_the_subscriptions() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let remove = "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' subscription='remove'/></query></iq>";
+    ok(&juliet.request(remove).await);
+    assert_eq!(
+        push(&juliet.recv().await),
+        item("romeo@localhost", "remove")
+    );
+    let mut romeo_got: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let el = romeo.recv().await;
+        romeo_got.push(match el.name() {
+            "iq" => format!("push {}", push(&el).1),
+            _ => format!("{} {}", el.attr("type").unwrap(), el.attr("from").unwrap()),
+        });
+    }
+    romeo_got.sort();
+    assert_eq!(romeo_got, ["push remove", "unsubscribed juliet@localhost"]);
+    for c in [&mut juliet, &mut romeo] {
+        let reply = c.request(&roster_get("r", None)).await;
+        assert_eq!(
+            reply.get_child("query", ROSTER).unwrap().children().count(),
+            0
+        );
+    }
+    juliet
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    assert_eq!(
+        juliet.recv().await.attr("from"),
+        Some("juliet@localhost/balcony")
+    );
+    romeo.expect_nothing().await;
+    // Removing what is not there.
+    let again = juliet.request(remove).await;
+    assert_eq!(stanza_error(&again).as_deref(), Some("item-not-found"));
+}
+
+/// RFC 6121 §4.3: a subscriber's probe is answered from the presence node; anyone else learns
+/// nothing but `unsubscribed`; an account with nobody online answers `unavailable`.
+#[tokio::test]
+async fn probes_are_answered_from_the_presence_node() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='probe' to='juliet@localhost'/>")
+        .await;
+    let answer = romeo.recv().await;
+    assert_eq!(
+        (answer.attr("type"), answer.attr("from")),
+        (None, Some("juliet@localhost/balcony")),
+        "{}",
+        show(&answer)
+    );
+    let mut nurse = t.login("nurse", "pw", "kitchen").await;
+    nurse
+        .send("<presence xmlns='jabber:client' type='probe' to='juliet@localhost'/>")
+        .await;
+    let refused = nurse.recv().await;
+    assert_eq!(
+        refused.attr("type"),
+        Some("unsubscribed"),
+        "{}",
+        show(&refused)
+    );
+    nurse.expect_nothing().await;
+    juliet.expect_nothing().await;
+
+    juliet
+        .send("<presence xmlns='jabber:client' type='unavailable'/>")
+        .await;
+    assert_eq!(romeo.recv().await.attr("type"), Some("unavailable"));
+    romeo
+        .send("<presence xmlns='jabber:client' type='probe' to='juliet@localhost'/>")
+        .await;
+    let gone = romeo.recv().await;
+    assert_eq!(
+        (gone.attr("type"), gone.attr("from")),
+        (Some("unavailable"), Some("juliet@localhost")),
+        "{}",
+        show(&gone)
+    );
+}
+
+/// XEP-0191: a blocked contact is an outcast on the user's nodes: its subscription ends, it
+/// receives nothing and reaches nobody, and the blocklist is pushed; unblocking lets stanzas
+/// through again.
+#[tokio::test]
+async fn a_blocked_contact_gets_nothing() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let empty = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='b0'><blocklist xmlns='{BLOCKING}'/></iq>"
+        ))
+        .await;
+    assert_eq!(
+        empty
+            .get_child("blocklist", BLOCKING)
+            .unwrap()
+            .children()
+            .count(),
+        0
+    );
+    let block = format!(
+        "<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='{BLOCKING}'><item jid='romeo@localhost'/></block></iq>"
+    );
+    ok(&juliet.request(&block).await);
+    let mut juliet_got: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let el = juliet.recv().await;
+        juliet_got.push(match el.get_child("block", BLOCKING) {
+            Some(b) => format!(
+                "block {}",
+                b.children().next().unwrap().attr("jid").unwrap()
+            ),
+            None => format!("push {:?}", push(&el)),
+        });
+    }
+    juliet_got.sort();
+    assert_eq!(
+        juliet_got,
+        [
+            "block romeo@localhost",
+            "push (\"romeo@localhost\", \"remove\")"
+        ]
+    );
+    let list = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='b2'><blocklist xmlns='{BLOCKING}'/></iq>"
+        ))
+        .await;
+    let listed: Vec<&str> = list
+        .get_child("blocklist", BLOCKING)
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(listed, ["romeo@localhost"]);
+    // Romeo's subscription ended (he is told, as a classic client).
+    let mut romeo_got: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let el = romeo.recv().await;
+        romeo_got.push(format!(
+            "{} {}",
+            el.name(),
+            el.attr("type").unwrap_or_default()
+        ));
+    }
+    romeo_got.sort();
+    assert_eq!(romeo_got, ["iq set", "presence unsubscribed"]);
+
+    // Nothing from Juliet reaches him, and nothing of his reaches her.
+    juliet
+        .send("<presence xmlns='jabber:client'><show>chat</show></presence>")
+        .await;
+    assert_eq!(
+        juliet.recv().await.attr("from"),
+        Some("juliet@localhost/balcony")
+    );
+    romeo
+        .send("<message xmlns='jabber:client' to='juliet@localhost' id='m1' type='chat'><body>hi</body></message>")
+        .await;
+    let bounced = romeo.recv().await;
+    assert_eq!(
+        stanza_error(&bounced).as_deref(),
+        Some("service-unavailable")
+    );
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    let reply = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='i1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><items node='presence'/></pubsub></iq>"))
+        .await;
+    assert_eq!(reply.attr("type"), Some("error"), "{}", show(&reply));
+    juliet.expect_nothing().await;
+    juliet
+        .send("<message xmlns='jabber:client' to='romeo@localhost' id='m2' type='chat'><body>hi</body></message>")
+        .await;
+    let refused = juliet.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    assert!(
+        refused
+            .get_child("error", NS_CLIENT)
+            .is_some_and(|e| e.has_child("blocked", "urn:xmpp:blocking:errors")),
+        "{}",
+        show(&refused)
+    );
+    romeo.expect_nothing().await;
+
+    // Unblock everyone: messages flow again.
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='b3'><unblock xmlns='{BLOCKING}'/></iq>"
+        ))
+        .await);
+    let unblocked = juliet.recv().await;
+    assert!(
+        unblocked.has_child("unblock", BLOCKING),
+        "{}",
+        show(&unblocked)
+    );
+    juliet
+        .send("<message xmlns='jabber:client' to='romeo@localhost' id='m3' type='chat'><body>again</body></message>")
+        .await;
+    assert_eq!(romeo.recv().await.attr("id"), Some("m3"));
+}
+
+/// XEP-0163 §4.3: a PEP node's items go, unsubscribed, to the available sessions of the
+/// account's contacts whose verified capabilities ask for `NODE+notify`; a new such session
+/// gets the last item. Others, and strangers, get nothing.
+#[tokio::test]
+async fn notify_filtering_follows_capabilities() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let mood_notify: Vec<&str> = CLASSIC
+        .iter()
+        .copied()
+        .chain(["urn:example:mood+notify"])
+        .collect();
+    let mut tablet = t.login("romeo", "pw", "tablet").await;
+    tablet.presence_with_caps("", &mood_notify, true).await;
+    // Juliet's presence, its account's other resource's and its own (RFC 6121 §4.2.2); the
+    // orchard hears the tablet too.
+    assert_eq!(
+        senders(&mut tablet, 3).await,
+        [
+            "juliet@localhost/balcony",
+            "romeo@localhost/orchard",
+            "romeo@localhost/tablet"
+        ]
+    );
+    assert_eq!(
+        romeo.recv().await.attr("from"),
+        Some("romeo@localhost/tablet")
+    );
+    let mut stranger = t.login("nurse", "pw", "kitchen").await;
+    stranger.presence_with_caps("", &mood_notify, false).await;
+    assert_eq!(
+        stranger.recv().await.attr("from"),
+        Some("nurse@localhost/kitchen")
+    );
+
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='mood1'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:mood'><item id='current'><mood xmlns='urn:example:mood'>happy</mood></item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    let event = tablet.recv().await;
+    assert_eq!(event.attr("from"), Some("juliet@localhost"));
+    assert!(show(&event).contains("happy"), "{}", show(&event));
+    // No `+notify` in their capabilities (Romeo's orchard and Juliet have none): nothing.
+    romeo.expect_nothing().await;
+    juliet.expect_nothing().await;
+    stranger.expect_nothing().await;
+
+    // A new session asking for it gets the last item with its contacts' presence.
+    let mut phone = t.login("romeo", "pw", "phone").await;
+    phone.presence_with_caps("", &mood_notify, false).await;
+    assert_eq!(
+        senders(&mut phone, 5).await,
+        [
+            "juliet@localhost",
+            "juliet@localhost/balcony",
+            "romeo@localhost/orchard",
+            "romeo@localhost/phone",
+            "romeo@localhost/tablet"
+        ]
+    );
+}
+
+/// The senders of the next `n` stanzas, sorted; a message must be the mood event.
+async fn senders(c: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let el = c.recv().await;
+        if el.name() == "message" {
+            assert!(
+                el.has_child("event", EVENT) && show(&el).contains("happy"),
+                "{}",
+                show(&el)
+            );
+        }
+        got.push(el.attr("from").unwrap().to_owned());
+    }
+    got.sort();
+    got
+}
