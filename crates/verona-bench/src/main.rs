@@ -142,6 +142,10 @@ enum Scenario {
         /// Accounts 1..=C; must be below --accounts, account 0 being the user.
         #[arg(long, default_value_t = 100)]
         contacts: usize,
+        /// The first N contacts are native XEP-0207 clients: they subscribe and publish over
+        /// pubsub and receive the changes as events. Verona only.
+        #[arg(long, default_value_t = 0)]
+        native: usize,
         #[arg(long, default_value_t = 100)]
         changes: usize,
         /// Changes sent that some contact has not received yet.
@@ -279,6 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Scenario::Presence {
                 contacts,
+                native,
                 changes,
                 in_flight,
                 login_in_flight,
@@ -288,8 +293,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                         "--contacts {contacts} needs --accounts above it (account 0 is the user)"
                     );
                 }
+                if native > contacts {
+                    bail!("--native {native} is more than --contacts {contacts}");
+                }
                 let options = PresenceOptions {
                     contacts,
+                    native,
                     changes,
                     in_flight,
                     login_in_flight,

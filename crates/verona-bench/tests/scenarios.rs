@@ -227,6 +227,7 @@ async fn presence_reaches_every_subscribed_contact_exactly_once() {
     let (server, _dir) = start(6).await;
     let options = PresenceOptions {
         contacts: 5,
+        native: 0,
         changes: 10,
         in_flight: 3,
         login_in_flight: 6,
@@ -252,8 +253,68 @@ async fn presence_reaches_every_subscribed_contact_exactly_once() {
     assert!(report.deliveries_per_s > 0.0);
     assert!(report.server_cpu_us_per_delivery.is_some());
     assert!(report.table().contains("none lost"));
+    assert_eq!(
+        (
+            report.classic_contacts.received,
+            report.classic_contacts.as_events
+        ),
+        (50, 0)
+    );
+    assert_eq!(report.native_contacts.connected, 0);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["scenario"], "presence");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_reaches_native_contacts_as_pubsub_events() {
+    let (server, _dir) = start(7).await;
+    let options = PresenceOptions {
+        contacts: 6,
+        native: 3,
+        changes: 10,
+        in_flight: 3,
+        login_in_flight: 7,
+    };
+    let report = presence::run(
+        &setup(&server, Mechanism::ScramSha256, 7),
+        &options,
+        this_process(),
+    )
+    .await;
+    assert_eq!(report.errors.total, 0, "{:?}", report.errors);
+    assert_eq!(
+        (report.connected, report.subscribed, report.expected),
+        (6, 6, 60)
+    );
+    assert_eq!(
+        (report.received, report.lost, report.duplicated),
+        (60, 0, 0)
+    );
+    assert!(report.ok());
+    for kind in [&report.native_contacts, &report.classic_contacts] {
+        assert_eq!(
+            (
+                kind.connected,
+                kind.subscribed,
+                kind.expected,
+                kind.received
+            ),
+            (3, 3, 30, 30),
+            "{kind:?}"
+        );
+    }
+    // Each kind gets the rendering it asked for.
+    assert_eq!(report.native_contacts.as_events, 30);
+    assert_eq!(report.classic_contacts.as_events, 0);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["native"], 3);
+    assert_eq!(json["native_contacts"]["as_events"], 30);
+    assert!(
+        report
+            .table()
+            .contains("30 of 30 received, 30 as pubsub events")
+    );
     server.shutdown().await;
 }
 

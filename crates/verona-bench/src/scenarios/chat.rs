@@ -64,7 +64,14 @@ pub struct ChatReport {
 pub async fn run(setup: &Setup, options: &ChatOptions, server: ServerProbe) -> ChatReport {
     // Message timestamps count from here; both ends of a pair share this process, hence this clock.
     let epoch = Instant::now();
-    let logins = log_in_all(setup, 2 * options.pairs, options.login_in_flight, true).await;
+    let logins = log_in_all(
+        setup,
+        2 * options.pairs,
+        options.login_in_flight,
+        true,
+        0..0,
+    )
+    .await;
     let mut errors = logins.errors;
     let mut clients = logins.clients;
     // Logins finish in any order: pair clients as they came; an odd one out has no partner.

@@ -45,7 +45,7 @@ pub struct IdleReport {
 pub async fn run(setup: &Setup, options: &IdleOptions, server: ServerProbe) -> IdleReport {
     let before = server.sample();
     let start = Instant::now();
-    let logins = log_in_all(setup, options.clients, options.in_flight, true).await;
+    let logins = log_in_all(setup, options.clients, options.in_flight, true, 0..0).await;
     let login_elapsed = start.elapsed();
     tokio::time::sleep(options.settle).await;
     let after = server.sample();

@@ -46,7 +46,14 @@ pub async fn run(setup: &Setup, options: &LoginOptions, server: ServerProbe) -> 
     let server_before = server.sample();
     let own_before = own_cpu();
     let start = Instant::now();
-    let logins = log_in_all(setup, options.clients, options.in_flight, options.keep).await;
+    let logins = log_in_all(
+        setup,
+        options.clients,
+        options.in_flight,
+        options.keep,
+        0..0,
+    )
+    .await;
     let elapsed = start.elapsed();
     let own = own_cpu() - own_before;
     let server_cpu = server_before

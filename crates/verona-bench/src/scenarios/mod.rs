@@ -8,14 +8,18 @@ pub mod login;
 pub mod presence;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use minidom::Element;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{Client, Error, Target, within};
+use crate::client::{Client, Error, Stage, Target, within};
+
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// A generator using this share of one core is probably what limits the rate.
 const SATURATED: f64 = 0.9;
@@ -177,19 +181,28 @@ fn attr(value: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-/// Logs in clients `0..count` (resource `r{n}`) with at most `in_flight` at a time; each sends
-/// `<presence/>`, then is kept or closed at once.
-async fn log_in_all(setup: &Setup, count: usize, in_flight: usize, keep: bool) -> Logins {
+/// Logs in clients `0..count` (resource `r{n}`) with at most `in_flight` at a time; each but
+/// those in `silent` sends `<presence/>`, then is kept or closed at once.
+async fn log_in_all(
+    setup: &Setup,
+    count: usize,
+    in_flight: usize,
+    keep: bool,
+    silent: Range<usize>,
+) -> Logins {
     let setup = Arc::new(setup.clone());
     let attempts = bounded(0..count, in_flight, |n| {
         let setup = setup.clone();
+        let announce = !silent.contains(&n);
         async move {
             let start = Instant::now();
             let (user, password) = setup.credentials(n);
             let login = within(setup.op_timeout, async {
                 let mut client =
                     Client::login(&setup.target, &user, &password, &format!("r{n}")).await?;
-                client.send(b"<presence/>").await?;
+                if announce {
+                    client.send(b"<presence/>").await?;
+                }
                 Ok(client)
             })
             .await;
@@ -221,6 +234,30 @@ async fn log_in_all(setup: &Setup, count: usize, in_flight: usize, keep: bool) -
         }
     }
     logins
+}
+
+/// The stanza error condition of an iq error; `None` unless it is one.
+fn condition(reply: &Element) -> Option<&str> {
+    if reply.attr("type") != Some("error") {
+        return None;
+    }
+    let condition = reply
+        .children()
+        .find(|c| c.name() == "error")
+        .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS))
+        .map_or("undefined-condition", Element::name);
+    Some(condition)
+}
+
+/// An iq error answer as a [`Stage::Pubsub`] failure.
+fn check(reply: &Element) -> Result<(), Error> {
+    match condition(reply) {
+        None => Ok(()),
+        Some(condition) => Err(Error {
+            stage: Stage::Pubsub,
+            detail: format!("{} refused: {condition}", reply.attr("id").unwrap_or("iq")),
+        }),
+    }
 }
 
 /// Closes every client, `in_flight` at a time.
@@ -331,7 +368,6 @@ fn fmt_opt(value: Option<f64>, unit: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Stage;
 
     fn setup() -> Setup {
         Setup {
@@ -424,5 +460,25 @@ mod tests {
         out.sort_unstable();
         assert_eq!(out, (0..20).collect::<Vec<_>>());
         assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn iq_errors_give_their_condition() {
+        let error: Element = format!(
+            "<iq xmlns='jabber:client' type='error' id='create'><error type='cancel'>\
+             <conflict xmlns='{NS_STANZAS}'/></error></iq>"
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(condition(&error), Some("conflict"));
+        assert_eq!(
+            check(&error).unwrap_err().to_string(),
+            "pubsub: create refused: conflict"
+        );
+        let result: Element = "<iq xmlns='jabber:client' type='result' id='create'/>"
+            .parse()
+            .unwrap();
+        assert_eq!(condition(&result), None);
+        assert!(check(&result).is_ok());
     }
 }
