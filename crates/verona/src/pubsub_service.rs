@@ -658,14 +658,7 @@ impl ServicesTask {
             .service
             .publish(&Jid::from(from.clone()), PRESENCE_NODE, request)
         {
-            Ok(outcome) => {
-                done.push(Done::new(
-                    Origin::Account(account),
-                    outcome.effects,
-                    outcome.undo,
-                ));
-                self.reflect_presence(from, done);
-            }
+            Ok(outcome) => self.presence_changed(from, outcome, done),
             Err(e) => tracing::warn!(jid = %from, "publishing presence: {e}"),
         }
     }
@@ -758,15 +751,20 @@ impl ServicesTask {
             };
             for request in hosted.service.pending_for_owner(&owner) {
                 let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
-                let made = self.made_classically(&hosted.jid, &request.subscriber);
+                let owner = hosted.jid.to_bare();
+                let made = self.made_classically(&owner, &request.subscriber.to_bare());
                 let effect = Effect::AuthorizationRequest(request);
                 let origin = Origin::Account(hosted.jid.to_bare());
                 let classic = (hosted.kind == ServiceKind::Pep)
                     .then(|| classic_presence(&origin, &effect))
                     .flatten();
-                self.router.deliver_views(&out.to, out.stanza, made, || {
-                    classic.map(|stanzas| classic_bytes(&stanzas, &out.to))
-                });
+                self.router.deliver_views(
+                    &out.to,
+                    out.stanza,
+                    made,
+                    |_| true,
+                    || classic.map(|stanzas| classic_bytes(&stanzas, &out.to)),
+                );
             }
         }
         let services = std::iter::once((Origin::Domain, &self.domain)).chain(
@@ -797,6 +795,19 @@ impl ServicesTask {
             let origin = Origin::Account(owner);
             done.push(Done::new_effects(origin, vec![Effect::SendLastItems(last)]));
         }
+    }
+
+    /// A resource's presence item changed: the change waits for the commit like any other,
+    /// and is reflected to the account's own resources.
+    fn presence_changed<T>(
+        &self,
+        from: &FullJid,
+        outcome: verona_pubsub::Outcome<T>,
+        done: &mut Vec<Done>,
+    ) {
+        let origin = Origin::Account(from.to_bare());
+        done.push(Done::new(origin, outcome.effects, outcome.undo));
+        self.reflect_presence(from, done);
     }
 
     /// RFC 6121 §4.2.2, §4.4.2, §4.5.2: a change of an account's presence also goes to the
@@ -848,13 +859,10 @@ impl ServicesTask {
             .unwrap_or_default()
     }
 
-    /// How the subscription of `subscriber` to a PEP service's presence node was made, when
-    /// the service is a PEP service and the subscriber one of its accounts' contacts.
-    fn made_classically(&self, service: &Jid, subscriber: &Jid) -> Option<bool> {
-        let owner = service.node().map(|_| service.to_bare())?;
-        let subscriber = subscriber.to_bare();
-        let known = self.presence.has_relation(&owner, &subscriber);
-        known.then(|| self.presence.subscribed_classically(&owner, &subscriber))
+    /// How `subscriber`'s subscription to `owner`'s presence node was made, if it has one.
+    fn made_classically(&self, owner: &BareJid, subscriber: &BareJid) -> Option<bool> {
+        let known = self.presence.has_relation(owner, subscriber);
+        known.then(|| self.presence.subscribed_classically(owner, subscriber))
     }
 
     /// RFC 6121 §4.3: a probe is answered from the contact's presence node, to a subscriber
@@ -914,14 +922,7 @@ impl ServicesTask {
             .service
             .retract(&Jid::from(account.clone()), PRESENCE_NODE, resource, true)
         {
-            Ok(outcome) => {
-                done.push(Done::new(
-                    Origin::Account(account),
-                    outcome.effects,
-                    outcome.undo,
-                ));
-                self.reflect_presence(from, done);
-            }
+            Ok(outcome) => self.presence_changed(from, outcome, done),
             Err(e) => tracing::warn!(jid = %from, "retracting presence: {e}"),
         }
     }
@@ -983,16 +984,30 @@ impl ServicesTask {
                 // Last items come as one message per item, all to one recipient; the classic
                 // stanzas for all of them go with the first.
                 let once = matches!(effect, Effect::SendLastItems(_));
+                // Presence goes to the available resources of a subscribed account only
+                // (XEP-0207 Ex. 4, RFC 6121 §4.2.2).
+                let broadcast = matches!(effect, Effect::Notify(n)
+                    if matches!(n.event, Event::Items { .. } | Event::Retract { .. }));
+                let owner = hosted.jid.to_bare();
                 for (n, out) in outgoing.into_iter().enumerate() {
                     let stanzas = (!once || n == 0).then_some(&classic);
-                    let about = match effect {
-                        Effect::AuthorizationRequest(request) => &request.subscriber,
-                        _ => &out.to,
+                    let made = match effect {
+                        Effect::AuthorizationRequest(request) => {
+                            self.made_classically(&owner, &request.subscriber.to_bare())
+                        }
+                        _ => match out.to.try_as_full() {
+                            Ok(full) => self.made_classically(&owner, &full.to_bare()),
+                            Err(bare) => self.made_classically(&owner, bare),
+                        },
                     };
-                    let made = self.made_classically(&hosted.jid, about);
-                    self.router.deliver_views(&out.to, out.stanza, made, || {
-                        stanzas.map(|stanzas| classic_bytes(stanzas, &out.to))
-                    });
+                    let to_bare = out.to.try_as_full().err();
+                    let wanted = |resource: &str| {
+                        !broadcast || to_bare.is_none_or(|bare| self.available.has(bare, resource))
+                    };
+                    self.router
+                        .deliver_views(&out.to, out.stanza, made, wanted, || {
+                            stanzas.map(|stanzas| classic_bytes(stanzas, &out.to))
+                        });
                 }
             }
         }

@@ -217,18 +217,29 @@ impl Router {
     }
 
     /// Delivers an event in two renderings: `native` to sessions that speak XEP-0207, `classic`
-    /// (if any) to classic sessions, computed only when one of them is there.
+    /// (if any) to classic sessions, computed only when one of them is there. A bare `to`
+    /// means the sessions whose resource `wanted` accepts.
     /// `made_classically` tells how the subscription behind the event was made, if known.
     pub fn deliver_views(
         &self,
         to: &Jid,
         native: Bytes,
         made_classically: Option<bool>,
+        wanted: impl Fn(&str) -> bool,
         classic: impl FnOnce() -> Option<Bytes>,
     ) -> usize {
-        let sessions = match to.try_as_full() {
+        let sessions: Vec<SessionHandle> = match to.try_as_full() {
             Ok(full) => self.session(full).into_iter().collect(),
-            Err(bare) => self.sessions_of(bare),
+            Err(bare) => self
+                .sessions
+                .read()
+                .expect("router lock")
+                .get(bare)
+                .into_iter()
+                .flatten()
+                .filter(|(resource, _)| wanted(resource))
+                .map(|(_, handle)| handle.clone())
+                .collect(),
         };
         let mut classic_bytes = None;
         let mut classic = Some(classic);
@@ -307,9 +318,13 @@ mod tests {
         router.bind(&full("romeo@montague.lit/pda"), native);
         router.bind(&full("romeo@montague.lit/mobile"), classic);
         let to = Jid::new("romeo@montague.lit").unwrap();
-        let delivered = router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, || {
-            Some(Bytes::from_static(b"<presence/>"))
-        });
+        let delivered = router.deliver_views(
+            &to,
+            Bytes::from_static(b"<event/>"),
+            None,
+            |_| true,
+            || Some(Bytes::from_static(b"<presence/>")),
+        );
         assert_eq!(delivered, 2);
         assert_eq!(
             native_ends.rx.try_recv().unwrap(),
@@ -320,7 +335,13 @@ mod tests {
             Bytes::from_static(b"<presence/>")
         );
         // No classic rendering: classic sessions get nothing, natives still do.
-        let delivered = router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, || None);
+        let delivered = router.deliver_views(
+            &to,
+            Bytes::from_static(b"<event/>"),
+            None,
+            |_| true,
+            || None,
+        );
         assert_eq!(delivered, 1);
         assert!(classic_ends.rx.try_recv().is_err());
     }

@@ -127,6 +127,16 @@ pub fn iq_result(request: &Element, payload: Option<Element>) -> Element {
     }
 }
 
+/// A server push to one session (a roster or blocklist change): an iq set with a fresh id.
+pub fn push(to: &str, payload: Element) -> Element {
+    builder("iq", ns::CLIENT)
+        .with("type", "set")
+        .with("id", crate::c2s::random_id())
+        .with("to", to)
+        .append(payload)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

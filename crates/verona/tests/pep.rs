@@ -11,14 +11,6 @@ const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 const DATA: &str = "jabber:x:data";
 
-fn show(el: &Element) -> String {
-    String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
-}
-
-fn ok(reply: &Element) {
-    assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
-}
-
 /// A publish to one's own PEP (no `to`), optionally with an access model precondition.
 async fn publish(
     c: &mut Client,
@@ -213,6 +205,12 @@ async fn presence_is_a_pep_node() {
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     let mut nurse = t.login("nurse", "pw", "chamber").await;
+    // Presence goes to available resources: both announce theirs, and hear it back.
+    for c in [&mut romeo, &mut nurse] {
+        c.send("<presence xmlns='jabber:client'/>").await;
+        let own = c.recv().await;
+        assert_eq!(own.attr("from"), Some(c.jid()), "{}", show(&own));
+    }
     // Presence subscriptions are the account's (bare JID), as in a roster.
     for (c, who) in [
         (&mut romeo, "romeo@localhost"),
@@ -283,13 +281,19 @@ async fn presence_is_a_pep_node() {
         current.get_child("status", NS_CLIENT).unwrap().text(),
         "Moping"
     );
-    // RFC 6121 §4.2.2: its own presence comes back to it; no contact follows Romeo, and his
-    // other session has sent no presence, so nobody else hears it.
+    // RFC 6121 §4.2.2: it gets its other resource's presence and its own, which goes to
+    // that other resource too; no contact follows Romeo, so nobody else hears it.
+    let mut own: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        own.push(tablet.recv().await.attr("from").unwrap().to_owned());
+    }
+    own.sort();
+    assert_eq!(own, ["romeo@localhost/mobile", "romeo@localhost/tablet"]);
+    tablet.expect_nothing().await;
     assert_eq!(
-        tablet.recv().await.attr("from"),
+        romeo.recv().await.attr("from"),
         Some("romeo@localhost/tablet")
     );
-    tablet.expect_nothing().await;
     romeo.expect_nothing().await;
 
     // A classic client's presence broadcast is the same publish.

@@ -19,14 +19,6 @@ async fn server_with(users: &[&str]) -> TestServer {
     t
 }
 
-fn ok(reply: &Element) {
-    assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
-}
-
-fn show(el: &Element) -> String {
-    String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
-}
-
 /// The stanza error condition and the pubsub#errors condition of an iq error.
 fn errors(reply: &Element) -> (Option<String>, Option<String>) {
     let error = reply.get_child("error", NS_CLIENT);

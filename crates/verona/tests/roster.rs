@@ -12,14 +12,6 @@ const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 const ROSTER: &str = "jabber:iq:roster";
 const BLOCKING: &str = "urn:xmpp:blocking";
 
-fn show(el: &Element) -> String {
-    String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
-}
-
-fn ok(reply: &Element) {
-    assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
-}
-
 /// Juliet and Romeo online as classic clients (no capabilities), Romeo subscribed to
 /// Juliet's presence and both having fetched their rosters.
 async fn romeo_follows_juliet() -> (TestServer, Client, Client) {
@@ -457,4 +449,44 @@ async fn senders(c: &mut Client, n: usize) -> Vec<String> {
     }
     got.sort();
     got
+}
+
+/// XEP-0060 `roster` access on a PEP node: the groups of the owner's roster (kept in its
+/// `roster` node) decide who may read; moving a contact to another group takes it away.
+#[tokio::test]
+async fn roster_access_follows_the_owners_groups() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let group = |name: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='g-{name}'><query xmlns='{ROSTER}'><item jid='romeo@localhost'><group>{name}</group></item></query></iq>"
+        )
+    };
+    ok(&juliet.request(&group("Friends")).await);
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='d1'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:diary'><item id='today'><entry xmlns='urn:example:diary'>Romeo!</entry></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>roster</value></field><field var='pubsub#roster_groups_allowed'><value>Friends</value></field></x></publish-options></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    let read = format!(
+        "<iq xmlns='jabber:client' type='get' id='read' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><items node='urn:example:diary'/></pubsub></iq>"
+    );
+    let allowed = romeo.request(&read).await;
+    ok(&allowed);
+    assert!(show(&allowed).contains("Romeo!"), "{}", show(&allowed));
+    let mut nurse = t.login("nurse", "pw", "kitchen").await;
+    let refused = nurse.request(&read).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("not-authorized"),
+        "{}",
+        show(&refused)
+    );
+
+    ok(&juliet.request(&group("Montagues")).await);
+    let refused = romeo.request(&read).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("not-authorized"),
+        "{}",
+        show(&refused)
+    );
 }

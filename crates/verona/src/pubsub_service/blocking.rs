@@ -89,12 +89,7 @@ impl ServicesTask {
             .append_all(jids.iter().map(item))
             .build();
         for session in self.blocklist_interested.of(&user) {
-            let push = builder("iq", ns::CLIENT)
-                .with("type", "set")
-                .with("id", crate::c2s::random_id())
-                .with("to", session.as_str())
-                .append(change.clone())
-                .build();
+            let push = crate::xml::push(session.as_str(), change.clone());
             done.push(Done::reply(session.clone(), Some(push)));
         }
     }

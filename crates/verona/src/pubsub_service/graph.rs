@@ -239,22 +239,25 @@ impl AccessResolver for PresenceGraph {
 }
 
 /// Sessions indexed by account, so that finding an account's sessions does not scan all.
+/// An account has few sessions: a list is the cheapest set.
 #[derive(Default)]
-pub struct Sessions(HashMap<BareJid, HashSet<FullJid>>);
+pub struct Sessions(HashMap<BareJid, Vec<FullJid>>);
 
 impl Sessions {
     /// Adds a session; false if it was there.
     pub fn insert(&mut self, session: &FullJid) -> bool {
-        self.0
-            .entry(session.to_bare())
-            .or_default()
-            .insert(session.clone())
+        let sessions = self.0.entry(session.to_bare()).or_default();
+        if sessions.contains(session) {
+            return false;
+        }
+        sessions.push(session.clone());
+        true
     }
 
     pub fn remove(&mut self, session: &FullJid) {
         let bare = session.to_bare();
         if let Some(sessions) = self.0.get_mut(&bare) {
-            sessions.remove(session);
+            sessions.retain(|s| s != session);
             if sessions.is_empty() {
                 self.0.remove(&bare);
             }
@@ -263,5 +266,10 @@ impl Sessions {
 
     pub fn of(&self, account: &BareJid) -> impl Iterator<Item = &FullJid> {
         self.0.get(account).into_iter().flatten()
+    }
+
+    /// Whether the account's session with this resource is in the set.
+    pub fn has(&self, account: &BareJid, resource: &str) -> bool {
+        self.of(account).any(|s| s.resource().as_str() == resource)
     }
 }

@@ -295,12 +295,7 @@ impl ServicesTask {
                 .append(item)
                 .build();
             for session in sessions {
-                let push = builder("iq", ns::CLIENT)
-                    .with("type", "set")
-                    .with("id", crate::c2s::random_id())
-                    .with("to", session.as_str())
-                    .append(query.clone())
-                    .build();
+                let push = crate::xml::push(session.as_str(), query.clone());
                 let bytes = Bytes::from(verona_stream::element_bytes(&push));
                 self.router.deliver(&Jid::from(session.clone()), bytes);
             }

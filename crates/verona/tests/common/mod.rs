@@ -636,3 +636,13 @@ impl Client {
         }
     }
 }
+
+/// A stanza as XML text, for assertion messages.
+pub fn show(el: &Element) -> String {
+    String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
+}
+
+/// Asserts `reply` is an iq result.
+pub fn ok(reply: &Element) {
+    assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
+}
