@@ -164,6 +164,11 @@ async fn presence_access_follows_the_presence_node() {
 /// Approves `subscriber`'s pending subscription to the owner's presence node.
 async fn approve(owner: &mut Client, subscriber: &str) {
     let request = owner.recv().await;
+    assert!(
+        request.has_child("x", DATA),
+        "the Ex. 10 form: {}",
+        show(&request)
+    );
     assert!(show(&request).contains(subscriber), "{}", show(&request));
     owner
         .send(&format!("<message xmlns='jabber:client' to='{}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>presence</value></field><field var='pubsub#subscriber_jid'><value>{subscriber}</value></field><field var='pubsub#allow'><value>true</value></field></x></message>", owner.jid().split('/').next().unwrap()))
@@ -472,6 +477,9 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
         t.add_user(user, "pw").await;
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
+    // Native Juliet: her capabilities ask for presence as events.
+    juliet.presence_with_caps("", NATIVE, true).await;
+    assert!(juliet.recv().await.has_child("event", EVENT));
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     // No capabilities: he gets what his way of subscribing implies.
     romeo.send("<presence xmlns='jabber:client'/>").await;
@@ -485,6 +493,14 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
     approve(&mut juliet, "romeo@localhost").await;
     let answer = romeo.recv().await;
     assert_presence(&answer, "subscribed", "juliet@localhost");
+    // Approval brings Juliet's current presence (XEP-0207 §4: the last items).
+    let current = romeo.recv().await;
+    assert_eq!(
+        current.attr("from"),
+        Some("juliet@localhost/balcony"),
+        "{}",
+        show(&current)
+    );
     juliet
         .request("<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'><show>chat</show></presence></item></publish></pubsub></iq>")
         .await;
@@ -558,6 +574,9 @@ async fn roster_is_the_subscription_graph() {
         t.add_user(user, "pw").await;
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
+    // Native Juliet: her capabilities ask for presence as events.
+    juliet.presence_with_caps("", NATIVE, true).await;
+    assert!(juliet.recv().await.has_child("event", EVENT));
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     romeo.presence_with_caps("", CLASSIC, true).await;
     assert_eq!(
@@ -569,6 +588,14 @@ async fn roster_is_the_subscription_graph() {
         .await;
     approve(&mut juliet, "romeo@localhost").await;
     assert_eq!(romeo.recv().await.attr("type"), Some("subscribed"));
+    // Approval brings Juliet's current presence (XEP-0207 §4: the last items).
+    let current = romeo.recv().await;
+    assert_eq!(
+        current.attr("from"),
+        Some("juliet@localhost/balcony"),
+        "{}",
+        show(&current)
+    );
     // Juliet asks back, natively; Romeo has not answered yet.
     ok(&juliet
         .request(&format!("<iq xmlns='jabber:client' type='set' id='back' to='romeo@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='juliet@localhost'/></pubsub></iq>"))
@@ -631,6 +658,9 @@ async fn roster_pushes_follow_subscription_changes() {
         t.add_user(user, "pw").await;
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
+    // Native Juliet: her capabilities ask for presence as events.
+    juliet.presence_with_caps("", NATIVE, true).await;
+    assert!(juliet.recv().await.has_child("event", EVENT));
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     romeo.send("<presence xmlns='jabber:client'/>").await;
     assert_eq!(
@@ -683,6 +713,14 @@ async fn roster_pushes_follow_subscription_changes() {
     approve(&mut juliet, "romeo@localhost").await;
     let answer = romeo.recv().await;
     assert_eq!(answer.attr("type"), Some("subscribed"), "{}", show(&answer));
+    // Approval brings Juliet's current presence (XEP-0207 §4: the last items).
+    let current = romeo.recv().await;
+    assert_eq!(
+        current.attr("from"),
+        Some("juliet@localhost/balcony"),
+        "{}",
+        show(&current)
+    );
     assert_eq!(
         pushed(&romeo.recv().await),
         ("juliet@localhost".into(), "to".into(), None)
