@@ -588,6 +588,18 @@ impl ServicesTask {
                     self.refresh_presence(&origin);
                 }
                 let published = own_presence && succeeded;
+                let created: Vec<String> = handled
+                    .effects
+                    .iter()
+                    .filter_map(|effect| match effect {
+                        Effect::Persist(StoreOp::NodeCreated { node, .. }) => Some(node.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let account = match &origin {
+                    Origin::Account(account) => Some(account.clone()),
+                    Origin::Domain => None,
+                };
                 done.push(Done {
                     origin,
                     to: Some(from.clone()),
@@ -598,6 +610,9 @@ impl ServicesTask {
                 });
                 if published {
                     self.reflect_presence(&from, done);
+                }
+                if let Some(account) = account {
+                    self.carry_blocks(&account, &created, done);
                 }
                 if let Some((owner, notification)) = unheard {
                     let effects = vec![Effect::Notify(notification)];

@@ -354,6 +354,21 @@ async fn a_blocked_contact_gets_nothing() {
     );
     romeo.expect_nothing().await;
 
+    // A node created after the block keeps Romeo out as well.
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' id='n1'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:new'><item><x xmlns='urn:example:new'/></item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&create).await);
+    let affiliations = juliet
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='n2'><pubsub xmlns='{PUBSUB}#owner'><affiliations node='urn:example:new'/></pubsub></iq>"))
+        .await;
+    assert!(
+        show(&affiliations).contains("jid='romeo@localhost'")
+            && show(&affiliations).contains("affiliation='outcast'"),
+        "{}",
+        show(&affiliations)
+    );
+
     // Unblock everyone: messages flow again.
     ok(&juliet
         .request(&format!(

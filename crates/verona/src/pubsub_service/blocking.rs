@@ -28,6 +28,34 @@ impl ServicesTask {
             .collect()
     }
 
+    /// New nodes of a user who blocks someone keep them out too.
+    pub(super) fn carry_blocks(&mut self, user: &BareJid, nodes: &[String], done: &mut Vec<Done>) {
+        if nodes.is_empty() {
+            return;
+        }
+        let changes: BTreeMap<BareJid, Affiliation> = self
+            .blocklist(user)
+            .into_iter()
+            .map(|jid| (jid, Affiliation::Outcast))
+            .collect();
+        let Some(hosted) = self.accounts.get_mut(user).filter(|_| !changes.is_empty()) else {
+            return;
+        };
+        let owner = Jid::from(user.clone());
+        for node in nodes {
+            match hosted
+                .service
+                .set_affiliations(&self.presence, &owner, node, &changes)
+            {
+                Ok(outcome) => {
+                    let origin = Origin::Account(user.clone());
+                    done.push(Done::new(origin, outcome.effects, outcome.undo));
+                }
+                Err(e) => tracing::warn!(%user, node, "carrying blocks: {e}"),
+            }
+        }
+    }
+
     /// A blocklist get, block or unblock (XEP-0191 §3) from a session.
     pub(super) fn blocking_request(&mut self, from: FullJid, iq: Element, done: &mut Vec<Done>) {
         let user = from.to_bare();
