@@ -3,6 +3,8 @@
 //! removing a contact ends the subscriptions both ways. Versioning (§2.6) hashes the derived
 //! roster, so nothing but the engine's state is kept.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
@@ -278,6 +280,8 @@ impl ServicesTask {
     pub(super) fn push_rosters(&self, mut changes: Vec<(BareJid, BareJid)>) {
         changes.sort();
         changes.dedup();
+        // One digest per user and batch: it reads the whole roster.
+        let mut versions: HashMap<&BareJid, String> = HashMap::new();
         for (user, contact) in &changes {
             let sessions: Vec<&FullJid> = self.interested.of(user).collect();
             if sessions.is_empty() {
@@ -291,7 +295,13 @@ impl ServicesTask {
                     .build(),
             };
             let query = builder("query", ns::ROSTER)
-                .with("ver", self.roster_ver(user))
+                .with(
+                    "ver",
+                    versions
+                        .entry(user)
+                        .or_insert_with(|| self.roster_ver(user))
+                        .as_str(),
+                )
                 .append(item)
                 .build();
             for session in sessions {
