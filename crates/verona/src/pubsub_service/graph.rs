@@ -273,3 +273,123 @@ impl Sessions {
         self.of(account).any(|s| s.resource().as_str() == resource)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pubsub_service::{pep_config, presence_node_config};
+    use verona_pubsub::{CreateRequest, PublishRequest, SubscriptionOptions, SystemEnvironment};
+
+    fn bare(s: &str) -> BareJid {
+        BareJid::new(s).unwrap()
+    }
+
+    /// Juliet's PEP service with Romeo approved (asked classically), Nurse pending, and
+    /// annotations for Romeo and for Tybalt (no relation).
+    fn juliets_service() -> Service {
+        let juliet = bare("juliet@capulet.lit");
+        let owner = Jid::from(juliet.clone());
+        let mut service = Service::new(pep_config(juliet), Box::new(SystemEnvironment::default()));
+        let presence = CreateRequest {
+            node: Some(PRESENCE_NODE.to_owned()),
+            config: presence_node_config(),
+            ..CreateRequest::default()
+        };
+        let _ = service.create(&owner, presence).unwrap();
+        let roster = CreateRequest {
+            node: Some(ROSTER_NODE.to_owned()),
+            config: crate::pubsub_service::roster::roster_node_config(),
+            ..CreateRequest::default()
+        };
+        let _ = service.create(&owner, roster).unwrap();
+        let romeo = Jid::new("romeo@montague.lit").unwrap();
+        let mut classic = SubscriptionOptions::default();
+        classic
+            .custom
+            .insert(VIEW_OPTION.to_owned(), "presence".to_owned());
+        let resolver = PresenceGraph::default();
+        let _ = service
+            .subscribe(&resolver, &romeo, PRESENCE_NODE, &romeo, Some(classic))
+            .unwrap();
+        let _ = service
+            .authorize(&owner, PRESENCE_NODE, &romeo, None, true)
+            .unwrap();
+        let nurse = Jid::new("nurse@capulet.lit").unwrap();
+        let _ = service
+            .subscribe(&resolver, &nurse, PRESENCE_NODE, &nurse, None)
+            .unwrap();
+        for (contact, item) in [
+            (
+                "romeo@montague.lit",
+                "<item xmlns='jabber:iq:roster' jid='romeo@montague.lit' name='Romeo'><group>Montagues</group></item>",
+            ),
+            (
+                "tybalt@capulet.lit",
+                "<item xmlns='jabber:iq:roster' jid='tybalt@capulet.lit'><group>Family</group></item>",
+            ),
+        ] {
+            let publish = PublishRequest::payload(Some(contact), item);
+            let _ = service.publish(&owner, ROSTER_NODE, publish).unwrap();
+        }
+        service
+    }
+
+    #[test]
+    fn the_roster_is_derived_both_ways() {
+        let mut graph = PresenceGraph::default();
+        let juliet = bare("juliet@capulet.lit");
+        let changed = graph.refresh(&juliet, &juliets_service());
+        let romeo = bare("romeo@montague.lit");
+        let nurse = bare("nurse@capulet.lit");
+        let tybalt = bare("tybalt@capulet.lit");
+        // (user, contact, subscription, ask, name, groups); None: not on the roster.
+        type Row<'a> = (
+            &'a BareJid,
+            &'a BareJid,
+            Option<(&'a str, bool, Option<&'a str>, &'a [&'a str])>,
+        );
+        let rows: [Row; 6] = [
+            (
+                &juliet,
+                &romeo,
+                Some(("from", false, Some("Romeo"), &["Montagues"])),
+            ),
+            (&juliet, &tybalt, Some(("none", false, None, &["Family"]))),
+            (&juliet, &nurse, None),
+            (&romeo, &juliet, Some(("to", false, None, &[]))),
+            (&nurse, &juliet, Some(("none", true, None, &[]))),
+            (&tybalt, &juliet, None),
+        ];
+        for (user, contact, expected) in rows {
+            let entry = graph.roster_entry(user, contact);
+            let got = entry.as_ref().map(|e| {
+                let groups: Vec<&str> = e.annotation.groups.iter().map(String::as_str).collect();
+                (
+                    e.subscription(),
+                    e.ask,
+                    e.annotation.name.as_deref(),
+                    groups,
+                )
+            });
+            let expected = expected.map(|(s, ask, name, groups)| (s, ask, name, groups.to_vec()));
+            assert_eq!(got, expected, "{user} → {contact}");
+        }
+        assert_eq!(graph.roster(&juliet).len(), 2);
+        assert!(graph.subscribed_classically(&juliet, &romeo));
+        assert!(!graph.subscribed_classically(&juliet, &nurse));
+        assert!(graph.in_roster_group(&juliet, &romeo, &["Montagues".to_owned()]));
+        assert!(!graph.in_roster_group(&juliet, &romeo, &["Family".to_owned()]));
+        // Every changed item is reported, on the side whose item changed.
+        for pair in [
+            (juliet.clone(), romeo.clone()),
+            (romeo.clone(), juliet.clone()),
+            (nurse.clone(), juliet.clone()),
+            (juliet.clone(), tybalt.clone()),
+        ] {
+            assert!(changed.contains(&pair), "{pair:?}");
+        }
+        assert!(!changed.contains(&(juliet.clone(), nurse.clone())));
+        // Nothing changed since: nothing reported.
+        assert!(graph.refresh(&juliet, &juliets_service()).is_empty());
+    }
+}

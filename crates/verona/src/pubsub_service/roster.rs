@@ -20,7 +20,7 @@ use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
 
 /// The `roster` node: only the owner reads it, it lasts, and it is never pushed as events
 /// (roster pushes are its view).
-fn roster_node_config() -> Vec<ConfigField> {
+pub(super) fn roster_node_config() -> Vec<ConfigField> {
     vec![
         ConfigField::AccessModel(AccessModel::Whitelist),
         ConfigField::PersistItems(true),
