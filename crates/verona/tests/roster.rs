@@ -230,6 +230,29 @@ async fn probes_are_answered_from_the_presence_node() {
         "{}",
         show(&refused)
     );
+    // A stranger cannot read the `presence` node (authorize) either, nor hear it change.
+    let read = nurse
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='peek' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><items node='presence'/></pubsub></iq>"))
+        .await;
+    assert_eq!(
+        stanza_error(&read).as_deref(),
+        Some("not-authorized"),
+        "{}",
+        show(&read)
+    );
+    nurse.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(
+        nurse.recv().await.attr("from"),
+        Some("nurse@localhost/kitchen")
+    );
+    juliet
+        .send("<presence xmlns='jabber:client'><status>at the window</status></presence>")
+        .await;
+    assert_eq!(
+        juliet.recv().await.attr("from"),
+        Some("juliet@localhost/balcony")
+    );
+    assert!(show(&romeo.recv().await).contains("at the window"));
     nurse.expect_nothing().await;
     juliet.expect_nothing().await;
 
