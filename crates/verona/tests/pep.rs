@@ -161,6 +161,15 @@ async fn presence_access_follows_the_presence_node() {
     assert_eq!(mood(&romeo.recv().await), "pensive");
 }
 
+/// Juliet online with capabilities that ask for presence as events; her own presence came
+/// back as one.
+async fn native_juliet(t: &TestServer) -> Client {
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.presence_with_caps("", NATIVE, true).await;
+    assert!(juliet.recv().await.has_child("event", EVENT));
+    juliet
+}
+
 /// Approves `subscriber`'s pending subscription to the owner's presence node.
 async fn approve(owner: &mut Client, subscriber: &str) {
     let request = owner.recv().await;
@@ -288,17 +297,13 @@ async fn presence_is_a_pep_node() {
     );
     // RFC 6121 §4.2.2: it gets its other resource's presence and its own, which goes to
     // that other resource too; no contact follows Romeo, so nobody else hears it.
-    let mut own: Vec<String> = Vec::new();
-    for _ in 0..2 {
-        own.push(tablet.recv().await.attr("from").unwrap().to_owned());
-    }
-    own.sort();
-    assert_eq!(own, ["romeo@localhost/mobile", "romeo@localhost/tablet"]);
-    tablet.expect_nothing().await;
+    let own = tablet.recv_sorted(2).await;
     assert_eq!(
-        romeo.recv().await.attr("from"),
-        Some("romeo@localhost/tablet")
+        senders(&own),
+        ["romeo@localhost/mobile", "romeo@localhost/tablet"]
     );
+    tablet.expect_nothing().await;
+    romeo.recv_from("romeo@localhost/tablet").await;
     romeo.expect_nothing().await;
 
     // A classic client's presence broadcast is the same publish.
@@ -375,18 +380,12 @@ async fn pending_requests_are_asked_again_at_login() {
     // Her capabilities lack `presence+notify`, so she is asked the classic way.
     let request = juliet.recv().await;
     assert_presence(&request, "subscribe", "romeo@localhost");
-    assert_eq!(
-        juliet.recv().await.attr("from"),
-        Some("juliet@localhost/balcony")
-    );
+    juliet.recv_from("juliet@localhost/balcony").await;
     // Only at the first presence of a session.
     juliet
         .send("<presence xmlns='jabber:client'><show>away</show></presence>")
         .await;
-    assert_eq!(
-        juliet.recv().await.attr("from"),
-        Some("juliet@localhost/balcony")
-    );
+    juliet.recv_from("juliet@localhost/balcony").await;
     juliet.expect_nothing().await;
 
     // A native session announcing itself with a presence publish gets the Ex. 10 form.
@@ -411,10 +410,7 @@ async fn classic_and_native_subscribers_see_the_same_presence() {
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     romeo.presence_with_caps("", CLASSIC, true).await;
-    assert_eq!(
-        romeo.recv().await.attr("from"),
-        Some("romeo@localhost/mobile")
-    );
+    romeo.recv_from("romeo@localhost/mobile").await;
     let mut nurse = t.login("nurse", "pw", "chamber").await;
     nurse.presence_with_caps("", NATIVE, true).await;
     // Her own presence comes back as an event: she is native.
@@ -476,17 +472,11 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
     for user in ["juliet", "romeo", "nurse"] {
         t.add_user(user, "pw").await;
     }
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    // Native Juliet: her capabilities ask for presence as events.
-    juliet.presence_with_caps("", NATIVE, true).await;
-    assert!(juliet.recv().await.has_child("event", EVENT));
+    let mut juliet = native_juliet(&t).await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     // No capabilities: he gets what his way of subscribing implies.
     romeo.send("<presence xmlns='jabber:client'/>").await;
-    assert_eq!(
-        romeo.recv().await.attr("from"),
-        Some("romeo@localhost/mobile")
-    );
+    romeo.recv_from("romeo@localhost/mobile").await;
     romeo
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
         .await;
@@ -520,15 +510,10 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
     let mut classic = t.login("juliet", "pw", "chamber").await;
     classic.presence_with_caps("", CLASSIC, true).await;
     // It gets its account's other resource's presence and its own (RFC 6121 §4.2.2).
-    let mut own: Vec<String> = Vec::new();
-    for _ in 0..2 {
-        let presence = classic.recv().await;
-        assert_eq!(presence.name(), "presence", "{}", show(&presence));
-        own.push(presence.attr("from").unwrap().to_owned());
-    }
-    own.sort();
+    let own = classic.recv_sorted(2).await;
+    assert!(own.iter().all(|p| p.name() == "presence"), "classic");
     assert_eq!(
-        own,
+        senders(&own),
         ["juliet@localhost/balcony", "juliet@localhost/chamber"]
     );
     let second = romeo.recv().await;
@@ -573,16 +558,10 @@ async fn roster_is_the_subscription_graph() {
     for user in ["juliet", "romeo"] {
         t.add_user(user, "pw").await;
     }
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    // Native Juliet: her capabilities ask for presence as events.
-    juliet.presence_with_caps("", NATIVE, true).await;
-    assert!(juliet.recv().await.has_child("event", EVENT));
+    let mut juliet = native_juliet(&t).await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     romeo.presence_with_caps("", CLASSIC, true).await;
-    assert_eq!(
-        romeo.recv().await.attr("from"),
-        Some("romeo@localhost/mobile")
-    );
+    romeo.recv_from("romeo@localhost/mobile").await;
     romeo
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
         .await;
@@ -657,16 +636,10 @@ async fn roster_pushes_follow_subscription_changes() {
     for user in ["juliet", "romeo"] {
         t.add_user(user, "pw").await;
     }
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    // Native Juliet: her capabilities ask for presence as events.
-    juliet.presence_with_caps("", NATIVE, true).await;
-    assert!(juliet.recv().await.has_child("event", EVENT));
+    let mut juliet = native_juliet(&t).await;
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     romeo.send("<presence xmlns='jabber:client'/>").await;
-    assert_eq!(
-        romeo.recv().await.attr("from"),
-        Some("romeo@localhost/mobile")
-    );
+    romeo.recv_from("romeo@localhost/mobile").await;
     let empty = romeo
         .request(
             "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",

@@ -194,10 +194,7 @@ async fn removing_a_contact_ends_the_subscriptions() {
     juliet
         .send("<presence xmlns='jabber:client'><show>away</show></presence>")
         .await;
-    assert_eq!(
-        juliet.recv().await.attr("from"),
-        Some("juliet@localhost/balcony")
-    );
+    juliet.recv_from("juliet@localhost/balcony").await;
     romeo.expect_nothing().await;
     // Removing what is not there.
     let again = juliet.request(remove).await;
@@ -241,17 +238,11 @@ async fn probes_are_answered_from_the_presence_node() {
         show(&read)
     );
     nurse.send("<presence xmlns='jabber:client'/>").await;
-    assert_eq!(
-        nurse.recv().await.attr("from"),
-        Some("nurse@localhost/kitchen")
-    );
+    nurse.recv_from("nurse@localhost/kitchen").await;
     juliet
         .send("<presence xmlns='jabber:client'><status>at the window</status></presence>")
         .await;
-    assert_eq!(
-        juliet.recv().await.attr("from"),
-        Some("juliet@localhost/balcony")
-    );
+    juliet.recv_from("juliet@localhost/balcony").await;
     assert!(show(&romeo.recv().await).contains("at the window"));
     nurse.expect_nothing().await;
     juliet.expect_nothing().await;
@@ -343,10 +334,7 @@ async fn a_blocked_contact_gets_nothing() {
     juliet
         .send("<presence xmlns='jabber:client'><show>chat</show></presence>")
         .await;
-    assert_eq!(
-        juliet.recv().await.attr("from"),
-        Some("juliet@localhost/balcony")
-    );
+    juliet.recv_from("juliet@localhost/balcony").await;
     romeo
         .send("<message xmlns='jabber:client' to='juliet@localhost' id='m1' type='chat'><body>hi</body></message>")
         .await;
@@ -426,23 +414,17 @@ async fn notify_filtering_follows_capabilities() {
     // Juliet's presence, its account's other resource's and its own (RFC 6121 §4.2.2); the
     // orchard hears the tablet too.
     assert_eq!(
-        senders(&mut tablet, 3).await,
+        mood_and_presence(&mut tablet, 3).await,
         [
             "juliet@localhost/balcony",
             "romeo@localhost/orchard",
             "romeo@localhost/tablet"
         ]
     );
-    assert_eq!(
-        romeo.recv().await.attr("from"),
-        Some("romeo@localhost/tablet")
-    );
+    romeo.recv_from("romeo@localhost/tablet").await;
     let mut stranger = t.login("nurse", "pw", "kitchen").await;
     stranger.presence_with_caps("", &mood_notify, false).await;
-    assert_eq!(
-        stranger.recv().await.attr("from"),
-        Some("nurse@localhost/kitchen")
-    );
+    stranger.recv_from("nurse@localhost/kitchen").await;
 
     let publish = format!(
         "<iq xmlns='jabber:client' type='set' id='mood1'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:mood'><item id='current'><mood xmlns='urn:example:mood'>happy</mood></item></publish></pubsub></iq>"
@@ -460,7 +442,7 @@ async fn notify_filtering_follows_capabilities() {
     let mut phone = t.login("romeo", "pw", "phone").await;
     phone.presence_with_caps("", &mood_notify, false).await;
     assert_eq!(
-        senders(&mut phone, 5).await,
+        mood_and_presence(&mut phone, 5).await,
         [
             "juliet@localhost",
             "juliet@localhost/balcony",
@@ -472,21 +454,16 @@ async fn notify_filtering_follows_capabilities() {
 }
 
 /// The senders of the next `n` stanzas, sorted; a message must be the mood event.
-async fn senders(c: &mut Client, n: usize) -> Vec<String> {
-    let mut got = Vec::new();
-    for _ in 0..n {
-        let el = c.recv().await;
-        if el.name() == "message" {
-            assert!(
-                el.has_child("event", EVENT) && show(&el).contains("happy"),
-                "{}",
-                show(&el)
-            );
-        }
-        got.push(el.attr("from").unwrap().to_owned());
+async fn mood_and_presence(c: &mut Client, n: usize) -> Vec<String> {
+    let got = c.recv_sorted(n).await;
+    for el in got.iter().filter(|el| el.name() == "message") {
+        assert!(
+            el.has_child("event", EVENT) && show(el).contains("happy"),
+            "{}",
+            show(el)
+        );
     }
-    got.sort();
-    got
+    senders(&got).into_iter().map(str::to_owned).collect()
 }
 
 /// XEP-0060 `roster` access on a PEP node: the groups of the owner's roster (kept in its

@@ -595,6 +595,23 @@ impl Client {
         self.send(&reply).await;
     }
 
+    /// Receives the next stanza and asserts who sent it.
+    pub async fn recv_from(&mut self, from: &str) -> Element {
+        let el = self.recv().await;
+        assert_eq!(el.attr("from"), Some(from), "{}", show(&el));
+        el
+    }
+
+    /// Receives `n` stanzas that may come in any order, sorted by sender.
+    pub async fn recv_sorted(&mut self, n: usize) -> Vec<Element> {
+        let mut got = Vec::with_capacity(n);
+        for _ in 0..n {
+            got.push(self.recv().await);
+        }
+        got.sort_by(|a, b| a.attr("from").cmp(&b.attr("from")));
+        got
+    }
+
     /// Sends `<presence>{inner}</presence>` advertising `features` and answers the question
     /// about them (the first time the server sees these capabilities).
     pub async fn presence_with_caps(&mut self, inner: &str, features: &[&str], asked: bool) {
@@ -645,4 +662,12 @@ pub fn show(el: &Element) -> String {
 /// Asserts `reply` is an iq result.
 pub fn ok(reply: &Element) {
     assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
+}
+
+/// Who sent each stanza.
+pub fn senders(stanzas: &[Element]) -> Vec<&str> {
+    stanzas
+        .iter()
+        .map(|el| el.attr("from").unwrap_or_default())
+        .collect()
 }
