@@ -1,8 +1,10 @@
 //! verona-bench: an XMPP load generator. It speaks plain RFC 6120 client streams, so the same
 //! scenarios run against Verona, Prosody or ejabberd. The `verona-bench` binary is a thin
-//! command line over [`scenarios`], [`wire`] and [`summary`].
+//! command line over [`scenarios`], [`wire`], [`summary`] and [`populate`] (which writes a
+//! Verona account database for the scale scenario).
 
 pub mod client;
+pub mod populate;
 pub mod scenarios;
 pub mod stats;
 pub mod summary;

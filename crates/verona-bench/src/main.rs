@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use verona_bench::client::{Mechanism, Target};
+use verona_bench::populate::PopulateOptions;
 use verona_bench::scenarios::Setup;
 use verona_bench::scenarios::chat::{self, ChatOptions};
 use verona_bench::scenarios::fanout::{self, FanoutOptions};
@@ -38,6 +39,26 @@ enum Command {
     Wire,
     /// The side-by-side markdown table of the JSON reports in DIR, named SERVER.*.json.
     Summarize { dir: PathBuf },
+    /// Writes a Verona account database (no server needed): --accounts accounts named by
+    /// --user-pattern, each with its presence node and CONTACTS approved subscribers.
+    Populate {
+        /// The server's data directory (its verona.db must not exist yet).
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        contacts: usize,
+        /// Every N-th account names its contacts in its roster (0: none).
+        #[arg(long, default_value_t = 10)]
+        annotate_every: usize,
+        /// Accounts 0..N get their --password-pattern password [default: all]; the others
+        /// share the credentials of a random password.
+        #[arg(long)]
+        passwords: Option<usize>,
+        #[arg(long, default_value_t = 4096)]
+        iterations: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Args)]
@@ -178,6 +199,32 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Summarize { dir } => {
             print!("{}", verona_bench::summary::Runs::load(&dir)?.table());
+            return Ok(true);
+        }
+        Command::Populate {
+            data_dir,
+            contacts,
+            annotate_every,
+            passwords,
+            iterations,
+            seed,
+        } => {
+            let common = cli.common;
+            let options = PopulateOptions {
+                data_dir,
+                domain: common.domain,
+                user_pattern: common.user_pattern,
+                password_pattern: common.password_pattern,
+                accounts: common.accounts,
+                contacts,
+                annotate_every,
+                passwords: passwords.unwrap_or(common.accounts),
+                iterations,
+                seed,
+            };
+            let report = verona_bench::populate::run(options).await?;
+            eprint!("{}", report.table());
+            println!("{}", serde_json::to_string(&report)?);
             return Ok(true);
         }
     };

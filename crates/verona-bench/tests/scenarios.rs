@@ -326,3 +326,74 @@ async fn a_client_exchanges_stanzas_once_bound() {
     within(OP_TIMEOUT, client.close()).await.unwrap();
     server.shutdown().await;
 }
+
+/// `populate` writes the server's own rows: a server started on the directory lets the
+/// accounts log in, and their rosters are the graph that was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn populate_writes_a_database_the_server_serves() {
+    use verona_bench::populate::{self, PopulateOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let options = PopulateOptions {
+        data_dir: dir.path().to_owned(),
+        domain: "localhost".into(),
+        user_pattern: "bench{n}".into(),
+        password_pattern: "pw{n}".into(),
+        accounts: 30,
+        contacts: 4,
+        annotate_every: 2,
+        passwords: 3,
+        iterations: 4096,
+        seed: 5,
+    };
+    let report = populate::run(options.clone()).await.unwrap();
+    assert_eq!(
+        (report.accounts, report.subscriptions, report.annotations),
+        (30, 120, 60)
+    );
+    // Writing over an existing database is refused.
+    assert!(populate::run(options).await.is_err());
+
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.c2s.direct_tls_listen = vec![];
+    let server = RunningServer::start(config).await.unwrap();
+    let target = setup(&server, Mechanism::ScramSha256, 30).target;
+    let timeout = OP_TIMEOUT;
+    // Account 0 is annotated: the names it gives its followers are in its roster.
+    let login = Client::login(&target, "bench0", "pw0", "scale");
+    let mut client = within(timeout, login).await.unwrap();
+    client
+        .send(b"<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+        .await
+        .unwrap();
+    let roster = within(timeout, client.recv()).await.unwrap();
+    let query = roster.get_child("query", "jabber:iq:roster").unwrap();
+    let mut items: Vec<(String, String, Option<String>)> = query
+        .children()
+        .map(|i| {
+            (
+                i.attr("jid").unwrap().to_owned(),
+                i.attr("subscription").unwrap().to_owned(),
+                i.attr("name").map(str::to_owned),
+            )
+        })
+        .collect();
+    items.sort();
+    let from: Vec<_> = items.iter().filter(|i| i.1 != "to").collect();
+    assert!(from.len() >= 4, "{items:?}");
+    for (jid, subscription, name) in &from {
+        assert!(
+            subscription == "from" || subscription == "both",
+            "{items:?}"
+        );
+        assert_eq!(name.as_deref(), jid.strip_suffix("@localhost"), "{items:?}");
+    }
+    client.close().await.unwrap();
+    // Accounts past --passwords exist but nobody knows their password.
+    let unknown = Client::login(&target, "bench5", "pw5", "scale");
+    assert!(within(timeout, unknown).await.is_err());
+    server.shutdown().await;
+}

@@ -519,6 +519,7 @@ fn temporary_subscriptions_end_with_the_session_and_are_never_stored() {
     let romeo = jid(ROMEO);
     let other = jid("romeo@montague.lit/car");
     let temporary = options_with(|o| o.temporary = true);
+    assert!(!service.has_temporary_subscriptions());
     let out = service
         .subscribe(&NoRoster, &romeo, "n", &romeo, Some(temporary.clone()))
         .unwrap();
@@ -551,6 +552,10 @@ fn temporary_subscriptions_end_with_the_session_and_are_never_stored() {
         ]
     );
     assert!(service.end_session(&romeo).value.is_empty());
+    // The other session's temporary subscription is still held in memory only.
+    assert!(service.has_temporary_subscriptions());
+    let _ = service.end_session(&other);
+    assert!(!service.has_temporary_subscriptions());
 }
 
 #[test]

@@ -4,7 +4,9 @@
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use verona_pubsub::{ConfigField, NodeConfig, StoreOp, StoredNode, SubscriptionOptions};
+use verona_pubsub::{
+    ConfigField, NodeConfig, StoreOp, StoredNode, StoredSubscription, SubscriptionOptions,
+};
 
 use crate::{BoxFuture, StorageError};
 
@@ -14,6 +16,14 @@ use crate::{BoxFuture, StorageError};
 pub struct PubsubWrite {
     pub service: String,
     pub op: StoreOp,
+}
+
+/// A stored subscription, found by its subscriber: which service and node it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSubscription {
+    pub service: String,
+    pub node: String,
+    pub subscription: StoredSubscription,
 }
 
 /// The persistent state of pubsub services, written as the engine's [`StoreOp`]s and read back
@@ -36,6 +46,14 @@ pub trait PubsubStore: Send + Sync {
     /// Services that have any stored node, sorted (so PEP services can be found at start or
     /// lazily).
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;
+
+    /// Every stored subscription whose subscriber's bare JID is `subscriber`, on any service
+    /// (an indexed lookup: the relations of one user, without loading the services), sorted
+    /// by service, node and SubID.
+    fn subscriptions_of<'a>(
+        &'a self,
+        subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HeldSubscription>, StorageError>>;
 
     /// Applies a batch of writes atomically, in order, in one transaction (the group commit:
     /// the server batches the writes of many requests and acknowledges them all after this
@@ -89,10 +107,14 @@ fn fields_from_json(json: &str) -> Result<Vec<(String, Vec<String>)>, StorageErr
     serde_json::from_str(json).map_err(|e| StorageError::Corrupt(format!("form fields: {e}")))
 }
 
+/// Only the fields that differ from [`NodeConfig::default`]: a node with a kind's usual
+/// configuration (an account's `presence` node) costs a few bytes, not a whole form.
 pub(crate) fn config_to_json(config: &NodeConfig) -> Result<String, StorageError> {
+    let defaults = NodeConfig::default().fields();
     let fields: Vec<_> = config
         .fields()
         .into_iter()
+        .filter(|field| !defaults.contains(field))
         .map(|field| (field.var().to_owned(), field.values()))
         .collect();
     fields_to_json(&fields)
@@ -109,8 +131,15 @@ pub(crate) fn config_from_json(json: &str) -> Result<NodeConfig, StorageError> {
     Ok(config)
 }
 
+/// Only the options that differ from [`SubscriptionOptions::default`] (usually none: `[]`).
 pub(crate) fn options_to_json(options: &SubscriptionOptions) -> Result<String, StorageError> {
-    fields_to_json(&options.fields())
+    let defaults = SubscriptionOptions::default().fields();
+    let fields: Vec<_> = options
+        .fields()
+        .into_iter()
+        .filter(|field| !defaults.contains(field))
+        .collect();
+    fields_to_json(&fields)
 }
 
 pub(crate) fn options_from_json(json: &str) -> Result<SubscriptionOptions, StorageError> {

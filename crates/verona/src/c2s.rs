@@ -554,7 +554,7 @@ impl Connection {
             }
             State::Authenticated { jid } => {
                 let jid = jid.clone();
-                self.authenticated(el, jid)
+                self.authenticated(el, jid).await
             }
             State::Bound(_) if is_stanza => self.route(el).await,
             State::Bound(_) => Err(fault(
@@ -831,7 +831,7 @@ impl Connection {
         self.send(&failure);
     }
 
-    fn authenticated(&mut self, el: Element, jid: BareJid) -> Result<(), End> {
+    async fn authenticated(&mut self, el: Element, jid: BareJid) -> Result<(), End> {
         if el.name() != "iq" || el.attr("type") != Some("set") {
             return Err(fault("not-authorized", "bind a resource first"));
         }
@@ -865,6 +865,11 @@ impl Connection {
                 .into_owned(),
         };
         let full = jid.with_resource(&resource);
+        if let Some(pubsub) = &self.shared.pubsub {
+            // The account's services (and its blocklist) are in memory before any stanza of
+            // the session is routed.
+            pubsub.session_started(full.clone()).await;
+        }
         let (handle, ends) = SessionHandle::new(self.shared.config.limits.outbound_queue);
         self.shared.router.bind(&full, handle.clone());
         tracing::info!(jid = %full, "resource bound");

@@ -101,6 +101,9 @@ pub struct Limits {
     pub unauthenticated_timeout_secs: u64,
     /// Stanzas queued for one session before it is considered stuck and disconnected.
     pub outbound_queue: usize,
+    /// PEP services kept in memory while no session of their account is bound (the least
+    /// recently used beyond it are dropped, and reloaded from storage when needed).
+    pub resident_services: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -172,6 +175,7 @@ impl Default for Limits {
             max_attributes: 64,
             unauthenticated_timeout_secs: 30,
             outbound_queue: 1024,
+            resident_services: 10_000,
         }
     }
 }

@@ -18,4 +18,5 @@ pub mod tls;
 mod xml;
 
 pub use config::Config;
+pub use pubsub_service::account_writes;
 pub use server::{RunningServer, open_store};

@@ -3,6 +3,12 @@
 //! writes of a whole batch go into one transaction (group commit); only after it is durable are
 //! the batch's requests acknowledged and its notifications sent. If the transaction fails, every
 //! operation of the batch is undone, newest first, and each requester is told to retry.
+//!
+//! Services are resident on demand (DESIGN §5a): nothing is loaded at start but
+//! `pubsub.<domain>`; a PEP service is loaded when a batch needs it (its owner binds a session,
+//! a stanza or a presence change addresses it) and leaves memory when idle, beyond
+//! `[limits] resident_services`. A service with a bound session of its owner, or holding
+//! temporary subscriptions (state storage does not have), stays.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use verona_pubsub::{
     AccessModel, AccessResolver, ConfigField, CreateRequest, Effect, Event, ItemReply, MaxItems,
     PublishRequest, Recipient, SendLastPublishedItem, Service, ServiceConfig, StoreOp,
@@ -77,6 +83,12 @@ enum Request {
         from: FullJid,
         target: Target,
         stanza: Element,
+    },
+    /// A session was bound: its account's service is made resident (and its blocklist known
+    /// to the router) before `ready` is answered, and stays while the session lasts.
+    SessionStarted {
+        session: FullJid,
+        ready: oneshot::Sender<()>,
     },
     /// A session (full JID), or an account's last session (bare JID), ended: temporary
     /// (`expire=presence`) subscriptions made from it end too.
@@ -201,6 +213,16 @@ impl PubsubHandle {
         let _ = self.tx.send(Request::Probe { from, contact }).await;
     }
 
+    /// A session was bound; returns once its account's service is resident.
+    pub async fn session_started(&self, session: FullJid) {
+        let (ready, done) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(Request::SessionStarted { session, ready })
+            .await;
+        let _ = done.await;
+    }
+
     pub async fn session_ended(&self, jid: Jid) {
         let _ = self.tx.send(Request::SessionEnded(jid)).await;
     }
@@ -213,11 +235,12 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
 }
 
-/// Loads `pubsub.<domain>` and every stored PEP service and starts the task; the PEP service
-/// of an account with nothing stored is created when first used.
+/// Loads `pubsub.<domain>` and starts the task; PEP services are loaded when first needed, and
+/// at most `resident_services` of them that nobody uses are kept in memory.
 pub async fn start(
     jid: String,
     config: ServiceConfig,
+    resident_services: usize,
     stores: Stores,
     router: Arc<Router>,
     shutdown: watch::Receiver<bool>,
@@ -228,14 +251,21 @@ pub async fn start(
     let service = Service::restore(config, Box::new(SystemEnvironment::default()), nodes);
     let (tx, rx) = mpsc::channel(QUEUE);
     let address = Jid::new(&jid).map_err(|e| anyhow::anyhow!("service address {jid}: {e}"))?;
-    let mut task = ServicesTask {
+    let task = ServicesTask {
         domain: Hosted {
             jid: address,
             name: jid.clone(),
             kind: ServiceKind::Pubsub,
             service,
+            last_used: 0,
         },
         accounts: HashMap::new(),
+        resident_services,
+        batches: 0,
+        bound: Sessions::default(),
+        temporary: HashSet::new(),
+        relations: HashMap::new(),
+        ready: Vec::new(),
         presence: PresenceGraph::default(),
         available: Sessions::default(),
         interested: Sessions::default(),
@@ -244,7 +274,6 @@ pub async fn start(
         stores,
         router,
     };
-    task.load_stored_accounts().await?;
     tokio::spawn(async move {
         task.run(rx, shutdown).await;
         // Shutdown waits for this: storage closes only after the last batch is committed.
@@ -256,6 +285,76 @@ pub async fn start(
     })
 }
 
+/// The storage writes that give `account` what the server itself writes for it: its
+/// `presence` node with `followers` approved (asked for classically, as most clients do), and
+/// with `annotate` its `roster` node naming each of them. For tools that write an account
+/// database directly (`verona-bench populate`), so that they write exactly the server's rows.
+pub fn account_writes(
+    account: &BareJid,
+    followers: &[BareJid],
+    annotate: bool,
+) -> Result<Vec<PubsubWrite>, verona_pubsub::PubsubError> {
+    let owner = Jid::from(account.clone());
+    let mut service = Service::new(
+        pep_config(account.clone()),
+        Box::new(SystemEnvironment::default()),
+    );
+    let mut effects = Vec::new();
+    let presence = CreateRequest {
+        node: Some(PRESENCE_NODE.to_owned()),
+        config: presence_node_config(),
+        ..CreateRequest::default()
+    };
+    effects.extend(service.create(&owner, presence)?.effects);
+    if annotate {
+        let roster = CreateRequest {
+            node: Some(ROSTER_NODE.to_owned()),
+            config: roster::roster_node_config(),
+            ..CreateRequest::default()
+        };
+        effects.extend(service.create(&owner, roster)?.effects);
+    }
+    let resolver = PresenceGraph::default();
+    for follower in followers {
+        let jid = Jid::from(follower.clone());
+        let mut options = SubscriptionOptions::default();
+        options
+            .custom
+            .insert(VIEW_OPTION.to_owned(), "presence".to_owned());
+        let subscribed = service.subscribe(&resolver, &jid, PRESENCE_NODE, &jid, Some(options))?;
+        effects.extend(subscribed.effects);
+        effects.extend(
+            service
+                .authorize(&owner, PRESENCE_NODE, &jid, None, true)?
+                .effects,
+        );
+        if annotate {
+            let item = roster::annotation_payload(follower, follower.node().map(|n| n.as_str()));
+            let request = PublishRequest::payload(Some(follower.as_str()), item);
+            effects.extend(service.publish(&owner, ROSTER_NODE, request)?.effects);
+        }
+    }
+    let mut writes: Vec<PubsubWrite> = effects
+        .into_iter()
+        .filter_map(|effect| match effect {
+            Effect::Persist(op) => Some(PubsubWrite {
+                service: account.to_string(),
+                op,
+            }),
+            _ => None,
+        })
+        .collect();
+    // A request then its approval: only the approved subscription is stored in the end.
+    let mut seen = HashSet::new();
+    writes.reverse();
+    writes.retain(|write| match &write.op {
+        StoreOp::SubscriptionSet { subscription, .. } => seen.insert(subscription.subid.clone()),
+        _ => true,
+    });
+    writes.reverse();
+    Ok(writes)
+}
+
 /// One service instance and how it is addressed.
 struct Hosted {
     jid: Jid,
@@ -263,6 +362,8 @@ struct Hosted {
     name: String,
     kind: ServiceKind,
     service: Service,
+    /// The batch that last needed it, for evicting the least recently used.
+    last_used: u64,
 }
 
 /// A PEP service's configuration: XEP-0163's, plus the option recording classic requests.
@@ -281,6 +382,7 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         name: account.to_string(),
         kind: ServiceKind::Pep,
         service,
+        last_used: 0,
     }
 }
 
@@ -339,7 +441,22 @@ impl Done {
 
 struct ServicesTask {
     domain: Hosted,
+    /// The resident PEP services.
     accounts: HashMap<BareJid, Hosted>,
+    /// How many PEP services nobody uses may stay in memory.
+    resident_services: usize,
+    /// Batches handled, the clock of `Hosted::last_used`.
+    batches: u64,
+    /// Bound sessions: their accounts' services stay resident.
+    bound: Sessions,
+    /// Accounts whose PEP services hold temporary subscriptions (kept resident, and visited
+    /// when a session ends).
+    temporary: HashSet<BareJid>,
+    /// For the current batch: users coming online, and the PEP services (other than presence
+    /// nodes) where they hold subscriptions, made resident for their last items.
+    relations: HashMap<BareJid, Vec<BareJid>>,
+    /// Sessions waiting for their account to be resident, answered after the batch.
+    ready: Vec<oneshot::Sender<()>>,
     presence: PresenceGraph,
     /// Sessions that have announced their presence (and so got their contacts' current items).
     available: Sessions,
@@ -374,7 +491,8 @@ impl ServicesTask {
 
     async fn handle_batch(&mut self, requests: Vec<Request>) {
         let mut done = Vec::with_capacity(requests.len());
-        self.load_accounts(&requests, &mut done).await;
+        self.batches += 1;
+        self.make_resident(&requests, &mut done).await;
         for request in requests {
             self.handle(request, &mut done);
         }
@@ -413,98 +531,179 @@ impl ServicesTask {
         let changes = std::mem::take(&mut self.roster_changes);
         self.deliver(done);
         self.push_rosters(changes);
-    }
-
-    /// Loads every stored PEP service, so that who is subscribed to whom is known from the
-    /// start (XEP-0207: the presence graph is the roster).
-    async fn load_stored_accounts(&mut self) -> anyhow::Result<()> {
-        for name in self.stores.pubsub.services().await? {
-            let Ok(account) = BareJid::new(&name) else {
-                continue;
-            };
-            if account.node().is_none() {
-                continue;
-            }
-            let nodes = self.stores.pubsub.load_service(&name).await?;
-            let service = Service::restore(
-                pep_config(account.clone()),
-                Box::new(SystemEnvironment::default()),
-                nodes,
-            );
-            self.presence.refresh(&account, &service);
-            self.accounts
-                .insert(account.clone(), hosted_pep(account.clone(), service));
-            self.router.set_blocked(&account, self.blocklist(&account));
+        for ready in self.ready.drain(..) {
+            let _ = ready.send(());
         }
-        tracing::info!(accounts = self.accounts.len(), "PEP services loaded");
-        Ok(())
+        self.relations.clear();
+        self.evict();
     }
 
-    /// Loads the PEP services the batch addresses that are not in memory yet, creating the
-    /// `presence` node of those that lack it.
-    async fn load_accounts(&mut self, requests: &[Request], done: &mut Vec<Done>) {
-        let accounts = requests.iter().flat_map(|request| match request {
-            Request::Stanza {
-                target: Target::Account(account),
-                ..
-            } => vec![account.clone()],
-            Request::Presence { from, .. } => vec![from.to_bare()],
-            Request::Subscription {
-                from,
-                contact,
-                kind,
-            } => vec![kind.owner(from, contact)],
-            Request::Probe { contact, .. } => vec![contact.clone()],
-            Request::Blocking { from, .. } => vec![from.to_bare()],
-            // Removing a contact touches both presence nodes.
-            Request::Roster { from, iq } => std::iter::once(from.to_bare())
-                .chain(roster::set_contact(iq))
-                .collect(),
-            _ => Vec::new(),
-        });
-        for account in accounts.collect::<Vec<_>>() {
-            let account = &account;
-            if self.accounts.contains_key(account) {
+    /// Makes resident the PEP services the batch needs, creating the `presence` node of those
+    /// that lack it: the services its requests address, and for a session coming online the
+    /// services where its account holds subscriptions (for their last items; for `+notify`
+    /// last items, every contact it follows).
+    async fn make_resident(&mut self, requests: &[Request], done: &mut Vec<Done>) {
+        let accounts: Vec<BareJid> = requests.iter().flat_map(addressed_accounts).collect();
+        for account in &accounts {
+            self.make_account_resident(account, done).await;
+        }
+        let coming: Vec<&FullJid> = requests
+            .iter()
+            .filter_map(coming_online)
+            .filter(|session| {
+                !self
+                    .available
+                    .has(&session.to_bare(), session.resource().as_str())
+            })
+            .collect();
+        for session in coming {
+            let user = session.to_bare();
+            if self.relations.contains_key(&user) {
                 continue;
             }
-            match self.stores.accounts.credentials(account.as_str()).await {
-                Ok(Some(_)) => {}
-                Ok(None) => continue,
+            let held = match self.stores.pubsub.subscriptions_of(user.as_str()).await {
+                Ok(held) => held,
                 Err(e) => {
-                    tracing::error!(%account, "looking up the account failed: {e}");
-                    continue;
-                }
-            }
-            let nodes = match self.stores.pubsub.load_service(account.as_str()).await {
-                Ok(nodes) => nodes,
-                Err(e) => {
-                    tracing::error!(%account, "loading the PEP service failed: {e}");
-                    continue;
+                    tracing::error!(%user, "reading subscriptions failed: {e}");
+                    Vec::new()
                 }
             };
-            let mut service = Service::restore(
-                pep_config(account.clone()),
-                Box::new(SystemEnvironment::default()),
-                nodes,
-            );
-            if service.metadata(PRESENCE_NODE).is_none() {
-                let request = CreateRequest {
-                    node: Some(PRESENCE_NODE.to_owned()),
-                    config: presence_node_config(),
-                    ..CreateRequest::default()
-                };
-                match service.create(&Jid::from(account.clone()), request) {
-                    Ok(outcome) => {
-                        let origin = Origin::Account(account.clone());
-                        done.push(Done::new(origin, outcome.effects, outcome.undo));
-                    }
-                    Err(e) => tracing::error!(%account, "creating the presence node: {e}"),
-                }
+            let mut owners: Vec<BareJid> = held
+                .iter()
+                .filter(|held| held.node != PRESENCE_NODE)
+                .filter_map(|held| BareJid::new(&held.service).ok())
+                .filter(|owner| owner.node().is_some())
+                .collect();
+            if self.wants_any_notify(session) {
+                owners.extend(self.presence.following(&user).cloned());
             }
-            self.presence.refresh(account, &service);
-            self.accounts
-                .insert(account.clone(), hosted_pep(account.clone(), service));
-            self.router.set_blocked(account, self.blocklist(account));
+            owners.sort();
+            owners.dedup();
+            for owner in &owners {
+                self.make_account_resident(owner, done).await;
+            }
+            self.relations.insert(user, owners);
+        }
+        let now = self.batches;
+        for account in &accounts {
+            if let Some(hosted) = self.accounts.get_mut(account) {
+                hosted.last_used = now;
+            }
+        }
+    }
+
+    /// Loads one account's PEP service unless it is resident or the account does not exist.
+    async fn make_account_resident(&mut self, account: &BareJid, done: &mut Vec<Done>) {
+        if self.accounts.contains_key(account) {
+            return;
+        }
+        match self.stores.accounts.credentials(account.as_str()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(%account, "looking up the account failed: {e}");
+                return;
+            }
+        }
+        let (nodes, held) = match tokio::try_join!(
+            self.stores.pubsub.load_service(account.as_str()),
+            self.stores.pubsub.subscriptions_of(account.as_str()),
+        ) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(%account, "loading the PEP service failed: {e}");
+                return;
+            }
+        };
+        let mut service = Service::restore(
+            pep_config(account.clone()),
+            Box::new(SystemEnvironment::default()),
+            nodes,
+        );
+        if service.metadata(PRESENCE_NODE).is_none() {
+            let request = CreateRequest {
+                node: Some(PRESENCE_NODE.to_owned()),
+                config: presence_node_config(),
+                ..CreateRequest::default()
+            };
+            match service.create(&Jid::from(account.clone()), request) {
+                Ok(outcome) => {
+                    let origin = Origin::Account(account.clone());
+                    done.push(Done::new(origin, outcome.effects, outcome.undo));
+                }
+                Err(e) => tracing::error!(%account, "creating the presence node: {e}"),
+            }
+        }
+        self.presence.seed(account, &held);
+        self.presence.refresh(account, &service);
+        let mut hosted = hosted_pep(account.clone(), service);
+        hosted.last_used = self.batches;
+        self.accounts.insert(account.clone(), hosted);
+        self.router.set_blocked(account, self.blocklist(account));
+    }
+
+    /// Drops the least recently used PEP services nobody uses while more than
+    /// `resident_services` of them are in memory (down to nine tenths, so that eviction runs
+    /// once per many loads, not at every batch).
+    fn evict(&mut self) {
+        let pinned = self.bound.accounts() + self.temporary.len();
+        if self.accounts.len() <= self.resident_services + pinned {
+            return;
+        }
+        let mut idle: Vec<(u64, BareJid)> = self
+            .accounts
+            .iter()
+            .filter(|(account, _)| !self.pinned(account))
+            .map(|(account, hosted)| (hosted.last_used, account.clone()))
+            .collect();
+        let keep = self.resident_services - self.resident_services / 10;
+        if idle.len() <= keep {
+            return;
+        }
+        let evicted = idle.len() - keep;
+        idle.select_nth_unstable(evicted - 1);
+        for (_, account) in idle.into_iter().take(evicted) {
+            self.accounts.remove(&account);
+            self.router.set_blocked(&account, Vec::new());
+            let accounts = &self.accounts;
+            self.presence
+                .forget(&account, |contact| accounts.contains_key(contact));
+        }
+        tracing::debug!(
+            evicted,
+            resident = self.accounts.len(),
+            "PEP services evicted"
+        );
+    }
+
+    /// Whether an account's service must stay in memory.
+    fn pinned(&self, account: &BareJid) -> bool {
+        self.bound.of(account).next().is_some() || self.temporary.contains(account)
+    }
+
+    /// Whether a session's verified capabilities ask for `+notify` of any node but presence.
+    fn wants_any_notify(&self, session: &FullJid) -> bool {
+        self.router
+            .session(session)
+            .and_then(|handle| handle.features())
+            .is_some_and(|features| {
+                features
+                    .iter()
+                    .any(|f| f.ends_with("+notify") && f != crate::router::PRESENCE_NOTIFY)
+            })
+    }
+
+    /// Notes whether an account's service holds temporary subscriptions after a request that
+    /// may have changed them.
+    fn note_temporary(&mut self, account: &BareJid) {
+        let holds = self
+            .accounts
+            .get(account)
+            .is_some_and(|hosted| hosted.service.has_temporary_subscriptions());
+        if holds {
+            self.temporary.insert(account.clone());
+        } else {
+            self.temporary.remove(account);
         }
     }
 
@@ -600,6 +799,7 @@ impl ServicesTask {
                     Origin::Account(account) => Some(account.clone()),
                     Origin::Domain => None,
                 };
+                let subscribing = changes_subscription_options(&stanza);
                 done.push(Done {
                     origin,
                     to: Some(from.clone()),
@@ -613,6 +813,9 @@ impl ServicesTask {
                 }
                 if let Some(account) = account {
                     self.carry_blocks(&account, &created, done);
+                    if subscribing {
+                        self.note_temporary(&account);
+                    }
                 }
                 if let Some((owner, notification)) = unheard {
                     let effects = vec![Effect::Notify(notification)];
@@ -630,20 +833,11 @@ impl ServicesTask {
             Request::Roster { from, iq } => self.roster_request(from, iq, done),
             Request::Probe { from, contact } => self.probe(&from, &contact, done),
             Request::Blocking { from, iq } => self.blocking_request(from, iq, done),
-            Request::SessionEnded(jid) => {
-                if let Ok(full) = jid.try_as_full() {
-                    self.interested.remove(full);
-                    self.blocklist_interested.remove(full);
-                    self.retract_presence(full, done);
-                }
-                let outcome = self.domain.service.end_session(&jid);
-                done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
-                for (account, hosted) in &mut self.accounts {
-                    let outcome = hosted.service.end_session(&jid);
-                    let origin = Origin::Account(account.clone());
-                    done.push(Done::new(origin, outcome.effects, outcome.undo));
-                }
+            Request::SessionStarted { session, ready } => {
+                self.bound.insert(&session);
+                self.ready.push(ready);
             }
+            Request::SessionEnded(jid) => self.session_ended(&jid, done),
             Request::ExpireItems => {
                 let outcome = self.domain.service.expire_items();
                 done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
@@ -653,6 +847,29 @@ impl ServicesTask {
                     done.push(Done::new(origin, outcome.effects, outcome.undo));
                 }
             }
+        }
+    }
+
+    /// A session ended: its presence is retracted and its temporary subscriptions end, in
+    /// `pubsub.<domain>` and in the services known to hold temporary subscriptions (not in
+    /// every resident service).
+    fn session_ended(&mut self, jid: &Jid, done: &mut Vec<Done>) {
+        if let Ok(full) = jid.try_as_full() {
+            self.interested.remove(full);
+            self.blocklist_interested.remove(full);
+            self.bound.remove(full);
+            self.retract_presence(full, done);
+        }
+        let outcome = self.domain.service.end_session(jid);
+        done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
+        let holders: Vec<BareJid> = self.temporary.iter().cloned().collect();
+        for account in holders {
+            if let Some(hosted) = self.accounts.get_mut(&account) {
+                let outcome = hosted.service.end_session(jid);
+                let origin = Origin::Account(account.clone());
+                done.push(Done::new(origin, outcome.effects, outcome.undo));
+            }
+            self.note_temporary(&account);
         }
     }
 
@@ -782,10 +999,18 @@ impl ServicesTask {
                 );
             }
         }
+        // Only resident services can have anything to send: an account that is not resident
+        // has no presence items, and the other services the user subscribes to were made
+        // resident for this batch.
+        let owners: HashSet<&BareJid> = std::iter::once(&owner)
+            .chain(self.presence.following(&owner))
+            .chain(self.relations.get(&owner).into_iter().flatten())
+            .collect();
         let services = std::iter::once((Origin::Domain, &self.domain)).chain(
-            self.accounts
-                .iter()
-                .map(|(account, hosted)| (Origin::Account(account.clone()), hosted)),
+            owners.into_iter().filter_map(|account| {
+                let hosted = self.accounts.get(account)?;
+                Some((Origin::Account(account.clone()), hosted))
+            }),
         );
         for (origin, hosted) in services {
             let effects: Vec<Effect> = hosted
@@ -1243,10 +1468,7 @@ fn unheard_publish(
     reply: Option<&Element>,
     effects: &[Effect],
 ) -> Option<(BareJid, verona_pubsub::Notification)> {
-    let node = request
-        .get_child("pubsub", ns::PUBSUB)?
-        .get_child("publish", ns::PUBSUB)?
-        .attr("node")?;
+    let node = publishes_to(request)?;
     let notified = effects
         .iter()
         .any(|e| matches!(e, Effect::Notify(n) if n.node == node));
@@ -1278,4 +1500,64 @@ fn unheard_publish(
             itemreply: config.itemreply,
         },
     ))
+}
+
+/// The accounts whose PEP services a request addresses.
+fn addressed_accounts(request: &Request) -> Vec<BareJid> {
+    match request {
+        Request::Stanza {
+            target: Target::Account(account),
+            ..
+        } => vec![account.clone()],
+        Request::Presence { from, .. } => vec![from.to_bare()],
+        Request::Subscription {
+            from,
+            contact,
+            kind,
+        } => vec![kind.owner(from, contact)],
+        Request::Probe { contact, .. } => vec![contact.clone()],
+        Request::Blocking { from, .. } => vec![from.to_bare()],
+        Request::SessionStarted { session, .. } => vec![session.to_bare()],
+        // Removing a contact touches both presence nodes.
+        Request::Roster { from, iq } => std::iter::once(from.to_bare())
+            .chain(roster::set_contact(iq))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The session a request may bring online: an available `<presence/>` broadcast, or a publish
+/// to its own `presence` node.
+fn coming_online(request: &Request) -> Option<&FullJid> {
+    match request {
+        Request::Presence { from, stanza } if stanza.attr("type") != Some("unavailable") => {
+            Some(from)
+        }
+        Request::Stanza {
+            from,
+            target: Target::Account(account),
+            stanza,
+        } if *account == from.to_bare() && publishes_to(stanza) == Some(PRESENCE_NODE) => {
+            Some(from)
+        }
+        _ => None,
+    }
+}
+
+/// The node a pubsub publish request is for.
+fn publishes_to(stanza: &Element) -> Option<&str> {
+    stanza
+        .get_child("pubsub", ns::PUBSUB)?
+        .get_child("publish", ns::PUBSUB)?
+        .attr("node")
+}
+
+/// Whether a request may create or change a subscription's options (and so make it
+/// temporary, or not).
+fn changes_subscription_options(stanza: &Element) -> bool {
+    stanza
+        .get_child("pubsub", ns::PUBSUB)
+        .is_some_and(|pubsub| {
+            pubsub.has_child("subscribe", ns::PUBSUB) || pubsub.has_child("options", ns::PUBSUB)
+        })
 }

@@ -78,6 +78,7 @@ impl RunningServer {
             let handle = pubsub_service::start(
                 config.pubsub_jid(),
                 config.pubsub_service(),
+                config.limits.resident_services,
                 pubsub_service::Stores {
                     pubsub: store.clone(),
                     accounts: store,

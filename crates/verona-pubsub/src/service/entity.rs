@@ -95,4 +95,14 @@ impl Service {
             .map(|(node_id, affiliation)| (node_id.clone(), *affiliation))
             .collect()
     }
+
+    /// Whether any subscription of the service ends with its subscriber's session
+    /// (`pubsub#expire` = `presence`): such a service holds state that storage does not, so a
+    /// host must keep it in memory. O(subscriptions).
+    pub fn has_temporary_subscriptions(&self) -> bool {
+        self.state.nodes.values().any(|node| {
+            node.subscriptions()
+                .any(|(_, _, sub)| sub.options.temporary)
+        })
+    }
 }

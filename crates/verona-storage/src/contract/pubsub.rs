@@ -16,7 +16,7 @@ use verona_pubsub::{
     SubscriptionState,
 };
 
-use crate::{PubsubStore, PubsubWrite, StorageError};
+use crate::{HeldSubscription, PubsubStore, PubsubWrite, StorageError};
 
 const PUBSUB: &str = "pubsub.capulet.lit";
 const PEP: &str = "juliet@capulet.lit";
@@ -315,6 +315,34 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
             service.pending_for_owner(&owner.to_bare())
         );
     }
+
+    // A subscriber's stored subscriptions, found without loading any service.
+    let mut found = 0;
+    for who in [&romeo, &nurse, &tybalt, &mercutio, &owner] {
+        let bare = who.to_bare();
+        let mut expected: Vec<HeldSubscription> = pubsub
+            .stored_nodes()
+            .into_iter()
+            .flat_map(|node| {
+                let id = node.id;
+                node.subscriptions
+                    .into_iter()
+                    .filter(|sub| sub.jid.to_bare() == bare)
+                    .map(move |subscription| HeldSubscription {
+                        service: PUBSUB.to_owned(),
+                        node: id.clone(),
+                        subscription,
+                    })
+            })
+            .collect();
+        expected.sort_by(|a, b| {
+            (&a.node, &a.subscription.subid).cmp(&(&b.node, &b.subscription.subid))
+        });
+        let held = store.subscriptions_of(bare.as_str()).await.unwrap();
+        found += held.len();
+        assert_eq!(held, expected, "{bare}");
+    }
+    assert!(found > 0, "the scenario leaves stored subscriptions");
 }
 
 fn write(service: &str, op: StoreOp) -> PubsubWrite {

@@ -7,7 +7,7 @@ use verona_pubsub::{Affiliation, Item, StoreOp, StoredNode};
 
 use super::MemoryStore;
 use crate::pubsub::{from_micros, node_of, to_micros};
-use crate::{BoxFuture, PubsubStore, PubsubWrite, StorageError};
+use crate::{BoxFuture, HeldSubscription, PubsubStore, PubsubWrite, StorageError};
 
 /// Stored nodes by service, then by node id. Affiliations are kept sorted by JID and
 /// subscriptions by SubID, the order the SQLite backend loads them in.
@@ -27,6 +27,30 @@ impl PubsubStore for MemoryStore {
 
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
         Box::pin(async move { Ok(self.pubsub().keys().cloned().collect()) })
+    }
+
+    fn subscriptions_of<'a>(
+        &'a self,
+        subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HeldSubscription>, StorageError>> {
+        Box::pin(async move {
+            let services = self.pubsub();
+            let held = services
+                .iter()
+                .flat_map(|(service, nodes)| nodes.values().map(move |node| (service, node)))
+                .flat_map(|(service, node)| {
+                    node.subscriptions
+                        .iter()
+                        .filter(|sub| sub.jid.to_bare().as_str() == subscriber)
+                        .map(move |sub| HeldSubscription {
+                            service: service.clone(),
+                            node: node.id.clone(),
+                            subscription: sub.clone(),
+                        })
+                })
+                .collect();
+            Ok(held)
+        })
     }
 
     fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {

@@ -13,7 +13,7 @@ use crate::pubsub::{
     config_from_json, config_to_json, from_micros, node_of, options_from_json, options_to_json,
     parse, to_micros,
 };
-use crate::{BoxFuture, PubsubStore, PubsubWrite, StorageError};
+use crate::{BoxFuture, HeldSubscription, PubsubStore, PubsubWrite, StorageError};
 
 type SubscriptionRow = (String, String, String, String, String);
 type ItemRow = (String, String, Option<String>, String, i64);
@@ -105,6 +105,35 @@ impl PubsubStore for SqliteStore {
         })
     }
 
+    fn subscriptions_of<'a>(
+        &'a self,
+        subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HeldSubscription>, StorageError>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String, String, String, String, String)> = sqlx::query_as(
+                "SELECT service, node, subid, jid, state, options FROM pubsub_subscriptions \
+                 WHERE subscriber = $1 ORDER BY service, node, subid",
+            )
+            .bind(subscriber)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(service, node, subid, jid, state, options)| {
+                    Ok(HeldSubscription {
+                        service,
+                        node,
+                        subscription: StoredSubscription {
+                            subid,
+                            jid: parse("JID", &jid)?,
+                            state: parse("subscription state", &state)?,
+                            options: options_from_json(&options)?,
+                        },
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             if writes.is_empty() {
@@ -174,15 +203,17 @@ async fn apply_write(conn: &mut SqliteConnection, write: &PubsubWrite) -> Result
         ],
         StoreOp::SubscriptionSet { subscription, .. } => vec![
             on_node(
-                "INSERT INTO pubsub_subscriptions (service, node, subid, jid, state, options) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, node, subid) \
+                "INSERT INTO pubsub_subscriptions \
+                 (service, node, subid, jid, state, options, subscriber) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (service, node, subid) \
                  DO UPDATE SET jid = excluded.jid, state = excluded.state, \
-                 options = excluded.options",
+                 options = excluded.options, subscriber = excluded.subscriber",
             )
             .bind(subscription.subid.as_str())
             .bind(subscription.jid.as_str())
             .bind(subscription.state.as_str())
-            .bind(options_to_json(&subscription.options)?),
+            .bind(options_to_json(&subscription.options)?)
+            .bind(subscription.jid.to_bare().to_string()),
         ],
         StoreOp::SubscriptionRemoved { subid, .. } => vec![
             on_node(

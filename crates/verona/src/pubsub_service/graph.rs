@@ -1,11 +1,20 @@
 //! Who follows whose presence, read from the engine: the answer of the `presence` and `roster`
 //! access models, the derived roster (DESIGN §2), and which subscriptions were made with
 //! classic `<presence type='subscribe'/>` (DESIGN §3, rendering rule 2).
+//!
+//! Only resident services are in the graph (DESIGN §5a). An owner's side comes from its
+//! service when it is loaded; a resident user's outbound side (whose presence it follows or
+//! asks for) is read from storage's subscriber index when the user is loaded ([`seed`]) and
+//! kept up to date by the refreshes of resident owners, since an owner that is not resident
+//! changes nothing.
+//!
+//! [`seed`]: PresenceGraph::seed
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jid::{BareJid, FullJid, Jid};
-use verona_pubsub::{AccessResolver, ItemQuery, NoRoster, Service};
+use verona_pubsub::{AccessResolver, ItemQuery, NoRoster, Service, SubscriptionState};
+use verona_storage::HeldSubscription;
 
 use super::{PRESENCE_NODE, ROSTER_NODE, VIEW_OPTION};
 
@@ -107,6 +116,54 @@ impl PresenceGraph {
         }
         self.owners.insert(owner.clone(), next);
         changed.into_iter().collect()
+    }
+
+    /// Sets `user`'s outbound side from its stored subscriptions: the presence nodes it is
+    /// subscribed to or waiting for. Call it when `user` becomes resident, between batches
+    /// (when storage holds what resident services hold).
+    pub fn seed(&mut self, user: &BareJid, held: &[HeldSubscription]) {
+        let mut following = HashSet::new();
+        let mut asking = HashSet::new();
+        for held in held.iter().filter(|held| held.node == PRESENCE_NODE) {
+            let Ok(owner) = BareJid::new(&held.service) else {
+                continue;
+            };
+            match held.subscription.state {
+                SubscriptionState::Subscribed => following.insert(owner),
+                SubscriptionState::Pending => asking.insert(owner),
+                _ => false,
+            };
+        }
+        for (set, map) in [(following, &mut self.following), (asking, &mut self.asking)] {
+            if set.is_empty() {
+                map.remove(user);
+            } else {
+                map.insert(user.clone(), set);
+            }
+        }
+    }
+
+    /// Drops `owner`, whose service leaves memory. What it contributed to the outbound side
+    /// of users still resident stays (it is still true, and they are not re-read); the rest
+    /// goes, as does `owner`'s own outbound side.
+    pub fn forget(&mut self, owner: &BareJid, resident: impl Fn(&BareJid) -> bool) {
+        if let Some(old) = self.owners.remove(owner) {
+            for (set, reverse) in [
+                (&old.followers, &mut self.following),
+                (&old.pending, &mut self.asking),
+            ] {
+                for contact in set.iter().filter(|contact| !resident(contact)) {
+                    if let Some(owners) = reverse.get_mut(contact) {
+                        owners.remove(owner);
+                        if owners.is_empty() {
+                            reverse.remove(contact);
+                        }
+                    }
+                }
+            }
+        }
+        self.following.remove(owner);
+        self.asking.remove(owner);
     }
 
     /// The accounts subscribed to `owner`'s presence.
@@ -264,6 +321,11 @@ impl Sessions {
         }
     }
 
+    /// How many accounts have a session in the set.
+    pub fn accounts(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn of(&self, account: &BareJid) -> impl Iterator<Item = &FullJid> {
         self.0.get(account).into_iter().flatten()
     }
@@ -391,5 +453,76 @@ mod tests {
         assert!(!changed.contains(&(juliet.clone(), nurse.clone())));
         // Nothing changed since: nothing reported.
         assert!(graph.refresh(&juliet, &juliets_service()).is_empty());
+    }
+
+    fn held(service: &str, node: &str, state: SubscriptionState) -> HeldSubscription {
+        HeldSubscription {
+            service: service.to_owned(),
+            node: node.to_owned(),
+            subscription: verona_pubsub::StoredSubscription {
+                subid: format!("{service}-{node}"),
+                jid: Jid::new("romeo@montague.lit").unwrap(),
+                state,
+                options: SubscriptionOptions::default(),
+            },
+        }
+    }
+
+    /// A user's outbound side comes from storage when it is loaded; an owner that leaves
+    /// memory takes with it only what no resident user needs.
+    #[test]
+    fn seeded_from_storage_and_forgotten_on_eviction() {
+        let mut graph = PresenceGraph::default();
+        let juliet = bare("juliet@capulet.lit");
+        let romeo = bare("romeo@montague.lit");
+        let (nurse, tybalt) = (bare("nurse@capulet.lit"), bare("tybalt@capulet.lit"));
+        graph.seed(
+            &romeo,
+            &[
+                held(
+                    "juliet@capulet.lit",
+                    PRESENCE_NODE,
+                    SubscriptionState::Subscribed,
+                ),
+                held(
+                    "tybalt@capulet.lit",
+                    PRESENCE_NODE,
+                    SubscriptionState::Pending,
+                ),
+                // Other nodes, and other states, are no presence relation.
+                held("nurse@capulet.lit", "geoloc", SubscriptionState::Subscribed),
+                held(
+                    "nurse@capulet.lit",
+                    PRESENCE_NODE,
+                    SubscriptionState::Unconfigured,
+                ),
+            ],
+        );
+        let entry = |graph: &PresenceGraph, contact: &BareJid| {
+            graph
+                .roster_entry(&romeo, contact)
+                .map(|e| (e.subscription(), e.ask))
+        };
+        assert_eq!(entry(&graph, &juliet), Some(("to", false)));
+        assert_eq!(entry(&graph, &tybalt), Some(("none", true)));
+        assert_eq!(entry(&graph, &nurse), None);
+
+        // Juliet's service is loaded (Romeo follows, Nurse waits), then leaves memory while
+        // Romeo is resident and Nurse is not.
+        let _ = graph.refresh(&juliet, &juliets_service());
+        assert!(graph.following(&nurse).next().is_none());
+        assert_eq!(graph.asking.get(&nurse).map(HashSet::len), Some(1));
+        graph.forget(&juliet, |contact| *contact == romeo);
+        assert!(!graph.has_presence_subscription(&juliet, &romeo));
+        assert_eq!(
+            entry(&graph, &juliet),
+            Some(("to", false)),
+            "still true for Romeo"
+        );
+        assert!(!graph.asking.contains_key(&nurse), "Nurse is not resident");
+        // Romeo leaves memory too: nothing of his outbound side stays.
+        graph.forget(&romeo, |_| false);
+        assert!(graph.following(&romeo).next().is_none());
+        assert!(!graph.asking.contains_key(&romeo));
     }
 }

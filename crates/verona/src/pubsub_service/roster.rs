@@ -30,6 +30,19 @@ pub(super) fn roster_node_config() -> Vec<ConfigField> {
     ]
 }
 
+/// The `roster` node item annotating `contact` (with a name, and the group `Contacts`), as a
+/// roster set stores it.
+pub(super) fn annotation_payload(contact: &BareJid, name: Option<&str>) -> String {
+    let mut item = builder("item", ns::ROSTER).with("jid", contact.as_str());
+    if let Some(name) = name {
+        item = item.with("name", name);
+    }
+    let item = item
+        .append(builder("group", ns::ROSTER).append("Contacts").build())
+        .build();
+    String::from_utf8(verona_stream::element_bytes(&item)).expect("serialised XML is UTF-8")
+}
+
 /// A validated roster set (RFC 6121 §2.3.3, §2.5.2).
 enum RosterSet {
     Update { contact: BareJid, item: Element },

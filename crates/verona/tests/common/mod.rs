@@ -44,6 +44,9 @@ pub fn test_config(dir: &Path) -> Config {
     };
     config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.c2s.direct_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    // Every service nobody uses leaves memory after each batch, so that every test also checks
+    // that a service reloaded from storage answers as before (DESIGN §5a).
+    config.limits.resident_services = 0;
     config
 }
 

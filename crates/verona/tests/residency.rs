@@ -1,0 +1,209 @@
+//! Services resident on demand (DESIGN §5a): a PEP service dropped from memory and loaded
+//! again from storage gives the same answers (relations, pending requests, rosters, probes),
+//! and what storage does not hold (temporary subscriptions) keeps its service in memory.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use minidom::Element;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const ROSTER: &str = "jabber:iq:roster";
+
+/// A received stanza as a line of the transcript: what a client would act on.
+fn line(el: &Element) -> String {
+    let head = format!(
+        "{} {} from={}",
+        el.name(),
+        el.attr("type").unwrap_or("-"),
+        el.attr("from").unwrap_or("-")
+    );
+    let Some(query) = el.get_child("query", ROSTER) else {
+        return head;
+    };
+    let items: Vec<String> = query
+        .children()
+        .map(|item| {
+            format!(
+                "{}:{}{}",
+                item.attr("jid").unwrap_or("?"),
+                item.attr("subscription").unwrap_or("?"),
+                item.attr("ask")
+                    .map(|a| format!(":{a}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    format!("{head} roster=[{}]", items.join(" "))
+}
+
+fn lines(stanzas: &[Element]) -> Vec<String> {
+    let mut lines: Vec<String> = stanzas.iter().map(line).collect();
+    lines.sort();
+    lines
+}
+
+async fn recv_lines(client: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(client.recv().await);
+    }
+    lines(&got)
+}
+
+const ROSTER_GET: &str =
+    "<iq xmlns='jabber:client' type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>";
+
+fn presence(kind: &str, to: &str) -> String {
+    format!("<presence xmlns='jabber:client' type='{kind}' to='{to}'/>")
+}
+
+/// Waits until the server has ended the dropped session (its presence gone from a probe).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Classic users subscribe to an offline contact, log out and in again, probe and approve;
+/// returns what each of them received, in order of the steps.
+async fn transcript(resident_services: usize) -> Vec<String> {
+    let t = TestServer::start_with(|c| c.limits.resident_services = resident_services).await;
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut out = Vec::new();
+    let mut step = |name: &str, got: Vec<String>| {
+        out.extend(got.into_iter().map(|l| format!("{name}: {l}")));
+    };
+
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    step("romeo roster", vec![line(&romeo.request(ROSTER_GET).await)]);
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    step("romeo online", recv_lines(&mut romeo, 1).await);
+    // Juliet is offline: her service is loaded for the request, then may leave memory.
+    romeo.send(&presence("subscribe", "juliet@localhost")).await;
+    step("romeo asks", recv_lines(&mut romeo, 1).await);
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    nurse.send(&presence("subscribe", "juliet@localhost")).await;
+    step("romeo roster", vec![line(&romeo.request(ROSTER_GET).await)]);
+
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    step(
+        "juliet roster",
+        vec![line(&juliet.request(ROSTER_GET).await)],
+    );
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    // Her own presence, and both pending requests, read back from storage.
+    step("juliet online", recv_lines(&mut juliet, 3).await);
+    juliet
+        .send(&presence("subscribed", "romeo@localhost"))
+        .await;
+    step("juliet approves", recv_lines(&mut juliet, 1).await);
+    step("romeo approved", recv_lines(&mut romeo, 3).await);
+
+    drop(romeo);
+    settle().await;
+    let mut romeo = t.login("romeo", "pw", "garden").await;
+    step(
+        "romeo roster again",
+        vec![line(&romeo.request(ROSTER_GET).await)],
+    );
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    step("romeo online again", recv_lines(&mut romeo, 2).await);
+    romeo.send(&presence("probe", "juliet@localhost")).await;
+    step("romeo probes", recv_lines(&mut romeo, 1).await);
+    nurse.send(&presence("probe", "juliet@localhost")).await;
+    step("nurse probes", recv_lines(&mut nurse, 1).await);
+
+    drop(juliet);
+    step("juliet leaves", recv_lines(&mut romeo, 1).await);
+    settle().await;
+    romeo.send(&presence("probe", "juliet@localhost")).await;
+    step("romeo probes again", recv_lines(&mut romeo, 1).await);
+    romeo.expect_nothing().await;
+    nurse.expect_nothing().await;
+    out
+}
+
+#[tokio::test]
+async fn services_reloaded_from_storage_answer_as_before() {
+    let evicting = transcript(0).await;
+    let expected = [
+        "romeo roster: iq result from=- roster=[]",
+        "romeo online: presence - from=romeo@localhost/orchard",
+        "romeo asks: iq set from=- roster=[juliet@localhost:none:subscribe]",
+        "romeo roster: iq result from=- roster=[juliet@localhost:none:subscribe]",
+        "juliet roster: iq result from=- roster=[]",
+        "juliet online: presence - from=juliet@localhost/balcony",
+        "juliet online: presence subscribe from=nurse@localhost",
+        "juliet online: presence subscribe from=romeo@localhost",
+        "juliet approves: iq set from=- roster=[romeo@localhost:from]",
+        "romeo approved: iq set from=- roster=[juliet@localhost:to]",
+        "romeo approved: presence - from=juliet@localhost/balcony",
+        "romeo approved: presence subscribed from=juliet@localhost",
+        "romeo roster again: iq result from=- roster=[juliet@localhost:to]",
+        "romeo online again: presence - from=juliet@localhost/balcony",
+        "romeo online again: presence - from=romeo@localhost/garden",
+        "romeo probes: presence - from=juliet@localhost/balcony",
+        "nurse probes: presence unsubscribed from=juliet@localhost",
+        "juliet leaves: presence unavailable from=juliet@localhost/balcony",
+        "romeo probes again: presence unavailable from=juliet@localhost",
+    ];
+    assert_eq!(evicting, expected);
+    // And the same as a server that keeps every service in memory.
+    assert_eq!(transcript(10_000).await, evicting);
+}
+
+fn publish(node: &str, id: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='p-{id}'><pubsub xmlns='{PUBSUB}'><publish node='{node}'><item id='{id}'><entry xmlns='urn:example'/></item></publish></pubsub></iq>"
+    )
+}
+
+/// A temporary subscription (`pubsub#expire=presence`) is held in memory only: its service
+/// stays resident while the subscriber's session lasts, even with its owner offline, and
+/// the subscription ends with that session.
+#[tokio::test]
+async fn a_temporary_subscription_keeps_its_service_until_the_session_ends() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' id='c'><pubsub xmlns='{PUBSUB}'><create node='moments'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field></x></configure></pubsub></iq>"
+    );
+    ok(&juliet.request(&create).await);
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let subscribe = format!(
+        "<iq xmlns='jabber:client' type='set' id='s' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='moments' jid='romeo@localhost/orchard'/><options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field><field var='pubsub#expire'><value>presence</value></field></x></options></pubsub></iq>"
+    );
+    ok(&romeo.request(&subscribe).await);
+
+    // Juliet's last session ends: nobody of hers is online, but Romeo's subscription is.
+    drop(juliet);
+    settle().await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&juliet.request(&publish("moments", "first")).await);
+    let event = romeo.recv_from("juliet@localhost").await;
+    let items = event
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT));
+    assert_eq!(
+        items
+            .and_then(|i| i.get_child("item", EVENT))
+            .and_then(|i| i.attr("id")),
+        Some("first"),
+        "{}",
+        show(&event)
+    );
+
+    // Romeo's session ends, and the subscription with it.
+    drop(romeo);
+    settle().await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    ok(&juliet.request(&publish("moments", "second")).await);
+    romeo.expect_nothing().await;
+}
