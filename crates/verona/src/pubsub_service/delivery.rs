@@ -1,0 +1,212 @@
+//! Delivery of a committed batch: replies, notifications in each session's rendering, and
+//! the recipients XEP-0163 `+notify` adds.
+
+use super::*;
+
+impl ServicesTask {
+    /// Replies and notifications, once the batch is durable.
+    pub(super) fn deliver(&self, done: Vec<Done>) {
+        for d in done {
+            if let (Some(to), Some(reply)) = (&d.to, &d.reply) {
+                let bytes = Bytes::from(verona_stream::element_bytes(reply));
+                self.router.deliver(&Jid::from(to.clone()), bytes);
+            }
+            if d.effects.is_empty() {
+                continue;
+            }
+            let Some(hosted) = self.hosted(&d.origin) else {
+                continue;
+            };
+            let context = ServiceContext {
+                jid: &hosted.jid,
+                kind: hosted.kind,
+                resolver: &self.presence,
+            };
+            for effect in &d.effects {
+                let implicit = self.implicit(&d.origin, hosted, effect);
+                let mut outgoing =
+                    verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
+                if let Some(implicit) = &implicit {
+                    let more = verona_pubsub_xmpp::render(&context, std::slice::from_ref(implicit));
+                    outgoing.extend(more);
+                }
+                // XEP-0191: nothing from an account reaches one that blocked it.
+                if let Origin::Account(owner) = &d.origin {
+                    outgoing.retain(|out| !self.router.blocks(&out.to.to_bare(), owner));
+                }
+                let Some(classic) = classic_presence(&d.origin, effect) else {
+                    for out in outgoing {
+                        self.router.deliver(&out.to, out.stanza);
+                    }
+                    continue;
+                };
+                // Last items come as one message per item, all to one recipient; the classic
+                // stanzas for all of them go with the first.
+                let once = matches!(effect, Effect::SendLastItems(_));
+                // Presence goes to the available resources of a subscribed account only
+                // (XEP-0207 Ex. 4, RFC 6121 §4.2.2).
+                let broadcast = matches!(effect, Effect::Notify(n)
+                    if matches!(n.event, Event::Items { .. } | Event::Retract { .. }));
+                let owner = hosted.jid.to_bare();
+                for (n, out) in outgoing.into_iter().enumerate() {
+                    let stanzas = (!once || n == 0).then_some(&classic);
+                    let made = match effect {
+                        Effect::AuthorizationRequest(request) => {
+                            self.made_classically(&owner, &request.subscriber.to_bare())
+                        }
+                        _ => match out.to.try_as_full() {
+                            Ok(full) => self.made_classically(&owner, &full.to_bare()),
+                            Err(bare) => self.made_classically(&owner, bare),
+                        },
+                    };
+                    let to_bare = out.to.try_as_full().err();
+                    let wanted = |resource: &str| {
+                        !broadcast || to_bare.is_none_or(|bare| self.available.has(bare, resource))
+                    };
+                    self.router
+                        .deliver_views(&out.to, out.stanza, made, wanted, || {
+                            stanzas.map(|stanzas| classic_bytes(stanzas, &out.to))
+                        });
+                }
+            }
+        }
+    }
+
+    /// Who gets an event of a PEP node without subscribing to it: every available resource of
+    /// the account and of its presence subscribers whose capabilities ask for `NODE+notify`
+    /// and that may read the node (XEP-0163 §4.3).
+    pub(super) fn implicit(
+        &self,
+        origin: &Origin,
+        hosted: &Hosted,
+        effect: &Effect,
+    ) -> Option<Effect> {
+        let (Origin::Account(owner), Effect::Notify(notification)) = (origin, effect) else {
+            return None;
+        };
+        if !matches!(
+            notification.event,
+            Event::Items { .. } | Event::Retract { .. } | Event::Purge
+        ) || [PRESENCE_NODE, ROSTER_NODE].contains(&notification.node.as_str())
+        {
+            return None;
+        }
+        let explicit: HashSet<&Jid> = notification.recipients.iter().map(|r| &r.jid).collect();
+        let notify = format!("{}+notify", notification.node);
+        let recipients: Vec<Recipient> = std::iter::once(owner)
+            .chain(self.presence.followers(owner))
+            .filter(|contact| !explicit.contains(&Jid::from((*contact).clone())))
+            .flat_map(|contact| self.available.of(contact))
+            .filter(|session| !explicit.contains(&Jid::from((*session).clone())))
+            .filter(|session| self.wants_notify(session, &notify))
+            .filter(|session| {
+                let actor = Jid::from((*session).clone());
+                let read = verona_pubsub::Action::RetrieveItems;
+                let node = &notification.node;
+                hosted
+                    .service
+                    .may(&self.presence, &actor, read, node)
+                    .is_ok()
+            })
+            .map(recipient)
+            .collect();
+        (!recipients.is_empty()).then(|| {
+            Effect::Notify(verona_pubsub::Notification {
+                recipients: recipients.into(),
+                ..notification.clone()
+            })
+        })
+    }
+
+    /// Whether a session's verified capabilities include `feature`.
+    pub(super) fn wants_notify(&self, session: &FullJid, feature: &str) -> bool {
+        self.router
+            .session(session)
+            .and_then(|handle| handle.features())
+            .is_some_and(|features| features.contains(feature))
+    }
+
+    /// XEP-0163 §4.3: a newly available session that asks for `NODE+notify` gets the last
+    /// item of every such node of its own account and of the accounts it follows.
+    pub(super) fn last_notify_items(&self, session: &FullJid) -> Vec<Done> {
+        let Some(features) = self.router.session(session).and_then(|h| h.features()) else {
+            return Vec::new();
+        };
+        let me = session.to_bare();
+        let actor = Jid::from(session.clone());
+        let mut done = Vec::new();
+        for owner in std::iter::once(&me).chain(self.presence.following(&me)) {
+            let Some(hosted) = self.accounts.get(owner) else {
+                continue;
+            };
+            let effects: Vec<Effect> = hosted
+                .service
+                .node_ids()
+                .filter(|node| ![PRESENCE_NODE, ROSTER_NODE].contains(&node.as_str()))
+                .filter(|node| features.contains(&format!("{node}+notify")))
+                .filter_map(|node| {
+                    let query = verona_pubsub::ItemQuery::Latest(1);
+                    let page = hosted
+                        .service
+                        .items(&self.presence, &actor, node, &query)
+                        .ok()?;
+                    (!page.items.is_empty()).then(|| {
+                        Effect::SendLastItems(verona_pubsub::LastItems {
+                            to: actor.clone(),
+                            node: node.clone(),
+                            subid: String::new(),
+                            items: page.items,
+                        })
+                    })
+                })
+                .collect();
+            if !effects.is_empty() {
+                done.push(Done::new_effects(Origin::Account(owner.clone()), effects));
+            }
+        }
+        done
+    }
+}
+
+/// A PEP publish that notified no subscriber, as a notification with no recipients yet, so
+/// that contacts asking for `NODE+notify` still hear of it (XEP-0163 §4.3; see `implicit`).
+pub(super) fn unheard_publish(
+    hosted: &Hosted,
+    owner: &BareJid,
+    request: &Element,
+    reply: Option<&Element>,
+    effects: &[Effect],
+) -> Option<(BareJid, verona_pubsub::Notification)> {
+    let node = publishes_to(request)?;
+    let notified = effects
+        .iter()
+        .any(|e| matches!(e, Effect::Notify(n) if n.node == node));
+    if notified || [PRESENCE_NODE, ROSTER_NODE].contains(&node) {
+        return None;
+    }
+    let id = reply?
+        .get_child("pubsub", ns::PUBSUB)?
+        .get_child("publish", ns::PUBSUB)?
+        .get_child("item", ns::PUBSUB)?
+        .attr("id")?;
+    let metadata = hosted.service.metadata(node)?;
+    let config = metadata.config;
+    let owner_jid = Jid::from(owner.clone());
+    let query = verona_pubsub::ItemQuery::Ids(vec![id.to_owned()]);
+    let items = hosted
+        .service
+        .items(&verona_pubsub::NoRoster, &owner_jid, node, &query)
+        .ok()?
+        .items;
+    Some((
+        owner.clone(),
+        verona_pubsub::Notification {
+            node: node.to_owned(),
+            event: Event::Items { items },
+            recipients: Vec::new().into(),
+            notification_type: config.notification_type,
+            presence_based_delivery: config.presence_based_delivery,
+            itemreply: config.itemreply,
+        },
+    ))
+}

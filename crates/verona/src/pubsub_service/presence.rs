@@ -1,0 +1,443 @@
+//! XEP-0207 §3–4 over the engine, and the classic presence view: `<presence/>` broadcasts,
+//! subscription stanzas, probes, coming online and going offline.
+
+use super::*;
+
+impl ServicesTask {
+    /// A session ended: its presence is retracted and its temporary subscriptions end, in
+    /// `pubsub.<domain>` and in the services known to hold temporary subscriptions (not in
+    /// every resident service).
+    pub(super) fn session_ended(&mut self, jid: &Jid, done: &mut Vec<Done>) {
+        if let Ok(full) = jid.try_as_full() {
+            self.interested.remove(full);
+            self.blocklist_interested.remove(full);
+            self.bound.remove(full);
+            self.retract_presence(full, done);
+        }
+        let outcome = self.domain.service.end_session(jid);
+        done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
+        let holders: Vec<BareJid> = self.temporary.iter().cloned().collect();
+        for account in holders {
+            if let Some(hosted) = self.accounts.get_mut(&account) {
+                let outcome = hosted.service.end_session(jid);
+                let origin = Origin::Account(account.clone());
+                done.push(Done::new(origin, outcome.effects, outcome.undo));
+            }
+            self.note_temporary(&account);
+        }
+    }
+
+    /// `<presence/>` → publish the stanza as the resource's item; `unavailable` → retract it.
+    pub(super) fn classic_presence(
+        &mut self,
+        from: &FullJid,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        if stanza.attr("type") == Some("unavailable") {
+            return self.retract_presence(from, done);
+        }
+        self.came_online(from, done);
+        let account = from.to_bare();
+        let Some(hosted) = self.accounts.get_mut(&account) else {
+            return;
+        };
+        let payload: String = String::from_utf8(verona_stream::element_bytes(stanza))
+            .expect("serialised XML is UTF-8");
+        let request = PublishRequest::payload(Some(from.resource().as_str()), payload);
+        match hosted
+            .service
+            .publish(&Jid::from(from.clone()), PRESENCE_NODE, request)
+        {
+            Ok(outcome) => self.presence_changed(from, outcome, done),
+            Err(e) => tracing::warn!(jid = %from, "publishing presence: {e}"),
+        }
+    }
+
+    /// RFC 6121 §3 subscription stanzas as operations on the owner's presence node. Requests
+    /// that make no sense (nothing pending, nothing to end) change nothing, as RFC 6121 asks.
+    pub(super) fn classic_subscription(
+        &mut self,
+        from: &FullJid,
+        contact: &BareJid,
+        kind: SubscriptionKind,
+        done: &mut Vec<Done>,
+    ) {
+        let owner = kind.owner(from, contact);
+        let Some(hosted) = self.accounts.get_mut(&owner) else {
+            return;
+        };
+        let service = &mut hosted.service;
+        let me = Jid::from(from.to_bare());
+        let them = Jid::from(contact.clone());
+        let outcome = match kind {
+            // Asking again while subscribed or pending changes nothing (RFC 6121 §3.1.3).
+            SubscriptionKind::Subscribe
+                if !service
+                    .own_subscriptions(&me, Some(PRESENCE_NODE))
+                    .is_empty() =>
+            {
+                return;
+            }
+            SubscriptionKind::Subscribe => {
+                let mut options = SubscriptionOptions::default();
+                options
+                    .custom
+                    .insert(VIEW_OPTION.to_owned(), "presence".to_owned());
+                service
+                    .subscribe(&self.presence, &me, PRESENCE_NODE, &me, Some(options))
+                    .map(|o| (o.effects, o.undo))
+            }
+            SubscriptionKind::Unsubscribe => service
+                .unsubscribe(&me, PRESENCE_NODE, &me, None)
+                .map(|o| (o.effects, o.undo)),
+            SubscriptionKind::Subscribed => service
+                .authorize(&me, PRESENCE_NODE, &them, None, true)
+                .map(|o| (o.effects, o.undo)),
+            // An approved subscription ends; a pending one is denied.
+            SubscriptionKind::Unsubscribed
+                if self.presence.has_presence_subscription(&owner, contact) =>
+            {
+                let end = SubscriptionChange {
+                    jid: them.clone(),
+                    subid: None,
+                    subscribed: false,
+                };
+                service
+                    .set_subscriptions(&self.presence, &me, PRESENCE_NODE, &[end])
+                    .map(|o| (o.effects, o.undo))
+            }
+            SubscriptionKind::Unsubscribed => service
+                .authorize(&me, PRESENCE_NODE, &them, None, false)
+                .map(|o| (o.effects, o.undo)),
+        };
+        match outcome {
+            Ok((effects, undo)) => {
+                let origin = Origin::Account(owner);
+                let refresh = touches_presence_subscriptions(&effects);
+                done.push(Done::new(origin.clone(), effects, undo));
+                if refresh {
+                    self.refresh_presence(&origin);
+                }
+            }
+            Err(e) => tracing::debug!(jid = %from, ?kind, "subscription presence ignored: {e}"),
+        }
+    }
+
+    /// A session's first presence: it gets the current items of every node it is subscribed to
+    /// that sends them on presence (its contacts' presence among them), the presence of its
+    /// account's other available resources (RFC 6121 §4.2.2), and the authorization requests
+    /// still waiting for its account (XEP-0207 §4).
+    pub(super) fn came_online(&mut self, session: &FullJid, done: &mut Vec<Done>) {
+        if !self.available.insert(session) {
+            return;
+        }
+        let owner = session.to_bare();
+        let to = Jid::from(session.clone());
+        for hosted in std::iter::once(&self.domain).chain(self.accounts.get(&owner)) {
+            let context = ServiceContext {
+                jid: &hosted.jid,
+                kind: hosted.kind,
+                resolver: &self.presence,
+            };
+            for request in hosted.service.pending_for_owner(&owner) {
+                let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
+                let owner = hosted.jid.to_bare();
+                let made = self.made_classically(&owner, &request.subscriber.to_bare());
+                let effect = Effect::AuthorizationRequest(request);
+                let origin = Origin::Account(hosted.jid.to_bare());
+                let classic = (hosted.kind == ServiceKind::Pep)
+                    .then(|| classic_presence(&origin, &effect))
+                    .flatten();
+                self.router.deliver_views(
+                    &out.to,
+                    out.stanza,
+                    made,
+                    |_| true,
+                    || classic.map(|stanzas| classic_bytes(&stanzas, &out.to)),
+                );
+            }
+        }
+        // Only resident services can have anything to send: an account that is not resident
+        // has no presence items, and the other services the user subscribes to were made
+        // resident for this batch.
+        let owners: HashSet<&BareJid> = std::iter::once(&owner)
+            .chain(self.presence.following(&owner))
+            .chain(self.relations.get(&owner).into_iter().flatten())
+            .collect();
+        let services = std::iter::once((Origin::Domain, &self.domain)).chain(
+            owners.into_iter().filter_map(|account| {
+                let hosted = self.accounts.get(account)?;
+                Some((Origin::Account(account.clone()), hosted))
+            }),
+        );
+        for (origin, hosted) in services {
+            let effects: Vec<Effect> = hosted
+                .service
+                .on_presence(session)
+                .into_iter()
+                .map(Effect::SendLastItems)
+                .collect();
+            if !effects.is_empty() {
+                done.push(Done::new_effects(origin, effects));
+            }
+        }
+        done.extend(self.last_notify_items(session));
+        let own = self.presence_items(&owner);
+        if !own.is_empty() {
+            let last = verona_pubsub::LastItems {
+                to,
+                node: PRESENCE_NODE.to_owned(),
+                subid: String::new(),
+                items: own,
+            };
+            let origin = Origin::Account(owner);
+            done.push(Done::new_effects(origin, vec![Effect::SendLastItems(last)]));
+        }
+    }
+
+    /// A resource's presence item changed: the change waits for the commit like any other,
+    /// and is reflected to the account's own resources.
+    pub(super) fn presence_changed<T>(
+        &self,
+        from: &FullJid,
+        outcome: verona_pubsub::Outcome<T>,
+        done: &mut Vec<Done>,
+    ) {
+        let origin = Origin::Account(from.to_bare());
+        done.push(Done::new(origin, outcome.effects, outcome.undo));
+        self.reflect_presence(from, done);
+    }
+
+    /// RFC 6121 §4.2.2, §4.4.2, §4.5.2: a change of an account's presence also goes to the
+    /// account's own available resources, the one that changed included.
+    pub(super) fn reflect_presence(&self, from: &FullJid, done: &mut Vec<Done>) {
+        let owner = from.to_bare();
+        let recipients: Vec<Recipient> = self.available.of(&owner).map(recipient).collect();
+        if recipients.is_empty() {
+            return;
+        }
+        let resource = from.resource().as_str();
+        let items: Vec<verona_pubsub::Item> = self
+            .presence_items(&owner)
+            .into_iter()
+            .filter(|item| item.id == resource)
+            .collect();
+        let event = if items.is_empty() {
+            Event::Retract {
+                ids: vec![resource.to_owned()],
+            }
+        } else {
+            Event::Items { items }
+        };
+        let notification = verona_pubsub::Notification {
+            node: PRESENCE_NODE.to_owned(),
+            event,
+            recipients: recipients.into(),
+            notification_type: verona_pubsub::NotificationType::Headline,
+            presence_based_delivery: false,
+            itemreply: ItemReply::Publisher,
+        };
+        let effects = vec![Effect::Notify(notification)];
+        done.push(Done::new_effects(Origin::Account(owner), effects));
+    }
+
+    /// The current items of an account's presence node: its available resources' presence.
+    pub(super) fn presence_items(&self, account: &BareJid) -> Vec<verona_pubsub::Item> {
+        self.accounts
+            .get(account)
+            .and_then(|hosted| {
+                let owner = Jid::from(account.clone());
+                let query = verona_pubsub::ItemQuery::All;
+                let page = hosted
+                    .service
+                    .items(&self.presence, &owner, PRESENCE_NODE, &query);
+                page.ok()
+            })
+            .map(|page| page.items)
+            .unwrap_or_default()
+    }
+
+    /// How `subscriber`'s subscription to `owner`'s presence node was made, if it has one.
+    pub(super) fn made_classically(&self, owner: &BareJid, subscriber: &BareJid) -> Option<bool> {
+        let known = self.presence.has_relation(owner, subscriber);
+        known.then(|| self.presence.subscribed_classically(owner, subscriber))
+    }
+
+    /// RFC 6121 §4.3: a probe is answered from the contact's presence node, to a subscriber
+    /// only; the user's own account may be probed by its resources.
+    pub(super) fn probe(&self, from: &FullJid, contact: &BareJid, done: &mut Vec<Done>) {
+        let me = from.to_bare();
+        let answer = |stanza: Element| {
+            let mut stanza = stanza;
+            set_attr(&mut stanza, "to", from.as_str());
+            Done::reply(from.clone(), Some(stanza))
+        };
+        if *contact != me && !self.presence.has_presence_subscription(contact, &me) {
+            let refused = builder("presence", ns::CLIENT)
+                .with("type", "unsubscribed")
+                .with("from", contact.as_str())
+                .build();
+            done.push(answer(refused));
+            return;
+        }
+        let presences: Vec<Element> = self
+            .presence_items(contact)
+            .iter()
+            .filter(|item| *contact != me || item.id != from.resource().as_str())
+            .filter_map(|item| item.payload.as_deref()?.parse().ok())
+            .collect();
+        if presences.is_empty() && *contact != me {
+            let gone = builder("presence", ns::CLIENT)
+                .with("type", "unavailable")
+                .with("from", contact.as_str())
+                .build();
+            done.push(answer(gone));
+        }
+        done.extend(presences.into_iter().map(answer));
+    }
+
+    /// The resource went offline: its presence item is retracted (subscribers see it go).
+    pub(super) fn retract_presence(&mut self, from: &FullJid, done: &mut Vec<Done>) {
+        self.available.remove(from);
+        let account = from.to_bare();
+        let Some(hosted) = self.accounts.get_mut(&account) else {
+            return;
+        };
+        let resource = from.resource().as_str();
+        let current = hosted
+            .service
+            .items(
+                &self.presence,
+                &Jid::from(account.clone()),
+                PRESENCE_NODE,
+                &verona_pubsub::ItemQuery::Ids(vec![resource.to_owned()]),
+            )
+            .is_ok_and(|page| !page.items.is_empty());
+        if !current {
+            return;
+        }
+        match hosted
+            .service
+            .retract(&Jid::from(account.clone()), PRESENCE_NODE, resource, true)
+        {
+            Ok(outcome) => self.presence_changed(from, outcome, done),
+            Err(e) => tracing::warn!(jid = %from, "retracting presence: {e}"),
+        }
+    }
+}
+
+/// The classic view of a presence-node event (DESIGN §3): the `<presence/>` stanzas a classic
+/// session gets instead (none for events classic presence has no word for). `None` when the
+/// effect is not about a presence node.
+pub(super) fn classic_presence(origin: &Origin, effect: &Effect) -> Option<Vec<Element>> {
+    let Origin::Account(owner) = origin else {
+        return None;
+    };
+    let payloads = |items: &[verona_pubsub::Item]| -> Vec<Element> {
+        items
+            .iter()
+            .filter_map(|item| item.payload.as_deref()?.parse().ok())
+            .collect()
+    };
+    match effect {
+        Effect::Notify(notification) if notification.node == PRESENCE_NODE => {
+            Some(match &notification.event {
+                Event::Items { items } => payloads(items),
+                Event::Retract { ids } => ids
+                    .iter()
+                    .map(|resource| {
+                        builder("presence", ns::CLIENT)
+                            .with("type", "unavailable")
+                            .with("from", format!("{owner}/{resource}"))
+                            .build()
+                    })
+                    .collect(),
+                // RFC 6121 §3.1.5–3.1.6: the subscriber learns the owner's answer.
+                Event::Subscription { state, .. } => {
+                    let kind = match state {
+                        SubscriptionState::Subscribed => "subscribed",
+                        SubscriptionState::None => "unsubscribed",
+                        _ => return Some(Vec::new()),
+                    };
+                    vec![
+                        builder("presence", ns::CLIENT)
+                            .with("type", kind)
+                            .with("from", owner.as_str())
+                            .build(),
+                    ]
+                }
+                _ => Vec::new(),
+            })
+        }
+        Effect::SendLastItems(last) if last.node == PRESENCE_NODE => Some(payloads(&last.items)),
+        // RFC 6121 §3.1.3: the owner is asked with a subscription request.
+        Effect::AuthorizationRequest(request) if request.node == PRESENCE_NODE => Some(vec![
+            builder("presence", ns::CLIENT)
+                .with("type", "subscribe")
+                .with("from", request.subscriber.to_bare().as_str())
+                .build(),
+        ]),
+        _ => None,
+    }
+}
+
+/// The classic stanzas for one recipient, serialised.
+pub(super) fn classic_bytes(stanzas: &[Element], to: &Jid) -> Bytes {
+    let mut bytes = Vec::new();
+    for stanza in stanzas {
+        let mut stanza = stanza.clone();
+        set_attr(&mut stanza, "to", to.as_str());
+        bytes.extend(verona_stream::element_bytes(&stanza));
+    }
+    Bytes::from(bytes)
+}
+
+/// XEP-0207 §3: the item id of a presence publish is the publishing resource, whatever the
+/// request says (the seed's Ex. 3 sends none), and the `<presence/>` inside is from that
+/// resource, so nobody can publish presence in another's name. Returns whether the stanza is
+/// such a publish.
+pub(super) fn own_presence_item_id(stanza: &mut Element, from: &FullJid) -> bool {
+    let publish = stanza
+        .get_child_mut("pubsub", ns::PUBSUB)
+        .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
+        .filter(|publish| publish.attr("node") == Some(PRESENCE_NODE));
+    let Some(item) = publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) else {
+        return false;
+    };
+    set_attr(item, "id", from.resource().as_str());
+    if let Some(presence) = item.get_child_mut("presence", ns::CLIENT) {
+        set_attr(presence, "from", from.as_str());
+    }
+    true
+}
+
+/// Whether effects change who is subscribed to a `presence` node.
+pub(super) fn touches_presence_subscriptions(effects: &[Effect]) -> bool {
+    effects.iter().any(|effect| match effect {
+        Effect::Persist(
+            StoreOp::SubscriptionSet { node, .. }
+            | StoreOp::SubscriptionRemoved { node, .. }
+            | StoreOp::NodeDeleted { node },
+        ) => node == PRESENCE_NODE,
+        Effect::Notify(notification) => {
+            notification.node == PRESENCE_NODE
+                && matches!(
+                    notification.event,
+                    Event::Subscription { .. } | Event::Delete { .. }
+                )
+        }
+        _ => false,
+    })
+}
+
+/// A recipient outside any subscription: a session getting an event by its capabilities or as
+/// its own account's presence.
+pub(super) fn recipient(session: &FullJid) -> Recipient {
+    Recipient {
+        jid: Jid::from(session.clone()),
+        subids: Vec::new(),
+        show_values: None,
+        include_body: false,
+    }
+}

@@ -1,0 +1,297 @@
+//! Residency on demand (DESIGN §5a): which PEP services a batch needs loaded, loading them,
+//! and evicting the least recently used.
+
+use super::*;
+
+impl ServicesTask {
+    /// Makes resident the PEP services the batch needs, creating the `presence` node of those
+    /// that lack it: the services its requests address, and for a session coming online the
+    /// services where its account holds subscriptions (for their last items; for `+notify`
+    /// last items, every contact it follows).
+    pub(super) async fn make_resident(&mut self, requests: &[Request], done: &mut Vec<Done>) {
+        let accounts: Vec<BareJid> = requests.iter().flat_map(addressed_accounts).collect();
+        for account in &accounts {
+            self.make_account_resident(account, done).await;
+        }
+        let coming: Vec<&FullJid> = requests
+            .iter()
+            .filter_map(coming_online)
+            .filter(|session| {
+                !self
+                    .available
+                    .has(&session.to_bare(), session.resource().as_str())
+            })
+            .collect();
+        for session in coming {
+            let user = session.to_bare();
+            if self.relations.contains_key(&user) {
+                continue;
+            }
+            let held = match self.stores.pubsub.subscriptions_of(user.as_str()).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::error!(%user, "reading subscriptions failed: {e}");
+                    Vec::new()
+                }
+            };
+            let mut owners: Vec<BareJid> = held
+                .iter()
+                .filter(|held| held.node != PRESENCE_NODE)
+                .filter_map(|held| BareJid::new(&held.service).ok())
+                .filter(|owner| owner.node().is_some())
+                .collect();
+            if self.wants_any_notify(session) {
+                owners.extend(self.presence.following(&user).cloned());
+            }
+            owners.sort();
+            owners.dedup();
+            for owner in &owners {
+                self.make_account_resident(owner, done).await;
+            }
+            self.relations.insert(user, owners);
+        }
+        let now = self.batches;
+        for account in &accounts {
+            if let Some(hosted) = self.accounts.get_mut(account) {
+                hosted.last_used = now;
+            }
+        }
+    }
+
+    /// Loads one account's PEP service unless it is resident or the account does not exist.
+    pub(super) async fn make_account_resident(&mut self, account: &BareJid, done: &mut Vec<Done>) {
+        if self.accounts.contains_key(account) {
+            return;
+        }
+        match self.stores.accounts.credentials(account.as_str()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(%account, "looking up the account failed: {e}");
+                return;
+            }
+        }
+        let (nodes, held) = match tokio::try_join!(
+            self.stores.pubsub.load_service(account.as_str()),
+            self.stores.pubsub.subscriptions_of(account.as_str()),
+        ) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(%account, "loading the PEP service failed: {e}");
+                return;
+            }
+        };
+        let mut service = Service::restore(
+            pep_config(account.clone()),
+            Box::new(SystemEnvironment::default()),
+            nodes,
+        );
+        if service.metadata(PRESENCE_NODE).is_none() {
+            let request = CreateRequest {
+                node: Some(PRESENCE_NODE.to_owned()),
+                config: presence_node_config(),
+                ..CreateRequest::default()
+            };
+            match service.create(&Jid::from(account.clone()), request) {
+                Ok(outcome) => {
+                    let origin = Origin::Account(account.clone());
+                    done.push(Done::new(origin, outcome.effects, outcome.undo));
+                }
+                Err(e) => tracing::error!(%account, "creating the presence node: {e}"),
+            }
+        }
+        self.presence.seed(account, &held);
+        self.presence.refresh(account, &service);
+        let mut hosted = hosted_pep(account.clone(), service);
+        hosted.last_used = self.batches;
+        self.accounts.insert(account.clone(), hosted);
+        self.router.set_blocked(account, self.blocklist(account));
+    }
+
+    /// Drops the least recently used PEP services nobody uses while more than
+    /// `resident_services` of them are in memory (down to nine tenths, so that eviction runs
+    /// once per many loads, not at every batch).
+    pub(super) fn evict(&mut self) {
+        let pinned = self.bound.accounts() + self.temporary.len();
+        if self.accounts.len() <= self.resident_services + pinned {
+            return;
+        }
+        let mut idle: Vec<(u64, BareJid)> = self
+            .accounts
+            .iter()
+            .filter(|(account, _)| !self.pinned(account))
+            .map(|(account, hosted)| (hosted.last_used, account.clone()))
+            .collect();
+        let keep = self.resident_services - self.resident_services / 10;
+        if idle.len() <= keep {
+            return;
+        }
+        let evicted = idle.len() - keep;
+        idle.select_nth_unstable(evicted - 1);
+        for (_, account) in idle.into_iter().take(evicted) {
+            self.accounts.remove(&account);
+            self.router.set_blocked(&account, Vec::new());
+            let accounts = &self.accounts;
+            self.presence
+                .forget(&account, |contact| accounts.contains_key(contact));
+        }
+        tracing::debug!(
+            evicted,
+            resident = self.accounts.len(),
+            "PEP services evicted"
+        );
+    }
+
+    /// Whether an account's service must stay in memory.
+    pub(super) fn pinned(&self, account: &BareJid) -> bool {
+        self.bound.of(account).next().is_some() || self.temporary.contains(account)
+    }
+
+    /// Whether a session's verified capabilities ask for `+notify` of any node but presence.
+    pub(super) fn wants_any_notify(&self, session: &FullJid) -> bool {
+        self.router
+            .session(session)
+            .and_then(|handle| handle.features())
+            .is_some_and(|features| {
+                features
+                    .iter()
+                    .any(|f| f.ends_with("+notify") && f != crate::router::PRESENCE_NOTIFY)
+            })
+    }
+
+    /// Notes whether an account's service holds temporary subscriptions after a request that
+    /// may have changed them.
+    pub(super) fn note_temporary(&mut self, account: &BareJid) {
+        let holds = self
+            .accounts
+            .get(account)
+            .is_some_and(|hosted| hosted.service.has_temporary_subscriptions());
+        if holds {
+            self.temporary.insert(account.clone());
+        } else {
+            self.temporary.remove(account);
+        }
+    }
+}
+
+/// The storage writes that give `account` what the server itself writes for it: its
+/// `presence` node with `followers` approved (asked for classically, as most clients do), and
+/// with `annotate` its `roster` node naming each of them. For tools that write an account
+/// database directly (`verona-bench populate`), so that they write exactly the server's rows.
+pub fn account_writes(
+    account: &BareJid,
+    followers: &[BareJid],
+    annotate: bool,
+) -> Result<Vec<PubsubWrite>, verona_pubsub::PubsubError> {
+    let owner = Jid::from(account.clone());
+    let mut service = Service::new(
+        pep_config(account.clone()),
+        Box::new(SystemEnvironment::default()),
+    );
+    let mut effects = Vec::new();
+    let presence = CreateRequest {
+        node: Some(PRESENCE_NODE.to_owned()),
+        config: presence_node_config(),
+        ..CreateRequest::default()
+    };
+    effects.extend(service.create(&owner, presence)?.effects);
+    if annotate {
+        let roster = CreateRequest {
+            node: Some(ROSTER_NODE.to_owned()),
+            config: roster::roster_node_config(),
+            ..CreateRequest::default()
+        };
+        effects.extend(service.create(&owner, roster)?.effects);
+    }
+    let resolver = PresenceGraph::default();
+    for follower in followers {
+        let jid = Jid::from(follower.clone());
+        let mut options = SubscriptionOptions::default();
+        options
+            .custom
+            .insert(VIEW_OPTION.to_owned(), "presence".to_owned());
+        let subscribed = service.subscribe(&resolver, &jid, PRESENCE_NODE, &jid, Some(options))?;
+        effects.extend(subscribed.effects);
+        effects.extend(
+            service
+                .authorize(&owner, PRESENCE_NODE, &jid, None, true)?
+                .effects,
+        );
+        if annotate {
+            let item = roster::annotation_payload(follower, follower.node().map(|n| n.as_str()));
+            let request = PublishRequest::payload(Some(follower.as_str()), item);
+            effects.extend(service.publish(&owner, ROSTER_NODE, request)?.effects);
+        }
+    }
+    let mut writes: Vec<PubsubWrite> = effects
+        .into_iter()
+        .filter_map(|effect| match effect {
+            Effect::Persist(op) => Some(PubsubWrite {
+                service: account.to_string(),
+                op,
+            }),
+            _ => None,
+        })
+        .collect();
+    // A request then its approval: only the approved subscription is stored in the end.
+    let mut seen = HashSet::new();
+    writes.reverse();
+    writes.retain(|write| match &write.op {
+        StoreOp::SubscriptionSet { subscription, .. } => seen.insert(subscription.subid.clone()),
+        _ => true,
+    });
+    writes.reverse();
+    Ok(writes)
+}
+
+/// The accounts whose PEP services a request addresses.
+pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
+    match request {
+        Request::Stanza {
+            target: Target::Account(account),
+            ..
+        } => vec![account.clone()],
+        Request::Presence { from, .. } => vec![from.to_bare()],
+        Request::Subscription {
+            from,
+            contact,
+            kind,
+        } => vec![kind.owner(from, contact)],
+        Request::Probe { contact, .. } => vec![contact.clone()],
+        Request::Blocking { from, .. } => vec![from.to_bare()],
+        Request::SessionStarted { session, .. } => vec![session.to_bare()],
+        // Removing a contact touches both presence nodes.
+        Request::Roster { from, iq } => std::iter::once(from.to_bare())
+            .chain(roster::set_contact(iq))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The session a request may bring online: an available `<presence/>` broadcast, or a publish
+/// to its own `presence` node.
+pub(super) fn coming_online(request: &Request) -> Option<&FullJid> {
+    match request {
+        Request::Presence { from, stanza } if stanza.attr("type") != Some("unavailable") => {
+            Some(from)
+        }
+        Request::Stanza {
+            from,
+            target: Target::Account(account),
+            stanza,
+        } if *account == from.to_bare() && publishes_to(stanza) == Some(PRESENCE_NODE) => {
+            Some(from)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a request may create or change a subscription's options (and so make it
+/// temporary, or not).
+pub(super) fn changes_subscription_options(stanza: &Element) -> bool {
+    stanza
+        .get_child("pubsub", ns::PUBSUB)
+        .is_some_and(|pubsub| {
+            pubsub.has_child("subscribe", ns::PUBSUB) || pubsub.has_child("options", ns::PUBSUB)
+        })
+}
