@@ -74,6 +74,9 @@ pub struct PubsubConfig {
     pub max_items_per_node: usize,
     pub max_payload_bytes: usize,
     pub max_subscriptions_per_jid: usize,
+    /// Shard tasks the services are spread over (each with its own queue and group commit);
+    /// 0: one per core.
+    pub shards: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -152,6 +155,7 @@ impl Default for PubsubConfig {
             max_items_per_node: limits.max_items_per_node,
             max_payload_bytes: limits.max_payload_bytes,
             max_subscriptions_per_jid: limits.max_subscriptions_per_jid,
+            shards: 0,
         }
     }
 }
@@ -284,6 +288,14 @@ impl Config {
         jid::BareJid::new(&self.domain)
             .map(|j| j.domain().to_string())
             .unwrap_or_else(|_| self.domain.clone())
+    }
+
+    /// How many shard tasks host the services.
+    pub fn pubsub_shards(&self) -> usize {
+        match self.pubsub.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// The engine's configuration of `pubsub.<domain>`.

@@ -4,13 +4,19 @@
 //! the batch's requests acknowledged and its notifications sent. If the transaction fails, every
 //! operation of the batch is undone, newest first, and each requester is told to retry.
 //!
+//! The services are partitioned over shard tasks by a hash of their address (DESIGN §5a);
+//! each shard has its own queue, batches and group commit. What one shard's work means for a
+//! service of another (a roster item of a user elsewhere, the last items a session coming
+//! online gets from contacts elsewhere) travels as a [`Request`] on the other shard's peer
+//! queue, after the commit: the seam where shards become processes.
+//!
 //! Services are resident on demand (DESIGN §5a): nothing is loaded at start but
 //! `pubsub.<domain>`; a PEP service is loaded when a batch needs it (its owner binds a session,
 //! a stanza or a presence change addresses it) and leaves memory when idle, beyond
 //! `[limits] resident_services`. A service with a bound session of its owner, or holding
 //! temporary subscriptions (state storage does not have), stays.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,6 +129,24 @@ enum Request {
     Probe { from: FullJid, contact: BareJid },
     /// Remove expired items (from the task's own timer).
     ExpireItems,
+    /// From another shard, after its commit: `owner`'s presence node now has `contact` (a
+    /// user of this shard) as an approved (`follows`) or waiting (`asks`) subscriber, or not;
+    /// `contact`'s outbound relations and roster follow.
+    Relation {
+        owner: BareJid,
+        contact: BareJid,
+        follows: bool,
+        asks: bool,
+    },
+    /// From the shard of a session coming online: the services of `owners` held here (those
+    /// in `load` made resident first) send it what they send on presence; with `domain`,
+    /// `pubsub.<domain>` too, and the authorization forms waiting for its account there.
+    CameOnline {
+        session: FullJid,
+        owners: Vec<BareJid>,
+        load: Vec<BareJid>,
+        domain: bool,
+    },
 }
 
 /// The four `type`s of RFC 6121 subscription presence, as pubsub operations on a presence node.
@@ -165,53 +189,78 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
 }
 
-/// Loads `pubsub.<domain>` and starts the task; PEP services are loaded when first needed, and
-/// at most `resident_services` of them that nobody uses are kept in memory.
+/// How the services are hosted.
+#[derive(Clone, Copy, Debug)]
+pub struct Hosting {
+    /// Shard tasks (at least one).
+    pub shards: usize,
+    /// PEP services nobody uses kept in memory, per shard.
+    pub resident_services: usize,
+}
+
+/// Loads `pubsub.<domain>` and starts the shards; PEP services are loaded when first needed.
 pub async fn start(
     jid: String,
     config: ServiceConfig,
-    resident_services: usize,
+    hosting: Hosting,
     stores: Stores,
     router: Arc<Router>,
     shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) -> anyhow::Result<PubsubHandle> {
     let nodes = stores.pubsub.load_service(&jid).await?;
-    tracing::info!(service = %jid, nodes = nodes.len(), "pubsub service loaded");
+    tracing::info!(service = %jid, nodes = nodes.len(), shards = hosting.shards, "pubsub service loaded");
     let service = Service::restore(config, Box::new(SystemEnvironment::default()), nodes);
-    let (tx, rx) = mpsc::channel(QUEUE);
     let address = Jid::new(&jid).map_err(|e| anyhow::anyhow!("service address {jid}: {e}"))?;
-    let task = ServicesTask {
-        domain: Hosted {
-            jid: address,
-            name: jid.clone(),
-            kind: ServiceKind::Pubsub,
-            service,
-            last_used: 0,
-        },
-        accounts: HashMap::new(),
-        resident_services,
-        batches: 0,
-        bound: Sessions::default(),
-        temporary: HashSet::new(),
-        relations: HashMap::new(),
-        ready: Vec::new(),
-        presence: PresenceGraph::default(),
-        available: Sessions::default(),
-        interested: Sessions::default(),
-        blocklist_interested: Sessions::default(),
-        roster_changes: Vec::new(),
-        stores,
-        router,
-    };
-    tokio::spawn(async move {
-        task.run(rx, shutdown).await;
-        // Shutdown waits for this: storage closes only after the last batch is committed.
-        drop(alive);
+    let count = hosting.shards.max(1);
+    let mut domain = Some(Hosted {
+        jid: address,
+        name: jid.clone(),
+        kind: ServiceKind::Pubsub,
+        service,
+        last_used: 0,
     });
+    let domain_shard = handle::shard_of(&jid, count);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::channel(QUEUE)).unzip();
+    let (peers, peer_receivers): (Vec<_>, Vec<_>) =
+        (0..count).map(|_| mpsc::unbounded_channel()).unzip();
+    let peers: Arc<[mpsc::UnboundedSender<Request>]> = peers.into();
+    let stores = Arc::new(stores);
+    for (shard, (rx, peer_rx)) in receivers.into_iter().zip(peer_receivers).enumerate() {
+        let task = ServicesTask {
+            shard,
+            peers: peers.clone(),
+            outbox: Vec::new(),
+            domain: if shard == domain_shard {
+                domain.take()
+            } else {
+                None
+            },
+            domain_shard,
+            accounts: HashMap::new(),
+            resident_services: hosting.resident_services,
+            batches: 0,
+            bound: Sessions::default(),
+            temporary: HashSet::new(),
+            relations: HashMap::new(),
+            ready: Vec::new(),
+            presence: PresenceGraph::default(),
+            interested: Sessions::default(),
+            blocklist_interested: Sessions::default(),
+            roster_changes: Vec::new(),
+            stores: stores.clone(),
+            router: router.clone(),
+        };
+        let (shutdown, alive) = (shutdown.clone(), alive.clone());
+        tokio::spawn(async move {
+            task.run(rx, peer_rx, shutdown).await;
+            // Shutdown waits for this: storage closes only after the last batch is committed.
+            drop(alive);
+        });
+    }
     Ok(PubsubHandle {
         jid: jid.into(),
-        tx,
+        shards: senders.into(),
     })
 }
 
@@ -299,8 +348,24 @@ impl Done {
     }
 }
 
+/// A message for another shard, sent once the batch is durable; with `committed`, only if
+/// the batch's commit succeeded.
+struct Outgoing {
+    shard: usize,
+    request: Request,
+    committed: bool,
+}
+
 struct ServicesTask {
-    domain: Hosted,
+    /// This shard's index.
+    shard: usize,
+    /// Every shard's peer queue (this one's included).
+    peers: Arc<[mpsc::UnboundedSender<Request>]>,
+    /// Messages for other shards produced by the current batch.
+    outbox: Vec<Outgoing>,
+    /// `pubsub.<domain>`, in the shard that owns it.
+    domain: Option<Hosted>,
+    domain_shard: usize,
     /// The resident PEP services.
     accounts: HashMap<BareJid, Hosted>,
     /// How many PEP services nobody uses may stay in memory.
@@ -318,25 +383,36 @@ struct ServicesTask {
     /// Sessions waiting for their account to be resident, answered after the batch.
     ready: Vec<oneshot::Sender<()>>,
     presence: PresenceGraph,
-    /// Sessions that have announced their presence (and so got their contacts' current items).
-    available: Sessions,
     /// Sessions that asked for the roster, and so get roster pushes (RFC 6121 §2.1.6).
     interested: Sessions,
     /// Sessions that asked for the blocklist, and so get its pushes (XEP-0191 §3.3).
     blocklist_interested: Sessions,
     /// (user, contact): the user's roster item for the contact changed in the current batch.
     roster_changes: Vec<(BareJid, BareJid)>,
-    stores: Stores,
+    stores: Arc<Stores>,
     router: Arc<Router>,
 }
 
 impl ServicesTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        mut peer_rx: mpsc::UnboundedReceiver<Request>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut from_peers = Vec::new();
         let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Other shards' messages first: they complete work already acknowledged.
+                biased;
+                received = peer_rx.recv_many(&mut from_peers, BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                }
                 received = rx.recv_many(&mut batch, BATCH) => {
                     if received == 0 {
                         return;
@@ -345,7 +421,8 @@ impl ServicesTask {
                 _ = expiry.tick() => batch.push(Request::ExpireItems),
                 _ = shutdown.changed() => return,
             }
-            self.handle_batch(std::mem::take(&mut batch)).await;
+            from_peers.append(&mut batch);
+            self.handle_batch(std::mem::take(&mut from_peers)).await;
         }
     }
 
@@ -387,10 +464,12 @@ impl ServicesTask {
             for origin in done.iter().map(|d| d.origin.clone()).collect::<Vec<_>>() {
                 self.refresh_presence(&origin);
             }
+            self.outbox.retain(|out| !out.committed);
         }
         let changes = std::mem::take(&mut self.roster_changes);
         self.deliver(done);
         self.push_rosters(changes);
+        self.send_outbox();
         for ready in self.ready.drain(..) {
             let _ = ready.send(());
         }
@@ -400,15 +479,40 @@ impl ServicesTask {
 
     fn hosted(&self, origin: &Origin) -> Option<&Hosted> {
         match origin {
-            Origin::Domain => Some(&self.domain),
+            Origin::Domain => self.domain.as_ref(),
             Origin::Account(account) => self.accounts.get(account),
         }
     }
 
     fn hosted_mut(&mut self, origin: &Origin) -> Option<&mut Hosted> {
         match origin {
-            Origin::Domain => Some(&mut self.domain),
+            Origin::Domain => self.domain.as_mut(),
             Origin::Account(account) => self.accounts.get_mut(account),
+        }
+    }
+
+    /// The shard that owns a service.
+    fn shard_of(&self, service: &str) -> usize {
+        handle::shard_of(service, self.peers.len())
+    }
+
+    /// Queues a message for another shard, sent after the commit.
+    fn send_to(&mut self, shard: usize, request: Request, committed: bool) {
+        self.outbox.push(Outgoing {
+            shard,
+            request,
+            committed,
+        });
+    }
+
+    fn send_outbox(&mut self) {
+        for out in self.outbox.drain(..) {
+            if self.peers[out.shard].send(out.request).is_err() {
+                tracing::debug!(
+                    shard = out.shard,
+                    "pubsub shard gone; message dropped at shutdown"
+                );
+            }
         }
     }
 
@@ -437,10 +541,21 @@ impl ServicesTask {
                 let origin = match target {
                     Target::Domain => Origin::Domain,
                     Target::Account(account) => Origin::Account(account),
-                    Target::Answer => self.answer_origin(&from, &stanza),
+                    Target::Answer => match self.answer_origin(&from, &stanza) {
+                        Some(origin) => origin,
+                        None => {
+                            let request = Request::Stanza {
+                                from,
+                                target: Target::Domain,
+                                stanza,
+                            };
+                            self.send_to(self.domain_shard, request, false);
+                            return;
+                        }
+                    },
                 };
                 let Some(hosted) = (match &origin {
-                    Origin::Domain => Some(&mut self.domain),
+                    Origin::Domain => self.domain.as_mut(),
                     Origin::Account(account) => self.accounts.get_mut(account),
                 }) else {
                     // No such account: nobody hosts a PEP service there.
@@ -529,9 +644,29 @@ impl ServicesTask {
                 self.ready.push(ready);
             }
             Request::SessionEnded(jid) => self.session_ended(&jid, done),
+            Request::Relation {
+                owner,
+                contact,
+                follows,
+                asks,
+            } => {
+                if self.accounts.contains_key(&contact)
+                    && self.presence.set_outbound(&contact, &owner, follows, asks)
+                {
+                    self.roster_changes.push((contact, owner));
+                }
+            }
+            Request::CameOnline {
+                session,
+                owners,
+                load: _,
+                domain,
+            } => self.send_current(&session, &owners, domain, done),
             Request::ExpireItems => {
-                let outcome = self.domain.service.expire_items();
-                done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
+                if let Some(hosted) = &mut self.domain {
+                    let outcome = hosted.service.expire_items();
+                    done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
+                }
                 for (account, hosted) in &mut self.accounts {
                     let outcome = hosted.service.expire_items();
                     let origin = Origin::Account(account.clone());
@@ -541,9 +676,11 @@ impl ServicesTask {
         }
     }
 
-    /// An answer sent to the server goes to `pubsub.<domain>` when that service has the node,
-    /// otherwise to the sender's own PEP service (e.g. its `presence` node).
-    fn answer_origin(&self, from: &FullJid, stanza: &Element) -> Origin {
+    /// An answer sent to the server goes to the sender's own PEP service when it has the
+    /// form's node (e.g. its `presence` node), otherwise to `pubsub.<domain>`: `None` when
+    /// that is another shard's. Own nodes first, so that nobody can take an account's answers
+    /// by creating a node of the same name at `pubsub.<domain>`.
+    fn answer_origin(&self, from: &FullJid, stanza: &Element) -> Option<Origin> {
         let node = stanza
             .children()
             .filter(|x| x.is("x", ns::DATA_FORMS))
@@ -551,11 +688,16 @@ impl ServicesTask {
             .find(|field| field.attr("var") == Some("pubsub#node"))
             .and_then(|field| field.children().next())
             .map(|value| value.text());
-        let on_domain = node.is_some_and(|node| self.domain.service.metadata(&node).is_some());
-        if on_domain || !self.accounts.contains_key(&from.to_bare()) {
-            Origin::Domain
+        let own = from.to_bare();
+        let on_own = node.is_some_and(|node| {
+            self.accounts
+                .get(&own)
+                .is_some_and(|hosted| hosted.service.metadata(&node).is_some())
+        });
+        if on_own {
+            Some(Origin::Account(own))
         } else {
-            Origin::Account(from.to_bare())
+            self.domain.as_ref().map(|_| Origin::Domain)
         }
     }
 }

@@ -50,6 +50,9 @@ struct View {
     features: RwLock<Option<Features>>,
     /// It publishes its presence with classic `<presence/>`.
     classic: AtomicBool,
+    /// It has sent its initial presence (RFC 6121 §4.2) and not gone unavailable: presence
+    /// broadcasts reach it.
+    available: AtomicBool,
 }
 
 /// A client's verified disco#info features (XEP-0115), shared by every session with the
@@ -109,6 +112,15 @@ impl SessionHandle {
 
     pub fn set_features(&self, features: Features) {
         *self.view.features.write().expect("view lock") = Some(features);
+    }
+
+    /// Marks the session available (true) or not; returns whether it was available before.
+    pub fn set_available(&self, available: bool) -> bool {
+        self.view.available.swap(available, Ordering::Relaxed)
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.view.available.load(Ordering::Relaxed)
     }
 
     pub fn features(&self) -> Option<Features> {
@@ -193,6 +205,19 @@ impl Router {
             .cloned()
     }
 
+    /// The available sessions of an account (those that get presence broadcasts).
+    pub fn available_sessions(&self, bare: &BareJid) -> Vec<FullJid> {
+        self.sessions
+            .read()
+            .expect("router lock")
+            .get(bare)
+            .into_iter()
+            .flatten()
+            .filter(|(_, handle)| handle.is_available())
+            .filter_map(|(resource, _)| bare.with_resource_str(resource).ok())
+            .collect()
+    }
+
     /// Every bound session of an account.
     pub fn sessions_of(&self, bare: &BareJid) -> Vec<SessionHandle> {
         self.sessions
@@ -218,14 +243,15 @@ impl Router {
 
     /// Delivers an event in two renderings: `native` to sessions that speak XEP-0207, `classic`
     /// (if any) to classic sessions, computed only when one of them is there. A bare `to`
-    /// means the sessions whose resource `wanted` accepts.
-    /// `made_classically` tells how the subscription behind the event was made, if known.
+    /// means every session of the account, or with `available_only` its available ones (a
+    /// presence broadcast). `made_classically` tells how the subscription behind the event was
+    /// made, if known.
     pub fn deliver_views(
         &self,
         to: &Jid,
         native: Bytes,
         made_classically: Option<bool>,
-        wanted: impl Fn(&str) -> bool,
+        available_only: bool,
         classic: impl FnOnce() -> Option<Bytes>,
     ) -> usize {
         let sessions: Vec<SessionHandle> = match to.try_as_full() {
@@ -237,7 +263,7 @@ impl Router {
                 .get(bare)
                 .into_iter()
                 .flatten()
-                .filter(|(resource, _)| wanted(resource))
+                .filter(|(_, handle)| !available_only || handle.is_available())
                 .map(|(_, handle)| handle.clone())
                 .collect(),
         };
@@ -318,13 +344,10 @@ mod tests {
         router.bind(&full("romeo@montague.lit/pda"), native);
         router.bind(&full("romeo@montague.lit/mobile"), classic);
         let to = Jid::new("romeo@montague.lit").unwrap();
-        let delivered = router.deliver_views(
-            &to,
-            Bytes::from_static(b"<event/>"),
-            None,
-            |_| true,
-            || Some(Bytes::from_static(b"<presence/>")),
-        );
+        let delivered =
+            router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, false, || {
+                Some(Bytes::from_static(b"<presence/>"))
+            });
         assert_eq!(delivered, 2);
         assert_eq!(
             native_ends.rx.try_recv().unwrap(),
@@ -335,13 +358,8 @@ mod tests {
             Bytes::from_static(b"<presence/>")
         );
         // No classic rendering: classic sessions get nothing, natives still do.
-        let delivered = router.deliver_views(
-            &to,
-            Bytes::from_static(b"<event/>"),
-            None,
-            |_| true,
-            || None,
-        );
+        let delivered =
+            router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, false, || None);
         assert_eq!(delivered, 1);
         assert!(classic_ends.rx.try_recv().is_err());
     }

@@ -78,7 +78,10 @@ impl RunningServer {
             let handle = pubsub_service::start(
                 config.pubsub_jid(),
                 config.pubsub_service(),
-                config.limits.resident_services,
+                pubsub_service::Hosting {
+                    shards: config.pubsub_shards(),
+                    resident_services: config.limits.resident_services,
+                },
                 pubsub_service::Stores {
                     pubsub: store.clone(),
                     accounts: store,

@@ -59,12 +59,8 @@ impl ServicesTask {
                             Err(bare) => self.made_classically(&owner, bare),
                         },
                     };
-                    let to_bare = out.to.try_as_full().err();
-                    let wanted = |resource: &str| {
-                        !broadcast || to_bare.is_none_or(|bare| self.available.has(bare, resource))
-                    };
                     self.router
-                        .deliver_views(&out.to, out.stanza, made, wanted, || {
+                        .deliver_views(&out.to, out.stanza, made, broadcast, || {
                             stanzas.map(|stanzas| classic_bytes(stanzas, &out.to))
                         });
                 }
@@ -96,11 +92,11 @@ impl ServicesTask {
         let recipients: Vec<Recipient> = std::iter::once(owner)
             .chain(self.presence.followers(owner))
             .filter(|contact| !explicit.contains(&Jid::from((*contact).clone())))
-            .flat_map(|contact| self.available.of(contact))
-            .filter(|session| !explicit.contains(&Jid::from((*session).clone())))
+            .flat_map(|contact| self.router.available_sessions(contact))
+            .filter(|session| !explicit.contains(&Jid::from(session.clone())))
             .filter(|session| self.wants_notify(session, &notify))
             .filter(|session| {
-                let actor = Jid::from((*session).clone());
+                let actor = Jid::from(session.clone());
                 let read = verona_pubsub::Action::RetrieveItems;
                 let node = &notification.node;
                 hosted
@@ -108,7 +104,7 @@ impl ServicesTask {
                     .may(&self.presence, &actor, read, node)
                     .is_ok()
             })
-            .map(recipient)
+            .map(|session| recipient(&session))
             .collect();
         (!recipients.is_empty()).then(|| {
             Effect::Notify(verona_pubsub::Notification {
@@ -128,14 +124,13 @@ impl ServicesTask {
 
     /// XEP-0163 §4.3: a newly available session that asks for `NODE+notify` gets the last
     /// item of every such node of its own account and of the accounts it follows.
-    pub(super) fn last_notify_items(&self, session: &FullJid) -> Vec<Done> {
+    pub(super) fn last_notify_items(&self, session: &FullJid, owners: &[BareJid]) -> Vec<Done> {
         let Some(features) = self.router.session(session).and_then(|h| h.features()) else {
             return Vec::new();
         };
-        let me = session.to_bare();
         let actor = Jid::from(session.clone());
         let mut done = Vec::new();
-        for owner in std::iter::once(&me).chain(self.presence.following(&me)) {
+        for owner in owners {
             let Some(hosted) = self.accounts.get(owner) else {
                 continue;
             };

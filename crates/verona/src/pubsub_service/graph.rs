@@ -143,6 +143,37 @@ impl PresenceGraph {
         }
     }
 
+    /// Sets one of `user`'s outbound relations, as another shard reports it: whether it
+    /// follows `owner`'s presence (`follows`) or waits for approval (`asks`).
+    /// Returns whether anything changed.
+    pub fn set_outbound(
+        &mut self,
+        user: &BareJid,
+        owner: &BareJid,
+        follows: bool,
+        asks: bool,
+    ) -> bool {
+        let mut changed = false;
+        for (on, map) in [(follows, &mut self.following), (asks, &mut self.asking)] {
+            if on {
+                changed |= map.entry(user.clone()).or_default().insert(owner.clone());
+            } else if let Some(owners) = map.get_mut(user) {
+                changed |= owners.remove(owner);
+                if owners.is_empty() {
+                    map.remove(user);
+                }
+            }
+        }
+        changed
+    }
+
+    /// Whether `contact` waits for `owner`'s approval.
+    pub fn is_pending(&self, owner: &BareJid, contact: &BareJid) -> bool {
+        self.owners
+            .get(owner)
+            .is_some_and(|o| o.pending.contains(contact))
+    }
+
     /// Drops `owner`, whose service leaves memory. What it contributed to the outbound side
     /// of users still resident stays (it is still true, and they are not re-read); the rest
     /// goes, as does `owner`'s own outbound side.
@@ -328,11 +359,6 @@ impl Sessions {
 
     pub fn of(&self, account: &BareJid) -> impl Iterator<Item = &FullJid> {
         self.0.get(account).into_iter().flatten()
-    }
-
-    /// Whether the account's session with this resource is in the set.
-    pub fn has(&self, account: &BareJid, resource: &str) -> bool {
-        self.of(account).any(|s| s.resource().as_str() == resource)
     }
 }
 

@@ -1,5 +1,5 @@
 //! How the rest of the server reaches the services: each request goes to the shard that owns
-//! the service it is for.
+//! the service it is for (DESIGN §5a), chosen by a stable hash of the service's address.
 
 use super::*;
 
@@ -7,7 +7,19 @@ use super::*;
 #[derive(Clone)]
 pub struct PubsubHandle {
     pub(super) jid: Arc<str>,
-    pub(super) tx: mpsc::Sender<Request>,
+    pub(super) shards: Arc<[mpsc::Sender<Request>]>,
+}
+
+/// The shard that owns the service named `service` (a bare JID or `pubsub.<domain>`), among
+/// `count`: FNV-1a, stable across runs and processes, so that the same shard always owns the
+/// same service (the seam where shards become processes).
+pub(super) fn shard_of(service: &str, count: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in service.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % count.max(1) as u64) as usize
 }
 
 impl PubsubHandle {
@@ -18,69 +30,116 @@ impl PubsubHandle {
 
     /// A stanza for `pubsub.<domain>` (`from` already stamped).
     pub async fn submit(&self, from: FullJid, stanza: Element) {
-        self.send(from, Target::Domain, stanza).await;
+        let shard = self.shard(&self.jid);
+        self.stanza(shard, from, Target::Domain, stanza).await;
     }
 
     /// A stanza for the PEP service of `account`.
     pub async fn submit_pep(&self, from: FullJid, account: BareJid, stanza: Element) {
-        self.send(from, Target::Account(account), stanza).await;
+        let shard = self.shard(account.as_str());
+        self.stanza(shard, from, Target::Account(account), stanza)
+            .await;
     }
 
-    /// An authorization answer sent to the server.
+    /// An authorization answer sent to the server: the sender's shard looks for the form's
+    /// node among its own nodes first.
     pub async fn submit_answer(&self, from: FullJid, stanza: Element) {
-        self.send(from, Target::Answer, stanza).await;
+        let shard = self.shard(from.to_bare().as_str());
+        self.stanza(shard, from, Target::Answer, stanza).await;
     }
 
-    async fn send(&self, from: FullJid, target: Target, stanza: Element) {
+    async fn stanza(&self, shard: usize, from: FullJid, target: Target, stanza: Element) {
         let request = Request::Stanza {
             from,
             target,
             stanza,
         };
-        let _ = self.tx.send(request).await;
+        self.send(shard, request).await;
     }
 
     /// A classic presence broadcast from a session (`from` already stamped).
     pub async fn presence(&self, from: FullJid, stanza: Element) {
-        let _ = self.tx.send(Request::Presence { from, stanza }).await;
+        let shard = self.shard(from.to_bare().as_str());
+        self.send(shard, Request::Presence { from, stanza }).await;
     }
 
-    /// A classic presence subscription stanza (`from` already stamped).
+    /// A classic presence subscription stanza (`from` already stamped), for the shard of the
+    /// presence node it acts on.
     pub async fn subscription(&self, from: FullJid, contact: BareJid, kind: SubscriptionKind) {
+        let shard = self.shard(kind.owner(&from, &contact).as_str());
         let request = Request::Subscription {
             from,
             contact,
             kind,
         };
-        let _ = self.tx.send(request).await;
+        self.send(shard, request).await;
     }
 
     /// A roster get or set (RFC 6121 §2) from a session.
     pub async fn roster(&self, from: FullJid, iq: Element) {
-        let _ = self.tx.send(Request::Roster { from, iq }).await;
+        let shard = self.shard(from.to_bare().as_str());
+        self.send(shard, Request::Roster { from, iq }).await;
     }
 
     /// A blocking command (XEP-0191) from a session.
     pub async fn blocking(&self, from: FullJid, iq: Element) {
-        let _ = self.tx.send(Request::Blocking { from, iq }).await;
+        let shard = self.shard(from.to_bare().as_str());
+        self.send(shard, Request::Blocking { from, iq }).await;
     }
 
-    /// A presence probe (`from` already stamped).
+    /// A presence probe (`from` already stamped), for the contact's shard.
     pub async fn probe(&self, from: FullJid, contact: BareJid) {
-        let _ = self.tx.send(Request::Probe { from, contact }).await;
+        let shard = self.shard(contact.as_str());
+        self.send(shard, Request::Probe { from, contact }).await;
     }
 
     /// A session was bound; returns once its account's service is resident.
     pub async fn session_started(&self, session: FullJid) {
+        let shard = self.shard(session.to_bare().as_str());
         let (ready, done) = oneshot::channel();
-        let _ = self
-            .tx
-            .send(Request::SessionStarted { session, ready })
+        self.send(shard, Request::SessionStarted { session, ready })
             .await;
         let _ = done.await;
     }
 
+    /// A session ended: every shard ends the temporary subscriptions it holds for it.
     pub async fn session_ended(&self, jid: Jid) {
-        let _ = self.tx.send(Request::SessionEnded(jid)).await;
+        for shard in 0..self.shards.len() {
+            self.send(shard, Request::SessionEnded(jid.clone())).await;
+        }
+    }
+
+    fn shard(&self, service: &str) -> usize {
+        shard_of(service, self.shards.len())
+    }
+
+    /// Queues a request, waiting while the shard's queue is full (backpressure). A shard that
+    /// is gone has stopped with the server.
+    async fn send(&self, shard: usize, request: Request) {
+        if self.shards[shard].send(request).await.is_err() {
+            tracing::debug!(shard, "pubsub shard gone; request dropped at shutdown");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_of;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("juliet@capulet.lit", 1), 0);
+        assert_eq!(
+            shard_of("juliet@capulet.lit", 4),
+            shard_of("juliet@capulet.lit", 4)
+        );
+        let mut counts = [0usize; 4];
+        for n in 0..4000 {
+            counts[shard_of(&format!("bench{n}@localhost"), 4)] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

@@ -14,8 +14,10 @@ impl ServicesTask {
             self.bound.remove(full);
             self.retract_presence(full, done);
         }
-        let outcome = self.domain.service.end_session(jid);
-        done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
+        if let Some(hosted) = &mut self.domain {
+            let outcome = hosted.service.end_session(jid);
+            done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
+        }
         let holders: Vec<BareJid> = self.temporary.iter().cloned().collect();
         for account in holders {
             if let Some(hosted) = self.accounts.get_mut(&account) {
@@ -64,6 +66,17 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         let owner = kind.owner(from, contact);
+        let shard = self.shard_of(owner.as_str());
+        if shard != self.shard {
+            // Another shard's presence node (removing a contact ends both subscriptions).
+            let request = Request::Subscription {
+                from: from.clone(),
+                contact: contact.clone(),
+                kind,
+            };
+            self.send_to(shard, request, true);
+            return;
+        }
         let Some(hosted) = self.accounts.get_mut(&owner) else {
             return;
         };
@@ -129,48 +142,88 @@ impl ServicesTask {
     /// account's other available resources (RFC 6121 §4.2.2), and the authorization requests
     /// still waiting for its account (XEP-0207 §4).
     pub(super) fn came_online(&mut self, session: &FullJid, done: &mut Vec<Done>) {
-        if !self.available.insert(session) {
+        let was = self
+            .router
+            .session(session)
+            .map(|handle| handle.set_available(true));
+        if was != Some(false) {
+            // Already available, or already gone.
             return;
         }
         let owner = session.to_bare();
         let to = Jid::from(session.clone());
-        for hosted in std::iter::once(&self.domain).chain(self.accounts.get(&owner)) {
-            let context = ServiceContext {
-                jid: &hosted.jid,
-                kind: hosted.kind,
-                resolver: &self.presence,
-            };
-            for request in hosted.service.pending_for_owner(&owner) {
-                let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
-                let owner = hosted.jid.to_bare();
-                let made = self.made_classically(&owner, &request.subscriber.to_bare());
-                let effect = Effect::AuthorizationRequest(request);
-                let origin = Origin::Account(hosted.jid.to_bare());
-                let classic = (hosted.kind == ServiceKind::Pep)
-                    .then(|| classic_presence(&origin, &effect))
-                    .flatten();
-                self.router.deliver_views(
-                    &out.to,
-                    out.stanza,
-                    made,
-                    |_| true,
-                    || classic.map(|stanzas| classic_bytes(&stanzas, &out.to)),
-                );
-            }
+        if let Some(hosted) = self.accounts.get(&owner) {
+            self.send_pending_forms(hosted, session);
         }
         // Only resident services can have anything to send: an account that is not resident
-        // has no presence items, and the other services the user subscribes to were made
-        // resident for this batch.
-        let owners: HashSet<&BareJid> = std::iter::once(&owner)
-            .chain(self.presence.following(&owner))
-            .chain(self.relations.get(&owner).into_iter().flatten())
-            .collect();
-        let services = std::iter::once((Origin::Domain, &self.domain)).chain(
-            owners.into_iter().filter_map(|account| {
+        // has no presence items, and the services of other nodes the user subscribes to are
+        // made resident for it (`load`), each by its own shard.
+        let mut owners: BTreeMap<usize, (Vec<BareJid>, Vec<BareJid>)> = BTreeMap::new();
+        owners.entry(self.domain_shard).or_default();
+        let following = self.presence.following(&owner).cloned();
+        let load = self.relations.get(&owner).into_iter().flatten().cloned();
+        let notify = self.wants_any_notify(session);
+        for (account, must_load) in std::iter::once((owner.clone(), false))
+            .chain(following.map(|o| (o, notify)))
+            .chain(load.map(|o| (o, true)))
+        {
+            let entry = owners.entry(self.shard_of(account.as_str())).or_default();
+            if must_load {
+                entry.1.push(account.clone());
+            }
+            entry.0.push(account);
+        }
+        for (shard, (mut accounts, load)) in owners {
+            accounts.sort();
+            accounts.dedup();
+            let domain = shard == self.domain_shard;
+            if shard == self.shard {
+                self.send_current(session, &accounts, domain, done);
+            } else {
+                let request = Request::CameOnline {
+                    session: session.clone(),
+                    owners: accounts,
+                    load,
+                    domain,
+                };
+                self.send_to(shard, request, false);
+            }
+        }
+        let own = self.presence_items(&owner);
+        if !own.is_empty() {
+            let last = verona_pubsub::LastItems {
+                to,
+                node: PRESENCE_NODE.to_owned(),
+                subid: String::new(),
+                items: own,
+            };
+            let origin = Origin::Account(owner);
+            done.push(Done::new_effects(origin, vec![Effect::SendLastItems(last)]));
+        }
+    }
+
+    /// What the services of `owners` held in this shard (and with `domain`,
+    /// `pubsub.<domain>`) send a session coming online: their last items on presence
+    /// (XEP-0060 `on_sub_and_presence`), the last items of the nodes its capabilities ask
+    /// `+notify` for (XEP-0163 §4.3), and `pubsub.<domain>`'s waiting authorization forms.
+    pub(super) fn send_current(
+        &self,
+        session: &FullJid,
+        owners: &[BareJid],
+        domain: bool,
+        done: &mut Vec<Done>,
+    ) {
+        let domain = self.domain.as_ref().filter(|_| domain);
+        if let Some(hosted) = domain {
+            self.send_pending_forms(hosted, session);
+        }
+        let services = domain
+            .map(|hosted| (Origin::Domain, hosted))
+            .into_iter()
+            .chain(owners.iter().filter_map(|account| {
                 let hosted = self.accounts.get(account)?;
                 Some((Origin::Account(account.clone()), hosted))
-            }),
-        );
+            }));
         for (origin, hosted) in services {
             let effects: Vec<Effect> = hosted
                 .service
@@ -182,17 +235,32 @@ impl ServicesTask {
                 done.push(Done::new_effects(origin, effects));
             }
         }
-        done.extend(self.last_notify_items(session));
-        let own = self.presence_items(&owner);
-        if !own.is_empty() {
-            let last = verona_pubsub::LastItems {
-                to,
-                node: PRESENCE_NODE.to_owned(),
-                subid: String::new(),
-                items: own,
-            };
-            let origin = Origin::Account(owner);
-            done.push(Done::new_effects(origin, vec![Effect::SendLastItems(last)]));
+        done.extend(self.last_notify_items(session, owners));
+    }
+
+    /// The authorization requests waiting for the session's account in one service
+    /// (XEP-0207 §4), sent again at each login.
+    fn send_pending_forms(&self, hosted: &Hosted, session: &FullJid) {
+        let owner = session.to_bare();
+        let to = Jid::from(session.clone());
+        let context = ServiceContext {
+            jid: &hosted.jid,
+            kind: hosted.kind,
+            resolver: &self.presence,
+        };
+        for request in hosted.service.pending_for_owner(&owner) {
+            let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
+            let service = hosted.jid.to_bare();
+            let made = self.made_classically(&service, &request.subscriber.to_bare());
+            let effect = Effect::AuthorizationRequest(request);
+            let origin = Origin::Account(service);
+            let classic = (hosted.kind == ServiceKind::Pep)
+                .then(|| classic_presence(&origin, &effect))
+                .flatten();
+            self.router
+                .deliver_views(&out.to, out.stanza, made, false, || {
+                    classic.map(|stanzas| classic_bytes(&stanzas, &out.to))
+                });
         }
     }
 
@@ -213,7 +281,8 @@ impl ServicesTask {
     /// account's own available resources, the one that changed included.
     pub(super) fn reflect_presence(&self, from: &FullJid, done: &mut Vec<Done>) {
         let owner = from.to_bare();
-        let recipients: Vec<Recipient> = self.available.of(&owner).map(recipient).collect();
+        let available = self.router.available_sessions(&owner);
+        let recipients: Vec<Recipient> = available.iter().map(recipient).collect();
         if recipients.is_empty() {
             return;
         }
@@ -299,7 +368,9 @@ impl ServicesTask {
 
     /// The resource went offline: its presence item is retracted (subscribers see it go).
     pub(super) fn retract_presence(&mut self, from: &FullJid, done: &mut Vec<Done>) {
-        self.available.remove(from);
+        if let Some(handle) = self.router.session(from) {
+            handle.set_available(false);
+        }
         let account = from.to_bare();
         let Some(hosted) = self.accounts.get_mut(&account) else {
             return;

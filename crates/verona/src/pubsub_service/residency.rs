@@ -4,10 +4,11 @@
 use super::*;
 
 impl ServicesTask {
-    /// Makes resident the PEP services the batch needs, creating the `presence` node of those
-    /// that lack it: the services its requests address, and for a session coming online the
-    /// services where its account holds subscriptions (for their last items; for `+notify`
-    /// last items, every contact it follows).
+    /// Makes resident the PEP services of this shard the batch needs, creating the `presence`
+    /// node of those that lack it: the services its requests address, and for a session coming
+    /// online the services where its account holds subscriptions (for their last items; for
+    /// `+notify` last items, every contact it follows). The other shards load theirs when
+    /// the session's `CameOnline` reaches them.
     pub(super) async fn make_resident(&mut self, requests: &[Request], done: &mut Vec<Done>) {
         let accounts: Vec<BareJid> = requests.iter().flat_map(addressed_accounts).collect();
         for account in &accounts {
@@ -17,9 +18,9 @@ impl ServicesTask {
             .iter()
             .filter_map(coming_online)
             .filter(|session| {
-                !self
-                    .available
-                    .has(&session.to_bare(), session.resource().as_str())
+                self.router
+                    .session(session)
+                    .is_some_and(|handle| !handle.is_available())
             })
             .collect();
         for session in coming {
@@ -58,9 +59,10 @@ impl ServicesTask {
         }
     }
 
-    /// Loads one account's PEP service unless it is resident or the account does not exist.
+    /// Loads one account's PEP service unless it is resident, another shard's, or the account
+    /// does not exist.
     pub(super) async fn make_account_resident(&mut self, account: &BareJid, done: &mut Vec<Done>) {
-        if self.accounts.contains_key(account) {
+        if self.accounts.contains_key(account) || self.shard_of(account.as_str()) != self.shard {
             return;
         }
         match self.stores.accounts.credentials(account.as_str()).await {
@@ -260,6 +262,7 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
         Request::Probe { contact, .. } => vec![contact.clone()],
         Request::Blocking { from, .. } => vec![from.to_bare()],
         Request::SessionStarted { session, .. } => vec![session.to_bare()],
+        Request::CameOnline { load, .. } => load.clone(),
         // Removing a contact touches both presence nodes.
         Request::Roster { from, iq } => std::iter::once(from.to_bare())
             .chain(roster::set_contact(iq))

@@ -10,12 +10,12 @@ use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use sha2::{Digest, Sha256};
 use verona_pubsub::{
-    AccessModel, ConfigField, CreateRequest, ItemQuery, MaxItems, PublishRequest,
+    AccessModel, AccessResolver, ConfigField, CreateRequest, ItemQuery, MaxItems, PublishRequest,
     SendLastPublishedItem,
 };
 
 use super::graph::RosterEntry;
-use super::{Done, Origin, ROSTER_NODE, ServicesTask, SubscriptionKind};
+use super::{Done, Origin, ROSTER_NODE, Request, ServicesTask, SubscriptionKind};
 use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
 
 /// The `roster` node: only the owner reads it, it lasts, and it is never pushed as events
@@ -263,6 +263,9 @@ impl ServicesTask {
         };
         if entry.to || entry.ask {
             self.classic_subscription(from, contact, SubscriptionKind::Unsubscribe, done);
+            // The contact's presence node may be another shard's, which ends the relation
+            // after this batch: the item pushed now already shows it gone.
+            self.presence.set_outbound(&user, contact, false, false);
         }
         if entry.from {
             self.classic_subscription(from, contact, SubscriptionKind::Unsubscribed, done);
@@ -290,9 +293,28 @@ impl ServicesTask {
 
     /// Roster pushes (RFC 6121 §2.1.6) of the changed items, to the sessions of their user that
     /// asked for the roster; an item with no relation and no annotation left is removed.
-    pub(super) fn push_rosters(&self, mut changes: Vec<(BareJid, BareJid)>) {
+    pub(super) fn push_rosters(&mut self, mut changes: Vec<(BareJid, BareJid)>) {
         changes.sort();
         changes.dedup();
+        // A user of another shard pushes its own items: it is told how the relation with the
+        // owner (whose presence node is here) now stands.
+        let shard = self.shard;
+        let (mine, theirs): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|(user, _)| self.shard_of(user.as_str()) == shard);
+        for (user, owner) in theirs {
+            if !self.accounts.contains_key(&owner) {
+                continue;
+            }
+            let request = Request::Relation {
+                follows: self.presence.has_presence_subscription(&owner, &user),
+                asks: self.presence.is_pending(&owner, &user),
+                owner,
+                contact: user.clone(),
+            };
+            self.send_to(self.shard_of(user.as_str()), request, false);
+        }
+        let changes = mine;
         // One digest per user and batch: it reads the whole roster.
         let mut versions: HashMap<&BareJid, String> = HashMap::new();
         for (user, contact) in &changes {

@@ -47,6 +47,8 @@ pub fn test_config(dir: &Path) -> Config {
     // Every service nobody uses leaves memory after each batch, so that every test also checks
     // that a service reloaded from storage answers as before (DESIGN §5a).
     config.limits.resident_services = 0;
+    // Two shards: what one service's work means for another crosses shards in every test.
+    config.pubsub.shards = 2;
     config
 }
 
