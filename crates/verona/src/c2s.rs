@@ -27,7 +27,7 @@ use xmpp_parsers::bind::{BindQuery, BindResponse};
 use crate::caps;
 use crate::compress::{Zlib, ZlibError};
 use crate::iq::{self, Target};
-use crate::pubsub_service::SubscriptionKind;
+use crate::pubsub_service::{PubsubHandle, SubscriptionKind};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
 use crate::server::Shared;
 use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns, set_attr};
@@ -169,6 +169,8 @@ enum State {
 struct Session {
     jid: FullJid,
     handle: SessionHandle,
+    /// The services, drawing on this session's queue budget.
+    pubsub: Option<PubsubHandle>,
     ends: SessionEnds,
     /// A disco#info question about the client's capabilities, waiting for its answer.
     caps_wait: Option<Box<caps::Pending>>,
@@ -875,9 +877,11 @@ impl Connection {
         tracing::info!(jid = %full, "resource bound");
         let payload = Element::from(BindResponse { jid: full.clone() });
         self.send(&iq_result(&el, Some(payload)));
+        let budget = self.shared.config.limits.pubsub_session_bytes;
         self.state = State::Bound(Session {
             jid: full,
             handle,
+            pubsub: self.shared.pubsub.as_ref().map(|p| p.for_session(budget)),
             ends,
             caps_wait: None,
             caps_refused: None,
@@ -990,6 +994,7 @@ impl Connection {
         };
         let me = session.jid.clone();
         let handle = session.handle.clone();
+        let pubsub = session.pubsub.clone();
         if let Some(from) = el.attr("from") {
             let matches = Jid::new(from)
                 .is_ok_and(|j| j.as_str() == me.as_str() || j.as_str() == me.to_bare().as_str());
@@ -1006,7 +1011,7 @@ impl Connection {
                 return Ok(());
             }
         };
-        if let Some(pubsub) = &self.shared.pubsub
+        if let Some(pubsub) = &pubsub
             && is_pep_request(&el)
         {
             // XEP-0163: pubsub requests to a local account's bare JID (or to none: one's own)
@@ -1027,7 +1032,7 @@ impl Connection {
                 return Ok(());
             }
         }
-        if let Some(pubsub) = &self.shared.pubsub
+        if let Some(pubsub) = &pubsub
             && el.name() == "iq"
             && matches!(el.attr("type"), Some("get" | "set"))
             && (el.has_child("blocklist", ns::BLOCKING)
@@ -1048,7 +1053,7 @@ impl Connection {
         {
             return Ok(());
         }
-        if let Some(pubsub) = &self.shared.pubsub
+        if let Some(pubsub) = &pubsub
             && el.name() == "iq"
             && matches!(el.attr("type"), Some("get" | "set"))
             && el.has_child("query", ns::ROSTER)
@@ -1070,7 +1075,7 @@ impl Connection {
                 // A presence broadcast is a publish to the presence node (XEP-0207 §3), and
                 // marks a classic client: it gets `<presence/>` rather than events.
                 _ => {
-                    if let Some(pubsub) = &self.shared.pubsub
+                    if let Some(pubsub) = &pubsub
                         && matches!(el.attr("type"), None | Some("unavailable"))
                     {
                         handle.set_classic(true);
@@ -1080,7 +1085,7 @@ impl Connection {
                 }
             };
         };
-        if let Some(pubsub) = &self.shared.pubsub
+        if let Some(pubsub) = &pubsub
             && el.name() == "presence"
             && el.attr("type") == Some("probe")
             && to.domain().as_str() == self.shared.domain
@@ -1090,7 +1095,7 @@ impl Connection {
             pubsub.probe(me, to.to_bare()).await;
             return Ok(());
         }
-        if let Some(pubsub) = &self.shared.pubsub
+        if let Some(pubsub) = &pubsub
             && el.name() == "presence"
             && let Some(kind) = el.attr("type").and_then(SubscriptionKind::from_type)
             && to.domain().as_str() == self.shared.domain
@@ -1100,7 +1105,7 @@ impl Connection {
             pubsub.subscription(me, to.to_bare(), kind).await;
             return Ok(());
         }
-        if let Some(pubsub) = &self.shared.pubsub
+        if let Some(pubsub) = &pubsub
             && to.domain().as_str() == pubsub.jid()
         {
             if el.name() != "presence" {
@@ -1111,7 +1116,7 @@ impl Connection {
         if is_authorization_answer(&el) && (to.node().is_none() || to.to_bare() == me.to_bare()) {
             // XEP-0060 §8.6: the owner's answer is accepted wherever on this server it is sent
             // (the seed's Ex. 11 addresses it to a server, not to the service).
-            if let Some(pubsub) = &self.shared.pubsub {
+            if let Some(pubsub) = &pubsub {
                 pubsub.submit_answer(me, el).await;
             }
             return Ok(());

@@ -107,6 +107,11 @@ pub struct Limits {
     /// PEP services kept in memory while no session of their account is bound (the least
     /// recently used beyond it are dropped, and reloaded from storage when needed).
     pub resident_services: usize,
+    /// Bytes of requests one pubsub shard's queue holds at most.
+    pub pubsub_queue_bytes: usize,
+    /// Bytes of requests one session may have queued or in progress in the pubsub shards;
+    /// a session past it waits (only its own stream stops being read).
+    pub pubsub_session_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -180,6 +185,8 @@ impl Default for Limits {
             unauthenticated_timeout_secs: 30,
             outbound_queue: 1024,
             resident_services: 10_000,
+            pubsub_queue_bytes: 64 << 20,
+            pubsub_session_bytes: 1 << 20,
         }
     }
 }

@@ -53,6 +53,7 @@ const ROSTER_NODE: &str = "roster";
 const VIEW_OPTION: &str = "verona#view";
 
 mod blocking;
+mod budget;
 mod delivery;
 mod graph;
 mod handle;
@@ -60,9 +61,11 @@ mod presence;
 mod residency;
 mod roster;
 
+use budget::{Budget, Credit};
 use delivery::unheard_publish;
 use graph::{PresenceGraph, Sessions};
 pub use handle::PubsubHandle;
+use handle::Queued;
 use presence::{
     classic_bytes, classic_presence, own_presence_item_id, recipient,
     touches_presence_subscriptions,
@@ -149,6 +152,19 @@ enum Request {
     },
 }
 
+impl Request {
+    /// What the request costs in a queue, in bytes.
+    fn weight(&self) -> usize {
+        match self {
+            Request::Stanza { stanza, .. } | Request::Presence { stanza, .. } => {
+                budget::weight(stanza)
+            }
+            Request::Roster { iq, .. } | Request::Blocking { iq, .. } => budget::weight(iq),
+            _ => budget::UNIT,
+        }
+    }
+}
+
 /// The four `type`s of RFC 6121 subscription presence, as pubsub operations on a presence node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubscriptionKind {
@@ -196,6 +212,8 @@ pub struct Hosting {
     pub shards: usize,
     /// PEP services nobody uses kept in memory, per shard.
     pub resident_services: usize,
+    /// Bytes of requests one shard's queue holds at most.
+    pub queue_bytes: usize,
 }
 
 /// Loads `pubsub.<domain>` and starts the shards; PEP services are loaded when first needed.
@@ -221,7 +239,8 @@ pub async fn start(
         last_used: 0,
     });
     let domain_shard = handle::shard_of(&jid, count);
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::channel(QUEUE)).unzip();
+    let (senders, receivers): (Vec<mpsc::Sender<Queued>>, Vec<_>) =
+        (0..count).map(|_| mpsc::channel(QUEUE)).unzip();
     let (peers, peer_receivers): (Vec<_>, Vec<_>) =
         (0..count).map(|_| mpsc::unbounded_channel()).unzip();
     let peers: Arc<[mpsc::UnboundedSender<Request>]> = peers.into();
@@ -261,6 +280,10 @@ pub async fn start(
     Ok(PubsubHandle {
         jid: jid.into(),
         shards: senders.into(),
+        budgets: (0..count)
+            .map(|_| Budget::new(hosting.queue_bytes))
+            .collect(),
+        session: None,
     })
 }
 
@@ -396,11 +419,11 @@ struct ServicesTask {
 impl ServicesTask {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Request>,
+        mut rx: mpsc::Receiver<Queued>,
         mut peer_rx: mpsc::UnboundedReceiver<Request>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
         let mut from_peers = Vec::new();
         let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -418,10 +441,12 @@ impl ServicesTask {
                         return;
                     }
                 }
-                _ = expiry.tick() => batch.push(Request::ExpireItems),
+                _ = expiry.tick() => from_peers.push(Request::ExpireItems),
                 _ = shutdown.changed() => return,
             }
-            from_peers.append(&mut batch);
+            // Credit is given back once the batch is handled and its replies sent.
+            let (requests, _credit): (Vec<Request>, Vec<Option<Credit>>) = batch.drain(..).unzip();
+            from_peers.extend(requests);
             self.handle_batch(std::mem::take(&mut from_peers)).await;
         }
     }

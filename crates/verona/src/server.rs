@@ -81,6 +81,7 @@ impl RunningServer {
                 pubsub_service::Hosting {
                     shards: config.pubsub_shards(),
                     resident_services: config.limits.resident_services,
+                    queue_bytes: config.limits.pubsub_queue_bytes,
                 },
                 pubsub_service::Stores {
                     pubsub: store.clone(),

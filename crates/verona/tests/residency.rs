@@ -207,3 +207,138 @@ async fn a_temporary_subscription_keeps_its_service_until_the_session_ends() {
     ok(&juliet.request(&publish("moments", "second")).await);
     romeo.expect_nothing().await;
 }
+
+/// Queues are bounded in bytes (DESIGN §6): a session whose requests outgrow its budget
+/// (here smaller than one request) waits for its own credit, and everything it sent is still
+/// answered, in order, while another user's requests go through.
+#[tokio::test]
+async fn a_session_past_its_queue_budget_waits_and_loses_nothing() {
+    let t = TestServer::start_with(|c| c.limits.pubsub_session_bytes = 1024).await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let filler = "x".repeat(3000);
+    let burst: String = (0..200)
+        .map(|n| {
+            format!(
+                "<iq xmlns='jabber:client' type='set' id='b{n}'><pubsub xmlns='{PUBSUB}'><publish node='diary'><item id='i{n}'><entry xmlns='urn:example'>{filler}</entry></item></publish></pubsub></iq>"
+            )
+        })
+        .collect();
+    juliet.send(&burst).await;
+    // Romeo is not held up behind Juliet's burst.
+    let reply = romeo.request(ROSTER_GET).await;
+    ok(&reply);
+    for n in 0..200 {
+        let reply = juliet.recv().await;
+        assert_eq!(
+            reply.attr("id"),
+            Some(format!("b{n}").as_str()),
+            "{}",
+            show(&reply)
+        );
+        ok(&reply);
+    }
+    let items = format!(
+        "<iq xmlns='jabber:client' type='get' id='last'><pubsub xmlns='{PUBSUB}'><items node='diary' max_items='1'/></pubsub></iq>"
+    );
+    let last = juliet.request(&items).await;
+    let item = last
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .and_then(|i| i.get_child("item", PUBSUB));
+    assert_eq!(
+        item.and_then(|i| i.attr("id")),
+        Some("i199"),
+        "{}",
+        show(&last)
+    );
+}
+
+/// With four shards, a dozen contacts of Juliet's live on every shard: their requests reach
+/// her presence node on its shard, her approvals reach their rosters on theirs, and her
+/// presence reaches them all, with each roster the graph that was made.
+#[tokio::test]
+async fn presence_and_rosters_cross_shards() {
+    let t = TestServer::start_with(|c| c.pubsub.shards = 4).await;
+    let names: Vec<String> = (0..12).map(|n| format!("contact{n}")).collect();
+    t.add_user("juliet", "pw").await;
+    for name in &names {
+        t.add_user(name, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&juliet.request(ROSTER_GET).await);
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv_from("juliet@localhost/balcony").await;
+    let mut contacts = Vec::new();
+    for name in &names {
+        let mut c = t.login(name, "pw", "home").await;
+        ok(&c.request(ROSTER_GET).await);
+        c.send("<presence xmlns='jabber:client'/>").await;
+        c.recv_from(&format!("{name}@localhost/home")).await;
+        c.send(&presence("subscribe", "juliet@localhost")).await;
+        assert_eq!(
+            recv_lines(&mut c, 1).await,
+            ["iq set from=- roster=[juliet@localhost:none:subscribe]"]
+        );
+        contacts.push(c);
+    }
+    let asked = recv_lines(&mut juliet, names.len()).await;
+    let expected: Vec<String> = {
+        let mut e: Vec<String> = names
+            .iter()
+            .map(|n| format!("presence subscribe from={n}@localhost"))
+            .collect();
+        e.sort();
+        e
+    };
+    assert_eq!(asked, expected);
+    for name in &names {
+        juliet
+            .send(&presence("subscribed", &format!("{name}@localhost")))
+            .await;
+        assert_eq!(
+            recv_lines(&mut juliet, 1).await,
+            [format!("iq set from=- roster=[{name}@localhost:from]")]
+        );
+    }
+    for c in &mut contacts {
+        assert_eq!(
+            recv_lines(c, 3).await,
+            [
+                "iq set from=- roster=[juliet@localhost:to]",
+                "presence - from=juliet@localhost/balcony",
+                "presence subscribed from=juliet@localhost",
+            ]
+        );
+    }
+    juliet
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    juliet.recv_from("juliet@localhost/balcony").await;
+    for c in &mut contacts {
+        let away = c.recv_from("juliet@localhost/balcony").await;
+        assert_eq!(
+            away.get_child("show", "jabber:client")
+                .map(|s| s.text())
+                .as_deref(),
+            Some("away")
+        );
+        assert_eq!(
+            line(&c.request(ROSTER_GET).await),
+            "iq result from=- roster=[juliet@localhost:to]"
+        );
+    }
+    let roster = juliet.request(ROSTER_GET).await;
+    let mut expected: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}@localhost:from"))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        line(&roster),
+        format!("iq result from=- roster=[{}]", expected.join(" "))
+    );
+}

@@ -7,8 +7,15 @@ use super::*;
 #[derive(Clone)]
 pub struct PubsubHandle {
     pub(super) jid: Arc<str>,
-    pub(super) shards: Arc<[mpsc::Sender<Request>]>,
+    pub(super) shards: Arc<[mpsc::Sender<Queued>]>,
+    /// Each shard's queue budget, in bytes.
+    pub(super) budgets: Arc<[Budget]>,
+    /// The budget of the session this handle is for ([`PubsubHandle::for_session`]).
+    pub(super) session: Option<Budget>,
 }
+
+/// A request on a shard's queue, with the credit it holds until it is handled.
+pub(super) type Queued = (Request, Option<Credit>);
 
 /// The shard that owns the service named `service` (a bare JID or `pubsub.<domain>`), among
 /// `count`: FNV-1a, stable across runs and processes, so that the same shard always owns the
@@ -23,6 +30,15 @@ pub(super) fn shard_of(service: &str, count: usize) -> usize {
 }
 
 impl PubsubHandle {
+    /// A handle for one session's requests: together they hold at most `bytes` of the
+    /// services' queues.
+    pub fn for_session(&self, bytes: usize) -> PubsubHandle {
+        PubsubHandle {
+            session: Some(Budget::new(bytes)),
+            ..self.clone()
+        }
+    }
+
     /// The pubsub service's domain, e.g. `pubsub.localhost`.
     pub fn jid(&self) -> &str {
         &self.jid
@@ -113,10 +129,21 @@ impl PubsubHandle {
         shard_of(service, self.shards.len())
     }
 
-    /// Queues a request, waiting while the shard's queue is full (backpressure). A shard that
-    /// is gone has stopped with the server.
+    /// Queues a request once the session and the shard have credit for it, waiting while
+    /// either is spent or the shard's queue is full (backpressure). A shard that is gone has
+    /// stopped with the server.
     async fn send(&self, shard: usize, request: Request) {
-        if self.shards[shard].send(request).await.is_err() {
+        let bytes = request.weight();
+        let session = match &self.session {
+            Some(budget) => Some(budget.take(bytes).await),
+            None => None,
+        };
+        let credit = Credit::new(session, self.budgets[shard].take(bytes).await);
+        if self.shards[shard]
+            .send((request, Some(credit)))
+            .await
+            .is_err()
+        {
             tracing::debug!(shard, "pubsub shard gone; request dropped at shutdown");
         }
     }
