@@ -517,6 +517,11 @@ struct Process {
 
 impl Process {
     async fn start(dir: &std::path::Path) -> Process {
+        Process::start_with(dir, "").await
+    }
+
+    /// With `extra` configuration lines appended (TOML tables).
+    async fn start_with(dir: &std::path::Path, extra: &str) -> Process {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -526,7 +531,7 @@ impl Process {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\n[log]\nfilter = \"warn\"\n",
+                "data_dir = {:?}\n[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\n[log]\nfilter = \"warn\"\n{extra}",
                 dir.join("data")
             ),
         )
@@ -551,22 +556,31 @@ impl Process {
     }
 
     async fn login(&self, dir: &std::path::Path, user: &str, resource: &str) -> Client {
-        let mut c = Client::connect(self.addr).await;
-        c.open().await;
-        c.starttls(&dir.join("data/tls/cert.pem")).await;
-        c.open().await;
-        c.auth_scram(verona_auth::ScramHash::Sha256, user, "pw")
-            .await
-            .unwrap();
-        c.open().await;
-        c.bind(Some(resource)).await;
-        c
+        login_at(self.addr, &dir.join("data/tls/cert.pem"), user, resource).await
     }
 
     /// SIGKILL: no shutdown, no flush.
     fn kill_9(self) {
         drop(self);
     }
+}
+
+async fn login_at(
+    addr: std::net::SocketAddr,
+    cert: &std::path::Path,
+    user: &str,
+    resource: &str,
+) -> Client {
+    let mut c = Client::connect(addr).await;
+    c.open().await;
+    c.starttls(cert).await;
+    c.open().await;
+    c.auth_scram(verona_auth::ScramHash::Sha256, user, "pw")
+        .await
+        .unwrap();
+    c.open().await;
+    c.bind(Some(resource)).await;
+    c
 }
 
 impl Drop for Process {
@@ -576,17 +590,11 @@ impl Drop for Process {
     }
 }
 
-/// Every acknowledged node, subscription and item survives `kill -9`.
-#[tokio::test]
-async fn acknowledged_state_survives_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("verona.toml");
-    std::fs::write(
-        &config,
-        format!("data_dir = {:?}\n", dir.path().join("data")),
-    )
-    .unwrap();
-    for user in ["juliet", "romeo"] {
+/// Accounts with password `pw`, added with the `verona` command.
+fn add_users(dir: &std::path::Path, users: &[&str]) {
+    let config = dir.join("verona.toml");
+    std::fs::write(&config, format!("data_dir = {:?}\n", dir.join("data"))).unwrap();
+    for user in users {
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_verona"))
             .args([
                 "--config",
@@ -602,7 +610,13 @@ async fn acknowledged_state_survives_kill_9() {
             .unwrap();
         assert!(status.success());
     }
+}
 
+/// Every acknowledged node, subscription and item survives `kill -9`.
+#[tokio::test]
+async fn acknowledged_state_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    add_users(dir.path(), &["juliet", "romeo"]);
     let server = Process::start(dir.path()).await;
     let mut juliet = server.login(dir.path(), "juliet", "balcony").await;
     let mut romeo = server.login(dir.path(), "romeo", "orchard").await;
@@ -965,4 +979,104 @@ async fn limits_give_errors() {
         )
     );
     publish(&mut juliet, "one", None, "small").await;
+}
+
+/// `kill -9` in the middle of a login storm, with the services on two shards: every item and
+/// subscription the server acknowledged is there after the restart.
+#[tokio::test]
+async fn acknowledged_state_survives_kill_9_during_a_login_storm() {
+    use std::sync::{Arc, Mutex};
+    const USERS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..USERS).map(|n| format!("storm{n}")).collect();
+    let users: Vec<&str> = names.iter().map(String::as_str).collect();
+    add_users(dir.path(), &users);
+    let shards = "[pubsub]\nshards = 2\n";
+    let server = Process::start_with(dir.path(), shards).await;
+    let log_node = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><pubsub xmlns='{PUBSUB}'><create node='log'/><configure><x xmlns='{DATA}' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field><field var='pubsub#max_items'><value>1000</value></field></x></configure></pubsub></iq>"
+        )
+    };
+    for user in &users {
+        let mut c = server.login(dir.path(), user, "setup").await;
+        ok(&c.request(&log_node("c")).await);
+    }
+
+    let items: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let subscriptions: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let cert = dir.path().join("data/tls/cert.pem");
+    let mut storm = tokio::task::JoinSet::new();
+    for (k, user) in names.iter().enumerate() {
+        let (user, next) = (user.clone(), names[(k + 1) % USERS].clone());
+        let (items, subscriptions, cert) = (items.clone(), subscriptions.clone(), cert.clone());
+        let addr = server.addr;
+        storm.spawn(async move {
+            for round in 0.. {
+                let mut c = login_at(addr, &cert, &user, &format!("r{round}")).await;
+                c.send("<presence xmlns='jabber:client'/>").await;
+                let id = format!("{user}-{round}");
+                let publish = format!(
+                    "<iq xmlns='jabber:client' type='set' id='p'><pubsub xmlns='{PUBSUB}'><publish node='log'><item id='{id}'><entry xmlns='urn:example'/></item></publish></pubsub></iq>"
+                );
+                if c.request(&publish).await.attr("type") == Some("result") {
+                    items.lock().unwrap().push((user.clone(), id));
+                }
+                let subscribe = format!(
+                    "<iq xmlns='jabber:client' type='set' id='s' to='{next}@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='log' jid='{user}@localhost'/></pubsub></iq>"
+                );
+                if c.request(&subscribe).await.attr("type") == Some("result") {
+                    subscriptions.lock().unwrap().push((user.clone(), next.clone()));
+                }
+            }
+        });
+    }
+    while items.lock().unwrap().len() < 4 * USERS {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    server.kill_9();
+    // The clients fail with the server; what they saw acknowledged is recorded.
+    while storm.join_next().await.is_some() {}
+    let items = items.lock().unwrap().clone();
+    let subscriptions = subscriptions.lock().unwrap().clone();
+    assert!(!subscriptions.is_empty());
+
+    let server = Process::start_with(dir.path(), shards).await;
+    for user in &users {
+        let mut c = server.login(dir.path(), user, "after").await;
+        let get = format!(
+            "<iq xmlns='jabber:client' type='get' id='g'><pubsub xmlns='{PUBSUB}'><items node='log'/></pubsub></iq>"
+        );
+        let reply = c.request(&get).await;
+        ok(&reply);
+        let stored: Vec<&str> = reply
+            .get_child("pubsub", PUBSUB)
+            .and_then(|p| p.get_child("items", PUBSUB))
+            .map(|i| i.children().filter_map(|item| item.attr("id")).collect())
+            .unwrap_or_default();
+        for (_, id) in items.iter().filter(|(owner, _)| owner == user) {
+            assert!(stored.contains(&id.as_str()), "{id} lost: {}", show(&reply));
+        }
+        for (_, owner) in subscriptions.iter().filter(|(who, _)| who == user) {
+            let mine = format!(
+                "<iq xmlns='jabber:client' type='get' id='m' to='{owner}@localhost'><pubsub xmlns='{PUBSUB}'><subscriptions node='log'/></pubsub></iq>"
+            );
+            let reply = c.request(&mine).await;
+            let held = reply
+                .get_child("pubsub", PUBSUB)
+                .and_then(|p| p.get_child("subscriptions", PUBSUB))
+                .is_some_and(|s| {
+                    s.children().any(|sub| {
+                        sub.attr("subscription") == Some("subscribed")
+                            && sub.attr("jid") == Some(format!("{user}@localhost").as_str())
+                    })
+                });
+            assert!(
+                held,
+                "{user}'s subscription to {owner} lost: {}",
+                show(&reply)
+            );
+        }
+    }
+    server.kill_9();
 }
