@@ -76,6 +76,7 @@ mod node;
 mod service;
 mod state;
 pub mod subscription;
+mod vecmap;
 
 pub use access::{AccessResolver, Action, Affiliation, NoRoster};
 pub use config::{
@@ -96,6 +97,7 @@ pub use service::{
 };
 pub use state::{Undo, UndoError};
 pub use subscription::{Show, SubscriptionOptions, SubscriptionState};
+pub use vecmap::{VecMap, VecSet};
 
 /// Identifier of a node within a service (XEP-0060 NodeID).
 pub type NodeId = String;

@@ -11,6 +11,7 @@ use crate::config::NodeConfig;
 use crate::effects::Recipient;
 use crate::item::ItemStore;
 use crate::subscription::{Subscription, SubscriptionState};
+use crate::vecmap::VecMap;
 use crate::{NodeId, SubId};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +21,7 @@ pub(crate) struct Node {
     /// Explicit affiliations; `Affiliation::None` is never stored.
     affiliations: BTreeMap<BareJid, Affiliation>,
     /// Subscriptions grouped by the subscriber's bare JID, then by SubID (unique in the node).
-    subscriptions: BTreeMap<BareJid, BTreeMap<SubId, Subscription>>,
+    subscriptions: BTreeMap<BareJid, VecMap<SubId, Subscription>>,
     /// Index: SubID → holder, so that fresh SubIDs are checked without a scan.
     subid_holders: HashMap<SubId, BareJid>,
     /// Index: (custom option, value) → bare JIDs holding it with a count, so that unique
@@ -87,7 +88,7 @@ impl Node {
     }
 
     /// The subscriptions of every JID sharing this bare JID, by SubID.
-    pub fn subscriptions_of(&self, bare: &BareJid) -> Option<&BTreeMap<SubId, Subscription>> {
+    pub fn subscriptions_of(&self, bare: &BareJid) -> Option<&VecMap<SubId, Subscription>> {
         self.subscriptions.get(bare)
     }
 

@@ -5,7 +5,7 @@
 //! primitives in reverse, so the indexes come back with the data: the state after an undo
 //! equals (`PartialEq`) the state before the operation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::mem;
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use crate::effects::Recipient;
 use crate::item::{Item, ItemStore};
 use crate::node::Node;
 use crate::subscription::Subscription;
+use crate::vecmap::VecSet;
 use crate::{NodeId, SubId};
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -25,7 +26,7 @@ pub(crate) struct State {
     pub nodes: BTreeMap<NodeId, Node>,
     /// Index: a subscriber's bare JID → its subscriptions (node, SubID), for "my
     /// subscriptions", the per-JID limit and ending sessions without scanning nodes.
-    pub subscriptions_by_jid: HashMap<BareJid, BTreeSet<(NodeId, SubId)>>,
+    pub subscriptions_by_jid: HashMap<BareJid, VecSet<(NodeId, SubId)>>,
     /// Index: a bare JID → its affiliations, for "my affiliations" and the per-owner limit.
     pub affiliations_by_jid: HashMap<BareJid, BTreeMap<NodeId, Affiliation>>,
     /// Counts committed operations, so that an undo can check that it is the latest.

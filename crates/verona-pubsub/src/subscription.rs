@@ -1,10 +1,11 @@
 //! Subscription states and options (XEP-0060 §4.2, §6.3, §16.4 `pubsub#subscribe_options`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use jid::Jid;
 
 use crate::error::{Feature, PubsubError};
+use crate::vecmap::VecMap;
 
 string_enum! {
     /// The state of a subscription.
@@ -63,7 +64,7 @@ pub struct SubscriptionOptions {
     /// ([`crate::Service::end_session`]) and is never stored.
     pub temporary: bool,
     /// Service-declared options (such as `roomnick`), by field name.
-    pub custom: BTreeMap<String, String>,
+    pub custom: VecMap<String, String>,
 }
 
 impl Default for SubscriptionOptions {
@@ -74,7 +75,7 @@ impl Default for SubscriptionOptions {
             include_body: false,
             show_values: None,
             temporary: false,
-            custom: BTreeMap::new(),
+            custom: VecMap::new(),
         }
     }
 }

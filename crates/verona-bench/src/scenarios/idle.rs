@@ -31,7 +31,10 @@ pub struct IdleReport {
     pub connected: usize,
     pub errors: Errors,
     pub login_elapsed_s: f64,
+    pub logins_per_s: f64,
     pub latency: Option<Summary>,
+    /// Server CPU from the first login until the memory sample, per session.
+    pub server_cpu_us_per_login: Option<f64>,
     pub server_rss_before_kib: Option<u64>,
     pub server_rss_after_kib: Option<u64>,
     /// (after − before) / connected.
@@ -67,7 +70,12 @@ pub async fn run(setup: &Setup, options: &IdleOptions, server: ServerProbe) -> I
         connected,
         errors,
         login_elapsed_s: login_elapsed.as_secs_f64(),
+        logins_per_s: connected as f64 / login_elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
         latency: Summary::of(&mut latencies),
+        server_cpu_us_per_login: before
+            .zip(after)
+            .filter(|_| connected > 0)
+            .map(|(b, a)| a.cpu.saturating_sub(b.cpu).as_secs_f64() * 1e6 / connected as f64),
         server_rss_before_kib: rss.map(|(b, _)| b),
         server_rss_after_kib: rss.map(|(_, a)| a),
         server_rss_per_connection_kib: rss
@@ -113,7 +121,14 @@ impl IdleReport {
             &[
                 (
                     "connected",
-                    format!("{} in {:.2} s", self.connected, self.login_elapsed_s),
+                    format!(
+                        "{} in {:.2} s ({:.0} logins/s)",
+                        self.connected, self.login_elapsed_s, self.logins_per_s
+                    ),
+                ),
+                (
+                    "server CPU/login",
+                    fmt_opt(self.server_cpu_us_per_login, "µs"),
                 ),
                 ("login latency", latency),
                 ("errors", self.errors.describe()),

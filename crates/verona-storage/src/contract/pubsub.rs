@@ -13,7 +13,7 @@ use verona_pubsub::{
     MaxItems, NewItem, NoRoster, NodeConfig, NotificationType, Outcome, PublishModel,
     PublishRequest, PubsubError, SendLastPublishedItem, Service, ServiceConfig, Show, StoreOp,
     StoredNode, StoredSubscription, SubscriptionOptionField, SubscriptionOptions,
-    SubscriptionState,
+    SubscriptionState, VecMap,
 };
 
 use crate::{HeldSubscription, PubsubStore, PubsubWrite, StorageError};
@@ -226,7 +226,7 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
         include_body: true,
         show_values: Some(BTreeSet::from([Show::Away, Show::Dnd])),
         temporary: false,
-        custom: BTreeMap::from([("x-verona#nick".to_owned(), TRICKY.to_owned())]),
+        custom: VecMap::from([("x-verona#nick".to_owned(), TRICKY.to_owned())]),
     };
     for who in [&romeo, &nurse] {
         batch.pubsub(pubsub.subscribe(&NoRoster, who, "news", who, Some(options.clone())));
@@ -397,7 +397,7 @@ pub(crate) async fn pubsub_write_semantics(store: &dyn PubsubStore) {
         include_body: true,
         show_values: Some(BTreeSet::from([Show::Away, Show::Online, Show::Xa])),
         temporary: false,
-        custom: BTreeMap::from([
+        custom: VecMap::from([
             ("x-verona#nick".to_owned(), TRICKY.to_owned()),
             ("x-verona#empty".to_owned(), String::new()),
         ]),
@@ -563,6 +563,27 @@ pub(crate) async fn pubsub_batch_is_atomic(store: &dyn PubsubStore) {
     ];
     let far_future = UNIX_EPOCH + Duration::from_secs(10_000_000_000_000);
     type Expected = fn(&StorageError) -> bool;
+    let subscribed = |node: &str, subid: &str| {
+        write(
+            "s",
+            StoreOp::SubscriptionSet {
+                node: node.to_owned(),
+                subscription: subscription(subid, NURSE, SubscriptionOptions::default()),
+            },
+        )
+    };
+    // A run of subscription writes (stored together) with one for a missing node.
+    let run = [
+        subscribed("n", "s1"),
+        subscribed("missing", "s2"),
+        subscribed("n", "s3"),
+    ];
+    let error = store.apply(&[writes.clone(), run.to_vec()].concat()).await;
+    assert!(
+        matches!(error, Err(StorageError::NodeNotFound { .. })),
+        "{error:?}"
+    );
+    assert_eq!(store.load_service("s").await.unwrap(), before);
     let failures: [(PubsubWrite, Expected); 2] = [
         (stored_item("s", "missing", item("x", None, time(3))), |e| {
             matches!(e, StorageError::NodeNotFound { .. })

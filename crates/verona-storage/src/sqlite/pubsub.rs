@@ -141,12 +141,85 @@ impl PubsubStore for SqliteStore {
             }
             // Dropping the transaction on an error rolls it back.
             let mut tx = self.pool.begin().await?;
-            for write in writes {
-                apply_write(&mut tx, write).await?;
+            let mut rest = writes;
+            while !rest.is_empty() {
+                let run = rest
+                    .iter()
+                    .take_while(|w| matches!(w.op, StoreOp::SubscriptionSet { .. }))
+                    .count();
+                if run > 1 {
+                    for chunk in rest[..run].chunks(SUBSCRIPTIONS_PER_STATEMENT) {
+                        set_subscriptions(&mut tx, chunk).await?;
+                    }
+                    rest = &rest[run..];
+                } else {
+                    apply_write(&mut tx, &rest[0]).await?;
+                    rest = &rest[1..];
+                }
             }
             tx.commit().await?;
             Ok(())
         })
+    }
+}
+
+/// Subscription rows written by one statement: each statement is a round trip to the
+/// database's worker thread, which costs more than writing a row (7 parameters a row, well
+/// under SQLite's limit of 32,766).
+const SUBSCRIPTIONS_PER_STATEMENT: usize = 500;
+
+/// Consecutive `SubscriptionSet` writes as one multi-row upsert; rows apply in order, so a
+/// SubID written twice keeps its last row, as one statement each would.
+async fn set_subscriptions(
+    conn: &mut SqliteConnection,
+    writes: &[PubsubWrite],
+) -> Result<(), StorageError> {
+    let mut sql = String::from(
+        "INSERT INTO pubsub_subscriptions \
+         (service, node, subid, jid, state, options, subscriber) VALUES ",
+    );
+    for n in 0..writes.len() {
+        let p = n * 7;
+        if n > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        ));
+    }
+    sql.push_str(
+        " ON CONFLICT (service, node, subid) DO UPDATE SET jid = excluded.jid, \
+         state = excluded.state, options = excluded.options, subscriber = excluded.subscriber",
+    );
+    let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for write in writes {
+        let StoreOp::SubscriptionSet { node, subscription } = &write.op else {
+            unreachable!("a run of subscription writes");
+        };
+        statement = statement
+            .bind(write.service.as_str())
+            .bind(node.as_str())
+            .bind(subscription.subid.as_str())
+            .bind(subscription.jid.as_str())
+            .bind(subscription.state.as_str())
+            .bind(options_to_json(&subscription.options)?)
+            .bind(subscription.jid.to_bare().to_string());
+    }
+    match statement.execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        // Some row's node is not stored; the first write names the batch.
+        Err(error) if is_foreign_key_violation(&error) => Err(StorageError::NodeNotFound {
+            service: writes[0].service.clone(),
+            node: node_of(&writes[0].op).to_owned(),
+        }),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -11,8 +11,17 @@ impl ServicesTask {
     /// the session's `CameOnline` reaches them.
     pub(super) async fn make_resident(&mut self, requests: &[Request], done: &mut Vec<Done>) {
         let accounts: Vec<BareJid> = requests.iter().flat_map(addressed_accounts).collect();
+        // A session was just authenticated: its account exists.
+        let bound: HashSet<BareJid> = requests
+            .iter()
+            .filter_map(|request| match request {
+                Request::SessionStarted { session, .. } => Some(session.to_bare()),
+                _ => None,
+            })
+            .collect();
         for account in &accounts {
-            self.make_account_resident(account, done).await;
+            let exists = bound.contains(account);
+            self.make_account_resident(account, exists, done).await;
         }
         let coming: Vec<&FullJid> = requests
             .iter()
@@ -47,7 +56,7 @@ impl ServicesTask {
             owners.sort();
             owners.dedup();
             for owner in &owners {
-                self.make_account_resident(owner, done).await;
+                self.make_account_resident(owner, false, done).await;
             }
             self.relations.insert(user, owners);
         }
@@ -60,17 +69,24 @@ impl ServicesTask {
     }
 
     /// Loads one account's PEP service unless it is resident, another shard's, or the account
-    /// does not exist.
-    pub(super) async fn make_account_resident(&mut self, account: &BareJid, done: &mut Vec<Done>) {
+    /// does not exist (looked up unless `exists`).
+    pub(super) async fn make_account_resident(
+        &mut self,
+        account: &BareJid,
+        exists: bool,
+        done: &mut Vec<Done>,
+    ) {
         if self.accounts.contains_key(account) || self.shard_of(account.as_str()) != self.shard {
             return;
         }
-        match self.stores.accounts.credentials(account.as_str()).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(%account, "looking up the account failed: {e}");
-                return;
+        if !exists {
+            match self.stores.accounts.credentials(account.as_str()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(%account, "looking up the account failed: {e}");
+                    return;
+                }
             }
         }
         let (nodes, held) = match tokio::try_join!(

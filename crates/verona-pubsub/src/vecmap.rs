@@ -1,0 +1,235 @@
+//! A map kept as a sorted vector: the small collections held per subscription and per
+//! subscriber (usually one or two entries), where a `BTreeMap`'s node of eleven slots would
+//! cost ten times the entries themselves.
+
+use std::borrow::Borrow;
+
+/// A map ordered by key, stored as a sorted `Vec` (lookups by binary search).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VecMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for VecMap<K, V> {
+    fn default() -> Self {
+        VecMap(Vec::new())
+    }
+}
+
+impl<K: Ord, V> VecMap<K, V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        VecMap(Vec::new())
+    }
+
+    fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.binary_search_by(|(k, _)| k.borrow().cmp(key))
+    }
+
+    /// The value of `key`.
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.find(key).ok().map(|at| &self.0[at].1)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.find(key).is_ok()
+    }
+
+    /// Inserts or replaces; returns the previous value.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.find(&key) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, value)),
+            Err(at) => {
+                // Grow one entry at a time: these maps stay small.
+                self.0.reserve_exact(1);
+                self.0.insert(at, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        let at = self.find(key).ok()?;
+        let (_, value) = self.0.remove(at);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(value)
+    }
+}
+
+impl<K, V> VecMap<K, V> {
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Keys in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// Values in key order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
+impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<K: Ord, V> FromIterator<(K, V)> for VecMap<K, V> {
+    /// Later entries replace earlier ones with the same key.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut map = VecMap::new();
+        for (k, v) in entries {
+            map.insert(k, v);
+        }
+        map.0.shrink_to_fit();
+        map
+    }
+}
+
+impl<K: Ord, V, const N: usize> From<[(K, V); N]> for VecMap<K, V> {
+    fn from(entries: [(K, V); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+/// A set ordered by value, stored as a sorted `Vec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VecSet<T>(Vec<T>);
+
+impl<T> Default for VecSet<T> {
+    fn default() -> Self {
+        VecSet(Vec::new())
+    }
+}
+
+impl<T: Ord> VecSet<T> {
+    /// Adds a value; false if it was there.
+    pub fn insert(&mut self, value: T) -> bool {
+        match self.0.binary_search(&value) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, value);
+                true
+            }
+        }
+    }
+
+    /// Removes a value; false if it was not there.
+    pub fn remove(&mut self, value: &T) -> bool {
+        match self.0.binary_search(value) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl<T> VecSet<T> {
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Values in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a VecSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_like_an_ordered_map() {
+        let mut map: VecMap<String, u32> = VecMap::new();
+        assert_eq!(map.insert("b".into(), 2), None);
+        assert_eq!(map.insert("a".into(), 1), None);
+        assert_eq!(map.insert("c".into(), 3), None);
+        assert_eq!(map.insert("b".into(), 20), Some(2));
+        assert_eq!(
+            map.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(map.get("b"), Some(&20));
+        assert!(map.contains_key("c"));
+        assert_eq!(map.remove("a"), Some(1));
+        assert_eq!(map.remove("a"), None);
+        assert_eq!(map.len(), 2);
+        let from: VecMap<String, u32> =
+            VecMap::from([("z".into(), 1), ("y".into(), 2), ("z".into(), 3)]);
+        assert_eq!(
+            from.iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+            [("y", 2), ("z", 3)]
+        );
+        assert_eq!(
+            from,
+            [("y".to_owned(), 2), ("z".to_owned(), 3)]
+                .into_iter()
+                .collect()
+        );
+    }
+
+    #[test]
+    fn a_set_stays_sorted_and_unique() {
+        let mut set = VecSet::default();
+        assert!(set.insert(3));
+        assert!(set.insert(1));
+        assert!(!set.insert(3));
+        assert_eq!(set.iter().copied().collect::<Vec<_>>(), [1, 3]);
+        assert!(set.remove(&1));
+        assert!(!set.remove(&1));
+        assert_eq!(set.len(), 1);
+    }
+}
