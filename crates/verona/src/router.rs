@@ -218,6 +218,17 @@ impl Router {
             .collect()
     }
 
+    /// Whether a JID has a bound session (any session of its account, for a bare JID).
+    pub fn reachable(&self, jid: &Jid) -> bool {
+        let sessions = self.sessions.read().expect("router lock");
+        match jid.try_as_full() {
+            Ok(full) => sessions
+                .get(&full.to_bare())
+                .is_some_and(|resources| resources.contains_key(full.resource().as_str())),
+            Err(bare) => sessions.contains_key(bare),
+        }
+    }
+
     /// Every bound session of an account.
     pub fn sessions_of(&self, bare: &BareJid) -> Vec<SessionHandle> {
         self.sessions
@@ -319,6 +330,24 @@ mod tests {
         router.unbind(&jid, &h);
         assert!(router.session(&jid).is_none());
         assert!(router.sessions_of(&jid.to_bare()).is_empty());
+    }
+
+    #[test]
+    fn reachable_is_a_bound_session() {
+        let router = Router::default();
+        let (h, _ends) = SessionHandle::new(4);
+        let jid = full("juliet@capulet.lit/balcony");
+        router.bind(&jid, h.clone());
+        for (to, expected) in [
+            ("juliet@capulet.lit", true),
+            ("juliet@capulet.lit/balcony", true),
+            ("juliet@capulet.lit/chamber", false),
+            ("romeo@montague.lit", false),
+        ] {
+            assert_eq!(router.reachable(&Jid::new(to).unwrap()), expected, "{to}");
+        }
+        router.unbind(&jid, &h);
+        assert!(!router.reachable(&Jid::new("juliet@capulet.lit").unwrap()));
     }
 
     #[test]

@@ -23,6 +23,8 @@ impl ServicesTask {
                 resolver: &self.presence,
             };
             for effect in &d.effects {
+                let reachable = self.reachable_only(effect);
+                let effect = reachable.as_ref().unwrap_or(effect);
                 let implicit = self.implicit(&d.origin, hosted, effect);
                 let mut outgoing =
                     verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
@@ -66,6 +68,35 @@ impl ServicesTask {
                 }
             }
         }
+    }
+
+    /// A notification without its recipients that have no session (`None` when all have
+    /// one): nothing is rendered for them, so a presence change costs in proportion to the
+    /// contacts online. Every recipient is local until server-to-server streams exist.
+    pub(super) fn reachable_only(&self, effect: &Effect) -> Option<Effect> {
+        let Effect::Notify(notification) = effect else {
+            return None;
+        };
+        let reachable: Vec<bool> = notification
+            .recipients
+            .iter()
+            .map(|recipient| self.router.reachable(&recipient.jid))
+            .collect();
+        // The usual fan-out reaches everyone: no copy of the recipients then.
+        if reachable.iter().all(|&r| r) {
+            return None;
+        }
+        let recipients: Vec<Recipient> = notification
+            .recipients
+            .iter()
+            .zip(&reachable)
+            .filter(|(_, reachable)| **reachable)
+            .map(|(recipient, _)| recipient.clone())
+            .collect();
+        Some(Effect::Notify(verona_pubsub::Notification {
+            recipients: recipients.into(),
+            ..notification.clone()
+        }))
     }
 
     /// Who gets an event of a PEP node without subscribing to it: every available resource of
