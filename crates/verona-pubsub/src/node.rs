@@ -31,6 +31,9 @@ pub(crate) struct Node {
     recipients: RecipientCache,
 }
 
+/// Recipient lists this long or longer are kept between notifications.
+const CACHED_RECIPIENTS: usize = 128;
+
 /// The notification recipients, computed once after the subscriptions change and shared by
 /// every notification until the next change: a publish to N subscribers costs one `Arc` clone
 /// plus, after a change, one O(N) rebuild.
@@ -168,6 +171,10 @@ impl Node {
 
     /// Who receives item, retract, purge and configuration notifications: one entry per
     /// subscribed JID with its active, delivering subscriptions.
+    ///
+    /// Nodes with many subscribers keep the list between notifications; a small node (an
+    /// account's presence) rebuilds it, which costs less than holding a copy of its
+    /// subscribers for every online user.
     pub fn recipients(&mut self) -> Arc<[Recipient]> {
         if let Some(recipients) = &self.recipients.0 {
             return Arc::clone(recipients);
@@ -175,7 +182,9 @@ impl Node {
         let recipients: Arc<[Recipient]> = self
             .group_by_jid(|sub| sub.state == SubscriptionState::Subscribed && sub.options.deliver)
             .into();
-        self.recipients = RecipientCache(Some(Arc::clone(&recipients)));
+        if recipients.len() >= CACHED_RECIPIENTS {
+            self.recipients = RecipientCache(Some(Arc::clone(&recipients)));
+        }
         recipients
     }
 

@@ -146,26 +146,35 @@ fn notifications_share_payload_and_recipients() {
         "the publishing full JID is recorded"
     );
 
-    let second = service
-        .publish(&jid(OWNER), "n", PublishRequest::payload(None, "<p/>"))
-        .unwrap();
-    let a = &notifications(&first)[0].recipients;
-    let b = &notifications(&second)[0].recipients;
+    let publish = |service: &mut Service| {
+        let out = service
+            .publish(&jid(OWNER), "n", PublishRequest::payload(None, "<p/>"))
+            .unwrap();
+        Arc::clone(&notifications(&out)[0].recipients)
+    };
+    // A small node builds its list for each notification rather than keeping a copy.
+    let small = publish(&mut service);
+    assert_eq!(*small, *notifications(&first)[0].recipients);
+    assert!(!Arc::ptr_eq(&small, &publish(&mut service)));
+
+    // A large one keeps it while its subscriptions do not change.
+    for n in 0..200 {
+        let fan = jid(&format!("fan{n}@verona.lit"));
+        let _ = service.subscribe(&NoRoster, &fan, "n", &fan, None).unwrap();
+    }
+    let a = publish(&mut service);
+    let b = publish(&mut service);
     assert!(
-        Arc::ptr_eq(a, b),
+        Arc::ptr_eq(&a, &b),
         "unchanged subscriptions: the same recipient list"
     );
-
     let nurse = jid("nurse@capulet.lit");
     let _ = service
         .subscribe(&NoRoster, &nurse, "n", &nurse, None)
         .unwrap();
-    let third = service
-        .publish(&jid(OWNER), "n", PublishRequest::payload(None, "<p/>"))
-        .unwrap();
-    let c = &notifications(&third)[0].recipients;
-    assert!(!Arc::ptr_eq(a, c));
-    assert_eq!(c.len(), 2);
+    let c = publish(&mut service);
+    assert!(!Arc::ptr_eq(&a, &c));
+    assert_eq!(c.len(), a.len() + 1);
 }
 
 #[test]

@@ -26,17 +26,39 @@ pub struct Annotation {
     pub groups: Vec<String>,
 }
 
+/// A subscriber of an account's presence node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Relation {
+    /// Approved (`false`: waiting for the owner).
+    approved: bool,
+    /// Asked with `<presence type='subscribe'/>`.
+    classic: bool,
+}
+
 /// One account's side of the graph.
 #[derive(Default)]
 struct Owner {
-    /// Approved subscribers of its presence node.
-    followers: HashSet<BareJid>,
-    /// Subscribers waiting for its approval.
-    pending: HashSet<BareJid>,
-    /// Subscribers (approved or pending) that asked with `<presence type='subscribe'/>`.
-    classic: HashSet<BareJid>,
+    /// The subscribers of its presence node, one entry each.
+    contacts: HashMap<BareJid, Relation>,
     /// Its `roster` node, by contact.
     annotations: BTreeMap<BareJid, Annotation>,
+}
+
+impl Owner {
+    fn followers(&self) -> impl Iterator<Item = &BareJid> {
+        self.contacts
+            .iter()
+            .filter(|(_, relation)| relation.approved)
+            .map(|(contact, _)| contact)
+    }
+
+    fn follows(&self, contact: &BareJid) -> bool {
+        self.contacts.get(contact).is_some_and(|r| r.approved)
+    }
+
+    fn asks(&self, contact: &BareJid) -> bool {
+        self.contacts.get(contact).is_some_and(|r| !r.approved)
+    }
 }
 
 #[derive(Default)]
@@ -56,62 +78,60 @@ impl PresenceGraph {
     pub fn refresh(&mut self, owner: &BareJid, service: &Service) -> Vec<(BareJid, BareJid)> {
         let owner_jid = Jid::from(owner.clone());
         let mut next = Owner::default();
-        for sub in service
-            .node_subscriptions(&owner_jid, PRESENCE_NODE)
-            .unwrap_or_default()
-        {
-            next.followers.insert(sub.jid.to_bare());
-        }
-        for request in service.pending_for_owner(owner) {
-            if request.node == PRESENCE_NODE {
-                next.pending.insert(request.subscriber.to_bare());
-            }
-        }
-        for contact in next.followers.iter().chain(&next.pending) {
-            let classic = service
-                .own_subscriptions(&Jid::from(contact.clone()), Some(PRESENCE_NODE))
-                .iter()
-                .any(|sub| {
-                    sub.options.custom.get(VIEW_OPTION).map(String::as_str) == Some("presence")
-                });
-            if classic {
-                next.classic.insert(contact.clone());
-            }
+        let approved = service.node_subscriptions(&owner_jid, PRESENCE_NODE);
+        let pending = service.pending_subscriptions(&owner_jid, PRESENCE_NODE);
+        let subscriptions = (approved.unwrap_or_default().into_iter().map(|s| (s, true)))
+            .chain(pending.unwrap_or_default().into_iter().map(|s| (s, false)));
+        for (sub, approved) in subscriptions {
+            let classic =
+                sub.options.custom.get(VIEW_OPTION).map(String::as_str) == Some("presence");
+            // A bare JID's several subscriptions count once: approved if any is.
+            let relation = next
+                .contacts
+                .entry(sub.jid.to_bare())
+                .or_insert(Relation { approved, classic });
+            relation.approved |= approved;
+            relation.classic |= classic;
         }
         next.annotations = annotations(service, &owner_jid);
 
         let old = self.owners.remove(owner).unwrap_or_default();
         let mut changed: BTreeSet<(BareJid, BareJid)> = BTreeSet::new();
-        for contact in old.followers.symmetric_difference(&next.followers) {
-            changed.insert((owner.clone(), contact.clone()));
-            changed.insert((contact.clone(), owner.clone()));
-        }
-        for contact in old.pending.symmetric_difference(&next.pending) {
-            changed.insert((contact.clone(), owner.clone()));
+        let contacts: BTreeSet<&BareJid> =
+            old.contacts.keys().chain(next.contacts.keys()).collect();
+        for contact in contacts {
+            for (was, now, reverse) in [
+                (
+                    old.follows(contact),
+                    next.follows(contact),
+                    &mut self.following,
+                ),
+                (old.asks(contact), next.asks(contact), &mut self.asking),
+            ] {
+                if was == now {
+                    continue;
+                }
+                changed.insert((contact.clone(), owner.clone()));
+                if now {
+                    reverse
+                        .entry(contact.clone())
+                        .or_default()
+                        .insert(owner.clone());
+                } else if let Some(owners) = reverse.get_mut(contact) {
+                    owners.remove(owner);
+                    if owners.is_empty() {
+                        reverse.remove(contact);
+                    }
+                }
+            }
+            if old.follows(contact) != next.follows(contact) {
+                changed.insert((owner.clone(), contact.clone()));
+            }
         }
         let annotated = old.annotations.keys().chain(next.annotations.keys());
         for contact in annotated {
             if old.annotations.get(contact) != next.annotations.get(contact) {
                 changed.insert((owner.clone(), contact.clone()));
-            }
-        }
-        for (old_set, new_set, reverse) in [
-            (&old.followers, &next.followers, &mut self.following),
-            (&old.pending, &next.pending, &mut self.asking),
-        ] {
-            for gone in old_set.difference(new_set) {
-                if let Some(owners) = reverse.get_mut(gone) {
-                    owners.remove(owner);
-                    if owners.is_empty() {
-                        reverse.remove(gone);
-                    }
-                }
-            }
-            for added in new_set.difference(old_set) {
-                reverse
-                    .entry(added.clone())
-                    .or_default()
-                    .insert(owner.clone());
             }
         }
         self.owners.insert(owner.clone(), next);
@@ -169,9 +189,7 @@ impl PresenceGraph {
 
     /// Whether `contact` waits for `owner`'s approval.
     pub fn is_pending(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.owners
-            .get(owner)
-            .is_some_and(|o| o.pending.contains(contact))
+        self.owners.get(owner).is_some_and(|o| o.asks(contact))
     }
 
     /// Drops `owner`, whose service leaves memory. What it contributed to the outbound side
@@ -179,11 +197,13 @@ impl PresenceGraph {
     /// goes, as does `owner`'s own outbound side.
     pub fn forget(&mut self, owner: &BareJid, resident: impl Fn(&BareJid) -> bool) {
         if let Some(old) = self.owners.remove(owner) {
-            for (set, reverse) in [
-                (&old.followers, &mut self.following),
-                (&old.pending, &mut self.asking),
-            ] {
-                for contact in set.iter().filter(|contact| !resident(contact)) {
+            for (approved, reverse) in [(true, &mut self.following), (false, &mut self.asking)] {
+                let contacts = old
+                    .contacts
+                    .iter()
+                    .filter(|(_, relation)| relation.approved == approved)
+                    .map(|(contact, _)| contact);
+                for contact in contacts.filter(|contact| !resident(contact)) {
                     if let Some(owners) = reverse.get_mut(contact) {
                         owners.remove(owner);
                         if owners.is_empty() {
@@ -202,7 +222,7 @@ impl PresenceGraph {
         self.owners
             .get(owner)
             .into_iter()
-            .flat_map(|o| &o.followers)
+            .flat_map(|o| o.followers())
     }
 
     /// The accounts whose presence `contact` is subscribed to.
@@ -214,7 +234,7 @@ impl PresenceGraph {
     pub fn has_relation(&self, owner: &BareJid, contact: &BareJid) -> bool {
         self.owners
             .get(owner)
-            .is_some_and(|o| o.followers.contains(contact) || o.pending.contains(contact))
+            .is_some_and(|o| o.contacts.contains_key(contact))
     }
 
     /// Whether `contact` asked for `owner`'s presence with a classic `<presence/>` stanza
@@ -222,7 +242,8 @@ impl PresenceGraph {
     pub fn subscribed_classically(&self, owner: &BareJid, contact: &BareJid) -> bool {
         self.owners
             .get(owner)
-            .is_some_and(|o| o.classic.contains(contact))
+            .and_then(|o| o.contacts.get(contact))
+            .is_some_and(|relation| relation.classic)
     }
 
     /// `user`'s roster (RFC 6121 §2): every contact with a relation or an annotation.
@@ -230,7 +251,7 @@ impl PresenceGraph {
         let owner = self.owners.get(user);
         let contacts: BTreeSet<&BareJid> = owner
             .into_iter()
-            .flat_map(|o| o.followers.iter().chain(o.annotations.keys()))
+            .flat_map(|o| o.followers().chain(o.annotations.keys()))
             .chain(self.following(user))
             .chain(self.asking.get(user).into_iter().flatten())
             .collect();
@@ -243,7 +264,7 @@ impl PresenceGraph {
     /// One roster entry of `user`, if `contact` is on the roster.
     pub fn roster_entry(&self, user: &BareJid, contact: &BareJid) -> Option<RosterEntry> {
         let owner = self.owners.get(user);
-        let from = owner.is_some_and(|o| o.followers.contains(contact));
+        let from = owner.is_some_and(|o| o.follows(contact));
         let to = self.following(user).any(|c| c == contact);
         let ask = self
             .asking
@@ -313,9 +334,7 @@ fn annotations(service: &Service, owner: &Jid) -> BTreeMap<BareJid, Annotation> 
 
 impl AccessResolver for PresenceGraph {
     fn has_presence_subscription(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.owners
-            .get(owner)
-            .is_some_and(|o| o.followers.contains(contact))
+        self.owners.get(owner).is_some_and(|o| o.follows(contact))
     }
 
     fn in_roster_group(&self, owner: &BareJid, contact: &BareJid, groups: &[String]) -> bool {
