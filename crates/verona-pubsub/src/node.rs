@@ -1,7 +1,7 @@
 //! One leaf node: configuration, affiliations, subscriptions, items, and the cached
 //! fan-out list.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use jid::{BareJid, Jid};
@@ -22,11 +22,8 @@ pub(crate) struct Node {
     affiliations: BTreeMap<BareJid, Affiliation>,
     /// Subscriptions grouped by the subscriber's bare JID, then by SubID (unique in the node).
     subscriptions: BTreeMap<BareJid, VecMap<SubId, Subscription>>,
-    /// Index: SubID → holder, so that fresh SubIDs are checked without a scan.
-    subid_holders: HashMap<SubId, BareJid>,
-    /// Index: (custom option, value) → bare JIDs holding it with a count, so that unique
-    /// options (room nicks) are checked without a scan.
-    option_holders: HashMap<(String, String), BTreeMap<BareJid, usize>>,
+    /// Index: the SubIDs in use, so that fresh SubIDs are checked without a scan.
+    subids: HashSet<SubId>,
     pub items: ItemStore,
     recipients: RecipientCache,
 }
@@ -55,8 +52,7 @@ impl Node {
             config,
             affiliations: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
-            subid_holders: HashMap::new(),
-            option_holders: HashMap::new(),
+            subids: HashSet::new(),
             items: ItemStore::default(),
             recipients: RecipientCache::default(),
         }
@@ -107,7 +103,7 @@ impl Node {
     }
 
     pub fn has_subid(&self, subid: &str) -> bool {
-        self.subid_holders.contains_key(subid)
+        self.subids.contains(subid)
     }
 
     /// Inserts, replaces (`Some`) or removes (`None`) a subscription; returns the previous one.
@@ -118,46 +114,22 @@ impl Node {
         subscription: Option<Subscription>,
     ) -> Option<Subscription> {
         self.recipients = RecipientCache::default();
-        let previous = match subscription {
+        match subscription {
             Some(sub) => {
-                self.index_options(bare, &sub, true);
-                self.subid_holders.insert(subid.to_owned(), bare.clone());
+                self.subids.insert(subid.to_owned());
                 self.subscriptions
                     .entry(bare.clone())
                     .or_default()
                     .insert(subid.to_owned(), sub)
             }
             None => {
-                self.subid_holders.remove(subid);
+                self.subids.remove(subid);
                 let subs = self.subscriptions.get_mut(bare)?;
                 let previous = subs.remove(subid);
                 if subs.is_empty() {
                     self.subscriptions.remove(bare);
                 }
                 previous
-            }
-        };
-        if let Some(old) = &previous {
-            self.index_options(bare, old, false);
-        }
-        previous
-    }
-
-    fn index_options(&mut self, bare: &BareJid, sub: &Subscription, add: bool) {
-        for (var, value) in &sub.options.custom {
-            let key = (var.clone(), value.clone());
-            let holders = self.option_holders.entry(key.clone()).or_default();
-            let count = holders.entry(bare.clone()).or_default();
-            if add {
-                *count += 1;
-            } else {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    holders.remove(bare);
-                }
-            }
-            if holders.is_empty() {
-                self.option_holders.remove(&key);
             }
         }
     }
@@ -211,11 +183,15 @@ impl Node {
         recipients
     }
 
-    /// Whether another bare JID already holds `value` for the unique option `var`.
+    /// Whether another bare JID already holds `value` for the unique option `var`. A scan:
+    /// unique options (room nicks) are checked when joining, and an index of every option's
+    /// holders would cost each subscriber a copy of its JID.
     pub fn option_taken(&self, var: &str, value: &str, except: &BareJid) -> bool {
-        self.option_holders
-            .get(&(var.to_owned(), value.to_owned()))
-            .is_some_and(|holders| holders.keys().any(|holder| holder != except))
+        self.subscriptions
+            .iter()
+            .filter(|(holder, _)| *holder != except)
+            .flat_map(|(_, subs)| subs.values())
+            .any(|sub| sub.options.custom.get(var).is_some_and(|v| v == value))
     }
 
     /// The subscriptions of `jid` exactly (not other resources of its bare JID), by SubID.

@@ -23,7 +23,8 @@ use crate::{NodeId, SubId};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct State {
-    pub nodes: BTreeMap<NodeId, Node>,
+    /// Boxed: a map's node holds eleven entries, and most services have one or two nodes.
+    pub nodes: BTreeMap<NodeId, Box<Node>>,
     /// Index: a subscriber's bare JID → its subscriptions (node, SubID), for "my
     /// subscriptions", the per-JID limit and ending sessions without scanning nodes.
     pub subscriptions_by_jid: HashMap<BareJid, VecSet<(NodeId, SubId)>>,
@@ -136,11 +137,11 @@ impl State {
     /// Adds a node and indexes its affiliations and subscriptions (restore, create, undo).
     pub fn insert_node(&mut self, node: Node) {
         self.index_node(&node);
-        self.nodes.insert(node.id.clone(), node);
+        self.nodes.insert(node.id.clone(), Box::new(node));
     }
 
     fn remove_node(&mut self, id: &str) -> Option<Node> {
-        let node = self.nodes.remove(id)?;
+        let node = *self.nodes.remove(id)?;
         self.unindex_node(&node);
         Some(node)
     }
@@ -246,13 +247,13 @@ impl<'a> Tx<'a> {
     }
 
     pub fn node(&self, id: &str) -> Option<&Node> {
-        self.state.nodes.get(id)
+        self.state.nodes.get(id).map(|node| &**node)
     }
 
     /// The node's notification recipients (cached in the node; the cache is not journaled
     /// because it is derived from the subscriptions).
     pub fn recipients(&mut self, id: &str) -> Option<Arc<[Recipient]>> {
-        self.state.nodes.get_mut(id).map(Node::recipients)
+        self.state.nodes.get_mut(id).map(|node| node.recipients())
     }
 
     /// Finishes the change set; the version moves only if something changed.

@@ -229,7 +229,11 @@ fn find_node<'a>(state: &'a State, id: &str) -> Result<&'a Node, PubsubError> {
     if id.is_empty() {
         return Err(PubsubError::NodeIdRequired);
     }
-    state.nodes.get(id).ok_or(PubsubError::NodeNotFound)
+    state
+        .nodes
+        .get(id)
+        .map(|node| &**node)
+        .ok_or(PubsubError::NodeNotFound)
 }
 
 /// Asks the environment for an id that `taken` does not know. A generator that keeps
