@@ -184,7 +184,7 @@ impl Default for Limits {
             max_attributes: 64,
             unauthenticated_timeout_secs: 30,
             outbound_queue: 1024,
-            resident_services: 10_000,
+            resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,
             pubsub_session_bytes: 1 << 20,
         }
