@@ -15,16 +15,21 @@ use verona_bench::stats::ServerProbe;
 
 const OP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A server on a free loopback port with accounts bench0..bench{accounts-1}, password pw{n}.
-async fn start(accounts: usize) -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+/// A server on a free loopback port over the data directory `dir`.
+async fn serve(dir: &std::path::Path) -> RunningServer {
     let mut config = Config {
-        data_dir: dir.path().to_owned(),
+        data_dir: dir.to_owned(),
         ..Config::default()
     };
     config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.c2s.direct_tls_listen = vec![];
-    let server = RunningServer::start(config).await.unwrap();
+    RunningServer::start(config).await.unwrap()
+}
+
+/// A server on a free loopback port with accounts bench0..bench{accounts-1}, password pw{n}.
+async fn start(accounts: usize) -> (RunningServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path()).await;
     for n in 0..accounts {
         let jid = server
             .accounts()
@@ -353,13 +358,7 @@ async fn populate_writes_a_database_the_server_serves() {
     // Writing over an existing database is refused.
     assert!(populate::run(options).await.is_err());
 
-    let mut config = Config {
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.c2s.direct_tls_listen = vec![];
-    let server = RunningServer::start(config).await.unwrap();
+    let server = serve(dir.path()).await;
     let target = setup(&server, Mechanism::ScramSha256, 30).target;
     let timeout = OP_TIMEOUT;
     // Account 0 is annotated: the names it gives its followers are in its roster.

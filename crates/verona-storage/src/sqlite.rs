@@ -69,31 +69,42 @@ impl SqliteStore {
         accounts: &[(String, Credentials)],
     ) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
-        let now = unix_now();
         for (jid, creds) in accounts {
-            let inserted = sqlx::query(
-                "INSERT INTO accounts (jid, salt, iterations, sha1_stored, sha1_server, \
-                 sha256_stored, sha256_server, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jid) DO NOTHING",
-            )
-            .bind(jid)
-            .bind(&creds.salt)
-            .bind(i64::from(creds.iterations))
-            .bind(&creds.sha1.stored_key)
-            .bind(&creds.sha1.server_key)
-            .bind(&creds.sha256.stored_key)
-            .bind(&creds.sha256.server_key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(StorageError::AlreadyExists);
-            }
+            insert_account(&mut *tx, jid, creds).await?;
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Inserts one account; [`StorageError::AlreadyExists`] if the JID is taken.
+async fn insert_account<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    jid: &str,
+    creds: &Credentials,
+) -> Result<(), StorageError> {
+    // ON CONFLICT rather than matching the driver's unique-violation error: the same
+    // statement works on PostgreSQL.
+    let inserted = sqlx::query(
+        "INSERT INTO accounts (jid, salt, iterations, sha1_stored, sha1_server, \
+         sha256_stored, sha256_server, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jid) DO NOTHING",
+    )
+    .bind(jid)
+    .bind(&creds.salt)
+    .bind(i64::from(creds.iterations))
+    .bind(&creds.sha1.stored_key)
+    .bind(&creds.sha1.server_key)
+    .bind(&creds.sha256.stored_key)
+    .bind(&creds.sha256.server_key)
+    .bind(unix_now())
+    .execute(executor)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(StorageError::AlreadyExists);
+    }
+    Ok(())
 }
 
 fn unix_now() -> i64 {
@@ -129,30 +140,7 @@ impl AccountStore for SqliteStore {
         jid: &'a str,
         creds: &'a Credentials,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            // ON CONFLICT rather than matching the driver's unique-violation
-            // error: the same statement works on PostgreSQL.
-            let inserted = sqlx::query(
-                "INSERT INTO accounts (jid, salt, iterations, sha1_stored, sha1_server, \
-                 sha256_stored, sha256_server, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jid) DO NOTHING",
-            )
-            .bind(jid)
-            .bind(&creds.salt)
-            .bind(i64::from(creds.iterations))
-            .bind(&creds.sha1.stored_key)
-            .bind(&creds.sha1.server_key)
-            .bind(&creds.sha256.stored_key)
-            .bind(&creds.sha256.server_key)
-            .bind(unix_now())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(StorageError::AlreadyExists);
-            }
-            Ok(())
-        })
+        Box::pin(insert_account(&self.pool, jid, creds))
     }
 
     fn credentials<'a>(
