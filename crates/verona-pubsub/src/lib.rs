@@ -97,7 +97,7 @@ pub use service::{
 };
 pub use state::{Undo, UndoError};
 pub use subscription::{Show, SubscriptionOptions, SubscriptionState};
-pub use vecmap::{VecMap, VecSet};
+pub use vecmap::VecMap;
 
 /// Identifier of a node within a service (XEP-0060 NodeID).
 pub type NodeId = String;

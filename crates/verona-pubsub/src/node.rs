@@ -98,10 +98,6 @@ impl Node {
             .flat_map(|(bare, subs)| subs.iter().map(move |(subid, sub)| (bare, subid, sub)))
     }
 
-    pub fn subscription(&self, bare: &BareJid, subid: &str) -> Option<&Subscription> {
-        self.subscriptions.get(bare)?.get(subid)
-    }
-
     pub fn has_subid(&self, subid: &str) -> bool {
         self.subids.contains(subid)
     }

@@ -18,16 +18,17 @@ use crate::effects::Recipient;
 use crate::item::{Item, ItemStore};
 use crate::node::Node;
 use crate::subscription::Subscription;
-use crate::vecmap::VecSet;
+use crate::vecmap::VecMap;
 use crate::{NodeId, SubId};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct State {
     /// Boxed: a map's node holds eleven entries, and most services have one or two nodes.
     pub nodes: BTreeMap<NodeId, Box<Node>>,
-    /// Index: a subscriber's bare JID → its subscriptions (node, SubID), for "my
-    /// subscriptions", the per-JID limit and ending sessions without scanning nodes.
-    pub subscriptions_by_jid: HashMap<BareJid, VecSet<(NodeId, SubId)>>,
+    /// Index: a subscriber's bare JID → the nodes where it holds subscriptions, with how
+    /// many, for "my subscriptions", the per-JID limit and ending sessions without scanning
+    /// nodes (the SubIDs are found in the node).
+    pub subscriptions_by_jid: HashMap<BareJid, VecMap<NodeId, u32>>,
     /// Index: a bare JID → its affiliations, for "my affiliations" and the per-owner limit.
     pub affiliations_by_jid: HashMap<BareJid, BTreeMap<NodeId, Affiliation>>,
     /// Counts committed operations, so that an undo can check that it is the latest.
@@ -90,8 +91,8 @@ impl State {
         for (jid, affiliation) in node.affiliations() {
             self.index_affiliation(&node.id, jid, affiliation);
         }
-        for (bare, subid, _) in node.subscriptions() {
-            self.index_subscription(&node.id, bare, subid, true);
+        for (bare, _, _) in node.subscriptions() {
+            self.count_subscription(&node.id, bare, 1);
         }
     }
 
@@ -99,8 +100,8 @@ impl State {
         for (jid, _) in node.affiliations() {
             self.index_affiliation(&node.id, jid, Affiliation::None);
         }
-        for (bare, subid, _) in node.subscriptions() {
-            self.index_subscription(&node.id, bare, subid, false);
+        for (bare, _, _) in node.subscriptions() {
+            self.count_subscription(&node.id, bare, -1);
         }
     }
 
@@ -120,18 +121,46 @@ impl State {
         }
     }
 
-    fn index_subscription(&mut self, node: &NodeId, bare: &BareJid, subid: &SubId, present: bool) {
-        if present {
-            self.subscriptions_by_jid
-                .entry(bare.clone())
-                .or_default()
-                .insert((node.clone(), subid.clone()));
-        } else if let Some(subscriptions) = self.subscriptions_by_jid.get_mut(bare) {
-            subscriptions.remove(&(node.clone(), subid.clone()));
-            if subscriptions.is_empty() {
-                self.subscriptions_by_jid.remove(bare);
+    /// Adds `delta` (one more, one fewer, or none) to a bare JID's subscriptions on a node.
+    fn count_subscription(&mut self, node: &NodeId, bare: &BareJid, delta: i32) {
+        if delta == 0 {
+            return;
+        }
+        let nodes = self.subscriptions_by_jid.entry(bare.clone()).or_default();
+        let count = nodes.get(node.as_str()).copied().unwrap_or(0);
+        match count.checked_add_signed(delta).filter(|&n| n > 0) {
+            Some(n) => {
+                nodes.insert(node.clone(), n);
+            }
+            None => {
+                nodes.remove(node.as_str());
+                if nodes.is_empty() {
+                    self.subscriptions_by_jid.remove(bare);
+                }
             }
         }
+    }
+
+    /// A bare JID's subscriptions across the service, by node then SubID.
+    pub fn held_by<'a>(
+        &'a self,
+        bare: &'a BareJid,
+    ) -> impl Iterator<Item = (&'a NodeId, &'a SubId, &'a Subscription)> + 'a {
+        self.subscriptions_by_jid
+            .get(bare)
+            .into_iter()
+            .flat_map(|nodes| nodes.keys())
+            .filter_map(move |node_id| {
+                Some((node_id, self.nodes.get(node_id)?.subscriptions_of(bare)?))
+            })
+            .flat_map(|(node_id, subs)| subs.iter().map(move |(subid, sub)| (node_id, subid, sub)))
+    }
+
+    /// How many subscriptions a bare JID holds across the service.
+    pub fn held_count(&self, bare: &BareJid) -> usize {
+        self.subscriptions_by_jid
+            .get(bare)
+            .map_or(0, |nodes| nodes.values().map(|&n| n as usize).sum())
     }
 
     /// Adds a node and indexes its affiliations and subscriptions (restore, create, undo).
@@ -167,7 +196,8 @@ impl State {
         let present = subscription.is_some();
         let previous = node.put_subscription(bare, subid, subscription);
         let node_id = node.id.clone();
-        self.index_subscription(&node_id, bare, subid, present);
+        let delta = i32::from(present) - i32::from(previous.is_some());
+        self.count_subscription(&node_id, bare, delta);
         previous
     }
 

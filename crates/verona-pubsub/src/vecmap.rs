@@ -124,67 +124,6 @@ impl<K: Ord, V, const N: usize> From<[(K, V); N]> for VecMap<K, V> {
     }
 }
 
-/// A set ordered by value, stored as a sorted `Vec`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VecSet<T>(Vec<T>);
-
-impl<T> Default for VecSet<T> {
-    fn default() -> Self {
-        VecSet(Vec::new())
-    }
-}
-
-impl<T: Ord> VecSet<T> {
-    /// Adds a value; false if it was there.
-    pub fn insert(&mut self, value: T) -> bool {
-        match self.0.binary_search(&value) {
-            Ok(_) => false,
-            Err(at) => {
-                self.0.reserve_exact(1);
-                self.0.insert(at, value);
-                true
-            }
-        }
-    }
-
-    /// Removes a value; false if it was not there.
-    pub fn remove(&mut self, value: &T) -> bool {
-        match self.0.binary_search(value) {
-            Ok(at) => {
-                self.0.remove(at);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-impl<T> VecSet<T> {
-    /// The number of entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Values in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, T> {
-        self.0.iter()
-    }
-}
-
-impl<'a, T> IntoIterator for &'a VecSet<T> {
-    type Item = &'a T;
-    type IntoIter = std::slice::Iter<'a, T>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,17 +158,5 @@ mod tests {
                 .into_iter()
                 .collect()
         );
-    }
-
-    #[test]
-    fn a_set_stays_sorted_and_unique() {
-        let mut set = VecSet::default();
-        assert!(set.insert(3));
-        assert!(set.insert(1));
-        assert!(!set.insert(3));
-        assert_eq!(set.iter().copied().collect::<Vec<_>>(), [1, 3]);
-        assert!(set.remove(&1));
-        assert!(!set.remove(&1));
-        assert_eq!(set.len(), 1);
     }
 }

@@ -72,15 +72,9 @@ impl Service {
     pub fn own_subscriptions(&self, actor: &Jid, node: Option<&str>) -> Vec<SubscriptionInfo> {
         let bare = actor.to_bare();
         self.state
-            .subscriptions_by_jid
-            .get(&bare)
-            .into_iter()
-            .flatten()
-            .filter(|(node_id, _)| node.is_none_or(|wanted| node_id == wanted))
-            .filter_map(|(node_id, subid)| {
-                let sub = self.state.nodes.get(node_id)?.subscription(&bare, subid)?;
-                Some(info(node_id, subid, sub))
-            })
+            .held_by(&bare)
+            .filter(|(node_id, _, _)| node.is_none_or(|wanted| *node_id == wanted))
+            .map(|(node_id, subid, sub)| info(node_id, subid, sub))
             .collect()
     }
 

@@ -464,8 +464,7 @@ impl Service {
             .subscriptions_by_jid
             .get(contact)
             .into_iter()
-            .flatten()
-            .map(|(node_id, _)| node_id.clone())
+            .flat_map(|nodes| nodes.keys().cloned())
             .collect();
         let mut fx = Effects::default();
         let mut tx = Tx::new(&mut self.state);
@@ -584,11 +583,7 @@ fn subscribe_by_owner(
     let bare = jid.to_bare();
     let node = tx.node(node_id).ok_or(PubsubError::NodeNotFound)?;
     access::may(node, &config.admins, resolver, &bare, Action::Subscribe)?;
-    let held = tx
-        .state()
-        .subscriptions_by_jid
-        .get(&bare)
-        .map_or(0, |subs| subs.len());
+    let held = tx.state().held_count(&bare);
     if held >= config.limits.max_subscriptions_per_jid {
         return Err(PubsubError::PolicyViolation(Limit::TooManySubscriptions));
     }

@@ -76,11 +76,7 @@ impl Service {
         }
 
         check_unique_options(&self.config, node, &subscriber, &options)?;
-        let held = self
-            .state
-            .subscriptions_by_jid
-            .get(&subscriber)
-            .map_or(0, |subs| subs.len());
+        let held = self.state.held_count(&subscriber);
         if held >= self.config.limits.max_subscriptions_per_jid {
             return Err(PubsubError::PolicyViolation(Limit::TooManySubscriptions));
         }
@@ -252,14 +248,8 @@ impl Service {
         let bare_jid = Jid::from(bare.clone());
         let now = self.env.now();
         let mut sent = Vec::new();
-        let Some(subscriptions) = self.state.subscriptions_by_jid.get(&bare) else {
-            return sent;
-        };
-        for (node_id, subid) in subscriptions {
+        for (node_id, subid, sub) in self.state.held_by(&bare) {
             let Some(node) = self.state.nodes.get(node_id) else {
-                continue;
-            };
-            let Some(sub) = node.subscription(&bare, subid) else {
                 continue;
             };
             let wanted = node.config.send_last_published_item
@@ -296,15 +286,9 @@ impl Service {
         let bare = jid.to_bare();
         let ended: Vec<(String, SubId, Subscription)> = self
             .state
-            .subscriptions_by_jid
-            .get(&bare)
-            .into_iter()
-            .flatten()
-            .filter_map(|(node_id, subid)| {
-                let sub = self.state.nodes.get(node_id)?.subscription(&bare, subid)?;
-                (sub.jid == *jid && sub.options.temporary)
-                    .then(|| (node_id.clone(), subid.clone(), sub.clone()))
-            })
+            .held_by(&bare)
+            .filter(|(_, _, sub)| sub.jid == *jid && sub.options.temporary)
+            .map(|(node_id, subid, sub)| (node_id.clone(), subid.clone(), sub.clone()))
             .collect();
 
         let mut fx = Effects::default();
