@@ -1,6 +1,9 @@
 //! Residency on demand (DESIGN §5a): which PEP services a batch needs loaded, loading them,
 //! and evicting the least recently used.
 
+use verona_pubsub::StoredNode;
+use verona_storage::HeldSubscription;
+
 use super::*;
 
 impl ServicesTask {
@@ -19,10 +22,11 @@ impl ServicesTask {
                 _ => None,
             })
             .collect();
-        for account in &accounts {
-            let exists = bound.contains(account);
-            self.make_account_resident(account, exists, done).await;
-        }
+        let wanted = accounts
+            .iter()
+            .map(|account| (account.clone(), bound.contains(account)))
+            .collect();
+        self.make_accounts_resident(wanted, done).await;
         let coming: Vec<&FullJid> = requests
             .iter()
             .filter_map(coming_online)
@@ -55,9 +59,8 @@ impl ServicesTask {
             }
             owners.sort();
             owners.dedup();
-            for owner in &owners {
-                self.make_account_resident(owner, false, done).await;
-            }
+            let wanted = owners.iter().map(|owner| (owner.clone(), false)).collect();
+            self.make_accounts_resident(wanted, done).await;
             self.relations.insert(user, owners);
         }
         let now = self.batches;
@@ -68,37 +71,52 @@ impl ServicesTask {
         }
     }
 
-    /// Loads one account's PEP service unless it is resident, another shard's, or the account
-    /// does not exist (looked up unless `exists`).
-    pub(super) async fn make_account_resident(
+    /// Loads the PEP services of `wanted` accounts (with whether each is known to exist) that
+    /// are this shard's and not resident. The reads run concurrently (the store has several
+    /// connections); the services are installed in account order, so that a batch's effects do
+    /// not depend on which read finished first.
+    pub(super) async fn make_accounts_resident(
         &mut self,
-        account: &BareJid,
-        exists: bool,
+        wanted: Vec<(BareJid, bool)>,
         done: &mut Vec<Done>,
     ) {
-        if self.accounts.contains_key(account) || self.shard_of(account.as_str()) != self.shard {
-            return;
+        let mut reads = tokio::task::JoinSet::new();
+        let mut asked = HashSet::new();
+        for (account, exists) in wanted {
+            let ours = self.shard_of(account.as_str()) == self.shard;
+            if !ours || self.accounts.contains_key(&account) || !asked.insert(account.clone()) {
+                continue;
+            }
+            let stores = self.stores.clone();
+            reads.spawn(async move {
+                let stored = read_account(&stores, &account, exists).await;
+                (account, stored)
+            });
         }
-        if !exists {
-            match self.stores.accounts.credentials(account.as_str()).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::error!(%account, "looking up the account failed: {e}");
-                    return;
-                }
+        let mut read = Vec::with_capacity(reads.len());
+        while let Some(joined) = reads.join_next().await {
+            match joined {
+                Ok(one) => read.push(one),
+                Err(e) => tracing::error!("reading a PEP service failed: {e}"),
             }
         }
-        let (nodes, held) = match tokio::try_join!(
-            self.stores.pubsub.load_service(account.as_str()),
-            self.stores.pubsub.subscriptions_of(account.as_str()),
-        ) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::error!(%account, "loading the PEP service failed: {e}");
-                return;
+        read.sort_by(|a, b| a.0.cmp(&b.0));
+        for (account, stored) in read {
+            if let Some((nodes, held)) = stored {
+                self.install(account, nodes, held, done);
             }
-        };
+        }
+    }
+
+    /// Makes a service read from storage resident, creating its `presence` node if missing.
+    fn install(
+        &mut self,
+        account: BareJid,
+        nodes: Vec<StoredNode>,
+        held: Vec<HeldSubscription>,
+        done: &mut Vec<Done>,
+    ) {
+        let account = &account;
         let mut service = Service::restore(
             pep_config(account.clone()),
             Box::new(SystemEnvironment::default()),
@@ -188,6 +206,35 @@ impl ServicesTask {
             self.temporary.insert(account.clone());
         } else {
             self.temporary.remove(account);
+        }
+    }
+}
+
+/// An account's stored PEP nodes and the subscriptions it holds elsewhere; `None` if the
+/// account does not exist (looked up unless `exists`) or the read failed (logged).
+async fn read_account(
+    stores: &Stores,
+    account: &BareJid,
+    exists: bool,
+) -> Option<(Vec<StoredNode>, Vec<HeldSubscription>)> {
+    if !exists {
+        match stores.accounts.credentials(account.as_str()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(%account, "looking up the account failed: {e}");
+                return None;
+            }
+        }
+    }
+    match tokio::try_join!(
+        stores.pubsub.load_service(account.as_str()),
+        stores.pubsub.subscriptions_of(account.as_str()),
+    ) {
+        Ok(read) => Some(read),
+        Err(e) => {
+            tracing::error!(%account, "loading the PEP service failed: {e}");
+            None
         }
     }
 }
