@@ -43,8 +43,8 @@ pub trait PubsubStore: Send + Sync {
         service: &'a str,
     ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>>;
 
-    /// Services that have any stored node, sorted (so PEP services can be found at start or
-    /// lazily).
+    /// Services that have any stored node, sorted (administration and checks; the server
+    /// itself loads services one by one, when needed).
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;
 
     /// Every stored subscription whose subscriber's bare JID is `subscriber`, on any service
