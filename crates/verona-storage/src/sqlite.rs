@@ -85,18 +85,15 @@ async fn insert_account<'e>(
 ) -> Result<(), StorageError> {
     // ON CONFLICT rather than matching the driver's unique-violation error: the same
     // statement works on PostgreSQL.
-    let inserted = sqlx::query(
-        "INSERT INTO accounts (jid, salt, iterations, sha1_stored, sha1_server, \
-         sha256_stored, sha256_server, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jid) DO NOTHING",
+    let inserted = bind_credentials(
+        sqlx::query(
+            "INSERT INTO accounts (salt, iterations, sha1_stored, sha1_server, \
+             sha256_stored, sha256_server, jid, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jid) DO NOTHING",
+        ),
+        creds,
     )
     .bind(jid)
-    .bind(&creds.salt)
-    .bind(i64::from(creds.iterations))
-    .bind(&creds.sha1.stored_key)
-    .bind(&creds.sha1.server_key)
-    .bind(&creds.sha256.stored_key)
-    .bind(&creds.sha256.server_key)
     .bind(unix_now())
     .execute(executor)
     .await?
@@ -105,6 +102,23 @@ async fn insert_account<'e>(
         return Err(StorageError::AlreadyExists);
     }
     Ok(())
+}
+
+type CredentialsQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds the stored credentials as parameters $1–$6: salt, iterations, then the SHA-1 and
+/// SHA-256 stored and server keys.
+fn bind_credentials<'q>(
+    query: CredentialsQuery<'q>,
+    creds: &'q Credentials,
+) -> CredentialsQuery<'q> {
+    query
+        .bind(&creds.salt)
+        .bind(i64::from(creds.iterations))
+        .bind(&creds.sha1.stored_key)
+        .bind(&creds.sha1.server_key)
+        .bind(&creds.sha256.stored_key)
+        .bind(&creds.sha256.server_key)
 }
 
 fn unix_now() -> i64 {
@@ -165,16 +179,13 @@ impl AccountStore for SqliteStore {
         creds: &'a Credentials,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            let updated = sqlx::query(
-                "UPDATE accounts SET salt = $1, iterations = $2, sha1_stored = $3, \
-                 sha1_server = $4, sha256_stored = $5, sha256_server = $6 WHERE jid = $7",
+            let updated = bind_credentials(
+                sqlx::query(
+                    "UPDATE accounts SET salt = $1, iterations = $2, sha1_stored = $3, \
+                     sha1_server = $4, sha256_stored = $5, sha256_server = $6 WHERE jid = $7",
+                ),
+                creds,
             )
-            .bind(&creds.salt)
-            .bind(i64::from(creds.iterations))
-            .bind(&creds.sha1.stored_key)
-            .bind(&creds.sha1.server_key)
-            .bind(&creds.sha256.stored_key)
-            .bind(&creds.sha256.server_key)
             .bind(jid)
             .execute(&self.pool)
             .await?

@@ -218,15 +218,20 @@ impl Router {
             .collect()
     }
 
-    /// Whether a JID has a bound session (any session of its account, for a bare JID).
-    pub fn reachable(&self, jid: &Jid) -> bool {
+    /// The positions of the JIDs that have no bound session (for a bare JID: no session of
+    /// its account), under one read of the registry: a fan-out asks for all its recipients.
+    pub fn unreachable<'a>(&self, jids: impl IntoIterator<Item = &'a Jid>) -> Vec<usize> {
         let sessions = self.sessions.read().expect("router lock");
-        match jid.try_as_full() {
-            Ok(full) => sessions
-                .get(&full.to_bare())
-                .is_some_and(|resources| resources.contains_key(full.resource().as_str())),
-            Err(bare) => sessions.contains_key(bare),
-        }
+        jids.into_iter()
+            .enumerate()
+            .filter(|(_, jid)| match jid.try_as_full() {
+                Ok(full) => !sessions
+                    .get(&full.to_bare())
+                    .is_some_and(|resources| resources.contains_key(full.resource().as_str())),
+                Err(bare) => !sessions.contains_key(bare),
+            })
+            .map(|(at, _)| at)
+            .collect()
     }
 
     /// Every bound session of an account.
@@ -333,21 +338,23 @@ mod tests {
     }
 
     #[test]
-    fn reachable_is_a_bound_session() {
+    fn unreachable_means_no_bound_session() {
         let router = Router::default();
         let (h, _ends) = SessionHandle::new(4);
         let jid = full("juliet@capulet.lit/balcony");
         router.bind(&jid, h.clone());
-        for (to, expected) in [
-            ("juliet@capulet.lit", true),
-            ("juliet@capulet.lit/balcony", true),
-            ("juliet@capulet.lit/chamber", false),
-            ("romeo@montague.lit", false),
-        ] {
-            assert_eq!(router.reachable(&Jid::new(to).unwrap()), expected, "{to}");
-        }
+        let to: Vec<Jid> = [
+            "juliet@capulet.lit",
+            "juliet@capulet.lit/balcony",
+            "juliet@capulet.lit/chamber",
+            "romeo@montague.lit",
+        ]
+        .iter()
+        .map(|j| Jid::new(j).unwrap())
+        .collect();
+        assert_eq!(router.unreachable(&to), [2, 3]);
         router.unbind(&jid, &h);
-        assert!(!router.reachable(&Jid::new("juliet@capulet.lit").unwrap()));
+        assert_eq!(router.unreachable(&to), [0, 1, 2, 3]);
     }
 
     #[test]

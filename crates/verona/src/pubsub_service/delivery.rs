@@ -77,21 +77,20 @@ impl ServicesTask {
         let Effect::Notify(notification) = effect else {
             return None;
         };
-        let reachable: Vec<bool> = notification
-            .recipients
-            .iter()
-            .map(|recipient| self.router.reachable(&recipient.jid))
-            .collect();
+        let unreachable = self
+            .router
+            .unreachable(notification.recipients.iter().map(|r| &r.jid));
         // The usual fan-out reaches everyone: no copy of the recipients then.
-        if reachable.iter().all(|&r| r) {
+        if unreachable.is_empty() {
             return None;
         }
+        let mut gone = unreachable.iter().peekable();
         let recipients: Vec<Recipient> = notification
             .recipients
             .iter()
-            .zip(&reachable)
-            .filter(|(_, reachable)| **reachable)
-            .map(|(recipient, _)| recipient.clone())
+            .enumerate()
+            .filter(|(at, _)| gone.next_if_eq(&at).is_none())
+            .map(|(_, recipient)| recipient.clone())
             .collect();
         Some(Effect::Notify(verona_pubsub::Notification {
             recipients: recipients.into(),

@@ -156,15 +156,15 @@ impl ServicesTask {
             self.send_pending_forms(hosted, session);
         }
         // Only resident services can have anything to send: an account that is not resident
-        // has no presence items, and the services of other nodes the user subscribes to are
-        // made resident for it (`load`), each by its own shard.
+        // has no presence items. The services the batch found the user needs beyond that
+        // (`relations`: other nodes it subscribes to, contacts' `+notify` nodes) are made
+        // resident for it (`load`), each by its own shard.
         let mut owners: BTreeMap<usize, (Vec<BareJid>, Vec<BareJid>)> = BTreeMap::new();
         owners.entry(self.domain_shard).or_default();
         let following = self.presence.following(&owner).cloned();
         let load = self.relations.get(&owner).into_iter().flatten().cloned();
-        let notify = self.wants_any_notify(session);
         for (account, must_load) in std::iter::once((owner.clone(), false))
-            .chain(following.map(|o| (o, notify)))
+            .chain(following.map(|o| (o, false)))
             .chain(load.map(|o| (o, true)))
         {
             let entry = owners.entry(self.shard_of(account.as_str())).or_default();
