@@ -66,8 +66,6 @@ pub struct CompressionConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PubsubConfig {
-    /// Serve XEP-0060 at `pubsub.<domain>`.
-    pub enabled: bool,
     /// Access model of nodes created without one (XEP-0207 §8: `authorize`).
     pub default_access_model: String,
     pub max_nodes_per_owner: usize,
@@ -154,7 +152,6 @@ impl Default for PubsubConfig {
     fn default() -> Self {
         let limits = verona_pubsub::Limits::default();
         PubsubConfig {
-            enabled: true,
             default_access_model: "authorize".into(),
             max_nodes_per_owner: limits.max_nodes_per_owner,
             max_items_per_node: limits.max_items_per_node,
@@ -354,7 +351,6 @@ mod tests {
         assert!(!c.c2s.allow_insecure_auth);
         assert!(!c.registration.allow);
         assert!(!c.compression.enabled);
-        assert!(c.pubsub.enabled);
         assert_eq!(
             c.pubsub_service().node_defaults.access_model,
             verona_pubsub::AccessModel::Authorize,

@@ -13,6 +13,7 @@ use crate::server::Shared;
 use crate::xml::{ErrorType, builder, error_reply, iq_result, ns, text_child};
 
 /// Whom an iq is addressed to.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Target {
     /// The server's domain.
     Domain,
@@ -72,9 +73,9 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             Handled::reply(iq_result(iq, Some(disco_info(shared, target))))
         }
         (true, "query", ns::DISCO_ITEMS) if payload.attr("node").is_none() => {
-            let services = match (target, &shared.pubsub) {
-                (Target::Domain, Some(pubsub)) => vec![DiscoItem {
-                    jid: Jid::new(pubsub.jid()).expect("the service address is a valid JID"),
+            let services = match target {
+                Target::Domain => vec![DiscoItem {
+                    jid: Jid::new(shared.pubsub.jid()).expect("the service address is a valid JID"),
                     node: None,
                     name: Some("Publish-Subscribe".into()),
                 }],
@@ -120,7 +121,7 @@ fn disco_info(shared: &Shared, target: &Target) -> Element {
         Target::Account => identity("account", "registered"),
     };
     let mut identities = vec![first];
-    if matches!(target, Target::Account) && shared.pubsub.is_some() {
+    if matches!(target, Target::Account) {
         // XEP-0163 §6: the account hosts a PEP service.
         identities.push(identity("pubsub", "pep"));
         features.insert(ns::PUBSUB.into());

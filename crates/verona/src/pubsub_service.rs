@@ -267,6 +267,7 @@ pub async fn start(
             interested: Sessions::default(),
             blocklist_interested: Sessions::default(),
             roster_changes: Vec::new(),
+            blocklists_changed: Vec::new(),
             stores: stores.clone(),
             router: router.clone(),
         };
@@ -412,6 +413,8 @@ struct ServicesTask {
     blocklist_interested: Sessions,
     /// (user, contact): the user's roster item for the contact changed in the current batch.
     roster_changes: Vec<(BareJid, BareJid)>,
+    /// Users whose blocklist the current batch changed.
+    blocklists_changed: Vec<BareJid>,
     stores: Arc<Stores>,
     router: Arc<Router>,
 }
@@ -490,6 +493,9 @@ impl ServicesTask {
                 self.refresh_presence(&origin);
             }
             self.outbox.retain(|out| !out.committed);
+        }
+        for user in std::mem::take(&mut self.blocklists_changed) {
+            self.router.set_blocked(&user, self.blocklist(&user));
         }
         let changes = std::mem::take(&mut self.roster_changes);
         self.deliver(done);

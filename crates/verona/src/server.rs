@@ -30,8 +30,8 @@ pub struct Shared {
     pub domain: String,
     pub accounts: Accounts,
     pub router: Arc<Router>,
-    /// `pubsub.<domain>` and the accounts' PEP services, unless disabled.
-    pub pubsub: Option<PubsubHandle>,
+    /// `pubsub.<domain>` and the accounts' PEP services.
+    pub pubsub: PubsubHandle,
     pub throttle: AuthThrottle,
     /// Verified XEP-0115 capabilities, by hash.
     pub caps: CapsCache,
@@ -74,28 +74,23 @@ impl RunningServer {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive, finished) = mpsc::channel(1);
         let router = Arc::new(Router::default());
-        let pubsub = if config.pubsub.enabled {
-            let handle = pubsub_service::start(
-                config.pubsub_jid(),
-                config.pubsub_service(),
-                pubsub_service::Hosting {
-                    shards: config.pubsub_shards(),
-                    resident_services: config.limits.resident_services,
-                    queue_bytes: config.limits.pubsub_queue_bytes,
-                },
-                pubsub_service::Stores {
-                    pubsub: store.clone(),
-                    accounts: store,
-                },
-                router.clone(),
-                shutdown_rx.clone(),
-                alive.clone(),
-            )
-            .await?;
-            Some(handle)
-        } else {
-            None
-        };
+        let pubsub = pubsub_service::start(
+            config.pubsub_jid(),
+            config.pubsub_service(),
+            pubsub_service::Hosting {
+                shards: config.pubsub_shards(),
+                resident_services: config.limits.resident_services,
+                queue_bytes: config.limits.pubsub_queue_bytes,
+            },
+            pubsub_service::Stores {
+                pubsub: store.clone(),
+                accounts: store,
+            },
+            router.clone(),
+            shutdown_rx.clone(),
+            alive.clone(),
+        )
+        .await?;
         let throttle = AuthThrottle::new(
             config.auth.failures_before_delay,
             Duration::from_secs(config.auth.failure_window_secs),

@@ -1,7 +1,8 @@
 //! XEP-0191 blocking as pubsub (DESIGN §2): a blocked JID is an outcast on every node of the
 //! user's PEP service, so it can neither subscribe nor read, and its subscriptions end. The
 //! blocklist is the outcast list of the `presence` node; the router keeps a copy so that
-//! stanzas between the two are stopped where they are routed.
+//! stanzas between the two are stopped where they are routed, set from the engine after each
+//! batch's commit or rollback.
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
@@ -107,7 +108,9 @@ impl ServicesTask {
             }
         }
         self.refresh_presence(&origin);
-        self.router.set_blocked(&user, self.blocklist(&user));
+        // The router's copy follows the engine once the batch is settled (committed, or
+        // rolled back): never ahead of what is stored.
+        self.blocklists_changed.push(user.clone());
         let mut reply = Done::reply(from, Some(iq_result(&iq, None)));
         reply.request = Some(iq);
         done.push(reply);

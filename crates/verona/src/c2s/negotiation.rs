@@ -1,0 +1,481 @@
+//! Stream negotiation (RFC 6120 §4–7): the stream header and features, STARTTLS, SASL,
+//! XEP-0077 registration before authentication, XEP-0138 compression, and resource binding,
+//! after which the connection is a bound [`Session`](super::session::Session).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use jid::{BareJid, ResourcePart};
+use minidom::Element;
+use verona_auth::{Failure, Mechanism, ScramHash, ScramServer};
+use verona_stream::StreamHeader;
+use xmpp_parsers::bind::{BindQuery, BindResponse};
+
+use super::session::Session;
+use super::transport::{Transport, tls_exporter};
+use super::{Connection, End, HANDSHAKE_TIMEOUT, State, fault, random_id};
+use crate::compress::Zlib;
+use crate::iq;
+use crate::router::SessionHandle;
+use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
+
+/// A SASL exchange waiting for the client's next message.
+pub(super) enum Sasl {
+    /// PLAIN without an initial response: the credentials come in `<response/>`.
+    Plain,
+    /// SCRAM (-PLUS when the flag is set) without an initial response: client-first comes in
+    /// `<response/>`.
+    ScramFirst(ScramHash, bool),
+    /// SCRAM after the server-first challenge.
+    ScramFinal {
+        server: Box<ScramServer>,
+        jid: Option<BareJid>,
+    },
+}
+
+impl Connection {
+    pub(super) fn on_header(&mut self, header: StreamHeader) -> Result<(), End> {
+        let header_bytes = verona_stream::stream_header(
+            ns::CLIENT,
+            &random_id(),
+            &self.shared.domain,
+            header.from.as_deref(),
+        );
+        self.out.extend(header_bytes);
+        self.header_sent = true;
+        let major = header
+            .version
+            .as_deref()
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse::<u32>().ok());
+        if major.is_none_or(|m| m < 1) {
+            return Err(fault("unsupported-version", "XMPP 1.0 streams only"));
+        }
+        if let Some(to) = &header.to {
+            let ours = BareJid::new(to)
+                .is_ok_and(|j| j.node().is_none() && j.domain().as_str() == self.shared.domain);
+            if !ours {
+                return Err(fault(
+                    "host-unknown",
+                    format!("this server hosts {}", self.shared.domain),
+                ));
+            }
+        }
+        let features = self.features();
+        self.send(&features);
+        Ok(())
+    }
+
+    fn features(&self) -> Element {
+        let config = &self.shared.config;
+        let mut features = builder("features", ns::STREAMS);
+        match &self.state {
+            State::Unauthenticated { .. } => {
+                if !self.secure {
+                    let mut starttls = builder("starttls", ns::TLS);
+                    if config.c2s.require_encryption {
+                        starttls = starttls.append(Element::bare("required", ns::TLS));
+                    }
+                    features = features.append(starttls.build());
+                }
+                if self.secure || !config.c2s.require_encryption {
+                    let mut mechanisms = builder("mechanisms", ns::SASL);
+                    for mechanism in self.offered_mechanisms() {
+                        mechanisms = mechanisms.append(crate::xml::text_child(
+                            "mechanism",
+                            ns::SASL,
+                            mechanism.name(),
+                        ));
+                    }
+                    features = features.append(mechanisms.build());
+                    if let Some(binding) = &self.binding {
+                        // XEP-0440: which channel binding the -PLUS mechanisms use.
+                        let kind =
+                            builder("channel-binding", ns::SASL_CB).with("type", binding.kind);
+                        features = features.append(
+                            builder("sasl-channel-binding", ns::SASL_CB)
+                                .append(kind.build())
+                                .build(),
+                        );
+                    }
+                    if config.registration.allow {
+                        features = features.append(Element::bare("register", ns::REGISTER_FEATURE));
+                    }
+                }
+            }
+            State::Authenticated { .. } => {
+                if config.compression.enabled && self.compression.is_none() {
+                    let method = crate::xml::text_child("method", ns::COMPRESS_FEATURE, "zlib");
+                    let compression = builder("compression", ns::COMPRESS_FEATURE).append(method);
+                    features = features.append(compression.build());
+                }
+                features = features.append(Element::bare("bind", ns::BIND)).append(
+                    builder("session", ns::SESSION)
+                        .append(Element::bare("optional", ns::SESSION))
+                        .build(),
+                );
+                // RFC 6121 §2.6: the roster is versioned.
+                features = features.append(Element::bare("ver", ns::ROSTER_VER));
+            }
+            State::Bound(_) => {}
+        }
+        features.build()
+    }
+
+    fn offered_mechanisms(&self) -> Vec<Mechanism> {
+        let mut offered = Vec::with_capacity(5);
+        if self.binding.is_some() {
+            offered.push(Mechanism::ScramPlus(ScramHash::Sha256));
+            offered.push(Mechanism::ScramPlus(ScramHash::Sha1));
+        }
+        offered.push(Mechanism::Scram(ScramHash::Sha256));
+        offered.push(Mechanism::Scram(ScramHash::Sha1));
+        if self.secure || self.shared.config.c2s.allow_insecure_auth {
+            offered.push(Mechanism::Plain);
+        }
+        offered
+    }
+
+    pub(super) async fn unauthenticated(
+        &mut self,
+        el: Element,
+        namespace: &str,
+    ) -> Result<(), End> {
+        let config = &self.shared.config;
+        if namespace == ns::TLS && el.name() == "starttls" {
+            return self.starttls().await;
+        }
+        if !self.secure && config.c2s.require_encryption {
+            if namespace == ns::SASL && el.name() == "auth" {
+                self.send_sasl_failure(Failure::EncryptionRequired);
+                return Ok(());
+            }
+            return Err(fault("policy-violation", "use STARTTLS first"));
+        }
+        if namespace == ns::SASL {
+            return self.sasl(el).await;
+        }
+        if el.name() == "iq" && el.has_child("query", ns::REGISTER) {
+            return self.register_account(el).await;
+        }
+        if el.is("compress", ns::COMPRESS) {
+            // Compression only follows authentication; XEP-0138 failures are not stream errors.
+            self.send_compress_failure("setup-failed");
+            return Ok(());
+        }
+        Err(fault("not-authorized", "authenticate first"))
+    }
+
+    async fn starttls(&mut self) -> Result<(), End> {
+        if self.secure {
+            return Err(fault("policy-violation", "TLS is already in place"));
+        }
+        self.send(&Element::bare("proceed", ns::TLS));
+        self.flush().await?;
+        let Transport::Plain(tcp) = std::mem::replace(&mut self.io, Transport::Upgrading) else {
+            return Err(End::Gone);
+        };
+        let accept = self.shared.starttls.accept(tcp);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+            Ok(Ok(tls)) => {
+                self.binding = tls_exporter(&tls);
+                self.io = Transport::Tls(Box::new(tls));
+                self.secure = true;
+                self.restart_stream();
+                Ok(())
+            }
+            _ => Err(End::Gone),
+        }
+    }
+
+    /// After STARTTLS and SASL success both sides start a new stream (RFC 6120 §5.4.3.3, §6.4.6).
+    pub(super) fn restart_stream(&mut self) {
+        self.parser = super::new_parser(&self.shared);
+        self.header_sent = false;
+    }
+
+    async fn sasl(&mut self, el: Element) -> Result<(), End> {
+        let State::Unauthenticated { sasl } = &mut self.state else {
+            unreachable!("sasl() is only called before authentication");
+        };
+        let pending = sasl.take();
+        match (el.name(), pending) {
+            ("auth", _) => {
+                let Some(mechanism) = el
+                    .attr("mechanism")
+                    .and_then(Mechanism::from_name)
+                    .filter(|m| self.offered_mechanisms().contains(m))
+                else {
+                    let failure = if el.attr("mechanism") == Some("PLAIN") {
+                        Failure::EncryptionRequired
+                    } else {
+                        Failure::InvalidMechanism
+                    };
+                    return self.sasl_failure(failure).await;
+                };
+                let Some(data) = decode_sasl(&el) else {
+                    return self.sasl_failure(Failure::IncorrectEncoding).await;
+                };
+                let exchange = match mechanism {
+                    Mechanism::Plain => Sasl::Plain,
+                    Mechanism::Scram(hash) => Sasl::ScramFirst(hash, false),
+                    Mechanism::ScramPlus(hash) => Sasl::ScramFirst(hash, true),
+                };
+                if data.is_empty() {
+                    // No initial response: ask for it with an empty challenge.
+                    self.set_sasl(exchange);
+                    self.send(&builder("challenge", ns::SASL).build());
+                    return Ok(());
+                }
+                self.sasl_step(exchange, &data).await
+            }
+            ("response", Some(exchange)) => {
+                let Some(data) = decode_sasl(&el) else {
+                    return self.sasl_failure(Failure::IncorrectEncoding).await;
+                };
+                self.sasl_step(exchange, &data).await
+            }
+            ("abort", _) => {
+                self.send_sasl_failure(Failure::Aborted);
+                Ok(())
+            }
+            _ => self.sasl_failure(Failure::MalformedRequest).await,
+        }
+    }
+
+    fn set_sasl(&mut self, exchange: Sasl) {
+        if let State::Unauthenticated { sasl } = &mut self.state {
+            *sasl = Some(exchange);
+        }
+    }
+
+    async fn sasl_step(&mut self, exchange: Sasl, data: &[u8]) -> Result<(), End> {
+        let outcome = match exchange {
+            Sasl::Plain => self.plain(data).await.map(|jid| (jid, None)),
+            Sasl::ScramFirst(hash, plus) => return self.scram_first(hash, plus, data).await,
+            Sasl::ScramFinal { mut server, jid } => {
+                server.client_final(data).and_then(|server_final| {
+                    Ok((jid.ok_or(Failure::NotAuthorized)?, Some(server_final)))
+                })
+            }
+        };
+        match outcome {
+            Ok((jid, additional)) => {
+                self.sasl_success(jid, additional);
+                Ok(())
+            }
+            Err(failure) => self.sasl_failure(failure).await,
+        }
+    }
+
+    async fn plain(&self, data: &[u8]) -> Result<BareJid, Failure> {
+        let message = verona_auth::parse_plain(data)?;
+        let jid = self
+            .shared
+            .accounts
+            .jid_for_username(&message.authcid)
+            .ok_or(Failure::NotAuthorized)?;
+        check_authzid(message.authzid.as_deref(), &jid)?;
+        let creds = self
+            .shared
+            .accounts
+            .credentials(&jid)
+            .await
+            .map_err(|_| Failure::TemporaryAuthFailure)?
+            .ok_or(Failure::NotAuthorized)?;
+        let password = message.password;
+        // PBKDF2 is deliberately slow: keep it off the async worker threads.
+        let valid = tokio::task::spawn_blocking(move || creds.verify_password(&password))
+            .await
+            .map_err(|_| Failure::TemporaryAuthFailure)?;
+        if valid {
+            Ok(jid)
+        } else {
+            Err(Failure::NotAuthorized)
+        }
+    }
+
+    async fn scram_first(&mut self, hash: ScramHash, plus: bool, data: &[u8]) -> Result<(), End> {
+        let mut server = Box::new(ScramServer::with_binding(hash, plus, self.binding.clone()));
+        let first = match server.client_first(data) {
+            Ok(first) => first,
+            Err(failure) => return self.sasl_failure(failure).await,
+        };
+        let jid = self.shared.accounts.jid_for_username(&first.username);
+        if let Some(jid) = &jid
+            && let Err(failure) = check_authzid(first.authzid.as_deref(), jid)
+        {
+            return self.sasl_failure(failure).await;
+        }
+        let creds = match &jid {
+            Some(jid) => match self.shared.accounts.credentials(jid).await {
+                Ok(creds) => creds,
+                Err(_) => return self.sasl_failure(Failure::TemporaryAuthFailure).await,
+            },
+            None => None,
+        };
+        // Unknown users get a plausible challenge too, so existence does not leak.
+        let challenge = server.server_first(creds.as_ref());
+        self.send(
+            &builder("challenge", ns::SASL)
+                .append(BASE64.encode(challenge))
+                .build(),
+        );
+        self.set_sasl(Sasl::ScramFinal { server, jid });
+        Ok(())
+    }
+
+    fn sasl_success(&mut self, jid: BareJid, additional: Option<Vec<u8>>) {
+        let mut success = builder("success", ns::SASL);
+        if let Some(data) = additional {
+            success = success.append(BASE64.encode(data));
+        }
+        self.send(&success.build());
+        self.shared.throttle.success(self.peer.ip());
+        tracing::info!(%jid, "authenticated");
+        self.state = State::Authenticated { jid };
+        self.deadline = self.keepalive_deadline();
+        self.restart_stream();
+    }
+
+    /// A failed attempt: counted, slowed down per address, and fatal after too many.
+    async fn sasl_failure(&mut self, failure: Failure) -> Result<(), End> {
+        self.auth_failures += 1;
+        let delay = self
+            .shared
+            .throttle
+            .failure(self.peer.ip(), std::time::Instant::now());
+        if !delay.is_zero() {
+            self.flush().await?;
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!(condition = failure.condition(), "authentication failed");
+        self.send_sasl_failure(failure);
+        if self.auth_failures >= self.shared.config.auth.max_failures_per_connection {
+            return Err(fault(
+                "policy-violation",
+                "too many failed authentication attempts",
+            ));
+        }
+        Ok(())
+    }
+
+    fn send_sasl_failure(&mut self, failure: Failure) {
+        self.set_sasl_none();
+        let failure = builder("failure", ns::SASL)
+            .append(Element::bare(failure.condition(), ns::SASL))
+            .build();
+        self.send(&failure);
+    }
+
+    fn set_sasl_none(&mut self) {
+        if let State::Unauthenticated { sasl } = &mut self.state {
+            *sasl = None;
+        }
+    }
+
+    /// XEP-0077 registration of a new account, before authentication.
+    async fn register_account(&mut self, el: Element) -> Result<(), End> {
+        let reply = iq::register_new(&self.shared, &el).await;
+        self.send(&reply);
+        Ok(())
+    }
+
+    /// XEP-0138: `<compressed/>` goes out uncompressed, then both sides restart the stream
+    /// compressed.
+    pub(super) async fn compress(&mut self, el: &Element) -> Result<(), End> {
+        if !self.shared.config.compression.enabled || self.compression.is_some() {
+            self.send_compress_failure("setup-failed");
+            return Ok(());
+        }
+        let method = el.get_child("method", ns::COMPRESS).map(|m| m.text());
+        if method.as_deref() != Some("zlib") {
+            self.send_compress_failure("unsupported-method");
+            return Ok(());
+        }
+        self.send(&Element::bare("compressed", ns::COMPRESS));
+        self.flush().await?;
+        self.compression = Some(Box::new(Zlib::new()));
+        self.restart_stream();
+        Ok(())
+    }
+
+    fn send_compress_failure(&mut self, condition: &str) {
+        let failure = builder("failure", ns::COMPRESS)
+            .append(Element::bare(condition, ns::COMPRESS))
+            .build();
+        self.send(&failure);
+    }
+
+    pub(super) async fn authenticated(&mut self, el: Element, jid: BareJid) -> Result<(), End> {
+        if el.name() != "iq" || el.attr("type") != Some("set") {
+            return Err(fault("not-authorized", "bind a resource first"));
+        }
+        if el.has_child("session", ns::SESSION) {
+            // RFC 3921 sessions are a no-op kept for old clients (RFC 6121 Appendix E).
+            self.send(&iq_result(&el, None));
+            return Ok(());
+        }
+        let Some(request) = el
+            .get_child("bind", ns::BIND)
+            .and_then(|b| BindQuery::try_from(b.clone()).ok())
+        else {
+            return Err(fault("not-authorized", "bind a resource first"));
+        };
+        let resource = match request.resource.filter(|r| !r.is_empty()) {
+            Some(r) => match ResourcePart::new(&r) {
+                Ok(r) => r.into_owned(),
+                Err(_) => {
+                    let reply = error_reply(
+                        &el,
+                        ErrorType::Modify,
+                        "bad-request",
+                        Some("invalid resource"),
+                    );
+                    self.send(&reply.expect("an iq set is answered"));
+                    return Ok(());
+                }
+            },
+            None => ResourcePart::new(&format!("verona-{}", random_id()))
+                .expect("valid")
+                .into_owned(),
+        };
+        let full = jid.with_resource(&resource);
+        // The account's services (and its blocklist) are in memory before any stanza of the
+        // session is routed.
+        self.shared.pubsub.session_started(full.clone()).await;
+        let (handle, ends) = SessionHandle::new(self.shared.config.limits.outbound_queue);
+        self.shared.router.bind(&full, handle.clone());
+        tracing::info!(jid = %full, "resource bound");
+        let payload = Element::from(BindResponse { jid: full.clone() });
+        self.send(&iq_result(&el, Some(payload)));
+        let budget = self.shared.config.limits.pubsub_session_bytes;
+        self.state = State::Bound(Session {
+            jid: full,
+            handle,
+            pubsub: self.shared.pubsub.for_session(budget),
+            ends,
+            caps_wait: None,
+            caps_refused: None,
+        });
+        Ok(())
+    }
+}
+
+/// `<auth/>` and `<response/>` carry base64; `=` (or nothing) is the empty message.
+fn decode_sasl(el: &Element) -> Option<Vec<u8>> {
+    let text = el.text();
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return Some(Vec::new());
+    }
+    BASE64.decode(text).ok()
+}
+
+/// Only the account itself may be named as the authorization identity.
+fn check_authzid(authzid: Option<&str>, jid: &BareJid) -> Result<(), Failure> {
+    match authzid {
+        None => Ok(()),
+        Some(a) if BareJid::new(a).is_ok_and(|a| &a == jid) => Ok(()),
+        Some(_) => Err(Failure::InvalidAuthzid),
+    }
+}

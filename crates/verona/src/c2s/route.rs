@@ -1,0 +1,433 @@
+//! Routing as a table: a stanza from a bound session, `from` already checked and stamped, is
+//! classified once into the [`Route`] that handles it. Pure: no sockets, no state.
+
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+
+use crate::iq::Target;
+use crate::pubsub_service::SubscriptionKind;
+use crate::xml::ns;
+
+/// Where a stanza from a bound session goes. Each row is one handler; the order of the checks
+/// in [`classify`] is the precedence between rows.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Route {
+    /// `to` is not a JID: `jid-malformed`.
+    JidMalformed,
+    /// XEP-0163: a pubsub or discovery request for a local account's PEP service (no `to`: the
+    /// sender's own). `own_presence`: a publish to the sender's own `presence` node, which
+    /// marks a native XEP-0207 client (DESIGN §3).
+    Pep {
+        account: BareJid,
+        own_presence: bool,
+    },
+    /// XEP-0191: a blocklist get, block or unblock of the sender's account.
+    Blocking,
+    /// RFC 6121 §2: a roster get or set of the sender's account.
+    Roster,
+    /// A presence broadcast (no `to`, available or `unavailable`): a publish to, or a
+    /// retraction from, the sender's `presence` node (XEP-0207 §3); marks a classic client.
+    PresenceBroadcast,
+    /// RFC 6121 §4.3: a probe, answered from the contact's presence node.
+    Probe { contact: BareJid },
+    /// RFC 6121 §3: a presence subscription stanza, an operation on a presence node.
+    Subscription {
+        contact: BareJid,
+        kind: SubscriptionKind,
+    },
+    /// A stanza other than presence for `pubsub.<domain>`.
+    PubsubDomain,
+    /// XEP-0060 §8.6: an owner's answer to an authorization request, accepted wherever on this
+    /// server it is sent (the seed's Ex. 11 addresses it to a server, not to the service).
+    AuthorizationAnswer,
+    /// Another domain: no federation yet.
+    Remote,
+    /// An iq the server answers itself, for the domain or for the sender's account.
+    ServerIq(Target),
+    /// An iq nobody here answers (`service-unavailable`; errors and results are dropped).
+    ServiceUnavailable,
+    /// A stanza for one session of a local account.
+    Session(FullJid),
+    /// A message for a local account (RFC 6121 §8.5.2).
+    Account(BareJid),
+    /// Nothing to do (e.g. presence of another type to the domain or to a bare JID).
+    Drop,
+}
+
+/// A classified stanza.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Classified {
+    pub route: Route,
+    /// Another local account the stanza is for, where XEP-0191 blocking applies (not to PEP
+    /// requests, which the outcast affiliation of every node governs).
+    pub peer: Option<BareJid>,
+}
+
+/// Which [`Route`] a stanza from `me` takes, on the server of `domain` whose pubsub service is
+/// `pubsub`.
+pub(super) fn classify(el: &Element, me: &FullJid, domain: &str, pubsub: &str) -> Classified {
+    let to = match el.attr("to").map(Jid::new) {
+        None => None,
+        Some(Ok(to)) => Some(to),
+        Some(Err(_)) => return unblocked(Route::JidMalformed),
+    };
+    let own = me.to_bare();
+    let is_local_account = |to: &Jid| to.domain().as_str() == domain && to.node().is_some();
+    let to_own_account = to
+        .as_ref()
+        .is_none_or(|to| to.is_bare() && to.to_bare() == own);
+    if is_pep_request(el) {
+        let account = match &to {
+            None => Some(own.clone()),
+            Some(to) if is_local_account(to) => to.try_as_full().err().cloned(),
+            Some(_) => None,
+        };
+        if let Some(account) = account {
+            let own_presence = account == own && publishes_presence(el);
+            return unblocked(Route::Pep {
+                account,
+                own_presence,
+            });
+        }
+    }
+    let iq_request = el.name() == "iq" && matches!(el.attr("type"), Some("get" | "set"));
+    if iq_request && to_own_account && is_blocking_command(el) {
+        return unblocked(Route::Blocking);
+    }
+    if iq_request && to_own_account && el.has_child("query", ns::ROSTER) {
+        return unblocked(Route::Roster);
+    }
+    let Some(to) = to else {
+        // No `to`: the stanza is for the user's own account (RFC 6120 §10.3).
+        return unblocked(match el.name() {
+            "iq" => Route::ServerIq(Target::Account),
+            "message" => Route::Account(own),
+            _ if matches!(el.attr("type"), None | Some("unavailable")) => Route::PresenceBroadcast,
+            _ => Route::Drop,
+        });
+    };
+    let peer = (is_local_account(&to) && to.to_bare() != own).then(|| to.to_bare());
+    let route = route_to(el, &to, &own, domain, pubsub);
+    Classified { route, peer }
+}
+
+/// The route of a stanza with a `to` that is not for a PEP service, the blocklist or the
+/// roster.
+fn route_to(el: &Element, to: &Jid, own: &BareJid, domain: &str, pubsub: &str) -> Route {
+    let local_account = to.domain().as_str() == domain && to.node().is_some();
+    if el.name() == "presence" && local_account {
+        match el.attr("type") {
+            Some("probe") => {
+                return Route::Probe {
+                    contact: to.to_bare(),
+                };
+            }
+            Some(kind) => {
+                if let Some(kind) = SubscriptionKind::from_type(kind) {
+                    return Route::Subscription {
+                        contact: to.to_bare(),
+                        kind,
+                    };
+                }
+            }
+            None => {}
+        }
+    }
+    if to.domain().as_str() == pubsub {
+        return match el.name() {
+            "presence" => Route::Drop,
+            _ => Route::PubsubDomain,
+        };
+    }
+    if is_authorization_answer(el) && (to.node().is_none() || to.to_bare() == *own) {
+        return Route::AuthorizationAnswer;
+    }
+    if to.domain().as_str() != domain {
+        return Route::Remote;
+    }
+    match (to.node(), to.try_as_full()) {
+        (None, Err(_)) if el.name() == "iq" => Route::ServerIq(Target::Domain),
+        (None, Err(_)) => Route::Drop,
+        (None, Ok(_)) => Route::ServiceUnavailable,
+        (Some(_), Ok(full)) => Route::Session(full.clone()),
+        (Some(_), Err(bare)) => match el.name() {
+            "iq" if bare == own => Route::ServerIq(Target::Account),
+            "iq" => Route::ServiceUnavailable,
+            "message" => Route::Account(bare.clone()),
+            _ => Route::Drop,
+        },
+    }
+}
+
+fn unblocked(route: Route) -> Classified {
+    Classified { route, peer: None }
+}
+
+fn is_blocking_command(el: &Element) -> bool {
+    el.has_child("blocklist", ns::BLOCKING)
+        || el.has_child("block", ns::BLOCKING)
+        || el.has_child("unblock", ns::BLOCKING)
+}
+
+/// An iq for an account's PEP service: a XEP-0060 request, or discovery of its nodes and items
+/// (disco#items, disco#info about a node; disco#info about the account is the server's).
+pub(super) fn is_pep_request(el: &Element) -> bool {
+    el.name() == "iq"
+        && matches!(el.attr("type"), Some("get" | "set"))
+        && el.children().any(|c| {
+            c.is("pubsub", ns::PUBSUB)
+                || c.is("pubsub", ns::PUBSUB_OWNER)
+                || c.is("query", ns::DISCO_ITEMS)
+                || (c.is("query", ns::DISCO_INFO) && c.attr("node").is_some())
+        })
+}
+
+/// A publish to the `presence` node.
+pub(super) fn publishes_presence(el: &Element) -> bool {
+    el.get_child("pubsub", ns::PUBSUB)
+        .and_then(|pubsub| pubsub.get_child("publish", ns::PUBSUB))
+        .is_some_and(|publish| publish.attr("node") == Some("presence"))
+}
+
+/// A `<message/>` carrying a submitted `pubsub#subscribe_authorization` form.
+pub(super) fn is_authorization_answer(el: &Element) -> bool {
+    el.name() == "message"
+        && el.children().any(|x| {
+            x.is("x", ns::DATA_FORMS)
+                && x.attr("type") == Some("submit")
+                && x.children().any(|field| {
+                    field.attr("var") == Some("FORM_TYPE")
+                        && field
+                            .children()
+                            .any(|v| v.text() == ns::PUBSUB_AUTHORIZATION)
+                })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: &str = "juliet@localhost/balcony";
+
+    fn bare(jid: &str) -> BareJid {
+        BareJid::new(jid).unwrap()
+    }
+
+    fn stanza(xml: &str) -> Element {
+        let xml = ["iq", "message", "presence"]
+            .iter()
+            .fold(xml.to_owned(), |xml, name| {
+                xml.replace(
+                    &format!("<{name} "),
+                    &format!("<{name} xmlns='jabber:client' "),
+                )
+                .replace(
+                    &format!("<{name}>"),
+                    &format!("<{name} xmlns='jabber:client'>"),
+                )
+                .replace(
+                    &format!("<{name}/>"),
+                    &format!("<{name} xmlns='jabber:client'/>"),
+                )
+            });
+        xml.parse().unwrap()
+    }
+
+    /// Every row of the table, with the stanza that takes it and whether blocking applies.
+    #[test]
+    fn each_stanza_takes_its_row() {
+        const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+        let publish_presence = format!(
+            "<iq type='set' id='1'><pubsub xmlns='{PUBSUB}'><publish node='presence'/></pubsub></iq>"
+        );
+        let items_of = |to: &str| {
+            format!(
+                "<iq type='get' id='1' to='{to}'><pubsub xmlns='{PUBSUB}'><items node='n'/></pubsub></iq>"
+            )
+        };
+        let answer = |to: &str| {
+            format!(
+                "<message to='{to}'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field>\
+                 </x></message>"
+            )
+        };
+        let roster = "<query xmlns='jabber:iq:roster'/>";
+        let blocklist = "<blocklist xmlns='urn:xmpp:blocking'/>";
+        let cases: Vec<(String, Route, Option<&str>)> = vec![
+            ("<message to='@@'/>".into(), Route::JidMalformed, None),
+            (
+                publish_presence.clone(),
+                Route::Pep {
+                    account: bare("juliet@localhost"),
+                    own_presence: true,
+                },
+                None,
+            ),
+            (
+                items_of("romeo@localhost"),
+                Route::Pep {
+                    account: bare("romeo@localhost"),
+                    own_presence: false,
+                },
+                None,
+            ),
+            // A full JID is a client, not a PEP service.
+            (
+                items_of("romeo@localhost/pda"),
+                Route::Session(FullJid::new("romeo@localhost/pda").unwrap()),
+                Some("romeo@localhost"),
+            ),
+            (items_of("pubsub.localhost"), Route::PubsubDomain, None),
+            (items_of("montague.lit"), Route::Remote, None),
+            (
+                format!("<iq type='get' id='1'>{blocklist}</iq>"),
+                Route::Blocking,
+                None,
+            ),
+            (
+                format!("<iq type='get' id='1' to='juliet@localhost'>{blocklist}</iq>"),
+                Route::Blocking,
+                None,
+            ),
+            // Someone else's blocklist is nobody's business.
+            (
+                format!("<iq type='get' id='1' to='romeo@localhost'>{blocklist}</iq>"),
+                Route::ServiceUnavailable,
+                Some("romeo@localhost"),
+            ),
+            (
+                format!("<iq type='set' id='1'>{roster}</iq>"),
+                Route::Roster,
+                None,
+            ),
+            (
+                format!("<iq type='result' id='1'>{roster}</iq>"),
+                Route::ServerIq(Target::Account),
+                None,
+            ),
+            (
+                "<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>".into(),
+                Route::ServerIq(Target::Account),
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='juliet@localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+                    .into(),
+                Route::ServerIq(Target::Account),
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>".into(),
+                Route::ServerIq(Target::Domain),
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='localhost/x'/>".into(),
+                Route::ServiceUnavailable,
+                None,
+            ),
+            (
+                "<message><body>hi</body></message>".into(),
+                Route::Account(bare("juliet@localhost")),
+                None,
+            ),
+            ("<presence/>".into(), Route::PresenceBroadcast, None),
+            (
+                "<presence type='unavailable'/>".into(),
+                Route::PresenceBroadcast,
+                None,
+            ),
+            ("<presence type='subscribe'/>".into(), Route::Drop, None),
+            (
+                "<presence type='probe' to='romeo@localhost'/>".into(),
+                Route::Probe {
+                    contact: bare("romeo@localhost"),
+                },
+                Some("romeo@localhost"),
+            ),
+            (
+                "<presence type='subscribe' to='romeo@localhost/pda'/>".into(),
+                Route::Subscription {
+                    contact: bare("romeo@localhost"),
+                    kind: SubscriptionKind::Subscribe,
+                },
+                Some("romeo@localhost"),
+            ),
+            (
+                "<presence type='unsubscribed' to='romeo@localhost'/>".into(),
+                Route::Subscription {
+                    contact: bare("romeo@localhost"),
+                    kind: SubscriptionKind::Unsubscribed,
+                },
+                Some("romeo@localhost"),
+            ),
+            (
+                "<presence to='pubsub.localhost'/>".into(),
+                Route::Drop,
+                None,
+            ),
+            (
+                "<message to='pubsub.localhost'/>".into(),
+                Route::PubsubDomain,
+                None,
+            ),
+            (answer("localhost"), Route::AuthorizationAnswer, None),
+            // The seed's Ex. 11 sends the answer to a server, whichever.
+            (answer("capulet.lit"), Route::AuthorizationAnswer, None),
+            (answer("juliet@localhost"), Route::AuthorizationAnswer, None),
+            (
+                answer("romeo@localhost"),
+                Route::Account(bare("romeo@localhost")),
+                Some("romeo@localhost"),
+            ),
+            (
+                "<message to='romeo@montague.lit'/>".into(),
+                Route::Remote,
+                None,
+            ),
+            ("<message to='localhost'/>".into(), Route::Drop, None),
+            (
+                "<message to='romeo@localhost/pda'/>".into(),
+                Route::Session(FullJid::new("romeo@localhost/pda").unwrap()),
+                Some("romeo@localhost"),
+            ),
+            (
+                "<presence to='juliet@localhost/chamber'/>".into(),
+                Route::Session(FullJid::new("juliet@localhost/chamber").unwrap()),
+                None,
+            ),
+            (
+                "<message to='romeo@localhost'/>".into(),
+                Route::Account(bare("romeo@localhost")),
+                Some("romeo@localhost"),
+            ),
+            (
+                "<iq type='get' id='1' to='romeo@localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+                    .into(),
+                Route::ServiceUnavailable,
+                Some("romeo@localhost"),
+            ),
+            (
+                "<presence to='romeo@localhost'/>".into(),
+                Route::Drop,
+                Some("romeo@localhost"),
+            ),
+        ];
+        for (xml, route, peer) in cases {
+            let expected = Classified {
+                route,
+                peer: peer.map(bare),
+            };
+            let el = stanza(&xml);
+            let got = classify(
+                &el,
+                &FullJid::new(ME).unwrap(),
+                "localhost",
+                "pubsub.localhost",
+            );
+            assert_eq!(got, expected, "{xml}");
+        }
+    }
+}

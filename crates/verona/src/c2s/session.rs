@@ -1,0 +1,272 @@
+//! A bound session: capabilities gating of presence (XEP-0115), then each stanza classified
+//! once by [`route::classify`](super::route::classify) and dispatched to the service or view
+//! that handles it.
+
+use bytes::Bytes;
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use tokio::time::Instant;
+
+use super::route::{self, Route, is_pep_request, publishes_presence};
+use super::{Connection, End, State, fault, random_id};
+use crate::caps;
+use crate::iq::{self, Target};
+use crate::pubsub_service::PubsubHandle;
+use crate::router::{CloseReason, SessionEnds, SessionHandle};
+use crate::xml::{ErrorType, error_reply, ns, set_attr};
+
+/// How long presence waits for the client's answer about its capabilities.
+const CAPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Presence stanzas held at most while waiting for that answer.
+const CAPS_HELD: usize = 16;
+
+pub(super) struct Session {
+    pub(super) jid: FullJid,
+    pub(super) handle: SessionHandle,
+    /// The services, drawing on this session's queue budget.
+    pub(super) pubsub: PubsubHandle,
+    pub(super) ends: SessionEnds,
+    /// A disco#info question about the client's capabilities, waiting for its answer.
+    pub(super) caps_wait: Option<Box<caps::Pending>>,
+    /// The capabilities whose answer did not verify: not asked about again.
+    pub(super) caps_refused: Option<String>,
+}
+
+impl Connection {
+    pub(super) async fn route(&mut self, el: Element) -> Result<(), End> {
+        let ready = match self.caps_answer(&el) {
+            Some(released) => released,
+            None => self.caps_gate(el),
+        };
+        for el in ready {
+            self.route_stanza(el).await?;
+        }
+        Ok(())
+    }
+
+    /// The client's answer to the capabilities question: verified features are kept (for
+    /// every session with the same hash) and the held presence goes on.
+    fn caps_answer(&mut self, el: &Element) -> Option<Vec<Element>> {
+        let State::Bound(session) = &mut self.state else {
+            return None;
+        };
+        let wait = session.caps_wait.as_ref()?;
+        let answers = el.name() == "iq"
+            && matches!(el.attr("type"), Some("result" | "error"))
+            && el.attr("id") == Some(wait.id.as_str());
+        if !answers {
+            return None;
+        }
+        let wait = session.caps_wait.take()?;
+        match caps::verify(&wait.caps, el) {
+            Some(features) => {
+                self.shared.caps.insert(&wait.caps, features.clone());
+                session.handle.set_features(features);
+            }
+            None => {
+                tracing::debug!(jid = %session.jid, "capabilities not verified");
+                session.caps_refused = Some(caps::key(&wait.caps));
+            }
+        }
+        Some(wait.held)
+    }
+
+    /// What to route now: the stanza, unless it is presence that must wait for capabilities.
+    fn caps_gate(&mut self, el: Element) -> Vec<Element> {
+        let State::Bound(session) = &mut self.state else {
+            return vec![el];
+        };
+        let own = el
+            .attr("to")
+            .is_none_or(|to| BareJid::new(to).is_ok_and(|to| to == session.jid.to_bare()));
+        let presence = (el.name() == "presence" && el.attr("to").is_none())
+            || (own && is_pep_request(&el) && publishes_presence(&el));
+        if !presence {
+            return vec![el];
+        }
+        if let Some(wait) = &mut session.caps_wait {
+            wait.held.push(el);
+            if wait.held.len() < CAPS_HELD {
+                return Vec::new();
+            }
+            // A client sending this much presence without answering is not waited for.
+            let wait = session.caps_wait.take().expect("waiting");
+            session.caps_refused = Some(caps::key(&wait.caps));
+            return wait.held;
+        }
+        let Some(advertised) = caps::advertised(&el) else {
+            return vec![el];
+        };
+        if let Some(features) = self.shared.caps.get(&advertised) {
+            session.handle.set_features(features);
+            return vec![el];
+        }
+        if session.caps_refused.as_deref() == Some(caps::key(&advertised).as_str()) {
+            return vec![el];
+        }
+        let id = random_id();
+        let query = caps::query(&advertised, &id, &self.shared.domain, session.jid.as_str());
+        session.caps_wait = Some(Box::new(caps::Pending {
+            id,
+            caps: advertised,
+            held: vec![el],
+            until: Instant::now() + CAPS_TIMEOUT,
+        }));
+        self.send(&query);
+        Vec::new()
+    }
+
+    /// The capabilities question went unanswered: the held presence goes on without them.
+    pub(super) fn caps_timeout(&mut self) -> Option<Vec<Element>> {
+        let State::Bound(session) = &mut self.state else {
+            return None;
+        };
+        if session.caps_wait.as_ref()?.until > Instant::now() {
+            return None;
+        }
+        let wait = session.caps_wait.take()?;
+        session.caps_refused = Some(caps::key(&wait.caps));
+        Some(wait.held)
+    }
+
+    /// A stanza from a bound session: `from` checked and stamped, classified once, then
+    /// handed to the service or view of its route.
+    pub(super) async fn route_stanza(&mut self, mut el: Element) -> Result<(), End> {
+        let State::Bound(session) = &self.state else {
+            unreachable!("route() is only called when bound");
+        };
+        let me = session.jid.clone();
+        let handle = session.handle.clone();
+        let pubsub = session.pubsub.clone();
+        if let Some(from) = el.attr("from") {
+            let matches = Jid::new(from)
+                .is_ok_and(|j| j.as_str() == me.as_str() || j.as_str() == me.to_bare().as_str());
+            if !matches {
+                return Err(fault("invalid-from", format!("you are {me}")));
+            }
+        }
+        set_attr(&mut el, "from", me.as_str());
+        let classified = route::classify(&el, &me, &self.shared.domain, pubsub.jid());
+        if let Some(peer) = &classified.peer
+            && self.blocked(&el, &me.to_bare(), peer)
+        {
+            return Ok(());
+        }
+        match classified.route {
+            Route::JidMalformed => self.answer(&el, ErrorType::Modify, "jid-malformed", None),
+            Route::Pep {
+                account,
+                own_presence,
+            } => {
+                if own_presence {
+                    handle.set_classic(false);
+                }
+                pubsub.submit_pep(me, account, el).await;
+            }
+            Route::Blocking => pubsub.blocking(me, el).await,
+            Route::Roster => pubsub.roster(me, el).await,
+            Route::PresenceBroadcast => {
+                handle.set_classic(true);
+                pubsub.presence(me, el).await;
+            }
+            Route::Probe { contact } => pubsub.probe(me, contact).await,
+            Route::Subscription { contact, kind } => pubsub.subscription(me, contact, kind).await,
+            Route::PubsubDomain => pubsub.submit(me, el).await,
+            Route::AuthorizationAnswer => pubsub.submit_answer(me, el).await,
+            Route::Remote => self.answer(
+                &el,
+                ErrorType::Cancel,
+                "remote-server-not-found",
+                Some("this server does not federate yet"),
+            ),
+            Route::ServerIq(target) => self.server_iq(el, target).await,
+            Route::ServiceUnavailable => {
+                self.answer(&el, ErrorType::Cancel, "service-unavailable", None);
+            }
+            Route::Session(to) => self.deliver_to_session(&el, &to),
+            Route::Account(to) => self.deliver_to_account(&el, &to),
+            Route::Drop => {}
+        }
+        Ok(())
+    }
+
+    /// A stanza for one session; RFC 6121 §8.5.3.2.1: a message for an unavailable resource
+    /// goes to the account.
+    fn deliver_to_session(&mut self, el: &Element, to: &FullJid) {
+        if let Some(handle) = self.shared.router.session(to) {
+            handle.send(Bytes::from(verona_stream::element_bytes(el)));
+        } else if el.name() == "message" {
+            self.deliver_to_account(el, &to.to_bare());
+        } else if el.name() == "iq" {
+            self.answer(el, ErrorType::Cancel, "service-unavailable", None);
+        }
+    }
+
+    /// XEP-0191 §3.3: a stanza between an account and one it blocked goes nowhere. The
+    /// blocker's own stanzas are refused with `not-acceptable`; the blocked party's look
+    /// undeliverable, so it learns nothing (presence vanishes silently).
+    fn blocked(&mut self, el: &Element, me: &BareJid, to: &BareJid) -> bool {
+        let router = &self.shared.router;
+        let silent = el.name() == "presence";
+        if router.blocks(me, to) {
+            if !silent
+                && let Some(mut reply) = error_reply(el, ErrorType::Cancel, "not-acceptable", None)
+                && let Some(error) = reply.get_child_mut("error", ns::CLIENT)
+            {
+                error.append_child(Element::bare("blocked", ns::BLOCKING_ERRORS));
+                self.send(&reply);
+            }
+            return true;
+        }
+        if router.blocks(to, me) {
+            if !silent {
+                self.answer(el, ErrorType::Cancel, "service-unavailable", None);
+            }
+            return true;
+        }
+        false
+    }
+
+    async fn server_iq(&mut self, el: Element, target: Target) {
+        let State::Bound(session) = &self.state else {
+            unreachable!("server_iq() is only called when bound");
+        };
+        let me = session.jid.clone();
+        let handled = iq::handle(&self.shared, &el, &target, &me).await;
+        if let Some(reply) = handled.reply {
+            self.send(&reply);
+        }
+        if handled.account_removed {
+            self.shared
+                .router
+                .close_account(&me.to_bare(), CloseReason::AccountChanged);
+        }
+    }
+
+    /// A message to a bare JID: every bound resource gets it (presence-based selection comes
+    /// with the presence node); with none, the sender learns it was not delivered.
+    fn deliver_to_account(&mut self, el: &Element, bare: &BareJid) {
+        let sessions = self.shared.router.sessions_of(bare);
+        if sessions.is_empty() {
+            if el.attr("type") != Some("headline") {
+                self.answer(
+                    el,
+                    ErrorType::Cancel,
+                    "service-unavailable",
+                    Some("the recipient is not online"),
+                );
+            }
+            return;
+        }
+        let bytes = Bytes::from(verona_stream::element_bytes(el));
+        for handle in sessions {
+            handle.send(bytes.clone());
+        }
+    }
+
+    fn answer(&mut self, el: &Element, kind: ErrorType, condition: &str, text: Option<&str>) {
+        if let Some(reply) = error_reply(el, kind, condition, text) {
+            self.send(&reply);
+        }
+    }
+}
