@@ -4,7 +4,7 @@
 //! decide native or classic rendering, and XEP-0163 `+notify` filtering).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -163,11 +163,15 @@ pub struct CapsCache(Mutex<HashMap<String, Features>>);
 
 impl CapsCache {
     pub fn get(&self, caps: &Caps) -> Option<Features> {
-        self.0.lock().expect("caps lock").get(&key(caps)).cloned()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key(caps))
+            .cloned()
     }
 
     pub fn insert(&self, caps: &Caps, features: Features) {
-        let mut cache = self.0.lock().expect("caps lock");
+        let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() < CACHE_LIMIT {
             cache.insert(key(caps), features);
         }

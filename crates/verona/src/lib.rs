@@ -19,4 +19,4 @@ mod xml;
 
 pub use config::Config;
 pub use pubsub_service::account_writes;
-pub use server::{RunningServer, open_store};
+pub use server::{RunningServer, Stores, open_store};

@@ -92,10 +92,19 @@ fn init_logging(config: &Config) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = RunningServer::start(config).await?;
     tracing::info!(domain = server.domain(), cert = %server.cert_path().display(), "Verona is running");
-    wait_for_signal().await?;
+    let failed = tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            None
+        }
+        reason = server.failed() => Some(reason),
+    };
     tracing::info!("shutting down");
     server.shutdown().await;
-    Ok(())
+    match failed {
+        Some(reason) => Err(anyhow::anyhow!("stopped: {reason}")),
+        None => Ok(()),
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -31,9 +31,10 @@ use verona_pubsub::{
     SystemEnvironment, Undo,
 };
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
-use verona_storage::{AccountStore, PubsubStore, PubsubWrite};
+use verona_storage::PubsubWrite;
 
 use crate::router::Router;
+use crate::server::{Stores, Supervisor};
 use crate::xml::{BuilderExt, ErrorType, builder, error_reply, ns, set_attr};
 
 /// Requests waiting for the services; senders wait when it is full (backpressure).
@@ -198,13 +199,6 @@ impl SubscriptionKind {
     }
 }
 
-/// The stores the services need: their own, and accounts (a PEP service exists only for an
-/// account that exists).
-pub struct Stores {
-    pub pubsub: Arc<dyn PubsubStore>,
-    pub accounts: Arc<dyn AccountStore>,
-}
-
 /// How the services are hosted.
 #[derive(Clone, Copy, Debug)]
 pub struct Hosting {
@@ -224,6 +218,7 @@ pub async fn start(
     stores: Stores,
     router: Arc<Router>,
     shutdown: watch::Receiver<bool>,
+    supervisor: Supervisor,
     alive: mpsc::Sender<()>,
 ) -> anyhow::Result<PubsubHandle> {
     let nodes = stores.pubsub.load_service(&jid).await?;
@@ -267,13 +262,21 @@ pub async fn start(
             interested: Sessions::default(),
             blocklist_interested: Sessions::default(),
             roster_changes: Vec::new(),
+            relation_changes: Vec::new(),
             blocklists_changed: Vec::new(),
             stores: stores.clone(),
             router: router.clone(),
         };
-        let (shutdown, alive) = (shutdown.clone(), alive.clone());
+        let (shutdown, alive, supervisor) = (shutdown.clone(), alive.clone(), supervisor.clone());
+        let running = tokio::spawn(task.run(rx, peer_rx, shutdown));
         tokio::spawn(async move {
-            task.run(rx, peer_rx, shutdown).await;
+            // A shard holds services and sessions' relations that only storage and a restart
+            // rebuild consistently: a panic stops the server instead of silencing the shard.
+            if let Err(e) = running.await
+                && e.is_panic()
+            {
+                supervisor.fail(format!("pubsub shard {shard} panicked"));
+            }
             // Shutdown waits for this: storage closes only after the last batch is committed.
             drop(alive);
         });
@@ -413,6 +416,9 @@ struct ServicesTask {
     blocklist_interested: Sessions,
     /// (user, contact): the user's roster item for the contact changed in the current batch.
     roster_changes: Vec<(BareJid, BareJid)>,
+    /// (user, contact): roster items changed by other shards' committed work ([`Request::Relation`]),
+    /// pushed whatever becomes of the current batch.
+    relation_changes: Vec<(BareJid, BareJid)>,
     /// Users whose blocklist the current batch changed.
     blocklists_changed: Vec<BareJid>,
     stores: Arc<Stores>,
@@ -492,12 +498,15 @@ impl ServicesTask {
             for origin in done.iter().map(|d| d.origin.clone()).collect::<Vec<_>>() {
                 self.refresh_presence(&origin);
             }
+            // The roster items those requests changed are back as they were: nothing to push.
+            self.roster_changes.clear();
             self.outbox.retain(|out| !out.committed);
         }
         for user in std::mem::take(&mut self.blocklists_changed) {
             self.router.set_blocked(&user, self.blocklist(&user));
         }
-        let changes = std::mem::take(&mut self.roster_changes);
+        let mut changes = std::mem::take(&mut self.roster_changes);
+        changes.append(&mut self.relation_changes);
         self.deliver(done);
         self.push_rosters(changes);
         self.send_outbox();
@@ -684,7 +693,7 @@ impl ServicesTask {
                 if self.accounts.contains_key(&contact)
                     && self.presence.set_outbound(&contact, &owner, follows, asks)
                 {
-                    self.roster_changes.push((contact, owner));
+                    self.relation_changes.push((contact, owner));
                 }
             }
             Request::CameOnline {

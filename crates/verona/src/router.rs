@@ -2,10 +2,14 @@
 //!
 //! A session is reached through a bounded queue of pre-serialised stanzas. A session whose queue
 //! is full is not keeping up; it is told to close instead of letting its queue grow without bound.
+//!
+//! Every critical section is one map operation, so a task that panics while holding a lock
+//! cannot leave a map half-changed: a poisoned lock is used as it is, rather than failing
+//! every connection after it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
@@ -111,7 +115,11 @@ impl SessionHandle {
     }
 
     pub fn set_features(&self, features: Features) {
-        *self.view.features.write().expect("view lock") = Some(features);
+        *self
+            .view
+            .features
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(features);
     }
 
     /// Marks the session available (true) or not; returns whether it was available before.
@@ -124,14 +132,23 @@ impl SessionHandle {
     }
 
     pub fn features(&self) -> Option<Features> {
-        self.view.features.read().expect("view lock").clone()
+        self.view
+            .features
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether the session gets the classic rendering (DESIGN §3): its capabilities decide
     /// when known; otherwise `made_classically`, how the subscription behind the event was
     /// made; otherwise how the session publishes its own presence.
     pub fn wants_classic(&self, made_classically: Option<bool>) -> bool {
-        if let Some(features) = &*self.view.features.read().expect("view lock") {
+        if let Some(features) = &*self
+            .view
+            .features
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             return !features.contains(PRESENCE_NOTIFY);
         }
         made_classically.unwrap_or_else(|| self.view.classic.load(Ordering::Relaxed))
@@ -148,7 +165,7 @@ pub struct Router {
 
 impl Router {
     pub fn set_blocked(&self, user: &BareJid, blocked: Vec<BareJid>) {
-        let mut lists = self.blocked.write().expect("blocklist lock");
+        let mut lists = self.blocked.write().unwrap_or_else(PoisonError::into_inner);
         if blocked.is_empty() {
             lists.remove(user);
         } else {
@@ -158,7 +175,7 @@ impl Router {
 
     /// Whether `user` blocked `other` (or `other`'s domain).
     pub fn blocks(&self, user: &BareJid, other: &BareJid) -> bool {
-        let lists = self.blocked.read().expect("blocklist lock");
+        let lists = self.blocked.read().unwrap_or_else(PoisonError::into_inner);
         lists.get(user).is_some_and(|list| {
             list.contains(other)
                 || BareJid::new(other.domain().as_str()).is_ok_and(|domain| list.contains(&domain))
@@ -181,7 +198,10 @@ impl Router {
 
     /// Removes the binding, unless it was already replaced by a newer session.
     pub fn unbind(&self, jid: &FullJid, handle: &SessionHandle) {
-        let mut sessions = self.sessions.write().expect("router lock");
+        let mut sessions = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let bare = jid.to_bare();
         if let Some(resources) = sessions.get_mut(&bare) {
             if resources
@@ -221,7 +241,7 @@ impl Router {
     /// The positions of the JIDs that have no bound session (for a bare JID: no session of
     /// its account), under one read of the registry: a fan-out asks for all its recipients.
     pub fn unreachable<'a>(&self, jids: impl IntoIterator<Item = &'a Jid>) -> Vec<usize> {
-        let sessions = self.sessions.read().expect("router lock");
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         jids.into_iter()
             .enumerate()
             .filter(|(_, jid)| match jid.try_as_full() {

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
-use verona_storage::SqliteStore;
+use verona_storage::{AccountStore, PubsubStore, SqliteStore};
 
 use crate::accounts::Accounts;
 use crate::caps::CapsCache;
@@ -38,6 +38,26 @@ pub struct Shared {
     pub starttls: TlsAcceptor,
     pub direct_tls: TlsAcceptor,
     pub shutdown: watch::Receiver<bool>,
+    /// Why the server stopped, when a part of it failed (see [`Supervisor`]).
+    pub failure: watch::Receiver<Option<String>>,
+}
+
+/// Stops the server when a part that every client depends on fails (a panicking pubsub
+/// shard), rather than leaving clients waiting for answers that never come: every stream is
+/// closed with `internal-server-error` and [`RunningServer::failed`] resolves.
+#[derive(Clone)]
+pub struct Supervisor {
+    shutdown: Arc<watch::Sender<bool>>,
+    failure: Arc<watch::Sender<Option<String>>>,
+}
+
+impl Supervisor {
+    pub fn fail(&self, reason: String) {
+        tracing::error!("{reason}: stopping the server");
+        // The reason first: streams closing on the shutdown signal read it.
+        self.failure.send_replace(Some(reason));
+        self.shutdown.send_replace(true);
+    }
 }
 
 /// A server that is accepting connections.
@@ -46,7 +66,7 @@ pub struct RunningServer {
     c2s_addrs: Vec<SocketAddr>,
     direct_tls_addrs: Vec<SocketAddr>,
     cert_path: PathBuf,
-    shutdown: watch::Sender<bool>,
+    supervisor: Supervisor,
     /// Every connection and listener task holds a clone; all dropped = all finished.
     alive: mpsc::Sender<()>,
     finished: mpsc::Receiver<()>,
@@ -63,15 +83,49 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     Ok(Arc::new(store))
 }
 
+/// The stores a server runs on: SQLite in the data directory ([`open_store`]), or any other
+/// implementation of the storage traits (tests inject stores that fail on demand).
+#[derive(Clone)]
+pub struct Stores {
+    pub accounts: Arc<dyn AccountStore>,
+    pub pubsub: Arc<dyn PubsubStore>,
+}
+
+impl From<Arc<SqliteStore>> for Stores {
+    fn from(store: Arc<SqliteStore>) -> Self {
+        Stores {
+            accounts: store.clone(),
+            pubsub: store,
+        }
+    }
+}
+
 impl RunningServer {
-    /// Opens storage, loads or generates the certificate, binds every listener and starts
-    /// accepting. Listening on port 0 picks free ports; see [`RunningServer::c2s_addrs`].
+    /// Opens storage in the data directory, then [`RunningServer::start_with_stores`].
     pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let store = open_store(&config).await?;
+        Self::start_with_stores(config, Stores::from(store)).await
+    }
+
+    /// Loads or generates the certificate, binds every listener and starts accepting, on the
+    /// given stores. Listening on port 0 picks free ports; see [`RunningServer::c2s_addrs`].
+    pub async fn start_with_stores(
+        config: Config,
+        stores: Stores,
+    ) -> anyhow::Result<RunningServer> {
         let tls = tls::load(&config)?;
         let domain = config.normalized_domain();
-        let accounts = Accounts::new(store.clone(), domain.clone(), config.auth.scram_iterations);
+        let accounts = Accounts::new(
+            stores.accounts.clone(),
+            domain.clone(),
+            config.auth.scram_iterations,
+        );
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (failure_tx, failure_rx) = watch::channel(None);
+        let supervisor = Supervisor {
+            shutdown: Arc::new(shutdown_tx),
+            failure: Arc::new(failure_tx),
+        };
         let (alive, finished) = mpsc::channel(1);
         let router = Arc::new(Router::default());
         let pubsub = pubsub_service::start(
@@ -82,12 +136,10 @@ impl RunningServer {
                 resident_services: config.limits.resident_services,
                 queue_bytes: config.limits.pubsub_queue_bytes,
             },
-            pubsub_service::Stores {
-                pubsub: store.clone(),
-                accounts: store,
-            },
+            stores,
             router.clone(),
             shutdown_rx.clone(),
+            supervisor.clone(),
             alive.clone(),
         )
         .await?;
@@ -112,6 +164,7 @@ impl RunningServer {
             starttls: TlsAcceptor::from(tls.starttls),
             direct_tls: TlsAcceptor::from(tls.direct),
             shutdown: shutdown_rx,
+            failure: failure_rx,
             config,
         });
         let mut server = RunningServer {
@@ -119,7 +172,7 @@ impl RunningServer {
             c2s_addrs: Vec::new(),
             direct_tls_addrs: Vec::new(),
             cert_path: tls.cert_path,
-            shutdown: shutdown_tx,
+            supervisor,
             alive: alive.clone(),
             finished,
         };
@@ -159,16 +212,26 @@ impl RunningServer {
         &self.shared.accounts
     }
 
+    /// Resolves when a part of the server failed and the server stopped serving (see
+    /// [`Supervisor`]), with the reason; never while it runs well.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.shared.failure.clone();
+        match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Closes every stream (`system-shutdown`), waits for them, then closes storage.
     pub async fn shutdown(self) {
         let RunningServer {
             shared,
-            shutdown,
+            supervisor,
             alive,
             mut finished,
             ..
         } = self;
-        shutdown.send_replace(true);
+        supervisor.shutdown.send_replace(true);
         drop(alive);
         if tokio::time::timeout(SHUTDOWN_GRACE, finished.recv())
             .await

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const MAX_DELAY: Duration = Duration::from_secs(30);
@@ -27,7 +27,7 @@ impl AuthThrottle {
 
     /// Records a failure and returns how long to wait before answering it.
     pub fn failure(&self, addr: IpAddr, now: Instant) -> Duration {
-        let mut failures = self.failures.lock().expect("throttle lock");
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if failures.len() >= MAX_TRACKED {
             failures.retain(|_, (_, since)| now.duration_since(*since) < self.window);
         }
@@ -46,7 +46,10 @@ impl AuthThrottle {
 
     /// A successful login from the address forgives its failures.
     pub fn success(&self, addr: IpAddr) {
-        self.failures.lock().expect("throttle lock").remove(&addr);
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&addr);
     }
 }
 

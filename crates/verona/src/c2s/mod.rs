@@ -175,6 +175,9 @@ impl Connection {
                     let reason = reason.unwrap_or(CloseReason::AccountChanged);
                     return End::Fault(reason.condition(), None);
                 }
+                Wake::Shutdown if self.shared.failure.borrow().is_some() => {
+                    return End::Fault("internal-server-error", None);
+                }
                 Wake::Shutdown => return End::Fault("system-shutdown", None),
                 Wake::Timer => {
                     if let Some(held) = self.caps_timeout() {

@@ -19,6 +19,8 @@ use verona::{Config, RunningServer};
 use verona_auth::{ScramClient, ScramHash, TlsBinding};
 use verona_stream::{Limits, StreamEvent, StreamHeader, StreamParser};
 
+pub mod faulty;
+
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long "nothing arrives" is waited for.
 pub const QUIET: Duration = Duration::from_millis(300);
@@ -63,6 +65,17 @@ impl TestServer {
         adjust(&mut config);
         let server = RunningServer::start(config).await.unwrap();
         TestServer { server, dir }
+    }
+
+    /// A server on a store whose writes fail or panic on demand.
+    pub async fn start_faulty() -> (TestServer, Arc<faulty::FaultyStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_config(dir.path());
+        let store = faulty::FaultyStore::new(verona::open_store(&config).await.unwrap());
+        let server = RunningServer::start_with_stores(config, store.stores())
+            .await
+            .unwrap();
+        (TestServer { server, dir }, store)
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -1,0 +1,116 @@
+//! A store that fails on demand: the real SQLite store underneath, with writes that can be
+//! made to fail (as a full disk would) or to panic (as a bug in a backend would), so that
+//! rollback and supervision are testable end to end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use verona::Stores;
+use verona_pubsub::StoredNode;
+use verona_storage::{
+    AccountStore, BoxFuture, Credentials, HeldSubscription, PubsubStore, PubsubWrite, SqliteStore,
+    StorageError,
+};
+
+/// What pubsub writes do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Writes {
+    Succeed,
+    Fail,
+    Panic,
+}
+
+pub struct FaultyStore {
+    inner: Arc<SqliteStore>,
+    writes: AtomicU8,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<SqliteStore>) -> Arc<FaultyStore> {
+        Arc::new(FaultyStore {
+            inner,
+            writes: AtomicU8::new(Writes::Succeed as u8),
+        })
+    }
+
+    pub fn set(&self, writes: Writes) {
+        self.writes.store(writes as u8, Ordering::SeqCst);
+    }
+
+    pub fn stores(self: &Arc<Self>) -> Stores {
+        Stores {
+            accounts: self.clone(),
+            pubsub: self.clone(),
+        }
+    }
+}
+
+impl PubsubStore for FaultyStore {
+    fn load_service<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>> {
+        self.inner.load_service(service)
+    }
+
+    fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
+        self.inner.services()
+    }
+
+    fn subscriptions_of<'a>(
+        &'a self,
+        subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HeldSubscription>, StorageError>> {
+        self.inner.subscriptions_of(subscriber)
+    }
+
+    fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
+        match self.writes.load(Ordering::SeqCst) {
+            w if w == Writes::Fail as u8 => Box::pin(async {
+                Err(StorageError::Io(std::io::Error::other(
+                    "injected: disk full",
+                )))
+            }),
+            w if w == Writes::Panic as u8 => panic!("injected: a bug in the store"),
+            _ => self.inner.apply(writes),
+        }
+    }
+}
+
+impl AccountStore for FaultyStore {
+    fn create_account<'a>(
+        &'a self,
+        jid: &'a str,
+        creds: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.inner.create_account(jid, creds)
+    }
+
+    fn credentials<'a>(
+        &'a self,
+        jid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credentials>, StorageError>> {
+        self.inner.credentials(jid)
+    }
+
+    fn set_credentials<'a>(
+        &'a self,
+        jid: &'a str,
+        creds: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.inner.set_credentials(jid, creds)
+    }
+
+    fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.inner.delete_account(jid)
+    }
+
+    fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
+        self.inner.list_accounts()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.inner.close()
+    }
+}

@@ -1,0 +1,206 @@
+//! A storage write that fails undoes everything the batch did, everywhere: the engine, the
+//! router's copies, pushes and notifications. The requester is told to retry (`wait`), and
+//! what it asked for is neither stored, remembered, nor announced. A store that panics stops
+//! the server loudly instead of leaving clients without answers.
+
+mod common;
+
+use common::faulty::Writes;
+use common::*;
+use minidom::Element;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const BLOCKING: &str = "urn:xmpp:blocking";
+const ROSTER: &str = "jabber:iq:roster";
+const OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+
+/// (error type, defined condition) of an error reply.
+fn error_of(reply: &Element) -> (String, String) {
+    assert_eq!(reply.attr("type"), Some("error"), "{}", show(reply));
+    let error = reply.get_child("error", NS_CLIENT).expect("an <error/>");
+    let condition = stanza_error(reply).expect("a defined condition");
+    (error.attr("type").unwrap_or_default().to_owned(), condition)
+}
+
+fn told_to_retry(reply: &Element) {
+    assert_eq!(
+        error_of(reply),
+        ("wait".to_owned(), "internal-server-error".to_owned())
+    );
+}
+
+fn message_body(el: &Element) -> (Option<&str>, String) {
+    assert_eq!(el.name(), "message", "{}", show(el));
+    let body = el.get_child("body", NS_CLIENT).map(|b| b.text());
+    (el.attr("from"), body.unwrap_or_default())
+}
+
+fn create_open(node: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='c'><pubsub xmlns='{PUBSUB}'><create node='{node}'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field></x></configure></pubsub></iq>"
+    )
+}
+
+fn publish(id: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='p-{id}'><pubsub xmlns='{PUBSUB}'><publish node='moments'><item id='{id}'><entry xmlns='urn:example'/></item></publish></pubsub></iq>"
+    )
+}
+
+fn subscribe(id: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='moments' jid='romeo@localhost'/></pubsub></iq>"
+    )
+}
+
+/// The ids of the items of Juliet's `moments` node, as `who` reads them.
+async fn item_ids(who: &mut Client) -> Vec<String> {
+    let get = format!(
+        "<iq xmlns='jabber:client' type='get' id='items' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><items node='moments'/></pubsub></iq>"
+    );
+    let reply = who.request(&get).await;
+    ok(&reply);
+    reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .expect("<items/>")
+        .children()
+        .filter_map(|item| item.attr("id").map(str::to_owned))
+        .collect()
+}
+
+async fn two_users() -> (
+    TestServer,
+    std::sync::Arc<faulty::FaultyStore>,
+    Client,
+    Client,
+) {
+    let (t, store) = TestServer::start_faulty().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let juliet = t.login("juliet", "pw", "balcony").await;
+    let romeo = t.login("romeo", "pw", "orchard").await;
+    (t, store, juliet, romeo)
+}
+
+/// XEP-0191: a block whose write fails blocks nobody: not the list, not the router (stanzas
+/// still flow both ways), and no push says otherwise.
+#[tokio::test]
+async fn a_block_that_fails_to_commit_blocks_nobody() {
+    let (_t, store, mut juliet, mut romeo) = two_users().await;
+    let get = format!(
+        "<iq xmlns='jabber:client' type='get' id='b0'><blocklist xmlns='{BLOCKING}'/></iq>"
+    );
+    ok(&juliet.request(&get).await);
+
+    store.set(Writes::Fail);
+    let block = format!(
+        "<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='{BLOCKING}'><item jid='romeo@localhost'/></block></iq>"
+    );
+    told_to_retry(&juliet.request(&block).await);
+    juliet.expect_nothing().await;
+    store.set(Writes::Succeed);
+
+    let list = juliet.request(&get.replace("b0", "b2")).await;
+    let items = list.get_child("blocklist", BLOCKING).expect("a blocklist");
+    assert_eq!(items.children().count(), 0, "{}", show(&list));
+    juliet
+        .send("<message xmlns='jabber:client' to='romeo@localhost/orchard' type='chat'><body>still here</body></message>")
+        .await;
+    assert_eq!(
+        message_body(&romeo.recv().await),
+        (Some("juliet@localhost/balcony"), "still here".to_owned())
+    );
+    romeo
+        .send("<message xmlns='jabber:client' to='juliet@localhost/balcony' type='chat'><body>me too</body></message>")
+        .await;
+    assert_eq!(
+        message_body(&juliet.recv().await),
+        (Some("romeo@localhost/orchard"), "me too".to_owned())
+    );
+}
+
+/// A publish whose write fails is neither kept (also after the service is reloaded from
+/// storage) nor notified.
+#[tokio::test]
+async fn a_publish_that_fails_to_commit_is_neither_kept_nor_notified() {
+    let (_t, store, mut juliet, mut romeo) = two_users().await;
+    ok(&juliet.request(&create_open("moments")).await);
+    ok(&romeo.request(&subscribe("s")).await);
+
+    store.set(Writes::Fail);
+    told_to_retry(&juliet.request(&publish("lost")).await);
+    romeo.expect_nothing().await;
+    store.set(Writes::Succeed);
+
+    assert!(item_ids(&mut romeo).await.is_empty());
+    ok(&juliet.request(&publish("kept")).await);
+    let event = romeo.recv_from("juliet@localhost").await;
+    assert!(event.has_child("event", "http://jabber.org/protocol/pubsub#event"));
+    assert_eq!(item_ids(&mut romeo).await, ["kept"]);
+}
+
+/// A subscription whose write fails is not held: the subscriber is not listed and gets no
+/// notifications.
+#[tokio::test]
+async fn a_subscription_that_fails_to_commit_is_not_held() {
+    let (_t, store, mut juliet, mut romeo) = two_users().await;
+    ok(&juliet.request(&create_open("moments")).await);
+
+    store.set(Writes::Fail);
+    told_to_retry(&romeo.request(&subscribe("s1")).await);
+    store.set(Writes::Succeed);
+
+    let subscriptions = format!(
+        "<iq xmlns='jabber:client' type='get' id='subs'><pubsub xmlns='{PUBSUB}#owner'><subscriptions node='moments'/></pubsub></iq>"
+    );
+    let reply = juliet.request(&subscriptions).await;
+    ok(&reply);
+    let listed = reply
+        .get_child("pubsub", OWNER)
+        .and_then(|p| p.get_child("subscriptions", OWNER))
+        .expect("<subscriptions/>")
+        .children()
+        .count();
+    assert_eq!(listed, 0, "{}", show(&reply));
+    ok(&juliet.request(&publish("unseen")).await);
+    romeo.expect_nothing().await;
+}
+
+/// RFC 6121 §2.3: a roster set whose write fails is not in the roster and is not pushed.
+#[tokio::test]
+async fn a_roster_set_that_fails_to_commit_is_neither_kept_nor_pushed() {
+    let (_t, store, _juliet, mut romeo) = two_users().await;
+    let get = "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>";
+    ok(&romeo.request(get).await);
+
+    store.set(Writes::Fail);
+    let set = "<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='juliet@localhost' name='Juliet'><group>Capulets</group></item></query></iq>";
+    told_to_retry(&romeo.request(set).await);
+    romeo.expect_nothing().await;
+    store.set(Writes::Succeed);
+
+    let roster = romeo.request(&get.replace("r0", "r1")).await;
+    let items = roster.get_child("query", ROSTER).expect("a roster");
+    assert_eq!(items.children().count(), 0, "{}", show(&roster));
+}
+
+/// A panic in a pubsub shard (here: in its store) does not leave clients waiting for answers
+/// that never come: every stream ends with `internal-server-error` and the server reports
+/// the failure (the `serve` command then exits non-zero).
+#[tokio::test]
+async fn a_panicking_shard_stops_the_server_loudly() {
+    let (t, store, mut juliet, mut romeo) = two_users().await;
+    ok(&juliet.request(&create_open("moments")).await);
+
+    store.set(Writes::Panic);
+    juliet.send(&publish("boom")).await;
+    let reason = tokio::time::timeout(TIMEOUT, t.server.failed())
+        .await
+        .expect("the server reports the failure");
+    assert!(reason.starts_with("pubsub shard"), "{reason}");
+    for client in [&mut juliet, &mut romeo] {
+        assert_eq!(client.expect_stream_error().await, "internal-server-error");
+    }
+}
