@@ -34,7 +34,7 @@ use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::PubsubWrite;
 
 use crate::router::Router;
-use crate::server::{Stores, Supervisor};
+use crate::server::{Lifecycle, Stores};
 use crate::xml::{BuilderExt, ErrorType, builder, error_reply, ns, set_attr};
 
 /// Requests waiting for the services; senders wait when it is full (backpressure).
@@ -217,9 +217,7 @@ pub async fn start(
     hosting: Hosting,
     stores: Stores,
     router: Arc<Router>,
-    shutdown: watch::Receiver<bool>,
-    supervisor: Supervisor,
-    alive: mpsc::Sender<()>,
+    lifecycle: Lifecycle,
 ) -> anyhow::Result<PubsubHandle> {
     let nodes = stores.pubsub.load_service(&jid).await?;
     tracing::info!(service = %jid, nodes = nodes.len(), shards = hosting.shards, "pubsub service loaded");
@@ -267,7 +265,11 @@ pub async fn start(
             stores: stores.clone(),
             router: router.clone(),
         };
-        let (shutdown, alive, supervisor) = (shutdown.clone(), alive.clone(), supervisor.clone());
+        let Lifecycle {
+            shutdown,
+            supervisor,
+            alive,
+        } = lifecycle.clone();
         let running = tokio::spawn(task.run(rx, peer_rx, shutdown));
         tokio::spawn(async move {
             // A shard holds services and sessions' relations that only storage and a restart

@@ -51,6 +51,15 @@ pub struct Supervisor {
     failure: Arc<watch::Sender<Option<String>>>,
 }
 
+/// What a long-lived task of the server holds: the shutdown signal, the supervisor to report
+/// its failure to, and a token that keeps shutdown waiting until the task has finished.
+#[derive(Clone)]
+pub struct Lifecycle {
+    pub shutdown: watch::Receiver<bool>,
+    pub supervisor: Supervisor,
+    pub alive: mpsc::Sender<()>,
+}
+
 impl Supervisor {
     pub fn fail(&self, reason: String) {
         tracing::error!("{reason}: stopping the server");
@@ -138,9 +147,11 @@ impl RunningServer {
             },
             stores,
             router.clone(),
-            shutdown_rx.clone(),
-            supervisor.clone(),
-            alive.clone(),
+            Lifecycle {
+                shutdown: shutdown_rx.clone(),
+                supervisor: supervisor.clone(),
+                alive: alive.clone(),
+            },
         )
         .await?;
         let throttle = AuthThrottle::new(
