@@ -573,103 +573,8 @@ impl ServicesTask {
             Request::Stanza {
                 from,
                 target,
-                mut stanza,
-            } => {
-                let own_presence = matches!(&target, Target::Account(account) if *account == from.to_bare())
-                    && own_presence_item_id(&mut stanza, &from);
-                if own_presence {
-                    self.came_online(&from, done);
-                }
-                let origin = match target {
-                    Target::Domain => Origin::Domain,
-                    Target::Account(account) => Origin::Account(account),
-                    Target::Answer => match self.answer_origin(&from, &stanza) {
-                        Some(origin) => origin,
-                        None => {
-                            let request = Request::Stanza {
-                                from,
-                                target: Target::Domain,
-                                stanza,
-                            };
-                            self.send_to(self.domain_shard, request, false);
-                            return;
-                        }
-                    },
-                };
-                let Some(hosted) = (match &origin {
-                    Origin::Domain => self.domain.as_mut(),
-                    Origin::Account(account) => self.accounts.get_mut(account),
-                }) else {
-                    // No such account: nobody hosts a PEP service there.
-                    let reply =
-                        error_reply(&stanza, ErrorType::Cancel, "service-unavailable", None);
-                    done.push(Done::reply(from, reply));
-                    return;
-                };
-                let context = ServiceContext {
-                    jid: &hosted.jid,
-                    kind: hosted.kind,
-                    resolver: &self.presence,
-                };
-                let handled = verona_pubsub_xmpp::handle_stanza(
-                    &mut hosted.service,
-                    &context,
-                    &from,
-                    &stanza,
-                );
-                let succeeded = handled
-                    .reply
-                    .as_ref()
-                    .is_some_and(|reply| reply.attr("type") == Some("result"));
-                let unheard = match &origin {
-                    Origin::Account(owner) if succeeded && !own_presence => unheard_publish(
-                        hosted,
-                        owner,
-                        &stanza,
-                        handled.reply.as_ref(),
-                        &handled.effects,
-                    ),
-                    _ => None,
-                };
-                if touches_presence_subscriptions(&handled.effects) {
-                    self.refresh_presence(&origin);
-                }
-                let published = own_presence && succeeded;
-                let created: Vec<String> = handled
-                    .effects
-                    .iter()
-                    .filter_map(|effect| match effect {
-                        Effect::Persist(StoreOp::NodeCreated { node, .. }) => Some(node.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                let account = match &origin {
-                    Origin::Account(account) => Some(account.clone()),
-                    Origin::Domain => None,
-                };
-                let subscribing = changes_subscription_options(&stanza);
-                done.push(Done {
-                    origin,
-                    to: Some(from.clone()),
-                    request: Some(stanza),
-                    reply: handled.reply,
-                    effects: handled.effects,
-                    undo: handled.undo,
-                });
-                if published {
-                    self.reflect_presence(&from, done);
-                }
-                if let Some(account) = account {
-                    self.carry_blocks(&account, &created, done);
-                    if subscribing {
-                        self.note_temporary(&account);
-                    }
-                }
-                if let Some((owner, notification)) = unheard {
-                    let effects = vec![Effect::Notify(notification)];
-                    done.push(Done::new_effects(Origin::Account(owner), effects));
-                }
-            }
+                stanza,
+            } => self.stanza(from, target, stanza, done),
             Request::Presence { from, stanza } => {
                 self.classic_presence(&from, &stanza, done);
             }
@@ -716,6 +621,102 @@ impl ServicesTask {
                 }
             }
         }
+    }
+
+    /// A XEP-0060 stanza for a service: through the protocol layer into the engine, then
+    /// what it means for presence, blocking and residency.
+    fn stanza(&mut self, from: FullJid, target: Target, mut stanza: Element, done: &mut Vec<Done>) {
+        let own_presence = matches!(&target, Target::Account(account) if *account == from.to_bare())
+            && own_presence_item_id(&mut stanza, &from);
+        if own_presence {
+            self.came_online(&from, done);
+        }
+        let origin = match target {
+            Target::Domain => Origin::Domain,
+            Target::Account(account) => Origin::Account(account),
+            Target::Answer => match self.answer_origin(&from, &stanza) {
+                Some(origin) => origin,
+                None => return self.forward_answer(from, stanza),
+            },
+        };
+        let Some(hosted) = (match &origin {
+            Origin::Domain => self.domain.as_mut(),
+            Origin::Account(account) => self.accounts.get_mut(account),
+        }) else {
+            // No such account: nobody hosts a PEP service there.
+            let reply = error_reply(&stanza, ErrorType::Cancel, "service-unavailable", None);
+            done.push(Done::reply(from, reply));
+            return;
+        };
+        let context = ServiceContext {
+            jid: &hosted.jid,
+            kind: hosted.kind,
+            resolver: &self.presence,
+        };
+        let handled =
+            verona_pubsub_xmpp::handle_stanza(&mut hosted.service, &context, &from, &stanza);
+        let succeeded = handled
+            .reply
+            .as_ref()
+            .is_some_and(|reply| reply.attr("type") == Some("result"));
+        let unheard = match &origin {
+            Origin::Account(owner) if succeeded && !own_presence => unheard_publish(
+                hosted,
+                owner,
+                &stanza,
+                handled.reply.as_ref(),
+                &handled.effects,
+            ),
+            _ => None,
+        };
+        if touches_presence_subscriptions(&handled.effects) {
+            self.refresh_presence(&origin);
+        }
+        let published = own_presence && succeeded;
+        let created: Vec<String> = handled
+            .effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Persist(StoreOp::NodeCreated { node, .. }) => Some(node.clone()),
+                _ => None,
+            })
+            .collect();
+        let account = match &origin {
+            Origin::Account(account) => Some(account.clone()),
+            Origin::Domain => None,
+        };
+        let subscribing = changes_subscription_options(&stanza);
+        done.push(Done {
+            origin,
+            to: Some(from.clone()),
+            request: Some(stanza),
+            reply: handled.reply,
+            effects: handled.effects,
+            undo: handled.undo,
+        });
+        if published {
+            self.reflect_presence(&from, done);
+        }
+        if let Some(account) = account {
+            self.carry_blocks(&account, &created, done);
+            if subscribing {
+                self.note_temporary(&account);
+            }
+        }
+        if let Some((owner, notification)) = unheard {
+            let effects = vec![Effect::Notify(notification)];
+            done.push(Done::new_effects(Origin::Account(owner), effects));
+        }
+    }
+
+    /// An answer for `pubsub.<domain>`, held by another shard.
+    fn forward_answer(&mut self, from: FullJid, stanza: Element) {
+        let request = Request::Stanza {
+            from,
+            target: Target::Domain,
+            stanza,
+        };
+        self.send_to(self.domain_shard, request, false);
     }
 
     /// An answer sent to the server goes to the sender's own PEP service when it has the
