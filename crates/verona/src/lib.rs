@@ -6,11 +6,11 @@
 
 pub mod accounts;
 mod c2s;
-mod caps;
 mod compress;
 pub mod config;
+mod eventing;
+mod host;
 mod iq;
-mod pubsub_service;
 mod router;
 mod server;
 mod throttle;
@@ -18,5 +18,5 @@ pub mod tls;
 mod xml;
 
 pub use config::Config;
-pub use pubsub_service::account_writes;
+pub use host::account_writes;
 pub use server::{RunningServer, Stores, open_store};

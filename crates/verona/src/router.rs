@@ -15,6 +15,8 @@ use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{mpsc, watch};
 
+use crate::eventing::rendering::{self, Features};
+
 /// Why the server ends a session from outside its own task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
@@ -58,14 +60,6 @@ struct View {
     /// broadcasts reach it.
     available: AtomicBool,
 }
-
-/// A client's verified disco#info features (XEP-0115), shared by every session with the
-/// same capabilities.
-pub type Features = Arc<HashSet<String>>;
-
-/// The feature by which a client says it wants presence as pubsub events (XEP-0163 `+notify`
-/// on the `presence` node).
-pub const PRESENCE_NOTIFY: &str = "presence+notify";
 
 /// The session's own ends of its handle.
 pub struct SessionEnds {
@@ -143,15 +137,13 @@ impl SessionHandle {
     /// when known; otherwise `made_classically`, how the subscription behind the event was
     /// made; otherwise how the session publishes its own presence.
     pub fn wants_classic(&self, made_classically: Option<bool>) -> bool {
-        if let Some(features) = &*self
+        let features = self
             .view
             .features
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            return !features.contains(PRESENCE_NOTIFY);
-        }
-        made_classically.unwrap_or_else(|| self.view.classic.load(Ordering::Relaxed))
+            .unwrap_or_else(PoisonError::into_inner);
+        let publishes_classically = self.view.classic.load(Ordering::Relaxed);
+        rendering::wants_classic(features.as_ref(), made_classically, publishes_classically)
     }
 }
 
@@ -418,31 +410,6 @@ mod tests {
             router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, false, || None);
         assert_eq!(delivered, 1);
         assert!(classic_ends.rx.try_recv().is_err());
-    }
-
-    /// DESIGN §3: capabilities first, then how the subscription was made, then how the
-    /// session publishes its own presence.
-    #[test]
-    fn the_rendering_rule() {
-        let notify: Features = Arc::new(HashSet::from([PRESENCE_NOTIFY.to_owned()]));
-        let plain: Features = Arc::new(HashSet::from(["urn:xmpp:ping".to_owned()]));
-        let cases: &[(Option<&Features>, Option<bool>, bool, bool)] = &[
-            // (features, made classically, publishes <presence/>, wants classic)
-            (Some(&notify), Some(true), true, false),
-            (Some(&plain), Some(false), false, true),
-            (None, Some(true), false, true),
-            (None, Some(false), true, false),
-            (None, None, true, true),
-            (None, None, false, false),
-        ];
-        for (n, &(features, made, publishes, expected)) in cases.iter().enumerate() {
-            let (session, _ends) = SessionHandle::new(1);
-            session.set_classic(publishes);
-            if let Some(features) = features {
-                session.set_features(features.clone());
-            }
-            assert_eq!(session.wants_classic(made), expected, "case {n}");
-        }
     }
 
     #[test]

@@ -14,9 +14,9 @@ use tracing::Instrument;
 use verona_storage::{AccountStore, PubsubStore, SqliteStore};
 
 use crate::accounts::Accounts;
-use crate::caps::CapsCache;
 use crate::config::Config;
-use crate::pubsub_service::{self, PubsubHandle};
+use crate::eventing::caps::CapsCache;
+use crate::host::{self, PubsubHandle};
 use crate::router::Router;
 use crate::throttle::AuthThrottle;
 use crate::{c2s, tls};
@@ -137,10 +137,10 @@ impl RunningServer {
         };
         let (alive, finished) = mpsc::channel(1);
         let router = Arc::new(Router::default());
-        let pubsub = pubsub_service::start(
+        let pubsub = host::start(
             config.pubsub_jid(),
             config.pubsub_service(),
-            pubsub_service::Hosting {
+            host::Hosting {
                 shards: config.pubsub_shards(),
                 resident_services: config.limits.resident_services,
                 queue_bytes: config.limits.pubsub_queue_bytes,

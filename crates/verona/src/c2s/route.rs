@@ -4,8 +4,8 @@
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 
+use crate::eventing::presence::SubscriptionKind;
 use crate::iq::Target;
-use crate::pubsub_service::SubscriptionKind;
 use crate::xml::ns;
 
 /// Where a stanza from a bound session goes. Each row is one handler; the order of the checks

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 
 use super::route::{self, Route, is_pep_request, publishes_presence};
 use super::{Connection, End, State, fault, random_id};
-use crate::caps;
+use crate::eventing::caps;
+use crate::host::PubsubHandle;
 use crate::iq::{self, Target};
-use crate::pubsub_service::PubsubHandle;
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
 use crate::xml::{ErrorType, error_reply, ns, set_attr};
 

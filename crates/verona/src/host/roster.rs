@@ -1,141 +1,22 @@
-//! `jabber:iq:roster` (RFC 6121 §2) as a view: items are derived from presence-node
-//! subscriptions, names and groups are items of the private `roster` PEP node (DESIGN §2), and
-//! removing a contact ends the subscriptions both ways. Versioning (§2.6) hashes the derived
-//! roster, so nothing but the engine's state is kept.
+//! The host side of the roster view ([`crate::eventing::roster`]): a roster get or set run
+//! against the user's PEP service and the presence graph in a batch; removing a contact ends
+//! the subscriptions both ways; pushes to the sessions that asked for the roster.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
-use sha2::{Digest, Sha256};
-use verona_pubsub::{
-    AccessModel, AccessResolver, ConfigField, CreateRequest, ItemQuery, MaxItems, PublishRequest,
-    SendLastPublishedItem,
-};
+use verona_pubsub::{AccessResolver, CreateRequest, ItemQuery, PublishRequest};
 
-use super::graph::RosterEntry;
 use super::{Done, Origin, ROSTER_NODE, Request, ServicesTask, SubscriptionKind};
+use crate::eventing::roster::{RosterSet, item_element, parse_set, version};
 use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
-
-/// The `roster` node: only the owner reads it, it lasts, and it is never pushed as events
-/// (roster pushes are its view).
-pub(super) fn roster_node_config() -> Vec<ConfigField> {
-    vec![
-        ConfigField::AccessModel(AccessModel::Whitelist),
-        ConfigField::PersistItems(true),
-        ConfigField::MaxItems(MaxItems::Max),
-        ConfigField::SendLastPublishedItem(SendLastPublishedItem::Never),
-        ConfigField::DeliverNotifications(false),
-    ]
-}
-
-/// The `roster` node item annotating `contact` (with a name, and the group `Contacts`), as a
-/// roster set stores it.
-pub(super) fn annotation_payload(contact: &BareJid, name: Option<&str>) -> String {
-    let mut item = builder("item", ns::ROSTER).with("jid", contact.as_str());
-    if let Some(name) = name {
-        item = item.with("name", name);
-    }
-    let item = item
-        .append(builder("group", ns::ROSTER).append("Contacts").build())
-        .build();
-    String::from_utf8(verona_stream::element_bytes(&item)).expect("serialised XML is UTF-8")
-}
-
-/// A validated roster set (RFC 6121 §2.3.3, §2.5.2).
-enum RosterSet {
-    Update { contact: BareJid, item: Element },
-    Remove { contact: BareJid },
-}
-
-/// The one `<item/>` of a roster set, or the stanza error it deserves.
-fn parse_set(iq: &Element) -> Result<RosterSet, (ErrorType, &'static str, &'static str)> {
-    let query = iq
-        .get_child("query", ns::ROSTER)
-        .expect("routed as a roster iq");
-    let items: Vec<&Element> = query
-        .children()
-        .filter(|c| c.is("item", ns::ROSTER))
-        .collect();
-    let [item] = items[..] else {
-        return Err((
-            ErrorType::Modify,
-            "bad-request",
-            "a roster set has exactly one item",
-        ));
-    };
-    let contact = item
-        .attr("jid")
-        .and_then(|jid| BareJid::new(jid).ok())
-        .ok_or((
-            ErrorType::Modify,
-            "bad-request",
-            "the item needs a bare JID",
-        ))?;
-    if item.attr("subscription") == Some("remove") {
-        return Ok(RosterSet::Remove { contact });
-    }
-    let mut groups: Vec<String> = Vec::new();
-    for group in item.children().filter(|c| c.is("group", ns::ROSTER)) {
-        let name = group.text();
-        if name.trim().is_empty() {
-            return Err((ErrorType::Modify, "not-acceptable", "a group needs a name"));
-        }
-        if groups.contains(&name) {
-            return Err((ErrorType::Modify, "bad-request", "a group is listed twice"));
-        }
-        groups.push(name);
-    }
-    // Only name and groups are the user's to set; subscription and ask are derived.
-    let mut stored = builder("item", ns::ROSTER).with("jid", contact.as_str());
-    if let Some(name) = item.attr("name").filter(|n| !n.is_empty()) {
-        stored = stored.with("name", name);
-    }
-    for group in groups {
-        stored = stored.append(builder("group", ns::ROSTER).append(group).build());
-    }
-    Ok(RosterSet::Update {
-        contact,
-        item: stored.build(),
-    })
-}
-
-/// The contact a roster set names, if any (its PEP service must be loaded for a removal).
-pub(super) fn set_contact(iq: &Element) -> Option<BareJid> {
-    match parse_set(iq).ok()? {
-        RosterSet::Update { contact, .. } | RosterSet::Remove { contact } => Some(contact),
-    }
-}
-
-/// A derived entry as an RFC 6121 `<item/>`.
-fn item_element(entry: &RosterEntry) -> Element {
-    let mut item = builder("item", ns::ROSTER)
-        .with("jid", entry.contact.as_str())
-        .with("subscription", entry.subscription());
-    if entry.ask {
-        item = item.with("ask", "subscribe");
-    }
-    if let Some(name) = &entry.annotation.name {
-        item = item.with("name", name.as_str());
-    }
-    for group in &entry.annotation.groups {
-        item = item.append(builder("group", ns::ROSTER).append(group.as_str()).build());
-    }
-    item.build()
-}
 
 impl ServicesTask {
     /// The roster's version: a digest of the derived roster.
     fn roster_ver(&self, user: &BareJid) -> String {
-        let mut digest = Sha256::new();
-        for entry in self.presence.roster(user) {
-            digest.update(verona_stream::element_bytes(&item_element(&entry)));
-        }
-        digest.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        version(&self.presence.roster(user))
     }
 
     /// A `jabber:iq:roster` get or set from a session.
@@ -198,7 +79,7 @@ impl ServicesTask {
         if hosted.service.metadata(ROSTER_NODE).is_none() {
             let request = CreateRequest {
                 node: Some(ROSTER_NODE.to_owned()),
-                config: roster_node_config(),
+                config: crate::eventing::roster::roster_node_config(),
                 ..CreateRequest::default()
             };
             match hosted.service.create(&owner, request) {

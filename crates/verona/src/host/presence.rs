@@ -1,5 +1,6 @@
-//! XEP-0207 §3–4 over the engine, and the classic presence view: `<presence/>` broadcasts,
-//! subscription stanzas, probes, coming online and going offline.
+//! The host side of presence ([`crate::eventing::presence`]): `<presence/>` broadcasts,
+//! subscription stanzas, probes, coming online and going offline, run against the resident
+//! services and the presence graph in a batch.
 
 use super::*;
 
@@ -253,9 +254,8 @@ impl ServicesTask {
             let service = hosted.jid.to_bare();
             let made = self.made_classically(&service, &request.subscriber.to_bare());
             let effect = Effect::AuthorizationRequest(request);
-            let origin = Origin::Account(service);
             let classic = (hosted.kind == ServiceKind::Pep)
-                .then(|| classic_presence(&origin, &effect))
+                .then(|| classic_presence(&service, &effect))
                 .flatten();
             self.router
                 .deliver_views(&out.to, out.stanza, made, false, || {
@@ -395,120 +395,5 @@ impl ServicesTask {
             Ok(outcome) => self.presence_changed(from, outcome, done),
             Err(e) => tracing::warn!(jid = %from, "retracting presence: {e}"),
         }
-    }
-}
-
-/// The classic view of a presence-node event (DESIGN §3): the `<presence/>` stanzas a classic
-/// session gets instead (none for events classic presence has no word for). `None` when the
-/// effect is not about a presence node.
-pub(super) fn classic_presence(origin: &Origin, effect: &Effect) -> Option<Vec<Element>> {
-    let Origin::Account(owner) = origin else {
-        return None;
-    };
-    let payloads = |items: &[verona_pubsub::Item]| -> Vec<Element> {
-        items
-            .iter()
-            .filter_map(|item| item.payload.as_deref()?.parse().ok())
-            .collect()
-    };
-    match effect {
-        Effect::Notify(notification) if notification.node == PRESENCE_NODE => {
-            Some(match &notification.event {
-                Event::Items { items } => payloads(items),
-                Event::Retract { ids } => ids
-                    .iter()
-                    .map(|resource| {
-                        builder("presence", ns::CLIENT)
-                            .with("type", "unavailable")
-                            .with("from", format!("{owner}/{resource}"))
-                            .build()
-                    })
-                    .collect(),
-                // RFC 6121 §3.1.5–3.1.6: the subscriber learns the owner's answer.
-                Event::Subscription { state, .. } => {
-                    let kind = match state {
-                        SubscriptionState::Subscribed => "subscribed",
-                        SubscriptionState::None => "unsubscribed",
-                        _ => return Some(Vec::new()),
-                    };
-                    vec![
-                        builder("presence", ns::CLIENT)
-                            .with("type", kind)
-                            .with("from", owner.as_str())
-                            .build(),
-                    ]
-                }
-                _ => Vec::new(),
-            })
-        }
-        Effect::SendLastItems(last) if last.node == PRESENCE_NODE => Some(payloads(&last.items)),
-        // RFC 6121 §3.1.3: the owner is asked with a subscription request.
-        Effect::AuthorizationRequest(request) if request.node == PRESENCE_NODE => Some(vec![
-            builder("presence", ns::CLIENT)
-                .with("type", "subscribe")
-                .with("from", request.subscriber.to_bare().as_str())
-                .build(),
-        ]),
-        _ => None,
-    }
-}
-
-/// The classic stanzas for one recipient, serialised.
-pub(super) fn classic_bytes(stanzas: &[Element], to: &Jid) -> Bytes {
-    let mut bytes = Vec::new();
-    for stanza in stanzas {
-        let mut stanza = stanza.clone();
-        set_attr(&mut stanza, "to", to.as_str());
-        bytes.extend(verona_stream::element_bytes(&stanza));
-    }
-    Bytes::from(bytes)
-}
-
-/// XEP-0207 §3: the item id of a presence publish is the publishing resource, whatever the
-/// request says (the seed's Ex. 3 sends none), and the `<presence/>` inside is from that
-/// resource, so nobody can publish presence in another's name. Returns whether the stanza is
-/// such a publish.
-pub(super) fn own_presence_item_id(stanza: &mut Element, from: &FullJid) -> bool {
-    let publish = stanza
-        .get_child_mut("pubsub", ns::PUBSUB)
-        .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
-        .filter(|publish| publish.attr("node") == Some(PRESENCE_NODE));
-    let Some(item) = publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) else {
-        return false;
-    };
-    set_attr(item, "id", from.resource().as_str());
-    if let Some(presence) = item.get_child_mut("presence", ns::CLIENT) {
-        set_attr(presence, "from", from.as_str());
-    }
-    true
-}
-
-/// Whether effects change who is subscribed to a `presence` node.
-pub(super) fn touches_presence_subscriptions(effects: &[Effect]) -> bool {
-    effects.iter().any(|effect| match effect {
-        Effect::Persist(
-            StoreOp::SubscriptionSet { node, .. }
-            | StoreOp::SubscriptionRemoved { node, .. }
-            | StoreOp::NodeDeleted { node },
-        ) => node == PRESENCE_NODE,
-        Effect::Notify(notification) => {
-            notification.node == PRESENCE_NODE
-                && matches!(
-                    notification.event,
-                    Event::Subscription { .. } | Event::Delete { .. }
-                )
-        }
-        _ => false,
-    })
-}
-
-/// A recipient outside any subscription: a session getting an event by its capabilities or as
-/// its own account's presence.
-pub(super) fn recipient(session: &FullJid) -> Recipient {
-    Recipient {
-        jid: Jid::from(session.clone()),
-        subids: Vec::new(),
-        show_values: None,
-        include_body: false,
     }
 }

@@ -189,9 +189,9 @@ impl ServicesTask {
             .session(session)
             .and_then(|handle| handle.features())
             .is_some_and(|features| {
-                features
-                    .iter()
-                    .any(|f| f.ends_with("+notify") && f != crate::router::PRESENCE_NOTIFY)
+                features.iter().any(|f| {
+                    f.ends_with("+notify") && f != crate::eventing::rendering::PRESENCE_NOTIFY
+                })
             })
     }
 
@@ -263,7 +263,7 @@ pub fn account_writes(
     if annotate {
         let roster = CreateRequest {
             node: Some(ROSTER_NODE.to_owned()),
-            config: roster::roster_node_config(),
+            config: eventing::roster::roster_node_config(),
             ..CreateRequest::default()
         };
         effects.extend(service.create(&owner, roster)?.effects);
@@ -283,7 +283,8 @@ pub fn account_writes(
                 .effects,
         );
         if annotate {
-            let item = roster::annotation_payload(follower, follower.node().map(|n| n.as_str()));
+            let item =
+                eventing::roster::annotation_payload(follower, follower.node().map(|n| n.as_str()));
             let request = PublishRequest::payload(Some(follower.as_str()), item);
             effects.extend(service.publish(&owner, ROSTER_NODE, request)?.effects);
         }
@@ -328,7 +329,7 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
         Request::CameOnline { load, .. } => load.clone(),
         // Removing a contact touches both presence nodes.
         Request::Roster { from, iq } => std::iter::once(from.to_bare())
-            .chain(roster::set_contact(iq))
+            .chain(eventing::roster::set_contact(iq))
             .collect(),
         _ => Vec::new(),
     }

@@ -36,7 +36,11 @@ impl ServicesTask {
                 if let Origin::Account(owner) = &d.origin {
                     outgoing.retain(|out| !self.router.blocks(&out.to.to_bare(), owner));
                 }
-                let Some(classic) = classic_presence(&d.origin, effect) else {
+                let classic = match &d.origin {
+                    Origin::Account(owner) => classic_presence(owner, effect),
+                    Origin::Domain => None,
+                };
+                let Some(classic) = classic else {
                     for out in outgoing {
                         self.router.deliver(&out.to, out.stanza);
                     }

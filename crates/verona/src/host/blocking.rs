@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use verona_pubsub::Affiliation;
 
 use super::{Done, Origin, PRESENCE_NODE, ServicesTask};
-use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
+use crate::eventing::blocking::{Command, item, parse_set};
+use crate::xml::{ErrorType, builder, error_reply, iq_result, ns};
 
 impl ServicesTask {
     /// The user's blocklist: the outcasts of its `presence` node.
@@ -68,7 +69,7 @@ impl ServicesTask {
             done.push(Done::reply(from, Some(iq_result(&iq, Some(list)))));
             return;
         }
-        let Some((block, jids)) = parse_set(&iq) else {
+        let Some(Command { block, jids }) = parse_set(&iq) else {
             let reply = error_reply(&iq, ErrorType::Modify, "bad-request", None);
             done.push(Done::reply(from, reply));
             return;
@@ -124,26 +125,4 @@ impl ServicesTask {
             done.push(Done::reply(session.clone(), Some(push)));
         }
     }
-}
-
-/// `(block?, JIDs)` of a block or unblock set; `None` for anything else, or a block without
-/// items (§3.3). Blocking is by bare JID (or domain): a full JID blocks its account.
-fn parse_set(iq: &Element) -> Option<(bool, Vec<BareJid>)> {
-    let (block, command) = match iq.get_child("block", ns::BLOCKING) {
-        Some(block) => (true, block),
-        None => (false, iq.get_child("unblock", ns::BLOCKING)?),
-    };
-    let jids = command
-        .children()
-        .filter(|c| c.is("item", ns::BLOCKING))
-        .map(|item| item.attr("jid").and_then(|jid| Jid::new(jid).ok()))
-        .map(|jid| jid.map(|jid| jid.to_bare()))
-        .collect::<Option<Vec<BareJid>>>()?;
-    (!block || !jids.is_empty()).then_some((block, jids))
-}
-
-fn item(jid: &BareJid) -> Element {
-    builder("item", ns::BLOCKING)
-        .with("jid", jid.as_str())
-        .build()
 }

@@ -25,14 +25,18 @@ use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use tokio::sync::{mpsc, oneshot, watch};
 use verona_pubsub::{
-    AccessModel, AccessResolver, ConfigField, CreateRequest, Effect, Event, ItemReply, MaxItems,
-    PublishRequest, Recipient, SendLastPublishedItem, Service, ServiceConfig, StoreOp,
-    SubscriptionChange, SubscriptionOptionField, SubscriptionOptions, SubscriptionState,
-    SystemEnvironment, Undo,
+    AccessResolver, CreateRequest, Effect, Event, ItemReply, PublishRequest, Recipient, Service,
+    ServiceConfig, StoreOp, SubscriptionChange, SubscriptionOptions, SystemEnvironment, Undo,
 };
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::PubsubWrite;
 
+use crate::eventing::presence::{
+    PRESENCE_NODE, ROSTER_NODE, SubscriptionKind, VIEW_OPTION, classic_bytes, classic_presence,
+    own_presence_item_id, presence_node_config, recipient, touches_presence_subscriptions,
+};
+use crate::eventing::subscriptions::PresenceGraph;
+use crate::eventing::{self, pep_config};
 use crate::router::Router;
 use crate::server::{Lifecycle, Stores};
 use crate::xml::{BuilderExt, ErrorType, builder, error_reply, ns, set_attr};
@@ -43,51 +47,22 @@ const QUEUE: usize = 4096;
 const BATCH: usize = 256;
 /// How often items past their node's `pubsub#item_expire` are removed.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
-/// The PEP node whose items are an account's presence, one per available resource, and whose
-/// subscribers are its presence subscribers (XEP-0207 §3).
-const PRESENCE_NODE: &str = "presence";
-/// The private PEP node keeping the names and groups classic clients give contacts.
-const ROSTER_NODE: &str = "roster";
-/// A subscription option of PEP services recording that a presence subscription was asked
-/// for with `<presence type='subscribe'/>` (value `presence`): the subscriber then gets the
-/// classic rendering unless its capabilities say otherwise (DESIGN §3).
-const VIEW_OPTION: &str = "verona#view";
-
 mod blocking;
 mod budget;
 mod delivery;
-mod graph;
 mod handle;
 mod presence;
 mod residency;
 mod roster;
+mod sessions;
 
 use budget::{Budget, Credit};
 use delivery::unheard_publish;
-use graph::{PresenceGraph, Sessions};
 pub use handle::PubsubHandle;
 use handle::Queued;
-use presence::{
-    classic_bytes, classic_presence, own_presence_item_id, recipient,
-    touches_presence_subscriptions,
-};
 pub use residency::account_writes;
 use residency::changes_subscription_options;
-
-/// The `presence` node's configuration (DESIGN §2): subscriptions need the owner's approval,
-/// presence never touches disk, going offline is a retraction, notifications name the
-/// publishing resource (XEP-0033 `replyto`), and a new subscriber or a newly available contact
-/// gets the current items.
-fn presence_node_config() -> Vec<ConfigField> {
-    vec![
-        ConfigField::AccessModel(AccessModel::Authorize),
-        ConfigField::PersistItems(false),
-        ConfigField::NotifyRetract(true),
-        ConfigField::ItemReply(ItemReply::Publisher),
-        ConfigField::MaxItems(MaxItems::Max),
-        ConfigField::SendLastPublishedItem(SendLastPublishedItem::OnSubAndPresence),
-    ]
-}
+use sessions::Sessions;
 
 /// Which service a stanza is for.
 enum Target {
@@ -162,39 +137,6 @@ impl Request {
             }
             Request::Roster { iq, .. } | Request::Blocking { iq, .. } => budget::weight(iq),
             _ => budget::UNIT,
-        }
-    }
-}
-
-/// The four `type`s of RFC 6121 subscription presence, as pubsub operations on a presence node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SubscriptionKind {
-    /// Subscribe to the contact's presence node.
-    Subscribe,
-    /// Approve the contact's pending subscription to mine.
-    Subscribed,
-    /// End my subscription to the contact's presence node.
-    Unsubscribe,
-    /// Deny or end the contact's subscription to mine.
-    Unsubscribed,
-}
-
-impl SubscriptionKind {
-    pub fn from_type(kind: &str) -> Option<SubscriptionKind> {
-        match kind {
-            "subscribe" => Some(SubscriptionKind::Subscribe),
-            "subscribed" => Some(SubscriptionKind::Subscribed),
-            "unsubscribe" => Some(SubscriptionKind::Unsubscribe),
-            "unsubscribed" => Some(SubscriptionKind::Unsubscribed),
-            _ => None,
-        }
-    }
-
-    /// Whose presence node the operation acts on.
-    fn owner(self, from: &FullJid, contact: &BareJid) -> BareJid {
-        match self {
-            SubscriptionKind::Subscribe | SubscriptionKind::Unsubscribe => contact.clone(),
-            SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed => from.to_bare(),
         }
     }
 }
@@ -302,16 +244,6 @@ struct Hosted {
     service: Service,
     /// The batch that last needed it, for evicting the least recently used.
     last_used: u64,
-}
-
-/// A PEP service's configuration: XEP-0163's, plus the option recording classic requests.
-fn pep_config(account: BareJid) -> ServiceConfig {
-    let mut config = ServiceConfig::pep(account);
-    config.custom_subscription_options.insert(
-        VIEW_OPTION.to_owned(),
-        SubscriptionOptionField { unique: false },
-    );
-    config
 }
 
 fn hosted_pep(account: BareJid, service: Service) -> Hosted {

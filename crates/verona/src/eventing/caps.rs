@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use minidom::Element;
 use xmpp_parsers::caps::{Caps, hash_caps};
 
-use crate::router::Features;
+use super::rendering::Features;
 use crate::xml::{BuilderExt, builder, ns};
 
 pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";

@@ -12,11 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use jid::{BareJid, FullJid, Jid};
+use jid::{BareJid, Jid};
 use verona_pubsub::{AccessResolver, ItemQuery, NoRoster, Service, SubscriptionState};
 use verona_storage::HeldSubscription;
 
-use super::{PRESENCE_NODE, ROSTER_NODE, VIEW_OPTION};
+use super::presence::{PRESENCE_NODE, ROSTER_NODE, VIEW_OPTION};
 
 /// The roster annotations of one contact (RFC 6121 §2.1.2: name and groups), kept as items of
 /// the owner's private `roster` node.
@@ -345,46 +345,11 @@ impl AccessResolver for PresenceGraph {
     }
 }
 
-/// Sessions indexed by account, so that finding an account's sessions does not scan all.
-/// An account has few sessions: a list is the cheapest set.
-#[derive(Default)]
-pub struct Sessions(HashMap<BareJid, Vec<FullJid>>);
-
-impl Sessions {
-    /// Adds a session; false if it was there.
-    pub fn insert(&mut self, session: &FullJid) -> bool {
-        let sessions = self.0.entry(session.to_bare()).or_default();
-        if sessions.contains(session) {
-            return false;
-        }
-        sessions.push(session.clone());
-        true
-    }
-
-    pub fn remove(&mut self, session: &FullJid) {
-        let bare = session.to_bare();
-        if let Some(sessions) = self.0.get_mut(&bare) {
-            sessions.retain(|s| s != session);
-            if sessions.is_empty() {
-                self.0.remove(&bare);
-            }
-        }
-    }
-
-    /// How many accounts have a session in the set.
-    pub fn accounts(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn of(&self, account: &BareJid) -> impl Iterator<Item = &FullJid> {
-        self.0.get(account).into_iter().flatten()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pubsub_service::{pep_config, presence_node_config};
+    use crate::eventing::pep_config;
+    use crate::eventing::presence::presence_node_config;
     use verona_pubsub::{CreateRequest, PublishRequest, SubscriptionOptions, SystemEnvironment};
 
     fn bare(s: &str) -> BareJid {
@@ -405,7 +370,7 @@ mod tests {
         let _ = service.create(&owner, presence).unwrap();
         let roster = CreateRequest {
             node: Some(ROSTER_NODE.to_owned()),
-            config: crate::pubsub_service::roster::roster_node_config(),
+            config: crate::eventing::roster::roster_node_config(),
             ..CreateRequest::default()
         };
         let _ = service.create(&owner, roster).unwrap();

@@ -1,0 +1,39 @@
+//! The XEP-0207 mapping and the classic views: what presence, subscriptions, the roster and
+//! blocking are in terms of the pubsub engine, and how a classic stanza becomes an engine
+//! request and an engine effect becomes the stanza a session of each kind gets. Protocol
+//! meaning only: no sockets, no storage, no tasks. The service host (`crate::host`) runs these
+//! against the resident services inside a batch, so every side effect of a view is an engine
+//! effect and a failed commit undoes it.
+//!
+//! | XEP-0207 / DESIGN | file |
+//! |---|---|
+//! | §3 presence: the `presence` node, `<presence/>` as publish and as view | [`presence`] |
+//! | §4 subscriptions: who follows whom, the derived roster | [`subscriptions`] |
+//! | RFC 6121 §2 roster view, the `roster` node | [`roster`] |
+//! | XEP-0191 blocking as outcasts | [`blocking`] |
+//! | DESIGN §3 rendering: native events or classic stanzas, XEP-0115 | [`rendering`], [`caps`] |
+//!
+//! Group chat (§5, `chat.<domain>`) and one-to-one conversations (§6) come as two more files
+//! of the same shape: classic stanza → engine request, engine effect → stanza per rendering.
+
+pub mod blocking;
+pub mod caps;
+pub mod presence;
+pub mod rendering;
+pub mod roster;
+pub mod subscriptions;
+
+use jid::BareJid;
+use verona_pubsub::{ServiceConfig, SubscriptionOptionField};
+
+use presence::VIEW_OPTION;
+
+/// A PEP service's configuration: XEP-0163's, plus the option recording classic requests.
+pub fn pep_config(account: BareJid) -> ServiceConfig {
+    let mut config = ServiceConfig::pep(account);
+    config.custom_subscription_options.insert(
+        VIEW_OPTION.to_owned(),
+        SubscriptionOptionField { unique: false },
+    );
+    config
+}

@@ -1,0 +1,359 @@
+//! XEP-0207 §3–4: presence as the `presence` PEP node, and its classic view. A classic
+//! `<presence/>` broadcast is a publish to (or, `unavailable`, a retraction from) the sender's
+//! `presence` node; RFC 6121 subscription stanzas are operations on presence nodes
+//! ([`SubscriptionKind`]); and a presence-node event becomes the `<presence/>` stanzas a
+//! classic session gets ([`classic_presence`]).
+
+use bytes::Bytes;
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use verona_pubsub::{
+    AccessModel, ConfigField, Effect, Event, ItemReply, MaxItems, Recipient, SendLastPublishedItem,
+    StoreOp, SubscriptionState,
+};
+
+use crate::xml::{BuilderExt, builder, ns, set_attr};
+
+/// The PEP node whose items are an account's presence, one per available resource, and whose
+/// subscribers are its presence subscribers (XEP-0207 §3).
+pub const PRESENCE_NODE: &str = "presence";
+/// The private PEP node keeping the names and groups classic clients give contacts.
+pub const ROSTER_NODE: &str = "roster";
+/// A subscription option of PEP services recording that a presence subscription was asked
+/// for with `<presence type='subscribe'/>` (value `presence`): the subscriber then gets the
+/// classic rendering unless its capabilities say otherwise (DESIGN §3).
+pub const VIEW_OPTION: &str = "verona#view";
+
+/// The `presence` node's configuration (DESIGN §2): subscriptions need the owner's approval,
+/// presence never touches disk, going offline is a retraction, notifications name the
+/// publishing resource (XEP-0033 `replyto`), and a new subscriber or a newly available contact
+/// gets the current items.
+pub fn presence_node_config() -> Vec<ConfigField> {
+    vec![
+        ConfigField::AccessModel(AccessModel::Authorize),
+        ConfigField::PersistItems(false),
+        ConfigField::NotifyRetract(true),
+        ConfigField::ItemReply(ItemReply::Publisher),
+        ConfigField::MaxItems(MaxItems::Max),
+        ConfigField::SendLastPublishedItem(SendLastPublishedItem::OnSubAndPresence),
+    ]
+}
+
+/// The four `type`s of RFC 6121 subscription presence, as pubsub operations on a presence node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscriptionKind {
+    /// Subscribe to the contact's presence node.
+    Subscribe,
+    /// Approve the contact's pending subscription to mine.
+    Subscribed,
+    /// End my subscription to the contact's presence node.
+    Unsubscribe,
+    /// Deny or end the contact's subscription to mine.
+    Unsubscribed,
+}
+
+impl SubscriptionKind {
+    pub fn from_type(kind: &str) -> Option<SubscriptionKind> {
+        match kind {
+            "subscribe" => Some(SubscriptionKind::Subscribe),
+            "subscribed" => Some(SubscriptionKind::Subscribed),
+            "unsubscribe" => Some(SubscriptionKind::Unsubscribe),
+            "unsubscribed" => Some(SubscriptionKind::Unsubscribed),
+            _ => None,
+        }
+    }
+
+    /// Whose presence node the operation acts on.
+    pub fn owner(self, from: &FullJid, contact: &BareJid) -> BareJid {
+        match self {
+            SubscriptionKind::Subscribe | SubscriptionKind::Unsubscribe => contact.clone(),
+            SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed => from.to_bare(),
+        }
+    }
+}
+
+/// The classic view of a presence-node event (DESIGN §3): the `<presence/>` stanzas a classic
+/// session gets instead (none for events classic presence has no word for). `None` when the
+/// effect is not about a presence node.
+pub fn classic_presence(owner: &BareJid, effect: &Effect) -> Option<Vec<Element>> {
+    let payloads = |items: &[verona_pubsub::Item]| -> Vec<Element> {
+        items
+            .iter()
+            .filter_map(|item| item.payload.as_deref()?.parse().ok())
+            .collect()
+    };
+    match effect {
+        Effect::Notify(notification) if notification.node == PRESENCE_NODE => {
+            Some(match &notification.event {
+                Event::Items { items } => payloads(items),
+                Event::Retract { ids } => ids
+                    .iter()
+                    .map(|resource| {
+                        builder("presence", ns::CLIENT)
+                            .with("type", "unavailable")
+                            .with("from", format!("{owner}/{resource}"))
+                            .build()
+                    })
+                    .collect(),
+                // RFC 6121 §3.1.5–3.1.6: the subscriber learns the owner's answer.
+                Event::Subscription { state, .. } => {
+                    let kind = match state {
+                        SubscriptionState::Subscribed => "subscribed",
+                        SubscriptionState::None => "unsubscribed",
+                        _ => return Some(Vec::new()),
+                    };
+                    vec![
+                        builder("presence", ns::CLIENT)
+                            .with("type", kind)
+                            .with("from", owner.as_str())
+                            .build(),
+                    ]
+                }
+                _ => Vec::new(),
+            })
+        }
+        Effect::SendLastItems(last) if last.node == PRESENCE_NODE => Some(payloads(&last.items)),
+        // RFC 6121 §3.1.3: the owner is asked with a subscription request.
+        Effect::AuthorizationRequest(request) if request.node == PRESENCE_NODE => Some(vec![
+            builder("presence", ns::CLIENT)
+                .with("type", "subscribe")
+                .with("from", request.subscriber.to_bare().as_str())
+                .build(),
+        ]),
+        _ => None,
+    }
+}
+
+/// The classic stanzas for one recipient, serialised.
+pub fn classic_bytes(stanzas: &[Element], to: &Jid) -> Bytes {
+    let mut bytes = Vec::new();
+    for stanza in stanzas {
+        let mut stanza = stanza.clone();
+        set_attr(&mut stanza, "to", to.as_str());
+        bytes.extend(verona_stream::element_bytes(&stanza));
+    }
+    Bytes::from(bytes)
+}
+
+/// XEP-0207 §3: the item id of a presence publish is the publishing resource, whatever the
+/// request says (the seed's Ex. 3 sends none), and the `<presence/>` inside is from that
+/// resource, so nobody can publish presence in another's name. Returns whether the stanza is
+/// such a publish.
+pub fn own_presence_item_id(stanza: &mut Element, from: &FullJid) -> bool {
+    let publish = stanza
+        .get_child_mut("pubsub", ns::PUBSUB)
+        .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
+        .filter(|publish| publish.attr("node") == Some(PRESENCE_NODE));
+    let Some(item) = publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) else {
+        return false;
+    };
+    set_attr(item, "id", from.resource().as_str());
+    if let Some(presence) = item.get_child_mut("presence", ns::CLIENT) {
+        set_attr(presence, "from", from.as_str());
+    }
+    true
+}
+
+/// Whether effects change who is subscribed to a `presence` node.
+pub fn touches_presence_subscriptions(effects: &[Effect]) -> bool {
+    effects.iter().any(|effect| match effect {
+        Effect::Persist(
+            StoreOp::SubscriptionSet { node, .. }
+            | StoreOp::SubscriptionRemoved { node, .. }
+            | StoreOp::NodeDeleted { node },
+        ) => node == PRESENCE_NODE,
+        Effect::Notify(notification) => {
+            notification.node == PRESENCE_NODE
+                && matches!(
+                    notification.event,
+                    Event::Subscription { .. } | Event::Delete { .. }
+                )
+        }
+        _ => false,
+    })
+}
+
+/// A recipient outside any subscription: a session getting an event by its capabilities or as
+/// its own account's presence.
+pub fn recipient(session: &FullJid) -> Recipient {
+    Recipient {
+        jid: Jid::from(session.clone()),
+        subids: Vec::new(),
+        show_values: None,
+        include_body: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use verona_pubsub::{AuthorizationRequest, Item, LastItems, Notification, NotificationType};
+
+    use super::*;
+
+    fn owner() -> BareJid {
+        BareJid::new("juliet@localhost").unwrap()
+    }
+
+    fn notify(node: &str, event: Event) -> Effect {
+        Effect::Notify(Notification {
+            node: node.to_owned(),
+            event,
+            recipients: Arc::from(Vec::new()),
+            notification_type: NotificationType::Headline,
+            presence_based_delivery: false,
+            itemreply: ItemReply::Publisher,
+        })
+    }
+
+    fn item(payload: &str) -> Item {
+        Item {
+            id: "balcony".to_owned(),
+            payload: Some(Arc::from(payload)),
+            publisher: Jid::new("juliet@localhost/balcony").unwrap(),
+            published: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn presence(kind: Option<&str>, from: &str) -> Element {
+        let mut presence = builder("presence", ns::CLIENT).with("from", from);
+        if let Some(kind) = kind {
+            presence = presence.with("type", kind);
+        }
+        presence.build()
+    }
+
+    fn subscription(state: SubscriptionState) -> Event {
+        Event::Subscription {
+            jid: Jid::new("romeo@localhost").unwrap(),
+            state,
+            subid: None,
+        }
+    }
+
+    /// Each presence-node effect and the `<presence/>` a classic session gets for it.
+    #[test]
+    fn events_become_classic_presence() {
+        let available = "<presence xmlns='jabber:client' from='juliet@localhost/balcony'><show>away</show></presence>";
+        let cases: Vec<(Effect, Option<Vec<Element>>)> = vec![
+            (
+                notify(
+                    PRESENCE_NODE,
+                    Event::Items {
+                        items: vec![item(available)],
+                    },
+                ),
+                Some(vec![available.parse().unwrap()]),
+            ),
+            (
+                notify(
+                    PRESENCE_NODE,
+                    Event::Retract {
+                        ids: vec!["balcony".to_owned()],
+                    },
+                ),
+                Some(vec![presence(
+                    Some("unavailable"),
+                    "juliet@localhost/balcony",
+                )]),
+            ),
+            (
+                notify(PRESENCE_NODE, subscription(SubscriptionState::Subscribed)),
+                Some(vec![presence(Some("subscribed"), "juliet@localhost")]),
+            ),
+            (
+                notify(PRESENCE_NODE, subscription(SubscriptionState::None)),
+                Some(vec![presence(Some("unsubscribed"), "juliet@localhost")]),
+            ),
+            // Classic presence has no word for a pending subscription, or a purge.
+            (
+                notify(PRESENCE_NODE, subscription(SubscriptionState::Pending)),
+                Some(Vec::new()),
+            ),
+            (notify(PRESENCE_NODE, Event::Purge), Some(Vec::new())),
+            (
+                Effect::SendLastItems(LastItems {
+                    to: Jid::new("romeo@localhost/orchard").unwrap(),
+                    node: PRESENCE_NODE.to_owned(),
+                    subid: "s".to_owned(),
+                    items: vec![item(available)],
+                }),
+                Some(vec![available.parse().unwrap()]),
+            ),
+            (
+                Effect::AuthorizationRequest(AuthorizationRequest {
+                    node: PRESENCE_NODE.to_owned(),
+                    subscriber: Jid::new("romeo@localhost/orchard").unwrap(),
+                    subid: "s".to_owned(),
+                    owners: vec![owner()],
+                }),
+                Some(vec![presence(Some("subscribe"), "romeo@localhost")]),
+            ),
+            // Other nodes are not presence.
+            (
+                notify(
+                    "moments",
+                    Event::Items {
+                        items: vec![item(available)],
+                    },
+                ),
+                None,
+            ),
+        ];
+        for (n, (effect, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(classic_presence(&owner(), &effect), expected, "case {n}");
+        }
+    }
+
+    /// A presence publish is re-addressed to the publishing resource, whatever it says.
+    #[test]
+    fn a_presence_publish_is_stamped_with_its_resource() {
+        let from = FullJid::new("juliet@localhost/balcony").unwrap();
+        let mut publish: Element = "<iq xmlns='jabber:client' type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item id='forged'><presence xmlns='jabber:client' from='romeo@localhost/x'/></item></publish></pubsub></iq>".parse().unwrap();
+        assert!(own_presence_item_id(&mut publish, &from));
+        let item = publish
+            .get_child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.get_child("publish", ns::PUBSUB))
+            .and_then(|p| p.get_child("item", ns::PUBSUB))
+            .unwrap();
+        assert_eq!(item.attr("id"), Some("balcony"));
+        let presence = item.get_child("presence", ns::CLIENT).unwrap();
+        assert_eq!(presence.attr("from"), Some("juliet@localhost/balcony"));
+
+        let mut other: Element = "<iq xmlns='jabber:client' type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='moments'><item id='x'/></publish></pubsub></iq>".parse().unwrap();
+        assert!(!own_presence_item_id(&mut other, &from));
+    }
+
+    /// RFC 6121 §3: whose presence node each subscription stanza acts on.
+    #[test]
+    fn subscription_stanzas_act_on_presence_nodes() {
+        let from = FullJid::new("romeo@localhost/orchard").unwrap();
+        let contact = owner();
+        let cases = [
+            ("subscribe", SubscriptionKind::Subscribe, "juliet@localhost"),
+            (
+                "unsubscribe",
+                SubscriptionKind::Unsubscribe,
+                "juliet@localhost",
+            ),
+            (
+                "subscribed",
+                SubscriptionKind::Subscribed,
+                "romeo@localhost",
+            ),
+            (
+                "unsubscribed",
+                SubscriptionKind::Unsubscribed,
+                "romeo@localhost",
+            ),
+        ];
+        for (kind, expected, node_owner) in cases {
+            let parsed = SubscriptionKind::from_type(kind).unwrap();
+            assert_eq!(parsed, expected);
+            assert_eq!(parsed.owner(&from, &contact).as_str(), node_owner, "{kind}");
+        }
+        assert_eq!(SubscriptionKind::from_type("probe"), None);
+    }
+}
