@@ -52,6 +52,7 @@ mod budget;
 mod delivery;
 mod handle;
 mod presence;
+mod request;
 mod residency;
 mod roster;
 mod sessions;
@@ -60,86 +61,10 @@ use budget::{Budget, Credit};
 use delivery::unheard_publish;
 pub use handle::PubsubHandle;
 use handle::Queued;
+use request::{Done, Origin, Outgoing, Request, Target};
 pub use residency::account_writes;
 use residency::changes_subscription_options;
 use sessions::Sessions;
-
-/// Which service a stanza is for.
-enum Target {
-    /// `pubsub.<domain>`.
-    Domain,
-    /// The PEP service of a local account.
-    Account(BareJid),
-    /// An owner's answer to an authorization request, sent to the server rather than to a
-    /// service (the seed's Ex. 11): the service holding the form's node gets it.
-    Answer,
-}
-
-enum Request {
-    Stanza {
-        from: FullJid,
-        target: Target,
-        stanza: Element,
-    },
-    /// A session was bound: its account's service is made resident (and its blocklist known
-    /// to the router) before `ready` is answered, and stays while the session lasts.
-    SessionStarted {
-        session: FullJid,
-        ready: oneshot::Sender<()>,
-    },
-    /// A session (full JID), or an account's last session (bare JID), ended: temporary
-    /// (`expire=presence`) subscriptions made from it end too.
-    SessionEnded(Jid),
-    /// A classic `<presence/>` broadcast (no `to`): published to, or for `unavailable`
-    /// retracted from, the sender's `presence` node.
-    Presence { from: FullJid, stanza: Element },
-    /// A classic presence subscription stanza (RFC 6121 §3) between `from` and `contact`.
-    Subscription {
-        from: FullJid,
-        contact: BareJid,
-        kind: SubscriptionKind,
-    },
-    /// A `jabber:iq:roster` get or set: the roster is a view of presence-node subscriptions
-    /// and the `roster` node.
-    Roster { from: FullJid, iq: Element },
-    /// A XEP-0191 blocklist get, block or unblock.
-    Blocking { from: FullJid, iq: Element },
-    /// A presence probe (RFC 6121 §4.3) from a session to a local account.
-    Probe { from: FullJid, contact: BareJid },
-    /// Remove expired items (from the task's own timer).
-    ExpireItems,
-    /// From another shard, after its commit: `owner`'s presence node now has `contact` (a
-    /// user of this shard) as an approved (`follows`) or waiting (`asks`) subscriber, or not;
-    /// `contact`'s outbound relations and roster follow.
-    Relation {
-        owner: BareJid,
-        contact: BareJid,
-        follows: bool,
-        asks: bool,
-    },
-    /// From the shard of a session coming online: the services of `owners` held here (those
-    /// in `load` made resident first) send it what they send on presence; with `domain`,
-    /// `pubsub.<domain>` too, and the authorization forms waiting for its account there.
-    CameOnline {
-        session: FullJid,
-        owners: Vec<BareJid>,
-        load: Vec<BareJid>,
-        domain: bool,
-    },
-}
-
-impl Request {
-    /// What the request costs in a queue, in bytes.
-    fn weight(&self) -> usize {
-        match self {
-            Request::Stanza { stanza, .. } | Request::Presence { stanza, .. } => {
-                budget::weight(stanza)
-            }
-            Request::Roster { iq, .. } | Request::Blocking { iq, .. } => budget::weight(iq),
-            _ => budget::UNIT,
-        }
-    }
-}
 
 /// How the services are hosted.
 #[derive(Clone, Copy, Debug)]
@@ -254,67 +179,6 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         service,
         last_used: 0,
     }
-}
-
-/// Where a handled request's effects came from.
-#[derive(Clone, PartialEq, Eq)]
-enum Origin {
-    Domain,
-    Account(BareJid),
-}
-
-/// One handled request of a batch, waiting for the batch's commit.
-struct Done {
-    origin: Origin,
-    to: Option<FullJid>,
-    request: Option<Element>,
-    reply: Option<Element>,
-    effects: Vec<Effect>,
-    undo: Option<Undo>,
-}
-
-impl Done {
-    fn new(origin: Origin, effects: Vec<Effect>, undo: Undo) -> Self {
-        Done {
-            origin,
-            to: None,
-            request: None,
-            reply: None,
-            effects,
-            undo: Some(undo),
-        }
-    }
-
-    /// Deliveries that change nothing (nothing to store or undo).
-    fn new_effects(origin: Origin, effects: Vec<Effect>) -> Self {
-        Done {
-            origin,
-            to: None,
-            request: None,
-            reply: None,
-            effects,
-            undo: None,
-        }
-    }
-
-    fn reply(to: FullJid, reply: Option<Element>) -> Self {
-        Done {
-            origin: Origin::Domain,
-            to: Some(to),
-            request: None,
-            reply,
-            effects: Vec::new(),
-            undo: None,
-        }
-    }
-}
-
-/// A message for another shard, sent once the batch is durable; with `committed`, only if
-/// the batch's commit succeeded.
-struct Outgoing {
-    shard: usize,
-    request: Request,
-    committed: bool,
 }
 
 struct ServicesTask {
