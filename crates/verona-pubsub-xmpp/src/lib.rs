@@ -61,6 +61,15 @@ pub struct Handled {
     pub effects: Vec<Effect>,
     /// Reverts the operation if persisting fails.
     pub undo: Option<Undo>,
+    /// The item a successful publish stored or notified.
+    pub published: Option<Published>,
+}
+
+/// An item a publish request put on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub node: String,
+    pub item_id: String,
 }
 
 impl Handled {
@@ -69,6 +78,7 @@ impl Handled {
             reply: None,
             effects: Vec::new(),
             undo: None,
+            published: None,
         }
     }
 }
@@ -118,6 +128,7 @@ struct Answer {
     payload: Option<Element>,
     effects: Vec<Effect>,
     undo: Option<Undo>,
+    published: Option<Published>,
 }
 
 impl Answer {
@@ -127,6 +138,7 @@ impl Answer {
             payload,
             effects: Vec::new(),
             undo: None,
+            published: None,
         }
     }
 
@@ -136,6 +148,7 @@ impl Answer {
             payload,
             effects: outcome.effects,
             undo: Some(outcome.undo),
+            published: None,
         }
     }
 }
@@ -173,6 +186,7 @@ fn handle_iq(service: &mut Service, ctx: &ServiceContext, from: &FullJid, iq: &E
             reply: Some(xml::result_reply(iq, ctx.jid, from, answer.payload)),
             effects: answer.effects,
             undo: answer.undo,
+            published: answer.published,
         },
         Err(failure) => Handled {
             reply: Some(xml::error_reply(
@@ -183,6 +197,7 @@ fn handle_iq(service: &mut Service, ctx: &ServiceContext, from: &FullJid, iq: &E
             )),
             effects: Vec::new(),
             undo: None,
+            published: None,
         },
     }
 }

@@ -157,6 +157,7 @@ pub(crate) fn authorization_answer(
             reply: None,
             effects: outcome.effects,
             undo: Some(outcome.undo),
+            published: None,
         },
         Err(error) => Handled {
             reply: Some(xml::error_reply(
@@ -167,6 +168,7 @@ pub(crate) fn authorization_answer(
             )),
             effects: Vec::new(),
             undo: None,
+            published: None,
         },
     }
 }
@@ -227,6 +229,7 @@ pub(crate) fn get_pending(service: &Service, actor: &Jid, command: Command) -> H
         payload: Some(reply("completed", None)),
         effects,
         undo: None,
+        published: None,
     })
 }
 

@@ -8,7 +8,7 @@ use crate::forms;
 use crate::ns;
 use crate::subscriber::pubsub;
 use crate::xml::{BuilderExt, builder};
-use crate::{Answer, Handler};
+use crate::{Answer, Handler, Published};
 
 /// §7.1. The result always names the item, so that a publisher that let the service choose
 /// the ItemID learns it (§7.1.2), and one that chose it gets a uniform answer.
@@ -28,6 +28,10 @@ pub(crate) fn publish(
         preconditions,
     };
     let outcome = service.publish(actor, &node, request)?;
+    let published = outcome.value.item_id.clone().map(|item_id| Published {
+        node: node.clone(),
+        item_id,
+    });
     let item = outcome
         .value
         .item_id
@@ -37,7 +41,9 @@ pub(crate) fn publish(
         .with("node", node)
         .append_all(item)
         .build();
-    Ok(Answer::outcome(Some(pubsub(publish)), outcome))
+    let mut answer = Answer::outcome(Some(pubsub(publish)), outcome);
+    answer.published = published;
+    Ok(answer)
 }
 
 /// §7.2.

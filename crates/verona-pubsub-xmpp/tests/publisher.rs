@@ -116,6 +116,27 @@ fn publish_without_item_id_returns_the_generated_id() {
     assert_eq!(stored, Some(id));
 }
 
+/// The server learns what a publish stored from the typed result, not by reading its own reply.
+#[test]
+fn a_publish_reports_its_item_and_a_refused_one_nothing() {
+    let mut h = musings();
+    let handled = h.send(
+        JULIET,
+        &publish_request("publish3", " id='ae890ac52d0df67ed7cfdf51b644e901'"),
+    );
+    let expected = verona_pubsub_xmpp::Published {
+        node: "princely_musings".to_owned(),
+        item_id: "ae890ac52d0df67ed7cfdf51b644e901".to_owned(),
+    };
+    assert_eq!(handled.published, Some(expected));
+    let refused = h.send(ROMEO, &publish_request("publish4", " id='x'"));
+    assert_eq!(
+        refused.reply.as_ref().and_then(|r| r.attr("type")),
+        Some("error")
+    );
+    assert_eq!(refused.published, None);
+}
+
 #[test]
 fn publish_options_precondition_met_and_not_met() {
     let mut h = musings();

@@ -39,7 +39,7 @@ use crate::eventing::subscriptions::PresenceGraph;
 use crate::eventing::{self, pep_config};
 use crate::router::Router;
 use crate::server::{Lifecycle, Stores};
-use crate::xml::{BuilderExt, ErrorType, builder, error_reply, ns, set_attr};
+use crate::xml::{BuilderExt, StanzaError, builder, error_reply, ns, set_attr};
 
 /// Requests waiting for the services; senders wait when it is full (backpressure).
 const QUEUE: usize = 4096;
@@ -440,7 +440,7 @@ impl ServicesTask {
             Origin::Account(account) => self.accounts.get_mut(account),
         }) else {
             // No such account: nobody hosts a PEP service there.
-            let reply = error_reply(&stanza, ErrorType::Cancel, "service-unavailable", None);
+            let reply = error_reply(&stanza, StanzaError::ServiceUnavailable, None);
             done.push(Done::reply(from, reply));
             return;
         };
@@ -451,24 +451,16 @@ impl ServicesTask {
         };
         let handled =
             verona_pubsub_xmpp::handle_stanza(&mut hosted.service, &context, &from, &stanza);
-        let succeeded = handled
-            .reply
-            .as_ref()
-            .is_some_and(|reply| reply.attr("type") == Some("result"));
-        let unheard = match &origin {
-            Origin::Account(owner) if succeeded && !own_presence => unheard_publish(
-                hosted,
-                owner,
-                &stanza,
-                handled.reply.as_ref(),
-                &handled.effects,
-            ),
+        let unheard = match (&origin, &handled.published) {
+            (Origin::Account(owner), Some(item)) if !own_presence => {
+                unheard_publish(hosted, owner, item, &handled.effects)
+            }
             _ => None,
         };
         if touches_presence_subscriptions(&handled.effects) {
             self.refresh_presence(&origin);
         }
-        let published = own_presence && succeeded;
+        let published = own_presence && handled.published.is_some();
         let created: Vec<String> = handled
             .effects
             .iter()

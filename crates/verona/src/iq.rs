@@ -10,7 +10,7 @@ use xmpp_parsers::version::VersionResult;
 
 use crate::accounts::AccountError;
 use crate::server::Shared;
-use crate::xml::{ErrorType, builder, error_reply, iq_result, ns, text_child};
+use crate::xml::{StanzaError, builder, error_reply, iq_result, ns, text_child};
 
 /// Whom an iq is addressed to.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,9 +36,9 @@ impl Handled {
         }
     }
 
-    fn error(request: &Element, kind: ErrorType, condition: &str) -> Self {
+    fn error(request: &Element, error: StanzaError) -> Self {
         Handled {
-            reply: error_reply(request, kind, condition, None),
+            reply: error_reply(request, error, None),
             account_removed: false,
         }
     }
@@ -61,10 +61,10 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
                 account_removed: false,
             };
         }
-        return Handled::error(iq, ErrorType::Modify, "bad-request");
+        return Handled::error(iq, StanzaError::BadRequest);
     }
     let Some(payload) = request_payload(iq) else {
-        return Handled::error(iq, ErrorType::Modify, "bad-request");
+        return Handled::error(iq, StanzaError::BadRequest);
     };
     let is_get = kind == Some("get");
     match (is_get, payload.name(), payload.ns().as_str()) {
@@ -89,7 +89,7 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             Handled::reply(iq_result(iq, Some(items.into())))
         }
         (true, "query", ns::DISCO_INFO | ns::DISCO_ITEMS) => {
-            Handled::error(iq, ErrorType::Cancel, "item-not-found")
+            Handled::error(iq, StanzaError::ItemNotFound)
         }
         (true, "query", ns::VERSION) if matches!(target, Target::Domain) => {
             let version = VersionResult {
@@ -101,7 +101,7 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
         }
         (false, "session", ns::SESSION) => Handled::reply(iq_result(iq, None)),
         (_, "query", ns::REGISTER) => registered_account(shared, iq, payload, is_get, me).await,
-        _ => Handled::error(iq, ErrorType::Cancel, "service-unavailable"),
+        _ => Handled::error(iq, StanzaError::ServiceUnavailable),
     }
 }
 
@@ -190,21 +190,19 @@ async fn registered_account(
             }
             Err(e) => account_error(iq, e),
         },
-        Some(_) => Handled::error(iq, ErrorType::Modify, "not-allowed"),
-        None => Handled::error(iq, ErrorType::Modify, "bad-request"),
+        Some(_) => Handled::error(iq, StanzaError::NotAllowed),
+        None => Handled::error(iq, StanzaError::BadRequest),
     }
 }
 
 /// XEP-0077 before authentication: the form, or the creation of an account.
 pub async fn register_new(shared: &Shared, iq: &Element) -> Element {
-    let refuse = |kind, condition| {
-        error_reply(iq, kind, condition, None).unwrap_or_else(|| iq_result(iq, None))
-    };
+    let refuse = |error| error_reply(iq, error, None).unwrap_or_else(|| iq_result(iq, None));
     if !shared.config.registration.allow {
-        return refuse(ErrorType::Cancel, "service-unavailable");
+        return refuse(StanzaError::ServiceUnavailable);
     }
     let Some(payload) = request_payload(iq).filter(|p| p.is("query", ns::REGISTER)) else {
-        return refuse(ErrorType::Modify, "bad-request");
+        return refuse(StanzaError::BadRequest);
     };
     match iq.attr("type") {
         Some("get") => {
@@ -224,10 +222,10 @@ pub async fn register_new(shared: &Shared, iq: &Element) -> Element {
                 child_text(payload, "username"),
                 child_text(payload, "password"),
             ) else {
-                return refuse(ErrorType::Modify, "not-acceptable");
+                return refuse(StanzaError::NotAcceptable);
             };
             let Some(jid) = shared.accounts.jid_for_username(&username) else {
-                return refuse(ErrorType::Modify, "not-acceptable");
+                return refuse(StanzaError::NotAcceptable);
             };
             match shared.accounts.create(&jid, &password).await {
                 Ok(()) => {
@@ -239,23 +237,19 @@ pub async fn register_new(shared: &Shared, iq: &Element) -> Element {
                     .unwrap_or_else(|| iq_result(iq, None)),
             }
         }
-        _ => refuse(ErrorType::Modify, "bad-request"),
+        _ => refuse(StanzaError::BadRequest),
     }
 }
 
 fn account_error(iq: &Element, e: AccountError) -> Handled {
-    let (kind, condition) = match e {
-        AccountError::Exists(_) => (ErrorType::Cancel, "conflict"),
-        AccountError::BadPassword | AccountError::InvalidJid(_) => {
-            (ErrorType::Modify, "not-acceptable")
-        }
-        AccountError::NotFound(_) | AccountError::ForeignDomain(..) => {
-            (ErrorType::Cancel, "item-not-found")
-        }
+    let error = match e {
+        AccountError::Exists(_) => StanzaError::Conflict,
+        AccountError::BadPassword | AccountError::InvalidJid(_) => StanzaError::NotAcceptable,
+        AccountError::NotFound(_) | AccountError::ForeignDomain(..) => StanzaError::ItemNotFound,
         AccountError::Storage(e) => {
             tracing::error!("storage failed: {e}");
-            (ErrorType::Wait, "internal-server-error")
+            StanzaError::InternalServerError
         }
     };
-    Handled::error(iq, kind, condition)
+    Handled::error(iq, error)
 }

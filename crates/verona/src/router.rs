@@ -16,6 +16,7 @@ use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{mpsc, watch};
 
 use crate::eventing::rendering::{self, Features};
+use crate::xml::StreamError;
 
 /// Why the server ends a session from outside its own task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,12 +30,12 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// The stream error condition sent before closing.
-    pub fn condition(self) -> &'static str {
+    /// The stream error sent before closing.
+    pub fn stream_error(self) -> StreamError {
         match self {
-            CloseReason::Conflict => "conflict",
-            CloseReason::Overflow => "policy-violation",
-            CloseReason::AccountChanged => "not-authorized",
+            CloseReason::Conflict => StreamError::Conflict,
+            CloseReason::Overflow => StreamError::PolicyViolation,
+            CloseReason::AccountChanged => StreamError::NotAuthorized,
         }
     }
 }

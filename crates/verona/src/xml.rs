@@ -59,20 +59,46 @@ pub fn text_child(el: &str, namespace: &str, text: impl Into<String>) -> Element
     Element::builder(el, namespace).append(text.into()).build()
 }
 
-/// Stanza error types (RFC 6120 §8.3.2).
+/// Every stanza error the server itself sends (RFC 6120 §8.3), with its type: one table.
+/// (The pubsub layer has its own, for XEP-0060's application conditions.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorType {
-    Cancel,
-    Modify,
-    Wait,
+pub enum StanzaError {
+    BadRequest,
+    /// XEP-0191 §3.5: a stanza to a blocked entity.
+    Blocked,
+    Conflict,
+    /// Storage failed: the requester may retry.
+    InternalServerError,
+    ItemNotFound,
+    JidMalformed,
+    NotAcceptable,
+    NotAllowed,
+    RemoteServerNotFound,
+    ServiceUnavailable,
 }
 
-impl ErrorType {
-    fn as_str(self) -> &'static str {
+impl StanzaError {
+    /// (type, defined condition).
+    fn table(self) -> (&'static str, &'static str) {
         match self {
-            ErrorType::Cancel => "cancel",
-            ErrorType::Modify => "modify",
-            ErrorType::Wait => "wait",
+            StanzaError::BadRequest => ("modify", "bad-request"),
+            StanzaError::Blocked => ("cancel", "not-acceptable"),
+            StanzaError::Conflict => ("cancel", "conflict"),
+            StanzaError::InternalServerError => ("wait", "internal-server-error"),
+            StanzaError::ItemNotFound => ("cancel", "item-not-found"),
+            StanzaError::JidMalformed => ("modify", "jid-malformed"),
+            StanzaError::NotAcceptable => ("modify", "not-acceptable"),
+            StanzaError::NotAllowed => ("cancel", "not-allowed"),
+            StanzaError::RemoteServerNotFound => ("cancel", "remote-server-not-found"),
+            StanzaError::ServiceUnavailable => ("cancel", "service-unavailable"),
+        }
+    }
+
+    /// The application-specific condition that goes with the defined one.
+    fn application(self) -> Option<Element> {
+        match self {
+            StanzaError::Blocked => Some(Element::bare("blocked", ns::BLOCKING_ERRORS)),
+            _ => None,
         }
     }
 }
@@ -80,21 +106,20 @@ impl ErrorType {
 /// The error reply to a stanza (RFC 6120 §8.3): addresses swapped, `type='error'`, the
 /// condition. `None` for stanzas that must never be answered with an error (errors themselves,
 /// iq results).
-pub fn error_reply(
-    original: &Element,
-    kind: ErrorType,
-    condition: &str,
-    text: Option<&str>,
-) -> Option<Element> {
+pub fn error_reply(original: &Element, error: StanzaError, text: Option<&str>) -> Option<Element> {
     let kind_attr = original.attr("type");
     if kind_attr == Some("error") || (original.name() == "iq" && kind_attr == Some("result")) {
         return None;
     }
-    let mut error = builder("error", ns::CLIENT)
-        .with("type", kind.as_str())
+    let (kind, condition) = error.table();
+    let mut element = builder("error", ns::CLIENT)
+        .with("type", kind)
         .append(Element::bare(condition, ns::STANZAS));
     if let Some(text) = text {
-        error = error.append(text_child("text", ns::STANZAS, text));
+        element = element.append(text_child("text", ns::STANZAS, text));
+    }
+    if let Some(application) = error.application() {
+        element = element.append(application);
     }
     let mut reply = builder(original.name(), ns::CLIENT).with("type", "error");
     if let Some(id) = original.attr("id") {
@@ -106,7 +131,62 @@ pub fn error_reply(
     if let Some(to) = original.attr("to") {
         reply = reply.with("from", to);
     }
-    Some(reply.append(error.build()).build())
+    Some(reply.append(element.build()).build())
+}
+
+/// Every stream error the server sends (RFC 6120 §4.9.3): one table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    BadFormat,
+    Conflict,
+    ConnectionTimeout,
+    HostUnknown,
+    InternalServerError,
+    InvalidFrom,
+    InvalidNamespace,
+    NotAuthorized,
+    NotWellFormed,
+    PolicyViolation,
+    RestrictedXml,
+    SystemShutdown,
+    UndefinedCondition,
+    UnsupportedStanzaType,
+    UnsupportedVersion,
+}
+
+impl StreamError {
+    pub fn condition(self) -> &'static str {
+        match self {
+            StreamError::BadFormat => "bad-format",
+            StreamError::Conflict => "conflict",
+            StreamError::ConnectionTimeout => "connection-timeout",
+            StreamError::HostUnknown => "host-unknown",
+            StreamError::InternalServerError => "internal-server-error",
+            StreamError::InvalidFrom => "invalid-from",
+            StreamError::InvalidNamespace => "invalid-namespace",
+            StreamError::NotAuthorized => "not-authorized",
+            StreamError::NotWellFormed => "not-well-formed",
+            StreamError::PolicyViolation => "policy-violation",
+            StreamError::RestrictedXml => "restricted-xml",
+            StreamError::SystemShutdown => "system-shutdown",
+            StreamError::UndefinedCondition => "undefined-condition",
+            StreamError::UnsupportedStanzaType => "unsupported-stanza-type",
+            StreamError::UnsupportedVersion => "unsupported-version",
+        }
+    }
+}
+
+impl From<&verona_stream::FramingError> for StreamError {
+    fn from(error: &verona_stream::FramingError) -> Self {
+        use verona_stream::FramingError;
+        match error {
+            FramingError::NotWellFormed(_) => StreamError::NotWellFormed,
+            FramingError::RestrictedXml(_) => StreamError::RestrictedXml,
+            FramingError::PolicyViolation(_) => StreamError::PolicyViolation,
+            FramingError::InvalidNamespace(_) => StreamError::InvalidNamespace,
+            FramingError::BadFormat(_) => StreamError::BadFormat,
+        }
+    }
 }
 
 /// An iq result answering `request`, with an optional payload.
@@ -150,7 +230,7 @@ mod tests {
         let iq = parse(
             "<iq xmlns='jabber:client' id='a1' type='get' from='juliet@capulet.lit/balcony' to='capulet.lit'><q xmlns='urn:x'/></iq>",
         );
-        let reply = error_reply(&iq, ErrorType::Cancel, "service-unavailable", None).unwrap();
+        let reply = error_reply(&iq, StanzaError::ServiceUnavailable, None).unwrap();
         assert_eq!(reply.attr("type"), Some("error"));
         assert_eq!(reply.attr("id"), Some("a1"));
         assert_eq!(reply.attr("to"), Some("juliet@capulet.lit/balcony"));
@@ -170,12 +250,12 @@ mod tests {
         ];
         for case in cases {
             assert!(
-                error_reply(&parse(case), ErrorType::Cancel, "bad-request", None).is_none(),
+                error_reply(&parse(case), StanzaError::BadRequest, None).is_none(),
                 "{case}"
             );
         }
         let message = parse("<message xmlns='jabber:client' type='chat'/>");
-        assert!(error_reply(&message, ErrorType::Cancel, "bad-request", Some("why")).is_some());
+        assert!(error_reply(&message, StanzaError::BadRequest, Some("why")).is_some());
     }
 
     #[test]

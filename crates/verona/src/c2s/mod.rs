@@ -27,7 +27,7 @@ use verona_stream::{StreamEvent, StreamParser};
 use crate::compress::{Zlib, ZlibError};
 use crate::router::{CloseReason, SessionEnds};
 use crate::server::Shared;
-use crate::xml::ns;
+use crate::xml::{StreamError, ns};
 use negotiation::Sasl;
 use session::Session;
 use transport::{Transport, tls_exporter};
@@ -42,15 +42,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How a connection ends.
 enum End {
     /// A stream error: sent, then the stream is closed.
-    Fault(&'static str, Option<String>),
+    Fault(StreamError, Option<String>),
     /// An orderly close: `</stream:stream>` is sent.
     Close,
     /// The socket is gone; nothing more can be sent.
     Gone,
 }
 
-fn fault(condition: &'static str, text: impl Into<String>) -> End {
-    End::Fault(condition, Some(text.into()))
+fn fault(error: StreamError, text: impl Into<String>) -> End {
+    End::Fault(error, Some(text.into()))
 }
 
 enum State {
@@ -173,12 +173,12 @@ impl Connection {
                 Wake::Outbound(None) => return End::Close,
                 Wake::Closed(reason) => {
                     let reason = reason.unwrap_or(CloseReason::AccountChanged);
-                    return End::Fault(reason.condition(), None);
+                    return End::Fault(reason.stream_error(), None);
                 }
                 Wake::Shutdown if self.shared.failure.borrow().is_some() => {
-                    return End::Fault("internal-server-error", None);
+                    return End::Fault(StreamError::InternalServerError, None);
                 }
-                Wake::Shutdown => return End::Fault("system-shutdown", None),
+                Wake::Shutdown => return End::Fault(StreamError::SystemShutdown, None),
                 Wake::Timer => {
                     if let Some(held) = self.caps_timeout() {
                         for el in held {
@@ -189,7 +189,10 @@ impl Connection {
                         continue;
                     }
                     if matches!(self.state, State::Unauthenticated { .. }) {
-                        return fault("connection-timeout", "authentication took too long");
+                        return fault(
+                            StreamError::ConnectionTimeout,
+                            "authentication took too long",
+                        );
                     }
                     // Whitespace keepalive (RFC 6120 §4.6.1): detects dead peers.
                     self.out.push(b' ');
@@ -206,7 +209,7 @@ impl Connection {
                 Ok(Some(StreamEvent::Stanza(el))) => self.on_element(el).await?,
                 Ok(Some(StreamEvent::End)) => return Err(End::Close),
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(End::Fault(e.condition(), Some(e.to_string()))),
+                Err(e) => return Err(End::Fault(StreamError::from(&e), Some(e.to_string()))),
             }
         }
     }
@@ -221,8 +224,8 @@ impl Connection {
         let limit = self.shared.config.limits.max_stanza_bytes;
         zlib.inflate(bytes, limit, &mut plain)
             .map_err(|e| match e {
-                ZlibError::TooLarge(_) => fault("policy-violation", e.to_string()),
-                ZlibError::Corrupt => fault("undefined-condition", e.to_string()),
+                ZlibError::TooLarge(_) => fault(StreamError::PolicyViolation, e.to_string()),
+                ZlibError::Corrupt => fault(StreamError::UndefinedCondition, e.to_string()),
             })?;
         self.parser.feed(&plain);
         Ok(())
@@ -280,7 +283,8 @@ impl Connection {
 
     async fn finish(&mut self, end: End) {
         let tail: Vec<u8> = match &end {
-            End::Fault(condition, text) => {
+            End::Fault(error, text) => {
+                let condition = error.condition();
                 tracing::debug!(
                     condition,
                     text = text.as_deref(),
@@ -329,7 +333,7 @@ impl Connection {
         let is_stanza = matches!(el.name(), "message" | "presence" | "iq");
         if is_stanza && namespace != ns::CLIENT {
             return Err(fault(
-                "invalid-namespace",
+                StreamError::InvalidNamespace,
                 format!("stanzas must be in {}, not {namespace}", ns::CLIENT),
             ));
         }
@@ -344,7 +348,7 @@ impl Connection {
             }
             State::Bound(_) if is_stanza => self.route(el).await,
             State::Bound(_) => Err(fault(
-                "unsupported-stanza-type",
+                StreamError::UnsupportedStanzaType,
                 format!("<{}/> in {namespace} is not supported here", el.name()),
             )),
         }

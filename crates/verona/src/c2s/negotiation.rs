@@ -16,7 +16,7 @@ use super::{Connection, End, HANDSHAKE_TIMEOUT, State, fault, random_id};
 use crate::compress::Zlib;
 use crate::iq;
 use crate::router::SessionHandle;
-use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
+use crate::xml::{BuilderExt, StanzaError, StreamError, builder, error_reply, iq_result, ns};
 
 /// A SASL exchange waiting for the client's next message.
 pub(super) enum Sasl {
@@ -48,14 +48,17 @@ impl Connection {
             .and_then(|v| v.split('.').next())
             .and_then(|m| m.parse::<u32>().ok());
         if major.is_none_or(|m| m < 1) {
-            return Err(fault("unsupported-version", "XMPP 1.0 streams only"));
+            return Err(fault(
+                StreamError::UnsupportedVersion,
+                "XMPP 1.0 streams only",
+            ));
         }
         if let Some(to) = &header.to {
             let ours = BareJid::new(to)
                 .is_ok_and(|j| j.node().is_none() && j.domain().as_str() == self.shared.domain);
             if !ours {
                 return Err(fault(
-                    "host-unknown",
+                    StreamError::HostUnknown,
                     format!("this server hosts {}", self.shared.domain),
                 ));
             }
@@ -149,7 +152,7 @@ impl Connection {
                 self.send_sasl_failure(Failure::EncryptionRequired);
                 return Ok(());
             }
-            return Err(fault("policy-violation", "use STARTTLS first"));
+            return Err(fault(StreamError::PolicyViolation, "use STARTTLS first"));
         }
         if namespace == ns::SASL {
             return self.sasl(el).await;
@@ -162,12 +165,15 @@ impl Connection {
             self.send_compress_failure("setup-failed");
             return Ok(());
         }
-        Err(fault("not-authorized", "authenticate first"))
+        Err(fault(StreamError::NotAuthorized, "authenticate first"))
     }
 
     async fn starttls(&mut self) -> Result<(), End> {
         if self.secure {
-            return Err(fault("policy-violation", "TLS is already in place"));
+            return Err(fault(
+                StreamError::PolicyViolation,
+                "TLS is already in place",
+            ));
         }
         self.send(&Element::bare("proceed", ns::TLS));
         self.flush().await?;
@@ -352,7 +358,7 @@ impl Connection {
         self.send_sasl_failure(failure);
         if self.auth_failures >= self.shared.config.auth.max_failures_per_connection {
             return Err(fault(
-                "policy-violation",
+                StreamError::PolicyViolation,
                 "too many failed authentication attempts",
             ));
         }
@@ -408,7 +414,7 @@ impl Connection {
 
     pub(super) async fn authenticated(&mut self, el: Element, jid: BareJid) -> Result<(), End> {
         if el.name() != "iq" || el.attr("type") != Some("set") {
-            return Err(fault("not-authorized", "bind a resource first"));
+            return Err(fault(StreamError::NotAuthorized, "bind a resource first"));
         }
         if el.has_child("session", ns::SESSION) {
             // RFC 3921 sessions are a no-op kept for old clients (RFC 6121 Appendix E).
@@ -419,18 +425,13 @@ impl Connection {
             .get_child("bind", ns::BIND)
             .and_then(|b| BindQuery::try_from(b.clone()).ok())
         else {
-            return Err(fault("not-authorized", "bind a resource first"));
+            return Err(fault(StreamError::NotAuthorized, "bind a resource first"));
         };
         let resource = match request.resource.filter(|r| !r.is_empty()) {
             Some(r) => match ResourcePart::new(&r) {
                 Ok(r) => r.into_owned(),
                 Err(_) => {
-                    let reply = error_reply(
-                        &el,
-                        ErrorType::Modify,
-                        "bad-request",
-                        Some("invalid resource"),
-                    );
+                    let reply = error_reply(&el, StanzaError::BadRequest, Some("invalid resource"));
                     self.send(&reply.expect("an iq set is answered"));
                     return Ok(());
                 }

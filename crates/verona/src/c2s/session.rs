@@ -13,7 +13,7 @@ use crate::eventing::caps;
 use crate::host::PubsubHandle;
 use crate::iq::{self, Target};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
-use crate::xml::{ErrorType, error_reply, ns, set_attr};
+use crate::xml::{StanzaError, StreamError, error_reply, set_attr};
 
 /// How long presence waits for the client's answer about its capabilities.
 const CAPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -142,7 +142,7 @@ impl Connection {
             let matches = Jid::new(from)
                 .is_ok_and(|j| j.as_str() == me.as_str() || j.as_str() == me.to_bare().as_str());
             if !matches {
-                return Err(fault("invalid-from", format!("you are {me}")));
+                return Err(fault(StreamError::InvalidFrom, format!("you are {me}")));
             }
         }
         set_attr(&mut el, "from", me.as_str());
@@ -153,7 +153,7 @@ impl Connection {
             return Ok(());
         }
         match classified.route {
-            Route::JidMalformed => self.answer(&el, ErrorType::Modify, "jid-malformed", None),
+            Route::JidMalformed => self.answer(&el, StanzaError::JidMalformed, None),
             Route::Pep {
                 account,
                 own_presence,
@@ -175,13 +175,12 @@ impl Connection {
             Route::AuthorizationAnswer => pubsub.submit_answer(me, el).await,
             Route::Remote => self.answer(
                 &el,
-                ErrorType::Cancel,
-                "remote-server-not-found",
+                StanzaError::RemoteServerNotFound,
                 Some("this server does not federate yet"),
             ),
             Route::ServerIq(target) => self.server_iq(el, target).await,
             Route::ServiceUnavailable => {
-                self.answer(&el, ErrorType::Cancel, "service-unavailable", None);
+                self.answer(&el, StanzaError::ServiceUnavailable, None);
             }
             Route::Session(to) => self.deliver_to_session(&el, &to),
             Route::Account(to) => self.deliver_to_account(&el, &to),
@@ -198,7 +197,7 @@ impl Connection {
         } else if el.name() == "message" {
             self.deliver_to_account(el, &to.to_bare());
         } else if el.name() == "iq" {
-            self.answer(el, ErrorType::Cancel, "service-unavailable", None);
+            self.answer(el, StanzaError::ServiceUnavailable, None);
         }
     }
 
@@ -209,18 +208,14 @@ impl Connection {
         let router = &self.shared.router;
         let silent = el.name() == "presence";
         if router.blocks(me, to) {
-            if !silent
-                && let Some(mut reply) = error_reply(el, ErrorType::Cancel, "not-acceptable", None)
-                && let Some(error) = reply.get_child_mut("error", ns::CLIENT)
-            {
-                error.append_child(Element::bare("blocked", ns::BLOCKING_ERRORS));
-                self.send(&reply);
+            if !silent {
+                self.answer(el, StanzaError::Blocked, None);
             }
             return true;
         }
         if router.blocks(to, me) {
             if !silent {
-                self.answer(el, ErrorType::Cancel, "service-unavailable", None);
+                self.answer(el, StanzaError::ServiceUnavailable, None);
             }
             return true;
         }
@@ -251,8 +246,7 @@ impl Connection {
             if el.attr("type") != Some("headline") {
                 self.answer(
                     el,
-                    ErrorType::Cancel,
-                    "service-unavailable",
+                    StanzaError::ServiceUnavailable,
                     Some("the recipient is not online"),
                 );
             }
@@ -264,8 +258,8 @@ impl Connection {
         }
     }
 
-    fn answer(&mut self, el: &Element, kind: ErrorType, condition: &str, text: Option<&str>) {
-        if let Some(reply) = error_reply(el, kind, condition, text) {
+    fn answer(&mut self, el: &Element, error: StanzaError, text: Option<&str>) {
+        if let Some(reply) = error_reply(el, error, text) {
             self.send(&reply);
         }
     }

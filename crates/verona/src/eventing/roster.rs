@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use verona_pubsub::{AccessModel, ConfigField, MaxItems, SendLastPublishedItem};
 
 use super::subscriptions::RosterEntry;
-use crate::xml::{BuilderExt, ErrorType, builder, ns};
+use crate::xml::{BuilderExt, StanzaError, builder, ns};
 
 /// The `roster` node: only the owner reads it, it lasts, and it is never pushed as events
 /// (roster pushes are its view).
@@ -43,7 +43,7 @@ pub enum RosterSet {
 }
 
 /// The one `<item/>` of a roster set, or the stanza error it deserves.
-pub fn parse_set(iq: &Element) -> Result<RosterSet, (ErrorType, &'static str, &'static str)> {
+pub fn parse_set(iq: &Element) -> Result<RosterSet, (StanzaError, &'static str)> {
     let query = iq
         .get_child("query", ns::ROSTER)
         .expect("routed as a roster iq");
@@ -52,20 +52,12 @@ pub fn parse_set(iq: &Element) -> Result<RosterSet, (ErrorType, &'static str, &'
         .filter(|c| c.is("item", ns::ROSTER))
         .collect();
     let [item] = items[..] else {
-        return Err((
-            ErrorType::Modify,
-            "bad-request",
-            "a roster set has exactly one item",
-        ));
+        return Err((StanzaError::BadRequest, "a roster set has exactly one item"));
     };
     let contact = item
         .attr("jid")
         .and_then(|jid| BareJid::new(jid).ok())
-        .ok_or((
-            ErrorType::Modify,
-            "bad-request",
-            "the item needs a bare JID",
-        ))?;
+        .ok_or((StanzaError::BadRequest, "the item needs a bare JID"))?;
     if item.attr("subscription") == Some("remove") {
         return Ok(RosterSet::Remove { contact });
     }
@@ -73,10 +65,10 @@ pub fn parse_set(iq: &Element) -> Result<RosterSet, (ErrorType, &'static str, &'
     for group in item.children().filter(|c| c.is("group", ns::ROSTER)) {
         let name = group.text();
         if name.trim().is_empty() {
-            return Err((ErrorType::Modify, "not-acceptable", "a group needs a name"));
+            return Err((StanzaError::NotAcceptable, "a group needs a name"));
         }
         if groups.contains(&name) {
-            return Err((ErrorType::Modify, "bad-request", "a group is listed twice"));
+            return Err((StanzaError::BadRequest, "a group is listed twice"));
         }
         groups.push(name);
     }
@@ -158,25 +150,28 @@ mod tests {
             Ok(RosterSet::Remove { .. })
         ));
         let refused = [
-            ("", "bad-request"),
+            ("", StanzaError::BadRequest),
             (
                 "<item jid='a@localhost'/><item jid='b@localhost'/>",
-                "bad-request",
+                StanzaError::BadRequest,
             ),
-            ("<item jid='romeo@localhost/orchard'/>", "bad-request"),
-            ("<item name='nobody'/>", "bad-request"),
+            (
+                "<item jid='romeo@localhost/orchard'/>",
+                StanzaError::BadRequest,
+            ),
+            ("<item name='nobody'/>", StanzaError::BadRequest),
             (
                 "<item jid='romeo@localhost'><group> </group></item>",
-                "not-acceptable",
+                StanzaError::NotAcceptable,
             ),
             (
                 "<item jid='romeo@localhost'><group>A</group><group>A</group></item>",
-                "bad-request",
+                StanzaError::BadRequest,
             ),
         ];
-        for (items, condition) in refused {
+        for (items, error) in refused {
             match parse_set(&set(items)) {
-                Err((ErrorType::Modify, got, _)) => assert_eq!(got, condition, "{items}"),
+                Err((got, _)) => assert_eq!(got, error, "{items}"),
                 _ => panic!("{items} is refused"),
             }
         }

@@ -11,7 +11,7 @@ use verona_pubsub::Affiliation;
 
 use super::{Done, Origin, PRESENCE_NODE, ServicesTask};
 use crate::eventing::blocking::{Command, item, parse_set};
-use crate::xml::{ErrorType, builder, error_reply, iq_result, ns};
+use crate::xml::{StanzaError, builder, error_reply, iq_result, ns};
 
 impl ServicesTask {
     /// The user's blocklist: the outcasts of its `presence` node.
@@ -70,7 +70,7 @@ impl ServicesTask {
             return;
         }
         let Some(Command { block, jids }) = parse_set(&iq) else {
-            let reply = error_reply(&iq, ErrorType::Modify, "bad-request", None);
+            let reply = error_reply(&iq, StanzaError::BadRequest, None);
             done.push(Done::reply(from, reply));
             return;
         };
@@ -94,7 +94,7 @@ impl ServicesTask {
         let origin = Origin::Account(user.clone());
         let owner = Jid::from(user.clone());
         let Some(hosted) = self.accounts.get_mut(&user) else {
-            let reply = error_reply(&iq, ErrorType::Wait, "internal-server-error", None);
+            let reply = error_reply(&iq, StanzaError::InternalServerError, None);
             done.push(Done::reply(from, reply));
             return;
         };

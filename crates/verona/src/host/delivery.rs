@@ -202,22 +202,16 @@ impl ServicesTask {
 pub(super) fn unheard_publish(
     hosted: &Hosted,
     owner: &BareJid,
-    request: &Element,
-    reply: Option<&Element>,
+    published: &verona_pubsub_xmpp::Published,
     effects: &[Effect],
 ) -> Option<(BareJid, verona_pubsub::Notification)> {
-    let node = publishes_to(request)?;
+    let (node, id) = (published.node.as_str(), published.item_id.as_str());
     let notified = effects
         .iter()
         .any(|e| matches!(e, Effect::Notify(n) if n.node == node));
     if notified || [PRESENCE_NODE, ROSTER_NODE].contains(&node) {
         return None;
     }
-    let id = reply?
-        .get_child("pubsub", ns::PUBSUB)?
-        .get_child("publish", ns::PUBSUB)?
-        .get_child("item", ns::PUBSUB)?
-        .attr("id")?;
     let metadata = hosted.service.metadata(node)?;
     let config = metadata.config;
     let owner_jid = Jid::from(owner.clone());

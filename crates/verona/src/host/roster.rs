@@ -11,7 +11,7 @@ use verona_pubsub::{AccessResolver, CreateRequest, ItemQuery, PublishRequest};
 
 use super::{Done, Origin, ROSTER_NODE, Request, ServicesTask, SubscriptionKind};
 use crate::eventing::roster::{RosterSet, item_element, parse_set, version};
-use crate::xml::{BuilderExt, ErrorType, builder, error_reply, iq_result, ns};
+use crate::xml::{BuilderExt, StanzaError, builder, error_reply, iq_result, ns};
 
 impl ServicesTask {
     /// The roster's version: a digest of the derived roster.
@@ -43,11 +43,8 @@ impl ServicesTask {
         }
         let set = match parse_set(&iq) {
             Ok(set) => set,
-            Err((kind, condition, text)) => {
-                done.push(Done::reply(
-                    from,
-                    error_reply(&iq, kind, condition, Some(text)),
-                ));
+            Err((error, text)) => {
+                done.push(Done::reply(from, error_reply(&iq, error, Some(text))));
                 return;
             }
         };
@@ -72,7 +69,7 @@ impl ServicesTask {
         let owner = Jid::from(user.clone());
         let origin = Origin::Account(user.clone());
         let Some(hosted) = self.accounts.get_mut(&user) else {
-            let reply = error_reply(iq, ErrorType::Wait, "internal-server-error", None);
+            let reply = error_reply(iq, StanzaError::InternalServerError, None);
             done.push(Done::reply(from.clone(), reply));
             return;
         };
@@ -95,12 +92,7 @@ impl ServicesTask {
             .unwrap_or_default();
         if page.len() >= limit && !page.iter().any(|i| i.id == contact.as_str()) {
             // Publishing would evict another contact's item: refuse rather than lose it.
-            let reply = error_reply(
-                iq,
-                ErrorType::Cancel,
-                "not-allowed",
-                Some("the roster is full"),
-            );
+            let reply = error_reply(iq, StanzaError::NotAllowed, Some("the roster is full"));
             done.push(Done::reply(from.clone(), reply));
             return;
         }
@@ -121,7 +113,7 @@ impl ServicesTask {
             }
             Err(e) => {
                 tracing::error!(%user, "storing a roster item: {e}");
-                let reply = error_reply(iq, ErrorType::Wait, "internal-server-error", None);
+                let reply = error_reply(iq, StanzaError::InternalServerError, None);
                 done.push(Done::reply(from.clone(), reply));
             }
         }
@@ -138,7 +130,7 @@ impl ServicesTask {
         let user = from.to_bare();
         let Some(entry) = self.presence.roster_entry(&user, contact) else {
             // §2.5.3: removing what is not there.
-            let reply = error_reply(iq, ErrorType::Cancel, "item-not-found", None);
+            let reply = error_reply(iq, StanzaError::ItemNotFound, None);
             done.push(Done::reply(from.clone(), reply));
             return;
         };
