@@ -309,7 +309,8 @@ impl ServicesTask {
         self.push_rosters(changes);
         self.send_outbox();
         for ready in self.ready.drain(..) {
-            let _ = ready.send(());
+            // A session that closed while waiting no longer listens; nothing is owed to it.
+            ready.send(()).ok();
         }
         self.relations.clear();
         self.evict();

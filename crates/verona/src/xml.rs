@@ -3,27 +3,17 @@
 use minidom::rxml::{Namespace, NcName};
 use minidom::{Element, ElementBuilder};
 
+/// The namespaces the server reads and writes: `xmpp-parsers`' names where it has them (as the
+/// pubsub layer does), ours for the rest.
 pub mod ns {
-    pub const CLIENT: &str = "jabber:client";
-    pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-    pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-    pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
-    pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+    pub use xmpp_parsers::ns::{
+        BIND, BLOCKING, BLOCKING_ERRORS, DATA_FORMS, DISCO_INFO, DISCO_ITEMS,
+        JABBER_CLIENT as CLIENT, PING, PUBSUB, PUBSUB_OWNER, REGISTER, ROSTER, SASL, SASL_CB,
+        STREAM as STREAMS, TLS, VERSION, XMPP_STANZAS as STANZAS,
+    };
+
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
-    pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-    pub const STREAMS: &str = "http://etherx.jabber.org/streams";
-    pub const PING: &str = "urn:xmpp:ping";
-    pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-    pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
-    pub const VERSION: &str = "jabber:iq:version";
-    pub const REGISTER: &str = "jabber:iq:register";
-    pub const DATA_FORMS: &str = "jabber:x:data";
-    pub const ROSTER: &str = "jabber:iq:roster";
     pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
-    pub const BLOCKING: &str = "urn:xmpp:blocking";
-    pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
-    pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
-    pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
     pub const PUBSUB_AUTHORIZATION: &str =
         "http://jabber.org/protocol/pubsub#subscribe_authorization";
     pub const COMPRESS: &str = "http://jabber.org/protocol/compress";

@@ -182,7 +182,7 @@ impl Connection {
                 Wake::Timer => {
                     if let Some(held) = self.caps_timeout() {
                         for el in held {
-                            if let Err(end) = self.route_stanza(el).await {
+                            if let Err(end) = self.dispatch(el).await {
                                 return end;
                             }
                         }

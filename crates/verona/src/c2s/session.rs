@@ -39,7 +39,7 @@ impl Connection {
             None => self.caps_gate(el),
         };
         for el in ready {
-            self.route_stanza(el).await?;
+            self.dispatch(el).await?;
         }
         Ok(())
     }
@@ -131,7 +131,7 @@ impl Connection {
 
     /// A stanza from a bound session: `from` checked and stamped, classified once, then
     /// handed to the service or view of its route.
-    pub(super) async fn route_stanza(&mut self, mut el: Element) -> Result<(), End> {
+    pub(super) async fn dispatch(&mut self, mut el: Element) -> Result<(), End> {
         let State::Bound(session) = &self.state else {
             unreachable!("route() is only called when bound");
         };

@@ -115,7 +115,11 @@ impl PubsubHandle {
         let (ready, done) = oneshot::channel();
         self.send(shard, Request::SessionStarted { session, ready })
             .await;
-        let _ = done.await;
+        if done.await.is_err() {
+            // The shard is gone: the server is stopping (at shutdown, or by the supervisor
+            // after a panic), and the session's stream closes with it.
+            tracing::debug!(shard, "pubsub shard gone before the session was ready");
+        }
     }
 
     /// A session ended: every shard ends the temporary subscriptions it holds for it.
