@@ -32,14 +32,15 @@ use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::PubsubWrite;
 
 use crate::eventing::presence::{
-    PRESENCE_NODE, ROSTER_NODE, SubscriptionKind, VIEW_OPTION, classic_bytes, classic_presence,
-    own_presence_item_id, presence_node_config, recipient, touches_presence_subscriptions,
+    PRESENCE_NODE, PresencePublish, ROSTER_NODE, SubscriptionKind, VIEW_OPTION, classic_bytes,
+    classic_presence, presence_node_config, recipient, touches_presence_subscriptions,
+    vet_presence_publish,
 };
 use crate::eventing::subscriptions::PresenceGraph;
 use crate::eventing::{self, pep_config};
 use crate::router::Router;
 use crate::server::{Lifecycle, Stores};
-use crate::xml::{BuilderExt, StanzaError, builder, error_reply, ns, set_attr};
+use crate::xml::{BuilderExt, StanzaError, builder, error_reply, iq_result, ns, set_attr};
 
 /// Requests waiting for the services; senders wait when it is full (backpressure).
 const QUEUE: usize = 4096;
@@ -423,8 +424,25 @@ impl ServicesTask {
     /// A XEP-0060 stanza for a service: through the protocol layer into the engine, then
     /// what it means for presence, blocking and residency.
     fn stanza(&mut self, from: FullJid, target: Target, mut stanza: Element, done: &mut Vec<Done>) {
-        let own_presence = matches!(&target, Target::Account(account) if *account == from.to_bare())
-            && own_presence_item_id(&mut stanza, &from);
+        let own_account = matches!(&target, Target::Account(account) if *account == from.to_bare());
+        let presence = match &target {
+            Target::Account(_) => vet_presence_publish(&mut stanza, &from),
+            _ => PresencePublish::Other,
+        };
+        match presence {
+            PresencePublish::Unavailable if own_account => {
+                self.retract_presence(&from, done);
+                done.push(Done::reply(from, Some(iq_result(&stanza, None))));
+                return;
+            }
+            PresencePublish::Invalid | PresencePublish::Unavailable => {
+                let reply = error_reply(&stanza, StanzaError::InvalidPayload, None);
+                done.push(Done::reply(from, reply));
+                return;
+            }
+            PresencePublish::Available | PresencePublish::Other => {}
+        }
+        let own_presence = own_account && presence == PresencePublish::Available;
         if own_presence {
             self.came_online(&from, done);
         }

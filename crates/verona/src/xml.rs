@@ -8,8 +8,8 @@ use minidom::{Element, ElementBuilder};
 pub mod ns {
     pub use xmpp_parsers::ns::{
         BIND, BLOCKING, BLOCKING_ERRORS, DATA_FORMS, DISCO_INFO, DISCO_ITEMS,
-        JABBER_CLIENT as CLIENT, PING, PUBSUB, PUBSUB_OWNER, REGISTER, ROSTER, SASL, SASL_CB,
-        STREAM as STREAMS, TLS, VERSION, XMPP_STANZAS as STANZAS,
+        JABBER_CLIENT as CLIENT, PING, PUBSUB, PUBSUB_ERRORS, PUBSUB_OWNER, REGISTER, ROSTER, SASL,
+        SASL_CB, STREAM as STREAMS, TLS, VERSION, XMPP_STANZAS as STANZAS,
     };
 
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
@@ -59,6 +59,8 @@ pub enum StanzaError {
     Conflict,
     /// Storage failed: the requester may retry.
     InternalServerError,
+    /// XEP-0060 §7.1.3.6: a payload the node does not accept.
+    InvalidPayload,
     ItemNotFound,
     JidMalformed,
     NotAcceptable,
@@ -75,6 +77,7 @@ impl StanzaError {
             StanzaError::Blocked => ("cancel", "not-acceptable"),
             StanzaError::Conflict => ("cancel", "conflict"),
             StanzaError::InternalServerError => ("wait", "internal-server-error"),
+            StanzaError::InvalidPayload => ("modify", "bad-request"),
             StanzaError::ItemNotFound => ("cancel", "item-not-found"),
             StanzaError::JidMalformed => ("modify", "jid-malformed"),
             StanzaError::NotAcceptable => ("modify", "not-acceptable"),
@@ -88,6 +91,9 @@ impl StanzaError {
     fn application(self) -> Option<Element> {
         match self {
             StanzaError::Blocked => Some(Element::bare("blocked", ns::BLOCKING_ERRORS)),
+            StanzaError::InvalidPayload => {
+                Some(Element::bare("invalid-payload", ns::PUBSUB_ERRORS))
+            }
             _ => None,
         }
     }

@@ -76,10 +76,15 @@ impl SubscriptionKind {
 /// session gets instead (none for events classic presence has no word for). `None` when the
 /// effect is not about a presence node.
 pub fn classic_presence(owner: &BareJid, effect: &Effect) -> Option<Vec<Element>> {
+    // Built from vetted fields, never forwarded as stored: the classic rendering is a
+    // top-level stanza, so a stored payload must not decide what kind.
     let payloads = |items: &[verona_pubsub::Item]| -> Vec<Element> {
         items
             .iter()
-            .filter_map(|item| item.payload.as_deref()?.parse().ok())
+            .filter_map(|item| {
+                let payload: Element = item.payload.as_deref()?.parse().ok()?;
+                vet(&payload, item.publisher.try_as_full().ok()?)
+            })
             .collect()
     };
     match effect {
@@ -135,23 +140,93 @@ pub fn classic_bytes(stanzas: &[Element], to: &Jid) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// XEP-0207 §3: the item id of a presence publish is the publishing resource, whatever the
-/// request says (the seed's Ex. 3 sends none), and the `<presence/>` inside is from that
-/// resource, so nobody can publish presence in another's name. Returns whether the stanza is
-/// such a publish.
-pub fn own_presence_item_id(stanza: &mut Element, from: &FullJid) -> bool {
-    let publish = stanza
+/// A publish request, as far as the `presence` node is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PresencePublish {
+    /// Not a publish to a `presence` node.
+    Other,
+    /// Available presence, vetted and stamped in place.
+    Available,
+    /// `<presence type='unavailable'/>`: a retraction of the resource's item.
+    Unavailable,
+    /// Anything else: refused with `bad-request` + `invalid-payload`.
+    Invalid,
+}
+
+/// XEP-0207 §3: a `presence` node holds exactly one `<presence/>` (jabber:client) per item,
+/// the item id is the publishing resource whatever the request says (the seed's Ex. 3 sends
+/// none), and the presence is rebuilt by [`vet`] and stamped with that resource, so nobody can
+/// publish presence in another's name, nor anything that is not presence.
+pub fn vet_presence_publish(stanza: &mut Element, from: &FullJid) -> PresencePublish {
+    let Some(publish) = stanza
         .get_child_mut("pubsub", ns::PUBSUB)
         .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
-        .filter(|publish| publish.attr("node") == Some(PRESENCE_NODE));
-    let Some(item) = publish.and_then(|p| p.get_child_mut("item", ns::PUBSUB)) else {
-        return false;
+        .filter(|publish| publish.attr("node") == Some(PRESENCE_NODE))
+    else {
+        return PresencePublish::Other;
+    };
+    let mut items = publish.children_mut().filter(|c| c.is("item", ns::PUBSUB));
+    let (Some(item), None) = (items.next(), items.next()) else {
+        return PresencePublish::Invalid;
+    };
+    let nodes = item.take_nodes();
+    let mut elements = nodes.into_iter().filter_map(|node| match node {
+        minidom::Node::Element(el) => Some(Ok(el)),
+        minidom::Node::Text(text) if text.trim().is_empty() => None,
+        minidom::Node::Text(_) => Some(Err(())),
+    });
+    let (Some(Ok(payload)), None) = (elements.next(), elements.next()) else {
+        return PresencePublish::Invalid;
+    };
+    if payload.is("presence", ns::CLIENT) && payload.attr("type") == Some("unavailable") {
+        return PresencePublish::Unavailable;
+    }
+    let Some(vetted) = vet(&payload, from) else {
+        return PresencePublish::Invalid;
     };
     set_attr(item, "id", from.resource().as_str());
-    if let Some(presence) = item.get_child_mut("presence", ns::CLIENT) {
-        set_attr(presence, "from", from.as_str());
+    item.append_child(vetted);
+    PresencePublish::Available
+}
+
+/// RFC 6121 §4.7: available presence rebuilt from what presence may carry, from `from`: at
+/// most one `show` (away, chat, dnd, xa), `status` texts, at most one `priority` (-128..127),
+/// and extension elements (any namespace but jabber:client). `None` for anything else: not a
+/// `<presence/>`, a `type`, or another jabber:client child (a nested stanza, an `<error/>`).
+pub fn vet(payload: &Element, from: &FullJid) -> Option<Element> {
+    if !payload.is("presence", ns::CLIENT) || payload.attr("type").is_some() {
+        return None;
     }
-    true
+    let mut presence = builder("presence", ns::CLIENT).with("from", from.as_str());
+    let (mut show, mut priority) = (false, false);
+    for child in payload.children() {
+        if !child.has_ns(ns::CLIENT) {
+            presence = presence.append(child.clone());
+            continue;
+        }
+        let text = child.text();
+        let valid = match child.name() {
+            "show" if !show => {
+                show = true;
+                matches!(text.as_str(), "away" | "chat" | "dnd" | "xa")
+            }
+            "priority" if !priority => {
+                priority = true;
+                text.trim().parse::<i8>().is_ok()
+            }
+            "status" => true,
+            _ => false,
+        };
+        if !valid {
+            return None;
+        }
+        // Text only; attributes (`xml:lang`) as they were.
+        let mut vetted = Element::bare(child.name(), ns::CLIENT);
+        *vetted.attrs_mut() = child.attrs().clone();
+        vetted.append_text(text);
+        presence = presence.append(vetted);
+    }
+    Some(presence.build())
 }
 
 /// Whether effects change who is subscribed to a `presence` node.
@@ -307,23 +382,126 @@ mod tests {
         }
     }
 
-    /// A presence publish is re-addressed to the publishing resource, whatever it says.
-    #[test]
-    fn a_presence_publish_is_stamped_with_its_resource() {
-        let from = FullJid::new("juliet@localhost/balcony").unwrap();
-        let mut publish: Element = "<iq xmlns='jabber:client' type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item id='forged'><presence xmlns='jabber:client' from='romeo@localhost/x'/></item></publish></pubsub></iq>".parse().unwrap();
-        assert!(own_presence_item_id(&mut publish, &from));
-        let item = publish
+    fn publish_of(payload: &str) -> Element {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item id='forged'>{payload}</item></publish></pubsub></iq>"
+        )
+        .parse()
+        .unwrap()
+    }
+
+    fn item_of(publish: &Element) -> &Element {
+        publish
             .get_child("pubsub", ns::PUBSUB)
             .and_then(|p| p.get_child("publish", ns::PUBSUB))
             .and_then(|p| p.get_child("item", ns::PUBSUB))
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A presence publish is re-addressed to the publishing resource and rebuilt from what
+    /// presence may carry, whatever it says.
+    #[test]
+    fn a_presence_publish_is_vetted_and_stamped() {
+        let from = FullJid::new("juliet@localhost/balcony").unwrap();
+        let mut publish = publish_of(
+            "<presence xmlns='jabber:client' from='romeo@localhost/x' id='i'><show>away</show><status xml:lang='en'>out</status><priority>5</priority><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/></presence>",
+        );
+        assert_eq!(
+            vet_presence_publish(&mut publish, &from),
+            PresencePublish::Available
+        );
+        let item = item_of(&publish);
         assert_eq!(item.attr("id"), Some("balcony"));
-        let presence = item.get_child("presence", ns::CLIENT).unwrap();
-        assert_eq!(presence.attr("from"), Some("juliet@localhost/balcony"));
+        let expected: Element = "<presence xmlns='jabber:client' from='juliet@localhost/balcony'><show>away</show><status xml:lang='en'>out</status><priority>5</priority><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/></presence>".parse().unwrap();
+        assert_eq!(item.children().collect::<Vec<_>>(), [&expected]);
 
         let mut other: Element = "<iq xmlns='jabber:client' type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='moments'><item id='x'/></publish></pubsub></iq>".parse().unwrap();
-        assert!(!own_presence_item_id(&mut other, &from));
+        assert_eq!(
+            vet_presence_publish(&mut other, &from),
+            PresencePublish::Other
+        );
+    }
+
+    /// Issue #11 C1: only presence goes in, so only presence comes out.
+    #[test]
+    fn a_presence_item_is_presence_and_nothing_else() {
+        let from = FullJid::new("juliet@localhost/balcony").unwrap();
+        let cases = [
+            (
+                "<presence xmlns='jabber:client'/>",
+                PresencePublish::Available,
+            ),
+            (
+                "<presence xmlns='jabber:client' type='unavailable'/>",
+                PresencePublish::Unavailable,
+            ),
+            (
+                "<message xmlns='jabber:client' from='admin@localhost' type='chat'><body>hi</body></message>",
+                PresencePublish::Invalid,
+            ),
+            (
+                "<iq xmlns='jabber:client' type='set' id='r'><query xmlns='jabber:iq:roster'/></iq>",
+                PresencePublish::Invalid,
+            ),
+            ("<presence xmlns='urn:example'/>", PresencePublish::Invalid),
+            (
+                "<presence xmlns='jabber:client' type='subscribed'/>",
+                PresencePublish::Invalid,
+            ),
+            (
+                "<presence xmlns='jabber:client'><message><body>nested</body></message></presence>",
+                PresencePublish::Invalid,
+            ),
+            (
+                "<presence xmlns='jabber:client'><show>asleep</show></presence>",
+                PresencePublish::Invalid,
+            ),
+            (
+                "<presence xmlns='jabber:client'><show>away</show><show>dnd</show></presence>",
+                PresencePublish::Invalid,
+            ),
+            (
+                "<presence xmlns='jabber:client'><priority>200</priority></presence>",
+                PresencePublish::Invalid,
+            ),
+            (
+                "<presence xmlns='jabber:client'/><presence xmlns='jabber:client'/>",
+                PresencePublish::Invalid,
+            ),
+            ("", PresencePublish::Invalid),
+            ("text", PresencePublish::Invalid),
+        ];
+        for (payload, expected) in cases {
+            let mut publish = publish_of(payload);
+            assert_eq!(
+                vet_presence_publish(&mut publish, &from),
+                expected,
+                "{payload}"
+            );
+        }
+    }
+
+    /// A stored item that is not presence (stored before vetting, or by another path) is not
+    /// rendered: the classic view never forwards a stored payload.
+    #[test]
+    fn the_classic_view_renders_only_presence() {
+        let forged =
+            "<message xmlns='jabber:client' from='admin@localhost'><body>x</body></message>";
+        let effect = notify(
+            PRESENCE_NODE,
+            Event::Items {
+                items: vec![item(forged)],
+            },
+        );
+        assert_eq!(classic_presence(&owner(), &effect), Some(Vec::new()));
+        let nested = "<presence xmlns='jabber:client' from='admin@localhost/x' type='subscribed'/>";
+        let effect = notify(
+            PRESENCE_NODE,
+            Event::Items {
+                items: vec![item(nested)],
+            },
+        );
+        assert_eq!(classic_presence(&owner(), &effect), Some(Vec::new()));
     }
 
     /// RFC 6121 §3: whose presence node each subscription stanza acts on.

@@ -40,12 +40,17 @@ impl ServicesTask {
         if stanza.attr("type") == Some("unavailable") {
             return self.retract_presence(from, done);
         }
+        let Some(vetted) = eventing::presence::vet(stanza, from) else {
+            let reply = error_reply(stanza, StanzaError::BadRequest, Some("not presence"));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
         self.came_online(from, done);
         let account = from.to_bare();
         let Some(hosted) = self.accounts.get_mut(&account) else {
             return;
         };
-        let payload: String = String::from_utf8(verona_stream::element_bytes(stanza))
+        let payload: String = String::from_utf8(verona_stream::element_bytes(&vetted))
             .expect("serialised XML is UTF-8");
         let request = PublishRequest::payload(Some(from.resource().as_str()), payload);
         match hosted

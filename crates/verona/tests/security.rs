@@ -1,0 +1,129 @@
+//! Regression tests for the security review (issue #11): each attack as a hostile client sends
+//! it over the wire, and what must (and must not) arrive.
+
+mod common;
+
+use common::*;
+use minidom::Element;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+
+/// Receives until a stanza matches, returning it (others are skipped).
+async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
+    loop {
+        let el = client.recv().await;
+        if wanted(&el) {
+            return el;
+        }
+    }
+}
+
+/// Juliet and Romeo online as classic clients, Romeo following Juliet's presence.
+async fn romeo_follows_juliet() -> (TestServer, Client, Client) {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    for c in [&mut juliet, &mut romeo] {
+        c.send("<presence xmlns='jabber:client'/>").await;
+        let me = c.jid().to_owned();
+        recv_until(c, |el| {
+            el.name() == "presence" && el.attr("from") == Some(&me)
+        })
+        .await;
+    }
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    recv_until(&mut juliet, |el| el.attr("type") == Some("subscribe")).await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@localhost'/>")
+        .await;
+    recv_until(&mut romeo, |el| {
+        el.name() == "presence"
+            && el.attr("type").is_none()
+            && el.attr("from") == Some("juliet@localhost/balcony")
+    })
+    .await;
+    settle(&mut juliet).await;
+    settle(&mut romeo).await;
+    (t, juliet, romeo)
+}
+
+/// Reads whatever is still arriving, until the stream is quiet.
+async fn settle(client: &mut Client) {
+    while tokio::time::timeout(QUIET, client.next_event())
+        .await
+        .is_ok()
+    {}
+}
+
+fn publish_presence(id: &str, payload: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}'><pubsub xmlns='{PUBSUB}'><publish node='presence'><item>{payload}</item></publish></pubsub></iq>"
+    )
+}
+
+/// C1: an item of the `presence` node that is not presence is refused, so a contact cannot
+/// make the server deliver a forged top-level stanza to classic followers; a presence that
+/// claims another sender is delivered from its publisher.
+#[tokio::test]
+async fn a_presence_item_cannot_carry_a_forged_stanza() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let forged = [
+        "<message xmlns='jabber:client' from='admin@localhost' type='chat'><body>send me your password</body></message>",
+        "<iq xmlns='jabber:client' type='set' id='push' from='romeo@localhost'><query xmlns='jabber:iq:roster'><item jid='mallory@evil.example' subscription='both'/></query></iq>",
+        "<presence xmlns='jabber:client'><message from='admin@localhost'><body>nested</body></message></presence>",
+        "<presence xmlns='jabber:client' type='subscribed' from='admin@localhost'/>",
+    ];
+    for (n, payload) in forged.iter().enumerate() {
+        let reply = juliet
+            .request(&publish_presence(&format!("f{n}"), payload))
+            .await;
+        assert_eq!(
+            stanza_error(&reply).as_deref(),
+            Some("bad-request"),
+            "{payload}"
+        );
+        let error = reply.get_child("error", NS_CLIENT).unwrap();
+        assert!(
+            error.has_child("invalid-payload", PUBSUB_ERRORS),
+            "{}",
+            show(&reply)
+        );
+    }
+    romeo.expect_nothing().await;
+
+    let claimed =
+        "<presence xmlns='jabber:client' from='admin@localhost/x'><show>away</show></presence>";
+    ok(&juliet.request(&publish_presence("ok", claimed)).await);
+    let got = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(
+        (got.attr("type"), got.attr("from")),
+        (None, Some("juliet@localhost/balcony")),
+        "{}",
+        show(&got)
+    );
+    let children: Vec<(String, String)> = got
+        .children()
+        .map(|c| (c.name().to_owned(), c.text()))
+        .collect();
+    assert_eq!(children, [("show".to_owned(), "away".to_owned())]);
+}
+
+/// C1, the classic side: a `<presence/>` broadcast carrying a nested stanza is refused, and
+/// nothing of it reaches the followers.
+#[tokio::test]
+async fn a_presence_broadcast_cannot_carry_a_stanza() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    juliet
+        .send("<presence xmlns='jabber:client'><message from='admin@localhost'><body>nested</body></message></presence>")
+        .await;
+    let refused = juliet.recv().await;
+    assert_eq!(refused.name(), "presence", "{}", show(&refused));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("bad-request"));
+    romeo.expect_nothing().await;
+}
