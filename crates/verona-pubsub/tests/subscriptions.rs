@@ -73,6 +73,18 @@ fn authorize_flow_pending_then_approved() {
             NotAuthorizedReason::PendingSubscription
         ))
     );
+    // Nor one per made-up resource: one request waits per account (issue #11 H1).
+    for resource in ["a", "b"] {
+        let other = jid(&format!("romeo@montague.lit/{resource}"));
+        assert_eq!(
+            service
+                .subscribe(&NoRoster, &romeo, "n", &other, None)
+                .err(),
+            Some(PubsubError::NotAuthorized(
+                NotAuthorizedReason::PendingSubscription
+            ))
+        );
+    }
     let pending = service.pending_subscriptions(&jid(OWNER), "n").unwrap();
     assert_eq!(pending.len(), 1);
     assert!(

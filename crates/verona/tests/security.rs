@@ -127,3 +127,70 @@ async fn a_presence_broadcast_cannot_carry_a_stanza() {
     assert_eq!(stanza_error(&refused).as_deref(), Some("bad-request"));
     romeo.expect_nothing().await;
 }
+
+fn subscribe_presence(id: &str, jid: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='{jid}'/></pubsub></iq>"
+    )
+}
+
+/// An authorization request as a session gets it: a form message, or classic `subscribe`.
+fn is_request(el: &Element) -> bool {
+    match el.name() {
+        "message" => el.has_child("x", "jabber:x:data"),
+        "presence" => el.attr("type") == Some("subscribe"),
+        _ => false,
+    }
+}
+
+async fn requests_at_login(t: &TestServer) -> usize {
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let mut requests = 0;
+    while let Ok(Some(verona_stream::StreamEvent::Stanza(el))) =
+        tokio::time::timeout(QUIET * 2, juliet.next_event()).await
+    {
+        requests += usize::from(is_request(&el));
+    }
+    requests
+}
+
+/// H1: requests made with made-up resources of one account are one request, and however many
+/// accounts ask, a login gets a bounded number of forms (the rest by get-pending), so the
+/// owner is never flooded off the server.
+#[tokio::test]
+async fn pending_requests_cannot_flood_a_login() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    ok(&romeo
+        .request(&subscribe_presence("s0", "romeo@localhost/r0"))
+        .await);
+    for n in 1..30 {
+        let reply = romeo
+            .request(&subscribe_presence(
+                &format!("s{n}"),
+                &format!("romeo@localhost/r{n}"),
+            ))
+            .await;
+        assert_eq!(
+            stanza_error(&reply).as_deref(),
+            Some("not-authorized"),
+            "{}",
+            show(&reply)
+        );
+        let error = reply.get_child("error", NS_CLIENT).unwrap();
+        assert!(error.has_child("pending-subscription", PUBSUB_ERRORS));
+    }
+    assert_eq!(requests_at_login(&t).await, 1);
+
+    for n in 0..12 {
+        let user = format!("suitor{n}");
+        t.add_user(&user, "pw").await;
+        let mut suitor = t.login(&user, "pw", "r").await;
+        let jid = format!("{user}@localhost");
+        ok(&suitor.request(&subscribe_presence("s", &jid)).await);
+    }
+    assert_eq!(requests_at_login(&t).await, 10);
+}

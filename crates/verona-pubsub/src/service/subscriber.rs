@@ -57,10 +57,13 @@ impl Service {
             options.temporary = true;
         }
 
-        if node
-            .subscriptions_of_jid(jid)
-            .any(|(_, sub)| sub.state == SubscriptionState::Pending)
-        {
+        // One request waits per account and node, whatever resources it names: otherwise one
+        // account could queue any number of forms for the owner (issue #11 H1).
+        let waiting = node.subscriptions_of(&subscriber).is_some_and(|subs| {
+            subs.values()
+                .any(|sub| sub.state == SubscriptionState::Pending)
+        });
+        if waiting {
             return Err(PubsubError::NotAuthorized(
                 NotAuthorizedReason::PendingSubscription,
             ));

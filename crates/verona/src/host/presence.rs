@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// Authorization forms a service sends a session at login, at most.
+const PENDING_FORMS_AT_LOGIN: usize = 10;
+
 impl ServicesTask {
     /// A session ended: its presence is retracted and its temporary subscriptions end, in
     /// `pubsub.<domain>` and in the services known to hold temporary subscriptions (not in
@@ -245,7 +248,8 @@ impl ServicesTask {
     }
 
     /// The authorization requests waiting for the session's account in one service
-    /// (XEP-0207 §4), sent again at each login.
+    /// (XEP-0207 §4), sent again at each login: the first [`PENDING_FORMS_AT_LOGIN`]; the
+    /// rest are a XEP-0060 §8.7 get-pending away, so that requests cannot flood a login.
     fn send_pending_forms(&self, hosted: &Hosted, session: &FullJid) {
         let owner = session.to_bare();
         let to = Jid::from(session.clone());
@@ -254,7 +258,8 @@ impl ServicesTask {
             kind: hosted.kind,
             resolver: &self.presence,
         };
-        for request in hosted.service.pending_for_owner(&owner) {
+        let pending = hosted.service.pending_for_owner(&owner);
+        for request in pending.into_iter().take(PENDING_FORMS_AT_LOGIN) {
             let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
             let service = hosted.jid.to_bare();
             let made = self.made_classically(&service, &request.subscriber.to_bare());
