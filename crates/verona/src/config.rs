@@ -36,6 +36,9 @@ pub struct C2sConfig {
     pub allow_insecure_auth: bool,
     /// Send a whitespace keepalive after this many idle seconds (0 disables).
     pub keepalive_secs: u64,
+    /// A write to a client that takes longer than this ends the connection (a peer that stops
+    /// reading must not hold its task, its queue and its session forever).
+    pub write_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -144,6 +147,7 @@ impl Default for C2sConfig {
             require_encryption: true,
             allow_insecure_auth: false,
             keepalive_secs: 60,
+            write_timeout_secs: 30,
         }
     }
 }

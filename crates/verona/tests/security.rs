@@ -194,3 +194,37 @@ async fn pending_requests_cannot_flood_a_login() {
     }
     assert_eq!(requests_at_login(&t).await, 10);
 }
+
+/// H6: a client that stops reading does not hold its connection forever: the write that
+/// cannot complete ends it within `[c2s] write_timeout_secs`, and its session with it.
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_disconnected() {
+    let t = TestServer::start_with(|config| config.c2s.write_timeout_secs = 1).await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    // Romeo binds and then never reads again.
+    let _romeo = t.login("romeo", "pw", "orchard").await;
+    let body = "x".repeat(60_000);
+    for _ in 0..400 {
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' to='romeo@localhost/orchard'><body>{body}</body></message>"
+            ))
+            .await;
+    }
+    // Once the server has given up on Romeo's stream, his resource is gone: a message to it
+    // bounces as undeliverable instead of waiting in a queue that never drains.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        juliet
+            .send("<message xmlns='jabber:client' to='romeo@localhost/orchard' type='chat' id='probe'><body>there?</body></message>")
+            .await;
+        let bounced = tokio::time::timeout(QUIET, juliet.recv()).await;
+        if let Ok(el) = bounced {
+            assert_eq!(stanza_error(&el).as_deref(), Some("service-unavailable"), "{}", show(&el));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "Romeo's stream was never closed");
+    }
+}

@@ -252,11 +252,18 @@ impl Connection {
             zlib.deflate(&self.out, &mut compressed);
             self.out = compressed;
         }
-        let written = async {
+        let limit = Duration::from_secs(self.shared.config.c2s.write_timeout_secs.max(1));
+        let write = async {
             self.io.write_all(&self.out).await?;
             self.io.flush().await
-        }
-        .await;
+        };
+        let written = match tokio::time::timeout(limit, write).await {
+            Ok(written) => written,
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "peer stopped reading: closing");
+                Err(io::ErrorKind::TimedOut.into())
+            }
+        };
         self.out.clear();
         if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
             self.out = Vec::new();
