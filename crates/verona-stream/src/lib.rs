@@ -376,6 +376,19 @@ pub fn element_bytes(el: &Element) -> Vec<u8> {
     out
 }
 
+/// `<stream:features>…</stream:features>` with the children of `features`, for a stream opened
+/// with the `stream` prefix as [`stream_header`] does. Written with the prefix, as every
+/// deployed server does, because some clients' XML stacks (Perl's XML::Stream, used by
+/// sendxmpp) only recognise `stream:features` by its qualified name.
+pub fn stream_features(features: &Element) -> Vec<u8> {
+    let mut out = b"<stream:features>".to_vec();
+    for child in features.children() {
+        out.extend(element_bytes(child));
+    }
+    out.extend_from_slice(b"</stream:features>");
+    out
+}
+
 /// `<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>
 /// [<text xmlns='…'>{text}</text>]</stream:error>`, for a stream opened with
 /// the `stream` prefix as [`stream_header`] does.

@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use rxml::{Namespace, NcName};
 use verona_stream::{
     FramingError, Limits, NS_STREAMS, STREAM_CLOSE, StreamEvent, StreamHeader, StreamParser,
-    element_bytes, stream_error, stream_header,
+    element_bytes, stream_error, stream_features, stream_header,
 };
 
 const HEADER: &str = "<?xml version='1.0'?>\n<stream:stream xmlns='jabber:client' \
@@ -514,6 +514,25 @@ fn stream_error_round_trips() {
         let got_text = el.get_child("text", errors_ns).map(Element::text);
         assert_eq!(got_text.as_deref(), text);
     }
+}
+
+/// Features go out as `<stream:features>` (the prefix the header declares) and parse back as
+/// the same element.
+#[test]
+fn stream_features_are_prefixed_and_round_trip() {
+    let features: Element = "<features xmlns='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></features>"
+        .parse()
+        .unwrap();
+    let bytes = stream_features(&features);
+    assert_eq!(
+        String::from_utf8(bytes.clone()).unwrap(),
+        "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+    );
+    let input = [HEADER.as_bytes(), &bytes, STREAM_CLOSE].concat();
+    let els = stanzas(&input);
+    assert_eq!(els.len(), 1);
+    assert!(els[0].is("features", NS_STREAMS));
+    assert!(els[0].has_child("bind", "urn:ietf:params:xml:ns:xmpp-bind"));
 }
 
 #[test]

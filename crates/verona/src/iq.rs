@@ -113,6 +113,8 @@ fn disco_info(shared: &Shared, target: &Target) -> Element {
     let first = match target {
         Target::Domain => {
             features.insert(ns::VERSION.into());
+            // XEP-0191 §2: clients (profanity) look for blocking on the server.
+            features.insert(ns::BLOCKING.into());
             if shared.config.registration.allow {
                 features.insert(ns::REGISTER.into());
             }

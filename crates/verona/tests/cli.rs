@@ -162,7 +162,7 @@ fn serve_runs_and_stops_on_sigterm() {
         .unwrap();
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&received).contains("</features>") {
+    while !String::from_utf8_lossy(&received).contains("</stream:features>") {
         let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
         assert!(n > 0, "closed early");
         received.extend_from_slice(&buf[..n]);

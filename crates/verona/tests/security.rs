@@ -222,9 +222,39 @@ async fn a_peer_that_stops_reading_is_disconnected() {
             .await;
         let bounced = tokio::time::timeout(QUIET, juliet.recv()).await;
         if let Ok(el) = bounced {
-            assert_eq!(stanza_error(&el).as_deref(), Some("service-unavailable"), "{}", show(&el));
+            assert_eq!(
+                stanza_error(&el).as_deref(),
+                Some("service-unavailable"),
+                "{}",
+                show(&el)
+            );
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "Romeo's stream was never closed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Romeo's stream was never closed"
+        );
     }
+}
+
+/// Found with sendxmpp: features go out as `<stream:features>`, the qualified name every
+/// server uses and Perl's XML::Stream looks for (the prefix the stream header declares).
+#[tokio::test]
+async fn features_carry_the_stream_prefix() {
+    let t = TestServer::start().await;
+    let mut client = Client::connect(t.addr()).await;
+    client.send_header("localhost").await;
+    let mut wire = Vec::new();
+    while !wire.ends_with(b"</stream:features>") {
+        let more = client.raw_read(TIMEOUT).await;
+        assert!(!more.is_empty(), "{}", String::from_utf8_lossy(&wire));
+        wire.extend(more);
+    }
+    let wire = String::from_utf8(wire).unwrap();
+    let header = wire.find("<stream:stream").expect("a stream header");
+    let after_header = &wire[header + wire[header..].find('>').unwrap() + 1..];
+    assert!(
+        after_header.starts_with("<stream:features>"),
+        "{after_header}"
+    );
 }

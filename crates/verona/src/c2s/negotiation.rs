@@ -64,7 +64,7 @@ impl Connection {
             }
         }
         let features = self.features();
-        self.send(&features);
+        self.out.extend(verona_stream::stream_features(&features));
         Ok(())
     }
 
