@@ -16,7 +16,7 @@
 //! `[limits] resident_services`. A service with a bound session of its owner, or holding
 //! temporary subscriptions (state storage does not have), stays.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +25,9 @@ use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use tokio::sync::{mpsc, oneshot, watch};
 use verona_pubsub::{
-    AccessResolver, CreateRequest, Effect, Event, ItemReply, PublishRequest, Recipient, Service,
-    ServiceConfig, StoreOp, SubscriptionChange, SubscriptionOptions, SystemEnvironment, Undo,
+    AccessModel, AccessResolver, Action, CreateRequest, Effect, Event, ItemReply, PublishRequest,
+    Recipient, Service, ServiceConfig, StoreOp, SubscriptionChange, SubscriptionOptions,
+    SystemEnvironment, Undo,
 };
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::PubsubWrite;
@@ -266,6 +267,7 @@ impl ServicesTask {
         for request in requests {
             self.handle(request, &mut done);
         }
+        self.recheck_access(&mut done);
         let writes: Vec<PubsubWrite> = done
             .iter()
             .flat_map(|d| d.effects.iter().map(move |e| (&d.origin, e)))
@@ -352,6 +354,26 @@ impl ServicesTask {
                     shard = out.shard,
                     "pubsub shard gone; message dropped at shutdown"
                 );
+            }
+        }
+    }
+
+    /// XEP-0163 §8.1: a presence relation or roster group that changed in this batch may take
+    /// away a contact's access to the owner's `presence`- and `roster`-model nodes; the
+    /// subscriptions those no longer allow end, in the same commit (issue #11 H2).
+    fn recheck_access(&mut self, done: &mut Vec<Done>) {
+        let pairs: BTreeSet<(BareJid, BareJid)> = self.roster_changes.iter().cloned().collect();
+        for (owner, contact) in pairs {
+            let Some(hosted) = self.accounts.get_mut(&owner) else {
+                continue;
+            };
+            let outcome = hosted.service.recheck_access(&self.presence, &contact);
+            if !outcome.value.is_empty() {
+                done.push(Done::new(
+                    Origin::Account(owner),
+                    outcome.effects,
+                    outcome.undo,
+                ));
             }
         }
     }

@@ -258,3 +258,43 @@ async fn features_carry_the_stream_prefix() {
         "{after_header}"
     );
 }
+
+/// H2: when Juliet ends Romeo's presence subscription, his explicit subscription to her
+/// `presence`-model `geoloc` node ends with it (XEP-0163 §8.1): her next location is not his.
+#[tokio::test]
+async fn revoking_presence_revokes_presence_model_nodes() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' id='c'><pubsub xmlns='{PUBSUB}'><create node='geoloc'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>presence</value></field></x></configure></pubsub></iq>"
+    );
+    ok(&juliet.request(&create).await);
+    let subscribe = format!(
+        "<iq xmlns='jabber:client' type='set' id='s' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='geoloc' jid='romeo@localhost'/></pubsub></iq>"
+    );
+    ok(&romeo.request(&subscribe).await);
+    let publish = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><pubsub xmlns='{PUBSUB}'><publish node='geoloc'><item id='{id}'><geoloc xmlns='http://jabber.org/protocol/geoloc'><locality>Verona</locality></geoloc></item></publish></pubsub></iq>"
+        )
+    };
+    ok(&juliet.request(&publish("here")).await);
+    let event = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let item = event
+        .get_child("event", "http://jabber.org/protocol/pubsub#event")
+        .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
+        .and_then(|i| i.get_child("item", "http://jabber.org/protocol/pubsub#event"));
+    assert_eq!(
+        item.and_then(|i| i.attr("id")),
+        Some("here"),
+        "{}",
+        show(&event)
+    );
+
+    juliet
+        .send("<presence xmlns='jabber:client' type='unsubscribed' to='romeo@localhost'/>")
+        .await;
+    settle(&mut romeo).await;
+    settle(&mut juliet).await;
+    ok(&juliet.request(&publish("elsewhere")).await);
+    romeo.expect_nothing().await;
+}

@@ -25,6 +25,8 @@ impl ServicesTask {
             for effect in &d.effects {
                 let reachable = self.reachable_only(effect);
                 let effect = reachable.as_ref().unwrap_or(effect);
+                let permitted = self.permitted_only(hosted, effect);
+                let effect = permitted.as_ref().unwrap_or(effect);
                 let implicit = self.implicit(&d.origin, hosted, effect);
                 let mut outgoing =
                     verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
@@ -98,6 +100,44 @@ impl ServicesTask {
             .collect();
         Some(Effect::Notify(verona_pubsub::Notification {
             recipients: recipients.into(),
+            ..notification.clone()
+        }))
+    }
+
+    /// Defence in depth for XEP-0163 §8.1 (issue #11 H2): a notification of a PEP node with the
+    /// `presence` or `roster` access model goes only to the recipients that model allows now,
+    /// whatever subscriptions remain (`None` when all may read it).
+    pub(super) fn permitted_only(&self, hosted: &Hosted, effect: &Effect) -> Option<Effect> {
+        let Effect::Notify(notification) = effect else {
+            return None;
+        };
+        let model = hosted
+            .service
+            .metadata(&notification.node)?
+            .config
+            .access_model;
+        if hosted.kind != ServiceKind::Pep
+            || !matches!(model, AccessModel::Presence | AccessModel::Roster)
+        {
+            return None;
+        }
+        let node = notification.node.as_str();
+        let allowed: Vec<Recipient> = notification
+            .recipients
+            .iter()
+            .filter(|r| {
+                let read = hosted
+                    .service
+                    .may(&self.presence, &r.jid, Action::RetrieveItems, node);
+                read.is_ok()
+            })
+            .cloned()
+            .collect();
+        if allowed.len() == notification.recipients.len() {
+            return None;
+        }
+        Some(Effect::Notify(verona_pubsub::Notification {
+            recipients: allowed.into(),
             ..notification.clone()
         }))
     }
