@@ -34,8 +34,8 @@ use verona_storage::PubsubWrite;
 
 use crate::eventing::presence::{
     PRESENCE_NODE, PresencePublish, ROSTER_NODE, SubscriptionKind, VIEW_OPTION, classic_bytes,
-    classic_presence, presence_node_config, recipient, touches_presence_subscriptions,
-    vet_presence_publish,
+    classic_presence, presence_node_config, recipient, recipient_account,
+    touches_presence_subscriptions, vet_presence_publish,
 };
 use crate::eventing::subscriptions::PresenceGraph;
 use crate::eventing::{self, pep_config};
@@ -268,6 +268,7 @@ impl ServicesTask {
             self.handle(request, &mut done);
         }
         self.recheck_access(&mut done);
+        self.subscriptions_ended(&mut done);
         let writes: Vec<PubsubWrite> = done
             .iter()
             .flat_map(|d| d.effects.iter().map(move |e| (&d.origin, e)))
@@ -299,8 +300,10 @@ impl ServicesTask {
             for origin in done.iter().map(|d| d.origin.clone()).collect::<Vec<_>>() {
                 self.refresh_presence(&origin);
             }
-            // The roster items those requests changed are back as they were: nothing to push.
+            // The roster items those requests changed are back as they were: nothing to push,
+            // and no subscription ended.
             self.roster_changes.clear();
+            self.presence.take_ended();
             self.outbox.retain(|out| !out.committed);
         }
         for user in std::mem::take(&mut self.blocklists_changed) {

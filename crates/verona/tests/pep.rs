@@ -544,11 +544,20 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
         show(&notice)
     );
 
-    // Unsubscribe ends Romeo's subscription: he hears no more.
+    // Unsubscribe ends Romeo's subscription: he sees Juliet go offline (RFC 6121 §3.3.2),
+    // then hears no more.
     romeo
         .send("<presence xmlns='jabber:client' type='unsubscribe' to='juliet@localhost'/>")
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let gone = romeo.recv_sorted(2).await;
+    assert!(
+        gone.iter().all(|p| p.attr("type") == Some("unavailable")),
+        "{gone:?}"
+    );
+    assert_eq!(
+        senders(&gone),
+        ["juliet@localhost/balcony", "juliet@localhost/chamber"]
+    );
     juliet
         .request("<iq xmlns='jabber:client' type='set' id='p2'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item><presence xmlns='jabber:client'><show>away</show></presence></item></publish></pubsub></iq>")
         .await;

@@ -175,7 +175,7 @@ async fn removing_a_contact_ends_the_subscriptions() {
         item("romeo@localhost", "remove")
     );
     let mut romeo_got: Vec<String> = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let el = romeo.recv().await;
         romeo_got.push(match el.name() {
             "iq" => format!("push {}", push(&el).1),
@@ -183,7 +183,15 @@ async fn removing_a_contact_ends_the_subscriptions() {
         });
     }
     romeo_got.sort();
-    assert_eq!(romeo_got, ["push remove", "unsubscribed juliet@localhost"]);
+    // RFC 6121 §3.2.2: he also sees her go offline.
+    assert_eq!(
+        romeo_got,
+        [
+            "push remove",
+            "unavailable juliet@localhost/balcony",
+            "unsubscribed juliet@localhost"
+        ]
+    );
     for c in [&mut juliet, &mut romeo] {
         let reply = c.request(&roster_get("r", None)).await;
         assert_eq!(
@@ -317,9 +325,10 @@ async fn a_blocked_contact_gets_nothing() {
         .filter_map(|i| i.attr("jid"))
         .collect();
     assert_eq!(listed, ["romeo@localhost"]);
-    // Romeo's subscription ended (he is told, as a classic client).
+    // Romeo's subscription ended (he is told, as a classic client, and sees her go offline:
+    // XEP-0191 §3.3).
     let mut romeo_got: Vec<String> = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let el = romeo.recv().await;
         romeo_got.push(format!(
             "{} {}",
@@ -328,7 +337,10 @@ async fn a_blocked_contact_gets_nothing() {
         ));
     }
     romeo_got.sort();
-    assert_eq!(romeo_got, ["iq set", "presence unsubscribed"]);
+    assert_eq!(
+        romeo_got,
+        ["iq set", "presence unavailable", "presence unsubscribed"]
+    );
 
     // Nothing from Juliet reaches him, and nothing of his reaches her.
     juliet

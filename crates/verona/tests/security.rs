@@ -298,3 +298,80 @@ async fn revoking_presence_revokes_presence_model_nodes() {
     ok(&juliet.request(&publish("elsewhere")).await);
     romeo.expect_nothing().await;
 }
+
+/// (type, from) of every presence among `stanzas`, sorted.
+fn presences(stanzas: &[Element]) -> Vec<(String, String)> {
+    let mut seen: Vec<(String, String)> = stanzas
+        .iter()
+        .filter(|el| el.name() == "presence")
+        .map(|el| {
+            (
+                el.attr("type").unwrap_or("available").to_owned(),
+                el.attr("from").unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+/// Everything that arrives until the stream is quiet.
+async fn drain(client: &mut Client) -> Vec<Element> {
+    let mut got = Vec::new();
+    while let Ok(Some(verona_stream::StreamEvent::Stanza(el))) =
+        tokio::time::timeout(QUIET, client.next_event()).await
+    {
+        got.push(el);
+    }
+    got
+}
+
+fn pair(kind: &str, from: &str) -> (String, String) {
+    (kind.to_owned(), from.to_owned())
+}
+
+/// Found with real clients: when a subscription ends, the former subscriber sees the owner go
+/// offline (RFC 6121 §3.2.2, §3.3.2; XEP-0191 §3.3), instead of showing it online forever, and
+/// an owner whose contact unsubscribes is told so.
+#[tokio::test]
+async fn an_ended_subscription_takes_the_presence_with_it() {
+    // Juliet cancels Romeo's subscription.
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='unsubscribed' to='romeo@localhost'/>")
+        .await;
+    assert_eq!(
+        presences(&drain(&mut romeo).await),
+        [
+            pair("unavailable", "juliet@localhost/balcony"),
+            pair("unsubscribed", "juliet@localhost"),
+        ]
+    );
+
+    // Romeo unsubscribes.
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='unsubscribe' to='juliet@localhost'/>")
+        .await;
+    let seen = presences(&drain(&mut romeo).await);
+    assert!(
+        seen.contains(&pair("unavailable", "juliet@localhost/balcony")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        presences(&drain(&mut juliet).await),
+        [pair("unsubscribe", "romeo@localhost")]
+    );
+
+    // Juliet blocks Romeo.
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let block = "<iq xmlns='jabber:client' type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>";
+    ok(&juliet.request(block).await);
+    assert_eq!(
+        presences(&drain(&mut romeo).await),
+        [
+            pair("unavailable", "juliet@localhost/balcony"),
+            pair("unsubscribed", "juliet@localhost"),
+        ]
+    );
+}

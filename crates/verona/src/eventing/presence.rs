@@ -248,6 +248,16 @@ pub fn touches_presence_subscriptions(effects: &[Effect]) -> bool {
     })
 }
 
+/// Every available session of an account, as a recipient outside any subscription.
+pub fn recipient_account(account: &BareJid) -> Recipient {
+    Recipient {
+        jid: Jid::from(account.clone()),
+        subids: Vec::new(),
+        show_values: None,
+        include_body: false,
+    }
+}
+
 /// A recipient outside any subscription: a session getting an event by its capabilities or as
 /// its own account's presence.
 pub fn recipient(session: &FullJid) -> Recipient {

@@ -68,9 +68,18 @@ pub struct PresenceGraph {
     following: HashMap<BareJid, HashSet<BareJid>>,
     /// The reverse of `pending`: whose presence nodes an account waits for.
     asking: HashMap<BareJid, HashSet<BareJid>>,
+    /// (owner, contact): approved subscriptions that ended since [`PresenceGraph::take_ended`]
+    /// was last called; the contact must see the owner go unavailable (RFC 6121 §3.2.2,
+    /// §3.3.2).
+    ended: Vec<(BareJid, BareJid)>,
 }
 
 impl PresenceGraph {
+    /// The (owner, contact) pairs whose approved subscription ended since the last call.
+    pub fn take_ended(&mut self) -> Vec<(BareJid, BareJid)> {
+        std::mem::take(&mut self.ended)
+    }
+
     /// Reads an account's presence subscribers and roster annotations from its PEP service;
     /// returns the (user, contact) pairs whose roster item changed: both sides when a
     /// subscription changed, the asker's when a request did, the owner's when an annotation
@@ -126,6 +135,9 @@ impl PresenceGraph {
             }
             if old.follows(contact) != next.follows(contact) {
                 changed.insert((owner.clone(), contact.clone()));
+                if old.follows(contact) {
+                    self.ended.push((owner.clone(), contact.clone()));
+                }
             }
         }
         let annotated = old.annotations.keys().chain(next.annotations.keys());

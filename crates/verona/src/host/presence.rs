@@ -135,11 +135,22 @@ impl ServicesTask {
         };
         match outcome {
             Ok((effects, undo)) => {
-                let origin = Origin::Account(owner);
+                let origin = Origin::Account(owner.clone());
                 let refresh = touches_presence_subscriptions(&effects);
                 done.push(Done::new(origin.clone(), effects, undo));
                 if refresh {
                     self.refresh_presence(&origin);
+                }
+                if kind == SubscriptionKind::Unsubscribe && refresh {
+                    // RFC 6121 §3.3.2: the owner hears that the contact left.
+                    for session in self.router.available_sessions(&owner) {
+                        let notice = builder("presence", ns::CLIENT)
+                            .with("type", "unsubscribe")
+                            .with("from", from.to_bare().as_str())
+                            .with("to", session.as_str())
+                            .build();
+                        done.push(Done::reply(session, Some(notice)));
+                    }
                 }
             }
             Err(e) => tracing::debug!(jid = %from, ?kind, "subscription presence ignored: {e}"),
@@ -319,6 +330,33 @@ impl ServicesTask {
         };
         let effects = vec![Effect::Notify(notification)];
         done.push(Done::new_effects(Origin::Account(owner), effects));
+    }
+
+    /// RFC 6121 §3.2.2, §3.3.2, XEP-0191 §3.3: a contact whose subscription to an owner's
+    /// presence ended (unsubscribed, unsubscribe, roster removal, block) sees each of the
+    /// owner's available resources go offline: a retraction of the owner's current items, for
+    /// the contact alone, in whichever rendering its sessions use.
+    pub(super) fn subscriptions_ended(&mut self, done: &mut Vec<Done>) {
+        for (owner, contact) in self.presence.take_ended() {
+            let ids: Vec<String> = self
+                .presence_items(&owner)
+                .into_iter()
+                .map(|item| item.id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let notification = verona_pubsub::Notification {
+                node: PRESENCE_NODE.to_owned(),
+                event: Event::Retract { ids },
+                recipients: vec![recipient_account(&contact)].into(),
+                notification_type: verona_pubsub::NotificationType::Headline,
+                presence_based_delivery: false,
+                itemreply: ItemReply::Publisher,
+            };
+            let effects = vec![Effect::Notify(notification)];
+            done.push(Done::new_effects(Origin::Account(owner), effects));
+        }
     }
 
     /// The current items of an account's presence node: its available resources' presence.
