@@ -87,7 +87,8 @@ pub struct AuthConfig {
     pub scram_iterations: u32,
     /// Failed attempts allowed on one connection before it is closed.
     pub max_failures_per_connection: u32,
-    /// Failures from one address within `failure_window_secs` before answers are slowed down.
+    /// Failures from one address, or on one account, within `failure_window_secs` before
+    /// attempts are slowed down.
     pub failures_before_delay: u32,
     pub failure_window_secs: u64,
 }
@@ -103,6 +104,9 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Seconds a connection may take to authenticate before it is closed.
     pub unauthenticated_timeout_secs: u64,
+    /// Connections from one address (IPv6: one /64) that have not authenticated yet, at most;
+    /// more are closed as they arrive.
+    pub unauthenticated_per_address: usize,
     /// Stanzas queued for one session before it is considered stuck and disconnected.
     pub outbound_queue: usize,
     /// PEP services kept in memory while no session of their account is bound (the least
@@ -184,6 +188,7 @@ impl Default for Limits {
             max_depth: 32,
             max_attributes: 64,
             unauthenticated_timeout_secs: 30,
+            unauthenticated_per_address: 32,
             outbound_queue: 1024,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,

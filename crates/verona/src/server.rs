@@ -32,7 +32,7 @@ pub struct Shared {
     pub router: Arc<Router>,
     /// `pubsub.<domain>` and the accounts' PEP services.
     pub pubsub: PubsubHandle,
-    pub throttle: AuthThrottle,
+    pub throttle: Arc<AuthThrottle>,
     /// Verified XEP-0115 capabilities, by hash.
     pub caps: CapsCache,
     pub starttls: TlsAcceptor,
@@ -154,10 +154,11 @@ impl RunningServer {
             },
         )
         .await?;
-        let throttle = AuthThrottle::new(
+        let throttle = Arc::new(AuthThrottle::new(
             config.auth.failures_before_delay,
             Duration::from_secs(config.auth.failure_window_secs),
-        );
+            config.limits.unauthenticated_per_address,
+        ));
         let mut c2s_listeners = Vec::new();
         for addr in &config.c2s.listen {
             c2s_listeners.push((bind(*addr).await?, false));

@@ -1,42 +1,129 @@
-//! Slows down password guessing from one address: after a few failures within a window, every
-//! further failure is answered only after a delay that doubles up to a cap.
+//! Slows down password guessing. Failures are counted per address (IPv6 by /64, which one
+//! subscriber usually holds whole) and per account, within a window; past a few free ones,
+//! every further attempt from that address or on that account, right or wrong, waits before it
+//! is verified, for a delay that doubles up to a cap. A success forgives only its own account,
+//! so an attacker's login on its own account does not clear the address. Unauthenticated
+//! connections are capped per address, which bounds concurrent attempts.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use jid::BareJid;
+
 const MAX_DELAY: Duration = Duration::from_secs(30);
-/// Bound on remembered addresses, so a scan from many addresses cannot grow memory.
+/// Bound on remembered addresses and accounts, so a scan cannot grow memory.
 const MAX_TRACKED: usize = 65_536;
 
 pub struct AuthThrottle {
     free_failures: u32,
     window: Duration,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    max_unauthenticated: usize,
+    addresses: Mutex<Failures<IpAddr>>,
+    accounts: Mutex<Failures<BareJid>>,
+    /// Unauthenticated connections per address.
+    connections: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Failures by key: how many, since when.
+type Failures<K> = HashMap<K, (u32, Instant)>;
+
+/// An unauthenticated connection counted against its address until dropped.
+pub struct Admission {
+    throttle: Arc<AuthThrottle>,
+    addr: IpAddr,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut connections = lock(&self.throttle.connections);
+        if let Some(count) = connections.get_mut(&self.addr) {
+            *count -= 1;
+            if *count == 0 {
+                connections.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// IPv6 addresses count by /64; IPv4 by address.
+fn address_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each critical section is one map operation: a panic cannot leave it half done.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl AuthThrottle {
-    pub fn new(free_failures: u32, window: Duration) -> Self {
+    pub fn new(free_failures: u32, window: Duration, max_unauthenticated: usize) -> Self {
         AuthThrottle {
             free_failures,
             window,
-            failures: Mutex::new(HashMap::new()),
+            max_unauthenticated,
+            addresses: Mutex::default(),
+            accounts: Mutex::default(),
+            connections: Mutex::default(),
         }
     }
 
-    /// Records a failure and returns how long to wait before answering it.
-    pub fn failure(&self, addr: IpAddr, now: Instant) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if failures.len() >= MAX_TRACKED {
-            failures.retain(|_, (_, since)| now.duration_since(*since) < self.window);
+    /// Counts a new unauthenticated connection from `addr`; `None` when the address already
+    /// has as many as allowed.
+    pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Option<Admission> {
+        let addr = address_key(addr);
+        let mut connections = lock(&self.connections);
+        let count = connections.entry(addr).or_default();
+        if *count >= self.max_unauthenticated {
+            return None;
         }
-        let entry = failures.entry(addr).or_insert((0, now));
-        if now.duration_since(entry.1) >= self.window {
-            *entry = (0, now);
+        *count += 1;
+        Some(Admission {
+            throttle: self.clone(),
+            addr,
+        })
+    }
+
+    /// How long an attempt from `addr` on `account` waits before it is verified, whatever its
+    /// outcome: the longer of the two delays their failures have earned.
+    pub fn delay(&self, addr: IpAddr, account: Option<&BareJid>, now: Instant) -> Duration {
+        let by_address = self.earned(&lock(&self.addresses), &address_key(addr), now);
+        let by_account = account.map_or(Duration::ZERO, |account| {
+            self.earned(&lock(&self.accounts), account, now)
+        });
+        by_address.max(by_account)
+    }
+
+    /// Records a failed attempt.
+    pub fn failure(&self, addr: IpAddr, account: Option<&BareJid>, now: Instant) {
+        self.count(&mut lock(&self.addresses), address_key(addr), now);
+        if let Some(account) = account {
+            self.count(&mut lock(&self.accounts), account.clone(), now);
         }
-        entry.0 += 1;
-        let over = entry.0.saturating_sub(self.free_failures);
+    }
+
+    /// A successful login forgives its account's failures, not its address's: another
+    /// account's success must not clear the way for guesses at this one.
+    pub fn success(&self, account: &BareJid) {
+        lock(&self.accounts).remove(account);
+    }
+
+    fn earned<K: Hash + Eq>(&self, failures: &Failures<K>, key: &K, now: Instant) -> Duration {
+        let Some(&(count, since)) = failures.get(key) else {
+            return Duration::ZERO;
+        };
+        if now.duration_since(since) >= self.window {
+            return Duration::ZERO;
+        }
+        let over = count.saturating_sub(self.free_failures);
         if over == 0 {
             return Duration::ZERO;
         }
@@ -44,12 +131,15 @@ impl AuthThrottle {
         delay.min(MAX_DELAY)
     }
 
-    /// A successful login from the address forgives its failures.
-    pub fn success(&self, addr: IpAddr) {
-        self.failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&addr);
+    fn count<K: Hash + Eq>(&self, failures: &mut Failures<K>, key: K, now: Instant) {
+        if failures.len() >= MAX_TRACKED {
+            failures.retain(|_, (_, since)| now.duration_since(*since) < self.window);
+        }
+        let entry = failures.entry(key).or_insert((0, now));
+        if now.duration_since(entry.1) >= self.window {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
     }
 }
 
@@ -57,27 +147,98 @@ impl AuthThrottle {
 mod tests {
     use super::*;
 
+    fn account(s: &str) -> BareJid {
+        BareJid::new(s).unwrap()
+    }
+
     #[test]
-    fn delays_grow_after_free_failures_and_reset() {
-        let throttle = AuthThrottle::new(2, Duration::from_secs(60));
+    fn delays_grow_after_free_failures_and_end_with_the_window() {
+        let throttle = AuthThrottle::new(2, Duration::from_secs(60), 8);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let t0 = Instant::now();
-        let delays: Vec<_> = (0..5).map(|_| throttle.failure(ip, t0)).collect();
-        assert_eq!(delays[0], Duration::ZERO);
-        assert_eq!(delays[1], Duration::ZERO);
-        assert_eq!(delays[2], Duration::from_millis(500));
-        assert_eq!(delays[3], Duration::from_secs(1));
-        assert_eq!(delays[4], Duration::from_secs(2));
-        assert_eq!(throttle.failure(other, t0), Duration::ZERO, "per address");
-        for _ in 0..20 {
-            throttle.failure(ip, t0);
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            throttle.failure(ip, None, t0);
+            delays.push(throttle.delay(ip, None, t0));
         }
-        assert_eq!(throttle.failure(ip, t0), MAX_DELAY);
+        assert_eq!(
+            delays,
+            [
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::from_millis(500),
+                Duration::from_secs(1),
+                Duration::from_secs(2)
+            ]
+        );
+        assert_eq!(
+            throttle.delay(other, None, t0),
+            Duration::ZERO,
+            "per address"
+        );
+        for _ in 0..20 {
+            throttle.failure(ip, None, t0);
+        }
+        assert_eq!(throttle.delay(ip, None, t0), MAX_DELAY);
         let later = t0 + Duration::from_secs(61);
-        assert_eq!(throttle.failure(ip, later), Duration::ZERO, "window over");
-        throttle.failure(ip, later);
-        throttle.success(ip);
-        assert_eq!(throttle.failure(ip, later), Duration::ZERO, "forgiven");
+        assert_eq!(
+            throttle.delay(ip, None, later),
+            Duration::ZERO,
+            "window over"
+        );
+    }
+
+    /// Issue #11 H4: the delay comes before verification for any account from a throttled
+    /// address, an account under attack is slowed from every address, and one account's
+    /// success forgives neither the address nor another account.
+    #[test]
+    fn addresses_and_accounts_are_counted_apart_and_a_success_forgives_only_its_account() {
+        let throttle = AuthThrottle::new(1, Duration::from_secs(60), 8);
+        let t0 = Instant::now();
+        let attacker: IpAddr = "192.0.2.1".parse().unwrap();
+        let elsewhere: IpAddr = "198.51.100.7".parse().unwrap();
+        let (victim, own) = (account("juliet@localhost"), account("mallory@localhost"));
+        for _ in 0..3 {
+            throttle.failure(attacker, Some(&victim), t0);
+        }
+        let earned = Duration::from_secs(1);
+        // Right or wrong, any account, from the attacker's address: the same wait.
+        assert_eq!(throttle.delay(attacker, Some(&victim), t0), earned);
+        assert_eq!(throttle.delay(attacker, Some(&own), t0), earned);
+        // The victim's account is slowed from anywhere.
+        assert_eq!(throttle.delay(elsewhere, Some(&victim), t0), earned);
+        assert_eq!(throttle.delay(elsewhere, Some(&own), t0), Duration::ZERO);
+        // The attacker logs in to its own account: nothing is forgiven.
+        throttle.success(&own);
+        assert_eq!(throttle.delay(attacker, Some(&victim), t0), earned);
+        assert_eq!(throttle.delay(elsewhere, Some(&victim), t0), earned);
+        // The victim's own success forgives the victim's account.
+        throttle.success(&victim);
+        assert_eq!(throttle.delay(elsewhere, Some(&victim), t0), Duration::ZERO);
+    }
+
+    #[test]
+    fn ipv6_counts_by_slash_64() {
+        let throttle = AuthThrottle::new(0, Duration::from_secs(60), 8);
+        let t0 = Instant::now();
+        throttle.failure("2001:db8:1:2::1".parse().unwrap(), None, t0);
+        let same: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let next: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(throttle.delay(same, None, t0) > Duration::ZERO);
+        assert_eq!(throttle.delay(next, None, t0), Duration::ZERO);
+    }
+
+    #[test]
+    fn unauthenticated_connections_are_capped_per_address() {
+        let throttle = Arc::new(AuthThrottle::new(5, Duration::from_secs(60), 2));
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
+        let first = throttle.admit(ip).expect("first");
+        let _second = throttle.admit(neighbour).expect("second, same /64");
+        assert!(throttle.admit(ip).is_none(), "third refused");
+        assert!(throttle.admit("192.0.2.1".parse().unwrap()).is_some());
+        drop(first);
+        assert!(throttle.admit(ip).is_some(), "a slot freed");
     }
 }

@@ -375,3 +375,27 @@ async fn an_ended_subscription_takes_the_presence_with_it() {
         ]
     );
 }
+
+/// H4: unauthenticated connections from one address are capped, which bounds concurrent
+/// guessing; authenticated sessions do not count, and a closed one frees its slot.
+#[tokio::test]
+async fn unauthenticated_connections_are_capped_per_address() {
+    let t = TestServer::start_with(|config| config.limits.unauthenticated_per_address = 3).await;
+    t.add_user("juliet", "pw").await;
+    // A bound session no longer counts.
+    let _juliet = t.login("juliet", "pw", "balcony").await;
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::connect(t.addr()).await;
+        c.open().await;
+        waiting.push(c);
+    }
+    let mut refused = Client::connect(t.addr()).await;
+    refused.send_header("localhost").await;
+    refused.expect_closed().await;
+    drop(waiting.pop());
+    tokio::time::sleep(QUIET).await;
+    let mut admitted = Client::connect(t.addr()).await;
+    let features = admitted.open().await;
+    assert!(features.is("features", NS_STREAMS), "{}", show(&features));
+}

@@ -27,6 +27,7 @@ use verona_stream::{StreamEvent, StreamParser};
 use crate::compress::{Zlib, ZlibError};
 use crate::router::{CloseReason, SessionEnds};
 use crate::server::Shared;
+use crate::throttle::Admission;
 use crate::xml::{StreamError, ns};
 use negotiation::Sasl;
 use session::Session;
@@ -85,6 +86,10 @@ struct Connection {
     /// Whether our stream header for the current stream has gone out (a stream error needs it).
     header_sent: bool,
     auth_failures: u32,
+    /// The account the current SASL attempt names, once known (for the throttle and logs).
+    attempted: Option<BareJid>,
+    /// Counts this connection against its address until it authenticates.
+    admission: Option<Admission>,
     deadline: Option<Instant>,
     out: Vec<u8>,
     /// XEP-0138 zlib, once negotiated; applies to both directions.
@@ -92,6 +97,10 @@ struct Connection {
 }
 
 pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let Some(admission) = shared.throttle.admit(peer.ip()) else {
+        // Before any XMPP (or TLS) is spent on it.
+        return tracing::info!(%peer, "too many unauthenticated connections from this address");
+    };
     let mut binding = None;
     let io = if direct_tls {
         let accept = shared.direct_tls.accept(tcp);
@@ -118,6 +127,8 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         state: State::Unauthenticated { sasl: None },
         header_sent: false,
         auth_failures: 0,
+        attempted: None,
+        admission: Some(admission),
         deadline: Some(Instant::now() + unauthenticated_timeout),
         out: Vec::new(),
         compression: None,

@@ -273,14 +273,16 @@ impl Connection {
         }
     }
 
-    async fn plain(&self, data: &[u8]) -> Result<BareJid, Failure> {
+    async fn plain(&mut self, data: &[u8]) -> Result<BareJid, Failure> {
         let message = verona_auth::parse_plain(data)?;
         let jid = self
             .shared
             .accounts
             .jid_for_username(&message.authcid)
             .ok_or(Failure::NotAuthorized)?;
+        self.attempted = Some(jid.clone());
         check_authzid(message.authzid.as_deref(), &jid)?;
+        self.wait_turn().await;
         let creds = self
             .shared
             .accounts
@@ -307,11 +309,13 @@ impl Connection {
             Err(failure) => return self.sasl_failure(failure).await,
         };
         let jid = self.shared.accounts.jid_for_username(&first.username);
+        self.attempted = jid.clone();
         if let Some(jid) = &jid
             && let Err(failure) = check_authzid(first.authzid.as_deref(), jid)
         {
             return self.sasl_failure(failure).await;
         }
+        self.wait_turn().await;
         let creds = match &jid {
             Some(jid) => match self.shared.accounts.credentials(jid).await {
                 Ok(creds) => creds,
@@ -336,25 +340,37 @@ impl Connection {
             success = success.append(BASE64.encode(data));
         }
         self.send(&success.build());
-        self.shared.throttle.success(self.peer.ip());
+        self.shared.throttle.success(&jid);
+        self.admission = None;
+        self.attempted = None;
         tracing::info!(%jid, "authenticated");
         self.state = State::Authenticated { jid };
         self.deadline = self.keepalive_deadline();
         self.restart_stream();
     }
 
-    /// A failed attempt: counted, slowed down per address, and fatal after too many.
-    async fn sasl_failure(&mut self, failure: Failure) -> Result<(), End> {
-        self.auth_failures += 1;
-        let delay = self
-            .shared
-            .throttle
-            .failure(self.peer.ip(), std::time::Instant::now());
+    /// An attempt waits, before it is verified, for as long as the failures from its address
+    /// and on its account have earned, so that a right guess is answered no sooner than a
+    /// wrong one (issue #11 H4).
+    async fn wait_turn(&self) {
+        let now = std::time::Instant::now();
+        let delay = (self.shared.throttle).delay(self.peer.ip(), self.attempted.as_ref(), now);
         if !delay.is_zero() {
-            self.flush().await?;
             tokio::time::sleep(delay).await;
         }
-        tracing::info!(condition = failure.condition(), "authentication failed");
+    }
+
+    /// A failed attempt: counted for its address and account, and fatal after too many.
+    async fn sasl_failure(&mut self, failure: Failure) -> Result<(), End> {
+        self.auth_failures += 1;
+        let account = self.attempted.take();
+        let now = std::time::Instant::now();
+        (self.shared.throttle).failure(self.peer.ip(), account.as_ref(), now);
+        tracing::info!(
+            condition = failure.condition(),
+            account = account.as_ref().map(|a| a.as_str()),
+            "authentication failed"
+        );
         self.send_sasl_failure(failure);
         if self.auth_failures >= self.shared.config.auth.max_failures_per_connection {
             return Err(fault(
