@@ -350,3 +350,64 @@ fn config_fields_round_trip_through_forms() {
         Ok(ConfigField::ItemExpire(None))
     );
 }
+
+/// A deleted account leaves nothing for the next owner of its name (issue #11 H3): its
+/// subscriptions and affiliations end everywhere, the nodes it alone owned are deleted, and
+/// nodes it shared survive with their other owners. The writes say so, and undo restores it.
+#[test]
+fn forgetting_an_account_removes_everything_it_held() {
+    let (mut service, _) = service(ServiceConfig::pubsub());
+    let juliet = jid(OWNER);
+    let romeo = jid("romeo@montague.lit/orchard");
+    let open = vec![ConfigField::AccessModel(AccessModel::Open)];
+    let _ = service
+        .create(&juliet, named("hers", open.clone()))
+        .unwrap();
+    let _ = service.create(&romeo, named("his", open.clone())).unwrap();
+    let _ = service.create(&juliet, named("shared", open)).unwrap();
+    let shared: BTreeMap<_, _> = [(bare("romeo@montague.lit"), Affiliation::Owner)].into();
+    let _ = service
+        .set_affiliations(&NoRoster, &juliet, "shared", &shared)
+        .unwrap();
+    let _ = service
+        .subscribe(&NoRoster, &romeo, "hers", &romeo, None)
+        .unwrap();
+    let before = service.snapshot();
+
+    let out = service.forget(&bare("romeo@montague.lit"));
+    assert_eq!(out.value, ["his"]);
+    let ops: BTreeSet<String> = out.store_ops().map(|op| format!("{op:?}")).collect();
+    assert!(
+        ops.iter()
+            .any(|op| op.starts_with("NodeDeleted { node: \"his\"")),
+        "{ops:?}"
+    );
+    assert!(
+        ops.iter()
+            .any(|op| op.starts_with("SubscriptionRemoved { node: \"hers\"")),
+        "{ops:?}"
+    );
+    assert!(
+        ops.iter()
+            .any(|op| op.starts_with("AffiliationSet { node: \"shared\"")),
+        "{ops:?}"
+    );
+    assert_eq!(
+        service.node_ids().cloned().collect::<BTreeSet<_>>(),
+        ["hers".to_owned(), "shared".to_owned()].into()
+    );
+    assert!(
+        service
+            .node_subscriptions(&juliet, "hers")
+            .unwrap()
+            .is_empty()
+    );
+    let affiliations = service.node_affiliations(&juliet, "shared").unwrap();
+    assert_eq!(
+        affiliations.into_iter().collect::<Vec<_>>(),
+        [(bare("juliet@capulet.lit"), Affiliation::Owner)]
+    );
+
+    service.undo(out.undo).unwrap();
+    assert_eq!(service.snapshot(), before);
+}

@@ -73,10 +73,9 @@ impl AccountStore for MemoryStore {
 
     fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            self.accounts()
-                .remove(jid)
-                .map(drop)
-                .ok_or(StorageError::NotFound)
+            self.accounts().remove(jid).ok_or(StorageError::NotFound)?;
+            pubsub::forget(&mut self.pubsub(), jid);
+            Ok(())
         })
     }
 

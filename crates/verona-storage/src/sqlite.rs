@@ -199,14 +199,31 @@ impl AccountStore for SqliteStore {
 
     fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
             let deleted = sqlx::query("DELETE FROM accounts WHERE jid = $1")
                 .bind(jid)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
             if deleted == 0 {
                 return Err(StorageError::NotFound);
             }
+            // Its PEP service, the nodes it alone owned elsewhere (with their affiliations,
+            // subscriptions and items, by cascade), then what it held on other nodes.
+            for statement in [
+                "DELETE FROM pubsub_nodes WHERE service = $1",
+                "DELETE FROM pubsub_nodes WHERE (service, node) IN (
+                     SELECT service, node FROM pubsub_affiliations AS mine
+                     WHERE jid = $1 AND affiliation = 'owner' AND NOT EXISTS (
+                         SELECT 1 FROM pubsub_affiliations AS other
+                         WHERE other.service = mine.service AND other.node = mine.node
+                           AND other.affiliation = 'owner' AND other.jid <> $1))",
+                "DELETE FROM pubsub_subscriptions WHERE subscriber = $1",
+                "DELETE FROM pubsub_affiliations WHERE jid = $1",
+            ] {
+                sqlx::query(statement).bind(jid).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
             Ok(())
         })
     }

@@ -51,6 +51,7 @@ const BATCH: usize = 256;
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 mod blocking;
 mod budget;
+mod deletion;
 mod delivery;
 mod handle;
 mod presence;
@@ -131,6 +132,7 @@ pub async fn start(
             roster_changes: Vec::new(),
             relation_changes: Vec::new(),
             blocklists_changed: Vec::new(),
+            forgotten: Vec::new(),
             stores: stores.clone(),
             router: router.clone(),
         };
@@ -219,6 +221,8 @@ struct ServicesTask {
     /// (user, contact): roster items changed by other shards' committed work ([`Request::Relation`]),
     /// pushed whatever becomes of the current batch.
     relation_changes: Vec<(BareJid, BareJid)>,
+    /// Deleted accounts whose services leave memory after the current batch.
+    forgotten: Vec<BareJid>,
     /// Users whose blocklist the current batch changed.
     blocklists_changed: Vec<BareJid>,
     stores: Arc<Stores>,
@@ -319,6 +323,7 @@ impl ServicesTask {
             ready.send(()).ok();
         }
         self.relations.clear();
+        self.drop_forgotten();
         self.evict();
     }
 
@@ -414,6 +419,10 @@ impl ServicesTask {
                 self.ready.push(ready);
             }
             Request::SessionEnded(jid) => self.session_ended(&jid, done),
+            Request::Forget { account, ready } => {
+                self.forget_account(&account, done);
+                self.ready.push(ready);
+            }
             Request::Relation {
                 owner,
                 contact,

@@ -24,22 +24,32 @@ pub enum Target {
 /// The answer to an iq, and what else happened.
 pub struct Handled {
     pub reply: Option<Element>,
-    /// The sender's account was deleted (XEP-0077 cancellation): its sessions must end.
-    pub account_removed: bool,
+    /// Which of the account's sessions must end.
+    pub end_sessions: EndSessions,
+}
+
+/// Sessions an account change ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndSessions {
+    None,
+    /// The password changed: every session but the one that changed it.
+    Others,
+    /// The account was deleted (XEP-0077 cancellation).
+    All,
 }
 
 impl Handled {
     fn reply(reply: Element) -> Self {
         Handled {
             reply: Some(reply),
-            account_removed: false,
+            end_sessions: EndSessions::None,
         }
     }
 
     fn error(request: &Element, error: StanzaError) -> Self {
         Handled {
             reply: error_reply(request, error, None),
-            account_removed: false,
+            end_sessions: EndSessions::None,
         }
     }
 }
@@ -58,7 +68,7 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
         if matches!(kind, Some("result") | Some("error")) {
             return Handled {
                 reply: None,
-                account_removed: false,
+                end_sessions: EndSessions::None,
             };
         }
         return Handled::error(iq, StanzaError::BadRequest);
@@ -171,10 +181,11 @@ async fn registered_account(
     if payload.has_child("remove", ns::REGISTER) {
         return match accounts.delete(&bare).await {
             Ok(()) => {
+                shared.pubsub.forget_account(bare.clone()).await;
                 tracing::info!(jid = %bare, "account removed by its owner");
                 Handled {
                     reply: Some(iq_result(iq, None)),
-                    account_removed: true,
+                    end_sessions: EndSessions::All,
                 }
             }
             Err(e) => account_error(iq, e),
@@ -188,7 +199,10 @@ async fn registered_account(
         Some(password) if same_user => match accounts.set_password(&bare, &password).await {
             Ok(()) => {
                 tracing::info!(jid = %bare, "password changed by its owner");
-                Handled::reply(iq_result(iq, None))
+                Handled {
+                    reply: Some(iq_result(iq, None)),
+                    end_sessions: EndSessions::Others,
+                }
             }
             Err(e) => account_error(iq, e),
         },

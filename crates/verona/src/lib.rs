@@ -19,4 +19,4 @@ mod xml;
 
 pub use config::Config;
 pub use host::account_writes;
-pub use server::{RunningServer, Stores, open_store};
+pub use server::{RunningServer, Stores, lock_data_dir, open_store};

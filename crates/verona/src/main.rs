@@ -117,6 +117,20 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
+    // A running server holds what deleting an account or changing a password must also
+    // change (resident services, sessions): those go through it, in-band (XEP-0077).
+    let _lock = match command {
+        UserCommand::Del { .. } | UserCommand::Passwd { .. } => {
+            let Some(lock) = verona::lock_data_dir(&config)? else {
+                anyhow::bail!(
+                    "a Verona server is running on {}: stop it first (or change the account in-band, XEP-0077)",
+                    config.data_dir.display()
+                );
+            };
+            Some(lock)
+        }
+        _ => None,
+    };
     let store = verona::open_store(&config).await?;
     let accounts = Accounts::new(
         store,

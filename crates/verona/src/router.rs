@@ -315,6 +315,19 @@ impl Router {
         delivered
     }
 
+    /// Closes every session of `session`'s account but `session` (its password changed there).
+    pub fn close_others(&self, session: &FullJid, reason: CloseReason) {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        let others = sessions
+            .get(&session.to_bare())
+            .into_iter()
+            .flatten()
+            .filter(|(resource, _)| resource.as_str() != session.resource().as_str());
+        for (_, handle) in others {
+            handle.close(reason);
+        }
+    }
+
     /// Closes every session of an account (deleted, or its password changed).
     pub fn close_account(&self, bare: &BareJid, reason: CloseReason) {
         for handle in self.sessions_of(bare) {

@@ -76,9 +76,34 @@ pub struct RunningServer {
     direct_tls_addrs: Vec<SocketAddr>,
     cert_path: PathBuf,
     supervisor: Supervisor,
+    /// Held while the server runs.
+    _lock: DataDirLock,
     /// Every connection and listener task holds a clone; all dropped = all finished.
     alive: mpsc::Sender<()>,
     finished: mpsc::Receiver<()>,
+}
+
+/// The data directory held by one process: a running server, or a command that changes
+/// accounts behind its back. Released when dropped (or when the process dies).
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory's lock (creating the directory); `None` if another process holds
+/// it.
+pub fn lock_data_dir(config: &Config) -> anyhow::Result<Option<DataDirLock>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("verona.lock");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(DataDirLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// Opens the store in the data directory (creating it).
@@ -122,6 +147,12 @@ impl RunningServer {
         config: Config,
         stores: Stores,
     ) -> anyhow::Result<RunningServer> {
+        let Some(lock) = lock_data_dir(&config)? else {
+            anyhow::bail!(
+                "another Verona server is running on {}",
+                config.data_dir.display()
+            );
+        };
         let tls = tls::load(&config)?;
         let domain = config.normalized_domain();
         let accounts = Accounts::new(
@@ -185,6 +216,7 @@ impl RunningServer {
             direct_tls_addrs: Vec::new(),
             cert_path: tls.cert_path,
             supervisor,
+            _lock: lock,
             alive: alive.clone(),
             finished,
         };

@@ -399,3 +399,97 @@ async fn unauthenticated_connections_are_capped_per_address() {
     let features = admitted.open().await;
     assert!(features.is("features", NS_STREAMS), "{}", show(&features));
 }
+
+/// H3: an account deleted in-band takes its state with it: whoever takes the name next has no
+/// nodes, no roster, and none of the approvals contacts gave; the contacts' rosters forget it.
+#[tokio::test]
+async fn a_deleted_account_leaves_nothing_to_the_next_owner_of_its_name() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let diary = format!(
+        "<iq xmlns='jabber:client' type='set' id='d'><pubsub xmlns='{PUBSUB}'><create node='diary'/></pubsub></iq>"
+    );
+    ok(&juliet.request(&diary).await);
+    let note = "<iq xmlns='jabber:client' type='set' id='n'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='my Romeo'/></query></iq>";
+    ok(&juliet.request(note).await);
+
+    let remove = "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>";
+    ok(&juliet.request(remove).await);
+    assert_eq!(juliet.expect_stream_error().await, "not-authorized");
+    settle(&mut romeo).await;
+    let roster =
+        "<iq xmlns='jabber:client' type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>";
+    let his = romeo.request(roster).await;
+    let items = his.get_child("query", "jabber:iq:roster").unwrap();
+    assert_eq!(items.children().count(), 0, "{}", show(&his));
+
+    // Someone else takes the name.
+    t.add_user("juliet", "another").await;
+    let mut impostor = t.login("juliet", "another", "balcony").await;
+    let hers = impostor.request(roster).await;
+    let items = hers.get_child("query", "jabber:iq:roster").unwrap();
+    assert_eq!(items.children().count(), 0, "{}", show(&hers));
+    let nodes = "<iq xmlns='jabber:client' type='get' id='i'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>";
+    let listed = impostor.request(nodes).await;
+    let query = listed
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap();
+    let nodes: Vec<&str> = query.children().filter_map(|i| i.attr("node")).collect();
+    // Every account's own presence node, new; not the old diary.
+    assert_eq!(nodes, ["presence"], "{}", show(&listed));
+    // Romeo's approval was Juliet's, not the name's.
+    impostor.send("<presence xmlns='jabber:client'/>").await;
+    romeo.expect_nothing().await;
+}
+
+/// H3: a password changed in-band ends the account's other sessions (whoever knew the old
+/// one is out); the session that changed it stays.
+#[tokio::test]
+async fn a_password_change_ends_the_other_sessions() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "old").await;
+    let mut balcony = t.login("juliet", "old", "balcony").await;
+    let mut chamber = t.login("juliet", "old", "chamber").await;
+    let change = "<iq xmlns='jabber:client' type='set' id='pw'><query xmlns='jabber:iq:register'><username>juliet</username><password>new</password></query></iq>";
+    ok(&balcony.request(change).await);
+    assert_eq!(chamber.expect_stream_error().await, "not-authorized");
+    let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+    ok(&balcony.request(ping).await);
+}
+
+/// H3: the command line does not delete accounts or change passwords behind a running
+/// server's back (its memory and sessions would not follow), and a second server does not
+/// start on the same data directory.
+#[tokio::test]
+async fn the_command_line_refuses_to_change_accounts_under_a_running_server() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let config = t.dir.path().join("cli.toml");
+    std::fs::write(
+        &config,
+        format!("domain = \"localhost\"\ndata_dir = {:?}\n", t.dir.path()),
+    )
+    .unwrap();
+    for args in [
+        &["user", "del", "juliet@localhost"][..],
+        &["user", "passwd", "juliet@localhost", "--password", "x"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_verona"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("server is running"), "{args:?}: {said}");
+    }
+    let mut second = test_config(t.dir.path());
+    second.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let refused = verona::RunningServer::start(second).await;
+    assert!(
+        refused.is_err(),
+        "a second server on the same data directory"
+    );
+    // Juliet is still there.
+    let _juliet = t.login("juliet", "pw", "balcony").await;
+}

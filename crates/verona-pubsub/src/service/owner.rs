@@ -477,6 +477,52 @@ impl Service {
         fx.finish(removed, tx.commit())
     }
 
+    /// Forgets a deleted account: its subscriptions and affiliations on every node end, and
+    /// the nodes it alone owned are deleted (without notifications: the account is gone), so
+    /// that whoever registers the name next inherits nothing. The value lists the deleted
+    /// nodes.
+    pub fn forget(&mut self, account: &BareJid) -> Outcome<Vec<NodeId>> {
+        let mut fx = Effects::default();
+        let mut tx = Tx::new(&mut self.state);
+        let node_ids: Vec<NodeId> = tx.state().nodes.keys().cloned().collect();
+        let mut deleted = Vec::new();
+        for node_id in node_ids {
+            let Some(node) = tx.node(&node_id) else {
+                continue;
+            };
+            let sole_owner = node.affiliation(account) == Affiliation::Owner
+                && node.owners().all(|owner| owner == account);
+            if sole_owner {
+                tx.remove_node(&node_id);
+                fx.persist(StoreOp::NodeDeleted {
+                    node: node_id.clone(),
+                });
+                deleted.push(node_id);
+                continue;
+            }
+            let subscriptions: Vec<(SubId, Subscription)> = node
+                .subscriptions_of(account)
+                .into_iter()
+                .flatten()
+                .map(|(subid, sub)| (subid.clone(), sub.clone()))
+                .collect();
+            let affiliated = node.affiliation(account) != Affiliation::None;
+            for (subid, sub) in subscriptions {
+                tx.put_subscription(&node_id, account, &subid, None);
+                persist_unsubscription(&mut fx, &node_id, &subid, &sub);
+            }
+            if affiliated {
+                tx.set_affiliation(&node_id, account, Affiliation::None);
+                fx.persist(StoreOp::AffiliationSet {
+                    node: node_id.clone(),
+                    jid: account.clone(),
+                    affiliation: Affiliation::None,
+                });
+            }
+        }
+        fx.finish(deleted, tx.commit())
+    }
+
     /// Node creation policy and the per-owner node limit.
     pub(super) fn check_may_create(&self, creator: &BareJid) -> Result<(), PubsubError> {
         if self.config.create_policy == CreatePolicy::AdminsOnly && !self.is_admin(creator) {

@@ -631,3 +631,64 @@ pub(crate) async fn pubsub_time_precision(store: &dyn PubsubStore) {
     let expected: Vec<_> = times.iter().map(|(_, kept)| *kept).collect();
     assert_eq!(loaded, expected);
 }
+
+/// Deleting an account deletes its pubsub state with it, in one transaction: its PEP service,
+/// the nodes it alone owned, its subscriptions and affiliations on other nodes (issue #11 H3).
+pub(crate) async fn account_deletion_forgets_pubsub(
+    accounts: &dyn crate::AccountStore,
+    store: &dyn PubsubStore,
+) {
+    const GONE: &str = "romeo@montague.lit";
+    accounts
+        .create_account(GONE, &crate::contract::sample_credentials(1))
+        .await
+        .unwrap();
+    let affiliation = |node: &str, who: &str, affiliation| {
+        let (node, jid) = (node.to_owned(), bare(who));
+        write(
+            PUBSUB,
+            StoreOp::AffiliationSet {
+                node,
+                jid,
+                affiliation,
+            },
+        )
+    };
+    let mut held = subscription("s1", ROMEO, SubscriptionOptions::default());
+    held.state = SubscriptionState::Subscribed;
+    let writes = [
+        created(GONE, "geoloc"),
+        created(PUBSUB, "solo"),
+        affiliation("solo", GONE, Affiliation::Owner),
+        created(PUBSUB, "shared"),
+        affiliation("shared", GONE, Affiliation::Owner),
+        affiliation("shared", PEP, Affiliation::Owner),
+        created(PUBSUB, "hers"),
+        affiliation("hers", PEP, Affiliation::Owner),
+        affiliation("hers", GONE, Affiliation::Publisher),
+        write(
+            PUBSUB,
+            StoreOp::SubscriptionSet {
+                node: "hers".to_owned(),
+                subscription: held,
+            },
+        ),
+    ];
+    store.apply(&writes).await.unwrap();
+
+    accounts.delete_account(GONE).await.unwrap();
+    assert!(store.load_service(GONE).await.unwrap().is_empty());
+    assert!(store.subscriptions_of(GONE).await.unwrap().is_empty());
+    let left = sorted(store.load_service(PUBSUB).await.unwrap());
+    let ids: Vec<&str> = left.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["hers", "shared"]);
+    for node in &left {
+        assert_eq!(
+            node.affiliations,
+            [(bare(PEP), Affiliation::Owner)],
+            "{}",
+            node.id
+        );
+        assert!(node.subscriptions.is_empty(), "{}", node.id);
+    }
+}

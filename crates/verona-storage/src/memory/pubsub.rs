@@ -13,6 +13,29 @@ use crate::{BoxFuture, HeldSubscription, PubsubStore, PubsubWrite, StorageError}
 /// subscriptions by SubID, the order the SQLite backend loads them in.
 pub(super) type Services = BTreeMap<String, BTreeMap<String, StoredNode>>;
 
+/// What [`crate::AccountStore::delete_account`] removes of an account's pubsub state: its
+/// own service, the nodes it alone owned, and its subscriptions and affiliations elsewhere.
+pub(super) fn forget(services: &mut Services, account: &str) {
+    services.remove(account);
+    for nodes in services.values_mut() {
+        nodes.retain(|_, node| {
+            let owners: Vec<&str> = node
+                .affiliations
+                .iter()
+                .filter(|(_, affiliation)| *affiliation == Affiliation::Owner)
+                .map(|(jid, _)| jid.as_str())
+                .collect();
+            !owners.contains(&account) || owners.iter().any(|owner| *owner != account)
+        });
+        for node in nodes.values_mut() {
+            node.affiliations.retain(|(jid, _)| jid.as_str() != account);
+            node.subscriptions
+                .retain(|sub| sub.jid.to_bare().as_str() != account);
+        }
+    }
+    services.retain(|_, nodes| !nodes.is_empty());
+}
+
 impl PubsubStore for MemoryStore {
     fn load_service<'a>(
         &'a self,
@@ -172,6 +195,12 @@ mod tests {
     #[tokio::test]
     async fn write_semantics() {
         contract::pubsub_write_semantics(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn account_deletion_forgets_pubsub() {
+        let store = MemoryStore::new();
+        contract::account_deletion_forgets_pubsub(&store, &store).await;
     }
 
     #[tokio::test]

@@ -372,6 +372,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn account_deletion_forgets_pubsub() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::account_deletion_forgets_pubsub(&store, &store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn batch_is_atomic() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;

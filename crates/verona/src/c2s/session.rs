@@ -11,7 +11,7 @@ use super::route::{self, Route, is_pep_request, publishes_presence};
 use super::{Connection, End, State, fault, random_id};
 use crate::eventing::caps;
 use crate::host::PubsubHandle;
-use crate::iq::{self, Target};
+use crate::iq::{self, EndSessions, Target};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
 use crate::xml::{StanzaError, StreamError, error_reply, set_attr};
 
@@ -231,10 +231,11 @@ impl Connection {
         if let Some(reply) = handled.reply {
             self.send(&reply);
         }
-        if handled.account_removed {
-            self.shared
-                .router
-                .close_account(&me.to_bare(), CloseReason::AccountChanged);
+        let router = &self.shared.router;
+        match handled.end_sessions {
+            EndSessions::None => {}
+            EndSessions::Others => router.close_others(&me, CloseReason::AccountChanged),
+            EndSessions::All => router.close_account(&me.to_bare(), CloseReason::AccountChanged),
         }
     }
 

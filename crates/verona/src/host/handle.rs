@@ -122,6 +122,22 @@ impl PubsubHandle {
         }
     }
 
+    /// An account was deleted from storage: every shard forgets it; returns once all have.
+    pub async fn forget_account(&self, account: BareJid) {
+        let mut waiting = Vec::with_capacity(self.shards.len());
+        for shard in 0..self.shards.len() {
+            let (ready, done) = oneshot::channel();
+            let account = account.clone();
+            self.send(shard, Request::Forget { account, ready }).await;
+            waiting.push(done);
+        }
+        for done in waiting {
+            if done.await.is_err() {
+                tracing::debug!("pubsub shard gone before forgetting a deleted account");
+            }
+        }
+    }
+
     /// A session ended: every shard ends the temporary subscriptions it holds for it.
     pub async fn session_ended(&self, jid: Jid) {
         for shard in 0..self.shards.len() {

@@ -26,6 +26,12 @@ pub(super) enum Request {
         session: FullJid,
         ready: oneshot::Sender<()>,
     },
+    /// An account was deleted from storage: the shard forgets it (its own service, and what
+    /// it held on every resident service) before `ready` is answered.
+    Forget {
+        account: BareJid,
+        ready: oneshot::Sender<()>,
+    },
     /// A session (full JID), or an account's last session (bare JID), ended: temporary
     /// (`expire=presence`) subscriptions made from it end too.
     SessionEnded(Jid),

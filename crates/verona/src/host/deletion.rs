@@ -1,0 +1,42 @@
+//! A deleted account leaves nothing behind in memory either (issue #11 H3): storage has
+//! already deleted its rows; each shard drops its PEP service and ends what it held on the
+//! resident services, with the same writes, so whoever registers the name next starts empty.
+
+use super::*;
+
+impl ServicesTask {
+    pub(super) fn forget_account(&mut self, account: &BareJid, done: &mut Vec<Done>) {
+        // Its own service too, so that its contacts' rosters hear the relations end; the
+        // emptied service leaves memory after the batch ([`ServicesTask::drop_forgotten`]).
+        let mut origins: Vec<Origin> = self.accounts.keys().cloned().map(Origin::Account).collect();
+        origins.extend(self.domain.as_ref().map(|_| Origin::Domain));
+        for origin in origins {
+            let Some(hosted) = self.hosted_mut(&origin) else {
+                continue;
+            };
+            let outcome = hosted.service.forget(account);
+            if outcome.effects.is_empty() {
+                continue;
+            }
+            let refresh = touches_presence_subscriptions(&outcome.effects);
+            done.push(Done::new(origin.clone(), outcome.effects, outcome.undo));
+            if refresh {
+                self.refresh_presence(&origin);
+            }
+        }
+        if self.accounts.contains_key(account) {
+            self.forgotten.push(account.clone());
+        }
+    }
+
+    /// Deleted accounts' services leave memory: a new account of the same name is loaded
+    /// afresh, with its own `presence` and `roster` nodes.
+    pub(super) fn drop_forgotten(&mut self) {
+        for account in std::mem::take(&mut self.forgotten) {
+            self.accounts.remove(&account);
+            self.presence.forget(&account, |_| false);
+            self.temporary.remove(&account);
+            self.router.set_blocked(&account, Vec::new());
+        }
+    }
+}
