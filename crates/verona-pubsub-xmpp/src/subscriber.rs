@@ -4,7 +4,8 @@
 use jid::Jid;
 use minidom::Element;
 use verona_pubsub::{
-    ItemQuery, ItemReply, PubsubError, Service, SubscriptionInfo, SubscriptionState,
+    ItemQuery, ItemReply, PagePosition, PageRequest, PubsubError, Service, SubscriptionInfo,
+    SubscriptionState,
 };
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
 use xmpp_parsers::rsm::{First, SetResult};
@@ -160,6 +161,12 @@ pub(crate) fn default_options(service: &Service, node: Option<String>) -> Handle
 }
 
 /// §6.5, newest first; with a XEP-0059 `<set/>` answer when the request was paged.
+/// Items one retrieval returns at most, and their payload bytes at most (one item always): a
+/// larger node is returned a page at a time, so that a short request cannot make the service
+/// serialise a whole node (issue #11 H5).
+const MAX_ITEMS: usize = 100;
+const MAX_BYTES: usize = 512 * 1024;
+
 pub(crate) fn items(
     service: &Service,
     ctx: &ServiceContext,
@@ -168,7 +175,38 @@ pub(crate) fn items(
     query: &ItemQuery,
     paged: bool,
 ) -> Handler {
-    let page = service.items(ctx.resolver, actor, node, query)?;
+    let bounded = match query {
+        ItemQuery::All => ItemQuery::Page(PageRequest {
+            max: MAX_ITEMS,
+            position: PagePosition::First,
+        }),
+        ItemQuery::Latest(n) => ItemQuery::Latest((*n).min(MAX_ITEMS)),
+        ItemQuery::Ids(ids) => ItemQuery::Ids(ids.iter().take(MAX_ITEMS).cloned().collect()),
+        ItemQuery::Page(page) => ItemQuery::Page(PageRequest {
+            max: page.max.min(MAX_ITEMS),
+            position: page.position.clone(),
+        }),
+    };
+    let mut page = service.items(ctx.resolver, actor, node, &bounded)?;
+    let mut bytes = 0;
+    let fits = page
+        .items
+        .iter()
+        .take_while(|item| {
+            let first = bytes == 0;
+            bytes += item.payload.as_deref().map_or(0, str::len);
+            first || bytes <= MAX_BYTES
+        })
+        .count();
+    let cut = fits < page.items.len();
+    page.items.truncate(fits);
+    // A reply holding less than asked says where it stopped (§6.5.4, XEP-0059).
+    let shortened = match query {
+        ItemQuery::All => page.items.len() < page.count,
+        ItemQuery::Latest(n) => page.items.len() < (*n).min(page.count),
+        ItemQuery::Ids(_) | ItemQuery::Page(_) => false,
+    };
+    let paged = paged || cut || shortened;
     // §7.1.2.3: if notifications show publishers, every retrieval does.
     let with_publisher = service
         .metadata(node)

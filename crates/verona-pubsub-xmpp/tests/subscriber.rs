@@ -663,3 +663,56 @@ fn own_subscriptions_and_affiliations() {
          </iq>",
     );
 }
+
+/// The RSM `<set/>` of an items reply: (returned items, count, last id).
+fn page_of(reply: &minidom::Element) -> (usize, Option<String>, Option<String>) {
+    let pubsub = reply
+        .get_child("pubsub", common::PUBSUB)
+        .expect("a pubsub payload");
+    let items = pubsub.get_child("items", common::PUBSUB).unwrap();
+    let set = pubsub.get_child("set", "http://jabber.org/protocol/rsm");
+    let text = |name: &str| set.and_then(|s| s.get_child(name, "http://jabber.org/protocol/rsm"));
+    (
+        items.children().count(),
+        text("count").map(|c| c.text()),
+        text("last").map(|l| l.text()),
+    )
+}
+
+/// Issue #11 H5: a retrieval without limits returns a bounded page (100 items, 512 KiB of
+/// payloads, at least one item), newest first, with the RSM `<set/>` that says there is more.
+#[test]
+fn item_retrieval_is_bounded_in_items_and_bytes() {
+    let mut h = Harness::new();
+    h.create(
+        "princely_musings",
+        &[("pubsub#access_model", "open"), ("pubsub#max_items", "max")],
+    );
+    for n in 0..150 {
+        h.publish("princely_musings", &format!("i{n}"), "x");
+    }
+    let all = "<iq type='get' from='romeo@localhost/orchard' to='pubsub.localhost' id='all'>
+         <pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='princely_musings'/></pubsub></iq>";
+    assert_eq!(
+        page_of(&h.ask(ROMEO, all)),
+        (100, Some("150".to_owned()), Some("i50".to_owned()))
+    );
+    let latest = all.replace(
+        "<items node='princely_musings'/>",
+        "<items node='princely_musings' max_items='2'/>",
+    );
+    assert_eq!(
+        page_of(&h.ask(ROMEO, &latest)),
+        (2, None, None),
+        "what was asked: no <set/>"
+    );
+
+    let big = "y".repeat(200 * 1024);
+    for n in 0..3 {
+        h.publish("princely_musings", &format!("big{n}"), &big);
+    }
+    assert_eq!(
+        page_of(&h.ask(ROMEO, all)),
+        (2, Some("153".to_owned()), Some("big1".to_owned()))
+    );
+}

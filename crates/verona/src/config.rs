@@ -319,13 +319,19 @@ impl Config {
             .default_access_model
             .parse()
             .expect("validated when the configuration was loaded");
-        service.limits = verona_pubsub::Limits {
+        service.limits = self.pubsub_limits();
+        service
+    }
+
+    /// The `[pubsub]` limits, for `pubsub.<domain>` and every account's PEP service alike.
+    pub fn pubsub_limits(&self) -> verona_pubsub::Limits {
+        let pubsub = &self.pubsub;
+        verona_pubsub::Limits {
             max_nodes_per_owner: pubsub.max_nodes_per_owner,
             max_items_per_node: pubsub.max_items_per_node,
             max_payload_bytes: pubsub.max_payload_bytes,
             max_subscriptions_per_jid: pubsub.max_subscriptions_per_jid,
-        };
-        service
+        }
     }
 
     /// The address of the pubsub service.

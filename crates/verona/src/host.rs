@@ -80,10 +80,17 @@ pub struct Hosting {
     pub queue_bytes: usize,
 }
 
+/// How the services are configured beyond their kind: `pubsub.<domain>`'s engine
+/// configuration, and the limits every account's PEP service shares with it.
+pub struct Configs {
+    pub domain: ServiceConfig,
+    pub pep_limits: verona_pubsub::Limits,
+}
+
 /// Loads `pubsub.<domain>` and starts the shards; PEP services are loaded when first needed.
 pub async fn start(
     jid: String,
-    config: ServiceConfig,
+    configs: Configs,
     hosting: Hosting,
     stores: Stores,
     router: Arc<Router>,
@@ -91,7 +98,11 @@ pub async fn start(
 ) -> anyhow::Result<PubsubHandle> {
     let nodes = stores.pubsub.load_service(&jid).await?;
     tracing::info!(service = %jid, nodes = nodes.len(), shards = hosting.shards, "pubsub service loaded");
-    let service = Service::restore(config, Box::new(SystemEnvironment::default()), nodes);
+    let service = Service::restore(
+        configs.domain,
+        Box::new(SystemEnvironment::default()),
+        nodes,
+    );
     let address = Jid::new(&jid).map_err(|e| anyhow::anyhow!("service address {jid}: {e}"))?;
     let count = hosting.shards.max(1);
     let mut domain = Some(Hosted {
@@ -121,6 +132,7 @@ pub async fn start(
             domain_shard,
             accounts: HashMap::new(),
             resident_services: hosting.resident_services,
+            pep_limits: configs.pep_limits.clone(),
             batches: 0,
             bound: Sessions::default(),
             temporary: HashSet::new(),
@@ -199,6 +211,8 @@ struct ServicesTask {
     accounts: HashMap<BareJid, Hosted>,
     /// How many PEP services nobody uses may stay in memory.
     resident_services: usize,
+    /// The `[pubsub]` limits, for every PEP service.
+    pep_limits: verona_pubsub::Limits,
     /// Batches handled, the clock of `Hosted::last_used`.
     batches: u64,
     /// Bound sessions: their accounts' services stay resident.

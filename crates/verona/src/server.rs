@@ -170,7 +170,10 @@ impl RunningServer {
         let router = Arc::new(Router::default());
         let pubsub = host::start(
             config.pubsub_jid(),
-            config.pubsub_service(),
+            host::Configs {
+                domain: config.pubsub_service(),
+                pep_limits: config.pubsub_limits(),
+            },
             host::Hosting {
                 shards: config.pubsub_shards(),
                 resident_services: config.limits.resident_services,

@@ -493,3 +493,32 @@ async fn the_command_line_refuses_to_change_accounts_under_a_running_server() {
     // Juliet is still there.
     let _juliet = t.login("juliet", "pw", "balcony").await;
 }
+
+/// H5: an account's PEP service obeys the `[pubsub]` limits too (it used the engine's own
+/// defaults, so each account could store far more than the operator allowed).
+#[tokio::test]
+async fn pep_obeys_the_pubsub_limits() {
+    let t = TestServer::start_with(|config| config.pubsub.max_payload_bytes = 1000).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let publish = |id: &str, size: usize| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><pubsub xmlns='{PUBSUB}'><publish node='notes'><item><note xmlns='urn:example'>{}</note></item></publish></pubsub></iq>",
+            "x".repeat(size)
+        )
+    };
+    ok(&juliet.request(&publish("small", 500)).await);
+    let refused = juliet.request(&publish("big", 2000)).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("not-acceptable"),
+        "{}",
+        show(&refused)
+    );
+    let error = refused.get_child("error", NS_CLIENT).unwrap();
+    assert!(
+        error.has_child("payload-too-big", PUBSUB_ERRORS),
+        "{}",
+        show(&refused)
+    );
+}

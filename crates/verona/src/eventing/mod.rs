@@ -24,13 +24,15 @@ pub mod roster;
 pub mod subscriptions;
 
 use jid::BareJid;
-use verona_pubsub::{ServiceConfig, SubscriptionOptionField};
+use verona_pubsub::{Limits, ServiceConfig, SubscriptionOptionField};
 
 use presence::VIEW_OPTION;
 
-/// A PEP service's configuration: XEP-0163's, plus the option recording classic requests.
-pub fn pep_config(account: BareJid) -> ServiceConfig {
+/// A PEP service's configuration: XEP-0163's, the server's pubsub limits, plus the option
+/// recording classic requests.
+pub fn pep_config(account: BareJid, limits: Limits) -> ServiceConfig {
     let mut config = ServiceConfig::pep(account);
+    config.limits = limits;
     config.custom_subscription_options.insert(
         VIEW_OPTION.to_owned(),
         SubscriptionOptionField { unique: false },

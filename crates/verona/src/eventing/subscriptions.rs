@@ -373,7 +373,10 @@ mod tests {
     fn juliets_service() -> Service {
         let juliet = bare("juliet@capulet.lit");
         let owner = Jid::from(juliet.clone());
-        let mut service = Service::new(pep_config(juliet), Box::new(SystemEnvironment::default()));
+        let mut service = Service::new(
+            pep_config(juliet, verona_pubsub::Limits::default()),
+            Box::new(SystemEnvironment::default()),
+        );
         let presence = CreateRequest {
             node: Some(PRESENCE_NODE.to_owned()),
             config: presence_node_config(),

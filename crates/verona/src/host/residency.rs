@@ -118,7 +118,7 @@ impl ServicesTask {
     ) {
         let account = &account;
         let mut service = Service::restore(
-            pep_config(account.clone()),
+            pep_config(account.clone(), self.pep_limits.clone()),
             Box::new(SystemEnvironment::default()),
             nodes,
         );
@@ -250,7 +250,7 @@ pub fn account_writes(
 ) -> Result<Vec<PubsubWrite>, verona_pubsub::PubsubError> {
     let owner = Jid::from(account.clone());
     let mut service = Service::new(
-        pep_config(account.clone()),
+        pep_config(account.clone(), verona_pubsub::Limits::default()),
         Box::new(SystemEnvironment::default()),
     );
     let mut effects = Vec::new();
