@@ -98,6 +98,9 @@ pub struct AuthConfig {
 pub struct Limits {
     /// Largest stanza accepted, in bytes (also bounds a stanza still being received).
     pub max_stanza_bytes: usize,
+    /// Largest stanza accepted before authentication (SASL, registration, STARTTLS are
+    /// small): a stranger cannot make the server buffer large stanzas.
+    pub max_unauthenticated_stanza_bytes: usize,
     /// Deepest element nesting inside the stream.
     pub max_depth: usize,
     /// Most attributes on one element.
@@ -185,6 +188,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_stanza_bytes: 256 * 1024,
+            max_unauthenticated_stanza_bytes: 16 * 1024,
             max_depth: 32,
             max_attributes: 64,
             unauthenticated_timeout_secs: 30,

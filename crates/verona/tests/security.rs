@@ -522,3 +522,32 @@ async fn pep_obeys_the_pubsub_limits() {
         show(&refused)
     );
 }
+
+/// M6: before authentication only small stanzas are accepted (16 KiB by default); after it,
+/// the full limit applies.
+#[tokio::test]
+async fn strangers_cannot_send_large_stanzas() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut stranger = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    stranger.open().await;
+    let big = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+        "A".repeat(20_000)
+    );
+    stranger.send(&big).await;
+    assert_eq!(stranger.expect_stream_error().await, "policy-violation");
+
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let body = "x".repeat(20_000);
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='juliet@localhost/balcony'><body>{body}</body></message>"
+        ))
+        .await;
+    let echoed = juliet.recv().await;
+    assert_eq!(
+        echoed.get_child("body", NS_CLIENT).map(|b| b.text()),
+        Some(body)
+    );
+}

@@ -118,7 +118,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
     let unauthenticated_timeout =
         Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs);
     let mut conn = Connection {
-        parser: new_parser(&shared),
+        parser: new_parser(&shared, false),
         shared,
         io,
         peer,
@@ -137,8 +137,14 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
     conn.finish(end).await;
 }
 
-fn new_parser(shared: &Shared) -> StreamParser {
-    StreamParser::new(ns::CLIENT, shared.config.stream_limits())
+/// A parser for a new stream; before authentication with the small pre-auth stanza limit.
+fn new_parser(shared: &Shared, authenticated: bool) -> StreamParser {
+    let mut limits = shared.config.stream_limits();
+    if !authenticated {
+        let before = shared.config.limits.max_unauthenticated_stanza_bytes;
+        limits.max_stanza_bytes = limits.max_stanza_bytes.min(before);
+    }
+    StreamParser::new(ns::CLIENT, limits)
 }
 
 impl Connection {

@@ -195,7 +195,8 @@ impl Connection {
 
     /// After STARTTLS and SASL success both sides start a new stream (RFC 6120 §5.4.3.3, §6.4.6).
     pub(super) fn restart_stream(&mut self) {
-        self.parser = super::new_parser(&self.shared);
+        let authenticated = !matches!(self.state, State::Unauthenticated { .. });
+        self.parser = super::new_parser(&self.shared, authenticated);
         self.header_sent = false;
     }
 
