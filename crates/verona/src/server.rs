@@ -111,6 +111,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let path = config.data_dir.join("verona.db");
+    // Created readable by the server's user only, like the TLS key; SQLite gives its journal
+    // files the database's mode. An existing file keeps the mode its operator chose.
+    let mut create = std::fs::OpenOptions::new();
+    create.create(true).append(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    create
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
     let store = SqliteStore::open(&path)
         .await
         .with_context(|| format!("opening {}", path.display()))?;

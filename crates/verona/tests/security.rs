@@ -551,3 +551,16 @@ async fn strangers_cannot_send_large_stanzas() {
         Some(body)
     );
 }
+
+/// Low: the database is created readable by the server's user only, like the TLS key.
+#[tokio::test]
+async fn the_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    for file in ["verona.db", "verona.db-wal"] {
+        let path = t.dir.path().join(file);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{file}: {mode:o}");
+    }
+}
