@@ -100,6 +100,13 @@ impl SessionHandle {
         }
     }
 
+    /// Queues a stanza one user sends another: a full queue refuses it (the sender is told to
+    /// wait) rather than closing the recipient, so that nobody can get another disconnected
+    /// by flooding it (issue #11 M2). False if refused or gone.
+    pub fn offer(&self, bytes: Bytes) -> bool {
+        self.tx.try_send(bytes).is_ok()
+    }
+
     pub fn close(&self, reason: CloseReason) {
         self.close.send_replace(Some(reason));
     }

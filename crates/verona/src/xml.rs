@@ -66,6 +66,8 @@ pub enum StanzaError {
     NotAcceptable,
     NotAllowed,
     RemoteServerNotFound,
+    /// The recipient's queue is full: the sender may retry later.
+    ResourceConstraint,
     ServiceUnavailable,
 }
 
@@ -83,6 +85,7 @@ impl StanzaError {
             StanzaError::NotAcceptable => ("modify", "not-acceptable"),
             StanzaError::NotAllowed => ("cancel", "not-allowed"),
             StanzaError::RemoteServerNotFound => ("cancel", "remote-server-not-found"),
+            StanzaError::ResourceConstraint => ("wait", "resource-constraint"),
             StanzaError::ServiceUnavailable => ("cancel", "service-unavailable"),
         }
     }

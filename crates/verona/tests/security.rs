@@ -564,3 +564,44 @@ async fn the_database_is_private() {
         assert_eq!(mode & 0o077, 0, "{file}: {mode:o}");
     }
 }
+
+/// M2: flooding a user who reads slowly does not get that user disconnected: once its queue
+/// is full, the sender's stanzas bounce with `resource-constraint` (wait), and the recipient
+/// reads what was queued and goes on.
+#[tokio::test]
+async fn a_flood_bounces_instead_of_disconnecting_the_recipient() {
+    let t = TestServer::start_with(|config| config.limits.outbound_queue = 8).await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let body = "x".repeat(20_000);
+    for n in 0..600 {
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' to='romeo@localhost/orchard' id='m{n}' type='chat'><body>{body}</body></message>"
+            ))
+            .await;
+    }
+    let bounced = recv_until(&mut juliet, |el| stanza_error(el).is_some()).await;
+    assert_eq!(
+        stanza_error(&bounced).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&bounced)
+    );
+    assert_eq!(
+        bounced
+            .get_child("error", NS_CLIENT)
+            .and_then(|e| e.attr("type")),
+        Some("wait")
+    );
+    // Romeo was only slow: he reads what was queued, and his stream is still there.
+    for _ in 0..9 {
+        let el = romeo.recv().await;
+        assert_eq!(el.name(), "message", "{}", show(&el));
+    }
+    settle(&mut romeo).await;
+    let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+    ok(&romeo.request(ping).await);
+}

@@ -193,7 +193,9 @@ impl Connection {
     /// goes to the account.
     fn deliver_to_session(&mut self, el: &Element, to: &FullJid) {
         if let Some(handle) = self.shared.router.session(to) {
-            handle.send(Bytes::from(verona_stream::element_bytes(el)));
+            if !handle.offer(Bytes::from(verona_stream::element_bytes(el))) {
+                self.answer(el, StanzaError::ResourceConstraint, None);
+            }
         } else if el.name() == "message" {
             self.deliver_to_account(el, &to.to_bare());
         } else if el.name() == "iq" {
@@ -254,8 +256,12 @@ impl Connection {
             return;
         }
         let bytes = Bytes::from(verona_stream::element_bytes(el));
-        for handle in sessions {
-            handle.send(bytes.clone());
+        let taken = sessions
+            .iter()
+            .filter(|handle| handle.offer(bytes.clone()))
+            .count();
+        if taken == 0 {
+            self.answer(el, StanzaError::ResourceConstraint, None);
         }
     }
 
