@@ -114,11 +114,12 @@ pub(crate) fn info(
             let meta = service
                 .metadata(node)
                 .ok_or(verona_pubsub::PubsubError::NodeNotFound)?;
-            // The meta-data names owners and publishers: shown only to those the node
-            // admits, so that a whitelist conversation does not reveal who takes part.
-            let admitted = [Action::Subscribe, Action::RetrieveItems]
-                .into_iter()
-                .any(|action| service.may(ctx.resolver, actor, action, node).is_ok());
+            // The meta-data names owners and publishers and counts subscribers: shown only to
+            // those who may read the node, so that neither a whitelist conversation nor an
+            // `authorize` node (an account's presence) tells strangers who takes part.
+            let admitted = service
+                .may(ctx.resolver, actor, Action::RetrieveItems, node)
+                .is_ok();
             DiscoInfoResult {
                 node: Some(node.to_owned()),
                 identities: vec![identity("pubsub", "leaf")],

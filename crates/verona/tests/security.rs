@@ -605,3 +605,23 @@ async fn a_flood_bounces_instead_of_disconnecting_the_recipient() {
     let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
     ok(&romeo.request(ping).await);
 }
+
+/// M4: a stranger's disco#info on an account's `presence` node does not reveal its owners or
+/// how many follow it; a follower, who may read the node, gets the meta-data.
+#[tokio::test]
+async fn presence_node_meta_data_is_for_followers_only() {
+    let (t, _juliet, mut romeo) = romeo_follows_juliet().await;
+    t.add_user("nurse", "pw").await;
+    let mut nurse = t.login("nurse", "pw", "kitchen").await;
+    let info = "<iq xmlns='jabber:client' type='get' id='i' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='presence'/></iq>";
+    let has_meta_data = |reply: &Element| {
+        reply
+            .get_child("query", "http://jabber.org/protocol/disco#info")
+            .is_some_and(|q| q.has_child("x", "jabber:x:data"))
+    };
+    let strangers = nurse.request(info).await;
+    ok(&strangers);
+    assert!(!has_meta_data(&strangers), "{}", show(&strangers));
+    let followers = romeo.request(info).await;
+    assert!(has_meta_data(&followers), "{}", show(&followers));
+}

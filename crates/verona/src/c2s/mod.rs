@@ -339,7 +339,12 @@ impl Connection {
             if self.shared.router.sessions_of(&bare).is_empty() {
                 pubsub.session_ended(Jid::from(bare)).await;
             }
-            tracing::info!(jid = %session.jid, "session ended");
+            let why = match &end {
+                End::Fault(error, _) => error.condition(),
+                End::Close => "closed by the client",
+                End::Gone => "connection lost",
+            };
+            tracing::info!(jid = %session.jid, why, "session ended");
         }
     }
 
