@@ -805,7 +805,10 @@ fn get_pending_by_ad_hoc_command() {
 
 #[test]
 fn owner_manages_subscriptions() {
-    let mut h = Harness::new();
+    let mut h = Harness::with_config(verona_pubsub::ServiceConfig {
+        owners_subscribe_others: true,
+        ..verona_pubsub::ServiceConfig::pubsub()
+    });
     let subid = pending_romeo(&mut h);
     let invalid = h.ask(
         JULIET,

@@ -540,6 +540,11 @@ pub struct ServiceConfig {
     pub last_items: LastItemsPolicy,
     /// Limits.
     pub limits: Limits,
+    /// Whether an owner may create subscriptions for any entity (XEP-0060 §8.8.2). Off by
+    /// default: anyone can create a node, so this would let anyone subscribe anyone to
+    /// anything. Without it an owner subscribes only itself and the node's members, publishers
+    /// and owners; it still approves, changes and ends any subscription.
+    pub owners_subscribe_others: bool,
 }
 
 impl ServiceConfig {
@@ -559,6 +564,7 @@ impl ServiceConfig {
             custom_subscription_options: BTreeMap::new(),
             last_items: LastItemsPolicy::Newest,
             limits: Limits::default(),
+            owners_subscribe_others: false,
         }
     }
 

@@ -22,6 +22,8 @@ const MERCUTIO: &str = "mercutio@verona.lit/square";
 
 fn fixture_config() -> ServiceConfig {
     let mut config = ServiceConfig::pubsub();
+    // Every mutating operation, owners subscribing others included.
+    config.owners_subscribe_others = true;
     config.auto_create = true;
     config
 }

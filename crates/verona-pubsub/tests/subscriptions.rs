@@ -802,7 +802,11 @@ fn lost_presence_subscription_revokes_access() {
 
 #[test]
 fn owners_manage_subscriptions_all_or_nothing() {
-    let (mut service, _) = with_node(ServiceConfig::pubsub(), &[]);
+    let config = ServiceConfig {
+        owners_subscribe_others: true,
+        ..ServiceConfig::pubsub()
+    };
+    let (mut service, _) = with_node(config, &[]);
     let owner = jid(OWNER);
     let romeo = jid(ROMEO);
     let _ = service
@@ -969,4 +973,31 @@ fn subscription_options_forms() {
         set(&mut options, "pubsub#expire", &["2026-01-01T00:00:00Z"]),
         Err(PubsubError::Unsupported(Feature::LeasedSubscription))
     );
+}
+
+/// Issue #11 M3: by default an owner cannot subscribe a stranger (anyone can create a node, so
+/// this would let anyone subscribe anyone), only itself and those it affiliated with the node.
+#[test]
+fn owners_subscribe_only_the_invited_by_default() {
+    let (mut service, _) = with_node(ServiceConfig::pubsub(), &[]);
+    let owner = jid(OWNER);
+    let stranger = SubscriptionChange {
+        jid: jid("nurse@capulet.lit"),
+        subid: None,
+        subscribed: true,
+    };
+    assert_eq!(
+        service
+            .set_subscriptions(&NoRoster, &owner, "n", std::slice::from_ref(&stranger))
+            .err(),
+        Some(PubsubError::Forbidden)
+    );
+    let member = [(bare("nurse@capulet.lit"), Affiliation::Member)].into();
+    let _ = service
+        .set_affiliations(&NoRoster, &owner, "n", &member)
+        .unwrap();
+    let out = service
+        .set_subscriptions(&NoRoster, &owner, "n", &[stranger])
+        .unwrap();
+    assert_eq!(out.value[0].state, SubscriptionState::Subscribed);
 }

@@ -75,6 +75,9 @@ pub struct PubsubConfig {
     pub max_items_per_node: usize,
     pub max_payload_bytes: usize,
     pub max_subscriptions_per_jid: usize,
+    /// Whether node owners may subscribe any entity to their nodes (XEP-0060 §8.8.2); off,
+    /// they subscribe only themselves and those they affiliated with the node.
+    pub owners_subscribe_others: bool,
     /// Shard tasks the services are spread over (each with its own queue and group commit);
     /// 0: one per core.
     pub shards: usize,
@@ -164,6 +167,7 @@ impl Default for PubsubConfig {
         let limits = verona_pubsub::Limits::default();
         PubsubConfig {
             default_access_model: "authorize".into(),
+            owners_subscribe_others: false,
             max_nodes_per_owner: limits.max_nodes_per_owner,
             max_items_per_node: limits.max_items_per_node,
             max_payload_bytes: limits.max_payload_bytes,
@@ -324,6 +328,7 @@ impl Config {
             .parse()
             .expect("validated when the configuration was loaded");
         service.limits = self.pubsub_limits();
+        service.owners_subscribe_others = pubsub.owners_subscribe_others;
         service
     }
 

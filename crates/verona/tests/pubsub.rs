@@ -911,6 +911,9 @@ async fn owner_manages_subscriptions_and_pending() {
     ok(&pending);
     assert!(show(&pending).contains("ball"), "{}", show(&pending));
 
+    // An owner subscribes those it affiliated with the node, not strangers (issue #11 M3).
+    let member = "<affiliations node='ball'><affiliation jid='romeo@localhost' affiliation='member'/></affiliations>";
+    ok(&juliet.request(&request_xml("ma", OWNER, member)).await);
     let set = "<subscriptions node='ball'><subscription jid='romeo@localhost' subscription='subscribed'/></subscriptions>";
     ok(&juliet.request(&request_xml("ms1", OWNER, set)).await);
     let list = juliet

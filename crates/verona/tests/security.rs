@@ -625,3 +625,53 @@ async fn presence_node_meta_data_is_for_followers_only() {
     let followers = romeo.request(info).await;
     assert!(has_meta_data(&followers), "{}", show(&followers));
 }
+
+/// M3: blocking applies on `pubsub.<domain>` too: what a blocked account publishes there does
+/// not reach the one who blocked it (others still get it); and an owner cannot subscribe a
+/// stranger to its node.
+#[tokio::test]
+async fn blocking_reaches_pubsub_and_owners_cannot_subscribe_strangers() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut nurse = t.login("nurse", "pw", "kitchen").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' id='c' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><create node='square'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field><field var='pubsub#publish_model'><value>open</value></field></x></configure></pubsub></iq>"
+    );
+    ok(&juliet.request(&create).await);
+    for (c, who) in [(&mut juliet, "juliet"), (&mut nurse, "nurse")] {
+        let subscribe = format!(
+            "<iq xmlns='jabber:client' type='set' id='s' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='square' jid='{who}@localhost'/></pubsub></iq>"
+        );
+        ok(&c.request(&subscribe).await);
+    }
+    let block = "<iq xmlns='jabber:client' type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>";
+    ok(&nurse.request(block).await);
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='p' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><publish node='square'><item id='shout'><p xmlns='urn:example'>a plague</p></item></publish></pubsub></iq>"
+    );
+    ok(&romeo.request(&publish).await);
+    let heard = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(
+        heard.attr("from"),
+        Some("pubsub.localhost"),
+        "{}",
+        show(&heard)
+    );
+    nurse.expect_nothing().await;
+
+    // Juliet owns the node, but may not subscribe Romeo to it.
+    let impose = format!(
+        "<iq xmlns='jabber:client' type='set' id='o' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}#owner'><subscriptions node='square'><subscription jid='romeo@localhost' subscription='subscribed'/></subscriptions></pubsub></iq>"
+    );
+    let refused = juliet.request(&impose).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&refused)
+    );
+}

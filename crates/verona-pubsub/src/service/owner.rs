@@ -351,6 +351,12 @@ impl Service {
                     &subid,
                     sub,
                 )),
+                (true, Err(PubsubError::NotSubscribed))
+                    if !self.config.owners_subscribe_others
+                        && !invited(node, actor, &change.jid) =>
+                {
+                    Err(PubsubError::Forbidden)
+                }
                 (true, Err(PubsubError::NotSubscribed)) if change.subid.is_none() => {
                     let subid = fresh_id(self.env.as_mut(), |id| node.has_subid(id));
                     subscribe_by_owner(
@@ -615,6 +621,17 @@ fn remove_by_owner(
 
 /// An owner subscribes a JID that has no subscription: the node must admit it, the JID's
 /// subscription limit applies.
+/// Whom an owner may subscribe without `owners_subscribe_others`: itself, and those it made
+/// members, publishers or owners of the node (the other party of a XEP-0207 §6 conversation,
+/// Ex. 18), who can also block it.
+fn invited(node: &Node, actor: &Jid, jid: &Jid) -> bool {
+    jid.to_bare() == actor.to_bare()
+        || matches!(
+            node.affiliation(&jid.to_bare()),
+            Affiliation::Owner | Affiliation::Publisher | Affiliation::Member
+        )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn subscribe_by_owner(
     tx: &mut Tx<'_>,

@@ -34,9 +34,18 @@ impl ServicesTask {
                     let more = verona_pubsub_xmpp::render(&context, std::slice::from_ref(implicit));
                     outgoing.extend(more);
                 }
-                // XEP-0191: nothing from an account reaches one that blocked it.
-                if let Origin::Account(owner) = &d.origin {
-                    outgoing.retain(|out| !self.router.blocks(&out.to.to_bare(), owner));
+                // XEP-0191: nothing from an account reaches one that blocked it: on a PEP
+                // service the owner, on `pubsub.<domain>` whoever published the items or asks
+                // to subscribe (issue #11 M3).
+                let authors = match &d.origin {
+                    Origin::Account(owner) => vec![owner.clone()],
+                    Origin::Domain => authors_of(effect),
+                };
+                if !authors.is_empty() {
+                    outgoing.retain(|out| {
+                        let to = out.to.to_bare();
+                        !authors.iter().any(|author| self.router.blocks(&to, author))
+                    });
                 }
                 let classic = match &d.origin {
                     Origin::Account(owner) => classic_presence(owner, effect),
@@ -234,6 +243,20 @@ impl ServicesTask {
             }
         }
         done
+    }
+}
+
+/// The accounts behind an event of `pubsub.<domain>`: the publishers of its items, or the
+/// entity asking to subscribe.
+fn authors_of(effect: &Effect) -> Vec<BareJid> {
+    match effect {
+        Effect::Notify(notification) => match &notification.event {
+            Event::Items { items } => items.iter().map(|item| item.publisher.to_bare()).collect(),
+            _ => Vec::new(),
+        },
+        Effect::SendLastItems(last) => last.items.iter().map(|i| i.publisher.to_bare()).collect(),
+        Effect::AuthorizationRequest(request) => vec![request.subscriber.to_bare()],
+        _ => Vec::new(),
     }
 }
 
