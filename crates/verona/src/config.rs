@@ -51,11 +51,22 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrationConfig {
     /// Allow XEP-0077 in-band registration of new accounts.
     pub allow: bool,
+    /// Accounts one address (IPv6: one /64) may register per hour.
+    pub per_address_per_hour: u32,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            allow: false,
+            per_address_per_hour: 5,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -115,6 +126,8 @@ pub struct Limits {
     pub unauthenticated_per_address: usize,
     /// Stanzas queued for one session before it is considered stuck and disconnected.
     pub outbound_queue: usize,
+    /// Sessions one account may have bound at once.
+    pub max_sessions_per_account: usize,
     /// PEP services kept in memory while no session of their account is bound (the least
     /// recently used beyond it are dropped, and reloaded from storage when needed).
     pub resident_services: usize,
@@ -198,6 +211,7 @@ impl Default for Limits {
             unauthenticated_timeout_secs: 30,
             unauthenticated_per_address: 32,
             outbound_queue: 1024,
+            max_sessions_per_account: 20,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,
             pubsub_session_bytes: 1 << 20,

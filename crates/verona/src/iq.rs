@@ -2,6 +2,7 @@
 //! behalf. Everything not understood gets `service-unavailable` (RFC 6120 §8.4).
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use jid::{FullJid, Jid};
 use minidom::Element;
@@ -212,7 +213,7 @@ async fn registered_account(
 }
 
 /// XEP-0077 before authentication: the form, or the creation of an account.
-pub async fn register_new(shared: &Shared, iq: &Element) -> Element {
+pub async fn register_new(shared: &Shared, iq: &Element, peer: IpAddr) -> Element {
     let refuse = |error| error_reply(iq, error, None).unwrap_or_else(|| iq_result(iq, None));
     if !shared.config.registration.allow {
         return refuse(StanzaError::ServiceUnavailable);
@@ -243,6 +244,14 @@ pub async fn register_new(shared: &Shared, iq: &Element) -> Element {
             let Some(jid) = shared.accounts.jid_for_username(&username) else {
                 return refuse(StanzaError::NotAcceptable);
             };
+            // Issue #11 M6: one address cannot register accounts without end.
+            if !shared
+                .throttle
+                .may_register(peer, std::time::Instant::now())
+            {
+                tracing::info!(%peer, "registration refused: too many from this address");
+                return refuse(StanzaError::ResourceConstraint);
+            }
             match shared.accounts.create(&jid, &password).await {
                 Ok(()) => {
                     tracing::info!(%jid, "account registered in-band");

@@ -200,6 +200,7 @@ impl RunningServer {
             config.auth.failures_before_delay,
             Duration::from_secs(config.auth.failure_window_secs),
             config.limits.unauthenticated_per_address,
+            config.registration.per_address_per_hour,
         ));
         let mut c2s_listeners = Vec::new();
         for addr in &config.c2s.listen {

@@ -25,7 +25,13 @@ pub struct AuthThrottle {
     accounts: Mutex<Failures<BareJid>>,
     /// Unauthenticated connections per address.
     connections: Mutex<HashMap<IpAddr, usize>>,
+    /// In-band registrations per address in the last hour, and how many are allowed.
+    registrations: Mutex<Failures<IpAddr>>,
+    max_registrations: u32,
 }
+
+/// The window of the registration count.
+const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Failures by key: how many, since when.
 type Failures<K> = HashMap<K, (u32, Instant)>;
@@ -65,7 +71,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AuthThrottle {
-    pub fn new(free_failures: u32, window: Duration, max_unauthenticated: usize) -> Self {
+    pub fn new(
+        free_failures: u32,
+        window: Duration,
+        max_unauthenticated: usize,
+        max_registrations: u32,
+    ) -> Self {
         AuthThrottle {
             free_failures,
             window,
@@ -73,7 +84,27 @@ impl AuthThrottle {
             addresses: Mutex::default(),
             accounts: Mutex::default(),
             connections: Mutex::default(),
+            registrations: Mutex::default(),
+            max_registrations,
         }
+    }
+
+    /// Counts an in-band registration from `addr`; false when the address has registered
+    /// as many accounts as allowed within the hour.
+    pub fn may_register(&self, addr: IpAddr, now: Instant) -> bool {
+        let mut registrations = lock(&self.registrations);
+        if registrations.len() >= MAX_TRACKED {
+            registrations.retain(|_, (_, since)| now.duration_since(*since) < REGISTRATION_WINDOW);
+        }
+        let entry = registrations.entry(address_key(addr)).or_insert((0, now));
+        if now.duration_since(entry.1) >= REGISTRATION_WINDOW {
+            *entry = (0, now);
+        }
+        if entry.0 >= self.max_registrations {
+            return false;
+        }
+        entry.0 += 1;
+        true
     }
 
     /// Counts a new unauthenticated connection from `addr`; `None` when the address already
@@ -153,7 +184,7 @@ mod tests {
 
     #[test]
     fn delays_grow_after_free_failures_and_end_with_the_window() {
-        let throttle = AuthThrottle::new(2, Duration::from_secs(60), 8);
+        let throttle = AuthThrottle::new(2, Duration::from_secs(60), 8, 2);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let t0 = Instant::now();
@@ -194,7 +225,7 @@ mod tests {
     /// success forgives neither the address nor another account.
     #[test]
     fn addresses_and_accounts_are_counted_apart_and_a_success_forgives_only_its_account() {
-        let throttle = AuthThrottle::new(1, Duration::from_secs(60), 8);
+        let throttle = AuthThrottle::new(1, Duration::from_secs(60), 8, 2);
         let t0 = Instant::now();
         let attacker: IpAddr = "192.0.2.1".parse().unwrap();
         let elsewhere: IpAddr = "198.51.100.7".parse().unwrap();
@@ -220,7 +251,7 @@ mod tests {
 
     #[test]
     fn ipv6_counts_by_slash_64() {
-        let throttle = AuthThrottle::new(0, Duration::from_secs(60), 8);
+        let throttle = AuthThrottle::new(0, Duration::from_secs(60), 8, 2);
         let t0 = Instant::now();
         throttle.failure("2001:db8:1:2::1".parse().unwrap(), None, t0);
         let same: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
@@ -229,9 +260,26 @@ mod tests {
         assert_eq!(throttle.delay(next, None, t0), Duration::ZERO);
     }
 
+    /// Issue #11 M6: in-band registrations are counted per address (/64) within the hour.
+    #[test]
+    fn registrations_are_limited_per_address_and_hour() {
+        let throttle = AuthThrottle::new(5, Duration::from_secs(60), 8, 2);
+        let t0 = Instant::now();
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
+        assert!(throttle.may_register(ip, t0));
+        assert!(throttle.may_register(neighbour, t0));
+        assert!(!throttle.may_register(ip, t0), "the /64 had its two");
+        assert!(throttle.may_register("192.0.2.1".parse().unwrap(), t0));
+        assert!(
+            throttle.may_register(ip, t0 + REGISTRATION_WINDOW),
+            "a new hour"
+        );
+    }
+
     #[test]
     fn unauthenticated_connections_are_capped_per_address() {
-        let throttle = Arc::new(AuthThrottle::new(5, Duration::from_secs(60), 2));
+        let throttle = Arc::new(AuthThrottle::new(5, Duration::from_secs(60), 2, 2));
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
         let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
         let first = throttle.admit(ip).expect("first");

@@ -69,6 +69,8 @@ pub enum StanzaError {
     /// The recipient's queue is full: the sender may retry later.
     ResourceConstraint,
     ServiceUnavailable,
+    /// RFC 6120 §7.6.2.1: the account has as many sessions as it may.
+    TooManyResources,
 }
 
 impl StanzaError {
@@ -87,6 +89,7 @@ impl StanzaError {
             StanzaError::RemoteServerNotFound => ("cancel", "remote-server-not-found"),
             StanzaError::ResourceConstraint => ("wait", "resource-constraint"),
             StanzaError::ServiceUnavailable => ("cancel", "service-unavailable"),
+            StanzaError::TooManyResources => ("cancel", "resource-constraint"),
         }
     }
 

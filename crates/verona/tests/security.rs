@@ -675,3 +675,65 @@ async fn blocking_reaches_pubsub_and_owners_cannot_subscribe_strangers() {
         show(&refused)
     );
 }
+
+/// M6: one address registers a bounded number of accounts per hour.
+#[tokio::test]
+async fn registration_is_limited_per_address() {
+    let t = TestServer::start_with(|config| {
+        config.registration.allow = true;
+        config.registration.per_address_per_hour = 2;
+    })
+    .await;
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    c.open().await;
+    let register = |name: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{name}'><query xmlns='jabber:iq:register'><username>{name}</username><password>pw</password></query></iq>"
+        )
+    };
+    ok(&c.request(&register("tybalt")).await);
+    ok(&c.request(&register("mercutio")).await);
+    let refused = c.request(&register("benvolio")).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&refused)
+    );
+    assert_eq!(t.server.accounts().list().await.unwrap().len(), 2);
+}
+
+/// M7: an account binds a bounded number of resources (RFC 6120 §7.6.2.1
+/// `resource-constraint`); rebinding a bound resource still replaces it.
+#[tokio::test]
+async fn resources_per_account_are_bounded() {
+    let t = TestServer::start_with(|config| config.limits.max_sessions_per_account = 2).await;
+    t.add_user("juliet", "pw").await;
+    let _balcony = t.login("juliet", "pw", "balcony").await;
+    let _chamber = t.login("juliet", "pw", "chamber").await;
+    let mut third = Client::connect(t.addr()).await;
+    third.open().await;
+    third.starttls(t.server.cert_path()).await;
+    third.open().await;
+    third
+        .auth_scram(verona_auth::ScramHash::Sha256, "juliet", "pw")
+        .await
+        .unwrap();
+    third.open().await;
+    let bind = "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>garden</resource></bind></iq>";
+    let refused = third.request(bind).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&refused)
+    );
+    assert_eq!(
+        refused
+            .get_child("error", NS_CLIENT)
+            .and_then(|e| e.attr("type")),
+        Some("cancel")
+    );
+    // The same resource again is a replacement, not a third session.
+    let _again = t.login("juliet", "pw", "balcony").await;
+}

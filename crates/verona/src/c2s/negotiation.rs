@@ -398,7 +398,7 @@ impl Connection {
 
     /// XEP-0077 registration of a new account, before authentication.
     async fn register_account(&mut self, el: Element) -> Result<(), End> {
-        let reply = iq::register_new(&self.shared, &el).await;
+        let reply = iq::register_new(&self.shared, &el, self.peer.ip()).await;
         self.send(&reply);
         Ok(())
     }
@@ -458,6 +458,14 @@ impl Connection {
                 .into_owned(),
         };
         let full = jid.with_resource(&resource);
+        let limit = self.shared.config.limits.max_sessions_per_account;
+        let router = &self.shared.router;
+        if router.session(&full).is_none() && router.sessions_of(&jid).len() >= limit {
+            // RFC 6120 §7.6.2.1; a client rebinding one of its resources replaces it instead.
+            let reply = error_reply(&el, StanzaError::TooManyResources, None);
+            self.send(&reply.expect("an iq set is answered"));
+            return Ok(());
+        }
         // The account's services (and its blocklist) are in memory before any stanza of the
         // session is routed.
         self.shared.pubsub.session_started(full.clone()).await;
