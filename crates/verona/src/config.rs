@@ -126,6 +126,8 @@ pub struct Limits {
     pub unauthenticated_per_address: usize,
     /// Stanzas queued for one session before it is considered stuck and disconnected.
     pub outbound_queue: usize,
+    /// Bytes queued for one session at most (one stanza always fits an empty queue).
+    pub outbound_queue_bytes: usize,
     /// Sessions one account may have bound at once.
     pub max_sessions_per_account: usize,
     /// PEP services kept in memory while no session of their account is bound (the least
@@ -211,6 +213,7 @@ impl Default for Limits {
             unauthenticated_timeout_secs: 30,
             unauthenticated_per_address: 32,
             outbound_queue: 1024,
+            outbound_queue_bytes: 8 << 20,
             max_sessions_per_account: 20,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,

@@ -8,7 +8,7 @@
 //! every connection after it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -45,6 +45,7 @@ impl CloseReason {
 pub struct SessionHandle {
     id: u64,
     tx: mpsc::Sender<Bytes>,
+    queued: Arc<QueuedBytes>,
     close: Arc<watch::Sender<Option<CloseReason>>>,
     view: Arc<View>,
 }
@@ -62,20 +63,57 @@ struct View {
     available: AtomicBool,
 }
 
+/// The bytes waiting in a session's queue, bounded: the channel bounds stanzas, this their
+/// size (issue #11 H5), so a session costs at most `max` however large the stanzas.
+struct QueuedBytes {
+    bytes: AtomicUsize,
+    max: usize,
+}
+
+impl QueuedBytes {
+    /// Counts `len` more bytes, unless that passes the bound (one stanza always fits an
+    /// empty queue).
+    fn reserve(&self, len: usize) -> bool {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued + len <= self.max).then_some(queued + len)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
 /// The session's own ends of its handle.
 pub struct SessionEnds {
     pub rx: mpsc::Receiver<Bytes>,
     pub close: watch::Receiver<Option<CloseReason>>,
+    queued: Arc<QueuedBytes>,
+}
+
+impl SessionEnds {
+    /// `bytes` left the queue (taken from `rx` to be written).
+    pub fn took(&self, bytes: &Bytes) {
+        self.queued.release(bytes.len());
+    }
 }
 
 impl SessionHandle {
-    pub fn new(queue: usize) -> (SessionHandle, SessionEnds) {
+    /// A session's queue holds at most `queue` stanzas and `bytes` bytes.
+    pub fn new(queue: usize, bytes: usize) -> (SessionHandle, SessionEnds) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = mpsc::channel(queue);
         let (close_tx, close_rx) = watch::channel(None);
+        let queued = Arc::new(QueuedBytes {
+            bytes: AtomicUsize::new(0),
+            max: bytes,
+        });
         let handle = SessionHandle {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             tx,
+            queued: queued.clone(),
             close: Arc::new(close_tx),
             view: Arc::default(),
         };
@@ -84,27 +122,39 @@ impl SessionHandle {
             SessionEnds {
                 rx,
                 close: close_rx,
+                queued,
             },
         )
     }
 
     /// Queue serialised bytes for the session; false if it is gone or was closed for overflow.
     pub fn send(&self, bytes: Bytes) -> bool {
-        match self.tx.try_send(bytes) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        if !self.enqueue(bytes) {
+            if !self.tx.is_closed() {
                 self.close(CloseReason::Overflow);
-                false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            return false;
         }
+        true
     }
 
     /// Queues a stanza one user sends another: a full queue refuses it (the sender is told to
     /// wait) rather than closing the recipient, so that nobody can get another disconnected
     /// by flooding it (issue #11 M2). False if refused or gone.
     pub fn offer(&self, bytes: Bytes) -> bool {
-        self.tx.try_send(bytes).is_ok()
+        self.enqueue(bytes)
+    }
+
+    fn enqueue(&self, bytes: Bytes) -> bool {
+        let len = bytes.len();
+        if !self.queued.reserve(len) {
+            return false;
+        }
+        if self.tx.try_send(bytes).is_err() {
+            self.queued.release(len);
+            return false;
+        }
+        true
     }
 
     pub fn close(&self, reason: CloseReason) {
@@ -354,7 +404,7 @@ mod tests {
     #[test]
     fn bind_route_unbind() {
         let router = Router::default();
-        let (h, mut ends) = SessionHandle::new(4);
+        let (h, mut ends) = SessionHandle::new(4, 1 << 20);
         let jid = full("juliet@capulet.lit/balcony");
         router.bind(&jid, h.clone());
         assert!(
@@ -373,7 +423,7 @@ mod tests {
     #[test]
     fn unreachable_means_no_bound_session() {
         let router = Router::default();
-        let (h, _ends) = SessionHandle::new(4);
+        let (h, _ends) = SessionHandle::new(4, 1 << 20);
         let jid = full("juliet@capulet.lit/balcony");
         router.bind(&jid, h.clone());
         let to: Vec<Jid> = [
@@ -394,8 +444,8 @@ mod tests {
     fn rebinding_closes_the_older_session_and_keeps_the_newer() {
         let router = Router::default();
         let jid = full("juliet@capulet.lit/balcony");
-        let (old, old_ends) = SessionHandle::new(4);
-        let (new, _new_ends) = SessionHandle::new(4);
+        let (old, old_ends) = SessionHandle::new(4, 1 << 20);
+        let (new, _new_ends) = SessionHandle::new(4, 1 << 20);
         router.bind(&jid, old.clone());
         router.bind(&jid, new.clone());
         assert_eq!(*old_ends.close.borrow(), Some(CloseReason::Conflict));
@@ -407,8 +457,8 @@ mod tests {
     #[test]
     fn views_go_to_the_sessions_that_want_them() {
         let router = Router::default();
-        let (native, mut native_ends) = SessionHandle::new(4);
-        let (classic, mut classic_ends) = SessionHandle::new(4);
+        let (native, mut native_ends) = SessionHandle::new(4, 1 << 20);
+        let (classic, mut classic_ends) = SessionHandle::new(4, 1 << 20);
         classic.set_classic(true);
         router.bind(&full("romeo@montague.lit/pda"), native);
         router.bind(&full("romeo@montague.lit/mobile"), classic);
@@ -433,9 +483,22 @@ mod tests {
         assert!(classic_ends.rx.try_recv().is_err());
     }
 
+    /// Issue #11 H5: the queue is bounded in bytes too; one stanza always fits an empty one.
+    #[test]
+    fn the_queue_is_bounded_in_bytes() {
+        let (h, mut ends) = SessionHandle::new(100, 10);
+        assert!(h.offer(Bytes::from_static(b"12345678")));
+        assert!(!h.offer(Bytes::from_static(b"12345678")), "16 > 10 bytes");
+        let taken = ends.rx.try_recv().unwrap();
+        ends.took(&taken);
+        assert!(h.offer(Bytes::from(vec![b'x'; 64])), "alone it fits");
+        assert!(!h.send(Bytes::from_static(b"x")));
+        assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
+    }
+
     #[test]
     fn a_full_queue_closes_the_session() {
-        let (h, ends) = SessionHandle::new(1);
+        let (h, ends) = SessionHandle::new(1, 1 << 20);
         assert!(h.send(Bytes::from_static(b"a")));
         assert!(!h.send(Bytes::from_static(b"b")));
         assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));

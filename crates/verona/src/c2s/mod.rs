@@ -251,9 +251,13 @@ impl Connection {
     fn write_queued(&mut self, first: Bytes) {
         self.out.extend_from_slice(&first);
         if let State::Bound(session) = &mut self.state {
+            session.ends.took(&first);
             for _ in 1..BATCH {
                 match session.ends.rx.try_recv() {
-                    Ok(bytes) => self.out.extend_from_slice(&bytes),
+                    Ok(bytes) => {
+                        session.ends.took(&bytes);
+                        self.out.extend_from_slice(&bytes);
+                    }
                     Err(_) => break,
                 }
             }

@@ -469,7 +469,8 @@ impl Connection {
         // The account's services (and its blocklist) are in memory before any stanza of the
         // session is routed.
         self.shared.pubsub.session_started(full.clone()).await;
-        let (handle, ends) = SessionHandle::new(self.shared.config.limits.outbound_queue);
+        let limits = &self.shared.config.limits;
+        let (handle, ends) = SessionHandle::new(limits.outbound_queue, limits.outbound_queue_bytes);
         self.shared.router.bind(&full, handle.clone());
         tracing::info!(jid = %full, "resource bound");
         let payload = Element::from(BindResponse { jid: full.clone() });
