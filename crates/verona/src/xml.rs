@@ -13,6 +13,10 @@ pub mod ns {
     };
 
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+    /// XEP-0198 stream management.
+    pub const SM: &str = "urn:xmpp:sm:3";
+    /// XEP-0352 client state indication.
+    pub const CSI: &str = "urn:xmpp:csi:0";
     pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
     pub const PUBSUB_AUTHORIZATION: &str =
         "http://jabber.org/protocol/pubsub#subscribe_authorization";

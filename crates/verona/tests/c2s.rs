@@ -237,7 +237,10 @@ async fn stream_errors_for_bad_input() {
             "<message xmlns='jabber:client' from='romeo@localhost/x' to='juliet@localhost'/>",
             "invalid-from",
         ),
-        ("<r xmlns='urn:xmpp:sm:3'/>", "unsupported-stanza-type"),
+        (
+            "<frobnicate xmlns='urn:example'/>",
+            "unsupported-stanza-type",
+        ),
         (
             "<iq xmlns='jabber:server' type='get' id='1'/>",
             "invalid-namespace",

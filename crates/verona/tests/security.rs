@@ -740,3 +740,23 @@ async fn resources_per_account_are_bounded() {
     // The same resource again is a replacement, not a third session.
     let _again = t.login("juliet", "pw", "balcony").await;
 }
+
+/// Found with real clients: stream management and client state indication, not offered yet,
+/// are answered as XEP-0198 and XEP-0352 say instead of ending the stream.
+#[tokio::test]
+async fn unoffered_stream_management_and_csi_do_not_end_the_stream() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet
+        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let failed = juliet.recv().await;
+    assert!(failed.is("failed", "urn:xmpp:sm:3"), "{}", show(&failed));
+    assert!(failed.has_child("unexpected-request", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+    juliet.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    juliet.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    juliet.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+    let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+    ok(&juliet.request(ping).await);
+}

@@ -28,7 +28,7 @@ use crate::compress::{Zlib, ZlibError};
 use crate::router::{CloseReason, SessionEnds};
 use crate::server::Shared;
 use crate::throttle::Admission;
-use crate::xml::{StreamError, ns};
+use crate::xml::{StreamError, builder, ns};
 use negotiation::Sasl;
 use session::Session;
 use transport::{Transport, tls_exporter};
@@ -361,6 +361,21 @@ impl Connection {
         verona_stream::stream_header(ns::CLIENT, &random_id(), &self.shared.domain, None)
     }
 
+    /// XEP-0198 and XEP-0352 elements, which this server does not offer yet: answered as those
+    /// specifications say instead of ending the stream (some clients send them regardless).
+    /// Enabling or resuming stream management fails with `unexpected-request`; acks, ack
+    /// requests and client state indications are ignored. True if `el` was one of them.
+    fn not_offered(&mut self, el: &Element) -> bool {
+        if el.is("enable", ns::SM) || el.is("resume", ns::SM) {
+            let failed = builder("failed", ns::SM)
+                .append(Element::bare("unexpected-request", ns::STANZAS))
+                .build();
+            self.send(&failed);
+            return true;
+        }
+        el.is("r", ns::SM) || el.is("a", ns::SM) || el.has_ns(ns::CSI)
+    }
+
     async fn on_element(&mut self, el: Element) -> Result<(), End> {
         let namespace = el.ns();
         let is_stanza = matches!(el.name(), "message" | "presence" | "iq");
@@ -369,6 +384,10 @@ impl Connection {
                 StreamError::InvalidNamespace,
                 format!("stanzas must be in {}, not {namespace}", ns::CLIENT),
             ));
+        }
+        let authenticated = !matches!(self.state, State::Unauthenticated { .. });
+        if authenticated && self.not_offered(&el) {
+            return Ok(());
         }
         match &self.state {
             State::Unauthenticated { .. } => self.unauthenticated(el, &namespace).await,
