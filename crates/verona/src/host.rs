@@ -502,6 +502,14 @@ impl ServicesTask {
                 None => return self.forward_answer(from, stanza),
             },
         };
+        if let Origin::Account(owner) = &origin
+            && *owner != from.to_bare()
+            && is_account_info(&stanza)
+        {
+            let reply = self.contact_info(owner, &from, &stanza);
+            done.push(Done::reply(from, reply));
+            return;
+        }
         let Some(hosted) = (match &origin {
             Origin::Domain => self.domain.as_mut(),
             Origin::Account(account) => self.accounts.get_mut(account),
@@ -598,6 +606,14 @@ impl ServicesTask {
             self.domain.as_ref().map(|_| Origin::Domain)
         }
     }
+}
+
+/// A disco#info request about an account itself (no node).
+fn is_account_info(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("get")
+        && stanza
+            .get_child("query", ns::DISCO_INFO)
+            .is_some_and(|query| query.attr("node").is_none())
 }
 
 /// The node a pubsub publish request is for.

@@ -760,3 +760,41 @@ async fn unoffered_stream_management_and_csi_do_not_end_the_stream() {
     let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
     ok(&juliet.request(ping).await);
 }
+
+/// Found with real clients: disco#info to a contact's bare JID is answered by the server on
+/// the account's behalf (its identity and its PEP service) to those who follow its presence;
+/// to a stranger the account looks absent.
+#[tokio::test]
+async fn disco_info_about_a_contact_is_for_followers() {
+    let (t, _juliet, mut romeo) = romeo_follows_juliet().await;
+    t.add_user("nurse", "pw").await;
+    let mut nurse = t.login("nurse", "pw", "kitchen").await;
+    let info = "<iq xmlns='jabber:client' type='get' id='i' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>";
+    let answer = romeo.request(info).await;
+    ok(&answer);
+    assert_eq!(answer.attr("from"), Some("juliet@localhost"));
+    let identities: Vec<(String, String)> = answer
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap()
+        .children()
+        .filter(|c| c.name() == "identity")
+        .map(|c| {
+            (
+                c.attr("category").unwrap().to_owned(),
+                c.attr("type").unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        identities,
+        [
+            ("account".to_owned(), "registered".to_owned()),
+            ("pubsub".to_owned(), "pep".to_owned())
+        ]
+    );
+    let refused = nurse.request(info).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("service-unavailable")
+    );
+}

@@ -91,6 +91,21 @@ pub(super) fn classify(el: &Element, me: &FullJid, domain: &str, pubsub: &str) -
         }
     }
     let iq_request = el.name() == "iq" && matches!(el.attr("type"), Some("get" | "set"));
+    // disco#info about a contact's account: its PEP host answers on its behalf.
+    if let Some(to) = &to
+        && iq_request
+        && is_local_account(to)
+        && to.is_bare()
+        && to.to_bare() != own
+        && el
+            .children()
+            .any(|c| c.is("query", ns::DISCO_INFO) && c.attr("node").is_none())
+    {
+        return unblocked(Route::Pep {
+            account: to.to_bare(),
+            own_presence: false,
+        });
+    }
     if iq_request && to_own_account && is_blocking_command(el) {
         return unblocked(Route::Blocking);
     }
@@ -289,6 +304,19 @@ mod tests {
             (
                 format!("<iq type='get' id='1' to='juliet@localhost'>{blocklist}</iq>"),
                 Route::Blocking,
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='romeo@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>".into(),
+                Route::Pep {
+                    account: bare("romeo@localhost"),
+                    own_presence: false,
+                },
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>".into(),
+                Route::ServerIq(Target::Account),
                 None,
             ),
             // Someone else's blocklist is nobody's business.

@@ -359,6 +359,40 @@ impl ServicesTask {
         }
     }
 
+    /// disco#info about a contact's bare JID, answered by the server on the account's behalf
+    /// (RFC 6121, XEP-0030): its identity and its PEP service's, to those who follow its
+    /// presence; to anyone else the account looks as absent as a missing one.
+    pub(super) fn contact_info(
+        &self,
+        owner: &BareJid,
+        from: &FullJid,
+        stanza: &Element,
+    ) -> Option<Element> {
+        let hosted = self.accounts.get(owner);
+        let follower = self
+            .presence
+            .has_presence_subscription(owner, &from.to_bare());
+        let Some(hosted) = hosted.filter(|_| follower) else {
+            return error_reply(stanza, StanzaError::ServiceUnavailable, None);
+        };
+        let context = ServiceContext {
+            jid: &hosted.jid,
+            kind: hosted.kind,
+            resolver: &self.presence,
+        };
+        let mut info = verona_pubsub_xmpp::service_info(&context, hosted.service.config());
+        info.identities.insert(
+            0,
+            xmpp_parsers::disco::Identity {
+                category: "account".to_owned(),
+                type_: "registered".to_owned(),
+                lang: None,
+                name: None,
+            },
+        );
+        Some(crate::xml::iq_result(stanza, Some(info.into())))
+    }
+
     /// The current items of an account's presence node: its available resources' presence.
     pub(super) fn presence_items(&self, account: &BareJid) -> Vec<verona_pubsub::Item> {
         self.accounts
