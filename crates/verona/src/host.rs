@@ -59,6 +59,7 @@ mod request;
 mod residency;
 mod roster;
 mod sessions;
+mod stanza;
 
 use budget::{Budget, Credit};
 use delivery::unheard_publish;
@@ -148,23 +149,7 @@ pub async fn start(
             stores: stores.clone(),
             router: router.clone(),
         };
-        let Lifecycle {
-            shutdown,
-            supervisor,
-            alive,
-        } = lifecycle.clone();
-        let running = tokio::spawn(task.run(rx, peer_rx, shutdown));
-        tokio::spawn(async move {
-            // A shard holds services and sessions' relations that only storage and a restart
-            // rebuild consistently: a panic stops the server instead of silencing the shard.
-            if let Err(e) = running.await
-                && e.is_panic()
-            {
-                supervisor.fail(format!("pubsub shard {shard} panicked"));
-            }
-            // Shutdown waits for this: storage closes only after the last batch is committed.
-            drop(alive);
-        });
+        supervise(shard, task, rx, peer_rx, lifecycle.clone());
     }
     Ok(PubsubHandle {
         jid: jid.into(),
@@ -174,6 +159,32 @@ pub async fn start(
             .collect(),
         session: None,
     })
+}
+
+/// Runs a shard. A shard holds services and sessions' relations that only storage and a
+/// restart rebuild consistently: a panic stops the server instead of silencing the shard.
+fn supervise(
+    shard: usize,
+    task: ServicesTask,
+    rx: mpsc::Receiver<Queued>,
+    peer_rx: mpsc::UnboundedReceiver<Request>,
+    lifecycle: Lifecycle,
+) {
+    let Lifecycle {
+        shutdown,
+        supervisor,
+        alive,
+    } = lifecycle;
+    let running = tokio::spawn(task.run(rx, peer_rx, shutdown));
+    tokio::spawn(async move {
+        if let Err(e) = running.await
+            && e.is_panic()
+        {
+            supervisor.fail(format!("pubsub shard {shard} panicked"));
+        }
+        // Shutdown waits for this: storage closes only after the last batch is committed.
+        drop(alive);
+    });
 }
 
 /// One service instance and how it is addressed.
@@ -468,152 +479,6 @@ impl ServicesTask {
             }
         }
     }
-
-    /// A XEP-0060 stanza for a service: through the protocol layer into the engine, then
-    /// what it means for presence, blocking and residency.
-    fn stanza(&mut self, from: FullJid, target: Target, mut stanza: Element, done: &mut Vec<Done>) {
-        let own_account = matches!(&target, Target::Account(account) if *account == from.to_bare());
-        let presence = match &target {
-            Target::Account(_) => vet_presence_publish(&mut stanza, &from),
-            _ => PresencePublish::Other,
-        };
-        match presence {
-            PresencePublish::Unavailable if own_account => {
-                self.retract_presence(&from, done);
-                done.push(Done::reply(from, Some(iq_result(&stanza, None))));
-                return;
-            }
-            PresencePublish::Invalid | PresencePublish::Unavailable => {
-                let reply = error_reply(&stanza, StanzaError::InvalidPayload, None);
-                done.push(Done::reply(from, reply));
-                return;
-            }
-            PresencePublish::Available | PresencePublish::Other => {}
-        }
-        let own_presence = own_account && presence == PresencePublish::Available;
-        if own_presence {
-            self.came_online(&from, done);
-        }
-        let origin = match target {
-            Target::Domain => Origin::Domain,
-            Target::Account(account) => Origin::Account(account),
-            Target::Answer => match self.answer_origin(&from, &stanza) {
-                Some(origin) => origin,
-                None => return self.forward_answer(from, stanza),
-            },
-        };
-        if let Origin::Account(owner) = &origin
-            && *owner != from.to_bare()
-            && is_account_info(&stanza)
-        {
-            let reply = self.contact_info(owner, &from, &stanza);
-            done.push(Done::reply(from, reply));
-            return;
-        }
-        let Some(hosted) = (match &origin {
-            Origin::Domain => self.domain.as_mut(),
-            Origin::Account(account) => self.accounts.get_mut(account),
-        }) else {
-            // No such account: nobody hosts a PEP service there.
-            let reply = error_reply(&stanza, StanzaError::ServiceUnavailable, None);
-            done.push(Done::reply(from, reply));
-            return;
-        };
-        let context = ServiceContext {
-            jid: &hosted.jid,
-            kind: hosted.kind,
-            resolver: &self.presence,
-        };
-        let handled =
-            verona_pubsub_xmpp::handle_stanza(&mut hosted.service, &context, &from, &stanza);
-        let unheard = match (&origin, &handled.published) {
-            (Origin::Account(owner), Some(item)) if !own_presence => {
-                unheard_publish(hosted, owner, item, &handled.effects)
-            }
-            _ => None,
-        };
-        if touches_presence_subscriptions(&handled.effects) {
-            self.refresh_presence(&origin);
-        }
-        let published = own_presence && handled.published.is_some();
-        let created: Vec<String> = handled
-            .effects
-            .iter()
-            .filter_map(|effect| match effect {
-                Effect::Persist(StoreOp::NodeCreated { node, .. }) => Some(node.clone()),
-                _ => None,
-            })
-            .collect();
-        let account = match &origin {
-            Origin::Account(account) => Some(account.clone()),
-            Origin::Domain => None,
-        };
-        let subscribing = changes_subscription_options(&stanza);
-        done.push(Done {
-            origin,
-            to: Some(from.clone()),
-            request: Some(stanza),
-            reply: handled.reply,
-            effects: handled.effects,
-            undo: handled.undo,
-        });
-        if published {
-            self.reflect_presence(&from, done);
-        }
-        if let Some(account) = account {
-            self.carry_blocks(&account, &created, done);
-            if subscribing {
-                self.note_temporary(&account);
-            }
-        }
-        if let Some((owner, notification)) = unheard {
-            let effects = vec![Effect::Notify(notification)];
-            done.push(Done::new_effects(Origin::Account(owner), effects));
-        }
-    }
-
-    /// An answer for `pubsub.<domain>`, held by another shard.
-    fn forward_answer(&mut self, from: FullJid, stanza: Element) {
-        let request = Request::Stanza {
-            from,
-            target: Target::Domain,
-            stanza,
-        };
-        self.send_to(self.domain_shard, request, false);
-    }
-
-    /// An answer sent to the server goes to the sender's own PEP service when it has the
-    /// form's node (e.g. its `presence` node), otherwise to `pubsub.<domain>`: `None` when
-    /// that is another shard's. Own nodes first, so that nobody can take an account's answers
-    /// by creating a node of the same name at `pubsub.<domain>`.
-    fn answer_origin(&self, from: &FullJid, stanza: &Element) -> Option<Origin> {
-        let node = stanza
-            .children()
-            .filter(|x| x.is("x", ns::DATA_FORMS))
-            .flat_map(|x| x.children())
-            .find(|field| field.attr("var") == Some("pubsub#node"))
-            .and_then(|field| field.children().next())
-            .map(|value| value.text());
-        let own = from.to_bare();
-        let on_own = node.is_some_and(|node| {
-            self.accounts
-                .get(&own)
-                .is_some_and(|hosted| hosted.service.metadata(&node).is_some())
-        });
-        if on_own {
-            Some(Origin::Account(own))
-        } else {
-            self.domain.as_ref().map(|_| Origin::Domain)
-        }
-    }
-}
-
-/// A disco#info request about an account itself (no node).
-fn is_account_info(stanza: &Element) -> bool {
-    stanza.attr("type") == Some("get")
-        && stanza
-            .get_child("query", ns::DISCO_INFO)
-            .is_some_and(|query| query.attr("node").is_none())
 }
 
 /// The node a pubsub publish request is for.

@@ -176,39 +176,19 @@ impl RunningServer {
         };
         let (alive, finished) = mpsc::channel(1);
         let router = Arc::new(Router::default());
-        let pubsub = host::start(
-            config.pubsub_jid(),
-            host::Configs {
-                domain: config.pubsub_service(),
-                pep_limits: config.pubsub_limits(),
-            },
-            host::Hosting {
-                shards: config.pubsub_shards(),
-                resident_services: config.limits.resident_services,
-                queue_bytes: config.limits.pubsub_queue_bytes,
-            },
-            stores,
-            router.clone(),
-            Lifecycle {
-                shutdown: shutdown_rx.clone(),
-                supervisor: supervisor.clone(),
-                alive: alive.clone(),
-            },
-        )
-        .await?;
+        let lifecycle = Lifecycle {
+            shutdown: shutdown_rx.clone(),
+            supervisor: supervisor.clone(),
+            alive: alive.clone(),
+        };
+        let pubsub = start_services(&config, stores, router.clone(), lifecycle).await?;
         let throttle = Arc::new(AuthThrottle::new(
             config.auth.failures_before_delay,
             Duration::from_secs(config.auth.failure_window_secs),
             config.limits.unauthenticated_per_address,
             config.registration.per_address_per_hour,
         ));
-        let mut c2s_listeners = Vec::new();
-        for addr in &config.c2s.listen {
-            c2s_listeners.push((bind(*addr).await?, false));
-        }
-        for addr in &config.c2s.direct_tls_listen {
-            c2s_listeners.push((bind(*addr).await?, true));
-        }
+        let c2s_listeners = bind_listeners(&config).await?;
         let shared = Arc::new(Shared {
             domain,
             accounts,
@@ -298,6 +278,43 @@ impl RunningServer {
         shared.accounts.store().close().await;
         tracing::info!("shut down");
     }
+}
+
+/// `pubsub.<domain>` and the accounts' PEP services, as configured.
+async fn start_services(
+    config: &Config,
+    stores: Stores,
+    router: Arc<Router>,
+    lifecycle: Lifecycle,
+) -> anyhow::Result<PubsubHandle> {
+    host::start(
+        config.pubsub_jid(),
+        host::Configs {
+            domain: config.pubsub_service(),
+            pep_limits: config.pubsub_limits(),
+        },
+        host::Hosting {
+            shards: config.pubsub_shards(),
+            resident_services: config.limits.resident_services,
+            queue_bytes: config.limits.pubsub_queue_bytes,
+        },
+        stores,
+        router,
+        lifecycle,
+    )
+    .await
+}
+
+/// Every client listener: (listener, direct TLS?).
+async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, bool)>> {
+    let mut listeners = Vec::new();
+    for addr in &config.c2s.listen {
+        listeners.push((bind(*addr).await?, false));
+    }
+    for addr in &config.c2s.direct_tls_listen {
+        listeners.push((bind(*addr).await?, true));
+    }
+    Ok(listeners)
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

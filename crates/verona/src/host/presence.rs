@@ -142,15 +142,7 @@ impl ServicesTask {
                     self.refresh_presence(&origin);
                 }
                 if kind == SubscriptionKind::Unsubscribe && refresh {
-                    // RFC 6121 §3.3.2: the owner hears that the contact left.
-                    for session in self.router.available_sessions(&owner) {
-                        let notice = builder("presence", ns::CLIENT)
-                            .with("type", "unsubscribe")
-                            .with("from", from.to_bare().as_str())
-                            .with("to", session.as_str())
-                            .build();
-                        done.push(Done::reply(session, Some(notice)));
-                    }
+                    self.tell_unsubscribed(&owner, &from.to_bare(), done);
                 }
             }
             Err(e) => tracing::debug!(jid = %from, ?kind, "subscription presence ignored: {e}"),
@@ -330,6 +322,18 @@ impl ServicesTask {
         };
         let effects = vec![Effect::Notify(notification)];
         done.push(Done::new_effects(Origin::Account(owner), effects));
+    }
+
+    /// RFC 6121 §3.3.2: the owner hears that the contact left.
+    fn tell_unsubscribed(&self, owner: &BareJid, contact: &BareJid, done: &mut Vec<Done>) {
+        for session in self.router.available_sessions(owner) {
+            let notice = builder("presence", ns::CLIENT)
+                .with("type", "unsubscribe")
+                .with("from", contact.as_str())
+                .with("to", session.as_str())
+                .build();
+            done.push(Done::reply(session, Some(notice)));
+        }
     }
 
     /// RFC 6121 §3.2.2, §3.3.2, XEP-0191 §3.3: a contact whose subscription to an owner's

@@ -1,0 +1,178 @@
+//! A XEP-0060 stanza for a service, through the protocol layer into the engine, and what it
+//! means for presence, blocking and residency; answers to authorization requests sent to the
+//! server; disco#info about a contact, answered on its behalf.
+
+use super::*;
+
+impl ServicesTask {
+    /// A XEP-0060 stanza for a service: through the protocol layer into the engine, then
+    /// what it means for presence, blocking and residency.
+    pub(super) fn stanza(
+        &mut self,
+        from: FullJid,
+        target: Target,
+        mut stanza: Element,
+        done: &mut Vec<Done>,
+    ) {
+        let Some(own_presence) = self.presence_publish(&from, &target, &mut stanza, done) else {
+            return;
+        };
+        let origin = match target {
+            Target::Domain => Origin::Domain,
+            Target::Account(account) => Origin::Account(account),
+            Target::Answer => match self.answer_origin(&from, &stanza) {
+                Some(origin) => origin,
+                None => return self.forward_answer(from, stanza),
+            },
+        };
+        if let Origin::Account(owner) = &origin
+            && *owner != from.to_bare()
+            && is_account_info(&stanza)
+        {
+            let reply = self.contact_info(owner, &from, &stanza);
+            done.push(Done::reply(from, reply));
+            return;
+        }
+        let Some(hosted) = (match &origin {
+            Origin::Domain => self.domain.as_mut(),
+            Origin::Account(account) => self.accounts.get_mut(account),
+        }) else {
+            // No such account: nobody hosts a PEP service there.
+            let reply = error_reply(&stanza, StanzaError::ServiceUnavailable, None);
+            done.push(Done::reply(from, reply));
+            return;
+        };
+        let context = ServiceContext {
+            jid: &hosted.jid,
+            kind: hosted.kind,
+            resolver: &self.presence,
+        };
+        let handled =
+            verona_pubsub_xmpp::handle_stanza(&mut hosted.service, &context, &from, &stanza);
+        let unheard = match (&origin, &handled.published) {
+            (Origin::Account(owner), Some(item)) if !own_presence => {
+                unheard_publish(hosted, owner, item, &handled.effects)
+            }
+            _ => None,
+        };
+        if touches_presence_subscriptions(&handled.effects) {
+            self.refresh_presence(&origin);
+        }
+        let published = own_presence && handled.published.is_some();
+        let created = created_nodes(&handled.effects);
+        let account = match &origin {
+            Origin::Account(account) => Some(account.clone()),
+            Origin::Domain => None,
+        };
+        let subscribing = changes_subscription_options(&stanza);
+        done.push(Done {
+            origin,
+            to: Some(from.clone()),
+            request: Some(stanza),
+            reply: handled.reply,
+            effects: handled.effects,
+            undo: handled.undo,
+        });
+        if published {
+            self.reflect_presence(&from, done);
+        }
+        if let Some(account) = account {
+            self.carry_blocks(&account, &created, done);
+            if subscribing {
+                self.note_temporary(&account);
+            }
+        }
+        if let Some((owner, notification)) = unheard {
+            let effects = vec![Effect::Notify(notification)];
+            done.push(Done::new_effects(Origin::Account(owner), effects));
+        }
+    }
+
+    /// A publish to a `presence` node, vetted (C1): `Some(true)` for the sender's own
+    /// available presence (it comes online), `Some(false)` for any other stanza, `None` when
+    /// it was answered here (refused, or `unavailable`, a retraction).
+    fn presence_publish(
+        &mut self,
+        from: &FullJid,
+        target: &Target,
+        stanza: &mut Element,
+        done: &mut Vec<Done>,
+    ) -> Option<bool> {
+        let own_account = matches!(target, Target::Account(account) if *account == from.to_bare());
+        let presence = match target {
+            Target::Account(_) => vet_presence_publish(stanza, from),
+            _ => PresencePublish::Other,
+        };
+        match presence {
+            PresencePublish::Unavailable if own_account => {
+                self.retract_presence(from, done);
+                done.push(Done::reply(from.clone(), Some(iq_result(stanza, None))));
+                None
+            }
+            PresencePublish::Invalid | PresencePublish::Unavailable => {
+                let reply = error_reply(stanza, StanzaError::InvalidPayload, None);
+                done.push(Done::reply(from.clone(), reply));
+                None
+            }
+            PresencePublish::Available if own_account => {
+                self.came_online(from, done);
+                Some(true)
+            }
+            PresencePublish::Available | PresencePublish::Other => Some(false),
+        }
+    }
+
+    /// An answer for `pubsub.<domain>`, held by another shard.
+    fn forward_answer(&mut self, from: FullJid, stanza: Element) {
+        let request = Request::Stanza {
+            from,
+            target: Target::Domain,
+            stanza,
+        };
+        self.send_to(self.domain_shard, request, false);
+    }
+
+    /// An answer sent to the server goes to the sender's own PEP service when it has the
+    /// form's node (e.g. its `presence` node), otherwise to `pubsub.<domain>`: `None` when
+    /// that is another shard's. Own nodes first, so that nobody can take an account's answers
+    /// by creating a node of the same name at `pubsub.<domain>`.
+    fn answer_origin(&self, from: &FullJid, stanza: &Element) -> Option<Origin> {
+        let node = stanza
+            .children()
+            .filter(|x| x.is("x", ns::DATA_FORMS))
+            .flat_map(|x| x.children())
+            .find(|field| field.attr("var") == Some("pubsub#node"))
+            .and_then(|field| field.children().next())
+            .map(|value| value.text());
+        let own = from.to_bare();
+        let on_own = node.is_some_and(|node| {
+            self.accounts
+                .get(&own)
+                .is_some_and(|hosted| hosted.service.metadata(&node).is_some())
+        });
+        if on_own {
+            Some(Origin::Account(own))
+        } else {
+            self.domain.as_ref().map(|_| Origin::Domain)
+        }
+    }
+}
+
+/// A disco#info request about an account itself (no node).
+fn is_account_info(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("get")
+        && stanza
+            .get_child("query", ns::DISCO_INFO)
+            .is_some_and(|query| query.attr("node").is_none())
+}
+
+/// The nodes effects create.
+fn created_nodes(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Persist(StoreOp::NodeCreated { node, .. }) => Some(node.clone()),
+            _ => None,
+        })
+        .collect()
+}
