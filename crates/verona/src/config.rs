@@ -130,6 +130,8 @@ pub struct Limits {
     pub outbound_queue_bytes: usize,
     /// Sessions one account may have bound at once.
     pub max_sessions_per_account: usize,
+    /// JIDs one account may block (XEP-0191); each is an outcast on every node it owns.
+    pub max_blocklist: usize,
     /// PEP services kept in memory while no session of their account is bound (the least
     /// recently used beyond it are dropped, and reloaded from storage when needed).
     pub resident_services: usize,
@@ -215,6 +217,7 @@ impl Default for Limits {
             outbound_queue: 1024,
             outbound_queue_bytes: 8 << 20,
             max_sessions_per_account: 20,
+            max_blocklist: 1000,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,
             pubsub_session_bytes: 1 << 20,

@@ -86,6 +86,7 @@ pub struct Hosting {
 pub struct Configs {
     pub domain: ServiceConfig,
     pub pep_limits: verona_pubsub::Limits,
+    pub max_blocklist: usize,
 }
 
 /// Loads `pubsub.<domain>` and starts the shards; PEP services are loaded when first needed.
@@ -134,6 +135,7 @@ pub async fn start(
             accounts: HashMap::new(),
             resident_services: hosting.resident_services,
             pep_limits: configs.pep_limits.clone(),
+            max_blocklist: configs.max_blocklist,
             batches: 0,
             bound: Sessions::default(),
             temporary: HashSet::new(),
@@ -224,6 +226,8 @@ struct ServicesTask {
     resident_services: usize,
     /// The `[pubsub]` limits, for every PEP service.
     pep_limits: verona_pubsub::Limits,
+    /// JIDs one account may block.
+    max_blocklist: usize,
     /// Batches handled, the clock of `Hosted::last_used`.
     batches: u64,
     /// Bound sessions: their accounts' services stay resident.

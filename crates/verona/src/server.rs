@@ -292,6 +292,7 @@ async fn start_services(
         host::Configs {
             domain: config.pubsub_service(),
             pep_limits: config.pubsub_limits(),
+            max_blocklist: config.limits.max_blocklist,
         },
         host::Hosting {
             shards: config.pubsub_shards(),

@@ -69,6 +69,8 @@ pub enum StanzaError {
     JidMalformed,
     NotAcceptable,
     NotAllowed,
+    /// A local limit the request would pass.
+    PolicyViolation,
     RemoteServerNotFound,
     /// The recipient's queue is full: the sender may retry later.
     ResourceConstraint,
@@ -90,6 +92,7 @@ impl StanzaError {
             StanzaError::JidMalformed => ("modify", "jid-malformed"),
             StanzaError::NotAcceptable => ("modify", "not-acceptable"),
             StanzaError::NotAllowed => ("cancel", "not-allowed"),
+            StanzaError::PolicyViolation => ("modify", "policy-violation"),
             StanzaError::RemoteServerNotFound => ("cancel", "remote-server-not-found"),
             StanzaError::ResourceConstraint => ("wait", "resource-constraint"),
             StanzaError::ServiceUnavailable => ("cancel", "service-unavailable"),

@@ -798,3 +798,29 @@ async fn disco_info_about_a_contact_is_for_followers() {
         Some("service-unavailable")
     );
 }
+
+/// M7: the blocklist is bounded (each entry is an outcast on every node of the account).
+#[tokio::test]
+async fn the_blocklist_is_bounded() {
+    let t = TestServer::start_with(|config| config.limits.max_blocklist = 2).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let block = |id: &str, jids: &[&str]| {
+        let items: String = jids.iter().map(|j| format!("<item jid='{j}'/>")).collect();
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><block xmlns='urn:xmpp:blocking'>{items}</block></iq>"
+        )
+    };
+    ok(&juliet
+        .request(&block("b1", &["tybalt@localhost", "paris@localhost"]))
+        .await);
+    // Blocking one already listed costs nothing.
+    ok(&juliet.request(&block("b2", &["paris@localhost"])).await);
+    let refused = juliet.request(&block("b3", &["rosaline@localhost"])).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("policy-violation"),
+        "{}",
+        show(&refused)
+    );
+}

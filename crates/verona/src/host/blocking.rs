@@ -74,6 +74,16 @@ impl ServicesTask {
             done.push(Done::reply(from, reply));
             return;
         };
+        if block {
+            // Each blocked JID is an outcast on every node: the list is bounded (issue #11 M7).
+            let listed = self.blocklist(&user);
+            let new = jids.iter().filter(|jid| !listed.contains(jid)).count();
+            if listed.len() + new > self.max_blocklist {
+                let reply = error_reply(&iq, StanzaError::PolicyViolation, Some("blocklist full"));
+                done.push(Done::reply(from, reply));
+                return;
+            }
+        }
         // §3.4: unblocking with no items unblocks everyone.
         let jids = if !block && jids.is_empty() {
             self.blocklist(&user)
