@@ -104,6 +104,7 @@ allow_insecure_auth = $insecure_auth
 unauthenticated_timeout_secs = 600
 # The load generator is one address: the per-address guard would be the bottleneck.
 unauthenticated_per_address = 1000000
+connections_per_address = 1000000
 [log]
 filter = "warn"
 EOF

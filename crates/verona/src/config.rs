@@ -124,6 +124,8 @@ pub struct Limits {
     /// Connections from one address (IPv6: one /64) that have not authenticated yet, at most;
     /// more are closed as they arrive.
     pub unauthenticated_per_address: usize,
+    /// Connections from one address (IPv6: one /64) at most, authenticated or not.
+    pub connections_per_address: usize,
     /// Stanzas queued for one session before it is considered stuck and disconnected.
     pub outbound_queue: usize,
     /// Bytes queued for one session at most (one stanza always fits an empty queue).
@@ -214,6 +216,7 @@ impl Default for Limits {
             max_attributes: 64,
             unauthenticated_timeout_secs: 30,
             unauthenticated_per_address: 32,
+            connections_per_address: 256,
             outbound_queue: 1024,
             outbound_queue_bytes: 8 << 20,
             max_sessions_per_account: 20,

@@ -186,6 +186,7 @@ impl RunningServer {
             config.auth.failures_before_delay,
             Duration::from_secs(config.auth.failure_window_secs),
             config.limits.unauthenticated_per_address,
+            config.limits.connections_per_address,
             config.registration.per_address_per_hour,
         ));
         let c2s_listeners = bind_listeners(&config).await?;

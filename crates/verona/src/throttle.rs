@@ -2,8 +2,8 @@
 //! subscriber usually holds whole) and per account, within a window; past a few free ones,
 //! every further attempt from that address or on that account, right or wrong, waits before it
 //! is verified, for a delay that doubles up to a cap. A success forgives only its own account,
-//! so an attacker's login on its own account does not clear the address. Unauthenticated
-//! connections are capped per address, which bounds concurrent attempts.
+//! so an attacker's login on its own account does not clear the address. Connections are
+//! capped per address, and unauthenticated ones more tightly, which bounds concurrent attempts.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -20,11 +20,12 @@ const MAX_TRACKED: usize = 65_536;
 pub struct AuthThrottle {
     free_failures: u32,
     window: Duration,
-    max_unauthenticated: usize,
     addresses: Mutex<Failures<IpAddr>>,
     accounts: Mutex<Failures<BareJid>>,
     /// Unauthenticated connections per address.
-    connections: Mutex<HashMap<IpAddr, usize>>,
+    unauthenticated: Arc<PerAddress>,
+    /// Connections per address, authenticated or not.
+    connections: Arc<PerAddress>,
     /// In-band registrations per address in the last hour, and how many are allowed.
     registrations: Mutex<Failures<IpAddr>>,
     max_registrations: u32,
@@ -36,19 +37,48 @@ const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 /// Failures by key: how many, since when.
 type Failures<K> = HashMap<K, (u32, Instant)>;
 
-/// An unauthenticated connection counted against its address until dropped.
+/// Connections counted per address, up to a bound.
+struct PerAddress {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+    max: usize,
+}
+
+impl PerAddress {
+    fn new(max: usize) -> Arc<PerAddress> {
+        Arc::new(PerAddress {
+            counts: Mutex::default(),
+            max,
+        })
+    }
+
+    fn admit(self: &Arc<Self>, addr: IpAddr) -> Option<Admission> {
+        let addr = address_key(addr);
+        let mut counts = lock(&self.counts);
+        let count = counts.entry(addr).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Admission {
+            counted: self.clone(),
+            addr,
+        })
+    }
+}
+
+/// A connection counted against its address until dropped.
 pub struct Admission {
-    throttle: Arc<AuthThrottle>,
+    counted: Arc<PerAddress>,
     addr: IpAddr,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        let mut connections = lock(&self.throttle.connections);
-        if let Some(count) = connections.get_mut(&self.addr) {
+        let mut counts = lock(&self.counted.counts);
+        if let Some(count) = counts.get_mut(&self.addr) {
             *count -= 1;
             if *count == 0 {
-                connections.remove(&self.addr);
+                counts.remove(&self.addr);
             }
         }
     }
@@ -75,15 +105,16 @@ impl AuthThrottle {
         free_failures: u32,
         window: Duration,
         max_unauthenticated: usize,
+        max_connections: usize,
         max_registrations: u32,
     ) -> Self {
         AuthThrottle {
             free_failures,
             window,
-            max_unauthenticated,
             addresses: Mutex::default(),
             accounts: Mutex::default(),
-            connections: Mutex::default(),
+            unauthenticated: PerAddress::new(max_unauthenticated),
+            connections: PerAddress::new(max_connections),
             registrations: Mutex::default(),
             max_registrations,
         }
@@ -107,20 +138,13 @@ impl AuthThrottle {
         true
     }
 
-    /// Counts a new unauthenticated connection from `addr`; `None` when the address already
-    /// has as many as allowed.
-    pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Option<Admission> {
-        let addr = address_key(addr);
-        let mut connections = lock(&self.connections);
-        let count = connections.entry(addr).or_default();
-        if *count >= self.max_unauthenticated {
-            return None;
-        }
-        *count += 1;
-        Some(Admission {
-            throttle: self.clone(),
-            addr,
-        })
+    /// Counts a new connection from `addr`, both as a connection and as an unauthenticated
+    /// one (drop the second on authentication); `None` when the address has as many of
+    /// either as allowed.
+    pub fn admit(&self, addr: IpAddr) -> Option<(Admission, Admission)> {
+        let connection = self.connections.admit(addr)?;
+        let unauthenticated = self.unauthenticated.admit(addr)?;
+        Some((connection, unauthenticated))
     }
 
     /// How long an attempt from `addr` on `account` waits before it is verified, whatever its
@@ -184,7 +208,7 @@ mod tests {
 
     #[test]
     fn delays_grow_after_free_failures_and_end_with_the_window() {
-        let throttle = AuthThrottle::new(2, Duration::from_secs(60), 8, 2);
+        let throttle = AuthThrottle::new(2, Duration::from_secs(60), 8, 8, 2);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let t0 = Instant::now();
@@ -225,7 +249,7 @@ mod tests {
     /// success forgives neither the address nor another account.
     #[test]
     fn addresses_and_accounts_are_counted_apart_and_a_success_forgives_only_its_account() {
-        let throttle = AuthThrottle::new(1, Duration::from_secs(60), 8, 2);
+        let throttle = AuthThrottle::new(1, Duration::from_secs(60), 8, 8, 2);
         let t0 = Instant::now();
         let attacker: IpAddr = "192.0.2.1".parse().unwrap();
         let elsewhere: IpAddr = "198.51.100.7".parse().unwrap();
@@ -251,7 +275,7 @@ mod tests {
 
     #[test]
     fn ipv6_counts_by_slash_64() {
-        let throttle = AuthThrottle::new(0, Duration::from_secs(60), 8, 2);
+        let throttle = AuthThrottle::new(0, Duration::from_secs(60), 8, 8, 2);
         let t0 = Instant::now();
         throttle.failure("2001:db8:1:2::1".parse().unwrap(), None, t0);
         let same: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
@@ -263,7 +287,7 @@ mod tests {
     /// Issue #11 M6: in-band registrations are counted per address (/64) within the hour.
     #[test]
     fn registrations_are_limited_per_address_and_hour() {
-        let throttle = AuthThrottle::new(5, Duration::from_secs(60), 8, 2);
+        let throttle = AuthThrottle::new(5, Duration::from_secs(60), 8, 8, 2);
         let t0 = Instant::now();
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
         let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
@@ -278,15 +302,23 @@ mod tests {
     }
 
     #[test]
-    fn unauthenticated_connections_are_capped_per_address() {
-        let throttle = Arc::new(AuthThrottle::new(5, Duration::from_secs(60), 2, 2));
+    fn connections_are_capped_per_address() {
+        let throttle = AuthThrottle::new(5, Duration::from_secs(60), 2, 3, 2);
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
         let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
-        let first = throttle.admit(ip).expect("first");
+        let (first, first_unauthenticated) = throttle.admit(ip).expect("first");
         let _second = throttle.admit(neighbour).expect("second, same /64");
-        assert!(throttle.admit(ip).is_none(), "third refused");
+        assert!(
+            throttle.admit(ip).is_none(),
+            "a third unauthenticated one is refused"
+        );
         assert!(throttle.admit("192.0.2.1".parse().unwrap()).is_some());
+        // The first authenticates: it counts as a connection only.
+        drop(first_unauthenticated);
+        let (_third, third_unauthenticated) = throttle.admit(ip).expect("a slot freed");
+        drop(third_unauthenticated);
+        assert!(throttle.admit(ip).is_none(), "three connections in all");
         drop(first);
-        assert!(throttle.admit(ip).is_some(), "a slot freed");
+        assert!(throttle.admit(ip).is_some());
     }
 }

@@ -824,3 +824,15 @@ async fn the_blocklist_is_bounded() {
         show(&refused)
     );
 }
+
+/// M6: connections from one address are capped, authenticated ones included.
+#[tokio::test]
+async fn connections_are_capped_per_address() {
+    let t = TestServer::start_with(|config| config.limits.connections_per_address = 2).await;
+    t.add_user("juliet", "pw").await;
+    let _balcony = t.login("juliet", "pw", "balcony").await;
+    let _chamber = t.login("juliet", "pw", "chamber").await;
+    let mut refused = Client::connect(t.addr()).await;
+    refused.send_header("localhost").await;
+    refused.expect_closed().await;
+}

@@ -90,6 +90,8 @@ struct Connection {
     attempted: Option<BareJid>,
     /// Counts this connection against its address until it authenticates.
     admission: Option<Admission>,
+    /// Counts this connection against its address while it lasts.
+    _connection: Admission,
     deadline: Option<Instant>,
     out: Vec<u8>,
     /// XEP-0138 zlib, once negotiated; applies to both directions.
@@ -97,9 +99,9 @@ struct Connection {
 }
 
 pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
-    let Some(admission) = shared.throttle.admit(peer.ip()) else {
+    let Some((connection, admission)) = shared.throttle.admit(peer.ip()) else {
         // Before any XMPP (or TLS) is spent on it.
-        return tracing::info!(%peer, "too many unauthenticated connections from this address");
+        return tracing::info!(%peer, "too many connections from this address");
     };
     let mut binding = None;
     let io = if direct_tls {
@@ -129,6 +131,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         auth_failures: 0,
         attempted: None,
         admission: Some(admission),
+        _connection: connection,
         deadline: Some(Instant::now() + unauthenticated_timeout),
         out: Vec::new(),
         compression: None,
