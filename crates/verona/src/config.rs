@@ -126,6 +126,10 @@ pub struct Limits {
     pub unauthenticated_per_address: usize,
     /// Connections from one address (IPv6: one /64) at most, authenticated or not.
     pub connections_per_address: usize,
+    /// Bytes a client may send per second, sustained (0: unlimited); past the burst, reading
+    /// its stream pauses.
+    pub read_bytes_per_sec: u64,
+    pub read_burst_bytes: u64,
     /// Stanzas queued for one session before it is considered stuck and disconnected.
     pub outbound_queue: usize,
     /// Bytes queued for one session at most (one stanza always fits an empty queue).
@@ -217,6 +221,8 @@ impl Default for Limits {
             unauthenticated_timeout_secs: 30,
             unauthenticated_per_address: 32,
             connections_per_address: 256,
+            read_bytes_per_sec: 128 * 1024,
+            read_burst_bytes: 1 << 20,
             outbound_queue: 1024,
             outbound_queue_bytes: 8 << 20,
             max_sessions_per_account: 20,

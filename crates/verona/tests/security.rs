@@ -199,7 +199,12 @@ async fn pending_requests_cannot_flood_a_login() {
 /// cannot complete ends it within `[c2s] write_timeout_secs`, and its session with it.
 #[tokio::test]
 async fn a_peer_that_stops_reading_is_disconnected() {
-    let t = TestServer::start_with(|config| config.c2s.write_timeout_secs = 1).await;
+    let t = TestServer::start_with(|config| {
+        config.c2s.write_timeout_secs = 1;
+        // Juliet floods on purpose: her own stream must not be slowed.
+        config.limits.read_bytes_per_sec = 0;
+    })
+    .await;
     t.add_user("juliet", "pw").await;
     t.add_user("romeo", "pw").await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
@@ -573,7 +578,11 @@ async fn the_database_is_private() {
 /// reads what was queued and goes on.
 #[tokio::test]
 async fn a_flood_bounces_instead_of_disconnecting_the_recipient() {
-    let t = TestServer::start_with(|config| config.limits.outbound_queue = 8).await;
+    let t = TestServer::start_with(|config| {
+        config.limits.outbound_queue = 8;
+        config.limits.read_bytes_per_sec = 0;
+    })
+    .await;
     t.add_user("juliet", "pw").await;
     t.add_user("romeo", "pw").await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
@@ -835,4 +844,33 @@ async fn connections_are_capped_per_address() {
     let mut refused = Client::connect(t.addr()).await;
     refused.send_header("localhost").await;
     refused.expect_closed().await;
+}
+
+/// M1/M2: a client that sends faster than `read_bytes_per_sec` past its burst is read no
+/// further until its bucket refills: its flood slows itself only.
+#[tokio::test]
+async fn a_fast_sender_is_slowed_down() {
+    let t = TestServer::start_with(|config| {
+        config.limits.read_bytes_per_sec = 1;
+        config.limits.read_burst_bytes = 12 * 1024;
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let to_self = |body: &str| {
+        format!(
+            "<message xmlns='jabber:client' to='juliet@localhost/balcony'><body>{body}</body></message>"
+        )
+    };
+    // Within the burst (the login spent some of it): read and delivered.
+    let first = "x".repeat(8000);
+    juliet.send(&to_self(&first)).await;
+    let echoed = juliet.recv().await;
+    assert_eq!(
+        echoed.get_child("body", NS_CLIENT).map(|b| b.text()),
+        Some(first)
+    );
+    // Past it: the server stops reading her stream before this one ends.
+    juliet.send(&to_self(&"y".repeat(8000))).await;
+    juliet.expect_nothing().await;
 }

@@ -6,6 +6,7 @@
 //! signal, shutdown and a timer. Output is gathered in one buffer and written once per wake-up.
 
 mod negotiation;
+mod rate;
 mod route;
 mod session;
 mod transport;
@@ -30,6 +31,7 @@ use crate::server::Shared;
 use crate::throttle::Admission;
 use crate::xml::{StreamError, builder, ns};
 use negotiation::Sasl;
+use rate::ReadRate;
 use session::Session;
 use transport::{Transport, tls_exporter};
 
@@ -92,6 +94,9 @@ struct Connection {
     admission: Option<Admission>,
     /// Counts this connection against its address while it lasts.
     _connection: Admission,
+    /// How fast the client may send, and until when reading pauses.
+    reads: ReadRate,
+    paused_until: Option<Instant>,
     deadline: Option<Instant>,
     out: Vec<u8>,
     /// XEP-0138 zlib, once negotiated; applies to both directions.
@@ -119,6 +124,12 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
     };
     let unauthenticated_timeout =
         Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs);
+    let limits = &shared.config.limits;
+    let reads = ReadRate::new(
+        limits.read_bytes_per_sec,
+        limits.read_burst_bytes,
+        Instant::now(),
+    );
     let mut conn = Connection {
         parser: new_parser(&shared, false),
         shared,
@@ -132,6 +143,8 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         attempted: None,
         admission: Some(admission),
         _connection: connection,
+        reads,
+        paused_until: None,
         deadline: Some(Instant::now() + unauthenticated_timeout),
         out: Vec::new(),
         compression: None,
@@ -170,12 +183,13 @@ impl Connection {
                     State::Bound(session) => Some(&mut session.ends),
                     _ => None,
                 };
-                let deadline = match (self.deadline, caps_until) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let paused = self.paused_until.is_some();
+                let deadline = [self.deadline, caps_until, self.paused_until]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 tokio::select! {
-                    read = self.io.read_some(&mut tls_buffer) => Wake::Read(read),
+                    read = self.io.read_some(&mut tls_buffer), if !paused => Wake::Read(read),
                     wake = session_wake(ends) => wake,
                     _ = shutdown.changed() => Wake::Shutdown,
                     _ = sleep_until(deadline) => Wake::Timer,
@@ -188,6 +202,7 @@ impl Connection {
                     if let Err(end) = self.receive(&bytes) {
                         return end;
                     }
+                    self.paused_until = self.reads.consumed(bytes.len(), Instant::now());
                 }
                 Wake::Outbound(Some(bytes)) => self.write_queued(bytes),
                 Wake::Outbound(None) => return End::Close,
@@ -200,6 +215,14 @@ impl Connection {
                 }
                 Wake::Shutdown => return End::Fault(StreamError::SystemShutdown, None),
                 Wake::Timer => {
+                    if self
+                        .paused_until
+                        .is_some_and(|until| until <= Instant::now())
+                    {
+                        // The client may send again.
+                        self.paused_until = None;
+                        continue;
+                    }
                     if let Some(held) = self.caps_timeout() {
                         for el in held {
                             if let Err(end) = self.dispatch(el).await {
