@@ -232,6 +232,29 @@ impl Router {
         })
     }
 
+    /// Drops the items whose recipient blocked one of `authors` (or its domain), under one
+    /// read of the blocklists: a fan-out asks for all its recipients at once.
+    pub fn drop_blocked<T>(
+        &self,
+        items: &mut Vec<T>,
+        to: impl Fn(&T) -> &Jid,
+        authors: &[BareJid],
+    ) {
+        let lists = self.blocked.read().unwrap_or_else(PoisonError::into_inner);
+        if authors.is_empty() || lists.is_empty() {
+            return;
+        }
+        let domains: Vec<BareJid> = authors
+            .iter()
+            .filter_map(|author| BareJid::new(author.domain().as_str()).ok())
+            .collect();
+        items.retain(|item| {
+            lists
+                .get(&to(item).to_bare())
+                .is_none_or(|list| !authors.iter().chain(&domains).any(|jid| list.contains(jid)))
+        });
+    }
+
     /// Binds `jid`; an older session on the same full JID is closed with `conflict`.
     pub fn bind(&self, jid: &FullJid, handle: SessionHandle) {
         let old = self
@@ -494,6 +517,30 @@ mod tests {
         assert!(h.offer(Bytes::from(vec![b'x'; 64])), "alone it fits");
         assert!(!h.send(Bytes::from_static(b"x")));
         assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
+    }
+
+    #[test]
+    fn a_fan_out_skips_those_who_blocked_its_author() {
+        let router = Router::default();
+        let bare = |s: &str| BareJid::new(s).unwrap();
+        let jid = |s: &str| Jid::new(s).unwrap();
+        let mut recipients = vec![
+            jid("nurse@capulet.lit/kitchen"),
+            jid("juliet@capulet.lit"),
+            jid("tybalt@capulet.lit/street"),
+        ];
+        let authors = [bare("romeo@montague.lit")];
+        router.drop_blocked(&mut recipients, |j| j, &authors);
+        assert_eq!(recipients.len(), 3, "nobody blocks anyone");
+        router.set_blocked(&bare("nurse@capulet.lit"), vec![bare("romeo@montague.lit")]);
+        router.set_blocked(&bare("tybalt@capulet.lit"), vec![bare("montague.lit")]);
+        router.set_blocked(&bare("juliet@capulet.lit"), vec![bare("paris@verona.lit")]);
+        router.drop_blocked(&mut recipients, |j| j, &authors);
+        assert_eq!(
+            recipients,
+            [jid("juliet@capulet.lit")],
+            "by JID and by domain"
+        );
     }
 
     #[test]

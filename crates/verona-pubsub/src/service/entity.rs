@@ -45,6 +45,11 @@ impl Service {
             .collect()
     }
 
+    /// A node's configuration, if the node exists: cheap, unlike [`Service::metadata`].
+    pub fn node_config(&self, node_id: &str) -> Option<&NodeConfig> {
+        self.state.nodes.get(node_id).map(|node| &node.config)
+    }
+
     /// A node's metadata, without access checks (disco#info is public in XEP-0060; the
     /// protocol layer may hide what it wants).
     pub fn metadata(&self, node_id: &str) -> Option<NodeMetadata<'_>> {

@@ -41,12 +41,8 @@ impl ServicesTask {
                     Origin::Account(owner) => vec![owner.clone()],
                     Origin::Domain => authors_of(effect),
                 };
-                if !authors.is_empty() {
-                    outgoing.retain(|out| {
-                        let to = out.to.to_bare();
-                        !authors.iter().any(|author| self.router.blocks(&to, author))
-                    });
-                }
+                self.router
+                    .drop_blocked(&mut outgoing, |out| &out.to, &authors);
                 let classic = match &d.origin {
                     Origin::Account(owner) => classic_presence(owner, effect),
                     Origin::Domain => None,
@@ -120,14 +116,11 @@ impl ServicesTask {
         let Effect::Notify(notification) = effect else {
             return None;
         };
-        let model = hosted
-            .service
-            .metadata(&notification.node)?
-            .config
-            .access_model;
-        if hosted.kind != ServiceKind::Pep
-            || !matches!(model, AccessModel::Presence | AccessModel::Roster)
-        {
+        if hosted.kind != ServiceKind::Pep {
+            return None;
+        }
+        let model = hosted.service.node_config(&notification.node)?.access_model;
+        if !matches!(model, AccessModel::Presence | AccessModel::Roster) {
             return None;
         }
         let node = notification.node.as_str();
@@ -275,8 +268,7 @@ pub(super) fn unheard_publish(
     if notified || [PRESENCE_NODE, ROSTER_NODE].contains(&node) {
         return None;
     }
-    let metadata = hosted.service.metadata(node)?;
-    let config = metadata.config;
+    let config = hosted.service.node_config(node)?;
     let owner_jid = Jid::from(owner.clone());
     let query = verona_pubsub::ItemQuery::Ids(vec![id.to_owned()]);
     let items = hosted

@@ -122,7 +122,7 @@ impl ServicesTask {
             Box::new(SystemEnvironment::default()),
             nodes,
         );
-        if service.metadata(PRESENCE_NODE).is_none() {
+        if service.node_config(PRESENCE_NODE).is_none() {
             let request = CreateRequest {
                 node: Some(PRESENCE_NODE.to_owned()),
                 config: presence_node_config(),

@@ -73,7 +73,7 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         };
-        if hosted.service.metadata(ROSTER_NODE).is_none() {
+        if hosted.service.node_config(ROSTER_NODE).is_none() {
             let request = CreateRequest {
                 node: Some(ROSTER_NODE.to_owned()),
                 config: crate::eventing::roster::roster_node_config(),

@@ -148,7 +148,7 @@ impl ServicesTask {
         let on_own = node.is_some_and(|node| {
             self.accounts
                 .get(&own)
-                .is_some_and(|hosted| hosted.service.metadata(&node).is_some())
+                .is_some_and(|hosted| hosted.service.node_config(&node).is_some())
         });
         if on_own {
             Some(Origin::Account(own))
