@@ -88,8 +88,8 @@ impl Handled {
 pub struct Outgoing {
     /// The recipient: a full JID, or a bare JID meaning its available resources.
     pub to: Jid,
-    /// The stanza's bytes, ready for the wire.
-    pub stanza: bytes::Bytes,
+    /// The stanza, ready for the wire.
+    pub stanza: verona_stream::Wire,
 }
 
 /// Handles one stanza addressed to the service: an iq get or set (every XEP-0060 request,

@@ -4,8 +4,9 @@
 //! XEP-0033 `replyto`, which does not depend on the recipient) is built and serialized once;
 //! each recipient's stanza is then the envelope start (`to`, a unique `id`) ‖ those shared
 //! bytes ‖ an optional SHIM tail (when the recipient holds several subscriptions) ‖
-//! `</message>`. Fan-out to N recipients therefore costs N small buffer copies, not N element
-//! trees.
+//! `</message>`, as a [`Wire`] whose middle part is the same `Bytes` for every recipient.
+//! Fan-out to N recipients therefore costs N small envelopes, not N element trees nor N copies
+//! of the items.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -19,6 +20,7 @@ use minidom::element::escape;
 use verona_pubsub::{
     AuthorizationRequest, Effect, Event, Item, ItemReply, LastItems, Notification, NotificationType,
 };
+use verona_stream::Wire;
 
 use crate::forms;
 use crate::ns;
@@ -50,6 +52,7 @@ fn notify(ctx: &ServiceContext, notification: &Notification, out: &mut Vec<Outgo
     {
         shared.extend(serialize(&replyto(&item.publisher)));
     }
+    let shared = Bytes::from(shared);
     // §12.18: SubID headers only where the content depends on the subscription.
     let per_subscription = matches!(
         notification.event,
@@ -83,7 +86,9 @@ pub fn authorization_for(
     request: &AuthorizationRequest,
     to: &Jid,
 ) -> Outgoing {
-    let form = serialize(&Element::from(forms::authorization_request(request)));
+    let form = Bytes::from(serialize(&Element::from(forms::authorization_request(
+        request,
+    ))));
     let envelope = Envelope::new(ctx.jid, NotificationType::Normal);
     let stanza = envelope.stanza(to, &mut Ids::reserve(1), &form, None);
     Outgoing {
@@ -107,7 +112,7 @@ fn last_items(ctx: &ServiceContext, last: &LastItems, out: &mut Vec<Outgoing>) {
             .with("stamp", stamp(item.published))
             .build();
         body.extend(serialize(&delay));
-        let stanza = envelope.stanza(&last.to, &mut ids, &body, None);
+        let stanza = envelope.stanza(&last.to, &mut ids, &Bytes::from(body), None);
         out.push(Outgoing {
             to: last.to.clone(),
             stanza,
@@ -228,23 +233,25 @@ impl Envelope {
         Envelope { head }
     }
 
-    /// One recipient's message: the envelope, `body` (already serialized), `tail`.
-    fn stanza(&self, to: &Jid, ids: &mut Ids, body: &[u8], tail: Option<&[u8]>) -> Bytes {
+    /// One recipient's message: the envelope, `body` (already serialized, shared with the
+    /// other recipients), `tail`.
+    fn stanza(&self, to: &Jid, ids: &mut Ids, body: &Bytes, tail: Option<&[u8]>) -> Wire {
         let to = escape(to.as_str().as_bytes());
-        let tail = tail.unwrap_or_default();
-        let mut stanza =
-            Vec::with_capacity(self.head.len() + to.len() + 48 + body.len() + tail.len());
-        stanza.extend_from_slice(&self.head);
-        stanza.extend_from_slice(&to);
-        stanza.extend_from_slice(b"' id='");
-        ids.write_next(&mut stanza);
-        stanza.extend_from_slice(b"'>");
-        stanza.extend_from_slice(body);
-        stanza.extend_from_slice(tail);
-        stanza.extend_from_slice(b"</message>");
-        Bytes::from(stanza)
+        let mut head = Vec::with_capacity(self.head.len() + to.len() + 48);
+        head.extend_from_slice(&self.head);
+        head.extend_from_slice(&to);
+        head.extend_from_slice(b"' id='");
+        ids.write_next(&mut head);
+        head.extend_from_slice(b"'>");
+        let tail = match tail {
+            None => Bytes::from_static(END),
+            Some(tail) => Bytes::from([tail, END].concat()),
+        };
+        Wire::new(Bytes::from(head), body.clone(), tail)
     }
 }
+
+const END: &[u8] = b"</message>";
 
 /// Stanza ids unique within the process and across restarts: a random per-process prefix and
 /// a counter. A block is reserved per notification, so fan-out touches the atomic once.

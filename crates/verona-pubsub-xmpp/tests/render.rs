@@ -1,4 +1,4 @@
-//! Rendering: unique ids, one shared serialization of the event, SHIM headers, XEP-0033
+//! Rendering: unique ids, one shared serialization of the event (the same bytes in memory), SHIM headers, XEP-0033
 //! `replyto`, notification types, escaping, and the reply when storage fails.
 
 mod common;
@@ -31,17 +31,28 @@ fn every_recipient_gets_a_unique_id_and_the_same_event_bytes() {
     let ids: std::collections::BTreeSet<String> = out
         .iter()
         .map(|o| {
-            let message = xml(std::str::from_utf8(&o.stanza).unwrap());
+            let message = xml(std::str::from_utf8(&o.stanza.to_vec()).unwrap());
             assert_eq!(message.attr("to"), Some(o.to.as_str()));
             message.attr("id").unwrap().to_owned()
         })
         .collect();
     assert_eq!(ids.len(), 3);
-    let shared = event_bytes(&out[0].stanza);
-    assert!(out.iter().all(|o| event_bytes(&o.stanza) == shared));
+    let first = out[0].stanza.to_vec();
+    let shared = event_bytes(&first);
+    assert!(
+        out.iter()
+            .all(|o| event_bytes(&o.stanza.to_vec()) == shared)
+    );
+    // Not only equal: the same bytes in memory, whatever the number of recipients (issue #11 H5).
+    let body = out[0].stanza.parts()[1];
+    assert!(body.len() >= shared.len());
+    assert!(
+        out.iter()
+            .all(|o| o.stanza.parts()[1].as_ptr() == body.as_ptr())
+    );
     // Rendering again gives fresh ids.
     let again = verona_pubsub_xmpp::render(&h.ctx(), &handled.effects);
-    let id = xml(std::str::from_utf8(&again[0].stanza).unwrap())
+    let id = xml(std::str::from_utf8(&again[0].stanza.to_vec()).unwrap())
         .attr("id")
         .unwrap()
         .to_owned();

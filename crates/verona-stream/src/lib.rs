@@ -6,6 +6,10 @@
 //! namespace well-formedness); this crate adds the stream rules and the
 //! resource limits rxml does not enforce.
 
+mod wire;
+
+pub use wire::Wire;
+
 use minidom::Element;
 use rxml::error::EndOrError;
 use rxml::writer::{Encoder, Item, SimpleNamespaces, TrackNamespace};

@@ -14,6 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{mpsc, watch};
+use verona_stream::Wire;
 
 use crate::eventing::rendering::{self, Features};
 use crate::xml::StreamError;
@@ -44,7 +45,7 @@ impl CloseReason {
 #[derive(Clone)]
 pub struct SessionHandle {
     id: u64,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Wire>,
     queued: Arc<QueuedBytes>,
     close: Arc<watch::Sender<Option<CloseReason>>>,
     view: Arc<View>,
@@ -88,15 +89,15 @@ impl QueuedBytes {
 
 /// The session's own ends of its handle.
 pub struct SessionEnds {
-    pub rx: mpsc::Receiver<Bytes>,
+    pub rx: mpsc::Receiver<Wire>,
     pub close: watch::Receiver<Option<CloseReason>>,
     queued: Arc<QueuedBytes>,
 }
 
 impl SessionEnds {
-    /// `bytes` left the queue (taken from `rx` to be written).
-    pub fn took(&self, bytes: &Bytes) {
-        self.queued.release(bytes.len());
+    /// `stanza` left the queue (taken from `rx` to be written).
+    pub fn took(&self, stanza: &Wire) {
+        self.queued.release(stanza.len());
     }
 }
 
@@ -128,8 +129,8 @@ impl SessionHandle {
     }
 
     /// Queue serialised bytes for the session; false if it is gone or was closed for overflow.
-    pub fn send(&self, bytes: Bytes) -> bool {
-        if !self.enqueue(bytes) {
+    pub fn send(&self, stanza: impl Into<Wire>) -> bool {
+        if !self.enqueue(stanza.into()) {
             if !self.tx.is_closed() {
                 self.close(CloseReason::Overflow);
             }
@@ -141,16 +142,18 @@ impl SessionHandle {
     /// Queues a stanza one user sends another: a full queue refuses it (the sender is told to
     /// wait) rather than closing the recipient, so that nobody can get another disconnected
     /// by flooding it (issue #11 M2). False if refused or gone.
-    pub fn offer(&self, bytes: Bytes) -> bool {
-        self.enqueue(bytes)
+    pub fn offer(&self, stanza: impl Into<Wire>) -> bool {
+        self.enqueue(stanza.into())
     }
 
-    fn enqueue(&self, bytes: Bytes) -> bool {
-        let len = bytes.len();
+    fn enqueue(&self, stanza: Wire) -> bool {
+        // Counted whole even when its body is shared with other recipients: the bound is on
+        // what this session may make the server write.
+        let len = stanza.len();
         if !self.queued.reserve(len) {
             return false;
         }
-        if self.tx.try_send(bytes).is_err() {
+        if self.tx.try_send(stanza).is_err() {
             self.queued.release(len);
             return false;
         }
@@ -339,13 +342,16 @@ impl Router {
 
     /// Delivers to a full JID's session, or to every session of a bare JID; returns how many
     /// sessions took it.
-    pub fn deliver(&self, to: &Jid, bytes: Bytes) -> usize {
+    pub fn deliver(&self, to: &Jid, stanza: impl Into<Wire>) -> usize {
+        let stanza = stanza.into();
         match to.try_as_full() {
-            Ok(full) => self.session(full).map_or(0, |h| usize::from(h.send(bytes))),
+            Ok(full) => self
+                .session(full)
+                .map_or(0, |h| usize::from(h.send(stanza))),
             Err(bare) => self
                 .sessions_of(bare)
                 .into_iter()
-                .filter(|h| h.send(bytes.clone()))
+                .filter(|h| h.send(stanza.clone()))
                 .count(),
         }
     }
@@ -358,7 +364,7 @@ impl Router {
     pub fn deliver_views(
         &self,
         to: &Jid,
-        native: Bytes,
+        native: Wire,
         made_classically: Option<bool>,
         available_only: bool,
         classic: impl FnOnce() -> Option<Bytes>,
@@ -382,7 +388,7 @@ impl Router {
         for session in sessions {
             let bytes = if session.wants_classic(made_classically) {
                 if let Some(render) = classic.take() {
-                    classic_bytes = render();
+                    classic_bytes = render().map(Wire::from);
                 }
                 classic_bytes.clone()
             } else {
@@ -436,11 +442,30 @@ mod tests {
                 .unwrap()
                 .send(Bytes::from_static(b"<x/>"))
         );
-        assert_eq!(ends.rx.try_recv().unwrap(), Bytes::from_static(b"<x/>"));
+        assert_eq!(ends.rx.try_recv().unwrap(), Wire::from(&b"<x/>"[..]));
         assert_eq!(router.sessions_of(&jid.to_bare()).len(), 1);
         router.unbind(&jid, &h);
         assert!(router.session(&jid).is_none());
         assert!(router.sessions_of(&jid.to_bare()).is_empty());
+    }
+
+    #[test]
+    fn sessions_queue_one_copy_of_a_shared_body() {
+        let router = Router::default();
+        let mut ends = Vec::new();
+        for resource in ["a", "b", "c"] {
+            let (h, e) = SessionHandle::new(4, 1 << 20);
+            router.bind(&full(&format!("juliet@capulet.lit/{resource}")), h);
+            ends.push(e);
+        }
+        let body = Bytes::from(vec![b'x'; 200 * 1024]);
+        let stanza = Wire::new(Bytes::from_static(b"<m>"), body.clone(), Bytes::new());
+        let to = Jid::new("juliet@capulet.lit").unwrap();
+        assert_eq!(router.deliver(&to, stanza), 3);
+        for e in &mut ends {
+            let queued = e.rx.try_recv().unwrap();
+            assert_eq!(queued.parts()[1].as_ptr(), body.as_ptr());
+        }
     }
 
     #[test]
@@ -487,21 +512,21 @@ mod tests {
         router.bind(&full("romeo@montague.lit/mobile"), classic);
         let to = Jid::new("romeo@montague.lit").unwrap();
         let delivered =
-            router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, false, || {
+            router.deliver_views(&to, Wire::from(&b"<event/>"[..]), None, false, || {
                 Some(Bytes::from_static(b"<presence/>"))
             });
         assert_eq!(delivered, 2);
         assert_eq!(
             native_ends.rx.try_recv().unwrap(),
-            Bytes::from_static(b"<event/>")
+            Wire::from(&b"<event/>"[..])
         );
         assert_eq!(
             classic_ends.rx.try_recv().unwrap(),
-            Bytes::from_static(b"<presence/>")
+            Wire::from(&b"<presence/>"[..])
         );
         // No classic rendering: classic sessions get nothing, natives still do.
         let delivered =
-            router.deliver_views(&to, Bytes::from_static(b"<event/>"), None, false, || None);
+            router.deliver_views(&to, Wire::from(&b"<event/>"[..]), None, false, || None);
         assert_eq!(delivered, 1);
         assert!(classic_ends.rx.try_recv().is_err());
     }

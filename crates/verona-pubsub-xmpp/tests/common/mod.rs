@@ -114,7 +114,9 @@ impl Harness {
         verona_pubsub_xmpp::render(&self.ctx(), effects)
             .into_iter()
             .map(|out| {
-                let text = std::str::from_utf8(&out.stanza).expect("UTF-8").to_owned();
+                let text = std::str::from_utf8(&out.stanza.to_vec())
+                    .expect("UTF-8")
+                    .to_owned();
                 (out.to.to_string(), xml(&text))
             })
             .collect()

@@ -7,7 +7,7 @@
 
 mod negotiation;
 mod rate;
-mod route;
+pub(crate) mod route;
 mod session;
 mod transport;
 
@@ -16,13 +16,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use jid::{BareJid, Jid};
 use minidom::Element;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use verona_auth::TlsBinding;
+use verona_stream::Wire;
 use verona_stream::{StreamEvent, StreamParser};
 
 use crate::compress::{Zlib, ZlibError};
@@ -70,7 +70,7 @@ enum State {
 /// What woke the connection up.
 enum Wake {
     Read(io::Result<Vec<u8>>),
-    Outbound(Option<Bytes>),
+    Outbound(Option<Wire>),
     Closed(Option<CloseReason>),
     Shutdown,
     Timer,
@@ -274,15 +274,15 @@ impl Connection {
         Ok(())
     }
 
-    fn write_queued(&mut self, first: Bytes) {
-        self.out.extend_from_slice(&first);
+    fn write_queued(&mut self, first: Wire) {
+        first.write_to(&mut self.out);
         if let State::Bound(session) = &mut self.state {
             session.ends.took(&first);
             for _ in 1..BATCH {
                 match session.ends.rx.try_recv() {
-                    Ok(bytes) => {
-                        session.ends.took(&bytes);
-                        self.out.extend_from_slice(&bytes);
+                    Ok(stanza) => {
+                        session.ends.took(&stanza);
+                        stanza.write_to(&mut self.out);
                     }
                     Err(_) => break,
                 }
