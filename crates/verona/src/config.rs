@@ -143,9 +143,13 @@ pub struct Limits {
     pub resident_services: usize,
     /// Bytes of requests one pubsub shard's queue holds at most.
     pub pubsub_queue_bytes: usize,
-    /// Bytes of requests one session may have queued or in progress in the pubsub shards;
-    /// a session past it waits (only its own stream stops being read).
-    pub pubsub_session_bytes: usize,
+    /// Bytes of requests one account (all its sessions together) may have queued or in
+    /// progress in the pubsub shards; an account past it waits (only its own streams stop
+    /// being read).
+    pub pubsub_account_bytes: usize,
+    /// Requests one account may have queued or in progress in the pubsub shards, however
+    /// small: what bounds the work one user can put ahead of everyone else's.
+    pub pubsub_account_requests: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -229,7 +233,8 @@ impl Default for Limits {
             max_blocklist: 1000,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,
-            pubsub_session_bytes: 1 << 20,
+            pubsub_account_bytes: 1 << 20,
+            pubsub_account_requests: 64,
         }
     }
 }

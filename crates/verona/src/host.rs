@@ -61,7 +61,7 @@ mod roster;
 mod sessions;
 mod stanza;
 
-use budget::{Budget, Credit};
+use budget::{AccountBudget, AccountBudgets, Budget, Credit};
 use delivery::unheard_publish;
 pub use handle::PubsubHandle;
 use handle::Queued;
@@ -79,6 +79,9 @@ pub struct Hosting {
     pub resident_services: usize,
     /// Bytes of requests one shard's queue holds at most.
     pub queue_bytes: usize,
+    /// Bytes and requests one account may have queued or in progress, over all shards.
+    pub account_bytes: usize,
+    pub account_requests: usize,
 }
 
 /// How the services are configured beyond their kind: `pubsub.<domain>`'s engine
@@ -159,7 +162,11 @@ pub async fn start(
         budgets: (0..count)
             .map(|_| Budget::new(hosting.queue_bytes))
             .collect(),
-        session: None,
+        accounts: Arc::new(AccountBudgets::new(
+            hosting.account_bytes,
+            hosting.account_requests,
+        )),
+        account: None,
     })
 }
 

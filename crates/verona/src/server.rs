@@ -299,6 +299,8 @@ async fn start_services(
             shards: config.pubsub_shards(),
             resident_services: config.limits.resident_services,
             queue_bytes: config.limits.pubsub_queue_bytes,
+            account_bytes: config.limits.pubsub_account_bytes,
+            account_requests: config.limits.pubsub_account_requests,
         },
         stores,
         router,

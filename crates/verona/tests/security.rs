@@ -688,6 +688,66 @@ async fn blocking_reaches_pubsub_and_owners_cannot_subscribe_strangers() {
     );
 }
 
+/// M1: an account's burst of requests, from all its sessions, holds at most
+/// `pubsub_account_requests` places in a shard's queue: another user's request waits behind
+/// those, not behind the whole burst. A slow store makes each batch last, so that what was
+/// queued ahead of Juliet's request shows in how many of Mallory's items it sees.
+#[tokio::test]
+async fn one_account_cannot_queue_a_burst_ahead_of_everyone() {
+    let (t, store) = TestServer::start_faulty().await;
+    for user in ["juliet", "mallory"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut first = t.login("mallory", "pw", "one").await;
+    let mut second = t.login("mallory", "pw", "two").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' id='c' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><create node='flood'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field><field var='pubsub#max_items'><value>max</value></field></x></configure></pubsub></iq>"
+    );
+    ok(&first.request(&create).await);
+    store.set(common::faulty::Writes::Slow);
+    const EACH: usize = 500;
+    for (session, client) in [("one", &mut first), ("two", &mut second)] {
+        let burst: String = (0..EACH)
+            .map(|n| format!(
+                "<iq xmlns='jabber:client' type='set' id='{session}{n}' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><publish node='flood'><item id='{session}{n}'><p xmlns='urn:example'>x</p></item></publish></pubsub></iq>"
+            ))
+            .collect();
+        client.send(&burst).await;
+    }
+    // The shard is at work on the burst.
+    ok(&first.recv().await);
+    let count = format!(
+        "<iq xmlns='jabber:client' type='get' id='n' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><items node='flood'/><set xmlns='http://jabber.org/protocol/rsm'><max>1</max></set></pubsub></iq>"
+    );
+    let seen = item_count(&juliet.request(&count).await);
+    // Behind the whole burst she would see all 1,000 items; behind Mallory's share (64
+    // requests), a few batches' worth.
+    assert!(
+        seen < EACH,
+        "Juliet waited behind {seen} of Mallory's publishes"
+    );
+    // Nothing of the burst is lost: every publish is answered, and stored.
+    store.set(common::faulty::Writes::Succeed);
+    for (client, expected) in [(&mut first, EACH - 1), (&mut second, EACH)] {
+        for _ in 0..expected {
+            ok(&client.recv().await);
+        }
+    }
+    assert_eq!(item_count(&juliet.request(&count).await), 2 * EACH);
+}
+
+/// The XEP-0059 count of an items reply.
+fn item_count(reply: &Element) -> usize {
+    const RSM: &str = "http://jabber.org/protocol/rsm";
+    reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("set", RSM))
+        .and_then(|set| set.get_child("count", RSM))
+        .and_then(|c| c.text().parse().ok())
+        .unwrap_or_else(|| panic!("a count: {}", show(reply)))
+}
+
 /// M6: one address registers a bounded number of accounts per hour.
 #[tokio::test]
 async fn registration_is_limited_per_address() {

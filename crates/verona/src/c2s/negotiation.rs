@@ -475,11 +475,10 @@ impl Connection {
         tracing::info!(jid = %full, "resource bound");
         let payload = Element::from(BindResponse { jid: full.clone() });
         self.send(&iq_result(&el, Some(payload)));
-        let budget = self.shared.config.limits.pubsub_session_bytes;
         self.state = State::Bound(Session {
+            pubsub: self.shared.pubsub.for_account(&jid),
             jid: full,
             handle,
-            pubsub: self.shared.pubsub.for_session(budget),
             ends,
             caps_wait: None,
             caps_refused: None,

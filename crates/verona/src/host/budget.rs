@@ -1,11 +1,15 @@
-//! Queue budgets in bytes (DESIGN §6): a request holds credit from its session's budget and
-//! from its shard's while it is queued and handled. A session that sends faster than the
-//! services answer waits for its own credit (only its own reading stops), so one session's
-//! burst takes at most its budget of a shard's queue, and a shard's queue holds at most its
-//! budget of bytes whatever the number of sessions.
+//! Queue budgets (DESIGN §6): a request holds credit from its account's budget and from its
+//! shard's while it is queued and handled. An account whose sessions send faster than the
+//! services answer waits for its own credit (only its own sessions' reading stops), so one
+//! account's burst takes at most its budget of a shard's queue, in bytes and in requests, however
+//! many sessions it opens; and a shard's queue holds at most its budget of bytes whatever the
+//! number of accounts. The request count matters as much as the bytes: a 100-byte request can
+//! cost the shard a 512 KiB reply (issue #11 M1).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use jid::BareJid;
 use minidom::{Element, Node};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -48,17 +52,102 @@ impl Budget {
     }
 }
 
+/// What one account's requests may hold of the shards' queues at once.
+#[derive(Clone, Debug)]
+pub struct AccountBudget(Arc<AccountShare>);
+
+#[derive(Debug)]
+struct AccountShare {
+    bytes: Budget,
+    requests: Arc<Semaphore>,
+}
+
+/// The credit of one request against its account's budget.
+pub struct AccountCredit {
+    _bytes: OwnedSemaphorePermit,
+    _request: OwnedSemaphorePermit,
+}
+
+impl AccountBudget {
+    /// Waits until the account has a request and `bytes` of credit free, and takes them.
+    pub async fn take(&self, bytes: usize) -> AccountCredit {
+        let request = self
+            .0
+            .requests
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("budgets are never closed");
+        AccountCredit {
+            _bytes: self.0.bytes.take(bytes).await,
+            _request: request,
+        }
+    }
+
+    /// Free credit: (bytes, requests).
+    #[cfg(test)]
+    pub fn free(&self) -> (usize, usize) {
+        (self.0.bytes.free(), self.0.requests.available_permits())
+    }
+}
+
+/// The budgets of the accounts with a session, shared by all sessions of each account.
+#[derive(Debug)]
+pub struct AccountBudgets {
+    bytes: usize,
+    requests: usize,
+    live: Mutex<Live>,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    budgets: HashMap<BareJid, Weak<AccountShare>>,
+    /// Entries when the map was last swept of accounts whose sessions have all ended.
+    swept_at: usize,
+}
+
+impl AccountBudgets {
+    pub fn new(bytes: usize, requests: usize) -> AccountBudgets {
+        AccountBudgets {
+            bytes,
+            requests: requests.max(1),
+            live: Mutex::default(),
+        }
+    }
+
+    /// The budget of `account`: the one its other sessions hold, or a new one.
+    pub fn of(&self, account: &BareJid) -> AccountBudget {
+        // Each use is one map operation: a panic elsewhere leaves the map usable.
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(share) = live.budgets.get(account).and_then(Weak::upgrade) {
+            return AccountBudget(share);
+        }
+        // Sweeping when the map has doubled keeps it in proportion to the accounts online at
+        // a constant cost per session.
+        if live.budgets.len() >= 2 * live.swept_at.max(64) {
+            live.budgets.retain(|_, share| share.strong_count() > 0);
+            live.swept_at = live.budgets.len();
+        }
+        let share = Arc::new(AccountShare {
+            bytes: Budget::new(self.bytes),
+            requests: Arc::new(Semaphore::new(self.requests)),
+        });
+        live.budgets.insert(account.clone(), Arc::downgrade(&share));
+        AccountBudget(share)
+    }
+}
+
 /// The credit one queued request holds; given back when it is dropped, after the request is
 /// handled.
 pub struct Credit {
-    _session: Option<OwnedSemaphorePermit>,
+    _account: Option<AccountCredit>,
     _shard: OwnedSemaphorePermit,
 }
 
 impl Credit {
-    pub fn new(session: Option<OwnedSemaphorePermit>, shard: OwnedSemaphorePermit) -> Credit {
+    pub fn new(account: Option<AccountCredit>, shard: OwnedSemaphorePermit) -> Credit {
         Credit {
-            _session: session,
+            _account: account,
             _shard: shard,
         }
     }
@@ -127,5 +216,27 @@ mod tests {
         assert_eq!(budget.free(), 0);
         drop(huge);
         assert_eq!(budget.free(), 4 * UNIT);
+    }
+
+    #[tokio::test]
+    async fn an_account_shares_one_budget_and_counts_requests() {
+        let budgets = AccountBudgets::new(64 * UNIT, 2);
+        let juliet = BareJid::new("juliet@capulet.lit").unwrap();
+        let romeo = BareJid::new("romeo@montague.lit").unwrap();
+        let (balcony, chamber) = (budgets.of(&juliet), budgets.of(&juliet));
+        let first = balcony.take(10).await;
+        assert_eq!(chamber.free(), (63 * UNIT, 1));
+        let _second = chamber.take(10).await;
+        // Two requests are the account's whole share, however small, from any session…
+        let third =
+            tokio::time::timeout(std::time::Duration::from_millis(50), balcony.take(10)).await;
+        assert!(third.is_err());
+        // …and another account's share is its own.
+        assert_eq!(budgets.of(&romeo).free(), (64 * UNIT, 2));
+        drop(first);
+        let _third = balcony.take(10).await;
+        // Once every session of the account is gone, its next session starts afresh.
+        drop((balcony, chamber, _second, _third));
+        assert_eq!(budgets.of(&juliet).free(), (64 * UNIT, 2));
     }
 }

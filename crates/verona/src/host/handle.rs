@@ -10,8 +10,10 @@ pub struct PubsubHandle {
     pub(super) shards: Arc<[mpsc::Sender<Queued>]>,
     /// Each shard's queue budget, in bytes.
     pub(super) budgets: Arc<[Budget]>,
-    /// The budget of the session this handle is for ([`PubsubHandle::for_session`]).
-    pub(super) session: Option<Budget>,
+    /// Every account's budget.
+    pub(super) accounts: Arc<AccountBudgets>,
+    /// The budget of the account this handle is for ([`PubsubHandle::for_account`]).
+    pub(super) account: Option<AccountBudget>,
 }
 
 /// A request on a shard's queue, with the credit it holds until it is handled.
@@ -30,11 +32,11 @@ pub(super) fn shard_of(service: &str, count: usize) -> usize {
 }
 
 impl PubsubHandle {
-    /// A handle for one session's requests: together they hold at most `bytes` of the
-    /// services' queues.
-    pub fn for_session(&self, bytes: usize) -> PubsubHandle {
+    /// A handle for the requests of one session of `account`: together with its other
+    /// sessions' they hold at most the account's share of the services' queues.
+    pub fn for_account(&self, account: &BareJid) -> PubsubHandle {
         PubsubHandle {
-            session: Some(Budget::new(bytes)),
+            account: Some(self.accounts.of(account)),
             ..self.clone()
         }
     }
@@ -149,16 +151,16 @@ impl PubsubHandle {
         shard_of(service, self.shards.len())
     }
 
-    /// Queues a request once the session and the shard have credit for it, waiting while
+    /// Queues a request once the account and the shard have credit for it, waiting while
     /// either is spent or the shard's queue is full (backpressure). A shard that is gone has
     /// stopped with the server.
     async fn send(&self, shard: usize, request: Request) {
         let bytes = request.weight();
-        let session = match &self.session {
+        let account = match &self.account {
             Some(budget) => Some(budget.take(bytes).await),
             None => None,
         };
-        let credit = Credit::new(session, self.budgets[shard].take(bytes).await);
+        let credit = Credit::new(account, self.budgets[shard].take(bytes).await);
         if self.shards[shard]
             .send((request, Some(credit)))
             .await

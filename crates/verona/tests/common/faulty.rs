@@ -19,7 +19,12 @@ pub enum Writes {
     Succeed,
     Fail,
     Panic,
+    /// Succeed after a pause (a slow disk): each batch of a shard takes at least that long.
+    Slow,
 }
+
+/// How long a [`Writes::Slow`] write takes.
+pub const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub struct FaultyStore {
     inner: Arc<SqliteStore>,
@@ -73,6 +78,10 @@ impl PubsubStore for FaultyStore {
                 )))
             }),
             w if w == Writes::Panic as u8 => panic!("injected: a bug in the store"),
+            w if w == Writes::Slow as u8 => Box::pin(async move {
+                tokio::time::sleep(SLOW_WRITE).await;
+                self.inner.apply(writes).await
+            }),
             _ => self.inner.apply(writes),
         }
     }
