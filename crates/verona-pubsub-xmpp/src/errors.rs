@@ -192,11 +192,13 @@ pub fn spec(error: &Error) -> ErrorSpec {
             | PubsubError::InvalidField { .. }
             | PubsubError::LastOwner => (Modify, C::NotAcceptable, None),
             PubsubError::PolicyViolation(limit) => {
+                // XEP-0060 names no condition for a node's affiliations.
                 let condition = match limit {
-                    Limit::TooManySubscriptions => P::TooManySubscriptions,
-                    Limit::MaxNodesExceeded => P::MaxNodesExceeded,
+                    Limit::TooManySubscriptions => Some(P::TooManySubscriptions),
+                    Limit::MaxNodesExceeded => Some(P::MaxNodesExceeded),
+                    Limit::TooManyAffiliations => None,
                 };
-                (Wait, C::PolicyViolation, Some(condition))
+                (Wait, C::PolicyViolation, condition)
             }
             PubsubError::Unsupported(feature) => {
                 let feature = match feature {

@@ -123,6 +123,14 @@ pub fn storage_failed(request: &Element) -> Option<Element> {
     answerable.then(|| xml::error_reply(request, None, &Error::StorageFailed, None))
 }
 
+/// The reply to a request the server refuses before its service sees it, for a limit the
+/// server keeps across services (issue #11 M7): the error XEP-0060 prescribes for `limit`.
+/// Addresses as for [`storage_failed`].
+pub fn over_limit(request: &Element, limit: verona_pubsub::Limit) -> Element {
+    let error = Error::Pubsub(verona_pubsub::PubsubError::PolicyViolation(limit));
+    xml::error_reply(request, None, &error, None)
+}
+
 /// What a request handler produces on success.
 struct Answer {
     payload: Option<Element>,

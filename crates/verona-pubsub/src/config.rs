@@ -503,6 +503,8 @@ pub struct Limits {
     /// Subscriptions (any state, any node) held by one bare JID.
     /// [`crate::Limit::TooManySubscriptions`].
     pub max_subscriptions_per_jid: usize,
+    /// Affiliations (other than `none`) one node holds. [`crate::Limit::TooManyAffiliations`].
+    pub max_affiliations_per_node: usize,
 }
 
 impl Default for Limits {
@@ -512,6 +514,7 @@ impl Default for Limits {
             max_items_per_node: 1000,
             max_payload_bytes: 256 * 1024,
             max_subscriptions_per_jid: 10_000,
+            max_affiliations_per_node: 10_000,
         }
     }
 }

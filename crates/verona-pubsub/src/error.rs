@@ -126,6 +126,8 @@ string_enum! {
         TooManySubscriptions = "too-many-subscriptions",
         /// [`crate::Limits::max_nodes_per_owner`] reached.
         MaxNodesExceeded = "max-nodes-exceeded",
+        /// [`crate::Limits::max_affiliations_per_node`] reached.
+        TooManyAffiliations = "too-many-affiliations",
     }
 }
 

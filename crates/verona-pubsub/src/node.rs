@@ -69,6 +69,11 @@ impl Node {
         self.affiliations.iter().map(|(jid, aff)| (jid, *aff))
     }
 
+    /// How many explicit affiliations it holds.
+    pub fn affiliation_count(&self) -> usize {
+        self.affiliations.len()
+    }
+
     pub fn owners(&self) -> impl Iterator<Item = &BareJid> {
         self.affiliations
             .iter()

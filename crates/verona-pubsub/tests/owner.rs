@@ -129,6 +129,48 @@ fn create_policy_and_node_limit() {
 }
 
 #[test]
+fn affiliations_per_node_are_bounded() {
+    let mut config = ServiceConfig::pubsub();
+    config.limits.max_affiliations_per_node = 3;
+    let (mut service, _) = service(config);
+    let owner = jid(OWNER);
+    let _ = service.create(&owner, named("n", Vec::new())).unwrap();
+    let set = |service: &mut verona_pubsub::Service, changes: &[(&str, Affiliation)]| {
+        let changes: BTreeMap<jid::BareJid, Affiliation> =
+            changes.iter().map(|(who, a)| (bare(who), *a)).collect();
+        service
+            .set_affiliations(&NoRoster, &owner, "n", &changes)
+            .map(|_| ())
+    };
+    // The owner and two more fill the node.
+    let two = [
+        ("romeo@montague.lit", Affiliation::Member),
+        ("tybalt@capulet.lit", Affiliation::Outcast),
+    ];
+    assert_eq!(set(&mut service, &two), Ok(()));
+    let before = service.snapshot();
+    let one_more = [("nurse@capulet.lit", Affiliation::Publisher)];
+    assert_eq!(
+        set(&mut service, &one_more),
+        Err(PubsubError::PolicyViolation(Limit::TooManyAffiliations))
+    );
+    assert_eq!(service.snapshot(), before);
+    // Changing one that is there, or swapping one for another, stays within the bound.
+    assert_eq!(
+        set(
+            &mut service,
+            &[("romeo@montague.lit", Affiliation::Publisher)]
+        ),
+        Ok(())
+    );
+    let swap = [
+        ("tybalt@capulet.lit", Affiliation::None),
+        ("nurse@capulet.lit", Affiliation::Publisher),
+    ];
+    assert_eq!(set(&mut service, &swap), Ok(()));
+}
+
+#[test]
 fn configuration_is_validated_against_the_service() {
     let mut config = ServiceConfig::pubsub();
     config.access_models = BTreeSet::from([AccessModel::Authorize, AccessModel::Whitelist]);

@@ -55,6 +55,13 @@ pub trait PubsubStore: Send + Sync {
         subscriber: &'a str,
     ) -> BoxFuture<'a, Result<Vec<HeldSubscription>, StorageError>>;
 
+    /// How many subscriptions (any state, any node, any service) `subscriber`'s bare JID holds:
+    /// an indexed count, for the per-account subscription limit.
+    fn subscription_count<'a>(
+        &'a self,
+        subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>>;
+
     /// Applies a batch of writes atomically, in order, in one transaction (the group commit:
     /// the server batches the writes of many requests and acknowledges them all after this
     /// returns Ok). On Err nothing of the batch is applied.

@@ -85,7 +85,13 @@ pub struct PubsubConfig {
     pub max_nodes_per_owner: usize,
     pub max_items_per_node: usize,
     pub max_payload_bytes: usize,
+    /// Subscriptions one account may hold over all services together.
     pub max_subscriptions_per_jid: usize,
+    pub max_affiliations_per_node: usize,
+    /// Nodes of one account's PEP service. Each blocked JID is an outcast on every one of them
+    /// (XEP-0191 as pubsub), so this times `[limits] max_blocklist` bounds an account's
+    /// affiliations.
+    pub max_pep_nodes: usize,
     /// Whether node owners may subscribe any entity to their nodes (XEP-0060 §8.8.2); off,
     /// they subscribe only themselves and those they affiliated with the node.
     pub owners_subscribe_others: bool,
@@ -199,6 +205,8 @@ impl Default for PubsubConfig {
             max_items_per_node: limits.max_items_per_node,
             max_payload_bytes: limits.max_payload_bytes,
             max_subscriptions_per_jid: limits.max_subscriptions_per_jid,
+            max_affiliations_per_node: limits.max_affiliations_per_node,
+            max_pep_nodes: 100,
             shards: 0,
         }
     }
@@ -366,7 +374,7 @@ impl Config {
         service
     }
 
-    /// The `[pubsub]` limits, for `pubsub.<domain>` and every account's PEP service alike.
+    /// The `[pubsub]` limits, for `pubsub.<domain>`.
     pub fn pubsub_limits(&self) -> verona_pubsub::Limits {
         let pubsub = &self.pubsub;
         verona_pubsub::Limits {
@@ -374,7 +382,16 @@ impl Config {
             max_items_per_node: pubsub.max_items_per_node,
             max_payload_bytes: pubsub.max_payload_bytes,
             max_subscriptions_per_jid: pubsub.max_subscriptions_per_jid,
+            max_affiliations_per_node: pubsub.max_affiliations_per_node,
         }
+    }
+
+    /// The limits of every account's PEP service: the `[pubsub]` limits, with `max_pep_nodes`
+    /// nodes at most.
+    pub fn pep_limits(&self) -> verona_pubsub::Limits {
+        let mut limits = self.pubsub_limits();
+        limits.max_nodes_per_owner = limits.max_nodes_per_owner.min(self.pubsub.max_pep_nodes);
+        limits
     }
 
     /// The address of the pubsub service.

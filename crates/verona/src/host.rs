@@ -25,9 +25,9 @@ use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use tokio::sync::{mpsc, oneshot, watch};
 use verona_pubsub::{
-    AccessModel, AccessResolver, Action, CreateRequest, Effect, Event, ItemReply, PublishRequest,
-    Recipient, Service, ServiceConfig, StoreOp, SubscriptionChange, SubscriptionOptions,
-    SystemEnvironment, Undo,
+    AccessModel, AccessResolver, Action, CreateRequest, Effect, Event, ItemReply, Limit,
+    PublishRequest, Recipient, Service, ServiceConfig, StoreOp, SubscriptionChange,
+    SubscriptionOptions, SystemEnvironment, Undo,
 };
 use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::PubsubWrite;
@@ -55,6 +55,7 @@ mod deletion;
 mod delivery;
 mod handle;
 mod presence;
+mod quota;
 mod request;
 mod residency;
 mod roster;
@@ -150,6 +151,7 @@ pub async fn start(
             roster_changes: Vec::new(),
             relation_changes: Vec::new(),
             blocklists_changed: Vec::new(),
+            subscriptions_held: HashMap::new(),
             forgotten: Vec::new(),
             stores: stores.clone(),
             router: router.clone(),
@@ -261,6 +263,9 @@ struct ServicesTask {
     forgotten: Vec<BareJid>,
     /// Users whose blocklist the current batch changed.
     blocklists_changed: Vec<BareJid>,
+    /// For the current batch: subscriptions held over all services by the subscribers of its
+    /// subscription requests (`quota.rs`).
+    subscriptions_held: HashMap<BareJid, usize>,
     stores: Arc<Stores>,
     router: Arc<Router>,
 }
@@ -304,6 +309,7 @@ impl ServicesTask {
         let mut done = Vec::with_capacity(requests.len());
         self.batches += 1;
         self.make_resident(&requests, &mut done).await;
+        self.count_subscriptions(&requests).await;
         for request in requests {
             self.handle(request, &mut done);
         }
@@ -359,6 +365,7 @@ impl ServicesTask {
             ready.send(()).ok();
         }
         self.relations.clear();
+        self.subscriptions_held.clear();
         self.drop_forgotten();
         self.evict();
     }

@@ -292,7 +292,7 @@ async fn start_services(
         config.pubsub_jid(),
         host::Configs {
             domain: config.pubsub_service(),
-            pep_limits: config.pubsub_limits(),
+            pep_limits: config.pep_limits(),
             max_blocklist: config.limits.max_blocklist,
         },
         host::Hosting {

@@ -748,6 +748,115 @@ fn item_count(reply: &Element) -> usize {
         .unwrap_or_else(|| panic!("a count: {}", show(reply)))
 }
 
+/// M7: the subscription limit counts what an account holds on every service together, not
+/// per service: with a limit of three, two subscriptions on `pubsub.<domain>` and two on
+/// Juliet's PEP service are one too many.
+#[tokio::test]
+async fn the_subscription_limit_is_per_account_over_all_services() {
+    let t = TestServer::start_with(|c| c.pubsub.max_subscriptions_per_jid = 3).await;
+    for user in ["juliet", "mallory"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut mallory = t.login("mallory", "pw", "lair").await;
+    let open = "<configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field></x></configure>";
+    let mut targets = Vec::new();
+    for (service, node) in [
+        ("pubsub.localhost", "square"),
+        ("pubsub.localhost", "market"),
+        ("juliet@localhost", "diary"),
+        ("juliet@localhost", "letters"),
+    ] {
+        let to = if service == "juliet@localhost" {
+            String::new()
+        } else {
+            format!(" to='{service}'")
+        };
+        let create = format!(
+            "<iq xmlns='jabber:client' type='set' id='c'{to}><pubsub xmlns='{PUBSUB}'><create node='{node}'/>{open}</pubsub></iq>"
+        );
+        ok(&juliet.request(&create).await);
+        targets.push((service, node));
+    }
+    let mut replies = Vec::new();
+    for (n, (service, node)) in targets.iter().enumerate() {
+        let subscribe = format!(
+            "<iq xmlns='jabber:client' type='set' id='s{n}' to='{service}'><pubsub xmlns='{PUBSUB}'><subscribe node='{node}' jid='mallory@localhost'/></pubsub></iq>"
+        );
+        replies.push(mallory.request(&subscribe).await);
+    }
+    for reply in &replies[..3] {
+        ok(reply);
+    }
+    let refused = &replies[3];
+    assert_eq!(
+        stanza_error(refused).as_deref(),
+        Some("policy-violation"),
+        "{}",
+        show(refused)
+    );
+    let pubsub_condition = refused
+        .get_child("error", "jabber:client")
+        .and_then(|e| e.get_child("too-many-subscriptions", PUBSUB_ERRORS));
+    assert!(pubsub_condition.is_some(), "{}", show(refused));
+
+    // Ending one makes room for another.
+    let unsubscribe = format!(
+        "<iq xmlns='jabber:client' type='set' id='u' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><unsubscribe node='square' jid='mallory@localhost'/></pubsub></iq>"
+    );
+    ok(&mallory.request(&unsubscribe).await);
+    let again = format!(
+        "<iq xmlns='jabber:client' type='set' id='s' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='letters' jid='mallory@localhost'/></pubsub></iq>"
+    );
+    ok(&mallory.request(&again).await);
+    // At the limit, a classic subscription request reaches nobody either.
+    mallory
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    juliet.expect_nothing().await;
+}
+
+/// M7: an account's PEP service holds at most `[pubsub] max_pep_nodes` nodes (every blocked
+/// JID is an outcast on each of them), while `pubsub.<domain>` keeps its own limit.
+#[tokio::test]
+async fn pep_nodes_per_account_are_bounded() {
+    let t = TestServer::start_with(|c| c.pubsub.max_pep_nodes = 4).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let create = |to: &str, n: usize| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='c{n}'{to}><pubsub xmlns='{PUBSUB}'><create node='n{n}'/></pubsub></iq>"
+        )
+    };
+    let mut created = 0;
+    let mut refusal = None;
+    for n in 0..5 {
+        let reply = juliet.request(&create("", n)).await;
+        if reply.attr("type") == Some("result") {
+            created += 1;
+        } else {
+            refusal = Some(reply);
+            break;
+        }
+    }
+    // Her `presence` node is one of the four.
+    assert!((1..4).contains(&created), "{created} created");
+    let refusal = refusal.expect("a refusal");
+    assert_eq!(
+        stanza_error(&refusal).as_deref(),
+        Some("policy-violation"),
+        "{}",
+        show(&refusal)
+    );
+    let condition = refusal
+        .get_child("error", "jabber:client")
+        .and_then(|e| e.get_child("max-nodes-exceeded", PUBSUB_ERRORS));
+    assert!(condition.is_some(), "{}", show(&refusal));
+    for n in 0..5 {
+        ok(&juliet.request(&create(" to='pubsub.localhost'", n)).await);
+    }
+}
+
 /// M6: one address registers a bounded number of accounts per hour.
 #[tokio::test]
 async fn registration_is_limited_per_address() {

@@ -425,6 +425,23 @@ impl Service {
         if kept_owners + new_owners == 0 {
             return Err(PubsubError::LastOwner);
         }
+        let added = changes
+            .iter()
+            .filter(|(jid, affiliation)| {
+                **affiliation != Affiliation::None && node.affiliation(jid) == Affiliation::None
+            })
+            .count();
+        let removed = changes
+            .iter()
+            .filter(|(jid, affiliation)| {
+                **affiliation == Affiliation::None && node.affiliation(jid) != Affiliation::None
+            })
+            .count();
+        let held = node.affiliation_count();
+        if added > removed && held + added - removed > self.config.limits.max_affiliations_per_node
+        {
+            return Err(PubsubError::PolicyViolation(Limit::TooManyAffiliations));
+        }
 
         let now = self.env.now();
         let mut fx = Effects::default();

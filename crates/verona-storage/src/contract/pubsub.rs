@@ -339,6 +339,8 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
             (&a.node, &a.subscription.subid).cmp(&(&b.node, &b.subscription.subid))
         });
         let held = store.subscriptions_of(bare.as_str()).await.unwrap();
+        let count = store.subscription_count(bare.as_str()).await.unwrap();
+        assert_eq!(count, held.len(), "{bare}");
         found += held.len();
         assert_eq!(held, expected, "{bare}");
     }

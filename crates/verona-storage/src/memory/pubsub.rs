@@ -76,6 +76,22 @@ impl PubsubStore for MemoryStore {
         })
     }
 
+    fn subscription_count<'a>(
+        &'a self,
+        subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        Box::pin(async move {
+            let services = self.pubsub();
+            let count = services
+                .values()
+                .flat_map(|nodes| nodes.values())
+                .flat_map(|node| &node.subscriptions)
+                .filter(|sub| sub.jid.to_bare().as_str() == subscriber)
+                .count();
+            Ok(count)
+        })
+    }
+
     fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             let mut services = self.pubsub();

@@ -134,6 +134,21 @@ impl PubsubStore for SqliteStore {
         })
     }
 
+    fn subscription_count<'a>(
+        &'a self,
+        subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        Box::pin(async move {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pubsub_subscriptions WHERE subscriber = $1",
+            )
+            .bind(subscriber)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(usize::try_from(count).unwrap_or(0))
+        })
+    }
+
     fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             if writes.is_empty() {

@@ -86,11 +86,21 @@ impl ServicesTask {
             self.send_to(shard, request, true);
             return;
         }
+        let me = Jid::from(from.to_bare());
+        let asking_anew = kind == SubscriptionKind::Subscribe
+            && self.accounts.get(&owner).is_some_and(|hosted| {
+                hosted
+                    .service
+                    .own_subscriptions(&me, Some(PRESENCE_NODE))
+                    .is_empty()
+            });
+        if asking_anew && !self.admit_subscription(&from.to_bare()) {
+            return;
+        }
         let Some(hosted) = self.accounts.get_mut(&owner) else {
             return;
         };
         let service = &mut hosted.service;
-        let me = Jid::from(from.to_bare());
         let them = Jid::from(contact.clone());
         let outcome = match kind {
             // Asking again while subscribed or pending changes nothing (RFC 6121 §3.1.3).

@@ -17,6 +17,11 @@ impl ServicesTask {
         let Some(own_presence) = self.presence_publish(&from, &target, &mut stanza, done) else {
             return;
         };
+        if quota::is_subscribe(&stanza) && !self.admit_subscription(&from.to_bare()) {
+            let reply = verona_pubsub_xmpp::over_limit(&stanza, Limit::TooManySubscriptions);
+            done.push(Done::reply(from, Some(reply)));
+            return;
+        }
         let origin = match target {
             Target::Domain => Origin::Domain,
             Target::Account(account) => Origin::Account(account),

@@ -70,6 +70,13 @@ impl PubsubStore for FaultyStore {
         self.inner.subscriptions_of(subscriber)
     }
 
+    fn subscription_count<'a>(
+        &'a self,
+        subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        self.inner.subscription_count(subscriber)
+    }
+
     fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
         match self.writes.load(Ordering::SeqCst) {
             w if w == Writes::Fail as u8 => Box::pin(async {

@@ -1,0 +1,76 @@
+//! The subscription limit per account, over every service (issue #11 M7). Each service's
+//! engine bounds what one bare JID holds there (`[pubsub] max_subscriptions_per_jid`); this
+//! bounds the sum over all services, so that nobody can hold that many on every account's PEP
+//! service. The counts come from storage (an indexed count of committed subscriptions) for the
+//! subscribers of a batch's subscription requests, plus one for each such request the batch
+//! admits. Shards count apart, so concurrent batches on several shards can pass the limit by
+//! at most what they admit at once.
+
+use super::*;
+
+impl ServicesTask {
+    /// Reads how many subscriptions the subscribers of `requests`' subscription requests
+    /// hold, before the batch is handled.
+    pub(super) async fn count_subscriptions(&mut self, requests: &[Request]) {
+        let subscribers: BTreeSet<BareJid> = requests
+            .iter()
+            .filter_map(|request| self.subscriber_of(request))
+            .collect();
+        for subscriber in subscribers {
+            match self
+                .stores
+                .pubsub
+                .subscription_count(subscriber.as_str())
+                .await
+            {
+                Ok(count) => {
+                    self.subscriptions_held.insert(subscriber, count);
+                }
+                // The engine's own limit per service still holds.
+                Err(e) => tracing::error!(%subscriber, "counting subscriptions failed: {e}"),
+            }
+        }
+    }
+
+    /// Whether `subscriber` may ask for one more subscription; counts it if so.
+    pub(super) fn admit_subscription(&mut self, subscriber: &BareJid) -> bool {
+        let max = self.pep_limits.max_subscriptions_per_jid;
+        match self.subscriptions_held.get_mut(subscriber) {
+            Some(held) if *held >= max => {
+                tracing::info!(%subscriber, max, "subscription refused: too many subscriptions");
+                false
+            }
+            Some(held) => {
+                *held += 1;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Who a request would make hold a new subscription on this shard: a XEP-0060 subscribe,
+    /// or a classic `subscribe` to a presence node this shard owns.
+    fn subscriber_of(&self, request: &Request) -> Option<BareJid> {
+        match request {
+            Request::Stanza { from, stanza, .. } if is_subscribe(stanza) => Some(from.to_bare()),
+            Request::Subscription {
+                from,
+                contact,
+                kind: SubscriptionKind::Subscribe,
+            } if self.shard_of(SubscriptionKind::Subscribe.owner(from, contact).as_str())
+                == self.shard =>
+            {
+                Some(from.to_bare())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A XEP-0060 subscribe request.
+pub(super) fn is_subscribe(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("set")
+        && stanza
+            .get_child("pubsub", ns::PUBSUB)
+            .is_some_and(|pubsub| pubsub.has_child("subscribe", ns::PUBSUB))
+}
