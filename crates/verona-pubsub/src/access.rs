@@ -167,7 +167,10 @@ pub(crate) fn affiliation_of(
     if admins.contains(actor) {
         return Affiliation::Owner;
     }
-    node.affiliation(actor)
+    match node.affiliation(actor) {
+        Affiliation::None if node.outcast_domain(actor) => Affiliation::Outcast,
+        affiliation => affiliation,
+    }
 }
 
 /// Decides whether `actor` may perform `action` on `node` (see the module documentation).

@@ -20,6 +20,9 @@ pub(crate) struct Node {
     pub config: NodeConfig,
     /// Explicit affiliations; `Affiliation::None` is never stored.
     affiliations: BTreeMap<BareJid, Affiliation>,
+    /// How many of those are outcast domains, so that checking an account against its
+    /// domain costs nothing when there are none.
+    outcast_domains: u32,
     /// Subscriptions grouped by the subscriber's bare JID, then by SubID (unique in the node).
     subscriptions: BTreeMap<BareJid, VecMap<SubId, Subscription>>,
     /// Index: the SubIDs in use, so that fresh SubIDs are checked without a scan.
@@ -51,6 +54,7 @@ impl Node {
             id,
             config,
             affiliations: BTreeMap::new(),
+            outcast_domains: 0,
             subscriptions: BTreeMap::new(),
             subids: HashSet::new(),
             items: ItemStore::default(),
@@ -83,12 +87,27 @@ impl Node {
 
     /// Sets an affiliation (`None` removes it) and returns the previous one.
     pub fn set_affiliation(&mut self, jid: BareJid, affiliation: Affiliation) -> Affiliation {
+        let domain = jid.node().is_none();
         let previous = if affiliation == Affiliation::None {
             self.affiliations.remove(&jid)
         } else {
             self.affiliations.insert(jid, affiliation)
         };
-        previous.unwrap_or(Affiliation::None)
+        let previous = previous.unwrap_or(Affiliation::None);
+        if domain {
+            let outcast = Affiliation::Outcast;
+            self.outcast_domains += u32::from(affiliation == outcast);
+            self.outcast_domains -= u32::from(previous == outcast);
+        }
+        previous
+    }
+
+    /// Whether `account`'s whole domain is an outcast (XEP-0191 blocks domains too).
+    pub fn outcast_domain(&self, account: &BareJid) -> bool {
+        self.outcast_domains > 0
+            && account.node().is_some()
+            && BareJid::new(account.domain().as_str())
+                .is_ok_and(|domain| self.affiliation(&domain) == Affiliation::Outcast)
     }
 
     /// The subscriptions of every JID sharing this bare JID, by SubID.

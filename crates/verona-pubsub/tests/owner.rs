@@ -171,6 +171,48 @@ fn affiliations_per_node_are_bounded() {
 }
 
 #[test]
+fn an_outcast_domain_shuts_out_its_accounts() {
+    let (mut service, _) = service(ServiceConfig::pubsub());
+    let owner = jid(OWNER);
+    let open = vec![ConfigField::AccessModel(AccessModel::Open)];
+    let _ = service.create(&owner, named("n", open)).unwrap();
+    let romeo = jid("romeo@montague.lit/orchard");
+    let _ = service
+        .subscribe(&NoRoster, &romeo, "n", &romeo, None)
+        .unwrap();
+    let outcast = BTreeMap::from([(bare("montague.lit"), Affiliation::Outcast)]);
+    let _ = service
+        .set_affiliations(&NoRoster, &owner, "n", &outcast)
+        .unwrap();
+    // Romeo's subscription ended with the domain's exclusion…
+    assert!(service.own_subscriptions(&romeo, Some("n")).is_empty());
+    // …and nobody of that domain comes back in; other domains still may.
+    let benvolio = jid("benvolio@montague.lit/square");
+    assert_eq!(
+        service
+            .subscribe(&NoRoster, &benvolio, "n", &benvolio, None)
+            .err(),
+        Some(PubsubError::Forbidden)
+    );
+    let nurse = jid("nurse@capulet.lit/chamber");
+    assert!(
+        service
+            .subscribe(&NoRoster, &nurse, "n", &nurse, None)
+            .is_ok()
+    );
+    // Lifting the exclusion lets them in again.
+    let lifted = BTreeMap::from([(bare("montague.lit"), Affiliation::None)]);
+    let _ = service
+        .set_affiliations(&NoRoster, &owner, "n", &lifted)
+        .unwrap();
+    assert!(
+        service
+            .subscribe(&NoRoster, &romeo, "n", &romeo, None)
+            .is_ok()
+    );
+}
+
+#[test]
 fn configuration_is_validated_against_the_service() {
     let mut config = ServiceConfig::pubsub();
     config.access_models = BTreeSet::from([AccessModel::Authorize, AccessModel::Whitelist]);

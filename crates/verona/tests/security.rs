@@ -857,6 +857,32 @@ async fn pep_nodes_per_account_are_bounded() {
     }
 }
 
+/// Low: blocking a whole domain (XEP-0191) ends the subscriptions its accounts hold, as
+/// blocking each of them would: Romeo no longer follows Juliet once she blocks his domain.
+#[tokio::test]
+async fn a_domain_block_ends_the_subscriptions_of_that_domain() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let block = "<iq xmlns='jabber:client' type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='localhost'/></block></iq>";
+    ok(&juliet.request(block).await);
+    settle(&mut romeo).await;
+    let roster = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    let juliet_item = roster
+        .get_child("query", "jabber:iq:roster")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .find(|item| item.attr("jid") == Some("juliet@localhost"));
+    let subscription = juliet_item.and_then(|item| item.attr("subscription"));
+    assert!(
+        matches!(subscription, None | Some("none")),
+        "{}",
+        show(&roster)
+    );
+}
+
 /// M6: one address registers a bounded number of accounts per hour.
 #[tokio::test]
 async fn registration_is_limited_per_address() {

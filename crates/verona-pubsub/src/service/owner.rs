@@ -469,7 +469,22 @@ impl Service {
                     approve(&mut tx, &mut fx, policy, now, node_id, &subid, sub);
                 }
             }
-            revoke_denied(&mut tx, &self.config, resolver, node_id, jid, &mut fx);
+            // An outcast domain shuts out its accounts' subscriptions too.
+            let mut denied = vec![jid.clone()];
+            if jid.node().is_none() && *affiliation == Affiliation::Outcast {
+                let subscribers: BTreeSet<BareJid> = tx
+                    .node(node_id)
+                    .into_iter()
+                    .flat_map(|node| node.subscriptions())
+                    .map(|(bare, _, _)| bare)
+                    .filter(|bare| bare.node().is_some() && bare.domain() == jid.domain())
+                    .cloned()
+                    .collect();
+                denied.extend(subscribers);
+            }
+            for bare in &denied {
+                revoke_denied(&mut tx, &self.config, resolver, node_id, bare, &mut fx);
+            }
         }
         Ok(fx.finish((), tx.commit()))
     }
