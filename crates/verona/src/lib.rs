@@ -9,6 +9,8 @@ mod c2s;
 mod compress;
 pub mod config;
 mod eventing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 mod iq;
 mod router;

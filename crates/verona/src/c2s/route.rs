@@ -11,7 +11,7 @@ use crate::xml::ns;
 /// Where a stanza from a bound session goes. Each row is one handler; the order of the checks
 /// in [`classify`] is the precedence between rows.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Route {
+pub(crate) enum Route {
     /// `to` is not a JID: `jid-malformed`.
     JidMalformed,
     /// XEP-0163: a pubsub or discovery request for a local account's PEP service (no `to`: the
@@ -56,7 +56,7 @@ pub(super) enum Route {
 
 /// A classified stanza.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Classified {
+pub(crate) struct Classified {
     pub route: Route,
     /// Another local account the stanza is for, where XEP-0191 blocking applies (not to PEP
     /// requests, which the outcast affiliation of every node governs).
@@ -65,7 +65,7 @@ pub(super) struct Classified {
 
 /// Which [`Route`] a stanza from `me` takes, on the server of `domain` whose pubsub service is
 /// `pubsub`.
-pub(super) fn classify(el: &Element, me: &FullJid, domain: &str, pubsub: &str) -> Classified {
+pub(crate) fn classify(el: &Element, me: &FullJid, domain: &str, pubsub: &str) -> Classified {
     let to = match el.attr("to").map(Jid::new) {
         None => None,
         Some(Ok(to)) => Some(to),

@@ -1,0 +1,4 @@
+//! The checks are `verona_fuzz::classic_queries` (crates/verona-fuzz), shared with the corpus replay test.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| verona_fuzz::classic_queries(data));
