@@ -3,7 +3,9 @@
 //! no more work than a real client must, so that the server is what gets measured.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use verona_auth::{ScramClient, ScramHash};
@@ -132,8 +134,93 @@ pub async fn within<T>(
     })
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A byte stream to the server: TCP, or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where a connection comes from, for scenarios that need more than the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin {
+    /// The local address to connect from (any of 127.0.0.0/8 on Linux loopback), so that the
+    /// server's per-address limits see many clients, or one.
+    pub source: Option<IpAddr>,
+    /// SO_RCVBUF: a client that reads slowly through a small buffer leaves what it has not read
+    /// with the server.
+    pub recv_buffer: Option<u32>,
+}
+
+/// Opens a TCP connection to `addr` from `origin`, Nagle off.
+pub async fn connect(addr: SocketAddr, origin: Origin) -> io::Result<TcpStream> {
+    let tcp = if origin.source.is_none() && origin.recv_buffer.is_none() {
+        TcpStream::connect(addr).await?
+    } else {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(bytes) = origin.recv_buffer {
+            socket.set_recv_buffer_size(bytes)?;
+        }
+        if let Some(source) = origin.source {
+            port_at_connect(&socket)?;
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
+        socket.connect(addr).await?
+    };
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// Leaves the choice of the source port to connect(), which may reuse a port another
+/// destination has: many short connections from one address then do not run out of ports.
+fn port_at_connect(socket: &TcpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt only reads the int we pass, for a socket we own.
+    let status = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if status != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How far [`negotiate`] takes a connection before handing its bytes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upto {
+    /// Our stream header sent, the server's header and features received.
+    Opened,
+    /// `<starttls/>` answered with `<proceed/>`: the server now expects a TLS handshake.
+    Proceed,
+    /// TLS established and a new stream opened over it, features received.
+    Secured,
+}
+
+/// Negotiates the stream on `tcp` up to `upto` and hands over the connection, for clients that
+/// then misbehave. Failing to open the first stream is a [`Stage::Connect`] error.
+pub async fn negotiate(tcp: TcpStream, domain: &str, upto: Upto) -> Result<Box<dyn Io>, Error> {
+    let mut plain = Conn::new(tcp);
+    let features = plain.open(domain).await.at(Stage::Connect)?;
+    match upto {
+        Upto::Opened => Ok(Box::new(plain.io)),
+        Upto::Proceed => {
+            plain.proceed(&features).await.at(Stage::Tls)?;
+            Ok(Box::new(plain.io))
+        }
+        Upto::Secured => {
+            let tls = plain.starttls(&features, domain).await.at(Stage::Tls)?;
+            let mut secured = Conn::new(tls);
+            secured.open(domain).await.at(Stage::Tls)?;
+            Ok(Box::new(secured.io))
+        }
+    }
+}
 
 /// A logged-in, bound session.
 pub struct Client {
@@ -151,8 +238,20 @@ impl Client {
         password: &str,
         resource: &str,
     ) -> Result<Client, Error> {
-        let tcp = TcpStream::connect(target.addr).await.at(Stage::Connect)?;
-        tcp.set_nodelay(true).at(Stage::Connect)?;
+        let tcp = connect(target.addr, Origin::default())
+            .await
+            .at(Stage::Connect)?;
+        Client::login_on(tcp, target, user, password, resource).await
+    }
+
+    /// [`Client::login`] over a connection already open (see [`connect`]).
+    pub async fn login_on(
+        tcp: TcpStream,
+        target: &Target,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> Result<Client, Error> {
         let mut plain = Conn::new(tcp);
         let mut features = plain.open(&target.domain).await.at(Stage::Connect)?;
         let mut conn = if target.tls {
@@ -184,6 +283,12 @@ impl Client {
     /// The next top-level element from the server.
     pub async fn recv(&mut self) -> Result<Element, Error> {
         self.conn.recv().await.at(Stage::Io)
+    }
+
+    /// The connection itself, for reading and writing raw bytes; whatever the parser held is
+    /// dropped.
+    pub fn into_io(self) -> Box<dyn Io> {
+        self.conn.io
     }
 
     /// Closes the stream and waits until the server closes its side too, skipping whatever
@@ -357,12 +462,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 }
 
 impl Conn<TcpStream> {
-    /// Asks for TLS and does the handshake; the caller opens the new stream.
-    async fn starttls(
-        mut self,
-        features: &Element,
-        domain: &str,
-    ) -> Result<TlsStream<TcpStream>, String> {
+    /// Asks for TLS and waits for the server to agree.
+    async fn proceed(&mut self, features: &Element) -> Result<(), String> {
         if !features.has_child("starttls", NS_TLS) {
             return Err("the server does not offer STARTTLS".into());
         }
@@ -372,6 +473,16 @@ impl Conn<TcpStream> {
         if !reply.is("proceed", NS_TLS) {
             return Err(format!("expected <proceed/>, got <{}/>", reply.name()));
         }
+        Ok(())
+    }
+
+    /// Asks for TLS and does the handshake; the caller opens the new stream.
+    async fn starttls(
+        mut self,
+        features: &Element,
+        domain: &str,
+    ) -> Result<TlsStream<TcpStream>, String> {
+        self.proceed(features).await?;
         let name = ServerName::try_from(domain.to_owned()).map_err(|e| e.to_string())?;
         CONNECTOR
             .connect(name, self.io)

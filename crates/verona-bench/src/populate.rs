@@ -62,11 +62,12 @@ impl PopulateReport {
     }
 }
 
-/// splitmix64: a small, good, seedable generator; contact choice needs no more.
-struct SplitMix(u64);
+/// splitmix64: a small, good, seedable generator; contact choice (and the soak scenario's
+/// noise and jitter) needs no more.
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -74,7 +75,7 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, bound: usize) -> usize {
+    pub(crate) fn below(&mut self, bound: usize) -> usize {
         (self.next() % bound as u64) as usize
     }
 }

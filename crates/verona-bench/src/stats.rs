@@ -73,6 +73,38 @@ fn vm_rss_kib(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// How many files process `pid` has open (for a server: about one per connection).
+pub fn open_files(pid: u32) -> std::io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// CPU time every process on the machine has used so far (all cores: user, nice, system,
+/// interrupts, steal), from `/proc/stat`.
+pub fn machine_cpu() -> std::io::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks = busy_ticks(&stat)
+        .ok_or_else(|| std::io::Error::other("cannot parse the cpu line of /proc/stat"))?;
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
+/// Busy ticks of all cores from the text of `/proc/stat`: every field of the first line but
+/// idle and iowait (guest time is already counted in user).
+fn busy_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal, ..] = fields[..] else {
+        return None;
+    };
+    Some(user + nice + system + irq + softirq + steal)
+}
+
 /// CPU time (user + system, all threads) this process has used so far.
 pub fn own_cpu() -> Duration {
     // SAFETY: getrusage fills the zeroed struct we pass and touches nothing else.
@@ -171,6 +203,23 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
         }
         assert!(own_cpu() > before);
+    }
+
+    #[test]
+    fn proc_stat_busy_time() {
+        let stat = "cpu  100 20 30 4000 50 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(busy_ticks(stat), Some(171));
+        assert_eq!(busy_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(busy_ticks("intr 1 2 3\n"), None);
+        assert!(machine_cpu().unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn counts_open_files() {
+        // Other tests open files meanwhile: only a lower bound is certain.
+        let _held = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(open_files(std::process::id()).unwrap() >= 1);
+        assert!(open_files(u32::MAX).is_err());
     }
 
     #[test]

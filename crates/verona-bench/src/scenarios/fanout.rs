@@ -383,7 +383,7 @@ fn notified_items<'a>(
 
 /// Sends an iq and waits for the answer with the same id, skipping anything else (such as
 /// notifications) that arrives meanwhile.
-async fn request(client: &mut Client, id: &str, iq: &str) -> Result<Element, Error> {
+pub(super) async fn request(client: &mut Client, id: &str, iq: &str) -> Result<Element, Error> {
     client.send(iq.as_bytes()).await?;
     loop {
         let reply = client.recv().await?;
