@@ -16,6 +16,7 @@ use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
 use verona_bench::scenarios::presence::{self, PresenceOptions};
+use verona_bench::scenarios::soak::{self, Mix, Shares, SoakOptions};
 use verona_bench::stats::ServerProbe;
 
 /// How long the idle scenario lets the server settle before sampling its memory.
@@ -174,6 +175,62 @@ enum Scenario {
         in_flight: usize,
         #[arg(long, default_value_t = 50)]
         login_in_flight: usize,
+    },
+    /// Good clients, then good and hostile ones together (garbage, slow readers, stalled
+    /// writers, floods, huge stanzas), against a server with its default limits. Needs
+    /// --accounts for one account per good client and the hostile ones' (it says how many).
+    Soak {
+        /// Good and hostile connections together.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Percent of the connections that are active good clients, timing round trips; the
+        /// idle good clients are what the shares leave.
+        #[arg(long, default_value_t = 3.0)]
+        active: f64,
+        /// Percent sending garbage.
+        #[arg(long, default_value_t = 2.0)]
+        garbage: f64,
+        /// Percent reading slowly.
+        #[arg(long, default_value_t = 2.0)]
+        slow: f64,
+        /// Percent stopping mid-header or mid-stanza.
+        #[arg(long, default_value_t = 3.0)]
+        stalled: f64,
+        /// Percent flooding (0.2 % of 10,000 is one account's 20 sessions).
+        #[arg(long, default_value_t = 0.2)]
+        flood: f64,
+        /// Percent sending stanzas over the limits.
+        #[arg(long, default_value_t = 2.0)]
+        huge: f64,
+        /// The baseline: good clients alone.
+        #[arg(long, default_value_t = 60)]
+        quiet_secs: u64,
+        /// Good and hostile clients together.
+        #[arg(long, default_value_t = 600)]
+        secs: u64,
+        /// Each active client publishes, messages and pings once per interval.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 50)]
+        login_in_flight: usize,
+        /// Good clients per source address (127.1.*.*) at most.
+        #[arg(long, default_value_t = 64)]
+        per_good_address: usize,
+        /// Source addresses (127.2.KIND.*) of each hostile kind.
+        #[arg(long, default_value_t = 4)]
+        attack_addresses: usize,
+        /// pubsub#max_items of the active clients' nodes.
+        #[arg(long, default_value_t = 1000)]
+        max_items: usize,
+        /// Seconds between samples of the server's memory, files and CPU.
+        #[arg(long, default_value_t = 5)]
+        sample_secs: u64,
+        /// Bytes a slow reader reads per second.
+        #[arg(long, default_value_t = 256)]
+        slow_read_bytes: usize,
+        /// Seconds a slow reader reads slowly before it looks whether it was disconnected.
+        #[arg(long, default_value_t = 90)]
+        slow_hold_secs: u64,
     },
 }
 
@@ -351,6 +408,61 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     login_in_flight,
                 };
                 let report = presence::run(&setup, &options, server).await;
+                eprint!("{}", report.table());
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(report.ok())
+            }
+            Scenario::Soak {
+                connections,
+                active,
+                garbage,
+                slow,
+                stalled,
+                flood,
+                huge,
+                quiet_secs,
+                secs,
+                interval_ms,
+                login_in_flight,
+                per_good_address,
+                attack_addresses,
+                max_items,
+                sample_secs,
+                slow_read_bytes,
+                slow_hold_secs,
+            } => {
+                let shares = Shares {
+                    active,
+                    garbage,
+                    slow,
+                    stalled,
+                    flood,
+                    huge,
+                };
+                let mix = Mix::of(connections, &shares).map_err(anyhow::Error::msg)?;
+                if setup.accounts < mix.accounts() {
+                    bail!(
+                        "the soak needs --accounts {} (one per good client, then the hostile \
+                         ones'), not {}",
+                        mix.accounts(),
+                        setup.accounts
+                    );
+                }
+                let options = SoakOptions {
+                    connections,
+                    shares,
+                    quiet_secs,
+                    secs,
+                    interval_ms,
+                    login_in_flight,
+                    per_good_address,
+                    attack_addresses,
+                    max_items,
+                    sample_secs,
+                    slow_read_bytes,
+                    slow_hold_secs,
+                };
+                let report = soak::run(&setup, &options, mix, server).await;
                 eprint!("{}", report.table());
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(report.ok())

@@ -11,6 +11,7 @@ use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
 use verona_bench::scenarios::presence::{self, PresenceOptions};
+use verona_bench::scenarios::soak::{self, Mix, Shares, SoakOptions};
 use verona_bench::stats::ServerProbe;
 
 const OP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -394,5 +395,70 @@ async fn populate_writes_a_database_the_server_serves() {
     // Accounts past --passwords exist but nobody knows their password.
     let unknown = Client::login(&target, "bench5", "pw5", "scale");
     assert!(within(timeout, unknown).await.is_err());
+    server.shutdown().await;
+}
+
+/// A soak in miniature against a server with its default limits: every kind runs, the good
+/// clients keep their sessions and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_mixes_every_kind() {
+    let shares = Shares {
+        active: 8.0,
+        garbage: 10.0,
+        slow: 6.0,
+        stalled: 8.0,
+        flood: 2.0,
+        huge: 8.0,
+    };
+    let mix = Mix::of(50, &shares).unwrap();
+    assert_eq!((mix.idle, mix.active, mix.accounts()), (29, 4, 37));
+    let (server, _dir) = start(mix.accounts()).await;
+    let options = SoakOptions {
+        connections: 50,
+        shares,
+        quiet_secs: 2,
+        secs: 4,
+        interval_ms: 200,
+        login_in_flight: 8,
+        per_good_address: 8,
+        attack_addresses: 2,
+        max_items: 1000,
+        sample_secs: 1,
+        slow_read_bytes: 256,
+        slow_hold_secs: 2,
+    };
+    let setup = setup(&server, Mechanism::ScramSha256, mix.accounts());
+    let report = soak::run(&setup, &options, mix, this_process()).await;
+    let summary = report.table();
+    assert_eq!(report.errors.total, 0, "{summary}");
+    assert_eq!(report.good_disconnected, 0, "{summary}");
+    assert!(report.data_intact && report.data.checked > 0, "{summary}");
+    assert_eq!(report.data.checked, report.data.acknowledged, "{summary}");
+    assert!(report.data.messages_sent > 0, "{summary}");
+    assert!(report.quiet.publish.is_some() && report.soak.ping.is_some());
+    let kinds = &report.kinds;
+    assert_eq!(kinds["good_idle"].logged_in, 29, "{summary}");
+    for kind in [
+        "garbage",
+        "slow_reader",
+        "stalled_writer",
+        "flood",
+        "huge_stanza",
+    ] {
+        assert!(kinds[kind].attempts > 0, "{kind}: {summary}");
+    }
+    assert!(kinds["garbage"].ended_by_server() > 0, "{summary}");
+    assert!(
+        kinds["huge_stanza"]
+            .ended_by_server
+            .contains_key("policy-violation"),
+        "{summary}"
+    );
+    assert!(kinds["flood"].bytes_sent > 0, "{summary}");
+    let server_report = report.server.as_ref().expect("samples of this process");
+    assert!(server_report.rss_max_kib >= server_report.rss_min_kib);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["scenario"], "soak");
+    assert_eq!(json["mix"]["flood"], 1);
     server.shutdown().await;
 }

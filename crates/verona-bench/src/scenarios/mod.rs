@@ -6,6 +6,7 @@ pub mod fanout;
 pub mod idle;
 pub mod login;
 pub mod presence;
+pub mod soak;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
