@@ -56,7 +56,7 @@ const GET_PENDING_NAME: &str = "Get pending subscription requests";
 /// `auto-create` when publishing creates nodes.
 pub fn service_info(ctx: &ServiceContext, config: &ServiceConfig) -> DiscoInfoResult {
     let kind = match ctx.kind {
-        ServiceKind::Pubsub => "service",
+        ServiceKind::Pubsub | ServiceKind::Groupchat => "service",
         ServiceKind::Pep => "pep",
     };
     let pubsub = |feature: &str| format!("{}#{feature}", ns::PUBSUB);
@@ -72,9 +72,14 @@ pub fn service_info(ctx: &ServiceContext, config: &ServiceConfig) -> DiscoInfoRe
     if config.auto_create {
         features.push(pubsub("auto-create"));
     }
+    let mut identities = vec![identity("pubsub", kind)];
+    if ctx.kind == ServiceKind::Groupchat {
+        identities.push(identity("conference", "text"));
+        features.push(ns::MUC.to_owned());
+    }
     DiscoInfoResult {
         node: None,
-        identities: vec![identity("pubsub", kind)],
+        identities,
         features: features.into_iter().collect(),
         extensions: Vec::new(),
     }

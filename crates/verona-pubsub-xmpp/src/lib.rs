@@ -30,7 +30,7 @@ use crate::errors::Error;
 use crate::request::{IqKind, Request};
 
 pub use disco::service_info;
-pub use render::{authorization_for, render};
+pub use render::{authorization_for, render, stamp};
 
 /// Which kind of service a [`Service`] is, for what discovery announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub enum ServiceKind {
     Pubsub,
     /// An account's personal eventing service (identity `pubsub/pep`).
     Pep,
+    /// The group chat service `chat.<domain>`: a pubsub service whose nodes are rooms
+    /// (identities `pubsub/service` and `conference/text`, feature XEP-0045 `muc`).
+    Groupchat,
 }
 
 /// What the protocol layer needs to know about the service it speaks for.

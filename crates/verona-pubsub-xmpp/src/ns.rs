@@ -1,8 +1,8 @@
 //! The namespaces and FORM_TYPEs this crate reads and writes.
 
 pub use xmpp_parsers::ns::{
-    DATA_FORMS, DELAY, DISCO_INFO, DISCO_ITEMS, JABBER_CLIENT as CLIENT, PUBSUB, PUBSUB_ERRORS,
-    PUBSUB_EVENT, PUBSUB_OWNER, RSM,
+    DATA_FORMS, DELAY, DISCO_INFO, DISCO_ITEMS, JABBER_CLIENT as CLIENT, MUC, PUBSUB,
+    PUBSUB_ERRORS, PUBSUB_EVENT, PUBSUB_OWNER, RSM,
 };
 
 /// XEP-0050 ad-hoc commands.

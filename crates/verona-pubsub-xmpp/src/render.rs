@@ -291,7 +291,7 @@ pub(crate) fn next_id() -> String {
 }
 
 /// An XEP-0082 DateTime in UTC, with milliseconds when there are any.
-fn stamp(time: SystemTime) -> String {
+pub fn stamp(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
     let (days, second_of_day) = (seconds / 86_400, seconds % 86_400);

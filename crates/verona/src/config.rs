@@ -399,6 +399,11 @@ impl Config {
         format!("pubsub.{}", self.normalized_domain())
     }
 
+    /// The address of the group chat service (XEP-0207 §5, XEP-0045).
+    pub fn rooms_jid(&self) -> String {
+        format!("chat.{}", self.normalized_domain())
+    }
+
     pub fn stream_limits(&self) -> verona_stream::Limits {
         verona_stream::Limits {
             max_stanza_bytes: self.limits.max_stanza_bytes,

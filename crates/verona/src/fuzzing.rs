@@ -33,6 +33,8 @@ pub enum Route {
         kind: SubscriptionKind,
     },
     PubsubDomain,
+    RoomsService,
+    Room,
     AuthorizationAnswer,
     Remote,
     ServerIq(Target),
@@ -51,7 +53,13 @@ pub fn classify(
     domain: &str,
     pubsub: &str,
 ) -> (Route, Option<BareJid>) {
-    let classified = route::classify(el, me, domain, pubsub);
+    let rooms = format!("chat.{domain}");
+    let here = route::Addresses {
+        domain,
+        pubsub,
+        rooms: &rooms,
+    };
+    let classified = route::classify(el, me, here);
     let route = match classified.route {
         route::Route::JidMalformed => Route::JidMalformed,
         route::Route::Pep {
@@ -67,6 +75,8 @@ pub fn classify(
         route::Route::Probe { contact } => Route::Probe { contact },
         route::Route::Subscription { contact, kind } => Route::Subscription { contact, kind },
         route::Route::PubsubDomain => Route::PubsubDomain,
+        route::Route::RoomsService => Route::RoomsService,
+        route::Route::Room => Route::Room,
         route::Route::AuthorizationAnswer => Route::AuthorizationAnswer,
         route::Route::Remote => Route::Remote,
         route::Route::ServerIq(target) => Route::ServerIq(target),

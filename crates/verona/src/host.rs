@@ -58,6 +58,7 @@ mod presence;
 mod quota;
 mod request;
 mod residency;
+mod rooms;
 mod roster;
 mod sessions;
 mod stanza;
@@ -85,40 +86,62 @@ pub struct Hosting {
     pub account_requests: usize,
 }
 
-/// How the services are configured beyond their kind: `pubsub.<domain>`'s engine
-/// configuration, and the limits every account's PEP service shares with it.
+/// The addresses of the server's own services.
+pub struct Addresses {
+    /// `pubsub.<domain>`.
+    pub domain: String,
+    /// `chat.<domain>`.
+    pub rooms: String,
+}
+
+/// How the services are configured beyond their kind: `pubsub.<domain>`'s and
+/// `chat.<domain>`'s engine configurations, and the limits every account's PEP service shares
+/// with them.
 pub struct Configs {
     pub domain: ServiceConfig,
+    pub rooms: ServiceConfig,
     pub pep_limits: verona_pubsub::Limits,
     pub max_blocklist: usize,
 }
 
-/// Loads `pubsub.<domain>` and starts the shards; PEP services are loaded when first needed.
+/// Loads a service of the server's own (`pubsub.<domain>`, `chat.<domain>`) from storage.
+async fn load(
+    stores: &Stores,
+    name: &str,
+    kind: ServiceKind,
+    config: ServiceConfig,
+) -> anyhow::Result<Hosted> {
+    let nodes = stores.pubsub.load_service(name).await?;
+    tracing::info!(service = %name, nodes = nodes.len(), "service loaded");
+    let service = Service::restore(config, Box::new(SystemEnvironment::default()), nodes);
+    let jid = Jid::new(name).map_err(|e| anyhow::anyhow!("service address {name}: {e}"))?;
+    Ok(Hosted {
+        jid,
+        name: name.to_owned(),
+        kind,
+        service,
+        last_used: 0,
+    })
+}
+
+/// Loads `pubsub.<domain>` and `chat.<domain>` and starts the shards; PEP services are loaded
+/// when first needed.
 pub async fn start(
-    jid: String,
+    addresses: Addresses,
     configs: Configs,
     hosting: Hosting,
     stores: Stores,
     router: Arc<Router>,
     lifecycle: Lifecycle,
 ) -> anyhow::Result<PubsubHandle> {
-    let nodes = stores.pubsub.load_service(&jid).await?;
-    tracing::info!(service = %jid, nodes = nodes.len(), shards = hosting.shards, "pubsub service loaded");
-    let service = Service::restore(
-        configs.domain,
-        Box::new(SystemEnvironment::default()),
-        nodes,
-    );
-    let address = Jid::new(&jid).map_err(|e| anyhow::anyhow!("service address {jid}: {e}"))?;
+    let jid = addresses.domain;
     let count = hosting.shards.max(1);
-    let mut domain = Some(Hosted {
-        jid: address,
-        name: jid.clone(),
-        kind: ServiceKind::Pubsub,
-        service,
-        last_used: 0,
-    });
+    let mut domain = Some(load(&stores, &jid, ServiceKind::Pubsub, configs.domain).await?);
     let domain_shard = handle::shard_of(&jid, count);
+    let rooms_kind = ServiceKind::Groupchat;
+    let mut rooms = Some(load(&stores, &addresses.rooms, rooms_kind, configs.rooms).await?);
+    let rooms_shard = handle::shard_of(&addresses.rooms, count);
+    tracing::info!(shards = count, "pubsub shards starting");
     let (senders, receivers): (Vec<mpsc::Sender<Queued>>, Vec<_>) =
         (0..count).map(|_| mpsc::channel(QUEUE)).unzip();
     let (peers, peer_receivers): (Vec<_>, Vec<_>) =
@@ -136,6 +159,11 @@ pub async fn start(
                 None
             },
             domain_shard,
+            rooms: if shard == rooms_shard {
+                rooms.take()
+            } else {
+                None
+            },
             accounts: HashMap::new(),
             resident_services: hosting.resident_services,
             pep_limits: configs.pep_limits.clone(),
@@ -160,6 +188,7 @@ pub async fn start(
     }
     Ok(PubsubHandle {
         jid: jid.into(),
+        rooms: addresses.rooms.into(),
         shards: senders.into(),
         budgets: (0..count)
             .map(|_| Budget::new(hosting.queue_bytes))
@@ -229,6 +258,8 @@ struct ServicesTask {
     /// `pubsub.<domain>`, in the shard that owns it.
     domain: Option<Hosted>,
     domain_shard: usize,
+    /// `chat.<domain>`, in the shard that owns it.
+    rooms: Option<Hosted>,
     /// The resident PEP services.
     accounts: HashMap<BareJid, Hosted>,
     /// How many PEP services nobody uses may stay in memory.
@@ -373,6 +404,7 @@ impl ServicesTask {
     fn hosted(&self, origin: &Origin) -> Option<&Hosted> {
         match origin {
             Origin::Domain => self.domain.as_ref(),
+            Origin::Rooms => self.rooms.as_ref(),
             Origin::Account(account) => self.accounts.get(account),
         }
     }
@@ -380,6 +412,7 @@ impl ServicesTask {
     fn hosted_mut(&mut self, origin: &Origin) -> Option<&mut Hosted> {
         match origin {
             Origin::Domain => self.domain.as_mut(),
+            Origin::Rooms => self.rooms.as_mut(),
             Origin::Account(account) => self.accounts.get_mut(account),
         }
     }
@@ -449,6 +482,7 @@ impl ServicesTask {
             Request::Presence { from, stanza } => {
                 self.classic_presence(&from, &stanza, done);
             }
+            Request::Room { from, stanza } => self.room_stanza(from, stanza, done),
             Request::Subscription {
                 from,
                 contact,

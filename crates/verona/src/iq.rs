@@ -85,11 +85,17 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
         }
         (true, "query", ns::DISCO_ITEMS) if payload.attr("node").is_none() => {
             let services = match target {
-                Target::Domain => vec![DiscoItem {
-                    jid: Jid::new(shared.pubsub.jid()).expect("the service address is a valid JID"),
+                Target::Domain => [
+                    (shared.pubsub.jid(), "Publish-Subscribe"),
+                    (shared.pubsub.rooms_jid(), "Chatrooms"),
+                ]
+                .into_iter()
+                .map(|(jid, name)| DiscoItem {
+                    jid: Jid::new(jid).expect("the service address is a valid JID"),
                     node: None,
-                    name: Some("Publish-Subscribe".into()),
-                }],
+                    name: Some(name.into()),
+                })
+                .collect(),
                 _ => Vec::new(),
             };
             let items = DiscoItemsResult {

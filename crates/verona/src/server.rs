@@ -289,9 +289,13 @@ async fn start_services(
     lifecycle: Lifecycle,
 ) -> anyhow::Result<PubsubHandle> {
     host::start(
-        config.pubsub_jid(),
+        host::Addresses {
+            domain: config.pubsub_jid(),
+            rooms: config.rooms_jid(),
+        },
         host::Configs {
             domain: config.pubsub_service(),
+            rooms: crate::eventing::groupchat::rooms_config(config.pubsub_limits()),
             pep_limits: config.pep_limits(),
             max_blocklist: config.limits.max_blocklist,
         },

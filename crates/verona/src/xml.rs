@@ -7,9 +7,9 @@ use minidom::{Element, ElementBuilder};
 /// pubsub layer does), ours for the rest.
 pub mod ns {
     pub use xmpp_parsers::ns::{
-        BIND, BLOCKING, BLOCKING_ERRORS, DATA_FORMS, DISCO_INFO, DISCO_ITEMS,
-        JABBER_CLIENT as CLIENT, PING, PUBSUB, PUBSUB_ERRORS, PUBSUB_OWNER, REGISTER, ROSTER, SASL,
-        SASL_CB, STREAM as STREAMS, TLS, VERSION, XMPP_STANZAS as STANZAS,
+        BIND, BLOCKING, BLOCKING_ERRORS, DATA_FORMS, DELAY, DISCO_INFO, DISCO_ITEMS,
+        JABBER_CLIENT as CLIENT, MUC, MUC_USER, NICK, PING, PUBSUB, PUBSUB_ERRORS, PUBSUB_OWNER,
+        REGISTER, ROSTER, SASL, SASL_CB, STREAM as STREAMS, TLS, VERSION, XMPP_STANZAS as STANZAS,
     };
 
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
@@ -65,6 +65,8 @@ pub enum StanzaError {
     InternalServerError,
     /// XEP-0060 §7.1.3.6: a payload the node does not accept.
     InvalidPayload,
+    /// The sender may not do this (e.g. speak in a room it is not allowed to).
+    Forbidden,
     ItemNotFound,
     JidMalformed,
     NotAcceptable,
@@ -88,6 +90,7 @@ impl StanzaError {
             StanzaError::Conflict => ("cancel", "conflict"),
             StanzaError::InternalServerError => ("wait", "internal-server-error"),
             StanzaError::InvalidPayload => ("modify", "bad-request"),
+            StanzaError::Forbidden => ("auth", "forbidden"),
             StanzaError::ItemNotFound => ("cancel", "item-not-found"),
             StanzaError::JidMalformed => ("modify", "jid-malformed"),
             StanzaError::NotAcceptable => ("modify", "not-acceptable"),

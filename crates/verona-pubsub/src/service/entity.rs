@@ -83,6 +83,29 @@ impl Service {
             .collect()
     }
 
+    /// Every subscription of a node, any state, without access checks: for the server's own
+    /// views (a room's occupants). Empty if there is no such node.
+    pub fn subscribers(&self, node_id: &str) -> Vec<SubscriptionInfo> {
+        self.state
+            .nodes
+            .get(node_id)
+            .into_iter()
+            .flat_map(|node| node.subscriptions())
+            .map(|(_, subid, sub)| info(node_id, subid, sub))
+            .collect()
+    }
+
+    /// The affiliation `jid` holds on a node, without access checks (service admins count as
+    /// owners); `none` if there is no such node.
+    pub fn affiliation(&self, node_id: &str, jid: &BareJid) -> Affiliation {
+        self.state
+            .nodes
+            .get(node_id)
+            .map_or(Affiliation::None, |node| {
+                access::affiliation_of(node, &self.config.admins, jid)
+            })
+    }
+
     /// The affiliations of `actor`'s bare JID, on every node or on one (XEP-0060 §5.7).
     pub fn own_affiliations(&self, actor: &Jid, node: Option<&str>) -> Vec<(NodeId, Affiliation)> {
         self.state

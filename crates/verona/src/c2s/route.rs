@@ -37,6 +37,11 @@ pub(crate) enum Route {
     },
     /// A stanza other than presence for `pubsub.<domain>`.
     PubsubDomain,
+    /// A stanza other than presence for `chat.<domain>` itself: XEP-0060 on rooms (Ex. 13,
+    /// Ex. 16), discovery.
+    RoomsService,
+    /// A XEP-0045 stanza for a room or an occupant (`room@chat.<domain>[/nick]`).
+    Room,
     /// XEP-0060 §8.6: an owner's answer to an authorization request, accepted wherever on this
     /// server it is sent (the seed's Ex. 11 addresses it to a server, not to the service).
     AuthorizationAnswer,
@@ -63,9 +68,18 @@ pub(crate) struct Classified {
     pub peer: Option<BareJid>,
 }
 
-/// Which [`Route`] a stanza from `me` takes, on the server of `domain` whose pubsub service is
-/// `pubsub`.
-pub(crate) fn classify(el: &Element, me: &FullJid, domain: &str, pubsub: &str) -> Classified {
+/// The addresses a server answers for: its domain, its pubsub service and its group chat
+/// service.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Addresses<'a> {
+    pub domain: &'a str,
+    pub pubsub: &'a str,
+    pub rooms: &'a str,
+}
+
+/// Which [`Route`] a stanza from `me` takes on the server of `here`.
+pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classified {
+    let domain = here.domain;
     let to = match el.attr("to").map(Jid::new) {
         None => None,
         Some(Ok(to)) => Some(to),
@@ -122,13 +136,18 @@ pub(crate) fn classify(el: &Element, me: &FullJid, domain: &str, pubsub: &str) -
         });
     };
     let peer = (is_local_account(&to) && to.to_bare() != own).then(|| to.to_bare());
-    let route = route_to(el, &to, &own, domain, pubsub);
+    let route = route_to(el, &to, &own, here);
     Classified { route, peer }
 }
 
 /// The route of a stanza with a `to` that is not for a PEP service, the blocklist or the
 /// roster.
-fn route_to(el: &Element, to: &Jid, own: &BareJid, domain: &str, pubsub: &str) -> Route {
+fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
+    let Addresses {
+        domain,
+        pubsub,
+        rooms,
+    } = here;
     let local_account = to.domain().as_str() == domain && to.node().is_some();
     if el.name() == "presence" && local_account {
         match el.attr("type") {
@@ -152,6 +171,13 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, domain: &str, pubsub: &str) -
         return match el.name() {
             "presence" => Route::Drop,
             _ => Route::PubsubDomain,
+        };
+    }
+    if to.domain().as_str() == rooms {
+        return match (el.name(), to.node()) {
+            (_, Some(_)) => Route::Room,
+            ("presence", None) => Route::Drop,
+            (_, None) => Route::RoomsService,
         };
     }
     if is_authorization_answer(el) && (to.node().is_none() || to.to_bare() == *own) {
@@ -295,6 +321,18 @@ mod tests {
                 Some("romeo@localhost"),
             ),
             (items_of("pubsub.localhost"), Route::PubsubDomain, None),
+            (items_of("chat.localhost"), Route::RoomsService, None),
+            (
+                "<presence to='characters@chat.localhost/JC'/>".into(),
+                Route::Room,
+                None,
+            ),
+            (
+                "<message type='groupchat' to='characters@chat.localhost'/>".into(),
+                Route::Room,
+                None,
+            ),
+            ("<presence to='chat.localhost'/>".into(), Route::Drop, None),
             (items_of("montague.lit"), Route::Remote, None),
             (
                 format!("<iq type='get' id='1'>{blocklist}</iq>"),
@@ -449,12 +487,12 @@ mod tests {
                 peer: peer.map(bare),
             };
             let el = stanza(&xml);
-            let got = classify(
-                &el,
-                &FullJid::new(ME).unwrap(),
-                "localhost",
-                "pubsub.localhost",
-            );
+            let here = Addresses {
+                domain: "localhost",
+                pubsub: "pubsub.localhost",
+                rooms: "chat.localhost",
+            };
+            let got = classify(&el, &FullJid::new(ME).unwrap(), here);
             assert_eq!(got, expected, "{xml}");
         }
     }

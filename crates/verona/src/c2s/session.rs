@@ -146,7 +146,12 @@ impl Connection {
             }
         }
         set_attr(&mut el, "from", me.as_str());
-        let classified = route::classify(&el, &me, &self.shared.domain, pubsub.jid());
+        let here = route::Addresses {
+            domain: &self.shared.domain,
+            pubsub: pubsub.jid(),
+            rooms: pubsub.rooms_jid(),
+        };
+        let classified = route::classify(&el, &me, here);
         if let Some(peer) = &classified.peer
             && self.blocked(&el, &me.to_bare(), peer)
         {
@@ -172,6 +177,8 @@ impl Connection {
             Route::Probe { contact } => pubsub.probe(me, contact).await,
             Route::Subscription { contact, kind } => pubsub.subscription(me, contact, kind).await,
             Route::PubsubDomain => pubsub.submit(me, el).await,
+            Route::RoomsService => pubsub.submit_rooms(me, el).await,
+            Route::Room => pubsub.room(me, el).await,
             Route::AuthorizationAnswer => pubsub.submit_answer(me, el).await,
             Route::Remote => self.answer(
                 &el,

@@ -12,12 +12,14 @@
 //! | RFC 6121 §2 roster view, the `roster` node | [`roster`] |
 //! | XEP-0191 blocking as outcasts | [`blocking`] |
 //! | DESIGN §3 rendering: native events or classic stanzas, XEP-0115 | [`rendering`], [`caps`] |
+//! | §5 group chat on `chat.<domain>`, the XEP-0045 view | [`groupchat`] |
 //!
-//! Group chat (§5, `chat.<domain>`) and one-to-one conversations (§6) come as two more files
-//! of the same shape: classic stanza → engine request, engine effect → stanza per rendering.
+//! One-to-one conversations (§6) come as one more file of the same shape: classic stanza →
+//! engine request, engine effect → stanza per rendering.
 
 pub mod blocking;
 pub mod caps;
+pub mod groupchat;
 pub mod presence;
 pub mod rendering;
 pub mod roster;

@@ -17,6 +17,12 @@ impl ServicesTask {
             let Some(hosted) = self.hosted(&d.origin) else {
                 continue;
             };
+            if d.origin == Origin::Rooms {
+                for effect in &d.effects {
+                    self.deliver_room(hosted, effect);
+                }
+                continue;
+            }
             let context = ServiceContext {
                 jid: &hosted.jid,
                 kind: hosted.kind,
@@ -39,13 +45,13 @@ impl ServicesTask {
                 // to subscribe (issue #11 M3).
                 let authors = match &d.origin {
                     Origin::Account(owner) => vec![owner.clone()],
-                    Origin::Domain => authors_of(effect),
+                    Origin::Domain | Origin::Rooms => authors_of(effect),
                 };
                 self.router
                     .drop_blocked(&mut outgoing, |out| &out.to, &authors);
                 let classic = match &d.origin {
                     Origin::Account(owner) => classic_presence(owner, effect),
-                    Origin::Domain => None,
+                    Origin::Domain | Origin::Rooms => None,
                 };
                 let Some(classic) = classic else {
                     for out in outgoing {

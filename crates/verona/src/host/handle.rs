@@ -7,6 +7,8 @@ use super::*;
 #[derive(Clone)]
 pub struct PubsubHandle {
     pub(super) jid: Arc<str>,
+    /// `chat.<domain>`.
+    pub(super) rooms: Arc<str>,
     pub(super) shards: Arc<[mpsc::Sender<Queued>]>,
     /// Each shard's queue budget, in bytes.
     pub(super) budgets: Arc<[Budget]>,
@@ -44,6 +46,23 @@ impl PubsubHandle {
     /// The pubsub service's domain, e.g. `pubsub.localhost`.
     pub fn jid(&self) -> &str {
         &self.jid
+    }
+
+    /// The group chat service's domain, e.g. `chat.localhost`.
+    pub fn rooms_jid(&self) -> &str {
+        &self.rooms
+    }
+
+    /// A XEP-0060 stanza for `chat.<domain>` itself (`from` already stamped).
+    pub async fn submit_rooms(&self, from: FullJid, stanza: Element) {
+        let shard = self.shard(&self.rooms);
+        self.stanza(shard, from, Target::Rooms, stanza).await;
+    }
+
+    /// A XEP-0045 stanza for a room or an occupant (`from` already stamped).
+    pub async fn room(&self, from: FullJid, stanza: Element) {
+        let shard = self.shard(&self.rooms);
+        self.send(shard, Request::Room { from, stanza }).await;
     }
 
     /// A stanza for `pubsub.<domain>` (`from` already stamped).

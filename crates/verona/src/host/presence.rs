@@ -22,6 +22,11 @@ impl ServicesTask {
             let outcome = hosted.service.end_session(jid);
             done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
         }
+        if let Some(hosted) = &mut self.rooms {
+            let outcome = hosted.service.end_session(jid);
+            done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+            self.announce_departures(&outcome.value, done);
+        }
         let holders: Vec<BareJid> = self.temporary.iter().cloned().collect();
         for account in holders {
             if let Some(hosted) = self.accounts.get_mut(&account) {

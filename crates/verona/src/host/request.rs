@@ -7,6 +7,8 @@ use super::*;
 pub(super) enum Target {
     /// `pubsub.<domain>`.
     Domain,
+    /// `chat.<domain>`, the rooms.
+    Rooms,
     /// The PEP service of a local account.
     Account(BareJid),
     /// An owner's answer to an authorization request, sent to the server rather than to a
@@ -35,6 +37,9 @@ pub(super) enum Request {
     /// A session (full JID), or an account's last session (bare JID), ended: temporary
     /// (`expire=presence`) subscriptions made from it end too.
     SessionEnded(Jid),
+    /// A XEP-0045 stanza for a room (`room@chat.<domain>` or `room@chat.<domain>/nick`): a
+    /// join or leave presence, a groupchat message, a disco query.
+    Room { from: FullJid, stanza: Element },
     /// A classic `<presence/>` broadcast (no `to`): published to, or for `unavailable`
     /// retracted from, the sender's `presence` node.
     Presence { from: FullJid, stanza: Element },
@@ -77,9 +82,9 @@ impl Request {
     /// What the request costs in a queue, in bytes.
     pub(super) fn weight(&self) -> usize {
         match self {
-            Request::Stanza { stanza, .. } | Request::Presence { stanza, .. } => {
-                budget::weight(stanza)
-            }
+            Request::Stanza { stanza, .. }
+            | Request::Presence { stanza, .. }
+            | Request::Room { stanza, .. } => budget::weight(stanza),
             Request::Roster { iq, .. } | Request::Blocking { iq, .. } => budget::weight(iq),
             _ => budget::UNIT,
         }
@@ -90,6 +95,7 @@ impl Request {
 #[derive(Clone, PartialEq, Eq)]
 pub(super) enum Origin {
     Domain,
+    Rooms,
     Account(BareJid),
 }
 

@@ -17,6 +17,12 @@ impl ServicesTask {
         let Some(own_presence) = self.presence_publish(&from, &target, &mut stanza, done) else {
             return;
         };
+        if matches!(target, Target::Rooms)
+            && let Err(error) = self.vet_room_publish(&from, &mut stanza)
+        {
+            done.push(Done::reply(from, error_reply(&stanza, error, None)));
+            return;
+        }
         if quota::is_subscribe(&stanza) && !self.admit_subscription(&from.to_bare()) {
             let reply = verona_pubsub_xmpp::over_limit(&stanza, Limit::TooManySubscriptions);
             done.push(Done::reply(from, Some(reply)));
@@ -24,6 +30,7 @@ impl ServicesTask {
         }
         let origin = match target {
             Target::Domain => Origin::Domain,
+            Target::Rooms => Origin::Rooms,
             Target::Account(account) => Origin::Account(account),
             Target::Answer => match self.answer_origin(&from, &stanza) {
                 Some(origin) => origin,
@@ -40,6 +47,7 @@ impl ServicesTask {
         }
         let Some(hosted) = (match &origin {
             Origin::Domain => self.domain.as_mut(),
+            Origin::Rooms => self.rooms.as_mut(),
             Origin::Account(account) => self.accounts.get_mut(account),
         }) else {
             // No such account: nobody hosts a PEP service there.
@@ -60,6 +68,9 @@ impl ServicesTask {
             }
             _ => None,
         };
+        let joined = (origin == Origin::Rooms && quota::is_subscribe(&stanza))
+            .then(|| joined_room(&hosted.service, &hosted.jid, &from, &stanza))
+            .flatten();
         if touches_presence_subscriptions(&handled.effects) {
             self.refresh_presence(&origin);
         }
@@ -67,7 +78,7 @@ impl ServicesTask {
         let created = created_nodes(&handled.effects);
         let account = match &origin {
             Origin::Account(account) => Some(account.clone()),
-            Origin::Domain => None,
+            Origin::Domain | Origin::Rooms => None,
         };
         let subscribing = changes_subscription_options(&stanza);
         done.push(Done {
@@ -80,6 +91,9 @@ impl ServicesTask {
         });
         if published {
             self.reflect_presence(&from, done);
+        }
+        if let Some((room, node)) = joined {
+            self.announce_arrival(&room, &node, &Jid::from(from.clone()), done);
         }
         if let Some(account) = account {
             self.carry_blocks(&account, &created, done);
@@ -161,6 +175,27 @@ impl ServicesTask {
             self.domain.as_ref().map(|_| Origin::Domain)
         }
     }
+}
+
+/// The room a XEP-0060 subscribe to `chat.<domain>` (Ex. 13) has just let `from` into, if it
+/// did: its address and node.
+fn joined_room(
+    service: &Service,
+    rooms: &Jid,
+    from: &FullJid,
+    stanza: &Element,
+) -> Option<(BareJid, String)> {
+    let node = stanza
+        .get_child("pubsub", ns::PUBSUB)?
+        .get_child("subscribe", ns::PUBSUB)?
+        .attr("node")?;
+    let me = Jid::from(from.clone());
+    let inside = service
+        .subscribers(node)
+        .iter()
+        .any(|s| s.jid == me && s.state.is_approved());
+    let room = BareJid::new(&format!("{node}@{}", rooms.domain())).ok()?;
+    inside.then(|| (room, node.to_owned()))
 }
 
 /// A disco#info request about an account itself (no node).

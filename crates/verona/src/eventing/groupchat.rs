@@ -1,0 +1,377 @@
+//! Group chat (XEP-0207 §5, DESIGN §2): `chat.<domain>` is a pubsub service whose nodes are
+//! rooms. Being in a room is a temporary subscription with a unique `roomnick` (Ex. 13);
+//! saying something is a publish of a `<message/>` (Ex. 16), notified to every occupant with the
+//! speaker as `replyto` (Ex. 17); the room's items are its history. The classic view is
+//! XEP-0045: a join presence is that subscription, a groupchat message that publish, and
+//! occupants who joined classically get `<message type='groupchat' from='room/nick'>` and
+//! occupant presence built here from vetted fields, never a stored payload forwarded.
+
+use std::time::SystemTime;
+
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use verona_pubsub::{
+    AccessModel, Affiliation, ConfigField, ItemReply, Limits, ServiceConfig,
+    SubscriptionOptionField, SubscriptionOptions,
+};
+
+use crate::xml::{BuilderExt, builder, ns, text_child};
+
+/// The subscription option naming an occupant's nick (Ex. 13).
+pub const NICK_OPTION: &str = "roomnick";
+/// The subscription option marking an occupant who joined with XEP-0045 presence: it gets the
+/// classic rendering.
+pub const MUC_OPTION: &str = "verona#muc";
+/// History a classic join gets when it does not say (XEP-0045 §7.2.15 leaves it to the
+/// service).
+pub const DEFAULT_HISTORY: usize = 20;
+
+/// `chat.<domain>`'s configuration: the engine's group chat preset, the server's limits,
+/// notifications naming the speaker (`replyto`), and the option marking classic occupants.
+pub fn rooms_config(limits: Limits) -> ServiceConfig {
+    let mut config = ServiceConfig::groupchat();
+    config.limits = limits;
+    config.node_defaults.itemreply = ItemReply::Publisher;
+    config.custom_subscription_options.insert(
+        MUC_OPTION.to_owned(),
+        SubscriptionOptionField { unique: false },
+    );
+    config
+}
+
+/// A room a classic client creates by joining it (an XEP-0045 instant room): open to anyone,
+/// as Prosody's and ejabberd's default rooms are.
+pub fn instant_room() -> Vec<ConfigField> {
+    vec![ConfigField::AccessModel(AccessModel::Open)]
+}
+
+/// What a classic join asks for: its nick, and how much history (XEP-0045 §7.2.15
+/// `maxstanzas`; `maxchars`, `seconds` and `since` are not honoured yet).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Join {
+    pub nick: String,
+    pub history: usize,
+}
+
+/// The classic presence a session sends to `room/nick`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RoomPresence {
+    Join(Join),
+    Leave,
+    /// Any other type: nothing to do.
+    Other,
+}
+
+/// Reads a presence addressed to `room/nick`.
+pub fn room_presence(stanza: &Element, to: &FullJid) -> RoomPresence {
+    match stanza.attr("type") {
+        None => {
+            let history = stanza
+                .get_child("x", ns::MUC)
+                .and_then(|x| x.get_child("history", ns::MUC))
+                .and_then(|h| h.attr("maxstanzas"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(DEFAULT_HISTORY);
+            RoomPresence::Join(Join {
+                nick: to.resource().to_string(),
+                history,
+            })
+        }
+        Some("unavailable") => RoomPresence::Leave,
+        Some(_) => RoomPresence::Other,
+    }
+}
+
+/// The subscription options of an occupant joining as `nick`.
+pub fn occupant_options(nick: &str, classic: bool) -> SubscriptionOptions {
+    let mut options = SubscriptionOptions::default();
+    options
+        .custom
+        .insert(NICK_OPTION.to_owned(), nick.to_owned());
+    if classic {
+        options.custom.insert(MUC_OPTION.to_owned(), "1".to_owned());
+    }
+    options
+}
+
+/// An occupant's nick, from its subscription options.
+pub fn nick_of(options: &SubscriptionOptions) -> Option<&str> {
+    options.custom.get(NICK_OPTION).map(String::as_str)
+}
+
+/// Whether an occupant joined with XEP-0045 presence.
+pub fn is_classic(options: &SubscriptionOptions) -> bool {
+    options.custom.contains_key(MUC_OPTION)
+}
+
+/// Children of a message said in a room that say nothing about who or when: those the server
+/// writes itself (or that would let one occupant speak as another) are dropped.
+fn spoken(child: &Element) -> bool {
+    let server_written = [
+        ("delay", ns::DELAY),
+        ("nick", ns::NICK),
+        ("addresses", "http://jabber.org/protocol/address"),
+        ("stanza-id", "urn:xmpp:sid:0"),
+        ("x", ns::MUC_USER),
+        ("event", "http://jabber.org/protocol/pubsub#event"),
+    ];
+    if server_written
+        .iter()
+        .any(|(name, namespace)| child.is(*name, *namespace))
+    {
+        return false;
+    }
+    // In the stanza's own namespace only what a message says, never an `error`.
+    child.ns() != ns::CLIENT || ["body", "subject", "thread"].contains(&child.name())
+}
+
+/// The item a message said in a room becomes (Ex. 16): one `<message xmlns='jabber:client'>`
+/// with what the speaker said and its nick (XEP-0172), nothing else. `None` when it says
+/// nothing a room keeps.
+pub fn said(message: &Element, nick: &str) -> Option<Element> {
+    let children: Vec<Element> = message.children().filter(|c| spoken(c)).cloned().collect();
+    if children.is_empty() {
+        return None;
+    }
+    Some(
+        builder("message", ns::CLIENT)
+            .append_all(children)
+            .append(text_child("nick", ns::NICK, nick))
+            .build(),
+    )
+}
+
+/// The speaker's nick in an item [`said`] built.
+pub fn speaker(payload: &Element) -> Option<String> {
+    payload.get_child("nick", ns::NICK).map(Element::text)
+}
+
+/// The classic rendering of an item: `<message type='groupchat' from='room/nick'>` with what
+/// was said, and for history its XEP-0203 delay.
+pub fn groupchat_message(
+    room: &BareJid,
+    to: &Jid,
+    payload: &Element,
+    delayed: Option<SystemTime>,
+) -> Option<Element> {
+    let nick = speaker(payload)?;
+    let from = format!("{room}/{nick}");
+    let said = payload.children().filter(|c| spoken(c)).cloned();
+    let delay = delayed.map(|at| {
+        builder("delay", ns::DELAY)
+            .with("from", room.as_str())
+            .with("stamp", verona_pubsub_xmpp::stamp(at))
+            .build()
+    });
+    Some(
+        builder("message", ns::CLIENT)
+            .with("type", "groupchat")
+            .with("from", from)
+            .with("to", to.as_str())
+            .append_all(said)
+            .append_all(delay)
+            .build(),
+    )
+}
+
+/// The subject a classic join gets after the history (XEP-0045 §7.2.16): the last one said,
+/// or an empty one, which marks the end of the history either way.
+pub fn subject_message(room: &BareJid, to: &Jid, subject: Option<(&str, &str)>) -> Element {
+    let (from, text) = match subject {
+        Some((nick, text)) => (format!("{room}/{nick}"), text.to_owned()),
+        None => (room.to_string(), String::new()),
+    };
+    builder("message", ns::CLIENT)
+        .with("type", "groupchat")
+        .with("from", from)
+        .with("to", to.as_str())
+        .append(text_child("subject", ns::CLIENT, text))
+        .build()
+}
+
+/// XEP-0045 roles, from affiliations: owners and admins moderate, outcasts never get in.
+pub fn role(affiliation: Affiliation) -> &'static str {
+    match affiliation {
+        Affiliation::Owner => "moderator",
+        _ => "participant",
+    }
+}
+
+/// XEP-0045 affiliation names for the engine's.
+fn affiliation_name(affiliation: Affiliation) -> &'static str {
+    match affiliation {
+        Affiliation::Owner => "owner",
+        Affiliation::Member | Affiliation::Publisher | Affiliation::PublishOnly => "member",
+        Affiliation::Outcast => "outcast",
+        Affiliation::None => "none",
+    }
+}
+
+/// One occupant's presence as another (or itself) sees it: from `room/nick`, with its
+/// affiliation, role and real JID (rooms are non-anonymous, as in the seed's Ex. 17) and the
+/// status codes that apply (110 to itself, 100 non-anonymous, 201 a new room).
+pub struct Occupant<'a> {
+    pub room: &'a BareJid,
+    pub nick: &'a str,
+    pub jid: &'a Jid,
+    pub affiliation: Affiliation,
+}
+
+pub fn occupant_presence(
+    occupant: &Occupant,
+    to: &Jid,
+    leaving: bool,
+    statuses: &[u16],
+) -> Element {
+    let (affiliation, role) = if leaving {
+        (affiliation_name(occupant.affiliation), "none")
+    } else {
+        (
+            affiliation_name(occupant.affiliation),
+            role(occupant.affiliation),
+        )
+    };
+    let item = builder("item", ns::MUC_USER)
+        .with("affiliation", affiliation)
+        .with("role", role)
+        .with("jid", occupant.jid.as_str())
+        .build();
+    let codes = statuses.iter().map(|code| {
+        builder("status", ns::MUC_USER)
+            .with("code", code.to_string())
+            .build()
+    });
+    let x = builder("x", ns::MUC_USER)
+        .append(item)
+        .append_all(codes)
+        .build();
+    let mut presence = builder("presence", ns::CLIENT)
+        .with("from", format!("{}/{}", occupant.room, occupant.nick))
+        .with("to", to.as_str());
+    if leaving {
+        presence = presence.with("type", "unavailable");
+    }
+    presence.append(x).build()
+}
+
+/// The presence error a join gets (XEP-0045 §7.2.6–§7.2.9): `conflict` for a nick in use,
+/// `forbidden` for a banned user, `registration-required` while the owners have not admitted
+/// it.
+pub fn join_error(to: &Jid, room_nick: &FullJid, condition: &str, kind: &str) -> Element {
+    let error = builder("error", ns::CLIENT)
+        .with("type", kind)
+        .append(builder(condition, ns::STANZAS).build())
+        .build();
+    builder("presence", ns::CLIENT)
+        .with("type", "error")
+        .with("from", room_nick.as_str())
+        .with("to", to.as_str())
+        .append(builder("x", ns::MUC).build())
+        .append(error)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    #[test]
+    fn presence_to_a_room_is_a_join_or_a_leave() {
+        let to = FullJid::new("characters@chat.localhost/JC").unwrap();
+        let cases = [
+            (
+                "<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+                RoomPresence::Join(Join {
+                    nick: "JC".into(),
+                    history: DEFAULT_HISTORY,
+                }),
+            ),
+            (
+                "<presence xmlns='jabber:client'/>",
+                RoomPresence::Join(Join {
+                    nick: "JC".into(),
+                    history: DEFAULT_HISTORY,
+                }),
+            ),
+            (
+                "<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='3'/></x></presence>",
+                RoomPresence::Join(Join {
+                    nick: "JC".into(),
+                    history: 3,
+                }),
+            ),
+            (
+                "<presence xmlns='jabber:client' type='unavailable'/>",
+                RoomPresence::Leave,
+            ),
+            (
+                "<presence xmlns='jabber:client' type='subscribe'/>",
+                RoomPresence::Other,
+            ),
+        ];
+        for (xml, expected) in cases {
+            assert_eq!(room_presence(&el(xml), &to), expected, "{xml}");
+        }
+    }
+
+    #[test]
+    fn what_is_said_keeps_only_what_a_speaker_may_say() {
+        let message = el(
+            "<message xmlns='jabber:client' type='groupchat' to='characters@chat.localhost'>\
+               <body>hi</body><subject>news</subject><error type='cancel'/>\
+               <delay xmlns='urn:xmpp:delay' stamp='1999-01-01T00:00:00Z'/>\
+               <nick xmlns='http://jabber.org/protocol/nick'>Romeo</nick>\
+               <x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/></x>\
+               <active xmlns='http://jabber.org/protocol/chatstates'/>\
+             </message>",
+        );
+        let item = said(&message, "JC").unwrap();
+        let names: Vec<(&str, String)> = item.children().map(|c| (c.name(), c.ns())).collect();
+        assert_eq!(
+            names,
+            [
+                ("body", ns::CLIENT.to_owned()),
+                ("subject", ns::CLIENT.to_owned()),
+                ("active", "http://jabber.org/protocol/chatstates".to_owned()),
+                ("nick", ns::NICK.to_owned()),
+            ]
+        );
+        assert_eq!(speaker(&item).as_deref(), Some("JC"));
+        assert!(
+            item.attrs().iter().next().is_none(),
+            "no type, from or to is kept"
+        );
+        // Nothing said: nothing to keep.
+        let empty = el("<message xmlns='jabber:client'><error type='cancel'/></message>");
+        assert_eq!(said(&empty, "JC"), None);
+    }
+
+    #[test]
+    fn the_classic_view_speaks_from_the_nick() {
+        let room = BareJid::new("characters@chat.localhost").unwrap();
+        let to = Jid::new("romeo@localhost/orchard").unwrap();
+        let item = said(
+            &el("<message xmlns='jabber:client'><body>hi</body></message>"),
+            "JC",
+        )
+        .unwrap();
+        let out = groupchat_message(&room, &to, &item, None).unwrap();
+        assert_eq!(out.attr("from"), Some("characters@chat.localhost/JC"));
+        assert_eq!(out.attr("type"), Some("groupchat"));
+        assert_eq!(
+            out.get_child("body", ns::CLIENT)
+                .map(Element::text)
+                .as_deref(),
+            Some("hi")
+        );
+        assert!(out.get_child("nick", ns::NICK).is_none());
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
+        let old = groupchat_message(&room, &to, &item, Some(at)).unwrap();
+        let delay = old.get_child("delay", ns::DELAY).unwrap();
+        assert_eq!(delay.attr("stamp"), Some("1970-01-02T00:00:00Z"));
+    }
+}

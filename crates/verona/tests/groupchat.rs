@@ -1,0 +1,394 @@
+//! Group chat on `chat.<domain>` (XEP-0207 §5): the seed's Ex. 12–17 with native and classic
+//! occupants in one room, the XEP-0045 view (join, occupant list, history, subject, nick
+//! conflict, leave, a session's end), and what survives a restart.
+
+mod common;
+
+use common::*;
+use minidom::Element;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const MUC: &str = "http://jabber.org/protocol/muc";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const ADDRESS: &str = "http://jabber.org/protocol/address";
+const NICK: &str = "http://jabber.org/protocol/nick";
+const DELAY: &str = "urn:xmpp:delay";
+const ROOM: &str = "characters@chat.localhost";
+
+/// Ex. 12: a classic join, asking for no history.
+fn join(nick: &str) -> String {
+    format!("<presence xmlns='jabber:client' to='{ROOM}/{nick}'><x xmlns='{MUC}'/></presence>")
+}
+
+/// Ex. 13: a native join, by subscribing with a `roomnick`.
+fn subscribe_with_nick(jid: &str, nick: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='sub2'>\
+           <pubsub xmlns='{PUBSUB}'>\
+             <subscribe node='characters' jid='{jid}'/>\
+             <options node='characters' jid='{jid}'>\
+               <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field>\
+                 <field var='roomnick'><value>{nick}</value></field>\
+               </x>\
+             </options>\
+           </pubsub>\
+         </iq>"
+    )
+}
+
+/// Ex. 16: saying something natively.
+fn publish(text: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' to='chat.localhost' type='set' id='gc1'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='characters'><item>\
+             <message xmlns='jabber:client'><body>{text}</body></message>\
+           </item></publish></pubsub>\
+         </iq>"
+    )
+}
+
+/// Receives until a stanza matches (others are skipped).
+async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
+    loop {
+        let el = client.recv().await;
+        if wanted(&el) {
+            return el;
+        }
+    }
+}
+
+/// The XEP-0045 status codes of an occupant presence.
+fn statuses(presence: &Element) -> Vec<String> {
+    presence
+        .get_child("x", MUC_USER)
+        .into_iter()
+        .flat_map(|x| x.children())
+        .filter(|c| c.is("status", MUC_USER))
+        .filter_map(|c| c.attr("code").map(str::to_owned))
+        .collect()
+}
+
+/// Reads a classic join's answer up to the subject, which ends it (XEP-0045 §7.2.16): the
+/// occupant presences, the history, and the subject.
+async fn joined(client: &mut Client) -> (Vec<Element>, Vec<Element>, Element) {
+    let mut presences = Vec::new();
+    let mut history = Vec::new();
+    loop {
+        let el = client.recv().await;
+        match el.name() {
+            "presence" => {
+                assert_eq!(el.attr("type"), None, "{}", show(&el));
+                presences.push(el);
+            }
+            "message" if el.has_child("subject", NS_CLIENT) => return (presences, history, el),
+            "message" => history.push(el),
+            _ => panic!("unexpected while joining: {}", show(&el)),
+        }
+    }
+}
+
+fn body(message: &Element) -> Option<String> {
+    message.get_child("body", NS_CLIENT).map(Element::text)
+}
+
+/// The seed's Ex. 12–17 in one room: Romeo joins classically and creates it, Juliet joins
+/// natively (Ex. 13), the bard classically; each sees the others come in; Juliet's native
+/// publish (Ex. 16) reaches her as Ex. 17 and the classic occupants as Ex. 15; Romeo's classic
+/// groupchat message (Ex. 14) reaches Juliet as an event naming him.
+#[tokio::test]
+async fn native_and_classic_occupants_share_a_room() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut bard = t.login("bard", "pw", "globe").await;
+
+    // Ex. 12 from Romeo: the room does not exist, so he creates it.
+    romeo.send(&join("Romeo")).await;
+    let (others, history, subject) = joined(&mut romeo).await;
+    assert_eq!(others.len(), 1, "only himself: {others:?}");
+    let own = &others[0];
+    assert_eq!(own.attr("from"), Some("characters@chat.localhost/Romeo"));
+    let mut codes = statuses(own);
+    codes.sort();
+    assert_eq!(codes, ["100", "110", "201"]);
+    let item = own
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap();
+    assert_eq!(item.attr("affiliation"), Some("owner"));
+    assert_eq!(item.attr("role"), Some("moderator"));
+    assert!(history.is_empty());
+    assert_eq!(subject.attr("from"), Some(ROOM));
+
+    // Ex. 13 from Juliet: subscribed at once (an instant room is open), and Romeo sees her in.
+    let reply = juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "JC"))
+        .await;
+    ok(&reply);
+    let subscription = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .unwrap();
+    assert_eq!(subscription.attr("subscription"), Some("subscribed"));
+    let arrival = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(arrival.attr("from"), Some("characters@chat.localhost/JC"));
+    let real = arrival
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .and_then(|i| i.attr("jid"));
+    assert_eq!(real, Some("juliet@localhost/balcony"));
+
+    // The bard joins and gets both of them, then himself.
+    bard.send(&join("bard")).await;
+    let (present, _, _) = joined(&mut bard).await;
+    let mut from: Vec<&str> = present.iter().filter_map(|p| p.attr("from")).collect();
+    let own = from.pop();
+    assert_eq!(own, Some("characters@chat.localhost/bard"));
+    from.sort();
+    assert_eq!(
+        from,
+        [
+            "characters@chat.localhost/JC",
+            "characters@chat.localhost/Romeo"
+        ]
+    );
+    recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/bard")
+    })
+    .await;
+
+    // Ex. 16 → Ex. 17 for Juliet, Ex. 15 for the classic occupants.
+    ok(&juliet.request(&publish("hi")).await);
+    let event = recv_until(&mut juliet, |el| el.has_child("event", EVENT)).await;
+    assert_eq!(event.attr("from"), Some("chat.localhost"));
+    let items = event
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .unwrap();
+    assert_eq!(items.attr("node"), Some("characters"));
+    let said = items
+        .get_child("item", EVENT)
+        .and_then(|i| i.get_child("message", NS_CLIENT))
+        .unwrap();
+    assert_eq!(body(said).as_deref(), Some("hi"));
+    assert_eq!(
+        said.get_child("nick", NICK).map(Element::text).as_deref(),
+        Some("JC")
+    );
+    let replyto = event
+        .get_child("addresses", ADDRESS)
+        .and_then(|a| a.get_child("address", ADDRESS))
+        .unwrap();
+    assert_eq!(replyto.attr("type"), Some("replyto"));
+    assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
+    for (client, to) in [
+        (&mut romeo, "romeo@localhost/mobile"),
+        (&mut bard, "bard@localhost/globe"),
+    ] {
+        let message = recv_until(client, |el| el.name() == "message").await;
+        assert_eq!(
+            message.attr("type"),
+            Some("groupchat"),
+            "{}",
+            show(&message)
+        );
+        assert_eq!(message.attr("from"), Some("characters@chat.localhost/JC"));
+        assert_eq!(message.attr("to"), Some(to));
+        assert_eq!(body(&message).as_deref(), Some("hi"));
+    }
+
+    // Ex. 14 from Romeo: reflected to him and the bard (Ex. 15), an event for Juliet.
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>wherefore</body></message>"
+        ))
+        .await;
+    for client in [&mut romeo, &mut bard] {
+        let message = recv_until(client, |el| el.name() == "message").await;
+        assert_eq!(
+            message.attr("from"),
+            Some("characters@chat.localhost/Romeo")
+        );
+        assert_eq!(body(&message).as_deref(), Some("wherefore"));
+    }
+    let event = recv_until(&mut juliet, |el| el.has_child("event", EVENT)).await;
+    let replyto = event
+        .get_child("addresses", ADDRESS)
+        .and_then(|a| a.get_child("address", ADDRESS))
+        .and_then(|a| a.attr("jid"));
+    assert_eq!(replyto, Some("romeo@localhost/mobile"));
+
+    // The bard leaves: he and Romeo see him go.
+    bard.send(&format!(
+        "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/bard'/>"
+    ))
+    .await;
+    let gone = recv_until(&mut bard, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    assert_eq!(statuses(&gone), ["110"]);
+    let gone = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("from"), Some("characters@chat.localhost/bard"));
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+
+    // Juliet's session ends: her temporary subscription with it, and Romeo sees her go.
+    drop(juliet);
+    let gone = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("from"), Some("characters@chat.localhost/JC"));
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+
+    // Coming back, the bard gets the history, oldest first, with its delays.
+    bard.send(&join("bard")).await;
+    let (_, history, _) = joined(&mut bard).await;
+    let said: Vec<(Option<&str>, Option<String>)> =
+        history.iter().map(|m| (m.attr("from"), body(m))).collect();
+    assert_eq!(
+        said,
+        [
+            (Some("characters@chat.localhost/JC"), Some("hi".to_owned())),
+            (
+                Some("characters@chat.localhost/Romeo"),
+                Some("wherefore".to_owned())
+            ),
+        ]
+    );
+    assert!(history.iter().all(|m| m.has_child("delay", DELAY)));
+}
+
+/// A nick in use is a `conflict` (XEP-0045 §7.2.9, the engine's unique `roomnick`), for a
+/// classic and for a native join alike; someone not in the room cannot speak in it.
+#[tokio::test]
+async fn a_nick_is_one_occupants_and_only_occupants_speak() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+
+    tybalt.send(&join("Romeo")).await;
+    let refused = tybalt.recv().await;
+    assert_eq!(refused.name(), "presence");
+    assert_eq!(refused.attr("type"), Some("error"));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
+
+    let reply = juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "Romeo"))
+        .await;
+    assert_eq!(
+        stanza_error(&reply).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(&reply)
+    );
+
+    tybalt
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='m'><body>draw</body></message>"
+        ))
+        .await;
+    let refused = tybalt.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    let refused = juliet.request(&publish("draw")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    romeo.expect_nothing().await;
+}
+
+/// What is said is what a message may say: a native publish whose item is not one
+/// `<message/>` is refused, and a forged delay or `from` does not reach the others.
+#[tokio::test]
+async fn what_is_said_is_vetted() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    ok(&juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "JC"))
+        .await);
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+
+    let forged = format!(
+        "<iq xmlns='jabber:client' to='chat.localhost' type='set' id='f'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='characters'><item>\
+             <iq xmlns='jabber:client' type='set'><query xmlns='jabber:iq:roster'/></iq>\
+           </item></publish></pubsub>\
+         </iq>"
+    );
+    let refused = juliet.request(&forged).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("bad-request"),
+        "{}",
+        show(&refused)
+    );
+
+    let dressed = format!(
+        "<iq xmlns='jabber:client' to='chat.localhost' type='set' id='d'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='characters'><item>\
+             <message xmlns='jabber:client' from='romeo@localhost/mobile' type='chat'>\
+               <body>it was the lark</body>\
+               <delay xmlns='{DELAY}' stamp='1597-01-01T00:00:00Z'/>\
+               <nick xmlns='{NICK}'>Romeo</nick>\
+             </message>\
+           </item></publish></pubsub>\
+         </iq>"
+    );
+    ok(&juliet.request(&dressed).await);
+    let message = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(message.attr("from"), Some("characters@chat.localhost/JC"));
+    assert_eq!(message.attr("type"), Some("groupchat"));
+    assert!(!message.has_child("delay", DELAY), "{}", show(&message));
+    assert_eq!(body(&message).as_deref(), Some("it was the lark"));
+}
+
+/// Rooms, their owners and history survive a restart; occupancy does not (temporary
+/// subscriptions are never stored).
+#[tokio::test]
+async fn rooms_and_history_survive_a_restart_but_occupants_do_not() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>remember</body></message>"
+        ))
+        .await;
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+    let dir = t.dir;
+    t.server.shutdown().await;
+
+    let server = verona::RunningServer::start(test_config(dir.path()))
+        .await
+        .unwrap();
+    let t = TestServer { server, dir };
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send(&join("JC")).await;
+    let (present, history, _) = joined(&mut juliet).await;
+    // Only herself: Romeo's occupancy ended with the server.
+    assert_eq!(present.len(), 1, "{present:?}");
+    let mut codes = statuses(&present[0]);
+    codes.sort();
+    assert_eq!(codes, ["100", "110"], "the room is not new");
+    let item = present[0]
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap();
+    assert_eq!(item.attr("affiliation"), Some("none"));
+    assert_eq!(history.len(), 1);
+    assert_eq!(body(&history[0]).as_deref(), Some("remember"));
+}
