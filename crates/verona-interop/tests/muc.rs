@@ -138,7 +138,7 @@ async fn two_clients_join_a_room_and_talk() {
     assert_eq!(gone.type_, PresenceType::Unavailable);
     assert_eq!(user.items[0].role, Role::None);
 
-    for mut client in [juliet, romeo] {
+    for client in [juliet, romeo] {
         timeout(TIMEOUT, client.send_end())
             .await
             .expect("closed in time")
