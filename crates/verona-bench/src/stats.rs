@@ -105,6 +105,25 @@ fn busy_ticks(stat: &str) -> Option<u64> {
     Some(user + nice + system + irq + softirq + steal)
 }
 
+/// Memory the kernel holds in TCP buffers, all sockets of the machine, in KiB (what a server
+/// cannot send to a slow reader waits there before it waits in the server).
+pub fn tcp_buffers_kib() -> std::io::Result<u64> {
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat")?;
+    let pages = tcp_mem_pages(&sockstat)
+        .ok_or_else(|| std::io::Error::other("no TCP mem in /proc/net/sockstat"))?;
+    // SAFETY: sysconf only reads a constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    Ok(pages * page / 1024)
+}
+
+/// The `mem` pages of the `TCP:` line of `/proc/net/sockstat`.
+fn tcp_mem_pages(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut fields = line.split_whitespace();
+    fields.find(|&f| f == "mem")?;
+    fields.next()?.parse().ok()
+}
+
 /// CPU time (user + system, all threads) this process has used so far.
 pub fn own_cpu() -> Duration {
     // SAFETY: getrusage fills the zeroed struct we pass and touches nothing else.
@@ -212,6 +231,15 @@ mod tests {
         assert_eq!(busy_ticks("cpu  1 2 3\n"), None);
         assert_eq!(busy_ticks("intr 1 2 3\n"), None);
         assert!(machine_cpu().unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn sockstat_tcp_memory() {
+        let sockstat = "sockets: used 20\nTCP: inuse 9 orphan 0 tw 2 alloc 10 mem 6211\n\
+                        UDP: inuse 0 mem 0\n";
+        assert_eq!(tcp_mem_pages(sockstat), Some(6211));
+        assert_eq!(tcp_mem_pages("UDP: inuse 0 mem 3\n"), None);
+        assert!(tcp_buffers_kib().is_ok());
     }
 
     #[test]

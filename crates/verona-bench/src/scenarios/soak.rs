@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::{Errors, Params, Setup, close_all, fmt_generator, fmt_latency, table};
 use crate::client::Client;
 use crate::stats::{
-    ProcSample, ServerProbe, Summary, core_share, machine_cpu, open_files, own_cpu,
+    ProcSample, ServerProbe, Summary, core_share, machine_cpu, open_files, own_cpu, tcp_buffers_kib,
 };
 
 /// Wait after everything closed before the last memory sample, for the server to free it.
@@ -381,6 +381,8 @@ pub struct Sample {
     pub rss_kib: u64,
     pub cpu_s: f64,
     pub open_files: usize,
+    /// The kernel's TCP buffers, whole machine (generator included).
+    pub tcp_buffers_kib: u64,
 }
 
 /// Samples the server every `every` until `phase` closes, then once more; reports progress
@@ -409,11 +411,13 @@ async fn sample_server(
         match reported {
             Some((at, cpu)) if now - at >= PROGRESS || last => {
                 eprintln!(
-                    "soak: {:.0} s, {}: server RSS {:.1} MiB, {} files open, CPU {:.0} % of a core",
+                    "soak: {:.0} s, {}: server RSS {:.1} MiB, {} files open, TCP buffers {:.1} MiB, \
+                     CPU {:.0} % of a core",
                     sample.t_s,
                     sample.phase.as_str(),
                     sample.rss_kib as f64 / 1024.0,
                     sample.open_files,
+                    sample.tcp_buffers_kib as f64 / 1024.0,
                     (sample.cpu_s - cpu) / (now - at).as_secs_f64() * 100.0
                 );
                 reported = Some((now, sample.cpu_s));
@@ -437,6 +441,7 @@ fn take_sample(pid: u32, epoch: Instant, phase: Phase) -> Option<Sample> {
         rss_kib: proc.rss_kib,
         cpu_s: proc.cpu.as_secs_f64(),
         open_files: open_files(pid).unwrap_or(0),
+        tcp_buffers_kib: tcp_buffers_kib().unwrap_or(0),
     })
 }
 
@@ -527,6 +532,7 @@ pub struct ServerReport {
     pub rss_soak_first_half_max_kib: Option<u64>,
     pub rss_soak_second_half_max_kib: Option<u64>,
     pub open_files_max: usize,
+    pub tcp_buffers_max_kib: u64,
     pub samples: Vec<Sample>,
 }
 
@@ -545,6 +551,7 @@ impl ServerReport {
             rss_soak_first_half_max_kib: max_of(&|s| s.phase == Phase::Soak && s.t_s < middle),
             rss_soak_second_half_max_kib: max_of(&|s| s.phase == Phase::Soak && s.t_s >= middle),
             open_files_max: samples.iter().map(|s| s.open_files).max()?,
+            tcp_buffers_max_kib: samples.iter().map(|s| s.tcp_buffers_kib).max()?,
             samples,
         })
     }
@@ -829,7 +836,11 @@ impl SoakReport {
                 ));
                 rows.push((
                     "server files".into(),
-                    format!("{} open at most", s.open_files_max),
+                    format!(
+                        "{} open at most; kernel TCP buffers (machine) {} at most",
+                        s.open_files_max,
+                        mib(Some(s.tcp_buffers_max_kib))
+                    ),
                 ));
             }
             None => rows.push(("server".into(), "n/a (no --server-pid)".into())),
@@ -996,6 +1007,7 @@ mod tests {
             rss_kib,
             cpu_s: 0.0,
             open_files: rss_kib as usize,
+            tcp_buffers_kib: 1,
         };
         let samples = vec![
             at(1.0, Phase::Login, 10),

@@ -6,7 +6,7 @@
 //! - garbage: random bytes or malformed XML, before the stream, in it, as the TLS handshake,
 //!   and inside TLS.
 //! - slow readers: log in through a small receive buffer, subscribe to the busy nodes, ask for
-//!   their items every second and read a few hundred bytes a second.
+//!   their items five times a second and read a few hundred bytes a second.
 //! - stalled writers: half a stream header, or half a stanza before TLS, after it, or after
 //!   authenticating, then nothing.
 //! - floods: log in and send pings, messages to idle good clients and publishes to their own
@@ -50,6 +50,11 @@ const SLOW_DRAIN: Duration = Duration::from_secs(10);
 const SLOW_RECV_BUFFER: u32 = 4096;
 /// Busy nodes each slow reader subscribes to.
 const SLOW_SUBSCRIPTIONS: usize = 10;
+/// A slow reader asks for a busy node's items and reads a little this often: what it asks for
+/// outgrows what it reads, until the server's socket buffer for it (up to 4 MiB on Linux) is
+/// full and the server's own defences must act.
+const SLOW_TICK: Duration = Duration::from_millis(200);
+const SLOW_TICKS_PER_SEC: usize = 5;
 /// Random bytes a garbage connection sends.
 const NOISE: usize = 512;
 /// A stanza over the default `max_unauthenticated_stanza_bytes` (16 KiB).
@@ -649,8 +654,9 @@ async fn slow(
     let mut writing = write(&mut write_half, subscribes.as_bytes(), bytes_sent).await;
     let hold_until = Instant::now() + context.slow_hold;
     let mut n = 0;
+    let read_per_tick = context.slow_read_bytes.div_ceil(SLOW_TICKS_PER_SEC);
     while Instant::now() < hold_until {
-        let second = Instant::now() + Duration::from_secs(1);
+        let next = Instant::now() + SLOW_TICK;
         if writing && follows > 0 {
             let ask = format!(
                 "<iq type='get' to='{}' id='i{n}'><pubsub xmlns='{NS_PUBSUB}'>\
@@ -660,17 +666,16 @@ async fn slow(
             );
             // A write cut short by the timeout would leave half a stanza: write no more.
             writing = matches!(
-                tokio::time::timeout_at(second, write(&mut write_half, ask.as_bytes(), bytes_sent))
+                tokio::time::timeout_at(next, write(&mut write_half, ask.as_bytes(), bytes_sent))
                     .await,
                 Ok(true)
             );
         }
-        if let Ok(Err(ended)) =
-            tokio::time::timeout_at(second, reader.read_some(context.slow_read_bytes)).await
+        if let Ok(Err(ended)) = tokio::time::timeout_at(next, reader.read_some(read_per_tick)).await
         {
             return Ok(ended);
         }
-        tokio::time::sleep_until(second).await;
+        tokio::time::sleep_until(next).await;
         n += 1;
     }
     // Whatever the server still had comes now, then its end if it ended the connection.
