@@ -13,6 +13,9 @@ pub mod ns {
     };
 
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+    /// XEP-0045 §10 and §9: room configuration and affiliation lists.
+    pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+    pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
     /// XEP-0198 stream management.
     pub const SM: &str = "urn:xmpp:sm:3";
     /// XEP-0352 client state indication.

@@ -392,3 +392,336 @@ async fn rooms_and_history_survive_a_restart_but_occupants_do_not() {
     assert_eq!(history.len(), 1);
     assert_eq!(body(&history[0]).as_deref(), Some("remember"));
 }
+
+/// Two classic occupants, Romeo and the nurse, in Romeo's new room.
+async fn two_in_a_room(t: &TestServer) -> (Client, Client) {
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    nurse.send(&join("Nurse")).await;
+    joined(&mut nurse).await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    (romeo, nurse)
+}
+
+/// XEP-0045 §7.5, §7.7, §7.6: a private message goes from the sender's nick to the other
+/// occupant only; a presence change reaches everyone; a new nick is announced with 303, and a
+/// taken one is a conflict.
+#[tokio::test]
+async fn private_messages_presence_and_nick_changes() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{ROOM}/Nurse'><body>a word</body></message>"
+        ))
+        .await;
+    let private = recv_until(&mut nurse, |el| el.name() == "message").await;
+    assert_eq!(
+        private.attr("from"),
+        Some("characters@chat.localhost/Romeo")
+    );
+    assert_eq!(private.attr("type"), Some("chat"));
+    assert_eq!(body(&private).as_deref(), Some("a word"));
+    assert!(private.has_child("x", MUC_USER));
+    romeo.expect_nothing().await;
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' id='pm' to='{ROOM}/Tybalt'><body>?</body></message>"
+        ))
+        .await;
+    let refused = romeo.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("item-not-found"));
+
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Romeo'><show>away</show><status>sighing</status></presence>"
+        ))
+        .await;
+    let changed = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(
+        changed.attr("from"),
+        Some("characters@chat.localhost/Romeo")
+    );
+    assert_eq!(
+        changed
+            .get_child("show", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("away")
+    );
+    let own = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(statuses(&own), ["110"]);
+
+    romeo.send(&join("Nurse")).await;
+    let refused = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(refused.attr("type"), Some("error"));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
+
+    romeo.send(&join("Montague")).await;
+    let left = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(left.attr("from"), Some("characters@chat.localhost/Romeo"));
+    assert_eq!(left.attr("type"), Some("unavailable"));
+    assert_eq!(statuses(&left), ["303"]);
+    let item = left
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap();
+    assert_eq!(item.attr("nick"), Some("Montague"));
+    let back = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(
+        back.attr("from"),
+        Some("characters@chat.localhost/Montague")
+    );
+    assert_eq!(back.attr("type"), None);
+    // Messages now come from the new nick.
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>renamed</body></message>"
+        ))
+        .await;
+    let message = recv_until(&mut nurse, |el| el.name() == "message").await;
+    assert_eq!(
+        message.attr("from"),
+        Some("characters@chat.localhost/Montague")
+    );
+}
+
+fn owner_iq(id: &str, payload: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'>{payload}</query></iq>"
+    )
+}
+
+fn admin_iq(id: &str, item: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"
+    )
+}
+
+/// XEP-0045 §10 and §8–9: the owner accepts the instant room, reads and submits the
+/// configuration form; a non-owner may not; a kick (307) and a ban (301) are announced, and a
+/// banned account cannot come back; members-only keeps strangers out.
+#[tokio::test]
+async fn owners_configure_kick_and_ban() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("tybalt", "pw").await;
+
+    // §10.1.2: an empty submission accepts the defaults.
+    let instant = owner_iq("i", "<x xmlns='jabber:x:data' type='submit'/>");
+    ok(&romeo.request(&instant).await);
+    let refused = nurse.request(&instant).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+
+    let form = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='f' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"
+        ))
+        .await;
+    let fields: Vec<String> = form
+        .get_child("query", "http://jabber.org/protocol/muc#owner")
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .into_iter()
+        .flat_map(|x| x.children())
+        .filter_map(|f| f.attr("var").map(str::to_owned))
+        .collect();
+    for var in [
+        "muc#roomconfig_roomname",
+        "muc#roomconfig_membersonly",
+        "muc#roomconfig_persistentroom",
+    ] {
+        assert!(fields.iter().any(|f| f == var), "{var} in {fields:?}");
+    }
+    let unoffered = owner_iq(
+        "u",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>",
+    );
+    let refused = romeo.request(&unoffered).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    let configure = owner_iq(
+        "c",
+        "<x xmlns='jabber:x:data' type='submit'>\
+           <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+           <field var='muc#roomconfig_roomname'><value>The Capulets</value></field>\
+           <field var='muc#roomconfig_membersonly'><value>1</value></field>\
+         </x>",
+    );
+    ok(&romeo.request(&configure).await);
+    // The nurse is no member: she is removed with 322 (XEP-0045 §9.6).
+    let removed = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(removed.attr("type"), Some("unavailable"));
+    let mut codes = statuses(&removed);
+    codes.sort();
+    assert_eq!(codes, ["110", "322"]);
+    let seen = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(statuses(&seen), ["322"]);
+    ok(&romeo
+        .request(&admin_iq(
+            "m0",
+            "<item affiliation='member' jid='nurse@localhost'/>",
+        ))
+        .await);
+    nurse.send(&join("Nurse")).await;
+    joined(&mut nurse).await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    let info = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await;
+    let query = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let name = query
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .and_then(|i| i.attr("name"));
+    assert_eq!(name, Some("The Capulets"));
+    let features: Vec<&str> = query.children().filter_map(|f| f.attr("var")).collect();
+    assert!(features.contains(&"muc_membersonly"), "{features:?}");
+
+    // Members only: Tybalt is kept out until he is made a member.
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    tybalt.send(&join("Tybalt")).await;
+    let refused = tybalt.recv().await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("registration-required")
+    );
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='tybalt@localhost'/>",
+        ))
+        .await);
+    tybalt.send(&join("Tybalt")).await;
+    joined(&mut tybalt).await;
+    recv_until(&mut nurse, |el| el.name() == "presence").await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+
+    // A kick: Tybalt is told with 307 and 110, the others with 307.
+    ok(&romeo
+        .request(&admin_iq("k", "<item nick='Tybalt' role='none'/>"))
+        .await);
+    let kicked = recv_until(&mut tybalt, |el| el.name() == "presence").await;
+    assert_eq!(kicked.attr("type"), Some("unavailable"));
+    let mut codes = statuses(&kicked);
+    codes.sort();
+    assert_eq!(codes, ["110", "307"]);
+    let seen = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(statuses(&seen), ["307"]);
+
+    // A ban of the nurse: she goes with 301, and cannot come back.
+    ok(&romeo
+        .request(&admin_iq(
+            "b",
+            "<item affiliation='outcast' jid='nurse@localhost'/>",
+        ))
+        .await);
+    let banned = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(banned.attr("type"), Some("unavailable"));
+    assert!(statuses(&banned).contains(&"301".to_owned()));
+    nurse.send(&join("Nurse")).await;
+    let refused = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    let outcasts = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='l' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast'/></query></iq>"
+        ))
+        .await;
+    let listed: Vec<&str> = outcasts
+        .get_child("query", "http://jabber.org/protocol/muc#admin")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(listed, ["nurse@localhost"]);
+    // Only owners kick.
+    let refused = tybalt
+        .request(&admin_iq("k2", "<item nick='Romeo' role='none'/>"))
+        .await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+}
+
+/// XEP-0410 self-ping, the room list (XEP-0045 §6.3), subject rights, and a temporary room
+/// that closes with its last occupant.
+#[tokio::test]
+async fn self_ping_room_list_subject_and_temporary_rooms() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let ping = |to: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='p' to='{to}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+    };
+    ok(&romeo.request(&ping(&format!("{ROOM}/Romeo"))).await);
+    let refused = romeo.request(&ping(&format!("{ROOM}/Ghost"))).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+
+    let list = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r' to='chat.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        )
+        .await;
+    let rooms: Vec<&str> = list
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(rooms, [ROOM]);
+
+    // Subjects: anyone may by default; once the owner says so, only owners.
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>gossip</subject></message>"
+        ))
+        .await;
+    let subject = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(
+        subject
+            .get_child("subject", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("gossip")
+    );
+    let configure = owner_iq(
+        "c",
+        "<x xmlns='jabber:x:data' type='submit'>\
+           <field var='muc#roomconfig_changesubject'><value>0</value></field>\
+           <field var='muc#roomconfig_persistentroom'><value>0</value></field>\
+         </x>",
+    );
+    ok(&romeo.request(&configure).await);
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' id='s' to='{ROOM}' type='groupchat'><subject>more</subject></message>"
+        ))
+        .await;
+    let refused = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+
+    // Not persistent any more: when both leave, the room is gone.
+    for (client, nick) in [(&mut nurse, "Nurse"), (&mut romeo, "Romeo")] {
+        client
+            .send(&format!(
+                "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/{nick}'/>"
+            ))
+            .await;
+        recv_until(client, |el| {
+            el.name() == "presence" && statuses(el).contains(&"110".to_owned())
+        })
+        .await;
+    }
+    let info = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await;
+    assert_eq!(stanza_error(&info).as_deref(), Some("item-not-found"));
+}

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use verona_pubsub::{
-    AccessModel, Affiliation, ConfigField, ItemReply, Limits, ServiceConfig,
+    AccessModel, Affiliation, ConfigField, ItemReply, Limits, MaxItems, NodeConfig, ServiceConfig,
     SubscriptionOptionField, SubscriptionOptions,
 };
 
@@ -32,11 +32,231 @@ pub fn rooms_config(limits: Limits) -> ServiceConfig {
     let mut config = ServiceConfig::groupchat();
     config.limits = limits;
     config.node_defaults.itemreply = ItemReply::Publisher;
+    for (var, default) in ROOM_OPTIONS {
+        config
+            .node_defaults
+            .extra
+            .insert((*var).to_owned(), vec![(*default).to_owned()]);
+    }
     config.custom_subscription_options.insert(
         MUC_OPTION.to_owned(),
         SubscriptionOptionField { unique: false },
     );
     config
+}
+
+/// The XEP-0045 room options a room keeps as node configuration beyond pubsub's own fields,
+/// with their defaults: rooms persist (they are nodes) and are listed, any occupant may change
+/// the subject, and there is no limit on occupants.
+const ROOM_OPTIONS: &[(&str, &str)] = &[
+    (PERSISTENT, "1"),
+    (PUBLIC, "1"),
+    (CHANGE_SUBJECT, "1"),
+    (MAX_USERS, "none"),
+];
+const PERSISTENT: &str = "muc#roomconfig_persistentroom";
+const PUBLIC: &str = "muc#roomconfig_publicroom";
+const CHANGE_SUBJECT: &str = "muc#roomconfig_changesubject";
+const MAX_USERS: &str = "muc#roomconfig_maxusers";
+const ROOM_CONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
+
+/// The value of a room option.
+fn option<'a>(config: &'a NodeConfig, var: &str) -> Option<&'a str> {
+    config.extra.get(var)?.first().map(String::as_str)
+}
+
+fn truthy(value: Option<&str>) -> bool {
+    matches!(value, Some("1" | "true"))
+}
+
+/// Whether the room is kept when its last occupant leaves.
+pub fn is_persistent(config: &NodeConfig) -> bool {
+    truthy(option(config, PERSISTENT))
+}
+
+/// Whether the room is listed in the service's disco#items.
+pub fn is_public(config: &NodeConfig) -> bool {
+    truthy(option(config, PUBLIC))
+}
+
+/// Whether occupants other than the owners may change the subject.
+pub fn occupants_change_subject(config: &NodeConfig) -> bool {
+    truthy(option(config, CHANGE_SUBJECT))
+}
+
+/// How many may be in the room at once, if limited.
+pub fn max_users(config: &NodeConfig) -> Option<usize> {
+    option(config, MAX_USERS)?.parse().ok()
+}
+
+/// The room's configuration form (XEP-0045 §10.2): its pubsub fields under their XEP-0045
+/// names, and the room options.
+pub fn config_form(config: &NodeConfig) -> Element {
+    let field = |var: &str, kind: &str, label: &str, value: String| {
+        builder("field", ns::DATA_FORMS)
+            .with("var", var)
+            .with("type", kind)
+            .with("label", label)
+            .append(text_child("value", ns::DATA_FORMS, value))
+            .build()
+    };
+    let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
+    let history = match config.max_items {
+        MaxItems::Count(n) => n.to_string(),
+        MaxItems::Max => "max".to_owned(),
+    };
+    let form_type = builder("field", ns::DATA_FORMS)
+        .with("var", "FORM_TYPE")
+        .with("type", "hidden")
+        .append(text_child("value", ns::DATA_FORMS, ROOM_CONFIG))
+        .build();
+    let fields = [
+        form_type,
+        field(
+            "muc#roomconfig_roomname",
+            "text-single",
+            "Name",
+            config.title.clone(),
+        ),
+        field(
+            "muc#roomconfig_roomdesc",
+            "text-single",
+            "Description",
+            config.description.clone(),
+        ),
+        field(
+            PERSISTENT,
+            "boolean",
+            "Persistent",
+            flag(is_persistent(config)),
+        ),
+        field(PUBLIC, "boolean", "Listed", flag(is_public(config))),
+        field(
+            "muc#roomconfig_membersonly",
+            "boolean",
+            "Members only",
+            flag(config.access_model == AccessModel::Whitelist),
+        ),
+        field(
+            CHANGE_SUBJECT,
+            "boolean",
+            "Occupants may change the subject",
+            flag(occupants_change_subject(config)),
+        ),
+        field(
+            MAX_USERS,
+            "text-single",
+            "Maximum occupants (none: no limit)",
+            option(config, MAX_USERS).unwrap_or("none").to_owned(),
+        ),
+        field(
+            "muc#roomconfig_historylength",
+            "text-single",
+            "History kept",
+            history,
+        ),
+        field(
+            "muc#roomconfig_whois",
+            "list-single",
+            "Who sees real JIDs",
+            "anyone".into(),
+        ),
+    ];
+    let form = builder("x", ns::DATA_FORMS)
+        .with("type", "form")
+        .append_all(fields)
+        .build();
+    builder("query", ns::MUC_OWNER).append(form).build()
+}
+
+/// The pubsub configuration a submitted room configuration form asks for; `Err` names a field
+/// this server does not offer (semi-anonymous, moderated and password-protected rooms are not
+/// offered yet) or a value it cannot take.
+pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
+    let mut fields = Vec::new();
+    for field in form.children().filter(|c| c.is("field", ns::DATA_FORMS)) {
+        let var = field.attr("var").unwrap_or_default();
+        let values: Vec<String> = field
+            .children()
+            .filter(|c| c.is("value", ns::DATA_FORMS))
+            .map(Element::text)
+            .collect();
+        let value = values.first().map(String::as_str).unwrap_or_default();
+        let boolean = || match value {
+            "1" | "true" => Ok(true),
+            "0" | "false" | "" => Ok(false),
+            other => Err(format!("{var}: not a boolean: {other}")),
+        };
+        let extra = |value: &str| ConfigField::Extra {
+            var: var.to_owned(),
+            values: vec![value.to_owned()],
+        };
+        match var {
+            "FORM_TYPE" => {}
+            "muc#roomconfig_roomname" => fields.push(ConfigField::Title(value.to_owned())),
+            "muc#roomconfig_roomdesc" => fields.push(ConfigField::Description(value.to_owned())),
+            PERSISTENT | PUBLIC | CHANGE_SUBJECT => {
+                fields.push(extra(if boolean()? { "1" } else { "0" }));
+            }
+            MAX_USERS => match value {
+                "" | "none" | "0" => fields.push(extra("none")),
+                n if n.parse::<usize>().is_ok() => fields.push(extra(n)),
+                other => return Err(format!("{var}: not a number: {other}")),
+            },
+            "muc#roomconfig_membersonly" => fields.push(ConfigField::AccessModel(if boolean()? {
+                AccessModel::Whitelist
+            } else {
+                AccessModel::Open
+            })),
+            "muc#roomconfig_historylength" | "muc#maxhistoryfetch" => match value.parse() {
+                Ok(n) => fields.push(ConfigField::MaxItems(MaxItems::Count(n))),
+                Err(_) => return Err(format!("{var}: not a number: {value}")),
+            },
+            "muc#roomconfig_whois" if value == "anyone" || value.is_empty() => {}
+            "muc#roomconfig_moderatedroom" | "muc#roomconfig_passwordprotectedroom"
+                if !boolean()? => {}
+            "muc#roomconfig_roomsecret" if value.is_empty() => {}
+            // Fields every client sends whose XEP-0045 meaning Verona has as fixed behaviour.
+            "muc#roomconfig_allowinvites"
+            | "muc#roomconfig_allowpm"
+            | "muc#roomconfig_presencebroadcast"
+            | "muc#roomconfig_getmemberlist"
+            | "muc#roomconfig_enablelogging"
+            | "muc#roomconfig_lang"
+            | "muc#roomconfig_pubsub"
+            | "muc#roomconfig_roomadmins"
+            | "muc#roomconfig_roomowners"
+            | "muc#roomconfig_canchangenick" => {}
+            other => return Err(format!("{other}: not offered by this server")),
+        }
+    }
+    Ok(fields)
+}
+
+/// A private message between occupants (XEP-0045 §7.5), from `room/nick` and with what was
+/// said only, marked as coming through the room.
+pub fn private_message(from: &FullJid, to: &Jid, message: &Element) -> Element {
+    let kind = match message.attr("type") {
+        Some("normal") => "normal",
+        _ => "chat",
+    };
+    builder("message", ns::CLIENT)
+        .with("type", kind)
+        .with("from", from.as_str())
+        .with("to", to.as_str())
+        .append_all(message.children().filter(|c| spoken(c)).cloned())
+        .append(builder("x", ns::MUC_USER).build())
+        .build()
+}
+
+/// What an occupant's presence in a room says about it, relayed to the others: its `show` and
+/// `status`, nothing else.
+pub fn shown(presence: &Element) -> Vec<Element> {
+    presence
+        .children()
+        .filter(|c| c.is("show", ns::CLIENT) || c.is("status", ns::CLIENT))
+        .cloned()
+        .collect()
 }
 
 /// A room a classic client creates by joining it (an XEP-0045 instant room): open to anyone,
@@ -223,6 +443,19 @@ pub fn occupant_presence(
     leaving: bool,
     statuses: &[u16],
 ) -> Element {
+    presence_of(occupant, to, leaving, statuses, &[], None)
+}
+
+/// [`occupant_presence`] with what the occupant's presence shows, and for a nick change
+/// (303) the new nick.
+pub fn presence_of(
+    occupant: &Occupant,
+    to: &Jid,
+    leaving: bool,
+    statuses: &[u16],
+    shown: &[Element],
+    new_nick: Option<&str>,
+) -> Element {
     let (affiliation, role) = if leaving {
         (affiliation_name(occupant.affiliation), "none")
     } else {
@@ -231,11 +464,14 @@ pub fn occupant_presence(
             role(occupant.affiliation),
         )
     };
-    let item = builder("item", ns::MUC_USER)
+    let mut item = builder("item", ns::MUC_USER)
         .with("affiliation", affiliation)
         .with("role", role)
-        .with("jid", occupant.jid.as_str())
-        .build();
+        .with("jid", occupant.jid.as_str());
+    if let Some(nick) = new_nick {
+        item = item.with("nick", nick);
+    }
+    let item = item.build();
     let codes = statuses.iter().map(|code| {
         builder("status", ns::MUC_USER)
             .with("code", code.to_string())
@@ -251,7 +487,7 @@ pub fn occupant_presence(
     if leaving {
         presence = presence.with("type", "unavailable");
     }
-    presence.append(x).build()
+    presence.append_all(shown.iter().cloned()).append(x).build()
 }
 
 /// The presence error a join gets (XEP-0045 §7.2.6–§7.2.9): `conflict` for a nick in use,

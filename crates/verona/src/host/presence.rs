@@ -26,6 +26,7 @@ impl ServicesTask {
             let outcome = hosted.service.end_session(jid);
             done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
             self.announce_departures(&outcome.value, done);
+            self.close_empty_rooms(&outcome.value, done);
         }
         let holders: Vec<BareJid> = self.temporary.iter().cloned().collect();
         for account in holders {

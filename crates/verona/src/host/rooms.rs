@@ -6,12 +6,12 @@
 
 use std::time::SystemTime;
 
-use verona_pubsub::{CreateRequest, ItemQuery, PubsubError, SubscriptionInfo};
+use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, SubscriptionInfo};
 
 use super::*;
 use crate::eventing::groupchat::{
     self, Join, Occupant, RoomPresence, groupchat_message, join_error, occupant_presence,
-    room_presence, said, speaker, subject_message,
+    presence_of, room_presence, said, speaker, subject_message,
 };
 
 impl ServicesTask {
@@ -22,15 +22,19 @@ impl ServicesTask {
         };
         match (stanza.name(), to.try_as_full()) {
             ("presence", Ok(room_nick)) => match room_presence(&stanza, room_nick) {
-                RoomPresence::Join(join) => self.join(&from, room_nick, join, done),
+                RoomPresence::Join(join) => self.join(&from, room_nick, join, &stanza, done),
                 RoomPresence::Leave => self.leave(&from, room_nick, done),
                 RoomPresence::Other => {}
             },
             ("message", Err(room)) if stanza.attr("type") == Some("groupchat") => {
                 self.say(&from, room, &stanza, done);
             }
+            ("message", Ok(room_nick)) if stanza.attr("type") != Some("error") => {
+                self.private_message(&from, room_nick, &stanza, done);
+            }
             ("iq", Err(room)) => self.room_iq(&from, room, &stanza, done),
-            ("presence", Err(_)) => {}
+            ("iq", Ok(room_nick)) => self.occupant_iq(&from, room_nick, &stanza, done),
+            ("presence" | "message", _) => {}
             _ => {
                 let reply = error_reply(&stanza, StanzaError::ServiceUnavailable, None);
                 done.push(Done::reply(from, reply));
@@ -38,8 +42,92 @@ impl ServicesTask {
         }
     }
 
+    /// The occupant `jid` is in a room as, if it is.
+    fn occupant_of(&self, node: &str, jid: &Jid) -> Option<SubscriptionInfo> {
+        self.rooms.as_ref().and_then(|hosted| {
+            hosted
+                .service
+                .subscribers(node)
+                .into_iter()
+                .find(|s| s.jid == *jid && s.state.is_approved())
+        })
+    }
+
+    /// The session in a room under `nick`, if any.
+    fn occupant_named(&self, node: &str, nick: &str) -> Option<SubscriptionInfo> {
+        self.rooms.as_ref().and_then(|hosted| {
+            hosted
+                .service
+                .subscribers(node)
+                .into_iter()
+                .find(|s| s.state.is_approved() && groupchat::nick_of(&s.options) == Some(nick))
+        })
+    }
+
+    /// XEP-0045 §7.5: a private message to another occupant, from the sender's nick.
+    fn private_message(
+        &self,
+        from: &FullJid,
+        room_nick: &FullJid,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        let node = room_nick.node().map(|n| n.to_string()).unwrap_or_default();
+        let me = Jid::from(from.clone());
+        let Some(sender) = self.occupant_of(&node, &me) else {
+            let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
+        let Some(recipient) = self.occupant_named(&node, room_nick.resource().as_str()) else {
+            let reply = error_reply(stanza, StanzaError::ItemNotFound, Some("no such occupant"));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
+        let nick = groupchat::nick_of(&sender.options).unwrap_or_default();
+        let Ok(sent_as) = FullJid::new(&format!("{}/{nick}", room_nick.to_bare())) else {
+            return;
+        };
+        if let Ok(to) = recipient.jid.clone().try_into_full() {
+            let message = groupchat::private_message(&sent_as, &recipient.jid, stanza);
+            done.push(Done::reply(to, Some(message)));
+        }
+    }
+
+    /// An iq to an occupant: XEP-0410 self-ping is answered here (in the room: a result; not
+    /// in it: `not-acceptable`); others are not relayed yet.
+    fn occupant_iq(
+        &self,
+        from: &FullJid,
+        room_nick: &FullJid,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        if !matches!(stanza.attr("type"), Some("get" | "set")) {
+            return;
+        }
+        let node = room_nick.node().map(|n| n.to_string()).unwrap_or_default();
+        let me = Jid::from(from.clone());
+        let mine = self
+            .occupant_of(&node, &me)
+            .filter(|s| groupchat::nick_of(&s.options) == Some(room_nick.resource().as_str()));
+        let reply = match mine {
+            Some(_) if stanza.has_child("ping", ns::PING) => Some(iq_result(stanza, None)),
+            Some(_) => error_reply(stanza, StanzaError::ServiceUnavailable, None),
+            None => error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room")),
+        };
+        done.push(Done::reply(from.clone(), reply));
+    }
+
     /// XEP-0045 §7.2: entering a room (creating it, as an instant room, if it does not exist).
-    fn join(&mut self, from: &FullJid, room_nick: &FullJid, join: Join, done: &mut Vec<Done>) {
+    fn join(
+        &mut self,
+        from: &FullJid,
+        room_nick: &FullJid,
+        join: Join,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
         let me = Jid::from(from.clone());
         let room = room_nick.to_bare();
         let Some(node) = room.node().map(|node| node.to_string()) else {
@@ -56,10 +144,16 @@ impl ServicesTask {
         };
         let service = &mut hosted.service;
         if let Some(mine) = service.subscribers(&node).into_iter().find(|s| s.jid == me) {
-            if groupchat::nick_of(&mine.options) != Some(join.nick.as_str()) {
-                // Nick changes (XEP-0045 §7.6) are not offered yet.
-                done.push(refuse("not-acceptable", "modify"));
+            if groupchat::nick_of(&mine.options) == Some(join.nick.as_str()) {
+                self.occupant_presence_changed(&room, &node, &me, stanza, done);
+            } else {
+                self.change_nick(from, room_nick, mine, done);
             }
+            return;
+        }
+        let full = service.node_config(&node).and_then(groupchat::max_users);
+        if full.is_some_and(|max| occupants(service, &node).len() >= max) {
+            done.push(refuse("service-unavailable", "wait"));
             return;
         }
         let mut created = false;
@@ -95,7 +189,8 @@ impl ServicesTask {
             }
             Err(PubsubError::OptionTaken { .. }) => done.push(refuse("conflict", "cancel")),
             Err(PubsubError::Forbidden) => done.push(refuse("forbidden", "auth")),
-            Err(PubsubError::NotAuthorized(_)) => {
+            // Members only (a whitelist), or waiting for the owners: XEP-0045 §7.2.7.
+            Err(PubsubError::NotAuthorized(_) | PubsubError::ClosedNode) => {
                 done.push(refuse("registration-required", "auth"));
             }
             Err(e) => {
@@ -218,6 +313,109 @@ impl ServicesTask {
         }
     }
 
+    /// XEP-0045 §7.7: an occupant's presence changed (away, a status): everyone in the room
+    /// sees it.
+    fn occupant_presence_changed(
+        &self,
+        room: &BareJid,
+        node: &str,
+        occupant: &Jid,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.as_ref() else {
+            return;
+        };
+        let everyone = occupants(&hosted.service, node);
+        let Some(me) = everyone.iter().find(|o| o.jid == *occupant) else {
+            return;
+        };
+        let shown = groupchat::shown(stanza);
+        let who = Occupant {
+            room,
+            nick: &me.nick,
+            jid: occupant,
+            affiliation: hosted.service.affiliation(node, &occupant.to_bare()),
+        };
+        for other in &everyone {
+            if let Ok(session) = other.jid.clone().try_into_full() {
+                let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
+                let presence = presence_of(&who, &other.jid, false, own, &shown, None);
+                done.push(Done::reply(session, Some(presence)));
+            }
+        }
+    }
+
+    /// XEP-0045 §7.6: a new nick, if nobody has it: everyone sees the old one leave with 303
+    /// and the new one arrive.
+    fn change_nick(
+        &mut self,
+        from: &FullJid,
+        room_nick: &FullJid,
+        mine: SubscriptionInfo,
+        done: &mut Vec<Done>,
+    ) {
+        let me = Jid::from(from.clone());
+        let room = room_nick.to_bare();
+        let new = room_nick.resource().as_str();
+        let Some(old) = groupchat::nick_of(&mine.options).map(str::to_owned) else {
+            return;
+        };
+        let Some(hosted) = self.rooms.as_mut() else {
+            return;
+        };
+        let mut options = mine.options.clone();
+        options
+            .custom
+            .insert(groupchat::NICK_OPTION.to_owned(), new.to_owned());
+        let changed = hosted.service.set_subscription_options(
+            &me,
+            &mine.node,
+            &me,
+            Some(mine.subid.as_str()),
+            options,
+        );
+        let outcome = match changed {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let condition = match e {
+                    PubsubError::OptionTaken { .. } => "conflict",
+                    _ => "not-acceptable",
+                };
+                let error = join_error(&me, room_nick, condition, "cancel");
+                done.push(Done::reply(from.clone(), Some(error)));
+                return;
+            }
+        };
+        done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+        let Some(hosted) = self.rooms.as_ref() else {
+            return;
+        };
+        let affiliation = hosted.service.affiliation(&mine.node, &me.to_bare());
+        let before = Occupant {
+            room: &room,
+            nick: &old,
+            jid: &me,
+            affiliation,
+        };
+        let after = Occupant {
+            nick: new,
+            ..before
+        };
+        for other in occupants(&hosted.service, &mine.node) {
+            let Ok(session) = other.jid.clone().try_into_full() else {
+                continue;
+            };
+            let own = other.jid == me;
+            let left: &[u16] = if own { &[303, 110] } else { &[303] };
+            let gone = presence_of(&before, &other.jid, true, left, &[], Some(new));
+            done.push(Done::reply(session.clone(), Some(gone)));
+            let came: &[u16] = if own { &[110] } else { &[] };
+            let back = presence_of(&after, &other.jid, false, came, &[], None);
+            done.push(Done::reply(session, Some(back)));
+        }
+    }
+
     /// XEP-0045 §7.14: leaving. The occupant and the others get its unavailable presence.
     fn leave(&mut self, from: &FullJid, room_nick: &FullJid, done: &mut Vec<Done>) {
         let me = Jid::from(from.clone());
@@ -242,7 +440,9 @@ impl ServicesTask {
         {
             Ok(outcome) => {
                 done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
-                self.announce_departures(&[mine], done);
+                let ended = [mine];
+                self.announce_departures(&ended, done);
+                self.close_empty_rooms(&ended, done);
             }
             Err(e) => tracing::debug!(%from, %room, "leaving a room: {e}"),
         }
@@ -284,6 +484,33 @@ impl ServicesTask {
         }
     }
 
+    /// A room that is not persistent goes when its last occupant does (XEP-0045 §10.1.3).
+    pub(super) fn close_empty_rooms(&mut self, ended: &[SubscriptionInfo], done: &mut Vec<Done>) {
+        let Some(hosted) = self.rooms.as_mut() else {
+            return;
+        };
+        let nodes: BTreeSet<&str> = ended.iter().map(|s| s.node.as_str()).collect();
+        for node in nodes {
+            let Some(config) = hosted.service.node_config(node) else {
+                continue;
+            };
+            if groupchat::is_persistent(config) || !occupants(&hosted.service, node).is_empty() {
+                continue;
+            }
+            let owner = hosted
+                .service
+                .metadata(node)
+                .and_then(|meta| meta.owners.first().cloned());
+            let Some(owner) = owner else {
+                continue;
+            };
+            match hosted.service.delete(&Jid::from(owner), node, None) {
+                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Err(e) => tracing::debug!(node, "closing an empty room: {e}"),
+            }
+        }
+    }
+
     /// XEP-0045 §7.4: a groupchat message, published to the room as what the speaker said.
     fn say(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
         let me = Jid::from(from.clone());
@@ -305,6 +532,19 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         };
+        let owner = hosted.service.affiliation(&node, &me.to_bare()) == Affiliation::Owner;
+        let may_set_subject = owner
+            || hosted
+                .service
+                .node_config(&node)
+                .is_some_and(groupchat::occupants_change_subject);
+        if stanza.has_child("subject", ns::CLIENT) && !may_set_subject {
+            // XEP-0045 §8.1.
+            let why = "only the owners change the subject";
+            let reply = error_reply(stanza, StanzaError::Forbidden, Some(why));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
         let Some(item) = said(stanza, &nick) else {
             return;
         };
@@ -320,34 +560,335 @@ impl ServicesTask {
         }
     }
 
-    /// disco#info about a room (XEP-0045 §6.4); other iqs to a room are not served yet.
-    fn room_iq(&self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
+    /// An iq to a room: disco#info and #items (XEP-0045 §6.4), the owner's configuration form
+    /// (§10.1–§10.2) and destruction (§10.9), and the affiliation and role lists (§9, §8.2):
+    /// kick, ban, membership.
+    fn room_iq(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
         let node = room.node().map(|node| node.to_string()).unwrap_or_default();
-        let exists = self
+        let config = self
             .rooms
             .as_ref()
-            .is_some_and(|hosted| hosted.service.node_config(&node).is_some());
-        let info = stanza.attr("type") == Some("get") && stanza.has_child("query", ns::DISCO_INFO);
-        let reply = match (exists, info) {
-            (true, true) => {
-                let identity = builder("identity", ns::DISCO_INFO)
-                    .with("category", "conference")
-                    .with("type", "text")
-                    .with("name", node.as_str())
-                    .build();
-                let features = [ns::MUC, "muc_open", "muc_nonanonymous", "muc_temporary"]
-                    .into_iter()
-                    .map(|var| builder("feature", ns::DISCO_INFO).with("var", var).build());
-                let query = builder("query", ns::DISCO_INFO)
-                    .append(identity)
-                    .append_all(features)
-                    .build();
-                Some(iq_result(stanza, Some(query)))
-            }
-            (false, _) => error_reply(stanza, StanzaError::ItemNotFound, None),
-            (true, false) => error_reply(stanza, StanzaError::ServiceUnavailable, None),
+            .and_then(|hosted| hosted.service.node_config(&node).cloned());
+        let Some(config) = config else {
+            let reply = error_reply(stanza, StanzaError::ItemNotFound, None);
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
+        let get = stanza.attr("type") == Some("get");
+        let set = stanza.attr("type") == Some("set");
+        let reply = if get && stanza.has_child("query", ns::DISCO_INFO) {
+            Some(iq_result(stanza, Some(room_info(&node, &config))))
+        } else if get && stanza.has_child("query", ns::DISCO_ITEMS) {
+            // XEP-0045 §6.5: occupants need not be listed.
+            let query = builder("query", ns::DISCO_ITEMS).build();
+            Some(iq_result(stanza, Some(query)))
+        } else if let Some(query) = stanza.get_child("query", ns::MUC_OWNER) {
+            self.owner_query(from, room, &node, stanza, query, get, done)
+        } else if let (Some(query), true) = (stanza.get_child("query", ns::MUC_ADMIN), set) {
+            self.admin_set(from, room, &node, stanza, query, done)
+        } else if let (Some(query), true) = (stanza.get_child("query", ns::MUC_ADMIN), get) {
+            self.admin_list(from, &node, stanza, query)
+        } else if set || get {
+            error_reply(stanza, StanzaError::ServiceUnavailable, None)
+        } else {
+            None
         };
         done.push(Done::reply(from.clone(), reply));
+    }
+
+    /// `muc#owner`: the configuration form, its submission (an empty one accepts an instant
+    /// room's defaults, §10.1.2; `cancel` changes nothing), or the room's destruction.
+    #[allow(clippy::too_many_arguments)]
+    fn owner_query(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+        get: bool,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let me = Jid::from(from.clone());
+        let hosted = self.rooms.as_mut()?;
+        if hosted.service.affiliation(node, &me.to_bare()) != Affiliation::Owner {
+            return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
+        }
+        if get {
+            let config = hosted.service.node_config(node)?;
+            return Some(iq_result(stanza, Some(groupchat::config_form(config))));
+        }
+        if query.has_child("destroy", ns::MUC_OWNER) {
+            let leaving = occupants(&hosted.service, node);
+            return match hosted.service.delete(&me, node, None) {
+                Ok(outcome) => {
+                    done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                    self.announce_destruction(room, &leaving, done);
+                    Some(iq_result(stanza, None))
+                }
+                Err(e) => {
+                    tracing::debug!(%from, %room, "destroying a room: {e}");
+                    error_reply(stanza, StanzaError::NotAllowed, None)
+                }
+            };
+        }
+        let Some(form) = query.get_child("x", ns::DATA_FORMS) else {
+            return error_reply(stanza, StanzaError::BadRequest, Some("no form"));
+        };
+        if form.attr("type") == Some("cancel") {
+            return Some(iq_result(stanza, None));
+        }
+        let fields = match groupchat::parse_config(form) {
+            Ok(fields) => fields,
+            Err(why) => return error_reply(stanza, StanzaError::NotAcceptable, Some(&why)),
+        };
+        let before = hosted.service.subscribers(node);
+        match hosted.service.configure(&self.presence, &me, node, &fields) {
+            Ok(outcome) => {
+                done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                // XEP-0045 §9.6: a room made members-only removes the others (322).
+                let after = hosted.service.subscribers(node);
+                let removed: Vec<SubscriptionInfo> = before
+                    .into_iter()
+                    .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
+                    .collect();
+                self.announce_removals(room, &removed, 322, done);
+                Some(iq_result(stanza, None))
+            }
+            Err(e) => {
+                let why = e.to_string();
+                error_reply(stanza, StanzaError::NotAcceptable, Some(&why))
+            }
+        }
+    }
+
+    /// `muc#admin` set (owners only): a role of `none` kicks an occupant (§8.2, status 307), an
+    /// affiliation of `outcast` bans an account (§9.1, 301), `member` or `none` grants or takes
+    /// membership, `owner` ownership (§10.3). Voice and moderator roles are not offered yet.
+    fn admin_set(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let me = Jid::from(from.clone());
+        let owner = self
+            .rooms
+            .as_ref()
+            .is_some_and(|h| h.service.affiliation(node, &me.to_bare()) == Affiliation::Owner);
+        if !owner {
+            return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
+        }
+        let mut kicked = Vec::new();
+        let mut affiliations = BTreeMap::new();
+        for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
+            match (item.attr("role"), item.attr("affiliation")) {
+                (Some("none"), None) => {
+                    let nick = item.attr("nick").unwrap_or_default();
+                    match self.occupant_named(node, nick) {
+                        Some(occupant) => kicked.push(occupant),
+                        None => return error_reply(stanza, StanzaError::ItemNotFound, None),
+                    }
+                }
+                (None, Some(affiliation)) => {
+                    let Some(jid) = item.attr("jid").and_then(|j| Jid::new(j).ok()) else {
+                        return error_reply(stanza, StanzaError::BadRequest, Some("no jid"));
+                    };
+                    let affiliation = match affiliation {
+                        "owner" => Affiliation::Owner,
+                        "member" => Affiliation::Member,
+                        "outcast" => Affiliation::Outcast,
+                        "none" => Affiliation::None,
+                        _ => {
+                            let why = "admins are not offered: make them owners";
+                            return error_reply(stanza, StanzaError::NotAcceptable, Some(why));
+                        }
+                    };
+                    affiliations.insert(jid.to_bare(), affiliation);
+                }
+                _ => {
+                    let why = "voice and moderator roles are not offered yet";
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(why));
+                }
+            }
+        }
+        let hosted = self.rooms.as_mut()?;
+        let banned: Vec<SubscriptionInfo> = hosted
+            .service
+            .subscribers(node)
+            .into_iter()
+            .filter(|s| {
+                affiliations.get(&s.jid.to_bare()) == Some(&Affiliation::Outcast)
+                    && s.state.is_approved()
+            })
+            .collect();
+        if !affiliations.is_empty() {
+            match hosted
+                .service
+                .set_affiliations(&self.presence, &me, node, &affiliations)
+            {
+                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Err(e) => {
+                    let why = e.to_string();
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                }
+            }
+        }
+        let ends: Vec<SubscriptionChange> = kicked
+            .iter()
+            .map(|occupant| SubscriptionChange {
+                jid: occupant.jid.clone(),
+                subid: Some(occupant.subid.clone()),
+                subscribed: false,
+            })
+            .collect();
+        if !ends.is_empty() {
+            match hosted
+                .service
+                .set_subscriptions(&self.presence, &me, node, &ends)
+            {
+                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Err(e) => {
+                    let why = e.to_string();
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                }
+            }
+        }
+        self.announce_removals(room, &kicked, 307, done);
+        self.announce_removals(room, &banned, 301, done);
+        Some(iq_result(stanza, None))
+    }
+
+    /// `muc#admin` get (owners only): the accounts holding one affiliation (§9.5, §10.5).
+    fn admin_list(
+        &self,
+        from: &FullJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+    ) -> Option<Element> {
+        let me = Jid::from(from.clone());
+        let hosted = self.rooms.as_ref()?;
+        let wanted = query
+            .get_child("item", ns::MUC_ADMIN)
+            .and_then(|item| item.attr("affiliation"));
+        let wanted = match wanted {
+            Some("owner") => Affiliation::Owner,
+            Some("member") => Affiliation::Member,
+            Some("outcast") => Affiliation::Outcast,
+            _ => return error_reply(stanza, StanzaError::BadRequest, Some("which affiliation?")),
+        };
+        let Ok(all) = hosted.service.node_affiliations(&me, node) else {
+            return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
+        };
+        let name = query
+            .get_child("item", ns::MUC_ADMIN)
+            .and_then(|item| item.attr("affiliation"))
+            .unwrap_or_default();
+        let items = all
+            .into_iter()
+            .filter(|(_, affiliation)| *affiliation == wanted)
+            .map(|(jid, _)| {
+                builder("item", ns::MUC_ADMIN)
+                    .with("affiliation", name)
+                    .with("jid", jid.as_str())
+                    .build()
+            });
+        let result = builder("query", ns::MUC_ADMIN).append_all(items).build();
+        Some(iq_result(stanza, Some(result)))
+    }
+
+    /// Occupants removed by an owner: each is told, and the others see it go, with `code`
+    /// (307 kicked, 301 banned).
+    fn announce_removals(
+        &self,
+        room: &BareJid,
+        removed: &[SubscriptionInfo],
+        code: u16,
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.as_ref() else {
+            return;
+        };
+        for gone in removed {
+            let Some(nick) = groupchat::nick_of(&gone.options) else {
+                continue;
+            };
+            let occupant = Occupant {
+                room,
+                nick,
+                jid: &gone.jid,
+                affiliation: hosted.service.affiliation(&gone.node, &gone.jid.to_bare()),
+            };
+            let remaining = occupants(&hosted.service, &gone.node);
+            let own = [code, 110];
+            let told = remaining
+                .iter()
+                .map(|o| (&o.jid, &own[..1]))
+                .chain(std::iter::once((&gone.jid, &own[..])));
+            for (to, codes) in told {
+                if let Ok(session) = to.clone().try_into_full() {
+                    let presence = occupant_presence(&occupant, to, true, codes);
+                    done.push(Done::reply(session, Some(presence)));
+                }
+            }
+        }
+    }
+
+    /// A destroyed room: every occupant gets its own unavailable presence with `<destroy/>`
+    /// (§10.9).
+    fn announce_destruction(&self, room: &BareJid, leaving: &[InRoom], done: &mut Vec<Done>) {
+        for occupant in leaving {
+            let Ok(session) = occupant.jid.clone().try_into_full() else {
+                continue;
+            };
+            let destroy = builder("destroy", ns::MUC_USER).build();
+            let x = builder("x", ns::MUC_USER)
+                .append(
+                    builder("item", ns::MUC_USER)
+                        .with("affiliation", "none")
+                        .with("role", "none")
+                        .build(),
+                )
+                .append(destroy)
+                .build();
+            let presence = builder("presence", ns::CLIENT)
+                .with("type", "unavailable")
+                .with("from", format!("{room}/{}", occupant.nick))
+                .with("to", occupant.jid.as_str())
+                .append(x)
+                .build();
+            done.push(Done::reply(session, Some(presence)));
+        }
+    }
+
+    /// disco#items of `chat.<domain>` (XEP-0045 §6.3): the public rooms, by address.
+    pub(super) fn room_list(&self, stanza: &Element) -> Option<Element> {
+        let hosted = self.rooms.as_ref()?;
+        let domain = hosted.jid.domain();
+        let items = hosted.service.node_ids().filter_map(|node| {
+            let config = hosted.service.node_config(node)?;
+            if !groupchat::is_public(config) {
+                return None;
+            }
+            let room = room_address(node, domain)?;
+            let name = if config.title.is_empty() {
+                node.to_string()
+            } else {
+                config.title.clone()
+            };
+            Some(
+                builder("item", ns::DISCO_ITEMS)
+                    .with("jid", room.as_str())
+                    .with("name", name)
+                    .build(),
+            )
+        });
+        let query = builder("query", ns::DISCO_ITEMS).append_all(items).build();
+        Some(iq_result(stanza, Some(query)))
     }
 
     /// A native publish to a room (Ex. 16): each item is made what the speaker said, with its
@@ -445,6 +986,49 @@ impl ServicesTask {
             }
         }
     }
+}
+
+/// disco#info of a room (XEP-0045 §6.4): its identity, XEP-0045 and the features its
+/// configuration gives it.
+fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
+    let name = if config.title.is_empty() {
+        node
+    } else {
+        config.title.as_str()
+    };
+    let identity = builder("identity", ns::DISCO_INFO)
+        .with("category", "conference")
+        .with("type", "text")
+        .with("name", name)
+        .build();
+    let members_only = config.access_model == AccessModel::Whitelist;
+    let features = [
+        ns::MUC,
+        "muc_nonanonymous",
+        "muc_unmoderated",
+        "muc_unsecured",
+        if members_only {
+            "muc_membersonly"
+        } else {
+            "muc_open"
+        },
+        if groupchat::is_persistent(config) {
+            "muc_persistent"
+        } else {
+            "muc_temporary"
+        },
+        if groupchat::is_public(config) {
+            "muc_public"
+        } else {
+            "muc_hidden"
+        },
+    ]
+    .into_iter()
+    .map(|var| builder("feature", ns::DISCO_INFO).with("var", var).build());
+    builder("query", ns::DISCO_INFO)
+        .append(identity)
+        .append_all(features)
+        .build()
 }
 
 /// One occupant of a room: the session in it and its nick.

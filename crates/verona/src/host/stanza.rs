@@ -17,11 +17,16 @@ impl ServicesTask {
         let Some(own_presence) = self.presence_publish(&from, &target, &mut stanza, done) else {
             return;
         };
-        if matches!(target, Target::Rooms)
-            && let Err(error) = self.vet_room_publish(&from, &mut stanza)
-        {
-            done.push(Done::reply(from, error_reply(&stanza, error, None)));
-            return;
+        if matches!(target, Target::Rooms) {
+            if is_service_items(&stanza) {
+                let reply = self.room_list(&stanza);
+                done.push(Done::reply(from, reply));
+                return;
+            }
+            if let Err(error) = self.vet_room_publish(&from, &mut stanza) {
+                done.push(Done::reply(from, error_reply(&stanza, error, None)));
+                return;
+            }
         }
         if quota::is_subscribe(&stanza) && !self.admit_subscription(&from.to_bare()) {
             let reply = verona_pubsub_xmpp::over_limit(&stanza, Limit::TooManySubscriptions);
@@ -196,6 +201,14 @@ fn joined_room(
         .any(|s| s.jid == me && s.state.is_approved());
     let room = BareJid::new(&format!("{node}@{}", rooms.domain())).ok()?;
     inside.then(|| (room, node.to_owned()))
+}
+
+/// A disco#items request about a service itself (no node).
+fn is_service_items(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("get")
+        && stanza
+            .get_child("query", ns::DISCO_ITEMS)
+            .is_some_and(|query| query.attr("node").is_none())
 }
 
 /// A disco#info request about an account itself (no node).
