@@ -1,6 +1,7 @@
 //! The classic queries every logged-in user can send: arbitrary bytes inside a roster get and
 //! set (RFC 6121 §2), a block and an unblock (XEP-0191), an available `<presence/>`, a publish
-//! to the `presence` node (XEP-0207 §3), and alone as whole stanzas, parsed by the stream
+//! to the `presence` node (XEP-0207 §3), a room join, a room message and a room configuration
+//! form (XEP-0045), and alone as whole stanzas, parsed by the stream
 //! parser as a client's stream would carry them. Every stanza is classified by the router and
 //! handed to the parser of its route, as a session does. Beyond "no panic": the route agrees
 //! with the stanza, what a parser accepts is only what the server may store and send (bare JIDs
@@ -15,6 +16,7 @@ use verona_stream::{Limits, StreamEvent, StreamParser, element_bytes};
 const HEADER: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
 const DOMAIN: &str = "localhost";
 const PUBSUB: &str = "pubsub.localhost";
+const ROOMS: &str = "chat.localhost";
 const ME: &str = "juliet@localhost/balcony";
 
 const CLIENT: &str = "jabber:client";
@@ -23,7 +25,7 @@ const BLOCKING: &str = "urn:xmpp:blocking";
 const PUBSUB_NS: &str = "http://jabber.org/protocol/pubsub";
 
 /// Where the input goes: inside each query, and alone.
-const WRAPPERS: [(&[u8], &[u8]); 7] = [
+const WRAPPERS: [(&[u8], &[u8]); 10] = [
     (
         b"<iq type='set' id='r'><query xmlns='jabber:iq:roster'>",
         b"</query></iq>",
@@ -44,6 +46,18 @@ const WRAPPERS: [(&[u8], &[u8]); 7] = [
     (
         b"<iq type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence'><item>",
         b"</item></publish></pubsub></iq>",
+    ),
+    (
+        b"<presence to='room@chat.localhost/Nurse'><x xmlns='http://jabber.org/protocol/muc'>",
+        b"</x></presence>",
+    ),
+    (
+        b"<message to='room@chat.localhost' type='groupchat'>",
+        b"</message>",
+    ),
+    (
+        b"<iq type='set' id='o' to='room@chat.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'>",
+        b"</query></iq>",
     ),
     (b"", b""),
 ];
@@ -93,6 +107,7 @@ fn check(el: &Element, me: &FullJid) {
             account,
             own_presence,
         } => check_presence_publish(el, me, &account, own_presence),
+        Route::Room => check_room_stanza(el),
         _ => {}
     }
 }
@@ -181,6 +196,12 @@ fn check_route(el: &Element, me: &FullJid, route: &Route, peer: Option<&BareJid>
         Route::PubsubDomain => {
             assert!(name != "presence" && to_bare.is_some_and(|to| to.as_str() == PUBSUB));
         }
+        Route::RoomsService => {
+            assert!(to.is_some_and(|to| to.node().is_none() && to.domain().as_str() == ROOMS));
+        }
+        Route::Room => {
+            assert!(to.is_some_and(|to| to.node().is_some() && to.domain().as_str() == ROOMS));
+        }
         Route::AuthorizationAnswer => {
             assert!(name == "message", "an answer is a message");
             assert!(to.is_some_and(|to| to.node().is_none() || to.to_bare() == own));
@@ -188,11 +209,18 @@ fn check_route(el: &Element, me: &FullJid, route: &Route, peer: Option<&BareJid>
         Route::Remote => {
             let domain = to.expect("a remote addressee").domain().to_string();
             assert!(
-                domain != DOMAIN && domain != PUBSUB,
+                domain != DOMAIN && domain != PUBSUB && domain != ROOMS,
                 "{domain} is not remote"
             );
         }
-        Route::ServerIq(_) | Route::ServiceUnavailable => assert_eq!(name, "iq"),
+        Route::ServerIq(_) => assert_eq!(name, "iq"),
+        Route::ServiceUnavailable => {
+            // Not only iqs: a stanza of any kind for a resource of the server (`localhost/x`).
+            let server_resource = to.is_some_and(|to| {
+                to.node().is_none() && to.resource().is_some() && to.domain().as_str() == DOMAIN
+            });
+            assert!(name == "iq" || server_resource, "an iq, or for the server");
+        }
         Route::Session(full) => {
             assert_eq!(to, Some(Jid::from(full.clone())), "the addressed session");
             assert!(local_account(&full.to_bare()), "a session here");
@@ -202,6 +230,82 @@ fn check_route(el: &Element, me: &FullJid, route: &Route, peer: Option<&BareJid>
             assert!(local_account(bare), "an account here");
         }
         Route::Drop => {}
+    }
+}
+
+/// What a room reads from a stanza addressed to it: a join's history limits hold for any
+/// history, what is said keeps only what an occupant may say, invitees are bare JIDs, and a
+/// configuration form parses or is refused.
+fn check_room_stanza(el: &Element) {
+    let to: Jid = el.attr("to").unwrap().parse().unwrap();
+    match el.name() {
+        "presence" => {
+            let Ok(room_nick) = to.try_into_full() else {
+                return;
+            };
+            let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+            if let fuzzing::RoomPresence::Join(join) = fuzzing::room_presence(el, &room_nick, now) {
+                assert_eq!(join.nick, room_nick.resource().as_str());
+                check_history(&join.history, now);
+            }
+        }
+        "message" => {
+            for (invitee, _) in fuzzing::invitees(el) {
+                check_bare(&invitee);
+            }
+            if let Some(item) = fuzzing::said(el, "Nurse") {
+                check_said(&item);
+            }
+        }
+        _ => {
+            let forms = el
+                .children()
+                .flat_map(Element::children)
+                .filter(|form| form.is("x", "jabber:x:data"));
+            for form in forms {
+                let _ = fuzzing::room_config(form);
+            }
+        }
+    }
+}
+
+/// A history selection never exceeds what was asked: at most `stanzas` messages, at most
+/// `chars` in all, none older than `since`.
+fn check_history(history: &fuzzing::History, now: std::time::SystemTime) {
+    let said = (0..40u64).map(|age| {
+        let at = now - std::time::Duration::from_secs(age * 60);
+        (age, at, usize::try_from(age).unwrap() * 7 + 1)
+    });
+    let chosen = history.select(said.clone());
+    assert!(chosen.len() <= history.stanzas, "{history:?}");
+    let sizes: usize = said
+        .clone()
+        .filter(|(age, _, _)| chosen.contains(age))
+        .map(|(_, _, size)| size)
+        .sum();
+    assert!(history.chars.is_none_or(|max| sizes <= max), "{history:?}");
+    for (age, at, _) in said {
+        if chosen.contains(&age) {
+            assert!(history.since.is_none_or(|since| at >= since), "{history:?}");
+        }
+    }
+}
+
+/// The item a room keeps for a message: one `<message/>`, the speaker's nick written by the
+/// server once, and nothing an occupant could use to speak as another or as the server.
+fn check_said(item: &Element) {
+    assert!(item.is("message", CLIENT));
+    let nicks: Vec<_> = item
+        .children()
+        .filter(|c| c.is("nick", "http://jabber.org/protocol/nick"))
+        .map(Element::text)
+        .collect();
+    assert_eq!(nicks, ["Nurse"], "one nick, the server's");
+    for child in item.children() {
+        assert!(!child.is("delay", "urn:xmpp:delay"), "a forged delay");
+        assert!(!child.is("x", "http://jabber.org/protocol/muc#user"));
+        assert!(!child.is("addresses", "http://jabber.org/protocol/address"));
+        assert!(child.ns() != CLIENT || ["body", "subject", "thread"].contains(&child.name()));
     }
 }
 

@@ -124,9 +124,7 @@ async fn two_clients_join_a_room_and_talk() {
     for client in [&mut romeo, &mut juliet] {
         let message = groupchat(client).await;
         assert_eq!(message.from, occupant("Romeo"));
-        let body = message
-            .get_best_body(vec![])
-            .map(|(_, body)| body.clone());
+        let body = message.get_best_body(vec![]).map(|(_, body)| body.clone());
         assert_eq!(body.as_deref(), Some("But soft, what light"));
     }
 

@@ -27,6 +27,16 @@ impl Wire {
         self.len() == 0
     }
 
+    /// The same stanza with `extra` inserted before its tail (an element added to each
+    /// recipient's copy); the body stays shared.
+    pub fn before_tail(&self, extra: &[u8]) -> Wire {
+        Wire {
+            head: self.head.clone(),
+            body: self.body.clone(),
+            tail: Bytes::from([extra, &self.tail[..]].concat()),
+        }
+    }
+
     /// Its bytes in order.
     pub fn parts(&self) -> [&[u8]; 3] {
         [&self.head, &self.body, &self.tail]
@@ -110,5 +120,8 @@ mod tests {
         let two = one.clone();
         assert_eq!(one.parts()[1].as_ptr(), two.parts()[1].as_ptr());
         assert_eq!(one.parts()[1].as_ptr(), body.as_ptr());
+        let more = one.before_tail(b"<x/>");
+        assert_eq!(more.parts()[1].as_ptr(), body.as_ptr());
+        assert_eq!(more.parts()[2], b"<x/>");
     }
 }

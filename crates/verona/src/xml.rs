@@ -14,6 +14,8 @@ pub mod ns {
 
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
     /// XEP-0045 §10 and §9: room configuration and affiliation lists.
+    /// XEP-0033 extended addressing (`replyto`).
+    pub const ADDRESS: &str = "http://jabber.org/protocol/address";
     pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
     pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
     /// XEP-0198 stream management.

@@ -540,7 +540,7 @@ async fn owners_configure_kick_and_ban() {
     }
     let unoffered = owner_iq(
         "u",
-        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field></x>",
     );
     let refused = romeo.request(&unoffered).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
@@ -724,4 +724,134 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
         ))
         .await;
     assert_eq!(stanza_error(&info).as_deref(), Some("item-not-found"));
+}
+
+/// A semi-anonymous room (`whois` = moderators): only owners see real JIDs in occupant
+/// presence, and a native occupant's `replyto` names the speaker's nick, not its JID.
+#[tokio::test]
+async fn semi_anonymous_rooms_hide_real_jids() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let semi = owner_iq(
+        "w",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>",
+    );
+    ok(&romeo.request(&semi).await);
+
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "JC"))
+        .await);
+    let real_jid = |presence: &Element| {
+        presence
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("item", MUC_USER))
+            .and_then(|i| i.attr("jid"))
+            .map(str::to_owned)
+    };
+    let seen_by_nurse = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(
+        seen_by_nurse.attr("from"),
+        Some("characters@chat.localhost/JC")
+    );
+    assert_eq!(real_jid(&seen_by_nurse), None, "{}", show(&seen_by_nurse));
+    let seen_by_owner = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(
+        real_jid(&seen_by_owner).as_deref(),
+        Some("juliet@localhost/balcony")
+    );
+
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>anon</body></message>"
+        ))
+        .await;
+    let event = recv_until(&mut juliet, |el| el.has_child("event", EVENT)).await;
+    let replyto: Vec<&str> = event
+        .get_child("addresses", ADDRESS)
+        .into_iter()
+        .flat_map(|a| a.children())
+        .filter_map(|a| a.attr("jid"))
+        .collect();
+    assert_eq!(
+        replyto,
+        ["characters@chat.localhost/Nurse"],
+        "{}",
+        show(&event)
+    );
+    let item = event
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .and_then(|i| i.get_child("item", EVENT))
+        .unwrap();
+    assert_eq!(item.attr("publisher"), None);
+}
+
+/// XEP-0045 §7.8.2: an occupant's invitation reaches the invitee from the room; in a
+/// members-only room, an owner's invitation lets the invitee in. §7.2.15: a join asks for as
+/// much history as it wants.
+#[tokio::test]
+async fn invitations_and_history_limits() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    // Invitations go to available resources, as a message to a bare JID does (RFC 6121 §8.5.2).
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    for text in ["one", "two", "three"] {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{text}</body></message>"
+            ))
+            .await;
+        recv_until(&mut nurse, |el| el.name() == "message").await;
+    }
+    let members_only = owner_iq(
+        "c",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x>",
+    );
+    ok(&romeo.request(&members_only).await);
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'><reason>come</reason></invite></x></message>"
+        ))
+        .await;
+    let invitation = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(invitation.attr("from"), Some(ROOM));
+    let invite = invitation
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("invite", MUC_USER))
+        .unwrap();
+    assert_eq!(invite.attr("from"), Some("romeo@localhost"));
+    assert_eq!(
+        invite
+            .get_child("reason", MUC_USER)
+            .map(Element::text)
+            .as_deref(),
+        Some("come")
+    );
+
+    // Invited by the owner, Juliet may enter; she asks for the last message only.
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'><history maxstanzas='1'/></x></presence>"
+        ))
+        .await;
+    let (_, history, _) = joined(&mut juliet).await;
+    let bodies: Vec<Option<String>> = history.iter().map(body).collect();
+    assert_eq!(bodies, [Some("three".to_owned())]);
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/JC'/>"
+        ))
+        .await;
+    recv_until(&mut juliet, |el| el.name() == "presence").await;
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'><history maxchars='0'/></x></presence>"
+        ))
+        .await;
+    let (_, history, _) = joined(&mut juliet).await;
+    assert!(history.is_empty(), "{history:?}");
 }

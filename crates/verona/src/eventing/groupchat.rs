@@ -9,7 +9,7 @@
 use std::time::SystemTime;
 
 use jid::{BareJid, FullJid, Jid};
-use minidom::Element;
+use minidom::{Element, Node};
 use verona_pubsub::{
     AccessModel, Affiliation, ConfigField, ItemReply, Limits, MaxItems, NodeConfig, ServiceConfig,
     SubscriptionOptionField, SubscriptionOptions,
@@ -53,11 +53,13 @@ const ROOM_OPTIONS: &[(&str, &str)] = &[
     (PUBLIC, "1"),
     (CHANGE_SUBJECT, "1"),
     (MAX_USERS, "none"),
+    (WHOIS, "anyone"),
 ];
 const PERSISTENT: &str = "muc#roomconfig_persistentroom";
 const PUBLIC: &str = "muc#roomconfig_publicroom";
 const CHANGE_SUBJECT: &str = "muc#roomconfig_changesubject";
 const MAX_USERS: &str = "muc#roomconfig_maxusers";
+const WHOIS: &str = "muc#roomconfig_whois";
 const ROOM_CONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
 
 /// The value of a room option.
@@ -82,6 +84,12 @@ pub fn is_public(config: &NodeConfig) -> bool {
 /// Whether occupants other than the owners may change the subject.
 pub fn occupants_change_subject(config: &NodeConfig) -> bool {
     truthy(option(config, CHANGE_SUBJECT))
+}
+
+/// Whether only the owners see occupants' real JIDs (XEP-0045 semi-anonymous): the others
+/// see nicks, and `replyto` names `room/nick`.
+pub fn is_semi_anonymous(config: &NodeConfig) -> bool {
+    option(config, WHOIS) == Some("moderators")
 }
 
 /// How many may be in the room at once, if limited.
@@ -156,10 +164,10 @@ pub fn config_form(config: &NodeConfig) -> Element {
             history,
         ),
         field(
-            "muc#roomconfig_whois",
+            WHOIS,
             "list-single",
-            "Who sees real JIDs",
-            "anyone".into(),
+            "Who sees real JIDs (anyone, moderators)",
+            option(config, WHOIS).unwrap_or("anyone").to_owned(),
         ),
     ];
     let form = builder("x", ns::DATA_FORMS)
@@ -212,7 +220,19 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
                 Ok(n) => fields.push(ConfigField::MaxItems(MaxItems::Count(n))),
                 Err(_) => return Err(format!("{var}: not a number: {value}")),
             },
-            "muc#roomconfig_whois" if value == "anyone" || value.is_empty() => {}
+            // Semi-anonymous rooms name no publisher in what they send (`replyto` is then the
+            // speaker's nick, added by the view).
+            WHOIS => match value {
+                "anyone" | "" => {
+                    fields.push(extra("anyone"));
+                    fields.push(ConfigField::ItemReply(ItemReply::Publisher));
+                }
+                "moderators" => {
+                    fields.push(extra("moderators"));
+                    fields.push(ConfigField::ItemReply(ItemReply::Owner));
+                }
+                other => return Err(format!("{var}: not offered: {other}")),
+            },
             "muc#roomconfig_moderatedroom" | "muc#roomconfig_passwordprotectedroom"
                 if !boolean()? => {}
             "muc#roomconfig_roomsecret" if value.is_empty() => {}
@@ -249,6 +269,58 @@ pub fn private_message(from: &FullJid, to: &Jid, message: &Element) -> Element {
         .build()
 }
 
+/// An occupant presence as someone who may not see real JIDs gets it: without the `jid` of its
+/// item and without status 100 (non-anonymous).
+pub fn anonymised(mut presence: Element) -> Element {
+    if let Some(x) = presence.get_child_mut("x", ns::MUC_USER) {
+        for node in x.take_nodes() {
+            match node {
+                Node::Element(c)
+                    if c.is("status", ns::MUC_USER) && c.attr("code") == Some("100") => {}
+                Node::Element(c) if c.is("item", ns::MUC_USER) => {
+                    let mut item = builder("item", ns::MUC_USER);
+                    for ((_, name), value) in c.attrs().iter() {
+                        if name.as_str() != "jid" {
+                            item = item.with(name.as_str(), value.clone());
+                        }
+                    }
+                    x.append_child(item.append_all(c.children().cloned()).build());
+                }
+                other => x.append_node(other),
+            }
+        }
+    }
+    presence
+}
+
+/// The accounts a message to a room invites (XEP-0045 §7.8.2), with the reason given.
+pub fn invitees(message: &Element) -> Vec<(BareJid, Option<String>)> {
+    message
+        .get_child("x", ns::MUC_USER)
+        .into_iter()
+        .flat_map(|x| x.children())
+        .filter(|c| c.is("invite", ns::MUC_USER))
+        .filter_map(|invite| {
+            let to = BareJid::new(invite.attr("to")?).ok()?;
+            let reason = invite.get_child("reason", ns::MUC_USER).map(Element::text);
+            Some((to, reason))
+        })
+        .collect()
+}
+
+/// The invitation the room sends on an occupant's behalf (XEP-0045 §7.8.2).
+pub fn invitation(room: &BareJid, to: &Jid, from: &BareJid, reason: Option<&str>) -> Element {
+    let invite = builder("invite", ns::MUC_USER)
+        .with("from", from.as_str())
+        .append_all(reason.map(|reason| text_child("reason", ns::MUC_USER, reason)))
+        .build();
+    builder("message", ns::CLIENT)
+        .with("from", room.as_str())
+        .with("to", to.as_str())
+        .append(builder("x", ns::MUC_USER).append(invite).build())
+        .build()
+}
+
 /// What an occupant's presence in a room says about it, relayed to the others: its `show` and
 /// `status`, nothing else.
 pub fn shown(presence: &Element) -> Vec<Element> {
@@ -265,12 +337,56 @@ pub fn instant_room() -> Vec<ConfigField> {
     vec![ConfigField::AccessModel(AccessModel::Open)]
 }
 
-/// What a classic join asks for: its nick, and how much history (XEP-0045 §7.2.15
-/// `maxstanzas`; `maxchars`, `seconds` and `since` are not honoured yet).
+/// What a classic join asks for: its nick, and how much history.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Join {
     pub nick: String,
-    pub history: usize,
+    pub history: History,
+}
+
+/// How much history a join asks for (XEP-0045 §7.2.15): each limit applies.
+#[derive(Debug, PartialEq, Eq)]
+pub struct History {
+    /// `maxstanzas`, or the service's default.
+    pub stanzas: usize,
+    /// `maxchars`: the messages' total size, as sent.
+    pub chars: Option<usize>,
+    /// `seconds` or `since`: nothing older.
+    pub since: Option<SystemTime>,
+}
+
+impl History {
+    fn asked(x: Option<&Element>, now: SystemTime) -> History {
+        let history = x.and_then(|x| x.get_child("history", ns::MUC));
+        let number = |name: &str| history.and_then(|h| h.attr(name)?.parse::<u64>().ok());
+        let seconds = number("seconds").map(|s| now - std::time::Duration::from_secs(s));
+        let since = history
+            .and_then(|h| h.attr("since"))
+            .and_then(|since| since.parse::<xmpp_parsers::date::DateTime>().ok())
+            .and_then(|at| u64::try_from(at.0.timestamp()).ok())
+            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        History {
+            stanzas: number("maxstanzas").map_or(DEFAULT_HISTORY, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            chars: number("maxchars").map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            since: seconds.max(since),
+        }
+    }
+
+    /// Of `said` (newest first, with when each was said and its size), which to send.
+    pub fn select<T>(&self, said: impl IntoIterator<Item = (T, SystemTime, usize)>) -> Vec<T> {
+        let mut chars = 0usize;
+        said.into_iter()
+            .take(self.stanzas)
+            .take_while(|(_, at, _)| self.since.is_none_or(|since| *at >= since))
+            .take_while(|(_, _, size)| {
+                chars += size;
+                self.chars.is_none_or(|max| chars <= max)
+            })
+            .map(|(said, _, _)| said)
+            .collect()
+    }
 }
 
 /// The classic presence a session sends to `room/nick`.
@@ -283,20 +399,12 @@ pub enum RoomPresence {
 }
 
 /// Reads a presence addressed to `room/nick`.
-pub fn room_presence(stanza: &Element, to: &FullJid) -> RoomPresence {
+pub fn room_presence(stanza: &Element, to: &FullJid, now: SystemTime) -> RoomPresence {
     match stanza.attr("type") {
-        None => {
-            let history = stanza
-                .get_child("x", ns::MUC)
-                .and_then(|x| x.get_child("history", ns::MUC))
-                .and_then(|h| h.attr("maxstanzas"))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(DEFAULT_HISTORY);
-            RoomPresence::Join(Join {
-                nick: to.resource().to_string(),
-                history,
-            })
-        }
+        None => RoomPresence::Join(Join {
+            nick: to.resource().to_string(),
+            history: History::asked(stanza.get_child("x", ns::MUC), now),
+        }),
         Some("unavailable") => RoomPresence::Leave,
         Some(_) => RoomPresence::Other,
     }
@@ -330,7 +438,7 @@ fn spoken(child: &Element) -> bool {
     let server_written = [
         ("delay", ns::DELAY),
         ("nick", ns::NICK),
-        ("addresses", "http://jabber.org/protocol/address"),
+        ("addresses", ns::ADDRESS),
         ("stanza-id", "urn:xmpp:sid:0"),
         ("x", ns::MUC_USER),
         ("event", "http://jabber.org/protocol/pubsub#event"),
@@ -517,28 +625,43 @@ mod tests {
 
     #[test]
     fn presence_to_a_room_is_a_join_or_a_leave() {
+        use std::time::{Duration, UNIX_EPOCH};
         let to = FullJid::new("characters@chat.localhost/JC").unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let join = |stanzas, chars, since| {
+            RoomPresence::Join(Join {
+                nick: "JC".into(),
+                history: History {
+                    stanzas,
+                    chars,
+                    since,
+                },
+            })
+        };
         let cases = [
             (
                 "<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
-                RoomPresence::Join(Join {
-                    nick: "JC".into(),
-                    history: DEFAULT_HISTORY,
-                }),
+                join(DEFAULT_HISTORY, None, None),
             ),
             (
                 "<presence xmlns='jabber:client'/>",
-                RoomPresence::Join(Join {
-                    nick: "JC".into(),
-                    history: DEFAULT_HISTORY,
-                }),
+                join(DEFAULT_HISTORY, None, None),
             ),
             (
-                "<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='3'/></x></presence>",
-                RoomPresence::Join(Join {
-                    nick: "JC".into(),
-                    history: 3,
-                }),
+                "<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='3' maxchars='0'/></x></presence>",
+                join(3, Some(0), None),
+            ),
+            (
+                "<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'><history seconds='60'/></x></presence>",
+                join(DEFAULT_HISTORY, None, Some(now - Duration::from_secs(60))),
+            ),
+            (
+                "<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'><history since='1970-01-02T00:00:00Z'/></x></presence>",
+                join(
+                    DEFAULT_HISTORY,
+                    None,
+                    Some(UNIX_EPOCH + Duration::from_secs(86_400)),
+                ),
             ),
             (
                 "<presence xmlns='jabber:client' type='unavailable'/>",
@@ -550,7 +673,31 @@ mod tests {
             ),
         ];
         for (xml, expected) in cases {
-            assert_eq!(room_presence(&el(xml), &to), expected, "{xml}");
+            assert_eq!(room_presence(&el(xml), &to, now), expected, "{xml}");
+        }
+    }
+
+    #[test]
+    fn history_applies_every_limit() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        // Newest first: (what, when, size).
+        let said = || vec![("c", at(30), 10), ("b", at(20), 10), ("a", at(10), 10)];
+        let history = |stanzas, chars, since| History {
+            stanzas,
+            chars,
+            since,
+        };
+        let cases = [
+            (history(20, None, None), vec!["c", "b", "a"]),
+            (history(2, None, None), vec!["c", "b"]),
+            (history(20, Some(25), None), vec!["c", "b"]),
+            (history(20, Some(0), None), vec![]),
+            (history(20, None, Some(at(20))), vec!["c", "b"]),
+            (history(1, Some(100), Some(at(0))), vec!["c"]),
+        ];
+        for (history, expected) in cases {
+            assert_eq!(history.select(said()), expected, "{history:?}");
         }
     }
 

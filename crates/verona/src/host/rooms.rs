@@ -21,13 +21,18 @@ impl ServicesTask {
             return;
         };
         match (stanza.name(), to.try_as_full()) {
-            ("presence", Ok(room_nick)) => match room_presence(&stanza, room_nick) {
-                RoomPresence::Join(join) => self.join(&from, room_nick, join, &stanza, done),
-                RoomPresence::Leave => self.leave(&from, room_nick, done),
-                RoomPresence::Other => {}
-            },
+            ("presence", Ok(room_nick)) => {
+                match room_presence(&stanza, room_nick, SystemTime::now()) {
+                    RoomPresence::Join(join) => self.join(&from, room_nick, join, &stanza, done),
+                    RoomPresence::Leave => self.leave(&from, room_nick, done),
+                    RoomPresence::Other => {}
+                }
+            }
             ("message", Err(room)) if stanza.attr("type") == Some("groupchat") => {
                 self.say(&from, room, &stanza, done);
+            }
+            ("message", Err(room)) if stanza.has_child("x", ns::MUC_USER) => {
+                self.invite(&from, room, &stanza, done);
             }
             ("message", Ok(room_nick)) if stanza.attr("type") != Some("error") => {
                 self.private_message(&from, room_nick, &stanza, done);
@@ -40,6 +45,24 @@ impl ServicesTask {
                 done.push(Done::reply(from, reply));
             }
         }
+    }
+
+    /// Sends an occupant presence to `session`: without real JIDs when the room is
+    /// semi-anonymous and the recipient is not one of its owners (XEP-0045 §7.2.4).
+    fn tell(&self, node: &str, session: FullJid, presence: Element, done: &mut Vec<Done>) {
+        let hidden = self.rooms.as_ref().is_some_and(|hosted| {
+            let service = &hosted.service;
+            service
+                .node_config(node)
+                .is_some_and(groupchat::is_semi_anonymous)
+                && service.affiliation(node, &session.to_bare()) != Affiliation::Owner
+        });
+        let presence = if hidden {
+            groupchat::anonymised(presence)
+        } else {
+            presence
+        };
+        done.push(Done::reply(session, Some(presence)));
     }
 
     /// The occupant `jid` is in a room as, if it is.
@@ -62,6 +85,49 @@ impl ServicesTask {
                 .into_iter()
                 .find(|s| s.state.is_approved() && groupchat::nick_of(&s.options) == Some(nick))
         })
+    }
+
+    /// XEP-0045 §7.8.2: an occupant invites accounts of this server; in a members-only room an
+    /// owner's invitation makes them members (§9.3).
+    fn invite(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
+        let node = room.node().map(|n| n.to_string()).unwrap_or_default();
+        let me = Jid::from(from.clone());
+        if self.occupant_of(&node, &me).is_none() {
+            let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
+        let invited = groupchat::invitees(stanza);
+        let Some(hosted) = self.rooms.as_mut() else {
+            return;
+        };
+        let owner = hosted.service.affiliation(&node, &me.to_bare()) == Affiliation::Owner;
+        let members_only = hosted
+            .service
+            .node_config(&node)
+            .is_some_and(|config| config.access_model == AccessModel::Whitelist);
+        if members_only && owner {
+            let members: BTreeMap<BareJid, Affiliation> = invited
+                .iter()
+                .filter(|(jid, _)| hosted.service.affiliation(&node, jid) == Affiliation::None)
+                .map(|(jid, _)| (jid.clone(), Affiliation::Member))
+                .collect();
+            match hosted
+                .service
+                .set_affiliations(&self.presence, &me, &node, &members)
+            {
+                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Err(e) => tracing::debug!(%from, %room, "inviting into a members-only room: {e}"),
+            }
+        }
+        let inviter = from.to_bare();
+        for (invitee, reason) in invited {
+            for session in self.router.available_sessions(&invitee) {
+                let to = Jid::from(session.clone());
+                let message = groupchat::invitation(room, &to, &inviter, reason.as_deref());
+                done.push(Done::reply(session, Some(message)));
+            }
+        }
     }
 
     /// XEP-0045 §7.5: a private message to another occupant, from the sender's nick.
@@ -208,7 +274,7 @@ impl ServicesTask {
         room: &BareJid,
         node: &str,
         newcomer: &Jid,
-        history: usize,
+        history: groupchat::History,
         created: bool,
         done: &mut Vec<Done>,
     ) {
@@ -231,7 +297,7 @@ impl ServicesTask {
                 affiliation: affiliation_of(&other.jid),
             };
             let presence = occupant_presence(&occupant, newcomer, false, &[]);
-            done.push(Done::reply(to.clone(), Some(presence)));
+            self.tell(node, to.clone(), presence, done);
         }
         let occupant = Occupant {
             room,
@@ -244,7 +310,7 @@ impl ServicesTask {
             own.push(201);
         }
         let presence = occupant_presence(&occupant, newcomer, false, &own);
-        done.push(Done::reply(to.clone(), Some(presence)));
+        self.tell(node, to.clone(), presence, done);
         self.announce_arrival(room, node, newcomer, done);
         // History, oldest first, then the subject: the last one said, or an empty one.
         let query = ItemQuery::Latest(self.pep_limits.max_items_per_node);
@@ -264,15 +330,16 @@ impl ServicesTask {
             let text = payload.get_child("subject", ns::CLIENT)?.text();
             Some((speaker(payload)?, text))
         });
-        let said: Vec<&(Element, SystemTime)> = payloads
+        let said = payloads
             .iter()
             .filter(|(payload, _)| payload.has_child("body", ns::CLIENT))
-            .take(history)
-            .collect();
-        for (payload, at) in said.into_iter().rev() {
-            if let Some(message) = groupchat_message(room, newcomer, payload, Some(*at)) {
-                done.push(Done::reply(to.clone(), Some(message)));
-            }
+            .filter_map(|(payload, at)| {
+                let message = groupchat_message(room, newcomer, payload, Some(*at))?;
+                let size = String::from(&message).len();
+                Some((message, *at, size))
+            });
+        for message in history.select(said).into_iter().rev() {
+            done.push(Done::reply(to.clone(), Some(message)));
         }
         let subject = subject
             .as_ref()
@@ -308,7 +375,7 @@ impl ServicesTask {
         for other in occupants.iter().filter(|o| o.jid != *newcomer) {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let presence = occupant_presence(&occupant, &other.jid, false, &[]);
-                done.push(Done::reply(session, Some(presence)));
+                self.tell(node, session, presence, done);
             }
         }
     }
@@ -341,7 +408,7 @@ impl ServicesTask {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
                 let presence = presence_of(&who, &other.jid, false, own, &shown, None);
-                done.push(Done::reply(session, Some(presence)));
+                self.tell(node, session, presence, done);
             }
         }
     }
@@ -409,10 +476,10 @@ impl ServicesTask {
             let own = other.jid == me;
             let left: &[u16] = if own { &[303, 110] } else { &[303] };
             let gone = presence_of(&before, &other.jid, true, left, &[], Some(new));
-            done.push(Done::reply(session.clone(), Some(gone)));
+            self.tell(&mine.node, session.clone(), gone, done);
             let came: &[u16] = if own { &[110] } else { &[] };
             let back = presence_of(&after, &other.jid, false, came, &[], None);
-            done.push(Done::reply(session, Some(back)));
+            self.tell(&mine.node, session, back, done);
         }
     }
 
@@ -478,7 +545,7 @@ impl ServicesTask {
             for (to, codes) in told {
                 if let Ok(session) = to.clone().try_into_full() {
                     let presence = occupant_presence(&occupant, to, true, codes);
-                    done.push(Done::reply(session, Some(presence)));
+                    self.tell(&departed.node, session, presence, done);
                 }
             }
         }
@@ -832,7 +899,7 @@ impl ServicesTask {
             for (to, codes) in told {
                 if let Ok(session) = to.clone().try_into_full() {
                     let presence = occupant_presence(&occupant, to, true, codes);
-                    done.push(Done::reply(session, Some(presence)));
+                    self.tell(&gone.node, session, presence, done);
                 }
             }
         }
@@ -973,6 +1040,23 @@ impl ServicesTask {
             .flatten()
             .filter_map(|item| item.payload.as_deref()?.parse().ok())
             .collect();
+        // A semi-anonymous room names no publisher: the speaker's nick is where to reply.
+        let semi_anonymous = hosted
+            .service
+            .node_config(node)
+            .is_some_and(groupchat::is_semi_anonymous);
+        let replyto = payloads
+            .first()
+            .and_then(speaker)
+            .filter(|_| semi_anonymous)
+            .map(|nick| {
+                let address = builder("address", ns::ADDRESS)
+                    .with("type", "replyto")
+                    .with("jid", format!("{room}/{nick}"))
+                    .build();
+                let addresses = builder("addresses", ns::ADDRESS).append(address).build();
+                verona_stream::element_bytes(&addresses)
+            });
         for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect)) {
             if !node.is_empty() && classic(&out.to, node) {
                 for payload in &payloads {
@@ -981,6 +1065,9 @@ impl ServicesTask {
                         self.router.deliver(&out.to, bytes);
                     }
                 }
+            } else if let Some(replyto) = &replyto {
+                self.router
+                    .deliver(&out.to, out.stanza.before_tail(replyto));
             } else {
                 self.router.deliver(&out.to, out.stanza);
             }
