@@ -295,7 +295,10 @@ async fn start_services(
         },
         host::Configs {
             domain: config.pubsub_service(),
-            rooms: crate::eventing::groupchat::rooms_config(config.pubsub_limits()),
+            rooms: crate::eventing::groupchat::rooms_config(
+                config.pubsub_limits(),
+                jid::BareJid::new(&config.rooms_jid())?,
+            ),
             pep_limits: config.pep_limits(),
             max_blocklist: config.limits.max_blocklist,
         },

@@ -76,6 +76,8 @@ pub enum StanzaError {
     JidMalformed,
     NotAcceptable,
     NotAllowed,
+    /// Credentials missing or wrong (a room's password).
+    NotAuthorized,
     /// A local limit the request would pass.
     PolicyViolation,
     RemoteServerNotFound,
@@ -100,6 +102,7 @@ impl StanzaError {
             StanzaError::JidMalformed => ("modify", "jid-malformed"),
             StanzaError::NotAcceptable => ("modify", "not-acceptable"),
             StanzaError::NotAllowed => ("cancel", "not-allowed"),
+            StanzaError::NotAuthorized => ("auth", "not-authorized"),
             StanzaError::PolicyViolation => ("modify", "policy-violation"),
             StanzaError::RemoteServerNotFound => ("cancel", "remote-server-not-found"),
             StanzaError::ResourceConstraint => ("wait", "resource-constraint"),

@@ -540,7 +540,7 @@ async fn owners_configure_kick_and_ban() {
     }
     let unoffered = owner_iq(
         "u",
-        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field></x>",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_nosuchoption'><value>1</value></field></x>",
     );
     let refused = romeo.request(&unoffered).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
@@ -854,4 +854,433 @@ async fn invitations_and_history_limits() {
         .await;
     let (_, history, _) = joined(&mut juliet).await;
     assert!(history.is_empty(), "{history:?}");
+}
+
+/// The `muc#user` item of an occupant presence: (affiliation, role).
+fn standing(presence: &Element) -> (String, String) {
+    let item = presence
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap_or_else(|| panic!("no item: {}", show(presence)));
+    (
+        item.attr("affiliation").unwrap_or_default().to_owned(),
+        item.attr("role").unwrap_or_default().to_owned(),
+    )
+}
+
+fn pair(affiliation: &str, role: &str) -> (String, String) {
+    (affiliation.to_owned(), role.to_owned())
+}
+
+/// A data form's value of `var`.
+fn form_value(form: &Element, var: &str) -> Option<String> {
+    form.children()
+        .find(|f| f.attr("var") == Some(var))
+        .and_then(|f| f.get_child("value", "jabber:x:data"))
+        .map(Element::text)
+}
+
+fn voice_form(fields: &str) -> String {
+    format!(
+        "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>\
+           <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+           <field var='muc#role' type='list-single'><value>participant</value></field>{fields}\
+         </x></message>"
+    )
+}
+
+/// XEP-0045 §8 and §9: a moderated room makes the nurse a visitor, who may not speak; her
+/// voice request (§7.13) reaches the moderator as a form whose approval (§8.6) gives her voice;
+/// the moderator takes it again; an admin moderates, sees the admin list, and may neither
+/// ban an owner nor make herself one.
+#[tokio::test]
+async fn moderated_rooms_voice_requests_and_admins() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let moderated = owner_iq(
+        "m",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x>",
+    );
+    ok(&romeo.request(&moderated).await);
+    let own = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(standing(&own), pair("none", "visitor"));
+    assert_eq!(statuses(&own), ["110"]);
+    let seen = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(seen.attr("from"), Some("characters@chat.localhost/Nurse"));
+    assert_eq!(standing(&seen), pair("none", "visitor"));
+
+    // §7.4: a visitor has no voice.
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='v1'><body>hush</body></message>"
+        ))
+        .await;
+    let refused = nurse.recv().await;
+    assert_eq!(refused.attr("type"), Some("error"));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+
+    // §7.13: she asks; Romeo, the moderator, gets the form.
+    nurse.send(&voice_form("")).await;
+    let request = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(request.attr("from"), Some(ROOM));
+    let form = request.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(form.attr("type"), Some("form"));
+    assert_eq!(form_value(form, "muc#roomnick").as_deref(), Some("Nurse"));
+    assert_eq!(
+        form_value(form, "muc#jid").as_deref(),
+        Some("nurse@localhost/chamber")
+    );
+    // A visitor cannot approve her own request.
+    nurse
+        .send(&voice_form(
+            "<field var='muc#roomnick'><value>Nurse</value></field><field var='muc#request_allow'><value>true</value></field>",
+        ))
+        .await;
+    let refused = nurse.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    // §8.6: Romeo approves.
+    romeo
+        .send(&voice_form(
+            "<field var='muc#roomnick'><value>Nurse</value></field><field var='muc#request_allow'><value>true</value></field>",
+        ))
+        .await;
+    let own = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(standing(&own), pair("none", "participant"));
+    let seen = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(standing(&seen), pair("none", "participant"));
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>at last</body></message>"
+        ))
+        .await;
+    let said = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(body(&said).as_deref(), Some("at last"));
+
+    // §8.4: the moderator takes her voice again.
+    ok(&romeo
+        .request(&admin_iq("r", "<item nick='Nurse' role='visitor'/>"))
+        .await);
+    let own = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(standing(&own), pair("none", "visitor"));
+    // A visitor does not moderate.
+    let refused = nurse
+        .request(&admin_iq("k", "<item nick='Romeo' role='none'/>"))
+        .await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+
+    // §10.6: made an admin, she moderates.
+    ok(&romeo
+        .request(&admin_iq(
+            "a",
+            "<item affiliation='admin' jid='nurse@localhost'/>",
+        ))
+        .await);
+    let own = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(standing(&own), pair("admin", "moderator"));
+    let admins = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='l' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin'/></query></iq>"
+        ))
+        .await;
+    let listed: Vec<&str> = admins
+        .get_child("query", "http://jabber.org/protocol/muc#admin")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(listed, ["nurse@localhost"]);
+    let moderators = nurse
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='l2' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item role='moderator'/></query></iq>"
+        ))
+        .await;
+    let mut nicks: Vec<&str> = moderators
+        .get_child("query", "http://jabber.org/protocol/muc#admin")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("nick"))
+        .collect();
+    nicks.sort();
+    assert_eq!(nicks, ["Nurse", "Romeo"]);
+    for forbidden in [
+        "<item affiliation='outcast' jid='romeo@localhost'/>",
+        "<item affiliation='owner' jid='nurse@localhost'/>",
+    ] {
+        let refused = nurse.request(&admin_iq("x", forbidden)).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("forbidden"),
+            "{forbidden}"
+        );
+    }
+    // An admin cannot be kicked by a moderator... nor by another admin.
+    let refused = romeo
+        .request(&admin_iq("k2", "<item nick='Nurse' role='none'/>"))
+        .await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-allowed"));
+}
+
+/// XEP-0045 §7.2.6 passwords (classic and native), §7.10 registration of a nick, §7.12 the
+/// registered nick, §7.8.2 a declined invitation, §10.9 destruction with an alternate venue;
+/// and roles are not a subscription option a native occupant may set itself.
+#[tokio::test]
+async fn passwords_registration_declines_and_destruction() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    let secret = owner_iq(
+        "p",
+        "<x xmlns='jabber:x:data' type='submit'>\
+           <field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>\
+           <field var='muc#roomconfig_roomsecret'><value>capulet</value></field>\
+         </x>",
+    );
+    ok(&romeo.request(&secret).await);
+    let with_password = |password: &str| {
+        format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'><password>{password}</password></x></presence>"
+        )
+    };
+    juliet.send(&join("JC")).await;
+    let refused = juliet.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-authorized"));
+    juliet.send(&with_password("montague")).await;
+    let refused = juliet.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-authorized"));
+    // Natively too: without the room's secret, no way in.
+    let native = juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "Juliet"))
+        .await;
+    assert_eq!(stanza_error(&native).as_deref(), Some("not-authorized"));
+    juliet.send(&with_password("capulet")).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    assert_eq!(presences.len(), 3);
+    let info = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await;
+    let features: Vec<&str> = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|f| f.attr("var"))
+        .collect();
+    assert!(features.contains(&"muc_passwordprotected"), "{features:?}");
+    assert!(!features.contains(&"muc_unsecured"), "{features:?}");
+
+    // A native occupant may not give itself a role.
+    let escalate = format!(
+        "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='o'><pubsub xmlns='{PUBSUB}'>\
+           <options node='characters' jid='juliet@localhost/balcony'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field>\
+             <field var='verona#role'><value>moderator</value></field>\
+           </x></options></pubsub></iq>"
+    );
+    let refused = juliet.request(&escalate).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+
+    // §7.10: Juliet registers her nick; it becomes hers.
+    let register = |kind: &str, payload: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='{kind}' id='r' to='{ROOM}'><query xmlns='jabber:iq:register'>{payload}</query></iq>"
+        )
+    };
+    let form = juliet.request(&register("get", "")).await;
+    let query = form.get_child("query", "jabber:iq:register").unwrap();
+    let x = query.get_child("x", "jabber:x:data").unwrap();
+    assert!(
+        x.children()
+            .any(|f| f.attr("var") == Some("muc#register_roomnick"))
+    );
+    ok(&juliet
+        .request(&register(
+            "set",
+            "<x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>\
+               <field var='muc#register_roomnick'><value>JC</value></field>\
+             </x>",
+        ))
+        .await);
+    let again = juliet.request(&register("get", "")).await;
+    let query = again.get_child("query", "jabber:iq:register").unwrap();
+    assert!(query.has_child("registered", "jabber:iq:register"));
+    assert_eq!(
+        query
+            .get_child("username", "jabber:iq:register")
+            .map(Element::text)
+            .as_deref(),
+        Some("JC")
+    );
+    let item = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='n' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>"
+        ))
+        .await;
+    let name = item
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.get_child("identity", "http://jabber.org/protocol/disco#info"))
+        .and_then(|i| i.attr("name"));
+    assert_eq!(name, Some("JC"));
+    let members = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='l' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>"
+        ))
+        .await;
+    let listed: Vec<&str> = members
+        .get_child("query", "http://jabber.org/protocol/muc#admin")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(listed, ["juliet@localhost"]);
+    // The nurse may not take the registered nick.
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let refused = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
+
+    // §7.8.2: Tybalt declines an invitation; Romeo hears of it.
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    tybalt
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><decline to='romeo@localhost'><reason>never</reason></decline></x></message>"
+        ))
+        .await;
+    let declined = recv_until(&mut romeo, |el| {
+        el.name() == "message" && el.attr("from") == Some(ROOM)
+    })
+    .await;
+    let decline = declined
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("decline", MUC_USER))
+        .unwrap();
+    assert_eq!(decline.attr("from"), Some("tybalt@localhost"));
+    assert_eq!(
+        decline
+            .get_child("reason", MUC_USER)
+            .map(Element::text)
+            .as_deref(),
+        Some("never")
+    );
+
+    // §10.9: destroyed, with an alternate venue and a reason.
+    ok(&romeo
+        .request(&owner_iq(
+            "x",
+            "<destroy jid='garden@chat.localhost'><reason>to the garden</reason></destroy>",
+        ))
+        .await);
+    let gone = recv_until(&mut juliet, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/JC")
+    })
+    .await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    let destroy = gone
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("destroy", MUC_USER))
+        .unwrap();
+    assert_eq!(destroy.attr("jid"), Some("garden@chat.localhost"));
+    assert_eq!(
+        destroy
+            .get_child("reason", MUC_USER)
+            .map(Element::text)
+            .as_deref(),
+        Some("to the garden")
+    );
+}
+
+/// The owner's answer to an authorization request (XEP-0060 §8.6): the form sent back,
+/// submitted, with `pubsub#allow` true.
+fn approval(request: &Element) -> String {
+    let form = request.get_child("x", "jabber:x:data").unwrap();
+    let fields: String = form
+        .children()
+        .filter(|f| f.name() == "field")
+        .filter_map(|f| {
+            let var = f.attr("var")?;
+            let value = if var == "pubsub#allow" {
+                "true".to_owned()
+            } else {
+                form_value(form, var).unwrap_or_default()
+            };
+            Some(format!("<field var='{var}'><value>{value}</value></field>"))
+        })
+        .collect();
+    format!(
+        "<message xmlns='jabber:client' to='{}'><x xmlns='jabber:x:data' type='submit'>{fields}</x></message>",
+        request.attr("from").unwrap()
+    )
+}
+
+/// An `authorize` room (seed §5): a classic joiner is told `registration-required` and the
+/// owner gets the approval form; once approved it gets what a join gets. A native joiner
+/// (Ex. 13) waits the same way and is announced when approved.
+#[tokio::test]
+async fn authorize_rooms_admit_whom_the_owner_approves() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut bard = t.login("bard", "pw", "globe").await;
+    ok(&romeo
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                   <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+                   <field var='pubsub#access_model'><value>authorize</value></field>\
+                 </x></configure></pubsub></iq>"
+        )
+        .await);
+
+    juliet.send(&join("JC")).await;
+    let waiting = juliet.recv().await;
+    assert_eq!(
+        stanza_error(&waiting).as_deref(),
+        Some("registration-required")
+    );
+    let request = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(request.attr("from"), Some("chat.localhost"));
+    let form = request.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(
+        form_value(form, "pubsub#subscriber_jid").as_deref(),
+        Some("juliet@localhost/balcony")
+    );
+    romeo.send(&approval(&request)).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    let own = presences
+        .iter()
+        .find(|p| p.attr("from") == Some("characters@chat.localhost/JC"))
+        .unwrap();
+    assert!(statuses(own).contains(&"110".to_owned()));
+    let seen = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(seen.attr("from"), Some("characters@chat.localhost/JC"));
+
+    // Natively: pending, then announced.
+    let pending = bard
+        .request(&subscribe_with_nick("bard@localhost/globe", "Bard"))
+        .await;
+    let state = pending
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .and_then(|s| s.attr("subscription"));
+    assert_eq!(state, Some("pending"));
+    let request = recv_until(&mut romeo, |el| el.name() == "message").await;
+    romeo.send(&approval(&request)).await;
+    let seen = recv_until(&mut juliet, |el| el.name() == "presence").await;
+    assert_eq!(seen.attr("from"), Some("characters@chat.localhost/Bard"));
+    bard.send(&publish("a sonnet")).await;
+    let said = recv_until(&mut nurse, |el| el.name() == "message").await;
+    assert_eq!(said.attr("from"), Some("characters@chat.localhost/Bard"));
+    assert_eq!(body(&said).as_deref(), Some("a sonnet"));
 }

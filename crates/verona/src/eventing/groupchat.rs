@@ -6,6 +6,7 @@
 //! occupants who joined classically get `<message type='groupchat' from='room/nick'>` and
 //! occupant presence built here from vetted fields, never a stored payload forwarded.
 
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use jid::{BareJid, FullJid, Jid};
@@ -22,15 +23,21 @@ pub const NICK_OPTION: &str = "roomnick";
 /// The subscription option marking an occupant who joined with XEP-0045 presence: it gets the
 /// classic rendering.
 pub const MUC_OPTION: &str = "verona#muc";
+/// The subscription option holding a role a moderator gave an occupant for this stay (voice
+/// granted or taken, moderator made): set by the room only, never by a subscriber.
+pub const ROLE_OPTION: &str = "verona#role";
 /// History a classic join gets when it does not say (XEP-0045 §7.2.15 leaves it to the
 /// service).
 pub const DEFAULT_HISTORY: usize = 20;
 
 /// `chat.<domain>`'s configuration: the engine's group chat preset, the server's limits,
-/// notifications naming the speaker (`replyto`), and the option marking classic occupants.
-pub fn rooms_config(limits: Limits) -> ServiceConfig {
+/// notifications naming the speaker (`replyto`), and the options of occupants. The service
+/// itself (`service`) acts as owner for what the room's admins and moderators may do, once
+/// the view has checked their XEP-0045 rights.
+pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
     let mut config = ServiceConfig::groupchat();
     config.limits = limits;
+    config.admins.insert(service);
     config.node_defaults.itemreply = ItemReply::Publisher;
     for (var, default) in ROOM_OPTIONS {
         config
@@ -38,28 +45,48 @@ pub fn rooms_config(limits: Limits) -> ServiceConfig {
             .extra
             .insert((*var).to_owned(), vec![(*default).to_owned()]);
     }
-    config.custom_subscription_options.insert(
-        MUC_OPTION.to_owned(),
-        SubscriptionOptionField { unique: false },
-    );
+    for list in [ADMINS, NICKS] {
+        config
+            .node_defaults
+            .extra
+            .insert(list.to_owned(), Vec::new());
+    }
+    for option in [MUC_OPTION, ROLE_OPTION] {
+        config
+            .custom_subscription_options
+            .insert(option.to_owned(), SubscriptionOptionField { unique: false });
+    }
     config
 }
 
 /// The XEP-0045 room options a room keeps as node configuration beyond pubsub's own fields,
 /// with their defaults: rooms persist (they are nodes) and are listed, any occupant may change
-/// the subject, and there is no limit on occupants.
+/// the subject, there is no limit on occupants, everyone has voice and no password is asked.
+/// (The admins, a list, default to none.)
 const ROOM_OPTIONS: &[(&str, &str)] = &[
     (PERSISTENT, "1"),
     (PUBLIC, "1"),
     (CHANGE_SUBJECT, "1"),
     (MAX_USERS, "none"),
     (WHOIS, "anyone"),
+    (MODERATED, "0"),
+    (PASSWORD_PROTECTED, "0"),
+    (SECRET, ""),
 ];
 const PERSISTENT: &str = "muc#roomconfig_persistentroom";
 const PUBLIC: &str = "muc#roomconfig_publicroom";
 const CHANGE_SUBJECT: &str = "muc#roomconfig_changesubject";
 const MAX_USERS: &str = "muc#roomconfig_maxusers";
 const WHOIS: &str = "muc#roomconfig_whois";
+const MODERATED: &str = "muc#roomconfig_moderatedroom";
+const PASSWORD_PROTECTED: &str = "muc#roomconfig_passwordprotectedroom";
+const SECRET: &str = "muc#roomconfig_roomsecret";
+const ADMINS: &str = "muc#roomconfig_roomadmins";
+/// The nicks accounts registered with the room (XEP-0045 §7.10), as `jid nick` values.
+const NICKS: &str = "verona#registered_nicks";
+const REQUEST: &str = "http://jabber.org/protocol/muc#request";
+const REGISTER: &str = "http://jabber.org/protocol/muc#register";
+pub const IQ_REGISTER: &str = "jabber:iq:register";
 const ROOM_CONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
 
 /// The value of a room option.
@@ -90,6 +117,316 @@ pub fn occupants_change_subject(config: &NodeConfig) -> bool {
 /// see nicks, and `replyto` names `room/nick`.
 pub fn is_semi_anonymous(config: &NodeConfig) -> bool {
     option(config, WHOIS) == Some("moderators")
+}
+
+/// Whether only occupants with voice speak: newcomers without an affiliation are visitors.
+pub fn is_moderated(config: &NodeConfig) -> bool {
+    truthy(option(config, MODERATED))
+}
+
+/// The password a join must give, if the room asks for one.
+pub fn password(config: &NodeConfig) -> Option<&str> {
+    if truthy(option(config, PASSWORD_PROTECTED)) {
+        option(config, SECRET).filter(|secret| !secret.is_empty())
+    } else {
+        None
+    }
+}
+
+/// The room's admins (XEP-0045 admins are members the room lists as such).
+pub fn admins(config: &NodeConfig) -> &[String] {
+    config.extra.get(ADMINS).map_or(&[], Vec::as_slice)
+}
+
+/// The configuration field listing the room's admins, as `admins`.
+pub fn admins_field(admins: &BTreeSet<BareJid>) -> ConfigField {
+    ConfigField::Extra {
+        var: ADMINS.to_owned(),
+        values: admins.iter().map(|jid| jid.to_string()).collect(),
+    }
+}
+
+/// The nick `jid` registered with the room, if it did.
+pub fn registered_nick<'a>(config: &'a NodeConfig, jid: &BareJid) -> Option<&'a str> {
+    registered(config)
+        .find(|(who, _)| *who == jid.as_str())
+        .map(|(_, nick)| nick)
+}
+
+/// Who registered `nick` with the room, if anyone did.
+pub fn nick_owner<'a>(config: &'a NodeConfig, nick: &str) -> Option<&'a str> {
+    registered(config)
+        .find(|(_, n)| *n == nick)
+        .map(|(who, _)| who)
+}
+
+fn registered(config: &NodeConfig) -> impl Iterator<Item = (&str, &str)> {
+    config
+        .extra
+        .get(NICKS)
+        .into_iter()
+        .flatten()
+        .filter_map(|value| value.split_once(' '))
+}
+
+/// The configuration field registering `nick` for `jid` (and whatever it had before, gone).
+pub fn register_nick(config: &NodeConfig, jid: &BareJid, nick: &str) -> ConfigField {
+    let values = registered(config)
+        .filter(|(who, _)| *who != jid.as_str())
+        .map(|(who, nick)| format!("{who} {nick}"))
+        .chain(std::iter::once(format!("{jid} {nick}")))
+        .collect();
+    ConfigField::Extra {
+        var: NICKS.to_owned(),
+        values,
+    }
+}
+
+/// The registration form of a room (XEP-0045 §7.10), or what an account already registered.
+pub fn register_query(registered: Option<&str>) -> Element {
+    let query = builder("query", IQ_REGISTER);
+    if let Some(nick) = registered {
+        return query
+            .append(builder("registered", IQ_REGISTER).build())
+            .append(text_child("username", IQ_REGISTER, nick))
+            .build();
+    }
+    let form_type = builder("field", ns::DATA_FORMS)
+        .with("var", "FORM_TYPE")
+        .with("type", "hidden")
+        .append(text_child("value", ns::DATA_FORMS, REGISTER))
+        .build();
+    let nick = builder("field", ns::DATA_FORMS)
+        .with("var", "muc#register_roomnick")
+        .with("type", "text-single")
+        .with("label", "Nick")
+        .append(builder("required", ns::DATA_FORMS).build())
+        .build();
+    let form = builder("x", ns::DATA_FORMS)
+        .with("type", "form")
+        .append(form_type)
+        .append(nick)
+        .build();
+    query.append(form).build()
+}
+
+/// The nick a submitted registration asks for; `None` when the form names none.
+pub fn register_submission(query: &Element) -> Option<String> {
+    let form = query.get_child("x", ns::DATA_FORMS)?;
+    let nick = form_value(form, "muc#register_roomnick")?;
+    (!nick.is_empty()).then_some(nick)
+}
+
+/// A submitted form's value of `var`.
+fn form_value(form: &Element, var: &str) -> Option<String> {
+    form.children()
+        .filter(|c| c.is("field", ns::DATA_FORMS))
+        .find(|field| field.attr("var") == Some(var))
+        .and_then(|field| field.get_child("value", ns::DATA_FORMS))
+        .map(Element::text)
+}
+
+/// A voice form sent to a room (XEP-0045 §7.13, §8.6): a visitor asking, or a moderator's
+/// answer about `nick`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum VoiceForm {
+    Request,
+    Answer { nick: String, allow: bool },
+}
+
+/// Reads a message to a room as a voice form, if it is one.
+pub fn voice_form(message: &Element) -> Option<VoiceForm> {
+    let form = message
+        .children()
+        .find(|c| c.is("x", ns::DATA_FORMS) && c.attr("type") == Some("submit"))?;
+    if form_value(form, "FORM_TYPE").as_deref() != Some(REQUEST) {
+        return None;
+    }
+    match form_value(form, "muc#request_allow") {
+        None => Some(VoiceForm::Request),
+        Some(allow) => Some(VoiceForm::Answer {
+            nick: form_value(form, "muc#roomnick")?,
+            allow: matches!(allow.as_str(), "1" | "true"),
+        }),
+    }
+}
+
+/// The approval form a moderator gets for a visitor's voice request (§8.6).
+pub fn voice_request(room: &BareJid, to: &Jid, jid: Option<&Jid>, nick: &str) -> Element {
+    let field = |var: &str, kind: &str, label: &str, value: &str| {
+        builder("field", ns::DATA_FORMS)
+            .with("var", var)
+            .with("type", kind)
+            .with("label", label)
+            .append(text_child("value", ns::DATA_FORMS, value))
+            .build()
+    };
+    let form = builder("x", ns::DATA_FORMS)
+        .with("type", "form")
+        .append(text_child("title", ns::DATA_FORMS, "Voice request"))
+        .append(field("FORM_TYPE", "hidden", "", REQUEST))
+        .append(field(
+            "muc#role",
+            "list-single",
+            "Requested role",
+            "participant",
+        ))
+        .append_all(jid.map(|jid| field("muc#jid", "jid-single", "User ID", jid.as_str())))
+        .append(field("muc#roomnick", "text-single", "Room nickname", nick))
+        .append(field(
+            "muc#request_allow",
+            "boolean",
+            "Grant voice to this person?",
+            "false",
+        ))
+        .build();
+    builder("message", ns::CLIENT)
+        .with("from", room.as_str())
+        .with("to", to.as_str())
+        .append(form)
+        .build()
+}
+
+/// The `<destroy/>` occupants of a destroyed room get (§10.9), with the alternate venue and
+/// reason the owner gave.
+pub fn destroyed(destroy: Option<&Element>) -> Element {
+    let venue = destroy
+        .and_then(|d| d.attr("jid"))
+        .and_then(|jid| BareJid::new(jid).ok());
+    let reason = destroy
+        .and_then(|d| d.get_child("reason", ns::MUC_OWNER))
+        .map(Element::text);
+    let mut element = builder("destroy", ns::MUC_USER);
+    if let Some(venue) = venue {
+        element = element.with("jid", venue.to_string());
+    }
+    element
+        .append_all(reason.map(|reason| text_child("reason", ns::MUC_USER, reason)))
+        .build()
+}
+
+/// An invitee declining (§7.8.2): whom to tell, and why.
+pub fn decline(message: &Element) -> Option<(BareJid, Option<String>)> {
+    let decline = message
+        .get_child("x", ns::MUC_USER)?
+        .get_child("decline", ns::MUC_USER)?;
+    let to = BareJid::new(decline.attr("to")?).ok()?;
+    let reason = decline.get_child("reason", ns::MUC_USER).map(Element::text);
+    Some((to, reason))
+}
+
+/// The decline the room passes on to the inviter.
+pub fn declined(room: &BareJid, to: &Jid, from: &BareJid, reason: Option<&str>) -> Element {
+    let decline = builder("decline", ns::MUC_USER)
+        .with("from", from.as_str())
+        .append_all(reason.map(|reason| text_child("reason", ns::MUC_USER, reason)))
+        .build();
+    builder("message", ns::CLIENT)
+        .with("from", room.as_str())
+        .with("to", to.as_str())
+        .append(builder("x", ns::MUC_USER).append(decline).build())
+        .build()
+}
+
+/// An account's place in a room (XEP-0045 §5.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RoomAffiliation {
+    Outcast,
+    None,
+    Member,
+    Admin,
+    Owner,
+}
+
+impl RoomAffiliation {
+    /// The engine's affiliation and the room's list of admins, read as XEP-0045's.
+    pub fn of(config: &NodeConfig, affiliation: Affiliation, jid: &BareJid) -> RoomAffiliation {
+        match affiliation {
+            Affiliation::Owner => RoomAffiliation::Owner,
+            Affiliation::Outcast => RoomAffiliation::Outcast,
+            _ if admins(config).iter().any(|admin| admin == jid.as_str()) => RoomAffiliation::Admin,
+            Affiliation::Member | Affiliation::Publisher | Affiliation::PublishOnly => {
+                RoomAffiliation::Member
+            }
+            Affiliation::None => RoomAffiliation::None,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RoomAffiliation> {
+        Some(match name {
+            "owner" => RoomAffiliation::Owner,
+            "admin" => RoomAffiliation::Admin,
+            "member" => RoomAffiliation::Member,
+            "outcast" => RoomAffiliation::Outcast,
+            "none" => RoomAffiliation::None,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RoomAffiliation::Owner => "owner",
+            RoomAffiliation::Admin => "admin",
+            RoomAffiliation::Member => "member",
+            RoomAffiliation::Outcast => "outcast",
+            RoomAffiliation::None => "none",
+        }
+    }
+
+    /// The engine's affiliation for it: admins are members the room lists.
+    pub fn engine(self) -> Affiliation {
+        match self {
+            RoomAffiliation::Owner => Affiliation::Owner,
+            RoomAffiliation::Admin | RoomAffiliation::Member => Affiliation::Member,
+            RoomAffiliation::Outcast => Affiliation::Outcast,
+            RoomAffiliation::None => Affiliation::None,
+        }
+    }
+}
+
+/// An occupant's role for its stay (XEP-0045 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Visitor,
+    Participant,
+    Moderator,
+}
+
+impl Role {
+    pub fn parse(name: &str) -> Option<Role> {
+        Some(match name {
+            "moderator" => Role::Moderator,
+            "participant" => Role::Participant,
+            "visitor" => Role::Visitor,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Moderator => "moderator",
+            Role::Participant => "participant",
+            Role::Visitor => "visitor",
+        }
+    }
+
+    /// The role an occupant has: the one a moderator gave it for this stay, or the default of
+    /// its affiliation (§5.1.2: owners and admins moderate; in a moderated room only members
+    /// have voice).
+    pub fn of(
+        config: &NodeConfig,
+        affiliation: RoomAffiliation,
+        options: &SubscriptionOptions,
+    ) -> Role {
+        if let Some(role) = options.custom.get(ROLE_OPTION).and_then(|r| Role::parse(r)) {
+            return role;
+        }
+        match affiliation {
+            RoomAffiliation::Owner | RoomAffiliation::Admin => Role::Moderator,
+            RoomAffiliation::None if is_moderated(config) => Role::Visitor,
+            _ => Role::Participant,
+        }
+    }
 }
 
 /// How many may be in the room at once, if limited.
@@ -169,6 +506,34 @@ pub fn config_form(config: &NodeConfig) -> Element {
             "Who sees real JIDs (anyone, moderators)",
             option(config, WHOIS).unwrap_or("anyone").to_owned(),
         ),
+        field(
+            MODERATED,
+            "boolean",
+            "Only occupants with voice speak",
+            flag(is_moderated(config)),
+        ),
+        field(
+            PASSWORD_PROTECTED,
+            "boolean",
+            "A password is needed to enter",
+            flag(password(config).is_some()),
+        ),
+        field(
+            SECRET,
+            "text-private",
+            "Password",
+            option(config, SECRET).unwrap_or_default().to_owned(),
+        ),
+        builder("field", ns::DATA_FORMS)
+            .with("var", ADMINS)
+            .with("type", "jid-multi")
+            .with("label", "Admins")
+            .append_all(
+                admins(config)
+                    .iter()
+                    .map(|admin| text_child("value", ns::DATA_FORMS, admin.clone())),
+            )
+            .build(),
     ];
     let form = builder("x", ns::DATA_FORMS)
         .with("type", "form")
@@ -178,8 +543,7 @@ pub fn config_form(config: &NodeConfig) -> Element {
 }
 
 /// The pubsub configuration a submitted room configuration form asks for; `Err` names a field
-/// this server does not offer (semi-anonymous, moderated and password-protected rooms are not
-/// offered yet) or a value it cannot take.
+/// this server does not offer or a value it cannot take.
 pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
     let mut fields = Vec::new();
     for field in form.children().filter(|c| c.is("field", ns::DATA_FORMS)) {
@@ -203,7 +567,7 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
             "FORM_TYPE" => {}
             "muc#roomconfig_roomname" => fields.push(ConfigField::Title(value.to_owned())),
             "muc#roomconfig_roomdesc" => fields.push(ConfigField::Description(value.to_owned())),
-            PERSISTENT | PUBLIC | CHANGE_SUBJECT => {
+            PERSISTENT | PUBLIC | CHANGE_SUBJECT | MODERATED | PASSWORD_PROTECTED => {
                 fields.push(extra(if boolean()? { "1" } else { "0" }));
             }
             MAX_USERS => match value {
@@ -233,9 +597,14 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
                 }
                 other => return Err(format!("{var}: not offered: {other}")),
             },
-            "muc#roomconfig_moderatedroom" | "muc#roomconfig_passwordprotectedroom"
-                if !boolean()? => {}
-            "muc#roomconfig_roomsecret" if value.is_empty() => {}
+            SECRET => fields.push(extra(value)),
+            ADMINS => {
+                let admins = values
+                    .iter()
+                    .map(|value| BareJid::new(value).map_err(|_| format!("{var}: {value}")))
+                    .collect::<Result<BTreeSet<BareJid>, String>>()?;
+                fields.push(admins_field(&admins));
+            }
             // Fields every client sends whose XEP-0045 meaning Verona has as fixed behaviour.
             "muc#roomconfig_allowinvites"
             | "muc#roomconfig_allowpm"
@@ -244,7 +613,6 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
             | "muc#roomconfig_enablelogging"
             | "muc#roomconfig_lang"
             | "muc#roomconfig_pubsub"
-            | "muc#roomconfig_roomadmins"
             | "muc#roomconfig_roomowners"
             | "muc#roomconfig_canchangenick" => {}
             other => return Err(format!("{other}: not offered by this server")),
@@ -337,11 +705,12 @@ pub fn instant_room() -> Vec<ConfigField> {
     vec![ConfigField::AccessModel(AccessModel::Open)]
 }
 
-/// What a classic join asks for: its nick, and how much history.
+/// What a classic join asks for: its nick, how much history, and the password it gives.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Join {
     pub nick: String,
     pub history: History,
+    pub password: Option<String>,
 }
 
 /// How much history a join asks for (XEP-0045 §7.2.15): each limit applies.
@@ -401,10 +770,16 @@ pub enum RoomPresence {
 /// Reads a presence addressed to `room/nick`.
 pub fn room_presence(stanza: &Element, to: &FullJid, now: SystemTime) -> RoomPresence {
     match stanza.attr("type") {
-        None => RoomPresence::Join(Join {
-            nick: to.resource().to_string(),
-            history: History::asked(stanza.get_child("x", ns::MUC), now),
-        }),
+        None => {
+            let x = stanza.get_child("x", ns::MUC);
+            RoomPresence::Join(Join {
+                nick: to.resource().to_string(),
+                history: History::asked(x, now),
+                password: x
+                    .and_then(|x| x.get_child("password", ns::MUC))
+                    .map(Element::text),
+            })
+        }
         Some("unavailable") => RoomPresence::Leave,
         Some(_) => RoomPresence::Other,
     }
@@ -517,32 +892,16 @@ pub fn subject_message(room: &BareJid, to: &Jid, subject: Option<(&str, &str)>) 
         .build()
 }
 
-/// XEP-0045 roles, from affiliations: owners and admins moderate, outcasts never get in.
-pub fn role(affiliation: Affiliation) -> &'static str {
-    match affiliation {
-        Affiliation::Owner => "moderator",
-        _ => "participant",
-    }
-}
-
-/// XEP-0045 affiliation names for the engine's.
-fn affiliation_name(affiliation: Affiliation) -> &'static str {
-    match affiliation {
-        Affiliation::Owner => "owner",
-        Affiliation::Member | Affiliation::Publisher | Affiliation::PublishOnly => "member",
-        Affiliation::Outcast => "outcast",
-        Affiliation::None => "none",
-    }
-}
-
 /// One occupant's presence as another (or itself) sees it: from `room/nick`, with its
-/// affiliation, role and real JID (rooms are non-anonymous, as in the seed's Ex. 17) and the
-/// status codes that apply (110 to itself, 100 non-anonymous, 201 a new room).
+/// affiliation, role and real JID (the view strips the JID for those who may not see it) and
+/// the status codes that apply (110 to itself, 100 non-anonymous, 201 a new room).
+#[derive(Clone, Copy)]
 pub struct Occupant<'a> {
     pub room: &'a BareJid,
     pub nick: &'a str,
     pub jid: &'a Jid,
-    pub affiliation: Affiliation,
+    pub affiliation: RoomAffiliation,
+    pub role: Role,
 }
 
 pub fn occupant_presence(
@@ -564,16 +923,13 @@ pub fn presence_of(
     shown: &[Element],
     new_nick: Option<&str>,
 ) -> Element {
-    let (affiliation, role) = if leaving {
-        (affiliation_name(occupant.affiliation), "none")
+    let role = if leaving {
+        "none"
     } else {
-        (
-            affiliation_name(occupant.affiliation),
-            role(occupant.affiliation),
-        )
+        occupant.role.name()
     };
     let mut item = builder("item", ns::MUC_USER)
-        .with("affiliation", affiliation)
+        .with("affiliation", occupant.affiliation.name())
         .with("role", role)
         .with("jid", occupant.jid.as_str());
     if let Some(nick) = new_nick {
@@ -636,6 +992,7 @@ mod tests {
                     chars,
                     since,
                 },
+                password: None,
             })
         };
         let cases = [

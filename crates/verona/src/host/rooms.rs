@@ -10,8 +10,8 @@ use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, Subscrip
 
 use super::*;
 use crate::eventing::groupchat::{
-    self, Join, Occupant, RoomPresence, groupchat_message, join_error, occupant_presence,
-    presence_of, room_presence, said, speaker, subject_message,
+    self, Join, Occupant, Role, RoomAffiliation, RoomPresence, VoiceForm, groupchat_message,
+    join_error, occupant_presence, presence_of, room_presence, said, speaker, subject_message,
 };
 
 impl ServicesTask {
@@ -31,8 +31,16 @@ impl ServicesTask {
             ("message", Err(room)) if stanza.attr("type") == Some("groupchat") => {
                 self.say(&from, room, &stanza, done);
             }
+            ("message", Err(room)) if groupchat::decline(&stanza).is_some() => {
+                self.decline(&from, room, &stanza, done);
+            }
             ("message", Err(room)) if stanza.has_child("x", ns::MUC_USER) => {
                 self.invite(&from, room, &stanza, done);
+            }
+            ("message", Err(room)) => {
+                if let Some(form) = groupchat::voice_form(&stanza) {
+                    self.voice(&from, room, form, &stanza, done);
+                }
             }
             ("message", Ok(room_nick)) if stanza.attr("type") != Some("error") => {
                 self.private_message(&from, room_nick, &stanza, done);
@@ -130,6 +138,142 @@ impl ServicesTask {
         }
     }
 
+    /// XEP-0045 §7.8.2: an invitee declines; the inviter's available sessions are told.
+    fn decline(&self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
+        let Some((inviter, reason)) = groupchat::decline(stanza) else {
+            return;
+        };
+        let known = self.rooms.as_ref().is_some_and(|hosted| {
+            let node = room.node().map(|n| n.to_string()).unwrap_or_default();
+            hosted.service.node_config(&node).is_some()
+        });
+        if !known {
+            let reply = error_reply(stanza, StanzaError::ItemNotFound, None);
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
+        for session in self.router.available_sessions(&inviter) {
+            let to = Jid::from(session.clone());
+            let message = groupchat::declined(room, &to, &from.to_bare(), reason.as_deref());
+            done.push(Done::reply(session, Some(message)));
+        }
+    }
+
+    /// XEP-0045 §7.13, §8.6: a visitor asks for voice (each moderator gets the approval
+    /// form), or a moderator answers one (an approval gives voice).
+    fn voice(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        form: VoiceForm,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        let node = room.node().map(|n| n.to_string()).unwrap_or_default();
+        let me = Jid::from(from.clone());
+        let Some(mine) = self.occupant_of(&node, &me) else {
+            let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
+        let Some(hosted) = self.rooms.as_ref() else {
+            return;
+        };
+        let service = &hosted.service;
+        let role = |jid: &Jid, options: &SubscriptionOptions| {
+            let affiliation = affiliation_in(service, &node, jid);
+            service
+                .node_config(&node)
+                .map_or(Role::Participant, |config| {
+                    Role::of(config, affiliation, options)
+                })
+        };
+        match form {
+            VoiceForm::Request => {
+                let nick = groupchat::nick_of(&mine.options).unwrap_or_default();
+                let semi_anonymous = service
+                    .node_config(&node)
+                    .is_some_and(groupchat::is_semi_anonymous);
+                for moderator in occupants(service, &node) {
+                    if role(&moderator.jid, &moderator.options) != Role::Moderator {
+                        continue;
+                    }
+                    let Ok(session) = moderator.jid.clone().try_into_full() else {
+                        continue;
+                    };
+                    let sees_jid = !semi_anonymous
+                        || affiliation_in(service, &node, &moderator.jid) == RoomAffiliation::Owner;
+                    let asking = sees_jid.then_some(&me);
+                    let message = groupchat::voice_request(room, &moderator.jid, asking, nick);
+                    done.push(Done::reply(session, Some(message)));
+                }
+            }
+            VoiceForm::Answer { nick, allow } => {
+                if role(&me, &mine.options) != Role::Moderator {
+                    let reply =
+                        error_reply(stanza, StanzaError::Forbidden, Some("moderators only"));
+                    done.push(Done::reply(from.clone(), reply));
+                    return;
+                }
+                if let (true, Some(asking)) = (allow, self.occupant_named(&node, &nick)) {
+                    self.set_role(room, asking, Role::Participant, done);
+                }
+            }
+        }
+    }
+
+    /// Gives an occupant a role for the rest of its stay, and tells the room.
+    fn set_role(
+        &mut self,
+        room: &BareJid,
+        occupant: SubscriptionInfo,
+        role: Role,
+        done: &mut Vec<Done>,
+    ) -> bool {
+        let Some(hosted) = self.rooms.as_mut() else {
+            return false;
+        };
+        let mut options = occupant.options.clone();
+        options
+            .custom
+            .insert(groupchat::ROLE_OPTION.to_owned(), role.name().to_owned());
+        let changed = hosted.service.set_subscription_options(
+            &occupant.jid,
+            &occupant.node,
+            &occupant.jid,
+            Some(occupant.subid.as_str()),
+            options,
+        );
+        match changed {
+            Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+            Err(e) => {
+                tracing::debug!(%room, "giving an occupant a role: {e}");
+                return false;
+            }
+        }
+        self.announce_standing(room, &occupant.node, &occupant.jid, done);
+        true
+    }
+
+    /// Everyone in the room sees an occupant's new role or affiliation (XEP-0045 §8, §9).
+    fn announce_standing(&self, room: &BareJid, node: &str, occupant: &Jid, done: &mut Vec<Done>) {
+        let Some(hosted) = self.rooms.as_ref() else {
+            return;
+        };
+        let everyone = occupants(&hosted.service, node);
+        let Some(changed) = everyone.iter().find(|o| o.jid == *occupant) else {
+            return;
+        };
+        let who = changed.described(&hosted.service, room, node);
+        for other in &everyone {
+            if let Ok(session) = other.jid.clone().try_into_full() {
+                let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
+                let presence = presence_of(&who, &other.jid, false, own, &[], None);
+                self.tell(node, session, presence, done);
+            }
+        }
+    }
+
     /// XEP-0045 §7.5: a private message to another occupant, from the sender's nick.
     fn private_message(
         &self,
@@ -209,6 +353,14 @@ impl ServicesTask {
             return;
         };
         let service = &mut hosted.service;
+        // §7.10: a registered nick is its account's, to enter with or change to.
+        let reserved = service
+            .node_config(&node)
+            .and_then(|config| groupchat::nick_owner(config, &join.nick));
+        if reserved.is_some_and(|who| who != me.to_bare().as_str()) {
+            done.push(refuse("conflict", "cancel"));
+            return;
+        }
         if let Some(mine) = service.subscribers(&node).into_iter().find(|s| s.jid == me) {
             if groupchat::nick_of(&mine.options) == Some(join.nick.as_str()) {
                 self.occupant_presence_changed(&room, &node, &me, stanza, done);
@@ -217,10 +369,24 @@ impl ServicesTask {
             }
             return;
         }
-        let full = service.node_config(&node).and_then(groupchat::max_users);
-        if full.is_some_and(|max| occupants(service, &node).len() >= max) {
-            done.push(refuse("service-unavailable", "wait"));
-            return;
+        if let Some(config) = service.node_config(&node) {
+            let affiliation = affiliation_in(service, &node, &me);
+            let max = groupchat::max_users(config);
+            // XEP-0045 §7.2.9: owners and admins get in when the room is full.
+            if max.is_some_and(|max| occupants(service, &node).len() >= max)
+                && affiliation < RoomAffiliation::Admin
+            {
+                done.push(refuse("service-unavailable", "wait"));
+                return;
+            }
+            // §7.2.6: the password, asked of all but the owners.
+            if let Some(secret) = groupchat::password(config)
+                && affiliation != RoomAffiliation::Owner
+                && join.password.as_deref() != Some(secret)
+            {
+                done.push(refuse("not-authorized", "auth"));
+                return;
+            }
         }
         let mut created = false;
         if service.node_config(&node).is_none() {
@@ -288,23 +454,12 @@ impl ServicesTask {
         let Some(me) = occupants.iter().find(|o| o.jid == *newcomer) else {
             return;
         };
-        let affiliation_of = |jid: &Jid| hosted.service.affiliation(node, &jid.to_bare());
         for other in occupants.iter().filter(|o| o.jid != *newcomer) {
-            let occupant = Occupant {
-                room,
-                nick: &other.nick,
-                jid: &other.jid,
-                affiliation: affiliation_of(&other.jid),
-            };
+            let occupant = other.described(&hosted.service, room, node);
             let presence = occupant_presence(&occupant, newcomer, false, &[]);
             self.tell(node, to.clone(), presence, done);
         }
-        let occupant = Occupant {
-            room,
-            nick: &me.nick,
-            jid: newcomer,
-            affiliation: affiliation_of(newcomer),
-        };
+        let occupant = me.described(&hosted.service, room, node);
         let mut own = vec![100, 110];
         if created {
             own.push(201);
@@ -350,6 +505,31 @@ impl ServicesTask {
         ));
     }
 
+    /// An occupant the owners let into an `authorize` room: one who asked with XEP-0045
+    /// presence gets what a join gets (it was told `registration-required` meanwhile), a
+    /// native one is announced to the others.
+    pub(super) fn admitted(&self, node: &str, occupant: &Jid, done: &mut Vec<Done>) {
+        let Some(hosted) = self.rooms.as_ref() else {
+            return;
+        };
+        let Some(room) = room_address(node, hosted.jid.domain()) else {
+            return;
+        };
+        let classic = self
+            .occupant_of(node, occupant)
+            .is_some_and(|s| groupchat::is_classic(&s.options));
+        if classic {
+            let history = groupchat::History {
+                stanzas: groupchat::DEFAULT_HISTORY,
+                chars: None,
+                since: None,
+            };
+            self.welcome(&room, node, occupant, history, false, done);
+        } else {
+            self.announce_arrival(&room, node, occupant, done);
+        }
+    }
+
     /// The other occupants of a room get a newcomer's presence (XEP-0045 §7.2.3), whether it
     /// joined with XEP-0045 or natively (Ex. 13).
     pub(super) fn announce_arrival(
@@ -366,12 +546,7 @@ impl ServicesTask {
         let Some(me) = occupants.iter().find(|o| o.jid == *newcomer) else {
             return;
         };
-        let occupant = Occupant {
-            room,
-            nick: &me.nick,
-            jid: newcomer,
-            affiliation: hosted.service.affiliation(node, &newcomer.to_bare()),
-        };
+        let occupant = me.described(&hosted.service, room, node);
         for other in occupants.iter().filter(|o| o.jid != *newcomer) {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let presence = occupant_presence(&occupant, &other.jid, false, &[]);
@@ -398,12 +573,7 @@ impl ServicesTask {
             return;
         };
         let shown = groupchat::shown(stanza);
-        let who = Occupant {
-            room,
-            nick: &me.nick,
-            jid: occupant,
-            affiliation: hosted.service.affiliation(node, &occupant.to_bare()),
-        };
+        let who = me.described(&hosted.service, room, node);
         for other in &everyone {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
@@ -458,13 +628,12 @@ impl ServicesTask {
         let Some(hosted) = self.rooms.as_ref() else {
             return;
         };
-        let affiliation = hosted.service.affiliation(&mine.node, &me.to_bare());
-        let before = Occupant {
-            room: &room,
-            nick: &old,
-            jid: &me,
-            affiliation,
-        };
+        let before = described(
+            &hosted.service,
+            &room,
+            &mine.node,
+            (&old, &me, &mine.options),
+        );
         let after = Occupant {
             nick: new,
             ..before
@@ -529,14 +698,12 @@ impl ServicesTask {
             let Some(room) = room_address(&departed.node, domain) else {
                 continue;
             };
-            let occupant = Occupant {
-                room: &room,
-                nick,
-                jid: &departed.jid,
-                affiliation: hosted
-                    .service
-                    .affiliation(&departed.node, &departed.jid.to_bare()),
-            };
+            let occupant = described(
+                &hosted.service,
+                &room,
+                &departed.node,
+                (nick, &departed.jid, &departed.options),
+            );
             let remaining = occupants(&hosted.service, &departed.node);
             let told = remaining
                 .iter()
@@ -587,27 +754,36 @@ impl ServicesTask {
         let Some(hosted) = self.rooms.as_mut() else {
             return;
         };
-        let nick = hosted
+        let mine = hosted
             .service
             .subscribers(&node)
             .into_iter()
-            .find(|s| s.jid == me && s.state.is_approved())
-            .and_then(|s| groupchat::nick_of(&s.options).map(str::to_owned));
-        let Some(nick) = nick else {
+            .find(|s| s.jid == me && s.state.is_approved());
+        let Some((nick, role)) = mine.as_ref().and_then(|mine| {
+            let nick = groupchat::nick_of(&mine.options)?.to_owned();
+            let config = hosted.service.node_config(&node)?;
+            let affiliation = affiliation_in(&hosted.service, &node, &me);
+            Some((nick, Role::of(config, affiliation, &mine.options)))
+        }) else {
             // XEP-0045 §7.4: only occupants speak.
             let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
             done.push(Done::reply(from.clone(), reply));
             return;
         };
-        let owner = hosted.service.affiliation(&node, &me.to_bare()) == Affiliation::Owner;
-        let may_set_subject = owner
+        if role == Role::Visitor {
+            // §7.4: in a moderated room, only those with voice.
+            let reply = error_reply(stanza, StanzaError::Forbidden, Some("you have no voice"));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
+        let may_set_subject = role == Role::Moderator
             || hosted
                 .service
                 .node_config(&node)
                 .is_some_and(groupchat::occupants_change_subject);
         if stanza.has_child("subject", ns::CLIENT) && !may_set_subject {
             // XEP-0045 §8.1.
-            let why = "only the owners change the subject";
+            let why = "only the moderators change the subject";
             let reply = error_reply(stanza, StanzaError::Forbidden, Some(why));
             done.push(Done::reply(from.clone(), reply));
             return;
@@ -643,8 +819,15 @@ impl ServicesTask {
         };
         let get = stanza.attr("type") == Some("get");
         let set = stanza.attr("type") == Some("set");
-        let reply = if get && stanza.has_child("query", ns::DISCO_INFO) {
-            Some(iq_result(stanza, Some(room_info(&node, &config))))
+        let info = stanza.get_child("query", ns::DISCO_INFO).filter(|_| get);
+        let reply = if let Some(info) = info {
+            if info.attr("node") == Some(ROOMUSER_ITEM) {
+                Some(iq_result(stanza, Some(registered_identity(&config, from))))
+            } else {
+                Some(iq_result(stanza, Some(room_info(&node, &config))))
+            }
+        } else if let Some(query) = stanza.get_child("query", groupchat::IQ_REGISTER) {
+            self.register(from, &node, stanza, query, get, set, done)
         } else if get && stanza.has_child("query", ns::DISCO_ITEMS) {
             // XEP-0045 §6.5: occupants need not be listed.
             let query = builder("query", ns::DISCO_ITEMS).build();
@@ -654,13 +837,81 @@ impl ServicesTask {
         } else if let (Some(query), true) = (stanza.get_child("query", ns::MUC_ADMIN), set) {
             self.admin_set(from, room, &node, stanza, query, done)
         } else if let (Some(query), true) = (stanza.get_child("query", ns::MUC_ADMIN), get) {
-            self.admin_list(from, &node, stanza, query)
+            self.admin_list(from, room, &node, stanza, query)
         } else if set || get {
             error_reply(stanza, StanzaError::ServiceUnavailable, None)
         } else {
             None
         };
         done.push(Done::reply(from.clone(), reply));
+    }
+
+    /// XEP-0045 §7.10: the registration form, or registering a nick with the room (which makes
+    /// the account a member; banned accounts, and newcomers to members-only rooms, may not).
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &mut self,
+        from: &FullJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+        get: bool,
+        set: bool,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let me = from.to_bare();
+        let hosted = self.rooms.as_mut()?;
+        let config = hosted.service.node_config(node)?.clone();
+        let affiliation = affiliation_in(&hosted.service, node, &Jid::from(me.clone()));
+        if affiliation == RoomAffiliation::Outcast {
+            return error_reply(stanza, StanzaError::Forbidden, Some("banned"));
+        }
+        let registered = groupchat::registered_nick(&config, &me);
+        if get {
+            let query = groupchat::register_query(registered);
+            return Some(iq_result(stanza, Some(query)));
+        }
+        if !set {
+            return None;
+        }
+        let Some(nick) = groupchat::register_submission(query) else {
+            return error_reply(stanza, StanzaError::NotAcceptable, Some("which nick?"));
+        };
+        let taken = groupchat::nick_owner(&config, &nick).is_some_and(|who| who != me.as_str())
+            || occupants(&hosted.service, node)
+                .iter()
+                .any(|o| o.nick == nick && o.jid.to_bare() != me);
+        if taken {
+            return error_reply(stanza, StanzaError::Conflict, Some("the nick is taken"));
+        }
+        let members_only = config.access_model == AccessModel::Whitelist;
+        if members_only && affiliation == RoomAffiliation::None {
+            let why = "members only: an admin makes you a member";
+            return error_reply(stanza, StanzaError::NotAllowed, Some(why));
+        }
+        let actor = hosted.jid.clone();
+        let fields = [groupchat::register_nick(&config, &me, &nick)];
+        let registering = hosted
+            .service
+            .configure(&self.presence, &actor, node, &fields);
+        match registering {
+            Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+            Err(e) => {
+                let why = e.to_string();
+                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+            }
+        }
+        if affiliation == RoomAffiliation::None {
+            let members = BTreeMap::from([(me, Affiliation::Member)]);
+            match hosted
+                .service
+                .set_affiliations(&self.presence, &actor, node, &members)
+            {
+                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Err(e) => tracing::debug!(%from, node, "registering with a room: {e}"),
+            }
+        }
+        Some(iq_result(stanza, None))
     }
 
     /// `muc#owner`: the configuration form, its submission (an empty one accepts an instant
@@ -685,12 +936,13 @@ impl ServicesTask {
             let config = hosted.service.node_config(node)?;
             return Some(iq_result(stanza, Some(groupchat::config_form(config))));
         }
-        if query.has_child("destroy", ns::MUC_OWNER) {
+        if let Some(destroy) = query.get_child("destroy", ns::MUC_OWNER) {
             let leaving = occupants(&hosted.service, node);
             return match hosted.service.delete(&me, node, None) {
                 Ok(outcome) => {
                     done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
-                    self.announce_destruction(room, &leaving, done);
+                    let destroyed = groupchat::destroyed(Some(destroy));
+                    self.announce_destruction(room, &leaving, &destroyed, done);
                     Some(iq_result(stanza, None))
                 }
                 Err(e) => {
@@ -710,6 +962,7 @@ impl ServicesTask {
             Err(why) => return error_reply(stanza, StanzaError::NotAcceptable, Some(&why)),
         };
         let before = hosted.service.subscribers(node);
+        let roles_before = roles(&hosted.service, room, node);
         match hosted.service.configure(&self.presence, &me, node, &fields) {
             Ok(outcome) => {
                 done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
@@ -719,7 +972,20 @@ impl ServicesTask {
                     .into_iter()
                     .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
                     .collect();
+                // A room made moderated or not changes who has voice: everyone sees it.
+                let changed: Vec<Jid> = roles(&hosted.service, room, node)
+                    .into_iter()
+                    .filter(|(occupant, role)| {
+                        roles_before
+                            .get(occupant)
+                            .is_some_and(|before| before != role)
+                    })
+                    .map(|(occupant, _)| occupant)
+                    .collect();
                 self.announce_removals(room, &removed, 322, done);
+                for occupant in changed {
+                    self.announce_standing(room, node, &occupant, done);
+                }
                 Some(iq_result(stanza, None))
             }
             Err(e) => {
@@ -729,9 +995,10 @@ impl ServicesTask {
         }
     }
 
-    /// `muc#admin` set (owners only): a role of `none` kicks an occupant (§8.2, status 307), an
-    /// affiliation of `outcast` bans an account (§9.1, 301), `member` or `none` grants or takes
-    /// membership, `owner` ownership (§10.3). Voice and moderator roles are not offered yet.
+    /// `muc#admin` set (XEP-0045 §8, §9, §10): moderators kick (role `none`, status 307) and
+    /// give or take voice; admins ban (`outcast`, 301), grant or take membership (a member
+    /// removed from a members-only room goes with 321) and make moderators; owners make and
+    /// unmake admins and owners. Nobody acts on an affiliation above their own.
     fn admin_set(
         &mut self,
         from: &FullJid,
@@ -742,61 +1009,104 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) -> Option<Element> {
         let me = Jid::from(from.clone());
-        let owner = self
-            .rooms
-            .as_ref()
-            .is_some_and(|h| h.service.affiliation(node, &me.to_bare()) == Affiliation::Owner);
-        if !owner {
-            return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
-        }
+        let hosted = self.rooms.as_ref()?;
+        let service = &hosted.service;
+        let config = service.node_config(node)?.clone();
+        let actor = affiliation_in(service, node, &me);
+        let actor_role = self
+            .occupant_of(node, &me)
+            .map(|mine| Role::of(&config, actor, &mine.options));
         let mut kicked = Vec::new();
-        let mut affiliations = BTreeMap::new();
+        let mut roles = Vec::new();
+        let mut affiliations: BTreeMap<BareJid, RoomAffiliation> = BTreeMap::new();
         for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
             match (item.attr("role"), item.attr("affiliation")) {
-                (Some("none"), None) => {
+                (Some(role), None) => {
                     let nick = item.attr("nick").unwrap_or_default();
-                    match self.occupant_named(node, nick) {
-                        Some(occupant) => kicked.push(occupant),
-                        None => return error_reply(stanza, StanzaError::ItemNotFound, None),
+                    let Some(target) = self.occupant_named(node, nick) else {
+                        return error_reply(stanza, StanzaError::ItemNotFound, None);
+                    };
+                    let theirs = affiliation_in(service, node, &target.jid);
+                    let current = Role::of(&config, theirs, &target.options);
+                    let wanted = match role {
+                        "none" => None,
+                        other => match Role::parse(other) {
+                            Some(role) => Some(role),
+                            None => return error_reply(stanza, StanzaError::BadRequest, None),
+                        },
+                    };
+                    // Moderators give and take voice; admins make and unmake moderators.
+                    let needs_admin = wanted == Some(Role::Moderator) || current == Role::Moderator;
+                    let allowed = if needs_admin {
+                        actor >= RoomAffiliation::Admin
+                    } else {
+                        actor_role == Some(Role::Moderator)
+                    };
+                    if !allowed {
+                        return error_reply(stanza, StanzaError::Forbidden, None);
+                    }
+                    if theirs >= RoomAffiliation::Admin && wanted != Some(Role::Moderator) {
+                        let why = "admins and owners keep their role";
+                        return error_reply(stanza, StanzaError::NotAllowed, Some(why));
+                    }
+                    match wanted {
+                        None => kicked.push(target),
+                        Some(role) => roles.push((target, role)),
                     }
                 }
                 (None, Some(affiliation)) => {
                     let Some(jid) = item.attr("jid").and_then(|j| Jid::new(j).ok()) else {
                         return error_reply(stanza, StanzaError::BadRequest, Some("no jid"));
                     };
-                    let affiliation = match affiliation {
-                        "owner" => Affiliation::Owner,
-                        "member" => Affiliation::Member,
-                        "outcast" => Affiliation::Outcast,
-                        "none" => Affiliation::None,
-                        _ => {
-                            let why = "admins are not offered: make them owners";
-                            return error_reply(stanza, StanzaError::NotAcceptable, Some(why));
-                        }
+                    let Some(wanted) = RoomAffiliation::parse(affiliation) else {
+                        return error_reply(stanza, StanzaError::BadRequest, None);
                     };
-                    affiliations.insert(jid.to_bare(), affiliation);
+                    let theirs = affiliation_in(service, node, &jid);
+                    let needs_owner =
+                        wanted >= RoomAffiliation::Admin || theirs >= RoomAffiliation::Admin;
+                    let allowed = if needs_owner {
+                        actor == RoomAffiliation::Owner
+                    } else {
+                        actor >= RoomAffiliation::Admin
+                    };
+                    if !allowed {
+                        return error_reply(stanza, StanzaError::Forbidden, None);
+                    }
+                    affiliations.insert(jid.to_bare(), wanted);
                 }
-                _ => {
-                    let why = "voice and moderator roles are not offered yet";
-                    return error_reply(stanza, StanzaError::NotAcceptable, Some(why));
-                }
+                _ => return error_reply(stanza, StanzaError::BadRequest, None),
             }
         }
+        let actor_jid = hosted.jid.clone();
+        let before = service.subscribers(node);
         let hosted = self.rooms.as_mut()?;
-        let banned: Vec<SubscriptionInfo> = hosted
-            .service
-            .subscribers(node)
-            .into_iter()
-            .filter(|s| {
-                affiliations.get(&s.jid.to_bare()) == Some(&Affiliation::Outcast)
-                    && s.state.is_approved()
-            })
-            .collect();
         if !affiliations.is_empty() {
-            match hosted
+            let engine: BTreeMap<BareJid, Affiliation> = affiliations
+                .iter()
+                .map(|(jid, affiliation)| (jid.clone(), affiliation.engine()))
+                .collect();
+            let mut admins: BTreeSet<BareJid> = groupchat::admins(&config)
+                .iter()
+                .filter_map(|admin| BareJid::new(admin).ok())
+                .collect();
+            for (jid, affiliation) in &affiliations {
+                if *affiliation == RoomAffiliation::Admin {
+                    admins.insert(jid.clone());
+                } else {
+                    admins.remove(jid);
+                }
+            }
+            let applied = hosted
                 .service
-                .set_affiliations(&self.presence, &me, node, &affiliations)
-            {
+                .set_affiliations(&self.presence, &actor_jid, node, &engine)
+                .and_then(|outcome| {
+                    done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                    let fields = [groupchat::admins_field(&admins)];
+                    hosted
+                        .service
+                        .configure(&self.presence, &actor_jid, node, &fields)
+                });
+            match applied {
                 Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
                 Err(e) => {
                     let why = e.to_string();
@@ -815,7 +1125,7 @@ impl ServicesTask {
         if !ends.is_empty() {
             match hosted
                 .service
-                .set_subscriptions(&self.presence, &me, node, &ends)
+                .set_subscriptions(&self.presence, &actor_jid, node, &ends)
             {
                 Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
                 Err(e) => {
@@ -824,46 +1134,118 @@ impl ServicesTask {
                 }
             }
         }
+        // Those the new affiliations shut out: banned (301), or no longer members (321).
+        let after = hosted.service.subscribers(node);
+        let (banned, unmembered): (Vec<SubscriptionInfo>, Vec<SubscriptionInfo>) = before
+            .into_iter()
+            .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
+            .filter(|s| !kicked.iter().any(|k| k.subid == s.subid))
+            .partition(|s| affiliations.get(&s.jid.to_bare()) == Some(&RoomAffiliation::Outcast));
         self.announce_removals(room, &kicked, 307, done);
         self.announce_removals(room, &banned, 301, done);
+        self.announce_removals(room, &unmembered, 321, done);
+        for (occupant, role) in roles {
+            self.set_role(room, occupant, role, done);
+        }
+        let changed: Vec<Jid> = after
+            .iter()
+            .filter(|s| s.state.is_approved() && affiliations.contains_key(&s.jid.to_bare()))
+            .map(|s| s.jid.clone())
+            .collect();
+        for occupant in changed {
+            // A new affiliation brings its own role (§9, §10): a moderator's earlier grant
+            // or revocation no longer applies.
+            if let Some(mine) = self.occupant_of(node, &occupant)
+                && mine.options.custom.contains_key(groupchat::ROLE_OPTION)
+            {
+                let mut options = mine.options.clone();
+                options.custom.remove(groupchat::ROLE_OPTION);
+                let hosted = self.rooms.as_mut()?;
+                let reset = hosted.service.set_subscription_options(
+                    &occupant,
+                    node,
+                    &occupant,
+                    Some(mine.subid.as_str()),
+                    options,
+                );
+                match reset {
+                    Ok(outcome) => {
+                        done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                    }
+                    Err(e) => tracing::debug!(%room, "resetting an occupant's role: {e}"),
+                }
+            }
+            self.announce_standing(room, node, &occupant, done);
+        }
         Some(iq_result(stanza, None))
     }
 
-    /// `muc#admin` get (owners only): the accounts holding one affiliation (§9.5, §10.5).
+    /// `muc#admin` get: the accounts holding one affiliation (§9.5, §10.5; admins and owners),
+    /// or the occupants holding one role (§8.5, §9.8; moderators).
     fn admin_list(
         &self,
         from: &FullJid,
+        room: &BareJid,
         node: &str,
         stanza: &Element,
         query: &Element,
     ) -> Option<Element> {
         let me = Jid::from(from.clone());
         let hosted = self.rooms.as_ref()?;
-        let wanted = query
-            .get_child("item", ns::MUC_ADMIN)
-            .and_then(|item| item.attr("affiliation"));
-        let wanted = match wanted {
-            Some("owner") => Affiliation::Owner,
-            Some("member") => Affiliation::Member,
-            Some("outcast") => Affiliation::Outcast,
-            _ => return error_reply(stanza, StanzaError::BadRequest, Some("which affiliation?")),
+        let service = &hosted.service;
+        let config = service.node_config(node)?;
+        let actor = affiliation_in(service, node, &me);
+        let asked = query.get_child("item", ns::MUC_ADMIN);
+        let items: Vec<Element> = if let Some(role) = asked
+            .and_then(|item| item.attr("role"))
+            .and_then(Role::parse)
+        {
+            let moderator = self
+                .occupant_of(node, &me)
+                .is_some_and(|mine| Role::of(config, actor, &mine.options) == Role::Moderator);
+            if !moderator {
+                return error_reply(stanza, StanzaError::Forbidden, Some("moderators only"));
+            }
+            occupants(service, node)
+                .iter()
+                .filter_map(|occupant| {
+                    let described = occupant.described(service, room, node);
+                    (described.role == role).then(|| {
+                        builder("item", ns::MUC_ADMIN)
+                            .with("affiliation", described.affiliation.name())
+                            .with("role", role.name())
+                            .with("nick", occupant.nick.as_str())
+                            .with("jid", occupant.jid.as_str())
+                            .build()
+                    })
+                })
+                .collect()
+        } else {
+            let Some(wanted) = asked
+                .and_then(|item| item.attr("affiliation"))
+                .and_then(RoomAffiliation::parse)
+                .filter(|wanted| *wanted != RoomAffiliation::None)
+            else {
+                return error_reply(stanza, StanzaError::BadRequest, Some("which list?"));
+            };
+            if actor < RoomAffiliation::Admin {
+                return error_reply(stanza, StanzaError::Forbidden, Some("admins only"));
+            }
+            let Ok(all) = service.node_affiliations(&hosted.jid, node) else {
+                return error_reply(stanza, StanzaError::Forbidden, None);
+            };
+            all.into_iter()
+                .filter(|(jid, affiliation)| {
+                    RoomAffiliation::of(config, *affiliation, jid) == wanted
+                })
+                .map(|(jid, _)| {
+                    builder("item", ns::MUC_ADMIN)
+                        .with("affiliation", wanted.name())
+                        .with("jid", jid.as_str())
+                        .build()
+                })
+                .collect()
         };
-        let Ok(all) = hosted.service.node_affiliations(&me, node) else {
-            return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
-        };
-        let name = query
-            .get_child("item", ns::MUC_ADMIN)
-            .and_then(|item| item.attr("affiliation"))
-            .unwrap_or_default();
-        let items = all
-            .into_iter()
-            .filter(|(_, affiliation)| *affiliation == wanted)
-            .map(|(jid, _)| {
-                builder("item", ns::MUC_ADMIN)
-                    .with("affiliation", name)
-                    .with("jid", jid.as_str())
-                    .build()
-            });
         let result = builder("query", ns::MUC_ADMIN).append_all(items).build();
         Some(iq_result(stanza, Some(result)))
     }
@@ -884,12 +1266,12 @@ impl ServicesTask {
             let Some(nick) = groupchat::nick_of(&gone.options) else {
                 continue;
             };
-            let occupant = Occupant {
+            let occupant = described(
+                &hosted.service,
                 room,
-                nick,
-                jid: &gone.jid,
-                affiliation: hosted.service.affiliation(&gone.node, &gone.jid.to_bare()),
-            };
+                &gone.node,
+                (nick, &gone.jid, &gone.options),
+            );
             let remaining = occupants(&hosted.service, &gone.node);
             let own = [code, 110];
             let told = remaining
@@ -905,14 +1287,20 @@ impl ServicesTask {
         }
     }
 
-    /// A destroyed room: every occupant gets its own unavailable presence with `<destroy/>`
-    /// (§10.9).
-    fn announce_destruction(&self, room: &BareJid, leaving: &[InRoom], done: &mut Vec<Done>) {
+    /// A destroyed room: every occupant gets its own unavailable presence with `<destroy/>`,
+    /// naming the alternate venue and the reason if the owner gave them (§10.9).
+    fn announce_destruction(
+        &self,
+        room: &BareJid,
+        leaving: &[InRoom],
+        destroy: &Element,
+        done: &mut Vec<Done>,
+    ) {
         for occupant in leaving {
             let Ok(session) = occupant.jid.clone().try_into_full() else {
                 continue;
             };
-            let destroy = builder("destroy", ns::MUC_USER).build();
+            let destroy = destroy.clone();
             let x = builder("x", ns::MUC_USER)
                 .append(
                     builder("item", ns::MUC_USER)
@@ -958,14 +1346,57 @@ impl ServicesTask {
         Some(iq_result(stanza, Some(query)))
     }
 
-    /// A native publish to a room (Ex. 16): each item is made what the speaker said, with its
-    /// nick, as a classic groupchat message would be; `Err` when the publisher is not in the
-    /// room or says nothing a room keeps.
-    pub(super) fn vet_room_publish(
+    /// A native request to a room, vetted as its XEP-0045 view would be: roles are the room's
+    /// to give, never a subscription option one sets oneself; entering a password-protected
+    /// room takes its password (the subscribe options' `muc#roomconfig_roomsecret`, which is
+    /// not kept); what is published is vetted by [`Self::vet_room_publish`].
+    pub(super) fn vet_room_request(
         &self,
         from: &FullJid,
         stanza: &mut Element,
     ) -> Result<(), StanzaError> {
+        let Some(pubsub) = stanza.get_child_mut("pubsub", ns::PUBSUB) else {
+            return Ok(());
+        };
+        let mut secret = None;
+        let mut node = None;
+        for child in pubsub.children_mut() {
+            if child.is("subscribe", ns::PUBSUB) {
+                node = child.attr("node").map(str::to_owned);
+            }
+            for form in child.children_mut().filter(|c| c.is("x", ns::DATA_FORMS)) {
+                let fields: Vec<Element> = form.take_contents_as_children().collect();
+                for field in fields {
+                    match field.attr("var") {
+                        Some(groupchat::ROLE_OPTION) => return Err(StanzaError::Forbidden),
+                        Some(ROOM_SECRET) => {
+                            secret = field.get_child("value", ns::DATA_FORMS).map(Element::text);
+                        }
+                        _ => {
+                            form.append_child(field);
+                        }
+                    }
+                }
+            }
+        }
+        let password = node.as_deref().and_then(|node| {
+            let hosted = self.rooms.as_ref()?;
+            let config = hosted.service.node_config(node)?;
+            let owner = hosted.service.affiliation(node, &from.to_bare()) == Affiliation::Owner;
+            groupchat::password(config)
+                .filter(|_| !owner)
+                .map(str::to_owned)
+        });
+        if password.is_some_and(|password| secret.as_deref() != Some(password.as_str())) {
+            return Err(StanzaError::NotAuthorized);
+        }
+        self.vet_room_publish(from, stanza)
+    }
+
+    /// A native publish to a room (Ex. 16): each item is made what the speaker said, with its
+    /// nick, as a classic groupchat message would be; `Err` when the publisher is not in the
+    /// room, has no voice, or says nothing a room keeps.
+    fn vet_room_publish(&self, from: &FullJid, stanza: &mut Element) -> Result<(), StanzaError> {
         let Some(publish) = stanza
             .get_child_mut("pubsub", ns::PUBSUB)
             .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
@@ -974,17 +1405,19 @@ impl ServicesTask {
         };
         let node = publish.attr("node").unwrap_or_default().to_owned();
         let me = Jid::from(from.clone());
-        let nick = self.rooms.as_ref().and_then(|hosted| {
-            hosted
-                .service
-                .subscribers(&node)
-                .into_iter()
-                .find(|s| s.jid == me && s.state.is_approved())
-                .and_then(|s| groupchat::nick_of(&s.options).map(str::to_owned))
+        let speaker = self.rooms.as_ref().and_then(|hosted| {
+            let mine = self.occupant_of(&node, &me)?;
+            let config = hosted.service.node_config(&node)?;
+            let affiliation = affiliation_in(&hosted.service, &node, &me);
+            let role = Role::of(config, affiliation, &mine.options);
+            Some((groupchat::nick_of(&mine.options)?.to_owned(), role))
         });
-        let Some(nick) = nick else {
+        let Some((nick, role)) = speaker else {
             return Err(StanzaError::NotAcceptable);
         };
+        if role == Role::Visitor {
+            return Err(StanzaError::Forbidden);
+        }
         for item in publish.children_mut().filter(|c| c.is("item", ns::PUBSUB)) {
             let message = {
                 let mut payloads = item.children();
@@ -1030,7 +1463,19 @@ impl ServicesTask {
                 Event::Items { items } => (n.node.as_str(), Some(items)),
                 _ => (n.node.as_str(), None),
             },
-            _ => ("", None),
+            // The owners' approval form for a room that authorizes its occupants, and the
+            // history a native occupant gets on entering (a classic one gets it as messages).
+            Effect::AuthorizationRequest(_) | Effect::SendLastItems(_) => {
+                let skip =
+                    matches!(effect, Effect::SendLastItems(last) if classic(&last.to, &last.node));
+                if !skip {
+                    for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect)) {
+                        self.router.deliver(&out.to, out.stanza);
+                    }
+                }
+                return;
+            }
+            Effect::Persist(_) => return,
         };
         let Some(room) = room_address(node, hosted.jid.domain()) else {
             return;
@@ -1091,9 +1536,22 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
     let members_only = config.access_model == AccessModel::Whitelist;
     let features = [
         ns::MUC,
-        "muc_nonanonymous",
-        "muc_unmoderated",
-        "muc_unsecured",
+        groupchat::IQ_REGISTER,
+        if groupchat::is_semi_anonymous(config) {
+            "muc_semianonymous"
+        } else {
+            "muc_nonanonymous"
+        },
+        if groupchat::is_moderated(config) {
+            "muc_moderated"
+        } else {
+            "muc_unmoderated"
+        },
+        if groupchat::password(config).is_some() {
+            "muc_passwordprotected"
+        } else {
+            "muc_unsecured"
+        },
         if members_only {
             "muc_membersonly"
         } else {
@@ -1118,10 +1576,39 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
         .build()
 }
 
-/// One occupant of a room: the session in it and its nick.
+/// The subscribe option a native occupant gives a password-protected room its password in.
+const ROOM_SECRET: &str = "muc#roomconfig_roomsecret";
+
+/// The disco#info node naming the nick an account registered (XEP-0045 §7.12).
+const ROOMUSER_ITEM: &str = "x-roomuser-item";
+
+/// disco#info `x-roomuser-item`: the nick `from` registered with the room, as an identity, or
+/// nothing.
+fn registered_identity(config: &verona_pubsub::NodeConfig, from: &FullJid) -> Element {
+    let identity = groupchat::registered_nick(config, &from.to_bare()).map(|nick| {
+        builder("identity", ns::DISCO_INFO)
+            .with("category", "conference")
+            .with("type", "text")
+            .with("name", nick)
+            .build()
+    });
+    builder("query", ns::DISCO_INFO)
+        .with("node", ROOMUSER_ITEM)
+        .append_all(identity)
+        .build()
+}
+
+/// One occupant of a room: the session in it, its nick and its subscription's options.
 struct InRoom {
     jid: Jid,
     nick: String,
+    options: SubscriptionOptions,
+}
+
+impl InRoom {
+    fn described<'a>(&'a self, service: &Service, room: &'a BareJid, node: &str) -> Occupant<'a> {
+        described(service, room, node, (&self.nick, &self.jid, &self.options))
+    }
 }
 
 /// The occupants of a room: its approved subscriptions with a nick.
@@ -1132,9 +1619,53 @@ fn occupants(service: &Service, node: &str) -> Vec<InRoom> {
         .filter(|s| s.state.is_approved())
         .filter_map(|s| {
             let nick = groupchat::nick_of(&s.options)?.to_owned();
-            Some(InRoom { jid: s.jid, nick })
+            Some(InRoom {
+                jid: s.jid,
+                nick,
+                options: s.options,
+            })
         })
         .collect()
+}
+
+/// Each occupant's role.
+fn roles(service: &Service, room: &BareJid, node: &str) -> BTreeMap<Jid, Role> {
+    occupants(service, node)
+        .iter()
+        .map(|o| (o.jid.clone(), o.described(service, room, node).role))
+        .collect()
+}
+
+/// An account's affiliation with a room, in XEP-0045's terms.
+fn affiliation_in(service: &Service, node: &str, jid: &Jid) -> RoomAffiliation {
+    let bare = jid.to_bare();
+    service
+        .node_config(node)
+        .map_or(RoomAffiliation::None, |config| {
+            RoomAffiliation::of(config, service.affiliation(node, &bare), &bare)
+        })
+}
+
+/// An occupant (its nick, session and subscription options) as its presence describes it.
+fn described<'a>(
+    service: &Service,
+    room: &'a BareJid,
+    node: &str,
+    (nick, jid, options): (&'a str, &'a Jid, &SubscriptionOptions),
+) -> Occupant<'a> {
+    let affiliation = affiliation_in(service, node, jid);
+    let role = service
+        .node_config(node)
+        .map_or(Role::Participant, |config| {
+            Role::of(config, affiliation, options)
+        });
+    Occupant {
+        room,
+        nick,
+        jid,
+        affiliation,
+        role,
+    }
 }
 
 /// A room's address: its node id at the service's domain.

@@ -23,7 +23,7 @@ impl ServicesTask {
                 done.push(Done::reply(from, reply));
                 return;
             }
-            if let Err(error) = self.vet_room_publish(&from, &mut stanza) {
+            if let Err(error) = self.vet_room_request(&from, &mut stanza) {
                 done.push(Done::reply(from, error_reply(&stanza, error, None)));
                 return;
             }
@@ -65,8 +65,24 @@ impl ServicesTask {
             kind: hosted.kind,
             resolver: &self.presence,
         };
+        // An owner's answer to a room's authorization request may let occupants in.
+        let answered = (origin == Origin::Rooms && stanza.name() == "message")
+            .then(|| answer_node(&stanza))
+            .flatten()
+            .map(|node| {
+                let before = in_room(&hosted.service, &node);
+                (node, before)
+            });
         let handled =
             verona_pubsub_xmpp::handle_stanza(&mut hosted.service, &context, &from, &stanza);
+        let admitted: Vec<(String, Jid)> = answered
+            .map(|(node, before)| {
+                in_room(&hosted.service, &node)
+                    .difference(&before)
+                    .map(|jid| (node.clone(), jid.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let unheard = match (&origin, &handled.published) {
             (Origin::Account(owner), Some(item)) if !own_presence => {
                 unheard_publish(hosted, owner, item, &handled.effects)
@@ -99,6 +115,9 @@ impl ServicesTask {
         }
         if let Some((room, node)) = joined {
             self.announce_arrival(&room, &node, &Jid::from(from.clone()), done);
+        }
+        for (node, occupant) in admitted {
+            self.admitted(&node, &occupant, done);
         }
         if let Some(account) = account {
             self.carry_blocks(&account, &created, done);
@@ -161,13 +180,7 @@ impl ServicesTask {
     /// that is another shard's. Own nodes first, so that nobody can take an account's answers
     /// by creating a node of the same name at `pubsub.<domain>`.
     fn answer_origin(&self, from: &FullJid, stanza: &Element) -> Option<Origin> {
-        let node = stanza
-            .children()
-            .filter(|x| x.is("x", ns::DATA_FORMS))
-            .flat_map(|x| x.children())
-            .find(|field| field.attr("var") == Some("pubsub#node"))
-            .and_then(|field| field.children().next())
-            .map(|value| value.text());
+        let node = answer_node(stanza);
         let own = from.to_bare();
         let on_own = node.is_some_and(|node| {
             self.accounts
@@ -180,6 +193,27 @@ impl ServicesTask {
             self.domain.as_ref().map(|_| Origin::Domain)
         }
     }
+}
+
+/// The node an authorization answer (XEP-0060 §8.6) is about.
+fn answer_node(stanza: &Element) -> Option<String> {
+    stanza
+        .children()
+        .filter(|x| x.is("x", ns::DATA_FORMS))
+        .flat_map(|x| x.children())
+        .find(|field| field.attr("var") == Some("pubsub#node"))
+        .and_then(|field| field.children().next())
+        .map(|value| value.text())
+}
+
+/// The sessions in a room (approved subscriptions).
+fn in_room(service: &Service, node: &str) -> BTreeSet<Jid> {
+    service
+        .subscribers(node)
+        .into_iter()
+        .filter(|s| s.state.is_approved())
+        .map(|s| s.jid)
+        .collect()
 }
 
 /// The room a XEP-0060 subscribe to `chat.<domain>` (Ex. 13) has just let `from` into, if it
