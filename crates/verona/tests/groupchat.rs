@@ -166,15 +166,17 @@ async fn native_and_classic_occupants_share_a_room() {
     ok(&juliet.request(&publish("hi")).await);
     let event = recv_until(&mut juliet, |el| el.has_child("event", EVENT)).await;
     assert_eq!(event.attr("from"), Some("chat.localhost"));
+    // `normal`, not the seed's implied headline: no `type` (RFC 6121 §5.2.2).
+    assert_eq!(event.attr("type"), None);
     let items = event
         .get_child("event", EVENT)
         .and_then(|e| e.get_child("items", EVENT))
         .unwrap();
     assert_eq!(items.attr("node"), Some("characters"));
-    let said = items
-        .get_child("item", EVENT)
-        .and_then(|i| i.get_child("message", NS_CLIENT))
-        .unwrap();
+    let item = items.get_child("item", EVENT).unwrap();
+    assert_eq!(item.attr("publisher"), Some("juliet@localhost/balcony"));
+    assert!(item.attr("id").is_some_and(|id| !id.is_empty()));
+    let said = item.get_child("message", NS_CLIENT).unwrap();
     assert_eq!(body(said).as_deref(), Some("hi"));
     assert_eq!(
         said.get_child("nick", NICK).map(Element::text).as_deref(),
@@ -648,6 +650,23 @@ async fn owners_configure_kick_and_ban() {
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
 }
 
+/// The room's disco#items as `client` gets them, sorted.
+async fn room_items(client: &mut Client) -> Vec<String> {
+    let reply = client
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='o' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        ))
+        .await;
+    let mut listed: Vec<String> = reply
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("jid").map(str::to_owned))
+        .collect();
+    listed.sort();
+    listed
+}
+
 /// XEP-0410 self-ping, the room list (XEP-0045 §6.3), subject rights, and a temporary room
 /// that closes with its last occupant.
 #[tokio::test]
@@ -660,8 +679,43 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
         )
     };
     ok(&romeo.request(&ping(&format!("{ROOM}/Romeo"))).await);
+    // XEP-0410 §3.1: in the room but not under that nick; not in the room at all.
     let refused = romeo.request(&ping(&format!("{ROOM}/Ghost"))).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("item-not-found"));
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let refused = juliet.request(&ping(&format!("{ROOM}/JC"))).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    // Nor may she reach an occupant through the room.
+    let refused = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='v0' to='{ROOM}/Nurse'><vCard xmlns='vcard-temp'/></iq>"
+        ))
+        .await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+
+    // An iq to an occupant goes to her from the asker's nick; her answer comes back the same
+    // way (XEP-0045 §7.5: a vCard asked of `room/nick`).
+    romeo
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='get' id='v1' to='{ROOM}/Nurse'><vCard xmlns='vcard-temp'/></iq>"
+        ))
+        .await;
+    let asked = recv_until(&mut nurse, |el| el.name() == "iq").await;
+    assert_eq!(asked.attr("from"), Some("characters@chat.localhost/Romeo"));
+    assert_eq!(asked.attr("to"), Some("nurse@localhost/chamber"));
+    assert_eq!(asked.attr("id"), Some("v1"));
+    assert!(asked.has_child("vCard", "vcard-temp"));
+    nurse
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='result' id='v1' to='{ROOM}/Romeo'><vCard xmlns='vcard-temp'><FN>Angelica</FN></vCard></iq>"
+        ))
+        .await;
+    let answer = recv_until(&mut romeo, |el| el.name() == "iq").await;
+    assert_eq!(answer.attr("type"), Some("result"));
+    assert_eq!(answer.attr("id"), Some("v1"));
+    assert_eq!(answer.attr("from"), Some("characters@chat.localhost/Nurse"));
+    assert!(answer.has_child("vCard", "vcard-temp"));
 
     let list = romeo
         .request(
@@ -675,6 +729,15 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
         .filter_map(|i| i.attr("jid"))
         .collect();
     assert_eq!(rooms, [ROOM]);
+    // §6.5: the occupants, to an occupant; nobody to a stranger.
+    assert_eq!(
+        room_items(&mut romeo).await,
+        [
+            "characters@chat.localhost/Nurse",
+            "characters@chat.localhost/Romeo"
+        ]
+    );
+    assert!(room_items(&mut juliet).await.is_empty());
 
     // Subjects: anyone may by default; once the owner says so, only owners.
     nurse

@@ -304,8 +304,10 @@ impl ServicesTask {
         }
     }
 
-    /// An iq to an occupant: XEP-0410 self-ping is answered here (in the room: a result; not
-    /// in it: `not-acceptable`); others are not relayed yet.
+    /// An iq to an occupant (XEP-0045 §7.5 for iqs): XEP-0410 self-ping is answered here (in
+    /// the room: a result; not in it: `not-acceptable`); any other request, and the answer to
+    /// one, goes to the occupant that nick names, from the sender's nick, with its id intact.
+    /// Only occupants send through the room.
     fn occupant_iq(
         &self,
         from: &FullJid,
@@ -313,20 +315,42 @@ impl ServicesTask {
         stanza: &Element,
         done: &mut Vec<Done>,
     ) {
-        if !matches!(stanza.attr("type"), Some("get" | "set")) {
-            return;
-        }
+        let request = matches!(stanza.attr("type"), Some("get" | "set"));
         let node = room_nick.node().map(|n| n.to_string()).unwrap_or_default();
         let me = Jid::from(from.clone());
-        let mine = self
-            .occupant_of(&node, &me)
-            .filter(|s| groupchat::nick_of(&s.options) == Some(room_nick.resource().as_str()));
-        let reply = match mine {
-            Some(_) if stanza.has_child("ping", ns::PING) => Some(iq_result(stanza, None)),
-            Some(_) => error_reply(stanza, StanzaError::ServiceUnavailable, None),
-            None => error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room")),
+        let Some(mine) = self.occupant_of(&node, &me) else {
+            if request {
+                let why = Some("not in the room");
+                let reply = error_reply(stanza, StanzaError::NotAcceptable, why);
+                done.push(Done::reply(from.clone(), reply));
+            }
+            return;
         };
-        done.push(Done::reply(from.clone(), reply));
+        let nick = groupchat::nick_of(&mine.options).unwrap_or_default();
+        let target = room_nick.resource().as_str();
+        if request && target == nick && stanza.has_child("ping", ns::PING) {
+            done.push(Done::reply(from.clone(), Some(iq_result(stanza, None))));
+            return;
+        }
+        let recipient = self
+            .occupant_named(&node, target)
+            .and_then(|occupant| occupant.jid.try_into_full().ok());
+        let Some(recipient) = recipient else {
+            if request {
+                let reply =
+                    error_reply(stanza, StanzaError::ItemNotFound, Some("no such occupant"));
+                done.push(Done::reply(from.clone(), reply));
+            }
+            return;
+        };
+        let mut relayed = stanza.clone();
+        set_attr(
+            &mut relayed,
+            "from",
+            format!("{}/{nick}", room_nick.to_bare()),
+        );
+        set_attr(&mut relayed, "to", recipient.to_string());
+        done.push(Done::reply(recipient, Some(relayed)));
     }
 
     /// XEP-0045 §7.2: entering a room (creating it, as an instant room, if it does not exist).
@@ -829,8 +853,20 @@ impl ServicesTask {
         } else if let Some(query) = stanza.get_child("query", groupchat::IQ_REGISTER) {
             self.register(from, &node, stanza, query, get, set, done)
         } else if get && stanza.has_child("query", ns::DISCO_ITEMS) {
-            // XEP-0045 §6.5: occupants need not be listed.
-            let query = builder("query", ns::DISCO_ITEMS).build();
+            // XEP-0045 §6.5: the occupants, by `room/nick`, to those in the room only.
+            let me = Jid::from(from.clone());
+            let listed = self
+                .rooms
+                .as_ref()
+                .filter(|_| self.occupant_of(&node, &me).is_some())
+                .map(|hosted| occupants(&hosted.service, &node))
+                .unwrap_or_default();
+            let items = listed.iter().map(|occupant| {
+                builder("item", ns::DISCO_ITEMS)
+                    .with("jid", format!("{room}/{}", occupant.nick))
+                    .build()
+            });
+            let query = builder("query", ns::DISCO_ITEMS).append_all(items).build();
             Some(iq_result(stanza, Some(query)))
         } else if let Some(query) = stanza.get_child("query", ns::MUC_OWNER) {
             self.owner_query(from, room, &node, stanza, query, get, done)
