@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use memory::MemoryStore;
-pub use pubsub::{HeldSubscription, PubsubStore, PubsubWrite};
+pub use pubsub::{HeldSubscription, NodeListing, PubsubStore, PubsubWrite};
 pub use sqlite::SqliteStore;
 pub use verona_auth::Credentials;
 

@@ -18,6 +18,14 @@ pub struct PubsubWrite {
     pub op: StoreOp,
 }
 
+/// A stored node's configuration, as a directory read lists it ([`PubsubStore::node_configs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeListing {
+    pub service: String,
+    pub node: String,
+    pub config: NodeConfig,
+}
+
 /// A stored subscription, found by its subscriber: which service and node it is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldSubscription {
@@ -46,6 +54,15 @@ pub trait PubsubStore: Send + Sync {
     /// Services that have any stored node, sorted (administration and checks; the server
     /// itself loads services one by one, when needed).
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;
+
+    /// The configuration of every stored node of the services whose names start with
+    /// `prefix`, sorted by service and node: a directory
+    /// of services stored apart (each room of `chat.<domain>` is the service
+    /// `chat.<domain>/<room>`), read without loading them.
+    fn node_configs<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodeListing>, StorageError>>;
 
     /// Every stored subscription whose subscriber's bare JID is `subscriber`, on any service
     /// (an indexed lookup: the relations of one user, without loading the services), sorted

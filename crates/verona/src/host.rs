@@ -104,7 +104,7 @@ pub struct Configs {
     pub max_blocklist: usize,
 }
 
-/// Loads a service of the server's own (`pubsub.<domain>`, `chat.<domain>`) from storage.
+/// Loads `pubsub.<domain>` from storage.
 async fn load(
     stores: &Stores,
     name: &str,
@@ -124,8 +124,8 @@ async fn load(
     })
 }
 
-/// Loads `pubsub.<domain>` and `chat.<domain>` and starts the shards; PEP services are loaded
-/// when first needed.
+/// Loads `pubsub.<domain>` and starts the shards; PEP services and rooms are loaded when
+/// first needed.
 pub async fn start(
     addresses: Addresses,
     configs: Configs,
@@ -138,8 +138,10 @@ pub async fn start(
     let count = hosting.shards.max(1);
     let mut domain = Some(load(&stores, &jid, ServiceKind::Pubsub, configs.domain).await?);
     let domain_shard = handle::shard_of(&jid, count);
-    let rooms_kind = ServiceKind::Groupchat;
-    let mut rooms = Some(load(&stores, &addresses.rooms, rooms_kind, configs.rooms).await?);
+    // Rooms are loaded when needed, each on the shard its address hashes to; the service's
+    // own shard keeps an empty instance for requests about the service as a whole.
+    let rooms_jid = Jid::new(&addresses.rooms)
+        .map_err(|e| anyhow::anyhow!("service address {}: {e}", addresses.rooms))?;
     let rooms_shard = handle::shard_of(&addresses.rooms, count);
     tracing::info!(shards = count, "pubsub shards starting");
     let (senders, receivers): (Vec<mpsc::Sender<Queued>>, Vec<_>) =
@@ -159,11 +161,19 @@ pub async fn start(
                 None
             },
             domain_shard,
-            rooms: if shard == rooms_shard {
-                rooms.take()
-            } else {
-                None
-            },
+            rooms_service: (shard == rooms_shard).then(|| Hosted {
+                jid: rooms_jid.clone(),
+                name: addresses.rooms.clone(),
+                kind: ServiceKind::Groupchat,
+                service: Service::new(
+                    configs.rooms.clone(),
+                    Box::new(SystemEnvironment::default()),
+                ),
+                last_used: 0,
+            }),
+            rooms: HashMap::new(),
+            rooms_jid: rooms_jid.clone(),
+            rooms_config: configs.rooms.clone(),
             accounts: HashMap::new(),
             resident_services: hosting.resident_services,
             pep_limits: configs.pep_limits.clone(),
@@ -258,8 +268,12 @@ struct ServicesTask {
     /// `pubsub.<domain>`, in the shard that owns it.
     domain: Option<Hosted>,
     domain_shard: usize,
-    /// `chat.<domain>`, in the shard that owns it.
-    rooms: Option<Hosted>,
+    /// `chat.<domain>` itself, without rooms, in the shard its address hashes to.
+    rooms_service: Option<Hosted>,
+    /// The resident rooms of this shard, by node.
+    rooms: HashMap<String, Hosted>,
+    rooms_jid: Jid,
+    rooms_config: ServiceConfig,
     /// The resident PEP services.
     accounts: HashMap<BareJid, Hosted>,
     /// How many PEP services nobody uses may stay in memory.
@@ -404,7 +418,8 @@ impl ServicesTask {
     fn hosted(&self, origin: &Origin) -> Option<&Hosted> {
         match origin {
             Origin::Domain => self.domain.as_ref(),
-            Origin::Rooms => self.rooms.as_ref(),
+            Origin::Rooms => self.rooms_service.as_ref(),
+            Origin::Room(node) => self.rooms.get(node),
             Origin::Account(account) => self.accounts.get(account),
         }
     }
@@ -412,7 +427,8 @@ impl ServicesTask {
     fn hosted_mut(&mut self, origin: &Origin) -> Option<&mut Hosted> {
         match origin {
             Origin::Domain => self.domain.as_mut(),
-            Origin::Rooms => self.rooms.as_mut(),
+            Origin::Rooms => self.rooms_service.as_mut(),
+            Origin::Room(node) => self.rooms.get_mut(node),
             Origin::Account(account) => self.accounts.get_mut(account),
         }
     }

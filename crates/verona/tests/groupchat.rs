@@ -862,6 +862,10 @@ async fn invitations_and_history_limits() {
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     // Invitations go to available resources, as a message to a bare JID does (RFC 6121 §8.5.2).
     juliet.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut juliet, |el| {
+        el.name() == "presence" && el.attr("from") == Some("juliet@localhost/balcony")
+    })
+    .await;
     for text in ["one", "two", "three"] {
         romeo
             .send(&format!(
@@ -1212,6 +1216,11 @@ async fn passwords_registration_declines_and_destruction() {
 
     // §7.8.2: Tybalt declines an invitation; Romeo hears of it.
     romeo.send("<presence xmlns='jabber:client'/>").await;
+    // Available once his own presence comes back (RFC 6121 §4.2.2).
+    recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("from") == Some("romeo@localhost/mobile")
+    })
+    .await;
     tybalt
         .send(&format!(
             "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><decline to='romeo@localhost'><reason>never</reason></decline></x></message>"

@@ -1,6 +1,7 @@
-//! Services resident on demand (DESIGN §5a): a PEP service dropped from memory and loaded
-//! again from storage gives the same answers (relations, pending requests, rosters, probes),
-//! and what storage does not hold (temporary subscriptions) keeps its service in memory.
+//! Services resident on demand (DESIGN §5a): a PEP service or a room dropped from memory and
+//! loaded again from storage gives the same answers (relations, pending requests, rosters,
+//! probes; a room's history, name and listing), and what storage does not hold (temporary
+//! subscriptions, a room's occupants) keeps its service in memory.
 
 mod common;
 
@@ -340,5 +341,100 @@ async fn presence_and_rosters_cross_shards() {
     assert_eq!(
         line(&roster),
         format!("iq result from=- roster=[{}]", expected.join(" "))
+    );
+}
+
+/// A room used, left empty and entered again: what its occupants see, as lines.
+async fn room_transcript(resident_services: usize) -> Vec<String> {
+    const ROOM: &str = "characters@chat.localhost";
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    let t = TestServer::start_with(|c| c.limits.resident_services = resident_services).await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let said = |el: &Element| {
+        let body = el
+            .get_child("body", NS_CLIENT)
+            .or_else(|| el.get_child("subject", NS_CLIENT))
+            .map(Element::text)
+            .unwrap_or_default();
+        format!("{} [{body}]", line(el))
+    };
+    // Up to the subject, which ends a join's answer.
+    async fn joined(client: &mut Client, said: impl Fn(&Element) -> String) -> Vec<String> {
+        let mut got = Vec::new();
+        loop {
+            let el = client.recv().await;
+            got.push(said(&el));
+            if el.has_child("subject", NS_CLIENT) {
+                return got;
+            }
+        }
+    }
+    let join = |nick: &str| {
+        format!("<presence xmlns='jabber:client' to='{ROOM}/{nick}'><x xmlns='{MUC}'/></presence>")
+    };
+    let mut out = Vec::new();
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    romeo.send(&join("Romeo")).await;
+    out.extend(joined(&mut romeo, said).await);
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>hi</body></message>"
+        ))
+        .await;
+    out.push(said(&romeo.recv().await));
+    let configure = format!(
+        "<iq xmlns='jabber:client' type='set' id='c' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'>\
+           <x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomname'><value>The Capulets</value></field></x>\
+         </query></iq>"
+    );
+    out.push(line(&romeo.request(&configure).await));
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/Romeo'/>"
+        ))
+        .await;
+    out.push(line(&romeo.recv().await));
+    // Nobody is in the room: it may leave memory, and comes back from storage.
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    nurse.send(&join("Nurse")).await;
+    let mut entered = joined(&mut nurse, said).await;
+    entered.sort();
+    out.extend(entered);
+    let listed = nurse
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='l' to='chat.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        )
+        .await;
+    let rooms: Vec<String> = listed
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .map(|item| {
+            format!(
+                "{} {}",
+                item.attr("jid").unwrap_or("?"),
+                item.attr("name").unwrap_or("?")
+            )
+        })
+        .collect();
+    out.push(format!("rooms: {rooms:?}"));
+    romeo.expect_nothing().await;
+    out
+}
+
+#[tokio::test]
+async fn rooms_reloaded_from_storage_answer_as_before() {
+    let evicting = room_transcript(0).await;
+    assert_eq!(evicting, room_transcript(1000).await);
+    assert!(
+        evicting
+            .contains(&"message groupchat from=characters@chat.localhost/Romeo [hi]".to_owned()),
+        "the history comes back: {evicting:#?}"
+    );
+    assert_eq!(
+        evicting.last().map(String::as_str),
+        Some(r#"rooms: ["characters@chat.localhost The Capulets"]"#)
     );
 }

@@ -607,6 +607,54 @@ pub(crate) async fn pubsub_batch_is_atomic(store: &dyn PubsubStore) {
 }
 
 /// Publication times are kept to the microsecond, before 1970 too; finer digits are dropped.
+/// A directory of the services under a prefix: every node's configuration, sorted, and
+/// nothing of services that merely share the beginning of their name or sort next to it.
+pub(crate) async fn pubsub_node_directory(store: &dyn PubsubStore) {
+    assert!(store.node_configs("chat.l/").await.unwrap().is_empty());
+    let titled = |title: &str| NodeConfig {
+        title: title.to_owned(),
+        ..NodeConfig::default()
+    };
+    let writes: Vec<PubsubWrite> = [
+        ("chat.l/b", "b", "Bee"),
+        ("chat.l/a", "a", "Ay"),
+        ("chat.l/a", "z", "Zed"),
+        ("chat.l", "top", "not under the prefix"),
+        ("chat.l0", "x", "sorts right after"),
+        ("chat.lz/c", "c", "shares the beginning"),
+        ("chat.l/日本", "j", TRICKY),
+    ]
+    .into_iter()
+    .map(|(service, node, title)| {
+        write(
+            service,
+            StoreOp::NodeCreated {
+                node: node.to_owned(),
+                config: titled(title),
+            },
+        )
+    })
+    .collect();
+    store.apply(&writes).await.unwrap();
+    let listed: Vec<(String, String, String)> = store
+        .node_configs("chat.l/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|listing| (listing.service, listing.node, listing.config.title))
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("chat.l/a", "a", "Ay"),
+        ("chat.l/a", "z", "Zed"),
+        ("chat.l/b", "b", "Bee"),
+        ("chat.l/日本", "j", TRICKY),
+    ]
+    .into_iter()
+    .map(|(s, n, t)| (s.to_owned(), n.to_owned(), t.to_owned()))
+    .collect();
+    assert_eq!(listed, expected);
+}
+
 pub(crate) async fn pubsub_time_precision(store: &dyn PubsubStore) {
     let times = [
         (UNIX_EPOCH, UNIX_EPOCH),

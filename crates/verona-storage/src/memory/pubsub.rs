@@ -7,7 +7,7 @@ use verona_pubsub::{Affiliation, Item, StoreOp, StoredNode};
 
 use super::MemoryStore;
 use crate::pubsub::{from_micros, node_of, to_micros};
-use crate::{BoxFuture, HeldSubscription, PubsubStore, PubsubWrite, StorageError};
+use crate::{BoxFuture, HeldSubscription, NodeListing, PubsubStore, PubsubWrite, StorageError};
 
 /// Stored nodes by service, then by node id. Affiliations are kept sorted by JID and
 /// subscriptions by SubID, the order the SQLite backend loads them in.
@@ -50,6 +50,27 @@ impl PubsubStore for MemoryStore {
 
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
         Box::pin(async move { Ok(self.pubsub().keys().cloned().collect()) })
+    }
+
+    fn node_configs<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodeListing>, StorageError>> {
+        Box::pin(async move {
+            let services = self.pubsub();
+            let listed = services
+                .range(prefix.to_owned()..)
+                .take_while(|(service, _)| service.starts_with(prefix))
+                .flat_map(|(service, nodes)| {
+                    nodes.values().map(move |node| NodeListing {
+                        service: service.clone(),
+                        node: node.id.clone(),
+                        config: node.config.clone(),
+                    })
+                })
+                .collect();
+            Ok(listed)
+        })
     }
 
     fn subscriptions_of<'a>(
@@ -227,5 +248,10 @@ mod tests {
     #[tokio::test]
     async fn time_precision() {
         contract::pubsub_time_precision(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn node_directory() {
+        contract::pubsub_node_directory(&MemoryStore::new()).await;
     }
 }

@@ -13,7 +13,7 @@ use crate::pubsub::{
     config_from_json, config_to_json, from_micros, node_of, options_from_json, options_to_json,
     parse, to_micros,
 };
-use crate::{BoxFuture, HeldSubscription, PubsubStore, PubsubWrite, StorageError};
+use crate::{BoxFuture, HeldSubscription, NodeListing, PubsubStore, PubsubWrite, StorageError};
 
 type SubscriptionRow = (String, String, String, String, String);
 type ItemRow = (String, String, Option<String>, String, i64);
@@ -102,6 +102,32 @@ impl PubsubStore for SqliteStore {
                     .fetch_all(&self.pool)
                     .await?,
             )
+        })
+    }
+
+    fn node_configs<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodeListing>, StorageError>> {
+        Box::pin(async move {
+            // A range on the primary key: every name that starts with `prefix` sorts between it
+            // and `prefix` followed by the last code point.
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT service, node, config FROM pubsub_nodes \
+                 WHERE service >= $1 AND service < $1 || char(1114111) ORDER BY service, node",
+            )
+            .bind(prefix)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(service, node, config)| {
+                    Ok(NodeListing {
+                        service,
+                        node,
+                        config: config_from_json(&config)?,
+                    })
+                })
+                .collect()
         })
     }
 
@@ -407,6 +433,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;
         contract::pubsub_time_precision(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn node_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_node_directory(&store).await;
         store.close().await;
     }
 

@@ -226,6 +226,28 @@ fn form_value(form: &Element, var: &str) -> Option<String> {
         .map(Element::text)
 }
 
+/// The room a stanza to `chat.<domain>` itself is about, for routing it to the room's shard:
+/// the node a pubsub request or a disco query names, or the `pubsub#node` of an authorization
+/// answer. `None` for requests about the service as a whole.
+pub fn addressed_room(stanza: &Element) -> Option<String> {
+    let named = |el: &Element| {
+        el.attr("node")
+            .filter(|node| !node.is_empty())
+            .map(str::to_owned)
+    };
+    stanza.children().find_map(|child| {
+        if child.is("pubsub", ns::PUBSUB) || child.is("pubsub", ns::PUBSUB_OWNER) {
+            child.children().find_map(named)
+        } else if child.is("query", ns::DISCO_INFO) || child.is("query", ns::DISCO_ITEMS) {
+            named(child)
+        } else if child.is("x", ns::DATA_FORMS) {
+            form_value(child, "pubsub#node").filter(|node| !node.is_empty())
+        } else {
+            None
+        }
+    })
+}
+
 /// A voice form sent to a room (XEP-0045 §7.13, §8.6): a visitor asking, or a moderator's
 /// answer about `nick`.
 #[derive(Debug, PartialEq, Eq)]
@@ -1031,6 +1053,43 @@ mod tests {
         ];
         for (xml, expected) in cases {
             assert_eq!(room_presence(&el(xml), &to, now), expected, "{xml}");
+        }
+    }
+
+    #[test]
+    fn stanzas_to_the_service_name_their_room() {
+        let cases = [
+            (
+                "<iq xmlns='jabber:client'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='characters' jid='j@l/b'/><options node='characters'/></pubsub></iq>",
+                Some("characters"),
+            ),
+            (
+                "<iq xmlns='jabber:client'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='garden'/></pubsub></iq>",
+                Some("garden"),
+            ),
+            (
+                "<iq xmlns='jabber:client'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create/></pubsub></iq>",
+                None,
+            ),
+            (
+                "<iq xmlns='jabber:client'><query xmlns='http://jabber.org/protocol/disco#info' node='characters'/></iq>",
+                Some("characters"),
+            ),
+            (
+                "<iq xmlns='jabber:client'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+                None,
+            ),
+            (
+                "<message xmlns='jabber:client'><x xmlns='jabber:x:data' type='submit'><field var='pubsub#node'><value>characters</value></field></x></message>",
+                Some("characters"),
+            ),
+            (
+                "<iq xmlns='jabber:client'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node=''/></pubsub></iq>",
+                None,
+            ),
+        ];
+        for (xml, expected) in cases {
+            assert_eq!(addressed_room(&el(xml)).as_deref(), expected, "{xml}");
         }
     }
 

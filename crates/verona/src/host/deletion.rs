@@ -10,7 +10,7 @@ impl ServicesTask {
         // emptied service leaves memory after the batch ([`ServicesTask::drop_forgotten`]).
         let mut origins: Vec<Origin> = self.accounts.keys().cloned().map(Origin::Account).collect();
         origins.extend(self.domain.as_ref().map(|_| Origin::Domain));
-        origins.extend(self.rooms.as_ref().map(|_| Origin::Rooms));
+        origins.extend(self.rooms.keys().cloned().map(Origin::Room));
         for origin in origins {
             let Some(hosted) = self.hosted_mut(&origin) else {
                 continue;

@@ -17,7 +17,7 @@ impl ServicesTask {
             let Some(hosted) = self.hosted(&d.origin) else {
                 continue;
             };
-            if d.origin == Origin::Rooms {
+            if matches!(d.origin, Origin::Rooms | Origin::Room(_)) {
                 for effect in &d.effects {
                     self.deliver_room(hosted, effect);
                 }
@@ -45,13 +45,13 @@ impl ServicesTask {
                 // to subscribe (issue #11 M3).
                 let authors = match &d.origin {
                     Origin::Account(owner) => vec![owner.clone()],
-                    Origin::Domain | Origin::Rooms => authors_of(effect),
+                    Origin::Domain | Origin::Rooms | Origin::Room(_) => authors_of(effect),
                 };
                 self.router
                     .drop_blocked(&mut outgoing, |out| &out.to, &authors);
                 let classic = match &d.origin {
                     Origin::Account(owner) => classic_presence(owner, effect),
-                    Origin::Domain | Origin::Rooms => None,
+                    Origin::Domain | Origin::Rooms | Origin::Room(_) => None,
                 };
                 let Some(classic) = classic else {
                     for out in outgoing {

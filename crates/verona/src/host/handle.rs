@@ -33,6 +33,12 @@ pub(super) fn shard_of(service: &str, count: usize) -> usize {
     (hash % count.max(1) as u64) as usize
 }
 
+/// Where a room is stored and which shard owns it: each room of `chat.<domain>` is a service
+/// of its own, `chat.<domain>/<room>`, so that rooms are loaded, sharded and evicted one by one.
+pub(super) fn room_key(rooms: &str, node: &str) -> String {
+    format!("{rooms}/{node}")
+}
+
 impl PubsubHandle {
     /// A handle for the requests of one session of `account`: together with its other
     /// sessions' they hold at most the account's share of the services' queues.
@@ -53,15 +59,25 @@ impl PubsubHandle {
         &self.rooms
     }
 
-    /// A XEP-0060 stanza for `chat.<domain>` itself (`from` already stamped).
+    /// A XEP-0060 stanza for `chat.<domain>` itself (`from` already stamped): to the shard of
+    /// the room it names, or of the service for requests about the service as a whole.
     pub async fn submit_rooms(&self, from: FullJid, stanza: Element) {
-        let shard = self.shard(&self.rooms);
+        let shard = match eventing::groupchat::addressed_room(&stanza) {
+            Some(node) => self.shard(&room_key(&self.rooms, &node)),
+            None => self.shard(&self.rooms),
+        };
         self.stanza(shard, from, Target::Rooms, stanza).await;
     }
 
-    /// A XEP-0045 stanza for a room or an occupant (`from` already stamped).
+    /// A XEP-0045 stanza for a room or an occupant (`from` already stamped), for the room's
+    /// shard.
     pub async fn room(&self, from: FullJid, stanza: Element) {
-        let shard = self.shard(&self.rooms);
+        let node = stanza
+            .attr("to")
+            .and_then(|to| Jid::new(to).ok())
+            .and_then(|to| to.node().map(|node| node.to_string()))
+            .unwrap_or_default();
+        let shard = self.shard(&room_key(&self.rooms, &node));
         self.send(shard, Request::Room { from, stanza }).await;
     }
 

@@ -22,9 +22,22 @@ impl ServicesTask {
             let outcome = hosted.service.end_session(jid);
             done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
         }
-        if let Some(hosted) = &mut self.rooms {
+        // Occupied rooms are resident (occupancy is memory only, and pins them).
+        let occupied: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, hosted)| hosted.service.has_temporary_subscriptions())
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in occupied {
+            let Some(hosted) = self.rooms.get_mut(&node) else {
+                continue;
+            };
             let outcome = hosted.service.end_session(jid);
-            done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+            if outcome.value.is_empty() {
+                continue;
+            }
+            done.push(Done::new(Origin::Room(node), outcome.effects, outcome.undo));
             self.announce_departures(&outcome.value, done);
             self.close_empty_rooms(&outcome.value, done);
         }

@@ -95,7 +95,10 @@ impl Request {
 #[derive(Clone, PartialEq, Eq)]
 pub(super) enum Origin {
     Domain,
+    /// `chat.<domain>` as a whole (disco, requests naming no room): a service without nodes.
     Rooms,
+    /// One room of `chat.<domain>`, by node.
+    Room(String),
     Account(BareJid),
 }
 

@@ -69,6 +69,62 @@ impl ServicesTask {
                 hosted.last_used = now;
             }
         }
+        let rooms: Vec<String> = requests.iter().filter_map(addressed_room).collect();
+        self.make_rooms_resident(&rooms).await;
+        for node in &rooms {
+            if let Some(hosted) = self.rooms.get_mut(node) {
+                hosted.last_used = now;
+            }
+        }
+    }
+
+    /// Loads the rooms the batch addresses that are this shard's and not resident; a room not
+    /// stored becomes resident empty, for a join or a create to make it.
+    async fn make_rooms_resident(&mut self, nodes: &[String]) {
+        let mut reads = tokio::task::JoinSet::new();
+        let mut asked = HashSet::new();
+        for node in nodes {
+            let key = handle::room_key(self.rooms_jid.as_str(), node);
+            let ours = self.shard_of(&key) == self.shard;
+            if !ours || self.rooms.contains_key(node) || !asked.insert(node.clone()) {
+                continue;
+            }
+            let stores = self.stores.clone();
+            let node = node.clone();
+            reads.spawn(async move {
+                let stored = stores.pubsub.load_service(&key).await;
+                (node, key, stored)
+            });
+        }
+        while let Some(joined) = reads.join_next().await {
+            let (node, key, stored) = match joined {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::error!("reading a room failed: {e}");
+                    continue;
+                }
+            };
+            let nodes = match stored {
+                Ok(nodes) => nodes,
+                Err(e) => {
+                    tracing::error!(room = %key, "loading the room failed: {e}");
+                    continue;
+                }
+            };
+            let service = Service::restore(
+                self.rooms_config.clone(),
+                Box::new(SystemEnvironment::default()),
+                nodes,
+            );
+            let hosted = Hosted {
+                jid: self.rooms_jid.clone(),
+                name: key,
+                kind: ServiceKind::Groupchat,
+                service,
+                last_used: self.batches,
+            };
+            self.rooms.insert(node, hosted);
+        }
     }
 
     /// Loads the PEP services of `wanted` accounts (with whether each is known to exist) that
@@ -144,10 +200,38 @@ impl ServicesTask {
         self.router.set_blocked(account, self.blocklist(account));
     }
 
+    /// Drops rooms nobody is in: at once those that do not exist (a failed join, a deleted
+    /// room), the least recently used others while more than `resident_services` are in
+    /// memory (down to nine tenths). Occupancy lives only in memory: an occupied room stays.
+    fn evict_rooms(&mut self) {
+        let now = self.batches;
+        self.rooms.retain(|_, hosted| {
+            let occupied = hosted.service.has_temporary_subscriptions();
+            occupied || hosted.last_used == now || hosted.service.node_ids().next().is_some()
+        });
+        let mut idle: Vec<(u64, String)> = self
+            .rooms
+            .iter()
+            .filter(|(_, hosted)| !hosted.service.has_temporary_subscriptions())
+            .map(|(node, hosted)| (hosted.last_used, node.clone()))
+            .collect();
+        if idle.len() <= self.resident_services {
+            return;
+        }
+        let keep = self.resident_services - self.resident_services / 10;
+        let evicted = idle.len() - keep;
+        idle.select_nth_unstable(evicted - 1);
+        for (_, node) in idle.into_iter().take(evicted) {
+            self.rooms.remove(&node);
+        }
+        tracing::debug!(evicted, resident = self.rooms.len(), "rooms evicted");
+    }
+
     /// Drops the least recently used PEP services nobody uses while more than
     /// `resident_services` of them are in memory (down to nine tenths, so that eviction runs
-    /// once per many loads, not at every batch).
+    /// once per many loads, not at every batch); and idle rooms ([`Self::evict_rooms`]).
     pub(super) fn evict(&mut self) {
+        self.evict_rooms();
         let pinned = self.bound.accounts() + self.temporary.len();
         if self.accounts.len() <= self.resident_services + pinned {
             return;
@@ -332,6 +416,22 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
             .chain(eventing::roster::set_contact(iq))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// The room a request is for, if any.
+fn addressed_room(request: &Request) -> Option<String> {
+    match request {
+        Request::Room { stanza, .. } => stanza
+            .attr("to")
+            .and_then(|to| Jid::new(to).ok())
+            .and_then(|to| to.node().map(|node| node.to_string())),
+        Request::Stanza {
+            target: Target::Rooms,
+            stanza,
+            ..
+        } => eventing::groupchat::addressed_room(stanza),
+        _ => None,
     }
 }
 

@@ -58,7 +58,7 @@ impl ServicesTask {
     /// Sends an occupant presence to `session`: without real JIDs when the room is
     /// semi-anonymous and the recipient is not one of its owners (XEP-0045 §7.2.4).
     fn tell(&self, node: &str, session: FullJid, presence: Element, done: &mut Vec<Done>) {
-        let hidden = self.rooms.as_ref().is_some_and(|hosted| {
+        let hidden = self.rooms.get(node).is_some_and(|hosted| {
             let service = &hosted.service;
             service
                 .node_config(node)
@@ -75,7 +75,7 @@ impl ServicesTask {
 
     /// The occupant `jid` is in a room as, if it is.
     fn occupant_of(&self, node: &str, jid: &Jid) -> Option<SubscriptionInfo> {
-        self.rooms.as_ref().and_then(|hosted| {
+        self.rooms.get(node).and_then(|hosted| {
             hosted
                 .service
                 .subscribers(node)
@@ -86,7 +86,7 @@ impl ServicesTask {
 
     /// The session in a room under `nick`, if any.
     fn occupant_named(&self, node: &str, nick: &str) -> Option<SubscriptionInfo> {
-        self.rooms.as_ref().and_then(|hosted| {
+        self.rooms.get(node).and_then(|hosted| {
             hosted
                 .service
                 .subscribers(node)
@@ -106,7 +106,7 @@ impl ServicesTask {
             return;
         }
         let invited = groupchat::invitees(stanza);
-        let Some(hosted) = self.rooms.as_mut() else {
+        let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };
         let owner = hosted.service.affiliation(&node, &me.to_bare()) == Affiliation::Owner;
@@ -124,7 +124,11 @@ impl ServicesTask {
                 .service
                 .set_affiliations(&self.presence, &me, &node, &members)
             {
-                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Ok(outcome) => done.push(Done::new(
+                    Origin::Room(node.clone()),
+                    outcome.effects,
+                    outcome.undo,
+                )),
                 Err(e) => tracing::debug!(%from, %room, "inviting into a members-only room: {e}"),
             }
         }
@@ -143,10 +147,11 @@ impl ServicesTask {
         let Some((inviter, reason)) = groupchat::decline(stanza) else {
             return;
         };
-        let known = self.rooms.as_ref().is_some_and(|hosted| {
-            let node = room.node().map(|n| n.to_string()).unwrap_or_default();
-            hosted.service.node_config(&node).is_some()
-        });
+        let node = room.node().map(|n| n.to_string()).unwrap_or_default();
+        let known = self
+            .rooms
+            .get(&node)
+            .is_some_and(|hosted| hosted.service.node_config(&node).is_some());
         if !known {
             let reply = error_reply(stanza, StanzaError::ItemNotFound, None);
             done.push(Done::reply(from.clone(), reply));
@@ -176,7 +181,7 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         };
-        let Some(hosted) = self.rooms.as_ref() else {
+        let Some(hosted) = self.rooms.get(&node) else {
             return;
         };
         let service = &hosted.service;
@@ -230,7 +235,7 @@ impl ServicesTask {
         role: Role,
         done: &mut Vec<Done>,
     ) -> bool {
-        let Some(hosted) = self.rooms.as_mut() else {
+        let Some(hosted) = self.rooms.get_mut(&occupant.node) else {
             return false;
         };
         let mut options = occupant.options.clone();
@@ -245,7 +250,11 @@ impl ServicesTask {
             options,
         );
         match changed {
-            Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+            Ok(outcome) => done.push(Done::new(
+                Origin::Room(occupant.node.clone()),
+                outcome.effects,
+                outcome.undo,
+            )),
             Err(e) => {
                 tracing::debug!(%room, "giving an occupant a role: {e}");
                 return false;
@@ -257,7 +266,7 @@ impl ServicesTask {
 
     /// Everyone in the room sees an occupant's new role or affiliation (XEP-0045 §8, §9).
     fn announce_standing(&self, room: &BareJid, node: &str, occupant: &Jid, done: &mut Vec<Done>) {
-        let Some(hosted) = self.rooms.as_ref() else {
+        let Some(hosted) = self.rooms.get(node) else {
             return;
         };
         let everyone = occupants(&hosted.service, node);
@@ -373,7 +382,7 @@ impl ServicesTask {
                 Some(join_error(&me, room_nick, condition, kind)),
             )
         };
-        let Some(hosted) = self.rooms.as_mut() else {
+        let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };
         let service = &mut hosted.service;
@@ -422,7 +431,11 @@ impl ServicesTask {
             match service.create(&me, request) {
                 Ok(outcome) => {
                     created = true;
-                    done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                    done.push(Done::new(
+                        Origin::Room(node.clone()),
+                        outcome.effects,
+                        outcome.undo,
+                    ));
                 }
                 Err(e) => {
                     tracing::debug!(%from, %room, "creating a room: {e}");
@@ -435,7 +448,11 @@ impl ServicesTask {
         match service.subscribe(&self.presence, &me, &node, &me, Some(options)) {
             Ok(outcome) => {
                 let admitted = outcome.value.state.is_approved();
-                done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                done.push(Done::new(
+                    Origin::Room(node.clone()),
+                    outcome.effects,
+                    outcome.undo,
+                ));
                 if admitted {
                     self.welcome(&room, &node, &me, join.history, created, done);
                 } else {
@@ -468,7 +485,7 @@ impl ServicesTask {
         created: bool,
         done: &mut Vec<Done>,
     ) {
-        let Some(hosted) = self.rooms.as_ref() else {
+        let Some(hosted) = self.rooms.get(node) else {
             return;
         };
         let Ok(to) = newcomer.clone().try_into_full() else {
@@ -533,7 +550,7 @@ impl ServicesTask {
     /// presence gets what a join gets (it was told `registration-required` meanwhile), a
     /// native one is announced to the others.
     pub(super) fn admitted(&self, node: &str, occupant: &Jid, done: &mut Vec<Done>) {
-        let Some(hosted) = self.rooms.as_ref() else {
+        let Some(hosted) = self.rooms.get(node) else {
             return;
         };
         let Some(room) = room_address(node, hosted.jid.domain()) else {
@@ -563,7 +580,7 @@ impl ServicesTask {
         newcomer: &Jid,
         done: &mut Vec<Done>,
     ) {
-        let Some(hosted) = self.rooms.as_ref() else {
+        let Some(hosted) = self.rooms.get(node) else {
             return;
         };
         let occupants = occupants(&hosted.service, node);
@@ -589,7 +606,7 @@ impl ServicesTask {
         stanza: &Element,
         done: &mut Vec<Done>,
     ) {
-        let Some(hosted) = self.rooms.as_ref() else {
+        let Some(hosted) = self.rooms.get(node) else {
             return;
         };
         let everyone = occupants(&hosted.service, node);
@@ -622,7 +639,7 @@ impl ServicesTask {
         let Some(old) = groupchat::nick_of(&mine.options).map(str::to_owned) else {
             return;
         };
-        let Some(hosted) = self.rooms.as_mut() else {
+        let Some(hosted) = self.rooms.get_mut(&mine.node) else {
             return;
         };
         let mut options = mine.options.clone();
@@ -648,8 +665,12 @@ impl ServicesTask {
                 return;
             }
         };
-        done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
-        let Some(hosted) = self.rooms.as_ref() else {
+        done.push(Done::new(
+            Origin::Room(mine.node.clone()),
+            outcome.effects,
+            outcome.undo,
+        ));
+        let Some(hosted) = self.rooms.get(&mine.node) else {
             return;
         };
         let before = described(
@@ -683,7 +704,7 @@ impl ServicesTask {
         let Some(node) = room.node().map(|node| node.to_string()) else {
             return;
         };
-        let Some(hosted) = self.rooms.as_mut() else {
+        let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };
         let Some(mine) = hosted
@@ -699,7 +720,11 @@ impl ServicesTask {
             .unsubscribe(&me, &node, &me, Some(mine.subid.as_str()))
         {
             Ok(outcome) => {
-                done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                done.push(Done::new(
+                    Origin::Room(node.clone()),
+                    outcome.effects,
+                    outcome.undo,
+                ));
                 let ended = [mine];
                 self.announce_departures(&ended, done);
                 self.close_empty_rooms(&ended, done);
@@ -711,11 +736,11 @@ impl ServicesTask {
     /// Occupants whose subscriptions ended (they left, or their session did): each remaining
     /// occupant and the one leaving get its unavailable presence.
     pub(super) fn announce_departures(&self, ended: &[SubscriptionInfo], done: &mut Vec<Done>) {
-        let Some(hosted) = self.rooms.as_ref() else {
-            return;
-        };
-        let domain = hosted.jid.domain();
+        let domain = self.rooms_jid.domain();
         for departed in ended {
+            let Some(hosted) = self.rooms.get(&departed.node) else {
+                continue;
+            };
             let Some(nick) = groupchat::nick_of(&departed.options) else {
                 continue;
             };
@@ -744,11 +769,11 @@ impl ServicesTask {
 
     /// A room that is not persistent goes when its last occupant does (XEP-0045 §10.1.3).
     pub(super) fn close_empty_rooms(&mut self, ended: &[SubscriptionInfo], done: &mut Vec<Done>) {
-        let Some(hosted) = self.rooms.as_mut() else {
-            return;
-        };
         let nodes: BTreeSet<&str> = ended.iter().map(|s| s.node.as_str()).collect();
         for node in nodes {
+            let Some(hosted) = self.rooms.get_mut(node) else {
+                continue;
+            };
             let Some(config) = hosted.service.node_config(node) else {
                 continue;
             };
@@ -763,7 +788,10 @@ impl ServicesTask {
                 continue;
             };
             match hosted.service.delete(&Jid::from(owner), node, None) {
-                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Ok(outcome) => {
+                    let origin = Origin::Room(node.to_owned());
+                    done.push(Done::new(origin, outcome.effects, outcome.undo));
+                }
                 Err(e) => tracing::debug!(node, "closing an empty room: {e}"),
             }
         }
@@ -775,7 +803,7 @@ impl ServicesTask {
         let Some(node) = room.node().map(|node| node.to_string()) else {
             return;
         };
-        let Some(hosted) = self.rooms.as_mut() else {
+        let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };
         let mine = hosted
@@ -818,7 +846,11 @@ impl ServicesTask {
         let payload = String::from(&item);
         let request = verona_pubsub::PublishRequest::payload(None, payload);
         match hosted.service.publish(&me, &node, request) {
-            Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+            Ok(outcome) => done.push(Done::new(
+                Origin::Room(node.clone()),
+                outcome.effects,
+                outcome.undo,
+            )),
             Err(e) => {
                 tracing::debug!(%from, %room, "saying something in a room: {e}");
                 let reply = error_reply(stanza, StanzaError::Forbidden, None);
@@ -834,7 +866,7 @@ impl ServicesTask {
         let node = room.node().map(|node| node.to_string()).unwrap_or_default();
         let config = self
             .rooms
-            .as_ref()
+            .get(&node)
             .and_then(|hosted| hosted.service.node_config(&node).cloned());
         let Some(config) = config else {
             let reply = error_reply(stanza, StanzaError::ItemNotFound, None);
@@ -857,7 +889,7 @@ impl ServicesTask {
             let me = Jid::from(from.clone());
             let listed = self
                 .rooms
-                .as_ref()
+                .get(&node)
                 .filter(|_| self.occupant_of(&node, &me).is_some())
                 .map(|hosted| occupants(&hosted.service, &node))
                 .unwrap_or_default();
@@ -896,7 +928,7 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) -> Option<Element> {
         let me = from.to_bare();
-        let hosted = self.rooms.as_mut()?;
+        let hosted = self.rooms.get_mut(node)?;
         let config = hosted.service.node_config(node)?.clone();
         let affiliation = affiliation_in(&hosted.service, node, &Jid::from(me.clone()));
         if affiliation == RoomAffiliation::Outcast {
@@ -931,7 +963,11 @@ impl ServicesTask {
             .service
             .configure(&self.presence, &actor, node, &fields);
         match registering {
-            Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+            Ok(outcome) => done.push(Done::new(
+                Origin::Room(node.to_owned()),
+                outcome.effects,
+                outcome.undo,
+            )),
             Err(e) => {
                 let why = e.to_string();
                 return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
@@ -943,7 +979,11 @@ impl ServicesTask {
                 .service
                 .set_affiliations(&self.presence, &actor, node, &members)
             {
-                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Ok(outcome) => done.push(Done::new(
+                    Origin::Room(node.to_owned()),
+                    outcome.effects,
+                    outcome.undo,
+                )),
                 Err(e) => tracing::debug!(%from, node, "registering with a room: {e}"),
             }
         }
@@ -964,7 +1004,7 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) -> Option<Element> {
         let me = Jid::from(from.clone());
-        let hosted = self.rooms.as_mut()?;
+        let hosted = self.rooms.get_mut(node)?;
         if hosted.service.affiliation(node, &me.to_bare()) != Affiliation::Owner {
             return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
         }
@@ -976,7 +1016,11 @@ impl ServicesTask {
             let leaving = occupants(&hosted.service, node);
             return match hosted.service.delete(&me, node, None) {
                 Ok(outcome) => {
-                    done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                    done.push(Done::new(
+                        Origin::Room(node.to_owned()),
+                        outcome.effects,
+                        outcome.undo,
+                    ));
                     let destroyed = groupchat::destroyed(Some(destroy));
                     self.announce_destruction(room, &leaving, &destroyed, done);
                     Some(iq_result(stanza, None))
@@ -1001,7 +1045,11 @@ impl ServicesTask {
         let roles_before = roles(&hosted.service, room, node);
         match hosted.service.configure(&self.presence, &me, node, &fields) {
             Ok(outcome) => {
-                done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                done.push(Done::new(
+                    Origin::Room(node.to_owned()),
+                    outcome.effects,
+                    outcome.undo,
+                ));
                 // XEP-0045 §9.6: a room made members-only removes the others (322).
                 let after = hosted.service.subscribers(node);
                 let removed: Vec<SubscriptionInfo> = before
@@ -1045,7 +1093,7 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) -> Option<Element> {
         let me = Jid::from(from.clone());
-        let hosted = self.rooms.as_ref()?;
+        let hosted = self.rooms.get(node)?;
         let service = &hosted.service;
         let config = service.node_config(node)?.clone();
         let actor = affiliation_in(service, node, &me);
@@ -1115,7 +1163,7 @@ impl ServicesTask {
         }
         let actor_jid = hosted.jid.clone();
         let before = service.subscribers(node);
-        let hosted = self.rooms.as_mut()?;
+        let hosted = self.rooms.get_mut(node)?;
         if !affiliations.is_empty() {
             let engine: BTreeMap<BareJid, Affiliation> = affiliations
                 .iter()
@@ -1136,14 +1184,22 @@ impl ServicesTask {
                 .service
                 .set_affiliations(&self.presence, &actor_jid, node, &engine)
                 .and_then(|outcome| {
-                    done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                    done.push(Done::new(
+                        Origin::Room(node.to_owned()),
+                        outcome.effects,
+                        outcome.undo,
+                    ));
                     let fields = [groupchat::admins_field(&admins)];
                     hosted
                         .service
                         .configure(&self.presence, &actor_jid, node, &fields)
                 });
             match applied {
-                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Ok(outcome) => done.push(Done::new(
+                    Origin::Room(node.to_owned()),
+                    outcome.effects,
+                    outcome.undo,
+                )),
                 Err(e) => {
                     let why = e.to_string();
                     return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
@@ -1163,7 +1219,11 @@ impl ServicesTask {
                 .service
                 .set_subscriptions(&self.presence, &actor_jid, node, &ends)
             {
-                Ok(outcome) => done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo)),
+                Ok(outcome) => done.push(Done::new(
+                    Origin::Room(node.to_owned()),
+                    outcome.effects,
+                    outcome.undo,
+                )),
                 Err(e) => {
                     let why = e.to_string();
                     return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
@@ -1196,7 +1256,7 @@ impl ServicesTask {
             {
                 let mut options = mine.options.clone();
                 options.custom.remove(groupchat::ROLE_OPTION);
-                let hosted = self.rooms.as_mut()?;
+                let hosted = self.rooms.get_mut(node)?;
                 let reset = hosted.service.set_subscription_options(
                     &occupant,
                     node,
@@ -1206,7 +1266,11 @@ impl ServicesTask {
                 );
                 match reset {
                     Ok(outcome) => {
-                        done.push(Done::new(Origin::Rooms, outcome.effects, outcome.undo));
+                        done.push(Done::new(
+                            Origin::Room(node.to_owned()),
+                            outcome.effects,
+                            outcome.undo,
+                        ));
                     }
                     Err(e) => tracing::debug!(%room, "resetting an occupant's role: {e}"),
                 }
@@ -1227,7 +1291,7 @@ impl ServicesTask {
         query: &Element,
     ) -> Option<Element> {
         let me = Jid::from(from.clone());
-        let hosted = self.rooms.as_ref()?;
+        let hosted = self.rooms.get(node)?;
         let service = &hosted.service;
         let config = service.node_config(node)?;
         let actor = affiliation_in(service, node, &me);
@@ -1295,10 +1359,10 @@ impl ServicesTask {
         code: u16,
         done: &mut Vec<Done>,
     ) {
-        let Some(hosted) = self.rooms.as_ref() else {
-            return;
-        };
         for gone in removed {
+            let Some(hosted) = self.rooms.get(&gone.node) else {
+                continue;
+            };
             let Some(nick) = groupchat::nick_of(&gone.options) else {
                 continue;
             };
@@ -1356,30 +1420,48 @@ impl ServicesTask {
         }
     }
 
-    /// disco#items of `chat.<domain>` (XEP-0045 §6.3): the public rooms, by address.
-    pub(super) fn room_list(&self, stanza: &Element) -> Option<Element> {
-        let hosted = self.rooms.as_ref()?;
-        let domain = hosted.jid.domain();
-        let items = hosted.service.node_ids().filter_map(|node| {
-            let config = hosted.service.node_config(node)?;
-            if !groupchat::is_public(config) {
-                return None;
-            }
-            let room = room_address(node, domain)?;
-            let name = if config.title.is_empty() {
-                node.to_string()
-            } else {
-                config.title.clone()
+    /// disco#items of `chat.<domain>` (XEP-0045 §6.3): the public rooms, by address, read
+    /// from storage (rooms are resident only while used, on every shard); answered by a task
+    /// of its own, as it changes nothing.
+    pub(super) fn list_rooms(&self, from: FullJid, stanza: Element) {
+        let stores = self.stores.clone();
+        let router = self.router.clone();
+        let rooms = self.rooms_jid.clone();
+        tokio::spawn(async move {
+            let prefix = handle::room_key(rooms.as_str(), "");
+            let reply = match stores.pubsub.node_configs(&prefix).await {
+                Ok(listed) => {
+                    let items = listed.iter().filter_map(|listing| {
+                        let (node, config) = (&listing.node, &listing.config);
+                        if !groupchat::is_public(config) {
+                            return None;
+                        }
+                        let room = room_address(node, rooms.domain())?;
+                        let name = if config.title.is_empty() {
+                            node.as_str()
+                        } else {
+                            config.title.as_str()
+                        };
+                        Some(
+                            builder("item", ns::DISCO_ITEMS)
+                                .with("jid", room.as_str())
+                                .with("name", name)
+                                .build(),
+                        )
+                    });
+                    let query = builder("query", ns::DISCO_ITEMS).append_all(items).build();
+                    Some(iq_result(&stanza, Some(query)))
+                }
+                Err(e) => {
+                    tracing::error!("listing the rooms failed: {e}");
+                    error_reply(&stanza, StanzaError::InternalServerError, None)
+                }
             };
-            Some(
-                builder("item", ns::DISCO_ITEMS)
-                    .with("jid", room.as_str())
-                    .with("name", name)
-                    .build(),
-            )
+            if let Some(reply) = reply {
+                let bytes = Bytes::from(verona_stream::element_bytes(&reply));
+                router.deliver(&Jid::from(from), bytes);
+            }
         });
-        let query = builder("query", ns::DISCO_ITEMS).append_all(items).build();
-        Some(iq_result(stanza, Some(query)))
     }
 
     /// A native request to a room, vetted as its XEP-0045 view would be: roles are the room's
@@ -1416,7 +1498,7 @@ impl ServicesTask {
             }
         }
         let password = node.as_deref().and_then(|node| {
-            let hosted = self.rooms.as_ref()?;
+            let hosted = self.rooms.get(node)?;
             let config = hosted.service.node_config(node)?;
             let owner = hosted.service.affiliation(node, &from.to_bare()) == Affiliation::Owner;
             groupchat::password(config)
@@ -1441,7 +1523,7 @@ impl ServicesTask {
         };
         let node = publish.attr("node").unwrap_or_default().to_owned();
         let me = Jid::from(from.clone());
-        let speaker = self.rooms.as_ref().and_then(|hosted| {
+        let speaker = self.rooms.get(&node).and_then(|hosted| {
             let mine = self.occupant_of(&node, &me)?;
             let config = hosted.service.node_config(&node)?;
             let affiliation = affiliation_in(&hosted.service, &node, &me);

@@ -19,8 +19,21 @@ impl ServicesTask {
         };
         if matches!(target, Target::Rooms) {
             if is_service_items(&stanza) {
-                let reply = self.room_list(&stanza);
-                done.push(Done::reply(from, reply));
+                self.list_rooms(from, stanza);
+                return;
+            }
+            // A room is named by its address: a node made without a name would have none to
+            // route by.
+            let unnamed = stanza
+                .get_child("pubsub", ns::PUBSUB)
+                .and_then(|pubsub| pubsub.get_child("create", ns::PUBSUB))
+                .is_some_and(|create| create.attr("node").is_none_or(str::is_empty));
+            if unnamed {
+                let why = Some("a room needs a name");
+                done.push(Done::reply(
+                    from,
+                    error_reply(&stanza, StanzaError::NotAcceptable, why),
+                ));
                 return;
             }
             if let Err(error) = self.vet_room_request(&from, &mut stanza) {
@@ -35,7 +48,10 @@ impl ServicesTask {
         }
         let origin = match target {
             Target::Domain => Origin::Domain,
-            Target::Rooms => Origin::Rooms,
+            Target::Rooms => match eventing::groupchat::addressed_room(&stanza) {
+                Some(node) => Origin::Room(node),
+                None => Origin::Rooms,
+            },
             Target::Account(account) => Origin::Account(account),
             Target::Answer => match self.answer_origin(&from, &stanza) {
                 Some(origin) => origin,
@@ -52,7 +68,8 @@ impl ServicesTask {
         }
         let Some(hosted) = (match &origin {
             Origin::Domain => self.domain.as_mut(),
-            Origin::Rooms => self.rooms.as_mut(),
+            Origin::Rooms => self.rooms_service.as_mut(),
+            Origin::Room(node) => self.rooms.get_mut(node),
             Origin::Account(account) => self.accounts.get_mut(account),
         }) else {
             // No such account: nobody hosts a PEP service there.
@@ -66,7 +83,7 @@ impl ServicesTask {
             resolver: &self.presence,
         };
         // An owner's answer to a room's authorization request may let occupants in.
-        let answered = (origin == Origin::Rooms && stanza.name() == "message")
+        let answered = (matches!(origin, Origin::Room(_)) && stanza.name() == "message")
             .then(|| answer_node(&stanza))
             .flatten()
             .map(|node| {
@@ -89,7 +106,7 @@ impl ServicesTask {
             }
             _ => None,
         };
-        let joined = (origin == Origin::Rooms && quota::is_subscribe(&stanza))
+        let joined = (matches!(origin, Origin::Room(_)) && quota::is_subscribe(&stanza))
             .then(|| joined_room(&hosted.service, &hosted.jid, &from, &stanza))
             .flatten();
         if touches_presence_subscriptions(&handled.effects) {
@@ -99,7 +116,7 @@ impl ServicesTask {
         let created = created_nodes(&handled.effects);
         let account = match &origin {
             Origin::Account(account) => Some(account.clone()),
-            Origin::Domain | Origin::Rooms => None,
+            Origin::Domain | Origin::Rooms | Origin::Room(_) => None,
         };
         let subscribing = changes_subscription_options(&stanza);
         done.push(Done {

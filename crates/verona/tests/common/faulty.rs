@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use verona::Stores;
 use verona_pubsub::StoredNode;
 use verona_storage::{
-    AccountStore, BoxFuture, Credentials, HeldSubscription, PubsubStore, PubsubWrite, SqliteStore,
-    StorageError,
+    AccountStore, BoxFuture, Credentials, HeldSubscription, NodeListing, PubsubStore, PubsubWrite,
+    SqliteStore, StorageError,
 };
 
 /// What pubsub writes do.
@@ -61,6 +61,13 @@ impl PubsubStore for FaultyStore {
 
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
         self.inner.services()
+    }
+
+    fn node_configs<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodeListing>, StorageError>> {
+        self.inner.node_configs(prefix)
     }
 
     fn subscriptions_of<'a>(
