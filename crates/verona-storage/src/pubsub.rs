@@ -64,6 +64,14 @@ pub trait PubsubStore: Send + Sync {
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<NodeListing>, StorageError>>;
 
+    /// How many nodes `owner`'s bare JID owns on the services whose names start with
+    /// `prefix` (an indexed count: the rooms one account made, for the per-account limit).
+    fn owned_count<'a>(
+        &'a self,
+        owner: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>>;
+
     /// Every stored subscription whose subscriber's bare JID is `subscriber`, on any service
     /// (an indexed lookup: the relations of one user, without loading the services), sorted
     /// by service, node and SubID.

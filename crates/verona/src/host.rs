@@ -190,6 +190,7 @@ pub async fn start(
             relation_changes: Vec::new(),
             blocklists_changed: Vec::new(),
             subscriptions_held: HashMap::new(),
+            rooms_owned: HashMap::new(),
             forgotten: Vec::new(),
             stores: stores.clone(),
             router: router.clone(),
@@ -311,6 +312,8 @@ struct ServicesTask {
     /// For the current batch: subscriptions held over all services by the subscribers of its
     /// subscription requests (`quota.rs`).
     subscriptions_held: HashMap<BareJid, usize>,
+    /// For the current batch: rooms owned by the accounts that may create one (`quota.rs`).
+    rooms_owned: HashMap<BareJid, usize>,
     stores: Arc<Stores>,
     router: Arc<Router>,
 }
@@ -355,6 +358,7 @@ impl ServicesTask {
         self.batches += 1;
         self.make_resident(&requests, &mut done).await;
         self.count_subscriptions(&requests).await;
+        self.count_rooms(&requests).await;
         for request in requests {
             self.handle(request, &mut done);
         }
@@ -411,6 +415,7 @@ impl ServicesTask {
         }
         self.relations.clear();
         self.subscriptions_held.clear();
+        self.rooms_owned.clear();
         self.drop_forgotten();
         self.evict();
     }

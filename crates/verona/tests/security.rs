@@ -1069,3 +1069,54 @@ async fn a_fast_sender_is_slowed_down() {
     juliet.send(&to_self(&"y".repeat(8000))).await;
     juliet.expect_nothing().await;
 }
+
+/// M7 for rooms: each room is a service of its own, and the rooms one account makes are
+/// bounded over all of `chat.<domain>` by `[pubsub] max_nodes_per_owner`, whether made by a
+/// classic join or a native create; leaving a room does not give its place back.
+#[tokio::test]
+async fn rooms_per_account_are_bounded() {
+    let t = TestServer::start_with(|c| c.pubsub.max_nodes_per_owner = 2).await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let join = |room: &str| {
+        format!(
+            "<presence xmlns='jabber:client' to='{room}@chat.localhost/JC'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )
+    };
+    for room in ["one", "two"] {
+        juliet.send(&join(room)).await;
+        let own = juliet.recv().await;
+        assert_eq!(own.attr("type"), None, "{}", show(&own));
+        let subject = juliet.recv().await;
+        assert_eq!(subject.name(), "message", "{}", show(&subject));
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' type='unavailable' to='{room}@chat.localhost/JC'/>"
+            ))
+            .await;
+        juliet.recv().await;
+    }
+    juliet.send(&join("three")).await;
+    let refused = juliet.recv().await;
+    assert_eq!(refused.attr("type"), Some("error"), "{}", show(&refused));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-allowed"));
+    let create = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'><pubsub xmlns='{PUBSUB}'><create node='four'/></pubsub></iq>"
+        ))
+        .await;
+    assert_eq!(stanza_error(&create).as_deref(), Some("policy-violation"));
+    let condition = create
+        .get_child("error", "jabber:client")
+        .and_then(|e| e.get_child("max-nodes-exceeded", PUBSUB_ERRORS));
+    assert!(condition.is_some(), "{}", show(&create));
+    // Others still make rooms, and she still enters the ones that exist.
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    romeo.send(&join("three").replace("/JC", "/Romeo")).await;
+    let own = romeo.recv().await;
+    assert_eq!(own.attr("type"), None, "{}", show(&own));
+    juliet.send(&join("one")).await;
+    let own = juliet.recv().await;
+    assert_eq!(own.attr("type"), None, "{}", show(&own));
+}

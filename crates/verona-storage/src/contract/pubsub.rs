@@ -653,6 +653,32 @@ pub(crate) async fn pubsub_node_directory(store: &dyn PubsubStore) {
     .map(|(s, n, t)| (s.to_owned(), n.to_owned(), t.to_owned()))
     .collect();
     assert_eq!(listed, expected);
+
+    // Nodes an account owns under the prefix, counted: not those it is only a member of, nor
+    // those outside.
+    let affiliated = |service: &str, node: &str, who: &str, affiliation| {
+        write(
+            service,
+            StoreOp::AffiliationSet {
+                node: node.to_owned(),
+                jid: bare(who),
+                affiliation,
+            },
+        )
+    };
+    store
+        .apply(&[
+            affiliated("chat.l/a", "a", NURSE, Affiliation::Owner),
+            affiliated("chat.l/a", "z", NURSE, Affiliation::Owner),
+            affiliated("chat.l/b", "b", NURSE, Affiliation::Member),
+            affiliated("chat.l/b", "b", TYBALT, Affiliation::Owner),
+            affiliated("chat.l0", "x", NURSE, Affiliation::Owner),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.owned_count(NURSE, "chat.l/").await.unwrap(), 2);
+    assert_eq!(store.owned_count(TYBALT, "chat.l/").await.unwrap(), 1);
+    assert_eq!(store.owned_count(MERCUTIO, "chat.l/").await.unwrap(), 0);
 }
 
 pub(crate) async fn pubsub_time_precision(store: &dyn PubsubStore) {

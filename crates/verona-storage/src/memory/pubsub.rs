@@ -73,6 +73,27 @@ impl PubsubStore for MemoryStore {
         })
     }
 
+    fn owned_count<'a>(
+        &'a self,
+        owner: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        Box::pin(async move {
+            let services = self.pubsub();
+            let count = services
+                .range(prefix.to_owned()..)
+                .take_while(|(service, _)| service.starts_with(prefix))
+                .flat_map(|(_, nodes)| nodes.values())
+                .filter(|node| {
+                    node.affiliations.iter().any(|(jid, affiliation)| {
+                        jid.as_str() == owner && *affiliation == Affiliation::Owner
+                    })
+                })
+                .count();
+            Ok(count)
+        })
+    }
+
     fn subscriptions_of<'a>(
         &'a self,
         subscriber: &'a str,

@@ -131,6 +131,25 @@ impl PubsubStore for SqliteStore {
         })
     }
 
+    fn owned_count<'a>(
+        &'a self,
+        owner: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        Box::pin(async move {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pubsub_affiliations WHERE jid = $1 AND affiliation = $2 \
+                 AND service >= $3 AND service < $3 || char(1114111)",
+            )
+            .bind(owner)
+            .bind(Affiliation::Owner.as_str())
+            .bind(prefix)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(usize::try_from(count).unwrap_or(0))
+        })
+    }
+
     fn subscriptions_of<'a>(
         &'a self,
         subscriber: &'a str,

@@ -5,10 +5,79 @@
 //! subscribers of a batch's subscription requests, plus one for each such request the batch
 //! admits. Shards count apart, so concurrent batches on several shards can pass the limit by
 //! at most what they admit at once.
+//!
+//! Rooms are bounded the same way: every room is a service of its own, so the engine's limit
+//! on the nodes one JID owns (`[pubsub] max_nodes_per_owner`) is applied here over all of
+//! `chat.<domain>`, from an indexed count of the rooms an account owns.
 
 use super::*;
 
 impl ServicesTask {
+    /// Reads how many rooms the accounts that may create one in this batch own.
+    pub(super) async fn count_rooms(&mut self, requests: &[Request]) {
+        let creators: BTreeSet<BareJid> = requests
+            .iter()
+            .filter_map(|request| self.room_creator(request))
+            .collect();
+        let prefix = handle::room_key(self.rooms_jid.as_str(), "");
+        for creator in creators {
+            match self
+                .stores
+                .pubsub
+                .owned_count(creator.as_str(), &prefix)
+                .await
+            {
+                Ok(count) => {
+                    self.rooms_owned.insert(creator, count);
+                }
+                Err(e) => {
+                    // Nobody gets past a limit that could not be read.
+                    tracing::error!(%creator, "counting rooms failed: {e}");
+                    self.rooms_owned.insert(creator, usize::MAX);
+                }
+            }
+        }
+    }
+
+    /// Whether `creator` may make one more room; counts it if so.
+    pub(super) fn admit_room(&mut self, creator: &BareJid) -> bool {
+        let max = self.pep_limits.max_nodes_per_owner;
+        let owned = self.rooms_owned.entry(creator.clone()).or_insert(0);
+        if *owned >= max {
+            tracing::info!(%creator, max, "room refused: too many rooms");
+            return false;
+        }
+        *owned += 1;
+        true
+    }
+
+    /// Who a request may make create a room: a join of a room that does not exist, or a
+    /// native create.
+    fn room_creator(&self, request: &Request) -> Option<BareJid> {
+        match request {
+            Request::Room { from, stanza }
+                if stanza.name() == "presence" && stanza.attr("type").is_none() =>
+            {
+                let node = stanza
+                    .attr("to")
+                    .and_then(|to| Jid::new(to).ok())?
+                    .node()?
+                    .to_string();
+                let exists = self
+                    .rooms
+                    .get(&node)
+                    .is_some_and(|hosted| hosted.service.node_config(&node).is_some());
+                (!exists).then(|| from.to_bare())
+            }
+            Request::Stanza {
+                from,
+                target: Target::Rooms,
+                stanza,
+            } if is_create(stanza) => Some(from.to_bare()),
+            _ => None,
+        }
+    }
+
     /// Reads how many subscriptions the subscribers of `requests`' subscription requests
     /// hold, before the batch is handled.
     pub(super) async fn count_subscriptions(&mut self, requests: &[Request]) {
@@ -65,6 +134,14 @@ impl ServicesTask {
             _ => None,
         }
     }
+}
+
+/// A XEP-0060 create request.
+pub(super) fn is_create(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("set")
+        && stanza
+            .get_child("pubsub", ns::PUBSUB)
+            .is_some_and(|pubsub| pubsub.has_child("create", ns::PUBSUB))
 }
 
 /// A XEP-0060 subscribe request.

@@ -382,6 +382,15 @@ impl ServicesTask {
                 Some(join_error(&me, room_nick, condition, kind)),
             )
         };
+        let creating = self
+            .rooms
+            .get(&node)
+            .is_some_and(|hosted| hosted.service.node_config(&node).is_none());
+        if creating && !self.admit_room(&me.to_bare()) {
+            // `[pubsub] max_nodes_per_owner` rooms made already.
+            done.push(refuse("not-allowed", "cancel"));
+            return;
+        }
         let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };

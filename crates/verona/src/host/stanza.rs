@@ -36,6 +36,11 @@ impl ServicesTask {
                 ));
                 return;
             }
+            if quota::is_create(&stanza) && !self.admit_room(&from.to_bare()) {
+                let reply = verona_pubsub_xmpp::over_limit(&stanza, Limit::MaxNodesExceeded);
+                done.push(Done::reply(from, Some(reply)));
+                return;
+            }
             if let Err(error) = self.vet_room_request(&from, &mut stanza) {
                 done.push(Done::reply(from, error_reply(&stanza, error, None)));
                 return;

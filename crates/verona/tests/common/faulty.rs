@@ -70,6 +70,14 @@ impl PubsubStore for FaultyStore {
         self.inner.node_configs(prefix)
     }
 
+    fn owned_count<'a>(
+        &'a self,
+        owner: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        self.inner.owned_count(owner, prefix)
+    }
+
     fn subscriptions_of<'a>(
         &'a self,
         subscriber: &'a str,
