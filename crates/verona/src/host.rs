@@ -517,6 +517,7 @@ impl ServicesTask {
                 self.ready.push(ready);
             }
             Request::SessionEnded(jid) => self.session_ended(&jid, done),
+            Request::Unavailable(session) => self.end_temporary(&Jid::from(session), done),
             Request::Forget { account, ready } => {
                 self.forget_account(&account, done);
                 self.ready.push(ready);

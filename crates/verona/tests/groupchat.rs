@@ -1356,3 +1356,27 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
     assert_eq!(said.attr("from"), Some("characters@chat.localhost/Bard"));
     assert_eq!(body(&said).as_deref(), Some("a sonnet"));
 }
+
+/// RFC 6121 §4.6.3: a session that goes unavailable (without closing its stream) leaves the
+/// rooms it had entered; the others see it go, and it no longer speaks there.
+#[tokio::test]
+async fn going_unavailable_leaves_every_room() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    nurse
+        .send("<presence xmlns='jabber:client' type='unavailable'/>")
+        .await;
+    let gone = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/Nurse")
+    })
+    .await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='late'><body>still here?</body></message>"
+        ))
+        .await;
+    let refused = recv_until(&mut nurse, |el| el.attr("id") == Some("late")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    romeo.expect_nothing().await;
+}

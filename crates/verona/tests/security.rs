@@ -694,7 +694,8 @@ async fn blocking_reaches_pubsub_and_owners_cannot_subscribe_strangers() {
 /// queued ahead of Juliet's request shows in how many of Mallory's items it sees.
 #[tokio::test]
 async fn one_account_cannot_queue_a_burst_ahead_of_everyone() {
-    let (t, store) = TestServer::start_faulty().await;
+    // The node keeps the whole burst, so that what Juliet sees counts what went before her.
+    let (t, store) = TestServer::start_faulty_with(|c| c.pubsub.max_items_per_node = 10_000).await;
     for user in ["juliet", "mallory"] {
         t.add_user(user, "pw").await;
     }
@@ -706,7 +707,9 @@ async fn one_account_cannot_queue_a_burst_ahead_of_everyone() {
     );
     ok(&first.request(&create).await);
     store.set(common::faulty::Writes::Slow);
-    const EACH: usize = 500;
+    // Enough that Juliet's request, however late a loaded machine sends it, arrives while
+    // most of the burst is still to come.
+    const EACH: usize = 1500;
     for (session, client) in [("one", &mut first), ("two", &mut second)] {
         let burst: String = (0..EACH)
             .map(|n| format!(
@@ -721,7 +724,7 @@ async fn one_account_cannot_queue_a_burst_ahead_of_everyone() {
         "<iq xmlns='jabber:client' type='get' id='n' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><items node='flood'/><set xmlns='http://jabber.org/protocol/rsm'><max>1</max></set></pubsub></iq>"
     );
     let seen = item_count(&juliet.request(&count).await);
-    // Behind the whole burst she would see all 1,000 items; behind Mallory's share (64
+    // Behind the whole burst she would see all 3,000 items; behind Mallory's share (64
     // requests), a few batches' worth.
     assert!(
         seen < EACH,

@@ -172,7 +172,13 @@ impl Connection {
             Route::Roster => pubsub.roster(me, el).await,
             Route::PresenceBroadcast => {
                 handle.set_classic(true);
-                pubsub.presence(me, el).await;
+                let unavailable = el.attr("type") == Some("unavailable");
+                pubsub.presence(me.clone(), el).await;
+                if unavailable {
+                    // RFC 6121 §4.6.3: going unavailable ends what directed presence began:
+                    // the session leaves its rooms (and its `expire=presence` subscriptions).
+                    pubsub.unavailable(me).await;
+                }
             }
             Route::Probe { contact } => pubsub.probe(me, contact).await,
             Route::Subscription { contact, kind } => pubsub.subscription(me, contact, kind).await,

@@ -175,6 +175,15 @@ impl PubsubHandle {
         }
     }
 
+    /// A session sent unavailable presence but stays connected: every shard ends the
+    /// temporary subscriptions it holds for it (the rooms it is in among them).
+    pub async fn unavailable(&self, session: FullJid) {
+        for shard in 0..self.shards.len() {
+            self.send(shard, Request::Unavailable(session.clone()))
+                .await;
+        }
+    }
+
     /// A session ended: every shard ends the temporary subscriptions it holds for it.
     pub async fn session_ended(&self, jid: Jid) {
         for shard in 0..self.shards.len() {

@@ -18,6 +18,12 @@ impl ServicesTask {
             self.bound.remove(full);
             self.retract_presence(full, done);
         }
+        self.end_temporary(jid, done);
+    }
+
+    /// Ends the temporary subscriptions (`expire=presence`, room occupancy) a session or an
+    /// account holds on this shard's services.
+    pub(super) fn end_temporary(&mut self, jid: &Jid, done: &mut Vec<Done>) {
         if let Some(hosted) = &mut self.domain {
             let outcome = hosted.service.end_session(jid);
             done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));

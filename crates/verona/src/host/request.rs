@@ -37,6 +37,8 @@ pub(super) enum Request {
     /// A session (full JID), or an account's last session (bare JID), ended: temporary
     /// (`expire=presence`) subscriptions made from it end too.
     SessionEnded(Jid),
+    /// A session went unavailable without ending: its temporary subscriptions end.
+    Unavailable(FullJid),
     /// A XEP-0045 stanza for a room (`room@chat.<domain>` or `room@chat.<domain>/nick`): a
     /// join or leave presence, a groupchat message, a disco query.
     Room { from: FullJid, stanza: Element },

@@ -69,8 +69,16 @@ impl TestServer {
 
     /// A server on a store whose writes fail or panic on demand.
     pub async fn start_faulty() -> (TestServer, Arc<faulty::FaultyStore>) {
+        Self::start_faulty_with(|_| {}).await
+    }
+
+    /// [`TestServer::start_faulty`] with a configuration of its own.
+    pub async fn start_faulty_with(
+        adjust: impl FnOnce(&mut Config),
+    ) -> (TestServer, Arc<faulty::FaultyStore>) {
         let dir = tempfile::tempdir().unwrap();
-        let config = test_config(dir.path());
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
         let store = faulty::FaultyStore::new(verona::open_store(&config).await.unwrap());
         let server = RunningServer::start_with_stores(config, store.stores())
             .await
