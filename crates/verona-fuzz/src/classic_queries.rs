@@ -1,7 +1,7 @@
 //! The classic queries every logged-in user can send: arbitrary bytes inside a roster get and
 //! set (RFC 6121 §2), a block and an unblock (XEP-0191), an available `<presence/>`, a publish
-//! to the `presence` node (XEP-0207 §3), a room join, a room message and a room configuration
-//! form (XEP-0045), and alone as whole stanzas, parsed by the stream
+//! to the `presence` node (XEP-0207 §3), a room join, a room message, a room configuration
+//! form (XEP-0045) and a room archive query (XEP-0313), and alone as whole stanzas, parsed by the stream
 //! parser as a client's stream would carry them. Every stanza is classified by the router and
 //! handed to the parser of its route, as a session does. Beyond "no panic": the route agrees
 //! with the stanza, what a parser accepts is only what the server may store and send (bare JIDs
@@ -25,7 +25,7 @@ const BLOCKING: &str = "urn:xmpp:blocking";
 const PUBSUB_NS: &str = "http://jabber.org/protocol/pubsub";
 
 /// Where the input goes: inside each query, and alone.
-const WRAPPERS: [(&[u8], &[u8]); 10] = [
+const WRAPPERS: [(&[u8], &[u8]); 11] = [
     (
         b"<iq type='set' id='r'><query xmlns='jabber:iq:roster'>",
         b"</query></iq>",
@@ -57,6 +57,10 @@ const WRAPPERS: [(&[u8], &[u8]); 10] = [
     ),
     (
         b"<iq type='set' id='o' to='room@chat.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'>",
+        b"</query></iq>",
+    ),
+    (
+        b"<iq type='set' id='m' to='room@chat.localhost'><query xmlns='urn:xmpp:mam:2'>",
         b"</query></iq>",
     ),
     (b"", b""),
@@ -257,6 +261,9 @@ fn check_room_stanza(el: &Element) {
                 check_said(&item);
             }
         }
+        _ if el.has_child("query", "urn:xmpp:mam:2") => {
+            check_archive_query(el.get_child("query", "urn:xmpp:mam:2").unwrap());
+        }
         _ => {
             let forms = el
                 .children()
@@ -267,6 +274,41 @@ fn check_room_stanza(el: &Element) {
             }
         }
     }
+}
+
+/// A MAM query that parses pages within bounds over any archive: at most `MAX_PAGE` (and
+/// what it asked) results, in archive order (reversed with flip-page), among those it counts.
+fn check_archive_query(query: &Element) {
+    let Ok(parsed) = fuzzing::archive_query(query) else {
+        return;
+    };
+    assert!(parsed.max <= fuzzing::MAX_PAGE, "{parsed:?}");
+    let base = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let archive: Vec<fuzzing::Archived<u64>> = (0..30u64)
+        .map(|n| fuzzing::Archived {
+            id: format!("m{n}"),
+            at: base + std::time::Duration::from_secs(n * 60),
+            by: Jid::new(if n % 3 == 0 {
+                "room@chat.localhost/a"
+            } else {
+                "room@chat.localhost/b"
+            })
+            .ok(),
+            message: n,
+        })
+        .collect();
+    let Ok(page) = fuzzing::archive_page(&parsed, archive) else {
+        return;
+    };
+    assert!(page.results.len() <= parsed.max, "{parsed:?}");
+    assert!(page.count <= 30 && page.first_index + page.results.len() <= page.count);
+    let order: Vec<u64> = page.results.iter().map(|a| a.message).collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    if parsed.flip {
+        sorted.reverse();
+    }
+    assert_eq!(order, sorted, "{parsed:?}");
 }
 
 /// A history selection never exceeds what was asked: at most `stanzas` messages, at most

@@ -1,6 +1,6 @@
 //! The parsers of the classic queries every logged-in user can send (RFC 6121 roster sets,
 //! XEP-0191 block/unblock, presence and presence publishes, XEP-0045 joins, room messages,
-//! invitations and configuration forms, the router's table), for the
+//! invitations and configuration forms, XEP-0313 queries, the router's table), for the
 //! fuzz targets of `crates/verona-fuzz`. Their modules are private to this crate; this one
 //! exposes the functions as the server calls them, and nothing else. Not an API.
 
@@ -8,6 +8,9 @@ use jid::{BareJid, FullJid};
 use minidom::Element;
 
 use crate::c2s::route;
+pub use crate::eventing::archive::{
+    Archived, MAX_PAGE, Query as ArchiveQuery, parse as archive_query, select as archive_page,
+};
 pub use crate::eventing::blocking::{Command, item as blocking_item, parse_set as blocking_set};
 pub use crate::eventing::groupchat::{
     History, RoomPresence, invitees, parse_config as room_config, room_presence, said,

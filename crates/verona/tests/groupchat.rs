@@ -1380,3 +1380,160 @@ async fn going_unavailable_leaves_every_room() {
     assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
     romeo.expect_nothing().await;
 }
+
+/// A MAM query's answer: the result messages, then the iq with its `<fin/>`.
+async fn archive_page(client: &mut Client, set: &str) -> (Vec<Element>, Element) {
+    client
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='set' id='mam' to='{ROOM}'><query xmlns='{MAM}' queryid='q'>{set}</query></iq>"
+        ))
+        .await;
+    let mut results = Vec::new();
+    loop {
+        let el = client.recv().await;
+        match el.name() {
+            "message" if el.has_child("result", MAM) => results.push(el),
+            "iq" if el.attr("id") == Some("mam") => return (results, el),
+            _ => {}
+        }
+    }
+}
+
+const MAM: &str = "urn:xmpp:mam:2";
+const RSM: &str = "http://jabber.org/protocol/rsm";
+
+/// (archive id, body) of each result of a MAM page.
+fn archived(results: &[Element]) -> Vec<(String, String)> {
+    results
+        .iter()
+        .map(|message| {
+            let result = message.get_child("result", MAM).unwrap();
+            assert_eq!(result.attr("queryid"), Some("q"));
+            let forwarded = result.get_child("forwarded", "urn:xmpp:forward:0").unwrap();
+            assert!(forwarded.has_child("delay", DELAY), "{}", show(message));
+            let said = forwarded.get_child("message", NS_CLIENT).unwrap();
+            assert_eq!(said.attr("type"), Some("groupchat"));
+            (
+                result.attr("id").unwrap().to_owned(),
+                body(said).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// `<fin/>`: (complete, first, last, count).
+fn fin(reply: &Element) -> (bool, Option<String>, Option<String>, Option<String>) {
+    let fin = reply
+        .get_child("fin", MAM)
+        .unwrap_or_else(|| panic!("no fin: {}", show(reply)));
+    let set = fin.get_child("set", RSM).unwrap();
+    let text = |name: &str| set.get_child(name, RSM).map(Element::text);
+    (
+        fin.attr("complete") == Some("true"),
+        text("first"),
+        text("last"),
+        text("count"),
+    )
+}
+
+/// XEP-0313 on a room: its history, page by page, forwards and backwards and by speaker,
+/// with the XEP-0359 ids its occupants got live; a members-only room's archive is for its
+/// members.
+#[tokio::test]
+async fn room_archives_page_through_the_history() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let words = ["one", "two", "three", "four", "five"];
+    let mut ids = Vec::new();
+    for text in words {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{text}</body></message>"
+            ))
+            .await;
+        let live = recv_until(&mut nurse, |el| el.name() == "message").await;
+        let sid = live.get_child("stanza-id", "urn:xmpp:sid:0").unwrap();
+        assert_eq!(sid.attr("by"), Some(ROOM));
+        ids.push(sid.attr("id").unwrap().to_owned());
+    }
+    let expect = |range: std::ops::Range<usize>| -> Vec<(String, String)> {
+        range
+            .map(|n| (ids[n].clone(), words[n].to_owned()))
+            .collect()
+    };
+
+    // The oldest two, then the rest after them.
+    let (results, reply) = archive_page(
+        &mut nurse,
+        &format!("<set xmlns='{RSM}'><max>2</max></set>"),
+    )
+    .await;
+    assert_eq!(archived(&results), expect(0..2));
+    assert_eq!(
+        fin(&reply),
+        (
+            false,
+            Some(ids[0].clone()),
+            Some(ids[1].clone()),
+            Some("5".into())
+        )
+    );
+    let (results, reply) = archive_page(
+        &mut nurse,
+        &format!(
+            "<set xmlns='{RSM}'><max>10</max><after>{}</after></set>",
+            ids[1]
+        ),
+    )
+    .await;
+    assert_eq!(archived(&results), expect(2..5));
+    assert!(fin(&reply).0, "the end is reached");
+    // The newest two (an empty `<before/>`), and the page before those.
+    let (results, _) = archive_page(
+        &mut nurse,
+        &format!("<set xmlns='{RSM}'><max>2</max><before/></set>"),
+    )
+    .await;
+    assert_eq!(archived(&results), expect(3..5));
+    let (results, reply) = archive_page(
+        &mut nurse,
+        &format!(
+            "<set xmlns='{RSM}'><max>2</max><before>{}</before></set>",
+            ids[3]
+        ),
+    )
+    .await;
+    assert_eq!(archived(&results), expect(1..3));
+    assert!(!fin(&reply).0);
+    // By speaker.
+    let with = |who: &str| {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field><field var='with'><value>{ROOM}/{who}</value></field></x>"
+        )
+    };
+    let (results, _) = archive_page(&mut nurse, &with("Romeo")).await;
+    assert_eq!(archived(&results), expect(0..5));
+    let (results, reply) = archive_page(&mut nurse, &with("Nurse")).await;
+    assert!(results.is_empty());
+    assert_eq!(fin(&reply), (true, None, None, Some("0".into())));
+    // Paging from an id the archive does not have.
+    let (_, reply) = archive_page(
+        &mut nurse,
+        &format!("<set xmlns='{RSM}'><after>nowhere</after></set>"),
+    )
+    .await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("item-not-found"));
+
+    // Members only: a stranger may not read the archive.
+    ok(&romeo
+        .request(&owner_iq(
+            "c",
+            "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x>",
+        ))
+        .await);
+    t.add_user("tybalt", "pw").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    let (results, reply) = archive_page(&mut tybalt, "").await;
+    assert!(results.is_empty());
+    assert_eq!(stanza_error(&reply).as_deref(), Some("forbidden"));
+}

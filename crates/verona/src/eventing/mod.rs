@@ -17,6 +17,7 @@
 //! One-to-one conversations (§6) come as one more file of the same shape: classic stanza →
 //! engine request, engine effect → stanza per rendering.
 
+pub mod archive;
 pub mod blocking;
 pub mod caps;
 pub mod groupchat;

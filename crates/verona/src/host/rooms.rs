@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, SubscriptionInfo};
 
 use super::*;
+use crate::eventing::archive;
 use crate::eventing::groupchat::{
     self, Join, Occupant, Role, RoomAffiliation, RoomPresence, VoiceForm, groupchat_message,
     join_error, occupant_presence, presence_of, room_presence, said, speaker, subject_message,
@@ -524,22 +525,23 @@ impl ServicesTask {
             .items(&self.presence, newcomer, node, &query)
             .map(|page| page.items)
             .unwrap_or_default();
-        let payloads: Vec<(Element, SystemTime)> = items
+        let payloads: Vec<(Element, SystemTime, &str)> = items
             .iter()
             .filter_map(|item| {
                 let payload = item.payload.as_deref()?.parse::<Element>().ok()?;
-                Some((payload, item.published))
+                Some((payload, item.published, item.id.as_str()))
             })
             .collect();
-        let subject = payloads.iter().find_map(|(payload, _)| {
+        let subject = payloads.iter().find_map(|(payload, _, _)| {
             let text = payload.get_child("subject", ns::CLIENT)?.text();
             Some((speaker(payload)?, text))
         });
         let said = payloads
             .iter()
-            .filter(|(payload, _)| payload.has_child("body", ns::CLIENT))
-            .filter_map(|(payload, at)| {
-                let message = groupchat_message(room, newcomer, payload, Some(*at))?;
+            .filter(|(payload, _, _)| payload.has_child("body", ns::CLIENT))
+            .filter_map(|(payload, at, id)| {
+                let mut message = groupchat_message(room, newcomer, payload, Some(*at))?;
+                message.append_child(archive::stanza_id(id, room.as_str()));
                 let size = String::from(&message).len();
                 Some((message, *at, size))
             });
@@ -891,6 +893,10 @@ impl ServicesTask {
             } else {
                 Some(iq_result(stanza, Some(room_info(&node, &config))))
             }
+        } else if let (Some(_), true) = (stanza.get_child("query", archive::NS), get) {
+            Some(iq_result(stanza, Some(archive::form())))
+        } else if let (Some(query), true) = (stanza.get_child("query", archive::NS), set) {
+            self.archive_query(from, room, &node, stanza, query, done)
         } else if let Some(query) = stanza.get_child("query", groupchat::IQ_REGISTER) {
             self.register(from, &node, stanza, query, get, set, done)
         } else if get && stanza.has_child("query", ns::DISCO_ITEMS) {
@@ -921,6 +927,68 @@ impl ServicesTask {
             None
         };
         done.push(Done::reply(from.clone(), reply));
+    }
+
+    /// XEP-0313 on a room: its history (the node's items), page by page, to whoever may read
+    /// the room's items; the results, then the `<fin/>`.
+    fn archive_query(
+        &self,
+        from: &FullJid,
+        room: &BareJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let parsed = match archive::parse(query) {
+            Ok(parsed) => parsed,
+            Err(why) => return error_reply(stanza, StanzaError::BadRequest, Some(&why)),
+        };
+        let hosted = self.rooms.get(node)?;
+        let me = Jid::from(from.clone());
+        let Ok(kept) = hosted
+            .service
+            .items(&self.presence, &me, node, &ItemQuery::All)
+        else {
+            return error_reply(stanza, StanzaError::Forbidden, Some("not for you to read"));
+        };
+        // Newest first from the engine; the archive is oldest first.
+        let archived: Vec<archive::Archived<Element>> = kept
+            .items
+            .iter()
+            .rev()
+            .filter_map(|item| {
+                let payload: Element = item.payload.as_deref()?.parse().ok()?;
+                let nick = speaker(&payload)?;
+                Some(archive::Archived {
+                    id: item.id.to_string(),
+                    at: item.published,
+                    by: Jid::new(&format!("{room}/{nick}")).ok(),
+                    message: payload,
+                })
+            })
+            .collect();
+        let page = match archive::select(&parsed, archived) {
+            Ok(page) => page,
+            Err(why) => return error_reply(stanza, StanzaError::ItemNotFound, Some(&why)),
+        };
+        let archive_jid = Jid::from(room.clone());
+        for archived in &page.results {
+            let Some(mut message) = groupchat_message(room, &me, &archived.message, None) else {
+                continue;
+            };
+            message.append_child(archive::stanza_id(&archived.id, room.as_str()));
+            let result = archive::result(
+                &archive_jid,
+                &me,
+                parsed.queryid.as_deref(),
+                &archived.id,
+                archived.at,
+                message,
+            );
+            done.push(Done::reply(from.clone(), Some(result)));
+        }
+        Some(iq_result(stanza, Some(archive::fin(&page))))
     }
 
     /// XEP-0045 §7.10: the registration form, or registering a nick with the room (which makes
@@ -1607,10 +1675,10 @@ impl ServicesTask {
         let Some(room) = room_address(node, hosted.jid.domain()) else {
             return;
         };
-        let payloads: Vec<Element> = items
+        let payloads: Vec<(Element, &str)> = items
             .into_iter()
             .flatten()
-            .filter_map(|item| item.payload.as_deref()?.parse().ok())
+            .filter_map(|item| Some((item.payload.as_deref()?.parse().ok()?, item.id.as_str())))
             .collect();
         // A semi-anonymous room names no publisher: the speaker's nick is where to reply.
         let semi_anonymous = hosted
@@ -1619,7 +1687,7 @@ impl ServicesTask {
             .is_some_and(groupchat::is_semi_anonymous);
         let replyto = payloads
             .first()
-            .and_then(speaker)
+            .and_then(|(payload, _)| speaker(payload))
             .filter(|_| semi_anonymous)
             .map(|nick| {
                 let address = builder("address", ns::ADDRESS)
@@ -1631,8 +1699,10 @@ impl ServicesTask {
             });
         for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect)) {
             if !node.is_empty() && classic(&out.to, node) {
-                for payload in &payloads {
-                    if let Some(message) = groupchat_message(&room, &out.to, payload, None) {
+                for (payload, id) in &payloads {
+                    if let Some(mut message) = groupchat_message(&room, &out.to, payload, None) {
+                        // XEP-0359: where the room's archive keeps it.
+                        message.append_child(archive::stanza_id(id, room.as_str()));
                         let bytes = Bytes::from(verona_stream::element_bytes(&message));
                         self.router.deliver(&out.to, bytes);
                     }
@@ -1664,6 +1734,8 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
     let features = [
         ns::MUC,
         groupchat::IQ_REGISTER,
+        archive::NS,
+        archive::SID,
         if groupchat::is_semi_anonymous(config) {
             "muc_semianonymous"
         } else {

@@ -1,0 +1,465 @@
+//! XEP-0313 Message Archive Management (`urn:xmpp:mam:2`) over what a node keeps: a room's
+//! archive is its items, each item id the message's archive id (the XEP-0359 `stanza-id` its
+//! live copies carry). Pure: a query parsed (with `xmpp-parsers`), a page chosen from the
+//! archive in chronological order, and the result messages and `<fin/>` built.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jid::Jid;
+use minidom::Element;
+use xmpp_parsers::mam;
+
+use crate::xml::{BuilderExt, builder, ns, text_child};
+
+pub const NS: &str = "urn:xmpp:mam:2";
+/// XEP-0359: the archive id on a live message.
+pub const SID: &str = "urn:xmpp:sid:0";
+const RSM: &str = "http://jabber.org/protocol/rsm";
+const FORWARD: &str = "urn:xmpp:forward:0";
+/// Most results one page holds, and what a query that gives no `<max/>` gets.
+pub const MAX_PAGE: usize = 100;
+
+/// A query, read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Query {
+    pub queryid: Option<String>,
+    /// Only what this JID said (for a room: `room/nick`).
+    pub with: Option<Jid>,
+    pub start: Option<SystemTime>,
+    pub end: Option<SystemTime>,
+    /// RSM `<after/>` or the form's `after-id`: the page after this id.
+    pub after: Option<String>,
+    /// RSM `<before/>` or the form's `before-id`.
+    pub before: Option<Before>,
+    /// The form's `ids`: only these.
+    pub ids: Option<Vec<String>>,
+    pub max: usize,
+    /// `<flip-page/>`: the page's results newest first.
+    pub flip: bool,
+}
+
+/// Where a page ends, paging backwards.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Before {
+    /// An empty `<before/>`: the last page.
+    Last,
+    Id(String),
+}
+
+/// Reads a `<query xmlns='urn:xmpp:mam:2'/>`; `Err` says what is wrong with it.
+pub fn parse(query: &Element) -> Result<Query, String> {
+    let query = mam::Query::try_from(query.clone()).map_err(|e| e.to_string())?;
+    let mut parsed = Query {
+        queryid: query.queryid.map(|id| id.0),
+        with: None,
+        start: None,
+        end: None,
+        after: None,
+        before: None,
+        ids: None,
+        max: MAX_PAGE,
+        flip: query.flip_page,
+    };
+    for field in query.form.iter().flat_map(|form| &form.fields) {
+        let value = field.values.first().map(String::as_str).unwrap_or_default();
+        match field.var.as_deref().unwrap_or_default() {
+            "FORM_TYPE" if value == NS => {}
+            "FORM_TYPE" => return Err(format!("not a {NS} form: {value}")),
+            "with" => parsed.with = Some(Jid::new(value).map_err(|e| format!("with: {e}"))?),
+            "start" => parsed.start = Some(time(value)?),
+            "end" => parsed.end = Some(time(value)?),
+            "after-id" => parsed.after = Some(value.to_owned()),
+            "before-id" => parsed.before = Some(Before::Id(value.to_owned())),
+            "ids" => parsed.ids = Some(field.values.clone()),
+            other => return Err(format!("{other}: not a field this archive offers")),
+        }
+    }
+    if let Some(set) = query.set {
+        parsed.max = set.max.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        if let Some(after) = set.after {
+            parsed.after = Some(after);
+        }
+        match set.before {
+            Some(before) if before.is_empty() => parsed.before = Some(Before::Last),
+            Some(before) => parsed.before = Some(Before::Id(before)),
+            None => {}
+        }
+    }
+    Ok(parsed)
+}
+
+fn time(value: &str) -> Result<SystemTime, String> {
+    let at = value
+        .parse::<xmpp_parsers::date::DateTime>()
+        .map_err(|e| format!("{value}: {e}"))?;
+    let micros = at.0.timestamp_micros();
+    let micros = u64::try_from(micros).map_err(|_| format!("{value}: before 1970"))?;
+    Ok(UNIX_EPOCH + std::time::Duration::from_micros(micros))
+}
+
+/// One archived message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived<T> {
+    pub id: String,
+    pub at: SystemTime,
+    /// Who said it, for `with`.
+    pub by: Option<Jid>,
+    pub message: T,
+}
+
+/// A page of results.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub results: Vec<Archived<T>>,
+    /// The page reaches the end of what matched, in the direction it was asked for.
+    pub complete: bool,
+    /// How many messages matched.
+    pub count: usize,
+    /// Where the page's first result is among those.
+    pub first_index: usize,
+}
+
+/// The page `query` asks for of `archive` (oldest first). `Err` when it pages from an id
+/// that is not in the archive (`item-not-found`).
+pub fn select<T>(query: &Query, archive: Vec<Archived<T>>) -> Result<Page<T>, String> {
+    let matching: Vec<Archived<T>> = archive
+        .into_iter()
+        .filter(|a| {
+            query
+                .with
+                .as_ref()
+                .is_none_or(|with| a.by.as_ref() == Some(with))
+        })
+        .filter(|a| query.start.is_none_or(|start| a.at >= start))
+        .filter(|a| query.end.is_none_or(|end| a.at <= end))
+        .filter(|a| query.ids.as_ref().is_none_or(|ids| ids.contains(&a.id)))
+        .collect();
+    let count = matching.len();
+    let position = |id: &str| {
+        matching
+            .iter()
+            .position(|a| a.id == id)
+            .ok_or_else(|| format!("{id}: not in the archive"))
+    };
+    let from = match &query.after {
+        Some(after) => position(after)? + 1,
+        None => 0,
+    };
+    let until = match &query.before {
+        Some(Before::Id(before)) => position(before)?,
+        Some(Before::Last) | None => count,
+    };
+    let until = until.max(from);
+    let (first, last, complete) = if query.before.is_some() {
+        let first = until.saturating_sub(query.max).max(from);
+        (first, until, first == from)
+    } else {
+        let last = (from + query.max).min(until);
+        (from, last, last == until)
+    };
+    let mut results: Vec<Archived<T>> = matching
+        .into_iter()
+        .skip(first)
+        .take(last - first)
+        .collect();
+    if query.flip {
+        results.reverse();
+    }
+    Ok(Page {
+        results,
+        complete,
+        count,
+        first_index: first,
+    })
+}
+
+/// One result message (§4.2): `message`, as archived, forwarded with when it was said.
+pub fn result(
+    from: &Jid,
+    to: &Jid,
+    queryid: Option<&str>,
+    id: &str,
+    at: SystemTime,
+    message: Element,
+) -> Element {
+    let delay = builder("delay", ns::DELAY)
+        .with("stamp", verona_pubsub_xmpp::stamp(at))
+        .build();
+    let forwarded = builder("forwarded", FORWARD)
+        .append(delay)
+        .append(message)
+        .build();
+    let mut result = builder("result", NS).with("id", id);
+    if let Some(queryid) = queryid {
+        result = result.with("queryid", queryid);
+    }
+    builder("message", ns::CLIENT)
+        .with("from", from.as_str())
+        .with("to", to.as_str())
+        .append(result.append(forwarded).build())
+        .build()
+}
+
+/// The `<fin/>` that ends a query's answer (§4.3).
+pub fn fin<T>(page: &Page<T>) -> Element {
+    let (first, last) = match page.results.as_slice() {
+        [] => (None, None),
+        [only] => (Some(only), Some(only)),
+        [first, .., last] => (Some(first), Some(last)),
+    };
+    let mut set = builder("set", RSM);
+    if let Some(first) = first {
+        set = set.append(
+            builder("first", RSM)
+                .with("index", page.first_index.to_string())
+                .append(first.id.clone())
+                .build(),
+        );
+    }
+    if let Some(last) = last {
+        set = set.append(text_child("last", RSM, last.id.clone()));
+    }
+    let set = set
+        .append(text_child("count", RSM, page.count.to_string()))
+        .build();
+    let mut fin = builder("fin", NS);
+    if page.complete {
+        fin = fin.with("complete", "true");
+    }
+    fin.append(set).build()
+}
+
+/// The fields a query may use (§5.1), for an iq get.
+pub fn form() -> Element {
+    let field = |var: &str, kind: &str| {
+        builder("field", ns::DATA_FORMS)
+            .with("var", var)
+            .with("type", kind)
+            .build()
+    };
+    let form_type = builder("field", ns::DATA_FORMS)
+        .with("var", "FORM_TYPE")
+        .with("type", "hidden")
+        .append(text_child("value", ns::DATA_FORMS, NS))
+        .build();
+    let form = builder("x", ns::DATA_FORMS)
+        .with("type", "form")
+        .append(form_type)
+        .append(field("with", "jid-single"))
+        .append(field("start", "text-single"))
+        .append(field("end", "text-single"))
+        .append(field("after-id", "text-single"))
+        .append(field("before-id", "text-single"))
+        .append(field("ids", "list-multi"))
+        .build();
+    builder("query", NS).append(form).build()
+}
+
+/// The XEP-0359 id a live message carries: its place in `by`'s archive.
+pub fn stanza_id(id: &str, by: &str) -> Element {
+    builder("stanza-id", SID)
+        .with("id", id)
+        .with("by", by)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn query() -> Query {
+        Query {
+            queryid: None,
+            with: None,
+            start: None,
+            end: None,
+            after: None,
+            before: None,
+            ids: None,
+            max: MAX_PAGE,
+            flip: false,
+        }
+    }
+
+    #[test]
+    fn queries_read_their_form_and_page() {
+        let form = |fields: &str| {
+            format!(
+                "<query xmlns='urn:xmpp:mam:2' queryid='q1'><x xmlns='jabber:x:data' type='submit'>\
+                   <field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field>{fields}</x></query>"
+            )
+        };
+        let cases = [
+            ("<query xmlns='urn:xmpp:mam:2'/>".to_owned(), Ok(query())),
+            (
+                form("<field var='with'><value>room@chat.localhost/JC</value></field><field var='start'><value>1970-01-01T00:01:40Z</value></field>"),
+                Ok(Query {
+                    queryid: Some("q1".into()),
+                    with: Some(Jid::new("room@chat.localhost/JC").unwrap()),
+                    start: Some(at(100)),
+                    ..query()
+                }),
+            ),
+            (
+                "<query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>5</max><before/></set></query>".to_owned(),
+                Ok(Query { max: 5, before: Some(Before::Last), ..query() }),
+            ),
+            (
+                "<query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>100000</max><after>a</after></set><flip-page/></query>".to_owned(),
+                Ok(Query { after: Some("a".into()), flip: true, ..query() }),
+            ),
+            (
+                form("<field var='before-id'><value>b</value></field>"),
+                Ok(Query { queryid: Some("q1".into()), before: Some(Before::Id("b".into())), ..query() }),
+            ),
+            (form("<field var='start'><value>yesterday</value></field>"), Err(())),
+            (form("<field var='colour'><value>red</value></field>"), Err(())),
+        ];
+        for (xml, expected) in cases {
+            let parsed = parse(&el(&xml)).map_err(|_| ());
+            assert_eq!(parsed, expected, "{xml}");
+        }
+    }
+
+    #[test]
+    fn pages_go_forwards_and_backwards() {
+        let archive = || -> Vec<Archived<()>> {
+            (1..=5)
+                .map(|n| Archived {
+                    id: format!("m{n}"),
+                    at: at(n * 10),
+                    by: Some(Jid::new(if n % 2 == 0 { "r@c/even" } else { "r@c/odd" }).unwrap()),
+                    message: (),
+                })
+                .collect()
+        };
+        let ids = |page: &Page<()>| {
+            page.results
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        // (query, ids, complete, count, first index)
+        let cases = [
+            (query(), "m1,m2,m3,m4,m5", true, 5, 0),
+            (Query { max: 2, ..query() }, "m1,m2", false, 5, 0),
+            (
+                Query {
+                    max: 2,
+                    after: Some("m2".into()),
+                    ..query()
+                },
+                "m3,m4",
+                false,
+                5,
+                2,
+            ),
+            (
+                Query {
+                    max: 2,
+                    after: Some("m3".into()),
+                    ..query()
+                },
+                "m4,m5",
+                true,
+                5,
+                3,
+            ),
+            (
+                Query {
+                    max: 2,
+                    before: Some(Before::Last),
+                    ..query()
+                },
+                "m4,m5",
+                false,
+                5,
+                3,
+            ),
+            (
+                Query {
+                    max: 2,
+                    before: Some(Before::Id("m2".into())),
+                    ..query()
+                },
+                "m1",
+                true,
+                5,
+                0,
+            ),
+            (
+                Query {
+                    max: 2,
+                    before: Some(Before::Last),
+                    flip: true,
+                    ..query()
+                },
+                "m5,m4",
+                false,
+                5,
+                3,
+            ),
+            (
+                Query {
+                    with: Some(Jid::new("r@c/even").unwrap()),
+                    ..query()
+                },
+                "m2,m4",
+                true,
+                2,
+                0,
+            ),
+            (
+                Query {
+                    start: Some(at(20)),
+                    end: Some(at(40)),
+                    ..query()
+                },
+                "m2,m3,m4",
+                true,
+                3,
+                0,
+            ),
+            (
+                Query {
+                    ids: Some(vec!["m5".into(), "m1".into()]),
+                    ..query()
+                },
+                "m1,m5",
+                true,
+                2,
+                0,
+            ),
+            (Query { max: 0, ..query() }, "", false, 5, 0),
+        ];
+        for (query, expected, complete, count, first) in cases {
+            let page = select(&query, archive()).unwrap();
+            assert_eq!(
+                (
+                    ids(&page).as_str(),
+                    page.complete,
+                    page.count,
+                    page.first_index
+                ),
+                (expected, complete, count, first),
+                "{query:?}"
+            );
+        }
+        let unknown = Query {
+            after: Some("gone".into()),
+            ..query()
+        };
+        assert!(select(&unknown, archive()).is_err());
+    }
+}
