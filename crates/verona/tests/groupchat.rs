@@ -1537,3 +1537,25 @@ async fn room_archives_page_through_the_history() {
     assert!(results.is_empty());
     assert_eq!(stanza_error(&reply).as_deref(), Some("forbidden"));
 }
+
+/// XEP-0191 through a room: an invitation from someone the invitee blocked is not passed on.
+#[tokio::test]
+async fn invitations_from_blocked_accounts_are_dropped() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut juliet, |el| el.name() == "presence").await;
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>",
+        )
+        .await);
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'/></x></message>"
+        ))
+        .await;
+    juliet.expect_nothing().await;
+}

@@ -683,19 +683,32 @@ pub fn anonymised(mut presence: Element) -> Element {
     presence
 }
 
-/// The accounts a message to a room invites (XEP-0045 §7.8.2), with the reason given.
+/// How many accounts one message may invite: a room does not relay a mass mailing.
+pub const MAX_INVITEES: usize = 20;
+
+/// The accounts a message to a room invites (XEP-0045 §7.8.2), with the reason given; at
+/// most [`MAX_INVITEES`], each once.
 pub fn invitees(message: &Element) -> Vec<(BareJid, Option<String>)> {
-    message
+    let mut invited: Vec<(BareJid, Option<String>)> = Vec::new();
+    let invites = message
         .get_child("x", ns::MUC_USER)
         .into_iter()
         .flat_map(|x| x.children())
-        .filter(|c| c.is("invite", ns::MUC_USER))
-        .filter_map(|invite| {
-            let to = BareJid::new(invite.attr("to")?).ok()?;
-            let reason = invite.get_child("reason", ns::MUC_USER).map(Element::text);
-            Some((to, reason))
-        })
-        .collect()
+        .filter(|c| c.is("invite", ns::MUC_USER));
+    for invite in invites {
+        let Some(to) = invite.attr("to").and_then(|to| BareJid::new(to).ok()) else {
+            continue;
+        };
+        if invited.iter().any(|(already, _)| *already == to) {
+            continue;
+        }
+        if invited.len() == MAX_INVITEES {
+            break;
+        }
+        let reason = invite.get_child("reason", ns::MUC_USER).map(Element::text);
+        invited.push((to, reason));
+    }
+    invited
 }
 
 /// The invitation the room sends on an occupant's behalf (XEP-0045 §7.8.2).
@@ -1054,6 +1067,25 @@ mod tests {
         for (xml, expected) in cases {
             assert_eq!(room_presence(&el(xml), &to, now), expected, "{xml}");
         }
+    }
+
+    #[test]
+    fn invitations_are_bounded_and_distinct() {
+        let invites: String = (0..30)
+            .map(|n| format!("<invite to='u{}@localhost'/>", n % 25))
+            .chain(["<invite to='not a jid@@'/>".to_owned()])
+            .collect();
+        let message = el(&format!(
+            "<message xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc#user'>{invites}</x></message>"
+        ));
+        let invited: Vec<String> = invitees(&message)
+            .into_iter()
+            .map(|(jid, _)| jid.to_string())
+            .collect();
+        let expected: Vec<String> = (0..MAX_INVITEES)
+            .map(|n| format!("u{n}@localhost"))
+            .collect();
+        assert_eq!(invited, expected);
     }
 
     #[test]

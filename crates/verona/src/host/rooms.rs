@@ -135,6 +135,11 @@ impl ServicesTask {
         }
         let inviter = from.to_bare();
         for (invitee, reason) in invited {
+            // XEP-0191: an invitation is the inviter's word, and a blocked inviter's is not
+            // passed on.
+            if self.router.blocks(&invitee, &inviter) {
+                continue;
+            }
             for session in self.router.available_sessions(&invitee) {
                 let to = Jid::from(session.clone());
                 let message = groupchat::invitation(room, &to, &inviter, reason.as_deref());
@@ -156,6 +161,9 @@ impl ServicesTask {
         if !known {
             let reply = error_reply(stanza, StanzaError::ItemNotFound, None);
             done.push(Done::reply(from.clone(), reply));
+            return;
+        }
+        if self.router.blocks(&inviter, &from.to_bare()) {
             return;
         }
         for session in self.router.available_sessions(&inviter) {
