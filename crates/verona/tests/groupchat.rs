@@ -1559,3 +1559,40 @@ async fn invitations_from_blocked_accounts_are_dropped() {
         .await;
     juliet.expect_nothing().await;
 }
+
+/// A room made natively is named by its address: no name, or one that is not the local part
+/// of `name@chat.localhost`, is refused; a good one is a room classic clients enter.
+#[tokio::test]
+async fn native_rooms_are_named_by_their_address() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let create = |node: Option<&str>| {
+        let node = node.map(|n| format!(" node='{n}'")).unwrap_or_default();
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'><pubsub xmlns='{PUBSUB}'><create{node}/></pubsub></iq>"
+        )
+    };
+    for bad in [
+        None,
+        Some(""),
+        Some("a/b"),
+        Some("with space"),
+        Some("at@sign"),
+    ] {
+        let refused = juliet.request(&create(bad)).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("not-acceptable"),
+            "{bad:?}"
+        );
+    }
+    ok(&juliet.request(&create(Some("garden"))).await);
+    // Native rooms authorize their occupants, and their owner gets in at once.
+    juliet
+        .send("<presence xmlns='jabber:client' to='garden@chat.localhost/JC'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        .await;
+    let own = juliet.recv().await;
+    assert_eq!(own.attr("type"), None, "{}", show(&own));
+    assert!(statuses(&own).contains(&"110".to_owned()));
+}

@@ -22,14 +22,21 @@ impl ServicesTask {
                 self.list_rooms(from, stanza);
                 return;
             }
-            // A room is named by its address: a node made without a name would have none to
-            // route by.
+            // A room is named by its address, `node@chat.<domain>`: a node made without a
+            // name, or with one that is not an address's own local part, could not be reached.
+            let rooms = self.rooms_jid.domain().as_str();
             let unnamed = stanza
                 .get_child("pubsub", ns::PUBSUB)
                 .and_then(|pubsub| pubsub.get_child("create", ns::PUBSUB))
-                .is_some_and(|create| create.attr("node").is_none_or(str::is_empty));
+                .is_some_and(|create| {
+                    let node = create.attr("node").unwrap_or_default();
+                    BareJid::new(&format!("{node}@{rooms}"))
+                        .ok()
+                        .and_then(|room| room.node().map(|local| local.as_str() == node))
+                        != Some(true)
+                });
             if unnamed {
-                let why = Some("a room needs a name");
+                let why = Some("a room's name is the local part of its address");
                 done.push(Done::reply(
                     from,
                     error_reply(&stanza, StanzaError::NotAcceptable, why),
