@@ -1516,6 +1516,20 @@ async fn room_archives_page_through_the_history() {
     let (results, reply) = archive_page(&mut nurse, &with("Nurse")).await;
     assert!(results.is_empty());
     assert_eq!(fin(&reply), (true, None, None, Some("0".into())));
+    // Natively, the same history is the node's items, with XEP-0059 pages (newest first).
+    let items = nurse
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='i' to='chat.localhost'><pubsub xmlns='{PUBSUB}'><items node='characters'/><set xmlns='{RSM}'><max>2</max></set></pubsub></iq>"
+        ))
+        .await;
+    let page: Vec<String> = items
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .into_iter()
+        .flat_map(|i| i.children())
+        .filter_map(|item| item.attr("id").map(str::to_owned))
+        .collect();
+    assert_eq!(page, [ids[4].clone(), ids[3].clone()]);
     // Paging from an id the archive does not have.
     let (_, reply) = archive_page(
         &mut nurse,
