@@ -3,16 +3,18 @@
 #   bench/compare.sh [--write-docs]
 # Installs prosody and ejabberd from Debian's packages when missing (their system services are
 # stopped and disabled again: this script runs its own instances), builds Verona in release mode,
-# then runs each scenario (login, idle, fanout, chat, presence) against each server in turn, each
-# run on a fresh instance on its own loopback port: domain `localhost`, SASL PLAIN without TLS,
-# pubsub at `pubsub.localhost`. With two cores or more the server is pinned to core 0 and the generator to
-# core 1. Prints a markdown section (medians, Verona/peer ratios, bytes on the wire) on stdout
-# and, with --write-docs, replaces that section of docs/benchmarks.md. Progress and each run's
-# own table go to stderr.
+# then runs each scenario (login, idle, fanout, chat, presence, and the group chat runs muc,
+# muc-rooms, muc-native) against each server in turn, each run on a fresh instance on its own
+# loopback port: domain `localhost`, SASL PLAIN without TLS, pubsub at `pubsub.localhost`, group
+# chat at `chat.localhost`. With two cores or more the server is pinned to core 0 and the
+# generator to core 1. Prints markdown sections on stdout: "Side by side" for the first five
+# scenarios (medians, Verona/peer ratios, bytes on the wire), "Group chat" for the muc runs; with
+# --write-docs, replaces those sections of docs/benchmarks.md (only those that ran). Progress and
+# each run's own table go to stderr.
 #
 # Settings (environment, with defaults):
 #   SERVERS="verona prosody ejabberd"
-#   SCENARIOS="login idle fanout chat presence"
+#   SCENARIOS="login idle fanout chat presence muc muc-rooms muc-native"
 #   REPEAT=1                runs of each scenario on each server; the table shows medians
 #   ACCOUNTS=500            client n logs in as bench{n % ACCOUNTS}, password pw{n % ACCOUNTS}
 #   LOGIN_CLIENTS=2000
@@ -26,12 +28,22 @@
 #   PRESENCE_CONTACTS=499   subscribers of one user (account 0), so at most ACCOUNTS - 1
 #   PRESENCE_CHANGES=100    presence changes of the user
 #   PRESENCE_IN_FLIGHT=10   changes not yet received by every contact
-#   IN_FLIGHT=50            logins in progress at once
+#   MUC_ROOMS=1             muc: rooms, each with MUC_OCCUPANTS occupants; occupant 0 of each
+#   MUC_OCCUPANTS=1000        room creates it and says MUC_MESSAGES messages (100-byte bodies),
+#   MUC_MESSAGES=200          at most MUC_IN_FLIGHT not yet received by every occupant
+#   MUC_IN_FLIGHT=4
+#   MUC_ROOMS_ROOMS=100     muc-rooms: the same with more, smaller rooms
+#   MUC_ROOMS_OCCUPANTS=50
+#   MUC_NATIVE=500          muc-native (Verona only): muc with occupants 1..=MUC_NATIVE of each
+#                           room joining natively (XEP-0207 §5) and receiving pubsub events
+#                           Client n logs in as account n % ACCOUNTS with resource r{n}, so an
+#                           account has several sessions in a room (2 of 1,000 with 500 accounts)
+#   IN_FLIGHT=50            logins (and room joins) in progress at once
 #   TIMEOUT_SECS=300        bound on each run
 set -euo pipefail
 
 SERVERS=${SERVERS:-verona prosody ejabberd}
-SCENARIOS=${SCENARIOS:-login idle fanout chat presence}
+SCENARIOS=${SCENARIOS:-login idle fanout chat presence muc muc-rooms muc-native}
 REPEAT=${REPEAT:-1}
 ACCOUNTS=${ACCOUNTS:-500}
 LOGIN_CLIENTS=${LOGIN_CLIENTS:-2000}
@@ -45,6 +57,13 @@ CHAT_WINDOW=${CHAT_WINDOW:-10}
 PRESENCE_CONTACTS=${PRESENCE_CONTACTS:-499}
 PRESENCE_CHANGES=${PRESENCE_CHANGES:-100}
 PRESENCE_IN_FLIGHT=${PRESENCE_IN_FLIGHT:-10}
+MUC_ROOMS=${MUC_ROOMS:-1}
+MUC_OCCUPANTS=${MUC_OCCUPANTS:-1000}
+MUC_MESSAGES=${MUC_MESSAGES:-200}
+MUC_IN_FLIGHT=${MUC_IN_FLIGHT:-4}
+MUC_ROOMS_ROOMS=${MUC_ROOMS_ROOMS:-100}
+MUC_ROOMS_OCCUPANTS=${MUC_ROOMS_OCCUPANTS:-50}
+MUC_NATIVE=${MUC_NATIVE:-500}
 IN_FLIGHT=${IN_FLIGHT:-50}
 TIMEOUT_SECS=${TIMEOUT_SECS:-300}
 
@@ -58,7 +77,8 @@ esac
 source "$(dirname "$0")/lib.sh"
 on_exit=stop_everything
 problems=()
-mkdir -p "$tmp/results"
+# The group chat runs get their own section, hence their own reports.
+mkdir -p "$tmp/results" "$tmp/muc-results"
 
 # Server and generator each hold one descriptor per connection, plus a few of their own.
 if [[ $hard != unlimited ]] && ((hard < IDLE_CLIENTS + 100)); then
@@ -166,6 +186,12 @@ VirtualHost "localhost"
 Component "pubsub.localhost" "pubsub"
     -- The fan-out node asks for pubsub#max_items 1000; the default cap is 256.
     pubsub_max_items = 10000
+Component "chat.localhost" "muc"
+    -- Anyone may create a room (new rooms stay locked until their creator submits the
+    -- instant-room form, which verona-bench does). 0.12 has no cap on occupants and no rate
+    -- limit in mod_muc; it keeps 100 rooms in memory by default, muc-rooms needs 100.
+    restrict_room_creation = false
+    muc_room_cache_size = 10000
 EOF
     chown -R prosody:prosody "$prosody_dir"
     say "creating $ACCOUNTS Prosody accounts..."
@@ -251,6 +277,21 @@ modules:
     access_createnode: local
     plugins: [flat, pep]
     max_items_node: 10000
+  # Rooms of 1,000: max_users defaults to 200 (service and room), max_users_presence to 1000
+  # (beyond it joins are not broadcast); no shapers, no minimum interval between messages.
+  mod_muc:
+    hosts: [chat.localhost]
+    access_create: local
+    max_users: 10000
+    max_users_presence: 10000
+    max_user_conferences: 10000
+    min_message_interval: 0
+    min_presence_interval: 0
+    room_shaper: none
+    user_message_shaper: none
+    user_presence_shaper: none
+    default_room_options:
+      max_users: 10000
 EOF
     # ejabberdctl register starts an Erlang VM per account (~0.35 s each); one XEP-0227 import
     # through ejabberdctl creates them all at once.
@@ -318,7 +359,11 @@ stop_everything() {
 # Runs SCENARIO (run REP) against the server just started, keeping its JSON report.
 run_scenario() {
     local server=$1 scenario=$2 rep=$3 port=$4
-    local args report=$tmp/results/$server.$scenario.$rep.json status=0
+    local args results=$tmp/results status=0
+    [[ $scenario != muc* ]] || results=$tmp/muc-results
+    local report=$results/$server.$scenario.$rep.json
+    local muc=(--messages "$MUC_MESSAGES" --in-flight "$MUC_IN_FLIGHT" --payload-bytes 100
+        --login-in-flight "$IN_FLIGHT")
     case $scenario in
         login) args=(login --clients "$LOGIN_CLIENTS" --in-flight "$IN_FLIGHT") ;;
         idle) args=(idle --clients "$IDLE_CLIENTS" --in-flight "$IN_FLIGHT" --hold-secs "$HOLD_SECS") ;;
@@ -328,6 +373,10 @@ run_scenario() {
             --login-in-flight "$IN_FLIGHT") ;;
         presence) args=(presence --contacts "$PRESENCE_CONTACTS" --changes "$PRESENCE_CHANGES"
             --in-flight "$PRESENCE_IN_FLIGHT" --login-in-flight "$IN_FLIGHT") ;;
+        muc) args=(muc --rooms "$MUC_ROOMS" --occupants "$MUC_OCCUPANTS" "${muc[@]}") ;;
+        muc-rooms) args=(muc --rooms "$MUC_ROOMS_ROOMS" --occupants "$MUC_ROOMS_OCCUPANTS" "${muc[@]}") ;;
+        muc-native) args=(muc --rooms "$MUC_ROOMS" --occupants "$MUC_OCCUPANTS" --native "$MUC_NATIVE"
+            "${muc[@]}") ;;
     esac
     say "$server: $scenario, run $rep of $REPEAT"
     (ulimit -n "$hard" && exec timeout $((TIMEOUT_SECS + 60)) "${generator_pin[@]}" \
@@ -360,6 +409,8 @@ for server in $SERVERS; do
         continue
     fi
     for scenario in $SCENARIOS; do
+        # Joining natively is XEP-0207, Verona's alone.
+        [[ $scenario != muc-native || $server == verona ]] || continue
         for ((rep = 1; rep <= REPEAT; rep++)); do
             if ! "start_${server}_fresh"; then
                 problem "$server $scenario run $rep: the server did not start"
@@ -377,54 +428,98 @@ version() {
     dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "not installed"
 }
 
-section=$tmp/section.md
-{
-    echo "## Side by side: Verona, Prosody, ejabberd"
-    echo
-    echo "Command: \`bench/compare.sh --write-docs\` (REPEAT=$REPEAT; medians when more than one run)."
-    echo "Measured $(date -u +%Y-%m-%d): Verona $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' with local changes'),"
-    echo "Prosody $(version prosody) and ejabberd $(version ejabberd) from Debian's packages. Each"
-    echo "scenario ran on a fresh instance of each server (data copied from a template with $ACCOUNTS"
-    echo "accounts; client *n* logs in as \`bench{n % $ACCOUNTS}\`) on loopback, SASL PLAIN without TLS,"
-    echo "domain \`localhost\`, pubsub at \`pubsub.localhost\`, each server in its packaged defaults except"
-    echo "limits and shapers off (and Nagle off for Prosody); $( ((${#server_pin[@]})) && echo "server pinned to core 0 and generator to core 1" || echo "no pinning (one core)")."
-    echo "Sizes: login $LOGIN_CLIENTS clients ($IN_FLIGHT in flight); idle $IDLE_CLIENTS sessions held ${HOLD_SECS} s;"
-    echo "fanout $FANOUT_SUBSCRIBERS subscribers x $FANOUT_PUBLISHES publishes (100 B, 16 in flight, persistent items);"
-    echo "chat $CHAT_PAIRS pairs x $CHAT_MESSAGES messages ($CHAT_WINDOW in flight per pair); presence: $PRESENCE_CONTACTS"
-    echo "contacts subscribe (RFC 6121) to one user, who then changes its presence $PRESENCE_CHANGES times ($PRESENCE_IN_FLIGHT"
-    echo "changes in flight, each to reach every contact). Ratios are Verona's"
-    echo "figure divided by the peer's; \"better\" says which way is good. CPU is the server process's"
-    echo "user+system time from /proc in 10 ms ticks (Prosody's lua, ejabberd's beam.smp); other work"
-    echo "on the machine shares its two cores, so rates vary between runs more than CPU per operation"
-    echo "does. Where the generator is near 100 % of its core, rates and latencies are the generator's."
-    echo "PLAIN logins cost a PBKDF2 derivation on Verona (4,096 rounds) and Prosody (\`internal_hashed\`);"
-    echo "ejabberd stores passwords in plain text. Prosody lets only admins create pubsub nodes, so the"
-    echo "fan-out owner \`bench0\` is one there."
-    echo
-    "$bin/verona-bench" summarize "$tmp/results"
-    echo
-    echo "### Bytes on the wire: one presence broadcast"
-    echo
-    "$bin/verona-bench" wire
-    if ((${#problems[@]})); then
+# Whether DIR holds any report.
+has_reports() {
+    compgen -G "$1/*.json" >/dev/null
+}
+
+sections=()
+pinning=$( ((${#server_pin[@]})) && echo "server pinned to core 0 and generator to core 1" || echo "no pinning (one core)")
+if has_reports "$tmp/results"; then
+    sections+=("$tmp/section.md")
+    {
+        echo "## Side by side: Verona, Prosody, ejabberd"
+        echo
+        echo "Command: \`bench/compare.sh --write-docs\` (REPEAT=$REPEAT; medians when more than one run)."
+        echo "Measured $(date -u +%Y-%m-%d): Verona $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' with local changes'),"
+        echo "Prosody $(version prosody) and ejabberd $(version ejabberd) from Debian's packages. Each"
+        echo "scenario ran on a fresh instance of each server (data copied from a template with $ACCOUNTS"
+        echo "accounts; client *n* logs in as \`bench{n % $ACCOUNTS}\`) on loopback, SASL PLAIN without TLS,"
+        echo "domain \`localhost\`, pubsub at \`pubsub.localhost\`, each server in its packaged defaults except"
+        echo "limits and shapers off (and Nagle off for Prosody); $pinning."
+        echo "Sizes: login $LOGIN_CLIENTS clients ($IN_FLIGHT in flight); idle $IDLE_CLIENTS sessions held ${HOLD_SECS} s;"
+        echo "fanout $FANOUT_SUBSCRIBERS subscribers x $FANOUT_PUBLISHES publishes (100 B, 16 in flight, persistent items);"
+        echo "chat $CHAT_PAIRS pairs x $CHAT_MESSAGES messages ($CHAT_WINDOW in flight per pair); presence: $PRESENCE_CONTACTS"
+        echo "contacts subscribe (RFC 6121) to one user, who then changes its presence $PRESENCE_CHANGES times ($PRESENCE_IN_FLIGHT"
+        echo "changes in flight, each to reach every contact). Ratios are Verona's"
+        echo "figure divided by the peer's; \"better\" says which way is good. CPU is the server process's"
+        echo "user+system time from /proc in 10 ms ticks (Prosody's lua, ejabberd's beam.smp); other work"
+        echo "on the machine shares its two cores, so rates vary between runs more than CPU per operation"
+        echo "does. Where the generator is near 100 % of its core, rates and latencies are the generator's."
+        echo "PLAIN logins cost a PBKDF2 derivation on Verona (4,096 rounds) and Prosody (\`internal_hashed\`);"
+        echo "ejabberd stores passwords in plain text. Prosody lets only admins create pubsub nodes, so the"
+        echo "fan-out owner \`bench0\` is one there."
+        echo
+        "$bin/verona-bench" summarize "$tmp/results"
+        echo
+        echo "### Bytes on the wire: one presence broadcast"
+        echo
+        "$bin/verona-bench" wire
+    } >"$tmp/section.md"
+fi
+if has_reports "$tmp/muc-results"; then
+    sections+=("$tmp/muc-section.md")
+    {
+        echo "## Group chat: Verona, Prosody, ejabberd"
+        echo
+        echo "Command: \`SCENARIOS=\"muc muc-rooms muc-native\" bench/compare.sh --write-docs\` (REPEAT=$REPEAT; medians"
+        echo "when more than one run). Measured $(date -u +%Y-%m-%d): Verona $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' with local changes'),"
+        echo "Prosody $(version prosody) and ejabberd $(version ejabberd) from Debian's packages, set up as for the"
+        echo "side-by-side comparison (a fresh instance per run, $ACCOUNTS accounts, SASL PLAIN without TLS, $pinning)."
+        echo "Group chat at \`chat.localhost\`: Verona's as it ships; Prosody's and ejabberd's \`mod_muc\` with"
+        echo "anyone allowed to create rooms, no cap on occupants, no shaper and no minimum message interval."
+        echo "Runs: muc, $MUC_ROOMS room(s) of $MUC_OCCUPANTS occupants; muc-rooms, $MUC_ROOMS_ROOMS rooms of $MUC_ROOMS_OCCUPANTS; muc-native"
+        echo "(Verona only), as muc with occupants 1..$MUC_NATIVE of each room joining natively (XEP-0207 §5: a"
+        echo "pubsub subscription with a \`roomnick\`) and receiving pubsub events. Client *n* is occupant"
+        echo "\`occ{n % O}\` of room \`bench-room-{n / O}\` and logs in as \`bench{n % $ACCOUNTS}\` with resource"
+        echo "\`r{n}\`, so an account has several sessions, each its own occupant. Occupant 0 of each room"
+        echo "creates it and submits an instant-room form; then the others join with XEP-0045 presence"
+        echo "asking for no history ($IN_FLIGHT joins at a time over all rooms), each done at its own presence"
+        echo "and the subject. Once every room is full, occupant 0 of each room says $MUC_MESSAGES messages (100-byte"
+        echo "bodies carrying a number and the send time), at most $MUC_IN_FLIGHT of them not yet received by every"
+        echo "occupant of its room, its own reflected copy included. A delivery is one occupant receiving"
+        echo "one message; server CPU (user+system from /proc, 10 ms ticks) runs from the first message to"
+        echo "the last delivery and is divided by the deliveries. Joining is not measured. Ratios are"
+        echo "Verona's figure divided by the peer's."
+        echo
+        "$bin/verona-bench" summarize "$tmp/muc-results"
+    } >"$tmp/muc-section.md"
+fi
+if ((${#problems[@]})) && ((${#sections[@]})); then
+    {
         echo
         echo "Problems in this run:"
         echo
         printf -- '- %s\n' "${problems[@]}"
-    fi
-} >"$section"
-cat "$section"
+    } >>"${sections[-1]}"
+fi
+for section in "${sections[@]}"; do
+    cat "$section"
+    echo
+done
 
 if $write_docs; then
-    # Replace the section (up to the next level-2 heading) or append it.
     docs=docs/benchmarks.md
-    awk -v title="$(head -n 1 "$section")" -v section="$section" '
-        function insert(  line) { while ((getline line < section) > 0) print line; done = 1 }
-        $0 == title { insert(); skipping = 1; next }
-        skipping && /^## / { skipping = 0; print "" }
-        !skipping { print }
-        END { if (!done) { print ""; insert() } }
-    ' "$docs" >"$tmp/benchmarks.md"
-    cp "$tmp/benchmarks.md" "$docs"
-    say "wrote the section into $docs"
+    for section in "${sections[@]}"; do
+        # Replace the section (up to the next level-2 heading) or append it.
+        awk -v title="$(head -n 1 "$section")" -v section="$section" '
+            function insert(  line) { while ((getline line < section) > 0) print line; done = 1 }
+            $0 == title { insert(); skipping = 1; next }
+            skipping && /^## / { skipping = 0; print "" }
+            !skipping { print }
+            END { if (!done) { print ""; insert() } }
+        ' "$docs" >"$tmp/benchmarks.md"
+        cp "$tmp/benchmarks.md" "$docs"
+        say "wrote \"$(head -n 1 "$section")\" into $docs"
+    done
 fi

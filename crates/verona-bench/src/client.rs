@@ -75,6 +75,8 @@ pub enum Stage {
     Io,
     /// A pubsub request answered with an error.
     Pubsub,
+    /// Joining or configuring a group chat room refused.
+    Room,
     Close,
     Timeout,
 }
@@ -88,6 +90,7 @@ impl Stage {
             Stage::Bind => "bind",
             Stage::Io => "io",
             Stage::Pubsub => "pubsub",
+            Stage::Room => "room",
             Stage::Close => "close",
             Stage::Timeout => "timeout",
         }

@@ -1,6 +1,6 @@
 //! The `verona-bench` command. Each load run prints one JSON line on stdout and a readable table
-//! on stderr; the exit status is 1 if any client failed (or, in fanout, chat and presence, a
-//! stanza was lost or duplicated), 2 if the run could not be done. `wire` and `summarize` print markdown on stdout.
+//! on stderr; the exit status is 1 if any client failed (or, in fanout, chat, presence and muc,
+//! a stanza was lost or duplicated), 2 if the run could not be done. `wire` and `summarize` print markdown on stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +15,7 @@ use verona_bench::scenarios::chat::{self, ChatOptions};
 use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
+use verona_bench::scenarios::muc::{self, MucOptions};
 use verona_bench::scenarios::presence::{self, PresenceOptions};
 use verona_bench::scenarios::soak::{self, Mix, Shares, SoakOptions};
 use verona_bench::stats::ServerProbe;
@@ -175,6 +176,33 @@ enum Scenario {
         in_flight: usize,
         #[arg(long, default_value_t = 50)]
         login_in_flight: usize,
+    },
+    /// Rooms of occupants on a group chat service (XEP-0045); in each, one occupant says
+    /// messages that every occupant receives. Client n is occupant n % O of room n / O.
+    Muc {
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        /// Occupants per room, the sender included.
+        #[arg(long, default_value_t = 1000)]
+        occupants: usize,
+        /// Messages said in each room.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Messages per room sent that some occupant of the room has not received yet.
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 100)]
+        payload_bytes: usize,
+        /// Logins, then joins, in progress at once.
+        #[arg(long, default_value_t = 50)]
+        login_in_flight: usize,
+        /// The group chat service [default: chat.DOMAIN].
+        #[arg(long)]
+        service: Option<String>,
+        /// Occupants 1..=N of each room join natively (XEP-0207 §5, a pubsub subscription
+        /// with a roomnick) and receive pubsub events. Verona only.
+        #[arg(long, default_value_t = 0)]
+        native: usize,
     },
     /// Good clients, then good and hostile ones together (garbage, slow readers, stalled
     /// writers, floods, huge stanzas), against a server with its default limits. Needs
@@ -408,6 +436,40 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     login_in_flight,
                 };
                 let report = presence::run(&setup, &options, server).await;
+                eprint!("{}", report.table());
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(report.ok())
+            }
+            Scenario::Muc {
+                rooms,
+                occupants,
+                messages,
+                in_flight,
+                payload_bytes,
+                login_in_flight,
+                service,
+                native,
+            } => {
+                if rooms == 0 || occupants == 0 {
+                    bail!("--rooms and --occupants must be at least 1");
+                }
+                if native >= occupants {
+                    bail!(
+                        "--native {native} must be below --occupants {occupants}: occupant 0 \
+                         creates the room and speaks, classically"
+                    );
+                }
+                let options = MucOptions {
+                    rooms,
+                    occupants,
+                    messages,
+                    in_flight,
+                    payload_bytes,
+                    login_in_flight,
+                    service: service.unwrap_or_else(|| format!("chat.{}", common.domain)),
+                    native,
+                };
+                let report = muc::run(&setup, &options, server).await;
                 eprint!("{}", report.table());
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(report.ok())

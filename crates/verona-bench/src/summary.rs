@@ -195,34 +195,108 @@ const METRICS: &[Metric] = &[
     },
 ];
 
+/// The group chat runs of `bench/compare.sh`: one room of 1,000, 100 rooms of 50, and the
+/// Verona-only run with half the occupants native.
+const MUC_SCENARIOS: [&str; 3] = ["muc", "muc-rooms", "muc-native"];
+
+/// The rows of one group chat run.
+fn muc_metrics(scenario: &'static str) -> [Metric; 8] {
+    [
+        Metric {
+            scenario,
+            label: "occupants joined",
+            better: Better::Neither,
+            value: |r| num(r, "/joined"),
+        },
+        Metric {
+            scenario,
+            label: "messages/s",
+            better: Better::Higher,
+            value: |r| num(r, "/messages_per_s"),
+        },
+        Metric {
+            scenario,
+            label: "deliveries/s",
+            better: Better::Higher,
+            value: |r| num(r, "/deliveries_per_s"),
+        },
+        Metric {
+            scenario,
+            label: "server CPU per delivery, µs",
+            better: Better::Lower,
+            value: |r| num(r, "/server_cpu_us_per_delivery"),
+        },
+        Metric {
+            scenario,
+            label: "send→delivery p50, ms",
+            better: Better::Lower,
+            value: |r| num(r, "/latency/p50_ms"),
+        },
+        Metric {
+            scenario,
+            label: "send→delivery p99, ms",
+            better: Better::Lower,
+            value: |r| num(r, "/latency/p99_ms"),
+        },
+        Metric {
+            scenario,
+            label: "generator CPU, % of a core",
+            better: Better::Neither,
+            value: |r| num(r, "/generator_cpu_cores").map(|c| c * 100.0),
+        },
+        Metric {
+            scenario,
+            label: "failures",
+            better: Better::Neither,
+            value: failures,
+        },
+    ]
+}
+
 /// Reports by server and scenario.
 #[derive(Default)]
 pub struct Runs(BTreeMap<(String, String), Vec<Value>>);
 
 impl Runs {
     /// Reads every `SERVER.*.json` file in `dir`, each holding one report (verona-bench's stdout).
+    /// A file named `SERVER.SCENARIO.RUN.json` counts under SCENARIO, so that runs of one
+    /// verona-bench scenario with different settings (`muc`, `muc-rooms`) stay apart.
     pub fn load(dir: &Path) -> anyhow::Result<Runs> {
         let mut runs = Runs::default();
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let Some(server) = name.strip_suffix(".json").and_then(|n| n.split('.').next()) else {
+            let Some(stem) = name.strip_suffix(".json") else {
                 continue;
             };
+            let parts: Vec<&str> = stem.split('.').collect();
             let text = std::fs::read_to_string(&path)?;
             let report: Value = serde_json::from_str(&text)
                 .with_context(|| format!("parsing {}", path.display()))?;
-            runs.add(server, report);
+            match parts[..] {
+                [server, scenario, _run] => runs.add_as(server, scenario, report),
+                _ => runs.add(parts[0], report),
+            }
         }
         Ok(runs)
     }
 
+    /// Adds a report under the scenario it names.
     pub fn add(&mut self, server: &str, report: Value) {
         let scenario = report["scenario"].as_str().unwrap_or("?").to_owned();
+        self.add_as(server, &scenario, report);
+    }
+
+    pub fn add_as(&mut self, server: &str, scenario: &str, report: Value) {
         self.0
-            .entry((server.to_owned(), scenario))
+            .entry((server.to_owned(), scenario.to_owned()))
             .or_default()
             .push(report);
+    }
+
+    /// Whether any server ran `scenario`.
+    fn ran(&self, scenario: &str) -> bool {
+        self.0.keys().any(|(_, s)| s == scenario)
     }
 
     /// The median of `metric` over `server`'s runs.
@@ -240,13 +314,15 @@ impl Runs {
         }
     }
 
-    /// The markdown table: a row per metric, a column per server, then Verona/peer ratios.
+    /// The markdown table: a row per metric of each scenario some server ran, a column per
+    /// server, then Verona/peer ratios.
     pub fn table(&self) -> String {
         let mut out = String::from(
             "| scenario | metric | better | Verona | Prosody | ejabberd | Verona/Prosody | Verona/ejabberd |\n\
              |---|---|---|---:|---:|---:|---:|---:|\n",
         );
-        for metric in METRICS {
+        let muc: Vec<Metric> = MUC_SCENARIOS.into_iter().flat_map(muc_metrics).collect();
+        for metric in METRICS.iter().chain(&muc).filter(|m| self.ran(m.scenario)) {
             let values = SERVERS.map(|server| self.median(server, metric));
             let cell = |v: Option<f64>| v.map_or_else(|| "n/a".into(), fmt_number);
             let ratio = |peer: Option<f64>| match (metric.better, values[0], peer) {
@@ -330,11 +406,48 @@ mod tests {
         let generator = row(&table, "| login | generator CPU");
         assert_eq!((generator[4], generator[7]), ("50", ""));
         assert_eq!(row(&table, "| login | failures |")[4], "0");
-        assert_eq!(row(&table, "| chat | messages/s |")[4], "n/a");
-        assert_eq!(
-            row(&table, "| presence | presence deliveries/s |")[4],
-            "n/a"
-        );
+        // Scenarios nobody ran have no rows.
+        assert!(!table.contains("| chat |") && !table.contains("| muc"));
+    }
+
+    #[test]
+    fn muc_runs_stay_apart_by_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let muc = |rate: f64| {
+            json!({"scenario": "muc", "joined": 1000, "messages_per_s": rate / 1000.0,
+                   "deliveries_per_s": rate, "server_cpu_us_per_delivery": 2.0,
+                   "latency": {"p50_ms": 1.0, "p99_ms": 2.0}, "generator_cpu_cores": 0.5,
+                   "errors": {"total": 0}, "lost": 0, "duplicated": 0})
+        };
+        for (file, rate) in [
+            ("verona.muc.1.json", 100_000.0),
+            ("verona.muc-rooms.1.json", 50_000.0),
+            ("prosody.muc.1.json", 20_000.0),
+            ("verona.muc-native.1.json", 80_000.0),
+        ] {
+            std::fs::write(dir.path().join(file), muc(rate).to_string()).unwrap();
+        }
+        let table = Runs::load(dir.path()).unwrap().table();
+        let cases = [
+            (
+                "| muc | deliveries/s |",
+                ["100,000", "20,000", "n/a", "5.00"],
+            ),
+            (
+                "| muc-rooms | deliveries/s |",
+                ["50,000", "n/a", "n/a", "n/a"],
+            ),
+            (
+                "| muc-native | deliveries/s |",
+                ["80,000", "n/a", "n/a", "n/a"],
+            ),
+            ("| muc | occupants joined |", ["1,000", "1,000", "n/a", ""]),
+        ];
+        for (start, expected) in cases {
+            let cells = row(&table, start);
+            assert_eq!(cells[4..8], expected, "{start}");
+        }
+        assert!(!table.contains("| login |"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod fanout;
 pub mod idle;
 pub mod login;
+pub mod muc;
 pub mod presence;
 pub mod soak;
 
