@@ -82,7 +82,15 @@ async fn joined(client: &mut Client) -> (Vec<Element>, Vec<Element>, Element) {
                 assert_eq!(el.attr("type"), None, "{}", show(&el));
                 presences.push(el);
             }
-            "message" if el.has_child("subject", NS_CLIENT) => return (presences, history, el),
+            // The subject ends it: a `<subject/>` alone (with a body or a thread it is a
+            // message of the history).
+            "message"
+                if el.has_child("subject", NS_CLIENT)
+                    && !el.has_child("body", NS_CLIENT)
+                    && !el.has_child("thread", NS_CLIENT) =>
+            {
+                return (presences, history, el);
+            }
             "message" => history.push(el),
             _ => panic!("unexpected while joining: {}", show(&el)),
         }
@@ -1609,4 +1617,80 @@ async fn native_rooms_are_named_by_their_address() {
     let own = juliet.recv().await;
     assert_eq!(own.attr("type"), None, "{}", show(&own));
     assert!(statuses(&own).contains(&"110".to_owned()));
+}
+
+/// What Prosody's MUC scenarios expect (spec/scansion muc_create_destroy, muc_subject_issue_667):
+/// a message is reflected with the id its sender gave it, live and in history; a subject with
+/// a body or a thread is a message, not a subject change (anyone may send it); a join from a
+/// session already in the room resynchronises it, without the others hearing of it.
+#[tokio::test]
+async fn ids_subjects_and_resync_as_other_servers_do() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    ok(&romeo
+        .request(&owner_iq(
+            "c",
+            "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_changesubject'><value>0</value></field></x>",
+        ))
+        .await);
+    let say = |id: &str, children: &str| {
+        format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='{id}'>{children}</message>"
+        )
+    };
+    romeo
+        .send(&say("rm1", "<body>Where are thou?</body>"))
+        .await;
+    for client in [&mut romeo, &mut nurse] {
+        let got = recv_until(client, |el| el.name() == "message").await;
+        assert_eq!(got.attr("id"), Some("rm1"), "{}", show(&got));
+    }
+    // With a body or a thread, a subject is part of a message: the nurse may send it.
+    nurse
+        .send(&say(
+            "n1",
+            "<subject>Greetings</subject><body>Hello everyone</body>",
+        ))
+        .await;
+    nurse
+        .send(&say(
+            "n2",
+            "<subject>New thread</subject><thread>t1</thread>",
+        ))
+        .await;
+    for id in ["n1", "n2"] {
+        let got = recv_until(&mut romeo, |el| el.name() == "message").await;
+        assert_eq!(got.attr("id"), Some(id), "{}", show(&got));
+        assert_eq!(got.attr("type"), Some("groupchat"));
+    }
+    // A bare subject is a subject change, which only moderators may make here.
+    nurse.send(&say("n3", "<subject>Gossip</subject>")).await;
+    let refused = recv_until(&mut nurse, |el| el.attr("id") == Some("n3")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    romeo
+        .send(&say("rm2", "<subject>Something to talk about</subject>"))
+        .await;
+    for client in [&mut nurse, &mut romeo] {
+        let changed = recv_until(client, |el| el.attr("id") == Some("rm2")).await;
+        assert!(changed.has_child("subject", NS_CLIENT));
+    }
+
+    // Resync: everything again, to Romeo only.
+    romeo.send(&join("Romeo")).await;
+    let (presences, history, subject) = joined(&mut romeo).await;
+    assert_eq!(presences.len(), 2);
+    let ids: Vec<Option<&str>> = history.iter().map(|m| m.attr("id")).collect();
+    assert_eq!(ids, [Some("rm1"), Some("n1"), Some("n2")]);
+    assert_eq!(
+        subject.attr("from"),
+        Some("characters@chat.localhost/Romeo")
+    );
+    assert_eq!(
+        subject
+            .get_child("subject", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("Something to talk about")
+    );
+    nurse.expect_nothing().await;
 }

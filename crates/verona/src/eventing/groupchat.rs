@@ -864,19 +864,31 @@ fn spoken(child: &Element) -> bool {
 }
 
 /// The item a message said in a room becomes (Ex. 16): one `<message xmlns='jabber:client'>`
-/// with what the speaker said and its nick (XEP-0172), nothing else. `None` when it says
-/// nothing a room keeps.
+/// with what the speaker said, the id it gave it (XEP-0045 §7.4: reflected as sent, so that
+/// the speaker knows its own message) and its nick (XEP-0172), nothing else. `None` when it
+/// says nothing a room keeps.
 pub fn said(message: &Element, nick: &str) -> Option<Element> {
     let children: Vec<Element> = message.children().filter(|c| spoken(c)).cloned().collect();
     if children.is_empty() {
         return None;
     }
+    let mut item = builder("message", ns::CLIENT);
+    if let Some(id) = message.attr("id") {
+        item = item.with("id", id);
+    }
     Some(
-        builder("message", ns::CLIENT)
-            .append_all(children)
+        item.append_all(children)
             .append(text_child("nick", ns::NICK, nick))
             .build(),
     )
+}
+
+/// Whether a message changes the subject (XEP-0045 §8.1): a `<subject/>` with neither a
+/// `<body/>` nor a `<thread/>` (with them it is a message that has a subject).
+pub fn is_subject_change(message: &Element) -> bool {
+    message.has_child("subject", ns::CLIENT)
+        && !message.has_child("body", ns::CLIENT)
+        && !message.has_child("thread", ns::CLIENT)
 }
 
 /// The speaker's nick in an item [`said`] built.
@@ -901,15 +913,14 @@ pub fn groupchat_message(
             .with("stamp", verona_pubsub_xmpp::stamp(at))
             .build()
     });
-    Some(
-        builder("message", ns::CLIENT)
-            .with("type", "groupchat")
-            .with("from", from)
-            .with("to", to.as_str())
-            .append_all(said)
-            .append_all(delay)
-            .build(),
-    )
+    let mut message = builder("message", ns::CLIENT)
+        .with("type", "groupchat")
+        .with("from", from)
+        .with("to", to.as_str());
+    if let Some(id) = payload.attr("id") {
+        message = message.with("id", id);
+    }
+    Some(message.append_all(said).append_all(delay).build())
 }
 
 /// The subject a classic join gets after the history (XEP-0045 §7.2.16): the last one said,
@@ -1070,6 +1081,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_bare_subject_changes_it() {
+        let cases = [
+            ("<subject>news</subject>", true),
+            ("<subject/>", true),
+            ("<subject>Greetings</subject><body>Hello</body>", false),
+            ("<subject>New thread</subject><thread>t1</thread>", false),
+            ("<body>hi</body>", false),
+        ];
+        for (children, expected) in cases {
+            let message = el(&format!(
+                "<message xmlns='jabber:client'>{children}</message>"
+            ));
+            assert_eq!(is_subject_change(&message), expected, "{children}");
+        }
+    }
+
+    #[test]
     fn invitations_are_bounded_and_distinct() {
         let invites: String = (0..30)
             .map(|n| format!("<invite to='u{}@localhost'/>", n % 25))
@@ -1175,6 +1203,28 @@ mod tests {
         assert!(
             item.attrs().iter().next().is_none(),
             "no type, from or to is kept"
+        );
+        // The sender's id is kept, to be reflected.
+        let with_id = el(
+            "<message xmlns='jabber:client' id='rm1' type='groupchat'><body>hi</body></message>",
+        );
+        let kept = said(&with_id, "JC").unwrap();
+        let attrs: Vec<String> = kept
+            .attrs()
+            .iter()
+            .map(|((_, name), value)| format!("{name}={value}"))
+            .collect();
+        assert_eq!(attrs, ["id=rm1"]);
+        assert_eq!(
+            groupchat_message(
+                &BareJid::new("r@chat.l").unwrap(),
+                &Jid::new("j@l/b").unwrap(),
+                &kept,
+                None
+            )
+            .and_then(|m| m.attr("id").map(str::to_owned))
+            .as_deref(),
+            Some("rm1")
         );
         // Nothing said: nothing to keep.
         let empty = el("<message xmlns='jabber:client'><error type='cancel'/></message>");

@@ -413,10 +413,14 @@ impl ServicesTask {
             return;
         }
         if let Some(mine) = service.subscribers(&node).into_iter().find(|s| s.jid == me) {
-            if groupchat::nick_of(&mine.options) == Some(join.nick.as_str()) {
-                self.occupant_presence_changed(&room, &node, &me, stanza, done);
-            } else {
+            if groupchat::nick_of(&mine.options) != Some(join.nick.as_str()) {
                 self.change_nick(from, room_nick, mine, done);
+            } else if stanza.has_child("x", ns::MUC) {
+                // A join from a session already in the room: the client lost track, and gets
+                // the room again (occupants, history, subject), as a join would.
+                self.welcome(&room, &node, &me, join.history, Entry::Resync, done);
+            } else {
+                self.occupant_presence_changed(&room, &node, &me, stanza, done);
             }
             return;
         }
@@ -472,7 +476,12 @@ impl ServicesTask {
                     outcome.undo,
                 ));
                 if admitted {
-                    self.welcome(&room, &node, &me, join.history, created, done);
+                    let entry = if created {
+                        Entry::Created
+                    } else {
+                        Entry::Joined
+                    };
+                    self.welcome(&room, &node, &me, join.history, entry, done);
                 } else {
                     // An `authorize` room: the owners have the request.
                     done.push(refuse("registration-required", "auth"));
@@ -500,7 +509,7 @@ impl ServicesTask {
         node: &str,
         newcomer: &Jid,
         history: groupchat::History,
-        created: bool,
+        entry: Entry,
         done: &mut Vec<Done>,
     ) {
         let Some(hosted) = self.rooms.get(node) else {
@@ -520,12 +529,14 @@ impl ServicesTask {
         }
         let occupant = me.described(&hosted.service, room, node);
         let mut own = vec![100, 110];
-        if created {
+        if entry == Entry::Created {
             own.push(201);
         }
         let presence = occupant_presence(&occupant, newcomer, false, &own);
         self.tell(node, to.clone(), presence, done);
-        self.announce_arrival(room, node, newcomer, done);
+        if entry != Entry::Resync {
+            self.announce_arrival(room, node, newcomer, done);
+        }
         // History, oldest first, then the subject: the last one said, or an empty one.
         let query = ItemQuery::Latest(self.pep_limits.max_items_per_node);
         let items = hosted
@@ -540,13 +551,16 @@ impl ServicesTask {
                 Some((payload, item.published, item.id.as_str()))
             })
             .collect();
-        let subject = payloads.iter().find_map(|(payload, _, _)| {
-            let text = payload.get_child("subject", ns::CLIENT)?.text();
-            Some((speaker(payload)?, text))
-        });
+        let subject = payloads
+            .iter()
+            .filter(|(payload, _, _)| groupchat::is_subject_change(payload))
+            .find_map(|(payload, _, _)| {
+                let text = payload.get_child("subject", ns::CLIENT)?.text();
+                Some((speaker(payload)?, text))
+            });
         let said = payloads
             .iter()
-            .filter(|(payload, _, _)| payload.has_child("body", ns::CLIENT))
+            .filter(|(payload, _, _)| !groupchat::is_subject_change(payload))
             .filter_map(|(payload, at, id)| {
                 let mut message = groupchat_message(room, newcomer, payload, Some(*at))?;
                 message.append_child(archive::stanza_id(id, room.as_str()));
@@ -584,7 +598,7 @@ impl ServicesTask {
                 chars: None,
                 since: None,
             };
-            self.welcome(&room, node, occupant, history, false, done);
+            self.welcome(&room, node, occupant, history, Entry::Joined, done);
         } else {
             self.announce_arrival(&room, node, occupant, done);
         }
@@ -852,7 +866,7 @@ impl ServicesTask {
                 .service
                 .node_config(&node)
                 .is_some_and(groupchat::occupants_change_subject);
-        if stanza.has_child("subject", ns::CLIENT) && !may_set_subject {
+        if groupchat::is_subject_change(stanza) && !may_set_subject {
             // XEP-0045 §8.1.
             let why = "only the moderators change the subject";
             let reply = error_reply(stanza, StanzaError::Forbidden, Some(why));
@@ -1803,6 +1817,16 @@ fn registered_identity(config: &verona_pubsub::NodeConfig, from: &FullJid) -> El
         .with("node", ROOMUSER_ITEM)
         .append_all(identity)
         .build()
+}
+
+/// How a session comes to get what a join gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// It made the room (status 201).
+    Created,
+    Joined,
+    /// It was in the room already and joined again: the others are not told.
+    Resync,
 }
 
 /// One occupant of a room: the session in it, its nick and its subscription's options.
