@@ -964,8 +964,9 @@ fn voice_form(fields: &str) -> String {
     )
 }
 
-/// XEP-0045 §8 and §9: a moderated room makes the nurse a visitor, who may not speak; her
-/// voice request (§7.13) reaches the moderator as a form whose approval (§8.6) gives her voice;
+/// XEP-0045 §8 and §9: a room made moderated leaves the nurse's voice as it was (her role is
+/// hers for her stay, as on Prosody) and tells everyone its configuration changed (104); back
+/// in, she is a visitor, who may not speak; her voice request (§7.13) reaches the moderator as a form whose approval (§8.6) gives her voice;
 /// the moderator takes it again; an admin moderates, sees the admin list, and may neither
 /// ban an owner nor make herself one.
 #[tokio::test]
@@ -977,9 +978,25 @@ async fn moderated_rooms_voice_requests_and_admins() {
         "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x>",
     );
     ok(&romeo.request(&moderated).await);
-    let own = recv_until(&mut nurse, |el| el.name() == "presence").await;
-    assert_eq!(standing(&own), pair("none", "visitor"));
-    assert_eq!(statuses(&own), ["110"]);
+    for client in [&mut romeo, &mut nurse] {
+        let notice = client.recv().await;
+        assert_eq!(notice.attr("from"), Some(ROOM), "{}", show(&notice));
+        assert_eq!(statuses(&notice), ["104"]);
+    }
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/Nurse'/>"
+        ))
+        .await;
+    recv_until(&mut nurse, |el| el.name() == "presence").await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    nurse.send(&join("Nurse")).await;
+    let (presences, _, _) = joined(&mut nurse).await;
+    let own = presences
+        .iter()
+        .find(|p| p.attr("from") == Some("characters@chat.localhost/Nurse"))
+        .unwrap();
+    assert_eq!(standing(own), pair("none", "visitor"));
     let seen = recv_until(&mut romeo, |el| el.name() == "presence").await;
     assert_eq!(seen.attr("from"), Some("characters@chat.localhost/Nurse"));
     assert_eq!(standing(&seen), pair("none", "visitor"));
@@ -1181,6 +1198,10 @@ async fn passwords_registration_declines_and_destruction() {
              </x>",
         ))
         .await);
+    // A member now, and everyone sees it (as Prosody's muc_register scenario expects).
+    let own = recv_until(&mut juliet, |el| el.name() == "presence").await;
+    assert_eq!(own.attr("from"), Some("characters@chat.localhost/JC"));
+    assert_eq!(standing(&own), pair("member", "participant"));
     let again = juliet.request(&register("get", "")).await;
     let query = again.get_child("query", "jabber:iq:register").unwrap();
     assert!(query.has_child("registered", "jabber:iq:register"));
@@ -1235,9 +1256,13 @@ async fn passwords_registration_declines_and_destruction() {
         ))
         .await;
     let declined = recv_until(&mut romeo, |el| {
-        el.name() == "message" && el.attr("from") == Some(ROOM)
+        el.name() == "message"
+            && el
+                .get_child("x", MUC_USER)
+                .is_some_and(|x| x.has_child("decline", MUC_USER))
     })
     .await;
+    assert_eq!(declined.attr("from"), Some(ROOM));
     let decline = declined
         .get_child("x", MUC_USER)
         .and_then(|x| x.get_child("decline", MUC_USER))
@@ -1633,6 +1658,10 @@ async fn ids_subjects_and_resync_as_other_servers_do() {
             "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_changesubject'><value>0</value></field></x>",
         ))
         .await);
+    for client in [&mut romeo, &mut nurse] {
+        let notice = client.recv().await;
+        assert_eq!(statuses(&notice), ["104"], "{}", show(&notice));
+    }
     let say = |id: &str, children: &str| {
         format!(
             "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='{id}'>{children}</message>"
@@ -1693,4 +1722,120 @@ async fn ids_subjects_and_resync_as_other_servers_do() {
         Some("Something to talk about")
     );
     nurse.expect_nothing().await;
+}
+
+/// Prosody's muc_password, muc_affiliation_notify, muc_members_only_change and
+/// muc_members_only_deregister scenarios: a room secret alone protects the room, and an empty
+/// one unprotects it; leaving by the room's bare address; occupants hear of affiliation
+/// changes of those not in the room; a member who loses membership, or gives it up, leaves a
+/// members-only room with 321.
+#[tokio::test]
+async fn passwords_memberships_and_deregistration_as_prosody_does() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    let config = |fields: &str| {
+        owner_iq(
+            "c",
+            &format!(
+                "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>{fields}</x>"
+            ),
+        )
+    };
+    ok(&romeo
+        .request(&config(
+            "<field var='muc#roomconfig_roomsecret'><value>cauldronburn</value></field>",
+        ))
+        .await);
+    assert_eq!(statuses(&romeo.recv().await), ["104"]);
+    juliet.send(&join("Juliet")).await;
+    let refused = juliet.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-authorized"));
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Juliet'><x xmlns='{MUC}'><password>cauldronburn</password></x></presence>"
+        ))
+        .await;
+    joined(&mut juliet).await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    // Leaving by the bare address.
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}'/>"
+        ))
+        .await;
+    let gone = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    assert_eq!(gone.attr("from"), Some("characters@chat.localhost/Juliet"));
+    let own = juliet.recv().await;
+    assert_eq!(own.attr("type"), Some("unavailable"));
+    // An empty secret unprotects the room; members-only from now on.
+    ok(&romeo
+        .request(&config(
+            "<field var='muc#roomconfig_roomsecret'><value></value></field><field var='muc#roomconfig_membersonly'><value>1</value></field>",
+        ))
+        .await);
+    assert_eq!(statuses(&romeo.recv().await), ["104"]);
+
+    // Juliet is made a member while away: Romeo hears of it.
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='juliet@localhost'/>",
+        ))
+        .await);
+    let notice = romeo.recv().await;
+    let item = notice
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap_or_else(|| panic!("{}", show(&notice)));
+    assert_eq!(
+        (item.attr("jid"), item.attr("affiliation")),
+        (Some("juliet@localhost"), Some("member"))
+    );
+    juliet.send(&join("Juliet")).await;
+    joined(&mut juliet).await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    // Membership taken: she leaves with 321.
+    ok(&romeo
+        .request(&admin_iq(
+            "n",
+            "<item affiliation='none' jid='juliet@localhost'/>",
+        ))
+        .await);
+    let removed = recv_until(&mut juliet, |el| el.name() == "presence").await;
+    assert_eq!(removed.attr("type"), Some("unavailable"));
+    let mut codes = statuses(&removed);
+    codes.sort();
+    assert_eq!(codes, ["110", "321"]);
+    let seen = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(statuses(&seen), ["321"]);
+
+    // Made a member again, she enters, then gives up her registration: 321 again.
+    ok(&romeo
+        .request(&admin_iq(
+            "m2",
+            "<item affiliation='member' jid='juliet@localhost'/>",
+        ))
+        .await);
+    juliet.send(&join("Juliet")).await;
+    joined(&mut juliet).await;
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='u' to='{ROOM}'><query xmlns='jabber:iq:register'><remove/></query></iq>"
+        ))
+        .await);
+    let removed = recv_until(&mut juliet, |el| el.name() == "presence").await;
+    assert_eq!(removed.attr("type"), Some("unavailable"));
+    assert!(statuses(&removed).contains(&"321".to_owned()));
+    let seen = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("type") == Some("unavailable")
+    })
+    .await;
+    assert_eq!(statuses(&seen), ["321"]);
 }

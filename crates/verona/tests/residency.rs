@@ -390,6 +390,8 @@ async fn room_transcript(resident_services: usize) -> Vec<String> {
          </query></iq>"
     );
     out.push(line(&romeo.request(&configure).await));
+    // The configuration changed (104).
+    out.push(line(&romeo.recv().await));
     romeo
         .send(&format!(
             "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/Romeo'/>"

@@ -182,6 +182,18 @@ pub fn register_nick(config: &NodeConfig, jid: &BareJid, nick: &str) -> ConfigFi
     }
 }
 
+/// The configuration field that forgets the nick `jid` registered.
+pub fn unregister_nick(config: &NodeConfig, jid: &BareJid) -> ConfigField {
+    let values = registered(config)
+        .filter(|(who, _)| *who != jid.as_str())
+        .map(|(who, nick)| format!("{who} {nick}"))
+        .collect();
+    ConfigField::Extra {
+        var: NICKS.to_owned(),
+        values,
+    }
+}
+
 /// The registration form of a room (XEP-0045 §7.10), or what an account already registered.
 pub fn register_query(registered: Option<&str>) -> Element {
     let query = builder("query", IQ_REGISTER);
@@ -246,6 +258,48 @@ pub fn addressed_room(stanza: &Element) -> Option<String> {
             None
         }
     })
+}
+
+/// A message from the room to an occupant with status codes (XEP-0045 §10.2.1: 104 a
+/// configuration change, 172 now non-anonymous, 173 now semi-anonymous).
+pub fn room_notice(room: &BareJid, to: &Jid, codes: &[u16]) -> Element {
+    let statuses = codes.iter().map(|code| {
+        builder("status", ns::MUC_USER)
+            .with("code", code.to_string())
+            .build()
+    });
+    builder("message", ns::CLIENT)
+        .with("type", "groupchat")
+        .with("from", room.as_str())
+        .with("to", to.as_str())
+        .append(builder("x", ns::MUC_USER).append_all(statuses).build())
+        .build()
+}
+
+/// The notice of an affiliation change of someone not in the room (XEP-0045 §9, §10: as
+/// Prosody sends it to the occupants), with 301 for a ban.
+pub fn affiliation_notice(
+    room: &BareJid,
+    to: &Jid,
+    jid: &BareJid,
+    affiliation: RoomAffiliation,
+) -> Element {
+    let item = builder("item", ns::MUC_USER)
+        .with("jid", jid.as_str())
+        .with("affiliation", affiliation.name())
+        .build();
+    let banned = (affiliation == RoomAffiliation::Outcast)
+        .then(|| builder("status", ns::MUC_USER).with("code", "301").build());
+    builder("message", ns::CLIENT)
+        .with("from", room.as_str())
+        .with("to", to.as_str())
+        .append(
+            builder("x", ns::MUC_USER)
+                .append_all(banned)
+                .append(item)
+                .build(),
+        )
+        .build()
 }
 
 /// A voice form sent to a room (XEP-0045 §7.13, §8.6): a visitor asking, or a moderator's
@@ -639,6 +693,20 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
             | "muc#roomconfig_canchangenick" => {}
             other => return Err(format!("{other}: not offered by this server")),
         }
+    }
+    // A password given without saying the room is protected protects it (as on Prosody).
+    let secret_given = fields.iter().any(|field| {
+        matches!(field, ConfigField::Extra { var, values } if var == SECRET
+            && values.first().is_some_and(|secret| !secret.is_empty()))
+    });
+    let protection_said = fields
+        .iter()
+        .any(|field| matches!(field, ConfigField::Extra { var, .. } if var == PASSWORD_PROTECTED));
+    if secret_given && !protection_said {
+        fields.push(ConfigField::Extra {
+            var: PASSWORD_PROTECTED.to_owned(),
+            values: vec!["1".to_owned()],
+        });
     }
     Ok(fields)
 }

@@ -48,6 +48,15 @@ impl ServicesTask {
             }
             ("iq", Err(room)) => self.room_iq(&from, room, &stanza, done),
             ("iq", Ok(room_nick)) => self.occupant_iq(&from, room_nick, &stanza, done),
+            // Leaving by the room's bare address (as Prosody accepts it).
+            ("presence", Err(room)) if stanza.attr("type") == Some("unavailable") => {
+                let node = room.node().map(|n| n.to_string()).unwrap_or_default();
+                let mine = self.occupant_of(&node, &Jid::from(from.clone()));
+                let nick = mine.as_ref().and_then(|s| groupchat::nick_of(&s.options));
+                if let Some(room_nick) = nick.and_then(|nick| room.with_resource_str(nick).ok()) {
+                    self.leave(&from, &room_nick, done);
+                }
+            }
             ("presence" | "message", _) => {}
             _ => {
                 let reply = error_reply(&stanza, StanzaError::ServiceUnavailable, None);
@@ -72,6 +81,25 @@ impl ServicesTask {
             presence
         };
         done.push(Done::reply(session, Some(presence)));
+    }
+
+    /// Sends each occupant (its session) what `message` makes for it.
+    fn tell_occupants(
+        &self,
+        node: &str,
+        message: impl Fn(&Jid) -> Option<Element>,
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.get(node) else {
+            return;
+        };
+        for occupant in occupants(&hosted.service, node) {
+            if let (Ok(session), Some(message)) =
+                (occupant.jid.clone().try_into_full(), message(&occupant.jid))
+            {
+                done.push(Done::reply(session, Some(message)));
+            }
+        }
     }
 
     /// The occupant `jid` is in a room as, if it is.
@@ -273,6 +301,48 @@ impl ServicesTask {
         true
     }
 
+    /// An occupant's affiliation changed: the role it brings replaces whatever a moderator
+    /// gave for the stay (§9, §10), and everyone sees the occupant's new standing.
+    fn affiliation_changed(
+        &mut self,
+        room: &BareJid,
+        node: &str,
+        occupant: &Jid,
+        done: &mut Vec<Done>,
+    ) {
+        let reset = self.occupant_of(node, occupant).and_then(|mine| {
+            let hosted = self.rooms.get(node)?;
+            let config = hosted.service.node_config(node)?;
+            let affiliation = affiliation_in(&hosted.service, node, occupant);
+            let mut options = mine.options.clone();
+            options.custom.remove(groupchat::ROLE_OPTION);
+            let role = Role::of(config, affiliation, &options);
+            options
+                .custom
+                .insert(groupchat::ROLE_OPTION.to_owned(), role.name().to_owned());
+            (options != mine.options).then_some((mine, options))
+        });
+        if let Some((mine, options)) = reset
+            && let Some(hosted) = self.rooms.get_mut(node)
+        {
+            let changed = hosted.service.set_subscription_options(
+                occupant,
+                node,
+                occupant,
+                Some(mine.subid.as_str()),
+                options,
+            );
+            match changed {
+                Ok(outcome) => {
+                    let origin = Origin::Room(node.to_owned());
+                    done.push(Done::new(origin, outcome.effects, outcome.undo));
+                }
+                Err(e) => tracing::debug!(%room, "resetting an occupant's role: {e}"),
+            }
+        }
+        self.announce_standing(room, node, occupant, done);
+    }
+
     /// Everyone in the room sees an occupant's new role or affiliation (XEP-0045 §8, §9).
     fn announce_standing(&self, room: &BareJid, node: &str, occupant: &Jid, done: &mut Vec<Done>) {
         let Some(hosted) = self.rooms.get(node) else {
@@ -466,7 +536,15 @@ impl ServicesTask {
                 }
             }
         }
-        let options = groupchat::occupant_options(&join.nick, true);
+        let mut options = groupchat::occupant_options(&join.nick, true);
+        // The role is the occupant's for its stay (XEP-0045 §5.1): a room made moderated
+        // later leaves the voice of those in it as it was.
+        if let Some(config) = service.node_config(&node) {
+            let role = Role::of(config, affiliation_in(service, &node, &me), &options);
+            options
+                .custom
+                .insert(groupchat::ROLE_OPTION.to_owned(), role.name().to_owned());
+        }
         match service.subscribe(&self.presence, &me, &node, &me, Some(options)) {
             Ok(outcome) => {
                 let admitted = outcome.value.state.is_approved();
@@ -1041,6 +1119,9 @@ impl ServicesTask {
         if !set {
             return None;
         }
+        if query.has_child("remove", groupchat::IQ_REGISTER) {
+            return self.unregister(from, node, stanza, done);
+        }
         let Some(nick) = groupchat::register_submission(query) else {
             return error_reply(stanza, StanzaError::NotAcceptable, Some("which nick?"));
         };
@@ -1084,6 +1165,74 @@ impl ServicesTask {
                     outcome.undo,
                 )),
                 Err(e) => tracing::debug!(%from, node, "registering with a room: {e}"),
+            }
+            // A member now, in the room: everyone sees it.
+            let room = room_address(node, self.rooms_jid.domain())?;
+            let mine = self.occupant_of(node, &Jid::from(from.clone()));
+            if let Some(mine) = mine {
+                self.affiliation_changed(&room, node, &mine.jid, done);
+            }
+        }
+        Some(iq_result(stanza, None))
+    }
+
+    /// XEP-0045 §7.10 `<remove/>`: the nick is no longer the account's, nor, for a member,
+    /// the membership; in a members-only room its sessions leave with 321.
+    fn unregister(
+        &mut self,
+        from: &FullJid,
+        node: &str,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let me = from.to_bare();
+        let room = room_address(node, self.rooms_jid.domain())?;
+        let hosted = self.rooms.get_mut(node)?;
+        let config = hosted.service.node_config(node)?.clone();
+        let affiliation = affiliation_in(&hosted.service, node, &Jid::from(me.clone()));
+        let actor = hosted.jid.clone();
+        let origin = Origin::Room(node.to_owned());
+        let before = hosted.service.subscribers(node);
+        if groupchat::registered_nick(&config, &me).is_some() {
+            let fields = [groupchat::unregister_nick(&config, &me)];
+            match hosted
+                .service
+                .configure(&self.presence, &actor, node, &fields)
+            {
+                Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
+                Err(e) => {
+                    let why = e.to_string();
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                }
+            }
+        }
+        if affiliation == RoomAffiliation::Member {
+            let none = BTreeMap::from([(me.clone(), Affiliation::None)]);
+            match hosted
+                .service
+                .set_affiliations(&self.presence, &actor, node, &none)
+            {
+                Ok(outcome) => done.push(Done::new(origin, outcome.effects, outcome.undo)),
+                Err(e) => {
+                    let why = e.to_string();
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                }
+            }
+        }
+        let after = hosted.service.subscribers(node);
+        let removed: Vec<SubscriptionInfo> = before
+            .into_iter()
+            .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
+            .collect();
+        let staying: Vec<Jid> = after
+            .iter()
+            .filter(|s| s.state.is_approved() && s.jid.to_bare() == me)
+            .map(|s| s.jid.clone())
+            .collect();
+        self.announce_removals(&room, &removed, 321, done);
+        if affiliation == RoomAffiliation::Member {
+            for session in staying {
+                self.affiliation_changed(&room, node, &session, done);
             }
         }
         Some(iq_result(stanza, None))
@@ -1142,6 +1291,10 @@ impl ServicesTask {
         };
         let before = hosted.service.subscribers(node);
         let roles_before = roles(&hosted.service, room, node);
+        let was_semi_anonymous = hosted
+            .service
+            .node_config(node)
+            .is_some_and(groupchat::is_semi_anonymous);
         match hosted.service.configure(&self.presence, &me, node, &fields) {
             Ok(outcome) => {
                 done.push(Done::new(
@@ -1165,10 +1318,27 @@ impl ServicesTask {
                     })
                     .map(|(occupant, _)| occupant)
                     .collect();
+                let semi_anonymous = hosted
+                    .service
+                    .node_config(node)
+                    .is_some_and(groupchat::is_semi_anonymous);
                 self.announce_removals(room, &removed, 322, done);
                 for occupant in changed {
                     self.announce_standing(room, node, &occupant, done);
                 }
+                // §10.2.1: everyone in the room hears that its configuration changed, and
+                // whether real JIDs are now shown (172) or hidden (173).
+                let mut codes = vec![104];
+                match (was_semi_anonymous, semi_anonymous) {
+                    (true, false) => codes.push(172),
+                    (false, true) => codes.push(173),
+                    _ => {}
+                }
+                self.tell_occupants(
+                    node,
+                    |to| Some(groupchat::room_notice(room, to, &codes)),
+                    done,
+                );
                 Some(iq_result(stanza, None))
             }
             Err(e) => {
@@ -1347,34 +1517,30 @@ impl ServicesTask {
             .filter(|s| s.state.is_approved() && affiliations.contains_key(&s.jid.to_bare()))
             .map(|s| s.jid.clone())
             .collect();
+        // Accounts not in the room: its occupants hear of the change, those who see real JIDs
+        // (everyone, or in a semi-anonymous room its owners and admins).
+        let semi_anonymous = groupchat::is_semi_anonymous(&config);
+        let hosted = self.rooms.get(node)?;
+        let present: BTreeSet<BareJid> = occupants(&hosted.service, node)
+            .iter()
+            .map(|o| o.jid.to_bare())
+            .collect();
+        for (jid, affiliation) in affiliations
+            .iter()
+            .filter(|(jid, _)| !present.contains(*jid))
+        {
+            self.tell_occupants(
+                node,
+                |to| {
+                    let sees = !semi_anonymous
+                        || affiliation_in(&hosted.service, node, to) >= RoomAffiliation::Admin;
+                    sees.then(|| groupchat::affiliation_notice(room, to, jid, *affiliation))
+                },
+                done,
+            );
+        }
         for occupant in changed {
-            // A new affiliation brings its own role (§9, §10): a moderator's earlier grant
-            // or revocation no longer applies.
-            if let Some(mine) = self.occupant_of(node, &occupant)
-                && mine.options.custom.contains_key(groupchat::ROLE_OPTION)
-            {
-                let mut options = mine.options.clone();
-                options.custom.remove(groupchat::ROLE_OPTION);
-                let hosted = self.rooms.get_mut(node)?;
-                let reset = hosted.service.set_subscription_options(
-                    &occupant,
-                    node,
-                    &occupant,
-                    Some(mine.subid.as_str()),
-                    options,
-                );
-                match reset {
-                    Ok(outcome) => {
-                        done.push(Done::new(
-                            Origin::Room(node.to_owned()),
-                            outcome.effects,
-                            outcome.undo,
-                        ));
-                    }
-                    Err(e) => tracing::debug!(%room, "resetting an occupant's role: {e}"),
-                }
-            }
-            self.announce_standing(room, node, &occupant, done);
+            self.affiliation_changed(room, node, &occupant, done);
         }
         Some(iq_result(stanza, None))
     }
