@@ -1839,3 +1839,67 @@ async fn passwords_memberships_and_deregistration_as_prosody_does() {
     .await;
     assert_eq!(statuses(&seen), ["321"]);
 }
+
+/// Prosody's muc_presence_probe and muc_whois_anyone_member scenarios: an occupant probes
+/// another and gets its presence; a stranger gets `not-acceptable`; a nick registered with a
+/// membership (`nick` on the item) is probed as unavailable; members read the affiliation
+/// lists of a room that shows real JIDs, strangers do not.
+#[tokio::test]
+async fn probes_and_member_lists_as_prosody_does() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("mercutio", "pw").await;
+    let mut mercutio = t.login("mercutio", "pw", "street").await;
+    let probe = |nick: &str| {
+        format!(
+            "<presence xmlns='jabber:client' type='probe' to='{ROOM}/{nick}'><x xmlns='{MUC}'/></presence>"
+        )
+    };
+    romeo.send(&probe("Nurse")).await;
+    let got = romeo.recv().await;
+    assert_eq!(got.attr("from"), Some("characters@chat.localhost/Nurse"));
+    assert_eq!(got.attr("type"), None);
+    assert_eq!(standing(&got), pair("none", "participant"));
+    mercutio.send(&probe("Romeo")).await;
+    let refused = mercutio.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='mercutio@localhost' nick='Mercutio'/>",
+        ))
+        .await);
+    let notice = romeo.recv().await;
+    assert!(notice.has_child("x", MUC_USER), "{}", show(&notice));
+    romeo.send(&probe("Mercutio")).await;
+    let away = romeo.recv().await;
+    assert_eq!(away.attr("type"), Some("unavailable"));
+    let item = away
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap();
+    assert_eq!(
+        (
+            item.attr("nick"),
+            item.attr("affiliation"),
+            item.attr("role")
+        ),
+        (Some("Mercutio"), Some("member"), Some("none"))
+    );
+
+    // A member reads the owner list; the nurse, no member, may not.
+    let owners = format!(
+        "<iq xmlns='jabber:client' type='get' id='o' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='owner'/></query></iq>"
+    );
+    let listed = mercutio.request(&owners).await;
+    let jids: Vec<&str> = listed
+        .get_child("query", "http://jabber.org/protocol/muc#admin")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(jids, ["romeo@localhost"]);
+    let refused = nurse.request(&owners).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+}

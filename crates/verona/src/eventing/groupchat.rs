@@ -866,6 +866,8 @@ impl History {
 pub enum RoomPresence {
     Join(Join),
     Leave,
+    /// A probe of an occupant's presence.
+    Probe,
     /// Any other type: nothing to do.
     Other,
 }
@@ -884,6 +886,7 @@ pub fn room_presence(stanza: &Element, to: &FullJid, now: SystemTime) -> RoomPre
             })
         }
         Some("unavailable") => RoomPresence::Leave,
+        Some("probe") => RoomPresence::Probe,
         Some(_) => RoomPresence::Other,
     }
 }
@@ -1137,6 +1140,10 @@ mod tests {
             (
                 "<presence xmlns='jabber:client' type='unavailable'/>",
                 RoomPresence::Leave,
+            ),
+            (
+                "<presence xmlns='jabber:client' type='probe'/>",
+                RoomPresence::Probe,
             ),
             (
                 "<presence xmlns='jabber:client' type='subscribe'/>",

@@ -26,6 +26,7 @@ impl ServicesTask {
                 match room_presence(&stanza, room_nick, SystemTime::now()) {
                     RoomPresence::Join(join) => self.join(&from, room_nick, join, &stanza, done),
                     RoomPresence::Leave => self.leave(&from, room_nick, done),
+                    RoomPresence::Probe => self.probe_occupant(&from, room_nick, done),
                     RoomPresence::Other => {}
                 }
             }
@@ -174,6 +175,60 @@ impl ServicesTask {
                 done.push(Done::reply(session, Some(message)));
             }
         }
+    }
+
+    /// A presence probe of `room/nick` (as Prosody answers it): to an occupant, the presence
+    /// of that nick's occupant, or for a nick registered by someone away, an unavailable one;
+    /// to anyone else `not-acceptable`.
+    fn probe_occupant(&self, from: &FullJid, room_nick: &FullJid, done: &mut Vec<Done>) {
+        let node = room_nick.node().map(|n| n.to_string()).unwrap_or_default();
+        let me = Jid::from(from.clone());
+        let room = room_nick.to_bare();
+        let refuse = |condition: &str| {
+            Done::reply(
+                from.clone(),
+                Some(join_error(&me, room_nick, condition, "cancel")),
+            )
+        };
+        let (Some(hosted), Some(_)) = (self.rooms.get(&node), self.occupant_of(&node, &me)) else {
+            done.push(refuse("not-acceptable"));
+            return;
+        };
+        let nick = room_nick.resource().as_str();
+        if let Some(target) = self.occupant_named(&node, nick) {
+            let occupant = described(
+                &hosted.service,
+                &room,
+                &node,
+                (nick, &target.jid, &target.options),
+            );
+            let presence = occupant_presence(&occupant, &me, false, &[]);
+            self.tell(&node, from.clone(), presence, done);
+            return;
+        }
+        let registered = hosted
+            .service
+            .node_config(&node)
+            .and_then(|config| groupchat::nick_owner(config, nick))
+            .and_then(|owner| Jid::new(owner).ok());
+        let Some(owner) = registered else {
+            done.push(refuse("item-not-found"));
+            return;
+        };
+        let occupant = described(
+            &hosted.service,
+            &room,
+            &node,
+            (nick, &owner, &SubscriptionOptions::default()),
+        );
+        let mut presence = groupchat::presence_of(&occupant, &me, true, &[], &[], None);
+        if let Some(item) = presence
+            .get_child_mut("x", ns::MUC_USER)
+            .and_then(|x| x.get_child_mut("item", ns::MUC_USER))
+        {
+            set_attr(item, "nick", nick);
+        }
+        self.tell(&node, from.clone(), presence, done);
     }
 
     /// XEP-0045 §7.8.2: an invitee declines; the inviter's available sessions are told.
@@ -1372,6 +1427,7 @@ impl ServicesTask {
         let mut kicked = Vec::new();
         let mut roles = Vec::new();
         let mut affiliations: BTreeMap<BareJid, RoomAffiliation> = BTreeMap::new();
+        let mut nicks: Vec<(BareJid, String)> = Vec::new();
         for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
             match (item.attr("role"), item.attr("affiliation")) {
                 (Some(role), None) => {
@@ -1425,6 +1481,11 @@ impl ServicesTask {
                     if !allowed {
                         return error_reply(stanza, StanzaError::Forbidden, None);
                     }
+                    // A nick given with a membership is registered for it (§9.3, as on
+                    // Prosody).
+                    if let (Some(nick), RoomAffiliation::Member) = (item.attr("nick"), wanted) {
+                        nicks.push((jid.to_bare(), nick.to_owned()));
+                    }
                     affiliations.insert(jid.to_bare(), wanted);
                 }
                 _ => return error_reply(stanza, StanzaError::BadRequest, None),
@@ -1458,7 +1519,13 @@ impl ServicesTask {
                         outcome.effects,
                         outcome.undo,
                     ));
-                    let fields = [groupchat::admins_field(&admins)];
+                    let mut registered = config.clone();
+                    let mut fields = vec![groupchat::admins_field(&admins)];
+                    for (jid, nick) in &nicks {
+                        let field = groupchat::register_nick(&registered, jid, nick);
+                        registered.set(field.clone());
+                        fields.push(field);
+                    }
                     hosted
                         .service
                         .configure(&self.presence, &actor_jid, node, &fields)
@@ -1593,7 +1660,10 @@ impl ServicesTask {
             else {
                 return error_reply(stanza, StanzaError::BadRequest, Some("which list?"));
             };
-            if actor < RoomAffiliation::Admin {
+            // Members may read the lists of a room that shows real JIDs (as on Prosody).
+            let member_may =
+                actor == RoomAffiliation::Member && !groupchat::is_semi_anonymous(config);
+            if actor < RoomAffiliation::Admin && !member_may {
                 return error_reply(stanza, StanzaError::Forbidden, Some("admins only"));
             }
             let Ok(all) = service.node_affiliations(&hosted.jid, node) else {
