@@ -104,6 +104,32 @@ pub struct Configs {
     pub max_blocklist: usize,
 }
 
+/// Deletes the stored rooms that are not persistent: they live while someone is in them, and
+/// nobody is in a room when the server starts (occupancy is not stored). A directory read of
+/// the rooms' configurations, nothing per account.
+async fn close_temporary_rooms(stores: &Stores, rooms: &str) -> anyhow::Result<()> {
+    let listed = stores
+        .pubsub
+        .node_configs(&handle::room_key(rooms, ""))
+        .await?;
+    let writes: Vec<PubsubWrite> = listed
+        .into_iter()
+        .filter(|room| !eventing::groupchat::is_persistent(&room.config))
+        .map(|room| PubsubWrite {
+            service: room.service,
+            op: StoreOp::NodeDeleted { node: room.node },
+        })
+        .collect();
+    if !writes.is_empty() {
+        tracing::info!(
+            rooms = writes.len(),
+            "temporary rooms left from the last run closed"
+        );
+        stores.pubsub.apply(&writes).await?;
+    }
+    Ok(())
+}
+
 /// Loads `pubsub.<domain>` from storage.
 async fn load(
     stores: &Stores,
@@ -143,6 +169,7 @@ pub async fn start(
     let rooms_jid = Jid::new(&addresses.rooms)
         .map_err(|e| anyhow::anyhow!("service address {}: {e}", addresses.rooms))?;
     let rooms_shard = handle::shard_of(&addresses.rooms, count);
+    close_temporary_rooms(&stores, &addresses.rooms).await?;
     tracing::info!(shards = count, "pubsub shards starting");
     let (senders, receivers): (Vec<mpsc::Sender<Queued>>, Vec<_>) =
         (0..count).map(|_| mpsc::channel(QUEUE)).unzip();

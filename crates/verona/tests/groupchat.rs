@@ -362,8 +362,9 @@ async fn what_is_said_is_vetted() {
     assert_eq!(body(&message).as_deref(), Some("it was the lark"));
 }
 
-/// Rooms, their owners and history survive a restart; occupancy does not (temporary
-/// subscriptions are never stored).
+/// Persistent rooms, their owners and history survive a restart; occupancy does not
+/// (temporary subscriptions are never stored), and so neither do temporary rooms, which
+/// instant rooms are until their owner says otherwise.
 #[tokio::test]
 async fn rooms_and_history_survive_a_restart_but_occupants_do_not() {
     let t = TestServer::start().await;
@@ -373,6 +374,17 @@ async fn rooms_and_history_survive_a_restart_but_occupants_do_not() {
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     romeo.send(&join("Romeo")).await;
     joined(&mut romeo).await;
+    ok(&romeo
+        .request(&owner_iq(
+            "p",
+            "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x>",
+        ))
+        .await);
+    romeo
+        .send("<presence xmlns='jabber:client' to='tavern@chat.localhost/Romeo'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        .await;
+    let (present, _, _) = joined(&mut romeo).await;
+    assert!(statuses(&present[0]).contains(&"201".to_owned()));
     romeo
         .send(&format!(
             "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>remember</body></message>"
@@ -401,6 +413,12 @@ async fn rooms_and_history_survive_a_restart_but_occupants_do_not() {
     assert_eq!(item.attr("affiliation"), Some("none"));
     assert_eq!(history.len(), 1);
     assert_eq!(body(&history[0]).as_deref(), Some("remember"));
+    // The tavern was temporary: entering it makes it anew.
+    juliet
+        .send("<presence xmlns='jabber:client' to='tavern@chat.localhost/JC'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        .await;
+    let (present, _, _) = joined(&mut juliet).await;
+    assert!(statuses(&present[0]).contains(&"201".to_owned()));
 }
 
 /// Two classic occupants, Romeo and the nurse, in Romeo's new room.
@@ -1902,4 +1920,59 @@ async fn probes_and_member_lists_as_prosody_does() {
     assert_eq!(jids, ["romeo@localhost"]);
     let refused = nurse.request(&owners).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+}
+
+/// ejabberd's service_presence_error, service_message_error, service_unknown_ns_iq_error and
+/// service_disco_info_node_error: what is not for `chat.<domain>` itself is refused, with the
+/// error each kind of stanza gets there.
+#[tokio::test]
+async fn the_service_refuses_what_is_not_for_it() {
+    let t = TestServer::start().await;
+    t.add_user("romeo", "pw").await;
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let cases = [
+        (
+            "<presence xmlns='jabber:client' to='chat.localhost'/>",
+            "service-unavailable",
+        ),
+        (
+            "<presence xmlns='jabber:client' type='unavailable' to='chat.localhost/x'/>",
+            "service-unavailable",
+        ),
+        (
+            "<message xmlns='jabber:client' to='chat.localhost' type='chat'><body>x</body></message>",
+            "forbidden",
+        ),
+        (
+            "<message xmlns='jabber:client' to='chat.localhost' type='groupchat'><body>x</body></message>",
+            "forbidden",
+        ),
+        (
+            "<message xmlns='jabber:client' to='chat.localhost/x' type='chat'><body>x</body></message>",
+            "service-unavailable",
+        ),
+        (
+            "<iq xmlns='jabber:client' to='chat.localhost' type='get' id='i1'><presence/></iq>",
+            "service-unavailable",
+        ),
+        (
+            "<iq xmlns='jabber:client' to='chat.localhost' type='get' id='i2'><query xmlns='http://jabber.org/protocol/disco#info' node='nope'/></iq>",
+            "item-not-found",
+        ),
+    ];
+    for (stanza, condition) in cases {
+        romeo.send(stanza).await;
+        let refused = romeo.recv().await;
+        assert_eq!(refused.attr("type"), Some("error"), "{stanza}");
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some(condition),
+            "{stanza}"
+        );
+    }
+    // Errors are never answered.
+    romeo
+        .send("<message xmlns='jabber:client' to='chat.localhost' type='error'/>")
+        .await;
+    romeo.expect_nothing().await;
 }

@@ -386,7 +386,7 @@ async fn room_transcript(resident_services: usize) -> Vec<String> {
     out.push(said(&romeo.recv().await));
     let configure = format!(
         "<iq xmlns='jabber:client' type='set' id='c' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'>\
-           <x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomname'><value>The Capulets</value></field></x>\
+           <x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomname'><value>The Capulets</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field></x>\
          </query></iq>"
     );
     out.push(line(&romeo.request(&configure).await));

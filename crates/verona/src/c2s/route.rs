@@ -176,7 +176,8 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
     if to.domain().as_str() == rooms {
         return match (el.name(), to.node()) {
             (_, Some(_)) => Route::Room,
-            ("presence", None) => Route::Drop,
+            // Presence is for a room, never for the service (answered as ejabberd does).
+            ("presence", None) => Route::ServiceUnavailable,
             (_, None) => Route::RoomsService,
         };
     }
@@ -332,7 +333,7 @@ mod tests {
                 Route::Room,
                 None,
             ),
-            ("<presence to='chat.localhost'/>".into(), Route::Drop, None),
+            ("<presence to='chat.localhost'/>".into(), Route::ServiceUnavailable, None),
             (items_of("montague.lit"), Route::Remote, None),
             (
                 format!("<iq type='get' id='1'>{blocklist}</iq>"),

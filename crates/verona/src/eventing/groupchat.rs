@@ -802,10 +802,17 @@ pub fn shown(presence: &Element) -> Vec<Element> {
         .collect()
 }
 
-/// A room a classic client creates by joining it (an XEP-0045 instant room): open to anyone,
-/// as Prosody's and ejabberd's default rooms are.
+/// A room a classic client creates by joining it (an XEP-0045 instant room): open to anyone
+/// and temporary (gone with its last occupant unless its owner makes it persistent), as
+/// Prosody's and ejabberd's default rooms are.
 pub fn instant_room() -> Vec<ConfigField> {
-    vec![ConfigField::AccessModel(AccessModel::Open)]
+    vec![
+        ConfigField::AccessModel(AccessModel::Open),
+        ConfigField::Extra {
+            var: PERSISTENT.to_owned(),
+            values: vec!["0".to_owned()],
+        },
+    ]
 }
 
 /// What a classic join asks for: its nick, how much history, and the password it gives.

@@ -18,6 +18,25 @@ impl ServicesTask {
             return;
         };
         if matches!(target, Target::Rooms) {
+            // Presence, and messages that answer no authorization request, are for rooms, not
+            // for the service (as ejabberd answers them).
+            let answer = stanza.name() == "message"
+                && eventing::groupchat::addressed_room(&stanza).is_some();
+            let not_for_the_service =
+                stanza.name() == "presence" || (stanza.name() == "message" && !answer);
+            if not_for_the_service && stanza.attr("type") != Some("error") {
+                let to_resource = stanza
+                    .attr("to")
+                    .and_then(|to| Jid::new(to).ok())
+                    .is_some_and(|to| to.resource().is_some());
+                let error = if stanza.name() == "message" && !to_resource {
+                    StanzaError::Forbidden
+                } else {
+                    StanzaError::ServiceUnavailable
+                };
+                done.push(Done::reply(from, error_reply(&stanza, error, None)));
+                return;
+            }
             if is_service_items(&stanza) {
                 self.list_rooms(from, stanza);
                 return;
