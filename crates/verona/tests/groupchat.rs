@@ -568,7 +568,7 @@ async fn owners_configure_kick_and_ban() {
     }
     let unoffered = owner_iq(
         "u",
-        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_nosuchoption'><value>1</value></field></x>",
+        "<x xmlns='jabber:x:data' type='submit'><field var='x-nosuchoption'><value>1</value></field></x>",
     );
     let refused = romeo.request(&unoffered).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
@@ -1975,4 +1975,68 @@ async fn the_service_refuses_what_is_not_for_it() {
         .send("<message xmlns='jabber:client' to='chat.localhost' type='error'/>")
         .await;
     romeo.expect_nothing().await;
+}
+
+/// ejabberd's config_allow_invites, config_private_messages and invite_password_protected:
+/// with `allowinvites` off only moderators invite (others get `not-allowed`); `allowpm`
+/// decides who sends private messages (`forbidden` otherwise); an invitation to a
+/// password-protected room carries its password.
+#[tokio::test]
+async fn invitations_and_private_messages_follow_the_configuration() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut juliet, |el| el.name() == "presence").await;
+    let configure = |fields: &str| {
+        owner_iq(
+            "c",
+            &format!("<x xmlns='jabber:x:data' type='submit'>{fields}</x>"),
+        )
+    };
+    ok(&romeo
+        .request(&configure(
+            "<field var='muc#roomconfig_allowinvites'><value>0</value></field>\
+             <field var='muc#roomconfig_allowpm'><value>moderators</value></field>\
+             <field var='muc#roomconfig_roomsecret'><value>capulet</value></field>\
+             <field var='muc#roomconfig_allowvoicerequests'><value>1</value></field>",
+        ))
+        .await);
+    for client in [&mut romeo, &mut nurse] {
+        assert_eq!(statuses(&client.recv().await), ["104"]);
+    }
+    let invite = format!(
+        "<message xmlns='jabber:client' to='{ROOM}' id='inv'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'/></x></message>"
+    );
+    nurse.send(&invite).await;
+    let refused = nurse.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-allowed"));
+    juliet.expect_nothing().await;
+    romeo.send(&invite).await;
+    let invitation = recv_until(&mut juliet, |el| el.name() == "message").await;
+    let password = invitation
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("password", MUC_USER))
+        .map(Element::text);
+    assert_eq!(password.as_deref(), Some("capulet"));
+
+    // Only moderators send private messages now.
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{ROOM}/Romeo' id='pm'><body>psst</body></message>"
+        ))
+        .await;
+    let refused = nurse.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{ROOM}/Nurse'><body>speak</body></message>"
+        ))
+        .await;
+    let private = recv_until(&mut nurse, |el| el.name() == "message").await;
+    assert_eq!(
+        private.attr("from"),
+        Some("characters@chat.localhost/Romeo")
+    );
 }

@@ -72,6 +72,8 @@ const ROOM_OPTIONS: &[(&str, &str)] = &[
     (MODERATED, "0"),
     (PASSWORD_PROTECTED, "0"),
     (SECRET, ""),
+    (ALLOW_INVITES, "1"),
+    (ALLOW_PM, "anyone"),
 ];
 const PERSISTENT: &str = "muc#roomconfig_persistentroom";
 const PUBLIC: &str = "muc#roomconfig_publicroom";
@@ -84,6 +86,8 @@ const SECRET: &str = "muc#roomconfig_roomsecret";
 const ADMINS: &str = "muc#roomconfig_roomadmins";
 /// The nicks accounts registered with the room (XEP-0045 §7.10), as `jid nick` values.
 const NICKS: &str = "verona#registered_nicks";
+const ALLOW_INVITES: &str = "muc#roomconfig_allowinvites";
+const ALLOW_PM: &str = "muc#roomconfig_allowpm";
 const REQUEST: &str = "http://jabber.org/protocol/muc#request";
 const REGISTER: &str = "http://jabber.org/protocol/muc#register";
 pub const IQ_REGISTER: &str = "jabber:iq:register";
@@ -117,6 +121,21 @@ pub fn occupants_change_subject(config: &NodeConfig) -> bool {
 /// see nicks, and `replyto` names `room/nick`.
 pub fn is_semi_anonymous(config: &NodeConfig) -> bool {
     option(config, WHOIS) == Some("moderators")
+}
+
+/// Whether occupants other than moderators may invite others.
+pub fn occupants_invite(config: &NodeConfig) -> bool {
+    truthy(option(config, ALLOW_INVITES))
+}
+
+/// Whether an occupant of `role` may send private messages (`muc#roomconfig_allowpm`).
+pub fn may_message_privately(config: &NodeConfig, role: Role) -> bool {
+    match option(config, ALLOW_PM) {
+        Some("none") => false,
+        Some("moderators") => role == Role::Moderator,
+        Some("participants") => role >= Role::Participant,
+        _ => true,
+    }
 }
 
 /// Whether only occupants with voice speak: newcomers without an affiliation are visitors.
@@ -589,6 +608,18 @@ pub fn config_form(config: &NodeConfig) -> Element {
             flag(is_moderated(config)),
         ),
         field(
+            ALLOW_INVITES,
+            "boolean",
+            "Occupants may invite others",
+            flag(occupants_invite(config)),
+        ),
+        field(
+            ALLOW_PM,
+            "list-single",
+            "Who may send private messages (anyone, participants, moderators, none)",
+            option(config, ALLOW_PM).unwrap_or("anyone").to_owned(),
+        ),
+        field(
             PASSWORD_PROTECTED,
             "boolean",
             "A password is needed to enter",
@@ -681,16 +712,15 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
                     .collect::<Result<BTreeSet<BareJid>, String>>()?;
                 fields.push(admins_field(&admins));
             }
-            // Fields every client sends whose XEP-0045 meaning Verona has as fixed behaviour.
-            "muc#roomconfig_allowinvites"
-            | "muc#roomconfig_allowpm"
-            | "muc#roomconfig_presencebroadcast"
-            | "muc#roomconfig_getmemberlist"
-            | "muc#roomconfig_enablelogging"
-            | "muc#roomconfig_lang"
-            | "muc#roomconfig_pubsub"
-            | "muc#roomconfig_roomowners"
-            | "muc#roomconfig_canchangenick" => {}
+            ALLOW_INVITES => fields.push(extra(if boolean()? { "1" } else { "0" })),
+            ALLOW_PM => match value {
+                "anyone" | "participants" | "moderators" | "none" => fields.push(extra(value)),
+                other => return Err(format!("{var}: not offered: {other}")),
+            },
+            // Other servers' and other registered fields (presence broadcast, logging,
+            // language, …): Verona has their meaning as fixed behaviour, and a client that
+            // sends back a form it got elsewhere is not refused for them.
+            other if other.starts_with("muc#") => {}
             other => return Err(format!("{other}: not offered by this server")),
         }
     }
@@ -779,16 +809,28 @@ pub fn invitees(message: &Element) -> Vec<(BareJid, Option<String>)> {
     invited
 }
 
-/// The invitation the room sends on an occupant's behalf (XEP-0045 §7.8.2).
-pub fn invitation(room: &BareJid, to: &Jid, from: &BareJid, reason: Option<&str>) -> Element {
+/// The invitation the room sends on an occupant's behalf (XEP-0045 §7.8.2), with the room's
+/// password if it has one.
+pub fn invitation(
+    room: &BareJid,
+    to: &Jid,
+    from: &BareJid,
+    reason: Option<&str>,
+    password: Option<&str>,
+) -> Element {
     let invite = builder("invite", ns::MUC_USER)
         .with("from", from.as_str())
         .append_all(reason.map(|reason| text_child("reason", ns::MUC_USER, reason)))
         .build();
+    let x = builder("x", ns::MUC_USER)
+        .append(invite)
+        .append_all(password.map(|password| text_child("password", ns::MUC_USER, password)))
+        .build();
     builder("message", ns::CLIENT)
+        .with("type", "normal")
         .with("from", room.as_str())
         .with("to", to.as_str())
-        .append(builder("x", ns::MUC_USER).append(invite).build())
+        .append(x)
         .build()
 }
 

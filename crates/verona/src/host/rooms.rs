@@ -130,15 +130,31 @@ impl ServicesTask {
     fn invite(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
         let node = room.node().map(|n| n.to_string()).unwrap_or_default();
         let me = Jid::from(from.clone());
-        if self.occupant_of(&node, &me).is_none() {
+        let Some(mine) = self.occupant_of(&node, &me) else {
             let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
             done.push(Done::reply(from.clone(), reply));
             return;
-        }
+        };
         let invited = groupchat::invitees(stanza);
         let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };
+        let Some(config) = hosted.service.node_config(&node).cloned() else {
+            return;
+        };
+        // `muc#roomconfig_allowinvites` off: only moderators invite.
+        let role = Role::of(
+            &config,
+            affiliation_in(&hosted.service, &node, &me),
+            &mine.options,
+        );
+        if !groupchat::occupants_invite(&config) && role != Role::Moderator {
+            let why = Some("only moderators invite here");
+            let reply = error_reply(stanza, StanzaError::NotAllowed, why);
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
+        let password = groupchat::password(&config).map(str::to_owned);
         let owner = hosted.service.affiliation(&node, &me.to_bare()) == Affiliation::Owner;
         let members_only = hosted
             .service
@@ -171,7 +187,13 @@ impl ServicesTask {
             }
             for session in self.router.available_sessions(&invitee) {
                 let to = Jid::from(session.clone());
-                let message = groupchat::invitation(room, &to, &inviter, reason.as_deref());
+                let message = groupchat::invitation(
+                    room,
+                    &to,
+                    &inviter,
+                    reason.as_deref(),
+                    password.as_deref(),
+                );
                 done.push(Done::reply(session, Some(message)));
             }
         }
@@ -437,6 +459,20 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         };
+        // `muc#roomconfig_allowpm`: who may send private messages here.
+        let allowed = self.rooms.get(&node).is_some_and(|hosted| {
+            hosted.service.node_config(&node).is_some_and(|config| {
+                let affiliation = affiliation_in(&hosted.service, &node, &me);
+                let role = Role::of(config, affiliation, &sender.options);
+                groupchat::may_message_privately(config, role)
+            })
+        });
+        if !allowed {
+            let why = Some("private messages are not allowed here");
+            let reply = error_reply(stanza, StanzaError::Forbidden, why);
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
         let nick = groupchat::nick_of(&sender.options).unwrap_or_default();
         let Ok(sent_as) = FullJid::new(&format!("{}/{nick}", room_nick.to_bare())) else {
             return;
