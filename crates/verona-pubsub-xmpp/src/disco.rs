@@ -76,6 +76,9 @@ pub fn service_info(ctx: &ServiceContext, config: &ServiceConfig) -> DiscoInfoRe
     if ctx.kind == ServiceKind::Groupchat {
         identities.push(identity("conference", "text"));
         features.push(ns::MUC.to_owned());
+        // XEP-0045 §10.1.4 unique room names, and XEP-0313 on rooms.
+        features.push(format!("{}#unique", ns::MUC));
+        features.push("urn:xmpp:mam:2".to_owned());
     }
     DiscoInfoResult {
         node: None,

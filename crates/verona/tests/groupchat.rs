@@ -1653,6 +1653,16 @@ async fn native_rooms_are_named_by_their_address() {
         );
     }
     ok(&juliet.request(&create(Some("garden"))).await);
+    // XEP-0045 §10.1.4: the service names a room nobody has, and it can be made.
+    let unique = juliet
+        .request("<iq xmlns='jabber:client' type='get' id='u' to='chat.localhost'><unique xmlns='http://jabber.org/protocol/muc#unique'/></iq>")
+        .await;
+    let name = unique
+        .get_child("unique", "http://jabber.org/protocol/muc#unique")
+        .map(Element::text)
+        .unwrap_or_else(|| panic!("{}", show(&unique)));
+    assert!(!name.is_empty());
+    ok(&juliet.request(&create(Some(&name))).await);
     // Native rooms authorize their occupants, and their owner gets in at once.
     juliet
         .send("<presence xmlns='jabber:client' to='garden@chat.localhost/JC'><x xmlns='http://jabber.org/protocol/muc'/></presence>")

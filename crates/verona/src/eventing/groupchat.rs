@@ -91,6 +91,8 @@ const ALLOW_PM: &str = "muc#roomconfig_allowpm";
 const REQUEST: &str = "http://jabber.org/protocol/muc#request";
 const REGISTER: &str = "http://jabber.org/protocol/muc#register";
 pub const IQ_REGISTER: &str = "jabber:iq:register";
+/// XEP-0045 §10.1.4: asking the service for a unique room name.
+pub const MUC_UNIQUE: &str = "http://jabber.org/protocol/muc#unique";
 const ROOM_CONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
 
 /// The value of a room option.

@@ -41,6 +41,17 @@ impl ServicesTask {
                 self.list_rooms(from, stanza);
                 return;
             }
+            // XEP-0045 §10.1.4: a room name nobody has.
+            if stanza.attr("type") == Some("get")
+                && stanza.has_child("unique", eventing::groupchat::MUC_UNIQUE)
+            {
+                let name = crate::c2s::random_id();
+                let unique = builder("unique", eventing::groupchat::MUC_UNIQUE)
+                    .append(name)
+                    .build();
+                done.push(Done::reply(from, Some(iq_result(&stanza, Some(unique)))));
+                return;
+            }
             // A room is named by its address, `node@chat.<domain>`: a node made without a
             // name, or with one that is not an address's own local part, could not be reached.
             let rooms = self.rooms_jid.domain().as_str();
