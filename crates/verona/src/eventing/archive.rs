@@ -115,8 +115,6 @@ pub struct Page<T> {
     pub complete: bool,
     /// How many messages matched.
     pub count: usize,
-    /// Where the page's first result is among those.
-    pub first_index: usize,
 }
 
 /// The page `query` asks for of `archive` (oldest first). `Err` when it pages from an id
@@ -169,7 +167,6 @@ pub fn select<T>(query: &Query, archive: Vec<Archived<T>>) -> Result<Page<T>, St
         results,
         complete,
         count,
-        first_index: first,
     })
 }
 
@@ -209,12 +206,9 @@ pub fn fin<T>(page: &Page<T>) -> Element {
     };
     let mut set = builder("set", RSM);
     if let Some(first) = first {
-        set = set.append(
-            builder("first", RSM)
-                .with("index", page.first_index.to_string())
-                .append(first.id.clone())
-                .build(),
-        );
+        // No `index`: clients paging backwards (slixmpp) read `index + results == count`
+        // as the end of the archive.
+        set = set.append(text_child("first", RSM, first.id.clone()));
     }
     if let Some(last) = last {
         set = set.append(text_child("last", RSM, last.id.clone()));
@@ -350,10 +344,10 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        // (query, ids, complete, count, first index)
+        // (query, ids, complete, count)
         let cases = [
-            (query(), "m1,m2,m3,m4,m5", true, 5, 0),
-            (Query { max: 2, ..query() }, "m1,m2", false, 5, 0),
+            (query(), "m1,m2,m3,m4,m5", true, 5),
+            (Query { max: 2, ..query() }, "m1,m2", false, 5),
             (
                 Query {
                     max: 2,
@@ -363,7 +357,6 @@ mod tests {
                 "m3,m4",
                 false,
                 5,
-                2,
             ),
             (
                 Query {
@@ -374,7 +367,6 @@ mod tests {
                 "m4,m5",
                 true,
                 5,
-                3,
             ),
             (
                 Query {
@@ -385,7 +377,6 @@ mod tests {
                 "m4,m5",
                 false,
                 5,
-                3,
             ),
             (
                 Query {
@@ -396,7 +387,6 @@ mod tests {
                 "m1",
                 true,
                 5,
-                0,
             ),
             (
                 Query {
@@ -408,7 +398,6 @@ mod tests {
                 "m5,m4",
                 false,
                 5,
-                3,
             ),
             (
                 Query {
@@ -418,7 +407,6 @@ mod tests {
                 "m2,m4",
                 true,
                 2,
-                0,
             ),
             (
                 Query {
@@ -429,7 +417,6 @@ mod tests {
                 "m2,m3,m4",
                 true,
                 3,
-                0,
             ),
             (
                 Query {
@@ -439,20 +426,14 @@ mod tests {
                 "m1,m5",
                 true,
                 2,
-                0,
             ),
-            (Query { max: 0, ..query() }, "", false, 5, 0),
+            (Query { max: 0, ..query() }, "", false, 5),
         ];
-        for (query, expected, complete, count, first) in cases {
+        for (query, expected, complete, count) in cases {
             let page = select(&query, archive()).unwrap();
             assert_eq!(
-                (
-                    ids(&page).as_str(),
-                    page.complete,
-                    page.count,
-                    page.first_index
-                ),
-                (expected, complete, count, first),
+                (ids(&page).as_str(), page.complete, page.count),
+                (expected, complete, count),
                 "{query:?}"
             );
         }
