@@ -397,6 +397,8 @@ run_scenario() {
 install_peers
 say "building Verona (release)..."
 bench_build >&2
+# What was built, for the report: the tree may change while the runs go on.
+verona_built="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' with local changes')"
 
 verona_port=$(free_port)
 prosody_port=$(free_port "$verona_port")
@@ -441,7 +443,7 @@ if has_reports "$tmp/results"; then
         echo "## Side by side: Verona, Prosody, ejabberd"
         echo
         echo "Command: \`bench/compare.sh --write-docs\` (REPEAT=$REPEAT; medians when more than one run)."
-        echo "Measured $(date -u +%Y-%m-%d): Verona $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' with local changes'),"
+        echo "Measured $(date -u +%Y-%m-%d): Verona $verona_built,"
         echo "Prosody $(version prosody) and ejabberd $(version ejabberd) from Debian's packages. Each"
         echo "scenario ran on a fresh instance of each server (data copied from a template with $ACCOUNTS"
         echo "accounts; client *n* logs in as \`bench{n % $ACCOUNTS}\`) on loopback, SASL PLAIN without TLS,"
@@ -473,7 +475,7 @@ if has_reports "$tmp/muc-results"; then
         echo "## Group chat: Verona, Prosody, ejabberd"
         echo
         echo "Command: \`SCENARIOS=\"muc muc-rooms muc-native\" bench/compare.sh --write-docs\` (REPEAT=$REPEAT; medians"
-        echo "when more than one run). Measured $(date -u +%Y-%m-%d): Verona $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' with local changes'),"
+        echo "when more than one run). Measured $(date -u +%Y-%m-%d): Verona $verona_built,"
         echo "Prosody $(version prosody) and ejabberd $(version ejabberd) from Debian's packages, set up as for the"
         echo "side-by-side comparison (a fresh instance per run, $ACCOUNTS accounts, SASL PLAIN without TLS, $pinning)."
         echo "Group chat at \`chat.localhost\`: Verona's as it ships; Prosody's and ejabberd's \`mod_muc\` with"
