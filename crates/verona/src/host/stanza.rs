@@ -17,71 +17,8 @@ impl ServicesTask {
         let Some(own_presence) = self.presence_publish(&from, &target, &mut stanza, done) else {
             return;
         };
-        if matches!(target, Target::Rooms) {
-            // Presence, and messages that answer no authorization request, are for rooms, not
-            // for the service (as ejabberd answers them).
-            let answer = stanza.name() == "message"
-                && eventing::groupchat::addressed_room(&stanza).is_some();
-            let not_for_the_service =
-                stanza.name() == "presence" || (stanza.name() == "message" && !answer);
-            if not_for_the_service && stanza.attr("type") != Some("error") {
-                let to_resource = stanza
-                    .attr("to")
-                    .and_then(|to| Jid::new(to).ok())
-                    .is_some_and(|to| to.resource().is_some());
-                let error = if stanza.name() == "message" && !to_resource {
-                    StanzaError::Forbidden
-                } else {
-                    StanzaError::ServiceUnavailable
-                };
-                done.push(Done::reply(from, error_reply(&stanza, error, None)));
-                return;
-            }
-            if is_service_items(&stanza) {
-                self.list_rooms(from, stanza);
-                return;
-            }
-            // XEP-0045 §10.1.4: a room name nobody has.
-            if stanza.attr("type") == Some("get")
-                && stanza.has_child("unique", eventing::groupchat::MUC_UNIQUE)
-            {
-                let name = crate::c2s::random_id();
-                let unique = builder("unique", eventing::groupchat::MUC_UNIQUE)
-                    .append(name)
-                    .build();
-                done.push(Done::reply(from, Some(iq_result(&stanza, Some(unique)))));
-                return;
-            }
-            // A room is named by its address, `node@chat.<domain>`: a node made without a
-            // name, or with one that is not an address's own local part, could not be reached.
-            let rooms = self.rooms_jid.domain().as_str();
-            let unnamed = stanza
-                .get_child("pubsub", ns::PUBSUB)
-                .and_then(|pubsub| pubsub.get_child("create", ns::PUBSUB))
-                .is_some_and(|create| {
-                    let node = create.attr("node").unwrap_or_default();
-                    BareJid::new(&format!("{node}@{rooms}"))
-                        .ok()
-                        .and_then(|room| room.node().map(|local| local.as_str() == node))
-                        != Some(true)
-                });
-            if unnamed {
-                let why = Some("a room's name is the local part of its address");
-                done.push(Done::reply(
-                    from,
-                    error_reply(&stanza, StanzaError::NotAcceptable, why),
-                ));
-                return;
-            }
-            if quota::is_create(&stanza) && !self.admit_room(&from.to_bare()) {
-                let reply = verona_pubsub_xmpp::over_limit(&stanza, Limit::MaxNodesExceeded);
-                done.push(Done::reply(from, Some(reply)));
-                return;
-            }
-            if let Err(error) = self.vet_room_request(&from, &mut stanza) {
-                done.push(Done::reply(from, error_reply(&stanza, error, None)));
-                return;
-            }
+        if matches!(target, Target::Rooms) && !self.service_stanza(&from, &mut stanza, done) {
+            return;
         }
         if quota::is_subscribe(&stanza) && !self.admit_subscription(&from.to_bare()) {
             let reply = verona_pubsub_xmpp::over_limit(&stanza, Limit::TooManySubscriptions);
@@ -294,14 +231,6 @@ fn joined_room(
         .any(|s| s.jid == me && s.state.is_approved());
     let room = BareJid::new(&format!("{node}@{}", rooms.domain())).ok()?;
     inside.then(|| (room, node.to_owned()))
-}
-
-/// A disco#items request about a service itself (no node).
-fn is_service_items(stanza: &Element) -> bool {
-    stanza.attr("type") == Some("get")
-        && stanza
-            .get_child("query", ns::DISCO_ITEMS)
-            .is_some_and(|query| query.attr("node").is_none())
 }
 
 /// A disco#info request about an account itself (no node).

@@ -1,0 +1,791 @@
+//! Running a room (XEP-0045 §8–§10): roles and voice, affiliations and their lists, the
+//! owner's configuration form and destruction, nick registration, and the room's archive
+//! (XEP-0313).
+
+use super::*;
+
+impl ServicesTask {
+    /// XEP-0045 §7.13, §8.6: a visitor asks for voice (each moderator gets the approval
+    /// form), or a moderator answers one (an approval gives voice).
+    pub(super) fn voice(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        form: VoiceForm,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        let node = room.node().map(|n| n.to_string()).unwrap_or_default();
+        let me = Jid::from(from.clone());
+        let Some(mine) = self.occupant_of(&node, &me) else {
+            let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
+        let Some(hosted) = self.rooms.get(&node) else {
+            return;
+        };
+        let service = &hosted.service;
+        let role = |jid: &Jid, options: &SubscriptionOptions| {
+            let affiliation = affiliation_in(service, &node, jid);
+            service
+                .node_config(&node)
+                .map_or(Role::Participant, |config| {
+                    Role::of(config, affiliation, options)
+                })
+        };
+        match form {
+            VoiceForm::Request => {
+                let nick = groupchat::nick_of(&mine.options).unwrap_or_default();
+                let semi_anonymous = service
+                    .node_config(&node)
+                    .is_some_and(groupchat::is_semi_anonymous);
+                for moderator in occupants(service, &node) {
+                    if role(&moderator.jid, &moderator.options) != Role::Moderator {
+                        continue;
+                    }
+                    let Ok(session) = moderator.jid.clone().try_into_full() else {
+                        continue;
+                    };
+                    let sees_jid = !semi_anonymous
+                        || affiliation_in(service, &node, &moderator.jid) == RoomAffiliation::Owner;
+                    let asking = sees_jid.then_some(&me);
+                    let message = groupchat::voice_request(room, &moderator.jid, asking, nick);
+                    done.push(Done::reply(session, Some(message)));
+                }
+            }
+            VoiceForm::Answer { nick, allow } => {
+                if role(&me, &mine.options) != Role::Moderator {
+                    let reply =
+                        error_reply(stanza, StanzaError::Forbidden, Some("moderators only"));
+                    done.push(Done::reply(from.clone(), reply));
+                    return;
+                }
+                if let (true, Some(asking)) = (allow, self.occupant_named(&node, &nick)) {
+                    self.set_role(room, asking, Role::Participant, done);
+                }
+            }
+        }
+    }
+
+    /// Gives an occupant a role for the rest of its stay, and tells the room.
+    pub(super) fn set_role(
+        &mut self,
+        room: &BareJid,
+        occupant: SubscriptionInfo,
+        role: Role,
+        done: &mut Vec<Done>,
+    ) -> bool {
+        let Some(hosted) = self.rooms.get_mut(&occupant.node) else {
+            return false;
+        };
+        let mut options = occupant.options.clone();
+        options
+            .custom
+            .insert(groupchat::ROLE_OPTION.to_owned(), role.name().to_owned());
+        let changed = hosted.service.set_subscription_options(
+            &occupant.jid,
+            &occupant.node,
+            &occupant.jid,
+            Some(occupant.subid.as_str()),
+            options,
+        );
+        match changed {
+            Ok(outcome) => done.push(Done::new(
+                Origin::Room(occupant.node.clone()),
+                outcome.effects,
+                outcome.undo,
+            )),
+            Err(e) => {
+                tracing::debug!(%room, "giving an occupant a role: {e}");
+                return false;
+            }
+        }
+        self.announce_standing(room, &occupant.node, &occupant.jid, done);
+        true
+    }
+
+    /// An occupant's affiliation changed: the role it brings replaces whatever a moderator
+    /// gave for the stay (§9, §10), and everyone sees the occupant's new standing.
+    pub(super) fn affiliation_changed(
+        &mut self,
+        room: &BareJid,
+        node: &str,
+        occupant: &Jid,
+        done: &mut Vec<Done>,
+    ) {
+        let reset = self.occupant_of(node, occupant).and_then(|mine| {
+            let hosted = self.rooms.get(node)?;
+            let config = hosted.service.node_config(node)?;
+            let affiliation = affiliation_in(&hosted.service, node, occupant);
+            let mut options = mine.options.clone();
+            options.custom.remove(groupchat::ROLE_OPTION);
+            let role = Role::of(config, affiliation, &options);
+            options
+                .custom
+                .insert(groupchat::ROLE_OPTION.to_owned(), role.name().to_owned());
+            (options != mine.options).then_some((mine, options))
+        });
+        if let Some((mine, options)) = reset
+            && let Some(hosted) = self.rooms.get_mut(node)
+        {
+            let changed = hosted.service.set_subscription_options(
+                occupant,
+                node,
+                occupant,
+                Some(mine.subid.as_str()),
+                options,
+            );
+            match changed {
+                Ok(outcome) => {
+                    let origin = Origin::Room(node.to_owned());
+                    done.push(Done::new(origin, outcome.effects, outcome.undo));
+                }
+                Err(e) => tracing::debug!(%room, "resetting an occupant's role: {e}"),
+            }
+        }
+        self.announce_standing(room, node, occupant, done);
+    }
+
+    /// XEP-0313 on a room: its history (the node's items), page by page, to whoever may read
+    /// the room's items; the results, then the `<fin/>`.
+    pub(super) fn archive_query(
+        &self,
+        from: &FullJid,
+        room: &BareJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let parsed = match archive::parse(query) {
+            Ok(parsed) => parsed,
+            Err(why) => return error_reply(stanza, StanzaError::BadRequest, Some(&why)),
+        };
+        let hosted = self.rooms.get(node)?;
+        let me = Jid::from(from.clone());
+        let Ok(kept) = hosted
+            .service
+            .items(&self.presence, &me, node, &ItemQuery::All)
+        else {
+            return error_reply(stanza, StanzaError::Forbidden, Some("not for you to read"));
+        };
+        // Newest first from the engine; the archive is oldest first.
+        let archived: Vec<archive::Archived<Element>> = kept
+            .items
+            .iter()
+            .rev()
+            .filter_map(|item| {
+                let payload: Element = item.payload.as_deref()?.parse().ok()?;
+                let nick = speaker(&payload)?;
+                Some(archive::Archived {
+                    id: item.id.to_string(),
+                    at: item.published,
+                    by: Jid::new(&format!("{room}/{nick}")).ok(),
+                    message: payload,
+                })
+            })
+            .collect();
+        let page = match archive::select(&parsed, archived) {
+            Ok(page) => page,
+            Err(why) => return error_reply(stanza, StanzaError::ItemNotFound, Some(&why)),
+        };
+        let archive_jid = Jid::from(room.clone());
+        for archived in &page.results {
+            let Some(mut message) = groupchat_message(room, &me, &archived.message, None) else {
+                continue;
+            };
+            message.append_child(archive::stanza_id(&archived.id, room.as_str()));
+            let result = archive::result(
+                &archive_jid,
+                &me,
+                parsed.queryid.as_deref(),
+                &archived.id,
+                archived.at,
+                message,
+            );
+            done.push(Done::reply(from.clone(), Some(result)));
+        }
+        Some(iq_result(stanza, Some(archive::fin(&page))))
+    }
+
+    /// XEP-0045 §7.10: the registration form, or registering a nick with the room (which makes
+    /// the account a member; banned accounts, and newcomers to members-only rooms, may not).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn register(
+        &mut self,
+        from: &FullJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+        get: bool,
+        set: bool,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let me = from.to_bare();
+        let hosted = self.rooms.get_mut(node)?;
+        let config = hosted.service.node_config(node)?.clone();
+        let affiliation = affiliation_in(&hosted.service, node, &Jid::from(me.clone()));
+        if affiliation == RoomAffiliation::Outcast {
+            return error_reply(stanza, StanzaError::Forbidden, Some("banned"));
+        }
+        let registered = groupchat::registered_nick(&config, &me);
+        if get {
+            let query = groupchat::register_query(registered);
+            return Some(iq_result(stanza, Some(query)));
+        }
+        if !set {
+            return None;
+        }
+        if query.has_child("remove", groupchat::IQ_REGISTER) {
+            return self.unregister(from, node, stanza, done);
+        }
+        let Some(nick) = groupchat::register_submission(query) else {
+            return error_reply(stanza, StanzaError::NotAcceptable, Some("which nick?"));
+        };
+        let taken = groupchat::nick_owner(&config, &nick).is_some_and(|who| who != me.as_str())
+            || occupants(&hosted.service, node)
+                .iter()
+                .any(|o| o.nick == nick && o.jid.to_bare() != me);
+        if taken {
+            return error_reply(stanza, StanzaError::Conflict, Some("the nick is taken"));
+        }
+        let members_only = config.access_model == AccessModel::Whitelist;
+        if members_only && affiliation == RoomAffiliation::None {
+            let why = "members only: an admin makes you a member";
+            return error_reply(stanza, StanzaError::NotAllowed, Some(why));
+        }
+        let actor = hosted.jid.clone();
+        let fields = [groupchat::register_nick(&config, &me, &nick)];
+        let registering = hosted
+            .service
+            .configure(&self.presence, &actor, node, &fields);
+        match registering {
+            Ok(outcome) => done.push(Done::new(
+                Origin::Room(node.to_owned()),
+                outcome.effects,
+                outcome.undo,
+            )),
+            Err(e) => {
+                let why = e.to_string();
+                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+            }
+        }
+        if affiliation == RoomAffiliation::None {
+            let members = BTreeMap::from([(me, Affiliation::Member)]);
+            match hosted
+                .service
+                .set_affiliations(&self.presence, &actor, node, &members)
+            {
+                Ok(outcome) => done.push(Done::new(
+                    Origin::Room(node.to_owned()),
+                    outcome.effects,
+                    outcome.undo,
+                )),
+                Err(e) => tracing::debug!(%from, node, "registering with a room: {e}"),
+            }
+            // A member now, in the room: everyone sees it.
+            let room = room_address(node, self.rooms_jid.domain())?;
+            let mine = self.occupant_of(node, &Jid::from(from.clone()));
+            if let Some(mine) = mine {
+                self.affiliation_changed(&room, node, &mine.jid, done);
+            }
+        }
+        Some(iq_result(stanza, None))
+    }
+
+    /// XEP-0045 §7.10 `<remove/>`: the nick is no longer the account's, nor, for a member,
+    /// the membership; in a members-only room its sessions leave with 321.
+    pub(super) fn unregister(
+        &mut self,
+        from: &FullJid,
+        node: &str,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let me = from.to_bare();
+        let room = room_address(node, self.rooms_jid.domain())?;
+        let hosted = self.rooms.get_mut(node)?;
+        let config = hosted.service.node_config(node)?.clone();
+        let affiliation = affiliation_in(&hosted.service, node, &Jid::from(me.clone()));
+        let actor = hosted.jid.clone();
+        let origin = Origin::Room(node.to_owned());
+        let before = hosted.service.subscribers(node);
+        if groupchat::registered_nick(&config, &me).is_some() {
+            let fields = [groupchat::unregister_nick(&config, &me)];
+            match hosted
+                .service
+                .configure(&self.presence, &actor, node, &fields)
+            {
+                Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
+                Err(e) => {
+                    let why = e.to_string();
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                }
+            }
+        }
+        if affiliation == RoomAffiliation::Member {
+            let none = BTreeMap::from([(me.clone(), Affiliation::None)]);
+            match hosted
+                .service
+                .set_affiliations(&self.presence, &actor, node, &none)
+            {
+                Ok(outcome) => done.push(Done::new(origin, outcome.effects, outcome.undo)),
+                Err(e) => {
+                    let why = e.to_string();
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                }
+            }
+        }
+        let after = hosted.service.subscribers(node);
+        let removed: Vec<SubscriptionInfo> = before
+            .into_iter()
+            .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
+            .collect();
+        let staying: Vec<Jid> = after
+            .iter()
+            .filter(|s| s.state.is_approved() && s.jid.to_bare() == me)
+            .map(|s| s.jid.clone())
+            .collect();
+        self.announce_removals(&room, &removed, 321, done);
+        if affiliation == RoomAffiliation::Member {
+            for session in staying {
+                self.affiliation_changed(&room, node, &session, done);
+            }
+        }
+        Some(iq_result(stanza, None))
+    }
+
+    /// `muc#owner`: the configuration form, its submission (an empty one accepts an instant
+    /// room's defaults, §10.1.2; `cancel` changes nothing), or the room's destruction.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn owner_query(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+        get: bool,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let me = Jid::from(from.clone());
+        let hosted = self.rooms.get_mut(node)?;
+        if hosted.service.affiliation(node, &me.to_bare()) != Affiliation::Owner {
+            return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
+        }
+        if get {
+            let config = hosted.service.node_config(node)?;
+            return Some(iq_result(stanza, Some(groupchat::config_form(config))));
+        }
+        if let Some(destroy) = query.get_child("destroy", ns::MUC_OWNER) {
+            let leaving = occupants(&hosted.service, node);
+            return match hosted.service.delete(&me, node, None) {
+                Ok(outcome) => {
+                    done.push(Done::new(
+                        Origin::Room(node.to_owned()),
+                        outcome.effects,
+                        outcome.undo,
+                    ));
+                    let destroyed = groupchat::destroyed(Some(destroy));
+                    self.announce_destruction(room, &leaving, &destroyed, done);
+                    Some(iq_result(stanza, None))
+                }
+                Err(e) => {
+                    tracing::debug!(%from, %room, "destroying a room: {e}");
+                    error_reply(stanza, StanzaError::NotAllowed, None)
+                }
+            };
+        }
+        let Some(form) = query.get_child("x", ns::DATA_FORMS) else {
+            return error_reply(stanza, StanzaError::BadRequest, Some("no form"));
+        };
+        if form.attr("type") == Some("cancel") {
+            return Some(iq_result(stanza, None));
+        }
+        let fields = match groupchat::parse_config(form) {
+            Ok(fields) => fields,
+            Err(why) => return error_reply(stanza, StanzaError::NotAcceptable, Some(&why)),
+        };
+        let before = hosted.service.subscribers(node);
+        let roles_before = roles(&hosted.service, room, node);
+        let was_semi_anonymous = hosted
+            .service
+            .node_config(node)
+            .is_some_and(groupchat::is_semi_anonymous);
+        match hosted.service.configure(&self.presence, &me, node, &fields) {
+            Ok(outcome) => {
+                done.push(Done::new(
+                    Origin::Room(node.to_owned()),
+                    outcome.effects,
+                    outcome.undo,
+                ));
+                // XEP-0045 §9.6: a room made members-only removes the others (322).
+                let after = hosted.service.subscribers(node);
+                let removed: Vec<SubscriptionInfo> = before
+                    .into_iter()
+                    .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
+                    .collect();
+                // A room made moderated or not changes who has voice: everyone sees it.
+                let changed: Vec<Jid> = roles(&hosted.service, room, node)
+                    .into_iter()
+                    .filter(|(occupant, role)| {
+                        roles_before
+                            .get(occupant)
+                            .is_some_and(|before| before != role)
+                    })
+                    .map(|(occupant, _)| occupant)
+                    .collect();
+                let semi_anonymous = hosted
+                    .service
+                    .node_config(node)
+                    .is_some_and(groupchat::is_semi_anonymous);
+                self.announce_removals(room, &removed, 322, done);
+                for occupant in changed {
+                    self.announce_standing(room, node, &occupant, done);
+                }
+                // §10.2.1: everyone in the room hears that its configuration changed, and
+                // whether real JIDs are now shown (172) or hidden (173).
+                let mut codes = vec![104];
+                match (was_semi_anonymous, semi_anonymous) {
+                    (true, false) => codes.push(172),
+                    (false, true) => codes.push(173),
+                    _ => {}
+                }
+                self.tell_occupants(
+                    node,
+                    |to| Some(groupchat::room_notice(room, to, &codes)),
+                    done,
+                );
+                Some(iq_result(stanza, None))
+            }
+            Err(e) => {
+                let why = e.to_string();
+                error_reply(stanza, StanzaError::NotAcceptable, Some(&why))
+            }
+        }
+    }
+
+    /// The changes a `muc#admin` set asks for, each checked against the rights of who asks;
+    /// `Err` is the refusal to send back.
+    fn admin_changes(
+        &self,
+        from: &FullJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+    ) -> Result<AdminChanges, Option<Element>> {
+        let Some(hosted) = self.rooms.get(node) else {
+            return Err(None);
+        };
+        let Some(config) = hosted.service.node_config(node).cloned() else {
+            return Err(None);
+        };
+        let me = Jid::from(from.clone());
+        let service = &hosted.service;
+        let actor = affiliation_in(service, node, &me);
+        let actor_role = self
+            .occupant_of(node, &me)
+            .map(|mine| Role::of(&config, actor, &mine.options));
+        let mut kicked = Vec::new();
+        let mut roles = Vec::new();
+        let mut affiliations: BTreeMap<BareJid, RoomAffiliation> = BTreeMap::new();
+        let mut nicks: Vec<(BareJid, String)> = Vec::new();
+        for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
+            match (item.attr("role"), item.attr("affiliation")) {
+                (Some(role), None) => {
+                    let nick = item.attr("nick").unwrap_or_default();
+                    let Some(target) = self.occupant_named(node, nick) else {
+                        return Err(error_reply(stanza, StanzaError::ItemNotFound, None));
+                    };
+                    let theirs = affiliation_in(service, node, &target.jid);
+                    let current = Role::of(&config, theirs, &target.options);
+                    let wanted = match role {
+                        "none" => None,
+                        other => match Role::parse(other) {
+                            Some(role) => Some(role),
+                            None => return Err(error_reply(stanza, StanzaError::BadRequest, None)),
+                        },
+                    };
+                    // Moderators give and take voice; admins make and unmake moderators.
+                    let needs_admin = wanted == Some(Role::Moderator) || current == Role::Moderator;
+                    let allowed = if needs_admin {
+                        actor >= RoomAffiliation::Admin
+                    } else {
+                        actor_role == Some(Role::Moderator)
+                    };
+                    if !allowed {
+                        return Err(error_reply(stanza, StanzaError::Forbidden, None));
+                    }
+                    if theirs >= RoomAffiliation::Admin && wanted != Some(Role::Moderator) {
+                        let why = "admins and owners keep their role";
+                        return Err(error_reply(stanza, StanzaError::NotAllowed, Some(why)));
+                    }
+                    match wanted {
+                        None => kicked.push(target),
+                        Some(role) => roles.push((target, role)),
+                    }
+                }
+                (None, Some(affiliation)) => {
+                    let Some(jid) = item.attr("jid").and_then(|j| Jid::new(j).ok()) else {
+                        return Err(error_reply(stanza, StanzaError::BadRequest, Some("no jid")));
+                    };
+                    let Some(wanted) = RoomAffiliation::parse(affiliation) else {
+                        return Err(error_reply(stanza, StanzaError::BadRequest, None));
+                    };
+                    let theirs = affiliation_in(service, node, &jid);
+                    let needs_owner =
+                        wanted >= RoomAffiliation::Admin || theirs >= RoomAffiliation::Admin;
+                    let allowed = if needs_owner {
+                        actor == RoomAffiliation::Owner
+                    } else {
+                        actor >= RoomAffiliation::Admin
+                    };
+                    if !allowed {
+                        return Err(error_reply(stanza, StanzaError::Forbidden, None));
+                    }
+                    // A nick given with a membership is registered for it (§9.3, as on
+                    // Prosody).
+                    if let (Some(nick), RoomAffiliation::Member) = (item.attr("nick"), wanted) {
+                        nicks.push((jid.to_bare(), nick.to_owned()));
+                    }
+                    affiliations.insert(jid.to_bare(), wanted);
+                }
+                _ => return Err(error_reply(stanza, StanzaError::BadRequest, None)),
+            }
+        }
+        Ok(AdminChanges {
+            kicked,
+            roles,
+            affiliations,
+            nicks,
+        })
+    }
+
+    /// `muc#admin` set (XEP-0045 §8, §9, §10): moderators kick (role `none`, status 307) and
+    /// give or take voice; admins ban (`outcast`, 301), grant or take membership (a member
+    /// removed from a members-only room goes with 321) and make moderators; owners make and
+    /// unmake admins and owners. Nobody acts on an affiliation above their own.
+    pub(super) fn admin_set(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let AdminChanges {
+            kicked,
+            roles,
+            affiliations,
+            nicks,
+        } = match self.admin_changes(from, node, stanza, query) {
+            Ok(changes) => changes,
+            Err(refusal) => return refusal,
+        };
+        let hosted = self.rooms.get(node)?;
+        let config = hosted.service.node_config(node)?.clone();
+        let actor_jid = hosted.jid.clone();
+        let before = hosted.service.subscribers(node);
+        let hosted = self.rooms.get_mut(node)?;
+        if !affiliations.is_empty() {
+            let engine: BTreeMap<BareJid, Affiliation> = affiliations
+                .iter()
+                .map(|(jid, affiliation)| (jid.clone(), affiliation.engine()))
+                .collect();
+            let mut admins: BTreeSet<BareJid> = groupchat::admins(&config)
+                .iter()
+                .filter_map(|admin| BareJid::new(admin).ok())
+                .collect();
+            for (jid, affiliation) in &affiliations {
+                if *affiliation == RoomAffiliation::Admin {
+                    admins.insert(jid.clone());
+                } else {
+                    admins.remove(jid);
+                }
+            }
+            let applied = hosted
+                .service
+                .set_affiliations(&self.presence, &actor_jid, node, &engine)
+                .and_then(|outcome| {
+                    done.push(Done::new(
+                        Origin::Room(node.to_owned()),
+                        outcome.effects,
+                        outcome.undo,
+                    ));
+                    let mut registered = config.clone();
+                    let mut fields = vec![groupchat::admins_field(&admins)];
+                    for (jid, nick) in &nicks {
+                        let field = groupchat::register_nick(&registered, jid, nick);
+                        registered.set(field.clone());
+                        fields.push(field);
+                    }
+                    hosted
+                        .service
+                        .configure(&self.presence, &actor_jid, node, &fields)
+                });
+            match applied {
+                Ok(outcome) => done.push(Done::new(
+                    Origin::Room(node.to_owned()),
+                    outcome.effects,
+                    outcome.undo,
+                )),
+                Err(e) => {
+                    let why = e.to_string();
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                }
+            }
+        }
+        let ends: Vec<SubscriptionChange> = kicked
+            .iter()
+            .map(|occupant| SubscriptionChange {
+                jid: occupant.jid.clone(),
+                subid: Some(occupant.subid.clone()),
+                subscribed: false,
+            })
+            .collect();
+        if !ends.is_empty() {
+            match hosted
+                .service
+                .set_subscriptions(&self.presence, &actor_jid, node, &ends)
+            {
+                Ok(outcome) => done.push(Done::new(
+                    Origin::Room(node.to_owned()),
+                    outcome.effects,
+                    outcome.undo,
+                )),
+                Err(e) => {
+                    let why = e.to_string();
+                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                }
+            }
+        }
+        // Those the new affiliations shut out: banned (301), or no longer members (321).
+        let after = hosted.service.subscribers(node);
+        let (banned, unmembered): (Vec<SubscriptionInfo>, Vec<SubscriptionInfo>) = before
+            .into_iter()
+            .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
+            .filter(|s| !kicked.iter().any(|k| k.subid == s.subid))
+            .partition(|s| affiliations.get(&s.jid.to_bare()) == Some(&RoomAffiliation::Outcast));
+        self.announce_removals(room, &kicked, 307, done);
+        self.announce_removals(room, &banned, 301, done);
+        self.announce_removals(room, &unmembered, 321, done);
+        for (occupant, role) in roles {
+            self.set_role(room, occupant, role, done);
+        }
+        let changed: Vec<Jid> = after
+            .iter()
+            .filter(|s| s.state.is_approved() && affiliations.contains_key(&s.jid.to_bare()))
+            .map(|s| s.jid.clone())
+            .collect();
+        // Accounts not in the room: its occupants hear of the change, those who see real JIDs
+        // (everyone, or in a semi-anonymous room its owners and admins).
+        let semi_anonymous = groupchat::is_semi_anonymous(&config);
+        let hosted = self.rooms.get(node)?;
+        let present: BTreeSet<BareJid> = occupants(&hosted.service, node)
+            .iter()
+            .map(|o| o.jid.to_bare())
+            .collect();
+        for (jid, affiliation) in affiliations
+            .iter()
+            .filter(|(jid, _)| !present.contains(*jid))
+        {
+            self.tell_occupants(
+                node,
+                |to| {
+                    let sees = !semi_anonymous
+                        || affiliation_in(&hosted.service, node, to) >= RoomAffiliation::Admin;
+                    sees.then(|| groupchat::affiliation_notice(room, to, jid, *affiliation))
+                },
+                done,
+            );
+        }
+        for occupant in changed {
+            self.affiliation_changed(room, node, &occupant, done);
+        }
+        Some(iq_result(stanza, None))
+    }
+
+    /// `muc#admin` get: the accounts holding one affiliation (§9.5, §10.5; admins and owners),
+    /// or the occupants holding one role (§8.5, §9.8; moderators).
+    pub(super) fn admin_list(
+        &self,
+        from: &FullJid,
+        room: &BareJid,
+        node: &str,
+        stanza: &Element,
+        query: &Element,
+    ) -> Option<Element> {
+        let me = Jid::from(from.clone());
+        let hosted = self.rooms.get(node)?;
+        let service = &hosted.service;
+        let config = service.node_config(node)?;
+        let actor = affiliation_in(service, node, &me);
+        let asked = query.get_child("item", ns::MUC_ADMIN);
+        let items: Vec<Element> = if let Some(role) = asked
+            .and_then(|item| item.attr("role"))
+            .and_then(Role::parse)
+        {
+            let moderator = self
+                .occupant_of(node, &me)
+                .is_some_and(|mine| Role::of(config, actor, &mine.options) == Role::Moderator);
+            if !moderator {
+                return error_reply(stanza, StanzaError::Forbidden, Some("moderators only"));
+            }
+            occupants(service, node)
+                .iter()
+                .filter_map(|occupant| {
+                    let described = occupant.described(service, room, node);
+                    (described.role == role).then(|| {
+                        builder("item", ns::MUC_ADMIN)
+                            .with("affiliation", described.affiliation.name())
+                            .with("role", role.name())
+                            .with("nick", occupant.nick.as_str())
+                            .with("jid", occupant.jid.as_str())
+                            .build()
+                    })
+                })
+                .collect()
+        } else {
+            let Some(wanted) = asked
+                .and_then(|item| item.attr("affiliation"))
+                .and_then(RoomAffiliation::parse)
+                .filter(|wanted| *wanted != RoomAffiliation::None)
+            else {
+                return error_reply(stanza, StanzaError::BadRequest, Some("which list?"));
+            };
+            // Members may read the lists of a room that shows real JIDs (as on Prosody).
+            let member_may =
+                actor == RoomAffiliation::Member && !groupchat::is_semi_anonymous(config);
+            if actor < RoomAffiliation::Admin && !member_may {
+                return error_reply(stanza, StanzaError::Forbidden, Some("admins only"));
+            }
+            let Ok(all) = service.node_affiliations(&hosted.jid, node) else {
+                return error_reply(stanza, StanzaError::Forbidden, None);
+            };
+            all.into_iter()
+                .filter(|(jid, affiliation)| {
+                    RoomAffiliation::of(config, *affiliation, jid) == wanted
+                })
+                .map(|(jid, _)| {
+                    builder("item", ns::MUC_ADMIN)
+                        .with("affiliation", wanted.name())
+                        .with("jid", jid.as_str())
+                        .build()
+                })
+                .collect()
+        };
+        let result = builder("query", ns::MUC_ADMIN).append_all(items).build();
+        Some(iq_result(stanza, Some(result)))
+    }
+}
+
+/// What a `muc#admin` set changes: occupants kicked, roles given, affiliations set, and nicks
+/// registered with memberships.
+struct AdminChanges {
+    kicked: Vec<SubscriptionInfo>,
+    roles: Vec<(SubscriptionInfo, Role)>,
+    affiliations: BTreeMap<BareJid, RoomAffiliation>,
+    nicks: Vec<(BareJid, String)>,
+}

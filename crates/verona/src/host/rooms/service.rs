@@ -1,0 +1,228 @@
+//! What a stanza for `chat.<domain>` itself meets before the protocol layer: what is for rooms
+//! rather than the service is refused, the room list and unique names are answered here, a
+//! room made natively must be named by its address and within the account's share, and a
+//! native request is vetted as its XEP-0045 view would be.
+
+use super::*;
+
+impl ServicesTask {
+    /// `false` when the stanza was answered here; `true` to go on to the protocol layer.
+    pub(in crate::host) fn service_stanza(
+        &mut self,
+        from: &FullJid,
+        stanza: &mut Element,
+        done: &mut Vec<Done>,
+    ) -> bool {
+        // Presence, and messages that answer no authorization request, are for rooms, not
+        // for the service (as ejabberd answers them).
+        let answer =
+            stanza.name() == "message" && eventing::groupchat::addressed_room(stanza).is_some();
+        let not_for_the_service =
+            stanza.name() == "presence" || (stanza.name() == "message" && !answer);
+        if not_for_the_service && stanza.attr("type") != Some("error") {
+            let to_resource = stanza
+                .attr("to")
+                .and_then(|to| Jid::new(to).ok())
+                .is_some_and(|to| to.resource().is_some());
+            let error = if stanza.name() == "message" && !to_resource {
+                StanzaError::Forbidden
+            } else {
+                StanzaError::ServiceUnavailable
+            };
+            done.push(Done::reply(from.clone(), error_reply(stanza, error, None)));
+            return false;
+        }
+        if is_service_items(stanza) {
+            self.list_rooms(from.clone(), stanza.clone());
+            return false;
+        }
+        // XEP-0045 §10.1.4: a room name nobody has.
+        if stanza.attr("type") == Some("get")
+            && stanza.has_child("unique", eventing::groupchat::MUC_UNIQUE)
+        {
+            let name = crate::c2s::random_id();
+            let unique = builder("unique", eventing::groupchat::MUC_UNIQUE)
+                .append(name)
+                .build();
+            done.push(Done::reply(
+                from.clone(),
+                Some(iq_result(stanza, Some(unique))),
+            ));
+            return false;
+        }
+        // A room is named by its address, `node@chat.<domain>`: a node made without a
+        // name, or with one that is not an address's own local part, could not be reached.
+        let rooms = self.rooms_jid.domain().as_str();
+        let unnamed = stanza
+            .get_child("pubsub", ns::PUBSUB)
+            .and_then(|pubsub| pubsub.get_child("create", ns::PUBSUB))
+            .is_some_and(|create| {
+                let node = create.attr("node").unwrap_or_default();
+                BareJid::new(&format!("{node}@{rooms}"))
+                    .ok()
+                    .and_then(|room| room.node().map(|local| local.as_str() == node))
+                    != Some(true)
+            });
+        if unnamed {
+            let why = Some("a room's name is the local part of its address");
+            done.push(Done::reply(
+                from.clone(),
+                error_reply(stanza, StanzaError::NotAcceptable, why),
+            ));
+            return false;
+        }
+        if quota::is_create(stanza) && !self.admit_room(&from.to_bare()) {
+            let reply = verona_pubsub_xmpp::over_limit(stanza, Limit::MaxNodesExceeded);
+            done.push(Done::reply(from.clone(), Some(reply)));
+            return false;
+        }
+        if let Err(error) = self.vet_room_request(from, stanza) {
+            done.push(Done::reply(from.clone(), error_reply(stanza, error, None)));
+            return false;
+        }
+        true
+    }
+
+    /// disco#items of `chat.<domain>` (XEP-0045 §6.3): the public rooms, by address, read
+    /// from storage (rooms are resident only while used, on every shard); answered by a task
+    /// of its own, as it changes nothing.
+    fn list_rooms(&self, from: FullJid, stanza: Element) {
+        let stores = self.stores.clone();
+        let router = self.router.clone();
+        let rooms = self.rooms_jid.clone();
+        tokio::spawn(async move {
+            let prefix = handle::room_key(rooms.as_str(), "");
+            let reply = match stores.pubsub.node_configs(&prefix).await {
+                Ok(listed) => {
+                    let items = listed.iter().filter_map(|listing| {
+                        let (node, config) = (&listing.node, &listing.config);
+                        if !groupchat::is_public(config) {
+                            return None;
+                        }
+                        let room = room_address(node, rooms.domain())?;
+                        let name = if config.title.is_empty() {
+                            node.as_str()
+                        } else {
+                            config.title.as_str()
+                        };
+                        Some(
+                            builder("item", ns::DISCO_ITEMS)
+                                .with("jid", room.as_str())
+                                .with("name", name)
+                                .build(),
+                        )
+                    });
+                    let query = builder("query", ns::DISCO_ITEMS).append_all(items).build();
+                    Some(iq_result(&stanza, Some(query)))
+                }
+                Err(e) => {
+                    tracing::error!("listing the rooms failed: {e}");
+                    error_reply(&stanza, StanzaError::InternalServerError, None)
+                }
+            };
+            if let Some(reply) = reply {
+                let bytes = Bytes::from(verona_stream::element_bytes(&reply));
+                router.deliver(&Jid::from(from), bytes);
+            }
+        });
+    }
+
+    /// A native request to a room, vetted as its XEP-0045 view would be: roles are the room's
+    /// to give, never a subscription option one sets oneself; entering a password-protected
+    /// room takes its password (the subscribe options' `muc#roomconfig_roomsecret`, which is
+    /// not kept); what is published is vetted by [`Self::vet_room_publish`].
+    fn vet_room_request(&self, from: &FullJid, stanza: &mut Element) -> Result<(), StanzaError> {
+        let Some(pubsub) = stanza.get_child_mut("pubsub", ns::PUBSUB) else {
+            return Ok(());
+        };
+        let mut secret = None;
+        let mut node = None;
+        for child in pubsub.children_mut() {
+            if child.is("subscribe", ns::PUBSUB) {
+                node = child.attr("node").map(str::to_owned);
+            }
+            for form in child.children_mut().filter(|c| c.is("x", ns::DATA_FORMS)) {
+                let fields: Vec<Element> = form.take_contents_as_children().collect();
+                for field in fields {
+                    match field.attr("var") {
+                        Some(groupchat::ROLE_OPTION) => return Err(StanzaError::Forbidden),
+                        Some(ROOM_SECRET) => {
+                            secret = field.get_child("value", ns::DATA_FORMS).map(Element::text);
+                        }
+                        _ => {
+                            form.append_child(field);
+                        }
+                    }
+                }
+            }
+        }
+        let password = node.as_deref().and_then(|node| {
+            let hosted = self.rooms.get(node)?;
+            let config = hosted.service.node_config(node)?;
+            let owner = hosted.service.affiliation(node, &from.to_bare()) == Affiliation::Owner;
+            groupchat::password(config)
+                .filter(|_| !owner)
+                .map(str::to_owned)
+        });
+        if password.is_some_and(|password| secret.as_deref() != Some(password.as_str())) {
+            return Err(StanzaError::NotAuthorized);
+        }
+        self.vet_room_publish(from, stanza)
+    }
+
+    /// A native publish to a room (Ex. 16): each item is made what the speaker said, with its
+    /// nick, as a classic groupchat message would be; `Err` when the publisher is not in the
+    /// room, has no voice, or says nothing a room keeps.
+    fn vet_room_publish(&self, from: &FullJid, stanza: &mut Element) -> Result<(), StanzaError> {
+        let Some(publish) = stanza
+            .get_child_mut("pubsub", ns::PUBSUB)
+            .and_then(|pubsub| pubsub.get_child_mut("publish", ns::PUBSUB))
+        else {
+            return Ok(());
+        };
+        let node = publish.attr("node").unwrap_or_default().to_owned();
+        let me = Jid::from(from.clone());
+        let speaker = self.rooms.get(&node).and_then(|hosted| {
+            let mine = self.occupant_of(&node, &me)?;
+            let config = hosted.service.node_config(&node)?;
+            let affiliation = affiliation_in(&hosted.service, &node, &me);
+            let role = Role::of(config, affiliation, &mine.options);
+            Some((groupchat::nick_of(&mine.options)?.to_owned(), role))
+        });
+        let Some((nick, role)) = speaker else {
+            return Err(StanzaError::NotAcceptable);
+        };
+        if role == Role::Visitor {
+            return Err(StanzaError::Forbidden);
+        }
+        for item in publish.children_mut().filter(|c| c.is("item", ns::PUBSUB)) {
+            let message = {
+                let mut payloads = item.children();
+                match (payloads.next(), payloads.next()) {
+                    (Some(message), None) if message.is("message", ns::CLIENT) => {
+                        said(message, &nick)
+                    }
+                    _ => None,
+                }
+            };
+            let Some(message) = message else {
+                return Err(StanzaError::InvalidPayload);
+            };
+            let id = item.attr("id").map(str::to_owned);
+            let mut vetted = builder("item", ns::PUBSUB).append(message).build();
+            if let Some(id) = id {
+                set_attr(&mut vetted, "id", id);
+            }
+            *item = vetted;
+        }
+        Ok(())
+    }
+}
+
+/// A disco#items request about a service itself (no node).
+fn is_service_items(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("get")
+        && stanza
+            .get_child("query", ns::DISCO_ITEMS)
+            .is_some_and(|query| query.attr("node").is_none())
+}
