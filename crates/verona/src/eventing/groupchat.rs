@@ -1045,6 +1045,42 @@ pub fn groupchat_message(
     Some(message.append_all(said).append_all(delay).build())
 }
 
+/// [`groupchat_message`] with its XEP-0359 archive id, for many recipients at once: the start
+/// of the message up to its `to` value, and the rest (shared by every recipient: what was
+/// said, the id, the end tag). A recipient's copy is the start, its escaped JID, the rest.
+pub fn shared_groupchat(
+    room: &BareJid,
+    payload: &Element,
+    archive_id: &str,
+) -> Option<(Vec<u8>, bytes::Bytes)> {
+    use minidom::element::escape;
+    let nick = speaker(payload)?;
+    let from = format!("{room}/{nick}");
+    let mut head = b"<message xmlns='jabber:client' type='groupchat' from='".to_vec();
+    head.extend_from_slice(&escape(from.as_bytes()));
+    head.push(b'\'');
+    if let Some(id) = payload.attr("id") {
+        head.extend_from_slice(b" id='");
+        head.extend_from_slice(&escape(id.as_bytes()));
+        head.push(b'\'');
+    }
+    head.extend_from_slice(b" to='");
+    // Serialized inside a `jabber:client` parent, so that the children need no namespace of
+    // their own; the parent's start tag is then cut off.
+    let said = builder("message", ns::CLIENT)
+        .append_all(payload.children().filter(|c| spoken(c)).cloned())
+        .append(crate::eventing::archive::stanza_id(
+            archive_id,
+            room.as_str(),
+        ))
+        .build();
+    let bytes = verona_stream::element_bytes(&said);
+    let start = bytes.iter().position(|b| *b == b'>')? + 1;
+    let mut rest = b"'>".to_vec();
+    rest.extend_from_slice(&bytes[start..]);
+    Some((head, bytes::Bytes::from(rest)))
+}
+
 /// The subject a classic join gets after the history (XEP-0045 §7.2.16): the last one said,
 /// or an empty one, which marks the end of the history either way.
 pub fn subject_message(room: &BareJid, to: &Jid, subject: Option<(&str, &str)>) -> Element {
@@ -1203,6 +1239,27 @@ mod tests {
         ];
         for (xml, expected) in cases {
             assert_eq!(room_presence(&el(xml), &to, now), expected, "{xml}");
+        }
+    }
+
+    #[test]
+    fn a_shared_message_is_the_message_each_recipient_would_get() {
+        let room = BareJid::new("characters@chat.localhost").unwrap();
+        let said = said(
+            &el("<message xmlns='jabber:client' id='a&apos;b'><body>hi &amp; bye</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"),
+            "J'C",
+        )
+        .unwrap();
+        let (head, rest) = shared_groupchat(&room, &said, "item1").unwrap();
+        for to in ["romeo@localhost/orchard", "romeo@localhost/o'brien &amp; co"] {
+            let to = Jid::new(to).unwrap();
+            let mut bytes = head.clone();
+            bytes.extend_from_slice(&minidom::element::escape(to.as_str().as_bytes()));
+            bytes.extend_from_slice(&rest);
+            let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
+            let mut one = groupchat_message(&room, &to, &said, None).unwrap();
+            one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
+            assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
         }
     }
 

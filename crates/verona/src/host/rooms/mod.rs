@@ -1060,14 +1060,6 @@ impl ServicesTask {
             kind: hosted.kind,
             resolver: &self.presence,
         };
-        let classic = |jid: &Jid, node: &str| {
-            hosted
-                .service
-                .subscribers(node)
-                .into_iter()
-                .find(|s| s.jid == *jid)
-                .is_some_and(|s| groupchat::is_classic(&s.options))
-        };
         let (node, items) = match effect {
             Effect::Notify(n) => match &n.event {
                 Event::Items { items } => (n.node.as_str(), Some(items)),
@@ -1076,8 +1068,9 @@ impl ServicesTask {
             // The owners' approval form for a room that authorizes its occupants, and the
             // history a native occupant gets on entering (a classic one gets it as messages).
             Effect::AuthorizationRequest(_) | Effect::SendLastItems(_) => {
-                let skip =
-                    matches!(effect, Effect::SendLastItems(last) if classic(&last.to, &last.node));
+                let skip = matches!(effect, Effect::SendLastItems(last)
+                    if self.occupant_of(&last.node, &last.to)
+                        .is_some_and(|s| groupchat::is_classic(&s.options)));
                 if !skip {
                     for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect)) {
                         self.router.deliver(&out.to, out.stanza);
@@ -1112,15 +1105,29 @@ impl ServicesTask {
                 let addresses = builder("addresses", ns::ADDRESS).append(address).build();
                 verona_stream::element_bytes(&addresses)
             });
+        // Who joined with XEP-0045, looked up once per event, and what they get, serialized
+        // once: each recipient's copy is its own start tag and the shared rest.
+        let classic: HashSet<Jid> = hosted
+            .service
+            .subscribers(node)
+            .into_iter()
+            .filter(|s| groupchat::is_classic(&s.options))
+            .map(|s| s.jid)
+            .collect();
+        let shared: Vec<(Vec<u8>, Bytes)> = payloads
+            .iter()
+            .filter_map(|(payload, id)| groupchat::shared_groupchat(&room, payload, id))
+            .collect();
         for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect)) {
-            if !node.is_empty() && classic(&out.to, node) {
-                for (payload, id) in &payloads {
-                    if let Some(mut message) = groupchat_message(&room, &out.to, payload, None) {
-                        // XEP-0359: where the room's archive keeps it.
-                        message.append_child(archive::stanza_id(id, room.as_str()));
-                        let bytes = Bytes::from(verona_stream::element_bytes(&message));
-                        self.router.deliver(&out.to, bytes);
-                    }
+            if classic.contains(&out.to) {
+                let to = minidom::element::escape(out.to.as_str().as_bytes());
+                for (head, rest) in &shared {
+                    let mut start = Vec::with_capacity(head.len() + to.len());
+                    start.extend_from_slice(head);
+                    start.extend_from_slice(&to);
+                    let message =
+                        verona_stream::Wire::new(Bytes::from(start), rest.clone(), Bytes::new());
+                    self.router.deliver(&out.to, message);
                 }
             } else if let Some(replyto) = &replyto {
                 self.router
