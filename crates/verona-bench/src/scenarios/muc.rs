@@ -510,9 +510,9 @@ async fn speak(
 }
 
 /// One occupant but the sender: joins (at most `login_in_flight` joins at once over all
-/// rooms), drains the room's presence until `go`, then counts the room's messages until it
-/// has them all or nothing came for `op_timeout`. Gives the client back for closing, unless
-/// its connection failed.
+/// rooms), reads the room's presence until `go`, and counts the room's messages until it has
+/// them all or, once `go` turned, nothing came for `op_timeout`. Gives the client back for
+/// closing, unless its connection failed.
 async fn occupy(
     mut client: Client,
     seat: Seat,
@@ -539,27 +539,32 @@ async fn occupy(
         return (heard, Err(e));
     }
     heard.joined = true;
-    // Later joiners' presence comes until every room is full; it is read and dropped so that
-    // the server never waits on this client.
+    // Until every room is full only later joiners' presence comes; it is read and dropped so
+    // that the server never waits on this client. A stanza read as `go` turns may already be a
+    // message, so every stanza is counted.
     let mut go = shared.go.clone();
-    loop {
-        tokio::select! {
-            stanza = client.recv() => {
-                if let Err(e) = stanza {
-                    return (heard, Err(e));
-                }
-            }
-            started = go.wait_for(|go| *go) => match started {
-                Ok(_) => break,
-                Err(_) => return (heard, Ok(client)),
-            },
-        }
-    }
+    let mut started = false;
     while heard.tally.received < messages {
-        let stanza = match tokio::time::timeout(shared.op_timeout, client.recv()).await {
-            Err(_) => break,
-            Ok(Err(e)) => return (heard, Err(e)),
-            Ok(Ok(stanza)) => stanza,
+        let stanza = if started {
+            match tokio::time::timeout(shared.op_timeout, client.recv()).await {
+                Err(_) => break,
+                Ok(stanza) => stanza,
+            }
+        } else {
+            tokio::select! {
+                stanza = client.recv() => stanza,
+                go = go.wait_for(|go| *go) => match go {
+                    Ok(_) => {
+                        started = true;
+                        continue;
+                    }
+                    Err(_) => break,
+                },
+            }
+        };
+        let stanza = match stanza {
+            Ok(stanza) => stanza,
+            Err(e) => return (heard, Err(e)),
         };
         if let Some(seq) = hear(&mut heard, &stanza, &seat, shared.epoch) {
             let _ = notes.send(Note::Received(seq));
