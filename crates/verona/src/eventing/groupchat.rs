@@ -1251,7 +1251,10 @@ mod tests {
         )
         .unwrap();
         let (head, rest) = shared_groupchat(&room, &said, "item1").unwrap();
-        for to in ["romeo@localhost/orchard", "romeo@localhost/o'brien &amp; co"] {
+        for to in [
+            "romeo@localhost/orchard",
+            "romeo@localhost/o'brien &amp; co",
+        ] {
             let to = Jid::new(to).unwrap();
             let mut bytes = head.clone();
             bytes.extend_from_slice(&minidom::element::escape(to.as_str().as_bytes()));

@@ -1118,23 +1118,39 @@ impl ServicesTask {
             .iter()
             .filter_map(|(payload, id)| groupchat::shared_groupchat(&room, payload, id))
             .collect();
-        for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect)) {
-            if classic.contains(&out.to) {
-                let to = minidom::element::escape(out.to.as_str().as_bytes());
-                for (head, rest) in &shared {
-                    let mut start = Vec::with_capacity(head.len() + to.len());
-                    start.extend_from_slice(head);
-                    start.extend_from_slice(&to);
-                    let message =
-                        verona_stream::Wire::new(Bytes::from(start), rest.clone(), Bytes::new());
-                    self.router.deliver(&out.to, message);
-                }
-            } else if let Some(replyto) = &replyto {
-                self.router
-                    .deliver(&out.to, out.stanza.before_tail(replyto));
-            } else {
-                self.router.deliver(&out.to, out.stanza);
+        let Effect::Notify(notification) = effect else {
+            return;
+        };
+        // Classic occupants get the shared message; only the others' events are rendered.
+        let (classic_recipients, native): (Vec<&Recipient>, Vec<&Recipient>) = notification
+            .recipients
+            .iter()
+            .partition(|recipient| classic.contains(&recipient.jid));
+        for recipient in classic_recipients {
+            let to = minidom::element::escape(recipient.jid.as_str().as_bytes());
+            for (head, rest) in &shared {
+                let mut start = Vec::with_capacity(head.len() + to.len());
+                start.extend_from_slice(head);
+                start.extend_from_slice(&to);
+                let message =
+                    verona_stream::Wire::new(Bytes::from(start), rest.clone(), Bytes::new());
+                self.router.deliver(&recipient.jid, message);
             }
+        }
+        if native.is_empty() {
+            return;
+        }
+        let native = Effect::Notify(verona_pubsub::Notification {
+            recipients: native.into_iter().cloned().collect(),
+            ..notification.clone()
+        });
+        for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(&native)) {
+            match &replyto {
+                Some(replyto) => self
+                    .router
+                    .deliver(&out.to, out.stanza.before_tail(replyto)),
+                None => self.router.deliver(&out.to, out.stanza),
+            };
         }
     }
 }
