@@ -543,7 +543,18 @@ impl ServicesTask {
                 self.bound.insert(&session);
                 self.ready.push(ready);
             }
-            Request::SessionEnded(jid) => self.session_ended(&jid, done),
+            Request::SessionEnded { jid, session } => {
+                // A newer session on the same full JID: this end is stale (see the request).
+                let replaced = session.is_some_and(|ended| {
+                    jid.try_as_full()
+                        .ok()
+                        .and_then(|full| self.router.session(full))
+                        .is_some_and(|current| current.id() != ended)
+                });
+                if !replaced {
+                    self.session_ended(&jid, done);
+                }
+            }
             Request::Unavailable(session) => self.end_temporary(&Jid::from(session), done),
             Request::Forget { account, ready } => {
                 self.forget_account(&account, done);

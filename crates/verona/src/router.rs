@@ -44,6 +44,8 @@ impl CloseReason {
 /// How the router reaches one bound session.
 #[derive(Clone)]
 pub struct SessionHandle {
+    /// Unique among the sessions of this process: a session that ended is told apart from a
+    /// newer one bound to the same full JID.
     id: u64,
     tx: mpsc::Sender<Wire>,
     queued: Arc<QueuedBytes>,
@@ -102,6 +104,11 @@ impl SessionEnds {
 }
 
 impl SessionHandle {
+    /// Which session this is (see the field).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// A session's queue holds at most `queue` stanzas and `bytes` bytes.
     pub fn new(queue: usize, bytes: usize) -> (SessionHandle, SessionEnds) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);

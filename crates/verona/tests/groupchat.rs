@@ -2050,3 +2050,34 @@ async fn invitations_and_private_messages_follow_the_configuration() {
         Some("characters@chat.localhost/Romeo")
     );
 }
+
+/// A client that reconnects with the same full JID, replacing its older session, and enters
+/// the room again at once, stays in it: the older session's end takes nothing of the newer
+/// one's (found by the muc benchmark: back-to-back runs lost most deliveries).
+#[tokio::test]
+async fn a_session_that_replaces_another_keeps_its_rooms() {
+    let t = TestServer::start().await;
+    let (romeo, mut nurse) = two_in_a_room(&t).await;
+    // Each older client stays open until the server replaces it.
+    let mut replaced = vec![romeo];
+    for round in 0..5 {
+        let mut romeo = t.login("romeo", "pw", "mobile").await;
+        romeo.send(&join("Romeo")).await;
+        joined(&mut romeo).await;
+        // Whatever the older session's end does, it has done by now.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        nurse
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='r{round}'><body>still there?</body></message>"
+            ))
+            .await;
+        let heard = recv_until(&mut romeo, |el| el.name() == "message").await;
+        assert_eq!(
+            heard.attr("id"),
+            Some(format!("r{round}").as_str()),
+            "round {round}"
+        );
+        recv_until(&mut nurse, |el| el.attr("id") == Some(&format!("r{round}"))).await;
+        replaced.push(romeo);
+    }
+}

@@ -364,10 +364,11 @@ impl Connection {
         if let State::Bound(session) = &self.state {
             self.shared.router.unbind(&session.jid, &session.handle);
             let pubsub = &self.shared.pubsub;
-            pubsub.session_ended(Jid::from(session.jid.clone())).await;
+            let full = Jid::from(session.jid.clone());
+            pubsub.session_ended(full, Some(session.handle.id())).await;
             let bare = session.jid.to_bare();
             if self.shared.router.sessions_of(&bare).is_empty() {
-                pubsub.session_ended(Jid::from(bare)).await;
+                pubsub.session_ended(Jid::from(bare), None).await;
             }
             let why = match &end {
                 End::Fault(error, _) => error.condition(),

@@ -184,10 +184,15 @@ impl PubsubHandle {
         }
     }
 
-    /// A session ended: every shard ends the temporary subscriptions it holds for it.
-    pub async fn session_ended(&self, jid: Jid) {
+    /// A session ended (`session`: which one, for a full JID): every shard ends the
+    /// temporary subscriptions it holds for it.
+    pub async fn session_ended(&self, jid: Jid, session: Option<u64>) {
         for shard in 0..self.shards.len() {
-            self.send(shard, Request::SessionEnded(jid.clone())).await;
+            let request = Request::SessionEnded {
+                jid: jid.clone(),
+                session,
+            };
+            self.send(shard, request).await;
         }
     }
 

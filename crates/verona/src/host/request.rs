@@ -36,7 +36,10 @@ pub(super) enum Request {
     },
     /// A session (full JID), or an account's last session (bare JID), ended: temporary
     /// (`expire=presence`) subscriptions made from it end too.
-    SessionEnded(Jid),
+    /// `session` names the ended session of a full JID: if another session holds that JID by
+    /// the time this is handled, it replaced this one (and ended its temporary subscriptions
+    /// when it bound), and what it holds now is its own.
+    SessionEnded { jid: Jid, session: Option<u64> },
     /// A session went unavailable without ending: its temporary subscriptions end.
     Unavailable(FullJid),
     /// A XEP-0045 stanza for a room (`room@chat.<domain>` or `room@chat.<domain>/nick`): a
