@@ -260,29 +260,20 @@ impl ServicesTask {
         let registering = hosted
             .service
             .configure(&self.presence, &actor, node, &fields);
-        match registering {
-            Ok(outcome) => done.push(Done::new(
-                Origin::Room(node.to_owned()),
-                outcome.effects,
-                outcome.undo,
-            )),
-            Err(e) => {
-                let why = e.to_string();
-                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
-            }
+        if let Err(e) = record(done, node, registering) {
+            let why = e.to_string();
+            return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
         }
         if affiliation == RoomAffiliation::None {
             let members = BTreeMap::from([(me, Affiliation::Member)]);
-            match hosted
-                .service
-                .set_affiliations(&self.presence, &actor, node, &members)
-            {
-                Ok(outcome) => done.push(Done::new(
-                    Origin::Room(node.to_owned()),
-                    outcome.effects,
-                    outcome.undo,
-                )),
-                Err(e) => tracing::debug!(%from, node, "registering with a room: {e}"),
+            if let Err(e) = record(
+                done,
+                node,
+                hosted
+                    .service
+                    .set_affiliations(&self.presence, &actor, node, &members),
+            ) {
+                tracing::debug!(%from, node, "registering with a room: {e}");
             }
             // A member now, in the room: everyone sees it.
             let room = room_address(node, self.rooms_jid.domain())?;
@@ -309,32 +300,31 @@ impl ServicesTask {
         let config = hosted.service.node_config(node)?.clone();
         let affiliation = affiliation_in(&hosted.service, node, &Jid::from(me.clone()));
         let actor = hosted.jid.clone();
-        let origin = Origin::Room(node.to_owned());
         let before = hosted.service.subscribers(node);
         if groupchat::registered_nick(&config, &me).is_some() {
             let fields = [groupchat::unregister_nick(&config, &me)];
-            match hosted
-                .service
-                .configure(&self.presence, &actor, node, &fields)
-            {
-                Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
-                Err(e) => {
-                    let why = e.to_string();
-                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
-                }
+            if let Err(e) = record(
+                done,
+                node,
+                hosted
+                    .service
+                    .configure(&self.presence, &actor, node, &fields),
+            ) {
+                let why = e.to_string();
+                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
             }
         }
         if affiliation == RoomAffiliation::Member {
             let none = BTreeMap::from([(me.clone(), Affiliation::None)]);
-            match hosted
-                .service
-                .set_affiliations(&self.presence, &actor, node, &none)
-            {
-                Ok(outcome) => done.push(Done::new(origin, outcome.effects, outcome.undo)),
-                Err(e) => {
-                    let why = e.to_string();
-                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
-                }
+            if let Err(e) = record(
+                done,
+                node,
+                hosted
+                    .service
+                    .set_affiliations(&self.presence, &actor, node, &none),
+            ) {
+                let why = e.to_string();
+                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
             }
         }
         let after = hosted.service.subscribers(node);
@@ -380,13 +370,8 @@ impl ServicesTask {
         }
         if let Some(destroy) = query.get_child("destroy", ns::MUC_OWNER) {
             let leaving = occupants(&hosted.service, node);
-            return match hosted.service.delete(&me, node, None) {
-                Ok(outcome) => {
-                    done.push(Done::new(
-                        Origin::Room(node.to_owned()),
-                        outcome.effects,
-                        outcome.undo,
-                    ));
+            return match record(done, node, hosted.service.delete(&me, node, None)) {
+                Ok(()) => {
                     let destroyed = groupchat::destroyed(Some(destroy));
                     self.announce_destruction(room, &leaving, &destroyed, done);
                     Some(iq_result(stanza, None))
@@ -413,13 +398,12 @@ impl ServicesTask {
             .service
             .node_config(node)
             .is_some_and(groupchat::is_semi_anonymous);
-        match hosted.service.configure(&self.presence, &me, node, &fields) {
-            Ok(outcome) => {
-                done.push(Done::new(
-                    Origin::Room(node.to_owned()),
-                    outcome.effects,
-                    outcome.undo,
-                ));
+        match record(
+            done,
+            node,
+            hosted.service.configure(&self.presence, &me, node, &fields),
+        ) {
+            Ok(()) => {
                 // XEP-0045 §9.6: a room made members-only removes the others (322).
                 let after = hosted.service.subscribers(node);
                 let removed: Vec<SubscriptionInfo> = before
@@ -625,16 +609,9 @@ impl ServicesTask {
                         .service
                         .configure(&self.presence, &actor_jid, node, &fields)
                 });
-            match applied {
-                Ok(outcome) => done.push(Done::new(
-                    Origin::Room(node.to_owned()),
-                    outcome.effects,
-                    outcome.undo,
-                )),
-                Err(e) => {
-                    let why = e.to_string();
-                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
-                }
+            if let Err(e) = record(done, node, applied) {
+                let why = e.to_string();
+                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
             }
         }
         let ends: Vec<SubscriptionChange> = kicked
@@ -645,21 +622,17 @@ impl ServicesTask {
                 subscribed: false,
             })
             .collect();
-        if !ends.is_empty() {
-            match hosted
-                .service
-                .set_subscriptions(&self.presence, &actor_jid, node, &ends)
-            {
-                Ok(outcome) => done.push(Done::new(
-                    Origin::Room(node.to_owned()),
-                    outcome.effects,
-                    outcome.undo,
-                )),
-                Err(e) => {
-                    let why = e.to_string();
-                    return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
-                }
-            }
+        if !ends.is_empty()
+            && let Err(e) = record(
+                done,
+                node,
+                hosted
+                    .service
+                    .set_subscriptions(&self.presence, &actor_jid, node, &ends),
+            )
+        {
+            let why = e.to_string();
+            return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
         }
         // Those the new affiliations shut out: banned (301), or no longer members (321).
         let after = hosted.service.subscribers(node);

@@ -169,16 +169,14 @@ impl ServicesTask {
                 .filter(|(jid, _)| hosted.service.affiliation(&node, jid) == Affiliation::None)
                 .map(|(jid, _)| (jid.clone(), Affiliation::Member))
                 .collect();
-            match hosted
-                .service
-                .set_affiliations(&self.presence, &me, &node, &members)
-            {
-                Ok(outcome) => done.push(Done::new(
-                    Origin::Room(node.clone()),
-                    outcome.effects,
-                    outcome.undo,
-                )),
-                Err(e) => tracing::debug!(%from, %room, "inviting into a members-only room: {e}"),
+            if let Err(e) = record(
+                done,
+                &node,
+                hosted
+                    .service
+                    .set_affiliations(&self.presence, &me, &node, &members),
+            ) {
+                tracing::debug!(%from, %room, "inviting into a members-only room: {e}");
             }
         }
         let inviter = from.to_bare();
@@ -1273,6 +1271,22 @@ fn occupants(service: &Service, node: &str) -> Vec<InRoom> {
             })
         })
         .collect()
+}
+
+/// Records an engine operation on a room in the batch (its effects and undo); its value, or
+/// the engine's refusal.
+fn record<T>(
+    done: &mut Vec<Done>,
+    node: &str,
+    outcome: Result<verona_pubsub::Outcome<T>, PubsubError>,
+) -> Result<T, PubsubError> {
+    let outcome = outcome?;
+    done.push(Done::new(
+        Origin::Room(node.to_owned()),
+        outcome.effects,
+        outcome.undo,
+    ));
+    Ok(outcome.value)
 }
 
 /// Each occupant's role.
