@@ -169,6 +169,7 @@ pub async fn start(
     let rooms_jid = Jid::new(&addresses.rooms)
         .map_err(|e| anyhow::anyhow!("service address {}: {e}", addresses.rooms))?;
     let rooms_shard = handle::shard_of(&addresses.rooms, count);
+    let room_lists = Arc::new(tokio::sync::Semaphore::new(rooms::CONCURRENT_ROOM_LISTS));
     close_temporary_rooms(&stores, &addresses.rooms).await?;
     tracing::info!(shards = count, "pubsub shards starting");
     let (senders, receivers): (Vec<mpsc::Sender<Queued>>, Vec<_>) =
@@ -201,6 +202,7 @@ pub async fn start(
             rooms: HashMap::new(),
             rooms_jid: rooms_jid.clone(),
             rooms_config: configs.rooms.clone(),
+            room_lists: room_lists.clone(),
             accounts: HashMap::new(),
             resident_services: hosting.resident_services,
             pep_limits: configs.pep_limits.clone(),
@@ -302,6 +304,8 @@ struct ServicesTask {
     rooms: HashMap<String, Hosted>,
     rooms_jid: Jid,
     rooms_config: ServiceConfig,
+    /// Room lists being read from storage (`rooms::service`), shared by the shards.
+    room_lists: Arc<tokio::sync::Semaphore>,
     /// The resident PEP services.
     accounts: HashMap<BareJid, Hosted>,
     /// How many PEP services nobody uses may stay in memory.

@@ -2062,3 +2062,39 @@ async fn a_session_that_replaces_another_keeps_its_rooms() {
         replaced.push(romeo);
     }
 }
+
+/// A burst of room-list requests (each a read of every room's configuration, outside the
+/// shard's queue) reads a few lists at a time: every request is answered, with the list or
+/// with `resource-constraint` (wait), and the list names the public rooms.
+#[tokio::test]
+async fn room_lists_are_read_a_few_at_a_time() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    const BURST: usize = 30;
+    let burst: String = (0..BURST)
+        .map(|n| {
+            format!(
+                "<iq xmlns='jabber:client' type='get' id='l{n}' to='chat.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+            )
+        })
+        .collect();
+    romeo.send(&burst).await;
+    let mut listed = 0;
+    for _ in 0..BURST {
+        let reply = recv_until(&mut romeo, |el| el.name() == "iq").await;
+        match reply.attr("type") {
+            Some("result") => {
+                let rooms = query_attrs(&reply, "http://jabber.org/protocol/disco#items", "jid");
+                assert_eq!(rooms, [ROOM]);
+                listed += 1;
+            }
+            _ => assert_eq!(
+                stanza_error(&reply).as_deref(),
+                Some("resource-constraint"),
+                "{}",
+                show(&reply)
+            ),
+        }
+    }
+    assert!(listed > 0, "some lists are read");
+}

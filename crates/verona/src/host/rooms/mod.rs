@@ -18,6 +18,8 @@ use crate::eventing::groupchat::{
 mod admin;
 mod service;
 
+pub(super) use service::CONCURRENT_ROOM_LISTS;
+
 impl ServicesTask {
     /// A XEP-0045 stanza for a room or for an occupant.
     pub(super) fn room_stanza(&mut self, from: FullJid, stanza: Element, done: &mut Vec<Done>) {

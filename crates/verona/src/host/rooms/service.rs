@@ -87,10 +87,21 @@ impl ServicesTask {
     /// from storage (rooms are resident only while used, on every shard); answered by a task
     /// of its own, as it changes nothing.
     fn list_rooms(&self, from: FullJid, stanza: Element) {
+        // A listing reads every room's configuration: only a few at a time, whoever asks
+        // (the shard's queue no longer holds the request once it is spawned).
+        let Ok(permit) = self.room_lists.clone().try_acquire_owned() else {
+            let reply = error_reply(&stanza, StanzaError::ResourceConstraint, None);
+            if let Some(reply) = reply {
+                let bytes = Bytes::from(verona_stream::element_bytes(&reply));
+                self.router.deliver(&Jid::from(from), bytes);
+            }
+            return;
+        };
         let stores = self.stores.clone();
         let router = self.router.clone();
         let rooms = self.rooms_jid.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let prefix = handle::room_key(rooms.as_str(), "");
             let reply = match stores.pubsub.node_configs(&prefix).await {
                 Ok(listed) => {
@@ -112,6 +123,8 @@ impl ServicesTask {
                                 .build(),
                         )
                     });
+                    // A reply of bounded size, however many rooms there are.
+                    let items = items.take(MAX_LISTED_ROOMS);
                     let query = builder("query", ns::DISCO_ITEMS).append_all(items).build();
                     Some(iq_result(&stanza, Some(query)))
                 }
@@ -218,6 +231,12 @@ impl ServicesTask {
         Ok(())
     }
 }
+
+/// Public rooms one room list names at most.
+const MAX_LISTED_ROOMS: usize = 1000;
+
+/// Room lists being read at once, over the whole server.
+pub(in crate::host) const CONCURRENT_ROOM_LISTS: usize = 2;
 
 /// A disco#items request about a service itself (no node).
 fn is_service_items(stanza: &Element) -> bool {
