@@ -261,8 +261,7 @@ impl ServicesTask {
             .service
             .configure(&self.presence, &actor, node, &fields);
         if let Err(e) = record(done, node, registering) {
-            let why = e.to_string();
-            return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+            return refused(stanza, &e);
         }
         if affiliation == RoomAffiliation::None {
             let members = BTreeMap::from([(me, Affiliation::Member)]);
@@ -310,8 +309,7 @@ impl ServicesTask {
                     .service
                     .configure(&self.presence, &actor, node, &fields),
             ) {
-                let why = e.to_string();
-                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                return refused(stanza, &e);
             }
         }
         if affiliation == RoomAffiliation::Member {
@@ -323,8 +321,7 @@ impl ServicesTask {
                     .service
                     .set_affiliations(&self.presence, &actor, node, &none),
             ) {
-                let why = e.to_string();
-                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                return refused(stanza, &e);
             }
         }
         let after = hosted.service.subscribers(node);
@@ -443,10 +440,7 @@ impl ServicesTask {
                 );
                 Some(iq_result(stanza, None))
             }
-            Err(e) => {
-                let why = e.to_string();
-                error_reply(stanza, StanzaError::NotAcceptable, Some(&why))
-            }
+            Err(e) => refused(stanza, &e),
         }
     }
 
@@ -610,8 +604,7 @@ impl ServicesTask {
                         .configure(&self.presence, &actor_jid, node, &fields)
                 });
             if let Err(e) = record(done, node, applied) {
-                let why = e.to_string();
-                return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+                return refused(stanza, &e);
             }
         }
         let ends: Vec<SubscriptionChange> = kicked
@@ -631,8 +624,7 @@ impl ServicesTask {
                     .set_subscriptions(&self.presence, &actor_jid, node, &ends),
             )
         {
-            let why = e.to_string();
-            return error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+            return refused(stanza, &e);
         }
         // Those the new affiliations shut out: banned (301), or no longer members (321).
         let after = hosted.service.subscribers(node);
@@ -761,4 +753,9 @@ struct AdminChanges {
     roles: Vec<(SubscriptionInfo, Role)>,
     affiliations: BTreeMap<BareJid, RoomAffiliation>,
     nicks: Vec<(BareJid, String)>,
+}
+
+/// The answer to a request the engine refused: `not-acceptable`, saying why.
+fn refused(stanza: &Element, error: &PubsubError) -> Option<Element> {
+    error_reply(stanza, StanzaError::NotAcceptable, Some(&error.to_string()))
 }
