@@ -203,6 +203,7 @@ pub async fn start(
             rooms_jid: rooms_jid.clone(),
             rooms_config: configs.rooms.clone(),
             room_lists: room_lists.clone(),
+            rooms_touched: Vec::new(),
             accounts: HashMap::new(),
             resident_services: hosting.resident_services,
             pep_limits: configs.pep_limits.clone(),
@@ -306,6 +307,8 @@ struct ServicesTask {
     rooms_config: ServiceConfig,
     /// Room lists being read from storage (`rooms::service`), shared by the shards.
     room_lists: Arc<tokio::sync::Semaphore>,
+    /// The rooms the current batch addressed (for [`ServicesTask::evict`]).
+    rooms_touched: Vec<String>,
     /// The resident PEP services.
     accounts: HashMap<BareJid, Hosted>,
     /// How many PEP services nobody uses may stay in memory.

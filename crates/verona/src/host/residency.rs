@@ -76,6 +76,7 @@ impl ServicesTask {
                 hosted.last_used = now;
             }
         }
+        self.rooms_touched = rooms;
     }
 
     /// Loads the rooms the batch addresses that are this shard's and not resident; a room not
@@ -204,11 +205,20 @@ impl ServicesTask {
     /// room), the least recently used others while more than `resident_services` are in
     /// memory (down to nine tenths). Occupancy lives only in memory: an occupied room stays.
     fn evict_rooms(&mut self) {
-        let now = self.batches;
-        self.rooms.retain(|_, hosted| {
-            let occupied = hosted.service.has_temporary_subscriptions();
-            occupied || hosted.last_used == now || hosted.service.node_ids().next().is_some()
-        });
+        // A room this batch used that has no node (never made, or closed) goes at once; rooms
+        // closed otherwise (by a session's end) wait for the pass below.
+        for node in std::mem::take(&mut self.rooms_touched) {
+            let gone = self.rooms.get(&node).is_some_and(|hosted| {
+                let service = &hosted.service;
+                !service.has_temporary_subscriptions() && service.node_ids().next().is_none()
+            });
+            if gone {
+                self.rooms.remove(&node);
+            }
+        }
+        if self.rooms.len() <= self.resident_services {
+            return;
+        }
         let mut idle: Vec<(u64, String)> = self
             .rooms
             .iter()
