@@ -1040,6 +1040,13 @@ async fn moderated_rooms_voice_requests_and_admins() {
         form_value(form, "muc#jid").as_deref(),
         Some("nurse@localhost/chamber")
     );
+    // One request per stay reaches the moderators; a second is refused.
+    nurse.send(&voice_form("")).await;
+    let refused = nurse.recv().await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint")
+    );
     // A visitor cannot approve her own request.
     nurse
         .send(&voice_form(

@@ -26,6 +26,9 @@ pub const MUC_OPTION: &str = "verona#muc";
 /// The subscription option holding a role a moderator gave an occupant for this stay (voice
 /// granted or taken, moderator made): set by the room only, never by a subscriber.
 pub const ROLE_OPTION: &str = "verona#role";
+/// The subscription option marking an occupant that asked for voice in this stay: one request
+/// reaches the moderators, not a stream of them. Set by the room only.
+pub const VOICE_ASKED_OPTION: &str = "verona#voice_asked";
 /// History a classic join gets when it does not say (XEP-0045 §7.2.15 leaves it to the
 /// service).
 pub const DEFAULT_HISTORY: usize = 20;
@@ -51,7 +54,7 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
             .extra
             .insert(list.to_owned(), Vec::new());
     }
-    for option in [MUC_OPTION, ROLE_OPTION] {
+    for option in [MUC_OPTION, ROLE_OPTION, VOICE_ASKED_OPTION] {
         config
             .custom_subscription_options
             .insert(option.to_owned(), SubscriptionOptionField { unique: false });

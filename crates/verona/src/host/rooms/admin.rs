@@ -36,6 +36,16 @@ impl ServicesTask {
         };
         match form {
             VoiceForm::Request => {
+                if mine
+                    .options
+                    .custom
+                    .contains_key(groupchat::VOICE_ASKED_OPTION)
+                {
+                    let why = Some("voice was asked for already");
+                    let reply = error_reply(stanza, StanzaError::ResourceConstraint, why);
+                    done.push(Done::reply(from.clone(), reply));
+                    return;
+                }
                 let nick = groupchat::nick_of(&mine.options).unwrap_or_default();
                 let semi_anonymous = service
                     .node_config(&node)
@@ -52,6 +62,23 @@ impl ServicesTask {
                     let asking = sees_jid.then_some(&me);
                     let message = groupchat::voice_request(room, &moderator.jid, asking, nick);
                     done.push(Done::reply(session, Some(message)));
+                }
+                let mut options = mine.options.clone();
+                options
+                    .custom
+                    .insert(groupchat::VOICE_ASKED_OPTION.to_owned(), "1".to_owned());
+                let Some(hosted) = self.rooms.get_mut(&node) else {
+                    return;
+                };
+                let asked = hosted.service.set_subscription_options(
+                    &me,
+                    &node,
+                    &me,
+                    Some(mine.subid.as_str()),
+                    options,
+                );
+                if let Err(e) = record(done, &node, asked) {
+                    tracing::debug!(%room, "noting a voice request: {e}");
                 }
             }
             VoiceForm::Answer { nick, allow } => {

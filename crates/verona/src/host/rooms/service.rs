@@ -158,7 +158,9 @@ impl ServicesTask {
                 let fields: Vec<Element> = form.take_contents_as_children().collect();
                 for field in fields {
                     match field.attr("var") {
-                        Some(groupchat::ROLE_OPTION) => return Err(StanzaError::Forbidden),
+                        Some(groupchat::ROLE_OPTION | groupchat::VOICE_ASKED_OPTION) => {
+                            return Err(StanzaError::Forbidden);
+                        }
                         Some(ROOM_SECRET) => {
                             secret = field.get_child("value", ns::DATA_FORMS).map(Element::text);
                         }
