@@ -246,3 +246,87 @@ async fn client_logs_in_over_direct_tls() {
     client.send_end().await.expect("clean close");
     server.shutdown().await;
 }
+
+/// XEP-0160 and XEP-0313 seen by a third-party client: a chat message sent while Romeo is
+/// offline reaches him at his first presence, with its delay and archive id, and his archive
+/// query returns it.
+#[tokio::test]
+async fn offline_messages_and_the_archive_reach_a_client() {
+    use tokio_xmpp::parsers::delay::Delay;
+    use tokio_xmpp::parsers::mam::{Query, QueryId, Result_ as MamResult};
+    use tokio_xmpp::parsers::presence::Presence;
+    use tokio_xmpp::parsers::stanza_id::StanzaId;
+
+    let server = TestServer::start().await;
+    let mut juliet = server.client(JULIET, JULIET_PASSWORD);
+    online(&mut juliet).await;
+    let body = "Good night, good night! Parting is such sweet sorrow";
+    let message =
+        Message::chat(Some(Jid::from(bare(ROMEO)))).with_body(Lang::default(), body.into());
+    juliet
+        .send_stanza(message.into())
+        .await
+        .expect("message sent");
+
+    let mut romeo = server.client(&format!("{ROMEO}/balcony"), ROMEO_PASSWORD);
+    online(&mut romeo).await;
+    romeo
+        .send_stanza(Presence::available().into())
+        .await
+        .expect("presence sent");
+    let received = loop {
+        if let Stanza::Message(received) = next_stanza(&mut romeo).await {
+            break received;
+        }
+    };
+    assert_eq!(
+        received.get_best_body(vec![]).map(|(_, b)| b.as_str()),
+        Some(body)
+    );
+    let delay = received
+        .payloads
+        .iter()
+        .find_map(|p| Delay::try_from(p.clone()).ok())
+        .expect("a delay");
+    assert_eq!(delay.from, Some(Jid::from(bare("localhost"))));
+    let archived = received
+        .payloads
+        .iter()
+        .find_map(|p| StanzaId::try_from(p.clone()).ok())
+        .expect("an archive id");
+    assert_eq!(archived.by, Jid::from(bare(ROMEO)));
+
+    let query = Query {
+        queryid: Some(QueryId("q".into())),
+        node: None,
+        form: None,
+        set: None,
+        flip_page: false,
+    };
+    let answer = romeo.send_iq(None, IqRequest::Set(query.into())).await;
+    let result = loop {
+        if let Stanza::Message(message) = next_stanza(&mut romeo).await
+            && let Some(result) = message
+                .payloads
+                .iter()
+                .find_map(|p| MamResult::try_from(p.clone()).ok())
+        {
+            break result;
+        }
+    };
+    assert_eq!(result.id, archived.id);
+    let said = result.forwarded.message;
+    assert_eq!(
+        said.get_best_body(vec![]).map(|(_, b)| b.as_str()),
+        Some(body)
+    );
+    let answer = timeout(TIMEOUT, answer)
+        .await
+        .expect("query answered")
+        .expect("iq sent");
+    assert!(matches!(answer, IqResponse::Result(Some(_))), "{answer:?}");
+
+    juliet.send_end().await.expect("clean close");
+    romeo.send_end().await.expect("clean close");
+    server.shutdown().await;
+}

@@ -25,7 +25,7 @@ use verona_stream::Wire;
 use crate::forms;
 use crate::ns;
 use crate::xml::{BuilderExt, builder};
-use crate::{Outgoing, ServiceContext};
+use crate::{Outgoing, ServiceContext, ServiceKind};
 
 /// The stanzas that carry out `effects`' deliveries: notifications, authorization requests
 /// (one per owner) and last published items (one message per item, with its XEP-0203 delay).
@@ -44,7 +44,13 @@ pub fn render(ctx: &ServiceContext, effects: &[Effect]) -> Vec<Outgoing> {
 }
 
 fn notify(ctx: &ServiceContext, notification: &Notification, out: &mut Vec<Outgoing>) {
-    let with_publisher = notification.itemreply == ItemReply::Publisher;
+    // A node that carries messages (seed §6, Ex. 20) names who said each, and where to reply,
+    // and its notifications are never headlines (DESIGN §2 "One-to-one").
+    // Rooms decide themselves what names the speaker.
+    let carries_message = ctx.kind == ServiceKind::Pubsub
+        && matches!(&notification.event, Event::Items { items }
+            if items.first().and_then(|item| item.payload.as_deref()).is_some_and(is_message));
+    let with_publisher = notification.itemreply == ItemReply::Publisher || carries_message;
     let mut shared = serialize(&event(notification, with_publisher));
     if with_publisher
         && let Event::Items { items } = &notification.event
@@ -58,7 +64,11 @@ fn notify(ctx: &ServiceContext, notification: &Notification, out: &mut Vec<Outgo
         notification.event,
         Event::Items { .. } | Event::Retract { .. }
     );
-    let envelope = Envelope::new(ctx.jid, notification.notification_type);
+    let kind = match notification.notification_type {
+        NotificationType::Headline if carries_message => NotificationType::Normal,
+        kind => kind,
+    };
+    let envelope = Envelope::new(ctx.jid, kind);
     let mut ids = Ids::reserve(notification.recipients.len());
     out.reserve(notification.recipients.len());
     for recipient in notification.recipients.iter() {
@@ -185,6 +195,14 @@ pub(crate) fn item_element(namespace: &str, item: &Item, with_publisher: bool) -
 }
 
 /// XEP-0033: replies go to the publisher.
+/// Whether a payload is a `<message xmlns='jabber:client'/>`.
+fn is_message(payload: &str) -> bool {
+    payload.starts_with("<message")
+        && payload
+            .parse::<Element>()
+            .is_ok_and(|el| el.is("message", ns::CLIENT))
+}
+
 fn replyto(publisher: &Jid) -> Element {
     let address = builder("address", ns::ADDRESS)
         .with("type", "replyto")

@@ -6,7 +6,9 @@ pub(crate) mod pubsub;
 
 use verona_auth::{DEFAULT_ITERATIONS, ScramKeys};
 
-use crate::{AccountStore, Credentials, StorageError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::{AccountStore, Credentials, OfflineStore, StorageError};
 
 /// Distinct credentials per `seed`, with bytes (NUL, 0xFF, uneven lengths)
 /// that a text-typed or truncating backend would mangle.
@@ -100,4 +102,39 @@ pub(crate) async fn account_store(store: &dyn AccountStore) {
     assert_eq!(loaded, derived);
     assert!(loaded.verify_password("wherefore art thou"));
     assert!(!loaded.verify_password("wherefore art thee"));
+}
+
+/// Behaviour every [`OfflineStore`] backend shares: queues per account, in order, partial
+/// removal, bounded reads, times kept to the microsecond.
+pub(crate) async fn offline_store(store: &dyn OfflineStore) {
+    let at = |micros: u64| UNIX_EPOCH + Duration::from_micros(micros);
+    let juliet = "juliet@capulet.lit";
+    assert!(store.kept(juliet, 10).await.unwrap().is_empty());
+    let first = [("<a/>".to_owned(), at(1)), ("<b/>".to_owned(), at(2))];
+    store.keep(juliet, &first).await.unwrap();
+    store
+        .keep("romeo@montague.lit", &[("<r/>".to_owned(), at(3))])
+        .await
+        .unwrap();
+    store
+        .keep(juliet, &[("<c/>".to_owned(), at(4))])
+        .await
+        .unwrap();
+    let kept = store.kept(juliet, 10).await.unwrap();
+    let stanzas: Vec<(&str, _)> = kept.iter().map(|k| (k.stanza.as_str(), k.at)).collect();
+    assert_eq!(stanzas, [("<a/>", at(1)), ("<b/>", at(2)), ("<c/>", at(4))]);
+    assert!(kept.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(store.kept_count(juliet).await.unwrap(), 3);
+    assert_eq!(store.kept(juliet, 2).await.unwrap(), kept[..2]);
+    store.delivered(juliet, kept[1].seq).await.unwrap();
+    assert_eq!(store.kept(juliet, 10).await.unwrap(), kept[2..]);
+    assert_eq!(store.kept_count("romeo@montague.lit").await.unwrap(), 1);
+    store.delivered(juliet, kept[2].seq).await.unwrap();
+    assert_eq!(store.kept_count(juliet).await.unwrap(), 0);
+    // Later messages come after, whatever was removed.
+    store
+        .keep(juliet, &[("<d/>".to_owned(), at(5))])
+        .await
+        .unwrap();
+    assert!(store.kept(juliet, 1).await.unwrap()[0].seq > kept[2].seq);
 }

@@ -5,6 +5,7 @@
 //! them as `Arc<dyn …>` and pick the backend from configuration.
 
 mod memory;
+mod offline;
 mod pubsub;
 mod sqlite;
 
@@ -15,6 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use memory::MemoryStore;
+pub use offline::{Kept, OfflineStore};
 pub use pubsub::{HeldSubscription, NodeListing, PubsubStore, PubsubWrite};
 pub use sqlite::SqliteStore;
 pub use verona_auth::Credentials;

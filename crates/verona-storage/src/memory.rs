@@ -1,3 +1,4 @@
+mod offline;
 mod pubsub;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ pub struct MemoryStore {
     // BTreeMap so `list_accounts` comes out sorted for free.
     accounts: Mutex<BTreeMap<String, Credentials>>,
     pubsub: Mutex<pubsub::Services>,
+    offline: Mutex<offline::Queues>,
 }
 
 impl MemoryStore {
@@ -23,6 +25,11 @@ impl MemoryStore {
         // Every update is a single map operation, so a panicking holder cannot
         // leave the map half-modified; recover from poisoning.
         self.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn offline(&self) -> MutexGuard<'_, offline::Queues> {
+        // Each change is a few plain queue operations: recover from poisoning as for accounts.
+        self.offline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn pubsub(&self) -> MutexGuard<'_, pubsub::Services> {
@@ -75,6 +82,7 @@ impl AccountStore for MemoryStore {
         Box::pin(async move {
             self.accounts().remove(jid).ok_or(StorageError::NotFound)?;
             pubsub::forget(&mut self.pubsub(), jid);
+            self.offline().forget(jid);
             Ok(())
         })
     }

@@ -1,3 +1,4 @@
+mod offline;
 mod pubsub;
 
 use std::path::Path;
@@ -220,6 +221,7 @@ impl AccountStore for SqliteStore {
                            AND other.affiliation = 'owner' AND other.jid <> $1))",
                 "DELETE FROM pubsub_subscriptions WHERE subscriber = $1",
                 "DELETE FROM pubsub_affiliations WHERE jid = $1",
+                "DELETE FROM offline WHERE account = $1",
             ] {
                 sqlx::query(statement).bind(jid).execute(&mut *tx).await?;
             }

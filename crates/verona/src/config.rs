@@ -144,6 +144,9 @@ pub struct Limits {
     pub max_sessions_per_account: usize,
     /// JIDs one account may block (XEP-0191); each is an outcast on every node it owns.
     pub max_blocklist: usize,
+    /// Messages kept for one account while it is offline (XEP-0160); beyond it, messages
+    /// stay in the conversation's archive only.
+    pub max_offline_messages: usize,
     /// PEP services kept in memory while no session of their account is bound (the least
     /// recently used beyond it are dropped, and reloaded from storage when needed).
     pub resident_services: usize,
@@ -239,6 +242,7 @@ impl Default for Limits {
             outbound_queue_bytes: 8 << 20,
             max_sessions_per_account: 20,
             max_blocklist: 1000,
+            max_offline_messages: 1000,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,
             pubsub_account_bytes: 1 << 20,

@@ -51,6 +51,7 @@ const BATCH: usize = 256;
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 mod blocking;
 mod budget;
+mod chat;
 mod deletion;
 mod delivery;
 mod handle;
@@ -88,6 +89,8 @@ pub struct Hosting {
 
 /// The addresses of the server's own services.
 pub struct Addresses {
+    /// The server's domain.
+    pub server: String,
     /// `pubsub.<domain>`.
     pub domain: String,
     /// `chat.<domain>`.
@@ -102,6 +105,8 @@ pub struct Configs {
     pub rooms: ServiceConfig,
     pub pep_limits: verona_pubsub::Limits,
     pub max_blocklist: usize,
+    /// Messages one account's offline queue holds at most.
+    pub max_offline: usize,
 }
 
 /// Deletes the stored rooms that are not persistent: they live while someone is in them, and
@@ -162,7 +167,7 @@ pub async fn start(
 ) -> anyhow::Result<PubsubHandle> {
     let jid = addresses.domain;
     let count = hosting.shards.max(1);
-    let mut domain = Some(load(&stores, &jid, ServiceKind::Pubsub, configs.domain).await?);
+    let mut domain = Some(load(&stores, &jid, ServiceKind::Pubsub, configs.domain.clone()).await?);
     let domain_shard = handle::shard_of(&jid, count);
     // Rooms are loaded when needed, each on the shard its address hashes to; the service's
     // own shard keeps an empty instance for requests about the service as a whole.
@@ -170,6 +175,12 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("service address {}: {e}", addresses.rooms))?;
     let rooms_shard = handle::shard_of(&addresses.rooms, count);
     let room_lists = Arc::new(tokio::sync::Semaphore::new(rooms::CONCURRENT_ROOM_LISTS));
+    // Each conversation is a service of its own (`eventing::chat`), owned by
+    // `pubsub.<domain>`, which subscribes the two parties.
+    let pubsub_jid =
+        BareJid::new(&jid).map_err(|e| anyhow::anyhow!("service address {jid}: {e}"))?;
+    let mut conversations_config = configs.domain.clone();
+    conversations_config.admins.insert(pubsub_jid.clone());
     close_temporary_rooms(&stores, &addresses.rooms).await?;
     tracing::info!(shards = count, "pubsub shards starting");
     let (senders, receivers): (Vec<mpsc::Sender<Queued>>, Vec<_>) =
@@ -200,6 +211,14 @@ pub async fn start(
                 last_used: 0,
             }),
             rooms: HashMap::new(),
+            conversations: HashMap::new(),
+            pubsub_jid: pubsub_jid.clone(),
+            conversations_config: conversations_config.clone(),
+            domain_name: addresses.server.clone(),
+            unknown_accounts: HashSet::new(),
+            to_keep: Vec::new(),
+            came_online: Vec::new(),
+            max_offline: configs.max_offline,
             rooms_jid: rooms_jid.clone(),
             rooms_config: configs.rooms.clone(),
             room_lists: room_lists.clone(),
@@ -303,6 +322,22 @@ struct ServicesTask {
     rooms_service: Option<Hosted>,
     /// The resident rooms of this shard, by node.
     rooms: HashMap<String, Hosted>,
+    /// The resident conversations of this shard, by node.
+    conversations: HashMap<String, Hosted>,
+    /// `pubsub.<domain>`, which owns the conversations.
+    pubsub_jid: BareJid,
+    conversations_config: ServiceConfig,
+    /// The server's domain (XEP-0203 delays name it).
+    domain_name: String,
+    /// For the current batch: parties of conversations not yet made that have no account.
+    unknown_accounts: HashSet<BareJid>,
+    /// Messages for accounts of this shard with no session to take them, kept after the
+    /// batch (`chat.rs`).
+    to_keep: Vec<(BareJid, String, std::time::SystemTime)>,
+    /// Sessions that came online in the current batch: their kept messages follow.
+    came_online: Vec<FullJid>,
+    /// Messages one account's offline queue holds at most.
+    max_offline: usize,
     rooms_jid: Jid,
     rooms_config: ServiceConfig,
     /// Room lists being read from storage (`rooms::service`), shared by the shards.
@@ -390,6 +425,17 @@ impl ServicesTask {
     async fn handle_batch(&mut self, requests: Vec<Request>) {
         let mut done = Vec::with_capacity(requests.len());
         self.batches += 1;
+        self.came_online.extend(
+            requests
+                .iter()
+                .filter_map(residency::coming_online)
+                .filter(|session| {
+                    self.router
+                        .session(session)
+                        .is_some_and(|handle| !handle.is_available())
+                })
+                .cloned(),
+        );
         self.make_resident(&requests, &mut done).await;
         self.count_subscriptions(&requests).await;
         self.count_rooms(&requests).await;
@@ -443,11 +489,14 @@ impl ServicesTask {
         self.deliver(done);
         self.push_rosters(changes);
         self.send_outbox();
+        self.keep_offline().await;
+        self.flush_offline().await;
         for ready in self.ready.drain(..) {
             // A session that closed while waiting no longer listens; nothing is owed to it.
             ready.send(()).ok();
         }
         self.relations.clear();
+        self.unknown_accounts.clear();
         self.subscriptions_held.clear();
         self.rooms_owned.clear();
         self.drop_forgotten();
@@ -459,6 +508,7 @@ impl ServicesTask {
             Origin::Domain => self.domain.as_ref(),
             Origin::Rooms => self.rooms_service.as_ref(),
             Origin::Room(node) => self.rooms.get(node),
+            Origin::Conversation(node) => self.conversations.get(node),
             Origin::Account(account) => self.accounts.get(account),
         }
     }
@@ -468,6 +518,7 @@ impl ServicesTask {
             Origin::Domain => self.domain.as_mut(),
             Origin::Rooms => self.rooms_service.as_mut(),
             Origin::Room(node) => self.rooms.get_mut(node),
+            Origin::Conversation(node) => self.conversations.get_mut(node),
             Origin::Account(account) => self.accounts.get_mut(account),
         }
     }
@@ -538,6 +589,13 @@ impl ServicesTask {
                 self.classic_presence(&from, &stanza, done);
             }
             Request::Room { from, stanza } => self.room_stanza(from, stanza, done),
+            Request::Chat { from, to, stanza } => self.chat(from, to, stanza, done),
+            Request::Offline {
+                account,
+                stanza,
+                at,
+            } => self.offline(account, stanza, at),
+            Request::Flush(session) => self.came_online.push(session),
             Request::Subscription {
                 from,
                 contact,

@@ -10,6 +10,8 @@ use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item as D
 use xmpp_parsers::version::VersionResult;
 
 use crate::accounts::AccountError;
+use crate::eventing::{archive, chat};
+use crate::mam;
 use crate::server::Shared;
 use crate::xml::{StanzaError, builder, error_reply, iq_result, ns, text_child};
 
@@ -24,6 +26,8 @@ pub enum Target {
 
 /// The answer to an iq, and what else happened.
 pub struct Handled {
+    /// Stanzas sent before the reply (the messages answering an archive query).
+    pub before: Vec<Element>,
     pub reply: Option<Element>,
     /// Which of the account's sessions must end.
     pub end_sessions: EndSessions,
@@ -42,6 +46,7 @@ pub enum EndSessions {
 impl Handled {
     fn reply(reply: Element) -> Self {
         Handled {
+            before: Vec::new(),
             reply: Some(reply),
             end_sessions: EndSessions::None,
         }
@@ -49,6 +54,7 @@ impl Handled {
 
     fn error(request: &Element, error: StanzaError) -> Self {
         Handled {
+            before: Vec::new(),
             reply: error_reply(request, error, None),
             end_sessions: EndSessions::None,
         }
@@ -68,6 +74,7 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
         // Results and errors for the server are not expected; malformed iqs get bad-request.
         if matches!(kind, Some("result") | Some("error")) {
             return Handled {
+                before: Vec::new(),
                 reply: None,
                 end_sessions: EndSessions::None,
             };
@@ -117,6 +124,28 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             Handled::reply(iq_result(iq, Some(version.into())))
         }
         (false, "session", ns::SESSION) => Handled::reply(iq_result(iq, None)),
+        // XEP-0280 §4: carbons are the session's choice, whichever address it asks.
+        (false, "enable" | "disable", chat::CARBONS) => {
+            if let Some(session) = shared.router.session(me) {
+                session.set_carbons(payload.name() == "enable");
+            }
+            Handled::reply(iq_result(iq, None))
+        }
+        (false, "query", archive::NS) if matches!(target, Target::Account) => {
+            let mut answer = mam::query(shared, iq, payload, me).await;
+            let reply = answer.pop();
+            Handled {
+                before: answer,
+                reply,
+                end_sessions: EndSessions::None,
+            }
+        }
+        (true, "query", archive::NS) if matches!(target, Target::Account) => {
+            Handled::reply(iq_result(iq, Some(archive::form())))
+        }
+        (_, "prefs", archive::NS) if matches!(target, Target::Account) => {
+            Handled::reply(mam::prefs(iq))
+        }
         (_, "query", ns::REGISTER) => registered_account(shared, iq, payload, is_get, me).await,
         _ => Handled::error(iq, StanzaError::ServiceUnavailable),
     }
@@ -130,6 +159,9 @@ fn disco_info(shared: &Shared, target: &Target) -> Element {
     let first = match target {
         Target::Domain => {
             features.insert(ns::VERSION.into());
+            features.insert(chat::CARBONS.into());
+            // XEP-0160: messages to an offline account are kept.
+            features.insert("msgoffline".into());
             // XEP-0191 §2: clients (profanity) look for blocking on the server.
             features.insert(ns::BLOCKING.into());
             if shared.config.registration.allow {
@@ -144,6 +176,9 @@ fn disco_info(shared: &Shared, target: &Target) -> Element {
         // XEP-0163 §6: the account hosts a PEP service.
         identities.push(identity("pubsub", "pep"));
         features.insert(ns::PUBSUB.into());
+        // XEP-0313 §7: the account's archive, and the ids its messages carry.
+        features.insert(archive::NS.into());
+        features.insert(archive::SID.into());
     }
     DiscoInfoResult {
         node: None,
@@ -186,11 +221,20 @@ async fn registered_account(
         return Handled::reply(iq_result(iq, Some(query)));
     }
     if payload.has_child("remove", ns::REGISTER) {
+        let conversations = match mam::conversations_of(shared, &bare).await {
+            Ok(conversations) => conversations,
+            Err(e) => {
+                tracing::error!(jid = %bare, "reading the account's conversations: {e}");
+                return Handled::error(iq, StanzaError::InternalServerError);
+            }
+        };
         return match accounts.delete(&bare).await {
             Ok(()) => {
                 shared.pubsub.forget_account(bare.clone()).await;
+                mam::delete_conversations(shared, conversations).await;
                 tracing::info!(jid = %bare, "account removed by its owner");
                 Handled {
+                    before: Vec::new(),
                     reply: Some(iq_result(iq, None)),
                     end_sessions: EndSessions::All,
                 }
@@ -207,6 +251,7 @@ async fn registered_account(
             Ok(()) => {
                 tracing::info!(jid = %bare, "password changed by its owner");
                 Handled {
+                    before: Vec::new(),
                     reply: Some(iq_result(iq, None)),
                     end_sessions: EndSessions::Others,
                 }

@@ -13,6 +13,7 @@ mod eventing;
 pub mod fuzzing;
 mod host;
 mod iq;
+mod mam;
 mod router;
 mod server;
 mod throttle;

@@ -64,6 +64,8 @@ struct View {
     /// It has sent its initial presence (RFC 6121 §4.2) and not gone unavailable: presence
     /// broadcasts reach it.
     available: AtomicBool,
+    /// It enabled XEP-0280 carbons: it gets copies of its account's conversations.
+    carbons: AtomicBool,
 }
 
 /// The bytes waiting in a session's queue, bounded: the channel bounds stanzas, this their
@@ -191,6 +193,15 @@ impl SessionHandle {
 
     pub fn is_available(&self) -> bool {
         self.view.available.load(Ordering::Relaxed)
+    }
+
+    /// XEP-0280: enables (true) or disables carbon copies for the session.
+    pub fn set_carbons(&self, enabled: bool) {
+        self.view.carbons.store(enabled, Ordering::Relaxed);
+    }
+
+    pub fn carbons(&self) -> bool {
+        self.view.carbons.load(Ordering::Relaxed)
     }
 
     pub fn features(&self) -> Option<Features> {
@@ -334,6 +345,20 @@ impl Router {
                 Err(bare) => !sessions.contains_key(bare),
             })
             .map(|(at, _)| at)
+            .collect()
+    }
+
+    /// Every bound session of an account, with its full JID.
+    pub fn resources_of(&self, bare: &BareJid) -> Vec<(FullJid, SessionHandle)> {
+        self.sessions
+            .read()
+            .expect("router lock")
+            .get(bare)
+            .into_iter()
+            .flatten()
+            .filter_map(|(resource, handle)| {
+                Some((bare.with_resource_str(resource).ok()?, handle.clone()))
+            })
             .collect()
     }
 

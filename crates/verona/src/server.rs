@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
-use verona_storage::{AccountStore, PubsubStore, SqliteStore};
+use verona_storage::{AccountStore, OfflineStore, PubsubStore, SqliteStore};
 
 use crate::accounts::Accounts;
 use crate::config::Config;
@@ -32,6 +32,8 @@ pub struct Shared {
     pub router: Arc<Router>,
     /// `pubsub.<domain>` and the accounts' PEP services.
     pub pubsub: PubsubHandle,
+    /// The stored services, read directly for an account's archive (`mam`).
+    pub archive: Arc<dyn PubsubStore>,
     pub throttle: Arc<AuthThrottle>,
     /// Verified XEP-0115 capabilities, by hash.
     pub caps: CapsCache,
@@ -131,13 +133,15 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
 pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
     pub pubsub: Arc<dyn PubsubStore>,
+    pub offline: Arc<dyn OfflineStore>,
 }
 
 impl From<Arc<SqliteStore>> for Stores {
     fn from(store: Arc<SqliteStore>) -> Self {
         Stores {
             accounts: store.clone(),
-            pubsub: store,
+            pubsub: store.clone(),
+            offline: store,
         }
     }
 }
@@ -181,6 +185,7 @@ impl RunningServer {
             supervisor: supervisor.clone(),
             alive: alive.clone(),
         };
+        let archive = stores.pubsub.clone();
         let pubsub = start_services(&config, stores, router.clone(), lifecycle).await?;
         let throttle = Arc::new(AuthThrottle::new(
             config.auth.failures_before_delay,
@@ -195,6 +200,7 @@ impl RunningServer {
             accounts,
             router,
             pubsub,
+            archive,
             throttle,
             caps: CapsCache::default(),
             starttls: TlsAcceptor::from(tls.starttls),
@@ -290,6 +296,7 @@ async fn start_services(
 ) -> anyhow::Result<PubsubHandle> {
     host::start(
         host::Addresses {
+            server: config.domain.clone(),
             domain: config.pubsub_jid(),
             rooms: config.rooms_jid(),
         },
@@ -301,6 +308,7 @@ async fn start_services(
             ),
             pep_limits: config.pep_limits(),
             max_blocklist: config.limits.max_blocklist,
+            max_offline: config.limits.max_offline_messages,
         },
         host::Hosting {
             shards: config.pubsub_shards(),

@@ -333,6 +333,9 @@ async fn messages_to_other_accounts_and_the_undeliverable() {
     t.add_user("romeo", "j'adore").await;
     let mut juliet = t.login("juliet", "r0meo", "balcony").await;
     let mut romeo = t.login("romeo", "j'adore", "orchard").await;
+    // A bare JID's messages go to its available resources (RFC 6121 §8.5.2.1.1).
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(romeo.recv().await.name(), "presence");
 
     juliet
         .send("<message xmlns='jabber:client' type='chat' to='romeo@localhost'><body>Wherefore art thou</body></message>")

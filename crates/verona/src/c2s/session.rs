@@ -195,6 +195,12 @@ impl Connection {
             Route::ServiceUnavailable => {
                 self.answer(&el, StanzaError::ServiceUnavailable, None);
             }
+            Route::Session(to) if is_conversation_message(&el) => {
+                pubsub.chat(me, Jid::from(to), el).await;
+            }
+            Route::Account(to) if is_conversation_message(&el) => {
+                pubsub.chat(me, Jid::from(to), el).await;
+            }
             Route::Session(to) => self.deliver_to_session(&el, &to),
             Route::Account(to) => self.deliver_to_account(&el, &to),
             Route::Drop => {}
@@ -243,6 +249,9 @@ impl Connection {
         };
         let me = session.jid.clone();
         let handled = iq::handle(&self.shared, &el, &target, &me).await;
+        for stanza in &handled.before {
+            self.send(stanza);
+        }
         if let Some(reply) = handled.reply {
             self.send(&reply);
         }
@@ -283,4 +292,9 @@ impl Connection {
             self.send(&reply);
         }
     }
+}
+
+/// A message of a one-to-one conversation (`eventing::chat`): published to the pair's node.
+fn is_conversation_message(el: &Element) -> bool {
+    el.name() == "message" && crate::eventing::chat::is_conversational(el)
 }

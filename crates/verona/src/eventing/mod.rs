@@ -13,13 +13,13 @@
 //! | XEP-0191 blocking as outcasts | [`blocking`] |
 //! | DESIGN §3 rendering: native events or classic stanzas, XEP-0115 | [`rendering`], [`caps`] |
 //! | §5 group chat on `chat.<domain>`, the XEP-0045 view | [`groupchat`] |
-//!
-//! One-to-one conversations (§6) come as one more file of the same shape: classic stanza →
-//! engine request, engine effect → stanza per rendering.
+//! | §6 one-to-one conversations, carbons, offline | [`chat`] |
+//! | XEP-0313 archives of rooms and conversations | [`archive`] |
 
 pub mod archive;
 pub mod blocking;
 pub mod caps;
+pub mod chat;
 pub mod groupchat;
 pub mod presence;
 pub mod rendering;

@@ -28,6 +28,12 @@ impl ServicesTask {
         if self.accounts.contains_key(account) {
             self.forgotten.push(account.clone());
         }
+        // Its conversations go whole (the caller deletes them from storage): the other party
+        // keeps nothing a new owner of the name could read.
+        self.conversations.retain(|node, _| {
+            eventing::chat::parties(node)
+                .is_none_or(|(low, high)| low != *account && high != *account)
+        });
     }
 
     /// Deleted accounts' services leave memory: a new account of the same name is loaded

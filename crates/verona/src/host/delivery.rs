@@ -11,12 +11,21 @@ impl ServicesTask {
                 let bytes = Bytes::from(verona_stream::element_bytes(reply));
                 self.router.deliver(&Jid::from(to.clone()), bytes);
             }
+            if let Some(passing) = &d.passing {
+                self.deliver_passing(passing);
+            }
             if d.effects.is_empty() {
                 continue;
             }
             let Some(hosted) = self.hosted(&d.origin) else {
                 continue;
             };
+            if matches!(d.origin, Origin::Conversation(_)) {
+                for effect in &d.effects {
+                    self.deliver_conversation(hosted, effect);
+                }
+                continue;
+            }
             if matches!(d.origin, Origin::Rooms | Origin::Room(_)) {
                 for effect in &d.effects {
                     self.deliver_room(hosted, effect);
@@ -45,13 +54,17 @@ impl ServicesTask {
                 // to subscribe (issue #11 M3).
                 let authors = match &d.origin {
                     Origin::Account(owner) => vec![owner.clone()],
-                    Origin::Domain | Origin::Rooms | Origin::Room(_) => authors_of(effect),
+                    Origin::Domain | Origin::Rooms | Origin::Room(_) | Origin::Conversation(_) => {
+                        authors_of(effect)
+                    }
                 };
                 self.router
                     .drop_blocked(&mut outgoing, |out| &out.to, &authors);
                 let classic = match &d.origin {
                     Origin::Account(owner) => classic_presence(owner, effect),
-                    Origin::Domain | Origin::Rooms | Origin::Room(_) => None,
+                    Origin::Domain | Origin::Rooms | Origin::Room(_) | Origin::Conversation(_) => {
+                        None
+                    }
                 };
                 let Some(classic) = classic else {
                     for out in outgoing {

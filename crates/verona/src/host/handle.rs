@@ -33,8 +33,10 @@ pub(super) fn shard_of(service: &str, count: usize) -> usize {
     (hash % count.max(1) as u64) as usize
 }
 
-/// Where a room is stored and which shard owns it: each room of `chat.<domain>` is a service
-/// of its own, `chat.<domain>/<room>`, so that rooms are loaded, sharded and evicted one by one.
+/// Where a service stored apart is stored and which shard owns it: each room of
+/// `chat.<domain>` is a service of its own, `chat.<domain>/<room>`, and each conversation of
+/// `pubsub.<domain>` one named `pubsub.<domain>/<node>`, so that they are loaded, sharded and
+/// evicted one by one.
 pub(super) fn room_key(rooms: &str, node: &str) -> String {
     format!("{rooms}/{node}")
 }
@@ -81,10 +83,30 @@ impl PubsubHandle {
         self.send(shard, Request::Room { from, stanza }).await;
     }
 
-    /// A stanza for `pubsub.<domain>` (`from` already stamped).
+    /// A stanza for `pubsub.<domain>` (`from` already stamped): to the shard of the
+    /// conversation it names, or of the service.
     pub async fn submit(&self, from: FullJid, stanza: Element) {
-        let shard = self.shard(&self.jid);
-        self.stanza(shard, from, Target::Domain, stanza).await;
+        match eventing::groupchat::addressed_room(&stanza)
+            .filter(|node| eventing::chat::is_conversation(node))
+        {
+            Some(node) => {
+                let shard = self.shard(&room_key(&self.jid, &node));
+                self.stanza(shard, from, Target::Conversation(node), stanza)
+                    .await;
+            }
+            None => {
+                let shard = self.shard(&self.jid);
+                self.stanza(shard, from, Target::Domain, stanza).await;
+            }
+        }
+    }
+
+    /// A `chat` or `normal` message from a session to a local account (`from` already
+    /// stamped; `to` as the sender gave it), for the shard of their conversation.
+    pub async fn chat(&self, from: FullJid, to: Jid, stanza: Element) {
+        let node = eventing::chat::node(&from.to_bare(), &to.to_bare());
+        let shard = self.shard(&room_key(&self.jid, &node));
+        self.send(shard, Request::Chat { from, to, stanza }).await;
     }
 
     /// A stanza for the PEP service of `account`.

@@ -11,6 +11,8 @@ pub(super) enum Target {
     Rooms,
     /// The PEP service of a local account.
     Account(BareJid),
+    /// A conversation node of `pubsub.<domain>` (`eventing::chat`), by node.
+    Conversation(String),
     /// An owner's answer to an authorization request, sent to the server rather than to a
     /// service (the seed's Ex. 11): the service holding the form's node gets it.
     Answer,
@@ -61,6 +63,24 @@ pub(super) enum Request {
     Blocking { from: FullJid, iq: Element },
     /// A presence probe (RFC 6121 §4.3) from a session to a local account.
     Probe { from: FullJid, contact: BareJid },
+    /// A `chat` or `normal` message between two local accounts (`to`: the address the sender
+    /// gave): a publish to their conversation node, or for one that is not kept, a message
+    /// passed on by the same rules.
+    Chat {
+        from: FullJid,
+        to: Jid,
+        stanza: Element,
+    },
+    /// From the shard of a conversation, after its commit: a message for `account`, which had
+    /// no available session to take it: delivered if it has one now, else kept (XEP-0160).
+    Offline {
+        account: BareJid,
+        stanza: String,
+        at: std::time::SystemTime,
+    },
+    /// Deliver more of the kept messages to a session that came online (the first round
+    /// filled its queue).
+    Flush(FullJid),
     /// Remove expired items (from the task's own timer).
     ExpireItems,
     /// From another shard, after its commit: `owner`'s presence node now has `contact` (a
@@ -89,7 +109,8 @@ impl Request {
         match self {
             Request::Stanza { stanza, .. }
             | Request::Presence { stanza, .. }
-            | Request::Room { stanza, .. } => budget::weight(stanza),
+            | Request::Room { stanza, .. }
+            | Request::Chat { stanza, .. } => budget::weight(stanza),
             Request::Roster { iq, .. } | Request::Blocking { iq, .. } => budget::weight(iq),
             _ => budget::UNIT,
         }
@@ -104,6 +125,8 @@ pub(super) enum Origin {
     Rooms,
     /// One room of `chat.<domain>`, by node.
     Room(String),
+    /// One conversation of `pubsub.<domain>`, by node.
+    Conversation(String),
     Account(BareJid),
 }
 
@@ -115,6 +138,17 @@ pub(super) struct Done {
     pub(super) reply: Option<Element>,
     pub(super) effects: Vec<Effect>,
     pub(super) undo: Option<Undo>,
+    /// A message of a conversation that is not kept, delivered in its place among the
+    /// batch's deliveries.
+    pub(super) passing: Option<Box<Passing>>,
+}
+
+/// A message passed on without being kept (chat states, receipts): from the sending session
+/// to the address it gave, vetted.
+pub(super) struct Passing {
+    pub(super) from: FullJid,
+    pub(super) to: Jid,
+    pub(super) message: Element,
 }
 
 impl Done {
@@ -126,6 +160,7 @@ impl Done {
             reply: None,
             effects,
             undo: Some(undo),
+            passing: None,
         }
     }
 
@@ -138,6 +173,7 @@ impl Done {
             reply: None,
             effects,
             undo: None,
+            passing: None,
         }
     }
 
@@ -149,6 +185,15 @@ impl Done {
             reply,
             effects: Vec::new(),
             undo: None,
+            passing: None,
+        }
+    }
+
+    /// A message of a conversation that is not kept ([`Passing`]).
+    pub(super) fn passing(origin: Origin, passing: Passing) -> Self {
+        Done {
+            passing: Some(Box::new(passing)),
+            ..Done::new_effects(origin, Vec::new())
         }
     }
 }

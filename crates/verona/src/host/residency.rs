@@ -77,55 +77,117 @@ impl ServicesTask {
             }
         }
         self.rooms_touched = rooms;
+        let conversations: Vec<String> =
+            requests.iter().filter_map(addressed_conversation).collect();
+        self.make_conversations_resident(&conversations).await;
+        for node in &conversations {
+            if let Some(hosted) = self.conversations.get_mut(node) {
+                hosted.last_used = now;
+            }
+        }
     }
 
     /// Loads the rooms the batch addresses that are this shard's and not resident; a room not
     /// stored becomes resident empty, for a join or a create to make it.
     async fn make_rooms_resident(&mut self, nodes: &[String]) {
-        let mut reads = tokio::task::JoinSet::new();
+        for (node, hosted) in self.load_apart(Apart::Rooms, nodes).await {
+            self.rooms.insert(node, hosted);
+        }
+    }
+
+    /// Loads the conversations the batch addresses that are this shard's and not resident; one
+    /// not stored becomes resident empty, for its first message to make it, once both its
+    /// parties are known to have an account.
+    async fn make_conversations_resident(&mut self, nodes: &[String]) {
+        for (node, hosted) in self.load_apart(Apart::Conversations, nodes).await {
+            if hosted.service.node_config(&node).is_none()
+                && let Some((low, high)) = eventing::chat::parties(&node)
+            {
+                for party in [low, high] {
+                    match self.stores.accounts.credentials(party.as_str()).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            self.unknown_accounts.insert(party);
+                        }
+                        Err(e) => {
+                            tracing::error!(%party, "looking up an account: {e}");
+                            self.unknown_accounts.insert(party);
+                        }
+                    }
+                }
+            }
+            self.conversations.insert(node, hosted);
+        }
+    }
+
+    /// Reads the services stored apart (rooms, conversations) named by `nodes` that are this
+    /// shard's and not resident, concurrently.
+    async fn load_apart(&mut self, apart: Apart, nodes: &[String]) -> Vec<(String, Hosted)> {
+        let (jid, config, kind) = match apart {
+            Apart::Rooms => (
+                self.rooms_jid.clone(),
+                self.rooms_config.clone(),
+                ServiceKind::Groupchat,
+            ),
+            Apart::Conversations => (
+                Jid::from(self.pubsub_jid.clone()),
+                self.conversations_config.clone(),
+                ServiceKind::Pubsub,
+            ),
+        };
+        let mut wanted = Vec::new();
         let mut asked = HashSet::new();
         for node in nodes {
-            let key = handle::room_key(self.rooms_jid.as_str(), node);
-            let ours = self.shard_of(&key) == self.shard;
-            if !ours || self.rooms.contains_key(node) || !asked.insert(node.clone()) {
-                continue;
+            let key = handle::room_key(jid.as_str(), node);
+            let resident = match apart {
+                Apart::Rooms => self.rooms.contains_key(node),
+                Apart::Conversations => self.conversations.contains_key(node),
+            };
+            if self.shard_of(&key) == self.shard && !resident && asked.insert(node.clone()) {
+                wanted.push((node.clone(), key));
             }
-            let stores = self.stores.clone();
-            let node = node.clone();
+        }
+        let batches = self.batches;
+        let stores = self.stores.clone();
+        let mut reads = tokio::task::JoinSet::new();
+        for (node, key) in wanted {
+            let stores = stores.clone();
             reads.spawn(async move {
                 let stored = stores.pubsub.load_service(&key).await;
                 (node, key, stored)
             });
         }
+        let mut loaded = Vec::with_capacity(reads.len());
         while let Some(joined) = reads.join_next().await {
             let (node, key, stored) = match joined {
                 Ok(read) => read,
                 Err(e) => {
-                    tracing::error!("reading a room failed: {e}");
+                    tracing::error!("reading a service failed: {e}");
                     continue;
                 }
             };
             let nodes = match stored {
                 Ok(nodes) => nodes,
                 Err(e) => {
-                    tracing::error!(room = %key, "loading the room failed: {e}");
+                    tracing::error!(service = %key, "loading the service failed: {e}");
                     continue;
                 }
             };
             let service = Service::restore(
-                self.rooms_config.clone(),
+                config.clone(),
                 Box::new(SystemEnvironment::default()),
                 nodes,
             );
             let hosted = Hosted {
-                jid: self.rooms_jid.clone(),
+                jid: jid.clone(),
                 name: key,
-                kind: ServiceKind::Groupchat,
+                kind,
                 service,
-                last_used: self.batches,
+                last_used: batches,
             };
-            self.rooms.insert(node, hosted);
+            loaded.push((node, hosted));
         }
+        loaded
     }
 
     /// Loads the PEP services of `wanted` accounts (with whether each is known to exist) that
@@ -237,11 +299,36 @@ impl ServicesTask {
         tracing::debug!(evicted, resident = self.rooms.len(), "rooms evicted");
     }
 
+    /// Drops the least recently used conversations while more than `resident_services` are in
+    /// memory (down to nine tenths): nothing of a conversation lives only in memory.
+    fn evict_conversations(&mut self) {
+        if self.conversations.len() <= self.resident_services {
+            return;
+        }
+        let mut idle: Vec<(u64, String)> = self
+            .conversations
+            .iter()
+            .map(|(node, hosted)| (hosted.last_used, node.clone()))
+            .collect();
+        let keep = self.resident_services - self.resident_services / 10;
+        let evicted = idle.len() - keep;
+        idle.select_nth_unstable(evicted - 1);
+        for (_, node) in idle.into_iter().take(evicted) {
+            self.conversations.remove(&node);
+        }
+        tracing::debug!(
+            evicted,
+            resident = self.conversations.len(),
+            "conversations evicted"
+        );
+    }
+
     /// Drops the least recently used PEP services nobody uses while more than
     /// `resident_services` of them are in memory (down to nine tenths, so that eviction runs
     /// once per many loads, not at every batch); and idle rooms ([`Self::evict_rooms`]).
     pub(super) fn evict(&mut self) {
         self.evict_rooms();
+        self.evict_conversations();
         let pinned = self.bound.accounts() + self.temporary.len();
         if self.accounts.len() <= self.resident_services + pinned {
             return;
@@ -443,6 +530,28 @@ fn addressed_room(request: &Request) -> Option<String> {
         } => eventing::groupchat::addressed_room(stanza),
         _ => None,
     }
+}
+
+/// The conversation a request is for, if any: a message that is kept, or a XEP-0060 request
+/// naming one.
+fn addressed_conversation(request: &Request) -> Option<String> {
+    match request {
+        Request::Chat { from, to, stanza } if eventing::chat::is_kept(stanza) => {
+            Some(eventing::chat::node(&from.to_bare(), &to.to_bare()))
+        }
+        Request::Stanza {
+            target: Target::Conversation(node),
+            ..
+        } => Some(node.clone()),
+        _ => None,
+    }
+}
+
+/// Services stored apart, one per node (DESIGN §5a).
+#[derive(Clone, Copy)]
+enum Apart {
+    Rooms,
+    Conversations,
 }
 
 /// The session a request may bring online: an available `<presence/>` broadcast, or a publish

@@ -108,6 +108,7 @@ impl ServicesTask {
                     reply: Some(iq_result(iq, None)),
                     effects: outcome.effects,
                     undo: Some(outcome.undo),
+                    passing: None,
                 });
                 self.refresh_presence(&origin);
             }

@@ -20,6 +20,12 @@ impl ServicesTask {
         if matches!(target, Target::Rooms) && !self.service_stanza(&from, &mut stanza, done) {
             return;
         }
+        if let Target::Conversation(node) = &target
+            && let Err(error) = self.vet_conversation_request(&from, node, &mut stanza, done)
+        {
+            done.push(Done::reply(from, error_reply(&stanza, error, None)));
+            return;
+        }
         if quota::is_subscribe(&stanza) && !self.admit_subscription(&from.to_bare()) {
             let reply = verona_pubsub_xmpp::over_limit(&stanza, Limit::TooManySubscriptions);
             done.push(Done::reply(from, Some(reply)));
@@ -32,6 +38,7 @@ impl ServicesTask {
                 None => Origin::Rooms,
             },
             Target::Account(account) => Origin::Account(account),
+            Target::Conversation(node) => Origin::Conversation(node),
             Target::Answer => match self.answer_origin(&from, &stanza) {
                 Some(origin) => origin,
                 None => return self.forward_answer(from, stanza),
@@ -49,6 +56,7 @@ impl ServicesTask {
             Origin::Domain => self.domain.as_mut(),
             Origin::Rooms => self.rooms_service.as_mut(),
             Origin::Room(node) => self.rooms.get_mut(node),
+            Origin::Conversation(node) => self.conversations.get_mut(node),
             Origin::Account(account) => self.accounts.get_mut(account),
         }) else {
             // No such account: nobody hosts a PEP service there.
@@ -95,7 +103,7 @@ impl ServicesTask {
         let created = created_nodes(&handled.effects);
         let account = match &origin {
             Origin::Account(account) => Some(account.clone()),
-            Origin::Domain | Origin::Rooms | Origin::Room(_) => None,
+            Origin::Domain | Origin::Rooms | Origin::Room(_) | Origin::Conversation(_) => None,
         };
         let subscribing = changes_subscription_options(&stanza);
         done.push(Done {
@@ -105,6 +113,7 @@ impl ServicesTask {
             reply: handled.reply,
             effects: handled.effects,
             undo: handled.undo,
+            passing: None,
         });
         if published {
             self.reflect_presence(&from, done);

@@ -47,6 +47,7 @@ impl FaultyStore {
         Stores {
             accounts: self.clone(),
             pubsub: self.clone(),
+            offline: self.inner.clone(),
         }
     }
 }

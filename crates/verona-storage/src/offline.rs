@@ -1,0 +1,47 @@
+//! Messages kept for an account that had no available session (XEP-0160), delivered in order
+//! at its next available presence.
+
+use std::time::SystemTime;
+
+use crate::{BoxFuture, StorageError};
+
+/// One kept message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// Its place in the account's queue: later messages have larger ones.
+    pub seq: i64,
+    /// The stanza as it is to be delivered (serialized XML).
+    pub stanza: String,
+    /// When it was kept (its XEP-0203 delay).
+    pub at: SystemTime,
+}
+
+/// Each account's queue of kept messages, keyed by normalised bare JID string. Deleting an
+/// account ([`crate::AccountStore::delete_account`]) empties its queue.
+pub trait OfflineStore: Send + Sync {
+    /// Appends `stanzas` (with when each was kept) to the end of `account`'s queue, in order,
+    /// all or nothing.
+    fn keep<'a>(
+        &'a self,
+        account: &'a str,
+        stanzas: &'a [(String, SystemTime)],
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// The oldest `max` messages of `account`'s queue, oldest first.
+    fn kept<'a>(
+        &'a self,
+        account: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<Kept>, StorageError>>;
+
+    /// How many messages `account`'s queue holds (an indexed count, for its bound).
+    fn kept_count<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<usize, StorageError>>;
+
+    /// Removes the messages of `account`'s queue up to `through` (its `seq`), included: they
+    /// were delivered.
+    fn delivered<'a>(
+        &'a self,
+        account: &'a str,
+        through: i64,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+}

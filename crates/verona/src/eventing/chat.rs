@@ -1,0 +1,322 @@
+//! One-to-one conversations (seed §6, DESIGN §2 "One-to-one"): every conversation between two
+//! local accounts is one whitelist node of `pubsub.<domain>`, named after the pair, whose two
+//! parties are its publishers and subscribers and whose items are the conversation's archive.
+//! A classic `<message type='chat'/>` is a publish to it; a notification of it is a classic
+//! message (with its XEP-0359 archive id), a XEP-0280 carbon, or the seed's Ex. 20 event.
+//! Pure: names, configuration, vetting and rendering.
+
+use std::time::SystemTime;
+
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use verona_pubsub::{
+    AccessModel, ConfigField, ItemReply, MaxItems, NotificationType, SendLastPublishedItem,
+};
+
+use crate::xml::{BuilderExt, builder, ns};
+
+/// Conversation nodes are `chat/<bare JID>/<bare JID>`, the two JIDs sorted: the same node
+/// whoever writes first. Bare JIDs hold no `/`, so the name splits back into the pair.
+const PREFIX: &str = "chat/";
+/// XEP-0280 message carbons.
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// XEP-0334 message processing hints.
+const HINTS: &str = "urn:xmpp:hints";
+const FORWARD: &str = "urn:xmpp:forward:0";
+
+/// The conversation node of two accounts.
+pub fn node(a: &BareJid, b: &BareJid) -> String {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    format!("{PREFIX}{low}/{high}")
+}
+
+/// The prefix of every conversation's storage key on `pubsub`: each conversation is a service
+/// of its own, `pubsub.<domain>/<node>`, so that conversations are loaded, sharded and evicted
+/// one by one (DESIGN §5a), never all at start.
+pub fn key_prefix(pubsub: &str) -> String {
+    format!("{pubsub}/{PREFIX}")
+}
+
+/// The two parties of a conversation node, `None` for any other node.
+pub fn parties(node: &str) -> Option<(BareJid, BareJid)> {
+    let (low, high) = node.strip_prefix(PREFIX)?.split_once('/')?;
+    let (low, high) = (BareJid::new(low).ok()?, BareJid::new(high).ok()?);
+    (low <= high && self::node(&low, &high) == node).then_some((low, high))
+}
+
+/// Whether `node` names a conversation.
+pub fn is_conversation(node: &str) -> bool {
+    parties(node).is_some()
+}
+
+/// A conversation node's configuration: only its parties (publishers, set at creation) read
+/// it, its items are its archive (as many as the server keeps per node), and notifications
+/// are `chat` messages, kept for a party that is offline.
+pub fn node_config() -> Vec<ConfigField> {
+    vec![
+        ConfigField::AccessModel(AccessModel::Whitelist),
+        ConfigField::PersistItems(true),
+        ConfigField::MaxItems(MaxItems::Max),
+        ConfigField::NotificationType(NotificationType::Chat),
+        ConfigField::ItemReply(ItemReply::Publisher),
+        ConfigField::SendLastPublishedItem(SendLastPublishedItem::Never),
+    ]
+}
+
+/// Whether a classic message is one of a conversation: `chat` or `normal` (also no `type`).
+/// Headlines, groupchat and errors go as they are (RFC 6121 §8.5.2).
+pub fn is_conversational(message: &Element) -> bool {
+    matches!(message.attr("type"), None | Some("chat" | "normal"))
+}
+
+/// Whether a message is kept (archived, and stored for an offline recipient): what a person
+/// wrote — a body, an encrypted payload — or what asks to be kept (XEP-0334 `<store/>`);
+/// never what asks not to be. Chat states and receipts alone pass through.
+pub fn is_kept(message: &Element) -> bool {
+    let refused =
+        message.has_child("no-store", HINTS) || message.has_child("no-permanent-store", HINTS);
+    let written = message.has_child("body", ns::CLIENT)
+        || message.has_child("store", HINTS)
+        || message
+            .children()
+            .any(|c| c.name() == "encrypted" && c.ns() != ns::CLIENT);
+    written && !refused
+}
+
+/// Whether a message gets carbon copies (XEP-0280 §6): chat messages, and normal ones that say
+/// something, unless marked `<private/>` or `<no-copy/>`.
+pub fn is_copied(message: &Element) -> bool {
+    let kind = message.attr("type");
+    let copied = kind == Some("chat") || (kind != Some("headline") && is_kept(message));
+    copied && !message.has_child("private", CARBONS) && !message.has_child("no-copy", HINTS)
+}
+
+/// Children a client may not send in a message it writes: what the server writes (archive
+/// ids of this server, delays, the forwarding of carbons and archives, extended addresses).
+fn server_written(child: &Element) -> bool {
+    [
+        ("stanza-id", crate::eventing::archive::SID),
+        ("delay", ns::DELAY),
+        ("addresses", ns::ADDRESS),
+        ("sent", CARBONS),
+        ("received", CARBONS),
+        ("result", crate::eventing::archive::NS),
+        ("event", "http://jabber.org/protocol/pubsub#event"),
+    ]
+    .iter()
+    .any(|(name, namespace)| child.is(*name, *namespace))
+        || (child.ns() == ns::CLIENT && child.name() == "error")
+}
+
+/// A message as it is kept and delivered: from the sending session, to the address the sender
+/// gave, with its type and id, and what it carries but what only the server writes.
+pub fn vetted(message: &Element, from: &FullJid, to: &Jid) -> Element {
+    let mut kept = builder("message", ns::CLIENT)
+        .with("from", from.as_str())
+        .with("to", to.as_str());
+    for attr in ["type", "id", "xml:lang"] {
+        if let Some(value) = message.attr(attr) {
+            kept = kept.with(attr, value);
+        }
+    }
+    kept.append_all(message.children().filter(|c| !server_written(c)).cloned())
+        .build()
+}
+
+/// The message as one party's session gets it: with its place in that party's archive
+/// (XEP-0359 `stanza-id` by the party's bare JID), and for one delivered late its XEP-0203
+/// delay.
+pub fn delivered(
+    message: &Element,
+    archive_id: Option<&str>,
+    party: &BareJid,
+    late: Option<(SystemTime, &str)>,
+) -> Element {
+    let mut message = message.clone();
+    if let Some(id) = archive_id {
+        message.append_child(crate::eventing::archive::stanza_id(id, party.as_str()));
+    }
+    if let Some((at, domain)) = late {
+        message.append_child(
+            builder("delay", ns::DELAY)
+                .with("from", domain)
+                .with("stamp", verona_pubsub_xmpp::stamp(at))
+                .build(),
+        );
+    }
+    message
+}
+
+/// Which side of a conversation a carbon copy shows (XEP-0280 §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Copy {
+    /// Sent by another of the account's resources.
+    Sent,
+    /// Received by another of the account's resources.
+    Received,
+}
+
+/// A carbon copy of `message` for `to`, another resource of `account`.
+pub fn carbon(message: &Element, copy: Copy, account: &BareJid, to: &FullJid) -> Element {
+    let side = match copy {
+        Copy::Sent => "sent",
+        Copy::Received => "received",
+    };
+    let forwarded = builder("forwarded", FORWARD)
+        .append(message.clone())
+        .build();
+    builder("message", ns::CLIENT)
+        .with("from", account.as_str())
+        .with("to", to.as_str())
+        .with("type", message.attr("type").unwrap_or("normal"))
+        .append(builder(side, CARBONS).append(forwarded).build())
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    fn bare(jid: &str) -> BareJid {
+        BareJid::new(jid).unwrap()
+    }
+
+    #[test]
+    fn a_pair_has_one_node_and_the_node_names_the_pair() {
+        let (juliet, romeo) = (bare("juliet@localhost"), bare("romeo@localhost"));
+        let node = node(&romeo, &juliet);
+        assert_eq!(node, "chat/juliet@localhost/romeo@localhost");
+        assert_eq!(self::node(&juliet, &romeo), node);
+        assert_eq!(parties(&node), Some((juliet.clone(), romeo)));
+        assert_eq!(
+            parties("chat/juliet@localhost/juliet@localhost"),
+            Some((juliet.clone(), juliet))
+        );
+        for other in [
+            "presence",
+            "chat/romeo@localhost/juliet@localhost",
+            "chat/juliet@localhost",
+            "chat/juliet@localhost/romeo@localhost/x",
+            "chat/@@/romeo@localhost",
+            "me_and_romeo",
+        ] {
+            assert_eq!(parties(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn what_is_kept_and_what_is_copied() {
+        let m = |inner: &str, kind: &str| {
+            el(&format!(
+                "<message xmlns='jabber:client' {kind}>{inner}</message>"
+            ))
+        };
+        // (message, kept, copied)
+        let cases = [
+            (m("<body>hi</body>", "type='chat'"), true, true),
+            (m("<body>hi</body>", ""), true, true),
+            (m("<body>hi</body>", "type='normal'"), true, true),
+            (
+                m(
+                    "<composing xmlns='http://jabber.org/protocol/chatstates'/>",
+                    "type='chat'",
+                ),
+                false,
+                true,
+            ),
+            (
+                m("<received xmlns='urn:xmpp:receipts' id='1'/>", ""),
+                false,
+                false,
+            ),
+            (
+                m(
+                    "<encrypted xmlns='eu.siacs.conversations.axolotl'/>",
+                    "type='chat'",
+                ),
+                true,
+                true,
+            ),
+            (
+                m(
+                    "<body>x</body><no-store xmlns='urn:xmpp:hints'/>",
+                    "type='chat'",
+                ),
+                false,
+                true,
+            ),
+            (
+                m(
+                    "<body>x</body><private xmlns='urn:xmpp:carbons:2'/>",
+                    "type='chat'",
+                ),
+                true,
+                false,
+            ),
+            (
+                m(
+                    "<body>x</body><no-copy xmlns='urn:xmpp:hints'/>",
+                    "type='chat'",
+                ),
+                true,
+                false,
+            ),
+            (m("<store xmlns='urn:xmpp:hints'/>", ""), true, true),
+            (m("<body>x</body>", "type='headline'"), true, false),
+        ];
+        for (message, kept, copied) in cases {
+            let xml = String::from(&message);
+            assert_eq!(is_kept(&message), kept, "kept: {xml}");
+            assert_eq!(is_copied(&message), copied, "copied: {xml}");
+        }
+    }
+
+    #[test]
+    fn a_vetted_message_keeps_what_the_sender_wrote_only() {
+        let sent = el(
+            "<message xmlns='jabber:client' from='x@evil' to='romeo@localhost' type='chat' id='m1'>\
+            <body>hi</body>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='romeo@localhost'/>\
+            <delay xmlns='urn:xmpp:delay' stamp='2000-01-01T00:00:00Z'/>\
+            <sent xmlns='urn:xmpp:carbons:2'/>\
+            <active xmlns='http://jabber.org/protocol/chatstates'/>\
+            <error type='cancel'/>\
+            </message>",
+        );
+        let from = FullJid::new("juliet@localhost/balcony").unwrap();
+        let to = Jid::new("romeo@localhost").unwrap();
+        let kept = vetted(&sent, &from, &to);
+        let expected = el(
+            "<message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' type='chat' id='m1'>\
+            <body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        );
+        assert_eq!(kept, expected);
+        let got = delivered(&kept, Some("a1"), &bare("romeo@localhost"), None);
+        let expected = el(
+            "<message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' type='chat' id='m1'>\
+            <body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='a1' by='romeo@localhost'/></message>",
+        );
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn carbons_forward_the_message() {
+        let message = el(
+            "<message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' type='chat'><body>hi</body></message>",
+        );
+        let to = FullJid::new("juliet@localhost/chamber").unwrap();
+        let copy = carbon(&message, Copy::Sent, &bare("juliet@localhost"), &to);
+        let expected = el(
+            "<message xmlns='jabber:client' from='juliet@localhost' to='juliet@localhost/chamber' type='chat'>\
+               <sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+                 <message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' type='chat'><body>hi</body></message>\
+               </forwarded></sent></message>",
+        );
+        assert_eq!(copy, expected);
+    }
+}

@@ -1,0 +1,393 @@
+//! One-to-one conversations on the shards (seed §6, `eventing::chat`): a classic message is a
+//! publish to the pair's conversation node, made on first use; once committed, each of the
+//! two accounts' sessions gets it in its rendering (RFC 6121 §8.5 delivery, XEP-0280 carbons,
+//! the seed's Ex. 20 event for a session that speaks XEP-0207), and an account with no session
+//! to take it gets it kept (XEP-0160) by its own shard, delivered at its next available
+//! presence.
+
+use std::time::SystemTime;
+
+use verona_pubsub::Affiliation;
+
+use super::request::Passing;
+use super::*;
+use crate::eventing::chat::{self, Copy};
+use crate::router::SessionHandle;
+
+/// Kept messages one round delivers to a session that came online at most; the rest follow
+/// in later batches, as its queue drains.
+const FLUSH: usize = 200;
+
+impl ServicesTask {
+    /// A `chat` or `normal` message from `from` to another local account (or its own).
+    pub(super) fn chat(&mut self, from: FullJid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
+        let node = chat::node(&from.to_bare(), &to.to_bare());
+        let message = chat::vetted(&stanza, &from, &to);
+        let origin = Origin::Conversation(node.clone());
+        if !chat::is_kept(&message) {
+            let passing = Passing { from, to, message };
+            done.push(Done::passing(origin, passing));
+            return;
+        }
+        if !self.ensure_conversation(&node, done) {
+            // RFC 6121 §8.5.2.2.1: no such account.
+            let reply = error_reply(&stanza, StanzaError::ServiceUnavailable, None);
+            done.push(Done::reply(from, reply));
+            return;
+        }
+        let Some(hosted) = self.conversations.get_mut(&node) else {
+            return;
+        };
+        let request = PublishRequest::payload(None, String::from(&message));
+        match hosted
+            .service
+            .publish(&Jid::from(from.clone()), &node, request)
+        {
+            Ok(outcome) => done.push(Done::new(origin, outcome.effects, outcome.undo)),
+            Err(e) => {
+                tracing::debug!(%from, %to, "keeping a message: {e}");
+                let reply =
+                    error_reply(&stanza, StanzaError::PolicyViolation, Some(&e.to_string()));
+                done.push(Done::reply(from, reply));
+            }
+        }
+    }
+
+    /// Makes the conversation node of a pair if it is not there: owned by the service, both
+    /// parties its publishers and subscribed by bare JID. False when one party has no account.
+    fn ensure_conversation(&mut self, node: &str, done: &mut Vec<Done>) -> bool {
+        let Some((low, high)) = chat::parties(node) else {
+            return false;
+        };
+        if self.unknown_accounts.contains(&low) || self.unknown_accounts.contains(&high) {
+            return false;
+        }
+        let service_jid = self.pubsub_jid.clone();
+        let Some(hosted) = self.conversations.get_mut(node) else {
+            return false;
+        };
+        if hosted.service.node_config(node).is_some() {
+            return true;
+        }
+        let request = CreateRequest {
+            node: Some(node.to_owned()),
+            config: chat::node_config(),
+            affiliations: [(low.clone(), Affiliation::Publisher)]
+                .into_iter()
+                .chain([(high.clone(), Affiliation::Publisher)])
+                .collect(),
+        };
+        let origin = Origin::Conversation(node.to_owned());
+        match hosted.service.create(&service_jid, request) {
+            Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
+            Err(e) => {
+                tracing::error!(node, "making a conversation: {e}");
+                return false;
+            }
+        }
+        let mut parties = vec![low];
+        if parties[0] != high {
+            parties.push(high);
+        }
+        for party in parties {
+            let jid = Jid::from(party);
+            match hosted
+                .service
+                .subscribe(&self.presence, &service_jid, node, &jid, None)
+            {
+                Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
+                Err(e) => tracing::error!(node, %jid, "subscribing a party: {e}"),
+            }
+        }
+        true
+    }
+
+    /// A publish to a conversation by a native client (seed Ex. 19): exactly one
+    /// `<message xmlns='jabber:client'/>` per item, which becomes what a classic publish makes
+    /// (from the publishing session, to the other party). Anything else is refused.
+    pub(super) fn vet_conversation_request(
+        &mut self,
+        from: &FullJid,
+        node: &str,
+        stanza: &mut Element,
+        done: &mut Vec<Done>,
+    ) -> Result<(), StanzaError> {
+        let Some((low, high)) = chat::parties(node) else {
+            return Err(StanzaError::ItemNotFound);
+        };
+        let me = from.to_bare();
+        if me != low && me != high {
+            return Err(StanzaError::Forbidden);
+        }
+        // The server makes conversations, and nobody reconfigures, purges or deletes one.
+        if stanza.has_child("pubsub", ns::PUBSUB_OWNER)
+            || stanza
+                .get_child("pubsub", ns::PUBSUB)
+                .is_some_and(|p| p.has_child("create", ns::PUBSUB))
+        {
+            return Err(StanzaError::NotAllowed);
+        }
+        let Some(publish) = stanza
+            .get_child_mut("pubsub", ns::PUBSUB)
+            .and_then(|p| p.get_child_mut("publish", ns::PUBSUB))
+        else {
+            return Ok(());
+        };
+        let other = Jid::from(if me == low { high } else { low });
+        for item in publish.children_mut() {
+            let mut messages = item.children().filter(|c| c.is("message", ns::CLIENT));
+            let (Some(message), None) = (messages.next(), messages.next()) else {
+                return Err(StanzaError::InvalidPayload);
+            };
+            if item.children().count() != 1 {
+                return Err(StanzaError::InvalidPayload);
+            }
+            let vetted = chat::vetted(message, from, &other);
+            let id = item.attr("id").map(str::to_owned);
+            *item = builder("item", ns::PUBSUB).append(vetted).build();
+            if let Some(id) = id {
+                set_attr(item, "id", id);
+            }
+        }
+        if !self.ensure_conversation(node, done) {
+            return Err(StanzaError::ServiceUnavailable);
+        }
+        Ok(())
+    }
+
+    /// Delivers a committed notification of a conversation: each of its messages to the two
+    /// parties' sessions.
+    pub(super) fn deliver_conversation(&self, hosted: &Hosted, effect: &Effect) {
+        let Effect::Notify(notification) = effect else {
+            return;
+        };
+        let Event::Items { items } = &notification.event else {
+            return;
+        };
+        let context = ServiceContext {
+            jid: &hosted.jid,
+            kind: hosted.kind,
+            resolver: &self.presence,
+        };
+        // The seed's Ex. 20, for sessions that speak XEP-0207: rendered once per party.
+        let events = verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
+        for item in items.iter() {
+            let message: Option<Element> = item.payload.as_deref().and_then(|p| p.parse().ok());
+            let (Some(message), Ok(from)) = (message, item.publisher.clone().try_into_full())
+            else {
+                continue;
+            };
+            let Some(to) = message.attr("to").and_then(|to| Jid::new(to).ok()) else {
+                continue;
+            };
+            let native = |party: &BareJid| {
+                events
+                    .iter()
+                    .find(|out| out.to.to_bare() == *party)
+                    .map(|out| out.stanza.clone())
+            };
+            self.pass_on(&from, &to, &message, Some(&item.id), &native);
+        }
+    }
+
+    /// Delivers a message that is not kept.
+    pub(super) fn deliver_passing(&self, passing: &Passing) {
+        self.pass_on(&passing.from, &passing.to, &passing.message, None, &|_| {
+            None
+        });
+    }
+
+    /// RFC 6121 §8.5.2–§8.5.3 for one message, with XEP-0280 carbons: the recipient's session
+    /// it names, if available, else each available one; the other available sessions of both
+    /// accounts with carbons enabled get copies. `archive_id`: the message was kept, with that
+    /// id; then a recipient with no session to take it has it kept for later, and sessions
+    /// speaking XEP-0207 get the `native` event instead.
+    fn pass_on(
+        &self,
+        from: &FullJid,
+        to: &Jid,
+        message: &Element,
+        archive_id: Option<&str>,
+        native: &dyn Fn(&BareJid) -> Option<verona_stream::Wire>,
+    ) {
+        let sender = from.to_bare();
+        let recipient = to.to_bare();
+        let copied = chat::is_copied(message);
+        // §8.5.3.1: a full JID names a connected resource, available or not; otherwise the
+        // available ones get it (§8.5.2.1.1).
+        let sessions: Vec<(FullJid, SessionHandle)> = self
+            .router
+            .resources_of(&recipient)
+            .into_iter()
+            .filter(|(jid, _)| jid != from || to.try_as_full() == Ok(jid))
+            .collect();
+        let named = to
+            .try_as_full()
+            .ok()
+            .filter(|full| sessions.iter().any(|(jid, _)| jid == *full));
+        let available = sessions
+            .iter()
+            .filter(|(jid, handle)| handle.is_available() || named == Some(jid));
+        let mut received = None;
+        let mut taken = 0;
+        let mut refused = 0;
+        for (jid, handle) in available {
+            if archive_id.is_some() && !handle.wants_classic(Some(true)) {
+                if let Some(event) = native(&recipient) {
+                    taken += usize::from(handle.send(event));
+                }
+                continue;
+            }
+            let delivered = received
+                .get_or_insert_with(|| chat::delivered(message, archive_id, &recipient, None));
+            if named.is_none_or(|named| named == jid) {
+                let bytes = Bytes::from(verona_stream::element_bytes(delivered));
+                let took = handle.offer(bytes);
+                taken += usize::from(took);
+                refused += usize::from(!took);
+            } else if copied && handle.carbons() {
+                let copy = chat::carbon(delivered, Copy::Received, &recipient, jid);
+                handle.send(Bytes::from(verona_stream::element_bytes(&copy)));
+            }
+        }
+        if taken == 0 && refused > 0 {
+            // Issue #11 M2: a recipient whose queue is full is not disconnected by a flood;
+            // the sender hears it was not delivered now (it is in the archive if kept).
+            if let Some(reply) = error_reply(message, StanzaError::ResourceConstraint, None)
+                && let Some(session) = self.router.session(from)
+            {
+                session.send(Bytes::from(verona_stream::element_bytes(&reply)));
+            }
+            return;
+        }
+        if taken == 0
+            && archive_id.is_some()
+            && let Some(account) = (recipient != sender).then_some(&recipient)
+        {
+            let kept = chat::delivered(message, archive_id, account, None);
+            let request = Request::Offline {
+                account: account.clone(),
+                stanza: String::from(&kept),
+                at: SystemTime::now(),
+            };
+            let shard = self.shard_of(account.as_str());
+            if self.peers[shard].send(request).is_err() {
+                tracing::debug!(
+                    shard,
+                    "pubsub shard gone; offline message dropped at shutdown"
+                );
+            }
+        }
+        if recipient == sender {
+            return;
+        }
+        let mut sent = None;
+        for (jid, handle) in self.router.resources_of(&sender) {
+            if !handle.is_available() && jid != *from {
+                continue;
+            }
+            if archive_id.is_some() && !handle.wants_classic(Some(true)) {
+                // The seed's bcc: the publisher's own sessions get the event too.
+                if let Some(event) = native(&sender) {
+                    handle.send(event);
+                }
+            } else if jid != *from && copied && handle.carbons() {
+                let delivered =
+                    sent.get_or_insert_with(|| chat::delivered(message, archive_id, &sender, None));
+                let copy = chat::carbon(delivered, Copy::Sent, &sender, &jid);
+                handle.send(Bytes::from(verona_stream::element_bytes(&copy)));
+            }
+        }
+    }
+
+    /// A message for an account of this shard that had no session to take it: delivered if
+    /// one is available now, else kept once the batch is done.
+    pub(super) fn offline(&mut self, account: BareJid, stanza: String, at: SystemTime) {
+        let delivered = self
+            .router
+            .resources_of(&account)
+            .into_iter()
+            .filter(|(_, handle)| handle.is_available())
+            .filter(|(_, handle)| handle.offer(Bytes::from(stanza.clone())))
+            .count();
+        if delivered == 0 {
+            self.to_keep.push((account, stanza, at));
+        }
+    }
+
+    /// Stores the messages the batch kept, each account's queue bounded by
+    /// `[limits] max_offline_messages` (beyond it a message stays in the archive only).
+    pub(super) async fn keep_offline(&mut self) {
+        let mut by_account: BTreeMap<BareJid, Vec<(String, SystemTime)>> = BTreeMap::new();
+        for (account, stanza, at) in self.to_keep.drain(..) {
+            by_account.entry(account).or_default().push((stanza, at));
+        }
+        for (account, mut stanzas) in by_account {
+            let offline = &self.stores.offline;
+            let held = match offline.kept_count(account.as_str()).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::error!(%account, "counting kept messages: {e}");
+                    continue;
+                }
+            };
+            let room = self.max_offline.saturating_sub(held);
+            if stanzas.len() > room {
+                tracing::info!(%account, dropped = stanzas.len() - room, "offline queue full");
+                stanzas.truncate(room);
+            }
+            if !stanzas.is_empty()
+                && let Err(e) = offline.keep(account.as_str(), &stanzas).await
+            {
+                tracing::error!(%account, "keeping {} messages: {e}", stanzas.len());
+            }
+        }
+    }
+
+    /// XEP-0160: the sessions that came online in this batch get their account's kept
+    /// messages, oldest first, with their delay; delivered ones leave storage.
+    pub(super) async fn flush_offline(&mut self) {
+        for session in std::mem::take(&mut self.came_online) {
+            let Some(handle) = self.router.session(&session) else {
+                continue;
+            };
+            if !handle.is_available() {
+                continue;
+            }
+            let account = session.to_bare();
+            let offline = &self.stores.offline;
+            let kept = match offline.kept(account.as_str(), FLUSH).await {
+                Ok(kept) => kept,
+                Err(e) => {
+                    tracing::error!(%account, "reading kept messages: {e}");
+                    continue;
+                }
+            };
+            let mut through = None;
+            for message in &kept {
+                let Ok(stanza) = message.stanza.parse::<Element>() else {
+                    tracing::error!(%account, seq = message.seq, "a kept message is not XML");
+                    through = Some(message.seq);
+                    continue;
+                };
+                let late = Some((message.at, self.domain_name.as_str()));
+                let stanza = chat::delivered(&stanza, None, &account, late);
+                if !handle.offer(Bytes::from(verona_stream::element_bytes(&stanza))) {
+                    break;
+                }
+                through = Some(message.seq);
+            }
+            let Some(through) = through else {
+                continue;
+            };
+            if let Err(e) = offline.delivered(account.as_str(), through).await {
+                tracing::error!(%account, "removing delivered messages: {e}");
+                continue;
+            }
+            // More wait: the next round comes after the next batch, as the queue drains.
+            if kept.len() == FLUSH || kept.last().is_some_and(|last| last.seq != through) {
+                self.peers[self.shard].send(Request::Flush(session)).ok();
+            }
+        }
+    }
+}

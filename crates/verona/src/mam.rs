@@ -1,0 +1,151 @@
+//! XEP-0313 for an account: its archive is the items of its conversations (`eventing::chat`),
+//! read from storage, so it holds exactly what was committed, whether or not a conversation is
+//! resident, and a query never waits on a shard.
+
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use verona_pubsub::StoreOp;
+use verona_storage::PubsubWrite;
+
+use crate::eventing::archive::{self, Archived};
+use crate::eventing::chat;
+use crate::server::Shared;
+use crate::xml::{BuilderExt, StanzaError, builder, error_reply, iq_result};
+
+/// The messages answering a query, then the iq result with its `<fin/>`; or the error reply.
+pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJid) -> Vec<Element> {
+    let refuse = |error, text: &str| error_reply(iq, error, Some(text)).into_iter().collect();
+    let mut query = match archive::parse(payload) {
+        Ok(query) => query,
+        Err(e) => return refuse(StanzaError::BadRequest, &e),
+    };
+    let account = me.to_bare();
+    let archive = match read(shared, &account, query.with.as_ref()).await {
+        Ok(archive) => archive,
+        Err(e) => {
+            tracing::error!(%account, "reading the archive: {e}");
+            return refuse(
+                StanzaError::InternalServerError,
+                "the archive cannot be read",
+            );
+        }
+    };
+    // A bare `with` chose the conversation; a full one also filters by the resource.
+    if query.with.as_ref().is_some_and(Jid::is_bare) {
+        query.with = None;
+    }
+    let page = match archive::select(&query, archive) {
+        Ok(page) => page,
+        Err(e) => return refuse(StanzaError::ItemNotFound, &e),
+    };
+    let from = Jid::from(account.clone());
+    let to = Jid::from(me.clone());
+    let mut answer: Vec<Element> = page
+        .results
+        .iter()
+        .map(|found| {
+            let queryid = query.queryid.as_deref();
+            let message = found.message.clone();
+            archive::result(&from, &to, queryid, &found.id, found.at, message)
+        })
+        .collect();
+    answer.push(iq_result(iq, Some(archive::fin(&page))));
+    answer
+}
+
+/// The archive of `account`, oldest first: its conversations' items (with `with`, only the
+/// conversation with that account), each found by the other party's address.
+async fn read(
+    shared: &Shared,
+    account: &BareJid,
+    with: Option<&Jid>,
+) -> Result<Vec<Archived<Element>>, verona_storage::StorageError> {
+    let services: Vec<String> = match with {
+        Some(with) => vec![format!(
+            "{}/{}",
+            shared.pubsub.jid(),
+            chat::node(account, &with.to_bare())
+        )],
+        None => conversations_of(shared, account).await?,
+    };
+    let mut archive = Vec::new();
+    for service in services {
+        for node in shared.archive.load_service(&service).await? {
+            if chat::parties(&node.id).is_none_or(|(low, high)| low != *account && high != *account)
+            {
+                continue;
+            }
+            for item in node.items {
+                let Some(message) = item.payload.as_deref().and_then(|p| p.parse().ok()) else {
+                    continue;
+                };
+                archive.push(Archived {
+                    by: other_party(&message, account),
+                    id: item.id,
+                    at: item.published,
+                    message,
+                });
+            }
+        }
+    }
+    archive.sort_by_key(|found| found.at);
+    Ok(archive)
+}
+
+/// The services of the conversations `account` is a party to.
+pub async fn conversations_of(
+    shared: &Shared,
+    account: &BareJid,
+) -> Result<Vec<String>, verona_storage::StorageError> {
+    let prefix = chat::key_prefix(shared.pubsub.jid());
+    let mut held: Vec<String> = shared
+        .archive
+        .subscriptions_of(account.as_str())
+        .await?
+        .into_iter()
+        .filter(|held| held.service.starts_with(&prefix))
+        .map(|held| held.service)
+        .collect();
+    held.dedup();
+    Ok(held)
+}
+
+/// Deletes the conversations of a deleted account from storage (the shards have dropped
+/// theirs from memory), so that whoever takes the name next reads none of them.
+pub async fn delete_conversations(shared: &Shared, services: Vec<String>) {
+    let writes: Vec<PubsubWrite> = services
+        .into_iter()
+        .filter_map(|service| {
+            let node = service
+                .strip_prefix(shared.pubsub.jid())?
+                .strip_prefix('/')?;
+            let op = StoreOp::NodeDeleted {
+                node: node.to_owned(),
+            };
+            Some(PubsubWrite { service, op })
+        })
+        .collect();
+    if let Err(e) = shared.archive.apply(&writes).await {
+        tracing::error!("deleting {} conversations: {e}", writes.len());
+    }
+}
+
+/// The address of the other side of an archived message: who sent it, or for one the account
+/// sent, whom it was for.
+fn other_party(message: &Element, account: &BareJid) -> Option<Jid> {
+    let from = message.attr("from").and_then(|from| Jid::new(from).ok())?;
+    if from.to_bare() != *account {
+        return Some(from);
+    }
+    message.attr("to").and_then(|to| Jid::new(to).ok())
+}
+
+/// The archive's preferences (§6): everything is archived, the only setting there is.
+pub fn prefs(iq: &Element) -> Element {
+    let prefs = builder("prefs", archive::NS)
+        .with("default", "always")
+        .append(Element::bare("always", archive::NS))
+        .append(Element::bare("never", archive::NS))
+        .build();
+    iq_result(iq, Some(prefs))
+}

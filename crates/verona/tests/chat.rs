@@ -1,0 +1,450 @@
+//! One-to-one messaging (XEP-0207 §6): classic chat as publishes to the pair's conversation
+//! node, with archive ids, carbons across resources, messages kept for an offline account and
+//! delivered in order at its next presence, the account's archive (XEP-0313) with paging, the
+//! seed's Ex. 18–20 natively, and who may not read a conversation.
+
+mod common;
+
+use common::*;
+use minidom::Element;
+
+const CLIENT: &str = "jabber:client";
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const ADDRESS: &str = "http://jabber.org/protocol/address";
+const CARBONS: &str = "urn:xmpp:carbons:2";
+const FORWARD: &str = "urn:xmpp:forward:0";
+const SID: &str = "urn:xmpp:sid:0";
+const DELAY: &str = "urn:xmpp:delay";
+const MAM: &str = "urn:xmpp:mam:2";
+const RSM: &str = "http://jabber.org/protocol/rsm";
+const CONVERSATION: &str = "chat/juliet@localhost/romeo@localhost";
+
+async fn server() -> TestServer {
+    let server = TestServer::start().await;
+    for user in ["juliet", "romeo", "nurse"] {
+        server.add_user(user, "pw").await;
+    }
+    server
+}
+
+/// Logs in and sends initial presence (answered by the account's own presence).
+async fn online(server: &TestServer, user: &str, resource: &str) -> Client {
+    let mut client = server.login(user, "pw", resource).await;
+    client.send("<presence xmlns='jabber:client'/>").await;
+    let own = client.recv().await;
+    assert_eq!(own.name(), "presence", "{}", show(&own));
+    client
+}
+
+async fn enable_carbons(client: &mut Client) {
+    let reply = client
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='carbons'><enable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await;
+    ok(&reply);
+}
+
+fn chat(to: &str, id: &str, body: &str) -> String {
+    format!(
+        "<message xmlns='jabber:client' type='chat' to='{to}' id='{id}'><body>{body}</body></message>"
+    )
+}
+
+/// The next message, skipping presence.
+async fn next_message(client: &mut Client) -> Element {
+    loop {
+        let el = client.recv().await;
+        if el.name() == "message" {
+            return el;
+        }
+    }
+}
+
+fn body(message: &Element) -> String {
+    message
+        .get_child("body", CLIENT)
+        .map(Element::text)
+        .unwrap_or_default()
+}
+
+/// The archive id a message carries for `by`.
+fn stanza_id(message: &Element, by: &str) -> String {
+    let id = message
+        .get_child("stanza-id", SID)
+        .unwrap_or_else(|| panic!("no stanza-id: {}", show(message)));
+    assert_eq!(id.attr("by"), Some(by), "{}", show(message));
+    id.attr("id").unwrap().to_owned()
+}
+
+/// The message a carbon copy forwards, and which side it is.
+fn carbon(message: &Element) -> (&'static str, Element) {
+    for side in ["sent", "received"] {
+        if let Some(copy) = message.get_child(side, CARBONS) {
+            let forwarded = copy.get_child("forwarded", FORWARD).unwrap();
+            return (
+                side,
+                forwarded.get_child("message", CLIENT).unwrap().clone(),
+            );
+        }
+    }
+    panic!("not a carbon: {}", show(message));
+}
+
+#[tokio::test]
+async fn chat_reaches_the_contact_with_an_archive_id_and_carbons_reach_other_resources() {
+    let server = server().await;
+    let mut balcony = online(&server, "juliet", "balcony").await;
+    let mut chamber = online(&server, "juliet", "chamber").await;
+    let mut orchard = online(&server, "romeo", "orchard").await;
+    let mut garden = online(&server, "romeo", "garden").await;
+    for client in [&mut chamber, &mut garden] {
+        enable_carbons(client).await;
+    }
+    // To a bare JID: every available resource of the contact.
+    balcony
+        .send(&chat("romeo@localhost", "m1", "wherefore art thou?"))
+        .await;
+    let mut ids = Vec::new();
+    for romeo in [&mut orchard, &mut garden] {
+        let got = next_message(romeo).await;
+        assert_eq!(got.attr("from"), Some("juliet@localhost/balcony"));
+        assert_eq!(got.attr("type"), Some("chat"));
+        assert_eq!(got.attr("id"), Some("m1"));
+        assert_eq!(body(&got), "wherefore art thou?");
+        ids.push(stanza_id(&got, "romeo@localhost"));
+    }
+    assert_eq!(ids[0], ids[1]);
+    let (side, copy) = carbon(&next_message(&mut chamber).await);
+    assert_eq!(side, "sent");
+    assert_eq!(copy.attr("to"), Some("romeo@localhost"));
+    assert_eq!(body(&copy), "wherefore art thou?");
+    // To a full JID: that resource; the other one, with carbons, gets a copy.
+    orchard
+        .send(&chat("juliet@localhost/balcony", "m2", "here"))
+        .await;
+    let got = next_message(&mut balcony).await;
+    assert_eq!(got.attr("from"), Some("romeo@localhost/orchard"));
+    assert_eq!(body(&got), "here");
+    let (side, copy) = carbon(&next_message(&mut chamber).await);
+    assert_eq!(side, "received");
+    assert_eq!(copy.attr("from"), Some("romeo@localhost/orchard"));
+    let (side, _) = carbon(&next_message(&mut garden).await);
+    assert_eq!(side, "sent");
+    // Private messages get no copies; chat states pass through without being kept.
+    balcony
+        .send(
+            "<message xmlns='jabber:client' type='chat' to='romeo@localhost/orchard' id='m3'>\
+               <body>secret</body><private xmlns='urn:xmpp:carbons:2'/></message>",
+        )
+        .await;
+    let got = next_message(&mut orchard).await;
+    assert_eq!(body(&got), "secret");
+    balcony
+        .send(
+            "<message xmlns='jabber:client' type='chat' to='romeo@localhost/orchard'>\
+               <composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        )
+        .await;
+    let got = next_message(&mut orchard).await;
+    assert!(got.has_child("composing", "http://jabber.org/protocol/chatstates"));
+    assert!(!got.has_child("stanza-id", SID), "{}", show(&got));
+    // Chat states are chat messages: copied (XEP-0280 §6.1), with no archive id.
+    for (client, copied) in [(&mut chamber, "sent"), (&mut garden, "received")] {
+        let (side, copy) = carbon(&next_message(client).await);
+        assert_eq!(side, copied);
+        assert!(copy.has_child("composing", "http://jabber.org/protocol/chatstates"));
+        assert!(!copy.has_child("stanza-id", SID));
+    }
+    chamber.expect_nothing().await;
+    garden.expect_nothing().await;
+    balcony.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn messages_for_an_offline_account_come_in_order_at_its_next_presence_once() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    for n in 1..=5 {
+        juliet
+            .send(&chat(
+                "romeo@localhost",
+                &format!("m{n}"),
+                &format!("line {n}"),
+            ))
+            .await;
+    }
+    // Nothing bounces: the messages were kept.
+    juliet.expect_nothing().await;
+    // A session without presence gets nothing yet (XEP-0160: at available presence).
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    romeo.expect_nothing().await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let mut bodies = Vec::new();
+    while bodies.len() < 5 {
+        let el = romeo.recv().await;
+        if el.name() != "message" {
+            continue;
+        }
+        assert_eq!(el.attr("from"), Some("juliet@localhost/balcony"));
+        let delay = el.get_child("delay", DELAY).expect("a delay");
+        assert_eq!(delay.attr("from"), Some("localhost"));
+        stanza_id(&el, "romeo@localhost");
+        bodies.push(body(&el));
+    }
+    assert_eq!(bodies, ["line 1", "line 2", "line 3", "line 4", "line 5"]);
+    romeo.expect_nothing().await;
+    drop(romeo);
+    // Delivered once: the next session gets none of them again.
+    let mut again = online(&server, "romeo", "garden").await;
+    again.expect_nothing().await;
+}
+
+/// Sends a MAM query and collects its results and the final iq.
+async fn archive_page(client: &mut Client, form: &str, set: &str) -> (Vec<Element>, Element) {
+    client
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='set' id='mam'><query xmlns='{MAM}' queryid='q'>{form}{set}</query></iq>"
+        ))
+        .await;
+    let mut results = Vec::new();
+    loop {
+        let el = client.recv().await;
+        match el.name() {
+            "message" if el.has_child("result", MAM) => results.push(el),
+            "iq" if el.attr("id") == Some("mam") => return (results, el),
+            _ => {}
+        }
+    }
+}
+
+/// (archive id, body) of each result.
+fn archived(results: &[Element]) -> Vec<(String, String)> {
+    results
+        .iter()
+        .map(|message| {
+            assert_eq!(message.attr("from"), Some("juliet@localhost"));
+            let result = message.get_child("result", MAM).unwrap();
+            assert_eq!(result.attr("queryid"), Some("q"));
+            let forwarded = result.get_child("forwarded", FORWARD).unwrap();
+            assert!(forwarded.has_child("delay", DELAY));
+            let said = forwarded.get_child("message", CLIENT).unwrap();
+            (result.attr("id").unwrap().to_owned(), body(said))
+        })
+        .collect()
+}
+
+fn with(jid: &str) -> String {
+    format!(
+        "<x xmlns='jabber:x:data' type='submit'>\
+           <field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>\
+           <field var='with'><value>{jid}</value></field></x>"
+    )
+}
+
+#[tokio::test]
+async fn the_archive_pages_through_every_conversation_or_one() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut nurse = online(&server, "nurse", "kitchen").await;
+    juliet.send(&chat("romeo@localhost", "1", "r1")).await;
+    let first = stanza_id(&next_message(&mut romeo).await, "romeo@localhost");
+    romeo.send(&chat("juliet@localhost", "2", "r2")).await;
+    next_message(&mut juliet).await;
+    juliet.send(&chat("nurse@localhost", "3", "n1")).await;
+    next_message(&mut nurse).await;
+    juliet.send(&chat("romeo@localhost", "4", "r3")).await;
+    next_message(&mut romeo).await;
+
+    let (results, fin) = archive_page(&mut juliet, "", "").await;
+    ok(&fin);
+    let all = archived(&results);
+    let bodies: Vec<&str> = all.iter().map(|(_, b)| b.as_str()).collect();
+    assert_eq!(bodies, ["r1", "r2", "n1", "r3"]);
+    assert_eq!(all[0].0, first, "the archive id is the stanza-id");
+    let fin = fin.get_child("fin", MAM).unwrap();
+    assert_eq!(fin.attr("complete"), Some("true"));
+
+    let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
+    let bodies: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies, ["r1", "r2", "r3"]);
+
+    // Paging: two at a time, forwards from the start.
+    let set = format!("<set xmlns='{RSM}'><max>2</max></set>");
+    let (results, fin) = archive_page(&mut juliet, "", &set).await;
+    let page = archived(&results);
+    assert_eq!(page.len(), 2);
+    let fin = fin.get_child("fin", MAM).unwrap();
+    assert_eq!(fin.attr("complete"), None);
+    let last = fin
+        .get_child("set", RSM)
+        .and_then(|set| set.get_child("last", RSM))
+        .map(Element::text)
+        .unwrap();
+    assert_eq!(last, page[1].0);
+    let set = format!("<set xmlns='{RSM}'><max>2</max><after>{last}</after></set>");
+    let (results, fin) = archive_page(&mut juliet, "", &set).await;
+    let bodies: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies, ["n1", "r3"]);
+    let fin = fin.get_child("fin", MAM).unwrap();
+    assert_eq!(fin.attr("complete"), Some("true"));
+
+    // Romeo's archive has his conversation only; the nurse's hers.
+    let (results, _) = archive_page(&mut nurse, "", "").await;
+    assert_eq!(results.len(), 1);
+    let set = format!("<set xmlns='{RSM}'><after>nonexistent</after></set>");
+    let (_, fin) = archive_page(&mut juliet, "", &set).await;
+    assert_eq!(stanza_error(&fin).as_deref(), Some("item-not-found"));
+}
+
+#[tokio::test]
+async fn a_conversation_is_read_natively_by_its_parties_only() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    juliet.send(&chat("romeo@localhost", "1", "hello")).await;
+    next_message(&mut romeo).await;
+    let items = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' to='pubsub.localhost' id='{id}'>\
+               <pubsub xmlns='{PUBSUB}'><items node='{CONVERSATION}'/></pubsub></iq>"
+        )
+    };
+    let reply = romeo.request(&items("i1")).await;
+    ok(&reply);
+    let item = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .and_then(|i| i.get_child("item", PUBSUB))
+        .expect("an item");
+    let message = item.get_child("message", CLIENT).unwrap();
+    assert_eq!(body(message), "hello");
+    assert_eq!(message.attr("from"), Some("juliet@localhost/balcony"));
+    // A stranger reads nothing, writes nothing, and cannot take the node over.
+    let mut nurse = online(&server, "nurse", "kitchen").await;
+    let reply = nurse.request(&items("i2")).await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("forbidden"));
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='p1'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='{CONVERSATION}'><item>\
+             <message xmlns='jabber:client'><body>forged</body></message>\
+           </item></publish></pubsub></iq>"
+    );
+    let reply = nurse.request(&publish).await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("forbidden"));
+    let delete = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='d1'>\
+           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='{CONVERSATION}'/></pubsub></iq>"
+    );
+    let reply = juliet.request(&delete).await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("not-allowed"));
+    // A party's native publish (Ex. 19) is a message from it to the other party.
+    let reply = juliet.request(&publish.replace("forged", "natively")).await;
+    ok(&reply);
+    let got = next_message(&mut romeo).await;
+    assert_eq!(got.attr("from"), Some("juliet@localhost/balcony"));
+    assert_eq!(got.attr("to"), Some("romeo@localhost"));
+    assert_eq!(body(&got), "natively");
+    // A payload that is not one message is refused.
+    let reply = juliet
+        .request(&publish.replace(
+            "<message xmlns='jabber:client'><body>forged</body></message>",
+            "<presence xmlns='jabber:client'/>",
+        ))
+        .await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("bad-request"));
+    nurse.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn a_message_to_nobody_is_refused_and_a_deleted_account_takes_its_conversations() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    juliet.send(&chat("tybalt@localhost", "x", "hi")).await;
+    let error = next_message(&mut juliet).await;
+    assert_eq!(error.attr("type"), Some("error"));
+    assert_eq!(stanza_error(&error).as_deref(), Some("service-unavailable"));
+
+    juliet.send(&chat("romeo@localhost", "1", "kept")).await;
+    juliet.expect_nothing().await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    let reply = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+        )
+        .await;
+    ok(&reply);
+    server.add_user("romeo", "new").await;
+    let mut romeo = server.login("romeo", "new", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let own = romeo.recv().await;
+    assert_eq!(own.name(), "presence");
+    romeo.expect_nothing().await;
+    let (results, _) = archive_page(&mut romeo, "", "").await;
+    assert!(results.is_empty());
+    let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
+    assert!(results.is_empty());
+}
+
+/// The seed's Ex. 18–20 on a node of its own: a whitelist node with Romeo as publisher,
+/// Juliet's publish notified to both, each with the `replyto` naming her session.
+#[tokio::test]
+async fn seed_examples_18_to_20() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "mobile").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='create1'>\
+           <pubsub xmlns='{PUBSUB}'><create node='me_and_romeo'/><configure>\
+             <x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+               <field var='pubsub#access_model'><value>whitelist</value></field>\
+               <field var='pubsub#publisher'><value>romeo@localhost</value></field>\
+             </x></configure></pubsub></iq>"
+    );
+    ok(&juliet.request(&create).await);
+    let manage = "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='manage1'>\
+           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='me_and_romeo'>\
+             <subscription jid='romeo@localhost' subscription='subscribed'/>\
+             <subscription jid='juliet@localhost' subscription='subscribed'/>\
+           </subscriptions></pubsub></iq>";
+    ok(&juliet.request(manage).await);
+    let publish = format!(
+        "<iq xmlns='jabber:client' to='pubsub.localhost' type='set' id='msg1'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='me_and_romeo'><item>\
+             <message xmlns='jabber:client'><body>wherefore art thou?</body></message>\
+           </item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    for client in [&mut romeo, &mut juliet] {
+        // Romeo first hears of the subscription Juliet gave him (XEP-0060 §8.8.2.4).
+        let (got, items) = loop {
+            let got = next_message(client).await;
+            assert_eq!(got.attr("from"), Some("pubsub.localhost"));
+            let event = got.get_child("event", EVENT).unwrap();
+            if let Some(items) = event.get_child("items", EVENT) {
+                break (got.clone(), items.clone());
+            }
+        };
+        assert_eq!(items.attr("node"), Some("me_and_romeo"));
+        // A node of messages: kept for an offline subscriber, never a headline.
+        assert!(
+            matches!(got.attr("type"), None | Some("normal")),
+            "{}",
+            show(&got)
+        );
+        let message = items
+            .get_child("item", EVENT)
+            .and_then(|i| i.get_child("message", CLIENT))
+            .unwrap();
+        assert_eq!(body(message), "wherefore art thou?");
+        let replyto = got
+            .get_child("addresses", ADDRESS)
+            .and_then(|a| a.get_child("address", ADDRESS))
+            .unwrap();
+        assert_eq!(replyto.attr("type"), Some("replyto"));
+        assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
+    }
+}
