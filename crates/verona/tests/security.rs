@@ -218,15 +218,16 @@ async fn a_peer_that_stops_reading_is_disconnected() {
             ))
             .await;
     }
-    // Once the server has given up on Romeo's stream, his resource is gone: a message to it
-    // bounces as undeliverable instead of waiting in a queue that never drains.
+    // Once the server has given up on Romeo's stream, his resource is gone: an iq to it
+    // bounces as undeliverable instead of waiting in a queue that never drains (a message
+    // would now be kept for his next login, XEP-0160).
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
         juliet
-            .send("<message xmlns='jabber:client' to='romeo@localhost/orchard' type='chat' id='probe'><body>there?</body></message>")
+            .send("<iq xmlns='jabber:client' to='romeo@localhost/orchard' type='get' id='probe'><ping xmlns='urn:xmpp:ping'/></iq>")
             .await;
         let bounced = tokio::time::timeout(QUIET, juliet.recv()).await;
-        // While his queue is full, messages bounce for a while (M2); then he is gone.
+        // While his queue is full, stanzas bounce for a while (M2); then he is gone.
         if let Ok(el) = bounced
             && stanza_error(&el).as_deref() != Some("resource-constraint")
         {

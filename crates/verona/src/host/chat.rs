@@ -169,8 +169,13 @@ impl ServicesTask {
             kind: hosted.kind,
             resolver: &self.presence,
         };
-        // The seed's Ex. 20, for sessions that speak XEP-0207: rendered once per party.
-        let events = verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
+        // The seed's Ex. 20, for sessions that speak XEP-0207: rendered once per party, when
+        // one of them is there.
+        let events = std::cell::OnceCell::new();
+        let events = || {
+            events
+                .get_or_init(|| verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect)))
+        };
         for item in items.iter() {
             let message: Option<Element> = item.payload.as_deref().and_then(|p| p.parse().ok());
             let (Some(message), Ok(from)) = (message, item.publisher.clone().try_into_full())
@@ -181,7 +186,7 @@ impl ServicesTask {
                 continue;
             };
             let native = |party: &BareJid| {
-                events
+                events()
                     .iter()
                     .find(|out| out.to.to_bare() == *party)
                     .map(|out| out.stanza.clone())
@@ -198,10 +203,11 @@ impl ServicesTask {
     }
 
     /// RFC 6121 §8.5.2–§8.5.3 for one message, with XEP-0280 carbons: the recipient's session
-    /// it names, if available, else each available one; the other available sessions of both
+    /// it names, if connected, else each available one; the other available sessions of both
     /// accounts with carbons enabled get copies. `archive_id`: the message was kept, with that
     /// id; then a recipient with no session to take it has it kept for later, and sessions
-    /// speaking XEP-0207 get the `native` event instead.
+    /// speaking XEP-0207 get the `native` event instead. Everything is offered, never forced:
+    /// one user's traffic never disconnects another (issue #11 M2).
     fn pass_on(
         &self,
         from: &FullJid,
@@ -234,7 +240,7 @@ impl ServicesTask {
         for (jid, handle) in available {
             if archive_id.is_some() && !handle.wants_classic(Some(true)) {
                 if let Some(event) = native(&recipient) {
-                    taken += usize::from(handle.send(event));
+                    taken += usize::from(handle.offer(event));
                 }
                 continue;
             }
@@ -247,16 +253,17 @@ impl ServicesTask {
                 refused += usize::from(!took);
             } else if copied && handle.carbons() {
                 let copy = chat::carbon(delivered, Copy::Received, &recipient, jid);
-                handle.send(Bytes::from(verona_stream::element_bytes(&copy)));
+                handle.offer(Bytes::from(verona_stream::element_bytes(&copy)));
             }
         }
         if taken == 0 && refused > 0 {
             // Issue #11 M2: a recipient whose queue is full is not disconnected by a flood;
-            // the sender hears it was not delivered now (it is in the archive if kept).
+            // the sender hears it was not delivered now (it is in the archive if kept), as far
+            // as its own queue takes such notices: a flooder is not closed by its bounces.
             if let Some(reply) = error_reply(message, StanzaError::ResourceConstraint, None)
                 && let Some(session) = self.router.session(from)
             {
-                session.send(Bytes::from(verona_stream::element_bytes(&reply)));
+                session.offer(Bytes::from(verona_stream::element_bytes(&reply)));
             }
             return;
         }
@@ -289,13 +296,13 @@ impl ServicesTask {
             if archive_id.is_some() && !handle.wants_classic(Some(true)) {
                 // The seed's bcc: the publisher's own sessions get the event too.
                 if let Some(event) = native(&sender) {
-                    handle.send(event);
+                    handle.offer(event);
                 }
             } else if jid != *from && copied && handle.carbons() {
                 let delivered =
                     sent.get_or_insert_with(|| chat::delivered(message, archive_id, &sender, None));
                 let copy = chat::carbon(delivered, Copy::Sent, &sender, &jid);
-                handle.send(Bytes::from(verona_stream::element_bytes(&copy)));
+                handle.offer(Bytes::from(verona_stream::element_bytes(&copy)));
             }
         }
     }
