@@ -201,22 +201,9 @@ async fn messages_for_an_offline_account_come_in_order_at_its_next_presence_once
     again.expect_nothing().await;
 }
 
-/// Sends a MAM query and collects its results and the final iq.
+/// Queries the account's own archive.
 async fn archive_page(client: &mut Client, form: &str, set: &str) -> (Vec<Element>, Element) {
-    client
-        .send(&format!(
-            "<iq xmlns='jabber:client' type='set' id='mam'><query xmlns='{MAM}' queryid='q'>{form}{set}</query></iq>"
-        ))
-        .await;
-    let mut results = Vec::new();
-    loop {
-        let el = client.recv().await;
-        match el.name() {
-            "message" if el.has_child("result", MAM) => results.push(el),
-            "iq" if el.attr("id") == Some("mam") => return (results, el),
-            _ => {}
-        }
-    }
+    mam_page(client, None, &format!("{form}{set}")).await
 }
 
 /// (archive id, body) of each result.

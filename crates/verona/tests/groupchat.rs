@@ -1427,20 +1427,7 @@ async fn going_unavailable_leaves_every_room() {
 
 /// A MAM query's answer: the result messages, then the iq with its `<fin/>`.
 async fn archive_page(client: &mut Client, set: &str) -> (Vec<Element>, Element) {
-    client
-        .send(&format!(
-            "<iq xmlns='jabber:client' type='set' id='mam' to='{ROOM}'><query xmlns='{MAM}' queryid='q'>{set}</query></iq>"
-        ))
-        .await;
-    let mut results = Vec::new();
-    loop {
-        let el = client.recv().await;
-        match el.name() {
-            "message" if el.has_child("result", MAM) => results.push(el),
-            "iq" if el.attr("id") == Some("mam") => return (results, el),
-            _ => {}
-        }
-    }
+    mam_page(client, Some(ROOM), set).await
 }
 
 const MAM: &str = "urn:xmpp:mam:2";

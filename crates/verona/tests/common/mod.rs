@@ -697,3 +697,28 @@ pub fn senders(stanzas: &[Element]) -> Vec<&str> {
         .map(|el| el.attr("from").unwrap_or_default())
         .collect()
 }
+
+/// Sends a XEP-0313 query (`queryid='q'`; `inner`: its form and RSM set) to `to` (`None`: the
+/// account's own archive) and collects its result messages and the iq that ends it.
+pub async fn mam_page(
+    client: &mut Client,
+    to: Option<&str>,
+    inner: &str,
+) -> (Vec<Element>, Element) {
+    const MAM: &str = "urn:xmpp:mam:2";
+    let to = to.map(|to| format!(" to='{to}'")).unwrap_or_default();
+    client
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='set' id='mam'{to}><query xmlns='{MAM}' queryid='q'>{inner}</query></iq>"
+        ))
+        .await;
+    let mut results = Vec::new();
+    loop {
+        let el = client.recv().await;
+        match el.name() {
+            "message" if el.has_child("result", MAM) => results.push(el),
+            "iq" if el.attr("id") == Some("mam") => return (results, el),
+            _ => {}
+        }
+    }
+}
