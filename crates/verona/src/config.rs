@@ -39,6 +39,9 @@ pub struct C2sConfig {
     /// A write to a client that takes longer than this ends the connection (a peer that stops
     /// reading must not hold its task, its queue and its session forever).
     pub write_timeout_secs: u64,
+    /// How long a session with XEP-0198 resumption enabled waits, once its connection is
+    /// lost, for the client to resume it (0: no resumption).
+    pub resume_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -194,6 +197,7 @@ impl Default for C2sConfig {
             allow_insecure_auth: false,
             keepalive_secs: 60,
             write_timeout_secs: 30,
+            resume_timeout_secs: 300,
         }
     }
 }

@@ -28,6 +28,8 @@ pub enum CloseReason {
     Overflow,
     /// The account was deleted or its password changed by an operator.
     AccountChanged,
+    /// A new connection resumed the session (XEP-0198): the old one lets go of it.
+    Resumed,
 }
 
 impl CloseReason {
@@ -37,6 +39,7 @@ impl CloseReason {
             CloseReason::Conflict => StreamError::Conflict,
             CloseReason::Overflow => StreamError::PolicyViolation,
             CloseReason::AccountChanged => StreamError::NotAuthorized,
+            CloseReason::Resumed => StreamError::Conflict,
         }
     }
 }

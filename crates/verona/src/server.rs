@@ -34,6 +34,8 @@ pub struct Shared {
     pub pubsub: PubsubHandle,
     /// The stored services, read directly for an account's archive (`mam`).
     pub archive: Arc<dyn PubsubStore>,
+    /// XEP-0198 sessions that may be resumed.
+    pub(crate) resumable: crate::c2s::Resumable,
     pub throttle: Arc<AuthThrottle>,
     /// Verified XEP-0115 capabilities, by hash.
     pub caps: CapsCache,
@@ -201,6 +203,7 @@ impl RunningServer {
             router,
             pubsub,
             archive,
+            resumable: Default::default(),
             throttle,
             caps: CapsCache::default(),
             starttls: TlsAcceptor::from(tls.starttls),

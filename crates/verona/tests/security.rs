@@ -949,21 +949,25 @@ async fn resources_per_account_are_bounded() {
     let _again = t.login("juliet", "pw", "balcony").await;
 }
 
-/// Found with real clients: stream management and client state indication, not offered yet,
-/// are answered as XEP-0198 and XEP-0352 say instead of ending the stream.
+/// Found with real clients: with resumption turned off, enabling stream management with
+/// `resume='true'` gives acknowledgements without a resumption id, and client state
+/// indications do not end the stream.
 #[tokio::test]
-async fn unoffered_stream_management_and_csi_do_not_end_the_stream() {
-    let t = TestServer::start().await;
+async fn stream_management_without_resumption_and_csi_keep_the_stream() {
+    let t = TestServer::start_with(|c| c.c2s.resume_timeout_secs = 0).await;
     t.add_user("juliet", "pw").await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     juliet
         .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
         .await;
-    let failed = juliet.recv().await;
-    assert!(failed.is("failed", "urn:xmpp:sm:3"), "{}", show(&failed));
-    assert!(failed.has_child("unexpected-request", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+    let enabled = juliet.recv().await;
+    assert!(enabled.is("enabled", "urn:xmpp:sm:3"), "{}", show(&enabled));
+    assert_eq!(enabled.attr("id"), None);
+    assert_eq!(enabled.attr("resume"), None);
     juliet.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
     juliet.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let a = juliet.recv().await;
+    assert_eq!(a.attr("h"), Some("0"), "{}", show(&a));
     juliet.send("<active xmlns='urn:xmpp:csi:0'/>").await;
     let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
     ok(&juliet.request(ping).await);

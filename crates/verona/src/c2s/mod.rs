@@ -9,6 +9,7 @@ mod negotiation;
 mod rate;
 pub(crate) mod route;
 mod session;
+mod sm;
 mod transport;
 
 use std::io;
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jid::{BareJid, Jid};
+use jid::BareJid;
 use minidom::Element;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -29,11 +30,13 @@ use crate::compress::{Zlib, ZlibError};
 use crate::router::{CloseReason, SessionEnds};
 use crate::server::Shared;
 use crate::throttle::Admission;
-use crate::xml::{StreamError, builder, ns};
+use crate::xml::{BuilderExt, StreamError, builder, ns};
 use negotiation::Sasl;
 use rate::ReadRate;
 use session::Session;
 use transport::{Transport, tls_exporter};
+
+pub(crate) use sm::Resumable;
 
 /// Output buffers larger than this are released after a write, so idle connections stay small.
 const KEEP_OUTPUT_CAPACITY: usize = 4096;
@@ -50,6 +53,9 @@ enum End {
     Close,
     /// The socket is gone; nothing more can be sent.
     Gone,
+    /// A new connection resumed the session (XEP-0198): it is handed over, and this
+    /// connection closes quietly.
+    Detach,
 }
 
 fn fault(error: StreamError, text: impl Into<String>) -> End {
@@ -204,7 +210,16 @@ impl Connection {
                     }
                     self.paused_until = self.reads.consumed(bytes.len(), Instant::now());
                 }
-                Wake::Outbound(Some(bytes)) => self.write_queued(bytes),
+                Wake::Outbound(Some(bytes)) => {
+                    self.write_queued(bytes);
+                    if self.unacked_beyond_bound() {
+                        return fault(
+                            StreamError::PolicyViolation,
+                            "too many unacknowledged stanzas",
+                        );
+                    }
+                }
+                Wake::Closed(Some(CloseReason::Resumed)) => return End::Detach,
                 Wake::Outbound(None) => return End::Close,
                 Wake::Closed(reason) => {
                     let reason = reason.unwrap_or(CloseReason::AccountChanged);
@@ -278,16 +293,37 @@ impl Connection {
         first.write_to(&mut self.out);
         if let State::Bound(session) = &mut self.state {
             session.ends.took(&first);
+            let mut ask = session.sm.as_mut().is_some_and(|sm| sm.sent(first));
             for _ in 1..BATCH {
                 match session.ends.rx.try_recv() {
                     Ok(stanza) => {
                         session.ends.took(&stanza);
                         stanza.write_to(&mut self.out);
+                        if let Some(sm) = &mut session.sm {
+                            ask |= sm.sent(stanza);
+                        }
                     }
                     Err(_) => break,
                 }
             }
+            if ask {
+                self.out
+                    .extend(verona_stream::element_bytes(&sm::request()));
+            }
         }
+    }
+
+    /// Whether the client leaves more unacknowledged than a session's queue holds (stanzas or
+    /// bytes): what a session keeps for resending is bounded like what it keeps for sending.
+    fn unacked_beyond_bound(&self) -> bool {
+        let State::Bound(session) = &self.state else {
+            return false;
+        };
+        let limits = &self.shared.config.limits;
+        session.sm.as_ref().is_some_and(|sm| {
+            sm.unacked.len() > limits.outbound_queue
+                || sm.unacked_bytes > limits.outbound_queue_bytes
+        })
     }
 
     async fn flush(&mut self) -> Result<(), End> {
@@ -332,7 +368,17 @@ impl Connection {
     }
 
     fn send(&mut self, el: &Element) {
-        self.out.extend(verona_stream::element_bytes(el));
+        let bytes = verona_stream::element_bytes(el);
+        self.out.extend_from_slice(&bytes);
+        let stanza = matches!(el.name(), "message" | "presence" | "iq") && el.ns() == ns::CLIENT;
+        if let State::Bound(session) = &mut self.state
+            && let Some(sm) = &mut session.sm
+            && stanza
+            && sm.sent(Wire::from(bytes))
+        {
+            self.out
+                .extend(verona_stream::element_bytes(&sm::request()));
+        }
     }
 
     async fn finish(&mut self, end: End) {
@@ -354,29 +400,43 @@ impl Connection {
                 tail.extend_from_slice(verona_stream::STREAM_CLOSE);
                 tail
             }
-            End::Gone => Vec::new(),
+            End::Gone | End::Detach => Vec::new(),
         };
         if !tail.is_empty() {
             self.out.extend(tail);
             let _ = self.flush().await;
             let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
         }
-        if let State::Bound(session) = &self.state {
-            self.shared.router.unbind(&session.jid, &session.handle);
-            let pubsub = &self.shared.pubsub;
-            let full = Jid::from(session.jid.clone());
-            pubsub.session_ended(full, Some(session.handle.id())).await;
-            let bare = session.jid.to_bare();
-            if self.shared.router.sessions_of(&bare).is_empty() {
-                pubsub.session_ended(Jid::from(bare), None).await;
-            }
-            let why = match &end {
-                End::Fault(error, _) => error.condition(),
-                End::Close => "closed by the client",
-                End::Gone => "connection lost",
-            };
-            tracing::info!(jid = %session.jid, why, "session ended");
+        if matches!(end, End::Detach) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
         }
+        let state = std::mem::replace(&mut self.state, State::Unauthenticated { sasl: None });
+        let State::Bound(mut session) = state else {
+            return;
+        };
+        let sm = session.sm.take().map(|sm| *sm);
+        let timeout = self.shared.config.c2s.resume_timeout_secs;
+        // XEP-0198 §5: a lost connection (not a close, not an error of ours) may be resumed.
+        let lost = matches!(end, End::Gone | End::Detach) && timeout > 0;
+        let resumable = sm.as_ref().and_then(|sm| sm.id.clone()).filter(|_| lost);
+        let sm = match (resumable, sm) {
+            (Some(id), Some(sm)) => {
+                let parked = sm::Parked { session, sm };
+                Resumable::park(&self.shared, id, parked, Duration::from_secs(timeout));
+                return;
+            }
+            (_, sm) => sm,
+        };
+        if let Some(id) = sm.as_ref().and_then(|sm| sm.id.as_deref()) {
+            self.shared.resumable.forget(id);
+        }
+        let why = match &end {
+            End::Fault(error, _) => error.condition(),
+            End::Close => "closed by the client",
+            End::Gone | End::Detach => "connection lost",
+        };
+        tracing::info!(jid = %session.jid, why, "session ended");
+        sm::end_session(&self.shared, session, sm).await;
     }
 
     /// A stream error must follow a stream header, even when the client's header was unusable.
@@ -388,19 +448,106 @@ impl Connection {
         verona_stream::stream_header(ns::CLIENT, &random_id(), &self.shared.domain, None)
     }
 
-    /// XEP-0198 and XEP-0352 elements, which this server does not offer yet: answered as those
-    /// specifications say instead of ending the stream (some clients send them regardless).
-    /// Enabling or resuming stream management fails with `unexpected-request`; acks, ack
-    /// requests and client state indications are ignored. True if `el` was one of them.
-    fn not_offered(&mut self, el: &Element) -> bool {
-        if el.is("enable", ns::SM) || el.is("resume", ns::SM) {
-            let failed = builder("failed", ns::SM)
-                .append(Element::bare("unexpected-request", ns::STANZAS))
-                .build();
-            self.send(&failed);
-            return true;
+    /// XEP-0198 elements (and XEP-0352's, which this server does not act on yet): `Ok(true)`
+    /// if `el` was one of them.
+    async fn stream_management(&mut self, el: &Element) -> Result<bool, End> {
+        if el.has_ns(ns::CSI) {
+            return Ok(true);
         }
-        el.is("r", ns::SM) || el.is("a", ns::SM) || el.has_ns(ns::CSI)
+        if !el.has_ns(ns::SM) {
+            return Ok(false);
+        }
+        match (&mut self.state, el.name()) {
+            (State::Bound(session), "enable") if session.sm.is_none() => {
+                let timeout = self.shared.config.c2s.resume_timeout_secs;
+                let resume = matches!(el.attr("resume"), Some("true" | "1")) && timeout > 0;
+                let id = resume.then(|| format!("{}{}", random_id(), random_id()));
+                let mut enabled = builder("enabled", ns::SM);
+                if let Some(id) = &id {
+                    enabled = enabled
+                        .with("id", id.as_str())
+                        .with("resume", "true")
+                        .with("max", timeout.to_string());
+                    let account = session.jid.to_bare();
+                    self.shared
+                        .resumable
+                        .attach(id, account, session.handle.clone());
+                }
+                session.sm = Some(Box::new(sm::Sm::new(id)));
+                self.send(&enabled.build());
+            }
+            (State::Bound(session), "r") => {
+                if let Some(h) = session.sm.as_ref().map(|sm| sm.inbound) {
+                    self.send(&sm::answer(h));
+                }
+            }
+            (State::Bound(session), "a") => {
+                let Some(sm) = &mut session.sm else {
+                    return Ok(true);
+                };
+                let acked = sm::h_of(el).ok_or(sm::TooHigh).and_then(|h| sm.ack(h));
+                if acked.is_err() {
+                    return Err(fault(
+                        StreamError::UndefinedCondition,
+                        "handled-count-too-high: acknowledged more than was sent",
+                    ));
+                }
+            }
+            (State::Authenticated { jid }, "resume") => {
+                let jid = jid.clone();
+                self.resume(el, jid).await;
+            }
+            (_, "enable" | "resume") => {
+                self.send(&sm::failed("unexpected-request", None));
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// XEP-0198 §5: takes over the parked session the client names, acknowledges what its
+    /// `h` says it received and sends the rest again.
+    async fn resume(&mut self, el: &Element, account: BareJid) {
+        let previd = el.attr("previd").unwrap_or_default().to_owned();
+        let taken = match sm::h_of(el) {
+            Some(_) => self.shared.resumable.take(&previd, &account).await,
+            None => None,
+        };
+        let Some(sm::Parked { session, mut sm }) = taken else {
+            self.send(&sm::failed("item-not-found", None));
+            return;
+        };
+        // A new session bound the same resource meanwhile: this one is over.
+        let current = self.shared.router.session(&session.jid);
+        if current.is_none_or(|current| current.id() != session.handle.id()) {
+            self.send(&sm::failed("item-not-found", None));
+            self.shared.resumable.forget(&previd);
+            sm::end_session(&self.shared, session, Some(sm)).await;
+            return;
+        }
+        if sm.ack(sm::h_of(el).unwrap_or_default()).is_err() {
+            // The client claims more than was sent: the session cannot be trusted to resume.
+            self.send(&sm::failed("unexpected-request", Some(sm.inbound)));
+            sm::end_session(&self.shared, session, Some(sm)).await;
+            self.shared.resumable.forget(&previd);
+            return;
+        }
+        tracing::info!(jid = %session.jid, "session resumed");
+        self.shared
+            .resumable
+            .attach(&previd, account, session.handle.clone());
+        let resumed = builder("resumed", ns::SM)
+            .with("previd", previd.as_str())
+            .with("h", sm.inbound.to_string())
+            .build();
+        self.out.extend(verona_stream::element_bytes(&resumed));
+        for stanza in &sm.unacked {
+            stanza.write_to(&mut self.out);
+        }
+        self.state = State::Bound(Session {
+            sm: Some(Box::new(sm)),
+            ..session
+        });
     }
 
     async fn on_element(&mut self, el: Element) -> Result<(), End> {
@@ -413,8 +560,14 @@ impl Connection {
             ));
         }
         let authenticated = !matches!(self.state, State::Unauthenticated { .. });
-        if authenticated && self.not_offered(&el) {
+        if authenticated && self.stream_management(&el).await? {
             return Ok(());
+        }
+        if is_stanza
+            && let State::Bound(session) = &mut self.state
+            && let Some(sm) = &mut session.sm
+        {
+            sm.inbound = sm.inbound.wrapping_add(1);
         }
         match &self.state {
             State::Unauthenticated { .. } => self.unauthenticated(el, &namespace).await,

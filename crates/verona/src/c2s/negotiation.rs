@@ -118,6 +118,7 @@ impl Connection {
                 );
                 // RFC 6121 §2.6: the roster is versioned.
                 features = features.append(Element::bare("ver", ns::ROSTER_VER));
+                features = features.append(Element::bare("sm", ns::SM));
             }
             State::Bound(_) => {}
         }
@@ -492,6 +493,7 @@ impl Connection {
             ends,
             caps_wait: None,
             caps_refused: None,
+            sm: None,
         });
         Ok(())
     }

@@ -30,6 +30,8 @@ pub(super) struct Session {
     pub(super) caps_wait: Option<Box<caps::Pending>>,
     /// The capabilities whose answer did not verify: not asked about again.
     pub(super) caps_refused: Option<String>,
+    /// XEP-0198, once enabled.
+    pub(super) sm: Option<Box<super::sm::Sm>>,
 }
 
 impl Connection {

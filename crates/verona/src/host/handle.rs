@@ -101,6 +101,19 @@ impl PubsubHandle {
         }
     }
 
+    /// A conversation message a session of `account` did not deliver (its connection ended
+    /// before it was written or acknowledged): delivered to another available session, or
+    /// kept for later, by the account's shard.
+    pub async fn undelivered(&self, account: BareJid, stanza: String) {
+        let shard = self.shard(account.as_str());
+        let request = Request::Offline {
+            account,
+            stanza,
+            at: std::time::SystemTime::now(),
+        };
+        self.send(shard, request).await;
+    }
+
     /// A `chat` or `normal` message from a session to a local account (`from` already
     /// stamped; `to` as the sender gave it), for the shard of their conversation.
     pub async fn chat(&self, from: FullJid, to: Jid, stanza: Element) {

@@ -104,6 +104,13 @@ impl TestServer {
 
     /// Connect, STARTTLS, SCRAM-SHA-256, bind.
     pub async fn login(&self, user: &str, password: &str, resource: &str) -> Client {
+        let mut client = self.authenticate(user, password).await;
+        client.bind(Some(resource)).await;
+        client
+    }
+
+    /// Connect, STARTTLS, SCRAM-SHA-256: a stream ready to bind (or resume), and its features.
+    pub async fn authenticate(&self, user: &str, password: &str) -> Client {
         let mut client = Client::connect(self.addr()).await;
         client.open().await;
         client.starttls(self.server.cert_path()).await;
@@ -113,7 +120,6 @@ impl TestServer {
             .await
             .unwrap();
         client.open().await;
-        client.bind(Some(resource)).await;
         client
     }
 }

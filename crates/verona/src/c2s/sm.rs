@@ -1,0 +1,261 @@
+//! XEP-0198 stream management: acknowledgements both ways, and resumption. A session whose
+//! connection is lost while resumable is parked, still bound and still receiving, for
+//! `[c2s] resume_timeout_secs`; a new connection of the same account that resumes it takes it
+//! over and gets what the client did not acknowledge again. A session that ends for good hands
+//! the conversation messages it did not deliver (unacknowledged, or still queued) to offline
+//! storage, so they reach the account later: never nowhere.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jid::{BareJid, Jid};
+use minidom::Element;
+use verona_stream::Wire;
+
+use super::session::Session;
+use crate::router::{CloseReason, SessionHandle};
+use crate::server::Shared;
+use crate::xml::{BuilderExt, builder, ns};
+
+/// Stanzas the client may leave unacknowledged before it is asked to acknowledge them.
+const ASK_EVERY: usize = 8;
+/// How long a resumption waits for the connection it takes over to let go of the session.
+const TAKEOVER: Duration = Duration::from_secs(2);
+
+/// A session's stream management state.
+pub(super) struct Sm {
+    /// The resumption id, if the session may be resumed.
+    pub(super) id: Option<String>,
+    /// Stanzas received from the client and handled (`h` of our `<a/>`).
+    pub(super) inbound: u32,
+    /// Stanzas of ours the client acknowledged (its last `h`).
+    pub(super) acked: u32,
+    /// Stanzas written since, oldest first, and their bytes.
+    pub(super) unacked: VecDeque<Wire>,
+    pub(super) unacked_bytes: usize,
+    /// An `<r/>` is waiting for its answer.
+    asked: bool,
+}
+
+/// A client's `h` acknowledges more than was sent (§4, `handled-count-too-high`).
+#[derive(Debug)]
+pub(super) struct TooHigh;
+
+impl Sm {
+    pub(super) fn new(id: Option<String>) -> Sm {
+        Sm {
+            id,
+            inbound: 0,
+            acked: 0,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            asked: false,
+        }
+    }
+
+    /// A stanza was written; true when the client should now be asked to acknowledge.
+    pub(super) fn sent(&mut self, stanza: Wire) -> bool {
+        self.unacked_bytes += stanza.len();
+        self.unacked.push_back(stanza);
+        let ask = !self.asked && self.unacked.len() >= ASK_EVERY;
+        self.asked |= ask;
+        ask
+    }
+
+    /// The client acknowledged every stanza up to `h`.
+    pub(super) fn ack(&mut self, h: u32) -> Result<(), TooHigh> {
+        let newly = h.wrapping_sub(self.acked) as usize;
+        if newly > self.unacked.len() {
+            return Err(TooHigh);
+        }
+        for stanza in self.unacked.drain(..newly) {
+            self.unacked_bytes -= stanza.len();
+        }
+        self.acked = h;
+        self.asked = false;
+        Ok(())
+    }
+}
+
+/// `<a h='…'/>`.
+pub(super) fn answer(h: u32) -> Element {
+    builder("a", ns::SM).with("h", h.to_string()).build()
+}
+
+/// `<r/>`.
+pub(super) fn request() -> Element {
+    Element::bare("r", ns::SM)
+}
+
+/// `<failed/>` with a condition, and the `h` of what was handled where known.
+pub(super) fn failed(condition: &str, h: Option<u32>) -> Element {
+    let mut failed = builder("failed", ns::SM);
+    if let Some(h) = h {
+        failed = failed.with("h", h.to_string());
+    }
+    failed.append(Element::bare(condition, ns::STANZAS)).build()
+}
+
+/// The `h` attribute of an `<a/>` or `<resume/>`.
+pub(super) fn h_of(el: &Element) -> Option<u32> {
+    el.attr("h")?.parse().ok()
+}
+
+/// A session parked for resumption.
+pub(super) struct Parked {
+    pub(super) session: Session,
+    pub(super) sm: Sm,
+}
+
+/// Resumable sessions: those attached to a connection (to take over a connection not yet
+/// known to be dead) and those parked.
+#[derive(Default)]
+pub struct Resumable {
+    attached: Mutex<HashMap<String, (BareJid, SessionHandle)>>,
+    parked: Mutex<HashMap<String, Parked>>,
+    parked_now: tokio::sync::Notify,
+}
+
+impl Resumable {
+    /// A session became resumable with `id`.
+    pub(super) fn attach(&self, id: &str, account: BareJid, handle: SessionHandle) {
+        self.attached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), (account, handle));
+    }
+
+    /// The session of `id` ended for good.
+    pub(super) fn forget(&self, id: &str) {
+        self.attached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// Parks a session whose connection was lost; it ends for good after `timeout` unless
+    /// resumed.
+    pub(super) fn park(shared: &Arc<Shared>, id: String, parked: Parked, timeout: Duration) {
+        tracing::info!(jid = %parked.session.jid, "connection lost: session kept for resumption");
+        shared
+            .resumable
+            .parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), parked);
+        shared.resumable.parked_now.notify_waiters();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let expired = shared
+                .resumable
+                .parked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            if let Some(parked) = expired {
+                shared.resumable.forget(&id);
+                tracing::info!(jid = %parked.session.jid, "resumption window over: session ended");
+                end_session(&shared, parked.session, Some(parked.sm)).await;
+            }
+        });
+    }
+
+    /// Takes the session `id` of `account` for resumption: a parked one, or one still attached
+    /// to a connection, which is told to let go of it.
+    pub(super) async fn take(&self, id: &str, account: &BareJid) -> Option<Parked> {
+        let deadline = tokio::time::Instant::now() + TAKEOVER;
+        loop {
+            let notified = self.parked_now.notified();
+            {
+                let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+                if parked
+                    .get(id)
+                    .is_some_and(|p| p.session.jid.to_bare() == *account)
+                {
+                    return parked.remove(id);
+                }
+            }
+            let attached = self
+                .attached
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+                .filter(|(owner, _)| owner == account)
+                .map(|(_, handle)| handle.clone());
+            let handle = attached?;
+            handle.close(CloseReason::Resumed);
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// Ends a session for good: it leaves the router and the services, and the conversation
+/// messages it did not deliver (unacknowledged with `sm`, or still queued) go to offline
+/// storage through its account's shard.
+pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Option<Sm>) {
+    shared.router.unbind(&session.jid, &session.handle);
+    let pubsub = &shared.pubsub;
+    pubsub
+        .session_ended(Jid::from(session.jid.clone()), Some(session.handle.id()))
+        .await;
+    let account = session.jid.to_bare();
+    if shared.router.sessions_of(&account).is_empty() {
+        pubsub.session_ended(Jid::from(account.clone()), None).await;
+    }
+    let mut undelivered: Vec<Wire> = sm.map(|sm| sm.unacked.into()).unwrap_or_default();
+    while let Ok(stanza) = session.ends.rx.try_recv() {
+        session.ends.took(&stanza);
+        undelivered.push(stanza);
+    }
+    for stanza in undelivered {
+        let Ok(message) = String::from_utf8(stanza.to_vec()) else {
+            continue;
+        };
+        let kept = message.parse::<Element>().is_ok_and(|el| {
+            el.name() == "message"
+                && crate::eventing::chat::is_conversational(&el)
+                && crate::eventing::chat::is_kept(&el)
+        });
+        if kept {
+            pubsub.undelivered(account.clone(), message).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[test]
+    fn acknowledgements_drop_what_they_cover_and_wrap() {
+        let mut sm = Sm::new(None);
+        let asks: Vec<bool> = (0..10)
+            .map(|n| sm.sent(Wire::from(Bytes::from(format!("<m{n}/>")))))
+            .collect();
+        // Asked once, at the eighth, until answered.
+        assert_eq!(asks.iter().filter(|a| **a).count(), 1);
+        assert!(asks[ASK_EVERY - 1]);
+        sm.ack(3).unwrap();
+        assert_eq!(sm.unacked.len(), 7);
+        assert_eq!(sm.unacked_bytes, 7 * 5);
+        assert_eq!(sm.unacked[0].to_vec(), b"<m3/>");
+        assert!(sm.ack(11).is_err(), "more than was sent");
+        sm.ack(10).unwrap();
+        assert!(sm.unacked.is_empty());
+        // The counter wraps at 2^32 (§4).
+        let mut sm = Sm::new(None);
+        sm.acked = u32::MAX;
+        sm.sent(Wire::from(Bytes::from_static(b"<a/>")));
+        sm.sent(Wire::from(Bytes::from_static(b"<b/>")));
+        sm.ack(0).unwrap();
+        assert_eq!(sm.unacked.len(), 1);
+        sm.ack(1).unwrap();
+        assert!(sm.unacked.is_empty());
+    }
+}

@@ -1,0 +1,235 @@
+//! XEP-0198 stream management: acknowledgements both ways, a session killed mid-stream and
+//! resumed with nothing lost or duplicated, one that is not resumed handing what it did not
+//! deliver to offline storage, and what a client may not claim.
+
+mod common;
+
+use common::*;
+use minidom::Element;
+
+const SM: &str = "urn:xmpp:sm:3";
+const CLIENT: &str = "jabber:client";
+
+async fn server_with_resumption(secs: u64) -> TestServer {
+    let server = TestServer::start_with(|config| config.c2s.resume_timeout_secs = secs).await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    server
+}
+
+/// Sends initial presence and reads the account's own presence back.
+async fn available(client: &mut Client) {
+    client.send("<presence xmlns='jabber:client'/>").await;
+    let own = client.recv().await;
+    assert_eq!(own.name(), "presence", "{}", show(&own));
+}
+
+/// Enables stream management with resumption; returns the resumption id.
+async fn enable(client: &mut Client) -> String {
+    client
+        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let enabled = client.recv().await;
+    assert!(enabled.is("enabled", SM), "{}", show(&enabled));
+    assert_eq!(enabled.attr("resume"), Some("true"));
+    enabled.attr("id").expect("a resumption id").to_owned()
+}
+
+fn chat(n: usize) -> String {
+    format!(
+        "<message xmlns='jabber:client' type='chat' to='romeo@localhost' id='m{n}'><body>line {n}</body></message>"
+    )
+}
+
+/// The bodies of the next `n` messages, skipping SM requests.
+async fn bodies(client: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let el = client.recv().await;
+        if el.name() == "message" {
+            got.push(el.get_child("body", CLIENT).map(Element::text).unwrap());
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn features_acks_and_counts() {
+    let server = server_with_resumption(60).await;
+    let mut juliet = server.authenticate("juliet", "pw").await;
+    let features = juliet.features.clone().unwrap();
+    assert!(features.has_child("sm", SM), "{}", show(&features));
+    // Before binding there is nothing to manage.
+    juliet.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    let failed = juliet.recv().await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    juliet.bind(Some("balcony")).await;
+    enable(&mut juliet).await;
+    // Three stanzas handled: h counts them.
+    for id in ["p1", "p2", "p3"] {
+        let ping = format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        );
+        ok(&juliet.request(&ping).await);
+    }
+    juliet.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let a = juliet.recv().await;
+    assert!(a.is("a", SM), "{}", show(&a));
+    assert_eq!(a.attr("h"), Some("3"));
+    // The three results are acknowledged; acknowledging more ends the stream.
+    juliet.send("<a xmlns='urn:xmpp:sm:3' h='3'/>").await;
+    juliet.expect_nothing().await;
+    juliet.send("<a xmlns='urn:xmpp:sm:3' h='9'/>").await;
+    assert_eq!(juliet.expect_stream_error().await, "undefined-condition");
+}
+
+#[tokio::test]
+async fn a_killed_session_resumes_with_nothing_lost_or_repeated() {
+    let server = server_with_resumption(60).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    let id = enable(&mut romeo).await;
+    for n in 1..=3 {
+        juliet.send(&chat(n)).await;
+    }
+    assert_eq!(bodies(&mut romeo, 3).await, ["line 1", "line 2", "line 3"]);
+    // Romeo acknowledges the first only, then his connection dies.
+    romeo.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(romeo.recv().await.is("a", SM));
+    drop(romeo);
+    // Sent while he is away: held for the resumed session.
+    juliet.send(&chat(4)).await;
+    juliet.expect_nothing().await;
+
+    let mut romeo = server.authenticate("romeo", "pw").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>"
+        ))
+        .await;
+    let resumed = romeo.recv().await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    assert_eq!(resumed.attr("previd"), Some(id.as_str()));
+    // He sent no stanza since enabling (the <a/> and <r/> are not stanzas).
+    assert_eq!(resumed.attr("h"), Some("0"));
+    assert_eq!(bodies(&mut romeo, 3).await, ["line 2", "line 3", "line 4"]);
+    romeo.expect_nothing().await;
+    // The resumed session is the same session: it is still bound and available.
+    juliet.send(&chat(5)).await;
+    assert_eq!(bodies(&mut romeo, 1).await, ["line 5"]);
+    // A session is resumed once.
+    let mut again = server.authenticate("romeo", "pw").await;
+    again
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+        ))
+        .await;
+    let failed = again.recv().await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    // Juliet cannot take Romeo's session whatever id she presents.
+    let mut juliet2 = server.authenticate("juliet", "pw").await;
+    juliet2
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+        ))
+        .await;
+    assert!(juliet2.recv().await.is("failed", SM));
+}
+
+#[tokio::test]
+async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage() {
+    let server = server_with_resumption(1).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    enable(&mut romeo).await;
+    for n in 1..=2 {
+        juliet.send(&chat(n)).await;
+    }
+    assert_eq!(bodies(&mut romeo, 2).await, ["line 1", "line 2"]);
+    romeo.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(romeo.recv().await.is("a", SM));
+    drop(romeo);
+    juliet.send(&chat(3)).await;
+    // The window passes; the session ends for good.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut romeo = server.login("romeo", "pw", "garden").await;
+    available(&mut romeo).await;
+    // Unacknowledged and still queued, kept in order and delivered once.
+    let got = bodies(&mut romeo, 2).await;
+    assert_eq!(got, ["line 2", "line 3"]);
+    romeo.expect_nothing().await;
+}
+
+/// A client that reconnects before the server noticed its old connection died takes the
+/// session over: the old connection is let go, the new one gets what was not acknowledged.
+#[tokio::test]
+async fn resuming_takes_over_a_connection_not_yet_known_dead() {
+    let server = server_with_resumption(60).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut old = server.login("romeo", "pw", "orchard").await;
+    available(&mut old).await;
+    let id = enable(&mut old).await;
+    juliet.send(&chat(1)).await;
+    assert_eq!(bodies(&mut old, 1).await, ["line 1"]);
+    let mut new = server.authenticate("romeo", "pw").await;
+    new.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+    ))
+    .await;
+    let resumed = new.recv().await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    assert_eq!(bodies(&mut new, 1).await, ["line 1"]);
+    old.expect_closed().await;
+    juliet.send(&chat(2)).await;
+    assert_eq!(bodies(&mut new, 1).await, ["line 2"]);
+}
+
+/// What a session keeps for resending is bounded: a client that never acknowledges is closed
+/// once it leaves more than its queue's worth unacknowledged, and the messages it was sent are
+/// not lost: they reach its next session from offline storage.
+#[tokio::test]
+async fn a_client_that_never_acknowledges_is_bounded() {
+    let server = TestServer::start_with(|config| config.limits.outbound_queue = 8).await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    romeo.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(romeo.recv().await.is("enabled", SM));
+    // One at a time, so that none bounces off a full queue.
+    let mut received = 0;
+    let condition = 'sending: loop {
+        juliet.send(&chat(received + 1)).await;
+        loop {
+            match romeo.next_event().await {
+                Some(verona_stream::StreamEvent::Stanza(el)) if el.name() == "message" => {
+                    received += 1;
+                    continue 'sending;
+                }
+                Some(verona_stream::StreamEvent::Stanza(el)) if el.is("error", NS_STREAMS) => {
+                    break 'sending el.children().next().map(|c| c.name().to_owned());
+                }
+                Some(_) => {}
+                None => panic!("closed without a stream error"),
+            }
+        }
+    };
+    assert_eq!(condition.as_deref(), Some("policy-violation"));
+    assert_eq!(received, 9);
+    drop(romeo);
+    let mut romeo = server.login("romeo", "pw", "garden").await;
+    available(&mut romeo).await;
+    let expected: Vec<String> = (1..=9).map(|n| format!("line {n}")).collect();
+    assert_eq!(bodies(&mut romeo, 9).await, expected);
+}
