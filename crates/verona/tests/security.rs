@@ -1127,3 +1127,46 @@ async fn rooms_per_account_are_bounded() {
     let own = juliet.recv().await;
     assert_eq!(own.attr("type"), None, "{}", show(&own));
 }
+
+/// XEP-0352: an inactive client is not woken by presence (held, folded to each contact's
+/// latest), and gets a message at once, after the presence held before it; becoming active
+/// releases what is held.
+#[tokio::test]
+async fn an_inactive_client_gets_messages_at_once_and_presence_folded() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    romeo.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+    // Iqs are answered at once.
+    ok(&romeo.request(ping).await);
+    for show in ["away", "xa", "dnd"] {
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client'><show>{show}</show></presence>"
+            ))
+            .await;
+    }
+    settle(&mut juliet).await;
+    romeo.expect_nothing().await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@localhost'><body>wake up</body></message>")
+        .await;
+    let presence = romeo.recv().await;
+    assert_eq!(presence.name(), "presence", "{}", show(&presence));
+    assert_eq!(
+        presence.get_child("show", NS_CLIENT).map(|s| s.text()),
+        Some("dnd".to_owned())
+    );
+    let message = romeo.recv().await;
+    assert_eq!(message.name(), "message", "{}", show(&message));
+    romeo.expect_nothing().await;
+    juliet
+        .send("<presence xmlns='jabber:client'><show>chat</show></presence>")
+        .await;
+    romeo.expect_nothing().await;
+    romeo.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+    let presence = romeo.recv().await;
+    assert_eq!(
+        presence.get_child("show", NS_CLIENT).map(|s| s.text()),
+        Some("chat".to_owned())
+    );
+}

@@ -5,6 +5,7 @@
 //! Each connection is one task: one `select!` over its socket, its outbound queue, its close
 //! signal, shutdown and a timer. Output is gathered in one buffer and written once per wake-up.
 
+mod csi;
 mod negotiation;
 mod rate;
 pub(crate) mod route;
@@ -290,26 +291,54 @@ impl Connection {
     }
 
     fn write_queued(&mut self, first: Wire) {
-        first.write_to(&mut self.out);
-        if let State::Bound(session) = &mut self.state {
-            session.ends.took(&first);
-            let mut ask = session.sm.as_mut().is_some_and(|sm| sm.sent(first));
-            for _ in 1..BATCH {
-                match session.ends.rx.try_recv() {
-                    Ok(stanza) => {
-                        session.ends.took(&stanza);
-                        stanza.write_to(&mut self.out);
-                        if let Some(sm) = &mut session.sm {
-                            ask |= sm.sent(stanza);
-                        }
+        let State::Bound(session) = &mut self.state else {
+            first.write_to(&mut self.out);
+            return;
+        };
+        let limits = &self.shared.config.limits;
+        let bound = csi::Bound {
+            stanzas: limits.outbound_queue,
+            bytes: limits.outbound_queue_bytes,
+        };
+        let mut ask = false;
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(stanza) = next.take() {
+            session.ends.took(&stanza);
+            match &mut session.inactive {
+                Some(held) => {
+                    for stanza in held.offer(stanza, bound) {
+                        ask |= written(&mut self.out, session.sm.as_deref_mut(), stanza);
                     }
-                    Err(_) => break,
                 }
+                None => ask |= written(&mut self.out, session.sm.as_deref_mut(), stanza),
             }
-            if ask {
-                self.out
-                    .extend(verona_stream::element_bytes(&sm::request()));
+            taken += 1;
+            if taken < BATCH {
+                next = session.ends.rx.try_recv().ok();
             }
+        }
+        if ask {
+            self.out
+                .extend(verona_stream::element_bytes(&sm::request()));
+        }
+    }
+
+    /// XEP-0352: the client became active: what was held goes out.
+    fn activate(&mut self) {
+        let State::Bound(session) = &mut self.state else {
+            return;
+        };
+        let Some(mut held) = session.inactive.take() else {
+            return;
+        };
+        let mut ask = false;
+        for stanza in held.release() {
+            ask |= written(&mut self.out, session.sm.as_deref_mut(), stanza);
+        }
+        if ask {
+            self.out
+                .extend(verona_stream::element_bytes(&sm::request()));
         }
     }
 
@@ -452,6 +481,13 @@ impl Connection {
     /// if `el` was one of them.
     async fn stream_management(&mut self, el: &Element) -> Result<bool, End> {
         if el.has_ns(ns::CSI) {
+            match (&mut self.state, el.name()) {
+                (State::Bound(session), "inactive") => {
+                    session.inactive.get_or_insert_default();
+                }
+                (State::Bound(_), "active") => self.activate(),
+                _ => {}
+            }
             return Ok(true);
         }
         if !el.has_ns(ns::SM) {
@@ -585,6 +621,13 @@ impl Connection {
             )),
         }
     }
+}
+
+/// Writes a stanza to the output, counting it for XEP-0198; true when the client should be
+/// asked to acknowledge.
+fn written(out: &mut Vec<u8>, sm: Option<&mut sm::Sm>, stanza: Wire) -> bool {
+    stanza.write_to(out);
+    sm.is_some_and(|sm| sm.sent(stanza))
 }
 
 async fn session_wake(ends: Option<&mut SessionEnds>) -> Wake {

@@ -118,7 +118,9 @@ impl Connection {
                 );
                 // RFC 6121 §2.6: the roster is versioned.
                 features = features.append(Element::bare("ver", ns::ROSTER_VER));
-                features = features.append(Element::bare("sm", ns::SM));
+                features = features
+                    .append(Element::bare("sm", ns::SM))
+                    .append(Element::bare("csi", ns::CSI));
             }
             State::Bound(_) => {}
         }
@@ -494,6 +496,7 @@ impl Connection {
             caps_wait: None,
             caps_refused: None,
             sm: None,
+            inactive: None,
         });
         Ok(())
     }

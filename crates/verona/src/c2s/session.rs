@@ -32,6 +32,8 @@ pub(super) struct Session {
     pub(super) caps_refused: Option<String>,
     /// XEP-0198, once enabled.
     pub(super) sm: Option<Box<super::sm::Sm>>,
+    /// XEP-0352: while the client is inactive, what it need not see at once.
+    pub(super) inactive: Option<Box<super::csi::Held>>,
 }
 
 impl Connection {
