@@ -174,7 +174,9 @@ c2s_ports = { $prosody_port }
 -- mod_limits is not loaded, so c2s is not rate-limited; Nagle's delay would add ~40 ms to
 -- every exchange that waits for an answer.
 network_settings = { nagle = false }
-modules_enabled = { "roster", "saslauth", "disco", "pep", "ping" }
+-- mod_mam archives every one-to-one message, as Verona does (its default policy is to archive
+-- all); mod_offline keeps them for accounts that are away.
+modules_enabled = { "roster", "saslauth", "disco", "pep", "ping", "mam", "offline" }
 modules_disabled = { "s2s" }
 -- Only admins may create nodes on Prosody's pubsub service; the fan-out node's owner is bench0.
 admins = { "bench0@localhost" }
@@ -272,6 +274,10 @@ modules:
   mod_disco: {}
   mod_ping: {}
   mod_roster: {}
+  # Every one-to-one message archived, as Verona does (ejabberd archives none by default).
+  mod_mam:
+    default: always
+  mod_offline: {}
   mod_pubsub:
     hosts: [pubsub.localhost]
     access_createnode: local
@@ -460,7 +466,9 @@ if has_reports "$tmp/results"; then
         echo "does. Where the generator is near 100 % of its core, rates and latencies are the generator's."
         echo "PLAIN logins cost a PBKDF2 derivation on Verona (4,096 rounds) and Prosody (\`internal_hashed\`);"
         echo "ejabberd stores passwords in plain text. Prosody lets only admins create pubsub nodes, so the"
-        echo "fan-out owner \`bench0\` is one there."
+        echo "fan-out owner \`bench0\` is one there. Every chat message is archived on all three (Verona's"
+        echo "conversations; Prosody's \`mod_mam\` and ejabberd's \`mod_mam\` with \`default: always\`, offline"
+        echo "storage on)."
         echo
         "$bin/verona-bench" summarize "$tmp/results"
         echo

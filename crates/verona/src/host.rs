@@ -258,6 +258,7 @@ pub async fn start(
             hosting.account_requests,
         )),
         account: None,
+        touched: Arc::default(),
     })
 }
 
@@ -596,6 +597,7 @@ impl ServicesTask {
                 at,
             } => self.offline(account, stanza, at),
             Request::Flush(session) => self.came_online.push(session),
+            Request::Barrier(ready) => self.ready.push(ready),
             Request::Subscription {
                 from,
                 contact,

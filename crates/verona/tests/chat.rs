@@ -206,6 +206,19 @@ async fn archive_page(client: &mut Client, form: &str, set: &str) -> (Vec<Elemen
     mam_page(client, None, &format!("{form}{set}")).await
 }
 
+/// The bodies of a page's results, in order.
+fn archived_bodies(results: &[Element]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|message| {
+            let forwarded = message
+                .get_child("result", MAM)?
+                .get_child("forwarded", FORWARD)?;
+            Some(body(forwarded.get_child("message", CLIENT)?))
+        })
+        .collect()
+}
+
 /// (archive id, body) of each result.
 fn archived(results: &[Element]) -> Vec<(String, String)> {
     results
@@ -434,4 +447,39 @@ async fn seed_examples_18_to_20() {
         assert_eq!(replyto.attr("type"), Some("replyto"));
         assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
     }
+}
+
+/// Commit before acknowledge (XEP-0198): every message the server acknowledged with `<a/>` is
+/// in the archive after `kill -9`, and the recipient gets it at its next presence.
+#[tokio::test]
+async fn acknowledged_messages_survive_kill_9() {
+    use common::process::{Process, add_users};
+    let dir = tempfile::tempdir().unwrap();
+    add_users(dir.path(), &["juliet", "romeo"]);
+    let server = Process::start(dir.path()).await;
+    let mut juliet = server.login(dir.path(), "juliet", "balcony").await;
+    juliet.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(juliet.recv().await.is("enabled", "urn:xmpp:sm:3"));
+    for n in 1..=40 {
+        juliet
+            .send(&chat(
+                "romeo@localhost",
+                &format!("m{n}"),
+                &format!("line {n}"),
+            ))
+            .await;
+    }
+    juliet.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let acked = juliet.recv().await;
+    assert!(acked.is("a", "urn:xmpp:sm:3"), "{}", show(&acked));
+    assert_eq!(acked.attr("h"), Some("40"));
+    server.kill_9();
+
+    let server = Process::start(dir.path()).await;
+    let mut romeo = server.login(dir.path(), "romeo", "orchard").await;
+    let (results, _) = archive_page(&mut romeo, &with("juliet@localhost"), "").await;
+    let bodies: Vec<String> = archived_bodies(&results);
+    let expected: Vec<String> = (1..=40).map(|n| format!("line {n}")).collect();
+    assert_eq!(bodies, expected);
+    server.kill_9();
 }

@@ -514,6 +514,8 @@ impl Connection {
             }
             (State::Bound(session), "r") => {
                 if let Some(h) = session.sm.as_ref().map(|sm| sm.inbound) {
+                    // Commit before acknowledge: what `h` counts is durable.
+                    session.pubsub.settled().await;
                     self.send(&sm::answer(h));
                 }
             }
@@ -569,6 +571,7 @@ impl Connection {
             return;
         }
         tracing::info!(jid = %session.jid, "session resumed");
+        session.pubsub.settled().await;
         self.shared
             .resumable
             .attach(&previd, account, session.handle.clone());

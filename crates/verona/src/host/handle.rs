@@ -16,6 +16,9 @@ pub struct PubsubHandle {
     pub(super) accounts: Arc<AccountBudgets>,
     /// The budget of the account this handle is for ([`PubsubHandle::for_account`]).
     pub(super) account: Option<AccountBudget>,
+    /// The shards this handle sent requests to since [`PubsubHandle::settled`] last ran, one
+    /// bit per shard (shard index modulo 64).
+    pub(super) touched: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A request on a shard's queue, with the credit it holds until it is handled.
@@ -47,6 +50,7 @@ impl PubsubHandle {
     pub fn for_account(&self, account: &BareJid) -> PubsubHandle {
         PubsubHandle {
             account: Some(self.accounts.of(account)),
+            touched: Arc::default(),
             ..self.clone()
         }
     }
@@ -231,6 +235,25 @@ impl PubsubHandle {
         }
     }
 
+    /// Returns once everything this handle sent is durable: each shard it sent to since the
+    /// last call has committed the batch holding its requests (shards handle their queue in
+    /// order and answer a barrier after its batch's commit). What a XEP-0198 `<a/>` counts is
+    /// then never lost to a crash.
+    pub async fn settled(&self) {
+        let touched = self.touched.swap(0, std::sync::atomic::Ordering::AcqRel);
+        let mut waiting = Vec::new();
+        for shard in (0..self.shards.len()).filter(|shard| touched & (1 << (shard % 64)) != 0) {
+            let (ready, done) = oneshot::channel();
+            self.send(shard, Request::Barrier(ready)).await;
+            waiting.push(done);
+        }
+        for done in waiting {
+            if done.await.is_err() {
+                tracing::debug!("pubsub shard gone before a barrier");
+            }
+        }
+    }
+
     fn shard(&self, service: &str) -> usize {
         shard_of(service, self.shards.len())
     }
@@ -239,6 +262,10 @@ impl PubsubHandle {
     /// either is spent or the shard's queue is full (backpressure). A shard that is gone has
     /// stopped with the server.
     async fn send(&self, shard: usize, request: Request) {
+        if !matches!(request, Request::Barrier(_)) {
+            self.touched
+                .fetch_or(1 << (shard % 64), std::sync::atomic::Ordering::AcqRel);
+        }
         let bytes = request.weight();
         let account = match &self.account {
             Some(budget) => Some(budget.take(bytes).await),

@@ -81,6 +81,8 @@ pub(super) enum Request {
     /// Deliver more of the kept messages to a session that came online (the first round
     /// filled its queue).
     Flush(FullJid),
+    /// Answered once the batch holding it is committed ([`super::PubsubHandle::settled`]).
+    Barrier(oneshot::Sender<()>),
     /// Remove expired items (from the task's own timer).
     ExpireItems,
     /// From another shard, after its commit: `owner`'s presence node now has `contact` (a

@@ -20,6 +20,7 @@ use verona_auth::{ScramClient, ScramHash, TlsBinding};
 use verona_stream::{Limits, StreamEvent, StreamHeader, StreamParser};
 
 pub mod faulty;
+pub mod process;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long "nothing arrives" is waited for.
