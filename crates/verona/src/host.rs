@@ -461,6 +461,7 @@ impl ServicesTask {
         {
             tracing::error!("storing {} pubsub writes failed: {e}", writes.len());
             for d in done.iter_mut().rev() {
+                let undone = d.undo.is_some();
                 if let (Some(undo), Some(hosted)) = (d.undo.take(), self.hosted_mut(&d.origin)) {
                     hosted
                         .service
@@ -472,6 +473,11 @@ impl ServicesTask {
                     .request
                     .as_ref()
                     .and_then(verona_pubsub_xmpp::storage_failed);
+                // A message that was to be kept is not delivered: its sender is told to retry.
+                if let Some(kept) = d.passing.take_if(|_| undone) {
+                    d.to = Some(kept.from.clone());
+                    d.reply = error_reply(&kept.message, StanzaError::InternalServerError, None);
+                }
             }
             for origin in done.iter().map(|d| d.origin.clone()).collect::<Vec<_>>() {
                 self.refresh_presence(&origin);

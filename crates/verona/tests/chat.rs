@@ -483,3 +483,28 @@ async fn acknowledged_messages_survive_kill_9() {
     assert_eq!(bodies, expected);
     server.kill_9();
 }
+
+/// A message whose storage fails is neither archived nor delivered, and its sender is told to
+/// retry (`internal-server-error`, type `wait`); once storage works again, messages flow.
+#[tokio::test]
+async fn a_message_storage_refuses_is_not_delivered_and_bounces() {
+    use common::faulty::Writes;
+    let (server, store) = TestServer::start_faulty().await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    store.set(Writes::Fail);
+    juliet.send(&chat("romeo@localhost", "lost", "not kept")).await;
+    let error = next_message(&mut juliet).await;
+    assert_eq!(error.attr("type"), Some("error"));
+    assert_eq!(error.attr("id"), Some("lost"));
+    assert_eq!(stanza_error(&error).as_deref(), Some("internal-server-error"));
+    romeo.expect_nothing().await;
+    store.set(Writes::Succeed);
+    juliet.send(&chat("romeo@localhost", "kept", "kept")).await;
+    assert_eq!(body(&next_message(&mut romeo).await), "kept");
+    let (results, _) = archive_page(&mut juliet, "", "").await;
+    assert_eq!(archived_bodies(&results), ["kept"]);
+}

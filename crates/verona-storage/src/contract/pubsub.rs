@@ -586,6 +586,18 @@ pub(crate) async fn pubsub_batch_is_atomic(store: &dyn PubsubStore) {
         "{error:?}"
     );
     assert_eq!(store.load_service("s").await.unwrap(), before);
+    // The same for a run of item writes.
+    let run = [
+        stored_item("s", "n", item("c", Some("<c/>"), time(3))),
+        stored_item("s", "missing", item("d", None, time(4))),
+        stored_item("s", "n", item("e", None, time(5))),
+    ];
+    let error = store.apply(&[writes.clone(), run.to_vec()].concat()).await;
+    assert!(
+        matches!(error, Err(StorageError::NodeNotFound { .. })),
+        "{error:?}"
+    );
+    assert_eq!(store.load_service("s").await.unwrap(), before);
     let failures: [(PubsubWrite, Expected); 2] = [
         (stored_item("s", "missing", item("x", None, time(3))), |e| {
             matches!(e, StorageError::NodeNotFound { .. })

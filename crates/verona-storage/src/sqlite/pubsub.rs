@@ -207,11 +207,18 @@ impl PubsubStore for SqliteStore {
                     .iter()
                     .take_while(|w| matches!(w.op, StoreOp::SubscriptionSet { .. }))
                     .count();
+                let items = rest
+                    .iter()
+                    .take_while(|w| matches!(w.op, StoreOp::ItemStored { .. }))
+                    .count();
                 if run > 1 {
                     for chunk in rest[..run].chunks(SUBSCRIPTIONS_PER_STATEMENT) {
                         set_subscriptions(&mut tx, chunk).await?;
                     }
                     rest = &rest[run..];
+                } else if items > 1 {
+                    store_items(&mut tx, &rest[..items]).await?;
+                    rest = &rest[items..];
                 } else {
                     apply_write(&mut tx, &rest[0]).await?;
                     rest = &rest[1..];
@@ -281,6 +288,87 @@ async fn set_subscriptions(
         }),
         Err(error) => Err(error.into()),
     }
+}
+
+/// Item rows written by one statement (6 parameters a row).
+const ITEMS_PER_STATEMENT: usize = 500;
+
+/// Consecutive `ItemStored` writes (a batch of messages to conversations, say) as one
+/// multi-row delete of the ids they reuse and one multi-row insert per chunk, instead of two
+/// round trips each. An id stored twice in the run keeps only its last item, which is what
+/// storing them one after the other leaves, in the same order.
+async fn store_items(
+    conn: &mut SqliteConnection,
+    writes: &[PubsubWrite],
+) -> Result<(), StorageError> {
+    let key = |write: &PubsubWrite| match &write.op {
+        StoreOp::ItemStored { node, item } => {
+            (write.service.clone(), node.clone(), item.id.clone())
+        }
+        _ => unreachable!("a run of item writes"),
+    };
+    let mut last = std::collections::HashMap::new();
+    for (at, write) in writes.iter().enumerate() {
+        last.insert(key(write), at);
+    }
+    let kept: Vec<&PubsubWrite> = writes
+        .iter()
+        .enumerate()
+        .filter(|(at, write)| last.get(&key(write)) == Some(at))
+        .map(|(_, write)| write)
+        .collect();
+    for chunk in kept.chunks(ITEMS_PER_STATEMENT) {
+        let rows = |width: usize| {
+            (0..chunk.len())
+                .map(|n| {
+                    let params: Vec<String> =
+                        (1..=width).map(|k| format!("${}", n * width + k)).collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let delete = format!(
+            "DELETE FROM pubsub_items WHERE (service, node, item_id) IN (VALUES {})",
+            rows(3)
+        );
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(delete));
+        for write in chunk {
+            let (service, node, id) = key(write);
+            statement = statement.bind(service).bind(node).bind(id);
+        }
+        statement.execute(&mut *conn).await?;
+        let insert = format!(
+            "INSERT INTO pubsub_items (service, node, item_id, payload, publisher, published) \
+             VALUES {}",
+            rows(6)
+        );
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(insert));
+        for write in chunk {
+            let StoreOp::ItemStored { node, item } = &write.op else {
+                unreachable!("a run of item writes");
+            };
+            statement = statement
+                .bind(write.service.as_str())
+                .bind(node.as_str())
+                .bind(item.id.as_str())
+                .bind(item.payload.as_deref())
+                .bind(item.publisher.as_str())
+                .bind(to_micros(item.published)?);
+        }
+        match statement.execute(&mut *conn).await {
+            Ok(_) => {}
+            // Some row's node is not stored; the first write names the batch.
+            Err(error) if is_foreign_key_violation(&error) => {
+                return Err(StorageError::NodeNotFound {
+                    service: chunk[0].service.clone(),
+                    node: node_of(&chunk[0].op).to_owned(),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Foreign keys rule out rows of a node that is not stored.

@@ -43,7 +43,14 @@ impl ServicesTask {
             .service
             .publish(&Jid::from(from.clone()), &node, request)
         {
-            Ok(outcome) => done.push(Done::new(origin, outcome.effects, outcome.undo)),
+            Ok(outcome) => {
+                // Delivery uses the message as it is, instead of parsing the item back.
+                let kept = Passing { from, to, message };
+                done.push(Done {
+                    passing: Some(Box::new(kept)),
+                    ..Done::new(origin, outcome.effects, outcome.undo)
+                });
+            }
             Err(e) => {
                 tracing::debug!(%from, %to, "keeping a message: {e}");
                 let reply =
@@ -156,8 +163,13 @@ impl ServicesTask {
     }
 
     /// Delivers a committed notification of a conversation: each of its messages to the two
-    /// parties' sessions.
-    pub(super) fn deliver_conversation(&self, hosted: &Hosted, effect: &Effect) {
+    /// parties' sessions. `published`: the message of a classic publish, as it was kept.
+    pub(super) fn deliver_conversation(
+        &self,
+        hosted: &Hosted,
+        effect: &Effect,
+        published: Option<&Passing>,
+    ) {
         let Effect::Notify(notification) = effect else {
             return;
         };
@@ -177,6 +189,17 @@ impl ServicesTask {
                 .get_or_init(|| verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect)))
         };
         for item in items.iter() {
+            let native = |party: &BareJid| {
+                events()
+                    .iter()
+                    .find(|out| out.to.to_bare() == *party)
+                    .map(|out| out.stanza.clone())
+            };
+            if let Some(published) = published.filter(|_| items.len() == 1) {
+                let (from, to) = (&published.from, &published.to);
+                self.pass_on(from, to, &published.message, Some(&item.id), &native);
+                continue;
+            }
             let message: Option<Element> = item.payload.as_deref().and_then(|p| p.parse().ok());
             let (Some(message), Ok(from)) = (message, item.publisher.clone().try_into_full())
             else {
@@ -184,12 +207,6 @@ impl ServicesTask {
             };
             let Some(to) = message.attr("to").and_then(|to| Jid::new(to).ok()) else {
                 continue;
-            };
-            let native = |party: &BareJid| {
-                events()
-                    .iter()
-                    .find(|out| out.to.to_bare() == *party)
-                    .map(|out| out.stanza.clone())
             };
             self.pass_on(&from, &to, &message, Some(&item.id), &native);
         }

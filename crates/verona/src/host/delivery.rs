@@ -11,10 +11,10 @@ impl ServicesTask {
                 let bytes = Bytes::from(verona_stream::element_bytes(reply));
                 self.router.deliver(&Jid::from(to.clone()), bytes);
             }
-            if let Some(passing) = &d.passing {
-                self.deliver_passing(passing);
-            }
             if d.effects.is_empty() {
+                if let Some(passing) = &d.passing {
+                    self.deliver_passing(passing);
+                }
                 continue;
             }
             let Some(hosted) = self.hosted(&d.origin) else {
@@ -22,7 +22,7 @@ impl ServicesTask {
             };
             if matches!(d.origin, Origin::Conversation(_)) {
                 for effect in &d.effects {
-                    self.deliver_conversation(hosted, effect);
+                    self.deliver_conversation(hosted, effect, d.passing.as_deref());
                 }
                 continue;
             }

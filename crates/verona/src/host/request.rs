@@ -140,8 +140,8 @@ pub(super) struct Done {
     pub(super) reply: Option<Element>,
     pub(super) effects: Vec<Effect>,
     pub(super) undo: Option<Undo>,
-    /// A message of a conversation that is not kept, delivered in its place among the
-    /// batch's deliveries.
+    /// A message of a conversation: one that is not kept, delivered in its place among the
+    /// batch's deliveries; or, with the publish's effects, the message as it was kept.
     pub(super) passing: Option<Box<Passing>>,
 }
 
