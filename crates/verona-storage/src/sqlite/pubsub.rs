@@ -245,22 +245,7 @@ async fn set_subscriptions(
         "INSERT INTO pubsub_subscriptions \
          (service, node, subid, jid, state, options, subscriber) VALUES ",
     );
-    for n in 0..writes.len() {
-        let p = n * 7;
-        if n > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7
-        ));
-    }
+    sql.push_str(&anonymous_rows(writes.len(), 7));
     sql.push_str(
         " ON CONFLICT (service, node, subid) DO UPDATE SET jid = excluded.jid, \
          state = excluded.state, options = excluded.options, subscriber = excluded.subscriber",
@@ -288,6 +273,15 @@ async fn set_subscriptions(
         }),
         Err(error) => Err(error.into()),
     }
+}
+
+/// `count` rows of `width` anonymous parameters, `(?, ?), (?, ?)`, bound in order. Not `$n`:
+/// SQLite finds a named parameter's name by a linear scan, and sqlx asks it for every
+/// parameter's name, which makes binding a multi-row statement quadratic (19 % of the server's
+/// CPU in the chat benchmark with 500-row statements).
+fn anonymous_rows(count: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    vec![row; count].join(",")
 }
 
 /// Item rows written by one statement (6 parameters a row).
@@ -318,19 +312,9 @@ async fn store_items(
         .map(|(_, write)| write)
         .collect();
     for chunk in kept.chunks(ITEMS_PER_STATEMENT) {
-        let rows = |width: usize| {
-            (0..chunk.len())
-                .map(|n| {
-                    let params: Vec<String> =
-                        (1..=width).map(|k| format!("${}", n * width + k)).collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         let delete = format!(
             "DELETE FROM pubsub_items WHERE (service, node, item_id) IN (VALUES {})",
-            rows(3)
+            anonymous_rows(chunk.len(), 3)
         );
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(delete));
         for write in chunk {
@@ -341,7 +325,7 @@ async fn store_items(
         let insert = format!(
             "INSERT INTO pubsub_items (service, node, item_id, payload, publisher, published) \
              VALUES {}",
-            rows(6)
+            anonymous_rows(chunk.len(), 6)
         );
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(insert));
         for write in chunk {
