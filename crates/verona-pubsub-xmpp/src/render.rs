@@ -47,9 +47,7 @@ fn notify(ctx: &ServiceContext, notification: &Notification, out: &mut Vec<Outgo
     // A node that carries messages (seed §6, Ex. 20) names who said each, and where to reply,
     // and its notifications are never headlines (DESIGN §2 "One-to-one").
     // Rooms decide themselves what names the speaker.
-    let carries_message = ctx.kind == ServiceKind::Pubsub
-        && matches!(&notification.event, Event::Items { items }
-            if items.first().and_then(|item| item.payload.as_deref()).is_some_and(is_message));
+    let carries_message = ctx.kind == ServiceKind::Pubsub && carries_message(notification);
     let with_publisher = notification.itemreply == ItemReply::Publisher || carries_message;
     let mut shared = serialize(&event(notification, with_publisher));
     if with_publisher
@@ -195,6 +193,13 @@ pub(crate) fn item_element(namespace: &str, item: &Item, with_publisher: bool) -
 }
 
 /// XEP-0033: replies go to the publisher.
+/// Whether a notification is of a message node (seed §6): its items are
+/// `<message xmlns='jabber:client'/>`s, which someone wrote to its subscribers.
+pub fn carries_message(notification: &Notification) -> bool {
+    matches!(&notification.event, Event::Items { items }
+        if items.first().and_then(|item| item.payload.as_deref()).is_some_and(is_message))
+}
+
 /// Whether a payload is a `<message xmlns='jabber:client'/>`.
 fn is_message(payload: &str) -> bool {
     payload.starts_with("<message")

@@ -496,15 +496,66 @@ async fn a_message_storage_refuses_is_not_delivered_and_bounces() {
     let mut juliet = online(&server, "juliet", "balcony").await;
     let mut romeo = online(&server, "romeo", "orchard").await;
     store.set(Writes::Fail);
-    juliet.send(&chat("romeo@localhost", "lost", "not kept")).await;
+    juliet
+        .send(&chat("romeo@localhost", "lost", "not kept"))
+        .await;
     let error = next_message(&mut juliet).await;
     assert_eq!(error.attr("type"), Some("error"));
     assert_eq!(error.attr("id"), Some("lost"));
-    assert_eq!(stanza_error(&error).as_deref(), Some("internal-server-error"));
+    assert_eq!(
+        stanza_error(&error).as_deref(),
+        Some("internal-server-error")
+    );
     romeo.expect_nothing().await;
     store.set(Writes::Succeed);
     juliet.send(&chat("romeo@localhost", "kept", "kept")).await;
     assert_eq!(body(&next_message(&mut romeo).await), "kept");
     let (results, _) = archive_page(&mut juliet, "", "").await;
     assert_eq!(archived_bodies(&results), ["kept"]);
+}
+
+/// DESIGN §2: a notification of a message node (the seed's Ex. 18 node) for a subscriber who
+/// is offline is kept, and reaches it at its next presence.
+#[tokio::test]
+async fn a_message_node_keeps_its_notifications_for_an_offline_subscriber() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='create1'>\
+           <pubsub xmlns='{PUBSUB}'><create node='me_and_romeo'/><configure>\
+             <x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+               <field var='pubsub#access_model'><value>whitelist</value></field>\
+               <field var='pubsub#publisher'><value>romeo@localhost</value></field>\
+             </x></configure></pubsub></iq>"
+    );
+    ok(&juliet.request(&create).await);
+    let manage = "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='manage1'>\
+           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='me_and_romeo'>\
+             <subscription jid='romeo@localhost' subscription='subscribed'/>\
+           </subscriptions></pubsub></iq>";
+    ok(&juliet.request(manage).await);
+    let publish = format!(
+        "<iq xmlns='jabber:client' to='pubsub.localhost' type='set' id='msg1'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='me_and_romeo'><item>\
+             <message xmlns='jabber:client'><body>wherefore art thou?</body></message>\
+           </item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    let mut romeo = server.login("romeo", "pw", "mobile").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let kept = loop {
+        let el = romeo.recv().await;
+        if el.name() == "message" && el.has_child("event", EVENT) {
+            break el;
+        }
+    };
+    assert!(kept.has_child("delay", DELAY), "{}", show(&kept));
+    let message = kept
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .and_then(|i| i.get_child("item", EVENT))
+        .and_then(|i| i.get_child("message", CLIENT))
+        .unwrap();
+    assert_eq!(body(message), "wherefore art thou?");
 }

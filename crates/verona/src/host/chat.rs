@@ -347,6 +347,16 @@ impl ServicesTask {
             by_account.entry(account).or_default().push((stanza, at));
         }
         for (account, mut stanzas) in by_account {
+            // Only an account that exists has a queue (a subscriber of a node may be any JID):
+            // nothing waits for whoever registers a name later.
+            match self.stores.accounts.credentials(account.as_str()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(%account, "looking up an account: {e}");
+                    continue;
+                }
+            }
             let offline = &self.stores.offline;
             let held = match offline.kept_count(account.as_str()).await {
                 Ok(held) => held,

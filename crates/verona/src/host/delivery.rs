@@ -38,6 +38,9 @@ impl ServicesTask {
                 resolver: &self.presence,
             };
             for effect in &d.effects {
+                if matches!(d.origin, Origin::Domain) {
+                    self.keep_for_the_absent(&context, effect);
+                }
                 let reachable = self.reachable_only(effect);
                 let effect = reachable.as_ref().unwrap_or(effect);
                 let permitted = self.permitted_only(hosted, effect);
@@ -96,6 +99,49 @@ impl ServicesTask {
                             stanzas.map(|stanzas| classic_bytes(stanzas, &out.to))
                         });
                 }
+            }
+        }
+    }
+
+    /// DESIGN §2: a notification of a message node (seed Ex. 18–20) for a subscriber with no
+    /// session is kept for it (XEP-0160), as a message to it would be.
+    fn keep_for_the_absent(&self, context: &ServiceContext, effect: &Effect) {
+        let Effect::Notify(notification) = effect else {
+            return;
+        };
+        if !verona_pubsub_xmpp::carries_message(notification) {
+            return;
+        }
+        let absent = self
+            .router
+            .unreachable(notification.recipients.iter().map(|r| &r.jid));
+        if absent.is_empty() {
+            return;
+        }
+        let recipients: Vec<Recipient> = absent
+            .iter()
+            .map(|&at| notification.recipients[at].clone())
+            .collect();
+        let kept = Effect::Notify(verona_pubsub::Notification {
+            recipients: recipients.into(),
+            ..notification.clone()
+        });
+        for out in verona_pubsub_xmpp::render(context, std::slice::from_ref(&kept)) {
+            let Ok(stanza) = String::from_utf8(out.stanza.to_vec()) else {
+                continue;
+            };
+            let account = out.to.to_bare();
+            let shard = self.shard_of(account.as_str());
+            let request = Request::Offline {
+                account,
+                stanza,
+                at: std::time::SystemTime::now(),
+            };
+            if self.peers[shard].send(request).is_err() {
+                tracing::debug!(
+                    shard,
+                    "pubsub shard gone; offline message dropped at shutdown"
+                );
             }
         }
     }
