@@ -17,7 +17,9 @@ use std::pin::Pin;
 
 pub use memory::MemoryStore;
 pub use offline::{Kept, OfflineStore};
-pub use pubsub::{HeldSubscription, NodeListing, PubsubStore, PubsubWrite};
+pub use pubsub::{
+    FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing, PubsubStore, PubsubWrite,
+};
 pub use sqlite::SqliteStore;
 pub use verona_auth::Credentials;
 
@@ -40,6 +42,9 @@ pub enum StorageError {
     /// step with the engine.
     #[error("no stored pubsub node {node:?} in service {service:?}")]
     NodeNotFound { service: String, node: String },
+    /// An item id a query pages from is not among the items it reads.
+    #[error("no item {0:?} among those asked for")]
+    UnknownItem(String),
     /// A value the store cannot represent (e.g. a time beyond ±292,000 years of 1970).
     #[error("value cannot be stored: {0}")]
     Unrepresentable(String),

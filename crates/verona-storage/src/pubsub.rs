@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use verona_pubsub::{
-    ConfigField, NodeConfig, StoreOp, StoredNode, StoredSubscription, SubscriptionOptions,
+    ConfigField, Item, NodeConfig, StoreOp, StoredNode, StoredSubscription, SubscriptionOptions,
 };
 
 use crate::{BoxFuture, StorageError};
@@ -24,6 +24,38 @@ pub struct NodeListing {
     pub service: String,
     pub node: String,
     pub config: NodeConfig,
+}
+
+/// Which items [`PubsubStore::items_page`] reads: those of every node of `services`, in the
+/// order they were stored, published within `start..=end`, after the item `after` and before
+/// the item `before` (ids), at most `max`: the first ones, or with `backwards` the last ones
+/// (XEP-0059 paging, as an archive query pages).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemsQuery {
+    pub services: Vec<String>,
+    pub start: Option<SystemTime>,
+    pub end: Option<SystemTime>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+    pub backwards: bool,
+    pub max: usize,
+}
+
+/// An item found by [`PubsubStore::items_page`], with where it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundItem {
+    pub service: String,
+    pub node: String,
+    pub item: Item,
+}
+
+/// A page of items, oldest first: `count` items match the query's services and times in all,
+/// and `complete` says the page reaches the end of them in the direction asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemsPage {
+    pub items: Vec<FoundItem>,
+    pub count: usize,
+    pub complete: bool,
 }
 
 /// A stored subscription, found by its subscriber: which service and node it is on.
@@ -86,6 +118,14 @@ pub trait PubsubStore: Send + Sync {
         &'a self,
         subscriber: &'a str,
     ) -> BoxFuture<'a, Result<usize, StorageError>>;
+
+    /// A page of the items of several services (an account's conversations: its archive),
+    /// read and paged by the store without loading the services. Fails with
+    /// [`StorageError::UnknownItem`] when `after` or `before` names no matching item.
+    fn items_page<'a>(
+        &'a self,
+        query: &'a ItemsQuery,
+    ) -> BoxFuture<'a, Result<ItemsPage, StorageError>>;
 
     /// Applies a batch of writes atomically, in order, in one transaction (the group commit:
     /// the server batches the writes of many requests and acknowledges them all after this
@@ -188,4 +228,45 @@ pub(crate) fn options_from_json(json: &str) -> Result<SubscriptionOptions, Stora
 pub(crate) fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, StorageError> {
     text.parse()
         .map_err(|_| StorageError::Corrupt(format!("{what} {text:?}")))
+}
+
+/// Pages `matching` (the items of the query's services and times, in storage order) as
+/// [`PubsubStore::items_page`] says: the reference a backend without an index follows.
+pub(crate) fn page_of(
+    matching: Vec<FoundItem>,
+    query: &ItemsQuery,
+) -> Result<ItemsPage, StorageError> {
+    let count = matching.len();
+    let position = |id: &str| {
+        matching
+            .iter()
+            .position(|found| found.item.id == id)
+            .ok_or_else(|| StorageError::UnknownItem(id.to_owned()))
+    };
+    let from = match &query.after {
+        Some(after) => position(after)? + 1,
+        None => 0,
+    };
+    let until = match &query.before {
+        Some(before) => position(before)?,
+        None => count,
+    }
+    .max(from);
+    let (first, last, complete) = if query.backwards {
+        let first = until.saturating_sub(query.max).max(from);
+        (first, until, first == from)
+    } else {
+        let last = (from + query.max).min(until);
+        (from, last, last == until)
+    };
+    let items = matching
+        .into_iter()
+        .skip(first)
+        .take(last - first)
+        .collect();
+    Ok(ItemsPage {
+        items,
+        count,
+        complete,
+    })
 }

@@ -20,8 +20,36 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
         Err(e) => return refuse(StanzaError::BadRequest, &e),
     };
     let account = me.to_bare();
-    let archive = match read(shared, &account, query.with.as_ref()).await {
-        Ok(archive) => archive,
+    let services = match &query.with {
+        Some(with) => Ok(vec![format!(
+            "{}/{}",
+            shared.pubsub.jid(),
+            chat::node(&account, &with.to_bare())
+        )]),
+        None => conversations_of(shared, &account).await,
+    };
+    // A bare `with` chose the conversation; a full one also filters by the resource, and
+    // `ids` by id: those the store cannot page, so the conversations are read whole.
+    if query.with.as_ref().is_some_and(Jid::is_bare) {
+        query.with = None;
+    }
+    let page = match services {
+        Ok(services) if query.with.is_none() && query.ids.is_none() => {
+            paged(shared, &query, services).await
+        }
+        Ok(services) => read(shared, &account, services).await.and_then(|archive| {
+            archive::select(&query, archive).map_err(verona_storage::StorageError::UnknownItem)
+        }),
+        Err(e) => Err(e),
+    };
+    let page = match page {
+        Ok(page) => page,
+        Err(verona_storage::StorageError::UnknownItem(id)) => {
+            return refuse(
+                StanzaError::ItemNotFound,
+                &format!("{id}: not in the archive"),
+            );
+        }
         Err(e) => {
             tracing::error!(%account, "reading the archive: {e}");
             return refuse(
@@ -29,14 +57,6 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
                 "the archive cannot be read",
             );
         }
-    };
-    // A bare `with` chose the conversation; a full one also filters by the resource.
-    if query.with.as_ref().is_some_and(Jid::is_bare) {
-        query.with = None;
-    }
-    let page = match archive::select(&query, archive) {
-        Ok(page) => page,
-        Err(e) => return refuse(StanzaError::ItemNotFound, &e),
     };
     let from = Jid::from(account.clone());
     let to = Jid::from(me.clone());
@@ -53,21 +73,56 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
     answer
 }
 
-/// The archive of `account`, oldest first: its conversations' items (with `with`, only the
-/// conversation with that account), each found by the other party's address.
+/// A page of the conversations' items as the store reads it (indexed, in commit order): only
+/// the page's messages are read and parsed.
+async fn paged(
+    shared: &Shared,
+    query: &archive::Query,
+    services: Vec<String>,
+) -> Result<archive::Page<Element>, verona_storage::StorageError> {
+    let asked = verona_storage::ItemsQuery {
+        services,
+        start: query.start,
+        end: query.end,
+        after: query.after.clone(),
+        before: match &query.before {
+            Some(archive::Before::Id(id)) => Some(id.clone()),
+            Some(archive::Before::Last) | None => None,
+        },
+        backwards: query.before.is_some(),
+        max: query.max,
+    };
+    let page = shared.archive.items_page(&asked).await?;
+    let mut results: Vec<Archived<Element>> = page
+        .items
+        .into_iter()
+        .filter_map(|found| {
+            let message: Element = found.item.payload.as_deref()?.parse().ok()?;
+            Some(Archived {
+                id: found.item.id,
+                at: found.item.published,
+                by: None,
+                message,
+            })
+        })
+        .collect();
+    if query.flip {
+        results.reverse();
+    }
+    Ok(archive::Page {
+        results,
+        complete: page.complete,
+        count: page.count,
+    })
+}
+
+/// The archive of `account` in `services` (its conversations), oldest first, each message
+/// found by the other party's address.
 async fn read(
     shared: &Shared,
     account: &BareJid,
-    with: Option<&Jid>,
+    services: Vec<String>,
 ) -> Result<Vec<Archived<Element>>, verona_storage::StorageError> {
-    let services: Vec<String> = match with {
-        Some(with) => vec![format!(
-            "{}/{}",
-            shared.pubsub.jid(),
-            chat::node(account, &with.to_bare())
-        )],
-        None => conversations_of(shared, account).await?,
-    };
     let mut archive = Vec::new();
     for service in services {
         for node in shared.archive.load_service(&service).await? {

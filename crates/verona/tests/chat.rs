@@ -291,6 +291,29 @@ async fn the_archive_pages_through_every_conversation_or_one() {
     let fin = fin.get_child("fin", MAM).unwrap();
     assert_eq!(fin.attr("complete"), Some("true"));
 
+    // Backwards: the last page, then the one before it.
+    let set = format!("<set xmlns='{RSM}'><max>3</max><before/></set>");
+    let (results, fin) = archive_page(&mut juliet, "", &set).await;
+    let page = archived(&results);
+    let bodies: Vec<&str> = page.iter().map(|(_, b)| b.as_str()).collect();
+    assert_eq!(bodies, ["r2", "n1", "r3"]);
+    assert_eq!(fin.get_child("fin", MAM).unwrap().attr("complete"), None);
+    let set = format!(
+        "<set xmlns='{RSM}'><max>3</max><before>{}</before></set>",
+        page[0].0
+    );
+    let (results, fin) = archive_page(&mut juliet, "", &set).await;
+    let bodies: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies, ["r1"]);
+    assert_eq!(
+        fin.get_child("fin", MAM).unwrap().attr("complete"),
+        Some("true")
+    );
+    // A full JID as `with`: what that resource said, or was sent.
+    let (results, _) = archive_page(&mut juliet, &with("romeo@localhost/orchard"), "").await;
+    let bodies: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies, ["r2"]);
+
     // Romeo's archive has his conversation only; the nurse's hers.
     let (results, _) = archive_page(&mut nurse, "", "").await;
     assert_eq!(results.len(), 1);

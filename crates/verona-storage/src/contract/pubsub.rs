@@ -780,3 +780,105 @@ pub(crate) async fn account_deletion_forgets_pubsub(
         assert!(node.subscriptions.is_empty(), "{}", node.id);
     }
 }
+
+/// Items of several services read as one archive: in the order they were stored, filtered by
+/// time, paged forwards and backwards from ids, with the count of all that match.
+pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {
+    let mut writes = vec![created("a/x", "x"), created("a/y", "y"), created("b", "n")];
+    // x1, y1, x2, y2 stored in that order, one microsecond apart.
+    for (n, (service, node, id)) in [
+        ("a/x", "x", "x1"),
+        ("a/y", "y", "y1"),
+        ("a/x", "x", "x2"),
+        ("b", "n", "elsewhere"),
+        ("a/y", "y", "y2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let payload = format!("<{id}/>");
+        writes.push(stored_item(
+            service,
+            node,
+            item(id, Some(&payload), time(n as u64 + 1)),
+        ));
+    }
+    store.apply(&writes).await.unwrap();
+    let query = |edit: &dyn Fn(&mut crate::ItemsQuery)| {
+        let mut query = crate::ItemsQuery {
+            services: vec!["a/x".to_owned(), "a/y".to_owned()],
+            max: 10,
+            ..crate::ItemsQuery::default()
+        };
+        edit(&mut query);
+        query
+    };
+    let ids = |page: &crate::ItemsPage| -> Vec<String> {
+        page.items
+            .iter()
+            .map(|found| found.item.id.clone())
+            .collect()
+    };
+    // (query, ids, count, complete)
+    let cases: Vec<(crate::ItemsQuery, Vec<&str>, usize, bool)> = vec![
+        (query(&|_| {}), vec!["x1", "y1", "x2", "y2"], 4, true),
+        (query(&|q| q.max = 3), vec!["x1", "y1", "x2"], 4, false),
+        (query(&|q| q.after = Some("x2".into())), vec!["y2"], 4, true),
+        (
+            query(&|q| {
+                q.max = 3;
+                q.backwards = true;
+            }),
+            vec!["y1", "x2", "y2"],
+            4,
+            false,
+        ),
+        (
+            query(&|q| {
+                q.before = Some("y1".into());
+                q.backwards = true;
+            }),
+            vec!["x1"],
+            4,
+            true,
+        ),
+        (
+            query(&|q| {
+                q.after = Some("x1".into());
+                q.before = Some("y2".into());
+            }),
+            vec!["y1", "x2"],
+            4,
+            true,
+        ),
+        (
+            query(&|q| {
+                q.start = Some(time(2));
+                q.end = Some(time(3));
+            }),
+            vec!["y1", "x2"],
+            2,
+            true,
+        ),
+        (query(&|q| q.services = Vec::new()), vec![], 0, true),
+    ];
+    for (query, expected, count, complete) in cases {
+        let page = store.items_page(&query).await.unwrap();
+        assert_eq!(ids(&page), expected, "{query:?}");
+        assert_eq!((page.count, page.complete), (count, complete), "{query:?}");
+    }
+    let found = &store
+        .items_page(&query(&|q| q.max = 1))
+        .await
+        .unwrap()
+        .items[0];
+    assert_eq!((found.service.as_str(), found.node.as_str()), ("a/x", "x"));
+    assert_eq!(found.item.payload.as_deref(), Some("<x1/>"));
+    for unknown in [
+        query(&|q| q.after = Some("elsewhere".into())),
+        query(&|q| q.before = Some("nothing".into())),
+    ] {
+        let error = store.items_page(&unknown).await.unwrap_err();
+        assert!(matches!(error, StorageError::UnknownItem(_)), "{error:?}");
+    }
+}

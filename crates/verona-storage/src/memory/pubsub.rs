@@ -6,8 +6,11 @@ use std::collections::btree_map::Entry;
 use verona_pubsub::{Affiliation, Item, StoreOp, StoredNode};
 
 use super::MemoryStore;
-use crate::pubsub::{from_micros, node_of, to_micros};
-use crate::{BoxFuture, HeldSubscription, NodeListing, PubsubStore, PubsubWrite, StorageError};
+use crate::pubsub::{from_micros, node_of, page_of, to_micros};
+use crate::{
+    BoxFuture, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing, PubsubStore,
+    PubsubWrite, StorageError,
+};
 
 /// Stored nodes by service, then by node id. Affiliations are kept sorted by JID and
 /// subscriptions by SubID, the order the SQLite backend loads them in.
@@ -45,6 +48,39 @@ impl PubsubStore for MemoryStore {
             let services = self.pubsub();
             let nodes = services.get(service).into_iter().flat_map(|n| n.values());
             Ok(nodes.cloned().collect())
+        })
+    }
+
+    fn items_page<'a>(
+        &'a self,
+        query: &'a ItemsQuery,
+    ) -> BoxFuture<'a, Result<ItemsPage, StorageError>> {
+        Box::pin(async move {
+            let services = self.pubsub();
+            // No store-wide sequence here: publication time orders the services' items
+            // (a node's own are already oldest first).
+            let mut matching: Vec<FoundItem> = query
+                .services
+                .iter()
+                .filter_map(|service| Some((service, services.get(service)?)))
+                .flat_map(|(service, nodes)| {
+                    nodes.values().flat_map(move |node| {
+                        node.items.iter().map(move |item| FoundItem {
+                            service: service.clone(),
+                            node: node.id.clone(),
+                            item: item.clone(),
+                        })
+                    })
+                })
+                .filter(|found| {
+                    query
+                        .start
+                        .is_none_or(|start| found.item.published >= start)
+                })
+                .filter(|found| query.end.is_none_or(|end| found.item.published <= end))
+                .collect();
+            matching.sort_by_key(|found| found.item.published);
+            page_of(matching, query)
         })
     }
 
@@ -274,5 +310,10 @@ mod tests {
     #[tokio::test]
     async fn node_directory() {
         contract::pubsub_node_directory(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn items_paged() {
+        contract::pubsub_items_paged(&MemoryStore::new()).await;
     }
 }

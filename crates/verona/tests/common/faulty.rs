@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use verona::Stores;
 use verona_pubsub::StoredNode;
 use verona_storage::{
-    AccountStore, BoxFuture, Credentials, HeldSubscription, NodeListing, PubsubStore, PubsubWrite,
-    SqliteStore, StorageError,
+    AccountStore, BoxFuture, Credentials, HeldSubscription, ItemsPage, ItemsQuery, NodeListing,
+    PubsubStore, PubsubWrite, SqliteStore, StorageError,
 };
 
 /// What pubsub writes do.
@@ -84,6 +84,13 @@ impl PubsubStore for FaultyStore {
         subscriber: &'a str,
     ) -> BoxFuture<'a, Result<Vec<HeldSubscription>, StorageError>> {
         self.inner.subscriptions_of(subscriber)
+    }
+
+    fn items_page<'a>(
+        &'a self,
+        query: &'a ItemsQuery,
+    ) -> BoxFuture<'a, Result<ItemsPage, StorageError>> {
+        self.inner.items_page(query)
     }
 
     fn subscription_count<'a>(
