@@ -599,9 +599,9 @@ impl ServicesTask {
             Request::Chat { from, to, stanza } => self.chat(from, to, stanza, done),
             Request::Offline {
                 account,
-                stanza,
+                stanzas,
                 at,
-            } => self.offline(account, stanza, at),
+            } => self.offline(account, stanzas, at),
             Request::Flush(session) => self.came_online.push(session),
             Request::Barrier(ready) => self.ready.push(ready),
             Request::Subscription {

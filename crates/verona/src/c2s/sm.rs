@@ -211,18 +211,19 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
         session.ends.took(&stanza);
         undelivered.push(stanza);
     }
-    for stanza in undelivered {
-        let Ok(message) = String::from_utf8(stanza.to_vec()) else {
-            continue;
-        };
-        let kept = message.parse::<Element>().is_ok_and(|el| {
-            el.name() == "message"
-                && crate::eventing::chat::is_conversational(&el)
-                && crate::eventing::chat::is_kept(&el)
-        });
-        if kept {
-            pubsub.undelivered(account.clone(), message).await;
-        }
+    let kept: Vec<String> = undelivered
+        .into_iter()
+        .filter_map(|stanza| String::from_utf8(stanza.to_vec()).ok())
+        .filter(|message| {
+            message.parse::<Element>().is_ok_and(|el| {
+                el.name() == "message"
+                    && crate::eventing::chat::is_conversational(&el)
+                    && crate::eventing::chat::is_kept(&el)
+            })
+        })
+        .collect();
+    if !kept.is_empty() {
+        pubsub.undelivered(account, kept).await;
     }
 }
 

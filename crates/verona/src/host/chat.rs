@@ -291,7 +291,7 @@ impl ServicesTask {
             let kept = chat::delivered(message, archive_id, account, None);
             let request = Request::Offline {
                 account: account.clone(),
-                stanza: String::from(&kept),
+                stanzas: vec![String::from(&kept)],
                 at: SystemTime::now(),
             };
             let shard = self.shard_of(account.as_str());
@@ -326,16 +326,22 @@ impl ServicesTask {
 
     /// A message for an account of this shard that had no session to take it: delivered if
     /// one is available now, else kept once the batch is done.
-    pub(super) fn offline(&mut self, account: BareJid, stanza: String, at: SystemTime) {
-        let delivered = self
+    pub(super) fn offline(&mut self, account: BareJid, stanzas: Vec<String>, at: SystemTime) {
+        let available: Vec<SessionHandle> = self
             .router
             .resources_of(&account)
             .into_iter()
             .filter(|(_, handle)| handle.is_available())
-            .filter(|(_, handle)| handle.offer(Bytes::from(stanza.clone())))
-            .count();
-        if delivered == 0 {
-            self.to_keep.push((account, stanza, at));
+            .map(|(_, handle)| handle)
+            .collect();
+        for stanza in stanzas {
+            let delivered = available
+                .iter()
+                .filter(|handle| handle.offer(Bytes::from(stanza.clone())))
+                .count();
+            if delivered == 0 {
+                self.to_keep.push((account.clone(), stanza, at));
+            }
         }
     }
 

@@ -134,7 +134,7 @@ impl ServicesTask {
             let shard = self.shard_of(account.as_str());
             let request = Request::Offline {
                 account,
-                stanza,
+                stanzas: vec![stanza],
                 at: std::time::SystemTime::now(),
             };
             if self.peers[shard].send(request).is_err() {

@@ -108,11 +108,12 @@ impl PubsubHandle {
     /// A conversation message a session of `account` did not deliver (its connection ended
     /// before it was written or acknowledged): delivered to another available session, or
     /// kept for later, by the account's shard.
-    pub async fn undelivered(&self, account: BareJid, stanza: String) {
+    /// All of a session's in one request, so that they stay together and in order.
+    pub async fn undelivered(&self, account: BareJid, stanzas: Vec<String>) {
         let shard = self.shard(account.as_str());
         let request = Request::Offline {
             account,
-            stanza,
+            stanzas,
             at: std::time::SystemTime::now(),
         };
         self.send(shard, request).await;

@@ -75,7 +75,7 @@ pub(super) enum Request {
     /// no available session to take it: delivered if it has one now, else kept (XEP-0160).
     Offline {
         account: BareJid,
-        stanza: String,
+        stanzas: Vec<String>,
         at: std::time::SystemTime,
     },
     /// Deliver more of the kept messages to a session that came online (the first round
@@ -114,6 +114,7 @@ impl Request {
             | Request::Room { stanza, .. }
             | Request::Chat { stanza, .. } => budget::weight(stanza),
             Request::Roster { iq, .. } | Request::Blocking { iq, .. } => budget::weight(iq),
+            Request::Offline { stanzas, .. } => stanzas.iter().map(String::len).sum(),
             _ => budget::UNIT,
         }
     }
