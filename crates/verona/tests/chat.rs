@@ -582,3 +582,29 @@ async fn a_message_node_keeps_its_notifications_for_an_offline_subscriber() {
         .unwrap();
     assert_eq!(body(message), "wherefore art thou?");
 }
+
+/// Each conversation one starts is a subscription it holds: past `[pubsub]
+/// max_subscriptions_per_jid`, starting another is `policy-violation`; conversations it has
+/// go on, and others may still start one with it.
+#[tokio::test]
+async fn conversations_one_starts_are_bounded() {
+    let server = TestServer::start_with(|c| c.pubsub.max_subscriptions_per_jid = 2).await;
+    for user in ["juliet", "romeo", "nurse", "tybalt"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut tybalt = online(&server, "tybalt", "street").await;
+    for (to, id) in [("romeo@localhost", "1"), ("nurse@localhost", "2")] {
+        juliet.send(&chat(to, id, "hello")).await;
+    }
+    juliet.expect_nothing().await;
+    juliet.send(&chat("tybalt@localhost", "3", "hello")).await;
+    let refused = next_message(&mut juliet).await;
+    assert_eq!(refused.attr("id"), Some("3"));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("policy-violation"));
+    tybalt.expect_nothing().await;
+    juliet.send(&chat("romeo@localhost", "4", "again")).await;
+    juliet.expect_nothing().await;
+    tybalt.send(&chat("juliet@localhost", "5", "draw")).await;
+    assert_eq!(body(&next_message(&mut juliet).await), "draw");
+}

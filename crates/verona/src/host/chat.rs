@@ -18,6 +18,31 @@ use crate::router::SessionHandle;
 /// in later batches, as its queue drains.
 const FLUSH: usize = 200;
 
+/// Why a conversation cannot be made.
+enum Refused {
+    /// RFC 6121 §8.5.2.2.1: a party has no account.
+    NoAccount,
+    /// Its initiator holds as many subscriptions as it may (`[pubsub]
+    /// max_subscriptions_per_jid`): each conversation is one more.
+    TooMany,
+    /// The engine refused to make it (logged).
+    Failed,
+}
+
+impl Refused {
+    fn reply(&self, message: &Element) -> Option<Element> {
+        match self {
+            Refused::NoAccount => error_reply(message, StanzaError::ServiceUnavailable, None),
+            Refused::TooMany => error_reply(
+                message,
+                StanzaError::PolicyViolation,
+                Some("too many conversations and subscriptions"),
+            ),
+            Refused::Failed => error_reply(message, StanzaError::InternalServerError, None),
+        }
+    }
+}
+
 impl ServicesTask {
     /// A `chat` or `normal` message from `from` to another local account (or its own).
     pub(super) fn chat(&mut self, from: FullJid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
@@ -29,10 +54,8 @@ impl ServicesTask {
             done.push(Done::passing(origin, passing));
             return;
         }
-        if !self.ensure_conversation(&node, done) {
-            // RFC 6121 §8.5.2.2.1: no such account.
-            let reply = error_reply(&stanza, StanzaError::ServiceUnavailable, None);
-            done.push(Done::reply(from, reply));
+        if let Err(refused) = self.ensure_conversation(&node, &from.to_bare(), done) {
+            done.push(Done::reply(from, refused.reply(&stanza)));
             return;
         }
         let Some(hosted) = self.conversations.get_mut(&node) else {
@@ -60,21 +83,34 @@ impl ServicesTask {
         }
     }
 
-    /// Makes the conversation node of a pair if it is not there: owned by the service, both
-    /// parties its publishers and subscribed by bare JID. False when one party has no account.
-    fn ensure_conversation(&mut self, node: &str, done: &mut Vec<Done>) -> bool {
+    /// Makes the conversation node of a pair if it is not there, for `initiator`: owned by the
+    /// service, both parties its publishers and subscribed by bare JID.
+    fn ensure_conversation(
+        &mut self,
+        node: &str,
+        initiator: &BareJid,
+        done: &mut Vec<Done>,
+    ) -> Result<(), Refused> {
         let Some((low, high)) = chat::parties(node) else {
-            return false;
+            return Err(Refused::NoAccount);
         };
         if self.unknown_accounts.contains(&low) || self.unknown_accounts.contains(&high) {
-            return false;
+            return Err(Refused::NoAccount);
         }
         let service_jid = self.pubsub_jid.clone();
+        let limit = self.conversations_config.limits.max_subscriptions_per_jid;
         let Some(hosted) = self.conversations.get_mut(node) else {
-            return false;
+            return Err(Refused::NoAccount);
         };
         if hosted.service.node_config(node).is_some() {
-            return true;
+            return Ok(());
+        }
+        if self
+            .subscriptions_held
+            .get(initiator)
+            .is_some_and(|held| *held >= limit)
+        {
+            return Err(Refused::TooMany);
         }
         let request = CreateRequest {
             node: Some(node.to_owned()),
@@ -89,13 +125,19 @@ impl ServicesTask {
             Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
             Err(e) => {
                 tracing::error!(node, "making a conversation: {e}");
-                return false;
+                return Err(Refused::Failed);
             }
         }
         let mut parties = vec![low];
         if parties[0] != high {
             parties.push(high);
         }
+        for party in &parties {
+            *self.subscriptions_held.entry(party.clone()).or_default() += 1;
+        }
+        let Some(hosted) = self.conversations.get_mut(node) else {
+            return Err(Refused::NoAccount);
+        };
         for party in parties {
             let jid = Jid::from(party);
             match hosted
@@ -106,7 +148,7 @@ impl ServicesTask {
                 Err(e) => tracing::error!(node, %jid, "subscribing a party: {e}"),
             }
         }
-        true
+        Ok(())
     }
 
     /// A publish to a conversation by a native client (seed Ex. 19): exactly one
@@ -156,10 +198,12 @@ impl ServicesTask {
                 set_attr(item, "id", id);
             }
         }
-        if !self.ensure_conversation(node, done) {
-            return Err(StanzaError::ServiceUnavailable);
-        }
-        Ok(())
+        self.ensure_conversation(node, &me, done)
+            .map_err(|refused| match refused {
+                Refused::NoAccount => StanzaError::ServiceUnavailable,
+                Refused::TooMany => StanzaError::PolicyViolation,
+                Refused::Failed => StanzaError::InternalServerError,
+            })
     }
 
     /// Delivers a committed notification of a conversation: each of its messages to the two

@@ -108,10 +108,23 @@ impl ServicesTask {
                         Ok(Some(_)) => {}
                         Ok(None) => {
                             self.unknown_accounts.insert(party);
+                            continue;
                         }
                         Err(e) => {
                             tracing::error!(%party, "looking up an account: {e}");
                             self.unknown_accounts.insert(party);
+                            continue;
+                        }
+                    }
+                    // Who starts a conversation takes a subscription: counted against its
+                    // bound like any other (`quota.rs`).
+                    if !self.subscriptions_held.contains_key(&party) {
+                        let held = self.stores.pubsub.subscription_count(party.as_str()).await;
+                        match held {
+                            Ok(held) => {
+                                self.subscriptions_held.insert(party, held);
+                            }
+                            Err(e) => tracing::error!(%party, "counting subscriptions: {e}"),
                         }
                     }
                 }
