@@ -2092,3 +2092,32 @@ async fn room_lists_are_read_a_few_at_a_time() {
     }
     assert!(listed > 0, "some lists are read");
 }
+
+/// XEP-0045 §7.8.2 with XEP-0160: an invitation to an account that is away is kept, and
+/// reaches it at its next presence, with its delay.
+#[tokio::test]
+async fn an_invitation_waits_for_an_invitee_who_is_away() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'><reason>come</reason></invite></x></message>"
+        ))
+        .await;
+    romeo.expect_nothing().await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let invitation = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(invitation.attr("from"), Some(ROOM));
+    assert!(
+        invitation.has_child("delay", DELAY),
+        "{}",
+        show(&invitation)
+    );
+    let invite = invitation
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("invite", MUC_USER))
+        .unwrap();
+    assert_eq!(invite.attr("from"), Some("romeo@localhost"));
+}

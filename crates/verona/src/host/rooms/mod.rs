@@ -188,7 +188,27 @@ impl ServicesTask {
             if self.router.blocks(&invitee, &inviter) {
                 continue;
             }
-            for session in self.router.available_sessions(&invitee) {
+            let sessions = self.router.available_sessions(&invitee);
+            // XEP-0045 §7.8.2: an invitation is a message; one for a local account that is
+            // away is kept for it (XEP-0160), by its shard, once this batch is committed.
+            if sessions.is_empty() && invitee.domain().as_str() == self.domain_name {
+                let to = Jid::from(invitee.clone());
+                let message = groupchat::invitation(
+                    room,
+                    &to,
+                    &inviter,
+                    reason.as_deref(),
+                    password.as_deref(),
+                );
+                let request = Request::Offline {
+                    stanzas: vec![String::from(&message)],
+                    account: invitee.clone(),
+                    at: std::time::SystemTime::now(),
+                };
+                let shard = self.shard_of(invitee.as_str());
+                self.send_to(shard, request, true);
+            }
+            for session in sessions {
                 let to = Jid::from(session.clone());
                 let message = groupchat::invitation(
                     room,
