@@ -105,6 +105,7 @@ unauthenticated_timeout_secs = 600
 # The load generator is one address: the per-address guard would be the bottleneck.
 unauthenticated_per_address = 1000000
 connections_per_address = 1000000
+new_connections_per_minute = 0
 read_bytes_per_sec = 0
 [log]
 filter = "warn"

@@ -135,6 +135,10 @@ pub struct Limits {
     pub unauthenticated_per_address: usize,
     /// Connections from one address (IPv6: one /64) at most, authenticated or not.
     pub connections_per_address: usize,
+    /// New connections one address (IPv6: one /64) may open per minute once it has opened
+    /// `new_connections_burst` (0: no limit); more are closed as they arrive.
+    pub new_connections_per_minute: u32,
+    pub new_connections_burst: u32,
     /// Bytes a client may send per second, sustained (0: unlimited); past the burst, reading
     /// its stream pauses.
     pub read_bytes_per_sec: u64,
@@ -240,6 +244,8 @@ impl Default for Limits {
             unauthenticated_timeout_secs: 30,
             unauthenticated_per_address: 32,
             connections_per_address: 256,
+            new_connections_per_minute: 60,
+            new_connections_burst: 300,
             read_bytes_per_sec: 128 * 1024,
             read_burst_bytes: 1 << 20,
             outbound_queue: 1024,

@@ -189,13 +189,19 @@ impl RunningServer {
         };
         let archive = stores.pubsub.clone();
         let pubsub = start_services(&config, stores, router.clone(), lifecycle).await?;
-        let throttle = Arc::new(AuthThrottle::new(
-            config.auth.failures_before_delay,
-            Duration::from_secs(config.auth.failure_window_secs),
-            config.limits.unauthenticated_per_address,
-            config.limits.connections_per_address,
-            config.registration.per_address_per_hour,
-        ));
+        let throttle = Arc::new(
+            AuthThrottle::new(
+                config.auth.failures_before_delay,
+                Duration::from_secs(config.auth.failure_window_secs),
+                config.limits.unauthenticated_per_address,
+                config.limits.connections_per_address,
+                config.registration.per_address_per_hour,
+            )
+            .with_connection_rate(
+                config.limits.new_connections_per_minute,
+                config.limits.new_connections_burst,
+            ),
+        );
         let c2s_listeners = bind_listeners(&config).await?;
         let shared = Arc::new(Shared {
             domain,

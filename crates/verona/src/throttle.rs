@@ -3,7 +3,9 @@
 //! every further attempt from that address or on that account, right or wrong, waits before it
 //! is verified, for a delay that doubles up to a cap. A success forgives only its own account,
 //! so an attacker's login on its own account does not clear the address. Connections are
-//! capped per address, and unauthenticated ones more tightly, which bounds concurrent attempts.
+//! capped per address, and unauthenticated ones more tightly, which bounds concurrent attempts;
+//! new connections per address are also limited over time, which bounds what reconnecting as
+//! fast as one is cut off costs the server (TLS handshakes, logins).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -29,6 +31,40 @@ pub struct AuthThrottle {
     /// In-band registrations per address in the last hour, and how many are allowed.
     registrations: Mutex<Failures<IpAddr>>,
     max_registrations: u32,
+    /// New connections per address over time.
+    rate: Option<ConnectionRate>,
+}
+
+/// A token bucket per address: `burst` new connections at once, refilled at `per_minute`.
+struct ConnectionRate {
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    per_minute: f64,
+    burst: f64,
+}
+
+impl ConnectionRate {
+    /// Takes a token for a new connection from `addr`; false when there is none.
+    fn take(&self, addr: IpAddr, now: Instant) -> bool {
+        let mut buckets = lock(&self.buckets);
+        let refill = |(tokens, since): (f64, Instant)| {
+            let earned = now.duration_since(since).as_secs_f64() * self.per_minute / 60.0;
+            (tokens + earned).min(self.burst)
+        };
+        if buckets.len() >= MAX_TRACKED {
+            // Full buckets are the default: forgetting them changes nothing.
+            buckets.retain(|_, bucket| refill(*bucket) < self.burst);
+        }
+        let bucket = buckets
+            .entry(address_key(addr))
+            .or_insert((self.burst, now));
+        let tokens = refill(*bucket);
+        if tokens < 1.0 {
+            *bucket = (tokens, now);
+            return false;
+        }
+        *bucket = (tokens - 1.0, now);
+        true
+    }
 }
 
 /// The window of the registration count.
@@ -117,7 +153,19 @@ impl AuthThrottle {
             connections: PerAddress::new(max_connections),
             registrations: Mutex::default(),
             max_registrations,
+            rate: None,
         }
+    }
+
+    /// Limits new connections per address to `burst` at once and `per_minute` after that
+    /// (`per_minute` 0: no limit).
+    pub fn with_connection_rate(mut self, per_minute: u32, burst: u32) -> Self {
+        self.rate = (per_minute > 0).then(|| ConnectionRate {
+            buckets: Mutex::default(),
+            per_minute: f64::from(per_minute),
+            burst: f64::from(burst.max(1)),
+        });
+        self
     }
 
     /// Counts an in-band registration from `addr`; false when the address has registered
@@ -142,6 +190,11 @@ impl AuthThrottle {
     /// one (drop the second on authentication); `None` when the address has as many of
     /// either as allowed.
     pub fn admit(&self, addr: IpAddr) -> Option<(Admission, Admission)> {
+        if let Some(rate) = &self.rate
+            && !rate.take(addr, Instant::now())
+        {
+            return None;
+        }
         let connection = self.connections.admit(addr)?;
         let unauthenticated = self.unauthenticated.admit(addr)?;
         Some((connection, unauthenticated))
@@ -201,6 +254,34 @@ impl AuthThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_connections_per_address_are_limited_over_time() {
+        let rate = ConnectionRate {
+            buckets: Mutex::default(),
+            per_minute: 60.0,
+            burst: 3.0,
+        };
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::2".parse().unwrap();
+        let t0 = Instant::now();
+        let taken: Vec<bool> = (0..4).map(|_| rate.take(ip, t0)).collect();
+        assert_eq!(taken, [true, true, true, false]);
+        // One a second comes back.
+        assert!(!rate.take(ip, t0 + Duration::from_millis(500)));
+        assert!(rate.take(ip, t0 + Duration::from_millis(1100)));
+        assert!(!rate.take(ip, t0 + Duration::from_millis(1200)));
+        // Never more than the burst, however long the pause.
+        let later = t0 + Duration::from_secs(3600);
+        let taken: Vec<bool> = (0..4).map(|_| rate.take(ip, later)).collect();
+        assert_eq!(taken, [true, true, true, false]);
+        // IPv6 by /64.
+        for _ in 0..3 {
+            assert!(rate.take(neighbour, t0));
+        }
+        assert!(!rate.take(same_64, t0));
+    }
 
     fn account(s: &str) -> BareJid {
         BareJid::new(s).unwrap()

@@ -1170,3 +1170,46 @@ async fn an_inactive_client_gets_messages_at_once_and_presence_folded() {
         Some("chat".to_owned())
     );
 }
+
+/// An address that reconnects as fast as it is cut off gets `new_connections_burst`
+/// connections at once, then `new_connections_per_minute`: the rest are closed before any
+/// TLS or XMPP is spent on them, while another address connects as usual.
+#[tokio::test]
+async fn new_connections_per_address_are_limited_over_time() {
+    let t = TestServer::start_with(|c| {
+        c.limits.new_connections_burst = 3;
+        c.limits.new_connections_per_minute = 1;
+    })
+    .await;
+    let addr = t.addr();
+    let connect_from = |source: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    };
+    // Does the server open a stream on this connection, or close it?
+    async fn answered(mut tcp: tokio::net::TcpStream) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+        if tcp.write_all(header.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(TIMEOUT, tcp.read(&mut buf)).await;
+        matches!(read, Ok(Ok(n)) if n > 0)
+    }
+    let mut kept = Vec::new();
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        let tcp = connect_from("127.0.0.1").await;
+        let (read, write) = tcp.into_split();
+        let tcp = read.reunite(write).unwrap();
+        outcomes.push(answered(tcp).await);
+    }
+    assert_eq!(outcomes, [true, true, true, false, false]);
+    kept.push(connect_from("127.0.0.2").await);
+    assert!(
+        answered(kept.pop().unwrap()).await,
+        "another address is not limited"
+    );
+}
