@@ -83,6 +83,14 @@ pub trait PubsubStore: Send + Sync {
         service: &'a str,
     ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>>;
 
+    /// [`PubsubStore::load_service`] with only the newest `items` items of each node: a service
+    /// whose nodes keep more in storage than in memory (a conversation's archive).
+    fn load_service_recent<'a>(
+        &'a self,
+        service: &'a str,
+        items: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>>;
+
     /// Services that have any stored node, sorted (administration and checks; the server
     /// itself loads services one by one, when needed).
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;
@@ -117,6 +125,14 @@ pub trait PubsubStore: Send + Sync {
     fn subscription_count<'a>(
         &'a self,
         subscriber: &'a str,
+    ) -> BoxFuture<'a, Result<usize, StorageError>>;
+
+    /// Removes the oldest items of each node of `service` beyond the newest `keep` (an
+    /// archive's bound); returns how many went.
+    fn trim_items<'a>(
+        &'a self,
+        service: &'a str,
+        keep: usize,
     ) -> BoxFuture<'a, Result<usize, StorageError>>;
 
     /// A page of the items of several services (an account's conversations: its archive),

@@ -219,6 +219,7 @@ pub async fn start(
             to_keep: Vec::new(),
             came_online: Vec::new(),
             max_offline: configs.max_offline,
+            archived_since_trim: HashMap::new(),
             rooms_jid: rooms_jid.clone(),
             rooms_config: configs.rooms.clone(),
             room_lists: room_lists.clone(),
@@ -339,6 +340,8 @@ struct ServicesTask {
     came_online: Vec<FullJid>,
     /// Messages one account's offline queue holds at most.
     max_offline: usize,
+    /// Messages archived per conversation (storage key) since its archive was last bounded.
+    archived_since_trim: HashMap<String, usize>,
     rooms_jid: Jid,
     rooms_config: ServiceConfig,
     /// Room lists being read from storage (`rooms::service`), shared by the shards.
@@ -449,6 +452,13 @@ impl ServicesTask {
             .iter()
             .flat_map(|d| d.effects.iter().map(move |e| (&d.origin, e)))
             .filter_map(|(origin, effect)| match effect {
+                // A conversation holds its last messages in memory and its whole archive in
+                // storage: what leaves memory stays stored (`eventing::chat::RESIDENT`).
+                Effect::Persist(StoreOp::ItemRemoved { .. })
+                    if matches!(origin, Origin::Conversation(_)) =>
+                {
+                    None
+                }
                 Effect::Persist(op) => Some(PubsubWrite {
                     service: self.hosted(origin).map(|h| h.name.clone())?,
                     op: op.clone(),
@@ -487,6 +497,8 @@ impl ServicesTask {
             self.roster_changes.clear();
             self.presence.take_ended();
             self.outbox.retain(|out| !out.committed);
+        } else {
+            self.bound_archives(&writes).await;
         }
         for user in std::mem::take(&mut self.blocklists_changed) {
             self.router.set_blocked(&user, self.blocklist(&user));

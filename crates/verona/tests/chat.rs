@@ -608,3 +608,46 @@ async fn conversations_one_starts_are_bounded() {
     tybalt.send(&chat("juliet@localhost", "5", "draw")).await;
     assert_eq!(body(&next_message(&mut juliet).await), "draw");
 }
+
+/// A conversation holds only its last messages in memory (a resident service, reloaded from
+/// storage at every batch here); its archive keeps all of them, and nobody retracts from it.
+#[tokio::test]
+async fn the_archive_keeps_more_than_memory_holds() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    for n in 1..=30 {
+        juliet
+            .send(&chat("romeo@localhost", &format!("m{n}"), &format!("line {n}")))
+            .await;
+        next_message(&mut romeo).await;
+    }
+    let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
+    let expected: Vec<String> = (1..=30).map(|n| format!("line {n}")).collect();
+    assert_eq!(archived_bodies(&results), expected);
+    let items = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' to='pubsub.localhost' id='i'>\
+               <pubsub xmlns='{PUBSUB}'><items node='{CONVERSATION}'/></pubsub></iq>"
+        ))
+        .await;
+    ok(&items);
+    let held = items
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .map(|i| i.children().count())
+        .unwrap_or_default();
+    assert_eq!(held, 20);
+    let retract = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='r'>\
+           <pubsub xmlns='{PUBSUB}'><retract node='{CONVERSATION}'><item id='{}'/></retract></pubsub></iq>",
+        results[0]
+            .get_child("result", MAM)
+            .and_then(|r| r.attr("id"))
+            .unwrap()
+    );
+    assert_eq!(
+        stanza_error(&juliet.request(&retract).await).as_deref(),
+        Some("not-allowed")
+    );
+}

@@ -881,4 +881,11 @@ pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {
         let error = store.items_page(&unknown).await.unwrap_err();
         assert!(matches!(error, StorageError::UnknownItem(_)), "{error:?}");
     }
+    // A service's newest items per node, and trimming to them.
+    let recent = store.load_service_recent("a/x", 1).await.unwrap();
+    let ids: Vec<&str> = recent[0].items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["x2"]);
+    assert_eq!(store.trim_items("a/x", 1).await.unwrap(), 1);
+    assert_eq!(store.load_service("a/x").await.unwrap(), recent);
+    assert_eq!(store.trim_items("a/x", 1).await.unwrap(), 0);
 }

@@ -84,6 +84,42 @@ impl PubsubStore for MemoryStore {
         })
     }
 
+    fn load_service_recent<'a>(
+        &'a self,
+        service: &'a str,
+        items: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>> {
+        Box::pin(async move {
+            let mut nodes = self.load_service(service).await?;
+            for node in &mut nodes {
+                let older = node.items.len().saturating_sub(items);
+                node.items.drain(..older);
+            }
+            Ok(nodes)
+        })
+    }
+
+    fn trim_items<'a>(
+        &'a self,
+        service: &'a str,
+        keep: usize,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        Box::pin(async move {
+            let mut services = self.pubsub();
+            let mut removed = 0;
+            for node in services
+                .get_mut(service)
+                .into_iter()
+                .flat_map(|n| n.values_mut())
+            {
+                let older = node.items.len().saturating_sub(keep);
+                node.items.drain(..older);
+                removed += older;
+            }
+            Ok(removed)
+        })
+    }
+
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
         Box::pin(async move { Ok(self.pubsub().keys().cloned().collect()) })
     }

@@ -21,83 +21,137 @@ use crate::{
 type SubscriptionRow = (String, String, String, String, String);
 type ItemRow = (String, String, Option<String>, String, i64);
 
+impl SqliteStore {
+    /// Every stored node of a service; with `items`, only each node's newest so many items.
+    async fn load(
+        &self,
+        service: &str,
+        items: Option<usize>,
+    ) -> Result<Vec<StoredNode>, StorageError> {
+        // One read transaction: a consistent view while batches commit.
+        let mut tx = self.pool.begin().await?;
+        let node_rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT node, config FROM pubsub_nodes WHERE service = $1 ORDER BY node",
+        )
+        .bind(service)
+        .fetch_all(&mut *tx)
+        .await?;
+        let affiliation_rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE service = $1 \
+             ORDER BY node, jid",
+        )
+        .bind(service)
+        .fetch_all(&mut *tx)
+        .await?;
+        let subscription_rows: Vec<SubscriptionRow> = sqlx::query_as(
+            "SELECT node, subid, jid, state, options FROM pubsub_subscriptions \
+             WHERE service = $1 ORDER BY node, subid",
+        )
+        .bind(service)
+        .fetch_all(&mut *tx)
+        .await?;
+        let item_rows: Vec<ItemRow> = match items {
+            None => {
+                sqlx::query_as(
+                    "SELECT node, item_id, payload, publisher, published FROM pubsub_items \
+                     WHERE service = $1 ORDER BY node, seq",
+                )
+                .bind(service)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            Some(items) => {
+                sqlx::query_as(
+                    "SELECT node, item_id, payload, publisher, published FROM ( \
+                       SELECT node, item_id, payload, publisher, published, seq, \
+                       ROW_NUMBER() OVER (PARTITION BY node ORDER BY seq DESC) AS newer \
+                       FROM pubsub_items WHERE service = $1) \
+                     WHERE newer <= $2 ORDER BY node, seq",
+                )
+                .bind(service)
+                .bind(i64::try_from(items).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
+        tx.commit().await?;
+
+        let mut nodes = BTreeMap::new();
+        for (id, config) in node_rows {
+            let config = config_from_json(&config)?;
+            nodes.insert(
+                id.clone(),
+                StoredNode {
+                    id,
+                    config,
+                    affiliations: Vec::new(),
+                    subscriptions: Vec::new(),
+                    items: Vec::new(),
+                },
+            );
+        }
+        for (id, jid, affiliation) in affiliation_rows {
+            let affiliation = (parse("JID", &jid)?, parse("affiliation", &affiliation)?);
+            node_mut(&mut nodes, &id)?.affiliations.push(affiliation);
+        }
+        for (id, subid, jid, state, options) in subscription_rows {
+            let subscription = StoredSubscription {
+                subid,
+                jid: parse("JID", &jid)?,
+                state: parse("subscription state", &state)?,
+                options: options_from_json(&options)?,
+            };
+            node_mut(&mut nodes, &id)?.subscriptions.push(subscription);
+        }
+        for (id, item_id, payload, publisher, published) in item_rows {
+            let item = Item {
+                id: item_id,
+                payload: payload.map(Arc::from),
+                publisher: parse("JID", &publisher)?,
+                published: from_micros(published)?,
+            };
+            node_mut(&mut nodes, &id)?.items.push(item);
+        }
+        Ok(nodes.into_values().collect())
+    }
+}
+
 impl PubsubStore for SqliteStore {
     fn load_service<'a>(
         &'a self,
         service: &'a str,
     ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>> {
-        Box::pin(async move {
-            // One read transaction: a consistent view while batches commit.
-            let mut tx = self.pool.begin().await?;
-            let node_rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT node, config FROM pubsub_nodes WHERE service = $1 ORDER BY node",
-            )
-            .bind(service)
-            .fetch_all(&mut *tx)
-            .await?;
-            let affiliation_rows: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE service = $1 \
-                 ORDER BY node, jid",
-            )
-            .bind(service)
-            .fetch_all(&mut *tx)
-            .await?;
-            let subscription_rows: Vec<SubscriptionRow> = sqlx::query_as(
-                "SELECT node, subid, jid, state, options FROM pubsub_subscriptions \
-                 WHERE service = $1 ORDER BY node, subid",
-            )
-            .bind(service)
-            .fetch_all(&mut *tx)
-            .await?;
-            let item_rows: Vec<ItemRow> = sqlx::query_as(
-                "SELECT node, item_id, payload, publisher, published FROM pubsub_items \
-                 WHERE service = $1 ORDER BY node, seq",
-            )
-            .bind(service)
-            .fetch_all(&mut *tx)
-            .await?;
-            tx.commit().await?;
-
-            let mut nodes = BTreeMap::new();
-            for (id, config) in node_rows {
-                let config = config_from_json(&config)?;
-                nodes.insert(
-                    id.clone(),
-                    StoredNode {
-                        id,
-                        config,
-                        affiliations: Vec::new(),
-                        subscriptions: Vec::new(),
-                        items: Vec::new(),
-                    },
-                );
-            }
-            for (id, jid, affiliation) in affiliation_rows {
-                let affiliation = (parse("JID", &jid)?, parse("affiliation", &affiliation)?);
-                node_mut(&mut nodes, &id)?.affiliations.push(affiliation);
-            }
-            for (id, subid, jid, state, options) in subscription_rows {
-                let subscription = StoredSubscription {
-                    subid,
-                    jid: parse("JID", &jid)?,
-                    state: parse("subscription state", &state)?,
-                    options: options_from_json(&options)?,
-                };
-                node_mut(&mut nodes, &id)?.subscriptions.push(subscription);
-            }
-            for (id, item_id, payload, publisher, published) in item_rows {
-                let item = Item {
-                    id: item_id,
-                    payload: payload.map(Arc::from),
-                    publisher: parse("JID", &publisher)?,
-                    published: from_micros(published)?,
-                };
-                node_mut(&mut nodes, &id)?.items.push(item);
-            }
-            Ok(nodes.into_values().collect())
-        })
+        Box::pin(self.load(service, None))
     }
 
+    fn load_service_recent<'a>(
+        &'a self,
+        service: &'a str,
+        items: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>> {
+        Box::pin(self.load(service, Some(items)))
+    }
+
+    fn trim_items<'a>(
+        &'a self,
+        service: &'a str,
+        keep: usize,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        Box::pin(async move {
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            let removed = sqlx::query(
+                "DELETE FROM pubsub_items WHERE seq IN (SELECT seq FROM ( \
+                   SELECT seq, ROW_NUMBER() OVER (PARTITION BY node ORDER BY seq DESC) AS newer \
+                   FROM pubsub_items WHERE service = ?) WHERE newer > ?)",
+            )
+            .bind(service)
+            .bind(keep)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+        })
+    }
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
         Box::pin(async move {
             Ok(

@@ -49,14 +49,20 @@ pub fn is_conversation(node: &str) -> bool {
     parties(node).is_some()
 }
 
+/// Messages of a conversation held in memory while it is resident: its node's `max_items`.
+/// Its whole archive is in storage (up to [`ARCHIVED`]); messages leaving memory stay there.
+pub const RESIDENT: usize = 20;
+/// Messages one conversation's archive keeps at most: past it, the oldest go.
+pub const ARCHIVED: usize = 10_000;
+
 /// A conversation node's configuration: only its parties (publishers, set at creation) read
-/// it, its items are its archive (as many as the server keeps per node), and notifications
-/// are `chat` messages, kept for a party that is offline.
+/// it, its last [`RESIDENT`] items are in memory and all of them are its archive, and
+/// notifications are `chat` messages, kept for a party that is offline.
 pub fn node_config() -> Vec<ConfigField> {
     vec![
         ConfigField::AccessModel(AccessModel::Whitelist),
         ConfigField::PersistItems(true),
-        ConfigField::MaxItems(MaxItems::Max),
+        ConfigField::MaxItems(MaxItems::Count(RESIDENT)),
         ConfigField::NotificationType(NotificationType::Chat),
         ConfigField::ItemReply(ItemReply::Publisher),
         ConfigField::SendLastPublishedItem(SendLastPublishedItem::Never),

@@ -30,15 +30,11 @@ enum Refused {
 }
 
 impl Refused {
-    fn reply(&self, message: &Element) -> Option<Element> {
+    fn error(&self) -> StanzaError {
         match self {
-            Refused::NoAccount => error_reply(message, StanzaError::ServiceUnavailable, None),
-            Refused::TooMany => error_reply(
-                message,
-                StanzaError::PolicyViolation,
-                Some("too many conversations and subscriptions"),
-            ),
-            Refused::Failed => error_reply(message, StanzaError::InternalServerError, None),
+            Refused::NoAccount => StanzaError::ServiceUnavailable,
+            Refused::TooMany => StanzaError::PolicyViolation,
+            Refused::Failed => StanzaError::InternalServerError,
         }
     }
 }
@@ -55,7 +51,10 @@ impl ServicesTask {
             return;
         }
         if let Err(refused) = self.ensure_conversation(&node, &from.to_bare(), done) {
-            done.push(Done::reply(from, refused.reply(&stanza)));
+            done.push(Done::reply(
+                from,
+                error_reply(&stanza, refused.error(), None),
+            ));
             return;
         }
         let Some(hosted) = self.conversations.get_mut(&node) else {
@@ -168,11 +167,12 @@ impl ServicesTask {
         if me != low && me != high {
             return Err(StanzaError::Forbidden);
         }
-        // The server makes conversations, and nobody reconfigures, purges or deletes one.
+        // The server makes conversations, and nobody reconfigures, purges or deletes one, or
+        // takes back what was said (the archive keeps it).
         if stanza.has_child("pubsub", ns::PUBSUB_OWNER)
-            || stanza
-                .get_child("pubsub", ns::PUBSUB)
-                .is_some_and(|p| p.has_child("create", ns::PUBSUB))
+            || stanza.get_child("pubsub", ns::PUBSUB).is_some_and(|p| {
+                p.has_child("create", ns::PUBSUB) || p.has_child("retract", ns::PUBSUB)
+            })
         {
             return Err(StanzaError::NotAllowed);
         }
@@ -199,11 +199,7 @@ impl ServicesTask {
             }
         }
         self.ensure_conversation(node, &me, done)
-            .map_err(|refused| match refused {
-                Refused::NoAccount => StanzaError::ServiceUnavailable,
-                Refused::TooMany => StanzaError::PolicyViolation,
-                Refused::Failed => StanzaError::InternalServerError,
-            })
+            .map_err(|refused| refused.error())
     }
 
     /// Delivers a committed notification of a conversation: each of its messages to the two
@@ -386,6 +382,44 @@ impl ServicesTask {
             if delivered == 0 {
                 self.to_keep.push((account.clone(), stanza, at));
             }
+        }
+    }
+
+    /// Keeps each conversation's archive within [`chat::ARCHIVED`] messages: counted as the
+    /// batches store them, trimmed in storage once a tenth of the bound has come in since.
+    pub(super) async fn bound_archives(&mut self, writes: &[PubsubWrite]) {
+        let prefix = chat::key_prefix(self.pubsub_jid.as_str());
+        for write in writes {
+            if matches!(write.op, StoreOp::ItemStored { .. }) && write.service.starts_with(&prefix)
+            {
+                *self
+                    .archived_since_trim
+                    .entry(write.service.clone())
+                    .or_default() += 1;
+            }
+        }
+        let due: Vec<String> = self
+            .archived_since_trim
+            .iter()
+            .filter(|(_, since)| **since >= chat::ARCHIVED / 10)
+            .map(|(service, _)| service.clone())
+            .collect();
+        for service in due {
+            self.archived_since_trim.remove(&service);
+            match self
+                .stores
+                .pubsub
+                .trim_items(&service, chat::ARCHIVED)
+                .await
+            {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(%service, removed, "archive bounded"),
+                Err(e) => tracing::error!(%service, "bounding an archive: {e}"),
+            }
+        }
+        // Counts of conversations long gone are forgotten; at worst a trim comes later.
+        if self.archived_since_trim.len() > 100_000 {
+            self.archived_since_trim.clear();
         }
     }
 

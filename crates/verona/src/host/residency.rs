@@ -166,7 +166,14 @@ impl ServicesTask {
         for (node, key) in wanted {
             let stores = stores.clone();
             reads.spawn(async move {
-                let stored = stores.pubsub.load_service(&key).await;
+                let stored = match apart {
+                    Apart::Rooms => stores.pubsub.load_service(&key).await,
+                    // The last messages; the archive stays in storage.
+                    Apart::Conversations => {
+                        let resident = eventing::chat::RESIDENT;
+                        stores.pubsub.load_service_recent(&key, resident).await
+                    }
+                };
                 (node, key, stored)
             });
         }

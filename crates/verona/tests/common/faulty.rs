@@ -86,6 +86,22 @@ impl PubsubStore for FaultyStore {
         self.inner.subscriptions_of(subscriber)
     }
 
+    fn load_service_recent<'a>(
+        &'a self,
+        service: &'a str,
+        items: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredNode>, StorageError>> {
+        self.inner.load_service_recent(service, items)
+    }
+
+    fn trim_items<'a>(
+        &'a self,
+        service: &'a str,
+        keep: usize,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        self.inner.trim_items(service, keep)
+    }
+
     fn items_page<'a>(
         &'a self,
         query: &'a ItemsQuery,
