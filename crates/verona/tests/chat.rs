@@ -411,13 +411,9 @@ async fn a_message_to_nobody_is_refused_and_a_deleted_account_takes_its_conversa
     assert!(results.is_empty());
 }
 
-/// The seed's Ex. 18–20 on a node of its own: a whitelist node with Romeo as publisher,
-/// Juliet's publish notified to both, each with the `replyto` naming her session.
-#[tokio::test]
-async fn seed_examples_18_to_20() {
-    let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "mobile").await;
+/// The seed's Ex. 18 (corrected): Juliet makes `me_and_romeo`, a whitelist node with Romeo as
+/// publisher, and subscribes `subscribers`; then Ex. 19: she publishes a message to it.
+async fn seed_example_18_and_19(juliet: &mut Client, subscribers: &[&str]) {
     let create = format!(
         "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='create1'>\
            <pubsub xmlns='{PUBSUB}'><create node='me_and_romeo'/><configure>\
@@ -428,12 +424,16 @@ async fn seed_examples_18_to_20() {
              </x></configure></pubsub></iq>"
     );
     ok(&juliet.request(&create).await);
-    let manage = "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='manage1'>\
+    let subscriptions: String = subscribers
+        .iter()
+        .map(|jid| format!("<subscription jid='{jid}' subscription='subscribed'/>"))
+        .collect();
+    let manage = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='manage1'>\
            <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='me_and_romeo'>\
-             <subscription jid='romeo@localhost' subscription='subscribed'/>\
-             <subscription jid='juliet@localhost' subscription='subscribed'/>\
-           </subscriptions></pubsub></iq>";
-    ok(&juliet.request(manage).await);
+             {subscriptions}</subscriptions></pubsub></iq>"
+    );
+    ok(&juliet.request(&manage).await);
     let publish = format!(
         "<iq xmlns='jabber:client' to='pubsub.localhost' type='set' id='msg1'>\
            <pubsub xmlns='{PUBSUB}'><publish node='me_and_romeo'><item>\
@@ -441,6 +441,16 @@ async fn seed_examples_18_to_20() {
            </item></publish></pubsub></iq>"
     );
     ok(&juliet.request(&publish).await);
+}
+
+/// The seed's Ex. 18–20 on a node of its own: a whitelist node with Romeo as publisher,
+/// Juliet's publish notified to both, each with the `replyto` naming her session.
+#[tokio::test]
+async fn seed_examples_18_to_20() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "mobile").await;
+    seed_example_18_and_19(&mut juliet, &["romeo@localhost", "juliet@localhost"]).await;
     for client in [&mut romeo, &mut juliet] {
         // Romeo first hears of the subscription Juliet gave him (XEP-0060 §8.8.2.4).
         let (got, items) = loop {
@@ -543,28 +553,7 @@ async fn a_message_storage_refuses_is_not_delivered_and_bounces() {
 async fn a_message_node_keeps_its_notifications_for_an_offline_subscriber() {
     let server = server().await;
     let mut juliet = online(&server, "juliet", "balcony").await;
-    let create = format!(
-        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='create1'>\
-           <pubsub xmlns='{PUBSUB}'><create node='me_and_romeo'/><configure>\
-             <x xmlns='jabber:x:data' type='submit'>\
-               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
-               <field var='pubsub#access_model'><value>whitelist</value></field>\
-               <field var='pubsub#publisher'><value>romeo@localhost</value></field>\
-             </x></configure></pubsub></iq>"
-    );
-    ok(&juliet.request(&create).await);
-    let manage = "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='manage1'>\
-           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='me_and_romeo'>\
-             <subscription jid='romeo@localhost' subscription='subscribed'/>\
-           </subscriptions></pubsub></iq>";
-    ok(&juliet.request(manage).await);
-    let publish = format!(
-        "<iq xmlns='jabber:client' to='pubsub.localhost' type='set' id='msg1'>\
-           <pubsub xmlns='{PUBSUB}'><publish node='me_and_romeo'><item>\
-             <message xmlns='jabber:client'><body>wherefore art thou?</body></message>\
-           </item></publish></pubsub></iq>"
-    );
-    ok(&juliet.request(&publish).await);
+    seed_example_18_and_19(&mut juliet, &["romeo@localhost"]).await;
     let mut romeo = server.login("romeo", "pw", "mobile").await;
     romeo.send("<presence xmlns='jabber:client'/>").await;
     let kept = loop {
@@ -618,7 +607,11 @@ async fn the_archive_keeps_more_than_memory_holds() {
     let mut romeo = online(&server, "romeo", "orchard").await;
     for n in 1..=30 {
         juliet
-            .send(&chat("romeo@localhost", &format!("m{n}"), &format!("line {n}")))
+            .send(&chat(
+                "romeo@localhost",
+                &format!("m{n}"),
+                &format!("line {n}"),
+            ))
             .await;
         next_message(&mut romeo).await;
     }

@@ -189,17 +189,14 @@ impl ServicesTask {
                 continue;
             }
             let sessions = self.router.available_sessions(&invitee);
+            let invitation = |to: Jid| {
+                let (reason, password) = (reason.as_deref(), password.as_deref());
+                groupchat::invitation(room, &to, &inviter, reason, password)
+            };
             // XEP-0045 §7.8.2: an invitation is a message; one for a local account that is
             // away is kept for it (XEP-0160), by its shard, once this batch is committed.
             if sessions.is_empty() && invitee.domain().as_str() == self.domain_name {
-                let to = Jid::from(invitee.clone());
-                let message = groupchat::invitation(
-                    room,
-                    &to,
-                    &inviter,
-                    reason.as_deref(),
-                    password.as_deref(),
-                );
+                let message = invitation(Jid::from(invitee.clone()));
                 let request = Request::Offline {
                     stanzas: vec![String::from(&message)],
                     account: invitee.clone(),
@@ -209,14 +206,7 @@ impl ServicesTask {
                 self.send_to(shard, request, true);
             }
             for session in sessions {
-                let to = Jid::from(session.clone());
-                let message = groupchat::invitation(
-                    room,
-                    &to,
-                    &inviter,
-                    reason.as_deref(),
-                    password.as_deref(),
-                );
+                let message = invitation(Jid::from(session.clone()));
                 done.push(Done::reply(session, Some(message)));
             }
         }
