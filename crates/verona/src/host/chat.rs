@@ -367,6 +367,14 @@ impl ServicesTask {
     /// A message for an account of this shard that had no session to take it: delivered if
     /// one is available now, else kept once the batch is done.
     pub(super) fn offline(&mut self, account: BareJid, stanzas: Vec<String>, at: SystemTime) {
+        // A session coming online in this batch gets its kept messages after it: these join
+        // them, so that they come in order.
+        if self.came_online.iter().any(|session| session.to_bare() == account) {
+            for stanza in stanzas {
+                self.to_keep.push((account.clone(), stanza, at));
+            }
+            return;
+        }
         let available: Vec<SessionHandle> = self
             .router
             .resources_of(&account)
