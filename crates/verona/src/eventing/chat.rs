@@ -120,13 +120,24 @@ pub fn vetted(message: &Element, from: &FullJid, to: &Jid) -> Element {
     let mut kept = builder("message", ns::CLIENT)
         .with("from", from.as_str())
         .with("to", to.as_str());
-    for attr in ["type", "id", "xml:lang"] {
+    for attr in ["type", "id"] {
         if let Some(value) = message.attr(attr) {
             kept = kept.with(attr, value);
         }
     }
-    kept.append_all(message.children().filter(|c| !server_written(c)).cloned())
-        .build()
+    let mut kept = kept
+        .append_all(message.children().filter(|c| !server_written(c)).cloned())
+        .build();
+    // `xml:lang` is an attribute in the XML namespace, not one named "xml:lang".
+    let xml = minidom::rxml::Namespace::xml();
+    let lang = message
+        .attrs()
+        .iter()
+        .find(|((namespace, name), _)| *namespace == xml && name.as_str() == "lang");
+    if let Some(((namespace, name), value)) = lang {
+        kept.set_attr(namespace.clone(), name.clone(), value.clone());
+    }
+    kept
 }
 
 /// The message as one party's session gets it: with its place in that party's archive
@@ -284,7 +295,7 @@ mod tests {
     #[test]
     fn a_vetted_message_keeps_what_the_sender_wrote_only() {
         let sent = el(
-            "<message xmlns='jabber:client' from='x@evil' to='romeo@localhost' type='chat' id='m1'>\
+            "<message xmlns='jabber:client' from='x@evil' to='romeo@localhost' type='chat' id='m1' xml:lang='en'>\
             <body>hi</body>\
             <stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='romeo@localhost'/>\
             <delay xmlns='urn:xmpp:delay' stamp='2000-01-01T00:00:00Z'/>\
@@ -297,13 +308,13 @@ mod tests {
         let to = Jid::new("romeo@localhost").unwrap();
         let kept = vetted(&sent, &from, &to);
         let expected = el(
-            "<message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' type='chat' id='m1'>\
+            "<message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' type='chat' id='m1' xml:lang='en'>\
             <body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
         );
         assert_eq!(kept, expected);
         let got = delivered(&kept, Some("a1"), &bare("romeo@localhost"), None);
         let expected = el(
-            "<message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' type='chat' id='m1'>\
+            "<message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' type='chat' id='m1' xml:lang='en'>\
             <body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/>\
             <stanza-id xmlns='urn:xmpp:sid:0' id='a1' by='romeo@localhost'/></message>",
         );

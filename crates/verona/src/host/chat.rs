@@ -369,7 +369,11 @@ impl ServicesTask {
     pub(super) fn offline(&mut self, account: BareJid, stanzas: Vec<String>, at: SystemTime) {
         // A session coming online in this batch gets its kept messages after it: these join
         // them, so that they come in order.
-        if self.came_online.iter().any(|session| session.to_bare() == account) {
+        if self
+            .came_online
+            .iter()
+            .any(|session| session.to_bare() == account)
+        {
             for stanza in stanzas {
                 self.to_keep.push((account.clone(), stanza, at));
             }
