@@ -452,8 +452,7 @@ fn anonymous_rows(count: usize, width: usize) -> String {
 const ITEMS_PER_STATEMENT: usize = 500;
 
 /// Consecutive `ItemStored` writes (a batch of messages to conversations, say) as one
-/// multi-row delete of the ids they reuse and one multi-row insert per chunk, instead of two
-/// round trips each. An id stored twice in the run keeps only its last item, which is what
+/// multi-row insert-or-replace per chunk, instead of two round trips each. An id stored twice in the run keeps only its last item, which is what
 /// storing them one after the other leaves, in the same order.
 async fn store_items(
     conn: &mut SqliteConnection,
@@ -476,19 +475,11 @@ async fn store_items(
         .map(|(_, write)| write)
         .collect();
     for chunk in kept.chunks(ITEMS_PER_STATEMENT) {
-        let delete = format!(
-            "DELETE FROM pubsub_items WHERE (service, node, item_id) IN (VALUES {})",
-            anonymous_rows(chunk.len(), 3)
-        );
-        let mut statement = sqlx::query(sqlx::AssertSqlSafe(delete));
-        for write in chunk {
-            let (service, node, id) = key(write);
-            statement = statement.bind(service).bind(node).bind(id);
-        }
-        statement.execute(&mut *conn).await?;
+        // REPLACE deletes a row with the same id before inserting: the new row gets a new, larger
+        // seq, as storing one item after the other does.
         let insert = format!(
-            "INSERT INTO pubsub_items (service, node, item_id, payload, publisher, published) \
-             VALUES {}",
+            "INSERT OR REPLACE INTO pubsub_items \
+             (service, node, item_id, payload, publisher, published) VALUES {}",
             anonymous_rows(chunk.len(), 6)
         );
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(insert));
@@ -592,10 +583,11 @@ async fn apply_write(conn: &mut SqliteConnection, write: &PubsubWrite) -> Result
         ],
         // Delete and insert rather than update: the new row gets the largest seq, which makes
         // the item the newest.
+        // REPLACE deletes a row with the same id first: the item gets a new, larger seq.
         StoreOp::ItemStored { item, .. } => vec![
-            on_node(DELETE_ITEM).bind(item.id.as_str()),
             on_node(
-                "INSERT INTO pubsub_items (service, node, item_id, payload, publisher, published) \
+                "INSERT OR REPLACE INTO pubsub_items \
+                 (service, node, item_id, payload, publisher, published) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(item.id.as_str())
