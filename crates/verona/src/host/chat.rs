@@ -445,13 +445,8 @@ impl ServicesTask {
         for (account, mut stanzas) in by_account {
             // Only an account that exists has a queue (a subscriber of a node may be any JID):
             // nothing waits for whoever registers a name later.
-            match self.stores.accounts.credentials(account.as_str()).await {
-                Ok(Some(_)) => {}
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::error!(%account, "looking up an account: {e}");
-                    continue;
-                }
+            if !residency::account_exists(&self.stores, &account).await {
+                continue;
             }
             let offline = &self.stores.offline;
             let held = match offline.kept_count(account.as_str()).await {

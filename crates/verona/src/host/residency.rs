@@ -104,17 +104,9 @@ impl ServicesTask {
                 && let Some((low, high)) = eventing::chat::parties(&node)
             {
                 for party in [low, high] {
-                    match self.stores.accounts.credentials(party.as_str()).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            self.unknown_accounts.insert(party);
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::error!(%party, "looking up an account: {e}");
-                            self.unknown_accounts.insert(party);
-                            continue;
-                        }
+                    if !account_exists(&self.stores, &party).await {
+                        self.unknown_accounts.insert(party);
+                        continue;
                     }
                     // Who starts a conversation takes a subscription: counted against its
                     // bound like any other (`quota.rs`).
@@ -411,6 +403,17 @@ impl ServicesTask {
     }
 }
 
+/// Whether `account` exists; a failed lookup (logged) counts as no.
+pub(super) async fn account_exists(stores: &Stores, account: &BareJid) -> bool {
+    match stores.accounts.credentials(account.as_str()).await {
+        Ok(found) => found.is_some(),
+        Err(e) => {
+            tracing::error!(%account, "looking up the account failed: {e}");
+            false
+        }
+    }
+}
+
 /// An account's stored PEP nodes and the subscriptions it holds elsewhere; `None` if the
 /// account does not exist (looked up unless `exists`) or the read failed (logged).
 async fn read_account(
@@ -418,15 +421,8 @@ async fn read_account(
     account: &BareJid,
     exists: bool,
 ) -> Option<(Vec<StoredNode>, Vec<HeldSubscription>)> {
-    if !exists {
-        match stores.accounts.credentials(account.as_str()).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::error!(%account, "looking up the account failed: {e}");
-                return None;
-            }
-        }
+    if !exists && !account_exists(stores, account).await {
+        return None;
     }
     match tokio::try_join!(
         stores.pubsub.load_service(account.as_str()),
