@@ -237,3 +237,27 @@ async fn a_client_that_never_acknowledges_is_bounded() {
     let expected: Vec<String> = (1..=9).map(|n| format!("line {n}")).collect();
     assert_eq!(bodies(&mut romeo, 9).await, expected);
 }
+
+/// Sessions parked for resumption still count against `max_sessions_per_account`: dropping
+/// connections with resumption enabled cannot pile up sessions beyond the bound.
+#[tokio::test]
+async fn parked_sessions_count_against_the_account() {
+    let server = TestServer::start_with(|c| c.limits.max_sessions_per_account = 1).await;
+    server.add_user("romeo", "pw").await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    enable(&mut romeo).await;
+    drop(romeo);
+    let mut again = server.authenticate("romeo", "pw").await;
+    again
+        .send(
+            "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>garden</resource></bind></iq>",
+        )
+        .await;
+    let refused = again.recv().await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&refused)
+    );
+}
