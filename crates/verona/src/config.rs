@@ -14,6 +14,7 @@ pub struct Config {
     /// Where the SQLite database and the generated certificate live.
     pub data_dir: PathBuf,
     pub c2s: C2sConfig,
+    pub s2s: S2sConfig,
     pub tls: TlsConfig,
     pub registration: RegistrationConfig,
     pub compression: CompressionConfig,
@@ -42,6 +43,48 @@ pub struct C2sConfig {
     /// How long a session with XEP-0198 resumption enabled waits, once its connection is
     /// lost, for the client to resume it (0: no resumption).
     pub resume_timeout_secs: u64,
+}
+
+/// Federation: server-to-server streams (RFC 6120, XEP-0220 dialback).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sConfig {
+    /// Listeners for other servers (STARTTLS, usually port 5269). Empty: no federation,
+    /// neither incoming nor outgoing.
+    pub listen: Vec<SocketAddr>,
+    /// Only talk to servers whose certificate is valid for their domain (against the system's
+    /// roots, or `ca_file`); off, dialback alone authenticates a server whose certificate
+    /// does not verify (as Prosody's `s2s_secure_auth = false`).
+    pub require_valid_cert: bool,
+    /// PEM roots to verify other servers' certificates with, instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Remote domains reached at a fixed `"host:port"` instead of through DNS, e.g.
+    /// `"montague.lit" = "127.0.0.2:5269"`.
+    pub hosts: std::collections::BTreeMap<String, String>,
+    /// Stanzas queued for one remote domain while its connection is being set up; more are
+    /// bounced with `resource-constraint`.
+    pub max_queue: usize,
+    /// An outgoing connection with no traffic for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds to connect, negotiate TLS and authenticate before giving up.
+    pub connect_timeout_secs: u64,
+    /// Connections from other servers at once, at most.
+    pub max_incoming: usize,
+}
+
+impl Default for S2sConfig {
+    fn default() -> Self {
+        S2sConfig {
+            listen: Vec::new(),
+            require_valid_cert: false,
+            ca_file: None,
+            hosts: Default::default(),
+            max_queue: 1000,
+            idle_timeout_secs: 600,
+            connect_timeout_secs: 30,
+            max_incoming: 1000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -181,6 +224,7 @@ impl Default for Config {
             domain: "localhost".into(),
             data_dir: PathBuf::from("verona-data"),
             c2s: C2sConfig::default(),
+            s2s: S2sConfig::default(),
             tls: TlsConfig::default(),
             registration: RegistrationConfig::default(),
             compression: CompressionConfig::default(),
@@ -351,6 +395,13 @@ impl Config {
                 "[pubsub] default_access_model {:?} is not one of open, presence, roster, authorize, whitelist",
                 self.pubsub.default_access_model
             )));
+        }
+        for (domain, target) in &self.s2s.hosts {
+            if crate::s2s::resolve::parse_target(target).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "[s2s.hosts] {domain:?} = {target:?}: expected \"host:port\""
+                )));
+            }
         }
         if self.limits.outbound_queue == 0 {
             return Err(ConfigError::Invalid(

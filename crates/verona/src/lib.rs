@@ -15,6 +15,7 @@ mod host;
 mod iq;
 mod mam;
 mod router;
+mod s2s;
 mod server;
 mod throttle;
 pub mod tls;

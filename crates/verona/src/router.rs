@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
@@ -235,9 +235,23 @@ pub struct Router {
     /// Each account's XEP-0191 blocklist, kept by the pubsub services (whose outcast lists
     /// it mirrors) so that stanzas between blocked parties stop where they are routed.
     blocked: RwLock<HashMap<BareJid, HashSet<BareJid>>>,
+    /// Where stanzas for other domains go, when the server federates.
+    federation: OnceLock<Arc<crate::s2s::Federation>>,
 }
 
 impl Router {
+    /// Stanzas for domains this server does not host go to other servers through `federation`.
+    pub fn federate(&self, federation: Arc<crate::s2s::Federation>) {
+        let _ = self.federation.set(federation);
+    }
+
+    /// The way to `to`'s server, when it is another server's.
+    fn remote(&self, to: &Jid) -> Option<&Arc<crate::s2s::Federation>> {
+        self.federation
+            .get()
+            .filter(|federation| !federation.hosts(to.domain().as_str()))
+    }
+
     pub fn set_blocked(&self, user: &BareJid, blocked: Vec<BareJid>) {
         let mut lists = self.blocked.write().unwrap_or_else(PoisonError::into_inner);
         if blocked.is_empty() {
@@ -341,6 +355,8 @@ impl Router {
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         jids.into_iter()
             .enumerate()
+            // Another server's users are reached through it.
+            .filter(|(_, jid)| self.remote(jid).is_none())
             .filter(|(_, jid)| match jid.try_as_full() {
                 Ok(full) => !sessions
                     .get(&full.to_bare())
@@ -379,6 +395,9 @@ impl Router {
     /// sessions took it.
     pub fn deliver(&self, to: &Jid, stanza: impl Into<Wire>) -> usize {
         let stanza = stanza.into();
+        if let Some(federation) = self.remote(to) {
+            return usize::from(federation.send(Bytes::from(stanza.to_vec())));
+        }
         match to.try_as_full() {
             Ok(full) => self
                 .session(full)
@@ -404,6 +423,17 @@ impl Router {
         available_only: bool,
         classic: impl FnOnce() -> Option<Bytes>,
     ) -> usize {
+        if let Some(federation) = self.remote(to) {
+            // Another server's user: its server may not speak XEP-0207, and nothing tells us
+            // its capabilities, so it gets the classic stanza wherever there is one, unless
+            // its subscription was made natively (DESIGN §3).
+            let native = || Some(Bytes::from(native.to_vec()));
+            let bytes = match made_classically {
+                Some(false) => native(),
+                _ => classic().or_else(native),
+            };
+            return bytes.map_or(0, |bytes| usize::from(federation.send(bytes)));
+        }
         let sessions: Vec<SessionHandle> = match to.try_as_full() {
             Ok(full) => self.session(full).into_iter().collect(),
             Err(bare) => self

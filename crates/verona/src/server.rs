@@ -41,6 +41,8 @@ pub struct Shared {
     pub caps: CapsCache,
     pub starttls: TlsAcceptor,
     pub direct_tls: TlsAcceptor,
+    /// Other servers, when `[s2s] listen` is set.
+    pub federation: Option<Arc<crate::s2s::Federation>>,
     pub shutdown: watch::Receiver<bool>,
     /// Why the server stopped, when a part of it failed (see [`Supervisor`]).
     pub failure: watch::Receiver<Option<String>>,
@@ -78,6 +80,7 @@ pub struct RunningServer {
     shared: Arc<Shared>,
     c2s_addrs: Vec<SocketAddr>,
     direct_tls_addrs: Vec<SocketAddr>,
+    s2s_addrs: Vec<SocketAddr>,
     cert_path: PathBuf,
     supervisor: Supervisor,
     /// Held while the server runs.
@@ -203,6 +206,11 @@ impl RunningServer {
             ),
         );
         let c2s_listeners = bind_listeners(&config).await?;
+        let federation = crate::s2s::Federation::new(&config, &router, shutdown_rx.clone())?;
+        let mut s2s_listeners = Vec::new();
+        for addr in &config.s2s.listen {
+            s2s_listeners.push(bind(*addr).await?);
+        }
         let shared = Arc::new(Shared {
             domain,
             accounts,
@@ -214,6 +222,7 @@ impl RunningServer {
             caps: CapsCache::default(),
             starttls: TlsAcceptor::from(tls.starttls),
             direct_tls: TlsAcceptor::from(tls.direct),
+            federation: federation.clone(),
             shutdown: shutdown_rx,
             failure: failure_rx,
             config,
@@ -222,6 +231,7 @@ impl RunningServer {
             shared: shared.clone(),
             c2s_addrs: Vec::new(),
             direct_tls_addrs: Vec::new(),
+            s2s_addrs: Vec::new(),
             cert_path: tls.cert_path,
             supervisor,
             _lock: lock,
@@ -238,7 +248,26 @@ impl RunningServer {
             tracing::info!(%addr, direct_tls = direct, "listening for clients");
             tokio::spawn(accept_loop(shared.clone(), listener, direct, alive.clone()));
         }
+        if let Some(federation) = federation {
+            for listener in s2s_listeners {
+                let addr = listener.local_addr()?;
+                server.s2s_addrs.push(addr);
+                tracing::info!(%addr, "listening for servers");
+                let federation = federation.clone();
+                tokio::spawn(s2s_accept_loop(
+                    shared.clone(),
+                    federation,
+                    listener,
+                    alive.clone(),
+                ));
+            }
+        }
         Ok(server)
+    }
+
+    /// Addresses of the listeners for other servers.
+    pub fn s2s_addrs(&self) -> &[SocketAddr] {
+        &self.s2s_addrs
     }
 
     /// Addresses of the STARTTLS listeners.
@@ -378,6 +407,48 @@ async fn accept_loop(
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Accepts other servers' connections, at most `[s2s] max_incoming` at once.
+async fn s2s_accept_loop(
+    shared: Arc<Shared>,
+    federation: Arc<crate::s2s::Federation>,
+    listener: TcpListener,
+    alive: mpsc::Sender<()>,
+) {
+    static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        shared.config.s2s.max_incoming.max(1),
+    ));
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many server connections; refused");
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+                    let span = tracing::info_span!("s2s-in", conn = id, %peer);
+                    let (alive, shared, federation) = (alive.clone(), shared.clone(), federation.clone());
+                    tokio::spawn(
+                        async move {
+                            crate::s2s::serve(shared, federation, tcp, peer).await;
+                            drop((slot, alive));
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

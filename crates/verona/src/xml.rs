@@ -12,6 +12,10 @@ pub mod ns {
         REGISTER, ROSTER, SASL, SASL_CB, STREAM as STREAMS, TLS, VERSION, XMPP_STANZAS as STANZAS,
     };
 
+    /// RFC 6120 server-to-server streams and XEP-0220 dialback.
+    pub const SERVER: &str = "jabber:server";
+    pub const DIALBACK: &str = "jabber:server:dialback";
+    pub const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
     /// XEP-0045 §10 and §9: room configuration and affiliation lists.
     /// XEP-0033 extended addressing (`replyto`).
@@ -81,6 +85,8 @@ pub enum StanzaError {
     /// A local limit the request would pass.
     PolicyViolation,
     RemoteServerNotFound,
+    /// A remote server could not be reached in time.
+    RemoteServerTimeout,
     /// The recipient's queue is full: the sender may retry later.
     ResourceConstraint,
     ServiceUnavailable,
@@ -105,6 +111,7 @@ impl StanzaError {
             StanzaError::NotAuthorized => ("auth", "not-authorized"),
             StanzaError::PolicyViolation => ("modify", "policy-violation"),
             StanzaError::RemoteServerNotFound => ("cancel", "remote-server-not-found"),
+            StanzaError::RemoteServerTimeout => ("wait", "remote-server-timeout"),
             StanzaError::ResourceConstraint => ("wait", "resource-constraint"),
             StanzaError::ServiceUnavailable => ("cancel", "service-unavailable"),
             StanzaError::TooManyResources => ("cancel", "resource-constraint"),
@@ -161,6 +168,8 @@ pub enum StreamError {
     Conflict,
     ConnectionTimeout,
     HostUnknown,
+    /// A stanza between servers without `from` or `to`.
+    ImproperAddressing,
     InternalServerError,
     InvalidFrom,
     InvalidNamespace,
@@ -181,6 +190,7 @@ impl StreamError {
             StreamError::Conflict => "conflict",
             StreamError::ConnectionTimeout => "connection-timeout",
             StreamError::HostUnknown => "host-unknown",
+            StreamError::ImproperAddressing => "improper-addressing",
             StreamError::InternalServerError => "internal-server-error",
             StreamError::InvalidFrom => "invalid-from",
             StreamError::InvalidNamespace => "invalid-namespace",

@@ -167,6 +167,19 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
             None => {}
         }
     }
+    // Approving or refusing another server's user acts on the sender's own presence node
+    // (its server hears of it from the node's notification).
+    if el.name() == "presence"
+        && to.domain().as_str() != domain
+        && to.node().is_some()
+        && let Some(kind @ (SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed)) =
+            el.attr("type").and_then(SubscriptionKind::from_type)
+    {
+        return Route::Subscription {
+            contact: to.to_bare(),
+            kind,
+        };
+    }
     if to.domain().as_str() == pubsub {
         return match el.name() {
             "presence" => Route::Drop,
@@ -451,6 +464,32 @@ mod tests {
             ),
             (
                 "<message to='romeo@montague.lit'/>".into(),
+                Route::Remote,
+                None,
+            ),
+            (
+                "<presence type='subscribed' to='romeo@montague.lit'/>".into(),
+                Route::Subscription {
+                    contact: bare("romeo@montague.lit"),
+                    kind: SubscriptionKind::Subscribed,
+                },
+                None,
+            ),
+            (
+                "<presence type='unsubscribed' to='romeo@montague.lit'/>".into(),
+                Route::Subscription {
+                    contact: bare("romeo@montague.lit"),
+                    kind: SubscriptionKind::Unsubscribed,
+                },
+                None,
+            ),
+            (
+                "<presence type='subscribe' to='romeo@montague.lit'/>".into(),
+                Route::Remote,
+                None,
+            ),
+            (
+                "<presence type='probe' to='romeo@montague.lit'/>".into(),
                 Route::Remote,
                 None,
             ),

@@ -184,16 +184,24 @@ impl Connection {
                     pubsub.unavailable(me).await;
                 }
             }
-            Route::Probe { contact } => pubsub.probe(me, contact).await,
-            Route::Subscription { contact, kind } => pubsub.subscription(me, contact, kind).await,
+            Route::Probe { contact } => pubsub.probe(Jid::from(me), contact).await,
+            Route::Subscription { contact, kind } => {
+                pubsub.subscription(me.to_bare(), contact, kind).await;
+            }
             Route::PubsubDomain => pubsub.submit(me, el).await,
             Route::RoomsService => pubsub.submit_rooms(me, el).await,
             Route::Room => pubsub.room(me, el).await,
             Route::AuthorizationAnswer => pubsub.submit_answer(me, el).await,
+            Route::Remote if self.shared.federation.is_some() => {
+                if let Ok(to) = Jid::new(el.attr("to").unwrap_or_default()) {
+                    let bytes = Bytes::from(verona_stream::element_bytes(&el));
+                    self.shared.router.deliver(&to, bytes);
+                }
+            }
             Route::Remote => self.answer(
                 &el,
                 StanzaError::RemoteServerNotFound,
-                Some("this server does not federate yet"),
+                Some("this server does not federate (see [s2s] listen)"),
             ),
             Route::ServerIq(target) => self.server_iq(el, target).await,
             Route::ServiceUnavailable => {

@@ -64,10 +64,10 @@ impl SubscriptionKind {
     }
 
     /// Whose presence node the operation acts on.
-    pub fn owner(self, from: &FullJid, contact: &BareJid) -> BareJid {
+    pub fn owner(self, from: &BareJid, contact: &BareJid) -> BareJid {
         match self {
             SubscriptionKind::Subscribe | SubscriptionKind::Unsubscribe => contact.clone(),
-            SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed => from.to_bare(),
+            SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed => from.clone(),
         }
     }
 }
@@ -540,7 +540,11 @@ mod tests {
         for (kind, expected, node_owner) in cases {
             let parsed = SubscriptionKind::from_type(kind).unwrap();
             assert_eq!(parsed, expected);
-            assert_eq!(parsed.owner(&from, &contact).as_str(), node_owner, "{kind}");
+            assert_eq!(
+                parsed.owner(&from.to_bare(), &contact).as_str(),
+                node_owner,
+                "{kind}"
+            );
         }
         assert_eq!(SubscriptionKind::from_type("probe"), None);
     }

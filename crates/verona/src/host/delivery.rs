@@ -9,7 +9,7 @@ impl ServicesTask {
         for d in done {
             if let (Some(to), Some(reply)) = (&d.to, &d.reply) {
                 let bytes = Bytes::from(verona_stream::element_bytes(reply));
-                self.router.deliver(&Jid::from(to.clone()), bytes);
+                self.router.deliver(to, bytes);
             }
             if d.effects.is_empty() {
                 if let Some(passing) = &d.passing {
@@ -148,7 +148,7 @@ impl ServicesTask {
 
     /// A notification without its recipients that have no session (`None` when all have
     /// one): nothing is rendered for them, so a presence change costs in proportion to the
-    /// contacts online. Every recipient is local until server-to-server streams exist.
+    /// contacts online. Another server's users count as reachable: their server decides.
     pub(super) fn reachable_only(&self, effect: &Effect) -> Option<Effect> {
         let Effect::Notify(notification) = effect else {
             return None;

@@ -156,9 +156,9 @@ impl PubsubHandle {
         self.send(shard, Request::Presence { from, stanza }).await;
     }
 
-    /// A classic presence subscription stanza (`from` already stamped), for the shard of the
-    /// presence node it acts on.
-    pub async fn subscription(&self, from: FullJid, contact: BareJid, kind: SubscriptionKind) {
+    /// A classic presence subscription stanza from an account (RFC 6121 §3: by bare JID,
+    /// local or remote), for the shard of the presence node it acts on.
+    pub async fn subscription(&self, from: BareJid, contact: BareJid, kind: SubscriptionKind) {
         let shard = self.shard(kind.owner(&from, &contact).as_str());
         let request = Request::Subscription {
             from,
@@ -181,7 +181,7 @@ impl PubsubHandle {
     }
 
     /// A presence probe (`from` already stamped), for the contact's shard.
-    pub async fn probe(&self, from: FullJid, contact: BareJid) {
+    pub async fn probe(&self, from: Jid, contact: BareJid) {
         let shard = self.shard(contact.as_str());
         self.send(shard, Request::Probe { from, contact }).await;
     }

@@ -94,7 +94,7 @@ impl ServicesTask {
     /// that make no sense (nothing pending, nothing to end) change nothing, as RFC 6121 asks.
     pub(super) fn classic_subscription(
         &mut self,
-        from: &FullJid,
+        from: &BareJid,
         contact: &BareJid,
         kind: SubscriptionKind,
         done: &mut Vec<Done>,
@@ -111,7 +111,7 @@ impl ServicesTask {
             self.send_to(shard, request, true);
             return;
         }
-        let me = Jid::from(from.to_bare());
+        let me = Jid::from(from.clone());
         let asking_anew = kind == SubscriptionKind::Subscribe
             && self.accounts.get(&owner).is_some_and(|hosted| {
                 hosted
@@ -119,7 +119,7 @@ impl ServicesTask {
                     .own_subscriptions(&me, Some(PRESENCE_NODE))
                     .is_empty()
             });
-        if asking_anew && !self.admit_subscription(&from.to_bare()) {
+        if asking_anew && !self.admit_subscription(from) {
             return;
         }
         let Some(hosted) = self.accounts.get_mut(&owner) else {
@@ -177,7 +177,7 @@ impl ServicesTask {
                     self.refresh_presence(&origin);
                 }
                 if kind == SubscriptionKind::Unsubscribe && refresh {
-                    self.tell_unsubscribed(&owner, &from.to_bare(), done);
+                    self.tell_unsubscribed(&owner, from, done);
                 }
             }
             Err(e) => tracing::debug!(jid = %from, ?kind, "subscription presence ignored: {e}"),
@@ -456,7 +456,7 @@ impl ServicesTask {
 
     /// RFC 6121 §4.3: a probe is answered from the contact's presence node, to a subscriber
     /// only; the user's own account may be probed by its resources.
-    pub(super) fn probe(&self, from: &FullJid, contact: &BareJid, done: &mut Vec<Done>) {
+    pub(super) fn probe(&self, from: &Jid, contact: &BareJid, done: &mut Vec<Done>) {
         let me = from.to_bare();
         let answer = |stanza: Element| {
             let mut stanza = stanza;
@@ -474,7 +474,7 @@ impl ServicesTask {
         let presences: Vec<Element> = self
             .presence_items(contact)
             .iter()
-            .filter(|item| *contact != me || item.id != from.resource().as_str())
+            .filter(|item| *contact != me || from.resource().is_none_or(|r| item.id != r.as_str()))
             .filter_map(|item| item.payload.as_deref()?.parse().ok())
             .collect();
         if presences.is_empty() && *contact != me {

@@ -129,7 +129,7 @@ impl ServicesTask {
             } if self.shard_of(SubscriptionKind::Subscribe.owner(from, contact).as_str())
                 == self.shard =>
             {
-                Some(from.to_bare())
+                Some(from.clone())
             }
             _ => None,
         }

@@ -52,7 +52,7 @@ pub(super) enum Request {
     Presence { from: FullJid, stanza: Element },
     /// A classic presence subscription stanza (RFC 6121 §3) between `from` and `contact`.
     Subscription {
-        from: FullJid,
+        from: BareJid,
         contact: BareJid,
         kind: SubscriptionKind,
     },
@@ -62,7 +62,7 @@ pub(super) enum Request {
     /// A XEP-0191 blocklist get, block or unblock.
     Blocking { from: FullJid, iq: Element },
     /// A presence probe (RFC 6121 §4.3) from a session to a local account.
-    Probe { from: FullJid, contact: BareJid },
+    Probe { from: Jid, contact: BareJid },
     /// A `chat` or `normal` message between two local accounts (`to`: the address the sender
     /// gave): a publish to their conversation node, or for one that is not kept, a message
     /// passed on by the same rules.
@@ -136,7 +136,7 @@ pub(super) enum Origin {
 /// One handled request of a batch, waiting for the batch's commit.
 pub(super) struct Done {
     pub(super) origin: Origin,
-    pub(super) to: Option<FullJid>,
+    pub(super) to: Option<Jid>,
     pub(super) request: Option<Element>,
     pub(super) reply: Option<Element>,
     pub(super) effects: Vec<Effect>,
@@ -180,10 +180,10 @@ impl Done {
         }
     }
 
-    pub(super) fn reply(to: FullJid, reply: Option<Element>) -> Self {
+    pub(super) fn reply(to: impl Into<Jid>, reply: Option<Element>) -> Self {
         Done {
             origin: Origin::Domain,
-            to: Some(to),
+            to: Some(to.into()),
             request: None,
             reply,
             effects: Vec::new(),

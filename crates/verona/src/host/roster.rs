@@ -103,7 +103,7 @@ impl ServicesTask {
             Ok(outcome) => {
                 done.push(Done {
                     origin: origin.clone(),
-                    to: Some(from.clone()),
+                    to: Some(Jid::from(from.clone())),
                     request: Some(iq.clone()),
                     reply: Some(iq_result(iq, None)),
                     effects: outcome.effects,
@@ -136,13 +136,13 @@ impl ServicesTask {
             return;
         };
         if entry.to || entry.ask {
-            self.classic_subscription(from, contact, SubscriptionKind::Unsubscribe, done);
+            self.classic_subscription(&user, contact, SubscriptionKind::Unsubscribe, done);
             // The contact's presence node may be another shard's, which ends the relation
             // after this batch: the item pushed now already shows it gone.
             self.presence.set_outbound(&user, contact, false, false);
         }
         if entry.from {
-            self.classic_subscription(from, contact, SubscriptionKind::Unsubscribed, done);
+            self.classic_subscription(&user, contact, SubscriptionKind::Unsubscribed, done);
         }
         let origin = Origin::Account(user.clone());
         let mut reply = Done::reply(from.clone(), Some(iq_result(iq, None)));

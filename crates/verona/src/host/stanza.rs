@@ -108,7 +108,7 @@ impl ServicesTask {
         let subscribing = changes_subscription_options(&stanza);
         done.push(Done {
             origin,
-            to: Some(from.clone()),
+            to: Some(Jid::from(from.clone())),
             request: Some(stanza),
             reply: handled.reply,
             effects: handled.effects,

@@ -113,6 +113,7 @@ impl TestServer {
     /// Connect, STARTTLS, SCRAM-SHA-256: a stream ready to bind (or resume), and its features.
     pub async fn authenticate(&self, user: &str, password: &str) -> Client {
         let mut client = Client::connect(self.addr()).await;
+        client.domain = self.server.domain().to_owned();
         client.open().await;
         client.starttls(self.server.cert_path()).await;
         client.open().await;
@@ -441,7 +442,7 @@ impl Client {
         assert!(proceed.is("proceed", NS_TLS), "{proceed:?}");
         let tcp = self.tcp.take().expect("plain connection");
         let tls = tls_connector(cert_path)
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .connect(ServerName::try_from(self.domain.clone()).unwrap(), tcp)
             .await
             .unwrap();
         self.binding = Some(exporter(&tls));

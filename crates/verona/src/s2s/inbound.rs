@@ -1,0 +1,179 @@
+//! A stanza from another server, its domains already checked against the stream: routed by
+//! the same table as a session's ([`route::classify`]), with the remote sender where the
+//! session would be. A remote sender owns nothing here, so only what one account may ask of
+//! another's services is open to it; presence subscriptions and probes, which servers send
+//! from bare JIDs, are operations on the local account's presence node as a local contact's
+//! would be (XEP-0207 across domains).
+
+use bytes::Bytes;
+use jid::{BareJid, Jid};
+use minidom::Element;
+
+use crate::c2s::route::{self, Route};
+use crate::eventing::presence::SubscriptionKind;
+use crate::iq::{self, Target};
+use crate::server::Shared;
+use crate::xml::{StanzaError, error_reply, ns};
+
+pub(super) async fn dispatch(shared: &Shared, el: Element) {
+    let parse = |attr: &str| el.attr(attr).and_then(|v| Jid::new(v).ok());
+    let (Some(from), Some(to)) = (parse("from"), parse("to")) else {
+        return;
+    };
+    let local_account =
+        (to.node().is_some() && to.domain().as_str() == shared.domain).then(|| to.to_bare());
+    if let Some(account) = &local_account
+        && shared.router.blocks(account, &from.to_bare())
+    {
+        // XEP-0191 §3.3: the blocked party learns nothing (presence vanishes silently).
+        if el.name() != "presence" {
+            answer(shared, &el, StanzaError::ServiceUnavailable);
+        }
+        return;
+    }
+    let pubsub = shared.pubsub.for_account(&from.to_bare());
+    if let Some(account) = &local_account
+        && el.name() == "presence"
+    {
+        match el.attr("type") {
+            Some("probe") => return pubsub.probe(from, account.clone()).await,
+            Some(kind) => match SubscriptionKind::from_type(kind) {
+                // A request or its withdrawal acts on the local account's presence node.
+                Some(kind @ (SubscriptionKind::Subscribe | SubscriptionKind::Unsubscribe)) => {
+                    return pubsub
+                        .subscription(from.to_bare(), account.clone(), kind)
+                        .await;
+                }
+                // The remote contact's answer about its own node, which lives on its server:
+                // the account's sessions are told.
+                Some(_) => return deliver_to_sessions(shared, &el, account),
+                None => {}
+            },
+            // Presence of a remote contact, to the account's available sessions.
+            None => return deliver_to_sessions(shared, &el, account),
+        }
+        if el.attr("type") == Some("unavailable") {
+            return deliver_to_sessions(shared, &el, account);
+        }
+    }
+    let Ok(sender) = from.clone().try_into_full() else {
+        // A bare sender: its server speaking for an account (a message, directed presence).
+        return deliver(shared, el, &to).await;
+    };
+    let here = route::Addresses {
+        domain: &shared.domain,
+        pubsub: pubsub.jid(),
+        rooms: pubsub.rooms_jid(),
+    };
+    match route::classify(&el, &sender, here).route {
+        Route::Pep { account, .. } => pubsub.submit_pep(sender, account, el).await,
+        Route::PubsubDomain => pubsub.submit(sender, el).await,
+        Route::RoomsService => pubsub.submit_rooms(sender, el).await,
+        Route::Room => pubsub.room(sender, el).await,
+        Route::AuthorizationAnswer => pubsub.submit_answer(sender, el).await,
+        Route::ServerIq(Target::Domain) if is_public_query(&el) => {
+            let handled = iq::handle(shared, &el, &Target::Domain, &sender).await;
+            if let Some(reply) = handled.reply {
+                send(shared, &reply);
+            }
+        }
+        Route::Session(_) | Route::Account(_) => deliver(shared, el, &to).await,
+        Route::JidMalformed => answer(shared, &el, StanzaError::JidMalformed),
+        Route::Drop => {}
+        // What only an account's own sessions may ask (its roster, blocklist, archive,
+        // registration), and what nobody answers.
+        _ => answer(shared, &el, StanzaError::ServiceUnavailable),
+    }
+}
+
+/// What the server tells anyone about itself: ping, discovery, version.
+fn is_public_query(el: &Element) -> bool {
+    el.attr("type") == Some("get")
+        && el.children().any(|c| {
+            c.is("ping", ns::PING)
+                || c.is("query", ns::DISCO_INFO)
+                || c.is("query", ns::DISCO_ITEMS)
+                || c.is("query", ns::VERSION)
+        })
+}
+
+/// A stanza for a local account or one of its sessions (RFC 6121 §8.5): a full JID's
+/// session, else a message goes to the account, kept while it has no available session
+/// (XEP-0160); an iq for a session that is not there, or for an account that does not
+/// exist, is answered `service-unavailable`.
+async fn deliver(shared: &Shared, el: Element, to: &Jid) {
+    let router = &shared.router;
+    let bytes = Bytes::from(verona_stream::element_bytes(&el));
+    if let Ok(full) = to.try_as_full()
+        && let Some(session) = router.session(full)
+    {
+        if !session.offer(bytes) {
+            answer(shared, &el, StanzaError::ResourceConstraint);
+        }
+        return;
+    }
+    let account = to.to_bare();
+    match el.name() {
+        "message" => keep_or_deliver(shared, el, account).await,
+        "presence" if to.is_bare() => {
+            for session in router.available_sessions(&account) {
+                router.deliver(&Jid::from(session), bytes.clone());
+            }
+        }
+        "iq" => answer(shared, &el, StanzaError::ServiceUnavailable),
+        _ => {}
+    }
+}
+
+async fn keep_or_deliver(shared: &Shared, el: Element, account: BareJid) {
+    let exists = matches!(shared.accounts.credentials(&account).await, Ok(Some(_)));
+    if !exists {
+        answer(shared, &el, StanzaError::ServiceUnavailable);
+        return;
+    }
+    if el.attr("type") == Some("groupchat") || el.attr("type") == Some("error") {
+        // Only for a session that is there: neither is kept for later.
+        let bytes = Bytes::from(verona_stream::element_bytes(&el));
+        for session in shared.router.available_sessions(&account) {
+            shared.router.deliver(&Jid::from(session), bytes.clone());
+        }
+        return;
+    }
+    let stanza = String::from(&el);
+    shared
+        .pubsub
+        .for_account(&account)
+        .undelivered(account, vec![stanza])
+        .await;
+}
+
+/// Presence from another server's user: to the session it names, or to the account's
+/// available sessions.
+fn deliver_to_sessions(shared: &Shared, el: &Element, account: &BareJid) {
+    let bytes = Bytes::from(verona_stream::element_bytes(el));
+    let to = el.attr("to").and_then(|to| Jid::new(to).ok());
+    match to.as_ref().map(Jid::try_as_full) {
+        Some(Ok(full)) => {
+            shared.router.deliver(&Jid::from(full.clone()), bytes);
+        }
+        _ => {
+            for session in shared.router.available_sessions(account) {
+                shared.router.deliver(&Jid::from(session), bytes.clone());
+            }
+        }
+    }
+}
+
+fn answer(shared: &Shared, el: &Element, error: StanzaError) {
+    if let Some(reply) = error_reply(el, error, None) {
+        send(shared, &reply);
+    }
+}
+
+/// A reply to the other server's user.
+fn send(shared: &Shared, reply: &Element) {
+    if let Some(to) = reply.attr("to").and_then(|to| Jid::new(to).ok()) {
+        let bytes = Bytes::from(verona_stream::element_bytes(reply));
+        shared.router.deliver(&to, bytes);
+    }
+}

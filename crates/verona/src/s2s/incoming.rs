@@ -1,0 +1,245 @@
+//! One incoming stream from another server (RFC 6120 §4, XEP-0220 §2.2 and §2.4): STARTTLS
+//! required, then dialback keys checked with their authoritative servers, and answers to
+//! other servers' questions about our own keys; stanzas only for verified domain pairs.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use minidom::Element;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use verona_stream::StreamEvent;
+
+use super::Federation;
+use super::stream::{self, Stream, StreamFailure};
+use crate::c2s::random_id;
+use crate::server::Shared;
+use crate::xml::{StreamError, ns};
+
+/// Dialback verifications one stream may have in flight.
+const MAX_VERIFYING: usize = 8;
+
+/// Serves one connection from another server until it closes.
+pub async fn serve(
+    shared: Arc<Shared>,
+    federation: Arc<Federation>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
+    let mut stream = Stream::new(tcp, federation.limits.clone(), federation.write_timeout);
+    match run(&shared, &federation, &mut stream).await {
+        Ok(()) => tracing::debug!(%peer, "incoming stream closed"),
+        Err((error, why)) => {
+            tracing::info!(%peer, "incoming stream ended: {why}");
+            if let Some(error) = error {
+                let _ = stream
+                    .write(&verona_stream::stream_error(error.condition(), None))
+                    .await;
+            }
+        }
+    }
+    let _ = stream.write(verona_stream::STREAM_CLOSE).await;
+}
+
+type Failure = (Option<StreamError>, String);
+
+fn lost(e: StreamFailure) -> Failure {
+    match e {
+        StreamFailure::Framing(framing) => {
+            let error = StreamError::from(&framing);
+            (Some(error), framing.to_string())
+        }
+        StreamFailure::Timeout => (Some(StreamError::ConnectionTimeout), "timed out".into()),
+        other => (None, other.to_string()),
+    }
+}
+
+/// A verification of a dialback key, done beside the stream (the other server may need this
+/// stream to answer a question of ours meanwhile).
+struct Verified {
+    remote: String,
+    local: String,
+    valid: bool,
+}
+
+async fn run(
+    shared: &Shared,
+    federation: &Arc<Federation>,
+    stream: &mut Stream,
+) -> Result<(), Failure> {
+    let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
+    let mut id = open(federation, stream, setup).await?;
+    let mut authorized: HashSet<(String, String)> = HashSet::new();
+    let (verified_tx, mut verified) = mpsc::channel::<Verified>(MAX_VERIFYING);
+    let mut verifying = 0usize;
+    let mut shutdown = shared.shutdown.clone();
+    let until_authorized = tokio::time::Instant::now() + setup;
+    loop {
+        let deadline = async {
+            if authorized.is_empty() && verifying == 0 {
+                tokio::time::sleep_until(until_authorized).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            event = stream.next() => match event.map_err(lost)? {
+                StreamEvent::Stanza(el) => {
+                    if el.is("starttls", ns::TLS) && !stream.is_tls() {
+                        stream
+                            .write(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes())
+                            .await
+                            .map_err(lost)?;
+                        stream.accept_tls(&shared.starttls).await.map_err(lost)?;
+                        id = open(federation, stream, setup).await?;
+                    } else if el.is("result", ns::DIALBACK) {
+                        if verifying >= MAX_VERIFYING {
+                            return Err((Some(StreamError::PolicyViolation), "too many keys at once".into()));
+                        }
+                        let (remote, local) = dialback_pair(federation, &el, stream)?;
+                        verifying += 1;
+                        let key = el.text();
+                        let (federation, id, tx) = (federation.clone(), id.clone(), verified_tx.clone());
+                        tokio::spawn(async move {
+                            let valid = federation.verify(&local, &remote, &id, &key).await;
+                            let _ = tx.send(Verified { remote, local, valid }).await;
+                        });
+                    } else if el.is("verify", ns::DIALBACK) {
+                        let (remote, local) = dialback_pair(federation, &el, stream)?;
+                        let stream_id = el.attr("id").unwrap_or_default();
+                        let valid = federation.secret.verify(&el.text(), &remote, &local, stream_id);
+                        let kind = if valid { "valid" } else { "invalid" };
+                        let answer = stream::dialback("verify", &local, &remote, Some(stream_id), Some(kind), None);
+                        stream.write(&answer).await.map_err(lost)?;
+                    } else if matches!(el.name(), "message" | "presence" | "iq") && el.ns() == ns::SERVER {
+                        let pair = stanza_pair(&el)?;
+                        if !authorized.contains(&pair) {
+                            let why = format!("stanza from {} to {} on a stream not verified for them", pair.0, pair.1);
+                            return Err((Some(StreamError::NotAuthorized), why));
+                        }
+                        if let Some(el) = stream::to_client_namespace(&el) {
+                            super::inbound::dispatch(shared, el).await;
+                        }
+                    } else {
+                        return Err((Some(StreamError::UnsupportedStanzaType), format!("<{}/>", el.name())));
+                    }
+                }
+                StreamEvent::Header(_) => {
+                    return Err((Some(StreamError::BadFormat), "a second header".into()));
+                }
+                StreamEvent::End => return Ok(()),
+            },
+            Some(done) = verified.recv() => {
+                verifying -= 1;
+                let kind = if done.valid { "valid" } else { "invalid" };
+                let answer = stream::dialback("result", &done.local, &done.remote, None, Some(kind), None);
+                stream.write(&answer).await.map_err(lost)?;
+                if !done.valid {
+                    let why = format!("{}'s dialback key did not verify", done.remote);
+                    return Err((None, why));
+                }
+                tracing::info!(remote = %done.remote, local = %done.local, "incoming stream authenticated");
+                authorized.insert((done.remote, done.local));
+            }
+            () = deadline => {
+                return Err((Some(StreamError::ConnectionTimeout), "not authenticated in time".into()));
+            }
+            _ = shutdown.changed() => {
+                return Err((Some(StreamError::SystemShutdown), "shutting down".into()));
+            }
+        }
+    }
+}
+
+/// Reads the other server's stream header, answers with ours and the features; returns the
+/// stream id (its dialback keys are made for it).
+async fn open(
+    federation: &Federation,
+    stream: &mut Stream,
+    limit: Duration,
+) -> Result<String, Failure> {
+    let header = stream.header_within(limit).await.map_err(lost)?;
+    let local = header.to.clone().unwrap_or_default();
+    let id = random_id();
+    let reply_to = header.from.as_deref().unwrap_or("");
+    let served = if federation.hosts(&local) {
+        local.clone()
+    } else {
+        federation.hosted[0].clone()
+    };
+    stream
+        .write(&stream::header(&served, reply_to, Some(&id)))
+        .await
+        .map_err(lost)?;
+    if !federation.hosts(&local) {
+        return Err((
+            Some(StreamError::HostUnknown),
+            format!("not a domain of ours: {local:?}"),
+        ));
+    }
+    let features = if stream.is_tls() {
+        format!(
+            "<stream:features><dialback xmlns='{}'><errors/></dialback></stream:features>",
+            ns::DIALBACK_FEATURE
+        )
+    } else {
+        format!(
+            "<stream:features><starttls xmlns='{}'><required/></starttls></stream:features>",
+            ns::TLS
+        )
+    };
+    stream.write(features.as_bytes()).await.map_err(lost)?;
+    Ok(id)
+}
+
+/// The (remote, local) domains of a dialback element; refused before TLS, for a domain that
+/// is not ours, or for a remote name that is not a domain.
+fn dialback_pair(
+    federation: &Federation,
+    el: &Element,
+    stream: &Stream,
+) -> Result<(String, String), Failure> {
+    if !stream.is_tls() {
+        return Err((
+            Some(StreamError::PolicyViolation),
+            "dialback before TLS".into(),
+        ));
+    }
+    let domain = |attr: &str| -> Option<String> {
+        let jid = jid::BareJid::new(el.attr(attr)?).ok()?;
+        jid.node().is_none().then(|| jid.domain().to_string())
+    };
+    let (Some(remote), Some(local)) = (domain("from"), domain("to")) else {
+        return Err((
+            Some(StreamError::ImproperAddressing),
+            "dialback without domains".into(),
+        ));
+    };
+    if !federation.hosts(&local) {
+        return Err((
+            Some(StreamError::HostUnknown),
+            format!("not a domain of ours: {local}"),
+        ));
+    }
+    if federation.hosts(&remote) {
+        return Err((Some(StreamError::InvalidFrom), format!("{remote} is ours")));
+    }
+    Ok((remote, local))
+}
+
+/// The (sender's domain, recipient's domain) of a stanza from another server, which must have
+/// both addresses (RFC 6120 §8.1.1.2, §8.1.2.2).
+fn stanza_pair(el: &Element) -> Result<(String, String), Failure> {
+    let domain = |attr: &str| -> Option<String> {
+        Some(jid::Jid::new(el.attr(attr)?).ok()?.domain().to_string())
+    };
+    match (domain("from"), domain("to")) {
+        (Some(from), Some(to)) => Ok((from, to)),
+        _ => Err((
+            Some(StreamError::ImproperAddressing),
+            "a stanza without from or to".into(),
+        )),
+    }
+}

@@ -1,0 +1,276 @@
+//! Federation (RFC 6120 server-to-server streams): outgoing streams, one per pair of a local
+//! domain and a remote one, set up on the first stanza and closed when idle; incoming streams
+//! from other servers; both authenticated with XEP-0220 dialback over TLS.
+//!
+//! The router hands every stanza for another domain to [`Federation::send`]; stanzas from
+//! other servers enter the server in [`inbound`] as a session's would, routed by the same
+//! table, with the remote sender where a local session would be.
+
+pub mod dialback;
+mod inbound;
+mod incoming;
+mod outgoing;
+pub mod resolve;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hickory_resolver::TokioResolver;
+use minidom::Element;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use verona_stream::Limits;
+
+use crate::config::{Config, S2sConfig};
+use crate::router::Router;
+use crate::xml::{StanzaError, error_reply};
+
+pub use incoming::serve;
+
+/// ALPN protocol id of direct TLS server-to-server streams (XEP-0368).
+const ALPN_XMPP_SERVER: &[u8] = b"xmpp-server";
+/// Longest wait before trying a domain that could not be reached again.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What an outgoing stream is asked to do.
+enum Out {
+    /// A stanza serialised for clients (`jabber:client`).
+    Stanza(Bytes),
+    /// XEP-0220 §2.1.2: ask the remote domain whether it made `key` for stream `id`.
+    Verify {
+        id: String,
+        key: String,
+        answer: oneshot::Sender<bool>,
+    },
+}
+
+/// A local domain and a remote one: one outgoing stream each.
+type Pair = (String, String);
+
+/// A remote domain that could not be reached: stanzas for it bounce until `until`.
+struct Down {
+    until: Instant,
+    failures: u32,
+}
+
+/// The outgoing side of federation, shared by the router and the incoming streams.
+pub struct Federation {
+    /// The domains this server answers for: stanzas for others leave through here.
+    hosted: Vec<String>,
+    config: S2sConfig,
+    limits: Limits,
+    write_timeout: Duration,
+    secret: dialback::Secret,
+    starttls: TlsConnector,
+    direct_tls: TlsConnector,
+    resolver: Option<TokioResolver>,
+    router: Weak<Router>,
+    /// Each outgoing stream's queue, with a number telling it apart from a later one.
+    links: Mutex<HashMap<Pair, (u64, mpsc::Sender<Out>)>>,
+    down: Mutex<HashMap<String, Down>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Federation {
+    /// The federation of a server, or `None` when `[s2s] listen` is empty.
+    pub fn new(
+        config: &Config,
+        router: &Arc<Router>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Arc<Federation>>> {
+        if config.s2s.listen.is_empty() {
+            return Ok(None);
+        }
+        let roots = if config.s2s.require_valid_cert {
+            Some(roots(config.s2s.ca_file.as_deref())?)
+        } else {
+            None
+        };
+        let starttls = stream::client_config(roots.clone(), None)?;
+        let direct_tls = stream::client_config(roots, Some(ALPN_XMPP_SERVER))?;
+        let resolver = TokioResolver::builder_tokio()
+            .map(|builder| builder.build())
+            .map_err(|e| tracing::warn!("no DNS resolver, only [s2s.hosts] and port 5269: {e}"))
+            .ok()
+            .and_then(Result::ok);
+        let domain = config.normalized_domain();
+        let federation = Arc::new(Federation {
+            hosted: vec![domain, config.pubsub_jid(), config.rooms_jid()],
+            config: config.s2s.clone(),
+            limits: Limits {
+                max_stanza_bytes: config.limits.max_stanza_bytes,
+                max_depth: config.limits.max_depth,
+                max_attributes: config.limits.max_attributes,
+            },
+            write_timeout: Duration::from_secs(config.c2s.write_timeout_secs.max(1)),
+            secret: dialback::Secret::random(),
+            starttls: TlsConnector::from(starttls),
+            direct_tls: TlsConnector::from(direct_tls),
+            resolver,
+            router: Arc::downgrade(router),
+            links: Mutex::default(),
+            down: Mutex::default(),
+            shutdown,
+        });
+        router.federate(federation.clone());
+        Ok(Some(federation))
+    }
+
+    /// Whether `domain` is one this server answers for.
+    pub fn hosts(&self, domain: &str) -> bool {
+        self.hosted.iter().any(|d| d == domain)
+    }
+
+    /// Sends a stanza (serialised for clients, with `from` and `to`) to another domain's
+    /// server. False if it bounced at once (its sender is told why).
+    pub fn send(self: &Arc<Self>, stanza: Bytes) -> bool {
+        let from = stream::head_attr(&stanza, "from").and_then(|f| domain_of(&f));
+        let to = stream::head_attr(&stanza, "to").and_then(|t| domain_of(&t));
+        let (Some(from), Some(to)) = (from, to) else {
+            tracing::debug!("a stanza for another server without from or to");
+            return false;
+        };
+        if !self.hosts(&from) || self.hosts(&to) {
+            return false;
+        }
+        if self.is_down(&to) {
+            self.bounce(&stanza, StanzaError::RemoteServerNotFound);
+            return false;
+        }
+        match self.offer(&from, &to, Out::Stanza(stanza)) {
+            Ok(()) => true,
+            Err(Out::Stanza(stanza)) => {
+                self.bounce(&stanza, StanzaError::ResourceConstraint);
+                false
+            }
+            Err(Out::Verify { .. }) => false,
+        }
+    }
+
+    /// Asks `remote` (over our stream to it) whether it made `key` for its stream `id` to
+    /// `local`; false if it says not, or cannot be asked in time.
+    pub async fn verify(self: &Arc<Self>, local: &str, remote: &str, id: &str, key: &str) -> bool {
+        let (answer, answered) = oneshot::channel();
+        let ask = Out::Verify {
+            id: id.to_owned(),
+            key: key.to_owned(),
+            answer,
+        };
+        if self.is_down(remote) || self.offer(local, remote, ask).is_err() {
+            return false;
+        }
+        let limit = Duration::from_secs(self.config.connect_timeout_secs);
+        matches!(tokio::time::timeout(limit, answered).await, Ok(Ok(true)))
+    }
+
+    /// Queues `out` on the stream from `local` to `remote`, starting it if there is none.
+    fn offer(self: &Arc<Self>, local: &str, remote: &str, mut out: Out) -> Result<(), Out> {
+        let key = (local.to_owned(), remote.to_owned());
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, link)) = links.get(&key) {
+            match link.try_send(out) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(back)) => return Err(back),
+                // The stream ended since: a new one takes it.
+                Err(mpsc::error::TrySendError::Closed(back)) => out = back,
+            }
+        }
+        static LINK: AtomicU64 = AtomicU64::new(1);
+        let link = LINK.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.config.max_queue.max(1));
+        let sent = tx.try_send(out);
+        links.insert(key, (link, tx));
+        drop(links);
+        let federation = self.clone();
+        let (local, remote) = (local.to_owned(), remote.to_owned());
+        tokio::spawn(async move { outgoing::run(federation, link, local, remote, rx).await });
+        sent.map_err(|e| e.into_inner())
+    }
+
+    /// Whether `remote` failed recently enough that stanzas for it bounce at once.
+    fn is_down(&self, remote: &str) -> bool {
+        let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        down.get(remote).is_some_and(|d| d.until > Instant::now())
+    }
+
+    /// `remote` could not be reached: wait longer after each failure in a row.
+    fn failed(&self, remote: &str) {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = down.entry(remote.to_owned()).or_insert(Down {
+            until: Instant::now(),
+            failures: 0,
+        });
+        entry.failures = entry.failures.saturating_add(1);
+        let wait = Duration::from_secs(1u64 << entry.failures.min(9)).min(MAX_BACKOFF);
+        entry.until = Instant::now() + wait;
+    }
+
+    fn reached(&self, remote: &str) {
+        self.down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(remote);
+    }
+
+    /// Forgets the stream from `local` to `remote` if `link` is still the one registered.
+    fn unlink(&self, local: &str, remote: &str, link: u64) {
+        let key = (local.to_owned(), remote.to_owned());
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        if links
+            .get(&key)
+            .is_some_and(|(registered, _)| *registered == link)
+        {
+            links.remove(&key);
+        }
+    }
+
+    /// Tells the local sender of `stanza` that it could not be delivered.
+    fn bounce(&self, stanza: &[u8], error: StanzaError) {
+        let Ok(el) = std::str::from_utf8(stanza)
+            .map_err(|_| ())
+            .and_then(|s| s.parse::<Element>().map_err(|_| ()))
+        else {
+            return;
+        };
+        let (Some(reply), Some(router)) = (error_reply(&el, error, None), self.router.upgrade())
+        else {
+            return;
+        };
+        let Some(to) = reply.attr("to").and_then(|to| jid::Jid::new(to).ok()) else {
+            return;
+        };
+        if self.hosts(to.domain().as_str()) {
+            router.deliver(&to, Bytes::from(verona_stream::element_bytes(&reply)));
+        }
+    }
+}
+
+/// The domain of a JID given as text.
+fn domain_of(jid: &str) -> Option<String> {
+    jid::Jid::new(jid).ok().map(|j| j.domain().to_string())
+}
+
+/// The roots other servers' certificates are checked against: `ca_file`, or the system's
+/// bundle.
+fn roots(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::RootCertStore> {
+    use anyhow::Context;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    const SYSTEM: &str = "/etc/ssl/certs/ca-certificates.crt";
+    let path = ca_file.unwrap_or(std::path::Path::new(SYSTEM));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading CA certificates {}", path.display()))?
+    {
+        let cert = cert.with_context(|| format!("parsing {}", path.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("a CA certificate in {}", path.display()))?;
+    }
+    Ok(roots)
+}

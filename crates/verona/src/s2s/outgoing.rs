@@ -1,0 +1,351 @@
+//! One outgoing stream, from a local domain to a remote one (RFC 6120 §4, XEP-0220 §2.1):
+//! connect, STARTTLS (required), dialback, then the queued stanzas; closed when idle.
+//! Stanzas wait in the stream's bounded queue while it is set up; if it cannot be set up,
+//! they bounce to their senders.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use minidom::Element;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use verona_stream::StreamEvent;
+
+use super::stream::{self, Stream, StreamFailure};
+use super::{Federation, Out, resolve};
+use crate::xml::{StanzaError, ns};
+
+/// How the stream ended.
+enum Ended {
+    /// It was never authenticated: what waits for it bounces.
+    Unreached(String),
+    /// It worked, then closed (idle, peer, error): what waits goes to a new stream.
+    Closed,
+}
+
+pub(super) async fn run(
+    federation: Arc<Federation>,
+    link: u64,
+    local: String,
+    remote: String,
+    mut rx: mpsc::Receiver<Out>,
+) {
+    let mut pending = VecDeque::new();
+    let ended = serve(&federation, &local, &remote, &mut rx, &mut pending).await;
+    federation.unlink(&local, &remote, link);
+    rx.close();
+    while let Ok(out) = rx.try_recv() {
+        pending.push_back(out);
+    }
+    match ended {
+        Ended::Unreached(why) => {
+            tracing::info!(%local, %remote, "cannot reach the server: {why}");
+            federation.failed(&remote);
+            for out in pending {
+                match out {
+                    Out::Stanza(stanza) => {
+                        federation.bounce(&stanza, StanzaError::RemoteServerNotFound)
+                    }
+                    Out::Verify { answer, .. } => {
+                        let _ = answer.send(false);
+                    }
+                }
+            }
+        }
+        Ended::Closed => {
+            for out in pending {
+                match out {
+                    Out::Stanza(stanza) => {
+                        federation.send(stanza);
+                    }
+                    Out::Verify { answer, .. } => {
+                        let _ = answer.send(false);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The stream's life; `pending` holds what was taken from the queue but not sent.
+async fn serve(
+    federation: &Arc<Federation>,
+    local: &str,
+    remote: &str,
+    rx: &mut mpsc::Receiver<Out>,
+    pending: &mut VecDeque<Out>,
+) -> Ended {
+    let setup = Duration::from_secs(federation.config.connect_timeout_secs.max(1));
+    let deadline = Instant::now() + setup;
+    let stream = match connect(federation, local, remote, setup).await {
+        Ok(stream) => stream,
+        Err(why) => return Ended::Unreached(why),
+    };
+    // Dialback: the key for the stream id the remote server gave us.
+    let id = match &stream.1 {
+        Some(id) => id.clone(),
+        None => return Ended::Unreached("no stream id".into()),
+    };
+    let mut stream = stream.0;
+    let key = federation.secret.key(remote, local, &id);
+    let result = stream::dialback("result", local, remote, None, None, Some(&key));
+    if let Err(e) = stream.write(&result).await {
+        return Ended::Unreached(e.to_string());
+    }
+    let mut asked: HashMap<String, oneshot::Sender<bool>> = HashMap::new();
+    let mut authenticated = false;
+    let idle = Duration::from_secs(federation.config.idle_timeout_secs.max(1));
+    let mut last_use = Instant::now();
+    let mut shutdown = federation.shutdown.clone();
+    loop {
+        if authenticated {
+            while let Some(out) = pending.pop_front() {
+                if let Err(e) = send(&mut stream, local, remote, out, &mut asked).await {
+                    tracing::debug!(%local, %remote, "stream lost: {e}");
+                    return Ended::Closed;
+                }
+            }
+        }
+        let wake = if authenticated {
+            last_use + idle
+        } else {
+            deadline
+        };
+        tokio::select! {
+            event = stream.next() => match event {
+                Ok(StreamEvent::Stanza(el)) => {
+                    match answer(&el, local, remote, &mut asked) {
+                        Answer::Authenticated => {
+                            authenticated = true;
+                            federation.reached(remote);
+                            tracing::info!(%local, %remote, "outgoing stream authenticated");
+                        }
+                        Answer::Refused(why) => return Ended::Unreached(why),
+                        Answer::Other => {}
+                    }
+                    last_use = Instant::now();
+                }
+                Ok(StreamEvent::Header(_)) => return fail(&mut stream, authenticated).await,
+                Ok(StreamEvent::End) | Err(_) => {
+                    return if authenticated {
+                        Ended::Closed
+                    } else {
+                        Ended::Unreached("the stream closed during dialback".into())
+                    };
+                }
+            },
+            out = rx.recv() => {
+                let Some(out) = out else { return Ended::Closed };
+                last_use = Instant::now();
+                match out {
+                    // Verification requests go at once, even before this stream is
+                    // authenticated: the other server may be waiting on them to answer ours.
+                    Out::Verify { .. } => {
+                        if let Err(e) = send(&mut stream, local, remote, out, &mut asked).await {
+                            return if authenticated {
+                                Ended::Closed
+                            } else {
+                                Ended::Unreached(e.to_string())
+                            };
+                        }
+                    }
+                    Out::Stanza(_) if pending.len() >= federation.config.max_queue => {
+                        if let Out::Stanza(stanza) = out {
+                            federation.bounce(&stanza, StanzaError::ResourceConstraint);
+                        }
+                    }
+                    Out::Stanza(_) => pending.push_back(out),
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if !authenticated {
+                    return Ended::Unreached("dialback timed out".into());
+                }
+                if pending.is_empty() && asked.is_empty() {
+                    let _ = stream.write(verona_stream::STREAM_CLOSE).await;
+                    tracing::debug!(%local, %remote, "idle stream closed");
+                    return Ended::Closed;
+                }
+                last_use = Instant::now();
+            }
+            _ = shutdown.changed() => {
+                let _ = stream.write(verona_stream::STREAM_CLOSE).await;
+                return Ended::Closed;
+            }
+        }
+    }
+}
+
+async fn fail(stream: &mut Stream, authenticated: bool) -> Ended {
+    let _ = stream.write(verona_stream::STREAM_CLOSE).await;
+    if authenticated {
+        Ended::Closed
+    } else {
+        Ended::Unreached("unexpected stream header".into())
+    }
+}
+
+/// What an element on an outgoing stream answers.
+enum Answer {
+    /// Our dialback key was accepted: stanzas may flow.
+    Authenticated,
+    Refused(String),
+    Other,
+}
+
+fn answer(
+    el: &Element,
+    local: &str,
+    remote: &str,
+    asked: &mut HashMap<String, oneshot::Sender<bool>>,
+) -> Answer {
+    let ours = el.attr("from") == Some(remote) && el.attr("to") == Some(local);
+    if el.is("result", ns::DIALBACK) && ours {
+        return match el.attr("type") {
+            Some("valid") => Answer::Authenticated,
+            other => Answer::Refused(format!("dialback answered {other:?}")),
+        };
+    }
+    if el.is("verify", ns::DIALBACK) && ours {
+        if let Some(answer) = el.attr("id").and_then(|id| asked.remove(id)) {
+            let _ = answer.send(el.attr("type") == Some("valid"));
+        }
+        return Answer::Other;
+    }
+    if el.is("error", ns::STREAMS) {
+        return Answer::Refused(format!(
+            "stream error {}",
+            el.children().next().map(|c| c.name()).unwrap_or("")
+        ));
+    }
+    Answer::Other
+}
+
+async fn send(
+    stream: &mut Stream,
+    local: &str,
+    remote: &str,
+    out: Out,
+    asked: &mut HashMap<String, oneshot::Sender<bool>>,
+) -> Result<(), StreamFailure> {
+    match out {
+        Out::Stanza(stanza) => stream.write(&stream::to_server_namespace(&stanza)).await,
+        Out::Verify { id, key, answer } => {
+            let verify = stream::dialback("verify", local, remote, Some(&id), None, Some(&key));
+            asked.insert(id, answer);
+            stream.write(&verify).await
+        }
+    }
+}
+
+/// Connects to the first target that answers and negotiates TLS; the stream id the remote
+/// server gave comes with it.
+async fn connect(
+    federation: &Federation,
+    local: &str,
+    remote: &str,
+    limit: Duration,
+) -> Result<(Stream, Option<String>), String> {
+    let targets = resolve::targets(&federation.config, federation.resolver.as_ref(), remote).await;
+    let mut last = String::from("no address");
+    for target in targets {
+        let attempt = tokio::time::timeout(limit, open(federation, local, remote, &target));
+        match attempt.await {
+            Ok(Ok(opened)) => return Ok(opened),
+            Ok(Err(e)) => last = format!("{}:{}: {e}", target.host, target.port),
+            Err(_) => last = format!("{}:{}: timed out", target.host, target.port),
+        }
+    }
+    Err(last)
+}
+
+async fn open(
+    federation: &Federation,
+    local: &str,
+    remote: &str,
+    target: &resolve::Target,
+) -> Result<(Stream, Option<String>), StreamFailure> {
+    let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    let _ = tcp.set_nodelay(true);
+    let step = Duration::from_secs(federation.config.connect_timeout_secs.max(1));
+    let mut stream = Stream::new(tcp, federation.limits.clone(), federation.write_timeout);
+    if target.direct_tls {
+        stream.connect_tls(&federation.direct_tls, remote).await?;
+    }
+    loop {
+        stream.write(&stream::header(local, remote, None)).await?;
+        let header = stream.header_within(step).await?;
+        let features = stream.element_within(step).await?;
+        if !features.is("features", ns::STREAMS) {
+            return Err(StreamFailure::Protocol("expected stream features".into()));
+        }
+        if stream.is_tls() {
+            return Ok((stream, header.id));
+        }
+        if !features.has_child("starttls", ns::TLS) {
+            return Err(StreamFailure::Protocol("the server offers no TLS".into()));
+        }
+        stream
+            .write(format!("<starttls xmlns='{}'/>", ns::TLS).as_bytes())
+            .await?;
+        let proceed = stream.element_within(step).await?;
+        if !proceed.is("proceed", ns::TLS) {
+            return Err(StreamFailure::Protocol("STARTTLS refused".into()));
+        }
+        stream.connect_tls(&federation.starttls, remote).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        xml.parse::<Element>()
+            .unwrap_or_else(|e| panic!("{xml}: {e}"))
+    }
+
+    #[test]
+    fn only_answers_for_this_pair_count() {
+        let db = "xmlns:db='jabber:server:dialback'";
+        let mut asked = HashMap::new();
+        let (tx, mut rx) = oneshot::channel();
+        asked.insert("i1".to_owned(), tx);
+        let cases = [
+            (
+                format!("<db:result {db} from='montague.lit' to='capulet.lit' type='valid'/>"),
+                "auth",
+            ),
+            (
+                format!("<db:result {db} from='nurse.lit' to='capulet.lit' type='valid'/>"),
+                "other",
+            ),
+            (
+                format!("<db:result {db} from='montague.lit' to='capulet.lit' type='invalid'/>"),
+                "refused",
+            ),
+            (
+                format!(
+                    "<db:verify {db} from='montague.lit' to='capulet.lit' id='i2' type='valid'/>"
+                ),
+                "other",
+            ),
+        ];
+        for (xml, expected) in cases {
+            let got = match answer(&el(&xml), "capulet.lit", "montague.lit", &mut asked) {
+                Answer::Authenticated => "auth",
+                Answer::Refused(_) => "refused",
+                Answer::Other => "other",
+            };
+            assert_eq!(got, expected, "{xml}");
+        }
+        assert!(rx.try_recv().is_err(), "i1 is still waiting");
+        let verified =
+            format!("<db:verify {db} from='montague.lit' to='capulet.lit' id='i1' type='valid'/>");
+        answer(&el(&verified), "capulet.lit", "montague.lit", &mut asked);
+        assert_eq!(rx.try_recv(), Ok(true));
+        assert!(asked.is_empty());
+    }
+}

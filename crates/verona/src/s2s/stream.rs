@@ -1,0 +1,421 @@
+//! One server-to-server stream on the wire, either direction: the socket (TCP, then TLS),
+//! the parser, deadlines on every read and write, and the conversions between the server's
+//! `jabber:client` stanzas and the `jabber:server` ones streams between servers carry.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use minidom::Element;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use verona_stream::{Limits, StreamEvent, StreamHeader, StreamParser};
+
+use crate::xml::ns;
+
+const READ_CHUNK: usize = 4096;
+
+/// Why a stream ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamFailure {
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Framing(#[from] verona_stream::FramingError),
+    #[error("the peer closed the stream")]
+    Closed,
+    #[error("{0}")]
+    Protocol(String),
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Upgrading,
+}
+
+pub struct Stream {
+    io: Io,
+    parser: StreamParser,
+    limits: Limits,
+    chunk: Vec<u8>,
+    write_timeout: Duration,
+}
+
+impl Stream {
+    pub fn new(tcp: TcpStream, limits: Limits, write_timeout: Duration) -> Stream {
+        Stream {
+            io: Io::Plain(tcp),
+            parser: StreamParser::new(ns::SERVER, limits.clone()),
+            limits,
+            chunk: Vec::new(),
+            write_timeout,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, Io::Tls(_))
+    }
+
+    /// The next event of the stream. Cancel-safe: bytes are only taken from the socket by
+    /// the read that completes, and parsed before anything else is awaited.
+    pub async fn next(&mut self) -> Result<StreamEvent, StreamFailure> {
+        loop {
+            if let Some(event) = self.parser.next_event()? {
+                return Ok(event);
+            }
+            self.chunk.resize(READ_CHUNK, 0);
+            let n = match &mut self.io {
+                Io::Plain(tcp) => tcp.read(&mut self.chunk).await?,
+                Io::Tls(tls) => tls.read(&mut self.chunk).await?,
+                Io::Upgrading => return Err(StreamFailure::Closed),
+            };
+            if n == 0 {
+                return Err(StreamFailure::Closed);
+            }
+            self.parser.feed(&self.chunk[..n]);
+        }
+    }
+
+    /// The next event within `limit`.
+    pub async fn next_within(&mut self, limit: Duration) -> Result<StreamEvent, StreamFailure> {
+        tokio::time::timeout(limit, self.next())
+            .await
+            .map_err(|_| StreamFailure::Timeout)?
+    }
+
+    /// The next top-level element within `limit`; the stream's end is a failure here.
+    pub async fn element_within(&mut self, limit: Duration) -> Result<Element, StreamFailure> {
+        match self.next_within(limit).await? {
+            StreamEvent::Stanza(el) => Ok(el),
+            StreamEvent::Header(_) => Err(StreamFailure::Protocol("a second header".into())),
+            StreamEvent::End => Err(StreamFailure::Closed),
+        }
+    }
+
+    /// The peer's stream header within `limit`.
+    pub async fn header_within(&mut self, limit: Duration) -> Result<StreamHeader, StreamFailure> {
+        match self.next_within(limit).await? {
+            StreamEvent::Header(header) => Ok(header),
+            _ => Err(StreamFailure::Protocol("expected a stream header".into())),
+        }
+    }
+
+    /// Writes `bytes` whole, or fails after the write deadline (a peer that stops reading
+    /// must not hold the task).
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StreamFailure> {
+        let write = async {
+            match &mut self.io {
+                Io::Plain(tcp) => tcp.write_all(bytes).await,
+                Io::Tls(tls) => {
+                    tls.write_all(bytes).await?;
+                    tls.flush().await
+                }
+                Io::Upgrading => Err(io::ErrorKind::NotConnected.into()),
+            }
+        };
+        tokio::time::timeout(self.write_timeout, write)
+            .await
+            .map_err(|_| StreamFailure::Timeout)??;
+        Ok(())
+    }
+
+    /// TLS as the initiating side (after `<proceed/>`, or from the first byte), verifying
+    /// the peer as `domain` if the connector does; the parser starts over.
+    pub async fn connect_tls(
+        &mut self,
+        connector: &TlsConnector,
+        domain: &str,
+    ) -> Result<(), StreamFailure> {
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
+            return Err(StreamFailure::Protocol("TLS twice".into()));
+        };
+        let name = rustls::pki_types::ServerName::try_from(domain.to_owned())
+            .map_err(|e| StreamFailure::Protocol(format!("{domain}: {e}")))?;
+        let tls = connector.connect(name, tcp).await?;
+        self.io = Io::Tls(Box::new(TlsStream::Client(tls)));
+        self.restart();
+        Ok(())
+    }
+
+    /// TLS as the receiving side, after `<proceed/>`; the parser starts over.
+    pub async fn accept_tls(&mut self, acceptor: &TlsAcceptor) -> Result<(), StreamFailure> {
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
+            return Err(StreamFailure::Protocol("TLS twice".into()));
+        };
+        let tls = acceptor.accept(tcp).await?;
+        self.io = Io::Tls(Box::new(TlsStream::Server(tls)));
+        self.restart();
+        Ok(())
+    }
+
+    /// A new stream on the same socket (after TLS).
+    fn restart(&mut self) {
+        self.parser = StreamParser::new(ns::SERVER, self.limits.clone());
+    }
+}
+
+/// The opening of a stream between servers, with the dialback prefix declared.
+pub fn header(from: &str, to: &str, id: Option<&str>) -> Vec<u8> {
+    let mut out = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' xmlns:db='{}' from='{}' to='{}'",
+        ns::SERVER,
+        ns::STREAMS,
+        ns::DIALBACK,
+        escape(from),
+        escape(to)
+    );
+    if let Some(id) = id {
+        out.push_str(&format!(" id='{}'", escape(id)));
+    }
+    out.push_str(" version='1.0'>");
+    out.into_bytes()
+}
+
+/// A dialback element (`result` or `verify`) as written on our streams.
+pub fn dialback(
+    name: &str,
+    from: &str,
+    to: &str,
+    id: Option<&str>,
+    kind: Option<&str>,
+    key: Option<&str>,
+) -> Vec<u8> {
+    let mut out = format!("<db:{name} from='{}' to='{}'", escape(from), escape(to));
+    if let Some(id) = id {
+        out.push_str(&format!(" id='{}'", escape(id)));
+    }
+    if let Some(kind) = kind {
+        out.push_str(&format!(" type='{kind}'"));
+    }
+    match key {
+        Some(key) => out.push_str(&format!(">{}</db:{name}>", escape(key))),
+        None => out.push_str("/>"),
+    }
+    out.into_bytes()
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('\'', "&apos;")
+}
+
+/// A stanza the server serialised for its clients, made a `jabber:server` stanza: minidom
+/// declares the namespace on the top-level element (`<message xmlns='jabber:client' …>`), and
+/// its children inherit it, so only that declaration changes. Elements nested in another
+/// namespace (a forwarded message) declare their own and stay as they are.
+pub fn to_server_namespace(bytes: &[u8]) -> Vec<u8> {
+    swap_top_namespace(bytes, ns::CLIENT, ns::SERVER)
+}
+
+fn swap_top_namespace(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let head_end = bytes.iter().position(|&b| b == b'>').unwrap_or(bytes.len());
+    let head = &bytes[..head_end];
+    for quote in [b'\'', b'"'] {
+        let declaration = |namespace: &str| {
+            [
+                b" xmlns=".as_slice(),
+                &[quote],
+                namespace.as_bytes(),
+                &[quote],
+            ]
+            .concat()
+        };
+        let needle = declaration(from);
+        if let Some(at) = head
+            .windows(needle.len())
+            .position(|w| w == needle.as_slice())
+        {
+            return [&bytes[..at], &declaration(to), &bytes[at + needle.len()..]].concat();
+        }
+    }
+    bytes.to_vec()
+}
+
+/// An attribute of the top-level element of serialised XML, unescaped.
+pub fn head_attr(bytes: &[u8], name: &str) -> Option<String> {
+    let head_end = bytes.iter().position(|&b| b == b'>')?;
+    let head = std::str::from_utf8(&bytes[..head_end]).ok()?;
+    for quote in ['\'', '"'] {
+        let needle = format!(" {name}={quote}");
+        if let Some(at) = head.find(&needle) {
+            let rest = &head[at + needle.len()..];
+            let value = &rest[..rest.find(quote)?];
+            return Some(
+                value
+                    .replace("&apos;", "'")
+                    .replace("&quot;", "\"")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&"),
+            );
+        }
+    }
+    None
+}
+
+/// A stanza received from another server, in the namespace the rest of the server speaks:
+/// every element in `jabber:server` (the top-level one and those inheriting it) becomes
+/// `jabber:client`, by the same swap of the top-level declaration on its serialised form.
+pub fn to_client_namespace(el: &Element) -> Option<Element> {
+    let bytes = swap_top_namespace(&verona_stream::element_bytes(el), ns::SERVER, ns::CLIENT);
+    std::str::from_utf8(&bytes).ok()?.parse().ok()
+}
+
+/// The TLS client configuration for outgoing streams. With `verify`, certificates must chain
+/// to `roots` and name the domain; without, any certificate is taken and dialback alone
+/// authenticates the peer (XEP-0220 over unverified TLS, as Prosody and ejabberd do by
+/// default).
+pub fn client_config(
+    roots: Option<rustls::RootCertStore>,
+    alpn: Option<&[u8]>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let mut config = match roots {
+        Some(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+            .with_no_client_auth(),
+    };
+    if let Some(alpn) = alpn {
+        config.alpn_protocols = vec![alpn.to_vec()];
+    }
+    Ok(Arc::new(config))
+}
+
+/// Takes any certificate (signatures over the handshake are still checked, so the peer holds
+/// the key of the certificate it shows); used only where dialback authenticates.
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stanzas_change_namespace_at_the_top_only() {
+        let cases = [
+            (
+                "<message xmlns='jabber:client' to='romeo@montague.lit'><body>hi</body></message>",
+                "<message xmlns='jabber:server' to='romeo@montague.lit'><body>hi</body></message>",
+            ),
+            (
+                "<message xmlns=\"jabber:client\"><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'/></forwarded></message>",
+                "<message xmlns=\"jabber:server\"><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'/></forwarded></message>",
+            ),
+            (
+                "<iq xmlns='urn:other' type='get'><ping xmlns='jabber:client'/></iq>",
+                "<iq xmlns='urn:other' type='get'><ping xmlns='jabber:client'/></iq>",
+            ),
+        ];
+        for (before, after) in cases {
+            let changed = String::from_utf8(to_server_namespace(before.as_bytes())).unwrap();
+            assert_eq!(changed, after);
+        }
+    }
+
+    #[test]
+    fn attributes_of_the_top_element() {
+        let xml = b"<message xmlns='jabber:client' from='a&amp;b@capulet.lit/x' to=\"romeo@montague.lit\"><body from='no'/></message>";
+        assert_eq!(head_attr(xml, "from").as_deref(), Some("a&b@capulet.lit/x"));
+        assert_eq!(head_attr(xml, "to").as_deref(), Some("romeo@montague.lit"));
+        assert_eq!(head_attr(xml, "id"), None);
+    }
+
+    #[test]
+    fn received_stanzas_speak_jabber_client() {
+        let el: Element = "<message xmlns='jabber:server' from='romeo@montague.lit/orchard' to='juliet@capulet.lit'><body>hi</body><x xmlns='urn:other'><y/></x></message>"
+            .parse()
+            .unwrap();
+        let converted = to_client_namespace(&el).unwrap();
+        assert_eq!(converted.ns(), ns::CLIENT);
+        assert_eq!(converted.attr("from"), Some("romeo@montague.lit/orchard"));
+        assert_eq!(
+            converted.get_child("body", ns::CLIENT).unwrap().text(),
+            "hi"
+        );
+        let x = converted.get_child("x", "urn:other").unwrap();
+        assert!(x.get_child("y", "urn:other").is_some());
+    }
+
+    #[test]
+    fn dialback_elements() {
+        let result = dialback(
+            "result",
+            "capulet.lit",
+            "montague.lit",
+            None,
+            None,
+            Some("k"),
+        );
+        assert_eq!(
+            result,
+            b"<db:result from='capulet.lit' to='montague.lit'>k</db:result>"
+        );
+        let verify = dialback(
+            "verify",
+            "capulet.lit",
+            "montague.lit",
+            Some("i'd"),
+            Some("valid"),
+            None,
+        );
+        assert_eq!(
+            verify,
+            b"<db:verify from='capulet.lit' to='montague.lit' id='i&apos;d' type='valid'/>"
+        );
+    }
+}

@@ -1,0 +1,487 @@
+//! Federation (RFC 6120 server-to-server streams, XEP-0220 dialback over STARTTLS): two
+//! Verona servers on loopback, `capulet.lit` and `montague.lit`, each the other's remote
+//! domain through `[s2s.hosts]`. Messages, iqs and presence subscriptions (XEP-0207 across
+//! domains) cross both ways; a server that cannot be reached bounces; a stranger that claims
+//! to be `montague.lit` is refused.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use minidom::Element;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use verona_stream::{Limits, StreamEvent, StreamParser};
+
+const CLIENT: &str = "jabber:client";
+const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const STREAMS: &str = "http://etherx.jabber.org/streams";
+const DIALBACK: &str = "jabber:server:dialback";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Pair {
+    capulet: TestServer,
+    montague: TestServer,
+}
+
+/// Two federating servers; Juliet on capulet.lit, Romeo on montague.lit.
+async fn pair() -> Pair {
+    let (capulet_port, montague_port) = (free_port(), free_port());
+    let federate = |domain: &str, own: u16, other: &str, other_port: u16| {
+        let (domain, other) = (domain.to_owned(), other.to_owned());
+        move |config: &mut verona::config::Config| {
+            config.domain = domain;
+            config.s2s.listen = vec![format!("127.0.0.1:{own}").parse().unwrap()];
+            for host in [
+                other.clone(),
+                format!("pubsub.{other}"),
+                format!("chat.{other}"),
+            ] {
+                config
+                    .s2s
+                    .hosts
+                    .insert(host, format!("127.0.0.1:{other_port}"));
+            }
+            let closed = free_port();
+            config
+                .s2s
+                .hosts
+                .insert("closed.lit".into(), format!("127.0.0.1:{closed}"));
+        }
+    };
+    let capulet = TestServer::start_with(federate(
+        "capulet.lit",
+        capulet_port,
+        "montague.lit",
+        montague_port,
+    ))
+    .await;
+    let montague = TestServer::start_with(federate(
+        "montague.lit",
+        montague_port,
+        "capulet.lit",
+        capulet_port,
+    ))
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    montague.add_user("romeo", "pw").await;
+    Pair { capulet, montague }
+}
+
+async fn online(server: &TestServer, user: &str, resource: &str) -> Client {
+    let mut client = server.login(user, "pw", resource).await;
+    client.send("<presence xmlns='jabber:client'/>").await;
+    let own = client.recv().await;
+    assert_eq!(own.name(), "presence", "{}", show(&own));
+    client
+}
+
+/// The next stanza named `name`, skipping others (presence of the account's own resources).
+async fn next(client: &mut Client, name: &str) -> Element {
+    loop {
+        let el = client.recv().await;
+        if el.name() == name {
+            return el;
+        }
+    }
+}
+
+fn error_condition(el: &Element) -> Option<String> {
+    let error = el.get_child("error", CLIENT)?;
+    error
+        .children()
+        .find(|c| c.ns() == STANZAS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+#[tokio::test]
+async fn messages_cross_both_ways() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='m1'><body>Wherefore art thou?</body></message>")
+        .await;
+    let got = next(&mut romeo, "message").await;
+    assert_eq!(got.ns(), CLIENT);
+    assert_eq!(got.attr("from"), Some("juliet@capulet.lit/balcony"));
+    assert_eq!(got.attr("to"), Some("romeo@montague.lit"));
+    assert_eq!(got.attr("type"), Some("chat"));
+    assert_eq!(got.attr("id"), Some("m1"));
+    assert_eq!(
+        got.get_child("body", CLIENT).map(|b| b.text()).as_deref(),
+        Some("Wherefore art thou?")
+    );
+    romeo
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@capulet.lit/balcony' id='m2'><body>Here</body></message>")
+        .await;
+    let reply = next(&mut juliet, "message").await;
+    assert_eq!(reply.attr("from"), Some("romeo@montague.lit/orchard"));
+    assert_eq!(
+        reply.get_child("body", CLIENT).map(|b| b.text()).as_deref(),
+        Some("Here")
+    );
+    // Several in a row arrive in order over the same streams.
+    for n in 0..20 {
+        juliet
+            .send(&format!("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='n{n}'><body>{n}</body></message>"))
+            .await;
+    }
+    for n in 0..20 {
+        let got = next(&mut romeo, "message").await;
+        assert_eq!(got.attr("id"), Some(format!("n{n}").as_str()));
+    }
+}
+
+#[tokio::test]
+async fn a_message_to_an_absent_remote_user_is_kept() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='k1'><body>Sleep dwell upon thine eyes</body></message>")
+        .await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='nobody@montague.lit' id='k2'><body>?</body></message>")
+        .await;
+    let bounced = next(&mut juliet, "message").await;
+    assert_eq!(bounced.attr("id"), Some("k2"));
+    assert_eq!(bounced.attr("type"), Some("error"));
+    assert_eq!(
+        error_condition(&bounced).as_deref(),
+        Some("service-unavailable")
+    );
+    let mut romeo = pair.montague.login("romeo", "pw", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let kept = next(&mut romeo, "message").await;
+    assert_eq!(kept.attr("id"), Some("k1"));
+    assert_eq!(kept.attr("from"), Some("juliet@capulet.lit/balcony"));
+    assert!(
+        kept.get_child("delay", "urn:xmpp:delay").is_some(),
+        "{}",
+        show(&kept)
+    );
+}
+
+#[tokio::test]
+async fn iqs_cross_and_only_public_queries_are_answered() {
+    let pair = pair().await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let pong = romeo
+        .request("<iq xmlns='jabber:client' type='get' to='capulet.lit' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"), "{}", show(&pong));
+    assert_eq!(pong.attr("from"), Some("capulet.lit"));
+    let info = romeo
+        .request("<iq xmlns='jabber:client' type='get' to='capulet.lit' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    assert_eq!(info.attr("type"), Some("result"), "{}", show(&info));
+    // A remote user has no account here: no registration, roster or archive of its own.
+    let cases = [
+        "<iq xmlns='jabber:client' type='set' to='capulet.lit' id='r1'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+        "<iq xmlns='jabber:client' type='get' to='juliet@capulet.lit' id='r2'><query xmlns='jabber:iq:roster'/></iq>",
+        "<iq xmlns='jabber:client' type='get' to='juliet@capulet.lit/none' id='r3'><ping xmlns='urn:xmpp:ping'/></iq>",
+    ];
+    for iq in cases {
+        let reply = romeo.request(iq).await;
+        assert_eq!(reply.attr("type"), Some("error"), "{iq}: {}", show(&reply));
+        assert_eq!(
+            error_condition(&reply).as_deref(),
+            Some("service-unavailable"),
+            "{iq}"
+        );
+    }
+    // The account that a removal would have deleted is still there.
+    let juliet = pair.capulet.login("juliet", "pw", "balcony").await;
+    drop(juliet);
+}
+
+#[tokio::test]
+async fn a_presence_subscription_crosses_domains() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@capulet.lit'/>")
+        .await;
+    // Pending on Juliet's presence node: her classic client sees the request.
+    let request = next(&mut juliet, "presence").await;
+    assert_eq!(
+        request.attr("type"),
+        Some("subscribe"),
+        "{}",
+        show(&request)
+    );
+    assert_eq!(request.attr("from"), Some("romeo@montague.lit"));
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@montague.lit'/>")
+        .await;
+    let mut approved = false;
+    let mut available = false;
+    while !(approved && available) {
+        let el = next(&mut romeo, "presence").await;
+        match (el.attr("type"), el.attr("from")) {
+            (Some("subscribed"), Some("juliet@capulet.lit")) => approved = true,
+            (None, Some("juliet@capulet.lit/balcony")) => available = true,
+            _ => {}
+        }
+    }
+    // Juliet's roster shows Romeo following her.
+    let roster = juliet
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='ro'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    let item = roster
+        .get_child("query", "jabber:iq:roster")
+        .and_then(|q| {
+            q.children()
+                .find(|i| i.attr("jid") == Some("romeo@montague.lit"))
+        })
+        .unwrap_or_else(|| panic!("{}", show(&roster)));
+    assert_eq!(item.attr("subscription"), Some("from"));
+    // Her next presence goes to him.
+    juliet
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    loop {
+        let el = next(&mut romeo, "presence").await;
+        if el.attr("from") == Some("juliet@capulet.lit/balcony")
+            && el.get_child("show", CLIENT).is_some()
+        {
+            assert_eq!(el.get_child("show", CLIENT).unwrap().text(), "away");
+            break;
+        }
+    }
+    // A probe from his side is answered with her presence.
+    romeo
+        .send("<presence xmlns='jabber:client' type='probe' to='juliet@capulet.lit'/>")
+        .await;
+    let answer = next(&mut romeo, "presence").await;
+    assert_eq!(answer.attr("from"), Some("juliet@capulet.lit/balcony"));
+    // Ending it: her unsubscribed ends his subscription, and he hears of it.
+    juliet
+        .send("<presence xmlns='jabber:client' type='unsubscribed' to='romeo@montague.lit'/>")
+        .await;
+    // RFC 6121 §3.2.2: he is told, and sees her go offline.
+    let (mut told, mut gone) = (false, false);
+    while !(told && gone) {
+        let el = next(&mut romeo, "presence").await;
+        match (el.attr("type"), el.attr("from")) {
+            (Some("unsubscribed"), Some("juliet@capulet.lit")) => told = true,
+            (Some("unavailable"), Some("juliet@capulet.lit/balcony")) => gone = true,
+            _ => {}
+        }
+    }
+    juliet
+        .send("<presence xmlns='jabber:client'><show>dnd</show></presence>")
+        .await;
+    romeo.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_bounces() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    for (id, to) in [("u1", "someone@closed.lit"), ("u2", "someone@closed.lit/x")] {
+        juliet
+            .send(&format!("<message xmlns='jabber:client' type='chat' to='{to}' id='{id}'><body>hello</body></message>"))
+            .await;
+        let bounced = next(&mut juliet, "message").await;
+        assert_eq!(bounced.attr("id"), Some(id));
+        assert_eq!(bounced.attr("type"), Some("error"));
+        assert_eq!(bounced.attr("from"), Some(to));
+        assert_eq!(
+            error_condition(&bounced).as_deref(),
+            Some("remote-server-not-found")
+        );
+    }
+    let iq = juliet
+        .request("<iq xmlns='jabber:client' type='get' to='closed.lit' id='u3'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        error_condition(&iq).as_deref(),
+        Some("remote-server-not-found")
+    );
+}
+
+/// A raw server-to-server stream, for speaking as a stranger.
+struct Raw {
+    io: Option<Box<dyn RawIo>>,
+    parser: StreamParser,
+}
+
+trait RawIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawIo for T {}
+
+impl Raw {
+    async fn connect(port: u16) -> Raw {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        Raw {
+            io: Some(Box::new(tcp)),
+            parser: StreamParser::new("jabber:server", Limits::default()),
+        }
+    }
+
+    async fn send(&mut self, xml: &str) {
+        let io = self.io.as_mut().unwrap();
+        io.write_all(xml.as_bytes()).await.unwrap();
+    }
+
+    async fn event(&mut self) -> Option<StreamEvent> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match self.parser.next_event() {
+                    Ok(Some(event)) => return Some(event),
+                    Ok(None) => {}
+                    Err(_) => return None,
+                }
+                let mut buf = [0u8; 4096];
+                let n = self.io.as_mut().unwrap().read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return None;
+                }
+                self.parser.feed(&buf[..n]);
+            }
+        })
+        .await
+        .expect("timed out waiting for the server")
+    }
+
+    async fn element(&mut self) -> Element {
+        match self.event().await {
+            Some(StreamEvent::Stanza(el)) => el,
+            other => panic!("expected an element, got {other:?}"),
+        }
+    }
+
+    /// Opens a stream claiming `from`; returns the features.
+    async fn open(&mut self, from: &str) -> Element {
+        self.parser = StreamParser::new("jabber:server", Limits::default());
+        self.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{from}' to='capulet.lit' version='1.0'>")).await;
+        assert!(matches!(self.event().await, Some(StreamEvent::Header(_))));
+        self.element().await
+    }
+
+    async fn starttls(&mut self, cert: &std::path::Path) {
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        let proceed = self.element().await;
+        assert_eq!(proceed.name(), "proceed");
+        let tcp = self.io.take().unwrap();
+        let connector = tls_connector_for(cert);
+        let name = rustls::pki_types::ServerName::try_from("capulet.lit").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        self.io = Some(Box::new(tls));
+    }
+}
+
+/// Trusts the server's own certificate, without ALPN.
+fn tls_connector_for(cert: &std::path::Path) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+fn stream_error(el: &Element) -> Option<String> {
+    if !el.is("error", STREAMS) {
+        return None;
+    }
+    el.children().next().map(|c| c.name().to_owned())
+}
+
+#[tokio::test]
+async fn a_server_must_encrypt_and_prove_its_name() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let port = pair.capulet.server.s2s_addrs()[0].port();
+
+    // TLS is required, and a stanza before authentication ends the stream.
+    let mut raw = Raw::connect(port).await;
+    let features = raw.open("montague.lit").await;
+    let starttls = features
+        .get_child("starttls", "urn:ietf:params:xml:ns:xmpp-tls")
+        .expect("STARTTLS offered");
+    assert!(starttls.has_child("required", "urn:ietf:params:xml:ns:xmpp-tls"));
+    raw.send("<message from='romeo@montague.lit/x' to='juliet@capulet.lit' type='chat'><body>forged</body></message>").await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("not-authorized"));
+
+    // A stranger claiming montague.lit with a made-up key: capulet asks montague, which
+    // made no such key; the stream is refused and nothing reaches Juliet.
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    raw.starttls(pair.capulet.server.cert_path()).await;
+    let features = raw.open("montague.lit").await;
+    assert!(features.has_child("dialback", "urn:xmpp:features:dialback"));
+    raw.send("<db:result from='montague.lit' to='capulet.lit'>0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef</db:result>").await;
+    let result = raw.element().await;
+    assert!(result.is("result", DIALBACK), "{}", show(&result));
+    assert_eq!(result.attr("type"), Some("invalid"));
+    raw.send("<message from='romeo@montague.lit/x' to='juliet@capulet.lit' type='chat'><body>forged</body></message>").await;
+    juliet.expect_nothing().await;
+
+    // Dialback for a domain that is not capulet's own is refused.
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    raw.starttls(pair.capulet.server.cert_path()).await;
+    raw.open("montague.lit").await;
+    raw.send("<db:result from='montague.lit' to='elsewhere.lit'>00</db:result>")
+        .await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("host-unknown"));
+}
+
+#[tokio::test]
+async fn a_remote_user_subscribes_natively_to_a_pubsub_node() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let create = juliet
+        .request("<iq xmlns='jabber:client' type='set' to='pubsub.capulet.lit' id='c1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='balcony'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field></x></configure></pubsub></iq>")
+        .await;
+    assert_eq!(create.attr("type"), Some("result"), "{}", show(&create));
+    let subscribed = romeo
+        .request("<iq xmlns='jabber:client' type='set' to='pubsub.capulet.lit' id='s1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='balcony' jid='romeo@montague.lit/orchard'/></pubsub></iq>")
+        .await;
+    assert_eq!(
+        subscribed.attr("type"),
+        Some("result"),
+        "{}",
+        show(&subscribed)
+    );
+    let juliet_publishes = juliet
+        .request("<iq xmlns='jabber:client' type='set' to='pubsub.capulet.lit' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='balcony'><item id='i1'><entry xmlns='urn:example'>soft</entry></item></publish></pubsub></iq>")
+        .await;
+    assert_eq!(juliet_publishes.attr("type"), Some("result"));
+    let event = next(&mut romeo, "message").await;
+    assert_eq!(event.attr("from"), Some("pubsub.capulet.lit"));
+    let items = event
+        .get_child("event", "http://jabber.org/protocol/pubsub#event")
+        .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
+        .unwrap_or_else(|| panic!("{}", show(&event)));
+    assert_eq!(items.attr("node"), Some("balcony"));
+    let item = items.children().next().unwrap();
+    assert_eq!(item.attr("id"), Some("i1"));
+    assert_eq!(
+        item.get_child("entry", "urn:example").unwrap().text(),
+        "soft"
+    );
+}
