@@ -1,0 +1,250 @@
+//! Federation with another implementation: Debian's Prosody as the remote domain
+//! `prosody.lit`, on loopback beside Verona's `verona.lit`, each finding the other at a fixed
+//! address (Verona through `[s2s.hosts]`, Prosody through the test module in
+//! `tests/prosody/`). STARTTLS and XEP-0220 dialback both ways; messages, iqs and a presence
+//! subscription cross. `.ci/run` installs Prosody; without it the test says so and passes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use minidom::Element;
+use verona_auth::ScramHash;
+
+const CLIENT: &str = "jabber:client";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Prosody process, killed when dropped.
+struct Prosody {
+    child: Child,
+    c2s: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("Prosody's log:\n{}", self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prosody {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("prosody.crt")
+    }
+
+    async fn login(&self, user: &str) -> Client {
+        let mut client = Client::connect(([127, 0, 0, 1], self.c2s).into()).await;
+        client.domain = "prosody.lit".into();
+        client.open().await;
+        client.starttls(&self.cert()).await;
+        client.open().await;
+        client
+            .auth_scram(ScramHash::Sha1, user, "pw")
+            .await
+            .unwrap_or_else(|e| panic!("logging in to Prosody: {e:?}\n{}", self.log()));
+        client.open().await;
+        client.bind(Some("home")).await;
+        client
+    }
+}
+
+/// Whether `prosody` is on the PATH (running it to ask would start a server).
+fn installed() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("prosody").is_file())
+    })
+}
+
+/// Starts Prosody for `prosody.lit`, federating with Verona's domains at `verona_s2s`.
+async fn start_prosody(verona_s2s: u16, s2s: u16) -> Prosody {
+    let dir = tempfile::tempdir().unwrap();
+    let c2s = free_port();
+    let certified = rcgen::generate_simple_self_signed(vec!["prosody.lit".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("prosody.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("prosody.key"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prosody");
+    let d = dir.path().display();
+    let routes: Vec<String> = ["verona.lit", "pubsub.verona.lit", "chat.verona.lit"]
+        .iter()
+        .map(|domain| format!("[\"{domain}\"] = {{ \"127.0.0.1\", {verona_s2s} }}"))
+        .collect();
+    let config = format!(
+        r#"-- Written by crates/verona/tests/federation_prosody.rs
+run_as_root = true
+pidfile = "{d}/prosody.pid"
+data_path = "{d}/data"
+plugin_paths = {{ "{plugins}" }}
+log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{d}/prosody.log" }} }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s} }}
+s2s_ports = {{ {s2s} }}
+c2s_require_encryption = true
+s2s_require_encryption = true
+s2s_secure_auth = false
+authentication = "internal_hashed"
+network_settings = {{ nagle = false }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "verona_test_routes" }}
+verona_test_routes = {{ {routes} }}
+VirtualHost "prosody.lit"
+ssl = {{ certificate = "{d}/prosody.crt"; key = "{d}/prosody.key" }}
+"#,
+        plugins = plugins.display(),
+        routes = routes.join(", "),
+    );
+    let path = dir.path().join("prosody.cfg.lua");
+    std::fs::write(&path, config).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    for user in ["romeo", "benvolio"] {
+        let status = Command::new("prosodyctl")
+            .arg("--config")
+            .arg(&path)
+            .args(["register", user, "prosody.lit", "pw"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "prosodyctl register {user}");
+    }
+    let child = Command::new("prosody")
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prosody = Prosody { child, c2s, dir };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", c2s)).await.is_ok() {
+            return prosody;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("Prosody did not start:\n{}", prosody.log());
+}
+
+async fn verona(own: u16, prosody_s2s: u16) -> TestServer {
+    let server = TestServer::start_with(|config| {
+        config.domain = "verona.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{own}").parse().unwrap()];
+        config
+            .s2s
+            .hosts
+            .insert("prosody.lit".into(), format!("127.0.0.1:{prosody_s2s}"));
+    })
+    .await;
+    server.add_user("juliet", "pw").await;
+    server
+}
+
+async fn online(client: &mut Client) {
+    client.send("<presence xmlns='jabber:client'/>").await;
+}
+
+/// The next stanza named `name` within the client's wait, skipping others.
+async fn next(client: &mut Client, name: &str, prosody: &Prosody) -> Element {
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let el = client.recv().await;
+            if el.name() == name {
+                return el;
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no <{name}/> arrived; Prosody's log:\n{}", prosody.log()))
+}
+
+fn body(el: &Element) -> Option<String> {
+    el.get_child("body", CLIENT).map(|b| b.text())
+}
+
+#[tokio::test]
+async fn verona_and_prosody_federate() {
+    if !installed() {
+        eprintln!("prosody is not installed (.ci/run installs it): skipped");
+        return;
+    }
+    let (verona_s2s, prosody_s2s) = (free_port(), free_port());
+    let verona = verona(verona_s2s, prosody_s2s).await;
+    let prosody = start_prosody(verona_s2s, prosody_s2s).await;
+    let mut juliet = verona.login("juliet", "pw", "balcony").await;
+    online(&mut juliet).await;
+    let mut romeo = prosody.login("romeo").await;
+    online(&mut romeo).await;
+
+    // Verona → Prosody: Verona's outgoing stream, Prosody dialing back to verify it.
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@prosody.lit' id='v1'><body>Wherefore art thou?</body></message>")
+        .await;
+    let got = next(&mut romeo, "message", &prosody).await;
+    assert_eq!(got.attr("from"), Some("juliet@verona.lit/balcony"));
+    assert_eq!(got.attr("id"), Some("v1"));
+    assert_eq!(body(&got).as_deref(), Some("Wherefore art thou?"));
+
+    // Prosody → Verona: Prosody's outgoing stream, Verona dialing back.
+    romeo
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@verona.lit' id='p1'><body>Here, by the orchard wall</body></message>")
+        .await;
+    let got = next(&mut juliet, "message", &prosody).await;
+    assert_eq!(got.attr("from"), Some("romeo@prosody.lit/home"));
+    assert_eq!(body(&got).as_deref(), Some("Here, by the orchard wall"));
+
+    // An iq each way, answered by the other server.
+    let pong = juliet
+        .request("<iq xmlns='jabber:client' type='get' to='prosody.lit' id='ping1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"), "{}", show(&pong));
+    let pong = romeo
+        .request("<iq xmlns='jabber:client' type='get' to='verona.lit' id='ping2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"), "{}", show(&pong));
+
+    // XEP-0207 across domains: Romeo (Prosody) asks to follow Juliet's presence node; the
+    // request waits for her; her approval and her presence reach him.
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@verona.lit'/>")
+        .await;
+    let request = next(&mut juliet, "presence", &prosody).await;
+    assert_eq!(request.attr("type"), Some("subscribe"), "{}", show(&request));
+    assert_eq!(request.attr("from"), Some("romeo@prosody.lit"));
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@prosody.lit'/>")
+        .await;
+    let mut seen_available = false;
+    while !seen_available {
+        let el = next(&mut romeo, "presence", &prosody).await;
+        seen_available =
+            el.attr("from") == Some("juliet@verona.lit/balcony") && el.attr("type").is_none();
+    }
+    // Prosody's roster now has her, subscription "to".
+    let roster = romeo
+        .request("<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let item = roster
+        .get_child("query", "jabber:iq:roster")
+        .and_then(|q| q.children().find(|i| i.attr("jid") == Some("juliet@verona.lit")))
+        .unwrap_or_else(|| panic!("{}", show(&roster)));
+    assert_eq!(item.attr("subscription"), Some("to"));
+}
