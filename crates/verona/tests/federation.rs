@@ -19,14 +19,6 @@ const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const STREAMS: &str = "http://etherx.jabber.org/streams";
 const DIALBACK: &str = "jabber:server:dialback";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Pair {
     capulet: TestServer,
     montague: TestServer,
@@ -100,6 +92,69 @@ fn error_condition(el: &Element) -> Option<String> {
         .children()
         .find(|c| c.ns() == STANZAS && c.name() != "text")
         .map(|c| c.name().to_owned())
+}
+
+/// XEP-0045 across domains: Romeo (montague.lit) enters a room on capulet.lit that Juliet made;
+/// each sees the other arrive and what the other says, and his leaving.
+#[tokio::test]
+async fn a_remote_user_takes_part_in_a_room() {
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let room = "garden@chat.capulet.lit";
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{room}/Juliet'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    next_with_subject(&mut juliet).await;
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{room}/Romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    next_with_subject(&mut romeo).await;
+    let arrival = next(&mut juliet, "presence").await;
+    assert_eq!(arrival.attr("from"), Some(format!("{room}/Romeo").as_str()));
+    juliet
+        .send(&format!("<message xmlns='jabber:client' type='groupchat' to='{room}' id='g1'><body>Good night</body></message>"))
+        .await;
+    let said = next(&mut romeo, "message").await;
+    assert_eq!(said.attr("from"), Some(format!("{room}/Juliet").as_str()));
+    assert_eq!(said.attr("type"), Some("groupchat"));
+    assert_eq!(said.get_child("body", CLIENT).unwrap().text(), "Good night");
+    romeo
+        .send(&format!("<message xmlns='jabber:client' type='groupchat' to='{room}' id='g2'><body>Parting is such sweet sorrow</body></message>"))
+        .await;
+    loop {
+        let heard = next(&mut juliet, "message").await;
+        if heard.attr("from") == Some(format!("{room}/Romeo").as_str()) {
+            assert_eq!(
+                heard.get_child("body", CLIENT).unwrap().text(),
+                "Parting is such sweet sorrow"
+            );
+            break;
+        }
+    }
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{room}/Romeo'/>"
+        ))
+        .await;
+    let left = next(&mut juliet, "presence").await;
+    assert_eq!(left.attr("from"), Some(format!("{room}/Romeo").as_str()));
+    assert_eq!(left.attr("type"), Some("unavailable"));
+}
+
+/// Joining: presences and history until the room's subject.
+async fn next_with_subject(client: &mut Client) {
+    loop {
+        let el = client.recv().await;
+        if el.name() == "message" && el.has_child("subject", CLIENT) {
+            return;
+        }
+    }
 }
 
 #[tokio::test]

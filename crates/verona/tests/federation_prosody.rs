@@ -16,14 +16,6 @@ use verona_auth::ScramHash;
 
 const CLIENT: &str = "jabber:client";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A Prosody process, killed when dropped.
 struct Prosody {
     child: Child,
@@ -68,9 +60,8 @@ impl Prosody {
 
 /// Whether `prosody` is on the PATH (running it to ask would start a server).
 fn installed() -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("prosody").is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("prosody").is_file()))
 }
 
 /// Starts Prosody for `prosody.lit`, federating with Verona's domains at `verona_s2s`.
@@ -136,7 +127,10 @@ ssl = {{ certificate = "{d}/prosody.crt"; key = "{d}/prosody.key" }}
         .unwrap();
     let prosody = Prosody { child, c2s, dir };
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", c2s)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", c2s))
+            .await
+            .is_ok()
+        {
             return prosody;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -227,7 +221,12 @@ async fn verona_and_prosody_federate() {
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@verona.lit'/>")
         .await;
     let request = next(&mut juliet, "presence", &prosody).await;
-    assert_eq!(request.attr("type"), Some("subscribe"), "{}", show(&request));
+    assert_eq!(
+        request.attr("type"),
+        Some("subscribe"),
+        "{}",
+        show(&request)
+    );
     assert_eq!(request.attr("from"), Some("romeo@prosody.lit"));
     juliet
         .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@prosody.lit'/>")
@@ -240,11 +239,16 @@ async fn verona_and_prosody_federate() {
     }
     // Prosody's roster now has her, subscription "to".
     let roster = romeo
-        .request("<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>",
+        )
         .await;
     let item = roster
         .get_child("query", "jabber:iq:roster")
-        .and_then(|q| q.children().find(|i| i.attr("jid") == Some("juliet@verona.lit")))
+        .and_then(|q| {
+            q.children()
+                .find(|i| i.attr("jid") == Some("juliet@verona.lit"))
+        })
         .unwrap_or_else(|| panic!("{}", show(&roster)));
     assert_eq!(item.attr("subscription"), Some("to"));
 }

@@ -689,6 +689,16 @@ impl Client {
 }
 
 /// A stanza as XML text, for assertion messages.
+/// A loopback port that was free a moment ago (for servers that must know each other's
+/// addresses before either starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn show(el: &Element) -> String {
     String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
 }
