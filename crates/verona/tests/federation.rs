@@ -502,6 +502,22 @@ async fn a_server_must_encrypt_and_prove_its_name() {
         .await;
     let error = raw.element().await;
     assert_eq!(stream_error(&error).as_deref(), Some("host-unknown"));
+
+    // Dialback before TLS, and a stream claiming to be capulet.lit itself.
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    raw.send("<db:result from='montague.lit' to='capulet.lit'>00</db:result>")
+        .await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("policy-violation"));
+    let mut raw = Raw::connect(port).await;
+    raw.open("capulet.lit").await;
+    raw.starttls(pair.capulet.server.cert_path()).await;
+    raw.open("capulet.lit").await;
+    raw.send("<db:result from='capulet.lit' to='capulet.lit'>00</db:result>")
+        .await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("invalid-from"));
 }
 
 #[tokio::test]
