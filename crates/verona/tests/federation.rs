@@ -341,6 +341,121 @@ async fn a_presence_subscription_crosses_domains() {
     romeo.expect_nothing().await;
 }
 
+/// Roster item `contact` of the last push or roster result in `el`.
+fn roster_item<'a>(el: &'a Element, contact: &str) -> Option<&'a Element> {
+    el.get_child("query", "jabber:iq:roster")?
+        .children()
+        .find(|item| item.attr("jid") == Some(contact))
+}
+
+/// The next roster push naming `contact` (acknowledged).
+async fn roster_push(client: &mut Client, contact: &str) -> Element {
+    loop {
+        let el = next(client, "iq").await;
+        if let Some(item) = roster_item(&el, contact) {
+            let item = item.clone();
+            let id = el.attr("id").unwrap_or_default();
+            client
+                .send(&format!(
+                    "<iq xmlns='jabber:client' type='result' id='{id}'/>"
+                ))
+                .await;
+            return item;
+        }
+    }
+}
+
+/// The other direction: Juliet (capulet.lit) asks for Romeo's presence (montague.lit). Her
+/// server keeps the relation in a proxy of his presence node, so her roster shows it
+/// pending, then `to` once he approves; a new session of hers probes his server and gets his
+/// presence; withdrawing tells his server.
+#[tokio::test]
+async fn a_local_user_follows_a_remote_contact() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let roster = juliet
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    assert!(roster_item(&roster, "romeo@montague.lit").is_none());
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribe' to='romeo@montague.lit'/>")
+        .await;
+    let item = roster_push(&mut juliet, "romeo@montague.lit").await;
+    assert_eq!(item.attr("subscription"), Some("none"));
+    assert_eq!(item.attr("ask"), Some("subscribe"));
+    let request = next(&mut romeo, "presence").await;
+    assert_eq!(
+        request.attr("type"),
+        Some("subscribe"),
+        "{}",
+        show(&request)
+    );
+    assert_eq!(request.attr("from"), Some("juliet@capulet.lit"));
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribed' to='juliet@capulet.lit'/>")
+        .await;
+    // The push, his server's `subscribed` and his presence, in whichever order.
+    let (mut pushed, mut told, mut available) = (false, false, false);
+    while !(pushed && told && available) {
+        let el = juliet.recv().await;
+        match (el.name(), el.attr("type"), el.attr("from")) {
+            ("iq", Some("set"), _) => {
+                let item = roster_item(&el, "romeo@montague.lit").unwrap();
+                assert_eq!(item.attr("subscription"), Some("to"));
+                assert_eq!(item.attr("ask"), None);
+                let id = el.attr("id").unwrap_or_default();
+                juliet
+                    .send(&format!(
+                        "<iq xmlns='jabber:client' type='result' id='{id}'/>"
+                    ))
+                    .await;
+                pushed = true;
+            }
+            ("presence", Some("subscribed"), Some("romeo@montague.lit")) => told = true,
+            ("presence", None, Some("romeo@montague.lit/orchard")) => available = true,
+            _ => {}
+        }
+    }
+    // A new session: the roster still has him, and her first presence probes his server.
+    drop(juliet);
+    let mut juliet = pair.capulet.login("juliet", "pw", "garden").await;
+    let roster = juliet
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    let item =
+        roster_item(&roster, "romeo@montague.lit").unwrap_or_else(|| panic!("{}", show(&roster)));
+    assert_eq!(item.attr("subscription"), Some("to"));
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let mut seen_available = false;
+    while !seen_available {
+        let el = next(&mut juliet, "presence").await;
+        seen_available =
+            el.attr("from") == Some("romeo@montague.lit/orchard") && el.attr("type").is_none();
+    }
+    // Withdrawing: her roster drops him, and his server ends her subscription there.
+    juliet
+        .send("<presence xmlns='jabber:client' type='unsubscribe' to='romeo@montague.lit'/>")
+        .await;
+    let item = roster_push(&mut juliet, "romeo@montague.lit").await;
+    assert_ne!(item.attr("subscription"), Some("to"));
+    let check = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    let item = roster_item(&check, "juliet@capulet.lit");
+    assert!(
+        item.is_none_or(|item| item.attr("subscription") == Some("none")),
+        "{}",
+        show(&check)
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_server_bounces() {
     let pair = pair().await;

@@ -251,4 +251,56 @@ async fn verona_and_prosody_federate() {
         })
         .unwrap_or_else(|| panic!("{}", show(&roster)));
     assert_eq!(item.attr("subscription"), Some("to"));
+
+    // The other direction: Juliet (Verona) asks for Benvolio's presence (Prosody); he
+    // approves; her roster, kept in the proxy of his presence node, says `to`.
+    let mut benvolio = prosody.login("benvolio").await;
+    online(&mut benvolio).await;
+    // Roster pushes go to the sessions that fetched the roster (RFC 6121 §2.1.6).
+    juliet
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribe' to='benvolio@prosody.lit'/>")
+        .await;
+    let mut request = next(&mut benvolio, "presence", &prosody).await;
+    while request.attr("type").is_none() {
+        // His own presence, reflected.
+        request = next(&mut benvolio, "presence", &prosody).await;
+    }
+    assert_eq!(
+        request.attr("type"),
+        Some("subscribe"),
+        "{}",
+        show(&request)
+    );
+    assert_eq!(request.attr("from"), Some("juliet@verona.lit"));
+    benvolio
+        .send("<presence xmlns='jabber:client' type='subscribed' to='juliet@verona.lit'/>")
+        .await;
+    let approved = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let el = juliet.recv().await;
+            let item = el
+                .get_child("query", "jabber:iq:roster")
+                .and_then(|q| {
+                    q.children()
+                        .find(|i| i.attr("jid") == Some("benvolio@prosody.lit"))
+                })
+                .cloned();
+            if let Some(item) = item
+                && item.attr("subscription") == Some("to")
+            {
+                return item;
+            }
+        }
+    })
+    .await;
+    assert!(
+        approved.is_ok(),
+        "no roster push; Prosody's log:\n{}",
+        prosody.log()
+    );
 }

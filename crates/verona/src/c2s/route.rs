@@ -167,13 +167,13 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
             None => {}
         }
     }
-    // Approving or refusing another server's user acts on the sender's own presence node
-    // (its server hears of it from the node's notification).
+    // With another server's user too, subscription stanzas are operations on a presence
+    // node: the sender's own (approving, refusing), or the remote contact's proxy here
+    // (asking, withdrawing), whose changes its server hears of.
     if el.name() == "presence"
         && to.domain().as_str() != domain
         && to.node().is_some()
-        && let Some(kind @ (SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed)) =
-            el.attr("type").and_then(SubscriptionKind::from_type)
+        && let Some(kind) = el.attr("type").and_then(SubscriptionKind::from_type)
     {
         return Route::Subscription {
             contact: to.to_bare(),
@@ -485,7 +485,10 @@ mod tests {
             ),
             (
                 "<presence type='subscribe' to='romeo@montague.lit'/>".into(),
-                Route::Remote,
+                Route::Subscription {
+                    contact: bare("romeo@montague.lit"),
+                    kind: SubscriptionKind::Subscribe,
+                },
                 None,
             ),
             (

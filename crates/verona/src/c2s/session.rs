@@ -185,6 +185,12 @@ impl Connection {
                 }
             }
             Route::Probe { contact } => pubsub.probe(Jid::from(me), contact).await,
+            Route::Subscription { contact, .. }
+                if self.shared.federation.is_none()
+                    && contact.domain().as_str() != self.shared.domain =>
+            {
+                self.answer(&el, StanzaError::RemoteServerNotFound, None);
+            }
             Route::Subscription { contact, kind } => {
                 pubsub.subscription(me.to_bare(), contact, kind).await;
             }

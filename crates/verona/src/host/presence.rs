@@ -178,6 +178,15 @@ impl ServicesTask {
                 }
                 if kind == SubscriptionKind::Unsubscribe && refresh {
                     self.tell_unsubscribed(&owner, from, done);
+                    if self.is_remote(&owner) {
+                        // The contact's own node is on its server, which must hear of it.
+                        let withdrawn = builder("presence", ns::CLIENT)
+                            .with("type", "unsubscribe")
+                            .with("from", from.as_str())
+                            .with("to", owner.as_str())
+                            .build();
+                        done.push(Done::reply(owner.clone(), Some(withdrawn)));
+                    }
                 }
             }
             Err(e) => tracing::debug!(jid = %from, ?kind, "subscription presence ignored: {e}"),
@@ -201,6 +210,20 @@ impl ServicesTask {
         let to = Jid::from(session.clone());
         if let Some(hosted) = self.accounts.get(&owner) {
             self.send_pending_forms(hosted, session);
+        }
+        // Remote contacts' presence is not held here: their servers are asked (RFC 6121
+        // §4.2.2), and answer to the account.
+        for contact in self
+            .presence
+            .following(&owner)
+            .filter(|c| self.is_remote(c))
+        {
+            let probe = builder("presence", ns::CLIENT)
+                .with("type", "probe")
+                .with("from", owner.as_str())
+                .with("to", contact.as_str())
+                .build();
+            done.push(Done::reply(contact.clone(), Some(probe)));
         }
         // Only resident services can have anything to send: an account that is not resident
         // has no presence items. The services the batch found the user needs beyond that

@@ -14,11 +14,17 @@ impl ServicesTask {
     /// the session's `CameOnline` reaches them.
     pub(super) async fn make_resident(&mut self, requests: &[Request], done: &mut Vec<Done>) {
         let accounts: Vec<BareJid> = requests.iter().flat_map(addressed_accounts).collect();
-        // A session was just authenticated: its account exists.
+        // A session was just authenticated: its account exists. A local account asking for a
+        // remote contact's presence makes that contact's proxy (see `read_account`).
         let bound: HashSet<BareJid> = requests
             .iter()
             .filter_map(|request| match request {
                 Request::SessionStarted { session, .. } => Some(session.to_bare()),
+                Request::Subscription {
+                    from,
+                    contact,
+                    kind: SubscriptionKind::Subscribe,
+                } if !self.is_remote(from) && self.is_remote(contact) => Some(contact.clone()),
                 _ => None,
             })
             .collect();
@@ -219,8 +225,13 @@ impl ServicesTask {
                 continue;
             }
             let stores = self.stores.clone();
+            let remote = self.is_remote(&account);
             reads.spawn(async move {
-                let stored = read_account(&stores, &account, exists).await;
+                let stored = if remote {
+                    read_proxy(&stores, &account, exists).await
+                } else {
+                    read_account(&stores, &account, exists).await
+                };
                 (account, stored)
             });
         }
@@ -273,6 +284,11 @@ impl ServicesTask {
         hosted.last_used = self.batches;
         self.accounts.insert(account.clone(), hosted);
         self.router.set_blocked(account, self.blocklist(account));
+    }
+
+    /// Whether `account` is another server's (its service here is a proxy).
+    pub(super) fn is_remote(&self, account: &BareJid) -> bool {
+        account.domain().as_str() != self.domain_name
     }
 
     /// Drops rooms nobody is in: at once those that do not exist (a failed join, a deleted
@@ -410,6 +426,25 @@ pub(super) async fn account_exists(stores: &Stores, account: &BareJid) -> bool {
         Err(e) => {
             tracing::error!(%account, "looking up the account failed: {e}");
             false
+        }
+    }
+}
+
+/// The proxy of another server's account (XEP-0207 across domains): a service holding its
+/// `presence` node here, whose subscribers are the local accounts that follow it or wait for
+/// it, so that their rosters are derived as for a local contact. Loaded only if stored, or
+/// made (`create`) for a local account's request; it holds no subscriptions of its own.
+async fn read_proxy(
+    stores: &Stores,
+    account: &BareJid,
+    create: bool,
+) -> Option<(Vec<StoredNode>, Vec<HeldSubscription>)> {
+    match stores.pubsub.load_service(account.as_str()).await {
+        Ok(nodes) if nodes.is_empty() && !create => None,
+        Ok(nodes) => Some((nodes, Vec::new())),
+        Err(e) => {
+            tracing::error!(%account, "loading a remote contact's proxy failed: {e}");
+            None
         }
     }
 }

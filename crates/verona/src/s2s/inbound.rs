@@ -37,18 +37,15 @@ pub(super) async fn dispatch(shared: &Shared, el: Element) {
     {
         match el.attr("type") {
             Some("probe") => return pubsub.probe(from, account.clone()).await,
-            Some(kind) => match SubscriptionKind::from_type(kind) {
-                // A request or its withdrawal acts on the local account's presence node.
-                Some(kind @ (SubscriptionKind::Subscribe | SubscriptionKind::Unsubscribe)) => {
+            // A request or its withdrawal acts on the local account's presence node; an answer
+            // on the remote contact's proxy (nothing, if no local account asked).
+            Some(kind) => {
+                if let Some(kind) = SubscriptionKind::from_type(kind) {
                     return pubsub
                         .subscription(from.to_bare(), account.clone(), kind)
                         .await;
                 }
-                // The remote contact's answer about its own node, which lives on its server:
-                // the account's sessions are told.
-                Some(_) => return deliver_to_sessions(shared, &el, account),
-                None => {}
-            },
+            }
             // Presence of a remote contact, to the account's available sessions.
             None => return deliver_to_sessions(shared, &el, account),
         }
