@@ -15,6 +15,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub c2s: C2sConfig,
     pub s2s: S2sConfig,
+    pub components: ComponentsConfig,
     pub tls: TlsConfig,
     pub registration: RegistrationConfig,
     pub compression: CompressionConfig,
@@ -85,6 +86,17 @@ impl Default for S2sConfig {
             max_incoming: 1000,
         }
     }
+}
+
+/// XEP-0114 external components: programs that connect to the server and take a domain.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentsConfig {
+    /// Listeners for components, usually `["127.0.0.1:5347"]` (the protocol has no TLS: keep
+    /// it on loopback or a private network). Empty: no components.
+    pub listen: Vec<SocketAddr>,
+    /// Each component's domain and its shared secret, e.g. `"gateway.capulet.lit" = "s3cr3t"`.
+    pub secrets: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -225,6 +237,7 @@ impl Default for Config {
             data_dir: PathBuf::from("verona-data"),
             c2s: C2sConfig::default(),
             s2s: S2sConfig::default(),
+            components: ComponentsConfig::default(),
             tls: TlsConfig::default(),
             registration: RegistrationConfig::default(),
             compression: CompressionConfig::default(),
@@ -395,6 +408,19 @@ impl Config {
                 "[pubsub] default_access_model {:?} is not one of open, presence, roster, authorize, whitelist",
                 self.pubsub.default_access_model
             )));
+        }
+        let ours = [
+            self.normalized_domain(),
+            self.pubsub_jid(),
+            self.rooms_jid(),
+        ];
+        for (domain, secret) in &self.components.secrets {
+            let valid = jid::BareJid::new(domain).is_ok_and(|jid| jid.node().is_none());
+            if !valid || ours.contains(domain) || secret.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "[components.secrets] {domain:?}: a domain of its own (not the server's, its pubsub or chat service) with a non-empty secret"
+                )));
+            }
         }
         for (domain, target) in &self.s2s.hosts {
             if crate::s2s::resolve::parse_target(target).is_none() {

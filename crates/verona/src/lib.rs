@@ -6,6 +6,7 @@
 
 pub mod accounts;
 mod c2s;
+mod component;
 mod compress;
 pub mod config;
 mod eventing;

@@ -237,12 +237,46 @@ pub struct Router {
     blocked: RwLock<HashMap<BareJid, HashSet<BareJid>>>,
     /// Where stanzas for other domains go, when the server federates.
     federation: OnceLock<Arc<crate::s2s::Federation>>,
+    /// Connected XEP-0114 components, by domain: everything addressed to the domain is theirs.
+    components: RwLock<HashMap<String, SessionHandle>>,
 }
 
 impl Router {
     /// Stanzas for domains this server does not host go to other servers through `federation`.
     pub fn federate(&self, federation: Arc<crate::s2s::Federation>) {
         let _ = self.federation.set(federation);
+    }
+
+    /// A component connected for `domain`; false (nothing changed) if one already is.
+    pub fn add_component(&self, domain: &str, handle: SessionHandle) -> bool {
+        let mut components = self
+            .components
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if components.contains_key(domain) {
+            return false;
+        }
+        components.insert(domain.to_owned(), handle);
+        true
+    }
+
+    /// The component of `domain` disconnected (unless a newer one took its place).
+    pub fn remove_component(&self, domain: &str, handle: &SessionHandle) {
+        let mut components = self
+            .components
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if components.get(domain).is_some_and(|h| h.id == handle.id) {
+            components.remove(domain);
+        }
+    }
+
+    fn component(&self, to: &Jid) -> Option<SessionHandle> {
+        let components = self
+            .components
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        components.get(to.domain().as_str()).cloned()
     }
 
     /// The way to `to`'s server, when it is another server's.
@@ -355,8 +389,8 @@ impl Router {
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         jids.into_iter()
             .enumerate()
-            // Another server's users are reached through it.
-            .filter(|(_, jid)| self.remote(jid).is_none())
+            // Another server's users are reached through it, a component's through it.
+            .filter(|(_, jid)| self.remote(jid).is_none() && self.component(jid).is_none())
             .filter(|(_, jid)| match jid.try_as_full() {
                 Ok(full) => !sessions
                     .get(&full.to_bare())
@@ -395,6 +429,9 @@ impl Router {
     /// sessions took it.
     pub fn deliver(&self, to: &Jid, stanza: impl Into<Wire>) -> usize {
         let stanza = stanza.into();
+        if let Some(component) = self.component(to) {
+            return usize::from(component.send(stanza));
+        }
         if let Some(federation) = self.remote(to) {
             return usize::from(federation.send(Bytes::from(stanza.to_vec())));
         }
@@ -423,16 +460,16 @@ impl Router {
         available_only: bool,
         classic: impl FnOnce() -> Option<Bytes>,
     ) -> usize {
-        if let Some(federation) = self.remote(to) {
-            // Another server's user: its server may not speak XEP-0207, and nothing tells us
-            // its capabilities, so it gets the classic stanza wherever there is one, unless
-            // its subscription was made natively (DESIGN §3).
+        if self.remote(to).is_some() || self.component(to).is_some() {
+            // Another server's user, or a component: it may not speak XEP-0207, and nothing
+            // tells us its capabilities, so it gets the classic stanza wherever there is one,
+            // unless its subscription was made natively (DESIGN §3).
             let native = || Some(Bytes::from(native.to_vec()));
             let bytes = match made_classically {
                 Some(false) => native(),
                 _ => classic().or_else(native),
             };
-            return bytes.map_or(0, |bytes| usize::from(federation.send(bytes)));
+            return bytes.map_or(0, |bytes| self.deliver(to, bytes));
         }
         let sessions: Vec<SessionHandle> = match to.try_as_full() {
             Ok(full) => self.session(full).into_iter().collect(),

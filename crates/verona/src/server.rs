@@ -81,6 +81,7 @@ pub struct RunningServer {
     c2s_addrs: Vec<SocketAddr>,
     direct_tls_addrs: Vec<SocketAddr>,
     s2s_addrs: Vec<SocketAddr>,
+    component_addrs: Vec<SocketAddr>,
     cert_path: PathBuf,
     supervisor: Supervisor,
     /// Held while the server runs.
@@ -211,6 +212,10 @@ impl RunningServer {
         for addr in &config.s2s.listen {
             s2s_listeners.push(bind(*addr).await?);
         }
+        let mut component_listeners = Vec::new();
+        for addr in &config.components.listen {
+            component_listeners.push(bind(*addr).await?);
+        }
         let shared = Arc::new(Shared {
             domain,
             accounts,
@@ -232,6 +237,7 @@ impl RunningServer {
             c2s_addrs: Vec::new(),
             direct_tls_addrs: Vec::new(),
             s2s_addrs: Vec::new(),
+            component_addrs: Vec::new(),
             cert_path: tls.cert_path,
             supervisor,
             _lock: lock,
@@ -262,7 +268,22 @@ impl RunningServer {
                 ));
             }
         }
+        for listener in component_listeners {
+            let addr = listener.local_addr()?;
+            server.component_addrs.push(addr);
+            tracing::info!(%addr, "listening for components");
+            tokio::spawn(component_accept_loop(
+                shared.clone(),
+                listener,
+                alive.clone(),
+            ));
+        }
         Ok(server)
+    }
+
+    /// Addresses of the listeners for XEP-0114 components.
+    pub fn component_addrs(&self) -> &[SocketAddr] {
+        &self.component_addrs
     }
 
     /// Addresses of the listeners for other servers.
@@ -443,6 +464,46 @@ async fn s2s_accept_loop(
                     tokio::spawn(
                         async move {
                             crate::s2s::serve(shared, federation, tcp, peer).await;
+                            drop((slot, alive));
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Accepts component connections (one per configured component can get past the handshake).
+async fn component_accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    alive: mpsc::Sender<()>,
+) {
+    // Connections still in their handshake (each has `unauthenticated_timeout_secs`) or
+    // connected, at most.
+    const MAX_COMPONENT_CONNECTIONS: usize = 64;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_COMPONENT_CONNECTIONS));
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many component connections; refused");
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let span = tracing::info_span!("component", %peer);
+                    let (alive, shared) = (alive.clone(), shared.clone());
+                    tokio::spawn(
+                        async move {
+                            crate::component::serve(shared, tcp, peer).await;
                             drop((slot, alive));
                         }
                         .instrument(span),

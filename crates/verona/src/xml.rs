@@ -16,6 +16,8 @@ pub mod ns {
     pub const SERVER: &str = "jabber:server";
     pub const DIALBACK: &str = "jabber:server:dialback";
     pub const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
+    /// XEP-0114 external components.
+    pub const COMPONENT: &str = "jabber:component:accept";
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
     /// XEP-0045 §10 and §9: room configuration and affiliation lists.
     /// XEP-0033 extended addressing (`replyto`).

@@ -198,17 +198,7 @@ impl Connection {
             Route::RoomsService => pubsub.submit_rooms(me, el).await,
             Route::Room => pubsub.room(me, el).await,
             Route::AuthorizationAnswer => pubsub.submit_answer(me, el).await,
-            Route::Remote if self.shared.federation.is_some() => {
-                if let Ok(to) = Jid::new(el.attr("to").unwrap_or_default()) {
-                    let bytes = Bytes::from(verona_stream::element_bytes(&el));
-                    self.shared.router.deliver(&to, bytes);
-                }
-            }
-            Route::Remote => self.answer(
-                &el,
-                StanzaError::RemoteServerNotFound,
-                Some("this server does not federate (see [s2s] listen)"),
-            ),
+            Route::Remote => self.send_to_another_domain(&el),
             Route::ServerIq(target) => self.server_iq(el, target).await,
             Route::ServiceUnavailable => {
                 self.answer(&el, StanzaError::ServiceUnavailable, None);
@@ -224,6 +214,26 @@ impl Connection {
             Route::Drop => {}
         }
         Ok(())
+    }
+
+    /// A stanza for a component of this server (XEP-0114) or another server.
+    fn send_to_another_domain(&mut self, el: &Element) {
+        let Ok(to) = Jid::new(el.attr("to").unwrap_or_default()) else {
+            return;
+        };
+        let component = (self.shared.config.components.secrets).contains_key(to.domain().as_str());
+        if !component && self.shared.federation.is_none() {
+            let text = "this server does not federate (see [s2s] listen)";
+            return self.answer(el, StanzaError::RemoteServerNotFound, Some(text));
+        }
+        let bytes = Bytes::from(verona_stream::element_bytes(el));
+        if self.shared.router.deliver(&to, bytes) == 0 && component {
+            self.answer(
+                el,
+                StanzaError::ServiceUnavailable,
+                Some("the component is not connected"),
+            );
+        }
     }
 
     /// A stanza for one session; RFC 6121 §8.5.3.2.1: a message for an unavailable resource

@@ -15,7 +15,9 @@ use crate::iq::{self, Target};
 use crate::server::Shared;
 use crate::xml::{StanzaError, error_reply, ns};
 
-pub(super) async fn dispatch(shared: &Shared, el: Element) {
+/// `relay`: the sender is one of this server's components, whose stanzas may go on to other
+/// components and servers; another server's may not.
+pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
     let parse = |attr: &str| el.attr(attr).and_then(|v| Jid::new(v).ok());
     let (Some(from), Some(to)) = (parse("from"), parse("to")) else {
         return;
@@ -54,7 +56,24 @@ pub(super) async fn dispatch(shared: &Shared, el: Element) {
         }
     }
     let Ok(sender) = from.clone().try_into_full() else {
-        // A bare sender: its server speaking for an account (a message, directed presence).
+        // A bare sender: its server speaking for an account (a message, directed presence),
+        // or a component speaking for itself.
+        let here = [shared.domain.as_str(), pubsub.jid(), pubsub.rooms_jid()];
+        if relay && !here.contains(&to.domain().as_str()) {
+            return relay_on(shared, &el, &to);
+        }
+        if to.node().is_none() && to.domain().as_str() == shared.domain && is_public_query(&el) {
+            // Answered from the request alone: the sender's resource plays no part.
+            let asker = from.to_bare().with_resource_str("server").ok();
+            if let Some(asker) = asker {
+                let handled = iq::handle(shared, &el, &Target::Domain, &asker).await;
+                if let Some(mut reply) = handled.reply {
+                    crate::xml::set_attr(&mut reply, "to", from.as_str());
+                    send(shared, &reply);
+                }
+            }
+            return;
+        }
         return deliver(shared, el, &to).await;
     };
     let here = route::Addresses {
@@ -75,11 +94,20 @@ pub(super) async fn dispatch(shared: &Shared, el: Element) {
             }
         }
         Route::Session(_) | Route::Account(_) => deliver(shared, el, &to).await,
+        Route::Remote if relay => relay_on(shared, &el, &to),
         Route::JidMalformed => answer(shared, &el, StanzaError::JidMalformed),
         Route::Drop => {}
         // What only an account's own sessions may ask (its roster, blocklist, archive,
         // registration), and what nobody answers.
         _ => answer(shared, &el, StanzaError::ServiceUnavailable),
+    }
+}
+
+/// A component's stanza for another component or another server.
+fn relay_on(shared: &Shared, el: &Element, to: &Jid) {
+    let bytes = Bytes::from(verona_stream::element_bytes(el));
+    if shared.router.deliver(to, bytes) == 0 && shared.federation.is_none() {
+        answer(shared, el, StanzaError::RemoteServerNotFound);
     }
 }
 

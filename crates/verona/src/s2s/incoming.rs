@@ -120,7 +120,7 @@ async fn run(
                             return Err((Some(StreamError::NotAuthorized), why));
                         }
                         if let Some(el) = stream::to_client_namespace(&el) {
-                            super::inbound::dispatch(shared, el).await;
+                            super::inbound::dispatch(shared, el, false).await;
                         }
                     } else {
                         return Err((Some(StreamError::UnsupportedStanzaType), format!("<{}/>", el.name())));

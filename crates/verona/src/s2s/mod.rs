@@ -7,11 +7,11 @@
 //! table, with the remote sender where a local session would be.
 
 pub mod dialback;
-mod inbound;
+pub(crate) mod inbound;
 mod incoming;
 mod outgoing;
 pub mod resolve;
-mod stream;
+pub(crate) mod stream;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,7 +100,10 @@ impl Federation {
             .and_then(Result::ok);
         let domain = config.normalized_domain();
         let federation = Arc::new(Federation {
-            hosted: vec![domain, config.pubsub_jid(), config.rooms_jid()],
+            hosted: [domain, config.pubsub_jid(), config.rooms_jid()]
+                .into_iter()
+                .chain(config.components.secrets.keys().cloned())
+                .collect(),
             config: config.s2s.clone(),
             limits: Limits {
                 max_stanza_bytes: config.limits.max_stanza_bytes,

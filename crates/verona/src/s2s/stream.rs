@@ -39,6 +39,8 @@ enum Io {
 
 pub struct Stream {
     io: Io,
+    /// `jabber:server`, or `jabber:component:accept` on a component's stream.
+    content_ns: &'static str,
     parser: StreamParser,
     limits: Limits,
     chunk: Vec<u8>,
@@ -47,9 +49,19 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(tcp: TcpStream, limits: Limits, write_timeout: Duration) -> Stream {
+        Self::with_namespace(tcp, ns::SERVER, limits, write_timeout)
+    }
+
+    pub fn with_namespace(
+        tcp: TcpStream,
+        content_ns: &'static str,
+        limits: Limits,
+        write_timeout: Duration,
+    ) -> Stream {
         Stream {
             io: Io::Plain(tcp),
-            parser: StreamParser::new(ns::SERVER, limits.clone()),
+            content_ns,
+            parser: StreamParser::new(content_ns, limits.clone()),
             limits,
             chunk: Vec::new(),
             write_timeout,
@@ -154,7 +166,7 @@ impl Stream {
 
     /// A new stream on the same socket (after TLS).
     fn restart(&mut self) {
-        self.parser = StreamParser::new(ns::SERVER, self.limits.clone());
+        self.parser = StreamParser::new(self.content_ns, self.limits.clone());
     }
 }
 
@@ -213,7 +225,8 @@ pub fn to_server_namespace(bytes: &[u8]) -> Vec<u8> {
     swap_top_namespace(bytes, ns::CLIENT, ns::SERVER)
 }
 
-fn swap_top_namespace(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+/// Replaces the declaration of the top-level element's namespace `from` with `to`.
+pub fn swap_top_namespace(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
     let head_end = bytes.iter().position(|&b| b == b'>').unwrap_or(bytes.len());
     let head = &bytes[..head_end];
     for quote in [b'\'', b'"'] {
@@ -263,7 +276,12 @@ pub fn head_attr(bytes: &[u8], name: &str) -> Option<String> {
 /// every element in `jabber:server` (the top-level one and those inheriting it) becomes
 /// `jabber:client`, by the same swap of the top-level declaration on its serialised form.
 pub fn to_client_namespace(el: &Element) -> Option<Element> {
-    let bytes = swap_top_namespace(&verona_stream::element_bytes(el), ns::SERVER, ns::CLIENT);
+    from_namespace(el, ns::SERVER)
+}
+
+/// [`to_client_namespace`] for a stream whose stanzas are in `namespace`.
+pub fn from_namespace(el: &Element, namespace: &str) -> Option<Element> {
+    let bytes = swap_top_namespace(&verona_stream::element_bytes(el), namespace, ns::CLIENT);
     std::str::from_utf8(&bytes).ok()?.parse().ok()
 }
 
