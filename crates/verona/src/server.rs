@@ -207,7 +207,12 @@ impl RunningServer {
             ),
         );
         let c2s_listeners = bind_listeners(&config).await?;
-        let federation = crate::s2s::Federation::new(&config, &router, shutdown_rx.clone())?;
+        let identity = crate::s2s::stream::Identity {
+            chain: tls.chain.clone(),
+            key: tls.key.clone_key(),
+        };
+        let federation =
+            crate::s2s::Federation::new(&config, &router, shutdown_rx.clone(), identity)?;
         let mut s2s_listeners = Vec::new();
         for addr in &config.s2s.listen {
             s2s_listeners.push(bind(*addr).await?);

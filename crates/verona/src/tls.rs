@@ -18,6 +18,10 @@ const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 pub struct TlsConfigs {
     pub starttls: Arc<ServerConfig>,
     pub direct: Arc<ServerConfig>,
+    /// The certificate and key, which server-to-server streams also use as the client side
+    /// (XEP-0178).
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
     /// The certificate file in use, so operators and tests can trust it.
     pub cert_path: PathBuf,
 }
@@ -54,13 +58,15 @@ pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
+        .with_single_cert(chain.clone(), key.clone_key())
         .context("certificate and key do not match")?;
     let mut direct = starttls.clone();
     direct.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
     Ok(TlsConfigs {
         starttls: Arc::new(starttls),
         direct: Arc::new(direct),
+        chain,
+        key,
         cert_path,
     })
 }

@@ -18,6 +18,7 @@ const CLIENT: &str = "jabber:client";
 const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const STREAMS: &str = "http://etherx.jabber.org/streams";
 const DIALBACK: &str = "jabber:server:dialback";
+const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 
 struct Pair {
     capulet: TestServer,
@@ -541,12 +542,15 @@ impl Raw {
     }
 
     async fn starttls(&mut self, cert: &std::path::Path) {
+        self.starttls_with(tls_connector_for(cert)).await;
+    }
+
+    async fn starttls_with(&mut self, connector: tokio_rustls::TlsConnector) {
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             .await;
         let proceed = self.element().await;
         assert_eq!(proceed.name(), "proceed");
         let tcp = self.io.take().unwrap();
-        let connector = tls_connector_for(cert);
         let name = rustls::pki_types::ServerName::try_from("capulet.lit").unwrap();
         let tls = connector.connect(name, tcp).await.unwrap();
         self.io = Some(Box::new(tls));
@@ -670,4 +674,167 @@ async fn a_remote_user_subscribes_natively_to_a_pubsub_node() {
         item.get_child("entry", "urn:example").unwrap().text(),
         "soft"
     );
+}
+
+/// A test certificate authority and certificates it signs for a domain (and its subdomains).
+struct Authority {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl Authority {
+    fn new() -> Authority {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Verona test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Authority {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// (certificate, key) PEM files for `domain` in `dir`.
+    fn issue(
+        &self,
+        dir: &std::path::Path,
+        domain: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let params =
+            rcgen::CertificateParams::new(vec![domain.to_owned(), format!("*.{domain}")]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{domain}.crt")),
+            dir.join(format!("{domain}.key")),
+        );
+        // The chain with the authority, so that clients trusting the file trust the server.
+        std::fs::write(&cert_path, cert.pem() + &self.pem).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+/// XEP-0178: with certificates from an authority both trust, servers authenticate each
+/// other with SASL EXTERNAL instead of dialback, and a stranger's certificate proves only
+/// the domain it names.
+#[tokio::test]
+async fn certificates_authenticate_servers() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("verona=info")
+        .with_test_writer()
+        .try_init();
+    let certs = tempfile::tempdir().unwrap();
+    let authority = Authority::new();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, &authority.pem).unwrap();
+    let (capulet_port, montague_port) = (free_port(), free_port());
+    let mut servers = Vec::new();
+    for (domain, own, other, other_port) in [
+        ("capulet.lit", capulet_port, "montague.lit", montague_port),
+        ("montague.lit", montague_port, "capulet.lit", capulet_port),
+    ] {
+        let (cert, key) = authority.issue(certs.path(), domain);
+        let ca_file = ca_file.clone();
+        servers.push(
+            TestServer::start_with(move |config| {
+                config.domain = domain.into();
+                config.tls.cert = Some(cert);
+                config.tls.key = Some(key);
+                config.s2s.listen = vec![format!("127.0.0.1:{own}").parse().unwrap()];
+                config.s2s.require_valid_cert = true;
+                config.s2s.ca_file = Some(ca_file);
+                config
+                    .s2s
+                    .hosts
+                    .insert(other.into(), format!("127.0.0.1:{other_port}"));
+            })
+            .await,
+        );
+    }
+    let (capulet, montague) = (&servers[0], &servers[1]);
+    capulet.add_user("juliet", "pw").await;
+    montague.add_user("romeo", "pw").await;
+    let mut juliet = online(capulet, "juliet", "balcony").await;
+    let mut romeo = online(montague, "romeo", "orchard").await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='x1'><body>By certificate</body></message>")
+        .await;
+    let got = next(&mut romeo, "message").await;
+    assert_eq!(got.attr("id"), Some("x1"));
+    assert_eq!(got.attr("from"), Some("juliet@capulet.lit/balcony"));
+
+    // A raw stream with montague.lit's certificate: EXTERNAL is offered and accepted, and
+    // then its stanzas are taken without dialback.
+    let (cert, key) = authority.issue(certs.path(), "montague.lit");
+    let connector = client_with_certificate(&ca_file, &cert, &key);
+    let mut raw = Raw::connect(capulet_port).await;
+    raw.open("montague.lit").await;
+    raw.starttls_with(connector.clone()).await;
+    let features = raw.open("montague.lit").await;
+    let mechanisms = features
+        .get_child("mechanisms", SASL)
+        .unwrap_or_else(|| panic!("{}", show(&features)));
+    assert!(mechanisms.children().any(|m| m.text() == "EXTERNAL"));
+    raw.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='EXTERNAL'>=</auth>"
+    ))
+    .await;
+    let success = raw.element().await;
+    assert!(success.is("success", SASL), "{}", show(&success));
+    raw.open("montague.lit").await;
+    raw.send("<message from='romeo@montague.lit/raw' to='juliet@capulet.lit' type='chat' id='x2'><body>Certified</body></message>").await;
+    let got = next(&mut juliet, "message").await;
+    assert_eq!(got.attr("id"), Some("x2"));
+
+    // The same certificate does not prove nurse.lit: no EXTERNAL, and asking fails.
+    let mut raw = Raw::connect(capulet_port).await;
+    raw.open("nurse.lit").await;
+    raw.starttls_with(connector).await;
+    let features = raw.open("nurse.lit").await;
+    assert!(
+        features.get_child("mechanisms", SASL).is_none(),
+        "{}",
+        show(&features)
+    );
+    raw.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='EXTERNAL'>=</auth>"
+    ))
+    .await;
+    let failure = raw.element().await;
+    assert!(failure.is("failure", SASL), "{}", show(&failure));
+    raw.send("<message from='nurse@nurse.lit/raw' to='juliet@capulet.lit' type='chat'><body>forged</body></message>").await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("not-authorized"));
+    juliet.expect_nothing().await;
+}
+
+/// Trusts `ca_file` and shows `cert` as the client certificate.
+fn client_with_certificate(
+    ca_file: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca_file).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
 }

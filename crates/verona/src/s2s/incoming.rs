@@ -70,7 +70,7 @@ async fn run(
     stream: &mut Stream,
 ) -> Result<(), Failure> {
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
-    let mut id = open(federation, stream, setup).await?;
+    let mut opened = open(federation, stream, setup, false).await?;
     let mut authorized: HashSet<(String, String)> = HashSet::new();
     let (verified_tx, mut verified) = mpsc::channel::<Verified>(MAX_VERIFYING);
     let mut verifying = 0usize;
@@ -92,8 +92,20 @@ async fn run(
                             .write(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes())
                             .await
                             .map_err(lost)?;
-                        stream.accept_tls(&shared.starttls).await.map_err(lost)?;
-                        id = open(federation, stream, setup).await?;
+                        stream.accept_tls(&federation.acceptor).await.map_err(lost)?;
+                        opened = open(federation, stream, setup, false).await?;
+                    } else if el.is("auth", ns::SASL) {
+                        // XEP-0178: the certificate proves the domain; then a new stream.
+                        let Some(remote) = external(&el, &opened) else {
+                            let failure = format!("<failure xmlns='{}'><not-authorized/></failure>", ns::SASL);
+                            stream.write(failure.as_bytes()).await.map_err(lost)?;
+                            continue;
+                        };
+                        stream.write(format!("<success xmlns='{}'/>", ns::SASL).as_bytes()).await.map_err(lost)?;
+                        tracing::info!(%remote, local = %opened.local, "incoming stream authenticated by certificate");
+                        authorized.insert((remote, opened.local.clone()));
+                        stream.restart();
+                        opened = open(federation, stream, setup, true).await?;
                     } else if el.is("result", ns::DIALBACK) {
                         if verifying >= MAX_VERIFYING {
                             return Err((Some(StreamError::PolicyViolation), "too many keys at once".into()));
@@ -101,7 +113,7 @@ async fn run(
                         let (remote, local) = dialback_pair(federation, &el, stream)?;
                         verifying += 1;
                         let key = el.text();
-                        let (federation, id, tx) = (federation.clone(), id.clone(), verified_tx.clone());
+                        let (federation, id, tx) = (federation.clone(), opened.id.clone(), verified_tx.clone());
                         tokio::spawn(async move {
                             let valid = federation.verify(&local, &remote, &id, &key).await;
                             let _ = tx.send(Verified { remote, local, valid }).await;
@@ -153,13 +165,24 @@ async fn run(
     }
 }
 
-/// Reads the other server's stream header, answers with ours and the features; returns the
-/// stream id (its dialback keys are made for it).
+/// What a stream's header and TLS said.
+struct Opened {
+    /// Its id: dialback keys are made for it.
+    id: String,
+    /// The domain of ours it is for.
+    local: String,
+    /// The peer's domain, if its certificate proves it (SASL EXTERNAL is offered then).
+    certified: Option<String>,
+}
+
+/// Reads the other server's stream header, answers with ours and the features.
+/// `authenticated`: the stream restarts after SASL, and offers it no more.
 async fn open(
     federation: &Federation,
     stream: &mut Stream,
     limit: Duration,
-) -> Result<String, Failure> {
+    authenticated: bool,
+) -> Result<Opened, Failure> {
     let header = stream.header_within(limit).await.map_err(lost)?;
     let local = header.to.clone().unwrap_or_default();
     let id = random_id();
@@ -179,19 +202,54 @@ async fn open(
             format!("not a domain of ours: {local:?}"),
         ));
     }
-    let features = if stream.is_tls() {
-        format!(
-            "<stream:features><dialback xmlns='{}'><errors/></dialback></stream:features>",
-            ns::DIALBACK_FEATURE
-        )
-    } else {
+    let certified = header
+        .from
+        .filter(|_| stream.is_tls() && !authenticated)
+        .filter(|from| !federation.hosts(from) && federation.proves(&stream.peer_chain(), from));
+    let features = if !stream.is_tls() {
         format!(
             "<stream:features><starttls xmlns='{}'><required/></starttls></stream:features>",
             ns::TLS
         )
+    } else {
+        let mechanisms = if certified.is_some() {
+            format!(
+                "<mechanisms xmlns='{}'><mechanism>EXTERNAL</mechanism></mechanisms>",
+                ns::SASL
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "<stream:features>{mechanisms}<dialback xmlns='{}'><errors/></dialback></stream:features>",
+            ns::DIALBACK_FEATURE
+        )
     };
     stream.write(features.as_bytes()).await.map_err(lost)?;
-    Ok(id)
+    Ok(Opened {
+        id,
+        local,
+        certified,
+    })
+}
+
+/// The domain a SASL EXTERNAL `<auth/>` proves: the certified one, which the authorization
+/// identity (base64, `=` for none) may only repeat (XEP-0178 §3).
+fn external(auth: &Element, opened: &Opened) -> Option<String> {
+    use base64::Engine;
+    let certified = opened.certified.clone()?;
+    if auth.attr("mechanism") != Some("EXTERNAL") {
+        return None;
+    }
+    let text = auth.text();
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return Some(certified);
+    }
+    let asked = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    (asked == certified.as_bytes()).then_some(certified)
 }
 
 /// The (remote, local) domains of a dialback element; refused before TLS, for a domain that

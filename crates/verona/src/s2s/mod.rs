@@ -68,6 +68,11 @@ pub struct Federation {
     secret: dialback::Secret,
     starttls: TlsConnector,
     direct_tls: TlsConnector,
+    /// TLS for incoming streams, asking for the peer's certificate.
+    acceptor: tokio_rustls::TlsAcceptor,
+    /// Checks whether a peer's certificate proves its domain (XEP-0178), against `ca_file` or
+    /// the system's roots; `None` when there are no roots to check against.
+    certificates: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     resolver: Option<TokioResolver>,
     router: Weak<Router>,
     /// Each outgoing stream's queue, with a number telling it apart from a later one.
@@ -82,17 +87,35 @@ impl Federation {
         config: &Config,
         router: &Arc<Router>,
         shutdown: watch::Receiver<bool>,
+        identity: stream::Identity,
     ) -> anyhow::Result<Option<Arc<Federation>>> {
         if config.s2s.listen.is_empty() {
             return Ok(None);
         }
-        let roots = if config.s2s.require_valid_cert {
-            Some(roots(config.s2s.ca_file.as_deref())?)
-        } else {
-            None
+        let trusted = match roots(config.s2s.ca_file.as_deref()) {
+            Ok(roots) => Some(roots),
+            Err(e) if config.s2s.require_valid_cert || config.s2s.ca_file.is_some() => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!("no roots to verify other servers with (no SASL EXTERNAL): {e:#}");
+                None
+            }
         };
-        let starttls = stream::client_config(roots.clone(), None)?;
-        let direct_tls = stream::client_config(roots, Some(ALPN_XMPP_SERVER))?;
+        let certificates = match &trusted {
+            Some(roots) => Some(
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots.clone()),
+                    Arc::new(rustls::crypto::ring::default_provider()),
+                )
+                .build()?,
+            ),
+            None => None,
+        };
+        let roots = trusted.filter(|_| config.s2s.require_valid_cert);
+        let starttls = stream::client_config(roots.clone(), &identity, None)?;
+        let direct_tls = stream::client_config(roots, &identity, Some(ALPN_XMPP_SERVER))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(stream::server_config(&identity)?);
         let resolver = TokioResolver::builder_tokio()
             .map(|builder| builder.build())
             .map_err(|e| tracing::warn!("no DNS resolver, only [s2s.hosts] and port 5269: {e}"))
@@ -114,6 +137,8 @@ impl Federation {
             secret: dialback::Secret::random(),
             starttls: TlsConnector::from(starttls),
             direct_tls: TlsConnector::from(direct_tls),
+            acceptor,
+            certificates,
             resolver,
             router: Arc::downgrade(router),
             links: Mutex::default(),
@@ -122,6 +147,29 @@ impl Federation {
         });
         router.federate(federation.clone());
         Ok(Some(federation))
+    }
+
+    /// Whether `chain` (a peer's certificates) proves `domain`: it chains to our roots and
+    /// names the domain (XEP-0178, RFC 6125).
+    fn proves(&self, chain: &[rustls::pki_types::CertificateDer<'static>], domain: &str) -> bool {
+        let (Some(verifier), Some((end_entity, intermediates))) =
+            (&self.certificates, chain.split_first())
+        else {
+            return false;
+        };
+        let Ok(name) = rustls::pki_types::ServerName::try_from(domain.to_owned()) else {
+            return false;
+        };
+        let now = rustls::pki_types::UnixTime::now();
+        rustls::client::danger::ServerCertVerifier::verify_server_cert(
+            verifier.as_ref(),
+            end_entity,
+            intermediates,
+            &name,
+            &[],
+            now,
+        )
+        .is_ok()
     }
 
     /// Whether `domain` is one this server answers for.

@@ -79,23 +79,37 @@ async fn serve(
 ) -> Ended {
     let setup = Duration::from_secs(federation.config.connect_timeout_secs.max(1));
     let deadline = Instant::now() + setup;
-    let stream = match connect(federation, local, remote, setup).await {
-        Ok(stream) => stream,
+    let Opened {
+        mut stream,
+        id,
+        features,
+    } = match connect(federation, local, remote, setup).await {
+        Ok(opened) => opened,
         Err(why) => return Ended::Unreached(why),
     };
-    // Dialback: the key for the stream id the remote server gave us.
-    let id = match &stream.1 {
-        Some(id) => id.clone(),
-        None => return Ended::Unreached("no stream id".into()),
-    };
-    let mut stream = stream.0;
-    let key = federation.secret.key(remote, local, &id);
-    let result = stream::dialback("result", local, remote, None, None, Some(&key));
-    if let Err(e) = stream.write(&result).await {
-        return Ended::Unreached(e.to_string());
+    // XEP-0178 when the remote server takes our certificate, else dialback: the key for the
+    // stream id it gave us.
+    let mut authenticated = false;
+    if offers_external(&features) {
+        match external(&mut stream, local, remote, setup).await {
+            Ok(done) => authenticated = done,
+            Err(e) => return Ended::Unreached(e.to_string()),
+        }
+    }
+    if authenticated {
+        federation.reached(remote);
+        tracing::info!(%local, %remote, "outgoing stream authenticated by certificate");
+    } else {
+        let Some(id) = id else {
+            return Ended::Unreached("no stream id".into());
+        };
+        let key = federation.secret.key(remote, local, &id);
+        let result = stream::dialback("result", local, remote, None, None, Some(&key));
+        if let Err(e) = stream.write(&result).await {
+            return Ended::Unreached(e.to_string());
+        }
     }
     let mut asked: HashMap<String, oneshot::Sender<bool>> = HashMap::new();
-    let mut authenticated = false;
     let idle = Duration::from_secs(federation.config.idle_timeout_secs.max(1));
     let mut last_use = Instant::now();
     let mut shutdown = federation.shutdown.clone();
@@ -240,14 +254,54 @@ async fn send(
     }
 }
 
-/// Connects to the first target that answers and negotiates TLS; the stream id the remote
-/// server gave comes with it.
+/// A stream set up to the point of authentication.
+struct Opened {
+    stream: Stream,
+    /// The id the remote server gave the stream (dialback keys are made for it).
+    id: Option<String>,
+    features: Element,
+}
+
+fn offers_external(features: &Element) -> bool {
+    features.get_child("mechanisms", ns::SASL).is_some_and(|m| {
+        m.children()
+            .any(|c| c.is("mechanism", ns::SASL) && c.text() == "EXTERNAL")
+    })
+}
+
+/// SASL EXTERNAL (XEP-0178) for `local`; true once the stream has restarted authenticated,
+/// false if the remote server refused (dialback remains).
+async fn external(
+    stream: &mut Stream,
+    local: &str,
+    remote: &str,
+    step: Duration,
+) -> Result<bool, StreamFailure> {
+    use base64::Engine;
+    let authzid = base64::engine::general_purpose::STANDARD.encode(local);
+    let auth = format!(
+        "<auth xmlns='{}' mechanism='EXTERNAL'>{authzid}</auth>",
+        ns::SASL
+    );
+    stream.write(auth.as_bytes()).await?;
+    let answer = stream.element_within(step).await?;
+    if !answer.is("success", ns::SASL) {
+        return Ok(false);
+    }
+    stream.restart();
+    stream.write(&stream::header(local, remote, None)).await?;
+    stream.header_within(step).await?;
+    stream.element_within(step).await?;
+    Ok(true)
+}
+
+/// Connects to the first target that answers and negotiates TLS.
 async fn connect(
     federation: &Federation,
     local: &str,
     remote: &str,
     limit: Duration,
-) -> Result<(Stream, Option<String>), String> {
+) -> Result<Opened, String> {
     let targets = resolve::targets(&federation.config, federation.resolver.as_ref(), remote).await;
     let mut last = String::from("no address");
     for target in targets {
@@ -266,7 +320,7 @@ async fn open(
     local: &str,
     remote: &str,
     target: &resolve::Target,
-) -> Result<(Stream, Option<String>), StreamFailure> {
+) -> Result<Opened, StreamFailure> {
     let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
     let _ = tcp.set_nodelay(true);
     let step = Duration::from_secs(federation.config.connect_timeout_secs.max(1));
@@ -282,7 +336,11 @@ async fn open(
             return Err(StreamFailure::Protocol("expected stream features".into()));
         }
         if stream.is_tls() {
-            return Ok((stream, header.id));
+            return Ok(Opened {
+                stream,
+                id: header.id,
+                features,
+            });
         }
         if !features.has_child("starttls", ns::TLS) {
             return Err(StreamFailure::Protocol("the server offers no TLS".into()));

@@ -164,8 +164,18 @@ impl Stream {
         Ok(())
     }
 
-    /// A new stream on the same socket (after TLS).
-    fn restart(&mut self) {
+    /// The certificates the peer showed in the TLS handshake (none before TLS).
+    pub fn peer_chain(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        match &self.io {
+            Io::Tls(tls) => (tls.get_ref().1.peer_certificates())
+                .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A new stream on the same socket (after TLS, or SASL).
+    pub fn restart(&mut self) {
         self.parser = StreamParser::new(self.content_ns, self.limits.clone());
     }
 }
@@ -285,28 +295,102 @@ pub fn from_namespace(el: &Element, namespace: &str) -> Option<Element> {
     std::str::from_utf8(&bytes).ok()?.parse().ok()
 }
 
-/// The TLS client configuration for outgoing streams. With `verify`, certificates must chain
-/// to `roots` and name the domain; without, any certificate is taken and dialback alone
+/// Our certificate, shown as the client of outgoing streams (XEP-0178).
+pub struct Identity {
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+/// The TLS client configuration for outgoing streams. With `roots`, certificates must chain
+/// to them and name the domain; without, any certificate is taken and dialback alone
 /// authenticates the peer (XEP-0220 over unverified TLS, as Prosody and ejabberd do by
-/// default).
+/// default). Our own certificate is shown, for the peer to offer SASL EXTERNAL.
 pub fn client_config(
     roots: Option<rustls::RootCertStore>,
+    identity: &Identity,
     alpn: Option<&[u8]>,
 ) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let mut config = match roots {
-        Some(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
+    let builder = match roots {
+        Some(roots) => builder.with_root_certificates(roots),
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
     };
+    let mut config =
+        builder.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?;
     if let Some(alpn) = alpn {
         config.alpn_protocols = vec![alpn.to_vec()];
     }
     Ok(Arc::new(config))
+}
+
+/// The TLS server configuration for incoming server streams: like the clients' STARTTLS, but
+/// asking the peer for its certificate (without requiring one, and taking any: whether it
+/// proves the peer's domain is decided after the handshake, for SASL EXTERNAL).
+pub fn server_config(identity: &Identity) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(AnyClientCert(provider)))
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct AnyClientCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Takes any certificate (signatures over the handshake are still checked, so the peer holds
