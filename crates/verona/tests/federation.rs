@@ -789,6 +789,25 @@ async fn certificates_authenticate_servers() {
     raw.send("<message from='romeo@montague.lit/raw' to='juliet@capulet.lit' type='chat' id='x2'><body>Certified</body></message>").await;
     let got = next(&mut juliet, "message").await;
     assert_eq!(got.attr("id"), Some("x2"));
+    // Proving montague.lit is not proving nurse.lit: a spoofed `from` ends the stream.
+    raw.send("<message from='tybalt@nurse.lit/raw' to='juliet@capulet.lit' type='chat'><body>spoofed</body></message>").await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("not-authorized"));
+
+    // A certificate for montague.lit from an authority capulet does not trust proves nothing.
+    let stranger = Authority::new();
+    let strange_dir = tempfile::tempdir().unwrap();
+    let (cert, key) = stranger.issue(strange_dir.path(), "montague.lit");
+    let mut raw = Raw::connect(capulet_port).await;
+    raw.open("montague.lit").await;
+    raw.starttls_with(client_with_certificate(&ca_file, &cert, &key))
+        .await;
+    let features = raw.open("montague.lit").await;
+    assert!(
+        features.get_child("mechanisms", SASL).is_none(),
+        "{}",
+        show(&features)
+    );
 
     // The same certificate does not prove nurse.lit: no EXTERNAL, and asking fails.
     let mut raw = Raw::connect(capulet_port).await;
@@ -837,4 +856,39 @@ fn client_with_certificate(
         .with_client_auth_cert(chain, key)
         .unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Bad input from a server: garbage, an oversize stanza, a `from` outside the domain its
+/// stream proved, a certificate no authority we trust signed.
+#[tokio::test]
+async fn bad_input_from_a_server_ends_its_stream() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let port = pair.capulet.server.s2s_addrs()[0].port();
+
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    raw.send("<message><<</message>").await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("not-well-formed"));
+
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    let huge = "x".repeat(300 * 1024);
+    raw.send(&format!(
+        "<message from='romeo@montague.lit' to='juliet@capulet.lit'><body>{huge}</body></message>"
+    ))
+    .await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("policy-violation"));
+
+    // After TLS, before any proof: a stanza claiming yet another domain is refused.
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    raw.starttls(pair.capulet.server.cert_path()).await;
+    raw.open("montague.lit").await;
+    raw.send("<message from='tybalt@nurse.lit' to='juliet@capulet.lit' type='chat'><body>spoofed</body></message>").await;
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("not-authorized"));
+    juliet.expect_nothing().await;
 }
