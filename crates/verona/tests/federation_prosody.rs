@@ -96,7 +96,7 @@ s2s_require_encryption = true
 s2s_secure_auth = false
 authentication = "internal_hashed"
 network_settings = {{ nagle = false }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "verona_test_routes" }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "pep"; "blocklist"; "verona_test_routes" }}
 verona_test_routes = {{ {routes} }}
 VirtualHost "prosody.lit"
 ssl = {{ certificate = "{d}/prosody.crt"; key = "{d}/prosody.key" }}
@@ -303,4 +303,141 @@ async fn verona_and_prosody_federate() {
         "no roster push; Prosody's log:\n{}",
         prosody.log()
     );
+
+    // Benvolio asks for Juliet's presence (classic, Prosody); she approves natively with the
+    // XEP-0207 Ex. 11 form.
+    benvolio
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@verona.lit'/>")
+        .await;
+    let mut asked = next(&mut juliet, "presence", &prosody).await;
+    while asked.attr("type") != Some("subscribe") {
+        asked = next(&mut juliet, "presence", &prosody).await;
+    }
+    assert_eq!(asked.attr("from"), Some("benvolio@prosody.lit"));
+    juliet
+        .send("<message xmlns='jabber:client' to='verona.lit'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>presence</value></field><field var='pubsub#subscriber_jid'><value>benvolio@prosody.lit</value></field><field var='pubsub#allow'><value>true</value></field></x></message>")
+        .await;
+    // Prosody records it: Benvolio's roster now has Juliet both ways.
+    let both = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let roster = benvolio
+                .request("<iq xmlns='jabber:client' type='get' id='r3'><query xmlns='jabber:iq:roster'/></iq>")
+                .await;
+            let subscription = roster
+                .get_child("query", "jabber:iq:roster")
+                .and_then(|q| q.children().find(|i| i.attr("jid") == Some("juliet@verona.lit")))
+                .and_then(|item| item.attr("subscription").map(str::to_owned));
+            if subscription.as_deref() == Some("both") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(both.is_ok(), "Prosody's log:\n{}", prosody.log());
+
+    // Remote PEP, both ways: a contact reads the other's items (the `presence` access model).
+    let tune = |title: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='tune-{title}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='http://jabber.org/protocol/tune'><item id='current'><tune xmlns='http://jabber.org/protocol/tune'><title>{title}</title></tune></item></publish></pubsub></iq>"
+        )
+    };
+    let published = benvolio.request(&tune("Greensleeves")).await;
+    assert_eq!(
+        published.attr("type"),
+        Some("result"),
+        "{}",
+        show(&published)
+    );
+    let published = juliet.request(&tune("Nightingale")).await;
+    assert_eq!(
+        published.attr("type"),
+        Some("result"),
+        "{}",
+        show(&published)
+    );
+    let read = |to: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' to='{to}' id='read-{to}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='http://jabber.org/protocol/tune'/></pubsub></iq>"
+        )
+    };
+    let title = |reply: &Element| -> Option<String> {
+        let items = reply
+            .get_child("pubsub", "http://jabber.org/protocol/pubsub")?
+            .get_child("items", "http://jabber.org/protocol/pubsub")?;
+        let item = items.children().next()?;
+        let tune = item.get_child("tune", "http://jabber.org/protocol/tune")?;
+        Some(
+            tune.get_child("title", "http://jabber.org/protocol/tune")?
+                .text(),
+        )
+    };
+    let reply = juliet.request(&read("benvolio@prosody.lit")).await;
+    assert_eq!(
+        title(&reply).as_deref(),
+        Some("Greensleeves"),
+        "{}",
+        show(&reply)
+    );
+    let reply = romeo.request(&read("juliet@verona.lit")).await;
+    assert_eq!(
+        title(&reply).as_deref(),
+        Some("Nightingale"),
+        "{}",
+        show(&reply)
+    );
+
+    // Remote pubsub: Romeo (Prosody) subscribes to a node of pubsub.verona.lit.
+    let create = juliet
+        .request("<iq xmlns='jabber:client' type='set' to='pubsub.verona.lit' id='c1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='balcony'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field></x></configure></pubsub></iq>")
+        .await;
+    assert_eq!(create.attr("type"), Some("result"), "{}", show(&create));
+    let subscribed = romeo
+        .request("<iq xmlns='jabber:client' type='set' to='pubsub.verona.lit' id='s1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='balcony' jid='romeo@prosody.lit/home'/></pubsub></iq>")
+        .await;
+    assert_eq!(
+        subscribed.attr("type"),
+        Some("result"),
+        "{}",
+        show(&subscribed)
+    );
+    juliet
+        .request("<iq xmlns='jabber:client' type='set' to='pubsub.verona.lit' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='balcony'><item id='i1'><entry xmlns='urn:example'>soft</entry></item></publish></pubsub></iq>")
+        .await;
+    let mut event = next(&mut romeo, "message", &prosody).await;
+    while event.attr("from") != Some("pubsub.verona.lit") {
+        event = next(&mut romeo, "message", &prosody).await;
+    }
+    let items = event
+        .get_child("event", "http://jabber.org/protocol/pubsub#event")
+        .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
+        .unwrap_or_else(|| panic!("{}", show(&event)));
+    assert_eq!(items.attr("node"), Some("balcony"));
+
+    // Blocking a remote JID (XEP-0191): his messages do not reach her, hers to him are refused.
+    let blocked = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='benvolio@prosody.lit'/></block></iq>")
+        .await;
+    assert_eq!(blocked.attr("type"), Some("result"), "{}", show(&blocked));
+    benvolio
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@verona.lit' id='bb1'><body>Hear me</body></message>")
+        .await;
+    let mut refused = next(&mut benvolio, "message", &prosody).await;
+    while refused.attr("id") != Some("bb1") {
+        refused = next(&mut benvolio, "message", &prosody).await;
+    }
+    assert_eq!(refused.attr("type"), Some("error"), "{}", show(&refused));
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='benvolio@prosody.lit' id='bb2'><body>No</body></message>")
+        .await;
+    let mut own = next(&mut juliet, "message", &prosody).await;
+    while own.attr("id") != Some("bb2") {
+        own = next(&mut juliet, "message", &prosody).await;
+    }
+    assert_eq!(own.attr("type"), Some("error"));
+    let condition = own
+        .get_child("error", CLIENT)
+        .and_then(|e| e.children().next())
+        .map(|c| c.name().to_owned());
+    assert_eq!(condition.as_deref(), Some("not-acceptable"));
 }

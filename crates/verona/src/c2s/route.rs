@@ -135,7 +135,11 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
             _ => Route::Drop,
         });
     };
-    let peer = (is_local_account(&to) && to.to_bare() != own).then(|| to.to_bare());
+    // A local account, or another server's: XEP-0191 blocks both (not services' nodes).
+    let remote_account =
+        to.node().is_some() && ![domain, here.pubsub, here.rooms].contains(&to.domain().as_str());
+    let peer =
+        ((is_local_account(&to) || remote_account) && to.to_bare() != own).then(|| to.to_bare());
     let route = route_to(el, &to, &own, here);
     Classified { route, peer }
 }
@@ -465,7 +469,7 @@ mod tests {
             (
                 "<message to='romeo@montague.lit'/>".into(),
                 Route::Remote,
-                None,
+                Some("romeo@montague.lit"),
             ),
             (
                 "<presence type='subscribed' to='romeo@montague.lit'/>".into(),
@@ -473,7 +477,7 @@ mod tests {
                     contact: bare("romeo@montague.lit"),
                     kind: SubscriptionKind::Subscribed,
                 },
-                None,
+                Some("romeo@montague.lit"),
             ),
             (
                 "<presence type='unsubscribed' to='romeo@montague.lit'/>".into(),
@@ -481,7 +485,7 @@ mod tests {
                     contact: bare("romeo@montague.lit"),
                     kind: SubscriptionKind::Unsubscribed,
                 },
-                None,
+                Some("romeo@montague.lit"),
             ),
             (
                 "<presence type='subscribe' to='romeo@montague.lit'/>".into(),
@@ -489,12 +493,12 @@ mod tests {
                     contact: bare("romeo@montague.lit"),
                     kind: SubscriptionKind::Subscribe,
                 },
-                None,
+                Some("romeo@montague.lit"),
             ),
             (
                 "<presence type='probe' to='romeo@montague.lit'/>".into(),
                 Route::Remote,
-                None,
+                Some("romeo@montague.lit"),
             ),
             ("<message to='localhost'/>".into(), Route::Drop, None),
             (
