@@ -676,48 +676,6 @@ async fn a_remote_user_subscribes_natively_to_a_pubsub_node() {
     );
 }
 
-/// A test certificate authority and certificates it signs for a domain (and its subdomains).
-struct Authority {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl Authority {
-    fn new() -> Authority {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Verona test CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        Authority {
-            issuer: rcgen::Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// (certificate, key) PEM files for `domain` in `dir`.
-    fn issue(
-        &self,
-        dir: &std::path::Path,
-        domain: &str,
-    ) -> (std::path::PathBuf, std::path::PathBuf) {
-        let params =
-            rcgen::CertificateParams::new(vec![domain.to_owned(), format!("*.{domain}")]).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (
-            dir.join(format!("{domain}.crt")),
-            dir.join(format!("{domain}.key")),
-        );
-        // The chain with the authority, so that clients trusting the file trust the server.
-        std::fs::write(&cert_path, cert.pem() + &self.pem).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
-}
-
 /// XEP-0178: with certificates from an authority both trust, servers authenticate each
 /// other with SASL EXTERNAL instead of dialback, and a stranger's certificate proves only
 /// the domain it names.

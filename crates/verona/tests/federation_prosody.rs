@@ -64,17 +64,35 @@ fn installed() -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("prosody").is_file()))
 }
 
-/// Starts Prosody for `prosody.lit`, federating with Verona's domains at `verona_s2s`.
-async fn start_prosody(verona_s2s: u16, s2s: u16) -> Prosody {
+/// Starts Prosody for `prosody.lit`, federating with Verona's domains at `verona_s2s`: with
+/// a self-signed certificate and dialback, or with `authority`'s certificate, trusting only
+/// certificates `authority` signed (`s2s_secure_auth`).
+async fn start_prosody(verona_s2s: u16, s2s: u16, authority: Option<&Authority>) -> Prosody {
     let dir = tempfile::tempdir().unwrap();
     let c2s = free_port();
-    let certified = rcgen::generate_simple_self_signed(vec!["prosody.lit".to_owned()]).unwrap();
-    std::fs::write(dir.path().join("prosody.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("prosody.key"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
+    let trust = match authority {
+        Some(authority) => {
+            let (cert, key) = authority.issue(dir.path(), "prosody.lit");
+            std::fs::rename(cert, dir.path().join("prosody.crt")).unwrap();
+            std::fs::rename(key, dir.path().join("prosody.key")).unwrap();
+            std::fs::write(dir.path().join("ca.pem"), &authority.pem).unwrap();
+            format!(
+                "s2s_secure_auth = true\nssl = {{ cafile = \"{}/ca.pem\" }}",
+                dir.path().display()
+            )
+        }
+        None => {
+            let certified =
+                rcgen::generate_simple_self_signed(vec!["prosody.lit".to_owned()]).unwrap();
+            std::fs::write(dir.path().join("prosody.crt"), certified.cert.pem()).unwrap();
+            std::fs::write(
+                dir.path().join("prosody.key"),
+                certified.signing_key.serialize_pem(),
+            )
+            .unwrap();
+            "s2s_secure_auth = false".to_owned()
+        }
+    };
     let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prosody");
     let d = dir.path().display();
     let routes: Vec<String> = ["verona.lit", "pubsub.verona.lit", "chat.verona.lit"]
@@ -93,7 +111,7 @@ c2s_ports = {{ {c2s} }}
 s2s_ports = {{ {s2s} }}
 c2s_require_encryption = true
 s2s_require_encryption = true
-s2s_secure_auth = false
+{trust}
 authentication = "internal_hashed"
 network_settings = {{ nagle = false }}
 modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "pep"; "blocklist"; "verona_test_routes" }}
@@ -138,9 +156,21 @@ ssl = {{ certificate = "{d}/prosody.crt"; key = "{d}/prosody.key" }}
     panic!("Prosody did not start:\n{}", prosody.log());
 }
 
-async fn verona(own: u16, prosody_s2s: u16) -> TestServer {
+/// Verona for `verona.lit`; with `certified` (certificate, key, authority file) it only
+/// federates with servers whose certificates that authority signed.
+async fn verona(
+    own: u16,
+    prosody_s2s: u16,
+    certified: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
+) -> TestServer {
     let server = TestServer::start_with(|config| {
         config.domain = "verona.lit".into();
+        if let Some((cert, key, ca_file)) = certified {
+            config.tls.cert = Some(cert);
+            config.tls.key = Some(key);
+            config.s2s.ca_file = Some(ca_file);
+            config.s2s.require_valid_cert = true;
+        }
         config.s2s.listen = vec![format!("127.0.0.1:{own}").parse().unwrap()];
         config
             .s2s
@@ -181,8 +211,8 @@ async fn verona_and_prosody_federate() {
         return;
     }
     let (verona_s2s, prosody_s2s) = (free_port(), free_port());
-    let verona = verona(verona_s2s, prosody_s2s).await;
-    let prosody = start_prosody(verona_s2s, prosody_s2s).await;
+    let verona = verona(verona_s2s, prosody_s2s, None).await;
+    let prosody = start_prosody(verona_s2s, prosody_s2s, None).await;
     let mut juliet = verona.login("juliet", "pw", "balcony").await;
     online(&mut juliet).await;
     let mut romeo = prosody.login("romeo").await;
@@ -440,4 +470,46 @@ async fn verona_and_prosody_federate() {
         .and_then(|e| e.children().next())
         .map(|c| c.name().to_owned());
     assert_eq!(condition.as_deref(), Some("not-acceptable"));
+}
+
+/// Both sides with certificates from one test authority, each trusting only it: they
+/// authenticate each other with SASL EXTERNAL (XEP-0178) and chat both ways.
+#[tokio::test]
+async fn verona_and_prosody_authenticate_by_certificate() {
+    if !installed() {
+        eprintln!("prosody is not installed (.ci/run installs it): skipped");
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let authority = Authority::new();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, &authority.pem).unwrap();
+    let (cert, key) = authority.issue(certs.path(), "verona.lit");
+    let (verona_s2s, prosody_s2s) = (free_port(), free_port());
+    let verona = verona(verona_s2s, prosody_s2s, Some((cert, key, ca_file))).await;
+    let prosody = start_prosody(verona_s2s, prosody_s2s, Some(&authority)).await;
+    let mut juliet = verona.login("juliet", "pw", "balcony").await;
+    online(&mut juliet).await;
+    let mut romeo = prosody.login("romeo").await;
+    online(&mut romeo).await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@prosody.lit' id='c1'><body>Sealed</body></message>")
+        .await;
+    let got = next(&mut romeo, "message", &prosody).await;
+    assert_eq!(got.attr("id"), Some("c1"));
+    assert_eq!(body(&got).as_deref(), Some("Sealed"));
+    romeo
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@verona.lit' id='c2'><body>And signed</body></message>")
+        .await;
+    let got = next(&mut juliet, "message", &prosody).await;
+    assert_eq!(got.attr("id"), Some("c2"));
+    let log = prosody.log();
+    assert!(
+        log.contains("SASL EXTERNAL with verona.lit succeeded"),
+        "Prosody did not authenticate to Verona by certificate:\n{log}"
+    );
+    assert!(
+        log.contains("Accepting SASL EXTERNAL identity from verona.lit"),
+        "Verona did not authenticate to Prosody by certificate:\n{log}"
+    );
 }

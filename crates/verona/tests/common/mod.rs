@@ -740,3 +740,45 @@ pub async fn mam_page(
         }
     }
 }
+
+/// A test certificate authority and certificates it signs for a domain (and its subdomains).
+pub struct Authority {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub pem: String,
+}
+
+impl Authority {
+    pub fn new() -> Authority {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Verona test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Authority {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// (certificate, key) PEM files for `domain` in `dir`.
+    pub fn issue(
+        &self,
+        dir: &std::path::Path,
+        domain: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let params =
+            rcgen::CertificateParams::new(vec![domain.to_owned(), format!("*.{domain}")]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{domain}.crt")),
+            dir.join(format!("{domain}.key")),
+        );
+        // The chain with the authority, so that clients trusting the file trust the server.
+        std::fs::write(&cert_path, cert.pem() + &self.pem).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
