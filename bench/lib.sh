@@ -85,15 +85,15 @@ stop_server() {
 }
 
 # Writes a Verona config: FILE PORT DATA_DIR, then `tls` (STARTTLS required) or `plain` (no TLS
-# required, PLAIN allowed without it).
+# required, PLAIN allowed without it), then optionally the DOMAIN (default localhost).
 verona_config() {
-    local file=$1 port=$2 data=$3 encryption=true insecure_auth=false
+    local file=$1 port=$2 data=$3 encryption=true insecure_auth=false domain=${5:-localhost}
     if [[ $4 == plain ]]; then
         encryption=false
         insecure_auth=true
     fi
     cat >"$file" <<EOF
-domain = "localhost"
+domain = "$domain"
 data_dir = "$data"
 [c2s]
 listen = ["127.0.0.1:$port"]
@@ -112,12 +112,12 @@ filter = "warn"
 EOF
 }
 
-# Creates accounts bench0..bench{N-1} with passwords pw0..: CONFIG N.
+# Creates accounts bench0..bench{N-1} with passwords pw0..: CONFIG N [DOMAIN].
 verona_accounts() {
-    local config=$1 count=$2
-    say "creating $count Verona accounts..."
+    local config=$1 count=$2 domain=${3:-localhost}
+    say "creating $count Verona accounts at $domain..."
     for ((i = 0; i < count; i++)); do
-        "$bin/verona" --config "$config" user add "bench$i@localhost" --password "pw$i" >/dev/null
+        "$bin/verona" --config "$config" user add "bench$i@$domain" --password "pw$i" >/dev/null
     done
 }
 

@@ -11,7 +11,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use verona_bench::client::{Mechanism, Target};
 use verona_bench::populate::PopulateOptions;
 use verona_bench::scenarios::Setup;
-use verona_bench::scenarios::chat::{self, ChatOptions};
+use verona_bench::scenarios::chat::{self, ChatOptions, Receivers};
 use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
@@ -159,6 +159,16 @@ enum Scenario {
         window: usize,
         #[arg(long, default_value_t = 50)]
         login_in_flight: usize,
+        /// Receivers log in to this other server (federation: every message crosses a
+        /// server-to-server stream), e.g. 127.0.0.1:15322.
+        #[arg(long)]
+        receivers_addr: Option<std::net::SocketAddr>,
+        /// The receivers' domain, with --receivers-addr.
+        #[arg(long, default_value = "montague.localhost")]
+        receivers_domain: String,
+        /// The receivers' server process, whose CPU counts too.
+        #[arg(long)]
+        receivers_server_pid: Option<u32>,
     },
     /// Contacts subscribe to one user's presence (RFC 6121), then the user changes it.
     Presence {
@@ -401,12 +411,20 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 messages,
                 window,
                 login_in_flight,
+                receivers_addr,
+                receivers_domain,
+                receivers_server_pid,
             } => {
                 let options = ChatOptions {
                     pairs,
                     messages,
                     window,
                     login_in_flight,
+                    receivers: receivers_addr.map(|addr| Receivers {
+                        addr,
+                        domain: receivers_domain,
+                        server_pid: receivers_server_pid,
+                    }),
                 };
                 let report = chat::run(&setup, &options, server).await;
                 eprint!("{}", report.table());

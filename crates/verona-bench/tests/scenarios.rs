@@ -6,7 +6,7 @@ use std::time::Duration;
 use verona::{Config, RunningServer};
 use verona_bench::client::{Client, Mechanism, Target, within};
 use verona_bench::scenarios::Setup;
-use verona_bench::scenarios::chat::{self, ChatOptions};
+use verona_bench::scenarios::chat::{self, ChatOptions, Receivers};
 use verona_bench::scenarios::fanout::{self, FanoutOptions};
 use verona_bench::scenarios::idle::{self, IdleOptions};
 use verona_bench::scenarios::login::{self, LoginOptions};
@@ -203,6 +203,7 @@ async fn chat_delivers_every_message_exactly_once() {
         messages: 30,
         window: 5,
         login_in_flight: 8,
+        receivers: None,
     };
     let report = chat::run(
         &setup(&server, Mechanism::Plain, 3),
@@ -461,4 +462,85 @@ async fn a_short_soak_mixes_every_kind() {
     assert_eq!(json["scenario"], "soak");
     assert_eq!(json["mix"]["flood"], 1);
     server.shutdown().await;
+}
+
+/// Two federating servers, `localhost` and `montague.localhost`, with accounts bench{n}.
+async fn federated_pair(accounts: usize) -> [(RunningServer, tempfile::TempDir); 2] {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let ports = [free(), free()];
+    let domains = ["localhost", "montague.localhost"];
+    let mut servers = Vec::new();
+    for side in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            domain: domains[side].into(),
+            ..Config::default()
+        };
+        config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.c2s.direct_tls_listen = vec![];
+        config.s2s.listen = vec![format!("127.0.0.1:{}", ports[side]).parse().unwrap()];
+        config.s2s.hosts.insert(
+            domains[1 - side].into(),
+            format!("127.0.0.1:{}", ports[1 - side]),
+        );
+        let server = RunningServer::start(config).await.unwrap();
+        for n in 0..accounts {
+            let jid = server
+                .accounts()
+                .parse_jid(&format!("bench{n}@{}", domains[side]))
+                .unwrap();
+            server
+                .accounts()
+                .create(&jid, &format!("pw{n}"))
+                .await
+                .unwrap();
+        }
+        servers.push((server, dir));
+    }
+    let montague = servers.pop().expect("two servers");
+    let capulet = servers.pop().expect("two servers");
+    [capulet, montague]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_across_federated_servers_delivers_every_message() {
+    let [(capulet, _a), (montague, _b)] = federated_pair(4).await;
+    let options = ChatOptions {
+        pairs: 4,
+        messages: 25,
+        window: 5,
+        login_in_flight: 8,
+        receivers: Some(Receivers {
+            addr: montague.c2s_addrs()[0],
+            domain: "montague.localhost".into(),
+            server_pid: None,
+        }),
+    };
+    let report = chat::run(
+        &setup(&capulet, Mechanism::Plain, 4),
+        &options,
+        this_process(),
+    )
+    .await;
+    assert_eq!(report.errors.total, 0, "{:?}", report.errors);
+    assert_eq!((report.connected_pairs, report.expected), (4, 100));
+    assert_eq!(
+        (
+            report.received,
+            report.lost,
+            report.duplicated,
+            report.reordered
+        ),
+        (100, 0, 0, 0)
+    );
+    assert!(report.ok());
+    capulet.shutdown().await;
+    montague.shutdown().await;
 }

@@ -1,7 +1,9 @@
 //! `chat`: P sender→receiver pairs. Each sender sends M `<message type='chat'/>` to its
 //! receiver's full JID, keeping at most W sent that the receiver has not got yet (the receipt is
 //! the acknowledgement). Measures messages delivered per second, send→receipt latency, lost and
-//! duplicated messages, and the CPU the server and the generator spend per message.
+//! duplicated messages, and the CPU the server and the generator spend per message. With
+//! `receivers`, the receivers are on another server, so that every message crosses a
+//! server-to-server stream (federation); both servers' CPU counts.
 
 use std::time::Duration;
 
@@ -27,6 +29,17 @@ pub struct ChatOptions {
     pub window: usize,
     /// Logins in progress at once.
     pub login_in_flight: usize,
+    /// The server the receivers log in to, if not the senders'.
+    pub receivers: Option<Receivers>,
+}
+
+/// Where the receivers are when they are on another server.
+#[derive(Clone, Debug, Serialize)]
+pub struct Receivers {
+    pub addr: std::net::SocketAddr,
+    pub domain: String,
+    /// That server's process, sampled with the senders' server.
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -64,30 +77,15 @@ pub struct ChatReport {
 pub async fn run(setup: &Setup, options: &ChatOptions, server: ServerProbe) -> ChatReport {
     // Message timestamps count from here; both ends of a pair share this process, hence this clock.
     let epoch = Instant::now();
-    let logins = log_in_all(
-        setup,
-        2 * options.pairs,
-        options.login_in_flight,
-        true,
-        0..0,
-    )
-    .await;
-    let mut errors = logins.errors;
-    let mut clients = logins.clients;
-    // Logins finish in any order: pair clients as they came; an odd one out has no partner.
-    let spare = if clients.len() % 2 == 1 {
-        clients.pop()
-    } else {
-        None
+    let (mut errors, pairs, spare) = match &options.receivers {
+        None => log_in_pairs(setup, options).await,
+        Some(receivers) => log_in_across(setup, receivers, options).await,
     };
-    let mut pairs = Vec::with_capacity(clients.len() / 2);
-    let mut logged_in = clients.into_iter();
-    while let (Some(sender), Some(receiver)) = (logged_in.next(), logged_in.next()) {
-        pairs.push((sender, receiver));
-    }
     let connected_pairs = pairs.len();
+    let remote = ServerProbe(options.receivers.as_ref().and_then(|r| r.server_pid));
 
     let server_before = server.sample();
+    let remote_before = remote.sample();
     let own_before = own_cpu();
     let start = Instant::now();
     let talks: Vec<_> = pairs
@@ -119,6 +117,14 @@ pub async fn run(setup: &Setup, options: &ChatOptions, server: ServerProbe) -> C
     let server_cpu = server_before
         .zip(server.sample())
         .map(|(before, after)| after.cpu.saturating_sub(before.cpu));
+    let remote_cpu = remote_before
+        .zip(remote.sample())
+        .map(|(before, after)| after.cpu.saturating_sub(before.cpu));
+    let server_cpu = match (server_cpu, remote_cpu) {
+        (Some(local), Some(remote)) => Some(local + remote),
+        (local, None) => local,
+        (None, remote) => remote,
+    };
     clients.extend(spare);
     errors.merge(close_all(clients, options.login_in_flight, setup.op_timeout).await);
 
@@ -146,6 +152,53 @@ pub async fn run(setup: &Setup, options: &ChatOptions, server: ServerProbe) -> C
         generator_cpu_cores,
         generator_saturated: generator_cpu_cores >= SATURATED,
     }
+}
+
+/// Logged-in (sender, receiver) pairs on one server, and an odd client out.
+async fn log_in_pairs(
+    setup: &Setup,
+    options: &ChatOptions,
+) -> (Errors, Vec<(Client, Client)>, Vec<Client>) {
+    let logins = log_in_all(
+        setup,
+        2 * options.pairs,
+        options.login_in_flight,
+        true,
+        0..0,
+    )
+    .await;
+    let mut clients = logins.clients;
+    // Logins finish in any order: pair clients as they came; an odd one out has no partner.
+    let spare = clients.split_off(clients.len() - clients.len() % 2);
+    let mut pairs = Vec::with_capacity(clients.len() / 2);
+    let mut logged_in = clients.into_iter();
+    while let (Some(sender), Some(receiver)) = (logged_in.next(), logged_in.next()) {
+        pairs.push((sender, receiver));
+    }
+    (logins.errors, pairs, spare)
+}
+
+/// Senders on `setup`'s server, receivers on the other one, paired as they logged in.
+async fn log_in_across(
+    setup: &Setup,
+    receivers: &Receivers,
+    options: &ChatOptions,
+) -> (Errors, Vec<(Client, Client)>, Vec<Client>) {
+    let mut remote = setup.clone();
+    remote.target.addr = receivers.addr;
+    remote.target.domain = receivers.domain.clone();
+    let senders = log_in_all(setup, options.pairs, options.login_in_flight, true, 0..0).await;
+    let listeners = log_in_all(&remote, options.pairs, options.login_in_flight, true, 0..0).await;
+    let mut errors = senders.errors;
+    errors.merge(listeners.errors);
+    let mut senders = senders.clients;
+    let mut listeners = listeners.clients;
+    // Those without a partner (a login on the other side failed) are closed unused.
+    let paired = senders.len().min(listeners.len());
+    let mut spare = senders.split_off(paired);
+    spare.append(&mut listeners.split_off(paired));
+    let pairs = senders.into_iter().zip(listeners).collect();
+    (errors, pairs, spare)
 }
 
 /// One pair's conversation. It ends when every message arrived, or when nothing arrived for
