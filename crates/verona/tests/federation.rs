@@ -197,6 +197,71 @@ async fn messages_cross_both_ways() {
     }
 }
 
+/// A conversation with another server's user is a conversation node on each side (seed §6):
+/// each server archives it for its own user (XEP-0313), numbers it for its own user only
+/// (XEP-0359), and copies it to the user's other resources (XEP-0280).
+#[tokio::test]
+async fn a_conversation_across_domains_is_archived_on_both_sides() {
+    const MAM: &str = "urn:xmpp:mam:2";
+    const SID: &str = "urn:xmpp:sid:0";
+    const CARBONS: &str = "urn:xmpp:carbons:2";
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut nurse_phone = online(&pair.capulet, "juliet", "phone").await;
+    let enabled = nurse_phone
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='cc'><enable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await;
+    assert_eq!(enabled.attr("type"), Some("result"));
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='a1'><body>My bounty is as boundless as the sea</body></message>")
+        .await;
+    let got = next(&mut romeo, "message").await;
+    let sid = got
+        .get_child("stanza-id", SID)
+        .unwrap_or_else(|| panic!("{}", show(&got)));
+    assert_eq!(sid.attr("by"), Some("romeo@montague.lit"));
+    assert_eq!(got.children().filter(|c| c.is("stanza-id", SID)).count(), 1);
+    // Her other resource gets the sent copy.
+    let copy = next(&mut nurse_phone, "message").await;
+    assert!(copy.has_child("sent", CARBONS), "{}", show(&copy));
+    romeo
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@capulet.lit' id='a2'><body>My love as deep</body></message>")
+        .await;
+    let reply = next(&mut juliet, "message").await;
+    let sid = reply
+        .get_child("stanza-id", SID)
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    assert_eq!(sid.attr("by"), Some("juliet@capulet.lit"));
+    for (client, with) in [
+        (&mut juliet, "romeo@montague.lit"),
+        (&mut romeo, "juliet@capulet.lit"),
+    ] {
+        let form = format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field><field var='with'><value>{with}</value></field></x>"
+        );
+        let (results, fin) = mam_page(client, None, &form).await;
+        assert_eq!(fin.attr("type"), Some("result"), "{}", show(&fin));
+        let bodies: Vec<String> = results
+            .iter()
+            .filter_map(|m| {
+                let forwarded = m
+                    .get_child("result", MAM)?
+                    .get_child("forwarded", "urn:xmpp:forward:0")?;
+                let message = forwarded.get_child("message", CLIENT)?;
+                Some(message.get_child("body", CLIENT)?.text())
+            })
+            .collect();
+        assert_eq!(
+            bodies,
+            ["My bounty is as boundless as the sea", "My love as deep"],
+            "{with}'s side"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_message_to_an_absent_remote_user_is_kept() {
     let pair = pair().await;

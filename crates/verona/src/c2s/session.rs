@@ -198,6 +198,17 @@ impl Connection {
             Route::RoomsService => pubsub.submit_rooms(me, el).await,
             Route::Room => pubsub.room(me, el).await,
             Route::AuthorizationAnswer => pubsub.submit_answer(me, el).await,
+            Route::Remote
+                if self.shared.federation.is_some()
+                    && is_conversation_message(&el)
+                    && let Some(to) = el
+                        .attr("to")
+                        .and_then(|to| Jid::new(to).ok())
+                        .filter(|to| to.node().is_some()) =>
+            {
+                // A conversation with another server's user is kept here too (seed §6).
+                pubsub.chat(me, to, el).await;
+            }
             Route::Remote => self.send_to_another_domain(&el),
             Route::ServerIq(target) => self.server_iq(el, target).await,
             Route::ServiceUnavailable => {

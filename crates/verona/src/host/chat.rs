@@ -98,19 +98,34 @@ impl ServicesTask {
         }
         let service_jid = self.pubsub_jid.clone();
         let limit = self.conversations_config.limits.max_subscriptions_per_jid;
+        let exists = (self.conversations.get(node))
+            .is_some_and(|hosted| hosted.service.node_config(node).is_some());
+        if exists {
+            return Ok(());
+        }
+        // Conversations count against their initiator's subscriptions, and those another
+        // server's users start against the local party's too: a remote server cannot make
+        // one account hold conversations without bound by inventing senders.
+        let remote_initiator = self.is_remote(initiator);
+        let counted: Vec<&BareJid> = std::iter::once(initiator)
+            .chain(
+                [&low, &high]
+                    .into_iter()
+                    .filter(|party| remote_initiator && !self.is_remote(party)),
+            )
+            .collect();
+        for party in counted {
+            if self
+                .subscriptions_held
+                .get(party)
+                .is_some_and(|held| *held >= limit)
+            {
+                return Err(Refused::TooMany);
+            }
+        }
         let Some(hosted) = self.conversations.get_mut(node) else {
             return Err(Refused::NoAccount);
         };
-        if hosted.service.node_config(node).is_some() {
-            return Ok(());
-        }
-        if self
-            .subscriptions_held
-            .get(initiator)
-            .is_some_and(|held| *held >= limit)
-        {
-            return Err(Refused::TooMany);
-        }
         let request = CreateRequest {
             node: Some(node.to_owned()),
             config: chat::node_config(),
@@ -276,6 +291,13 @@ impl ServicesTask {
         let sender = from.to_bare();
         let recipient = to.to_bare();
         let copied = chat::is_copied(message);
+        if self.is_remote(&recipient) {
+            // Its server delivers it, keeps it and numbers it in its own archive: no
+            // stanza-id of ours goes with it.
+            let out = chat::delivered(message, None, &recipient, None);
+            self.router
+                .deliver(to, Bytes::from(verona_stream::element_bytes(&out)));
+        }
         // §8.5.3.1: a full JID names a connected resource, available or not; otherwise the
         // available ones get it (§8.5.2.1.1).
         let sessions: Vec<(FullJid, SessionHandle)> = self
@@ -326,7 +348,8 @@ impl ServicesTask {
         }
         if taken == 0
             && archive_id.is_some()
-            && let Some(account) = (recipient != sender).then_some(&recipient)
+            && let Some(account) =
+                (recipient != sender && !self.is_remote(&recipient)).then_some(&recipient)
         {
             let kept = chat::delivered(message, archive_id, account, None);
             let request = Request::Offline {

@@ -110,7 +110,8 @@ impl ServicesTask {
                 && let Some((low, high)) = eventing::chat::parties(&node)
             {
                 for party in [low, high] {
-                    if !account_exists(&self.stores, &party).await {
+                    // Another server's user has no account here; its server answers for it.
+                    if !self.is_remote(&party) && !account_exists(&self.stores, &party).await {
                         self.unknown_accounts.insert(party);
                         continue;
                     }

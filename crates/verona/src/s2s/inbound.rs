@@ -93,6 +93,13 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
                 send(shared, &reply);
             }
         }
+        // A conversation with a local account: published to the pair's node, as between two
+        // local accounts (archived, carbons, kept while the account is away).
+        Route::Session(_) | Route::Account(_)
+            if el.name() == "message" && crate::eventing::chat::is_conversational(&el) =>
+        {
+            pubsub.chat(sender, to, el).await;
+        }
         Route::Session(_) | Route::Account(_) => deliver(shared, el, &to).await,
         Route::Remote if relay => relay_on(shared, &el, &to),
         Route::JidMalformed => answer(shared, &el, StanzaError::JidMalformed),
