@@ -522,6 +522,62 @@ async fn a_local_user_follows_a_remote_contact() {
     );
 }
 
+/// XEP-0207 across domains, natively: Romeo's client subscribes to Juliet's presence node with
+/// XEP-0060 over the servers' stream (seed Ex. 9), Juliet gets the Ex. 10 form and answers
+/// with Ex. 11; then her presence reaches him as pubsub events (his subscription was made
+/// natively).
+#[tokio::test]
+async fn a_remote_user_subscribes_natively_to_a_presence_node() {
+    const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+    const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let pending = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='set' to='juliet@capulet.lit' id='n1'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='romeo@montague.lit/orchard'/></pubsub></iq>"))
+        .await;
+    assert_eq!(pending.attr("type"), Some("result"), "{}", show(&pending));
+    let state = pending
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .and_then(|s| s.attr("subscription"));
+    assert_eq!(state, Some("pending"));
+    let request = next(&mut juliet, "message").await;
+    let form = request
+        .get_child("x", "jabber:x:data")
+        .unwrap_or_else(|| panic!("{}", show(&request)));
+    assert!(
+        form.children()
+            .any(|f| f.attr("var") == Some("pubsub#subscriber_jid")
+                && f.children()
+                    .any(|v| v.text() == "romeo@montague.lit/orchard")),
+        "{}",
+        show(&request)
+    );
+    juliet
+        .send("<message xmlns='jabber:client' to='capulet.lit'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>presence</value></field><field var='pubsub#subscriber_jid'><value>romeo@montague.lit/orchard</value></field><field var='pubsub#allow'><value>true</value></field></x></message>")
+        .await;
+    juliet
+        .send("<presence xmlns='jabber:client'><show>chat</show></presence>")
+        .await;
+    // Her presence, as events of her presence node from her bare JID.
+    loop {
+        let el = next(&mut romeo, "message").await;
+        let items = el
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .filter(|items| items.attr("node") == Some("presence"));
+        if let Some(items) = items
+            && items
+                .children()
+                .any(|item| item.attr("id") == Some("balcony"))
+        {
+            assert_eq!(el.attr("from"), Some("juliet@capulet.lit"));
+            break;
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_server_bounces() {
     let pair = pair().await;
