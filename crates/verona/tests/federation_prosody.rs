@@ -444,6 +444,80 @@ async fn verona_and_prosody_federate() {
         .unwrap_or_else(|| panic!("{}", show(&event)));
     assert_eq!(items.attr("node"), Some("balcony"));
 
+    // Remote PEP `+notify` (XEP-0163 §4.3, XEP-0115): Juliet's client advertises
+    // `tune+notify` in its capabilities; her presence carries them to Benvolio's server, which
+    // asks her client what they mean, then sends her Benvolio's next tune as an event.
+    let features = [
+        "http://jabber.org/protocol/caps",
+        "http://jabber.org/protocol/disco#info",
+        "http://jabber.org/protocol/tune+notify",
+    ];
+    let ver = {
+        use base64::Engine;
+        use sha1::Digest;
+        let mut s = String::from("client/pc//Verona test<");
+        for feature in features {
+            s.push_str(feature);
+            s.push('<');
+        }
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
+    };
+    let caps_node = "https://verona.example/test";
+    juliet
+        .send(&format!("<presence xmlns='jabber:client'><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{caps_node}' ver='{ver}'/></presence>"))
+        .await;
+    let answer = |query: &Element| -> String {
+        let id = query.attr("id").unwrap_or_default();
+        let to = query.attr("from").unwrap_or_default();
+        let node = query
+            .get_child("query", "http://jabber.org/protocol/disco#info")
+            .and_then(|q| q.attr("node"))
+            .map(|n| format!(" node='{n}'"))
+            .unwrap_or_default();
+        let features: String = features
+            .iter()
+            .map(|f| format!("<feature var='{f}'/>"))
+            .collect();
+        format!(
+            "<iq xmlns='jabber:client' type='result' id='{id}' to='{to}'><query xmlns='http://jabber.org/protocol/disco#info'{node}><identity category='client' type='pc' name='Verona test'/>{features}</query></iq>"
+        )
+    };
+    let mut published = false;
+    let notified = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let el = juliet.recv().await;
+            if el.name() == "iq"
+                && el.attr("type") == Some("get")
+                && el.has_child("query", "http://jabber.org/protocol/disco#info")
+            {
+                juliet.send(&answer(&el)).await;
+                if !published && el.attr("from").is_some_and(|f| f.ends_with("prosody.lit")) {
+                    // Benvolio's server knows what her capabilities mean now.
+                    let reply = benvolio.request(&tune("Pavane")).await;
+                    assert_eq!(reply.attr("type"), Some("result"));
+                    published = true;
+                }
+                continue;
+            }
+            let event = el
+                .get_child("event", "http://jabber.org/protocol/pubsub#event")
+                .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
+                .filter(|items| items.attr("node") == Some("http://jabber.org/protocol/tune"));
+            if el.attr("from") == Some("benvolio@prosody.lit")
+                && let Some(items) = event
+                && show(items).contains("Pavane")
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        notified.is_ok(),
+        "no tune event; Prosody's log:\n{}",
+        prosody.log()
+    );
+
     // Blocking a remote JID (XEP-0191): his messages do not reach her, hers to him are refused.
     let blocked = juliet
         .request("<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='benvolio@prosody.lit'/></block></iq>")
