@@ -239,12 +239,87 @@ pub struct Router {
     federation: OnceLock<Arc<crate::s2s::Federation>>,
     /// Connected XEP-0114 components, by domain: everything addressed to the domain is theirs.
     components: RwLock<HashMap<String, SessionHandle>>,
+    /// Other servers' users' resources whose available presence reached a local account, with
+    /// their verified capabilities once known: XEP-0163 `+notify` for remote contacts.
+    remote: RwLock<RemoteResources>,
 }
+
+/// Remote resources seen available, bounded: a server sending presence from made-up JIDs
+/// cannot grow it past [`MAX_REMOTE_RESOURCES`] ([`MAX_REMOTE_PER_ACCOUNT`] per account).
+#[derive(Default)]
+struct RemoteResources {
+    by_account: HashMap<BareJid, HashMap<String, Option<Features>>>,
+    count: usize,
+}
+
+const MAX_REMOTE_RESOURCES: usize = 100_000;
+const MAX_REMOTE_PER_ACCOUNT: usize = 16;
 
 impl Router {
     /// Stanzas for domains this server does not host go to other servers through `federation`.
     pub fn federate(&self, federation: Arc<crate::s2s::Federation>) {
         let _ = self.federation.set(federation);
+    }
+
+    /// Another server's user's resource became available (with its verified features, if
+    /// known) or unavailable.
+    pub fn remote_presence(&self, full: &FullJid, available: bool, features: Option<Features>) {
+        let mut remote = self.remote.write().unwrap_or_else(PoisonError::into_inner);
+        let RemoteResources { by_account, count } = &mut *remote;
+        let bare = full.to_bare();
+        let resource = full.resource().to_string();
+        if !available {
+            if let Some(resources) = by_account.get_mut(&bare)
+                && resources.remove(&resource).is_some()
+            {
+                *count -= 1;
+                if resources.is_empty() {
+                    by_account.remove(&bare);
+                }
+            }
+            return;
+        }
+        let full_up = *count >= MAX_REMOTE_RESOURCES;
+        let resources = by_account.entry(bare).or_default();
+        if let Some(known) = resources.get_mut(&resource) {
+            *known = features.or(known.take());
+        } else if !full_up && resources.len() < MAX_REMOTE_PER_ACCOUNT {
+            resources.insert(resource, features);
+            *count += 1;
+        }
+    }
+
+    /// The verified features of a remote resource, learned after its presence came.
+    pub fn set_remote_features(&self, full: &FullJid, features: Features) {
+        let mut remote = self.remote.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = remote
+            .by_account
+            .get_mut(&full.to_bare())
+            .and_then(|resources| resources.get_mut(full.resource().as_str()))
+        {
+            *known = Some(features);
+        }
+    }
+
+    /// The available resources of another server's user, as far as their presence told us.
+    pub fn remote_resources(&self, bare: &BareJid) -> Vec<FullJid> {
+        let remote = self.remote.read().unwrap_or_else(PoisonError::into_inner);
+        remote
+            .by_account
+            .get(bare)
+            .into_iter()
+            .flatten()
+            .filter_map(|(resource, _)| bare.with_resource_str(resource).ok())
+            .collect()
+    }
+
+    pub fn remote_features(&self, full: &FullJid) -> Option<Features> {
+        let remote = self.remote.read().unwrap_or_else(PoisonError::into_inner);
+        remote
+            .by_account
+            .get(&full.to_bare())?
+            .get(full.resource().as_str())?
+            .clone()
     }
 
     /// A component connected for `domain`; false (nothing changed) if one already is.
@@ -668,6 +743,32 @@ mod tests {
             [jid("juliet@capulet.lit")],
             "by JID and by domain"
         );
+    }
+
+    #[test]
+    fn remote_resources_are_remembered_within_bounds() {
+        let router = Router::default();
+        let features: Features = Arc::new(HashSet::from(["urn:example+notify".to_owned()]));
+        let romeo = BareJid::new("romeo@montague.lit").unwrap();
+        for n in 0..MAX_REMOTE_PER_ACCOUNT + 5 {
+            router.remote_presence(&full(&format!("romeo@montague.lit/r{n}")), true, None);
+        }
+        assert_eq!(
+            router.remote_resources(&romeo).len(),
+            MAX_REMOTE_PER_ACCOUNT
+        );
+        let r0 = full("romeo@montague.lit/r0");
+        assert_eq!(router.remote_features(&r0), None);
+        router.set_remote_features(&r0, features.clone());
+        assert_eq!(router.remote_features(&r0), Some(features.clone()));
+        // Presence again without known features keeps what was learned.
+        router.remote_presence(&r0, true, None);
+        assert_eq!(router.remote_features(&r0), Some(features));
+        for n in 0..MAX_REMOTE_PER_ACCOUNT {
+            router.remote_presence(&full(&format!("romeo@montague.lit/r{n}")), false, None);
+        }
+        assert!(router.remote_resources(&romeo).is_empty());
+        assert_eq!(router.remote.read().unwrap().count, 0);
     }
 
     #[test]

@@ -518,6 +518,80 @@ async fn verona_and_prosody_federate() {
         prosody.log()
     );
 
+    // And the other way: Benvolio's client (another client, other capabilities) advertises
+    // `tune+notify`; Verona asks it what its hash means, then sends him Juliet's next tune.
+    let his_features = [
+        "http://jabber.org/protocol/disco#info",
+        "http://jabber.org/protocol/tune+notify",
+    ];
+    let his_ver = {
+        use base64::Engine;
+        use sha1::Digest;
+        let mut s = String::from("client/phone//Benvolio's phone<");
+        for feature in his_features {
+            s.push_str(feature);
+            s.push('<');
+        }
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
+    };
+    benvolio
+        .send(&format!("<presence xmlns='jabber:client'><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{caps_node}' ver='{his_ver}'/></presence>"))
+        .await;
+    let query = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let el = benvolio.recv().await;
+            if el.name() == "iq"
+                && el.attr("from") == Some("verona.lit")
+                && el.has_child("query", "http://jabber.org/protocol/disco#info")
+            {
+                return el;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("Verona did not ask; Prosody's log:\n{}", prosody.log()));
+    let node = query
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.attr("node"))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(node, format!("{caps_node}#{his_ver}"));
+    let his_answer: String = his_features
+        .iter()
+        .map(|f| format!("<feature var='{f}'/>"))
+        .collect();
+    benvolio
+        .send(&format!("<iq xmlns='jabber:client' type='result' id='{}' to='verona.lit'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}'><identity category='client' type='phone' name=\"Benvolio's phone\"/>{his_answer}</query></iq>", query.attr("id").unwrap_or_default()))
+        .await;
+    // A round trip over the same streams: Verona has had the answer when the ping returns.
+    let ping = benvolio
+        .request("<iq xmlns='jabber:client' type='get' to='verona.lit' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(ping.attr("type"), Some("result"));
+    let reply = juliet.request(&tune("Lavolta")).await;
+    assert_eq!(reply.attr("type"), Some("result"));
+    let notified = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let el = benvolio.recv().await;
+            let event = el
+                .get_child("event", "http://jabber.org/protocol/pubsub#event")
+                .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
+                .filter(|items| items.attr("node") == Some("http://jabber.org/protocol/tune"));
+            if el.attr("from") == Some("juliet@verona.lit")
+                && let Some(items) = event
+                && show(items).contains("Lavolta")
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        notified.is_ok(),
+        "no tune event from Verona; Prosody's log:\n{}",
+        prosody.log()
+    );
+
     // Blocking a remote JID (XEP-0191): his messages do not reach her, hers to him are refused.
     let blocked = juliet
         .request("<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='benvolio@prosody.lit'/></block></iq>")

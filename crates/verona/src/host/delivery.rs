@@ -233,7 +233,12 @@ impl ServicesTask {
         let recipients: Vec<Recipient> = std::iter::once(owner)
             .chain(self.presence.followers(owner))
             .filter(|contact| !explicit.contains(&Jid::from((*contact).clone())))
-            .flat_map(|contact| self.router.available_sessions(contact))
+            .flat_map(|contact| {
+                let mut sessions = self.router.available_sessions(contact);
+                // Another server's user: the resources whose presence reached us.
+                sessions.extend(self.router.remote_resources(contact));
+                sessions
+            })
             .filter(|session| !explicit.contains(&Jid::from(session.clone())))
             .filter(|session| self.wants_notify(session, &notify))
             .filter(|session| {
@@ -260,6 +265,7 @@ impl ServicesTask {
         self.router
             .session(session)
             .and_then(|handle| handle.features())
+            .or_else(|| self.router.remote_features(session))
             .is_some_and(|features| features.contains(feature))
     }
 

@@ -33,10 +33,16 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
         }
         return;
     }
+    if el.name() == "iq" && caps_answer(shared, &el, &from) {
+        return;
+    }
     let pubsub = shared.pubsub.for_account(&from.to_bare());
     if let Some(account) = &local_account
         && el.name() == "presence"
     {
+        if !relay {
+            note_presence(shared, &el, &from);
+        }
         match el.attr("type") {
             Some("probe") => return pubsub.probe(from, account.clone()).await,
             // A request or its withdrawal acts on the local account's presence node; an answer
@@ -177,6 +183,56 @@ async fn keep_or_deliver(shared: &Shared, el: Element, account: BareJid) {
         .for_account(&account)
         .undelivered(account, vec![stanza])
         .await;
+}
+
+/// XEP-0163 §4.3 for remote contacts: an available remote resource is remembered with its
+/// capabilities; unknown capabilities are asked about once (from the server's domain).
+fn note_presence(shared: &Shared, el: &Element, from: &Jid) {
+    let (Ok(full), Some(federation)) = (from.try_as_full(), &shared.federation) else {
+        return;
+    };
+    match el.attr("type") {
+        None => {
+            let caps = crate::eventing::caps::advertised(el);
+            let known = caps.as_ref().and_then(|caps| shared.caps.get(caps));
+            let unknown = caps.filter(|_| known.is_none());
+            shared.router.remote_presence(full, true, known);
+            if let Some(caps) = unknown {
+                let id = crate::c2s::random_id();
+                if federation.ask_caps(&id, full.clone(), caps.clone()) {
+                    let query =
+                        crate::eventing::caps::query(&caps, &id, &shared.domain, full.as_str());
+                    send(shared, &query);
+                }
+            }
+        }
+        Some("unavailable") => shared.router.remote_presence(full, false, None),
+        _ => {}
+    }
+}
+
+/// An answer to a capabilities question of ours: verified, kept, and the resource's features
+/// set. True if `el` was one.
+fn caps_answer(shared: &Shared, el: &Element, from: &Jid) -> bool {
+    let Some(federation) = &shared.federation else {
+        return false;
+    };
+    if !matches!(el.attr("type"), Some("result" | "error"))
+        || el.attr("to") != Some(shared.domain.as_str())
+    {
+        return false;
+    }
+    let Some((full, caps)) = el
+        .attr("id")
+        .and_then(|id| federation.caps_answered(id, from.as_str()))
+    else {
+        return false;
+    };
+    if let Some(features) = crate::eventing::caps::verify(&caps, el) {
+        shared.caps.insert(&caps, features.clone());
+        shared.router.set_remote_features(&full, features);
+    }
+    true
 }
 
 /// Presence from another server's user: to the session it names, or to the account's

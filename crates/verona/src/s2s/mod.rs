@@ -77,6 +77,8 @@ pub struct Federation {
     router: Weak<Router>,
     /// Each outgoing stream's queue, with a number telling it apart from a later one.
     links: Mutex<HashMap<Pair, (u64, mpsc::Sender<Out>)>>,
+    /// Capabilities questions sent to other servers' users, by iq id (XEP-0115 §6.2).
+    caps_asked: Mutex<HashMap<String, (jid::FullJid, xmpp_parsers::caps::Caps)>>,
     down: Mutex<HashMap<String, Down>>,
     shutdown: watch::Receiver<bool>,
 }
@@ -142,6 +144,7 @@ impl Federation {
             resolver,
             router: Arc::downgrade(router),
             links: Mutex::default(),
+            caps_asked: Mutex::default(),
             down: Mutex::default(),
             shutdown,
         });
@@ -170,6 +173,40 @@ impl Federation {
             now,
         )
         .is_ok()
+    }
+
+    /// Remembers a capabilities question for `full`; false if too many are waiting.
+    pub(crate) fn ask_caps(
+        &self,
+        id: &str,
+        full: jid::FullJid,
+        caps: xmpp_parsers::caps::Caps,
+    ) -> bool {
+        /// Questions waiting for answers at most (unanswered ones would otherwise pile up).
+        const MAX_ASKED: usize = 1000;
+        let mut asked = self
+            .caps_asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if asked.len() >= MAX_ASKED {
+            return false;
+        }
+        asked.insert(id.to_owned(), (full, caps));
+        true
+    }
+
+    /// The question an answer with `id` from `from` answers, if any.
+    pub(crate) fn caps_answered(
+        &self,
+        id: &str,
+        from: &str,
+    ) -> Option<(jid::FullJid, xmpp_parsers::caps::Caps)> {
+        let mut asked = self
+            .caps_asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let matches = asked.get(id).is_some_and(|(full, _)| full.as_str() == from);
+        matches.then(|| asked.remove(id)).flatten()
     }
 
     /// Whether `domain` is one this server answers for.
