@@ -8,7 +8,7 @@
 //! every connection after it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -69,6 +69,9 @@ struct View {
     available: AtomicBool,
     /// It enabled XEP-0280 carbons: it gets copies of its account's conversations.
     carbons: AtomicBool,
+    /// The priority of its last available presence (RFC 6121 §4.7.2.3): a negative one takes
+    /// no messages addressed to the bare JID.
+    priority: AtomicI8,
 }
 
 /// The bytes waiting in a session's queue, bounded: the channel bounds stanzas, this their
@@ -196,6 +199,14 @@ impl SessionHandle {
 
     pub fn is_available(&self) -> bool {
         self.view.available.load(Ordering::Relaxed)
+    }
+
+    pub fn set_priority(&self, priority: i8) {
+        self.view.priority.store(priority, Ordering::Relaxed);
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.view.priority.load(Ordering::Relaxed)
     }
 
     /// XEP-0280: enables (true) or disables carbon copies for the session.

@@ -644,3 +644,39 @@ async fn the_archive_keeps_more_than_memory_holds() {
         Some("not-allowed")
     );
 }
+
+/// RFC 6121 §8.5.2.1.1 and XEP-0160 §4: a message to the bare JID goes to the available
+/// resources with a non-negative priority; with only negative ones, it is kept, and it is not
+/// flushed to a negative-priority resource either. A full JID still reaches its resource.
+#[tokio::test]
+async fn negative_priority_resources_take_no_bare_jid_messages() {
+    let server = server().await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut shy = server.login("juliet", "pw", "shy").await;
+    shy.send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
+        .await;
+    let own = shy.recv().await;
+    assert_eq!(own.name(), "presence");
+    romeo
+        .send(&chat("juliet@localhost", "p1", "to the bare JID"))
+        .await;
+    shy.expect_nothing().await;
+    romeo
+        .send(&chat("juliet@localhost/shy", "p2", "to the shy resource"))
+        .await;
+    let named = next_message(&mut shy).await;
+    assert_eq!(named.attr("id"), Some("p2"));
+    // A resource with priority 0 gets the kept message (p1) when it comes online, and the
+    // next bare-JID message; the shy one still gets neither.
+    let mut open = online(&server, "juliet", "open").await;
+    let kept = next_message(&mut open).await;
+    assert_eq!(kept.attr("id"), Some("p1"));
+    romeo.send(&chat("juliet@localhost", "p3", "again")).await;
+    let again = next_message(&mut open).await;
+    assert_eq!(again.attr("id"), Some("p3"));
+    // Only the other resource's arrival (RFC 6121 §4.2.2) reaches the shy one.
+    let arrival = shy.recv().await;
+    assert_eq!(arrival.name(), "presence", "{}", show(&arrival));
+    assert_eq!(arrival.attr("from"), Some("juliet@localhost/open"));
+    shy.expect_nothing().await;
+}

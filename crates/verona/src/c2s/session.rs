@@ -169,6 +169,14 @@ impl Connection {
             } => {
                 if own_presence {
                     handle.set_classic(false);
+                    let published = el
+                        .get_child("pubsub", crate::xml::ns::PUBSUB)
+                        .and_then(|p| p.get_child("publish", crate::xml::ns::PUBSUB))
+                        .and_then(|p| p.get_child("item", crate::xml::ns::PUBSUB))
+                        .and_then(|item| item.get_child("presence", crate::xml::ns::CLIENT));
+                    if let Some(presence) = published {
+                        handle.set_priority(crate::eventing::presence::priority(presence));
+                    }
                 }
                 pubsub.submit_pep(me, account, el).await;
             }
@@ -177,6 +185,9 @@ impl Connection {
             Route::PresenceBroadcast => {
                 handle.set_classic(true);
                 let unavailable = el.attr("type") == Some("unavailable");
+                if !unavailable {
+                    handle.set_priority(crate::eventing::presence::priority(&el));
+                }
                 pubsub.presence(me.clone(), el).await;
                 if unavailable {
                     // RFC 6121 §4.6.3: going unavailable ends what directed presence began:

@@ -72,6 +72,15 @@ impl SubscriptionKind {
     }
 }
 
+/// RFC 6121 §4.7.2.3: the priority an available `<presence/>` gives its resource (0 when
+/// absent or out of range).
+pub fn priority(presence: &Element) -> i8 {
+    presence
+        .get_child("priority", ns::CLIENT)
+        .and_then(|p| p.text().trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The classic view of a presence-node event (DESIGN §3): the `<presence/>` stanzas a classic
 /// session gets instead (none for events classic presence has no word for). `None` when the
 /// effect is not about a presence node.

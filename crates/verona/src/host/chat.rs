@@ -325,7 +325,13 @@ impl ServicesTask {
             }
             let delivered = received
                 .get_or_insert_with(|| chat::delivered(message, archive_id, &recipient, None));
-            if named.is_none_or(|named| named == jid) {
+            // §8.5.2.1.1: a bare JID's message goes to the available resources with a
+            // non-negative priority; the others may still get a carbon.
+            let addressed = match named {
+                Some(named) => named == jid,
+                None => handle.priority() >= 0,
+            };
+            if addressed {
                 let bytes = Bytes::from(verona_stream::element_bytes(delivered));
                 let took = handle.offer(bytes);
                 taken += usize::from(took);
@@ -402,11 +408,12 @@ impl ServicesTask {
             }
             return;
         }
+        // As for a message to the bare JID: available, with a non-negative priority.
         let available: Vec<SessionHandle> = self
             .router
             .resources_of(&account)
             .into_iter()
-            .filter(|(_, handle)| handle.is_available())
+            .filter(|(_, handle)| handle.is_available() && handle.priority() >= 0)
             .map(|(_, handle)| handle)
             .collect();
         for stanza in stanzas {
@@ -499,7 +506,8 @@ impl ServicesTask {
             let Some(handle) = self.router.session(&session) else {
                 continue;
             };
-            if !handle.is_available() {
+            // XEP-0160 §4: not to a resource with a negative priority (it stays kept).
+            if !handle.is_available() || handle.priority() < 0 {
                 continue;
             }
             let account = session.to_bare();
