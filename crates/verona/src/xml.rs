@@ -59,6 +59,24 @@ pub fn set_attr(el: &mut Element, attr: &str, value: impl Into<String>) {
     el.set_attr(Namespace::NONE, name(attr), value.into());
 }
 
+/// The `xml:lang` of an element (an attribute in the XML namespace, not one named
+/// "xml:lang").
+pub fn lang(el: &Element) -> Option<&str> {
+    let xml = Namespace::xml();
+    el.attrs()
+        .iter()
+        .find(|((namespace, name), _)| *namespace == xml && name.as_str() == "lang")
+        .map(|(_, value)| value.as_str())
+}
+
+/// Gives `to` the `xml:lang` of `from`, if it has one (RFC 6120 §8.1.5: a language the
+/// sender declared stays with what it wrote).
+pub fn copy_lang(from: &Element, to: &mut Element) {
+    if let Some(value) = lang(from) {
+        to.set_attr(Namespace::xml().clone(), name("lang"), value.to_owned());
+    }
+}
+
 /// An element with only text content, e.g. `<username>juliet</username>`.
 pub fn text_child(el: &str, namespace: &str, text: impl Into<String>) -> Element {
     Element::builder(el, namespace).append(text.into()).build()

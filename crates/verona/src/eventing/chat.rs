@@ -128,15 +128,7 @@ pub fn vetted(message: &Element, from: &FullJid, to: &Jid) -> Element {
     let mut kept = kept
         .append_all(message.children().filter(|c| !server_written(c)).cloned())
         .build();
-    // `xml:lang` is an attribute in the XML namespace, not one named "xml:lang".
-    let xml = minidom::rxml::Namespace::xml();
-    let lang = message
-        .attrs()
-        .iter()
-        .find(|((namespace, name), _)| *namespace == xml && name.as_str() == "lang");
-    if let Some(((namespace, name), value)) = lang {
-        kept.set_attr(namespace.clone(), name.clone(), value.clone());
-    }
+    crate::xml::copy_lang(message, &mut kept);
     kept
 }
 

@@ -1001,11 +1001,12 @@ pub fn said(message: &Element, nick: &str) -> Option<Element> {
     if let Some(id) = message.attr("id") {
         item = item.with("id", id);
     }
-    Some(
-        item.append_all(children)
-            .append(text_child("nick", ns::NICK, nick))
-            .build(),
-    )
+    let mut item = item
+        .append_all(children)
+        .append(text_child("nick", ns::NICK, nick))
+        .build();
+    crate::xml::copy_lang(message, &mut item);
+    Some(item)
 }
 
 /// Whether a message changes the subject (XEP-0045 §8.1): a `<subject/>` with neither a
@@ -1045,7 +1046,9 @@ pub fn groupchat_message(
     if let Some(id) = payload.attr("id") {
         message = message.with("id", id);
     }
-    Some(message.append_all(said).append_all(delay).build())
+    let mut message = message.append_all(said).append_all(delay).build();
+    crate::xml::copy_lang(payload, &mut message);
+    Some(message)
 }
 
 /// [`groupchat_message`] with its XEP-0359 archive id, for many recipients at once: the start
@@ -1065,6 +1068,11 @@ pub fn shared_groupchat(
     if let Some(id) = payload.attr("id") {
         head.extend_from_slice(b" id='");
         head.extend_from_slice(&escape(id.as_bytes()));
+        head.push(b'\'');
+    }
+    if let Some(lang) = crate::xml::lang(payload) {
+        head.extend_from_slice(b" xml:lang='");
+        head.extend_from_slice(&escape(lang.as_bytes()));
         head.push(b'\'');
     }
     head.extend_from_slice(b" to='");
@@ -1418,6 +1426,29 @@ mod tests {
         // Nothing said: nothing to keep.
         let empty = el("<message xmlns='jabber:client'><error type='cancel'/></message>");
         assert_eq!(said(&empty, "JC"), None);
+    }
+
+    #[test]
+    fn what_is_said_keeps_its_language() {
+        let room = BareJid::new("r@chat.l").unwrap();
+        let message = el(
+            "<message xmlns='jabber:client' type='groupchat' xml:lang='it'><body>ciao</body></message>",
+        );
+        let item = said(&message, "JC").unwrap();
+        assert_eq!(crate::xml::lang(&item), Some("it"));
+        let classic = groupchat_message(&room, &Jid::new("j@l/b").unwrap(), &item, None).unwrap();
+        assert_eq!(crate::xml::lang(&classic), Some("it"));
+        let (head, rest) = shared_groupchat(&room, &item, "a1").unwrap();
+        let shared: Element = String::from_utf8([head.as_slice(), b"j@l/b", &rest].concat())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(crate::xml::lang(&shared), Some("it"));
+        let plain = said(
+            &el("<message xmlns='jabber:client'><body>hi</body></message>"),
+            "JC",
+        );
+        assert_eq!(plain.as_ref().and_then(crate::xml::lang), None);
     }
 
     #[test]
