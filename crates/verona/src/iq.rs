@@ -221,7 +221,8 @@ async fn registered_account(
         return Handled::reply(iq_result(iq, Some(query)));
     }
     if payload.has_child("remove", ns::REGISTER) {
-        let conversations = match mam::conversations_of(shared, &bare).await {
+        let (archive, pubsub_jid) = (shared.archive.as_ref(), shared.pubsub.jid());
+        let conversations = match mam::conversations_of(archive, pubsub_jid, &bare).await {
             Ok(conversations) => conversations,
             Err(e) => {
                 tracing::error!(jid = %bare, "reading the account's conversations: {e}");
@@ -231,7 +232,7 @@ async fn registered_account(
         return match accounts.delete(&bare).await {
             Ok(()) => {
                 shared.pubsub.forget_account(bare.clone()).await;
-                mam::delete_conversations(shared, conversations).await;
+                mam::delete_conversations(archive, pubsub_jid, conversations).await;
                 tracing::info!(jid = %bare, "account removed by its owner");
                 Handled {
                     before: Vec::new(),

@@ -24,4 +24,5 @@ mod xml;
 
 pub use config::Config;
 pub use host::account_writes;
+pub use mam::delete_stopped as delete_account_while_stopped;
 pub use server::{RunningServer, Stores, lock_data_dir, open_store};

@@ -133,16 +133,22 @@ async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
     };
     let store = verona::open_store(&config).await?;
     let accounts = Accounts::new(
-        store,
+        store.clone(),
         config.normalized_domain(),
         config.auth.scram_iterations,
     );
-    let result = run_user_command(&accounts, command).await;
+    let archive: (&dyn verona_storage::PubsubStore, String) = (store.as_ref(), config.pubsub_jid());
+    let result = run_user_command(&accounts, archive, command).await;
     accounts.store().close().await;
     result
 }
 
-async fn run_user_command(accounts: &Accounts, command: UserCommand) -> anyhow::Result<()> {
+/// `archive`: the store and `pubsub.<domain>`, where the account's conversations are.
+async fn run_user_command(
+    accounts: &Accounts,
+    archive: (&dyn verona_storage::PubsubStore, String),
+    command: UserCommand,
+) -> anyhow::Result<()> {
     match command {
         UserCommand::Add { jid, password } => {
             let jid = accounts.parse_jid(&jid)?;
@@ -152,7 +158,7 @@ async fn run_user_command(accounts: &Accounts, command: UserCommand) -> anyhow::
         }
         UserCommand::Del { jid } => {
             let jid = accounts.parse_jid(&jid)?;
-            accounts.delete(&jid).await?;
+            verona::delete_account_while_stopped(accounts, archive.0, &archive.1, &jid).await?;
             println!("deleted {jid}");
         }
         UserCommand::Passwd { jid, password } => {

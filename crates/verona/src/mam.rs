@@ -5,7 +5,7 @@
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use verona_pubsub::StoreOp;
-use verona_storage::PubsubWrite;
+use verona_storage::{PubsubStore, PubsubWrite};
 
 use crate::eventing::archive::{self, Archived};
 use crate::eventing::chat;
@@ -26,7 +26,7 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
             shared.pubsub.jid(),
             chat::node(&account, &with.to_bare())
         )]),
-        None => conversations_of(shared, &account).await,
+        None => conversations_of(shared.archive.as_ref(), shared.pubsub.jid(), &account).await,
     };
     // A bare `with` chose the conversation; a full one also filters by the resource, and
     // `ids` by id: those the store cannot page, so the conversations are read whole.
@@ -149,12 +149,12 @@ async fn read(
 
 /// The services of the conversations `account` is a party to.
 pub async fn conversations_of(
-    shared: &Shared,
+    archive: &dyn PubsubStore,
+    pubsub_jid: &str,
     account: &BareJid,
 ) -> Result<Vec<String>, verona_storage::StorageError> {
-    let prefix = chat::key_prefix(shared.pubsub.jid());
-    let mut held: Vec<String> = shared
-        .archive
+    let prefix = chat::key_prefix(pubsub_jid);
+    let mut held: Vec<String> = archive
         .subscriptions_of(account.as_str())
         .await?
         .into_iter()
@@ -167,20 +167,22 @@ pub async fn conversations_of(
 
 /// Deletes the conversations of a deleted account from storage (the shards have dropped
 /// theirs from memory), so that whoever takes the name next reads none of them.
-pub async fn delete_conversations(shared: &Shared, services: Vec<String>) {
+pub async fn delete_conversations(
+    archive: &dyn PubsubStore,
+    pubsub_jid: &str,
+    services: Vec<String>,
+) {
     let writes: Vec<PubsubWrite> = services
         .into_iter()
         .filter_map(|service| {
-            let node = service
-                .strip_prefix(shared.pubsub.jid())?
-                .strip_prefix('/')?;
+            let node = service.strip_prefix(pubsub_jid)?.strip_prefix('/')?;
             let op = StoreOp::NodeDeleted {
                 node: node.to_owned(),
             };
             Some(PubsubWrite { service, op })
         })
         .collect();
-    if let Err(e) = shared.archive.apply(&writes).await {
+    if let Err(e) = archive.apply(&writes).await {
         tracing::error!("deleting {} conversations: {e}", writes.len());
     }
 }
@@ -203,4 +205,18 @@ pub fn prefs(iq: &Element) -> Element {
         .append(Element::bare("never", archive::NS))
         .build();
     iq_result(iq, Some(prefs))
+}
+
+/// Deletes an account while no server runs (`verona user del`): its conversations go with it,
+/// as with an in-band removal (XEP-0077), which a running server does.
+pub async fn delete_stopped(
+    accounts: &crate::accounts::Accounts,
+    archive: &dyn PubsubStore,
+    pubsub_jid: &str,
+    account: &BareJid,
+) -> anyhow::Result<()> {
+    let conversations = conversations_of(archive, pubsub_jid, account).await?;
+    accounts.delete(account).await?;
+    delete_conversations(archive, pubsub_jid, conversations).await;
+    Ok(())
 }

@@ -680,3 +680,56 @@ async fn negative_priority_resources_take_no_bare_jid_messages() {
     assert_eq!(arrival.attr("from"), Some("juliet@localhost/open"));
     shy.expect_nothing().await;
 }
+
+/// `verona user del` on a stopped server deletes the account's conversations too, as an
+/// in-band removal does: whoever takes the name next reads none of them.
+#[tokio::test]
+async fn the_command_line_deletes_an_accounts_conversations() {
+    let server = server().await;
+    let data_dir = server.dir.path().to_owned();
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    juliet.send(&chat("romeo@localhost", "1", "kept")).await;
+    juliet.expect_nothing().await;
+    drop(juliet);
+    let TestServer {
+        server: running,
+        dir,
+    } = server;
+    running.shutdown().await;
+    let config = dir.path().join("cli.toml");
+    std::fs::write(
+        &config,
+        format!("domain = \"localhost\"\ndata_dir = {data_dir:?}\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_verona"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "user",
+            "del",
+            "romeo@localhost",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = TestServer::start_with(|c| c.data_dir = data_dir).await;
+    server.add_user("romeo", "new").await;
+    let mut romeo = server.login("romeo", "new", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(romeo.recv().await.name(), "presence");
+    // Juliet writes to the new Romeo: a new conversation, his archive holds only that.
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    juliet.send(&chat("romeo@localhost", "2", "after")).await;
+    let got = next_message(&mut romeo).await;
+    assert_eq!(got.attr("id"), Some("2"));
+    let (results, _) = archive_page(&mut romeo, "", "").await;
+    assert_eq!(archived_bodies(&results), ["after"]);
+    let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
+    assert_eq!(archived_bodies(&results), ["after"]);
+    drop(dir);
+}
