@@ -265,22 +265,34 @@ impl RunningServer {
                 server.s2s_addrs.push(addr);
                 tracing::info!(%addr, "listening for servers");
                 let federation = federation.clone();
-                tokio::spawn(s2s_accept_loop(
+                let slots = shared.config.s2s.max_incoming;
+                let serve = move |shared, tcp, peer| {
+                    crate::s2s::serve(shared, federation.clone(), tcp, peer)
+                };
+                let accepting = accept_bounded(
                     shared.clone(),
-                    federation,
                     listener,
                     alive.clone(),
-                ));
+                    slots,
+                    "s2s-in",
+                    serve,
+                );
+                tokio::spawn(accepting);
             }
         }
         for listener in component_listeners {
             let addr = listener.local_addr()?;
             server.component_addrs.push(addr);
             tracing::info!(%addr, "listening for components");
-            tokio::spawn(component_accept_loop(
+            // Connections still in their handshake or connected, at most.
+            const MAX_COMPONENT_CONNECTIONS: usize = 64;
+            tokio::spawn(accept_bounded(
                 shared.clone(),
                 listener,
                 alive.clone(),
+                MAX_COMPONENT_CONNECTIONS,
+                "component",
+                crate::component::serve,
             ));
         }
         Ok(server)
@@ -442,73 +454,38 @@ async fn accept_loop(
     }
 }
 
-/// Accepts other servers' connections, at most `[s2s] max_incoming` at once.
-async fn s2s_accept_loop(
+/// Accepts connections of one kind, at most `slots` at once (more are closed as they
+/// arrive), each served by `serve` in a task of its own.
+async fn accept_bounded<F, Fut>(
     shared: Arc<Shared>,
-    federation: Arc<crate::s2s::Federation>,
     listener: TcpListener,
     alive: mpsc::Sender<()>,
-) {
+    slots: usize,
+    kind: &'static str,
+    serve: F,
+) where
+    F: Fn(Arc<Shared>, tokio::net::TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        shared.config.s2s.max_incoming.max(1),
-    ));
+    let slots = Arc::new(tokio::sync::Semaphore::new(slots.max(1)));
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "too many server connections; refused");
+                        tracing::warn!(%peer, kind, "too many connections of this kind; refused");
                         continue;
                     };
                     let _ = tcp.set_nodelay(true);
                     let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-                    let span = tracing::info_span!("s2s-in", conn = id, %peer);
-                    let (alive, shared, federation) = (alive.clone(), shared.clone(), federation.clone());
+                    let span = tracing::info_span!("conn", kind, conn = id, %peer);
+                    let served = serve(shared.clone(), tcp, peer);
+                    let alive = alive.clone();
                     tokio::spawn(
                         async move {
-                            crate::s2s::serve(shared, federation, tcp, peer).await;
-                            drop((slot, alive));
-                        }
-                        .instrument(span),
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Accepts component connections (one per configured component can get past the handshake).
-async fn component_accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    alive: mpsc::Sender<()>,
-) {
-    // Connections still in their handshake (each has `unauthenticated_timeout_secs`) or
-    // connected, at most.
-    const MAX_COMPONENT_CONNECTIONS: usize = 64;
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_COMPONENT_CONNECTIONS));
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "too many component connections; refused");
-                        continue;
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    let span = tracing::info_span!("component", %peer);
-                    let (alive, shared) = (alive.clone(), shared.clone());
-                    tokio::spawn(
-                        async move {
-                            crate::component::serve(shared, tcp, peer).await;
+                            served.await;
                             drop((slot, alive));
                         }
                         .instrument(span),

@@ -317,7 +317,7 @@ pub fn client_config(
         Some(roots) => builder.with_root_certificates(roots),
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
     };
     let mut config =
         builder.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?;
@@ -334,15 +334,47 @@ pub fn server_config(identity: &Identity) -> anyhow::Result<Arc<rustls::ServerCo
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(Arc::new(AnyClientCert(provider)))
+        .with_client_cert_verifier(Arc::new(AnyCertificate(provider)))
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     Ok(Arc::new(config))
 }
 
+/// Takes any certificate, as a client (dialback authenticates the server) and as a server
+/// (whether a client certificate proves its domain is decided after the handshake).
+/// Signatures over the handshake are still checked, so the peer holds the key of the
+/// certificate it shows.
 #[derive(Debug)]
-struct AnyClientCert(Arc<rustls::crypto::CryptoProvider>);
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
 
-impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+type Signature = Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>;
+
+impl AnyCertificate {
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Signature {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Signature {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyCertificate {
     fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
         &[]
     }
@@ -365,13 +397,8 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
         message: &[u8],
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+    ) -> Signature {
+        self.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -379,26 +406,16 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
         message: &[u8],
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+    ) -> Signature {
+        self.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.schemes()
     }
 }
 
-/// Takes any certificate (signatures over the handshake are still checked, so the peer holds
-/// the key of the certificate it shows); used only where dialback authenticates.
-#[derive(Debug)]
-struct Unverified(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for Unverified {
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
         &self,
         _end_entity: &rustls::pki_types::CertificateDer<'_>,
@@ -415,13 +432,8 @@ impl rustls::client::danger::ServerCertVerifier for Unverified {
         message: &[u8],
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+    ) -> Signature {
+        self.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -429,17 +441,12 @@ impl rustls::client::danger::ServerCertVerifier for Unverified {
         message: &[u8],
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+    ) -> Signature {
+        self.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.schemes()
     }
 }
 
