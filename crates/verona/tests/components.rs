@@ -7,17 +7,14 @@ mod common;
 use common::*;
 use minidom::Element;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use verona_stream::{Limits, StreamEvent, StreamParser};
+use verona_stream::StreamEvent;
 
 const COMPONENT: &str = "jabber:component:accept";
 const STREAMS: &str = "http://etherx.jabber.org/streams";
 const CLIENT: &str = "jabber:client";
 
 struct Component {
-    tcp: TcpStream,
-    parser: StreamParser,
+    stream: RawStream,
     id: String,
 }
 
@@ -25,53 +22,25 @@ impl Component {
     /// Connects and opens a stream for `domain`; the server's header is read.
     async fn open(server: &TestServer, domain: &str) -> Component {
         let addr = server.server.component_addrs()[0];
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let mut component = Component {
-            tcp,
-            parser: StreamParser::new(COMPONENT, Limits::default()),
-            id: String::new(),
-        };
-        component
+        let mut stream = RawStream::connect(addr, COMPONENT).await;
+        stream
             .send(&format!(
                 "<stream:stream xmlns='{COMPONENT}' xmlns:stream='{STREAMS}' to='{domain}'>"
             ))
             .await;
-        match component.event().await {
-            Some(StreamEvent::Header(header)) => component.id = header.id.unwrap_or_default(),
+        let id = match stream.event().await {
+            Some(StreamEvent::Header(header)) => header.id.unwrap_or_default(),
             other => panic!("expected a header, got {other:?}"),
-        }
-        component
+        };
+        Component { stream, id }
     }
 
     async fn send(&mut self, xml: &str) {
-        self.tcp.write_all(xml.as_bytes()).await.unwrap();
-    }
-
-    async fn event(&mut self) -> Option<StreamEvent> {
-        tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            loop {
-                match self.parser.next_event() {
-                    Ok(Some(event)) => return Some(event),
-                    Ok(None) => {}
-                    Err(_) => return None,
-                }
-                let mut buf = [0u8; 4096];
-                let n = self.tcp.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    return None;
-                }
-                self.parser.feed(&buf[..n]);
-            }
-        })
-        .await
-        .expect("timed out waiting for the server")
+        self.stream.send(xml).await;
     }
 
     async fn element(&mut self) -> Element {
-        match self.event().await {
-            Some(StreamEvent::Stanza(el)) => el,
-            other => panic!("expected an element, got {other:?}"),
-        }
+        self.stream.element().await
     }
 
     /// Sends the handshake for `secret`; returns the server's answer.
@@ -83,12 +52,6 @@ impl Component {
         self.send(&format!("<handshake>{digest}</handshake>")).await;
         self.element().await
     }
-}
-
-fn stream_error(el: &Element) -> Option<String> {
-    el.is("error", STREAMS)
-        .then(|| el.children().next().map(|c| c.name().to_owned()))
-        .flatten()
 }
 
 async fn server() -> TestServer {

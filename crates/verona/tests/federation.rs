@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use common::*;
 use minidom::Element;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use verona_stream::{Limits, StreamEvent, StreamParser};
+use verona_stream::StreamEvent;
 
 const CLIENT: &str = "jabber:client";
 const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -604,61 +602,27 @@ async fn an_unreachable_server_bounces() {
     );
 }
 
-/// A raw server-to-server stream, for speaking as a stranger.
-struct Raw {
-    io: Option<Box<dyn RawIo>>,
-    parser: StreamParser,
-}
-
-trait RawIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawIo for T {}
+/// A raw server-to-server stream to capulet.lit, for speaking as a stranger.
+struct Raw(RawStream);
 
 impl Raw {
     async fn connect(port: u16) -> Raw {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        Raw {
-            io: Some(Box::new(tcp)),
-            parser: StreamParser::new("jabber:server", Limits::default()),
-        }
+        Raw(RawStream::connect(([127, 0, 0, 1], port).into(), "jabber:server").await)
     }
 
     async fn send(&mut self, xml: &str) {
-        let io = self.io.as_mut().unwrap();
-        io.write_all(xml.as_bytes()).await.unwrap();
-    }
-
-    async fn event(&mut self) -> Option<StreamEvent> {
-        tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            loop {
-                match self.parser.next_event() {
-                    Ok(Some(event)) => return Some(event),
-                    Ok(None) => {}
-                    Err(_) => return None,
-                }
-                let mut buf = [0u8; 4096];
-                let n = self.io.as_mut().unwrap().read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    return None;
-                }
-                self.parser.feed(&buf[..n]);
-            }
-        })
-        .await
-        .expect("timed out waiting for the server")
+        self.0.send(xml).await;
     }
 
     async fn element(&mut self) -> Element {
-        match self.event().await {
-            Some(StreamEvent::Stanza(el)) => el,
-            other => panic!("expected an element, got {other:?}"),
-        }
+        self.0.element().await
     }
 
     /// Opens a stream claiming `from`; returns the features.
     async fn open(&mut self, from: &str) -> Element {
-        self.parser = StreamParser::new("jabber:server", Limits::default());
+        self.0.restart();
         self.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{from}' to='capulet.lit' version='1.0'>")).await;
-        assert!(matches!(self.event().await, Some(StreamEvent::Header(_))));
+        assert!(matches!(self.0.event().await, Some(StreamEvent::Header(_))));
         self.element().await
     }
 
@@ -671,10 +635,7 @@ impl Raw {
             .await;
         let proceed = self.element().await;
         assert_eq!(proceed.name(), "proceed");
-        let tcp = self.io.take().unwrap();
-        let name = rustls::pki_types::ServerName::try_from("capulet.lit").unwrap();
-        let tls = connector.connect(name, tcp).await.unwrap();
-        self.io = Some(Box::new(tls));
+        self.0.tls(connector, "capulet.lit").await;
     }
 }
 
@@ -693,13 +654,6 @@ fn tls_connector_for(cert: &std::path::Path) -> tokio_rustls::TlsConnector {
         .with_root_certificates(roots)
         .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-fn stream_error(el: &Element) -> Option<String> {
-    if !el.is("error", STREAMS) {
-        return None;
-    }
-    el.children().next().map(|c| c.name().to_owned())
 }
 
 #[tokio::test]

@@ -782,3 +782,76 @@ impl Authority {
         (cert_path, key_path)
     }
 }
+
+/// A raw XML stream to the server in another role than a client's (another server, a
+/// component), for tests that speak its protocol by hand.
+pub struct RawStream {
+    io: Option<Box<dyn Io>>,
+    content_ns: &'static str,
+    parser: StreamParser,
+}
+
+impl RawStream {
+    pub async fn connect(addr: SocketAddr, content_ns: &'static str) -> RawStream {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        RawStream {
+            io: Some(Box::new(tcp)),
+            content_ns,
+            parser: StreamParser::new(content_ns, Limits::default()),
+        }
+    }
+
+    pub async fn send(&mut self, xml: &str) {
+        let io = self.io.as_mut().expect("connected");
+        io.write_all(xml.as_bytes()).await.unwrap();
+    }
+
+    /// The next event; `None` when the stream ends or breaks.
+    pub async fn event(&mut self) -> Option<StreamEvent> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match self.parser.next_event() {
+                    Ok(Some(event)) => return Some(event),
+                    Ok(None) => {}
+                    Err(_) => return None,
+                }
+                let mut buf = [0u8; 4096];
+                let io = self.io.as_mut().expect("connected");
+                let n = io.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return None;
+                }
+                self.parser.feed(&buf[..n]);
+            }
+        })
+        .await
+        .expect("timed out waiting for the server")
+    }
+
+    pub async fn element(&mut self) -> Element {
+        match self.event().await {
+            Some(StreamEvent::Stanza(el)) => el,
+            other => panic!("expected an element, got {other:?}"),
+        }
+    }
+
+    /// A new stream on the same connection (after TLS or SASL).
+    pub fn restart(&mut self) {
+        self.parser = StreamParser::new(self.content_ns, Limits::default());
+    }
+
+    /// TLS over the connection, as `name`, with `connector`.
+    pub async fn tls(&mut self, connector: tokio_rustls::TlsConnector, name: &str) {
+        let tcp = self.io.take().expect("connected");
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        self.io = Some(Box::new(tls));
+    }
+}
+
+/// The stream error condition of `el`, if it is a stream error.
+pub fn stream_error(el: &Element) -> Option<String> {
+    el.is("error", NS_STREAMS)
+        .then(|| el.children().next().map(|c| c.name().to_owned()))
+        .flatten()
+}
