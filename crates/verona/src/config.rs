@@ -71,6 +71,10 @@ pub struct S2sConfig {
     pub connect_timeout_secs: u64,
     /// Connections from other servers at once, at most.
     pub max_incoming: usize,
+    /// Bytes one incoming server stream may send per second, sustained (0: unlimited); past
+    /// the burst, reading it pauses.
+    pub read_bytes_per_sec: u64,
+    pub read_burst_bytes: u64,
 }
 
 impl Default for S2sConfig {
@@ -84,6 +88,8 @@ impl Default for S2sConfig {
             idle_timeout_secs: 600,
             connect_timeout_secs: 30,
             max_incoming: 1000,
+            read_bytes_per_sec: 1 << 20,
+            read_burst_bytes: 8 << 20,
         }
     }
 }

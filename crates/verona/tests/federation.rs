@@ -925,3 +925,29 @@ async fn bad_input_from_a_server_ends_its_stream() {
     assert_eq!(stream_error(&error).as_deref(), Some("not-authorized"));
     juliet.expect_nothing().await;
 }
+
+/// `[s2s] read_bytes_per_sec`: a server stream sending faster than its rate is read more
+/// slowly (its own stream waits; nothing is dropped): what it sends past its burst is only
+/// read once the bucket refills.
+#[tokio::test]
+async fn a_fast_server_stream_is_read_at_its_rate() {
+    let port = free_port();
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+        config.s2s.read_bytes_per_sec = 1000;
+        config.s2s.read_burst_bytes = 1000;
+    })
+    .await;
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    // Well past the burst: the server reads a chunk, then pauses about three seconds.
+    raw.send(&" ".repeat(5000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    raw.send("<garbage<").await;
+    let early = tokio::time::timeout(std::time::Duration::from_millis(1000), raw.0.event()).await;
+    assert!(early.is_err(), "read before the pause ended: {early:?}");
+    let error = raw.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("not-well-formed"));
+    drop(capulet);
+}

@@ -7,7 +7,7 @@
 
 mod csi;
 mod negotiation;
-mod rate;
+pub(crate) mod rate;
 pub(crate) mod route;
 mod session;
 mod sm;

@@ -1,12 +1,12 @@
-//! How fast a client may send (issue #11 M1, M2): a token bucket over the bytes read from its
-//! socket. Past the burst, reading pauses until the bucket refills, so a flood slows its own
+//! How fast a client (or another server) may send (issue #11 M1, M2): a token bucket over the
+//! bytes read from its socket. Past the burst, reading pauses until the bucket refills, so a flood slows its own
 //! connection only; writes to it go on meanwhile.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub(super) struct ReadRate {
+pub(crate) struct ReadRate {
     /// Bytes per second; 0: unlimited.
     per_sec: u64,
     burst: u64,
@@ -16,7 +16,7 @@ pub(super) struct ReadRate {
 }
 
 impl ReadRate {
-    pub(super) fn new(per_sec: u64, burst: u64, now: Instant) -> Self {
+    pub(crate) fn new(per_sec: u64, burst: u64, now: Instant) -> Self {
         ReadRate {
             per_sec,
             burst,
@@ -26,7 +26,7 @@ impl ReadRate {
     }
 
     /// `bytes` were read at `now`; returns until when reading pauses, if it must.
-    pub(super) fn consumed(&mut self, bytes: usize, now: Instant) -> Option<Instant> {
+    pub(crate) fn consumed(&mut self, bytes: usize, now: Instant) -> Option<Instant> {
         if self.per_sec == 0 {
             return None;
         }

@@ -29,6 +29,8 @@ pub async fn serve(
     peer: SocketAddr,
 ) {
     let mut stream = Stream::new(tcp, federation.limits.clone(), federation.write_timeout);
+    let s2s = &shared.config.s2s;
+    stream.limit_reads(s2s.read_bytes_per_sec, s2s.read_burst_bytes);
     match run(&shared, &federation, &mut stream).await {
         Ok(()) => tracing::debug!(%peer, "incoming stream closed"),
         Err((error, why)) => {

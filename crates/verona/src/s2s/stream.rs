@@ -45,6 +45,9 @@ pub struct Stream {
     limits: Limits,
     chunk: Vec<u8>,
     write_timeout: Duration,
+    /// How fast the peer may send, if bounded; reading pauses until `paused_until`.
+    rate: Option<crate::c2s::rate::ReadRate>,
+    paused_until: Option<tokio::time::Instant>,
 }
 
 impl Stream {
@@ -65,7 +68,16 @@ impl Stream {
             limits,
             chunk: Vec::new(),
             write_timeout,
+            rate: None,
+            paused_until: None,
         }
+    }
+
+    /// Bounds how fast the peer may send: `per_sec` bytes a second after a `burst` (0:
+    /// unlimited); past it, reading pauses and only this stream waits.
+    pub fn limit_reads(&mut self, per_sec: u64, burst: u64) {
+        let now = tokio::time::Instant::now();
+        self.rate = Some(crate::c2s::rate::ReadRate::new(per_sec, burst, now));
     }
 
     pub fn is_tls(&self) -> bool {
@@ -79,6 +91,10 @@ impl Stream {
             if let Some(event) = self.parser.next_event()? {
                 return Ok(event);
             }
+            if let Some(until) = self.paused_until {
+                tokio::time::sleep_until(until).await;
+                self.paused_until = None;
+            }
             self.chunk.resize(READ_CHUNK, 0);
             let n = match &mut self.io {
                 Io::Plain(tcp) => tcp.read(&mut self.chunk).await?,
@@ -89,6 +105,9 @@ impl Stream {
                 return Err(StreamFailure::Closed);
             }
             self.parser.feed(&self.chunk[..n]);
+            if let Some(rate) = &mut self.rate {
+                self.paused_until = rate.consumed(n, tokio::time::Instant::now());
+            }
         }
     }
 
