@@ -951,3 +951,39 @@ async fn a_fast_server_stream_is_read_at_its_rate() {
     assert_eq!(stream_error(&error).as_deref(), Some("not-well-formed"));
     drop(capulet);
 }
+
+/// An authenticated server stream that stays silent is closed after `[s2s]
+/// idle_timeout_secs`, gracefully: a remote server cannot hold connections open for nothing.
+#[tokio::test]
+async fn an_idle_server_stream_is_closed() {
+    let certs = tempfile::tempdir().unwrap();
+    let authority = Authority::new();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, &authority.pem).unwrap();
+    let (cert, key) = authority.issue(certs.path(), "capulet.lit");
+    let port = free_port();
+    let ca = ca_file.clone();
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.tls.cert = Some(cert);
+        config.tls.key = Some(key);
+        config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+        config.s2s.ca_file = Some(ca);
+        config.s2s.idle_timeout_secs = 1;
+    })
+    .await;
+    let (cert, key) = authority.issue(certs.path(), "montague.lit");
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    raw.starttls_with(client_with_certificate(&ca_file, &cert, &key))
+        .await;
+    raw.open("montague.lit").await;
+    raw.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='EXTERNAL'>=</auth>"
+    ))
+    .await;
+    assert!(raw.element().await.is("success", SASL));
+    raw.open("montague.lit").await;
+    assert!(matches!(raw.0.event().await, Some(StreamEvent::End)));
+    drop(capulet);
+}

@@ -78,16 +78,23 @@ async fn run(
     let mut verifying = 0usize;
     let mut shutdown = shared.shutdown.clone();
     let until_authorized = tokio::time::Instant::now() + setup;
+    // An authenticated stream with nothing on it for this long is closed, as ours are.
+    let idle = Duration::from_secs(federation.config.idle_timeout_secs.max(1));
+    let mut last_read = tokio::time::Instant::now();
     loop {
+        let wake = match (authorized.is_empty(), verifying) {
+            (true, 0) => Some(until_authorized),
+            (false, 0) => Some(last_read + idle),
+            _ => None,
+        };
         let deadline = async {
-            if authorized.is_empty() && verifying == 0 {
-                tokio::time::sleep_until(until_authorized).await;
-            } else {
-                std::future::pending::<()>().await;
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
-            event = stream.next() => match event.map_err(lost)? {
+            event = stream.next() => match event.map_err(lost).inspect(|_| last_read = tokio::time::Instant::now())? {
                 StreamEvent::Stanza(el) => {
                     if el.is("starttls", ns::TLS) && !stream.is_tls() {
                         stream
@@ -158,7 +165,11 @@ async fn run(
                 authorized.insert((done.remote, done.local));
             }
             () = deadline => {
-                return Err((Some(StreamError::ConnectionTimeout), "not authenticated in time".into()));
+                if authorized.is_empty() {
+                    return Err((Some(StreamError::ConnectionTimeout), "not authenticated in time".into()));
+                }
+                // Idle: closed gracefully; the other server opens a new stream when it needs one.
+                return Ok(());
             }
             _ = shutdown.changed() => {
                 return Err((Some(StreamError::SystemShutdown), "shutting down".into()));
