@@ -473,10 +473,16 @@ impl Router {
     /// its account), under one read of the registry: a fan-out asks for all its recipients.
     pub fn unreachable<'a>(&self, jids: impl IntoIterator<Item = &'a Jid>) -> Vec<usize> {
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        let components = self
+            .components
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         jids.into_iter()
             .enumerate()
             // Another server's users are reached through it, a component's through it.
-            .filter(|(_, jid)| self.remote(jid).is_none() && self.component(jid).is_none())
+            .filter(|(_, jid)| {
+                self.remote(jid).is_none() && !components.contains_key(jid.domain().as_str())
+            })
             .filter(|(_, jid)| match jid.try_as_full() {
                 Ok(full) => !sessions
                     .get(&full.to_bare())

@@ -153,11 +153,7 @@ async fn deliver(shared: &Shared, el: Element, to: &Jid) {
     let account = to.to_bare();
     match el.name() {
         "message" => keep_or_deliver(shared, el, account).await,
-        "presence" if to.is_bare() => {
-            for session in router.available_sessions(&account) {
-                router.deliver(&Jid::from(session), bytes.clone());
-            }
-        }
+        "presence" if to.is_bare() => deliver_to_sessions(shared, &el, &account),
         "iq" => answer(shared, &el, StanzaError::ServiceUnavailable),
         _ => {}
     }

@@ -23,6 +23,8 @@ enum Ended {
     Unreached(String),
     /// It worked, then closed (idle, peer, error): what waits goes to a new stream.
     Closed,
+    /// The server is stopping: what waits goes nowhere (no new stream is opened for it).
+    Shutdown,
 }
 
 pub(super) async fn run(
@@ -52,6 +54,11 @@ pub(super) async fn run(
                         let _ = answer.send(false);
                     }
                 }
+            }
+        }
+        Ended::Shutdown => {
+            if !pending.is_empty() {
+                tracing::info!(%local, %remote, dropped = pending.len(), "stopping with stanzas queued");
             }
         }
         Ended::Closed => {
@@ -165,12 +172,10 @@ async fn serve(
                             };
                         }
                     }
-                    Out::Stanza(_) if pending.len() >= federation.config.max_queue => {
-                        if let Out::Stanza(stanza) = out {
-                            federation.bounce(&stanza, StanzaError::ResourceConstraint);
-                        }
+                    Out::Stanza(stanza) if pending.len() >= federation.config.max_queue => {
+                        federation.bounce(&stanza, StanzaError::ResourceConstraint);
                     }
-                    Out::Stanza(_) => pending.push_back(out),
+                    stanza @ Out::Stanza(_) => pending.push_back(stanza),
                 }
             }
             _ = tokio::time::sleep_until(wake) => {
@@ -186,7 +191,7 @@ async fn serve(
             }
             _ = shutdown.changed() => {
                 let _ = stream.write(verona_stream::STREAM_CLOSE).await;
-                return Ended::Closed;
+                return Ended::Shutdown;
             }
         }
     }
