@@ -25,14 +25,31 @@ pub(crate) struct Node {
     outcast_domains: u32,
     /// Subscriptions grouped by the subscriber's bare JID, then by SubID (unique in the node).
     subscriptions: BTreeMap<BareJid, VecMap<SubId, Subscription>>,
-    /// Index: the SubIDs in use, so that fresh SubIDs are checked without a scan.
-    subids: HashSet<SubId>,
+    /// Index of the SubIDs in use, once the node has many subscribers.
+    subids: SubIdIndex,
     pub items: ItemStore,
     recipients: RecipientCache,
 }
 
-/// Recipient lists this long or longer are kept between notifications.
+/// Recipient lists this long or longer are kept between notifications, and nodes with this
+/// many subscribers index their SubIDs.
 const CACHED_RECIPIENTS: usize = 128;
+
+/// The SubIDs in use, so that fresh SubIDs are checked without a scan. Built once the node has
+/// [`CACHED_RECIPIENTS`] subscribers: below that a scan is cheap, and a copy of every SubID of
+/// every online user's presence node is not (issue #9).
+#[derive(Debug, Clone, Default)]
+struct SubIdIndex(Option<HashSet<SubId>>);
+
+impl PartialEq for SubIdIndex {
+    /// Derived data: compared when both sides have built it.
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => true,
+        }
+    }
+}
 
 /// The notification recipients, computed once after the subscriptions change and shared by
 /// every notification until the next change: a publish to N subscribers costs one `Arc` clone
@@ -56,7 +73,7 @@ impl Node {
             affiliations: BTreeMap::new(),
             outcast_domains: 0,
             subscriptions: BTreeMap::new(),
-            subids: HashSet::new(),
+            subids: SubIdIndex::default(),
             items: ItemStore::default(),
             recipients: RecipientCache::default(),
         }
@@ -122,8 +139,21 @@ impl Node {
             .flat_map(|(bare, subs)| subs.iter().map(move |(subid, sub)| (bare, subid, sub)))
     }
 
+    /// The subscriptions by bare JID.
+    pub fn subscriptions_by_bare(
+        &self,
+    ) -> impl Iterator<Item = (&BareJid, &VecMap<SubId, Subscription>)> {
+        self.subscriptions.iter()
+    }
+
     pub fn has_subid(&self, subid: &str) -> bool {
-        self.subids.contains(subid)
+        match &self.subids.0 {
+            Some(index) => index.contains(subid),
+            None => self
+                .subscriptions
+                .values()
+                .any(|subs| subs.contains_key(subid)),
+        }
     }
 
     /// Inserts, replaces (`Some`) or removes (`None`) a subscription; returns the previous one.
@@ -136,14 +166,24 @@ impl Node {
         self.recipients = RecipientCache::default();
         match subscription {
             Some(sub) => {
-                self.subids.insert(subid.to_owned());
-                self.subscriptions
+                if let Some(index) = &mut self.subids.0 {
+                    index.insert(subid.to_owned());
+                }
+                let previous = self
+                    .subscriptions
                     .entry(bare.clone())
                     .or_default()
-                    .insert(subid.to_owned(), sub)
+                    .insert(subid.to_owned(), sub);
+                if self.subids.0.is_none() && self.subscriptions.len() >= CACHED_RECIPIENTS {
+                    let subids = self.subscriptions().map(|(_, subid, _)| subid.clone());
+                    self.subids.0 = Some(subids.collect());
+                }
+                previous
             }
             None => {
-                self.subids.remove(subid);
+                if let Some(index) = &mut self.subids.0 {
+                    index.remove(subid);
+                }
                 let subs = self.subscriptions.get_mut(bare)?;
                 let previous = subs.remove(subid);
                 if subs.is_empty() {

@@ -25,14 +25,33 @@ use crate::{NodeId, SubId};
 pub(crate) struct State {
     /// Boxed: a map's node holds eleven entries, and most services have one or two nodes.
     pub nodes: BTreeMap<NodeId, Box<Node>>,
-    /// Index: a subscriber's bare JID → the nodes where it holds subscriptions, with how
-    /// many, for "my subscriptions", the per-JID limit and ending sessions without scanning
-    /// nodes (the SubIDs are found in the node).
-    pub subscriptions_by_jid: HashMap<BareJid, VecMap<NodeId, u32>>,
+    /// Index of subscribers, once the service has many nodes.
+    subscribers: SubscriberIndex,
     /// Index: a bare JID → its affiliations, for "my affiliations" and the per-owner limit.
     pub affiliations_by_jid: HashMap<BareJid, BTreeMap<NodeId, Affiliation>>,
     /// Counts committed operations, so that an undo can check that it is the latest.
     pub version: u64,
+}
+
+/// Services with more nodes than this index their subscribers.
+const INDEXED_FROM_NODES: usize = 16;
+
+/// Index: a subscriber's bare JID → the nodes where it holds subscriptions, with how many,
+/// for "my subscriptions", the per-JID limit and ending sessions without scanning nodes (the
+/// SubIDs are found in the node). Built once the service has more than
+/// [`INDEXED_FROM_NODES`] nodes: a PEP service has a few, and scanning them costs less than a
+/// second copy of every subscriber's JID for every online user (issue #9).
+#[derive(Debug, Clone, Default)]
+struct SubscriberIndex(Option<HashMap<BareJid, VecMap<NodeId, u32>>>);
+
+impl PartialEq for SubscriberIndex {
+    /// Derived data: compared when both sides have built it.
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => true,
+        }
+    }
 }
 
 /// An inverse step; applied in reverse order of recording.
@@ -96,6 +115,24 @@ impl State {
         }
     }
 
+    /// Builds the subscriber index once the service has grown past [`INDEXED_FROM_NODES`].
+    fn index_subscribers_if_large(&mut self) {
+        if self.subscribers.0.is_some() || self.nodes.len() <= INDEXED_FROM_NODES {
+            return;
+        }
+        let mut index: HashMap<BareJid, VecMap<NodeId, u32>> = HashMap::new();
+        for node in self.nodes.values() {
+            for (bare, subs) in node.subscriptions_by_bare() {
+                let count = u32::try_from(subs.len()).unwrap_or(u32::MAX);
+                index
+                    .entry(bare.clone())
+                    .or_default()
+                    .insert(node.id.clone(), count);
+            }
+        }
+        self.subscribers.0 = Some(index);
+    }
+
     fn unindex_node(&mut self, node: &Node) {
         for (jid, _) in node.affiliations() {
             self.index_affiliation(&node.id, jid, Affiliation::None);
@@ -123,10 +160,13 @@ impl State {
 
     /// Adds `delta` (one more, one fewer, or none) to a bare JID's subscriptions on a node.
     fn count_subscription(&mut self, node: &NodeId, bare: &BareJid, delta: i32) {
+        let Some(index) = &mut self.subscribers.0 else {
+            return;
+        };
         if delta == 0 {
             return;
         }
-        let nodes = self.subscriptions_by_jid.entry(bare.clone()).or_default();
+        let nodes = index.entry(bare.clone()).or_default();
         let count = nodes.get(node.as_str()).copied().unwrap_or(0);
         match count.checked_add_signed(delta).filter(|&n| n > 0) {
             Some(n) => {
@@ -135,7 +175,7 @@ impl State {
             None => {
                 nodes.remove(node.as_str());
                 if nodes.is_empty() {
-                    self.subscriptions_by_jid.remove(bare);
+                    index.remove(bare);
                 }
             }
         }
@@ -146,27 +186,37 @@ impl State {
         &'a self,
         bare: &'a BareJid,
     ) -> impl Iterator<Item = (&'a NodeId, &'a SubId, &'a Subscription)> + 'a {
-        self.subscriptions_by_jid
-            .get(bare)
+        let indexed = self.subscribers.0.as_ref().map(|index| {
+            index
+                .get(bare)
+                .into_iter()
+                .flat_map(|nodes| nodes.keys())
+                .filter_map(|node_id| self.nodes.get_key_value(node_id))
+        });
+        let scanned = indexed.is_none().then(|| self.nodes.iter());
+        indexed
             .into_iter()
-            .flat_map(|nodes| nodes.keys())
-            .filter_map(move |node_id| {
-                Some((node_id, self.nodes.get(node_id)?.subscriptions_of(bare)?))
-            })
+            .flatten()
+            .chain(scanned.into_iter().flatten())
+            .filter_map(move |(node_id, node)| Some((node_id, node.subscriptions_of(bare)?)))
             .flat_map(|(node_id, subs)| subs.iter().map(move |(subid, sub)| (node_id, subid, sub)))
     }
 
     /// How many subscriptions a bare JID holds across the service.
     pub fn held_count(&self, bare: &BareJid) -> usize {
-        self.subscriptions_by_jid
-            .get(bare)
-            .map_or(0, |nodes| nodes.values().map(|&n| n as usize).sum())
+        match &self.subscribers.0 {
+            Some(index) => index
+                .get(bare)
+                .map_or(0, |nodes| nodes.values().map(|&n| n as usize).sum()),
+            None => self.held_by(bare).count(),
+        }
     }
 
     /// Adds a node and indexes its affiliations and subscriptions (restore, create, undo).
     pub fn insert_node(&mut self, node: Node) {
         self.index_node(&node);
         self.nodes.insert(node.id.clone(), Box::new(node));
+        self.index_subscribers_if_large();
     }
 
     fn remove_node(&mut self, id: &str) -> Option<Node> {

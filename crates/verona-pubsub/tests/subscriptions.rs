@@ -1001,3 +1001,107 @@ fn owners_subscribe_only_the_invited_by_default() {
         .unwrap();
     assert_eq!(out.value[0].state, SubscriptionState::Subscribed);
 }
+
+/// Issue #9: small services scan their nodes for a JID's subscriptions and large ones index
+/// them; the answers are the same on both sides of the line, through undo and restore.
+#[test]
+fn subscriptions_across_nodes_answer_alike_with_and_without_the_index() {
+    let mut config = ServiceConfig::pubsub();
+    config.node_defaults.access_model = AccessModel::Open;
+    config.limits.max_subscriptions_per_jid = 30;
+    let (mut service, _) = service(config.clone());
+    let owner = jid(OWNER);
+    let romeo = jid(ROMEO);
+    let mut expected = Vec::new();
+    for n in 0..24 {
+        let node = format!("n{n:02}");
+        let request = CreateRequest {
+            node: Some(node.clone()),
+            ..CreateRequest::default()
+        };
+        let _ = service.create(&owner, request).unwrap();
+        if n % 2 == 0 {
+            let made = service
+                .subscribe(&NoRoster, &romeo, &node, &romeo, None)
+                .unwrap();
+            expected.push((node, made.value.subid));
+        }
+        let held: Vec<(String, String)> = service
+            .own_subscriptions(&romeo, None)
+            .into_iter()
+            .map(|s| (s.node, s.subid))
+            .collect();
+        assert_eq!(held, expected, "after {} nodes", n + 1);
+    }
+    // A change undone leaves the index as it found it.
+    let before = service.snapshot();
+    let outcome = service
+        .subscribe(&NoRoster, &romeo, "n01", &romeo, None)
+        .unwrap();
+    service.undo(outcome.undo).unwrap();
+    assert_eq!(service.snapshot(), before);
+    // The per-JID limit counts the same way: 24 held once the odd nodes are added too, six
+    // more allowed, the seventh refused.
+    for n in (1..24).step_by(2) {
+        let _ = service
+            .subscribe(&NoRoster, &romeo, &format!("n{n:02}"), &romeo, None)
+            .unwrap();
+    }
+    let request = CreateRequest {
+        node: Some("last".to_owned()),
+        ..CreateRequest::default()
+    };
+    let _ = service.create(&owner, request).unwrap();
+    let refused = (0..8).find_map(|n| {
+        let node = format!("n{:02}", n * 2);
+        service
+            .subscribe(
+                &NoRoster,
+                &romeo,
+                &node,
+                &jid("romeo@montague.lit/car"),
+                None,
+            )
+            .err()
+    });
+    assert_eq!(
+        refused,
+        Some(PubsubError::PolicyViolation(Limit::TooManySubscriptions))
+    );
+    let mut store = common::MemoryStore::default();
+    for node in service.stored_nodes() {
+        store.nodes.insert(node.id.clone(), node);
+    }
+    let restored = Service::restore(
+        config,
+        Box::new(common::TestEnv::new()),
+        store.nodes.values().cloned(),
+    );
+    assert_eq!(
+        restored.own_subscriptions(&romeo, None),
+        service.own_subscriptions(&romeo, None)
+    );
+}
+
+/// Issue #9: SubIDs stay unique when a node has enough subscribers to index them, and one
+/// subscription among many ends by its SubID.
+#[test]
+fn subids_stay_unique_past_the_index_threshold() {
+    let fields = [ConfigField::AccessModel(AccessModel::Open)];
+    let (mut service, env) = with_node(ServiceConfig::pubsub(), &fields);
+    let mut subids = std::collections::BTreeSet::new();
+    for n in 0..300 {
+        if n == 10 || n == 200 {
+            // Ids already taken: every collision is caught, scanned or indexed.
+            let taken: Vec<&str> = subids.iter().take(3).map(String::as_str).collect();
+            env.script_ids(&taken);
+        }
+        let who = jid(&format!("user{n}@montague.lit/r"));
+        let made = service.subscribe(&NoRoster, &who, "n", &who, None).unwrap();
+        assert!(subids.insert(made.value.subid), "SubID {n} is fresh");
+    }
+    let who = jid("user250@montague.lit/r");
+    let subid = service.own_subscriptions(&who, Some("n"))[0].subid.clone();
+    let _ = service.unsubscribe(&who, "n", &who, Some(&subid)).unwrap();
+    assert!(service.own_subscriptions(&who, Some("n")).is_empty());
+}

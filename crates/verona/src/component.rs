@@ -139,8 +139,7 @@ async fn serve_stanzas(
                 StreamEvent::Header(_) => return Err((Some(StreamError::BadFormat), "a second header".into())),
                 StreamEvent::End => return Ok(()),
             },
-            Some(wire) = ends.rx.recv() => {
-                ends.took(&wire);
+            wire = ends.queue.recv() => {
                 let bytes = stream::swap_top_namespace(&wire.to_vec(), ns::CLIENT, ns::COMPONENT);
                 stream.write(&bytes).await.map_err(lost)?;
             }

@@ -2,18 +2,19 @@
 //!
 //! A session is reached through a bounded queue of pre-serialised stanzas. A session whose queue
 //! is full is not keeping up; it is told to close instead of letting its queue grow without bound.
+//! The queue holds no buffer while it is empty, so an idle session costs only its handle.
 //!
 //! Every critical section is one map operation, so a task that panics while holding a lock
 //! cannot leave a map half-changed: a poisoned lock is used as it is, rather than failing
 //! every connection after it.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 use verona_stream::Wire;
 
 use crate::eventing::rendering::{self, Features};
@@ -50,8 +51,7 @@ pub struct SessionHandle {
     /// Unique among the sessions of this process: a session that ended is told apart from a
     /// newer one bound to the same full JID.
     id: u64,
-    tx: mpsc::Sender<Wire>,
-    queued: Arc<QueuedBytes>,
+    outbox: Arc<Outbox>,
     close: Arc<watch::Sender<Option<CloseReason>>>,
     view: Arc<View>,
 }
@@ -74,40 +74,97 @@ struct View {
     priority: AtomicI8,
 }
 
-/// The bytes waiting in a session's queue, bounded: the channel bounds stanzas, this their
-/// size (issue #11 H5), so a session costs at most `max` however large the stanzas.
-struct QueuedBytes {
-    bytes: AtomicUsize,
-    max: usize,
+/// The stanzas waiting for a session, bounded in count and in bytes (issue #11 H5), so a
+/// session costs at most `max_bytes` however large the stanzas.
+///
+/// A `VecDeque` under a lock rather than a channel: a channel keeps its blocks of slots (3 KiB
+/// each) for the life of the session, while this releases its buffer whenever it empties.
+struct Outbox {
+    queue: Mutex<Queue>,
+    /// Woken when a stanza is queued.
+    ready: Notify,
+    max_stanzas: usize,
+    max_bytes: usize,
 }
 
-impl QueuedBytes {
-    /// Counts `len` more bytes, unless that passes the bound (one stanza always fits an
-    /// empty queue).
-    fn reserve(&self, len: usize) -> bool {
-        self.bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                (queued == 0 || queued + len <= self.max).then_some(queued + len)
-            })
-            .is_ok()
+#[derive(Default)]
+struct Queue {
+    stanzas: VecDeque<Wire>,
+    bytes: usize,
+    /// The session's end is gone: nothing is queued any more.
+    closed: bool,
+}
+
+/// Emptied queues keep a buffer at most this many stanzas long.
+const KEEP_QUEUE_CAPACITY: usize = 4;
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn release(&self, len: usize) {
-        self.bytes.fetch_sub(len, Ordering::AcqRel);
+    /// Queues `stanza`, unless the session is gone or that passes a bound (one stanza always
+    /// fits an empty queue).
+    fn push(&self, stanza: Wire) -> bool {
+        let len = stanza.len();
+        let mut queue = self.lock();
+        let fits = queue.stanzas.is_empty()
+            || (queue.stanzas.len() < self.max_stanzas && queue.bytes + len <= self.max_bytes);
+        if queue.closed || !fits {
+            return false;
+        }
+        queue.bytes += len;
+        queue.stanzas.push_back(stanza);
+        drop(queue);
+        self.ready.notify_one();
+        true
+    }
+
+    fn pop(&self) -> Option<Wire> {
+        let mut queue = self.lock();
+        let stanza = queue.stanzas.pop_front()?;
+        queue.bytes -= stanza.len();
+        if queue.stanzas.is_empty() && queue.stanzas.capacity() > KEEP_QUEUE_CAPACITY {
+            queue.stanzas = VecDeque::new();
+        }
+        Some(stanza)
     }
 }
 
 /// The session's own ends of its handle.
 pub struct SessionEnds {
-    pub rx: mpsc::Receiver<Wire>,
+    pub queue: Inbox,
     pub close: watch::Receiver<Option<CloseReason>>,
-    queued: Arc<QueuedBytes>,
 }
 
-impl SessionEnds {
-    /// `stanza` left the queue (taken from `rx` to be written).
-    pub fn took(&self, stanza: &Wire) {
-        self.queued.release(stanza.len());
+/// The receiving end of a session's queue.
+pub struct Inbox(Arc<Outbox>);
+
+impl Inbox {
+    /// The next queued stanza, if any.
+    pub fn try_recv(&self) -> Option<Wire> {
+        self.0.pop()
+    }
+
+    /// The next queued stanza, once there is one. Cancel-safe: a stanza is taken only when
+    /// this returns.
+    pub async fn recv(&self) -> Wire {
+        loop {
+            if let Some(stanza) = self.0.pop() {
+                return stanza;
+            }
+            // A stanza queued since `pop` left a permit: this returns at once.
+            self.0.ready.notified().await;
+        }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        queue.closed = true;
+        queue.stanzas = VecDeque::new();
+        queue.bytes = 0;
     }
 }
 
@@ -120,33 +177,30 @@ impl SessionHandle {
     /// A session's queue holds at most `queue` stanzas and `bytes` bytes.
     pub fn new(queue: usize, bytes: usize) -> (SessionHandle, SessionEnds) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let (tx, rx) = mpsc::channel(queue);
         let (close_tx, close_rx) = watch::channel(None);
-        let queued = Arc::new(QueuedBytes {
-            bytes: AtomicUsize::new(0),
-            max: bytes,
+        let outbox = Arc::new(Outbox {
+            queue: Mutex::default(),
+            ready: Notify::new(),
+            max_stanzas: queue,
+            max_bytes: bytes,
         });
         let handle = SessionHandle {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            tx,
-            queued: queued.clone(),
+            outbox: Arc::clone(&outbox),
             close: Arc::new(close_tx),
             view: Arc::default(),
         };
-        (
-            handle,
-            SessionEnds {
-                rx,
-                close: close_rx,
-                queued,
-            },
-        )
+        let ends = SessionEnds {
+            queue: Inbox(outbox),
+            close: close_rx,
+        };
+        (handle, ends)
     }
 
     /// Queue serialised bytes for the session; false if it is gone or was closed for overflow.
     pub fn send(&self, stanza: impl Into<Wire>) -> bool {
         if !self.enqueue(stanza.into()) {
-            if !self.tx.is_closed() {
+            if !self.outbox.lock().closed {
                 self.close(CloseReason::Overflow);
             }
             return false;
@@ -164,15 +218,7 @@ impl SessionHandle {
     fn enqueue(&self, stanza: Wire) -> bool {
         // Counted whole even when its body is shared with other recipients: the bound is on
         // what this session may make the server write.
-        let len = stanza.len();
-        if !self.queued.reserve(len) {
-            return false;
-        }
-        if self.tx.try_send(stanza).is_err() {
-            self.queued.release(len);
-            return false;
-        }
-        true
+        self.outbox.push(stanza)
     }
 
     pub fn close(&self, reason: CloseReason) {
@@ -627,7 +673,7 @@ mod tests {
     #[test]
     fn bind_route_unbind() {
         let router = Router::default();
-        let (h, mut ends) = SessionHandle::new(4, 1 << 20);
+        let (h, ends) = SessionHandle::new(4, 1 << 20);
         let jid = full("juliet@capulet.lit/balcony");
         router.bind(&jid, h.clone());
         assert!(
@@ -636,7 +682,7 @@ mod tests {
                 .unwrap()
                 .send(Bytes::from_static(b"<x/>"))
         );
-        assert_eq!(ends.rx.try_recv().unwrap(), Wire::from(&b"<x/>"[..]));
+        assert_eq!(ends.queue.try_recv().unwrap(), Wire::from(&b"<x/>"[..]));
         assert_eq!(router.sessions_of(&jid.to_bare()).len(), 1);
         router.unbind(&jid, &h);
         assert!(router.session(&jid).is_none());
@@ -657,7 +703,7 @@ mod tests {
         let to = Jid::new("juliet@capulet.lit").unwrap();
         assert_eq!(router.deliver(&to, stanza), 3);
         for e in &mut ends {
-            let queued = e.rx.try_recv().unwrap();
+            let queued = e.queue.try_recv().unwrap();
             assert_eq!(queued.parts()[1].as_ptr(), body.as_ptr());
         }
     }
@@ -699,8 +745,8 @@ mod tests {
     #[test]
     fn views_go_to_the_sessions_that_want_them() {
         let router = Router::default();
-        let (native, mut native_ends) = SessionHandle::new(4, 1 << 20);
-        let (classic, mut classic_ends) = SessionHandle::new(4, 1 << 20);
+        let (native, native_ends) = SessionHandle::new(4, 1 << 20);
+        let (classic, classic_ends) = SessionHandle::new(4, 1 << 20);
         classic.set_classic(true);
         router.bind(&full("romeo@montague.lit/pda"), native);
         router.bind(&full("romeo@montague.lit/mobile"), classic);
@@ -711,28 +757,27 @@ mod tests {
             });
         assert_eq!(delivered, 2);
         assert_eq!(
-            native_ends.rx.try_recv().unwrap(),
+            native_ends.queue.try_recv().unwrap(),
             Wire::from(&b"<event/>"[..])
         );
         assert_eq!(
-            classic_ends.rx.try_recv().unwrap(),
+            classic_ends.queue.try_recv().unwrap(),
             Wire::from(&b"<presence/>"[..])
         );
         // No classic rendering: classic sessions get nothing, natives still do.
         let delivered =
             router.deliver_views(&to, Wire::from(&b"<event/>"[..]), None, false, || None);
         assert_eq!(delivered, 1);
-        assert!(classic_ends.rx.try_recv().is_err());
+        assert!(classic_ends.queue.try_recv().is_none());
     }
 
     /// Issue #11 H5: the queue is bounded in bytes too; one stanza always fits an empty one.
     #[test]
     fn the_queue_is_bounded_in_bytes() {
-        let (h, mut ends) = SessionHandle::new(100, 10);
+        let (h, ends) = SessionHandle::new(100, 10);
         assert!(h.offer(Bytes::from_static(b"12345678")));
         assert!(!h.offer(Bytes::from_static(b"12345678")), "16 > 10 bytes");
-        let taken = ends.rx.try_recv().unwrap();
-        ends.took(&taken);
+        assert!(ends.queue.try_recv().is_some());
         assert!(h.offer(Bytes::from(vec![b'x'; 64])), "alone it fits");
         assert!(!h.send(Bytes::from_static(b"x")));
         assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
@@ -786,6 +831,32 @@ mod tests {
         }
         assert!(router.remote_resources(&romeo).is_empty());
         assert_eq!(router.remote.read().unwrap().count, 0);
+    }
+
+    /// Issue #9/#15: a burst leaves no buffer behind once written; a session that is gone
+    /// takes nothing and is not closed for overflow.
+    #[test]
+    fn an_emptied_queue_holds_no_buffer() {
+        let (h, ends) = SessionHandle::new(1000, 1 << 20);
+        for n in 0..100 {
+            assert!(h.send(Bytes::from(format!("<x n='{n}'/>"))));
+        }
+        for n in 0..100 {
+            let expected = format!("<x n='{n}'/>");
+            assert_eq!(
+                ends.queue.try_recv(),
+                Some(Wire::from(Bytes::from(expected)))
+            );
+        }
+        assert_eq!(ends.queue.try_recv(), None);
+        assert!(h.outbox.lock().stanzas.capacity() <= KEEP_QUEUE_CAPACITY);
+        drop(ends);
+        assert!(!h.send(Bytes::from_static(b"<late/>")));
+        assert_eq!(
+            *h.close.borrow(),
+            None,
+            "a gone session is not closed for overflow"
+        );
     }
 
     #[test]

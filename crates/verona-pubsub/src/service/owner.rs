@@ -499,10 +499,8 @@ impl Service {
     ) -> Outcome<Vec<SubscriptionInfo>> {
         let nodes: BTreeSet<NodeId> = self
             .state
-            .subscriptions_by_jid
-            .get(contact)
-            .into_iter()
-            .flat_map(|nodes| nodes.keys().cloned())
+            .held_by(contact)
+            .map(|(node_id, _, _)| node_id.clone())
             .collect();
         let mut fx = Effects::default();
         let mut tx = Tx::new(&mut self.state);

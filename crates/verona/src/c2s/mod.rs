@@ -77,7 +77,7 @@ enum State {
 /// What woke the connection up.
 enum Wake {
     Read(io::Result<Vec<u8>>),
-    Outbound(Option<Wire>),
+    Outbound(Wire),
     Closed(Option<CloseReason>),
     Shutdown,
     Timer,
@@ -172,7 +172,6 @@ fn new_parser(shared: &Shared, authenticated: bool) -> StreamParser {
 
 impl Connection {
     async fn run(&mut self) -> End {
-        let mut tls_buffer = Vec::new();
         let mut shutdown = self.shared.shutdown.clone();
         loop {
             if let Err(end) = self.process_input().await {
@@ -196,7 +195,7 @@ impl Connection {
                     .flatten()
                     .min();
                 tokio::select! {
-                    read = self.io.read_some(&mut tls_buffer), if !paused => Wake::Read(read),
+                    read = self.io.read_some(), if !paused => Wake::Read(read),
                     wake = session_wake(ends) => wake,
                     _ = shutdown.changed() => Wake::Shutdown,
                     _ = sleep_until(deadline) => Wake::Timer,
@@ -211,7 +210,7 @@ impl Connection {
                     }
                     self.paused_until = self.reads.consumed(bytes.len(), Instant::now());
                 }
-                Wake::Outbound(Some(bytes)) => {
+                Wake::Outbound(bytes) => {
                     self.write_queued(bytes);
                     if self.unacked_beyond_bound() {
                         return fault(
@@ -221,7 +220,6 @@ impl Connection {
                     }
                 }
                 Wake::Closed(Some(CloseReason::Resumed)) => return End::Detach,
-                Wake::Outbound(None) => return End::Close,
                 Wake::Closed(reason) => {
                     let reason = reason.unwrap_or(CloseReason::AccountChanged);
                     return End::Fault(reason.stream_error(), None);
@@ -304,7 +302,6 @@ impl Connection {
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(stanza) = next.take() {
-            session.ends.took(&stanza);
             match &mut session.inactive {
                 Some(held) => {
                     for stanza in held.offer(stanza, bound) {
@@ -315,7 +312,7 @@ impl Connection {
             }
             taken += 1;
             if taken < BATCH {
-                next = session.ends.rx.try_recv().ok();
+                next = session.ends.queue.try_recv();
             }
         }
         if ask {
@@ -638,7 +635,7 @@ async fn session_wake(ends: Option<&mut SessionEnds>) -> Wake {
         return std::future::pending().await;
     };
     tokio::select! {
-        bytes = ends.rx.recv() => Wake::Outbound(bytes),
+        bytes = ends.queue.recv() => Wake::Outbound(bytes),
         changed = ends.close.changed() => match changed {
             Ok(()) => Wake::Closed(*ends.close.borrow()),
             Err(_) => Wake::Closed(None),

@@ -196,7 +196,7 @@ impl Resumable {
 /// Ends a session for good: it leaves the router and the services, and the conversation
 /// messages it did not deliver (unacknowledged with `sm`, or still queued) go to offline
 /// storage through its account's shard.
-pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Option<Sm>) {
+pub(super) async fn end_session(shared: &Shared, session: Session, sm: Option<Sm>) {
     shared.router.unbind(&session.jid, &session.handle);
     let pubsub = &shared.pubsub;
     pubsub
@@ -207,8 +207,7 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
         pubsub.session_ended(Jid::from(account.clone()), None).await;
     }
     let mut undelivered: Vec<Wire> = sm.map(|sm| sm.unacked.into()).unwrap_or_default();
-    while let Ok(stanza) = session.ends.rx.try_recv() {
-        session.ends.took(&stanza);
+    while let Some(stanza) = session.ends.queue.try_recv() {
         undelivered.push(stanza);
     }
     let kept: Vec<String> = undelivered

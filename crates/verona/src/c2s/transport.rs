@@ -5,7 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use verona_auth::TlsBinding;
@@ -70,14 +70,13 @@ impl AsyncWrite for Transport {
 }
 
 impl Transport {
-    /// The next bytes from the peer; empty at end of stream. A plain socket is awaited for
-    /// readiness without holding a buffer, so an idle plaintext connection costs no read buffer;
-    /// TLS reads through `tls_buffer`.
-    pub(super) async fn read_some(&mut self, tls_buffer: &mut Vec<u8>) -> io::Result<Vec<u8>> {
+    /// The next bytes from the peer; empty at end of stream. The read buffer lives on the
+    /// stack for one poll only, so an idle connection holds none of its own (TLS keeps what it
+    /// has received in rustls's buffers).
+    pub(super) async fn read_some(&mut self) -> io::Result<Vec<u8>> {
         match self {
             Transport::Plain(tcp) => loop {
                 tcp.readable().await?;
-                // Lives only between awaits, so it is not part of the connection's state.
                 let mut chunk = [0u8; READ_CHUNK];
                 match tcp.try_read(&mut chunk) {
                     Ok(n) => return Ok(chunk[..n].to_vec()),
@@ -86,9 +85,15 @@ impl Transport {
                 }
             },
             Transport::Tls(tls) => {
-                tls_buffer.resize(READ_CHUNK, 0);
-                let n = tls.read(tls_buffer).await?;
-                Ok(tls_buffer[..n].to_vec())
+                std::future::poll_fn(|cx| {
+                    let mut chunk = [0u8; READ_CHUNK];
+                    let mut buf = ReadBuf::new(&mut chunk);
+                    // Pending leaves `buf` untouched: nothing is lost when the poll is dropped.
+                    Pin::new(tls.as_mut())
+                        .poll_read(cx, &mut buf)
+                        .map_ok(|()| buf.filled().to_vec())
+                })
+                .await
             }
             Transport::Upgrading => Err(upgrading()),
         }
