@@ -10,10 +10,10 @@
 //!
 //! [`seed`]: PresenceGraph::seed
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jid::{BareJid, Jid};
-use verona_pubsub::{AccessResolver, ItemQuery, NoRoster, Service, SubscriptionState};
+use verona_pubsub::{AccessResolver, ItemQuery, NoRoster, Service, SubscriptionState, VecMap};
 use verona_storage::HeldSubscription;
 
 use super::presence::{PRESENCE_NODE, ROSTER_NODE, VIEW_OPTION};
@@ -39,39 +39,163 @@ struct Relation {
 #[derive(Default)]
 struct Owner {
     /// The subscribers of its presence node, one entry each.
-    contacts: HashMap<BareJid, Relation>,
+    contacts: VecMap<Id, Relation>,
     /// Its `roster` node, by contact.
     annotations: BTreeMap<BareJid, Annotation>,
 }
 
 impl Owner {
-    fn followers(&self) -> impl Iterator<Item = &BareJid> {
+    fn followers(&self) -> impl Iterator<Item = Id> + '_ {
         self.contacts
             .iter()
             .filter(|(_, relation)| relation.approved)
-            .map(|(contact, _)| contact)
+            .map(|(contact, _)| *contact)
     }
 
-    fn follows(&self, contact: &BareJid) -> bool {
-        self.contacts.get(contact).is_some_and(|r| r.approved)
+    fn follows(&self, contact: Id) -> bool {
+        self.contacts.get(&contact).is_some_and(|r| r.approved)
     }
 
-    fn asks(&self, contact: &BareJid) -> bool {
-        self.contacts.get(contact).is_some_and(|r| !r.approved)
+    fn asks(&self, contact: Id) -> bool {
+        self.contacts.get(&contact).is_some_and(|r| !r.approved)
     }
 }
+
+/// A JID's number in the graph.
+type Id = u32;
+
+/// Every JID the graph mentions, kept once and counted: relations hold numbers, so a
+/// contact's JID is not copied into every relation that names it (issue #9).
+#[derive(Default)]
+struct Jids {
+    ids: HashMap<BareJid, Id>,
+    /// By number: the JID and how many mentions it has (free numbers are `None`).
+    entries: Vec<Option<(BareJid, u32)>>,
+    free: Vec<Id>,
+}
+
+impl Jids {
+    /// The number of a JID already mentioned.
+    fn id(&self, jid: &BareJid) -> Option<Id> {
+        self.ids.get(jid).copied()
+    }
+
+    fn jid(&self, id: Id) -> &BareJid {
+        match &self.entries[id as usize] {
+            Some((jid, _)) => jid,
+            None => unreachable!("a released number is not held"),
+        }
+    }
+
+    /// One more mention of `jid`; its number.
+    fn hold(&mut self, jid: &BareJid) -> Id {
+        if let Some(&id) = self.ids.get(jid) {
+            self.hold_id(id);
+            return id;
+        }
+        let entry = Some((jid.clone(), 1));
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.entries[id as usize] = entry;
+                id
+            }
+            None => {
+                let id = Id::try_from(self.entries.len()).expect("fewer than 2^32 JIDs");
+                self.entries.push(entry);
+                id
+            }
+        };
+        self.ids.insert(jid.clone(), id);
+        id
+    }
+
+    fn hold_id(&mut self, id: Id) {
+        if let Some((_, uses)) = &mut self.entries[id as usize] {
+            *uses += 1;
+        }
+    }
+
+    /// One mention fewer; the JID goes with its last.
+    fn release(&mut self, id: Id) {
+        let slot = &mut self.entries[id as usize];
+        let Some((_, uses)) = slot else {
+            return;
+        };
+        *uses -= 1;
+        if *uses == 0
+            && let Some((jid, _)) = slot.take()
+        {
+            self.ids.remove(&jid);
+            self.free.push(id);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// A user's outbound relations (whose presence it follows, or asks for), by owner number,
+/// sorted.
+type Outbound = HashMap<Id, Vec<Id>>;
 
 #[derive(Default)]
 pub struct PresenceGraph {
     owners: HashMap<BareJid, Owner>,
     /// The reverse of `followers`: whose presence nodes an account follows.
-    following: HashMap<BareJid, HashSet<BareJid>>,
+    following: Outbound,
     /// The reverse of `pending`: whose presence nodes an account waits for.
-    asking: HashMap<BareJid, HashSet<BareJid>>,
+    asking: Outbound,
+    jids: Jids,
     /// (owner, contact): approved subscriptions that ended since [`PresenceGraph::take_ended`]
     /// was last called; the contact must see the owner go unavailable (RFC 6121 §3.2.2,
     /// §3.3.2).
     ended: Vec<(BareJid, BareJid)>,
+}
+
+/// Adds (`on`) or removes `owner` from `user`'s outbound set, holding or releasing the numbers
+/// it keeps; returns whether it changed.
+fn set_relation(jids: &mut Jids, map: &mut Outbound, user: Id, owner: Id, on: bool) -> bool {
+    match (map.get_mut(&user), on) {
+        (Some(owners), true) => match owners.binary_search(&owner) {
+            Ok(_) => false,
+            Err(at) => {
+                owners.insert(at, owner);
+                jids.hold_id(owner);
+                true
+            }
+        },
+        (None, true) => {
+            map.insert(user, vec![owner]);
+            jids.hold_id(user);
+            jids.hold_id(owner);
+            true
+        }
+        (Some(owners), false) => match owners.binary_search(&owner) {
+            Ok(at) => {
+                owners.remove(at);
+                jids.release(owner);
+                if owners.is_empty() {
+                    map.remove(&user);
+                    jids.release(user);
+                }
+                true
+            }
+            Err(_) => false,
+        },
+        (None, false) => false,
+    }
+}
+
+/// Drops `user`'s whole outbound set.
+fn clear_relations(jids: &mut Jids, map: &mut Outbound, user: Id) {
+    if let Some(owners) = map.remove(&user) {
+        for owner in owners {
+            jids.release(owner);
+        }
+        jids.release(user);
+    }
 }
 
 impl PresenceGraph {
@@ -94,49 +218,48 @@ impl PresenceGraph {
         for (sub, approved) in subscriptions {
             let classic =
                 sub.options.custom.get(VIEW_OPTION).map(String::as_str) == Some("presence");
+            let id = self.jids.hold(&sub.jid.to_bare());
             // A bare JID's several subscriptions count once: approved if any is.
-            let relation = next
-                .contacts
-                .entry(sub.jid.to_bare())
-                .or_insert(Relation { approved, classic });
-            relation.approved |= approved;
-            relation.classic |= classic;
+            let relation = match next.contacts.get(&id).copied() {
+                Some(was) => {
+                    self.jids.release(id);
+                    Relation {
+                        approved: was.approved | approved,
+                        classic: was.classic | classic,
+                    }
+                }
+                None => Relation { approved, classic },
+            };
+            next.contacts.insert(id, relation);
         }
         next.annotations = annotations(service, &owner_jid);
 
         let old = self.owners.remove(owner).unwrap_or_default();
+        let owner_id = self.jids.hold(owner);
         let mut changed: BTreeSet<(BareJid, BareJid)> = BTreeSet::new();
-        let contacts: BTreeSet<&BareJid> =
-            old.contacts.keys().chain(next.contacts.keys()).collect();
+        let mut contacts: Vec<Id> = old
+            .contacts
+            .keys()
+            .chain(next.contacts.keys())
+            .copied()
+            .collect();
+        contacts.sort_unstable();
+        contacts.dedup();
         for contact in contacts {
-            for (was, now, reverse) in [
-                (
-                    old.follows(contact),
-                    next.follows(contact),
-                    &mut self.following,
-                ),
-                (old.asks(contact), next.asks(contact), &mut self.asking),
-            ] {
+            let contact_jid = self.jids.jid(contact).clone();
+            let follows = (old.follows(contact), next.follows(contact));
+            let asks = (old.asks(contact), next.asks(contact));
+            for ((was, now), map) in [(follows, &mut self.following), (asks, &mut self.asking)] {
                 if was == now {
                     continue;
                 }
-                changed.insert((contact.clone(), owner.clone()));
-                if now {
-                    reverse
-                        .entry(contact.clone())
-                        .or_default()
-                        .insert(owner.clone());
-                } else if let Some(owners) = reverse.get_mut(contact) {
-                    owners.remove(owner);
-                    if owners.is_empty() {
-                        reverse.remove(contact);
-                    }
-                }
+                changed.insert((contact_jid.clone(), owner.clone()));
+                set_relation(&mut self.jids, map, contact, owner_id, now);
             }
-            if old.follows(contact) != next.follows(contact) {
-                changed.insert((owner.clone(), contact.clone()));
-                if old.follows(contact) {
-                    self.ended.push((owner.clone(), contact.clone()));
+            if follows.0 != follows.1 {
+                changed.insert((owner.clone(), contact_jid.clone()));
+                if follows.0 {
+                    self.ended.push((owner.clone(), contact_jid));
                 }
             }
         }
@@ -146,6 +269,10 @@ impl PresenceGraph {
                 changed.insert((owner.clone(), contact.clone()));
             }
         }
+        for &contact in old.contacts.keys() {
+            self.jids.release(contact);
+        }
+        self.jids.release(owner_id);
         self.owners.insert(owner.clone(), next);
         changed.into_iter().collect()
     }
@@ -154,25 +281,24 @@ impl PresenceGraph {
     /// subscribed to or waiting for. Call it when `user` becomes resident, between batches
     /// (when storage holds what resident services hold).
     pub fn seed(&mut self, user: &BareJid, held: &[HeldSubscription]) {
-        let mut following = HashSet::new();
-        let mut asking = HashSet::new();
+        let user_id = self.jids.hold(user);
+        for map in [&mut self.following, &mut self.asking] {
+            clear_relations(&mut self.jids, map, user_id);
+        }
         for held in held.iter().filter(|held| held.node == PRESENCE_NODE) {
             let Ok(owner) = BareJid::new(&held.service) else {
                 continue;
             };
-            match held.subscription.state {
-                SubscriptionState::Subscribed => following.insert(owner),
-                SubscriptionState::Pending => asking.insert(owner),
-                _ => false,
+            let map = match held.subscription.state {
+                SubscriptionState::Subscribed => &mut self.following,
+                SubscriptionState::Pending => &mut self.asking,
+                _ => continue,
             };
+            let owner_id = self.jids.hold(&owner);
+            set_relation(&mut self.jids, map, user_id, owner_id, true);
+            self.jids.release(owner_id);
         }
-        for (set, map) in [(following, &mut self.following), (asking, &mut self.asking)] {
-            if set.is_empty() {
-                map.remove(user);
-            } else {
-                map.insert(user.clone(), set);
-            }
-        }
+        self.jids.release(user_id);
     }
 
     /// Sets one of `user`'s outbound relations, as another shard reports it: whether it
@@ -185,48 +311,49 @@ impl PresenceGraph {
         follows: bool,
         asks: bool,
     ) -> bool {
+        let user_id = self.jids.hold(user);
+        let owner_id = self.jids.hold(owner);
         let mut changed = false;
         for (on, map) in [(follows, &mut self.following), (asks, &mut self.asking)] {
-            if on {
-                changed |= map.entry(user.clone()).or_default().insert(owner.clone());
-            } else if let Some(owners) = map.get_mut(user) {
-                changed |= owners.remove(owner);
-                if owners.is_empty() {
-                    map.remove(user);
-                }
-            }
+            changed |= set_relation(&mut self.jids, map, user_id, owner_id, on);
         }
+        self.jids.release(owner_id);
+        self.jids.release(user_id);
         changed
     }
 
     /// Whether `contact` waits for `owner`'s approval.
     pub fn is_pending(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.owners.get(owner).is_some_and(|o| o.asks(contact))
+        self.relation(owner, contact).is_some_and(|r| !r.approved)
+    }
+
+    fn relation(&self, owner: &BareJid, contact: &BareJid) -> Option<Relation> {
+        let contact = self.jids.id(contact)?;
+        self.owners.get(owner)?.contacts.get(&contact).copied()
     }
 
     /// Drops `owner`, whose service leaves memory. What it contributed to the outbound side
     /// of users still resident stays (it is still true, and they are not re-read); the rest
     /// goes, as does `owner`'s own outbound side.
     pub fn forget(&mut self, owner: &BareJid, resident: impl Fn(&BareJid) -> bool) {
+        let owner_id = self.jids.hold(owner);
         if let Some(old) = self.owners.remove(owner) {
-            for (approved, reverse) in [(true, &mut self.following), (false, &mut self.asking)] {
-                let contacts = old
-                    .contacts
-                    .iter()
-                    .filter(|(_, relation)| relation.approved == approved)
-                    .map(|(contact, _)| contact);
-                for contact in contacts.filter(|contact| !resident(contact)) {
-                    if let Some(owners) = reverse.get_mut(contact) {
-                        owners.remove(owner);
-                        if owners.is_empty() {
-                            reverse.remove(contact);
-                        }
-                    }
+            for (&contact, relation) in old.contacts.iter() {
+                if !resident(self.jids.jid(contact)) {
+                    let map = if relation.approved {
+                        &mut self.following
+                    } else {
+                        &mut self.asking
+                    };
+                    set_relation(&mut self.jids, map, contact, owner_id, false);
                 }
+                self.jids.release(contact);
             }
         }
-        self.following.remove(owner);
-        self.asking.remove(owner);
+        for map in [&mut self.following, &mut self.asking] {
+            clear_relations(&mut self.jids, map, owner_id);
+        }
+        self.jids.release(owner_id);
     }
 
     /// The accounts subscribed to `owner`'s presence.
@@ -235,27 +362,36 @@ impl PresenceGraph {
             .get(owner)
             .into_iter()
             .flat_map(|o| o.followers())
+            .map(|id| self.jids.jid(id))
     }
 
     /// The accounts whose presence `contact` is subscribed to.
     pub fn following(&self, contact: &BareJid) -> impl Iterator<Item = &BareJid> {
-        self.following.get(contact).into_iter().flatten()
+        self.outbound(&self.following, contact)
+    }
+
+    fn outbound<'a>(
+        &'a self,
+        map: &'a Outbound,
+        user: &BareJid,
+    ) -> impl Iterator<Item = &'a BareJid> {
+        self.jids
+            .id(user)
+            .and_then(|id| map.get(&id))
+            .into_iter()
+            .flatten()
+            .map(|&id| self.jids.jid(id))
     }
 
     /// Whether `contact` is subscribed to `owner`'s presence, or waiting to be.
     pub fn has_relation(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.owners
-            .get(owner)
-            .is_some_and(|o| o.contacts.contains_key(contact))
+        self.relation(owner, contact).is_some()
     }
 
     /// Whether `contact` asked for `owner`'s presence with a classic `<presence/>` stanza
     /// (its rendering when its session advertised no capabilities).
     pub fn subscribed_classically(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.owners
-            .get(owner)
-            .and_then(|o| o.contacts.get(contact))
-            .is_some_and(|relation| relation.classic)
+        self.relation(owner, contact).is_some_and(|r| r.classic)
     }
 
     /// `user`'s roster (RFC 6121 §2): every contact with a relation or an annotation.
@@ -263,9 +399,13 @@ impl PresenceGraph {
         let owner = self.owners.get(user);
         let contacts: BTreeSet<&BareJid> = owner
             .into_iter()
-            .flat_map(|o| o.followers().chain(o.annotations.keys()))
+            .flat_map(|o| {
+                o.followers()
+                    .map(|id| self.jids.jid(id))
+                    .chain(o.annotations.keys())
+            })
             .chain(self.following(user))
-            .chain(self.asking.get(user).into_iter().flatten())
+            .chain(self.outbound(&self.asking, user))
             .collect();
         contacts
             .into_iter()
@@ -276,12 +416,9 @@ impl PresenceGraph {
     /// One roster entry of `user`, if `contact` is on the roster.
     pub fn roster_entry(&self, user: &BareJid, contact: &BareJid) -> Option<RosterEntry> {
         let owner = self.owners.get(user);
-        let from = owner.is_some_and(|o| o.follows(contact));
+        let from = self.relation(user, contact).is_some_and(|r| r.approved);
         let to = self.following(user).any(|c| c == contact);
-        let ask = self
-            .asking
-            .get(user)
-            .is_some_and(|owners| owners.contains(contact));
+        let ask = self.outbound(&self.asking, user).any(|c| c == contact);
         let annotation = owner.and_then(|o| o.annotations.get(contact)).cloned();
         if !(from || to || ask || annotation.is_some()) || user == contact {
             return None;
@@ -346,7 +483,7 @@ fn annotations(service: &Service, owner: &Jid) -> BTreeMap<BareJid, Annotation> 
 
 impl AccessResolver for PresenceGraph {
     fn has_presence_subscription(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.owners.get(owner).is_some_and(|o| o.follows(contact))
+        self.relation(owner, contact).is_some_and(|r| r.approved)
     }
 
     fn in_roster_group(&self, owner: &BareJid, contact: &BareJid, groups: &[String]) -> bool {
@@ -536,7 +673,7 @@ mod tests {
         // Romeo is resident and Nurse is not.
         let _ = graph.refresh(&juliet, &juliets_service());
         assert!(graph.following(&nurse).next().is_none());
-        assert_eq!(graph.asking.get(&nurse).map(HashSet::len), Some(1));
+        assert_eq!(graph.outbound(&graph.asking, &nurse).count(), 1);
         graph.forget(&juliet, |contact| *contact == romeo);
         assert!(!graph.has_presence_subscription(&juliet, &romeo));
         assert_eq!(
@@ -544,10 +681,53 @@ mod tests {
             Some(("to", false)),
             "still true for Romeo"
         );
-        assert!(!graph.asking.contains_key(&nurse), "Nurse is not resident");
+        assert_eq!(
+            graph.outbound(&graph.asking, &nurse).count(),
+            0,
+            "Nurse is not resident"
+        );
         // Romeo leaves memory too: nothing of his outbound side stays.
         graph.forget(&romeo, |_| false);
         assert!(graph.following(&romeo).next().is_none());
-        assert!(!graph.asking.contains_key(&romeo));
+        assert_eq!(graph.outbound(&graph.asking, &romeo).count(), 0);
+        // Every JID the graph held is released with the last relation naming it.
+        assert!(graph.owners.is_empty());
+        assert!(graph.following.is_empty() && graph.asking.is_empty());
+        assert_eq!(graph.jids.len(), 0);
+    }
+
+    /// Outbound relations set and unset in any order agree with a plain model, and the graph
+    /// keeps no JID once nothing names it (the numbers are counted, not leaked).
+    #[test]
+    fn relations_agree_with_a_model_and_release_every_jid() {
+        let people: Vec<BareJid> = (0..6).map(|n| bare(&format!("p{n}@verona.lit"))).collect();
+        let mut graph = PresenceGraph::default();
+        let mut model: BTreeMap<(usize, usize), (bool, bool)> = BTreeMap::new();
+        // A fixed pseudo-random walk (xorshift) over users, owners and flags.
+        let mut x: u32 = 0x9e37_79b9;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let (user, owner) = ((x % 6) as usize, ((x >> 3) % 6) as usize);
+            let (follows, asks) = ((x >> 6) & 1 == 1, (x >> 7) & 3 == 0);
+            let before = model.get(&(user, owner)).copied().unwrap_or_default();
+            let changed = graph.set_outbound(&people[user], &people[owner], follows, asks);
+            assert_eq!(changed, before != (follows, asks));
+            model.insert((user, owner), (follows, asks));
+            for (u, who) in people.iter().enumerate() {
+                let expected: BTreeSet<&BareJid> = model
+                    .iter()
+                    .filter(|((m, _), (f, _))| *m == u && *f)
+                    .map(|((_, o), _)| &people[*o])
+                    .collect();
+                assert_eq!(graph.following(who).collect::<BTreeSet<_>>(), expected);
+            }
+        }
+        for who in &people {
+            graph.forget(who, |_| false);
+        }
+        assert!(graph.following.is_empty() && graph.asking.is_empty());
+        assert_eq!(graph.jids.len(), 0);
     }
 }
