@@ -80,6 +80,20 @@ fn statuses(presence: &Element) -> Vec<String> {
         .collect()
 }
 
+/// The actor's nick and the reason in a removed occupant's `<item/>` (XEP-0045 §8.2).
+fn removed_by(presence: &Element) -> (Option<String>, Option<String>) {
+    let item = presence
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER));
+    let actor = item
+        .and_then(|i| i.get_child("actor", MUC_USER))
+        .and_then(|a| a.attr("nick").map(str::to_owned));
+    let reason = item
+        .and_then(|i| i.get_child("reason", MUC_USER))
+        .map(Element::text);
+    (actor, reason)
+}
+
 /// Reads a classic join's answer up to the subject, which ends it (XEP-0045 §7.2.16): the
 /// occupant presences, the history, and the subject.
 async fn joined(client: &mut Client) -> (Vec<Element>, Vec<Element>, Element) {
@@ -642,28 +656,44 @@ async fn owners_configure_kick_and_ban() {
     recv_until(&mut nurse, |el| el.name() == "presence").await;
     recv_until(&mut romeo, |el| el.name() == "presence").await;
 
-    // A kick: Tybalt is told with 307 and 110, the others with 307.
+    // A kick: Tybalt is told with 307 and 110, the others with 307; each is told who kicked
+    // him and why (§8.2).
     ok(&romeo
-        .request(&admin_iq("k", "<item nick='Tybalt' role='none'/>"))
+        .request(&admin_iq(
+            "k",
+            "<item nick='Tybalt' role='none'><reason>Avaunt</reason></item>",
+        ))
         .await);
     let kicked = recv_until(&mut tybalt, |el| el.name() == "presence").await;
     assert_eq!(kicked.attr("type"), Some("unavailable"));
     let mut codes = statuses(&kicked);
     codes.sort();
     assert_eq!(codes, ["110", "307"]);
+    assert_eq!(
+        removed_by(&kicked),
+        (Some("Romeo".into()), Some("Avaunt".into()))
+    );
     let seen = recv_until(&mut nurse, |el| el.name() == "presence").await;
     assert_eq!(statuses(&seen), ["307"]);
+    assert_eq!(
+        removed_by(&seen),
+        (Some("Romeo".into()), Some("Avaunt".into()))
+    );
 
-    // A ban of the nurse: she goes with 301, and cannot come back.
+    // A ban of the nurse: she goes with 301 and the reason (§9.1), and cannot come back.
     ok(&romeo
         .request(&admin_iq(
             "b",
-            "<item affiliation='outcast' jid='nurse@localhost'/>",
+            "<item affiliation='outcast' jid='nurse@localhost'><reason>Treason</reason></item>",
         ))
         .await);
     let banned = recv_until(&mut nurse, |el| el.name() == "presence").await;
     assert_eq!(banned.attr("type"), Some("unavailable"));
     assert!(statuses(&banned).contains(&"301".to_owned()));
+    assert_eq!(
+        removed_by(&banned),
+        (Some("Romeo".into()), Some("Treason".into()))
+    );
     nurse.send(&join("Nurse")).await;
     let refused = recv_until(&mut nurse, |el| el.name() == "presence").await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));

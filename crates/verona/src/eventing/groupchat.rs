@@ -1169,6 +1169,23 @@ pub fn presence_of(
     presence.append_all(shown.iter().cloned()).append(x).build()
 }
 
+/// An occupant's unavailable presence naming who removed it and why (XEP-0045 §8.2, §9.1:
+/// `<actor nick/>` and `<reason/>` in its `<item/>`).
+pub fn removed_by(mut presence: Element, actor: Option<&str>, reason: Option<&str>) -> Element {
+    let item = presence
+        .get_child_mut("x", ns::MUC_USER)
+        .and_then(|x| x.get_child_mut("item", ns::MUC_USER));
+    if let Some(item) = item {
+        if let Some(nick) = actor {
+            item.append_child(builder("actor", ns::MUC_USER).with("nick", nick).build());
+        }
+        if let Some(reason) = reason {
+            item.append_child(text_child("reason", ns::MUC_USER, reason));
+        }
+    }
+    presence
+}
+
 /// The presence error a join gets (XEP-0045 §7.2.6–§7.2.9): `conflict` for a nick in use,
 /// `forbidden` for a banned user, `registration-required` while the owners have not admitted
 /// it.

@@ -361,7 +361,7 @@ impl ServicesTask {
             .filter(|s| s.state.is_approved() && s.jid.to_bare() == me)
             .map(|s| s.jid.clone())
             .collect();
-        self.announce_removals(&room, &removed, 321, done);
+        self.announce_removals(&room, &removed, 321, &Removal::default(), done);
         if affiliation == RoomAffiliation::Member {
             for session in staying {
                 self.affiliation_changed(&room, node, &session, done);
@@ -448,7 +448,7 @@ impl ServicesTask {
                     .service
                     .node_config(node)
                     .is_some_and(groupchat::is_semi_anonymous);
-                self.announce_removals(room, &removed, 322, done);
+                self.announce_removals(room, &removed, 322, &Removal::default(), done);
                 for occupant in changed {
                     self.announce_standing(room, node, &occupant, done);
                 }
@@ -496,7 +496,12 @@ impl ServicesTask {
         let mut roles = Vec::new();
         let mut affiliations: BTreeMap<BareJid, RoomAffiliation> = BTreeMap::new();
         let mut nicks: Vec<(BareJid, String)> = Vec::new();
+        let mut reasons = BTreeMap::new();
         for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
+            let reason = item
+                .get_child("reason", ns::MUC_ADMIN)
+                .map(Element::text)
+                .filter(|text| !text.is_empty());
             match (item.attr("role"), item.attr("affiliation")) {
                 (Some(role), None) => {
                     let nick = item.attr("nick").unwrap_or_default();
@@ -527,7 +532,12 @@ impl ServicesTask {
                         return Err(error_reply(stanza, StanzaError::NotAllowed, Some(why)));
                     }
                     match wanted {
-                        None => kicked.push(target),
+                        None => {
+                            if let Some(reason) = reason {
+                                reasons.insert(target.jid.to_bare(), reason);
+                            }
+                            kicked.push(target);
+                        }
                         Some(role) => roles.push((target, role)),
                     }
                 }
@@ -554,16 +564,23 @@ impl ServicesTask {
                     if let (Some(nick), RoomAffiliation::Member) = (item.attr("nick"), wanted) {
                         nicks.push((jid.to_bare(), nick.to_owned()));
                     }
+                    if let Some(reason) = reason {
+                        reasons.insert(jid.to_bare(), reason);
+                    }
                     affiliations.insert(jid.to_bare(), wanted);
                 }
                 _ => return Err(error_reply(stanza, StanzaError::BadRequest, None)),
             }
         }
+        let actor = actor_role
+            .and_then(|_| self.occupant_of(node, &me))
+            .and_then(|mine| groupchat::nick_of(&mine.options).map(str::to_owned));
         Ok(AdminChanges {
             kicked,
             roles,
             affiliations,
             nicks,
+            removal: Removal { actor, reasons },
         })
     }
 
@@ -585,6 +602,7 @@ impl ServicesTask {
             roles,
             affiliations,
             nicks,
+            removal,
         } = match self.admin_changes(from, node, stanza, query) {
             Ok(changes) => changes,
             Err(refusal) => return refusal,
@@ -660,9 +678,9 @@ impl ServicesTask {
             .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
             .filter(|s| !kicked.iter().any(|k| k.subid == s.subid))
             .partition(|s| affiliations.get(&s.jid.to_bare()) == Some(&RoomAffiliation::Outcast));
-        self.announce_removals(room, &kicked, 307, done);
-        self.announce_removals(room, &banned, 301, done);
-        self.announce_removals(room, &unmembered, 321, done);
+        self.announce_removals(room, &kicked, 307, &removal, done);
+        self.announce_removals(room, &banned, 301, &removal, done);
+        self.announce_removals(room, &unmembered, 321, &removal, done);
         for (occupant, role) in roles {
             self.set_role(room, occupant, role, done);
         }
@@ -780,6 +798,7 @@ struct AdminChanges {
     roles: Vec<(SubscriptionInfo, Role)>,
     affiliations: BTreeMap<BareJid, RoomAffiliation>,
     nicks: Vec<(BareJid, String)>,
+    removal: Removal,
 }
 
 /// The answer to a request the engine refused: `not-acceptable`, saying why.

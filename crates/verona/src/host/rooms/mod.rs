@@ -992,12 +992,13 @@ impl ServicesTask {
     }
 
     /// Occupants removed by an owner: each is told, and the others see it go, with `code`
-    /// (307 kicked, 301 banned).
+    /// (307 kicked, 301 banned), who did it and why (§8.2, §9.1).
     fn announce_removals(
         &self,
         room: &BareJid,
         removed: &[SubscriptionInfo],
         code: u16,
+        removal: &Removal,
         done: &mut Vec<Done>,
     ) {
         for gone in removed {
@@ -1019,9 +1020,12 @@ impl ServicesTask {
                 .iter()
                 .map(|o| (&o.jid, &own[..1]))
                 .chain(std::iter::once((&gone.jid, &own[..])));
+            let reason = removal.reasons.get(&gone.jid.to_bare()).map(String::as_str);
             for (to, codes) in told {
                 if let Ok(session) = to.clone().try_into_full() {
                     let presence = occupant_presence(&occupant, to, true, codes);
+                    let presence =
+                        groupchat::removed_by(presence, removal.actor.as_deref(), reason);
                     self.tell(&gone.node, session, presence, done);
                 }
             }
@@ -1266,6 +1270,13 @@ impl InRoom {
     fn described<'a>(&'a self, service: &Service, room: &'a BareJid, node: &str) -> Occupant<'a> {
         described(service, room, node, (&self.nick, &self.jid, &self.options))
     }
+}
+
+/// Who removed occupants from a room, by nick, and the reason given for each (by bare JID).
+#[derive(Default)]
+pub(super) struct Removal {
+    pub actor: Option<String>,
+    pub reasons: BTreeMap<BareJid, String>,
 }
 
 /// The occupants of a room: its approved subscriptions with a nick.
