@@ -117,7 +117,9 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
     };
     let mut binding = None;
     let io = if direct_tls {
-        let accept = shared.direct_tls.accept(tcp);
+        // Boxed, as below: a future's largest state is every connection's size while it
+        // lasts, and the handshake's is only needed for a moment.
+        let accept = Box::pin(shared.direct_tls.accept(tcp));
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(tls)) => {
                 binding = tls_exporter(&tls);
@@ -157,7 +159,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         compression: None,
     };
     let end = conn.run().await;
-    conn.finish(end).await;
+    Box::pin(conn.finish(end)).await;
 }
 
 /// A parser for a new stream; before authentication with the small pre-auth stanza limit.
@@ -173,8 +175,15 @@ fn new_parser(shared: &Shared, authenticated: bool) -> StreamParser {
 impl Connection {
     async fn run(&mut self) -> End {
         let mut shutdown = self.shared.shutdown.clone();
+        // Whether bytes were read that the parser has not been asked for yet.
+        let mut unparsed = false;
         loop {
-            if let Err(end) = self.process_input().await {
+            // Boxed: handling a stanza goes deep (negotiation, routing, the services), and
+            // an idle connection should not carry room for it. Only after a read: the parser
+            // is drained each time.
+            if std::mem::take(&mut unparsed)
+                && let Err(end) = Box::pin(self.process_input()).await
+            {
                 return end;
             }
             if let Err(end) = self.flush().await {
@@ -208,6 +217,7 @@ impl Connection {
                     if let Err(end) = self.receive(&bytes) {
                         return end;
                     }
+                    unparsed = true;
                     self.paused_until = self.reads.consumed(bytes.len(), Instant::now());
                 }
                 Wake::Outbound(bytes) => {
@@ -239,7 +249,7 @@ impl Connection {
                     }
                     if let Some(held) = self.caps_timeout() {
                         for el in held {
-                            if let Err(end) = self.dispatch(el).await {
+                            if let Err(end) = Box::pin(self.dispatch(el)).await {
                                 return end;
                             }
                         }
