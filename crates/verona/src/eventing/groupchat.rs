@@ -1169,6 +1169,18 @@ pub fn presence_of(
     presence.append_all(shown.iter().cloned()).append(x).build()
 }
 
+/// Characters of a kick or ban reason kept: each occupant gets its own copy of the presence
+/// that carries it, so a long one would be multiplied by the room's size.
+pub const MAX_REASON_CHARS: usize = 1024;
+
+/// A removal's reason, cut to [`MAX_REASON_CHARS`].
+pub fn bounded_reason(mut reason: String) -> String {
+    if let Some((at, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+        reason.truncate(at);
+    }
+    reason
+}
+
 /// An occupant's unavailable presence naming who removed it and why (XEP-0045 §8.2, §9.1:
 /// `<actor nick/>` and `<reason/>` in its `<item/>`).
 pub fn removed_by(mut presence: Element, actor: Option<&str>, reason: Option<&str>) -> Element {
@@ -1206,6 +1218,15 @@ pub fn join_error(to: &Jid, room_nick: &FullJid, condition: &str, kind: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removal_reasons_are_bounded() {
+        assert_eq!(bounded_reason("Avaunt".into()), "Avaunt");
+        let long = "é".repeat(MAX_REASON_CHARS + 10);
+        let kept = bounded_reason(long);
+        assert_eq!(kept.chars().count(), MAX_REASON_CHARS);
+        assert!(kept.chars().all(|c| c == 'é'));
+    }
 
     fn el(xml: &str) -> Element {
         xml.parse().unwrap()

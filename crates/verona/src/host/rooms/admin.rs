@@ -500,7 +500,7 @@ impl ServicesTask {
         for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
             let reason = item
                 .get_child("reason", ns::MUC_ADMIN)
-                .map(Element::text)
+                .map(|reason| groupchat::bounded_reason(reason.text()))
                 .filter(|text| !text.is_empty());
             match (item.attr("role"), item.attr("affiliation")) {
                 (Some(role), None) => {
