@@ -505,6 +505,11 @@ pub struct Limits {
     pub max_subscriptions_per_jid: usize,
     /// Affiliations (other than `none`) one node holds. [`crate::Limit::TooManyAffiliations`].
     pub max_affiliations_per_node: usize,
+    /// Nodes with at least this many delivering subscribers keep their recipient list between
+    /// notifications (a copy of each subscriber's JID and SubID) instead of rebuilding it per
+    /// notification. Many small nodes that rarely notify (accounts' presence) are better
+    /// without; a service of busy nodes (rooms) is better with.
+    pub keep_recipients_from: usize,
 }
 
 impl Default for Limits {
@@ -515,6 +520,7 @@ impl Default for Limits {
             max_payload_bytes: 256 * 1024,
             max_subscriptions_per_jid: 10_000,
             max_affiliations_per_node: 10_000,
+            keep_recipients_from: crate::node::CACHED_RECIPIENTS,
         }
     }
 }

@@ -93,7 +93,7 @@ pub use error::{Feature, Limit, NotAuthorizedReason, PubsubError};
 pub use item::{Item, ItemQuery, ItemsPage, PagePosition, PageRequest};
 pub use service::{
     CreateRequest, NewItem, NodeMetadata, PublishRequest, Published, Service, Snapshot,
-    SubscriptionChange, SubscriptionInfo,
+    SubscriptionChange, SubscriptionInfo, SubscriptionRef,
 };
 pub use state::{Undo, UndoError};
 pub use subscription::{Show, SubscriptionOptions, SubscriptionState};

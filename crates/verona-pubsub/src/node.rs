@@ -31,9 +31,9 @@ pub(crate) struct Node {
     recipients: RecipientCache,
 }
 
-/// Recipient lists this long or longer are kept between notifications, and nodes with this
-/// many subscribers index their SubIDs.
-const CACHED_RECIPIENTS: usize = 128;
+/// Nodes with this many subscribers index their SubIDs, and keep their recipient lists between
+/// notifications unless their service says otherwise ([`crate::Limits::keep_recipients_from`]).
+pub(crate) const CACHED_RECIPIENTS: usize = 128;
 
 /// The SubIDs in use, so that fresh SubIDs are checked without a scan. Built once the node has
 /// [`CACHED_RECIPIENTS`] subscribers: below that a scan is cheap, and a copy of every SubID of
@@ -207,14 +207,14 @@ impl Node {
     /// Nodes with many subscribers keep the list between notifications; a small node (an
     /// account's presence) rebuilds it, which costs less than holding a copy of its
     /// subscribers for every online user.
-    pub fn recipients(&mut self) -> Arc<[Recipient]> {
+    pub fn recipients(&mut self, keep_from: usize) -> Arc<[Recipient]> {
         if let Some(recipients) = &self.recipients.0 {
             return Arc::clone(recipients);
         }
         let recipients: Arc<[Recipient]> = self
             .group_by_jid(|sub| sub.state == SubscriptionState::Subscribed && sub.options.deliver)
             .into();
-        if recipients.len() >= CACHED_RECIPIENTS {
+        if recipients.len() >= keep_from {
             self.recipients = RecipientCache(Some(Arc::clone(&recipients)));
         }
         recipients

@@ -312,13 +312,16 @@ impl State {
 pub(crate) struct Tx<'a> {
     state: &'a mut State,
     steps: Vec<Step>,
+    /// [`crate::Limits::keep_recipients_from`] of the service.
+    keep_recipients_from: usize,
 }
 
 impl<'a> Tx<'a> {
-    pub fn new(state: &'a mut State) -> Self {
+    pub fn new(state: &'a mut State, limits: &crate::Limits) -> Self {
         Tx {
             state,
             steps: Vec::new(),
+            keep_recipients_from: limits.keep_recipients_from,
         }
     }
 
@@ -333,7 +336,11 @@ impl<'a> Tx<'a> {
     /// The node's notification recipients (cached in the node; the cache is not journaled
     /// because it is derived from the subscriptions).
     pub fn recipients(&mut self, id: &str) -> Option<Arc<[Recipient]>> {
-        self.state.nodes.get_mut(id).map(|node| node.recipients())
+        let keep_from = self.keep_recipients_from;
+        self.state
+            .nodes
+            .get_mut(id)
+            .map(|node| node.recipients(keep_from))
     }
 
     /// Finishes the change set; the version moves only if something changed.

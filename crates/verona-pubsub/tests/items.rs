@@ -178,6 +178,39 @@ fn notifications_share_payload_and_recipients() {
 }
 
 #[test]
+fn a_service_of_busy_nodes_keeps_even_short_recipient_lists() {
+    let mut config = ServiceConfig::pubsub();
+    config.limits.keep_recipients_from = 0;
+    let (mut service, _) = service(config);
+    let request = CreateRequest {
+        node: Some("n".to_owned()),
+        config: vec![ConfigField::AccessModel(AccessModel::Open)],
+        ..CreateRequest::default()
+    };
+    let _ = service.create(&jid(OWNER), request).unwrap();
+    let publish = |service: &mut Service| {
+        let out = service
+            .publish(&jid(OWNER), "n", PublishRequest::payload(None, "<p/>"))
+            .unwrap();
+        Arc::clone(&notifications(&out)[0].recipients)
+    };
+    let romeo = jid("romeo@montague.lit");
+    let _ = service
+        .subscribe(&NoRoster, &romeo, "n", &romeo, None)
+        .unwrap();
+    let a = publish(&mut service);
+    assert!(Arc::ptr_eq(&a, &publish(&mut service)));
+    assert_eq!(a.iter().map(|r| &r.jid).collect::<Vec<_>>(), [&romeo]);
+    let juliet = jid("juliet@capulet.lit");
+    let _ = service
+        .subscribe(&NoRoster, &juliet, "n", &juliet, None)
+        .unwrap();
+    let b = publish(&mut service);
+    assert!(!Arc::ptr_eq(&a, &b));
+    assert_eq!(b.len(), 2);
+}
+
+#[test]
 fn notification_only_nodes_strip_payloads_but_retrieval_keeps_them() {
     let (mut service, _) = open_node(&[ConfigField::DeliverPayloads(false)]);
     let out = service

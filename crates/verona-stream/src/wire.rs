@@ -37,6 +37,21 @@ impl Wire {
         }
     }
 
+    /// The same stanza ending with `tail` instead (a tail [`Wire::before_tail`] made once for
+    /// many recipients whose copies end alike).
+    pub fn with_tail(&self, tail: Bytes) -> Wire {
+        Wire {
+            head: self.head.clone(),
+            body: self.body.clone(),
+            tail,
+        }
+    }
+
+    /// What ends it.
+    pub fn tail(&self) -> &Bytes {
+        &self.tail
+    }
+
     /// Its bytes in order.
     pub fn parts(&self) -> [&[u8]; 3] {
         [&self.head, &self.body, &self.tail]

@@ -480,6 +480,7 @@ impl Config {
             max_payload_bytes: pubsub.max_payload_bytes,
             max_subscriptions_per_jid: pubsub.max_subscriptions_per_jid,
             max_affiliations_per_node: pubsub.max_affiliations_per_node,
+            ..verona_pubsub::Limits::default()
         }
     }
 

@@ -152,6 +152,7 @@ async fn load(
         kind,
         service,
         last_used: 0,
+        classic: Default::default(),
     })
 }
 
@@ -209,6 +210,7 @@ pub async fn start(
                     Box::new(SystemEnvironment::default()),
                 ),
                 last_used: 0,
+                classic: Default::default(),
             }),
             rooms: HashMap::new(),
             conversations: HashMap::new(),
@@ -298,6 +300,8 @@ struct Hosted {
     service: Service,
     /// The batch that last needed it, for evicting the least recently used.
     last_used: u64,
+    /// For a room: which recipients of its last notification joined classically.
+    classic: rooms::ClassicCache,
 }
 
 fn hosted_pep(account: BareJid, service: Service) -> Hosted {
@@ -307,6 +311,7 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         kind: ServiceKind::Pep,
         service,
         last_used: 0,
+        classic: Default::default(),
     }
 }
 

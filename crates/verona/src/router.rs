@@ -288,7 +288,9 @@ impl SessionHandle {
 
 #[derive(Default)]
 pub struct Router {
-    sessions: RwLock<HashMap<BareJid, HashMap<String, SessionHandle>>>,
+    /// Bound sessions by bare JID, then resource: keyed by strings, so that finding a full
+    /// JID's session (once per delivery) borrows its bare part instead of building one.
+    sessions: RwLock<HashMap<String, HashMap<String, SessionHandle>>>,
     /// Each account's XEP-0191 blocklist, kept by the pubsub services (whose outcast lists
     /// it mirrors) so that stanzas between blocked parties stop where they are routed.
     blocked: RwLock<HashMap<BareJid, HashSet<BareJid>>>,
@@ -465,7 +467,7 @@ impl Router {
             .sessions
             .write()
             .expect("router lock")
-            .entry(jid.to_bare())
+            .entry(bare_part(jid).to_owned())
             .or_default()
             .insert(jid.resource().to_string(), handle);
         if let Some(old) = old {
@@ -479,8 +481,8 @@ impl Router {
             .sessions
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let bare = jid.to_bare();
-        if let Some(resources) = sessions.get_mut(&bare) {
+        let bare = bare_part(jid);
+        if let Some(resources) = sessions.get_mut(bare) {
             if resources
                 .get(jid.resource().as_str())
                 .is_some_and(|h| h.id == handle.id)
@@ -488,7 +490,7 @@ impl Router {
                 resources.remove(jid.resource().as_str());
             }
             if resources.is_empty() {
-                sessions.remove(&bare);
+                sessions.remove(bare);
             }
         }
     }
@@ -497,7 +499,7 @@ impl Router {
         self.sessions
             .read()
             .expect("router lock")
-            .get(&jid.to_bare())?
+            .get(bare_part(jid))?
             .get(jid.resource().as_str())
             .cloned()
     }
@@ -507,7 +509,7 @@ impl Router {
         self.sessions
             .read()
             .expect("router lock")
-            .get(bare)
+            .get(bare.as_str())
             .into_iter()
             .flatten()
             .filter(|(_, handle)| handle.is_available())
@@ -531,9 +533,9 @@ impl Router {
             })
             .filter(|(_, jid)| match jid.try_as_full() {
                 Ok(full) => !sessions
-                    .get(&full.to_bare())
+                    .get(bare_part(full))
                     .is_some_and(|resources| resources.contains_key(full.resource().as_str())),
-                Err(bare) => !sessions.contains_key(bare),
+                Err(bare) => !sessions.contains_key(bare.as_str()),
             })
             .map(|(at, _)| at)
             .collect()
@@ -544,7 +546,7 @@ impl Router {
         self.sessions
             .read()
             .expect("router lock")
-            .get(bare)
+            .get(bare.as_str())
             .into_iter()
             .flatten()
             .filter_map(|(resource, handle)| {
@@ -558,7 +560,7 @@ impl Router {
         self.sessions
             .read()
             .expect("router lock")
-            .get(bare)
+            .get(bare.as_str())
             .map(|r| r.values().cloned().collect())
             .unwrap_or_default()
     }
@@ -615,7 +617,7 @@ impl Router {
                 .sessions
                 .read()
                 .expect("router lock")
-                .get(bare)
+                .get(bare.as_str())
                 .into_iter()
                 .flatten()
                 .filter(|(_, handle)| !available_only || handle.is_available())
@@ -645,7 +647,7 @@ impl Router {
     pub fn close_others(&self, session: &FullJid, reason: CloseReason) {
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         let others = sessions
-            .get(&session.to_bare())
+            .get(bare_part(session))
             .into_iter()
             .flatten()
             .filter(|(resource, _)| resource.as_str() != session.resource().as_str());
@@ -660,6 +662,12 @@ impl Router {
             handle.close(reason);
         }
     }
+}
+
+/// The bare JID of a full JID, as a slice of it (no node or domain holds a `/`).
+fn bare_part(jid: &FullJid) -> &str {
+    let full = jid.as_str();
+    full.split_once('/').map_or(full, |(bare, _)| bare)
 }
 
 #[cfg(test)]
@@ -686,6 +694,29 @@ mod tests {
         assert_eq!(router.sessions_of(&jid.to_bare()).len(), 1);
         router.unbind(&jid, &h);
         assert!(router.session(&jid).is_none());
+        assert!(router.sessions_of(&jid.to_bare()).is_empty());
+    }
+
+    #[test]
+    fn a_resource_with_slashes_is_found_under_its_account() {
+        let router = Router::default();
+        let (h, _ends) = SessionHandle::new(4, 1 << 20);
+        let jid = full("Juliet@Capulet.lit/balcony/east");
+        assert_eq!(bare_part(&jid), "juliet@capulet.lit");
+        router.bind(&jid, h.clone());
+        assert!(
+            router
+                .session(&full("juliet@capulet.lit/balcony/east"))
+                .is_some()
+        );
+        assert!(
+            router
+                .session(&full("juliet@capulet.lit/balcony"))
+                .is_none()
+        );
+        assert_eq!(router.sessions_of(&jid.to_bare()).len(), 1);
+        assert_eq!(router.resources_of(&jid.to_bare())[0].0, jid);
+        router.unbind(&jid, &h);
         assert!(router.sessions_of(&jid.to_bare()).is_empty());
     }
 

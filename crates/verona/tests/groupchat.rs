@@ -2151,3 +2151,78 @@ async fn an_invitation_waits_for_an_invitee_who_is_away() {
         .unwrap();
     assert_eq!(invite.attr("from"), Some("romeo@localhost"));
 }
+
+/// The next message of a room said by someone (presences and anything else skipped): its
+/// text, and whether it came as a pubsub event (native) rather than a groupchat message.
+async fn next_said(client: &mut Client) -> (String, bool) {
+    let el = recv_until(client, |el| el.name() == "message").await;
+    if let Some(event) = el.get_child("event", EVENT) {
+        let said = event
+            .get_child("items", EVENT)
+            .and_then(|items| items.get_child("item", EVENT))
+            .and_then(|item| item.get_child("message", NS_CLIENT))
+            .and_then(body);
+        return (said.expect("an event with what was said"), true);
+    }
+    assert_eq!(el.attr("type"), Some("groupchat"), "{}", show(&el));
+    (body(&el).expect("a message with a body"), false)
+}
+
+/// The engine keeps a room's recipient list between messages, and the view who joined how:
+/// every occupant gets each message in its own rendering, also after occupants come and go
+/// and a classic occupant's place is taken by a native one.
+#[tokio::test]
+async fn each_occupant_keeps_its_own_view_as_others_come_and_go() {
+    const CLASSIC: usize = 12;
+    let t = TestServer::start().await;
+    t.add_user("romeo", "pw").await;
+    t.add_user("juliet", "pw").await;
+    let mut classic = Vec::new();
+    for n in 0..CLASSIC {
+        let mut client = t.login("romeo", "pw", &format!("r{n}")).await;
+        client.send(&join(&format!("r{n}"))).await;
+        joined(&mut client).await;
+        classic.push(client);
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "JC"))
+        .await);
+    let say = |text: &str| {
+        format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{text}</body></message>"
+        )
+    };
+    for text in ["one", "two"] {
+        classic[0].send(&say(text)).await;
+        for client in &mut classic {
+            assert_eq!(next_said(client).await, (text.to_owned(), false));
+        }
+        assert_eq!(next_said(&mut juliet).await, (text.to_owned(), true));
+    }
+
+    // r7 leaves; a second native session comes in.
+    let mut gone = classic.remove(7);
+    gone.send(&format!(
+        "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/r7'/>"
+    ))
+    .await;
+    recv_until(&mut gone, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/r7")
+    })
+    .await;
+    let mut nurse = t.login("juliet", "pw", "garden").await;
+    ok(&nurse
+        .request(&subscribe_with_nick("juliet@localhost/garden", "Nurse"))
+        .await);
+    for text in ["three", "four"] {
+        classic[0].send(&say(text)).await;
+        for client in &mut classic {
+            assert_eq!(next_said(client).await, (text.to_owned(), false));
+        }
+        for native in [&mut juliet, &mut nurse] {
+            assert_eq!(next_said(native).await, (text.to_owned(), true));
+        }
+    }
+    gone.expect_nothing().await;
+}

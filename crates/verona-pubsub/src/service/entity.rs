@@ -2,7 +2,7 @@
 
 use jid::{BareJid, Jid};
 
-use super::{Service, SubscriptionInfo, info};
+use super::{Service, SubscriptionInfo, SubscriptionRef, info};
 use crate::NodeId;
 use crate::access::{self, AccessResolver, Action, Affiliation};
 use crate::config::NodeConfig;
@@ -86,13 +86,34 @@ impl Service {
     /// Every subscription of a node, any state, without access checks: for the server's own
     /// views (a room's occupants). Empty if there is no such node.
     pub fn subscribers(&self, node_id: &str) -> Vec<SubscriptionInfo> {
+        self.subscriptions(node_id)
+            .map(|sub| sub.to_info(node_id))
+            .collect()
+    }
+
+    /// [`Service::subscribers`] without copying them.
+    pub fn subscriptions(&self, node_id: &str) -> impl Iterator<Item = SubscriptionRef<'_>> {
         self.state
             .nodes
             .get(node_id)
             .into_iter()
             .flat_map(|node| node.subscriptions())
-            .map(|(_, subid, sub)| info(node_id, subid, sub))
-            .collect()
+            .map(|(_, subid, sub)| SubscriptionRef::new(subid, sub))
+    }
+
+    /// The subscriptions of `jid` exactly (not of other resources of its bare JID) to a node,
+    /// found by its bare JID rather than by a scan.
+    pub fn subscriptions_of_jid<'a>(
+        &'a self,
+        node_id: &str,
+        jid: &'a Jid,
+    ) -> impl Iterator<Item = SubscriptionRef<'a>> {
+        self.state
+            .nodes
+            .get(node_id)
+            .into_iter()
+            .flat_map(move |node| node.subscriptions_of_jid(jid))
+            .map(|(subid, sub)| SubscriptionRef::new(subid, sub))
     }
 
     /// The affiliation `jid` holds on a node, without access checks (service admins count as

@@ -70,6 +70,45 @@ pub struct SubscriptionInfo {
     pub options: SubscriptionOptions,
 }
 
+/// A subscription lent by [`Service::subscriptions`] and [`Service::subscriptions_of_jid`]:
+/// what a [`SubscriptionInfo`] copies, for views that look at every occupant of a room per
+/// message.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionRef<'a> {
+    /// The subscribed JID.
+    pub jid: &'a Jid,
+    /// The SubID.
+    pub subid: &'a SubId,
+    /// The state.
+    pub state: SubscriptionState,
+    /// The options.
+    pub options: &'a SubscriptionOptions,
+}
+
+impl SubscriptionRef<'_> {
+    /// The owned copy, as a subscription to `node`.
+    pub fn to_info(self, node: &str) -> SubscriptionInfo {
+        SubscriptionInfo {
+            node: node.to_owned(),
+            jid: self.jid.clone(),
+            subid: self.subid.clone(),
+            state: self.state,
+            options: self.options.clone(),
+        }
+    }
+}
+
+impl<'a> SubscriptionRef<'a> {
+    fn new(subid: &'a SubId, sub: &'a Subscription) -> Self {
+        SubscriptionRef {
+            jid: &sub.jid,
+            subid,
+            state: sub.state,
+            options: &sub.options,
+        }
+    }
+}
+
 impl Service {
     /// An empty service.
     pub fn new(config: ServiceConfig, env: Box<dyn Environment>) -> Self {
@@ -287,13 +326,7 @@ fn stored_subscription(subid: &SubId, sub: &Subscription) -> StoredSubscription 
 }
 
 fn info(node: &str, subid: &SubId, sub: &Subscription) -> SubscriptionInfo {
-    SubscriptionInfo {
-        node: node.to_owned(),
-        jid: sub.jid.clone(),
-        subid: subid.clone(),
-        state: sub.state,
-        options: sub.options.clone(),
-    }
+    SubscriptionRef::new(subid, sub).to_info(node)
 }
 
 /// Records a subscription write, unless the subscription is temporary (never stored).

@@ -75,7 +75,7 @@ impl Service {
         };
 
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         create_node(&mut tx, &mut fx, &node_id, config, actor);
         for (jid, affiliation) in &request.affiliations {
             if *jid != creator && *affiliation != Affiliation::None {
@@ -129,7 +129,7 @@ impl Service {
             .map(|(bare, _, _)| bare.clone())
             .collect();
 
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         tx.set_config(node_id, config.clone());
         fx.persist(StoreOp::NodeConfigured {
             node: node_id.to_owned(),
@@ -192,7 +192,7 @@ impl Service {
         let recipients = node.all_subscribers();
 
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         tx.remove_node(node_id);
         fx.persist(StoreOp::NodeDeleted {
             node: node_id.to_owned(),
@@ -211,7 +211,7 @@ impl Service {
         let config = node.config.clone();
 
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         tx.clear_items(node_id);
         if config.persist_items {
             fx.persist(StoreOp::ItemsPurged {
@@ -301,7 +301,7 @@ impl Service {
             return Ok(fx.finish(value, Undo::unchanged()));
         }
         let now = self.env.now();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         let value = if allow {
             approve(
                 &mut tx,
@@ -331,7 +331,7 @@ impl Service {
         self.may_manage(node, actor, Action::ManageSubscriptions)?;
         let now = self.env.now();
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         let mut value = Vec::with_capacity(changes.len());
         for change in changes {
             let Some(node) = tx.node(node_id) else {
@@ -445,7 +445,7 @@ impl Service {
 
         let now = self.env.now();
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         for (jid, affiliation) in changes {
             if tx.set_affiliation(node_id, jid, *affiliation) == *affiliation {
                 continue;
@@ -503,7 +503,7 @@ impl Service {
             .map(|(node_id, _, _)| node_id.clone())
             .collect();
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         let mut removed = Vec::new();
         for node_id in nodes {
             let revoked =
@@ -519,7 +519,7 @@ impl Service {
     /// nodes.
     pub fn forget(&mut self, account: &BareJid) -> Outcome<Vec<NodeId>> {
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         let node_ids: Vec<NodeId> = tx.state().nodes.keys().cloned().collect();
         let mut deleted = Vec::new();
         for node_id in node_ids {

@@ -142,7 +142,7 @@ impl Service {
             None => None,
         };
 
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         if let Some(config) = new_config {
             create_node(&mut tx, &mut fx, node_id, config, actor);
         }
@@ -202,7 +202,7 @@ impl Service {
         let config = node.config.clone();
 
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         tx.remove_item(node_id, item_id);
         if config.persist_items {
             fx.persist(StoreOp::ItemRemoved {
@@ -246,7 +246,7 @@ impl Service {
             .collect();
 
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         let mut removed = 0;
         for (node_id, ids) in expired {
             let Some(config) = tx.node(&node_id).map(|node| node.config.clone()) else {

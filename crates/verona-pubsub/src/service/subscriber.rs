@@ -106,7 +106,7 @@ impl Service {
 
         let mut fx = Effects::default();
         let now = self.env.now();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         tx.put_subscription(node_id, &subscriber, &subid, Some(sub.clone()));
         persist_subscription(&mut fx, node_id, &subid, &sub);
         if let Some(node) = tx.node(node_id) {
@@ -138,7 +138,7 @@ impl Service {
         let (subid, sub) = select_subscription(node, jid, subid)?;
 
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         tx.put_subscription(node_id, &jid.to_bare(), &subid, None);
         persist_unsubscription(&mut fx, node_id, &subid, &sub);
         if let Some(node) = tx.node(node_id) {
@@ -204,7 +204,7 @@ impl Service {
 
         let mut fx = Effects::default();
         let now = self.env.now();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         tx.put_subscription(node_id, &bare, &subid, Some(sub.clone()));
         // Becoming temporary takes the subscription out of storage, and the reverse puts it in.
         if sub.options.temporary && !old.options.temporary {
@@ -295,7 +295,7 @@ impl Service {
             .collect();
 
         let mut fx = Effects::default();
-        let mut tx = Tx::new(&mut self.state);
+        let mut tx = Tx::new(&mut self.state, &self.config.limits);
         let mut value = Vec::with_capacity(ended.len());
         for (node_id, subid, sub) in ended {
             tx.put_subscription(&node_id, &bare, &subid, None);

@@ -40,6 +40,8 @@ pub const DEFAULT_HISTORY: usize = 20;
 pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
     let mut config = ServiceConfig::groupchat();
     config.limits = limits;
+    // A room notifies at every message: its recipient list is kept whatever its size.
+    config.limits.keep_recipients_from = 0;
     config.admins.insert(service);
     config.node_defaults.itemreply = ItemReply::Publisher;
     for (var, default) in ROOM_OPTIONS {

@@ -203,6 +203,7 @@ impl ServicesTask {
                 kind,
                 service,
                 last_used: batches,
+                classic: Default::default(),
             };
             loaded.push((node, hosted));
         }

@@ -4,6 +4,7 @@
 //! occupant gets the room's events in the rendering of the way it joined. Occupant presence
 //! (joins, leaves) goes to every occupant, native or classic, after the commit.
 
+use std::cell::Cell;
 use std::time::SystemTime;
 
 use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, SubscriptionInfo};
@@ -113,9 +114,9 @@ impl ServicesTask {
         self.rooms.get(node).and_then(|hosted| {
             hosted
                 .service
-                .subscribers(node)
-                .into_iter()
-                .find(|s| s.jid == *jid && s.state.is_approved())
+                .subscriptions_of_jid(node, jid)
+                .find(|s| s.state.is_approved())
+                .map(|s| s.to_info(node))
         })
     }
 
@@ -124,9 +125,9 @@ impl ServicesTask {
         self.rooms.get(node).and_then(|hosted| {
             hosted
                 .service
-                .subscribers(node)
-                .into_iter()
-                .find(|s| s.state.is_approved() && groupchat::nick_of(&s.options) == Some(nick))
+                .subscriptions(node)
+                .find(|s| s.state.is_approved() && groupchat::nick_of(s.options) == Some(nick))
+                .map(|s| s.to_info(node))
         })
     }
 
@@ -881,14 +882,13 @@ impl ServicesTask {
         };
         let mine = hosted
             .service
-            .subscribers(&node)
-            .into_iter()
-            .find(|s| s.jid == me && s.state.is_approved());
-        let Some((nick, role)) = mine.as_ref().and_then(|mine| {
-            let nick = groupchat::nick_of(&mine.options)?.to_owned();
+            .subscriptions_of_jid(&node, &me)
+            .find(|s| s.state.is_approved());
+        let Some((nick, role)) = mine.and_then(|mine| {
+            let nick = groupchat::nick_of(mine.options)?.to_owned();
             let config = hosted.service.node_config(&node)?;
             let affiliation = affiliation_in(&hosted.service, &node, &me);
-            Some((nick, Role::of(config, affiliation, &mine.options)))
+            Some((nick, Role::of(config, affiliation, mine.options)))
         }) else {
             // XEP-0045 §7.4: only occupants speak.
             let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
@@ -1119,28 +1119,18 @@ impl ServicesTask {
                 let addresses = builder("addresses", ns::ADDRESS).append(address).build();
                 verona_stream::element_bytes(&addresses)
             });
-        // Who joined with XEP-0045, looked up once per event, and what they get, serialized
-        // once: each recipient's copy is its own start tag and the shared rest.
-        let classic: HashSet<Jid> = hosted
-            .service
-            .subscribers(node)
-            .into_iter()
-            .filter(|s| groupchat::is_classic(&s.options))
-            .map(|s| s.jid)
-            .collect();
+        let Effect::Notify(notification) = effect else {
+            return;
+        };
+        // What classic occupants get, serialized once: each recipient's copy is its own start
+        // tag and the shared rest.
         let shared: Vec<(Vec<u8>, Bytes)> = payloads
             .iter()
             .filter_map(|(payload, id)| groupchat::shared_groupchat(&room, payload, id))
             .collect();
-        let Effect::Notify(notification) = effect else {
-            return;
-        };
-        // Classic occupants get the shared message; only the others' events are rendered.
-        let (classic_recipients, native): (Vec<&Recipient>, Vec<&Recipient>) = notification
-            .recipients
-            .iter()
-            .partition(|recipient| classic.contains(&recipient.jid));
-        for recipient in classic_recipients {
+        let classic = classic_recipients(hosted, node, &notification.recipients);
+        let recipients = notification.recipients.iter().zip(&classic.flags);
+        for (recipient, _) in recipients.filter(|(_, is_classic)| **is_classic) {
             let to = minidom::element::escape(recipient.jid.as_str().as_bytes());
             for (head, rest) in &shared {
                 let mut start = Vec::with_capacity(head.len() + to.len());
@@ -1151,20 +1141,32 @@ impl ServicesTask {
                 self.router.deliver(&recipient.jid, message);
             }
         }
+        let native = Arc::clone(&classic.native);
+        hosted.classic.keep(classic);
         if native.is_empty() {
             return;
         }
         let native = Effect::Notify(verona_pubsub::Notification {
-            recipients: native.into_iter().cloned().collect(),
+            recipients: native,
             ..notification.clone()
         });
+        // Every copy ends alike: the `replyto` goes before one shared tail.
+        let mut tails: Option<(Bytes, Bytes)> = None;
         for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(&native)) {
-            match &replyto {
-                Some(replyto) => self
-                    .router
-                    .deliver(&out.to, out.stanza.before_tail(replyto)),
-                None => self.router.deliver(&out.to, out.stanza),
+            let Some(replyto) = &replyto else {
+                self.router.deliver(&out.to, out.stanza);
+                continue;
             };
+            let (plain, with_replyto) = tails.get_or_insert_with(|| {
+                let tail = out.stanza.tail();
+                (tail.clone(), Bytes::from([&replyto[..], tail].concat()))
+            });
+            let stanza = if out.stanza.tail() == plain {
+                out.stanza.with_tail(with_replyto.clone())
+            } else {
+                out.stanza.before_tail(replyto)
+            };
+            self.router.deliver(&out.to, stanza);
         }
     }
 }
@@ -1277,6 +1279,57 @@ impl InRoom {
 pub(super) struct Removal {
     pub actor: Option<String>,
     pub reasons: BTreeMap<BareJid, String>,
+}
+
+/// Which recipients of a room's notification joined with XEP-0045, by position, and the
+/// others, who get the notification itself.
+pub(super) struct ClassicFlags {
+    recipients: Arc<[Recipient]>,
+    flags: Vec<bool>,
+    native: Arc<[Recipient]>,
+}
+
+/// The [`ClassicFlags`] of a room's last notification. The engine keeps a room's recipient
+/// list until its subscriptions change, so while the same list comes back, a message costs no
+/// lookup per occupant.
+#[derive(Default)]
+pub(super) struct ClassicCache(Cell<Option<Box<ClassicFlags>>>);
+
+impl ClassicCache {
+    fn keep(&self, flags: ClassicFlags) {
+        self.0.set(Some(Box::new(flags)));
+    }
+}
+
+/// Which of `recipients` joined `node` with XEP-0045: the cached answer while the list is the
+/// same one, otherwise looked up once for the whole list.
+fn classic_recipients(hosted: &Hosted, node: &str, recipients: &Arc<[Recipient]>) -> ClassicFlags {
+    if let Some(cached) = hosted.classic.0.take()
+        && Arc::ptr_eq(&cached.recipients, recipients)
+    {
+        return *cached;
+    }
+    let classic: HashSet<&Jid> = hosted
+        .service
+        .subscriptions(node)
+        .filter(|s| groupchat::is_classic(s.options))
+        .map(|s| s.jid)
+        .collect();
+    let flags: Vec<bool> = recipients
+        .iter()
+        .map(|r| classic.contains(&r.jid))
+        .collect();
+    let native = recipients
+        .iter()
+        .zip(&flags)
+        .filter(|(_, is_classic)| !**is_classic)
+        .map(|(recipient, _)| recipient.clone())
+        .collect();
+    ClassicFlags {
+        recipients: Arc::clone(recipients),
+        flags,
+        native,
+    }
 }
 
 /// The occupants of a room: its approved subscriptions with a nick.
