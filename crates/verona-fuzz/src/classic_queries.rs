@@ -265,7 +265,7 @@ fn check_room_stanza(el: &Element) {
             for (invitee, _) in fuzzing::invitees(el) {
                 check_bare(&invitee);
             }
-            if let Some(item) = fuzzing::said(el, "Nurse") {
+            if let Some(item) = fuzzing::said(el, "Nurse", "oid") {
                 check_said(&item);
             }
         }
@@ -351,6 +351,12 @@ fn check_said(item: &Element) {
         .map(Element::text)
         .collect();
     assert_eq!(nicks, ["Nurse"], "one nick, the server's");
+    let ids: Vec<_> = item
+        .children()
+        .filter(|c| c.is("occupant-id", "urn:xmpp:occupant-id:0"))
+        .filter_map(|c| c.attr("id"))
+        .collect();
+    assert_eq!(ids, ["oid"], "one occupant id, the server's");
     for child in item.children() {
         assert!(!child.is("delay", "urn:xmpp:delay"), "a forged delay");
         assert!(!child.is("x", "http://jabber.org/protocol/muc#user"));

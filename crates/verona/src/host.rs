@@ -107,6 +107,8 @@ pub struct Configs {
     pub max_blocklist: usize,
     /// Messages one account's offline queue holds at most.
     pub max_offline: usize,
+    /// XEP-0421 occupant ids in rooms.
+    pub occupant_ids: crate::eventing::groupchat::OccupantIds,
 }
 
 /// Deletes the stored rooms that are not persistent: they live while someone is in them, and
@@ -224,6 +226,7 @@ pub async fn start(
             archived_since_trim: HashMap::new(),
             rooms_jid: rooms_jid.clone(),
             rooms_config: configs.rooms.clone(),
+            occupant_ids: configs.occupant_ids.clone(),
             room_lists: room_lists.clone(),
             rooms_touched: Vec::new(),
             accounts: HashMap::new(),
@@ -349,6 +352,7 @@ struct ServicesTask {
     archived_since_trim: HashMap<String, usize>,
     rooms_jid: Jid,
     rooms_config: ServiceConfig,
+    occupant_ids: crate::eventing::groupchat::OccupantIds,
     /// Room lists being read from storage (`rooms::service`), shared by the shards.
     room_lists: Arc<tokio::sync::Semaphore>,
     /// The rooms the current batch addressed (for [`ServicesTask::evict`]).

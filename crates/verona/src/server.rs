@@ -363,6 +363,43 @@ impl RunningServer {
     }
 }
 
+/// The server's secret: 32 random bytes made at the first start and kept in the data
+/// directory (readable by the server's user only), from which it derives identifiers that
+/// must stay the same across restarts and reveal nothing (XEP-0421 occupant ids).
+pub fn server_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    const BYTES: usize = 32;
+    let path = data_dir.join("secret");
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    match create.open(&path) {
+        Ok(mut file) => {
+            let mut secret = vec![0u8; BYTES];
+            getrandom::fill(&mut secret).expect("the OS random source works");
+            std::io::Write::write_all(&mut file, &secret)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let secret =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if secret.len() < BYTES {
+                anyhow::bail!(
+                    "{} holds {} bytes, not {BYTES}: restore it from a backup, or remove it \
+                     (occupant ids in rooms will change)",
+                    path.display(),
+                    secret.len()
+                );
+            }
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
 /// `pubsub.<domain>` and the accounts' PEP services, as configured.
 async fn start_services(
     config: &Config,
@@ -385,6 +422,9 @@ async fn start_services(
             pep_limits: config.pep_limits(),
             max_blocklist: config.limits.max_blocklist,
             max_offline: config.limits.max_offline_messages,
+            occupant_ids: crate::eventing::groupchat::OccupantIds::new(&server_secret(
+                &config.data_dir,
+            )?),
         },
         host::Hosting {
             shards: config.pubsub_shards(),
@@ -498,5 +538,31 @@ async fn accept_bounded<F, Fut>(
             },
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::server_secret;
+
+    #[test]
+    fn the_server_secret_is_made_once_kept_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = server_secret(&data).unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(
+            server_secret(&data).unwrap(),
+            first,
+            "read back, not made anew"
+        );
+        let file = data.join("secret");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&file, b"short").unwrap();
+        let refused = server_secret(&data).unwrap_err().to_string();
+        assert!(refused.contains("holds 5 bytes"), "{refused}");
     }
 }

@@ -397,7 +397,8 @@ async fn rooms_and_history_survive_a_restart_but_occupants_do_not() {
     }
     let mut romeo = t.login("romeo", "pw", "mobile").await;
     romeo.send(&join("Romeo")).await;
-    joined(&mut romeo).await;
+    let (own, _, _) = joined(&mut romeo).await;
+    let romeo_id = occupant_id(&own[0]);
     ok(&romeo
         .request(&owner_iq(
             "p",
@@ -437,6 +438,11 @@ async fn rooms_and_history_survive_a_restart_but_occupants_do_not() {
     assert_eq!(item.attr("affiliation"), Some("none"));
     assert_eq!(history.len(), 1);
     assert_eq!(body(&history[0]).as_deref(), Some("remember"));
+    assert_eq!(
+        occupant_id(&history[0]),
+        romeo_id,
+        "XEP-0421 ids outlive a restart"
+    );
     // The tavern was temporary: entering it makes it anew.
     juliet
         .send("<presence xmlns='jabber:client' to='tavern@chat.localhost/JC'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
@@ -2225,4 +2231,161 @@ async fn each_occupant_keeps_its_own_view_as_others_come_and_go() {
         }
     }
     gone.expect_nothing().await;
+}
+
+const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+
+/// The XEP-0421 occupant ids a stanza carries (there must be exactly one).
+fn occupant_ids(stanza: &Element) -> Vec<String> {
+    stanza
+        .children()
+        .filter(|c| c.is("occupant-id", OCCUPANT_ID))
+        .filter_map(|c| c.attr("id").map(str::to_owned))
+        .collect()
+}
+
+/// The one occupant id of a stanza.
+fn occupant_id(stanza: &Element) -> String {
+    let ids = occupant_ids(stanza);
+    assert_eq!(ids.len(), 1, "one occupant id: {}", show(stanza));
+    ids[0].clone()
+}
+
+fn disco_features(reply: &Element) -> Vec<String> {
+    query_attrs(reply, "http://jabber.org/protocol/disco#info", "var")
+}
+
+/// XEP-0421: rooms and the service say they give occupant ids; each occupant's presences,
+/// messages (live, history, archive), private messages and native items carry the id of the
+/// person (real bare JID), whatever the nick or the session, and one a speaker forged is
+/// replaced; other people, other rooms, other ids.
+#[tokio::test]
+async fn occupant_ids_name_the_person_not_the_nick_or_the_session() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    romeo.send(&join("Romeo")).await;
+    let (own, _, _) = joined(&mut romeo).await;
+    let romeo_id = occupant_id(&own[0]);
+    juliet.send(&join("JC")).await;
+    let (present, _, _) = joined(&mut juliet).await;
+    let juliet_id = occupant_id(present.last().unwrap());
+    assert_eq!(
+        occupant_id(&present[0]),
+        romeo_id,
+        "Romeo as Juliet sees him"
+    );
+    assert_ne!(juliet_id, romeo_id);
+    let arrival = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(occupant_id(&arrival), juliet_id);
+
+    for to in [ROOM, "chat.localhost"] {
+        let info = romeo
+            .request(&format!(
+                "<iq xmlns='jabber:client' type='get' id='d' to='{to}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            ))
+            .await;
+        assert!(
+            disco_features(&info).contains(&OCCUPANT_ID.to_owned()),
+            "{to}"
+        );
+    }
+
+    // A forged id is replaced by hers.
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>fair</body>\
+               <occupant-id xmlns='{OCCUPANT_ID}' id='{romeo_id}'/></message>"
+        ))
+        .await;
+    for client in [&mut romeo, &mut juliet] {
+        let said = recv_until(client, |el| el.name() == "message").await;
+        assert_eq!(occupant_ids(&said), [juliet_id.as_str()]);
+    }
+
+    // A new nick, the same person.
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Capulet'/>"
+        ))
+        .await;
+    let renamed = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/Capulet")
+    })
+    .await;
+    assert_eq!(occupant_id(&renamed), juliet_id);
+
+    // A private message names its sender's id too.
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{ROOM}/Romeo'><body>psst</body>\
+               <occupant-id xmlns='{OCCUPANT_ID}' id='forged'/></message>"
+        ))
+        .await;
+    let private = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(body(&private).as_deref(), Some("psst"));
+    assert_eq!(occupant_ids(&private), [juliet_id.as_str()]);
+
+    // Another session of hers, joining natively: her id again, in the item and its rendering.
+    let mut garden = t.login("juliet", "pw", "garden").await;
+    ok(&garden
+        .request(&subscribe_with_nick("juliet@localhost/garden", "Nurse"))
+        .await);
+    ok(&garden.request(&publish("from the garden")).await);
+    let event = recv_until(&mut garden, |el| el.has_child("event", EVENT)).await;
+    let item = event
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .and_then(|items| items.get_child("item", EVENT))
+        .and_then(|item| item.get_child("message", NS_CLIENT))
+        .unwrap();
+    assert_eq!(occupant_ids(item), [juliet_id.as_str()]);
+    let classic = recv_until(&mut romeo, |el| {
+        el.name() == "message" && body(el).as_deref() == Some("from the garden")
+    })
+    .await;
+    assert_eq!(occupant_ids(&classic), [juliet_id.as_str()]);
+
+    // History and the archive keep the ids.
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/Romeo'/>"
+        ))
+        .await;
+    recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("type") == Some("unavailable")
+    })
+    .await;
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Romeo'><x xmlns='{MUC}'><history maxstanzas='5'/></x></presence>"
+        ))
+        .await;
+    let (_, history, _) = joined(&mut romeo).await;
+    let ids: Vec<String> = history.iter().map(occupant_id).collect();
+    assert_eq!(ids, [juliet_id.clone(), juliet_id.clone()]);
+    let (results, _) = archive_page(&mut romeo, "").await;
+    let archived: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            r.get_child("result", MAM)?
+                .get_child("forwarded", "urn:xmpp:forward:0")?
+                .get_child("message", NS_CLIENT)
+                .map(occupant_id)
+        })
+        .collect();
+    assert_eq!(archived, [juliet_id.clone(), juliet_id.clone()]);
+
+    // Another room: other ids.
+    let mut tower = t.login("juliet", "pw", "tower").await;
+    tower
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='garden@chat.localhost/JC'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let (present, _, _) = joined(&mut tower).await;
+    assert_ne!(occupant_id(&present[0]), juliet_id);
 }

@@ -750,7 +750,7 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
 
 /// A private message between occupants (XEP-0045 §7.5), from `room/nick` and with what was
 /// said only, marked as coming through the room.
-pub fn private_message(from: &FullJid, to: &Jid, message: &Element) -> Element {
+pub fn private_message(from: &FullJid, to: &Jid, message: &Element, occupant_id: &str) -> Element {
     let kind = match message.attr("type") {
         Some("normal") => "normal",
         _ => "chat",
@@ -761,6 +761,7 @@ pub fn private_message(from: &FullJid, to: &Jid, message: &Element) -> Element {
         .with("to", to.as_str())
         .append_all(message.children().filter(|c| spoken(c)).cloned())
         .append(builder("x", ns::MUC_USER).build())
+        .append(occupant_id_element(occupant_id))
         .build()
 }
 
@@ -979,6 +980,7 @@ fn spoken(child: &Element) -> bool {
         ("stanza-id", "urn:xmpp:sid:0"),
         ("x", ns::MUC_USER),
         ("event", "http://jabber.org/protocol/pubsub#event"),
+        ("occupant-id", ns::OCCUPANT_ID),
     ];
     if server_written
         .iter()
@@ -990,11 +992,50 @@ fn spoken(child: &Element) -> bool {
     child.ns() != ns::CLIENT || ["body", "subject", "thread"].contains(&child.name())
 }
 
+/// Children of a kept item that its classic rendering carries: what was said, and the
+/// speaker's occupant id, which only [`said`] writes.
+fn rendered(child: &Element) -> bool {
+    spoken(child) || child.is("occupant-id", ns::OCCUPANT_ID)
+}
+
+/// XEP-0421 occupant ids: HMAC-SHA256 under the server's secret of the room's address and
+/// the occupant's real bare JID. The same person has the same id in a room across sessions,
+/// nicks and restarts, other ids in other rooms, and nobody without the secret can tell whose
+/// an id is (§4.1: not a hash of the JID alone).
+#[derive(Clone)]
+pub struct OccupantIds(std::sync::Arc<[u8]>);
+
+impl OccupantIds {
+    pub fn new(secret: &[u8]) -> Self {
+        OccupantIds(secret.into())
+    }
+
+    /// The occupant id of `real` in `room`: 128 bits, 22 characters (at most 128 allowed).
+    pub fn of(&self, room: &BareJid, real: &BareJid) -> String {
+        use base64::Engine;
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(room.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(real.as_str().as_bytes());
+        let digest = mac.finalize().into_bytes();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    }
+}
+
+/// `<occupant-id xmlns='urn:xmpp:occupant-id:0' id='…'/>` (XEP-0421 §3).
+pub fn occupant_id_element(id: &str) -> Element {
+    builder("occupant-id", ns::OCCUPANT_ID)
+        .with("id", id)
+        .build()
+}
+
 /// The item a message said in a room becomes (Ex. 16): one `<message xmlns='jabber:client'>`
 /// with what the speaker said, the id it gave it (XEP-0045 §7.4: reflected as sent, so that
 /// the speaker knows its own message) and its nick (XEP-0172), nothing else. `None` when it
 /// says nothing a room keeps.
-pub fn said(message: &Element, nick: &str) -> Option<Element> {
+pub fn said(message: &Element, nick: &str, occupant_id: &str) -> Option<Element> {
     let children: Vec<Element> = message.children().filter(|c| spoken(c)).cloned().collect();
     if children.is_empty() {
         return None;
@@ -1006,6 +1047,7 @@ pub fn said(message: &Element, nick: &str) -> Option<Element> {
     let mut item = item
         .append_all(children)
         .append(text_child("nick", ns::NICK, nick))
+        .append(occupant_id_element(occupant_id))
         .build();
     crate::xml::copy_lang(message, &mut item);
     Some(item)
@@ -1034,7 +1076,7 @@ pub fn groupchat_message(
 ) -> Option<Element> {
     let nick = speaker(payload)?;
     let from = format!("{room}/{nick}");
-    let said = payload.children().filter(|c| spoken(c)).cloned();
+    let said = payload.children().filter(|c| rendered(c)).cloned();
     let delay = delayed.map(|at| {
         builder("delay", ns::DELAY)
             .with("from", room.as_str())
@@ -1081,7 +1123,7 @@ pub fn shared_groupchat(
     // Serialized inside a `jabber:client` parent, so that the children need no namespace of
     // their own; the parent's start tag is then cut off.
     let said = builder("message", ns::CLIENT)
-        .append_all(payload.children().filter(|c| spoken(c)).cloned())
+        .append_all(payload.children().filter(|c| rendered(c)).cloned())
         .append(crate::eventing::archive::stanza_id(
             archive_id,
             room.as_str(),
@@ -1112,13 +1154,15 @@ pub fn subject_message(room: &BareJid, to: &Jid, subject: Option<(&str, &str)>) 
 /// One occupant's presence as another (or itself) sees it: from `room/nick`, with its
 /// affiliation, role and real JID (the view strips the JID for those who may not see it) and
 /// the status codes that apply (110 to itself, 100 non-anonymous, 201 a new room).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Occupant<'a> {
     pub room: &'a BareJid,
     pub nick: &'a str,
     pub jid: &'a Jid,
     pub affiliation: RoomAffiliation,
     pub role: Role,
+    /// Its XEP-0421 occupant id.
+    pub id: String,
 }
 
 pub fn occupant_presence(
@@ -1168,7 +1212,11 @@ pub fn presence_of(
     if leaving {
         presence = presence.with("type", "unavailable");
     }
-    presence.append_all(shown.iter().cloned()).append(x).build()
+    presence
+        .append_all(shown.iter().cloned())
+        .append(x)
+        .append(occupant_id_element(&occupant.id))
+        .build()
 }
 
 /// Characters of a kick or ban reason kept: each occupant gets its own copy of the presence
@@ -1299,6 +1347,7 @@ mod tests {
         let said = said(
             &el("<message xmlns='jabber:client' id='a&apos;b'><body>hi &amp; bye</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"),
             "J'C",
+            "oid",
         )
         .unwrap();
         let (head, rest) = shared_groupchat(&room, &said, "item1").unwrap();
@@ -1315,6 +1364,32 @@ mod tests {
             one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
             assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
         }
+    }
+
+    #[test]
+    fn occupant_ids_are_stable_distinct_and_keyed() {
+        let ids = OccupantIds::new(&[7; 32]);
+        let room = BareJid::new("characters@chat.localhost").unwrap();
+        let other_room = BareJid::new("garden@chat.localhost").unwrap();
+        let juliet = BareJid::new("juliet@localhost").unwrap();
+        let romeo = BareJid::new("romeo@localhost").unwrap();
+        let id = ids.of(&room, &juliet);
+        assert_eq!(id, ids.of(&room, &juliet), "stable");
+        assert_eq!(
+            id,
+            OccupantIds::new(&[7; 32]).of(&room, &juliet),
+            "across restarts"
+        );
+        assert!((1..=128).contains(&id.len()));
+        assert_ne!(id, ids.of(&room, &romeo), "unique per person");
+        assert_ne!(id, ids.of(&other_room, &juliet), "other rooms, other ids");
+        assert_ne!(id, OccupantIds::new(&[8; 32]).of(&room, &juliet), "keyed");
+        // The room and the JID are separated: `a@x` in `b@y` is not `a@xb@y` in nothing.
+        let a = BareJid::new("a@chat.l").unwrap();
+        let b = BareJid::new("b@l").unwrap();
+        let ab = BareJid::new("a@chat.lb").unwrap();
+        let l = BareJid::new("l").unwrap();
+        assert_ne!(ids.of(&a, &b), ids.of(&ab, &l));
     }
 
     #[test]
@@ -1423,9 +1498,10 @@ mod tests {
                <nick xmlns='http://jabber.org/protocol/nick'>Romeo</nick>\
                <x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/></x>\
                <active xmlns='http://jabber.org/protocol/chatstates'/>\
+               <occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/>\
              </message>",
         );
-        let item = said(&message, "JC").unwrap();
+        let item = said(&message, "JC", "oid").unwrap();
         let names: Vec<(&str, String)> = item.children().map(|c| (c.name(), c.ns())).collect();
         assert_eq!(
             names,
@@ -1434,8 +1510,23 @@ mod tests {
                 ("subject", ns::CLIENT.to_owned()),
                 ("active", "http://jabber.org/protocol/chatstates".to_owned()),
                 ("nick", ns::NICK.to_owned()),
+                ("occupant-id", ns::OCCUPANT_ID.to_owned()),
             ]
         );
+        // The server's occupant id replaces the one the speaker wrote, and is rendered.
+        let rendered = groupchat_message(
+            &BareJid::new("r@chat.l").unwrap(),
+            &Jid::new("j@l/b").unwrap(),
+            &item,
+            None,
+        )
+        .unwrap();
+        let ids: Vec<&str> = rendered
+            .children()
+            .filter(|c| c.is("occupant-id", ns::OCCUPANT_ID))
+            .filter_map(|c| c.attr("id"))
+            .collect();
+        assert_eq!(ids, ["oid"]);
         assert_eq!(speaker(&item).as_deref(), Some("JC"));
         assert!(
             item.attrs().iter().next().is_none(),
@@ -1445,7 +1536,7 @@ mod tests {
         let with_id = el(
             "<message xmlns='jabber:client' id='rm1' type='groupchat'><body>hi</body></message>",
         );
-        let kept = said(&with_id, "JC").unwrap();
+        let kept = said(&with_id, "JC", "oid").unwrap();
         let attrs: Vec<String> = kept
             .attrs()
             .iter()
@@ -1465,7 +1556,7 @@ mod tests {
         );
         // Nothing said: nothing to keep.
         let empty = el("<message xmlns='jabber:client'><error type='cancel'/></message>");
-        assert_eq!(said(&empty, "JC"), None);
+        assert_eq!(said(&empty, "JC", "oid"), None);
     }
 
     #[test]
@@ -1474,7 +1565,7 @@ mod tests {
         let message = el(
             "<message xmlns='jabber:client' type='groupchat' xml:lang='it'><body>ciao</body></message>",
         );
-        let item = said(&message, "JC").unwrap();
+        let item = said(&message, "JC", "oid").unwrap();
         assert_eq!(crate::xml::lang(&item), Some("it"));
         let classic = groupchat_message(&room, &Jid::new("j@l/b").unwrap(), &item, None).unwrap();
         assert_eq!(crate::xml::lang(&classic), Some("it"));
@@ -1487,6 +1578,7 @@ mod tests {
         let plain = said(
             &el("<message xmlns='jabber:client'><body>hi</body></message>"),
             "JC",
+            "oid",
         );
         assert_eq!(plain.as_ref().and_then(crate::xml::lang), None);
     }
@@ -1498,6 +1590,7 @@ mod tests {
         let item = said(
             &el("<message xmlns='jabber:client'><body>hi</body></message>"),
             "JC",
+            "oid",
         )
         .unwrap();
         let out = groupchat_message(&room, &to, &item, None).unwrap();

@@ -417,7 +417,7 @@ impl ServicesTask {
             Err(why) => return error_reply(stanza, StanzaError::NotAcceptable, Some(&why)),
         };
         let before = hosted.service.subscribers(node);
-        let roles_before = roles(&hosted.service, room, node);
+        let roles_before = roles(&hosted.service, node);
         let was_semi_anonymous = hosted
             .service
             .node_config(node)
@@ -435,7 +435,7 @@ impl ServicesTask {
                     .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
                     .collect();
                 // A room made moderated or not changes who has voice: everyone sees it.
-                let changed: Vec<Jid> = roles(&hosted.service, room, node)
+                let changed: Vec<Jid> = roles(&hosted.service, node)
                     .into_iter()
                     .filter(|(occupant, role)| {
                         roles_before
@@ -722,7 +722,6 @@ impl ServicesTask {
     pub(super) fn admin_list(
         &self,
         from: &FullJid,
-        room: &BareJid,
         node: &str,
         stanza: &Element,
         query: &Element,
@@ -746,10 +745,11 @@ impl ServicesTask {
             occupants(service, node)
                 .iter()
                 .filter_map(|occupant| {
-                    let described = occupant.described(service, room, node);
-                    (described.role == role).then(|| {
+                    let held = role_in(service, node, &occupant.jid, &occupant.options);
+                    (held == role).then(|| {
+                        let affiliation = affiliation_in(service, node, &occupant.jid);
                         builder("item", ns::MUC_ADMIN)
-                            .with("affiliation", described.affiliation.name())
+                            .with("affiliation", affiliation.name())
                             .with("role", role.name())
                             .with("nick", occupant.nick.as_str())
                             .with("jid", occupant.jid.as_str())

@@ -12,8 +12,9 @@ use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, Subscrip
 use super::*;
 use crate::eventing::archive;
 use crate::eventing::groupchat::{
-    self, Join, Occupant, Role, RoomAffiliation, RoomPresence, VoiceForm, groupchat_message,
-    join_error, occupant_presence, presence_of, room_presence, said, speaker, subject_message,
+    self, Join, Occupant, OccupantIds, Role, RoomAffiliation, RoomPresence, VoiceForm,
+    groupchat_message, join_error, occupant_presence, presence_of, room_presence, said, speaker,
+    subject_message,
 };
 
 mod admin;
@@ -233,6 +234,7 @@ impl ServicesTask {
         let nick = room_nick.resource().as_str();
         if let Some(target) = self.occupant_named(&node, nick) {
             let occupant = described(
+                &self.occupant_ids,
                 &hosted.service,
                 &room,
                 &node,
@@ -252,6 +254,7 @@ impl ServicesTask {
             return;
         };
         let occupant = described(
+            &self.occupant_ids,
             &hosted.service,
             &room,
             &node,
@@ -301,7 +304,7 @@ impl ServicesTask {
         let Some(changed) = everyone.iter().find(|o| o.jid == *occupant) else {
             return;
         };
-        let who = changed.described(&hosted.service, room, node);
+        let who = changed.described(&self.occupant_ids, &hosted.service, room, node);
         for other in &everyone {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
@@ -350,7 +353,8 @@ impl ServicesTask {
             return;
         };
         if let Ok(to) = recipient.jid.clone().try_into_full() {
-            let message = groupchat::private_message(&sent_as, &recipient.jid, stanza);
+            let id = self.occupant_ids.of(&room_nick.to_bare(), &from.to_bare());
+            let message = groupchat::private_message(&sent_as, &recipient.jid, stanza, &id);
             done.push(Done::reply(to, Some(message)));
         }
     }
@@ -564,11 +568,11 @@ impl ServicesTask {
             return;
         };
         for other in occupants.iter().filter(|o| o.jid != *newcomer) {
-            let occupant = other.described(&hosted.service, room, node);
+            let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
             let presence = occupant_presence(&occupant, newcomer, false, &[]);
             self.tell(node, to.clone(), presence, done);
         }
-        let occupant = me.described(&hosted.service, room, node);
+        let occupant = me.described(&self.occupant_ids, &hosted.service, room, node);
         let mut own = vec![100, 110];
         if entry == Entry::Created {
             own.push(201);
@@ -661,7 +665,7 @@ impl ServicesTask {
         let Some(me) = occupants.iter().find(|o| o.jid == *newcomer) else {
             return;
         };
-        let occupant = me.described(&hosted.service, room, node);
+        let occupant = me.described(&self.occupant_ids, &hosted.service, room, node);
         for other in occupants.iter().filter(|o| o.jid != *newcomer) {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let presence = occupant_presence(&occupant, &other.jid, false, &[]);
@@ -688,7 +692,7 @@ impl ServicesTask {
             return;
         };
         let shown = groupchat::shown(stanza);
-        let who = me.described(&hosted.service, room, node);
+        let who = me.described(&self.occupant_ids, &hosted.service, room, node);
         for other in &everyone {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
@@ -748,6 +752,7 @@ impl ServicesTask {
             return;
         };
         let before = described(
+            &self.occupant_ids,
             &hosted.service,
             &room,
             &mine.node,
@@ -755,7 +760,7 @@ impl ServicesTask {
         );
         let after = Occupant {
             nick: new,
-            ..before
+            ..before.clone()
         };
         for other in occupants(&hosted.service, &mine.node) {
             let Ok(session) = other.jid.clone().try_into_full() else {
@@ -822,6 +827,7 @@ impl ServicesTask {
                 continue;
             };
             let occupant = described(
+                &self.occupant_ids,
                 &hosted.service,
                 &room,
                 &departed.node,
@@ -913,7 +919,8 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         }
-        let Some(item) = said(stanza, &nick) else {
+        let id = self.occupant_ids.of(room, &from.to_bare());
+        let Some(item) = said(stanza, &nick, &id) else {
             return;
         };
         let payload = String::from(&item);
@@ -982,7 +989,7 @@ impl ServicesTask {
         } else if let (Some(query), true) = (stanza.get_child("query", ns::MUC_ADMIN), set) {
             self.admin_set(from, room, &node, stanza, query, done)
         } else if let (Some(query), true) = (stanza.get_child("query", ns::MUC_ADMIN), get) {
-            self.admin_list(from, room, &node, stanza, query)
+            self.admin_list(from, &node, stanza, query)
         } else if set || get {
             error_reply(stanza, StanzaError::ServiceUnavailable, None)
         } else {
@@ -1009,6 +1016,7 @@ impl ServicesTask {
                 continue;
             };
             let occupant = described(
+                &self.occupant_ids,
                 &hosted.service,
                 room,
                 &gone.node,
@@ -1187,6 +1195,7 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
     let members_only = config.access_model == AccessModel::Whitelist;
     let features = [
         ns::MUC,
+        ns::OCCUPANT_ID,
         groupchat::IQ_REGISTER,
         archive::NS,
         archive::SID,
@@ -1269,8 +1278,20 @@ struct InRoom {
 }
 
 impl InRoom {
-    fn described<'a>(&'a self, service: &Service, room: &'a BareJid, node: &str) -> Occupant<'a> {
-        described(service, room, node, (&self.nick, &self.jid, &self.options))
+    fn described<'a>(
+        &'a self,
+        ids: &OccupantIds,
+        service: &Service,
+        room: &'a BareJid,
+        node: &str,
+    ) -> Occupant<'a> {
+        described(
+            ids,
+            service,
+            room,
+            node,
+            (&self.nick, &self.jid, &self.options),
+        )
     }
 }
 
@@ -1366,11 +1387,24 @@ fn record<T>(
 }
 
 /// Each occupant's role.
-fn roles(service: &Service, room: &BareJid, node: &str) -> BTreeMap<Jid, Role> {
+fn roles(service: &Service, node: &str) -> BTreeMap<Jid, Role> {
     occupants(service, node)
-        .iter()
-        .map(|o| (o.jid.clone(), o.described(service, room, node).role))
+        .into_iter()
+        .map(|o| {
+            let role = role_in(service, node, &o.jid, &o.options);
+            (o.jid, role)
+        })
         .collect()
+}
+
+/// An occupant's role, from the room's configuration, its affiliation and its options.
+fn role_in(service: &Service, node: &str, jid: &Jid, options: &SubscriptionOptions) -> Role {
+    let affiliation = affiliation_in(service, node, jid);
+    service
+        .node_config(node)
+        .map_or(Role::Participant, |config| {
+            Role::of(config, affiliation, options)
+        })
 }
 
 /// An account's affiliation with a room, in XEP-0045's terms.
@@ -1385,23 +1419,19 @@ fn affiliation_in(service: &Service, node: &str, jid: &Jid) -> RoomAffiliation {
 
 /// An occupant (its nick, session and subscription options) as its presence describes it.
 fn described<'a>(
+    ids: &OccupantIds,
     service: &Service,
     room: &'a BareJid,
     node: &str,
     (nick, jid, options): (&'a str, &'a Jid, &SubscriptionOptions),
 ) -> Occupant<'a> {
-    let affiliation = affiliation_in(service, node, jid);
-    let role = service
-        .node_config(node)
-        .map_or(Role::Participant, |config| {
-            Role::of(config, affiliation, options)
-        });
     Occupant {
         room,
         nick,
         jid,
-        affiliation,
-        role,
+        affiliation: affiliation_in(service, node, jid),
+        role: role_in(service, node, jid, options),
+        id: ids.of(room, &jid.to_bare()),
     }
 }
 

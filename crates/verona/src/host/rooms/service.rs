@@ -207,6 +207,8 @@ impl ServicesTask {
         let Some((nick, role)) = speaker else {
             return Err(StanzaError::NotAcceptable);
         };
+        let room = room_address(&node, self.rooms_jid.domain()).ok_or(StanzaError::ItemNotFound)?;
+        let id = self.occupant_ids.of(&room, &from.to_bare());
         if role == Role::Visitor {
             return Err(StanzaError::Forbidden);
         }
@@ -215,7 +217,7 @@ impl ServicesTask {
                 let mut payloads = item.children();
                 match (payloads.next(), payloads.next()) {
                     (Some(message), None) if message.is("message", ns::CLIENT) => {
-                        said(message, &nick)
+                        said(message, &nick, &id)
                     }
                     _ => None,
                 }
