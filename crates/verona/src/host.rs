@@ -227,6 +227,7 @@ pub async fn start(
             rooms_jid: rooms_jid.clone(),
             rooms_config: configs.rooms.clone(),
             occupant_ids: configs.occupant_ids.clone(),
+            guesses: Default::default(),
             room_lists: room_lists.clone(),
             rooms_touched: Vec::new(),
             accounts: HashMap::new(),
@@ -353,6 +354,8 @@ struct ServicesTask {
     rooms_jid: Jid,
     rooms_config: ServiceConfig,
     occupant_ids: crate::eventing::groupchat::OccupantIds,
+    /// Wrong room passwords, so that they cannot be guessed at speed.
+    guesses: rooms::PasswordGuesses,
     /// Room lists being read from storage (`rooms::service`), shared by the shards.
     room_lists: Arc<tokio::sync::Semaphore>,
     /// The rooms the current batch addressed (for [`ServicesTask::evict`]).

@@ -2389,3 +2389,66 @@ async fn occupant_ids_name_the_person_not_the_nick_or_the_session() {
     let (present, _, _) = joined(&mut tower).await;
     assert_ne!(occupant_id(&present[0]), juliet_id);
 }
+
+/// Room passwords cannot be guessed at speed: after five wrong ones an account's tries at the
+/// room are refused unchecked (`resource-constraint`), the right password included, classic
+/// and native alike; another account is not locked out.
+#[tokio::test]
+async fn room_passwords_cannot_be_guessed() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    ok(&romeo
+        .request(&owner_iq(
+            "p",
+            "<x xmlns='jabber:x:data' type='submit'>\
+               <field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>\
+               <field var='muc#roomconfig_roomsecret'><value>capulet</value></field>\
+             </x>",
+        ))
+        .await);
+    let with_password = |nick: &str, password: &str| {
+        format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/{nick}'><x xmlns='{MUC}'><password>{password}</password></x></presence>"
+        )
+    };
+    let native_with_password = |password: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='n'><pubsub xmlns='{PUBSUB}'>\
+               <subscribe node='characters' jid='tybalt@localhost/street'/>\
+               <options node='characters' jid='tybalt@localhost/street'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field>\
+                 <field var='roomnick'><value>Tybalt</value></field>\
+                 <field var='muc#roomconfig_roomsecret'><value>{password}</value></field>\
+               </x></options></pubsub></iq>"
+        )
+    };
+    for guess in ["a", "b", "c", "d"] {
+        tybalt.send(&with_password("Tybalt", guess)).await;
+        let refused = tybalt.recv().await;
+        assert_eq!(stanza_error(&refused).as_deref(), Some("not-authorized"));
+    }
+    let native = tybalt.request(&native_with_password("e")).await;
+    assert_eq!(stanza_error(&native).as_deref(), Some("not-authorized"));
+    // The sixth try is not checked, right or wrong.
+    tybalt.send(&with_password("Tybalt", "capulet")).await;
+    let refused = tybalt.recv().await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&refused)
+    );
+    let native = tybalt.request(&native_with_password("capulet")).await;
+    assert_eq!(
+        stanza_error(&native).as_deref(),
+        Some("resource-constraint")
+    );
+    juliet.send(&with_password("JC", "capulet")).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    assert_eq!(presences.len(), 3);
+}

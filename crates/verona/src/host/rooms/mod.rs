@@ -5,7 +5,7 @@
 //! (joins, leaves) goes to every occupant, native or classic, after the commit.
 
 use std::cell::Cell;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, SubscriptionInfo};
 
@@ -18,7 +18,10 @@ use crate::eventing::groupchat::{
 };
 
 mod admin;
+mod guesses;
 mod service;
+
+pub(in crate::host) use guesses::PasswordGuesses;
 
 pub(super) use service::CONCURRENT_ROOM_LISTS;
 
@@ -471,13 +474,22 @@ impl ServicesTask {
                 done.push(refuse("service-unavailable", "wait"));
                 return;
             }
-            // §7.2.6: the password, asked of all but the owners.
+            // §7.2.6: the password, asked of all but the owners, and not to be guessed.
             if let Some(secret) = groupchat::password(config)
                 && affiliation != RoomAffiliation::Owner
-                && join.password.as_deref() != Some(secret)
             {
-                done.push(refuse("not-authorized", "auth"));
-                return;
+                let now = Instant::now();
+                let account = me.to_bare();
+                if !self.guesses.may_try(&node, &account, now) {
+                    done.push(refuse("resource-constraint", "wait"));
+                    return;
+                }
+                if join.password.as_deref() != Some(secret) {
+                    self.guesses.wrong(&node, &account, now);
+                    done.push(refuse("not-authorized", "auth"));
+                    return;
+                }
+                self.guesses.right(&node, &account);
             }
         }
         let mut created = false;

@@ -144,7 +144,11 @@ impl ServicesTask {
     /// to give, never a subscription option one sets oneself; entering a password-protected
     /// room takes its password (the subscribe options' `muc#roomconfig_roomsecret`, which is
     /// not kept); what is published is vetted by [`Self::vet_room_publish`].
-    fn vet_room_request(&self, from: &FullJid, stanza: &mut Element) -> Result<(), StanzaError> {
+    fn vet_room_request(
+        &mut self,
+        from: &FullJid,
+        stanza: &mut Element,
+    ) -> Result<(), StanzaError> {
         let Some(pubsub) = stanza.get_child_mut("pubsub", ns::PUBSUB) else {
             return Ok(());
         };
@@ -171,16 +175,25 @@ impl ServicesTask {
                 }
             }
         }
+        let account = from.to_bare();
         let password = node.as_deref().and_then(|node| {
             let hosted = self.rooms.get(node)?;
             let config = hosted.service.node_config(node)?;
-            let owner = hosted.service.affiliation(node, &from.to_bare()) == Affiliation::Owner;
+            let owner = hosted.service.affiliation(node, &account) == Affiliation::Owner;
             groupchat::password(config)
                 .filter(|_| !owner)
-                .map(str::to_owned)
+                .map(|password| (node, password.to_owned()))
         });
-        if password.is_some_and(|password| secret.as_deref() != Some(password.as_str())) {
-            return Err(StanzaError::NotAuthorized);
+        if let Some((node, password)) = password {
+            let now = Instant::now();
+            if !self.guesses.may_try(node, &account, now) {
+                return Err(StanzaError::ResourceConstraint);
+            }
+            if secret.as_deref() != Some(password.as_str()) {
+                self.guesses.wrong(node, &account, now);
+                return Err(StanzaError::NotAuthorized);
+            }
+            self.guesses.right(node, &account);
         }
         self.vet_room_publish(from, stanza)
     }
