@@ -2452,3 +2452,74 @@ async fn room_passwords_cannot_be_guessed() {
     let (presences, _, _) = joined(&mut juliet).await;
     assert_eq!(presences.len(), 3);
 }
+
+/// XEP-0486 (XEP-0054 on a room): anyone reads a room's vCard, only owners set it, within the
+/// payload limit; occupants hear of a change (104); disco#info names the avatar's hash, and an
+/// empty vCard removes it.
+#[tokio::test]
+async fn rooms_have_a_vcard_their_owners_set() {
+    const VCARD: &str = "vcard-temp";
+    let t = TestServer::start_with(|config| config.pubsub.max_payload_bytes = 4096).await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let get = format!(
+        "<iq xmlns='jabber:client' type='get' id='v' to='{ROOM}'><vCard xmlns='{VCARD}'/></iq>"
+    );
+    let set = |vcard: &str| {
+        format!("<iq xmlns='jabber:client' type='set' id='s' to='{ROOM}'>{vcard}</iq>")
+    };
+    let empty: Element = format!("<vCard xmlns='{VCARD}'/>").parse().unwrap();
+    let reply = juliet.request(&get).await;
+    ok(&reply);
+    assert_eq!(reply.get_child("vCard", VCARD), Some(&empty));
+
+    let photo = "PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHdpZHRoPSIzMiIgaGVpZ2h0PSIzMiI+CiA8cmVjdCB4PSIwIiB5PSIwIiB3aWR0aD0iMzIiIGhlaWdodD0iMzIiIGZpbGw9InJlZCIvPgo8L3N2Zz4K";
+    let vcard = format!(
+        "<vCard xmlns='{VCARD}'><PHOTO><TYPE>image/svg+xml</TYPE><BINVAL>{photo}</BINVAL></PHOTO></vCard>"
+    );
+    let refused = nurse.request(&set(&vcard)).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    let big = format!(
+        "<vCard xmlns='{VCARD}'><DESC>{}</DESC></vCard>",
+        "x".repeat(5000)
+    );
+    let refused = romeo.request(&set(&big)).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    ok(&romeo.request(&set(&vcard)).await);
+    for client in [&mut romeo, &mut nurse] {
+        let notice = recv_until(client, |el| el.name() == "message").await;
+        assert_eq!(notice.attr("from"), Some(ROOM));
+        assert_eq!(statuses(&notice), ["104"]);
+    }
+    let reply = juliet.request(&get).await;
+    let expected: Element = vcard.parse().unwrap();
+    assert_eq!(reply.get_child("vCard", VCARD), Some(&expected));
+    let info = format!(
+        "<iq xmlns='jabber:client' type='get' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    );
+    let avatar_hashes = |reply: &Element| -> Vec<String> {
+        reply
+            .get_child("query", "http://jabber.org/protocol/disco#info")
+            .into_iter()
+            .flat_map(|q| q.children())
+            .filter(|x| x.is("x", "jabber:x:data"))
+            .flat_map(|x| x.children())
+            .filter(|f| f.attr("var") == Some("muc#roominfo_avatarhash"))
+            .flat_map(|f| f.children().map(Element::text))
+            .collect()
+    };
+    let described = juliet.request(&info).await;
+    assert!(disco_features(&described).contains(&VCARD.to_owned()));
+    assert_eq!(
+        avatar_hashes(&described),
+        ["a31c4bd04de69663cfd7f424a8453f4674da37ff"]
+    );
+
+    ok(&romeo
+        .request(&set(&format!("<vCard xmlns='{VCARD}'/>")))
+        .await);
+    let reply = juliet.request(&get).await;
+    assert_eq!(reply.get_child("vCard", VCARD), Some(&empty));
+    assert!(avatar_hashes(&juliet.request(&info).await).is_empty());
+}

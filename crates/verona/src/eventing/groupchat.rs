@@ -50,7 +50,7 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
             .extra
             .insert((*var).to_owned(), vec![(*default).to_owned()]);
     }
-    for list in [ADMINS, NICKS] {
+    for list in [ADMINS, NICKS, super::room_vcard::FIELD] {
         config
             .node_defaults
             .extra

@@ -717,6 +717,46 @@ impl ServicesTask {
         Some(iq_result(stanza, None))
     }
 
+    /// XEP-0486 §3.2: an owner sets the room's vCard (an empty one removes it); everyone in
+    /// the room hears that its configuration changed (104).
+    pub(super) fn set_vcard(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        node: &str,
+        stanza: &Element,
+        vcard: &Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let me = Jid::from(from.clone());
+        let max_bytes = self.rooms_config.limits.max_payload_bytes;
+        let hosted = self.rooms.get_mut(node)?;
+        if affiliation_in(&hosted.service, node, &me) != RoomAffiliation::Owner {
+            let why = Some("only owners set the room's vCard");
+            return error_reply(stanza, StanzaError::Forbidden, why);
+        }
+        let field = room_vcard::set(vcard);
+        let too_large = matches!(&field, verona_pubsub::ConfigField::Extra { values, .. }
+            if values.iter().map(String::len).sum::<usize>() > max_bytes);
+        if too_large {
+            let why = Some("the vCard is too large");
+            return error_reply(stanza, StanzaError::NotAcceptable, why);
+        }
+        let actor = hosted.jid.clone();
+        let setting = hosted
+            .service
+            .configure(&self.presence, &actor, node, &[field]);
+        if let Err(e) = record(done, node, setting) {
+            return refused(stanza, &e);
+        }
+        self.tell_occupants(
+            node,
+            |to| Some(groupchat::room_notice(room, to, &[104])),
+            done,
+        );
+        Some(iq_result(stanza, None))
+    }
+
     /// `muc#admin` get: the accounts holding one affiliation (§9.5, §10.5; admins and owners),
     /// or the occupants holding one role (§8.5, §9.8; moderators).
     pub(super) fn admin_list(

@@ -10,12 +10,12 @@ use std::time::{Instant, SystemTime};
 use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, SubscriptionInfo};
 
 use super::*;
-use crate::eventing::archive;
 use crate::eventing::groupchat::{
     self, Join, Occupant, OccupantIds, Role, RoomAffiliation, RoomPresence, VoiceForm,
     groupchat_message, join_error, occupant_presence, presence_of, room_presence, said, speaker,
     subject_message,
 };
+use crate::eventing::{archive, room_vcard};
 
 mod admin;
 mod guesses;
@@ -1002,6 +1002,10 @@ impl ServicesTask {
             self.admin_set(from, room, &node, stanza, query, done)
         } else if let (Some(query), true) = (stanza.get_child("query", ns::MUC_ADMIN), get) {
             self.admin_list(from, &node, stanza, query)
+        } else if let (Some(_), true) = (stanza.get_child("vCard", room_vcard::NS), get) {
+            Some(iq_result(stanza, Some(room_vcard::of(&config))))
+        } else if let (Some(vcard), true) = (stanza.get_child("vCard", room_vcard::NS), set) {
+            self.set_vcard(from, room, &node, stanza, vcard, done)
         } else if set || get {
             error_reply(stanza, StanzaError::ServiceUnavailable, None)
         } else {
@@ -1208,6 +1212,7 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
     let features = [
         ns::MUC,
         ns::OCCUPANT_ID,
+        room_vcard::NS,
         groupchat::IQ_REGISTER,
         archive::NS,
         archive::SID,
@@ -1247,6 +1252,7 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
     builder("query", ns::DISCO_INFO)
         .append(identity)
         .append_all(features)
+        .append_all(room_vcard::roominfo(config))
         .build()
 }
 
