@@ -212,6 +212,10 @@ pub struct Limits {
     pub max_sessions_per_account: usize,
     /// JIDs one account may block (XEP-0191); each is an outcast on every node it owns.
     pub max_blocklist: usize,
+    /// Rooms one session may be in (or be asking to enter), counted on each pubsub shard
+    /// (rooms are spread over the shards): an occupied room stays in memory, so this bounds
+    /// what one session pins.
+    pub max_rooms_per_session: usize,
     /// Messages kept for one account while it is offline (XEP-0160); beyond it, messages
     /// stay in the conversation's archive only.
     pub max_offline_messages: usize,
@@ -315,6 +319,7 @@ impl Default for Limits {
             outbound_queue_bytes: 8 << 20,
             max_sessions_per_account: 20,
             max_blocklist: 1000,
+            max_rooms_per_session: 200,
             max_offline_messages: 1000,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,

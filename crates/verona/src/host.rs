@@ -105,6 +105,8 @@ pub struct Configs {
     pub rooms: ServiceConfig,
     pub pep_limits: verona_pubsub::Limits,
     pub max_blocklist: usize,
+    /// Rooms of one shard one session may be in.
+    pub max_rooms_per_session: usize,
     /// Messages one account's offline queue holds at most.
     pub max_offline: usize,
     /// XEP-0421 occupant ids in rooms.
@@ -228,6 +230,7 @@ pub async fn start(
             rooms_config: configs.rooms.clone(),
             occupant_ids: configs.occupant_ids.clone(),
             guesses: Default::default(),
+            max_rooms_per_session: configs.max_rooms_per_session,
             room_lists: room_lists.clone(),
             rooms_touched: Vec::new(),
             accounts: HashMap::new(),
@@ -356,6 +359,8 @@ struct ServicesTask {
     occupant_ids: crate::eventing::groupchat::OccupantIds,
     /// Wrong room passwords, so that they cannot be guessed at speed.
     guesses: rooms::PasswordGuesses,
+    /// Rooms of this shard one session may be in.
+    max_rooms_per_session: usize,
     /// Room lists being read from storage (`rooms::service`), shared by the shards.
     room_lists: Arc<tokio::sync::Semaphore>,
     /// The rooms the current batch addressed (for [`ServicesTask::evict`]).

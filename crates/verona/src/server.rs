@@ -421,6 +421,7 @@ async fn start_services(
             ),
             pep_limits: config.pep_limits(),
             max_blocklist: config.limits.max_blocklist,
+            max_rooms_per_session: config.limits.max_rooms_per_session,
             max_offline: config.limits.max_offline_messages,
             occupant_ids: crate::eventing::groupchat::OccupantIds::new(&server_secret(
                 &config.data_dir,

@@ -2523,3 +2523,65 @@ async fn rooms_have_a_vcard_their_owners_set() {
     assert_eq!(reply.get_child("vCard", VCARD), Some(&empty));
     assert!(avatar_hashes(&juliet.request(&info).await).is_empty());
 }
+
+/// `[limits] max_rooms_per_session` (here 2, one shard): a session in as many rooms gets
+/// `resource-constraint` for one more, classic or native, until it leaves one; being in a
+/// room already is not entering another; another session is counted apart.
+#[tokio::test]
+async fn a_session_enters_a_bounded_number_of_rooms() {
+    let t = TestServer::start_with(|config| {
+        config.limits.max_rooms_per_session = 2;
+        config.pubsub.shards = 1;
+    })
+    .await;
+    t.add_user("romeo", "pw").await;
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let enter = |room: &str| {
+        format!(
+            "<presence xmlns='jabber:client' to='{room}@chat.localhost/Romeo'><x xmlns='{MUC}'/></presence>"
+        )
+    };
+    for room in ["crypt", "garden"] {
+        romeo.send(&enter(room)).await;
+        joined(&mut romeo).await;
+    }
+    romeo.send(&enter("garden")).await;
+    joined(&mut romeo).await;
+    romeo.send(&enter("orchard")).await;
+    let refused = romeo.recv().await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&refused)
+    );
+    let native = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='n'><pubsub xmlns='{PUBSUB}'>\
+               <subscribe node='orchard' jid='romeo@localhost/mobile'/></pubsub></iq>"
+        ))
+        .await;
+    assert_eq!(
+        stanza_error(&native).as_deref(),
+        Some("resource-constraint")
+    );
+
+    let mut other = t.login("romeo", "pw", "laptop").await;
+    other
+        .send(&enter("orchard").replace("/Romeo", "/Romeo2"))
+        .await;
+    joined(&mut other).await;
+
+    romeo
+        .send(
+            "<presence xmlns='jabber:client' type='unavailable' to='crypt@chat.localhost/Romeo'/>",
+        )
+        .await;
+    recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("type") == Some("unavailable")
+    })
+    .await;
+    romeo.send(&enter("orchard")).await;
+    let (present, _, _) = joined(&mut romeo).await;
+    assert_eq!(present.len(), 2, "Romeo2 and himself");
+}

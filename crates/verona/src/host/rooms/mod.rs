@@ -113,6 +113,33 @@ impl ServicesTask {
         }
     }
 
+    /// Whether `jid` may be in the room: it is already, or it is in (or asking to enter) fewer
+    /// than `[limits] max_rooms_per_session` rooms of this shard. A scan of the occupied rooms,
+    /// as a session's end is.
+    fn may_enter(&self, node: &str, jid: &Jid) -> bool {
+        let in_room = |node: &str, hosted: &Hosted| {
+            hosted
+                .service
+                .subscriptions_of_jid(node, jid)
+                .next()
+                .is_some()
+        };
+        if self
+            .rooms
+            .get(node)
+            .is_some_and(|hosted| in_room(node, hosted))
+        {
+            return true;
+        }
+        let entered = self
+            .rooms
+            .iter()
+            .filter(|(_, hosted)| hosted.service.has_temporary_subscriptions())
+            .filter(|(node, hosted)| in_room(node, hosted))
+            .count();
+        entered < self.max_rooms_per_session
+    }
+
     /// The occupant `jid` is in a room as, if it is.
     fn occupant_of(&self, node: &str, jid: &Jid) -> Option<SubscriptionInfo> {
         self.rooms.get(node).and_then(|hosted| {
@@ -431,6 +458,11 @@ impl ServicesTask {
                 Some(join_error(&me, room_nick, condition, kind)),
             )
         };
+        if !self.may_enter(&node, &me) {
+            // `[limits] max_rooms_per_session`.
+            done.push(refuse("resource-constraint", "wait"));
+            return;
+        }
         let creating = self
             .rooms
             .get(&node)

@@ -175,6 +175,12 @@ impl ServicesTask {
                 }
             }
         }
+        if let Some(node) = node.as_deref()
+            && !self.may_enter(node, &Jid::from(from.clone()))
+        {
+            // `[limits] max_rooms_per_session`.
+            return Err(StanzaError::ResourceConstraint);
+        }
         let account = from.to_bare();
         let password = node.as_deref().and_then(|node| {
             let hosted = self.rooms.get(node)?;
