@@ -2305,6 +2305,16 @@ async fn occupant_ids_name_the_person_not_the_nick_or_the_session() {
         let said = recv_until(client, |el| el.name() == "message").await;
         assert_eq!(occupant_ids(&said), [juliet_id.as_str()]);
     }
+    // So does the subject she sets, now and for those who come later.
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Verona</subject></message>"
+        ))
+        .await;
+    for client in [&mut romeo, &mut juliet] {
+        let subject = recv_until(client, |el| el.has_child("subject", NS_CLIENT)).await;
+        assert_eq!(occupant_ids(&subject), [juliet_id.as_str()]);
+    }
 
     // A new nick, the same person.
     juliet
@@ -2364,9 +2374,14 @@ async fn occupant_ids_name_the_person_not_the_nick_or_the_session() {
             "<presence xmlns='jabber:client' to='{ROOM}/Romeo'><x xmlns='{MUC}'><history maxstanzas='5'/></x></presence>"
         ))
         .await;
-    let (_, history, _) = joined(&mut romeo).await;
+    let (_, history, subject) = joined(&mut romeo).await;
     let ids: Vec<String> = history.iter().map(occupant_id).collect();
     assert_eq!(ids, [juliet_id.clone(), juliet_id.clone()]);
+    assert_eq!(
+        subject.get_child("subject", NS_CLIENT).map(Element::text),
+        Some("Verona".to_owned())
+    );
+    assert_eq!(occupant_id(&subject), juliet_id);
     let (results, _) = archive_page(&mut romeo, "").await;
     let archived: Vec<String> = results
         .iter()
@@ -2377,7 +2392,11 @@ async fn occupant_ids_name_the_person_not_the_nick_or_the_session() {
                 .map(occupant_id)
         })
         .collect();
-    assert_eq!(archived, [juliet_id.clone(), juliet_id.clone()]);
+    // The two messages and the subject change.
+    assert_eq!(
+        archived,
+        [juliet_id.clone(), juliet_id.clone(), juliet_id.clone()]
+    );
 
     // Another room: other ids.
     let mut tower = t.login("juliet", "pw", "tower").await;

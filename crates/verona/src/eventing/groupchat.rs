@@ -1136,18 +1136,22 @@ pub fn shared_groupchat(
     Some((head, bytes::Bytes::from(rest)))
 }
 
-/// The subject a classic join gets after the history (XEP-0045 §7.2.16): the last one said,
-/// or an empty one, which marks the end of the history either way.
-pub fn subject_message(room: &BareJid, to: &Jid, subject: Option<(&str, &str)>) -> Element {
-    let (from, text) = match subject {
-        Some((nick, text)) => (format!("{room}/{nick}"), text.to_owned()),
-        None => (room.to_string(), String::new()),
-    };
+/// The subject a classic join gets after the history (XEP-0045 §7.2.16): the last one said
+/// (an item [`said`] made: from its speaker's nick, with its occupant id), or an empty one
+/// from the room, which marks the end of the history either way.
+pub fn subject_message(room: &BareJid, to: &Jid, said: Option<&Element>) -> Element {
+    let set = said.and_then(|item| {
+        let text = item.get_child("subject", ns::CLIENT)?.text();
+        let occupant_id = item.get_child("occupant-id", ns::OCCUPANT_ID).cloned();
+        Some((format!("{room}/{}", speaker(item)?), text, occupant_id))
+    });
+    let (from, text, occupant_id) = set.unwrap_or_else(|| (room.to_string(), String::new(), None));
     builder("message", ns::CLIENT)
         .with("type", "groupchat")
         .with("from", from)
         .with("to", to.as_str())
         .append(text_child("subject", ns::CLIENT, text))
+        .append_all(occupant_id)
         .build()
 }
 

@@ -642,11 +642,8 @@ impl ServicesTask {
             .collect();
         let subject = payloads
             .iter()
-            .filter(|(payload, _, _)| groupchat::is_subject_change(payload))
-            .find_map(|(payload, _, _)| {
-                let text = payload.get_child("subject", ns::CLIENT)?.text();
-                Some((speaker(payload)?, text))
-            });
+            .map(|(payload, _, _)| payload)
+            .find(|payload| groupchat::is_subject_change(payload) && speaker(payload).is_some());
         let said = payloads
             .iter()
             .filter(|(payload, _, _)| !groupchat::is_subject_change(payload))
@@ -659,9 +656,6 @@ impl ServicesTask {
         for message in history.select(said).into_iter().rev() {
             done.push(Done::reply(to.clone(), Some(message)));
         }
-        let subject = subject
-            .as_ref()
-            .map(|(nick, text)| (nick.as_str(), text.as_str()));
         done.push(Done::reply(
             to,
             Some(subject_message(room, newcomer, subject)),
