@@ -1002,25 +1002,68 @@ fn rendered(child: &Element) -> bool {
 /// the occupant's real bare JID. The same person has the same id in a room across sessions,
 /// nicks and restarts, other ids in other rooms, and nobody without the secret can tell whose
 /// an id is (§4.1: not a hash of the JID alone).
-#[derive(Clone)]
-pub struct OccupantIds(std::sync::Arc<[u8]>);
+///
+/// Each of a room's presences names its occupant's id, so a join into a room of N computes N;
+/// the keyed hash is prepared once and recent ids are remembered (per shard: a clone starts
+/// with none).
+pub struct OccupantIds {
+    keyed: hmac::Hmac<sha2::Sha256>,
+    /// By room, then by person; and how many in all.
+    recent: std::cell::RefCell<(RecentIds, usize)>,
+}
+
+type RecentIds = std::collections::HashMap<BareJid, std::collections::HashMap<BareJid, String>>;
+
+impl Clone for OccupantIds {
+    fn clone(&self) -> Self {
+        OccupantIds {
+            keyed: self.keyed.clone(),
+            recent: Default::default(),
+        }
+    }
+}
 
 impl OccupantIds {
+    /// Ids remembered at most; past it they are forgotten all at once.
+    const RECENT: usize = 16_384;
+
     pub fn new(secret: &[u8]) -> Self {
-        OccupantIds(secret.into())
+        use hmac::KeyInit;
+        OccupantIds {
+            keyed: hmac::Hmac::new_from_slice(secret).expect("HMAC takes any key length"),
+            recent: Default::default(),
+        }
     }
 
     /// The occupant id of `real` in `room`: 128 bits, 22 characters (at most 128 allowed).
     pub fn of(&self, room: &BareJid, real: &BareJid) -> String {
         use base64::Engine;
-        use hmac::{Hmac, KeyInit, Mac};
-        let mut mac =
-            Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        use hmac::Mac;
+        if let Some(id) = self
+            .recent
+            .borrow()
+            .0
+            .get(room)
+            .and_then(|ids| ids.get(real))
+        {
+            return id.clone();
+        }
+        let mut mac = self.keyed.clone();
         mac.update(room.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(real.as_str().as_bytes());
         let digest = mac.finalize().into_bytes();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
+        let (recent, count) = &mut *self.recent.borrow_mut();
+        if *count >= Self::RECENT {
+            recent.clear();
+            *count = 0;
+        }
+        let ids = recent.entry(room.clone()).or_default();
+        if ids.insert(real.clone(), id.clone()).is_none() {
+            *count += 1;
+        }
+        id
     }
 }
 
@@ -1394,6 +1437,14 @@ mod tests {
         let ab = BareJid::new("a@chat.lb").unwrap();
         let l = BareJid::new("l").unwrap();
         assert_ne!(ids.of(&a, &b), ids.of(&ab, &l));
+        // Remembered ids are the ids; what is remembered is bounded.
+        for n in 0..OccupantIds::RECENT + 10 {
+            let who = BareJid::new(&format!("u{n}@localhost")).unwrap();
+            let again = ids.of(&room, &who);
+            assert_eq!(again, ids.of(&room, &who));
+            assert_eq!(again, ids.clone().of(&room, &who), "{who}");
+        }
+        assert!(ids.recent.borrow().1 < OccupantIds::RECENT);
     }
 
     #[test]
