@@ -496,12 +496,17 @@ impl Router {
     }
 
     pub fn session(&self, jid: &FullJid) -> Option<SessionHandle> {
-        self.sessions
-            .read()
-            .expect("router lock")
+        self.with_session(jid, SessionHandle::clone)
+    }
+
+    /// `f` of the session bound to `jid`, under the registry's lock: a delivery (once per
+    /// recipient of a fan-out) need not take its own handle.
+    fn with_session<T>(&self, jid: &FullJid, f: impl FnOnce(&SessionHandle) -> T) -> Option<T> {
+        let sessions = self.sessions.read().expect("router lock");
+        sessions
             .get(bare_part(jid))?
             .get(jid.resource().as_str())
-            .cloned()
+            .map(f)
     }
 
     /// The available sessions of an account (those that get presence broadcasts).
@@ -577,8 +582,8 @@ impl Router {
         }
         match to.try_as_full() {
             Ok(full) => self
-                .session(full)
-                .map_or(0, |h| usize::from(h.send(stanza))),
+                .with_session(full, |h| usize::from(h.send(stanza)))
+                .unwrap_or(0),
             Err(bare) => self
                 .sessions_of(bare)
                 .into_iter()
