@@ -2604,3 +2604,100 @@ async fn a_session_enters_a_bounded_number_of_rooms() {
     let (present, _, _) = joined(&mut romeo).await;
     assert_eq!(present.len(), 2, "Romeo2 and himself");
 }
+
+/// The `<show/>` and `<status/>` of a presence, as (name, text).
+fn shown(presence: &Element) -> Vec<(String, String)> {
+    presence
+        .children()
+        .filter(|c| c.is("show", NS_CLIENT) || c.is("status", NS_CLIENT))
+        .map(|c| (c.name().to_owned(), c.text()))
+        .collect()
+}
+
+/// XEP-0045 §7.2.3 and §7.7: an occupant's show and status, given when joining or later,
+/// reach those in the room and those who enter afterwards; a native occupant may not write
+/// them into its subscription options itself.
+#[tokio::test]
+async fn those_who_enter_later_see_who_is_away() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "juliet", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    // Juliet enters do-not-disturb.
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'/><show>dnd</show><status>writing</status></presence>"
+        ))
+        .await;
+    joined(&mut juliet).await;
+    let arrival = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(
+        shown(&arrival),
+        [
+            ("show".into(), "dnd".into()),
+            ("status".into(), "writing".into())
+        ]
+    );
+    // Romeo goes away.
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Romeo'><show>away</show><status>in the orchard</status></presence>"
+        ))
+        .await;
+    let seen = recv_until(&mut juliet, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/Romeo")
+    })
+    .await;
+    assert_eq!(
+        shown(&seen),
+        [
+            ("show".into(), "away".into()),
+            ("status".into(), "in the orchard".into())
+        ]
+    );
+    // The nurse comes later and sees both as they are.
+    nurse.send(&join("Nurse")).await;
+    let (present, _, _) = joined(&mut nurse).await;
+    let by_nick = |nick: &str| {
+        present
+            .iter()
+            .find(|p| p.attr("from") == Some(format!("{ROOM}/{nick}").as_str()))
+            .map(shown)
+            .unwrap()
+    };
+    assert_eq!(
+        by_nick("Romeo"),
+        [
+            ("show".to_owned(), "away".to_owned()),
+            ("status".to_owned(), "in the orchard".to_owned())
+        ]
+    );
+    assert_eq!(
+        by_nick("JC"),
+        [
+            ("show".to_owned(), "dnd".to_owned()),
+            ("status".to_owned(), "writing".to_owned())
+        ]
+    );
+    assert!(by_nick("Nurse").is_empty());
+
+    // Not written natively.
+    let mut garden = t.login("juliet", "pw", "garden").await;
+    let forged = garden
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='n'><pubsub xmlns='{PUBSUB}'>\
+               <subscribe node='characters' jid='juliet@localhost/garden'/>\
+               <options node='characters' jid='juliet@localhost/garden'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field>\
+                 <field var='roomnick'><value>Garden</value></field>\
+                 <field var='verona#status'><value>&lt;b&gt;</value></field>\
+               </x></options></pubsub></iq>"
+        ))
+        .await;
+    assert_eq!(stanza_error(&forged).as_deref(), Some("forbidden"));
+}

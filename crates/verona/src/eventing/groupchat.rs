@@ -29,6 +29,10 @@ pub const ROLE_OPTION: &str = "verona#role";
 /// The subscription option marking an occupant that asked for voice in this stay: one request
 /// reaches the moderators, not a stream of them. Set by the room only.
 pub const VOICE_ASKED_OPTION: &str = "verona#voice_asked";
+/// What a classic occupant's presence shows the others (XEP-0045 §7.7): its `<show/>` and
+/// `<status/>`, kept so that those who enter later see them too (§7.2.3).
+pub const SHOW_OPTION: &str = "verona#show";
+pub const STATUS_OPTION: &str = "verona#status";
 /// History a classic join gets when it does not say (XEP-0045 §7.2.15 leaves it to the
 /// service).
 pub const DEFAULT_HISTORY: usize = 20;
@@ -56,7 +60,13 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
             .extra
             .insert(list.to_owned(), Vec::new());
     }
-    for option in [MUC_OPTION, ROLE_OPTION, VOICE_ASKED_OPTION] {
+    for option in [
+        MUC_OPTION,
+        ROLE_OPTION,
+        VOICE_ASKED_OPTION,
+        SHOW_OPTION,
+        STATUS_OPTION,
+    ] {
         config
             .custom_subscription_options
             .insert(option.to_owned(), SubscriptionOptionField { unique: false });
@@ -844,12 +854,50 @@ pub fn invitation(
 
 /// What an occupant's presence in a room says about it, relayed to the others: its `show` and
 /// `status`, nothing else.
-pub fn shown(presence: &Element) -> Vec<Element> {
-    presence
-        .children()
-        .filter(|c| c.is("show", ns::CLIENT) || c.is("status", ns::CLIENT))
-        .cloned()
-        .collect()
+pub fn shown(options: &SubscriptionOptions) -> Vec<Element> {
+    let show = options
+        .custom
+        .get(SHOW_OPTION)
+        .map(|show| text_child("show", ns::CLIENT, show.as_str()));
+    let status = options
+        .custom
+        .get(STATUS_OPTION)
+        .map(|status| text_child("status", ns::CLIENT, status.as_str()));
+    show.into_iter().chain(status).collect()
+}
+
+/// Characters of an occupant's status kept: every occupant, and everyone who enters later,
+/// gets a copy.
+pub const MAX_STATUS_CHARS: usize = 1024;
+
+/// Keeps in an occupant's options what its presence shows: a `<show/>` RFC 6121 allows (others
+/// are dropped) and the first `<status/>`, cut to [`MAX_STATUS_CHARS`]. Whether they changed.
+pub fn keep_shown(options: &mut SubscriptionOptions, presence: &Element) -> bool {
+    let show = presence
+        .get_child("show", ns::CLIENT)
+        .map(Element::text)
+        .filter(|show| ["away", "chat", "dnd", "xa"].contains(&show.as_str()));
+    let status = presence
+        .get_child("status", ns::CLIENT)
+        .map(|status| cut(status.text(), MAX_STATUS_CHARS))
+        .filter(|status| !status.is_empty());
+    let mut changed = false;
+    for (var, value) in [(SHOW_OPTION, show), (STATUS_OPTION, status)] {
+        let before = options.custom.get(var).cloned();
+        if before == value {
+            continue;
+        }
+        changed = true;
+        match value {
+            Some(value) => {
+                options.custom.insert(var.to_owned(), value);
+            }
+            None => {
+                options.custom.remove(var);
+            }
+        }
+    }
+    changed
 }
 
 /// A room a classic client creates by joining it (an XEP-0045 instant room): open to anyone
@@ -1210,6 +1258,8 @@ pub struct Occupant<'a> {
     pub role: Role,
     /// Its XEP-0421 occupant id.
     pub id: String,
+    /// What its presence shows ([`shown`]).
+    pub shown: Vec<Element>,
 }
 
 pub fn occupant_presence(
@@ -1218,17 +1268,16 @@ pub fn occupant_presence(
     leaving: bool,
     statuses: &[u16],
 ) -> Element {
-    presence_of(occupant, to, leaving, statuses, &[], None)
+    presence_of(occupant, to, leaving, statuses, None)
 }
 
-/// [`occupant_presence`] with what the occupant's presence shows, and for a nick change
-/// (303) the new nick.
+/// [`occupant_presence`] with, for a nick change (303), the new nick. An occupant's presence
+/// shows its show and status, but not when it leaves.
 pub fn presence_of(
     occupant: &Occupant,
     to: &Jid,
     leaving: bool,
     statuses: &[u16],
-    shown: &[Element],
     new_nick: Option<&str>,
 ) -> Element {
     let role = if leaving {
@@ -1259,8 +1308,9 @@ pub fn presence_of(
     if leaving {
         presence = presence.with("type", "unavailable");
     }
+    let shown = occupant.shown.iter().filter(|_| !leaving).cloned();
     presence
-        .append_all(shown.iter().cloned())
+        .append_all(shown)
         .append(x)
         .append(occupant_id_element(&occupant.id))
         .build()
@@ -1271,11 +1321,16 @@ pub fn presence_of(
 pub const MAX_REASON_CHARS: usize = 1024;
 
 /// A removal's reason, cut to [`MAX_REASON_CHARS`].
-pub fn bounded_reason(mut reason: String) -> String {
-    if let Some((at, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
-        reason.truncate(at);
+pub fn bounded_reason(reason: String) -> String {
+    cut(reason, MAX_REASON_CHARS)
+}
+
+/// `text`'s first `max` characters.
+fn cut(mut text: String, max: usize) -> String {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        text.truncate(at);
     }
-    reason
+    text
 }
 
 /// An occupant's unavailable presence naming who removed it and why (XEP-0045 §8.2, §9.1:
@@ -1411,6 +1466,53 @@ mod tests {
             one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
             assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
         }
+    }
+
+    #[test]
+    fn an_occupant_keeps_what_its_presence_shows_vetted_and_bounded() {
+        let mut options = occupant_options("JC", true);
+        let presence = |children: &str| {
+            el(&format!(
+                "<presence xmlns='jabber:client'>{children}</presence>"
+            ))
+        };
+        let shown_now = |options: &SubscriptionOptions| {
+            shown(options)
+                .iter()
+                .map(|c| (c.name().to_owned(), c.text()))
+                .collect::<Vec<_>>()
+        };
+        assert!(!keep_shown(&mut options, &presence("")), "nothing to keep");
+        assert!(keep_shown(
+            &mut options,
+            &presence(
+                "<show>away</show><status>gone</status><status>twice</status><priority>5</priority>"
+            )
+        ));
+        assert_eq!(
+            shown_now(&options),
+            [
+                ("show".into(), "away".into()),
+                ("status".into(), "gone".into())
+            ]
+        );
+        assert!(!keep_shown(
+            &mut options,
+            &presence("<show>away</show><status>gone</status>")
+        ));
+        // A show RFC 6121 does not know is dropped; a long status is cut.
+        let long = "x".repeat(MAX_STATUS_CHARS + 10);
+        assert!(keep_shown(
+            &mut options,
+            &presence(&format!("<show>asleep</show><status>{long}</status>"))
+        ));
+        let kept = shown_now(&options);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].1.chars().count(), MAX_STATUS_CHARS);
+        // Available again: nothing shown.
+        assert!(keep_shown(&mut options, &presence("")));
+        assert!(shown(&options).is_empty());
+        assert_eq!(nick_of(&options), Some("JC"), "the rest stays");
     }
 
     #[test]

@@ -290,7 +290,7 @@ impl ServicesTask {
             &node,
             (nick, &owner, &SubscriptionOptions::default()),
         );
-        let mut presence = groupchat::presence_of(&occupant, &me, true, &[], &[], None);
+        let mut presence = groupchat::presence_of(&occupant, &me, true, &[], None);
         if let Some(item) = presence
             .get_child_mut("x", ns::MUC_USER)
             .and_then(|x| x.get_child_mut("item", ns::MUC_USER))
@@ -338,7 +338,7 @@ impl ServicesTask {
         for other in &everyone {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
-                let presence = presence_of(&who, &other.jid, false, own, &[], None);
+                let presence = presence_of(&who, &other.jid, false, own, None);
                 self.tell(node, session, presence, done);
             }
         }
@@ -548,6 +548,7 @@ impl ServicesTask {
             }
         }
         let mut options = groupchat::occupant_options(&join.nick, true);
+        groupchat::keep_shown(&mut options, stanza);
         // The role is the occupant's for its stay (XEP-0045 §5.1): a room made moderated
         // later leaves the voice of those in it as it was.
         if let Some(config) = service.node_config(&node) {
@@ -715,13 +716,38 @@ impl ServicesTask {
     /// XEP-0045 §7.7: an occupant's presence changed (away, a status): everyone in the room
     /// sees it.
     fn occupant_presence_changed(
-        &self,
+        &mut self,
         room: &BareJid,
         node: &str,
         occupant: &Jid,
         stanza: &Element,
         done: &mut Vec<Done>,
     ) {
+        let Some(hosted) = self.rooms.get_mut(node) else {
+            return;
+        };
+        let Some(mine) = hosted
+            .service
+            .subscriptions_of_jid(node, occupant)
+            .find(|s| s.state.is_approved())
+            .map(|s| s.to_info(node))
+        else {
+            return;
+        };
+        // Kept, for those who enter later (§7.2.3).
+        let mut options = mine.options;
+        if groupchat::keep_shown(&mut options, stanza) {
+            let kept = hosted.service.set_subscription_options(
+                occupant,
+                node,
+                occupant,
+                Some(mine.subid.as_str()),
+                options,
+            );
+            if let Err(e) = record(done, node, kept) {
+                tracing::debug!(%room, "keeping an occupant's presence: {e}");
+            }
+        }
         let Some(hosted) = self.rooms.get(node) else {
             return;
         };
@@ -729,12 +755,11 @@ impl ServicesTask {
         let Some(me) = everyone.iter().find(|o| o.jid == *occupant) else {
             return;
         };
-        let shown = groupchat::shown(stanza);
         let who = me.described(&self.occupant_ids, &hosted.service, room, node);
         for other in &everyone {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
-                let presence = presence_of(&who, &other.jid, false, own, &shown, None);
+                let presence = presence_of(&who, &other.jid, false, own, None);
                 self.tell(node, session, presence, done);
             }
         }
@@ -806,10 +831,10 @@ impl ServicesTask {
             };
             let own = other.jid == me;
             let left: &[u16] = if own { &[303, 110] } else { &[303] };
-            let gone = presence_of(&before, &other.jid, true, left, &[], Some(new));
+            let gone = presence_of(&before, &other.jid, true, left, Some(new));
             self.tell(&mine.node, session.clone(), gone, done);
             let came: &[u16] = if own { &[110] } else { &[] };
-            let back = presence_of(&after, &other.jid, false, came, &[], None);
+            let back = presence_of(&after, &other.jid, false, came, None);
             self.tell(&mine.node, session, back, done);
         }
     }
@@ -1476,6 +1501,7 @@ fn described<'a>(
         affiliation: affiliation_in(service, node, jid),
         role: role_in(service, node, jid, options),
         id: ids.of(room, &jid.to_bare()),
+        shown: groupchat::shown(options),
     }
 }
 

@@ -162,7 +162,12 @@ impl ServicesTask {
                 let fields: Vec<Element> = form.take_contents_as_children().collect();
                 for field in fields {
                     match field.attr("var") {
-                        Some(groupchat::ROLE_OPTION | groupchat::VOICE_ASKED_OPTION) => {
+                        Some(
+                            groupchat::ROLE_OPTION
+                            | groupchat::VOICE_ASKED_OPTION
+                            | groupchat::SHOW_OPTION
+                            | groupchat::STATUS_OPTION,
+                        ) => {
                             return Err(StanzaError::Forbidden);
                         }
                         Some(ROOM_SECRET) => {
