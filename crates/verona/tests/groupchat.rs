@@ -2614,9 +2614,10 @@ fn shown(presence: &Element) -> Vec<(String, String)> {
         .collect()
 }
 
-/// XEP-0045 §7.2.3 and §7.7: an occupant's show and status, given when joining or later,
-/// reach those in the room and those who enter afterwards; a native occupant may not write
-/// them into its subscription options itself.
+/// XEP-0045 §7.2.3 and §7.7: an occupant's show and status (and avatar hash and
+/// capabilities), given when joining or later, reach those in the room and those who enter
+/// afterwards, and nothing else of its presence does; a native occupant may not write them
+/// into its subscription options itself.
 #[tokio::test]
 async fn those_who_enter_later_see_who_is_away() {
     let t = TestServer::start().await;
@@ -2631,7 +2632,10 @@ async fn those_who_enter_later_see_who_is_away() {
     // Juliet enters do-not-disturb.
     juliet
         .send(&format!(
-            "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'/><show>dnd</show><status>writing</status></presence>"
+            "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'/><show>dnd</show><status>writing</status>\
+               <x xmlns='vcard-temp:x:update'><photo>a31c4bd04de69663cfd7f424a8453f4674da37ff</photo></x>\
+               <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://dino.im' ver='ver1'/>\
+               <evil xmlns='urn:example'/></presence>"
         ))
         .await;
     joined(&mut juliet).await;
@@ -2684,6 +2688,27 @@ async fn those_who_enter_later_see_who_is_away() {
             ("status".to_owned(), "writing".to_owned())
         ]
     );
+    // Her avatar's hash and capabilities too (XEP-0153, XEP-0115), nothing else she sent.
+    let jc = present
+        .iter()
+        .find(|p| p.attr("from") == Some(format!("{ROOM}/JC").as_str()))
+        .unwrap();
+    let photo = jc
+        .get_child("x", "vcard-temp:x:update")
+        .and_then(|x| x.get_child("photo", "vcard-temp:x:update"))
+        .map(Element::text);
+    assert_eq!(
+        photo.as_deref(),
+        Some("a31c4bd04de69663cfd7f424a8453f4674da37ff")
+    );
+    let caps = jc
+        .get_child("c", "http://jabber.org/protocol/caps")
+        .unwrap();
+    assert_eq!(
+        (caps.attr("node"), caps.attr("ver")),
+        (Some("https://dino.im"), Some("ver1"))
+    );
+    assert!(!jc.has_child("evil", "urn:example"));
     assert!(by_nick("Nurse").is_empty());
 
     // Not written natively.

@@ -29,10 +29,6 @@ pub const ROLE_OPTION: &str = "verona#role";
 /// The subscription option marking an occupant that asked for voice in this stay: one request
 /// reaches the moderators, not a stream of them. Set by the room only.
 pub const VOICE_ASKED_OPTION: &str = "verona#voice_asked";
-/// What a classic occupant's presence shows the others (XEP-0045 §7.7): its `<show/>` and
-/// `<status/>`, kept so that those who enter later see them too (§7.2.3).
-pub const SHOW_OPTION: &str = "verona#show";
-pub const STATUS_OPTION: &str = "verona#status";
 /// History a classic join gets when it does not say (XEP-0045 §7.2.15 leaves it to the
 /// service).
 pub const DEFAULT_HISTORY: usize = 20;
@@ -60,13 +56,8 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
             .extra
             .insert(list.to_owned(), Vec::new());
     }
-    for option in [
-        MUC_OPTION,
-        ROLE_OPTION,
-        VOICE_ASKED_OPTION,
-        SHOW_OPTION,
-        STATUS_OPTION,
-    ] {
+    let options = [MUC_OPTION, ROLE_OPTION, VOICE_ASKED_OPTION];
+    for option in options.into_iter().chain(super::shown::OPTIONS) {
         config
             .custom_subscription_options
             .insert(option.to_owned(), SubscriptionOptionField { unique: false });
@@ -852,54 +843,6 @@ pub fn invitation(
         .build()
 }
 
-/// What an occupant's presence in a room says about it, relayed to the others: its `show` and
-/// `status`, nothing else.
-pub fn shown(options: &SubscriptionOptions) -> Vec<Element> {
-    let show = options
-        .custom
-        .get(SHOW_OPTION)
-        .map(|show| text_child("show", ns::CLIENT, show.as_str()));
-    let status = options
-        .custom
-        .get(STATUS_OPTION)
-        .map(|status| text_child("status", ns::CLIENT, status.as_str()));
-    show.into_iter().chain(status).collect()
-}
-
-/// Characters of an occupant's status kept: every occupant, and everyone who enters later,
-/// gets a copy.
-pub const MAX_STATUS_CHARS: usize = 1024;
-
-/// Keeps in an occupant's options what its presence shows: a `<show/>` RFC 6121 allows (others
-/// are dropped) and the first `<status/>`, cut to [`MAX_STATUS_CHARS`]. Whether they changed.
-pub fn keep_shown(options: &mut SubscriptionOptions, presence: &Element) -> bool {
-    let show = presence
-        .get_child("show", ns::CLIENT)
-        .map(Element::text)
-        .filter(|show| ["away", "chat", "dnd", "xa"].contains(&show.as_str()));
-    let status = presence
-        .get_child("status", ns::CLIENT)
-        .map(|status| cut(status.text(), MAX_STATUS_CHARS))
-        .filter(|status| !status.is_empty());
-    let mut changed = false;
-    for (var, value) in [(SHOW_OPTION, show), (STATUS_OPTION, status)] {
-        let before = options.custom.get(var).cloned();
-        if before == value {
-            continue;
-        }
-        changed = true;
-        match value {
-            Some(value) => {
-                options.custom.insert(var.to_owned(), value);
-            }
-            None => {
-                options.custom.remove(var);
-            }
-        }
-    }
-    changed
-}
-
 /// A room a classic client creates by joining it (an XEP-0045 instant room): open to anyone
 /// and temporary (gone with its last occupant unless its owner makes it persistent), as
 /// Prosody's and ejabberd's default rooms are.
@@ -1326,7 +1269,7 @@ pub fn bounded_reason(reason: String) -> String {
 }
 
 /// `text`'s first `max` characters.
-fn cut(mut text: String, max: usize) -> String {
+pub(super) fn cut(mut text: String, max: usize) -> String {
     if let Some((at, _)) = text.char_indices().nth(max) {
         text.truncate(at);
     }
@@ -1466,53 +1409,6 @@ mod tests {
             one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
             assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
         }
-    }
-
-    #[test]
-    fn an_occupant_keeps_what_its_presence_shows_vetted_and_bounded() {
-        let mut options = occupant_options("JC", true);
-        let presence = |children: &str| {
-            el(&format!(
-                "<presence xmlns='jabber:client'>{children}</presence>"
-            ))
-        };
-        let shown_now = |options: &SubscriptionOptions| {
-            shown(options)
-                .iter()
-                .map(|c| (c.name().to_owned(), c.text()))
-                .collect::<Vec<_>>()
-        };
-        assert!(!keep_shown(&mut options, &presence("")), "nothing to keep");
-        assert!(keep_shown(
-            &mut options,
-            &presence(
-                "<show>away</show><status>gone</status><status>twice</status><priority>5</priority>"
-            )
-        ));
-        assert_eq!(
-            shown_now(&options),
-            [
-                ("show".into(), "away".into()),
-                ("status".into(), "gone".into())
-            ]
-        );
-        assert!(!keep_shown(
-            &mut options,
-            &presence("<show>away</show><status>gone</status>")
-        ));
-        // A show RFC 6121 does not know is dropped; a long status is cut.
-        let long = "x".repeat(MAX_STATUS_CHARS + 10);
-        assert!(keep_shown(
-            &mut options,
-            &presence(&format!("<show>asleep</show><status>{long}</status>"))
-        ));
-        let kept = shown_now(&options);
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].1.chars().count(), MAX_STATUS_CHARS);
-        // Available again: nothing shown.
-        assert!(keep_shown(&mut options, &presence("")));
-        assert!(shown(&options).is_empty());
-        assert_eq!(nick_of(&options), Some("JC"), "the rest stays");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | RFC 6121 §2 roster view, the `roster` node | [`roster`] |
 //! | XEP-0191 blocking as outcasts | [`blocking`] |
 //! | DESIGN §3 rendering: native events or classic stanzas, XEP-0115 | [`rendering`], [`caps`] |
-//! | §5 group chat on `chat.<domain>`, the XEP-0045 view | [`groupchat`], [`room_vcard`] |
+//! | §5 group chat on `chat.<domain>`, the XEP-0045 view | [`groupchat`], [`room_vcard`], [`shown`] |
 //! | §6 one-to-one conversations, carbons, offline | [`chat`] |
 //! | XEP-0313 archives of rooms and conversations | [`archive`] |
 
@@ -25,6 +25,7 @@ pub mod presence;
 pub mod rendering;
 pub mod room_vcard;
 pub mod roster;
+pub mod shown;
 pub mod subscriptions;
 
 use jid::BareJid;

@@ -15,7 +15,7 @@ use crate::eventing::groupchat::{
     groupchat_message, join_error, occupant_presence, presence_of, room_presence, said, speaker,
     subject_message,
 };
-use crate::eventing::{archive, room_vcard};
+use crate::eventing::{archive, room_vcard, shown};
 
 mod admin;
 mod guesses;
@@ -548,7 +548,7 @@ impl ServicesTask {
             }
         }
         let mut options = groupchat::occupant_options(&join.nick, true);
-        groupchat::keep_shown(&mut options, stanza);
+        shown::keep(&mut options, stanza);
         // The role is the occupant's for its stay (XEP-0045 §5.1): a room made moderated
         // later leaves the voice of those in it as it was.
         if let Some(config) = service.node_config(&node) {
@@ -736,7 +736,7 @@ impl ServicesTask {
         };
         // Kept, for those who enter later (§7.2.3).
         let mut options = mine.options;
-        if groupchat::keep_shown(&mut options, stanza) {
+        if shown::keep(&mut options, stanza) {
             let kept = hosted.service.set_subscription_options(
                 occupant,
                 node,
@@ -1501,7 +1501,7 @@ fn described<'a>(
         affiliation: affiliation_in(service, node, jid),
         role: role_in(service, node, jid, options),
         id: ids.of(room, &jid.to_bare()),
-        shown: groupchat::shown(options),
+        shown: shown::shown(options),
     }
 }
 

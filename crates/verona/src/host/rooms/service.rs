@@ -161,16 +161,13 @@ impl ServicesTask {
             for form in child.children_mut().filter(|c| c.is("x", ns::DATA_FORMS)) {
                 let fields: Vec<Element> = form.take_contents_as_children().collect();
                 for field in fields {
-                    match field.attr("var") {
-                        Some(
-                            groupchat::ROLE_OPTION
-                            | groupchat::VOICE_ASKED_OPTION
-                            | groupchat::SHOW_OPTION
-                            | groupchat::STATUS_OPTION,
-                        ) => {
-                            return Err(StanzaError::Forbidden);
-                        }
-                        Some(ROOM_SECRET) => {
+                    let var = field.attr("var").unwrap_or_default();
+                    let the_rooms = [groupchat::ROLE_OPTION, groupchat::VOICE_ASKED_OPTION];
+                    if the_rooms.contains(&var) || shown::OPTIONS.contains(&var) {
+                        return Err(StanzaError::Forbidden);
+                    }
+                    match var {
+                        ROOM_SECRET => {
                             secret = field.get_child("value", ns::DATA_FORMS).map(Element::text);
                         }
                         _ => {
