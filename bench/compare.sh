@@ -40,6 +40,7 @@
 #                           account has several sessions in a room (2 of 1,000 with 500 accounts)
 #   IN_FLIGHT=50            logins (and room joins) in progress at once
 #   TIMEOUT_SECS=300        bound on each run
+#   RESULTS_DIR=bench/results/<UTC time>   where the raw JSON reports and load averages are kept
 set -euo pipefail
 
 SERVERS=${SERVERS:-verona prosody ejabberd}
@@ -410,27 +411,52 @@ verona_port=$(free_port)
 prosody_port=$(free_port "$verona_port")
 ejabberd_port=$(free_port "$verona_port" "$prosody_port")
 
+ready=()
 for server in $SERVERS; do
-    if ! "prepare_$server"; then
+    if "prepare_$server"; then
+        ready+=("$server")
+    else
         problem "$server: could not be set up, left out"
         "stop_$server"
-        continue
     fi
+done
+for ((rep = 1; rep <= REPEAT; rep++)); do
+    ((${#ready[@]})) || break
+    # The servers take turns going first, so that none always runs right after the same one.
+    turn=$(((rep - 1) % ${#ready[@]}))
+    order=("${ready[@]:turn}" "${ready[@]:0:turn}")
     for scenario in $SCENARIOS; do
-        # Joining natively is XEP-0207, Verona's alone.
-        [[ $scenario != muc-native || $server == verona ]] || continue
-        for ((rep = 1; rep <= REPEAT; rep++)); do
+        for server in "${order[@]}"; do
+            # Joining natively is XEP-0207, Verona's alone.
+            [[ $scenario != muc-native || $server == verona ]] || continue
             if ! "start_${server}_fresh"; then
                 problem "$server $scenario run $rep: the server did not start"
                 "stop_$server"
                 continue
             fi
+            # What else the machine was doing, for the report.
+            echo "$server $scenario $rep $(cut -d' ' -f1-3 /proc/loadavg)" >>"$tmp/load.txt"
             port_var=${server}_port
             run_scenario "$server" "$scenario" "$rep" "${!port_var}"
             "stop_$server"
         done
     done
 done
+# The raw reports stay, for whoever wants more than the tables.
+results_dir=${RESULTS_DIR:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$results_dir"
+cp -r "$tmp/results" "$tmp/muc-results" "$results_dir/"
+[[ ! -f $tmp/load.txt ]] || cp "$tmp/load.txt" "$results_dir/"
+say "raw reports in $results_dir"
+
+# The machine's load average (1, 5, 15 min) before the runs of a section, lowest to highest of
+# the 1-minute figure: SCENARIO_PATTERN selects the runs.
+load_line() {
+    local pattern=$1
+    [[ -f $tmp/load.txt ]] || return 0
+    awk -v pat="$pattern" '$2 ~ pat { n++; if (n == 1 || $4 < lo) lo = $4; if ($4 > hi) hi = $4 }
+        END { if (n) printf "Load average (1 min) before each run: %s to %s.\n", lo, hi }' "$tmp/load.txt"
+}
 
 version() {
     dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "not installed"
@@ -468,7 +494,10 @@ if has_reports "$tmp/results"; then
         echo "ejabberd stores passwords in plain text. Prosody lets only admins create pubsub nodes, so the"
         echo "fan-out owner \`bench0\` is one there. Every chat message is archived on all three (Verona's"
         echo "conversations; Prosody's \`mod_mam\` and ejabberd's \`mod_mam\` with \`default: always\`, offline"
-        echo "storage on)."
+        echo "storage on). With REPEAT above 1, the servers take turns going first, each cell is the"
+        echo "median with the lowest and highest run in brackets, and a generator row marked"
+        echo "\"generator-bound\" (median above 70 % of its core) says that row's rates are the generator's."
+        load_line '^(login|idle|fanout|chat|presence)$'
         echo
         "$bin/verona-bench" summarize "$tmp/results"
         echo
@@ -500,7 +529,9 @@ if has_reports "$tmp/muc-results"; then
         echo "occupant of its room, its own reflected copy included. A delivery is one occupant receiving"
         echo "one message; server CPU (user+system from /proc, 10 ms ticks) runs from the first message to"
         echo "the last delivery and is divided by the deliveries. Joining is not measured. Ratios are"
-        echo "Verona's figure divided by the peer's."
+        echo "Verona's figure divided by the peer's. With REPEAT above 1, each cell is the median with the"
+        echo "lowest and highest run in brackets; \"generator-bound\" marks a generator above 70 % of its core."
+        load_line '^muc'
         echo
         "$bin/verona-bench" summarize "$tmp/muc-results"
     } >"$tmp/muc-section.md"

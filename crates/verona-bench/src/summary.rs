@@ -253,6 +253,18 @@ fn muc_metrics(scenario: &'static str) -> [Metric; 8] {
     ]
 }
 
+/// Percent of its core above which a generator, not the server, sets a run's rates.
+const GENERATOR_BOUND: f64 = 70.0;
+
+/// One metric over a server's runs.
+#[derive(Clone, Copy)]
+struct Spread {
+    median: f64,
+    low: f64,
+    high: f64,
+    runs: usize,
+}
+
 /// Reports by server and scenario.
 #[derive(Default)]
 pub struct Runs(BTreeMap<(String, String), Vec<Value>>);
@@ -299,19 +311,25 @@ impl Runs {
         self.0.keys().any(|(_, s)| s == scenario)
     }
 
-    /// The median of `metric` over `server`'s runs.
-    fn median(&self, server: &str, metric: &Metric) -> Option<f64> {
+    /// `metric` over `server`'s runs: the median, the lowest and the highest.
+    fn spread(&self, server: &str, metric: &Metric) -> Option<Spread> {
         let runs = self
             .0
             .get(&(server.to_owned(), metric.scenario.to_owned()))?;
         let mut values: Vec<f64> = runs.iter().filter_map(metric.value).collect();
         values.sort_by(f64::total_cmp);
         let mid = values.len() / 2;
-        match values.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(values[mid]),
-            _ => Some((values[mid - 1] + values[mid]) / 2.0),
-        }
+        let median = match values.len() {
+            0 => return None,
+            n if n % 2 == 1 => values[mid],
+            _ => (values[mid - 1] + values[mid]) / 2.0,
+        };
+        Some(Spread {
+            median,
+            low: values[0],
+            high: values[values.len() - 1],
+            runs: values.len(),
+        })
     }
 
     /// The markdown table: a row per metric of each scenario some server ran, a column per
@@ -323,8 +341,23 @@ impl Runs {
         );
         let muc: Vec<Metric> = MUC_SCENARIOS.into_iter().flat_map(muc_metrics).collect();
         for metric in METRICS.iter().chain(&muc).filter(|m| self.ran(m.scenario)) {
-            let values = SERVERS.map(|server| self.median(server, metric));
-            let cell = |v: Option<f64>| v.map_or_else(|| "n/a".into(), fmt_number);
+            let spreads = SERVERS.map(|server| self.spread(server, metric));
+            let values = spreads.map(|spread| spread.map(|s| s.median));
+            let generator = metric.label.starts_with("generator CPU");
+            let cell = |spread: Option<Spread>| {
+                let Some(spread) = spread else {
+                    return "n/a".to_owned();
+                };
+                let mut cell = fmt_number(spread.median);
+                if spread.runs > 1 {
+                    let (low, high) = (fmt_number(spread.low), fmt_number(spread.high));
+                    cell.push_str(&format!(" ({low}–{high})"));
+                }
+                if generator && spread.median > GENERATOR_BOUND {
+                    cell.push_str(" generator-bound");
+                }
+                cell
+            };
             let ratio = |peer: Option<f64>| match (metric.better, values[0], peer) {
                 (Better::Neither, ..) => String::new(),
                 (_, Some(verona), Some(peer)) if peer > 0.0 => format!("{:.2}", verona / peer),
@@ -339,9 +372,9 @@ impl Runs {
                 "| {} | {} | {better} | {} | {} | {} | {} | {} |\n",
                 metric.scenario,
                 metric.label,
-                cell(values[0]),
-                cell(values[1]),
-                cell(values[2]),
+                cell(spreads[0]),
+                cell(spreads[1]),
+                cell(spreads[2]),
                 ratio(values[1]),
                 ratio(values[2]),
             ));
@@ -398,14 +431,26 @@ mod tests {
         assert_eq!(
             row(&table, "| login | logins/s |"),
             [
-                "", "login", "logins/s", "higher", "2,000", "500", "n/a", "4.00", "n/a", ""
+                "",
+                "login",
+                "logins/s",
+                "higher",
+                "2,000 (1,000–3,000)",
+                "500 (400–600)",
+                "n/a",
+                "4.00",
+                "n/a",
+                ""
             ]
         );
         let cpu = row(&table, "| login | server CPU per login");
-        assert_eq!((cpu[4], cpu[5], cpu[7]), ("100", "2,500", "0.04"));
+        assert_eq!(
+            (cpu[4], cpu[5], cpu[7]),
+            ("100 (100–100)", "2,500 (2,000–3,000)", "0.04")
+        );
         let generator = row(&table, "| login | generator CPU");
-        assert_eq!((generator[4], generator[7]), ("50", ""));
-        assert_eq!(row(&table, "| login | failures |")[4], "0");
+        assert_eq!((generator[4], generator[7]), ("50 (50–50)", ""));
+        assert_eq!(row(&table, "| login | failures |")[4], "0 (0–0)");
         // Scenarios nobody ran have no rows.
         assert!(!table.contains("| chat |") && !table.contains("| muc"));
     }
@@ -448,6 +493,18 @@ mod tests {
             assert_eq!(cells[4..8], expected, "{start}");
         }
         assert!(!table.contains("| login |"));
+    }
+
+    #[test]
+    fn a_generator_near_its_core_is_marked() {
+        let mut runs = Runs::default();
+        let mut busy = login(1000.0, 100.0);
+        busy["generator_cpu_cores"] = json!(0.9);
+        runs.add("verona", busy);
+        runs.add("prosody", login(400.0, 2000.0));
+        let table = runs.table();
+        let generator = row(&table, "| login | generator CPU");
+        assert_eq!((generator[4], generator[5]), ("90 generator-bound", "50"));
     }
 
     #[test]
