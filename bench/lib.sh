@@ -109,6 +109,8 @@ new_connections_per_minute = 0
 read_bytes_per_sec = 0
 # The login and idle scenarios spread thousands of sessions over a few accounts.
 max_sessions_per_account = 1000000
+# The chat scenario has each account send hundreds of kept messages a second.
+kept_messages_per_minute = 0
 [log]
 filter = "warn"
 EOF

@@ -231,6 +231,10 @@ pub struct Limits {
     /// Requests one account may have queued or in progress in the pubsub shards, however
     /// small: what bounds the work one user can put ahead of everyone else's.
     pub pubsub_account_requests: usize,
+    /// Messages one account may have kept (archived, XEP-0313) per minute once it has sent
+    /// `kept_messages_burst` (0: no limit); more are refused with `resource-constraint`.
+    pub kept_messages_per_minute: u32,
+    pub kept_messages_burst: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -325,6 +329,8 @@ impl Default for Limits {
             pubsub_queue_bytes: 64 << 20,
             pubsub_account_bytes: 1 << 20,
             pubsub_account_requests: 64,
+            kept_messages_per_minute: 600,
+            kept_messages_burst: 300,
         }
     }
 }

@@ -64,7 +64,7 @@ mod roster;
 mod sessions;
 mod stanza;
 
-use budget::{AccountBudget, AccountBudgets, Budget, Credit};
+use budget::{AccountBudget, AccountBudgets, Budget, Credit, KeptRate};
 use delivery::unheard_publish;
 pub use handle::PubsubHandle;
 use handle::Queued;
@@ -85,6 +85,10 @@ pub struct Hosting {
     /// Bytes and requests one account may have queued or in progress, over all shards.
     pub account_bytes: usize,
     pub account_requests: usize,
+    /// Messages one account may have kept per minute, and at once (`[limits]
+    /// kept_messages_per_minute`, `kept_messages_burst`).
+    pub kept_per_minute: u32,
+    pub kept_burst: u32,
 }
 
 /// The addresses of the server's own services.
@@ -268,6 +272,7 @@ pub async fn start(
             hosting.account_requests,
         )),
         account: None,
+        kept: Arc::new(KeptRate::new(hosting.kept_per_minute, hosting.kept_burst)),
         touched: Arc::default(),
     })
 }

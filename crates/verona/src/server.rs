@@ -433,6 +433,8 @@ async fn start_services(
             queue_bytes: config.limits.pubsub_queue_bytes,
             account_bytes: config.limits.pubsub_account_bytes,
             account_requests: config.limits.pubsub_account_requests,
+            kept_per_minute: config.limits.kept_messages_per_minute,
+            kept_burst: config.limits.kept_messages_burst,
         },
         stores,
         router,

@@ -733,3 +733,67 @@ async fn the_command_line_deletes_an_accounts_conversations() {
     assert_eq!(archived_bodies(&results), ["after"]);
     drop(dir);
 }
+
+/// `[limits] kept_messages_per_minute` (here a burst of 3, then one a second): an account
+/// past its rate gets `resource-constraint` for a message that would be kept, and nothing is
+/// delivered or archived; what is not kept (a chat state) still passes; another account has
+/// its own rate, and reconnecting does not refill it.
+#[tokio::test]
+async fn kept_messages_are_limited_per_account() {
+    let server = TestServer::start_with(|config| {
+        config.limits.kept_messages_per_minute = 1;
+        config.limits.kept_messages_burst = 3;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    for n in 0..3 {
+        juliet
+            .send(&chat(
+                "romeo@localhost/orchard",
+                &format!("m{n}"),
+                &format!("line {n}"),
+            ))
+            .await;
+        assert_eq!(body(&next_message(&mut romeo).await), format!("line {n}"));
+    }
+    juliet
+        .send(&chat("romeo@localhost/orchard", "m3", "one too many"))
+        .await;
+    let refused = juliet.recv().await;
+    assert_eq!(refused.attr("id"), Some("m3"));
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint")
+    );
+    // A chat state is not kept, so not counted.
+    juliet
+        .send("<message xmlns='jabber:client' to='romeo@localhost/orchard' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        .await;
+    let state = next_message(&mut romeo).await;
+    assert!(state.has_child("composing", "http://jabber.org/protocol/chatstates"));
+    // Romeo has his own.
+    romeo
+        .send(&chat("juliet@localhost/balcony", "r0", "reply"))
+        .await;
+    assert_eq!(body(&next_message(&mut juliet).await), "reply");
+    // A new session of Juliet's does not start her over.
+    drop(juliet);
+    let mut juliet = online(&server, "juliet", "garden").await;
+    juliet
+        .send(&chat("romeo@localhost/orchard", "m4", "again"))
+        .await;
+    let refused = juliet.recv().await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint")
+    );
+    // Nothing refused was archived.
+    let (results, _) = archive_page(&mut romeo, "", "").await;
+    let bodies = archived_bodies(&results);
+    assert_eq!(bodies, ["line 0", "line 1", "line 2", "reply"]);
+    romeo.expect_nothing().await;
+}

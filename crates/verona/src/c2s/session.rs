@@ -218,7 +218,7 @@ impl Connection {
                         .filter(|to| to.node().is_some()) =>
             {
                 // A conversation with another server's user is kept here too (seed §6).
-                pubsub.chat(me, to, el).await;
+                self.converse(&pubsub, me, to, el).await;
             }
             Route::Remote => self.send_to_another_domain(&el),
             Route::ServerIq(target) => self.server_iq(el, target).await,
@@ -226,10 +226,10 @@ impl Connection {
                 self.answer(&el, StanzaError::ServiceUnavailable, None);
             }
             Route::Session(to) if is_conversation_message(&el) => {
-                pubsub.chat(me, Jid::from(to), el).await;
+                self.converse(&pubsub, me, Jid::from(to), el).await;
             }
             Route::Account(to) if is_conversation_message(&el) => {
-                pubsub.chat(me, Jid::from(to), el).await;
+                self.converse(&pubsub, me, Jid::from(to), el).await;
             }
             Route::Session(to) => self.deliver_to_session(&el, &to),
             Route::Account(to) => self.deliver_to_account(&el, &to),
@@ -335,6 +335,17 @@ impl Connection {
         if taken == 0 {
             self.answer(el, StanzaError::ResourceConstraint, None);
         }
+    }
+
+    /// A message of a conversation, to its pair's node, unless its sender has had as many
+    /// messages kept as it may for now (`[limits] kept_messages_per_minute`).
+    async fn converse(&mut self, pubsub: &PubsubHandle, me: FullJid, to: Jid, el: Element) {
+        if crate::eventing::chat::is_kept(&el) && !pubsub.may_keep(&me.to_bare()) {
+            let why = Some("too many messages: wait");
+            self.answer(&el, StanzaError::ResourceConstraint, why);
+            return;
+        }
+        pubsub.chat(me, to, el).await;
     }
 
     fn answer(&mut self, el: &Element, error: StanzaError, text: Option<&str>) {

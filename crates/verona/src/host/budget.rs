@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
 
 use jid::BareJid;
 use minidom::{Element, Node};
@@ -88,6 +89,54 @@ impl AccountBudget {
     #[cfg(test)]
     pub fn free(&self) -> (usize, usize) {
         (self.0.bytes.free(), self.0.requests.available_permits())
+    }
+}
+
+/// How many messages one account may have kept (archived), over all its sessions and across
+/// reconnections: `burst` at once, refilled at `per_minute` (0: no limit). What its
+/// conversations store grows with it, so a flood of messages is refused rather than written.
+#[derive(Debug)]
+pub struct KeptRate {
+    per_minute: f64,
+    burst: f64,
+    /// Accounts whose bucket is not full: what they may still have kept, and since when.
+    buckets: Mutex<HashMap<BareJid, (f64, Instant)>>,
+}
+
+impl KeptRate {
+    /// Accounts remembered before full buckets (the default) are forgotten.
+    const SWEEP_AT: usize = 65_536;
+
+    pub fn new(per_minute: u32, burst: u32) -> KeptRate {
+        KeptRate {
+            per_minute: f64::from(per_minute),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one kept message from `account`'s bucket; false when it is empty.
+    pub fn take(&self, account: &BareJid, now: Instant) -> bool {
+        if self.per_minute == 0.0 {
+            return true;
+        }
+        let refill = |(tokens, since): (f64, Instant)| {
+            let earned =
+                now.saturating_duration_since(since).as_secs_f64() * self.per_minute / 60.0;
+            (tokens + earned).min(self.burst)
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= Self::SWEEP_AT {
+            buckets.retain(|_, bucket| refill(*bucket) < self.burst);
+        }
+        let bucket = buckets.entry(account.clone()).or_insert((self.burst, now));
+        let tokens = refill(*bucket);
+        if tokens < 1.0 {
+            *bucket = (tokens, now);
+            return false;
+        }
+        *bucket = (tokens - 1.0, now);
+        true
     }
 }
 
@@ -174,6 +223,27 @@ pub fn weight(el: &Element) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_messages_are_limited_per_account_over_time() {
+        use std::time::Duration;
+        let rate = KeptRate::new(60, 3);
+        let juliet = BareJid::new("juliet@capulet.lit").unwrap();
+        let romeo = BareJid::new("romeo@montague.lit").unwrap();
+        let start = Instant::now();
+        for n in 0..3 {
+            assert!(rate.take(&juliet, start), "message {n} of the burst");
+        }
+        assert!(!rate.take(&juliet, start), "the burst is spent");
+        assert!(rate.take(&romeo, start), "another account has its own");
+        assert!(!rate.take(&juliet, start + Duration::from_millis(500)));
+        assert!(
+            rate.take(&juliet, start + Duration::from_millis(1600)),
+            "one a second"
+        );
+        assert!(!rate.take(&juliet, start + Duration::from_millis(1700)));
+        assert!(KeptRate::new(0, 1).take(&juliet, start), "0: no limit");
+    }
 
     #[test]
     fn weight_is_close_to_the_serialised_size() {

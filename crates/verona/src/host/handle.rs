@@ -16,6 +16,8 @@ pub struct PubsubHandle {
     pub(super) accounts: Arc<AccountBudgets>,
     /// The budget of the account this handle is for ([`PubsubHandle::for_account`]).
     pub(super) account: Option<AccountBudget>,
+    /// Messages each account may have kept over time.
+    pub(super) kept: Arc<KeptRate>,
     /// The shards this handle sent requests to since [`PubsubHandle::settled`] last ran, one
     /// bit per shard (shard index modulo 64).
     pub(super) touched: Arc<std::sync::atomic::AtomicU64>,
@@ -53,6 +55,13 @@ impl PubsubHandle {
             touched: Arc::default(),
             ..self.clone()
         }
+    }
+
+    /// Whether `account` may have one more message kept now (`[limits]
+    /// kept_messages_per_minute`); a message passed on unkept (a chat state, a receipt) does not
+    /// count.
+    pub fn may_keep(&self, account: &BareJid) -> bool {
+        self.kept.take(account, std::time::Instant::now())
     }
 
     /// The pubsub service's domain, e.g. `pubsub.localhost`.
