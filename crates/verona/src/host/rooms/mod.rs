@@ -484,7 +484,11 @@ impl ServicesTask {
             done.push(refuse("conflict", "cancel"));
             return;
         }
-        if let Some(mine) = service.subscribers(&node).into_iter().find(|s| s.jid == me) {
+        let mine = service
+            .subscriptions_of_jid(&node, &me)
+            .next()
+            .map(|s| s.to_info(&node));
+        if let Some(mine) = mine {
             if groupchat::nick_of(&mine.options) != Some(join.nick.as_str()) {
                 self.change_nick(from, room_nick, mine, done);
             } else if stanza.has_child("x", ns::MUC) {
@@ -500,7 +504,7 @@ impl ServicesTask {
             let affiliation = affiliation_in(service, &node, &me);
             let max = groupchat::max_users(config);
             // XEP-0045 §7.2.9: owners and admins get in when the room is full.
-            if max.is_some_and(|max| occupants(service, &node).len() >= max)
+            if max.is_some_and(|max| occupant_count(service, &node) >= max)
                 && affiliation < RoomAffiliation::Admin
             {
                 done.push(refuse("service-unavailable", "wait"));
@@ -625,7 +629,7 @@ impl ServicesTask {
         let presence = occupant_presence(&occupant, newcomer, false, &own);
         self.tell(node, to.clone(), presence, done);
         if entry != Entry::Resync {
-            self.announce_arrival(room, node, newcomer, done);
+            self.announce_arrival_to(room, node, newcomer, &occupants, done);
         }
         // History, oldest first, then the subject: the last one said, or an empty one.
         let query = ItemQuery::Latest(self.pep_limits.max_items_per_node);
@@ -701,6 +705,21 @@ impl ServicesTask {
             return;
         };
         let occupants = occupants(&hosted.service, node);
+        self.announce_arrival_to(room, node, newcomer, &occupants, done);
+    }
+
+    /// [`Self::announce_arrival`] to the room's `occupants`, already listed.
+    fn announce_arrival_to(
+        &self,
+        room: &BareJid,
+        node: &str,
+        newcomer: &Jid,
+        occupants: &[InRoom],
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.get(node) else {
+            return;
+        };
         let Some(me) = occupants.iter().find(|o| o.jid == *newcomer) else {
             return;
         };
@@ -1422,18 +1441,25 @@ fn classic_recipients(hosted: &Hosted, node: &str, recipients: &Arc<[Recipient]>
     }
 }
 
+/// How many occupants a room has ([`occupants`], without copying them).
+fn occupant_count(service: &Service, node: &str) -> usize {
+    service
+        .subscriptions(node)
+        .filter(|s| s.state.is_approved() && groupchat::nick_of(s.options).is_some())
+        .count()
+}
+
 /// The occupants of a room: its approved subscriptions with a nick.
 fn occupants(service: &Service, node: &str) -> Vec<InRoom> {
     service
-        .subscribers(node)
-        .into_iter()
+        .subscriptions(node)
         .filter(|s| s.state.is_approved())
         .filter_map(|s| {
-            let nick = groupchat::nick_of(&s.options)?.to_owned();
+            let nick = groupchat::nick_of(s.options)?.to_owned();
             Some(InRoom {
-                jid: s.jid,
+                jid: s.jid.clone(),
                 nick,
-                options: s.options,
+                options: s.options.clone(),
             })
         })
         .collect()
