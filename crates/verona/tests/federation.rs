@@ -25,6 +25,11 @@ struct Pair {
 
 /// Two federating servers; Juliet on capulet.lit, Romeo on montague.lit.
 async fn pair() -> Pair {
+    pair_with(|_| {}).await
+}
+
+/// [`pair`], with `adjust` applied to montague.lit's configuration.
+async fn pair_with(adjust: impl FnOnce(&mut verona::config::Config)) -> Pair {
     let (capulet_port, montague_port) = (free_port(), free_port());
     let federate = |domain: &str, own: u16, other: &str, other_port: u16| {
         let (domain, other) = (domain.to_owned(), other.to_owned());
@@ -55,12 +60,11 @@ async fn pair() -> Pair {
         montague_port,
     ))
     .await;
-    let montague = TestServer::start_with(federate(
-        "montague.lit",
-        montague_port,
-        "capulet.lit",
-        capulet_port,
-    ))
+    let montague_federates = federate("montague.lit", montague_port, "capulet.lit", capulet_port);
+    let montague = TestServer::start_with(|config| {
+        montague_federates(config);
+        adjust(config);
+    })
     .await;
     capulet.add_user("juliet", "pw").await;
     montague.add_user("romeo", "pw").await;
@@ -193,6 +197,36 @@ async fn messages_cross_both_ways() {
         let got = next(&mut romeo, "message").await;
         assert_eq!(got.attr("id"), Some(format!("n{n}").as_str()));
     }
+}
+
+/// Another server's user has a rate of kept messages too (`[limits]
+/// kept_messages_per_minute`, here a burst of 2): past it, its message bounces with
+/// `resource-constraint` and does not reach the local account.
+#[tokio::test]
+async fn a_remote_sender_has_a_rate_of_kept_messages() {
+    let pair = pair_with(|config| {
+        config.limits.kept_messages_per_minute = 1;
+        config.limits.kept_messages_burst = 2;
+    })
+    .await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    for n in 0..3 {
+        juliet
+            .send(&format!("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='k{n}'><body>{n}</body></message>"))
+            .await;
+    }
+    for n in 0..2 {
+        let got = next(&mut romeo, "message").await;
+        assert_eq!(got.attr("id"), Some(format!("k{n}").as_str()));
+    }
+    let bounced = next(&mut juliet, "message").await;
+    assert_eq!(bounced.attr("id"), Some("k2"));
+    assert_eq!(
+        error_condition(&bounced).as_deref(),
+        Some("resource-constraint")
+    );
+    romeo.expect_nothing().await;
 }
 
 /// A conversation with another server's user is a conversation node on each side (seed §6):

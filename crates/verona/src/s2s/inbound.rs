@@ -104,7 +104,12 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
         Route::Session(_) | Route::Account(_)
             if el.name() == "message" && crate::eventing::chat::is_conversational(&el) =>
         {
-            pubsub.chat(sender, to, el).await;
+            // Each remote sender has its own rate of kept messages, as a local account has.
+            if crate::eventing::chat::is_kept(&el) && !pubsub.may_keep(&sender.to_bare()) {
+                answer(shared, &el, StanzaError::ResourceConstraint);
+            } else {
+                pubsub.chat(sender, to, el).await;
+            }
         }
         Route::Session(_) | Route::Account(_) => deliver(shared, el, &to).await,
         Route::Remote if relay => relay_on(shared, &el, &to),
