@@ -54,10 +54,7 @@ fn lost(e: StreamFailure) -> Failure {
 
 /// XEP-0114 §2: the handshake is the lower-case hex SHA-1 of the stream id and the secret.
 fn handshake(stream_id: &str, secret: &str) -> String {
-    Sha1::digest(format!("{stream_id}{secret}"))
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&Sha1::digest(format!("{stream_id}{secret}")))
 }
 
 async fn run(shared: &Shared, stream: &mut Stream) -> Result<String, Failure> {

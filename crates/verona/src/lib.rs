@@ -26,3 +26,8 @@ pub use config::Config;
 pub use host::account_writes;
 pub use mam::delete_stopped as delete_account_while_stopped;
 pub use server::{RunningServer, Stores, lock_data_dir, open_store};
+
+/// Lower-case hex of `bytes` (digests, ids, keys).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

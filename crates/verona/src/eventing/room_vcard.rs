@@ -50,12 +50,7 @@ pub fn avatar_hashes(config: &NodeConfig) -> Vec<String> {
             let text: String = binval.text().split_whitespace().collect();
             BASE64.decode(text).ok()
         })
-        .map(|image| {
-            Sha1::digest(&image)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
+        .map(|image| crate::hex(&Sha1::digest(&image)))
         .collect()
 }
 

@@ -116,10 +116,7 @@ pub fn version(entries: &[RosterEntry]) -> String {
     for entry in entries {
         digest.update(verona_stream::element_bytes(&item_element(entry)));
     }
-    digest.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&digest.finalize()[..8])
 }
 
 #[cfg(test)]

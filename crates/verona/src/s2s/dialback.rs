@@ -6,6 +6,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::hex;
+
 /// The secret keys are made with; a new one per process (a key only has to survive until the
 /// receiving server asks back, seconds later).
 #[derive(Clone)]
@@ -38,10 +40,6 @@ impl Secret {
         expected.len() == key.trim().len()
             && bool::from(expected.as_bytes().ct_eq(key.trim().as_bytes()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
