@@ -203,6 +203,8 @@ pub async fn start(
             shard,
             peers: peers.clone(),
             outbox: Vec::new(),
+            told: Default::default(),
+            settling: Vec::new(),
             domain: if shard == domain_shard {
                 domain.take()
             } else {
@@ -334,6 +336,11 @@ struct ServicesTask {
     peers: Arc<[mpsc::UnboundedSender<Request>]>,
     /// Messages for other shards produced by the current batch.
     outbox: Vec<Outgoing>,
+    /// The shards (a bit each, as in [`PubsubHandle`]'s `touched`) told something in the
+    /// current batch: a barrier is answered only once they have handled it too.
+    told: std::cell::Cell<u64>,
+    /// Barriers ([`Request::Barrier`]) of the current batch.
+    settling: Vec<oneshot::Sender<()>>,
     /// `pubsub.<domain>`, in the shard that owns it.
     domain: Option<Hosted>,
     domain_shard: usize,
@@ -536,6 +543,7 @@ impl ServicesTask {
             // A session that closed while waiting no longer listens; nothing is owed to it.
             ready.send(()).ok();
         }
+        self.settle();
         self.relations.clear();
         self.unknown_accounts.clear();
         self.subscriptions_held.clear();
@@ -579,14 +587,51 @@ impl ServicesTask {
     }
 
     fn send_outbox(&mut self) {
-        for out in self.outbox.drain(..) {
-            if self.peers[out.shard].send(out.request).is_err() {
-                tracing::debug!(
-                    shard = out.shard,
-                    "pubsub shard gone; message dropped at shutdown"
-                );
+        for out in std::mem::take(&mut self.outbox) {
+            self.send_peer(out.shard, out.request);
+        }
+    }
+
+    /// Sends a message to a shard (this one included) now; a barrier of this batch then
+    /// waits for that shard too.
+    fn send_peer(&self, shard: usize, request: Request) {
+        self.told.set(self.told.get() | 1 << (shard % 64));
+        if self.peers[shard].send(request).is_err() {
+            tracing::debug!(shard, "pubsub shard gone; message dropped at shutdown");
+        }
+    }
+
+    /// Answers the batch's barriers once what it told other shards is durable there too: an
+    /// acknowledged message kept for an offline recipient is written by the recipient's
+    /// shard, after this batch's commit (issue #13). Peer queues are in order, so a barrier
+    /// sent behind those messages is answered after them.
+    fn settle(&mut self) {
+        let told = self.told.take();
+        if self.settling.is_empty() {
+            return;
+        }
+        let settling = std::mem::take(&mut self.settling);
+        if told == 0 {
+            for ready in settling {
+                ready.send(()).ok();
+            }
+            return;
+        }
+        let mut waiting = Vec::new();
+        for shard in (0..self.peers.len()).filter(|shard| told & (1 << (shard % 64)) != 0) {
+            let (ready, done) = oneshot::channel();
+            if self.peers[shard].send(Request::Barrier(ready)).is_ok() {
+                waiting.push(done);
             }
         }
+        tokio::spawn(async move {
+            for done in waiting {
+                done.await.ok();
+            }
+            for ready in settling {
+                ready.send(()).ok();
+            }
+        });
     }
 
     /// XEP-0163 §8.1: a presence relation or roster group that changed in this batch may take
@@ -637,7 +682,7 @@ impl ServicesTask {
                 at,
             } => self.offline(account, stanzas, at),
             Request::Flush(session) => self.came_online.push(session),
-            Request::Barrier(ready) => self.ready.push(ready),
+            Request::Barrier(ready) => self.settling.push(ready),
             Request::Subscription {
                 from,
                 contact,

@@ -483,7 +483,8 @@ async fn seed_examples_18_to_20() {
 }
 
 /// Commit before acknowledge (XEP-0198): every message the server acknowledged with `<a/>` is
-/// in the archive after `kill -9`, and the recipient gets it at its next presence.
+/// in the archive after `kill -9`, and the recipient, away until then, gets it at its next
+/// presence.
 #[tokio::test]
 async fn acknowledged_messages_survive_kill_9() {
     use common::process::{Process, add_users};
@@ -514,6 +515,15 @@ async fn acknowledged_messages_survive_kill_9() {
     let bodies: Vec<String> = archived_bodies(&results);
     let expected: Vec<String> = (1..=40).map(|n| format!("line {n}")).collect();
     assert_eq!(bodies, expected);
+    // Kept for Romeo, who was away, before the acknowledgement too (the recipient's shard
+    // writes that copy): all of them, in order, once.
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let mut offline = Vec::new();
+    while offline.len() < 40 {
+        offline.push(body(&next_message(&mut romeo).await));
+    }
+    assert_eq!(offline, expected);
+    romeo.expect_nothing().await;
     server.kill_9();
 }
 

@@ -363,13 +363,7 @@ impl ServicesTask {
                 stanzas: vec![String::from(&kept)],
                 at: SystemTime::now(),
             };
-            let shard = self.shard_of(account.as_str());
-            if self.peers[shard].send(request).is_err() {
-                tracing::debug!(
-                    shard,
-                    "pubsub shard gone; offline message dropped at shutdown"
-                );
-            }
+            self.send_peer(self.shard_of(account.as_str()), request);
         }
         if recipient == sender {
             return;

@@ -137,12 +137,7 @@ impl ServicesTask {
                 stanzas: vec![stanza],
                 at: std::time::SystemTime::now(),
             };
-            if self.peers[shard].send(request).is_err() {
-                tracing::debug!(
-                    shard,
-                    "pubsub shard gone; offline message dropped at shutdown"
-                );
-            }
+            self.send_peer(shard, request);
         }
     }
 
