@@ -1,7 +1,6 @@
 //! What an operation asks its caller to do: storage writes, notifications, authorization
 //! requests and last-item deliveries, plus the stored form of a node for restore.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jid::{BareJid, Jid};
@@ -10,7 +9,7 @@ use crate::access::Affiliation;
 use crate::config::{ItemReply, NodeConfig, NotificationType};
 use crate::item::Item;
 use crate::state::Undo;
-use crate::subscription::{Show, Subscription, SubscriptionOptions, SubscriptionState};
+use crate::subscription::{ShowSet, Subscription, SubscriptionOptions, SubscriptionState};
 use crate::{ItemId, NodeId, SubId};
 
 /// The result of a mutating operation.
@@ -139,7 +138,7 @@ pub struct Recipient {
     /// notices).
     pub subids: Vec<SubId>,
     /// `pubsub#show-values` filter, applied by the protocol layer.
-    pub show_values: Option<BTreeSet<Show>>,
+    pub show_values: Option<ShowSet>,
     /// `pubsub#include_body`.
     pub include_body: bool,
 }
@@ -160,7 +159,7 @@ impl Recipient {
         Recipient {
             jid,
             subids: vec![subid.clone()],
-            show_values: options.show_values.clone(),
+            show_values: options.show_values,
             include_body: options.include_body,
         }
     }
@@ -169,11 +168,8 @@ impl Recipient {
         let options = &subscription.options;
         self.subids.push(subid.clone());
         self.include_body |= options.include_body;
-        self.show_values = match (self.show_values.take(), &options.show_values) {
-            (Some(mut mine), Some(theirs)) => {
-                mine.extend(theirs.iter().copied());
-                Some(mine)
-            }
+        self.show_values = match (self.show_values, options.show_values) {
+            (Some(mine), Some(theirs)) => Some(mine.union(theirs)),
             _ => None,
         };
     }

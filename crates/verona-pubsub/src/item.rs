@@ -1,6 +1,6 @@
 //! Items, the per-node item store, and item retrieval (including XEP-0059 paging).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -78,11 +78,31 @@ pub struct ItemsPage {
 /// newest position (XEP-0060 §12.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct ItemStore {
-    /// Items by publication sequence number; the last entry is the newest.
-    by_seq: BTreeMap<u64, Item>,
-    seq_of: HashMap<ItemId, u64>,
+    /// (sequence number, item), oldest first: most nodes hold one item (PEP) or a short
+    /// history, where a map's node of eleven slots would cost ten times the item.
+    by_seq: VecDeque<(u64, Item)>,
+    seq_of: ItemIndex,
     next_seq: u64,
 }
+
+/// Nodes with this many items index them by id; below, a scan costs less than the index.
+const INDEXED_FROM_ITEMS: usize = 32;
+
+/// Item id → sequence number, once the node holds [`INDEXED_FROM_ITEMS`] items.
+#[derive(Debug, Clone, Default)]
+struct ItemIndex(Option<HashMap<ItemId, u64>>);
+
+impl PartialEq for ItemIndex {
+    /// Derived data: compared when both sides have built it.
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => true,
+        }
+    }
+}
+
+impl Eq for ItemIndex {}
 
 impl ItemStore {
     /// Builds a store from items in publication order, oldest first.
@@ -98,17 +118,34 @@ impl ItemStore {
         self.by_seq.len()
     }
 
+    fn seq_of(&self, id: &str) -> Option<u64> {
+        match &self.seq_of.0 {
+            Some(index) => index.get(id).copied(),
+            None => self
+                .by_seq
+                .iter()
+                .rev()
+                .find(|(_, item)| item.id == id)
+                .map(|(seq, _)| *seq),
+        }
+    }
+
+    fn position(&self, seq: u64) -> Result<usize, usize> {
+        self.by_seq.binary_search_by_key(&seq, |(seq, _)| *seq)
+    }
+
     pub fn contains(&self, id: &str) -> bool {
-        self.seq_of.contains_key(id)
+        self.seq_of(id).is_some()
     }
 
     pub fn get(&self, id: &str) -> Option<&Item> {
-        self.seq_of.get(id).and_then(|seq| self.by_seq.get(seq))
+        let at = self.position(self.seq_of(id)?).ok()?;
+        Some(&self.by_seq[at].1)
     }
 
     /// Oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Item> {
-        self.by_seq.values()
+        self.by_seq.iter().map(|(_, item)| item)
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -117,7 +154,7 @@ impl ItemStore {
 
     /// The oldest item's sequence number.
     pub fn oldest_seq(&self) -> Option<u64> {
-        self.by_seq.keys().next().copied()
+        self.by_seq.front().map(|(seq, _)| *seq)
     }
 
     /// Appends `item` as the newest, replacing an item with the same id. Returns the new
@@ -132,18 +169,38 @@ impl ItemStore {
 
     /// Puts `item` back at `seq` (undo).
     pub fn insert_at(&mut self, seq: u64, item: Item) {
-        self.seq_of.insert(item.id.clone(), seq);
-        self.by_seq.insert(seq, item);
+        if let Some(index) = &mut self.seq_of.0 {
+            index.insert(item.id.clone(), seq);
+        }
+        if self.by_seq.len() == self.by_seq.capacity() && self.by_seq.len() < 4 {
+            // A single-item node keeps one slot, not the four a first push reserves.
+            self.by_seq.reserve_exact(1);
+        }
+        match self.position(seq) {
+            Ok(at) => self.by_seq[at].1 = item,
+            Err(at) if at == self.by_seq.len() => self.by_seq.push_back((seq, item)),
+            Err(at) => self.by_seq.insert(at, (seq, item)),
+        }
+        if self.seq_of.0.is_none() && self.by_seq.len() >= INDEXED_FROM_ITEMS {
+            let index = self
+                .by_seq
+                .iter()
+                .map(|(seq, item)| (item.id.clone(), *seq));
+            self.seq_of.0 = Some(index.collect());
+        }
     }
 
     pub fn remove(&mut self, id: &str) -> Option<(u64, Item)> {
-        let seq = self.seq_of.remove(id)?;
-        self.by_seq.remove(&seq).map(|item| (seq, item))
+        let seq = self.seq_of(id)?;
+        self.remove_seq(seq).map(|item| (seq, item))
     }
 
     pub fn remove_seq(&mut self, seq: u64) -> Option<Item> {
-        let item = self.by_seq.remove(&seq)?;
-        self.seq_of.remove(&item.id);
+        let at = self.position(seq).ok()?;
+        let (_, item) = self.by_seq.remove(at)?;
+        if let Some(index) = &mut self.seq_of.0 {
+            index.remove(&item.id);
+        }
         Some(item)
     }
 
@@ -157,7 +214,7 @@ impl ItemStore {
         query: &ItemQuery,
         live: impl Fn(&Item) -> bool,
     ) -> Result<ItemsPage, PubsubError> {
-        let newest_first: Vec<&Item> = self.by_seq.values().rev().filter(|i| live(i)).collect();
+        let newest_first: Vec<&Item> = self.iter().rev().filter(|i| live(i)).collect();
         let count = newest_first.len();
         let position_of = |id: &str| {
             newest_first
@@ -206,5 +263,80 @@ impl ItemStore {
             count,
             first_index: start,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use jid::Jid;
+
+    use super::{INDEXED_FROM_ITEMS, Item, ItemStore};
+
+    fn item(id: &str) -> Item {
+        Item {
+            id: id.to_owned(),
+            payload: None,
+            publisher: Jid::new("juliet@capulet.lit/balcony").unwrap(),
+            published: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// The same answers below and above the line where the store indexes its ids: checked
+    /// against a list of (seq, id), oldest first, through publishes, republishes and
+    /// retractions that cross the line both ways.
+    #[test]
+    fn items_answer_alike_with_and_without_the_index() {
+        let mut store = ItemStore::default();
+        let mut model: Vec<(u64, String)> = Vec::new();
+        let mut next = 0;
+        let ids = |n: u64| format!("i{}", n * 7 % 45);
+        for step in 0..400u64 {
+            let id = ids(step);
+            if step % 5 == 4 {
+                let removed = store.remove(&id).map(|(seq, item)| (seq, item.id));
+                let at = model.iter().position(|(_, m)| *m == id);
+                assert_eq!(removed, at.map(|at| model.remove(at)), "step {step}");
+            } else {
+                let (seq, replaced) = store.push(item(&id));
+                let at = model.iter().position(|(_, m)| *m == id);
+                let expected = at.map(|at| model.remove(at));
+                assert_eq!(replaced.map(|(s, item)| (s, item.id)), expected);
+                assert_eq!(seq, next);
+                next += 1;
+                model.push((seq, id));
+            }
+            if step % 60 == 59 {
+                // Back under the line: the oldest leave.
+                while model.len() > INDEXED_FROM_ITEMS / 2 {
+                    let (seq, id) = model.remove(0);
+                    assert_eq!(store.oldest_seq(), Some(seq));
+                    assert_eq!(store.remove_seq(seq).map(|item| item.id), Some(id));
+                }
+            }
+            let held: Vec<&str> = store.iter().map(|item| item.id.as_str()).collect();
+            let expected: Vec<&str> = model.iter().map(|(_, id)| id.as_str()).collect();
+            assert_eq!(held, expected, "step {step}");
+            for n in 0..45 {
+                let id = format!("i{n}");
+                let known = model.iter().any(|(_, m)| *m == id);
+                assert_eq!(store.contains(&id), known);
+                assert_eq!(
+                    store.get(&id).map(|item| item.id.as_str()),
+                    known.then_some(&*id)
+                );
+            }
+        }
+        assert!(store.seq_of.0.is_some(), "the line was crossed");
+    }
+
+    #[test]
+    fn an_item_put_back_takes_its_place() {
+        let mut store = ItemStore::from_oldest_first([item("a"), item("b"), item("c")]);
+        let (seq, b) = store.remove("b").unwrap();
+        store.insert_at(seq, b);
+        let ids: Vec<&str> = store.iter().map(|item| item.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 }

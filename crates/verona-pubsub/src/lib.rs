@@ -96,7 +96,7 @@ pub use service::{
     SubscriptionChange, SubscriptionInfo, SubscriptionRef,
 };
 pub use state::{Undo, UndoError};
-pub use subscription::{Show, SubscriptionOptions, SubscriptionState};
+pub use subscription::{Show, ShowSet, SubscriptionOptions, SubscriptionState};
 pub use vecmap::VecMap;
 
 /// Identifier of a node within a service (XEP-0060 NodeID).

@@ -1,7 +1,5 @@
 //! Subscription states and options (XEP-0060 §4.2, §6.3, §16.4 `pubsub#subscribe_options`).
 
-use std::collections::BTreeSet;
-
 use jid::Jid;
 
 use crate::error::{Feature, PubsubError};
@@ -47,6 +45,65 @@ string_enum! {
     }
 }
 
+/// A set of [`Show`] values in one byte: every subscription may carry one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ShowSet(u8);
+
+impl ShowSet {
+    /// The empty set.
+    pub const fn new() -> Self {
+        ShowSet(0)
+    }
+
+    fn bit(show: Show) -> u8 {
+        1 << show as u8
+    }
+
+    /// Adds `show`.
+    pub fn insert(&mut self, show: Show) {
+        self.0 |= Self::bit(show);
+    }
+
+    /// Whether `show` is in the set.
+    pub fn contains(self, show: Show) -> bool {
+        self.0 & Self::bit(show) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The values, in [`Show::ALL`] order (alphabetical).
+    pub fn iter(self) -> impl Iterator<Item = Show> {
+        Show::ALL
+            .iter()
+            .copied()
+            .filter(move |show| self.contains(*show))
+    }
+
+    /// Both sets' values.
+    pub fn union(self, other: ShowSet) -> ShowSet {
+        ShowSet(self.0 | other.0)
+    }
+}
+
+impl FromIterator<Show> for ShowSet {
+    fn from_iter<I: IntoIterator<Item = Show>>(shows: I) -> Self {
+        let mut set = ShowSet::new();
+        for show in shows {
+            set.insert(show);
+        }
+        set
+    }
+}
+
+impl<const N: usize> From<[Show; N]> for ShowSet {
+    fn from(shows: [Show; N]) -> Self {
+        shows.into_iter().collect()
+    }
+}
+
 /// The options of one subscription. Two subscriptions of the same JID to the same node must
 /// differ in options (a second identical subscribe returns the first).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,7 +116,7 @@ pub struct SubscriptionOptions {
     pub include_body: bool,
     /// `pubsub#show-values`: deliver only to resources whose presence show is listed;
     /// `None` delivers regardless of show. Applied by the protocol layer, which knows presence.
-    pub show_values: Option<BTreeSet<Show>>,
+    pub show_values: Option<ShowSet>,
     /// `pubsub#expire` = `presence`: the subscription ends with the subscriber's session
     /// ([`crate::Service::end_session`]) and is never stored.
     pub temporary: bool,
@@ -131,7 +188,7 @@ impl SubscriptionOptions {
                 vec![self.include_body.to_string()],
             ),
         ];
-        if let Some(shows) = &self.show_values {
+        if let Some(shows) = self.show_values {
             let values = shows.iter().map(|show| show.as_str().to_owned()).collect();
             fields.push(("pubsub#show-values".to_owned(), values));
         }

@@ -1,7 +1,7 @@
 //! Behaviour every [`PubsubStore`] backend must share; each backend's tests run every function
 //! here against a fresh, empty store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::slice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +11,8 @@ use jid::{BareJid, Jid};
 use verona_pubsub::{
     AccessModel, Affiliation, ConfigField, CreateRequest, Environment, Item, ItemQuery, ItemReply,
     MaxItems, NewItem, NoRoster, NodeConfig, NotificationType, Outcome, PublishModel,
-    PublishRequest, PubsubError, SendLastPublishedItem, Service, ServiceConfig, Show, StoreOp,
-    StoredNode, StoredSubscription, SubscriptionOptionField, SubscriptionOptions,
+    PublishRequest, PubsubError, SendLastPublishedItem, Service, ServiceConfig, Show, ShowSet,
+    StoreOp, StoredNode, StoredSubscription, SubscriptionOptionField, SubscriptionOptions,
     SubscriptionState, VecMap,
 };
 
@@ -224,7 +224,7 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
         deliver: false,
         digest: true,
         include_body: true,
-        show_values: Some(BTreeSet::from([Show::Away, Show::Dnd])),
+        show_values: Some(ShowSet::from([Show::Away, Show::Dnd])),
         temporary: false,
         custom: VecMap::from([("x-verona#nick".to_owned(), TRICKY.to_owned())]),
     };
@@ -251,7 +251,7 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
     let by_nurse = PublishRequest::payload(Some("d"), "<d/>");
     batch.pubsub(pubsub.publish(&nurse, "news", by_nurse));
     let delivering = SubscriptionOptions {
-        show_values: Some(BTreeSet::new()),
+        show_values: Some(ShowSet::new()),
         ..SubscriptionOptions::default()
     };
     batch.pubsub(pubsub.set_subscription_options(&romeo, "news", &romeo, None, delivering));
@@ -397,7 +397,7 @@ pub(crate) async fn pubsub_write_semantics(store: &dyn PubsubStore) {
         deliver: false,
         digest: true,
         include_body: true,
-        show_values: Some(BTreeSet::from([Show::Away, Show::Online, Show::Xa])),
+        show_values: Some(ShowSet::from([Show::Away, Show::Online, Show::Xa])),
         temporary: false,
         custom: VecMap::from([
             ("x-verona#nick".to_owned(), TRICKY.to_owned()),
@@ -405,7 +405,7 @@ pub(crate) async fn pubsub_write_semantics(store: &dyn PubsubStore) {
         ]),
     };
     let no_show = SubscriptionOptions {
-        show_values: Some(BTreeSet::new()),
+        show_values: Some(ShowSet::new()),
         ..SubscriptionOptions::default()
     };
     let subscriptions = vec![
