@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use jid::{FullJid, Jid};
 use minidom::Element;
 use verona_pubsub::{
-    Affiliation, AuthorizationRequest, CreateRequest, Effect, PubsubError, Service,
+    Affiliation, AuthorizationRequest, CreateRequest, Effect, PubsubError, Service, SubId,
     SubscriptionChange,
 };
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
@@ -291,7 +291,7 @@ pub(crate) fn set_subscriptions(
         .map(|entry| SubscriptionChange {
             subscribed: entry.state == "subscribed",
             jid: entry.jid,
-            subid: entry.subid,
+            subid: entry.subid.map(SubId::from),
         })
         .collect();
     let outcome = service.set_subscriptions(ctx.resolver, actor, node, &changes)?;

@@ -18,7 +18,8 @@ use jid::Jid;
 use minidom::Element;
 use minidom::element::escape;
 use verona_pubsub::{
-    AuthorizationRequest, Effect, Event, Item, ItemReply, LastItems, Notification, NotificationType,
+    AuthorizationRequest, Effect, Event, Item, ItemReply, LastItems, Notification,
+    NotificationType, SubId,
 };
 use verona_stream::Wire;
 
@@ -217,7 +218,7 @@ fn replyto(publisher: &Jid) -> Element {
 }
 
 /// XEP-0131 SubID headers (§12.18).
-fn headers(subids: &[String]) -> Element {
+fn headers(subids: &[SubId]) -> Element {
     builder("headers", ns::SHIM)
         .append_all(subids.iter().map(|subid| {
             builder("header", ns::SHIM)

@@ -98,10 +98,10 @@ fn presence_node(account: usize, contacts: usize) -> Result<StoredNode, jid::Err
         if n % 2 == 0 {
             options
                 .custom
-                .insert("verona#view".to_owned(), "presence".to_owned());
+                .insert("verona#view".into(), "presence".into());
         }
         subscriptions.push(StoredSubscription {
-            subid: format!("{:032x}", (account as u128) << 64 | n as u128),
+            subid: format!("{:024x}", (account as u128) << 40 | n as u128).into(),
             jid: Jid::new(&format!("bench{contact}@localhost"))?,
             state: SubscriptionState::Subscribed,
             options,

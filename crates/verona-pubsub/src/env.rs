@@ -16,8 +16,9 @@ pub trait Environment: Send {
     fn new_id(&mut self) -> String;
 }
 
-/// The system clock and unpredictable identifiers: 128 bits from SipHash keyed by the
-/// process's random `RandomState` over a counter (not for cryptographic use).
+/// The system clock and unpredictable identifiers: 96 bits from SipHash keyed by the
+/// process's random `RandomState` over a counter (not for cryptographic use), as 24 hex
+/// digits, which a [`crate::SubId`] holds without an allocation.
 #[derive(Debug, Default)]
 pub struct SystemEnvironment {
     keys: RandomState,
@@ -33,6 +34,6 @@ impl Environment for SystemEnvironment {
         self.counter = self.counter.wrapping_add(1);
         let high = self.keys.hash_one(self.counter);
         let low = self.keys.hash_one(!self.counter);
-        format!("{high:016x}{low:016x}")
+        format!("{high:016x}{:08x}", low as u32)
     }
 }

@@ -104,7 +104,9 @@ pub type NodeId = String;
 /// Identifier of an item within a node (XEP-0060 ItemID).
 pub type ItemId = String;
 /// Identifier of one subscription among a JID's subscriptions to a node (XEP-0060 SubID).
-pub type SubId = String;
+/// Held inline up to 24 bytes, as the ones the engine makes are: every subscription of every
+/// online user's presence node has one (issue #9).
+pub type SubId = compact_str::CompactString;
 
 /// A string is not one of the values an enum of XEP-0060 values (such as [`AccessModel`]) accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -167,13 +167,13 @@ impl Node {
         match subscription {
             Some(sub) => {
                 if let Some(index) = &mut self.subids.0 {
-                    index.insert(subid.to_owned());
+                    index.insert(SubId::from(subid));
                 }
                 let previous = self
                     .subscriptions
                     .entry(bare.clone())
                     .or_default()
-                    .insert(subid.to_owned(), sub);
+                    .insert(SubId::from(subid), sub);
                 if self.subids.0.is_none() && self.subscriptions.len() >= CACHED_RECIPIENTS {
                     let subids = self.subscriptions().map(|(_, subid, _)| subid.clone());
                     self.subids.0 = Some(subids.collect());

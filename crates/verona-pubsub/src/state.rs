@@ -27,8 +27,9 @@ pub(crate) struct State {
     pub nodes: BTreeMap<NodeId, Box<Node>>,
     /// Index of subscribers, once the service has many nodes.
     subscribers: SubscriberIndex,
-    /// Index: a bare JID → its affiliations, for "my affiliations" and the per-owner limit.
-    pub affiliations_by_jid: HashMap<BareJid, BTreeMap<NodeId, Affiliation>>,
+    /// Index: a bare JID → its affiliations, for "my affiliations" and the per-owner limit,
+    /// once the service has many nodes (as [`SubscriberIndex`]).
+    affiliations_by_jid: AffiliationIndex,
     /// Counts committed operations, so that an undo can check that it is the latest.
     pub version: u64,
 }
@@ -45,6 +46,22 @@ const INDEXED_FROM_NODES: usize = 16;
 struct SubscriberIndex(Option<HashMap<BareJid, VecMap<NodeId, u32>>>);
 
 impl PartialEq for SubscriberIndex {
+    /// Derived data: compared when both sides have built it.
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => true,
+        }
+    }
+}
+
+/// Index: a bare JID → its affiliations by node. Built, like [`SubscriberIndex`], once the
+/// service has more than [`INDEXED_FROM_NODES`] nodes: every PEP service would otherwise hold
+/// a second copy of its owner's JID and a map for its few nodes.
+#[derive(Debug, Clone, Default)]
+struct AffiliationIndex(Option<HashMap<BareJid, BTreeMap<NodeId, Affiliation>>>);
+
+impl PartialEq for AffiliationIndex {
     /// Derived data: compared when both sides have built it.
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
@@ -115,11 +132,22 @@ impl State {
         }
     }
 
-    /// Builds the subscriber index once the service has grown past [`INDEXED_FROM_NODES`].
+    /// Builds the subscriber and affiliation indexes once the service has grown past
+    /// [`INDEXED_FROM_NODES`].
     fn index_subscribers_if_large(&mut self) {
         if self.subscribers.0.is_some() || self.nodes.len() <= INDEXED_FROM_NODES {
             return;
         }
+        let mut affiliations: HashMap<BareJid, BTreeMap<NodeId, Affiliation>> = HashMap::new();
+        for node in self.nodes.values() {
+            for (jid, affiliation) in node.affiliations() {
+                affiliations
+                    .entry(jid.clone())
+                    .or_default()
+                    .insert(node.id.clone(), affiliation);
+            }
+        }
+        self.affiliations_by_jid.0 = Some(affiliations);
         let mut index: HashMap<BareJid, VecMap<NodeId, u32>> = HashMap::new();
         for node in self.nodes.values() {
             for (bare, subs) in node.subscriptions_by_bare() {
@@ -143,19 +171,46 @@ impl State {
     }
 
     fn index_affiliation(&mut self, node: &NodeId, jid: &BareJid, affiliation: Affiliation) {
+        let Some(index) = &mut self.affiliations_by_jid.0 else {
+            return;
+        };
         if affiliation == Affiliation::None {
-            if let Some(affiliations) = self.affiliations_by_jid.get_mut(jid) {
+            if let Some(affiliations) = index.get_mut(jid) {
                 affiliations.remove(node);
                 if affiliations.is_empty() {
-                    self.affiliations_by_jid.remove(jid);
+                    index.remove(jid);
                 }
             }
         } else {
-            self.affiliations_by_jid
+            index
                 .entry(jid.clone())
                 .or_default()
                 .insert(node.clone(), affiliation);
         }
+    }
+
+    /// A bare JID's explicit affiliations across the service, by node.
+    pub fn affiliations_of<'a>(
+        &'a self,
+        jid: &'a BareJid,
+    ) -> impl Iterator<Item = (&'a NodeId, Affiliation)> + 'a {
+        let indexed = self.affiliations_by_jid.0.as_ref().map(|index| {
+            index
+                .get(jid)
+                .into_iter()
+                .flatten()
+                .map(|(node_id, affiliation)| (node_id, *affiliation))
+        });
+        let scanned = indexed.is_none().then(|| {
+            self.nodes
+                .iter()
+                .map(|(node_id, node)| (node_id, node.affiliation(jid)))
+                .filter(|(_, affiliation)| *affiliation != Affiliation::None)
+        });
+        indexed
+            .into_iter()
+            .flatten()
+            .chain(scanned.into_iter().flatten())
     }
 
     /// Adds `delta` (one more, one fewer, or none) to a bare JID's subscriptions on a node.

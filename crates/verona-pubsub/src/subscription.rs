@@ -1,5 +1,6 @@
 //! Subscription states and options (XEP-0060 §4.2, §6.3, §16.4 `pubsub#subscribe_options`).
 
+use compact_str::CompactString;
 use jid::Jid;
 
 use crate::error::{Feature, PubsubError};
@@ -120,8 +121,9 @@ pub struct SubscriptionOptions {
     /// `pubsub#expire` = `presence`: the subscription ends with the subscriber's session
     /// ([`crate::Service::end_session`]) and is never stored.
     pub temporary: bool,
-    /// Service-declared options (such as `roomnick`), by field name.
-    pub custom: VecMap<String, String>,
+    /// Service-declared options (such as `roomnick`), by field name; names and values up to
+    /// 24 bytes are held without an allocation of their own.
+    pub custom: VecMap<CompactString, CompactString>,
 }
 
 impl Default for SubscriptionOptions {
@@ -172,7 +174,7 @@ impl SubscriptionOptions {
                 }
             }
             other => {
-                self.custom.insert(other.to_owned(), single()?.to_owned());
+                self.custom.insert(other.into(), single()?.into());
             }
         }
         Ok(())
@@ -198,7 +200,7 @@ impl SubscriptionOptions {
         fields.extend(
             self.custom
                 .iter()
-                .map(|(var, value)| (var.clone(), vec![value.clone()])),
+                .map(|(var, value)| (var.to_string(), vec![value.to_string()])),
         );
         fields
     }

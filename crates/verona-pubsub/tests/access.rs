@@ -162,7 +162,7 @@ fn fixture(row: &Row) -> (Service, Roster) {
         published: TestEnv::new().now(),
     };
     let subscription = |subid: &str, who: &str| StoredSubscription {
-        subid: subid.to_owned(),
+        subid: subid.into(),
         jid: jid(who),
         state: SubscriptionState::Subscribed,
         options: SubscriptionOptions::default(),

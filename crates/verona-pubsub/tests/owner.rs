@@ -495,3 +495,57 @@ fn forgetting_an_account_removes_everything_it_held() {
     service.undo(out.undo).unwrap();
     assert_eq!(service.snapshot(), before);
 }
+
+/// Issue #9: a service indexes affiliations by JID only once it has many nodes; "my
+/// affiliations", the per-owner node limit and undo answer the same on both sides of the line.
+#[test]
+fn affiliations_across_nodes_answer_alike_with_and_without_the_index() {
+    let mut config = ServiceConfig::pubsub();
+    config.limits.max_nodes_per_owner = 24;
+    let (mut service, _) = service(config);
+    let owner = jid(OWNER);
+    let romeo = jid("romeo@montague.lit/garden");
+    let mut romeos = Vec::new();
+    let mut owners = Vec::new();
+    for n in 0..24 {
+        let node = format!("n{n:02}");
+        let _ = service.create(&owner, named(&node, Vec::new())).unwrap();
+        owners.push((node.clone(), Affiliation::Owner));
+        if n % 3 == 0 {
+            let changes = BTreeMap::from([(romeo.to_bare(), Affiliation::Publisher)]);
+            let _ = service
+                .set_affiliations(&NoRoster, &owner, &node, &changes)
+                .unwrap();
+            romeos.push((node.clone(), Affiliation::Publisher));
+        }
+        if n % 6 == 3 {
+            // And taken back: nothing of it stays behind.
+            let changes = BTreeMap::from([(romeo.to_bare(), Affiliation::None)]);
+            let _ = service
+                .set_affiliations(&NoRoster, &owner, &node, &changes)
+                .unwrap();
+            romeos.pop();
+        }
+        assert_eq!(service.own_affiliations(&romeo, None), romeos, "{node}");
+        assert_eq!(service.own_affiliations(&owner, None), owners, "{node}");
+        assert_eq!(
+            service.own_affiliations(&romeo, Some(&node)),
+            romeos
+                .iter()
+                .filter(|(n, _)| *n == node)
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+    }
+    // The owner's limit counts the same way.
+    let before = service.snapshot();
+    assert_eq!(
+        service.create(&owner, named("more", Vec::new())).err(),
+        Some(PubsubError::PolicyViolation(Limit::MaxNodesExceeded))
+    );
+    let deleted = service.delete(&owner, "n00", None).unwrap();
+    assert!(!service.own_affiliations(&romeo, None).contains(&romeos[0]));
+    service.undo(deleted.undo).unwrap();
+    assert_eq!(service.snapshot(), before);
+    assert_eq!(service.own_affiliations(&romeo, None), romeos);
+}

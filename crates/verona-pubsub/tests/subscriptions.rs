@@ -9,7 +9,7 @@ use common::{Roster, bare, full, has_effect, jid, notifications, recipient_jids,
 use verona_pubsub::{
     AccessModel, Affiliation, ConfigField, CreateRequest, Effect, Event, Feature, ItemQuery, Limit,
     NoRoster, NotAuthorizedReason, PublishRequest, PubsubError, SendLastPublishedItem, Service,
-    ServiceConfig, Show, StoreOp, SubscriptionChange, SubscriptionOptions,
+    ServiceConfig, Show, StoreOp, SubId, SubscriptionChange, SubscriptionOptions,
     SubscriptionOptionsPolicy, SubscriptionState,
 };
 
@@ -576,7 +576,7 @@ fn group_chat_joins_are_temporary_with_unique_nicks() {
     let owner = jid(OWNER);
     let nick = |n: &str| {
         options_with(|o| {
-            o.custom.insert("roomnick".to_owned(), n.to_owned());
+            o.custom.insert("roomnick".into(), n.into());
         })
     };
     let joined = service
@@ -619,7 +619,7 @@ fn group_chat_joins_are_temporary_with_unique_nicks() {
 
     // Undeclared options are refused.
     let bogus = options_with(|o| {
-        o.custom.insert("x-colour".to_owned(), "red".to_owned());
+        o.custom.insert("x-colour".into(), "red".into());
     });
     assert_eq!(
         service
@@ -824,7 +824,7 @@ fn owners_manage_subscriptions_all_or_nothing() {
         },
         SubscriptionChange {
             jid: romeo.clone(),
-            subid: Some("nope".to_owned()),
+            subid: Some("nope".into()),
             subscribed: true,
         },
     ];
@@ -1026,7 +1026,7 @@ fn subscriptions_across_nodes_answer_alike_with_and_without_the_index() {
                 .unwrap();
             expected.push((node, made.value.subid));
         }
-        let held: Vec<(String, String)> = service
+        let held: Vec<(String, SubId)> = service
             .own_subscriptions(&romeo, None)
             .into_iter()
             .map(|s| (s.node, s.subid))
@@ -1093,7 +1093,7 @@ fn subids_stay_unique_past_the_index_threshold() {
     for n in 0..300 {
         if n == 10 || n == 200 {
             // Ids already taken: every collision is caught, scanned or indexed.
-            let taken: Vec<&str> = subids.iter().take(3).map(String::as_str).collect();
+            let taken: Vec<&str> = subids.iter().take(3).map(SubId::as_str).collect();
             env.script_ids(&taken);
         }
         let who = jid(&format!("user{n}@montague.lit/r"));

@@ -129,13 +129,11 @@ impl Service {
 
     /// The affiliations of `actor`'s bare JID, on every node or on one (XEP-0060 §5.7).
     pub fn own_affiliations(&self, actor: &Jid, node: Option<&str>) -> Vec<(NodeId, Affiliation)> {
+        let bare = actor.to_bare();
         self.state
-            .affiliations_by_jid
-            .get(&actor.to_bare())
-            .into_iter()
-            .flatten()
+            .affiliations_of(&bare)
             .filter(|(node_id, _)| node.is_none_or(|wanted| *node_id == wanted))
-            .map(|(node_id, affiliation)| (node_id.clone(), *affiliation))
+            .map(|(node_id, affiliation)| (node_id.clone(), affiliation))
             .collect()
     }
 

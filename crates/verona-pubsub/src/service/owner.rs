@@ -251,11 +251,8 @@ impl Service {
     pub fn pending_for_owner(&self, owner: &BareJid) -> Vec<AuthorizationRequest> {
         let owned = self
             .state
-            .affiliations_by_jid
-            .get(owner)
-            .into_iter()
-            .flatten()
-            .filter(|(_, affiliation)| **affiliation == Affiliation::Owner)
+            .affiliations_of(owner)
+            .filter(|(_, affiliation)| *affiliation == Affiliation::Owner)
             .filter_map(|(node_id, _)| self.state.nodes.get(node_id));
         let mut requests = Vec::new();
         for node in owned {
@@ -358,7 +355,7 @@ impl Service {
                     Err(PubsubError::Forbidden)
                 }
                 (true, Err(PubsubError::NotSubscribed)) if change.subid.is_none() => {
-                    let subid = fresh_id(self.env.as_mut(), |id| node.has_subid(id));
+                    let subid = SubId::from(fresh_id(self.env.as_mut(), |id| node.has_subid(id)));
                     subscribe_by_owner(
                         &mut tx,
                         &mut fx,
@@ -566,11 +563,8 @@ impl Service {
         }
         let owned = self
             .state
-            .affiliations_by_jid
-            .get(creator)
-            .into_iter()
-            .flatten()
-            .filter(|(_, affiliation)| **affiliation == Affiliation::Owner)
+            .affiliations_of(creator)
+            .filter(|(_, affiliation)| *affiliation == Affiliation::Owner)
             .count();
         if owned >= self.config.limits.max_nodes_per_owner {
             return Err(PubsubError::PolicyViolation(Limit::MaxNodesExceeded));

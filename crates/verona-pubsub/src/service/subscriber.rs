@@ -97,7 +97,7 @@ impl Service {
         } else {
             SubscriptionState::Subscribed
         };
-        let subid = fresh_id(self.env.as_mut(), |id| node.has_subid(id));
+        let subid = SubId::from(fresh_id(self.env.as_mut(), |id| node.has_subid(id)));
         let sub = Subscription {
             jid: jid.clone(),
             state,
@@ -345,11 +345,11 @@ fn check_custom_options(
     config: &ServiceConfig,
     options: &SubscriptionOptions,
 ) -> Result<(), PubsubError> {
-    if options
-        .custom
-        .keys()
-        .all(|var| config.custom_subscription_options.contains_key(var))
-    {
+    if options.custom.keys().all(|var| {
+        config
+            .custom_subscription_options
+            .contains_key(var.as_str())
+    }) {
         Ok(())
     } else {
         Err(PubsubError::InvalidOptions)
@@ -366,10 +366,12 @@ fn check_unique_options(
     for (var, value) in &options.custom {
         let unique = config
             .custom_subscription_options
-            .get(var)
+            .get(var.as_str())
             .is_some_and(|field| field.unique);
         if unique && node.option_taken(var, value, subscriber) {
-            return Err(PubsubError::OptionTaken { var: var.clone() });
+            return Err(PubsubError::OptionTaken {
+                var: var.to_string(),
+            });
         }
     }
     Ok(())

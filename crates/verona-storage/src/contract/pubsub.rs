@@ -226,7 +226,7 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
         include_body: true,
         show_values: Some(ShowSet::from([Show::Away, Show::Dnd])),
         temporary: false,
-        custom: VecMap::from([("x-verona#nick".to_owned(), TRICKY.to_owned())]),
+        custom: VecMap::from([("x-verona#nick".into(), TRICKY.into())]),
     };
     for who in [&romeo, &nurse] {
         batch.pubsub(pubsub.subscribe(&NoRoster, who, "news", who, Some(options.clone())));
@@ -376,7 +376,7 @@ fn stored_item(service: &str, node: &str, item: Item) -> PubsubWrite {
 
 fn subscription(subid: &str, who: &str, options: SubscriptionOptions) -> StoredSubscription {
     StoredSubscription {
-        subid: subid.to_owned(),
+        subid: subid.into(),
         jid: jid(who),
         state: SubscriptionState::Pending,
         options,
@@ -400,8 +400,8 @@ pub(crate) async fn pubsub_write_semantics(store: &dyn PubsubStore) {
         show_values: Some(ShowSet::from([Show::Away, Show::Online, Show::Xa])),
         temporary: false,
         custom: VecMap::from([
-            ("x-verona#nick".to_owned(), TRICKY.to_owned()),
-            ("x-verona#empty".to_owned(), String::new()),
+            ("x-verona#nick".into(), TRICKY.into()),
+            ("x-verona#empty".into(), Default::default()),
         ]),
     };
     let no_show = SubscriptionOptions {
@@ -458,7 +458,7 @@ pub(crate) async fn pubsub_write_semantics(store: &dyn PubsubStore) {
             },
             StoreOp::SubscriptionRemoved {
                 node: node(),
-                subid: "nope".to_owned(),
+                subid: "nope".into(),
             },
             StoreOp::AffiliationSet {
                 node: node(),

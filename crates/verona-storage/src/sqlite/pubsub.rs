@@ -96,7 +96,7 @@ impl SqliteStore {
         }
         for (id, subid, jid, state, options) in subscription_rows {
             let subscription = StoredSubscription {
-                subid,
+                subid: subid.into(),
                 jid: parse("JID", &jid)?,
                 state: parse("subscription state", &state)?,
                 options: options_from_json(&options)?,
@@ -225,7 +225,7 @@ impl PubsubStore for SqliteStore {
                         service,
                         node,
                         subscription: StoredSubscription {
-                            subid,
+                            subid: subid.into(),
                             jid: parse("JID", &jid)?,
                             state: parse("subscription state", &state)?,
                             options: options_from_json(&options)?,
@@ -776,7 +776,7 @@ mod tests {
             StoreOp::SubscriptionSet {
                 node: node(),
                 subscription: StoredSubscription {
-                    subid: "s".to_owned(),
+                    subid: "s".into(),
                     jid: juliet(),
                     state: verona_pubsub::SubscriptionState::Subscribed,
                     options: verona_pubsub::SubscriptionOptions::default(),

@@ -942,18 +942,16 @@ pub fn room_presence(stanza: &Element, to: &FullJid, now: SystemTime) -> RoomPre
 /// The subscription options of an occupant joining as `nick`.
 pub fn occupant_options(nick: &str, classic: bool) -> SubscriptionOptions {
     let mut options = SubscriptionOptions::default();
-    options
-        .custom
-        .insert(NICK_OPTION.to_owned(), nick.to_owned());
+    options.custom.insert(NICK_OPTION.into(), nick.into());
     if classic {
-        options.custom.insert(MUC_OPTION.to_owned(), "1".to_owned());
+        options.custom.insert(MUC_OPTION.into(), "1".into());
     }
     options
 }
 
 /// An occupant's nick, from its subscription options.
 pub fn nick_of(options: &SubscriptionOptions) -> Option<&str> {
-    options.custom.get(NICK_OPTION).map(String::as_str)
+    options.custom.get(NICK_OPTION).map(|value| value.as_str())
 }
 
 /// Whether an occupant joined with XEP-0045 presence.

@@ -371,7 +371,7 @@ mod tests {
                 Effect::SendLastItems(LastItems {
                     to: Jid::new("romeo@localhost/orchard").unwrap(),
                     node: PRESENCE_NODE.to_owned(),
-                    subid: "s".to_owned(),
+                    subid: "s".into(),
                     items: vec![item(available)],
                 }),
                 Some(vec![available.parse().unwrap()]),
@@ -380,7 +380,7 @@ mod tests {
                 Effect::AuthorizationRequest(AuthorizationRequest {
                     node: PRESENCE_NODE.to_owned(),
                     subscriber: Jid::new("romeo@localhost/orchard").unwrap(),
-                    subid: "s".to_owned(),
+                    subid: "s".into(),
                     owners: vec![owner()],
                 }),
                 Some(vec![presence(Some("subscribe"), "romeo@localhost")]),

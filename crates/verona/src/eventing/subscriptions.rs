@@ -216,8 +216,12 @@ impl PresenceGraph {
         let subscriptions = (approved.unwrap_or_default().into_iter().map(|s| (s, true)))
             .chain(pending.unwrap_or_default().into_iter().map(|s| (s, false)));
         for (sub, approved) in subscriptions {
-            let classic =
-                sub.options.custom.get(VIEW_OPTION).map(String::as_str) == Some("presence");
+            let classic = sub
+                .options
+                .custom
+                .get(VIEW_OPTION)
+                .map(|value| value.as_str())
+                == Some("presence");
             let id = self.jids.hold(&sub.jid.to_bare());
             // A bare JID's several subscriptions count once: approved if any is.
             let relation = match next.contacts.get(&id).copied() {
@@ -528,9 +532,7 @@ mod tests {
         let _ = service.create(&owner, roster).unwrap();
         let romeo = Jid::new("romeo@montague.lit").unwrap();
         let mut classic = SubscriptionOptions::default();
-        classic
-            .custom
-            .insert(VIEW_OPTION.to_owned(), "presence".to_owned());
+        classic.custom.insert(VIEW_OPTION.into(), "presence".into());
         let resolver = PresenceGraph::default();
         let _ = service
             .subscribe(&resolver, &romeo, PRESENCE_NODE, &romeo, Some(classic))
@@ -622,7 +624,7 @@ mod tests {
             service: service.to_owned(),
             node: node.to_owned(),
             subscription: verona_pubsub::StoredSubscription {
-                subid: format!("{service}-{node}"),
+                subid: format!("{service}-{node}").into(),
                 jid: Jid::new("romeo@montague.lit").unwrap(),
                 state,
                 options: SubscriptionOptions::default(),

@@ -291,7 +291,7 @@ impl ServicesTask {
                         Effect::SendLastItems(verona_pubsub::LastItems {
                             to: actor.clone(),
                             node: node.clone(),
-                            subid: String::new(),
+                            subid: Default::default(),
                             items: page.items,
                         })
                     })

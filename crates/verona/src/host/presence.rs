@@ -138,9 +138,7 @@ impl ServicesTask {
             }
             SubscriptionKind::Subscribe => {
                 let mut options = SubscriptionOptions::default();
-                options
-                    .custom
-                    .insert(VIEW_OPTION.to_owned(), "presence".to_owned());
+                options.custom.insert(VIEW_OPTION.into(), "presence".into());
                 service
                     .subscribe(&self.presence, &me, PRESENCE_NODE, &me, Some(options))
                     .map(|o| (o.effects, o.undo))
@@ -264,7 +262,7 @@ impl ServicesTask {
             let last = verona_pubsub::LastItems {
                 to,
                 node: PRESENCE_NODE.to_owned(),
-                subid: String::new(),
+                subid: Default::default(),
                 items: own,
             };
             let origin = Origin::Account(owner);

@@ -66,7 +66,7 @@ impl ServicesTask {
                 let mut options = mine.options.clone();
                 options
                     .custom
-                    .insert(groupchat::VOICE_ASKED_OPTION.to_owned(), "1".to_owned());
+                    .insert(groupchat::VOICE_ASKED_OPTION.into(), "1".into());
                 let Some(hosted) = self.rooms.get_mut(&node) else {
                     return;
                 };
@@ -109,7 +109,7 @@ impl ServicesTask {
         let mut options = occupant.options.clone();
         options
             .custom
-            .insert(groupchat::ROLE_OPTION.to_owned(), role.name().to_owned());
+            .insert(groupchat::ROLE_OPTION.into(), role.name().into());
         let changed = hosted.service.set_subscription_options(
             &occupant.jid,
             &occupant.node,
@@ -150,7 +150,7 @@ impl ServicesTask {
             let role = Role::of(config, affiliation, &options);
             options
                 .custom
-                .insert(groupchat::ROLE_OPTION.to_owned(), role.name().to_owned());
+                .insert(groupchat::ROLE_OPTION.into(), role.name().into());
             (options != mine.options).then_some((mine, options))
         });
         if let Some((mine, options)) = reset

@@ -559,7 +559,7 @@ impl ServicesTask {
             let role = Role::of(config, affiliation_in(service, &node, &me), &options);
             options
                 .custom
-                .insert(groupchat::ROLE_OPTION.to_owned(), role.name().to_owned());
+                .insert(groupchat::ROLE_OPTION.into(), role.name().into());
         }
         match service.subscribe(&self.presence, &me, &node, &me, Some(options)) {
             Ok(outcome) => {
@@ -805,7 +805,7 @@ impl ServicesTask {
         let mut options = mine.options.clone();
         options
             .custom
-            .insert(groupchat::NICK_OPTION.to_owned(), new.to_owned());
+            .insert(groupchat::NICK_OPTION.into(), new.into());
         let changed = hosted.service.set_subscription_options(
             &me,
             &mine.node,
