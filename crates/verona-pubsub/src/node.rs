@@ -18,13 +18,14 @@ use crate::{NodeId, SubId};
 pub(crate) struct Node {
     pub id: NodeId,
     pub config: NodeConfig,
-    /// Explicit affiliations; `Affiliation::None` is never stored.
-    affiliations: BTreeMap<BareJid, Affiliation>,
+    /// Explicit affiliations; `Affiliation::None` is never stored. Most nodes have one (their
+    /// owner): a sorted vector, not a map's node of eleven slots.
+    affiliations: VecMap<BareJid, Affiliation>,
     /// How many of those are outcast domains, so that checking an account against its
     /// domain costs nothing when there are none.
     outcast_domains: u32,
     /// Subscriptions grouped by the subscriber's bare JID, then by SubID (unique in the node).
-    subscriptions: BTreeMap<BareJid, VecMap<SubId, Subscription>>,
+    subscriptions: ByBare,
     /// Index of the SubIDs in use, once the node has many subscribers.
     subids: SubIdIndex,
     pub items: ItemStore,
@@ -34,6 +35,97 @@ pub(crate) struct Node {
 /// Nodes with this many subscribers index their SubIDs, and keep their recipient lists between
 /// notifications unless their service says otherwise ([`crate::Limits::keep_recipients_from`]).
 pub(crate) const CACHED_RECIPIENTS: usize = 128;
+
+type Held = VecMap<SubId, Subscription>;
+
+/// The subscriptions by bare JID: a sorted vector while the node has fewer than
+/// [`CACHED_RECIPIENTS`] subscribers (an account's presence node: no map nodes with empty
+/// slots), a B-tree from there on, so that a large node's subscribes stay cheap.
+#[derive(Debug, Clone)]
+enum ByBare {
+    Few(VecMap<BareJid, Held>),
+    Many(BTreeMap<BareJid, Held>),
+}
+
+impl PartialEq for ByBare {
+    /// The same subscriptions, whichever form holds them (an undo does not shrink a B-tree
+    /// back into a vector).
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Default for ByBare {
+    fn default() -> Self {
+        ByBare::Few(VecMap::new())
+    }
+}
+
+impl ByBare {
+    fn len(&self) -> usize {
+        match self {
+            ByBare::Few(few) => few.len(),
+            ByBare::Many(many) => many.len(),
+        }
+    }
+
+    fn get(&self, bare: &BareJid) -> Option<&Held> {
+        match self {
+            ByBare::Few(few) => few.get(bare),
+            ByBare::Many(many) => many.get(bare),
+        }
+    }
+
+    fn get_mut(&mut self, bare: &BareJid) -> Option<&mut Held> {
+        match self {
+            ByBare::Few(few) => few.get_mut(bare),
+            ByBare::Many(many) => many.get_mut(bare),
+        }
+    }
+
+    /// The entry of `bare`, made empty if missing.
+    fn held_mut(&mut self, bare: &BareJid) -> &mut Held {
+        if let ByBare::Few(few) = self
+            && !few.contains_key(bare)
+            && few.len() + 1 >= CACHED_RECIPIENTS
+        {
+            *self = ByBare::Many(std::mem::take(few).into_iter().collect());
+        }
+        match self {
+            ByBare::Few(few) => {
+                if !few.contains_key(bare) {
+                    few.insert(bare.clone(), Held::new());
+                }
+                few.get_mut(bare).expect("just inserted")
+            }
+            ByBare::Many(many) => many.entry(bare.clone()).or_default(),
+        }
+    }
+
+    fn remove(&mut self, bare: &BareJid) {
+        match self {
+            ByBare::Few(few) => {
+                few.remove(bare);
+            }
+            ByBare::Many(many) => {
+                many.remove(bare);
+            }
+        }
+    }
+
+    /// In bare JID order.
+    fn iter(&self) -> impl Iterator<Item = (&BareJid, &Held)> {
+        let (few, many) = match self {
+            ByBare::Few(few) => (Some(few.iter()), None),
+            ByBare::Many(many) => (None, Some(many.iter())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Held> {
+        self.iter().map(|(_, held)| held)
+    }
+}
 
 /// The SubIDs in use, so that fresh SubIDs are checked without a scan. Built once the node has
 /// [`CACHED_RECIPIENTS`] subscribers: below that a scan is cheap, and a copy of every SubID of
@@ -70,9 +162,9 @@ impl Node {
         Node {
             id,
             config,
-            affiliations: BTreeMap::new(),
+            affiliations: VecMap::new(),
             outcast_domains: 0,
-            subscriptions: BTreeMap::new(),
+            subscriptions: ByBare::default(),
             subids: SubIdIndex::default(),
             items: ItemStore::default(),
             recipients: RecipientCache::default(),
@@ -171,8 +263,7 @@ impl Node {
                 }
                 let previous = self
                     .subscriptions
-                    .entry(bare.clone())
-                    .or_default()
+                    .held_mut(bare)
                     .insert(SubId::from(subid), sub);
                 if self.subids.0.is_none() && self.subscriptions.len() >= CACHED_RECIPIENTS {
                     let subids = self.subscriptions().map(|(_, subid, _)| subid.clone());
@@ -191,6 +282,13 @@ impl Node {
                 }
                 previous
             }
+        }
+    }
+
+    /// Gives back the capacity the subscriptions grew into (after a restore).
+    pub fn shrink_to_fit(&mut self) {
+        if let ByBare::Few(few) = &mut self.subscriptions {
+            few.shrink_to_fit();
         }
     }
 

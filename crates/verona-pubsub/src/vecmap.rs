@@ -35,6 +35,20 @@ impl<K: Ord, V> VecMap<K, V> {
         self.find(key).ok().map(|at| &self.0[at].1)
     }
 
+    /// Gives back unused capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+
+    /// The value of `key`, to change.
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        let at = self.find(key).ok()?;
+        Some(&mut self.0[at].1)
+    }
+
     /// Whether `key` has a value.
     pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
     where
@@ -48,8 +62,11 @@ impl<K: Ord, V> VecMap<K, V> {
         match self.find(&key) {
             Ok(at) => Some(std::mem::replace(&mut self.0[at].1, value)),
             Err(at) => {
-                // Grow one entry at a time: these maps stay small.
-                self.0.reserve_exact(1);
+                // Small maps (most of them) grow one entry at a time; a large one (a room's
+                // members) as a vector does, so that filling it stays linear.
+                if self.0.len() < 8 {
+                    self.0.reserve_exact(1);
+                }
                 self.0.insert(at, (key, value));
                 None
             }
@@ -103,6 +120,16 @@ impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<K, V> IntoIterator for VecMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = std::vec::IntoIter<(K, V)>;
+
+    /// In key order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

@@ -1105,3 +1105,60 @@ fn subids_stay_unique_past_the_index_threshold() {
     let _ = service.unsubscribe(&who, "n", &who, Some(&subid)).unwrap();
     assert!(service.own_subscriptions(&who, Some("n")).is_empty());
 }
+
+/// Issue #9: a node holds its subscribers in a vector until it has many, then in a B-tree; a
+/// subscribe that crosses the line, undone, leaves the node as it was, and both forms give
+/// the same recipients, in the same order.
+#[test]
+fn a_node_answers_alike_on_both_sides_of_its_size_line() {
+    let fields = [ConfigField::AccessModel(AccessModel::Open)];
+    let (mut service, _) = with_node(ServiceConfig::pubsub(), &fields);
+    let owner = jid(OWNER);
+    let mut who = Vec::new();
+    for n in 0..127 {
+        // Out of order, so that the vector is kept sorted by inserts in the middle.
+        let subscriber = jid(&format!("user{}@montague.lit", (n * 37) % 127));
+        let _ = service
+            .subscribe(&NoRoster, &subscriber, "n", &subscriber, None)
+            .unwrap();
+        who.push(subscriber);
+    }
+    let recipients = |service: &mut Service| -> Vec<String> {
+        let outcome = service
+            .publish(&owner, "n", PublishRequest::payload(None, "<p/>"))
+            .unwrap();
+        let listed = outcome
+            .notifications()
+            .flat_map(|n| n.recipients.iter().map(|r| r.jid.to_string()))
+            .collect();
+        service.undo(outcome.undo).unwrap();
+        listed
+    };
+    let mut expected: Vec<String> = who.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(recipients(&mut service), expected);
+    let before = service.snapshot();
+    let last = jid("zed@montague.lit");
+    let crossed = service
+        .subscribe(&NoRoster, &last, "n", &last, None)
+        .unwrap();
+    let mut more = expected.clone();
+    more.push(last.to_string());
+    assert_eq!(recipients(&mut service), more);
+    service.undo(crossed.undo).unwrap();
+    assert_eq!(service.snapshot(), before);
+    assert_eq!(recipients(&mut service), expected);
+    // Ending subscriptions on the large side works too.
+    for subscriber in &who[..100] {
+        let _ = service
+            .unsubscribe(subscriber, "n", subscriber, None)
+            .unwrap();
+    }
+    let _ = service
+        .subscribe(&NoRoster, &last, "n", &last, None)
+        .unwrap();
+    let mut rest: Vec<String> = who[100..].iter().map(ToString::to_string).collect();
+    rest.push(last.to_string());
+    rest.sort();
+    assert_eq!(recipients(&mut service), rest);
+}

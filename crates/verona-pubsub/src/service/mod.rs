@@ -141,6 +141,7 @@ impl Service {
                 };
                 node.put_subscription(&subscription.jid.to_bare(), &sub.subid, Some(subscription));
             }
+            node.shrink_to_fit();
             node.items = ItemStore::from_oldest_first(stored.items);
             state.insert_node(node);
         }
