@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use jid::Jid;
 
 use crate::ItemId;
+use crate::derived::Derived;
 use crate::error::PubsubError;
 
 /// A published item.
@@ -89,20 +90,7 @@ pub(crate) struct ItemStore {
 const INDEXED_FROM_ITEMS: usize = 32;
 
 /// Item id → sequence number, once the node holds [`INDEXED_FROM_ITEMS`] items.
-#[derive(Debug, Clone, Default)]
-struct ItemIndex(Option<HashMap<ItemId, u64>>);
-
-impl PartialEq for ItemIndex {
-    /// Derived data: compared when both sides have built it.
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (Some(mine), Some(theirs)) => mine == theirs,
-            _ => true,
-        }
-    }
-}
-
-impl Eq for ItemIndex {}
+type ItemIndex = Derived<HashMap<ItemId, u64>>;
 
 impl ItemStore {
     /// Builds a store from items in publication order, oldest first.

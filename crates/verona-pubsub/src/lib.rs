@@ -68,6 +68,7 @@ macro_rules! string_enum {
 
 pub mod access;
 pub mod config;
+mod derived;
 pub mod effects;
 pub mod env;
 pub mod error;

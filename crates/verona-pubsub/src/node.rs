@@ -8,6 +8,7 @@ use jid::{BareJid, Jid};
 
 use crate::access::Affiliation;
 use crate::config::NodeConfig;
+use crate::derived::Derived;
 use crate::effects::Recipient;
 use crate::item::ItemStore;
 use crate::subscription::{Subscription, SubscriptionState};
@@ -130,18 +131,7 @@ impl ByBare {
 /// The SubIDs in use, so that fresh SubIDs are checked without a scan. Built once the node has
 /// [`CACHED_RECIPIENTS`] subscribers: below that a scan is cheap, and a copy of every SubID of
 /// every online user's presence node is not (issue #9).
-#[derive(Debug, Clone, Default)]
-struct SubIdIndex(Option<HashSet<SubId>>);
-
-impl PartialEq for SubIdIndex {
-    /// Derived data: compared when both sides have built it.
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (Some(mine), Some(theirs)) => mine == theirs,
-            _ => true,
-        }
-    }
-}
+type SubIdIndex = Derived<HashSet<SubId>>;
 
 /// The notification recipients, computed once after the subscriptions change and shared by
 /// every notification until the next change: a publish to N subscribers costs one `Arc` clone

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::access::Affiliation;
 use crate::config::NodeConfig;
+use crate::derived::Derived;
 use crate::effects::Recipient;
 use crate::item::{Item, ItemStore};
 use crate::node::Node;
@@ -42,34 +43,12 @@ const INDEXED_FROM_NODES: usize = 16;
 /// SubIDs are found in the node). Built once the service has more than
 /// [`INDEXED_FROM_NODES`] nodes: a PEP service has a few, and scanning them costs less than a
 /// second copy of every subscriber's JID for every online user (issue #9).
-#[derive(Debug, Clone, Default)]
-struct SubscriberIndex(Option<HashMap<BareJid, VecMap<NodeId, u32>>>);
-
-impl PartialEq for SubscriberIndex {
-    /// Derived data: compared when both sides have built it.
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (Some(mine), Some(theirs)) => mine == theirs,
-            _ => true,
-        }
-    }
-}
+type SubscriberIndex = Derived<HashMap<BareJid, VecMap<NodeId, u32>>>;
 
 /// Index: a bare JID → its affiliations by node. Built, like [`SubscriberIndex`], once the
 /// service has more than [`INDEXED_FROM_NODES`] nodes: every PEP service would otherwise hold
 /// a second copy of its owner's JID and a map for its few nodes.
-#[derive(Debug, Clone, Default)]
-struct AffiliationIndex(Option<HashMap<BareJid, BTreeMap<NodeId, Affiliation>>>);
-
-impl PartialEq for AffiliationIndex {
-    /// Derived data: compared when both sides have built it.
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (Some(mine), Some(theirs)) => mine == theirs,
-            _ => true,
-        }
-    }
-}
+type AffiliationIndex = Derived<HashMap<BareJid, BTreeMap<NodeId, Affiliation>>>;
 
 /// An inverse step; applied in reverse order of recording.
 #[derive(Debug)]
