@@ -13,6 +13,8 @@
 #   HOLD_SECS=10         how long the idle sessions are held
 #   MECHANISM=SCRAM-SHA-256
 #   TIMEOUT_SECS=600     bound on each scenario run
+#   SERVER_CPUS=, GENERATOR_CPUS=   pin each with taskset (e.g. 0 and 1), so that neither
+#                        takes the other's core and runs compare better; unpinned by default
 set -euo pipefail
 
 ACCOUNTS=${ACCOUNTS:-50}
@@ -22,6 +24,8 @@ IN_FLIGHT=${IN_FLIGHT:-50}
 HOLD_SECS=${HOLD_SECS:-10}
 MECHANISM=${MECHANISM:-SCRAM-SHA-256}
 TIMEOUT_SECS=${TIMEOUT_SECS:-600}
+SERVER_CPUS=${SERVER_CPUS:-}
+GENERATOR_CPUS=${GENERATOR_CPUS:-}
 
 source "$(dirname "$0")/lib.sh"
 bench_build
@@ -37,13 +41,15 @@ port=$(free_port)
 config=$tmp/verona.toml
 verona_config "$config" "$port" "$tmp/data" tls
 verona_accounts "$config" "$ACCOUNTS"
-start_verona "$config" "$tmp/server.log" "$port"
+start_verona "$config" "$tmp/server.log" "$port" "$SERVER_CPUS"
+generator=("$bin/verona-bench")
+[[ -z $GENERATOR_CPUS ]] || generator=(taskset -c "$GENERATOR_CPUS" "$bin/verona-bench")
 
 status=0
 common=(--port "$port" --accounts "$ACCOUNTS" --mechanism "$MECHANISM" --server-pid "$server_pid"
     --timeout-secs "$TIMEOUT_SECS")
-"$bin/verona-bench" "${common[@]}" login --clients "$LOGIN_CLIENTS" --in-flight "$IN_FLIGHT" || status=1
-"$bin/verona-bench" "${common[@]}" idle --clients "$IDLE_CLIENTS" --in-flight "$IN_FLIGHT" \
+"${generator[@]}" "${common[@]}" login --clients "$LOGIN_CLIENTS" --in-flight "$IN_FLIGHT" || status=1
+"${generator[@]}" "${common[@]}" idle --clients "$IDLE_CLIENTS" --in-flight "$IN_FLIGHT" \
     --hold-secs "$HOLD_SECS" || status=1
 
 if [[ -s $tmp/server.log ]]; then

@@ -10,7 +10,7 @@ mod plain;
 mod scram;
 
 pub use plain::{PlainMessage, parse_plain, plain_message};
-pub use scram::{ClientFirst, ScramClient, ScramServer};
+pub use scram::{ClientFirst, ClientKeyCache, ScramClient, ScramServer};
 
 use std::borrow::Cow;
 

@@ -4,8 +4,9 @@
 //! (user names escape it as `=2C`).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::mem;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -363,6 +364,42 @@ enum ClientState {
     SentClientFinal { server_signature: Vec<u8> },
 }
 
+/// What a client derived from a password for one salt and iteration count. RFC 5802 §5.1 lets a
+/// client keep ClientKey and ServerKey so that logging in again costs no PBKDF2; a client that
+/// opens many sessions (a load generator) shares one cache among them. It grows by one entry
+/// per password and salt it meets.
+#[derive(Default)]
+pub struct ClientKeyCache {
+    keys: Mutex<HashMap<KeyOrigin, (Vec<u8>, ScramKeys)>>,
+}
+
+/// What the derived keys depend on.
+#[derive(PartialEq, Eq, Hash)]
+struct KeyOrigin {
+    hash: ScramHash,
+    password: String,
+    salt: Vec<u8>,
+    iterations: u32,
+}
+
+impl ClientKeyCache {
+    fn derive(&self, origin: KeyOrigin) -> (Vec<u8>, ScramKeys) {
+        let keys = self
+            .keys
+            .lock()
+            .expect("not poisoned")
+            .get(&origin)
+            .cloned();
+        if let Some(keys) = keys {
+            return keys;
+        }
+        let derived = (origin.hash).derive_keys(&origin.password, &origin.salt, origin.iterations);
+        let mut cached = self.keys.lock().expect("not poisoned");
+        cached.insert(origin, derived.clone());
+        derived
+    }
+}
+
 /// Client side of one SCRAM exchange, without authzid.
 pub struct ScramClient {
     hash: ScramHash,
@@ -374,6 +411,7 @@ pub struct ScramClient {
     /// What `c=` carries after the GS2 header; empty unless bound.
     binding_data: Vec<u8>,
     state: ClientState,
+    cache: Option<Arc<ClientKeyCache>>,
 }
 
 impl ScramClient {
@@ -457,7 +495,16 @@ impl ScramClient {
             gs2_header,
             binding_data,
             state: ClientState::Start,
+            cache: None,
         }
+    }
+
+    /// Takes the derived keys from `cache` when it holds them for the server's salt and count,
+    /// and keeps them there otherwise.
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<ClientKeyCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// `gs2-header n=user,r=nonce`. Calling it again restarts the exchange.
@@ -496,7 +543,15 @@ impl ScramClient {
         }
 
         let password = prep_password(&self.password)?;
-        let (client_key, keys) = self.hash.derive_keys(&password, &salt, iterations);
+        let (client_key, keys) = match &self.cache {
+            Some(cache) => cache.derive(KeyOrigin {
+                hash: self.hash,
+                password: password.into_owned(),
+                salt,
+                iterations,
+            }),
+            None => self.hash.derive_keys(&password, &salt, iterations),
+        };
         let channel_binding = [self.gs2_header.as_bytes(), &self.binding_data].concat();
         let without_proof = format!("c={},r={nonce}", BASE64.encode(channel_binding));
         let auth_message = format!("{client_first_bare},{msg},{without_proof}");
@@ -617,6 +672,32 @@ mod tests {
             );
             client.server_final(v.messages[3].as_bytes()).unwrap();
         }
+    }
+
+    #[test]
+    fn cached_client_keys_answer_like_derived_ones() {
+        let cache = Arc::new(ClientKeyCache::default());
+        for v in &VECTORS {
+            for _ in 0..2 {
+                let mut client = ScramClient::with_nonce(v.hash, "user", PASSWORD, v.client_nonce)
+                    .with_cache(cache.clone());
+                client.client_first();
+                assert_eq!(
+                    client.server_first(v.messages[1].as_bytes()).unwrap(),
+                    v.messages[2].as_bytes()
+                );
+                client.server_final(v.messages[3].as_bytes()).unwrap();
+            }
+        }
+        assert_eq!(cache.keys.lock().unwrap().len(), VECTORS.len());
+        // Another password with the same salt is derived, not taken from the cache.
+        let creds = creds("another");
+        let client = ScramClient::new(ScramHash::Sha256, "user", "another").with_cache(cache);
+        let server = ScramServer::new(ScramHash::Sha256);
+        assert_eq!(
+            exchange(client, server, Some(&creds)).as_deref(),
+            Ok("user")
+        );
     }
 
     /// Runs a whole exchange; returns the user name the server saw, or the server's failure.
