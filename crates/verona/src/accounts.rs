@@ -1,9 +1,11 @@
 //! Account management shared by the command line and in-band registration: JID checks, credential
 //! derivation (off the async threads, since PBKDF2 is deliberately slow) and the store calls.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use jid::BareJid;
+use tokio::sync::Semaphore;
 use verona_auth::Credentials;
 use verona_storage::{AccountStore, StorageError};
 
@@ -23,11 +25,51 @@ pub enum AccountError {
     Storage(StorageError),
 }
 
+/// Credentials kept in memory at most: about 250 bytes each.
+const REMEMBERED_CREDENTIALS: usize = 10_000;
+
+/// PBKDF2 runs on as many threads at once as there are cores and waits its turn beyond: a flood
+/// of PLAIN attempts or registrations then queues instead of taking up to 512 blocking threads
+/// that starve the async workers serving everyone else (issue #15's login tail).
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+
 #[derive(Clone)]
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
     domain: String,
     iterations: u32,
+    remembered: Arc<Mutex<Remembered>>,
+}
+
+/// Credentials read recently, so that a login costs no storage round trip (on SQLite a hop to
+/// its worker thread and back, a sixth of a SCRAM login's server CPU; issue #15). Every
+/// change of an account's credentials goes through [`Accounts`], which forgets them after it.
+#[derive(Default)]
+struct Remembered {
+    by_jid: HashMap<BareJid, Credentials>,
+    /// Counts changes, so that a read that overlapped one does not keep what it read.
+    changes: u64,
+}
+
+impl Remembered {
+    fn keep(&mut self, jid: &BareJid, creds: &Credentials, read_after: u64) {
+        if self.changes != read_after {
+            return;
+        }
+        if self.by_jid.len() >= REMEMBERED_CREDENTIALS {
+            // Any one goes: what matters is the bound.
+            if let Some(old) = self.by_jid.keys().next().cloned() {
+                self.by_jid.remove(&old);
+            }
+        }
+        self.by_jid.insert(jid.clone(), creds.clone());
+    }
+
+    fn forget(&mut self, jid: &BareJid) {
+        self.changes += 1;
+        self.by_jid.remove(jid);
+    }
 }
 
 impl Accounts {
@@ -36,7 +78,12 @@ impl Accounts {
             store,
             domain,
             iterations,
+            remembered: Arc::default(),
         }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.remembered.lock().expect("not poisoned")
     }
 
     pub fn store(&self) -> &Arc<dyn AccountStore> {
@@ -71,10 +118,14 @@ impl Accounts {
         }
         let password = password.to_owned();
         let iterations = self.iterations;
-        tokio::task::spawn_blocking(move || Credentials::derive(&password, iterations))
+        hashing(move || Credentials::derive(&password, iterations))
             .await
-            .expect("credential derivation does not panic")
             .map_err(|_| AccountError::BadPassword)
+    }
+
+    /// Whether `password` is the account's (SASL PLAIN): PBKDF2, off the async threads.
+    pub async fn verify_password(&self, creds: Credentials, password: String) -> bool {
+        hashing(move || creds.verify_password(&password)).await
     }
 
     pub async fn create(&self, jid: &BareJid, password: &str) -> Result<(), AccountError> {
@@ -87,17 +138,15 @@ impl Accounts {
 
     pub async fn set_password(&self, jid: &BareJid, password: &str) -> Result<(), AccountError> {
         let creds = self.derive(password).await?;
-        self.store
-            .set_credentials(jid.as_str(), &creds)
-            .await
-            .map_err(|e| self.map(jid, e))
+        let set = self.store.set_credentials(jid.as_str(), &creds).await;
+        self.remembered().forget(jid);
+        set.map_err(|e| self.map(jid, e))
     }
 
     pub async fn delete(&self, jid: &BareJid) -> Result<(), AccountError> {
-        self.store
-            .delete_account(jid.as_str())
-            .await
-            .map_err(|e| self.map(jid, e))
+        let deleted = self.store.delete_account(jid.as_str()).await;
+        self.remembered().forget(jid);
+        deleted.map_err(|e| self.map(jid, e))
     }
 
     pub async fn list(&self) -> Result<Vec<String>, AccountError> {
@@ -108,10 +157,18 @@ impl Accounts {
     }
 
     pub async fn credentials(&self, jid: &BareJid) -> Result<Option<Credentials>, AccountError> {
-        self.store
-            .credentials(jid.as_str())
-            .await
-            .map_err(AccountError::Storage)
+        let read_after = {
+            let remembered = self.remembered();
+            if let Some(creds) = remembered.by_jid.get(jid) {
+                return Ok(Some(creds.clone()));
+            }
+            remembered.changes
+        };
+        let creds = (self.store.credentials(jid.as_str()).await).map_err(AccountError::Storage)?;
+        if let Some(creds) = &creds {
+            self.remembered().keep(jid, creds, read_after);
+        }
+        Ok(creds)
     }
 
     fn map(&self, jid: &BareJid, e: StorageError) -> AccountError {
@@ -121,6 +178,14 @@ impl Accounts {
             other => AccountError::Storage(other),
         }
     }
+}
+
+/// Runs `work` (PBKDF2) on the blocking pool, at most one per core at once.
+async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let _turn = HASHING.acquire().await.expect("never closed");
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("PBKDF2 does not panic")
 }
 
 #[cfg(test)]
@@ -179,9 +244,34 @@ mod tests {
         ));
         assert_eq!(a.list().await.unwrap(), vec!["juliet@capulet.lit"]);
         a.delete(&jid).await.unwrap();
+        assert_eq!(a.credentials(&jid).await.unwrap(), None);
         assert!(matches!(
             a.delete(&jid).await,
             Err(AccountError::NotFound(_))
         ));
+        // The name's next owner logs in with its own password only.
+        a.create(&jid, "nurse").await.unwrap();
+        let creds = a.credentials(&jid).await.unwrap().unwrap();
+        assert!(creds.verify_password("nurse") && !creds.verify_password("balcony"));
+        assert!(a.verify_password(creds, "nurse".into()).await);
+    }
+
+    #[test]
+    fn remembered_credentials_are_bounded_and_never_outlive_a_change() {
+        let creds = Credentials::derive("r0meo", 4096).unwrap();
+        let juliet = BareJid::new("juliet@capulet.lit").unwrap();
+        let mut remembered = Remembered::default();
+        // A read that a password change overlapped keeps nothing.
+        let read_after = remembered.changes;
+        remembered.forget(&juliet);
+        remembered.keep(&juliet, &creds, read_after);
+        assert!(remembered.by_jid.is_empty());
+        remembered.keep(&juliet, &creds, remembered.changes);
+        assert_eq!(remembered.by_jid.get(&juliet), Some(&creds));
+        for n in 0..REMEMBERED_CREDENTIALS + 5 {
+            let jid = BareJid::new(&format!("user{n}@capulet.lit")).unwrap();
+            remembered.keep(&jid, &creds, remembered.changes);
+        }
+        assert_eq!(remembered.by_jid.len(), REMEMBERED_CREDENTIALS);
     }
 }

@@ -395,7 +395,7 @@ struct ServicesTask {
     /// For the current batch: users coming online, and the PEP services (other than presence
     /// nodes) where they hold subscriptions, made resident for their last items.
     relations: HashMap<BareJid, Vec<BareJid>>,
-    /// Sessions waiting for their account to be resident, answered after the batch.
+    /// Deletions waiting for this shard to forget the account, answered after the batch.
     ready: Vec<oneshot::Sender<()>>,
     presence: PresenceGraph,
     /// Sessions that asked for the roster, and so get roster pushes (RFC 6121 §2.1.6).
@@ -693,7 +693,10 @@ impl ServicesTask {
             Request::Blocking { from, iq } => self.blocking_request(from, iq, done),
             Request::SessionStarted { session, ready } => {
                 self.bound.insert(&session);
-                self.ready.push(ready);
+                // Its account's services are resident: that is all the session waits for, not
+                // the commit of whatever else the batch writes (a login otherwise waited for
+                // other sessions' fsyncs and WAL checkpoints; issue #15).
+                ready.send(()).ok();
             }
             Request::SessionEnded { jid, session } => {
                 // A newer session on the same full JID: this end is stale (see the request).

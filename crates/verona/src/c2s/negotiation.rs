@@ -294,11 +294,9 @@ impl Connection {
             .await
             .map_err(|_| Failure::TemporaryAuthFailure)?
             .ok_or(Failure::NotAuthorized)?;
-        let password = message.password;
-        // PBKDF2 is deliberately slow: keep it off the async worker threads.
-        let valid = tokio::task::spawn_blocking(move || creds.verify_password(&password))
-            .await
-            .map_err(|_| Failure::TemporaryAuthFailure)?;
+        let valid = (self.shared.accounts)
+            .verify_password(creds, message.password)
+            .await;
         if valid {
             Ok(jid)
         } else {
