@@ -9,12 +9,13 @@
 //! every connection after it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{Notify, watch};
+use verona_pubsub::Show;
 use verona_stream::Wire;
 
 use crate::eventing::rendering::{self, Features};
@@ -56,6 +57,9 @@ pub struct SessionHandle {
     view: Arc<View>,
 }
 
+/// The shows a session's view holds, available without `<show/>` first: a new session is so.
+const SHOWS: [Show; 5] = [Show::Online, Show::Away, Show::Chat, Show::Dnd, Show::Xa];
+
 /// What decides whether a session gets classic stanzas (`<presence/>`) or pubsub events for
 /// XEP-0207 nodes (DESIGN §3).
 #[derive(Default)]
@@ -72,6 +76,9 @@ struct View {
     /// The priority of its last available presence (RFC 6121 §4.7.2.3): a negative one takes
     /// no messages addressed to the bare JID.
     priority: AtomicI8,
+    /// The `<show/>` of its last available presence, as an index into [`SHOWS`]: what
+    /// `pubsub#show-values` filters on.
+    show: AtomicU8,
 }
 
 /// The stanzas waiting for a session, bounded in count and in bytes (issue #11 H5), so a
@@ -247,12 +254,20 @@ impl SessionHandle {
         self.view.available.load(Ordering::Relaxed)
     }
 
-    pub fn set_priority(&self, priority: i8) {
+    /// What its last available presence said: its priority and its show.
+    pub fn set_presence(&self, priority: i8, show: Show) {
         self.view.priority.store(priority, Ordering::Relaxed);
+        let index = SHOWS.iter().position(|s| *s == show).unwrap_or_default();
+        self.view.show.store(index as u8, Ordering::Relaxed);
     }
 
     pub fn priority(&self) -> i8 {
         self.view.priority.load(Ordering::Relaxed)
+    }
+
+    /// The show of its last available presence (available without `<show/>` until it sends one).
+    pub fn show(&self) -> Show {
+        SHOWS[usize::from(self.view.show.load(Ordering::Relaxed))]
     }
 
     /// XEP-0280: enables (true) or disables carbon copies for the session.

@@ -792,6 +792,83 @@ async fn subscription_options_unsubscribe_and_itemreply() {
     romeo.expect_nothing().await;
 }
 
+/// XEP-0060 `pubsub#show-values`: notifications only reach the sessions whose presence shows
+/// one of the values asked for; a bare-JID subscriber's other sessions get nothing.
+#[tokio::test]
+async fn show_values_limit_notifications_to_the_presence_states_asked_for() {
+    let t = server_with(&["juliet", "romeo", "nurse"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut orchard = t.login("romeo", "pw", "orchard").await;
+    let mut garden = t.login("romeo", "pw", "garden").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    create(&mut juliet, "verse", &[("pubsub#access_model", "open")]).await;
+    let only = |jid: &str, show: &str| {
+        format!(
+            "<subscribe node='verse' jid='{jid}'/><options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field><field var='pubsub#show-values'><value>{show}</value></field></x></options>"
+        )
+    };
+    ok(&orchard
+        .request(&request_xml("s1", PUBSUB, &only("romeo@localhost", "away")))
+        .await);
+    ok(&nurse
+        .request(&request_xml("s2", PUBSUB, &only("nurse@localhost", "chat")))
+        .await);
+
+    orchard
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    orchard.recv_from("romeo@localhost/orchard").await;
+    garden.send("<presence xmlns='jabber:client'/>").await;
+    let presences = garden.recv_sorted(2).await;
+    assert_eq!(
+        senders(&presences),
+        ["romeo@localhost/garden", "romeo@localhost/orchard"]
+    );
+    orchard.recv_from("romeo@localhost/garden").await;
+    nurse
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    nurse.recv_from("nurse@localhost/chamber").await;
+
+    // Romeo is away at the orchard only; the nurse is away, not chatty.
+    publish(&mut juliet, "verse", Some("v1"), "Good night").await;
+    let message = orchard.recv().await;
+    assert_eq!(message.attr("to"), Some("romeo@localhost/orchard"));
+    assert_eq!(
+        published_entries(&message),
+        [("v1".into(), "Good night".into())]
+    );
+    garden.expect_nothing().await;
+    nurse.expect_nothing().await;
+
+    // Both of Romeo's sessions away: the bare JID is notified, so both hear; the nurse chats.
+    garden
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    garden.recv_from("romeo@localhost/garden").await;
+    orchard.recv_from("romeo@localhost/garden").await;
+    nurse
+        .send("<presence xmlns='jabber:client'><show>chat</show></presence>")
+        .await;
+    nurse.recv_from("nurse@localhost/chamber").await;
+    publish(&mut juliet, "verse", Some("v2"), "Parting").await;
+    for client in [&mut orchard, &mut garden, &mut nurse] {
+        let message = client.recv().await;
+        assert_eq!(
+            published_entries(&message),
+            [("v2".into(), "Parting".into())]
+        );
+    }
+
+    // Back online without a show: nothing for the nurse any more.
+    nurse.send("<presence xmlns='jabber:client'/>").await;
+    nurse.recv_from("nurse@localhost/chamber").await;
+    publish(&mut juliet, "verse", Some("v3"), "Sweet sorrow").await;
+    orchard.recv().await;
+    garden.recv().await;
+    nurse.expect_nothing().await;
+}
+
 /// The owner manages subscriptions and lists pending requests with the get-pending command.
 #[tokio::test]
 async fn owner_manages_subscriptions_and_pending() {

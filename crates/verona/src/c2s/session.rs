@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::route::{self, Route, is_pep_request, publishes_presence};
 use super::{Connection, End, State, fault, random_id};
 use crate::eventing::caps;
+use crate::eventing::presence::{priority, show};
 use crate::host::PubsubHandle;
 use crate::iq::{self, EndSessions, Target};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
@@ -175,7 +176,7 @@ impl Connection {
                         .and_then(|p| p.get_child("item", crate::xml::ns::PUBSUB))
                         .and_then(|item| item.get_child("presence", crate::xml::ns::CLIENT));
                     if let Some(presence) = published {
-                        handle.set_priority(crate::eventing::presence::priority(presence));
+                        handle.set_presence(priority(presence), show(presence));
                     }
                 }
                 pubsub.submit_pep(me, account, el).await;
@@ -186,7 +187,7 @@ impl Connection {
                 handle.set_classic(true);
                 let unavailable = el.attr("type") == Some("unavailable");
                 if !unavailable {
-                    handle.set_priority(crate::eventing::presence::priority(&el));
+                    handle.set_presence(priority(&el), show(&el));
                 }
                 pubsub.presence(me.clone(), el).await;
                 if unavailable {

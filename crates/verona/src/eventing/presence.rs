@@ -9,7 +9,7 @@ use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use verona_pubsub::{
     AccessModel, ConfigField, Effect, Event, ItemReply, MaxItems, Recipient, SendLastPublishedItem,
-    StoreOp, SubscriptionState,
+    Show, StoreOp, SubscriptionState,
 };
 
 use crate::xml::{BuilderExt, builder, ns, set_attr};
@@ -79,6 +79,14 @@ pub fn priority(presence: &Element) -> i8 {
         .get_child("priority", ns::CLIENT)
         .and_then(|p| p.text().trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A presence's `<show/>` (available when it has none, or one RFC 6121 does not define).
+pub fn show(presence: &Element) -> Show {
+    presence
+        .get_child("show", ns::CLIENT)
+        .and_then(|show| show.text().trim().parse().ok())
+        .unwrap_or(Show::Online)
 }
 
 /// The classic view of a presence-node event (DESIGN §3): the `<presence/>` stanzas a classic

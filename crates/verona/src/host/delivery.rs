@@ -2,6 +2,7 @@
 //! the recipients XEP-0163 `+notify` adds.
 
 use super::*;
+use crate::router::SessionHandle;
 
 impl ServicesTask {
     /// Replies and notifications, once the batch is durable.
@@ -45,6 +46,8 @@ impl ServicesTask {
                 let effect = reachable.as_ref().unwrap_or(effect);
                 let permitted = self.permitted_only(hosted, effect);
                 let effect = permitted.as_ref().unwrap_or(effect);
+                let shown = self.shown_only(effect);
+                let effect = shown.as_ref().unwrap_or(effect);
                 let implicit = self.implicit(&d.origin, hosted, effect);
                 let mut outgoing =
                     verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
@@ -163,6 +166,68 @@ impl ServicesTask {
             .filter(|(at, _)| gone.next_if_eq(&at).is_none())
             .map(|(_, recipient)| recipient.clone())
             .collect();
+        Some(Effect::Notify(verona_pubsub::Notification {
+            recipients: recipients.into(),
+            ..notification.clone()
+        }))
+    }
+
+    /// XEP-0060 `pubsub#show-values`: a subscriber that asked for notifications in some
+    /// presence states only gets them at its sessions whose last available presence shows one
+    /// of them; one subscribed by bare JID whose sessions differ is sent to the matching ones by
+    /// full JID (`None` when nobody asked). Other servers' users are left as they are: their
+    /// show is not known here.
+    pub(super) fn shown_only(&self, effect: &Effect) -> Option<Effect> {
+        let Effect::Notify(notification) = effect else {
+            return None;
+        };
+        if notification
+            .recipients
+            .iter()
+            .all(|r| r.show_values.is_none())
+        {
+            return None;
+        }
+        let mut recipients = Vec::with_capacity(notification.recipients.len());
+        for recipient in notification.recipients.iter() {
+            let Some(shows) = recipient.show_values else {
+                recipients.push(recipient.clone());
+                continue;
+            };
+            let sessions = self.router.resources_of(&recipient.jid.to_bare());
+            if sessions.is_empty() {
+                recipients.push(recipient.clone());
+                continue;
+            }
+            let available: Vec<&(FullJid, SessionHandle)> = sessions
+                .iter()
+                .filter(|(_, handle)| handle.is_available())
+                .collect();
+            let shown = |handle: &SessionHandle| shows.contains(handle.show());
+            match recipient.jid.try_as_full() {
+                Ok(full) => {
+                    if available
+                        .iter()
+                        .any(|(jid, handle)| jid == full && shown(handle))
+                    {
+                        recipients.push(recipient.clone());
+                    }
+                }
+                Err(_) if available.iter().all(|(_, handle)| shown(handle)) => {
+                    if !available.is_empty() {
+                        recipients.push(recipient.clone());
+                    }
+                }
+                Err(_) => {
+                    recipients.extend(available.iter().filter(|(_, handle)| shown(handle)).map(
+                        |(jid, _)| Recipient {
+                            jid: Jid::from(jid.clone()),
+                            ..recipient.clone()
+                        },
+                    ))
+                }
+            }
+        }
         Some(Effect::Notify(verona_pubsub::Notification {
             recipients: recipients.into(),
             ..notification.clone()
