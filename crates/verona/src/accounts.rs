@@ -256,6 +256,33 @@ mod tests {
         assert!(a.verify_password(creds, "nurse".into()).await);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pbkdf2_runs_at_most_once_per_core_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..cores * 4)
+            .map(|_| {
+                let (running, most) = (running.clone(), most.clone());
+                tokio::spawn(hashing(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=cores).contains(&most),
+            "{most} at once on {cores} cores"
+        );
+    }
+
     #[test]
     fn remembered_credentials_are_bounded_and_never_outlive_a_change() {
         let creds = Credentials::derive("r0meo", 4096).unwrap();

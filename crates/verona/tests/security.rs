@@ -463,6 +463,20 @@ async fn a_password_change_ends_the_other_sessions() {
     assert_eq!(chamber.expect_stream_error().await, "not-authorized");
     let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
     ok(&balcony.request(ping).await);
+    // The server remembers credentials for logins: the old password must not open the account
+    // any more, by either mechanism, and the new one must.
+    for plain in [false, true] {
+        let mut late = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+        late.open().await;
+        let refused = if plain {
+            late.auth_plain("juliet", "old").await
+        } else {
+            late.auth_scram(verona_auth::ScramHash::Sha256, "juliet", "old")
+                .await
+        };
+        assert_eq!(refused, Err("not-authorized".into()));
+    }
+    t.login("juliet", "new", "orchard").await;
 }
 
 /// H3: the command line does not delete accounts or change passwords behind a running
