@@ -2,10 +2,9 @@
 //! derivation (off the async threads, since PBKDF2 is deliberately slow) and the store calls.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use jid::BareJid;
-use tokio::sync::Semaphore;
 use verona_auth::Credentials;
 use verona_storage::{AccountStore, StorageError};
 
@@ -28,11 +27,33 @@ pub enum AccountError {
 /// Credentials kept in memory at most: about 250 bytes each.
 const REMEMBERED_CREDENTIALS: usize = 10_000;
 
-/// PBKDF2 runs on as many threads at once as there are cores and waits its turn beyond: a flood
-/// of PLAIN attempts or registrations then queues instead of taking up to 512 blocking threads
-/// that starve the async workers serving everyone else (issue #15's login tail).
-static HASHING: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+/// PBKDF2 runs on its own threads, one per core, taking attempts in order from one queue: a
+/// flood of PLAIN attempts or registrations then waits its turn instead of taking up to 512
+/// blocking threads that starve the async workers serving everyone else, and the threads go
+/// from one derivation to the next without waiting for an async worker in between.
+static HASHING: LazyLock<mpsc::Sender<Job>> = LazyLock::new(|| {
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name(format!("pbkdf2-{n}"))
+            .spawn(move || {
+                loop {
+                    // The queue is let go before the job runs.
+                    let job = queue.lock().expect("not poisoned").recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })
+            .expect("starting a PBKDF2 thread");
+    }
+    jobs
+});
+
+type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Clone)]
 pub struct Accounts {
@@ -180,12 +201,14 @@ impl Accounts {
     }
 }
 
-/// Runs `work` (PBKDF2) on the blocking pool, at most one per core at once.
+/// Runs `work` (PBKDF2) on the hashing threads.
 async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = HASHING.acquire().await.expect("never closed");
-    tokio::task::spawn_blocking(work)
-        .await
-        .expect("PBKDF2 does not panic")
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        done.send(work()).ok();
+    });
+    HASHING.send(job).expect("the PBKDF2 threads never stop");
+    result.await.expect("PBKDF2 does not panic")
 }
 
 #[cfg(test)]
