@@ -694,8 +694,8 @@ impl ServicesTask {
             Request::SessionStarted { session, ready } => {
                 self.bound.insert(&session);
                 // Its account's services are resident: that is all the session waits for, not
-                // the commit of whatever else the batch writes (a login otherwise waited for
-                // other sessions' fsyncs and WAL checkpoints; issue #15).
+                // the rest of the batch (a login otherwise waited for the batch's writes and
+                // the offline-message reads of everyone who came online in it; issue #15).
                 ready.send(()).ok();
             }
             Request::SessionEnded { jid, session } => {
