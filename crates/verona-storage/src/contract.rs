@@ -125,12 +125,19 @@ pub(crate) async fn offline_store(store: &dyn OfflineStore) {
     assert_eq!(stanzas, [("<a/>", at(1)), ("<b/>", at(2)), ("<c/>", at(4))]);
     assert!(kept.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(store.kept_count(juliet).await.unwrap(), 3);
+    let mut with_kept = store.accounts_with_kept().await.unwrap();
+    with_kept.sort();
+    assert_eq!(with_kept, [juliet, "romeo@montague.lit"]);
     assert_eq!(store.kept(juliet, 2).await.unwrap(), kept[..2]);
     store.delivered(juliet, kept[1].seq).await.unwrap();
     assert_eq!(store.kept(juliet, 10).await.unwrap(), kept[2..]);
     assert_eq!(store.kept_count("romeo@montague.lit").await.unwrap(), 1);
     store.delivered(juliet, kept[2].seq).await.unwrap();
     assert_eq!(store.kept_count(juliet).await.unwrap(), 0);
+    assert_eq!(
+        store.accounts_with_kept().await.unwrap(),
+        ["romeo@montague.lit"]
+    );
     // Later messages come after, whatever was removed.
     store
         .keep(juliet, &[("<d/>".to_owned(), at(5))])

@@ -37,6 +37,10 @@ pub trait OfflineStore: Send + Sync {
     /// How many messages `account`'s queue holds (an indexed count, for its bound).
     fn kept_count<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<usize, StorageError>>;
 
+    /// Every account whose queue holds a message (read once at start: the server then knows
+    /// which accounts to look for kept messages for, as it keeps them).
+    fn accounts_with_kept(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;
+
     /// Removes the messages of `account`'s queue up to `through` (its `seq`), included: they
     /// were delivered.
     fn delivered<'a>(

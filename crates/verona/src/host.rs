@@ -191,6 +191,15 @@ pub async fn start(
     let mut conversations_config = configs.domain.clone();
     conversations_config.admins.insert(pubsub_jid.clone());
     close_temporary_rooms(&stores, &addresses.rooms).await?;
+    let mut with_kept: Vec<HashSet<BareJid>> = vec![HashSet::new(); count];
+    for account in stores.offline.accounts_with_kept().await? {
+        match BareJid::new(&account) {
+            Ok(jid) => {
+                with_kept[handle::shard_of(&account, count)].insert(jid);
+            }
+            Err(e) => tracing::error!(account, "kept messages for an invalid JID: {e}"),
+        }
+    }
     tracing::info!(shards = count, "pubsub shards starting");
     let (senders, receivers): (Vec<mpsc::Sender<Queued>>, Vec<_>) =
         (0..count).map(|_| mpsc::channel(QUEUE)).unzip();
@@ -230,6 +239,7 @@ pub async fn start(
             unknown_accounts: HashSet::new(),
             to_keep: Vec::new(),
             came_online: Vec::new(),
+            with_kept: std::mem::take(&mut with_kept[shard]),
             max_offline: configs.max_offline,
             archived_since_trim: HashMap::new(),
             rooms_jid: rooms_jid.clone(),
@@ -362,6 +372,10 @@ struct ServicesTask {
     to_keep: Vec<(BareJid, String, std::time::SystemTime)>,
     /// Sessions that came online in the current batch: their kept messages follow.
     came_online: Vec<FullJid>,
+    /// Accounts of this shard whose offline queue may hold messages: read from storage at
+    /// start, then kept here, since this shard is the only one that keeps or delivers them.
+    /// A session coming online of any other account costs no storage read.
+    with_kept: HashSet<BareJid>,
     /// Messages one account's offline queue holds at most.
     max_offline: usize,
     /// Messages archived per conversation (storage key) since its archive was last bounded.

@@ -199,6 +199,23 @@ async fn messages_for_an_offline_account_come_in_order_at_its_next_presence_once
     // Delivered once: the next session gets none of them again.
     let mut again = online(&server, "romeo", "garden").await;
     again.expect_nothing().await;
+    // Emptied, then kept again: the next available presence finds the new one.
+    again
+        .send("<presence xmlns='jabber:client' type='unavailable'/>")
+        .await;
+    juliet.send(&chat("romeo@localhost", "m6", "line 6")).await;
+    juliet.expect_nothing().await;
+    again.expect_nothing().await;
+    again.send("<presence xmlns='jabber:client'/>").await;
+    let late = loop {
+        let el = again.recv().await;
+        if el.name() == "message" {
+            break el;
+        }
+    };
+    assert_eq!(body(&late), "line 6");
+    assert!(late.has_child("delay", DELAY));
+    again.expect_nothing().await;
 }
 
 /// Queries the account's own archive.

@@ -60,6 +60,10 @@ impl OfflineStore for MemoryStore {
         Box::pin(async move { Ok(self.offline().queues.get(account).map_or(0, VecDeque::len)) })
     }
 
+    fn accounts_with_kept(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
+        Box::pin(async move { Ok(self.offline().queues.keys().cloned().collect()) })
+    }
+
     fn delivered<'a>(
         &'a self,
         account: &'a str,

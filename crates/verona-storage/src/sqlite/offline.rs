@@ -63,6 +63,15 @@ impl OfflineStore for SqliteStore {
         })
     }
 
+    fn accounts_with_kept(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
+        Box::pin(async move {
+            let accounts = sqlx::query_scalar("SELECT DISTINCT account FROM offline")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(accounts)
+        })
+    }
+
     fn delivered<'a>(
         &'a self,
         account: &'a str,

@@ -472,6 +472,7 @@ impl ServicesTask {
             if !residency::account_exists(&self.stores, &account).await {
                 continue;
             }
+            self.with_kept.insert(account.clone());
             let offline = &self.stores.offline;
             let held = match offline.kept_count(account.as_str()).await {
                 Ok(held) => held,
@@ -505,6 +506,9 @@ impl ServicesTask {
                 continue;
             }
             let account = session.to_bare();
+            if !self.with_kept.contains(&account) {
+                continue;
+            }
             let offline = &self.stores.offline;
             let kept = match offline.kept(account.as_str(), FLUSH).await {
                 Ok(kept) => kept,
@@ -527,6 +531,10 @@ impl ServicesTask {
                 }
                 through = Some(message.seq);
             }
+            if kept.is_empty() {
+                self.with_kept.remove(&account);
+                continue;
+            }
             let Some(through) = through else {
                 continue;
             };
@@ -537,6 +545,9 @@ impl ServicesTask {
             // More wait: the next round comes after the next batch, as the queue drains.
             if kept.len() == FLUSH || kept.last().is_some_and(|last| last.seq != through) {
                 self.peers[self.shard].send(Request::Flush(session)).ok();
+            } else {
+                // The queue is empty: nothing to look for until this shard keeps another.
+                self.with_kept.remove(&account);
             }
         }
     }
