@@ -24,15 +24,15 @@ use verona_auth::{ClientKeyCache, ScramClient, ScramHash};
 use verona_stream::{Limits, NS_STREAMS, STREAM_CLOSE, StreamEvent, StreamParser};
 
 const NS_CLIENT: &str = "jabber:client";
+const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 
 /// The SCRAM keys derived per account, as a real client keeps them (RFC 5802 §5.1): without
 /// them the generator spends more CPU per login on PBKDF2 than the server spends on the whole
 /// login, and the login rate measures the generator. The server's work is the same either way.
 static CLIENT_KEYS: LazyLock<Arc<ClientKeyCache>> = LazyLock::new(Arc::default);
-const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
