@@ -143,6 +143,10 @@ enum Scenario {
         /// pubsub#persist_items
         #[arg(long, default_value_t = true, action = ArgAction::Set)]
         persist: bool,
+        /// Publish the next item only once every subscriber has the last one, and report
+        /// publish→last notification (overrides --in-flight).
+        #[arg(long)]
+        settle: bool,
         /// pubsub#max_items
         #[arg(long, default_value_t = 1000)]
         max_items: usize,
@@ -388,12 +392,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 pubsub_service,
                 node,
                 persist,
+                settle,
                 max_items,
             } => {
                 let options = FanoutOptions {
                     subscribers,
                     publishes,
-                    in_flight,
+                    in_flight: if settle { 1 } else { in_flight },
+                    settle,
                     login_in_flight,
                     payload_bytes,
                     service: pubsub_service.unwrap_or_else(|| format!("pubsub.{}", common.domain)),

@@ -163,6 +163,7 @@ async fn fanout_delivers_every_notification_exactly_once() {
         subscribers: 5,
         publishes: 20,
         in_flight: 4,
+        settle: false,
         login_in_flight: 5,
         payload_bytes: 300,
         service: "pubsub.localhost".into(),
@@ -191,6 +192,34 @@ async fn fanout_delivers_every_notification_exactly_once() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["scenario"], "fanout");
     assert_eq!(json["none_lost"], true);
+    assert!(report.last_latency.is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_one_at_a_time_times_each_item_to_its_last_subscriber() {
+    let (server, _dir) = start(3).await;
+    let options = FanoutOptions {
+        subscribers: 4,
+        publishes: 12,
+        in_flight: 1,
+        settle: true,
+        login_in_flight: 4,
+        payload_bytes: 100,
+        service: "pubsub.localhost".into(),
+        node: "settle-test".into(),
+        persist: false,
+        max_items: 10,
+    };
+    let setup = setup(&server, Mechanism::ScramSha256, 3);
+    let report = fanout::run(&setup, &options, this_process()).await;
+    assert!(report.ok(), "{:?}", report.errors);
+    assert_eq!((report.received, report.reordered), (48, 0));
+    let lasts = report.last_latency.as_ref().expect("one per item");
+    let all = report.latency.as_ref().expect("latencies");
+    // The last arrival of each item is the slowest of its notifications.
+    assert_eq!(lasts.max_ms, all.max_ms);
+    assert!(report.table().contains("one at a time"));
     server.shutdown().await;
 }
 

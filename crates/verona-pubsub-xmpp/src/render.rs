@@ -260,13 +260,19 @@ impl Envelope {
     /// One recipient's message: the envelope, `body` (already serialized, shared with the
     /// other recipients), `tail`.
     fn stanza(&self, to: &Jid, ids: &mut Ids, body: &Bytes, tail: Option<&[u8]>) -> Wire {
+        const ID: &[u8] = b"' id='";
+        const OPEN: &[u8] = b"'>";
         let to = escape(to.as_str().as_bytes());
-        let mut head = Vec::with_capacity(self.head.len() + to.len() + 48);
+        let mut id = [0; Ids::MAX_LEN];
+        let id = ids.next_into(&mut id);
+        // Sized exactly: `Bytes` takes over a full `Vec` without allocating again.
+        let mut head =
+            Vec::with_capacity(self.head.len() + to.len() + ID.len() + id.len() + OPEN.len());
         head.extend_from_slice(&self.head);
         head.extend_from_slice(&to);
-        head.extend_from_slice(b"' id='");
-        ids.write_next(&mut head);
-        head.extend_from_slice(b"'>");
+        head.extend_from_slice(ID);
+        head.extend_from_slice(id);
+        head.extend_from_slice(OPEN);
         let tail = match tail {
             None => Bytes::from_static(END),
             Some(tail) => Bytes::from([tail, END].concat()),
@@ -301,17 +307,23 @@ impl Ids {
         }
     }
 
-    fn write_next(&mut self, out: &mut Vec<u8>) {
-        write!(out, "{:x}-{:x}", prefix(), self.next).expect("writing to a Vec cannot fail");
+    /// Two `u64` in hex and a dash.
+    const MAX_LEN: usize = 33;
+
+    /// The next id, written into `buf`.
+    fn next_into<'a>(&mut self, buf: &'a mut [u8; Self::MAX_LEN]) -> &'a [u8] {
+        let mut rest = &mut buf[..];
+        write!(rest, "{:x}-{:x}", prefix(), self.next).expect("at most MAX_LEN bytes");
+        let len = Self::MAX_LEN - rest.len();
         self.next += 1;
+        &buf[..len]
     }
 }
 
 /// A fresh unique identifier (XEP-0050 session ids).
 pub(crate) fn next_id() -> String {
-    let mut id = Vec::new();
-    Ids::reserve(1).write_next(&mut id);
-    String::from_utf8(id).expect("hex digits and a dash")
+    let mut id = [0; Ids::MAX_LEN];
+    String::from_utf8(Ids::reserve(1).next_into(&mut id).to_vec()).expect("hex digits and a dash")
 }
 
 /// An XEP-0082 DateTime in UTC, with milliseconds when there are any.
@@ -371,5 +383,34 @@ mod tests {
         for _ in 0..100 {
             assert!(seen.insert(next_id()));
         }
+    }
+
+    #[test]
+    fn each_recipient_gets_its_own_envelope_around_the_shared_body() {
+        let from = Jid::new("pubsub.capulet.lit").unwrap();
+        let envelope = Envelope::new(&from, NotificationType::Headline);
+        let body = Bytes::from_static(b"<event xmlns='http://jabber.org/protocol/pubsub#event'/>");
+        let mut ids = Ids::reserve(2);
+        let stanzas: Vec<Element> = ["juliet@capulet.lit/b'alcony", "romeo@montague.lit"]
+            .into_iter()
+            .map(|to| {
+                let wire = envelope.stanza(&Jid::new(to).unwrap(), &mut ids, &body, None);
+                String::from_utf8(wire.to_vec()).unwrap().parse().unwrap()
+            })
+            .collect();
+        let to: Vec<_> = stanzas.iter().map(|s| s.attr("to").unwrap()).collect();
+        assert_eq!(to, ["juliet@capulet.lit/b'alcony", "romeo@montague.lit"]);
+        for stanza in &stanzas {
+            assert_eq!(stanza.attr("from"), Some("pubsub.capulet.lit"));
+            assert_eq!(stanza.attr("type"), Some("headline"));
+            let event = stanza.get_child("event", ns::PUBSUB_EVENT).unwrap();
+            assert_eq!(event.children().count(), 0);
+        }
+        let [first, second] = [0, 1].map(|n| stanzas[n].attr("id").unwrap());
+        assert_ne!(first, second);
+        let (prefix, counter) = first.split_once('-').unwrap();
+        assert!(
+            u64::from_str_radix(prefix, 16).is_ok() && u64::from_str_radix(counter, 16).is_ok()
+        );
     }
 }

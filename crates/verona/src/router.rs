@@ -104,6 +104,8 @@ struct Queue {
 
 /// Emptied queues keep a buffer at most this many stanzas long.
 const KEEP_QUEUE_CAPACITY: usize = 4;
+/// A full queue's buffer grows by at least this many stanzas.
+const GROW_QUEUE_BY: usize = 16;
 
 impl Outbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -121,7 +123,12 @@ impl Outbox {
             return false;
         }
         queue.bytes += len;
-        queue.stanzas.push_back(stanza);
+        // A fan-out queues several at once: grow once to a useful size, not 4, 8, 16.
+        let stanzas = &mut queue.stanzas;
+        if stanzas.len() == stanzas.capacity() {
+            stanzas.reserve(stanzas.len().max(GROW_QUEUE_BY));
+        }
+        stanzas.push_back(stanza);
         drop(queue);
         self.ready.notify_one();
         true
@@ -148,6 +155,11 @@ pub struct SessionEnds {
 pub struct Inbox(Arc<Outbox>);
 
 impl Inbox {
+    /// The bytes of the stanzas queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.lock().bytes
+    }
+
     /// The next queued stanza, if any.
     pub fn try_recv(&self) -> Option<Wire> {
         self.0.pop()

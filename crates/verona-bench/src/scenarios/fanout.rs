@@ -1,14 +1,17 @@
 //! `fanout` (XEP-0060): an owner creates an open node, S subscribers subscribe their full JIDs,
 //! and the owner publishes M items, W at a time. Measures notifications delivered per second,
 //! publish round trips, publish→notification latency, lost and duplicated notifications, and
-//! the CPU the server and the generator spend per notification.
+//! the CPU the server and the generator spend per notification. With `settle`, one item at a
+//! time: the next is published once every subscriber has the last, and publish→last
+//! notification is what a publish costs its readers.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minidom::Element;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::{
@@ -30,6 +33,8 @@ pub struct FanoutOptions {
     pub publishes: usize,
     /// Publish iqs awaiting their answer at once.
     pub in_flight: usize,
+    /// One item at a time, the next once every subscriber has the last.
+    pub settle: bool,
     /// Subscriber logins, and then subscriptions, in progress at once.
     pub login_in_flight: usize,
     /// Size of each payload element; at least its markup, whatever is asked.
@@ -70,6 +75,9 @@ pub struct FanoutReport {
     pub publish_rtt: Option<Summary>,
     /// From just before the publish was sent to the notification being parsed.
     pub latency: Option<Summary>,
+    /// With `settle`: from just before the publish was sent to the last subscriber having
+    /// parsed its notification.
+    pub last_latency: Option<Summary>,
     /// Server CPU time from the first publish until every subscriber finished, divided by the
     /// notifications received.
     pub server_cpu_us_per_notification: Option<f64>,
@@ -85,6 +93,8 @@ struct Outcome {
     subscribed: usize,
     tally: Tally,
     rtts: Vec<Duration>,
+    /// Publish→last notification of each item, with `settle`.
+    lasts: Vec<Duration>,
     /// From the first publish until every subscriber finished.
     window: Duration,
     /// From the first publish to the last notification.
@@ -156,6 +166,7 @@ async fn fan_out(
     let subscribed = subscribers.len();
     let (stop, stopped) = watch::channel(false);
     let node: Arc<str> = options.node.as_str().into();
+    let settle = options.settle.then(|| Arc::new(Settle::new(subscribed)));
     let receivers: Vec<_> = subscribers
         .into_iter()
         .map(|client| {
@@ -165,6 +176,7 @@ async fn fan_out(
                 options.publishes,
                 epoch,
                 stopped.clone(),
+                settle.clone(),
             ))
         })
         .collect();
@@ -172,7 +184,15 @@ async fn fan_out(
     let server_before = server.sample();
     let own_before = own_cpu();
     let start = Instant::now();
-    let rtts = publish_all(&mut owner, options, epoch, setup.op_timeout, errors).await;
+    let rtts = publish_all(
+        &mut owner,
+        options,
+        epoch,
+        setup.op_timeout,
+        settle.as_deref(),
+        errors,
+    )
+    .await;
     // Whatever has not arrived within one more op timeout counts as lost.
     let op_timeout = setup.op_timeout;
     let deadline = tokio::spawn(async move {
@@ -205,8 +225,12 @@ async fn fan_out(
     }
     clients.push(owner);
     errors.merge(close_all(clients, options.login_in_flight, op_timeout).await);
+    let lasts = settle.map_or_else(Vec::new, |settle| {
+        std::mem::take(&mut *settle.lasts.lock().expect("no receiver panics holding it"))
+    });
     Outcome {
         subscribed,
+        lasts,
         delivery: tally.last.map_or(window, |last| last - start),
         tally,
         rtts,
@@ -259,13 +283,55 @@ async fn subscribe_all(
         .collect()
 }
 
-/// Publishes item 0..publishes with at most `in_flight` unanswered; returns the round trips of
-/// the accepted ones. Stops at the first connection failure or unanswered publish.
+/// What the subscribers of a `settle` run tell the publisher: how many notifications have
+/// arrived, and when each item reached its last subscriber.
+struct Settle {
+    subscribers: usize,
+    arrived: AtomicUsize,
+    all_arrived: Notify,
+    lasts: Mutex<Vec<Duration>>,
+}
+
+impl Settle {
+    fn new(subscribers: usize) -> Self {
+        Settle {
+            subscribers,
+            arrived: AtomicUsize::new(0),
+            all_arrived: Notify::new(),
+            lasts: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// One subscriber has item `seq` (published `latency` ago); the publisher publishes only
+    /// once every earlier item is everywhere, so the count says when this one is.
+    fn arrived(&self, seq: usize, latency: Duration) {
+        let arrived = self.arrived.fetch_add(1, Ordering::AcqRel) + 1;
+        if arrived == (seq + 1) * self.subscribers {
+            self.lasts
+                .lock()
+                .expect("no receiver panics holding it")
+                .push(latency);
+            self.all_arrived.notify_one();
+        }
+    }
+
+    /// Until every subscriber has the first `items` items.
+    async fn wait_for(&self, items: usize) {
+        while self.arrived.load(Ordering::Acquire) < items * self.subscribers {
+            self.all_arrived.notified().await;
+        }
+    }
+}
+
+/// Publishes item 0..publishes with at most `in_flight` unanswered (with `settle`, each once
+/// every subscriber has the one before); returns the round trips of the accepted ones. Stops
+/// at the first connection failure or unanswered publish.
 async fn publish_all(
     owner: &mut Client,
     options: &FanoutOptions,
     epoch: Instant,
     op_timeout: Duration,
+    settle: Option<&Settle>,
     errors: &mut Errors,
 ) -> Vec<Duration> {
     let mut sent_at: Vec<Option<Instant>> = vec![None; options.publishes];
@@ -273,6 +339,18 @@ async fn publish_all(
     let (mut sent, mut answered) = (0, 0);
     while answered < options.publishes {
         while sent < options.publishes && sent - answered < options.in_flight.max(1) {
+            if let Some(settle) = settle {
+                // A lost notification would stall the run: it ends as the op timeout says.
+                if within(op_timeout, async {
+                    settle.wait_for(sent).await;
+                    Ok(())
+                })
+                .await
+                .is_err()
+                {
+                    return rtts;
+                }
+            }
             let now = Instant::now();
             let iq = publish_iq(options, sent, now - epoch);
             if let Err(e) = owner.send(iq.as_bytes()).await {
@@ -341,6 +419,7 @@ async fn receive(
     publishes: usize,
     epoch: Instant,
     mut stop: watch::Receiver<bool>,
+    settle: Option<Arc<Settle>>,
 ) -> (Tally, Result<Client, Error>) {
     let mut tally = Tally::new(publishes);
     while tally.received < publishes {
@@ -355,6 +434,9 @@ async fn receive(
         let now = Instant::now();
         for (seq, sent) in notified_items(&stanza, &node) {
             tally.record(seq, sent, now, epoch);
+            if let Some(settle) = &settle {
+                settle.arrived(seq, (now - epoch).saturating_sub(sent));
+            }
         }
     }
     (tally, Ok(client))
@@ -399,6 +481,7 @@ impl FanoutReport {
             subscribed,
             mut tally,
             mut rtts,
+            mut lasts,
             window,
             delivery,
             server_cpu,
@@ -424,6 +507,7 @@ impl FanoutReport {
                 / delivery.as_secs_f64().max(f64::MIN_POSITIVE),
             publish_rtt: Summary::of(&mut rtts),
             latency: Summary::of(&mut tally.latencies),
+            last_latency: Summary::of(&mut lasts),
             server_cpu_us_per_notification: server_cpu
                 .map(|cpu| cpu.as_secs_f64() * 1e6 / tally.received.max(1) as f64),
             server_cpu_cores: server_cpu.map(|cpu| core_share(cpu, window)),
@@ -442,11 +526,15 @@ impl FanoutReport {
         let lost = fmt_lost(self.none_lost, self.lost, self.expected);
         table(
             &format!(
-                "fanout: {} subscribers x {} publishes ({} in flight, {} B payloads, persist {}) \
+                "fanout: {} subscribers x {} publishes ({}, {} B payloads, persist {}) \
                  to {} node {}, {} via {}{}",
                 o.subscribers,
                 o.publishes,
-                o.in_flight,
+                if o.settle {
+                    "one at a time, each once all have the last".to_owned()
+                } else {
+                    format!("{} in flight", o.in_flight)
+                },
                 o.payload_bytes,
                 o.persist,
                 o.service,
@@ -476,6 +564,7 @@ impl FanoutReport {
                 ("reordered", self.reordered.to_string()),
                 ("publish RTT", fmt_latency(&self.publish_rtt)),
                 ("publish->notify", fmt_latency(&self.latency)),
+                ("publish->last", fmt_latency(&self.last_latency)),
                 ("errors", self.errors.describe()),
             ]
             .into_iter()
@@ -499,6 +588,7 @@ mod tests {
             subscribers: 1,
             publishes: 10,
             in_flight: 1,
+            settle: false,
             login_in_flight: 1,
             payload_bytes,
             service: "pubsub.localhost".into(),

@@ -43,6 +43,8 @@ pub(crate) use sm::Resumable;
 const KEEP_OUTPUT_CAPACITY: usize = 4096;
 /// Queued stanzas written in one batch.
 const BATCH: usize = 64;
+/// The output buffer is sized up front for at most this much of what is queued.
+const RESERVE_OUTPUT_AT_MOST: usize = 64 * 1024;
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -308,6 +310,13 @@ impl Connection {
             stanzas: limits.outbound_queue,
             bytes: limits.outbound_queue_bytes,
         };
+        // One allocation for what this wake writes, rather than doubling towards it.
+        let queued = session
+            .ends
+            .queue
+            .queued_bytes()
+            .min(RESERVE_OUTPUT_AT_MOST);
+        self.out.reserve(first.len() + queued);
         let mut ask = false;
         let mut next = Some(first);
         let mut taken = 0;
