@@ -10,7 +10,7 @@
 //! 3. otherwise the affiliation's row of [`CAPABILITIES`] decides, except that the publish
 //!    model may still grant publishing (and retracting one's own items).
 
-use std::collections::BTreeSet;
+use crate::vecmap::VecSet;
 
 use jid::BareJid;
 
@@ -161,7 +161,7 @@ impl AccessResolver for NoRoster {
 /// The affiliation `actor` holds, counting service admins as owners.
 pub(crate) fn affiliation_of(
     node: &Node,
-    admins: &BTreeSet<BareJid>,
+    admins: &VecSet<BareJid>,
     actor: &BareJid,
 ) -> Affiliation {
     if admins.contains(actor) {
@@ -176,7 +176,7 @@ pub(crate) fn affiliation_of(
 /// Decides whether `actor` may perform `action` on `node` (see the module documentation).
 pub(crate) fn may(
     node: &Node,
-    admins: &BTreeSet<BareJid>,
+    admins: &VecSet<BareJid>,
     resolver: &dyn AccessResolver,
     actor: &BareJid,
     action: Action,

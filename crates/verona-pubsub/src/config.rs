@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jid::BareJid;
 
 use crate::error::PubsubError;
+use crate::vecmap::{VecMap, VecSet};
 
 string_enum! {
     /// Who may subscribe and retrieve items (XEP-0060 §4.5).
@@ -537,14 +538,14 @@ pub struct ServiceConfig {
     /// Who may create nodes.
     pub create_policy: CreatePolicy,
     /// Service administrators: treated as owners of every node (the account of a PEP service).
-    pub admins: BTreeSet<BareJid>,
+    pub admins: VecSet<BareJid>,
     /// Whether publishing to a missing node creates it (PEP: yes), applying the publish-options
     /// preconditions as configuration.
     pub auto_create: bool,
     /// Whether subscriptions need options before they are active.
     pub subscription_options: SubscriptionOptionsPolicy,
     /// Service-declared subscription options, by field name.
-    pub custom_subscription_options: BTreeMap<String, SubscriptionOptionField>,
+    pub custom_subscription_options: VecMap<String, SubscriptionOptionField>,
     /// Which items are sent as "last published item".
     pub last_items: LastItemsPolicy,
     /// Limits.
@@ -567,10 +568,10 @@ impl ServiceConfig {
             },
             access_models: AccessModel::ALL.iter().copied().collect(),
             create_policy: CreatePolicy::Anyone,
-            admins: BTreeSet::new(),
+            admins: VecSet::new(),
             auto_create: false,
             subscription_options: SubscriptionOptionsPolicy::Optional,
-            custom_subscription_options: BTreeMap::new(),
+            custom_subscription_options: VecMap::new(),
             last_items: LastItemsPolicy::Newest,
             limits: Limits::default(),
             owners_subscribe_others: false,
@@ -588,7 +589,7 @@ impl ServiceConfig {
                 ..NodeConfig::default()
             },
             create_policy: CreatePolicy::AdminsOnly,
-            admins: BTreeSet::from([account]),
+            admins: VecSet::from([account]),
             auto_create: true,
             last_items: LastItemsPolicy::All,
             ..ServiceConfig::pubsub()
@@ -608,7 +609,7 @@ impl ServiceConfig {
                 notification_type: NotificationType::Normal,
                 ..NodeConfig::default()
             },
-            custom_subscription_options: BTreeMap::from([(
+            custom_subscription_options: VecMap::from([(
                 "roomnick".to_owned(),
                 SubscriptionOptionField { unique: true },
             )]),

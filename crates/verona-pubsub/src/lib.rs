@@ -98,7 +98,7 @@ pub use service::{
 };
 pub use state::{Undo, UndoError};
 pub use subscription::{Show, ShowSet, SubscriptionOptions, SubscriptionState};
-pub use vecmap::VecMap;
+pub use vecmap::{VecMap, VecSet};
 
 /// Identifier of a node within a service (XEP-0060 NodeID).
 pub type NodeId = String;

@@ -37,14 +37,91 @@ pub(crate) struct Node {
 /// notifications unless their service says otherwise ([`crate::Limits::keep_recipients_from`]).
 pub(crate) const CACHED_RECIPIENTS: usize = 128;
 
-type Held = VecMap<SubId, Subscription>;
+/// A bare JID's subscriptions to a node by SubID. Nearly always one (a contact's presence
+/// subscription): held in place, without a vector's header and allocation of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Held {
+    One(SubId, Subscription),
+    Many(VecMap<SubId, Subscription>),
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Held::Many(VecMap::new())
+    }
+}
+
+impl Held {
+    pub(crate) fn contains_key(&self, subid: &str) -> bool {
+        match self {
+            Held::One(id, _) => id.as_str() == subid,
+            Held::Many(many) => many.contains_key(subid),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, subid: SubId, sub: Subscription) -> Option<Subscription> {
+        match self {
+            Held::One(id, held) if *id == subid => Some(std::mem::replace(held, sub)),
+            Held::Many(many) if many.is_empty() => {
+                *self = Held::One(subid, sub);
+                None
+            }
+            Held::Many(many) => many.insert(subid, sub),
+            Held::One(..) => {
+                let Held::One(id, held) = std::mem::take(self) else {
+                    unreachable!("matched above")
+                };
+                *self = Held::Many(VecMap::from([(id, held), (subid, sub)]));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, subid: &str) -> Option<Subscription> {
+        match self {
+            Held::One(id, _) if id.as_str() == subid => match std::mem::take(self) {
+                Held::One(_, held) => Some(held),
+                Held::Many(_) => unreachable!("matched above"),
+            },
+            Held::One(..) => None,
+            Held::Many(many) => many.remove(subid),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, Held::Many(many) if many.is_empty())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Held::One(..) => 1,
+            Held::Many(many) => many.len(),
+        }
+    }
+
+    /// In SubID order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&SubId, &Subscription)> {
+        let (one, many) = match self {
+            Held::One(id, sub) => (Some((id, sub)), None),
+            Held::Many(many) => (None, Some(many.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Subscription> {
+        self.iter().map(|(_, sub)| sub)
+    }
+}
 
 /// The subscriptions by bare JID: a sorted vector while the node has fewer than
 /// [`CACHED_RECIPIENTS`] subscribers (an account's presence node: no map nodes with empty
-/// slots), a B-tree from there on, so that a large node's subscribes stay cheap.
+/// slots), a B-tree from there on, so that a large node's subscribes stay cheap. The vector
+/// holds no key of its own: an entry's bare JID is that of its subscriptions, so a contact's
+/// JID is held once, not twice (issue #9).
 #[derive(Debug, Clone)]
 enum ByBare {
-    Few(VecMap<BareJid, Held>),
+    /// Sorted by bare JID; no entry is empty.
+    Few(Vec<Held>),
     Many(BTreeMap<BareJid, Held>),
 }
 
@@ -52,13 +129,36 @@ impl PartialEq for ByBare {
     /// The same subscriptions, whichever form holds them (an undo does not shrink a B-tree
     /// back into a vector).
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
+        self.len() == other.len() && self.values().eq(other.values())
     }
 }
 
 impl Default for ByBare {
     fn default() -> Self {
-        ByBare::Few(VecMap::new())
+        ByBare::Few(Vec::new())
+    }
+}
+
+/// The bare part of a JID, as a slice of it (no node or domain holds a `/`).
+fn bare_str(jid: &Jid) -> &str {
+    let jid = jid.as_str();
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
+}
+
+impl Held {
+    /// The bare JID of its subscriptions (empty for an empty entry, which [`ByBare::Few`]
+    /// never holds).
+    pub(crate) fn bare(&self) -> &str {
+        self.values().next().map_or("", |sub| bare_str(&sub.jid))
+    }
+
+    /// [`Held::bare`], as a JID of its own.
+    pub(crate) fn bare_jid(&self) -> BareJid {
+        self.values()
+            .next()
+            .expect("no entry is empty")
+            .jid
+            .to_bare()
     }
 }
 
@@ -70,61 +170,77 @@ impl ByBare {
         }
     }
 
+    fn find(few: &[Held], bare: &BareJid) -> Result<usize, usize> {
+        few.binary_search_by(|held| held.bare().cmp(bare.as_str()))
+    }
+
     fn get(&self, bare: &BareJid) -> Option<&Held> {
         match self {
-            ByBare::Few(few) => few.get(bare),
+            ByBare::Few(few) => Some(&few[Self::find(few, bare).ok()?]),
             ByBare::Many(many) => many.get(bare),
         }
     }
 
-    fn get_mut(&mut self, bare: &BareJid) -> Option<&mut Held> {
-        match self {
-            ByBare::Few(few) => few.get_mut(bare),
-            ByBare::Many(many) => many.get_mut(bare),
-        }
-    }
-
-    /// The entry of `bare`, made empty if missing.
-    fn held_mut(&mut self, bare: &BareJid) -> &mut Held {
+    /// Inserts or replaces `bare`'s subscription `subid`; returns the previous one.
+    fn insert(&mut self, bare: &BareJid, subid: SubId, sub: Subscription) -> Option<Subscription> {
+        debug_assert_eq!(bare_str(&sub.jid), bare.as_str());
         if let ByBare::Few(few) = self
-            && !few.contains_key(bare)
+            && Self::find(few, bare).is_err()
             && few.len() + 1 >= CACHED_RECIPIENTS
         {
-            *self = ByBare::Many(std::mem::take(few).into_iter().collect());
+            let keyed = std::mem::take(few)
+                .into_iter()
+                .map(|held| (held.bare_jid(), held));
+            *self = ByBare::Many(keyed.collect());
         }
         match self {
-            ByBare::Few(few) => {
-                if !few.contains_key(bare) {
-                    few.insert(bare.clone(), Held::new());
+            ByBare::Few(few) => match Self::find(few, bare) {
+                Ok(at) => few[at].insert(subid, sub),
+                Err(at) => {
+                    // A node's subscribers come one at a time; a restore's list is shrunk after.
+                    if few.len() < 8 {
+                        few.reserve_exact(1);
+                    }
+                    few.insert(at, Held::One(subid, sub));
+                    None
                 }
-                few.get_mut(bare).expect("just inserted")
-            }
-            ByBare::Many(many) => many.entry(bare.clone()).or_default(),
+            },
+            ByBare::Many(many) => many.entry(bare.clone()).or_default().insert(subid, sub),
         }
     }
 
-    fn remove(&mut self, bare: &BareJid) {
+    /// Removes `bare`'s subscription `subid`; returns it.
+    fn remove(&mut self, bare: &BareJid, subid: &str) -> Option<Subscription> {
         match self {
             ByBare::Few(few) => {
-                few.remove(bare);
+                let at = Self::find(few, bare).ok()?;
+                let previous = few[at].remove(subid);
+                if few[at].is_empty() {
+                    few.remove(at);
+                    if few.is_empty() {
+                        *few = Vec::new();
+                    }
+                }
+                previous
             }
             ByBare::Many(many) => {
-                many.remove(bare);
+                let held = many.get_mut(bare)?;
+                let previous = held.remove(subid);
+                if held.is_empty() {
+                    many.remove(bare);
+                }
+                previous
             }
         }
     }
 
     /// In bare JID order.
-    fn iter(&self) -> impl Iterator<Item = (&BareJid, &Held)> {
+    fn values(&self) -> impl Iterator<Item = &Held> {
         let (few, many) = match self {
             ByBare::Few(few) => (Some(few.iter()), None),
-            ByBare::Many(many) => (None, Some(many.iter())),
+            ByBare::Many(many) => (None, Some(many.values())),
         };
         few.into_iter().flatten().chain(many.into_iter().flatten())
-    }
-
-    fn values(&self) -> impl Iterator<Item = &Held> {
-        self.iter().map(|(_, held)| held)
     }
 }
 
@@ -210,22 +326,18 @@ impl Node {
     }
 
     /// The subscriptions of every JID sharing this bare JID, by SubID.
-    pub fn subscriptions_of(&self, bare: &BareJid) -> Option<&VecMap<SubId, Subscription>> {
+    pub fn subscriptions_of(&self, bare: &BareJid) -> Option<&Held> {
         self.subscriptions.get(bare)
     }
 
-    /// Every subscription: (bare JID, SubID, subscription).
-    pub fn subscriptions(&self) -> impl Iterator<Item = (&BareJid, &SubId, &Subscription)> {
-        self.subscriptions
-            .iter()
-            .flat_map(|(bare, subs)| subs.iter().map(move |(subid, sub)| (bare, subid, sub)))
+    /// Every subscription: (SubID, subscription), in bare JID order.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&SubId, &Subscription)> {
+        self.subscriptions.values().flat_map(Held::iter)
     }
 
-    /// The subscriptions by bare JID.
-    pub fn subscriptions_by_bare(
-        &self,
-    ) -> impl Iterator<Item = (&BareJid, &VecMap<SubId, Subscription>)> {
-        self.subscriptions.iter()
+    /// The subscriptions of each bare JID, in bare JID order.
+    pub fn subscriptions_by_bare(&self) -> impl Iterator<Item = &Held> {
+        self.subscriptions.values()
     }
 
     pub fn has_subid(&self, subid: &str) -> bool {
@@ -251,12 +363,9 @@ impl Node {
                 if let Some(index) = &mut self.subids.0 {
                     index.insert(SubId::from(subid));
                 }
-                let previous = self
-                    .subscriptions
-                    .held_mut(bare)
-                    .insert(SubId::from(subid), sub);
+                let previous = self.subscriptions.insert(bare, SubId::from(subid), sub);
                 if self.subids.0.is_none() && self.subscriptions.len() >= CACHED_RECIPIENTS {
-                    let subids = self.subscriptions().map(|(_, subid, _)| subid.clone());
+                    let subids = self.subscriptions().map(|(subid, _)| subid.clone());
                     self.subids.0 = Some(subids.collect());
                 }
                 previous
@@ -265,12 +374,7 @@ impl Node {
                 if let Some(index) = &mut self.subids.0 {
                     index.remove(subid);
                 }
-                let subs = self.subscriptions.get_mut(bare)?;
-                let previous = subs.remove(subid);
-                if subs.is_empty() {
-                    self.subscriptions.remove(bare);
-                }
-                previous
+                self.subscriptions.remove(bare, subid)
             }
         }
     }
@@ -336,9 +440,9 @@ impl Node {
     /// holders would cost each subscriber a copy of its JID.
     pub fn option_taken(&self, var: &str, value: &str, except: &BareJid) -> bool {
         self.subscriptions
-            .iter()
-            .filter(|(holder, _)| *holder != except)
-            .flat_map(|(_, subs)| subs.values())
+            .values()
+            .filter(|holder| holder.bare() != except.as_str())
+            .flat_map(Held::values)
             .any(|sub| sub.options.custom.get(var).is_some_and(|v| v == value))
     }
 
@@ -352,5 +456,49 @@ impl Node {
             .into_iter()
             .flat_map(|subs| subs.iter())
             .filter(move |(_, sub)| sub.jid == *jid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subscription::SubscriptionOptions;
+
+    fn sub(jid: &str, state: SubscriptionState) -> Subscription {
+        Subscription {
+            jid: Jid::new(jid).unwrap(),
+            state,
+            options: SubscriptionOptions::default(),
+        }
+    }
+
+    fn ids(held: &Held) -> Vec<&str> {
+        held.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
+    #[test]
+    fn one_subscription_is_held_in_place_and_more_in_order() {
+        let mut held = Held::default();
+        assert!(held.is_empty());
+        let (pending, subscribed) = (SubscriptionState::Pending, SubscriptionState::Subscribed);
+        assert_eq!(held.insert("b".into(), sub("romeo@x/1", pending)), None);
+        assert!(matches!(held, Held::One(..)));
+        assert_eq!(
+            held.insert("b".into(), sub("romeo@x/1", subscribed)),
+            Some(sub("romeo@x/1", pending))
+        );
+        assert!(matches!(held, Held::One(..)));
+        assert_eq!(held.insert("a".into(), sub("romeo@x/2", pending)), None);
+        assert_eq!((ids(&held), held.len()), (vec!["a", "b"], 2));
+        assert!(held.contains_key("a") && !held.contains_key("c"));
+        assert_eq!(held.remove("c"), None);
+        assert_eq!(held.remove("b"), Some(sub("romeo@x/1", subscribed)));
+        assert_eq!(held.remove("a"), Some(sub("romeo@x/2", pending)));
+        assert!(held.is_empty());
+        assert_eq!(held.insert("c".into(), sub("romeo@x", pending)), None);
+        assert_eq!(held.remove("d"), None);
+        assert_eq!(held.values().count(), 1);
+        assert_eq!(held.remove("c"), Some(sub("romeo@x", pending)));
+        assert!(held.is_empty());
     }
 }

@@ -106,9 +106,7 @@ impl State {
         for (jid, affiliation) in node.affiliations() {
             self.index_affiliation(&node.id, jid, affiliation);
         }
-        for (bare, _, _) in node.subscriptions() {
-            self.count_subscription(&node.id, bare, 1);
-        }
+        self.count_subscriptions(node, 1);
     }
 
     /// Builds the subscriber and affiliation indexes once the service has grown past
@@ -129,10 +127,10 @@ impl State {
         self.affiliations_by_jid.0 = Some(affiliations);
         let mut index: HashMap<BareJid, VecMap<NodeId, u32>> = HashMap::new();
         for node in self.nodes.values() {
-            for (bare, subs) in node.subscriptions_by_bare() {
+            for subs in node.subscriptions_by_bare() {
                 let count = u32::try_from(subs.len()).unwrap_or(u32::MAX);
                 index
-                    .entry(bare.clone())
+                    .entry(subs.bare_jid())
                     .or_default()
                     .insert(node.id.clone(), count);
             }
@@ -144,9 +142,7 @@ impl State {
         for (jid, _) in node.affiliations() {
             self.index_affiliation(&node.id, jid, Affiliation::None);
         }
-        for (bare, _, _) in node.subscriptions() {
-            self.count_subscription(&node.id, bare, -1);
-        }
+        self.count_subscriptions(node, -1);
     }
 
     fn index_affiliation(&mut self, node: &NodeId, jid: &BareJid, affiliation: Affiliation) {
@@ -193,6 +189,18 @@ impl State {
     }
 
     /// Adds `delta` (one more, one fewer, or none) to a bare JID's subscriptions on a node.
+    /// Counts (`delta` 1) or uncounts (-1) every subscription of `node` in the subscriber
+    /// index, if the service keeps one.
+    fn count_subscriptions(&mut self, node: &Node, delta: i32) {
+        if self.subscribers.0.is_none() {
+            return;
+        }
+        for subs in node.subscriptions_by_bare() {
+            let count = i32::try_from(subs.len()).unwrap_or(i32::MAX);
+            self.count_subscription(&node.id, &subs.bare_jid(), delta * count);
+        }
+    }
+
     fn count_subscription(&mut self, node: &NodeId, bare: &BareJid, delta: i32) {
         let Some(index) = &mut self.subscribers.0 else {
             return;

@@ -66,7 +66,7 @@ impl Service {
             publishers: with(Affiliation::Publisher),
             subscribers: node
                 .subscriptions()
-                .filter(|(_, _, sub)| sub.state.is_approved())
+                .filter(|(_, sub)| sub.state.is_approved())
                 .count(),
             items: node.items.len(),
         })
@@ -98,7 +98,7 @@ impl Service {
             .get(node_id)
             .into_iter()
             .flat_map(|node| node.subscriptions())
-            .map(|(_, subid, sub)| SubscriptionRef::new(subid, sub))
+            .map(|(subid, sub)| SubscriptionRef::new(subid, sub))
     }
 
     /// The subscriptions of `jid` exactly (not of other resources of its bare JID) to a node,
@@ -141,9 +141,9 @@ impl Service {
     /// (`pubsub#expire` = `presence`): such a service holds state that storage does not, so a
     /// host must keep it in memory. O(subscriptions).
     pub fn has_temporary_subscriptions(&self) -> bool {
-        self.state.nodes.values().any(|node| {
-            node.subscriptions()
-                .any(|(_, _, sub)| sub.options.temporary)
-        })
+        self.state
+            .nodes
+            .values()
+            .any(|node| node.subscriptions().any(|(_, sub)| sub.options.temporary))
     }
 }

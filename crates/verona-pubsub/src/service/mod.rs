@@ -25,7 +25,7 @@ use crate::effects::{
 use crate::env::Environment;
 use crate::error::PubsubError;
 use crate::item::{Item, ItemStore};
-use crate::node::Node;
+use crate::node::{Held, Node};
 use crate::state::{State, Tx, Undo, UndoError};
 use crate::subscription::{Subscription, SubscriptionOptions, SubscriptionState};
 use crate::{NodeId, SubId};
@@ -163,8 +163,8 @@ impl Service {
                     .collect(),
                 subscriptions: node
                     .subscriptions()
-                    .filter(|(_, _, sub)| !sub.options.temporary)
-                    .map(|(_, subid, sub)| stored_subscription(subid, sub))
+                    .filter(|(_, sub)| !sub.options.temporary)
+                    .map(|(subid, sub)| stored_subscription(subid, sub))
                     .collect(),
                 items: if node.config.persist_items {
                     node.items.iter().cloned().collect()
@@ -457,7 +457,7 @@ fn revoke_denied(
     let doomed: Vec<(SubId, Subscription)> = node
         .subscriptions_of(bare)
         .into_iter()
-        .flatten()
+        .flat_map(Held::iter)
         .map(|(subid, sub)| (subid.clone(), sub.clone()))
         .collect();
     let mut removed = Vec::with_capacity(doomed.len());

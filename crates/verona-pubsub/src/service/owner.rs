@@ -16,7 +16,7 @@ use crate::access::{self, AccessResolver, Action, Affiliation};
 use crate::config::{ConfigField, CreatePolicy, LastItemsPolicy, NodeConfig, ServiceConfig};
 use crate::effects::{AuthorizationRequest, Event, Outcome, StoreOp};
 use crate::error::{Limit, PubsubError};
-use crate::node::Node;
+use crate::node::{Held, Node};
 use crate::state::{Tx, Undo};
 use crate::subscription::{Subscription, SubscriptionOptions, SubscriptionState};
 use crate::{NodeId, SubId};
@@ -124,10 +124,8 @@ impl Service {
         if config == old {
             return Ok(fx.finish((), Undo::unchanged()));
         }
-        let subscribers: BTreeSet<BareJid> = node
-            .subscriptions()
-            .map(|(bare, _, _)| bare.clone())
-            .collect();
+        let subscribers: BTreeSet<BareJid> =
+            node.subscriptions_by_bare().map(Held::bare_jid).collect();
 
         let mut tx = Tx::new(&mut self.state, &self.config.limits);
         tx.set_config(node_id, config.clone());
@@ -256,7 +254,7 @@ impl Service {
             .filter_map(|(node_id, _)| self.state.nodes.get(node_id));
         let mut requests = Vec::new();
         for node in owned {
-            for (_, subid, sub) in node.subscriptions() {
+            for (subid, sub) in node.subscriptions() {
                 if sub.state == SubscriptionState::Pending {
                     requests.push(AuthorizationRequest {
                         node: node.id.clone(),
@@ -457,7 +455,7 @@ impl Service {
                     .node(node_id)
                     .and_then(|node| node.subscriptions_of(jid))
                     .into_iter()
-                    .flatten()
+                    .flat_map(Held::iter)
                     .filter(|(_, sub)| sub.state == SubscriptionState::Pending)
                     .map(|(subid, sub)| (subid.clone(), sub.clone()))
                     .collect();
@@ -472,10 +470,9 @@ impl Service {
                 let subscribers: BTreeSet<BareJid> = tx
                     .node(node_id)
                     .into_iter()
-                    .flat_map(|node| node.subscriptions())
-                    .map(|(bare, _, _)| bare)
+                    .flat_map(|node| node.subscriptions_by_bare())
+                    .map(Held::bare_jid)
                     .filter(|bare| bare.node().is_some() && bare.domain() == jid.domain())
-                    .cloned()
                     .collect();
                 denied.extend(subscribers);
             }
@@ -536,7 +533,7 @@ impl Service {
             let subscriptions: Vec<(SubId, Subscription)> = node
                 .subscriptions_of(account)
                 .into_iter()
-                .flatten()
+                .flat_map(Held::iter)
                 .map(|(subid, sub)| (subid.clone(), sub.clone()))
                 .collect();
             let affiliated = node.affiliation(account) != Affiliation::None;
@@ -593,8 +590,8 @@ impl Service {
         self.may_manage(node, actor, Action::ManageSubscriptions)?;
         Ok(node
             .subscriptions()
-            .filter(|(_, _, sub)| wanted(sub.state))
-            .map(|(_, subid, sub)| info(node_id, subid, sub))
+            .filter(|(_, sub)| wanted(sub.state))
+            .map(|(subid, sub)| info(node_id, subid, sub))
             .collect())
     }
 }
