@@ -96,9 +96,7 @@ fn presence_node(account: usize, contacts: usize) -> Result<StoredNode, jid::Err
         let contact = (account * 7919 + n * 104_729 + 1) % 1_000_000;
         let mut options = SubscriptionOptions::default();
         if n % 2 == 0 {
-            options
-                .custom
-                .insert("verona#view".into(), "presence".into());
+            options.custom.insert("verona#view", "presence");
         }
         subscriptions.push(StoredSubscription {
             subid: format!("{:024x}", (account as u128) << 40 | n as u128).into(),

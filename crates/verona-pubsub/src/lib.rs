@@ -97,7 +97,7 @@ pub use service::{
     SubscriptionChange, SubscriptionInfo, SubscriptionRef,
 };
 pub use state::{Undo, UndoError};
-pub use subscription::{Show, ShowSet, SubscriptionOptions, SubscriptionState};
+pub use subscription::{CustomOptions, Show, ShowSet, SubscriptionOptions, SubscriptionState};
 pub use vecmap::{VecMap, VecSet};
 
 /// Identifier of a node within a service (XEP-0060 NodeID).

@@ -4,7 +4,6 @@ use compact_str::CompactString;
 use jid::Jid;
 
 use crate::error::{Feature, PubsubError};
-use crate::vecmap::VecMap;
 
 string_enum! {
     /// The state of a subscription.
@@ -121,9 +120,8 @@ pub struct SubscriptionOptions {
     /// `pubsub#expire` = `presence`: the subscription ends with the subscriber's session
     /// ([`crate::Service::end_session`]) and is never stored.
     pub temporary: bool,
-    /// Service-declared options (such as `roomnick`), by field name; names and values up to
-    /// 24 bytes are held without an allocation of their own.
-    pub custom: VecMap<CompactString, CompactString>,
+    /// Service-declared options (such as `roomnick`), by field name.
+    pub custom: CustomOptions,
 }
 
 impl Default for SubscriptionOptions {
@@ -134,7 +132,7 @@ impl Default for SubscriptionOptions {
             include_body: false,
             show_values: None,
             temporary: false,
-            custom: VecMap::new(),
+            custom: CustomOptions::new(),
         }
     }
 }
@@ -174,7 +172,11 @@ impl SubscriptionOptions {
                 }
             }
             other => {
-                self.custom.insert(other.into(), single()?.into());
+                let value = single()?;
+                if other.contains(NUL) || value.contains(NUL) {
+                    return Err(PubsubError::InvalidOptions);
+                }
+                self.custom.insert(other, value);
             }
         }
         Ok(())
@@ -200,9 +202,106 @@ impl SubscriptionOptions {
         fields.extend(
             self.custom
                 .iter()
-                .map(|(var, value)| (var.to_string(), vec![value.to_string()])),
+                .map(|(var, value)| (var.to_owned(), vec![value.to_owned()])),
         );
         fields
+    }
+}
+
+/// What separates names and values in [`CustomOptions`]: XML cannot carry it, so no option
+/// submitted in a form holds it.
+const NUL: char = '\0';
+
+/// A subscription's service-declared options, name → value, in name order. Held as one string
+/// (`name NUL value NUL name NUL value`), so that the usual set (a classic contact's one
+/// marker, 20 bytes) fits in the string itself and costs no allocation: a contact's
+/// subscription is held once per online user (issue #9). Names and values hold no NUL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CustomOptions(CompactString);
+
+impl CustomOptions {
+    /// No options.
+    pub fn new() -> Self {
+        CustomOptions::default()
+    }
+
+    /// The options, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut parts = (!self.0.is_empty()).then(|| self.0.split(NUL));
+        std::iter::from_fn(move || {
+            let parts = parts.as_mut()?;
+            Some((parts.next()?, parts.next()?))
+        })
+    }
+
+    /// The option names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.iter().map(|(name, _)| name)
+    }
+
+    /// The value of option `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find_map(|(held, value)| (held == name).then_some(value))
+    }
+
+    /// Whether option `name` is set.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Whether no option is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sets option `name` to `value`.
+    pub fn insert(&mut self, name: &str, value: &str) {
+        debug_assert!(!name.contains(NUL) && !value.contains(NUL));
+        let mut options: Vec<(&str, &str)> = self.iter().filter(|(n, _)| *n != name).collect();
+        let at = options.partition_point(|(n, _)| *n < name);
+        options.insert(at, (name, value));
+        self.0 = Self::pack(options);
+    }
+
+    /// Removes option `name`; whether it was set.
+    pub fn remove(&mut self, name: &str) -> bool {
+        if !self.contains_key(name) {
+            return false;
+        }
+        let kept: Vec<(&str, &str)> = self.iter().filter(|(n, _)| *n != name).collect();
+        self.0 = Self::pack(kept);
+        true
+    }
+
+    fn pack(options: Vec<(&str, &str)>) -> CompactString {
+        let mut packed = CompactString::default();
+        for (at, (name, value)) in options.into_iter().enumerate() {
+            if at > 0 {
+                packed.push(NUL);
+            }
+            packed.push_str(name);
+            packed.push(NUL);
+            packed.push_str(value);
+        }
+        packed
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for CustomOptions {
+    /// Later values replace earlier ones of the same name.
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(options: I) -> Self {
+        let mut custom = CustomOptions::new();
+        for (name, value) in options {
+            custom.insert(name, value);
+        }
+        custom
+    }
+}
+
+impl<'a, const N: usize> From<[(&'a str, &'a str); N]> for CustomOptions {
+    fn from(options: [(&'a str, &'a str); N]) -> Self {
+        options.into_iter().collect()
     }
 }
 
@@ -213,4 +312,66 @@ pub(crate) struct Subscription {
     pub jid: Jid,
     pub state: SubscriptionState,
     pub options: SubscriptionOptions,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_options_behave_as_an_ordered_map() {
+        let mut custom = CustomOptions::new();
+        assert!(custom.is_empty() && custom.get("a").is_none());
+        custom.insert("verona#view", "presence");
+        custom.insert("muc#nick", "");
+        custom.insert("", "empty name");
+        assert_eq!(
+            custom.iter().collect::<Vec<_>>(),
+            [
+                ("", "empty name"),
+                ("muc#nick", ""),
+                ("verona#view", "presence")
+            ]
+        );
+        custom.insert("muc#nick", "Romeo «Montague»");
+        assert_eq!(custom.get("muc#nick"), Some("Romeo «Montague»"));
+        assert_eq!(custom.get("muc"), None);
+        assert!(custom.remove("") && !custom.remove(""));
+        assert_eq!(
+            custom.keys().collect::<Vec<_>>(),
+            ["muc#nick", "verona#view"]
+        );
+        assert_eq!(
+            custom,
+            CustomOptions::from([
+                ("verona#view", "presence"),
+                ("muc#nick", "Romeo «Montague»")
+            ])
+        );
+        assert!(custom.remove("muc#nick") && custom.remove("verona#view"));
+        assert!(custom.is_empty() && custom == CustomOptions::new());
+    }
+
+    #[test]
+    fn a_classic_contacts_marker_needs_no_allocation() {
+        let custom = CustomOptions::from([("verona#view", "presence")]);
+        assert!(!custom.0.is_heap_allocated());
+    }
+
+    #[test]
+    fn an_option_holding_a_nul_is_refused() {
+        let mut options = SubscriptionOptions::default();
+        let nul = ["a\0b".to_owned()];
+        assert_eq!(
+            options.set_field("x#nick", &nul),
+            Err(PubsubError::InvalidOptions)
+        );
+        assert_eq!(
+            options.set_field("x\0y", &["v".to_owned()]),
+            Err(PubsubError::InvalidOptions)
+        );
+        assert!(options.custom.is_empty());
+        options.set_field("x#nick", &["v".to_owned()]).unwrap();
+        assert_eq!(options.custom.get("x#nick"), Some("v"));
+    }
 }

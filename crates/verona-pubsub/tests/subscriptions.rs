@@ -576,7 +576,7 @@ fn group_chat_joins_are_temporary_with_unique_nicks() {
     let owner = jid(OWNER);
     let nick = |n: &str| {
         options_with(|o| {
-            o.custom.insert("roomnick".into(), n.into());
+            o.custom.insert("roomnick", n);
         })
     };
     let joined = service
@@ -619,7 +619,7 @@ fn group_chat_joins_are_temporary_with_unique_nicks() {
 
     // Undeclared options are refused.
     let bogus = options_with(|o| {
-        o.custom.insert("x-colour".into(), "red".into());
+        o.custom.insert("x-colour", "red");
     });
     assert_eq!(
         service

@@ -345,11 +345,11 @@ fn check_custom_options(
     config: &ServiceConfig,
     options: &SubscriptionOptions,
 ) -> Result<(), PubsubError> {
-    if options.custom.keys().all(|var| {
-        config
-            .custom_subscription_options
-            .contains_key(var.as_str())
-    }) {
+    if options
+        .custom
+        .keys()
+        .all(|var| config.custom_subscription_options.contains_key(var))
+    {
         Ok(())
     } else {
         Err(PubsubError::InvalidOptions)
@@ -363,10 +363,10 @@ fn check_unique_options(
     subscriber: &BareJid,
     options: &SubscriptionOptions,
 ) -> Result<(), PubsubError> {
-    for (var, value) in &options.custom {
+    for (var, value) in options.custom.iter() {
         let unique = config
             .custom_subscription_options
-            .get(var.as_str())
+            .get(var)
             .is_some_and(|field| field.unique);
         if unique && node.option_taken(var, value, subscriber) {
             return Err(PubsubError::OptionTaken {

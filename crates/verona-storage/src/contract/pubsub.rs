@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jid::{BareJid, Jid};
 use verona_pubsub::{
-    AccessModel, Affiliation, ConfigField, CreateRequest, Environment, Item, ItemQuery, ItemReply,
-    MaxItems, NewItem, NoRoster, NodeConfig, NotificationType, Outcome, PublishModel,
-    PublishRequest, PubsubError, SendLastPublishedItem, Service, ServiceConfig, Show, ShowSet,
-    StoreOp, StoredNode, StoredSubscription, SubscriptionOptionField, SubscriptionOptions,
-    SubscriptionState, VecMap,
+    AccessModel, Affiliation, ConfigField, CreateRequest, CustomOptions, Environment, Item,
+    ItemQuery, ItemReply, MaxItems, NewItem, NoRoster, NodeConfig, NotificationType, Outcome,
+    PublishModel, PublishRequest, PubsubError, SendLastPublishedItem, Service, ServiceConfig, Show,
+    ShowSet, StoreOp, StoredNode, StoredSubscription, SubscriptionOptionField, SubscriptionOptions,
+    SubscriptionState,
 };
 
 use crate::{HeldSubscription, PubsubStore, PubsubWrite, StorageError};
@@ -226,7 +226,7 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
         include_body: true,
         show_values: Some(ShowSet::from([Show::Away, Show::Dnd])),
         temporary: false,
-        custom: VecMap::from([("x-verona#nick".into(), TRICKY.into())]),
+        custom: CustomOptions::from([("x-verona#nick", TRICKY)]),
     };
     for who in [&romeo, &nurse] {
         batch.pubsub(pubsub.subscribe(&NoRoster, who, "news", who, Some(options.clone())));
@@ -399,10 +399,7 @@ pub(crate) async fn pubsub_write_semantics(store: &dyn PubsubStore) {
         include_body: true,
         show_values: Some(ShowSet::from([Show::Away, Show::Online, Show::Xa])),
         temporary: false,
-        custom: VecMap::from([
-            ("x-verona#nick".into(), TRICKY.into()),
-            ("x-verona#empty".into(), Default::default()),
-        ]),
+        custom: CustomOptions::from([("x-verona#nick", TRICKY), ("x-verona#empty", "")]),
     };
     let no_show = SubscriptionOptions {
         show_values: Some(ShowSet::new()),

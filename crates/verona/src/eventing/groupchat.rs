@@ -521,7 +521,7 @@ impl Role {
         affiliation: RoomAffiliation,
         options: &SubscriptionOptions,
     ) -> Role {
-        if let Some(role) = options.custom.get(ROLE_OPTION).and_then(|r| Role::parse(r)) {
+        if let Some(role) = options.custom.get(ROLE_OPTION).and_then(Role::parse) {
             return role;
         }
         match affiliation {
@@ -942,16 +942,16 @@ pub fn room_presence(stanza: &Element, to: &FullJid, now: SystemTime) -> RoomPre
 /// The subscription options of an occupant joining as `nick`.
 pub fn occupant_options(nick: &str, classic: bool) -> SubscriptionOptions {
     let mut options = SubscriptionOptions::default();
-    options.custom.insert(NICK_OPTION.into(), nick.into());
+    options.custom.insert(NICK_OPTION, nick);
     if classic {
-        options.custom.insert(MUC_OPTION.into(), "1".into());
+        options.custom.insert(MUC_OPTION, "1");
     }
     options
 }
 
 /// An occupant's nick, from its subscription options.
 pub fn nick_of(options: &SubscriptionOptions) -> Option<&str> {
-    options.custom.get(NICK_OPTION).map(|value| value.as_str())
+    options.custom.get(NICK_OPTION)
 }
 
 /// Whether an occupant joined with XEP-0045 presence.

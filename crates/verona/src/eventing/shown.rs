@@ -33,7 +33,7 @@ const MAX_VALUE_CHARS: usize = 256;
 
 /// The elements an occupant's presence shows, in the order clients expect them.
 pub fn shown(options: &SubscriptionOptions) -> Vec<Element> {
-    let get = |var: &str| options.custom.get(var).map(|value| value.as_str());
+    let get = |var: &str| options.custom.get(var);
     let mut shown = Vec::new();
     if let Some(show) = get(SHOW) {
         shown.push(text_child("show", ns::CLIENT, show));
@@ -111,13 +111,13 @@ pub fn keep(options: &mut SubscriptionOptions, presence: &Element) -> bool {
         (PHOTO, photo),
         (IDLE, idle),
     ] {
-        if options.custom.get(var).map(|v| v.as_str()) == value.as_deref() {
+        if options.custom.get(var) == value.as_deref() {
             continue;
         }
         changed = true;
         match value {
             Some(value) => {
-                options.custom.insert(var.into(), value.into());
+                options.custom.insert(var, &value);
             }
             None => {
                 options.custom.remove(var);

@@ -216,12 +216,7 @@ impl PresenceGraph {
         let subscriptions = (approved.unwrap_or_default().into_iter().map(|s| (s, true)))
             .chain(pending.unwrap_or_default().into_iter().map(|s| (s, false)));
         for (sub, approved) in subscriptions {
-            let classic = sub
-                .options
-                .custom
-                .get(VIEW_OPTION)
-                .map(|value| value.as_str())
-                == Some("presence");
+            let classic = sub.options.custom.get(VIEW_OPTION) == Some("presence");
             let id = self.jids.hold(&sub.jid.to_bare());
             // A bare JID's several subscriptions count once: approved if any is.
             let relation = match next.contacts.get(&id).copied() {
@@ -532,7 +527,7 @@ mod tests {
         let _ = service.create(&owner, roster).unwrap();
         let romeo = Jid::new("romeo@montague.lit").unwrap();
         let mut classic = SubscriptionOptions::default();
-        classic.custom.insert(VIEW_OPTION.into(), "presence".into());
+        classic.custom.insert(VIEW_OPTION, "presence");
         let resolver = PresenceGraph::default();
         let _ = service
             .subscribe(&resolver, &romeo, PRESENCE_NODE, &romeo, Some(classic))

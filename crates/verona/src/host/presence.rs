@@ -138,7 +138,7 @@ impl ServicesTask {
             }
             SubscriptionKind::Subscribe => {
                 let mut options = SubscriptionOptions::default();
-                options.custom.insert(VIEW_OPTION.into(), "presence".into());
+                options.custom.insert(VIEW_OPTION, "presence");
                 service
                     .subscribe(&self.presence, &me, PRESENCE_NODE, &me, Some(options))
                     .map(|o| (o.effects, o.undo))

@@ -506,7 +506,7 @@ pub fn account_writes(
     for follower in followers {
         let jid = Jid::from(follower.clone());
         let mut options = SubscriptionOptions::default();
-        options.custom.insert(VIEW_OPTION.into(), "presence".into());
+        options.custom.insert(VIEW_OPTION, "presence");
         let subscribed = service.subscribe(&resolver, &jid, PRESENCE_NODE, &jid, Some(options))?;
         effects.extend(subscribed.effects);
         effects.extend(

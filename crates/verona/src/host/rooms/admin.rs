@@ -64,9 +64,7 @@ impl ServicesTask {
                     done.push(Done::reply(session, Some(message)));
                 }
                 let mut options = mine.options.clone();
-                options
-                    .custom
-                    .insert(groupchat::VOICE_ASKED_OPTION.into(), "1".into());
+                options.custom.insert(groupchat::VOICE_ASKED_OPTION, "1");
                 let Some(hosted) = self.rooms.get_mut(&node) else {
                     return;
                 };
@@ -107,9 +105,7 @@ impl ServicesTask {
             return false;
         };
         let mut options = occupant.options.clone();
-        options
-            .custom
-            .insert(groupchat::ROLE_OPTION.into(), role.name().into());
+        options.custom.insert(groupchat::ROLE_OPTION, role.name());
         let changed = hosted.service.set_subscription_options(
             &occupant.jid,
             &occupant.node,
@@ -148,9 +144,7 @@ impl ServicesTask {
             let mut options = mine.options.clone();
             options.custom.remove(groupchat::ROLE_OPTION);
             let role = Role::of(config, affiliation, &options);
-            options
-                .custom
-                .insert(groupchat::ROLE_OPTION.into(), role.name().into());
+            options.custom.insert(groupchat::ROLE_OPTION, role.name());
             (options != mine.options).then_some((mine, options))
         });
         if let Some((mine, options)) = reset

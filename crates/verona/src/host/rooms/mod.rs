@@ -557,9 +557,7 @@ impl ServicesTask {
         // later leaves the voice of those in it as it was.
         if let Some(config) = service.node_config(&node) {
             let role = Role::of(config, affiliation_in(service, &node, &me), &options);
-            options
-                .custom
-                .insert(groupchat::ROLE_OPTION.into(), role.name().into());
+            options.custom.insert(groupchat::ROLE_OPTION, role.name());
         }
         match service.subscribe(&self.presence, &me, &node, &me, Some(options)) {
             Ok(outcome) => {
@@ -803,9 +801,7 @@ impl ServicesTask {
             return;
         };
         let mut options = mine.options.clone();
-        options
-            .custom
-            .insert(groupchat::NICK_OPTION.into(), new.into());
+        options.custom.insert(groupchat::NICK_OPTION, new);
         let changed = hosted.service.set_subscription_options(
             &me,
             &mine.node,
