@@ -33,7 +33,7 @@ use verona_pubsub_xmpp::{ServiceContext, ServiceKind};
 use verona_storage::PubsubWrite;
 
 use crate::eventing::presence::{
-    PRESENCE_NODE, PresencePublish, ROSTER_NODE, SubscriptionKind, VIEW_OPTION, classic_bytes,
+    ClassicStanzas, PRESENCE_NODE, PresencePublish, ROSTER_NODE, SubscriptionKind, VIEW_OPTION,
     classic_presence, presence_node_config, recipient, recipient_account,
     touches_presence_subscriptions, vet_presence_publish,
 };

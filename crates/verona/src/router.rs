@@ -630,13 +630,13 @@ impl Router {
         native: Wire,
         made_classically: Option<bool>,
         available_only: bool,
-        classic: impl FnOnce() -> Option<Bytes>,
+        classic: impl FnOnce() -> Option<Wire>,
     ) -> usize {
         if self.remote(to).is_some() || self.component(to).is_some() {
             // Another server's user, or a component: it may not speak XEP-0207, and nothing
             // tells us its capabilities, so it gets the classic stanza wherever there is one,
             // unless its subscription was made natively (DESIGN §3).
-            let native = || Some(Bytes::from(native.to_vec()));
+            let native = || Some(native.clone());
             let bytes = match made_classically {
                 Some(false) => native(),
                 _ => classic().or_else(native),
@@ -662,7 +662,7 @@ impl Router {
         for session in sessions {
             let bytes = if session.wants_classic(made_classically) {
                 if let Some(render) = classic.take() {
-                    classic_bytes = render().map(Wire::from);
+                    classic_bytes = render();
                 }
                 classic_bytes.clone()
             } else {
@@ -816,7 +816,7 @@ mod tests {
         let to = Jid::new("romeo@montague.lit").unwrap();
         let delivered =
             router.deliver_views(&to, Wire::from(&b"<event/>"[..]), None, false, || {
-                Some(Bytes::from_static(b"<presence/>"))
+                Some(Bytes::from_static(b"<presence/>").into())
             });
         assert_eq!(delivered, 2);
         assert_eq!(

@@ -7,10 +7,13 @@
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
+use minidom::element::escape;
 use verona_pubsub::{
     AccessModel, ConfigField, Effect, Event, ItemReply, MaxItems, Recipient, SendLastPublishedItem,
     Show, StoreOp, SubscriptionState,
 };
+
+use verona_stream::Wire;
 
 use crate::xml::{BuilderExt, builder, ns, set_attr};
 
@@ -146,15 +149,68 @@ pub fn classic_presence(owner: &BareJid, effect: &Effect) -> Option<Vec<Element>
     }
 }
 
-/// The classic stanzas for one recipient, serialised.
-pub fn classic_bytes(stanzas: &[Element], to: &Jid) -> Bytes {
-    let mut bytes = Vec::new();
-    for stanza in stanzas {
-        let mut stanza = stanza.clone();
-        set_attr(&mut stanza, "to", to.as_str());
-        bytes.extend(verona_stream::element_bytes(&stanza));
+/// The classic stanzas of one event, serialised once for all its recipients: a recipient's
+/// copy is the stanza with its `to` put into the start tag, the rest shared (as pubsub
+/// notifications share their payload), instead of each copy being built and serialised again.
+pub struct ClassicStanzas(Vec<Prepared>);
+
+enum Prepared {
+    /// Serialised without `to`; the start tag's name ends at `at`.
+    Shared { bytes: Bytes, at: usize },
+    /// One that names a recipient already (none made here does): rebuilt for each.
+    Addressed(Element),
+}
+
+impl ClassicStanzas {
+    pub fn new(stanzas: &[Element]) -> Self {
+        let prepared = stanzas.iter().map(|stanza| {
+            if stanza.attr("to").is_some() {
+                return Prepared::Addressed(stanza.clone());
+            }
+            let bytes = Bytes::from(verona_stream::element_bytes(stanza));
+            let at = bytes
+                .iter()
+                .position(|b| matches!(b, b' ' | b'/' | b'>'))
+                .unwrap_or(bytes.len());
+            Prepared::Shared { bytes, at }
+        });
+        ClassicStanzas(prepared.collect())
     }
-    Bytes::from(bytes)
+
+    /// Its stanzas as sent to `to`.
+    pub fn to(&self, to: &Jid) -> Wire {
+        let value = escape(to.as_str().as_bytes());
+        let start = |bytes: &Bytes, at: usize, out: &mut Vec<u8>| {
+            out.extend_from_slice(&bytes[..at]);
+            out.extend_from_slice(b" to='");
+            out.extend_from_slice(&value);
+            out.push(b'\'');
+        };
+        match self.0.as_slice() {
+            [Prepared::Shared { bytes, at }] => {
+                let mut head = Vec::with_capacity(at + value.len() + 6);
+                start(bytes, *at, &mut head);
+                Wire::new(Bytes::from(head), bytes.slice(at..), Bytes::new())
+            }
+            stanzas => {
+                let mut out = Vec::new();
+                for stanza in stanzas {
+                    match stanza {
+                        Prepared::Shared { bytes, at } => {
+                            start(bytes, *at, &mut out);
+                            out.extend_from_slice(&bytes[*at..]);
+                        }
+                        Prepared::Addressed(stanza) => {
+                            let mut stanza = stanza.clone();
+                            set_attr(&mut stanza, "to", to.as_str());
+                            out.extend(verona_stream::element_bytes(&stanza));
+                        }
+                    }
+                }
+                Wire::from(Bytes::from(out))
+            }
+        }
+    }
 }
 
 /// A publish request, as far as the `presence` node is concerned.
@@ -294,6 +350,64 @@ mod tests {
     use verona_pubsub::{AuthorizationRequest, Item, LastItems, Notification, NotificationType};
 
     use super::*;
+
+    /// Each stanza as the classic view sent it before [`ClassicStanzas`]: a copy with `to`
+    /// set, serialised on its own.
+    fn addressed_one_by_one(stanzas: &[Element], to: &Jid) -> Vec<Element> {
+        stanzas
+            .iter()
+            .map(|stanza| {
+                let mut stanza = stanza.clone();
+                set_attr(&mut stanza, "to", to.as_str());
+                stanza
+            })
+            .collect()
+    }
+
+    fn parsed(wire: &Wire) -> Vec<Element> {
+        let text = String::from_utf8(wire.to_vec()).unwrap();
+        let wrapped: Element = format!("<w xmlns='jabber:client'>{text}</w>")
+            .parse()
+            .unwrap();
+        wrapped.children().cloned().collect()
+    }
+
+    #[test]
+    fn classic_stanzas_are_addressed_to_each_recipient_alike() {
+        let juliet: FullJid = "juliet@capulet.lit/balcony".parse().unwrap();
+        let available = builder("presence", ns::CLIENT)
+            .with("from", juliet.as_str())
+            .append(builder("show", ns::CLIENT).append("away").build())
+            .append(
+                builder("status", ns::CLIENT)
+                    .append("Wherefore art thou, 'Romeo' <&>?")
+                    .build(),
+            )
+            .build();
+        let gone = builder("presence", ns::CLIENT)
+            .with("type", "unavailable")
+            .with("from", "juliet@capulet.lit/chamber")
+            .build();
+        let addressed = builder("presence", ns::CLIENT)
+            .with("to", "someone@else.lit")
+            .with("from", juliet.as_str())
+            .build();
+        let recipients: Vec<Jid> = ["romeo@montague.lit/orch'ard", "nurse@capulet.lit"]
+            .iter()
+            .map(|jid| Jid::new(jid).unwrap())
+            .collect();
+        for stanzas in [
+            vec![available.clone()],
+            vec![available.clone(), gone.clone()],
+            vec![gone, addressed, available],
+        ] {
+            let classic = ClassicStanzas::new(&stanzas);
+            for to in &recipients {
+                assert_eq!(parsed(&classic.to(to)), addressed_one_by_one(&stanzas, to));
+            }
+        }
+        assert!(ClassicStanzas::new(&[]).to(&recipients[0]).is_empty());
+    }
 
     fn owner() -> BareJid {
         BareJid::new("juliet@localhost").unwrap()

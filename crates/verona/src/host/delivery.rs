@@ -67,7 +67,9 @@ impl ServicesTask {
                 self.router
                     .drop_blocked(&mut outgoing, |out| &out.to, &authors);
                 let classic = match &d.origin {
-                    Origin::Account(owner) => classic_presence(owner, effect),
+                    Origin::Account(owner) => {
+                        classic_presence(owner, effect).map(|stanzas| ClassicStanzas::new(&stanzas))
+                    }
                     Origin::Domain | Origin::Rooms | Origin::Room(_) | Origin::Conversation(_) => {
                         None
                     }
@@ -99,7 +101,7 @@ impl ServicesTask {
                     };
                     self.router
                         .deliver_views(&out.to, out.stanza, made, broadcast, || {
-                            stanzas.map(|stanzas| classic_bytes(stanzas, &out.to))
+                            stanzas.map(|stanzas| stanzas.to(&out.to))
                         });
                 }
             }

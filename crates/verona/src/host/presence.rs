@@ -325,10 +325,11 @@ impl ServicesTask {
             let effect = Effect::AuthorizationRequest(request);
             let classic = (hosted.kind == ServiceKind::Pep)
                 .then(|| classic_presence(&service, &effect))
-                .flatten();
+                .flatten()
+                .map(|stanzas| ClassicStanzas::new(&stanzas));
             self.router
                 .deliver_views(&out.to, out.stanza, made, false, || {
-                    classic.map(|stanzas| classic_bytes(&stanzas, &out.to))
+                    classic.map(|stanzas| stanzas.to(&out.to))
                 });
         }
     }
