@@ -111,6 +111,27 @@ impl Held {
     pub(crate) fn values(&self) -> impl Iterator<Item = &Subscription> {
         self.iter().map(|(_, sub)| sub)
     }
+
+    /// The bare JID of its subscriptions (empty for an empty entry, which [`ByBare::Few`]
+    /// never holds).
+    pub(crate) fn bare(&self) -> &str {
+        self.values().next().map_or("", |sub| bare_str(&sub.jid))
+    }
+
+    /// [`Held::bare`], as a JID of its own.
+    pub(crate) fn bare_jid(&self) -> BareJid {
+        self.values()
+            .next()
+            .expect("no entry is empty")
+            .jid
+            .to_bare()
+    }
+}
+
+/// The bare part of a JID, as a slice of it (no node or domain holds a `/`).
+fn bare_str(jid: &Jid) -> &str {
+    let jid = jid.as_str();
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
 }
 
 /// The subscriptions by bare JID: a sorted vector while the node has fewer than
@@ -136,29 +157,6 @@ impl PartialEq for ByBare {
 impl Default for ByBare {
     fn default() -> Self {
         ByBare::Few(Vec::new())
-    }
-}
-
-/// The bare part of a JID, as a slice of it (no node or domain holds a `/`).
-fn bare_str(jid: &Jid) -> &str {
-    let jid = jid.as_str();
-    jid.split_once('/').map_or(jid, |(bare, _)| bare)
-}
-
-impl Held {
-    /// The bare JID of its subscriptions (empty for an empty entry, which [`ByBare::Few`]
-    /// never holds).
-    pub(crate) fn bare(&self) -> &str {
-        self.values().next().map_or("", |sub| bare_str(&sub.jid))
-    }
-
-    /// [`Held::bare`], as a JID of its own.
-    pub(crate) fn bare_jid(&self) -> BareJid {
-        self.values()
-            .next()
-            .expect("no entry is empty")
-            .jid
-            .to_bare()
     }
 }
 

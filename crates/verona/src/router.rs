@@ -123,10 +123,14 @@ impl Outbox {
             return false;
         }
         queue.bytes += len;
-        // A fan-out queues several at once: grow once to a useful size, not 4, 8, 16.
+        // An empty queue gets the small buffer it keeps between stanzas; a fuller one (a
+        // fan-out queues several at once) grows once to a useful size, not 8, then 16.
         let stanzas = &mut queue.stanzas;
         if stanzas.len() == stanzas.capacity() {
-            stanzas.reserve(stanzas.len().max(GROW_QUEUE_BY));
+            stanzas.reserve(match stanzas.len() {
+                0 => KEEP_QUEUE_CAPACITY,
+                len => len.max(GROW_QUEUE_BY),
+            });
         }
         stanzas.push_back(stanza);
         drop(queue);
