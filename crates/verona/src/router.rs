@@ -926,6 +926,26 @@ mod tests {
         );
     }
 
+    /// One stanza at a time (a chat) reuses the small buffer an emptied queue keeps; a burst
+    /// grows it in one step, and it is given back once emptied.
+    #[test]
+    fn a_queue_keeps_a_small_buffer_and_grows_in_steps() {
+        let (h, ends) = SessionHandle::new(1000, 1 << 20);
+        let capacity = || h.outbox.lock().stanzas.capacity();
+        for _ in 0..3 {
+            assert!(h.send(Bytes::from_static(b"<one/>")));
+            assert_eq!(capacity(), KEEP_QUEUE_CAPACITY);
+            assert!(ends.queue.try_recv().is_some());
+            assert_eq!(capacity(), KEEP_QUEUE_CAPACITY);
+        }
+        for _ in 0..=KEEP_QUEUE_CAPACITY {
+            assert!(h.send(Bytes::from_static(b"<many/>")));
+        }
+        assert_eq!(capacity(), KEEP_QUEUE_CAPACITY + GROW_QUEUE_BY);
+        while ends.queue.try_recv().is_some() {}
+        assert_eq!(capacity(), 0);
+    }
+
     #[test]
     fn a_full_queue_closes_the_session() {
         let (h, ends) = SessionHandle::new(1, 1 << 20);
