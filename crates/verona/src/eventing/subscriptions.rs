@@ -383,14 +383,11 @@ impl PresenceGraph {
     }
 
     /// Whether `contact` is subscribed to `owner`'s presence, or waiting to be.
-    pub fn has_relation(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.relation(owner, contact).is_some()
-    }
-
-    /// Whether `contact` asked for `owner`'s presence with a classic `<presence/>` stanza
-    /// (its rendering when its session advertised no capabilities).
-    pub fn subscribed_classically(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.relation(owner, contact).is_some_and(|r| r.classic)
+    /// Whether `contact` asked for `owner`'s presence with a classic `<presence/>` stanza (its
+    /// rendering when its session advertised no capabilities); `None` when they have no
+    /// relation. One lookup: a presence broadcast asks it for every recipient.
+    pub fn subscribed_classically(&self, owner: &BareJid, contact: &BareJid) -> Option<bool> {
+        self.relation(owner, contact).map(|r| r.classic)
     }
 
     /// `user`'s roster (RFC 6121 §2): every contact with a relation or an annotation.
@@ -596,8 +593,10 @@ mod tests {
             assert_eq!(got, expected, "{user} → {contact}");
         }
         assert_eq!(graph.roster(&juliet).len(), 2);
-        assert!(graph.subscribed_classically(&juliet, &romeo));
-        assert!(!graph.subscribed_classically(&juliet, &nurse));
+        assert_eq!(graph.subscribed_classically(&juliet, &romeo), Some(true));
+        assert_eq!(graph.subscribed_classically(&juliet, &nurse), Some(false));
+        let stranger = BareJid::new("stranger@verona.lit").unwrap();
+        assert_eq!(graph.subscribed_classically(&juliet, &stranger), None);
         assert!(graph.in_roster_group(&juliet, &romeo, &["Montagues".to_owned()]));
         assert!(!graph.in_roster_group(&juliet, &romeo, &["Family".to_owned()]));
         // Every changed item is reported, on the side whose item changed.

@@ -472,8 +472,7 @@ impl ServicesTask {
 
     /// How `subscriber`'s subscription to `owner`'s presence node was made, if it has one.
     pub(super) fn made_classically(&self, owner: &BareJid, subscriber: &BareJid) -> Option<bool> {
-        let known = self.presence.has_relation(owner, subscriber);
-        known.then(|| self.presence.subscribed_classically(owner, subscriber))
+        self.presence.subscribed_classically(owner, subscriber)
     }
 
     /// RFC 6121 §4.3: a probe is answered from the contact's presence node, to a subscriber
