@@ -647,30 +647,42 @@ impl Router {
             };
             return bytes.map_or(0, |bytes| self.deliver(to, bytes));
         }
-        let sessions: Vec<SessionHandle> = match to.try_as_full() {
-            Ok(full) => self.session(full).into_iter().collect(),
-            Err(bare) => self
-                .sessions
-                .read()
-                .expect("router lock")
-                .get(bare.as_str())
-                .into_iter()
-                .flatten()
-                .filter(|(_, handle)| !available_only || handle.is_available())
-                .map(|(_, handle)| handle.clone())
-                .collect(),
+        // Under the registry's read lock, as `deliver` does: a fan-out clones no handle.
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        let (bare, resource) = match to.try_as_full() {
+            Ok(full) => (bare_part(full), Some(full.resource().as_str())),
+            Err(bare) => (bare.as_str(), None),
         };
-        let mut classic_bytes = None;
+        let Some(resources) = sessions.get(bare) else {
+            return 0;
+        };
+        let one = resource.and_then(|resource| resources.get(resource));
+        let all = resource.is_none().then(|| {
+            resources
+                .values()
+                .filter(|handle| !available_only || handle.is_available())
+        });
+        let mut targets = one.into_iter().chain(all.into_iter().flatten()).peekable();
+        // The last (usually the only) session takes the stanza itself rather than a copy.
+        let mut native = Some(native);
         let mut classic = Some(classic);
+        let mut classic_bytes = None;
         let mut delivered = 0;
-        for session in sessions {
+        while let Some(session) = targets.next() {
+            let last = targets.peek().is_none();
             let bytes = if session.wants_classic(made_classically) {
                 if let Some(render) = classic.take() {
                     classic_bytes = render();
                 }
-                classic_bytes.clone()
+                if last {
+                    classic_bytes.take()
+                } else {
+                    classic_bytes.clone()
+                }
+            } else if last {
+                native.take()
             } else {
-                Some(native.clone())
+                native.clone()
             };
             if let Some(bytes) = bytes {
                 delivered += usize::from(session.send(bytes));
