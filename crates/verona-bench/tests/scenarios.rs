@@ -156,10 +156,9 @@ async fn idle_sessions_are_held_and_measured() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fanout_delivers_every_notification_exactly_once() {
-    let (server, _dir) = start(3).await;
-    let options = FanoutOptions {
+/// A small fan-out run on `node` of the test server's pubsub service.
+fn fanout_options(node: &str) -> FanoutOptions {
+    FanoutOptions {
         subscribers: 5,
         publishes: 20,
         in_flight: 4,
@@ -167,10 +166,16 @@ async fn fanout_delivers_every_notification_exactly_once() {
         login_in_flight: 5,
         payload_bytes: 300,
         service: "pubsub.localhost".into(),
-        node: "fanout-test".into(),
+        node: node.into(),
         persist: true,
         max_items: 10,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_every_notification_exactly_once() {
+    let (server, _dir) = start(3).await;
+    let options = fanout_options("fanout-test");
     let setup = setup(&server, Mechanism::ScramSha256, 3);
     let report = fanout::run(&setup, &options, this_process()).await;
     assert_eq!(report.errors.total, 0, "{:?}", report.errors);
@@ -204,12 +209,8 @@ async fn fanout_one_at_a_time_times_each_item_to_its_last_subscriber() {
         publishes: 12,
         in_flight: 1,
         settle: true,
-        login_in_flight: 4,
-        payload_bytes: 100,
-        service: "pubsub.localhost".into(),
-        node: "settle-test".into(),
         persist: false,
-        max_items: 10,
+        ..fanout_options("settle-test")
     };
     let setup = setup(&server, Mechanism::ScramSha256, 3);
     let report = fanout::run(&setup, &options, this_process()).await;
