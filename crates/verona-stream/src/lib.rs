@@ -191,6 +191,18 @@ impl StreamParser {
         result
     }
 
+    /// Frees the buffers kept between stanzas (an idle connection should not hold them); they
+    /// are allocated again by the next stanza.
+    pub fn release_idle(&mut self) {
+        if self.stanza.is_empty() {
+            self.stanza = Vec::new();
+        }
+        if self.pos == self.input.len() {
+            self.input = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// Bytes received but not yet part of a returned event (or a skipped
     /// keepalive): unparsed input plus the unfinished element.
     pub fn buffered_len(&self) -> usize {

@@ -569,3 +569,22 @@ fn element_bytes_escapes_hostile_values() {
     let again = stanzas(&[HEADER.as_bytes(), &bytes].concat());
     assert_eq!(again, [el]);
 }
+
+/// An idle connection frees the parser's buffers between reads: releasing them at any split,
+/// even inside an element, changes nothing that is parsed.
+#[test]
+fn releasing_idle_buffers_loses_nothing() {
+    let input = realistic_stream();
+    let (expected, error) = run_chunks(&[input.as_bytes()]);
+    assert!(error.is_none());
+    for split in 1..input.len() {
+        let mut parser = StreamParser::new("jabber:client", Limits::default());
+        let (mut events, error) = run(&mut parser, &[&input.as_bytes()[..split]]);
+        assert!(error.is_none());
+        parser.release_idle();
+        let (more, error) = run(&mut parser, &[&input.as_bytes()[split..]]);
+        events.extend(more);
+        assert!(error.is_none(), "split at {split}");
+        assert_eq!(events, expected, "split at {split}");
+    }
+}

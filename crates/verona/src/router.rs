@@ -164,6 +164,14 @@ impl Inbox {
         self.0.lock().bytes
     }
 
+    /// Frees the buffer an emptied queue keeps (see [`KEEP_QUEUE_CAPACITY`]).
+    pub fn release_idle(&self) {
+        let mut queue = self.0.lock();
+        if queue.stanzas.is_empty() {
+            queue.stanzas = VecDeque::new();
+        }
+    }
+
     /// The next queued stanza, if any.
     pub fn try_recv(&self) -> Option<Wire> {
         self.0.pop()
@@ -955,6 +963,13 @@ mod tests {
         }
         assert_eq!(capacity(), KEEP_QUEUE_CAPACITY + GROW_QUEUE_BY);
         while ends.queue.try_recv().is_some() {}
+        assert_eq!(capacity(), 0);
+        // An idle session gives even the small buffer back, but not while stanzas wait.
+        assert!(h.send(Bytes::from_static(b"<one/>")));
+        ends.queue.release_idle();
+        assert_eq!(capacity(), KEEP_QUEUE_CAPACITY);
+        assert!(ends.queue.try_recv().is_some());
+        ends.queue.release_idle();
         assert_eq!(capacity(), 0);
     }
 

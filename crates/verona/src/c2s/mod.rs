@@ -39,8 +39,12 @@ use transport::{Transport, tls_exporter};
 
 pub(crate) use sm::Resumable;
 
-/// Output buffers larger than this are released after a write, so idle connections stay small.
+/// Output buffers larger than this are released after a write; smaller ones are kept while the
+/// connection is busy, so that each write does not allocate.
 const KEEP_OUTPUT_CAPACITY: usize = 4096;
+/// A bound session with nothing to do for this long releases the buffers it keeps between
+/// writes (output, queue, parser), so that idle connections stay small.
+const RELEASE_WHEN_IDLE_FOR: Duration = Duration::from_secs(2);
 /// Queued stanzas written in one batch.
 const BATCH: usize = 64;
 /// The output buffer is sized up front for at most this much of what is queued.
@@ -107,6 +111,8 @@ struct Connection {
     reads: ReadRate,
     paused_until: Option<Instant>,
     deadline: Option<Instant>,
+    /// When a bound session's kept buffers go, unless it is busy again before.
+    release_at: Option<Instant>,
     out: Vec<u8>,
     /// XEP-0138 zlib, once negotiated; applies to both directions.
     compression: Option<Box<Zlib>>,
@@ -157,6 +163,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         reads,
         paused_until: None,
         deadline: Some(Instant::now() + unauthenticated_timeout),
+        release_at: None,
         out: Vec::new(),
         compression: None,
     };
@@ -201,10 +208,15 @@ impl Connection {
                     _ => None,
                 };
                 let paused = self.paused_until.is_some();
-                let deadline = [self.deadline, caps_until, self.paused_until]
-                    .into_iter()
-                    .flatten()
-                    .min();
+                let deadline = [
+                    self.deadline,
+                    caps_until,
+                    self.paused_until,
+                    self.release_at,
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 tokio::select! {
                     read = self.io.read_some(), if !paused => Wake::Read(read),
                     wake = session_wake(ends) => wake,
@@ -220,7 +232,11 @@ impl Connection {
                         return end;
                     }
                     unparsed = true;
-                    self.paused_until = self.reads.consumed(bytes.len(), Instant::now());
+                    let now = Instant::now();
+                    self.paused_until = self.reads.consumed(bytes.len(), now);
+                    if matches!(self.state, State::Bound(_)) {
+                        self.release_at = Some(now + RELEASE_WHEN_IDLE_FOR);
+                    }
                 }
                 Wake::Outbound(bytes) => {
                     self.write_queued(bytes);
@@ -247,6 +263,11 @@ impl Connection {
                     {
                         // The client may send again.
                         self.paused_until = None;
+                        continue;
+                    }
+                    if self.release_at.is_some_and(|at| at <= Instant::now()) {
+                        self.release_at = None;
+                        self.release_idle();
                         continue;
                     }
                     if let Some(held) = self.caps_timeout() {
@@ -400,15 +421,31 @@ impl Connection {
             return Err(End::Gone);
         }
         if !matches!(self.state, State::Unauthenticated { .. }) {
-            self.deadline = self.keepalive_deadline();
+            let now = Instant::now();
+            self.deadline = self.keepalive_deadline(now);
+            if matches!(self.state, State::Bound(_)) {
+                self.release_at = Some(now + RELEASE_WHEN_IDLE_FOR);
+            }
         }
         Ok(())
     }
 
-    fn keepalive_deadline(&self) -> Option<Instant> {
+    /// Frees what a busy connection keeps between writes; it is allocated again when needed.
+    fn release_idle(&mut self) {
+        self.out = Vec::new();
+        self.parser.release_idle();
+        if let State::Bound(session) = &mut self.state {
+            session.ends.queue.release_idle();
+            if let Some(sm) = &mut session.sm {
+                sm.release_idle();
+            }
+        }
+    }
+
+    fn keepalive_deadline(&self, now: Instant) -> Option<Instant> {
         match self.shared.config.c2s.keepalive_secs {
             0 => None,
-            secs => Some(Instant::now() + Duration::from_secs(secs)),
+            secs => Some(now + Duration::from_secs(secs)),
         }
     }
 

@@ -347,7 +347,7 @@ impl Connection {
         self.attempted = None;
         tracing::info!(%jid, "authenticated");
         self.state = State::Authenticated { jid };
-        self.deadline = self.keepalive_deadline();
+        self.deadline = self.keepalive_deadline(tokio::time::Instant::now());
         self.restart_stream();
     }
 

@@ -63,6 +63,13 @@ impl Sm {
         ask
     }
 
+    /// Frees the buffer of acknowledged stanzas when nothing waits for an acknowledgement.
+    pub(super) fn release_idle(&mut self) {
+        if self.unacked.is_empty() {
+            self.unacked = VecDeque::new();
+        }
+    }
+
     /// The client acknowledged every stanza up to `h`.
     pub(super) fn ack(&mut self, h: u32) -> Result<(), TooHigh> {
         let newly = h.wrapping_sub(self.acked) as usize;
