@@ -196,6 +196,9 @@ pub struct Limits {
     pub unauthenticated_per_address: usize,
     /// Connections from one address (IPv6: one /64) at most, authenticated or not.
     pub connections_per_address: usize,
+    /// Incoming connections from other servers and components, together, from one address
+    /// (IPv6: one /64) at most; more are closed as they arrive.
+    pub server_connections_per_address: usize,
     /// New connections one address (IPv6: one /64) may open per minute once it has opened
     /// `new_connections_burst` (0: no limit); more are closed as they arrive.
     pub new_connections_per_minute: u32,
@@ -315,6 +318,7 @@ impl Default for Limits {
             unauthenticated_timeout_secs: 30,
             unauthenticated_per_address: 32,
             connections_per_address: 256,
+            server_connections_per_address: 32,
             new_connections_per_minute: 60,
             new_connections_burst: 300,
             read_bytes_per_sec: 128 * 1024,

@@ -204,7 +204,8 @@ impl RunningServer {
             .with_connection_rate(
                 config.limits.new_connections_per_minute,
                 config.limits.new_connections_burst,
-            ),
+            )
+            .with_server_connections(config.limits.server_connections_per_address),
         );
         let c2s_listeners = bind_listeners(&config).await?;
         let identity = crate::s2s::stream::Identity {
@@ -497,8 +498,8 @@ async fn accept_loop(
     }
 }
 
-/// Accepts connections of one kind, at most `slots` at once (more are closed as they
-/// arrive), each served by `serve` in a task of its own.
+/// Accepts connections of one kind, at most `slots` at once and the throttle's share per
+/// address (more are closed as they arrive), each served by `serve` in a task of its own.
 async fn accept_bounded<F, Fut>(
     shared: Arc<Shared>,
     listener: TcpListener,
@@ -521,6 +522,10 @@ async fn accept_bounded<F, Fut>(
                         tracing::warn!(%peer, kind, "too many connections of this kind; refused");
                         continue;
                     };
+                    let Some(admission) = shared.throttle.admit_server(peer.ip()) else {
+                        tracing::warn!(%peer, kind, "too many connections from this address; refused");
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
                     let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", kind, conn = id, %peer);
@@ -529,7 +534,7 @@ async fn accept_bounded<F, Fut>(
                     tokio::spawn(
                         async move {
                             served.await;
-                            drop((slot, alive));
+                            drop((slot, admission, alive));
                         }
                         .instrument(span),
                     );

@@ -33,6 +33,9 @@ pub struct AuthThrottle {
     max_registrations: u32,
     /// New connections per address over time.
     rate: Option<ConnectionRate>,
+    /// Connections from other servers and components per address: their listeners have
+    /// their own global bound, which one address must not fill alone.
+    servers: Arc<PerAddress>,
 }
 
 /// A token bucket per address: `burst` new connections at once, refilled at `per_minute`.
@@ -154,7 +157,20 @@ impl AuthThrottle {
             registrations: Mutex::default(),
             max_registrations,
             rate: None,
+            servers: PerAddress::new(usize::MAX),
         }
+    }
+
+    /// Limits connections from other servers and components to `max` per address.
+    pub fn with_server_connections(mut self, max: usize) -> Self {
+        self.servers = PerAddress::new(max);
+        self
+    }
+
+    /// Counts a connection from another server or a component from `addr`; `None` when the
+    /// address has as many as allowed.
+    pub fn admit_server(&self, addr: IpAddr) -> Option<Admission> {
+        self.servers.admit(addr)
     }
 
     /// Limits new connections per address to `burst` at once and `per_minute` after that

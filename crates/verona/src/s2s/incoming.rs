@@ -20,6 +20,8 @@ use crate::xml::{StreamError, ns};
 
 /// Dialback verifications one stream may have in flight.
 const MAX_VERIFYING: usize = 8;
+/// Longest a TLS handshake may take (less if the stream's time to authenticate ends sooner).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Serves one connection from another server until it closes.
 pub async fn serve(
@@ -101,8 +103,15 @@ async fn run(
                             .write(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes())
                             .await
                             .map_err(lost)?;
-                        stream.accept_tls(&federation.acceptor).await.map_err(lost)?;
-                        opened = open(federation, stream, setup, false).await?;
+                        // The select's deadline does not run while this arm does: without its
+                        // own, a peer that never shakes hands would keep its slot for ever.
+                        let left = until_authorized.saturating_duration_since(tokio::time::Instant::now());
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT.min(left), stream.accept_tls(&federation.acceptor))
+                            .await
+                            .map_err(|_| lost(StreamFailure::Timeout))?
+                            .map_err(lost)?;
+                        let left = until_authorized.saturating_duration_since(tokio::time::Instant::now());
+                        opened = open(federation, stream, left, false).await?;
                     } else if el.is("auth", ns::SASL) {
                         // XEP-0178: the certificate proves the domain; then a new stream.
                         let Some(remote) = external(&el, &opened) else {
