@@ -65,6 +65,11 @@ pub struct S2sConfig {
     /// Stanzas queued for one remote domain while its connection is being set up; more are
     /// bounced with `resource-constraint`.
     pub max_queue: usize,
+    /// Bytes queued for one remote domain (one pair of a local and a remote domain) at most,
+    /// counted as they will be sent; more are bounced with `resource-constraint`.
+    pub max_queue_bytes: usize,
+    /// Bytes queued for all other servers together at most; more are bounced likewise.
+    pub max_total_queue_bytes: usize,
     /// An outgoing connection with no traffic for this long is closed.
     pub idle_timeout_secs: u64,
     /// Seconds to connect, negotiate TLS and authenticate before giving up.
@@ -85,6 +90,8 @@ impl Default for S2sConfig {
             ca_file: None,
             hosts: Default::default(),
             max_queue: 1000,
+            max_queue_bytes: 8 << 20,
+            max_total_queue_bytes: 64 << 20,
             idle_timeout_secs: 600,
             connect_timeout_secs: 30,
             max_incoming: 1000,

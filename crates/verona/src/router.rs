@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
-use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{Notify, watch};
 use verona_pubsub::Show;
@@ -617,7 +616,7 @@ impl Router {
             return usize::from(component.send(stanza));
         }
         if let Some(federation) = self.remote(to) {
-            return usize::from(federation.send(Bytes::from(stanza.to_vec())));
+            return usize::from(federation.send(stanza));
         }
         match to.try_as_full() {
             Ok(full) => self
@@ -728,6 +727,8 @@ fn bare_part(jid: &FullJid) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn full(s: &str) -> FullJid {

@@ -61,3 +61,65 @@ async fn server_and_component_connections_are_capped_per_address() {
     let mut component = RawStream::connect(component, "jabber:component:accept").await;
     assert!(component.event().await.is_none(), "a component beside them");
 }
+
+/// The condition of a stanza error.
+fn error_condition(el: &Element) -> Option<String> {
+    el.get_child("error", NS_CLIENT)?
+        .children()
+        .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+/// `[s2s] max_queue_bytes` and `max_total_queue_bytes`: what waits for other servers (here
+/// two that accept connections and never answer) is bounded in bytes, per remote domain and
+/// in all, long before `max_queue` stanzas; past it a stanza bounces to its sender with
+/// `resource-constraint`.
+#[tokio::test]
+async fn what_waits_for_other_servers_is_bounded_in_bytes() {
+    let silent = [
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let ports = [
+        silent[0].local_addr().unwrap().port(),
+        silent[1].local_addr().unwrap().port(),
+    ];
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        for (domain, port) in [("silent1.lit", ports[0]), ("silent2.lit", ports[1])] {
+            config
+                .s2s
+                .hosts
+                .insert(domain.into(), format!("127.0.0.1:{port}"));
+        }
+        config.s2s.max_queue_bytes = 200_000;
+        config.s2s.max_total_queue_bytes = 250_000;
+    })
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    let body = "x".repeat(60_000);
+    // About 60 KB each: three fit silent1.lit's 200 KB, a fourth does not; then one more fits
+    // silent2.lit's own bound but not the 250 KB of all queues together. (Conversations with
+    // different users may be handled in any order: each batch's bounce is waited for.)
+    let batches = [
+        (["m1", "m2", "m3", "m4"].as_slice(), "silent1.lit", "m4"),
+        (["m5", "m6"].as_slice(), "silent2.lit", "m6"),
+    ];
+    for (ids, domain, refused) in batches {
+        for id in ids {
+            juliet
+                .send(&format!("<message xmlns='jabber:client' type='chat' to='romeo@{domain}' id='{id}'><body>{body}</body></message>"))
+                .await;
+        }
+        let bounced = juliet.recv().await;
+        assert_eq!(bounced.attr("type"), Some("error"), "{}", show(&bounced));
+        assert_eq!(bounced.attr("id"), Some(refused));
+        assert_eq!(
+            error_condition(&bounced).as_deref(),
+            Some("resource-constraint")
+        );
+    }
+    juliet.expect_nothing().await;
+}

@@ -14,17 +14,16 @@ pub mod resolve;
 pub(crate) mod stream;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hickory_resolver::TokioResolver;
-use minidom::Element;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
-use verona_stream::Limits;
+use verona_stream::{Limits, Wire};
 
 use crate::config::{Config, S2sConfig};
 use crate::router::Router;
@@ -39,8 +38,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What an outgoing stream is asked to do.
 enum Out {
-    /// A stanza serialised for clients (`jabber:client`).
-    Stanza(Bytes),
+    /// A stanza serialised for clients (`jabber:client`), its body shared with the other
+    /// recipients of a fan-out, counted against the queues' bytes until sent or dropped.
+    Stanza(Wire, Charge),
     /// XEP-0220 §2.1.2: ask the remote domain whether it made `key` for stream `id`.
     Verify {
         id: String,
@@ -51,6 +51,29 @@ enum Out {
 
 /// A local domain and a remote one: one outgoing stream each.
 type Pair = (String, String);
+
+/// An outgoing stream's queue, with a number telling it apart from a later one and the bytes
+/// of the stanzas waiting for it.
+struct Link {
+    id: u64,
+    queue: mpsc::Sender<Out>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The bytes of a stanza waiting for another server, held against its pair's and the
+/// server's bounds until it is dropped (sent, bounced, or moved to a new stream).
+struct Charge {
+    bytes: usize,
+    pair: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.pair.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
 
 /// A remote domain that could not be reached: stanzas for it bounce until `until`.
 struct Down {
@@ -75,8 +98,9 @@ pub struct Federation {
     certificates: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     resolver: Option<TokioResolver>,
     router: Weak<Router>,
-    /// Each outgoing stream's queue, with a number telling it apart from a later one.
-    links: Mutex<HashMap<Pair, (u64, mpsc::Sender<Out>)>>,
+    links: Mutex<HashMap<Pair, Link>>,
+    /// Bytes of the stanzas waiting for any other server.
+    queued: Arc<AtomicUsize>,
     /// Capabilities questions sent to other servers' users, by iq id (XEP-0115 §6.2).
     caps_asked: Mutex<HashMap<String, (jid::FullJid, xmpp_parsers::caps::Caps)>>,
     down: Mutex<HashMap<String, Down>>,
@@ -144,6 +168,7 @@ impl Federation {
             resolver,
             router: Arc::downgrade(router),
             links: Mutex::default(),
+            queued: Arc::default(),
             caps_asked: Mutex::default(),
             down: Mutex::default(),
             shutdown,
@@ -215,10 +240,12 @@ impl Federation {
     }
 
     /// Sends a stanza (serialised for clients, with `from` and `to`) to another domain's
-    /// server. False if it bounced at once (its sender is told why).
-    pub fn send(self: &Arc<Self>, stanza: Bytes) -> bool {
-        let from = stream::head_attr(&stanza, "from").and_then(|f| domain_of(&f));
-        let to = stream::head_attr(&stanza, "to").and_then(|t| domain_of(&t));
+    /// server. False if it bounced at once (its sender is told why): the server is down, or
+    /// its pair's queue or all queues together are full, in stanzas or in bytes.
+    pub fn send(self: &Arc<Self>, stanza: Wire) -> bool {
+        let top = stream::top_tag(&stanza);
+        let from = stream::head_attr(&top, "from").and_then(|f| domain_of(&f));
+        let to = stream::head_attr(&top, "to").and_then(|t| domain_of(&t));
         let (Some(from), Some(to)) = (from, to) else {
             tracing::debug!("a stanza for another server without from or to");
             return false;
@@ -230,13 +257,38 @@ impl Federation {
             self.bounce(&stanza, StanzaError::RemoteServerNotFound);
             return false;
         }
-        match self.offer(&from, &to, Out::Stanza(stanza)) {
+        let bytes = stanza.len();
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        let link = self.link(&mut links, &from, &to);
+        let (pair, total) = (
+            link.queued.load(Ordering::Relaxed),
+            self.queued.load(Ordering::Relaxed),
+        );
+        // An empty queue always takes one stanza, as a session's does.
+        let over = |queued: usize, max: usize| queued > 0 && queued + bytes > max;
+        if over(pair, self.config.max_queue_bytes) || over(total, self.config.max_total_queue_bytes)
+        {
+            drop(links);
+            self.bounce(&stanza, StanzaError::ResourceConstraint);
+            return false;
+        }
+        link.queued.fetch_add(bytes, Ordering::Relaxed);
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+        let charge = Charge {
+            bytes,
+            pair: link.queued.clone(),
+            total: self.queued.clone(),
+        };
+        let sent = link.queue.try_send(Out::Stanza(stanza, charge));
+        drop(links);
+        match sent {
             Ok(()) => true,
-            Err(Out::Stanza(stanza)) => {
-                self.bounce(&stanza, StanzaError::ResourceConstraint);
+            Err(e) => {
+                if let Out::Stanza(stanza, _) = e.into_inner() {
+                    self.bounce(&stanza, StanzaError::ResourceConstraint);
+                }
                 false
             }
-            Err(Out::Verify { .. }) => false,
         }
     }
 
@@ -249,35 +301,45 @@ impl Federation {
             key: key.to_owned(),
             answer,
         };
-        if self.is_down(remote) || self.offer(local, remote, ask).is_err() {
+        if self.is_down(remote) {
+            return false;
+        }
+        let queued = {
+            let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+            self.link(&mut links, local, remote).queue.try_send(ask)
+        };
+        if queued.is_err() {
             return false;
         }
         let limit = Duration::from_secs(self.config.connect_timeout_secs);
         matches!(tokio::time::timeout(limit, answered).await, Ok(Ok(true)))
     }
 
-    /// Queues `out` on the stream from `local` to `remote`, starting it if there is none.
-    fn offer(self: &Arc<Self>, local: &str, remote: &str, mut out: Out) -> Result<(), Out> {
-        let key = (local.to_owned(), remote.to_owned());
-        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, link)) = links.get(&key) {
-            match link.try_send(out) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(back)) => return Err(back),
-                // The stream ended since: a new one takes it.
-                Err(mpsc::error::TrySendError::Closed(back)) => out = back,
-            }
-        }
+    /// The stream from `local` to `remote`, started if there is none (or it ended since).
+    fn link<'a>(
+        self: &Arc<Self>,
+        links: &'a mut HashMap<Pair, Link>,
+        local: &str,
+        remote: &str,
+    ) -> &'a Link {
         static LINK: AtomicU64 = AtomicU64::new(1);
-        let link = LINK.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.config.max_queue.max(1));
-        let sent = tx.try_send(out);
-        links.insert(key, (link, tx));
-        drop(links);
-        let federation = self.clone();
-        let (local, remote) = (local.to_owned(), remote.to_owned());
-        tokio::spawn(async move { outgoing::run(federation, link, local, remote, rx).await });
-        sent.map_err(|e| e.into_inner())
+        let key = (local.to_owned(), remote.to_owned());
+        if links.get(&key).is_none_or(|link| link.queue.is_closed()) {
+            let id = LINK.fetch_add(1, Ordering::Relaxed);
+            let (queue, rx) = mpsc::channel(self.config.max_queue.max(1));
+            links.insert(
+                key.clone(),
+                Link {
+                    id,
+                    queue,
+                    queued: Arc::default(),
+                },
+            );
+            let federation = self.clone();
+            let (local, remote) = (local.to_owned(), remote.to_owned());
+            tokio::spawn(async move { outgoing::run(federation, id, local, remote, rx).await });
+        }
+        &links[&key]
     }
 
     /// Whether `remote` failed recently enough that stanzas for it bounce at once.
@@ -311,18 +373,17 @@ impl Federation {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         if links
             .get(&key)
-            .is_some_and(|(registered, _)| *registered == link)
+            .is_some_and(|registered| registered.id == link)
         {
             links.remove(&key);
         }
     }
 
-    /// Tells the local sender of `stanza` that it could not be delivered.
-    fn bounce(&self, stanza: &[u8], error: StanzaError) {
-        let Ok(el) = std::str::from_utf8(stanza)
-            .map_err(|_| ())
-            .and_then(|s| s.parse::<Element>().map_err(|_| ()))
-        else {
+    /// Tells the local sender of `stanza` that it could not be delivered. The error names
+    /// only what the stanza's start tag says, so that is all that is parsed: bouncing a large
+    /// notification to many costs no copy of its payload.
+    fn bounce(&self, stanza: &Wire, error: StanzaError) {
+        let Some(el) = stream::start_tag_element(&stream::top_tag(stanza)) else {
             return;
         };
         let (Some(reply), Some(router)) = (error_reply(&el, error, None), self.router.upgrade())

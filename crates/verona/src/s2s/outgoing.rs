@@ -47,7 +47,7 @@ pub(super) async fn run(
             federation.failed(&remote);
             for out in pending {
                 match out {
-                    Out::Stanza(stanza) => {
+                    Out::Stanza(stanza, _) => {
                         federation.bounce(&stanza, StanzaError::RemoteServerNotFound)
                     }
                     Out::Verify { answer, .. } => {
@@ -64,7 +64,9 @@ pub(super) async fn run(
         Ended::Closed => {
             for out in pending {
                 match out {
-                    Out::Stanza(stanza) => {
+                    Out::Stanza(stanza, charge) => {
+                        // Given back first: the new stream's queue counts it again.
+                        drop(charge);
                         federation.send(stanza);
                     }
                     Out::Verify { answer, .. } => {
@@ -172,10 +174,10 @@ async fn serve(
                             };
                         }
                     }
-                    Out::Stanza(stanza) if pending.len() >= federation.config.max_queue => {
+                    Out::Stanza(stanza, _) if pending.len() >= federation.config.max_queue => {
                         federation.bounce(&stanza, StanzaError::ResourceConstraint);
                     }
-                    stanza @ Out::Stanza(_) => pending.push_back(stanza),
+                    stanza @ Out::Stanza(..) => pending.push_back(stanza),
                 }
             }
             _ = tokio::time::sleep_until(wake) => {
@@ -250,7 +252,12 @@ async fn send(
     asked: &mut HashMap<String, oneshot::Sender<bool>>,
 ) -> Result<(), StreamFailure> {
     match out {
-        Out::Stanza(stanza) => stream.write(&stream::to_server_namespace(&stanza)).await,
+        // The charge is given back once the stanza is written.
+        Out::Stanza(stanza, _charge) => {
+            stream
+                .write(&stream::wire_to_server_namespace(&stanza))
+                .await
+        }
         Out::Verify { id, key, answer } => {
             let verify = stream::dialback("verify", local, remote, Some(&id), None, Some(&key));
             asked.insert(id, answer);

@@ -2,6 +2,7 @@
 //! the parser, deadlines on every read and write, and the conversions between the server's
 //! `jabber:client` stanzas and the `jabber:server` ones streams between servers carry.
 
+use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use minidom::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
-use verona_stream::{Limits, StreamEvent, StreamHeader, StreamParser};
+use verona_stream::{Limits, StreamEvent, StreamHeader, StreamParser, Wire};
 
 use crate::xml::ns;
 
@@ -254,6 +255,44 @@ pub fn to_server_namespace(bytes: &[u8]) -> Vec<u8> {
     swap_top_namespace(bytes, ns::CLIENT, ns::SERVER)
 }
 
+/// [`to_server_namespace`] for a stanza in parts: only its start tag changes, so the shared
+/// body is copied only into the one buffer that is written.
+pub fn wire_to_server_namespace(stanza: &Wire) -> Vec<u8> {
+    let [head, body, tail] = stanza.parts();
+    if !head.contains(&b'>') {
+        return to_server_namespace(&stanza.to_vec());
+    }
+    let mut out = to_server_namespace(head);
+    out.reserve(body.len() + tail.len());
+    out.extend_from_slice(body);
+    out.extend_from_slice(tail);
+    out
+}
+
+/// The start tag of a serialised stanza, up to its first `>`: from the head alone when it
+/// holds it (it does for every stanza the server builds), so a large body is not copied.
+pub fn top_tag(stanza: &Wire) -> Cow<'_, [u8]> {
+    let [head, ..] = stanza.parts();
+    match head.iter().position(|&b| b == b'>') {
+        Some(end) => Cow::Borrowed(&head[..=end]),
+        None => {
+            let mut whole = stanza.to_vec();
+            if let Some(end) = whole.iter().position(|&b| b == b'>') {
+                whole.truncate(end + 1);
+            }
+            Cow::Owned(whole)
+        }
+    }
+}
+
+/// The element a start tag opens, without its content (its name, namespace and attributes).
+pub fn start_tag_element(tag: &[u8]) -> Option<Element> {
+    let tag = std::str::from_utf8(tag).ok()?;
+    let open = tag.strip_suffix('>')?;
+    let empty = format!("{}/>", open.strip_suffix('/').unwrap_or(open));
+    empty.parse().ok()
+}
+
 /// Replaces the declaration of the top-level element's namespace `from` with `to`.
 pub fn swap_top_namespace(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
     let head_end = bytes.iter().position(|&b| b == b'>').unwrap_or(bytes.len());
@@ -493,6 +532,36 @@ mod tests {
             let changed = String::from_utf8(to_server_namespace(before.as_bytes())).unwrap();
             assert_eq!(changed, after);
         }
+    }
+
+    /// A stanza in parts (a fan-out's shared body) is rewritten and read at its start tag
+    /// alone, with the same result as in one piece.
+    #[test]
+    fn stanzas_in_parts_are_handled_at_their_start_tag() {
+        use bytes::Bytes;
+        let whole = "<message xmlns='jabber:client' from='juliet@capulet.lit' to='romeo@montague.lit' id='e1'><event><x/></event></message>";
+        let bytes = whole.as_bytes();
+        let split_at = |at: usize| {
+            Wire::new(
+                Bytes::copy_from_slice(&bytes[..at]),
+                Bytes::copy_from_slice(&bytes[at..108]),
+                Bytes::copy_from_slice(&bytes[108..]),
+            )
+        };
+        // Split after the start tag (as the server splits), within it, and not at all.
+        let split = split_at(89);
+        for wire in [&split, &split_at(40), &Wire::from(bytes.to_vec())] {
+            assert_eq!(
+                wire_to_server_namespace(wire),
+                to_server_namespace(whole.as_bytes())
+            );
+            let top = start_tag_element(&top_tag(wire)).unwrap();
+            let expected: Element = "<message xmlns='jabber:client' from='juliet@capulet.lit' to='romeo@montague.lit' id='e1'/>".parse().unwrap();
+            assert_eq!(top, expected);
+        }
+        assert!(matches!(top_tag(&split), Cow::Borrowed(_)), "from the head");
+        let empty = start_tag_element(b"<presence xmlns='jabber:client' type='probe'/>").unwrap();
+        assert_eq!(empty.attr("type"), Some("probe"));
     }
 
     #[test]
