@@ -81,7 +81,7 @@ impl AccountStore for MemoryStore {
     fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             self.accounts().remove(jid).ok_or(StorageError::NotFound)?;
-            pubsub::forget(&mut self.pubsub(), jid);
+            pubsub::forget(&mut self.pubsub(), jid)?;
             self.offline().forget(jid);
             Ok(())
         })

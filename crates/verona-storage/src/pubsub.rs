@@ -208,6 +208,40 @@ pub(crate) fn config_to_json(config: &NodeConfig) -> Result<String, StorageError
     fields_to_json(&fields)
 }
 
+/// The configuration fields whose values name accounts: a value is the account's bare JID, or
+/// starts with it and a space (`jid nick`, a nick registered with a room).
+const ACCOUNT_LISTS: [&str; 3] = [
+    "pubsub#contact",
+    "muc#roomconfig_roomadmins",
+    "verona#registered_nicks",
+];
+
+/// A stored configuration without the values naming `account` (see [`ACCOUNT_LISTS`]);
+/// `None` when it names it nowhere. A deleted account's name passes to whoever registers it
+/// next, and must not bring along what a room gave the old owner.
+pub(crate) fn config_without_account(
+    json: &str,
+    account: &str,
+) -> Result<Option<String>, StorageError> {
+    let names = |value: &String| {
+        value
+            .strip_prefix(account)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+    };
+    let mut fields = fields_from_json(json)?;
+    let mut changed = false;
+    for (var, values) in &mut fields {
+        if ACCOUNT_LISTS.contains(&var.as_str()) && values.iter().any(names) {
+            values.retain(|value| !names(value));
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    fields_to_json(&fields).map(Some)
+}
+
 /// Fields missing from the JSON keep [`NodeConfig::default`] values.
 pub(crate) fn config_from_json(json: &str) -> Result<NodeConfig, StorageError> {
     let mut config = NodeConfig::default();

@@ -225,6 +225,25 @@ impl AccountStore for SqliteStore {
             ] {
                 sqlx::query(statement).bind(jid).execute(&mut *tx).await?;
             }
+            // What other nodes' configurations say of it (a room's admins, its nick there).
+            let named: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT service, node, config FROM pubsub_nodes WHERE instr(config, $1) > 0",
+            )
+            .bind(jid)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (service, node, config) in named {
+                if let Some(config) = crate::pubsub::config_without_account(&config, jid)? {
+                    sqlx::query(
+                        "UPDATE pubsub_nodes SET config = $3 WHERE service = $1 AND node = $2",
+                    )
+                    .bind(service)
+                    .bind(node)
+                    .bind(config)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
             tx.commit().await?;
             Ok(())
         })

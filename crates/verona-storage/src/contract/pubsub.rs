@@ -760,8 +760,36 @@ pub(crate) async fn account_deletion_forgets_pubsub(
         ),
     ];
     store.apply(&writes).await.unwrap();
+    // A room's admins and registered nicks name it in the room's configuration.
+    let extra = |var: &str, values: &[&str]| ConfigField::Extra {
+        var: var.to_owned(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    let mut room = NodeConfig::default();
+    room.set(extra(
+        "muc#roomconfig_roomadmins",
+        &[GONE, "nurse@capulet.lit"],
+    ));
+    let nicks = [
+        "nurse@capulet.lit Nurse",
+        "romeo@montague.lit Romeo",
+        "romeo@montague.lit.example Other",
+    ];
+    room.set(extra("verona#registered_nicks", &nicks));
+    room.set(ConfigField::Title("romeo@montague.lit Romeo".to_owned()));
+    let config = room.clone();
+    let node = "room".to_owned();
+    store
+        .apply(&[write("chat.x", StoreOp::NodeCreated { node, config })])
+        .await
+        .unwrap();
 
     accounts.delete_account(GONE).await.unwrap();
+    let rooms = store.load_service("chat.x").await.unwrap();
+    let mut expected = room;
+    expected.set(extra("muc#roomconfig_roomadmins", &["nurse@capulet.lit"]));
+    expected.set(extra("verona#registered_nicks", &[nicks[0], nicks[2]]));
+    assert_eq!(rooms[0].config, expected);
     assert!(store.load_service(GONE).await.unwrap().is_empty());
     assert!(store.subscriptions_of(GONE).await.unwrap().is_empty());
     let left = sorted(store.load_service(PUBSUB).await.unwrap());

@@ -6,7 +6,10 @@ use std::collections::btree_map::Entry;
 use verona_pubsub::{Affiliation, Item, StoreOp, StoredNode};
 
 use super::MemoryStore;
-use crate::pubsub::{from_micros, node_of, page_of, to_micros};
+use crate::pubsub::{
+    config_from_json, config_to_json, config_without_account, from_micros, node_of, page_of,
+    to_micros,
+};
 use crate::{
     BoxFuture, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing, PubsubStore,
     PubsubWrite, StorageError,
@@ -18,7 +21,7 @@ pub(super) type Services = BTreeMap<String, BTreeMap<String, StoredNode>>;
 
 /// What [`crate::AccountStore::delete_account`] removes of an account's pubsub state: its
 /// own service, the nodes it alone owned, and its subscriptions and affiliations elsewhere.
-pub(super) fn forget(services: &mut Services, account: &str) {
+pub(super) fn forget(services: &mut Services, account: &str) -> Result<(), StorageError> {
     services.remove(account);
     for nodes in services.values_mut() {
         nodes.retain(|_, node| {
@@ -31,12 +34,18 @@ pub(super) fn forget(services: &mut Services, account: &str) {
             !owners.contains(&account) || owners.iter().any(|owner| *owner != account)
         });
         for node in nodes.values_mut() {
+            // As the SQLite store does, through the stored form of the configuration.
+            let json = config_to_json(&node.config)?;
+            if let Some(json) = config_without_account(&json, account)? {
+                node.config = config_from_json(&json)?;
+            }
             node.affiliations.retain(|(jid, _)| jid.as_str() != account);
             node.subscriptions
                 .retain(|sub| sub.jid.to_bare().as_str() != account);
         }
     }
     services.retain(|_, nodes| !nodes.is_empty());
+    Ok(())
 }
 
 impl PubsubStore for MemoryStore {

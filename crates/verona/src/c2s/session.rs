@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use super::route::{self, Route, is_pep_request, publishes_presence};
 use super::{Connection, End, State, fault, random_id};
-use crate::eventing::caps;
 use crate::eventing::presence::{priority, show};
+use crate::eventing::{caps, chat};
 use crate::host::PubsubHandle;
 use crate::iq::{self, EndSessions, Target};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
@@ -232,8 +232,18 @@ impl Connection {
             Route::Account(to) if is_conversation_message(&el) => {
                 self.converse(&pubsub, me, Jid::from(to), el).await;
             }
-            Route::Session(to) => self.deliver_to_session(&el, &to),
-            Route::Account(to) => self.deliver_to_account(&el, &to),
+            Route::Session(to) => {
+                if el.name() == "message" {
+                    chat::strip_server_written(&mut el);
+                }
+                self.deliver_to_session(&el, &to);
+            }
+            Route::Account(to) => {
+                if el.name() == "message" {
+                    chat::strip_server_written(&mut el);
+                }
+                self.deliver_to_account(&el, &to);
+            }
             Route::Drop => {}
         }
         Ok(())
@@ -341,7 +351,7 @@ impl Connection {
     /// A message of a conversation, to its pair's node, unless its sender has had as many
     /// messages kept as it may for now (`[limits] kept_messages_per_minute`).
     async fn converse(&mut self, pubsub: &PubsubHandle, me: FullJid, to: Jid, el: Element) {
-        if crate::eventing::chat::is_kept(&el) && !pubsub.may_keep(&me.to_bare()) {
+        if chat::is_kept(&el) && !pubsub.may_keep(&me.to_bare()) {
             let why = Some("too many messages: wait");
             self.answer(&el, StanzaError::ResourceConstraint, why);
             return;
@@ -358,5 +368,5 @@ impl Connection {
 
 /// A message of a one-to-one conversation (`eventing::chat`): published to the pair's node.
 fn is_conversation_message(el: &Element) -> bool {
-    el.name() == "message" && crate::eventing::chat::is_conversational(el)
+    el.name() == "message" && chat::is_conversational(el)
 }

@@ -114,6 +114,24 @@ fn server_written(child: &Element) -> bool {
         || (child.ns() == ns::CLIENT && child.name() == "error")
 }
 
+/// A message that is not a conversation's (a headline, a groupchat or error message sent to
+/// an account) without what only the server writes, as [`vetted`] leaves a chat message: a
+/// `stanza-id` by the recipient's account would pass for its archive's. An error message
+/// keeps its `<error/>`.
+pub fn strip_server_written(message: &mut Element) {
+    if !message.children().any(server_written) {
+        return;
+    }
+    let error = message.attr("type") == Some("error");
+    let children: Vec<Element> = message.take_contents_as_children().collect();
+    for child in children {
+        let kept_error = error && child.is("error", ns::CLIENT);
+        if kept_error || !server_written(&child) {
+            message.append_child(child);
+        }
+    }
+}
+
 /// A message as it is kept and delivered: from the sending session, to the address the sender
 /// gave, with its type and id, and what it carries but what only the server writes.
 pub fn vetted(message: &Element, from: &FullJid, to: &Jid) -> Element {

@@ -207,11 +207,9 @@ impl ServicesTask {
                 return Err(StanzaError::InvalidPayload);
             }
             let vetted = chat::vetted(message, from, &other);
-            let id = item.attr("id").map(str::to_owned);
+            // The item id is the message's archive id (XEP-0359), the server's to give: a
+            // party's own could replace what the other said.
             *item = builder("item", ns::PUBSUB).append(vetted).build();
-            if let Some(id) = id {
-                set_attr(item, "id", id);
-            }
         }
         self.ensure_conversation(node, &me, done)
             .map_err(|refused| refused.error())

@@ -25,6 +25,7 @@ impl ServicesTask {
                 self.refresh_presence(&origin);
             }
         }
+        self.forget_in_rooms(account, done);
         if self.accounts.contains_key(account) {
             self.forgotten.push(account.clone());
         }
@@ -34,6 +35,45 @@ impl ServicesTask {
             eventing::chat::parties(node)
                 .is_none_or(|(low, high)| low != *account && high != *account)
         });
+    }
+
+    /// What resident rooms' configurations say of a deleted account (an admin, a registered
+    /// nick) goes too, as storage has dropped it for the rooms not in memory: the next owner
+    /// of the name is nobody in those rooms.
+    fn forget_in_rooms(&mut self, account: &BareJid, done: &mut Vec<Done>) {
+        for (node, hosted) in &mut self.rooms {
+            let Some(config) = hosted.service.node_config(node) else {
+                continue;
+            };
+            let admins = eventing::groupchat::admins(config);
+            let mut fields = Vec::new();
+            if admins.iter().any(|admin| admin == account.as_str()) {
+                let kept: BTreeSet<BareJid> = admins
+                    .iter()
+                    .filter(|admin| *admin != account.as_str())
+                    .filter_map(|admin| BareJid::new(admin).ok())
+                    .collect();
+                fields.push(eventing::groupchat::admins_field(&kept));
+            }
+            if eventing::groupchat::registered_nick(config, account).is_some() {
+                fields.push(eventing::groupchat::unregister_nick(config, account));
+            }
+            if fields.is_empty() {
+                continue;
+            }
+            let actor = hosted.jid.clone();
+            match hosted
+                .service
+                .configure(&self.presence, &actor, node, &fields)
+            {
+                Ok(outcome) => done.push(Done::new(
+                    Origin::Room(node.clone()),
+                    outcome.effects,
+                    outcome.undo,
+                )),
+                Err(e) => tracing::error!(node, %account, "forgetting a deleted account: {e}"),
+            }
+        }
     }
 
     /// Deleted accounts' services leave memory: a new account of the same name is loaded

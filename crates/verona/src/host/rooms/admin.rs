@@ -185,6 +185,9 @@ impl ServicesTask {
         };
         let hosted = self.rooms.get(node)?;
         let me = Jid::from(from.clone());
+        if self.kept_from_history(node, &me) {
+            return error_reply(stanza, StanzaError::Forbidden, Some("not for you to read"));
+        }
         let Ok(kept) = hosted
             .service
             .items(&self.presence, &me, node, &ItemQuery::All)

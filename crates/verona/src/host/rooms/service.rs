@@ -152,12 +152,24 @@ impl ServicesTask {
         let Some(pubsub) = stanza.get_child_mut("pubsub", ns::PUBSUB) else {
             return Ok(());
         };
+        let me = Jid::from(from.clone());
+        let reads = pubsub
+            .children()
+            .filter(|c| c.is("items", ns::PUBSUB))
+            .filter_map(|c| c.attr("node"));
+        for node in reads {
+            if self.kept_from_history(node, &me) {
+                return Err(StanzaError::Forbidden);
+            }
+        }
         let mut secret = None;
         let mut node = None;
+        let mut nicks = Vec::new();
         for child in pubsub.children_mut() {
             if child.is("subscribe", ns::PUBSUB) {
                 node = child.attr("node").map(str::to_owned);
             }
+            let named = child.attr("node").map(str::to_owned);
             for form in child.children_mut().filter(|c| c.is("x", ns::DATA_FORMS)) {
                 let fields: Vec<Element> = form.take_contents_as_children().collect();
                 for field in fields {
@@ -170,6 +182,15 @@ impl ServicesTask {
                         ROOM_SECRET => {
                             secret = field.get_child("value", ns::DATA_FORMS).map(Element::text);
                         }
+                        groupchat::NICK_OPTION => {
+                            let nick = room_nick(&field)?;
+                            let field = builder("field", ns::DATA_FORMS)
+                                .with("var", groupchat::NICK_OPTION)
+                                .append(builder("value", ns::DATA_FORMS).append(nick.as_str()))
+                                .build();
+                            form.append_child(field);
+                            nicks.push((named.clone(), nick));
+                        }
                         _ => {
                             form.append_child(field);
                         }
@@ -178,12 +199,36 @@ impl ServicesTask {
             }
         }
         if let Some(node) = node.as_deref()
-            && !self.may_enter(node, &Jid::from(from.clone()))
+            && !self.may_enter(node, &me)
         {
             // `[limits] max_rooms_per_session`.
             return Err(StanzaError::ResourceConstraint);
         }
         let account = from.to_bare();
+        // What a classic join is checked for (XEP-0045 §7.2.9, §7.10), a native one is too.
+        for (named, nick) in &nicks {
+            let Some(node) = named.as_deref().or(node.as_deref()) else {
+                continue;
+            };
+            let Some(hosted) = self.rooms.get(node) else {
+                continue;
+            };
+            let Some(config) = hosted.service.node_config(node) else {
+                continue;
+            };
+            if groupchat::nick_owner(config, nick).is_some_and(|who| who != account.as_str()) {
+                return Err(StanzaError::Conflict);
+            }
+            let entering = self.occupant_of(node, &me).is_none();
+            let full = groupchat::max_users(config)
+                .is_some_and(|max| occupant_count(&hosted.service, node) >= max);
+            if entering
+                && full
+                && affiliation_in(&hosted.service, node, &me) < RoomAffiliation::Admin
+            {
+                return Err(StanzaError::ServiceUnavailable);
+            }
+        }
         let password = node.as_deref().and_then(|node| {
             let hosted = self.rooms.get(node)?;
             let config = hosted.service.node_config(node)?;
@@ -206,6 +251,21 @@ impl ServicesTask {
         self.vet_room_publish(from, stanza)
     }
 
+    /// Whether `jid` may not read a room's history although the room is open: a
+    /// password-protected room's is for those who gave the password (its occupants) and its
+    /// members, admins and owners, not for anyone who asks for the items or the archive.
+    pub(super) fn kept_from_history(&self, node: &str, jid: &Jid) -> bool {
+        let Some(hosted) = self.rooms.get(node) else {
+            return false;
+        };
+        hosted
+            .service
+            .node_config(node)
+            .is_some_and(|config| groupchat::password(config).is_some())
+            && affiliation_in(&hosted.service, node, jid) < RoomAffiliation::Member
+            && self.occupant_of(node, jid).is_none()
+    }
+
     /// A native publish to a room (Ex. 16): each item is made what the speaker said, with its
     /// nick, as a classic groupchat message would be; `Err` when the publisher is not in the
     /// room, has no voice, or says nothing a room keeps.
@@ -223,9 +283,15 @@ impl ServicesTask {
             let config = hosted.service.node_config(&node)?;
             let affiliation = affiliation_in(&hosted.service, &node, &me);
             let role = Role::of(config, affiliation, &mine.options);
-            Some((groupchat::nick_of(&mine.options)?.to_owned(), role))
+            let may_set_subject =
+                role == Role::Moderator || groupchat::occupants_change_subject(config);
+            Some((
+                groupchat::nick_of(&mine.options)?.to_owned(),
+                role,
+                may_set_subject,
+            ))
         });
-        let Some((nick, role)) = speaker else {
+        let Some((nick, role, may_set_subject)) = speaker else {
             return Err(StanzaError::NotAcceptable);
         };
         let room = room_address(&node, self.rooms_jid.domain()).ok_or(StanzaError::ItemNotFound)?;
@@ -238,6 +304,10 @@ impl ServicesTask {
                 let mut payloads = item.children();
                 match (payloads.next(), payloads.next()) {
                     (Some(message), None) if message.is("message", ns::CLIENT) => {
+                        // XEP-0045 §8.1, as for a classic subject change.
+                        if groupchat::is_subject_change(message) && !may_set_subject {
+                            return Err(StanzaError::Forbidden);
+                        }
                         said(message, &nick, &id)
                     }
                     _ => None,
@@ -246,15 +316,26 @@ impl ServicesTask {
             let Some(message) = message else {
                 return Err(StanzaError::InvalidPayload);
             };
-            let id = item.attr("id").map(str::to_owned);
-            let mut vetted = builder("item", ns::PUBSUB).append(message).build();
-            if let Some(id) = id {
-                set_attr(&mut vetted, "id", id);
-            }
-            *item = vetted;
+            // The item id is the message's archive id (XEP-0359), the server's to give: one
+            // a speaker chose could replace what someone else said.
+            *item = builder("item", ns::PUBSUB).append(message).build();
         }
         Ok(())
     }
+}
+
+/// A native occupant's nick, prepared as a classic one is by its JID (RFC 7622 resourceprep):
+/// one that is empty or no resource at all is refused, so no two spellings of a nick (or an
+/// address without one) name occupants.
+fn room_nick(field: &Element) -> Result<String, StanzaError> {
+    let mut values = field.children().filter(|c| c.is("value", ns::DATA_FORMS));
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(StanzaError::JidMalformed);
+    };
+    let nick = value.text();
+    jid::ResourcePart::new(&nick)
+        .map(|nick| nick.as_str().to_owned())
+        .map_err(|_| StanzaError::JidMalformed)
 }
 
 /// Public rooms one room list names at most.

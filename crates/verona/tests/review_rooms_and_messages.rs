@@ -1,0 +1,385 @@
+//! Regression tests for the second security review (issue #11): what a room's password keeps,
+//! what a deleted account leaves in rooms, what was said staying said, native requests to a
+//! room checked as the classic ones are, and what only the server writes in messages.
+
+mod common;
+
+use common::*;
+use minidom::Element;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const MUC: &str = "http://jabber.org/protocol/muc";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const MAM: &str = "urn:xmpp:mam:2";
+const SID: &str = "urn:xmpp:sid:0";
+const DELAY: &str = "urn:xmpp:delay";
+const ADDRESS: &str = "http://jabber.org/protocol/address";
+const ROOM: &str = "characters@chat.localhost";
+
+async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
+    loop {
+        let el = client.recv().await;
+        if wanted(&el) {
+            return el;
+        }
+    }
+}
+
+/// A classic join; returns once the subject (which ends the join) arrived.
+async fn enter(client: &mut Client, nick: &str, password: Option<&str>) {
+    let password = password
+        .map(|p| format!("<password>{p}</password>"))
+        .unwrap_or_default();
+    client
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/{nick}'><x xmlns='{MUC}'>{password}<history maxstanzas='0'/></x></presence>"
+        ))
+        .await;
+    recv_until(client, |el| {
+        el.name() == "message" && el.has_child("subject", NS_CLIENT)
+    })
+    .await;
+}
+
+fn owner_form(fields: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'>\
+           <x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    )
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='{var}'><value>{value}</value></field>")
+}
+
+/// A native subscription to the room with a nick (seed Ex. 13), from `jid`.
+fn subscribe_with_nick(jid: &str, nick: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='sub'>\
+           <pubsub xmlns='{PUBSUB}'>\
+             <subscribe node='characters' jid='{jid}'/>\
+             <options node='characters' jid='{jid}'>\
+               <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field>\
+                 <field var='roomnick'><value>{nick}</value></field>\
+               </x>\
+             </options>\
+           </pubsub>\
+         </iq>"
+    )
+}
+
+/// A native publish to the room (seed Ex. 16) of `message`, as an item with `id` if given.
+fn publish(id: Option<&str>, message: &str) -> String {
+    let id = id.map(|id| format!(" id='{id}'")).unwrap_or_default();
+    format!(
+        "<iq xmlns='jabber:client' to='chat.localhost' type='set' id='pub'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='characters'><item{id}>{message}</item></publish></pubsub>\
+         </iq>"
+    )
+}
+
+fn bodies(results: &[Element]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|r| r.get_child("result", MAM))
+        .filter_map(|r| r.get_child("forwarded", "urn:xmpp:forward:0"))
+        .filter_map(|f| f.get_child("message", NS_CLIENT))
+        .filter_map(|m| m.get_child("body", NS_CLIENT).map(Element::text))
+        .collect()
+}
+
+fn stanza_id(message: &Element) -> String {
+    message
+        .get_child("stanza-id", SID)
+        .and_then(|s| s.attr("id"))
+        .expect("a stanza-id")
+        .to_owned()
+}
+
+/// Romeo's password-protected room, the nurse inside with the password and a secret said.
+/// A stranger reads neither the archive nor the node's items; an occupant reads both.
+#[tokio::test]
+async fn a_password_protected_rooms_history_is_for_those_let_in() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    enter(&mut romeo, "Romeo", None).await;
+    let protect = owner_form(&format!(
+        "{}{}{}",
+        field("muc#roomconfig_persistentroom", "1"),
+        field("muc#roomconfig_passwordprotectedroom", "1"),
+        field("muc#roomconfig_roomsecret", "capulet"),
+    ));
+    ok(&romeo.request(&protect).await);
+    enter(&mut nurse, "Nurse", Some("capulet")).await;
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>the ladder at nine</body></message>"
+        ))
+        .await;
+    recv_until(&mut nurse, |el| el.name() == "message").await;
+
+    let (results, fin) = mam_page(&mut tybalt, Some(ROOM), "").await;
+    assert!(results.is_empty());
+    assert_eq!(
+        stanza_error(&fin).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&fin)
+    );
+    let items = format!(
+        "<iq xmlns='jabber:client' type='get' to='chat.localhost' id='items'><pubsub xmlns='{PUBSUB}'><items node='characters'/></pubsub></iq>"
+    );
+    let refused = tybalt.request(&items).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&refused)
+    );
+
+    let (results, fin) = mam_page(&mut nurse, Some(ROOM), "").await;
+    assert_eq!(fin.attr("type"), Some("result"), "{}", show(&fin));
+    assert_eq!(bodies(&results), ["the ladder at nine"]);
+    let read = nurse.request(&items).await;
+    assert_eq!(read.attr("type"), Some("result"), "{}", show(&read));
+}
+
+/// The nurse is an admin of Romeo's room and registered her nick there, then deletes her
+/// account; whoever registers the name next is nobody in the room.
+#[tokio::test]
+async fn a_deleted_accounts_standing_in_a_room_is_not_inherited() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    enter(&mut romeo, "Romeo", None).await;
+    ok(&romeo
+        .request(&owner_form(&field("muc#roomconfig_persistentroom", "1")))
+        .await);
+    let admin = format!(
+        "<iq xmlns='jabber:client' type='set' id='adm' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin' jid='nurse@localhost'/></query></iq>"
+    );
+    ok(&romeo.request(&admin).await);
+    let register = format!(
+        "<iq xmlns='jabber:client' type='set' id='reg' to='{ROOM}'><query xmlns='jabber:iq:register'>\
+           <x xmlns='jabber:x:data' type='submit'>{}{}</x></query></iq>",
+        field("FORM_TYPE", "http://jabber.org/protocol/muc#register"),
+        field("muc#register_roomnick", "Angelica"),
+    );
+    ok(&nurse.request(&register).await);
+    let remove = "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>";
+    ok(&nurse.request(remove).await);
+    assert_eq!(nurse.expect_stream_error().await, "not-authorized");
+
+    t.add_user("nurse", "another").await;
+    let mut impostor = t.login("nurse", "another", "chamber").await;
+    let nick = impostor
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='n' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>"
+        ))
+        .await;
+    let named = nick
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.get_child("identity", "http://jabber.org/protocol/disco#info"))
+        .and_then(|i| i.attr("name"));
+    assert_eq!(named, None, "{}", show(&nick));
+    impostor
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Impostor'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let own = recv_until(&mut impostor, |el| {
+        el.name() == "presence" && el.attr("from") == Some(&format!("{ROOM}/Impostor"))
+    })
+    .await;
+    let item = own
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .expect("an occupant item");
+    assert_eq!(
+        (item.attr("affiliation"), item.attr("role")),
+        (Some("none"), Some("participant"))
+    );
+    let admins = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='l' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin'/></query></iq>"
+        ))
+        .await;
+    let listed = admins
+        .get_child("query", "http://jabber.org/protocol/muc#admin")
+        .map(|q| q.children().count());
+    assert_eq!(listed, Some(0), "{}", show(&admins));
+}
+
+/// A participant who publishes natively with the id of someone else's message gets a new id:
+/// the room's history keeps both; so does a conversation's archive.
+#[tokio::test]
+async fn what_was_said_cannot_be_replaced_by_another() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    enter(&mut romeo, "Romeo", None).await;
+    ok(&nurse
+        .request(&subscribe_with_nick("nurse@localhost/chamber", "Nurse"))
+        .await);
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>it was the nightingale</body></message>"
+        ))
+        .await;
+    let said = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let id = stanza_id(&said);
+    let overwrite = publish(
+        Some(&id),
+        "<message xmlns='jabber:client'><body>it was the lark</body></message>",
+    );
+    ok(&nurse.request(&overwrite).await);
+    let (results, _) = mam_page(&mut romeo, Some(ROOM), "").await;
+    assert_eq!(
+        bodies(&results),
+        ["it was the nightingale", "it was the lark"]
+    );
+
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet
+        .send("<message xmlns='jabber:client' to='romeo@localhost/mobile' type='chat' id='c1'><body>wilt thou be gone?</body></message>")
+        .await;
+    let got = recv_until(&mut romeo, |el| {
+        el.name() == "message" && el.attr("type") == Some("chat")
+    })
+    .await;
+    let id = stanza_id(&got);
+    let overwrite = format!(
+        "<iq xmlns='jabber:client' to='pubsub.localhost' type='set' id='pub'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='chat/juliet@localhost/romeo@localhost'><item id='{id}'>\
+             <message xmlns='jabber:client'><body>yes</body></message>\
+           </item></publish></pubsub>\
+         </iq>"
+    );
+    ok(&romeo.request(&overwrite).await);
+    let (results, _) = mam_page(&mut juliet, None, "").await;
+    assert_eq!(bodies(&results), ["wilt thou be gone?", "yes"]);
+}
+
+/// Native requests to a room are held to what the classic ones are: the subject is the
+/// moderators' when the room says so, a registered nick is its owner's, a nick is prepared
+/// as a JID's resource (so `ｒｏｍｅｏ` is `romeo`, and an empty one is none), and a full
+/// room takes nobody more.
+#[tokio::test]
+async fn native_room_requests_are_checked_as_classic_ones() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    enter(&mut romeo, "romeo", None).await;
+    ok(&romeo
+        .request(&owner_form(&field("muc#roomconfig_changesubject", "0")))
+        .await);
+    let register = format!(
+        "<iq xmlns='jabber:client' type='set' id='reg' to='{ROOM}'><query xmlns='jabber:iq:register'>\
+           <x xmlns='jabber:x:data' type='submit'>{}{}</x></query></iq>",
+        field("FORM_TYPE", "http://jabber.org/protocol/muc#register"),
+        field("muc#register_roomnick", "Prince"),
+    );
+    ok(&romeo.request(&register).await);
+
+    let refused = |reply: &Element| stanza_error(reply);
+    let me = "tybalt@localhost/street";
+    let cases = [
+        ("Prince", "conflict"),
+        ("ｒｏｍｅｏ", "conflict"),
+        ("", "jid-malformed"),
+    ];
+    for (nick, condition) in cases {
+        let reply = tybalt.request(&subscribe_with_nick(me, nick)).await;
+        assert_eq!(
+            refused(&reply).as_deref(),
+            Some(condition),
+            "{nick:?}: {}",
+            show(&reply)
+        );
+    }
+
+    ok(&nurse
+        .request(&subscribe_with_nick("nurse@localhost/chamber", "Nurse"))
+        .await);
+    let subject = publish(
+        None,
+        "<message xmlns='jabber:client'><subject>Tybalt is a coward</subject></message>",
+    );
+    let reply = nurse.request(&subject).await;
+    assert_eq!(
+        refused(&reply).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&reply)
+    );
+
+    ok(&romeo
+        .request(&owner_form(&field("muc#roomconfig_maxusers", "2")))
+        .await);
+    let reply = tybalt.request(&subscribe_with_nick(me, "Tybalt")).await;
+    assert_eq!(
+        refused(&reply).as_deref(),
+        Some("service-unavailable"),
+        "{}",
+        show(&reply)
+    );
+}
+
+/// A headline, a groupchat or an error message one account sends another arrives without
+/// what only the server writes (a `stanza-id` by the recipient would pass for its archive's);
+/// an error message keeps its error.
+#[tokio::test]
+async fn messages_of_every_type_lose_what_only_the_server_writes() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    let forged = format!(
+        "<stanza-id xmlns='{SID}' by='romeo@localhost' id='FORGED'/>\
+         <delay xmlns='{DELAY}' from='localhost' stamp='2020-01-01T00:00:00Z'/>\
+         <addresses xmlns='{ADDRESS}'><address type='ofrom' jid='prince@localhost'/></addresses>"
+    );
+    for kind in ["headline", "groupchat", "error"] {
+        let error = if kind == "error" {
+            "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+        } else {
+            ""
+        };
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' to='romeo@localhost/orchard' type='{kind}'><body>{kind}</body>{forged}{error}</message>"
+            ))
+            .await;
+        let got = recv_until(&mut romeo, |el| el.name() == "message").await;
+        assert_eq!(got.attr("type"), Some(kind));
+        let children: Vec<(String, String)> = got
+            .children()
+            .map(|c| (c.name().to_owned(), c.ns()))
+            .collect();
+        let mut expected = vec![("body".to_owned(), NS_CLIENT.to_owned())];
+        if kind == "error" {
+            expected.push(("error".to_owned(), NS_CLIENT.to_owned()));
+        }
+        assert_eq!(children, expected, "{}", show(&got));
+    }
+}
