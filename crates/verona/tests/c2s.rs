@@ -625,6 +625,34 @@ async fn stream_compression() {
     assert_eq!(c.expect_stream_error().await, "undefined-condition");
 }
 
+/// The read rate counts what a compressed stream inflates to, not the few bytes on the wire
+/// (issue #11): 100 KB of whitespace deflate to a few hundred bytes, and still use up a
+/// 12 KB burst, so what follows waits.
+#[tokio::test]
+async fn a_compressed_stream_is_slowed_down_by_what_it_inflates_to() {
+    let t = TestServer::start_with(|c| {
+        c.compression.enabled = true;
+        c.limits.read_bytes_per_sec = 1;
+        c.limits.read_burst_bytes = 12 * 1024;
+    })
+    .await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    c.open().await;
+    c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
+        .await
+        .unwrap();
+    c.open().await;
+    c.compress().await.unwrap();
+    c.bind(Some("balcony")).await;
+    let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+    c.send(ping).await;
+    assert_eq!(c.recv().await.attr("type"), Some("result"));
+    c.send_raw(&vec![b' '; 100_000]).await;
+    c.send(ping).await;
+    c.expect_nothing().await;
+}
+
 #[tokio::test]
 async fn compression_is_off_by_default() {
     let t = TestServer::start().await;

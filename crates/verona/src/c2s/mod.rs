@@ -228,12 +228,13 @@ impl Connection {
                 Wake::Read(Err(_)) => return End::Gone,
                 Wake::Read(Ok(bytes)) if bytes.is_empty() => return End::Gone,
                 Wake::Read(Ok(bytes)) => {
-                    if let Err(end) = self.receive(&bytes) {
-                        return end;
-                    }
+                    let received = match self.receive(&bytes) {
+                        Ok(received) => received,
+                        Err(end) => return end,
+                    };
                     unparsed = true;
                     let now = Instant::now();
-                    self.paused_until = self.reads.consumed(bytes.len(), now);
+                    self.paused_until = self.reads.consumed(received, now);
                     if matches!(self.state, State::Bound(_)) {
                         self.release_at = Some(now + RELEASE_WHEN_IDLE_FOR);
                     }
@@ -304,11 +305,13 @@ impl Connection {
         }
     }
 
-    /// Bytes from the socket, inflated first when the stream is compressed.
-    fn receive(&mut self, bytes: &[u8]) -> Result<(), End> {
+    /// Bytes from the socket, inflated first when the stream is compressed; the bytes the
+    /// parser got, which is what the read rate counts (a compressed stream's few bytes may
+    /// inflate to many).
+    fn receive(&mut self, bytes: &[u8]) -> Result<usize, End> {
         let Some(zlib) = &mut self.compression else {
             self.parser.feed(bytes);
-            return Ok(());
+            return Ok(bytes.len());
         };
         let mut plain = Vec::new();
         let limit = self.shared.config.limits.max_stanza_bytes;
@@ -318,7 +321,7 @@ impl Connection {
                 ZlibError::Corrupt => fault(StreamError::UndefinedCondition, e.to_string()),
             })?;
         self.parser.feed(&plain);
-        Ok(())
+        Ok(plain.len())
     }
 
     fn write_queued(&mut self, first: Wire) {
