@@ -39,6 +39,8 @@ pub struct ItemsQuery {
     pub before: Option<String>,
     pub backwards: bool,
     pub max: usize,
+    /// Only items with these ids (XEP-0313 `ids`), when given.
+    pub ids: Option<Vec<String>>,
 }
 
 /// An item found by [`PubsubStore::items_page`], with where it is stored.

@@ -28,15 +28,13 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
         )]),
         None => conversations_of(shared.archive.as_ref(), shared.pubsub.jid(), &account).await,
     };
-    // A bare `with` chose the conversation; a full one also filters by the resource, and
-    // `ids` by id: those the store cannot page, so the conversations are read whole.
+    // A bare `with` chose the conversation; a full one also filters by the resource, which
+    // the store cannot page, so that conversation is read whole.
     if query.with.as_ref().is_some_and(Jid::is_bare) {
         query.with = None;
     }
     let page = match services {
-        Ok(services) if query.with.is_none() && query.ids.is_none() => {
-            paged(shared, &query, services).await
-        }
+        Ok(services) if query.with.is_none() => paged(shared, &query, services).await,
         Ok(services) => read(shared, &account, services).await.and_then(|archive| {
             archive::select(&query, archive).map_err(verona_storage::StorageError::UnknownItem)
         }),
@@ -91,6 +89,7 @@ async fn paged(
         },
         backwards: query.before.is_some(),
         max: query.max,
+        ids: query.ids.clone(),
     };
     let page = shared.archive.items_page(&asked).await?;
     let mut results: Vec<Archived<Element>> = page

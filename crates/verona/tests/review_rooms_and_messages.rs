@@ -270,6 +270,29 @@ async fn what_was_said_cannot_be_replaced_by_another() {
     ok(&romeo.request(&overwrite).await);
     let (results, _) = mam_page(&mut juliet, None, "").await;
     assert_eq!(bodies(&results), ["wilt thou be gone?", "yes"]);
+    // Nor does a party leave the conversation: its archive (and its deletion) would lose it.
+    let leave = format!(
+        "<iq xmlns='jabber:client' to='pubsub.localhost' type='set' id='leave'>\
+           <pubsub xmlns='{PUBSUB}'><unsubscribe node='chat/juliet@localhost/romeo@localhost' jid='romeo@localhost'/></pubsub>\
+         </iq>"
+    );
+    let refused = romeo.request(&leave).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        show(&refused)
+    );
+    let (results, _) = mam_page(&mut romeo, None, "").await;
+    assert_eq!(bodies(&results), ["wilt thou be gone?", "yes"]);
+    // Messages asked for by id are looked up, not found by reading the whole archive.
+    let by_ids = format!(
+        "<x xmlns='jabber:x:data' type='submit'>{}<field var='ids'><value>{id}</value><value>unknown</value></field></x>",
+        field("FORM_TYPE", MAM)
+    );
+    let (results, fin) = mam_page(&mut romeo, None, &by_ids).await;
+    assert_eq!(fin.attr("type"), Some("result"), "{}", show(&fin));
+    assert_eq!(bodies(&results), ["wilt thou be gone?"]);
 }
 
 /// Native requests to a room are held to what the classic ones are: the subject is the

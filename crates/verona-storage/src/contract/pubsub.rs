@@ -850,6 +850,13 @@ pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {
         (query(&|q| q.max = 3), vec!["x1", "y1", "x2"], 4, false),
         (query(&|q| q.after = Some("x2".into())), vec!["y2"], 4, true),
         (
+            query(&|q| q.ids = Some(vec!["y2".into(), "x1".into(), "elsewhere".into()])),
+            vec!["x1", "y2"],
+            2,
+            true,
+        ),
+        (query(&|q| q.ids = Some(Vec::new())), vec![], 0, true),
+        (
             query(&|q| {
                 q.max = 3;
                 q.backwards = true;

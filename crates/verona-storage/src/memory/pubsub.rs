@@ -87,6 +87,7 @@ impl PubsubStore for MemoryStore {
                         .is_none_or(|start| found.item.published >= start)
                 })
                 .filter(|found| query.end.is_none_or(|end| found.item.published <= end))
+                .filter(|found| (query.ids.as_ref()).is_none_or(|ids| ids.contains(&found.item.id)))
                 .collect();
             matching.sort_by_key(|found| found.item.published);
             page_of(matching, query)

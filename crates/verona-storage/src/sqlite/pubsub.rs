@@ -275,6 +275,11 @@ impl PubsubStore for SqliteStore {
             if query.end.is_some() {
                 filter.push_str(" AND published <= ?");
             }
+            let ids = query.ids.as_deref().unwrap_or_default();
+            if query.ids.is_some() {
+                let marks = vec!["?"; ids.len()].join(", ");
+                filter.push_str(&format!(" AND item_id IN ({marks})"));
+            }
             let times: Vec<i64> = [query.start, query.end]
                 .into_iter()
                 .flatten()
@@ -287,6 +292,9 @@ impl PubsubStore for SqliteStore {
                 }
                 for time in &times {
                     statement = statement.bind(*time);
+                }
+                for id in ids {
+                    statement = statement.bind(id.as_str());
                 }
                 statement
             };

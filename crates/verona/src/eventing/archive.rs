@@ -70,6 +70,10 @@ pub fn parse(query: &Element) -> Result<Query, String> {
             "end" => parsed.end = Some(time(value)?),
             "after-id" => parsed.after = Some(value.to_owned()),
             "before-id" => parsed.before = Some(Before::Id(value.to_owned())),
+            // A page's worth: each is looked up in the store.
+            "ids" if field.values.len() > MAX_PAGE => {
+                return Err(format!("ids: more than {MAX_PAGE}"));
+            }
             "ids" => parsed.ids = Some(field.values.clone()),
             other => return Err(format!("{other}: not a field this archive offers")),
         }

@@ -182,11 +182,14 @@ impl ServicesTask {
         if me != low && me != high {
             return Err(StanzaError::Forbidden);
         }
-        // The server makes conversations, and nobody reconfigures, purges or deletes one, or
-        // takes back what was said (the archive keeps it).
+        // The server makes conversations, and nobody reconfigures, purges or deletes one,
+        // takes back what was said (the archive keeps it), or leaves one: a party's
+        // subscription is how the account's archive and its deletion find the conversation.
         if stanza.has_child("pubsub", ns::PUBSUB_OWNER)
             || stanza.get_child("pubsub", ns::PUBSUB).is_some_and(|p| {
-                p.has_child("create", ns::PUBSUB) || p.has_child("retract", ns::PUBSUB)
+                ["create", "retract", "unsubscribe"]
+                    .iter()
+                    .any(|name| p.has_child(name, ns::PUBSUB))
             })
         {
             return Err(StanzaError::NotAllowed);
