@@ -341,15 +341,32 @@ pub struct Router {
     remote: RwLock<RemoteResources>,
 }
 
-/// Remote resources seen available, bounded: a server sending presence from made-up JIDs
-/// cannot grow it past [`MAX_REMOTE_RESOURCES`] ([`MAX_REMOTE_PER_ACCOUNT`] per account).
+/// Remote resources seen available, by domain, bounded: a server sending presence from
+/// made-up JIDs cannot grow it past [`MAX_REMOTE_PER_DOMAIN`] for its domain, nor all
+/// servers together past [`MAX_REMOTE_RESOURCES`] ([`MAX_REMOTE_PER_ACCOUNT`] per account).
 #[derive(Default)]
 struct RemoteResources {
+    by_domain: HashMap<String, RemoteDomain>,
+    count: usize,
+}
+
+#[derive(Default)]
+struct RemoteDomain {
     by_account: HashMap<BareJid, HashMap<String, Option<Features>>>,
     count: usize,
 }
 
+impl RemoteResources {
+    fn resources(&self, bare: &BareJid) -> Option<&HashMap<String, Option<Features>>> {
+        self.by_domain
+            .get(bare.domain().as_str())?
+            .by_account
+            .get(bare)
+    }
+}
+
 const MAX_REMOTE_RESOURCES: usize = 100_000;
+const MAX_REMOTE_PER_DOMAIN: usize = 10_000;
 const MAX_REMOTE_PER_ACCOUNT: usize = 16;
 
 impl Router {
@@ -362,36 +379,75 @@ impl Router {
     /// known) or unavailable.
     pub fn remote_presence(&self, full: &FullJid, available: bool, features: Option<Features>) {
         let mut remote = self.remote.write().unwrap_or_else(PoisonError::into_inner);
-        let RemoteResources { by_account, count } = &mut *remote;
+        let RemoteResources { by_domain, count } = &mut *remote;
         let bare = full.to_bare();
-        let resource = full.resource().to_string();
+        let (domain_name, resource) = (bare.domain().as_str(), full.resource().as_str());
         if !available {
-            if let Some(resources) = by_account.get_mut(&bare)
-                && resources.remove(&resource).is_some()
-            {
-                *count -= 1;
-                if resources.is_empty() {
-                    by_account.remove(&bare);
-                }
+            let Some(domain) = by_domain.get_mut(domain_name) else {
+                return;
+            };
+            let Some(resources) = domain.by_account.get_mut(&bare) else {
+                return;
+            };
+            if resources.remove(resource).is_none() {
+                return;
+            }
+            if resources.is_empty() {
+                domain.by_account.remove(&bare);
+            }
+            *count -= 1;
+            domain.count -= 1;
+            if domain.count == 0 {
+                by_domain.remove(domain_name);
             }
             return;
         }
-        let full_up = *count >= MAX_REMOTE_RESOURCES;
-        let resources = by_account.entry(bare).or_default();
-        if let Some(known) = resources.get_mut(&resource) {
+        if let Some(known) = by_domain
+            .get_mut(domain_name)
+            .and_then(|domain| domain.by_account.get_mut(&bare))
+            .and_then(|resources| resources.get_mut(resource))
+        {
             *known = features.or(known.take());
-        } else if !full_up && resources.len() < MAX_REMOTE_PER_ACCOUNT {
-            resources.insert(resource, features);
-            *count += 1;
+            return;
+        }
+        // Nothing is made, not even an empty entry, for a resource that is not kept.
+        let (in_domain, of_account) = by_domain.get(domain_name).map_or((0, 0), |domain| {
+            let of_account = domain.by_account.get(&bare).map_or(0, HashMap::len);
+            (domain.count, of_account)
+        });
+        if *count >= MAX_REMOTE_RESOURCES
+            || in_domain >= MAX_REMOTE_PER_DOMAIN
+            || of_account >= MAX_REMOTE_PER_ACCOUNT
+        {
+            return;
+        }
+        let domain = by_domain.entry(domain_name.to_owned()).or_default();
+        domain.count += 1;
+        *count += 1;
+        domain
+            .by_account
+            .entry(bare)
+            .or_default()
+            .insert(resource.to_owned(), features);
+    }
+
+    /// The last incoming stream from `domain` ended: its users' resources are forgotten (their
+    /// server sends their presence again on a new stream, when they are available).
+    pub fn forget_remote_domain(&self, domain: &str) {
+        let mut remote = self.remote.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(forgotten) = remote.by_domain.remove(domain) {
+            remote.count -= forgotten.count;
         }
     }
 
     /// The verified features of a remote resource, learned after its presence came.
     pub fn set_remote_features(&self, full: &FullJid, features: Features) {
         let mut remote = self.remote.write().unwrap_or_else(PoisonError::into_inner);
+        let bare = full.to_bare();
         if let Some(known) = remote
-            .by_account
-            .get_mut(&full.to_bare())
+            .by_domain
+            .get_mut(bare.domain().as_str())
+            .and_then(|domain| domain.by_account.get_mut(&bare))
             .and_then(|resources| resources.get_mut(full.resource().as_str()))
         {
             *known = Some(features);
@@ -402,8 +458,7 @@ impl Router {
     pub fn remote_resources(&self, bare: &BareJid) -> Vec<FullJid> {
         let remote = self.remote.read().unwrap_or_else(PoisonError::into_inner);
         remote
-            .by_account
-            .get(bare)
+            .resources(bare)
             .into_iter()
             .flatten()
             .filter_map(|(resource, _)| bare.with_resource_str(resource).ok())
@@ -413,8 +468,7 @@ impl Router {
     pub fn remote_features(&self, full: &FullJid) -> Option<Features> {
         let remote = self.remote.read().unwrap_or_else(PoisonError::into_inner);
         remote
-            .by_account
-            .get(&full.to_bare())?
+            .resources(&full.to_bare())?
             .get(full.resource().as_str())?
             .clone()
     }
@@ -919,6 +973,67 @@ mod tests {
         }
         assert!(router.remote_resources(&romeo).is_empty());
         assert_eq!(router.remote.read().unwrap().count, 0);
+    }
+
+    /// One server's users cannot take more than their domain's share, a full table makes no
+    /// entry (not even an empty one) for a newcomer, and a domain's resources go when its last
+    /// stream does.
+    #[test]
+    fn remote_resources_are_bounded_per_domain_and_forgotten_with_their_server() {
+        let router = Router::default();
+        let accounts = |router: &Router| -> usize {
+            let remote = router.remote.read().unwrap();
+            remote.by_domain.values().map(|d| d.by_account.len()).sum()
+        };
+        let fill = |domain: &str, from: usize, n: usize| {
+            for i in from..from + n {
+                router.remote_presence(&full(&format!("u{i}@{domain}/r")), true, None);
+            }
+        };
+        fill("evil.lit", 0, MAX_REMOTE_PER_DOMAIN + 10);
+        assert_eq!(router.remote.read().unwrap().count, MAX_REMOTE_PER_DOMAIN);
+        assert_eq!(accounts(&router), MAX_REMOTE_PER_DOMAIN, "no empty entries");
+        let romeo = BareJid::new("romeo@montague.lit").unwrap();
+        router.remote_presence(&full("romeo@montague.lit/orchard"), true, None);
+        assert_eq!(
+            router.remote_resources(&romeo).len(),
+            1,
+            "other domains get in"
+        );
+        // All servers together fill the table: a newcomer leaves nothing behind.
+        let domains = MAX_REMOTE_RESOURCES / MAX_REMOTE_PER_DOMAIN;
+        for d in 1..domains {
+            fill(&format!("evil{d}.lit"), 0, MAX_REMOTE_PER_DOMAIN);
+        }
+        assert_eq!(router.remote.read().unwrap().count, MAX_REMOTE_RESOURCES);
+        let before = accounts(&router);
+        fill("new.lit", 0, 100);
+        assert_eq!(accounts(&router), before);
+        assert!(
+            !router
+                .remote
+                .read()
+                .unwrap()
+                .by_domain
+                .contains_key("new.lit")
+        );
+        router.forget_remote_domain("evil.lit");
+        assert!(
+            router
+                .remote_resources(&BareJid::new("u0@evil.lit").unwrap())
+                .is_empty()
+        );
+        assert_eq!(
+            router.remote.read().unwrap().count,
+            MAX_REMOTE_RESOURCES - MAX_REMOTE_PER_DOMAIN
+        );
+        fill("new.lit", 0, 1);
+        assert_eq!(
+            router
+                .remote_resources(&BareJid::new("u0@new.lit").unwrap())
+                .len(),
+            1
+        );
     }
 
     /// Issue #9/#15: a burst leaves no buffer behind once written; a session that is gone

@@ -123,3 +123,73 @@ async fn what_waits_for_other_servers_is_bounded_in_bytes() {
     }
     juliet.expect_nothing().await;
 }
+
+/// Two federating servers, capulet.lit and montague.lit, each the other's remote domain
+/// through `[s2s.hosts]`; Juliet on the first, Romeo on the second.
+async fn pair() -> (TestServer, TestServer) {
+    let (capulet_port, montague_port) = (free_port(), free_port());
+    let federate = |domain: &'static str, own: u16, other: &'static str, other_port: u16| {
+        move |config: &mut verona::config::Config| {
+            config.domain = domain.into();
+            config.s2s.listen = vec![format!("127.0.0.1:{own}").parse().unwrap()];
+            config
+                .s2s
+                .hosts
+                .insert(other.into(), format!("127.0.0.1:{other_port}"));
+        }
+    };
+    let capulet = TestServer::start_with(federate(
+        "capulet.lit",
+        capulet_port,
+        "montague.lit",
+        montague_port,
+    ))
+    .await;
+    let montague = TestServer::start_with(federate(
+        "montague.lit",
+        montague_port,
+        "capulet.lit",
+        capulet_port,
+    ))
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    montague.add_user("romeo", "pw").await;
+    (capulet, montague)
+}
+
+/// Remote resources are remembered (and their capabilities asked about) only from presence
+/// to an account that is online here: presence to an account that does not exist, or has no
+/// available session, makes the server keep nothing and ask nothing.
+#[tokio::test]
+async fn only_presence_to_an_online_account_is_remembered() {
+    let (capulet, montague) = pair().await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(juliet.recv().await.name(), "presence");
+    let mut romeo = montague.login("romeo", "pw", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(romeo.recv().await.name(), "presence");
+    let (ignored, ignored_c) = caps(&["urn:example:ignored"]);
+    let (asked, asked_c) = caps(&["urn:example:asked"]);
+    // Sent in this order over one stream, so a question about the first would come first.
+    for (to, c) in [
+        ("nobody@capulet.lit", &ignored_c),
+        ("juliet@capulet.lit", &asked_c),
+    ] {
+        romeo
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{to}'>{c}</presence>"
+            ))
+            .await;
+    }
+    let question = loop {
+        let el = romeo.recv().await;
+        if el.name() == "iq" && el.attr("from") == Some("capulet.lit") {
+            break el;
+        }
+    };
+    let node = question
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.attr("node"));
+    assert_eq!(node, asked.node.as_deref(), "not {:?}", ignored.node);
+}

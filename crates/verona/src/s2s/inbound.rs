@@ -41,7 +41,7 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
         && el.name() == "presence"
     {
         if !relay {
-            note_presence(shared, &el, &from);
+            note_presence(shared, &el, &from, account);
         }
         match el.attr("type") {
             Some("probe") => return pubsub.probe(from, account.clone()).await,
@@ -187,13 +187,16 @@ async fn keep_or_deliver(shared: &Shared, el: Element, account: BareJid) {
 }
 
 /// XEP-0163 §4.3 for remote contacts: an available remote resource is remembered with its
-/// capabilities; unknown capabilities are asked about once (from the server's domain).
-fn note_presence(shared: &Shared, el: &Element, from: &Jid) {
+/// capabilities; unknown capabilities are asked about once (from the server's domain). Only
+/// presence to an account with an available session counts: that is whom `+notify` serves
+/// (an account coming online probes its contacts), and a server cannot fill the table, or
+/// make us ask questions, with presence to anyone else.
+fn note_presence(shared: &Shared, el: &Element, from: &Jid, account: &BareJid) {
     let (Ok(full), Some(federation)) = (from.try_as_full(), &shared.federation) else {
         return;
     };
     match el.attr("type") {
-        None => {
+        None if !shared.router.available_sessions(account).is_empty() => {
             let caps = crate::eventing::caps::advertised(el);
             let known = caps.as_ref().and_then(|caps| shared.caps.get(caps));
             let unknown = caps.filter(|_| known.is_none());

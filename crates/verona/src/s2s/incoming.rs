@@ -76,6 +76,10 @@ async fn run(
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let mut opened = open(federation, stream, setup, false).await?;
     let mut authorized: HashSet<(String, String)> = HashSet::new();
+    let mut proved = Proved {
+        federation,
+        domains: HashSet::new(),
+    };
     let (verified_tx, mut verified) = mpsc::channel::<Verified>(MAX_VERIFYING);
     let mut verifying = 0usize;
     let mut shutdown = shared.shutdown.clone();
@@ -121,6 +125,7 @@ async fn run(
                         };
                         stream.write(format!("<success xmlns='{}'/>", ns::SASL).as_bytes()).await.map_err(lost)?;
                         tracing::info!(%remote, local = %opened.local, "incoming stream authenticated by certificate");
+                        proved.add(&remote);
                         authorized.insert((remote, opened.local.clone()));
                         stream.restart();
                         opened = open(federation, stream, setup, true).await?;
@@ -171,6 +176,7 @@ async fn run(
                     return Err((None, why));
                 }
                 tracing::info!(remote = %done.remote, local = %done.local, "incoming stream authenticated");
+                proved.add(&done.remote);
                 authorized.insert((done.remote, done.local));
             }
             () = deadline => {
@@ -183,6 +189,28 @@ async fn run(
             _ = shutdown.changed() => {
                 return Err((Some(StreamError::SystemShutdown), "shutting down".into()));
             }
+        }
+    }
+}
+
+/// The remote domains a stream proved, counted by the federation while the stream lasts.
+struct Proved<'a> {
+    federation: &'a Federation,
+    domains: HashSet<String>,
+}
+
+impl Proved<'_> {
+    fn add(&mut self, remote: &str) {
+        if self.domains.insert(remote.to_owned()) {
+            self.federation.incoming_proved(remote);
+        }
+    }
+}
+
+impl Drop for Proved<'_> {
+    fn drop(&mut self) {
+        for remote in &self.domains {
+            self.federation.incoming_ended(remote);
         }
     }
 }

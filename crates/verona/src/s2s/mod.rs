@@ -104,6 +104,8 @@ pub struct Federation {
     /// Capabilities questions sent to other servers' users, by iq id (XEP-0115 §6.2).
     caps_asked: Mutex<HashMap<String, (jid::FullJid, xmpp_parsers::caps::Caps)>>,
     down: Mutex<HashMap<String, Down>>,
+    /// Incoming streams that proved each remote domain, while they last.
+    incoming: Mutex<HashMap<String, usize>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -171,6 +173,7 @@ impl Federation {
             queued: Arc::default(),
             caps_asked: Mutex::default(),
             down: Mutex::default(),
+            incoming: Mutex::default(),
             shutdown,
         });
         router.federate(federation.clone());
@@ -340,6 +343,29 @@ impl Federation {
             tokio::spawn(async move { outgoing::run(federation, id, local, remote, rx).await });
         }
         &links[&key]
+    }
+
+    /// An incoming stream proved `remote`.
+    fn incoming_proved(&self, remote: &str) {
+        let mut incoming = self.incoming.lock().unwrap_or_else(PoisonError::into_inner);
+        *incoming.entry(remote.to_owned()).or_default() += 1;
+    }
+
+    /// An incoming stream that proved `remote` ended; with the last one, what its users'
+    /// presence told us goes (a hostile server cannot leave it behind).
+    fn incoming_ended(&self, remote: &str) {
+        let mut incoming = self.incoming.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(streams) = incoming.get_mut(remote) else {
+            return;
+        };
+        *streams -= 1;
+        if *streams == 0 {
+            incoming.remove(remote);
+            // Under the lock: a stream proving the domain again cannot slip in between.
+            if let Some(router) = self.router.upgrade() {
+                router.forget_remote_domain(remote);
+            }
+        }
     }
 
     /// Whether `remote` failed recently enough that stanzas for it bounce at once.
