@@ -406,3 +406,38 @@ async fn messages_of_every_type_lose_what_only_the_server_writes() {
         assert_eq!(children, expected, "{}", show(&got));
     }
 }
+
+/// Invitations may be kept for invitees who are away (XEP-0160), so each counts against the
+/// inviter's rate of kept messages, as a chat message does.
+#[tokio::test]
+async fn invitations_count_as_kept_messages() {
+    let t = TestServer::start_with(|config| {
+        config.limits.kept_messages_per_minute = 1;
+        config.limits.kept_messages_burst = 2;
+    })
+    .await;
+    for user in ["romeo", "benvolio", "mercutio", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    enter(&mut romeo, "Romeo", None).await;
+    let invite = |who: &[&str]| {
+        let invites: String = who
+            .iter()
+            .map(|w| format!("<invite to='{w}@localhost'/>"))
+            .collect();
+        format!(
+            "<message xmlns='jabber:client' to='{ROOM}' id='inv'><x xmlns='{MUC_USER}'>{invites}</x></message>"
+        )
+    };
+    romeo
+        .send(&invite(&["benvolio", "mercutio", "tybalt"]))
+        .await;
+    let refused = recv_until(&mut romeo, |el| el.attr("type") == Some("error")).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&refused)
+    );
+}

@@ -208,6 +208,10 @@ impl Connection {
             }
             Route::PubsubDomain => pubsub.submit(me, el).await,
             Route::RoomsService => pubsub.submit_rooms(me, el).await,
+            Route::Room if !self.may_invite(&pubsub, &me, &el) => {
+                let why = Some("too many messages kept: wait");
+                self.answer(&el, StanzaError::ResourceConstraint, why);
+            }
             Route::Room => pubsub.room(me, el).await,
             Route::AuthorizationAnswer => pubsub.submit_answer(me, el).await,
             Route::Remote
@@ -346,6 +350,16 @@ impl Connection {
         if taken == 0 {
             self.answer(el, StanzaError::ResourceConstraint, None);
         }
+    }
+
+    /// A mediated invitation (XEP-0045 §7.8.2) may be kept for each invitee who is away, so
+    /// each counts as a kept message of the inviter's (`[limits] kept_messages_per_minute`).
+    fn may_invite(&self, pubsub: &PubsubHandle, me: &FullJid, el: &Element) -> bool {
+        if el.name() != "message" {
+            return true;
+        }
+        let invitees = crate::eventing::groupchat::invitees(el).len();
+        (0..invitees).all(|_| pubsub.may_keep(&me.to_bare()))
     }
 
     /// A message of a conversation, to its pair's node, unless its sender has had as many
