@@ -193,3 +193,34 @@ async fn only_presence_to_an_online_account_is_remembered() {
         .and_then(|q| q.attr("node"));
     assert_eq!(node, asked.node.as_deref(), "not {:?}", ignored.node);
 }
+
+/// Capabilities questions to one remote domain's users wait at most 100 at once: a server
+/// that never answers cannot take the room the questions to every other server need.
+#[tokio::test]
+async fn unanswered_capabilities_questions_are_bounded_per_domain() {
+    let (capulet, montague) = pair().await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(juliet.recv().await.name(), "presence");
+    let mut romeo = montague.login("romeo", "pw", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(romeo.recv().await.name(), "presence");
+    let per_domain = 100;
+    for n in 0..=per_domain {
+        let feature = format!("urn:example:f{n}");
+        let (_, c) = caps(&[feature.as_str()]);
+        romeo
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='juliet@capulet.lit'>{c}</presence>"
+            ))
+            .await;
+    }
+    let mut questions = 0;
+    while questions < per_domain {
+        let el = romeo.recv().await;
+        if el.name() == "iq" && el.attr("from") == Some("capulet.lit") {
+            questions += 1;
+        }
+    }
+    romeo.expect_nothing().await;
+}

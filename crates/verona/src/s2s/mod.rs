@@ -102,7 +102,7 @@ pub struct Federation {
     /// Bytes of the stanzas waiting for any other server.
     queued: Arc<AtomicUsize>,
     /// Capabilities questions sent to other servers' users, by iq id (XEP-0115 §6.2).
-    caps_asked: Mutex<HashMap<String, (jid::FullJid, xmpp_parsers::caps::Caps)>>,
+    caps_asked: Mutex<CapsQuestions>,
     down: Mutex<HashMap<String, Down>>,
     /// Incoming streams that proved each remote domain, while they last.
     incoming: Mutex<HashMap<String, usize>>,
@@ -210,17 +210,11 @@ impl Federation {
         full: jid::FullJid,
         caps: xmpp_parsers::caps::Caps,
     ) -> bool {
-        /// Questions waiting for answers at most (unanswered ones would otherwise pile up).
-        const MAX_ASKED: usize = 1000;
         let mut asked = self
             .caps_asked
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if asked.len() >= MAX_ASKED {
-            return false;
-        }
-        asked.insert(id.to_owned(), (full, caps));
-        true
+        asked.ask(id, full, caps, Instant::now())
     }
 
     /// The question an answer with `id` from `from` answers, if any.
@@ -233,8 +227,7 @@ impl Federation {
             .caps_asked
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let matches = asked.get(id).is_some_and(|(full, _)| full.as_str() == from);
-        matches.then(|| asked.remove(id)).flatten()
+        asked.answered(id, from)
     }
 
     /// Whether `domain` is one this server answers for.
@@ -425,6 +418,90 @@ impl Federation {
     }
 }
 
+/// Capabilities questions sent to other servers' users (XEP-0115 §6.2), by iq id. Bounded in
+/// all and per remote domain, and each waits at most [`CapsQuestions::DEADLINE`]: a server
+/// that never answers can neither keep the questions about its users for ever nor stop those
+/// to everyone else's.
+#[derive(Default)]
+struct CapsQuestions {
+    asked: HashMap<String, Question>,
+    by_domain: HashMap<String, usize>,
+}
+
+struct Question {
+    full: jid::FullJid,
+    caps: xmpp_parsers::caps::Caps,
+    until: Instant,
+}
+
+impl CapsQuestions {
+    const MAX: usize = 1000;
+    const MAX_PER_DOMAIN: usize = 100;
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    fn ask(
+        &mut self,
+        id: &str,
+        full: jid::FullJid,
+        caps: xmpp_parsers::caps::Caps,
+        now: Instant,
+    ) -> bool {
+        if self.asked.len() >= Self::MAX
+            || self.waiting(full.domain().as_str()) >= Self::MAX_PER_DOMAIN
+        {
+            self.expire(now);
+        }
+        let domain = full.domain().to_string();
+        if self.asked.len() >= Self::MAX || self.waiting(&domain) >= Self::MAX_PER_DOMAIN {
+            return false;
+        }
+        *self.by_domain.entry(domain).or_default() += 1;
+        let until = now + Self::DEADLINE;
+        self.asked
+            .insert(id.to_owned(), Question { full, caps, until });
+        true
+    }
+
+    fn answered(
+        &mut self,
+        id: &str,
+        from: &str,
+    ) -> Option<(jid::FullJid, xmpp_parsers::caps::Caps)> {
+        if self.asked.get(id)?.full.as_str() != from {
+            return None;
+        }
+        let question = self.remove(id)?;
+        Some((question.full, question.caps))
+    }
+
+    fn waiting(&self, domain: &str) -> usize {
+        self.by_domain.get(domain).copied().unwrap_or(0)
+    }
+
+    /// Forgets the questions whose time is up.
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<String> = (self.asked.iter())
+            .filter(|(_, question)| question.until <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.remove(&id);
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Question> {
+        let question = self.asked.remove(id)?;
+        let domain = question.full.domain().as_str();
+        if let Some(waiting) = self.by_domain.get_mut(domain) {
+            *waiting -= 1;
+            if *waiting == 0 {
+                self.by_domain.remove(domain);
+            }
+        }
+        Some(question)
+    }
+}
+
 /// The domain of a JID given as text.
 fn domain_of(jid: &str) -> Option<String> {
     jid::Jid::new(jid).ok().map(|j| j.domain().to_string())
@@ -448,4 +525,44 @@ fn roots(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::RootCertSt
             .with_context(|| format!("a CA certificate in {}", path.display()))?;
     }
     Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unanswered questions expire, and one domain's cannot take all the room.
+    #[test]
+    fn capabilities_questions_expire_and_are_bounded_per_domain() {
+        let caps = xmpp_parsers::caps::Caps::new(
+            "https://verona.example/test",
+            xmpp_parsers::hashes::Hash::from_base64(
+                xmpp_parsers::hashes::Algo::Sha_1,
+                "iGlNkSs79yz5xucnyHYNFdNKGi8=",
+            )
+            .unwrap(),
+        );
+        let full = |jid: &str| jid::FullJid::new(jid).unwrap();
+        let mut questions = CapsQuestions::default();
+        let t0 = Instant::now();
+        for n in 0..CapsQuestions::MAX_PER_DOMAIN {
+            let asker = full(&format!("u{n}@evil.lit/r"));
+            assert!(questions.ask(&format!("e{n}"), asker, caps.clone(), t0));
+        }
+        let romeo = full("romeo@evil.lit/orchard");
+        assert!(!questions.ask("late", romeo.clone(), caps.clone(), t0));
+        // Others are still asked; a wrong sender answers nothing; the right one does.
+        let benvolio = full("benvolio@montague.lit/r");
+        assert!(questions.ask("m1", benvolio.clone(), caps.clone(), t0));
+        assert!(questions.answered("m1", "romeo@evil.lit/orchard").is_none());
+        assert_eq!(
+            questions.answered("m1", benvolio.as_str()).map(|q| q.0),
+            Some(benvolio)
+        );
+        // Past the deadline, the unanswered ones make room.
+        let later = t0 + CapsQuestions::DEADLINE;
+        assert!(questions.ask("later", romeo, caps, later));
+        assert_eq!(questions.asked.len(), 1);
+        assert_eq!(questions.waiting("evil.lit"), 1);
+    }
 }
