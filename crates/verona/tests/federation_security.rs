@@ -224,3 +224,46 @@ async fn unanswered_capabilities_questions_are_bounded_per_domain() {
     }
     romeo.expect_nothing().await;
 }
+
+/// A headline, groupchat or error message from another server arrives without what only this
+/// server writes: a `stanza-id` by the recipient would pass for its archive's, a delay or an
+/// `ofrom` address for this server's word.
+#[tokio::test]
+async fn another_servers_messages_lose_what_only_this_server_writes() {
+    let (capulet, montague) = pair().await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(juliet.recv().await.name(), "presence");
+    let mut romeo = montague.login("romeo", "pw", "orchard").await;
+    let forged = "<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@capulet.lit' id='FORGED'/>\
+         <delay xmlns='urn:xmpp:delay' from='capulet.lit' stamp='2020-01-01T00:00:00Z'/>\
+         <addresses xmlns='http://jabber.org/protocol/address'><address type='ofrom' jid='nurse@capulet.lit'/></addresses>";
+    for kind in ["headline", "groupchat", "error"] {
+        let error = if kind == "error" {
+            "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+        } else {
+            ""
+        };
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' to='juliet@capulet.lit/balcony' type='{kind}'><body>{kind}</body>{forged}{error}</message>"
+            ))
+            .await;
+        let got = loop {
+            let el = juliet.recv().await;
+            if el.name() == "message" {
+                break el;
+            }
+        };
+        assert_eq!(got.attr("type"), Some(kind));
+        let children: Vec<(String, String)> = got
+            .children()
+            .map(|c| (c.name().to_owned(), c.ns()))
+            .collect();
+        let mut expected = vec![("body".to_owned(), NS_CLIENT.to_owned())];
+        if kind == "error" {
+            expected.push(("error".to_owned(), NS_CLIENT.to_owned()));
+        }
+        assert_eq!(children, expected, "{}", show(&got));
+    }
+}

@@ -144,7 +144,12 @@ fn is_public_query(el: &Element) -> bool {
 /// session, else a message goes to the account, kept while it has no available session
 /// (XEP-0160); an iq for a session that is not there, or for an account that does not
 /// exist, is answered `service-unavailable`.
-async fn deliver(shared: &Shared, el: Element, to: &Jid) {
+async fn deliver(shared: &Shared, mut el: Element, to: &Jid) {
+    // Another server's headline, groupchat or error message is passed on without what only
+    // this server writes (a `stanza-id` by the recipient would pass for its archive's).
+    if el.name() == "message" {
+        crate::eventing::chat::strip_server_written(&mut el);
+    }
     let router = &shared.router;
     let bytes = Bytes::from(verona_stream::element_bytes(&el));
     if let Ok(full) = to.try_as_full()
