@@ -225,9 +225,10 @@ async fn unanswered_capabilities_questions_are_bounded_per_domain() {
     romeo.expect_nothing().await;
 }
 
-/// A headline, groupchat or error message from another server arrives without what only this
-/// server writes: a `stanza-id` by the recipient would pass for its archive's, a delay or an
-/// `ofrom` address for this server's word.
+/// A headline, groupchat or error message from another server arrives without what would
+/// pass for this server's word: a `stanza-id` by the recipient (its archive's), carbons and
+/// archive results; what the other server's entities may add (their own ids, delays,
+/// addresses, pubsub events) passes.
 #[tokio::test]
 async fn another_servers_messages_lose_what_only_this_server_writes() {
     let (capulet, montague) = pair().await;
@@ -236,8 +237,10 @@ async fn another_servers_messages_lose_what_only_this_server_writes() {
     assert_eq!(juliet.recv().await.name(), "presence");
     let mut romeo = montague.login("romeo", "pw", "orchard").await;
     let forged = "<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@capulet.lit' id='FORGED'/>\
-         <delay xmlns='urn:xmpp:delay' from='capulet.lit' stamp='2020-01-01T00:00:00Z'/>\
-         <addresses xmlns='http://jabber.org/protocol/address'><address type='ofrom' jid='nurse@capulet.lit'/></addresses>";
+         <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='nurse@capulet.lit/x'/></forwarded></received>\
+         <result xmlns='urn:xmpp:mam:2' id='r'/>";
+    let kept = "<delay xmlns='urn:xmpp:delay' from='montague.lit' stamp='2020-01-01T00:00:00Z'/>\
+         <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@montague.lit' id='his'/>";
     for kind in ["headline", "groupchat", "error"] {
         let error = if kind == "error" {
             "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
@@ -246,7 +249,7 @@ async fn another_servers_messages_lose_what_only_this_server_writes() {
         };
         romeo
             .send(&format!(
-                "<message xmlns='jabber:client' to='juliet@capulet.lit/balcony' type='{kind}'><body>{kind}</body>{forged}{error}</message>"
+                "<message xmlns='jabber:client' to='juliet@capulet.lit/balcony' type='{kind}'><body>{kind}</body>{forged}{kept}{error}</message>"
             ))
             .await;
         let got = loop {
@@ -260,10 +263,50 @@ async fn another_servers_messages_lose_what_only_this_server_writes() {
             .children()
             .map(|c| (c.name().to_owned(), c.ns()))
             .collect();
-        let mut expected = vec![("body".to_owned(), NS_CLIENT.to_owned())];
+        let mut expected: Vec<(String, String)> = [
+            ("body", NS_CLIENT),
+            ("delay", "urn:xmpp:delay"),
+            ("stanza-id", "urn:xmpp:sid:0"),
+        ]
+        .iter()
+        .map(|(name, ns)| ((*name).to_owned(), (*ns).to_owned()))
+        .collect();
         if kind == "error" {
             expected.push(("error".to_owned(), NS_CLIENT.to_owned()));
         }
         assert_eq!(children, expected, "{}", show(&got));
     }
+}
+
+/// A user cannot make the server connect inside its own network: an address or `localhost`
+/// as a domain, or a domain found only at a private address, is not a server to reach
+/// (unless `[s2s.hosts]` names it); the request bounces and nothing connects.
+#[tokio::test]
+async fn the_server_does_not_connect_to_private_addresses_it_is_sent_to() {
+    let trap = tokio::net::TcpListener::bind("127.0.0.2:5269")
+        .await
+        .expect("127.0.0.2:5269 is free for the test");
+    let port = free_port();
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    })
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    for domain in ["127.0.0.2", "localhost"] {
+        let ping = format!(
+            "<iq xmlns='jabber:client' type='get' id='p' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        );
+        let reply = juliet.request(&ping).await;
+        assert_eq!(
+            error_condition(&reply).as_deref(),
+            Some("remote-server-not-found"),
+            "{domain}: {}",
+            show(&reply)
+        );
+    }
+    let connected =
+        tokio::time::timeout(std::time::Duration::from_millis(300), trap.accept()).await;
+    assert!(connected.is_err(), "the server connected to 127.0.0.2:5269");
 }

@@ -365,8 +365,9 @@ async fn native_room_requests_are_checked_as_classic_ones() {
 }
 
 /// A headline, a groupchat or an error message one account sends another arrives without
-/// what only the server writes (a `stanza-id` by the recipient would pass for its archive's);
-/// an error message keeps its error.
+/// what would pass for the server's word (a `stanza-id` by the recipient would pass for its
+/// archive's, carbons and archive results come only from one's own account); what any sender
+/// may add (a delay, its own ids) passes, and an error message keeps its error.
 #[tokio::test]
 async fn messages_of_every_type_lose_what_only_the_server_writes() {
     let t = TestServer::start().await;
@@ -379,8 +380,14 @@ async fn messages_of_every_type_lose_what_only_the_server_writes() {
     recv_until(&mut romeo, |el| el.name() == "presence").await;
     let forged = format!(
         "<stanza-id xmlns='{SID}' by='romeo@localhost' id='FORGED'/>\
-         <delay xmlns='{DELAY}' from='localhost' stamp='2020-01-01T00:00:00Z'/>\
-         <addresses xmlns='{ADDRESS}'><address type='ofrom' jid='prince@localhost'/></addresses>"
+         <stanza-id xmlns='{SID}' by='chat.localhost' id='FORGED'/>\
+         <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='prince@localhost/x'/></forwarded></received>\
+         <result xmlns='{MAM}' id='r'/>"
+    );
+    let kept = format!(
+        "<delay xmlns='{DELAY}' from='localhost' stamp='2020-01-01T00:00:00Z'/>\
+         <stanza-id xmlns='{SID}' by='juliet@localhost' id='hers'/>\
+         <addresses xmlns='{ADDRESS}'><address type='replyto' jid='juliet@localhost/balcony'/></addresses>"
     );
     for kind in ["headline", "groupchat", "error"] {
         let error = if kind == "error" {
@@ -390,7 +397,7 @@ async fn messages_of_every_type_lose_what_only_the_server_writes() {
         };
         juliet
             .send(&format!(
-                "<message xmlns='jabber:client' to='romeo@localhost/orchard' type='{kind}'><body>{kind}</body>{forged}{error}</message>"
+                "<message xmlns='jabber:client' to='romeo@localhost/orchard' type='{kind}'><body>{kind}</body>{forged}{kept}{error}</message>"
             ))
             .await;
         let got = recv_until(&mut romeo, |el| el.name() == "message").await;
@@ -399,7 +406,15 @@ async fn messages_of_every_type_lose_what_only_the_server_writes() {
             .children()
             .map(|c| (c.name().to_owned(), c.ns()))
             .collect();
-        let mut expected = vec![("body".to_owned(), NS_CLIENT.to_owned())];
+        let mut expected: Vec<(String, String)> = [
+            ("body", NS_CLIENT),
+            ("delay", DELAY),
+            ("stanza-id", SID),
+            ("addresses", ADDRESS),
+        ]
+        .iter()
+        .map(|(name, ns)| ((*name).to_owned(), (*ns).to_owned()))
+        .collect();
         if kind == "error" {
             expected.push(("error".to_owned(), NS_CLIENT.to_owned()));
         }

@@ -238,13 +238,13 @@ impl Connection {
             }
             Route::Session(to) => {
                 if el.name() == "message" {
-                    chat::strip_server_written(&mut el);
+                    chat::strip_forged(&mut el, &Jid::from(me.clone()), &self.shared.domain);
                 }
                 self.deliver_to_session(&el, &to);
             }
             Route::Account(to) => {
                 if el.name() == "message" {
-                    chat::strip_server_written(&mut el);
+                    chat::strip_forged(&mut el, &Jid::from(me.clone()), &self.shared.domain);
                 }
                 self.deliver_to_account(&el, &to);
             }

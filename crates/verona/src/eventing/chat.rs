@@ -114,19 +114,34 @@ fn server_written(child: &Element) -> bool {
         || (child.ns() == ns::CLIENT && child.name() == "error")
 }
 
-/// A message that is not a conversation's (a headline, a groupchat or error message sent to
-/// an account) without what only the server writes, as [`vetted`] leaves a chat message: a
-/// `stanza-id` by the recipient's account would pass for its archive's. An error message
-/// keeps its `<error/>`.
-pub fn strip_server_written(message: &mut Element) {
-    if !message.children().any(server_written) {
+/// A message that is not a conversation's (a headline, a groupchat or error message) from
+/// `sender` to an account of `domain`, without what would pass for this server's word: a
+/// `stanza-id` by an entity of this server other than the sender (XEP-0359 §5: by the
+/// recipient it would pass for its archive's), and the wrappers of carbons and archive results,
+/// which only the account's own server sends it. What other servers' services legitimately
+/// add (pubsub events, delays, extended addresses, a remote room's own ids) passes.
+pub fn strip_forged(message: &mut Element, sender: &Jid, domain: &str) {
+    let sender = sender.to_bare();
+    let ours = |by: &str| {
+        let by_domain = by.rsplit_once('@').map_or(by, |(_, d)| d);
+        by != sender.as_str()
+            && (by_domain == domain
+                || by_domain
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.ends_with('.')))
+    };
+    let forged = |child: &Element| {
+        (child.is("stanza-id", crate::eventing::archive::SID) && child.attr("by").is_none_or(ours))
+            || child.is("sent", CARBONS)
+            || child.is("received", CARBONS)
+            || child.is("result", crate::eventing::archive::NS)
+    };
+    if !message.children().any(forged) {
         return;
     }
-    let error = message.attr("type") == Some("error");
     let children: Vec<Element> = message.take_contents_as_children().collect();
     for child in children {
-        let kept_error = error && child.is("error", ns::CLIENT);
-        if kept_error || !server_written(&child) {
+        if !forged(&child) {
             message.append_child(child);
         }
     }
