@@ -62,6 +62,12 @@ pub struct S2sConfig {
     /// Remote domains reached at a fixed `"host:port"` instead of through DNS, e.g.
     /// `"montague.lit" = "127.0.0.2:5269"`.
     pub hosts: std::collections::BTreeMap<String, String>,
+    /// Connect to servers found through DNS at loopback, private, link-local or other
+    /// non-public addresses (for a federation inside one network). Off, a domain that
+    /// resolves only to such addresses, an address as a domain, or `localhost` is not
+    /// reached: users and strangers cannot make the server connect inside its own network.
+    /// `hosts` entries are always used as written.
+    pub allow_private_addresses: bool,
     /// Stanzas queued for one remote domain while its connection is being set up; more are
     /// bounced with `resource-constraint`.
     pub max_queue: usize,
@@ -89,6 +95,7 @@ impl Default for S2sConfig {
             require_valid_cert: false,
             ca_file: None,
             hosts: Default::default(),
+            allow_private_addresses: false,
             max_queue: 1000,
             max_queue_bytes: 8 << 20,
             max_total_queue_bytes: 64 << 20,

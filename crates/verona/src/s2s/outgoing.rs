@@ -333,7 +333,7 @@ async fn open(
     remote: &str,
     target: &resolve::Target,
 ) -> Result<Opened, StreamFailure> {
-    let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    let tcp = TcpStream::connect(resolve::addresses(target).await?.as_slice()).await?;
     let _ = tcp.set_nodelay(true);
     let step = Duration::from_secs(federation.config.connect_timeout_secs.max(1));
     let mut stream = Stream::new(tcp, federation.limits.clone(), federation.write_timeout);

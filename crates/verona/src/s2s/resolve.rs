@@ -17,6 +17,52 @@ pub struct Target {
     pub port: u16,
     /// TLS from the first byte (XEP-0368) rather than STARTTLS.
     pub direct_tls: bool,
+    /// Only at a public address (found through DNS, unless `allow_private_addresses`); a
+    /// `[s2s.hosts]` entry is the operator's word.
+    pub public_only: bool,
+}
+
+/// Whether an address is one a server on the Internet may have: not loopback, private,
+/// link-local, shared (CGNAT), documentation, multicast, broadcast or unspecified.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+                    || first == 0x2001 && v6.segments()[1] == 0x0db8)
+            }
+        },
+    }
+}
+
+/// Whether `domain` may be looked up as another server's at all: not an address, and not
+/// `localhost` or a name under it.
+fn is_server_name(domain: &str) -> bool {
+    let literal = domain.parse::<std::net::IpAddr>().is_ok()
+        || domain.starts_with('[')
+        || domain.ends_with(']');
+    let local = domain.eq_ignore_ascii_case("localhost")
+        || domain.to_ascii_lowercase().ends_with(".localhost");
+    !literal && !local
 }
 
 /// `"host:port"` or `"[v6]:port"`.
@@ -42,7 +88,12 @@ pub async fn targets(
             host,
             port,
             direct_tls: false,
+            public_only: false,
         }];
+    }
+    let public_only = !config.allow_private_addresses;
+    if public_only && !is_server_name(domain) {
+        return Vec::new();
     }
     let mut found = Vec::new();
     if let Some(resolver) = resolver {
@@ -75,6 +126,7 @@ pub async fn targets(
                 host,
                 port,
                 direct_tls,
+                public_only,
             }));
         }
     }
@@ -83,9 +135,26 @@ pub async fn targets(
             host: domain.to_owned(),
             port: DEFAULT_PORT,
             direct_tls: false,
+            public_only,
         });
     }
     found
+}
+
+/// The addresses to connect to for `target`: all it resolves to, or only the public ones.
+pub async fn addresses(target: &Target) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    let found = tokio::net::lookup_host((target.host.as_str(), target.port)).await?;
+    let kept: Vec<_> = found
+        .filter(|address| !target.public_only || is_public(address.ip()))
+        .collect();
+    if kept.is_empty() {
+        let why = "no public address (see [s2s] allow_private_addresses)";
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            why,
+        ));
+    }
+    Ok(kept)
 }
 
 #[cfg(test)]
@@ -121,7 +190,8 @@ mod tests {
             [Target {
                 host: "127.0.0.2".into(),
                 port: 5270,
-                direct_tls: false
+                direct_tls: false,
+                public_only: false,
             }]
         );
         let fallback = targets(&config, None, "capulet.lit").await;
@@ -130,8 +200,45 @@ mod tests {
             [Target {
                 host: "capulet.lit".into(),
                 port: 5269,
-                direct_tls: false
+                direct_tls: false,
+                public_only: true,
             }]
         );
+        for literal in ["127.0.0.1", "[::1]", "::1", "localhost", "x.LOCALHOST"] {
+            assert_eq!(targets(&config, None, literal).await, [], "{literal}");
+        }
+        config.allow_private_addresses = true;
+        assert_eq!(targets(&config, None, "127.0.0.1").await.len(), 1);
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        let cases = [
+            ("127.0.0.1", false),
+            ("10.1.2.3", false),
+            ("172.16.0.1", false),
+            ("192.168.1.1", false),
+            ("169.254.1.1", false),
+            ("100.64.0.1", false),
+            ("0.0.0.0", false),
+            ("0.1.2.3", false),
+            ("224.0.0.1", false),
+            ("255.255.255.255", false),
+            ("192.0.2.1", false),
+            ("::1", false),
+            ("::", false),
+            ("fd00::1", false),
+            ("fe80::1", false),
+            ("2001:db8::1", false),
+            ("::ffff:127.0.0.1", false),
+            ("::ffff:192.168.0.1", false),
+            ("93.184.216.34", true),
+            ("100.128.0.1", true),
+            ("2a00:1450:4001:80b::200e", true),
+            ("::ffff:93.184.216.34", true),
+        ];
+        for (ip, public) in cases {
+            assert_eq!(is_public(ip.parse().unwrap()), public, "{ip}");
+        }
     }
 }
