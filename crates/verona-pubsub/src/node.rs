@@ -84,7 +84,18 @@ impl Held {
                 Held::Many(_) => unreachable!("matched above"),
             },
             Held::One(..) => None,
-            Held::Many(many) => many.remove(subid),
+            Held::Many(many) => {
+                let removed = many.remove(subid);
+                // One left is held in place, as if it had come alone: the shape depends only
+                // on the contents (an undo restores exactly what was).
+                if many.len() == 1
+                    && let Held::Many(many) = std::mem::take(self)
+                    && let Some((id, held)) = many.into_iter().next()
+                {
+                    *self = Held::One(id, held);
+                }
+                removed
+            }
         }
     }
 
@@ -491,6 +502,8 @@ mod tests {
         assert!(held.contains_key("a") && !held.contains_key("c"));
         assert_eq!(held.remove("c"), None);
         assert_eq!(held.remove("b"), Some(sub("romeo@x/1", subscribed)));
+        // The one left is held in place again, as it would be had it come alone.
+        assert!(matches!(held, Held::One(..)));
         assert_eq!(held.remove("a"), Some(sub("romeo@x/2", pending)));
         assert!(held.is_empty());
         assert_eq!(held.insert("c".into(), sub("romeo@x", pending)), None);
