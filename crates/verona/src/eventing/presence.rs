@@ -264,7 +264,9 @@ pub fn vet_presence_publish(stanza: &mut Element, from: &FullJid) -> PresencePub
 
 /// RFC 6121 §4.7: available presence rebuilt from what presence may carry, from `from`: at
 /// most one `show` (away, chat, dnd, xa), `status` texts, at most one `priority` (-128..127),
-/// and extension elements (any namespace but jabber:client). `None` for anything else: not a
+/// and extension elements (any namespace but jabber:client). A `show` or `priority` with
+/// another value is left out (the presence is plain available, priority 0), as clients send
+/// `<show/>` empty and other servers pass that. `None` for anything else: not a
 /// `<presence/>`, a `type`, or another jabber:client child (a nested stanza, an `<error/>`).
 pub fn vet(payload: &Element, from: &FullJid) -> Option<Element> {
     if !payload.is("presence", ns::CLIENT) || payload.attr("type").is_some() {
@@ -278,7 +280,7 @@ pub fn vet(payload: &Element, from: &FullJid) -> Option<Element> {
             continue;
         }
         let text = child.text();
-        let valid = match child.name() {
+        let kept = match child.name() {
             "show" if !show => {
                 show = true;
                 matches!(text.as_str(), "away" | "chat" | "dnd" | "xa")
@@ -288,10 +290,10 @@ pub fn vet(payload: &Element, from: &FullJid) -> Option<Element> {
                 text.trim().parse::<i8>().is_ok()
             }
             "status" => true,
-            _ => false,
+            _ => return None,
         };
-        if !valid {
-            return None;
+        if !kept {
+            continue;
         }
         // Text only; attributes (`xml:lang`) as they were.
         let mut vetted = Element::bare(child.name(), ns::CLIENT);
@@ -563,6 +565,34 @@ mod tests {
         );
     }
 
+    /// A `show` or `priority` presence may not have is left out, not refused (clients send
+    /// `<show/>` empty).
+    #[test]
+    fn values_presence_may_not_have_are_left_out() {
+        let from = FullJid::new("juliet@localhost/balcony").unwrap();
+        let cases = [
+            ("<show/><status/>", "<status/>"),
+            ("<show>online</show><priority>x</priority>", ""),
+            (
+                "<priority>200</priority><show>dnd</show>",
+                "<show>dnd</show>",
+            ),
+        ];
+        for (children, kept) in cases {
+            let payload: Element = format!("<presence xmlns='jabber:client'>{children}</presence>")
+                .parse()
+                .unwrap();
+            let expected: Element = format!(
+                "<presence xmlns='jabber:client' from='juliet@localhost/balcony'>{kept}</presence>"
+            )
+            .parse()
+            .unwrap();
+            // As it goes out: serialized, then read as a client reads it.
+            let vetted = vet(&payload, &from).map(|v| String::from(&v).parse::<Element>().unwrap());
+            assert_eq!(vetted, Some(expected), "{children}");
+        }
+    }
+
     /// Issue #11 C1: only presence goes in, so only presence comes out.
     #[test]
     fn a_presence_item_is_presence_and_nothing_else() {
@@ -595,7 +625,7 @@ mod tests {
             ),
             (
                 "<presence xmlns='jabber:client'><show>asleep</show></presence>",
-                PresencePublish::Invalid,
+                PresencePublish::Available,
             ),
             (
                 "<presence xmlns='jabber:client'><show>away</show><show>dnd</show></presence>",
@@ -603,7 +633,7 @@ mod tests {
             ),
             (
                 "<presence xmlns='jabber:client'><priority>200</priority></presence>",
-                PresencePublish::Invalid,
+                PresencePublish::Available,
             ),
             (
                 "<presence xmlns='jabber:client'/><presence xmlns='jabber:client'/>",
