@@ -29,6 +29,9 @@ pub enum Route {
         account: BareJid,
         own_presence: bool,
     },
+    Stored {
+        account: BareJid,
+    },
     Blocking,
     Roster,
     PresenceBroadcast,
@@ -76,6 +79,7 @@ pub fn classify(
             account,
             own_presence,
         },
+        route::Route::Stored { account } => Route::Stored { account },
         route::Route::Blocking => Route::Blocking,
         route::Route::Roster => Route::Roster,
         route::Route::PresenceBroadcast => Route::PresenceBroadcast,

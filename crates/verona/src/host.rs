@@ -684,7 +684,26 @@ impl ServicesTask {
                 from,
                 target,
                 stanza,
+                view: None,
             } => self.stanza(from, target, stanza, done),
+            Request::Stanza {
+                from,
+                target,
+                stanza,
+                view: Some(asked),
+            } => {
+                // The classic iq gets the classic answer, whatever the pubsub one was.
+                let start = done.len();
+                let to = Jid::from(from.clone());
+                self.stanza(from, target, stanza, done);
+                for answered in &mut done[start..] {
+                    if answered.to.as_ref() == Some(&to)
+                        && let Some(reply) = answered.reply.take()
+                    {
+                        answered.reply = Some(asked.answer(&reply));
+                    }
+                }
+            }
             Request::Presence { from, stanza } => {
                 self.classic_presence(&from, &stanza, done);
             }

@@ -87,8 +87,11 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
     let is_get = kind == Some("get");
     match (is_get, payload.name(), payload.ns().as_str()) {
         (true, "ping", ns::PING) => Handled::reply(iq_result(iq, None)),
-        (true, "query", ns::DISCO_INFO) if payload.attr("node").is_none() => {
-            Handled::reply(iq_result(iq, Some(disco_info(shared, target))))
+        // An account's own is answered by its PEP host (`c2s::route`).
+        (true, "query", ns::DISCO_INFO)
+            if payload.attr("node").is_none() && matches!(target, Target::Domain) =>
+        {
+            Handled::reply(iq_result(iq, Some(disco_info(shared))))
         }
         (true, "query", ns::DISCO_ITEMS) if payload.attr("node").is_none() => {
             let services = match target {
@@ -151,38 +154,27 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
     }
 }
 
-fn disco_info(shared: &Shared, target: &Target) -> Element {
-    let mut features: BTreeSet<String> = [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let first = match target {
-        Target::Domain => {
-            features.insert(ns::VERSION.into());
-            features.insert(chat::CARBONS.into());
-            // XEP-0160: messages to an offline account are kept.
-            features.insert("msgoffline".into());
-            // XEP-0191 §2: clients (profanity) look for blocking on the server.
-            features.insert(ns::BLOCKING.into());
-            if shared.config.registration.allow {
-                features.insert(ns::REGISTER.into());
-            }
-            identity("server", "im")
-        }
-        Target::Account => identity("account", "registered"),
-    };
-    let mut identities = vec![first];
-    if matches!(target, Target::Account) {
-        // XEP-0163 §6: the account hosts a PEP service.
-        identities.push(identity("pubsub", "pep"));
-        features.insert(ns::PUBSUB.into());
-        // XEP-0313 §7: the account's archive, and the ids its messages carry.
-        features.insert(archive::NS.into());
-        features.insert(archive::SID.into());
+fn disco_info(shared: &Shared) -> Element {
+    let mut features: BTreeSet<String> = [
+        ns::DISCO_INFO,
+        ns::DISCO_ITEMS,
+        ns::PING,
+        ns::VERSION,
+        chat::CARBONS,
+        // XEP-0160: messages to an offline account are kept.
+        "msgoffline",
+        // XEP-0191 §2: clients (profanity) look for blocking on the server.
+        ns::BLOCKING,
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if shared.config.registration.allow {
+        features.insert(ns::REGISTER.into());
     }
     DiscoInfoResult {
         node: None,
-        identities,
+        identities: vec![identity("server", "im")],
         features,
         extensions: Vec::new(),
     }

@@ -21,6 +21,9 @@ pub(crate) enum Route {
         account: BareJid,
         own_presence: bool,
     },
+    /// XEP-0054 vCard or XEP-0049 private storage of a local account (no `to`: the sender's
+    /// own), as a request to its PEP service (`eventing::stored`).
+    Stored { account: BareJid },
     /// XEP-0191: a blocklist get, block or unblock of the sender's account.
     Blocking,
     /// RFC 6121 §2: a roster get or set of the sender's account.
@@ -105,20 +108,32 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         }
     }
     let iq_request = el.name() == "iq" && matches!(el.attr("type"), Some("get" | "set"));
-    // disco#info about a contact's account: its PEP host answers on its behalf.
-    if let Some(to) = &to
-        && iq_request
-        && is_local_account(to)
-        && to.is_bare()
-        && to.to_bare() != own
+    // disco#info about an account (one's own, or a contact's): its PEP host answers on its
+    // behalf, with the features of its PEP service.
+    let account_info = iq_request
         && el
             .children()
-            .any(|c| c.is("query", ns::DISCO_INFO) && c.attr("node").is_none())
-    {
+            .any(|c| c.is("query", ns::DISCO_INFO) && c.attr("node").is_none());
+    let about = match &to {
+        None => Some(own.clone()),
+        Some(to) if is_local_account(to) => to.try_as_full().err().cloned(),
+        Some(_) => None,
+    };
+    if account_info && let Some(account) = about {
         return unblocked(Route::Pep {
-            account: to.to_bare(),
+            account,
             own_presence: false,
         });
+    }
+    if iq_request && crate::eventing::stored::is_storage(el) {
+        let account = match &to {
+            None => Some(own.clone()),
+            Some(to) if is_local_account(to) => to.try_as_full().err().cloned(),
+            Some(_) => None,
+        };
+        if let Some(account) = account {
+            return unblocked(Route::Stored { account });
+        }
     }
     if iq_request && to_own_account && is_blocking_command(el) {
         return unblocked(Route::Blocking);
@@ -229,7 +244,8 @@ fn is_blocking_command(el: &Element) -> bool {
 }
 
 /// An iq for an account's PEP service: a XEP-0060 request, or discovery of its nodes and items
-/// (disco#items, disco#info about a node; disco#info about the account is the server's).
+/// (disco#items, disco#info about a node; disco#info about the account is answered on its
+/// behalf, see [`classify`]).
 pub(super) fn is_pep_request(el: &Element) -> bool {
     el.name() == "iq"
         && matches!(el.attr("type"), Some("get" | "set"))
@@ -372,7 +388,39 @@ mod tests {
             ),
             (
                 "<iq type='get' id='1' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>".into(),
-                Route::ServerIq(Target::Account),
+                Route::Pep {
+                    account: bare("juliet@localhost"),
+                    own_presence: false,
+                },
+                None,
+            ),
+            (
+                "<iq type='get' id='1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>".into(),
+                Route::Pep {
+                    account: bare("juliet@localhost"),
+                    own_presence: false,
+                },
+                None,
+            ),
+            (
+                "<iq type='set' id='1'><vCard xmlns='vcard-temp'><FN>J</FN></vCard></iq>".into(),
+                Route::Stored {
+                    account: bare("juliet@localhost"),
+                },
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='romeo@localhost'><vCard xmlns='vcard-temp'/></iq>".into(),
+                Route::Stored {
+                    account: bare("romeo@localhost"),
+                },
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='juliet@localhost'><query xmlns='jabber:iq:private'><x xmlns='urn:x'/></query></iq>".into(),
+                Route::Stored {
+                    account: bare("juliet@localhost"),
+                },
                 None,
             ),
             // Someone else's blocklist is nobody's business.

@@ -181,6 +181,10 @@ impl Connection {
                 }
                 pubsub.submit_pep(me, account, el).await;
             }
+            Route::Stored { account } => match crate::eventing::stored::asked(&el) {
+                Ok(asked) => pubsub.stored(me, account, asked).await,
+                Err(error) => self.answer(&el, error, None),
+            },
             Route::Blocking => pubsub.blocking(me, el).await,
             Route::Roster => pubsub.roster(me, el).await,
             Route::PresenceBroadcast => {

@@ -15,6 +15,7 @@
 //! | §5 group chat on `chat.<domain>`, the XEP-0045 view | [`groupchat`], [`room_vcard`], [`shown`] |
 //! | §6 one-to-one conversations, carbons, offline | [`chat`] |
 //! | XEP-0313 archives of rooms and conversations | [`archive`] |
+//! | XEP-0054 vCards and XEP-0049 private storage as PEP nodes | [`stored`] |
 
 pub mod archive;
 pub mod blocking;
@@ -26,6 +27,7 @@ pub mod rendering;
 pub mod room_vcard;
 pub mod roster;
 pub mod shown;
+pub mod stored;
 pub mod subscriptions;
 
 use jid::BareJid;

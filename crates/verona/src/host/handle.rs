@@ -155,6 +155,20 @@ impl PubsubHandle {
             from,
             target,
             stanza,
+            view: None,
+        };
+        self.send(shard, request).await;
+    }
+
+    /// A vCard or private storage iq (`eventing::stored`), as the XEP-0060 request to
+    /// `account`'s PEP service it stands for.
+    pub async fn stored(&self, from: FullJid, account: BareJid, asked: eventing::stored::Asked) {
+        let shard = self.shard(account.as_str());
+        let request = Request::Stanza {
+            from,
+            target: Target::Account(account),
+            stanza: asked.to_pubsub(),
+            view: Some(Box::new(asked)),
         };
         self.send(shard, request).await;
     }

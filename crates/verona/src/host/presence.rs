@@ -69,7 +69,8 @@ impl ServicesTask {
             return self.retract_presence(from, done);
         }
         let Some(vetted) = eventing::presence::vet(stanza, from) else {
-            let reply = error_reply(stanza, StanzaError::BadRequest, Some("not presence"));
+            let why = Some("presence carries show, status, priority and extensions only");
+            let reply = error_reply(stanza, StanzaError::BadRequest, why);
             done.push(Done::reply(from.clone(), reply));
             return;
         };
@@ -420,9 +421,10 @@ impl ServicesTask {
         }
     }
 
-    /// disco#info about a contact's bare JID, answered by the server on the account's behalf
-    /// (RFC 6121, XEP-0030): its identity and its PEP service's, to those who follow its
-    /// presence; to anyone else the account looks as absent as a missing one.
+    /// disco#info about an account's bare JID, answered by the server on the account's behalf
+    /// (RFC 6121, XEP-0030): its identity and its PEP service's, to the account itself (with
+    /// what the server does for it) and to those who follow its presence; to anyone else the
+    /// account looks as absent as a missing one.
     pub(super) fn contact_info(
         &self,
         owner: &BareJid,
@@ -430,9 +432,11 @@ impl ServicesTask {
         stanza: &Element,
     ) -> Option<Element> {
         let hosted = self.accounts.get(owner);
-        let follower = self
-            .presence
-            .has_presence_subscription(owner, &from.to_bare());
+        let own = *owner == from.to_bare();
+        let follower = own
+            || self
+                .presence
+                .has_presence_subscription(owner, &from.to_bare());
         let Some(hosted) = hosted.filter(|_| follower) else {
             return error_reply(stanza, StanzaError::ServiceUnavailable, None);
         };
@@ -451,6 +455,13 @@ impl ServicesTask {
                 name: None,
             },
         );
+        if own {
+            // What the server does for the account itself: its archive (XEP-0313 §7) and the
+            // ids its messages carry, pings.
+            info.features.extend(
+                [eventing::archive::NS, eventing::archive::SID, ns::PING].map(String::from),
+            );
+        }
         Some(crate::xml::iq_result(stanza, Some(info.into())))
     }
 

@@ -73,6 +73,7 @@ impl ServicesTask {
                 from,
                 target: Target::Rooms,
                 stanza,
+                ..
             } if is_create(stanza) => Some(from.to_bare()),
             _ => None,
         }

@@ -23,6 +23,8 @@ pub(super) enum Request {
         from: FullJid,
         target: Target,
         stanza: Element,
+        /// A classic storage iq the stanza stands for: the answer is made for it.
+        view: Option<Box<eventing::stored::Asked>>,
     },
     /// A session was bound: its account's service is made resident (and its blocklist known
     /// to the router) before `ready` is answered, and stays while the session lasts.

@@ -616,6 +616,7 @@ pub(super) fn coming_online(request: &Request) -> Option<&FullJid> {
             from,
             target: Target::Account(account),
             stanza,
+            ..
         } if *account == from.to_bare() && publishes_to(stanza) == Some(PRESENCE_NODE) => {
             Some(from)
         }

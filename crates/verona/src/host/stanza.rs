@@ -45,7 +45,6 @@ impl ServicesTask {
             },
         };
         if let Origin::Account(owner) = &origin
-            && *owner != from.to_bare()
             && is_account_info(&stanza)
         {
             let reply = self.contact_info(owner, &from, &stanza);
@@ -176,6 +175,7 @@ impl ServicesTask {
             from,
             target: Target::Domain,
             stanza,
+            view: None,
         };
         self.send_to(self.domain_shard, request, false);
     }

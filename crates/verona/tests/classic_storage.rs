@@ -1,0 +1,203 @@
+//! What classic clients ask of an account at login and after, as views of its PEP service:
+//! vCards (XEP-0054), private XML storage (XEP-0049, where profanity keeps bookmarks), the
+//! account's own disco#info, and presence as clients write it.
+
+mod common;
+
+use common::*;
+use minidom::Element;
+
+const VCARD: &str = "vcard-temp";
+const PRIVATE: &str = "jabber:iq:private";
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+
+async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
+    loop {
+        let el = client.recv().await;
+        if wanted(&el) {
+            return el;
+        }
+    }
+}
+
+fn vcard_get(id: &str, to: Option<&str>) -> String {
+    let to = to.map(|to| format!(" to='{to}'")).unwrap_or_default();
+    format!("<iq xmlns='jabber:client' type='get' id='{id}'{to}><vCard xmlns='{VCARD}'/></iq>")
+}
+
+fn full_name(reply: &Element) -> Option<String> {
+    reply
+        .get_child("vCard", VCARD)
+        .and_then(|card| card.get_child("FN", VCARD))
+        .map(Element::text)
+}
+
+/// A vCard is set by its owner and read by anyone; one never set reads as empty; nobody sets
+/// another's.
+#[tokio::test]
+async fn vcards_are_set_by_their_owner_and_read_by_anyone() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+
+    let empty = juliet.request(&vcard_get("g0", None)).await;
+    assert_eq!(empty.attr("type"), Some("result"), "{}", show(&empty));
+    let card = empty.get_child("vCard", VCARD).expect("an empty vCard");
+    assert_eq!(card.children().count(), 0);
+
+    let set = format!(
+        "<iq xmlns='jabber:client' type='set' id='s1'><vCard xmlns='{VCARD}'><FN>Juliet Capulet</FN><NICKNAME>Jule</NICKNAME></vCard></iq>"
+    );
+    let stored = juliet.request(&set).await;
+    assert_eq!(stored.attr("type"), Some("result"), "{}", show(&stored));
+    assert_eq!(stored.children().count(), 0);
+
+    let own = juliet
+        .request(&vcard_get("g1", Some("juliet@localhost")))
+        .await;
+    assert_eq!(full_name(&own).as_deref(), Some("Juliet Capulet"));
+    let hers = romeo
+        .request(&vcard_get("g2", Some("juliet@localhost")))
+        .await;
+    assert_eq!(hers.attr("from"), Some("juliet@localhost"));
+    assert_eq!(full_name(&hers).as_deref(), Some("Juliet Capulet"));
+
+    let forged = format!(
+        "<iq xmlns='jabber:client' type='set' id='s2' to='juliet@localhost'><vCard xmlns='{VCARD}'><FN>Romeo's Juliet</FN></vCard></iq>"
+    );
+    let refused = romeo.request(&forged).await;
+    assert_eq!(refused.attr("type"), Some("error"), "{}", show(&refused));
+    let again = romeo
+        .request(&vcard_get("g3", Some("juliet@localhost")))
+        .await;
+    assert_eq!(full_name(&again).as_deref(), Some("Juliet Capulet"));
+}
+
+/// Private storage keeps one element per namespace for its owner alone: what profanity
+/// stores as bookmarks comes back after a new login; a namespace never stored reads as the
+/// empty element; another account reads nothing; the reserved namespaces are refused.
+#[tokio::test]
+async fn private_storage_keeps_bookmarks_for_their_owner() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let bookmarks = "<storage xmlns='storage:bookmarks'><conference jid='lounge@chat.localhost' autojoin='false' name='lounge'/></storage>";
+    let set = format!(
+        "<iq xmlns='jabber:client' type='set' id='b1'><query xmlns='{PRIVATE}'>{bookmarks}</query></iq>"
+    );
+    ok(&juliet.request(&set).await);
+    drop(juliet);
+
+    let mut juliet = t.login("juliet", "pw", "chamber").await;
+    let get = format!(
+        "<iq xmlns='jabber:client' type='get' id='b2'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'/></query></iq>"
+    );
+    let reply = juliet.request(&get).await;
+    let stored = reply
+        .get_child("query", PRIVATE)
+        .and_then(|q| q.get_child("storage", "storage:bookmarks"))
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    let conference = stored
+        .get_child("conference", "storage:bookmarks")
+        .expect("the bookmark");
+    assert_eq!(conference.attr("jid"), Some("lounge@chat.localhost"));
+
+    let notes = format!(
+        "<iq xmlns='jabber:client' type='get' id='n1'><query xmlns='{PRIVATE}'><storage xmlns='storage:rosternotes'/></query></iq>"
+    );
+    let reply = juliet.request(&notes).await;
+    assert_eq!(reply.attr("type"), Some("result"), "{}", show(&reply));
+    let empty = reply
+        .get_child("query", PRIVATE)
+        .and_then(|q| q.get_child("storage", "storage:rosternotes"))
+        .expect("the empty element asked for");
+    assert_eq!(empty.children().count(), 0);
+
+    let reserved = format!(
+        "<iq xmlns='jabber:client' type='set' id='r1'><query xmlns='{PRIVATE}'><message xmlns='jabber:client'/></query></iq>"
+    );
+    let refused = juliet.request(&reserved).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let hers = format!(
+        "<iq xmlns='jabber:client' type='get' id='b3' to='juliet@localhost'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'/></query></iq>"
+    );
+    let refused = romeo.request(&hers).await;
+    assert_eq!(refused.attr("type"), Some("error"), "{}", show(&refused));
+}
+
+/// An account's disco#info to itself (with `to` its bare JID, or without `to`) lists what
+/// its PEP service does (clients look there for publish-options before using PEP storage)
+/// and what the server does for it.
+#[tokio::test]
+async fn an_account_sees_its_own_features() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    for to in [" to='juliet@localhost'", ""] {
+        let info = juliet
+            .request(&format!(
+                "<iq xmlns='jabber:client' type='get' id='d'{to}><query xmlns='{DISCO_INFO}'/></iq>"
+            ))
+            .await;
+        let query = info
+            .get_child("query", DISCO_INFO)
+            .unwrap_or_else(|| panic!("{}", show(&info)));
+        let features: Vec<&str> = query
+            .children()
+            .filter(|c| c.is("feature", DISCO_INFO))
+            .filter_map(|c| c.attr("var"))
+            .collect();
+        for wanted in [
+            "http://jabber.org/protocol/pubsub#publish-options",
+            "urn:xmpp:mam:2",
+            "urn:xmpp:ping",
+        ] {
+            assert!(features.contains(&wanted), "{wanted} in {features:?}");
+        }
+        let identities: Vec<(Option<&str>, Option<&str>)> = query
+            .children()
+            .filter(|c| c.is("identity", DISCO_INFO))
+            .map(|c| (c.attr("category"), c.attr("type")))
+            .collect();
+        assert!(identities.contains(&(Some("account"), Some("registered"))));
+        assert!(identities.contains(&(Some("pubsub"), Some("pep"))));
+    }
+}
+
+/// A presence with an empty `<show/>` (as go-sendxmpp sends it) is plain available presence:
+/// broadcast, not refused.
+#[tokio::test]
+async fn an_empty_show_is_plain_available_presence() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    recv_until(&mut juliet, |el| el.attr("type") == Some("subscribe")).await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@localhost'/>")
+        .await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    juliet
+        .send("<presence xmlns='jabber:client'><show></show><status>here</status></presence>")
+        .await;
+    let seen = recv_until(&mut romeo, |el| {
+        el.name() == "presence"
+            && el.attr("from") == Some("juliet@localhost/balcony")
+            && el.has_child("status", NS_CLIENT)
+    })
+    .await;
+    assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+    assert!(!seen.has_child("show", NS_CLIENT), "{}", show(&seen));
+}
