@@ -126,6 +126,15 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             };
             Handled::reply(iq_result(iq, Some(version.into())))
         }
+        // XEP-0202: the server's clock, in UTC.
+        (true, "time", TIME) if matches!(target, Target::Domain) => {
+            let now = verona_pubsub_xmpp::stamp(std::time::SystemTime::now());
+            let time = builder("time", TIME)
+                .append(text_child("tzo", TIME, "+00:00"))
+                .append(text_child("utc", TIME, now))
+                .build();
+            Handled::reply(iq_result(iq, Some(time)))
+        }
         (false, "session", ns::SESSION) => Handled::reply(iq_result(iq, None)),
         // XEP-0280 §4: carbons are the session's choice, whichever address it asks.
         (false, "enable" | "disable", chat::CARBONS) => {
@@ -154,12 +163,16 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
     }
 }
 
+/// XEP-0202 Entity Time.
+const TIME: &str = "urn:xmpp:time";
+
 fn disco_info(shared: &Shared) -> Element {
     let mut features: BTreeSet<String> = [
         ns::DISCO_INFO,
         ns::DISCO_ITEMS,
         ns::PING,
         ns::VERSION,
+        TIME,
         chat::CARBONS,
         // XEP-0160: messages to an offline account are kept.
         "msgoffline",

@@ -724,3 +724,44 @@ async fn in_band_registration() {
         .await;
     assert_eq!(result, Err("not-authorized".into()));
 }
+
+/// XEP-0202: the server tells its time, in UTC, and says so in its disco#info.
+#[tokio::test]
+async fn the_server_tells_its_time() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut c = t.login("juliet", "pw", "balcony").await;
+    let reply = c
+        .request("<iq xmlns='jabber:client' type='get' id='t' to='localhost'><time xmlns='urn:xmpp:time'/></iq>")
+        .await;
+    let time = reply
+        .get_child("time", "urn:xmpp:time")
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    assert_eq!(
+        time.get_child("tzo", "urn:xmpp:time")
+            .map(|t| t.text())
+            .as_deref(),
+        Some("+00:00")
+    );
+    let utc = time
+        .get_child("utc", "urn:xmpp:time")
+        .map(|u| u.text())
+        .unwrap();
+    assert!(
+        utc.parse::<xmpp_parsers::date::DateTime>().is_ok(),
+        "an XEP-0082 DateTime: {utc}"
+    );
+    let info = c
+        .request("<iq xmlns='jabber:client' type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    let features: Vec<String> = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|f| f.attr("var").map(str::to_owned))
+        .collect();
+    assert!(
+        features.iter().any(|f| f == "urn:xmpp:time"),
+        "{features:?}"
+    );
+}

@@ -2726,3 +2726,30 @@ async fn those_who_enter_later_see_who_is_away() {
         .await;
     assert_eq!(stanza_error(&forged).as_deref(), Some("forbidden"));
 }
+
+/// XEP-0045 §7.14: the status an occupant leaves with reaches those who stay, and itself.
+#[tokio::test]
+async fn a_leaving_occupants_status_is_passed_on() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Nurse' type='unavailable'><status>anon, good nurse</status></presence>"
+        ))
+        .await;
+    for client in [&mut romeo, &mut nurse] {
+        let gone = recv_until(client, |el| {
+            el.name() == "presence" && el.attr("type") == Some("unavailable")
+        })
+        .await;
+        assert_eq!(gone.attr("from"), Some(format!("{ROOM}/Nurse").as_str()));
+        assert_eq!(
+            gone.get_child("status", NS_CLIENT)
+                .map(Element::text)
+                .as_deref(),
+            Some("anon, good nurse"),
+            "{}",
+            show(&gone)
+        );
+    }
+}

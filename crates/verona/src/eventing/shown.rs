@@ -66,6 +66,14 @@ pub fn shown(options: &SubscriptionOptions) -> Vec<Element> {
     shown
 }
 
+/// The first `<status/>` of a presence, cut to [`MAX_STATUS_CHARS`]; `None` when empty.
+pub fn status(presence: &Element) -> Option<String> {
+    presence
+        .get_child("status", ns::CLIENT)
+        .map(|status| cut(status.text(), MAX_STATUS_CHARS))
+        .filter(|status| !status.is_empty())
+}
+
 /// Keeps in an occupant's options what its presence shows: a `<show/>` RFC 6121 allows (others
 /// are dropped), the first `<status/>` cut to [`MAX_STATUS_CHARS`], and the capabilities,
 /// avatar hash and idle time when their values are short and plain. Whether anything changed.
@@ -79,10 +87,7 @@ pub fn keep(options: &mut SubscriptionOptions, presence: &Element) -> bool {
         .get_child("show", ns::CLIENT)
         .map(Element::text)
         .filter(|show| ["away", "chat", "dnd", "xa"].contains(&show.as_str()));
-    let status = presence
-        .get_child("status", ns::CLIENT)
-        .map(|status| cut(status.text(), MAX_STATUS_CHARS))
-        .filter(|status| !status.is_empty());
+    let status = status(presence);
     let caps = presence.get_child("c", CAPS_NS).and_then(|c| {
         let parts = [c.attr("hash")?, c.attr("node")?, c.attr("ver")?];
         parts

@@ -44,7 +44,7 @@ impl ServicesTask {
                 continue;
             }
             done.push(Done::new(Origin::Room(node), outcome.effects, outcome.undo));
-            self.announce_departures(&outcome.value, done);
+            self.announce_departures(&outcome.value, None, done);
             self.close_empty_rooms(&outcome.value, done);
         }
         let holders: Vec<BareJid> = self.temporary.iter().cloned().collect();

@@ -35,7 +35,7 @@ impl ServicesTask {
             ("presence", Ok(room_nick)) => {
                 match room_presence(&stanza, room_nick, SystemTime::now()) {
                     RoomPresence::Join(join) => self.join(&from, room_nick, join, &stanza, done),
-                    RoomPresence::Leave => self.leave(&from, room_nick, done),
+                    RoomPresence::Leave => self.leave(&from, room_nick, &stanza, done),
                     RoomPresence::Probe => self.probe_occupant(&from, room_nick, done),
                     RoomPresence::Other => {}
                 }
@@ -65,7 +65,7 @@ impl ServicesTask {
                 let mine = self.occupant_of(&node, &Jid::from(from.clone()));
                 let nick = mine.as_ref().and_then(|s| groupchat::nick_of(&s.options));
                 if let Some(room_nick) = nick.and_then(|nick| room.with_resource_str(nick).ok()) {
-                    self.leave(&from, &room_nick, done);
+                    self.leave(&from, &room_nick, &stanza, done);
                 }
             }
             ("presence" | "message", _) => {}
@@ -854,8 +854,15 @@ impl ServicesTask {
         }
     }
 
-    /// XEP-0045 §7.14: leaving. The occupant and the others get its unavailable presence.
-    fn leave(&mut self, from: &FullJid, room_nick: &FullJid, done: &mut Vec<Done>) {
+    /// XEP-0045 §7.14: leaving. The occupant and the others get its unavailable presence, with
+    /// the status it gave (as bounded as an occupant's status is).
+    fn leave(
+        &mut self,
+        from: &FullJid,
+        room_nick: &FullJid,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
         let me = Jid::from(from.clone());
         let room = room_nick.to_bare();
         let Some(node) = room.node().map(|node| node.to_string()) else {
@@ -883,7 +890,8 @@ impl ServicesTask {
                     outcome.undo,
                 ));
                 let ended = [mine];
-                self.announce_departures(&ended, done);
+                let status = shown::status(stanza);
+                self.announce_departures(&ended, status.as_deref(), done);
                 self.close_empty_rooms(&ended, done);
             }
             Err(e) => tracing::debug!(%from, %room, "leaving a room: {e}"),
@@ -891,8 +899,13 @@ impl ServicesTask {
     }
 
     /// Occupants whose subscriptions ended (they left, or their session did): each remaining
-    /// occupant and the one leaving get its unavailable presence.
-    pub(super) fn announce_departures(&self, ended: &[SubscriptionInfo], done: &mut Vec<Done>) {
+    /// occupant and the one leaving get its unavailable presence, with `status` if it gave one.
+    pub(super) fn announce_departures(
+        &self,
+        ended: &[SubscriptionInfo],
+        status: Option<&str>,
+        done: &mut Vec<Done>,
+    ) {
         let domain = self.rooms_jid.domain();
         for departed in ended {
             let Some(hosted) = self.rooms.get(&departed.node) else {
@@ -918,7 +931,10 @@ impl ServicesTask {
                 .chain(std::iter::once((&departed.jid, &[110u16][..])));
             for (to, codes) in told {
                 if let Ok(session) = to.clone().try_into_full() {
-                    let presence = occupant_presence(&occupant, to, true, codes);
+                    let mut presence = occupant_presence(&occupant, to, true, codes);
+                    if let Some(status) = status {
+                        presence.append_child(builder("status", ns::CLIENT).append(status).build());
+                    }
                     self.tell(&departed.node, session, presence, done);
                 }
             }
