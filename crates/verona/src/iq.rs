@@ -155,6 +155,9 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
         (true, "query", archive::NS) if matches!(target, Target::Account) => {
             Handled::reply(iq_result(iq, Some(archive::form())))
         }
+        (true, "metadata", archive::NS) if matches!(target, Target::Account) => {
+            Handled::reply(mam::metadata(shared, iq, me).await)
+        }
         (_, "prefs", archive::NS) if matches!(target, Target::Account) => {
             Handled::reply(mam::prefs(iq))
         }

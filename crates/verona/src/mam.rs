@@ -197,6 +197,49 @@ fn other_party(message: &Element, account: &BareJid) -> Option<Jid> {
 }
 
 /// The archive's preferences (§6): everything is archived, the only setting there is.
+/// XEP-0313 §6.1 (1.1): where the account's archive starts and ends, `<metadata/>` empty when
+/// it holds nothing; two indexed reads of one item each.
+pub async fn metadata(shared: &Shared, iq: &Element, me: &FullJid) -> Element {
+    let account = me.to_bare();
+    let ends = async {
+        let services =
+            conversations_of(shared.archive.as_ref(), shared.pubsub.jid(), &account).await?;
+        let mut ends = Vec::new();
+        for backwards in [false, true] {
+            let asked = verona_storage::ItemsQuery {
+                services: services.clone(),
+                backwards,
+                max: 1,
+                ..verona_storage::ItemsQuery::default()
+            };
+            let page = shared.archive.items_page(&asked).await?;
+            ends.extend(page.items.into_iter().next().map(|found| found.item));
+        }
+        Ok::<_, verona_storage::StorageError>(ends)
+    };
+    let ends = match ends.await {
+        Ok(ends) => ends,
+        Err(e) => {
+            tracing::error!(%account, "reading the archive's ends: {e}");
+            let why = Some("the archive cannot be read");
+            return error_reply(iq, StanzaError::InternalServerError, why)
+                .unwrap_or_else(|| iq_result(iq, None));
+        }
+    };
+    let mut metadata = builder("metadata", archive::NS);
+    if let [first, last] = ends.as_slice() {
+        for (name, item) in [("start", first), ("end", last)] {
+            metadata = metadata.append(
+                builder(name, archive::NS)
+                    .with("id", item.id.as_str())
+                    .with("timestamp", verona_pubsub_xmpp::stamp(item.published))
+                    .build(),
+            );
+        }
+    }
+    iq_result(iq, Some(metadata.build()))
+}
+
 pub fn prefs(iq: &Element) -> Element {
     let prefs = builder("prefs", archive::NS)
         .with("default", "always")

@@ -824,3 +824,41 @@ async fn kept_messages_are_limited_per_account() {
     assert_eq!(bodies, ["line 0", "line 1", "line 2", "reply"]);
     romeo.expect_nothing().await;
 }
+
+/// XEP-0313 §6.1: the archive's metadata names its first and last messages, by archive id;
+/// an empty archive's is empty.
+#[tokio::test]
+async fn the_archive_says_where_it_starts_and_ends() {
+    let t = server().await;
+    let mut juliet = online(&t, "juliet", "balcony").await;
+    let mut romeo = online(&t, "romeo", "orchard").await;
+    let metadata =
+        &format!("<iq xmlns='jabber:client' type='get' id='md'><metadata xmlns='{MAM}'/></iq>");
+    let empty = romeo.request(metadata).await;
+    let md = empty
+        .get_child("metadata", MAM)
+        .unwrap_or_else(|| panic!("{}", show(&empty)));
+    assert_eq!(md.children().count(), 0);
+    let mut ids = Vec::new();
+    for (n, text) in ["wilt thou be gone?", "it is not yet near day"]
+        .iter()
+        .enumerate()
+    {
+        juliet
+            .send(&chat("romeo@localhost", &format!("m{n}"), text))
+            .await;
+        ids.push(stanza_id(
+            &next_message(&mut romeo).await,
+            "romeo@localhost",
+        ));
+    }
+    let reply = romeo.request(metadata).await;
+    let md = reply.get_child("metadata", MAM).unwrap();
+    let end_id = |name: &str| {
+        md.get_child(name, MAM)
+            .and_then(|e| e.attr("id"))
+            .map(str::to_owned)
+    };
+    assert_eq!(end_id("start"), Some(ids[0].clone()), "{}", show(&reply));
+    assert_eq!(end_id("end"), Some(ids[1].clone()), "{}", show(&reply));
+}
