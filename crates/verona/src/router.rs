@@ -8,7 +8,9 @@
 //! cannot leave a map half-changed: a poisoned lock is used as it is, rather than failing
 //! every connection after it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use crate::{FastHashMap, FastHashSet};
 use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
@@ -328,14 +330,14 @@ impl SessionHandle {
 pub struct Router {
     /// Bound sessions by bare JID, then resource: keyed by strings, so that finding a full
     /// JID's session (once per delivery) borrows its bare part instead of building one.
-    sessions: RwLock<HashMap<String, HashMap<String, SessionHandle>>>,
+    sessions: RwLock<FastHashMap<String, FastHashMap<String, SessionHandle>>>,
     /// Each account's XEP-0191 blocklist, kept by the pubsub services (whose outcast lists
     /// it mirrors) so that stanzas between blocked parties stop where they are routed.
-    blocked: RwLock<HashMap<BareJid, HashSet<BareJid>>>,
+    blocked: RwLock<FastHashMap<BareJid, FastHashSet<BareJid>>>,
     /// Where stanzas for other domains go, when the server federates.
     federation: OnceLock<Arc<crate::s2s::Federation>>,
     /// Connected XEP-0114 components, by domain: everything addressed to the domain is theirs.
-    components: RwLock<HashMap<String, SessionHandle>>,
+    components: RwLock<FastHashMap<String, SessionHandle>>,
     /// Other servers' users' resources whose available presence reached a local account, with
     /// their verified capabilities once known: XEP-0163 `+notify` for remote contacts.
     remote: RwLock<RemoteResources>,
@@ -503,6 +505,15 @@ impl Router {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         components.get(to.domain().as_str()).cloned()
+    }
+
+    /// Whether `to` is a component's (without a copy of its handle: once per recipient).
+    fn is_component(&self, to: &Jid) -> bool {
+        let components = self
+            .components
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        !components.is_empty() && components.contains_key(to.domain().as_str())
     }
 
     /// The way to `to`'s server, when it is another server's.
@@ -697,7 +708,7 @@ impl Router {
         available_only: bool,
         classic: impl FnOnce() -> Option<Wire>,
     ) -> usize {
-        if self.remote(to).is_some() || self.component(to).is_some() {
+        if self.remote(to).is_some() || self.is_component(to) {
             // Another server's user, or a component: it may not speak XEP-0207, and nothing
             // tells us its capabilities, so it gets the classic stanza wherever there is one,
             // unless its subscription was made natively (DESIGN §3).
@@ -952,7 +963,9 @@ mod tests {
     #[test]
     fn remote_resources_are_remembered_within_bounds() {
         let router = Router::default();
-        let features: Features = Arc::new(HashSet::from(["urn:example+notify".to_owned()]));
+        let features: Features = Arc::new(std::collections::HashSet::from([
+            "urn:example+notify".to_owned()
+        ]));
         let romeo = BareJid::new("romeo@montague.lit").unwrap();
         for n in 0..MAX_REMOTE_PER_ACCOUNT + 5 {
             router.remote_presence(&full(&format!("romeo@montague.lit/r{n}")), true, None);

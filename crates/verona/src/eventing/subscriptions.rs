@@ -10,7 +10,9 @@
 //!
 //! [`seed`]: PresenceGraph::seed
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::FastHashMap;
 
 use jid::{BareJid, Jid};
 use verona_pubsub::{AccessResolver, ItemQuery, NoRoster, Service, SubscriptionState, VecMap};
@@ -68,7 +70,7 @@ type Id = u32;
 /// contact's JID is not copied into every relation that names it (issue #9).
 #[derive(Default)]
 struct Jids {
-    ids: HashMap<BareJid, Id>,
+    ids: FastHashMap<BareJid, Id>,
     /// By number: the JID and how many mentions it has (free numbers are `None`).
     entries: Vec<Option<(BareJid, u32)>>,
     free: Vec<Id>,
@@ -138,11 +140,11 @@ impl Jids {
 
 /// A user's outbound relations (whose presence it follows, or asks for), by owner number,
 /// sorted.
-type Outbound = HashMap<Id, Vec<Id>>;
+type Outbound = FastHashMap<Id, Vec<Id>>;
 
 #[derive(Default)]
 pub struct PresenceGraph {
-    owners: HashMap<BareJid, Owner>,
+    owners: FastHashMap<BareJid, Owner>,
     /// The reverse of `followers`: whose presence nodes an account follows.
     following: Outbound,
     /// The reverse of `pending`: whose presence nodes an account waits for.
