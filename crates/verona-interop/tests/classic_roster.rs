@@ -115,10 +115,9 @@ async fn removing_a_contact_ends_the_subscription() {
         ])
         .await;
     assert_eq!(alice.roster(None).await, Some(vec![]));
-    // RFC 6121 §3.3.3 would push subscription='none' and keep the item; Verona's roster is the
-    // subscription graph, where an item with no relation left is removed.
+    // RFC 6121 §3.3.3: Bob let Alice follow him, so she stays on his roster, as `none`.
     bob.receive(vec![
-        bob.push(item(ALICE, Subscription::Remove)),
+        bob.push(item(ALICE, Subscription::None)),
         presence(PresenceType::Unsubscribe, bare(ALICE)).optional(),
     ])
     .await;

@@ -722,6 +722,7 @@ impl ServicesTask {
                 kind,
             } => self.classic_subscription(&from, &contact, kind, done),
             Request::Roster { from, iq } => self.roster_request(from, iq, done),
+            Request::KeepOnRoster { user, contact } => self.keep_on_roster(&user, &contact, done),
             Request::Probe { from, contact } => self.probe(&from, &contact, done),
             Request::Blocking { from, iq } => self.blocking_request(from, iq, done),
             Request::SessionStarted { session, ready } => {

@@ -183,22 +183,31 @@ async fn removing_a_contact_ends_the_subscriptions() {
         });
     }
     romeo_got.sort();
-    // RFC 6121 §3.2.2: he also sees her go offline.
+    // RFC 6121 §3.2.2: he also sees her go offline, and keeps her on his roster, followed no
+    // more (§2.5.2: her removal ends his subscription, not his item).
     assert_eq!(
         romeo_got,
         [
-            "push remove",
+            "push none",
             "unavailable juliet@localhost/balcony",
             "unsubscribed juliet@localhost"
         ]
     );
-    for c in [&mut juliet, &mut romeo] {
-        let reply = c.request(&roster_get("r", None)).await;
-        assert_eq!(
-            reply.get_child("query", ROSTER).unwrap().children().count(),
-            0
-        );
-    }
+    let items = |reply: &Element| -> Vec<(String, String)> {
+        reply
+            .get_child("query", ROSTER)
+            .unwrap()
+            .children()
+            .map(|i| {
+                let jid = i.attr("jid").unwrap_or_default().to_owned();
+                (jid, i.attr("subscription").unwrap_or_default().to_owned())
+            })
+            .collect()
+    };
+    let hers = juliet.request(&roster_get("r", None)).await;
+    assert_eq!(items(&hers), []);
+    let his = romeo.request(&roster_get("r", None)).await;
+    assert_eq!(items(&his), [item("juliet@localhost", "none")]);
     juliet
         .send("<presence xmlns='jabber:client'><show>away</show></presence>")
         .await;
@@ -306,11 +315,12 @@ async fn a_blocked_contact_gets_nothing() {
         });
     }
     juliet_got.sort();
+    // The subscription ends; the contact she approved stays on her roster (RFC 6121 §3).
     assert_eq!(
         juliet_got,
         [
             "block romeo@localhost",
-            "push (\"romeo@localhost\", \"remove\")"
+            "push (\"romeo@localhost\", \"none\")"
         ]
     );
     let list = juliet

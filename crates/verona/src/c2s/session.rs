@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::route::{self, Route, is_pep_request, publishes_presence};
 use super::{Connection, End, State, fault, random_id};
-use crate::eventing::presence::{priority, show};
+use crate::eventing::presence::{SubscriptionKind, priority, show};
 use crate::eventing::{caps, chat};
 use crate::host::PubsubHandle;
 use crate::iq::{self, EndSessions, Target};
@@ -208,7 +208,15 @@ impl Connection {
                 self.answer(&el, StanzaError::RemoteServerNotFound, None);
             }
             Route::Subscription { contact, kind } => {
+                let keep = matches!(
+                    kind,
+                    SubscriptionKind::Subscribe | SubscriptionKind::Subscribed
+                )
+                .then(|| contact.clone());
                 pubsub.subscription(me.to_bare(), contact, kind).await;
+                if let Some(contact) = keep {
+                    pubsub.keep_on_roster(me.to_bare(), contact).await;
+                }
             }
             Route::PubsubDomain => pubsub.submit(me, el).await,
             Route::RoomsService => pubsub.submit_rooms(me, el).await,

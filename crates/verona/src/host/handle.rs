@@ -191,6 +191,14 @@ impl PubsubHandle {
         self.send(shard, request).await;
     }
 
+    /// `user` asked for or approved a subscription with `contact` (RFC 6121 §3): the contact
+    /// stays on its roster (see [`Request::KeepOnRoster`]).
+    pub async fn keep_on_roster(&self, user: BareJid, contact: BareJid) {
+        let shard = self.shard(user.as_str());
+        self.send(shard, Request::KeepOnRoster { user, contact })
+            .await;
+    }
+
     /// A roster get or set (RFC 6121 §2) from a session.
     pub async fn roster(&self, from: FullJid, iq: Element) {
         let shard = self.shard(from.to_bare().as_str());

@@ -557,6 +557,7 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
         } => vec![kind.owner(from, contact)],
         Request::Probe { contact, .. } => vec![contact.clone()],
         Request::Blocking { from, .. } => vec![from.to_bare()],
+        Request::KeepOnRoster { user, .. } => vec![user.clone()],
         Request::SessionStarted { session, .. } => vec![session.to_bare()],
         Request::CameOnline { load, .. } => load.clone(),
         // Removing a contact touches both presence nodes.

@@ -56,6 +56,62 @@ impl ServicesTask {
         }
     }
 
+    /// RFC 6121 §3: a contact the user asked to follow, or let follow it, is on its roster
+    /// until the user removes it: an item with neither name nor groups keeps it there when the
+    /// subscriptions end, unless it has one already (or the roster is full).
+    pub(super) fn keep_on_roster(
+        &mut self,
+        user: &BareJid,
+        contact: &BareJid,
+        done: &mut Vec<Done>,
+    ) {
+        if user == contact
+            || self
+                .presence
+                .roster_entry(user, contact)
+                .is_some_and(|entry| entry.annotation != Default::default())
+        {
+            return;
+        }
+        let owner = Jid::from(user.clone());
+        let origin = Origin::Account(user.clone());
+        let Some(hosted) = self.accounts.get_mut(user) else {
+            return;
+        };
+        if let Some(created) = ensure_roster_node(&mut hosted.service, &owner) {
+            done.push(Done::new(origin.clone(), created.effects, created.undo));
+        }
+        let kept = hosted
+            .service
+            .items(&self.presence, &owner, ROSTER_NODE, &ItemQuery::All)
+            .map(|page| page.items)
+            .unwrap_or_default();
+        let limit = hosted.service.config().limits.max_items_per_node;
+        if kept.len() >= limit || kept.iter().any(|i| i.id == contact.as_str()) {
+            return;
+        }
+        let item = builder("item", ns::ROSTER)
+            .with("jid", contact.as_str())
+            .build();
+        let payload = String::from_utf8(verona_stream::element_bytes(&item))
+            .expect("serialised XML is UTF-8");
+        let request = PublishRequest::payload(Some(contact.as_str()), payload);
+        match hosted.service.publish(&owner, ROSTER_NODE, request) {
+            Ok(outcome) => {
+                done.push(Done::new(origin, outcome.effects, outcome.undo));
+                // An item with neither name nor groups looks as the subscription makes it,
+                // whose own change pushes it: nothing to push for it here.
+                let changed = self.presence.refresh(user, &hosted.service);
+                self.roster_changes.extend(
+                    changed
+                        .into_iter()
+                        .filter(|(u, c)| !(u == user && c == contact)),
+                );
+            }
+            Err(e) => tracing::error!(%user, "keeping a contact on the roster: {e}"),
+        }
+    }
+
     /// Keeps the contact's name and groups as its item in the `roster` node.
     fn annotate(
         &mut self,
@@ -73,16 +129,8 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         };
-        if hosted.service.node_config(ROSTER_NODE).is_none() {
-            let request = CreateRequest {
-                node: Some(ROSTER_NODE.to_owned()),
-                config: crate::eventing::roster::roster_node_config(),
-                ..CreateRequest::default()
-            };
-            match hosted.service.create(&owner, request) {
-                Ok(outcome) => done.push(Done::new(origin.clone(), outcome.effects, outcome.undo)),
-                Err(e) => tracing::error!(%user, "creating the roster node: {e}"),
-            }
+        if let Some(created) = ensure_roster_node(&mut hosted.service, &owner) {
+            done.push(Done::new(origin.clone(), created.effects, created.undo));
         }
         let limit = hosted.service.config().limits.max_items_per_node;
         let page = hosted
@@ -220,4 +268,23 @@ impl ServicesTask {
             }
         }
     }
+}
+
+/// Creates the account's `roster` node if it has none; the creation's outcome, if it did.
+fn ensure_roster_node(
+    service: &mut verona_pubsub::Service,
+    owner: &Jid,
+) -> Option<verona_pubsub::Outcome<verona_pubsub::NodeId>> {
+    if service.node_config(ROSTER_NODE).is_some() {
+        return None;
+    }
+    let request = CreateRequest {
+        node: Some(ROSTER_NODE.to_owned()),
+        config: crate::eventing::roster::roster_node_config(),
+        ..CreateRequest::default()
+    };
+    service
+        .create(owner, request)
+        .inspect_err(|e| tracing::error!(%owner, "creating the roster node: {e}"))
+        .ok()
 }
