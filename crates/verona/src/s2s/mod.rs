@@ -81,6 +81,29 @@ struct Down {
     failures: u32,
 }
 
+/// Unreachable domains remembered at most: a user who writes to made-up domains cannot grow
+/// the table without bound. One whose wait ended more than [`MAX_BACKOFF`] ago is forgotten to
+/// make room; with no room, a failure is not remembered (the next stanza tries again).
+const MAX_DOWN_DOMAINS: usize = 10_000;
+
+/// Notes that `remote` could not be reached at `now`: the wait before the next try doubles
+/// with each failure in a row, up to [`MAX_BACKOFF`].
+fn note_failure(down: &mut HashMap<String, Down>, remote: &str, now: Instant) {
+    if !down.contains_key(remote) && down.len() >= MAX_DOWN_DOMAINS {
+        down.retain(|_, d| d.until + MAX_BACKOFF > now);
+        if down.len() >= MAX_DOWN_DOMAINS {
+            return;
+        }
+    }
+    let entry = down.entry(remote.to_owned()).or_insert(Down {
+        until: now,
+        failures: 0,
+    });
+    entry.failures = entry.failures.saturating_add(1);
+    let wait = Duration::from_secs(1u64 << entry.failures.min(9)).min(MAX_BACKOFF);
+    entry.until = now + wait;
+}
+
 /// The outgoing side of federation, shared by the router and the incoming streams.
 pub struct Federation {
     /// The domains this server answers for: stanzas for others leave through here.
@@ -370,13 +393,7 @@ impl Federation {
     /// `remote` could not be reached: wait longer after each failure in a row.
     fn failed(&self, remote: &str) {
         let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = down.entry(remote.to_owned()).or_insert(Down {
-            until: Instant::now(),
-            failures: 0,
-        });
-        entry.failures = entry.failures.saturating_add(1);
-        let wait = Duration::from_secs(1u64 << entry.failures.min(9)).min(MAX_BACKOFF);
-        entry.until = Instant::now() + wait;
+        note_failure(&mut down, remote, Instant::now());
     }
 
     fn reached(&self, remote: &str) {
@@ -530,6 +547,29 @@ fn roots(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::RootCertSt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Unreachable domains back off, and the table of them is bounded: old entries make room,
+    /// and when none is old a new failure is not remembered.
+    #[test]
+    fn unreachable_domains_back_off_in_a_bounded_table() {
+        let t0 = Instant::now();
+        let mut down = HashMap::new();
+        note_failure(&mut down, "gone.example", t0);
+        note_failure(&mut down, "gone.example", t0);
+        assert_eq!(down["gone.example"].until, t0 + Duration::from_secs(4));
+        for n in 1..MAX_DOWN_DOMAINS {
+            note_failure(&mut down, &format!("d{n}.example"), t0);
+        }
+        assert_eq!(down.len(), MAX_DOWN_DOMAINS);
+        note_failure(&mut down, "one-more.example", t0);
+        assert_eq!(down.len(), MAX_DOWN_DOMAINS);
+        assert!(!down.contains_key("one-more.example"));
+        // Long after their waits ended, the old entries make room.
+        let later = t0 + MAX_BACKOFF + Duration::from_secs(10);
+        note_failure(&mut down, "one-more.example", later);
+        assert_eq!(down.len(), 1);
+        assert_eq!(down["one-more.example"].failures, 1);
+    }
 
     /// Unanswered questions expire, and one domain's cannot take all the room.
     #[test]
