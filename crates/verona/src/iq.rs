@@ -13,7 +13,7 @@ use crate::accounts::AccountError;
 use crate::eventing::{archive, chat};
 use crate::mam;
 use crate::server::Shared;
-use crate::xml::{StanzaError, builder, error_reply, iq_result, ns, text_child};
+use crate::xml::{BuilderExt, StanzaError, builder, error_reply, iq_result, ns, text_child};
 
 /// Whom an iq is addressed to.
 #[derive(Debug, PartialEq, Eq)]
@@ -126,6 +126,12 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             };
             Handled::reply(iq_result(iq, Some(version.into())))
         }
+        // XEP-0012 §5: a server's last activity is its uptime.
+        (true, "query", LAST) if matches!(target, Target::Domain) => {
+            let seconds = shared.started.elapsed().as_secs().to_string();
+            let last = builder("query", LAST).with("seconds", seconds).build();
+            Handled::reply(iq_result(iq, Some(last)))
+        }
         // XEP-0202: the server's clock, in UTC.
         (true, "time", TIME) if matches!(target, Target::Domain) => {
             let now = verona_pubsub_xmpp::stamp(std::time::SystemTime::now());
@@ -168,6 +174,8 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
 
 /// XEP-0202 Entity Time.
 const TIME: &str = "urn:xmpp:time";
+/// XEP-0012 Last Activity.
+const LAST: &str = "jabber:iq:last";
 
 fn disco_info(shared: &Shared) -> Element {
     let mut features: BTreeSet<String> = [
@@ -176,6 +184,7 @@ fn disco_info(shared: &Shared) -> Element {
         ns::PING,
         ns::VERSION,
         TIME,
+        LAST,
         chat::CARBONS,
         // XEP-0160: messages to an offline account are kept.
         "msgoffline",

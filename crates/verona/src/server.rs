@@ -46,6 +46,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Why the server stopped, when a part of it failed (see [`Supervisor`]).
     pub failure: watch::Receiver<Option<String>>,
+    /// When the server started (XEP-0012: its uptime).
+    pub started: std::time::Instant,
 }
 
 /// Stops the server when a part that every client depends on fails (a panicking pubsub
@@ -236,6 +238,7 @@ impl RunningServer {
             federation: federation.clone(),
             shutdown: shutdown_rx,
             failure: failure_rx,
+            started: std::time::Instant::now(),
             config,
         });
         let mut server = RunningServer {

@@ -765,3 +765,19 @@ async fn the_server_tells_its_time() {
         "{features:?}"
     );
 }
+
+/// XEP-0012 §5: the server's last activity is its uptime, in whole seconds.
+#[tokio::test]
+async fn the_server_tells_its_uptime() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut c = t.login("juliet", "pw", "balcony").await;
+    let reply = c
+        .request("<iq xmlns='jabber:client' type='get' id='l' to='localhost'><query xmlns='jabber:iq:last'/></iq>")
+        .await;
+    let seconds = reply
+        .get_child("query", "jabber:iq:last")
+        .and_then(|q| q.attr("seconds"))
+        .map(str::parse::<u64>);
+    assert!(matches!(seconds, Some(Ok(_))), "{}", show(&reply));
+}
