@@ -19,7 +19,7 @@ use minidom::Element;
 use minidom::element::escape;
 use verona_pubsub::{
     AuthorizationRequest, Effect, Event, Item, ItemReply, LastItems, Notification,
-    NotificationType, SubId,
+    NotificationType, Recipient, SubId,
 };
 use verona_stream::Wire;
 
@@ -45,39 +45,63 @@ pub fn render(ctx: &ServiceContext, effects: &[Effect]) -> Vec<Outgoing> {
 }
 
 fn notify(ctx: &ServiceContext, notification: &Notification, out: &mut Vec<Outgoing>) {
-    // A node that carries messages (seed §6, Ex. 20) names who said each, and where to reply,
-    // and its notifications are never headlines (DESIGN §2 "One-to-one").
-    // Rooms decide themselves what names the speaker.
-    let carries_message = ctx.kind == ServiceKind::Pubsub && carries_message(notification);
-    let with_publisher = notification.itemreply == ItemReply::Publisher || carries_message;
-    let mut shared = serialize(&event(notification, with_publisher));
-    if with_publisher
-        && let Event::Items { items } = &notification.event
-        && let Some(item) = items.first()
-    {
-        shared.extend(serialize(&replyto(&item.publisher)));
-    }
-    let shared = Bytes::from(shared);
-    // §12.18: SubID headers only where the content depends on the subscription.
-    let per_subscription = matches!(
-        notification.event,
-        Event::Items { .. } | Event::Retract { .. }
-    );
-    let kind = match notification.notification_type {
-        NotificationType::Headline if carries_message => NotificationType::Normal,
-        kind => kind,
-    };
-    let envelope = Envelope::new(ctx.jid, kind);
-    let mut ids = Ids::reserve(notification.recipients.len());
+    let mut notifications = Notifications::new(ctx, notification);
     out.reserve(notification.recipients.len());
     for recipient in notification.recipients.iter() {
-        let tail = (per_subscription && recipient.subids.len() > 1)
-            .then(|| serialize(&headers(&recipient.subids)));
-        let stanza = envelope.stanza(&recipient.jid, &mut ids, &shared, tail.as_deref());
         out.push(Outgoing {
             to: recipient.jid.clone(),
-            stanza,
+            stanza: notifications.stanza(recipient),
         });
+    }
+}
+
+/// A notification's messages, each made when asked for: what is shared by every recipient is
+/// serialized once, and a recipient that gets another rendering (a classic session's
+/// `<presence/>`) costs no message of its own.
+pub struct Notifications {
+    envelope: Envelope,
+    shared: Bytes,
+    per_subscription: bool,
+    ids: Ids,
+}
+
+impl Notifications {
+    pub fn new(ctx: &ServiceContext, notification: &Notification) -> Self {
+        // A node that carries messages (seed §6, Ex. 20) names who said each, and where to
+        // reply, and its notifications are never headlines (DESIGN §2 "One-to-one").
+        // Rooms decide themselves what names the speaker.
+        let carries_message = ctx.kind == ServiceKind::Pubsub && carries_message(notification);
+        let with_publisher = notification.itemreply == ItemReply::Publisher || carries_message;
+        let mut shared = serialize(&event(notification, with_publisher));
+        if with_publisher
+            && let Event::Items { items } = &notification.event
+            && let Some(item) = items.first()
+        {
+            shared.extend(serialize(&replyto(&item.publisher)));
+        }
+        // §12.18: SubID headers only where the content depends on the subscription.
+        let per_subscription = matches!(
+            notification.event,
+            Event::Items { .. } | Event::Retract { .. }
+        );
+        let kind = match notification.notification_type {
+            NotificationType::Headline if carries_message => NotificationType::Normal,
+            kind => kind,
+        };
+        Notifications {
+            envelope: Envelope::new(ctx.jid, kind),
+            shared: Bytes::from(shared),
+            per_subscription,
+            ids: Ids::reserve(notification.recipients.len()),
+        }
+    }
+
+    /// The message for one of the notification's recipients.
+    pub fn stanza(&mut self, recipient: &Recipient) -> Wire {
+        let tail = (self.per_subscription && recipient.subids.len() > 1)
+            .then(|| serialize(&headers(&recipient.subids)));
+        self.envelope
+            .stanza(&recipient.jid, &mut self.ids, &self.shared, tail.as_deref())
     }
 }
 

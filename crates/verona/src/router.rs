@@ -703,7 +703,7 @@ impl Router {
     pub fn deliver_views(
         &self,
         to: &Jid,
-        native: Wire,
+        native: impl FnOnce() -> Wire,
         made_classically: Option<bool>,
         available_only: bool,
         classic: impl FnOnce() -> Option<Wire>,
@@ -712,10 +712,9 @@ impl Router {
             // Another server's user, or a component: it may not speak XEP-0207, and nothing
             // tells us its capabilities, so it gets the classic stanza wherever there is one,
             // unless its subscription was made natively (DESIGN §3).
-            let native = || Some(native.clone());
             let bytes = match made_classically {
-                Some(false) => native(),
-                _ => classic().or_else(native),
+                Some(false) => Some(native()),
+                _ => classic().or_else(|| Some(native())),
             };
             return bytes.map_or(0, |bytes| self.deliver(to, bytes));
         }
@@ -735,8 +734,10 @@ impl Router {
                 .filter(|handle| !available_only || handle.is_available())
         });
         let mut targets = one.into_iter().chain(all.into_iter().flatten()).peekable();
-        // The last (usually the only) session takes the stanza itself rather than a copy.
+        // Each rendering is made once, when a session first needs it; the last (usually the
+        // only) session takes the stanza itself rather than a copy.
         let mut native = Some(native);
+        let mut native_bytes = None;
         let mut classic = Some(classic);
         let mut classic_bytes = None;
         let mut delivered = 0;
@@ -751,10 +752,15 @@ impl Router {
                 } else {
                     classic_bytes.clone()
                 }
-            } else if last {
-                native.take()
             } else {
-                native.clone()
+                if let Some(render) = native.take() {
+                    native_bytes = Some(render());
+                }
+                if last {
+                    native_bytes.take()
+                } else {
+                    native_bytes.clone()
+                }
             };
             if let Some(bytes) = bytes {
                 delivered += usize::from(session.send(bytes));
@@ -904,10 +910,13 @@ mod tests {
         router.bind(&full("romeo@montague.lit/pda"), native);
         router.bind(&full("romeo@montague.lit/mobile"), classic);
         let to = Jid::new("romeo@montague.lit").unwrap();
-        let delivered =
-            router.deliver_views(&to, Wire::from(&b"<event/>"[..]), None, false, || {
-                Some(Bytes::from_static(b"<presence/>").into())
-            });
+        let delivered = router.deliver_views(
+            &to,
+            || Wire::from(&b"<event/>"[..]),
+            None,
+            false,
+            || Some(Bytes::from_static(b"<presence/>").into()),
+        );
         assert_eq!(delivered, 2);
         assert_eq!(
             native_ends.queue.try_recv().unwrap(),
@@ -919,7 +928,7 @@ mod tests {
         );
         // No classic rendering: classic sessions get nothing, natives still do.
         let delivered =
-            router.deliver_views(&to, Wire::from(&b"<event/>"[..]), None, false, || None);
+            router.deliver_views(&to, || Wire::from(&b"<event/>"[..]), None, false, || None);
         assert_eq!(delivered, 1);
         assert!(classic_ends.queue.try_recv().is_none());
     }

@@ -49,12 +49,14 @@ impl ServicesTask {
                 let shown = self.shown_only(effect);
                 let effect = shown.as_ref().unwrap_or(effect);
                 let implicit = self.implicit(&d.origin, hosted, effect);
-                let mut outgoing =
-                    verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
-                if let Some(implicit) = &implicit {
-                    let more = verona_pubsub_xmpp::render(&context, std::slice::from_ref(implicit));
-                    outgoing.extend(more);
-                }
+                let classic = match &d.origin {
+                    Origin::Account(owner) => {
+                        classic_presence(owner, effect).map(|stanzas| ClassicStanzas::new(&stanzas))
+                    }
+                    Origin::Domain | Origin::Rooms | Origin::Room(_) | Origin::Conversation(_) => {
+                        None
+                    }
+                };
                 // XEP-0191: nothing from an account reaches one that blocked it: on a PEP
                 // service the owner, on `pubsub.<domain>` whoever published the items or asks
                 // to subscribe (issue #11 M3).
@@ -64,16 +66,20 @@ impl ServicesTask {
                         authors_of(effect)
                     }
                 };
+                if let (Effect::Notify(notification), None, Some(classic)) =
+                    (effect, &implicit, &classic)
+                {
+                    self.deliver_presence(&context, hosted, notification, classic, &authors);
+                    continue;
+                }
+                let mut outgoing =
+                    verona_pubsub_xmpp::render(&context, std::slice::from_ref(effect));
+                if let Some(implicit) = &implicit {
+                    let more = verona_pubsub_xmpp::render(&context, std::slice::from_ref(implicit));
+                    outgoing.extend(more);
+                }
                 self.router
                     .drop_blocked(&mut outgoing, |out| &out.to, &authors);
-                let classic = match &d.origin {
-                    Origin::Account(owner) => {
-                        classic_presence(owner, effect).map(|stanzas| ClassicStanzas::new(&stanzas))
-                    }
-                    Origin::Domain | Origin::Rooms | Origin::Room(_) | Origin::Conversation(_) => {
-                        None
-                    }
-                };
                 let Some(classic) = classic else {
                     for out in outgoing {
                         self.router.deliver(&out.to, out.stanza);
@@ -99,12 +105,53 @@ impl ServicesTask {
                             Err(bare) => self.made_classically(&owner, bare),
                         },
                     };
-                    self.router
-                        .deliver_views(&out.to, out.stanza, made, broadcast, || {
-                            stanzas.map(|stanzas| stanzas.to(&out.to))
-                        });
+                    self.router.deliver_views(
+                        &out.to,
+                        || out.stanza,
+                        made,
+                        broadcast,
+                        || stanzas.map(|stanzas| stanzas.to(&out.to)),
+                    );
                 }
             }
+        }
+    }
+
+    /// A change of an account's `presence` node (or another node its contacts see as
+    /// presence) to each recipient in the rendering its sessions take: the event is rendered
+    /// for a recipient only if one of its sessions takes events, so a classic contact costs
+    /// no message it does not get.
+    fn deliver_presence(
+        &self,
+        context: &ServiceContext,
+        hosted: &Hosted,
+        notification: &verona_pubsub::Notification,
+        classic: &ClassicStanzas,
+        authors: &[BareJid],
+    ) {
+        let mut recipients: Vec<&Recipient> = notification.recipients.iter().collect();
+        self.router
+            .drop_blocked(&mut recipients, |recipient| &recipient.jid, authors);
+        // Presence goes to the available resources of a subscribed account only (XEP-0207
+        // Ex. 4, RFC 6121 §4.2.2).
+        let broadcast = matches!(
+            notification.event,
+            Event::Items { .. } | Event::Retract { .. }
+        );
+        let mut events = verona_pubsub_xmpp::Notifications::new(context, notification);
+        let owner = hosted.jid.to_bare();
+        for recipient in recipients {
+            let made = match recipient.jid.try_as_full() {
+                Ok(full) => self.made_classically(&owner, &full.to_bare()),
+                Err(bare) => self.made_classically(&owner, bare),
+            };
+            self.router.deliver_views(
+                &recipient.jid,
+                || events.stanza(recipient),
+                made,
+                broadcast,
+                || Some(classic.to(&recipient.jid)),
+            );
         }
     }
 

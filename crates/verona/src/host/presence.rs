@@ -328,10 +328,13 @@ impl ServicesTask {
                 .then(|| classic_presence(&service, &effect))
                 .flatten()
                 .map(|stanzas| ClassicStanzas::new(&stanzas));
-            self.router
-                .deliver_views(&out.to, out.stanza, made, false, || {
-                    classic.map(|stanzas| stanzas.to(&out.to))
-                });
+            self.router.deliver_views(
+                &out.to,
+                || out.stanza,
+                made,
+                false,
+                || classic.map(|stanzas| stanzas.to(&out.to)),
+            );
         }
     }
 
