@@ -703,6 +703,23 @@ pub fn show(el: &Element) -> String {
     String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
 }
 
+/// Asserts that `message` has exactly these children (name, namespace), in this order, and an
+/// error message also its `<error/>` last.
+pub fn assert_children(message: &Element, expected: &[(&str, &str)]) {
+    let children: Vec<(String, String)> = message
+        .children()
+        .map(|c| (c.name().to_owned(), c.ns()))
+        .collect();
+    let mut expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(name, ns)| ((*name).to_owned(), (*ns).to_owned()))
+        .collect();
+    if message.attr("type") == Some("error") {
+        expected.push(("error".to_owned(), NS_CLIENT.to_owned()));
+    }
+    assert_eq!(children, expected, "{}", show(message));
+}
+
 /// Asserts `reply` is an iq result.
 pub fn ok(reply: &Element) {
     assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
