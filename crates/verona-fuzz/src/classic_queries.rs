@@ -142,7 +142,10 @@ fn check_route(el: &Element, me: &FullJid, route: &Route, peer: Option<&BareJid>
     let to_own_account = to
         .as_ref()
         .is_none_or(|to| to.is_bare() && to.to_bare() == own);
-    if matches!(route, Route::Pep { .. } | Route::Stored { .. }) {
+    if matches!(
+        route,
+        Route::Pep { .. } | Route::Stored { .. } | Route::LastActivity { .. }
+    ) {
         assert_eq!(peer, None, "PEP requests are not blocked by the router");
     } else {
         assert_eq!(
@@ -172,6 +175,19 @@ fn check_route(el: &Element, me: &FullJid, route: &Route, peer: Option<&BareJid>
                 !own_presence || *account == own,
                 "own presence is the sender's"
             );
+        }
+        Route::LastActivity { account } => {
+            assert!(
+                name == "iq" && kind == Some("get"),
+                "a last activity query is a get"
+            );
+            match &to {
+                None => assert_eq!(*account, own, "no `to`: the sender's own account"),
+                Some(to) => {
+                    assert!(to.is_bare() && local_account(account), "a local account");
+                    assert_eq!(Some(account), to_bare.as_ref(), "the addressed account");
+                }
+            }
         }
         Route::Stored { account } => {
             assert!(iq_request, "storage requests are iq get or set");

@@ -29,6 +29,9 @@ pub enum Route {
         account: BareJid,
         own_presence: bool,
     },
+    LastActivity {
+        account: BareJid,
+    },
     Stored {
         account: BareJid,
     },
@@ -80,6 +83,7 @@ pub fn classify(
             own_presence,
         },
         route::Route::Stored { account } => Route::Stored { account },
+        route::Route::LastActivity { account } => Route::LastActivity { account },
         route::Route::Blocking => Route::Blocking,
         route::Route::Roster => Route::Roster,
         route::Route::PresenceBroadcast => Route::PresenceBroadcast,

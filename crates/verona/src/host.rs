@@ -267,6 +267,7 @@ pub async fn start(
             subscriptions_held: HashMap::new(),
             rooms_owned: HashMap::new(),
             forgotten: Vec::new(),
+            last_seen: HashMap::new(),
             stores: stores.clone(),
             router: router.clone(),
         };
@@ -423,6 +424,9 @@ struct ServicesTask {
     relation_changes: Vec<(BareJid, BareJid)>,
     /// Deleted accounts whose services leave memory after the current batch.
     forgotten: Vec<BareJid>,
+    /// XEP-0012 §4: when each of this shard's accounts last went offline since the server
+    /// started, and the status it left with (kept in memory: lost at a restart).
+    last_seen: HashMap<BareJid, (std::time::SystemTime, Option<String>)>,
     /// Users whose blocklist the current batch changed.
     blocklists_changed: Vec<BareJid>,
     /// For the current batch: subscriptions held over all services by the subscribers of its
@@ -723,6 +727,10 @@ impl ServicesTask {
             } => self.classic_subscription(&from, &contact, kind, done),
             Request::Roster { from, iq } => self.roster_request(from, iq, done),
             Request::KeepOnRoster { user, contact } => self.keep_on_roster(&user, &contact, done),
+            Request::LastActivity { from, account, iq } => {
+                let reply = self.last_activity(&from, &account, &iq);
+                done.push(Done::reply(from, Some(reply)));
+            }
             Request::Probe { from, contact } => self.probe(&from, &contact, done),
             Request::Blocking { from, iq } => self.blocking_request(from, iq, done),
             Request::SessionStarted { session, ready } => {

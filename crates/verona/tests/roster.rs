@@ -527,3 +527,57 @@ async fn roster_access_follows_the_owners_groups() {
         show(&refused)
     );
 }
+
+/// XEP-0012 §4: a follower learns how long ago its contact was online (0 while it is), and the
+/// status it left with; anyone else is refused.
+#[tokio::test]
+async fn followers_learn_a_contacts_last_activity() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let last = "<iq xmlns='jabber:client' type='get' id='l' to='juliet@localhost'><query xmlns='jabber:iq:last'/></iq>";
+    let seconds = |reply: &Element| {
+        reply
+            .get_child("query", "jabber:iq:last")
+            .and_then(|q| q.attr("seconds"))
+            .map(str::to_owned)
+    };
+    let online = romeo.request(last).await;
+    assert_eq!(seconds(&online).as_deref(), Some("0"), "{}", show(&online));
+
+    juliet
+        .send("<presence xmlns='jabber:client' type='unavailable'><status>gone to Mantua</status></presence>")
+        .await;
+    let gone = next_presence(&mut romeo).await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    let offline = romeo.request(last).await;
+    assert!(
+        seconds(&offline).is_some_and(|s| s.parse::<u64>().is_ok()),
+        "{}",
+        show(&offline)
+    );
+    assert_eq!(
+        offline
+            .get_child("query", "jabber:iq:last")
+            .map(Element::text)
+            .as_deref(),
+        Some("gone to Mantua")
+    );
+
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let refused = nurse.request(last).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&refused)
+    );
+}
+
+/// The next presence, skipping anything else.
+async fn next_presence(client: &mut Client) -> Element {
+    loop {
+        let el = client.recv().await;
+        if el.name() == "presence" {
+            return el;
+        }
+    }
+}

@@ -8,6 +8,9 @@ use crate::eventing::presence::SubscriptionKind;
 use crate::iq::Target;
 use crate::xml::ns;
 
+/// XEP-0012 Last Activity.
+const LAST: &str = "jabber:iq:last";
+
 /// Where a stanza from a bound session goes. Each row is one handler; the order of the checks
 /// in [`classify`] is the precedence between rows.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub(crate) enum Route {
     /// XEP-0054 vCard or XEP-0049 private storage of a local account (no `to`: the sender's
     /// own), as a request to its PEP service (`eventing::stored`).
     Stored { account: BareJid },
+    /// XEP-0012 §4: how long ago a local account (no `to`: the sender's own) was online.
+    LastActivity { account: BareJid },
     /// XEP-0191: a blocklist get, block or unblock of the sender's account.
     Blocking,
     /// RFC 6121 §2: a roster get or set of the sender's account.
@@ -119,7 +124,7 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         Some(to) if is_local_account(to) => to.try_as_full().err().cloned(),
         Some(_) => None,
     };
-    if account_info && let Some(account) = about {
+    if account_info && let Some(account) = about.clone() {
         return unblocked(Route::Pep {
             account,
             own_presence: false,
@@ -134,6 +139,13 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         if let Some(account) = account {
             return unblocked(Route::Stored { account });
         }
+    }
+    if iq_request
+        && el.attr("type") == Some("get")
+        && el.has_child("query", LAST)
+        && let Some(account) = about.clone()
+    {
+        return unblocked(Route::LastActivity { account });
     }
     if iq_request && to_own_account && is_blocking_command(el) {
         return unblocked(Route::Blocking);
@@ -400,6 +412,18 @@ mod tests {
                     account: bare("juliet@localhost"),
                     own_presence: false,
                 },
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='romeo@localhost'><query xmlns='jabber:iq:last'/></iq>".into(),
+                Route::LastActivity {
+                    account: bare("romeo@localhost"),
+                },
+                None,
+            ),
+            (
+                "<iq type='get' id='1' to='localhost'><query xmlns='jabber:iq:last'/></iq>".into(),
+                Route::ServerIq(Target::Domain),
                 None,
             ),
             (

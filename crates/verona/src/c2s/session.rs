@@ -185,6 +185,7 @@ impl Connection {
                 Ok(asked) => pubsub.stored(me, account, asked).await,
                 Err(error) => self.answer(&el, error, None),
             },
+            Route::LastActivity { account } => pubsub.last_activity(me, account, el).await,
             Route::Blocking => pubsub.blocking(me, el).await,
             Route::Roster => pubsub.roster(me, el).await,
             Route::PresenceBroadcast => {

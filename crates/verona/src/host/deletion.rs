@@ -81,6 +81,7 @@ impl ServicesTask {
     pub(super) fn drop_forgotten(&mut self) {
         for account in std::mem::take(&mut self.forgotten) {
             self.accounts.remove(&account);
+            self.last_seen.remove(&account);
             self.presence.forget(&account, |_| false);
             self.temporary.remove(&account);
             self.router.set_blocked(&account, Vec::new());

@@ -199,6 +199,13 @@ impl PubsubHandle {
             .await;
     }
 
+    /// A XEP-0012 query about `account`, for its shard.
+    pub async fn last_activity(&self, from: FullJid, account: BareJid, iq: Element) {
+        let shard = self.shard(account.as_str());
+        self.send(shard, Request::LastActivity { from, account, iq })
+            .await;
+    }
+
     /// A roster get or set (RFC 6121 §2) from a session.
     pub async fn roster(&self, from: FullJid, iq: Element) {
         let shard = self.shard(from.to_bare().as_str());

@@ -7,6 +7,9 @@ use super::*;
 /// Authorization forms a service sends a session at login, at most.
 const PENDING_FORMS_AT_LOGIN: usize = 10;
 
+/// XEP-0012 Last Activity.
+const LAST: &str = "jabber:iq:last";
+
 impl ServicesTask {
     /// A session ended: its presence is retracted and its temporary subscriptions end, in
     /// `pubsub.<domain>` and in the services known to hold temporary subscriptions (not in
@@ -16,7 +19,7 @@ impl ServicesTask {
             self.interested.remove(full);
             self.blocklist_interested.remove(full);
             self.bound.remove(full);
-            self.retract_presence(full, done);
+            self.retract_presence(full, None, done);
         }
         self.end_temporary(jid, done);
     }
@@ -66,7 +69,8 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         if stanza.attr("type") == Some("unavailable") {
-            return self.retract_presence(from, done);
+            let status = stanza.get_child("status", ns::CLIENT).map(Element::text);
+            return self.retract_presence(from, status, done);
         }
         let Some(vetted) = eventing::presence::vet(stanza, from) else {
             let why = Some("presence carries show, status, priority and extensions only");
@@ -523,7 +527,14 @@ impl ServicesTask {
     }
 
     /// The resource went offline: its presence item is retracted (subscribers see it go).
-    pub(super) fn retract_presence(&mut self, from: &FullJid, done: &mut Vec<Done>) {
+    /// A resource goes offline (`status`: what its unavailable presence said): its presence
+    /// item is retracted, and when it was the account's last, the time is kept for XEP-0012.
+    pub(super) fn retract_presence(
+        &mut self,
+        from: &FullJid,
+        status: Option<String>,
+        done: &mut Vec<Done>,
+    ) {
         if let Some(handle) = self.router.session(from) {
             handle.set_available(false);
         }
@@ -548,8 +559,48 @@ impl ServicesTask {
             .service
             .retract(&Jid::from(account.clone()), PRESENCE_NODE, resource, true)
         {
-            Ok(outcome) => self.presence_changed(from, outcome, done),
+            Ok(outcome) => {
+                self.presence_changed(from, outcome, done);
+                if self.presence_items(&account).is_empty() {
+                    self.last_seen
+                        .insert(account, (std::time::SystemTime::now(), status));
+                }
+            }
             Err(e) => tracing::warn!(jid = %from, "retracting presence: {e}"),
         }
+    }
+
+    /// XEP-0012 §4: to the account itself and those who follow its presence, 0 seconds while
+    /// it is online, else the seconds since it last went offline (with the status it left
+    /// with), as far as this server has seen since it started; to anyone else `forbidden`.
+    pub(super) fn last_activity(&self, from: &FullJid, account: &BareJid, iq: &Element) -> Element {
+        let asker = from.to_bare();
+        let allowed = asker == *account || self.presence.has_presence_subscription(account, &asker);
+        if !self.accounts.contains_key(account) || !allowed {
+            let error = if allowed {
+                StanzaError::ServiceUnavailable
+            } else {
+                StanzaError::Forbidden
+            };
+            return error_reply(iq, error, None).unwrap_or_else(|| iq_result(iq, None));
+        }
+        let online = !self.presence_items(account).is_empty();
+        let (seconds, status) = match self.last_seen.get(account) {
+            _ if online => (0, None),
+            Some((at, status)) => {
+                let ago = at.elapsed().unwrap_or_default().as_secs();
+                (ago, status.as_deref())
+            }
+            None => {
+                let why = Some("not seen offline since the server started");
+                return error_reply(iq, StanzaError::ItemNotFound, why)
+                    .unwrap_or_else(|| iq_result(iq, None));
+            }
+        };
+        let mut query = builder("query", LAST).with("seconds", seconds.to_string());
+        if let Some(status) = status {
+            query = query.append(status);
+        }
+        iq_result(iq, Some(query.build()))
     }
 }

@@ -32,6 +32,12 @@ pub(super) enum Request {
         session: FullJid,
         ready: oneshot::Sender<()>,
     },
+    /// XEP-0012 §4: how long ago `account` was last online, asked by `from`.
+    LastActivity {
+        from: FullJid,
+        account: BareJid,
+        iq: Element,
+    },
     /// RFC 6121 §3: `user` asked for or approved a subscription with `contact`, so the contact
     /// is on its roster, and stays there (`none`) when the subscriptions end.
     KeepOnRoster { user: BareJid, contact: BareJid },

@@ -558,6 +558,7 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
         Request::Probe { contact, .. } => vec![contact.clone()],
         Request::Blocking { from, .. } => vec![from.to_bare()],
         Request::KeepOnRoster { user, .. } => vec![user.clone()],
+        Request::LastActivity { account, .. } => vec![account.clone()],
         Request::SessionStarted { session, .. } => vec![session.to_bare()],
         Request::CameOnline { load, .. } => load.clone(),
         // Removing a contact touches both presence nodes.

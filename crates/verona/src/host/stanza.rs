@@ -152,7 +152,7 @@ impl ServicesTask {
         };
         match presence {
             PresencePublish::Unavailable if own_account => {
-                self.retract_presence(from, done);
+                self.retract_presence(from, None, done);
                 done.push(Done::reply(from.clone(), Some(iq_result(stanza, None))));
                 None
             }
