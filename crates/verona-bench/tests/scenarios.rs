@@ -496,12 +496,15 @@ async fn a_short_soak_mixes_every_kind() {
 
 /// Two federating servers, `localhost` and `montague.localhost`, with accounts bench{n}.
 async fn federated_pair(accounts: usize) -> [(RunningServer, tempfile::TempDir); 2] {
+    // Below the kernel's ephemeral range (from 32768 by default), so that no client socket
+    // of a test running alongside takes the port before the server binds it.
     let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        use std::hash::BuildHasher;
+        let random = std::collections::hash_map::RandomState::new();
+        (0u64..)
+            .map(|n| 20_000 + (random.hash_one(n) % 12_000) as u16)
+            .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .expect("a free port below 32000")
     };
     let ports = [free(), free()];
     let domains = ["localhost", "montague.localhost"];

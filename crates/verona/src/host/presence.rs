@@ -69,7 +69,8 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         if stanza.attr("type") == Some("unavailable") {
-            let status = stanza.get_child("status", ns::CLIENT).map(Element::text);
+            // Kept until the account is next online: as bounded as an occupant's status.
+            let status = eventing::shown::status(stanza);
             return self.retract_presence(from, status, done);
         }
         let Some(vetted) = eventing::presence::vet(stanza, from) else {

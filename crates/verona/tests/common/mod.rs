@@ -691,12 +691,16 @@ impl Client {
 /// A stanza as XML text, for assertion messages.
 /// A loopback port that was free a moment ago (for servers that must know each other's
 /// addresses before either starts).
+/// A port nothing listens on, for a listener a test configures itself. Chosen below the
+/// kernel's ephemeral range (which starts at 32768 by default), so that no client socket of
+/// a test running alongside takes it between this check and the server's bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new();
+    (0u64..)
+        .map(|n| 20_000 + (random.hash_one(n) % 12_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below 32000")
 }
 
 pub fn show(el: &Element) -> String {

@@ -16,11 +16,7 @@ impl Process {
 
     /// With `extra` configuration lines appended (TOML tables).
     pub async fn start_with(dir: &std::path::Path, extra: &str) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let config = dir.join("verona.toml");
         std::fs::write(
             &config,
