@@ -119,31 +119,29 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         && el
             .children()
             .any(|c| c.is("query", ns::DISCO_INFO) && c.attr("node").is_none());
-    let about = match &to {
+    // The local account an iq asks about (no `to`: the sender's own), made only for an iq
+    // that asks about one.
+    let about = || match &to {
         None => Some(own.clone()),
         Some(to) if is_local_account(to) => to.try_as_full().err().cloned(),
         Some(_) => None,
     };
-    if account_info && let Some(account) = about.clone() {
+    if account_info && let Some(account) = about() {
         return unblocked(Route::Pep {
             account,
             own_presence: false,
         });
     }
-    if iq_request && crate::eventing::stored::is_storage(el) {
-        let account = match &to {
-            None => Some(own.clone()),
-            Some(to) if is_local_account(to) => to.try_as_full().err().cloned(),
-            Some(_) => None,
-        };
-        if let Some(account) = account {
-            return unblocked(Route::Stored { account });
-        }
+    if iq_request
+        && crate::eventing::stored::is_storage(el)
+        && let Some(account) = about()
+    {
+        return unblocked(Route::Stored { account });
     }
     if iq_request
         && el.attr("type") == Some("get")
         && el.has_child("query", LAST)
-        && let Some(account) = about.clone()
+        && let Some(account) = about()
     {
         return unblocked(Route::LastActivity { account });
     }
