@@ -11,15 +11,6 @@ const VCARD: &str = "vcard-temp";
 const PRIVATE: &str = "jabber:iq:private";
 const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 
-async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
-    loop {
-        let el = client.recv().await;
-        if wanted(&el) {
-            return el;
-        }
-    }
-}
-
 fn vcard_get(id: &str, to: Option<&str>) -> String {
     let to = to.map(|to| format!(" to='{to}'")).unwrap_or_default();
     format!("<iq xmlns='jabber:client' type='get' id='{id}'{to}><vCard xmlns='{VCARD}'/></iq>")

@@ -59,16 +59,6 @@ fn query_attrs(reply: &Element, ns: &str, attr: &str) -> Vec<String> {
         .collect()
 }
 
-/// Receives until a stanza matches (others are skipped).
-async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
-    loop {
-        let el = client.recv().await;
-        if wanted(&el) {
-            return el;
-        }
-    }
-}
-
 /// The XEP-0045 status codes of an occupant presence.
 fn statuses(presence: &Element) -> Vec<String> {
     presence

@@ -16,15 +16,6 @@ const DELAY: &str = "urn:xmpp:delay";
 const ADDRESS: &str = "http://jabber.org/protocol/address";
 const ROOM: &str = "characters@chat.localhost";
 
-async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
-    loop {
-        let el = client.recv().await;
-        if wanted(&el) {
-            return el;
-        }
-    }
-}
-
 /// A classic join; returns once the subject (which ends the join) arrived.
 async fn enter(client: &mut Client, nick: &str, password: Option<&str>) {
     let password = password

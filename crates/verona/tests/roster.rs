@@ -546,7 +546,7 @@ async fn followers_learn_a_contacts_last_activity() {
     juliet
         .send("<presence xmlns='jabber:client' type='unavailable'><status>gone to Mantua</status></presence>")
         .await;
-    let gone = next_presence(&mut romeo).await;
+    let gone = recv_until(&mut romeo, |el| el.name() == "presence").await;
     assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
     let offline = romeo.request(last).await;
     assert!(
@@ -570,14 +570,4 @@ async fn followers_learn_a_contacts_last_activity() {
         "{}",
         show(&refused)
     );
-}
-
-/// The next presence, skipping anything else.
-async fn next_presence(client: &mut Client) -> Element {
-    loop {
-        let el = client.recv().await;
-        if el.name() == "presence" {
-            return el;
-        }
-    }
 }

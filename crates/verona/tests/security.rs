@@ -9,16 +9,6 @@ use minidom::Element;
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 
-/// Receives until a stanza matches, returning it (others are skipped).
-async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
-    loop {
-        let el = client.recv().await;
-        if wanted(&el) {
-            return el;
-        }
-    }
-}
-
 /// Juliet and Romeo online as classic clients, Romeo following Juliet's presence.
 async fn romeo_follows_juliet() -> (TestServer, Client, Client) {
     let t = TestServer::start().await;

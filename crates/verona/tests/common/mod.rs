@@ -707,6 +707,16 @@ pub fn show(el: &Element) -> String {
     String::from_utf8_lossy(&verona_stream::element_bytes(el)).into_owned()
 }
 
+/// Receives until a stanza matches, returning it (others are skipped).
+pub async fn recv_until(client: &mut Client, wanted: impl Fn(&Element) -> bool) -> Element {
+    loop {
+        let el = client.recv().await;
+        if wanted(&el) {
+            return el;
+        }
+    }
+}
+
 /// Asserts that `message` has exactly these children (name, namespace), in this order, and an
 /// error message also its `<error/>` last.
 pub fn assert_children(message: &Element, expected: &[(&str, &str)]) {
