@@ -100,10 +100,7 @@ impl ServicesTask {
                         Effect::AuthorizationRequest(request) => {
                             self.made_classically(&owner, &request.subscriber.to_bare())
                         }
-                        _ => match out.to.try_as_full() {
-                            Ok(full) => self.made_classically(&owner, &full.to_bare()),
-                            Err(bare) => self.made_classically(&owner, bare),
-                        },
+                        _ => self.made_classically_for(&owner, &out.to),
                     };
                     self.router.deliver_views(
                         &out.to,
@@ -141,10 +138,7 @@ impl ServicesTask {
         let mut events = verona_pubsub_xmpp::Notifications::new(context, notification);
         let owner = hosted.jid.to_bare();
         for recipient in recipients {
-            let made = match recipient.jid.try_as_full() {
-                Ok(full) => self.made_classically(&owner, &full.to_bare()),
-                Err(bare) => self.made_classically(&owner, bare),
-            };
+            let made = self.made_classically_for(&owner, &recipient.jid);
             self.router.deliver_views(
                 &recipient.jid,
                 || events.stanza(recipient),

@@ -494,6 +494,14 @@ impl ServicesTask {
         self.presence.subscribed_classically(owner, subscriber)
     }
 
+    /// [`Self::made_classically`] for a recipient's address, full or bare.
+    pub(super) fn made_classically_for(&self, owner: &BareJid, to: &Jid) -> Option<bool> {
+        match to.try_as_full() {
+            Ok(full) => self.made_classically(owner, &full.to_bare()),
+            Err(bare) => self.made_classically(owner, bare),
+        }
+    }
+
     /// RFC 6121 §4.3: a probe is answered from the contact's presence node, to a subscriber
     /// only; the user's own account may be probed by its resources.
     pub(super) fn probe(&self, from: &Jid, contact: &BareJid, done: &mut Vec<Done>) {
