@@ -29,16 +29,15 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
         None => conversations_of(shared.archive.as_ref(), shared.pubsub.jid(), &account).await,
     };
     // A bare `with` chose the conversation; a full one also filters by the resource, which
-    // the store cannot page, so that conversation is read whole.
-    if query.with.as_ref().is_some_and(Jid::is_bare) {
-        query.with = None;
-    }
-    let page = match services {
-        Ok(services) if query.with.is_none() => paged(shared, &query, services).await,
-        Ok(services) => read(shared, &account, services).await.and_then(|archive| {
-            archive::select(&query, archive).map_err(verona_storage::StorageError::UnknownItem)
-        }),
-        Err(e) => Err(e),
+    // the store cannot page on: that conversation is scanned a chunk at a time.
+    let resource = query.with.take().filter(|with| !with.is_bare());
+    let page = match (services, resource) {
+        (Ok(services), None) => paged(shared, &query, services).await,
+        (Ok(services), Some(with)) => {
+            let archive = shared.archive.as_ref();
+            scanned(archive, &query, services, &account, &with, SCAN_CHUNK).await
+        }
+        (Err(e), _) => Err(e),
     };
     let page = match page {
         Ok(page) => page,
@@ -111,39 +110,91 @@ async fn paged(
     Ok(archive::Page {
         results,
         complete: page.complete,
-        count: page.count,
+        count: Some(page.count),
     })
 }
 
-/// The archive of `account` in `services` (its conversations), oldest first, each message
-/// found by the other party's address.
-async fn read(
-    shared: &Shared,
-    account: &BareJid,
+/// How many stored messages a full-JID `with` reads at a time.
+const SCAN_CHUNK: usize = 100;
+
+/// A page of what one resource said or was sent (a full-JID `with`): the store pages the
+/// conversation `chunk` messages at a time and the page is filled from those that match, so a
+/// query holds one chunk at most however long the conversation is. How many match in all is
+/// not counted: that would read the conversation whole.
+async fn scanned(
+    archive: &dyn PubsubStore,
+    query: &archive::Query,
     services: Vec<String>,
-) -> Result<Vec<Archived<Element>>, verona_storage::StorageError> {
-    let mut archive = Vec::new();
-    for service in services {
-        for node in shared.archive.load_service(&service).await? {
-            if chat::parties(&node.id).is_none_or(|(low, high)| low != *account && high != *account)
-            {
+    account: &BareJid,
+    with: &Jid,
+    chunk: usize,
+) -> Result<archive::Page<Element>, verona_storage::StorageError> {
+    let backwards = query.before.is_some();
+    let mut cursor = match &query.before {
+        Some(archive::Before::Id(id)) => Some(id.clone()),
+        Some(archive::Before::Last) => None,
+        None => query.after.clone(),
+    };
+    // In the order scanned: oldest first forwards, newest first backwards.
+    let mut results: Vec<Archived<Element>> = Vec::new();
+    let complete = loop {
+        let asked = verona_storage::ItemsQuery {
+            services: services.clone(),
+            start: query.start,
+            end: query.end,
+            after: if backwards {
+                query.after.clone()
+            } else {
+                cursor.clone()
+            },
+            before: if backwards { cursor.clone() } else { None },
+            backwards,
+            max: chunk,
+            ids: query.ids.clone(),
+        };
+        let page = archive.items_page(&asked).await?;
+        let next = if backwards {
+            page.items.first()
+        } else {
+            page.items.last()
+        };
+        cursor = next.map(|found| found.item.id.clone());
+        let mut items = page.items;
+        if backwards {
+            items.reverse();
+        }
+        for found in items {
+            let Some(message) = found.item.payload.as_deref().and_then(|p| p.parse().ok()) else {
                 continue;
-            }
-            for item in node.items {
-                let Some(message) = item.payload.as_deref().and_then(|p| p.parse().ok()) else {
-                    continue;
-                };
-                archive.push(Archived {
-                    by: other_party(&message, account),
-                    id: item.id,
-                    at: item.published,
+            };
+            if other_party(&message, account).as_ref() == Some(with) {
+                results.push(Archived {
+                    id: found.item.id,
+                    at: found.item.published,
+                    by: None,
                     message,
                 });
             }
+            if results.len() > query.max {
+                break;
+            }
         }
+        if results.len() > query.max {
+            break false;
+        }
+        if page.complete || cursor.is_none() {
+            break true;
+        }
+    };
+    results.truncate(query.max);
+    if backwards != query.flip {
+        results.reverse();
     }
-    archive.sort_by_key(|found| found.at);
-    Ok(archive)
+    Ok(archive::Page {
+        results,
+        complete,
+        count: None,
+    })
 }
 
 /// The services of the conversations `account` is a party to.
@@ -261,4 +312,149 @@ pub async fn delete_stopped(
     accounts.delete(account).await?;
     delete_conversations(archive, pubsub_jid, conversations).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use verona_pubsub::{Item, NodeConfig};
+    use verona_storage::{MemoryStore, PubsubWrite};
+
+    use super::*;
+
+    const SERVICE: &str = "pubsub.localhost/conversation";
+
+    fn at(n: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(n)
+    }
+
+    /// Twelve messages between juliet and two of romeo's resources, in turn: from
+    /// romeo/orchard, to romeo/orchard, from romeo/garden.
+    fn said() -> Vec<(String, String)> {
+        (0..12)
+            .map(|n| {
+                let (from, to) = match n % 3 {
+                    0 => ("romeo@localhost/orchard", "juliet@localhost"),
+                    1 => ("juliet@localhost/balcony", "romeo@localhost/orchard"),
+                    _ => ("romeo@localhost/garden", "juliet@localhost"),
+                };
+                let message = format!(
+                    "<message xmlns='jabber:client' type='chat' from='{from}' to='{to}'><body>{n}</body></message>"
+                );
+                (format!("m{n}"), message)
+            })
+            .collect()
+    }
+
+    async fn stored() -> MemoryStore {
+        let store = MemoryStore::new();
+        let node = "conversation".to_owned();
+        let mut writes = vec![PubsubWrite {
+            service: SERVICE.to_owned(),
+            op: StoreOp::NodeCreated {
+                node: node.clone(),
+                config: NodeConfig::default(),
+            },
+        }];
+        for (n, (id, message)) in said().into_iter().enumerate() {
+            let item = Item {
+                id,
+                payload: Some(Arc::from(message.as_str())),
+                publisher: Jid::new("romeo@localhost").unwrap(),
+                published: at(n as u64 + 1),
+            };
+            let node = node.clone();
+            let op = StoreOp::ItemStored { node, item };
+            let service = SERVICE.to_owned();
+            writes.push(PubsubWrite { service, op });
+        }
+        store.apply(&writes).await.unwrap();
+        store
+    }
+
+    fn ids(page: &archive::Page<Element>) -> Vec<String> {
+        page.results.iter().map(|found| found.id.clone()).collect()
+    }
+
+    /// Scanning a chunk at a time gives the page that filtering the whole conversation gives,
+    /// whatever the chunk, forwards, backwards, flipped, between times and by ids.
+    #[tokio::test]
+    async fn a_full_jid_with_pages_as_the_whole_conversation_filtered_would() {
+        let store = stored().await;
+        let account = BareJid::new("juliet@localhost").unwrap();
+        let with = Jid::new("romeo@localhost/orchard").unwrap();
+        let whole: Vec<Archived<Element>> = said()
+            .into_iter()
+            .enumerate()
+            .map(|(n, (id, message))| {
+                let message: Element = message.parse().unwrap();
+                let by = other_party(&message, &account);
+                let at = at(n as u64 + 1);
+                Archived {
+                    id,
+                    at,
+                    by,
+                    message,
+                }
+            })
+            .collect();
+        let query = |edit: &dyn Fn(&mut archive::Query)| {
+            let mut query = archive::Query {
+                queryid: None,
+                with: Some(with.clone()),
+                start: None,
+                end: None,
+                after: None,
+                before: None,
+                ids: None,
+                max: 3,
+                flip: false,
+            };
+            edit(&mut query);
+            query
+        };
+        let queries = [
+            query(&|_| {}),
+            query(&|q| q.max = 100),
+            query(&|q| q.max = 0),
+            query(&|q| q.after = Some("m1".into())),
+            query(&|q| q.after = Some("m6".into())),
+            query(&|q| q.before = Some(archive::Before::Last)),
+            query(&|q| q.before = Some(archive::Before::Id("m9".into()))),
+            query(&|q| {
+                q.before = Some(archive::Before::Id("m9".into()));
+                q.after = Some("m3".into());
+            }),
+            query(&|q| {
+                q.before = Some(archive::Before::Last);
+                q.flip = true;
+            }),
+            query(&|q| q.flip = true),
+            query(&|q| {
+                q.start = Some(at(4));
+                q.end = Some(at(10));
+            }),
+            query(&|q| q.ids = Some(vec!["m10".into(), "m3".into(), "m2".into()])),
+        ];
+        for query in queries {
+            let expected = archive::select(&query, whole.clone()).unwrap();
+            for chunk in [1, 2, 5, 100] {
+                let services = vec![SERVICE.to_owned()];
+                let page = scanned(&store, &query, services, &account, &with, chunk)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    (ids(&page), page.complete, page.count),
+                    (ids(&expected), expected.complete, None),
+                    "{query:?}, {chunk} at a time"
+                );
+            }
+        }
+        let unknown = query(&|q| q.after = Some("gone".into()));
+        let services = vec![SERVICE.to_owned()];
+        let scan = scanned(&store, &unknown, services, &account, &with, 5).await;
+        assert!(scan.is_err(), "{scan:?}");
+    }
 }

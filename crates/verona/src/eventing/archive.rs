@@ -117,8 +117,8 @@ pub struct Page<T> {
     pub results: Vec<Archived<T>>,
     /// The page reaches the end of what matched, in the direction it was asked for.
     pub complete: bool,
-    /// How many messages matched.
-    pub count: usize,
+    /// How many messages matched, when it is known without reading them all.
+    pub count: Option<usize>,
 }
 
 /// The page `query` asks for of `archive` (oldest first). `Err` when it pages from an id
@@ -170,7 +170,7 @@ pub fn select<T>(query: &Query, archive: Vec<Archived<T>>) -> Result<Page<T>, St
     Ok(Page {
         results,
         complete,
-        count,
+        count: Some(count),
     })
 }
 
@@ -217,9 +217,10 @@ pub fn fin<T>(page: &Page<T>) -> Element {
     if let Some(last) = last {
         set = set.append(text_child("last", RSM, last.id.clone()));
     }
-    let set = set
-        .append(text_child("count", RSM, page.count.to_string()))
-        .build();
+    if let Some(count) = page.count {
+        set = set.append(text_child("count", RSM, count.to_string()));
+    }
+    let set = set.build();
     let mut fin = builder("fin", NS);
     if page.complete {
         fin = fin.with("complete", "true");
@@ -437,7 +438,7 @@ mod tests {
             let page = select(&query, archive()).unwrap();
             assert_eq!(
                 (ids(&page).as_str(), page.complete, page.count),
-                (expected, complete, count),
+                (expected, complete, Some(count)),
                 "{query:?}"
             );
         }
