@@ -246,6 +246,7 @@ pub async fn start(
             rooms_config: configs.rooms.clone(),
             occupant_ids: configs.occupant_ids.clone(),
             guesses: Default::default(),
+            invitations: Default::default(),
             max_rooms_per_session: configs.max_rooms_per_session,
             room_lists: room_lists.clone(),
             rooms_touched: Vec::new(),
@@ -386,6 +387,8 @@ struct ServicesTask {
     occupant_ids: crate::eventing::groupchat::OccupantIds,
     /// Wrong room passwords, so that they cannot be guessed at speed.
     guesses: rooms::PasswordGuesses,
+    /// Invitations to this shard's rooms that may still be declined.
+    invitations: rooms::Invitations,
     /// Rooms of this shard one session may be in.
     max_rooms_per_session: usize,
     /// Room lists being read from storage (`rooms::service`), shared by the shards.

@@ -1280,18 +1280,32 @@ async fn passwords_registration_declines_and_destruction() {
     let refused = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
 
-    // §7.8.2: Tybalt declines an invitation; Romeo hears of it.
+    // §7.8.2: Tybalt declines an invitation; Romeo hears of it. A decline of an invitation
+    // that was never made is not passed on: a room would carry anyone's words to anyone.
     romeo.send("<presence xmlns='jabber:client'/>").await;
     // Available once his own presence comes back (RFC 6121 §4.2.2).
     recv_until(&mut romeo, |el| {
         el.name() == "presence" && el.attr("from") == Some("romeo@localhost/mobile")
     })
     .await;
+    let decline = |reason: &str| {
+        format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><decline to='romeo@localhost'><reason>{reason}</reason></decline></x></message>"
+        )
+    };
+    tybalt.send(&decline("uninvited")).await;
+    // The room has dealt with it once it answers what Tybalt asks next.
     tybalt
-        .send(&format!(
-            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><decline to='romeo@localhost'><reason>never</reason></decline></x></message>"
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='t' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
         ))
         .await;
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='tybalt@localhost'/></x></message>"
+        ))
+        .await;
+    tybalt.send(&decline("never")).await;
     let declined = recv_until(&mut romeo, |el| {
         el.name() == "message"
             && el

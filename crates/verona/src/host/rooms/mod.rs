@@ -19,9 +19,11 @@ use crate::eventing::{archive, room_vcard, shown};
 
 mod admin;
 mod guesses;
+mod invitations;
 mod service;
 
 pub(in crate::host) use guesses::PasswordGuesses;
+pub(in crate::host) use invitations::Invitations;
 
 pub(super) use service::CONCURRENT_ROOM_LISTS;
 
@@ -214,12 +216,14 @@ impl ServicesTask {
             }
         }
         let inviter = from.to_bare();
+        let now = Instant::now();
         for (invitee, reason) in invited {
             // XEP-0191: an invitation is the inviter's word, and a blocked inviter's is not
             // passed on.
             if self.router.blocks(&invitee, &inviter) {
                 continue;
             }
+            self.invitations.invited(&node, &invitee, &inviter, now);
             let sessions = self.router.available_sessions(&invitee);
             let invitation = |to: Jid| {
                 let (reason, password) = (reason.as_deref(), password.as_deref());
@@ -300,8 +304,9 @@ impl ServicesTask {
         self.tell(&node, from.clone(), presence, done);
     }
 
-    /// XEP-0045 §7.8.2: an invitee declines; the inviter's available sessions are told.
-    fn decline(&self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
+    /// XEP-0045 §7.8.2: an invitee declines; the inviter's available sessions are told, if
+    /// the inviter did invite them there.
+    fn decline(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
         let Some((inviter, reason)) = groupchat::decline(stanza) else {
             return;
         };
@@ -315,7 +320,15 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         }
-        if self.router.blocks(&inviter, &from.to_bare()) {
+        let invitee = from.to_bare();
+        if !self
+            .invitations
+            .declined(&node, &invitee, &inviter, Instant::now())
+        {
+            tracing::debug!(%from, %room, %inviter, "a decline of no open invitation");
+            return;
+        }
+        if self.router.blocks(&inviter, &invitee) {
             return;
         }
         for session in self.router.available_sessions(&inviter) {
