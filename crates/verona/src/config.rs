@@ -213,6 +213,10 @@ pub struct Limits {
     /// Incoming connections from other servers and components, together, from one address
     /// (IPv6: one /64) at most; more are closed as they arrive.
     pub server_connections_per_address: usize,
+    /// Dialback keys (XEP-0220) checked per minute for other servers' streams from one
+    /// address (IPv6: one /64), as many at once (0: no limit): each check connects to the
+    /// domain the key claims. Past it, the stream asking ends with `policy-violation`.
+    pub server_verifications_per_minute: u32,
     /// New connections one address (IPv6: one /64) may open per minute once it has opened
     /// `new_connections_burst` (0: no limit); more are closed as they arrive.
     pub new_connections_per_minute: u32,
@@ -333,6 +337,7 @@ impl Default for Limits {
             unauthenticated_per_address: 32,
             connections_per_address: 256,
             server_connections_per_address: 32,
+            server_verifications_per_minute: 60,
             new_connections_per_minute: 60,
             new_connections_burst: 300,
             read_bytes_per_sec: 128 * 1024,

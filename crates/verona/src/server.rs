@@ -207,7 +207,8 @@ impl RunningServer {
                 config.limits.new_connections_per_minute,
                 config.limits.new_connections_burst,
             )
-            .with_server_connections(config.limits.server_connections_per_address),
+            .with_server_connections(config.limits.server_connections_per_address)
+            .with_verification_rate(config.limits.server_verifications_per_minute),
         );
         let c2s_listeners = bind_listeners(&config).await?;
         let identity = crate::s2s::stream::Identity {

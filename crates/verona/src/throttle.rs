@@ -36,6 +36,9 @@ pub struct AuthThrottle {
     /// Connections from other servers and components per address: their listeners have
     /// their own global bound, which one address must not fill alone.
     servers: Arc<PerAddress>,
+    /// Dialback keys other servers' streams from one address may have checked, over time:
+    /// each check makes this server connect to the domain the key claims.
+    verifications: Option<ConnectionRate>,
 }
 
 /// A token bucket per address: `burst` new connections at once, refilled at `per_minute`.
@@ -46,6 +49,14 @@ struct ConnectionRate {
 }
 
 impl ConnectionRate {
+    fn new(per_minute: u32, burst: u32) -> Option<ConnectionRate> {
+        (per_minute > 0).then(|| ConnectionRate {
+            buckets: Mutex::default(),
+            per_minute: f64::from(per_minute),
+            burst: f64::from(burst.max(1)),
+        })
+    }
+
     /// Takes a token for a new connection from `addr`; false when there is none.
     fn take(&self, addr: IpAddr, now: Instant) -> bool {
         let mut buckets = lock(&self.buckets);
@@ -158,6 +169,7 @@ impl AuthThrottle {
             max_registrations,
             rate: None,
             servers: PerAddress::new(usize::MAX),
+            verifications: None,
         }
     }
 
@@ -168,20 +180,37 @@ impl AuthThrottle {
     }
 
     /// Counts a connection from another server or a component from `addr`; `None` when the
-    /// address has as many as allowed.
+    /// address has as many as allowed, or has opened as many new connections as allowed
+    /// lately (the same rate as clients').
     pub fn admit_server(&self, addr: IpAddr) -> Option<Admission> {
+        if let Some(rate) = &self.rate
+            && !rate.take(addr, Instant::now())
+        {
+            return None;
+        }
         self.servers.admit(addr)
     }
 
     /// Limits new connections per address to `burst` at once and `per_minute` after that
     /// (`per_minute` 0: no limit).
     pub fn with_connection_rate(mut self, per_minute: u32, burst: u32) -> Self {
-        self.rate = (per_minute > 0).then(|| ConnectionRate {
-            buckets: Mutex::default(),
-            per_minute: f64::from(per_minute),
-            burst: f64::from(burst.max(1)),
-        });
+        self.rate = ConnectionRate::new(per_minute, burst);
         self
+    }
+
+    /// Limits the dialback keys checked for other servers' streams from one address to
+    /// `per_minute`, as many at once (0: no limit).
+    pub fn with_verification_rate(mut self, per_minute: u32) -> Self {
+        self.verifications = ConnectionRate::new(per_minute, per_minute);
+        self
+    }
+
+    /// Counts a dialback key to check for a stream from `addr`; false when the address has
+    /// had as many checked as allowed.
+    pub fn may_verify(&self, addr: IpAddr) -> bool {
+        self.verifications
+            .as_ref()
+            .is_none_or(|rate| rate.take(addr, Instant::now()))
     }
 
     /// Counts an in-band registration from `addr`; false when the address has registered

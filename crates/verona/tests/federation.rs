@@ -661,7 +661,7 @@ impl Raw {
     }
 
     async fn starttls(&mut self, cert: &std::path::Path) {
-        self.starttls_with(tls_connector_for(cert)).await;
+        self.starttls_with(server_tls_connector(cert)).await;
     }
 
     async fn starttls_with(&mut self, connector: tokio_rustls::TlsConnector) {
@@ -671,23 +671,6 @@ impl Raw {
         assert_eq!(proceed.name(), "proceed");
         self.0.tls(connector, "capulet.lit").await;
     }
-}
-
-/// Trusts the server's own certificate, without ALPN.
-fn tls_connector_for(cert: &std::path::Path) -> tokio_rustls::TlsConnector {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 #[tokio::test]

@@ -300,3 +300,53 @@ async fn the_server_does_not_connect_to_private_addresses_it_is_sent_to() {
         tokio::time::timeout(std::time::Duration::from_millis(300), trap.accept()).await;
     assert!(connected.is_err(), "the server connected to 127.0.0.2:5269");
 }
+
+/// `[limits] server_verifications_per_minute`: each dialback key a stream offers makes the
+/// server connect to the domain the key claims, so streams from one address get only so many
+/// keys checked; past them the stream asking ends with `policy-violation`, unchecked.
+#[tokio::test]
+async fn dialback_keys_checked_are_limited_per_address() {
+    let port = free_port();
+    // The claimed domains point at a port nobody listens on: each check fails at once.
+    let closed = free_port();
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+        for domain in ["a.lit", "b.lit", "c.lit"] {
+            let at = format!("127.0.0.1:{closed}");
+            config.s2s.hosts.insert(domain.into(), at);
+        }
+        config.limits.server_verifications_per_minute = 2;
+    })
+    .await;
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut answers = Vec::new();
+    for domain in ["a.lit", "b.lit", "c.lit"] {
+        let (mut raw, _) = open_raw(port, domain, "capulet.lit").await;
+        raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        assert_eq!(raw.element().await.name(), "proceed");
+        raw.tls(
+            server_tls_connector(capulet.server.cert_path()),
+            "capulet.lit",
+        )
+        .await;
+        raw.restart();
+        raw.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{domain}' to='capulet.lit' version='1.0'>")).await;
+        assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
+        raw.element().await;
+        raw.send(&format!(
+            "<db:result from='{domain}' to='capulet.lit'>{key}</db:result>"
+        ))
+        .await;
+        let answer = raw.element().await;
+        answers.push(match stream_error(&answer) {
+            Some(condition) => condition,
+            None => format!("{}:{}", answer.name(), answer.attr("type").unwrap_or("")),
+        });
+    }
+    assert_eq!(
+        answers,
+        ["result:invalid", "result:invalid", "policy-violation"]
+    );
+}

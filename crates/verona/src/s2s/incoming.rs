@@ -33,7 +33,7 @@ pub async fn serve(
     let mut stream = Stream::new(tcp, federation.limits.clone(), federation.write_timeout);
     let s2s = &shared.config.s2s;
     stream.limit_reads(s2s.read_bytes_per_sec, s2s.read_burst_bytes);
-    match run(&shared, &federation, &mut stream).await {
+    match run(&shared, &federation, &mut stream, peer).await {
         Ok(()) => tracing::debug!(%peer, "incoming stream closed"),
         Err((error, why)) => {
             tracing::info!(%peer, "incoming stream ended: {why}");
@@ -72,6 +72,7 @@ async fn run(
     shared: &Shared,
     federation: &Arc<Federation>,
     stream: &mut Stream,
+    peer: SocketAddr,
 ) -> Result<(), Failure> {
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let mut opened = open(federation, stream, setup, false).await?;
@@ -134,6 +135,10 @@ async fn run(
                             return Err((Some(StreamError::PolicyViolation), "too many keys at once".into()));
                         }
                         let (remote, local) = dialback_pair(federation, &el, stream)?;
+                        if !shared.throttle.may_verify(peer.ip()) {
+                            let why = "too many keys to check from this address".into();
+                            return Err((Some(StreamError::PolicyViolation), why));
+                        }
                         verifying += 1;
                         let key = el.text();
                         let (federation, id, tx) = (federation.clone(), opened.id.clone(), verified_tx.clone());

@@ -162,18 +162,28 @@ fn client_parser() -> StreamParser {
 }
 
 pub fn tls_connector(cert_path: &Path) -> tokio_rustls::TlsConnector {
+    let mut config = trusting(cert_path);
+    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Trusts the server's own certificate, without ALPN: for server-to-server streams.
+pub fn server_tls_connector(cert_path: &Path) -> tokio_rustls::TlsConnector {
+    tokio_rustls::TlsConnector::from(Arc::new(trusting(cert_path)))
+}
+
+/// A TLS client configuration that trusts the certificates in `cert_path`.
+fn trusting(cert_path: &Path) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(cert_path).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .with_no_client_auth()
 }
 
 impl Client {
