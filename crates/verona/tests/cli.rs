@@ -1,5 +1,7 @@
 //! The `verona` command line, run as a real process: the forms other tools rely on.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -130,10 +132,7 @@ fn unknown_config_keys_are_named() {
 #[test]
 fn serve_runs_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let config = write_config(
         dir.path(),
         &format!("[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\n"),
