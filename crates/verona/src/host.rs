@@ -291,8 +291,12 @@ pub async fn start(
     })
 }
 
-/// Runs a shard. A shard holds services and sessions' relations that only storage and a
-/// restart rebuild consistently: a panic stops the server instead of silencing the shard.
+/// Runs a shard on a thread of its own. A shard holds services and sessions' relations that
+/// only storage and a restart rebuild consistently: a panic stops the server instead of
+/// silencing the shard. Its own thread, not the connections' runtime: a long batch (a large
+/// fan-out, many item requests) would otherwise hold a worker that connections need, and
+/// every session on it would wait, pings included; the operating system shares the cores
+/// between shards and connections instead.
 fn supervise(
     shard: usize,
     task: ServicesTask,
@@ -305,11 +309,28 @@ fn supervise(
         supervisor,
         alive,
     } = lifecycle;
-    let running = tokio::spawn(task.run(rx, peer_rx, shutdown));
+    let (ended, stopped) = oneshot::channel::<bool>();
+    let started = std::thread::Builder::new()
+        .name(format!("verona-shard-{shard}"))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for a pubsub shard");
+            let run = std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(task.run(rx, peer_rx, shutdown));
+            });
+            let panicked = std::panic::catch_unwind(run).is_err();
+            // The runtime's other tasks (storage reads, barriers) end with it.
+            drop(runtime);
+            let _ = ended.send(panicked);
+        });
+    if let Err(e) = started {
+        supervisor.fail(format!("pubsub shard {shard} could not start: {e}"));
+        return;
+    }
     tokio::spawn(async move {
-        if let Err(e) = running.await
-            && e.is_panic()
-        {
+        if stopped.await.unwrap_or(true) {
             supervisor.fail(format!("pubsub shard {shard} panicked"));
         }
         // Shutdown waits for this: storage closes only after the last batch is committed.
@@ -555,9 +576,12 @@ impl ServicesTask {
         }
         let mut changes = std::mem::take(&mut self.roster_changes);
         changes.append(&mut self.relation_changes);
+        // Other shards are told before anyone hears of the batch: whoever reads a reply and
+        // asks its own shard next finds the change there, as peer queues go first.
+        let changes = self.tell_other_rosters(changes);
+        self.send_outbox();
         self.deliver(done);
         self.push_rosters(changes);
-        self.send_outbox();
         self.keep_offline().await;
         self.flush_offline().await;
         for ready in self.ready.drain(..) {

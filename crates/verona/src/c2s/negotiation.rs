@@ -467,15 +467,8 @@ impl Connection {
             self.send(&reply.expect("an iq set is answered"));
             return Ok(());
         }
-        // A session replacing another on this full JID: what the older one held for its stay
-        // (rooms, `expire=presence` subscriptions) ends before anything of the new one is
-        // handled, so that the older session's end, if it comes later, takes nothing of the
-        // new one's.
         if router.session(&full).is_some() {
-            let pubsub = &self.shared.pubsub;
-            pubsub
-                .session_ended(jid::Jid::from(full.clone()), None)
-                .await;
+            self.shared.pubsub.session_replaced(full.clone()).await;
         }
         // The account's services (and its blocklist) are in memory before any stanza of the
         // session is routed.

@@ -262,6 +262,28 @@ impl PubsubHandle {
         }
     }
 
+    /// A session is replacing another on the same full JID: every shard ends what the older
+    /// one held for its stay (rooms, `expire=presence` subscriptions), and this returns once
+    /// all have delivered what that changed. The older session's notices (its departure from
+    /// its rooms) are then routed to it before the new one is bound, so none reaches the new
+    /// one, and the older one's end, if it comes later, takes nothing of the new one's.
+    pub async fn session_replaced(&self, session: FullJid) {
+        let mut waiting = Vec::with_capacity(self.shards.len());
+        for shard in 0..self.shards.len() {
+            let jid = Jid::from(session.clone());
+            self.send(shard, Request::SessionEnded { jid, session: None })
+                .await;
+            let (ready, done) = oneshot::channel();
+            self.send(shard, Request::Barrier(ready)).await;
+            waiting.push(done);
+        }
+        for done in waiting {
+            if done.await.is_err() {
+                tracing::debug!("pubsub shard gone before a replaced session ended");
+            }
+        }
+    }
+
     /// A session ended (`session`: which one, for a full JID): every shard ends the
     /// temporary subscriptions it holds for it.
     pub async fn session_ended(&self, jid: Jid, session: Option<u64>) {

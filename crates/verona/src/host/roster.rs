@@ -213,13 +213,15 @@ impl ServicesTask {
         self.roster_changes.push((user, contact.clone()));
     }
 
-    /// Roster pushes (RFC 6121 §2.1.6) of the changed items, to the sessions of their user that
-    /// asked for the roster; an item with no relation and no annotation left is removed.
-    pub(super) fn push_rosters(&mut self, mut changes: Vec<(BareJid, BareJid)>) {
+    /// Of the changed roster items, those of another shard's users: that shard is told how the
+    /// relation with the owner (whose presence node is here) now stands, and pushes them
+    /// itself. Returns this shard's users' changes.
+    pub(super) fn tell_other_rosters(
+        &mut self,
+        mut changes: Vec<(BareJid, BareJid)>,
+    ) -> Vec<(BareJid, BareJid)> {
         changes.sort();
         changes.dedup();
-        // A user of another shard pushes its own items: it is told how the relation with the
-        // owner (whose presence node is here) now stands.
         let shard = self.shard;
         let (mine, theirs): (Vec<_>, Vec<_>) = changes
             .into_iter()
@@ -236,7 +238,12 @@ impl ServicesTask {
             };
             self.send_to(self.shard_of(user.as_str()), request, false);
         }
-        let changes = mine;
+        mine
+    }
+
+    /// Roster pushes (RFC 6121 §2.1.6) of this shard's users' changed items, to their sessions
+    /// that asked for the roster; an item with no relation and no annotation left is removed.
+    pub(super) fn push_rosters(&mut self, changes: Vec<(BareJid, BareJid)>) {
         // One digest per user and batch: it reads the whole roster.
         let mut versions: HashMap<&BareJid, String> = HashMap::new();
         for (user, contact) in &changes {
