@@ -41,6 +41,11 @@ pub struct C2sConfig {
     /// A write to a client that takes longer than this ends the connection (a peer that stops
     /// reading must not hold its task, its queue and its session forever).
     pub write_timeout_secs: u64,
+    /// The kernel's send buffer for each client connection (`SO_SNDBUF`; Linux doubles it),
+    /// 0: the system's own, which grows to 4 MiB. What a client has not read fills it; once
+    /// full, the server stops reading that client's requests, so a client that asks more than
+    /// it reads gets its answers at its own pace instead of having them made in advance.
+    pub send_buffer_bytes: usize,
     /// How long a session with XEP-0198 resumption enabled waits, once its connection is
     /// lost, for the client to resume it (0: no resumption).
     pub resume_timeout_secs: u64,
@@ -293,6 +298,7 @@ impl Default for C2sConfig {
             allow_insecure_auth: false,
             keepalive_secs: 60,
             write_timeout_secs: 30,
+            send_buffer_bytes: 128 * 1024,
             resume_timeout_secs: 300,
         }
     }

@@ -479,6 +479,10 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
+                    let send_buffer = shared.config.c2s.send_buffer_bytes;
+                    if send_buffer > 0 {
+                        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer);
+                    }
                     let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("c2s", conn = id, %peer);
                     let alive = alive.clone();
