@@ -291,12 +291,16 @@ pub async fn start(
     })
 }
 
-/// Runs a shard on a thread of its own. A shard holds services and sessions' relations that
-/// only storage and a restart rebuild consistently: a panic stops the server instead of
-/// silencing the shard. Its own thread, not the connections' runtime: a long batch (a large
-/// fan-out, many item requests) would otherwise hold a worker that connections need, and
-/// every session on it would wait, pings included; the operating system shares the cores
-/// between shards and connections instead.
+/// Runs a shard. A shard holds services and sessions' relations that only storage and a
+/// restart rebuild consistently: a panic stops the server instead of silencing the shard.
+///
+/// With more than one core a shard has a thread of its own, not a worker of the connections'
+/// runtime: a long batch (a large fan-out, many item requests) would otherwise hold a worker
+/// that connections need, and every session on it would wait, pings included (in
+/// `bench/soak.sh`, good clients' p99 under attack was 349 ms with shards on the runtime, 16 ms
+/// on threads). With one core a thread buys no parallelism and costs a switch between threads
+/// for each wake (`bench/presence.sh` pinned to one core: 5.8 µs of server CPU per delivery
+/// instead of 2.4), so there the shard runs on the runtime.
 fn supervise(
     shard: usize,
     task: ServicesTask,
@@ -309,25 +313,31 @@ fn supervise(
         supervisor,
         alive,
     } = lifecycle;
+    let run = task.run(rx, peer_rx, shutdown);
     let (ended, stopped) = oneshot::channel::<bool>();
-    let started = std::thread::Builder::new()
-        .name(format!("verona-shard-{shard}"))
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for a pubsub shard");
-            let run = std::panic::AssertUnwindSafe(|| {
-                runtime.block_on(task.run(rx, peer_rx, shutdown));
+    if std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1) {
+        let started = std::thread::Builder::new()
+            .name(format!("verona-shard-{shard}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for a pubsub shard");
+                let run = std::panic::AssertUnwindSafe(|| runtime.block_on(run));
+                let panicked = std::panic::catch_unwind(run).is_err();
+                // The runtime's other tasks (storage reads, barriers) end with it.
+                drop(runtime);
+                let _ = ended.send(panicked);
             });
-            let panicked = std::panic::catch_unwind(run).is_err();
-            // The runtime's other tasks (storage reads, barriers) end with it.
-            drop(runtime);
-            let _ = ended.send(panicked);
+        if let Err(e) = started {
+            supervisor.fail(format!("pubsub shard {shard} could not start: {e}"));
+            return;
+        }
+    } else {
+        let running = tokio::spawn(run);
+        tokio::spawn(async move {
+            let _ = ended.send(running.await.is_err_and(|e| e.is_panic()));
         });
-    if let Err(e) = started {
-        supervisor.fail(format!("pubsub shard {shard} could not start: {e}"));
-        return;
     }
     tokio::spawn(async move {
         if stopped.await.unwrap_or(true) {
