@@ -107,6 +107,7 @@ unauthenticated_per_address = 1000000
 connections_per_address = 1000000
 new_connections_per_minute = 0
 read_bytes_per_sec = 0
+account_read_bytes_per_sec = 0
 # The login and idle scenarios spread thousands of sessions over a few accounts.
 max_sessions_per_account = 1000000
 # The chat scenario has each account send hundreds of kept messages a second.

@@ -230,6 +230,10 @@ pub struct Limits {
     /// its stream pauses.
     pub read_bytes_per_sec: u64,
     pub read_burst_bytes: u64,
+    /// Bytes all of one account's sessions together may send per second once bound, sustained
+    /// (0: unlimited), and at once: one account's twenty sessions are not twenty floods.
+    pub account_read_bytes_per_sec: u64,
+    pub account_read_burst_bytes: u64,
     /// Stanzas queued for one session before it is considered stuck and disconnected.
     pub outbound_queue: usize,
     /// Bytes queued for one session at most (one stanza always fits an empty queue).
@@ -348,6 +352,8 @@ impl Default for Limits {
             new_connections_burst: 300,
             read_bytes_per_sec: 128 * 1024,
             read_burst_bytes: 1 << 20,
+            account_read_bytes_per_sec: 256 * 1024,
+            account_read_burst_bytes: 2 << 20,
             outbound_queue: 1024,
             outbound_queue_bytes: 8 << 20,
             max_sessions_per_account: 20,

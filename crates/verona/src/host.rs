@@ -85,6 +85,9 @@ pub struct Hosting {
     /// Bytes and requests one account may have queued or in progress, over all shards.
     pub account_bytes: usize,
     pub account_requests: usize,
+    /// Bytes per second, and at once, one account's sessions together may send.
+    pub account_read_per_sec: u64,
+    pub account_read_burst: u64,
     /// Messages one account may have kept per minute, and at once (`[limits]
     /// kept_messages_per_minute`, `kept_messages_burst`).
     pub kept_per_minute: u32,
@@ -281,10 +284,10 @@ pub async fn start(
         budgets: (0..count)
             .map(|_| Budget::new(hosting.queue_bytes))
             .collect(),
-        accounts: Arc::new(AccountBudgets::new(
-            hosting.account_bytes,
-            hosting.account_requests,
-        )),
+        accounts: Arc::new(
+            AccountBudgets::new(hosting.account_bytes, hosting.account_requests)
+                .with_read_rate(hosting.account_read_per_sec, hosting.account_read_burst),
+        ),
         account: None,
         kept: Arc::new(KeptRate::new(hosting.kept_per_minute, hosting.kept_burst)),
         touched: Arc::default(),

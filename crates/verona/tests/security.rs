@@ -193,6 +193,7 @@ async fn a_peer_that_stops_reading_is_disconnected() {
         config.c2s.write_timeout_secs = 1;
         // Juliet floods on purpose: her own stream must not be slowed.
         config.limits.read_bytes_per_sec = 0;
+        config.limits.account_read_bytes_per_sec = 0;
     })
     .await;
     t.add_user("juliet", "pw").await;
@@ -1091,6 +1092,44 @@ async fn a_fast_sender_is_slowed_down() {
     // Past it: the server stops reading her stream before this one ends.
     juliet.send(&to_self(&"y".repeat(8000))).await;
     juliet.expect_nothing().await;
+}
+
+/// One account's sessions share `account_read_bytes_per_sec`: each is within its own
+/// connection's rate, but together they are past the account's burst, and the account's
+/// next session is read no further. Another account is not slowed.
+#[tokio::test]
+async fn an_accounts_sessions_share_one_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.read_bytes_per_sec = 0;
+        config.limits.account_read_bytes_per_sec = 1;
+        // One message fits; a second, from any session of the account, does not.
+        config.limits.account_read_burst_bytes = 10 * 1024;
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let mut balcony = t.login("juliet", "pw", "balcony").await;
+    let mut chamber = t.login("juliet", "pw", "chamber").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let to_self = |from: &str, body: &str| {
+        format!("<message xmlns='jabber:client' to='{from}'><body>{body}</body></message>")
+    };
+    let body_of = |el: &Element| el.get_child("body", NS_CLIENT).map(|b| b.text());
+    // Within the account's burst: read and delivered.
+    let first = "x".repeat(8000);
+    balcony
+        .send(&to_self("juliet@localhost/balcony", &first))
+        .await;
+    assert_eq!(body_of(&balcony.recv().await), Some(first));
+    // The other session of the account takes it past the burst: not read.
+    chamber
+        .send(&to_self("juliet@localhost/chamber", &"y".repeat(8000)))
+        .await;
+    chamber.expect_nothing().await;
+    // Romeo's account has its own.
+    let his = "z".repeat(8000);
+    romeo.send(&to_self("romeo@localhost/orchard", &his)).await;
+    assert_eq!(body_of(&romeo.recv().await), Some(his));
 }
 
 /// M7 for rooms: each room is a service of its own, and the rooms one account makes are

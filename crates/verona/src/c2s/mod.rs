@@ -235,7 +235,9 @@ impl Connection {
                     unparsed = true;
                     let now = Instant::now();
                     self.paused_until = self.reads.consumed(received, now);
-                    if matches!(self.state, State::Bound(_)) {
+                    if let State::Bound(session) = &self.state {
+                        let account = session.pubsub.account_read(received, now);
+                        self.paused_until = self.paused_until.max(account);
                         self.release_at = Some(now + RELEASE_WHEN_IDLE_FOR);
                     }
                 }

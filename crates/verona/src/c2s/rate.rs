@@ -1,11 +1,13 @@
 //! How fast a client (or another server) may send (issue #11 M1, M2): a token bucket over the
-//! bytes read from its socket. Past the burst, reading pauses until the bucket refills, so a flood slows its own
-//! connection only; writes to it go on meanwhile.
+//! bytes read from its socket, and one over what all of an account's sessions read. Past the
+//! burst, reading pauses until the bucket refills, so a flood slows its own sender only; writes
+//! to it go on meanwhile.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+#[derive(Debug)]
 pub(crate) struct ReadRate {
     /// Bytes per second; 0: unlimited.
     per_sec: u64,

@@ -14,6 +14,8 @@ use jid::BareJid;
 use minidom::{Element, Node};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::c2s::rate::ReadRate;
+
 /// Credit is counted in units of this many bytes.
 pub const UNIT: usize = 1024;
 
@@ -61,6 +63,8 @@ pub struct AccountBudget(Arc<AccountShare>);
 struct AccountShare {
     bytes: Budget,
     requests: Arc<Semaphore>,
+    /// How fast all the account's sessions together may send.
+    reads: Mutex<ReadRate>,
 }
 
 /// The credit of one request against its account's budget.
@@ -83,6 +87,16 @@ impl AccountBudget {
             _bytes: self.0.bytes.take(bytes).await,
             _request: request,
         }
+    }
+
+    /// `bytes` were read from one of the account's sessions at `now`: until when that
+    /// session's reading pauses, when the account is past its rate.
+    pub fn read(&self, bytes: usize, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        self.0
+            .reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .consumed(bytes, now)
     }
 
     /// Free credit: (bytes, requests).
@@ -145,6 +159,8 @@ impl KeptRate {
 pub struct AccountBudgets {
     bytes: usize,
     requests: usize,
+    /// Bytes per second and burst an account's sessions may send together (0: unlimited).
+    reads: (u64, u64),
     live: Mutex<Live>,
 }
 
@@ -160,7 +176,17 @@ impl AccountBudgets {
         AccountBudgets {
             bytes,
             requests: requests.max(1),
+            reads: (0, 0),
             live: Mutex::default(),
+        }
+    }
+
+    /// Limits what all of an account's sessions together may send: `per_sec` bytes a second
+    /// after a `burst`.
+    pub fn with_read_rate(self, per_sec: u64, burst: u64) -> AccountBudgets {
+        AccountBudgets {
+            reads: (per_sec, burst),
+            ..self
         }
     }
 
@@ -180,6 +206,11 @@ impl AccountBudgets {
         let share = Arc::new(AccountShare {
             bytes: Budget::new(self.bytes),
             requests: Arc::new(Semaphore::new(self.requests)),
+            reads: Mutex::new(ReadRate::new(
+                self.reads.0,
+                self.reads.1,
+                tokio::time::Instant::now(),
+            )),
         });
         live.budgets.insert(account.clone(), Arc::downgrade(&share));
         AccountBudget(share)

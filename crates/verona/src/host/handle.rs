@@ -57,6 +57,17 @@ impl PubsubHandle {
         }
     }
 
+    /// `bytes` were read from this account's session at `now`: until when that session's
+    /// reading pauses, when the account's sessions together are past their rate (`[limits]
+    /// account_read_bytes_per_sec`).
+    pub fn account_read(
+        &self,
+        bytes: usize,
+        now: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
+        self.account.as_ref()?.read(bytes, now)
+    }
+
     /// Whether `account` may have one more message kept now (`[limits]
     /// kept_messages_per_minute`); a message passed on unkept (a chat state, a receipt) does not
     /// count.
