@@ -279,20 +279,9 @@ impl PubsubHandle {
     /// its rooms) are then routed to it before the new one is bound, so none reaches the new
     /// one, and the older one's end, if it comes later, takes nothing of the new one's.
     pub async fn session_replaced(&self, session: FullJid) {
-        let mut waiting = Vec::with_capacity(self.shards.len());
-        for shard in 0..self.shards.len() {
-            let jid = Jid::from(session.clone());
-            self.send(shard, Request::SessionEnded { jid, session: None })
-                .await;
-            let (ready, done) = oneshot::channel();
-            self.send(shard, Request::Barrier(ready)).await;
-            waiting.push(done);
-        }
-        for done in waiting {
-            if done.await.is_err() {
-                tracing::debug!("pubsub shard gone before a replaced session ended");
-            }
-        }
+        self.session_ended(Jid::from(session), None).await;
+        self.barrier(0..self.shards.len(), "a replaced session ended")
+            .await;
     }
 
     /// A session ended (`session`: which one, for a full JID): every shard ends the
@@ -313,15 +302,22 @@ impl PubsubHandle {
     /// then never lost to a crash.
     pub async fn settled(&self) {
         let touched = self.touched.swap(0, std::sync::atomic::Ordering::AcqRel);
+        let shards = (0..self.shards.len()).filter(|shard| touched & (1 << (shard % 64)) != 0);
+        self.barrier(shards, "a barrier").await;
+    }
+
+    /// Returns once each of `shards` has handled (and committed) everything sent to it before;
+    /// `what` names the wait in the log when a shard is gone at shutdown.
+    async fn barrier(&self, shards: impl Iterator<Item = usize>, what: &str) {
         let mut waiting = Vec::new();
-        for shard in (0..self.shards.len()).filter(|shard| touched & (1 << (shard % 64)) != 0) {
+        for shard in shards {
             let (ready, done) = oneshot::channel();
             self.send(shard, Request::Barrier(ready)).await;
             waiting.push(done);
         }
         for done in waiting {
             if done.await.is_err() {
-                tracing::debug!("pubsub shard gone before a barrier");
+                tracing::debug!("pubsub shard gone before {what}");
             }
         }
     }
