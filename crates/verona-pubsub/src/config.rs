@@ -472,17 +472,6 @@ string_enum! {
     }
 }
 
-string_enum! {
-    /// Which items "the last published item" means when sent on subscription or presence.
-    pub enum LastItemsPolicy {
-        /// The newest item only (XEP-0060).
-        Newest = "newest",
-        /// All current items (XEP-0163 allows it; Verona's presence node needs it, since its
-        /// current items are the account's online resources).
-        All = "all",
-    }
-}
-
 /// A service-declared subscription option (`pubsub#subscribe_options` field outside the
 /// standard ones), such as the group chat `roomnick`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -546,8 +535,12 @@ pub struct ServiceConfig {
     pub subscription_options: SubscriptionOptionsPolicy,
     /// Service-declared subscription options, by field name.
     pub custom_subscription_options: VecMap<String, SubscriptionOptionField>,
-    /// Which items are sent as "last published item".
-    pub last_items: LastItemsPolicy,
+    /// Nodes whose every current item is sent where XEP-0060 sends "the last published item"
+    /// (XEP-0163's "Sending the Last Published Item" allows it; Verona's presence node needs it, its current items being the
+    /// account's online resources). Other nodes send their newest item only: sending every
+    /// item of a 1,000-item node on each subscription would make one request cost a thousand
+    /// messages.
+    pub all_items_nodes: VecSet<String>,
     /// Limits.
     pub limits: Limits,
     /// Whether an owner may create subscriptions for any entity (XEP-0060 §8.8.2). Off by
@@ -558,6 +551,15 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// How many of `node`'s current items count as its "last published item".
+    pub fn last_items(&self, node: &str) -> usize {
+        if self.all_items_nodes.contains(node) {
+            usize::MAX
+        } else {
+            1
+        }
+    }
+
     /// `pubsub.<domain>`: anyone creates nodes; default access model `authorize` (XEP-0207).
     pub fn pubsub() -> Self {
         ServiceConfig {
@@ -572,15 +574,14 @@ impl ServiceConfig {
             auto_create: false,
             subscription_options: SubscriptionOptionsPolicy::Optional,
             custom_subscription_options: VecMap::new(),
-            last_items: LastItemsPolicy::Newest,
+            all_items_nodes: VecSet::new(),
             limits: Limits::default(),
             owners_subscribe_others: false,
         }
     }
 
     /// The PEP service of `account` (XEP-0163): only the account creates nodes, publishing
-    /// auto-creates, default access model `presence`, single-item nodes, all current items sent
-    /// on subscription and presence.
+    /// auto-creates, default access model `presence`, single-item nodes.
     pub fn pep(account: BareJid) -> Self {
         ServiceConfig {
             node_defaults: NodeConfig {
@@ -591,7 +592,6 @@ impl ServiceConfig {
             create_policy: CreatePolicy::AdminsOnly,
             admins: VecSet::from([account]),
             auto_create: true,
-            last_items: LastItemsPolicy::All,
             ..ServiceConfig::pubsub()
         }
     }

@@ -731,9 +731,11 @@ fn last_items_on_presence() {
 }
 
 #[test]
-fn pep_sends_all_current_items() {
+fn all_items_nodes_send_every_current_item() {
     let account = bare("juliet@capulet.lit");
-    let (mut service, _) = common::service(ServiceConfig::pep(account));
+    let mut config = ServiceConfig::pep(account);
+    config.all_items_nodes.insert("presence".to_owned());
+    let (mut service, _) = common::service(config);
     let owner = jid(OWNER);
     // The presence node: one item per resource, kept in memory only.
     let request = CreateRequest {
@@ -769,6 +771,40 @@ fn pep_sends_all_current_items() {
         .expect("current items on approval");
     let ids: Vec<_> = last.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["chamber", "balcony"]);
+}
+
+#[test]
+fn other_pep_nodes_send_their_newest_item_only() {
+    // Every item of a 1,000-item node on each subscription would turn one request into a
+    // thousand messages.
+    let config = ServiceConfig::pep(bare("juliet@capulet.lit"));
+    let fields = [
+        ConfigField::AccessModel(AccessModel::Open),
+        ConfigField::MaxItems(verona_pubsub::MaxItems::Count(10)),
+    ];
+    let (mut service, _) = with_node(config, &fields);
+    for id in ["a", "b", "c"] {
+        publish(&mut service, id);
+    }
+    let romeo = jid(ROMEO);
+    let out = service
+        .subscribe(&NoRoster, &romeo, "n", &romeo, None)
+        .unwrap();
+    let sent: Vec<Vec<&str>> = out
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SendLastItems(last) => Some(last.items.iter().map(|i| i.id.as_str()).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, [["c"]]);
+    let last = service.on_presence(&full(ROMEO));
+    let ids: Vec<Vec<&str>> = last
+        .iter()
+        .map(|l| l.items.iter().map(|i| i.id.as_str()).collect())
+        .collect();
+    assert_eq!(ids, [["c"]]);
 }
 
 #[test]

@@ -117,6 +117,42 @@ async fn open_pep_node_auto_created_and_notified_from_the_bare_jid() {
     assert_eq!(stanza_error(&reply).as_deref(), Some("service-unavailable"));
 }
 
+/// A subscription gets a node's newest item only, however many the node keeps: sending all of
+/// them would turn one subscribe iq into `max_items` messages (issue #11).
+#[tokio::test]
+async fn a_new_subscriber_gets_the_newest_item_only() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' id='c1'><pubsub xmlns='{PUBSUB}'><create node='urn:example:diary'/><configure><x xmlns='{DATA}' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field><field var='pubsub#max_items'><value>10</value></field></x></configure></pubsub></iq>"
+    );
+    ok(&juliet.request(&create).await);
+    for (n, text) in ["one", "two", "three"].iter().enumerate() {
+        ok(&juliet
+            .request(&format!(
+                "<iq xmlns='jabber:client' type='set' id='p{n}'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:diary'><item id='{text}'><mood xmlns='urn:example:mood'>{text}</mood></item></publish></pubsub></iq>"
+            ))
+            .await);
+    }
+    ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "urn:example:diary").await);
+    assert_eq!(mood(&romeo.recv().await), "three");
+    romeo.expect_nothing().await;
+    // All three are still there for whoever asks.
+    let items = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='i1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><items node='urn:example:diary'/></pubsub></iq>"))
+        .await;
+    let ids: Vec<&str> = items
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .map(|i| i.children().filter_map(|item| item.attr("id")).collect())
+        .unwrap_or_default();
+    assert_eq!(ids.len(), 3, "{}", show(&items));
+}
+
 /// The default PEP access model is `presence`: only subscribers of the owner's `presence` node,
 /// which Juliet approves through the authorization form, may subscribe.
 #[tokio::test]

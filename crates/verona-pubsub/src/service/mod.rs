@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use jid::{BareJid, Jid};
 
 use crate::access::{self, AccessResolver, Action};
-use crate::config::{LastItemsPolicy, NodeConfig, SendLastPublishedItem, ServiceConfig};
+use crate::config::{NodeConfig, SendLastPublishedItem, ServiceConfig};
 use crate::effects::{
     Effect, Event, LastItems, Notification, Outcome, Recipient, StoreOp, StoredNode,
     StoredSubscription,
@@ -395,12 +395,8 @@ fn tell_owners(fx: &mut Effects, node: &Node, subid: &SubId, jid: &Jid, state: S
     );
 }
 
-/// The items sent as "last published item", newest first.
-fn last_items(node: &Node, policy: LastItemsPolicy, now: SystemTime) -> Vec<Item> {
-    let take = match policy {
-        LastItemsPolicy::Newest => 1,
-        LastItemsPolicy::All => usize::MAX,
-    };
+/// The items sent as "last published item" (at most `take`), newest first.
+fn last_items(node: &Node, take: usize, now: SystemTime) -> Vec<Item> {
     node.items
         .iter()
         .rev()
@@ -414,7 +410,7 @@ fn last_items(node: &Node, policy: LastItemsPolicy, now: SystemTime) -> Vec<Item
 fn send_last_on_subscribe(
     fx: &mut Effects,
     node: &Node,
-    policy: LastItemsPolicy,
+    service: &ServiceConfig,
     now: SystemTime,
     subid: &SubId,
     sub: &Subscription,
@@ -427,7 +423,7 @@ fn send_last_on_subscribe(
     {
         return;
     }
-    let items = last_items(node, policy, now);
+    let items = last_items(node, service.last_items(&node.id), now);
     if !items.is_empty() {
         fx.push(Effect::SendLastItems(LastItems {
             to: sub.jid.clone(),

@@ -13,7 +13,7 @@ use super::{
     persist_unsubscription, revoke_denied, send_last_on_subscribe, tell_owners, tell_subscriber,
 };
 use crate::access::{self, AccessResolver, Action, Affiliation};
-use crate::config::{ConfigField, CreatePolicy, LastItemsPolicy, NodeConfig, ServiceConfig};
+use crate::config::{ConfigField, CreatePolicy, NodeConfig, ServiceConfig};
 use crate::effects::{AuthorizationRequest, Event, Outcome, StoreOp};
 use crate::error::{Limit, PubsubError};
 use crate::node::{Held, Node};
@@ -298,15 +298,7 @@ impl Service {
         let now = self.env.now();
         let mut tx = Tx::new(&mut self.state, &self.config.limits);
         let value = if allow {
-            approve(
-                &mut tx,
-                &mut fx,
-                self.config.last_items,
-                now,
-                node_id,
-                &subid,
-                sub,
-            )
+            approve(&mut tx, &mut fx, &self.config, now, node_id, &subid, sub)
         } else {
             remove_by_owner(&mut tx, &mut fx, node_id, &subid, sub)
         };
@@ -340,7 +332,7 @@ impl Service {
                 (true, Ok((subid, sub))) => Ok(approve(
                     &mut tx,
                     &mut fx,
-                    self.config.last_items,
+                    &self.config,
                     now,
                     node_id,
                     &subid,
@@ -460,8 +452,7 @@ impl Service {
                     .map(|(subid, sub)| (subid.clone(), sub.clone()))
                     .collect();
                 for (subid, sub) in pending {
-                    let policy = self.config.last_items;
-                    approve(&mut tx, &mut fx, policy, now, node_id, &subid, sub);
+                    approve(&mut tx, &mut fx, &self.config, now, node_id, &subid, sub);
                 }
             }
             // An outcast domain shuts out its accounts' subscriptions too.
@@ -601,7 +592,7 @@ impl Service {
 fn approve(
     tx: &mut Tx<'_>,
     fx: &mut Effects,
-    policy: LastItemsPolicy,
+    config: &ServiceConfig,
     now: SystemTime,
     node_id: &str,
     subid: &SubId,
@@ -615,7 +606,7 @@ fn approve(
     persist_subscription(fx, node_id, subid, &sub);
     if let Some(node) = tx.node(node_id) {
         tell_subscriber(fx, node, subid, &sub.jid, SubscriptionState::Subscribed);
-        send_last_on_subscribe(fx, node, policy, now, subid, &sub);
+        send_last_on_subscribe(fx, node, config, now, subid, &sub);
         tell_owners(fx, node, subid, &sub.jid, SubscriptionState::Subscribed);
     }
     info(node_id, subid, &sub)
@@ -683,7 +674,7 @@ fn subscribe_by_owner(
     persist_subscription(fx, node_id, &subid, &sub);
     if let Some(node) = tx.node(node_id) {
         tell_subscriber(fx, node, &subid, jid, SubscriptionState::Subscribed);
-        send_last_on_subscribe(fx, node, config.last_items, now, &subid, &sub);
+        send_last_on_subscribe(fx, node, config, now, &subid, &sub);
         tell_owners(fx, node, &subid, jid, SubscriptionState::Subscribed);
     }
     Ok(info(node_id, &subid, &sub))

@@ -74,7 +74,7 @@ impl Service {
         if let Some((subid, sub)) = same {
             let mut fx = Effects::default();
             let now = self.env.now();
-            send_last_on_subscribe(&mut fx, node, self.config.last_items, now, subid, sub);
+            send_last_on_subscribe(&mut fx, node, &self.config, now, subid, sub);
             return Ok(fx.finish(info(node_id, subid, sub), Undo::unchanged()));
         }
 
@@ -118,7 +118,7 @@ impl Service {
                     owners: node.owners().cloned().collect(),
                 }));
             }
-            send_last_on_subscribe(&mut fx, node, self.config.last_items, now, &subid, &sub);
+            send_last_on_subscribe(&mut fx, node, &self.config, now, &subid, &sub);
             tell_owners(&mut fx, node, &subid, jid, state);
         }
         Ok(fx.finish(info(node_id, &subid, &sub), tx.commit()))
@@ -215,7 +215,7 @@ impl Service {
         if old.state == SubscriptionState::Unconfigured
             && let Some(node) = tx.node(node_id)
         {
-            send_last_on_subscribe(&mut fx, node, self.config.last_items, now, &subid, &sub);
+            send_last_on_subscribe(&mut fx, node, &self.config, now, &subid, &sub);
         }
         Ok(fx.finish(info(node_id, &subid, &sub), tx.commit()))
     }
@@ -268,7 +268,7 @@ impl Service {
             if !wanted || already {
                 continue;
             }
-            let items = last_items(node, self.config.last_items, now);
+            let items = last_items(node, self.config.last_items(node_id), now);
             if !items.is_empty() {
                 sent.push(LastItems {
                     to: full.clone(),

@@ -33,13 +33,15 @@ pub mod subscriptions;
 use jid::BareJid;
 use verona_pubsub::{Limits, ServiceConfig, SubscriptionOptionField};
 
-use presence::VIEW_OPTION;
+use presence::{PRESENCE_NODE, VIEW_OPTION};
 
-/// A PEP service's configuration: XEP-0163's, the server's pubsub limits, plus the option
-/// recording classic requests.
+/// A PEP service's configuration: XEP-0163's, the server's pubsub limits, the option
+/// recording classic requests, and every current item of the presence node (one per online
+/// resource) sent as its last items.
 pub fn pep_config(account: BareJid, limits: Limits) -> ServiceConfig {
     let mut config = ServiceConfig::pep(account);
     config.limits = limits;
+    config.all_items_nodes.insert(PRESENCE_NODE.to_owned());
     config.custom_subscription_options.insert(
         VIEW_OPTION.to_owned(),
         SubscriptionOptionField { unique: false },
