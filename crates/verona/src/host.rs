@@ -210,9 +210,14 @@ pub async fn start(
         (0..count).map(|_| mpsc::unbounded_channel()).unzip();
     let peers: Arc<[mpsc::UnboundedSender<Request>]> = peers.into();
     let stores = Arc::new(stores);
+    let accounts = Arc::new(
+        AccountBudgets::new(hosting.account_bytes, hosting.account_requests)
+            .with_read_rate(hosting.account_read_per_sec, hosting.account_read_burst),
+    );
     for (shard, (rx, peer_rx)) in receivers.into_iter().zip(peer_receivers).enumerate() {
         let task = ServicesTask {
             shard,
+            budgets: accounts.clone(),
             peers: peers.clone(),
             outbox: Vec::new(),
             told: Default::default(),
@@ -284,10 +289,7 @@ pub async fn start(
         budgets: (0..count)
             .map(|_| Budget::new(hosting.queue_bytes))
             .collect(),
-        accounts: Arc::new(
-            AccountBudgets::new(hosting.account_bytes, hosting.account_requests)
-                .with_read_rate(hosting.account_read_per_sec, hosting.account_read_burst),
-        ),
+        accounts,
         account: None,
         kept: Arc::new(KeptRate::new(hosting.kept_per_minute, hosting.kept_burst)),
         touched: Arc::default(),
@@ -394,6 +396,9 @@ struct ServicesTask {
     rooms_service: Option<Hosted>,
     /// The resident rooms of this shard, by node.
     rooms: HashMap<String, Hosted>,
+    /// The budgets of the accounts with a session: answers to their requests count against
+    /// their read rate.
+    budgets: Arc<AccountBudgets>,
     /// The resident conversations of this shard, by node.
     conversations: HashMap<String, Hosted>,
     /// `pubsub.<domain>`, which owns the conversations.

@@ -1132,6 +1132,56 @@ async fn an_accounts_sessions_share_one_rate() {
     assert_eq!(body_of(&romeo.recv().await), Some(his));
 }
 
+/// A short request can ask for a long answer (a node's items, an archive page): answers count
+/// against the asking account's read rate, so such requests cannot be repeated at the rate
+/// short requests are read (one account's 100-byte items requests made the server render
+/// 139 MB/s of answers, a core's worth).
+#[tokio::test]
+async fn answers_count_against_the_askers_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.read_bytes_per_sec = 0;
+        config.limits.account_read_bytes_per_sec = 1;
+        config.limits.account_read_burst_bytes = 40 * 1024;
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let text = "x".repeat(25_000);
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:example:big'><item id='only'><big xmlns='urn:example:big'>{text}</big></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options></pubsub></iq>"
+        ))
+        .await);
+    let get = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='juliet@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:example:big'/></pubsub></iq>"
+        )
+    };
+    let ping = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+    };
+    // Two answers of 25 KB: the second takes the account past its 40 KiB burst.
+    for id in ["g1", "g2"] {
+        let items = romeo.request(&get(id)).await;
+        ok(&items);
+        assert!(
+            items
+                .get_child("pubsub", "http://jabber.org/protocol/pubsub")
+                .is_some()
+        );
+    }
+    // What was read before the account's reading paused is answered; nothing after it is.
+    ok(&romeo.request(&ping("ping1")).await);
+    romeo.send(&ping("ping2")).await;
+    romeo.expect_nothing().await;
+    // Juliet's account has its own rate.
+    ok(&juliet.request(&ping("ping3")).await);
+}
+
 /// M7 for rooms: each room is a service of its own, and the rooms one account makes are
 /// bounded over all of `chat.<domain>` by `[pubsub] max_nodes_per_owner`, whether made by a
 /// classic join or a native create; a temporary room one leaves closes, and frees its place.

@@ -327,11 +327,19 @@ impl Connection {
         };
         let me = session.jid.clone();
         let handled = iq::handle(&self.shared, &el, &target, &me).await;
+        let written = self.out.len();
         for stanza in &handled.before {
             self.send(stanza);
         }
         if let Some(reply) = handled.reply {
             self.send(&reply);
+        }
+        // An archive page can be a hundred messages for one short query: answers count
+        // against the account's read rate, as the services' answers do.
+        let answered = self.out.len().saturating_sub(written);
+        if let State::Bound(session) = &self.state {
+            let until = session.pubsub.account_read(answered, Instant::now());
+            self.paused_until = self.paused_until.max(until);
         }
         let router = &self.shared.router;
         match handled.end_sessions {

@@ -217,6 +217,25 @@ impl AccountBudgets {
     }
 }
 
+impl AccountBudgets {
+    /// `bytes` were sent in answer to one of `account`'s requests: they count against the
+    /// read rate of its sessions, as if they had sent them, so that a small request asking for
+    /// a large answer (a node's items, an archive page) cannot be repeated at the rate small
+    /// requests are read. An account with no session has no budget to charge.
+    pub fn answered(&self, account: &BareJid, bytes: usize) {
+        let share = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .budgets
+            .get(account)
+            .and_then(Weak::upgrade);
+        if let Some(share) = share {
+            AccountBudget(share).read(bytes, tokio::time::Instant::now());
+        }
+    }
+}
+
 /// The credit one queued request holds; given back when it is dropped, after the request is
 /// handled.
 pub struct Credit {

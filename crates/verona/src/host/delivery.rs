@@ -10,6 +10,10 @@ impl ServicesTask {
         for d in done {
             if let (Some(to), Some(reply)) = (&d.to, &d.reply) {
                 let bytes = Bytes::from(verona_stream::element_bytes(reply));
+                // The answer to a request goes to whoever made it.
+                if d.request.is_some() {
+                    self.budgets.answered(&to.to_bare(), bytes.len());
+                }
                 self.router.deliver(to, bytes);
             }
             if d.effects.is_empty() {
