@@ -1182,6 +1182,104 @@ async fn answers_count_against_the_askers_rate() {
     ok(&juliet.request(&ping("ping3")).await);
 }
 
+/// The last item a subscription brings is part of the answer: subscribing and unsubscribing
+/// again cannot make the server send a node's 256 KiB item at the rate short requests are
+/// read.
+#[tokio::test]
+async fn last_items_count_against_the_subscribers_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.read_bytes_per_sec = 0;
+        config.limits.account_read_bytes_per_sec = 1;
+        config.limits.account_read_burst_bytes = 40 * 1024;
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let text = "x".repeat(25_000);
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:example:big'><item id='only'><big xmlns='urn:example:big'>{text}</big></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options></pubsub></iq>"
+        ))
+        .await);
+    let change = |kind: &str, id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}' to='juliet@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><{kind} node='urn:example:big' jid='romeo@localhost/orchard'/></pubsub></iq>"
+        )
+    };
+    let is_item = |el: &Element| {
+        el.name() == "message"
+            && el
+                .get_child("event", "http://jabber.org/protocol/pubsub#event")
+                .is_some()
+    };
+    // Two last items of 25 KB: the second takes the account past its 40 KiB burst.
+    ok(&romeo.request(&change("subscribe", "s1")).await);
+    recv_until(&mut romeo, is_item).await;
+    ok(&romeo.request(&change("unsubscribe", "u1")).await);
+    ok(&romeo.request(&change("subscribe", "s2")).await);
+    recv_until(&mut romeo, is_item).await;
+    let ping = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+    };
+    ok(&romeo.request(&ping("ping1")).await);
+    romeo.send(&ping("ping2")).await;
+    romeo.expect_nothing().await;
+}
+
+/// Entering a room brings its occupants and history for one short presence: the newcomer's
+/// account pays for them as for an answer, so leaving and entering again cannot make the
+/// server render a room's history at the rate presences are read.
+#[tokio::test]
+async fn entering_a_room_counts_against_the_newcomers_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.read_bytes_per_sec = 0;
+        config.limits.account_read_bytes_per_sec = 1;
+        config.limits.account_read_burst_bytes = 40 * 1024;
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let join = |nick: &str| {
+        format!(
+            "<presence xmlns='jabber:client' to='room@chat.localhost/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )
+    };
+    let is_subject =
+        |el: &Element| el.name() == "message" && el.get_child("subject", NS_CLIENT).is_some();
+    juliet.send(&join("Juliet")).await;
+    recv_until(&mut juliet, is_subject).await;
+    let said = "x".repeat(25_000);
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='room@chat.localhost' type='groupchat'><body>{said}</body></message>"
+        ))
+        .await;
+    recv_until(&mut juliet, |el| el.attr("type") == Some("groupchat")).await;
+    // The first entry (25 KB of history) fits the 40 KiB burst; the second goes past it.
+    romeo.send(&join("Romeo")).await;
+    recv_until(&mut romeo, is_subject).await;
+    romeo
+        .send("<presence xmlns='jabber:client' to='room@chat.localhost/Romeo' type='unavailable'/>")
+        .await;
+    recv_until(&mut romeo, |el| el.attr("type") == Some("unavailable")).await;
+    romeo.send(&join("Romeo")).await;
+    recv_until(&mut romeo, is_subject).await;
+    let ping = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+    };
+    ok(&romeo.request(&ping("ping1")).await);
+    romeo.send(&ping("ping2")).await;
+    romeo.expect_nothing().await;
+}
+
 /// M7 for rooms: each room is a service of its own, and the rooms one account makes are
 /// bounded over all of `chat.<domain>` by `[pubsub] max_nodes_per_owner`, whether made by a
 /// classic join or a native create; a temporary room one leaves closes, and frees its place.

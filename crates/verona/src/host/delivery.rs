@@ -84,6 +84,15 @@ impl ServicesTask {
                 }
                 self.router
                     .drop_blocked(&mut outgoing, |out| &out.to, &authors);
+                // The last items a subscribe brings its asker are part of the answer: a
+                // node's item can be 256 KiB, subscribing and unsubscribing 200 bytes each.
+                if let (Effect::SendLastItems(last), Some(to), Some(_)) =
+                    (effect, &d.to, &d.request)
+                    && last.to.to_bare() == to.to_bare()
+                {
+                    let bytes = outgoing.iter().map(|out| out.stanza.len()).sum();
+                    self.budgets.answered(&to.to_bare(), bytes);
+                }
                 let Some(classic) = classic else {
                     for out in outgoing {
                         self.router.deliver(&out.to, out.stanza);
@@ -116,6 +125,18 @@ impl ServicesTask {
                 }
             }
         }
+    }
+
+    /// What `done` sends `asker` counts against its account's read rate, as answers to its
+    /// requests.
+    pub(super) fn answered(&self, asker: &Jid, done: &[Done]) {
+        let bytes = done
+            .iter()
+            .filter(|d| d.to.as_ref() == Some(asker))
+            .filter_map(|d| d.reply.as_ref())
+            .map(budget::weight)
+            .sum();
+        self.budgets.answered(&asker.to_bare(), bytes);
     }
 
     /// A change of an account's `presence` node (or another node its contacts see as

@@ -627,6 +627,7 @@ impl ServicesTask {
         let Some(me) = occupants.iter().find(|o| o.jid == *newcomer) else {
             return;
         };
+        let first = done.len();
         for other in occupants.iter().filter(|o| o.jid != *newcomer) {
             let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
             let presence = occupant_presence(&occupant, newcomer, false, &[]);
@@ -676,6 +677,10 @@ impl ServicesTask {
             to,
             Some(subject_message(room, newcomer, subject)),
         ));
+        // One short presence brings the room's occupants and history: the newcomer's account
+        // pays for them, as for an answer, or leaving and entering again would make the server
+        // render a room's history at the rate presences are read.
+        self.answered(newcomer, &done[first..]);
     }
 
     /// An occupant the owners let into an `authorize` room: one who asked with XEP-0045
@@ -1050,6 +1055,19 @@ impl ServicesTask {
     /// (§10.1–§10.2) and destruction (§10.9), and the affiliation and role lists (§9, §8.2):
     /// kick, ban, membership.
     fn room_iq(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
+        let first = done.len();
+        self.answer_room_iq(from, room, stanza, done);
+        // An archive page, the occupant list: answers count against the asker's read rate.
+        self.answered(&Jid::from(from.clone()), &done[first..]);
+    }
+
+    fn answer_room_iq(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
         let node = room.node().map(|node| node.to_string()).unwrap_or_default();
         let config = self
             .rooms
