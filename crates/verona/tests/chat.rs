@@ -203,6 +203,13 @@ async fn messages_for_an_offline_account_come_in_order_at_its_next_presence_once
     again
         .send("<presence xmlns='jabber:client' type='unavailable'/>")
         .await;
+    // The account's shard answers the roster after it has taken the presence: only then is
+    // the account surely away (the message goes through another shard).
+    ok(&again
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await);
     juliet.send(&chat("romeo@localhost", "m6", "line 6")).await;
     juliet.expect_nothing().await;
     again.expect_nothing().await;
