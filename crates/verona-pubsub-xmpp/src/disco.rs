@@ -6,6 +6,7 @@ use jid::Jid;
 use minidom::Element;
 use verona_pubsub::{Action, ItemQuery, Service, ServiceConfig};
 use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item};
+use xmpp_parsers::rsm::{First, SetResult};
 
 use crate::forms;
 use crate::ns;
@@ -144,6 +145,18 @@ pub(crate) fn info(
     Ok(Answer::reply(Some(Element::from(result))))
 }
 
+/// Nodes listed in one disco#items answer at most (ejabberd's `max_nodes_discoitems` is 100
+/// too): anyone may make nodes on `pubsub.<domain>`, and a list of them all would be an answer
+/// of megabytes to a request of a hundred bytes. Past it the answer says where it stopped
+/// (XEP-0059), and the next page is asked `after` it.
+const MAX_NODES: usize = 100;
+
+/// The page of nodes a disco#items request asks for (XEP-0059).
+pub(crate) struct Page<'a> {
+    pub max: Option<usize>,
+    pub after: Option<&'a str>,
+}
+
 /// disco#items: the nodes the requester may subscribe to or read, a node's items (named by
 /// ItemID, §5.5), or the commands (XEP-0050 §2.2).
 pub(crate) fn items(
@@ -151,16 +164,31 @@ pub(crate) fn items(
     ctx: &ServiceContext,
     actor: &Jid,
     node: Option<&str>,
+    page: Page<'_>,
 ) -> Handler {
     let item = |node: Option<String>, name: Option<String>| Item {
         jid: ctx.jid.clone(),
         node,
         name,
     };
+    let mut rsm = None;
     let (node, items) = match node.filter(|node| !node.is_empty()) {
         None => {
-            let items = service
-                .visible_nodes(ctx.resolver, actor)
+            let max = page.max.map_or(MAX_NODES, |max| max.min(MAX_NODES));
+            let mut ids = service.visible_nodes(ctx.resolver, actor, page.after, max + 1);
+            let more = ids.len() > max;
+            ids.truncate(max);
+            if more || page.max.is_some() || page.after.is_some() {
+                rsm = Some(SetResult {
+                    first: ids.first().map(|id| First {
+                        index: None,
+                        item: id.clone(),
+                    }),
+                    last: ids.last().cloned(),
+                    count: None,
+                });
+            }
+            let items = ids
                 .into_iter()
                 .map(|id| {
                     let title = service
@@ -189,10 +217,6 @@ pub(crate) fn items(
             (Some(node.to_owned()), items)
         }
     };
-    let result = DiscoItemsResult {
-        node,
-        items,
-        rsm: None,
-    };
+    let result = DiscoItemsResult { node, items, rsm };
     Ok(Answer::reply(Some(Element::from(result))))
 }

@@ -222,7 +222,13 @@ fn dispatch(
     let actor = Jid::from(from.clone());
     match request {
         Request::DiscoInfo { node } => disco::info(service, ctx, &actor, node.as_deref()),
-        Request::DiscoItems { node } => disco::items(service, ctx, &actor, node.as_deref()),
+        Request::DiscoItems { node, max, after } => {
+            let page = disco::Page {
+                max,
+                after: after.as_deref(),
+            };
+            disco::items(service, ctx, &actor, node.as_deref(), page)
+        }
         Request::OwnSubscriptions { node } => {
             Ok(subscriber::own_subscriptions(service, &actor, node))
         }

@@ -29,8 +29,13 @@ pub(crate) enum IqKind {
 pub(crate) enum Request {
     /// XEP-0030 disco#info, of the service or of a node.
     DiscoInfo { node: Option<String> },
-    /// XEP-0030 disco#items: the nodes, a node's items, or the commands.
-    DiscoItems { node: Option<String> },
+    /// XEP-0030 disco#items: the nodes (a page of them, XEP-0059 `max` and `after`), a node's
+    /// items, or the commands.
+    DiscoItems {
+        node: Option<String>,
+        max: Option<usize>,
+        after: Option<String>,
+    },
     /// §5.6: the requester's subscriptions.
     OwnSubscriptions { node: Option<String> },
     /// §5.7: the requester's affiliations.
@@ -160,8 +165,21 @@ pub(crate) fn parse(kind: IqKind, iq: &Element) -> Result<Request, Error> {
         }
         (ns::DISCO_ITEMS, "query") => {
             only(kind, IqKind::Get)?;
+            let set = payload
+                .get_child("set", ns::RSM)
+                .map(|set| SetQuery::try_from(set.clone()).map_err(|_| Error::BadRequest))
+                .transpose()?;
+            // Pages go forwards only: the nodes are not counted, so there is no last page.
+            if set
+                .as_ref()
+                .is_some_and(|set| set.before.is_some() || set.index.is_some())
+            {
+                return Err(Error::FeatureNotImplemented);
+            }
             Ok(Request::DiscoItems {
                 node: attr(payload, "node"),
+                max: set.as_ref().and_then(|set| set.max),
+                after: set.and_then(|set| set.after),
             })
         }
         (ns::COMMANDS, "command") => {

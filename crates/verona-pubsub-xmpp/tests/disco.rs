@@ -104,6 +104,71 @@ fn nodes_are_listed_to_those_they_admit() {
     );
 }
 
+/// The node list is paged (XEP-0059), 100 nodes at most per answer: anyone may make nodes,
+/// and a list of them all could be megabytes for a hundred-byte request.
+#[test]
+fn the_node_list_comes_in_pages() {
+    let mut h = Harness::new();
+    for n in 0..150 {
+        h.create(&format!("n{n:03}"), &[("pubsub#access_model", "open")]);
+    }
+    let mut page = |set: &str| {
+        let reply = h.ask(
+            ROMEO,
+            &format!(
+                "<iq type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#items'>{set}</query></iq>"
+            ),
+        );
+        let query = reply
+            .get_child("query", "http://jabber.org/protocol/disco#items")
+            .unwrap_or_else(|| panic!("a disco#items answer: {}", String::from(&reply)));
+        let nodes: Vec<String> = query
+            .children()
+            .filter(|child| child.name() == "item")
+            .map(|item| item.attr("node").unwrap().to_owned())
+            .collect();
+        let set = query
+            .get_child("set", "http://jabber.org/protocol/rsm")
+            .map(|set| {
+                let text = |name: &str| {
+                    set.get_child(name, "http://jabber.org/protocol/rsm")
+                        .map(|el| el.text())
+                };
+                (text("first"), text("last"))
+            });
+        (nodes, set)
+    };
+    let names = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|n| format!("n{n:03}")).collect()
+    };
+    let some = |name: &str| Some(name.to_owned());
+    // Without a request for a page: the first 100, saying where they stop.
+    let (nodes, set) = page("");
+    assert_eq!(nodes, names(0..100));
+    assert_eq!(set, Some((some("n000"), some("n099"))));
+    // The rest.
+    let (nodes, set) =
+        page("<set xmlns='http://jabber.org/protocol/rsm'><after>n099</after></set>");
+    assert_eq!(nodes, names(100..150));
+    assert_eq!(set, Some((some("n100"), some("n149"))));
+    // A smaller page; a larger one is cut to 100.
+    let (nodes, _) = page("<set xmlns='http://jabber.org/protocol/rsm'><max>10</max></set>");
+    assert_eq!(nodes, names(0..10));
+    let (nodes, _) = page("<set xmlns='http://jabber.org/protocol/rsm'><max>1000</max></set>");
+    assert_eq!(nodes.len(), 100);
+    // Past the end: nothing.
+    let (nodes, set) =
+        page("<set xmlns='http://jabber.org/protocol/rsm'><after>n149</after></set>");
+    assert!(nodes.is_empty());
+    assert_eq!(set, Some((None, None)));
+    // Backwards pages would need the nodes counted.
+    let reply = h.ask(
+        ROMEO,
+        "<iq type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#items'><set xmlns='http://jabber.org/protocol/rsm'><before/></set></query></iq>",
+    );
+    assert_error(&reply, "cancel", "feature-not-implemented", None);
+}
+
 #[test]
 fn node_information_and_meta_data() {
     let mut h = Harness::new();

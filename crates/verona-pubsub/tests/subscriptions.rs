@@ -262,13 +262,17 @@ fn whitelist_keeps_non_members_out_and_revokes_removed_members() {
         service.items(&NoRoster, &romeo, "n", &ItemQuery::All).err(),
         Some(PubsubError::ClosedNode)
     );
-    assert!(service.visible_nodes(&NoRoster, &romeo).is_empty());
+    assert!(
+        service
+            .visible_nodes(&NoRoster, &romeo, None, 10)
+            .is_empty()
+    );
 
     let add = BTreeMap::from([(bare("romeo@montague.lit"), Affiliation::Member)]);
     let _ = service
         .set_affiliations(&NoRoster, &owner, "n", &add)
         .unwrap();
-    assert_eq!(service.visible_nodes(&NoRoster, &romeo), ["n"]);
+    assert_eq!(service.visible_nodes(&NoRoster, &romeo, None, 10), ["n"]);
     let out = service
         .subscribe(&NoRoster, &romeo, "n", &romeo, None)
         .unwrap();

@@ -1,5 +1,7 @@
 //! Entity use cases (XEP-0060 §5): discovery, one's own subscriptions and affiliations.
 
+use std::ops::Bound;
+
 use jid::{BareJid, Jid};
 
 use super::{Service, SubscriptionInfo, SubscriptionRef, info};
@@ -29,19 +31,28 @@ impl Service {
     }
 
     /// The nodes `actor` may subscribe to or retrieve items from (disco#items; XEP-0163 §8
-    /// shows only those).
-    pub fn visible_nodes(&self, resolver: &dyn AccessResolver, actor: &Jid) -> Vec<NodeId> {
+    /// shows only those), in NodeID order after `after`, at most `max`: a page.
+    pub fn visible_nodes(
+        &self,
+        resolver: &dyn AccessResolver,
+        actor: &Jid,
+        after: Option<&str>,
+        max: usize,
+    ) -> Vec<NodeId> {
         let actor = actor.to_bare();
         let admins = &self.config.admins;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.state
             .nodes
-            .values()
+            .range::<str, _>((from, Bound::Unbounded))
+            .map(|(_, node)| node)
             .filter(|node| {
                 [Action::Subscribe, Action::RetrieveItems]
                     .into_iter()
                     .any(|action| access::may(node, admins, resolver, &actor, action).is_ok())
             })
             .map(|node| node.id.clone())
+            .take(max)
             .collect()
     }
 
