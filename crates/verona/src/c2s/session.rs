@@ -338,7 +338,7 @@ impl Connection {
         // against the account's read rate, as the services' answers do.
         let answered = self.out.len().saturating_sub(written);
         if let State::Bound(session) = &self.state {
-            let until = session.pubsub.account_read(answered, Instant::now());
+            let until = session.pubsub.answered(answered, Instant::now());
             self.paused_until = self.paused_until.max(until);
         }
         let router = &self.shared.router;

@@ -217,11 +217,28 @@ impl AccountBudgets {
     }
 }
 
+/// Answers count against an account's read rate at this fraction of their size: enough to
+/// bound what short requests asking for long answers cost (at the default rate, 2 MB/s of
+/// answers, about 1.5 % of a core), little enough that a client catching up (an archive, its
+/// contacts' avatars) is not slowed.
+pub const ANSWER_SHARE: usize = 8;
+
+impl AccountBudget {
+    /// `bytes` were sent in answer to one of the account's requests (see [`ANSWER_SHARE`]).
+    pub fn answered(
+        &self,
+        bytes: usize,
+        now: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
+        self.read(bytes / ANSWER_SHARE, now)
+    }
+}
+
 impl AccountBudgets {
     /// `bytes` were sent in answer to one of `account`'s requests: they count against the
-    /// read rate of its sessions, as if they had sent them, so that a small request asking for
-    /// a large answer (a node's items, an archive page) cannot be repeated at the rate small
-    /// requests are read. An account with no session has no budget to charge.
+    /// read rate of its sessions (an [`ANSWER_SHARE`] of them), so that a small request asking
+    /// for a large answer (a node's items, an archive page) cannot be repeated at the rate
+    /// small requests are read. An account with no session has no budget to charge.
     pub fn answered(&self, account: &BareJid, bytes: usize) {
         let share = self
             .live
@@ -231,7 +248,7 @@ impl AccountBudgets {
             .get(account)
             .and_then(Weak::upgrade);
         if let Some(share) = share {
-            AccountBudget(share).read(bytes, tokio::time::Instant::now());
+            AccountBudget(share).answered(bytes, tokio::time::Instant::now());
         }
     }
 }

@@ -68,6 +68,17 @@ impl PubsubHandle {
         self.account.as_ref()?.read(bytes, now)
     }
 
+    /// `bytes` were sent in answer to one of this session's requests: until when the
+    /// session's reading pauses, when the account is past its rate (see
+    /// [`budget::ANSWER_SHARE`]).
+    pub fn answered(
+        &self,
+        bytes: usize,
+        now: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
+        self.account.as_ref()?.answered(bytes, now)
+    }
+
     /// Whether `account` may have one more message kept now (`[limits]
     /// kept_messages_per_minute`); a message passed on unkept (a chat state, a receipt) does not
     /// count.
