@@ -192,11 +192,11 @@ pub fn spec(error: &Error) -> ErrorSpec {
             | PubsubError::InvalidField { .. }
             | PubsubError::LastOwner => (Modify, C::NotAcceptable, None),
             PubsubError::PolicyViolation(limit) => {
-                // XEP-0060 names no condition for a node's affiliations.
+                // XEP-0060 names no condition for a node's affiliations or a service's bytes.
                 let condition = match limit {
                     Limit::TooManySubscriptions => Some(P::TooManySubscriptions),
                     Limit::MaxNodesExceeded => Some(P::MaxNodesExceeded),
-                    Limit::TooManyAffiliations => None,
+                    Limit::TooManyAffiliations | Limit::ServiceBytesExceeded => None,
                 };
                 (Wait, C::PolicyViolation, condition)
             }

@@ -490,6 +490,9 @@ pub struct Limits {
     pub max_items_per_node: usize,
     /// Bytes of one payload. [`PubsubError::PayloadTooBig`].
     pub max_payload_bytes: usize,
+    /// Payload bytes all the service's nodes hold together (a PEP service: one account's),
+    /// but for [`ServiceConfig::unmetered_nodes`]. [`crate::Limit::ServiceBytesExceeded`].
+    pub max_service_bytes: usize,
     /// Subscriptions (any state, any node) held by one bare JID.
     /// [`crate::Limit::TooManySubscriptions`].
     pub max_subscriptions_per_jid: usize,
@@ -508,6 +511,7 @@ impl Default for Limits {
             max_nodes_per_owner: 1000,
             max_items_per_node: 1000,
             max_payload_bytes: 256 * 1024,
+            max_service_bytes: usize::MAX,
             max_subscriptions_per_jid: 10_000,
             max_affiliations_per_node: 10_000,
             keep_recipients_from: crate::node::CACHED_RECIPIENTS,
@@ -541,6 +545,10 @@ pub struct ServiceConfig {
     /// item of a 1,000-item node on each subscription would make one request cost a thousand
     /// messages.
     pub all_items_nodes: VecSet<String>,
+    /// Nodes whose items do not count against [`Limits::max_service_bytes`], being bounded
+    /// otherwise (Verona's presence node: one item per session). A service at its limit can
+    /// still say that its account is online.
+    pub unmetered_nodes: VecSet<String>,
     /// Limits.
     pub limits: Limits,
     /// Whether an owner may create subscriptions for any entity (XEP-0060 §8.8.2). Off by
@@ -575,6 +583,7 @@ impl ServiceConfig {
             subscription_options: SubscriptionOptionsPolicy::Optional,
             custom_subscription_options: VecMap::new(),
             all_items_nodes: VecSet::new(),
+            unmetered_nodes: VecSet::new(),
             limits: Limits::default(),
             owners_subscribe_others: false,
         }

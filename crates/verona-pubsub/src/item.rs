@@ -84,6 +84,12 @@ pub(crate) struct ItemStore {
     by_seq: VecDeque<(u64, Item)>,
     seq_of: ItemIndex,
     next_seq: u64,
+    /// Payload bytes of the items held.
+    bytes: usize,
+}
+
+fn payload_len(item: &Item) -> usize {
+    item.payload.as_deref().map_or(0, str::len)
 }
 
 /// Nodes with this many items index them by id; below, a scan costs less than the index.
@@ -104,6 +110,11 @@ impl ItemStore {
 
     pub fn len(&self) -> usize {
         self.by_seq.len()
+    }
+
+    /// Payload bytes of the items held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn seq_of(&self, id: &str) -> Option<u64> {
@@ -164,8 +175,12 @@ impl ItemStore {
             // A single-item node keeps one slot, not the four a first push reserves.
             self.by_seq.reserve_exact(1);
         }
+        self.bytes += payload_len(&item);
         match self.position(seq) {
-            Ok(at) => self.by_seq[at].1 = item,
+            Ok(at) => {
+                self.bytes -= payload_len(&self.by_seq[at].1);
+                self.by_seq[at].1 = item;
+            }
             Err(at) if at == self.by_seq.len() => self.by_seq.push_back((seq, item)),
             Err(at) => self.by_seq.insert(at, (seq, item)),
         }
@@ -189,6 +204,7 @@ impl ItemStore {
         if let Some(index) = &mut self.seq_of.0 {
             index.remove(&item.id);
         }
+        self.bytes -= payload_len(&item);
         Some(item)
     }
 

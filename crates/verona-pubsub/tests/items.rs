@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use common::{bare, has_effect, jid, notifications, recipient_jids, service};
 use verona_pubsub::{
-    AccessModel, ConfigField, CreateRequest, Effect, Event, ItemQuery, MaxItems, NewItem, NoRoster,
-    PagePosition, PageRequest, PublishRequest, PubsubError, Service, ServiceConfig, StoreOp,
-    SubscriptionState,
+    AccessModel, ConfigField, CreateRequest, Effect, Event, ItemQuery, Limit, MaxItems, NewItem,
+    NoRoster, PagePosition, PageRequest, PublishRequest, PubsubError, Service, ServiceConfig,
+    StoreOp, SubscriptionState,
 };
 
 const OWNER: &str = "juliet@capulet.lit/balcony";
@@ -641,6 +641,47 @@ fn payload_limits() {
             var: "pubsub#max_payload_size".to_owned()
         })
     );
+}
+
+#[test]
+fn a_service_holds_a_bounded_number_of_bytes() {
+    let mut config = ServiceConfig::pubsub();
+    config.limits.max_service_bytes = 20;
+    config.node_defaults.access_model = AccessModel::Open;
+    config.unmetered_nodes.insert("presence".to_owned());
+    let (mut service, _) = service(config);
+    for (node, max_items) in [("a", 10), ("b", 2), ("presence", 10)] {
+        let request = CreateRequest {
+            node: Some(node.to_owned()),
+            config: vec![ConfigField::MaxItems(MaxItems::Count(max_items))],
+            ..CreateRequest::default()
+        };
+        let _ = service.create(&jid(OWNER), request).unwrap();
+    }
+    let full = Err(PubsubError::PolicyViolation(Limit::ServiceBytesExceeded));
+    let mut publish = |node: &str, id: &str, bytes: usize| {
+        let request = PublishRequest::payload(Some(id), "x".repeat(bytes));
+        service.publish(&jid(OWNER), node, request).map(|_| ())
+    };
+    // (node, item id, payload bytes, outcome), in order; the limit is 20 bytes over all
+    // nodes but `presence`.
+    let steps = [
+        ("a", "1", 8, Ok(())),
+        ("b", "1", 6, Ok(())),
+        ("a", "2", 7, full.clone()),
+        // Replacing an item frees its bytes.
+        ("a", "1", 12, Ok(())),
+        ("a", "1", 15, full.clone()),
+        // A full node drops its oldest: `b` keeps 2 items.
+        ("b", "2", 2, Ok(())),
+        ("b", "3", 6, Ok(())),
+        ("b", "4", 7, full.clone()),
+        // Unmetered: presence goes on whatever the others hold.
+        ("presence", "r1", 100, Ok(())),
+    ];
+    for (n, (node, id, bytes, outcome)) in steps.into_iter().enumerate() {
+        assert_eq!(publish(node, id, bytes), outcome, "step {n}: {node}/{id}");
+    }
 }
 
 #[test]

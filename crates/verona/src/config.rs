@@ -175,6 +175,8 @@ pub struct PubsubConfig {
     /// (XEP-0191 as pubsub), so this times `[limits] max_blocklist` bounds an account's
     /// affiliations.
     pub max_pep_nodes: usize,
+    /// Payload bytes one account's PEP nodes hold together, its presence aside.
+    pub max_pep_bytes: usize,
     /// Whether node owners may subscribe any entity to their nodes (XEP-0060 §8.8.2); off,
     /// they subscribe only themselves and those they affiliated with the node.
     pub owners_subscribe_others: bool,
@@ -320,6 +322,7 @@ impl Default for PubsubConfig {
             max_subscriptions_per_jid: limits.max_subscriptions_per_jid,
             max_affiliations_per_node: limits.max_affiliations_per_node,
             max_pep_nodes: 100,
+            max_pep_bytes: 16 << 20,
             shards: 0,
         }
     }
@@ -531,10 +534,11 @@ impl Config {
     }
 
     /// The limits of every account's PEP service: the `[pubsub]` limits, with `max_pep_nodes`
-    /// nodes at most.
+    /// nodes and `max_pep_bytes` of payloads at most.
     pub fn pep_limits(&self) -> verona_pubsub::Limits {
         let mut limits = self.pubsub_limits();
         limits.max_nodes_per_owner = limits.max_nodes_per_owner.min(self.pubsub.max_pep_nodes);
+        limits.max_service_bytes = self.pubsub.max_pep_bytes;
         limits
     }
 

@@ -1301,6 +1301,57 @@ async fn entering_a_room_counts_against_the_newcomers_rate() {
     romeo.expect_nothing().await;
 }
 
+/// What one account's PEP nodes hold is bounded in bytes altogether (`[pubsub] max_pep_bytes`),
+/// its presence aside: a full account can still go online and change its presence.
+#[tokio::test]
+async fn an_accounts_pep_nodes_hold_a_bounded_number_of_bytes() {
+    let t = TestServer::start_with(|config| config.pubsub.max_pep_bytes = 30_000).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let publish = |id: &str, node: &str, bytes: usize| {
+        let text = "x".repeat(bytes);
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{node}'><item id='current'><big xmlns='urn:example:big'>{text}</big></item></publish></pubsub></iq>"
+        )
+    };
+    ok(&juliet
+        .request(&publish("p1", "urn:example:one", 20_000))
+        .await);
+    let refused = juliet
+        .request(&publish("p2", "urn:example:two", 20_000))
+        .await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("policy-violation"));
+    // Replacing the item frees its bytes; so does a smaller one elsewhere fit.
+    ok(&juliet
+        .request(&publish("p3", "urn:example:one", 25_000))
+        .await);
+    ok(&juliet
+        .request(&publish("p4", "urn:example:two", 1_000))
+        .await);
+    // Nothing refused was kept.
+    let items = juliet
+        .request("<iq xmlns='jabber:client' type='get' id='i1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:example:two'/></pubsub></iq>")
+        .await;
+    let sizes: Vec<usize> = items
+        .get_child("pubsub", "http://jabber.org/protocol/pubsub")
+        .and_then(|p| p.get_child("items", "http://jabber.org/protocol/pubsub"))
+        .map(|i| {
+            i.children()
+                .map(|item| {
+                    item.text().len() + item.children().map(|c| c.text().len()).sum::<usize>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(sizes, [1_000], "{}", show(&items));
+    // Presence is not metered.
+    juliet
+        .send("<presence xmlns='jabber:client'><status>full</status></presence>")
+        .await;
+    let own = recv_until(&mut juliet, |el| el.name() == "presence").await;
+    assert_eq!(own.attr("type"), None, "{}", show(&own));
+}
+
 /// M7 for rooms: each room is a service of its own, and the rooms one account makes are
 /// bounded over all of `chat.<domain>` by `[pubsub] max_nodes_per_owner`, whether made by a
 /// classic join or a native create; a temporary room one leaves closes, and frees its place.

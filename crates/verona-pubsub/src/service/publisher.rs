@@ -9,7 +9,7 @@ use super::{Effects, Service, deliverable, find_node, fresh_id, is_live};
 use crate::access::{self, Action, Affiliation, NoRoster};
 use crate::config::{ConfigField, NodeConfig};
 use crate::effects::{Event, Outcome, StoreOp};
-use crate::error::PubsubError;
+use crate::error::{Limit, PubsubError};
 use crate::item::Item;
 use crate::node::Node;
 use crate::state::Tx;
@@ -118,6 +118,8 @@ impl Service {
             None => return Err(PubsubError::NodeNotFound),
         };
 
+        self.check_service_bytes(node_id, &request, payload_len)?;
+
         let mut fx = Effects::default();
         let now = self.env.now();
         let node_created = new_config.is_some();
@@ -168,6 +170,45 @@ impl Service {
             node_created,
         };
         Ok(fx.finish(value, tx.commit()))
+    }
+
+    /// [`crate::Limits::max_service_bytes`]: a publish may not take what the service's metered
+    /// nodes hold past it (an item it replaces, or the oldest one a full node drops, makes
+    /// room).
+    fn check_service_bytes(
+        &self,
+        node_id: &str,
+        request: &PublishRequest,
+        payload_len: usize,
+    ) -> Result<(), PubsubError> {
+        let limit = self.config.limits.max_service_bytes;
+        if limit == usize::MAX || self.config.unmetered_nodes.contains(node_id) {
+            return Ok(());
+        }
+        let node = self.state.nodes.get(node_id);
+        let item_len = |item: &Item| item.payload.as_deref().map_or(0, str::len);
+        let id = request.item.as_ref().and_then(|item| item.id.as_deref());
+        let replaced = node.and_then(|node| node.items.get(id?)).map(item_len);
+        let dropped = match (node, replaced) {
+            (_, Some(replaced)) => replaced,
+            (Some(node), None)
+                if node.items.len() >= node.config.max_items.capacity(&self.config.limits) =>
+            {
+                node.items.iter().next().map_or(0, item_len)
+            }
+            _ => 0,
+        };
+        let held: usize = self
+            .state
+            .nodes
+            .iter()
+            .filter(|(id, _)| !self.config.unmetered_nodes.contains(id.as_str()))
+            .map(|(_, node)| node.items.bytes())
+            .sum();
+        if (held - dropped).saturating_add(payload_len) > limit {
+            return Err(PubsubError::PolicyViolation(Limit::ServiceBytesExceeded));
+        }
+        Ok(())
     }
 
     /// Retracts an item (XEP-0060 §7.2). Subscribers are notified if the request asks

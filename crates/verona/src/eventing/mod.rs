@@ -36,12 +36,15 @@ use verona_pubsub::{Limits, ServiceConfig, SubscriptionOptionField};
 use presence::{PRESENCE_NODE, VIEW_OPTION};
 
 /// A PEP service's configuration: XEP-0163's, the server's pubsub limits, the option
-/// recording classic requests, and every current item of the presence node (one per online
-/// resource) sent as its last items.
+/// recording classic requests, and the presence node's exceptions: every current item (one
+/// per online resource) sent as its last items, and none counted against the account's bytes.
 pub fn pep_config(account: BareJid, limits: Limits) -> ServiceConfig {
     let mut config = ServiceConfig::pep(account);
     config.limits = limits;
     config.all_items_nodes.insert(PRESENCE_NODE.to_owned());
+    // Its items are bounded by the account's sessions, and going online must not depend on
+    // what the other nodes hold.
+    config.unmetered_nodes.insert(PRESENCE_NODE.to_owned());
     config.custom_subscription_options.insert(
         VIEW_OPTION.to_owned(),
         SubscriptionOptionField { unique: false },
