@@ -192,11 +192,13 @@ pub fn spec(error: &Error) -> ErrorSpec {
             | PubsubError::InvalidField { .. }
             | PubsubError::LastOwner => (Modify, C::NotAcceptable, None),
             PubsubError::PolicyViolation(limit) => {
-                // XEP-0060 names no condition for a node's affiliations or a service's bytes.
+                // XEP-0060 names no condition for a node's affiliations or for bytes held.
                 let condition = match limit {
                     Limit::TooManySubscriptions => Some(P::TooManySubscriptions),
                     Limit::MaxNodesExceeded => Some(P::MaxNodesExceeded),
-                    Limit::TooManyAffiliations | Limit::ServiceBytesExceeded => None,
+                    Limit::TooManyAffiliations
+                    | Limit::ServiceBytesExceeded
+                    | Limit::OwnerBytesExceeded => None,
                 };
                 (Wait, C::PolicyViolation, condition)
             }

@@ -493,6 +493,9 @@ pub struct Limits {
     /// Payload bytes all the service's nodes hold together (a PEP service: one account's),
     /// but for [`ServiceConfig::unmetered_nodes`]. [`crate::Limit::ServiceBytesExceeded`].
     pub max_service_bytes: usize,
+    /// Payload bytes the nodes one bare JID owns hold together (a service where anyone makes
+    /// nodes). [`crate::Limit::OwnerBytesExceeded`].
+    pub max_owner_bytes: usize,
     /// Subscriptions (any state, any node) held by one bare JID.
     /// [`crate::Limit::TooManySubscriptions`].
     pub max_subscriptions_per_jid: usize,
@@ -512,6 +515,7 @@ impl Default for Limits {
             max_items_per_node: 1000,
             max_payload_bytes: 256 * 1024,
             max_service_bytes: usize::MAX,
+            max_owner_bytes: usize::MAX,
             max_subscriptions_per_jid: 10_000,
             max_affiliations_per_node: 10_000,
             keep_recipients_from: crate::node::CACHED_RECIPIENTS,

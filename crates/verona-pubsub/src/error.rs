@@ -130,6 +130,8 @@ string_enum! {
         TooManyAffiliations = "too-many-affiliations",
         /// [`crate::Limits::max_service_bytes`] reached.
         ServiceBytesExceeded = "service-bytes-exceeded",
+        /// [`crate::Limits::max_owner_bytes`] reached.
+        OwnerBytesExceeded = "owner-bytes-exceeded",
     }
 }
 

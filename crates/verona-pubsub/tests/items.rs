@@ -685,6 +685,42 @@ fn a_service_holds_a_bounded_number_of_bytes() {
 }
 
 #[test]
+fn the_nodes_of_one_owner_hold_a_bounded_number_of_bytes() {
+    let mut config = ServiceConfig::pubsub();
+    config.limits.max_owner_bytes = 20;
+    config.node_defaults.access_model = AccessModel::Open;
+    let (mut service, _) = service(config);
+    let romeo = "romeo@montague.lit/orchard";
+    for (owner, node) in [(OWNER, "j1"), (OWNER, "j2"), (romeo, "r1")] {
+        let request = CreateRequest {
+            node: Some(node.to_owned()),
+            ..CreateRequest::default()
+        };
+        let _ = service.create(&jid(owner), request).unwrap();
+    }
+    let full = Err(PubsubError::PolicyViolation(Limit::OwnerBytesExceeded));
+    let mut publish = |who: &str, node: &str, id: &str, bytes: usize| {
+        let request = PublishRequest::payload(Some(id), "x".repeat(bytes));
+        service.publish(&jid(who), node, request).map(|_| ())
+    };
+    let steps = [
+        (OWNER, "j1", "1", 15, Ok(())),
+        // Juliet's two nodes share her 20 bytes; Romeo's node has his own.
+        (OWNER, "j2", "1", 10, full.clone()),
+        (OWNER, "j2", "1", 5, Ok(())),
+        (romeo, "r1", "1", 15, Ok(())),
+        (OWNER, "j1", "1", 16, full.clone()),
+    ];
+    for (n, (who, node, id, bytes, outcome)) in steps.into_iter().enumerate() {
+        assert_eq!(
+            publish(who, node, id, bytes),
+            outcome,
+            "step {n}: {node}/{id}"
+        );
+    }
+}
+
+#[test]
 fn items_expire() {
     let (mut service, env) = open_node(&[
         ConfigField::ItemExpire(Some(60)),

@@ -177,6 +177,8 @@ pub struct PubsubConfig {
     pub max_pep_nodes: usize,
     /// Payload bytes one account's PEP nodes hold together, its presence aside.
     pub max_pep_bytes: usize,
+    /// Payload bytes the nodes one account owns on `pubsub.<domain>` hold together.
+    pub max_owner_bytes: usize,
     /// Whether node owners may subscribe any entity to their nodes (XEP-0060 §8.8.2); off,
     /// they subscribe only themselves and those they affiliated with the node.
     pub owners_subscribe_others: bool,
@@ -323,6 +325,7 @@ impl Default for PubsubConfig {
             max_affiliations_per_node: limits.max_affiliations_per_node,
             max_pep_nodes: 100,
             max_pep_bytes: 16 << 20,
+            max_owner_bytes: 64 << 20,
             shards: 0,
         }
     }
@@ -529,6 +532,7 @@ impl Config {
             max_payload_bytes: pubsub.max_payload_bytes,
             max_subscriptions_per_jid: pubsub.max_subscriptions_per_jid,
             max_affiliations_per_node: pubsub.max_affiliations_per_node,
+            max_owner_bytes: pubsub.max_owner_bytes,
             ..verona_pubsub::Limits::default()
         }
     }

@@ -1352,6 +1352,32 @@ async fn an_accounts_pep_nodes_hold_a_bounded_number_of_bytes() {
     assert_eq!(own.attr("type"), None, "{}", show(&own));
 }
 
+/// The nodes one account owns on `pubsub.<domain>` hold a bounded number of bytes together
+/// (`[pubsub] max_owner_bytes`), whoever publishes to them.
+#[tokio::test]
+async fn the_nodes_an_account_owns_hold_a_bounded_number_of_bytes() {
+    let t = TestServer::start_with(|config| config.pubsub.max_owner_bytes = 30_000).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    for node in ["one", "two"] {
+        ok(&juliet
+            .request(&format!(
+                "<iq xmlns='jabber:client' type='set' id='c-{node}' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='{node}'/></pubsub></iq>"
+            ))
+            .await);
+    }
+    let publish = |node: &str, bytes: usize| {
+        let text = "x".repeat(bytes);
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='p-{node}' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{node}'><item id='current'><big xmlns='urn:example:big'>{text}</big></item></publish></pubsub></iq>"
+        )
+    };
+    ok(&juliet.request(&publish("one", 20_000)).await);
+    let refused = juliet.request(&publish("two", 20_000)).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("policy-violation"));
+    ok(&juliet.request(&publish("two", 5_000)).await);
+}
+
 /// M7 for rooms: each room is a service of its own, and the rooms one account makes are
 /// bounded over all of `chat.<domain>` by `[pubsub] max_nodes_per_owner`, whether made by a
 /// classic join or a native create; a temporary room one leaves closes, and frees its place.

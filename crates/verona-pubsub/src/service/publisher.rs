@@ -172,17 +172,20 @@ impl Service {
         Ok(fx.finish(value, tx.commit()))
     }
 
-    /// [`crate::Limits::max_service_bytes`]: a publish may not take what the service's metered
-    /// nodes hold past it (an item it replaces, or the oldest one a full node drops, makes
-    /// room).
+    /// [`crate::Limits::max_service_bytes`] and [`crate::Limits::max_owner_bytes`]: a publish
+    /// may not take what the service's metered nodes hold, or the nodes of one of the target
+    /// node's owners, past them (an item it replaces, or the oldest one a full node drops,
+    /// makes room).
     fn check_service_bytes(
         &self,
         node_id: &str,
         request: &PublishRequest,
         payload_len: usize,
     ) -> Result<(), PubsubError> {
-        let limit = self.config.limits.max_service_bytes;
-        if limit == usize::MAX || self.config.unmetered_nodes.contains(node_id) {
+        let limits = &self.config.limits;
+        if (limits.max_service_bytes == usize::MAX && limits.max_owner_bytes == usize::MAX)
+            || self.config.unmetered_nodes.contains(node_id)
+        {
             return Ok(());
         }
         let node = self.state.nodes.get(node_id);
@@ -198,15 +201,32 @@ impl Service {
             }
             _ => 0,
         };
-        let held: usize = self
-            .state
-            .nodes
-            .iter()
-            .filter(|(id, _)| !self.config.unmetered_nodes.contains(id.as_str()))
-            .map(|(_, node)| node.items.bytes())
-            .sum();
-        if (held - dropped).saturating_add(payload_len) > limit {
-            return Err(PubsubError::PolicyViolation(Limit::ServiceBytesExceeded));
+        let after = |held: usize| (held - dropped).saturating_add(payload_len);
+        if limits.max_service_bytes != usize::MAX {
+            let held: usize = self
+                .state
+                .nodes
+                .iter()
+                .filter(|(id, _)| !self.config.unmetered_nodes.contains(id.as_str()))
+                .map(|(_, node)| node.items.bytes())
+                .sum();
+            if after(held) > limits.max_service_bytes {
+                return Err(PubsubError::PolicyViolation(Limit::ServiceBytesExceeded));
+            }
+        }
+        if limits.max_owner_bytes != usize::MAX {
+            for owner in node.into_iter().flat_map(|node| node.owners()) {
+                let held: usize = self
+                    .state
+                    .affiliations_of(owner)
+                    .filter(|(_, affiliation)| *affiliation == Affiliation::Owner)
+                    .filter_map(|(id, _)| self.state.nodes.get(id))
+                    .map(|node| node.items.bytes())
+                    .sum();
+                if after(held) > limits.max_owner_bytes {
+                    return Err(PubsubError::PolicyViolation(Limit::OwnerBytesExceeded));
+                }
+            }
         }
         Ok(())
     }
