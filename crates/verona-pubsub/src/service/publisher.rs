@@ -201,7 +201,7 @@ impl Service {
             }
             _ => 0,
         };
-        let after = |held: usize| (held - dropped).saturating_add(payload_len);
+        let after = |held: usize| held.saturating_sub(dropped).saturating_add(payload_len);
         if limits.max_service_bytes != usize::MAX {
             let held: usize = self
                 .state
