@@ -1132,6 +1132,46 @@ async fn an_accounts_sessions_share_one_rate() {
     assert_eq!(body_of(&romeo.recv().await), Some(his));
 }
 
+/// A server whose accounts may read 40 KiB at once and then 1 byte a second (each
+/// connection unlimited), with Juliet and Romeo logged in.
+async fn rate_limited_pair() -> (TestServer, Client, Client) {
+    let t = TestServer::start_with(|config| {
+        config.limits.read_bytes_per_sec = 0;
+        config.limits.account_read_bytes_per_sec = 1;
+        config.limits.account_read_burst_bytes = 40 * 1024;
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("romeo", "pw").await;
+    let juliet = t.login("juliet", "pw", "balcony").await;
+    let romeo = t.login("romeo", "pw", "orchard").await;
+    (t, juliet, romeo)
+}
+
+/// Juliet publishes one 25 KB item to her open PEP node `urn:example:big`.
+async fn publish_open_big_item(juliet: &mut Client) {
+    let text = "x".repeat(25_000);
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:example:big'><item id='only'><big xmlns='urn:example:big'>{text}</big></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options></pubsub></iq>"
+        ))
+        .await);
+}
+
+fn ping(id: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+    )
+}
+
+/// The client's account is past its rate: what was read before its reading paused is
+/// answered (one ping), nothing after it is (the next).
+async fn expect_reading_paused(client: &mut Client) {
+    ok(&client.request(&ping("ping1")).await);
+    client.send(&ping("ping2")).await;
+    client.expect_nothing().await;
+}
+
 /// Uses up all but about 5 KB of the 40 KiB burst of `client`'s account with a message to
 /// itself, so that what its next answers count (an eighth of their size) is what takes it past.
 async fn leave_5_kb_of_the_burst(client: &mut Client) {
@@ -1152,30 +1192,11 @@ async fn leave_5_kb_of_the_burst(client: &mut Client) {
 /// 139 MB/s of answers, a core's worth).
 #[tokio::test]
 async fn answers_count_against_the_askers_rate() {
-    let t = TestServer::start_with(|config| {
-        config.limits.read_bytes_per_sec = 0;
-        config.limits.account_read_bytes_per_sec = 1;
-        config.limits.account_read_burst_bytes = 40 * 1024;
-    })
-    .await;
-    t.add_user("juliet", "pw").await;
-    t.add_user("romeo", "pw").await;
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
-    let text = "x".repeat(25_000);
-    ok(&juliet
-        .request(&format!(
-            "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:example:big'><item id='only'><big xmlns='urn:example:big'>{text}</big></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options></pubsub></iq>"
-        ))
-        .await);
+    let (t, mut juliet, mut romeo) = rate_limited_pair().await;
+    publish_open_big_item(&mut juliet).await;
     let get = |id: &str| {
         format!(
             "<iq xmlns='jabber:client' type='get' id='{id}' to='juliet@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:example:big'/></pubsub></iq>"
-        )
-    };
-    let ping = |id: &str| {
-        format!(
-            "<iq xmlns='jabber:client' type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
         )
     };
     // Two answers of 25 KB count about 3 KB each: the second takes the account past its
@@ -1191,9 +1212,7 @@ async fn answers_count_against_the_askers_rate() {
         );
     }
     // What was read before the account's reading paused is answered; nothing after it is.
-    ok(&romeo.request(&ping("ping1")).await);
-    romeo.send(&ping("ping2")).await;
-    romeo.expect_nothing().await;
+    expect_reading_paused(&mut romeo).await;
     // Another account has its own rate.
     t.add_user("nurse", "pw").await;
     let mut nurse = t.login("nurse", "pw", "kitchen").await;
@@ -1205,22 +1224,8 @@ async fn answers_count_against_the_askers_rate() {
 /// read.
 #[tokio::test]
 async fn last_items_count_against_the_subscribers_rate() {
-    let t = TestServer::start_with(|config| {
-        config.limits.read_bytes_per_sec = 0;
-        config.limits.account_read_bytes_per_sec = 1;
-        config.limits.account_read_burst_bytes = 40 * 1024;
-    })
-    .await;
-    t.add_user("juliet", "pw").await;
-    t.add_user("romeo", "pw").await;
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
-    let text = "x".repeat(25_000);
-    ok(&juliet
-        .request(&format!(
-            "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:example:big'><item id='only'><big xmlns='urn:example:big'>{text}</big></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options></pubsub></iq>"
-        ))
-        .await);
+    let (_server, mut juliet, mut romeo) = rate_limited_pair().await;
+    publish_open_big_item(&mut juliet).await;
     let change = |kind: &str, id: &str| {
         format!(
             "<iq xmlns='jabber:client' type='set' id='{id}' to='juliet@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><{kind} node='urn:example:big' jid='romeo@localhost/orchard'/></pubsub></iq>"
@@ -1240,14 +1245,7 @@ async fn last_items_count_against_the_subscribers_rate() {
     ok(&romeo.request(&change("unsubscribe", "u1")).await);
     ok(&romeo.request(&change("subscribe", "s2")).await);
     recv_until(&mut romeo, is_item).await;
-    let ping = |id: &str| {
-        format!(
-            "<iq xmlns='jabber:client' type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
-        )
-    };
-    ok(&romeo.request(&ping("ping1")).await);
-    romeo.send(&ping("ping2")).await;
-    romeo.expect_nothing().await;
+    expect_reading_paused(&mut romeo).await;
 }
 
 /// Entering a room brings its occupants and history for one short presence: the newcomer's
@@ -1255,16 +1253,7 @@ async fn last_items_count_against_the_subscribers_rate() {
 /// server render a room's history at the rate presences are read.
 #[tokio::test]
 async fn entering_a_room_counts_against_the_newcomers_rate() {
-    let t = TestServer::start_with(|config| {
-        config.limits.read_bytes_per_sec = 0;
-        config.limits.account_read_bytes_per_sec = 1;
-        config.limits.account_read_burst_bytes = 40 * 1024;
-    })
-    .await;
-    t.add_user("juliet", "pw").await;
-    t.add_user("romeo", "pw").await;
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let (_server, mut juliet, mut romeo) = rate_limited_pair().await;
     let join = |nick: &str| {
         format!(
             "<presence xmlns='jabber:client' to='room@chat.localhost/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
@@ -1291,14 +1280,7 @@ async fn entering_a_room_counts_against_the_newcomers_rate() {
     recv_until(&mut romeo, |el| el.attr("type") == Some("unavailable")).await;
     romeo.send(&join("Romeo")).await;
     recv_until(&mut romeo, is_subject).await;
-    let ping = |id: &str| {
-        format!(
-            "<iq xmlns='jabber:client' type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
-        )
-    };
-    ok(&romeo.request(&ping("ping1")).await);
-    romeo.send(&ping("ping2")).await;
-    romeo.expect_nothing().await;
+    expect_reading_paused(&mut romeo).await;
 }
 
 /// What one account's PEP nodes hold is bounded in bytes altogether (`[pubsub] max_pep_bytes`),
