@@ -52,6 +52,9 @@ pub enum StorageError {
     /// iteration count written by something other than Verona).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The store closed before the write was committed.
+    #[error("the store is closed")]
+    Closed,
 }
 
 /// Accounts and their SCRAM credentials, keyed by normalised bare JID string

@@ -15,9 +15,8 @@ use crate::{AccountStore, BoxFuture, Credentials, StorageError};
 /// Embedded into the binary so a deployed server needs no migration files.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// SQLite writes are serialised anyway; a few connections let reads proceed
-/// alongside a write under WAL.
-const MAX_CONNECTIONS: u32 = 4;
+/// Connections for reads, which under WAL proceed alongside the write.
+const READ_CONNECTIONS: u32 = 3;
 
 /// Page cache per connection, in KiB (SQLite's default is 2 MiB).
 const CACHE_KIB: u32 = 8 * 1024;
@@ -30,7 +29,15 @@ type CredentialsRow = (Vec<u8>, i64, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
 /// Store in a single SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Every write, on one connection: writers queue for it in order. SQLite serialises
+    /// writers anyway, but a second writer on its own connection finds the database locked and
+    /// polls, sleeping 1, 2, 5, 10… ms between tries: two shards committing at once made
+    /// the second wait milliseconds after the first was done.
+    writer: SqlitePool,
+    /// [`pubsub::commit_groups`], which commits pubsub writes in groups on `writer`.
+    committer: tokio::sync::mpsc::UnboundedSender<pubsub::Pending>,
 }
 
 impl SqliteStore {
@@ -52,12 +59,22 @@ impl SqliteStore {
             // Services are read when they become resident (a login reads its account's): keep
             // the indexes' inner pages in SQLite's cache rather than reading them again.
             .pragma("cache_size", format!("-{CACHE_KIB}"));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(READ_CONNECTIONS)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let (committer, pending) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(pubsub::commit_groups(writer.clone(), pending));
+        Ok(SqliteStore {
+            pool,
+            writer,
+            committer,
+        })
     }
 }
 
@@ -69,7 +86,7 @@ impl SqliteStore {
         &self,
         accounts: &[(String, Credentials)],
     ) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for (jid, creds) in accounts {
             insert_account(&mut *tx, jid, creds).await?;
         }
@@ -155,7 +172,7 @@ impl AccountStore for SqliteStore {
         jid: &'a str,
         creds: &'a Credentials,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(insert_account(&self.pool, jid, creds))
+        Box::pin(insert_account(&self.writer, jid, creds))
     }
 
     fn credentials<'a>(
@@ -188,7 +205,7 @@ impl AccountStore for SqliteStore {
                 creds,
             )
             .bind(jid)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
             if updated == 0 {
@@ -200,7 +217,7 @@ impl AccountStore for SqliteStore {
 
     fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             let deleted = sqlx::query("DELETE FROM accounts WHERE jid = $1")
                 .bind(jid)
                 .execute(&mut *tx)
@@ -259,7 +276,10 @@ impl AccountStore for SqliteStore {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         // Closing the last connection checkpoints the WAL into the main file.
-        Box::pin(self.pool.close())
+        Box::pin(async move {
+            self.pool.close().await;
+            self.writer.close().await;
+        })
     }
 }
 
@@ -355,7 +375,7 @@ mod tests {
             .await
             .unwrap();
 
-        MIGRATOR.run(&store.pool).await.unwrap();
+        MIGRATOR.run(&store.writer).await.unwrap();
 
         let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
             .fetch_one(&store.pool)
@@ -405,7 +425,7 @@ mod tests {
             .await
             .unwrap();
         sqlx::query("UPDATE accounts SET iterations = -1")
-            .execute(&store.pool)
+            .execute(&store.writer)
             .await
             .unwrap();
 

@@ -13,7 +13,7 @@ impl OfflineStore for SqliteStore {
         stanzas: &'a [(String, SystemTime)],
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             for (stanza, at) in stanzas {
                 sqlx::query("INSERT INTO offline (account, stanza, kept) VALUES ($1, $2, $3)")
                     .bind(account)
@@ -81,7 +81,7 @@ impl OfflineStore for SqliteStore {
             sqlx::query("DELETE FROM offline WHERE account = $1 AND seq <= $2")
                 .bind(account)
                 .bind(through)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             Ok(())
         })

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{Row, Sqlite, SqliteConnection};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 use verona_pubsub::{Affiliation, Item, StoreOp, StoredNode, StoredSubscription};
 
 use super::SqliteStore;
@@ -146,7 +147,7 @@ impl PubsubStore for SqliteStore {
             )
             .bind(service)
             .bind(keep)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
             Ok(usize::try_from(removed).unwrap_or(usize::MAX))
@@ -371,35 +372,90 @@ impl PubsubStore for SqliteStore {
             if writes.is_empty() {
                 return Ok(());
             }
-            // Dropping the transaction on an error rolls it back.
-            let mut tx = self.pool.begin().await?;
-            let mut rest = writes;
-            while !rest.is_empty() {
-                let run = rest
-                    .iter()
-                    .take_while(|w| matches!(w.op, StoreOp::SubscriptionSet { .. }))
-                    .count();
-                let items = rest
-                    .iter()
-                    .take_while(|w| matches!(w.op, StoreOp::ItemStored { .. }))
-                    .count();
-                if run > 1 {
-                    for chunk in rest[..run].chunks(SUBSCRIPTIONS_PER_STATEMENT) {
-                        set_subscriptions(&mut tx, chunk).await?;
-                    }
-                    rest = &rest[run..];
-                } else if items > 1 {
-                    store_items(&mut tx, &rest[..items]).await?;
-                    rest = &rest[items..];
-                } else {
-                    apply_write(&mut tx, &rest[0]).await?;
-                    rest = &rest[1..];
-                }
-            }
-            tx.commit().await?;
-            Ok(())
+            let (done, outcome) = oneshot::channel();
+            let closed = || StorageError::Closed;
+            self.committer
+                .send(Pending {
+                    writes: writes.to_vec(),
+                    done,
+                })
+                .map_err(|_| closed())?;
+            outcome.await.map_err(|_| closed())?
         })
     }
+}
+
+/// One [`PubsubStore::apply`] call waiting for the committer.
+pub(super) struct Pending {
+    writes: Vec<PubsubWrite>,
+    done: oneshot::Sender<Result<(), StorageError>>,
+}
+
+/// Write sets committed together at most: one transaction, one sync to disk.
+const GROUP: usize = 64;
+
+/// Commits the write sets of [`PubsubStore::apply`] calls that arrive together (one from each
+/// pubsub shard, say) in one transaction: one sync to disk serves them all. If that fails, each
+/// set is committed alone, so a set that fails is undone alone and reported to its caller.
+pub(super) async fn commit_groups(
+    writer: SqlitePool,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut group = Vec::with_capacity(GROUP);
+    while pending.recv_many(&mut group, GROUP).await > 0 {
+        let together = group.len() > 1 && commit(&writer, &group).await.is_ok();
+        for pending in group.drain(..) {
+            let outcome = if together {
+                Ok(())
+            } else {
+                commit(&writer, std::slice::from_ref(&pending)).await
+            };
+            // A caller that stopped waiting needs no answer.
+            pending.done.send(outcome).ok();
+        }
+    }
+}
+
+/// The sets in one transaction, rolled back (as it drops) if any write fails.
+async fn commit(writer: &SqlitePool, sets: &[Pending]) -> Result<(), StorageError> {
+    let mut tx = writer.begin().await?;
+    for set in sets {
+        apply_writes(&mut tx, &set.writes).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One caller's writes, in order, with runs of subscriptions and of items as multi-row
+/// statements.
+async fn apply_writes(
+    conn: &mut SqliteConnection,
+    writes: &[PubsubWrite],
+) -> Result<(), StorageError> {
+    let mut rest = writes;
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .take_while(|w| matches!(w.op, StoreOp::SubscriptionSet { .. }))
+            .count();
+        let items = rest
+            .iter()
+            .take_while(|w| matches!(w.op, StoreOp::ItemStored { .. }))
+            .count();
+        if run > 1 {
+            for chunk in rest[..run].chunks(SUBSCRIPTIONS_PER_STATEMENT) {
+                set_subscriptions(conn, chunk).await?;
+            }
+            rest = &rest[run..];
+        } else if items > 1 {
+            store_items(conn, &rest[..items]).await?;
+            rest = &rest[items..];
+        } else {
+            apply_write(conn, &rest[0]).await?;
+            rest = &rest[1..];
+        }
+    }
+    Ok(())
 }
 
 /// Subscription rows written by one statement: each statement is a round trip to the
@@ -683,6 +739,55 @@ mod tests {
         store.close().await;
     }
 
+    /// Sets that reach the committer together share a transaction; one that fails is undone
+    /// alone, and the others are stored.
+    #[tokio::test]
+    async fn sets_committed_together_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let created = |service: &str| PubsubWrite {
+            service: service.into(),
+            op: StoreOp::NodeCreated {
+                node: "n".into(),
+                config: verona_pubsub::NodeConfig::default(),
+            },
+        };
+        let item_on = |service: &str, node: &str| PubsubWrite {
+            service: service.into(),
+            op: StoreOp::ItemStored {
+                node: node.into(),
+                item: Item {
+                    id: "i".into(),
+                    payload: None,
+                    publisher: jid::Jid::new("juliet@capulet.lit").unwrap(),
+                    published: std::time::UNIX_EPOCH,
+                },
+            },
+        };
+        let (first, failing, third) = (
+            [created("a"), item_on("a", "n")],
+            [created("b"), item_on("b", "missing")],
+            [created("c")],
+        );
+        // Joined, all three are sent before the committer runs: one group.
+        let (first, failing, third) = tokio::join!(
+            store.apply(&first),
+            store.apply(&failing),
+            store.apply(&third)
+        );
+        assert!(first.is_ok(), "{first:?}");
+        assert!(
+            matches!(failing, Err(StorageError::NodeNotFound { ref node, .. }) if node == "missing"),
+            "{failing:?}"
+        );
+        assert!(third.is_ok(), "{third:?}");
+        let a = store.load_service("a").await.unwrap();
+        assert_eq!((a.len(), a[0].items.len()), (1, 1));
+        assert_eq!(store.load_service("b").await.unwrap(), []);
+        assert_eq!(store.load_service("c").await.unwrap().len(), 1);
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn time_precision() {
         let dir = tempfile::tempdir().unwrap();
@@ -833,7 +938,7 @@ mod tests {
             assert_eq!(store.load_service("s").await.unwrap().len(), 1);
             sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET {column} = $1")))
                 .bind(value)
-                .execute(&store.pool)
+                .execute(&store.writer)
                 .await
                 .unwrap();
             let loaded = store.load_service("s").await;
