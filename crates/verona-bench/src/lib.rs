@@ -1,9 +1,10 @@
 //! verona-bench: an XMPP load generator. It speaks plain RFC 6120 client streams, so the same
 //! scenarios run against Verona, Prosody or ejabberd. The `verona-bench` binary is a thin
-//! command line over [`scenarios`], [`wire`], [`summary`] and [`populate`] (which writes a
-//! Verona account database for the scale scenario).
+//! command line over [`scenarios`], [`wire`], [`summary`], [`populate`] (which writes a
+//! Verona account database for the scale scenario) and [`commits`] (the store's commit latency).
 
 pub mod client;
+pub mod commits;
 pub mod populate;
 pub mod scenarios;
 pub mod stats;

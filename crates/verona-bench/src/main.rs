@@ -61,6 +61,18 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Commit latency of the SQLite store with WRITERS committing one item at a time at once,
+    /// as the server's pubsub shards do (no server needed).
+    Commits {
+        /// A directory for the database (its verona.db must not exist yet).
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
+        /// Commits per writer.
+        #[arg(long, default_value_t = 2000)]
+        commits: usize,
+    },
 }
 
 #[derive(Args)]
@@ -322,6 +334,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 seed,
             };
             let report = verona_bench::populate::run(options).await?;
+            eprint!("{}", report.table());
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(true);
+        }
+        Command::Commits {
+            data_dir,
+            writers,
+            commits,
+        } => {
+            let options = verona_bench::commits::CommitsOptions {
+                data_dir,
+                writers,
+                commits,
+            };
+            let report = verona_bench::commits::run(options).await?;
             eprint!("{}", report.table());
             println!("{}", serde_json::to_string(&report)?);
             return Ok(true);

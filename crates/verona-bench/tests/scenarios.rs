@@ -577,3 +577,23 @@ async fn chat_across_federated_servers_delivers_every_message() {
     capulet.shutdown().await;
     montague.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_timed_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = verona_bench::commits::CommitsOptions {
+        data_dir: dir.path().to_owned(),
+        writers: 3,
+        commits: 20,
+    };
+    let report = verona_bench::commits::run(options).await.unwrap();
+    assert_eq!((report.writers, report.commits), (3, 60));
+    assert!(report.latency.is_some_and(|l| l.p50_ms <= l.max_ms));
+    // The database is kept: running again over it would measure a different store.
+    let again = verona_bench::commits::CommitsOptions {
+        data_dir: dir.path().to_owned(),
+        writers: 1,
+        commits: 1,
+    };
+    assert!(verona_bench::commits::run(again).await.is_err());
+}

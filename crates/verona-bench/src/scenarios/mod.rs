@@ -321,7 +321,7 @@ fn fmt_generator(cores: f64) -> String {
 }
 
 /// A latency summary as the tables show it.
-fn fmt_latency(summary: &Option<crate::stats::Summary>) -> String {
+pub(crate) fn fmt_latency(summary: &Option<crate::stats::Summary>) -> String {
     summary.as_ref().map_or_else(
         || "n/a".into(),
         |s| {
