@@ -50,7 +50,7 @@ const BATCH: usize = 256;
 /// How often items past their node's `pubsub#item_expire` are removed.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 mod blocking;
-mod budget;
+pub(crate) mod budget;
 mod chat;
 mod deletion;
 mod delivery;
@@ -88,6 +88,10 @@ pub struct Hosting {
     /// Bytes per second, and at once, one account's sessions together may send.
     pub account_read_per_sec: u64,
     pub account_read_burst: u64,
+    /// Bytes per second and burst all streams from one other server may send together, its
+    /// users' answers counted in (`[s2s] read_bytes_per_sec`).
+    pub domain_read_per_sec: u64,
+    pub domain_read_burst: u64,
     /// Messages one account may have kept per minute, and at once (`[limits]
     /// kept_messages_per_minute`, `kept_messages_burst`).
     pub kept_per_minute: u32,
@@ -214,10 +218,17 @@ pub async fn start(
         AccountBudgets::new(hosting.account_bytes, hosting.account_requests)
             .with_read_rate(hosting.account_read_per_sec, hosting.account_read_burst),
     );
+    // Only the read rate of another server's budget is drawn on: its requests are queued by
+    // sender, as a local account's.
+    let domains = Arc::new(
+        AccountBudgets::new(hosting.account_bytes, hosting.account_requests)
+            .with_read_rate(hosting.domain_read_per_sec, hosting.domain_read_burst),
+    );
     for (shard, (rx, peer_rx)) in receivers.into_iter().zip(peer_receivers).enumerate() {
         let task = ServicesTask {
             shard,
             budgets: accounts.clone(),
+            domains: domains.clone(),
             peers: peers.clone(),
             outbox: Vec::new(),
             told: Default::default(),
@@ -290,6 +301,7 @@ pub async fn start(
             .map(|_| Budget::new(hosting.queue_bytes))
             .collect(),
         accounts,
+        domains,
         account: None,
         kept: Arc::new(KeptRate::new(hosting.kept_per_minute, hosting.kept_burst)),
         touched: Arc::default(),
@@ -399,6 +411,9 @@ struct ServicesTask {
     /// The budgets of the accounts with a session: answers to their requests count against
     /// their read rate.
     budgets: Arc<AccountBudgets>,
+    /// The budgets of the other servers with a stream to this one: answers to their users
+    /// count against those streams' read rate.
+    domains: Arc<AccountBudgets>,
     /// The resident conversations of this shard, by node.
     conversations: HashMap<String, Hosted>,
     /// `pubsub.<domain>`, which owns the conversations.

@@ -440,6 +440,8 @@ async fn start_services(
             account_requests: config.limits.pubsub_account_requests,
             account_read_per_sec: config.limits.account_read_bytes_per_sec,
             account_read_burst: config.limits.account_read_burst_bytes,
+            domain_read_per_sec: config.s2s.read_bytes_per_sec,
+            domain_read_burst: config.s2s.read_burst_bytes,
             kept_per_minute: config.limits.kept_messages_per_minute,
             kept_burst: config.limits.kept_messages_burst,
         },

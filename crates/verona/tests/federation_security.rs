@@ -350,3 +350,73 @@ async fn dialback_keys_checked_are_limited_per_address() {
         ["result:invalid", "result:invalid", "policy-violation"]
     );
 }
+
+/// Answers to another server's users count against the read rate that server's streams
+/// share, as answers to an account's requests count against the account's: a remote user's
+/// short requests for a node's long items cannot be repeated at the rate short requests are
+/// read.
+#[tokio::test]
+async fn answers_to_another_servers_users_count_against_its_rate() {
+    let (capulet_port, montague_port) = (free_port(), free_port());
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{capulet_port}").parse().unwrap()];
+        config
+            .s2s
+            .hosts
+            .insert("montague.lit".into(), format!("127.0.0.1:{montague_port}"));
+        // What montague.lit's streams send fits this burst many times over; one answer
+        // of 150 KB, counted at an eighth, does not.
+        config.s2s.read_bytes_per_sec = 1;
+        config.s2s.read_burst_bytes = 12 * 1024;
+        config.limits.read_bytes_per_sec = 0;
+        config.limits.account_read_bytes_per_sec = 0;
+    })
+    .await;
+    let montague = TestServer::start_with(move |config| {
+        config.domain = "montague.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{montague_port}").parse().unwrap()];
+        config
+            .s2s
+            .hosts
+            .insert("capulet.lit".into(), format!("127.0.0.1:{capulet_port}"));
+    })
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    montague.add_user("romeo", "pw").await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    let text = "x".repeat(150_000);
+    let published = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:example:big'><item id='only'><big xmlns='urn:example:big'>{text}</big></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options></pubsub></iq>"
+        ))
+        .await;
+    assert_eq!(
+        published.attr("type"),
+        Some("result"),
+        "{}",
+        show(&published)
+    );
+    let mut romeo = montague.login("romeo", "pw", "orchard").await;
+    let ping = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='capulet.lit'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+    };
+    assert_eq!(
+        romeo.request(&ping("ping0")).await.attr("type"),
+        Some("result")
+    );
+    let items = romeo
+        .request("<iq xmlns='jabber:client' type='get' id='g1' to='juliet@capulet.lit'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:example:big'/></pubsub></iq>")
+        .await;
+    assert_eq!(items.attr("type"), Some("result"), "{}", show(&items));
+    // montague.lit is past its rate: what capulet.lit read of its stream before reading
+    // paused is answered (one ping), nothing after it is (the next).
+    assert_eq!(
+        romeo.request(&ping("ping1")).await.attr("type"),
+        Some("result")
+    );
+    romeo.send(&ping("ping2")).await;
+    romeo.expect_nothing().await;
+}

@@ -12,7 +12,7 @@ impl ServicesTask {
                 let bytes = Bytes::from(verona_stream::element_bytes(reply));
                 // The answer to a request goes to whoever made it.
                 if d.request.is_some() {
-                    self.budgets.answered(&to.to_bare(), bytes.len());
+                    self.charge_answer(to, bytes.len());
                 }
                 self.router.deliver(to, bytes);
             }
@@ -91,7 +91,7 @@ impl ServicesTask {
                     && last.to.to_bare() == to.to_bare()
                 {
                     let bytes = outgoing.iter().map(|out| out.stanza.len()).sum();
-                    self.budgets.answered(&to.to_bare(), bytes);
+                    self.charge_answer(to, bytes);
                 }
                 let Some(classic) = classic else {
                     for out in outgoing {
@@ -136,7 +136,20 @@ impl ServicesTask {
             .filter_map(|d| d.reply.as_ref())
             .map(budget::weight)
             .sum();
-        self.budgets.answered(&asker.to_bare(), bytes);
+        self.charge_answer(asker, bytes);
+    }
+
+    /// `bytes` answered a request of `asker`: a share of them counts against its account's
+    /// read rate, or, for another server's user, against the read rate of that server's
+    /// streams, so that its users' short requests for long answers are bounded too.
+    fn charge_answer(&self, asker: &Jid, bytes: usize) {
+        let bare = asker.to_bare();
+        if self.is_remote(&bare) {
+            let server = BareJid::from_parts(None, bare.domain());
+            self.domains.answered(&server, bytes);
+        } else {
+            self.budgets.answered(&bare, bytes);
+        }
     }
 
     /// A change of an account's `presence` node (or another node its contacts see as

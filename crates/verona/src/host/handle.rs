@@ -14,6 +14,8 @@ pub struct PubsubHandle {
     pub(super) budgets: Arc<[Budget]>,
     /// Every account's budget.
     pub(super) accounts: Arc<AccountBudgets>,
+    /// Every other server's budget, by domain.
+    pub(super) domains: Arc<AccountBudgets>,
     /// The budget of the account this handle is for ([`PubsubHandle::for_account`]).
     pub(super) account: Option<AccountBudget>,
     /// Messages each account may have kept over time.
@@ -55,6 +57,12 @@ impl PubsubHandle {
             touched: Arc::default(),
             ..self.clone()
         }
+    }
+
+    /// The budget all streams from the server of `domain` share (with the answers to its
+    /// users); `None` if `domain` is not a domain.
+    pub fn domain_budget(&self, domain: &str) -> Option<AccountBudget> {
+        Some(self.domains.of(&BareJid::new(domain).ok()?))
     }
 
     /// `bytes` were read from this account's session at `now`: until when that session's

@@ -79,6 +79,7 @@ async fn run(
     let mut authorized: HashSet<(String, String)> = HashSet::new();
     let mut proved = Proved {
         federation,
+        shared,
         domains: HashSet::new(),
     };
     let (verified_tx, mut verified) = mpsc::channel::<Verified>(MAX_VERIFYING);
@@ -126,7 +127,7 @@ async fn run(
                         };
                         stream.write(format!("<success xmlns='{}'/>", ns::SASL).as_bytes()).await.map_err(lost)?;
                         tracing::info!(%remote, local = %opened.local, "incoming stream authenticated by certificate");
-                        proved.add(&remote);
+                        proved.add(&remote, stream);
                         authorized.insert((remote, opened.local.clone()));
                         stream.restart();
                         opened = open(federation, stream, setup, true).await?;
@@ -181,7 +182,7 @@ async fn run(
                     return Err((None, why));
                 }
                 tracing::info!(remote = %done.remote, local = %done.local, "incoming stream authenticated");
-                proved.add(&done.remote);
+                proved.add(&done.remote, stream);
                 authorized.insert((done.remote, done.local));
             }
             () = deadline => {
@@ -201,13 +202,19 @@ async fn run(
 /// The remote domains a stream proved, counted by the federation while the stream lasts.
 struct Proved<'a> {
     federation: &'a Federation,
+    shared: &'a Shared,
     domains: HashSet<String>,
 }
 
 impl Proved<'_> {
-    fn add(&mut self, remote: &str) {
+    /// `remote` proved itself on `stream`: the stream now reads within the rate `remote`'s
+    /// streams share.
+    fn add(&mut self, remote: &str, stream: &mut Stream) {
         if self.domains.insert(remote.to_owned()) {
             self.federation.incoming_proved(remote);
+            if let Some(budget) = self.shared.pubsub.domain_budget(remote) {
+                stream.share_reads(budget);
+            }
         }
     }
 }

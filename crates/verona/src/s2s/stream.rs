@@ -48,6 +48,9 @@ pub struct Stream {
     write_timeout: Duration,
     /// How fast the peer may send, if bounded; reading pauses until `paused_until`.
     rate: Option<crate::c2s::rate::ReadRate>,
+    /// The budgets of the servers this stream is from: what it reads counts against their
+    /// rate too, with the answers to their users.
+    shared_rates: Vec<crate::host::budget::AccountBudget>,
     paused_until: Option<tokio::time::Instant>,
 }
 
@@ -70,6 +73,7 @@ impl Stream {
             chunk: Vec::new(),
             write_timeout,
             rate: None,
+            shared_rates: Vec::new(),
             paused_until: None,
         }
     }
@@ -79,6 +83,12 @@ impl Stream {
     pub fn limit_reads(&mut self, per_sec: u64, burst: u64) {
         let now = tokio::time::Instant::now();
         self.rate = Some(crate::c2s::rate::ReadRate::new(per_sec, burst, now));
+    }
+
+    /// Counts what this stream reads against `budget` too, and pauses reading while it is
+    /// past its rate.
+    pub fn share_reads(&mut self, budget: crate::host::budget::AccountBudget) {
+        self.shared_rates.push(budget);
     }
 
     pub fn is_tls(&self) -> bool {
@@ -106,9 +116,10 @@ impl Stream {
                 return Err(StreamFailure::Closed);
             }
             self.parser.feed(&self.chunk[..n]);
-            if let Some(rate) = &mut self.rate {
-                self.paused_until = rate.consumed(n, tokio::time::Instant::now());
-            }
+            let now = tokio::time::Instant::now();
+            let own = self.rate.as_mut().and_then(|rate| rate.consumed(n, now));
+            let shared = self.shared_rates.iter().filter_map(|b| b.read(n, now));
+            self.paused_until = own.into_iter().chain(shared).max();
         }
     }
 
