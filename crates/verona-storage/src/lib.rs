@@ -18,7 +18,8 @@ use std::pin::Pin;
 pub use memory::MemoryStore;
 pub use offline::{Kept, OfflineStore};
 pub use pubsub::{
-    FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing, PubsubStore, PubsubWrite,
+    COUNTED_AT_MOST, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing, PubsubStore,
+    PubsubWrite,
 };
 pub use sqlite::SqliteStore;
 pub use verona_auth::Credentials;

@@ -110,7 +110,7 @@ async fn paged(
     Ok(archive::Page {
         results,
         complete: page.complete,
-        count: Some(page.count),
+        count: page.count,
     })
 }
 

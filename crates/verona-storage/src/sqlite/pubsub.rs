@@ -15,8 +15,8 @@ use crate::pubsub::{
     parse, to_micros,
 };
 use crate::{
-    BoxFuture, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing, PubsubStore,
-    PubsubWrite, StorageError,
+    BoxFuture, COUNTED_AT_MOST, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing,
+    PubsubStore, PubsubWrite, StorageError,
 };
 
 type SubscriptionRow = (String, String, String, String, String);
@@ -260,7 +260,7 @@ impl PubsubStore for SqliteStore {
             if query.services.is_empty() {
                 return Ok(ItemsPage {
                     items: Vec::new(),
-                    count: 0,
+                    count: Some(0),
                     complete: true,
                 });
             }
@@ -301,10 +301,14 @@ impl PubsubStore for SqliteStore {
             };
             // One read transaction: a consistent view while batches commit.
             let mut tx = self.pool.begin().await?;
-            let count: i64 = filtered(format!("SELECT COUNT(*) FROM pubsub_items WHERE {filter}"))
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0);
+            let counted = format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM pubsub_items WHERE {filter} LIMIT {})",
+                COUNTED_AT_MOST + 1
+            );
+            let count: i64 = filtered(counted).fetch_one(&mut *tx).await?.get(0);
+            let count = usize::try_from(count)
+                .ok()
+                .filter(|count| *count <= COUNTED_AT_MOST);
             let mut anchors = Vec::new();
             for id in [&query.after, &query.before].into_iter().flatten() {
                 let sql = format!("SELECT seq FROM pubsub_items WHERE {filter} AND item_id = ?");
@@ -361,7 +365,7 @@ impl PubsubStore for SqliteStore {
             }
             Ok(ItemsPage {
                 items,
-                count: usize::try_from(count).unwrap_or_default(),
+                count,
                 complete,
             })
         })
