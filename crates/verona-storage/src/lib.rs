@@ -53,6 +53,9 @@ pub enum StorageError {
     /// iteration count written by something other than Verona).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A query would read more of the store than one request may make it read.
+    #[error("the query reads too much")]
+    TooCostly,
     /// The store closed before the write was committed.
     #[error("the store is closed")]
     Closed,

@@ -47,6 +47,12 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
                 &format!("{id}: not in the archive"),
             );
         }
+        Err(verona_storage::StorageError::TooCostly) => {
+            return refuse(
+                StanzaError::PolicyViolation,
+                "the query reads too much of the archive: choose a conversation with 'with'",
+            );
+        }
         Err(e) => {
             tracing::error!(%account, "reading the archive: {e}");
             return refuse(

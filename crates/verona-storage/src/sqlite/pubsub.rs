@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
@@ -301,47 +302,60 @@ impl PubsubStore for SqliteStore {
             };
             // One read transaction: a consistent view while batches commit.
             let mut tx = self.pool.begin().await?;
-            let counted = format!(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM pubsub_items WHERE {filter} LIMIT {})",
-                COUNTED_AT_MOST + 1
-            );
-            let count: i64 = filtered(counted).fetch_one(&mut *tx).await?.get(0);
-            let count = usize::try_from(count)
-                .ok()
-                .filter(|count| *count <= COUNTED_AT_MOST);
-            let mut anchors = Vec::new();
-            for id in [&query.after, &query.before].into_iter().flatten() {
-                let sql = format!("SELECT seq FROM pubsub_items WHERE {filter} AND item_id = ?");
-                let row = filtered(sql)
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let seq: i64 = row
-                    .ok_or_else(|| StorageError::UnknownItem(id.clone()))?
-                    .get(0);
-                anchors.push(seq);
-            }
-            let mut anchors = anchors.into_iter();
-            let after = query.after.as_ref().and_then(|_| anchors.next());
-            let before = query.before.as_ref().and_then(|_| anchors.next());
-            let mut sql = format!(
-                "SELECT service, node, item_id, payload, publisher, published FROM pubsub_items \
+            let exceeded = Arc::new(AtomicBool::new(false));
+            bound_work(&mut tx, &exceeded).await?;
+            let read = async {
+                let counted = format!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM pubsub_items WHERE {filter} LIMIT {})",
+                    COUNTED_AT_MOST + 1
+                );
+                let count: i64 = filtered(counted).fetch_one(&mut *tx).await?.get(0);
+                let count = usize::try_from(count)
+                    .ok()
+                    .filter(|count| *count <= COUNTED_AT_MOST);
+                let mut anchors = Vec::new();
+                for id in [&query.after, &query.before].into_iter().flatten() {
+                    let sql =
+                        format!("SELECT seq FROM pubsub_items WHERE {filter} AND item_id = ?");
+                    let row = filtered(sql)
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let seq: i64 = row
+                        .ok_or_else(|| StorageError::UnknownItem(id.clone()))?
+                        .get(0);
+                    anchors.push(seq);
+                }
+                let mut anchors = anchors.into_iter();
+                let after = query.after.as_ref().and_then(|_| anchors.next());
+                let before = query.before.as_ref().and_then(|_| anchors.next());
+                let mut sql = format!(
+                    "SELECT service, node, item_id, payload, publisher, published FROM pubsub_items \
                  WHERE {filter}"
-            );
-            if after.is_some() {
-                sql.push_str(" AND seq > ?");
-            }
-            if before.is_some() {
-                sql.push_str(" AND seq < ?");
-            }
-            let order = if query.backwards { "DESC" } else { "ASC" };
-            sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?"));
-            let mut statement = filtered(sql);
-            for seq in [after, before].into_iter().flatten() {
-                statement = statement.bind(seq);
-            }
-            let limit = i64::try_from(query.max.saturating_add(1)).unwrap_or(i64::MAX);
-            let rows = statement.bind(limit).fetch_all(&mut *tx).await?;
+                );
+                if after.is_some() {
+                    sql.push_str(" AND seq > ?");
+                }
+                if before.is_some() {
+                    sql.push_str(" AND seq < ?");
+                }
+                let order = if query.backwards { "DESC" } else { "ASC" };
+                sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?"));
+                let mut statement = filtered(sql);
+                for seq in [after, before].into_iter().flatten() {
+                    statement = statement.bind(seq);
+                }
+                let limit = i64::try_from(query.max.saturating_add(1)).unwrap_or(i64::MAX);
+                let rows = statement.bind(limit).fetch_all(&mut *tx).await?;
+                Ok::<_, StorageError>((count, rows))
+            };
+            let read = read.await;
+            // The connection goes back to the pool without the bound, whatever happened.
+            tx.lock_handle().await?.remove_progress_handler();
+            let (count, rows) = match read {
+                Err(_) if exceeded.load(Ordering::Relaxed) => return Err(StorageError::TooCostly),
+                read => read?,
+            };
             tx.commit().await?;
             let complete = rows.len() <= query.max;
             let mut items = rows
@@ -387,6 +401,40 @@ impl PubsubStore for SqliteStore {
             outcome.await.map_err(|_| closed())?
         })
     }
+}
+
+/// Virtual machine steps one archive query may take, in units of [`STEPS_PER_CHECK`]: at
+/// most about 0.1 s of a database connection. A page of an archive follows an index and stops
+/// at the page's end (a page of a 1,000,000-message archive: 1.6 ms), but a time range or ids
+/// that match little of a large archive make SQLite read all of it to find them (a future
+/// `start` over 1,000,000 messages: 350–500 ms) for a request of 200 bytes. Any query of one
+/// conversation (10,000 messages at most) stays far below; a time range over all of an
+/// archive of more than about 300,000 messages is refused.
+#[cfg(not(test))]
+const QUERY_STEP_CHECKS: u32 = 2_000;
+/// Smaller in tests, so that a test archive can be large enough to exceed it.
+#[cfg(test)]
+const QUERY_STEP_CHECKS: u32 = 300;
+const STEPS_PER_CHECK: i32 = 1_000;
+
+/// Interrupts the statements `conn` runs once they have taken [`QUERY_STEP_CHECKS`] checks'
+/// worth of steps in all, and then sets `exceeded`.
+async fn bound_work(
+    conn: &mut SqliteConnection,
+    exceeded: &Arc<AtomicBool>,
+) -> Result<(), StorageError> {
+    let (exceeded, mut checks) = (exceeded.clone(), 0u32);
+    conn.lock_handle()
+        .await?
+        .set_progress_handler(STEPS_PER_CHECK, move || {
+            checks += 1;
+            if checks <= QUERY_STEP_CHECKS {
+                return true;
+            }
+            exceeded.store(true, Ordering::Relaxed);
+            false
+        });
+    Ok(())
 }
 
 /// One [`PubsubStore::apply`] call waiting for the committer.
@@ -740,6 +788,61 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;
         contract::pubsub_batch_is_atomic(&store).await;
+        store.close().await;
+    }
+
+    /// A query that would read much of a large archive to find little (a time range, ids) is
+    /// stopped and refused; a page of the same archive, or of one conversation, is not.
+    #[tokio::test]
+    async fn a_query_reading_too_much_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let publisher = jid::Jid::new("juliet@capulet.lit").unwrap();
+        let services: Vec<String> = (0..10).map(|n| format!("pubsub.l/chat/{n}")).collect();
+        for service in &services {
+            let mut writes = vec![PubsubWrite {
+                service: service.clone(),
+                op: StoreOp::NodeCreated {
+                    node: "n".into(),
+                    config: verona_pubsub::NodeConfig::default(),
+                },
+            }];
+            writes.extend((0..10_000u64).map(|n| PubsubWrite {
+                service: service.clone(),
+                op: StoreOp::ItemStored {
+                    node: "n".into(),
+                    item: Item {
+                        id: n.to_string(),
+                        payload: None,
+                        publisher: publisher.clone(),
+                        published: std::time::UNIX_EPOCH + std::time::Duration::from_secs(n),
+                    },
+                },
+            }));
+            store.apply(&writes).await.unwrap();
+        }
+        let query = |services: &[String], start: Option<u64>| crate::ItemsQuery {
+            services: services.to_vec(),
+            start: start.map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+            max: 50,
+            ..crate::ItemsQuery::default()
+        };
+        let future = Some(1 << 33);
+        let refused = store.items_page(&query(&services, future)).await;
+        assert!(
+            matches!(refused, Err(StorageError::TooCostly)),
+            "{refused:?}"
+        );
+        let page = store.items_page(&query(&services, None)).await.unwrap();
+        assert_eq!((page.items.len(), page.count), (50, None));
+        let one = store
+            .items_page(&query(&services[..1], future))
+            .await
+            .unwrap();
+        assert_eq!((one.items.len(), one.count), (0, Some(0)));
+        // The bound went with the query: the connection serves a long read again.
+        let everything = store.load_service(&services[0]).await.unwrap();
+        assert_eq!(everything[0].items.len(), 10_000);
         store.close().await;
     }
 
