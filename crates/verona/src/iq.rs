@@ -150,6 +150,11 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             Handled::reply(iq_result(iq, None))
         }
         (false, "query", archive::NS) if matches!(target, Target::Account) => {
+            let _turn = shared
+                .pubsub
+                .for_account(&me.to_bare())
+                .archive_turn()
+                .await;
             let mut answer = mam::query(shared, iq, payload, me).await;
             let reply = answer.pop();
             Handled {
@@ -162,6 +167,11 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             Handled::reply(iq_result(iq, Some(archive::form())))
         }
         (true, "metadata", archive::NS) if matches!(target, Target::Account) => {
+            let _turn = shared
+                .pubsub
+                .for_account(&me.to_bare())
+                .archive_turn()
+                .await;
             Handled::reply(mam::metadata(shared, iq, me).await)
         }
         (_, "prefs", archive::NS) if matches!(target, Target::Account) => {

@@ -65,6 +65,8 @@ struct AccountShare {
     requests: Arc<Semaphore>,
     /// How fast all the account's sessions together may send.
     reads: Mutex<ReadRate>,
+    /// One archive query of the account's at a time, whichever session asks.
+    archive: Arc<Semaphore>,
 }
 
 /// The credit of one request against its account's budget.
@@ -97,6 +99,18 @@ impl AccountBudget {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .consumed(bytes, now)
+    }
+
+    /// Waits until none of the account's sessions is reading its archive, and takes the turn
+    /// until the permit drops: an archive query can read much of the store (see
+    /// `verona_storage`'s bound on it), and twenty sessions are not twenty readers.
+    pub async fn archive_turn(&self) -> OwnedSemaphorePermit {
+        self.0
+            .archive
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("budgets are never closed")
     }
 
     /// Free credit: (bytes, requests).
@@ -162,7 +176,13 @@ pub struct AccountBudgets {
     /// Bytes per second and burst an account's sessions may send together (0: unlimited).
     reads: (u64, u64),
     live: Mutex<Live>,
+    /// Archive queries running at once, over all accounts ([`ARCHIVE_READERS`]).
+    archive_readers: Arc<Semaphore>,
 }
+
+/// Archive queries that may run at once: the store reads on three connections, and one stays
+/// free for what cannot wait behind an archive (logins' credentials, services loaded).
+pub const ARCHIVE_READERS: usize = 2;
 
 #[derive(Debug, Default)]
 struct Live {
@@ -178,6 +198,7 @@ impl AccountBudgets {
             requests: requests.max(1),
             reads: (0, 0),
             live: Mutex::default(),
+            archive_readers: Arc::new(Semaphore::new(ARCHIVE_READERS)),
         }
     }
 
@@ -188,6 +209,16 @@ impl AccountBudgets {
             reads: (per_sec, burst),
             ..self
         }
+    }
+
+    /// Waits until fewer than [`ARCHIVE_READERS`] archive queries run, and counts one more
+    /// until the permit drops.
+    pub async fn archive_reader(&self) -> OwnedSemaphorePermit {
+        self.archive_readers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("budgets are never closed")
     }
 
     /// The budget of `account`: the one its other sessions hold, or a new one.
@@ -211,6 +242,7 @@ impl AccountBudgets {
                 self.reads.1,
                 tokio::time::Instant::now(),
             )),
+            archive: Arc::new(Semaphore::new(1)),
         });
         live.budgets.insert(account.clone(), Arc::downgrade(&share));
         AccountBudget(share)
@@ -332,6 +364,44 @@ mod tests {
         );
         let el: Element = big.parse().unwrap();
         assert!(weight(&el) >= 100_000);
+    }
+
+    #[tokio::test]
+    async fn an_account_reads_its_archive_once_at_a_time() {
+        let budgets = AccountBudgets::new(64 * UNIT, 8);
+        let juliet = BareJid::new("juliet@capulet.lit").unwrap();
+        let (balcony, garden) = (budgets.of(&juliet), budgets.of(&juliet));
+        let reading = balcony.archive_turn().await;
+        // Her other session waits for the turn…
+        let wait = std::time::Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(wait, garden.archive_turn())
+                .await
+                .is_err()
+        );
+        // …another account does not…
+        let romeo = budgets.of(&BareJid::new("romeo@montague.lit").unwrap());
+        drop(romeo.archive_turn().await);
+        // …and hers comes when the first query ends.
+        drop(reading);
+        drop(garden.archive_turn().await);
+        // Over all accounts, ARCHIVE_READERS queries run at once.
+        let readers: Vec<_> = all_readers(&budgets).await;
+        assert!(
+            tokio::time::timeout(wait, budgets.archive_reader())
+                .await
+                .is_err()
+        );
+        drop(readers);
+        drop(budgets.archive_reader().await);
+    }
+
+    async fn all_readers(budgets: &AccountBudgets) -> Vec<OwnedSemaphorePermit> {
+        let mut readers = Vec::new();
+        for _ in 0..ARCHIVE_READERS {
+            readers.push(budgets.archive_reader().await);
+        }
+        readers
     }
 
     #[tokio::test]

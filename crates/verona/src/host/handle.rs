@@ -59,6 +59,16 @@ impl PubsubHandle {
         }
     }
 
+    /// Waits for this account's turn to read its archive (one query of its at a time) and for
+    /// one of the [`budget::ARCHIVE_READERS`]; the turn lasts until the value drops.
+    pub async fn archive_turn(&self) -> impl Sized + use<> {
+        let own = match &self.account {
+            Some(account) => Some(account.archive_turn().await),
+            None => None,
+        };
+        (own, self.accounts.archive_reader().await)
+    }
+
     /// The budget all streams from the server of `domain` share (with the answers to its
     /// users); `None` if `domain` is not a domain.
     pub fn domain_budget(&self, domain: &str) -> Option<AccountBudget> {
