@@ -408,8 +408,8 @@ impl PubsubStore for SqliteStore {
 /// at the page's end (a page of a 1,000,000-message archive: 1.6 ms), but a time range or ids
 /// that match little of a large archive make SQLite read all of it to find them (a future
 /// `start` over 1,000,000 messages: 350–500 ms) for a request of 200 bytes. Any query of one
-/// conversation (10,000 messages at most) stays far below; a time range over all of an
-/// archive of more than about 300,000 messages is refused.
+/// conversation (10,000 messages at most) stays far below; a time range over all of a large
+/// archive (a few hundred thousand messages) is refused.
 #[cfg(not(test))]
 const QUERY_STEP_CHECKS: u32 = 2_000;
 /// Smaller in tests, so that a test archive can be large enough to exceed it.
