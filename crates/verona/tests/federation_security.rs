@@ -127,6 +127,11 @@ async fn what_waits_for_other_servers_is_bounded_in_bytes() {
 /// Two federating servers, capulet.lit and montague.lit, each the other's remote domain
 /// through `[s2s.hosts]`; Juliet on the first, Romeo on the second.
 async fn pair() -> (TestServer, TestServer) {
+    pair_with(|_| {}).await
+}
+
+/// [`pair`], with `capulet` applied to capulet.lit's configuration.
+async fn pair_with(capulet: impl FnOnce(&mut verona::config::Config)) -> (TestServer, TestServer) {
     let (capulet_port, montague_port) = (free_port(), free_port());
     let federate = |domain: &'static str, own: u16, other: &'static str, other_port: u16| {
         move |config: &mut verona::config::Config| {
@@ -138,12 +143,11 @@ async fn pair() -> (TestServer, TestServer) {
                 .insert(other.into(), format!("127.0.0.1:{other_port}"));
         }
     };
-    let capulet = TestServer::start_with(federate(
-        "capulet.lit",
-        capulet_port,
-        "montague.lit",
-        montague_port,
-    ))
+    let federated = federate("capulet.lit", capulet_port, "montague.lit", montague_port);
+    let capulet = TestServer::start_with(move |config| {
+        federated(config);
+        capulet(config);
+    })
     .await;
     let montague = TestServer::start_with(federate(
         "montague.lit",
@@ -357,14 +361,7 @@ async fn dialback_keys_checked_are_limited_per_address() {
 /// read.
 #[tokio::test]
 async fn answers_to_another_servers_users_count_against_its_rate() {
-    let (capulet_port, montague_port) = (free_port(), free_port());
-    let capulet = TestServer::start_with(move |config| {
-        config.domain = "capulet.lit".into();
-        config.s2s.listen = vec![format!("127.0.0.1:{capulet_port}").parse().unwrap()];
-        config
-            .s2s
-            .hosts
-            .insert("montague.lit".into(), format!("127.0.0.1:{montague_port}"));
+    let (capulet, montague) = pair_with(|config| {
         // What montague.lit's streams send fits this burst many times over; one answer
         // of 150 KB, counted at an eighth, does not.
         config.s2s.read_bytes_per_sec = 1;
@@ -373,17 +370,6 @@ async fn answers_to_another_servers_users_count_against_its_rate() {
         config.limits.account_read_bytes_per_sec = 0;
     })
     .await;
-    let montague = TestServer::start_with(move |config| {
-        config.domain = "montague.lit".into();
-        config.s2s.listen = vec![format!("127.0.0.1:{montague_port}").parse().unwrap()];
-        config
-            .s2s
-            .hosts
-            .insert("capulet.lit".into(), format!("127.0.0.1:{capulet_port}"));
-    })
-    .await;
-    capulet.add_user("juliet", "pw").await;
-    montague.add_user("romeo", "pw").await;
     let mut juliet = capulet.login("juliet", "pw", "balcony").await;
     let text = "x".repeat(150_000);
     let published = juliet
