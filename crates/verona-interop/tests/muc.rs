@@ -7,6 +7,8 @@ mod common;
 
 use tokio::time::timeout;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::message::{Lang, Message, MessageType};
 use tokio_xmpp::parsers::muc::Muc;
 use tokio_xmpp::parsers::muc::user::{Affiliation, MucUser, Role, Status};
@@ -101,6 +103,26 @@ async fn two_clients_join_a_room_and_talk() {
     // The end of the (empty) history: the subject.
     let subject = groupchat(&mut juliet).await;
     assert!(!subject.subjects.is_empty(), "{subject:?}");
+    // The new room is locked until she accepts its defaults (XEP-0045 §10.1.2).
+    let instant: Element = "<query xmlns='http://jabber.org/protocol/muc#owner'>\
+        <x xmlns='jabber:x:data' type='submit'/></query>"
+        .parse()
+        .expect("well-formed");
+    let room = BareJid::new(ROOM).expect("room JID");
+    let accept = Iq::Set {
+        from: None,
+        to: Some(Jid::from(room.clone())),
+        id: "instant".into(),
+        payload: instant,
+    };
+    send(&mut juliet, accept).await;
+    loop {
+        match next_stanza(&mut juliet).await {
+            Stanza::Iq(Iq::Result { id, .. }) if id == "instant" => break,
+            Stanza::Iq(other) => panic!("instant room refused: {other:?}"),
+            _ => {}
+        }
+    }
 
     // Romeo enters: he sees Juliet, then himself; she sees him.
     send(&mut romeo, join("Romeo")).await;
@@ -117,7 +139,6 @@ async fn two_clients_join_a_room_and_talk() {
     assert_eq!(user.items[0].jid.as_ref(), Some(&romeo_jid));
 
     // Romeo speaks; both get it from his nick.
-    let room = BareJid::new(ROOM).expect("room JID");
     let said = Message::groupchat(Some(Jid::from(room)))
         .with_body(Lang::new(), "But soft, what light".into());
     send(&mut romeo, said).await;

@@ -168,6 +168,7 @@ async fn load(
         service,
         last_used: 0,
         classic: Default::default(),
+        locked: false,
     })
 }
 
@@ -249,6 +250,7 @@ pub async fn start(
                 ),
                 last_used: 0,
                 classic: Default::default(),
+                locked: false,
             }),
             rooms: HashMap::new(),
             conversations: HashMap::new(),
@@ -376,6 +378,10 @@ struct Hosted {
     last_used: u64,
     /// For a room: which recipients of its last notification joined classically.
     classic: rooms::ClassicCache,
+    /// For a room: made by a join and not configured yet, so that only its owners may enter
+    /// (XEP-0045 §10.1.1). Occupancy is not stored, so neither is this: such a room is
+    /// temporary and closes with its last occupant.
+    locked: bool,
 }
 
 fn hosted_pep(account: BareJid, service: Service) -> Hosted {
@@ -386,6 +392,7 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         service,
         last_used: 0,
         classic: Default::default(),
+        locked: false,
     }
 }
 

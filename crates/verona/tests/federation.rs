@@ -112,6 +112,13 @@ async fn a_remote_user_takes_part_in_a_room() {
         ))
         .await;
     next_with_subject(&mut juliet).await;
+    // Her new room is locked until she accepts its defaults (XEP-0045 §10.1.2).
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='instant' to='{room}'>\
+               <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        ))
+        .await);
     romeo
         .send(&format!(
             "<presence xmlns='jabber:client' to='{room}/Romeo'><x xmlns='{MUC}'/></presence>"

@@ -85,8 +85,31 @@ fn removed_by(presence: &Element) -> (Option<String>, Option<String>) {
 }
 
 /// Reads a classic join's answer up to the subject, which ends it (XEP-0045 §7.2.16): the
-/// occupant presences, the history, and the subject.
+/// occupant presences, the history, and the subject. A room the join made (201) is then
+/// opened as an instant room (§10.1.2), as clients do.
 async fn joined(client: &mut Client) -> (Vec<Element>, Vec<Element>, Element) {
+    let (presences, history, subject) = entered(client).await;
+    let own = presences.last().expect("the occupant's own presence");
+    if statuses(own).iter().any(|code| code == "201") {
+        let room = subject.attr("from").expect("the room").to_owned();
+        let reply = client.request(&instant_room(&room, "instant1")).await;
+        assert_eq!(reply.attr("type"), Some("result"), "{}", show(&reply));
+    }
+    (presences, history, subject)
+}
+
+/// §10.1.2: the owner of a new room accepts its defaults.
+fn instant_room(room: &str, id: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' to='{room}' id='{id}'>\
+           <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query>\
+         </iq>"
+    )
+}
+
+/// A classic join's answer as it comes: occupant presences, history, and the subject that
+/// ends it.
+async fn entered(client: &mut Client) -> (Vec<Element>, Vec<Element>, Element) {
     let mut presences = Vec::new();
     let mut history = Vec::new();
     loop {
@@ -550,6 +573,89 @@ fn admin_iq(id: &str, item: &str) -> String {
     format!(
         "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"
     )
+}
+
+/// XEP-0045 §10.1.1 and §7.2.5: a room made by a join admits nobody but its owner, classic
+/// or native, until the owner submits a configuration; then others enter. Cancelling a new room's first configuration
+/// destroys the room (§10.1.2), so the next join makes it afresh.
+#[tokio::test]
+async fn a_new_room_is_locked_until_its_owner_configures_it() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    romeo.send(&join("Romeo")).await;
+    let (present, _, _) = entered(&mut romeo).await;
+    assert_eq!(statuses(&present[0]), ["100", "110", "201"]);
+
+    nurse.send(&join("Nurse")).await;
+    let refused = nurse.recv().await;
+    assert_eq!(refused.name(), "presence");
+    assert_eq!(
+        refused.attr("from"),
+        Some("characters@chat.localhost/Nurse")
+    );
+    assert_eq!(stanza_error(&refused).as_deref(), Some("item-not-found"));
+    let native = juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "Juliet"))
+        .await;
+    assert_eq!(stanza_error(&native).as_deref(), Some("item-not-found"));
+    // The owner's other sessions are the owner's.
+    let mut romeo2 = t.login("romeo", "pw", "desk").await;
+    romeo2.send(&join("Romeo2")).await;
+    let (present, _, _) = entered(&mut romeo2).await;
+    assert_eq!(present.len(), 2, "Romeo's first session, then its own");
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    romeo.expect_nothing().await;
+    nurse.expect_nothing().await;
+
+    let form = "<x xmlns='jabber:x:data' type='submit'>\
+        <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+        <field var='muc#roomconfig_roomname'><value>Capulet hall</value></field></x>";
+    ok(&romeo.request(&owner_iq("c", form)).await);
+    for client in [&mut romeo, &mut romeo2] {
+        let notice = client.recv().await;
+        assert_eq!(statuses(&notice), ["104"], "{}", show(&notice));
+    }
+    nurse.send(&join("Nurse")).await;
+    let (present, _, _) = entered(&mut nurse).await;
+    assert_eq!(present.len(), 3);
+    assert!(statuses(&present[2]).contains(&"110".to_owned()));
+    assert!(!statuses(&present[2]).contains(&"201".to_owned()));
+
+    // A new room whose owner cancels its first configuration is destroyed.
+    let second = "second@chat.localhost";
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{second}/Juliet'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let (present, _, _) = entered(&mut juliet).await;
+    assert!(statuses(&present[0]).contains(&"201".to_owned()));
+    let cancel = format!(
+        "<iq xmlns='jabber:client' type='set' id='x' to='{second}'><query xmlns='{MUC}#owner'>\
+           <x xmlns='jabber:x:data' type='cancel'/></query></iq>"
+    );
+    ok(&juliet.request(&cancel).await);
+    let gone = juliet.recv().await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    assert!(
+        gone.get_child("x", MUC_USER)
+            .is_some_and(|x| x.has_child("destroy", MUC_USER)),
+        "{}",
+        show(&gone)
+    );
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{second}/Nurse'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let (present, _, _) = entered(&mut nurse).await;
+    assert_eq!(present.len(), 1, "nobody left in it");
+    assert!(statuses(&present[0]).contains(&"201".to_owned()));
 }
 
 /// XEP-0045 §10 and §8–9: the owner accepts the instant room, reads and submits the

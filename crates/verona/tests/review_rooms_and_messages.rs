@@ -16,7 +16,8 @@ const DELAY: &str = "urn:xmpp:delay";
 const ADDRESS: &str = "http://jabber.org/protocol/address";
 const ROOM: &str = "characters@chat.localhost";
 
-/// A classic join; returns once the subject (which ends the join) arrived.
+/// A classic join; returns once the subject (which ends the join) arrived, and a room the
+/// join made is opened as an instant room (XEP-0045 §10.1.2).
 async fn enter(client: &mut Client, nick: &str, password: Option<&str>) {
     let password = password
         .map(|p| format!("<password>{p}</password>"))
@@ -26,10 +27,22 @@ async fn enter(client: &mut Client, nick: &str, password: Option<&str>) {
             "<presence xmlns='jabber:client' to='{ROOM}/{nick}'><x xmlns='{MUC}'>{password}<history maxstanzas='0'/></x></presence>"
         ))
         .await;
-    recv_until(client, |el| {
-        el.name() == "message" && el.has_child("subject", NS_CLIENT)
-    })
-    .await;
+    let mut created = false;
+    loop {
+        let el = client.recv().await;
+        created |= el.name() == "presence"
+            && el
+                .get_child("x", MUC_USER)
+                .into_iter()
+                .flat_map(|x| x.children())
+                .any(|status| status.is("status", MUC_USER) && status.attr("code") == Some("201"));
+        if el.name() == "message" && el.has_child("subject", NS_CLIENT) {
+            break;
+        }
+    }
+    if created {
+        ok(&client.request(&owner_form("")).await);
+    }
 }
 
 fn owner_form(fields: &str) -> String {

@@ -1263,6 +1263,9 @@ async fn entering_a_room_counts_against_the_newcomers_rate() {
         |el: &Element| el.name() == "message" && el.get_child("subject", NS_CLIENT).is_some();
     juliet.send(&join("Juliet")).await;
     recv_until(&mut juliet, is_subject).await;
+    ok(&juliet
+        .request("<iq xmlns='jabber:client' type='set' id='instant' to='room@chat.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>")
+        .await);
     let said = "x".repeat(25_000);
     juliet
         .send(&format!(

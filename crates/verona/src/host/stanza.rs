@@ -63,6 +63,17 @@ impl ServicesTask {
             done.push(Done::reply(from, reply));
             return;
         };
+        if let Origin::Room(node) = &origin
+            && hosted.locked
+            && quota::is_subscribe(&stanza)
+            && hosted.service.affiliation(node, &from.to_bare())
+                != verona_pubsub::Affiliation::Owner
+        {
+            // XEP-0045 §7.2.5, natively: a room its owner has not configured admits nobody.
+            let reply = error_reply(&stanza, StanzaError::ItemNotFound, None);
+            done.push(Done::reply(from, reply));
+            return;
+        }
         let context = ServiceContext {
             jid: &hosted.jid,
             kind: hosted.kind,
@@ -78,6 +89,10 @@ impl ServicesTask {
             });
         let handled =
             verona_pubsub_xmpp::handle_stanza(&mut hosted.service, &context, &from, &stanza);
+        if matches!(origin, Origin::Room(_)) && configures_node(&handled.effects) {
+            // A room created or configured natively is configured by its owner: open.
+            hosted.locked = false;
+        }
         let admitted: Vec<(String, Jid)> = answered
             .map(|(node, before)| {
                 in_room(&hosted.service, &node)
@@ -248,6 +263,16 @@ fn is_account_info(stanza: &Element) -> bool {
         && stanza
             .get_child("query", ns::DISCO_INFO)
             .is_some_and(|query| query.attr("node").is_none())
+}
+
+/// Whether effects create or configure a node.
+fn configures_node(effects: &[Effect]) -> bool {
+    effects.iter().any(|effect| {
+        matches!(
+            effect,
+            Effect::Persist(StoreOp::NodeCreated { .. } | StoreOp::NodeConfigured { .. })
+        )
+    })
 }
 
 /// The nodes effects create.

@@ -368,7 +368,8 @@ impl ServicesTask {
     }
 
     /// `muc#owner`: the configuration form, its submission (an empty one accepts an instant
-    /// room's defaults, §10.1.2; `cancel` changes nothing), or the room's destruction.
+    /// room's defaults, §10.1.2; either opens a new room; `cancel` destroys a new room and
+    /// changes nothing otherwise), or the room's destruction.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn owner_query(
         &mut self,
@@ -393,6 +394,7 @@ impl ServicesTask {
             let leaving = occupants(&hosted.service, node);
             return match record(done, node, hosted.service.delete(&me, node, None)) {
                 Ok(()) => {
+                    spare_classic(done, &leaving);
                     let destroyed = groupchat::destroyed(Some(destroy));
                     self.announce_destruction(room, &leaving, &destroyed, done);
                     Some(iq_result(stanza, None))
@@ -407,12 +409,25 @@ impl ServicesTask {
             return error_reply(stanza, StanzaError::BadRequest, Some("no form"));
         };
         if form.attr("type") == Some("cancel") {
+            // §10.1.2: cancelling a new room's first configuration destroys it; a later
+            // cancel changes nothing.
+            if hosted.locked {
+                let leaving = occupants(&hosted.service, node);
+                if let Err(e) = record(done, node, hosted.service.delete(&me, node, None)) {
+                    tracing::debug!(%from, %room, "destroying a room not configured: {e}");
+                    return error_reply(stanza, StanzaError::NotAllowed, None);
+                }
+                spare_classic(done, &leaving);
+                let destroyed = groupchat::destroyed(None);
+                self.announce_destruction(room, &leaving, &destroyed, done);
+            }
             return Some(iq_result(stanza, None));
         }
         let fields = match groupchat::parse_config(form) {
             Ok(fields) => fields,
             Err(why) => return error_reply(stanza, StanzaError::NotAcceptable, Some(&why)),
         };
+        let config_before = hosted.service.node_config(node).cloned();
         let before = hosted.service.subscribers(node);
         let roles_before = roles(&hosted.service, node);
         let was_semi_anonymous = hosted
@@ -425,6 +440,9 @@ impl ServicesTask {
             hosted.service.configure(&self.presence, &me, node, &fields),
         ) {
             Ok(()) => {
+                // §10.1.1: the first configuration opens a new room.
+                hosted.locked = false;
+                let reconfigured = hosted.service.node_config(node) != config_before.as_ref();
                 // XEP-0045 §9.6: a room made members-only removes the others (322).
                 let after = hosted.service.subscribers(node);
                 let removed: Vec<SubscriptionInfo> = before
@@ -450,18 +468,21 @@ impl ServicesTask {
                     self.announce_standing(room, node, &occupant, done);
                 }
                 // §10.2.1: everyone in the room hears that its configuration changed, and
-                // whether real JIDs are now shown (172) or hidden (173).
+                // whether real JIDs are now shown (172) or hidden (173); an empty form (the
+                // instant room's defaults accepted) changes nothing to hear of.
                 let mut codes = vec![104];
                 match (was_semi_anonymous, semi_anonymous) {
                     (true, false) => codes.push(172),
                     (false, true) => codes.push(173),
                     _ => {}
                 }
-                self.tell_occupants(
-                    node,
-                    |to| Some(groupchat::room_notice(room, to, &codes)),
-                    done,
-                );
+                if reconfigured {
+                    self.tell_occupants(
+                        node,
+                        |to| Some(groupchat::room_notice(room, to, &codes)),
+                        done,
+                    );
+                }
                 Some(iq_result(stanza, None))
             }
             Err(e) => refused(stanza, &e),
@@ -839,6 +860,30 @@ struct AdminChanges {
 }
 
 /// The answer to a request the engine refused: `not-acceptable`, saying why.
+/// A destroyed room's classic occupants hear of it as XEP-0045 presence (§10.9), not also as
+/// a pubsub `<delete/>`: once the room's subscriptions are gone, delivery cannot tell them
+/// from native occupants.
+fn spare_classic(done: &mut [Done], leaving: &[InRoom]) {
+    let classic: HashSet<&Jid> = leaving
+        .iter()
+        .filter(|occupant| groupchat::is_classic(&occupant.options))
+        .map(|occupant| &occupant.jid)
+        .collect();
+    let Some(deleted) = done.last_mut() else {
+        return;
+    };
+    for effect in &mut deleted.effects {
+        if let Effect::Notify(notification) = effect {
+            notification.recipients = notification
+                .recipients
+                .iter()
+                .filter(|recipient| !classic.contains(&recipient.jid))
+                .cloned()
+                .collect();
+        }
+    }
+}
+
 fn refused(stanza: &Element, error: &PubsubError) -> Option<Element> {
     error_reply(stanza, StanzaError::NotAcceptable, Some(&error.to_string()))
 }

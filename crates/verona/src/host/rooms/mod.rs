@@ -451,7 +451,8 @@ impl ServicesTask {
         done.push(Done::reply(recipient, Some(relayed)));
     }
 
-    /// XEP-0045 §7.2: entering a room (creating it, as an instant room, if it does not exist).
+    /// XEP-0045 §7.2: entering a room (creating it, locked until its owner configures it, if
+    /// it does not exist).
     fn join(
         &mut self,
         from: &FullJid,
@@ -513,6 +514,11 @@ impl ServicesTask {
             }
             return;
         }
+        if hosted.locked && affiliation_in(service, &node, &me) != RoomAffiliation::Owner {
+            // §7.2.5: until its owner configures it, a new room admits nobody else.
+            done.push(refuse("item-not-found", "cancel"));
+            return;
+        }
         if let Some(config) = service.node_config(&node) {
             let affiliation = affiliation_in(service, &node, &me);
             let max = groupchat::max_users(config);
@@ -551,6 +557,9 @@ impl ServicesTask {
             match service.create(&me, request) {
                 Ok(outcome) => {
                     created = true;
+                    // §10.1.1: locked until the owner submits a configuration (an empty
+                    // one makes it an instant room).
+                    hosted.locked = true;
                     done.push(Done::new(
                         Origin::Room(node.clone()),
                         outcome.effects,
