@@ -1127,31 +1127,30 @@ pub fn groupchat_message(
     Some(message)
 }
 
-/// [`groupchat_message`] with its XEP-0359 archive id, for many recipients at once: the start
-/// of the message up to its `to` value, and the rest (shared by every recipient: what was
-/// said, the id, the end tag). A recipient's copy is the start, its escaped JID, the rest.
+/// [`groupchat_message`] with its XEP-0359 archive id, for many recipients at once: all of
+/// the message but its start, which names the recipient ([`recipient_start`]). A recipient's
+/// copy is its start and this; both are shared, so a copy costs no allocation.
 pub fn shared_groupchat(
     room: &BareJid,
     payload: &Element,
     archive_id: &str,
-) -> Option<(Vec<u8>, bytes::Bytes)> {
+) -> Option<bytes::Bytes> {
     use minidom::element::escape;
     let nick = speaker(payload)?;
     let from = format!("{room}/{nick}");
-    let mut head = b"<message xmlns='jabber:client' type='groupchat' from='".to_vec();
-    head.extend_from_slice(&escape(from.as_bytes()));
-    head.push(b'\'');
+    let mut rest = b" type='groupchat' from='".to_vec();
+    rest.extend_from_slice(&escape(from.as_bytes()));
+    rest.push(b'\'');
     if let Some(id) = payload.attr("id") {
-        head.extend_from_slice(b" id='");
-        head.extend_from_slice(&escape(id.as_bytes()));
-        head.push(b'\'');
+        rest.extend_from_slice(b" id='");
+        rest.extend_from_slice(&escape(id.as_bytes()));
+        rest.push(b'\'');
     }
     if let Some(lang) = crate::xml::lang(payload) {
-        head.extend_from_slice(b" xml:lang='");
-        head.extend_from_slice(&escape(lang.as_bytes()));
-        head.push(b'\'');
+        rest.extend_from_slice(b" xml:lang='");
+        rest.extend_from_slice(&escape(lang.as_bytes()));
+        rest.push(b'\'');
     }
-    head.extend_from_slice(b" to='");
     // Serialized inside a `jabber:client` parent, so that the children need no namespace of
     // their own; the parent's start tag is then cut off.
     let said = builder("message", ns::CLIENT)
@@ -1162,10 +1161,18 @@ pub fn shared_groupchat(
         ))
         .build();
     let bytes = verona_stream::element_bytes(&said);
-    let start = bytes.iter().position(|b| *b == b'>')? + 1;
-    let mut rest = b"'>".to_vec();
+    let start = bytes.iter().position(|b| *b == b'>')?;
     rest.extend_from_slice(&bytes[start..]);
-    Some((head, bytes::Bytes::from(rest)))
+    Some(bytes::Bytes::from(rest))
+}
+
+/// The start of a message to `to`, up to its other attributes: what [`shared_groupchat`]
+/// lacks. The same for every message to one occupant, so it is made once per occupant.
+pub fn recipient_start(to: &Jid) -> bytes::Bytes {
+    let mut start = b"<message xmlns='jabber:client' to='".to_vec();
+    start.extend_from_slice(&minidom::element::escape(to.as_str().as_bytes()));
+    start.push(b'\'');
+    bytes::Bytes::from(start)
 }
 
 /// The subject a classic join gets after the history (XEP-0045 §7.2.16): the last one said
@@ -1393,15 +1400,13 @@ mod tests {
             "oid",
         )
         .unwrap();
-        let (head, rest) = shared_groupchat(&room, &said, "item1").unwrap();
+        let rest = shared_groupchat(&room, &said, "item1").unwrap();
         for to in [
             "romeo@localhost/orchard",
             "romeo@localhost/o'brien &amp; co",
         ] {
             let to = Jid::new(to).unwrap();
-            let mut bytes = head.clone();
-            bytes.extend_from_slice(&minidom::element::escape(to.as_str().as_bytes()));
-            bytes.extend_from_slice(&rest);
+            let bytes = [&recipient_start(&to)[..], &rest].concat();
             let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
             let mut one = groupchat_message(&room, &to, &said, None).unwrap();
             one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
@@ -1620,8 +1625,9 @@ mod tests {
         assert_eq!(crate::xml::lang(&item), Some("it"));
         let classic = groupchat_message(&room, &Jid::new("j@l/b").unwrap(), &item, None).unwrap();
         assert_eq!(crate::xml::lang(&classic), Some("it"));
-        let (head, rest) = shared_groupchat(&room, &item, "a1").unwrap();
-        let shared: Element = String::from_utf8([head.as_slice(), b"j@l/b", &rest].concat())
+        let rest = shared_groupchat(&room, &item, "a1").unwrap();
+        let start = recipient_start(&Jid::new("j@l/b").unwrap());
+        let shared: Element = String::from_utf8([&start[..], &rest].concat())
             .unwrap()
             .parse()
             .unwrap();

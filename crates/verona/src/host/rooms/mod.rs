@@ -1269,21 +1269,18 @@ impl ServicesTask {
             return;
         };
         // What classic occupants get, serialized once: each recipient's copy is its own start
-        // tag and the shared rest.
-        let shared: Vec<(Vec<u8>, Bytes)> = payloads
+        // tag, kept between messages, and the shared rest.
+        let shared: Vec<Bytes> = payloads
             .iter()
             .filter_map(|(payload, id)| groupchat::shared_groupchat(&room, payload, id))
             .collect();
         let classic = classic_recipients(hosted, node, &notification.recipients);
-        let recipients = notification.recipients.iter().zip(&classic.flags);
-        for (recipient, _) in recipients.filter(|(_, is_classic)| **is_classic) {
-            let to = minidom::element::escape(recipient.jid.as_str().as_bytes());
-            for (head, rest) in &shared {
-                let mut start = Vec::with_capacity(head.len() + to.len());
-                start.extend_from_slice(head);
-                start.extend_from_slice(&to);
-                let message =
-                    verona_stream::Wire::new(Bytes::from(start), rest.clone(), Bytes::new());
+        for (recipient, start) in notification.recipients.iter().zip(&classic.starts) {
+            let Some(start) = start else {
+                continue;
+            };
+            for rest in &shared {
+                let message = verona_stream::Wire::new(start.clone(), rest.clone(), Bytes::new());
                 self.router.deliver(&recipient.jid, message);
             }
         }
@@ -1446,7 +1443,9 @@ pub(super) struct Removal {
 /// others, who get the notification itself.
 pub(super) struct ClassicFlags {
     recipients: Arc<[Recipient]>,
-    flags: Vec<bool>,
+    /// For each recipient that joined classically, the start of each message to it
+    /// ([`groupchat::recipient_start`]).
+    starts: Vec<Option<Bytes>>,
     native: Arc<[Recipient]>,
 }
 
@@ -1476,19 +1475,23 @@ fn classic_recipients(hosted: &Hosted, node: &str, recipients: &Arc<[Recipient]>
         .filter(|s| groupchat::is_classic(s.options))
         .map(|s| s.jid)
         .collect();
-    let flags: Vec<bool> = recipients
+    let starts: Vec<Option<Bytes>> = recipients
         .iter()
-        .map(|r| classic.contains(&r.jid))
+        .map(|r| {
+            classic
+                .contains(&r.jid)
+                .then(|| groupchat::recipient_start(&r.jid))
+        })
         .collect();
     let native = recipients
         .iter()
-        .zip(&flags)
-        .filter(|(_, is_classic)| !**is_classic)
+        .zip(&starts)
+        .filter(|(_, start)| start.is_none())
         .map(|(recipient, _)| recipient.clone())
         .collect();
     ClassicFlags {
         recipients: Arc::clone(recipients),
-        flags,
+        starts,
         native,
     }
 }
