@@ -1,6 +1,6 @@
 //! [`PubsubStore`] for [`SqliteStore`] (schema: `migrations/sqlite/0002_pubsub.sql`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -471,41 +471,92 @@ pub(super) async fn commit_groups(
 /// The sets in one transaction, rolled back (as it drops) if any write fails.
 async fn commit(writer: &SqlitePool, sets: &[Pending]) -> Result<(), StorageError> {
     let mut tx = writer.begin().await?;
-    for set in sets {
-        apply_writes(&mut tx, &set.writes).await?;
-    }
+    let writes: Vec<&PubsubWrite> = sets.iter().flat_map(|set| &set.writes).collect();
+    apply_writes(&mut tx, &in_runs(&writes)).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// One caller's writes, in order, with runs of subscriptions and of items as multi-row
-/// statements.
+/// The order in which to apply `writes` so that writes of one kind come together, as few
+/// statements: each statement is a round trip to the database's thread (two thread switches),
+/// which costs more than the rows it writes. A room's message is an item stored and its
+/// oldest removed; a hundred rooms' messages, interleaved, were two hundred statements, and
+/// are two. Writes of one node stay in their order, and so do writes of one kind (items keep
+/// the order they were published in, which is an archive's order across a service's nodes).
+fn in_runs<'a>(writes: &[&'a PubsubWrite]) -> Vec<&'a PubsubWrite> {
+    let key = |w: &'a PubsubWrite| (w.service.as_str(), node_of(&w.op));
+    // For each write, how many earlier writes its node has: it may go once that many have.
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+    let rank: Vec<usize> = writes
+        .iter()
+        .map(|w| {
+            let count = seen.entry(key(w)).or_default();
+            *count += 1;
+            *count - 1
+        })
+        .collect();
+    let mut by_kind: Vec<(std::mem::Discriminant<StoreOp>, Vec<usize>)> = Vec::new();
+    for (at, write) in writes.iter().enumerate() {
+        let kind = std::mem::discriminant(&write.op);
+        match by_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, list)) => list.push(at),
+            None => by_kind.push((kind, vec![at])),
+        }
+    }
+    let mut gone: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut next = vec![0; by_kind.len()];
+    let mut order = Vec::with_capacity(writes.len());
+    // Each pass takes, kind by kind, the writes whose node is ready for them, up to the
+    // first that is not; the earliest write not taken is always ready, so each pass takes
+    // at least one.
+    while order.len() < writes.len() {
+        for ((_, list), next) in by_kind.iter().zip(next.iter_mut()) {
+            while let Some(&at) = list.get(*next) {
+                let done = gone.entry(key(writes[at])).or_default();
+                if *done != rank[at] {
+                    break;
+                }
+                *done += 1;
+                order.push(writes[at]);
+                *next += 1;
+            }
+        }
+    }
+    order
+}
+
+/// Writes in order, with runs of subscriptions, of stored items and of removed items as
+/// multi-row statements.
 async fn apply_writes(
     conn: &mut SqliteConnection,
-    writes: &[PubsubWrite],
+    writes: &[&PubsubWrite],
 ) -> Result<(), StorageError> {
     let mut rest = writes;
     while !rest.is_empty() {
+        let kind = std::mem::discriminant(&rest[0].op);
         let run = rest
             .iter()
-            .take_while(|w| matches!(w.op, StoreOp::SubscriptionSet { .. }))
+            .take_while(|w| std::mem::discriminant(&w.op) == kind)
             .count();
-        let items = rest
-            .iter()
-            .take_while(|w| matches!(w.op, StoreOp::ItemStored { .. }))
-            .count();
-        if run > 1 {
-            for chunk in rest[..run].chunks(SUBSCRIPTIONS_PER_STATEMENT) {
-                set_subscriptions(conn, chunk).await?;
+        match &rest[0].op {
+            StoreOp::SubscriptionSet { .. } if run > 1 => {
+                for chunk in rest[..run].chunks(SUBSCRIPTIONS_PER_STATEMENT) {
+                    set_subscriptions(conn, chunk).await?;
+                }
             }
-            rest = &rest[run..];
-        } else if items > 1 {
-            store_items(conn, &rest[..items]).await?;
-            rest = &rest[items..];
-        } else {
-            apply_write(conn, &rest[0]).await?;
-            rest = &rest[1..];
+            StoreOp::ItemStored { .. } if run > 1 => store_items(conn, &rest[..run]).await?,
+            StoreOp::ItemRemoved { .. } if run > 1 => {
+                for chunk in rest[..run].chunks(ITEMS_PER_STATEMENT) {
+                    remove_items(conn, chunk).await?;
+                }
+            }
+            _ => {
+                apply_write(conn, rest[0]).await?;
+                rest = &rest[1..];
+                continue;
+            }
         }
+        rest = &rest[run..];
     }
     Ok(())
 }
@@ -519,7 +570,7 @@ const SUBSCRIPTIONS_PER_STATEMENT: usize = 500;
 /// SubID written twice keeps its last row, as one statement each would.
 async fn set_subscriptions(
     conn: &mut SqliteConnection,
-    writes: &[PubsubWrite],
+    writes: &[&PubsubWrite],
 ) -> Result<(), StorageError> {
     let mut sql = String::from(
         "INSERT INTO pubsub_subscriptions \
@@ -572,7 +623,7 @@ const ITEMS_PER_STATEMENT: usize = 500;
 /// storing them one after the other leaves, in the same order.
 async fn store_items(
     conn: &mut SqliteConnection,
-    writes: &[PubsubWrite],
+    writes: &[&PubsubWrite],
 ) -> Result<(), StorageError> {
     let key = |write: &PubsubWrite| match &write.op {
         StoreOp::ItemStored { node, item } => {
@@ -588,7 +639,7 @@ async fn store_items(
         .iter()
         .enumerate()
         .filter(|(at, write)| last.get(&key(write)) == Some(at))
-        .map(|(_, write)| write)
+        .map(|(_, write)| *write)
         .collect();
     for chunk in kept.chunks(ITEMS_PER_STATEMENT) {
         // REPLACE deletes a row with the same id before inserting: the new row gets a new, larger
@@ -623,6 +674,32 @@ async fn store_items(
             Err(error) => return Err(error.into()),
         }
     }
+    Ok(())
+}
+
+/// Consecutive `ItemRemoved` writes (rooms' oldest messages giving way to new ones, say) as
+/// one statement, which finds each item by its unique index.
+async fn remove_items(
+    conn: &mut SqliteConnection,
+    writes: &[&PubsubWrite],
+) -> Result<(), StorageError> {
+    let delete = format!(
+        "DELETE FROM pubsub_items WHERE seq IN (SELECT p.seq FROM (VALUES {}) AS gone \
+         JOIN pubsub_items AS p ON p.service = gone.column1 AND p.node = gone.column2 \
+         AND p.item_id = gone.column3)",
+        anonymous_rows(writes.len(), 3)
+    );
+    let mut statement = sqlx::query(sqlx::AssertSqlSafe(delete));
+    for write in writes {
+        let StoreOp::ItemRemoved { node, id } = &write.op else {
+            unreachable!("a run of removed items");
+        };
+        statement = statement
+            .bind(write.service.as_str())
+            .bind(node.as_str())
+            .bind(id.as_str());
+    }
+    statement.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -843,6 +920,159 @@ mod tests {
         // The bound went with the query: the connection serves a long read again.
         let everything = store.load_service(&services[0]).await.unwrap();
         assert_eq!(everything[0].items.len(), 10_000);
+        store.close().await;
+    }
+
+    fn write(service: &str, op: &str, node: &str, id: &str) -> PubsubWrite {
+        let op = match op {
+            "create" => StoreOp::NodeCreated {
+                node: node.into(),
+                config: verona_pubsub::NodeConfig::default(),
+            },
+            "store" => StoreOp::ItemStored {
+                node: node.into(),
+                item: Item {
+                    id: id.into(),
+                    payload: Some(format!("<p xmlns='urn:example'>{id}</p>").into()),
+                    publisher: jid::Jid::new("juliet@capulet.lit").unwrap(),
+                    published: std::time::UNIX_EPOCH,
+                },
+            },
+            "remove" => StoreOp::ItemRemoved {
+                node: node.into(),
+                id: id.into(),
+            },
+            "delete" => StoreOp::NodeDeleted { node: node.into() },
+            other => unreachable!("{other}"),
+        };
+        PubsubWrite {
+            service: service.into(),
+            op,
+        }
+    }
+
+    /// How [`in_runs`] orders writes: by kind where a node's own order allows, never changing
+    /// the order of one node's writes or of one kind's.
+    #[test]
+    fn writes_of_a_kind_come_together_in_their_order() {
+        let describe = |w: &PubsubWrite| {
+            let (op, id) = match &w.op {
+                StoreOp::NodeCreated { .. } => ("create", ""),
+                StoreOp::ItemStored { item, .. } => ("store", item.id.as_str()),
+                StoreOp::ItemRemoved { id, .. } => ("remove", id.as_str()),
+                StoreOp::NodeDeleted { .. } => ("delete", ""),
+                _ => ("other", ""),
+            };
+            format!("{op} {} {id}", node_of(&w.op))
+                .trim_end()
+                .to_owned()
+        };
+        // Writes as (op, node, item), and the order they are applied in.
+        type Case<'a> = (&'a [(&'a str, &'a str, &'a str)], &'a [&'a str]);
+        let table: &[Case] = &[
+            // Three rooms' messages, each a new item and the oldest removed.
+            (
+                &[
+                    ("store", "r1", "new"),
+                    ("remove", "r1", "old"),
+                    ("store", "r2", "new"),
+                    ("remove", "r2", "old"),
+                    ("store", "r3", "new"),
+                    ("remove", "r3", "old"),
+                ],
+                &[
+                    "store r1 new",
+                    "store r2 new",
+                    "store r3 new",
+                    "remove r1 old",
+                    "remove r2 old",
+                    "remove r3 old",
+                ],
+            ),
+            // A node's writes keep their order: the removal waits for the first store, the
+            // second store for the removal.
+            (
+                &[
+                    ("store", "n", "a"),
+                    ("remove", "n", "a"),
+                    ("store", "n", "a"),
+                    ("store", "m", "b"),
+                ],
+                &["store n a", "remove n a", "store n a", "store m b"],
+            ),
+            // Items keep their order across nodes: m's item waits behind n's, which waits for
+            // n to be created.
+            (
+                &[
+                    ("create", "n", ""),
+                    ("create", "m", ""),
+                    ("store", "n", "1"),
+                    ("store", "m", "2"),
+                    ("delete", "m", ""),
+                    ("create", "k", ""),
+                ],
+                &[
+                    "create n",
+                    "create m",
+                    "create k",
+                    "store n 1",
+                    "store m 2",
+                    "delete m",
+                ],
+            ),
+            (&[], &[]),
+        ];
+        for (writes, expected) in table {
+            let writes: Vec<PubsubWrite> = writes
+                .iter()
+                .map(|(op, node, id)| write("s", op, node, id))
+                .collect();
+            let refs: Vec<&PubsubWrite> = writes.iter().collect();
+            let ordered: Vec<String> = in_runs(&refs).into_iter().map(describe).collect();
+            assert_eq!(ordered, *expected);
+        }
+    }
+
+    /// Interleaved writes of many nodes, applied in runs, leave what applying them one by one
+    /// leaves.
+    #[tokio::test]
+    async fn writes_applied_in_runs_leave_what_one_by_one_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let mut first = Vec::new();
+        for room in ["r1", "r2", "r3"] {
+            first.push(write("chat", "create", room, ""));
+            first.push(write("chat", "store", room, "old"));
+        }
+        store.apply(&first).await.unwrap();
+        let mut then = Vec::new();
+        for room in ["r1", "r2", "r3"] {
+            then.push(write("chat", "store", room, "new"));
+            then.push(write("chat", "remove", room, "old"));
+        }
+        then.push(write("chat", "remove", "r2", "new"));
+        then.push(write("chat", "store", "r2", "newer"));
+        store.apply(&then).await.unwrap();
+        let memory = crate::MemoryStore::default();
+        for write in first.iter().chain(&then) {
+            memory.apply(std::slice::from_ref(write)).await.unwrap();
+        }
+        let items = |nodes: Vec<StoredNode>| -> Vec<(String, Vec<String>)> {
+            nodes
+                .into_iter()
+                .map(|n| (n.id, n.items.into_iter().map(|i| i.id).collect()))
+                .collect()
+        };
+        let stored = items(store.load_service("chat").await.unwrap());
+        assert_eq!(stored, items(memory.load_service("chat").await.unwrap()));
+        assert_eq!(
+            stored,
+            [
+                ("r1".to_owned(), vec!["new".to_owned()]),
+                ("r2".to_owned(), vec!["newer".to_owned()]),
+                ("r3".to_owned(), vec!["new".to_owned()]),
+            ]
+        );
         store.close().await;
     }
 
