@@ -575,9 +575,9 @@ fn admin_iq(id: &str, item: &str) -> String {
     )
 }
 
-/// XEP-0045 §10.1.1 and §7.2.5: a room made by a join admits nobody but its owner, classic
+/// XEP-0045 §10.1.1 and §7.2.10: a room made by a join admits nobody but its owner, classic
 /// or native, until the owner submits a configuration; then others enter. Cancelling a new room's first configuration
-/// destroys the room (§10.1.2), so the next join makes it afresh.
+/// destroys the room (§10.1.1), so the next join makes it afresh.
 #[tokio::test]
 async fn a_new_room_is_locked_until_its_owner_configures_it() {
     let t = TestServer::start().await;

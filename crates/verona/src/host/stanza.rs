@@ -69,7 +69,7 @@ impl ServicesTask {
             && hosted.service.affiliation(node, &from.to_bare())
                 != verona_pubsub::Affiliation::Owner
         {
-            // XEP-0045 §7.2.5, natively: a room its owner has not configured admits nobody.
+            // XEP-0045 §7.2.10, natively: a room its owner has not configured admits nobody.
             let reply = error_reply(&stanza, StanzaError::ItemNotFound, None);
             done.push(Done::reply(from, reply));
             return;

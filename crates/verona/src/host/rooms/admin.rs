@@ -409,7 +409,7 @@ impl ServicesTask {
             return error_reply(stanza, StanzaError::BadRequest, Some("no form"));
         };
         if form.attr("type") == Some("cancel") {
-            // §10.1.2: cancelling a new room's first configuration destroys it; a later
+            // §10.1.1: cancelling a new room's first configuration destroys it; a later
             // cancel changes nothing.
             if hosted.locked {
                 let leaving = occupants(&hosted.service, node);
@@ -859,7 +859,6 @@ struct AdminChanges {
     removal: Removal,
 }
 
-/// The answer to a request the engine refused: `not-acceptable`, saying why.
 /// A destroyed room's classic occupants hear of it as XEP-0045 presence (§10.9), not also as
 /// a pubsub `<delete/>`: once the room's subscriptions are gone, delivery cannot tell them
 /// from native occupants.
@@ -884,6 +883,7 @@ fn spare_classic(done: &mut [Done], leaving: &[InRoom]) {
     }
 }
 
+/// The answer to a request the engine refused: `not-acceptable`, saying why.
 fn refused(stanza: &Element, error: &PubsubError) -> Option<Element> {
     error_reply(stanza, StanzaError::NotAcceptable, Some(&error.to_string()))
 }

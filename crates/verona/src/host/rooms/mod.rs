@@ -515,7 +515,7 @@ impl ServicesTask {
             return;
         }
         if hosted.locked && affiliation_in(service, &node, &me) != RoomAffiliation::Owner {
-            // §7.2.5: until its owner configures it, a new room admits nobody else.
+            // §7.2.10: until its owner configures it, a new room admits nobody else.
             done.push(refuse("item-not-found", "cancel"));
             return;
         }
