@@ -573,6 +573,8 @@ pub struct DataCheck {
     pub messages_received: u64,
     pub messages_lost: u64,
     pub messages_duplicated: u64,
+    /// Refused with their sender told (`type='error'`), so neither received nor lost.
+    pub messages_bounced: u64,
 }
 
 impl DataCheck {
@@ -869,8 +871,12 @@ impl SoakReport {
         rows.push((
             "messages".into(),
             format!(
-                "{} sent, {} received, {} lost, {} duplicated",
-                d.messages_sent, d.messages_received, d.messages_lost, d.messages_duplicated
+                "{} sent, {} received, {} bounced, {} lost, {} duplicated",
+                d.messages_sent,
+                d.messages_received,
+                d.messages_bounced,
+                d.messages_lost,
+                d.messages_duplicated
             ),
         ));
         rows.push(("errors".into(), self.errors.describe()));

@@ -242,6 +242,8 @@ pub(super) struct ActiveEnd {
     pub messages_sent: u64,
     pub messages_received: u64,
     pub messages_duplicated: u64,
+    /// Its own messages the server returned as errors (not delivered now; kept in the archive).
+    pub messages_bounced: u64,
     /// Stanzas received, of any kind.
     pub stanzas: u64,
     /// The client, or why the server ended it.
@@ -271,6 +273,7 @@ struct Run {
     seen: Vec<u64>,
     received: u64,
     duplicated: u64,
+    bounced: u64,
     stanzas: u64,
 }
 
@@ -321,6 +324,11 @@ impl Run {
             }
             return;
         }
+        if stanza.name() == "message" && stanza.attr("type") == Some("error") {
+            // One of its own messages, refused (a full queue at the peer, say).
+            self.bounced += 1;
+            return;
+        }
         let Some((seq, sent, phase)) = numbered(stanza) else {
             return;
         };
@@ -369,6 +377,7 @@ pub(super) async fn active(
         seen: Vec::new(),
         received: 0,
         duplicated: 0,
+        bounced: 0,
         stanzas: 0,
     };
     let mut tick = tokio::time::interval_at(Instant::now() + offset, interval);
@@ -424,6 +433,7 @@ pub(super) async fn active(
         messages_sent: sent.load(Ordering::Relaxed),
         messages_received: run.received,
         messages_duplicated: run.duplicated,
+        messages_bounced: run.bounced,
         stanzas: run.stanzas,
         client: match failure {
             None => Ok(client),
@@ -481,8 +491,12 @@ pub(super) async fn verify(
         check.messages_sent += end.messages_sent;
         check.messages_received += end.messages_received;
         check.messages_duplicated += end.messages_duplicated;
+        check.messages_bounced += end.messages_bounced;
     }
-    check.messages_lost = check.messages_sent.saturating_sub(check.messages_received);
+    // A bounced message was refused with its sender told, not lost silently.
+    check.messages_lost = check
+        .messages_sent
+        .saturating_sub(check.messages_received + check.messages_bounced);
     let addresses = addresses(good, options.per_good_address);
     let shared = Arc::new(setup.clone());
     let wanted: Vec<(usize, Vec<u64>)> = ends
@@ -617,6 +631,7 @@ mod tests {
             seen: Vec::new(),
             received: 0,
             duplicated: 0,
+            bounced: 0,
             stanzas: 0,
         };
         for (id, op) in [("p0", Op::Publish(0)), ("q0", Op::Ping)] {
@@ -638,10 +653,16 @@ mod tests {
         let message = parse("<message type='chat'><body>70 0 soak</body></message>");
         run.on_stanza(&message, epoch);
         run.on_stanza(&message, epoch);
+        let bounce = parse(
+            "<message type='error'><body>71 0 soak</body><error type='wait'>\
+             <resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        );
+        run.on_stanza(&bounce, epoch);
         assert_eq!(run.acked, [0]);
         assert_eq!(run.quiet.publish.len(), 1);
         assert_eq!(run.quiet.refused["resource-constraint"], 1);
-        assert_eq!((run.received, run.duplicated, run.stanzas), (1, 1, 4));
+        assert_eq!((run.received, run.duplicated, run.stanzas), (1, 1, 5));
+        assert_eq!(run.bounced, 1);
         assert_eq!(run.soak.message.len(), 1);
         assert!(run.pending.is_empty());
     }
@@ -657,6 +678,7 @@ mod tests {
             seen: Vec::new(),
             received: 0,
             duplicated: 0,
+            bounced: 0,
             stanzas: 0,
         };
         run.pending.insert(
@@ -710,6 +732,7 @@ mod tests {
             messages_sent: 0,
             messages_received: 0,
             messages_duplicated: 0,
+            messages_bounced: 0,
             stanzas: 0,
             client: Err("closed".into()),
         };
