@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use minidom::Element;
@@ -32,6 +32,25 @@ const DRAIN_CHECK: Duration = Duration::from_millis(100);
 /// `user@domain` of a full JID.
 pub(super) fn bare(jid: &str) -> String {
     jid.split_once('/').map_or(jid, |(bare, _)| bare).to_owned()
+}
+
+/// What an active client sent its peer, for the peer to know when all of it is in.
+#[derive(Default)]
+struct Sending {
+    messages: AtomicU64,
+    /// It sends no more: its count is final. Without this, a peer that found every counted
+    /// message in while the last one was being sent stopped reading before it came, and
+    /// counted it lost.
+    done: AtomicBool,
+}
+
+impl Sending {
+    /// The messages sent, once no more will be.
+    fn total(&self) -> Option<u64> {
+        self.done
+            .load(Ordering::Acquire)
+            .then(|| self.messages.load(Ordering::Relaxed))
+    }
 }
 
 /// Source-address numbers the good clients are spread over.
@@ -162,9 +181,9 @@ pub(super) struct Active {
     /// The next active client's full JID, which this one messages.
     peer: String,
     /// Messages this client sent.
-    sent: Arc<AtomicU64>,
+    sent: Arc<Sending>,
     /// Messages the previous active client (the one messaging this one) sent.
-    sender_sent: Arc<AtomicU64>,
+    sender_sent: Arc<Sending>,
     /// Delay before the first operation, so the clients spread over the interval.
     offset: Duration,
 }
@@ -199,7 +218,7 @@ pub(super) async fn prepare(
         .collect();
     ready.sort_by_key(|(n, _)| *n);
     let count = ready.len();
-    let sent: Vec<Arc<AtomicU64>> = (0..count).map(|_| Arc::default()).collect();
+    let sent: Vec<Arc<Sending>> = (0..count).map(|_| Arc::default()).collect();
     let jids: Vec<String> = ready.iter().map(|(_, c)| c.jid.clone()).collect();
     let interval = Duration::from_millis(options.interval_ms);
     ready
@@ -388,9 +407,13 @@ pub(super) async fn active(
         let now_phase = *phase.borrow();
         let measuring = matches!(now_phase, Phase::Quiet | Phase::Soak);
         if !measuring {
+            // From here on this client sends nothing.
+            sent.done.store(true, Ordering::Release);
             let since = *draining.get_or_insert_with(Instant::now);
             run.expire(op_timeout);
-            let all_in = run.received >= sender_sent.load(Ordering::Relaxed);
+            let all_in = sender_sent
+                .total()
+                .is_some_and(|total| run.received >= total);
             if (run.pending.is_empty() && all_in) || since.elapsed() >= op_timeout {
                 break;
             }
@@ -413,7 +436,7 @@ pub(super) async fn active(
                     failure = Some(reason(&e));
                     break;
                 }
-                sent.fetch_add(1, Ordering::Relaxed);
+                sent.messages.fetch_add(1, Ordering::Relaxed);
                 for (id, op) in [(format!("p{seq}"), Op::Publish(seq)), (format!("q{seq}"), Op::Ping)] {
                     run.pending.insert(id, Pending { op, sent: at, phase: now_phase });
                 }
@@ -424,13 +447,14 @@ pub(super) async fn active(
             _ = tokio::time::sleep(DRAIN_CHECK), if !measuring => {}
         }
     }
+    sent.done.store(true, Ordering::Release);
     ActiveEnd {
         n,
         quiet: run.quiet,
         soak: run.soak,
         published: run.seq,
         acked: run.acked,
-        messages_sent: sent.load(Ordering::Relaxed),
+        messages_sent: sent.messages.load(Ordering::Relaxed),
         messages_received: run.received,
         messages_duplicated: run.duplicated,
         messages_bounced: run.bounced,
@@ -665,6 +689,15 @@ mod tests {
         assert_eq!(run.bounced, 1);
         assert_eq!(run.soak.message.len(), 1);
         assert!(run.pending.is_empty());
+    }
+
+    #[test]
+    fn a_senders_count_is_final_only_once_it_is_done() {
+        let sending = Sending::default();
+        sending.messages.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(sending.total(), None);
+        sending.done.store(true, Ordering::Release);
+        assert_eq!(sending.total(), Some(3));
     }
 
     #[test]
