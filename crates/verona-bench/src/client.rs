@@ -21,7 +21,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use verona_auth::{ClientKeyCache, ScramClient, ScramHash};
-use verona_stream::{Limits, NS_STREAMS, STREAM_CLOSE, StreamEvent, StreamParser};
+use verona_stream::{NS_STREAMS, STREAM_CLOSE};
+
+use crate::stream::{StreamEvent, StreamReader};
 
 const NS_CLIENT: &str = "jabber:client";
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -316,21 +318,17 @@ impl Client {
     }
 }
 
-/// A byte stream and the parser for the XML stream currently open on it.
+/// A byte stream and the reader of the XML stream currently open on it.
 struct Conn<S> {
     io: S,
-    parser: StreamParser,
-}
-
-fn new_parser() -> StreamParser {
-    StreamParser::new(NS_CLIENT, Limits::default())
+    parser: StreamReader,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn new(io: S) -> Self {
         Conn {
             io,
-            parser: new_parser(),
+            parser: StreamReader::default(),
         }
     }
 
@@ -344,14 +342,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn next_event(&mut self) -> Result<Option<StreamEvent>, String> {
         let mut buf = [0u8; READ_CHUNK];
         loop {
-            if let Some(event) = self.parser.next_event().map_err(|e| e.to_string())? {
+            if let Some(event) = self.parser.next_event()? {
                 return Ok(Some(event));
             }
             let n = self.io.read(&mut buf).await.map_err(|e| e.to_string())?;
             if n == 0 {
                 return Ok(None);
             }
-            self.parser.feed(&buf[..n]);
+            self.parser.feed(&buf[..n])?;
         }
     }
 
@@ -366,7 +364,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Err(format!("stream error: {condition}"))
             }
             Some(StreamEvent::Stanza(el)) => Ok(el),
-            Some(StreamEvent::Header(_)) => Err("unexpected second stream header".into()),
+            Some(StreamEvent::Header) => Err("unexpected second stream header".into()),
             Some(StreamEvent::End) => Err("the server closed the stream".into()),
             None => Err("the server closed the connection".into()),
         }
@@ -374,12 +372,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Opens a new stream and returns the server's features.
     async fn open(&mut self, domain: &str) -> Result<Element, String> {
-        self.parser = new_parser();
+        self.parser = StreamReader::default();
         let header = format!(
             "<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAMS}' to='{domain}' version='1.0'>"
         );
         self.send(header.as_bytes()).await?;
-        if !matches!(self.next_event().await?, Some(StreamEvent::Header(_))) {
+        if !matches!(self.next_event().await?, Some(StreamEvent::Header)) {
             return Err("expected a stream header".into());
         }
         let features = self.recv().await?;

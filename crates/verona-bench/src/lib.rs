@@ -8,6 +8,7 @@ pub mod commits;
 pub mod populate;
 pub mod scenarios;
 pub mod stats;
+pub mod stream;
 pub mod summary;
 pub mod wire;
 

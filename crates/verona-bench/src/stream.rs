@@ -1,0 +1,352 @@
+//! How the generator reads a server's XML stream: quick-xml's events, built into minidom
+//! elements. The server's own parser (`verona-stream`, on rxml) checks everything a hostile
+//! peer could send, at several times the cost per stanza; in the generator it was the bound of
+//! every fan-out and group-chat run (the generator at 93–99 % of its core, three quarters of
+//! that in rxml), so those runs measured the generator rather than the server. The servers
+//! under test are trusted to send well-formed XML: what this reader does not check (characters
+//! allowed, restricted XML) is the server's parser's business, not the benchmark's.
+
+use std::borrow::Cow;
+
+use minidom::Element;
+use minidom::rxml::{Namespace, NcName};
+use quick_xml::errors::{Error as XmlError, IllFormedError};
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::attributes::{AttrError, Attribute};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::PrefixDeclaration;
+use quick_xml::{Reader, XmlVersion};
+
+const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// What the server's stream brings next.
+#[derive(Debug, PartialEq)]
+pub enum StreamEvent {
+    /// The stream header's start tag.
+    Header,
+    /// A complete top-level element, with the namespaces it was sent in.
+    Stanza(Element),
+    /// `</stream:stream>`
+    End,
+}
+
+/// Namespace declarations in scope: (prefix, namespace), `None` for the default namespace.
+type Scope = Vec<(Option<String>, String)>;
+
+/// Why no event came out of the bytes read so far.
+enum Failure {
+    /// They end inside it: wait for more.
+    Incomplete,
+    /// They are not XML, or not namespace-well-formed.
+    Bad(String),
+}
+
+impl From<AttrError> for Failure {
+    fn from(e: AttrError) -> Self {
+        Failure::Bad(e.to_string())
+    }
+}
+
+impl From<XmlError> for Failure {
+    fn from(e: XmlError) -> Self {
+        match e {
+            // quick-xml's syntax errors are all input that ends too soon, and so is a
+            // reference cut before its `;`.
+            XmlError::Syntax(_) | XmlError::IllFormed(IllFormedError::UnclosedReference) => {
+                Failure::Incomplete
+            }
+            e => Failure::Bad(e.to_string()),
+        }
+    }
+}
+
+/// An incremental reader of one XML stream: bytes go in with [`StreamReader::feed`] as they
+/// arrive, events come out of [`StreamReader::next_event`] once complete. A stanza that is not
+/// complete yet is parsed again from its start when more bytes come.
+#[derive(Default)]
+pub struct StreamReader {
+    text: String,
+    /// Bytes of `text` before this are read.
+    at: usize,
+    /// The start of a character cut between two reads, completed by the next.
+    cut: Vec<u8>,
+    /// The header's declarations, once the header came; then what each stanza adds.
+    scope: Option<Scope>,
+}
+
+impl StreamReader {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        // What was read goes; what is left is at most a stanza begun.
+        self.text.drain(..self.at);
+        self.at = 0;
+        let joined;
+        let bytes = if self.cut.is_empty() {
+            bytes
+        } else {
+            self.cut.extend_from_slice(bytes);
+            joined = std::mem::take(&mut self.cut);
+            &joined
+        };
+        let whole = match std::str::from_utf8(bytes) {
+            Ok(whole) => whole,
+            Err(e) if e.error_len().is_none() => {
+                self.cut = bytes[e.valid_up_to()..].to_vec();
+                std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid up to there")
+            }
+            Err(e) => return Err(format!("not UTF-8: {e}")),
+        };
+        self.text.push_str(whole);
+        Ok(())
+    }
+
+    /// The next complete event; `None` until more bytes come.
+    pub fn next_event(&mut self) -> Result<Option<StreamEvent>, String> {
+        let mut reader = Reader::from_str(&self.text[self.at..]);
+        // The stream's end tag closes a start tag this reader, which begins after it, never saw.
+        reader.config_mut().allow_unmatched_ends = true;
+        let read = match &mut self.scope {
+            None => header(&mut reader).map(|declared| {
+                self.scope = Some(declared);
+                StreamEvent::Header
+            }),
+            Some(scope) => {
+                let base = scope.len();
+                let read = stanza(&mut reader, scope);
+                scope.truncate(base);
+                read
+            }
+        };
+        match read {
+            Ok(event) => {
+                self.at += usize::try_from(reader.buffer_position()).expect("within the buffer");
+                Ok(Some(event))
+            }
+            Err(Failure::Incomplete) => Ok(None),
+            Err(Failure::Bad(why)) => Err(why),
+        }
+    }
+}
+
+/// The stream header's namespace declarations, once its start tag is read.
+fn header(reader: &mut Reader<&[u8]>) -> Result<Scope, Failure> {
+    loop {
+        match reader.read_event()? {
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::Text(_) => {}
+            Event::Start(tag) => {
+                let mut declared = Scope::new();
+                declare(&tag, &mut declared)?;
+                return Ok(declared);
+            }
+            Event::Eof => return Err(Failure::Incomplete),
+            other => {
+                return Err(Failure::Bad(format!(
+                    "expected a stream header, got {other:?}"
+                )));
+            }
+        }
+    }
+}
+
+fn stanza(reader: &mut Reader<&[u8]>, scope: &mut Scope) -> Result<StreamEvent, Failure> {
+    // Open elements, each with the scope's length before its declarations.
+    let mut open: Vec<(Element, usize)> = Vec::new();
+    loop {
+        let closed = match reader.read_event()? {
+            Event::Start(tag) => {
+                let mark = scope.len();
+                open.push((element(&tag, scope)?, mark));
+                None
+            }
+            Event::Empty(tag) => {
+                let mark = scope.len();
+                let element = element(&tag, scope)?;
+                scope.truncate(mark);
+                Some(element)
+            }
+            Event::End(_) => match open.pop() {
+                Some((element, mark)) => {
+                    scope.truncate(mark);
+                    Some(element)
+                }
+                None => return Ok(StreamEvent::End),
+            },
+            Event::Text(text) => {
+                append(&mut open, text.xml10_content());
+                None
+            }
+            Event::CData(text) => {
+                append(&mut open, text.xml10_content());
+                None
+            }
+            Event::GeneralRef(reference) => {
+                let resolved = match reference.resolve_char_ref()? {
+                    Some(c) => Cow::Owned(c.to_string()),
+                    None => {
+                        let name = reference.xml10_content();
+                        let known = resolve_predefined_entity(&name)
+                            .ok_or_else(|| Failure::Bad(format!("unknown entity &{name};")))?;
+                        Cow::Borrowed(known)
+                    }
+                };
+                append(&mut open, resolved);
+                None
+            }
+            Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => None,
+            Event::Eof => return Err(Failure::Incomplete),
+        };
+        if let Some(element) = closed {
+            match open.last_mut() {
+                Some((parent, _)) => {
+                    parent.append_child(element);
+                }
+                None => return Ok(StreamEvent::Stanza(element)),
+            }
+        }
+    }
+}
+
+/// Text inside an element; between stanzas it is whitespace, and dropped.
+fn append(open: &mut [(Element, usize)], text: Cow<'_, str>) {
+    if let Some((element, _)) = open.last_mut() {
+        element.append_text(text);
+    }
+}
+
+/// Adds the namespace declarations among `tag`'s attributes to `scope`.
+fn declare(tag: &BytesStart<'_>, scope: &mut Scope) -> Result<(), Failure> {
+    for attribute in tag.attributes().with_checks(false) {
+        let attribute = attribute?;
+        let binding = match attribute.key.as_namespace_binding() {
+            Some(PrefixDeclaration::Default) => None,
+            Some(PrefixDeclaration::Named(prefix)) => Some(prefix.to_owned()),
+            None => continue,
+        };
+        scope.push((binding, value(&attribute)?));
+    }
+    Ok(())
+}
+
+fn value(attribute: &Attribute<'_>) -> Result<String, Failure> {
+    Ok(attribute
+        .normalized_value(XmlVersion::Implicit1_0)?
+        .into_owned())
+}
+
+fn resolve<'s>(scope: &'s Scope, prefix: Option<&str>) -> Result<&'s str, Failure> {
+    if prefix == Some("xml") {
+        return Ok(NS_XML);
+    }
+    scope
+        .iter()
+        .rev()
+        .find(|(bound, _)| bound.as_deref() == prefix)
+        .map(|(_, namespace)| namespace.as_str())
+        .ok_or_else(|| Failure::Bad(format!("prefix {prefix:?} not declared")))
+}
+
+/// The element `tag` opens, its declarations added to `scope`.
+fn element(tag: &BytesStart<'_>, scope: &mut Scope) -> Result<Element, Failure> {
+    declare(tag, scope)?;
+    let name = tag.name();
+    let prefix = name.prefix().map(|p| p.into_inner());
+    let mut element = Element::bare(name.local_name().into_inner(), resolve(scope, prefix)?);
+    for attribute in tag.attributes().with_checks(false) {
+        let attribute = attribute?;
+        if attribute.key.as_namespace_binding().is_some() {
+            continue;
+        }
+        let local = NcName::try_from(attribute.key.local_name().into_inner())
+            .map_err(|e| Failure::Bad(format!("attribute name: {e}")))?;
+        let value = value(&attribute)?;
+        let namespace = match attribute.key.prefix() {
+            // Unprefixed attributes are in no namespace.
+            None => Namespace::NONE,
+            Some(prefix) => Namespace::from(resolve(scope, Some(prefix.into_inner()))?.to_owned()),
+        };
+        element.attrs_mut().insert(namespace, local, value);
+    }
+    Ok(element)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verona_stream::{Limits, StreamParser};
+
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='x' version='1.0'>";
+
+    /// What the server's own parser makes of the header and `xml`.
+    fn reference(xml: &str) -> Vec<StreamEvent> {
+        let mut parser = StreamParser::new("jabber:client", Limits::default());
+        parser.feed(HEADER.as_bytes());
+        parser.feed(xml.as_bytes());
+        let mut events = Vec::new();
+        while let Some(event) = parser.next_event().expect("well-formed") {
+            events.push(match event {
+                verona_stream::StreamEvent::Header(_) => StreamEvent::Header,
+                verona_stream::StreamEvent::Stanza(element) => StreamEvent::Stanza(element),
+                verona_stream::StreamEvent::End => StreamEvent::End,
+            });
+        }
+        events
+    }
+
+    /// What this reader makes of the header and `xml`, fed in pieces of `piece` bytes.
+    fn read(xml: &str, piece: usize) -> Vec<StreamEvent> {
+        let bytes = [HEADER.as_bytes(), xml.as_bytes()].concat();
+        let mut reader = StreamReader::default();
+        let mut events = Vec::new();
+        for chunk in bytes.chunks(piece) {
+            reader.feed(chunk).expect("UTF-8");
+            while let Some(event) = reader.next_event().expect("well-formed") {
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn reads_what_the_servers_parser_reads_however_the_bytes_are_cut() {
+        let cases = [
+            "<message from='room@chat.localhost/occ1' to='a@localhost/r1' type='groupchat' \
+             id='m1'><body>12 345 &amp; &lt;more&gt; &#233;t&#xE9; \u{e9}</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' id='s1' by='room@chat.localhost'/></message>",
+            "<message from='pubsub.localhost' to='a@localhost/r1'><event \
+             xmlns='http://jabber.org/protocol/pubsub#event'><items node='n'><item id='i1' \
+             publisher='b@localhost/x'><entry xmlns='urn:x'>text<![CDATA[<raw>]]></entry></item>\
+             </items></event><addresses xmlns='http://jabber.org/protocol/address'><address \
+             type='replyto' jid='b@localhost/x'/></addresses></message>",
+            "<presence from='b@localhost/x' xml:lang='en'><show>away</show>\
+             <status>\"out\" &apos;here&apos;</status></presence>\n  <iq type='result' id='1'/>",
+            "<x:iq xmlns:x='jabber:client' type='get' id='2'><q:query xmlns:q='urn:q' \
+             q:attr='v'/></x:iq><stream:error><not-well-formed \
+             xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+        ];
+        for xml in cases {
+            let expected = reference(xml);
+            assert_eq!(expected[0], StreamEvent::Header);
+            assert!(expected.len() > 1, "{xml}");
+            for piece in [1, 2, 3, 7, 64, 4096] {
+                assert_eq!(read(xml, piece), expected, "{piece}-byte pieces of {xml}");
+            }
+        }
+    }
+
+    #[test]
+    fn ill_formed_input_is_an_error_not_a_wait() {
+        let cases = [
+            "<message><body>a</wrong></message>",
+            "<message><body>&nbsp;</body></message>",
+            "<p:message/>",
+        ];
+        for xml in cases {
+            let mut reader = StreamReader::default();
+            reader.feed(HEADER.as_bytes()).expect("UTF-8");
+            assert_eq!(reader.next_event(), Ok(Some(StreamEvent::Header)));
+            reader.feed(xml.as_bytes()).expect("UTF-8");
+            assert!(reader.next_event().is_err(), "{xml}");
+        }
+        assert!(StreamReader::default().feed(b"<a>\xff</a>").is_err());
+    }
+}
