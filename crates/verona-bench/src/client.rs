@@ -23,7 +23,7 @@ use tokio_rustls::client::TlsStream;
 use verona_auth::{ClientKeyCache, ScramClient, ScramHash};
 use verona_stream::{NS_STREAMS, STREAM_CLOSE};
 
-use crate::stream::{StreamEvent, StreamReader};
+use crate::stream::{Skimmed, StreamEvent, StreamReader};
 
 const NS_CLIENT: &str = "jabber:client";
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -295,6 +295,28 @@ impl Client {
         self.conn.recv().await.at(Stage::Io)
     }
 
+    /// The next top-level element, or what `skim` made of its text without building it (see
+    /// [`StreamReader::next_skimmed`]).
+    pub async fn recv_skimmed<T>(
+        &mut self,
+        mut skim: impl FnMut(&str) -> Option<T>,
+    ) -> Result<Received<T>, Error> {
+        let mut buf = [0u8; READ_CHUNK];
+        let event = loop {
+            match self.conn.parser.next_skimmed(&mut skim).at(Stage::Io)? {
+                Some(Skimmed::Taken(taken)) => return Ok(Received::Skimmed(taken)),
+                Some(Skimmed::Event(event)) => break Some(event),
+                None => {}
+            }
+            let n = self.conn.io.read(&mut buf).await.at(Stage::Io)?;
+            if n == 0 {
+                break None;
+            }
+            self.conn.parser.feed(&buf[..n]).at(Stage::Io)?;
+        };
+        stanza(event).map(Received::Stanza).at(Stage::Io)
+    }
+
     /// The connection itself, for reading and writing raw bytes; whatever the parser held is
     /// dropped.
     pub fn into_io(self) -> Box<dyn Io> {
@@ -315,6 +337,29 @@ impl Client {
         // The server may already have gone; a failed close_notify changes nothing.
         let _ = self.conn.io.shutdown().await;
         Ok(())
+    }
+}
+
+/// What [`Client::recv_skimmed`] read.
+pub enum Received<T> {
+    Skimmed(T),
+    Stanza(Element),
+}
+
+/// The stanza in `event`; the end of the stream or a stream error is a failure.
+fn stanza(event: Option<StreamEvent>) -> Result<Element, String> {
+    match event {
+        Some(StreamEvent::Stanza(el)) if el.is("error", NS_STREAMS) => {
+            let condition = el
+                .children()
+                .find(|c| c.ns() == NS_STREAM_ERRORS && c.name() != "text")
+                .map_or("undefined-condition", |c| c.name());
+            Err(format!("stream error: {condition}"))
+        }
+        Some(StreamEvent::Stanza(el)) => Ok(el),
+        Some(StreamEvent::Header) => Err("unexpected second stream header".into()),
+        Some(StreamEvent::End) => Err("the server closed the stream".into()),
+        None => Err("the server closed the connection".into()),
     }
 }
 
@@ -355,19 +400,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// The next top-level element; the end of the stream or a stream error is a failure.
     async fn recv(&mut self) -> Result<Element, String> {
-        match self.next_event().await? {
-            Some(StreamEvent::Stanza(el)) if el.is("error", NS_STREAMS) => {
-                let condition = el
-                    .children()
-                    .find(|c| c.ns() == NS_STREAM_ERRORS && c.name() != "text")
-                    .map_or("undefined-condition", |c| c.name());
-                Err(format!("stream error: {condition}"))
-            }
-            Some(StreamEvent::Stanza(el)) => Ok(el),
-            Some(StreamEvent::Header) => Err("unexpected second stream header".into()),
-            Some(StreamEvent::End) => Err("the server closed the stream".into()),
-            None => Err("the server closed the connection".into()),
-        }
+        stanza(self.next_event().await?)
     }
 
     /// Opens a new stream and returns the server's features.

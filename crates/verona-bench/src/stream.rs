@@ -30,6 +30,15 @@ pub enum StreamEvent {
     End,
 }
 
+/// What [`StreamReader::next_skimmed`] gives.
+#[derive(Debug, PartialEq)]
+pub enum Skimmed<T> {
+    /// What the skim made of a stanza it recognised, no element built.
+    Taken(T),
+    /// Anything else, as [`StreamReader::next_event`] reads it.
+    Event(StreamEvent),
+}
+
 /// Namespace declarations in scope: (prefix, namespace), `None` for the default namespace.
 type Scope = Vec<(Option<String>, String)>;
 
@@ -125,9 +134,57 @@ impl StreamReader {
             Err(Failure::Bad(why)) => Err(why),
         }
     }
+
+    /// [`StreamReader::next_event`] for a reader that needs only a few facts from most
+    /// stanzas: each complete stanza is offered as text to `skim` first, and becomes an
+    /// element only if `skim` does not take it. Building minidom elements is most of what
+    /// reading costs.
+    pub fn next_skimmed<T>(
+        &mut self,
+        skim: &mut impl FnMut(&str) -> Option<T>,
+    ) -> Result<Option<Skimmed<T>>, String> {
+        if self.scope.is_some() {
+            let text = &self.text[self.at..];
+            match delimit(text) {
+                Ok(Some(end)) => {
+                    if let Some(taken) = skim(&text[..end]) {
+                        self.at += end;
+                        return Ok(Some(Skimmed::Taken(taken)));
+                    }
+                }
+                Ok(None) => {}
+                Err(Failure::Incomplete) => return Ok(None),
+                Err(Failure::Bad(why)) => return Err(why),
+            }
+        }
+        Ok(self.next_event()?.map(Skimmed::Event))
+    }
 }
 
 /// The stream header's namespace declarations, once its start tag is read.
+/// Where the first complete top-level element of `text` ends; `None` when the stream's end
+/// tag comes first.
+fn delimit(text: &str) -> Result<Option<usize>, Failure> {
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().allow_unmatched_ends = true;
+    let mut depth = 0usize;
+    loop {
+        match reader.read_event()? {
+            Event::Start(_) => depth += 1,
+            Event::End(_) if depth == 0 => return Ok(None),
+            Event::End(_) => depth -= 1,
+            Event::Empty(_) => {}
+            Event::Eof => return Err(Failure::Incomplete),
+            _ => continue,
+        }
+        if depth == 0 {
+            return Ok(Some(
+                usize::try_from(reader.buffer_position()).expect("within the text"),
+            ));
+        }
+    }
+}
+
 fn header(reader: &mut Reader<&[u8]>) -> Result<Scope, Failure> {
     loop {
         match reader.read_event()? {
@@ -330,6 +387,40 @@ mod tests {
             for piece in [1, 2, 3, 7, 64, 4096] {
                 assert_eq!(read(xml, piece), expected, "{piece}-byte pieces of {xml}");
             }
+        }
+    }
+
+    #[test]
+    fn a_skim_takes_the_stanzas_it_recognises_and_the_rest_are_read_whole() {
+        let xml = "<presence from='b@localhost/x'/> <message id='1'><body>one</body></message>\
+                   <message id='2'><body>two</body></message></stream:stream>";
+        let expected = reference(xml);
+        for piece in [1, 5, 4096] {
+            let bytes = [HEADER.as_bytes(), xml.as_bytes()].concat();
+            let mut reader = StreamReader::default();
+            let mut got = Vec::new();
+            // Takes message 1 only, as its text.
+            let mut skim = |text: &str| text.contains("id='1'").then(|| text.trim().to_owned());
+            for chunk in bytes.chunks(piece) {
+                reader.feed(chunk).expect("UTF-8");
+                while let Some(event) = reader.next_skimmed(&mut skim).expect("well-formed") {
+                    got.push(event);
+                }
+            }
+            let mut expected_events = expected.iter();
+            let want = |event: Option<&StreamEvent>| match event {
+                Some(StreamEvent::Header) => Skimmed::Event(StreamEvent::Header),
+                Some(StreamEvent::Stanza(el)) => Skimmed::Event(StreamEvent::Stanza(el.clone())),
+                Some(StreamEvent::End) => Skimmed::Event(StreamEvent::End),
+                None => panic!("fewer events than expected"),
+            };
+            let header = want(expected_events.next());
+            let presence = want(expected_events.next());
+            expected_events.next();
+            let second = want(expected_events.next());
+            let end = want(expected_events.next());
+            let taken = Skimmed::Taken("<message id='1'><body>one</body></message>".to_owned());
+            assert_eq!(got, vec![header, presence, taken, second, end], "{piece}");
         }
     }
 

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minidom::Element;
+use quick_xml::Reader;
+use quick_xml::events::Event;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
@@ -21,7 +23,7 @@ use super::{
     Errors, Params, SATURATED, Setup, Tally, attr, check, close_all, condition, cpu_rows,
     fmt_latency, fmt_lost, log_in_all, table,
 };
-use crate::client::{Client, Error, Stage, within};
+use crate::client::{Client, Error, Received, Stage, within};
 use crate::stats::{ServerProbe, Summary, core_share, own_cpu};
 
 const NS_CLIENT: &str = "jabber:client";
@@ -161,6 +163,9 @@ enum Rendering {
     Groupchat,
     Event,
 }
+
+/// A room's message as received: its number, its send time, and how it came.
+type Said = (usize, Duration, Rendering);
 
 /// What a stanza means to a classic join in progress.
 #[derive(Debug, PartialEq, Eq)]
@@ -497,7 +502,8 @@ async fn speak(
                 {
                     return Err(refused("a groupchat message", why));
                 }
-                if let Some(seq) = hear(own, &stanza, room.seat, shared.epoch) {
+                let said = said(&stanza, &room.seat.room, &room.seat.node);
+                if let Some(seq) = said.and_then(|said| hear(own, said, shared.epoch)) {
                     delivered[seq] += 1;
                 }
             }
@@ -544,15 +550,17 @@ async fn occupy(
     // message, so every stanza is counted.
     let mut go = shared.go.clone();
     let mut started = false;
+    // Most of what comes is the room's messages: they are skimmed, not built into elements.
+    let skim = |text: &str| skim_said(text, &seat.room);
     while heard.tally.received < messages {
         let stanza = if started {
-            match tokio::time::timeout(shared.op_timeout, client.recv()).await {
+            match tokio::time::timeout(shared.op_timeout, client.recv_skimmed(skim)).await {
                 Err(_) => break,
                 Ok(stanza) => stanza,
             }
         } else {
             tokio::select! {
-                stanza = client.recv() => stanza,
+                stanza = client.recv_skimmed(skim) => stanza,
                 go = go.wait_for(|go| *go) => match go {
                     Ok(_) => {
                         started = true;
@@ -562,11 +570,12 @@ async fn occupy(
                 },
             }
         };
-        let stanza = match stanza {
-            Ok(stanza) => stanza,
+        let said = match stanza {
+            Ok(Received::Skimmed(said)) => Some(said),
+            Ok(Received::Stanza(stanza)) => said(&stanza, &seat.room, &seat.node),
             Err(e) => return (heard, Err(e)),
         };
-        if let Some(seq) = hear(&mut heard, &stanza, &seat, shared.epoch) {
+        if let Some(seq) = said.and_then(|said| hear(&mut heard, said, shared.epoch)) {
             let _ = notes.send(Note::Received(seq));
         }
     }
@@ -608,10 +617,9 @@ fn refused(what: &str, why: &str) -> Error {
     }
 }
 
-/// Counts `stanza` if it is one of the room's messages; returns its number when it is the
-/// first copy.
-fn hear(heard: &mut Heard, stanza: &Element, seat: &Seat, epoch: Instant) -> Option<usize> {
-    let (seq, sent, rendering) = said(stanza, &seat.room, &seat.node)?;
+/// Counts one of the room's messages; returns its number when it is the first copy.
+fn hear(heard: &mut Heard, said: Said, epoch: Instant) -> Option<usize> {
+    let (seq, sent, rendering) = said;
     let before = heard.tally.received;
     heard.tally.record(seq, sent, Instant::now(), epoch);
     if heard.tally.received == before {
@@ -711,7 +719,7 @@ fn join_step(stanza: &Element, room: &str, nick: &str) -> JoinStep {
 /// The sequence number and send time of one of the room's messages, and how it came: a
 /// groupchat message from an occupant of `room`, or a pubsub event about `node` carrying the
 /// message; `None` for anything else (presence, the subject, other rooms).
-fn said(stanza: &Element, room: &str, node: &str) -> Option<(usize, Duration, Rendering)> {
+fn said(stanza: &Element, room: &str, node: &str) -> Option<Said> {
     if stanza.name() != "message" {
         return None;
     }
@@ -734,11 +742,83 @@ fn said(stanza: &Element, room: &str, node: &str) -> Option<(usize, Duration, Re
             (stanza, Rendering::Groupchat)
         }
     };
-    let body = message.get_child("body", NS_CLIENT)?.text();
+    numbers(&message.get_child("body", NS_CLIENT)?.text(), rendering)
+}
+
+/// A message's number and send time, from its body.
+fn numbers(body: &str, rendering: Rendering) -> Option<Said> {
     let mut words = body.split(' ');
     let seq = words.next()?.parse().ok()?;
     let sent = words.next()?.parse().ok()?;
     Some((seq, Duration::from_nanos(sent), rendering))
+}
+
+/// [`said`] for a classic groupchat message given as text, no element built; `None` for
+/// anything else and for anything unusual (prefixes, references, declarations other than
+/// `jabber:client`), which is then read whole.
+fn skim_said(text: &str, room: &str) -> Option<Said> {
+    let in_client = |xmlns: Option<&str>| xmlns.is_none_or(|ns| ns == NS_CLIENT);
+    let mut reader = Reader::from_str(text);
+    let (mut depth, mut in_body) = (0usize, false);
+    let mut body: Option<String> = None;
+    loop {
+        let (tag, opens) = match reader.read_event().ok()? {
+            Event::Start(tag) => (tag, true),
+            Event::Empty(tag) => (tag, false),
+            Event::Text(text) if in_body => {
+                body.get_or_insert_default().push_str(&text.xml10_content());
+                continue;
+            }
+            Event::End(_) => {
+                in_body = false;
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return numbers(&body?, Rendering::Groupchat);
+                }
+                continue;
+            }
+            Event::GeneralRef(_) | Event::CData(_) if in_body => return None,
+            Event::Eof => return None,
+            _ => continue,
+        };
+        if in_body || tag.name().prefix().is_some() {
+            return None;
+        }
+        let (mut xmlns, mut from, mut kind) = (None, None, None);
+        for attribute in tag.attributes().with_checks(false) {
+            let attribute = attribute.ok()?;
+            let value = attribute.value;
+            if value.contains('&') {
+                return None;
+            }
+            match attribute.key.as_ref() {
+                "xmlns" => xmlns = Some(value),
+                key if key.starts_with("xmlns:") => return None,
+                "from" => from = Some(value),
+                "type" => kind = Some(value),
+                _ => {}
+            }
+        }
+        match depth {
+            0 => {
+                let from = from?;
+                let (bare, _nick) = from.split_once('/')?;
+                let groupchat = kind.as_deref() == Some("groupchat");
+                let ours = tag.name().as_ref() == "message" && in_client(xmlns.as_deref());
+                if !(opens && groupchat && ours && bare.eq_ignore_ascii_case(room)) {
+                    return None;
+                }
+            }
+            1 if tag.name().as_ref() == "body" && in_client(xmlns.as_deref()) => {
+                in_body = opens && body.is_none();
+                if !opens {
+                    body.get_or_insert_default();
+                }
+            }
+            _ => {}
+        }
+        depth += usize::from(opens);
+    }
 }
 
 impl KindReport {
@@ -896,6 +976,87 @@ mod tests {
             let got = said(&parse(xml), ROOM, "bench-room-0");
             let expected = expected.map(|(seq, t, r)| (seq, Duration::from_nanos(t), r));
             assert_eq!(got, expected, "{xml}");
+        }
+    }
+
+    #[test]
+    fn a_skimmed_message_reads_as_the_whole_one_or_is_left_to_it() {
+        let classic = |attrs: &str, inner: &str| format!("<message {attrs}>{inner}</message>");
+        let ours = format!("type='groupchat' from='{ROOM}/occ0'");
+        // The text, and whether the skim takes it (else the whole stanza is read).
+        let cases = [
+            (classic(&ours, "<body>3 99 xx</body>"), true),
+            (
+                classic(
+                    &format!("xmlns='jabber:client' to='b@localhost/r1' {ours} id='m3'"),
+                    "<body>3 99</body><stanza-id xmlns='urn:xmpp:sid:0' id='x' by='r'/>",
+                ),
+                true,
+            ),
+            (
+                classic(
+                    &format!("type='groupchat' from='{}/occ0'", ROOM.to_uppercase()),
+                    "<body>3 99</body>",
+                ),
+                true,
+            ),
+            (
+                classic(
+                    &ours,
+                    "<subject>s</subject><body>3 99</body><body>4 100</body>",
+                ),
+                true,
+            ),
+            (classic(&ours, "<body>3 99 &amp;</body>"), false),
+            (classic(&ours, "<body xmlns='urn:other'>3 99</body>"), false),
+            (
+                classic(&ours, "<b:body xmlns:b='jabber:client'>3 99</b:body>"),
+                false,
+            ),
+            (classic(&ours, "<body>3 <b>99</b></body>"), false),
+            (classic(&ours, "<subject/>"), false),
+            (classic(&ours, "<body/>"), false),
+            (
+                classic(&format!("xmlns='urn:other' {ours}"), "<body>3 99</body>"),
+                false,
+            ),
+            (
+                classic(
+                    &format!("type='error' from='{ROOM}/occ0'"),
+                    "<body>3 99</body>",
+                ),
+                false,
+            ),
+            (
+                classic(
+                    &format!("type='groupchat' from='{ROOM}'"),
+                    "<body>3 99</body>",
+                ),
+                false,
+            ),
+            (
+                classic(
+                    "type='groupchat' from='other@chat.localhost/occ0'",
+                    "<body>3 99</body>",
+                ),
+                false,
+            ),
+            (
+                format!("<presence from='{ROOM}/occ3'><status>3 99</status></presence>"),
+                false,
+            ),
+        ];
+        for (xml, taken) in cases {
+            let skimmed = skim_said(&xml, ROOM);
+            assert_eq!(skimmed.is_some(), taken, "{xml}");
+            if taken {
+                let whole = if xml.starts_with("<message xmlns=") {
+                    xml.parse().expect("well-formed")
+                } else {
+                    parse(&xml)
+                };
+                assert_eq!(skimmed, said(&whole, ROOM, "bench-room-0"), "{xml}");
+            }
         }
     }
 
