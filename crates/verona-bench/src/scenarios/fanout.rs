@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minidom::Element;
+use quick_xml::Reader;
+use quick_xml::events::Event;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -18,7 +20,7 @@ use super::{
     Errors, Params, SATURATED, Setup, Tally, attr, bounded, check, close_all, condition, cpu_rows,
     fmt_latency, fmt_lost, log_in_all, table,
 };
-use crate::client::{Client, Error, Stage, within};
+use crate::client::{Client, Error, Received, Stage, within};
 use crate::stats::{ServerProbe, Summary, core_share, own_cpu};
 
 const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
@@ -422,17 +424,20 @@ async fn receive(
     settle: Option<Arc<Settle>>,
 ) -> (Tally, Result<Client, Error>) {
     let mut tally = Tally::new(publishes);
+    // Notifications are skimmed, not built into elements.
+    let skim = |text: &str| skim_items(text, &node);
     while tally.received < publishes {
-        let stanza = tokio::select! {
-            stanza = client.recv() => stanza,
+        let received = tokio::select! {
+            received = client.recv_skimmed(skim) => received,
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        let stanza = match stanza {
-            Ok(stanza) => stanza,
+        let items = match received {
+            Ok(Received::Skimmed(items)) => items,
+            Ok(Received::Stanza(stanza)) => notified_items(&stanza, &node).collect(),
             Err(e) => return (tally, Err(e)),
         };
         let now = Instant::now();
-        for (seq, sent) in notified_items(&stanza, &node) {
+        for (seq, sent) in items {
             tally.record(seq, sent, now, epoch);
             if let Some(settle) = &settle {
                 settle.arrived(seq, (now - epoch).saturating_sub(sent));
@@ -461,6 +466,98 @@ fn notified_items<'a>(
             let sent = entry.attr("t")?.parse().ok()?;
             Some((seq, Duration::from_nanos(sent)))
         })
+}
+
+/// [`notified_items`] for a notification given as text, no element built; `None` for
+/// anything else and for anything unusual (prefixes, references, namespaces declared other
+/// than where the bench puts them, a second `<event/>` or `<items/>`), which is then read
+/// whole.
+fn skim_items(text: &str, node: &str) -> Option<Vec<(usize, Duration)>> {
+    let mut reader = Reader::from_str(text);
+    let mut items = Vec::new();
+    // Elements open, and how many of them are message, event, items, item, in that order.
+    let (mut depth, mut path) = (0usize, 0usize);
+    let (mut events, mut lists, mut entry_seen) = (0, 0, false);
+    loop {
+        let (tag, opens) = match reader.read_event().ok()? {
+            Event::Start(tag) => (tag, true),
+            Event::Empty(tag) => (tag, false),
+            Event::End(_) => {
+                depth = depth.checked_sub(1)?;
+                path = path.min(depth);
+                if depth == 0 {
+                    return Some(items);
+                }
+                continue;
+            }
+            Event::Eof => return None,
+            _ => continue,
+        };
+        if tag.name().prefix().is_some() {
+            return None;
+        }
+        let (mut xmlns, mut node_attr, mut seq, mut sent) = (None, None, None, None);
+        for attribute in tag.attributes().with_checks(false) {
+            let attribute = attribute.ok()?;
+            let value = attribute.value;
+            if value.contains('&') {
+                return None;
+            }
+            match attribute.key.as_ref() {
+                "xmlns" => xmlns = Some(value),
+                key if key.starts_with("xmlns:") => return None,
+                "node" => node_attr = Some(value),
+                "seq" => seq = Some(value),
+                "t" => sent = Some(value),
+                _ => {}
+            }
+        }
+        let name = tag.name();
+        let name = name.as_ref();
+        let xmlns = xmlns.as_deref();
+        let in_event = xmlns.is_none_or(|ns| ns == NS_EVENT);
+        if depth == path {
+            match path {
+                0 if name == "message" && xmlns.is_none_or(|ns| ns == "jabber:client") => {}
+                0 => return None,
+                1 if name == "event" && xmlns == Some(NS_EVENT) => {
+                    events += 1;
+                }
+                1 if name == "event" => return None,
+                1 => {}
+                2 if name == "items" && in_event => {
+                    lists += 1;
+                    if node_attr.as_deref() != Some(node) {
+                        return None;
+                    }
+                }
+                2 if in_event => {}
+                3 if name == "item" && in_event => entry_seen = false,
+                3 if in_event => {}
+                4 if name == "entry" && xmlns == Some(NS_BENCH) && !entry_seen => {
+                    entry_seen = true;
+                    let seq = seq.and_then(|seq| seq.parse().ok());
+                    let sent = sent.and_then(|sent| sent.parse().ok());
+                    if let (Some(seq), Some(sent)) = (seq, sent) {
+                        items.push((seq, Duration::from_nanos(sent)));
+                    }
+                }
+                _ if in_event || path == 4 => {}
+                _ => return None,
+            }
+            if events > 1 || lists > 1 {
+                return None;
+            }
+            let on_path = matches!(
+                (path, name),
+                (0, "message") | (1, "event") | (2, "items") | (3, "item")
+            );
+            if opens && on_path {
+                path += 1;
+            }
+        }
+        depth += usize::from(opens);
+    }
 }
 
 /// Sends an iq and waits for the answer with the same id, skipping anything else (such as
@@ -637,5 +734,96 @@ mod tests {
             ]
         );
         assert_eq!(notified_items(&stanza, "other").count(), 0);
+    }
+
+    #[test]
+    fn a_skimmed_notification_reads_as_the_whole_one_or_is_left_to_it() {
+        let event = |inner: &str| {
+            format!(
+                "<message xmlns='jabber:client' from='pubsub.localhost' to='b@localhost/r'>\
+                 <event xmlns='{NS_EVENT}'>{inner}</event>\
+                 <addresses xmlns='http://jabber.org/protocol/address'>\
+                 <address type='replyto' jid='a@localhost/x'/></addresses></message>"
+            )
+        };
+        let entry = |seq: usize| format!("<entry xmlns='{NS_BENCH}' seq='{seq}' t='{seq}00'/>");
+        // The text, and whether the skim takes it (else the whole stanza is read).
+        let cases = [
+            (
+                event(&format!(
+                    "<items node='n'><item id='3' publisher='a@localhost/x'>{}</item></items>",
+                    entry(3)
+                )),
+                true,
+            ),
+            (
+                event(&format!(
+                    "<items node='n'><item id='3'>{}</item><item id='4'>{}{}</item><retract id='1'/></items>",
+                    entry(3),
+                    entry(4),
+                    entry(5)
+                )),
+                true,
+            ),
+            (
+                event(&format!(
+                    "<items node='n'><item id='x'><other xmlns='urn:x'/></item><item id='6'><entry xmlns='{NS_BENCH}'/></item></items>"
+                )),
+                true,
+            ),
+            (
+                event(&format!(
+                    "<items node='other'><item id='3'>{}</item></items>",
+                    entry(3)
+                )),
+                false,
+            ),
+            (
+                event(&format!(
+                    "<items node='n'><item id='3'>{}</item></items><items node='n'/>",
+                    entry(3)
+                )),
+                false,
+            ),
+            (
+                event(&format!(
+                    "<items node='n' xmlns='urn:x'><item id='3'>{}</item></items>",
+                    entry(3)
+                )),
+                false,
+            ),
+            (
+                event(&format!(
+                    "<items node='n'><e:item xmlns:e='{NS_EVENT}'>{}</e:item></items>",
+                    entry(3)
+                )),
+                false,
+            ),
+            (
+                event(&format!(
+                    "<items node='n&apos;'><item id='3'>{}</item></items>",
+                    entry(3)
+                )),
+                false,
+            ),
+            (
+                "<message xmlns='jabber:client'><event xmlns='urn:x'><items node='n'/></event></message>"
+                    .to_owned(),
+                false,
+            ),
+            (
+                "<iq xmlns='jabber:client' type='result' id='publish-3'/>".to_owned(),
+                false,
+            ),
+        ];
+        for (xml, taken) in cases {
+            let skimmed = skim_items(&xml, "n");
+            assert_eq!(skimmed.is_some(), taken, "{xml}");
+            if let Some(skimmed) = skimmed {
+                let whole: Element = xml.parse().expect("well-formed");
+                let expected: Vec<_> = notified_items(&whole, "n").collect();
+                assert_eq!(skimmed, expected, "{xml}");
+            }
+        }
     }
 }
