@@ -301,20 +301,16 @@ impl Client {
         &mut self,
         mut skim: impl FnMut(&str) -> Option<T>,
     ) -> Result<Received<T>, Error> {
-        let mut buf = [0u8; READ_CHUNK];
-        let event = loop {
-            match self.conn.parser.next_skimmed(&mut skim).at(Stage::Io)? {
-                Some(Skimmed::Taken(taken)) => return Ok(Received::Skimmed(taken)),
-                Some(Skimmed::Event(event)) => break Some(event),
-                None => {}
-            }
-            let n = self.conn.io.read(&mut buf).await.at(Stage::Io)?;
-            if n == 0 {
-                break None;
-            }
-            self.conn.parser.feed(&buf[..n]).at(Stage::Io)?;
-        };
-        stanza(event).map(Received::Stanza).at(Stage::Io)
+        let read = self
+            .conn
+            .read_until(|parser| parser.next_skimmed(&mut skim))
+            .await
+            .at(Stage::Io)?;
+        match read {
+            Some(Skimmed::Taken(taken)) => Ok(Received::Skimmed(taken)),
+            Some(Skimmed::Event(event)) => stanza(Some(event)).map(Received::Stanza).at(Stage::Io),
+            None => stanza(None).map(Received::Stanza).at(Stage::Io),
+        }
     }
 
     /// The connection itself, for reading and writing raw bytes; whatever the parser held is
@@ -385,10 +381,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// The next stream event; `None` when the server closed the connection.
     async fn next_event(&mut self) -> Result<Option<StreamEvent>, String> {
+        self.read_until(StreamReader::next_event).await
+    }
+
+    /// Reads until `next` finds something in what was read; `None` when the server closed
+    /// the connection first. Cancel-safe: what was read stays in the reader.
+    async fn read_until<T>(
+        &mut self,
+        mut next: impl FnMut(&mut StreamReader) -> Result<Option<T>, String>,
+    ) -> Result<Option<T>, String> {
         let mut buf = [0u8; READ_CHUNK];
         loop {
-            if let Some(event) = self.parser.next_event()? {
-                return Ok(Some(event));
+            if let Some(found) = next(&mut self.parser)? {
+                return Ok(Some(found));
             }
             let n = self.io.read(&mut buf).await.map_err(|e| e.to_string())?;
             if n == 0 {

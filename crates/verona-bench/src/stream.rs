@@ -161,7 +161,6 @@ impl StreamReader {
     }
 }
 
-/// The stream header's namespace declarations, once its start tag is read.
 /// Where the first complete top-level element of `text` ends; `None` when the stream's end
 /// tag comes first.
 fn delimit(text: &str) -> Result<Option<usize>, Failure> {
@@ -185,6 +184,7 @@ fn delimit(text: &str) -> Result<Option<usize>, Failure> {
     }
 }
 
+/// The stream header's namespace declarations, once its start tag is read.
 fn header(reader: &mut Reader<&[u8]>) -> Result<Scope, Failure> {
     loop {
         match reader.read_event()? {
@@ -204,6 +204,7 @@ fn header(reader: &mut Reader<&[u8]>) -> Result<Scope, Failure> {
     }
 }
 
+/// The next stanza built into an element, or the stream's end.
 fn stanza(reader: &mut Reader<&[u8]>, scope: &mut Scope) -> Result<StreamEvent, Failure> {
     // Open elements, each with the scope's length before its declarations.
     let mut open: Vec<(Element, usize)> = Vec::new();
