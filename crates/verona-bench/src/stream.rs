@@ -161,6 +161,86 @@ impl StreamReader {
     }
 }
 
+/// What [`skim_stanza`] found in a stanza.
+pub struct Skim {
+    pub from: Option<String>,
+    /// The `type` attribute.
+    pub kind: Option<String>,
+    /// The text of the first child asked for, if there is one.
+    pub text: Option<String>,
+}
+
+/// The top-level `from` and `type` of a stanza named `name` in `jabber:client`, and the text
+/// of its first child named `child` in `jabber:client`, read from the stanza's text without
+/// building it (for [`StreamReader::next_skimmed`]). `None` for another stanza and for
+/// anything a skim would have to resolve to be sure of: prefixes, namespace declarations
+/// other than `jabber:client`, references in attributes or in that child's text, markup inside
+/// it.
+pub fn skim_stanza(text: &str, name: &str, child: &str) -> Option<Skim> {
+    let in_client = |xmlns: Option<&str>| xmlns.is_none_or(|ns| ns == "jabber:client");
+    let mut reader = Reader::from_str(text);
+    let (mut depth, mut in_child) = (0usize, false);
+    let mut skim = Skim {
+        from: None,
+        kind: None,
+        text: None,
+    };
+    loop {
+        let (tag, opens) = match reader.read_event().ok()? {
+            Event::Start(tag) => (tag, true),
+            Event::Empty(tag) => (tag, false),
+            Event::Text(text) if in_child => {
+                let found = skim.text.get_or_insert_default();
+                found.push_str(&text.xml10_content());
+                continue;
+            }
+            Event::End(_) => {
+                in_child = false;
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(skim);
+                }
+                continue;
+            }
+            Event::GeneralRef(_) | Event::CData(_) if in_child => return None,
+            Event::Eof => return None,
+            _ => continue,
+        };
+        if in_child || tag.name().prefix().is_some() {
+            return None;
+        }
+        let (mut xmlns, mut from, mut kind) = (None, None, None);
+        for attribute in tag.attributes().with_checks(false) {
+            let attribute = attribute.ok()?;
+            let value = attribute.value;
+            if value.contains('&') {
+                return None;
+            }
+            match attribute.key.as_ref() {
+                "xmlns" => xmlns = Some(value),
+                key if key.starts_with("xmlns:") => return None,
+                "from" => from = Some(value),
+                "type" => kind = Some(value),
+                _ => {}
+            }
+        }
+        let named = |wanted: &str| tag.name().as_ref() == wanted && in_client(xmlns.as_deref());
+        match depth {
+            0 if opens && named(name) => {
+                skim.from = from.map(Cow::into_owned);
+                skim.kind = kind.map(Cow::into_owned);
+            }
+            0 => return None,
+            1 if named(child) && skim.text.is_none() => {
+                skim.text = Some(String::new());
+                in_child = opens;
+            }
+            _ => {}
+        }
+        depth += usize::from(opens);
+    }
+}
+
 /// Where the first complete top-level element of `text` ends; `None` when the stream's end
 /// tag comes first.
 fn delimit(text: &str) -> Result<Option<usize>, Failure> {

@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minidom::Element;
-use quick_xml::Reader;
-use quick_xml::events::Event;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
@@ -25,6 +23,7 @@ use super::{
 };
 use crate::client::{Client, Error, Received, Stage, within};
 use crate::stats::{ServerProbe, Summary, core_share, own_cpu};
+use crate::stream::skim_stanza;
 
 const NS_CLIENT: &str = "jabber:client";
 const NS_MUC: &str = "http://jabber.org/protocol/muc";
@@ -754,71 +753,14 @@ fn numbers(body: &str, rendering: Rendering) -> Option<Said> {
 }
 
 /// [`said`] for a classic groupchat message given as text, no element built; `None` for
-/// anything else and for anything unusual (prefixes, references, declarations other than
-/// `jabber:client`), which is then read whole.
+/// anything else and anything unusual, which is then read whole.
 fn skim_said(text: &str, room: &str) -> Option<Said> {
-    let in_client = |xmlns: Option<&str>| xmlns.is_none_or(|ns| ns == NS_CLIENT);
-    let mut reader = Reader::from_str(text);
-    let (mut depth, mut in_body) = (0usize, false);
-    let mut body: Option<String> = None;
-    loop {
-        let (tag, opens) = match reader.read_event().ok()? {
-            Event::Start(tag) => (tag, true),
-            Event::Empty(tag) => (tag, false),
-            Event::Text(text) if in_body => {
-                body.get_or_insert_default().push_str(&text.xml10_content());
-                continue;
-            }
-            Event::End(_) => {
-                in_body = false;
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return numbers(&body?, Rendering::Groupchat);
-                }
-                continue;
-            }
-            Event::GeneralRef(_) | Event::CData(_) if in_body => return None,
-            Event::Eof => return None,
-            _ => continue,
-        };
-        if in_body || tag.name().prefix().is_some() {
-            return None;
-        }
-        let (mut xmlns, mut from, mut kind) = (None, None, None);
-        for attribute in tag.attributes().with_checks(false) {
-            let attribute = attribute.ok()?;
-            let value = attribute.value;
-            if value.contains('&') {
-                return None;
-            }
-            match attribute.key.as_ref() {
-                "xmlns" => xmlns = Some(value),
-                key if key.starts_with("xmlns:") => return None,
-                "from" => from = Some(value),
-                "type" => kind = Some(value),
-                _ => {}
-            }
-        }
-        match depth {
-            0 => {
-                let from = from?;
-                let (bare, _nick) = from.split_once('/')?;
-                let groupchat = kind.as_deref() == Some("groupchat");
-                let ours = tag.name().as_ref() == "message" && in_client(xmlns.as_deref());
-                if !(opens && groupchat && ours && bare.eq_ignore_ascii_case(room)) {
-                    return None;
-                }
-            }
-            1 if tag.name().as_ref() == "body" && in_client(xmlns.as_deref()) => {
-                in_body = opens && body.is_none();
-                if !opens {
-                    body.get_or_insert_default();
-                }
-            }
-            _ => {}
-        }
-        depth += usize::from(opens);
+    let skimmed = skim_stanza(text, "message", "body")?;
+    let (bare, _nick) = skimmed.from.as_deref()?.split_once('/')?;
+    if skimmed.kind.as_deref() != Some("groupchat") || !bare.eq_ignore_ascii_case(room) {
+        return None;
     }
+    numbers(&skimmed.text?, Rendering::Groupchat)
 }
 
 impl KindReport {

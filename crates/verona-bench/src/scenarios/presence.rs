@@ -23,8 +23,9 @@ use super::{
     Errors, Params, SATURATED, Setup, Tally, attr, check, close_all, cpu_rows, fmt_latency,
     fmt_lost, log_in_all, table,
 };
-use crate::client::{Client, Error, within};
+use crate::client::{Client, Error, Received, within};
 use crate::stats::{ProcSample, ServerProbe, Summary, core_share, own_cpu};
+use crate::stream::skim_stanza;
 
 const NS_CLIENT: &str = "jabber:client";
 const ROSTER_GET: &[u8] = b"<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>";
@@ -389,19 +390,22 @@ async fn listen(
     if go.wait_for(|go| *go).await.is_err() {
         return (heard, Ok(contact.client));
     }
+    // Classic presences are skimmed, not built into elements.
+    let skim = |text: &str| skim_numbered(text, &user_bare);
     while heard.tally.received < changes {
         // Only the wait is timed: an answer to a disco#info query is never cut short.
-        let stanza = match tokio::time::timeout(op_timeout, contact.client.recv()).await {
+        let received = contact.client.recv_skimmed(skim);
+        let numbered = match tokio::time::timeout(op_timeout, received).await {
             Err(_) => break,
             Ok(Err(e)) => return (heard, Err(e)),
-            Ok(Ok(stanza)) => stanza,
+            Ok(Ok(Received::Skimmed(numbered))) => Some(numbered),
+            Ok(Ok(Received::Stanza(stanza))) => match contact.answer_disco(&stanza).await {
+                Ok(true) => continue,
+                Ok(false) => numbered(&stanza, &user_bare),
+                Err(e) => return (heard, Err(e)),
+            },
         };
-        match contact.answer_disco(&stanza).await {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(e) => return (heard, Err(e)),
-        }
-        if let Some((seq, sent_at, rendering)) = numbered(&stanza, &user_bare) {
+        if let Some((seq, sent_at, rendering)) = numbered {
             let before = heard.tally.received;
             heard.tally.record(seq, sent_at, Instant::now(), epoch);
             if heard.tally.received > before {
@@ -537,6 +541,24 @@ fn numbered(stanza: &Element, user_bare: &str) -> Option<(usize, Duration, Rende
     ))
 }
 
+/// [`numbered`] for a classic presence given as text, no element built; `None` for anything
+/// else and anything unusual, which is then read whole.
+fn skim_numbered(text: &str, user_bare: &str) -> Option<(usize, Duration, Rendering)> {
+    let skimmed = skim_stanza(text, "presence", "status")?;
+    let from = skimmed.from?;
+    if skimmed.kind.is_some() || !bare(&from).eq_ignore_ascii_case(user_bare) || !from.contains('/')
+    {
+        return None;
+    }
+    let status = skimmed.text?;
+    let (seq, sent) = status.split_once(' ')?;
+    Some((
+        seq.parse().ok()?,
+        Duration::from_nanos(sent.parse().ok()?),
+        Rendering::Presence,
+    ))
+}
+
 /// The bare part of a JID.
 fn bare(jid: &str) -> &str {
     jid.split_once('/').map_or(jid, |(bare, _)| bare)
@@ -664,6 +686,68 @@ mod tests {
                 None,
                 "{presence}"
             );
+        }
+    }
+
+    #[test]
+    fn a_skimmed_presence_reads_as_the_whole_one_or_is_left_to_it() {
+        // The text, and whether the skim takes it (else the whole stanza is read).
+        let cases = [
+            (
+                "<presence from='bench0@localhost/r0'><status>7 55</status></presence>",
+                true,
+            ),
+            (
+                "<presence xmlns='jabber:client' from='BENCH0@localhost/r0' to='bench1@localhost/r1'>\
+                 <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/>\
+                 <status>7 55</status><status>8 66</status></presence>",
+                true,
+            ),
+            (
+                "<presence from='bench0@localhost/r0'><status>7 55 &amp;</status></presence>",
+                false,
+            ),
+            (
+                "<presence from='bench0@localhost/r0'><status>7 <b>55</b></status></presence>",
+                false,
+            ),
+            (
+                "<presence from='bench0@localhost/r0'><status xmlns='urn:x'>7 55</status></presence>",
+                false,
+            ),
+            ("<presence from='bench0@localhost/r0'/>", false),
+            (
+                "<presence from='bench0@localhost/r0' type='unavailable'><status>1 2</status></presence>",
+                false,
+            ),
+            (
+                "<presence from='bench0@localhost'><status>1 2</status></presence>",
+                false,
+            ),
+            (
+                "<presence from='bench2@localhost/r2'><status>1 2</status></presence>",
+                false,
+            ),
+            (
+                "<message from='bench0@localhost/r0'><status>1 2</status></message>",
+                false,
+            ),
+            (
+                "<iq from='bench0@localhost/r0' type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+                false,
+            ),
+        ];
+        for (xml, taken) in cases {
+            let skimmed = skim_numbered(xml, "bench0@localhost");
+            assert_eq!(skimmed.is_some(), taken, "{xml}");
+            if taken {
+                let whole = if xml.starts_with("<presence xmlns=") {
+                    xml.parse().expect("well-formed")
+                } else {
+                    parse(xml)
+                };
+                assert_eq!(skimmed, numbered(&whole, "bench0@localhost"), "{xml}");
+            }
         }
     }
 
