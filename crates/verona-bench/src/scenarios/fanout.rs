@@ -22,6 +22,7 @@ use super::{
 };
 use crate::client::{Client, Error, Received, Stage, within};
 use crate::stats::{ServerProbe, Summary, core_share, own_cpu};
+use crate::stream::plain_attributes;
 
 const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const NS_PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
@@ -496,22 +497,7 @@ fn skim_items(text: &str, node: &str) -> Option<Vec<(usize, Duration)>> {
         if tag.name().prefix().is_some() {
             return None;
         }
-        let (mut xmlns, mut node_attr, mut seq, mut sent) = (None, None, None, None);
-        for attribute in tag.attributes().with_checks(false) {
-            let attribute = attribute.ok()?;
-            let value = attribute.value;
-            if value.contains('&') {
-                return None;
-            }
-            match attribute.key.as_ref() {
-                "xmlns" => xmlns = Some(value),
-                key if key.starts_with("xmlns:") => return None,
-                "node" => node_attr = Some(value),
-                "seq" => seq = Some(value),
-                "t" => sent = Some(value),
-                _ => {}
-            }
-        }
+        let (xmlns, [node_attr, seq, sent]) = plain_attributes(&tag, ["node", "seq", "t"])?;
         let name = tag.name();
         let name = name.as_ref();
         let xmlns = xmlns.as_deref();
