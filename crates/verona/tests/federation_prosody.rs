@@ -66,8 +66,13 @@ fn installed() -> bool {
 
 /// Starts Prosody for `prosody.lit`, federating with Verona's domains at `verona_s2s`: with
 /// a self-signed certificate and dialback, or with `authority`'s certificate, trusting only
-/// certificates `authority` signed (`s2s_secure_auth`).
-async fn start_prosody(verona_s2s: u16, s2s: u16, authority: Option<&Authority>) -> Prosody {
+/// certificates `authority` signed (`s2s_secure_auth`). `None` when another process held
+/// one of its ports (free when picked, taken before Prosody bound it): the caller picks again.
+async fn start_prosody(
+    verona_s2s: u16,
+    s2s: u16,
+    authority: Option<&Authority>,
+) -> Option<Prosody> {
     let dir = tempfile::tempdir().unwrap();
     let c2s = free_port();
     let trust = match authority {
@@ -144,16 +149,38 @@ ssl = {{ certificate = "{d}/prosody.crt"; key = "{d}/prosody.key" }}
         .spawn()
         .unwrap();
     let prosody = Prosody { child, c2s, dir };
+    // Prosody opens every port before it serves any, so once c2s answers the log tells
+    // whether s2s was opened too.
+    let port_taken = |prosody: &Prosody| prosody.log().contains("Failed to open server port");
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", c2s))
             .await
             .is_ok()
         {
-            return prosody;
+            return (!port_taken(&prosody)).then_some(prosody);
+        }
+        if port_taken(&prosody) {
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("Prosody did not start:\n{}", prosody.log());
+}
+
+/// Verona and Prosody federating on freshly picked ports, picked again if a port was taken
+/// by another process between the pick and Prosody's bind.
+async fn start_pair(
+    certified: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
+    authority: Option<&Authority>,
+) -> (TestServer, Prosody) {
+    for _ in 0..5 {
+        let (verona_s2s, prosody_s2s) = (free_port(), free_port());
+        let verona = verona(verona_s2s, prosody_s2s, certified.clone()).await;
+        if let Some(prosody) = start_prosody(verona_s2s, prosody_s2s, authority).await {
+            return (verona, prosody);
+        }
+    }
+    panic!("Prosody found its ports taken five times");
 }
 
 /// Verona for `verona.lit`; with `certified` (certificate, key, authority file) it only
@@ -210,9 +237,7 @@ async fn verona_and_prosody_federate() {
         eprintln!("prosody is not installed (.ci/run installs it): skipped");
         return;
     }
-    let (verona_s2s, prosody_s2s) = (free_port(), free_port());
-    let verona = verona(verona_s2s, prosody_s2s, None).await;
-    let prosody = start_prosody(verona_s2s, prosody_s2s, None).await;
+    let (verona, prosody) = start_pair(None, None).await;
     let mut juliet = verona.login("juliet", "pw", "balcony").await;
     online(&mut juliet).await;
     let mut romeo = prosody.login("romeo").await;
@@ -633,9 +658,7 @@ async fn verona_and_prosody_authenticate_by_certificate() {
     let ca_file = certs.path().join("ca.pem");
     std::fs::write(&ca_file, &authority.pem).unwrap();
     let (cert, key) = authority.issue(certs.path(), "verona.lit");
-    let (verona_s2s, prosody_s2s) = (free_port(), free_port());
-    let verona = verona(verona_s2s, prosody_s2s, Some((cert, key, ca_file))).await;
-    let prosody = start_prosody(verona_s2s, prosody_s2s, Some(&authority)).await;
+    let (verona, prosody) = start_pair(Some((cert, key, ca_file)), Some(&authority)).await;
     let mut juliet = verona.login("juliet", "pw", "balcony").await;
     online(&mut juliet).await;
     let mut romeo = prosody.login("romeo").await;

@@ -706,11 +706,19 @@ impl Client {
 /// a test running alongside takes it between this check and the server's bind.
 pub fn free_port() -> u16 {
     use std::hash::BuildHasher;
+    // Never the same port twice in one process: tests running side by side pick ports
+    // before their servers bind them.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let random = std::collections::hash_map::RandomState::new();
-    (0u64..)
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let port = (0u64..)
         .map(|n| 20_000 + (random.hash_one(n) % 12_000) as u16)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port below 32000")
+        .find(|port| {
+            !given.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+        })
+        .expect("a free port below 32000");
+    given.push(port);
+    port
 }
 
 pub fn show(el: &Element) -> String {
