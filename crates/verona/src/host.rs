@@ -168,6 +168,7 @@ async fn load(
         service,
         last_used: 0,
         classic: Default::default(),
+        said: Default::default(),
         locked: false,
     })
 }
@@ -250,6 +251,7 @@ pub async fn start(
                 ),
                 last_used: 0,
                 classic: Default::default(),
+                said: Default::default(),
                 locked: false,
             }),
             rooms: HashMap::new(),
@@ -378,6 +380,8 @@ struct Hosted {
     last_used: u64,
     /// For a room: which recipients of its last notification joined classically.
     classic: rooms::ClassicCache,
+    /// For a room: what its classic occupants get of the messages said and not delivered yet.
+    said: rooms::SaidCache,
     /// For a room: made by a join and not configured yet, so that only its owners may enter
     /// (XEP-0045 §10.1.1). Occupancy is not stored, so neither is this: such a room is
     /// temporary and closes with its last occupant.
@@ -392,6 +396,7 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         service,
         last_used: 0,
         classic: Default::default(),
+        said: Default::default(),
         locked: false,
     }
 }

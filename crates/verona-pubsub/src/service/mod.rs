@@ -235,7 +235,7 @@ impl Effects {
     /// Notifies `recipients` of `event` on `node`, unless there is nobody to tell.
     fn notify(
         &mut self,
-        config: &NodeConfig,
+        how: impl Into<Notifying>,
         node: &str,
         event: Event,
         recipients: Arc<[Recipient]>,
@@ -243,13 +243,14 @@ impl Effects {
         if recipients.is_empty() {
             return;
         }
+        let how = how.into();
         self.deliver.push(Effect::Notify(Notification {
             node: node.to_owned(),
             event,
             recipients,
-            notification_type: config.notification_type,
-            presence_based_delivery: config.presence_based_delivery,
-            itemreply: config.itemreply,
+            notification_type: how.notification_type,
+            presence_based_delivery: how.presence_based_delivery,
+            itemreply: how.itemreply,
         }));
     }
 
@@ -260,6 +261,32 @@ impl Effects {
             value,
             effects,
             undo,
+        }
+    }
+}
+
+/// What a notification takes from its node's configuration: copied, where a publish would
+/// otherwise clone the whole configuration (a room's carries its options as maps) to notify
+/// while the node is borrowed for change.
+#[derive(Debug, Clone, Copy)]
+struct Notifying {
+    notification_type: crate::config::NotificationType,
+    presence_based_delivery: bool,
+    itemreply: crate::config::ItemReply,
+    deliver_notifications: bool,
+    deliver_payloads: bool,
+    notify_retract: bool,
+}
+
+impl From<&NodeConfig> for Notifying {
+    fn from(config: &NodeConfig) -> Self {
+        Notifying {
+            notification_type: config.notification_type,
+            presence_based_delivery: config.presence_based_delivery,
+            itemreply: config.itemreply,
+            deliver_notifications: config.deliver_notifications,
+            deliver_payloads: config.deliver_payloads,
+            notify_retract: config.notify_retract,
         }
     }
 }
@@ -306,9 +333,9 @@ fn is_live(config: &NodeConfig, item: &Item, now: SystemTime) -> bool {
 }
 
 /// The item as notifications carry it: without payload if the node delivers none.
-fn deliverable(config: &NodeConfig, item: &Item) -> Item {
+fn deliverable(config: impl Into<Notifying>, item: &Item) -> Item {
     Item {
-        payload: if config.deliver_payloads {
+        payload: if config.into().deliver_payloads {
             item.payload.clone()
         } else {
             None

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use jid::Jid;
 
-use super::{Effects, Service, deliverable, find_node, fresh_id, is_live};
+use super::{Effects, Notifying, Service, deliverable, find_node, fresh_id, is_live};
 use crate::access::{self, Action, Affiliation, NoRoster};
 use crate::config::{ConfigField, NodeConfig};
 use crate::effects::{Event, Outcome, StoreOp};
@@ -151,20 +151,21 @@ impl Service {
         let Some(node) = tx.node(node_id) else {
             return Err(PubsubError::NodeNotFound);
         };
-        let config = node.config.clone();
-        let capacity = config.max_items.capacity(&self.config.limits).max(1);
+        let how = Notifying::from(&node.config);
+        let persist_items = node.config.persist_items;
+        let capacity = node.config.max_items.capacity(&self.config.limits).max(1);
         let mut evicted = Vec::new();
         if let Some(item) = &item {
             tx.push_item(node_id, item.clone());
-            if config.persist_items {
+            if persist_items {
                 fx.persist(StoreOp::ItemStored {
                     node: node_id.to_owned(),
                     item: item.clone(),
                 });
             }
-            evicted = evict_over(&mut tx, &mut fx, node_id, capacity, config.persist_items);
+            evicted = evict_over(&mut tx, &mut fx, node_id, capacity, persist_items);
         }
-        notify_items(&mut tx, &mut fx, &config, node_id, item.as_ref(), evicted);
+        notify_items(&mut tx, &mut fx, how, node_id, item.as_ref(), evicted);
         let value = Published {
             item_id: item.map(|item| item.id),
             node_created,
@@ -409,28 +410,28 @@ pub(super) fn evict_over(
 fn notify_items(
     tx: &mut Tx<'_>,
     fx: &mut Effects,
-    config: &NodeConfig,
+    how: Notifying,
     node_id: &str,
     item: Option<&Item>,
     evicted: Vec<ItemId>,
 ) {
-    if !config.deliver_notifications {
+    if !how.deliver_notifications {
         return;
     }
     let Some(recipients) = tx.recipients(node_id) else {
         return;
     };
     let items = item
-        .map(|item| deliverable(config, item))
+        .map(|item| deliverable(how, item))
         .into_iter()
         .collect();
     fx.notify(
-        config,
+        how,
         node_id,
         Event::Items { items },
         Arc::clone(&recipients),
     );
-    if config.notify_retract && !evicted.is_empty() {
-        fx.notify(config, node_id, Event::Retract { ids: evicted }, recipients);
+    if how.notify_retract && !evicted.is_empty() {
+        fx.notify(how, node_id, Event::Retract { ids: evicted }, recipients);
     }
 }

@@ -204,6 +204,7 @@ impl ServicesTask {
                 service,
                 last_used: batches,
                 classic: Default::default(),
+                said: Default::default(),
                 locked: false,
             };
             loaded.push((node, hosted));

@@ -1047,11 +1047,14 @@ impl ServicesTask {
         let payload = String::from(&item);
         let request = verona_pubsub::PublishRequest::payload(None, payload);
         match hosted.service.publish(&me, &node, request) {
-            Ok(outcome) => done.push(Done::new(
-                Origin::Room(node.clone()),
-                outcome.effects,
-                outcome.undo,
-            )),
+            Ok(outcome) => {
+                hosted.said.keep(room, &item, &outcome.effects);
+                done.push(Done::new(
+                    Origin::Room(node.clone()),
+                    outcome.effects,
+                    outcome.undo,
+                ));
+            }
             Err(e) => {
                 tracing::debug!(%from, %room, "saying something in a room: {e}");
                 let reply = error_reply(stanza, StanzaError::Forbidden, None);
@@ -1243,36 +1246,15 @@ impl ServicesTask {
         let Some(room) = room_address(node, hosted.jid.domain()) else {
             return;
         };
-        let payloads: Vec<(Element, &str)> = items
-            .into_iter()
-            .flatten()
-            .filter_map(|item| Some((item.payload.as_deref()?.parse().ok()?, item.id.as_str())))
-            .collect();
-        // A semi-anonymous room names no publisher: the speaker's nick is where to reply.
-        let semi_anonymous = hosted
-            .service
-            .node_config(node)
-            .is_some_and(groupchat::is_semi_anonymous);
-        let replyto = payloads
-            .first()
-            .and_then(|(payload, _)| speaker(payload))
-            .filter(|_| semi_anonymous)
-            .map(|nick| {
-                let address = builder("address", ns::ADDRESS)
-                    .with("type", "replyto")
-                    .with("jid", format!("{room}/{nick}"))
-                    .build();
-                let addresses = builder("addresses", ns::ADDRESS).append(address).build();
-                verona_stream::element_bytes(&addresses)
-            });
+        let items = items.map_or(&[][..], Vec::as_slice);
         let Effect::Notify(notification) = effect else {
             return;
         };
         // What classic occupants get, serialized once: each recipient's copy is its own start
         // tag, kept between messages, and the shared rest.
-        let shared: Vec<Bytes> = payloads
+        let shared: Vec<Bytes> = items
             .iter()
-            .filter_map(|(payload, id)| groupchat::shared_groupchat(&room, payload, id))
+            .filter_map(|item| hosted.said.take(&room, item))
             .collect();
         let classic = classic_recipients(hosted, node, &notification.recipients);
         for (recipient, start) in notification.recipients.iter().zip(&classic.starts) {
@@ -1289,6 +1271,23 @@ impl ServicesTask {
         if native.is_empty() {
             return;
         }
+        // A semi-anonymous room names no publisher: the speaker's nick is where to reply.
+        let semi_anonymous = hosted
+            .service
+            .node_config(node)
+            .is_some_and(groupchat::is_semi_anonymous);
+        let replyto = items
+            .first()
+            .filter(|_| semi_anonymous)
+            .and_then(|item| speaker(&item.payload.as_deref()?.parse().ok()?))
+            .map(|nick| {
+                let address = builder("address", ns::ADDRESS)
+                    .with("type", "replyto")
+                    .with("jid", format!("{room}/{nick}"))
+                    .build();
+                let addresses = builder("addresses", ns::ADDRESS).append(address).build();
+                verona_stream::element_bytes(&addresses)
+            });
         let native = Effect::Notify(verona_pubsub::Notification {
             recipients: native,
             ..notification.clone()
@@ -1437,6 +1436,55 @@ impl InRoom {
 pub(super) struct Removal {
     pub actor: Option<String>,
     pub reasons: BTreeMap<BareJid, String>,
+}
+
+/// What a room's classic occupants get of each message said there ([`groupchat::shared_groupchat`]),
+/// made by `say` from the message it has at hand, until the message is delivered: otherwise
+/// delivery would parse again what was just serialized. Keyed by the stored payload itself
+/// (the engine shares one `Arc` from publish to notification), so an item published another
+/// way, or again under the same id, is never mistaken for one of these.
+#[derive(Default)]
+pub(super) struct SaidCache(Cell<Vec<(Arc<str>, Option<Bytes>)>>);
+
+impl SaidCache {
+    /// Messages kept at most: each is taken at its delivery, so only those of a batch whose
+    /// commit failed (never delivered) could pile up.
+    const KEPT: usize = 64;
+
+    fn keep(&self, room: &BareJid, said: &Element, effects: &[Effect]) {
+        let Some(item) = effects.iter().find_map(|effect| match effect {
+            Effect::Notify(n) => match &n.event {
+                Event::Items { items } => items.first(),
+                _ => None,
+            },
+            _ => None,
+        }) else {
+            return;
+        };
+        let Some(payload) = &item.payload else {
+            return;
+        };
+        let mut kept = self.0.take();
+        if kept.len() >= Self::KEPT {
+            kept.remove(0);
+        }
+        let rest = groupchat::shared_groupchat(room, said, &item.id);
+        kept.push((Arc::clone(payload), rest));
+        self.0.set(kept);
+    }
+
+    /// What the classic occupants get of `item`: as `keep` made it, or made now.
+    fn take(&self, room: &BareJid, item: &verona_pubsub::Item) -> Option<Bytes> {
+        let payload = item.payload.as_ref()?;
+        let mut kept = self.0.take();
+        let found = kept.iter().position(|(p, _)| Arc::ptr_eq(p, payload));
+        let rest = match found {
+            Some(at) => kept.remove(at).1,
+            None => groupchat::shared_groupchat(room, &payload.parse().ok()?, &item.id),
+        };
+        self.0.set(kept);
+        rest
+    }
 }
 
 /// Which recipients of a room's notification joined with XEP-0045, by position, and the
@@ -1589,4 +1637,59 @@ fn described<'a>(
 /// A room's address: its node id at the service's domain.
 fn room_address(node: &str, domain: &str) -> Option<BareJid> {
     BareJid::new(&format!("{node}@{domain}")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(id: &str, payload: &str) -> verona_pubsub::Item {
+        verona_pubsub::Item {
+            id: id.to_owned(),
+            payload: Some(Arc::from(payload)),
+            publisher: "juliet@localhost/balcony".parse().unwrap(),
+            published: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn notified(item: &verona_pubsub::Item) -> Vec<Effect> {
+        vec![Effect::Notify(verona_pubsub::Notification {
+            node: "garden".to_owned(),
+            event: Event::Items {
+                items: vec![item.clone()],
+            },
+            recipients: Arc::from([]),
+            notification_type: verona_pubsub::NotificationType::Normal,
+            presence_based_delivery: false,
+            itemreply: verona_pubsub::ItemReply::Publisher,
+        })]
+    }
+
+    /// What `say` keeps is what delivery would have made from the stored payload; only the
+    /// very payload kept is taken, once, and the cache stays bounded.
+    #[test]
+    fn a_kept_rendering_is_what_delivery_would_make() {
+        let room: BareJid = "garden@chat.localhost".parse().unwrap();
+        let message: Element = "<message xmlns='jabber:client' type='groupchat' id='m1' xml:lang='en'><body>But soft &amp; &lt;hark&gt;</body><x xmlns='urn:example'/></message>".parse().unwrap();
+        let said = groupchat::said(&message, "Juliet", "occ-1").unwrap();
+        let item = published("a1", &String::from(&said));
+        let cache = SaidCache::default();
+        cache.keep(&room, &said, &notified(&item));
+
+        // The same text under another allocation is not the kept message.
+        let twin = published("a1", item.payload.as_deref().unwrap());
+        let made = cache.take(&room, &twin);
+        assert!(made.is_some());
+        let kept = cache.take(&room, &item);
+        assert_eq!(kept, made);
+        // Taken once: the next delivery of it makes it again, alike.
+        assert_eq!(cache.take(&room, &item), made);
+
+        for n in 0..SaidCache::KEPT + 10 {
+            let item = published(&format!("b{n}"), &String::from(&said));
+            cache.keep(&room, &said, &notified(&item));
+        }
+        let kept = cache.0.take();
+        assert_eq!(kept.len(), SaidCache::KEPT);
+    }
 }
