@@ -595,6 +595,7 @@ impl ServicesTask {
                         .expect("undo handles are applied newest first");
                 }
                 d.effects.clear();
+                d.sent = None;
                 d.reply = d
                     .request
                     .as_ref()

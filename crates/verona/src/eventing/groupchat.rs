@@ -1166,10 +1166,11 @@ pub fn shared_groupchat(
     Some(bytes::Bytes::from(rest))
 }
 
-/// The start of a message to `to`, up to its other attributes: what [`shared_groupchat`]
-/// lacks. The same for every message to one occupant, so it is made once per occupant.
-pub fn recipient_start(to: &Jid) -> bytes::Bytes {
-    let mut start = b"<message xmlns='jabber:client' to='".to_vec();
+/// The start of a `name` stanza (`message`, `presence`) to `to`, up to its other attributes:
+/// what [`shared_groupchat`] and [`shared_presence`] lack. The same for every message to one
+/// occupant, so it is made once per occupant.
+pub fn recipient_start(name: &str, to: &Jid) -> bytes::Bytes {
+    let mut start = format!("<{name} xmlns='jabber:client' to='").into_bytes();
     start.extend_from_slice(&minidom::element::escape(to.as_str().as_bytes()));
     start.push(b'\'');
     bytes::Bytes::from(start)
@@ -1228,6 +1229,38 @@ pub fn presence_of(
     statuses: &[u16],
     new_nick: Option<&str>,
 ) -> Element {
+    presence_to(occupant, Some(to), leaving, statuses, new_nick)
+}
+
+/// [`occupant_presence`] for many recipients at once: all of it but its start, which names
+/// the recipient ([`recipient_start`]), as it is and as [`anonymised`] (for those who may not
+/// see real JIDs). Each recipient's copy is its start and one of these, shared.
+pub fn shared_presence(
+    occupant: &Occupant,
+    leaving: bool,
+    statuses: &[u16],
+    status: Option<&str>,
+) -> Option<(bytes::Bytes, bytes::Bytes)> {
+    let mut presence = presence_to(occupant, None, leaving, statuses, None);
+    if let Some(status) = status {
+        presence.append_child(builder("status", ns::CLIENT).append(status).build());
+    }
+    let rest = |presence: &Element| {
+        let bytes = verona_stream::element_bytes(presence);
+        // The start `recipient_start` replaces; anything else is not cut.
+        let rest = bytes.strip_prefix(b"<presence xmlns='jabber:client'")?;
+        Some(bytes::Bytes::copy_from_slice(rest))
+    };
+    Some((rest(&presence)?, rest(&anonymised(presence))?))
+}
+
+fn presence_to(
+    occupant: &Occupant,
+    to: Option<&Jid>,
+    leaving: bool,
+    statuses: &[u16],
+    new_nick: Option<&str>,
+) -> Element {
     let role = if leaving {
         "none"
     } else {
@@ -1251,8 +1284,10 @@ pub fn presence_of(
         .append_all(codes)
         .build();
     let mut presence = builder("presence", ns::CLIENT)
-        .with("from", format!("{}/{}", occupant.room, occupant.nick))
-        .with("to", to.as_str());
+        .with("from", format!("{}/{}", occupant.room, occupant.nick));
+    if let Some(to) = to {
+        presence = presence.with("to", to.as_str());
+    }
     if leaving {
         presence = presence.with("type", "unavailable");
     }
@@ -1406,11 +1441,47 @@ mod tests {
             "romeo@localhost/o'brien &amp; co",
         ] {
             let to = Jid::new(to).unwrap();
-            let bytes = [&recipient_start(&to)[..], &rest].concat();
+            let bytes = [&recipient_start("message", &to)[..], &rest].concat();
             let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
             let mut one = groupchat_message(&room, &to, &said, None).unwrap();
             one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
             assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    /// A room's presence broadcast shares one body; each copy must read as the presence
+    /// made for its recipient alone, as it is and without real JIDs, arriving or leaving.
+    #[test]
+    fn a_shared_presence_is_the_presence_each_recipient_would_get() {
+        let room = BareJid::new("characters@chat.localhost").unwrap();
+        let jid = Jid::new("juliet@localhost/balc'ony").unwrap();
+        let occupant = Occupant {
+            room: &room,
+            nick: "J&C",
+            jid: &jid,
+            affiliation: RoomAffiliation::Member,
+            role: Role::Participant,
+            id: "oid".to_owned(),
+            shown: vec![el("<show xmlns='jabber:client'>away</show>")],
+        };
+        for (leaving, status) in [(false, None), (true, Some("gone <home> & 'out'"))] {
+            let (plain, anonymous) = shared_presence(&occupant, leaving, &[], status).unwrap();
+            for to in [
+                "romeo@localhost/orchard",
+                "romeo@localhost/o'brien &amp; co",
+            ] {
+                let to = Jid::new(to).unwrap();
+                let mut one = occupant_presence(&occupant, &to, leaving, &[]);
+                if let Some(status) = status {
+                    one.append_child(builder("status", ns::CLIENT).append(status).build());
+                }
+                let start = recipient_start("presence", &to);
+                for (rest, expected) in [(&plain, one.clone()), (&anonymous, anonymised(one))] {
+                    let bytes = [&start[..], rest].concat();
+                    let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
+                    assert_eq!(shared, expected, "{}", String::from_utf8_lossy(&bytes));
+                }
+            }
         }
     }
 
@@ -1626,7 +1697,7 @@ mod tests {
         let classic = groupchat_message(&room, &Jid::new("j@l/b").unwrap(), &item, None).unwrap();
         assert_eq!(crate::xml::lang(&classic), Some("it"));
         let rest = shared_groupchat(&room, &item, "a1").unwrap();
-        let start = recipient_start(&Jid::new("j@l/b").unwrap());
+        let start = recipient_start("message", &Jid::new("j@l/b").unwrap());
         let shared: Element = String::from_utf8([&start[..], &rest].concat())
             .unwrap()
             .parse()

@@ -16,6 +16,9 @@ impl ServicesTask {
                 }
                 self.router.deliver(to, bytes);
             }
+            if let (Some(to), Some(stanza)) = (&d.to, d.sent) {
+                self.router.deliver(to, stanza);
+            }
             if d.effects.is_empty() {
                 if let Some(passing) = &d.passing {
                     self.deliver_passing(passing);

@@ -155,6 +155,10 @@ pub(super) struct Done {
     /// A message of a conversation: one that is not kept, delivered in its place among the
     /// batch's deliveries; or, with the publish's effects, the message as it was kept.
     pub(super) passing: Option<Box<Passing>>,
+    /// A stanza to `to` already serialized, its body shared with other recipients' copies
+    /// (a room's presence broadcast): sent as it is, like `reply`, and like it dropped if the
+    /// batch is not stored.
+    pub(super) sent: Option<verona_stream::Wire>,
 }
 
 /// A message passed on without being kept (chat states, receipts): from the sending session
@@ -175,6 +179,7 @@ impl Done {
             effects,
             undo: Some(undo),
             passing: None,
+            sent: None,
         }
     }
 
@@ -188,6 +193,7 @@ impl Done {
             effects,
             undo: None,
             passing: None,
+            sent: None,
         }
     }
 
@@ -200,6 +206,15 @@ impl Done {
             effects: Vec::new(),
             undo: None,
             passing: None,
+            sent: None,
+        }
+    }
+
+    /// A stanza serialized already ([`Done::sent`]).
+    pub(super) fn sent(to: impl Into<Jid>, stanza: verona_stream::Wire) -> Self {
+        Done {
+            sent: Some(stanza),
+            ..Done::reply(to, None)
         }
     }
 

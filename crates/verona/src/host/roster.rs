@@ -157,6 +157,7 @@ impl ServicesTask {
                     effects: outcome.effects,
                     undo: Some(outcome.undo),
                     passing: None,
+                    sent: None,
                 });
                 self.refresh_presence(&origin);
             }

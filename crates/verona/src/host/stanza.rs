@@ -128,6 +128,7 @@ impl ServicesTask {
             effects: handled.effects,
             undo: handled.undo,
             passing: None,
+            sent: None,
         });
         if published {
             self.reflect_presence(&from, done);

@@ -96,6 +96,41 @@ impl ServicesTask {
         done.push(Done::reply(session, Some(presence)));
     }
 
+    /// Sends `occupant`'s presence to each of `sessions` in a room: serialized once, and once
+    /// without real JIDs for those who may not see them (as [`Self::tell`] decides); each
+    /// copy only adds its own `to`.
+    fn tell_each<'s>(
+        &self,
+        node: &str,
+        occupant: &Occupant,
+        (leaving, status): (bool, Option<&str>),
+        sessions: impl IntoIterator<Item = &'s Jid>,
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.get(node) else {
+            return;
+        };
+        let Some((plain, anonymous)) = groupchat::shared_presence(occupant, leaving, &[], status)
+        else {
+            return;
+        };
+        let semi_anonymous = hosted
+            .service
+            .node_config(node)
+            .is_some_and(groupchat::is_semi_anonymous);
+        for to in sessions {
+            if to.resource().is_none() {
+                continue;
+            }
+            let hidden = semi_anonymous
+                && hosted.service.affiliation(node, &to.to_bare()) != Affiliation::Owner;
+            let rest = if hidden { &anonymous } else { &plain };
+            let start = groupchat::recipient_start("presence", to);
+            let stanza = verona_stream::Wire::new(start, rest.clone(), Bytes::new());
+            done.push(Done::sent(to.clone(), stanza));
+        }
+    }
+
     /// Sends each occupant (its session) what `message` makes for it.
     fn tell_occupants(
         &self,
@@ -749,12 +784,8 @@ impl ServicesTask {
             return;
         };
         let occupant = me.described(&self.occupant_ids, &hosted.service, room, node);
-        for other in occupants.iter().filter(|o| o.jid != *newcomer) {
-            if let Ok(session) = other.jid.clone().try_into_full() {
-                let presence = occupant_presence(&occupant, &other.jid, false, &[]);
-                self.tell(node, session, presence, done);
-            }
-        }
+        let others = occupants.iter().filter(|o| o.jid != *newcomer);
+        self.tell_each(node, &occupant, (false, None), others.map(|o| &o.jid), done);
     }
 
     /// XEP-0045 §7.7: an occupant's presence changed (away, a status): everyone in the room
@@ -800,12 +831,11 @@ impl ServicesTask {
             return;
         };
         let who = me.described(&self.occupant_ids, &hosted.service, room, node);
-        for other in &everyone {
-            if let Ok(session) = other.jid.clone().try_into_full() {
-                let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
-                let presence = presence_of(&who, &other.jid, false, own, None);
-                self.tell(node, session, presence, done);
-            }
+        let others = everyone.iter().filter(|o| o.jid != *occupant);
+        self.tell_each(node, &who, (false, None), others.map(|o| &o.jid), done);
+        if let Ok(session) = occupant.clone().try_into_full() {
+            let presence = presence_of(&who, occupant, false, &[110], None);
+            self.tell(node, session, presence, done);
         }
     }
 
@@ -952,18 +982,16 @@ impl ServicesTask {
                 (nick, &departed.jid, &departed.options),
             );
             let remaining = occupants(&hosted.service, &departed.node);
-            let told = remaining
-                .iter()
-                .map(|o| (&o.jid, &[][..]))
-                .chain(std::iter::once((&departed.jid, &[110u16][..])));
-            for (to, codes) in told {
-                if let Ok(session) = to.clone().try_into_full() {
-                    let mut presence = occupant_presence(&occupant, to, true, codes);
-                    if let Some(status) = status {
-                        presence.append_child(builder("status", ns::CLIENT).append(status).build());
-                    }
-                    self.tell(&departed.node, session, presence, done);
+            let leaving = (true, status);
+            let others = remaining.iter().map(|o| &o.jid);
+            self.tell_each(&departed.node, &occupant, leaving, others, done);
+            // The one who left: its own, with 110.
+            if let Ok(session) = departed.jid.clone().try_into_full() {
+                let mut presence = occupant_presence(&occupant, &departed.jid, true, &[110]);
+                if let Some(status) = status {
+                    presence.append_child(builder("status", ns::CLIENT).append(status).build());
                 }
+                self.tell(&departed.node, session, presence, done);
             }
         }
     }
@@ -1528,7 +1556,7 @@ fn classic_recipients(hosted: &Hosted, node: &str, recipients: &Arc<[Recipient]>
         .map(|r| {
             classic
                 .contains(&r.jid)
-                .then(|| groupchat::recipient_start(&r.jid))
+                .then(|| groupchat::recipient_start("message", &r.jid))
         })
         .collect();
     let native = recipients
