@@ -169,6 +169,7 @@ async fn load(
         last_used: 0,
         classic: Default::default(),
         said: Default::default(),
+        presences: Default::default(),
         locked: false,
     })
 }
@@ -252,6 +253,7 @@ pub async fn start(
                 last_used: 0,
                 classic: Default::default(),
                 said: Default::default(),
+                presences: Default::default(),
                 locked: false,
             }),
             rooms: HashMap::new(),
@@ -382,6 +384,8 @@ struct Hosted {
     classic: rooms::ClassicCache,
     /// For a room: what its classic occupants get of the messages said and not delivered yet.
     said: rooms::SaidCache,
+    /// For a room: its occupants' presences as newcomers get them.
+    presences: rooms::PresenceCache,
     /// For a room: made by a join and not configured yet, so that only its owners may enter
     /// (XEP-0045 §10.1.1). Occupancy is not stored, so neither is this: such a room is
     /// temporary and closes with its last occupant.
@@ -397,6 +401,7 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         last_used: 0,
         classic: Default::default(),
         said: Default::default(),
+        presences: Default::default(),
         locked: false,
     }
 }

@@ -136,8 +136,10 @@ impl ServicesTask {
         let bytes = done
             .iter()
             .filter(|d| d.to.as_ref() == Some(asker))
-            .filter_map(|d| d.reply.as_ref())
-            .map(budget::weight)
+            .map(|d| {
+                d.reply.as_ref().map_or(0, budget::weight)
+                    + d.sent.as_ref().map_or(0, verona_stream::Wire::len)
+            })
             .sum();
         self.charge_answer(asker, bytes);
     }

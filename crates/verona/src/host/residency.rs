@@ -205,6 +205,7 @@ impl ServicesTask {
                 last_used: batches,
                 classic: Default::default(),
                 said: Default::default(),
+                presences: Default::default(),
                 locked: false,
             };
             loaded.push((node, hosted));

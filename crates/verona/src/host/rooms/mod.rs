@@ -4,7 +4,7 @@
 //! occupant gets the room's events in the rendering of the way it joined. Occupant presence
 //! (joins, leaves) goes to every occupant, native or classic, after the commit.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Instant, SystemTime};
 
 use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, SubscriptionInfo};
@@ -672,11 +672,27 @@ impl ServicesTask {
             return;
         };
         let first = done.len();
+        // As `tell` decides, once for all the presences the newcomer gets.
+        let hidden = hosted
+            .service
+            .node_config(node)
+            .is_some_and(groupchat::is_semi_anonymous)
+            && hosted.service.affiliation(node, &to.to_bare()) != Affiliation::Owner;
+        let start = groupchat::recipient_start("presence", newcomer);
         for other in occupants.iter().filter(|o| o.jid != *newcomer) {
             let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
-            let presence = occupant_presence(&occupant, newcomer, false, &[]);
-            self.tell(node, to.clone(), presence, done);
+            match hosted.presences.rest(&occupant, hidden) {
+                Some(rest) => {
+                    let stanza = verona_stream::Wire::new(start.clone(), rest, Bytes::new());
+                    done.push(Done::sent(to.clone(), stanza));
+                }
+                None => {
+                    let presence = occupant_presence(&occupant, newcomer, false, &[]);
+                    self.tell(node, to.clone(), presence, done);
+                }
+            }
         }
+        hosted.presences.prune(&occupants);
         let occupant = me.described(&self.occupant_ids, &hosted.service, room, node);
         let mut own = vec![100, 110];
         if entry == Entry::Created {
@@ -1515,6 +1531,67 @@ impl SaidCache {
     }
 }
 
+/// Each occupant's presence as a newcomer gets it ([`groupchat::shared_presence`], as it is
+/// and without real JIDs), with what it was made from: a newcomer to a room of N gets N
+/// presences, which are made again only for the occupants whose presence has changed since.
+#[derive(Default)]
+pub(super) struct PresenceCache(RefCell<HashMap<Jid, CachedPresence>>);
+
+struct CachedPresence {
+    nick: String,
+    affiliation: groupchat::RoomAffiliation,
+    role: groupchat::Role,
+    id: String,
+    shown: Vec<Element>,
+    plain: Bytes,
+    anonymous: Bytes,
+}
+
+impl PresenceCache {
+    /// The rest of `occupant`'s presence after its start ([`groupchat::recipient_start`]).
+    fn rest(&self, occupant: &Occupant, hidden: bool) -> Option<Bytes> {
+        let pick = |cached: &CachedPresence| {
+            if hidden {
+                cached.anonymous.clone()
+            } else {
+                cached.plain.clone()
+            }
+        };
+        let mut cache = self.0.borrow_mut();
+        if let Some(cached) = cache.get(occupant.jid)
+            && cached.nick == occupant.nick
+            && cached.affiliation == occupant.affiliation
+            && cached.role == occupant.role
+            && cached.id == occupant.id
+            && cached.shown == occupant.shown
+        {
+            return Some(pick(cached));
+        }
+        let (plain, anonymous) = groupchat::shared_presence(occupant, false, &[], None)?;
+        let cached = CachedPresence {
+            nick: occupant.nick.to_owned(),
+            affiliation: occupant.affiliation,
+            role: occupant.role,
+            id: occupant.id.clone(),
+            shown: occupant.shown.clone(),
+            plain,
+            anonymous,
+        };
+        let rest = pick(&cached);
+        cache.insert(occupant.jid.clone(), cached);
+        Some(rest)
+    }
+
+    /// Forgets those who left, once they are as many as those who stay.
+    fn prune(&self, occupants: &[InRoom]) {
+        let mut cache = self.0.borrow_mut();
+        if cache.len() > 2 * occupants.len() + 16 {
+            let present: HashSet<&Jid> = occupants.iter().map(|o| &o.jid).collect();
+            cache.retain(|jid, _| present.contains(jid));
+        }
+    }
+}
+
 /// Which recipients of a room's notification joined with XEP-0045, by position, and the
 /// others, who get the notification itself.
 pub(super) struct ClassicFlags {
@@ -1691,6 +1768,64 @@ mod tests {
             presence_based_delivery: false,
             itemreply: verona_pubsub::ItemReply::Publisher,
         })]
+    }
+
+    /// A newcomer gets each occupant's presence as it is now: made once, made again when
+    /// anything it shows changed, and forgotten for those who left.
+    #[test]
+    fn a_kept_presence_follows_its_occupant() {
+        let room: BareJid = "garden@chat.localhost".parse().unwrap();
+        let jid: Jid = "juliet@localhost/balcony".parse().unwrap();
+        let mut occupant = Occupant {
+            room: &room,
+            nick: "Juliet",
+            jid: &jid,
+            affiliation: groupchat::RoomAffiliation::Member,
+            role: groupchat::Role::Participant,
+            id: "oid".to_owned(),
+            shown: Vec::new(),
+        };
+        let made = |occupant: &Occupant, hidden: bool| {
+            let (plain, anonymous) =
+                groupchat::shared_presence(occupant, false, &[], None).unwrap();
+            if hidden { anonymous } else { plain }
+        };
+        let cache = PresenceCache::default();
+        for hidden in [false, true] {
+            assert_eq!(cache.rest(&occupant, hidden), Some(made(&occupant, hidden)));
+        }
+        let changes: [&dyn Fn(&mut Occupant); 4] = [
+            &|o| o.shown = vec!["<show xmlns='jabber:client'>away</show>".parse().unwrap()],
+            &|o| o.role = groupchat::Role::Moderator,
+            &|o| o.affiliation = groupchat::RoomAffiliation::Admin,
+            &|o| o.nick = "Jules",
+        ];
+        for change in changes {
+            let before = cache.rest(&occupant, false);
+            change(&mut occupant);
+            let after = cache.rest(&occupant, false);
+            assert_ne!(after, before);
+            assert_eq!(after, Some(made(&occupant, false)));
+        }
+        let stays = InRoom {
+            jid: "romeo@localhost/orchard".parse().unwrap(),
+            nick: "Romeo".to_owned(),
+            options: Default::default(),
+        };
+        let many: Vec<Jid> = (0..40)
+            .map(|n| format!("guest{n}@localhost/r").parse().unwrap())
+            .collect();
+        for guest in &many {
+            cache.rest(
+                &Occupant {
+                    jid: guest,
+                    ..occupant.clone()
+                },
+                false,
+            );
+        }
+        cache.prune(std::slice::from_ref(&stays));
+        assert!(cache.0.borrow().is_empty());
     }
 
     /// What `say` keeps is what delivery would have made from the stored payload; only the
