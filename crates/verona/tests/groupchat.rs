@@ -1081,6 +1081,57 @@ async fn invitations_and_history_limits() {
     assert!(history.is_empty(), "{history:?}");
 }
 
+/// §7.2.15–§7.2.16: whatever history a join asks for, even none, it ends with the room's
+/// subject as last set, though the subject is older than every message it gets.
+#[tokio::test]
+async fn the_subject_comes_however_little_history_is_asked_for() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Fair Verona</subject></message>"
+        ))
+        .await;
+    recv_until(&mut nurse, |el| el.name() == "message").await;
+    for text in ["one", "two", "three"] {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{text}</body></message>"
+            ))
+            .await;
+        recv_until(&mut nurse, |el| el.name() == "message").await;
+    }
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    for (asked, expected) in [("0", vec![]), ("2", vec!["two", "three"])] {
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'><history maxstanzas='{asked}'/></x></presence>"
+            ))
+            .await;
+        let (_, history, subject) = joined(&mut juliet).await;
+        let bodies: Vec<String> = history.iter().filter_map(body).collect();
+        assert_eq!(bodies, expected, "maxstanzas='{asked}'");
+        assert_eq!(
+            subject
+                .get_child("subject", NS_CLIENT)
+                .map(Element::text)
+                .as_deref(),
+            Some("Fair Verona")
+        );
+        assert_eq!(subject.attr("from"), Some(format!("{ROOM}/Romeo").as_str()));
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/JC'/>"
+            ))
+            .await;
+        recv_until(&mut juliet, |el| {
+            el.name() == "presence" && el.attr("type") == Some("unavailable")
+        })
+        .await;
+    }
+}
+
 /// The `muc#user` item of an occupant presence: (affiliation, role).
 fn standing(presence: &Element) -> (String, String) {
     let item = presence

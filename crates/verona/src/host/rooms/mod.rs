@@ -710,32 +710,34 @@ impl ServicesTask {
             .items(&self.presence, newcomer, node, &query)
             .map(|page| page.items)
             .unwrap_or_default();
-        let payloads: Vec<(Element, SystemTime, &str)> = items
+        // Newest first, and read only as far as needed: a join that asks for no history
+        // (clients that read the room's archive instead) parses none of it, and the subject
+        // is looked for only among items whose text has one.
+        let subject = items
+            .iter()
+            .filter_map(|item| item.payload.as_deref())
+            .filter(|payload| payload.contains("<subject"))
+            .filter_map(|payload| payload.parse::<Element>().ok())
+            .find(|payload| groupchat::is_subject_change(payload) && speaker(payload).is_some());
+        let said = items
             .iter()
             .filter_map(|item| {
                 let payload = item.payload.as_deref()?.parse::<Element>().ok()?;
                 Some((payload, item.published, item.id.as_str()))
             })
-            .collect();
-        let subject = payloads
-            .iter()
-            .map(|(payload, _, _)| payload)
-            .find(|payload| groupchat::is_subject_change(payload) && speaker(payload).is_some());
-        let said = payloads
-            .iter()
             .filter(|(payload, _, _)| !groupchat::is_subject_change(payload))
             .filter_map(|(payload, at, id)| {
-                let mut message = groupchat_message(room, newcomer, payload, Some(*at))?;
+                let mut message = groupchat_message(room, newcomer, &payload, Some(at))?;
                 message.append_child(archive::stanza_id(id, room.as_str()));
                 let size = String::from(&message).len();
-                Some((message, *at, size))
+                Some((message, at, size))
             });
         for message in history.select(said).into_iter().rev() {
             done.push(Done::reply(to.clone(), Some(message)));
         }
         done.push(Done::reply(
             to,
-            Some(subject_message(room, newcomer, subject)),
+            Some(subject_message(room, newcomer, subject.as_ref())),
         ));
         // One short presence brings the room's occupants and history: the newcomer's account
         // pays for them, as for an answer, or leaving and entering again would make the server
