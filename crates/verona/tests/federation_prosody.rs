@@ -645,6 +645,115 @@ async fn verona_and_prosody_federate() {
     assert_eq!(condition.as_deref(), Some("not-acceptable"));
 }
 
+/// XEP-0045 across servers with Prosody as the remote side: Romeo, on Prosody, enters a room on
+/// Verona that Juliet made. Each sees the other's presence (Romeo's arrival shared by the room's
+/// occupants, Juliet's presence as a newcomer gets it), both hear what is said, and his leaving
+/// reaches her.
+#[tokio::test]
+async fn a_prosody_user_takes_part_in_a_verona_room() {
+    if !installed() {
+        eprintln!("prosody is not installed (.ci/run installs it): skipped");
+        return;
+    }
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    let room = "garden@chat.verona.lit";
+    let (verona, prosody) = start_pair(None, None).await;
+    let mut juliet = verona.login("juliet", "pw", "balcony").await;
+    online(&mut juliet).await;
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{room}/Juliet'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let subject = |el: &Element| el.name() == "message" && el.has_child("subject", CLIENT);
+    while !subject(&next(&mut juliet, "message", &prosody).await) {}
+    let instant = juliet
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='instant' to='{room}'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"))
+        .await;
+    assert_eq!(instant.attr("type"), Some("result"), "{}", show(&instant));
+
+    let mut romeo = prosody.login("romeo").await;
+    online(&mut romeo).await;
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{room}/Romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    // Romeo: Juliet's presence, then his own (110), then the subject.
+    let mut from_room = Vec::new();
+    loop {
+        let el = tokio::time::timeout(Duration::from_secs(20), romeo.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no answer from the room; Prosody's log:\n{}", prosody.log())
+            });
+        if subject(&el) {
+            break;
+        }
+        if el.name() == "presence" && el.attr("from").is_some_and(|f| f.starts_with(room)) {
+            from_room.push(el);
+        }
+    }
+    let item = |el: &Element| {
+        el.get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("item", MUC_USER))
+            .map(|i| {
+                (
+                    i.attr("affiliation").map(str::to_owned),
+                    i.attr("role").map(str::to_owned),
+                )
+            })
+    };
+    let theirs: Vec<(Option<&str>, Option<&str>)> = from_room
+        .iter()
+        .map(|el| (el.attr("from"), el.attr("to")))
+        .collect();
+    assert_eq!(
+        theirs,
+        [
+            (
+                Some("garden@chat.verona.lit/Juliet"),
+                Some("romeo@prosody.lit/home")
+            ),
+            (
+                Some("garden@chat.verona.lit/Romeo"),
+                Some("romeo@prosody.lit/home")
+            ),
+        ]
+    );
+    assert_eq!(
+        item(&from_room[0]),
+        Some((Some("owner".to_owned()), Some("moderator".to_owned())))
+    );
+    // Juliet: Romeo's arrival, with his real JID (the room is not anonymous).
+    let arrival = next(&mut juliet, "presence", &prosody).await;
+    assert_eq!(arrival.attr("from"), Some("garden@chat.verona.lit/Romeo"));
+    let jid = arrival
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .and_then(|i| i.attr("jid"));
+    assert_eq!(jid, Some("romeo@prosody.lit/home"));
+
+    romeo
+        .send(&format!("<message xmlns='jabber:client' type='groupchat' to='{room}' id='r1'><body>With love's light wings</body></message>"))
+        .await;
+    for client in [&mut juliet, &mut romeo] {
+        let heard = next(client, "message", &prosody).await;
+        assert_eq!(heard.attr("from"), Some("garden@chat.verona.lit/Romeo"));
+        assert_eq!(heard.attr("type"), Some("groupchat"));
+        assert_eq!(body(&heard).as_deref(), Some("With love's light wings"));
+    }
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{room}/Romeo'/>"
+        ))
+        .await;
+    let left = next(&mut juliet, "presence", &prosody).await;
+    assert_eq!(left.attr("from"), Some("garden@chat.verona.lit/Romeo"));
+    assert_eq!(left.attr("type"), Some("unavailable"));
+}
+
 /// Both sides with certificates from one test authority, each trusting only it: they
 /// authenticate each other with SASL EXTERNAL (XEP-0178) and chat both ways.
 #[tokio::test]
