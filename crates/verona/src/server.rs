@@ -48,6 +48,8 @@ pub struct Shared {
     pub failure: watch::Receiver<Option<String>>,
     /// When the server started (XEP-0012: its uptime).
     pub started: std::time::Instant,
+    /// The stream features streams are offered, serialized.
+    pub features: crate::c2s::FeaturesCache,
 }
 
 /// Stops the server when a part that every client depends on fails (a panicking pubsub
@@ -240,6 +242,7 @@ impl RunningServer {
             shutdown: shutdown_rx,
             failure: failure_rx,
             started: std::time::Instant::now(),
+            features: Default::default(),
             config,
         });
         let mut server = RunningServer {

@@ -6,10 +6,33 @@ mod common;
 use common::*;
 use verona_auth::{ScramClient, ScramHash};
 
+/// Each stage's features, twice on one server: the second stream of each kind gets the
+/// features the server serialized for the first.
 #[tokio::test]
 async fn starttls_scram_sha256_bind() {
     let t = TestServer::start().await;
     t.add_user("juliet", "r0meo").await;
+    for resource in ["balcony", "orchard"] {
+        starttls_scram_sha256_bind_once(&t, resource).await;
+    }
+    // Over TLS 1.2 on the same server: no -PLUS mechanisms, no binding type (RFC 9266
+    // binds TLS 1.3 only), and no STARTTLS again.
+    let mut c = Client::connect(t.addr()).await;
+    c.open().await;
+    c.starttls_tls12(t.server.cert_path()).await;
+    let features = c.open().await;
+    assert!(features.get_child("starttls", NS_TLS).is_none());
+    assert!(
+        features
+            .get_child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
+            .is_none()
+    );
+    assert_eq!(c.mechanisms(), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
+    c.auth_plain("juliet", "r0meo").await.unwrap();
+    assert!(c.open().await.has_child("bind", NS_BIND));
+}
+
+async fn starttls_scram_sha256_bind_once(t: &TestServer, resource: &str) {
     let mut c = Client::connect(t.addr()).await;
     let features = c.open().await;
     let starttls = features
@@ -53,7 +76,11 @@ async fn starttls_scram_sha256_bind() {
         .unwrap();
     let features = c.open().await;
     assert!(features.has_child("bind", NS_BIND));
-    assert_eq!(c.bind(Some("balcony")).await, "juliet@localhost/balcony");
+    assert!(c.mechanisms().is_empty());
+    assert_eq!(
+        c.bind(Some(resource)).await,
+        format!("juliet@localhost/{resource}")
+    );
 }
 
 #[tokio::test]

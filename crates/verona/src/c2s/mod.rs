@@ -7,6 +7,7 @@
 
 mod csi;
 mod negotiation;
+pub use negotiation::FeaturesCache;
 pub(crate) mod rate;
 pub(crate) mod route;
 mod session;

@@ -174,13 +174,20 @@ pub fn server_tls_connector(cert_path: &Path) -> tokio_rustls::TlsConnector {
 
 /// A TLS client configuration that trusts the certificates in `cert_path`.
 fn trusting(cert_path: &Path) -> rustls::ClientConfig {
+    trusting_versions(cert_path, rustls::DEFAULT_VERSIONS)
+}
+
+fn trusting_versions(
+    cert_path: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(cert_path).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth()
@@ -446,12 +453,24 @@ impl Client {
     }
 
     pub async fn starttls(&mut self, cert_path: &Path) {
+        self.starttls_with(tls_connector(cert_path)).await;
+    }
+
+    /// STARTTLS as a client that only speaks TLS 1.2 (no `tls-exporter` binding there).
+    pub async fn starttls_tls12(&mut self, cert_path: &Path) {
+        let mut config = trusting_versions(cert_path, &[&rustls::version::TLS12]);
+        config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+        self.starttls_with(tokio_rustls::TlsConnector::from(Arc::new(config)))
+            .await;
+    }
+
+    async fn starttls_with(&mut self, connector: tokio_rustls::TlsConnector) {
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             .await;
         let proceed = self.recv().await;
         assert!(proceed.is("proceed", NS_TLS), "{proceed:?}");
         let tcp = self.tcp.take().expect("plain connection");
-        let tls = tls_connector(cert_path)
+        let tls = connector
             .connect(ServerName::try_from(self.domain.clone()).unwrap(), tcp)
             .await
             .unwrap();
