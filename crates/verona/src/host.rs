@@ -170,6 +170,7 @@ async fn load(
         classic: Default::default(),
         said: Default::default(),
         presences: Default::default(),
+        history: Default::default(),
         locked: false,
     })
 }
@@ -254,6 +255,7 @@ pub async fn start(
                 classic: Default::default(),
                 said: Default::default(),
                 presences: Default::default(),
+                history: Default::default(),
                 locked: false,
             }),
             rooms: HashMap::new(),
@@ -386,6 +388,8 @@ struct Hosted {
     said: rooms::SaidCache,
     /// For a room: its occupants' presences as newcomers get them.
     presences: rooms::PresenceCache,
+    /// For a room: its history as newcomers get it.
+    history: rooms::HistoryCache,
     /// For a room: made by a join and not configured yet, so that only its owners may enter
     /// (XEP-0045 §10.1.1). Occupancy is not stored, so neither is this: such a room is
     /// temporary and closes with its last occupant.
@@ -402,6 +406,7 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         classic: Default::default(),
         said: Default::default(),
         presences: Default::default(),
+        history: Default::default(),
         locked: false,
     }
 }

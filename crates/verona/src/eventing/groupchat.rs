@@ -1106,6 +1106,35 @@ pub fn groupchat_message(
     payload: &Element,
     delayed: Option<SystemTime>,
 ) -> Option<Element> {
+    message_to(room, Some(to), payload, delayed)
+}
+
+/// A message of a room's history as every newcomer gets it ([`groupchat_message`] with its
+/// XEP-0203 delay and XEP-0359 archive id): all of it but its start, which names the
+/// recipient ([`recipient_start`]).
+pub fn shared_history(
+    room: &BareJid,
+    payload: &Element,
+    said_at: SystemTime,
+    archive_id: &str,
+) -> Option<bytes::Bytes> {
+    let mut message = message_to(room, None, payload, Some(said_at))?;
+    message.append_child(crate::eventing::archive::stanza_id(
+        archive_id,
+        room.as_str(),
+    ));
+    let bytes = verona_stream::element_bytes(&message);
+    // The start `recipient_start` replaces; anything else is not cut.
+    let rest = bytes.strip_prefix(b"<message xmlns='jabber:client'")?;
+    Some(bytes::Bytes::copy_from_slice(rest))
+}
+
+fn message_to(
+    room: &BareJid,
+    to: Option<&Jid>,
+    payload: &Element,
+    delayed: Option<SystemTime>,
+) -> Option<Element> {
     let nick = speaker(payload)?;
     let from = format!("{room}/{nick}");
     let said = payload.children().filter(|c| rendered(c)).cloned();
@@ -1117,8 +1146,10 @@ pub fn groupchat_message(
     });
     let mut message = builder("message", ns::CLIENT)
         .with("type", "groupchat")
-        .with("from", from)
-        .with("to", to.as_str());
+        .with("from", from);
+    if let Some(to) = to {
+        message = message.with("to", to.as_str());
+    }
     if let Some(id) = payload.attr("id") {
         message = message.with("id", id);
     }
@@ -1444,6 +1475,32 @@ mod tests {
             let bytes = [&recipient_start("message", &to)[..], &rest].concat();
             let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
             let mut one = groupchat_message(&room, &to, &said, None).unwrap();
+            one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
+            assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    /// A history message shares one body with every newcomer's copy; each must read as the
+    /// message made for its recipient alone.
+    #[test]
+    fn a_shared_history_message_is_the_one_each_newcomer_would_get() {
+        let room = BareJid::new("characters@chat.localhost").unwrap();
+        let said = said(
+            &el("<message xmlns='jabber:client' id='m&amp;1' xml:lang='en'><body>a &lt;b&gt; 'c'</body></message>"),
+            "J&C",
+            "oid",
+        )
+        .unwrap();
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let rest = shared_history(&room, &said, at, "item1").unwrap();
+        for to in [
+            "romeo@localhost/orchard",
+            "romeo@localhost/o'brien &amp; co",
+        ] {
+            let to = Jid::new(to).unwrap();
+            let bytes = [&recipient_start("message", &to)[..], &rest].concat();
+            let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
+            let mut one = groupchat_message(&room, &to, &said, Some(at)).unwrap();
             one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
             assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
         }

@@ -206,6 +206,7 @@ impl ServicesTask {
                 classic: Default::default(),
                 said: Default::default(),
                 presences: Default::default(),
+                history: Default::default(),
                 locked: false,
             };
             loaded.push((node, hosted));

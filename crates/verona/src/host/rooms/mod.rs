@@ -719,22 +719,17 @@ impl ServicesTask {
             .filter(|payload| payload.contains("<subject"))
             .filter_map(|payload| payload.parse::<Element>().ok())
             .find(|payload| groupchat::is_subject_change(payload) && speaker(payload).is_some());
-        let said = items
-            .iter()
-            .filter_map(|item| {
-                let payload = item.payload.as_deref()?.parse::<Element>().ok()?;
-                Some((payload, item.published, item.id.as_str()))
-            })
-            .filter(|(payload, _, _)| !groupchat::is_subject_change(payload))
-            .filter_map(|(payload, at, id)| {
-                let mut message = groupchat_message(room, newcomer, &payload, Some(at))?;
-                message.append_child(archive::stanza_id(id, room.as_str()));
-                let size = String::from(&message).len();
-                Some((message, at, size))
-            });
-        for message in history.select(said).into_iter().rev() {
-            done.push(Done::reply(to.clone(), Some(message)));
+        let message_start = groupchat::recipient_start("message", newcomer);
+        let said = items.iter().filter_map(|item| {
+            let rest = hosted.history.rest(room, item)?;
+            let size = message_start.len() + rest.len();
+            Some((rest, item.published, size))
+        });
+        for rest in history.select(said).into_iter().rev() {
+            let message = verona_stream::Wire::new(message_start.clone(), rest, Bytes::new());
+            done.push(Done::sent(to.clone(), message));
         }
+        hosted.history.prune(&items);
         done.push(Done::reply(
             to,
             Some(subject_message(room, newcomer, subject.as_ref())),
@@ -1533,6 +1528,40 @@ impl SaidCache {
     }
 }
 
+/// The room's history as newcomers get it ([`groupchat::shared_history`]), by item: parsed
+/// and serialized once, not for every join that asks for it. Keyed by the stored payload
+/// itself, as [`SaidCache`] is; `None` for an item that is not said (a subject change).
+#[derive(Default)]
+pub(super) struct HistoryCache(RefCell<HashMap<String, (Arc<str>, Option<Bytes>)>>);
+
+impl HistoryCache {
+    fn rest(&self, room: &BareJid, item: &verona_pubsub::Item) -> Option<Bytes> {
+        let payload = item.payload.as_ref()?;
+        let mut cache = self.0.borrow_mut();
+        if let Some((kept, rest)) = cache.get(&item.id)
+            && Arc::ptr_eq(kept, payload)
+        {
+            return rest.clone();
+        }
+        let rest = payload
+            .parse::<Element>()
+            .ok()
+            .filter(|said| !groupchat::is_subject_change(said))
+            .and_then(|said| groupchat::shared_history(room, &said, item.published, &item.id));
+        cache.insert(item.id.clone(), (Arc::clone(payload), rest.clone()));
+        rest
+    }
+
+    /// Forgets items the room no longer holds, once they are as many as those it does.
+    fn prune(&self, items: &[verona_pubsub::Item]) {
+        let mut cache = self.0.borrow_mut();
+        if cache.len() > 2 * items.len() + 16 {
+            let held: HashSet<&str> = items.iter().map(|item| item.id.as_str()).collect();
+            cache.retain(|id, _| held.contains(id.as_str()));
+        }
+    }
+}
+
 /// Each occupant's presence as a newcomer gets it ([`groupchat::shared_presence`], as it is
 /// and without real JIDs), with what it was made from: a newcomer to a room of N gets N
 /// presences, which are made again only for the occupants whose presence has changed since.
@@ -1828,6 +1857,49 @@ mod tests {
         }
         cache.prune(std::slice::from_ref(&stays));
         assert!(cache.0.borrow().is_empty());
+    }
+
+    /// A history message is rendered once per stored item: again only for an item stored anew
+    /// under the same id, never for a subject change, and forgotten once the room drops it.
+    #[test]
+    fn kept_history_follows_the_stored_items() {
+        let room: BareJid = "garden@chat.localhost".parse().unwrap();
+        let message = |text: &str| {
+            let said: Element =
+                format!("<message xmlns='jabber:client'><body>{text}</body></message>")
+                    .parse()
+                    .unwrap();
+            String::from(&groupchat::said(&said, "Juliet", "oid").unwrap())
+        };
+        let made = |item: &verona_pubsub::Item| {
+            let said: Element = item.payload.as_deref().unwrap().parse().unwrap();
+            groupchat::shared_history(&room, &said, item.published, &item.id)
+        };
+        let cache = HistoryCache::default();
+        let first = published("a1", &message("one"));
+        assert_eq!(cache.rest(&room, &first), made(&first));
+        assert!(made(&first).is_some());
+        assert_eq!(cache.rest(&room, &first), made(&first));
+        let again = published("a1", &message("two"));
+        assert_eq!(cache.rest(&room, &again), made(&again));
+        assert_ne!(made(&again), made(&first));
+        let subject: Element = "<message xmlns='jabber:client'><subject>Verona</subject></message>"
+            .parse()
+            .unwrap();
+        let subject = published(
+            "s1",
+            &String::from(&groupchat::said(&subject, "Juliet", "oid").unwrap()),
+        );
+        assert_eq!(cache.rest(&room, &subject), None);
+        let many: Vec<verona_pubsub::Item> = (0..40)
+            .map(|n| published(&format!("b{n}"), &message("more")))
+            .collect();
+        for item in &many {
+            cache.rest(&room, item);
+        }
+        cache.prune(&many[..2]);
+        let kept: HashSet<String> = cache.0.borrow().keys().cloned().collect();
+        assert_eq!(kept, HashSet::from(["b0".to_owned(), "b1".to_owned()]));
     }
 
     /// What `say` keeps is what delivery would have made from the stored payload; only the
