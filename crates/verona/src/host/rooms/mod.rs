@@ -1532,7 +1532,10 @@ impl SaidCache {
 /// and serialized once, not for every join that asks for it. Keyed by the stored payload
 /// itself, as [`SaidCache`] is; `None` for an item that is not said (a subject change).
 #[derive(Default)]
-pub(super) struct HistoryCache(RefCell<HashMap<String, (Arc<str>, Option<Bytes>)>>);
+pub(super) struct HistoryCache(RefCell<HashMap<String, Rendered>>);
+
+/// A stored item's payload, and what a classic newcomer gets of it.
+type Rendered = (Arc<str>, Option<Bytes>);
 
 impl HistoryCache {
     fn rest(&self, room: &BareJid, item: &verona_pubsub::Item) -> Option<Bytes> {
