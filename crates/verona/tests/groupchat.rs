@@ -479,6 +479,18 @@ async fn two_in_a_room(t: &TestServer) -> (Client, Client) {
     (romeo, nurse)
 }
 
+/// `speaker` says each of `texts` in the room, each heard by `listener` before the next.
+async fn say_each(speaker: &mut Client, listener: &mut Client, texts: &[&str]) {
+    for text in texts {
+        speaker
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{text}</body></message>"
+            ))
+            .await;
+        recv_until(listener, |el| el.name() == "message").await;
+    }
+}
+
 /// XEP-0045 §7.5, §7.7, §7.6: a private message goes from the sender's nick to the other
 /// occupant only; a presence change reaches everyone; a new nick is announced with 303, and a
 /// taken one is a conflict.
@@ -1024,14 +1036,7 @@ async fn invitations_and_history_limits() {
         el.name() == "presence" && el.attr("from") == Some("juliet@localhost/balcony")
     })
     .await;
-    for text in ["one", "two", "three"] {
-        romeo
-            .send(&format!(
-                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{text}</body></message>"
-            ))
-            .await;
-        recv_until(&mut nurse, |el| el.name() == "message").await;
-    }
+    say_each(&mut romeo, &mut nurse, &["one", "two", "three"]).await;
     let members_only = owner_iq(
         "c",
         "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x>",
@@ -1093,14 +1098,7 @@ async fn the_subject_comes_however_little_history_is_asked_for() {
         ))
         .await;
     recv_until(&mut nurse, |el| el.name() == "message").await;
-    for text in ["one", "two", "three"] {
-        romeo
-            .send(&format!(
-                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{text}</body></message>"
-            ))
-            .await;
-        recv_until(&mut nurse, |el| el.name() == "message").await;
-    }
+    say_each(&mut romeo, &mut nurse, &["one", "two", "three"]).await;
     t.add_user("juliet", "pw").await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     for (asked, expected) in [("0", vec![]), ("2", vec!["two", "three"])] {

@@ -333,9 +333,9 @@ fn is_live(config: &NodeConfig, item: &Item, now: SystemTime) -> bool {
 }
 
 /// The item as notifications carry it: without payload if the node delivers none.
-fn deliverable(config: impl Into<Notifying>, item: &Item) -> Item {
+fn deliverable(deliver_payloads: bool, item: &Item) -> Item {
     Item {
-        payload: if config.into().deliver_payloads {
+        payload: if deliver_payloads {
             item.payload.clone()
         } else {
             None
@@ -429,7 +429,7 @@ fn last_items(node: &Node, take: usize, now: SystemTime) -> Vec<Item> {
         .rev()
         .filter(|item| is_live(&node.config, item, now))
         .take(take)
-        .map(|item| deliverable(&node.config, item))
+        .map(|item| deliverable(node.config.deliver_payloads, item))
         .collect()
 }
 

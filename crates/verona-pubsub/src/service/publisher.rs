@@ -422,7 +422,7 @@ fn notify_items(
         return;
     };
     let items = item
-        .map(|item| deliverable(how, item))
+        .map(|item| deliverable(how.deliver_payloads, item))
         .into_iter()
         .collect();
     fx.notify(

@@ -1123,9 +1123,15 @@ pub fn shared_history(
         archive_id,
         room.as_str(),
     ));
-    let bytes = verona_stream::element_bytes(&message);
-    // The start `recipient_start` replaces; anything else is not cut.
-    let rest = bytes.strip_prefix(b"<message xmlns='jabber:client'")?;
+    after_start(&message)
+}
+
+/// `stanza` serialized, without the start [`recipient_start`] makes for each recipient
+/// (`stanza` has no `to`); `None` if it does not begin as that start does.
+fn after_start(stanza: &Element) -> Option<bytes::Bytes> {
+    let bytes = verona_stream::element_bytes(stanza);
+    let start = format!("<{} xmlns='{}'", stanza.name(), ns::CLIENT);
+    let rest = bytes.strip_prefix(start.as_bytes())?;
     Some(bytes::Bytes::copy_from_slice(rest))
 }
 
@@ -1276,13 +1282,7 @@ pub fn shared_presence(
     if let Some(status) = status {
         presence.append_child(builder("status", ns::CLIENT).append(status).build());
     }
-    let rest = |presence: &Element| {
-        let bytes = verona_stream::element_bytes(presence);
-        // The start `recipient_start` replaces; anything else is not cut.
-        let rest = bytes.strip_prefix(b"<presence xmlns='jabber:client'")?;
-        Some(bytes::Bytes::copy_from_slice(rest))
-    };
-    Some((rest(&presence)?, rest(&anonymised(presence))?))
+    Some((after_start(&presence)?, after_start(&anonymised(presence))?))
 }
 
 fn presence_to(
@@ -1457,6 +1457,23 @@ mod tests {
         }
     }
 
+    /// Recipients whose addresses need escaping and whose don't.
+    const RECIPIENTS: [&str; 2] = [
+        "romeo@localhost/orchard",
+        "romeo@localhost/o'brien &amp; co",
+    ];
+
+    /// Each recipient's copy (its start, then `rest`) reads as `alone(recipient)`, the
+    /// stanza made for that recipient alone.
+    fn each_copy_reads_as(name: &str, rest: &[u8], alone: impl Fn(&Jid) -> Element) {
+        for to in RECIPIENTS {
+            let to = Jid::new(to).unwrap();
+            let bytes = [&recipient_start(name, &to)[..], rest].concat();
+            let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
+            assert_eq!(shared, alone(&to), "{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+
     #[test]
     fn a_shared_message_is_the_message_each_recipient_would_get() {
         let room = BareJid::new("characters@chat.localhost").unwrap();
@@ -1467,17 +1484,11 @@ mod tests {
         )
         .unwrap();
         let rest = shared_groupchat(&room, &said, "item1").unwrap();
-        for to in [
-            "romeo@localhost/orchard",
-            "romeo@localhost/o'brien &amp; co",
-        ] {
-            let to = Jid::new(to).unwrap();
-            let bytes = [&recipient_start("message", &to)[..], &rest].concat();
-            let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
-            let mut one = groupchat_message(&room, &to, &said, None).unwrap();
+        each_copy_reads_as("message", &rest, |to| {
+            let mut one = groupchat_message(&room, to, &said, None).unwrap();
             one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
-            assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
-        }
+            one
+        });
     }
 
     /// A history message shares one body with every newcomer's copy; each must read as the
@@ -1493,17 +1504,11 @@ mod tests {
         .unwrap();
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let rest = shared_history(&room, &said, at, "item1").unwrap();
-        for to in [
-            "romeo@localhost/orchard",
-            "romeo@localhost/o'brien &amp; co",
-        ] {
-            let to = Jid::new(to).unwrap();
-            let bytes = [&recipient_start("message", &to)[..], &rest].concat();
-            let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
-            let mut one = groupchat_message(&room, &to, &said, Some(at)).unwrap();
+        each_copy_reads_as("message", &rest, |to| {
+            let mut one = groupchat_message(&room, to, &said, Some(at)).unwrap();
             one.append_child(crate::eventing::archive::stanza_id("item1", room.as_str()));
-            assert_eq!(shared, one, "{}", String::from_utf8_lossy(&bytes));
-        }
+            one
+        });
     }
 
     /// A room's presence broadcast shares one body; each copy must read as the presence
@@ -1523,22 +1528,15 @@ mod tests {
         };
         for (leaving, status) in [(false, None), (true, Some("gone <home> & 'out'"))] {
             let (plain, anonymous) = shared_presence(&occupant, leaving, &[], status).unwrap();
-            for to in [
-                "romeo@localhost/orchard",
-                "romeo@localhost/o'brien &amp; co",
-            ] {
-                let to = Jid::new(to).unwrap();
-                let mut one = occupant_presence(&occupant, &to, leaving, &[]);
+            let alone = |to: &Jid| {
+                let mut one = occupant_presence(&occupant, to, leaving, &[]);
                 if let Some(status) = status {
                     one.append_child(builder("status", ns::CLIENT).append(status).build());
                 }
-                let start = recipient_start("presence", &to);
-                for (rest, expected) in [(&plain, one.clone()), (&anonymous, anonymised(one))] {
-                    let bytes = [&start[..], rest].concat();
-                    let shared: Element = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
-                    assert_eq!(shared, expected, "{}", String::from_utf8_lossy(&bytes));
-                }
-            }
+                one
+            };
+            each_copy_reads_as("presence", &plain, alone);
+            each_copy_reads_as("presence", &anonymous, |to| anonymised(alone(to)));
         }
     }
 

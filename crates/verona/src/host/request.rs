@@ -156,7 +156,7 @@ pub(super) struct Done {
     /// batch's deliveries; or, with the publish's effects, the message as it was kept.
     pub(super) passing: Option<Box<Passing>>,
     /// A stanza to `to` already serialized, its body shared with other recipients' copies
-    /// (a room's presence broadcast): sent as it is, like `reply`, and like it dropped if the
+    /// (a room's presences and history): sent as it is, like `reply`, and like it dropped if the
     /// batch is not stored.
     pub(super) sent: Option<verona_stream::Wire>,
 }
