@@ -1,4 +1,5 @@
-//! [`PubsubStore`] for [`SqliteStore`] (schema: `migrations/sqlite/0002_pubsub.sql`).
+//! [`PubsubStore`] for [`SqliteStore`] (schema: `migrations/sqlite/0002_pubsub.sql`, items as
+//! `0007_items_by_node_id.sql` left them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -55,8 +56,9 @@ impl SqliteStore {
         let item_rows: Vec<ItemRow> = match items {
             None => {
                 sqlx::query_as(
-                    "SELECT node, item_id, payload, publisher, published FROM pubsub_items \
-                     WHERE service = $1 ORDER BY node, seq",
+                    "SELECT n.node, i.item_id, i.payload, i.publisher, i.published \
+                     FROM pubsub_nodes AS n JOIN pubsub_items AS i ON i.node_id = n.id \
+                     WHERE n.service = $1 ORDER BY n.node, i.seq",
                 )
                 .bind(service)
                 .fetch_all(&mut *tx)
@@ -65,9 +67,10 @@ impl SqliteStore {
             Some(items) => {
                 sqlx::query_as(
                     "SELECT node, item_id, payload, publisher, published FROM ( \
-                       SELECT node, item_id, payload, publisher, published, seq, \
-                       ROW_NUMBER() OVER (PARTITION BY node ORDER BY seq DESC) AS newer \
-                       FROM pubsub_items WHERE service = $1) \
+                       SELECT n.node, i.item_id, i.payload, i.publisher, i.published, i.seq, \
+                       ROW_NUMBER() OVER (PARTITION BY i.node_id ORDER BY i.seq DESC) AS newer \
+                       FROM pubsub_nodes AS n JOIN pubsub_items AS i ON i.node_id = n.id \
+                       WHERE n.service = $1) \
                      WHERE newer <= $2 ORDER BY node, seq",
                 )
                 .bind(service)
@@ -143,8 +146,9 @@ impl PubsubStore for SqliteStore {
             let keep = i64::try_from(keep).unwrap_or(i64::MAX);
             let removed = sqlx::query(
                 "DELETE FROM pubsub_items WHERE seq IN (SELECT seq FROM ( \
-                   SELECT seq, ROW_NUMBER() OVER (PARTITION BY node ORDER BY seq DESC) AS newer \
-                   FROM pubsub_items WHERE service = ?) WHERE newer > ?)",
+                   SELECT seq, ROW_NUMBER() OVER (PARTITION BY node_id ORDER BY seq DESC) AS newer \
+                   FROM pubsub_items WHERE node_id IN \
+                   (SELECT id FROM pubsub_nodes WHERE service = ?)) WHERE newer > ?)",
             )
             .bind(service)
             .bind(keep)
@@ -258,19 +262,38 @@ impl PubsubStore for SqliteStore {
         query: &'a ItemsQuery,
     ) -> BoxFuture<'a, Result<ItemsPage, StorageError>> {
         Box::pin(async move {
+            let nothing = || ItemsPage {
+                items: Vec::new(),
+                count: Some(0),
+                complete: true,
+            };
             if query.services.is_empty() {
-                return Ok(ItemsPage {
-                    items: Vec::new(),
-                    count: Some(0),
-                    complete: true,
-                });
+                return Ok(nothing());
             }
-            // Anonymous parameters, bound in order (see `anonymous_rows`): the services, then
-            // the times, then what each statement adds.
-            let mut filter = format!(
-                "service IN ({})",
+            // One read transaction: a consistent view while batches commit.
+            let mut tx = self.pool.begin().await?;
+            // The services' nodes by number, as items name them: a conversation's one node is
+            // then a range of the items' (node_id, seq) index, read in order.
+            let nodes_sql = format!(
+                "SELECT id, service, node FROM pubsub_nodes WHERE service IN ({})",
                 vec!["?"; query.services.len()].join(", ")
             );
+            let mut nodes_query = sqlx::query_as(sqlx::AssertSqlSafe(nodes_sql));
+            for service in &query.services {
+                nodes_query = nodes_query.bind(service.as_str());
+            }
+            let nodes: HashMap<i64, (String, String)> = nodes_query
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id, service, node)| (id, (service, node)))
+                .collect();
+            if nodes.is_empty() {
+                return Ok(nothing());
+            }
+            // Anonymous parameters, bound in order (see `anonymous_rows`): the node numbers,
+            // then the times, then what each statement adds.
+            let mut filter = format!("node_id IN ({})", vec!["?"; nodes.len()].join(", "));
             if query.start.is_some() {
                 filter.push_str(" AND published >= ?");
             }
@@ -289,8 +312,8 @@ impl PubsubStore for SqliteStore {
                 .collect::<Result<_, _>>()?;
             let filtered = |sql: String| {
                 let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for service in &query.services {
-                    statement = statement.bind(service.as_str());
+                for node in nodes.keys() {
+                    statement = statement.bind(*node);
                 }
                 for time in &times {
                     statement = statement.bind(*time);
@@ -300,8 +323,6 @@ impl PubsubStore for SqliteStore {
                 }
                 statement
             };
-            // One read transaction: a consistent view while batches commit.
-            let mut tx = self.pool.begin().await?;
             let exceeded = Arc::new(AtomicBool::new(false));
             bound_work(&mut tx, &exceeded).await?;
             let read = async {
@@ -330,7 +351,7 @@ impl PubsubStore for SqliteStore {
                 let after = query.after.as_ref().and_then(|_| anchors.next());
                 let before = query.before.as_ref().and_then(|_| anchors.next());
                 let mut sql = format!(
-                    "SELECT service, node, item_id, payload, publisher, published FROM pubsub_items \
+                    "SELECT node_id, item_id, payload, publisher, published FROM pubsub_items \
                  WHERE {filter}"
                 );
                 if after.is_some() {
@@ -362,14 +383,18 @@ impl PubsubStore for SqliteStore {
                 .into_iter()
                 .take(query.max)
                 .map(|row| {
+                    let (service, node) = nodes
+                        .get(&row.get::<i64, _>(0))
+                        .cloned()
+                        .ok_or_else(|| StorageError::Corrupt("item of an unread node".into()))?;
                     Ok(FoundItem {
-                        service: row.get(0),
-                        node: row.get(1),
+                        service,
+                        node,
                         item: Item {
-                            id: row.get(2),
-                            payload: row.get::<Option<String>, _>(3).map(Arc::from),
-                            publisher: parse("JID", row.get::<&str, _>(4))?,
-                            published: from_micros(row.get(5))?,
+                            id: row.get(1),
+                            payload: row.get::<Option<String>, _>(2).map(Arc::from),
+                            publisher: parse("JID", row.get::<&str, _>(3))?,
+                            published: from_micros(row.get(4))?,
                         },
                     })
                 })
@@ -544,8 +569,8 @@ async fn apply_writes(
                     set_subscriptions(conn, chunk).await?;
                 }
             }
-            StoreOp::ItemStored { .. } if run > 1 => store_items(conn, &rest[..run]).await?,
-            StoreOp::ItemRemoved { .. } if run > 1 => {
+            StoreOp::ItemStored { .. } => store_items(conn, &rest[..run]).await?,
+            StoreOp::ItemRemoved { .. } => {
                 for chunk in rest[..run].chunks(ITEMS_PER_STATEMENT) {
                     remove_items(conn, chunk).await?;
                 }
@@ -598,7 +623,7 @@ async fn set_subscriptions(
     match statement.execute(&mut *conn).await {
         Ok(_) => Ok(()),
         // Some row's node is not stored; the first write names the batch.
-        Err(error) if is_foreign_key_violation(&error) => Err(StorageError::NodeNotFound {
+        Err(error) if is_missing_node(&error) => Err(StorageError::NodeNotFound {
             service: writes[0].service.clone(),
             node: node_of(&writes[0].op).to_owned(),
         }),
@@ -615,7 +640,7 @@ fn anonymous_rows(count: usize, width: usize) -> String {
     vec![row; count].join(",")
 }
 
-/// Item rows written by one statement (6 parameters a row).
+/// Item rows written by one statement (7 parameters a row).
 const ITEMS_PER_STATEMENT: usize = 500;
 
 /// Consecutive `ItemStored` writes (a batch of messages to conversations, say) as one
@@ -644,13 +669,21 @@ async fn store_items(
     for chunk in kept.chunks(ITEMS_PER_STATEMENT) {
         // REPLACE deletes a row with the same id before inserting: the new row gets a new, larger
         // seq, as storing one item after the other does.
+        // Each row finds its node's number by a join, not a subquery of its own: SQLite keeps
+        // every subquery's cursor open until the statement ends, and opening one walks the
+        // list of those open, which made a 500-row insert quadratic. A node that is not stored
+        // has no number, and its row's NULL fails the insert. The rows go in in their order
+        // (the last column), which gives the items their seqs.
         let insert = format!(
             "INSERT OR REPLACE INTO pubsub_items \
-             (service, node, item_id, payload, publisher, published) VALUES {}",
-            anonymous_rows(chunk.len(), 6)
+             (node_id, item_id, payload, publisher, published) \
+             SELECT n.id, v.column3, v.column4, v.column5, v.column6 FROM (VALUES {}) AS v \
+             LEFT JOIN pubsub_nodes AS n ON n.service = v.column1 AND n.node = v.column2 \
+             ORDER BY v.column7",
+            anonymous_rows(chunk.len(), 7)
         );
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(insert));
-        for write in chunk {
+        for (at, write) in chunk.iter().enumerate() {
             let StoreOp::ItemStored { node, item } = &write.op else {
                 unreachable!("a run of item writes");
             };
@@ -660,12 +693,13 @@ async fn store_items(
                 .bind(item.id.as_str())
                 .bind(item.payload.as_deref())
                 .bind(item.publisher.as_str())
-                .bind(to_micros(item.published)?);
+                .bind(to_micros(item.published)?)
+                .bind(i64::try_from(at).unwrap_or(i64::MAX));
         }
         match statement.execute(&mut *conn).await {
             Ok(_) => {}
             // Some row's node is not stored; the first write names the batch.
-            Err(error) if is_foreign_key_violation(&error) => {
+            Err(error) if is_missing_node(&error) => {
                 return Err(StorageError::NodeNotFound {
                     service: chunk[0].service.clone(),
                     node: node_of(&chunk[0].op).to_owned(),
@@ -685,8 +719,8 @@ async fn remove_items(
 ) -> Result<(), StorageError> {
     let delete = format!(
         "DELETE FROM pubsub_items WHERE seq IN (SELECT p.seq FROM (VALUES {}) AS gone \
-         JOIN pubsub_items AS p ON p.service = gone.column1 AND p.node = gone.column2 \
-         AND p.item_id = gone.column3)",
+         JOIN pubsub_nodes AS n ON n.service = gone.column1 AND n.node = gone.column2 \
+         JOIN pubsub_items AS p ON p.node_id = n.id AND p.item_id = gone.column3)",
         anonymous_rows(writes.len(), 3)
     );
     let mut statement = sqlx::query(sqlx::AssertSqlSafe(delete));
@@ -723,8 +757,11 @@ async fn apply_write(conn: &mut SqliteConnection, write: &PubsubWrite) -> Result
         StoreOp::NodeCreated { config, .. } => vec![
             // A stale node of the same id gives way, its rows with it (ON DELETE CASCADE).
             on_node("DELETE FROM pubsub_nodes WHERE service = $1 AND node = $2"),
-            on_node("INSERT INTO pubsub_nodes (service, node, config) VALUES ($1, $2, $3)")
-                .bind(config_to_json(config)?),
+            on_node(
+                "INSERT INTO pubsub_nodes (service, node, config, id) VALUES ($1, $2, $3, \
+                 (SELECT IFNULL(MAX(id), 0) + 1 FROM pubsub_nodes))",
+            )
+            .bind(config_to_json(config)?),
         ],
         StoreOp::NodeConfigured { config, .. } => vec![
             on_node("UPDATE pubsub_nodes SET config = $3 WHERE service = $1 AND node = $2")
@@ -774,23 +811,12 @@ async fn apply_write(conn: &mut SqliteConnection, write: &PubsubWrite) -> Result
             )
             .bind(subid.as_str()),
         ],
-        // Delete and insert rather than update: the new row gets the largest seq, which makes
-        // the item the newest.
-        // REPLACE deletes a row with the same id first: the item gets a new, larger seq.
-        StoreOp::ItemStored { item, .. } => vec![
-            on_node(
-                "INSERT OR REPLACE INTO pubsub_items \
-                 (service, node, item_id, payload, publisher, published) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(item.id.as_str())
-            .bind(item.payload.as_deref())
-            .bind(item.publisher.as_str())
-            .bind(to_micros(item.published)?),
-        ],
-        StoreOp::ItemRemoved { id, .. } => vec![on_node(DELETE_ITEM).bind(id.as_str())],
+        StoreOp::ItemStored { .. } | StoreOp::ItemRemoved { .. } => {
+            unreachable!("items are stored and removed by runs (`apply_writes`)")
+        }
         StoreOp::ItemsPurged { .. } => vec![on_node(
-            "DELETE FROM pubsub_items WHERE service = $1 AND node = $2",
+            "DELETE FROM pubsub_items WHERE node_id = \
+             (SELECT id FROM pubsub_nodes WHERE service = $1 AND node = $2)",
         )],
     };
 
@@ -802,7 +828,7 @@ async fn apply_write(conn: &mut SqliteConnection, write: &PubsubWrite) -> Result
     for statement in statements {
         changed = match statement.execute(&mut *conn).await {
             Ok(done) => done.rows_affected(),
-            Err(error) if is_foreign_key_violation(&error) => return Err(missing()),
+            Err(error) if is_missing_node(&error) => return Err(missing()),
             Err(error) => return Err(error.into()),
         };
     }
@@ -812,13 +838,12 @@ async fn apply_write(conn: &mut SqliteConnection, write: &PubsubWrite) -> Result
     Ok(())
 }
 
-const DELETE_ITEM: &str =
-    "DELETE FROM pubsub_items WHERE service = $1 AND node = $2 AND item_id = $3";
-
-fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|e| e.is_foreign_key_violation())
+/// Whether `error` says a row's node is not stored: a foreign key names no node, or an item's
+/// node number, joined by its service and node, is NULL.
+fn is_missing_node(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| {
+        e.is_foreign_key_violation() || matches!(e.kind(), sqlx::error::ErrorKind::NotNullViolation)
+    })
 }
 
 #[cfg(test)]
@@ -865,6 +890,156 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;
         contract::pubsub_batch_is_atomic(&store).await;
+        store.close().await;
+    }
+
+    /// A database written before items named their node by number (migration 0007) reads
+    /// back the same after it: every item with its node, in its order, paged as before; and
+    /// writing goes on (a new item, a new node, a deleted node's items gone with it).
+    #[tokio::test]
+    async fn items_stored_before_node_numbers_survive_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verona.db");
+        let before_numbers = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(super::super::MIGRATOR.migrations[..6].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        let old = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true),
+        )
+        .await
+        .unwrap();
+        before_numbers.run(&old).await.unwrap();
+        let (chat, pep) = ("pubsub.l/chat/a@l/b@l", "juliet@l");
+        let nodes = [
+            (chat, "chat/a@l/b@l"),
+            (pep, "urn:xmpp:avatar:data"),
+            (pep, "presence"),
+        ];
+        for (service, node) in nodes {
+            sqlx::query("INSERT INTO pubsub_nodes (service, node, config) VALUES (?, ?, '[]')")
+                .bind(service)
+                .bind(node)
+                .execute(&old)
+                .await
+                .unwrap();
+        }
+        // Interleaved across nodes, as a shared table holds them.
+        let rows = [
+            (0, "m1"),
+            (2, "p1"),
+            (0, "m2"),
+            (1, "a1"),
+            (0, "m3"),
+            (2, "p2"),
+        ];
+        for (at, (node, id)) in rows.iter().enumerate() {
+            let (service, node) = nodes[*node];
+            sqlx::query(
+                "INSERT INTO pubsub_items (service, node, item_id, payload, publisher, published) \
+                 VALUES (?, ?, ?, ?, 'juliet@l/balcony', ?)",
+            )
+            .bind(service)
+            .bind(node)
+            .bind(id)
+            .bind(format!("<body>{id}</body>"))
+            .bind(i64::try_from(at).unwrap() * 1_000_000)
+            .execute(&old)
+            .await
+            .unwrap();
+        }
+        old.close().await;
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let ids = |nodes: &[StoredNode]| -> Vec<(String, Vec<String>)> {
+            nodes
+                .iter()
+                .map(|n| (n.id.clone(), n.items.iter().map(|i| i.id.clone()).collect()))
+                .collect()
+        };
+        let strings = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+        let loaded = store.load_service(pep).await.unwrap();
+        assert_eq!(
+            ids(&loaded),
+            [
+                ("presence".to_owned(), strings(&["p1", "p2"])),
+                ("urn:xmpp:avatar:data".to_owned(), strings(&["a1"])),
+            ]
+        );
+        let item = &loaded[0].items[1];
+        assert_eq!(item.payload.as_deref(), Some("<body>p2</body>"));
+        assert_eq!(item.publisher.as_str(), "juliet@l/balcony");
+        assert_eq!(item.published, from_micros(5_000_000).unwrap());
+        let recent = store.load_service_recent(chat, 2).await.unwrap();
+        assert_eq!(
+            ids(&recent),
+            [("chat/a@l/b@l".to_owned(), strings(&["m2", "m3"]))]
+        );
+        let page = store
+            .items_page(&ItemsQuery {
+                services: vec![chat.to_owned()],
+                after: Some("m1".to_owned()),
+                max: 10,
+                ..ItemsQuery::default()
+            })
+            .await
+            .unwrap();
+        let found: Vec<_> = page.items.iter().map(|f| f.item.id.as_str()).collect();
+        assert_eq!(found, ["m2", "m3"]);
+        assert_eq!(page.items[0].node, "chat/a@l/b@l");
+
+        let item = Item {
+            id: "m4".to_owned(),
+            payload: None,
+            publisher: jid::Jid::new("b@l").unwrap(),
+            published: from_micros(9_000_000).unwrap(),
+        };
+        let stored = PubsubWrite {
+            service: chat.to_owned(),
+            op: StoreOp::ItemStored {
+                node: "chat/a@l/b@l".to_owned(),
+                item,
+            },
+        };
+        let created = PubsubWrite {
+            service: pep.to_owned(),
+            op: StoreOp::NodeCreated {
+                node: "urn:xmpp:mood".to_owned(),
+                config: verona_pubsub::NodeConfig::default(),
+            },
+        };
+        let deleted = PubsubWrite {
+            service: pep.to_owned(),
+            op: StoreOp::NodeDeleted {
+                node: "presence".to_owned(),
+            },
+        };
+        store.apply(&[stored, created, deleted]).await.unwrap();
+        let loaded = store.load_service(chat).await.unwrap();
+        assert_eq!(
+            ids(&loaded),
+            [(
+                "chat/a@l/b@l".to_owned(),
+                strings(&["m1", "m2", "m3", "m4"])
+            )]
+        );
+        let loaded = store.load_service(pep).await.unwrap();
+        assert_eq!(
+            ids(&loaded),
+            [
+                ("urn:xmpp:avatar:data".to_owned(), strings(&["a1"])),
+                ("urn:xmpp:mood".to_owned(), Vec::new()),
+            ]
+        );
+        assert_eq!(count(&store, "pubsub_items").await, 5);
+        let numbers: Vec<i64> = sqlx::query_scalar("SELECT id FROM pubsub_nodes ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(numbers, [1, 2, 4]);
         store.close().await;
     }
 
