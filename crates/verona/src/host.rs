@@ -39,7 +39,7 @@ use crate::eventing::presence::{
 };
 use crate::eventing::subscriptions::PresenceGraph;
 use crate::eventing::{self, pep_config};
-use crate::router::Router;
+use crate::router::{Reach, Router};
 use crate::server::{Lifecycle, Stores};
 use crate::xml::{BuilderExt, StanzaError, builder, error_reply, iq_result, ns, set_attr};
 

@@ -697,15 +697,14 @@ impl Router {
 
     /// Delivers an event in two renderings: `native` to sessions that speak XEP-0207, `classic`
     /// (if any) to classic sessions, computed only when one of them is there. A bare `to`
-    /// means every session of the account, or with `available_only` its available ones (a
-    /// presence broadcast). `made_classically` tells how the subscription behind the event was
-    /// made, if known.
+    /// means the account's sessions that `reach` says. `made_classically` tells how the
+    /// subscription behind the event was made, if known.
     pub fn deliver_views(
         &self,
         to: &Jid,
         native: impl FnOnce() -> Wire,
         made_classically: Option<bool>,
-        available_only: bool,
+        reach: Reach,
         classic: impl FnOnce() -> Option<Wire>,
     ) -> usize {
         if self.remote(to).is_some() || self.is_component(to) {
@@ -729,9 +728,13 @@ impl Router {
         };
         let one = resource.and_then(|resource| resources.get(resource));
         let all = resource.is_none().then(|| {
-            resources
-                .values()
-                .filter(|handle| !available_only || handle.is_available())
+            resources.values().filter(|handle| match reach {
+                Reach::Connected => true,
+                Reach::Available => handle.is_available(),
+                Reach::AvailableIfClassic => {
+                    handle.is_available() || !handle.wants_classic(made_classically)
+                }
+            })
         });
         let mut targets = one.into_iter().chain(all.into_iter().flatten()).peekable();
         // Each rendering is made once, when a session first needs it; the last (usually the
@@ -788,6 +791,19 @@ impl Router {
             handle.close(reason);
         }
     }
+}
+
+/// Which sessions of an account an event for its bare JID reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Every session.
+    Connected,
+    /// The available ones (a presence broadcast, RFC 6121 §4.2.2).
+    Available,
+    /// A session in the classic view once available (a request to subscribe, RFC 6121
+    /// §3.1.3: it gets those waiting when it sends its presence), one speaking XEP-0207 as
+    /// soon as it is there.
+    AvailableIfClassic,
 }
 
 /// The bare JID of a full JID, as a slice of it (no node or domain holds a `/`).
@@ -914,7 +930,7 @@ mod tests {
             &to,
             || Wire::from(&b"<event/>"[..]),
             None,
-            false,
+            Reach::Connected,
             || Some(Bytes::from_static(b"<presence/>").into()),
         );
         assert_eq!(delivered, 2);
@@ -927,10 +943,48 @@ mod tests {
             Wire::from(&b"<presence/>"[..])
         );
         // No classic rendering: classic sessions get nothing, natives still do.
-        let delivered =
-            router.deliver_views(&to, || Wire::from(&b"<event/>"[..]), None, false, || None);
+        let delivered = router.deliver_views(
+            &to,
+            || Wire::from(&b"<event/>"[..]),
+            None,
+            Reach::Connected,
+            || None,
+        );
         assert_eq!(delivered, 1);
         assert!(classic_ends.queue.try_recv().is_none());
+    }
+
+    /// Which sessions of an account each [`Reach`] takes in: (native?, available?) of four
+    /// sessions, and which of them get the event.
+    #[test]
+    fn reach_picks_the_sessions() {
+        let kinds = [(true, false), (true, true), (false, false), (false, true)];
+        let table = [
+            (Reach::Connected, [true, true, true, true]),
+            (Reach::Available, [false, true, false, true]),
+            (Reach::AvailableIfClassic, [true, true, false, true]),
+        ];
+        for (reach, expected) in table {
+            let router = Router::default();
+            let mut ends = Vec::new();
+            for (n, (native, available)) in kinds.into_iter().enumerate() {
+                let (handle, end) = SessionHandle::new(4, 1 << 20);
+                handle.set_classic(!native);
+                handle.set_available(available);
+                router.bind(&full(&format!("romeo@montague.lit/{n}")), handle);
+                ends.push(end);
+            }
+            let to = Jid::new("romeo@montague.lit").unwrap();
+            router.deliver_views(
+                &to,
+                || Wire::from(&b"<event/>"[..]),
+                None,
+                reach,
+                || Some(Bytes::from_static(b"<presence/>").into()),
+            );
+            let got: Vec<bool> = ends.iter().map(|e| e.queue.try_recv().is_some()).collect();
+            assert_eq!(got, expected, "{reach:?}");
+        }
     }
 
     /// Issue #11 H5: the queue is bounded in bytes too; one stanza always fits an empty one.

@@ -172,6 +172,8 @@ async fn an_empty_show_is_plain_available_presence() {
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "orchard").await;
+    // Available, she is asked at once (RFC 6121 §3.1.3).
+    juliet.send("<presence xmlns='jabber:client'/>").await;
     romeo
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
         .await;

@@ -571,3 +571,43 @@ async fn followers_learn_a_contacts_last_activity() {
         show(&refused)
     );
 }
+
+/// XEP-0207 §4 / RFC 6121 §3.1.3: requests to subscribe reach their contact once, at her
+/// first presence or after it. One shard and a slow store make Romeo's request hold the shard
+/// while the Nurse's request and Juliet's first presence queue behind it, to be handled in one
+/// batch. Romeo's request used to reach Juliet's session before its presence (a session not yet
+/// available) and again with those waiting when it came online; the Nurse's was among those
+/// waiting, and was sent again as the batch was delivered.
+#[tokio::test]
+async fn a_request_made_as_its_contact_comes_online_arrives_once() {
+    let (t, store) = TestServer::start_faulty_with(|c| c.pubsub.shards = 1).await;
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    store.set(common::faulty::Writes::Slow);
+    let subscribe = "<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>";
+    romeo.send(subscribe).await;
+    tokio::time::sleep(common::faulty::SLOW_WRITE / 5).await;
+    nurse.send(subscribe).await;
+    tokio::time::sleep(common::faulty::SLOW_WRITE / 10).await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let presence = juliet.recv().await;
+        assert_eq!(presence.name(), "presence", "{}", show(&presence));
+        let kind = presence.attr("type").unwrap_or("available").to_owned();
+        got.push((kind, presence.attr("from").unwrap_or_default().to_owned()));
+    }
+    got.sort();
+    let expected = [
+        ("available", "juliet@localhost/balcony"),
+        ("subscribe", "nurse@localhost"),
+        ("subscribe", "romeo@localhost"),
+    ]
+    .map(|(kind, from)| (kind.to_owned(), from.to_owned()));
+    assert_eq!(got, expected);
+    juliet.expect_nothing().await;
+}

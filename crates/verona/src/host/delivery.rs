@@ -106,9 +106,19 @@ impl ServicesTask {
                 // stanzas for all of them go with the first.
                 let once = matches!(effect, Effect::SendLastItems(_));
                 // Presence goes to the available resources of a subscribed account only
-                // (XEP-0207 Ex. 4, RFC 6121 §4.2.2).
-                let broadcast = matches!(effect, Effect::Notify(n)
-                    if matches!(n.event, Event::Items { .. } | Event::Retract { .. }));
+                // (XEP-0207 Ex. 4, RFC 6121 §4.2.2), and a request to subscribe to its classic
+                // ones (RFC 6121 §3.1.3): a classic session that has not yet sent its presence
+                // gets the requests waiting when it does (`came_online`), and would otherwise
+                // get one twice.
+                let reach = match effect {
+                    Effect::AuthorizationRequest(_) => Reach::AvailableIfClassic,
+                    Effect::Notify(n)
+                        if matches!(n.event, Event::Items { .. } | Event::Retract { .. }) =>
+                    {
+                        Reach::Available
+                    }
+                    _ => Reach::Connected,
+                };
                 let owner = hosted.jid.to_bare();
                 for (n, out) in outgoing.into_iter().enumerate() {
                     let stanzas = (!once || n == 0).then_some(&classic);
@@ -122,7 +132,7 @@ impl ServicesTask {
                         &out.to,
                         || out.stanza,
                         made,
-                        broadcast,
+                        reach,
                         || stanzas.map(|stanzas| stanzas.to(&out.to)),
                     );
                 }
@@ -174,10 +184,14 @@ impl ServicesTask {
             .drop_blocked(&mut recipients, |recipient| &recipient.jid, authors);
         // Presence goes to the available resources of a subscribed account only (XEP-0207
         // Ex. 4, RFC 6121 §4.2.2).
-        let broadcast = matches!(
+        let reach = if matches!(
             notification.event,
             Event::Items { .. } | Event::Retract { .. }
-        );
+        ) {
+            Reach::Available
+        } else {
+            Reach::Connected
+        };
         let mut events = verona_pubsub_xmpp::Notifications::new(context, notification);
         let owner = hosted.jid.to_bare();
         for recipient in recipients {
@@ -186,7 +200,7 @@ impl ServicesTask {
                 &recipient.jid,
                 || events.stanza(recipient),
                 made,
-                broadcast,
+                reach,
                 || Some(classic.to(&recipient.jid)),
             );
         }

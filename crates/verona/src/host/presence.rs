@@ -213,7 +213,8 @@ impl ServicesTask {
         let owner = session.to_bare();
         let to = Jid::from(session.clone());
         if let Some(hosted) = self.accounts.get(&owner) {
-            self.send_pending_forms(hosted, session);
+            let origin = Origin::Account(owner.clone());
+            self.send_pending_forms(&origin, hosted, session, done);
         }
         // Remote contacts' presence is not held here: their servers are asked (RFC 6121
         // §4.2.2), and answer to the account.
@@ -289,7 +290,7 @@ impl ServicesTask {
     ) {
         let domain = self.domain.as_ref().filter(|_| domain);
         if let Some(hosted) = domain {
-            self.send_pending_forms(hosted, session);
+            self.send_pending_forms(&Origin::Domain, hosted, session, done);
         }
         let services = domain
             .map(|hosted| (Origin::Domain, hosted))
@@ -315,7 +316,24 @@ impl ServicesTask {
     /// The authorization requests waiting for the session's account in one service
     /// (XEP-0207 §4), sent again at each login: the first [`PENDING_FORMS_AT_LOGIN`]; the
     /// rest are a XEP-0060 §8.7 get-pending away, so that requests cannot flood a login.
-    fn send_pending_forms(&self, hosted: &Hosted, session: &FullJid) {
+    /// A request made earlier in this batch (`done`) is not among them: it reaches the
+    /// session, available by then, as the batch is delivered, and would otherwise come twice.
+    fn send_pending_forms(
+        &self,
+        origin: &Origin,
+        hosted: &Hosted,
+        session: &FullJid,
+        done: &[Done],
+    ) {
+        let announced = |request: &verona_pubsub::AuthorizationRequest| {
+            done.iter()
+                .filter(|d| &d.origin == origin)
+                .flat_map(|d| &d.effects)
+                .any(|effect| {
+                    matches!(effect, Effect::AuthorizationRequest(made)
+                        if made.node == request.node && made.subid == request.subid)
+                })
+        };
         let owner = session.to_bare();
         let to = Jid::from(session.clone());
         let context = ServiceContext {
@@ -324,7 +342,8 @@ impl ServicesTask {
             resolver: &self.presence,
         };
         let pending = hosted.service.pending_for_owner(&owner);
-        for request in pending.into_iter().take(PENDING_FORMS_AT_LOGIN) {
+        let waiting = pending.into_iter().filter(|request| !announced(request));
+        for request in waiting.take(PENDING_FORMS_AT_LOGIN) {
             let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
             let service = hosted.jid.to_bare();
             let made = self.made_classically(&service, &request.subscriber.to_bare());
@@ -337,7 +356,7 @@ impl ServicesTask {
                 &out.to,
                 || out.stanza,
                 made,
-                false,
+                Reach::Connected,
                 || classic.map(|stanzas| stanzas.to(&out.to)),
             );
         }
