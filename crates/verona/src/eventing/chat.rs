@@ -189,6 +189,30 @@ pub fn delivered(
     message
 }
 
+/// [`delivered`] with its place in the archive and no delay, serialized, made from `stored`:
+/// the message as its conversation stores it (`String::from` of the element). The stanza-id
+/// goes in before the end tag, instead of the element being cloned and serialized again for
+/// each party. `None` if `stored` does not end as a serialized message does.
+pub fn delivered_bytes(stored: &str, archive_id: &str, party: &BareJid) -> Option<Vec<u8>> {
+    let id = verona_stream::element_bytes(&crate::eventing::archive::stanza_id(
+        archive_id,
+        party.as_str(),
+    ));
+    const END: &str = "</message>";
+    let mut out = Vec::with_capacity(stored.len() + id.len() + END.len() + 1);
+    match stored.strip_suffix(END) {
+        Some(head) => out.extend_from_slice(head.as_bytes()),
+        None => {
+            // A message with no children ends its start tag with `/>`.
+            out.extend_from_slice(stored.strip_suffix("/>")?.as_bytes());
+            out.push(b'>');
+        }
+    }
+    out.extend_from_slice(&id);
+    out.extend_from_slice(END.as_bytes());
+    Some(out)
+}
+
 /// Which side of a conversation a carbon copy shows (XEP-0280 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Copy {
@@ -248,6 +272,35 @@ mod tests {
         ] {
             assert_eq!(parties(other), None, "{other}");
         }
+    }
+
+    /// The spliced rendering is byte for byte the element's: with children, without, with
+    /// escaped text and attributes, a language and children of other namespaces.
+    #[test]
+    fn a_stored_message_delivered_is_the_message_with_its_stanza_id() {
+        let party = bare("juliet@localhost");
+        for xml in [
+            "<message xmlns='jabber:client' type='chat' id='1'><body>hi</body></message>",
+            "<message xmlns='jabber:client' type='chat' id='2'/>",
+            "<message xmlns='jabber:client' id='a&amp;b&apos;'><body>&lt;3 &amp; more</body></message>",
+            "<message xmlns='jabber:client' xml:lang='it'><body>ciao</body><active xmlns='http://jabber.org/protocol/chatstates'/><x xmlns='urn:example'><y/></x></message>",
+        ] {
+            let message = vetted(
+                &el(xml),
+                &FullJid::new("romeo@localhost/orchard").unwrap(),
+                &Jid::new("juliet@localhost").unwrap(),
+            );
+            let stored = String::from(&message);
+            let expected =
+                verona_stream::element_bytes(&delivered(&message, Some("x'<1"), &party, None));
+            let spliced = delivered_bytes(&stored, "x'<1", &party).unwrap();
+            assert_eq!(
+                String::from_utf8(spliced).unwrap(),
+                String::from_utf8(expected).unwrap(),
+                "{xml}"
+            );
+        }
+        assert_eq!(delivered_bytes("<message", "1", &party), None);
     }
 
     #[test]

@@ -251,9 +251,13 @@ impl ServicesTask {
                     .find(|out| out.to.to_bare() == *party)
                     .map(|out| out.stanza.clone())
             };
+            let archived = Archived {
+                id: &item.id,
+                stored: item.payload.as_deref(),
+            };
             if let Some(published) = published.filter(|_| items.len() == 1) {
                 let (from, to) = (&published.from, &published.to);
-                self.pass_on(from, to, &published.message, Some(&item.id), &native);
+                self.pass_on(from, to, &published.message, Some(archived), &native);
                 continue;
             }
             let message: Option<Element> = item.payload.as_deref().and_then(|p| p.parse().ok());
@@ -264,10 +268,20 @@ impl ServicesTask {
             let Some(to) = message.attr("to").and_then(|to| Jid::new(to).ok()) else {
                 continue;
             };
-            self.pass_on(&from, &to, &message, Some(&item.id), &native);
+            self.pass_on(&from, &to, &message, Some(archived), &native);
         }
     }
+}
 
+/// Where a kept message is in its conversation: its item's id, and the item's payload (the
+/// message serialized), when the item carries it.
+#[derive(Clone, Copy)]
+struct Archived<'a> {
+    id: &'a str,
+    stored: Option<&'a str>,
+}
+
+impl ServicesTask {
     /// Delivers a message that is not kept.
     pub(super) fn deliver_passing(&self, passing: &Passing) {
         self.pass_on(&passing.from, &passing.to, &passing.message, None, &|_| {
@@ -277,18 +291,19 @@ impl ServicesTask {
 
     /// RFC 6121 §8.5.2–§8.5.3 for one message, with XEP-0280 carbons: the recipient's session
     /// it names, if connected, else each available one; the other available sessions of both
-    /// accounts with carbons enabled get copies. `archive_id`: the message was kept, with that
-    /// id; then a recipient with no session to take it has it kept for later, and sessions
-    /// speaking XEP-0207 get the `native` event instead. Everything is offered, never forced:
-    /// one user's traffic never disconnects another (issue #11 M2).
+    /// accounts with carbons enabled get copies. `archived`: the message was kept; then a
+    /// recipient with no session to take it has it kept for later, and sessions speaking
+    /// XEP-0207 get the `native` event instead. Everything is offered, never forced: one
+    /// user's traffic never disconnects another (issue #11 M2).
     fn pass_on(
         &self,
         from: &FullJid,
         to: &Jid,
         message: &Element,
-        archive_id: Option<&str>,
+        archived: Option<Archived<'_>>,
         native: &dyn Fn(&BareJid) -> Option<verona_stream::Wire>,
     ) {
+        let archive_id = archived.map(|archived| archived.id);
         let sender = from.to_bare();
         let recipient = to.to_bare();
         let copied = chat::is_copied(message);
@@ -315,6 +330,8 @@ impl ServicesTask {
             .iter()
             .filter(|(jid, handle)| handle.is_available() || named == Some(jid));
         let mut received = None;
+        // What the addressed sessions get, serialized once for all of them.
+        let mut received_bytes: Option<Bytes> = None;
         let mut taken = 0;
         let mut refused = 0;
         for (jid, handle) in available {
@@ -324,8 +341,6 @@ impl ServicesTask {
                 }
                 continue;
             }
-            let delivered = received
-                .get_or_insert_with(|| chat::delivered(message, archive_id, &recipient, None));
             // §8.5.2.1.1: a bare JID's message goes to the available resources with a
             // non-negative priority; the others may still get a carbon.
             let addressed = match named {
@@ -333,11 +348,22 @@ impl ServicesTask {
                 None => handle.priority() >= 0,
             };
             if addressed {
-                let bytes = Bytes::from(verona_stream::element_bytes(delivered));
-                let took = handle.offer(bytes);
+                let bytes = received_bytes.get_or_insert_with(|| {
+                    let spliced = archived.and_then(|archived| {
+                        chat::delivered_bytes(archived.stored?, archived.id, &recipient)
+                    });
+                    Bytes::from(spliced.unwrap_or_else(|| {
+                        verona_stream::element_bytes(received.get_or_insert_with(|| {
+                            chat::delivered(message, archive_id, &recipient, None)
+                        }))
+                    }))
+                });
+                let took = handle.offer(bytes.clone());
                 taken += usize::from(took);
                 refused += usize::from(!took);
             } else if copied && handle.carbons() {
+                let delivered = received
+                    .get_or_insert_with(|| chat::delivered(message, archive_id, &recipient, None));
                 let copy = chat::carbon(delivered, Copy::Received, &recipient, jid);
                 handle.offer(Bytes::from(verona_stream::element_bytes(&copy)));
             }
