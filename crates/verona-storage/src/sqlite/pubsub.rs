@@ -691,7 +691,8 @@ async fn store_items(
                 .bind(write.service.as_str())
                 .bind(node.as_str())
                 .bind(item.id.as_str())
-                .bind(item.payload.as_deref())
+                // The shared payload itself: a `&str` would be copied into a new string.
+                .bind(item.payload.clone())
                 .bind(item.publisher.as_str())
                 .bind(to_micros(item.published)?)
                 .bind(i64::try_from(at).unwrap_or(i64::MAX));
