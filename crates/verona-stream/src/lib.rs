@@ -110,10 +110,13 @@ enum Phase {
 struct HeaderProbe {
     raw: RawParser,
     default_ns: Option<String>,
+    /// The stream's bytes so far, to keep the header's (see `StreamParser::header`).
+    bytes: Vec<u8>,
 }
 
 impl HeaderProbe {
     fn feed(&mut self, mut bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
         // Errors are left to the main parser, which sees the same bytes.
         while let Ok(Some(event)) = self.raw.parse(&mut bytes, false) {
             if let RawEvent::Attribute(_, (None, name), value) = event
@@ -130,7 +133,16 @@ impl HeaderProbe {
 pub struct StreamParser {
     content_ns: &'static str,
     limits: Limits,
-    xml: Parser,
+    /// `None` while an idle stream is between elements ([`Self::release_idle`]): a new
+    /// parser is given the `header` again when more input comes.
+    xml: Option<Box<Parser>>,
+    /// The stream's first bytes up to the end of its header's start tag (the XML declaration
+    /// and the header, as sent): they put a new parser where the stream's elements begin,
+    /// with the header's namespace declarations in scope.
+    header: Box<[u8]>,
+    /// rxml has returned an event for every byte it took but whitespace between top-level
+    /// elements: nothing is lost if it is dropped.
+    between_elements: bool,
     phase: Phase,
     /// Open elements of the top-level element being built; empty between them.
     stanza: Vec<Element>,
@@ -153,7 +165,9 @@ impl StreamParser {
         StreamParser {
             content_ns,
             limits,
-            xml: Parser::new(),
+            xml: Some(Box::default()),
+            header: Box::default(),
+            between_elements: false,
             phase: Phase::BeforeHeader(Box::default()),
             stanza: Vec::new(),
             input: Vec::new(),
@@ -168,6 +182,7 @@ impl StreamParser {
     /// Buffer more bytes; they may split anywhere. Call [`Self::next_event`]
     /// until it returns `Ok(None)` before feeding more, so input stays small.
     pub fn feed(&mut self, data: &[u8]) {
+        self.between_elements = false;
         if self.failed.is_none() {
             self.input.drain(..self.pos);
             self.pos = 0;
@@ -180,6 +195,8 @@ impl StreamParser {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
+        // Known again only once rxml asks for more input.
+        self.between_elements = false;
         let result = self.advance();
         if let Err(err) = &result {
             self.failed = Some(err.clone());
@@ -192,7 +209,9 @@ impl StreamParser {
     }
 
     /// Frees the buffers kept between stanzas (an idle connection should not hold them); they
-    /// are allocated again by the next stanza.
+    /// are allocated again by the next stanza. Between top-level elements this frees rxml's
+    /// parser too (about 1.6 KB with the header's namespace scope): the next input gets a new
+    /// one, given the stream header again.
     pub fn release_idle(&mut self) {
         if self.stanza.is_empty() {
             self.stanza = Vec::new();
@@ -200,7 +219,26 @@ impl StreamParser {
         if self.pos == self.input.len() {
             self.input = Vec::new();
             self.pos = 0;
+            if self.between_elements && matches!(self.phase, Phase::Open) {
+                self.xml = None;
+                // What rxml held is whitespace between elements, a keepalive: it is done.
+                self.parsed = self.consumed;
+                self.unit_start = self.parsed;
+            }
         }
+    }
+
+    /// A parser in the state the stream's parser was in just after the header: given the
+    /// same bytes, which it parsed once already.
+    fn resumed(header: &[u8]) -> Box<Parser> {
+        let mut xml = Box::<Parser>::default();
+        let mut rest = header;
+        while let Ok(Some(event)) = xml.parse(&mut rest, false) {
+            if matches!(event, Event::StartElement(..)) {
+                break;
+            }
+        }
+        xml
     }
 
     /// Bytes received but not yet part of a returned event (or a skipped
@@ -212,7 +250,9 @@ impl StreamParser {
     fn advance(&mut self) -> Result<Option<StreamEvent>, FramingError> {
         loop {
             let mut rest = &self.input[self.pos..];
-            let result = self.xml.parse(&mut rest, false);
+            let header = &self.header;
+            let xml = self.xml.get_or_insert_with(|| Self::resumed(header));
+            let result = xml.parse(&mut rest, false);
             let taken = self.input.len() - self.pos - rest.len();
             if let Phase::BeforeHeader(probe) = &mut self.phase {
                 probe.feed(&self.input[self.pos..self.pos + taken]);
@@ -224,13 +264,21 @@ impl StreamParser {
                 Ok(None) | Err(EndOrError::NeedMoreData) => {
                     // What rxml holds of a partial element counts toward its size.
                     self.check_size(self.consumed)?;
+                    let held = self.consumed - self.parsed;
+                    self.between_elements = self.stanza.is_empty()
+                        && held <= self.pos
+                        && self.input[self.pos - held..self.pos]
+                            .iter()
+                            .all(|b| b" \t\r\n".contains(b));
                     self.input.drain(..self.pos);
                     self.pos = 0;
                     if self.input.is_empty() {
                         self.input = Vec::new();
                     }
                     // Idle connections should not keep rxml's token buffers.
-                    self.xml.release_temporaries();
+                    if let Some(xml) = &mut self.xml {
+                        xml.release_temporaries();
+                    }
                     return Ok(None);
                 }
                 Err(EndOrError::Error(err)) => {
@@ -281,6 +329,9 @@ impl StreamParser {
                 }
                 if let Phase::BeforeHeader(probe) = &self.phase {
                     let header = self.open_stream(&ns, name.as_str(), &attrs, probe)?;
+                    // The header ends where this event does; rxml may have taken more.
+                    let end = self.parsed.min(probe.bytes.len());
+                    self.header = probe.bytes[..end].into();
                     self.phase = Phase::Open;
                     return Ok(Some(StreamEvent::Header(header)));
                 }

@@ -588,3 +588,95 @@ fn releasing_idle_buffers_loses_nothing() {
         assert_eq!(events, expected, "split at {split}");
     }
 }
+
+/// Releasing between top-level elements drops rxml's parser; a new one is given the header
+/// again. What the header declared stays in scope (a server stream's `db` prefix), a keepalive
+/// held back by rxml is dropped as the whitespace it is, and the size limit still counts from
+/// the element's start.
+#[test]
+fn a_released_parser_resumes_with_the_headers_declarations() {
+    let header = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='a.example' from='b.example' version='1.0'>";
+    let limits = Limits {
+        max_stanza_bytes: 200,
+        ..Limits::default()
+    };
+    let mut parser = StreamParser::new("jabber:server", limits);
+    let (events, error) = run(&mut parser, &[header.as_bytes(), b"<presence/> \n"]);
+    assert!(error.is_none());
+    assert_eq!(events.len(), 2, "{events:?}");
+    parser.release_idle();
+    let result = "<db:result from='b.example' to='a.example'>key</db:result>";
+    let (events, error) = run(&mut parser, &[result.as_bytes()]);
+    assert!(error.is_none(), "{error:?}");
+    let expected: Element =
+        "<result xmlns='jabber:server:dialback' from='b.example' to='a.example'>key</result>"
+            .parse()
+            .unwrap();
+    assert_eq!(
+        events,
+        [Seen::Stanza(
+            String::from_utf8(element_bytes(&expected)).unwrap()
+        )]
+    );
+    parser.release_idle();
+    let big = format!("<message><body>{}</body></message>", "x".repeat(200));
+    let (events, error) = run(&mut parser, &[big.as_bytes()]);
+    assert!(events.is_empty());
+    assert!(
+        matches!(error, Some(FramingError::PolicyViolation(_))),
+        "{error:?}"
+    );
+}
+
+/// A caller that releases right after an element, before asking for more, loses nothing
+/// rxml already took of the next one.
+#[test]
+fn releasing_with_the_next_element_begun_loses_nothing() {
+    let mut parser = StreamParser::new("jabber:client", Limits::default());
+    let (_, error) = run(&mut parser, &[HEADER.as_bytes()]);
+    assert!(error.is_none());
+    parser.feed(b"<presence/><message><bo");
+    assert!(matches!(
+        parser.next_event(),
+        Ok(Some(StreamEvent::Stanza(_)))
+    ));
+    parser.release_idle();
+    let (events, error) = run(&mut parser, &[b"dy>hi</body></message>"]);
+    assert!(error.is_none(), "{error:?}");
+    let expected = Element::builder("message", "jabber:client")
+        .append(Element::builder("body", "jabber:client").append("hi"))
+        .build();
+    assert_eq!(
+        events,
+        [Seen::Stanza(
+            String::from_utf8(element_bytes(&expected)).unwrap()
+        )]
+    );
+}
+
+/// However the header is written (a declaration, whitespace before the root, `>` in an
+/// attribute value), the parser given it again after a release reads on in its namespace.
+#[test]
+fn a_released_parser_resumes_after_any_header() {
+    for header in [
+        "<?xml version='1.0'?>\n\n  \t<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com'>",
+        "<stream:stream to='a&gt;b' id=\"x>y\" xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client' >",
+    ] {
+        let mut parser = StreamParser::new("jabber:client", Limits::default());
+        let (events, error) = run(&mut parser, &[header.as_bytes(), b"<r/>\n"]);
+        assert!(error.is_none(), "{header}: {error:?}");
+        assert_eq!(events.len(), 2, "{header}: {events:?}");
+        parser.release_idle();
+        let (events, error) = run(&mut parser, &[b"<presence/></stream:stream>"]);
+        assert!(error.is_none(), "{header}: {error:?}");
+        let presence = Element::builder("presence", "jabber:client").build();
+        assert_eq!(
+            events,
+            [
+                Seen::Stanza(String::from_utf8(element_bytes(&presence)).unwrap()),
+                Seen::End
+            ],
+            "{header}"
+        );
+    }
+}

@@ -808,3 +808,29 @@ async fn the_server_tells_its_uptime() {
         .map(str::parse::<u64>);
     assert!(matches!(seconds, Some(Ok(_))), "{}", show(&reply));
 }
+
+/// A session idle for longer than the server waits before freeing what it keeps between
+/// stanzas (its XML parser among them, after a keepalive) reads what comes next as before:
+/// a message to itself, in the same stream.
+#[tokio::test]
+async fn a_session_idle_long_enough_to_free_its_parser_reads_on() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv().await;
+    juliet.send(" \n").await;
+    // The server frees idle buffers after 2 s.
+    tokio::time::sleep(std::time::Duration::from_millis(2_600)).await;
+    juliet
+        // In the stream's default namespace, which only the stream header declares.
+        .send("<message to='juliet@localhost/balcony' type='normal' id='m1'><body>still here</body></message>")
+        .await;
+    let got = juliet.recv().await;
+    assert_eq!(got.name(), "message", "{}", show(&got));
+    assert_eq!(got.attr("id"), Some("m1"));
+    assert_eq!(
+        got.get_child("body", "jabber:client").map(|b| b.text()),
+        Some("still here".to_owned())
+    );
+}
