@@ -39,6 +39,14 @@ impl Refused {
     }
 }
 
+/// Where a kept message is in its conversation: its item's id, and the item's payload (the
+/// message serialized), when the item carries it.
+#[derive(Clone, Copy)]
+struct Archived<'a> {
+    id: &'a str,
+    stored: Option<&'a str>,
+}
+
 impl ServicesTask {
     /// A `chat` or `normal` message from `from` to another local account (or its own).
     pub(super) fn chat(&mut self, from: FullJid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
@@ -271,17 +279,7 @@ impl ServicesTask {
             self.pass_on(&from, &to, &message, Some(archived), &native);
         }
     }
-}
 
-/// Where a kept message is in its conversation: its item's id, and the item's payload (the
-/// message serialized), when the item carries it.
-#[derive(Clone, Copy)]
-struct Archived<'a> {
-    id: &'a str,
-    stored: Option<&'a str>,
-}
-
-impl ServicesTask {
     /// Delivers a message that is not kept.
     pub(super) fn deliver_passing(&self, passing: &Passing) {
         self.pass_on(&passing.from, &passing.to, &passing.message, None, &|_| {
