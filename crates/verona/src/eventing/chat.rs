@@ -193,23 +193,23 @@ pub fn delivered(
 /// the message as its conversation stores it (`String::from` of the element). The stanza-id
 /// goes in before the end tag, instead of the element being cloned and serialized again for
 /// each party. `None` if `stored` does not end as a serialized message does.
-pub fn delivered_bytes(stored: &str, archive_id: &str, party: &BareJid) -> Option<Vec<u8>> {
-    let id = verona_stream::element_bytes(&crate::eventing::archive::stanza_id(
+pub fn delivered_text(stored: &str, archive_id: &str, party: &BareJid) -> Option<String> {
+    let id = String::from(&crate::eventing::archive::stanza_id(
         archive_id,
         party.as_str(),
     ));
     const END: &str = "</message>";
-    let mut out = Vec::with_capacity(stored.len() + id.len() + END.len() + 1);
+    let mut out = String::with_capacity(stored.len() + id.len() + END.len() + 1);
     match stored.strip_suffix(END) {
-        Some(head) => out.extend_from_slice(head.as_bytes()),
+        Some(head) => out.push_str(head),
         None => {
             // A message with no children ends its start tag with `/>`.
-            out.extend_from_slice(stored.strip_suffix("/>")?.as_bytes());
-            out.push(b'>');
+            out.push_str(stored.strip_suffix("/>")?);
+            out.push('>');
         }
     }
-    out.extend_from_slice(&id);
-    out.extend_from_slice(END.as_bytes());
+    out.push_str(&id);
+    out.push_str(END);
     Some(out)
 }
 
@@ -293,14 +293,10 @@ mod tests {
             let stored = String::from(&message);
             let expected =
                 verona_stream::element_bytes(&delivered(&message, Some("x'<1"), &party, None));
-            let spliced = delivered_bytes(&stored, "x'<1", &party).unwrap();
-            assert_eq!(
-                String::from_utf8(spliced).unwrap(),
-                String::from_utf8(expected).unwrap(),
-                "{xml}"
-            );
+            let spliced = delivered_text(&stored, "x'<1", &party).unwrap();
+            assert_eq!(spliced, String::from_utf8(expected).unwrap(), "{xml}");
         }
-        assert_eq!(delivered_bytes("<message", "1", &party), None);
+        assert_eq!(delivered_text("<message", "1", &party), None);
     }
 
     #[test]

@@ -47,6 +47,13 @@ struct Archived<'a> {
     stored: Option<&'a str>,
 }
 
+/// A kept message as `party` gets it, made from its stored serialization
+/// ([`chat::delivered_text`]), when there is one.
+fn spliced(archived: Option<Archived<'_>>, party: &BareJid) -> Option<String> {
+    let archived = archived?;
+    chat::delivered_text(archived.stored?, archived.id, party)
+}
+
 impl ServicesTask {
     /// A `chat` or `normal` message from `from` to another local account (or its own).
     pub(super) fn chat(&mut self, from: FullJid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
@@ -347,11 +354,8 @@ impl ServicesTask {
             };
             if addressed {
                 let bytes = received_bytes.get_or_insert_with(|| {
-                    let spliced = archived.and_then(|archived| {
-                        chat::delivered_bytes(archived.stored?, archived.id, &recipient)
-                    });
-                    Bytes::from(spliced.unwrap_or_else(|| {
-                        verona_stream::element_bytes(received.get_or_insert_with(|| {
+                    Bytes::from(spliced(archived, &recipient).unwrap_or_else(|| {
+                        String::from(&*received.get_or_insert_with(|| {
                             chat::delivered(message, archive_id, &recipient, None)
                         }))
                     }))
@@ -382,10 +386,12 @@ impl ServicesTask {
             && let Some(account) =
                 (recipient != sender && !self.is_remote(&recipient)).then_some(&recipient)
         {
-            let kept = chat::delivered(message, archive_id, account, None);
+            let kept = spliced(archived, account).unwrap_or_else(|| {
+                String::from(&chat::delivered(message, archive_id, account, None))
+            });
             let request = Request::Offline {
                 account: account.clone(),
-                stanzas: vec![String::from(&kept)],
+                stanzas: vec![kept],
                 at: SystemTime::now(),
             };
             self.send_peer(self.shard_of(account.as_str()), request);
