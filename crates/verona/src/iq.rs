@@ -1,6 +1,7 @@
 //! Iqs the server answers itself: to its domain, or to an account's bare JID on the account's
 //! behalf. Everything not understood gets `service-unavailable` (RFC 6120 §8.4).
 
+use crate::jids::Bare;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -150,11 +151,7 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             Handled::reply(iq_result(iq, None))
         }
         (false, "query", archive::NS) if matches!(target, Target::Account) => {
-            let _turn = shared
-                .pubsub
-                .for_account(&me.to_bare())
-                .archive_turn()
-                .await;
+            let _turn = shared.pubsub.for_account(&me.bare()).archive_turn().await;
             let mut answer = mam::query(shared, iq, payload, me).await;
             let reply = answer.pop();
             Handled {
@@ -167,11 +164,7 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
             Handled::reply(iq_result(iq, Some(archive::form())))
         }
         (true, "metadata", archive::NS) if matches!(target, Target::Account) => {
-            let _turn = shared
-                .pubsub
-                .for_account(&me.to_bare())
-                .archive_turn()
-                .await;
+            let _turn = shared.pubsub.for_account(&me.bare()).archive_turn().await;
             Handled::reply(mam::metadata(shared, iq, me).await)
         }
         (_, "prefs", archive::NS) if matches!(target, Target::Account) => {
@@ -237,7 +230,7 @@ async fn registered_account(
     is_get: bool,
     me: &FullJid,
 ) -> Handled {
-    let bare = me.to_bare();
+    let bare = me.bare();
     let accounts = &shared.accounts;
     if is_get {
         let username = bare.node().map(|n| n.to_string()).unwrap_or_default();

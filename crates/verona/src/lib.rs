@@ -14,6 +14,7 @@ mod eventing;
 pub mod fuzzing;
 mod host;
 mod iq;
+mod jids;
 mod mam;
 mod router;
 mod s2s;

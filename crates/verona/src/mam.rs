@@ -2,6 +2,7 @@
 //! read from storage, so it holds exactly what was committed, whether or not a conversation is
 //! resident, and a query never waits on a shard.
 
+use crate::jids::Bare;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use verona_pubsub::StoreOp;
@@ -19,12 +20,12 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
         Ok(query) => query,
         Err(e) => return refuse(StanzaError::BadRequest, &e),
     };
-    let account = me.to_bare();
+    let account = me.bare();
     let services = match &query.with {
         Some(with) => Ok(vec![format!(
             "{}/{}",
             shared.pubsub.jid(),
-            chat::node(&account, &with.to_bare())
+            chat::node(&account, &with.bare())
         )]),
         None => conversations_of(shared.archive.as_ref(), shared.pubsub.jid(), &account).await,
     };
@@ -247,7 +248,7 @@ pub async fn delete_conversations(
 /// sent, whom it was for.
 fn other_party(message: &Element, account: &BareJid) -> Option<Jid> {
     let from = message.attr("from").and_then(|from| Jid::new(from).ok())?;
-    if from.to_bare() != *account {
+    if from.bare() != *account {
         return Some(from);
     }
     message.attr("to").and_then(|to| Jid::new(to).ok())
@@ -257,7 +258,7 @@ fn other_party(message: &Element, account: &BareJid) -> Option<Jid> {
 /// XEP-0313 §6.1 (1.1): where the account's archive starts and ends, `<metadata/>` empty when
 /// it holds nothing; two indexed reads of one item each.
 pub async fn metadata(shared: &Shared, iq: &Element, me: &FullJid) -> Element {
-    let account = me.to_bare();
+    let account = me.bare();
     let ends = async {
         let services =
             conversations_of(shared.archive.as_ref(), shared.pubsub.jid(), &account).await?;

@@ -8,6 +8,7 @@
 //! cannot leave a map half-changed: a poisoned lock is used as it is, rather than failing
 //! every connection after it.
 
+use crate::jids::Bare;
 use std::collections::{HashMap, VecDeque};
 
 use crate::{FastHashMap, FastHashSet};
@@ -382,7 +383,7 @@ impl Router {
     pub fn remote_presence(&self, full: &FullJid, available: bool, features: Option<Features>) {
         let mut remote = self.remote.write().unwrap_or_else(PoisonError::into_inner);
         let RemoteResources { by_domain, count } = &mut *remote;
-        let bare = full.to_bare();
+        let bare = full.bare();
         let (domain_name, resource) = (bare.domain().as_str(), full.resource().as_str());
         if !available {
             let Some(domain) = by_domain.get_mut(domain_name) else {
@@ -445,7 +446,7 @@ impl Router {
     /// The verified features of a remote resource, learned after its presence came.
     pub fn set_remote_features(&self, full: &FullJid, features: Features) {
         let mut remote = self.remote.write().unwrap_or_else(PoisonError::into_inner);
-        let bare = full.to_bare();
+        let bare = full.bare();
         if let Some(known) = remote
             .by_domain
             .get_mut(bare.domain().as_str())
@@ -470,7 +471,7 @@ impl Router {
     pub fn remote_features(&self, full: &FullJid) -> Option<Features> {
         let remote = self.remote.read().unwrap_or_else(PoisonError::into_inner);
         remote
-            .resources(&full.to_bare())?
+            .resources(&full.bare())?
             .get(full.resource().as_str())?
             .clone()
     }
@@ -559,7 +560,7 @@ impl Router {
             .collect();
         items.retain(|item| {
             lists
-                .get(&to(item).to_bare())
+                .get(&to(item).bare())
                 .is_none_or(|list| !authors.iter().chain(&domains).any(|jid| list.contains(jid)))
         });
     }
@@ -835,10 +836,10 @@ mod tests {
                 .send(Bytes::from_static(b"<x/>"))
         );
         assert_eq!(ends.queue.try_recv().unwrap(), Wire::from(&b"<x/>"[..]));
-        assert_eq!(router.sessions_of(&jid.to_bare()).len(), 1);
+        assert_eq!(router.sessions_of(&jid.bare()).len(), 1);
         router.unbind(&jid, &h);
         assert!(router.session(&jid).is_none());
-        assert!(router.sessions_of(&jid.to_bare()).is_empty());
+        assert!(router.sessions_of(&jid.bare()).is_empty());
     }
 
     #[test]
@@ -858,10 +859,10 @@ mod tests {
                 .session(&full("juliet@capulet.lit/balcony"))
                 .is_none()
         );
-        assert_eq!(router.sessions_of(&jid.to_bare()).len(), 1);
-        assert_eq!(router.resources_of(&jid.to_bare())[0].0, jid);
+        assert_eq!(router.sessions_of(&jid.bare()).len(), 1);
+        assert_eq!(router.resources_of(&jid.bare())[0].0, jid);
         router.unbind(&jid, &h);
-        assert!(router.sessions_of(&jid.to_bare()).is_empty());
+        assert!(router.sessions_of(&jid.bare()).is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod session;
 mod sm;
 mod transport;
 
+use crate::jids::Bare;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -563,7 +564,7 @@ impl Connection {
                         .with("id", id.as_str())
                         .with("resume", "true")
                         .with("max", timeout.to_string());
-                    let account = session.jid.to_bare();
+                    let account = session.jid.bare();
                     self.shared
                         .resumable
                         .attach(id, account, session.handle.clone());

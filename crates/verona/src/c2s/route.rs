@@ -1,6 +1,7 @@
 //! Routing as a table: a stanza from a bound session, `from` already checked and stamped, is
 //! classified once into the [`Route`] that handles it. Pure: no sockets, no state.
 
+use crate::jids::Bare;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 
@@ -93,11 +94,11 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         Some(Ok(to)) => Some(to),
         Some(Err(_)) => return unblocked(Route::JidMalformed),
     };
-    let own = me.to_bare();
+    let own = me.bare();
     let is_local_account = |to: &Jid| to.domain().as_str() == domain && to.node().is_some();
     let to_own_account = to
         .as_ref()
-        .is_none_or(|to| to.is_bare() && to.to_bare() == own);
+        .is_none_or(|to| to.is_bare() && to.bare() == own);
     if is_pep_request(el) {
         let account = match &to {
             None => Some(own.clone()),
@@ -163,8 +164,7 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
     // A local account, or another server's: XEP-0191 blocks both (not services' nodes).
     let remote_account =
         to.node().is_some() && ![domain, here.pubsub, here.rooms].contains(&to.domain().as_str());
-    let peer =
-        ((is_local_account(&to) || remote_account) && to.to_bare() != own).then(|| to.to_bare());
+    let peer = ((is_local_account(&to) || remote_account) && to.bare() != own).then(|| to.bare());
     let route = route_to(el, &to, &own, here);
     Classified { route, peer }
 }
@@ -181,14 +181,12 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
     if el.name() == "presence" && local_account {
         match el.attr("type") {
             Some("probe") => {
-                return Route::Probe {
-                    contact: to.to_bare(),
-                };
+                return Route::Probe { contact: to.bare() };
             }
             Some(kind) => {
                 if let Some(kind) = SubscriptionKind::from_type(kind) {
                     return Route::Subscription {
-                        contact: to.to_bare(),
+                        contact: to.bare(),
                         kind,
                     };
                 }
@@ -205,7 +203,7 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
         && let Some(kind) = el.attr("type").and_then(SubscriptionKind::from_type)
     {
         return Route::Subscription {
-            contact: to.to_bare(),
+            contact: to.bare(),
             kind,
         };
     }
@@ -223,7 +221,7 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
             (_, None) => Route::RoomsService,
         };
     }
-    if is_authorization_answer(el) && (to.node().is_none() || to.to_bare() == *own) {
+    if is_authorization_answer(el) && (to.node().is_none() || to.bare() == *own) {
         return Route::AuthorizationAnswer;
     }
     if to.domain().as_str() != domain {

@@ -2,6 +2,7 @@
 //! once by [`route::classify`](super::route::classify) and dispatched to the service or view
 //! that handles it.
 
+use crate::jids::Bare;
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
@@ -83,7 +84,7 @@ impl Connection {
         };
         let own = el
             .attr("to")
-            .is_none_or(|to| BareJid::new(to).is_ok_and(|to| to == session.jid.to_bare()));
+            .is_none_or(|to| BareJid::new(to).is_ok_and(|to| to == session.jid.bare()));
         let presence = (el.name() == "presence" && el.attr("to").is_none())
             || (own && is_pep_request(&el) && publishes_presence(&el));
         if !presence {
@@ -145,7 +146,7 @@ impl Connection {
         let pubsub = session.pubsub.clone();
         if let Some(from) = el.attr("from") {
             let matches = Jid::new(from)
-                .is_ok_and(|j| j.as_str() == me.as_str() || j.as_str() == me.to_bare().as_str());
+                .is_ok_and(|j| j.as_str() == me.as_str() || j.as_str() == me.bare().as_str());
             if !matches {
                 return Err(fault(StreamError::InvalidFrom, format!("you are {me}")));
             }
@@ -158,7 +159,7 @@ impl Connection {
         };
         let classified = route::classify(&el, &me, here);
         if let Some(peer) = &classified.peer
-            && self.blocked(&el, &me.to_bare(), peer)
+            && self.blocked(&el, &me.bare(), peer)
         {
             return Ok(());
         }
@@ -214,9 +215,9 @@ impl Connection {
                     SubscriptionKind::Subscribe | SubscriptionKind::Subscribed
                 )
                 .then(|| contact.clone());
-                pubsub.subscription(me.to_bare(), contact, kind).await;
+                pubsub.subscription(me.bare(), contact, kind).await;
                 if let Some(contact) = keep {
-                    pubsub.keep_on_roster(me.to_bare(), contact).await;
+                    pubsub.keep_on_roster(me.bare(), contact).await;
                 }
             }
             Route::PubsubDomain => pubsub.submit(me, el).await,
@@ -294,7 +295,7 @@ impl Connection {
                 self.answer(el, StanzaError::ResourceConstraint, None);
             }
         } else if el.name() == "message" {
-            self.deliver_to_account(el, &to.to_bare());
+            self.deliver_to_account(el, &to.bare());
         } else if el.name() == "iq" {
             self.answer(el, StanzaError::ServiceUnavailable, None);
         }
@@ -345,7 +346,7 @@ impl Connection {
         match handled.end_sessions {
             EndSessions::None => {}
             EndSessions::Others => router.close_others(&me, CloseReason::AccountChanged),
-            EndSessions::All => router.close_account(&me.to_bare(), CloseReason::AccountChanged),
+            EndSessions::All => router.close_account(&me.bare(), CloseReason::AccountChanged),
         }
     }
 
@@ -380,13 +381,13 @@ impl Connection {
             return true;
         }
         let invitees = crate::eventing::groupchat::invitees(el).len();
-        (0..invitees).all(|_| pubsub.may_keep(&me.to_bare()))
+        (0..invitees).all(|_| pubsub.may_keep(&me.bare()))
     }
 
     /// A message of a conversation, to its pair's node, unless its sender has had as many
     /// messages kept as it may for now (`[limits] kept_messages_per_minute`).
     async fn converse(&mut self, pubsub: &PubsubHandle, me: FullJid, to: Jid, el: Element) {
-        if chat::is_kept(&el) && !pubsub.may_keep(&me.to_bare()) {
+        if chat::is_kept(&el) && !pubsub.may_keep(&me.bare()) {
             let why = Some("too many messages: wait");
             self.answer(&el, StanzaError::ResourceConstraint, why);
             return;

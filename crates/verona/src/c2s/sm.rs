@@ -5,6 +5,7 @@
 //! the conversation messages it did not deliver (unacknowledged, or still queued) to offline
 //! storage, so they reach the account later: never nowhere.
 
+use crate::jids::Bare;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -179,7 +180,7 @@ impl Resumable {
                 let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
                 if parked
                     .get(id)
-                    .is_some_and(|p| p.session.jid.to_bare() == *account)
+                    .is_some_and(|p| p.session.jid.bare() == *account)
                 {
                     return parked.remove(id);
                 }
@@ -209,7 +210,7 @@ pub(super) async fn end_session(shared: &Shared, session: Session, sm: Option<Sm
     pubsub
         .session_ended(Jid::from(session.jid.clone()), Some(session.handle.id()))
         .await;
-    let account = session.jid.to_bare();
+    let account = session.jid.bare();
     if shared.router.sessions_of(&account).is_empty() {
         pubsub.session_ended(Jid::from(account.clone()), None).await;
     }

@@ -1,6 +1,7 @@
 //! XEP-0191 blocking as a view (DESIGN §2): a blocked JID is an outcast on every node of the
 //! user's PEP service; the blocklist is the outcast list of the `presence` node.
 
+use crate::jids::Bare;
 use jid::{BareJid, Jid};
 use minidom::Element;
 
@@ -25,7 +26,7 @@ pub fn parse_set(iq: &Element) -> Option<Command> {
         .children()
         .filter(|c| c.is("item", ns::BLOCKING))
         .map(|item| item.attr("jid").and_then(|jid| Jid::new(jid).ok()))
-        .map(|jid| jid.map(|jid| jid.to_bare()))
+        .map(|jid| jid.map(|jid| jid.bare()))
         .collect::<Option<Vec<BareJid>>>()?;
     (!block || !jids.is_empty()).then_some(Command { block, jids })
 }

@@ -5,6 +5,7 @@
 //! message (with its XEP-0359 archive id), a XEP-0280 carbon, or the seed's Ex. 20 event.
 //! Pure: names, configuration, vetting and rendering.
 
+use crate::jids::Bare;
 use std::time::SystemTime;
 
 use jid::{BareJid, FullJid, Jid};
@@ -121,7 +122,7 @@ fn server_written(child: &Element) -> bool {
 /// which only the account's own server sends it. What other servers' services legitimately
 /// add (pubsub events, delays, extended addresses, a remote room's own ids) passes.
 pub fn strip_forged(message: &mut Element, sender: &Jid, domain: &str) {
-    let sender = sender.to_bare();
+    let sender = sender.bare();
     let ours = |by: &str| {
         let by_domain = by.rsplit_once('@').map_or(by, |(_, d)| d);
         by != sender.as_str()

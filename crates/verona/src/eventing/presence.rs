@@ -4,6 +4,7 @@
 //! ([`SubscriptionKind`]); and a presence-node event becomes the `<presence/>` stanzas a
 //! classic session gets ([`classic_presence`]).
 
+use crate::jids::Bare;
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
@@ -142,7 +143,7 @@ pub fn classic_presence(owner: &BareJid, effect: &Effect) -> Option<Vec<Element>
         Effect::AuthorizationRequest(request) if request.node == PRESENCE_NODE => Some(vec![
             builder("presence", ns::CLIENT)
                 .with("type", "subscribe")
-                .with("from", request.subscriber.to_bare().as_str())
+                .with("from", request.subscriber.bare().as_str())
                 .build(),
         ]),
         _ => None,
@@ -702,7 +703,7 @@ mod tests {
             let parsed = SubscriptionKind::from_type(kind).unwrap();
             assert_eq!(parsed, expected);
             assert_eq!(
-                parsed.owner(&from.to_bare(), &contact).as_str(),
+                parsed.owner(&from.bare(), &contact).as_str(),
                 node_owner,
                 "{kind}"
             );

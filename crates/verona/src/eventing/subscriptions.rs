@@ -10,6 +10,7 @@
 //!
 //! [`seed`]: PresenceGraph::seed
 
+use crate::jids::Bare;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::FastHashMap;
@@ -219,7 +220,7 @@ impl PresenceGraph {
             .chain(pending.unwrap_or_default().into_iter().map(|s| (s, false)));
         for (sub, approved) in subscriptions {
             let classic = sub.options.custom.get(VIEW_OPTION) == Some("presence");
-            let id = self.jids.hold(&sub.jid.to_bare());
+            let id = self.jids.hold(&sub.jid.bare());
             // A bare JID's several subscriptions count once: approved if any is.
             let relation = match next.contacts.get(&id).copied() {
                 Some(was) => {

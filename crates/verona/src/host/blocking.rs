@@ -4,6 +4,7 @@
 //! stanzas between the two are stopped where they are routed, set from the engine after each
 //! batch's commit or rollback.
 
+use crate::jids::Bare;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use std::collections::BTreeMap;
@@ -60,7 +61,7 @@ impl ServicesTask {
 
     /// A blocklist get, block or unblock (XEP-0191 §3) from a session.
     pub(super) fn blocking_request(&mut self, from: FullJid, iq: Element, done: &mut Vec<Done>) {
-        let user = from.to_bare();
+        let user = from.bare();
         if iq.attr("type") == Some("get") {
             // §3.2: sessions that asked get the pushes.
             self.blocklist_interested.insert(&from);

@@ -5,6 +5,7 @@
 //! to take it gets it kept (XEP-0160) by its own shard, delivered at its next available
 //! presence.
 
+use crate::jids::Bare;
 use std::time::SystemTime;
 
 use verona_pubsub::Affiliation;
@@ -57,7 +58,7 @@ fn spliced(archived: Option<Archived<'_>>, party: &BareJid) -> Option<String> {
 impl ServicesTask {
     /// A `chat` or `normal` message from `from` to another local account (or its own).
     pub(super) fn chat(&mut self, from: FullJid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
-        let node = chat::node(&from.to_bare(), &to.to_bare());
+        let node = chat::node(&from.bare(), &to.bare());
         let message = chat::vetted(&stanza, &from, &to);
         let origin = Origin::Conversation(node.clone());
         if !chat::is_kept(&message) {
@@ -65,7 +66,7 @@ impl ServicesTask {
             done.push(Done::passing(origin, passing));
             return;
         }
-        if let Err(refused) = self.ensure_conversation(&node, &from.to_bare(), done) {
+        if let Err(refused) = self.ensure_conversation(&node, &from.bare(), done) {
             done.push(Done::reply(
                 from,
                 error_reply(&stanza, refused.error(), None),
@@ -193,7 +194,7 @@ impl ServicesTask {
         let Some((low, high)) = chat::parties(node) else {
             return Err(StanzaError::ItemNotFound);
         };
-        let me = from.to_bare();
+        let me = from.bare();
         if me != low && me != high {
             return Err(StanzaError::Forbidden);
         }
@@ -263,7 +264,7 @@ impl ServicesTask {
             let native = |party: &BareJid| {
                 events()
                     .iter()
-                    .find(|out| out.to.to_bare() == *party)
+                    .find(|out| out.to.bare() == *party)
                     .map(|out| out.stanza.clone())
             };
             let archived = Archived {
@@ -309,8 +310,8 @@ impl ServicesTask {
         native: &dyn Fn(&BareJid) -> Option<verona_stream::Wire>,
     ) {
         let archive_id = archived.map(|archived| archived.id);
-        let sender = from.to_bare();
-        let recipient = to.to_bare();
+        let sender = from.bare();
+        let recipient = to.bare();
         let copied = chat::is_copied(message);
         if self.is_remote(&recipient) {
             // Its server delivers it, keeps it and numbers it in its own archive: no
@@ -426,7 +427,7 @@ impl ServicesTask {
         if self
             .came_online
             .iter()
-            .any(|session| session.to_bare() == account)
+            .any(|session| session.bare() == account)
         {
             for stanza in stanzas {
                 self.to_keep.push((account.clone(), stanza, at));
@@ -536,7 +537,7 @@ impl ServicesTask {
             if !handle.is_available() || handle.priority() < 0 {
                 continue;
             }
-            let account = session.to_bare();
+            let account = session.bare();
             if !self.with_kept.contains(&account) {
                 continue;
             }

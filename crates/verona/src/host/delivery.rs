@@ -2,6 +2,7 @@
 //! the recipients XEP-0163 `+notify` adds.
 
 use super::*;
+use crate::jids::Bare;
 use crate::router::SessionHandle;
 
 impl ServicesTask {
@@ -91,7 +92,7 @@ impl ServicesTask {
                 // node's item can be 256 KiB, subscribing and unsubscribing 200 bytes each.
                 if let (Effect::SendLastItems(last), Some(to), Some(_)) =
                     (effect, &d.to, &d.request)
-                    && last.to.to_bare() == to.to_bare()
+                    && last.to.bare() == to.bare()
                 {
                     let bytes = outgoing.iter().map(|out| out.stanza.len()).sum();
                     self.charge_answer(to, bytes);
@@ -119,12 +120,12 @@ impl ServicesTask {
                     }
                     _ => Reach::Connected,
                 };
-                let owner = hosted.jid.to_bare();
+                let owner = hosted.jid.bare();
                 for (n, out) in outgoing.into_iter().enumerate() {
                     let stanzas = (!once || n == 0).then_some(&classic);
                     let made = match effect {
                         Effect::AuthorizationRequest(request) => {
-                            self.made_classically(&owner, &request.subscriber.to_bare())
+                            self.made_classically(&owner, &request.subscriber.bare())
                         }
                         _ => self.made_classically_for(&owner, &out.to),
                     };
@@ -158,7 +159,7 @@ impl ServicesTask {
     /// read rate, or, for another server's user, against the read rate of that server's
     /// streams, so that its users' short requests for long answers are bounded too.
     fn charge_answer(&self, asker: &Jid, bytes: usize) {
-        let bare = asker.to_bare();
+        let bare = asker.bare();
         if self.is_remote(&bare) {
             let server = BareJid::from_parts(None, bare.domain());
             self.domains.answered(&server, bytes);
@@ -193,7 +194,7 @@ impl ServicesTask {
             Reach::Connected
         };
         let mut events = verona_pubsub_xmpp::Notifications::new(context, notification);
-        let owner = hosted.jid.to_bare();
+        let owner = hosted.jid.bare();
         for recipient in recipients {
             let made = self.made_classically_for(&owner, &recipient.jid);
             self.router.deliver_views(
@@ -233,7 +234,7 @@ impl ServicesTask {
             let Ok(stanza) = String::from_utf8(out.stanza.to_vec()) else {
                 continue;
             };
-            let account = out.to.to_bare();
+            let account = out.to.bare();
             let shard = self.shard_of(account.as_str());
             let request = Request::Offline {
                 account,
@@ -294,7 +295,7 @@ impl ServicesTask {
                 recipients.push(recipient.clone());
                 continue;
             };
-            let sessions = self.router.resources_of(&recipient.jid.to_bare());
+            let sessions = self.router.resources_of(&recipient.jid.bare());
             if sessions.is_empty() {
                 recipients.push(recipient.clone());
                 continue;
@@ -475,11 +476,11 @@ impl ServicesTask {
 fn authors_of(effect: &Effect) -> Vec<BareJid> {
     match effect {
         Effect::Notify(notification) => match &notification.event {
-            Event::Items { items } => items.iter().map(|item| item.publisher.to_bare()).collect(),
+            Event::Items { items } => items.iter().map(|item| item.publisher.bare()).collect(),
             _ => Vec::new(),
         },
-        Effect::SendLastItems(last) => last.items.iter().map(|i| i.publisher.to_bare()).collect(),
-        Effect::AuthorizationRequest(request) => vec![request.subscriber.to_bare()],
+        Effect::SendLastItems(last) => last.items.iter().map(|i| i.publisher.bare()).collect(),
+        Effect::AuthorizationRequest(request) => vec![request.subscriber.bare()],
         _ => Vec::new(),
     }
 }

@@ -2,6 +2,7 @@
 //! the service it is for (DESIGN §5a), chosen by a stable hash of the service's address.
 
 use super::*;
+use crate::jids::Bare;
 
 /// How the rest of the server reaches the services.
 #[derive(Clone)]
@@ -171,7 +172,7 @@ impl PubsubHandle {
     /// A `chat` or `normal` message from a session to a local account (`from` already
     /// stamped; `to` as the sender gave it), for the shard of their conversation.
     pub async fn chat(&self, from: FullJid, to: Jid, stanza: Element) {
-        let node = eventing::chat::node(&from.to_bare(), &to.to_bare());
+        let node = eventing::chat::node(&from.bare(), &to.bare());
         let shard = self.shard(&room_key(&self.jid, &node));
         self.send(shard, Request::Chat { from, to, stanza }).await;
     }
@@ -186,7 +187,7 @@ impl PubsubHandle {
     /// An authorization answer sent to the server: the sender's shard looks for the form's
     /// node among its own nodes first.
     pub async fn submit_answer(&self, from: FullJid, stanza: Element) {
-        let shard = self.shard(from.to_bare().as_str());
+        let shard = self.shard(from.bare().as_str());
         self.stanza(shard, from, Target::Answer, stanza).await;
     }
 
@@ -215,7 +216,7 @@ impl PubsubHandle {
 
     /// A classic presence broadcast from a session (`from` already stamped).
     pub async fn presence(&self, from: FullJid, stanza: Element) {
-        let shard = self.shard(from.to_bare().as_str());
+        let shard = self.shard(from.bare().as_str());
         self.send(shard, Request::Presence { from, stanza }).await;
     }
 
@@ -248,13 +249,13 @@ impl PubsubHandle {
 
     /// A roster get or set (RFC 6121 §2) from a session.
     pub async fn roster(&self, from: FullJid, iq: Element) {
-        let shard = self.shard(from.to_bare().as_str());
+        let shard = self.shard(from.bare().as_str());
         self.send(shard, Request::Roster { from, iq }).await;
     }
 
     /// A blocking command (XEP-0191) from a session.
     pub async fn blocking(&self, from: FullJid, iq: Element) {
-        let shard = self.shard(from.to_bare().as_str());
+        let shard = self.shard(from.bare().as_str());
         self.send(shard, Request::Blocking { from, iq }).await;
     }
 
@@ -266,7 +267,7 @@ impl PubsubHandle {
 
     /// A session was bound; returns once its account's service is resident.
     pub async fn session_started(&self, session: FullJid) {
-        let shard = self.shard(session.to_bare().as_str());
+        let shard = self.shard(session.bare().as_str());
         let (ready, done) = oneshot::channel();
         self.send(shard, Request::SessionStarted { session, ready })
             .await;

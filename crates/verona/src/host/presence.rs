@@ -3,6 +3,7 @@
 //! services and the presence graph in a batch.
 
 use super::*;
+use crate::jids::Bare;
 
 /// Authorization forms a service sends a session at login, at most.
 const PENDING_FORMS_AT_LOGIN: usize = 10;
@@ -80,7 +81,7 @@ impl ServicesTask {
             return;
         };
         self.came_online(from, done);
-        let account = from.to_bare();
+        let account = from.bare();
         let Some(hosted) = self.accounts.get_mut(&account) else {
             return;
         };
@@ -210,7 +211,7 @@ impl ServicesTask {
             // Already available, or already gone.
             return;
         }
-        let owner = session.to_bare();
+        let owner = session.bare();
         let to = Jid::from(session.clone());
         if let Some(hosted) = self.accounts.get(&owner) {
             let origin = Origin::Account(owner.clone());
@@ -334,7 +335,7 @@ impl ServicesTask {
                         if made.node == request.node && made.subid == request.subid)
                 })
         };
-        let owner = session.to_bare();
+        let owner = session.bare();
         let to = Jid::from(session.clone());
         let context = ServiceContext {
             jid: &hosted.jid,
@@ -345,8 +346,8 @@ impl ServicesTask {
         let waiting = pending.into_iter().filter(|request| !announced(request));
         for request in waiting.take(PENDING_FORMS_AT_LOGIN) {
             let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
-            let service = hosted.jid.to_bare();
-            let made = self.made_classically(&service, &request.subscriber.to_bare());
+            let service = hosted.jid.bare();
+            let made = self.made_classically(&service, &request.subscriber.bare());
             let effect = Effect::AuthorizationRequest(request);
             let classic = (hosted.kind == ServiceKind::Pep)
                 .then(|| classic_presence(&service, &effect))
@@ -370,7 +371,7 @@ impl ServicesTask {
         outcome: verona_pubsub::Outcome<T>,
         done: &mut Vec<Done>,
     ) {
-        let origin = Origin::Account(from.to_bare());
+        let origin = Origin::Account(from.bare());
         done.push(Done::new(origin, outcome.effects, outcome.undo));
         self.reflect_presence(from, done);
     }
@@ -378,7 +379,7 @@ impl ServicesTask {
     /// RFC 6121 §4.2.2, §4.4.2, §4.5.2: a change of an account's presence also goes to the
     /// account's own available resources, the one that changed included.
     pub(super) fn reflect_presence(&self, from: &FullJid, done: &mut Vec<Done>) {
-        let owner = from.to_bare();
+        let owner = from.bare();
         let available = self.router.available_sessions(&owner);
         let recipients: Vec<Recipient> = available.iter().map(recipient).collect();
         if recipients.is_empty() {
@@ -459,11 +460,8 @@ impl ServicesTask {
         stanza: &Element,
     ) -> Option<Element> {
         let hosted = self.accounts.get(owner);
-        let own = *owner == from.to_bare();
-        let follower = own
-            || self
-                .presence
-                .has_presence_subscription(owner, &from.to_bare());
+        let own = *owner == from.bare();
+        let follower = own || self.presence.has_presence_subscription(owner, &from.bare());
         let Some(hosted) = hosted.filter(|_| follower) else {
             return error_reply(stanza, StanzaError::ServiceUnavailable, None);
         };
@@ -516,7 +514,7 @@ impl ServicesTask {
     /// [`Self::made_classically`] for a recipient's address, full or bare.
     pub(super) fn made_classically_for(&self, owner: &BareJid, to: &Jid) -> Option<bool> {
         match to.try_as_full() {
-            Ok(full) => self.made_classically(owner, &full.to_bare()),
+            Ok(full) => self.made_classically(owner, &full.bare()),
             Err(bare) => self.made_classically(owner, bare),
         }
     }
@@ -524,7 +522,7 @@ impl ServicesTask {
     /// RFC 6121 §4.3: a probe is answered from the contact's presence node, to a subscriber
     /// only; the user's own account may be probed by its resources.
     pub(super) fn probe(&self, from: &Jid, contact: &BareJid, done: &mut Vec<Done>) {
-        let me = from.to_bare();
+        let me = from.bare();
         let answer = |stanza: Element| {
             let mut stanza = stanza;
             set_attr(&mut stanza, "to", from.as_str());
@@ -566,7 +564,7 @@ impl ServicesTask {
         if let Some(handle) = self.router.session(from) {
             handle.set_available(false);
         }
-        let account = from.to_bare();
+        let account = from.bare();
         let Some(hosted) = self.accounts.get_mut(&account) else {
             return;
         };
@@ -602,7 +600,7 @@ impl ServicesTask {
     /// it is online, else the seconds since it last went offline (with the status it left
     /// with), as far as this server has seen since it started; to anyone else `forbidden`.
     pub(super) fn last_activity(&self, from: &FullJid, account: &BareJid, iq: &Element) -> Element {
-        let asker = from.to_bare();
+        let asker = from.bare();
         let allowed = asker == *account || self.presence.has_presence_subscription(account, &asker);
         if !self.accounts.contains_key(account) || !allowed {
             let error = if allowed {

@@ -11,6 +11,7 @@
 //! `chat.<domain>`, from an indexed count of the rooms an account owns.
 
 use super::*;
+use crate::jids::Bare;
 
 impl ServicesTask {
     /// Reads how many rooms the accounts that may create one in this batch own.
@@ -67,14 +68,14 @@ impl ServicesTask {
                     .rooms
                     .get(&node)
                     .is_some_and(|hosted| hosted.service.node_config(&node).is_some());
-                (!exists).then(|| from.to_bare())
+                (!exists).then(|| from.bare())
             }
             Request::Stanza {
                 from,
                 target: Target::Rooms,
                 stanza,
                 ..
-            } if is_create(stanza) => Some(from.to_bare()),
+            } if is_create(stanza) => Some(from.bare()),
             _ => None,
         }
     }
@@ -122,7 +123,7 @@ impl ServicesTask {
     /// or a classic `subscribe` to a presence node this shard owns.
     fn subscriber_of(&self, request: &Request) -> Option<BareJid> {
         match request {
-            Request::Stanza { from, stanza, .. } if is_subscribe(stanza) => Some(from.to_bare()),
+            Request::Stanza { from, stanza, .. } if is_subscribe(stanza) => Some(from.bare()),
             Request::Subscription {
                 from,
                 contact,

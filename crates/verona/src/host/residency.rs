@@ -1,6 +1,7 @@
 //! Residency on demand (DESIGN §5a): which PEP services a batch needs loaded, loading them,
 //! and evicting the least recently used.
 
+use crate::jids::Bare;
 use verona_pubsub::StoredNode;
 use verona_storage::HeldSubscription;
 
@@ -19,7 +20,7 @@ impl ServicesTask {
         let bound: HashSet<BareJid> = requests
             .iter()
             .filter_map(|request| match request {
-                Request::SessionStarted { session, .. } => Some(session.to_bare()),
+                Request::SessionStarted { session, .. } => Some(session.bare()),
                 Request::Subscription {
                     from,
                     contact,
@@ -43,7 +44,7 @@ impl ServicesTask {
             })
             .collect();
         for session in coming {
-            let user = session.to_bare();
+            let user = session.bare();
             if self.relations.contains_key(&user) {
                 continue;
             }
@@ -553,20 +554,20 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
             target: Target::Account(account),
             ..
         } => vec![account.clone()],
-        Request::Presence { from, .. } => vec![from.to_bare()],
+        Request::Presence { from, .. } => vec![from.bare()],
         Request::Subscription {
             from,
             contact,
             kind,
         } => vec![kind.owner(from, contact)],
         Request::Probe { contact, .. } => vec![contact.clone()],
-        Request::Blocking { from, .. } => vec![from.to_bare()],
+        Request::Blocking { from, .. } => vec![from.bare()],
         Request::KeepOnRoster { user, .. } => vec![user.clone()],
         Request::LastActivity { account, .. } => vec![account.clone()],
-        Request::SessionStarted { session, .. } => vec![session.to_bare()],
+        Request::SessionStarted { session, .. } => vec![session.bare()],
         Request::CameOnline { load, .. } => load.clone(),
         // Removing a contact touches both presence nodes.
-        Request::Roster { from, iq } => std::iter::once(from.to_bare())
+        Request::Roster { from, iq } => std::iter::once(from.bare())
             .chain(eventing::roster::set_contact(iq))
             .collect(),
         _ => Vec::new(),
@@ -594,7 +595,7 @@ fn addressed_room(request: &Request) -> Option<String> {
 fn addressed_conversation(request: &Request) -> Option<String> {
     match request {
         Request::Chat { from, to, stanza } if eventing::chat::is_kept(stanza) => {
-            Some(eventing::chat::node(&from.to_bare(), &to.to_bare()))
+            Some(eventing::chat::node(&from.bare(), &to.bare()))
         }
         Request::Stanza {
             target: Target::Conversation(node),
@@ -623,9 +624,7 @@ pub(super) fn coming_online(request: &Request) -> Option<&FullJid> {
             target: Target::Account(account),
             stanza,
             ..
-        } if *account == from.to_bare() && publishes_to(stanza) == Some(PRESENCE_NODE) => {
-            Some(from)
-        }
+        } if *account == from.bare() && publishes_to(stanza) == Some(PRESENCE_NODE) => Some(from),
         _ => None,
     }
 }

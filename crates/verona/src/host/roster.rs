@@ -2,6 +2,7 @@
 //! against the user's PEP service and the presence graph in a batch; removing a contact ends
 //! the subscriptions both ways; pushes to the sessions that asked for the roster.
 
+use crate::jids::Bare;
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ impl ServicesTask {
 
     /// A `jabber:iq:roster` get or set from a session.
     pub(super) fn roster_request(&mut self, from: FullJid, iq: Element, done: &mut Vec<Done>) {
-        let user = from.to_bare();
+        let user = from.bare();
         if iq.attr("type") == Some("get") {
             // The session now gets pushes (RFC 6121 §2.1.6).
             self.interested.insert(&from);
@@ -121,7 +122,7 @@ impl ServicesTask {
         item: Element,
         done: &mut Vec<Done>,
     ) {
-        let user = from.to_bare();
+        let user = from.bare();
         let owner = Jid::from(user.clone());
         let origin = Origin::Account(user.clone());
         let Some(hosted) = self.accounts.get_mut(&user) else {
@@ -177,7 +178,7 @@ impl ServicesTask {
         contact: &BareJid,
         done: &mut Vec<Done>,
     ) {
-        let user = from.to_bare();
+        let user = from.bare();
         let Some(entry) = self.presence.roster_entry(&user, contact) else {
             // §2.5.3: removing what is not there.
             let reply = error_reply(iq, StanzaError::ItemNotFound, None);

@@ -1,6 +1,7 @@
 //! Sessions by account: which sessions of an account are bound, asked for the roster or for
 //! the blocklist.
 
+use crate::jids::Bare;
 use std::collections::HashMap;
 
 use jid::{BareJid, FullJid};
@@ -13,7 +14,7 @@ pub struct Sessions(HashMap<BareJid, Vec<FullJid>>);
 impl Sessions {
     /// Adds a session; false if it was there.
     pub fn insert(&mut self, session: &FullJid) -> bool {
-        let sessions = self.0.entry(session.to_bare()).or_default();
+        let sessions = self.0.entry(session.bare()).or_default();
         if sessions.contains(session) {
             return false;
         }
@@ -22,7 +23,7 @@ impl Sessions {
     }
 
     pub fn remove(&mut self, session: &FullJid) {
-        let bare = session.to_bare();
+        let bare = session.bare();
         if let Some(sessions) = self.0.get_mut(&bare) {
             sessions.retain(|s| s != session);
             if sessions.is_empty() {

@@ -3,6 +3,7 @@
 //! server; disco#info about a contact, answered on its behalf.
 
 use super::*;
+use crate::jids::Bare;
 
 impl ServicesTask {
     /// A XEP-0060 stanza for a service: through the protocol layer into the engine, then
@@ -26,7 +27,7 @@ impl ServicesTask {
             done.push(Done::reply(from, error_reply(&stanza, error, None)));
             return;
         }
-        if quota::is_subscribe(&stanza) && !self.admit_subscription(&from.to_bare()) {
+        if quota::is_subscribe(&stanza) && !self.admit_subscription(&from.bare()) {
             let reply = verona_pubsub_xmpp::over_limit(&stanza, Limit::TooManySubscriptions);
             done.push(Done::reply(from, Some(reply)));
             return;
@@ -66,8 +67,7 @@ impl ServicesTask {
         if let Origin::Room(node) = &origin
             && hosted.locked
             && quota::is_subscribe(&stanza)
-            && hosted.service.affiliation(node, &from.to_bare())
-                != verona_pubsub::Affiliation::Owner
+            && hosted.service.affiliation(node, &from.bare()) != verona_pubsub::Affiliation::Owner
         {
             // XEP-0045 §7.2.10, natively: a room its owner has not configured admits nobody.
             let reply = error_reply(&stanza, StanzaError::ItemNotFound, None);
@@ -161,7 +161,7 @@ impl ServicesTask {
         stanza: &mut Element,
         done: &mut Vec<Done>,
     ) -> Option<bool> {
-        let own_account = matches!(target, Target::Account(account) if *account == from.to_bare());
+        let own_account = matches!(target, Target::Account(account) if *account == from.bare());
         let presence = match target {
             Target::Account(_) => vet_presence_publish(stanza, from),
             _ => PresencePublish::Other,
@@ -202,7 +202,7 @@ impl ServicesTask {
     /// by creating a node of the same name at `pubsub.<domain>`.
     fn answer_origin(&self, from: &FullJid, stanza: &Element) -> Option<Origin> {
         let node = answer_node(stanza);
-        let own = from.to_bare();
+        let own = from.bare();
         let on_own = node.is_some_and(|node| {
             self.accounts
                 .get(&own)

@@ -5,6 +5,7 @@
 //! from bare JIDs, are operations on the local account's presence node as a local contact's
 //! would be (XEP-0207 across domains).
 
+use crate::jids::Bare;
 use bytes::Bytes;
 use jid::{BareJid, Jid};
 use minidom::Element;
@@ -23,9 +24,9 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
         return;
     };
     let local_account =
-        (to.node().is_some() && to.domain().as_str() == shared.domain).then(|| to.to_bare());
+        (to.node().is_some() && to.domain().as_str() == shared.domain).then(|| to.bare());
     if let Some(account) = &local_account
-        && shared.router.blocks(account, &from.to_bare())
+        && shared.router.blocks(account, &from.bare())
     {
         // XEP-0191 §3.3: the blocked party learns nothing (presence vanishes silently).
         if el.name() != "presence" {
@@ -36,7 +37,7 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
     if el.name() == "iq" && caps_answer(shared, &el, &from) {
         return;
     }
-    let pubsub = shared.pubsub.for_account(&from.to_bare());
+    let pubsub = shared.pubsub.for_account(&from.bare());
     if let Some(account) = &local_account
         && el.name() == "presence"
     {
@@ -50,7 +51,7 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
             Some(kind) => {
                 if let Some(kind) = SubscriptionKind::from_type(kind) {
                     return pubsub
-                        .subscription(from.to_bare(), account.clone(), kind)
+                        .subscription(from.bare(), account.clone(), kind)
                         .await;
                 }
             }
@@ -70,7 +71,7 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
         }
         if to.node().is_none() && to.domain().as_str() == shared.domain && is_public_query(&el) {
             // Answered from the request alone: the sender's resource plays no part.
-            let asker = from.to_bare().with_resource_str("server").ok();
+            let asker = from.bare().with_resource_str("server").ok();
             if let Some(asker) = asker {
                 let handled = iq::handle(shared, &el, &Target::Domain, &asker).await;
                 if let Some(mut reply) = handled.reply {
@@ -105,7 +106,7 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
             if el.name() == "message" && crate::eventing::chat::is_conversational(&el) =>
         {
             // Each remote sender has its own rate of kept messages, as a local account has.
-            if crate::eventing::chat::is_kept(&el) && !pubsub.may_keep(&sender.to_bare()) {
+            if crate::eventing::chat::is_kept(&el) && !pubsub.may_keep(&sender.bare()) {
                 answer(shared, &el, StanzaError::ResourceConstraint);
             } else {
                 pubsub.chat(sender, to, el).await;
@@ -162,7 +163,7 @@ async fn deliver(shared: &Shared, mut el: Element, to: &Jid) {
         }
         return;
     }
-    let account = to.to_bare();
+    let account = to.bare();
     match el.name() {
         "message" => keep_or_deliver(shared, el, account).await,
         "presence" if to.is_bare() => deliver_to_sessions(shared, &el, &account),

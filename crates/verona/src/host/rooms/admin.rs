@@ -3,6 +3,7 @@
 //! (XEP-0313).
 
 use super::*;
+use crate::jids::Bare;
 
 impl ServicesTask {
     /// XEP-0045 §7.13, §8.6: a visitor asks for voice (each moderator gets the approval
@@ -246,7 +247,7 @@ impl ServicesTask {
         set: bool,
         done: &mut Vec<Done>,
     ) -> Option<Element> {
-        let me = from.to_bare();
+        let me = from.bare();
         let hosted = self.rooms.get_mut(node)?;
         let config = hosted.service.node_config(node)?.clone();
         let affiliation = affiliation_in(&hosted.service, node, &Jid::from(me.clone()));
@@ -270,7 +271,7 @@ impl ServicesTask {
         let taken = groupchat::nick_owner(&config, &nick).is_some_and(|who| who != me.as_str())
             || occupants(&hosted.service, node)
                 .iter()
-                .any(|o| o.nick == nick && o.jid.to_bare() != me);
+                .any(|o| o.nick == nick && o.jid.bare() != me);
         if taken {
             return error_reply(stanza, StanzaError::Conflict, Some("the nick is taken"));
         }
@@ -317,7 +318,7 @@ impl ServicesTask {
         stanza: &Element,
         done: &mut Vec<Done>,
     ) -> Option<Element> {
-        let me = from.to_bare();
+        let me = from.bare();
         let room = room_address(node, self.rooms_jid.domain())?;
         let hosted = self.rooms.get_mut(node)?;
         let config = hosted.service.node_config(node)?.clone();
@@ -355,7 +356,7 @@ impl ServicesTask {
             .collect();
         let staying: Vec<Jid> = after
             .iter()
-            .filter(|s| s.state.is_approved() && s.jid.to_bare() == me)
+            .filter(|s| s.state.is_approved() && s.jid.bare() == me)
             .map(|s| s.jid.clone())
             .collect();
         self.announce_removals(&room, &removed, 321, &Removal::default(), done);
@@ -383,7 +384,7 @@ impl ServicesTask {
     ) -> Option<Element> {
         let me = Jid::from(from.clone());
         let hosted = self.rooms.get_mut(node)?;
-        if hosted.service.affiliation(node, &me.to_bare()) != Affiliation::Owner {
+        if hosted.service.affiliation(node, &me.bare()) != Affiliation::Owner {
             return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
         }
         if get {
@@ -552,7 +553,7 @@ impl ServicesTask {
                     match wanted {
                         None => {
                             if let Some(reason) = reason {
-                                reasons.insert(target.jid.to_bare(), reason);
+                                reasons.insert(target.jid.bare(), reason);
                             }
                             kicked.push(target);
                         }
@@ -580,12 +581,12 @@ impl ServicesTask {
                     // A nick given with a membership is registered for it (§9.3, as on
                     // Prosody).
                     if let (Some(nick), RoomAffiliation::Member) = (item.attr("nick"), wanted) {
-                        nicks.push((jid.to_bare(), nick.to_owned()));
+                        nicks.push((jid.bare(), nick.to_owned()));
                     }
                     if let Some(reason) = reason {
-                        reasons.insert(jid.to_bare(), reason);
+                        reasons.insert(jid.bare(), reason);
                     }
-                    affiliations.insert(jid.to_bare(), wanted);
+                    affiliations.insert(jid.bare(), wanted);
                 }
                 _ => return Err(error_reply(stanza, StanzaError::BadRequest, None)),
             }
@@ -695,7 +696,7 @@ impl ServicesTask {
             .into_iter()
             .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
             .filter(|s| !kicked.iter().any(|k| k.subid == s.subid))
-            .partition(|s| affiliations.get(&s.jid.to_bare()) == Some(&RoomAffiliation::Outcast));
+            .partition(|s| affiliations.get(&s.jid.bare()) == Some(&RoomAffiliation::Outcast));
         self.announce_removals(room, &kicked, 307, &removal, done);
         self.announce_removals(room, &banned, 301, &removal, done);
         self.announce_removals(room, &unmembered, 321, &removal, done);
@@ -704,7 +705,7 @@ impl ServicesTask {
         }
         let changed: Vec<Jid> = after
             .iter()
-            .filter(|s| s.state.is_approved() && affiliations.contains_key(&s.jid.to_bare()))
+            .filter(|s| s.state.is_approved() && affiliations.contains_key(&s.jid.bare()))
             .map(|s| s.jid.clone())
             .collect();
         // Accounts not in the room: its occupants hear of the change, those who see real JIDs
@@ -713,7 +714,7 @@ impl ServicesTask {
         let hosted = self.rooms.get(node)?;
         let present: BTreeSet<BareJid> = occupants(&hosted.service, node)
             .iter()
-            .map(|o| o.jid.to_bare())
+            .map(|o| o.jid.bare())
             .collect();
         for (jid, affiliation) in affiliations
             .iter()

@@ -4,6 +4,7 @@
 //! occupant gets the room's events in the rendering of the way it joined. Occupant presence
 //! (joins, leaves) goes to every occupant, native or classic, after the commit.
 
+use crate::jids::Bare;
 use std::cell::{Cell, RefCell};
 use std::time::{Instant, SystemTime};
 
@@ -86,7 +87,7 @@ impl ServicesTask {
             service
                 .node_config(node)
                 .is_some_and(groupchat::is_semi_anonymous)
-                && service.affiliation(node, &session.to_bare()) != Affiliation::Owner
+                && service.affiliation(node, &session.bare()) != Affiliation::Owner
         });
         let presence = if hidden {
             groupchat::anonymised(presence)
@@ -123,7 +124,7 @@ impl ServicesTask {
                 continue;
             }
             let hidden = semi_anonymous
-                && hosted.service.affiliation(node, &to.to_bare()) != Affiliation::Owner;
+                && hosted.service.affiliation(node, &to.bare()) != Affiliation::Owner;
             let rest = if hidden { &anonymous } else { &plain };
             let start = groupchat::recipient_start("presence", to);
             let stanza = verona_stream::Wire::new(start, rest.clone(), Bytes::new());
@@ -229,7 +230,7 @@ impl ServicesTask {
             return;
         }
         let password = groupchat::password(&config).map(str::to_owned);
-        let owner = hosted.service.affiliation(&node, &me.to_bare()) == Affiliation::Owner;
+        let owner = hosted.service.affiliation(&node, &me.bare()) == Affiliation::Owner;
         let members_only = hosted
             .service
             .node_config(&node)
@@ -250,7 +251,7 @@ impl ServicesTask {
                 tracing::debug!(%from, %room, "inviting into a members-only room: {e}");
             }
         }
-        let inviter = from.to_bare();
+        let inviter = from.bare();
         let now = Instant::now();
         for (invitee, reason) in invited {
             // XEP-0191: an invitation is the inviter's word, and a blocked inviter's is not
@@ -289,7 +290,7 @@ impl ServicesTask {
     fn probe_occupant(&self, from: &FullJid, room_nick: &FullJid, done: &mut Vec<Done>) {
         let node = room_nick.node().map(|n| n.to_string()).unwrap_or_default();
         let me = Jid::from(from.clone());
-        let room = room_nick.to_bare();
+        let room = room_nick.bare();
         let refuse = |condition: &str| {
             Done::reply(
                 from.clone(),
@@ -355,7 +356,7 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         }
-        let invitee = from.to_bare();
+        let invitee = from.bare();
         if !self
             .invitations
             .declined(&node, &invitee, &inviter, Instant::now())
@@ -368,7 +369,7 @@ impl ServicesTask {
         }
         for session in self.router.available_sessions(&inviter) {
             let to = Jid::from(session.clone());
-            let message = groupchat::declined(room, &to, &from.to_bare(), reason.as_deref());
+            let message = groupchat::declined(room, &to, &from.bare(), reason.as_deref());
             done.push(Done::reply(session, Some(message)));
         }
     }
@@ -427,11 +428,11 @@ impl ServicesTask {
             return;
         }
         let nick = groupchat::nick_of(&sender.options).unwrap_or_default();
-        let Ok(sent_as) = FullJid::new(&format!("{}/{nick}", room_nick.to_bare())) else {
+        let Ok(sent_as) = FullJid::new(&format!("{}/{nick}", room_nick.bare())) else {
             return;
         };
         if let Ok(to) = recipient.jid.clone().try_into_full() {
-            let id = self.occupant_ids.of(&room_nick.to_bare(), &from.to_bare());
+            let id = self.occupant_ids.of(&room_nick.bare(), &from.bare());
             let message = groupchat::private_message(&sent_as, &recipient.jid, stanza, &id);
             done.push(Done::reply(to, Some(message)));
         }
@@ -477,11 +478,7 @@ impl ServicesTask {
             return;
         };
         let mut relayed = stanza.clone();
-        set_attr(
-            &mut relayed,
-            "from",
-            format!("{}/{nick}", room_nick.to_bare()),
-        );
+        set_attr(&mut relayed, "from", format!("{}/{nick}", room_nick.bare()));
         set_attr(&mut relayed, "to", recipient.to_string());
         done.push(Done::reply(recipient, Some(relayed)));
     }
@@ -497,7 +494,7 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         let me = Jid::from(from.clone());
-        let room = room_nick.to_bare();
+        let room = room_nick.bare();
         let Some(node) = room.node().map(|node| node.to_string()) else {
             return;
         };
@@ -516,7 +513,7 @@ impl ServicesTask {
             .rooms
             .get(&node)
             .is_some_and(|hosted| hosted.service.node_config(&node).is_none());
-        if creating && !self.admit_room(&me.to_bare()) {
+        if creating && !self.admit_room(&me.bare()) {
             // `[pubsub] max_nodes_per_owner` rooms made already.
             done.push(refuse("not-allowed", "cancel"));
             return;
@@ -529,7 +526,7 @@ impl ServicesTask {
         let reserved = service
             .node_config(&node)
             .and_then(|config| groupchat::nick_owner(config, &join.nick));
-        if reserved.is_some_and(|who| who != me.to_bare().as_str()) {
+        if reserved.is_some_and(|who| who != me.bare().as_str()) {
             done.push(refuse("conflict", "cancel"));
             return;
         }
@@ -569,7 +566,7 @@ impl ServicesTask {
                 && affiliation != RoomAffiliation::Owner
             {
                 let now = Instant::now();
-                let account = me.to_bare();
+                let account = me.bare();
                 if !self.guesses.may_try(&node, &account, now) {
                     done.push(refuse("resource-constraint", "wait"));
                     return;
@@ -677,7 +674,7 @@ impl ServicesTask {
             .service
             .node_config(node)
             .is_some_and(groupchat::is_semi_anonymous)
-            && hosted.service.affiliation(node, &to.to_bare()) != Affiliation::Owner;
+            && hosted.service.affiliation(node, &to.bare()) != Affiliation::Owner;
         let start = groupchat::recipient_start("presence", newcomer);
         for other in occupants.iter().filter(|o| o.jid != *newcomer) {
             let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
@@ -862,7 +859,7 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         let me = Jid::from(from.clone());
-        let room = room_nick.to_bare();
+        let room = room_nick.bare();
         let new = room_nick.resource().as_str();
         let Some(old) = groupchat::nick_of(&mine.options).map(str::to_owned) else {
             return;
@@ -934,7 +931,7 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         let me = Jid::from(from.clone());
-        let room = room_nick.to_bare();
+        let room = room_nick.bare();
         let Some(node) = room.node().map(|node| node.to_string()) else {
             return;
         };
@@ -1081,7 +1078,7 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         }
-        let id = self.occupant_ids.of(room, &from.to_bare());
+        let id = self.occupant_ids.of(room, &from.bare());
         let Some(item) = said(stanza, &nick, &id) else {
             return;
         };
@@ -1210,7 +1207,7 @@ impl ServicesTask {
                 .iter()
                 .map(|o| (&o.jid, &own[..1]))
                 .chain(std::iter::once((&gone.jid, &own[..])));
-            let reason = removal.reasons.get(&gone.jid.to_bare()).map(String::as_str);
+            let reason = removal.reasons.get(&gone.jid.bare()).map(String::as_str);
             for (to, codes) in told {
                 if let Ok(session) = to.clone().try_into_full() {
                     let presence = occupant_presence(&occupant, to, true, codes);
@@ -1424,7 +1421,7 @@ const ROOMUSER_ITEM: &str = "x-roomuser-item";
 /// disco#info `x-roomuser-item`: the nick `from` registered with the room, as an identity, or
 /// nothing.
 fn registered_identity(config: &verona_pubsub::NodeConfig, from: &FullJid) -> Element {
-    let identity = groupchat::registered_nick(config, &from.to_bare()).map(|nick| {
+    let identity = groupchat::registered_nick(config, &from.bare()).map(|nick| {
         builder("identity", ns::DISCO_INFO)
             .with("category", "conference")
             .with("type", "text")
@@ -1746,7 +1743,7 @@ fn role_in(service: &Service, node: &str, jid: &Jid, options: &SubscriptionOptio
 
 /// An account's affiliation with a room, in XEP-0045's terms.
 fn affiliation_in(service: &Service, node: &str, jid: &Jid) -> RoomAffiliation {
-    let bare = jid.to_bare();
+    let bare = jid.bare();
     service
         .node_config(node)
         .map_or(RoomAffiliation::None, |config| {
@@ -1768,7 +1765,7 @@ fn described<'a>(
         jid,
         affiliation: affiliation_in(service, node, jid),
         role: role_in(service, node, jid, options),
-        id: ids.of(room, &jid.to_bare()),
+        id: ids.of(room, &jid.bare()),
         shown: shown::shown(options),
     }
 }

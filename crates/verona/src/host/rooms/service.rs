@@ -4,6 +4,7 @@
 //! native request is vetted as its XEP-0045 view would be.
 
 use super::*;
+use crate::jids::Bare;
 
 impl ServicesTask {
     /// `false` when the stanza was answered here; `true` to go on to the protocol layer.
@@ -71,7 +72,7 @@ impl ServicesTask {
             ));
             return false;
         }
-        if quota::is_create(stanza) && !self.admit_room(&from.to_bare()) {
+        if quota::is_create(stanza) && !self.admit_room(&from.bare()) {
             let reply = verona_pubsub_xmpp::over_limit(stanza, Limit::MaxNodesExceeded);
             done.push(Done::reply(from.clone(), Some(reply)));
             return false;
@@ -204,7 +205,7 @@ impl ServicesTask {
             // `[limits] max_rooms_per_session`.
             return Err(StanzaError::ResourceConstraint);
         }
-        let account = from.to_bare();
+        let account = from.bare();
         // What a classic join is checked for (XEP-0045 §7.2.9, §7.10), a native one is too.
         for (named, nick) in &nicks {
             let Some(node) = named.as_deref().or(node.as_deref()) else {
@@ -295,7 +296,7 @@ impl ServicesTask {
             return Err(StanzaError::NotAcceptable);
         };
         let room = room_address(&node, self.rooms_jid.domain()).ok_or(StanzaError::ItemNotFound)?;
-        let id = self.occupant_ids.of(&room, &from.to_bare());
+        let id = self.occupant_ids.of(&room, &from.bare());
         if role == Role::Visitor {
             return Err(StanzaError::Forbidden);
         }
