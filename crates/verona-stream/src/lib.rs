@@ -128,6 +128,11 @@ impl HeaderProbe {
     }
 }
 
+/// Largest stream header kept to give a new parser after an idle release (a real one is
+/// 150–300 bytes): a client's 256 KB header is not held for its connection's life, nor parsed
+/// again after each idle pause.
+const MAX_KEPT_HEADER: usize = 1024;
+
 /// Incremental parser for one XML stream (a new stream after STARTTLS or SASL
 /// needs a new parser).
 pub struct StreamParser {
@@ -219,7 +224,8 @@ impl StreamParser {
         if self.pos == self.input.len() {
             self.input = Vec::new();
             self.pos = 0;
-            if self.between_elements && matches!(self.phase, Phase::Open) {
+            if self.between_elements && matches!(self.phase, Phase::Open) && !self.header.is_empty()
+            {
                 self.xml = None;
                 // What rxml held is whitespace between elements, a keepalive: it is done.
                 self.parsed = self.consumed;
@@ -329,9 +335,13 @@ impl StreamParser {
                 }
                 if let Phase::BeforeHeader(probe) = &self.phase {
                     let header = self.open_stream(&ns, name.as_str(), &attrs, probe)?;
-                    // The header ends where this event does; rxml may have taken more.
+                    // The header ends where this event does; rxml may have taken more. A header
+                    // too large to keep for the stream's life is not kept, and the stream keeps
+                    // its parser instead.
                     let end = self.parsed.min(probe.bytes.len());
-                    self.header = probe.bytes[..end].into();
+                    if end <= MAX_KEPT_HEADER {
+                        self.header = probe.bytes[..end].into();
+                    }
                     self.phase = Phase::Open;
                     return Ok(Some(StreamEvent::Header(header)));
                 }

@@ -680,3 +680,27 @@ fn a_released_parser_resumes_after_any_header() {
         );
     }
 }
+
+/// A header too large to keep (here 4 KB of one attribute) is not kept: the stream keeps its
+/// parser when idle, and what follows is still read in the header's namespace.
+#[test]
+fn a_huge_header_is_not_kept_and_the_parser_stays() {
+    let header = format!(
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='{}'>",
+        "x".repeat(4096)
+    );
+    let mut parser = StreamParser::new("jabber:client", Limits::default());
+    let (events, error) = run(&mut parser, &[header.as_bytes(), b"<r/>"]);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(events.len(), 2, "{events:?}");
+    parser.release_idle();
+    let (events, error) = run(&mut parser, &[b"<presence/>"]);
+    assert!(error.is_none(), "{error:?}");
+    let presence = Element::builder("presence", "jabber:client").build();
+    assert_eq!(
+        events,
+        [Seen::Stanza(
+            String::from_utf8(element_bytes(&presence)).unwrap()
+        )]
+    );
+}
