@@ -326,15 +326,18 @@ impl ServicesTask {
         session: &FullJid,
         done: &[Done],
     ) {
-        let announced = |request: &verona_pubsub::AuthorizationRequest| {
-            done.iter()
-                .filter(|d| &d.origin == origin)
-                .flat_map(|d| &d.effects)
-                .any(|effect| {
-                    matches!(effect, Effect::AuthorizationRequest(made)
-                        if made.node == request.node && made.subid == request.subid)
-                })
-        };
+        // Looked up once: a batch can hold many effects, an owner many waiting requests.
+        let announced: HashSet<(&str, &str)> = done
+            .iter()
+            .filter(|d| &d.origin == origin)
+            .flat_map(|d| &d.effects)
+            .filter_map(|effect| match effect {
+                Effect::AuthorizationRequest(made) => {
+                    Some((made.node.as_str(), made.subid.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
         let owner = session.bare();
         let to = Jid::from(session.clone());
         let context = ServiceContext {
@@ -343,7 +346,9 @@ impl ServicesTask {
             resolver: &self.presence,
         };
         let pending = hosted.service.pending_for_owner(&owner);
-        let waiting = pending.into_iter().filter(|request| !announced(request));
+        let waiting = pending.into_iter().filter(|request| {
+            !announced.contains(&(request.node.as_str(), request.subid.as_str()))
+        });
         for request in waiting.take(PENDING_FORMS_AT_LOGIN) {
             let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
             let service = hosted.jid.bare();
