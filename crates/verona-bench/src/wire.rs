@@ -2,25 +2,26 @@
 //! `<presence/>` and as an XEP-0207 notification from the publisher's presence node, plain and
 //! through a warm zlib stream (XEP-0138).
 //!
-//! Verona's presence node does not exist yet, so both stanzas are built here with minidom the way
-//! `verona-pubsub-xmpp`'s renderer shapes notifications: the `<event/>` and the XEP-0033
-//! `replyto` serialized by minidom (an item carries `publisher` whenever `replyto` is sent), inside
-//! a hand-written envelope `<message xmlns='jabber:client' from=… to=… id=…>` whose id is
-//! `{per-process hex prefix}-{hex counter}`.
+//! The classic stanza is built with minidom as the server serializes it; the notification is
+//! made by `verona-pubsub-xmpp`'s renderer itself, so what is measured is what Verona sends.
+
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use flate2::{Compress, Compression, FlushCompress};
+use jid::Jid;
 use minidom::rxml::NcName;
 use minidom::{Element, ElementBuilder};
 use serde::Serialize;
+use verona_pubsub::{
+    Effect, Event, Item, ItemReply, NoRoster, Notification, NotificationType, Recipient,
+};
+use verona_pubsub_xmpp::{ServiceContext, ServiceKind, render};
 
 const NS_CLIENT: &str = "jabber:client";
-const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
-const NS_ADDRESS: &str = "http://jabber.org/protocol/address";
 
 /// Stanzas compressed before the measured one, so that the zlib window holds similar text.
 const WARM_UP: usize = 50;
-/// Stands in for the renderer's random per-process id prefix (a u64, in hex).
-const ID_PREFIX: u64 = 0x9b3c_5e71_a04d_28f6;
 
 const CONTACT: &str = "romeo@localhost/orchard";
 const STATUSES: [(&str, &str); 4] = [
@@ -61,36 +62,40 @@ impl Presence<'_> {
         )
     }
 
-    /// The notification of item `resource` of the account's `presence` node, with stanza id
-    /// number `counter`.
-    fn notification(&self, counter: u64) -> Vec<u8> {
-        let item = Element::builder("item", NS_EVENT)
-            .attr(ncname("id"), self.resource)
-            .attr(ncname("publisher"), self.full_jid())
-            .append(self.payload().build());
-        let event = Element::builder("event", NS_EVENT)
-            .append(
-                Element::builder("items", NS_EVENT)
-                    .attr(ncname("node"), "presence")
-                    .append(item),
-            )
-            .build();
-        let replyto = Element::builder("addresses", NS_ADDRESS)
-            .append(
-                Element::builder("address", NS_ADDRESS)
-                    .attr(ncname("type"), "replyto")
-                    .attr(ncname("jid"), self.full_jid()),
-            )
-            .build();
-        let mut stanza = format!(
-            "<message xmlns='jabber:client' from='{}' to='{CONTACT}' id='{ID_PREFIX:x}-{counter:x}'>",
-            self.account
-        )
-        .into_bytes();
-        stanza.extend(serialize(&event));
-        stanza.extend(serialize(&replyto));
-        stanza.extend_from_slice(b"</message>");
-        stanza
+    /// The notification of item `resource` of the account's `presence` node, as Verona's
+    /// renderer makes it for one contact: the payload as the server stores a published
+    /// presence (rebuilt and stamped with the publishing resource), the node's configuration
+    /// (`headline`, `itemreply` = publisher).
+    fn notification(&self) -> Vec<u8> {
+        let payload = self.payload().attr(ncname("from"), self.full_jid()).build();
+        let item = Item {
+            id: self.resource.to_owned(),
+            payload: Some(Arc::from(String::from(&payload))),
+            publisher: Jid::new(&self.full_jid()).expect("a full JID"),
+            published: SystemTime::now(),
+        };
+        let notification = Notification {
+            node: "presence".to_owned(),
+            event: Event::Items { items: vec![item] },
+            recipients: Arc::from([Recipient {
+                jid: Jid::new(CONTACT).expect("a full JID"),
+                subids: Vec::new(),
+                show_values: None,
+                include_body: false,
+            }]),
+            notification_type: NotificationType::Headline,
+            presence_based_delivery: true,
+            itemreply: ItemReply::Publisher,
+        };
+        let service = Jid::new(self.account).expect("a bare JID");
+        let context = ServiceContext {
+            jid: &service,
+            kind: ServiceKind::Pep,
+            resolver: &NoRoster,
+        };
+        let mut out = render(&context, &[Effect::Notify(notification)]);
+        assert_eq!(out.len(), 1, "one recipient, one stanza");
+        out.remove(0).stanza.to_vec()
     }
 }
 
@@ -144,7 +149,7 @@ pub fn measure() -> WireReport {
         })
         .collect();
     let classic = juliet.classic();
-    let notification = juliet.notification(WARM_UP as u64);
+    let notification = juliet.notification();
     WireReport {
         classic: Sizes {
             plain: classic.len(),
@@ -152,10 +157,7 @@ pub fn measure() -> WireReport {
         },
         notification: Sizes {
             plain: notification.len(),
-            zlib_warm: deflated_warm(
-                earlier.iter().zip(0..).map(|(p, n)| p.notification(n)),
-                &notification,
-            ),
+            zlib_warm: deflated_warm(earlier.iter().map(Presence::notification), &notification),
         },
         classic_stanza: String::from_utf8_lossy(&classic).into_owned(),
         notification_stanza: String::from_utf8_lossy(&notification).into_owned(),
@@ -196,9 +198,9 @@ impl WireReport {
              | classic `<presence/>` with show + status | {} B | {} B |\n\
              | XEP-0207 notification of the same presence | {} B | {} B |\n\
              | notification / classic | {:.2} | {:.2} |\n\n\
-             Both stanzas built with minidom in the shape Verona's pubsub renderer \
-             (`crates/verona-pubsub-xmpp/src/render.rs`) gives presence-node notifications, \
-             so no server is needed; zlib is flate2 (zlib-rs) at the default level, measured \
+             The notification is made by Verona's pubsub renderer \
+             (`crates/verona-pubsub-xmpp/src/render.rs`) for a presence-node item as the \
+             server stores it, the classic stanza by minidom as the server serializes it; zlib is flate2 (zlib-rs) at the default level, measured \
              as the sync-flushed bytes of this stanza after {WARM_UP} similar ones on the same \
              stream.\n\n\
              - classic: `{}`\n\
@@ -220,13 +222,18 @@ mod tests {
     use super::*;
     use flate2::{Decompress, FlushDecompress};
 
+    const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+    const NS_ADDRESS: &str = "http://jabber.org/protocol/address";
+
     #[test]
     fn stanzas_have_the_renderers_shape() {
         let report = measure();
         let notification: Element = report.notification_stanza.parse().unwrap();
         assert_eq!(notification.attr("from"), Some("juliet@localhost"));
         assert_eq!(notification.attr("to"), Some(CONTACT));
-        assert_eq!(notification.attr("id"), Some("9b3c5e71a04d28f6-32"));
+        let id = notification.attr("id").unwrap();
+        assert!(id.len() <= 12, "{id}");
+        assert_eq!(notification.attr("type"), Some("headline"));
         let item = notification
             .get_child("event", NS_EVENT)
             .and_then(|e| e.get_child("items", NS_EVENT))
@@ -234,7 +241,10 @@ mod tests {
             .and_then(|items| items.get_child("item", NS_EVENT))
             .unwrap();
         assert_eq!(item.attr("id"), Some("balcony"));
+        // The `replyto` names the publisher: the item does not again.
+        assert_eq!(item.attr("publisher"), None);
         let payload = item.get_child("presence", NS_CLIENT).unwrap();
+        assert_eq!(payload.attr("from"), Some("juliet@localhost/balcony"));
         assert_eq!(payload.get_child("show", NS_CLIENT).unwrap().text(), "away");
         let replyto = notification
             .get_child("addresses", NS_ADDRESS)

@@ -72,12 +72,19 @@ impl Notifications {
         // Rooms decide themselves what names the speaker.
         let carries_message = ctx.kind == ServiceKind::Pubsub && carries_message(notification);
         let with_publisher = notification.itemreply == ItemReply::Publisher || carries_message;
-        let mut shared = serialize(&event(notification, with_publisher));
-        if with_publisher
-            && let Event::Items { items } = &notification.event
-            && let Some(item) = items.first()
-        {
-            shared.extend(serialize(&replyto(&item.publisher)));
+        let replyto = match &notification.event {
+            Event::Items { items } if with_publisher => items.first().map(|item| &item.publisher),
+            _ => None,
+        };
+        // Items that are stanzas (XEP-0207 presence and messages) name their publisher once,
+        // in the `replyto`, as the seed's Ex. 4, 17 and 20 do: an item attribute saying it
+        // again is 30-odd bytes more in every notification (issue #15). Other payloads keep
+        // XEP-0060's attribute.
+        let named = replyto.filter(|_| carries_message || carries_stanza(notification));
+        let attribute = |item: &Item| with_publisher && named != Some(&item.publisher);
+        let mut shared = serialize(&event(notification, attribute));
+        if let Some(publisher) = replyto {
+            shared.extend(serialize(&replyto_address(publisher)));
         }
         // §12.18: SubID headers only where the content depends on the subscription.
         let per_subscription = matches!(
@@ -154,7 +161,7 @@ fn last_items(ctx: &ServiceContext, last: &LastItems, out: &mut Vec<Outgoing>) {
 }
 
 /// The `<event/>` of a notification.
-fn event(notification: &Notification, with_publisher: bool) -> Element {
+fn event(notification: &Notification, with_publisher: impl Fn(&Item) -> bool) -> Element {
     let node = notification.node.as_str();
     let child = match &notification.event {
         Event::Items { items } => builder("items", ns::PUBSUB_EVENT)
@@ -162,7 +169,7 @@ fn event(notification: &Notification, with_publisher: bool) -> Element {
             .append_all(
                 items
                     .iter()
-                    .map(|item| item_element(ns::PUBSUB_EVENT, item, with_publisher)),
+                    .map(|item| item_element(ns::PUBSUB_EVENT, item, with_publisher(item))),
             )
             .build(),
         Event::Retract { ids } => builder("items", ns::PUBSUB_EVENT)
@@ -217,23 +224,37 @@ pub(crate) fn item_element(namespace: &str, item: &Item, with_publisher: bool) -
         .build()
 }
 
-/// XEP-0033: replies go to the publisher.
 /// Whether a notification is of a message node (seed §6): its items are
 /// `<message xmlns='jabber:client'/>`s, which someone wrote to its subscribers.
 pub fn carries_message(notification: &Notification) -> bool {
-    matches!(&notification.event, Event::Items { items }
-        if items.first().and_then(|item| item.payload.as_deref()).is_some_and(is_message))
+    first_payload(notification).is_some_and(|payload| is_stanza(payload, &["message"]))
 }
 
-/// Whether a payload is a `<message xmlns='jabber:client'/>`.
-fn is_message(payload: &str) -> bool {
-    payload.starts_with("<message")
-        && payload
-            .parse::<Element>()
-            .is_ok_and(|el| el.is("message", ns::CLIENT))
+/// Whether a notification's items are `<message/>`s or `<presence/>`s of `jabber:client`.
+fn carries_stanza(notification: &Notification) -> bool {
+    first_payload(notification).is_some_and(|payload| is_stanza(payload, &["message", "presence"]))
 }
 
-fn replyto(publisher: &Jid) -> Element {
+fn first_payload(notification: &Notification) -> Option<&str> {
+    match &notification.event {
+        Event::Items { items } => items.first()?.payload.as_deref(),
+        _ => None,
+    }
+}
+
+/// Whether a payload is a `jabber:client` element named one of `names`.
+fn is_stanza(payload: &str, names: &[&str]) -> bool {
+    names.iter().any(|name| {
+        payload
+            .strip_prefix('<')
+            .is_some_and(|rest| rest.starts_with(name))
+    }) && payload
+        .parse::<Element>()
+        .is_ok_and(|el| el.ns() == ns::CLIENT && names.contains(&el.name()))
+}
+
+/// XEP-0033: replies go to the publisher.
+fn replyto_address(publisher: &Jid) -> Element {
     let address = builder("address", ns::ADDRESS)
         .with("type", "replyto")
         .with("jid", publisher.as_str())
@@ -315,11 +336,15 @@ struct Ids {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn prefix() -> u64 {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+/// 32 random bits: ids need only be unique within a stream, and a stream ends with its
+/// process; the prefix keeps apart the ids of stanzas kept across a restart (offline
+/// storage). Each byte of an id is in every notification (issue #15).
+fn prefix() -> u32 {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
     *PREFIX.get_or_init(|| {
         use std::hash::BuildHasher;
-        std::collections::hash_map::RandomState::new().hash_one(SystemTime::now())
+        // Truncation keeps 32 of the hash's random bits.
+        std::collections::hash_map::RandomState::new().hash_one(SystemTime::now()) as u32
     })
 }
 
@@ -331,8 +356,8 @@ impl Ids {
         }
     }
 
-    /// Two `u64` in hex and a dash.
-    const MAX_LEN: usize = 33;
+    /// A `u32` and a `u64` in hex and a dash.
+    const MAX_LEN: usize = 25;
 
     /// The next id, written into `buf`.
     fn next_into<'a>(&mut self, buf: &'a mut [u8; Self::MAX_LEN]) -> &'a [u8] {

@@ -120,7 +120,7 @@ fn several_subscriptions_get_subid_headers_on_items_and_retractions_only() {
 }
 
 #[test]
-fn itemreply_publisher_shows_the_publisher_and_a_replyto_address() {
+fn a_message_node_names_its_publisher_once_in_a_replyto() {
     let mut h = Harness::new();
     // A one-to-one conversation node (XEP-0207 §6): messages, replies to the publisher.
     h.create(
@@ -165,7 +165,7 @@ fn itemreply_publisher_shows_the_publisher_and_a_replyto_address() {
         "<message xmlns='jabber:client' from='pubsub.localhost' to='romeo@localhost' id='x'>
            <event xmlns='http://jabber.org/protocol/pubsub#event'>
              <items node='me_and_romeo'>
-               <item id='x' publisher='juliet@localhost/balcony'>
+               <item id='x'>
                  <message xmlns='jabber:client'>
                    <body>wherefore art thou?</body>
                  </message>
@@ -188,7 +188,8 @@ fn itemreply_publisher_shows_the_publisher_and_a_replyto_address() {
     item.set_attr(none, id_attr(), id.as_str());
     assert_xml(romeo, &String::from(&expected));
 
-    // Retrieval shows the publisher too (§7.1.2.3).
+    // The seed's Ex. 20 names the publisher in the `replyto` alone; retrieval, which has no
+    // `replyto`, shows it as XEP-0060 does (§7.1.2.3).
     let items = h.ask(
         ROMEO,
         "<iq type='get' id='items1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>

@@ -219,7 +219,8 @@ async fn native_and_classic_occupants_share_a_room() {
         .unwrap();
     assert_eq!(items.attr("node"), Some("characters"));
     let item = items.get_child("item", EVENT).unwrap();
-    assert_eq!(item.attr("publisher"), Some("juliet@localhost/balcony"));
+    // Ex. 17: the speaker is named in the `replyto` below, not again on the item.
+    assert_eq!(item.attr("publisher"), None);
     assert!(item.attr("id").is_some_and(|id| !id.is_empty()));
     let said = item.get_child("message", NS_CLIENT).unwrap();
     assert_eq!(body(said).as_deref(), Some("hi"));

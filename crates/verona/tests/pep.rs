@@ -317,6 +317,15 @@ async fn presence_is_a_pep_node() {
             .and_then(|a| a.get_child("address", "http://jabber.org/protocol/address"))
             .expect("XEP-0033 replyto");
         assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
+        // Said once, in the `replyto` and the presence itself (seed Ex. 4), not again as an
+        // item attribute.
+        assert_eq!(presence.attr("from"), Some("juliet@localhost/balcony"));
+        let item = message
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .and_then(|items| items.get_child("item", EVENT))
+            .unwrap();
+        assert_eq!(item.attr("publisher"), None, "{}", show(message));
     }
     assert_eq!(presence_item(&juliet.recv().await).0, "balcony");
 
