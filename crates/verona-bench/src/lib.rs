@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod commits;
+pub mod handshake;
 pub mod populate;
 pub mod scenarios;
 pub mod stats;

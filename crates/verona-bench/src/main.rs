@@ -1,6 +1,6 @@
 //! The `verona-bench` command. Each load run prints one JSON line on stdout and a readable table
 //! on stderr; the exit status is 1 if any client failed (or, in fanout, chat, presence and muc,
-//! a stanza was lost or duplicated), 2 if the run could not be done. `wire` and `summarize` print markdown on stdout.
+//! a stanza was lost or duplicated), 2 if the run could not be done. `wire`, `handshake` and `summarize` print markdown on stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,14 @@ enum Command {
     /// Bytes on the wire of one presence broadcast, classic and as an XEP-0207 notification
     /// (no server needed).
     Wire,
+    /// Server CPU per TLS handshake with Verona's TLS configuration, in memory (no server
+    /// needed).
+    Handshake {
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        #[arg(long, default_value_t = 1500)]
+        handshakes: usize,
+    },
     /// The side-by-side markdown table of the JSON reports in DIR, named SERVER.*.json.
     Summarize { dir: PathBuf },
     /// Writes a Verona account database (no server needed): --accounts accounts named by
@@ -306,6 +314,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Load(scenario) => scenario,
         Command::Wire => {
             print!("{}", verona_bench::wire::measure().table());
+            return Ok(true);
+        }
+        Command::Handshake { rounds, handshakes } => {
+            let rows = verona_bench::handshake::measure(rounds, handshakes)?;
+            print!(
+                "{}",
+                verona_bench::handshake::table(&rows, rounds, handshakes)
+            );
             return Ok(true);
         }
         Command::Summarize { dir } => {
