@@ -706,17 +706,20 @@ impl Router {
         native: impl FnOnce() -> Wire,
         made_classically: Option<bool>,
         reach: Reach,
-        classic: impl FnOnce() -> Option<Wire>,
+        classic: impl FnOnce() -> Option<Vec<Wire>>,
     ) -> usize {
         if self.remote(to).is_some() || self.is_component(to) {
             // Another server's user, or a component: it may not speak XEP-0207, and nothing
-            // tells us its capabilities, so it gets the classic stanza wherever there is one,
-            // unless its subscription was made natively (DESIGN §3).
-            let bytes = match made_classically {
-                Some(false) => Some(native()),
-                _ => classic().or_else(|| Some(native())),
+            // tells us its capabilities, so it gets the classic stanzas wherever there are
+            // some, unless its subscription was made natively (DESIGN §3).
+            let stanzas = match made_classically {
+                Some(false) => vec![native()],
+                _ => classic().unwrap_or_else(|| vec![native()]),
             };
-            return bytes.map_or(0, |bytes| self.deliver(to, bytes));
+            return stanzas
+                .into_iter()
+                .map(|stanza| self.deliver(to, stanza))
+                .sum();
         }
         // Under the registry's read lock, as `deliver` does: a fan-out clones no handle.
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
@@ -747,27 +750,35 @@ impl Router {
         let mut delivered = 0;
         while let Some(session) = targets.next() {
             let last = targets.peek().is_none();
-            let bytes = if session.wants_classic(made_classically) {
+            if session.wants_classic(made_classically) {
                 if let Some(render) = classic.take() {
                     classic_bytes = render();
                 }
-                if last {
+                let stanzas = if last {
                     classic_bytes.take()
                 } else {
                     classic_bytes.clone()
+                };
+                // Each stanza its own `Wire`: stream management counts them one by one.
+                let stanzas = stanzas.unwrap_or_default();
+                let any = !stanzas.is_empty();
+                let mut all = true;
+                for stanza in stanzas {
+                    all &= session.send(stanza);
                 }
+                delivered += usize::from(any && all);
             } else {
                 if let Some(render) = native.take() {
                     native_bytes = Some(render());
                 }
-                if last {
+                let bytes = if last {
                     native_bytes.take()
                 } else {
                     native_bytes.clone()
+                };
+                if let Some(bytes) = bytes {
+                    delivered += usize::from(session.send(bytes));
                 }
-            };
-            if let Some(bytes) = bytes {
-                delivered += usize::from(session.send(bytes));
             }
         }
         delivered
@@ -932,7 +943,7 @@ mod tests {
             || Wire::from(&b"<event/>"[..]),
             None,
             Reach::Connected,
-            || Some(Bytes::from_static(b"<presence/>").into()),
+            || Some(vec![Bytes::from_static(b"<presence/>").into()]),
         );
         assert_eq!(delivered, 2);
         assert_eq!(
@@ -981,7 +992,7 @@ mod tests {
                 || Wire::from(&b"<event/>"[..]),
                 None,
                 reach,
-                || Some(Bytes::from_static(b"<presence/>").into()),
+                || Some(vec![Bytes::from_static(b"<presence/>").into()]),
             );
             let got: Vec<bool> = ends.iter().map(|e| e.queue.try_recv().is_some()).collect();
             assert_eq!(got, expected, "{reach:?}");

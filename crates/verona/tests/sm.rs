@@ -261,3 +261,61 @@ async fn parked_sessions_count_against_the_account() {
         show(&refused)
     );
 }
+
+/// A classic session's first presence brings each available resource of a contact as its own
+/// `<presence/>`, and stream management counts each: acknowledging all of them is not "more
+/// than was sent" (the server had counted a contact's resources as one stanza and ended the
+/// stream of a client that acknowledged what it got; found with slixmpp).
+#[tokio::test]
+async fn a_contacts_resources_each_count_as_a_stanza() {
+    let server = server_with_resumption(60).await;
+    let mut balcony = server.login("juliet", "pw", "balcony").await;
+    let mut garden = server.login("juliet", "pw", "garden").await;
+    available(&mut balcony).await;
+    available(&mut garden).await;
+    // Each of Juliet's resources hears the other come online.
+    balcony.recv_from("juliet@localhost/garden").await;
+    let mut orchard = server.login("romeo", "pw", "orchard").await;
+    available(&mut orchard).await;
+    orchard
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    for juliet in [&mut balcony, &mut garden] {
+        let asked = recv_until(juliet, |el| el.attr("type") == Some("subscribe")).await;
+        assert_eq!(
+            asked.attr("from"),
+            Some("romeo@localhost"),
+            "{}",
+            show(&asked)
+        );
+    }
+    balcony
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@localhost'/>")
+        .await;
+    recv_until(&mut orchard, |el| {
+        el.attr("from") == Some("juliet@localhost/garden") && el.attr("type").is_none()
+    })
+    .await;
+
+    let mut tablet = server.login("romeo", "pw", "tablet").await;
+    enable(&mut tablet).await;
+    tablet.send("<presence xmlns='jabber:client'/>").await;
+    let got = tablet.recv_sorted(4).await;
+    assert_eq!(
+        senders(&got),
+        [
+            "juliet@localhost/balcony",
+            "juliet@localhost/garden",
+            "romeo@localhost/orchard",
+            "romeo@localhost/tablet"
+        ]
+    );
+    tablet.send("<a xmlns='urn:xmpp:sm:3' h='4'/>").await;
+    tablet.expect_nothing().await;
+    // And what the server counts is what was sent: one more stanza, one more in `h`.
+    ok(&tablet
+        .request("<iq xmlns='jabber:client' type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await);
+    tablet.send("<a xmlns='urn:xmpp:sm:3' h='5'/>").await;
+    tablet.expect_nothing().await;
+}

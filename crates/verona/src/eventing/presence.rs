@@ -178,39 +178,28 @@ impl ClassicStanzas {
         ClassicStanzas(prepared.collect())
     }
 
-    /// Its stanzas as sent to `to`.
-    pub fn to(&self, to: &Jid) -> Wire {
+    /// Its stanzas as sent to `to`, each its own [`Wire`]: stream management counts and
+    /// resends a `Wire` as one stanza.
+    pub fn to(&self, to: &Jid) -> Vec<Wire> {
         let value = escape(to.as_str().as_bytes());
-        let start = |bytes: &Bytes, at: usize, out: &mut Vec<u8>| {
-            out.extend_from_slice(&bytes[..at]);
-            out.extend_from_slice(b" to='");
-            out.extend_from_slice(&value);
-            out.push(b'\'');
-        };
-        match self.0.as_slice() {
-            [Prepared::Shared { bytes, at }] => {
-                let mut head = Vec::with_capacity(at + value.len() + 6);
-                start(bytes, *at, &mut head);
-                Wire::new(Bytes::from(head), bytes.slice(at..), Bytes::new())
-            }
-            stanzas => {
-                let mut out = Vec::new();
-                for stanza in stanzas {
-                    match stanza {
-                        Prepared::Shared { bytes, at } => {
-                            start(bytes, *at, &mut out);
-                            out.extend_from_slice(&bytes[*at..]);
-                        }
-                        Prepared::Addressed(stanza) => {
-                            let mut stanza = stanza.clone();
-                            set_attr(&mut stanza, "to", to.as_str());
-                            out.extend(verona_stream::element_bytes(&stanza));
-                        }
-                    }
+        self.0
+            .iter()
+            .map(|stanza| match stanza {
+                Prepared::Shared { bytes, at } => {
+                    let mut head = Vec::with_capacity(at + value.len() + 6);
+                    head.extend_from_slice(&bytes[..*at]);
+                    head.extend_from_slice(b" to='");
+                    head.extend_from_slice(&value);
+                    head.push(b'\'');
+                    Wire::new(Bytes::from(head), bytes.slice(at..), Bytes::new())
                 }
-                Wire::from(Bytes::from(out))
-            }
-        }
+                Prepared::Addressed(stanza) => {
+                    let mut stanza = stanza.clone();
+                    set_attr(&mut stanza, "to", to.as_str());
+                    Wire::from(verona_stream::element_bytes(&stanza))
+                }
+            })
+            .collect()
     }
 }
 
@@ -367,12 +356,21 @@ mod tests {
             .collect()
     }
 
-    fn parsed(wire: &Wire) -> Vec<Element> {
-        let text = String::from_utf8(wire.to_vec()).unwrap();
-        let wrapped: Element = format!("<w xmlns='jabber:client'>{text}</w>")
-            .parse()
-            .unwrap();
-        wrapped.children().cloned().collect()
+    /// Each wire parsed alone: each must hold exactly one stanza.
+    fn parsed(wires: &[Wire]) -> Vec<Element> {
+        wires
+            .iter()
+            .map(|wire| {
+                let text = String::from_utf8(wire.to_vec()).unwrap();
+                let wrapped: Element = format!("<w xmlns='jabber:client'>{text}</w>")
+                    .parse()
+                    .unwrap();
+                let mut children = wrapped.children().cloned();
+                let one = children.next().expect("a stanza");
+                assert!(children.next().is_none(), "one stanza per wire: {text}");
+                one
+            })
+            .collect()
     }
 
     #[test]
