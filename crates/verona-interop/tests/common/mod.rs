@@ -13,7 +13,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+};
 use sasl::common::{ChannelBinding, Credentials};
 use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
@@ -58,13 +60,25 @@ fn test_cert() -> &'static TestCert {
             .try_init();
         let _ = rustls::crypto::ring::default_provider().install_default();
 
+        // Names of their own: with rcgen's default name on both, OpenSSL (slixmpp's TLS)
+        // takes the leaf for a self-signed certificate and never looks for the CA.
         let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
+        ca_params.distinguished_name = DistinguishedName::new();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Verona test CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
             .expect("CA certificate");
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let leaf = CertificateParams::new(vec!["localhost".into(), "*.localhost".into()])
-            .expect("leaf params")
+        let mut leaf_params =
+            CertificateParams::new(vec!["localhost".into(), "*.localhost".into()])
+                .expect("leaf params");
+        leaf_params.distinguished_name = DistinguishedName::new();
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf = leaf_params
             .signed_by(&leaf_key, &ca)
             .expect("leaf certificate");
 
