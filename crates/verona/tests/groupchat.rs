@@ -671,6 +671,69 @@ async fn a_new_room_is_locked_until_its_owner_configures_it() {
     assert!(statuses(&present[0]).contains(&"201".to_owned()));
 }
 
+/// §10.1.3: a new room left by its owner before it was configured is gone, and whoever
+/// enters that address next makes a new room (it answered `item-not-found`, as if still
+/// locked; found with slixmpp, which does not configure the rooms it makes).
+#[tokio::test]
+async fn a_room_left_before_it_was_configured_can_be_made_again() {
+    // Rooms stay in memory, as they do on a server (the tests' default evicts them).
+    let t = TestServer::start_with(|config| config.limits.resident_services = 2_000).await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    // Leaving by presence: anyone may make the room again.
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send(&join("Romeo")).await;
+    let (present, _, _) = entered(&mut romeo).await;
+    assert_eq!(statuses(&present[0]), ["100", "110", "201"]);
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/Romeo'/>"
+        ))
+        .await;
+    let gone = romeo.recv().await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    // Leaving by ending an available session: the same account, from another session, makes
+    // it again. Capabilities in every presence, as clients send them.
+    let (_, c) = caps(&["http://jabber.org/protocol/muc"]);
+    let join_with_caps = format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Nurse'><x xmlns='{MUC}'>\
+           <history maxstanzas='0'/></x>{c}</presence>"
+    );
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    nurse
+        .presence_with_caps("", &["http://jabber.org/protocol/muc"], true)
+        .await;
+    nurse.recv().await;
+    nurse.send(&join_with_caps).await;
+    let (present, _, _) = entered(&mut nurse).await;
+    assert_eq!(statuses(&present[0]), ["100", "110", "201"]);
+    nurse.send("</stream:stream>").await;
+    nurse.expect_closed().await;
+    let mut again = t.login("nurse", "pw", "garden").await;
+    // The join right behind the first presence, as clients send them: the join may be
+    // answered first.
+    again
+        .send(&format!("<presence xmlns='jabber:client'>{c}</presence>"))
+        .await;
+    again.send(&join_with_caps).await;
+    let own = again.recv().await;
+    assert_eq!(stanza_error(&own), None, "{}", show(&own));
+    let mut got = vec![own];
+    while !got
+        .last()
+        .is_some_and(|el| el.has_child("subject", NS_CLIENT))
+    {
+        got.push(again.recv().await);
+    }
+    let entered: Vec<&Element> = got
+        .iter()
+        .filter(|el| el.attr("from") == Some(&format!("{ROOM}/Nurse")[..]))
+        .collect();
+    assert_eq!(entered.len(), 1, "{got:?}");
+    assert_eq!(statuses(entered[0]), ["100", "110", "201"]);
+}
+
 /// XEP-0045 §10 and §8–9: the owner accepts the instant room, reads and submits the
 /// configuration form; a non-owner may not; a kick (307) and a ban (301) are announced, and a
 /// banned account cannot come back; members-only keeps strangers out.

@@ -521,6 +521,11 @@ impl ServicesTask {
         let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };
+        if creating {
+            // A room closed before anyone configured it (its last occupant left) may stay in
+            // memory a while; what is made at its address now is a new room, not locked yet.
+            hosted.locked = false;
+        }
         let service = &mut hosted.service;
         // §7.10: a registered nick is its account's, to enter with or change to.
         let reserved = service
