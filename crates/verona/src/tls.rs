@@ -97,11 +97,19 @@ fn preferred_suites() -> Vec<rustls::SupportedCipherSuite> {
 /// A self-signed certificate for the domain and its subdomains (pubsub., chat.).
 fn generate_self_signed(domain: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
     let names = vec![domain.to_owned(), format!("*.{domain}")];
-    let certified = rcgen::generate_simple_self_signed(names).context("generating certificate")?;
+    let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
+    // The domain as the subject, which clients show when asked to accept the certificate
+    // (rcgen's default says "rcgen self signed cert").
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, domain);
+    let key = rcgen::KeyPair::generate().context("generating a key")?;
+    let cert = params.self_signed(&key).context("generating certificate")?;
     let dir = cert_path.parent().expect("generated paths have a parent");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert_path, certified.cert.pem())
+    write_private(key_path, key.serialize_pem().as_bytes())?;
+    std::fs::write(cert_path, cert.pem())
         .with_context(|| format!("writing {}", cert_path.display()))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for {domain}");
     Ok(())
@@ -137,6 +145,14 @@ mod tests {
         assert_eq!(first.cert_path, second.cert_path);
         assert_eq!(pem, std::fs::read(&second.cert_path).unwrap());
         assert_eq!(first.direct.alpn_protocols, vec![b"xmpp-client".to_vec()]);
+        // The subject's common name (OID 2.5.4.3, a UTF8String) is the domain.
+        let common_name = [&[0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 9][..], b"localhost"].concat();
+        assert!(
+            first.chain[0]
+                .windows(common_name.len())
+                .any(|window| window == common_name),
+            "CN=localhost"
+        );
         assert!(first.starttls.alpn_protocols.is_empty());
         #[cfg(unix)]
         {
