@@ -716,10 +716,13 @@ impl Router {
                 Some(false) => vec![native()],
                 _ => classic().unwrap_or_else(|| vec![native()]),
             };
-            return stanzas
-                .into_iter()
-                .map(|stanza| self.deliver(to, stanza))
-                .sum();
+            // One destination: delivered if every stanza went.
+            let any = !stanzas.is_empty();
+            let mut all = true;
+            for stanza in stanzas {
+                all &= self.deliver(to, stanza) > 0;
+            }
+            return usize::from(any && all);
         }
         // Under the registry's read lock, as `deliver` does: a fan-out clones no handle.
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
