@@ -142,7 +142,11 @@ async def main():
     # Offline storage (XEP-0160), in order, with delays.
     juliet.send_message(mto="nurse@localhost", mbody="offline 1", mtype="chat")
     juliet.send_message(mto="nurse@localhost", mbody="offline 2", mtype="chat")
-    await asyncio.sleep(0.5)
+    # Both are stored once Juliet's archive has them: only then does the Nurse log in.
+    for _ in range(STEP * 10):
+        if await archive(juliet, with_jid=slixmpp.JID("nurse@localhost")) == ["offline 1", "offline 2"]:
+            break
+        await asyncio.sleep(0.1)
     nurse = await online("nurse@localhost/chamber")
     first, second = await take(nurse.chats), await take(nurse.chats)
     check("offline: both, in order, delayed",
@@ -178,11 +182,17 @@ async def main():
     # PEP (XEP-0163): a mood reaches a contact whose capabilities ask for it.
     romeo.plugin["xep_0163"].add_interest("http://jabber.org/protocol/mood")
     await romeo.plugin["xep_0115"].update_caps()
-    await asyncio.sleep(1)
-    await juliet.plugin["xep_0107"].publish_mood("happy", "in love")
-    mood = await take(romeo.moods)
+    # The server learns the new capabilities by asking Romeo's client: until it has, a mood
+    # is not for Romeo. Publish again until one arrives.
+    mood = None
+    for _ in range(STEP):
+        await juliet.plugin["xep_0107"].publish_mood("happy", "in love")
+        mood = await nothing(romeo.moods)
+        if mood is not None:
+            break
     check("pep: a mood notification",
-          mood["pubsub_event"]["items"]["item"]["mood"]["value"] == "happy", str(mood))
+          mood is not None and mood["pubsub_event"]["items"]["item"]["mood"]["value"] == "happy",
+          str(mood))
 
     # Blocking (XEP-0191).
     await romeo.plugin["xep_0191"].block(["juliet@localhost"])
