@@ -132,13 +132,18 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// The default configuration with its data (and so its generated certificate) in `dir`.
+    fn in_dir(dir: &tempfile::TempDir) -> Config {
+        Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        }
+    }
+
     #[test]
     fn generated_once_then_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
+        let config = in_dir(&dir);
         let first = load(&config).unwrap();
         let pem = std::fs::read(&first.cert_path).unwrap();
         let second = load(&config).unwrap();
@@ -202,10 +207,7 @@ mod tests {
         use rustls::CipherSuite;
         use rustls::crypto::ring::cipher_suite::*;
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
+        let config = in_dir(&dir);
         let configs = load(&config).unwrap();
         // rustls' own client order, as most clients: AES-256 first.
         let default = rustls::crypto::ring::default_provider().cipher_suites;
@@ -223,10 +225,7 @@ mod tests {
     #[test]
     fn missing_configured_files_are_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
+        let mut config = in_dir(&dir);
         config.tls.cert = Some(dir.path().join("none.pem"));
         config.tls.key = Some(dir.path().join("none.key"));
         let err = load(&config).err().unwrap().to_string();
