@@ -53,6 +53,16 @@ fn chat(to: &str, id: &str, body: &str) -> String {
 }
 
 /// The next message, skipping presence.
+/// A party's native publish to the pair's conversation (seed Ex. 19).
+fn native_publish(id: &str, body: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='{id}'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='{CONVERSATION}'><item>\
+             <message xmlns='jabber:client'><body>{body}</body></message>\
+           </item></publish></pubsub></iq>"
+    )
+}
+
 async fn next_message(client: &mut Client) -> Element {
     loop {
         let el = client.recv().await;
@@ -803,6 +813,12 @@ async fn kept_messages_are_limited_per_account() {
         stanza_error(&refused).as_deref(),
         Some("resource-constraint")
     );
+    // A native publish keeps its message too, so it counts alike.
+    let refused = juliet.request(&native_publish("n1", "natively")).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint")
+    );
     // A chat state is not kept, so not counted.
     juliet
         .send("<message xmlns='jabber:client' to='romeo@localhost/orchard' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
@@ -830,6 +846,39 @@ async fn kept_messages_are_limited_per_account() {
     let bodies = archived_bodies(&results);
     assert_eq!(bodies, ["line 0", "line 1", "line 2", "reply"]);
     romeo.expect_nothing().await;
+}
+
+/// XEP-0191 holds for native publishes as for classic messages (issue #11): a blocked
+/// party's publish to the conversation is refused as a message would be, the blocker's own is
+/// refused with `<blocked/>`, and nothing reaches either side or the archive.
+#[tokio::test]
+async fn a_block_holds_for_native_publishes_too() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    juliet
+        .send(&chat("romeo@localhost/orchard", "m0", "before"))
+        .await;
+    assert_eq!(body(&next_message(&mut romeo).await), "before");
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='b1'>\
+               <block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>",
+        )
+        .await);
+    let refused = romeo.request(&native_publish("p1", "blocked")).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("service-unavailable")
+    );
+    let refused = juliet.request(&native_publish("p2", "blocker")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    let error = refused.get_child("error", CLIENT).unwrap();
+    assert!(error.has_child("blocked", "urn:xmpp:blocking:errors"));
+    juliet.expect_nothing().await;
+    romeo.expect_nothing().await;
+    let (results, _) = archive_page(&mut juliet, "", "").await;
+    assert_eq!(archived_bodies(&results), ["before"]);
 }
 
 /// XEP-0313 §6.1: the archive's metadata names its first and last messages, by archive id;

@@ -220,7 +220,19 @@ impl Connection {
                     pubsub.keep_on_roster(me.bare(), contact).await;
                 }
             }
-            Route::PubsubDomain => pubsub.submit(me, el).await,
+            Route::PubsubDomain => {
+                if let Some(other) = published_conversation(&el, &me.bare()) {
+                    if self.blocked(&el, &me.bare(), &other) {
+                        return Ok(());
+                    }
+                    if !self.may_publish_kept(&pubsub, &me, &el) {
+                        let why = Some("too many messages: wait");
+                        self.answer(&el, StanzaError::ResourceConstraint, why);
+                        return Ok(());
+                    }
+                }
+                pubsub.submit(me, el).await;
+            }
             Route::RoomsService => pubsub.submit_rooms(me, el).await,
             Route::Room if !self.may_invite(&pubsub, &me, &el) => {
                 let why = Some("too many messages kept: wait");
@@ -384,6 +396,16 @@ impl Connection {
         (0..invitees).all(|_| pubsub.may_keep(&me.bare()))
     }
 
+    /// A native publish to a conversation (seed Ex. 19) keeps each of its messages, as a
+    /// classic message does: each counts against `[limits] kept_messages_per_minute`.
+    fn may_publish_kept(&self, pubsub: &PubsubHandle, me: &FullJid, el: &Element) -> bool {
+        let items = el
+            .get_child("pubsub", crate::xml::ns::PUBSUB)
+            .and_then(|p| p.get_child("publish", crate::xml::ns::PUBSUB))
+            .map_or(0, |publish| publish.children().count());
+        (0..items).all(|_| pubsub.may_keep(&me.bare()))
+    }
+
     /// A message of a conversation, to its pair's node, unless its sender has had as many
     /// messages kept as it may for now (`[limits] kept_messages_per_minute`).
     async fn converse(&mut self, pubsub: &PubsubHandle, me: FullJid, to: Jid, el: Element) {
@@ -399,6 +421,23 @@ impl Connection {
         if let Some(reply) = error_reply(el, error, text) {
             self.send(&reply);
         }
+    }
+}
+
+/// The other party of the conversation node a native publish is to, when it is one that
+/// `me` is a party of (any other is refused by the service).
+fn published_conversation(el: &Element, me: &BareJid) -> Option<BareJid> {
+    let node = el
+        .get_child("pubsub", crate::xml::ns::PUBSUB)?
+        .get_child("publish", crate::xml::ns::PUBSUB)?
+        .attr("node")?;
+    let (low, high) = chat::parties(node)?;
+    if *me == low {
+        Some(high)
+    } else if *me == high {
+        Some(low)
+    } else {
+        None
     }
 }
 

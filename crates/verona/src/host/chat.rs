@@ -59,7 +59,7 @@ impl ServicesTask {
     /// A `chat` or `normal` message from `from` to another local account (or its own).
     pub(super) fn chat(&mut self, from: FullJid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
         let node = chat::node(&from.bare(), &to.bare());
-        let message = chat::vetted(&stanza, &from, &to);
+        let message = chat::vetted(stanza, &from, &to);
         let origin = Origin::Conversation(node.clone());
         if !chat::is_kept(&message) {
             let passing = Passing { from, to, message };
@@ -69,7 +69,7 @@ impl ServicesTask {
         if let Err(refused) = self.ensure_conversation(&node, &from.bare(), done) {
             done.push(Done::reply(
                 from,
-                error_reply(&stanza, refused.error(), None),
+                error_reply(&message, refused.error(), None),
             ));
             return;
         }
@@ -92,7 +92,7 @@ impl ServicesTask {
             Err(e) => {
                 tracing::debug!(%from, %to, "keeping a message: {e}");
                 let reply =
-                    error_reply(&stanza, StanzaError::PolicyViolation, Some(&e.to_string()));
+                    error_reply(&message, StanzaError::PolicyViolation, Some(&e.to_string()));
                 done.push(Done::reply(from, reply));
             }
         }
@@ -198,6 +198,15 @@ impl ServicesTask {
         if me != low && me != high {
             return Err(StanzaError::Forbidden);
         }
+        // XEP-0191 holds for a native publish as for a classic message: the blocked party
+        // hears nothing of the blocker, and the blocker is told it blocked the other.
+        let other_party = if me == low { &high } else { &low };
+        if self.router.blocks(&me, other_party) {
+            return Err(StanzaError::Blocked);
+        }
+        if self.router.blocks(other_party, &me) {
+            return Err(StanzaError::ServiceUnavailable);
+        }
         // The server makes conversations, and nobody reconfigures, purges or deletes one,
         // takes back what was said (the archive keeps it), or leaves one: a party's
         // subscription is how the account's archive and its deletion find the conversation.
@@ -218,11 +227,11 @@ impl ServicesTask {
         };
         let other = Jid::from(if me == low { high } else { low });
         for item in publish.children_mut() {
-            let mut messages = item.children().filter(|c| c.is("message", ns::CLIENT));
-            let (Some(message), None) = (messages.next(), messages.next()) else {
+            let children: Vec<Element> = item.take_contents_as_children().collect();
+            let Ok([message]) = <[Element; 1]>::try_from(children) else {
                 return Err(StanzaError::InvalidPayload);
             };
-            if item.children().count() != 1 {
+            if !message.is("message", ns::CLIENT) {
                 return Err(StanzaError::InvalidPayload);
             }
             let vetted = chat::vetted(message, from, &other);
