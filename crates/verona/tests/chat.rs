@@ -725,6 +725,50 @@ async fn negative_priority_resources_take_no_bare_jid_messages() {
     shy.expect_nothing().await;
 }
 
+/// RFC 6121 §8.5.2 for messages that are not a conversation's, to a bare JID: a headline
+/// reaches the available resources with a non-negative priority only, a groupchat message is
+/// delivered nowhere and bounces with `service-unavailable`; §8.5.3.2.1: a headline to a
+/// resource that is not there is dropped.
+#[tokio::test]
+async fn headlines_and_groupchat_to_a_bare_jid_follow_rfc_6121() {
+    let server = server().await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut open = online(&server, "juliet", "open").await;
+    let mut shy = server.login("juliet", "pw", "shy").await;
+    shy.send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
+        .await;
+    recv_until(&mut shy, |el| {
+        el.attr("from") == Some("juliet@localhost/shy")
+    })
+    .await;
+    let mut silent = server.login("juliet", "pw", "silent").await;
+    // The shy resource's arrival reaches the open one (RFC 6121 §4.2.2).
+    let arrival = open.recv().await;
+    assert_eq!(arrival.attr("from"), Some("juliet@localhost/shy"));
+    romeo
+        .send("<message xmlns='jabber:client' to='juliet@localhost' type='headline' id='h1'><body>news</body></message>")
+        .await;
+    let got = next_message(&mut open).await;
+    assert_eq!(got.attr("id"), Some("h1"));
+    assert_eq!(got.attr("type"), Some("headline"));
+    romeo
+        .send("<message xmlns='jabber:client' to='juliet@localhost' type='groupchat' id='g1'><body>stray</body></message>")
+        .await;
+    let bounced = romeo.recv().await;
+    assert_eq!(bounced.attr("id"), Some("g1"));
+    assert_eq!(
+        stanza_error(&bounced).as_deref(),
+        Some("service-unavailable")
+    );
+    romeo
+        .send("<message xmlns='jabber:client' to='juliet@localhost/gone' type='headline' id='h2'><body>late</body></message>")
+        .await;
+    for juliet in [&mut open, &mut shy, &mut silent] {
+        juliet.expect_nothing().await;
+    }
+    romeo.expect_nothing().await;
+}
+
 /// `verona user del` on a stopped server deletes the account's conversations too, as an
 /// in-band removal does: whoever takes the name next reads none of them.
 #[tokio::test]

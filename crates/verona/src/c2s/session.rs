@@ -300,13 +300,13 @@ impl Connection {
     }
 
     /// A stanza for one session; RFC 6121 §8.5.3.2.1: a message for an unavailable resource
-    /// goes to the account.
+    /// goes to the account, but a headline for one is dropped.
     fn deliver_to_session(&mut self, el: &Element, to: &FullJid) {
         if let Some(handle) = self.shared.router.session(to) {
             if !handle.offer(Bytes::from(verona_stream::element_bytes(el))) {
                 self.answer(el, StanzaError::ResourceConstraint, None);
             }
-        } else if el.name() == "message" {
+        } else if el.name() == "message" && el.attr("type") != Some("headline") {
             self.deliver_to_account(el, &to.bare());
         } else if el.name() == "iq" {
             self.answer(el, StanzaError::ServiceUnavailable, None);
@@ -362,10 +362,20 @@ impl Connection {
         }
     }
 
-    /// A message to a bare JID: every bound resource gets it (presence-based selection comes
-    /// with the presence node); with none, the sender learns it was not delivered.
+    /// A message that is not a conversation's to a bare JID (RFC 6121 §8.5.2): a headline
+    /// goes to the available resources with a non-negative priority, or nowhere; a groupchat
+    /// message is not delivered (`service-unavailable`), an error is dropped.
     fn deliver_to_account(&mut self, el: &Element, bare: &BareJid) {
-        let sessions = self.shared.router.sessions_of(bare);
+        match el.attr("type") {
+            Some("groupchat") => {
+                return self.answer(el, StanzaError::ServiceUnavailable, None);
+            }
+            Some("error") => return,
+            _ => {}
+        }
+        let sessions: Vec<_> = (self.shared.router.sessions_of(bare).into_iter())
+            .filter(|handle| handle.is_available() && handle.priority() >= 0)
+            .collect();
         if sessions.is_empty() {
             if el.attr("type") != Some("headline") {
                 self.answer(

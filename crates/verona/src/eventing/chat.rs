@@ -104,6 +104,7 @@ fn server_written(child: &Element) -> bool {
     [
         ("stanza-id", crate::eventing::archive::SID),
         ("delay", ns::DELAY),
+        ("x", "jabber:x:delay"),
         ("addresses", ns::ADDRESS),
         ("sent", CARBONS),
         ("received", CARBONS),
@@ -123,8 +124,17 @@ fn server_written(child: &Element) -> bool {
 /// add (pubsub events, delays, extended addresses, a remote room's own ids) passes.
 pub fn strip_forged(message: &mut Element, sender: &Jid, domain: &str) {
     let sender = sender.bare();
+    // Compared as the JIDs they are (RFC 7622: case, and a domain's final dot, do not make
+    // another address); one that is no JID is no sender's own either.
     let ours = |by: &str| {
-        let by_domain = by.rsplit_once('@').map_or(by, |(_, d)| d);
+        let Ok(by) = BareJid::new(by) else {
+            return true;
+        };
+        let by_domain = by.domain().as_str().trim_end_matches('.');
+        let by = by.node().map_or_else(
+            || by_domain.to_owned(),
+            |node| format!("{node}@{by_domain}"),
+        );
         by != sender.as_str()
             && (by_domain == domain
                 || by_domain
@@ -288,6 +298,33 @@ mod tests {
     /// The spliced rendering is byte for byte the element's: with children, without, with
     /// escaped text and attributes, a language and children of other namespaces.
     #[test]
+    fn forged_archive_ids_are_known_however_the_jid_is_spelt() {
+        let sender = Jid::new("juliet@localhost/balcony").unwrap();
+        for (by, stripped) in [
+            (Some("romeo@localhost"), true),
+            (Some("ROMEO@LocalHost"), true),
+            (Some("romeo@localhost."), true),
+            (Some("localhost"), true),
+            (Some("chat.localhost"), true),
+            (Some("not@a@jid"), true),
+            (None, true),
+            (Some("juliet@localhost"), false),
+            (Some("JULIET@localhost."), false),
+            (Some("room@chat.montague.lit"), false),
+        ] {
+            let by = by.map_or_else(String::new, |by| format!(" by='{by}'"));
+            let mut message = el(&format!(
+                "<message xmlns='jabber:client'><body>hi</body>\
+                 <stanza-id xmlns='urn:xmpp:sid:0' id='x'{by}/></message>"
+            ));
+            strip_forged(&mut message, &sender, "localhost");
+            let kept = message.has_child("stanza-id", "urn:xmpp:sid:0");
+            assert_eq!(kept, !stripped, "{by}");
+            assert!(message.has_child("body", ns::CLIENT));
+        }
+    }
+
+    #[test]
     fn a_stored_message_delivered_is_the_message_with_its_stanza_id() {
         let party = bare("juliet@localhost");
         for xml in [
@@ -383,6 +420,7 @@ mod tests {
             <body>hi</body>\
             <stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='romeo@localhost'/>\
             <delay xmlns='urn:xmpp:delay' stamp='2000-01-01T00:00:00Z'/>\
+            <x xmlns='jabber:x:delay' stamp='20000101T00:00:00'/>\
             <sent xmlns='urn:xmpp:carbons:2'/>\
             <active xmlns='http://jabber.org/protocol/chatstates'/>\
             <error type='cancel'/>\
