@@ -241,6 +241,12 @@ pub enum ConfigField {
     },
 }
 
+/// The longest title a node may have, in bytes: titles are what lists of nodes and rooms
+/// show, so they bound what one short request can make the service send.
+pub const MAX_TITLE_BYTES: usize = 256;
+/// The longest description or payload type, in bytes.
+pub const MAX_TEXT_BYTES: usize = 2048;
+
 impl ConfigField {
     /// Parses a form field. Unknown `var`s become [`ConfigField::Extra`] (the service decides
     /// whether it knows them); malformed values give [`PubsubError::InvalidField`].
@@ -252,6 +258,12 @@ impl ConfigField {
             [] => Ok(""),
             [one] => Ok(one.as_str()),
             _ => Err(invalid()),
+        };
+        let text = |text: &str, max: usize| {
+            if text.len() > max {
+                return Err(invalid());
+            }
+            Ok(text.to_owned())
         };
         let boolean = || match single()? {
             "1" | "true" => Ok(true),
@@ -299,9 +311,9 @@ impl ConfigField {
             "pubsub#item_expire" => {
                 ConfigField::ItemExpire(limit(single()?).map_err(|_| invalid())?)
             }
-            "pubsub#title" => ConfigField::Title(single()?.to_owned()),
-            "pubsub#description" => ConfigField::Description(single()?.to_owned()),
-            "pubsub#type" => ConfigField::PayloadType(single()?.to_owned()),
+            "pubsub#title" => ConfigField::Title(text(single()?, MAX_TITLE_BYTES)?),
+            "pubsub#description" => ConfigField::Description(text(single()?, MAX_TEXT_BYTES)?),
+            "pubsub#type" => ConfigField::PayloadType(text(single()?, MAX_TEXT_BYTES)?),
             "pubsub#roster_groups_allowed" => ConfigField::RosterGroupsAllowed(values.to_vec()),
             "pubsub#subscribe" => ConfigField::Subscribe(boolean()?),
             "pubsub#max_payload_size" => {

@@ -81,9 +81,9 @@ mod vecmap;
 
 pub use access::{AccessResolver, Action, Affiliation, NoRoster};
 pub use config::{
-    AccessModel, ConfigField, CreatePolicy, ItemReply, Limits, MaxItems, NodeConfig,
-    NotificationType, PublishModel, SendLastPublishedItem, ServiceConfig, SubscriptionOptionField,
-    SubscriptionOptionsPolicy,
+    AccessModel, ConfigField, CreatePolicy, ItemReply, Limits, MAX_TEXT_BYTES, MAX_TITLE_BYTES,
+    MaxItems, NodeConfig, NotificationType, PublishModel, SendLastPublishedItem, ServiceConfig,
+    SubscriptionOptionField, SubscriptionOptionsPolicy,
 };
 pub use effects::{
     AuthorizationRequest, Effect, Event, LastItems, Notification, Outcome, Recipient, StoreOp,

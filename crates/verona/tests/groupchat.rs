@@ -2800,7 +2800,10 @@ async fn a_session_enters_a_bounded_number_of_rooms() {
     let native = romeo
         .request(&format!(
             "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='n'><pubsub xmlns='{PUBSUB}'>\
-               <subscribe node='orchard' jid='romeo@localhost/mobile'/></pubsub></iq>"
+               <subscribe node='orchard' jid='romeo@localhost/mobile'/>\
+               <options node='orchard' jid='romeo@localhost/mobile'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field>\
+                 <field var='roomnick'><value>Romeo</value></field></x></options></pubsub></iq>"
         ))
         .await;
     assert_eq!(

@@ -368,6 +368,131 @@ async fn native_room_requests_are_checked_as_classic_ones() {
     );
 }
 
+/// Being in a room natively is the session's own subscription, under one nick, seen by the
+/// others both ways (third review, issue #11): a subscription for another resource (which no
+/// session would end), one without a nick (a listener nobody sees) and a second one (a second
+/// occupant) are refused; a nick spaced to pass for another is refused natively and
+/// classically; leaving by unsubscribing is announced as leaving by presence is.
+#[tokio::test]
+async fn a_native_occupant_is_its_session_under_one_nick() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "tybalt", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    enter(&mut romeo, "romeo", None).await;
+    let me = "tybalt@localhost/street";
+    let nickless = format!(
+        "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='sub'>\
+           <pubsub xmlns='{PUBSUB}'><subscribe node='characters' jid='{me}'/></pubsub></iq>"
+    );
+    let cases = [
+        (
+            subscribe_with_nick("tybalt@localhost/ghost", "ghost"),
+            "bad-request",
+        ),
+        (
+            subscribe_with_nick("tybalt@localhost", "ghost"),
+            "bad-request",
+        ),
+        (nickless, "jid-malformed"),
+        (subscribe_with_nick(me, "romeo "), "jid-malformed"),
+        (subscribe_with_nick(me, " romeo"), "jid-malformed"),
+        (subscribe_with_nick(me, "ro  meo"), "jid-malformed"),
+    ];
+    for (request, condition) in &cases {
+        let reply = tybalt.request(request).await;
+        assert_eq!(
+            stanza_error(&reply).as_deref(),
+            Some(*condition),
+            "{request}: {}",
+            show(&reply)
+        );
+    }
+    romeo.expect_nothing().await;
+    // A room's name is what the public list shows: it is bounded (256 bytes).
+    let long = "n".repeat(257);
+    let reply = romeo
+        .request(&owner_form(&field("muc#roomconfig_roomname", &long)))
+        .await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("not-acceptable"));
+    ok(&romeo
+        .request(&owner_form(&field("muc#roomconfig_roomname", &long[1..])))
+        .await);
+    ok(&tybalt.request(&subscribe_with_nick(me, "Tybalt")).await);
+    let arrived = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(
+        arrived.attr("from"),
+        Some("characters@chat.localhost/Tybalt")
+    );
+    let reply = tybalt.request(&subscribe_with_nick(me, "Cat")).await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("not-allowed"));
+    // Classically, a nick spaced like another's is refused too.
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/romeo '><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let refused = nurse.recv().await;
+    assert_eq!(refused.attr("type"), Some("error"), "{}", show(&refused));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("jid-malformed"));
+    romeo.expect_nothing().await;
+    let unsubscribe = format!(
+        "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='unsub'>\
+           <pubsub xmlns='{PUBSUB}'><unsubscribe node='characters' jid='{me}'/></pubsub></iq>"
+    );
+    ok(&tybalt.request(&unsubscribe).await);
+    let left = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(left.attr("from"), Some("characters@chat.localhost/Tybalt"));
+    assert_eq!(left.attr("type"), Some("unavailable"));
+    romeo.expect_nothing().await;
+}
+
+/// Approving a voice request (XEP-0045 §8.6) gives a visitor voice and does nothing else: a
+/// moderator cannot use the form to take an owner's moderator role (third review, issue #11).
+#[tokio::test]
+async fn a_voice_approval_changes_only_a_visitors_role() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "tybalt", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    enter(&mut romeo, "romeo", None).await;
+    enter(&mut tybalt, "tybalt", None).await;
+    enter(&mut nurse, "nurse", None).await;
+    let admin = |id: &str, item: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'>\
+               <query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"
+        )
+    };
+    ok(&romeo
+        .request(&admin("m", "<item nick='tybalt' role='moderator'/>"))
+        .await);
+    tybalt
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>{}{}{}{}</x></message>",
+            field("FORM_TYPE", "http://jabber.org/protocol/muc#request"),
+            field("muc#role", "participant"),
+            field("muc#roomnick", "romeo"),
+            field("muc#request_allow", "true"),
+        ))
+        .await;
+    // The room has handled the form once it answers Tybalt's next request to it.
+    let info = format!(
+        "<iq xmlns='jabber:client' type='get' id='i' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    );
+    ok(&tybalt.request(&info).await);
+    // Romeo is still a moderator: he can kick.
+    ok(&romeo
+        .request(&admin("k", "<item nick='nurse' role='none'/>"))
+        .await);
+}
+
 /// A headline, a groupchat or an error message one account sends another arrives without
 /// what would pass for the server's word (a `stanza-id` by the recipient would pass for its
 /// archive's, carbons and archive results come only from one's own account); what any sender

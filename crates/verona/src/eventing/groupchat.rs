@@ -180,6 +180,12 @@ pub fn registered_nick<'a>(config: &'a NodeConfig, jid: &BareJid) -> Option<&'a 
         .map(|(_, nick)| nick)
 }
 
+/// Whether a nick is spaced as RFC 8266's nickname profile leaves one: no space before or
+/// after it and never two in a row. Others would pass for someone else's (`Bob ` for `Bob`).
+pub fn is_tidy_nick(nick: &str) -> bool {
+    nick.trim() == nick && !nick.contains("  ")
+}
+
 /// Who registered `nick` with the room, if anyone did.
 pub fn nick_owner<'a>(config: &'a NodeConfig, nick: &str) -> Option<&'a str> {
     registered(config)
@@ -680,6 +686,14 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
         };
         match var {
             "FORM_TYPE" => {}
+            "muc#roomconfig_roomname" if value.len() > verona_pubsub::MAX_TITLE_BYTES => {
+                let max = verona_pubsub::MAX_TITLE_BYTES;
+                return Err(format!("{var}: longer than {max} bytes"));
+            }
+            "muc#roomconfig_roomdesc" if value.len() > verona_pubsub::MAX_TEXT_BYTES => {
+                let max = verona_pubsub::MAX_TEXT_BYTES;
+                return Err(format!("{var}: longer than {max} bytes"));
+            }
             "muc#roomconfig_roomname" => fields.push(ConfigField::Title(value.to_owned())),
             "muc#roomconfig_roomdesc" => fields.push(ConfigField::Description(value.to_owned())),
             PERSISTENT | PUBLIC | CHANGE_SUBJECT | MODERATED | PASSWORD_PROTECTED => {

@@ -52,6 +52,14 @@ impl ServicesTask {
             done.push(Done::reply(from, reply));
             return;
         }
+        // A native occupant that unsubscribes leaves the room: the others hear of it as of
+        // a classic occupant leaving.
+        let leaving = match &origin {
+            Origin::Room(node) if is_unsubscribe(&stanza) => {
+                self.occupant_of(node, &Jid::from(from.clone()))
+            }
+            _ => None,
+        };
         let Some(hosted) = (match &origin {
             Origin::Domain => self.domain.as_mut(),
             Origin::Rooms => self.rooms_service.as_mut(),
@@ -135,6 +143,13 @@ impl ServicesTask {
         }
         if let Some((room, node)) = joined {
             self.announce_arrival(&room, &node, &Jid::from(from.clone()), done);
+        }
+        if let Some(occupant) = leaving
+            && self.occupant_of(&occupant.node, &occupant.jid).is_none()
+        {
+            let ended = [occupant];
+            self.announce_departures(&ended, None, done);
+            self.close_empty_rooms(&ended, done);
         }
         for (node, occupant) in admitted {
             self.admitted(&node, &occupant, done);
@@ -256,6 +271,14 @@ fn joined_room(
         .any(|s| s.jid == me && s.state.is_approved());
     let room = BareJid::new(&format!("{node}@{}", rooms.domain())).ok()?;
     inside.then(|| (room, node.to_owned()))
+}
+
+/// A XEP-0060 unsubscribe request.
+fn is_unsubscribe(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("set")
+        && stanza
+            .get_child("pubsub", ns::PUBSUB)
+            .is_some_and(|pubsub| pubsub.has_child("unsubscribe", ns::PUBSUB))
 }
 
 /// A disco#info request about an account itself (no node).

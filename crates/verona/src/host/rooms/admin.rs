@@ -87,7 +87,11 @@ impl ServicesTask {
                     done.push(Done::reply(from.clone(), reply));
                     return;
                 }
-                if let (true, Some(asking)) = (allow, self.occupant_named(&node, &nick)) {
+                // Approving gives a visitor voice (XEP-0045 §8.6), and only that: it never
+                // changes the role of anyone else, such as a moderator, owner or admin.
+                if let (true, Some(asking)) = (allow, self.occupant_named(&node, &nick))
+                    && role(&asking.jid, &asking.options) == Role::Visitor
+                {
                     self.set_role(room, asking, Role::Participant, done);
                 }
             }

@@ -37,6 +37,13 @@ impl ServicesTask {
         match (stanza.name(), to.try_as_full()) {
             ("presence", Ok(room_nick)) => {
                 match room_presence(&stanza, room_nick, SystemTime::now()) {
+                    RoomPresence::Join(_)
+                        if !groupchat::is_tidy_nick(room_nick.resource().as_str()) =>
+                    {
+                        let me = Jid::from(from.clone());
+                        let error = join_error(&me, room_nick, "jid-malformed", "modify");
+                        done.push(Done::reply(from, Some(error)));
+                    }
                     RoomPresence::Join(join) => self.join(&from, room_nick, join, &stanza, done),
                     RoomPresence::Leave => self.leave(&from, room_nick, &stanza, done),
                     RoomPresence::Probe => self.probe_occupant(&from, room_nick, done),
@@ -179,7 +186,7 @@ impl ServicesTask {
     }
 
     /// The occupant `jid` is in a room as, if it is.
-    fn occupant_of(&self, node: &str, jid: &Jid) -> Option<SubscriptionInfo> {
+    pub(in crate::host) fn occupant_of(&self, node: &str, jid: &Jid) -> Option<SubscriptionInfo> {
         self.rooms.get(node).and_then(|hosted| {
             hosted
                 .service

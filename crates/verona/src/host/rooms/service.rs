@@ -163,6 +163,15 @@ impl ServicesTask {
                 return Err(StanzaError::Forbidden);
             }
         }
+        // Ex. 13: being in a room is the session's own subscription, by its full JID: one
+        // for another resource would outlive every session (an occupant nobody can end).
+        let subscribes = pubsub.children().filter(|c| c.is("subscribe", ns::PUBSUB));
+        for subscribe in subscribes {
+            let jid = subscribe.attr("jid").and_then(|jid| FullJid::new(jid).ok());
+            if jid.as_ref() != Some(from) {
+                return Err(StanzaError::BadRequest);
+            }
+        }
         let mut secret = None;
         let mut node = None;
         let mut nicks = Vec::new();
@@ -197,6 +206,16 @@ impl ServicesTask {
                         }
                     }
                 }
+            }
+        }
+        if let Some(node) = node.as_deref() {
+            // Without a nick it would be a listener the occupants cannot see (XEP-0045 §7.2.1
+            // refuses a join without one alike); a second subscription, a second occupant.
+            if nicks.is_empty() {
+                return Err(StanzaError::JidMalformed);
+            }
+            if self.occupant_of(node, &me).is_some() {
+                return Err(StanzaError::NotAllowed);
             }
         }
         if let Some(node) = node.as_deref()
@@ -335,8 +354,10 @@ fn room_nick(field: &Element) -> Result<String, StanzaError> {
     };
     let nick = value.text();
     jid::ResourcePart::new(&nick)
+        .ok()
         .map(|nick| nick.as_str().to_owned())
-        .map_err(|_| StanzaError::JidMalformed)
+        .filter(|nick| groupchat::is_tidy_nick(nick))
+        .ok_or(StanzaError::JidMalformed)
 }
 
 /// Public rooms one room list names at most.
