@@ -140,6 +140,30 @@ async fn a_killed_session_resumes_with_nothing_lost_or_repeated() {
     assert!(juliet2.recv().await.is("failed", SM));
 }
 
+/// A session resumed and then lost again has a whole window from its second loss: the
+/// first parking's timer does not end it (third review, issue #11).
+#[tokio::test]
+async fn each_loss_of_a_connection_gets_a_whole_resumption_window() {
+    let server = server_with_resumption(4).await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    let id = enable(&mut romeo).await;
+    let resume = |id: &str| format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>");
+    drop(romeo);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut romeo = server.authenticate("romeo", "pw").await;
+    romeo.send(&resume(&id)).await;
+    let resumed = romeo.recv().await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    drop(romeo);
+    // Past the first window (4 s after the first loss), well within the second.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut romeo = server.authenticate("romeo", "pw").await;
+    romeo.send(&resume(&id)).await;
+    let resumed = romeo.recv().await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+}
+
 #[tokio::test]
 async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage() {
     let server = server_with_resumption(1).await;

@@ -7,6 +7,7 @@
 
 use crate::jids::Bare;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -121,7 +122,9 @@ pub(super) struct Parked {
 #[derive(Default)]
 pub struct Resumable {
     attached: Mutex<HashMap<String, (BareJid, SessionHandle)>>,
-    parked: Mutex<HashMap<String, Parked>>,
+    /// With the number of the parking: a session parked, resumed and parked again has the
+    /// window of its last parking, not of its first.
+    parked: Mutex<HashMap<String, (u64, Parked)>>,
     parked_now: tokio::sync::Notify,
 }
 
@@ -145,24 +148,26 @@ impl Resumable {
     /// Parks a session whose connection was lost; it ends for good after `timeout` unless
     /// resumed.
     pub(super) fn park(shared: &Arc<Shared>, id: String, parked: Parked, timeout: Duration) {
+        static PARKINGS: AtomicU64 = AtomicU64::new(0);
+        let parking = PARKINGS.fetch_add(1, Ordering::Relaxed);
         tracing::info!(jid = %parked.session.jid, "connection lost: session kept for resumption");
         shared
             .resumable
             .parked
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.clone(), parked);
+            .insert(id.clone(), (parking, parked));
         shared.resumable.parked_now.notify_waiters();
         let shared = shared.clone();
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
-            let expired = shared
-                .resumable
-                .parked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
-            if let Some(parked) = expired {
+            let expired = {
+                let mut parked =
+                    (shared.resumable.parked.lock()).unwrap_or_else(PoisonError::into_inner);
+                let this_one = parked.get(&id).is_some_and(|(p, _)| *p == parking);
+                this_one.then(|| parked.remove(&id)).flatten()
+            };
+            if let Some((_, parked)) = expired {
                 shared.resumable.forget(&id);
                 tracing::info!(jid = %parked.session.jid, "resumption window over: session ended");
                 end_session(&shared, parked.session, Some(parked.sm)).await;
@@ -180,9 +185,9 @@ impl Resumable {
                 let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
                 if parked
                     .get(id)
-                    .is_some_and(|p| p.session.jid.bare() == *account)
+                    .is_some_and(|(_, p)| p.session.jid.bare() == *account)
                 {
-                    return parked.remove(id);
+                    return parked.remove(id).map(|(_, parked)| parked);
                 }
             }
             let attached = self
