@@ -1448,12 +1448,20 @@ async fn an_inactive_client_gets_messages_at_once_and_presence_folded() {
         .send("<presence xmlns='jabber:client'><show>chat</show></presence>")
         .await;
     romeo.expect_nothing().await;
-    romeo.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+    // A message kept for its hint (XEP-0334 `<store/>`: a file shared, no body) is one
+    // someone sent too: it is archived, and comes at once.
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@localhost'><store xmlns='urn:xmpp:hints'/><x xmlns='jabber:x:oob'><url>https://example.org/f</url></x></message>")
+        .await;
     let presence = romeo.recv().await;
     assert_eq!(
         presence.get_child("show", NS_CLIENT).map(|s| s.text()),
         Some("chat".to_owned())
     );
+    let message = romeo.recv().await;
+    assert!(message.has_child("x", "jabber:x:oob"), "{}", show(&message));
+    romeo.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+    romeo.expect_nothing().await;
 }
 
 /// An address that reconnects as fast as it is cut off gets `new_connections_burst`

@@ -164,6 +164,30 @@ async fn each_loss_of_a_connection_gets_a_whole_resumption_window() {
     assert!(resumed.is("resumed", SM), "{}", show(&resumed));
 }
 
+/// A message to the bare JID reaches every available resource: one session that ends
+/// without acknowledging it does not make the others get it twice (third review, issue #11).
+#[tokio::test]
+async fn a_message_every_resource_got_is_not_given_again() {
+    let server = server_with_resumption(60).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut orchard = server.login("romeo", "pw", "orchard").await;
+    available(&mut orchard).await;
+    let mut garden = server.login("romeo", "pw", "garden").await;
+    available(&mut garden).await;
+    recv_until(&mut orchard, |el| el.name() == "presence").await;
+    orchard.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(orchard.recv().await.is("enabled", SM));
+    juliet.send(&chat(1)).await;
+    assert_eq!(bodies(&mut orchard, 1).await, ["line 1"]);
+    assert_eq!(bodies(&mut garden, 1).await, ["line 1"]);
+    drop(orchard);
+    // The orchard's end reaches the garden as its presence going away, and nothing else.
+    let gone = garden.recv().await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    garden.expect_nothing().await;
+}
+
 #[tokio::test]
 async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage() {
     let server = server_with_resumption(1).await;

@@ -73,14 +73,18 @@ impl Held {
 
 /// What an inactive client gets at once: iqs (answers it waits for), errors, and messages
 /// that carry something someone wrote (a body or an encrypted payload, also inside a carbon,
-/// an archive result or an event) or an invitation.
+/// an archive result or an event), an invitation, or that are kept (XEP-0334 `<store/>`).
 fn is_important(stanza: &Element) -> bool {
     match stanza.name() {
         "presence" => stanza.attr("type").is_some_and(|t| {
             // Subscription requests and errors are for the user to answer.
             matches!(t, "subscribe" | "error")
         }),
-        "message" => stanza.attr("type") == Some("error") || carries_writing(stanza, 0),
+        "message" => {
+            stanza.attr("type") == Some("error")
+                || carries_writing(stanza, 0)
+                || crate::eventing::chat::is_kept(stanza)
+        }
         _ => true,
     }
 }

@@ -219,18 +219,29 @@ pub(super) async fn end_session(shared: &Shared, session: Session, sm: Option<Sm
     if shared.router.sessions_of(&account).is_empty() {
         pubsub.session_ended(Jid::from(account.clone()), None).await;
     }
+    // Written but not acknowledged, then held while the client was inactive, then queued.
     let mut undelivered: Vec<Wire> = sm.map(|sm| sm.unacked.into()).unwrap_or_default();
+    if let Some(mut held) = session.inactive {
+        undelivered.extend(held.release());
+    }
     while let Some(stanza) = session.ends.queue.try_recv() {
         undelivered.push(stanza);
     }
-    let kept: Vec<String> = undelivered.iter().filter_map(to_keep).collect();
+    // A message to the bare JID went to every available resource: while one is left, it
+    // has it already.
+    let others_have_it = (shared.router.sessions_of(&account).iter())
+        .any(|handle| handle.is_available() && handle.priority() >= 0);
+    let kept: Vec<String> = (undelivered.iter())
+        .filter_map(|stanza| to_keep(stanza, others_have_it))
+        .collect();
     if !kept.is_empty() {
         pubsub.undelivered(account, kept).await;
     }
 }
 
-/// An undelivered stanza, if it is a conversation message to keep for later.
-fn to_keep(stanza: &Wire) -> Option<String> {
+/// An undelivered stanza, if it is a conversation message to keep for later (one to the bare
+/// JID only when no other resource got it).
+fn to_keep(stanza: &Wire, others_have_it: bool) -> Option<String> {
     let bytes = stanza.to_vec();
     // Such a message names `message` and one of `body`, `store` or `encrypted` (see
     // `chat::is_kept`): looking for them first spares parsing the notifications that fill a
@@ -242,9 +253,14 @@ fn to_keep(stanza: &Wire) -> Option<String> {
     }
     let message = String::from_utf8(bytes).ok()?;
     let keep = message.parse::<Element>().is_ok_and(|el| {
+        let to_bare = el
+            .attr("to")
+            .and_then(|to| Jid::new(to).ok())
+            .is_some_and(|to| to.resource().is_none());
         el.name() == "message"
             && crate::eventing::chat::is_conversational(&el)
             && crate::eventing::chat::is_kept(&el)
+            && !(to_bare && others_have_it)
     });
     keep.then_some(message)
 }
@@ -328,7 +344,22 @@ mod tests {
         ];
         for (xml, kept) in cases {
             let wire = Wire::from(Bytes::from_static(xml.as_bytes()));
-            assert_eq!(to_keep(&wire).is_some(), kept, "{xml}");
+            assert_eq!(to_keep(&wire, false).is_some(), kept, "{xml}");
         }
+    }
+
+    #[test]
+    fn a_message_to_the_bare_jid_is_kept_only_when_no_other_resource_got_it() {
+        let to = |to: &str| {
+            Wire::from(Bytes::from(format!(
+                "<message xmlns='jabber:client' type='chat' to='{to}'><body>hi</body></message>"
+            )))
+        };
+        let bare = to("romeo@localhost");
+        let full = to("romeo@localhost/orchard");
+        assert!(to_keep(&bare, false).is_some());
+        assert!(to_keep(&bare, true).is_none());
+        assert!(to_keep(&full, false).is_some());
+        assert!(to_keep(&full, true).is_some());
     }
 }
