@@ -572,6 +572,10 @@ pub struct ServiceConfig {
     /// anything. Without it an owner subscribes only itself and the node's members, publishers
     /// and owners; it still approves, changes and ends any subscription.
     pub owners_subscribe_others: bool,
+    /// Whether an owner may make another entity an owner. Off for `pubsub.<domain>`: the
+    /// owner of a node there is who made it and answers for it (its node and byte limits),
+    /// and nobody is made to hold another's nodes. On for rooms (XEP-0045 owners).
+    pub owners_share_nodes: bool,
 }
 
 impl ServiceConfig {
@@ -602,6 +606,7 @@ impl ServiceConfig {
             unmetered_nodes: VecSet::new(),
             limits: Limits::default(),
             owners_subscribe_others: false,
+            owners_share_nodes: false,
         }
     }
 
@@ -638,6 +643,7 @@ impl ServiceConfig {
                 "roomnick".to_owned(),
                 SubscriptionOptionField { unique: true },
             )]),
+            owners_share_nodes: true,
             ..ServiceConfig::pubsub()
         }
     }

@@ -164,6 +164,11 @@ impl State {
         }
     }
 
+    /// How many nodes the service has.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// A bare JID's explicit affiliations across the service, by node.
     pub fn affiliations_of<'a>(
         &'a self,

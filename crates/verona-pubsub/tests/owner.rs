@@ -126,6 +126,45 @@ fn create_policy_and_node_limit() {
     // Deleting one frees room.
     let _ = service.delete(&owner, "a", None).unwrap();
     assert!(service.create(&owner, named("c", Vec::new())).is_ok());
+
+    // Nobody is made to own another's node on `pubsub.<domain>` or a PEP service (third
+    // review, issue #11): it would take that account's room for nodes of its own.
+    let ghost_owner: BTreeMap<jid::BareJid, Affiliation> =
+        [(bare("ghost@capulet.lit"), Affiliation::Owner)].into();
+    assert_eq!(
+        service
+            .set_affiliations(&NoRoster, &owner, "b", &ghost_owner)
+            .err(),
+        Some(PubsubError::Forbidden)
+    );
+    let mut request = named("d", Vec::new());
+    request.affiliations = ghost_owner.clone();
+    let _ = service.delete(&owner, "c", None).unwrap();
+    assert_eq!(
+        service.create(&owner, request).err(),
+        Some(PubsubError::Forbidden)
+    );
+    // Where owners share nodes, every node of a PEP service still counts against its
+    // account, also one it made someone else the owner of: giving nodes away makes no room.
+    let mut config = ServiceConfig::pep(bare("juliet@capulet.lit"));
+    config.limits.max_nodes_per_owner = 2;
+    config.owners_share_nodes = true;
+    let (mut pep, _) = common::service(config);
+    for node in ["a", "b"] {
+        let _ = pep.create(&owner, named(node, Vec::new())).unwrap();
+        let handed: BTreeMap<jid::BareJid, Affiliation> = [
+            (bare("ghost@capulet.lit"), Affiliation::Owner),
+            (bare("juliet@capulet.lit"), Affiliation::None),
+        ]
+        .into();
+        let _ = pep
+            .set_affiliations(&NoRoster, &owner, node, &handed)
+            .unwrap();
+    }
+    assert_eq!(
+        pep.create(&owner, named("c", Vec::new())).err(),
+        Some(PubsubError::PolicyViolation(Limit::MaxNodesExceeded))
+    );
 }
 
 #[test]
@@ -332,7 +371,10 @@ fn toggling_persistence_moves_items_in_and_out_of_storage() {
 
 #[test]
 fn affiliations_keep_an_owner() {
-    let (mut service, _) = service(ServiceConfig::pubsub());
+    let (mut service, _) = service(ServiceConfig {
+        owners_share_nodes: true,
+        ..ServiceConfig::pubsub()
+    });
     let owner = jid(OWNER);
     let _ = service.create(&owner, named("n", Vec::new())).unwrap();
     let juliet = bare("juliet@capulet.lit");
@@ -440,7 +482,10 @@ fn config_fields_round_trip_through_forms() {
 /// nodes it shared survive with their other owners. The writes say so, and undo restores it.
 #[test]
 fn forgetting_an_account_removes_everything_it_held() {
-    let (mut service, _) = service(ServiceConfig::pubsub());
+    let (mut service, _) = service(ServiceConfig {
+        owners_share_nodes: true,
+        ..ServiceConfig::pubsub()
+    });
     let juliet = jid(OWNER);
     let romeo = jid("romeo@montague.lit/orchard");
     let open = vec![ConfigField::AccessModel(AccessModel::Open)];

@@ -22,8 +22,9 @@ const MERCUTIO: &str = "mercutio@verona.lit/square";
 
 fn fixture_config() -> ServiceConfig {
     let mut config = ServiceConfig::pubsub();
-    // Every mutating operation, owners subscribing others included.
+    // Every mutating operation, owners subscribing others and sharing nodes included.
     config.owners_subscribe_others = true;
+    config.owners_share_nodes = true;
     config.auto_create = true;
     config
 }

@@ -1036,10 +1036,47 @@ fn owners_subscribe_only_the_invited_by_default() {
     let _ = service
         .set_affiliations(&NoRoster, &owner, "n", &member)
         .unwrap();
+    // A member is subscribed by its bare JID (the seed's `manage1`), once; a made-up
+    // resource of it would be one more subscription charged to it for each name.
+    let resource = SubscriptionChange {
+        jid: jid("nurse@capulet.lit/made-up"),
+        ..stranger.clone()
+    };
+    assert_eq!(
+        service
+            .set_subscriptions(&NoRoster, &owner, "n", &[resource])
+            .err(),
+        Some(PubsubError::Forbidden)
+    );
     let out = service
         .set_subscriptions(&NoRoster, &owner, "n", &[stranger])
         .unwrap();
     assert_eq!(out.value[0].state, SubscriptionState::Subscribed);
+}
+
+/// Third review (issue #11): the account a PEP service belongs to administers it, but
+/// subscribes only itself; the service's own domain (the server acting) may subscribe others.
+#[test]
+fn an_account_subscribes_only_itself_even_on_its_own_service() {
+    let account = bare("juliet@capulet.lit");
+    let mut config = ServiceConfig::pep(account.clone());
+    config.node_defaults.access_model = AccessModel::Open;
+    config.admins.insert(bare("capulet.lit"));
+    let (mut service, _) = with_node(config, &[]);
+    let juliet = jid(OWNER);
+    for other in ["romeo@montague.lit", "romeo@montague.lit/orchard"] {
+        assert_eq!(
+            service
+                .subscribe(&NoRoster, &juliet, "n", &jid(other), None)
+                .err(),
+            Some(PubsubError::InvalidJid),
+            "{other}"
+        );
+    }
+    let made = service
+        .subscribe(&NoRoster, &jid("capulet.lit"), "n", &jid(ROMEO), None)
+        .unwrap();
+    assert_eq!(made.value.state, SubscriptionState::Subscribed);
 }
 
 /// Issue #9: small services scan their nodes for a JID's subscriptions and large ones index

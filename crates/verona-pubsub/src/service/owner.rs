@@ -74,6 +74,7 @@ impl Service {
             }
         };
 
+        self.check_owners_granted(actor, request.affiliations.iter())?;
         let mut fx = Effects::default();
         let mut tx = Tx::new(&mut self.state, &self.config.limits);
         create_node(&mut tx, &mut fx, &node_id, config, actor);
@@ -401,6 +402,12 @@ impl Service {
     ) -> Result<Outcome, PubsubError> {
         let node = find_node(&self.state, node_id)?;
         self.may_manage(node, actor, Action::ManageAffiliations)?;
+        self.check_owners_granted(
+            actor,
+            changes
+                .iter()
+                .filter(|(jid, _)| node.affiliation(jid) != Affiliation::Owner),
+        )?;
         let kept_owners = node
             .owners()
             .filter(|owner| !changes.contains_key(*owner))
@@ -549,13 +556,35 @@ impl Service {
         if self.config.create_policy == CreatePolicy::AdminsOnly && !self.is_admin(creator) {
             return Err(PubsubError::Forbidden);
         }
-        let owned = self
-            .state
-            .affiliations_of(creator)
-            .filter(|(_, affiliation)| *affiliation == Affiliation::Owner)
-            .count();
+        // A PEP service's every node is its account's, whoever it made owner since: counting
+        // only what the account still owns would let it give nodes away and make more.
+        let owned = if self.is_admin(creator) {
+            self.state.node_count()
+        } else {
+            self.state
+                .affiliations_of(creator)
+                .filter(|(_, affiliation)| *affiliation == Affiliation::Owner)
+                .count()
+        };
         if owned >= self.config.limits.max_nodes_per_owner {
             return Err(PubsubError::PolicyViolation(Limit::MaxNodesExceeded));
+        }
+        Ok(())
+    }
+
+    /// Refuses making anyone but `actor` an owner where owners do not share nodes
+    /// ([`ServiceConfig::owners_share_nodes`]).
+    fn check_owners_granted<'a>(
+        &self,
+        actor: &Jid,
+        mut granted: impl Iterator<Item = (&'a BareJid, &'a Affiliation)>,
+    ) -> Result<(), PubsubError> {
+        let actor = actor.to_bare();
+        let others = granted.any(|(jid, affiliation)| {
+            *affiliation == Affiliation::Owner && *jid != actor && !self.is_admin(jid)
+        });
+        if others && !self.config.owners_share_nodes {
+            return Err(PubsubError::Forbidden);
         }
         Ok(())
     }
@@ -636,12 +665,15 @@ fn remove_by_owner(
 /// Whom an owner may subscribe without `owners_subscribe_others`: itself, and those it made
 /// members, publishers or owners of the node (the other party of a XEP-0207 §6 conversation,
 /// Ex. 18), who can also block it.
+/// Another account is named by its bare JID (the seed's `manage1`): one subscription per
+/// account and node, not one per made-up resource, each counted against that account.
 fn invited(node: &Node, actor: &Jid, jid: &Jid) -> bool {
     jid.to_bare() == actor.to_bare()
-        || matches!(
-            node.affiliation(&jid.to_bare()),
-            Affiliation::Owner | Affiliation::Publisher | Affiliation::Member
-        )
+        || (jid.resource().is_none()
+            && matches!(
+                node.affiliation(&jid.to_bare()),
+                Affiliation::Owner | Affiliation::Publisher | Affiliation::Member
+            ))
 }
 
 #[allow(clippy::too_many_arguments)]

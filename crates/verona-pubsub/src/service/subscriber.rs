@@ -35,7 +35,11 @@ impl Service {
         options: Option<SubscriptionOptions>,
     ) -> Result<Outcome<SubscriptionInfo>, PubsubError> {
         let subscriber = jid.to_bare();
-        if subscriber != actor.to_bare() && !self.is_admin(&actor.to_bare()) {
+        // Only the service itself (a domain among its admins, as when the server makes a
+        // conversation) subscribes others: an account, even one that administers its own
+        // PEP service, subscribes only itself, or anyone could be made to follow it.
+        let service_acting = actor.node().is_none() && self.is_admin(&actor.to_bare());
+        if subscriber != actor.to_bare() && !service_acting {
             return Err(PubsubError::InvalidJid);
         }
         let configured = options.is_some();
