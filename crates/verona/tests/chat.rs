@@ -415,6 +415,30 @@ async fn a_conversation_is_read_natively_by_its_parties_only() {
     nurse.expect_nothing().await;
 }
 
+/// Every message to an account that does not exist is refused, not only the first, with the
+/// conversations kept in memory as on a server (found with Prosody's scenarios: the second
+/// message found the conversation resident and was archived); and one made once the account
+/// exists goes through.
+#[tokio::test]
+async fn every_message_to_nobody_is_refused() {
+    let server = TestServer::start_with(|config| config.limits.resident_services = 2_000).await;
+    server.add_user("juliet", "pw").await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    for id in ["x1", "x2", "x3"] {
+        juliet.send(&chat("tybalt@localhost", id, "hi")).await;
+        let error = next_message(&mut juliet).await;
+        assert_eq!(error.attr("id"), Some(id));
+        assert_eq!(stanza_error(&error).as_deref(), Some("service-unavailable"));
+    }
+    let (results, _) = archive_page(&mut juliet, "", "").await;
+    assert!(results.is_empty(), "{}", show(&results[0]));
+    server.add_user("tybalt", "pw").await;
+    juliet.send(&chat("tybalt@localhost", "x4", "now")).await;
+    juliet.expect_nothing().await;
+    let (results, _) = archive_page(&mut juliet, "", "").await;
+    assert_eq!(archived_bodies(&results), ["now"]);
+}
+
 #[tokio::test]
 async fn a_message_to_nobody_is_refused_and_a_deleted_account_takes_its_conversations() {
     let server = server().await;

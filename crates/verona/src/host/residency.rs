@@ -107,6 +107,7 @@ impl ServicesTask {
     /// parties are known to have an account.
     async fn make_conversations_resident(&mut self, nodes: &[String]) {
         for (node, hosted) in self.load_apart(Apart::Conversations, nodes).await {
+            let mut unknown = false;
             if hosted.service.node_config(&node).is_none()
                 && let Some((low, high)) = eventing::chat::parties(&node)
             {
@@ -114,6 +115,7 @@ impl ServicesTask {
                     // Another server's user has no account here; its server answers for it.
                     if !self.is_remote(&party) && !account_exists(&self.stores, &party).await {
                         self.unknown_accounts.insert(party);
+                        unknown = true;
                         continue;
                     }
                     // Who starts a conversation takes a subscription: counted against its
@@ -129,7 +131,11 @@ impl ServicesTask {
                     }
                 }
             }
-            self.conversations.insert(node, hosted);
+            // Not kept resident: the next message to the missing account asks again (it may
+            // have been made since), instead of finding the conversation loaded and unchecked.
+            if !unknown {
+                self.conversations.insert(node, hosted);
+            }
         }
     }
 
