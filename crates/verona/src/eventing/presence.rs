@@ -263,6 +263,10 @@ pub fn vet(payload: &Element, from: &FullJid) -> Option<Element> {
         return None;
     }
     let mut presence = builder("presence", ns::CLIENT).with("from", from.as_str());
+    // RFC 6121 §4.2.2: the broadcast is the presence as sent, its id included.
+    if let Some(id) = payload.attr("id") {
+        presence = presence.with("id", id);
+    }
     let (mut show, mut priority) = (false, false);
     for child in payload.children() {
         if !child.has_ns(ns::CLIENT) {
@@ -554,7 +558,7 @@ mod tests {
         );
         let item = item_of(&publish);
         assert_eq!(item.attr("id"), Some("balcony"));
-        let expected: Element = "<presence xmlns='jabber:client' from='juliet@localhost/balcony'><show>away</show><status xml:lang='en'>out</status><priority>5</priority><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/></presence>".parse().unwrap();
+        let expected: Element = "<presence xmlns='jabber:client' from='juliet@localhost/balcony' id='i'><show>away</show><status xml:lang='en'>out</status><priority>5</priority><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/></presence>".parse().unwrap();
         assert_eq!(item.children().collect::<Vec<_>>(), [&expected]);
 
         let mut other: Element = "<iq xmlns='jabber:client' type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='moments'><item id='x'/></publish></pubsub></iq>".parse().unwrap();
