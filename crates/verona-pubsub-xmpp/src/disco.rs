@@ -133,7 +133,11 @@ pub(crate) fn info(
                 .is_ok();
             // A node disco#items would not list (neither readable nor open to subscription)
             // is answered as one that does not exist: its name says what its owner uses.
-            if !admitted && service.may(ctx.resolver, actor, Action::Subscribe, node).is_err() {
+            if !admitted
+                && service
+                    .may(ctx.resolver, actor, Action::Subscribe, node)
+                    .is_err()
+            {
                 return Err(verona_pubsub::PubsubError::NodeNotFound.into());
             }
             DiscoInfoResult {

@@ -749,10 +749,11 @@ async fn negative_priority_resources_take_no_bare_jid_messages() {
     shy.expect_nothing().await;
 }
 
-/// RFC 6121 §8.5.2 for messages that are not a conversation's, to a bare JID: a headline
-/// reaches the available resources with a non-negative priority only, a groupchat message is
-/// delivered nowhere and bounces with `service-unavailable`; §8.5.3.2.1: a headline to a
-/// resource that is not there is dropped.
+/// RFC 6121 §8.5.2 for messages that are not a conversation's, and directed presence, to a
+/// bare JID: a headline reaches the available resources with a non-negative priority only,
+/// presence every available resource, a groupchat message is delivered nowhere and bounces
+/// with `service-unavailable`; §8.5.3.2.1: a headline to a resource that is not there is
+/// dropped.
 #[tokio::test]
 async fn headlines_and_groupchat_to_a_bare_jid_follow_rfc_6121() {
     let server = server().await;
@@ -775,6 +776,15 @@ async fn headlines_and_groupchat_to_a_bare_jid_follow_rfc_6121() {
     let got = next_message(&mut open).await;
     assert_eq!(got.attr("id"), Some("h1"));
     assert_eq!(got.attr("type"), Some("headline"));
+    // Directed presence to the bare JID reaches every available resource, the shy one too.
+    romeo
+        .send("<presence xmlns='jabber:client' to='juliet@localhost' id='d1'><show>chat</show></presence>")
+        .await;
+    for juliet in [&mut open, &mut shy] {
+        let got = recv_until(juliet, |el| el.name() == "presence").await;
+        assert_eq!(got.attr("id"), Some("d1"));
+        assert_eq!(got.attr("from"), Some("romeo@localhost/orchard"));
+    }
     romeo
         .send("<message xmlns='jabber:client' to='juliet@localhost' type='groupchat' id='g1'><body>stray</body></message>")
         .await;

@@ -235,7 +235,9 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
         (Some(_), Err(bare)) => match el.name() {
             "iq" if bare == own => Route::ServerIq(Target::Account),
             "iq" => Route::ServiceUnavailable,
-            "message" => Route::Account(bare.clone()),
+            // RFC 6121 §8.5.2.1: directed presence to a bare JID reaches its available
+            // resources.
+            "message" | "presence" => Route::Account(bare.clone()),
             _ => Route::Drop,
         },
     }
@@ -592,7 +594,7 @@ mod tests {
             ),
             (
                 "<presence to='romeo@localhost'/>".into(),
-                Route::Drop,
+                Route::Account(bare("romeo@localhost")),
                 Some("romeo@localhost"),
             ),
         ];

@@ -362,10 +362,12 @@ impl Connection {
         }
     }
 
-    /// A message that is not a conversation's to a bare JID (RFC 6121 §8.5.2): a headline
-    /// goes to the available resources with a non-negative priority, or nowhere; a groupchat
-    /// message is not delivered (`service-unavailable`), an error is dropped.
+    /// A message that is not a conversation's, or directed presence, to a bare JID (RFC 6121
+    /// §8.5.2): a headline goes to the available resources with a non-negative priority, or
+    /// nowhere; presence to every available resource, or nowhere; a groupchat message is not
+    /// delivered (`service-unavailable`), an error is dropped.
     fn deliver_to_account(&mut self, el: &Element, bare: &BareJid) {
+        let presence = el.name() == "presence";
         match el.attr("type") {
             Some("groupchat") => {
                 return self.answer(el, StanzaError::ServiceUnavailable, None);
@@ -374,10 +376,10 @@ impl Connection {
             _ => {}
         }
         let sessions: Vec<_> = (self.shared.router.sessions_of(bare).into_iter())
-            .filter(|handle| handle.is_available() && handle.priority() >= 0)
+            .filter(|handle| handle.is_available() && (presence || handle.priority() >= 0))
             .collect();
         if sessions.is_empty() {
-            if el.attr("type") != Some("headline") {
+            if !presence && el.attr("type") != Some("headline") {
                 self.answer(
                     el,
                     StanzaError::ServiceUnavailable,
