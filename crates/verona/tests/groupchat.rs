@@ -557,6 +557,8 @@ async fn private_messages_presence_and_nick_changes() {
         .and_then(|x| x.get_child("item", MUC_USER))
         .unwrap();
     assert_eq!(item.attr("nick"), Some("Montague"));
+    // Not leaving: the role stays what it is (XEP-0045 §7.6, Example 54), here the owner's.
+    assert_eq!(item.attr("role"), Some("moderator"));
     let back = recv_until(&mut nurse, |el| el.name() == "presence").await;
     assert_eq!(
         back.attr("from"),

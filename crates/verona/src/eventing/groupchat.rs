@@ -1306,7 +1306,9 @@ fn presence_to(
     statuses: &[u16],
     new_nick: Option<&str>,
 ) -> Element {
-    let role = if leaving {
+    // A nick change's unavailable presence (303) keeps the role (XEP-0045 §7.6): the
+    // occupant is not leaving.
+    let role = if leaving && new_nick.is_none() {
         "none"
     } else {
         occupant.role.name()
