@@ -188,6 +188,32 @@ async fn a_message_every_resource_got_is_not_given_again() {
     garden.expect_nothing().await;
 }
 
+/// A message for one resource that ended without acknowledging it goes to another available
+/// resource of the account, late, so with its delay (XEP-0203), as from offline storage.
+#[tokio::test]
+async fn a_message_a_resource_left_unacknowledged_reaches_another_with_its_delay() {
+    let server = server_with_resumption(60).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut orchard = server.login("romeo", "pw", "orchard").await;
+    available(&mut orchard).await;
+    let mut garden = server.login("romeo", "pw", "garden").await;
+    available(&mut garden).await;
+    recv_until(&mut orchard, |el| el.name() == "presence").await;
+    orchard.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(orchard.recv().await.is("enabled", SM));
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@localhost/orchard' id='o1'><body>for the orchard</body></message>")
+        .await;
+    assert_eq!(bodies(&mut orchard, 1).await, ["for the orchard"]);
+    drop(orchard);
+    let late = recv_until(&mut garden, |el| el.name() == "message").await;
+    assert_eq!(late.attr("id"), Some("o1"));
+    let delay = late.get_child("delay", "urn:xmpp:delay").expect("a delay");
+    assert_eq!(delay.attr("from"), Some("localhost"));
+    garden.expect_nothing().await;
+}
+
 #[tokio::test]
 async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage() {
     let server = server_with_resumption(1).await;

@@ -452,9 +452,17 @@ impl ServicesTask {
             .map(|(_, handle)| handle)
             .collect();
         for stanza in stanzas {
+            // Late, as from offline storage (XEP-0160): with its delay (XEP-0203).
+            let late = Some((at, self.domain_name.as_str()));
+            let Some(bytes) = stanza.parse::<Element>().ok().map(|message| {
+                let message = chat::delivered(&message, None, &account, late);
+                Bytes::from(verona_stream::element_bytes(&message))
+            }) else {
+                continue;
+            };
             let delivered = available
                 .iter()
-                .filter(|handle| handle.offer(Bytes::from(stanza.clone())))
+                .filter(|handle| handle.offer(bytes.clone()))
                 .count();
             if delivered == 0 {
                 self.to_keep.push((account.clone(), stanza, at));
