@@ -355,6 +355,68 @@ async fn dialback_keys_checked_are_limited_per_address() {
     );
 }
 
+/// A failed stream of one pair of domains says nothing of the others (third review, issue
+/// #11): anyone can ask for dialback to `pubsub.capulet.lit`, which makes capulet.lit open a
+/// stream from that subdomain to montague.lit; montague.lit cannot check it and refuses it,
+/// and that must not make montague.lit unreachable from capulet.lit itself.
+#[tokio::test]
+async fn a_pair_of_domains_that_fails_takes_no_other_pair_down() {
+    let (capulet_port, montague_port) = (free_port(), free_port());
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{capulet_port}").parse().unwrap()];
+        let montague = format!("127.0.0.1:{montague_port}");
+        config.s2s.hosts.insert("montague.lit".into(), montague);
+    })
+    .await;
+    // montague.lit finds only capulet.lit: a stream from pubsub.capulet.lit fails dialback.
+    let montague = TestServer::start_with(move |config| {
+        config.domain = "montague.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{montague_port}").parse().unwrap()];
+        let capulet = format!("127.0.0.1:{capulet_port}");
+        config.s2s.hosts.insert("capulet.lit".into(), capulet);
+    })
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    montague.add_user("romeo", "pw").await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    let mut romeo = montague.login("romeo", "pw", "orchard").await;
+    let say = |id: &str| {
+        format!(
+            "<message xmlns='jabber:client' to='romeo@montague.lit/orchard' type='headline' id='{id}'><body>{id}</body></message>"
+        )
+    };
+    juliet.send(&say("before")).await;
+    let got = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(got.attr("id"), Some("before"));
+
+    let (mut raw, _) = open_raw(capulet_port, "montague.lit", "pubsub.capulet.lit").await;
+    raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await;
+    assert_eq!(raw.element().await.name(), "proceed");
+    raw.tls(
+        server_tls_connector(capulet.server.cert_path()),
+        "capulet.lit",
+    )
+    .await;
+    raw.restart();
+    raw.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='montague.lit' to='pubsub.capulet.lit' version='1.0'>")).await;
+    assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
+    raw.element().await;
+    raw.send("<db:result from='montague.lit' to='pubsub.capulet.lit'>00</db:result>")
+        .await;
+    let answer = raw.element().await;
+    assert_eq!(answer.attr("type"), Some("invalid"), "{}", show(&answer));
+    // The subdomain's stream has failed by now, or fails while this one goes.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for id in ["after", "later"] {
+        juliet.send(&say(id)).await;
+        let got = recv_until(&mut romeo, |el| el.name() == "message").await;
+        assert_eq!(got.attr("id"), Some(id), "{}", show(&got));
+    }
+    juliet.expect_nothing().await;
+}
+
 /// Answers to another server's users count against the read rate that server's streams
 /// share, as answers to an account's requests count against the account's: a remote user's
 /// short requests for a node's long items cannot be repeated at the rate short requests are

@@ -86,8 +86,13 @@ struct Down {
 /// make room; with no room, a failure is not remembered (the next stanza tries again).
 const MAX_DOWN_DOMAINS: usize = 10_000;
 
-/// Notes that `remote` could not be reached at `now`: the wait before the next try doubles
-/// with each failure in a row, up to [`MAX_BACKOFF`].
+/// The key of a pair of domains in the table of failures.
+fn down_key(local: &str, remote: &str) -> String {
+    format!("{local} {remote}")
+}
+
+/// Notes that `remote` (a pair's [`down_key`]) could not be reached at `now`: the wait before
+/// the next try doubles with each failure in a row, up to [`MAX_BACKOFF`].
 fn note_failure(down: &mut HashMap<String, Down>, remote: &str, now: Instant) {
     if !down.contains_key(remote) && down.len() >= MAX_DOWN_DOMAINS {
         down.retain(|_, d| d.until + MAX_BACKOFF > now);
@@ -272,7 +277,7 @@ impl Federation {
         if !self.hosts(&from) || self.hosts(&to) {
             return false;
         }
-        if self.is_down(&to) {
+        if self.is_down(&from, &to) {
             self.bounce(&stanza, StanzaError::RemoteServerNotFound);
             return false;
         }
@@ -320,7 +325,7 @@ impl Federation {
             key: key.to_owned(),
             answer,
         };
-        if self.is_down(remote) {
+        if self.is_down(local, remote) {
             return false;
         }
         let queued = {
@@ -384,23 +389,28 @@ impl Federation {
         }
     }
 
-    /// Whether `remote` failed recently enough that stanzas for it bounce at once.
-    fn is_down(&self, remote: &str) -> bool {
+    /// Whether the stream from `local` to `remote` failed recently enough that stanzas for it
+    /// bounce at once. Kept per pair of domains: a failure of one pair (a peer refusing the
+    /// key of one of our subdomains, which anyone can make us try by asking for dialback to
+    /// it) says nothing of the others.
+    fn is_down(&self, local: &str, remote: &str) -> bool {
         let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
-        down.get(remote).is_some_and(|d| d.until > Instant::now())
+        down.get(&down_key(local, remote))
+            .is_some_and(|d| d.until > Instant::now())
     }
 
-    /// `remote` could not be reached: wait longer after each failure in a row.
-    fn failed(&self, remote: &str) {
+    /// The stream from `local` to `remote` could not be made: wait longer after each failure
+    /// in a row.
+    fn failed(&self, local: &str, remote: &str) {
         let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
-        note_failure(&mut down, remote, Instant::now());
+        note_failure(&mut down, &down_key(local, remote), Instant::now());
     }
 
-    fn reached(&self, remote: &str) {
+    fn reached(&self, local: &str, remote: &str) {
         self.down
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(remote);
+            .remove(&down_key(local, remote));
     }
 
     /// Forgets the stream from `local` to `remote` if `link` is still the one registered.

@@ -44,7 +44,7 @@ pub(super) async fn run(
     match ended {
         Ended::Unreached(why) => {
             tracing::info!(%local, %remote, "cannot reach the server: {why}");
-            federation.failed(&remote);
+            federation.failed(&local, &remote);
             for out in pending {
                 match out {
                     Out::Stanza(stanza, _) => {
@@ -106,7 +106,7 @@ async fn serve(
         }
     }
     if authenticated {
-        federation.reached(remote);
+        federation.reached(local, remote);
         tracing::info!(%local, %remote, "outgoing stream authenticated by certificate");
     } else {
         let Some(id) = id else {
@@ -142,7 +142,7 @@ async fn serve(
                     match answer(&el, local, remote, &mut asked) {
                         Answer::Authenticated => {
                             authenticated = true;
-                            federation.reached(remote);
+                            federation.reached(local, remote);
                             tracing::info!(%local, %remote, "outgoing stream authenticated");
                         }
                         Answer::Refused(why) => return Ended::Unreached(why),
