@@ -158,3 +158,80 @@ async fn a_component_must_know_its_secret() {
     let answer = gateway.handshake("s3cr3t").await;
     assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
 }
+
+/// Other servers reach a component as one of this server's domains (third review, issue
+/// #11): before, what they sent it was answered `service-unavailable` in its name.
+#[tokio::test]
+async fn other_servers_reach_a_component() {
+    let (capulet_port, montague_port) = (free_port(), free_port());
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{capulet_port}").parse().unwrap()];
+        let montague = format!("127.0.0.1:{montague_port}");
+        config.s2s.hosts.insert("montague.lit".into(), montague);
+        config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        let secret = "s3cr3t".to_owned();
+        config
+            .components
+            .secrets
+            .insert("bot.capulet.lit".into(), secret);
+    })
+    .await;
+    let montague = TestServer::start_with(move |config| {
+        config.domain = "montague.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{montague_port}").parse().unwrap()];
+        for host in ["capulet.lit", "bot.capulet.lit"] {
+            let capulet = format!("127.0.0.1:{capulet_port}");
+            config.s2s.hosts.insert(host.into(), capulet);
+        }
+    })
+    .await;
+    montague.add_user("romeo", "pw").await;
+    let mut bot = Component::open(&capulet, "bot.capulet.lit").await;
+    assert!(bot.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    let mut romeo = montague.login("romeo", "pw", "orchard").await;
+    romeo
+        .send("<message xmlns='jabber:client' to='oracle@bot.capulet.lit' type='chat' id='q1'><body>Speak!</body></message>")
+        .await;
+    let got = bot.element().await;
+    assert_eq!(got.name(), "message", "{}", show(&got));
+    assert_eq!(got.attr("id"), Some("q1"));
+    assert_eq!(got.attr("from"), Some("romeo@montague.lit/orchard"));
+    bot.send("<message from='oracle@bot.capulet.lit' to='romeo@montague.lit/orchard' type='chat' id='a1'><body>Thou shalt.</body></message>")
+        .await;
+    let answer = romeo.recv().await;
+    assert_eq!(answer.attr("id"), Some("a1"), "{}", show(&answer));
+    romeo.expect_nothing().await;
+}
+
+/// A component's messages to an account are kept for it like anyone's, so they count against
+/// the sender's rate of kept messages, also from a bare JID (third review, issue #11).
+#[tokio::test]
+async fn a_components_kept_messages_are_limited() {
+    let server = TestServer::start_with(|config| {
+        config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        let secret = "s3cr3t".to_owned();
+        config
+            .components
+            .secrets
+            .insert("gateway.localhost".into(), secret);
+        config.limits.kept_messages_per_minute = 1;
+        config.limits.kept_messages_burst = 2;
+    })
+    .await;
+    server.add_user("juliet", "pw").await;
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    for n in 0..3 {
+        gateway
+            .send(&format!("<message from='nurse@gateway.localhost' to='juliet@localhost' type='chat' id='k{n}'><body>{n}</body></message>"))
+            .await;
+    }
+    let refused = gateway.element().await;
+    assert_eq!(refused.attr("id"), Some("k2"), "{}", show(&refused));
+    let condition = refused
+        .get_child("error", COMPONENT)
+        .and_then(|error| error.children().find(|c| c.name() != "text"))
+        .map(Element::name);
+    assert_eq!(condition, Some("resource-constraint"), "{}", show(&refused));
+}

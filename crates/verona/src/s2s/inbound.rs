@@ -37,6 +37,19 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
     if el.name() == "iq" && caps_answer(shared, &el, &from) {
         return;
     }
+    // A component's domain is one of this server's: other servers reach it too.
+    if shared
+        .config
+        .components
+        .secrets
+        .contains_key(to.domain().as_str())
+    {
+        let bytes = Bytes::from(verona_stream::element_bytes(&el));
+        if shared.router.deliver(&to, bytes) == 0 {
+            answer(shared, &el, StanzaError::ServiceUnavailable);
+        }
+        return;
+    }
     let pubsub = shared.pubsub.for_account(&from.bare());
     if let Some(account) = &local_account
         && el.name() == "presence"
@@ -80,6 +93,15 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
                 }
             }
             return;
+        }
+        // A message kept for a local account counts against its sender's rate, however its
+        // server writes the sender.
+        if el.name() == "message"
+            && crate::eventing::chat::is_conversational(&el)
+            && crate::eventing::chat::is_kept(&el)
+            && !pubsub.may_keep(&from.bare())
+        {
+            return answer(shared, &el, StanzaError::ResourceConstraint);
         }
         return deliver(shared, el, &to).await;
     };
