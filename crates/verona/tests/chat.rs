@@ -753,9 +753,10 @@ async fn negative_priority_resources_take_no_bare_jid_messages() {
 /// bare JID: a headline reaches the available resources with a non-negative priority only,
 /// presence every available resource, a groupchat message is delivered nowhere and bounces
 /// with `service-unavailable`; §8.5.3.2.1: a headline to a resource that is not there is
-/// dropped.
+/// dropped; §4.6.3: whoever got directed presence gets the session's unavailable presence,
+/// when it sends one or ends.
 #[tokio::test]
-async fn headlines_and_groupchat_to_a_bare_jid_follow_rfc_6121() {
+async fn headlines_groupchat_and_directed_presence_follow_rfc_6121() {
     let server = server().await;
     let mut romeo = online(&server, "romeo", "orchard").await;
     let mut open = online(&server, "juliet", "open").await;
@@ -785,6 +786,17 @@ async fn headlines_and_groupchat_to_a_bare_jid_follow_rfc_6121() {
         assert_eq!(got.attr("id"), Some("d1"));
         assert_eq!(got.attr("from"), Some("romeo@localhost/orchard"));
     }
+    // §4.6.3: going unavailable reaches whoever got directed presence, as it went.
+    romeo
+        .send("<presence xmlns='jabber:client' type='unavailable'/>")
+        .await;
+    for juliet in [&mut open, &mut shy] {
+        let got = recv_until(juliet, |el| el.name() == "presence").await;
+        assert_eq!(got.attr("type"), Some("unavailable"), "{}", show(&got));
+        assert_eq!(got.attr("from"), Some("romeo@localhost/orchard"));
+    }
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
     romeo
         .send("<message xmlns='jabber:client' to='juliet@localhost' type='groupchat' id='g1'><body>stray</body></message>")
         .await;
@@ -801,6 +813,17 @@ async fn headlines_and_groupchat_to_a_bare_jid_follow_rfc_6121() {
         juliet.expect_nothing().await;
     }
     romeo.expect_nothing().await;
+    // A session that ends sends it too, to a full JID as well.
+    romeo
+        .send("<presence xmlns='jabber:client' to='juliet@localhost/open'/>")
+        .await;
+    let got = recv_until(&mut open, |el| el.name() == "presence").await;
+    assert_eq!(got.attr("type"), None);
+    drop(romeo);
+    let gone = recv_until(&mut open, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    assert_eq!(gone.attr("from"), Some("romeo@localhost/orchard"));
+    shy.expect_nothing().await;
 }
 
 /// `verona user del` on a stopped server deletes the account's conversations too, as an

@@ -504,6 +504,7 @@ impl Connection {
             caps_refused: None,
             sm: None,
             inactive: None,
+            directed: Vec::new(),
         });
         Ok(())
     }

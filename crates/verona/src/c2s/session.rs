@@ -15,7 +15,7 @@ use crate::eventing::{caps, chat};
 use crate::host::PubsubHandle;
 use crate::iq::{self, EndSessions, Target};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
-use crate::xml::{StanzaError, StreamError, error_reply, set_attr};
+use crate::xml::{BuilderExt, StanzaError, StreamError, error_reply, set_attr};
 
 /// How long presence waits for the client's answer about its capabilities.
 const CAPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -36,6 +36,53 @@ pub(super) struct Session {
     pub(super) sm: Option<Box<super::sm::Sm>>,
     /// XEP-0352: while the client is inactive, what it need not see at once.
     pub(super) inactive: Option<Box<super::csi::Held>>,
+    /// Whom the session sent directed available presence (RFC 6121 §4.6), at most
+    /// [`MAX_DIRECTED`]: they get its unavailable presence when it goes offline.
+    pub(super) directed: Vec<Jid>,
+}
+
+/// Directed presence remembered per session at most; later ones are not followed by an
+/// unavailable presence.
+const MAX_DIRECTED: usize = 64;
+
+impl Session {
+    /// Notes directed presence (available adds its address, unavailable removes it).
+    fn note_directed(&mut self, el: &Element) {
+        let Some(to) = el.attr("to").and_then(|to| Jid::new(to).ok()) else {
+            return;
+        };
+        match el.attr("type") {
+            None if !self.directed.contains(&to) && self.directed.len() < MAX_DIRECTED => {
+                self.directed.push(to);
+            }
+            Some("unavailable") => self.directed.retain(|jid| *jid != to),
+            _ => {}
+        }
+    }
+
+    /// The unavailable presence each address of the directed presence gets (RFC 6121 §4.6.3),
+    /// forgetting them.
+    pub(super) fn undirect(&mut self, router: &crate::router::Router) {
+        for to in std::mem::take(&mut self.directed) {
+            let presence = crate::xml::builder("presence", crate::xml::ns::CLIENT)
+                .with("type", "unavailable")
+                .with("from", self.jid.as_str())
+                .with("to", to.as_str())
+                .build();
+            let bytes = Bytes::from(verona_stream::element_bytes(&presence));
+            match to.try_as_full() {
+                // A local account's available sessions, as the available presence went.
+                Err(bare) if !router.sessions_of(bare).is_empty() => {
+                    for full in router.available_sessions(bare) {
+                        router.deliver(&Jid::from(full), bytes.clone());
+                    }
+                }
+                _ => {
+                    router.deliver(&to, bytes);
+                }
+            }
+        }
+    }
 }
 
 impl Connection {
@@ -163,6 +210,15 @@ impl Connection {
         {
             return Ok(());
         }
+        if el.name() == "presence"
+            && matches!(
+                classified.route,
+                Route::Session(_) | Route::Account(_) | Route::Remote
+            )
+            && let State::Bound(session) = &mut self.state
+        {
+            session.note_directed(&el);
+        }
         match classified.route {
             Route::JidMalformed => self.answer(&el, StanzaError::JidMalformed, None),
             Route::Pep {
@@ -196,6 +252,9 @@ impl Connection {
                     handle.set_presence(priority(&el), show(&el));
                 }
                 pubsub.presence(me.clone(), el).await;
+                if unavailable && let State::Bound(session) = &mut self.state {
+                    session.undirect(&self.shared.router);
+                }
                 if unavailable {
                     // RFC 6121 §4.6.3: going unavailable ends what directed presence began:
                     // the session leaves its rooms (and its `expire=presence` subscriptions).

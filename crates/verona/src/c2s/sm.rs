@@ -209,8 +209,9 @@ impl Resumable {
 /// Ends a session for good: it leaves the router and the services, and the conversation
 /// messages it did not deliver (unacknowledged with `sm`, or still queued) go to offline
 /// storage through its account's shard.
-pub(super) async fn end_session(shared: &Shared, session: Session, sm: Option<Sm>) {
+pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Option<Sm>) {
     shared.router.unbind(&session.jid, &session.handle);
+    session.undirect(&shared.router);
     let pubsub = &shared.pubsub;
     pubsub
         .session_ended(Jid::from(session.jid.clone()), Some(session.handle.id()))
