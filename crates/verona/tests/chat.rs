@@ -749,6 +749,37 @@ async fn negative_priority_resources_take_no_bare_jid_messages() {
     shy.expect_nothing().await;
 }
 
+/// A negative-priority resource that raises its priority takes the messages kept meanwhile,
+/// as one coming online does (XEP-0160 §4); they were kept for no resource before.
+#[tokio::test]
+async fn raising_a_negative_priority_brings_the_kept_messages() {
+    let server = server().await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut shy = server.login("juliet", "pw", "shy").await;
+    shy.send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
+        .await;
+    assert_eq!(shy.recv().await.name(), "presence");
+    romeo
+        .send(&chat("juliet@localhost", "k1", "kept meanwhile"))
+        .await;
+    shy.expect_nothing().await;
+    shy.send("<presence xmlns='jabber:client'><priority>5</priority></presence>")
+        .await;
+    let kept = next_message(&mut shy).await;
+    assert_eq!(kept.attr("id"), Some("k1"));
+    assert!(kept.has_child("delay", DELAY), "{}", show(&kept));
+    // Once: lowering and raising it again brings nothing more.
+    for priority in [-1, 5] {
+        shy.send(&format!(
+            "<presence xmlns='jabber:client'><priority>{priority}</priority></presence>"
+        ))
+        .await;
+    }
+    recv_until(&mut shy, |el| el.name() == "presence").await;
+    recv_until(&mut shy, |el| el.name() == "presence").await;
+    shy.expect_nothing().await;
+}
+
 /// RFC 6121 §8.5.2 for messages that are not a conversation's, and directed presence, to a
 /// bare JID: a headline reaches the available resources with a non-negative priority only,
 /// presence every available resource, a groupchat message is delivered nowhere and bounces

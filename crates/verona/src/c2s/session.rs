@@ -248,10 +248,19 @@ impl Connection {
             Route::PresenceBroadcast => {
                 handle.set_classic(true);
                 let unavailable = el.attr("type") == Some("unavailable");
+                // A resource that was available with a negative priority takes no kept
+                // messages (XEP-0160 §4); raising it makes it take them.
+                let raised = handle.is_available()
+                    && handle.priority() < 0
+                    && !unavailable
+                    && priority(&el) >= 0;
                 if !unavailable {
                     handle.set_presence(priority(&el), show(&el));
                 }
                 pubsub.presence(me.clone(), el).await;
+                if raised {
+                    pubsub.flush_kept(me.clone()).await;
+                }
                 if unavailable && let State::Bound(session) = &mut self.state {
                     session.undirect(&self.shared.router);
                 }

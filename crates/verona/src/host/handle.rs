@@ -296,6 +296,13 @@ impl PubsubHandle {
 
     /// A session sent unavailable presence but stays connected: every shard ends the
     /// temporary subscriptions it holds for it (the rooms it is in among them).
+    /// `session` may take kept messages now (its priority is no longer negative): it gets
+    /// its account's, as at its first available presence (XEP-0160).
+    pub async fn flush_kept(&self, session: FullJid) {
+        let shard = self.shard(session.bare().as_str());
+        self.send(shard, Request::Flush(session)).await;
+    }
+
     pub async fn unavailable(&self, session: FullJid) {
         for shard in 0..self.shards.len() {
             self.send(shard, Request::Unavailable(session.clone()))
