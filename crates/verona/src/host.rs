@@ -264,6 +264,7 @@ pub async fn start(
             conversations_config: conversations_config.clone(),
             domain_name: addresses.server.clone(),
             unknown_accounts: HashSet::new(),
+            asked_with: HashMap::new(),
             to_keep: Vec::new(),
             came_online: Vec::new(),
             with_kept: std::mem::take(&mut with_kept[shard]),
@@ -445,6 +446,9 @@ struct ServicesTask {
     domain_name: String,
     /// For the current batch: parties of conversations not yet made that have no account.
     unknown_accounts: HashSet<BareJid>,
+    /// For the current batch: what each classic `subscribe` carried besides its type, by
+    /// (presence node owner, asker), for the request its owner gets.
+    asked_with: HashMap<(BareJid, BareJid), Vec<Element>>,
     /// Messages for accounts of this shard with no session to take them, kept after the
     /// batch (`chat.rs`).
     to_keep: Vec<(BareJid, String, std::time::SystemTime)>,
@@ -647,6 +651,7 @@ impl ServicesTask {
         self.settle();
         self.relations.clear();
         self.unknown_accounts.clear();
+        self.asked_with.clear();
         self.subscriptions_held.clear();
         self.rooms_owned.clear();
         self.drop_forgotten();
@@ -807,7 +812,8 @@ impl ServicesTask {
                 from,
                 contact,
                 kind,
-            } => self.classic_subscription(&from, &contact, kind, done),
+                extensions,
+            } => self.classic_subscription(&from, &contact, kind, extensions, done),
             Request::Roster { from, iq } => self.roster_request(from, iq, done),
             Request::KeepOnRoster { user, contact } => self.keep_on_roster(&user, &contact, done),
             Request::LastActivity { from, account, iq } => {

@@ -611,3 +611,37 @@ async fn a_request_made_as_its_contact_comes_online_arrives_once() {
     assert_eq!(got, expected);
     juliet.expect_nothing().await;
 }
+
+/// RFC 6121 §3.1.3: the contact gets the request with what it carried besides its type, such
+/// as the asker's nick (XEP-0172 §4.2); a request carrying more than a request's worth gets
+/// there without it (found with Prosody's `keep_full_sub_req` scenario).
+#[tokio::test]
+async fn a_subscription_request_keeps_its_nick() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&juliet.request(&roster_get("r0", None)).await);
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv().await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'><nick xmlns='http://jabber.org/protocol/nick'>Romeo M.</nick><status>Hi!</status></presence>")
+        .await;
+    let asked = recv_until(&mut juliet, |el| el.name() == "presence").await;
+    assert_eq!(asked.attr("type"), Some("subscribe"), "{}", show(&asked));
+    assert_eq!(asked.attr("from"), Some("romeo@localhost"));
+    let nick = asked.get_child("nick", "http://jabber.org/protocol/nick");
+    assert_eq!(nick.map(Element::text).as_deref(), Some("Romeo M."));
+    // What presence itself says (here a status) is not the asker's to pass on.
+    assert!(!asked.has_child("status", NS_CLIENT), "{}", show(&asked));
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let padding = "x".repeat(2000);
+    nurse
+        .send(&format!("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'><nick xmlns='http://jabber.org/protocol/nick'>{padding}</nick></presence>"))
+        .await;
+    let asked = recv_until(&mut juliet, |el| el.name() == "presence").await;
+    assert_eq!(asked.attr("from"), Some("nurse@localhost"));
+    assert_eq!(asked.children().count(), 0, "{}", show(&asked));
+}

@@ -283,7 +283,10 @@ impl Connection {
                     SubscriptionKind::Subscribe | SubscriptionKind::Subscribed
                 )
                 .then(|| contact.clone());
-                pubsub.subscription(me.bare(), contact, kind).await;
+                let extensions = crate::eventing::presence::request_extensions(&el);
+                pubsub
+                    .subscription(me.bare(), contact, kind, extensions)
+                    .await;
                 if let Some(contact) = keep {
                     pubsub.keep_on_roster(me.bare(), contact).await;
                 }

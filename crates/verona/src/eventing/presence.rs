@@ -76,6 +76,32 @@ impl SubscriptionKind {
     }
 }
 
+/// What a `subscribe` carries besides its type that the contact gets with the request (RFC
+/// 6121 §3.1.2: e.g. the asker's XEP-0172 nick, a XEP-0379 token): its elements outside
+/// jabber:client, at most [`MAX_REQUEST_EXTENSIONS`] of them and
+/// [`MAX_REQUEST_EXTENSION_BYTES`] in all (none past either), so a request stays the size of
+/// one.
+pub fn request_extensions(presence: &Element) -> Vec<Element> {
+    if presence.attr("type") != Some("subscribe") {
+        return Vec::new();
+    }
+    let extensions: Vec<Element> = presence
+        .children()
+        .filter(|child| !child.has_ns(ns::CLIENT))
+        .cloned()
+        .collect();
+    let bytes: usize = extensions.iter().map(|e| String::from(e).len()).sum();
+    if extensions.len() > MAX_REQUEST_EXTENSIONS || bytes > MAX_REQUEST_EXTENSION_BYTES {
+        return Vec::new();
+    }
+    extensions
+}
+
+/// Elements a subscription request passes on at most.
+const MAX_REQUEST_EXTENSIONS: usize = 4;
+/// Bytes of them at most.
+const MAX_REQUEST_EXTENSION_BYTES: usize = 1024;
+
 /// RFC 6121 §4.7.2.3: the priority an available `<presence/>` gives its resource (0 when
 /// absent or out of range).
 pub fn priority(presence: &Element) -> i8 {

@@ -58,9 +58,10 @@ impl ServicesTask {
                 let effect = shown.as_ref().unwrap_or(effect);
                 let implicit = self.implicit(&d.origin, hosted, effect);
                 let classic = match &d.origin {
-                    Origin::Account(owner) => {
-                        classic_presence(owner, effect).map(|stanzas| ClassicStanzas::new(&stanzas))
-                    }
+                    Origin::Account(owner) => classic_presence(owner, effect).map(|mut stanzas| {
+                        self.add_request_extensions(owner, effect, &mut stanzas);
+                        ClassicStanzas::new(&stanzas)
+                    }),
                     Origin::Domain | Origin::Rooms | Origin::Room(_) | Origin::Conversation(_) => {
                         None
                     }
@@ -137,6 +138,21 @@ impl ServicesTask {
                         || stanzas.map(|stanzas| stanzas.to(&out.to)),
                     );
                 }
+            }
+        }
+    }
+
+    /// A classic request to subscribe carries what the asker's `subscribe` did besides its
+    /// type (RFC 6121 §3.1.3), when it was asked in this batch.
+    fn add_request_extensions(&self, owner: &BareJid, effect: &Effect, stanzas: &mut [Element]) {
+        let Effect::AuthorizationRequest(request) = effect else {
+            return;
+        };
+        let asked = (owner.clone(), request.subscriber.bare());
+        if let (Some(extensions), Some(stanza)) = (self.asked_with.get(&asked), stanzas.first_mut())
+        {
+            for extension in extensions {
+                stanza.append_child(extension.clone());
             }
         }
     }

@@ -222,12 +222,19 @@ impl PubsubHandle {
 
     /// A classic presence subscription stanza from an account (RFC 6121 §3: by bare JID,
     /// local or remote), for the shard of the presence node it acts on.
-    pub async fn subscription(&self, from: BareJid, contact: BareJid, kind: SubscriptionKind) {
+    pub async fn subscription(
+        &self,
+        from: BareJid,
+        contact: BareJid,
+        kind: SubscriptionKind,
+        extensions: Vec<Element>,
+    ) {
         let shard = self.shard(kind.owner(&from, &contact).as_str());
         let request = Request::Subscription {
             from,
             contact,
             kind,
+            extensions,
         };
         self.send(shard, request).await;
     }

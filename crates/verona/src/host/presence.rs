@@ -104,6 +104,7 @@ impl ServicesTask {
         from: &BareJid,
         contact: &BareJid,
         kind: SubscriptionKind,
+        extensions: Vec<Element>,
         done: &mut Vec<Done>,
     ) {
         let owner = kind.owner(from, contact);
@@ -114,9 +115,14 @@ impl ServicesTask {
                 from: from.clone(),
                 contact: contact.clone(),
                 kind,
+                extensions,
             };
             self.send_to(shard, request, true);
             return;
+        }
+        if kind == SubscriptionKind::Subscribe && !extensions.is_empty() {
+            self.asked_with
+                .insert((owner.clone(), from.clone()), extensions);
         }
         let me = Jid::from(from.clone());
         let asking_anew = kind == SubscriptionKind::Subscribe

@@ -128,6 +128,7 @@ impl ServicesTask {
                 from,
                 contact,
                 kind: SubscriptionKind::Subscribe,
+                ..
             } if self.shard_of(SubscriptionKind::Subscribe.owner(from, contact).as_str())
                 == self.shard =>
             {

@@ -66,6 +66,10 @@ pub(super) enum Request {
         from: BareJid,
         contact: BareJid,
         kind: SubscriptionKind,
+        /// What a `subscribe` carries besides its type (RFC 6121 §3.1.2; e.g. the asker's
+        /// XEP-0172 nick), passed on with the request, vetted by
+        /// [`crate::eventing::presence::request_extensions`].
+        extensions: Vec<Element>,
     },
     /// A `jabber:iq:roster` get or set: the roster is a view of presence-node subscriptions
     /// and the `roster` node.

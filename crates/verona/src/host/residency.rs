@@ -25,6 +25,7 @@ impl ServicesTask {
                     from,
                     contact,
                     kind: SubscriptionKind::Subscribe,
+                    ..
                 } if !self.is_remote(from) && self.is_remote(contact) => Some(contact.clone()),
                 _ => None,
             })
@@ -565,6 +566,7 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
             from,
             contact,
             kind,
+            ..
         } => vec![kind.owner(from, contact)],
         Request::Probe { contact, .. } => vec![contact.clone()],
         Request::Blocking { from, .. } => vec![from.bare()],

@@ -186,13 +186,25 @@ impl ServicesTask {
             return;
         };
         if entry.to || entry.ask {
-            self.classic_subscription(&user, contact, SubscriptionKind::Unsubscribe, done);
+            self.classic_subscription(
+                &user,
+                contact,
+                SubscriptionKind::Unsubscribe,
+                Vec::new(),
+                done,
+            );
             // The contact's presence node may be another shard's, which ends the relation
             // after this batch: the item pushed now already shows it gone.
             self.presence.set_outbound(&user, contact, false, false);
         }
         if entry.from {
-            self.classic_subscription(&user, contact, SubscriptionKind::Unsubscribed, done);
+            self.classic_subscription(
+                &user,
+                contact,
+                SubscriptionKind::Unsubscribed,
+                Vec::new(),
+                done,
+            );
         }
         let origin = Origin::Account(user.clone());
         let mut reply = Done::reply(from.clone(), Some(iq_result(iq, None)));

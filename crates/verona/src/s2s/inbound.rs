@@ -63,8 +63,9 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
             // on the remote contact's proxy (nothing, if no local account asked).
             Some(kind) => {
                 if let Some(kind) = SubscriptionKind::from_type(kind) {
+                    let extensions = crate::eventing::presence::request_extensions(&el);
                     return pubsub
-                        .subscription(from.bare(), account.clone(), kind)
+                        .subscription(from.bare(), account.clone(), kind, extensions)
                         .await;
                 }
             }
