@@ -504,7 +504,7 @@ impl Connection {
             caps_refused: None,
             sm: None,
             inactive: None,
-            directed: Vec::new(),
+            directed: None,
         });
         Ok(())
     }

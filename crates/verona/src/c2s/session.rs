@@ -31,15 +31,19 @@ pub(super) struct Session {
     /// A disco#info question about the client's capabilities, waiting for its answer.
     pub(super) caps_wait: Option<Box<caps::Pending>>,
     /// The capabilities whose answer did not verify: not asked about again.
-    pub(super) caps_refused: Option<String>,
+    pub(super) caps_refused: Option<Box<str>>,
     /// XEP-0198, once enabled.
     pub(super) sm: Option<Box<super::sm::Sm>>,
     /// XEP-0352: while the client is inactive, what it need not see at once.
     pub(super) inactive: Option<Box<super::csi::Held>>,
     /// Whom the session sent directed available presence (RFC 6121 §4.6), at most
-    /// [`MAX_DIRECTED`]: they get its unavailable presence when it goes offline.
-    pub(super) directed: Vec<Jid>,
+    /// [`MAX_DIRECTED`]: they get its unavailable presence when it goes offline. Boxed, as
+    /// most sessions never send any and an idle one should not carry the room.
+    pub(super) directed: Option<Box<Directed>>,
 }
+
+#[derive(Default)]
+pub(super) struct Directed(Vec<Jid>);
 
 /// Directed presence remembered per session at most; later ones are not followed by an
 /// unavailable presence.
@@ -51,19 +55,21 @@ impl Session {
         let Some(to) = el.attr("to").and_then(|to| Jid::new(to).ok()) else {
             return;
         };
+        let directed = &mut self.directed.get_or_insert_with(Box::default).0;
         match el.attr("type") {
-            None if !self.directed.contains(&to) && self.directed.len() < MAX_DIRECTED => {
-                self.directed.push(to);
-            }
-            Some("unavailable") => self.directed.retain(|jid| *jid != to),
+            None if !directed.contains(&to) && directed.len() < MAX_DIRECTED => directed.push(to),
+            Some("unavailable") => directed.retain(|jid| *jid != to),
             _ => {}
+        }
+        if directed.is_empty() {
+            self.directed = None;
         }
     }
 
     /// The unavailable presence each address of the directed presence gets (RFC 6121 §4.6.3),
     /// forgetting them.
     pub(super) fn undirect(&mut self, router: &crate::router::Router) {
-        for to in std::mem::take(&mut self.directed) {
+        for to in self.directed.take().map(|d| d.0).unwrap_or_default() {
             let presence = crate::xml::builder("presence", crate::xml::ns::CLIENT)
                 .with("type", "unavailable")
                 .with("from", self.jid.as_str())
@@ -118,7 +124,7 @@ impl Connection {
             }
             None => {
                 tracing::debug!(jid = %session.jid, "capabilities not verified");
-                session.caps_refused = Some(caps::key(&wait.caps));
+                session.caps_refused = Some(caps::key(&wait.caps).into());
             }
         }
         Some(wait.held)
@@ -144,7 +150,7 @@ impl Connection {
             }
             // A client sending this much presence without answering is not waited for.
             let wait = session.caps_wait.take().expect("waiting");
-            session.caps_refused = Some(caps::key(&wait.caps));
+            session.caps_refused = Some(caps::key(&wait.caps).into());
             return wait.held;
         }
         let Some(advertised) = caps::advertised(&el) else {
@@ -178,7 +184,7 @@ impl Connection {
             return None;
         }
         let wait = session.caps_wait.take()?;
-        session.caps_refused = Some(caps::key(&wait.caps));
+        session.caps_refused = Some(caps::key(&wait.caps).into());
         Some(wait.held)
     }
 
