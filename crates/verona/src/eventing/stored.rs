@@ -33,6 +33,11 @@ pub fn is_storage(iq: &Element) -> bool {
 /// The storage request `iq` makes (see [`is_storage`]): `Err` for private storage that names
 /// no element, several, or one of the namespaces XEP-0049 §3 keeps from it.
 pub fn asked(iq: &Element) -> Result<Asked, StanzaError> {
+    // RFC 6120 §8.2.3: one payload. Two (a vCard and private XML) would have the request
+    // name one and store the other, where its access is not the one asked for.
+    if iq.children().count() != 1 {
+        return Err(StanzaError::BadRequest);
+    }
     if iq.has_child("vCard", VCARD) {
         return Ok(Asked {
             request: iq.clone(),
@@ -281,6 +286,16 @@ mod tests {
             (
                 "<query xmlns='jabber:iq:private'><a xmlns='urn:a'/></query>",
                 None,
+            ),
+            // One payload per iq: a vCard beside private XML would have the private element
+            // stored where the vCard goes, readable by anyone.
+            (
+                "<vCard xmlns='vcard-temp'><FN>Public</FN></vCard><query xmlns='jabber:iq:private'><secret xmlns='urn:a'/></query>",
+                Some(StanzaError::BadRequest),
+            ),
+            (
+                "<query xmlns='jabber:iq:private'><secret xmlns='urn:a'/></query><vCard xmlns='vcard-temp'/>",
+                Some(StanzaError::BadRequest),
             ),
         ];
         for (query, refused) in cases {
