@@ -61,6 +61,9 @@ pub struct Accounts {
     domain: String,
     iterations: u32,
     remembered: Arc<Mutex<Remembered>>,
+    /// Credentials no password opens, checked for an account that does not exist so that
+    /// the answer takes as long as for one that does (RFC 6120 §13.5).
+    decoy: Arc<std::sync::OnceLock<Credentials>>,
 }
 
 /// Credentials read recently, so that a login costs no storage round trip (on SQLite a hop to
@@ -100,6 +103,7 @@ impl Accounts {
             domain,
             iterations,
             remembered: Arc::default(),
+            decoy: Arc::default(),
         }
     }
 
@@ -144,9 +148,26 @@ impl Accounts {
             .map_err(|_| AccountError::BadPassword)
     }
 
-    /// Whether `password` is the account's (SASL PLAIN): PBKDF2, off the async threads.
-    pub async fn verify_password(&self, creds: Credentials, password: String) -> bool {
-        hashing(move || creds.verify_password(&password)).await
+    /// Whether `password` is the account's (SASL PLAIN): PBKDF2, off the async threads. For
+    /// an account that does not exist (`None`) the same work is done on decoy credentials,
+    /// and the answer is no.
+    pub async fn verify_password(&self, creds: Option<Credentials>, password: String) -> bool {
+        let exists = creds.is_some();
+        let (iterations, decoy) = (self.iterations, self.decoy.clone());
+        let valid = hashing(move || {
+            let creds = creds.unwrap_or_else(|| {
+                let decoy = decoy.get_or_init(|| {
+                    let mut secret = [0u8; 16];
+                    getrandom::fill(&mut secret).expect("the OS random source works");
+                    Credentials::derive(&crate::hex(&secret), iterations)
+                        .expect("a random password derives")
+                });
+                decoy.clone()
+            });
+            creds.verify_password(&password)
+        })
+        .await;
+        exists && valid
     }
 
     pub async fn create(&self, jid: &BareJid, password: &str) -> Result<(), AccountError> {
@@ -276,7 +297,8 @@ mod tests {
         a.create(&jid, "nurse").await.unwrap();
         let creds = a.credentials(&jid).await.unwrap().unwrap();
         assert!(creds.verify_password("nurse") && !creds.verify_password("balcony"));
-        assert!(a.verify_password(creds, "nurse".into()).await);
+        assert!(a.verify_password(Some(creds), "nurse".into()).await);
+        assert!(!a.verify_password(None, "nurse".into()).await);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

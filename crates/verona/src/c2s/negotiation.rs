@@ -308,8 +308,8 @@ impl Connection {
             .accounts
             .credentials(&jid)
             .await
-            .map_err(|_| Failure::TemporaryAuthFailure)?
-            .ok_or(Failure::NotAuthorized)?;
+            .map_err(|_| Failure::TemporaryAuthFailure)?;
+        // An account that does not exist costs the same hashing: the time tells nothing.
         let valid = (self.shared.accounts)
             .verify_password(creds, message.password)
             .await;
