@@ -368,10 +368,27 @@ async fn a_blocked_contact_gets_nothing() {
     romeo
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
         .await;
-    let reply = romeo
-        .request(&format!("<iq xmlns='jabber:client' type='get' id='i1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><items node='presence'/></pubsub></iq>"))
-        .await;
-    assert_eq!(reply.attr("type"), Some("error"), "{}", show(&reply));
+    // His iqs about her get what an absent account's would (XEP-0191 §3.3), not an access
+    // error that would tell him he is blocked: her items, vCard, last activity, disco#info.
+    let asks = [
+        format!("<pubsub xmlns='{PUBSUB}'><items node='presence'/></pubsub>"),
+        "<vCard xmlns='vcard-temp'/>".to_owned(),
+        "<query xmlns='jabber:iq:last'/>".to_owned(),
+        "<query xmlns='http://jabber.org/protocol/disco#info'/>".to_owned(),
+    ];
+    for (n, ask) in asks.iter().enumerate() {
+        let reply = romeo
+            .request(&format!(
+                "<iq xmlns='jabber:client' type='get' id='i{n}' to='juliet@localhost'>{ask}</iq>"
+            ))
+            .await;
+        assert_eq!(
+            stanza_error(&reply).as_deref(),
+            Some("service-unavailable"),
+            "{ask}: {}",
+            show(&reply)
+        );
+    }
     juliet.expect_nothing().await;
     juliet
         .send("<message xmlns='jabber:client' to='romeo@localhost' id='m2' type='chat'><body>hi</body></message>")

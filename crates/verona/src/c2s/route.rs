@@ -107,10 +107,12 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         };
         if let Some(account) = account {
             let own_presence = account == own && publishes_presence(el);
-            return unblocked(Route::Pep {
+            let peer = another(&account, &own);
+            let route = Route::Pep {
                 account,
                 own_presence,
-            });
+            };
+            return Classified { route, peer };
         }
     }
     let iq_request = el.name() == "iq" && matches!(el.attr("type"), Some("get" | "set"));
@@ -127,24 +129,37 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         Some(to) if is_local_account(to) => to.try_as_full().err().cloned(),
         Some(_) => None,
     };
+    // What an iq about another account asks goes through XEP-0191 like a stanza to it: a
+    // blocked asker gets what everyone gets from an absent account, not the access error
+    // that would tell it it is blocked.
     if account_info && let Some(account) = about() {
-        return unblocked(Route::Pep {
+        let peer = another(&account, &own);
+        let route = Route::Pep {
             account,
             own_presence: false,
-        });
+        };
+        return Classified { route, peer };
     }
     if iq_request
         && crate::eventing::stored::is_storage(el)
         && let Some(account) = about()
     {
-        return unblocked(Route::Stored { account });
+        let peer = another(&account, &own);
+        return Classified {
+            route: Route::Stored { account },
+            peer,
+        };
     }
     if iq_request
         && el.attr("type") == Some("get")
         && el.has_child("query", LAST)
         && let Some(account) = about()
     {
-        return unblocked(Route::LastActivity { account });
+        let peer = another(&account, &own);
+        return Classified {
+            route: Route::LastActivity { account },
+            peer,
+        };
     }
     if iq_request && to_own_account && is_blocking_command(el) {
         return unblocked(Route::Blocking);
@@ -245,6 +260,11 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
 
 fn unblocked(route: Route) -> Classified {
     Classified { route, peer: None }
+}
+
+/// `account`, when it is not the sender's own: the peer XEP-0191 checks.
+fn another(account: &BareJid, own: &BareJid) -> Option<BareJid> {
+    (account != own).then(|| account.clone())
 }
 
 fn is_blocking_command(el: &Element) -> bool {
@@ -356,7 +376,7 @@ mod tests {
                     account: bare("romeo@localhost"),
                     own_presence: false,
                 },
-                None,
+                Some("romeo@localhost"),
             ),
             // A full JID is a client, not a PEP service.
             (
@@ -394,7 +414,7 @@ mod tests {
                     account: bare("romeo@localhost"),
                     own_presence: false,
                 },
-                None,
+                Some("romeo@localhost"),
             ),
             (
                 "<iq type='get' id='1' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>".into(),
@@ -417,7 +437,7 @@ mod tests {
                 Route::LastActivity {
                     account: bare("romeo@localhost"),
                 },
-                None,
+                Some("romeo@localhost"),
             ),
             (
                 "<iq type='get' id='1' to='localhost'><query xmlns='jabber:iq:last'/></iq>".into(),
@@ -436,7 +456,7 @@ mod tests {
                 Route::Stored {
                     account: bare("romeo@localhost"),
                 },
-                None,
+                Some("romeo@localhost"),
             ),
             (
                 "<iq type='get' id='1' to='juliet@localhost'><query xmlns='jabber:iq:private'><x xmlns='urn:x'/></query></iq>".into(),
