@@ -644,15 +644,21 @@ async fn a_subscription_request_keeps_its_nick() {
     juliet.recv().await;
     let mut romeo = t.login("romeo", "pw", "orchard").await;
     romeo
-        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'><nick xmlns='http://jabber.org/protocol/nick'>Romeo M.</nick><status>Hi!</status></presence>")
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'><nick xmlns='http://jabber.org/protocol/nick'>Romeo M.</nick><status>Hi!</status><delay xmlns='urn:xmpp:delay' stamp='2000-01-01T00:00:00Z'/></presence>")
         .await;
     let asked = recv_until(&mut juliet, |el| el.name() == "presence").await;
     assert_eq!(asked.attr("type"), Some("subscribe"), "{}", show(&asked));
     assert_eq!(asked.attr("from"), Some("romeo@localhost"));
     let nick = asked.get_child("nick", "http://jabber.org/protocol/nick");
     assert_eq!(nick.map(Element::text).as_deref(), Some("Romeo M."));
-    // What presence itself says (here a status) is not the asker's to pass on.
+    // What presence itself says (here a status) is not the asker's to pass on, nor what only
+    // a server writes (a delay).
     assert!(!asked.has_child("status", NS_CLIENT), "{}", show(&asked));
+    assert!(
+        !asked.has_child("delay", "urn:xmpp:delay"),
+        "{}",
+        show(&asked)
+    );
     let mut nurse = t.login("nurse", "pw", "chamber").await;
     let padding = "x".repeat(2000);
     nurse

@@ -100,7 +100,7 @@ pub fn is_copied(message: &Element) -> bool {
 
 /// Children a client may not send in a message it writes: what the server writes (archive
 /// ids of this server, delays, the forwarding of carbons and archives, extended addresses).
-fn server_written(child: &Element) -> bool {
+pub fn server_written(child: &Element) -> bool {
     [
         ("stanza-id", crate::eventing::archive::SID),
         ("delay", ns::DELAY),

@@ -78,7 +78,7 @@ impl SubscriptionKind {
 
 /// What a `subscribe` carries besides its type that the contact gets with the request (RFC
 /// 6121 §3.1.2: e.g. the asker's XEP-0172 nick, a XEP-0379 token): its elements outside
-/// jabber:client, at most [`MAX_REQUEST_EXTENSIONS`] of them and
+/// jabber:client but what only a server writes (a delay, extended addresses), at most [`MAX_REQUEST_EXTENSIONS`] of them and
 /// [`MAX_REQUEST_EXTENSION_BYTES`] in all (none past either), so a request stays the size of
 /// one.
 pub fn request_extensions(presence: &Element) -> Vec<Element> {
@@ -87,7 +87,7 @@ pub fn request_extensions(presence: &Element) -> Vec<Element> {
     }
     let extensions: Vec<Element> = presence
         .children()
-        .filter(|child| !child.has_ns(ns::CLIENT))
+        .filter(|child| !child.has_ns(ns::CLIENT) && !super::chat::server_written(child))
         .cloned()
         .collect();
     let bytes: usize = extensions.iter().map(|e| String::from(e).len()).sum();
