@@ -71,13 +71,15 @@ pub struct Accounts {
 /// change of an account's credentials goes through [`Accounts`], which forgets them after it.
 #[derive(Default)]
 struct Remembered {
-    by_jid: HashMap<BareJid, Credentials>,
+    /// `None`: the account does not exist. Remembered too, so that a login for a made-up
+    /// name costs what one for a real name does (no storage round trip to tell them apart).
+    by_jid: HashMap<BareJid, Option<Credentials>>,
     /// Counts changes, so that a read that overlapped one does not keep what it read.
     changes: u64,
 }
 
 impl Remembered {
-    fn keep(&mut self, jid: &BareJid, creds: &Credentials, read_after: u64) {
+    fn keep(&mut self, jid: &BareJid, creds: &Option<Credentials>, read_after: u64) {
         if self.changes != read_after {
             return;
         }
@@ -172,10 +174,9 @@ impl Accounts {
 
     pub async fn create(&self, jid: &BareJid, password: &str) -> Result<(), AccountError> {
         let creds = self.derive(password).await?;
-        self.store
-            .create_account(jid.as_str(), &creds)
-            .await
-            .map_err(|e| self.map(jid, e))
+        let created = self.store.create_account(jid.as_str(), &creds).await;
+        self.remembered().forget(jid);
+        created.map_err(|e| self.map(jid, e))
     }
 
     pub async fn set_password(&self, jid: &BareJid, password: &str) -> Result<(), AccountError> {
@@ -202,14 +203,12 @@ impl Accounts {
         let read_after = {
             let remembered = self.remembered();
             if let Some(creds) = remembered.by_jid.get(jid) {
-                return Ok(Some(creds.clone()));
+                return Ok(creds.clone());
             }
             remembered.changes
         };
         let creds = (self.store.credentials(jid.as_str()).await).map_err(AccountError::Storage)?;
-        if let Some(creds) = &creds {
-            self.remembered().keep(jid, creds, read_after);
-        }
+        self.remembered().keep(jid, &creds, read_after);
         Ok(creds)
     }
 
@@ -330,7 +329,7 @@ mod tests {
 
     #[test]
     fn remembered_credentials_are_bounded_and_never_outlive_a_change() {
-        let creds = Credentials::derive("r0meo", 4096).unwrap();
+        let creds = Some(Credentials::derive("r0meo", 4096).unwrap());
         let juliet = BareJid::new("juliet@capulet.lit").unwrap();
         let mut remembered = Remembered::default();
         // A read that a password change overlapped keeps nothing.
