@@ -857,6 +857,47 @@ async fn headlines_groupchat_and_directed_presence_follow_rfc_6121() {
     shy.expect_nothing().await;
 }
 
+/// The unavailable presence that follows directed presence crosses no block made since,
+/// either way (XEP-0191).
+#[tokio::test]
+async fn a_block_stops_the_unavailable_after_directed_presence() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    for (blocker, sender) in [("juliet", "romeo"), ("romeo", "juliet")] {
+        let mut romeo = online(&server, "romeo", "orchard").await;
+        let (blocking, directing) = if blocker == "juliet" {
+            (&mut juliet, &mut romeo)
+        } else {
+            (&mut romeo, &mut juliet)
+        };
+        let to = if sender == "romeo" {
+            "juliet@localhost/balcony"
+        } else {
+            "romeo@localhost/orchard"
+        };
+        directing
+            .send(&format!("<presence xmlns='jabber:client' to='{to}'/>"))
+            .await;
+        recv_until(blocking, |el| el.name() == "presence").await;
+        let block = format!(
+            "<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='{sender}@localhost'/></block></iq>"
+        );
+        ok(&blocking.request(&block).await);
+        directing
+            .send("<presence xmlns='jabber:client' type='unavailable'/>")
+            .await;
+        blocking.expect_nothing().await;
+        let unblock = "<iq xmlns='jabber:client' type='set' id='u1'><unblock xmlns='urn:xmpp:blocking'/></iq>";
+        ok(&blocking.request(unblock).await);
+        drop(romeo);
+        juliet.send("<presence xmlns='jabber:client'/>").await;
+        recv_until(&mut juliet, |el| {
+            el.attr("from") == Some("juliet@localhost/balcony")
+        })
+        .await;
+    }
+}
+
 /// `verona user del` on a stopped server deletes the account's conversations too, as an
 /// in-band removal does: whoever takes the name next reads none of them.
 #[tokio::test]

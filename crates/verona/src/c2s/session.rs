@@ -69,7 +69,13 @@ impl Session {
     /// The unavailable presence each address of the directed presence gets (RFC 6121 §4.6.3),
     /// forgetting them.
     pub(super) fn undirect(&mut self, router: &crate::router::Router) {
+        let me = self.jid.bare();
         for to in self.directed.take().map(|d| d.0).unwrap_or_default() {
+            // A block made since crosses nothing, this either.
+            let them = to.bare();
+            if router.blocks(&me, &them) || router.blocks(&them, &me) {
+                continue;
+            }
             let presence = crate::xml::builder("presence", crate::xml::ns::CLIENT)
                 .with("type", "unavailable")
                 .with("from", self.jid.as_str())
