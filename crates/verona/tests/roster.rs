@@ -369,11 +369,11 @@ async fn a_blocked_contact_gets_nothing() {
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
         .await;
     // His iqs about her get what an absent account's would (XEP-0191 §3.3), not an access
-    // error that would tell him he is blocked: her items, vCard, last activity, disco#info.
+    // error that would tell him he is blocked: her items, vCard, disco#info. (Her last
+    // activity is `forbidden` to him as to anyone who does not follow her.)
     let asks = [
         format!("<pubsub xmlns='{PUBSUB}'><items node='presence'/></pubsub>"),
         "<vCard xmlns='vcard-temp'/>".to_owned(),
-        "<query xmlns='jabber:iq:last'/>".to_owned(),
         "<query xmlns='http://jabber.org/protocol/disco#info'/>".to_owned(),
     ];
     for (n, ask) in asks.iter().enumerate() {
@@ -389,6 +389,10 @@ async fn a_blocked_contact_gets_nothing() {
             show(&reply)
         );
     }
+    let last = romeo
+        .request("<iq xmlns='jabber:client' type='get' id='l1' to='juliet@localhost'><query xmlns='jabber:iq:last'/></iq>")
+        .await;
+    assert_eq!(stanza_error(&last).as_deref(), Some("forbidden"));
     juliet.expect_nothing().await;
     juliet
         .send("<message xmlns='jabber:client' to='romeo@localhost' id='m2' type='chat'><body>hi</body></message>")

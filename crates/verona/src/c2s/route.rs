@@ -130,8 +130,8 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         Some(_) => None,
     };
     // What an iq about another account asks goes through XEP-0191 like a stanza to it: a
-    // blocked asker gets what everyone gets from an absent account, not the access error
-    // that would tell it it is blocked.
+    // blocked asker gets what an absent account answers, not the access error that would
+    // tell it it is blocked.
     if account_info && let Some(account) = about() {
         let peer = another(&account, &own);
         let route = Route::Pep {
@@ -155,11 +155,9 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         && el.has_child("query", LAST)
         && let Some(account) = about()
     {
-        let peer = another(&account, &own);
-        return Classified {
-            route: Route::LastActivity { account },
-            peer,
-        };
+        // Not through XEP-0191: the service answers a blocked asker `forbidden`, as it
+        // answers anyone who does not follow the account, or an account that does not exist.
+        return unblocked(Route::LastActivity { account });
     }
     if iq_request && to_own_account && is_blocking_command(el) {
         return unblocked(Route::Blocking);
@@ -437,7 +435,7 @@ mod tests {
                 Route::LastActivity {
                     account: bare("romeo@localhost"),
                 },
-                Some("romeo@localhost"),
+                None,
             ),
             (
                 "<iq type='get' id='1' to='localhost'><query xmlns='jabber:iq:last'/></iq>".into(),
