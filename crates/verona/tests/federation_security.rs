@@ -21,6 +21,25 @@ async fn open_raw(port: u16, from: &str, to: &str) -> (RawStream, Element) {
     (raw, features)
 }
 
+/// A raw server-to-server stream from `from` to `to` on `server`'s port, past STARTTLS and
+/// restarted, its features read: ready for dialback.
+async fn open_secured(server: &TestServer, port: u16, from: &str, to: &str) -> RawStream {
+    let (mut raw, _) = open_raw(port, from, to).await;
+    raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await;
+    assert_eq!(raw.element().await.name(), "proceed");
+    raw.tls(
+        server_tls_connector(server.server.cert_path()),
+        "capulet.lit",
+    )
+    .await;
+    raw.restart();
+    raw.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{from}' to='{to}' version='1.0'>")).await;
+    assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
+    raw.element().await;
+    raw
+}
+
 /// A stream that asks for STARTTLS and then never starts the handshake is closed when its
 /// time to authenticate is over, like any other unauthenticated stream.
 #[tokio::test]
@@ -326,19 +345,7 @@ async fn dialback_keys_checked_are_limited_per_address() {
     let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let mut answers = Vec::new();
     for domain in ["a.lit", "b.lit", "c.lit"] {
-        let (mut raw, _) = open_raw(port, domain, "capulet.lit").await;
-        raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-            .await;
-        assert_eq!(raw.element().await.name(), "proceed");
-        raw.tls(
-            server_tls_connector(capulet.server.cert_path()),
-            "capulet.lit",
-        )
-        .await;
-        raw.restart();
-        raw.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{domain}' to='capulet.lit' version='1.0'>")).await;
-        assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
-        raw.element().await;
+        let mut raw = open_secured(&capulet, port, domain, "capulet.lit").await;
         raw.send(&format!(
             "<db:result from='{domain}' to='capulet.lit'>{key}</db:result>"
         ))
@@ -390,19 +397,7 @@ async fn a_pair_of_domains_that_fails_takes_no_other_pair_down() {
     let got = recv_until(&mut romeo, |el| el.name() == "message").await;
     assert_eq!(got.attr("id"), Some("before"));
 
-    let (mut raw, _) = open_raw(capulet_port, "montague.lit", "pubsub.capulet.lit").await;
-    raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        .await;
-    assert_eq!(raw.element().await.name(), "proceed");
-    raw.tls(
-        server_tls_connector(capulet.server.cert_path()),
-        "capulet.lit",
-    )
-    .await;
-    raw.restart();
-    raw.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='montague.lit' to='pubsub.capulet.lit' version='1.0'>")).await;
-    assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
-    raw.element().await;
+    let mut raw = open_secured(&capulet, capulet_port, "montague.lit", "pubsub.capulet.lit").await;
     raw.send("<db:result from='montague.lit' to='pubsub.capulet.lit'>00</db:result>")
         .await;
     let answer = raw.element().await;

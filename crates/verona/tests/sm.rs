@@ -164,10 +164,9 @@ async fn each_loss_of_a_connection_gets_a_whole_resumption_window() {
     assert!(resumed.is("resumed", SM), "{}", show(&resumed));
 }
 
-/// A message to the bare JID reaches every available resource: one session that ends
-/// without acknowledging it does not make the others get it twice (third review, issue #11).
-#[tokio::test]
-async fn a_message_every_resource_got_is_not_given_again() {
+/// Juliet, and Romeo on two available resources, the orchard's with stream management
+/// (without resumption: its end is for good).
+async fn romeo_twice() -> (TestServer, Client, Client, Client) {
     let server = server_with_resumption(60).await;
     let mut juliet = server.login("juliet", "pw", "balcony").await;
     available(&mut juliet).await;
@@ -178,6 +177,14 @@ async fn a_message_every_resource_got_is_not_given_again() {
     recv_until(&mut orchard, |el| el.name() == "presence").await;
     orchard.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
     assert!(orchard.recv().await.is("enabled", SM));
+    (server, juliet, orchard, garden)
+}
+
+/// A message to the bare JID reaches every available resource: one session that ends
+/// without acknowledging it does not make the others get it twice (third review, issue #11).
+#[tokio::test]
+async fn a_message_every_resource_got_is_not_given_again() {
+    let (_server, mut juliet, mut orchard, mut garden) = romeo_twice().await;
     juliet.send(&chat(1)).await;
     assert_eq!(bodies(&mut orchard, 1).await, ["line 1"]);
     assert_eq!(bodies(&mut garden, 1).await, ["line 1"]);
@@ -192,16 +199,7 @@ async fn a_message_every_resource_got_is_not_given_again() {
 /// resource of the account, late, so with its delay (XEP-0203), as from offline storage.
 #[tokio::test]
 async fn a_message_a_resource_left_unacknowledged_reaches_another_with_its_delay() {
-    let server = server_with_resumption(60).await;
-    let mut juliet = server.login("juliet", "pw", "balcony").await;
-    available(&mut juliet).await;
-    let mut orchard = server.login("romeo", "pw", "orchard").await;
-    available(&mut orchard).await;
-    let mut garden = server.login("romeo", "pw", "garden").await;
-    available(&mut garden).await;
-    recv_until(&mut orchard, |el| el.name() == "presence").await;
-    orchard.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
-    assert!(orchard.recv().await.is("enabled", SM));
+    let (_server, mut juliet, mut orchard, mut garden) = romeo_twice().await;
     juliet
         .send("<message xmlns='jabber:client' type='chat' to='romeo@localhost/orchard' id='o1'><body>for the orchard</body></message>")
         .await;
