@@ -50,6 +50,7 @@ const BATCH: usize = 256;
 /// How often items past their node's `pubsub#item_expire` are removed.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 mod blocking;
+mod bookmarks;
 pub(crate) mod budget;
 mod chat;
 mod deletion;
@@ -777,25 +778,16 @@ impl ServicesTask {
                 target,
                 stanza,
                 view: None,
-            } => self.stanza(from, target, stanza, done),
+            } => {
+                self.bring_bookmarks_over(&from, &target, &stanza, done);
+                self.stanza(from, target, stanza, done);
+            }
             Request::Stanza {
                 from,
                 target,
                 stanza,
                 view: Some(asked),
-            } => {
-                // The classic iq gets the classic answer, whatever the pubsub one was.
-                let start = done.len();
-                let to = Jid::from(from.clone());
-                self.stanza(from, target, stanza, done);
-                for answered in &mut done[start..] {
-                    if answered.to.as_ref() == Some(&to)
-                        && let Some(reply) = answered.reply.take()
-                    {
-                        answered.reply = Some(asked.answer(&reply));
-                    }
-                }
-            }
+            } => self.stored(from, target, stanza, asked, done),
             Request::Presence { from, stanza } => {
                 self.classic_presence(&from, &stanza, done);
             }

@@ -149,6 +149,7 @@ async fn an_account_sees_its_own_features() {
             "http://jabber.org/protocol/pubsub#publish-options",
             "urn:xmpp:mam:2",
             "urn:xmpp:ping",
+            "urn:xmpp:bookmarks:1#compat",
         ] {
             assert!(features.contains(&wanted), "{wanted} in {features:?}");
         }
@@ -193,4 +194,178 @@ async fn an_empty_show_is_plain_available_presence() {
     .await;
     assert_eq!(seen.attr("type"), None, "{}", show(&seen));
     assert!(!seen.has_child("show", NS_CLIENT), "{}", show(&seen));
+}
+
+const BOOKMARKS: &str = "urn:xmpp:bookmarks:1";
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+
+fn private_bookmarks_get(id: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='get' id='{id}'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'/></query></iq>"
+    )
+}
+
+/// The `<storage/>` of a private-storage answer.
+fn private_bookmarks(reply: &Element) -> Element {
+    reply
+        .get_child("query", PRIVATE)
+        .and_then(|q| q.get_child("storage", "storage:bookmarks"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", show(reply)))
+}
+
+/// (item id, `<conference/>`) of an items answer or event, in document order.
+fn conferences(items: &Element) -> Vec<(String, Element)> {
+    items
+        .children()
+        .filter(|c| c.is("item", PUBSUB) || c.is("item", "http://jabber.org/protocol/pubsub#event"))
+        .map(|item| {
+            let conference = item.get_child("conference", BOOKMARKS).cloned();
+            (item.attr("id").unwrap().to_owned(), conference.unwrap())
+        })
+        .collect()
+}
+
+fn items_get(id: &str, to: Option<&str>) -> String {
+    let to = to.map(|to| format!(" to='{to}'")).unwrap_or_default();
+    format!(
+        "<iq xmlns='jabber:client' type='get' id='{id}'{to}><pubsub xmlns='{PUBSUB}'><items node='{BOOKMARKS}'/></pubsub></iq>"
+    )
+}
+
+fn el(xml: &str) -> Element {
+    xml.parse().unwrap()
+}
+
+/// XEP-0402 §5.3: bookmarks a private-storage client (profanity) saves are the XEP-0402
+/// client's (Conversations, Dino) and the other way round, as on Prosody and ejabberd: a
+/// private-storage set is published one item per room (the XEP-0402 client hears of it at
+/// once), and a private-storage get shows the node's items, with what has no XEP-0402 form
+/// (a `<url/>`) kept. Nobody else reads them.
+#[tokio::test]
+async fn private_storage_and_pep_bookmarks_are_one_set() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut profanity = t.login("juliet", "pw", "profanity").await;
+    let mut dino = t.login("juliet", "pw", "dino").await;
+    let features = [
+        "http://jabber.org/protocol/caps",
+        "urn:xmpp:bookmarks:1+notify",
+    ];
+    dino.presence_with_caps("", &features, true).await;
+    // Its own presence back: from here on, what it gets is bookmarks.
+    recv_until(&mut dino, |el| el.name() == "presence").await;
+
+    let set = format!(
+        "<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'>\
+         <conference jid='lounge@chat.localhost' name='Lounge' autojoin='true'><nick>jule</nick></conference>\
+         <url name='Verona' url='https://verona.example/'/>\
+         </storage></query></iq>"
+    );
+    ok(&profanity.request(&set).await);
+    let event = recv_until(&mut dino, |el| el.name() == "message").await;
+    let items = event
+        .get_child("event", "http://jabber.org/protocol/pubsub#event")
+        .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
+        .unwrap_or_else(|| panic!("{}", show(&event)));
+    assert_eq!(items.attr("node"), Some(BOOKMARKS));
+    let lounge = el(
+        "<conference xmlns='urn:xmpp:bookmarks:1' name='Lounge' autojoin='true'><nick>jule</nick></conference>",
+    );
+    assert_eq!(
+        conferences(items),
+        [("lounge@chat.localhost".to_owned(), lounge.clone())]
+    );
+
+    // Dino adds a room and drops the lounge, as XEP-0402 §3 and §4 say.
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='{PUBSUB}'>\
+         <publish node='{BOOKMARKS}'><item id='crypt@chat.localhost'>\
+         <conference xmlns='{BOOKMARKS}' name='Crypt'><password>tomb</password><extensions><pinned xmlns='urn:x'/></extensions></conference>\
+         </item></publish>\
+         <publish-options><x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+         <field var='pubsub#persist_items'><value>true</value></field>\
+         <field var='pubsub#max_items'><value>max</value></field>\
+         <field var='pubsub#send_last_published_item'><value>never</value></field>\
+         <field var='pubsub#access_model'><value>whitelist</value></field>\
+         </x></publish-options></pubsub></iq>"
+    );
+    ok(&dino.request(&publish).await);
+    let retract = format!(
+        "<iq xmlns='jabber:client' type='set' id='r1'><pubsub xmlns='{PUBSUB}'><retract node='{BOOKMARKS}' notify='true'><item id='lounge@chat.localhost'/></retract></pubsub></iq>"
+    );
+    ok(&dino.request(&retract).await);
+
+    let storage = private_bookmarks(&profanity.request(&private_bookmarks_get("g1")).await);
+    assert_eq!(
+        storage,
+        el("<storage xmlns='storage:bookmarks'>\
+            <url name='Verona' url='https://verona.example/'/>\
+            <conference jid='crypt@chat.localhost' name='Crypt'><password>tomb</password></conference>\
+            </storage>")
+    );
+
+    // profanity renames the crypt: Dino's extension stays with the item.
+    let rename = format!(
+        "<iq xmlns='jabber:client' type='set' id='s2'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'>\
+         <conference jid='crypt@chat.localhost' name='The crypt'><password>tomb</password></conference>\
+         </storage></query></iq>"
+    );
+    ok(&profanity.request(&rename).await);
+    let reply = dino.request(&items_get("g2", None)).await;
+    let items = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    assert_eq!(
+        conferences(items),
+        [(
+            "crypt@chat.localhost".to_owned(),
+            el(
+                "<conference xmlns='urn:xmpp:bookmarks:1' name='The crypt'><password>tomb</password><extensions><pinned xmlns='urn:x'/></extensions></conference>"
+            )
+        )]
+    );
+
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let refused = romeo
+        .request(&items_get("g3", Some("juliet@localhost")))
+        .await;
+    assert_eq!(refused.attr("type"), Some("error"), "{}", show(&refused));
+}
+
+/// XEP-0402 §5.3 for bookmarks saved before: rooms a client kept in the XEP-0411 PEP node
+/// (`storage:bookmarks`, which private storage also reads) are in the XEP-0402 node the first
+/// time a client asks for it.
+#[tokio::test]
+async fn bookmarks_kept_before_come_over_to_pep() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut old = t.login("juliet", "pw", "old").await;
+    let legacy = format!(
+        "<iq xmlns='jabber:client' type='set' id='p0'><pubsub xmlns='{PUBSUB}'><publish node='storage:bookmarks'><item id='current'>\
+         <storage xmlns='storage:bookmarks'><conference jid='lounge@chat.localhost' autojoin='1'><nick>jule</nick></conference></storage>\
+         </item></publish></pubsub></iq>"
+    );
+    ok(&old.request(&legacy).await);
+    drop(old);
+
+    let mut new = t.login("juliet", "pw", "new").await;
+    let reply = new.request(&items_get("g1", None)).await;
+    let items = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    assert_eq!(
+        conferences(items),
+        [(
+            "lounge@chat.localhost".to_owned(),
+            el(
+                "<conference xmlns='urn:xmpp:bookmarks:1' autojoin='1'><nick>jule</nick></conference>"
+            )
+        )]
+    );
 }

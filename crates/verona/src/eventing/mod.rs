@@ -16,9 +16,11 @@
 //! | §6 one-to-one conversations, carbons, offline | [`chat`] |
 //! | XEP-0313 archives of rooms and conversations | [`archive`] |
 //! | XEP-0054 vCards and XEP-0049 private storage as PEP nodes | [`stored`] |
+//! | XEP-0402 §5.3: XEP-0048 bookmarks in private storage as a view of XEP-0402's | [`bookmarks`] |
 
 pub mod archive;
 pub mod blocking;
+pub mod bookmarks;
 pub mod caps;
 pub mod chat;
 pub mod groupchat;

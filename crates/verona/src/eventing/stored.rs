@@ -6,6 +6,7 @@
 
 use minidom::Element;
 
+use crate::eventing::bookmarks;
 use crate::xml::{BuilderExt, StanzaError, builder, iq_result, ns};
 
 /// XEP-0054.
@@ -31,7 +32,8 @@ pub fn is_storage(iq: &Element) -> bool {
 }
 
 /// The storage request `iq` makes (see [`is_storage`]): `Err` for private storage that names
-/// no element, several, or one of the namespaces XEP-0049 §3 keeps from it.
+/// no element, several, or one of the namespaces XEP-0049 §3 keeps from it, and for more
+/// bookmarks than [`bookmarks::MAX_ROOMS`].
 pub fn asked(iq: &Element) -> Result<Asked, StanzaError> {
     // RFC 6120 §8.2.3: one payload. Two (a vCard and private XML) would have the request
     // name one and store the other, where its access is not the one asked for.
@@ -56,6 +58,12 @@ pub fn asked(iq: &Element) -> Result<Asked, StanzaError> {
     if [ns::CLIENT, ns::SERVER, PRIVATE].contains(&namespace.as_str()) {
         return Err(StanzaError::NotAcceptable);
     }
+    if element.is("storage", bookmarks::LEGACY)
+        && iq.attr("type") == Some("set")
+        && !bookmarks::within_bounds(element)
+    {
+        return Err(StanzaError::PolicyViolation);
+    }
     Ok(Asked {
         request: iq.clone(),
         element: (element.name().to_owned(), namespace),
@@ -68,45 +76,49 @@ impl Asked {
         if self.private { &self.element.1 } else { VCARD }
     }
 
-    fn is_set(&self) -> bool {
+    pub fn is_set(&self) -> bool {
         self.request.attr("type") == Some("set")
+    }
+
+    /// Whether this is private storage of XEP-0048 bookmarks, which is a view of the
+    /// XEP-0402 node (`eventing::bookmarks`).
+    pub fn is_bookmarks(&self) -> bool {
+        self.private && self.element.0 == "storage" && self.element.1 == bookmarks::LEGACY
+    }
+
+    /// What a set stores.
+    pub fn stored(&self) -> Option<&Element> {
+        self.request.get_child("query", PRIVATE)?.children().next()
+    }
+
+    /// The answer to a get, with `stored` as what is stored.
+    pub fn answer_stored(&self, stored: Element) -> Element {
+        iq_result(&self.request, Some(self.wrapped(Some(stored))))
     }
 
     /// The XEP-0060 request to the account's PEP service that does what the classic iq asks:
     /// a get reads the node's item, a set publishes it (creating the node with the access
     /// model the storage has).
     pub fn to_pubsub(&self) -> Element {
+        let stored = match self.request.get_child("query", PRIVATE) {
+            Some(query) => query.children().next().cloned(),
+            None => self.request.get_child("vCard", VCARD).cloned(),
+        };
+        self.to_pubsub_storing(stored)
+    }
+
+    /// [`Self::to_pubsub`], a set storing `stored` in place of what the iq holds.
+    pub fn to_pubsub_storing(&self, stored: Option<Element>) -> Element {
         let asking = if self.is_set() {
-            let stored = match self.request.get_child("query", PRIVATE) {
-                Some(query) => query.children().next().cloned(),
-                None => self.request.get_child("vCard", VCARD).cloned(),
-            };
             let item = builder("item", ns::PUBSUB)
                 .with("id", ITEM)
                 .append_all(stored)
                 .build();
             let access = if self.private { "whitelist" } else { "open" };
-            let field = |var: &str, value: &str, hidden: bool| {
-                let field = builder("field", ns::DATA_FORMS).with("var", var);
-                let field = if hidden {
-                    field.with("type", "hidden")
-                } else {
-                    field
-                };
-                field
-                    .append(builder("value", ns::DATA_FORMS).append(value))
-                    .build()
-            };
-            let options = builder("x", ns::DATA_FORMS)
-                .with("type", "submit")
-                .append(field(
-                    "FORM_TYPE",
-                    "http://jabber.org/protocol/pubsub#publish-options",
-                    true,
-                ))
-                .append(field("pubsub#persist_items", "true", false))
-                .append(field("pubsub#access_model", access, false))
-                .build();
+            let options = publish_options(&[
+                ("pubsub#persist_items", "true"),
+                ("pubsub#access_model", access),
+            ]);
             vec![
                 builder("publish", ns::PUBSUB)
                     .with("node", self.node())
@@ -179,6 +191,27 @@ impl Asked {
             stored
         }
     }
+}
+
+/// A `publish-options` form (XEP-0060 §7.1.5) with `fields` as (var, value).
+pub fn publish_options(fields: &[(&str, &str)]) -> Element {
+    let field = |var: &str, value: &str| {
+        builder("field", ns::DATA_FORMS)
+            .with("var", var)
+            .append(builder("value", ns::DATA_FORMS).append(value))
+    };
+    builder("x", ns::DATA_FORMS)
+        .with("type", "submit")
+        .append(
+            field(
+                "FORM_TYPE",
+                "http://jabber.org/protocol/pubsub#publish-options",
+            )
+            .with("type", "hidden")
+            .build(),
+        )
+        .append_all(fields.iter().map(|(var, value)| field(var, value).build()))
+        .build()
 }
 
 #[cfg(test)]
@@ -305,5 +338,19 @@ mod tests {
             assert!(is_storage(&iq));
             assert_eq!(asked(&iq).err(), refused, "{query}");
         }
+        // Each bookmark becomes a publish: a set holds a bounded number.
+        let rooms = |n: usize| {
+            let conferences: String = (0..n)
+                .map(|i| format!("<conference jid='r{i}@chat.x'/>"))
+                .collect();
+            iq(&format!(
+                "<iq xmlns='jabber:client' type='set' id='s'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>{conferences}</storage></query></iq>"
+            ))
+        };
+        assert!(asked(&rooms(bookmarks::MAX_ROOMS)).is_ok());
+        assert_eq!(
+            asked(&rooms(bookmarks::MAX_ROOMS + 1)).err(),
+            Some(StanzaError::PolicyViolation)
+        );
     }
 }

@@ -493,9 +493,15 @@ impl ServicesTask {
         );
         if own {
             // What the server does for the account itself: its archive (XEP-0313 §7) and the
-            // ids its messages carry, pings.
+            // ids its messages carry, pings, its two kinds of bookmarks kept as one.
             info.features.extend(
-                [eventing::archive::NS, eventing::archive::SID, ns::PING].map(String::from),
+                [
+                    eventing::archive::NS,
+                    eventing::archive::SID,
+                    ns::PING,
+                    eventing::bookmarks::COMPAT,
+                ]
+                .map(String::from),
             );
         }
         Some(crate::xml::iq_result(stanza, Some(info.into())))

@@ -1,0 +1,162 @@
+//! XEP-0402 §5.3 in the host: an account's private-storage bookmarks are a view of its
+//! `urn:xmpp:bookmarks:1` node (`eventing::bookmarks`). A set becomes XEP-0060 publishes and
+//! retracts run in the same batch, so they commit, notify and undo like any other.
+
+use super::*;
+use crate::eventing::bookmarks::{LEGACY, NODE, legacy_view, sync, without_rooms};
+use crate::eventing::stored::Asked;
+use crate::jids::Bare;
+
+/// (item id, payload) of a node's items, newest first.
+type Items = Vec<(String, Element)>;
+
+impl ServicesTask {
+    /// A classic storage iq (`eventing::stored`): the XEP-0060 request it stands for, answered
+    /// in its classic form whatever the pubsub answer was. An account's own bookmarks go
+    /// through the XEP-0402 node first.
+    pub(super) fn stored(
+        &mut self,
+        from: FullJid,
+        target: Target,
+        stanza: Element,
+        asked: Box<Asked>,
+        done: &mut Vec<Done>,
+    ) {
+        let own = matches!(&target, Target::Account(account) if *account == from.bare());
+        if own && asked.is_bookmarks() {
+            let account = from.bare();
+            let exists = self.has_node(&account, NODE);
+            let items = self.node_items(&account, NODE);
+            if !asked.is_set() && exists {
+                let legacy = self.node_items(&account, LEGACY);
+                let legacy = legacy.first().map(|(_, storage)| storage);
+                let answer = asked.answer_stored(legacy_view(legacy, &items));
+                done.push(Done::reply(from, Some(answer)));
+                return;
+            }
+            if let Some(storage) = asked.stored() {
+                for request in sync(storage, &items, exists) {
+                    if let Some(error) = self.quietly(&from, request, done) {
+                        done.push(Done::reply(from, Some(asked.answer(&error))));
+                        return;
+                    }
+                }
+                let rest = without_rooms(storage);
+                return self.viewed(
+                    from,
+                    target,
+                    asked.to_pubsub_storing(Some(rest)),
+                    &asked,
+                    done,
+                );
+            }
+        }
+        self.viewed(from, target, stanza, &asked, done);
+    }
+
+    /// Runs `stanza` for the classic storage iq `asked`, whose classic answer it gets.
+    fn viewed(
+        &mut self,
+        from: FullJid,
+        target: Target,
+        stanza: Element,
+        asked: &Asked,
+        done: &mut Vec<Done>,
+    ) {
+        let start = done.len();
+        let to = Jid::from(from.clone());
+        self.stanza(from, target, stanza, done);
+        for answered in &mut done[start..] {
+            if answered.to.as_ref() == Some(&to)
+                && let Some(reply) = answered.reply.take()
+            {
+                answered.reply = Some(asked.answer(&reply));
+            }
+        }
+    }
+
+    /// XEP-0402 §5.3 for bookmarks kept before the node existed: the first time the
+    /// account's own session asks anything of the node, the node is made from what private
+    /// storage holds, so a client that reads XEP-0402 sees the rooms a private-storage client
+    /// saved before.
+    pub(super) fn bring_bookmarks_over(
+        &mut self,
+        from: &FullJid,
+        target: &Target,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        let Target::Account(account) = target else {
+            return;
+        };
+        if *account != from.bare() || !names_node(stanza, NODE) || self.has_node(account, NODE) {
+            return;
+        }
+        let legacy = self.node_items(account, LEGACY);
+        let Some((_, storage)) = legacy.first() else {
+            return;
+        };
+        for request in sync(storage, &[], false) {
+            if self.quietly(from, request, done).is_some() {
+                break;
+            }
+        }
+    }
+
+    /// Runs `request` as `from`'s, keeping its effects but not its answer: `Some(answer)` if
+    /// it was refused.
+    fn quietly(
+        &mut self,
+        from: &FullJid,
+        request: Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let start = done.len();
+        let to = Jid::from(from.clone());
+        self.stanza(from.clone(), Target::Account(from.bare()), request, done);
+        let mut refused = None;
+        for answered in &mut done[start..] {
+            if answered.to.as_ref() == Some(&to) {
+                // Not the session's request: nothing to answer, also if the batch fails.
+                answered.request = None;
+                if let Some(reply) = answered.reply.take()
+                    && reply.attr("type") == Some("error")
+                {
+                    refused = Some(reply);
+                }
+            }
+        }
+        refused
+    }
+
+    fn has_node(&self, account: &BareJid, node: &str) -> bool {
+        self.accounts
+            .get(account)
+            .is_some_and(|hosted| hosted.service.node_config(node).is_some())
+    }
+
+    /// The items of the account's `node`, read as the account.
+    fn node_items(&self, account: &BareJid, node: &str) -> Items {
+        let Some(hosted) = self.accounts.get(account) else {
+            return Vec::new();
+        };
+        let owner = Jid::from(account.clone());
+        let query = verona_pubsub::ItemQuery::All;
+        let Ok(page) = hosted.service.items(&self.presence, &owner, node, &query) else {
+            return Vec::new();
+        };
+        page.items
+            .into_iter()
+            .filter_map(|item| Some((item.id, item.payload.as_deref()?.parse().ok()?)))
+            .collect()
+    }
+}
+
+/// Whether a XEP-0060 iq names `node` in its operation.
+fn names_node(stanza: &Element, node: &str) -> bool {
+    stanza
+        .get_child("pubsub", ns::PUBSUB)
+        .into_iter()
+        .flat_map(Element::children)
+        .any(|op| op.attr("node") == Some(node))
+}
