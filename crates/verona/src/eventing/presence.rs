@@ -76,9 +76,11 @@ impl SubscriptionKind {
     }
 }
 
-/// What a `subscribe` carries besides its type that the contact gets with the request (RFC
-/// 6121 §3.1.2: e.g. the asker's XEP-0172 nick, a XEP-0379 token): its elements outside
-/// jabber:client but what only a server writes (a delay, extended addresses), at most [`MAX_REQUEST_EXTENSIONS`] of them and
+/// What a `subscribe` carries besides its type that the contact gets with the request, as
+/// Prosody and ejabberd pass it on: a `<status/>` saying why (RFC 6121 §3.1.1; Gajim and
+/// Dino ask for one), the asker's XEP-0172 nick (§4.3), a XEP-0379 pre-authentication token.
+/// Nothing else: a subscription request from a stranger carries no room invitation, no
+/// addresses, nothing a client would act on. At most [`MAX_REQUEST_EXTENSIONS`] elements and
 /// [`MAX_REQUEST_EXTENSION_BYTES`] in all (none past either), so a request stays the size of
 /// one.
 pub fn request_extensions(presence: &Element) -> Vec<Element> {
@@ -87,7 +89,11 @@ pub fn request_extensions(presence: &Element) -> Vec<Element> {
     }
     let extensions: Vec<Element> = presence
         .children()
-        .filter(|child| !child.has_ns(ns::CLIENT) && !super::chat::server_written(child))
+        .filter(|child| {
+            (child.is("status", ns::CLIENT) && child.children().next().is_none())
+                || child.is("nick", NICK)
+                || child.is("preauth", PREAUTH)
+        })
         .cloned()
         .collect();
     let bytes: usize = extensions.iter().map(|e| String::from(e).len()).sum();
@@ -96,6 +102,11 @@ pub fn request_extensions(presence: &Element) -> Vec<Element> {
     }
     extensions
 }
+
+/// XEP-0172.
+const NICK: &str = "http://jabber.org/protocol/nick";
+/// XEP-0379.
+const PREAUTH: &str = "urn:xmpp:pars:0";
 
 /// Elements a subscription request passes on at most.
 const MAX_REQUEST_EXTENSIONS: usize = 4;
