@@ -66,7 +66,7 @@ mod sessions;
 mod stanza;
 
 use budget::{AccountBudget, AccountBudgets, Budget, Credit, KeptRate};
-use delivery::unheard_publish;
+use delivery::{unheard_publish, unheard_removal};
 pub use handle::PubsubHandle;
 use handle::Queued;
 use request::{Done, Origin, Outgoing, Request, Target};

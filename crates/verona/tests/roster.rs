@@ -494,6 +494,48 @@ async fn notify_filtering_follows_capabilities() {
             "romeo@localhost/tablet"
         ]
     );
+
+    // Removing the item reaches them too (a bookmark deleted on one device leaves the
+    // others, XEP-0402 §3.3): a retract asking for notification, then a purge.
+    let retract = format!(
+        "<iq xmlns='jabber:client' type='set' id='mood2'><pubsub xmlns='{PUBSUB}'><retract node='urn:example:mood' notify='true'><item id='current'/></retract></pubsub></iq>"
+    );
+    ok(&juliet.request(&retract).await);
+    // The phone's presence reached the account's other sessions first.
+    romeo.recv_from("romeo@localhost/phone").await;
+    for session in [&mut tablet, &mut phone] {
+        let event = recv_until(session, |el| el.name() == "message").await;
+        assert_eq!(event.attr("from"), Some("juliet@localhost"));
+        let items = event
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .unwrap_or_else(|| panic!("{}", show(&event)));
+        assert_eq!(items.attr("node"), Some("urn:example:mood"));
+        let retracted: Vec<Option<&str>> = items
+            .children()
+            .map(|c| {
+                assert!(c.is("retract", EVENT), "{}", show(&event));
+                c.attr("id")
+            })
+            .collect();
+        assert_eq!(retracted, [Some("current")]);
+    }
+    ok(&juliet.request(&publish).await);
+    let purge = format!(
+        "<iq xmlns='jabber:client' type='set' id='mood3'><pubsub xmlns='{PUBSUB}#owner'><purge node='urn:example:mood'/></pubsub></iq>"
+    );
+    ok(&juliet.request(&purge).await);
+    for session in [&mut tablet, &mut phone] {
+        session.recv_from("juliet@localhost").await;
+        let event = session.recv_from("juliet@localhost").await;
+        let purged = event
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("purge", EVENT))
+            .unwrap_or_else(|| panic!("{}", show(&event)));
+        assert_eq!(purged.attr("node"), Some("urn:example:mood"));
+    }
+    romeo.expect_nothing().await;
+    stranger.expect_nothing().await;
 }
 
 /// The senders of the next `n` stanzas, sorted; a message must be the mood event.

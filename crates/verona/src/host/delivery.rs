@@ -536,3 +536,58 @@ pub(super) fn unheard_publish(
         },
     ))
 }
+
+/// A retract or purge on a PEP node that notified no subscriber, as a notification with no
+/// recipients yet, so that resources asking for `NODE+notify` hear of it as of a publish
+/// (XEP-0163 §4.3; XEP-0402 §3.3 removes a bookmark by retracting it). Only when the request
+/// succeeded and asked for a notification (`notify`) or the node sends them
+/// (`notify_retract`).
+pub(super) fn unheard_removal(
+    hosted: &Hosted,
+    owner: &BareJid,
+    stanza: &Element,
+    reply: Option<&Element>,
+    effects: &[Effect],
+) -> Option<(BareJid, verona_pubsub::Notification)> {
+    if reply.and_then(|r| r.attr("type")) != Some("result") {
+        return None;
+    }
+    let (node, event, asked) = if let Some(retract) = stanza
+        .get_child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.get_child("retract", ns::PUBSUB))
+    {
+        let ids: Vec<String> = retract
+            .children()
+            .filter(|c| c.is("item", ns::PUBSUB))
+            .filter_map(|c| c.attr("id").map(str::to_owned))
+            .collect();
+        let notify = matches!(retract.attr("notify"), Some("true" | "1"));
+        (retract.attr("node")?, Event::Retract { ids }, notify)
+    } else {
+        let purge = stanza
+            .get_child("pubsub", ns::PUBSUB_OWNER)
+            .and_then(|p| p.get_child("purge", ns::PUBSUB_OWNER))?;
+        (purge.attr("node")?, Event::Purge, false)
+    };
+    let notified = effects
+        .iter()
+        .any(|e| matches!(e, Effect::Notify(n) if n.node == node));
+    if notified || [PRESENCE_NODE, ROSTER_NODE].contains(&node) {
+        return None;
+    }
+    let config = hosted.service.node_config(node)?;
+    if !(asked || config.notify_retract) || !config.deliver_notifications {
+        return None;
+    }
+    Some((
+        owner.clone(),
+        verona_pubsub::Notification {
+            node: node.to_owned(),
+            event,
+            recipients: Vec::new().into(),
+            notification_type: config.notification_type,
+            presence_based_delivery: config.presence_based_delivery,
+            itemreply: config.itemreply,
+        },
+    ))
+}

@@ -113,6 +113,13 @@ impl ServicesTask {
             (Origin::Account(owner), Some(item)) if !own_presence => {
                 unheard_publish(hosted, owner, item, &handled.effects)
             }
+            (Origin::Account(owner), None) => unheard_removal(
+                hosted,
+                owner,
+                &stanza,
+                handled.reply.as_ref(),
+                &handled.effects,
+            ),
             _ => None,
         };
         let joined = (matches!(origin, Origin::Room(_)) && quota::is_subscribe(&stanza))
