@@ -193,6 +193,8 @@ fn disco_info(shared: &Shared) -> Element {
         "msgoffline",
         // XEP-0191 §2: clients (profanity) look for blocking on the server.
         ns::BLOCKING,
+        // XEP-0054 §2: clients (Gajim) look for vCards on the server.
+        crate::eventing::stored::VCARD,
     ]
     .into_iter()
     .map(String::from)

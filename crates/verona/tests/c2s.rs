@@ -454,6 +454,8 @@ async fn server_answers_ping_disco_version_and_refuses_the_unknown() {
         "http://jabber.org/protocol/disco#items",
         // profanity refuses to block unless the server says it can.
         "urn:xmpp:blocking",
+        // Gajim looks for vCards here.
+        "vcard-temp",
     ] {
         assert!(
             features.contains(&feature),

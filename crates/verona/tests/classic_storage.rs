@@ -148,6 +148,8 @@ async fn an_account_sees_its_own_features() {
         for wanted in [
             "http://jabber.org/protocol/pubsub#publish-options",
             "urn:xmpp:mam:2",
+            // XEP-0313 §4.1.1: before-id, after-id, ids and flip-page, which it answers.
+            "urn:xmpp:mam:2#extended",
             "urn:xmpp:ping",
             "urn:xmpp:bookmarks:1#compat",
         ] {

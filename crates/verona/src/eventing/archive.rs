@@ -12,6 +12,9 @@ use xmpp_parsers::mam;
 use crate::xml::{BuilderExt, builder, ns, text_child};
 
 pub const NS: &str = "urn:xmpp:mam:2";
+/// XEP-0313 §4.1.1: `before-id`, `after-id`, `ids`, `<flip-page/>` and metadata, which
+/// clients use only where this is said.
+pub const EXTENDED: &str = "urn:xmpp:mam:2#extended";
 /// XEP-0359: the archive id on a live message.
 pub const SID: &str = "urn:xmpp:sid:0";
 const RSM: &str = "http://jabber.org/protocol/rsm";

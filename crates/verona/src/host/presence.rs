@@ -497,6 +497,7 @@ impl ServicesTask {
             info.features.extend(
                 [
                     eventing::archive::NS,
+                    eventing::archive::EXTENDED,
                     eventing::archive::SID,
                     ns::PING,
                     eventing::bookmarks::COMPAT,

@@ -1383,6 +1383,7 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
         room_vcard::NS,
         groupchat::IQ_REGISTER,
         archive::NS,
+        archive::EXTENDED,
         archive::SID,
         if groupchat::is_semi_anonymous(config) {
             "muc_semianonymous"
