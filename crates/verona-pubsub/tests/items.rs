@@ -392,6 +392,34 @@ fn max_items_evicts_the_oldest_with_retractions() {
     assert_eq!(ids(&page.items), ["3"]);
 }
 
+/// A node that keeps nothing (`max_items` 0, a room without history) still notifies each
+/// publish, and keeps no item, also when it held some before.
+#[test]
+fn a_node_that_keeps_no_items_still_notifies() {
+    let (mut service, _) = open_node(&[ConfigField::MaxItems(MaxItems::Count(2))]);
+    publish_n(&mut service, 2);
+    let none = [ConfigField::MaxItems(MaxItems::Count(0))];
+    let _ = service
+        .configure(&NoRoster, &jid(OWNER), "n", &none)
+        .unwrap();
+    let out = service
+        .publish(&jid(OWNER), "n", PublishRequest::payload(Some("x"), "<p/>"))
+        .unwrap();
+    let told = notifications(&out);
+    assert!(
+        matches!(&told[0].event, Event::Items { items } if ids(items) == ["x"]),
+        "{told:?}"
+    );
+    assert!(!has_effect(&out, |e| matches!(
+        e,
+        Effect::Persist(StoreOp::ItemStored { .. })
+    )));
+    let page = service
+        .items(&NoRoster, &jid(OWNER), "n", &ItemQuery::All)
+        .unwrap();
+    assert!(page.items.is_empty());
+}
+
 #[test]
 fn generated_item_ids_are_unique_even_when_the_generator_repeats() {
     let (mut service, env) = open_node(&[ConfigField::MaxItems(MaxItems::Max)]);

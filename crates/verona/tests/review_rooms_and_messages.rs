@@ -575,3 +575,303 @@ async fn invitations_count_as_kept_messages() {
         show(&refused)
     );
 }
+
+fn admin(id: &str, item: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'>\
+           <query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"
+    )
+}
+
+fn admin_list(id: &str, affiliation: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='get' id='{id}' to='{ROOM}'>\
+           <query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='{affiliation}'/></query></iq>"
+    )
+}
+
+/// The `jid`s a `muc#admin` list answers.
+fn listed(reply: &Element) -> Vec<String> {
+    reply
+        .get_child("query", "http://jabber.org/protocol/muc#admin")
+        .unwrap_or_else(|| panic!("{}", show(reply)))
+        .children()
+        .filter_map(|item| item.attr("jid").map(str::to_owned))
+        .collect()
+}
+
+/// (affiliation, role, status codes) of an occupant presence.
+fn standing(presence: &Element) -> (String, String, Vec<String>) {
+    let x = presence
+        .get_child("x", MUC_USER)
+        .unwrap_or_else(|| panic!("{}", show(presence)));
+    let item = x.get_child("item", MUC_USER).unwrap();
+    let codes = x
+        .children()
+        .filter(|c| c.is("status", MUC_USER))
+        .filter_map(|c| c.attr("code").map(str::to_owned))
+        .collect();
+    (
+        item.attr("affiliation").unwrap_or_default().to_owned(),
+        item.attr("role").unwrap_or_default().to_owned(),
+        codes,
+    )
+}
+
+fn said(text: &str) -> String {
+    format!(
+        "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{text}</body></message>"
+    )
+}
+
+/// XEP-0045 §8.2, §8.4: a nick is one occupant, also when its account joined under it from
+/// two sessions: taking its voice silences both, kicking it removes both, each told it was
+/// itself (110).
+#[tokio::test]
+async fn a_nick_is_one_occupant_across_its_sessions() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    enter(&mut romeo, "romeo", None).await;
+    ok(&romeo
+        .request(&owner_form(&field("muc#roomconfig_moderatedroom", "1")))
+        .await);
+    let mut street = t.login("tybalt", "pw", "street").await;
+    let mut square = t.login("tybalt", "pw", "square").await;
+    enter(&mut street, "tybalt", None).await;
+    enter(&mut square, "tybalt", None).await;
+
+    ok(&romeo
+        .request(&admin("v", "<item nick='tybalt' role='visitor'/>"))
+        .await);
+    for session in [&mut street, &mut square] {
+        // Each session hears of itself (110); the other session's presence may come first.
+        recv_until(session, |el| {
+            el.name() == "presence"
+                && el.attr("from") == Some("characters@chat.localhost/tybalt")
+                && standing(el).1 == "visitor"
+                && standing(el).2.contains(&"110".to_owned())
+        })
+        .await;
+        session.send(&said("still here")).await;
+        let refused = recv_until(session, |el| el.name() == "message").await;
+        assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    }
+
+    ok(&romeo
+        .request(&admin("k", "<item nick='tybalt' role='none'/>"))
+        .await);
+    for session in [&mut street, &mut square] {
+        let gone = recv_until(session, |el| {
+            el.name() == "presence" && el.attr("type") == Some("unavailable")
+        })
+        .await;
+        let (_, role, codes) = standing(&gone);
+        assert_eq!(role, "none");
+        assert!(codes.contains(&"307".to_owned()), "{}", show(&gone));
+        assert!(codes.contains(&"110".to_owned()), "{}", show(&gone));
+    }
+    romeo.send(&said("gone at last")).await;
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+    street.expect_nothing().await;
+    square.expect_nothing().await;
+}
+
+/// §8.2, §8.4, §9.1, §10.7: a moderator acts on no higher affiliation than its own
+/// (not-allowed); nobody bans itself, and the last owner stays one (conflict).
+#[tokio::test]
+async fn room_powers_stop_at_higher_affiliations_and_at_oneself() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "tybalt", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    enter(&mut romeo, "romeo", None).await;
+    enter(&mut tybalt, "tybalt", None).await;
+    enter(&mut nurse, "nurse", None).await;
+    ok(&romeo
+        .request(&admin(
+            "m",
+            "<item affiliation='member' jid='nurse@localhost'/>",
+        ))
+        .await);
+    // Tybalt, of no affiliation, made a moderator for his stay.
+    ok(&romeo
+        .request(&admin("t", "<item nick='tybalt' role='moderator'/>"))
+        .await);
+    for (id, item) in [
+        ("k", "<item nick='nurse' role='none'/>"),
+        ("v", "<item nick='nurse' role='visitor'/>"),
+        ("o", "<item nick='romeo' role='none'/>"),
+    ] {
+        let refused = tybalt.request(&admin(id, item)).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("not-allowed"),
+            "{item}"
+        );
+    }
+    for (id, item) in [
+        ("b", "<item affiliation='outcast' jid='romeo@localhost'/>"),
+        ("d", "<item affiliation='admin' jid='romeo@localhost'/>"),
+        ("n", "<item affiliation='none' jid='romeo@localhost'/>"),
+    ] {
+        let refused = romeo.request(&admin(id, item)).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("conflict"),
+            "{item}"
+        );
+    }
+    let owners = romeo.request(&admin_list("l", "owner")).await;
+    assert_eq!(listed(&owners), ["romeo@localhost"]);
+    // With a second owner, Romeo may step down, but still not ban himself.
+    ok(&romeo
+        .request(&admin(
+            "o2",
+            "<item affiliation='owner' jid='nurse@localhost'/>",
+        ))
+        .await);
+    let refused = romeo
+        .request(&admin(
+            "b2",
+            "<item affiliation='outcast' jid='romeo@localhost'/>",
+        ))
+        .await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
+    ok(&romeo
+        .request(&admin(
+            "s",
+            "<item affiliation='admin' jid='romeo@localhost'/>",
+        ))
+        .await);
+}
+
+/// §10.2, §10.6: an account the configuration form names an admin is one: listed, kept when
+/// the room becomes members-only, announced; an invitation into a members-only room makes a
+/// member when an admin sends it and is refused from a member (§7.8.2); in a semi-anonymous
+/// room the owner and admin lists are the owners' (§10.5, §10.8).
+#[tokio::test]
+async fn form_admins_invitations_and_lists_of_a_members_only_room() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "tybalt", "nurse", "benvolio"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    enter(&mut romeo, "romeo", None).await;
+    enter(&mut tybalt, "tybalt", None).await;
+    let form = format!(
+        "{}{}",
+        field("muc#roomconfig_roomadmins", "tybalt@localhost"),
+        field("muc#roomconfig_whois", "moderators"),
+    );
+    ok(&romeo.request(&owner_form(&form)).await);
+    let announced = recv_until(&mut tybalt, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/tybalt")
+    })
+    .await;
+    let (affiliation, role, _) = standing(&announced);
+    assert_eq!(
+        (affiliation.as_str(), role.as_str()),
+        ("admin", "moderator")
+    );
+    let admins = romeo.request(&admin_list("a", "admin")).await;
+    assert_eq!(listed(&admins), ["tybalt@localhost"]);
+    let refused = tybalt.request(&admin_list("o", "owner")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+
+    ok(&romeo
+        .request(&owner_form(&field("muc#roomconfig_membersonly", "1")))
+        .await);
+    // Tybalt stays; Romeo hears of nobody leaving.
+    let members = tybalt.request(&admin_list("m", "member")).await;
+    assert_eq!(members.attr("type"), Some("result"), "{}", show(&members));
+
+    let invite = |to: &str| {
+        format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='{to}'/></x></message>"
+        )
+    };
+    tybalt.send(&invite("nurse@localhost")).await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    enter(&mut nurse, "nurse", None).await;
+    nurse.send(&invite("benvolio@localhost")).await;
+    let refused = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    let mut benvolio = t.login("benvolio", "pw", "square").await;
+    benvolio
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/benvolio'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let kept_out = recv_until(&mut benvolio, |el| el.name() == "presence").await;
+    assert_eq!(
+        stanza_error(&kept_out).as_deref(),
+        Some("registration-required")
+    );
+}
+
+/// §10.2 `muc#roomconfig_historylength` 0: the room keeps nothing to give newcomers or the
+/// archive, and still passes on what is said; §10.9: the alternate venue's password goes to
+/// the occupants of a destroyed room.
+#[tokio::test]
+async fn a_room_without_history_keeps_nothing_and_a_destroyed_one_gives_the_way_on() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    enter(&mut romeo, "romeo", None).await;
+    ok(&romeo
+        .request(&owner_form(&field("muc#roomconfig_historylength", "0")))
+        .await);
+    romeo.send(&said("unrecorded")).await;
+    let echo = recv_until(&mut romeo, |el| el.has_child("body", NS_CLIENT)).await;
+    assert_eq!(
+        echo.get_child("body", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("unrecorded")
+    );
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/nurse'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let before_subject = loop {
+        let el = nurse.recv().await;
+        if el.name() == "message" {
+            break el;
+        }
+    };
+    assert!(
+        before_subject.has_child("subject", NS_CLIENT),
+        "no history: {}",
+        show(&before_subject)
+    );
+    let (results, fin) = mam_page(&mut nurse, Some(ROOM), "").await;
+    assert_eq!(fin.attr("type"), Some("result"), "{}", show(&fin));
+    assert!(bodies(&results).is_empty());
+
+    ok(&romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='x' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'>\
+               <destroy jid='crypt@chat.localhost'><password>tomb</password><reason>elsewhere</reason></destroy></query></iq>"
+        ))
+        .await);
+    let gone = recv_until(&mut nurse, |el| el.attr("type") == Some("unavailable")).await;
+    let destroy = gone
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("destroy", MUC_USER))
+        .unwrap_or_else(|| panic!("{}", show(&gone)));
+    assert_eq!(destroy.attr("jid"), Some("crypt@chat.localhost"));
+    let text = |name: &str| destroy.get_child(name, MUC_USER).map(Element::text);
+    assert_eq!(text("password").as_deref(), Some("tomb"));
+    assert_eq!(text("reason").as_deref(), Some("elsewhere"));
+}

@@ -153,15 +153,18 @@ impl Service {
         };
         let how = Notifying::from(&node.config);
         let persist_items = node.config.persist_items;
-        let capacity = node.config.max_items.capacity(&self.config.limits).max(1);
+        // A node that keeps no items (`max_items` 0, a room without history) still notifies.
+        let capacity = node.config.max_items.capacity(&self.config.limits);
         let mut evicted = Vec::new();
         if let Some(item) = &item {
-            tx.push_item(node_id, item.clone());
-            if persist_items {
-                fx.persist(StoreOp::ItemStored {
-                    node: node_id.to_owned(),
-                    item: item.clone(),
-                });
+            if capacity > 0 {
+                tx.push_item(node_id, item.clone());
+                if persist_items {
+                    fx.persist(StoreOp::ItemStored {
+                        node: node_id.to_owned(),
+                        item: item.clone(),
+                    });
+                }
             }
             evicted = evict_over(&mut tx, &mut fx, node_id, capacity, persist_items);
         }

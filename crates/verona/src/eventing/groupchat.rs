@@ -50,7 +50,9 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
             .extra
             .insert((*var).to_owned(), vec![(*default).to_owned()]);
     }
-    for list in [ADMINS, NICKS, super::room_vcard::FIELD] {
+    // Lists, empty at first; and who may invite, unset until the owner says (see
+    // [`occupants_invite`]).
+    for list in [ADMINS, NICKS, super::room_vcard::FIELD, ALLOW_INVITES] {
         config
             .node_defaults
             .extra
@@ -68,7 +70,8 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
 /// The XEP-0045 room options a room keeps as node configuration beyond pubsub's own fields,
 /// with their defaults: rooms persist (they are nodes) and are listed, any occupant may change
 /// the subject, there is no limit on occupants, everyone has voice and no password is asked.
-/// (The admins, a list, default to none.)
+/// (The admins, a list, default to none; who may invite follows the room's membership until
+/// set, see [`occupants_invite`].)
 const ROOM_OPTIONS: &[(&str, &str)] = &[
     (PERSISTENT, "1"),
     (PUBLIC, "1"),
@@ -78,7 +81,6 @@ const ROOM_OPTIONS: &[(&str, &str)] = &[
     (MODERATED, "0"),
     (PASSWORD_PROTECTED, "0"),
     (SECRET, ""),
-    (ALLOW_INVITES, "1"),
     (ALLOW_PM, "anyone"),
 ];
 const PERSISTENT: &str = "muc#roomconfig_persistentroom";
@@ -131,9 +133,15 @@ pub fn is_semi_anonymous(config: &NodeConfig) -> bool {
     option(config, WHOIS) == Some("moderators")
 }
 
-/// Whether occupants other than moderators may invite others.
+/// Whether occupants other than moderators may invite others (`muc#roomconfig_allowinvites`),
+/// into a members-only room making them members. Until the owner says, anyone may invite into
+/// an open room and only admins and owners into a members-only one (XEP-0045 §7.8.2: there,
+/// inviting is keeping the member list).
 pub fn occupants_invite(config: &NodeConfig) -> bool {
-    truthy(option(config, ALLOW_INVITES))
+    match option(config, ALLOW_INVITES) {
+        Some(value) => truthy(Some(value)),
+        None => config.access_model != AccessModel::Whitelist,
+    }
 }
 
 /// Whether an occupant of `role` may send private messages (`muc#roomconfig_allowpm`).
@@ -163,6 +171,19 @@ pub fn password(config: &NodeConfig) -> Option<&str> {
 /// The room's admins (XEP-0045 admins are members the room lists as such).
 pub fn admins(config: &NodeConfig) -> &[String] {
     config.extra.get(ADMINS).map_or(&[], Vec::as_slice)
+}
+
+/// The admins a parsed configuration form lists, if it lists them.
+pub fn admins_in(fields: &[ConfigField]) -> Option<BTreeSet<BareJid>> {
+    fields.iter().find_map(|field| match field {
+        ConfigField::Extra { var, values } if var == ADMINS => Some(
+            values
+                .iter()
+                .filter_map(|value| BareJid::new(value).ok())
+                .collect(),
+        ),
+        _ => None,
+    })
 }
 
 /// The configuration field listing the room's admins, as `admins`.
@@ -396,21 +417,25 @@ pub fn voice_request(room: &BareJid, to: &Jid, jid: Option<&Jid>, nick: &str) ->
         .build()
 }
 
-/// The `<destroy/>` occupants of a destroyed room get (§10.9), with the alternate venue and
-/// reason the owner gave.
+/// The `<destroy/>` occupants of a destroyed room get (§10.9), with the alternate venue, its
+/// password and the reason the owner gave.
 pub fn destroyed(destroy: Option<&Element>) -> Element {
     let venue = destroy
         .and_then(|d| d.attr("jid"))
         .and_then(|jid| BareJid::new(jid).ok());
-    let reason = destroy
-        .and_then(|d| d.get_child("reason", ns::MUC_OWNER))
-        .map(Element::text);
+    let text = |name: &str| {
+        destroy
+            .and_then(|d| d.get_child(name, ns::MUC_OWNER))
+            .map(|child| bounded_reason(child.text()))
+    };
     let mut element = builder("destroy", ns::MUC_USER);
     if let Some(venue) = venue {
         element = element.with("jid", venue.to_string());
     }
+    // §10.9: the alternate venue's password goes with it, for the occupants to enter there.
     element
-        .append_all(reason.map(|reason| text_child("reason", ns::MUC_USER, reason)))
+        .append_all(text("reason").map(|reason| text_child("reason", ns::MUC_USER, reason)))
+        .append_all(text("password").map(|pw| text_child("password", ns::MUC_USER, pw)))
         .build()
 }
 

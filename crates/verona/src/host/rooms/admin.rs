@@ -439,6 +439,48 @@ impl ServicesTask {
             .service
             .node_config(node)
             .is_some_and(groupchat::is_semi_anonymous);
+        // §10.6 through the form: an account it makes admin is affiliated (a member, as
+        // `muc#admin` makes admins), so a members-only room keeps it and the admin list shows
+        // it; every occupant whose affiliation the form changed is announced.
+        let admins_before: BTreeSet<BareJid> = config_before
+            .as_ref()
+            .map(|config| {
+                groupchat::admins(config)
+                    .iter()
+                    .filter_map(|admin| BareJid::new(admin).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let admins_after = groupchat::admins_in(&fields);
+        let affiliated: BTreeSet<BareJid> = admins_after
+            .as_ref()
+            .map(|after| {
+                after
+                    .symmetric_difference(&admins_before)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let made_members: BTreeMap<BareJid, Affiliation> = admins_after
+            .iter()
+            .flatten()
+            .filter(|jid| {
+                matches!(
+                    hosted.service.affiliation(node, jid),
+                    Affiliation::None | Affiliation::Outcast
+                )
+            })
+            .map(|jid| (jid.clone(), Affiliation::Member))
+            .collect();
+        if !made_members.is_empty() {
+            let actor = hosted.jid.clone();
+            let made = hosted
+                .service
+                .set_affiliations(&self.presence, &actor, node, &made_members);
+            if let Err(e) = record(done, node, made) {
+                return refused(stanza, &e);
+            }
+        }
         match record(
             done,
             node,
@@ -463,6 +505,12 @@ impl ServicesTask {
                             .is_some_and(|before| before != role)
                     })
                     .map(|(occupant, _)| occupant)
+                    .filter(|occupant| !affiliated.contains(&occupant.to_bare()))
+                    .collect();
+                let reaffiliated: Vec<Jid> = occupants(&hosted.service, node)
+                    .into_iter()
+                    .map(|occupant| occupant.jid)
+                    .filter(|occupant| affiliated.contains(&occupant.to_bare()))
                     .collect();
                 let semi_anonymous = hosted
                     .service
@@ -471,6 +519,9 @@ impl ServicesTask {
                 self.announce_removals(room, &removed, 322, &Removal::default(), done);
                 for occupant in changed {
                     self.announce_standing(room, node, &occupant, done);
+                }
+                for occupant in reaffiliated {
+                    self.affiliation_changed(room, node, &occupant, done);
                 }
                 // §10.2.1: everyone in the room hears that its configuration changed, and
                 // whether real JIDs are now shown (172) or hidden (173); an empty form (the
@@ -528,7 +579,10 @@ impl ServicesTask {
             match (item.attr("role"), item.attr("affiliation")) {
                 (Some(role), None) => {
                     let nick = item.attr("nick").unwrap_or_default();
-                    let Some(target) = self.occupant_named(node, nick) else {
+                    // A nick is one occupant, whatever number of its account's sessions
+                    // joined under it: a role is given to, or taken from, all of them.
+                    let targets = self.occupants_named(node, nick);
+                    let Some(target) = targets.first() else {
                         return Err(error_reply(stanza, StanzaError::ItemNotFound, None));
                     };
                     let theirs = affiliation_in(service, node, &target.jid);
@@ -540,28 +594,38 @@ impl ServicesTask {
                             None => return Err(error_reply(stanza, StanzaError::BadRequest, None)),
                         },
                     };
+                    let moderator = actor_role == Some(Role::Moderator);
+                    if !moderator && actor < RoomAffiliation::Admin {
+                        return Err(error_reply(stanza, StanzaError::Forbidden, None));
+                    }
+                    // §8.2, §8.4: nobody kicks an admin or owner or takes its voice, and no
+                    // moderator acts on a higher affiliation than its own.
+                    if theirs >= RoomAffiliation::Admin && wanted != Some(Role::Moderator) {
+                        let why = "admins and owners keep their role";
+                        return Err(error_reply(stanza, StanzaError::NotAllowed, Some(why)));
+                    }
+                    if theirs > actor {
+                        let why = "a higher affiliation than yours";
+                        return Err(error_reply(stanza, StanzaError::NotAllowed, Some(why)));
+                    }
                     // Moderators give and take voice; admins make and unmake moderators.
                     let needs_admin = wanted == Some(Role::Moderator) || current == Role::Moderator;
                     let allowed = if needs_admin {
                         actor >= RoomAffiliation::Admin
                     } else {
-                        actor_role == Some(Role::Moderator)
+                        moderator
                     };
                     if !allowed {
                         return Err(error_reply(stanza, StanzaError::Forbidden, None));
-                    }
-                    if theirs >= RoomAffiliation::Admin && wanted != Some(Role::Moderator) {
-                        let why = "admins and owners keep their role";
-                        return Err(error_reply(stanza, StanzaError::NotAllowed, Some(why)));
                     }
                     match wanted {
                         None => {
                             if let Some(reason) = reason {
                                 reasons.insert(target.jid.bare(), reason);
                             }
-                            kicked.push(target);
+                            kicked.extend(targets);
                         }
-                        Some(role) => roles.push((target, role)),
+                        Some(role) => roles.extend(targets.into_iter().map(|t| (t, role))),
                     }
                 }
                 (None, Some(affiliation)) => {
@@ -572,8 +636,24 @@ impl ServicesTask {
                         return Err(error_reply(stanza, StanzaError::BadRequest, None));
                     };
                     let theirs = affiliation_in(service, node, &jid);
-                    let needs_owner =
-                        wanted >= RoomAffiliation::Admin || theirs >= RoomAffiliation::Admin;
+                    // §9.1: an admin or owner does not ban itself.
+                    if wanted == RoomAffiliation::Outcast
+                        && jid.bare() == me.bare()
+                        && actor >= RoomAffiliation::Admin
+                    {
+                        let why = "you cannot ban yourself";
+                        return Err(error_reply(stanza, StanzaError::Conflict, Some(why)));
+                    }
+                    // §9.1: an admin acting on an admin or owner is not-allowed; only owners
+                    // keep the admin and owner lists (§10.3–§10.7), others are forbidden.
+                    if actor == RoomAffiliation::Admin
+                        && theirs >= RoomAffiliation::Admin
+                        && wanted < RoomAffiliation::Admin
+                    {
+                        let why = "a higher or equal affiliation than yours";
+                        return Err(error_reply(stanza, StanzaError::NotAllowed, Some(why)));
+                    }
+                    let needs_owner = wanted >= RoomAffiliation::Admin;
                     let allowed = if needs_owner {
                         actor == RoomAffiliation::Owner
                     } else {
@@ -593,6 +673,25 @@ impl ServicesTask {
                     affiliations.insert(jid.bare(), wanted);
                 }
                 _ => return Err(error_reply(stanza, StanzaError::BadRequest, None)),
+            }
+        }
+        // §10.7: the last owner does not give up ownership (a room nobody may configure).
+        if affiliations.values().any(|a| *a != RoomAffiliation::Owner) {
+            let owners = service
+                .node_affiliations(&hosted.jid, node)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(jid, affiliation)| {
+                    *affiliation == Affiliation::Owner && !affiliations.contains_key(jid)
+                })
+                .count()
+                + affiliations
+                    .values()
+                    .filter(|a| **a == RoomAffiliation::Owner)
+                    .count();
+            if owners == 0 {
+                let why = "a room keeps an owner";
+                return Err(error_reply(stanza, StanzaError::Conflict, Some(why)));
             }
         }
         let actor = actor_role
@@ -828,11 +927,16 @@ impl ServicesTask {
             else {
                 return error_reply(stanza, StanzaError::BadRequest, Some("which list?"));
             };
-            // Members may read the lists of a room that shows real JIDs (as on Prosody).
-            let member_may =
-                actor == RoomAffiliation::Member && !groupchat::is_semi_anonymous(config);
+            // Members may read the lists of a room that shows real JIDs (as on Prosody); the
+            // owner and admin lists of a semi-anonymous room are its owners' (§10.5, §10.8).
+            let semi_anonymous = groupchat::is_semi_anonymous(config);
+            let member_may = actor == RoomAffiliation::Member && !semi_anonymous;
             if actor < RoomAffiliation::Admin && !member_may {
                 return error_reply(stanza, StanzaError::Forbidden, Some("admins only"));
+            }
+            if semi_anonymous && wanted >= RoomAffiliation::Admin && actor != RoomAffiliation::Owner
+            {
+                return error_reply(stanza, StanzaError::Forbidden, Some("owners only"));
             }
             let Ok(all) = service.node_affiliations(&hosted.jid, node) else {
                 return error_reply(stanza, StanzaError::Forbidden, None);

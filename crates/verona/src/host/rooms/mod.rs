@@ -197,6 +197,23 @@ impl ServicesTask {
     }
 
     /// The session in a room under `nick`, if any.
+    /// Every session in the room under `nick` (an account may join from several).
+    fn occupants_named(&self, node: &str, nick: &str) -> Vec<SubscriptionInfo> {
+        self.rooms
+            .get(node)
+            .map(|hosted| {
+                hosted
+                    .service
+                    .subscriptions(node)
+                    .filter(|s| {
+                        s.state.is_approved() && groupchat::nick_of(s.options) == Some(nick)
+                    })
+                    .map(|s| s.to_info(node))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn occupant_named(&self, node: &str, nick: &str) -> Option<SubscriptionInfo> {
         self.rooms.get(node).and_then(|hosted| {
             hosted
@@ -208,7 +225,7 @@ impl ServicesTask {
     }
 
     /// XEP-0045 §7.8.2: an occupant invites accounts of this server; in a members-only room an
-    /// owner's invitation makes them members (§9.3).
+    /// invitation by whoever may keep the member list makes them members (§9.3).
     fn invite(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
         let node = room.node().map(|n| n.to_string()).unwrap_or_default();
         let me = Jid::from(from.clone());
@@ -224,36 +241,43 @@ impl ServicesTask {
         let Some(config) = hosted.service.node_config(&node).cloned() else {
             return;
         };
-        // `muc#roomconfig_allowinvites` off: only moderators invite.
-        let role = Role::of(
-            &config,
-            affiliation_in(&hosted.service, &node, &me),
-            &mine.options,
-        );
-        if !groupchat::occupants_invite(&config) && role != Role::Moderator {
-            let why = Some("only moderators invite here");
-            let reply = error_reply(stanza, StanzaError::NotAllowed, why);
-            done.push(Done::reply(from.clone(), reply));
+        let affiliation = affiliation_in(&hosted.service, &node, &me);
+        let role = Role::of(&config, affiliation, &mine.options);
+        let members_only = config.access_model == AccessModel::Whitelist;
+        // `muc#roomconfig_allowinvites` off: only moderators invite, and into a members-only
+        // room only those who keep the member list, admins and owners (§7.8.2, forbidden).
+        let refusal = match (groupchat::occupants_invite(&config), members_only) {
+            (false, true) if affiliation < RoomAffiliation::Admin => Some((
+                StanzaError::Forbidden,
+                "only admins invite into this members-only room",
+            )),
+            (false, false) if role != Role::Moderator => {
+                Some((StanzaError::NotAllowed, "only moderators invite here"))
+            }
+            _ => None,
+        };
+        if let Some((error, why)) = refusal {
+            done.push(Done::reply(
+                from.clone(),
+                error_reply(stanza, error, Some(why)),
+            ));
             return;
         }
         let password = groupchat::password(&config).map(str::to_owned);
-        let owner = hosted.service.affiliation(&node, &me.bare()) == Affiliation::Owner;
-        let members_only = hosted
-            .service
-            .node_config(&node)
-            .is_some_and(|config| config.access_model == AccessModel::Whitelist);
-        if members_only && owner {
+        if members_only {
+            // §9.3: an invitation into a members-only room makes the invitees members.
             let members: BTreeMap<BareJid, Affiliation> = invited
                 .iter()
                 .filter(|(jid, _)| hosted.service.affiliation(&node, jid) == Affiliation::None)
                 .map(|(jid, _)| (jid.clone(), Affiliation::Member))
                 .collect();
+            let actor = hosted.jid.clone();
             if let Err(e) = record(
                 done,
                 &node,
                 hosted
                     .service
-                    .set_affiliations(&self.presence, &me, &node, &members),
+                    .set_affiliations(&self.presence, &actor, &node, &members),
             ) {
                 tracing::debug!(%from, %room, "inviting into a members-only room: {e}");
             }
