@@ -154,11 +154,18 @@ fn check_route(el: &Element, me: &FullJid, route: &Route, peer: Option<&BareJid>
             "the blocking peer is the addressee"
         );
     }
+    if name == "iq" && !matches!(kind, Some("get" | "set" | "result" | "error")) {
+        assert_eq!(*route, Route::BadRequest, "an iq of no known type");
+    }
     if name == "presence" && to.is_none() && matches!(kind, None | Some("unavailable")) {
         assert_eq!(*route, Route::PresenceBroadcast, "a presence broadcast");
     }
     match route {
         Route::JidMalformed => panic!("a well-formed `to` routed as malformed"),
+        Route::BadRequest => assert!(
+            name == "iq" && !matches!(kind, Some("get" | "set" | "result" | "error")),
+            "only an iq of no known type is refused as such"
+        ),
         Route::Pep {
             account,
             own_presence,

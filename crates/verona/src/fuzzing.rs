@@ -25,6 +25,7 @@ pub use crate::xml::StanzaError;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     JidMalformed,
+    BadRequest,
     Pep {
         account: BareJid,
         own_presence: bool,
@@ -75,6 +76,7 @@ pub fn classify(
     let classified = route::classify(el, me, here);
     let route = match classified.route {
         route::Route::JidMalformed => Route::JidMalformed,
+        route::Route::BadRequest => Route::BadRequest,
         route::Route::Pep {
             account,
             own_presence,

@@ -388,6 +388,34 @@ async fn messages_to_other_accounts_and_the_undeliverable() {
             "<iq xmlns='jabber:client' type='get' id='m4' to='romeo@localhost'><query xmlns='urn:example:custom'/></iq>",
             "service-unavailable",
         ),
+        // RFC 6120 §8.2.3: an iq of no known type is refused, not passed on nor dropped
+        // (ejabberd's codec_failure).
+        (
+            "<iq xmlns='jabber:client' type='wrong' id='m5' to='romeo@localhost/orchard'><query xmlns='jabber:iq:version'/></iq>",
+            "bad-request",
+        ),
+        (
+            "<iq xmlns='jabber:client' id='m6' to='romeo@localhost/orchard'><query xmlns='jabber:iq:version'/></iq>",
+            "bad-request",
+        ),
+        (
+            "<iq xmlns='jabber:client' type='wrong' id='m7' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'/></pubsub></iq>",
+            "bad-request",
+        ),
+        (
+            "<iq xmlns='jabber:client' id='m8' to='chat.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+            "bad-request",
+        ),
+        // XEP-0191 §3: blocking is a set; a get asks only for the list.
+        (
+            "<iq xmlns='jabber:client' type='get' id='m9'><block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>",
+            "bad-request",
+        ),
+        // XEP-0045 §7.2.1: a room is entered under a nick.
+        (
+            "<presence xmlns='jabber:client' id='m10' to='lounge@chat.localhost'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+            "jid-malformed",
+        ),
     ];
     for (input, condition) in cases {
         juliet.send(input).await;

@@ -858,6 +858,14 @@ async fn a_room_without_history_keeps_nothing_and_a_destroyed_one_gives_the_way_
     let (results, fin) = mam_page(&mut nurse, Some(ROOM), "").await;
     assert_eq!(fin.attr("type"), Some("result"), "{}", show(&fin));
     assert!(bodies(&results).is_empty());
+    // A chat message to the room itself would be read by nobody: refused, not dropped.
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{ROOM}'><body>anyone?</body></message>"
+        ))
+        .await;
+    let refused = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
 
     ok(&romeo
         .request(&format!(

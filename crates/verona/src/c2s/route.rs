@@ -18,6 +18,8 @@ const LAST: &str = "jabber:iq:last";
 pub(crate) enum Route {
     /// `to` is not a JID: `jid-malformed`.
     JidMalformed,
+    /// An iq whose `type` is none of RFC 6120's four (§8.2.3): `bad-request`, not passed on.
+    BadRequest,
     /// XEP-0163: a pubsub or discovery request for a local account's PEP service (no `to`: the
     /// sender's own). `own_presence`: a publish to the sender's own `presence` node, which
     /// marks a native XEP-0207 client (DESIGN §3).
@@ -96,6 +98,16 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
     };
     let own = me.bare();
     let is_local_account = |to: &Jid| to.domain().as_str() == domain && to.node().is_some();
+    if el.name() == "iq" && !matches!(el.attr("type"), Some("get" | "set" | "result" | "error")) {
+        let peer = to
+            .as_ref()
+            .filter(|to| is_local_account(to))
+            .and_then(|to| another(&to.bare(), &own));
+        return Classified {
+            route: Route::BadRequest,
+            peer,
+        };
+    }
     let to_own_account = to
         .as_ref()
         .is_none_or(|to| to.is_bare() && to.bare() == own);
@@ -360,6 +372,12 @@ mod tests {
         let blocklist = "<blocklist xmlns='urn:xmpp:blocking'/>";
         let cases: Vec<(String, Route, Option<&str>)> = vec![
             ("<message to='@@'/>".into(), Route::JidMalformed, None),
+            (
+                "<iq type='wrong' id='1' to='romeo@localhost/orchard'/>".into(),
+                Route::BadRequest,
+                Some("romeo@localhost"),
+            ),
+            ("<iq id='1' to='pubsub.localhost'/>".into(), Route::BadRequest, None),
             (
                 publish_presence.clone(),
                 Route::Pep {

@@ -233,6 +233,7 @@ impl Connection {
         }
         match classified.route {
             Route::JidMalformed => self.answer(&el, StanzaError::JidMalformed, None),
+            Route::BadRequest => self.answer(&el, StanzaError::BadRequest, Some("no such iq type")),
             Route::Pep {
                 account,
                 own_presence,

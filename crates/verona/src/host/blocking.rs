@@ -63,6 +63,12 @@ impl ServicesTask {
     pub(super) fn blocking_request(&mut self, from: FullJid, iq: Element, done: &mut Vec<Done>) {
         let user = from.bare();
         if iq.attr("type") == Some("get") {
+            // §3.1: a get asks for the list; a block or unblock is a set, never a get.
+            if !iq.has_child("blocklist", ns::BLOCKING) {
+                let reply = error_reply(&iq, StanzaError::BadRequest, None);
+                done.push(Done::reply(from, reply));
+                return;
+            }
             // §3.2: sessions that asked get the pushes.
             self.blocklist_interested.insert(&from);
             let items = self.blocklist(&user).into_iter().map(|jid| item(&jid));

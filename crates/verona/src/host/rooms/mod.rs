@@ -62,6 +62,11 @@ impl ServicesTask {
             ("message", Err(room)) => {
                 if let Some(form) = groupchat::voice_form(&stanza) {
                     self.voice(&from, room, form, &stanza, done);
+                } else if stanza.has_child("body", ns::CLIENT) {
+                    // Said to the room but not as group chat: nobody would read it.
+                    let why = Some("a room takes groupchat messages");
+                    let reply = error_reply(&stanza, StanzaError::NotAcceptable, why);
+                    done.push(Done::reply(from, reply));
                 }
             }
             ("message", Ok(room_nick)) if stanza.attr("type") != Some("error") => {
@@ -69,6 +74,12 @@ impl ServicesTask {
             }
             ("iq", Err(room)) => self.room_iq(&from, room, &stanza, done),
             ("iq", Ok(room_nick)) => self.occupant_iq(&from, room_nick, &stanza, done),
+            // XEP-0045 §7.2.1: entering needs a nick.
+            ("presence", Err(_)) if stanza.attr("type").is_none() => {
+                let why = Some("a room is entered under a nick: room@service/nick");
+                let reply = error_reply(&stanza, StanzaError::JidMalformed, why);
+                done.push(Done::reply(from, reply));
+            }
             // Leaving by the room's bare address (as Prosody accepts it).
             ("presence", Err(room)) if stanza.attr("type") == Some("unavailable") => {
                 let node = room.node().map(|n| n.to_string()).unwrap_or_default();
