@@ -538,6 +538,61 @@ async fn notify_filtering_follows_capabilities() {
     stranger.expect_nothing().await;
 }
 
+/// XEP-0115 answered late: a client on a slow link that answers the capabilities question
+/// after its presence went on without it (5 s) still gets the `+notify` events from then on,
+/// and a later session with the same capabilities is not asked again, as on Prosody.
+#[tokio::test]
+async fn a_late_capabilities_answer_still_counts() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let features: Vec<&str> = CLASSIC
+        .iter()
+        .copied()
+        .chain(["urn:example:slow+notify"])
+        .collect();
+    let (info, c) = caps(&features);
+    let mut tablet = t.login("romeo", "pw", "tablet").await;
+    tablet
+        .send(&format!("<presence xmlns='jabber:client'>{c}</presence>"))
+        .await;
+    let question = tablet.recv().await;
+    assert!(
+        question.has_child("query", "http://jabber.org/protocol/disco#info"),
+        "{}",
+        show(&question)
+    );
+    // Unanswered, the presence goes on: the tablet hears of its own.
+    recv_until(&mut tablet, |el| {
+        el.name() == "presence" && el.attr("from") == Some("romeo@localhost/tablet")
+    })
+    .await;
+    romeo.recv_from("romeo@localhost/tablet").await;
+    let answer = minidom::Element::from(info.clone());
+    tablet
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='result' id='{}' to='localhost'>{}</iq>",
+            question.attr("id").unwrap(),
+            String::from_utf8(verona_stream::element_bytes(&answer)).unwrap()
+        ))
+        .await;
+    // Once the server has read the answer (the tablet's next request is answered after it).
+    ok(&tablet.request(&roster_get("r1", None)).await);
+
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='slow1'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:slow'><item id='current'><slow xmlns='urn:example:slow'>late</slow></item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    let event = recv_until(&mut tablet, |el| el.name() == "message").await;
+    assert_eq!(event.attr("from"), Some("juliet@localhost"));
+    assert!(event.has_child("event", EVENT), "{}", show(&event));
+    romeo.expect_nothing().await;
+
+    // A new session with the same capabilities is not asked: it gets the last item at once.
+    let mut phone = t.login("romeo", "pw", "phone").await;
+    phone.presence_with_caps("", &features, false).await;
+    let last = recv_until(&mut phone, |el| el.name() == "message").await;
+    assert_eq!(last.attr("from"), Some("juliet@localhost"));
+}
+
 /// The senders of the next `n` stanzas, sorted; a message must be the mood event.
 async fn mood_and_presence(c: &mut Client, n: usize) -> Vec<String> {
     let got = c.recv_sorted(n).await;

@@ -19,6 +19,9 @@ use crate::xml::{BuilderExt, StanzaError, StreamError, error_reply, set_attr};
 
 /// How long presence waits for the client's answer about its capabilities.
 const CAPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long after that a late answer is still taken (a phone on a slow link), as Prosody
+/// takes one whenever it comes.
+const CAPS_LATE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Presence stanzas held at most while waiting for that answer.
 const CAPS_HELD: usize = 16;
 
@@ -149,7 +152,7 @@ impl Connection {
         if !presence {
             return vec![el];
         }
-        if let Some(wait) = &mut session.caps_wait {
+        if let Some(wait) = session.caps_wait.as_mut().filter(|wait| !wait.late) {
             wait.held.push(el);
             if wait.held.len() < CAPS_HELD {
                 return Vec::new();
@@ -169,6 +172,14 @@ impl Connection {
         if session.caps_refused.as_deref() == Some(caps::key(&advertised).as_str()) {
             return vec![el];
         }
+        // Asked already and the answer is late: not asked again, nor held again.
+        if session
+            .caps_wait
+            .as_ref()
+            .is_some_and(|wait| caps::key(&wait.caps) == caps::key(&advertised))
+        {
+            return vec![el];
+        }
         let id = random_id();
         let query = caps::query(&advertised, &id, &self.shared.domain, session.jid.as_str());
         session.caps_wait = Some(Box::new(caps::Pending {
@@ -176,22 +187,32 @@ impl Connection {
             caps: advertised,
             held: vec![el],
             until: Instant::now() + CAPS_TIMEOUT,
+            late: false,
         }));
         self.send(&query);
         Vec::new()
     }
 
-    /// The capabilities question went unanswered: the held presence goes on without them.
+    /// The capabilities question went unanswered: the held presence goes on without them,
+    /// and a late answer is taken for a while yet ([`CAPS_LATE`]); then the question is
+    /// given up.
     pub(super) fn caps_timeout(&mut self) -> Option<Vec<Element>> {
         let State::Bound(session) = &mut self.state else {
             return None;
         };
-        if session.caps_wait.as_ref()?.until > Instant::now() {
+        let wait = session.caps_wait.as_mut()?;
+        let now = Instant::now();
+        if wait.until > now {
             return None;
+        }
+        if !wait.late {
+            wait.late = true;
+            wait.until = now + CAPS_LATE;
+            return Some(std::mem::take(&mut wait.held));
         }
         let wait = session.caps_wait.take()?;
         session.caps_refused = Some(caps::key(&wait.caps).into());
-        Some(wait.held)
+        Some(Vec::new())
     }
 
     /// A stanza from a bound session: `from` checked and stamped, classified once, then

@@ -155,6 +155,9 @@ pub struct Pending {
     pub caps: Caps,
     pub held: Vec<Element>,
     pub until: tokio::time::Instant,
+    /// The presence went on unanswered: the answer is still taken until `until`, for the
+    /// session's `+notify` events from then on and for every later session with the hash.
+    pub late: bool,
 }
 
 /// Verified capabilities, by hash, shared by all sessions.
