@@ -197,6 +197,7 @@ pub fn spec(error: &Error) -> ErrorSpec {
                     Limit::TooManySubscriptions => Some(P::TooManySubscriptions),
                     Limit::MaxNodesExceeded => Some(P::MaxNodesExceeded),
                     Limit::TooManyAffiliations
+                    | Limit::TooManyPending
                     | Limit::ServiceBytesExceeded
                     | Limit::OwnerBytesExceeded => None,
                 };

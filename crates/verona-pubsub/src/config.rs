@@ -513,6 +513,10 @@ pub struct Limits {
     pub max_subscriptions_per_jid: usize,
     /// Affiliations (other than `none`) one node holds. [`crate::Limit::TooManyAffiliations`].
     pub max_affiliations_per_node: usize,
+    /// Subscription requests waiting for the owners' approval on one node: each names
+    /// another JID, and JIDs of other servers cost their senders nothing to make up.
+    /// [`crate::Limit::TooManyPending`].
+    pub max_pending_per_node: usize,
     /// Nodes with at least this many delivering subscribers keep their recipient list between
     /// notifications (a copy of each subscriber's JID and SubID) instead of rebuilding it per
     /// notification. Many small nodes that rarely notify (accounts' presence) are better
@@ -530,6 +534,7 @@ impl Default for Limits {
             max_owner_bytes: usize::MAX,
             max_subscriptions_per_jid: 10_000,
             max_affiliations_per_node: 10_000,
+            max_pending_per_node: 1_000,
             keep_recipients_from: crate::node::CACHED_RECIPIENTS,
         }
     }

@@ -128,6 +128,8 @@ string_enum! {
         MaxNodesExceeded = "max-nodes-exceeded",
         /// [`crate::Limits::max_affiliations_per_node`] reached.
         TooManyAffiliations = "too-many-affiliations",
+        /// [`crate::Limits::max_pending_per_node`] reached.
+        TooManyPending = "too-many-pending",
         /// [`crate::Limits::max_service_bytes`] reached.
         ServiceBytesExceeded = "service-bytes-exceeded",
         /// [`crate::Limits::max_owner_bytes`] reached.

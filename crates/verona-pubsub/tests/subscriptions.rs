@@ -164,6 +164,35 @@ fn authorize_flow_pending_then_approved() {
     );
 }
 
+/// `max_pending_per_node`: requests waiting on one node are bounded (each may name another
+/// made-up JID of another server); one answered makes room for the next.
+#[test]
+fn waiting_requests_per_node_are_bounded() {
+    let mut config = ServiceConfig::pubsub();
+    config.limits.max_pending_per_node = 2;
+    let (mut service, _) = with_node(config, &[]);
+    let asker = |n: usize| jid(&format!("x{n}@evil.lit"));
+    for n in 0..2 {
+        let out = service
+            .subscribe(&NoRoster, &asker(n), "n", &asker(n), None)
+            .unwrap();
+        assert_eq!(out.value.state, SubscriptionState::Pending);
+    }
+    assert_eq!(
+        service
+            .subscribe(&NoRoster, &asker(2), "n", &asker(2), None)
+            .err(),
+        Some(PubsubError::PolicyViolation(Limit::TooManyPending))
+    );
+    let _ = service
+        .authorize(&jid(OWNER), "n", &asker(0), None, false)
+        .unwrap();
+    let out = service
+        .subscribe(&NoRoster, &asker(2), "n", &asker(2), None)
+        .unwrap();
+    assert_eq!(out.value.state, SubscriptionState::Pending);
+}
+
 #[test]
 fn authorize_flow_denied() {
     let (mut service, _) = with_node(ServiceConfig::pubsub(), &[]);

@@ -171,6 +171,9 @@ pub struct PubsubConfig {
     /// Subscriptions one account may hold over all services together.
     pub max_subscriptions_per_jid: usize,
     pub max_affiliations_per_node: usize,
+    /// Subscription requests waiting for approval on one node (an account's presence among
+    /// them): other servers' JIDs cost nothing to make up.
+    pub max_pending_per_node: usize,
     /// Nodes of one account's PEP service. Each blocked JID is an outcast on every one of them
     /// (XEP-0191 as pubsub), so this times `[limits] max_blocklist` bounds an account's
     /// affiliations.
@@ -323,6 +326,7 @@ impl Default for PubsubConfig {
             max_payload_bytes: limits.max_payload_bytes,
             max_subscriptions_per_jid: limits.max_subscriptions_per_jid,
             max_affiliations_per_node: limits.max_affiliations_per_node,
+            max_pending_per_node: limits.max_pending_per_node,
             max_pep_nodes: 100,
             max_pep_bytes: 16 << 20,
             max_owner_bytes: 64 << 20,
@@ -532,6 +536,7 @@ impl Config {
             max_payload_bytes: pubsub.max_payload_bytes,
             max_subscriptions_per_jid: pubsub.max_subscriptions_per_jid,
             max_affiliations_per_node: pubsub.max_affiliations_per_node,
+            max_pending_per_node: pubsub.max_pending_per_node,
             max_owner_bytes: pubsub.max_owner_bytes,
             ..verona_pubsub::Limits::default()
         }

@@ -777,3 +777,40 @@ async fn a_subscription_request_keeps_its_nick() {
     assert_eq!(asked.attr("from"), Some("nurse@localhost"));
     assert_eq!(asked.children().count(), 0, "{}", show(&asked));
 }
+
+/// `[pubsub] max_pending_per_node`: requests waiting for one account are bounded, so that
+/// another server's made-up users cannot pile up (found with a remote flood of 20,000
+/// requests, which kept a shard busy for minutes); an answered one makes room.
+#[tokio::test]
+async fn requests_waiting_for_one_account_are_bounded() {
+    let t = TestServer::start_with(|c| c.pubsub.max_pending_per_node = 2).await;
+    for user in ["juliet", "romeo", "nurse", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&juliet.request(&roster_get("r0", None)).await);
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv().await;
+    let subscribe = "<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>";
+    for user in ["romeo", "nurse"] {
+        let mut asker = t.login(user, "pw", "home").await;
+        asker.send(subscribe).await;
+        let asked = recv_until(&mut juliet, |el| el.name() == "presence").await;
+        assert_eq!(
+            asked.attr("from"),
+            Some(format!("{user}@localhost").as_str())
+        );
+    }
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    tybalt.send(subscribe).await;
+    juliet.expect_nothing().await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='unsubscribed' to='romeo@localhost'/>")
+        .await;
+    tybalt.send(subscribe).await;
+    let asked = recv_until(&mut juliet, |el| {
+        el.name() == "presence" && el.attr("type") == Some("subscribe")
+    })
+    .await;
+    assert_eq!(asked.attr("from"), Some("tybalt@localhost"));
+}

@@ -92,6 +92,15 @@ impl Service {
         let approved = affiliation != Affiliation::None
             || node.config.access_model != AccessModel::Authorize
             || node.has_approved_subscription(&subscriber);
+        if !approved {
+            let pending = node
+                .subscriptions()
+                .filter(|(_, sub)| sub.state == SubscriptionState::Pending)
+                .count();
+            if pending >= self.config.limits.max_pending_per_node {
+                return Err(PubsubError::PolicyViolation(Limit::TooManyPending));
+            }
+        }
         let state = if !approved {
             SubscriptionState::Pending
         } else if !configured
