@@ -813,6 +813,9 @@ impl ServicesTask {
                 done.push(Done::reply(from, Some(reply)));
             }
             Request::Probe { from, contact } => self.probe(&from, &contact, done),
+            Request::NotifyLast { session, owner } => {
+                done.extend(self.last_notify_items(&session, &[owner]));
+            }
             Request::Blocking { from, iq } => self.blocking_request(from, iq, done),
             Request::SessionStarted { session, ready } => {
                 self.bound.insert(&session);

@@ -379,21 +379,26 @@ impl Router {
     }
 
     /// Another server's user's resource became available (with its verified features, if
-    /// known) or unavailable.
-    pub fn remote_presence(&self, full: &FullJid, available: bool, features: Option<Features>) {
+    /// known) or unavailable. True when it is newly available: its initial presence.
+    pub fn remote_presence(
+        &self,
+        full: &FullJid,
+        available: bool,
+        features: Option<Features>,
+    ) -> bool {
         let mut remote = self.remote.write().unwrap_or_else(PoisonError::into_inner);
         let RemoteResources { by_domain, count } = &mut *remote;
         let bare = full.bare();
         let (domain_name, resource) = (bare.domain().as_str(), full.resource().as_str());
         if !available {
             let Some(domain) = by_domain.get_mut(domain_name) else {
-                return;
+                return false;
             };
             let Some(resources) = domain.by_account.get_mut(&bare) else {
-                return;
+                return false;
             };
             if resources.remove(resource).is_none() {
-                return;
+                return false;
             }
             if resources.is_empty() {
                 domain.by_account.remove(&bare);
@@ -403,7 +408,7 @@ impl Router {
             if domain.count == 0 {
                 by_domain.remove(domain_name);
             }
-            return;
+            return false;
         }
         if let Some(known) = by_domain
             .get_mut(domain_name)
@@ -411,7 +416,7 @@ impl Router {
             .and_then(|resources| resources.get_mut(resource))
         {
             *known = features.or(known.take());
-            return;
+            return false;
         }
         // Nothing is made, not even an empty entry, for a resource that is not kept.
         let (in_domain, of_account) = by_domain.get(domain_name).map_or((0, 0), |domain| {
@@ -422,7 +427,7 @@ impl Router {
             || in_domain >= MAX_REMOTE_PER_DOMAIN
             || of_account >= MAX_REMOTE_PER_ACCOUNT
         {
-            return;
+            return false;
         }
         let domain = by_domain.entry(domain_name.to_owned()).or_default();
         domain.count += 1;
@@ -432,6 +437,7 @@ impl Router {
             .entry(bare)
             .or_default()
             .insert(resource.to_owned(), features);
+        true
     }
 
     /// The last incoming stream from `domain` ended: its users' resources are forgotten (their

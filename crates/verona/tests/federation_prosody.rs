@@ -595,18 +595,29 @@ async fn verona_and_prosody_federate() {
     assert_eq!(ping.attr("type"), Some("result"));
     let reply = juliet.request(&tune("Lavolta")).await;
     assert_eq!(reply.attr("type"), Some("result"));
+    // XEP-0163 §4.3.3: his resource's initial presence with `tune+notify` brought him
+    // Juliet's last tune once Verona knew what his capabilities mean; then the new one.
+    let mut heard = Vec::new();
     let notified = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let el = benvolio.recv().await;
-            let event = el
+            let title = el
                 .get_child("event", "http://jabber.org/protocol/pubsub#event")
                 .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
-                .filter(|items| items.attr("node") == Some("http://jabber.org/protocol/tune"));
+                .filter(|items| items.attr("node") == Some("http://jabber.org/protocol/tune"))
+                .and_then(|items| {
+                    items.get_child("item", "http://jabber.org/protocol/pubsub#event")
+                })
+                .and_then(|item| item.get_child("tune", "http://jabber.org/protocol/tune"))
+                .and_then(|tune| tune.get_child("title", "http://jabber.org/protocol/tune"))
+                .map(Element::text);
             if el.attr("from") == Some("juliet@verona.lit")
-                && let Some(items) = event
-                && show(items).contains("Lavolta")
+                && let Some(title) = title
             {
-                return;
+                heard.push(title);
+                if heard.last().map(String::as_str) == Some("Lavolta") {
+                    return;
+                }
             }
         }
     })
@@ -616,6 +627,7 @@ async fn verona_and_prosody_federate() {
         "no tune event from Verona; Prosody's log:\n{}",
         prosody.log()
     );
+    assert_eq!(heard, ["Nightingale", "Lavolta"]);
 
     // Blocking a remote JID (XEP-0191): his messages do not reach her, hers to him are refused.
     let blocked = juliet

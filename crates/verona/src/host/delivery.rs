@@ -449,7 +449,8 @@ impl ServicesTask {
     /// XEP-0163 §4.3: a newly available session that asks for `NODE+notify` gets the last
     /// item of every such node of its own account and of the accounts it follows.
     pub(super) fn last_notify_items(&self, session: &FullJid, owners: &[BareJid]) -> Vec<Done> {
-        let Some(features) = self.router.session(session).and_then(|h| h.features()) else {
+        let features = self.router.session(session).and_then(|h| h.features());
+        let Some(features) = features.or_else(|| self.router.remote_features(session)) else {
             return Vec::new();
         };
         let actor = Jid::from(session.clone());

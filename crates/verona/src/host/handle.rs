@@ -310,6 +310,14 @@ impl PubsubHandle {
         self.send(shard, Request::Flush(session)).await;
     }
 
+    /// XEP-0163 §4.3 for another server's user: its resource `session`, newly available
+    /// with known features, gets the last items of `owner`'s nodes it asks `+notify` for.
+    pub async fn notify_last(&self, session: FullJid, owner: BareJid) {
+        let shard = self.shard(owner.as_str());
+        self.send(shard, Request::NotifyLast { session, owner })
+            .await;
+    }
+
     pub async fn unavailable(&self, session: FullJid) {
         for shard in 0..self.shards.len() {
             self.send(shard, Request::Unavailable(session.clone()))

@@ -76,6 +76,9 @@ pub(super) enum Request {
     Roster { from: FullJid, iq: Element },
     /// A XEP-0191 blocklist get, block or unblock.
     Blocking { from: FullJid, iq: Element },
+    /// XEP-0163 §4.3: another server's user's resource came online with `+notify` features
+    /// (see [`super::PubsubHandle::notify_last`]).
+    NotifyLast { session: FullJid, owner: BareJid },
     /// A presence probe (RFC 6121 §4.3) from a session to a local account.
     Probe { from: Jid, contact: BareJid },
     /// A `chat` or `normal` message between two local accounts (`to`: the address the sender

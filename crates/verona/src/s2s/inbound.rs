@@ -7,7 +7,7 @@
 
 use crate::jids::Bare;
 use bytes::Bytes;
-use jid::{BareJid, Jid};
+use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 
 use crate::c2s::route::{self, Route};
@@ -34,7 +34,7 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
         }
         return;
     }
-    if el.name() == "iq" && caps_answer(shared, &el, &from) {
+    if el.name() == "iq" && caps_answer(shared, &el, &from).await {
         return;
     }
     // A component's domain is one of this server's: other servers reach it too.
@@ -55,7 +55,7 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
         && el.name() == "presence"
     {
         if !relay {
-            note_presence(shared, &el, &from, account);
+            note_presence(shared, &el, &from, account).await;
         }
         match el.attr("type") {
             Some("probe") => return pubsub.probe(from, account.clone()).await,
@@ -222,7 +222,7 @@ async fn keep_or_deliver(shared: &Shared, el: Element, account: BareJid) {
 /// presence to an account with an available session counts: that is whom `+notify` serves
 /// (an account coming online probes its contacts), and a server cannot fill the table, or
 /// make us ask questions, with presence to anyone else.
-fn note_presence(shared: &Shared, el: &Element, from: &Jid, account: &BareJid) {
+async fn note_presence(shared: &Shared, el: &Element, from: &Jid, account: &BareJid) {
     let (Ok(full), Some(federation)) = (from.try_as_full(), &shared.federation) else {
         return;
     };
@@ -231,24 +231,32 @@ fn note_presence(shared: &Shared, el: &Element, from: &Jid, account: &BareJid) {
             let caps = crate::eventing::caps::advertised(el);
             let known = caps.as_ref().and_then(|caps| shared.caps.get(caps));
             let unknown = caps.filter(|_| known.is_none());
-            shared.router.remote_presence(full, true, known);
+            let features = known.is_some();
+            let initial = shared.router.remote_presence(full, true, known);
+            // XEP-0163 §4.3: its initial presence brings it the last items of the account's
+            // nodes it asks `+notify` for (once its features are known).
+            if initial && features {
+                notify_last(shared, full, account).await;
+            }
             if let Some(caps) = unknown {
                 let id = crate::c2s::random_id();
-                if federation.ask_caps(&id, full.clone(), caps.clone()) {
+                if federation.ask_caps(&id, full.clone(), account.clone(), caps.clone()) {
                     let query =
                         crate::eventing::caps::query(&caps, &id, &shared.domain, full.as_str());
                     send(shared, &query);
                 }
             }
         }
-        Some("unavailable") => shared.router.remote_presence(full, false, None),
+        Some("unavailable") => {
+            shared.router.remote_presence(full, false, None);
+        }
         _ => {}
     }
 }
 
 /// An answer to a capabilities question of ours: verified, kept, and the resource's features
 /// set. True if `el` was one.
-fn caps_answer(shared: &Shared, el: &Element, from: &Jid) -> bool {
+async fn caps_answer(shared: &Shared, el: &Element, from: &Jid) -> bool {
     let Some(federation) = &shared.federation else {
         return false;
     };
@@ -257,7 +265,7 @@ fn caps_answer(shared: &Shared, el: &Element, from: &Jid) -> bool {
     {
         return false;
     }
-    let Some((full, caps)) = el
+    let Some((full, account, caps)) = el
         .attr("id")
         .and_then(|id| federation.caps_answered(id, from.as_str()))
     else {
@@ -266,8 +274,16 @@ fn caps_answer(shared: &Shared, el: &Element, from: &Jid) -> bool {
     if let Some(features) = crate::eventing::caps::verify(&caps, el) {
         shared.caps.insert(&caps, features.clone());
         shared.router.set_remote_features(&full, features);
+        notify_last(shared, &full, &account).await;
     }
     true
+}
+
+/// The last items of `account`'s nodes that the remote resource `full` asks `+notify` for
+/// and may read, from the shard that has the account's service.
+async fn notify_last(shared: &Shared, full: &FullJid, account: &BareJid) {
+    let pubsub = shared.pubsub.for_account(account);
+    pubsub.notify_last(full.clone(), account.clone()).await;
 }
 
 /// Presence from another server's user: to the session it names, or to the account's

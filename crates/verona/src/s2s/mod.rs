@@ -236,13 +236,14 @@ impl Federation {
         &self,
         id: &str,
         full: jid::FullJid,
+        account: jid::BareJid,
         caps: xmpp_parsers::caps::Caps,
     ) -> bool {
         let mut asked = self
             .caps_asked
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        asked.ask(id, full, caps, Instant::now())
+        asked.ask(id, full, account, caps, Instant::now())
     }
 
     /// The question an answer with `id` from `from` answers, if any.
@@ -250,12 +251,14 @@ impl Federation {
         &self,
         id: &str,
         from: &str,
-    ) -> Option<(jid::FullJid, xmpp_parsers::caps::Caps)> {
+    ) -> Option<(jid::FullJid, jid::BareJid, xmpp_parsers::caps::Caps)> {
         let mut asked = self
             .caps_asked
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        asked.answered(id, from)
+        asked
+            .answered(id, from)
+            .map(|question| (question.full, question.account, question.caps))
     }
 
     /// Whether `domain` is one this server answers for.
@@ -457,6 +460,9 @@ struct CapsQuestions {
 
 struct Question {
     full: jid::FullJid,
+    /// The local account whose contact's presence brought the question: the one whose
+    /// `+notify` nodes the resource gets the last items of once its features are known.
+    account: jid::BareJid,
     caps: xmpp_parsers::caps::Caps,
     until: Instant,
 }
@@ -470,6 +476,7 @@ impl CapsQuestions {
         &mut self,
         id: &str,
         full: jid::FullJid,
+        account: jid::BareJid,
         caps: xmpp_parsers::caps::Caps,
         now: Instant,
     ) -> bool {
@@ -484,21 +491,23 @@ impl CapsQuestions {
         }
         *self.by_domain.entry(domain).or_default() += 1;
         let until = now + Self::DEADLINE;
-        self.asked
-            .insert(id.to_owned(), Question { full, caps, until });
+        self.asked.insert(
+            id.to_owned(),
+            Question {
+                full,
+                account,
+                caps,
+                until,
+            },
+        );
         true
     }
 
-    fn answered(
-        &mut self,
-        id: &str,
-        from: &str,
-    ) -> Option<(jid::FullJid, xmpp_parsers::caps::Caps)> {
+    fn answered(&mut self, id: &str, from: &str) -> Option<Question> {
         if self.asked.get(id)?.full.as_str() != from {
             return None;
         }
-        let question = self.remove(id)?;
-        Some((question.full, question.caps))
+        self.remove(id)
     }
 
     fn waiting(&self, domain: &str) -> usize {
@@ -593,25 +602,26 @@ mod tests {
             .unwrap(),
         );
         let full = |jid: &str| jid::FullJid::new(jid).unwrap();
+        let juliet = jid::BareJid::new("juliet@capulet.lit").unwrap();
         let mut questions = CapsQuestions::default();
         let t0 = Instant::now();
         for n in 0..CapsQuestions::MAX_PER_DOMAIN {
             let asker = full(&format!("u{n}@evil.lit/r"));
-            assert!(questions.ask(&format!("e{n}"), asker, caps.clone(), t0));
+            assert!(questions.ask(&format!("e{n}"), asker, juliet.clone(), caps.clone(), t0));
         }
         let romeo = full("romeo@evil.lit/orchard");
-        assert!(!questions.ask("late", romeo.clone(), caps.clone(), t0));
+        assert!(!questions.ask("late", romeo.clone(), juliet.clone(), caps.clone(), t0));
         // Others are still asked; a wrong sender answers nothing; the right one does.
         let benvolio = full("benvolio@montague.lit/r");
-        assert!(questions.ask("m1", benvolio.clone(), caps.clone(), t0));
+        assert!(questions.ask("m1", benvolio.clone(), juliet.clone(), caps.clone(), t0));
         assert!(questions.answered("m1", "romeo@evil.lit/orchard").is_none());
         assert_eq!(
-            questions.answered("m1", benvolio.as_str()).map(|q| q.0),
+            questions.answered("m1", benvolio.as_str()).map(|q| q.full),
             Some(benvolio)
         );
         // Past the deadline, the unanswered ones make room.
         let later = t0 + CapsQuestions::DEADLINE;
-        assert!(questions.ask("later", romeo, caps, later));
+        assert!(questions.ask("later", romeo, juliet, caps, later));
         assert_eq!(questions.asked.len(), 1);
         assert_eq!(questions.waiting("evil.lit"), 1);
     }
