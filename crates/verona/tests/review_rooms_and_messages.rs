@@ -883,3 +883,46 @@ async fn a_room_without_history_keeps_nothing_and_a_destroyed_one_gives_the_way_
     assert_eq!(text("password").as_deref(), Some("tomb"));
     assert_eq!(text("reason").as_deref(), Some("elsewhere"));
 }
+
+/// An occupant that cannot be reached (its server answers what the room sends it with
+/// `service-unavailable`, `remote-server-not-found`…) leaves with 333, as on Prosody, rather
+/// than stay listed for ever; an error that says nothing of that (a full queue) changes
+/// nothing, and nobody's error removes another.
+#[tokio::test]
+async fn an_occupant_that_cannot_be_reached_is_removed() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    enter(&mut romeo, "romeo", None).await;
+    enter(&mut nurse, "nurse", None).await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    let error = |to: &str, condition: &str| {
+        format!(
+            "<message xmlns='jabber:client' type='error' to='{to}'><error type='cancel'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )
+    };
+    nurse
+        .send(&error(&format!("{ROOM}/romeo"), "resource-constraint"))
+        .await;
+    ok(&romeo.request(&admin_list("l0", "owner")).await);
+    romeo.expect_nothing().await;
+
+    nurse
+        .send(&error(&format!("{ROOM}/romeo"), "service-unavailable"))
+        .await;
+    let gone = recv_until(&mut romeo, |el| el.attr("type") == Some("unavailable")).await;
+    assert_eq!(gone.attr("from"), Some("characters@chat.localhost/nurse"));
+    let (_, role, codes) = standing(&gone);
+    assert_eq!((role.as_str(), codes), ("none", vec!["333".to_owned()]));
+    romeo.send(&said("still there?")).await;
+    recv_until(&mut romeo, |el| el.has_child("body", NS_CLIENT)).await;
+    let heard = recv_until(&mut nurse, |el| {
+        el.name() == "message" || el.name() == "presence"
+    })
+    .await;
+    assert_eq!(heard.attr("type"), Some("unavailable"), "{}", show(&heard));
+    nurse.expect_nothing().await;
+}

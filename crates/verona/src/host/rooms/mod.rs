@@ -34,6 +34,9 @@ impl ServicesTask {
         let Some(to) = stanza.attr("to").and_then(|to| Jid::new(to).ok()) else {
             return;
         };
+        if stanza.attr("type") == Some("error") && stanza.name() != "iq" {
+            return self.occupant_error(&from, &to.to_bare(), &stanza, done);
+        }
         match (stanza.name(), to.try_as_full()) {
             ("presence", Ok(room_nick)) => {
                 match room_presence(&stanza, room_nick, SystemTime::now()) {
@@ -207,7 +210,69 @@ impl ServicesTask {
         })
     }
 
-    /// The session in a room under `nick`, if any.
+    /// An error from an occupant's address in answer to what the room sent it: an occupant
+    /// that cannot be reached (its server gone, its session over) leaves with 333, as
+    /// Prosody does, rather than stay listed and have everything sent to it bounce. Other
+    /// errors (a full queue, a block) leave it be.
+    fn occupant_error(
+        &mut self,
+        from: &FullJid,
+        room: &BareJid,
+        stanza: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        let node = room.node().map(|n| n.to_string()).unwrap_or_default();
+        let condition = stanza
+            .get_child("error", ns::CLIENT)
+            .and_then(|error| error.children().find(|c| c.ns() == ns::STANZAS))
+            .map(|c| c.name().to_owned());
+        let unreachable = matches!(
+            condition.as_deref(),
+            Some(
+                "gone"
+                    | "item-not-found"
+                    | "jid-malformed"
+                    | "recipient-unavailable"
+                    | "redirect"
+                    | "remote-server-not-found"
+                    | "remote-server-timeout"
+                    | "service-unavailable"
+            )
+        );
+        let Some(occupant) = self
+            .occupant_of(&node, &Jid::from(from.clone()))
+            .filter(|_| unreachable)
+        else {
+            return;
+        };
+        let Some(hosted) = self.rooms.get_mut(&node) else {
+            return;
+        };
+        let end = SubscriptionChange {
+            jid: occupant.jid.clone(),
+            subid: Some(occupant.subid.clone()),
+            subscribed: false,
+        };
+        let actor = hosted.jid.clone();
+        let ended = hosted
+            .service
+            .set_subscriptions(&self.presence, &actor, &node, &[end]);
+        if record(done, &node, ended).is_err() {
+            return;
+        }
+        let why = format!(
+            "Kicked: {}",
+            condition.unwrap_or_default().replace('-', " ")
+        );
+        let removal = Removal {
+            actor: None,
+            reasons: BTreeMap::from([(occupant.jid.to_bare(), why)]),
+        };
+        let removed = [occupant];
+        self.announce_removals(room, &removed, 333, &removal, done);
+        self.close_empty_rooms(&removed, done);
+    }
+
     /// Every session in the room under `nick` (an account may join from several).
     fn occupants_named(&self, node: &str, nick: &str) -> Vec<SubscriptionInfo> {
         self.rooms
@@ -225,6 +290,7 @@ impl ServicesTask {
             .unwrap_or_default()
     }
 
+    /// The session in a room under `nick`, if any.
     fn occupant_named(&self, node: &str, nick: &str) -> Option<SubscriptionInfo> {
         self.rooms.get(node).and_then(|hosted| {
             hosted
@@ -1234,6 +1300,7 @@ impl ServicesTask {
         removal: &Removal,
         done: &mut Vec<Done>,
     ) {
+        quiet_for_classic(done, removed);
         for gone in removed {
             let Some(hosted) = self.rooms.get(&gone.node) else {
                 continue;
@@ -1754,6 +1821,36 @@ fn occupants(service: &Service, node: &str) -> Vec<InRoom> {
 
 /// Records an engine operation on a room in the batch (its effects and undo); its value, or
 /// the engine's refusal.
+/// A classic occupant removed from a room hears of it as XEP-0045 presence (307, 301, 321,
+/// 322, 333), not also as the XEP-0060 notice that its subscription ended.
+fn quiet_for_classic(done: &mut [Done], removed: &[SubscriptionInfo]) {
+    let classic: Vec<(&str, &Jid)> = removed
+        .iter()
+        .filter(|gone| groupchat::is_classic(&gone.options))
+        .map(|gone| (gone.node.as_str(), &gone.jid))
+        .collect();
+    if classic.is_empty() {
+        return;
+    }
+    for d in done.iter_mut() {
+        let Origin::Room(node) = &d.origin else {
+            continue;
+        };
+        for effect in &mut d.effects {
+            if let Effect::Notify(notice) = effect
+                && matches!(notice.event, Event::Subscription { .. })
+            {
+                notice.recipients = notice
+                    .recipients
+                    .iter()
+                    .filter(|r| !classic.contains(&(node.as_str(), &r.jid)))
+                    .cloned()
+                    .collect();
+            }
+        }
+    }
+}
+
 fn record<T>(
     done: &mut Vec<Done>,
     node: &str,
