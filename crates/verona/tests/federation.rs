@@ -846,10 +846,11 @@ async fn certificates_authenticate_servers() {
     raw.send("<message from='romeo@montague.lit/raw' to='juliet@capulet.lit' type='chat' id='x2'><body>Certified</body></message>").await;
     let got = next(&mut juliet, "message").await;
     assert_eq!(got.attr("id"), Some("x2"));
-    // Proving montague.lit is not proving nurse.lit: a spoofed `from` ends the stream.
+    // Proving montague.lit is not proving nurse.lit: a spoofed `from` ends the stream
+    // (RFC 6120 §4.9.3.9).
     raw.send("<message from='tybalt@nurse.lit/raw' to='juliet@capulet.lit' type='chat'><body>spoofed</body></message>").await;
     let error = raw.element().await;
-    assert_eq!(stream_error(&error).as_deref(), Some("not-authorized"));
+    assert_eq!(stream_error(&error).as_deref(), Some("invalid-from"));
 
     // A certificate for montague.lit from an authority capulet does not trust proves nothing.
     let stranger = Authority::new();
@@ -928,6 +929,16 @@ async fn bad_input_from_a_server_ends_its_stream() {
     raw.send("<message><<</message>").await;
     let error = raw.element().await;
     assert_eq!(stream_error(&error).as_deref(), Some("not-well-formed"));
+
+    // The other server's own stream error (RFC 6120 §4.9) ends the stream: nothing is sent
+    // back but the end of ours.
+    let mut raw = Raw::connect(port).await;
+    raw.open("montague.lit").await;
+    raw.send("<stream:error><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>").await;
+    assert!(
+        matches!(raw.0.event().await, Some(StreamEvent::End) | None),
+        "no stream error in answer to one"
+    );
 
     let mut raw = Raw::connect(port).await;
     raw.open("montague.lit").await;

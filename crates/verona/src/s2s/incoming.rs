@@ -157,12 +157,19 @@ async fn run(
                     } else if matches!(el.name(), "message" | "presence" | "iq") && el.ns() == ns::SERVER {
                         let pair = stanza_pair(&el)?;
                         if !authorized.contains(&pair) {
+                            // RFC 6120 §4.9.3.12 before any authentication, §4.9.3.9 for a
+                            // `from` none on this stream proved.
+                            let error = if authorized.is_empty() { StreamError::NotAuthorized } else { StreamError::InvalidFrom };
                             let why = format!("stanza from {} to {} on a stream not verified for them", pair.0, pair.1);
-                            return Err((Some(StreamError::NotAuthorized), why));
+                            return Err((Some(error), why));
                         }
                         if let Some(el) = stream::to_client_namespace(&el) {
                             super::inbound::dispatch(shared, el, false).await;
                         }
+                    } else if el.is("error", ns::STREAMS) {
+                        // The other server ends the stream (RFC 6120 §4.9): no error back.
+                        let condition = el.children().next().map(|c| c.name().to_owned()).unwrap_or_default();
+                        return Err((None, format!("the other server ended the stream: {condition}")));
                     } else {
                         return Err((Some(StreamError::UnsupportedStanzaType), format!("<{}/>", el.name())));
                     }
