@@ -268,6 +268,26 @@ impl RunningServer {
             tokio::spawn(accept_loop(shared.clone(), listener, direct, alive.clone()));
         }
         if let Some(federation) = federation {
+            let (bounces, mut bounced) = tokio::sync::mpsc::channel(256);
+            federation.bounce_rooms_to(shared.pubsub.rooms_jid().to_owned(), bounces);
+            // Weak: the federation holding the sender is the server's; this must not keep it.
+            let rooms = Arc::downgrade(&shared);
+            let mut shutdown = shared.shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let error = tokio::select! {
+                        error = bounced.recv() => error,
+                        _ = shutdown.changed() => None,
+                    };
+                    let (Some(error), Some(shared)) = (error, rooms.upgrade()) else {
+                        break;
+                    };
+                    let from = error.attr("from").and_then(|f| jid::FullJid::new(f).ok());
+                    if let Some(from) = from {
+                        shared.pubsub.room(from, error).await;
+                    }
+                }
+            });
             for listener in s2s_listeners {
                 let addr = listener.local_addr()?;
                 server.s2s_addrs.push(addr);

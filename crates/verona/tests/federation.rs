@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use minidom::Element;
@@ -155,6 +156,83 @@ async fn a_remote_user_takes_part_in_a_room() {
     let left = next(&mut juliet, "presence").await;
     assert_eq!(left.attr("from"), Some(format!("{room}/Romeo").as_str()));
     assert_eq!(left.attr("type"), Some("unavailable"));
+}
+
+/// An occupant of another server that cannot be reached (what the room sends it bounces:
+/// here its server proved itself on an incoming stream, by certificate, but takes no
+/// connection) leaves the room with 333, as on Prosody; it does not stay listed for ever.
+#[tokio::test]
+async fn a_remote_occupant_that_cannot_be_reached_leaves_the_room() {
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    let certs = tempfile::tempdir().unwrap();
+    let authority = Authority::new();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, &authority.pem).unwrap();
+    let (cert, key) = authority.issue(certs.path(), "capulet.lit");
+    let (port, closed) = (free_port(), free_port());
+    let capulet = {
+        let ca_file = ca_file.clone();
+        TestServer::start_with(move |config| {
+            config.domain = "capulet.lit".into();
+            config.tls.cert = Some(cert);
+            config.tls.key = Some(key);
+            config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+            config.s2s.require_valid_cert = true;
+            config.s2s.ca_file = Some(ca_file);
+            config
+                .s2s
+                .hosts
+                .insert("montague.lit".into(), format!("127.0.0.1:{closed}"));
+        })
+        .await
+    };
+    capulet.add_user("juliet", "pw").await;
+    let mut juliet = online(&capulet, "juliet", "balcony").await;
+    let room = "garden@chat.capulet.lit";
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{room}/Juliet'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    next_with_subject(&mut juliet).await;
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='instant' to='{room}'>\
+               <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        ))
+        .await);
+
+    let (cert, key) = authority.issue(certs.path(), "montague.lit");
+    let connector = client_with_certificate(&ca_file, &cert, &key);
+    let mut raw = Raw::connect(port).await;
+    let rooms = "chat.capulet.lit";
+    raw.open_to("montague.lit", rooms).await;
+    raw.starttls_with(connector).await;
+    raw.open_to("montague.lit", rooms).await;
+    raw.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='EXTERNAL'>=</auth>"
+    ))
+    .await;
+    let success = raw.element().await;
+    assert!(success.is("success", SASL), "{}", show(&success));
+    raw.open_to("montague.lit", rooms).await;
+    raw.send(&format!(
+        "<presence from='romeo@montague.lit/raw' to='{room}/Romeo'><x xmlns='{MUC}'/></presence>"
+    ))
+    .await;
+    let arrived = next(&mut juliet, "presence").await;
+    assert_eq!(arrived.attr("from"), Some(format!("{room}/Romeo").as_str()));
+    assert_eq!(arrived.attr("type"), None);
+    let gone = next(&mut juliet, "presence").await;
+    assert_eq!(gone.attr("from"), Some(format!("{room}/Romeo").as_str()));
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    let codes: Vec<&str> = gone
+        .get_child("x", "http://jabber.org/protocol/muc#user")
+        .into_iter()
+        .flat_map(|x| x.children())
+        .filter_map(|status| status.attr("code"))
+        .collect();
+    assert_eq!(codes, ["333"]);
 }
 
 /// Joining: presences and history until the room's subject.
@@ -661,8 +739,13 @@ impl Raw {
 
     /// Opens a stream claiming `from`; returns the features.
     async fn open(&mut self, from: &str) -> Element {
+        self.open_to(from, "capulet.lit").await
+    }
+
+    /// [`Raw::open`] to one of capulet.lit's domains.
+    async fn open_to(&mut self, from: &str, to: &str) -> Element {
         self.0.restart();
-        self.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{from}' to='capulet.lit' version='1.0'>")).await;
+        self.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{from}' to='{to}' version='1.0'>")).await;
         assert!(matches!(self.0.event().await, Some(StreamEvent::Header(_))));
         self.element().await
     }
