@@ -778,10 +778,7 @@ impl ServicesTask {
                 target,
                 stanza,
                 view: None,
-            } => {
-                self.bring_bookmarks_over(&from, &target, &stanza, done);
-                self.stanza(from, target, stanza, done);
-            }
+            } => self.own_stanza(from, target, stanza, done),
             Request::Stanza {
                 from,
                 target,

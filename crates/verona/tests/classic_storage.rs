@@ -332,6 +332,45 @@ async fn private_storage_and_pep_bookmarks_are_one_set() {
         )]
     );
 
+    // The XEP-0048 PEP node keeps the list as private storage last set it, for the clients
+    // that read it there (XEP-0411): not emptied.
+    let legacy = dino
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='g4'><pubsub xmlns='{PUBSUB}'><items node='storage:bookmarks'/></pubsub></iq>"
+        ))
+        .await;
+    let kept = legacy
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .and_then(|i| i.get_child("item", PUBSUB))
+        .and_then(|i| i.get_child("storage", "storage:bookmarks"))
+        .unwrap_or_else(|| panic!("{}", show(&legacy)));
+    assert_eq!(
+        kept.children()
+            .filter_map(|c| c.attr("jid"))
+            .collect::<Vec<_>>(),
+        ["crypt@chat.localhost"]
+    );
+    // A client keeping bookmarks there (XEP-0411) publishes a list: it is the XEP-0402 node's.
+    let old_style = format!(
+        "<iq xmlns='jabber:client' type='set' id='p2'><pubsub xmlns='{PUBSUB}'><publish node='storage:bookmarks'><item id='current'>\
+         <storage xmlns='storage:bookmarks'><conference jid='tomb@chat.localhost' autojoin='true'/></storage>\
+         </item></publish></pubsub></iq>"
+    );
+    ok(&profanity.request(&old_style).await);
+    let reply = dino.request(&items_get("g5", None)).await;
+    let items = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    assert_eq!(
+        conferences(items),
+        [(
+            "tomb@chat.localhost".to_owned(),
+            el("<conference xmlns='urn:xmpp:bookmarks:1' autojoin='true'/>")
+        )]
+    );
+
     let mut romeo = t.login("romeo", "pw", "orchard").await;
     let refused = romeo
         .request(&items_get("g3", Some("juliet@localhost")))
@@ -366,7 +405,7 @@ async fn bookmarks_kept_before_come_over_to_pep() {
         [(
             "lounge@chat.localhost".to_owned(),
             el(
-                "<conference xmlns='urn:xmpp:bookmarks:1' autojoin='1'><nick>jule</nick></conference>"
+                "<conference xmlns='urn:xmpp:bookmarks:1' autojoin='true'><nick>jule</nick></conference>"
             )
         )]
     );

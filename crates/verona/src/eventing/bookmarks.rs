@@ -2,8 +2,10 @@
 //! through XEP-0049, as profanity and older clients do) and the ones kept as items of the
 //! `urn:xmpp:bookmarks:1` PEP node (Conversations, Dino, Gajim) are one set. The PEP node holds
 //! the conferences; private storage's `storage:bookmarks` is a view of them, plus what it held
-//! that has no PEP form (`<url/>`); a private-storage set is published to the node, one item per
-//! room, so the other clients hear of it as of any bookmark change.
+//! that has no PEP form (`<url/>`); a private-storage set, or a publish to the XEP-0048 PEP node
+//! `storage:bookmarks` (which keeps the whole list as it was set, for its own readers), is
+//! published to the node, one item per room, so the other clients hear of it as of any
+//! bookmark change.
 
 use std::collections::HashMap;
 
@@ -35,7 +37,8 @@ pub fn within_bounds(storage: &Element) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 struct Bookmark<'a> {
     name: Option<&'a str>,
-    autojoin: Option<&'a str>,
+    /// An `xs:boolean` in both forms; anything else is left out.
+    autojoin: Option<bool>,
     nick: Option<String>,
     password: Option<String>,
 }
@@ -50,7 +53,11 @@ impl<'a> Bookmark<'a> {
         };
         Bookmark {
             name: conference.attr("name"),
-            autojoin: conference.attr("autojoin"),
+            autojoin: match conference.attr("autojoin") {
+                Some("true" | "1") => Some(true),
+                Some("false" | "0") => Some(false),
+                _ => None,
+            },
             nick: text("nick"),
             password: text("password"),
         }
@@ -58,11 +65,8 @@ impl<'a> Bookmark<'a> {
 
     fn to_element(&self, namespace: &str, jid: Option<&str>) -> Element {
         let mut conference = builder("conference", namespace);
-        for (attr, value) in [
-            ("jid", jid),
-            ("name", self.name),
-            ("autojoin", self.autojoin),
-        ] {
+        let autojoin = self.autojoin.map(|on| if on { "true" } else { "false" });
+        for (attr, value) in [("jid", jid), ("name", self.name), ("autojoin", autojoin)] {
             if let Some(value) = value {
                 conference = conference.with(attr, value);
             }
@@ -96,14 +100,16 @@ pub fn legacy_view(legacy: Option<&Element>, items: &[(String, Element)]) -> Ele
         .build()
 }
 
-/// What private storage itself keeps of a set (`storage`) once its rooms are the node's: the
-/// rest (`<url/>`), so that the rooms live in one place only.
-pub fn without_rooms(storage: &Element) -> Element {
-    let rest = storage
-        .children()
-        .filter(|child| child.name() != "conference")
-        .cloned();
-    builder("storage", LEGACY).append_all(rest).build()
+/// The `<storage/>` a XEP-0060 publish to the XEP-0048 PEP node carries (XEP-0411's way of
+/// keeping bookmarks), if `stanza` is one.
+pub fn legacy_publish(stanza: &Element) -> Option<&Element> {
+    let publish = stanza
+        .get_child("pubsub", ns::PUBSUB)?
+        .get_child("publish", ns::PUBSUB)
+        .filter(|publish| publish.attr("node") == Some(LEGACY))?;
+    publish
+        .get_child("item", ns::PUBSUB)?
+        .get_child("storage", LEGACY)
 }
 
 /// The XEP-0060 requests, from the account's own session to its PEP service, that make the
@@ -246,6 +252,7 @@ mod tests {
             <conference jid='same@chat.x' name='Same' autojoin='true'><nick>n</nick></conference>\
             <conference jid='renamed@chat.x' name='New'/>\
             <conference jid='new@chat.x' autojoin='1'><password>pw</password></conference>\
+            <conference jid='odd@chat.x' autojoin='maybe'/>\
             <conference jid='not a jid@/'/>\
             <conference name='no jid'/>\
             <url name='u' url='https://x'/>\
@@ -256,6 +263,7 @@ mod tests {
             [
                 ("publish".to_owned(), "renamed@chat.x".to_owned(), false),
                 ("publish".to_owned(), "new@chat.x".to_owned(), false),
+                ("publish".to_owned(), "odd@chat.x".to_owned(), false),
                 ("retract".to_owned(), "gone@chat.x".to_owned(), false),
             ]
         );
@@ -277,8 +285,13 @@ mod tests {
         assert_eq!(
             published(1),
             el(
-                "<conference xmlns='urn:xmpp:bookmarks:1' autojoin='1'><password>pw</password></conference>"
+                "<conference xmlns='urn:xmpp:bookmarks:1' autojoin='true'><password>pw</password></conference>"
             )
+        );
+        // `autojoin` is a boolean: what is not one is left out.
+        assert_eq!(
+            published(2),
+            el("<conference xmlns='urn:xmpp:bookmarks:1'/>")
         );
     }
 

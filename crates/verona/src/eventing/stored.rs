@@ -100,16 +100,11 @@ impl Asked {
     /// a get reads the node's item, a set publishes it (creating the node with the access
     /// model the storage has).
     pub fn to_pubsub(&self) -> Element {
-        let stored = match self.request.get_child("query", PRIVATE) {
-            Some(query) => query.children().next().cloned(),
-            None => self.request.get_child("vCard", VCARD).cloned(),
-        };
-        self.to_pubsub_storing(stored)
-    }
-
-    /// [`Self::to_pubsub`], a set storing `stored` in place of what the iq holds.
-    pub fn to_pubsub_storing(&self, stored: Option<Element>) -> Element {
         let asking = if self.is_set() {
+            let stored = match self.request.get_child("query", PRIVATE) {
+                Some(query) => query.children().next().cloned(),
+                None => self.request.get_child("vCard", VCARD).cloned(),
+            };
             let item = builder("item", ns::PUBSUB)
                 .with("id", ITEM)
                 .append_all(stored)

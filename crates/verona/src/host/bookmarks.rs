@@ -3,7 +3,7 @@
 //! retracts run in the same batch, so they commit, notify and undo like any other.
 
 use super::*;
-use crate::eventing::bookmarks::{LEGACY, NODE, legacy_view, sync, without_rooms};
+use crate::eventing::bookmarks::{LEGACY, NODE, legacy_publish, legacy_view, sync};
 use crate::eventing::stored::Asked;
 use crate::jids::Bare;
 
@@ -41,14 +41,6 @@ impl ServicesTask {
                         return;
                     }
                 }
-                let rest = without_rooms(storage);
-                return self.viewed(
-                    from,
-                    target,
-                    asked.to_pubsub_storing(Some(rest)),
-                    &asked,
-                    done,
-                );
             }
         }
         self.viewed(from, target, stanza, &asked, done);
@@ -75,11 +67,48 @@ impl ServicesTask {
         }
     }
 
+    /// A XEP-0060 stanza from a session, with XEP-0402 §5.3 around it for the account's own
+    /// PEP service: bookmarks kept before the XEP-0402 node existed come over first, and a
+    /// publish to the XEP-0048 PEP node is published to it after.
+    pub(super) fn own_stanza(
+        &mut self,
+        from: FullJid,
+        target: Target,
+        stanza: Element,
+        done: &mut Vec<Done>,
+    ) {
+        let own = matches!(&target, Target::Account(account) if *account == from.bare());
+        if !own {
+            return self.stanza(from, target, stanza, done);
+        }
+        self.bring_bookmarks_over(&from, &target, &stanza, done);
+        let legacy = legacy_publish(&stanza).cloned();
+        let start = done.len();
+        let to = Jid::from(from.clone());
+        self.stanza(from.clone(), target, stanza, done);
+        let published = done[start..].iter().any(|d| {
+            d.to.as_ref() == Some(&to)
+                && d.reply.as_ref().and_then(|r| r.attr("type")) == Some("result")
+        });
+        if let Some(storage) = legacy.filter(|_| published) {
+            let account = from.bare();
+            let (exists, items) = (
+                self.has_node(&account, NODE),
+                self.node_items(&account, NODE),
+            );
+            for request in sync(&storage, &items, exists) {
+                if self.quietly(&from, request, done).is_some() {
+                    break;
+                }
+            }
+        }
+    }
+
     /// XEP-0402 §5.3 for bookmarks kept before the node existed: the first time the
     /// account's own session asks anything of the node, the node is made from what private
     /// storage holds, so a client that reads XEP-0402 sees the rooms a private-storage client
     /// saved before.
-    pub(super) fn bring_bookmarks_over(
+    fn bring_bookmarks_over(
         &mut self,
         from: &FullJid,
         target: &Target,
