@@ -659,6 +659,30 @@ async fn a_nick_is_one_occupant_across_its_sessions() {
         let refused = recv_until(session, |el| el.name() == "message").await;
         assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
     }
+    // A third session under the nick is that occupant, silenced too; when it leaves, the
+    // occupant is still there for the others.
+    let mut home = t.login("tybalt", "pw", "home").await;
+    home.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/tybalt'><x xmlns='{MUC}'/></presence>"
+    ))
+    .await;
+    let own = recv_until(&mut home, |el| {
+        el.name() == "presence" && standing(el).2.contains(&"110".to_owned())
+    })
+    .await;
+    assert_eq!(standing(&own).1, "visitor");
+    recv_until(&mut home, |el| el.has_child("subject", NS_CLIENT)).await;
+    // What Romeo heard so far (the changes of role, the new session): read and set aside.
+    while tokio::time::timeout(std::time::Duration::from_millis(300), romeo.recv())
+        .await
+        .is_ok()
+    {}
+    home.send(&format!(
+        "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/tybalt'/>"
+    ))
+    .await;
+    recv_until(&mut home, |el| el.attr("type") == Some("unavailable")).await;
+    romeo.expect_nothing().await;
 
     ok(&romeo
         .request(&admin("k", "<item nick='tybalt' role='none'/>"))

@@ -721,8 +721,24 @@ impl ServicesTask {
         let mut options = groupchat::occupant_options(&join.nick, true);
         shown::keep(&mut options, stanza);
         // The role is the occupant's for its stay (XEP-0045 §5.1): a room made moderated
-        // later leaves the voice of those in it as it was.
-        if let Some(config) = service.node_config(&node) {
+        // later leaves the voice of those in it as it was. Another session of an account
+        // already in the room under this nick is that occupant, with its role.
+        let present = service
+            .subscriptions(&node)
+            .find(|s| {
+                s.state.is_approved()
+                    && s.jid.to_bare() == me.to_bare()
+                    && groupchat::nick_of(s.options) == Some(join.nick.as_str())
+            })
+            .and_then(|s| {
+                s.options
+                    .custom
+                    .get(groupchat::ROLE_OPTION)
+                    .map(str::to_owned)
+            });
+        if let Some(role) = present {
+            options.custom.insert(groupchat::ROLE_OPTION, &role);
+        } else if let Some(config) = service.node_config(&node) {
             let role = Role::of(config, affiliation_in(service, &node, &me), &options);
             options.custom.insert(groupchat::ROLE_OPTION, role.name());
         }
@@ -1105,9 +1121,13 @@ impl ServicesTask {
                 (nick, &departed.jid, &departed.options),
             );
             let remaining = occupants(&hosted.service, &departed.node);
-            let leaving = (true, status);
-            let others = remaining.iter().map(|o| &o.jid);
-            self.tell_each(&departed.node, &occupant, leaving, others, done);
+            // Another session of the account stays under the nick: the occupant is still
+            // there for everyone else.
+            if !remaining.iter().any(|o| o.nick == nick) {
+                let leaving = (true, status);
+                let others = remaining.iter().map(|o| &o.jid);
+                self.tell_each(&departed.node, &occupant, leaving, others, done);
+            }
             // The one who left: its own, with 110.
             if let Ok(session) = departed.jid.clone().try_into_full() {
                 let mut presence = occupant_presence(&occupant, &departed.jid, true, &[110]);
@@ -1317,8 +1337,12 @@ impl ServicesTask {
             );
             let remaining = occupants(&hosted.service, &gone.node);
             let own = [code, 110];
+            // The nick still held by another of the account's sessions: only the removed
+            // session hears of it.
+            let held = remaining.iter().any(|o| o.nick == nick);
             let told = remaining
                 .iter()
+                .filter(|_| !held)
                 .map(|o| (&o.jid, &own[..1]))
                 .chain(std::iter::once((&gone.jid, &own[..])));
             let reason = removal.reasons.get(&gone.jid.bare()).map(String::as_str);
