@@ -813,6 +813,17 @@ impl ServicesTask {
             Request::NotifyLast { session, owner } => {
                 done.extend(self.last_notify_items(&session, &[owner]));
             }
+            Request::FeaturesKnown(session) => {
+                let user = session.to_bare();
+                let owners: Vec<BareJid> = std::iter::once(user.clone())
+                    .chain(self.presence.following(&user).cloned())
+                    .collect();
+                for owner in owners {
+                    let shard = self.shard_of(owner.as_str());
+                    let session = session.clone();
+                    self.send_to(shard, Request::NotifyLast { session, owner }, false);
+                }
+            }
             Request::Blocking { from, iq } => self.blocking_request(from, iq, done),
             Request::SessionStarted { session, ready } => {
                 self.bound.insert(&session);

@@ -550,6 +550,12 @@ async fn a_late_capabilities_answer_still_counts() {
         .chain(["urn:example:slow+notify"])
         .collect();
     let (info, c) = caps(&features);
+    let publish = |id: &str, text: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:slow'><item id='current'><slow xmlns='urn:example:slow'>{text}</slow></item></publish></pubsub></iq>"
+        )
+    };
+    ok(&juliet.request(&publish("slow0", "early")).await);
     let mut tablet = t.login("romeo", "pw", "tablet").await;
     tablet
         .send(&format!("<presence xmlns='jabber:client'>{c}</presence>"))
@@ -574,16 +580,27 @@ async fn a_late_capabilities_answer_still_counts() {
             String::from_utf8(verona_stream::element_bytes(&answer)).unwrap()
         ))
         .await;
-    // Once the server has read the answer (the tablet's next request is answered after it).
-    ok(&tablet.request(&roster_get("r1", None)).await);
-
-    let publish = format!(
-        "<iq xmlns='jabber:client' type='set' id='slow1'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:slow'><item id='current'><slow xmlns='urn:example:slow'>late</slow></item></publish></pubsub></iq>"
-    );
-    ok(&juliet.request(&publish).await);
+    // What a `+notify` session coming online gets, it gets now: Juliet's last item.
+    let slow = |event: &Element| {
+        assert_eq!(
+            event.attr("from"),
+            Some("juliet@localhost"),
+            "{}",
+            show(event)
+        );
+        event
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .and_then(|i| i.get_child("item", EVENT))
+            .and_then(|i| i.get_child("slow", "urn:example:slow"))
+            .map(Element::text)
+    };
+    let last = recv_until(&mut tablet, |el| el.name() == "message").await;
+    assert_eq!(slow(&last).as_deref(), Some("early"));
+    // And what is published from then on.
+    ok(&juliet.request(&publish("slow1", "late")).await);
     let event = recv_until(&mut tablet, |el| el.name() == "message").await;
-    assert_eq!(event.attr("from"), Some("juliet@localhost"));
-    assert!(event.has_child("event", EVENT), "{}", show(&event));
+    assert_eq!(slow(&event).as_deref(), Some("late"));
     romeo.expect_nothing().await;
 
     // A new session with the same capabilities is not asked: it gets the last item at once.

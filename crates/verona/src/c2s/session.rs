@@ -48,6 +48,14 @@ pub(super) struct Session {
 #[derive(Default)]
 pub(super) struct Directed(Vec<Jid>);
 
+/// What an answer to the capabilities question lets go on.
+enum Answered {
+    /// The presence held for it.
+    Held(Vec<Element>),
+    /// Nothing was held any more: the features came late.
+    Late,
+}
+
 /// Directed presence remembered per session at most; later ones are not followed by an
 /// unavailable presence.
 const MAX_DIRECTED: usize = 64;
@@ -103,7 +111,15 @@ impl Session {
 impl Connection {
     pub(super) async fn route(&mut self, el: Element) -> Result<(), End> {
         let ready = match self.caps_answer(&el) {
-            Some(released) => released,
+            Some(Answered::Held(released)) => released,
+            Some(Answered::Late) => {
+                // Its presence went on without them: what `+notify` brings a session coming
+                // online comes now (XEP-0163 §4.3).
+                if let State::Bound(session) = &self.state {
+                    session.pubsub.features_known(session.jid.clone()).await;
+                }
+                Vec::new()
+            }
             None => self.caps_gate(el),
         };
         for el in ready {
@@ -114,7 +130,7 @@ impl Connection {
 
     /// The client's answer to the capabilities question: verified features are kept (for
     /// every session with the same hash) and the held presence goes on.
-    fn caps_answer(&mut self, el: &Element) -> Option<Vec<Element>> {
+    fn caps_answer(&mut self, el: &Element) -> Option<Answered> {
         let State::Bound(session) = &mut self.state else {
             return None;
         };
@@ -130,13 +146,16 @@ impl Connection {
             Some(features) => {
                 self.shared.caps.insert(&wait.caps, features.clone());
                 session.handle.set_features(features);
+                if wait.late {
+                    return Some(Answered::Late);
+                }
             }
             None => {
                 tracing::debug!(jid = %session.jid, "capabilities not verified");
                 session.caps_refused = Some(caps::key(&wait.caps).into());
             }
         }
-        Some(wait.held)
+        Some(Answered::Held(wait.held))
     }
 
     /// What to route now: the stanza, unless it is presence that must wait for capabilities.

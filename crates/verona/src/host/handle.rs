@@ -318,6 +318,13 @@ impl PubsubHandle {
             .await;
     }
 
+    /// A session's capabilities were verified after its presence went on without them
+    /// (`Request::FeaturesKnown`).
+    pub async fn features_known(&self, session: FullJid) {
+        let shard = self.shard(session.bare().as_str());
+        self.send(shard, Request::FeaturesKnown(session)).await;
+    }
+
     pub async fn unavailable(&self, session: FullJid) {
         for shard in 0..self.shards.len() {
             self.send(shard, Request::Unavailable(session.clone()))

@@ -77,8 +77,13 @@ pub(super) enum Request {
     /// A XEP-0191 blocklist get, block or unblock.
     Blocking { from: FullJid, iq: Element },
     /// XEP-0163 §4.3: another server's user's resource came online with `+notify` features
-    /// (see [`super::PubsubHandle::notify_last`]).
+    /// (see [`super::PubsubHandle::notify_last`]), or a local session's features became known
+    /// only after its presence went on: it gets the last items of `owner`'s nodes.
     NotifyLast { session: FullJid, owner: BareJid },
+    /// A local session's features became known late (its client answered the capabilities
+    /// question after its presence went on): the last items of its own account's nodes and
+    /// of the accounts it follows, from each one's shard.
+    FeaturesKnown(FullJid),
     /// A presence probe (RFC 6121 §4.3) from a session to a local account.
     Probe { from: Jid, contact: BareJid },
     /// A `chat` or `normal` message between two local accounts (`to`: the address the sender

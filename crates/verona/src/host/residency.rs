@@ -569,6 +569,7 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
             ..
         } => vec![kind.owner(from, contact)],
         Request::Probe { contact, .. } => vec![contact.clone()],
+        Request::NotifyLast { owner, .. } => vec![owner.clone()],
         Request::Blocking { from, .. } => vec![from.bare()],
         Request::KeepOnRoster { user, .. } => vec![user.clone()],
         Request::LastActivity { account, .. } => vec![account.clone()],
