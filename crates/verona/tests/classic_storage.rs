@@ -410,3 +410,52 @@ async fn bookmarks_kept_before_come_over_to_pep() {
         )]
     );
 }
+
+/// What private storage keeps is its owner's alone: a XEP-0402 node a client made without
+/// XEP-0402's options (open to the account's contacts) is made whitelist before a
+/// private-storage set is published to it, passwords and all.
+#[tokio::test]
+async fn bookmarks_from_private_storage_stay_private() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let careless = format!(
+        "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='{PUBSUB}'><publish node='{BOOKMARKS}'><item id='hall@chat.localhost'>\
+         <conference xmlns='{BOOKMARKS}'/></item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&careless).await);
+    let access = |reply: &Element| {
+        reply
+            .get_child("pubsub", "http://jabber.org/protocol/pubsub#owner")
+            .and_then(|p| p.get_child("configure", "http://jabber.org/protocol/pubsub#owner"))
+            .and_then(|c| c.get_child("x", "jabber:x:data"))
+            .into_iter()
+            .flat_map(|x| x.children())
+            .find(|f| f.attr("var") == Some("pubsub#access_model"))
+            .and_then(|f| f.get_child("value", "jabber:x:data"))
+            .map(Element::text)
+    };
+    let configuration = format!(
+        "<iq xmlns='jabber:client' type='get' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='{BOOKMARKS}'/></pubsub></iq>"
+    );
+    let before = juliet.request(&configuration).await;
+    assert_eq!(
+        access(&before).as_deref(),
+        Some("presence"),
+        "{}",
+        show(&before)
+    );
+    let set = format!(
+        "<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'>\
+         <conference jid='crypt@chat.localhost'><password>tomb</password></conference>\
+         </storage></query></iq>"
+    );
+    ok(&juliet.request(&set).await);
+    let after = juliet.request(&configuration).await;
+    assert_eq!(
+        access(&after).as_deref(),
+        Some("whitelist"),
+        "{}",
+        show(&after)
+    );
+}

@@ -142,14 +142,7 @@ pub fn sync(storage: &Element, items: &[(String, Element)], exists: bool) -> Vec
     // What was stored before the bound (and is brought over) keeps its first rooms.
     wanted.truncate(MAX_ROOMS);
     let mut requests = Vec::new();
-    let mut options = (!exists).then(|| {
-        crate::eventing::stored::publish_options(&[
-            ("pubsub#persist_items", "true"),
-            ("pubsub#max_items", "max"),
-            ("pubsub#access_model", "whitelist"),
-            ("pubsub#send_last_published_item", "never"),
-        ])
-    });
+    let mut options = (!exists).then(|| crate::eventing::stored::publish_options(&OPTIONS));
     for (room, conference) in &wanted {
         let bookmark = Bookmark::of(conference);
         let previous = current
@@ -190,6 +183,48 @@ pub fn sync(storage: &Element, items: &[(String, Element)], exists: bool) -> Vec
         }
     }
     requests
+}
+
+/// The node options XEP-0402 §4 asks for.
+const OPTIONS: [(&str, &str); 4] = [
+    ("pubsub#persist_items", "true"),
+    ("pubsub#max_items", "max"),
+    ("pubsub#access_model", "whitelist"),
+    ("pubsub#send_last_published_item", "never"),
+];
+
+/// Whether a node's configuration is what XEP-0402 §4 asks for, as far as what it keeps and
+/// who reads it go (a client may have asked for a number of items rather than `max`: as many
+/// as a set may hold will do).
+pub fn is_fit(config: &verona_pubsub::NodeConfig) -> bool {
+    let keeps_all = match config.max_items {
+        verona_pubsub::MaxItems::Max => true,
+        verona_pubsub::MaxItems::Count(n) => n >= MAX_ROOMS,
+    };
+    config.access_model == verona_pubsub::AccessModel::Whitelist
+        && config.persist_items
+        && keeps_all
+}
+
+/// The XEP-0060 request (§8.2) that gives the node XEP-0402's options.
+pub fn configure() -> Element {
+    let form = crate::eventing::stored::submitted_form(
+        "http://jabber.org/protocol/pubsub#node_config",
+        &OPTIONS,
+    );
+    let configure = builder("configure", ns::PUBSUB_OWNER)
+        .with("node", NODE)
+        .append(form)
+        .build();
+    builder("iq", ns::CLIENT)
+        .with("type", "set")
+        .with("id", "bookmarks")
+        .append(
+            builder("pubsub", ns::PUBSUB_OWNER)
+                .append(configure)
+                .build(),
+        )
+        .build()
 }
 
 fn request(kind: &str, children: impl IntoIterator<Item = Element>) -> Element {

@@ -152,7 +152,11 @@ impl Asked {
         if reply.attr("type") == Some("error") {
             if self.is_set() || condition.as_deref() != Some("item-not-found") {
                 let mut answer = builder("iq", ns::CLIENT).with("type", "error");
-                for attr in ["id", "from", "to"] {
+                // The request's id: the refusal may be of a step the server took for it.
+                if let Some(id) = self.request.attr("id") {
+                    answer = answer.with("id", id);
+                }
+                for attr in ["from", "to"] {
                     if let Some(value) = reply.attr(attr) {
                         answer = answer.with(attr, value);
                     }
@@ -190,6 +194,11 @@ impl Asked {
 
 /// A `publish-options` form (XEP-0060 §7.1.5) with `fields` as (var, value).
 pub fn publish_options(fields: &[(&str, &str)]) -> Element {
+    submitted_form("http://jabber.org/protocol/pubsub#publish-options", fields)
+}
+
+/// A submitted XEP-0004 form of `form_type` with `fields` as (var, value).
+pub fn submitted_form(form_type: &str, fields: &[(&str, &str)]) -> Element {
     let field = |var: &str, value: &str| {
         builder("field", ns::DATA_FORMS)
             .with("var", var)
@@ -197,14 +206,7 @@ pub fn publish_options(fields: &[(&str, &str)]) -> Element {
     };
     builder("x", ns::DATA_FORMS)
         .with("type", "submit")
-        .append(
-            field(
-                "FORM_TYPE",
-                "http://jabber.org/protocol/pubsub#publish-options",
-            )
-            .with("type", "hidden")
-            .build(),
-        )
+        .append(field("FORM_TYPE", form_type).with("type", "hidden").build())
         .append_all(fields.iter().map(|(var, value)| field(var, value).build()))
         .build()
 }

@@ -3,7 +3,7 @@
 //! retracts run in the same batch, so they commit, notify and undo like any other.
 
 use super::*;
-use crate::eventing::bookmarks::{LEGACY, NODE, legacy_publish, legacy_view, sync};
+use crate::eventing::bookmarks::{self, LEGACY, NODE, legacy_publish, legacy_view, sync};
 use crate::eventing::stored::Asked;
 use crate::jids::Bare;
 
@@ -34,13 +34,11 @@ impl ServicesTask {
                 done.push(Done::reply(from, Some(answer)));
                 return;
             }
-            if let Some(storage) = asked.stored() {
-                for request in sync(storage, &items, exists) {
-                    if let Some(error) = self.quietly(&from, request, done) {
-                        done.push(Done::reply(from, Some(asked.answer(&error))));
-                        return;
-                    }
-                }
+            if let Some(storage) = asked.stored()
+                && let Some(error) = self.sync_bookmarks(&from, storage, done)
+            {
+                done.push(Done::reply(from, Some(asked.answer(&error))));
+                return;
             }
         }
         self.viewed(from, target, stanza, &asked, done);
@@ -91,17 +89,38 @@ impl ServicesTask {
                 && d.reply.as_ref().and_then(|r| r.attr("type")) == Some("result")
         });
         if let Some(storage) = legacy.filter(|_| published) {
-            let account = from.bare();
-            let (exists, items) = (
-                self.has_node(&account, NODE),
-                self.node_items(&account, NODE),
-            );
-            for request in sync(&storage, &items, exists) {
-                if self.quietly(&from, request, done).is_some() {
-                    break;
-                }
+            self.sync_bookmarks(&from, &storage, done);
+        }
+    }
+
+    /// Makes the account's XEP-0402 node hold the conferences of `storage` (see
+    /// [`sync`]); `Some(answer)` if a step was refused. A node a client made without
+    /// XEP-0402's options is given them first, as Prosody does: open to contacts, what
+    /// private storage kept (passwords too) would be published to them; keeping one item, it
+    /// would keep one room.
+    fn sync_bookmarks(
+        &mut self,
+        from: &FullJid,
+        storage: &Element,
+        done: &mut Vec<Done>,
+    ) -> Option<Element> {
+        let account = from.bare();
+        let exists = self.has_node(&account, NODE);
+        let unfit = self
+            .accounts
+            .get(&account)
+            .and_then(|hosted| hosted.service.node_config(NODE))
+            .is_some_and(|config| !bookmarks::is_fit(config));
+        if unfit && let Some(error) = self.quietly(from, bookmarks::configure(), done) {
+            return Some(error);
+        }
+        let items = self.node_items(&account, NODE);
+        for request in sync(storage, &items, exists) {
+            if let Some(error) = self.quietly(from, request, done) {
+                return Some(error);
             }
         }
+        None
     }
 
     /// XEP-0402 §5.3 for bookmarks kept before the node existed: the first time the
@@ -122,13 +141,8 @@ impl ServicesTask {
             return;
         }
         let legacy = self.node_items(account, LEGACY);
-        let Some((_, storage)) = legacy.first() else {
-            return;
-        };
-        for request in sync(storage, &[], false) {
-            if self.quietly(from, request, done).is_some() {
-                break;
-            }
+        if let Some((_, storage)) = legacy.first() {
+            self.sync_bookmarks(from, storage, done);
         }
     }
 
