@@ -77,9 +77,11 @@ pub fn service_info(ctx: &ServiceContext, config: &ServiceConfig) -> DiscoInfoRe
     if ctx.kind == ServiceKind::Groupchat {
         identities.push(identity("conference", "text"));
         features.push(ns::MUC.to_owned());
-        // XEP-0045 §10.1.4 unique room names, XEP-0313 on rooms (with its extended
-        // queries), and XEP-0421 occupant ids in every room (so also said of the service, §5).
+        // XEP-0045 §10.1.4 unique room names and §7.4 ids kept, XEP-0313 on rooms (with its
+        // extended queries), and XEP-0421 occupant ids in every room (so also said of the
+        // service, §5).
         features.push(format!("{}#unique", ns::MUC));
+        features.push(format!("{}#stable_id", ns::MUC));
         features.push("urn:xmpp:mam:2".to_owned());
         features.push("urn:xmpp:mam:2#extended".to_owned());
         features.push(xmpp_parsers::ns::OID.to_owned());

@@ -2517,8 +2517,13 @@ async fn occupant_ids_name_the_person_not_the_nick_or_the_session() {
                 "<iq xmlns='jabber:client' type='get' id='d' to='{to}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
             ))
             .await;
-        // Also the archive's extended queries (XEP-0313 §4.1.1), which rooms answer.
-        for feature in [OCCUPANT_ID, "urn:xmpp:mam:2#extended"] {
+        // Also the archive's extended queries (XEP-0313 §4.1.1), which rooms answer, and the
+        // ids kept on reflected messages (XEP-0045 §7.4).
+        for feature in [
+            OCCUPANT_ID,
+            "urn:xmpp:mam:2#extended",
+            "http://jabber.org/protocol/muc#stable_id",
+        ] {
             assert!(
                 disco_features(&info).contains(&feature.to_owned()),
                 "{feature} at {to}"

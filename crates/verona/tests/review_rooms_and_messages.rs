@@ -950,3 +950,91 @@ async fn an_occupant_that_cannot_be_reached_is_removed() {
     assert_eq!(heard.attr("type"), Some("unavailable"), "{}", show(&heard));
     nurse.expect_nothing().await;
 }
+
+/// Found with profanity: a room's error presences and private messages keep the id the
+/// client gave (RFC 6120 §8.3.1; receipts and corrections name it), the configuration form's
+/// choices list what they may be (XEP-0004 §3.3), and an account in the room from two
+/// sessions is one occupant to newcomers and in the occupant list.
+#[tokio::test]
+async fn room_answers_keep_ids_and_an_account_is_one_occupant() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse", "tybalt"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    enter(&mut romeo, "romeo", None).await;
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' id='j1' to='{ROOM}/romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let taken = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
+    assert_eq!(stanza_error(&taken).as_deref(), Some("conflict"));
+    assert_eq!(taken.attr("id"), Some("j1"));
+    enter(&mut nurse, "nurse", None).await;
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' id='pm-42' to='{ROOM}/nurse'><body>psst</body></message>"
+        ))
+        .await;
+    let private = recv_until(&mut nurse, |el| el.has_child("body", NS_CLIENT)).await;
+    assert_eq!(private.attr("id"), Some("pm-42"));
+
+    let form = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='f' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"
+        ))
+        .await;
+    let whois: Vec<String> = form
+        .get_child("query", "http://jabber.org/protocol/muc#owner")
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .into_iter()
+        .flat_map(|x| x.children())
+        .filter(|f| f.attr("var") == Some("muc#roomconfig_whois"))
+        .flat_map(|f| f.children())
+        .filter(|c| c.is("option", "jabber:x:data"))
+        .filter_map(|o| o.get_child("value", "jabber:x:data").map(Element::text))
+        .collect();
+    assert_eq!(whois, ["anyone", "moderators"]);
+
+    // Romeo from a second session, under his nick.
+    let mut laptop = t.login("romeo", "pw", "laptop").await;
+    enter(&mut laptop, "romeo", None).await;
+    let items = nurse
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='i' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        ))
+        .await;
+    let mut listed: Vec<String> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .into_iter()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("jid").map(str::to_owned))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [format!("{ROOM}/nurse"), format!("{ROOM}/romeo")]);
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    tybalt
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/tybalt'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let mut heard = Vec::new();
+    loop {
+        let el = tybalt.recv().await;
+        if el.name() == "message" {
+            break;
+        }
+        heard.push(el.attr("from").unwrap_or_default().to_owned());
+    }
+    heard.sort();
+    assert_eq!(
+        heard,
+        [
+            format!("{ROOM}/nurse"),
+            format!("{ROOM}/romeo"),
+            format!("{ROOM}/tybalt")
+        ]
+    );
+}

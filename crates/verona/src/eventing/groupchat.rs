@@ -580,6 +580,19 @@ pub fn config_form(config: &NodeConfig) -> Element {
             .build()
     };
     let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
+    // XEP-0004 §3.3: a list-single field says what it may be.
+    let choice = |var: &str, label: &str, value: String, options: &[&str]| {
+        let mut field = field(var, "list-single", label, value);
+        for option in options {
+            field.append_child(
+                builder("option", ns::DATA_FORMS)
+                    .with("label", *option)
+                    .append(text_child("value", ns::DATA_FORMS, (*option).to_owned()))
+                    .build(),
+            );
+        }
+        field
+    };
     let history = match config.max_items {
         MaxItems::Count(n) => n.to_string(),
         MaxItems::Max => "max".to_owned(),
@@ -634,11 +647,11 @@ pub fn config_form(config: &NodeConfig) -> Element {
             "History kept",
             history,
         ),
-        field(
+        choice(
             WHOIS,
-            "list-single",
-            "Who sees real JIDs (anyone, moderators)",
+            "Who sees real JIDs",
             option(config, WHOIS).unwrap_or("anyone").to_owned(),
+            &["anyone", "moderators"],
         ),
         field(
             MODERATED,
@@ -652,11 +665,11 @@ pub fn config_form(config: &NodeConfig) -> Element {
             "Occupants may invite others",
             flag(occupants_invite(config)),
         ),
-        field(
+        choice(
             ALLOW_PM,
-            "list-single",
-            "Who may send private messages (anyone, participants, moderators, none)",
+            "Who may send private messages",
             option(config, ALLOW_PM).unwrap_or("anyone").to_owned(),
+            &["anyone", "participants", "moderators", "none"],
         ),
         field(
             PASSWORD_PROTECTED,
@@ -795,10 +808,15 @@ pub fn private_message(from: &FullJid, to: &Jid, message: &Element, occupant_id:
         Some("normal") => "normal",
         _ => "chat",
     };
-    builder("message", ns::CLIENT)
+    let mut private = builder("message", ns::CLIENT)
         .with("type", kind)
         .with("from", from.as_str())
-        .with("to", to.as_str())
+        .with("to", to.as_str());
+    // The sender's id, which receipts (XEP-0184) and corrections (XEP-0308) name.
+    if let Some(id) = message.attr("id") {
+        private = private.with("id", id);
+    }
+    private
         .append_all(message.children().filter(|c| spoken(c)).cloned())
         .append(builder("x", ns::MUC_USER).build())
         .append(occupant_id_element(occupant_id))
@@ -1408,15 +1426,26 @@ pub fn removed_by(mut presence: Element, actor: Option<&str>, reason: Option<&st
 /// The presence error a join gets (XEP-0045 §7.2.6–§7.2.9): `conflict` for a nick in use,
 /// `forbidden` for a banned user, `registration-required` while the owners have not admitted
 /// it.
-pub fn join_error(to: &Jid, room_nick: &FullJid, condition: &str, kind: &str) -> Element {
+pub fn join_error(
+    to: &Jid,
+    room_nick: &FullJid,
+    condition: &str,
+    kind: &str,
+    id: Option<&str>,
+) -> Element {
     let error = builder("error", ns::CLIENT)
         .with("type", kind)
         .append(builder(condition, ns::STANZAS).build())
         .build();
-    builder("presence", ns::CLIENT)
+    let mut presence = builder("presence", ns::CLIENT)
         .with("type", "error")
         .with("from", room_nick.as_str())
-        .with("to", to.as_str())
+        .with("to", to.as_str());
+    // RFC 6120 §8.3.1: an error names the stanza it answers.
+    if let Some(id) = id {
+        presence = presence.with("id", id);
+    }
+    presence
         .append(builder("x", ns::MUC).build())
         .append(error)
         .build()

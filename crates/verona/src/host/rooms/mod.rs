@@ -44,7 +44,8 @@ impl ServicesTask {
                         if !groupchat::is_tidy_nick(room_nick.resource().as_str()) =>
                     {
                         let me = Jid::from(from.clone());
-                        let error = join_error(&me, room_nick, "jid-malformed", "modify");
+                        let id = stanza.attr("id");
+                        let error = join_error(&me, room_nick, "jid-malformed", "modify", id);
                         done.push(Done::reply(from, Some(error)));
                     }
                     RoomPresence::Join(join) => self.join(&from, room_nick, join, &stanza, done),
@@ -402,7 +403,7 @@ impl ServicesTask {
         let refuse = |condition: &str| {
             Done::reply(
                 from.clone(),
-                Some(join_error(&me, room_nick, condition, "cancel")),
+                Some(join_error(&me, room_nick, condition, "cancel", None)),
             )
         };
         let (Some(hosted), Some(_)) = (self.rooms.get(&node), self.occupant_of(&node, &me)) else {
@@ -609,7 +610,13 @@ impl ServicesTask {
         let refuse = |condition: &str, kind: &str| {
             Done::reply(
                 from.clone(),
-                Some(join_error(&me, room_nick, condition, kind)),
+                Some(join_error(
+                    &me,
+                    room_nick,
+                    condition,
+                    kind,
+                    stanza.attr("id"),
+                )),
             )
         };
         if !self.may_enter(&node, &me) {
@@ -649,7 +656,7 @@ impl ServicesTask {
             .map(|s| s.to_info(&node));
         if let Some(mine) = mine {
             if groupchat::nick_of(&mine.options) != Some(join.nick.as_str()) {
-                self.change_nick(from, room_nick, mine, done);
+                self.change_nick(from, room_nick, mine, stanza.attr("id"), done);
             } else if stanza.has_child("x", ns::MUC) {
                 // A join from a session already in the room: the client lost track, and gets
                 // the room again (occupants, history, subject), as a join would.
@@ -805,7 +812,10 @@ impl ServicesTask {
             .is_some_and(groupchat::is_semi_anonymous)
             && hosted.service.affiliation(node, &to.bare()) != Affiliation::Owner;
         let start = groupchat::recipient_start("presence", newcomer);
-        for other in occupants.iter().filter(|o| o.jid != *newcomer) {
+        // One presence per nick: an account in the room from several sessions is one
+        // occupant; the newcomer's own nick it hears of as its own, below.
+        let mut told: BTreeSet<&str> = BTreeSet::from([me.nick.as_str()]);
+        for other in occupants.iter().filter(|o| told.insert(o.nick.as_str())) {
             let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
             match hosted.presences.rest(&occupant, hidden) {
                 Some(rest) => {
@@ -985,6 +995,7 @@ impl ServicesTask {
         from: &FullJid,
         room_nick: &FullJid,
         mine: SubscriptionInfo,
+        id: Option<&str>,
         done: &mut Vec<Done>,
     ) {
         let me = Jid::from(from.clone());
@@ -1012,7 +1023,7 @@ impl ServicesTask {
                     PubsubError::OptionTaken { .. } => "conflict",
                     _ => "not-acceptable",
                 };
-                let error = join_error(&me, room_nick, condition, "cancel");
+                let error = join_error(&me, room_nick, condition, "cancel", id);
                 done.push(Done::reply(from.clone(), Some(error)));
                 return;
             }
@@ -1285,9 +1296,10 @@ impl ServicesTask {
                 .filter(|_| self.occupant_of(&node, &me).is_some())
                 .map(|hosted| occupants(&hosted.service, &node))
                 .unwrap_or_default();
-            let items = listed.iter().map(|occupant| {
+            let nicks: BTreeSet<&str> = listed.iter().map(|o| o.nick.as_str()).collect();
+            let items = nicks.into_iter().map(|nick| {
                 builder("item", ns::DISCO_ITEMS)
-                    .with("jid", format!("{room}/{}", occupant.nick))
+                    .with("jid", format!("{room}/{nick}"))
                     .build()
             });
             let query = builder("query", ns::DISCO_ITEMS).append_all(items).build();
@@ -1505,6 +1517,8 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
     let members_only = config.access_model == AccessModel::Whitelist;
     let features = [
         ns::MUC,
+        // §7.4: a message comes back to everyone with its sender's id.
+        "http://jabber.org/protocol/muc#stable_id",
         ns::OCCUPANT_ID,
         room_vcard::NS,
         groupchat::IQ_REGISTER,
