@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use jid::{BareJid, Jid};
+use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use verona_stream::Wire;
 
@@ -228,21 +228,21 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
     while let Some(stanza) = session.ends.queue.try_recv() {
         undelivered.push(stanza);
     }
-    // A message to the bare JID went to every available resource: while one is left, it
-    // has it already.
+    // A message to the bare JID (or to a resource that was not there, RFC 6121 §8.5.3.2.1)
+    // went to every available resource: while one is left, it has it already.
     let others_have_it = (shared.router.sessions_of(&account).iter())
         .any(|handle| handle.is_available() && handle.priority() >= 0);
     let kept: Vec<String> = (undelivered.iter())
-        .filter_map(|stanza| to_keep(stanza, others_have_it))
+        .filter_map(|stanza| to_keep(stanza, &session.jid, others_have_it))
         .collect();
     if !kept.is_empty() {
         pubsub.undelivered(account, kept).await;
     }
 }
 
-/// An undelivered stanza, if it is a conversation message to keep for later (one to the bare
-/// JID only when no other resource got it).
-fn to_keep(stanza: &Wire, others_have_it: bool) -> Option<String> {
+/// An undelivered stanza of the session `own`, if it is a conversation message to keep for
+/// later (one that was not for `own` alone only when no other resource got it).
+fn to_keep(stanza: &Wire, own: &FullJid, others_have_it: bool) -> Option<String> {
     let bytes = stanza.to_vec();
     // Such a message names `message` and one of `body`, `store` or `encrypted` (see
     // `chat::is_kept`): looking for them first spares parsing the notifications that fill a
@@ -254,14 +254,14 @@ fn to_keep(stanza: &Wire, others_have_it: bool) -> Option<String> {
     }
     let message = String::from_utf8(bytes).ok()?;
     let keep = message.parse::<Element>().is_ok_and(|el| {
-        let to_bare = el
+        let for_this_session = el
             .attr("to")
-            .and_then(|to| Jid::new(to).ok())
-            .is_some_and(|to| to.resource().is_none());
+            .and_then(|to| FullJid::new(to).ok())
+            .is_some_and(|to| to == *own);
         el.name() == "message"
             && crate::eventing::chat::is_conversational(&el)
             && crate::eventing::chat::is_kept(&el)
-            && !(to_bare && others_have_it)
+            && (for_this_session || !others_have_it)
     });
     keep.then_some(message)
 }
@@ -343,12 +343,16 @@ mod tests {
                 false,
             ),
         ];
+        let own = FullJid::new("romeo@localhost/orchard").unwrap();
         for (xml, kept) in cases {
             let wire = Wire::from(Bytes::from_static(xml.as_bytes()));
-            assert_eq!(to_keep(&wire, false).is_some(), kept, "{xml}");
+            assert_eq!(to_keep(&wire, &own, false).is_some(), kept, "{xml}");
         }
     }
 
+    /// A message to the bare JID, or to a resource that was not there (RFC 6121
+    /// §8.5.3.2.1), went to every available resource: kept only when no other got it. One
+    /// for the session itself is kept whatever the others have.
     #[test]
     fn a_message_to_the_bare_jid_is_kept_only_when_no_other_resource_got_it() {
         let to = |to: &str| {
@@ -356,11 +360,18 @@ mod tests {
                 "<message xmlns='jabber:client' type='chat' to='{to}'><body>hi</body></message>"
             )))
         };
-        let bare = to("romeo@localhost");
-        let full = to("romeo@localhost/orchard");
-        assert!(to_keep(&bare, false).is_some());
-        assert!(to_keep(&bare, true).is_none());
-        assert!(to_keep(&full, false).is_some());
-        assert!(to_keep(&full, true).is_some());
+        let own = FullJid::new("romeo@localhost/orchard").unwrap();
+        let cases = [
+            ("romeo@localhost", false, true),
+            ("romeo@localhost", true, false),
+            ("romeo@localhost/gone", false, true),
+            ("romeo@localhost/gone", true, false),
+            ("romeo@localhost/orchard", false, true),
+            ("romeo@localhost/orchard", true, true),
+        ];
+        for (address, others_have_it, kept) in cases {
+            let kept_now = to_keep(&to(address), &own, others_have_it).is_some();
+            assert_eq!(kept_now, kept, "{address} {others_have_it}");
+        }
     }
 }
