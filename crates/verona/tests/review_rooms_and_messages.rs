@@ -1037,4 +1037,22 @@ async fn room_answers_keep_ids_and_an_account_is_one_occupant() {
             format!("{ROOM}/tybalt")
         ]
     );
+    // One of Romeo's sessions takes another nick: for the others, romeo stays and the new
+    // nick arrives (no 303: nobody left).
+    while tokio::time::timeout(std::time::Duration::from_millis(300), nurse.recv())
+        .await
+        .is_ok()
+    {}
+    laptop
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/montague'/>"
+        ))
+        .await;
+    let arrived = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(
+        arrived.attr("from"),
+        Some(format!("{ROOM}/montague").as_str())
+    );
+    assert_eq!(arrived.attr("type"), None);
+    nurse.expect_nothing().await;
 }

@@ -1047,14 +1047,20 @@ impl ServicesTask {
             nick: new,
             ..before.clone()
         };
-        for other in occupants(&hosted.service, &mine.node) {
+        let everyone = occupants(&hosted.service, &mine.node);
+        // Another session of the account keeps the old nick: for the others that occupant
+        // stays, and the new nick is one more.
+        let old_held = everyone.iter().any(|o| o.nick == old && o.jid != me);
+        for other in everyone {
             let Ok(session) = other.jid.clone().try_into_full() else {
                 continue;
             };
             let own = other.jid == me;
-            let left: &[u16] = if own { &[303, 110] } else { &[303] };
-            let gone = presence_of(&before, &other.jid, true, left, Some(new));
-            self.tell(&mine.node, session.clone(), gone, done);
+            if own || !old_held {
+                let left: &[u16] = if own { &[303, 110] } else { &[303] };
+                let gone = presence_of(&before, &other.jid, true, left, Some(new));
+                self.tell(&mine.node, session.clone(), gone, done);
+            }
             let came: &[u16] = if own { &[110] } else { &[] };
             let back = presence_of(&after, &other.jid, false, came, None);
             self.tell(&mine.node, session, back, done);
