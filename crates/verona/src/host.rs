@@ -811,7 +811,12 @@ impl ServicesTask {
             }
             Request::Probe { from, contact } => self.probe(&from, &contact, done),
             Request::NotifyLast { session, owner } => {
-                done.extend(self.last_notify_items(&session, &[owner]));
+                // As `implicit` serves `+notify`: the account itself and those who follow it,
+                // not anyone another server makes up (each would be sent the newest items).
+                let bare = session.to_bare();
+                if bare == owner || self.presence.has_presence_subscription(&owner, &bare) {
+                    done.extend(self.last_notify_items(&session, &[owner]));
+                }
             }
             Request::FeaturesKnown(session) => {
                 let user = session.to_bare();

@@ -1104,3 +1104,44 @@ async fn an_idle_server_stream_is_closed() {
     assert!(matches!(raw.0.event().await, Some(StreamEvent::End)));
     drop(capulet);
 }
+
+/// XEP-0163 §4.3 serves those who follow the account: another server's user who does not,
+/// however it asks with `+notify`, is sent none of the account's last items, also of a node
+/// open to anyone (a server could otherwise make up users by the thousand and have each sent
+/// the account's avatar).
+#[tokio::test]
+async fn a_remote_stranger_is_sent_no_last_items() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = pair.montague.login("romeo", "pw", "orchard").await;
+    let open = "<iq xmlns='jabber:client' type='set' id='o1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+        <publish node='urn:example:open'><item id='current'><open xmlns='urn:example:open'>for all</open></item></publish>\
+        <publish-options><x xmlns='jabber:x:data' type='submit'>\
+        <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+        <field var='pubsub#access_model'><value>open</value></field></x></publish-options></pubsub></iq>";
+    ok(&juliet.request(open).await);
+    let (info, c) = caps(&["http://jabber.org/protocol/caps", "urn:example:open+notify"]);
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='juliet@capulet.lit'>{c}</presence>"
+        ))
+        .await;
+    // Juliet's server asks what his capabilities mean; he answers.
+    let question = loop {
+        let el = romeo.recv().await;
+        if el.name() == "iq" && el.attr("from") == Some("capulet.lit") {
+            break el;
+        }
+    };
+    let answer = minidom::Element::from(info.clone());
+    romeo
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='result' id='{}' to='capulet.lit'>{}</iq>",
+            question.attr("id").unwrap(),
+            String::from_utf8(verona_stream::element_bytes(&answer)).unwrap()
+        ))
+        .await;
+    let presence = next(&mut juliet, "presence").await;
+    assert_eq!(presence.attr("from"), Some("romeo@montague.lit/orchard"));
+    romeo.expect_nothing().await;
+}
