@@ -1017,7 +1017,7 @@ async fn room_answers_keep_ids_and_an_account_is_one_occupant() {
     let mut tybalt = t.login("tybalt", "pw", "street").await;
     tybalt
         .send(&format!(
-            "<presence xmlns='jabber:client' to='{ROOM}/tybalt'><x xmlns='{MUC}'/></presence>"
+            "<presence xmlns='jabber:client' id='t1' to='{ROOM}/tybalt'><x xmlns='{MUC}'/></presence>"
         ))
         .await;
     let mut heard = Vec::new();
@@ -1025,6 +1025,10 @@ async fn room_answers_keep_ids_and_an_account_is_one_occupant() {
         let el = tybalt.recv().await;
         if el.name() == "message" {
             break;
+        }
+        // The self-presence carries the join's id (§7.2.3), for the client to match.
+        if el.attr("from") == Some(format!("{ROOM}/tybalt").as_str()) {
+            assert_eq!(el.attr("id"), Some("t1"), "{}", show(&el));
         }
         heard.push(el.attr("from").unwrap_or_default().to_owned());
     }

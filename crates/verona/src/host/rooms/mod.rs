@@ -660,7 +660,8 @@ impl ServicesTask {
             } else if stanza.has_child("x", ns::MUC) {
                 // A join from a session already in the room: the client lost track, and gets
                 // the room again (occupants, history, subject), as a join would.
-                self.welcome(&room, &node, &me, join.history, Entry::Resync, done);
+                let id = stanza.attr("id");
+                self.welcome(&node, &me, join.history, Entry::Resync, id, done);
             } else {
                 self.occupant_presence_changed(&room, &node, &me, stanza, done);
             }
@@ -763,7 +764,8 @@ impl ServicesTask {
                     } else {
                         Entry::Joined
                     };
-                    self.welcome(&room, &node, &me, join.history, entry, done);
+                    let id = stanza.attr("id");
+                    self.welcome(&node, &me, join.history, entry, id, done);
                 } else {
                     // An `authorize` room: the owners have the request.
                     done.push(refuse("registration-required", "auth"));
@@ -787,16 +789,20 @@ impl ServicesTask {
     /// the others get: its presence.
     fn welcome(
         &self,
-        room: &BareJid,
         node: &str,
         newcomer: &Jid,
         history: groupchat::History,
         entry: Entry,
+        id: Option<&str>,
         done: &mut Vec<Done>,
     ) {
-        let Some(hosted) = self.rooms.get(node) else {
+        let (Some(hosted), Some(room)) = (
+            self.rooms.get(node),
+            room_address(node, self.rooms_jid.domain()),
+        ) else {
             return;
         };
+        let room = &room;
         let Ok(to) = newcomer.clone().try_into_full() else {
             return;
         };
@@ -834,7 +840,11 @@ impl ServicesTask {
         if entry == Entry::Created {
             own.push(201);
         }
-        let presence = occupant_presence(&occupant, newcomer, false, &own);
+        let mut presence = occupant_presence(&occupant, newcomer, false, &own);
+        // §7.2.3: the join's id comes back on the self-presence, for the client to match.
+        if let Some(id) = id {
+            set_attr(&mut presence, "id", id);
+        }
         self.tell(node, to.clone(), presence, done);
         if entry != Entry::Resync {
             self.announce_arrival_to(room, node, newcomer, &occupants, done);
@@ -895,7 +905,7 @@ impl ServicesTask {
                 chars: None,
                 since: None,
             };
-            self.welcome(&room, node, occupant, history, Entry::Joined, done);
+            self.welcome(node, occupant, history, Entry::Joined, None, done);
         } else {
             self.announce_arrival(&room, node, occupant, done);
         }
