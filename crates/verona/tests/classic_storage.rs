@@ -459,3 +459,100 @@ async fn bookmarks_from_private_storage_stay_private() {
         show(&after)
     );
 }
+
+/// The rooms of the XEP-0048 node at `client`'s account, as its readers see them.
+async fn legacy_rooms(client: &mut Client, id: &str) -> Vec<String> {
+    let reply = client
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}'><pubsub xmlns='{PUBSUB}'><items node='storage:bookmarks'/></pubsub></iq>"
+        ))
+        .await;
+    reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .and_then(|i| i.get_child("item", PUBSUB))
+        .and_then(|i| i.get_child("storage", "storage:bookmarks"))
+        .into_iter()
+        .flat_map(|s| s.children())
+        .filter_map(|c| c.attr("jid").map(str::to_owned))
+        .collect()
+}
+
+/// XEP-0402 §5.3 the other way: what a XEP-0402 client changes (a room added, one removed,
+/// the node deleted) reaches the XEP-0048 node, so a client reading bookmarks there sees
+/// them as they are, and a room removed never comes back (found by the last review: a
+/// deleted node was made again from the XEP-0048 node's stale list).
+#[tokio::test]
+async fn a_change_made_with_xep_0402_reaches_the_xep_0048_node() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut profanity = t.login("juliet", "pw", "profanity").await;
+    let mut dino = t.login("juliet", "pw", "dino").await;
+    let set = format!(
+        "<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'>\
+         <conference jid='x@chat.localhost'/><conference jid='y@chat.localhost'/></storage></query></iq>"
+    );
+    ok(&profanity.request(&set).await);
+    let retract = format!(
+        "<iq xmlns='jabber:client' type='set' id='r1'><pubsub xmlns='{PUBSUB}'><retract node='{BOOKMARKS}' notify='true'><item id='x@chat.localhost'/></retract></pubsub></iq>"
+    );
+    ok(&dino.request(&retract).await);
+    assert_eq!(
+        legacy_rooms(&mut profanity, "l1").await,
+        ["y@chat.localhost"]
+    );
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='{PUBSUB}'><publish node='{BOOKMARKS}'><item id='z@chat.localhost'><conference xmlns='{BOOKMARKS}'/></item></publish></pubsub></iq>"
+    );
+    ok(&dino.request(&publish).await);
+    assert_eq!(
+        legacy_rooms(&mut profanity, "l2").await,
+        ["y@chat.localhost", "z@chat.localhost"]
+    );
+    let delete = format!(
+        "<iq xmlns='jabber:client' type='set' id='d1'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='{BOOKMARKS}'/></pubsub></iq>"
+    );
+    ok(&dino.request(&delete).await);
+    assert!(legacy_rooms(&mut profanity, "l3").await.is_empty());
+    let reply = profanity.request(&private_bookmarks_get("g1")).await;
+    assert_eq!(private_bookmarks(&reply).children().count(), 0);
+    let gone = dino.request(&items_get("g2", None)).await;
+    assert_eq!(stanza_error(&gone).as_deref(), Some("item-not-found"));
+}
+
+/// A XEP-0048 node an old client made open (no publish-options) does not make every later
+/// private-storage set fail: it is made private first, and the set is stored whole. A PEP
+/// publish of more rooms than a set may hold is refused, not cut.
+#[tokio::test]
+async fn an_open_xep_0048_node_is_made_private_and_bounded() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "old").await;
+    let careless = format!(
+        "<iq xmlns='jabber:client' type='set' id='p0'><pubsub xmlns='{PUBSUB}'><publish node='storage:bookmarks'><item id='current'>\
+         <storage xmlns='storage:bookmarks'><conference jid='x@chat.localhost'/></storage></item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&careless).await);
+    let set = format!(
+        "<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'>\
+         <conference jid='secret@chat.localhost'><password>hunter2</password></conference></storage></query></iq>"
+    );
+    ok(&juliet.request(&set).await);
+    assert_eq!(
+        legacy_rooms(&mut juliet, "l1").await,
+        ["secret@chat.localhost"]
+    );
+    let rooms: String = (0..300)
+        .map(|n| format!("<conference jid='r{n}@chat.localhost'/>"))
+        .collect();
+    let many = format!(
+        "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='{PUBSUB}'><publish node='storage:bookmarks'><item id='current'>\
+         <storage xmlns='storage:bookmarks'>{rooms}</storage></item></publish></pubsub></iq>"
+    );
+    let refused = juliet.request(&many).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("policy-violation"));
+    assert_eq!(
+        legacy_rooms(&mut juliet, "l2").await,
+        ["secret@chat.localhost"]
+    );
+}

@@ -142,7 +142,7 @@ pub fn sync(storage: &Element, items: &[(String, Element)], exists: bool) -> Vec
     // What was stored before the bound (and is brought over) keeps its first rooms.
     wanted.truncate(MAX_ROOMS);
     let mut requests = Vec::new();
-    let mut options = (!exists).then(|| crate::eventing::stored::publish_options(&OPTIONS));
+    let mut options = (!exists).then(|| crate::eventing::stored::publish_options(options(NODE)));
     for (room, conference) in &wanted {
         let bookmark = Bookmark::of(conference);
         let previous = current
@@ -185,35 +185,46 @@ pub fn sync(storage: &Element, items: &[(String, Element)], exists: bool) -> Vec
     requests
 }
 
-/// The node options XEP-0402 §4 asks for.
-const OPTIONS: [(&str, &str); 4] = [
-    ("pubsub#persist_items", "true"),
-    ("pubsub#max_items", "max"),
-    ("pubsub#access_model", "whitelist"),
-    ("pubsub#send_last_published_item", "never"),
-];
+/// The options of the XEP-0402 node (XEP-0402 §4), and of the XEP-0048 one, which holds one
+/// item: both for their owner alone, and kept.
+fn options(node: &str) -> &'static [(&'static str, &'static str)] {
+    if node == NODE {
+        &[
+            ("pubsub#persist_items", "true"),
+            ("pubsub#max_items", "max"),
+            ("pubsub#access_model", "whitelist"),
+            ("pubsub#send_last_published_item", "never"),
+        ]
+    } else {
+        &[
+            ("pubsub#persist_items", "true"),
+            ("pubsub#access_model", "whitelist"),
+        ]
+    }
+}
 
-/// Whether a node's configuration is what XEP-0402 §4 asks for, as far as what it keeps and
-/// who reads it go (a client may have asked for a number of items rather than `max`: as many
-/// as a set may hold will do).
-pub fn is_fit(config: &verona_pubsub::NodeConfig) -> bool {
-    let keeps_all = match config.max_items {
-        verona_pubsub::MaxItems::Max => true,
-        verona_pubsub::MaxItems::Count(n) => n >= MAX_ROOMS,
-    };
+/// Whether `node`'s configuration is what it needs, as far as what it keeps and who reads it
+/// go (a client may have asked the XEP-0402 node for a number of items rather than `max`: as
+/// many as a set may hold will do).
+pub fn is_fit(node: &str, config: &verona_pubsub::NodeConfig) -> bool {
+    let keeps_all = node != NODE
+        || match config.max_items {
+            verona_pubsub::MaxItems::Max => true,
+            verona_pubsub::MaxItems::Count(n) => n >= MAX_ROOMS,
+        };
     config.access_model == verona_pubsub::AccessModel::Whitelist
         && config.persist_items
         && keeps_all
 }
 
-/// The XEP-0060 request (§8.2) that gives the node XEP-0402's options.
-pub fn configure() -> Element {
+/// The XEP-0060 request (§8.2) that gives `node` its options.
+pub fn configure(node: &str) -> Element {
     let form = crate::eventing::stored::submitted_form(
         "http://jabber.org/protocol/pubsub#node_config",
-        &OPTIONS,
+        options(node),
     );
     let configure = builder("configure", ns::PUBSUB_OWNER)
-        .with("node", NODE)
+        .with("node", node)
         .append(form)
         .build();
     builder("iq", ns::CLIENT)
@@ -225,6 +236,25 @@ pub fn configure() -> Element {
                 .build(),
         )
         .build()
+}
+
+/// The XEP-0060 publish that makes the XEP-0048 node hold `storage` (creating it as
+/// [`options`] say when `exists` is false).
+pub fn legacy_publish_request(storage: Element, exists: bool) -> Element {
+    let publish = builder("publish", ns::PUBSUB)
+        .with("node", LEGACY)
+        .append(
+            builder("item", ns::PUBSUB)
+                .with("id", "current")
+                .append(storage),
+        )
+        .build();
+    let options = (!exists).then(|| {
+        builder("publish-options", ns::PUBSUB)
+            .append(crate::eventing::stored::publish_options(options(LEGACY)))
+            .build()
+    });
+    request("set", std::iter::once(publish).chain(options))
 }
 
 fn request(kind: &str, children: impl IntoIterator<Item = Element>) -> Element {

@@ -34,10 +34,27 @@ impl ServicesTask {
                 done.push(Done::reply(from, Some(answer)));
                 return;
             }
-            if let Some(storage) = asked.stored()
-                && let Some(error) = self.sync_bookmarks(&from, storage, done)
-            {
-                done.push(Done::reply(from, Some(asked.answer(&error))));
+            if let Some(storage) = asked.stored().cloned() {
+                // The XEP-0048 node first: a refusal there changes nothing else.
+                if let Some(error) = self.make_fit(&from, LEGACY, done) {
+                    done.push(Done::reply(from, Some(asked.answer(&error))));
+                    return;
+                }
+                let start = done.len();
+                self.viewed(from.clone(), target, stanza, &asked, done);
+                let end = done.len();
+                let to = Jid::from(from.clone());
+                let answer = (start..end)
+                    .find(|&n| done[n].to.as_ref() == Some(&to) && done[n].reply.is_some());
+                let stored = answer.is_some_and(|n| {
+                    done[n].reply.as_ref().and_then(|r| r.attr("type")) == Some("result")
+                });
+                if stored
+                    && let Some(error) = self.sync_bookmarks(&from, &storage, done)
+                    && let Some(n) = answer
+                {
+                    done[n].reply = Some(asked.answer(&error));
+                }
                 return;
             }
         }
@@ -81,15 +98,65 @@ impl ServicesTask {
         }
         self.bring_bookmarks_over(&from, &target, &stanza, done);
         let legacy = legacy_publish(&stanza).cloned();
+        if legacy
+            .as_ref()
+            .is_some_and(|storage| !bookmarks::within_bounds(storage))
+        {
+            let why = Some("too many rooms");
+            let reply = error_reply(&stanza, StanzaError::PolicyViolation, why);
+            return done.push(Done::reply(from, reply));
+        }
+        // A change to the XEP-0402 node by the client (not a read).
+        let changes_bookmarks = stanza.attr("type") == Some("set") && names_node(&stanza, NODE);
         let start = done.len();
         let to = Jid::from(from.clone());
         self.stanza(from.clone(), target, stanza, done);
-        let published = done[start..].iter().any(|d| {
+        let succeeded = done[start..].iter().any(|d| {
             d.to.as_ref() == Some(&to)
                 && d.reply.as_ref().and_then(|r| r.attr("type")) == Some("result")
         });
-        if let Some(storage) = legacy.filter(|_| published) {
+        if !succeeded {
+            return;
+        }
+        if let Some(storage) = legacy {
             self.sync_bookmarks(&from, &storage, done);
+        } else if changes_bookmarks {
+            self.legacy_follows(&from, done);
+        }
+    }
+
+    /// XEP-0402 §5.3 the other way: the XEP-0048 node, for the clients that read it there
+    /// (and what a later XEP-0048 publish starts from), follows a change a XEP-0402 client
+    /// made, as private storage's view does; a node deleted leaves it with no rooms, so none
+    /// come back.
+    fn legacy_follows(&mut self, from: &FullJid, done: &mut Vec<Done>) {
+        let account = from.bare();
+        let items = self.node_items(&account, NODE);
+        let legacy = self.node_items(&account, LEGACY);
+        let old = legacy.first().map(|(_, storage)| storage);
+        if old.is_none() && items.is_empty() {
+            return;
+        }
+        let new = legacy_view(old, &items);
+        if old == Some(&new) || self.make_fit(from, LEGACY, done).is_some() {
+            return;
+        }
+        let exists = self.has_node(&account, LEGACY);
+        self.quietly(from, bookmarks::legacy_publish_request(new, exists), done);
+    }
+
+    /// Gives the account's `node` its options (see [`bookmarks::is_fit`]) if a client made
+    /// it otherwise; `Some(answer)` if that was refused.
+    fn make_fit(&mut self, from: &FullJid, node: &str, done: &mut Vec<Done>) -> Option<Element> {
+        let unfit = self
+            .accounts
+            .get(&from.bare())
+            .and_then(|hosted| hosted.service.node_config(node))
+            .is_some_and(|config| !bookmarks::is_fit(node, config));
+        if unfit {
+            self.quietly(from, bookmarks::configure(node), done)
+        } else {
+            None
         }
     }
 
@@ -106,12 +173,7 @@ impl ServicesTask {
     ) -> Option<Element> {
         let account = from.bare();
         let exists = self.has_node(&account, NODE);
-        let unfit = self
-            .accounts
-            .get(&account)
-            .and_then(|hosted| hosted.service.node_config(NODE))
-            .is_some_and(|config| !bookmarks::is_fit(config));
-        if unfit && let Some(error) = self.quietly(from, bookmarks::configure(), done) {
+        if let Some(error) = self.make_fit(from, NODE, done) {
             return Some(error);
         }
         let items = self.node_items(&account, NODE);
@@ -197,9 +259,9 @@ impl ServicesTask {
 
 /// Whether a XEP-0060 iq names `node` in its operation.
 fn names_node(stanza: &Element, node: &str) -> bool {
-    stanza
-        .get_child("pubsub", ns::PUBSUB)
+    [ns::PUBSUB, ns::PUBSUB_OWNER]
         .into_iter()
+        .filter_map(|namespace| stanza.get_child("pubsub", namespace))
         .flat_map(Element::children)
         .any(|op| op.attr("node") == Some(node))
 }
