@@ -642,10 +642,27 @@ async fn a_nick_is_one_occupant_across_its_sessions() {
     let mut square = t.login("tybalt", "pw", "square").await;
     enter(&mut street, "tybalt", None).await;
     enter(&mut square, "tybalt", None).await;
+    // What Romeo hears of tybalt from now on, within a moment.
+    async fn heard_of_tybalt(romeo: &mut Client) -> Vec<Element> {
+        let mut heard = Vec::new();
+        while let Ok(el) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), romeo.recv()).await
+        {
+            if el.attr("from") == Some("characters@chat.localhost/tybalt") {
+                heard.push(el);
+            }
+        }
+        heard
+    }
+    heard_of_tybalt(&mut romeo).await;
 
     ok(&romeo
         .request(&admin("v", "<item nick='tybalt' role='visitor'/>"))
         .await);
+    // The room tells of the occupant once, not once per session.
+    let heard = heard_of_tybalt(&mut romeo).await;
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(standing(&heard[0]).1, "visitor");
     for session in [&mut street, &mut square] {
         // Each session hears of itself (110); the other session's presence may come first.
         recv_until(session, |el| {
@@ -687,6 +704,9 @@ async fn a_nick_is_one_occupant_across_its_sessions() {
     ok(&romeo
         .request(&admin("k", "<item nick='tybalt' role='none'/>"))
         .await);
+    let heard = heard_of_tybalt(&mut romeo).await;
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(heard[0].attr("type"), Some("unavailable"));
     for session in [&mut street, &mut square] {
         let gone = recv_until(session, |el| {
             el.name() == "presence" && el.attr("type") == Some("unavailable")

@@ -106,6 +106,22 @@ impl ServicesTask {
         role: Role,
         done: &mut Vec<Done>,
     ) -> bool {
+        let (node, jid) = (occupant.node.clone(), occupant.jid.clone());
+        let set = self.give_role(room, occupant, role, done);
+        if set {
+            self.announce_standing(room, &node, &jid, done);
+        }
+        set
+    }
+
+    /// [`Self::set_role`] without telling the room.
+    fn give_role(
+        &mut self,
+        room: &BareJid,
+        occupant: SubscriptionInfo,
+        role: Role,
+        done: &mut Vec<Done>,
+    ) -> bool {
         let Some(hosted) = self.rooms.get_mut(&occupant.node) else {
             return false;
         };
@@ -129,7 +145,6 @@ impl ServicesTask {
                 return false;
             }
         }
-        self.announce_standing(room, &occupant.node, &occupant.jid, done);
         true
     }
 
@@ -803,8 +818,16 @@ impl ServicesTask {
         self.announce_removals(room, &kicked, 307, &removal, done);
         self.announce_removals(room, &banned, 301, &removal, done);
         self.announce_removals(room, &unmembered, 321, &removal, done);
+        // Each session under a nick takes the role; the room hears of the occupant once.
+        let mut announced: BTreeSet<String> = BTreeSet::new();
         for (occupant, role) in roles {
-            self.set_role(room, occupant, role, done);
+            let nick = groupchat::nick_of(&occupant.options).map(str::to_owned);
+            let jid = occupant.jid.clone();
+            if self.give_role(room, occupant, role, done)
+                && nick.is_some_and(|nick| announced.insert(nick))
+            {
+                self.announce_standing(room, node, &jid, done);
+            }
         }
         let changed: Vec<Jid> = after
             .iter()

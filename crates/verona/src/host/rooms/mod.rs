@@ -495,7 +495,12 @@ impl ServicesTask {
         let who = changed.described(&self.occupant_ids, &hosted.service, room, node);
         for other in &everyone {
             if let Ok(session) = other.jid.clone().try_into_full() {
-                let own: &[u16] = if other.jid == *occupant { &[110] } else { &[] };
+                // Every session under the nick is that occupant.
+                let own: &[u16] = if other.nick == changed.nick {
+                    &[110]
+                } else {
+                    &[]
+                };
                 let presence = presence_of(&who, &other.jid, false, own, None);
                 self.tell(node, session, presence, done);
             }
@@ -1349,6 +1354,8 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         quiet_for_classic(done, removed);
+        // The others hear of an occupant once, however many of its sessions went.
+        let mut told_of: BTreeSet<&str> = BTreeSet::new();
         for gone in removed {
             let Some(hosted) = self.rooms.get(&gone.node) else {
                 continue;
@@ -1368,9 +1375,10 @@ impl ServicesTask {
             // The nick still held by another of the account's sessions: only the removed
             // session hears of it.
             let held = remaining.iter().any(|o| o.nick == nick);
+            let first = told_of.insert(nick);
             let told = remaining
                 .iter()
-                .filter(|_| !held)
+                .filter(|_| !held && first)
                 .map(|o| (&o.jid, &own[..1]))
                 .chain(std::iter::once((&gone.jid, &own[..])));
             let reason = removal.reasons.get(&gone.jid.bare()).map(String::as_str);
