@@ -513,9 +513,9 @@ pub struct Limits {
     pub max_subscriptions_per_jid: usize,
     /// Affiliations (other than `none`) one node holds. [`crate::Limit::TooManyAffiliations`].
     pub max_affiliations_per_node: usize,
-    /// Subscription requests waiting for the owners' approval on one node: each names
-    /// another JID, and JIDs of other servers cost their senders nothing to make up.
-    /// [`crate::Limit::TooManyPending`].
+    /// Subscription requests waiting for the owners' approval on one node (and a tenth of it
+    /// from any one domain but the owners'): each names another JID, and JIDs of other
+    /// servers cost their senders nothing to make up. [`crate::Limit::TooManyPending`].
     pub max_pending_per_node: usize,
     /// Nodes with at least this many delivering subscribers keep their recipient list between
     /// notifications (a copy of each subscriber's JID and SubID) instead of rebuilding it per

@@ -165,13 +165,58 @@ fn authorize_flow_pending_then_approved() {
 }
 
 /// `max_pending_per_node`: requests waiting on one node are bounded (each may name another
-/// made-up JID of another server); one answered makes room for the next.
+/// made-up JID of another server), and one other domain's to a tenth of it, so that it
+/// cannot keep others out; one answered makes room for the next.
 #[test]
 fn waiting_requests_per_node_are_bounded() {
     let mut config = ServiceConfig::pubsub();
+    config.limits.max_pending_per_node = 20;
+    let (mut service, _) = with_node(config, &[]);
+    let from = |domain: &str, n: usize| jid(&format!("x{n}@{domain}"));
+    for n in 0..2 {
+        let asker = from("evil.lit", n);
+        let out = service
+            .subscribe(&NoRoster, &asker, "n", &asker, None)
+            .unwrap();
+        assert_eq!(out.value.state, SubscriptionState::Pending);
+    }
+    let third = from("evil.lit", 2);
+    assert_eq!(
+        service
+            .subscribe(&NoRoster, &third, "n", &third, None)
+            .err(),
+        Some(PubsubError::PolicyViolation(Limit::TooManyPending))
+    );
+    // Others still ask: another server's users, and the owner's own domain's up to the bound.
+    let other = from("montague.lit", 0);
+    assert!(
+        service
+            .subscribe(&NoRoster, &other, "n", &other, None)
+            .is_ok()
+    );
+    for n in 0..17 {
+        let local = from("capulet.lit", n);
+        assert!(
+            service
+                .subscribe(&NoRoster, &local, "n", &local, None)
+                .is_ok()
+        );
+    }
+    let over = from("capulet.lit", 17);
+    assert_eq!(
+        service.subscribe(&NoRoster, &over, "n", &over, None).err(),
+        Some(PubsubError::PolicyViolation(Limit::TooManyPending))
+    );
+}
+
+/// With the bound at 2 (a tenth of which is still one per domain): one answered request
+/// makes room for the next.
+#[test]
+fn an_answered_request_makes_room() {
+    let mut config = ServiceConfig::pubsub();
     config.limits.max_pending_per_node = 2;
     let (mut service, _) = with_node(config, &[]);
-    let asker = |n: usize| jid(&format!("x{n}@evil.lit"));
+    let asker = |n: usize| jid(&format!("x{n}@capulet.lit"));
     for n in 0..2 {
         let out = service
             .subscribe(&NoRoster, &asker(n), "n", &asker(n), None)

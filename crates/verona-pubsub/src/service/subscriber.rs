@@ -93,11 +93,19 @@ impl Service {
             || node.config.access_model != AccessModel::Authorize
             || node.has_approved_subscription(&subscriber);
         if !approved {
-            let pending = node
-                .subscriptions()
-                .filter(|(_, sub)| sub.state == SubscriptionState::Pending)
-                .count();
-            if pending >= self.config.limits.max_pending_per_node {
+            // In all, and from any one domain but the owners' a tenth of it: one other
+            // server's made-up users cannot fill a node and keep real askers out.
+            let max = self.config.limits.max_pending_per_node;
+            let domain = subscriber.domain();
+            let foreign = !node.owners().any(|owner| owner.domain() == domain);
+            let (mut all, mut from_domain) = (0, 0);
+            for (_, sub) in node.subscriptions() {
+                if sub.state == SubscriptionState::Pending {
+                    all += 1;
+                    from_domain += usize::from(sub.jid.domain() == domain);
+                }
+            }
+            if all >= max || (foreign && from_domain >= (max / 10).max(1)) {
                 return Err(PubsubError::PolicyViolation(Limit::TooManyPending));
             }
         }
