@@ -125,6 +125,25 @@ async fn a_component_takes_its_domain() {
     assert_eq!(pong.attr("type"), Some("result"), "{}", show(&pong));
     assert_eq!(pong.attr("id"), Some("p1"));
     assert_eq!(pong.attr("to"), Some("gateway.localhost"));
+    // An iq of no known type is refused, not passed on (RFC 6120 §8.2.3), as for clients.
+    for (id, kind) in [("w1", " type='wrong'"), ("w2", "")] {
+        gateway
+            .send(&format!("<iq from='nurse@gateway.localhost' to='juliet@localhost/balcony'{kind} id='{id}'><query xmlns='jabber:iq:version'/></iq>"))
+            .await;
+        let refused = gateway.element().await;
+        assert_eq!(refused.attr("id"), Some(id));
+        let condition = refused
+            .get_child("error", COMPONENT)
+            .and_then(|e| e.children().find(|c| c.name() != "text"))
+            .map(|c| c.name().to_owned());
+        assert_eq!(
+            condition.as_deref(),
+            Some("bad-request"),
+            "{}",
+            show(&refused)
+        );
+    }
+    juliet.expect_nothing().await;
 
     // A second connection for the same domain is refused; the first keeps it.
     let mut second = Component::open(&server, "gateway.localhost").await;

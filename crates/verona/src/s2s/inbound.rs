@@ -23,6 +23,10 @@ pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
     let (Some(from), Some(to)) = (parse("from"), parse("to")) else {
         return;
     };
+    // RFC 6120 §8.2.3, as for clients: an iq of no known type is refused, not passed on.
+    if el.name() == "iq" && !matches!(el.attr("type"), Some("get" | "set" | "result" | "error")) {
+        return answer(shared, &el, StanzaError::BadRequest);
+    }
     let local_account =
         (to.node().is_some() && to.domain().as_str() == shared.domain).then(|| to.bare());
     if let Some(account) = &local_account
