@@ -928,6 +928,12 @@ async fn certificates_authenticate_servers() {
     raw.send("<message from='romeo@montague.lit/raw' to='juliet@capulet.lit' type='chat' id='x2'><body>Certified</body></message>").await;
     let got = next(&mut juliet, "message").await;
     assert_eq!(got.attr("id"), Some("x2"));
+    // The same domain written otherwise reaches her as it is, normalised.
+    raw.send("<presence from='romeo@MONTAGUE.LIT./raw' to='juliet@capulet.lit' id='x3'/>")
+        .await;
+    let got = next(&mut juliet, "presence").await;
+    assert_eq!(got.attr("id"), Some("x3"));
+    assert_eq!(got.attr("from"), Some("romeo@montague.lit/raw"));
     // Proving montague.lit is not proving nurse.lit: a spoofed `from` ends the stream
     // (RFC 6120 §4.9.3.9).
     raw.send("<message from='tybalt@nurse.lit/raw' to='juliet@capulet.lit' type='chat'><body>spoofed</body></message>").await;

@@ -18,11 +18,15 @@ use crate::xml::{StanzaError, error_reply, ns};
 
 /// `relay`: the sender is one of this server's components, whose stanzas may go on to other
 /// components and servers; another server's may not.
-pub(crate) async fn dispatch(shared: &Shared, el: Element, relay: bool) {
+pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool) {
     let parse = |attr: &str| el.attr(attr).and_then(|v| Jid::new(v).ok());
     let (Some(from), Some(to)) = (parse("from"), parse("to")) else {
         return;
     };
+    // As the addresses were checked: `EVIL.LIT` or `evil.lit.` is evil.lit, and a client
+    // shown it as written would take it for another contact.
+    crate::xml::set_attr(&mut el, "from", from.as_str());
+    crate::xml::set_attr(&mut el, "to", to.as_str());
     // RFC 6120 §8.2.3, as for clients: an iq of no known type is refused, not passed on.
     if el.name() == "iq" && !matches!(el.attr("type"), Some("get" | "set" | "result" | "error")) {
         return answer(shared, &el, StanzaError::BadRequest);
