@@ -534,6 +534,19 @@ async fn notify_filtering_follows_capabilities() {
             .unwrap_or_else(|| panic!("{}", show(&event)));
         assert_eq!(purged.attr("node"), Some("urn:example:mood"));
     }
+    // And the node's deletion.
+    let delete = format!(
+        "<iq xmlns='jabber:client' type='set' id='mood4'><pubsub xmlns='{PUBSUB}#owner'><delete node='urn:example:mood'/></pubsub></iq>"
+    );
+    ok(&juliet.request(&delete).await);
+    for session in [&mut tablet, &mut phone] {
+        let event = session.recv_from("juliet@localhost").await;
+        let deleted = event
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("delete", EVENT))
+            .unwrap_or_else(|| panic!("{}", show(&event)));
+        assert_eq!(deleted.attr("node"), Some("urn:example:mood"));
+    }
     romeo.expect_nothing().await;
     stranger.expect_nothing().await;
 }

@@ -437,6 +437,46 @@ impl ServicesTask {
         })
     }
 
+    /// The `+notify` resources that would hear of `stanza`, if it deletes one of `owner`'s PEP
+    /// nodes that notifies deletions: asked before the deletion, while the node can still
+    /// say who may read it.
+    pub(super) fn notified_of_delete(
+        &self,
+        owner: &BareJid,
+        origin: &Origin,
+        stanza: &Element,
+    ) -> Option<verona_pubsub::Notification> {
+        let delete = stanza
+            .get_child("pubsub", ns::PUBSUB_OWNER)?
+            .get_child("delete", ns::PUBSUB_OWNER)?;
+        let node = delete.attr("node")?;
+        let hosted = self.accounts.get(owner)?;
+        let config = hosted.service.node_config(node)?;
+        if !(config.notify_delete && config.deliver_notifications) {
+            return None;
+        }
+        let asked = verona_pubsub::Notification {
+            node: node.to_owned(),
+            event: Event::Purge,
+            recipients: Vec::new().into(),
+            notification_type: config.notification_type,
+            presence_based_delivery: config.presence_based_delivery,
+            itemreply: config.itemreply,
+        };
+        let Some(Effect::Notify(found)) = self.implicit(origin, hosted, &Effect::Notify(asked))
+        else {
+            return None;
+        };
+        let redirect = delete
+            .get_child("redirect", ns::PUBSUB_OWNER)
+            .and_then(|r| r.attr("uri"))
+            .map(str::to_owned);
+        Some(verona_pubsub::Notification {
+            event: Event::Delete { redirect },
+            ..found
+        })
+    }
+
     /// Whether a session's verified capabilities include `feature`.
     pub(super) fn wants_notify(&self, session: &FullJid, feature: &str) -> bool {
         self.router

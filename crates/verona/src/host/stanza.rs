@@ -52,6 +52,12 @@ impl ServicesTask {
             done.push(Done::reply(from, reply));
             return;
         }
+        // Who would hear of a PEP node's deletion through `+notify`, asked while the node is
+        // there to say who may read it.
+        let unheard_delete = match &origin {
+            Origin::Account(owner) => self.notified_of_delete(owner, &origin, &stanza),
+            _ => None,
+        };
         // A native occupant that unsubscribes leaves the room: the others hear of it as of
         // a classic occupant leaving.
         let leaving = match &origin {
@@ -95,8 +101,12 @@ impl ServicesTask {
                 let before = in_room(&hosted.service, &node);
                 (node, before)
             });
-        let handled =
+        let mut handled =
             verona_pubsub_xmpp::handle_stanza(&mut hosted.service, &context, &from, &stanza);
+        let deleted = handled.reply.as_ref().and_then(|r| r.attr("type")) == Some("result");
+        if let Some(notification) = unheard_delete.filter(|_| deleted) {
+            add_delete_recipients(&mut handled.effects, notification);
+        }
         if matches!(origin, Origin::Room(_)) && configures_node(&handled.effects) {
             // A room created or configured natively is configured by its owner: open.
             hosted.locked = false;
@@ -315,4 +325,31 @@ fn created_nodes(effects: &[Effect]) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// The `+notify` recipients of a deleted PEP node join those its subscribers were told by,
+/// or are told on their own.
+fn add_delete_recipients(effects: &mut Vec<Effect>, notification: verona_pubsub::Notification) {
+    let told = effects.iter_mut().find_map(|effect| match effect {
+        Effect::Notify(n)
+            if n.node == notification.node && matches!(n.event, Event::Delete { .. }) =>
+        {
+            Some(n)
+        }
+        _ => None,
+    });
+    match told {
+        Some(told) => {
+            let mut recipients = told.recipients.to_vec();
+            recipients.extend(
+                notification
+                    .recipients
+                    .iter()
+                    .filter(|r| !told.recipients.iter().any(|t| t.jid == r.jid))
+                    .cloned(),
+            );
+            told.recipients = recipients.into();
+        }
+        None => effects.push(Effect::Notify(notification)),
+    }
 }
