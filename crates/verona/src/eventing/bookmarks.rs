@@ -3,9 +3,9 @@
 //! `urn:xmpp:bookmarks:1` PEP node (Conversations, Dino, Gajim) are one set. The PEP node holds
 //! the conferences; private storage's `storage:bookmarks` is a view of them, plus what it held
 //! that has no PEP form (`<url/>`); a private-storage set, or a publish to the XEP-0048 PEP node
-//! `storage:bookmarks` (which keeps the whole list as it was set, for its own readers), is
-//! published to the node, one item per room, so the other clients hear of it as of any
-//! bookmark change.
+//! `storage:bookmarks`, is published to the node, one item per room, so the other clients hear
+//! of it as of any bookmark change; and what a XEP-0402 client changes is written back to the
+//! XEP-0048 node, for the clients that read bookmarks there.
 
 use std::collections::HashMap;
 
@@ -118,8 +118,8 @@ pub fn legacy_publish(stanza: &Element) -> Option<&Element> {
 /// cannot carry), a retract for each item no longer there. A conference whose `jid` is not a
 /// room's bare JID has no item id and is left out, as Prosody does. `items` are the node's
 /// (id, payload); `exists` says whether the node does, so that only its creation names its
-/// options (XEP-0402 §4: whitelist, persistent, as many items as there are rooms), and an
-/// existing node made by a client with other options still takes the publish.
+/// options (XEP-0402 §4: whitelist, persistent, as many items as there are rooms; an existing
+/// node is given them first, see [`is_fit`]).
 pub fn sync(storage: &Element, items: &[(String, Element)], exists: bool) -> Vec<Element> {
     let current: HashMap<&str, &Element> = items
         .iter()
