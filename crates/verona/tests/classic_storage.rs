@@ -556,3 +556,39 @@ async fn an_open_xep_0048_node_is_made_private_and_bounded() {
         ["secret@chat.localhost"]
     );
 }
+
+/// A payload bound a client set on the XEP-0402 node does not make a private-storage set
+/// fail half-way (the XEP-0048 node written, the XEP-0402 one refused): the node is given its
+/// options, that bound among them, first.
+#[tokio::test]
+async fn a_clients_payload_bound_does_not_split_a_set() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "dino").await;
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='p1'><pubsub xmlns='{PUBSUB}'><publish node='{BOOKMARKS}'><item id='a@chat.localhost'><conference xmlns='{BOOKMARKS}'/></item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    let tiny = format!(
+        "<iq xmlns='jabber:client' type='set' id='c1'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='{BOOKMARKS}'>\
+         <x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+         <field var='pubsub#access_model'><value>whitelist</value></field>\
+         <field var='pubsub#persist_items'><value>1</value></field>\
+         <field var='pubsub#max_items'><value>max</value></field>\
+         <field var='pubsub#max_payload_size'><value>10</value></field></x></configure></pubsub></iq>"
+    );
+    ok(&juliet.request(&tiny).await);
+    let set = format!(
+        "<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'>\
+         <conference jid='b@chat.localhost' name='A room with a long name'/></storage></query></iq>"
+    );
+    ok(&juliet.request(&set).await);
+    let reply = juliet.request(&items_get("g1", None)).await;
+    let items = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    let ids: Vec<String> = conferences(items).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["b@chat.localhost"]);
+    assert_eq!(legacy_rooms(&mut juliet, "l1").await, ["b@chat.localhost"]);
+}

@@ -192,28 +192,33 @@ fn options(node: &str) -> &'static [(&'static str, &'static str)] {
         &[
             ("pubsub#persist_items", "true"),
             ("pubsub#max_items", "max"),
+            ("pubsub#max_payload_size", "max"),
             ("pubsub#access_model", "whitelist"),
             ("pubsub#send_last_published_item", "never"),
         ]
     } else {
         &[
             ("pubsub#persist_items", "true"),
+            ("pubsub#max_payload_size", "max"),
             ("pubsub#access_model", "whitelist"),
         ]
     }
 }
 
-/// Whether `node`'s configuration is what it needs, as far as what it keeps and who reads it
-/// go (a client may have asked the XEP-0402 node for a number of items rather than `max`: as
-/// many as a set may hold will do).
+/// Whether `node`'s configuration is what it needs, as far as what it keeps, how large, and
+/// who reads it go (a client may have asked the XEP-0402 node for a number of items rather
+/// than `max`: as many as a set may hold will do).
 pub fn is_fit(node: &str, config: &verona_pubsub::NodeConfig) -> bool {
     let keeps_all = node != NODE
         || match config.max_items {
             verona_pubsub::MaxItems::Max => true,
             verona_pubsub::MaxItems::Count(n) => n >= MAX_ROOMS,
         };
+    // A payload bound of a client's own would refuse the server's copy after the other node
+    // was written.
     config.access_model == verona_pubsub::AccessModel::Whitelist
         && config.persist_items
+        && config.max_payload_size.is_none()
         && keeps_all
 }
 

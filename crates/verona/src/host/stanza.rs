@@ -52,6 +52,14 @@ impl ServicesTask {
             done.push(Done::reply(from, reply));
             return;
         }
+        // An account's `presence` and `roster` nodes are its presence subscriptions and its
+        // roster (XEP-0207 §3, §4): deleting one would end every relation at once.
+        if matches!(origin, Origin::Account(_)) && deletes_view_node(&stanza) {
+            let why = Some("the account's presence and roster nodes stay");
+            let reply = error_reply(&stanza, StanzaError::NotAllowed, why);
+            done.push(Done::reply(from, reply));
+            return;
+        }
         // Who would hear of a PEP node's deletion through `+notify`, asked while the node is
         // there to say who may read it.
         let unheard_delete = match &origin {
@@ -352,4 +360,13 @@ fn add_delete_recipients(effects: &mut Vec<Effect>, notification: verona_pubsub:
         }
         None => effects.push(Effect::Notify(notification)),
     }
+}
+
+/// Whether `stanza` deletes an account's `presence` or `roster` node.
+fn deletes_view_node(stanza: &Element) -> bool {
+    stanza
+        .get_child("pubsub", ns::PUBSUB_OWNER)
+        .and_then(|pubsub| pubsub.get_child("delete", ns::PUBSUB_OWNER))
+        .and_then(|delete| delete.attr("node"))
+        .is_some_and(|node| [PRESENCE_NODE, ROSTER_NODE].contains(&node))
 }
