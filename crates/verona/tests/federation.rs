@@ -105,20 +105,8 @@ async fn a_remote_user_takes_part_in_a_room() {
     let pair = pair().await;
     let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
     let mut romeo = online(&pair.montague, "romeo", "orchard").await;
-    let room = "garden@chat.capulet.lit";
-    juliet
-        .send(&format!(
-            "<presence xmlns='jabber:client' to='{room}/Juliet'><x xmlns='{MUC}'/></presence>"
-        ))
-        .await;
-    next_with_subject(&mut juliet).await;
-    // Her new room is locked until she accepts its defaults (XEP-0045 §10.1.2).
-    ok(&juliet
-        .request(&format!(
-            "<iq xmlns='jabber:client' type='set' id='instant' to='{room}'>\
-               <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
-        ))
-        .await);
+    let room = GARDEN;
+    opens_garden(&mut juliet).await;
     romeo
         .send(&format!(
             "<presence xmlns='jabber:client' to='{room}/Romeo'><x xmlns='{MUC}'/></presence>"
@@ -187,19 +175,8 @@ async fn a_remote_occupant_that_cannot_be_reached_leaves_the_room() {
     };
     capulet.add_user("juliet", "pw").await;
     let mut juliet = online(&capulet, "juliet", "balcony").await;
-    let room = "garden@chat.capulet.lit";
-    juliet
-        .send(&format!(
-            "<presence xmlns='jabber:client' to='{room}/Juliet'><x xmlns='{MUC}'/></presence>"
-        ))
-        .await;
-    next_with_subject(&mut juliet).await;
-    ok(&juliet
-        .request(&format!(
-            "<iq xmlns='jabber:client' type='set' id='instant' to='{room}'>\
-               <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
-        ))
-        .await);
+    let room = GARDEN;
+    opens_garden(&mut juliet).await;
 
     let (cert, key) = authority.issue(certs.path(), "montague.lit");
     let connector = client_with_certificate(&ca_file, &cert, &key);
@@ -232,6 +209,26 @@ async fn a_remote_occupant_that_cannot_be_reached_leaves_the_room() {
         .filter_map(|status| status.attr("code"))
         .collect();
     assert_eq!(codes, ["333"]);
+}
+
+const GARDEN: &str = "garden@chat.capulet.lit";
+
+/// Juliet makes the garden room and accepts its defaults: a new room is locked until its
+/// owner does (XEP-0045 §10.1.2).
+async fn opens_garden(juliet: &mut Client) {
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{GARDEN}/Juliet'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    next_with_subject(juliet).await;
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='instant' to='{GARDEN}'>\
+               <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        ))
+        .await);
 }
 
 /// Joining: presences and history until the room's subject.

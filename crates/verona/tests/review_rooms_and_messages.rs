@@ -464,12 +464,6 @@ async fn a_voice_approval_changes_only_a_visitors_role() {
     enter(&mut romeo, "romeo", None).await;
     enter(&mut tybalt, "tybalt", None).await;
     enter(&mut nurse, "nurse", None).await;
-    let admin = |id: &str, item: &str| {
-        format!(
-            "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'>\
-               <query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"
-        )
-    };
     ok(&romeo
         .request(&admin("m", "<item nick='tybalt' role='moderator'/>"))
         .await);

@@ -25,9 +25,8 @@ impl ServicesTask {
         let own = matches!(&target, Target::Account(account) if *account == from.bare());
         if own && asked.is_bookmarks() {
             let account = from.bare();
-            let exists = self.has_node(&account, NODE);
-            let items = self.node_items(&account, NODE);
-            if !asked.is_set() && exists {
+            if !asked.is_set() && self.has_node(&account, NODE) {
+                let items = self.node_items(&account, NODE);
                 let legacy = self.node_items(&account, LEGACY);
                 let legacy = legacy.first().map(|(_, storage)| storage);
                 let answer = asked.answer_stored(legacy_view(legacy, &items));

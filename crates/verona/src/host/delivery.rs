@@ -455,14 +455,7 @@ impl ServicesTask {
         if !(config.notify_delete && config.deliver_notifications) {
             return None;
         }
-        let asked = verona_pubsub::Notification {
-            node: node.to_owned(),
-            event: Event::Purge,
-            recipients: Vec::new().into(),
-            notification_type: config.notification_type,
-            presence_based_delivery: config.presence_based_delivery,
-            itemreply: config.itemreply,
-        };
+        let asked = unaddressed(node, Event::Purge, config);
         let Some(Effect::Notify(found)) = self.implicit(origin, hosted, &Effect::Notify(asked))
         else {
             return None;
@@ -551,10 +544,7 @@ pub(super) fn unheard_publish(
     effects: &[Effect],
 ) -> Option<(BareJid, verona_pubsub::Notification)> {
     let (node, id) = (published.node.as_str(), published.item_id.as_str());
-    let notified = effects
-        .iter()
-        .any(|e| matches!(e, Effect::Notify(n) if n.node == node));
-    if notified || [PRESENCE_NODE, ROSTER_NODE].contains(&node) {
+    if !unheard(node, effects) {
         return None;
     }
     let config = hosted.service.node_config(node)?;
@@ -565,17 +555,8 @@ pub(super) fn unheard_publish(
         .items(&verona_pubsub::NoRoster, &owner_jid, node, &query)
         .ok()?
         .items;
-    Some((
-        owner.clone(),
-        verona_pubsub::Notification {
-            node: node.to_owned(),
-            event: Event::Items { items },
-            recipients: Vec::new().into(),
-            notification_type: config.notification_type,
-            presence_based_delivery: config.presence_based_delivery,
-            itemreply: config.itemreply,
-        },
-    ))
+    let event = Event::Items { items };
+    Some((owner.clone(), unaddressed(node, event, config)))
 }
 
 /// A retract or purge on a PEP node that notified no subscriber, as a notification with no
@@ -610,25 +591,38 @@ pub(super) fn unheard_removal(
             .and_then(|p| p.get_child("purge", ns::PUBSUB_OWNER))?;
         (purge.attr("node")?, Event::Purge, false)
     };
-    let notified = effects
-        .iter()
-        .any(|e| matches!(e, Effect::Notify(n) if n.node == node));
-    if notified || [PRESENCE_NODE, ROSTER_NODE].contains(&node) {
+    if !unheard(node, effects) {
         return None;
     }
     let config = hosted.service.node_config(node)?;
     if !(asked || config.notify_retract) || !config.deliver_notifications {
         return None;
     }
-    Some((
-        owner.clone(),
-        verona_pubsub::Notification {
-            node: node.to_owned(),
-            event,
-            recipients: Vec::new().into(),
-            notification_type: config.notification_type,
-            presence_based_delivery: config.presence_based_delivery,
-            itemreply: config.itemreply,
-        },
-    ))
+    Some((owner.clone(), unaddressed(node, event, config)))
+}
+
+/// Whether no notification of `node` is among `effects`, and it is one `+notify` serves (not
+/// the `presence` and `roster` nodes, whose events are the presence views').
+fn unheard(node: &str, effects: &[Effect]) -> bool {
+    let notified = effects
+        .iter()
+        .any(|e| matches!(e, Effect::Notify(n) if n.node == node));
+    !notified && ![PRESENCE_NODE, ROSTER_NODE].contains(&node)
+}
+
+/// A notification of `event` on `node` as its configuration has it, with no recipients yet
+/// (`implicit` finds them).
+fn unaddressed(
+    node: &str,
+    event: Event,
+    config: &verona_pubsub::NodeConfig,
+) -> verona_pubsub::Notification {
+    verona_pubsub::Notification {
+        node: node.to_owned(),
+        event,
+        recipients: Vec::new().into(),
+        notification_type: config.notification_type,
+        presence_based_delivery: config.presence_based_delivery,
+        itemreply: config.itemreply,
+    }
 }
