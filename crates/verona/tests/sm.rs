@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use minidom::Element;
+use std::time::Duration;
 
 const SM: &str = "urn:xmpp:sm:3";
 const CLIENT: &str = "jabber:client";
@@ -237,6 +238,44 @@ async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage(
     let got = bodies(&mut romeo, 2).await;
     assert_eq!(got, ["line 2", "line 3"]);
     romeo.expect_nothing().await;
+}
+
+/// Messages a session held when its resumption window ran out reach the account later
+/// stamped with when they came (XEP-0203), not with when the window ended.
+#[tokio::test]
+async fn kept_messages_are_stamped_with_when_they_came() {
+    let server = server_with_resumption(3).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    enable(&mut romeo).await;
+    juliet.send(&chat(1)).await;
+    assert_eq!(bodies(&mut romeo, 1).await, ["line 1"]);
+    drop(romeo);
+    juliet.send(&chat(2)).await;
+    // Whole seconds: the window ends three seconds after this, at the earliest.
+    let by = verona_pubsub_xmpp::stamp(std::time::SystemTime::now() + Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut romeo = server.login("romeo", "pw", "garden").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let mut stamps = Vec::new();
+    while stamps.len() < 2 {
+        let el = romeo.recv().await;
+        if el.name() == "message" {
+            let delays: Vec<&Element> = (el.children())
+                .filter(|child| child.is("delay", "urn:xmpp:delay"))
+                .collect();
+            assert_eq!(delays.len(), 1, "one delay: {}", show(&el));
+            assert_eq!(delays[0].attr("from"), Some("localhost"));
+            stamps.push(delays[0].attr("stamp").unwrap().to_owned());
+        }
+    }
+    // The same format throughout, so the strings order as the times do.
+    assert!(
+        stamps.iter().all(|stamp| *stamp <= by),
+        "{stamps:?} after {by}"
+    );
 }
 
 /// A client that reconnects before the server noticed its old connection died takes the

@@ -232,17 +232,73 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
     // went to every available resource: while one is left, it has it already.
     let others_have_it = (shared.router.sessions_of(&account).iter())
         .any(|handle| handle.is_available() && handle.priority() >= 0);
-    let kept: Vec<String> = (undelivered.iter())
+    let mut kept: Vec<Element> = (undelivered.iter())
         .filter_map(|stanza| to_keep(stanza, &session.jid, others_have_it))
         .collect();
     if !kept.is_empty() {
-        pubsub.undelivered(account, kept).await;
+        stamp_arrivals(shared, &account, &mut kept).await;
+        pubsub
+            .undelivered(account, kept.iter().map(String::from).collect())
+            .await;
     }
+}
+
+/// XEP-0203: a kept message is stamped with when it came, which its archived item knows;
+/// the session may have held it for the whole resumption window. One read of the archive per
+/// conversation. A message not found there is stamped when it is kept.
+async fn stamp_arrivals(shared: &Shared, account: &BareJid, kept: &mut [Element]) {
+    let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
+    for message in kept.iter() {
+        if let Some((service, id)) = archived_as(message, shared.pubsub.jid(), account) {
+            wanted.entry(service).or_default().push(id);
+        }
+    }
+    let mut came: HashMap<(String, String), std::time::SystemTime> = HashMap::new();
+    for (service, ids) in wanted {
+        let query = verona_storage::ItemsQuery {
+            services: vec![service.clone()],
+            max: ids.len(),
+            ids: Some(ids),
+            ..Default::default()
+        };
+        match shared.archive.items_page(&query).await {
+            Ok(page) => came.extend(
+                (page.items.into_iter())
+                    .map(|found| ((service.clone(), found.item.id), found.item.published)),
+            ),
+            Err(e) => tracing::warn!(%service, "reading kept messages' times: {e}"),
+        }
+    }
+    for message in kept.iter_mut() {
+        let at = archived_as(message, shared.pubsub.jid(), account)
+            .and_then(|key| came.get(&key).copied());
+        if let Some(at) = at
+            && !crate::eventing::chat::has_delay_from(message, &shared.domain)
+        {
+            message.append_child(crate::eventing::chat::delay(at, &shared.domain));
+        }
+    }
+}
+
+/// The conversation (its storage key) and archive id of a message `account` got.
+fn archived_as(message: &Element, pubsub: &str, account: &BareJid) -> Option<(String, String)> {
+    let party = |name| {
+        message
+            .attr(name)
+            .and_then(|jid| Jid::new(jid).ok())
+            .map(|jid| jid.to_bare())
+    };
+    let node = crate::eventing::chat::node(&party("from")?, &party("to")?);
+    let id = message
+        .get_child("stanza-id", crate::eventing::archive::SID)
+        .filter(|sid| sid.attr("by") == Some(account.as_str()))?
+        .attr("id")?;
+    Some((format!("{pubsub}/{node}"), id.to_owned()))
 }
 
 /// An undelivered stanza of the session `own`, if it is a conversation message to keep for
 /// later (one that was not for `own` alone only when no other resource got it).
-fn to_keep(stanza: &Wire, own: &FullJid, others_have_it: bool) -> Option<String> {
+fn to_keep(stanza: &Wire, own: &FullJid, others_have_it: bool) -> Option<Element> {
     let bytes = stanza.to_vec();
     // Such a message names `message` and one of `body`, `store` or `encrypted` (see
     // `chat::is_kept`): looking for them first spares parsing the notifications that fill a
@@ -252,18 +308,16 @@ fn to_keep(stanza: &Wire, own: &FullJid, others_have_it: bool) -> Option<String>
     if !(has(b"message") && (has(b"body") || has(b"store") || has(b"encrypted"))) {
         return None;
     }
-    let message = String::from_utf8(bytes).ok()?;
-    let keep = message.parse::<Element>().is_ok_and(|el| {
-        let for_this_session = el
-            .attr("to")
-            .and_then(|to| FullJid::new(to).ok())
-            .is_some_and(|to| to == *own);
-        el.name() == "message"
-            && crate::eventing::chat::is_conversational(&el)
-            && crate::eventing::chat::is_kept(&el)
-            && (for_this_session || !others_have_it)
-    });
-    keep.then_some(message)
+    let el = std::str::from_utf8(&bytes).ok()?.parse::<Element>().ok()?;
+    let for_this_session = el
+        .attr("to")
+        .and_then(|to| FullJid::new(to).ok())
+        .is_some_and(|to| to == *own);
+    let keep = el.name() == "message"
+        && crate::eventing::chat::is_conversational(&el)
+        && crate::eventing::chat::is_kept(&el)
+        && (for_this_session || !others_have_it);
+    keep.then_some(el)
 }
 
 #[cfg(test)]

@@ -193,15 +193,29 @@ pub fn delivered(
     if let Some(id) = archive_id {
         message.append_child(crate::eventing::archive::stanza_id(id, party.as_str()));
     }
-    if let Some((at, domain)) = late {
-        message.append_child(
-            builder("delay", ns::DELAY)
-                .with("from", domain)
-                .with("stamp", verona_pubsub_xmpp::stamp(at))
-                .build(),
-        );
+    // Stamped once: a message kept again (its session ended before it was acknowledged)
+    // keeps the time it first came.
+    if let Some((at, domain)) = late
+        && !has_delay_from(&message, domain)
+    {
+        message.append_child(delay(at, domain));
     }
     message
+}
+
+/// XEP-0203: `domain` had the message at `at`.
+pub fn delay(at: SystemTime, domain: &str) -> Element {
+    builder("delay", ns::DELAY)
+        .with("from", domain)
+        .with("stamp", verona_pubsub_xmpp::stamp(at))
+        .build()
+}
+
+/// Whether `message` carries a delay stamped by `domain`.
+pub fn has_delay_from(message: &Element, domain: &str) -> bool {
+    message
+        .children()
+        .any(|child| child.is("delay", ns::DELAY) && child.attr("from") == Some(domain))
 }
 
 /// [`delivered`] with its place in the archive and no delay, serialized, made from `stored`:
