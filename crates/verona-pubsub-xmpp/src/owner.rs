@@ -43,6 +43,9 @@ pub(crate) fn create(
         },
     };
     let instant = node.is_none();
+    // A creator who names the node's publishers makes a conversation with them (XEP-0207 §6,
+    // Ex. 18) and is subscribed to it, so gets the seed's "bcc" of every message (Ex. 20).
+    let subscribe_creator = !submission.publishers.is_empty();
     let request = CreateRequest {
         node,
         config: submission.fields,
@@ -51,6 +54,7 @@ pub(crate) fn create(
             .into_iter()
             .map(|jid| (jid, Affiliation::Publisher))
             .collect(),
+        subscribe_creator,
     };
     let outcome = service.create(actor, request)?;
     let payload = instant.then(|| {

@@ -227,7 +227,12 @@ pub(crate) fn item_element(namespace: &str, item: &Item, with_publisher: bool) -
 /// Whether a notification is of a message node (seed §6): its items are
 /// `<message xmlns='jabber:client'/>`s, which someone wrote to its subscribers.
 pub fn carries_message(notification: &Notification) -> bool {
-    first_payload(notification).is_some_and(|payload| is_stanza(payload, &["message"]))
+    first_payload(notification).is_some_and(is_message)
+}
+
+/// Whether an item's payload is a `<message xmlns='jabber:client'/>` (a message node's).
+pub fn is_message(payload: &str) -> bool {
+    is_stanza(payload, &["message"])
 }
 
 /// Whether a notification's items are `<message/>`s or `<presence/>`s of `jabber:client`.

@@ -70,9 +70,13 @@ fn create_and_configure_with_publishers() {
             // The creator stays owner whatever the request says.
             (bare("juliet@capulet.lit"), Affiliation::Member),
         ]),
+        subscribe_creator: true,
     };
     let out = service.create(&owner, request).unwrap();
-    assert_eq!(out.store_ops().count(), 3);
+    // The node, two affiliations and the creator's subscription.
+    assert_eq!(out.store_ops().count(), 4);
+    assert!(out.store_ops().any(|op| matches!(op, StoreOp::SubscriptionSet { subscription, .. }
+        if subscription.jid == jid("juliet@capulet.lit"))));
     let mut affiliations = service.node_affiliations(&owner, "chat").unwrap();
     affiliations.sort();
     assert_eq!(
@@ -95,9 +99,18 @@ fn create_and_configure_with_publishers() {
         .unwrap();
     let told = out.notifications().next().expect("notified");
     assert_eq!(told.notification_type, NotificationType::Chat);
+    // Both parties, the publisher too (the seed's bcc, Ex. 20).
+    let mut recipients: Vec<String> = (told.recipients.iter())
+        .map(|recipient| recipient.jid.to_string())
+        .collect();
+    recipients.sort();
+    assert_eq!(
+        recipients,
+        ["juliet@capulet.lit", "romeo@montague.lit/orchard"]
+    );
     let metadata = service.metadata("chat").unwrap();
     assert_eq!(metadata.publishers, [bare("romeo@montague.lit")]);
-    assert_eq!((metadata.subscribers, metadata.items), (1, 1));
+    assert_eq!((metadata.subscribers, metadata.items), (2, 1));
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub struct CreateRequest {
     /// Affiliations to grant at creation besides the creator's ownership (Verona accepts
     /// `pubsub#publisher` at create time this way). An entry for the creator is ignored.
     pub affiliations: BTreeMap<BareJid, Affiliation>,
+    /// Subscribes the creator's bare JID too: the seed's one-to-one node (XEP-0207 §6,
+    /// Ex. 18), where the creator is a party of the conversation and gets every message.
+    pub subscribe_creator: bool,
 }
 
 /// One owner change to a subscription (XEP-0060 §8.8.2).
@@ -75,6 +78,20 @@ impl Service {
         };
 
         self.check_owners_granted(actor, request.affiliations.iter())?;
+        let subscription = if request.subscribe_creator {
+            if self.state.held_count(&creator) >= self.config.limits.max_subscriptions_per_jid {
+                return Err(PubsubError::PolicyViolation(Limit::TooManySubscriptions));
+            }
+            let subid = SubId::from(fresh_id(self.env.as_mut(), |_| false));
+            let sub = Subscription {
+                jid: Jid::from(creator.clone()),
+                state: SubscriptionState::Subscribed,
+                options: SubscriptionOptions::default(),
+            };
+            Some((subid, sub))
+        } else {
+            None
+        };
         let mut fx = Effects::default();
         let mut tx = Tx::new(&mut self.state, &self.config.limits);
         create_node(&mut tx, &mut fx, &node_id, config, actor);
@@ -87,6 +104,10 @@ impl Service {
                     affiliation: *affiliation,
                 });
             }
+        }
+        if let Some((subid, sub)) = subscription {
+            tx.put_subscription(&node_id, &creator, &subid, Some(sub.clone()));
+            persist_subscription(&mut fx, &node_id, &subid, &sub);
         }
         Ok(fx.finish(node_id, tx.commit()))
     }

@@ -149,6 +149,7 @@ impl ServicesTask {
                 .into_iter()
                 .chain([(high.clone(), Affiliation::Publisher)])
                 .collect(),
+            subscribe_creator: false,
         };
         let origin = Origin::Conversation(node.to_owned());
         match hosted.service.create(&service_jid, request) {

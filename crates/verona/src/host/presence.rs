@@ -311,6 +311,13 @@ impl ServicesTask {
                 .service
                 .on_presence(session)
                 .into_iter()
+                // A message node's messages reach an absent subscriber once, kept for it
+                // (DESIGN §2): not again as last items at every login.
+                .filter(|last| {
+                    !(last.items.first())
+                        .and_then(|item| item.payload.as_deref())
+                        .is_some_and(verona_pubsub_xmpp::is_message)
+                })
                 .map(Effect::SendLastItems)
                 .collect();
             if !effects.is_empty() {

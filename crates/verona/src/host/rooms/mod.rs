@@ -711,6 +711,7 @@ impl ServicesTask {
                 node: Some(node.clone()),
                 config: groupchat::instant_room(),
                 affiliations: BTreeMap::new(),
+                subscribe_creator: false,
             };
             match service.create(&me, request) {
                 Ok(outcome) => {
