@@ -105,10 +105,22 @@ impl Notifications {
 
     /// The message for one of the notification's recipients.
     pub fn stanza(&mut self, recipient: &Recipient) -> Wire {
+        self.stanza_at(recipient, None)
+    }
+
+    /// The message for one of the notification's recipients, at one of its sessions: a
+    /// subscription of a bare JID is notified at each of the account's available resources,
+    /// each copy addressed to its own (XEP-0207 Ex. 4), each with its own id.
+    pub fn stanza_at(&mut self, recipient: &Recipient, resource: Option<&str>) -> Wire {
         let tail = (self.per_subscription && recipient.subids.len() > 1)
             .then(|| serialize(&headers(&recipient.subids)));
+        let resource = resource.filter(|_| recipient.jid.is_bare());
+        let to = To {
+            jid: &recipient.jid,
+            resource,
+        };
         self.envelope
-            .stanza(&recipient.jid, &mut self.ids, &self.shared, tail.as_deref())
+            .stanza(to, &mut self.ids, &self.shared, tail.as_deref())
     }
 }
 
@@ -130,7 +142,7 @@ pub fn authorization_for(
         request,
     ))));
     let envelope = Envelope::new(ctx.jid, NotificationType::Normal);
-    let stanza = envelope.stanza(to, &mut Ids::reserve(1), &form, None);
+    let stanza = envelope.stanza(to.into(), &mut Ids::reserve(1), &form, None);
     Outgoing {
         to: to.clone(),
         stanza,
@@ -152,7 +164,7 @@ fn last_items(ctx: &ServiceContext, last: &LastItems, out: &mut Vec<Outgoing>) {
             .with("stamp", stamp(item.published))
             .build();
         body.extend(serialize(&delay));
-        let stanza = envelope.stanza(&last.to, &mut ids, &Bytes::from(body), None);
+        let stanza = envelope.stanza((&last.to).into(), &mut ids, &Bytes::from(body), None);
         out.push(Outgoing {
             to: last.to.clone(),
             stanza,
@@ -287,6 +299,22 @@ fn serialize(element: &Element) -> Vec<u8> {
     bytes
 }
 
+/// Where a message goes: a JID, and for a bare one the resource of the session it is for.
+#[derive(Clone, Copy)]
+struct To<'a> {
+    jid: &'a Jid,
+    resource: Option<&'a str>,
+}
+
+impl<'a> From<&'a Jid> for To<'a> {
+    fn from(jid: &'a Jid) -> Self {
+        To {
+            jid,
+            resource: None,
+        }
+    }
+}
+
 /// The recipient-independent start of a `<message/>`, up to the `to` value.
 struct Envelope {
     head: Vec<u8>,
@@ -309,17 +337,24 @@ impl Envelope {
 
     /// One recipient's message: the envelope, `body` (already serialized, shared with the
     /// other recipients), `tail`.
-    fn stanza(&self, to: &Jid, ids: &mut Ids, body: &Bytes, tail: Option<&[u8]>) -> Wire {
+    fn stanza(&self, to: To<'_>, ids: &mut Ids, body: &Bytes, tail: Option<&[u8]>) -> Wire {
         const ID: &[u8] = b"' id='";
         const OPEN: &[u8] = b"'>";
-        let to = escape(to.as_str().as_bytes());
+        let resource = to.resource.map(|resource| escape(resource.as_bytes()));
+        let to = escape(to.jid.as_str().as_bytes());
+        let resource_len = resource.as_ref().map_or(0, |resource| 1 + resource.len());
         let mut id = [0; Ids::MAX_LEN];
         let id = ids.next_into(&mut id);
         // Sized exactly: `Bytes` takes over a full `Vec` without allocating again.
-        let mut head =
-            Vec::with_capacity(self.head.len() + to.len() + ID.len() + id.len() + OPEN.len());
+        let mut head = Vec::with_capacity(
+            self.head.len() + to.len() + resource_len + ID.len() + id.len() + OPEN.len(),
+        );
         head.extend_from_slice(&self.head);
         head.extend_from_slice(&to);
+        if let Some(resource) = resource {
+            head.push(b'/');
+            head.extend_from_slice(&resource);
+        }
         head.extend_from_slice(ID);
         head.extend_from_slice(id);
         head.extend_from_slice(OPEN);
@@ -337,6 +372,7 @@ const END: &[u8] = b"</message>";
 /// a counter. A block is reserved per notification, so fan-out touches the atomic once.
 struct Ids {
     next: u64,
+    end: u64,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -355,9 +391,11 @@ fn prefix() -> u32 {
 
 impl Ids {
     fn reserve(count: usize) -> Self {
-        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        let count = u64::try_from(count.max(1)).unwrap_or(u64::MAX);
+        let next = COUNTER.fetch_add(count, Ordering::Relaxed);
         Ids {
-            next: COUNTER.fetch_add(count, Ordering::Relaxed),
+            next,
+            end: next.saturating_add(count),
         }
     }
 
@@ -366,6 +404,10 @@ impl Ids {
 
     /// The next id, written into `buf`.
     fn next_into<'a>(&mut self, buf: &'a mut [u8; Self::MAX_LEN]) -> &'a [u8] {
+        // More copies than recipients (an account's several sessions): another block.
+        if self.next == self.end {
+            *self = Ids::reserve(16);
+        }
         let mut rest = &mut buf[..];
         write!(rest, "{:x}-{:x}", prefix(), self.next).expect("at most MAX_LEN bytes");
         let len = Self::MAX_LEN - rest.len();
@@ -448,7 +490,8 @@ mod tests {
         let stanzas: Vec<Element> = ["juliet@capulet.lit/b'alcony", "romeo@montague.lit"]
             .into_iter()
             .map(|to| {
-                let wire = envelope.stanza(&Jid::new(to).unwrap(), &mut ids, &body, None);
+                let to = Jid::new(to).unwrap();
+                let wire = envelope.stanza((&to).into(), &mut ids, &body, None);
                 String::from_utf8(wire.to_vec()).unwrap().parse().unwrap()
             })
             .collect();
@@ -466,5 +509,39 @@ mod tests {
         assert!(
             u64::from_str_radix(prefix, 16).is_ok() && u64::from_str_radix(counter, 16).is_ok()
         );
+    }
+
+    /// A bare JID's subscription notified at each of its sessions: each copy is addressed to
+    /// its session and has an id of its own, more copies than the ids reserved included.
+    #[test]
+    fn each_session_of_a_bare_subscriber_gets_its_own_address_and_id() {
+        let from = Jid::new("juliet@capulet.lit").unwrap();
+        let envelope = Envelope::new(&from, NotificationType::Headline);
+        let body = Bytes::from_static(b"<event xmlns='http://jabber.org/protocol/pubsub#event'/>");
+        let romeo = Jid::new("romeo@montague.lit").unwrap();
+        let mut ids = Ids::reserve(1);
+        let stanzas: Vec<Element> = ["mobile", "o'rchard", "pda"]
+            .into_iter()
+            .map(|resource| {
+                let to = To {
+                    jid: &romeo,
+                    resource: Some(resource),
+                };
+                let wire = envelope.stanza(to, &mut ids, &body, None);
+                String::from_utf8(wire.to_vec()).unwrap().parse().unwrap()
+            })
+            .collect();
+        let to: Vec<_> = stanzas.iter().map(|s| s.attr("to").unwrap()).collect();
+        assert_eq!(
+            to,
+            [
+                "romeo@montague.lit/mobile",
+                "romeo@montague.lit/o'rchard",
+                "romeo@montague.lit/pda"
+            ]
+        );
+        let ids: std::collections::HashSet<&str> =
+            stanzas.iter().map(|s| s.attr("id").unwrap()).collect();
+        assert_eq!(ids.len(), 3);
     }
 }

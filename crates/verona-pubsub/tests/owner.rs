@@ -75,8 +75,10 @@ fn create_and_configure_with_publishers() {
     let out = service.create(&owner, request).unwrap();
     // The node, two affiliations and the creator's subscription.
     assert_eq!(out.store_ops().count(), 4);
-    assert!(out.store_ops().any(|op| matches!(op, StoreOp::SubscriptionSet { subscription, .. }
-        if subscription.jid == jid("juliet@capulet.lit"))));
+    assert!(out.store_ops().any(
+        |op| matches!(op, StoreOp::SubscriptionSet { subscription, .. }
+        if subscription.jid == jid("juliet@capulet.lit"))
+    ));
     let mut affiliations = service.node_affiliations(&owner, "chat").unwrap();
     affiliations.sort();
     assert_eq!(

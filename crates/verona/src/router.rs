@@ -705,11 +705,13 @@ impl Router {
     /// Delivers an event in two renderings: `native` to sessions that speak XEP-0207, `classic`
     /// (if any) to classic sessions, computed only when one of them is there. A bare `to`
     /// means the account's sessions that `reach` says. `made_classically` tells how the
-    /// subscription behind the event was made, if known.
+    /// subscription behind the event was made, if known. `native` is asked once per session
+    /// that takes it, with the session's resource (none for another server's user), so that
+    /// each copy may be addressed to its session with an id of its own (XEP-0207 Ex. 4).
     pub fn deliver_views(
         &self,
         to: &Jid,
-        native: impl FnOnce() -> Wire,
+        mut native: impl FnMut(Option<&str>) -> Wire,
         made_classically: Option<bool>,
         reach: Reach,
         classic: impl FnOnce() -> Option<Vec<Wire>>,
@@ -719,8 +721,8 @@ impl Router {
             // tells us its capabilities, so it gets the classic stanzas wherever there are
             // some, unless its subscription was made natively (DESIGN §3).
             let stanzas = match made_classically {
-                Some(false) => vec![native()],
-                _ => classic().unwrap_or_else(|| vec![native()]),
+                Some(false) => vec![native(None)],
+                _ => classic().unwrap_or_else(|| vec![native(None)]),
             };
             // One destination: delivered if every stanza went.
             let any = !stanzas.is_empty();
@@ -739,9 +741,9 @@ impl Router {
         let Some(resources) = sessions.get(bare) else {
             return 0;
         };
-        let one = resource.and_then(|resource| resources.get(resource));
+        let one = resource.and_then(|resource| resources.get_key_value(resource));
         let all = resource.is_none().then(|| {
-            resources.values().filter(|handle| match reach {
+            resources.iter().filter(|(_, handle)| match reach {
                 Reach::Connected => true,
                 Reach::Available => handle.is_available(),
                 Reach::AvailableIfClassic => {
@@ -750,14 +752,12 @@ impl Router {
             })
         });
         let mut targets = one.into_iter().chain(all.into_iter().flatten()).peekable();
-        // Each rendering is made once, when a session first needs it; the last (usually the
-        // only) session takes the stanza itself rather than a copy.
-        let mut native = Some(native);
-        let mut native_bytes = None;
+        // The classic rendering is made once, when a session first needs it; the last
+        // (usually the only) session takes the stanzas themselves rather than a copy.
         let mut classic = Some(classic);
         let mut classic_bytes = None;
         let mut delivered = 0;
-        while let Some(session) = targets.next() {
+        while let Some((resource, session)) = targets.next() {
             let last = targets.peek().is_none();
             if session.wants_classic(made_classically) {
                 if let Some(render) = classic.take() {
@@ -777,17 +777,7 @@ impl Router {
                 }
                 delivered += usize::from(any && all);
             } else {
-                if let Some(render) = native.take() {
-                    native_bytes = Some(render());
-                }
-                let bytes = if last {
-                    native_bytes.take()
-                } else {
-                    native_bytes.clone()
-                };
-                if let Some(bytes) = bytes {
-                    delivered += usize::from(session.send(bytes));
-                }
+                delivered += usize::from(session.send(native(Some(resource.as_str()))));
             }
         }
         delivered
@@ -949,7 +939,7 @@ mod tests {
         let to = Jid::new("romeo@montague.lit").unwrap();
         let delivered = router.deliver_views(
             &to,
-            || Wire::from(&b"<event/>"[..]),
+            |_| Wire::from(&b"<event/>"[..]),
             None,
             Reach::Connected,
             || Some(vec![Bytes::from_static(b"<presence/>").into()]),
@@ -966,7 +956,7 @@ mod tests {
         // No classic rendering: classic sessions get nothing, natives still do.
         let delivered = router.deliver_views(
             &to,
-            || Wire::from(&b"<event/>"[..]),
+            |_| Wire::from(&b"<event/>"[..]),
             None,
             Reach::Connected,
             || None,
@@ -998,7 +988,7 @@ mod tests {
             let to = Jid::new("romeo@montague.lit").unwrap();
             router.deliver_views(
                 &to,
-                || Wire::from(&b"<event/>"[..]),
+                |_| Wire::from(&b"<event/>"[..]),
                 None,
                 reach,
                 || Some(vec![Bytes::from_static(b"<presence/>").into()]),

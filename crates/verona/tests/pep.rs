@@ -305,6 +305,9 @@ async fn presence_is_a_pep_node() {
         to_nurse.attr("id"),
         "unique notification ids"
     );
+    // As in Ex. 4: addressed to each subscriber's session.
+    assert_eq!(to_romeo.attr("to"), Some("romeo@localhost/mobile"));
+    assert_eq!(to_nurse.attr("to"), Some("nurse@localhost/chamber"));
     for message in [&to_romeo, &to_nurse] {
         let (id, presence) = presence_item(message);
         assert_eq!(id, "balcony");

@@ -132,7 +132,7 @@ impl ServicesTask {
                     };
                     self.router.deliver_views(
                         &out.to,
-                        || out.stanza,
+                        |_| out.stanza.clone(),
                         made,
                         reach,
                         || stanzas.map(|stanzas| stanzas.to(&out.to)),
@@ -215,7 +215,7 @@ impl ServicesTask {
             let made = self.made_classically_for(&owner, &recipient.jid);
             self.router.deliver_views(
                 &recipient.jid,
-                || events.stanza(recipient),
+                |resource| events.stanza_at(recipient, resource),
                 made,
                 reach,
                 || Some(classic.to(&recipient.jid)),

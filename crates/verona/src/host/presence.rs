@@ -373,7 +373,7 @@ impl ServicesTask {
                 .map(|stanzas| ClassicStanzas::new(&stanzas));
             self.router.deliver_views(
                 &out.to,
-                || out.stanza,
+                |_| out.stanza.clone(),
                 made,
                 Reach::Connected,
                 || classic.map(|stanzas| stanzas.to(&out.to)),
