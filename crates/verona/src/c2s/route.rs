@@ -305,7 +305,7 @@ pub(super) fn publishes_presence(el: &Element) -> bool {
 }
 
 /// A `<message/>` carrying a submitted `pubsub#subscribe_authorization` form.
-pub(super) fn is_authorization_answer(el: &Element) -> bool {
+pub(crate) fn is_authorization_answer(el: &Element) -> bool {
     el.name() == "message"
         && el.children().any(|x| {
             x.is("x", ns::DATA_FORMS)

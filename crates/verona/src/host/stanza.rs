@@ -45,6 +45,11 @@ impl ServicesTask {
                 None => return self.forward_answer(from, stanza),
             },
         };
+        if origin == Origin::Domain
+            && let Some(node) = self.room_answered(&stanza)
+        {
+            return self.answer_room(from, stanza, &node);
+        }
         if let Origin::Account(owner) = &origin
             && is_account_info(&stanza)
         {
@@ -234,6 +239,33 @@ impl ServicesTask {
             view: None,
         };
         self.send_to(self.domain_shard, request, false);
+    }
+
+    /// The room an authorization answer sent to the server (or the owner's bare JID) is
+    /// about, when `pubsub.<domain>` has no node of its name (DESIGN, seed errata: the answer
+    /// is taken at the owner's server, whichever service asked).
+    fn room_answered(&self, stanza: &Element) -> Option<String> {
+        if stanza.name() != "message" || !crate::c2s::route::is_authorization_answer(stanza) {
+            return None;
+        }
+        let node = answer_node(stanza).filter(|node| !node.is_empty())?;
+        let on_domain = (self.domain.as_ref())
+            .is_some_and(|hosted| hosted.service.node_config(&node).is_some());
+        (!on_domain).then_some(node)
+    }
+
+    /// Hands an authorization answer to the shard of the room it is about, as if sent to
+    /// `chat.<domain>`.
+    fn answer_room(&mut self, from: FullJid, mut stanza: Element, node: &str) {
+        crate::xml::set_attr(&mut stanza, "to", self.rooms_jid.as_str());
+        let shard = self.shard_of(&handle::room_key(self.rooms_jid.as_str(), node));
+        let request = Request::Stanza {
+            from,
+            target: Target::Rooms,
+            stanza,
+            view: None,
+        };
+        self.send_to(shard, request, false);
     }
 
     /// An answer sent to the server goes to the sender's own PEP service when it has the
