@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::{FastHashMap, FastHashSet};
 use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{Notify, watch};
@@ -73,6 +74,9 @@ struct View {
     /// It has sent its initial presence (RFC 6121 §4.2) and not gone unavailable: presence
     /// broadcasts reach it.
     available: AtomicBool,
+    /// Since when, in microseconds of the Unix epoch: messages to the bare JID that came
+    /// before did not reach it.
+    available_since: AtomicU64,
     /// It enabled XEP-0280 carbons: it gets copies of its account's conversations.
     carbons: AtomicBool,
     /// The priority of its last available presence (RFC 6121 §4.7.2.3): a negative one takes
@@ -273,7 +277,22 @@ impl SessionHandle {
 
     /// Marks the session available (true) or not; returns whether it was available before.
     pub fn set_available(&self, available: bool) -> bool {
-        self.view.available.swap(available, Ordering::Relaxed)
+        let was = self.view.available.swap(available, Ordering::Relaxed);
+        if available && !was {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let micros = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
+            self.view.available_since.store(micros, Ordering::Relaxed);
+        }
+        was
+    }
+
+    /// Whether it was available at `at` (as far as its last becoming available tells).
+    pub fn available_at(&self, at: SystemTime) -> bool {
+        let since =
+            UNIX_EPOCH + Duration::from_micros(self.view.available_since.load(Ordering::Relaxed));
+        self.is_available() && since <= at
     }
 
     pub fn is_available(&self) -> bool {

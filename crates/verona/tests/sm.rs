@@ -278,6 +278,30 @@ async fn kept_messages_are_stamped_with_when_they_came() {
     );
 }
 
+/// A message to the bare JID that only the ended session had (another resource came online
+/// after it) reaches that other resource, late: it is not taken to have it already.
+#[tokio::test]
+async fn a_message_only_the_ended_session_had_reaches_a_later_resource() {
+    let server = server_with_resumption(1).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut orchard = server.login("romeo", "pw", "orchard").await;
+    available(&mut orchard).await;
+    enable(&mut orchard).await;
+    juliet.send(&chat(1)).await;
+    assert_eq!(bodies(&mut orchard, 1).await, ["line 1"]);
+    let mut garden = server.login("romeo", "pw", "garden").await;
+    available(&mut garden).await;
+    drop(orchard);
+    let late = recv_until(&mut garden, |el| el.name() == "message").await;
+    assert_eq!(
+        late.get_child("body", CLIENT).map(Element::text).as_deref(),
+        Some("line 1")
+    );
+    assert!(late.has_child("delay", "urn:xmpp:delay"), "{}", show(&late));
+    garden.expect_nothing().await;
+}
+
 /// A client that reconnects before the server noticed its old connection died takes the
 /// session over: the old connection is let go, the new one gets what was not acknowledged.
 #[tokio::test]

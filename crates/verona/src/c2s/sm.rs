@@ -9,7 +9,7 @@ use crate::jids::Bare;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
@@ -229,31 +229,59 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
         undelivered.push(stanza);
     }
     // A message to the bare JID (or to a resource that was not there, RFC 6121 §8.5.3.2.1)
-    // went to every available resource: while one is left, it has it already.
-    let others_have_it = (shared.router.sessions_of(&account).iter())
-        .any(|handle| handle.is_available() && handle.priority() >= 0);
-    let mut kept: Vec<Element> = (undelivered.iter())
-        .filter_map(|stanza| to_keep(stanza, &session.jid, others_have_it))
+    // went to every resource available then: one of those still there has it already.
+    let others: Vec<SessionHandle> = (shared.router.sessions_of(&account).into_iter())
+        .filter(|handle| handle.is_available() && handle.priority() >= 0)
+        .collect();
+    let candidates: Vec<(Element, bool)> = (undelivered.iter())
+        .filter_map(|stanza| to_keep(stanza, &session.jid))
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    let came = arrivals(
+        shared,
+        &account,
+        candidates.iter().map(|(message, _)| message),
+    )
+    .await;
+    let kept: Vec<String> = (candidates.into_iter().zip(came))
+        .filter_map(|((mut message, for_this_session), came)| {
+            // Not knowing when it came, it is taken to have reached them.
+            let others_have_it =
+                (others.iter()).any(|other| came.is_none_or(|came| other.available_at(came)));
+            if !for_this_session && others_have_it {
+                return None;
+            }
+            // XEP-0203: stamped with when it came, which the archive knows; the session may
+            // have held it for the whole resumption window.
+            if let Some(came) = came
+                && !crate::eventing::chat::has_delay_from(&message, &shared.domain)
+            {
+                message.append_child(crate::eventing::chat::delay(came, &shared.domain));
+            }
+            Some(String::from(&message))
+        })
         .collect();
     if !kept.is_empty() {
-        stamp_arrivals(shared, &account, &mut kept).await;
-        pubsub
-            .undelivered(account, kept.iter().map(String::from).collect())
-            .await;
+        pubsub.undelivered(account, kept).await;
     }
 }
 
-/// XEP-0203: a kept message is stamped with when it came, which its archived item knows;
-/// the session may have held it for the whole resumption window. One read of the archive per
-/// conversation. A message not found there is stamped when it is kept.
-async fn stamp_arrivals(shared: &Shared, account: &BareJid, kept: &mut [Element]) {
+/// When each of `messages` came, as its archived item says: one read of the archive per
+/// conversation; `None` for a message not found there.
+async fn arrivals<'a>(
+    shared: &Shared,
+    account: &BareJid,
+    messages: impl Iterator<Item = &'a Element> + Clone,
+) -> Vec<Option<SystemTime>> {
     let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
-    for message in kept.iter() {
+    for message in messages.clone() {
         if let Some((service, id)) = archived_as(message, shared.pubsub.jid(), account) {
             wanted.entry(service).or_default().push(id);
         }
     }
-    let mut came: HashMap<(String, String), std::time::SystemTime> = HashMap::new();
+    let mut came: HashMap<(String, String), SystemTime> = HashMap::new();
     for (service, ids) in wanted {
         let query = verona_storage::ItemsQuery {
             services: vec![service.clone()],
@@ -269,15 +297,12 @@ async fn stamp_arrivals(shared: &Shared, account: &BareJid, kept: &mut [Element]
             Err(e) => tracing::warn!(%service, "reading kept messages' times: {e}"),
         }
     }
-    for message in kept.iter_mut() {
-        let at = archived_as(message, shared.pubsub.jid(), account)
-            .and_then(|key| came.get(&key).copied());
-        if let Some(at) = at
-            && !crate::eventing::chat::has_delay_from(message, &shared.domain)
-        {
-            message.append_child(crate::eventing::chat::delay(at, &shared.domain));
-        }
-    }
+    messages
+        .map(|message| {
+            archived_as(message, shared.pubsub.jid(), account)
+                .and_then(|key| came.get(&key).copied())
+        })
+        .collect()
 }
 
 /// The conversation (its storage key) and archive id of a message `account` got.
@@ -297,8 +322,8 @@ fn archived_as(message: &Element, pubsub: &str, account: &BareJid) -> Option<(St
 }
 
 /// An undelivered stanza of the session `own`, if it is a conversation message to keep for
-/// later (one that was not for `own` alone only when no other resource got it).
-fn to_keep(stanza: &Wire, own: &FullJid, others_have_it: bool) -> Option<Element> {
+/// later, and whether it was for `own` alone.
+fn to_keep(stanza: &Wire, own: &FullJid) -> Option<(Element, bool)> {
     let bytes = stanza.to_vec();
     // Such a message names `message` and one of `body`, `store` or `encrypted` (see
     // `chat::is_kept`): looking for them first spares parsing the notifications that fill a
@@ -315,9 +340,8 @@ fn to_keep(stanza: &Wire, own: &FullJid, others_have_it: bool) -> Option<Element
         .is_some_and(|to| to == *own);
     let keep = el.name() == "message"
         && crate::eventing::chat::is_conversational(&el)
-        && crate::eventing::chat::is_kept(&el)
-        && (for_this_session || !others_have_it);
-    keep.then_some(el)
+        && crate::eventing::chat::is_kept(&el);
+    keep.then_some((el, for_this_session))
 }
 
 #[cfg(test)]
