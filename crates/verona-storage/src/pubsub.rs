@@ -35,6 +35,11 @@ pub struct ItemsQuery {
     pub services: Vec<String>,
     pub start: Option<SystemTime>,
     pub end: Option<SystemTime>,
+    /// Only items stored after the item `after_id` and before the item `before_id` (XEP-0313
+    /// `after-id`, `before-id`): these bound what matches, and what `count` counts; `after`
+    /// and `before` page within it.
+    pub after_id: Option<String>,
+    pub before_id: Option<String>,
     pub after: Option<String>,
     pub before: Option<String>,
     pub backwards: bool,
@@ -292,16 +297,25 @@ pub(crate) fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, StorageErro
 /// Pages `matching` (the items of the query's services and times, in storage order) as
 /// [`PubsubStore::items_page`] says: the reference a backend without an index follows.
 pub(crate) fn page_of(
-    matching: Vec<FoundItem>,
+    mut matching: Vec<FoundItem>,
     query: &ItemsQuery,
 ) -> Result<ItemsPage, StorageError> {
-    let count = matching.len();
-    let position = |id: &str| {
+    let position = |matching: &[FoundItem], id: &str| {
         matching
             .iter()
             .position(|found| found.item.id == id)
             .ok_or_else(|| StorageError::UnknownItem(id.to_owned()))
     };
+    if let Some(before) = &query.before_id {
+        let at = position(&matching, before)?;
+        matching.truncate(at);
+    }
+    if let Some(after) = &query.after_id {
+        let at = position(&matching, after)?;
+        matching.drain(..=at);
+    }
+    let count = matching.len();
+    let position = |id: &str| position(&matching, id);
     let from = match &query.after {
         Some(after) => position(after)? + 1,
         None => 0,

@@ -88,6 +88,8 @@ async fn paged(
         services,
         start: query.start,
         end: query.end,
+        after_id: query.after_id.clone(),
+        before_id: query.before_id.clone(),
         after: query.after.clone(),
         before: match &query.before {
             Some(archive::Before::Id(id)) => Some(id.clone()),
@@ -149,6 +151,8 @@ async fn scanned(
             services: services.clone(),
             start: query.start,
             end: query.end,
+            after_id: query.after_id.clone(),
+            before_id: query.before_id.clone(),
             after: if backwards {
                 query.after.clone()
             } else {
@@ -413,6 +417,8 @@ mod tests {
                 with: Some(with.clone()),
                 start: None,
                 end: None,
+                after_id: None,
+                before_id: None,
                 after: None,
                 before: None,
                 ids: None,

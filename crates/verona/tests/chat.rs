@@ -348,6 +348,27 @@ async fn the_archive_pages_through_every_conversation_or_one() {
     let bodies: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
     assert_eq!(bodies, ["r2"]);
 
+    // `after-id` and `before-id` (XEP-0313 §4.1.1) make the result set: paged from its
+    // start, counted as a whole.
+    let between = format!(
+        "<x xmlns='jabber:x:data' type='submit'>\
+           <field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>\
+           <field var='after-id'><value>{}</value></field>\
+           <field var='before-id'><value>{}</value></field></x>",
+        all[0].0, all[3].0
+    );
+    let set = format!("<set xmlns='{RSM}'><max>1</max></set>");
+    let (results, fin) = archive_page(&mut juliet, &between, &set).await;
+    let bodies: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies, ["r2"]);
+    let fin = fin.get_child("fin", MAM).unwrap();
+    assert_eq!(fin.attr("complete"), None);
+    let count = fin
+        .get_child("set", RSM)
+        .and_then(|set| set.get_child("count", RSM))
+        .map(Element::text);
+    assert_eq!(count.as_deref(), Some("2"));
+
     // Romeo's archive has his conversation only; the nurse's hers.
     let (results, _) = archive_page(&mut nurse, "", "").await;
     assert_eq!(results.len(), 1);

@@ -893,6 +893,27 @@ pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {
             true,
         ),
         (query(&|q| q.services = Vec::new()), vec![], 0, true),
+        // `after_id` and `before_id` bound the set that is counted and paged.
+        (
+            query(&|q| {
+                q.after_id = Some("x1".into());
+                q.before_id = Some("y2".into());
+                q.max = 1;
+            }),
+            vec!["y1"],
+            2,
+            false,
+        ),
+        (
+            query(&|q| {
+                q.after_id = Some("x1".into());
+                q.max = 1;
+                q.backwards = true;
+            }),
+            vec!["y2"],
+            3,
+            false,
+        ),
     ];
     for (query, expected, count, complete) in cases {
         let page = store.items_page(&query).await.unwrap();
@@ -913,6 +934,8 @@ pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {
     for unknown in [
         query(&|q| q.after = Some("elsewhere".into())),
         query(&|q| q.before = Some("nothing".into())),
+        query(&|q| q.after_id = Some("elsewhere".into())),
+        query(&|q| q.before_id = Some("nothing".into())),
     ] {
         let error = store.items_page(&unknown).await.unwrap_err();
         assert!(matches!(error, StorageError::UnknownItem(_)), "{error:?}");

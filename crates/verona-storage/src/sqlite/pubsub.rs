@@ -326,6 +326,22 @@ impl PubsubStore for SqliteStore {
             let exceeded = Arc::new(AtomicBool::new(false));
             bound_work(&mut tx, &exceeded).await?;
             let read = async {
+                // `after-id` and `before-id` bound the result set: found first, as storage
+                // order (numbers the store made, written into the statements as such).
+                let mut filter = filter;
+                for (id, bound) in [(&query.after_id, '>'), (&query.before_id, '<')] {
+                    let Some(id) = id else { continue };
+                    let sql =
+                        format!("SELECT seq FROM pubsub_items WHERE {filter} AND item_id = ?");
+                    let row = filtered(sql)
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let seq: i64 = row
+                        .ok_or_else(|| StorageError::UnknownItem(id.clone()))?
+                        .get(0);
+                    filter.push_str(&format!(" AND seq {bound} {seq}"));
+                }
                 let counted = format!(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM pubsub_items WHERE {filter} LIMIT {})",
                     COUNTED_AT_MOST + 1

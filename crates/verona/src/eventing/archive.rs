@@ -30,9 +30,13 @@ pub struct Query {
     pub with: Option<Jid>,
     pub start: Option<SystemTime>,
     pub end: Option<SystemTime>,
-    /// RSM `<after/>` or the form's `after-id`: the page after this id.
+    /// The form's `after-id` and `before-id`: only what came between (the result set, which
+    /// `count` counts).
+    pub after_id: Option<String>,
+    pub before_id: Option<String>,
+    /// RSM `<after/>`: the page after this id.
     pub after: Option<String>,
-    /// RSM `<before/>` or the form's `before-id`.
+    /// RSM `<before/>`.
     pub before: Option<Before>,
     /// The form's `ids`: only these.
     pub ids: Option<Vec<String>>,
@@ -57,6 +61,8 @@ pub fn parse(query: &Element) -> Result<Query, String> {
         with: None,
         start: None,
         end: None,
+        after_id: None,
+        before_id: None,
         after: None,
         before: None,
         ids: None,
@@ -71,8 +77,8 @@ pub fn parse(query: &Element) -> Result<Query, String> {
             "with" => parsed.with = Some(Jid::new(value).map_err(|e| format!("with: {e}"))?),
             "start" => parsed.start = Some(time(value)?),
             "end" => parsed.end = Some(time(value)?),
-            "after-id" => parsed.after = Some(value.to_owned()),
-            "before-id" => parsed.before = Some(Before::Id(value.to_owned())),
+            "after-id" => parsed.after_id = Some(value.to_owned()),
+            "before-id" => parsed.before_id = Some(value.to_owned()),
             // A page's worth: each is looked up in the store.
             "ids" if field.values.len() > MAX_PAGE => {
                 return Err(format!("ids: more than {MAX_PAGE}"));
@@ -139,13 +145,24 @@ pub fn select<T>(query: &Query, archive: Vec<Archived<T>>) -> Result<Page<T>, St
         .filter(|a| query.end.is_none_or(|end| a.at <= end))
         .filter(|a| query.ids.as_ref().is_none_or(|ids| ids.contains(&a.id)))
         .collect();
-    let count = matching.len();
-    let position = |id: &str| {
+    let position = |matching: &[Archived<T>], id: &str| {
         matching
             .iter()
             .position(|a| a.id == id)
             .ok_or_else(|| format!("{id}: not in the archive"))
     };
+    // `after-id` and `before-id` bound the result set itself; RSM pages within it.
+    let mut matching = matching;
+    if let Some(before) = &query.before_id {
+        let at = position(&matching, before)?;
+        matching.truncate(at);
+    }
+    if let Some(after) = &query.after_id {
+        let at = position(&matching, after)?;
+        matching.drain(..=at);
+    }
+    let count = matching.len();
+    let position = |id: &str| position(&matching, id);
     let from = match &query.after {
         Some(after) => position(after)? + 1,
         None => 0,
@@ -285,6 +302,8 @@ mod tests {
             with: None,
             start: None,
             end: None,
+            after_id: None,
+            before_id: None,
             after: None,
             before: None,
             ids: None,
@@ -322,7 +341,7 @@ mod tests {
             ),
             (
                 form("<field var='before-id'><value>b</value></field>"),
-                Ok(Query { queryid: Some("q1".into()), before: Some(Before::Id("b".into())), ..query() }),
+                Ok(Query { queryid: Some("q1".into()), before_id: Some("b".into()), ..query() }),
             ),
             (form("<field var='start'><value>yesterday</value></field>"), Err(())),
             (form("<field var='colour'><value>red</value></field>"), Err(())),
@@ -356,6 +375,29 @@ mod tests {
         let cases = [
             (query(), "m1,m2,m3,m4,m5", true, 5),
             (Query { max: 2, ..query() }, "m1,m2", false, 5),
+            // `after-id` and `before-id` make the result set (counted), paged from its start.
+            (
+                Query {
+                    after_id: Some("m1".into()),
+                    before_id: Some("m5".into()),
+                    max: 2,
+                    ..query()
+                },
+                "m2,m3",
+                false,
+                3,
+            ),
+            (
+                Query {
+                    before_id: Some("m4".into()),
+                    before: Some(Before::Last),
+                    max: 2,
+                    ..query()
+                },
+                "m2,m3",
+                false,
+                3,
+            ),
             (
                 Query {
                     max: 2,
