@@ -84,12 +84,14 @@ pub(crate) struct ItemStore {
     by_seq: VecDeque<(u64, Item)>,
     seq_of: ItemIndex,
     next_seq: u64,
-    /// Payload bytes of the items held.
+    /// Bytes of the items held: their ids and payloads.
     bytes: usize,
 }
 
-fn payload_len(item: &Item) -> usize {
-    item.payload.as_deref().map_or(0, str::len)
+/// What an item holds, in bytes: its payload and its id, which a client may make as long as
+/// an attribute may be (a quota on payloads alone let ids hold 20 times it).
+pub(crate) fn item_len(item: &Item) -> usize {
+    item.id.len() + item.payload.as_deref().map_or(0, str::len)
 }
 
 /// Nodes with this many items index them by id; below, a scan costs less than the index.
@@ -112,7 +114,7 @@ impl ItemStore {
         self.by_seq.len()
     }
 
-    /// Payload bytes of the items held.
+    /// Bytes of the items held: their ids and payloads.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -175,10 +177,10 @@ impl ItemStore {
             // A single-item node keeps one slot, not the four a first push reserves.
             self.by_seq.reserve_exact(1);
         }
-        self.bytes += payload_len(&item);
+        self.bytes += item_len(&item);
         match self.position(seq) {
             Ok(at) => {
-                self.bytes -= payload_len(&self.by_seq[at].1);
+                self.bytes -= item_len(&self.by_seq[at].1);
                 self.by_seq[at].1 = item;
             }
             Err(at) if at == self.by_seq.len() => self.by_seq.push_back((seq, item)),
@@ -204,7 +206,7 @@ impl ItemStore {
         if let Some(index) = &mut self.seq_of.0 {
             index.remove(&item.id);
         }
-        self.bytes -= payload_len(&item);
+        self.bytes -= item_len(&item);
         Some(item)
     }
 

@@ -692,18 +692,20 @@ fn a_service_holds_a_bounded_number_of_bytes() {
         service.publish(&jid(OWNER), node, request).map(|_| ())
     };
     // (node, item id, payload bytes, outcome), in order; the limit is 20 bytes over all
-    // nodes but `presence`.
+    // nodes but `presence`, ids and payloads.
     let steps = [
-        ("a", "1", 8, Ok(())),
-        ("b", "1", 6, Ok(())),
-        ("a", "2", 7, full.clone()),
+        ("a", "1", 7, Ok(())),
+        ("b", "1", 5, Ok(())),
+        ("a", "2", 6, full.clone()),
         // Replacing an item frees its bytes.
-        ("a", "1", 12, Ok(())),
-        ("a", "1", 15, full.clone()),
+        ("a", "1", 11, Ok(())),
+        ("a", "1", 14, full.clone()),
         // A full node drops its oldest: `b` keeps 2 items.
-        ("b", "2", 2, Ok(())),
-        ("b", "3", 6, Ok(())),
-        ("b", "4", 7, full.clone()),
+        ("b", "2", 1, Ok(())),
+        ("b", "3", 5, Ok(())),
+        ("b", "4", 6, full.clone()),
+        // An id counts as its payload does.
+        ("b", "0123456789", 1, full.clone()),
         // Unmetered: presence goes on whatever the others hold.
         ("presence", "r1", 100, Ok(())),
     ];
@@ -733,9 +735,9 @@ fn the_nodes_of_one_owner_hold_a_bounded_number_of_bytes() {
     };
     let steps = [
         (OWNER, "j1", "1", 15, Ok(())),
-        // Juliet's two nodes share her 20 bytes; Romeo's node has his own.
+        // Juliet's two nodes share her 20 bytes (ids and payloads); Romeo's node has his own.
         (OWNER, "j2", "1", 10, full.clone()),
-        (OWNER, "j2", "1", 5, Ok(())),
+        (OWNER, "j2", "1", 3, Ok(())),
         (romeo, "r1", "1", 15, Ok(())),
         (OWNER, "j1", "1", 16, full.clone()),
     ];

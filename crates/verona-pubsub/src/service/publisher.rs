@@ -10,7 +10,7 @@ use crate::access::{self, Action, Affiliation, NoRoster};
 use crate::config::{ConfigField, NodeConfig};
 use crate::effects::{Event, Outcome, StoreOp};
 use crate::error::{Limit, PubsubError};
-use crate::item::Item;
+use crate::item::{Item, item_len};
 use crate::node::Node;
 use crate::state::Tx;
 use crate::{ItemId, NodeId};
@@ -193,7 +193,6 @@ impl Service {
             return Ok(());
         }
         let node = self.state.nodes.get(node_id);
-        let item_len = |item: &Item| item.payload.as_deref().map_or(0, str::len);
         let id = request.item.as_ref().and_then(|item| item.id.as_deref());
         let replaced = node.and_then(|node| node.items.get(id?)).map(item_len);
         let dropped = match (node, replaced) {
@@ -205,7 +204,8 @@ impl Service {
             }
             _ => 0,
         };
-        let after = |held: usize| held.saturating_sub(dropped).saturating_add(payload_len);
+        let added = payload_len + id.map_or(0, str::len);
+        let after = |held: usize| held.saturating_sub(dropped).saturating_add(added);
         if limits.max_service_bytes != usize::MAX {
             let held: usize = self
                 .state
