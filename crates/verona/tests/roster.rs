@@ -846,20 +846,23 @@ async fn requests_waiting_for_one_account_are_bounded() {
 }
 
 /// An account's `presence` and `roster` nodes are its relations (XEP-0207 §3, §4): its owner
-/// cannot delete them (`not-allowed`), and the contact still follows it after the attempt.
+/// cannot delete or purge them (`not-allowed`), and the contact still follows it after the
+/// attempt.
 #[tokio::test]
 async fn the_presence_and_roster_nodes_are_not_deleted() {
     let (_t, mut juliet, _romeo) = romeo_follows_juliet().await;
-    for node in ["presence", "roster"] {
-        let delete = format!(
-            "<iq xmlns='jabber:client' type='set' id='d-{node}'><pubsub xmlns='{PUBSUB}#owner'><delete node='{node}'/></pubsub></iq>"
-        );
-        let refused = juliet.request(&delete).await;
-        assert_eq!(
-            stanza_error(&refused).as_deref(),
-            Some("not-allowed"),
-            "{node}"
-        );
+    for op in ["delete", "purge"] {
+        for node in ["presence", "roster"] {
+            let delete = format!(
+                "<iq xmlns='jabber:client' type='set' id='d-{node}'><pubsub xmlns='{PUBSUB}#owner'><{op} node='{node}'/></pubsub></iq>"
+            );
+            let refused = juliet.request(&delete).await;
+            assert_eq!(
+                stanza_error(&refused).as_deref(),
+                Some("not-allowed"),
+                "{op} {node}"
+            );
+        }
     }
     let roster = juliet.request(&roster_get("r9", None)).await;
     let item = roster

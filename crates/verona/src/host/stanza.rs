@@ -58,7 +58,7 @@ impl ServicesTask {
             return;
         }
         // An account's `presence` and `roster` nodes are its presence subscriptions and its
-        // roster (XEP-0207 §3, §4): deleting one would end every relation at once.
+        // roster (XEP-0207 §3, §4): deleting or purging one would end every relation at once.
         if matches!(origin, Origin::Account(_)) && deletes_view_node(&stanza) {
             let why = Some("the account's presence and roster nodes stay");
             let reply = error_reply(&stanza, StanzaError::NotAllowed, why);
@@ -394,11 +394,14 @@ fn add_delete_recipients(effects: &mut Vec<Effect>, notification: verona_pubsub:
     }
 }
 
-/// Whether `stanza` deletes an account's `presence` or `roster` node.
+/// Whether `stanza` deletes or purges an account's `presence` or `roster` node.
 fn deletes_view_node(stanza: &Element) -> bool {
+    // A purge too: the roster view would go on showing what the node no longer holds.
     stanza
         .get_child("pubsub", ns::PUBSUB_OWNER)
-        .and_then(|pubsub| pubsub.get_child("delete", ns::PUBSUB_OWNER))
-        .and_then(|delete| delete.attr("node"))
-        .is_some_and(|node| [PRESENCE_NODE, ROSTER_NODE].contains(&node))
+        .into_iter()
+        .flat_map(Element::children)
+        .filter(|op| op.is("delete", ns::PUBSUB_OWNER) || op.is("purge", ns::PUBSUB_OWNER))
+        .filter_map(|op| op.attr("node"))
+        .any(|node| [PRESENCE_NODE, ROSTER_NODE].contains(&node))
 }
