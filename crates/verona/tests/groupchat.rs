@@ -11,6 +11,7 @@ const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 const MUC: &str = "http://jabber.org/protocol/muc";
 const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 const ADDRESS: &str = "http://jabber.org/protocol/address";
 const NICK: &str = "http://jabber.org/protocol/nick";
 const DELAY: &str = "urn:xmpp:delay";
@@ -1025,8 +1026,9 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
     assert_eq!(stanza_error(&info).as_deref(), Some("item-not-found"));
 }
 
-/// A semi-anonymous room (`whois` = moderators): only owners see real JIDs in occupant
-/// presence, and a native occupant's `replyto` names the speaker's nick, not its JID.
+/// A semi-anonymous room (`whois` = moderators): only owners and admins see real JIDs, in
+/// occupant presence and in role lists, and a native occupant's `replyto` names the speaker's
+/// nick, not its JID. An admin bans an occupant by its nick (as on Prosody and ejabberd).
 #[tokio::test]
 async fn semi_anonymous_rooms_hide_real_jids() {
     let t = TestServer::start().await;
@@ -1085,6 +1087,59 @@ async fn semi_anonymous_rooms_hide_real_jids() {
         .and_then(|i| i.get_child("item", EVENT))
         .unwrap();
     assert_eq!(item.attr("publisher"), None);
+
+    // A list of the participants: without JIDs for a moderator who may not see them.
+    let participants = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item role='participant'/></query></iq>"
+        )
+    };
+    let listed = |reply: &Element| -> Vec<(String, Option<String>)> {
+        let query = reply.get_child("query", MUC_ADMIN).unwrap();
+        let mut items: Vec<(String, Option<String>)> = (query.children())
+            .map(|item| {
+                let nick = item.attr("nick").unwrap_or_default().to_owned();
+                (nick, item.attr("jid").map(str::to_owned))
+            })
+            .collect();
+        items.sort();
+        items
+    };
+    ok(&romeo
+        .request(&admin_iq("m", "<item nick='Nurse' role='moderator'/>"))
+        .await);
+    let reply = nurse.request(&participants("l1")).await;
+    assert_eq!(
+        listed(&reply),
+        [("JC".to_owned(), None)],
+        "{}",
+        show(&reply)
+    );
+    ok(&romeo
+        .request(&admin_iq(
+            "a",
+            "<item jid='nurse@localhost' affiliation='admin'/>",
+        ))
+        .await);
+    let reply = nurse.request(&participants("l2")).await;
+    assert_eq!(
+        listed(&reply),
+        [("JC".to_owned(), Some("juliet@localhost/balcony".to_owned()))],
+        "{}",
+        show(&reply)
+    );
+    ok(&nurse
+        .request(&admin_iq("b", "<item nick='JC' affiliation='outcast'/>"))
+        .await);
+    let outcasts = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='o' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast'/></query></iq>"
+        ))
+        .await;
+    let banned: Vec<&str> = (outcasts.get_child("query", MUC_ADMIN).unwrap().children())
+        .filter_map(|item| item.attr("jid"))
+        .collect();
+    assert_eq!(banned, ["juliet@localhost"]);
 }
 
 /// XEP-0045 §7.8.2: an occupant's invitation reaches the invitee from the room; in a

@@ -48,9 +48,6 @@ impl ServicesTask {
                     return;
                 }
                 let nick = groupchat::nick_of(&mine.options).unwrap_or_default();
-                let semi_anonymous = service
-                    .node_config(&node)
-                    .is_some_and(groupchat::is_semi_anonymous);
                 for moderator in occupants(service, &node) {
                     if role(&moderator.jid, &moderator.options) != Role::Moderator {
                         continue;
@@ -58,9 +55,7 @@ impl ServicesTask {
                     let Ok(session) = moderator.jid.clone().try_into_full() else {
                         continue;
                     };
-                    let sees_jid = !semi_anonymous
-                        || affiliation_in(service, &node, &moderator.jid) == RoomAffiliation::Owner;
-                    let asking = sees_jid.then_some(&me);
+                    let asking = sees_real_jids(service, &node, &moderator.jid).then_some(&me);
                     let message = groupchat::voice_request(room, &moderator.jid, asking, nick);
                     done.push(Done::reply(session, Some(message)));
                 }
@@ -644,8 +639,20 @@ impl ServicesTask {
                     }
                 }
                 (None, Some(affiliation)) => {
-                    let Some(jid) = item.attr("jid").and_then(|j| Jid::new(j).ok()) else {
-                        return Err(error_reply(stanza, StanzaError::BadRequest, Some("no jid")));
+                    // By JID, or by the nick of an occupant (as Prosody and ejabberd take a
+                    // ban): whoever cannot see its JID can still act on it.
+                    let named = || {
+                        let nick = item.attr("nick")?;
+                        let occupant = self.occupants_named(node, nick).into_iter().next()?;
+                        Some(Jid::from(occupant.jid.to_bare()))
+                    };
+                    let jid = match item.attr("jid") {
+                        Some(jid) => Jid::new(jid).ok(),
+                        None => named(),
+                    };
+                    let Some(jid) = jid else {
+                        let why = Some("no jid, nor the nick of an occupant");
+                        return Err(error_reply(stanza, StanzaError::BadRequest, why));
                     };
                     let Some(wanted) = RoomAffiliation::parse(affiliation) else {
                         return Err(error_reply(stanza, StanzaError::BadRequest, None));
@@ -836,7 +843,6 @@ impl ServicesTask {
             .collect();
         // Accounts not in the room: its occupants hear of the change, those who see real JIDs
         // (everyone, or in a semi-anonymous room its owners and admins).
-        let semi_anonymous = groupchat::is_semi_anonymous(&config);
         let hosted = self.rooms.get(node)?;
         let present: BTreeSet<BareJid> = occupants(&hosted.service, node)
             .iter()
@@ -849,8 +855,7 @@ impl ServicesTask {
             self.tell_occupants(
                 node,
                 |to| {
-                    let sees = !semi_anonymous
-                        || affiliation_in(&hosted.service, node, to) >= RoomAffiliation::Admin;
+                    let sees = sees_real_jids(&hosted.service, node, to);
                     sees.then(|| groupchat::affiliation_notice(room, to, jid, *affiliation))
                 },
                 done,
@@ -927,18 +932,23 @@ impl ServicesTask {
             if !moderator {
                 return error_reply(stanza, StanzaError::Forbidden, Some("moderators only"));
             }
+            // Real JIDs only to whom the room shows them.
+            let sees = sees_real_jids(service, node, &me);
             occupants(service, node)
                 .iter()
                 .filter_map(|occupant| {
                     let held = role_in(service, node, &occupant.jid, &occupant.options);
                     (held == role).then(|| {
                         let affiliation = affiliation_in(service, node, &occupant.jid);
-                        builder("item", ns::MUC_ADMIN)
+                        let item = builder("item", ns::MUC_ADMIN)
                             .with("affiliation", affiliation.name())
                             .with("role", role.name())
-                            .with("nick", occupant.nick.as_str())
-                            .with("jid", occupant.jid.as_str())
-                            .build()
+                            .with("nick", occupant.nick.as_str());
+                        if sees {
+                            item.with("jid", occupant.jid.as_str()).build()
+                        } else {
+                            item.build()
+                        }
                     })
                 })
                 .collect()

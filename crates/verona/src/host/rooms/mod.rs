@@ -101,16 +101,12 @@ impl ServicesTask {
         }
     }
 
-    /// Sends an occupant presence to `session`: without real JIDs when the room is
-    /// semi-anonymous and the recipient is not one of its owners (XEP-0045 §7.2.4).
+    /// Sends an occupant presence to `session`: without real JIDs when it may not see them
+    /// (XEP-0045 §7.2.4, [`sees_real_jids`]).
     fn tell(&self, node: &str, session: FullJid, presence: Element, done: &mut Vec<Done>) {
-        let hidden = self.rooms.get(node).is_some_and(|hosted| {
-            let service = &hosted.service;
-            service
-                .node_config(node)
-                .is_some_and(groupchat::is_semi_anonymous)
-                && service.affiliation(node, &session.bare()) != Affiliation::Owner
-        });
+        let to = Jid::from(session.clone());
+        let hidden = (self.rooms.get(node))
+            .is_some_and(|hosted| !sees_real_jids(&hosted.service, node, &to));
         let presence = if hidden {
             groupchat::anonymised(presence)
         } else {
@@ -137,16 +133,11 @@ impl ServicesTask {
         else {
             return;
         };
-        let semi_anonymous = hosted
-            .service
-            .node_config(node)
-            .is_some_and(groupchat::is_semi_anonymous);
         for to in sessions {
             if to.resource().is_none() {
                 continue;
             }
-            let hidden = semi_anonymous
-                && hosted.service.affiliation(node, &to.bare()) != Affiliation::Owner;
+            let hidden = !sees_real_jids(&hosted.service, node, to);
             let rest = if hidden { &anonymous } else { &plain };
             let start = groupchat::recipient_start("presence", to);
             let stanza = verona_stream::Wire::new(start, rest.clone(), Bytes::new());
@@ -1947,6 +1938,13 @@ fn role_in(service: &Service, node: &str, jid: &Jid, options: &SubscriptionOptio
         .map_or(Role::Participant, |config| {
             Role::of(config, affiliation, options)
         })
+}
+
+/// Whether `jid` sees occupants' real JIDs: in any room but a semi-anonymous one, where
+/// only its owners and admins (its moderators by affiliation) do (XEP-0045 §7.2.4).
+fn sees_real_jids(service: &Service, node: &str, jid: &Jid) -> bool {
+    let semi_anonymous = (service.node_config(node)).is_some_and(groupchat::is_semi_anonymous);
+    !semi_anonymous || affiliation_in(service, node, jid) >= RoomAffiliation::Admin
 }
 
 /// An account's affiliation with a room, in XEP-0045's terms.
