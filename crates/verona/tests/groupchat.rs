@@ -515,6 +515,23 @@ async fn private_messages_presence_and_nick_changes() {
     assert_eq!(body(&private).as_deref(), Some("a word"));
     assert!(private.has_child("x", MUC_USER));
     romeo.expect_nothing().await;
+    // A normal message (no type) stays one; a groupchat one is for the room (§7.5).
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}/Nurse'><body>a note</body></message>"
+        ))
+        .await;
+    let note = recv_until(&mut nurse, |el| el.name() == "message").await;
+    assert_eq!(note.attr("type"), None, "{}", show(&note));
+    assert_eq!(body(&note).as_deref(), Some("a note"));
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' type='groupchat' id='gc' to='{ROOM}/Nurse'><body>?</body></message>"
+        ))
+        .await;
+    let refused = romeo.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("bad-request"));
+    nurse.expect_nothing().await;
     romeo
         .send(&format!(
             "<message xmlns='jabber:client' type='chat' id='pm' to='{ROOM}/Tybalt'><body>?</body></message>"

@@ -649,6 +649,19 @@ async fn a_nick_is_one_occupant_across_its_sessions() {
         heard
     }
     heard_of_tybalt(&mut romeo).await;
+    // A private message to the nick reaches each of its sessions (§7.2.9, as on Prosody).
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{ROOM}/tybalt'><body>to both</body></message>"
+        ))
+        .await;
+    for session in [&mut street, &mut square] {
+        let got = recv_until(session, |el| {
+            el.name() == "message" && el.has_child("body", NS_CLIENT)
+        })
+        .await;
+        assert_eq!(got.attr("from"), Some("characters@chat.localhost/romeo"));
+    }
 
     ok(&romeo
         .request(&admin("v", "<item nick='tybalt' role='visitor'/>"))

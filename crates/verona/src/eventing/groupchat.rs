@@ -804,12 +804,12 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
 /// A private message between occupants (XEP-0045 §7.5), from `room/nick` and with what was
 /// said only, marked as coming through the room.
 pub fn private_message(from: &FullJid, to: &Jid, message: &Element, occupant_id: &str) -> Element {
-    let kind = match message.attr("type") {
-        Some("normal") => "normal",
-        _ => "chat",
-    };
-    let mut private = builder("message", ns::CLIENT)
-        .with("type", kind)
+    // Its type as sent (§7.5 allows `chat` and `normal`, which is no type).
+    let mut private = builder("message", ns::CLIENT);
+    if let Some(kind @ ("chat" | "normal" | "headline")) = message.attr("type") {
+        private = private.with("type", kind);
+    }
+    let mut private = private
         .with("from", from.as_str())
         .with("to", to.as_str());
     // The sender's id, which receipts (XEP-0184) and corrections (XEP-0308) name.

@@ -508,16 +508,25 @@ impl ServicesTask {
     ) {
         let node = room_nick.node().map(|n| n.to_string()).unwrap_or_default();
         let me = Jid::from(from.clone());
+        // §7.5: a groupchat message is for the room, never for one occupant.
+        if stanza.attr("type") == Some("groupchat") {
+            let why = Some("a groupchat message goes to the room");
+            let reply = error_reply(stanza, StanzaError::BadRequest, why);
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
         let Some(sender) = self.occupant_of(&node, &me) else {
             let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
             done.push(Done::reply(from.clone(), reply));
             return;
         };
-        let Some(recipient) = self.occupant_named(&node, room_nick.resource().as_str()) else {
+        // Every session under the nick is that occupant (§7.2.9: all of them get it).
+        let recipients = self.occupants_named(&node, room_nick.resource().as_str());
+        if recipients.is_empty() {
             let reply = error_reply(stanza, StanzaError::ItemNotFound, Some("no such occupant"));
             done.push(Done::reply(from.clone(), reply));
             return;
-        };
+        }
         // `muc#roomconfig_allowpm`: who may send private messages here.
         let allowed = self.rooms.get(&node).is_some_and(|hosted| {
             hosted.service.node_config(&node).is_some_and(|config| {
@@ -536,10 +545,12 @@ impl ServicesTask {
         let Ok(sent_as) = FullJid::new(&format!("{}/{nick}", room_nick.bare())) else {
             return;
         };
-        if let Ok(to) = recipient.jid.clone().try_into_full() {
-            let id = self.occupant_ids.of(&room_nick.bare(), &from.bare());
-            let message = groupchat::private_message(&sent_as, &recipient.jid, stanza, &id);
-            done.push(Done::reply(to, Some(message)));
+        let id = self.occupant_ids.of(&room_nick.bare(), &from.bare());
+        for recipient in recipients {
+            if let Ok(to) = recipient.jid.clone().try_into_full() {
+                let message = groupchat::private_message(&sent_as, &recipient.jid, stanza, &id);
+                done.push(Done::reply(to, Some(message)));
+            }
         }
     }
 
