@@ -1366,9 +1366,14 @@ async fn the_nodes_an_account_owns_hold_a_bounded_number_of_bytes() {
 /// M7 for rooms: each room is a service of its own, and the rooms one account makes are
 /// bounded over all of `chat.<domain>` by `[pubsub] max_nodes_per_owner`, whether made by a
 /// classic join or a native create; a temporary room one leaves closes, and frees its place.
+/// The bound on PEP nodes is not theirs.
 #[tokio::test]
 async fn rooms_per_account_are_bounded() {
-    let t = TestServer::start_with(|c| c.pubsub.max_nodes_per_owner = 2).await;
+    let t = TestServer::start_with(|c| {
+        c.pubsub.max_nodes_per_owner = 2;
+        c.pubsub.max_pep_nodes = 1;
+    })
+    .await;
     t.add_user("juliet", "pw").await;
     t.add_user("romeo", "pw").await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;

@@ -40,9 +40,10 @@ impl ServicesTask {
         }
     }
 
-    /// Whether `creator` may make one more room; counts it if so.
+    /// Whether `creator` may make one more room; counts it if so. Rooms are bounded as nodes
+    /// of `pubsub.<domain>` are (`[pubsub] max_nodes_per_owner`), not as PEP nodes.
     pub(super) fn admit_room(&mut self, creator: &BareJid) -> bool {
-        let max = self.pep_limits.max_nodes_per_owner;
+        let max = self.rooms_config.limits.max_nodes_per_owner;
         let owned = self.rooms_owned.entry(creator.clone()).or_insert(0);
         if *owned >= max {
             tracing::info!(%creator, max, "room refused: too many rooms");
