@@ -26,6 +26,7 @@ pub(crate) fn publish(
     let request = PublishRequest {
         item,
         preconditions,
+        transient: false,
     };
     let outcome = service.publish(actor, &node, request)?;
     let published = outcome.value.item_id.clone().map(|item_id| Published {

@@ -79,7 +79,7 @@ fn publish_request_must_fit_the_event_type() {
         ]);
         let request = PublishRequest {
             item: item.clone(),
-            preconditions: Vec::new(),
+            ..PublishRequest::default()
         };
         let before = service.snapshot();
         let result = service.publish(&jid(OWNER), "n", request);
@@ -120,6 +120,34 @@ fn transient_notification_only_publish_stores_nothing() {
     assert_eq!(page.count, 0);
 }
 
+/// A transient publish is notified and leaves the node's items, in memory and in storage,
+/// as they were, however full the node.
+#[test]
+fn a_transient_publish_is_notified_not_kept() {
+    let (mut service, _) = open_node(&[ConfigField::MaxItems(MaxItems::Count(2))]);
+    publish_n(&mut service, 2);
+    let owner = jid(OWNER);
+    let before = service
+        .items(&NoRoster, &owner, "n", &ItemQuery::All)
+        .unwrap();
+    let request = PublishRequest {
+        transient: true,
+        ..PublishRequest::payload(None, "<composing/>")
+    };
+    let out = service.publish(&owner, "n", request).unwrap();
+    assert_eq!(out.store_ops().count(), 0);
+    let told = notifications(&out);
+    assert_eq!(told.len(), 1);
+    let Event::Items { items } = &told[0].event else {
+        panic!("{:?}", told[0].event);
+    };
+    assert_eq!(items[0].payload.as_deref(), Some("<composing/>"));
+    let after = service
+        .items(&NoRoster, &owner, "n", &ItemQuery::All)
+        .unwrap();
+    assert_eq!(ids(&after.items), ids(&before.items));
+}
+
 #[test]
 fn notifications_share_payload_and_recipients() {
     let (mut service, _) = open_node(&[]);
@@ -129,7 +157,7 @@ fn notifications_share_payload_and_recipients() {
             id: Some("a".to_owned()),
             payload: Some(Arc::clone(&payload)),
         }),
-        preconditions: Vec::new(),
+        ..PublishRequest::default()
     };
     let first = service.publish(&jid(OWNER), "n", request).unwrap();
     let Event::Items { items } = &notifications(&first)[0].event else {

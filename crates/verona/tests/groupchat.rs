@@ -1829,6 +1829,24 @@ async fn room_archives_page_through_the_history() {
         assert_eq!(sid.attr("by"), Some(ROOM));
         ids.push(sid.attr("id").unwrap().to_owned());
     }
+    // A chat state, and a message asking not to be stored (XEP-0334), reach the others
+    // without an archive id, and stay out of the archive.
+    for passing in [
+        "<composing xmlns='http://jabber.org/protocol/chatstates'/>",
+        "<body>off the record</body><no-store xmlns='urn:xmpp:hints'/>",
+    ] {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'>{passing}</message>"
+            ))
+            .await;
+        let live = recv_until(&mut nurse, |el| el.name() == "message").await;
+        assert!(
+            !live.has_child("stanza-id", "urn:xmpp:sid:0"),
+            "{}",
+            show(&live)
+        );
+    }
     let expect = |range: std::ops::Range<usize>| -> Vec<(String, String)> {
         range
             .map(|n| (ids[n].clone(), words[n].to_owned()))

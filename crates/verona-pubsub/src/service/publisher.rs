@@ -23,6 +23,9 @@ pub struct PublishRequest {
     /// The `pubsub#publish-options` preconditions: each must equal the node's configuration.
     /// When the node is auto-created they are its configuration.
     pub preconditions: Vec<ConfigField>,
+    /// Notified, never kept: the node's items stay as they were (a room's chat state, which
+    /// is no part of its history).
+    pub transient: bool,
 }
 
 /// The `<item/>` of a publish request.
@@ -42,7 +45,7 @@ impl PublishRequest {
                 id: id.map(str::to_owned),
                 payload: Some(payload.into()),
             }),
-            preconditions: Vec::new(),
+            ..PublishRequest::default()
         }
     }
 }
@@ -118,7 +121,9 @@ impl Service {
             None => return Err(PubsubError::NodeNotFound),
         };
 
-        self.check_service_bytes(node_id, &request, payload_len)?;
+        if !request.transient {
+            self.check_service_bytes(node_id, &request, payload_len)?;
+        }
 
         let mut fx = Effects::default();
         let now = self.env.now();
@@ -156,7 +161,7 @@ impl Service {
         // A node that keeps no items (`max_items` 0, a room without history) still notifies.
         let capacity = node.config.max_items.capacity(&self.config.limits);
         let mut evicted = Vec::new();
-        if let Some(item) = &item {
+        if let Some(item) = item.as_ref().filter(|_| !request.transient) {
             if capacity > 0 {
                 tx.push_item(node_id, item.clone());
                 if persist_items {

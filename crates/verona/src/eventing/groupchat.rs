@@ -809,9 +809,7 @@ pub fn private_message(from: &FullJid, to: &Jid, message: &Element, occupant_id:
     if let Some(kind @ ("chat" | "normal" | "headline")) = message.attr("type") {
         private = private.with("type", kind);
     }
-    let mut private = private
-        .with("from", from.as_str())
-        .with("to", to.as_str());
+    let mut private = private.with("from", from.as_str()).with("to", to.as_str());
     // The sender's id, which receipts (XEP-0184) and corrections (XEP-0308) name.
     if let Some(id) = message.attr("id") {
         private = private.with("id", id);
@@ -1142,6 +1140,13 @@ pub fn said(message: &Element, nick: &str, occupant_id: &str) -> Option<Element>
     Some(item)
 }
 
+/// Whether what is said in a room is kept (its history, its archive): what a person wrote
+/// (as a conversation keeps it, [`crate::eventing::chat::is_kept`]) and anything with a
+/// subject; chat states alone, and what asks not to be kept (XEP-0334), are only passed on.
+pub fn is_kept(message: &Element) -> bool {
+    crate::eventing::chat::is_kept(message) || message.has_child("subject", ns::CLIENT)
+}
+
 /// Whether a message changes the subject (XEP-0045 §8.1): a `<subject/>` with neither a
 /// `<body/>` nor a `<thread/>` (with them it is a message that has a subject).
 pub fn is_subject_change(message: &Element) -> bool {
@@ -1246,13 +1251,13 @@ pub fn shared_groupchat(
         rest.push(b'\'');
     }
     // Serialized inside a `jabber:client` parent, so that the children need no namespace of
-    // their own; the parent's start tag is then cut off.
+    // their own; the parent's start tag is then cut off. A message not kept has no place in
+    // the archive to name.
+    let archived =
+        is_kept(payload).then(|| crate::eventing::archive::stanza_id(archive_id, room.as_str()));
     let said = builder("message", ns::CLIENT)
         .append_all(payload.children().filter(|c| rendered(c)).cloned())
-        .append(crate::eventing::archive::stanza_id(
-            archive_id,
-            room.as_str(),
-        ))
+        .append_all(archived)
         .build();
     let bytes = verona_stream::element_bytes(&said);
     let start = bytes.iter().position(|b| *b == b'>')?;

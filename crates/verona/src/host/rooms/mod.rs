@@ -1251,7 +1251,12 @@ impl ServicesTask {
             return;
         };
         let payload = String::from(&item);
-        let request = verona_pubsub::PublishRequest::payload(None, payload);
+        let request = verona_pubsub::PublishRequest {
+            // Chat states and what asks not to be kept reach the occupants, and stay out of
+            // the history and the archive.
+            transient: !groupchat::is_kept(&item),
+            ..verona_pubsub::PublishRequest::payload(None, payload)
+        };
         match hosted.service.publish(&me, &node, request) {
             Ok(outcome) => {
                 hosted.said.keep(room, &item, &outcome.effects);
