@@ -2866,6 +2866,23 @@ async fn rooms_have_a_vcard_their_owners_set() {
         avatar_hashes(&described),
         ["a31c4bd04de69663cfd7f424a8453f4674da37ff"]
     );
+    // The rest of the room's information (XEP-0045 §6.4): who is in it, by nick.
+    let roominfo = |var: &str| -> Vec<String> {
+        described
+            .get_child("query", "http://jabber.org/protocol/disco#info")
+            .into_iter()
+            .flat_map(|q| q.children())
+            .filter(|x| x.is("x", "jabber:x:data"))
+            .flat_map(|x| x.children())
+            .filter(|f| f.attr("var") == Some(var))
+            .flat_map(|f| f.children().map(Element::text))
+            .collect()
+    };
+    assert_eq!(
+        roominfo("FORM_TYPE"),
+        ["http://jabber.org/protocol/muc#roominfo"]
+    );
+    assert_eq!(roominfo("muc#roominfo_occupants"), ["2"]);
 
     ok(&romeo
         .request(&set(&format!("<vCard xmlns='{VCARD}'/>")))

@@ -14,7 +14,6 @@ use crate::xml::{BuilderExt, builder, ns, text_child};
 pub const NS: &str = "vcard-temp";
 /// The room field holding the vCard, serialized; none when the room has none.
 pub const FIELD: &str = "verona#vcard";
-const ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
 
 /// The room's vCard, or an empty one (XEP-0054: a vCard that was never set reads empty).
 pub fn of(config: &NodeConfig) -> Element {
@@ -54,18 +53,13 @@ pub fn avatar_hashes(config: &NodeConfig) -> Vec<String> {
         .collect()
 }
 
-/// The `muc#roominfo` form of a room's disco#info naming its avatar (XEP-0486 §3.3), if it
+/// The `muc#roominfo` field of a room's disco#info naming its avatar (XEP-0486 §3.3), if it
 /// has one.
-pub fn roominfo(config: &NodeConfig) -> Option<Element> {
+pub fn avatar_field(config: &NodeConfig) -> Option<Element> {
     let hashes = avatar_hashes(config);
     if hashes.is_empty() {
         return None;
     }
-    let form_type = builder("field", ns::DATA_FORMS)
-        .with("var", "FORM_TYPE")
-        .with("type", "hidden")
-        .append(text_child("value", ns::DATA_FORMS, ROOMINFO))
-        .build();
     let avatar = builder("field", ns::DATA_FORMS)
         .with("var", "muc#roominfo_avatarhash")
         .with("type", "text-multi")
@@ -75,13 +69,7 @@ pub fn roominfo(config: &NodeConfig) -> Option<Element> {
                 .map(|hash| text_child("value", ns::DATA_FORMS, hash)),
         )
         .build();
-    Some(
-        builder("x", ns::DATA_FORMS)
-            .with("type", "result")
-            .append(form_type)
-            .append(avatar)
-            .build(),
-    )
+    Some(avatar)
 }
 
 #[cfg(test)]
@@ -101,7 +89,7 @@ mod tests {
     fn a_vcard_is_kept_read_back_and_removed_by_an_empty_one() {
         let empty = NodeConfig::default();
         assert_eq!(of(&empty), builder("vCard", NS).build());
-        assert!(roominfo(&empty).is_none());
+        assert!(avatar_field(&empty).is_none());
         let vcard: Element = format!(
             "<vCard xmlns='vcard-temp'><FN>The Garden</FN><PHOTO><TYPE>image/svg+xml</TYPE>\
              <BINVAL>{}\n{}</BINVAL></PHOTO></vCard>",
@@ -116,12 +104,9 @@ mod tests {
             avatar_hashes(&config),
             ["a31c4bd04de69663cfd7f424a8453f4674da37ff"]
         );
-        let form = roominfo(&config).unwrap();
-        let values: Vec<String> = form
-            .children()
-            .filter(|f| f.attr("var") == Some("muc#roominfo_avatarhash"))
-            .flat_map(|f| f.children().map(Element::text))
-            .collect();
+        let field = avatar_field(&config).unwrap();
+        assert_eq!(field.attr("var"), Some("muc#roominfo_avatarhash"));
+        let values: Vec<String> = field.children().map(Element::text).collect();
         assert_eq!(values, ["a31c4bd04de69663cfd7f424a8453f4674da37ff"]);
         let removed = configured(set(&builder("vCard", NS).build()));
         assert_eq!(of(&removed), builder("vCard", NS).build());

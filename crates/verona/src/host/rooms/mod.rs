@@ -1308,7 +1308,15 @@ impl ServicesTask {
             if info.attr("node") == Some(ROOMUSER_ITEM) {
                 Some(iq_result(stanza, Some(registered_identity(&config, from))))
             } else {
-                Some(iq_result(stanza, Some(room_info(&node, &config))))
+                // Occupants by nick: one person in several sessions is one occupant.
+                let occupants = (self.rooms.get(&node))
+                    .map(|hosted| occupants(&hosted.service, &node))
+                    .unwrap_or_default();
+                let nicks: BTreeSet<&str> = occupants.iter().map(|o| o.nick.as_str()).collect();
+                Some(iq_result(
+                    stanza,
+                    Some(room_info(&node, &config, nicks.len())),
+                ))
             }
         } else if let (Some(_), true) = (stanza.get_child("query", archive::NS), get) {
             Some(iq_result(stanza, Some(archive::form())))
@@ -1535,7 +1543,7 @@ impl ServicesTask {
 
 /// disco#info of a room (XEP-0045 §6.4): its identity, XEP-0045 and the features its
 /// configuration gives it.
-fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
+fn room_info(node: &str, config: &verona_pubsub::NodeConfig, occupants: usize) -> Element {
     let name = if config.title.is_empty() {
         node
     } else {
@@ -1593,7 +1601,43 @@ fn room_info(node: &str, config: &verona_pubsub::NodeConfig) -> Element {
     builder("query", ns::DISCO_INFO)
         .append(identity)
         .append_all(features)
-        .append_all(room_vcard::roominfo(config))
+        .append(roominfo(config, occupants))
+        .build()
+}
+
+/// The extended information of a room's disco#info (XEP-0045 §6.4, XEP-0128): what clients
+/// show before entering (its name, description, how many are in it, its avatar).
+fn roominfo(config: &verona_pubsub::NodeConfig, occupants: usize) -> Element {
+    let field = |var: &str, value: String| {
+        builder("field", ns::DATA_FORMS)
+            .with("var", var)
+            .append(crate::xml::text_child("value", ns::DATA_FORMS, value))
+            .build()
+    };
+    let form_type = builder("field", ns::DATA_FORMS)
+        .with("var", "FORM_TYPE")
+        .with("type", "hidden")
+        .append(crate::xml::text_child(
+            "value",
+            ns::DATA_FORMS,
+            "http://jabber.org/protocol/muc#roominfo",
+        ))
+        .build();
+    let changes_subject = groupchat::occupants_change_subject(config);
+    builder("x", ns::DATA_FORMS)
+        .with("type", "result")
+        .append(form_type)
+        .append(field("muc#roomconfig_roomname", config.title.clone()))
+        .append(field(
+            "muc#roominfo_description",
+            config.description.clone(),
+        ))
+        .append(field("muc#roominfo_occupants", occupants.to_string()))
+        .append(field(
+            "muc#roomconfig_changesubject",
+            u8::from(changes_subject).to_string(),
+        ))
+        .append_all(room_vcard::avatar_field(config))
         .build()
 }
 
