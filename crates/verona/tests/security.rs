@@ -481,6 +481,31 @@ async fn a_password_change_ends_the_other_sessions() {
     t.login("juliet", "new", "orchard").await;
 }
 
+/// H3: a stream that authenticated but had not bound when its account was deleted, or its
+/// password changed, may not bind (nor resume) afterwards, also once the name is taken
+/// again: it would hold a session of an account it never proved.
+#[tokio::test]
+async fn a_stream_authenticated_before_a_change_binds_no_more() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "old").await;
+    let bind = "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>ghost</resource></bind></iq>";
+    // A new password.
+    let mut waiting = t.authenticate("juliet", "old").await;
+    let mut balcony = t.login("juliet", "old", "balcony").await;
+    let change = "<iq xmlns='jabber:client' type='set' id='pw'><query xmlns='jabber:iq:register'><username>juliet</username><password>new</password></query></iq>";
+    ok(&balcony.request(change).await);
+    waiting.send(bind).await;
+    assert_eq!(waiting.expect_stream_error().await, "not-authorized");
+    // The account deleted, and registered again by someone else.
+    let mut waiting = t.authenticate("juliet", "new").await;
+    let remove = "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>";
+    ok(&balcony.request(remove).await);
+    t.add_user("juliet", "another").await;
+    waiting.send(bind).await;
+    assert_eq!(waiting.expect_stream_error().await, "not-authorized");
+    t.login("juliet", "another", "orchard").await;
+}
+
 /// H3: the command line does not delete accounts or change passwords behind a running
 /// server's back (its memory and sessions would not follow), and a second server does not
 /// start on the same data directory.

@@ -78,6 +78,9 @@ enum State {
     /// SASL succeeded; the stream restarts and the client binds a resource.
     Authenticated {
         jid: BareJid,
+        /// The salt of the credentials it proved: if they have changed (a new password, the
+        /// account deleted and perhaps made again) by the time it binds or resumes, it may not.
+        salt: Vec<u8>,
     },
     Bound(Session),
 }
@@ -591,8 +594,9 @@ impl Connection {
                     ));
                 }
             }
-            (State::Authenticated { jid }, "resume") => {
-                let jid = jid.clone();
+            (State::Authenticated { jid, salt }, "resume") => {
+                let (jid, salt) = (jid.clone(), salt.clone());
+                self.still_authorized(&jid, &salt).await?;
                 self.resume(el, jid).await;
             }
             (_, "enable" | "resume") => {
@@ -673,8 +677,9 @@ impl Connection {
             State::Authenticated { .. } if el.is("compress", ns::COMPRESS) => {
                 self.compress(&el).await
             }
-            State::Authenticated { jid } => {
-                let jid = jid.clone();
+            State::Authenticated { jid, salt } => {
+                let (jid, salt) = (jid.clone(), salt.clone());
+                self.still_authorized(&jid, &salt).await?;
                 self.authenticated(el, jid).await
             }
             State::Bound(_) if is_stanza => self.route(el).await,

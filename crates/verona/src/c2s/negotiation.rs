@@ -30,7 +30,8 @@ pub(super) enum Sasl {
     /// SCRAM after the server-first challenge.
     ScramFinal {
         server: Box<ScramServer>,
-        jid: Option<BareJid>,
+        /// The account and the salt of its credentials.
+        jid: Option<(BareJid, Vec<u8>)>,
     },
 }
 
@@ -293,7 +294,7 @@ impl Connection {
         }
     }
 
-    async fn plain(&mut self, data: &[u8]) -> Result<BareJid, Failure> {
+    async fn plain(&mut self, data: &[u8]) -> Result<(BareJid, Vec<u8>), Failure> {
         let message = verona_auth::parse_plain(data)?;
         let jid = self
             .shared
@@ -310,13 +311,27 @@ impl Connection {
             .await
             .map_err(|_| Failure::TemporaryAuthFailure)?;
         // An account that does not exist costs the same hashing: the time tells nothing.
+        let salt = creds.as_ref().map(|creds| creds.salt.clone());
         let valid = (self.shared.accounts)
             .verify_password(creds, message.password)
             .await;
-        if valid {
-            Ok(jid)
-        } else {
-            Err(Failure::NotAuthorized)
+        match salt {
+            Some(salt) if valid => Ok((jid, salt)),
+            _ => Err(Failure::NotAuthorized),
+        }
+    }
+
+    /// An authenticated stream binds or resumes only while the credentials it proved are
+    /// still its account's (XEP-0077 §3.2, issue #11 H3): an account deleted, or whose
+    /// password changed, since, ends the stream.
+    pub(super) async fn still_authorized(&self, jid: &BareJid, salt: &[u8]) -> Result<(), End> {
+        match self.shared.accounts.credentials(jid).await {
+            Ok(Some(creds)) if creds.salt == salt => Ok(()),
+            Ok(_) => Err(fault(
+                StreamError::NotAuthorized,
+                "the account changed since it was authenticated",
+            )),
+            Err(e) => Err(fault(StreamError::InternalServerError, e.to_string())),
         }
     }
 
@@ -348,11 +363,12 @@ impl Connection {
                 .append(BASE64.encode(challenge))
                 .build(),
         );
+        let jid = jid.zip(creds.map(|creds| creds.salt));
         self.set_sasl(Sasl::ScramFinal { server, jid });
         Ok(())
     }
 
-    fn sasl_success(&mut self, jid: BareJid, additional: Option<Vec<u8>>) {
+    fn sasl_success(&mut self, (jid, salt): (BareJid, Vec<u8>), additional: Option<Vec<u8>>) {
         let mut success = builder("success", ns::SASL);
         if let Some(data) = additional {
             success = success.append(BASE64.encode(data));
@@ -362,7 +378,7 @@ impl Connection {
         self.admission = None;
         self.attempted = None;
         tracing::info!(%jid, "authenticated");
-        self.state = State::Authenticated { jid };
+        self.state = State::Authenticated { jid, salt };
         self.deadline = self.keepalive_deadline(tokio::time::Instant::now());
         self.restart_stream();
     }
