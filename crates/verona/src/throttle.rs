@@ -15,7 +15,13 @@ use std::time::{Duration, Instant};
 
 use jid::BareJid;
 
+/// The longest an address's own failures make its attempts wait.
 const MAX_DELAY: Duration = Duration::from_secs(30);
+/// The longest an account's failures make attempts on it wait, from any address: well
+/// within `[limits] unauthenticated_timeout_secs` (30 s by default), or anyone who fails
+/// often enough would keep its owner from completing a login at all (a SCRAM exchange waits
+/// once, then needs its round trips).
+const MAX_ACCOUNT_DELAY: Duration = Duration::from_secs(8);
 /// Bound on remembered addresses and accounts, so a scan cannot grow memory.
 const MAX_TRACKED: usize = 65_536;
 
@@ -251,6 +257,7 @@ impl AuthThrottle {
         let by_address = self.earned(&lock(&self.addresses), &address_key(addr), now);
         let by_account = account.map_or(Duration::ZERO, |account| {
             self.earned(&lock(&self.accounts), account, now)
+                .min(MAX_ACCOUNT_DELAY)
         });
         by_address.max(by_account)
     }
@@ -397,6 +404,16 @@ mod tests {
         // The victim's own success forgives the victim's account.
         throttle.success(&victim);
         assert_eq!(throttle.delay(elsewhere, Some(&victim), t0), Duration::ZERO);
+        // However many failures, the owner's login from elsewhere can finish within the
+        // pre-authentication timeout; the attacker's address waits the longest.
+        for _ in 0..30 {
+            throttle.failure(attacker, Some(&victim), t0);
+        }
+        assert_eq!(
+            throttle.delay(elsewhere, Some(&victim), t0),
+            MAX_ACCOUNT_DELAY
+        );
+        assert_eq!(throttle.delay(attacker, Some(&victim), t0), MAX_DELAY);
     }
 
     #[test]
