@@ -292,8 +292,28 @@ impl StreamParser {
                         Phase::Closed => {
                             FramingError::BadFormat(format!("data after the stream end: {err}"))
                         }
+                        // rxml's bound on one name, value or event: a size limit
+                        // (RFC 6120 §4.9.3.12), not a restricted construct.
+                        _ if matches!(
+                            err,
+                            rxml::Error::RestrictedXml("long name or reference" | "event too long")
+                        ) =>
+                        {
+                            FramingError::PolicyViolation(
+                                "a name or attribute value over 8 KiB".into(),
+                            )
+                        }
                         _ if matches!(err, rxml::Error::RestrictedXml(_)) => {
                             FramingError::RestrictedXml(err.to_string())
+                        }
+                        // `<!` that starts neither a comment nor CDATA: a document type or
+                        // other declaration, which rxml does not read; restricted XML (§11.1).
+                        _ if matches!(
+                            err,
+                            rxml::Error::InvalidSyntax("malformed cdata or comment section start")
+                        ) =>
+                        {
+                            FramingError::RestrictedXml("a document type declaration".into())
                         }
                         _ => FramingError::NotWellFormed(err.to_string()),
                     });

@@ -284,10 +284,16 @@ fn errors_have_the_right_condition_and_are_final() {
             header_then("<message to='a' to='b'/>"),
             "not-well-formed",
         ),
+        // RFC 6120 §11.1: a DTD is restricted XML, a name or value too long a size limit.
         (
             "doctype",
             b"<?xml version='1.0'?><!DOCTYPE stream:stream>".to_vec(),
-            "not-well-formed",
+            "restricted-xml",
+        ),
+        (
+            "an attribute value over 8 KiB",
+            header_then(&format!("<message id='{}'/>", "x".repeat(8193))),
+            "policy-violation",
         ),
         (
             "processing instruction",
