@@ -547,6 +547,18 @@ async fn server_answers_ping_disco_version_and_refuses_the_unknown() {
     c.expect_nothing().await;
 }
 
+/// RFC 6120 §4.9: a client that ends its stream with an error gets the stream closed, not an
+/// error back.
+#[tokio::test]
+async fn a_clients_stream_error_closes_the_stream() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "r0meo").await;
+    let mut c = t.login("juliet", "r0meo", "balcony").await;
+    c.send("<stream:error><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+        .await;
+    c.expect_closed().await;
+}
+
 #[tokio::test]
 async fn whitespace_keepalives_are_ignored_and_sent() {
     let t = TestServer::start_with(|c| c.c2s.keepalive_secs = 1).await;

@@ -654,6 +654,12 @@ impl Connection {
     }
 
     async fn on_element(&mut self, el: Element) -> Result<(), End> {
+        if el.is("error", ns::STREAMS) {
+            // The client ends the stream (RFC 6120 §4.9): closed, with no error back.
+            let condition = el.children().next().map(|c| c.name().to_owned());
+            tracing::info!(condition, "the client ended the stream with an error");
+            return Err(End::Close);
+        }
         let namespace = el.ns();
         let is_stanza = matches!(el.name(), "message" | "presence" | "iq");
         if is_stanza && namespace != ns::CLIENT {
