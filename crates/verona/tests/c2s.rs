@@ -547,6 +547,27 @@ async fn server_answers_ping_disco_version_and_refuses_the_unknown() {
     c.expect_nothing().await;
 }
 
+/// RFC 6120 §6.4.2: `=` is an initial response of no bytes, which PLAIN cannot take; an
+/// `<auth/>` with no text has none, and is asked for one.
+#[tokio::test]
+async fn an_empty_initial_response_is_told_from_none() {
+    let t = TestServer::start().await;
+    for (auth, expected) in [("=", "failure"), ("", "challenge")] {
+        let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+        c.open().await;
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"
+        ))
+        .await;
+        let answer = c.recv().await;
+        assert!(
+            answer.is(expected, "urn:ietf:params:xml:ns:xmpp-sasl"),
+            "{}",
+            show(&answer)
+        );
+    }
+}
+
 /// RFC 6120 §4.9: a client that ends its stream with an error gets the stream closed, not an
 /// error back.
 #[tokio::test]

@@ -247,7 +247,9 @@ impl Connection {
                     Mechanism::Scram(hash) => Sasl::ScramFirst(hash, false),
                     Mechanism::ScramPlus(hash) => Sasl::ScramFirst(hash, true),
                 };
-                if data.is_empty() {
+                // `=` is an initial response of no bytes (RFC 6120 §6.4.2), which the
+                // mechanism then judges; no text at all is none: ask for it.
+                if data.is_empty() && el.text().trim() != "=" {
                     // No initial response: ask for it with an empty challenge.
                     self.set_sasl(exchange);
                     self.send(&builder("challenge", ns::SASL).build());
