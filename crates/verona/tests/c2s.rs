@@ -782,6 +782,16 @@ async fn in_band_registration() {
         query.has_child("username", "jabber:iq:register")
             && query.has_child("password", "jabber:iq:register")
     );
+    // Before authentication only the server answers, in its own name.
+    for elsewhere in ["pubsub.localhost", "example.org", "tybalt@localhost"] {
+        let aside = register.replace("id='reg1'", &format!("id='reg1' to='{elsewhere}'"));
+        let refused = c.request(&aside).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("service-unavailable")
+        );
+        assert_eq!(refused.attr("from"), Some("localhost"));
+    }
     assert_eq!(c.request(register).await.attr("type"), Some("result"));
     let again = c.request(register).await;
     assert_eq!(stanza_error(&again).as_deref(), Some("conflict"));

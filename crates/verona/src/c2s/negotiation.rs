@@ -433,6 +433,18 @@ impl Connection {
 
     /// XEP-0077 registration of a new account, before authentication.
     async fn register_account(&mut self, el: Element) -> Result<(), End> {
+        // Before authentication only the server is spoken to: a request for anyone else is
+        // refused in the server's name, not answered as if that address had.
+        let for_the_server = el
+            .attr("to")
+            .is_none_or(|to| jid::Jid::new(to).is_ok_and(|to| to.as_str() == self.shared.domain));
+        if !for_the_server {
+            if let Some(mut reply) = error_reply(&el, StanzaError::ServiceUnavailable, None) {
+                crate::xml::set_attr(&mut reply, "from", self.shared.domain.as_str());
+                self.send(&reply);
+            }
+            return Ok(());
+        }
         let reply = iq::register_new(&self.shared, &el, self.peer.ip()).await;
         self.send(&reply);
         Ok(())
