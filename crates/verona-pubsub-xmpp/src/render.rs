@@ -67,23 +67,18 @@ pub struct Notifications {
 
 impl Notifications {
     pub fn new(ctx: &ServiceContext, notification: &Notification) -> Self {
-        // A node that carries messages (seed §6, Ex. 20) names who said each, and where to
-        // reply, and its notifications are never headlines (DESIGN §2 "One-to-one").
-        // Rooms decide themselves what names the speaker.
-        let carries_message = ctx.kind == ServiceKind::Pubsub && carries_message(notification);
-        let with_publisher = notification.itemreply == ItemReply::Publisher || carries_message;
-        let replyto = match &notification.event {
-            Event::Items { items } if with_publisher => items.first().map(|item| &item.publisher),
-            _ => None,
+        let items = match &notification.event {
+            Event::Items { items } => items.as_slice(),
+            _ => &[],
         };
-        // Items that are stanzas (XEP-0207 presence and messages) name their publisher once,
-        // in the `replyto`, as the seed's Ex. 4, 17 and 20 do: an item attribute saying it
-        // again is 30-odd bytes more in every notification (issue #15). Other payloads keep
-        // XEP-0060's attribute.
-        let named = replyto.filter(|_| carries_message || carries_stanza(notification));
-        let attribute = |item: &Item| with_publisher && named != Some(&item.publisher);
-        let mut shared = serialize(&event(notification, attribute));
-        if let Some(publisher) = replyto {
+        let naming = Naming::of(
+            ctx,
+            items,
+            notification.itemreply,
+            notification.notification_type,
+        );
+        let mut shared = serialize(&event(notification, |item| naming.attribute(item)));
+        if let Some(publisher) = naming.replyto {
             shared.extend(serialize(&replyto_address(publisher)));
         }
         // §12.18: SubID headers only where the content depends on the subscription.
@@ -91,12 +86,8 @@ impl Notifications {
             notification.event,
             Event::Items { .. } | Event::Retract { .. }
         );
-        let kind = match notification.notification_type {
-            NotificationType::Headline if carries_message => NotificationType::Normal,
-            kind => kind,
-        };
         Notifications {
-            envelope: Envelope::new(ctx.jid, kind),
+            envelope: Envelope::new(ctx.jid, naming.kind),
             shared: Bytes::from(shared),
             per_subscription,
             ids: Ids::reserve(notification.recipients.len()),
@@ -149,17 +140,78 @@ pub fn authorization_for(
     }
 }
 
+/// How a node's items name their publisher, and the type of the messages that carry them:
+/// the same for their notifications and for the last items a subscriber is sent.
+struct Naming<'a> {
+    kind: NotificationType,
+    with_publisher: bool,
+    /// Where to reply (XEP-0033): the first item's publisher.
+    replyto: Option<&'a Jid>,
+    /// Who the items' payloads name already, when they are stanzas.
+    named: Option<&'a Jid>,
+}
+
+impl<'a> Naming<'a> {
+    fn of(
+        ctx: &ServiceContext,
+        items: &'a [Item],
+        itemreply: ItemReply,
+        kind: NotificationType,
+    ) -> Self {
+        let first = items.first().and_then(|item| item.payload.as_deref());
+        // A node that carries messages (seed §6, Ex. 20) names who said each, and where to
+        // reply, and its notifications are never headlines (DESIGN §2 "One-to-one").
+        // Rooms decide themselves what names the speaker.
+        let carries_message = ctx.kind == ServiceKind::Pubsub && first.is_some_and(is_message);
+        let with_publisher = itemreply == ItemReply::Publisher || carries_message;
+        let replyto = items
+            .first()
+            .map(|item| &item.publisher)
+            .filter(|_| with_publisher);
+        // Items that are stanzas (XEP-0207 presence and messages) name their publisher once,
+        // in the `replyto`, as the seed's Ex. 4, 17 and 20 do: an item attribute saying it
+        // again is 30-odd bytes more in every notification (issue #15). Other payloads keep
+        // XEP-0060's attribute.
+        let stanzas = first.is_some_and(|payload| is_stanza(payload, &["message", "presence"]));
+        let named = replyto.filter(|_| carries_message || stanzas);
+        let kind = match kind {
+            NotificationType::Headline if carries_message => NotificationType::Normal,
+            kind => kind,
+        };
+        Naming {
+            kind,
+            with_publisher,
+            replyto,
+            named,
+        }
+    }
+
+    /// Whether `item` carries XEP-0060's `publisher` attribute.
+    fn attribute(&self, item: &Item) -> bool {
+        self.with_publisher && self.named != Some(&item.publisher)
+    }
+}
+
 /// §6.1.7: the last items, oldest first so that the newest arrives last, each in its own
-/// message stamped with its publication time.
+/// message stamped with its publication time, named and typed as the node's notifications.
 fn last_items(ctx: &ServiceContext, last: &LastItems, out: &mut Vec<Outgoing>) {
-    let envelope = Envelope::new(ctx.jid, NotificationType::Normal);
     let mut ids = Ids::reserve(last.items.len());
     for item in last.items.iter().rev() {
+        let naming = Naming::of(
+            ctx,
+            std::slice::from_ref(item),
+            last.itemreply,
+            last.notification_type,
+        );
+        let envelope = Envelope::new(ctx.jid, naming.kind);
         let items = builder("items", ns::PUBSUB_EVENT)
             .with("node", last.node.as_str())
-            .append(item_element(ns::PUBSUB_EVENT, item, false))
+            .append(item_element(ns::PUBSUB_EVENT, item, naming.attribute(item)))
             .build();
         let mut body = serialize(&builder("event", ns::PUBSUB_EVENT).append(items).build());
+        if let Some(publisher) = naming.replyto {
+            body.extend(serialize(&replyto_address(publisher)));
+        }
         let delay = builder("delay", ns::DELAY)
             .with("stamp", stamp(item.published))
             .build();
@@ -245,11 +297,6 @@ pub fn carries_message(notification: &Notification) -> bool {
 /// Whether an item's payload is a `<message xmlns='jabber:client'/>` (a message node's).
 pub fn is_message(payload: &str) -> bool {
     is_stanza(payload, &["message"])
-}
-
-/// Whether a notification's items are `<message/>`s or `<presence/>`s of `jabber:client`.
-fn carries_stanza(notification: &Notification) -> bool {
-    first_payload(notification).is_some_and(|payload| is_stanza(payload, &["message", "presence"]))
 }
 
 fn first_payload(notification: &Notification) -> Option<&str> {

@@ -199,6 +199,25 @@ pub struct LastItems {
     pub subid: SubId,
     /// Newest first; payloads are `None` when the node does not deliver payloads.
     pub items: Vec<Item>,
+    /// The node's `pubsub#notification_type`: last items are sent as its notifications are.
+    pub notification_type: NotificationType,
+    /// The node's `pubsub#itemreply`, likewise.
+    pub itemreply: ItemReply,
+}
+
+impl LastItems {
+    /// Items of a node configured as `config`, for `to`, whatever earns them (a
+    /// subscription, `+notify`, its own account's).
+    pub fn of(to: Jid, node: NodeId, config: &NodeConfig, subid: SubId, items: Vec<Item>) -> Self {
+        LastItems {
+            to,
+            node,
+            subid,
+            items,
+            notification_type: config.notification_type,
+            itemreply: config.itemreply,
+        }
+    }
 }
 
 /// A subscription as stored.

@@ -234,7 +234,7 @@ async fn stream_errors_for_bad_input() {
     let deep = format!("{}{}", "<a>".repeat(40), "</a>".repeat(40));
     let cases: Vec<(String, &str)> = vec![
         (format!("{header}<message><body>unclosed</message>"), "not-well-formed"),
-        (format!("{header}<!DOCTYPE x>"), "not-well-formed"),
+        (format!("{header}<!DOCTYPE x>"), "restricted-xml"),
         ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>".into(), "invalid-namespace"),
         ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='montague.lit' version='1.0'>".into(), "host-unknown"),
         ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost'>".into(), "unsupported-version"),

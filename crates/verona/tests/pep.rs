@@ -612,6 +612,46 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
     romeo.expect_nothing().await;
 }
 
+/// XEP-0207 §4: a native subscriber's approval, and its next login, bring the owner's
+/// current presence as the node's notifications come (Ex. 4: with the `replyto` naming the
+/// publishing resource, of the node's notification type), stamped with when it was said.
+#[tokio::test]
+async fn current_presence_comes_as_live_presence_does() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = native_juliet(&t).await;
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.presence_with_caps("", NATIVE, false).await;
+    let subscribe = format!(
+        "<iq xmlns='jabber:client' type='set' id='s' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='romeo@localhost'/></pubsub></iq>"
+    );
+    ok(&romeo.request(&subscribe).await);
+    approve(&mut juliet, "romeo@localhost").await;
+    let current = |el: &Element| {
+        el.attr("from") == Some("juliet@localhost")
+            && el
+                .get_child("event", EVENT)
+                .and_then(|e| e.get_child("items", EVENT))
+                .is_some_and(|items| items.has_child("item", EVENT))
+    };
+    let check = |el: &Element| {
+        assert_eq!(el.attr("type"), Some("headline"), "{}", show(el));
+        let replyto = el
+            .get_child("addresses", "http://jabber.org/protocol/address")
+            .and_then(|a| a.get_child("address", "http://jabber.org/protocol/address"))
+            .unwrap_or_else(|| panic!("a replyto: {}", show(el)));
+        assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
+        assert!(el.has_child("delay", "urn:xmpp:delay"), "{}", show(el));
+    };
+    check(&recv_until(&mut romeo, current).await);
+    drop(romeo);
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    romeo.presence_with_caps("", NATIVE, false).await;
+    check(&recv_until(&mut romeo, current).await);
+}
+
 /// The roster is derived from presence-node subscriptions (DESIGN §2), both ways.
 #[tokio::test]
 async fn roster_is_the_subscription_graph() {

@@ -452,12 +452,14 @@ fn send_last_on_subscribe(
     }
     let items = last_items(node, service.last_items(&node.id), now);
     if !items.is_empty() {
-        fx.push(Effect::SendLastItems(LastItems {
-            to: sub.jid.clone(),
-            node: node.id.clone(),
-            subid: subid.clone(),
+        let last = LastItems::of(
+            sub.jid.clone(),
+            node.id.clone(),
+            config,
+            subid.clone(),
             items,
-        }));
+        );
+        fx.push(Effect::SendLastItems(last));
     }
 }
 

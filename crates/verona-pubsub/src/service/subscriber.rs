@@ -291,12 +291,14 @@ impl Service {
             }
             let items = last_items(node, self.config.last_items(node_id), now);
             if !items.is_empty() {
-                sent.push(LastItems {
-                    to: full.clone(),
-                    node: node_id.clone(),
-                    subid: subid.clone(),
+                let to = full.clone();
+                sent.push(LastItems::of(
+                    to,
+                    node_id.clone(),
+                    &node.config,
+                    subid.clone(),
                     items,
-                });
+                ));
             }
         }
         sent

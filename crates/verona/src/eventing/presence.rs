@@ -532,12 +532,13 @@ mod tests {
             ),
             (notify(PRESENCE_NODE, Event::Purge), Some(Vec::new())),
             (
-                Effect::SendLastItems(LastItems {
-                    to: Jid::new("romeo@localhost/orchard").unwrap(),
-                    node: PRESENCE_NODE.to_owned(),
-                    subid: "s".into(),
-                    items: vec![item(available)],
-                }),
+                Effect::SendLastItems(LastItems::of(
+                    Jid::new("romeo@localhost/orchard").unwrap(),
+                    PRESENCE_NODE.to_owned(),
+                    &verona_pubsub::NodeConfig::default(),
+                    "s".into(),
+                    vec![item(available)],
+                )),
                 Some(vec![available.parse().unwrap()]),
             ),
             (

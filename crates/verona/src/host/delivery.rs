@@ -503,13 +503,15 @@ impl ServicesTask {
                         .service
                         .items(&self.presence, &actor, node, &query)
                         .ok()?;
+                    let config = hosted.service.node_config(node)?;
                     (!page.items.is_empty()).then(|| {
-                        Effect::SendLastItems(verona_pubsub::LastItems {
-                            to: actor.clone(),
-                            node: node.clone(),
-                            subid: Default::default(),
-                            items: page.items,
-                        })
+                        Effect::SendLastItems(verona_pubsub::LastItems::of(
+                            actor.clone(),
+                            node.clone(),
+                            config,
+                            Default::default(),
+                            page.items,
+                        ))
                     })
                 })
                 .collect();

@@ -272,13 +272,11 @@ impl ServicesTask {
             }
         }
         let own = self.presence_items(&owner);
-        if !own.is_empty() {
-            let last = verona_pubsub::LastItems {
-                to,
-                node: PRESENCE_NODE.to_owned(),
-                subid: Default::default(),
-                items: own,
-            };
+        let config = (self.accounts.get(&owner))
+            .and_then(|hosted| hosted.service.node_config(PRESENCE_NODE).cloned());
+        if let Some(config) = config.filter(|_| !own.is_empty()) {
+            let node = PRESENCE_NODE.to_owned();
+            let last = verona_pubsub::LastItems::of(to, node, &config, Default::default(), own);
             let origin = Origin::Account(owner);
             done.push(Done::new_effects(origin, vec![Effect::SendLastItems(last)]));
         }
