@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use jid::{FullJid, Jid};
 use minidom::Element;
 use verona_pubsub::{
-    Affiliation, AuthorizationRequest, CreateRequest, Effect, PubsubError, Service, SubId,
-    SubscriptionChange,
+    Affiliation, AuthorizationRequest, ConfigField, CreateRequest, Effect, ItemReply,
+    NotificationType, PubsubError, Service, SubId, SubscriptionChange,
 };
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
 
@@ -46,9 +46,23 @@ pub(crate) fn create(
     // A creator who names the node's publishers makes a conversation with them (XEP-0207 §6,
     // Ex. 18) and is subscribed to it, so gets the seed's "bcc" of every message (Ex. 20).
     let subscribe_creator = !submission.publishers.is_empty();
+    let mut fields = submission.fields;
+    if subscribe_creator {
+        // What its notifications will be (DESIGN §2 "One-to-one"), unless the creator says
+        // otherwise: its configuration form then tells what is sent.
+        let given = |var: &str| fields.iter().any(|field| field.var() == var);
+        let defaults = [
+            ConfigField::NotificationType(NotificationType::Normal),
+            ConfigField::ItemReply(ItemReply::Publisher),
+        ];
+        let missing: Vec<ConfigField> = (defaults.into_iter())
+            .filter(|field| !given(field.var()))
+            .collect();
+        fields.extend(missing);
+    }
     let request = CreateRequest {
         node,
-        config: submission.fields,
+        config: fields,
         affiliations: submission
             .publishers
             .into_iter()

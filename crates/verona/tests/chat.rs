@@ -561,6 +561,27 @@ async fn seed_examples_18_to_20() {
         assert_eq!(replyto.attr("type"), Some("replyto"));
         assert_eq!(replyto.attr("jid"), Some("juliet@localhost/balcony"));
     }
+    // Its configuration says what its notifications are.
+    let config = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' to='pubsub.localhost' id='c'>\
+               <pubsub xmlns='{PUBSUB}#owner'><configure node='me_and_romeo'/></pubsub></iq>"
+        ))
+        .await;
+    let owner = format!("{PUBSUB}#owner");
+    let form = config
+        .get_child("pubsub", owner.as_str())
+        .and_then(|p| p.get_child("configure", owner.as_str()))
+        .and_then(|c| c.get_child("x", "jabber:x:data"))
+        .unwrap_or_else(|| panic!("{}", show(&config)));
+    let value = |var: &str| {
+        form.children()
+            .find(|field| field.attr("var") == Some(var))
+            .and_then(|field| field.get_child("value", "jabber:x:data"))
+            .map(Element::text)
+    };
+    assert_eq!(value("pubsub#notification_type").as_deref(), Some("normal"));
+    assert_eq!(value("pubsub#itemreply").as_deref(), Some("publisher"));
 }
 
 /// Commit before acknowledge (XEP-0198): every message the server acknowledged with `<a/>` is
