@@ -285,11 +285,15 @@ async fn stream_errors_for_bad_input() {
     assert_eq!(c.recv().await.attr("type"), Some("result"), "still serving");
 }
 
+/// Connections that do not authenticate in time, nor bind once authenticated, are cut off.
 #[tokio::test]
 async fn unauthenticated_connections_time_out() {
     let t = TestServer::start_with(|c| c.limits.unauthenticated_timeout_secs = 1).await;
     let mut c = Client::connect(t.addr()).await;
     c.open().await;
+    assert_eq!(c.expect_stream_error().await, "connection-timeout");
+    t.add_user("juliet", "r0meo").await;
+    let mut c = t.authenticate("juliet", "r0meo").await;
     assert_eq!(c.expect_stream_error().await, "connection-timeout");
 }
 

@@ -81,6 +81,9 @@ enum State {
         /// The salt of the credentials it proved: if they have changed (a new password, the
         /// account deleted and perhaps made again) by the time it binds or resumes, it may not.
         salt: Vec<u8>,
+        /// When it must have bound or resumed: `[limits] unauthenticated_timeout_secs` after
+        /// authenticating, as for authenticating.
+        bind_by: Instant,
     },
     Bound(Session),
 }
@@ -205,7 +208,8 @@ impl Connection {
             }
             let caps_until = match &self.state {
                 State::Bound(session) => session.caps_wait.as_ref().map(|w| w.until),
-                _ => None,
+                State::Authenticated { bind_by, .. } => Some(*bind_by),
+                State::Unauthenticated { .. } => None,
             };
             let wake = {
                 let ends = match &mut self.state {
@@ -291,6 +295,11 @@ impl Connection {
                             StreamError::ConnectionTimeout,
                             "authentication took too long",
                         );
+                    }
+                    if let State::Authenticated { bind_by, .. } = &self.state
+                        && *bind_by <= Instant::now()
+                    {
+                        return fault(StreamError::ConnectionTimeout, "no resource bound in time");
                     }
                     // Whitespace keepalive (RFC 6120 §4.6.1): detects dead peers.
                     self.out.push(b' ');
@@ -594,7 +603,7 @@ impl Connection {
                     ));
                 }
             }
-            (State::Authenticated { jid, salt }, "resume") => {
+            (State::Authenticated { jid, salt, .. }, "resume") => {
                 let (jid, salt) = (jid.clone(), salt.clone());
                 self.still_authorized(&jid, &salt).await?;
                 self.resume(el, jid).await;
@@ -683,7 +692,7 @@ impl Connection {
             State::Authenticated { .. } if el.is("compress", ns::COMPRESS) => {
                 self.compress(&el).await
             }
-            State::Authenticated { jid, salt } => {
+            State::Authenticated { jid, salt, .. } => {
                 let (jid, salt) = (jid.clone(), salt.clone());
                 self.still_authorized(&jid, &salt).await?;
                 self.authenticated(el, jid).await

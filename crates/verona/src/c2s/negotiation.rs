@@ -380,7 +380,11 @@ impl Connection {
         self.admission = None;
         self.attempted = None;
         tracing::info!(%jid, "authenticated");
-        self.state = State::Authenticated { jid, salt };
+        let bind_by = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(
+                self.shared.config.limits.unauthenticated_timeout_secs,
+            );
+        self.state = State::Authenticated { jid, salt, bind_by };
         self.deadline = self.keepalive_deadline(tokio::time::Instant::now());
         self.restart_stream();
     }
