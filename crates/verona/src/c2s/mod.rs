@@ -645,6 +645,13 @@ impl Connection {
         }
         tracing::info!(jid = %session.jid, "session resumed");
         session.pubsub.settled().await;
+        // What the client gets again, and what came while it was away, says when it came.
+        sm.restamp(&self.shared, &account).await;
+        let mut queued = Vec::new();
+        while let Some(stanza) = session.ends.queue.try_recv() {
+            queued.push(stanza);
+        }
+        let queued = sm::stamped(&self.shared, &account, queued).await;
         self.shared
             .resumable
             .attach(&previd, account, session.handle.clone());
@@ -660,6 +667,9 @@ impl Connection {
             sm: Some(Box::new(sm)),
             ..session
         });
+        for stanza in queued {
+            self.write_queued(stanza);
+        }
     }
 
     async fn on_element(&mut self, el: Element) -> Result<(), End> {

@@ -65,6 +65,13 @@ impl Sm {
         ask
     }
 
+    /// Replaces what waits for an acknowledgement with `stamped` ([`stamped`] of it).
+    pub(super) async fn restamp(&mut self, shared: &Shared, account: &BareJid) {
+        let unacked: Vec<Wire> = self.unacked.drain(..).collect();
+        self.unacked = stamped(shared, account, unacked).await.into();
+        self.unacked_bytes = self.unacked.iter().map(Wire::len).sum();
+    }
+
     /// Frees the buffer of acknowledged stanzas when nothing waits for an acknowledgement.
     pub(super) fn release_idle(&mut self) {
         if self.unacked.is_empty() {
@@ -301,6 +308,39 @@ async fn arrivals<'a>(
         .map(|message| {
             archived_as(message, shared.pubsub.jid(), account)
                 .and_then(|key| came.get(&key).copied())
+        })
+        .collect()
+}
+
+/// What a resumed session gets late (again, or first, having come while it was away), with
+/// its conversation messages stamped (XEP-0203) with when they came, as their archive says:
+/// Prosody and ejabberd stamp what they send on resumption likewise.
+pub(super) async fn stamped(shared: &Shared, account: &BareJid, wires: Vec<Wire>) -> Vec<Wire> {
+    let archived = |wire: &Wire| {
+        let bytes = wire.to_vec();
+        let has = |word: &[u8]| bytes.windows(word.len()).any(|w| w == word);
+        // Only a message with an archive id can be stamped: others are not parsed.
+        if !(has(b"<message") && has(b"stanza-id")) {
+            return None;
+        }
+        let message = std::str::from_utf8(&bytes).ok()?.parse::<Element>().ok()?;
+        archived_as(&message, shared.pubsub.jid(), account).map(|_| message)
+    };
+    let messages: Vec<Option<Element>> = wires.iter().map(archived).collect();
+    let came = arrivals(shared, account, messages.iter().flatten()).await;
+    let mut came = came.into_iter();
+    (wires.into_iter().zip(messages))
+        .map(|(wire, message)| {
+            let Some(mut message) = message else {
+                return wire;
+            };
+            match came.next().flatten() {
+                Some(at) if !crate::eventing::chat::has_delay_from(&message, &shared.domain) => {
+                    message.append_child(crate::eventing::chat::delay(at, &shared.domain));
+                    Wire::from(bytes::Bytes::from(verona_stream::element_bytes(&message)))
+                }
+                _ => wire,
+            }
         })
         .collect()
 }
