@@ -526,6 +526,15 @@ pub fn stream_error(condition: &str, text: Option<&str>) -> Vec<u8> {
     encode(&mut encoder, items)
 }
 
+/// [`stream_error`] with an application-specific condition element after the text (RFC 6120
+/// §4.9.4), e.g. XEP-0198's `<handled-count-too-high/>`.
+pub fn stream_error_with(condition: &str, text: Option<&str>, application: &Element) -> Vec<u8> {
+    let mut out = stream_error(condition, text);
+    let end = out.len() - b"</stream:error>".len();
+    out.splice(end..end, element_bytes(application));
+    out
+}
+
 fn ncname(name: &'static str) -> &'static NcNameStr {
     NcNameStr::from_str(name).expect("constant names are valid")
 }

@@ -82,7 +82,24 @@ async fn features_acks_and_counts() {
     juliet.send("<a xmlns='urn:xmpp:sm:3' h='3'/>").await;
     juliet.expect_nothing().await;
     juliet.send("<a xmlns='urn:xmpp:sm:3' h='9'/>").await;
-    assert_eq!(juliet.expect_stream_error().await, "undefined-condition");
+    // XEP-0198 §5: the error says what was claimed and what was sent.
+    let error = loop {
+        match juliet.next_event().await {
+            Some(verona_stream::StreamEvent::Stanza(el))
+                if el.is("error", "http://etherx.jabber.org/streams") =>
+            {
+                break el;
+            }
+            Some(_) => {}
+            None => panic!("no stream error"),
+        }
+    };
+    assert!(error.has_child("undefined-condition", "urn:ietf:params:xml:ns:xmpp-streams"));
+    let too_high = error.get_child("handled-count-too-high", SM).unwrap();
+    assert_eq!(
+        (too_high.attr("h"), too_high.attr("send-count")),
+        (Some("9"), Some("3"))
+    );
 }
 
 #[tokio::test]

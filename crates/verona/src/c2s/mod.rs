@@ -58,6 +58,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 enum End {
     /// A stream error: sent, then the stream is closed.
     Fault(StreamError, Option<String>),
+    /// A stream error with an application-specific condition (RFC 6120 §4.9.4).
+    FaultWith(StreamError, String, Box<Element>),
     /// An orderly close: `</stream:stream>` is sent.
     Close,
     /// The socket is gone; nothing more can be sent.
@@ -496,6 +498,15 @@ impl Connection {
                 tail.extend_from_slice(verona_stream::STREAM_CLOSE);
                 tail
             }
+            End::FaultWith(error, text, application) => {
+                let condition = error.condition();
+                tracing::debug!(condition, text, "closing with stream error");
+                let mut tail = self.header_if_unsent();
+                let error = verona_stream::stream_error_with(condition, Some(text), application);
+                tail.extend(error);
+                tail.extend_from_slice(verona_stream::STREAM_CLOSE);
+                tail
+            }
             End::Close => {
                 let mut tail = self.header_if_unsent();
                 tail.extend_from_slice(verona_stream::STREAM_CLOSE);
@@ -532,7 +543,7 @@ impl Connection {
             self.shared.resumable.forget(id);
         }
         let why = match &end {
-            End::Fault(error, _) => error.condition(),
+            End::Fault(error, _) | End::FaultWith(error, ..) => error.condition(),
             End::Close => "closed by the client",
             End::Gone | End::Detach => "connection lost",
         };
@@ -595,11 +606,19 @@ impl Connection {
                 let Some(sm) = &mut session.sm else {
                     return Ok(true);
                 };
-                let acked = sm::h_of(el).ok_or(sm::TooHigh).and_then(|h| sm.ack(h));
+                let h = sm::h_of(el);
+                let acked = h.ok_or(sm::TooHigh).and_then(|h| sm.ack(h));
                 if acked.is_err() {
-                    return Err(fault(
+                    // XEP-0198 §5: with how many were claimed and how many were sent.
+                    let sent = sm.acked.wrapping_add(sm.unacked.len() as u32);
+                    let too_high = builder("handled-count-too-high", ns::SM)
+                        .with("h", h.unwrap_or_default().to_string())
+                        .with("send-count", sent.to_string())
+                        .build();
+                    return Err(End::FaultWith(
                         StreamError::UndefinedCondition,
-                        "handled-count-too-high: acknowledged more than was sent",
+                        "acknowledged more than was sent".to_owned(),
+                        Box::new(too_high),
                     ));
                 }
             }
