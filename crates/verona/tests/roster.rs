@@ -623,6 +623,54 @@ async fn a_late_capabilities_answer_still_counts() {
     assert_eq!(last.attr("from"), Some("juliet@localhost"));
 }
 
+/// XEP-0163 §4.3.4: a session coming online with `+notify` gets a node's last item only if
+/// the node sends one: not from a node whose `send_last_published_item` is `never`, as
+/// XEP-0402 and XEP-0490 ask of theirs.
+#[tokio::test]
+async fn a_node_that_sends_no_last_item_sends_none_to_notify_sessions() {
+    let (t, mut juliet, _romeo) = romeo_follows_juliet().await;
+    let publish = |node: &str, options: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{node}'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:{node}'><item id='current'><{node} xmlns='urn:example:{node}'/></item></publish>{options}</pubsub></iq>"
+        )
+    };
+    let never = "<publish-options><x xmlns='jabber:x:data' type='submit'>\
+        <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+        <field var='pubsub#send_last_published_item'><value>never</value></field></x></publish-options>";
+    ok(&juliet.request(&publish("quiet", never)).await);
+    ok(&juliet.request(&publish("told", "")).await);
+    let features: Vec<&str> = CLASSIC
+        .iter()
+        .copied()
+        .chain(["urn:example:quiet+notify", "urn:example:told+notify"])
+        .collect();
+    let mut tablet = t.login("romeo", "pw", "tablet").await;
+    tablet.presence_with_caps("", &features, true).await;
+    let node_of = |el: &Element| {
+        el.get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .and_then(|i| i.attr("node"))
+            .map(str::to_owned)
+    };
+    let last = recv_until(&mut tablet, |el| el.name() == "message").await;
+    assert_eq!(
+        node_of(&last).as_deref(),
+        Some("urn:example:told"),
+        "{}",
+        show(&last)
+    );
+    while let Ok(el) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), tablet.recv()).await
+    {
+        assert_ne!(
+            node_of(&el).as_deref(),
+            Some("urn:example:quiet"),
+            "{}",
+            show(&el)
+        );
+    }
+}
+
 /// The senders of the next `n` stanzas, sorted; a message must be the mood event.
 async fn mood_and_presence(c: &mut Client, n: usize) -> Vec<String> {
     let got = c.recv_sorted(n).await;

@@ -498,12 +498,19 @@ impl ServicesTask {
                 .filter(|node| ![PRESENCE_NODE, ROSTER_NODE].contains(&node.as_str()))
                 .filter(|node| features.contains(&format!("{node}+notify")))
                 .filter_map(|node| {
+                    // A node that sends no last item (XEP-0402's and XEP-0490's ask for
+                    // `never`) sends none to `+notify` sessions either (XEP-0163 §4.3.4).
+                    let config = hosted.service.node_config(node)?;
+                    if config.send_last_published_item
+                        == verona_pubsub::SendLastPublishedItem::Never
+                    {
+                        return None;
+                    }
                     let query = verona_pubsub::ItemQuery::Latest(1);
                     let page = hosted
                         .service
                         .items(&self.presence, &actor, node, &query)
                         .ok()?;
-                    let config = hosted.service.node_config(node)?;
                     (!page.items.is_empty()).then(|| {
                         Effect::SendLastItems(verona_pubsub::LastItems::of(
                             actor.clone(),
