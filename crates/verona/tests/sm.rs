@@ -335,6 +335,36 @@ async fn a_message_only_the_ended_session_had_reaches_a_later_resource() {
     garden.expect_nothing().await;
 }
 
+/// A client that restarts and binds its resource again without resuming (its resumption
+/// state lost) ends the parked session at once, as Prosody does: what came for it meanwhile
+/// reaches the new session now, not when the window ends.
+#[tokio::test]
+async fn binding_a_parked_sessions_resource_again_ends_it() {
+    let server = server_with_resumption(60).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    enable(&mut romeo).await;
+    drop(romeo);
+    for n in 1..=2 {
+        juliet.send(&chat(n)).await;
+    }
+    juliet.expect_nothing().await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let el = romeo.recv().await;
+        if el.name() == "message" {
+            assert!(el.has_child("delay", "urn:xmpp:delay"), "{}", show(&el));
+            got.push(el.get_child("body", CLIENT).map(Element::text).unwrap());
+        }
+    }
+    assert_eq!(got, ["line 1", "line 2"]);
+    romeo.expect_nothing().await;
+}
+
 /// A client that reconnects before the server noticed its old connection died takes the
 /// session over: the old connection is let go, the new one gets what was not acknowledged.
 #[tokio::test]

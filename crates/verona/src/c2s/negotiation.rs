@@ -517,6 +517,14 @@ impl Connection {
             self.send(&reply.expect("an iq set is answered"));
             return Ok(());
         }
+        // A session of this resource parked for resumption (its client restarted and lost
+        // what resuming needs) ends now, as on Prosody: what it held reaches the account, and
+        // its end, later, cannot take the new session's presence with it.
+        if let Some((id, parked)) = self.shared.resumable.take_parked(&full) {
+            self.shared.resumable.forget(&id);
+            tracing::info!(jid = %full, "resource bound again: the parked session ends");
+            super::sm::end_session(&self.shared, parked.session, Some(parked.sm)).await;
+        }
         if router.session(&full).is_some() {
             self.shared.pubsub.session_replaced(full.clone()).await;
         }

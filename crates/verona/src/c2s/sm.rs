@@ -182,6 +182,15 @@ impl Resumable {
         });
     }
 
+    /// Takes the parked session bound to `jid`, if there is one, with its resumption id.
+    pub(super) fn take_parked(&self, jid: &FullJid) -> Option<(String, Parked)> {
+        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = (parked.iter())
+            .find(|(_, (_, p))| p.session.jid == *jid)
+            .map(|(id, _)| id.clone())?;
+        parked.remove(&id).map(|(_, parked)| (id, parked))
+    }
+
     /// Takes the session `id` of `account` for resumption: a parked one, or one still attached
     /// to a connection, which is told to let go of it.
     pub(super) async fn take(&self, id: &str, account: &BareJid) -> Option<Parked> {
