@@ -1743,6 +1743,24 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
     assert_eq!(body(&said).as_deref(), Some("a sonnet"));
 }
 
+/// A room goes with the account of its only owner (issue #11 H3); those in it hear of its
+/// destruction as from its owner (XEP-0045 §10.9), not nothing.
+#[tokio::test]
+async fn a_room_deleted_with_its_owners_account_tells_its_occupants() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    ok(&romeo
+        .request("<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await);
+    let gone = recv_until(&mut nurse, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/Nurse")
+    })
+    .await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    let x = gone.get_child("x", MUC_USER).unwrap();
+    assert!(x.has_child("destroy", MUC_USER), "{}", show(&gone));
+}
+
 /// RFC 6121 §4.6.3: a session that goes unavailable (without closing its stream) leaves the
 /// rooms it had entered; the others see it go, and it no longer speaks there.
 #[tokio::test]

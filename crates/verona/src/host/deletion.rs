@@ -12,6 +12,10 @@ impl ServicesTask {
         origins.extend(self.domain.as_ref().map(|_| Origin::Domain));
         origins.extend(self.rooms.keys().cloned().map(Origin::Room));
         for origin in origins {
+            let leaving = match &origin {
+                Origin::Room(node) => self.in_room(node),
+                _ => Vec::new(),
+            };
             let Some(hosted) = self.hosted_mut(&origin) else {
                 continue;
             };
@@ -20,7 +24,15 @@ impl ServicesTask {
                 continue;
             }
             let refresh = touches_presence_subscriptions(&outcome.effects);
+            let room_gone = match &origin {
+                Origin::Room(node) => hosted.service.node_config(node).is_none().then_some(node),
+                _ => None,
+            };
+            let room_gone = room_gone.cloned();
             done.push(Done::new(origin.clone(), outcome.effects, outcome.undo));
+            if let Some(node) = room_gone {
+                self.announce_gone(&node, &leaving, done);
+            }
             if refresh {
                 self.refresh_presence(&origin);
             }

@@ -1004,7 +1004,7 @@ struct AdminChanges {
 /// A destroyed room's classic occupants hear of it as XEP-0045 presence (§10.9), not also as
 /// a pubsub `<delete/>`: once the room's subscriptions are gone, delivery cannot tell them
 /// from native occupants.
-fn spare_classic(done: &mut [Done], leaving: &[InRoom]) {
+pub(super) fn spare_classic(done: &mut [Done], leaving: &[InRoom]) {
     let classic: HashSet<&Jid> = leaving
         .iter()
         .filter(|occupant| groupchat::is_classic(&occupant.options))

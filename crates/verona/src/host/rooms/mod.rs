@@ -1409,6 +1409,29 @@ impl ServicesTask {
         }
     }
 
+    /// Who is in room `node`, to tell them if it goes ([`Self::announce_gone`]).
+    pub(in crate::host) fn in_room(&self, node: &str) -> Vec<InRoom> {
+        (self.rooms.get(node))
+            .map(|hosted| occupants(&hosted.service, node))
+            .unwrap_or_default()
+    }
+
+    /// Room `node` went with its owner's account (the engine deleted it, the last `done`):
+    /// those who were in it hear of its destruction as from its owner (§10.9).
+    pub(in crate::host) fn announce_gone(
+        &self,
+        node: &str,
+        leaving: &[InRoom],
+        done: &mut Vec<Done>,
+    ) {
+        let Some(room) = room_address(node, self.rooms_jid.domain().as_str()) else {
+            return;
+        };
+        admin::spare_classic(done, leaving);
+        let destroyed = groupchat::destroyed(None);
+        self.announce_destruction(&room, leaving, &destroyed, done);
+    }
+
     /// A destroyed room: every occupant gets its own unavailable presence with `<destroy/>`,
     /// naming the alternate venue and the reason if the owner gave them (§10.9).
     fn announce_destruction(
@@ -1674,7 +1697,7 @@ enum Entry {
 }
 
 /// One occupant of a room: the session in it, its nick and its subscription's options.
-struct InRoom {
+pub(in crate::host) struct InRoom {
     jid: Jid,
     nick: String,
     options: SubscriptionOptions,
