@@ -815,7 +815,7 @@ impl ServicesTask {
                 // not anyone another server makes up (each would be sent the newest items).
                 let bare = session.to_bare();
                 if bare == owner || self.presence.has_presence_subscription(&owner, &bare) {
-                    done.extend(self.last_notify_items(&session, &[owner]));
+                    done.extend(self.last_notify_items(&session, &[owner], true));
                 }
             }
             Request::FeaturesKnown(session) => {

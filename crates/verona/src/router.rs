@@ -69,6 +69,10 @@ const SHOWS: [Show; 5] = [Show::Online, Show::Away, Show::Chat, Show::Dnd, Show:
 struct View {
     /// Its verified XEP-0115 features, once known.
     features: RwLock<Option<Features>>,
+    /// Its presence went on before its features were known: what `+notify` brings a session
+    /// coming online comes when they are (`Request::FeaturesKnown`), not with the presence,
+    /// whichever of the two a shard handles first.
+    features_late: AtomicBool,
     /// It publishes its presence with classic `<presence/>`.
     classic: AtomicBool,
     /// It has sent its initial presence (RFC 6121 §4.2) and not gone unavailable: presence
@@ -265,6 +269,15 @@ impl SessionHandle {
     /// How the session publishes its own presence: `<presence/>` (true) or a pubsub publish.
     pub fn set_classic(&self, classic: bool) {
         self.view.classic.store(classic, Ordering::Relaxed);
+    }
+
+    /// Its presence goes on before its features are known ([`View::features_late`]).
+    pub fn set_features_late(&self) {
+        self.view.features_late.store(true, Ordering::Relaxed);
+    }
+
+    pub fn features_late(&self) -> bool {
+        self.view.features_late.load(Ordering::Relaxed)
     }
 
     pub fn set_features(&self, features: Features) {

@@ -894,8 +894,8 @@ async fn requests_waiting_for_one_account_are_bounded() {
 }
 
 /// An account's `presence` and `roster` nodes are its relations (XEP-0207 §3, §4): its owner
-/// cannot delete or purge them (`not-allowed`), and the contact still follows it after the
-/// attempt.
+/// cannot delete or purge them, nor write the roster's items but through jabber:iq:roster
+/// (`not-allowed`), and the contact still follows it after the attempts.
 #[tokio::test]
 async fn the_presence_and_roster_nodes_are_not_deleted() {
     let (_t, mut juliet, _romeo) = romeo_follows_juliet().await;
@@ -911,6 +911,21 @@ async fn the_presence_and_roster_nodes_are_not_deleted() {
                 "{op} {node}"
             );
         }
+    }
+    // The roster's items are written through jabber:iq:roster only, which keeps its view.
+    for op in [
+        "<publish node='roster'><item id='ghost@example.net'><x xmlns='urn:junk'/></item></publish>",
+        "<retract node='roster'><item id='romeo@localhost'/></retract>",
+    ] {
+        let write = format!(
+            "<iq xmlns='jabber:client' type='set' id='w'><pubsub xmlns='{PUBSUB}'>{op}</pubsub></iq>"
+        );
+        let refused = juliet.request(&write).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("not-allowed"),
+            "{op}"
+        );
     }
     let roster = juliet.request(&roster_get("r9", None)).await;
     let item = roster

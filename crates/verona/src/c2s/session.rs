@@ -227,6 +227,7 @@ impl Connection {
         if !wait.late {
             wait.late = true;
             wait.until = now + CAPS_LATE;
+            session.handle.set_features_late();
             return Some(std::mem::take(&mut wait.held));
         }
         let wait = session.caps_wait.take()?;

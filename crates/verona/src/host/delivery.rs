@@ -481,8 +481,19 @@ impl ServicesTask {
 
     /// XEP-0163 §4.3: a newly available session that asks for `NODE+notify` gets the last
     /// item of every such node of its own account and of the accounts it follows.
-    pub(super) fn last_notify_items(&self, session: &FullJid, owners: &[BareJid]) -> Vec<Done> {
-        let features = self.router.session(session).and_then(|h| h.features());
+    pub(super) fn last_notify_items(
+        &self,
+        session: &FullJid,
+        owners: &[BareJid],
+        late: bool,
+    ) -> Vec<Done> {
+        let handle = self.router.session(session);
+        // Features that came after the presence bring their items themselves (`late`): the
+        // presence's own turn may come after them, and would send the items again.
+        if !late && handle.as_ref().is_some_and(SessionHandle::features_late) {
+            return Vec::new();
+        }
+        let features = handle.and_then(|h| h.features());
         let Some(features) = features.or_else(|| self.router.remote_features(session)) else {
             return Vec::new();
         };

@@ -322,7 +322,7 @@ impl ServicesTask {
                 done.push(Done::new_effects(origin, effects));
             }
         }
-        done.extend(self.last_notify_items(session, owners));
+        done.extend(self.last_notify_items(session, owners, false));
     }
 
     /// The authorization requests waiting for the session's account in one service

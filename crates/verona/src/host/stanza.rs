@@ -58,9 +58,10 @@ impl ServicesTask {
             return;
         }
         // An account's `presence` and `roster` nodes are its presence subscriptions and its
-        // roster (XEP-0207 §3, §4): deleting or purging one would end every relation at once.
-        if matches!(origin, Origin::Account(_)) && deletes_view_node(&stanza) {
-            let why = Some("the account's presence and roster nodes stay");
+        // roster (XEP-0207 §3, §4): deleting or purging one would end every relation at once,
+        // and the roster's items are written through `jabber:iq:roster`, which keeps its view.
+        if matches!(origin, Origin::Account(_)) && alters_view_node(&stanza) {
+            let why = Some("the account's presence and roster nodes are kept by the server");
             let reply = error_reply(&stanza, StanzaError::NotAllowed, why);
             done.push(Done::reply(from, reply));
             return;
@@ -394,14 +395,21 @@ fn add_delete_recipients(effects: &mut Vec<Effect>, notification: verona_pubsub:
     }
 }
 
-/// Whether `stanza` deletes or purges an account's `presence` or `roster` node.
-fn deletes_view_node(stanza: &Element) -> bool {
-    // A purge too: the roster view would go on showing what the node no longer holds.
-    stanza
-        .get_child("pubsub", ns::PUBSUB_OWNER)
-        .into_iter()
-        .flat_map(Element::children)
-        .filter(|op| op.is("delete", ns::PUBSUB_OWNER) || op.is("purge", ns::PUBSUB_OWNER))
-        .filter_map(|op| op.attr("node"))
-        .any(|node| [PRESENCE_NODE, ROSTER_NODE].contains(&node))
+/// Whether `stanza` deletes or purges an account's `presence` or `roster` node, or publishes
+/// or retracts `roster` items: the roster view would go on showing what the node no longer
+/// holds, or not show what it does.
+fn alters_view_node(stanza: &Element) -> bool {
+    let ops = |namespace: &str, names: &[&str]| -> Vec<String> {
+        (stanza.get_child("pubsub", namespace).into_iter())
+            .flat_map(Element::children)
+            .filter(|op| names.iter().any(|name| op.is(*name, namespace)))
+            .filter_map(|op| op.attr("node").map(str::to_owned))
+            .collect()
+    };
+    let removed = ops(ns::PUBSUB_OWNER, &["delete", "purge"]);
+    let written = ops(ns::PUBSUB, &["publish", "retract"]);
+    removed
+        .iter()
+        .any(|node| [PRESENCE_NODE, ROSTER_NODE].contains(&node.as_str()))
+        || written.iter().any(|node| node == ROSTER_NODE)
 }
