@@ -2023,11 +2023,21 @@ fn role_in(service: &Service, node: &str, jid: &Jid, options: &SubscriptionOptio
         })
 }
 
-/// Whether `jid` sees occupants' real JIDs: in any room but a semi-anonymous one, where
-/// only its owners and admins (its moderators by affiliation) do (XEP-0045 §7.2.4).
+/// Whether `jid` sees occupants' real JIDs: in any room but a semi-anonymous one, where only
+/// its moderators do (XEP-0045 §7.2.4): its owners and admins, and an occupant given the
+/// moderator role for its stay.
 fn sees_real_jids(service: &Service, node: &str, jid: &Jid) -> bool {
-    let semi_anonymous = (service.node_config(node)).is_some_and(groupchat::is_semi_anonymous);
-    !semi_anonymous || affiliation_in(service, node, jid) >= RoomAffiliation::Admin
+    let Some(config) = service.node_config(node) else {
+        return true;
+    };
+    if !groupchat::is_semi_anonymous(config) {
+        return true;
+    }
+    let affiliation = affiliation_in(service, node, jid);
+    affiliation >= RoomAffiliation::Admin
+        || (service.subscriptions_of_jid(node, jid))
+            .filter(|s| s.state.is_approved())
+            .any(|s| Role::of(config, affiliation, s.options) == Role::Moderator)
 }
 
 /// An account's affiliation with a room, in XEP-0045's terms.
