@@ -1727,7 +1727,14 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
         .and_then(|s| s.attr("subscription"));
     assert_eq!(state, Some("pending"));
     let request = recv_until(&mut romeo, |el| el.name() == "message").await;
-    // Answered at the owner's server, as the seed's Ex. 11 answers (DESIGN, seed errata).
+    // Answered at the owner's server, as the seed's Ex. 11 answers (DESIGN, seed errata),
+    // and matched by the request it answers: a node of the room's name on pubsub.localhost,
+    // which anyone may make, does not take it.
+    ok(&nurse
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='squat' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><create node='characters'/></pubsub></iq>"
+        ))
+        .await);
     romeo.send(&approval_at(&request, "localhost")).await;
     let seen = recv_until(&mut juliet, |el| el.name() == "presence").await;
     assert_eq!(seen.attr("from"), Some("characters@chat.localhost/Bard"));

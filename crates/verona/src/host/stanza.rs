@@ -250,9 +250,19 @@ impl ServicesTask {
             return None;
         }
         let node = answer_node(stanza).filter(|node| !node.is_empty())?;
-        let on_domain = (self.domain.as_ref())
-            .is_some_and(|hosted| hosted.service.node_config(&node).is_some());
-        (!on_domain).then_some(node)
+        // Matched by the request it answers (the seed's errata: form fields and id), not by
+        // the node's name alone: anyone may make a node of a room's name on `pubsub.<domain>`.
+        let subid = form_field(stanza, &["pubsub#subid"]);
+        let subscriber = form_field(stanza, &["pubsub#subscriber_jid", "pusub#subscriber_jid"])
+            .and_then(|jid| Jid::new(&jid).ok());
+        let waits_on_domain = self.domain.as_ref().is_some_and(|hosted| {
+            (hosted.service.subscriptions(&node))
+                .filter(|s| s.state == verona_pubsub::SubscriptionState::Pending)
+                .any(|s| {
+                    subid.as_deref() == Some(s.subid.as_str()) || subscriber.as_ref() == Some(s.jid)
+                })
+        });
+        (!waits_on_domain).then_some(node)
     }
 
     /// Hands an authorization answer to the shard of the room it is about, as if sent to
@@ -291,11 +301,16 @@ impl ServicesTask {
 
 /// The node an authorization answer (XEP-0060 §8.6) is about.
 fn answer_node(stanza: &Element) -> Option<String> {
+    form_field(stanza, &["pubsub#node"])
+}
+
+/// The first value of the first of `vars` a form of `stanza` has.
+fn form_field(stanza: &Element, vars: &[&str]) -> Option<String> {
     stanza
         .children()
         .filter(|x| x.is("x", ns::DATA_FORMS))
         .flat_map(|x| x.children())
-        .find(|field| field.attr("var") == Some("pubsub#node"))
+        .find(|field| field.attr("var").is_some_and(|var| vars.contains(&var)))
         .and_then(|field| field.children().next())
         .map(|value| value.text())
 }
