@@ -30,6 +30,10 @@ pub struct AuthThrottle {
     window: Duration,
     addresses: Mutex<Failures<IpAddr>>,
     accounts: Mutex<Failures<BareJid>>,
+    /// Failures per address and account: an address past the free ones on an account takes
+    /// its attempts on it through that account's lane, one at a time.
+    pairs: Mutex<Failures<(IpAddr, BareJid)>>,
+    lanes: Mutex<HashMap<BareJid, Arc<tokio::sync::Semaphore>>>,
     /// Unauthenticated connections per address.
     unauthenticated: Arc<PerAddress>,
     /// Connections per address, authenticated or not.
@@ -169,6 +173,8 @@ impl AuthThrottle {
             window,
             addresses: Mutex::default(),
             accounts: Mutex::default(),
+            pairs: Mutex::default(),
+            lanes: Mutex::default(),
             unauthenticated: PerAddress::new(max_unauthenticated),
             connections: PerAddress::new(max_connections),
             registrations: Mutex::default(),
@@ -267,7 +273,43 @@ impl AuthThrottle {
         self.count(&mut lock(&self.addresses), address_key(addr), now);
         if let Some(account) = account {
             self.count(&mut lock(&self.accounts), account.clone(), now);
+            let pair = (address_key(addr), account.clone());
+            self.count(&mut lock(&self.pairs), pair, now);
         }
+    }
+
+    /// The lane an attempt from `addr` on `account` must hold until it is verified, if that
+    /// address has failed on that account past the free failures: such attempts go one at a
+    /// time per account, whatever number of addresses and connections make them, while its
+    /// owner (from an address that has not failed on it) is not held up by them. The delays
+    /// alone bound how long each attempt waits, not how many wait at once (200 addresses
+    /// made 2,157 guesses a minute at one account that way).
+    pub async fn lane(
+        &self,
+        addr: IpAddr,
+        account: &BareJid,
+        now: Instant,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let pair = (address_key(addr), account.clone());
+        let failed = lock(&self.pairs).get(&pair).is_some_and(|&(count, since)| {
+            now.duration_since(since) < self.window && count > self.free_failures
+        });
+        if !failed {
+            return None;
+        }
+        let lane = {
+            let mut lanes = lock(&self.lanes);
+            if lanes.len() >= MAX_TRACKED {
+                // Lanes nobody holds or waits for are dropped; busy ones stay.
+                lanes.retain(|_, lane| Arc::strong_count(lane) > 1);
+            }
+            Arc::clone(
+                lanes
+                    .entry(account.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1))),
+            )
+        };
+        lane.acquire_owned().await.ok()
     }
 
     /// A successful login forgives its account's failures, not its address's: another
@@ -414,6 +456,52 @@ mod tests {
             MAX_ACCOUNT_DELAY
         );
         assert_eq!(throttle.delay(attacker, Some(&victim), t0), MAX_DELAY);
+    }
+
+    /// Issue #11 H4: an address that has failed on an account past the free failures takes
+    /// its attempts on it one at a time with every such address; others, the owner's among
+    /// them, do not wait for them.
+    #[tokio::test]
+    async fn addresses_that_failed_on_an_account_take_its_lane() {
+        let throttle = AuthThrottle::new(1, Duration::from_secs(60), 8, 8, 2);
+        let t0 = Instant::now();
+        let victim = account("juliet@localhost");
+        let attackers: Vec<IpAddr> = ["192.0.2.1", "192.0.2.2"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let owner: IpAddr = "198.51.100.7".parse().unwrap();
+        for attacker in &attackers {
+            assert!(
+                throttle.lane(*attacker, &victim, t0).await.is_none(),
+                "free"
+            );
+            for _ in 0..2 {
+                throttle.failure(*attacker, Some(&victim), t0);
+            }
+        }
+        let held = throttle.lane(attackers[0], &victim, t0).await;
+        assert!(held.is_some());
+        // The other attacking address waits for the lane; the owner does not.
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(50),
+            throttle.lane(attackers[1], &victim, t0),
+        )
+        .await;
+        assert!(waiting.is_err(), "one at a time");
+        assert!(throttle.lane(owner, &victim, t0).await.is_none());
+        // Another account is not in this lane.
+        assert!(
+            throttle
+                .lane(attackers[1], &account("romeo@localhost"), t0)
+                .await
+                .is_none()
+        );
+        drop(held);
+        assert!(throttle.lane(attackers[1], &victim, t0).await.is_some());
+        // The window over, the address is free again.
+        let later = t0 + Duration::from_secs(61);
+        assert!(throttle.lane(attackers[1], &victim, later).await.is_none());
     }
 
     #[test]

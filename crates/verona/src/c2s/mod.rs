@@ -113,6 +113,8 @@ struct Connection {
     auth_failures: u32,
     /// The account the current SASL attempt names, once known (for the throttle and logs).
     attempted: Option<BareJid>,
+    /// The lane of `attempted`, held until the attempt is judged ([`crate::throttle::AuthThrottle::lane`]).
+    lane: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Counts this connection against its address until it authenticates.
     admission: Option<Admission>,
     /// Counts this connection against its address while it lasts.
@@ -168,6 +170,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         header_sent: false,
         auth_failures: 0,
         attempted: None,
+        lane: None,
         admission: Some(admission),
         _connection: connection,
         reads,

@@ -379,6 +379,7 @@ impl Connection {
         self.shared.throttle.success(&jid);
         self.admission = None;
         self.attempted = None;
+        self.lane = None;
         tracing::info!(%jid, "authenticated");
         let bind_by = tokio::time::Instant::now()
             + std::time::Duration::from_secs(
@@ -392,9 +393,16 @@ impl Connection {
     /// An attempt waits, before it is verified, for as long as the failures from its address
     /// and on its account have earned, so that a right guess is answered no sooner than a
     /// wrong one (issue #11 H4).
-    async fn wait_turn(&self) {
+    async fn wait_turn(&mut self) {
         let now = std::time::Instant::now();
-        let delay = (self.shared.throttle).delay(self.peer.ip(), self.attempted.as_ref(), now);
+        let throttle = &self.shared.throttle;
+        // A lane an aborted attempt held is given back before this one takes its own.
+        self.lane = None;
+        if let Some(account) = &self.attempted {
+            // Held until this attempt is judged (`sasl_success`, `sasl_failure`).
+            self.lane = throttle.lane(self.peer.ip(), account, now).await;
+        }
+        let delay = throttle.delay(self.peer.ip(), self.attempted.as_ref(), now);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -404,6 +412,7 @@ impl Connection {
     async fn sasl_failure(&mut self, failure: Failure) -> Result<(), End> {
         self.auth_failures += 1;
         let account = self.attempted.take();
+        self.lane = None;
         let now = std::time::Instant::now();
         (self.shared.throttle).failure(self.peer.ip(), account.as_ref(), now);
         tracing::info!(
