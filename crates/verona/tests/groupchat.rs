@@ -1744,6 +1744,34 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
     assert_eq!(body(&said).as_deref(), Some("a sonnet"));
 }
 
+/// XEP-0280 §6: a private message to an occupant reaches the sender's other sessions that
+/// enabled carbons as a `sent` copy.
+#[tokio::test]
+async fn a_private_message_is_carbon_copied_to_the_senders_other_sessions() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let mut pda = t.login("romeo", "pw", "pda").await;
+    pda.send("<presence xmlns='jabber:client'/>").await;
+    ok(&pda
+        .request("<iq xmlns='jabber:client' type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+        .await);
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' type='chat' id='pm1' to='{ROOM}/Nurse'><body>a word</body></message>"
+        ))
+        .await;
+    let got = recv_until(&mut nurse, |el| el.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("a word"));
+    let copy = recv_until(&mut pda, |el| el.has_child("sent", "urn:xmpp:carbons:2")).await;
+    let sent = copy
+        .get_child("sent", "urn:xmpp:carbons:2")
+        .and_then(|s| s.get_child("forwarded", "urn:xmpp:forward:0"))
+        .and_then(|f| f.get_child("message", NS_CLIENT))
+        .unwrap();
+    assert_eq!(sent.attr("to"), Some("characters@chat.localhost/Nurse"));
+    assert_eq!(sent.attr("id"), Some("pm1"));
+}
+
 /// A room goes with the account of its only owner (issue #11 H3); those in it hear of its
 /// destruction as from its owner (XEP-0045 §10.9), not nothing.
 #[tokio::test]

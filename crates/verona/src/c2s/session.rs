@@ -109,6 +109,26 @@ impl Session {
 }
 
 impl Connection {
+    /// XEP-0280 §6: a private message to a room occupant, as the sender's other sessions that
+    /// enabled carbons get it (`sent`), so that each shows the conversation whole.
+    fn carbon_private_message(&self, me: &FullJid, el: &Element) {
+        let to_occupant = el
+            .attr("to")
+            .and_then(|to| Jid::new(to).ok())
+            .is_some_and(|to| to.resource().is_some());
+        let groupchat = el.attr("type") == Some("groupchat");
+        if el.name() != "message" || !to_occupant || groupchat || !chat::is_copied(el) {
+            return;
+        }
+        let account = me.bare();
+        for (jid, handle) in self.shared.router.resources_of(&account) {
+            if jid != *me && handle.is_available() && handle.carbons() {
+                let copy = chat::carbon(el, chat::Copy::Sent, &account, &jid);
+                handle.offer(Bytes::from(verona_stream::element_bytes(&copy)));
+            }
+        }
+    }
+
     pub(super) async fn route(&mut self, el: Element) -> Result<(), End> {
         let ready = match self.caps_answer(&el) {
             Some(Answered::Held(released)) => released,
@@ -363,7 +383,10 @@ impl Connection {
                 let why = Some("too many messages kept: wait");
                 self.answer(&el, StanzaError::ResourceConstraint, why);
             }
-            Route::Room => pubsub.room(me, el).await,
+            Route::Room => {
+                self.carbon_private_message(&me, &el);
+                pubsub.room(me, el).await;
+            }
             Route::AuthorizationAnswer => pubsub.submit_answer(me, el).await,
             Route::Remote
                 if self.shared.federation.is_some()
