@@ -22,6 +22,8 @@ const MAX_DELAY: Duration = Duration::from_secs(30);
 /// often enough would keep its owner from completing a login at all (a SCRAM exchange waits
 /// once, then needs its round trips).
 const MAX_ACCOUNT_DELAY: Duration = Duration::from_secs(8);
+/// The longest an attempt waits for its account's lane ([`AuthThrottle::turn`]).
+const LANE_WAIT: Duration = Duration::from_secs(10);
 /// Bound on remembered addresses and accounts, so a scan cannot grow memory.
 const MAX_TRACKED: usize = 65_536;
 
@@ -34,6 +36,9 @@ pub struct AuthThrottle {
     /// its attempts on it through that account's lane, one at a time.
     pairs: Mutex<Failures<(IpAddr, BareJid)>>,
     lanes: Mutex<HashMap<BareJid, Arc<tokio::sync::Semaphore>>>,
+    /// Attempts per address and account not yet judged: they count as failures for taking
+    /// the lane, or an address's parallel connections would all pass before any failed.
+    in_flight: Arc<Mutex<HashMap<(IpAddr, BareJid), u32>>>,
     /// Unauthenticated connections per address.
     unauthenticated: Arc<PerAddress>,
     /// Connections per address, authenticated or not.
@@ -49,6 +54,37 @@ pub struct AuthThrottle {
     /// Dialback keys other servers' streams from one address may have checked, over time:
     /// each check makes this server connect to the domain the key claims.
     verifications: Option<ConnectionRate>,
+}
+
+/// An attempt's turn: its place in its account's lane, if it needs one, and its count among
+/// the attempts not yet judged; both given back when it is dropped.
+pub struct Turn {
+    _lane: Option<tokio::sync::OwnedSemaphorePermit>,
+    _flight: InFlight,
+}
+
+impl Turn {
+    /// Whether it holds its account's lane.
+    pub fn in_lane(&self) -> bool {
+        self._lane.is_some()
+    }
+}
+
+struct InFlight {
+    table: Arc<Mutex<HashMap<(IpAddr, BareJid), u32>>>,
+    pair: (IpAddr, BareJid),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut table = lock(&self.table);
+        if let Some(count) = table.get_mut(&self.pair) {
+            *count -= 1;
+            if *count == 0 {
+                table.remove(&self.pair);
+            }
+        }
+    }
 }
 
 /// A token bucket per address: `burst` new connections at once, refilled at `per_minute`.
@@ -175,6 +211,7 @@ impl AuthThrottle {
             accounts: Mutex::default(),
             pairs: Mutex::default(),
             lanes: Mutex::default(),
+            in_flight: Arc::default(),
             unauthenticated: PerAddress::new(max_unauthenticated),
             connections: PerAddress::new(max_connections),
             registrations: Mutex::default(),
@@ -278,24 +315,36 @@ impl AuthThrottle {
         }
     }
 
-    /// The lane an attempt from `addr` on `account` must hold until it is verified, if that
-    /// address has failed on that account past the free failures: such attempts go one at a
-    /// time per account, whatever number of addresses and connections make them, while its
-    /// owner (from an address that has not failed on it) is not held up by them. The delays
-    /// alone bound how long each attempt waits, not how many wait at once (200 addresses
-    /// made 2,157 guesses a minute at one account that way).
-    pub async fn lane(
-        &self,
-        addr: IpAddr,
-        account: &BareJid,
-        now: Instant,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    /// The turn an attempt from `addr` on `account` holds until it is judged: in that
+    /// account's lane when the address has failed on it past the free failures, counting its
+    /// attempts not yet judged. Such attempts go one at a time per account, whatever number
+    /// of addresses and connections make them, while its owner (from an address that has not
+    /// failed on it) is not held up by them: the delays alone bound how long each attempt
+    /// waits, not how many wait at once (200 addresses made 2,157 guesses a minute at one
+    /// account that way). `None` when the lane stayed taken for [`LANE_WAIT`].
+    pub async fn turn(&self, addr: IpAddr, account: &BareJid, now: Instant) -> Option<Turn> {
         let pair = (address_key(addr), account.clone());
-        let failed = lock(&self.pairs).get(&pair).is_some_and(|&(count, since)| {
-            now.duration_since(since) < self.window && count > self.free_failures
-        });
-        if !failed {
-            return None;
+        let judging = {
+            let mut in_flight = lock(&self.in_flight);
+            // A full table counts every new pair as busy: into the lane.
+            let full = in_flight.len() >= MAX_TRACKED && !in_flight.contains_key(&pair);
+            let count = in_flight.entry(pair.clone()).or_insert(0);
+            *count += 1;
+            if full { u32::MAX } else { *count - 1 }
+        };
+        let flight = InFlight {
+            table: Arc::clone(&self.in_flight),
+            pair: pair.clone(),
+        };
+        let failed = lock(&self.pairs)
+            .get(&pair)
+            .filter(|&&(_, since)| now.duration_since(since) < self.window)
+            .map_or(0, |&(count, _)| count);
+        if failed.saturating_add(judging) < self.free_failures {
+            return Some(Turn {
+                _lane: None,
+                _flight: flight,
+            });
         }
         let lane = {
             let mut lanes = lock(&self.lanes);
@@ -309,7 +358,13 @@ impl AuthThrottle {
                     .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1))),
             )
         };
-        lane.acquire_owned().await.ok()
+        // Bounded: a connection waiting here notices nothing else, its client gone included.
+        let permit = tokio::time::timeout(LANE_WAIT, lane.acquire_owned()).await;
+        let permit = permit.ok()?.ok()?;
+        Some(Turn {
+            _lane: Some(permit),
+            _flight: flight,
+        })
     }
 
     /// A successful login forgives its account's failures, not its address's: another
@@ -466,42 +521,43 @@ mod tests {
         let throttle = AuthThrottle::new(1, Duration::from_secs(60), 8, 8, 2);
         let t0 = Instant::now();
         let victim = account("juliet@localhost");
-        let attackers: Vec<IpAddr> = ["192.0.2.1", "192.0.2.2"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
-        let owner: IpAddr = "198.51.100.7".parse().unwrap();
-        for attacker in &attackers {
-            assert!(
-                throttle.lane(*attacker, &victim, t0).await.is_none(),
-                "free"
-            );
+        let address = |a: &str| -> IpAddr { a.parse().unwrap() };
+        let attackers = [address("192.0.2.1"), address("192.0.2.2")];
+        let owner = address("198.51.100.7");
+        let turn = |addr: IpAddr, account: BareJid, at: Instant| {
+            let throttle = &throttle;
+            async move { throttle.turn(addr, &account, at).await.expect("a turn") }
+        };
+        for attacker in attackers {
+            assert!(!turn(attacker, victim.clone(), t0).await.in_lane(), "free");
             for _ in 0..2 {
-                throttle.failure(*attacker, Some(&victim), t0);
+                throttle.failure(attacker, Some(&victim), t0);
             }
         }
-        let held = throttle.lane(attackers[0], &victim, t0).await;
-        assert!(held.is_some());
+        // Attempts not yet judged count: one address's parallel connections do not all pass.
+        let fresh = address("203.0.113.9");
+        let first = turn(fresh, victim.clone(), t0).await;
+        let second = turn(fresh, victim.clone(), t0).await;
+        assert!(!first.in_lane() && second.in_lane());
+        drop((first, second));
+        let held = turn(attackers[0], victim.clone(), t0).await;
+        assert!(held.in_lane());
         // The other attacking address waits for the lane; the owner does not.
         let waiting = tokio::time::timeout(
             Duration::from_millis(50),
-            throttle.lane(attackers[1], &victim, t0),
+            turn(attackers[1], victim.clone(), t0),
         )
         .await;
         assert!(waiting.is_err(), "one at a time");
-        assert!(throttle.lane(owner, &victim, t0).await.is_none());
+        assert!(!turn(owner, victim.clone(), t0).await.in_lane());
         // Another account is not in this lane.
-        assert!(
-            throttle
-                .lane(attackers[1], &account("romeo@localhost"), t0)
-                .await
-                .is_none()
-        );
+        let elsewhere = turn(attackers[1], account("romeo@localhost"), t0).await;
+        assert!(!elsewhere.in_lane());
         drop(held);
-        assert!(throttle.lane(attackers[1], &victim, t0).await.is_some());
+        assert!(turn(attackers[1], victim.clone(), t0).await.in_lane());
         // The window over, the address is free again.
         let later = t0 + Duration::from_secs(61);
-        assert!(throttle.lane(attackers[1], &victim, later).await.is_none());
+        assert!(!turn(attackers[1], victim.clone(), later).await.in_lane());
     }
 
     #[test]

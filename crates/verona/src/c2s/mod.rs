@@ -113,8 +113,9 @@ struct Connection {
     auth_failures: u32,
     /// The account the current SASL attempt names, once known (for the throttle and logs).
     attempted: Option<BareJid>,
-    /// The lane of `attempted`, held until the attempt is judged ([`crate::throttle::AuthThrottle::lane`]).
-    lane: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The turn of `attempted`, held until the attempt is judged
+    /// ([`crate::throttle::AuthThrottle::turn`]).
+    lane: Option<crate::throttle::Turn>,
     /// Counts this connection against its address until it authenticates.
     admission: Option<Admission>,
     /// Counts this connection against its address while it lasts.

@@ -305,7 +305,7 @@ impl Connection {
             .ok_or(Failure::NotAuthorized)?;
         self.attempted = Some(jid.clone());
         check_authzid(message.authzid.as_deref(), &jid)?;
-        self.wait_turn().await;
+        self.wait_turn().await?;
         let creds = self
             .shared
             .accounts
@@ -350,7 +350,9 @@ impl Connection {
         {
             return self.sasl_failure(failure).await;
         }
-        self.wait_turn().await;
+        if let Err(failure) = self.wait_turn().await {
+            return self.sasl_failure(failure).await;
+        }
         let creds = match &jid {
             Some(jid) => match self.shared.accounts.credentials(jid).await {
                 Ok(creds) => creds,
@@ -393,19 +395,25 @@ impl Connection {
     /// An attempt waits, before it is verified, for as long as the failures from its address
     /// and on its account have earned, so that a right guess is answered no sooner than a
     /// wrong one (issue #11 H4).
-    async fn wait_turn(&mut self) {
+    async fn wait_turn(&mut self) -> Result<(), Failure> {
         let now = std::time::Instant::now();
         let throttle = &self.shared.throttle;
-        // A lane an aborted attempt held is given back before this one takes its own.
+        // A turn an aborted attempt held is given back before this one takes its own.
         self.lane = None;
         if let Some(account) = &self.attempted {
             // Held until this attempt is judged (`sasl_success`, `sasl_failure`).
-            self.lane = throttle.lane(self.peer.ip(), account, now).await;
+            let turn = throttle.turn(self.peer.ip(), account, now).await;
+            let turn = turn.ok_or(Failure::TemporaryAuthFailure)?;
+            if turn.in_lane() {
+                tracing::debug!(%account, "an attempt from an address that failed on the account");
+            }
+            self.lane = Some(turn);
         }
         let delay = throttle.delay(self.peer.ip(), self.attempted.as_ref(), now);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        Ok(())
     }
 
     /// A failed attempt: counted for its address and account, and fatal after too many.
