@@ -65,7 +65,7 @@ impl Sm {
         ask
     }
 
-    /// Replaces what waits for an acknowledgement with `stamped` ([`stamped`] of it).
+    /// Stamps what waits for an acknowledgement with when it came ([`stamped`]).
     pub(super) async fn restamp(&mut self, shared: &Shared, account: &BareJid) {
         let unacked: Vec<Wire> = self.unacked.drain(..).collect();
         self.unacked = stamped(shared, account, unacked).await.into();
