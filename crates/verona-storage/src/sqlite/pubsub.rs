@@ -326,10 +326,18 @@ impl PubsubStore for SqliteStore {
             let exceeded = Arc::new(AtomicBool::new(false));
             bound_work(&mut tx, &exceeded).await?;
             let read = async {
-                // `after-id` and `before-id` bound the result set: found first, as storage
-                // order (numbers the store made, written into the statements as such).
+                // Each id becomes a bound on storage order (numbers the store made, written
+                // into the statements as such): `after-id` and `before-id` bound the result set
+                // (counted), then RSM's `after` and `before` the page within it.
                 let mut filter = filter;
-                for (id, bound) in [(&query.after_id, '>'), (&query.before_id, '<')] {
+                let mut page = String::new();
+                let anchors = [
+                    (&query.after_id, '>', true),
+                    (&query.before_id, '<', true),
+                    (&query.after, '>', false),
+                    (&query.before, '<', false),
+                ];
+                for (id, bound, of_the_set) in anchors {
                     let Some(id) = id else { continue };
                     let sql =
                         format!("SELECT seq FROM pubsub_items WHERE {filter} AND item_id = ?");
@@ -340,7 +348,12 @@ impl PubsubStore for SqliteStore {
                     let seq: i64 = row
                         .ok_or_else(|| StorageError::UnknownItem(id.clone()))?
                         .get(0);
-                    filter.push_str(&format!(" AND seq {bound} {seq}"));
+                    let clause = format!(" AND seq {bound} {seq}");
+                    if of_the_set {
+                        filter.push_str(&clause);
+                    } else {
+                        page.push_str(&clause);
+                    }
                 }
                 let counted = format!(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM pubsub_items WHERE {filter} LIMIT {})",
@@ -350,38 +363,12 @@ impl PubsubStore for SqliteStore {
                 let count = usize::try_from(count)
                     .ok()
                     .filter(|count| *count <= COUNTED_AT_MOST);
-                let mut anchors = Vec::new();
-                for id in [&query.after, &query.before].into_iter().flatten() {
-                    let sql =
-                        format!("SELECT seq FROM pubsub_items WHERE {filter} AND item_id = ?");
-                    let row = filtered(sql)
-                        .bind(id.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let seq: i64 = row
-                        .ok_or_else(|| StorageError::UnknownItem(id.clone()))?
-                        .get(0);
-                    anchors.push(seq);
-                }
-                let mut anchors = anchors.into_iter();
-                let after = query.after.as_ref().and_then(|_| anchors.next());
-                let before = query.before.as_ref().and_then(|_| anchors.next());
-                let mut sql = format!(
-                    "SELECT node_id, item_id, payload, publisher, published FROM pubsub_items \
-                 WHERE {filter}"
-                );
-                if after.is_some() {
-                    sql.push_str(" AND seq > ?");
-                }
-                if before.is_some() {
-                    sql.push_str(" AND seq < ?");
-                }
                 let order = if query.backwards { "DESC" } else { "ASC" };
-                sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?"));
-                let mut statement = filtered(sql);
-                for seq in [after, before].into_iter().flatten() {
-                    statement = statement.bind(seq);
-                }
+                let sql = format!(
+                    "SELECT node_id, item_id, payload, publisher, published FROM pubsub_items \
+                 WHERE {filter}{page} ORDER BY seq {order} LIMIT ?"
+                );
+                let statement = filtered(sql);
                 let limit = i64::try_from(query.max.saturating_add(1)).unwrap_or(i64::MAX);
                 let rows = statement.bind(limit).fetch_all(&mut *tx).await?;
                 Ok::<_, StorageError>((count, rows))

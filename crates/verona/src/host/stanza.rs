@@ -243,8 +243,8 @@ impl ServicesTask {
     }
 
     /// The room an authorization answer sent to the server (or the owner's bare JID) is
-    /// about, when `pubsub.<domain>` has no node of its name (DESIGN, seed errata: the answer
-    /// is taken at the owner's server, whichever service asked).
+    /// about, when no request of `pubsub.<domain>` waits for it (DESIGN, seed errata: the
+    /// answer is taken at the owner's server, whichever service asked).
     fn room_answered(&self, stanza: &Element) -> Option<String> {
         if stanza.name() != "message" || !crate::c2s::route::is_authorization_answer(stanza) {
             return None;
