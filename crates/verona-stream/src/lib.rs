@@ -253,7 +253,31 @@ impl StreamParser {
         self.input.len() - self.pos + self.consumed - self.unit_start
     }
 
+    /// Skips a byte order mark and whitespace before the stream's first byte of XML, which
+    /// XML allows there (§2.1, §4.3.3; a keepalive sent just before a restart's header) and
+    /// rxml does not. False while the input could still be the start of a mark.
+    fn skip_leading(&mut self) -> bool {
+        const BOM: &[u8] = b"\xEF\xBB\xBF";
+        let rest = &self.input[self.pos..];
+        if rest.len() < BOM.len() && BOM.starts_with(rest) && !rest.is_empty() {
+            return false;
+        }
+        let mut skip = if rest.starts_with(BOM) { BOM.len() } else { 0 };
+        skip += rest[skip..]
+            .iter()
+            .take_while(|b| b" \t\r\n".contains(b))
+            .count();
+        self.pos += skip;
+        true
+    }
+
     fn advance(&mut self) -> Result<Option<StreamEvent>, FramingError> {
+        if self.consumed == 0
+            && matches!(self.phase, Phase::BeforeHeader(_))
+            && !self.skip_leading()
+        {
+            return Ok(None);
+        }
         loop {
             let mut rest = &self.input[self.pos..];
             let header = &self.header;

@@ -197,6 +197,44 @@ fn header_is_emitted_before_any_stanza_arrives() {
     assert!(parser.next_event().unwrap().is_none());
 }
 
+/// XML lets a byte order mark and whitespace come before the document's first element, and
+/// a client's keepalive can land just before a restarted stream's header.
+#[test]
+fn a_byte_order_mark_and_whitespace_may_precede_the_header() {
+    let bare = HEADER.strip_prefix("<?xml version='1.0'?>\n").unwrap();
+    let cases: [&[&[u8]]; 5] = [
+        &[b"\n", bare.as_bytes()],
+        &[b" \r\n\t", bare.as_bytes()],
+        &[b"\xEF\xBB\xBF", HEADER.as_bytes()],
+        &[b"\xEF", b"\xBB", b"\xBF\n", bare.as_bytes()],
+        &[b"\xEF\xBB\xBF \n", bare.as_bytes(), b"<presence/>"],
+    ];
+    for chunks in cases {
+        let (events, err) = run_chunks(chunks);
+        assert!(err.is_none(), "{chunks:?}: {err:?}");
+        assert!(
+            matches!(events[0], Seen::Header(_)),
+            "{chunks:?}: {events:?}"
+        );
+    }
+    let (events, _) = run_chunks(&[b"\xEF\xBB\xBF \n", bare.as_bytes(), b"<presence/>"]);
+    assert_eq!(
+        events[1..],
+        [Seen::Stanza("<presence xmlns='jabber:client'/>".into())]
+    );
+    // Anything else before the header is still not XML.
+    let (_, err) = run_chunks(&[b"x", bare.as_bytes()]);
+    assert!(
+        matches!(err, Some(FramingError::NotWellFormed(_))),
+        "{err:?}"
+    );
+    let (_, err) = run_chunks(&[b"\xEF\xBB", bare.as_bytes()]);
+    assert!(
+        matches!(err, Some(FramingError::NotWellFormed(_))),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn whitespace_keepalives_are_ignored() {
     let (events, err) = run_chunks(&[
