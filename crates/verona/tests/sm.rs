@@ -174,6 +174,47 @@ async fn a_killed_session_resumes_with_nothing_lost_or_repeated() {
     assert!(juliet2.recv().await.is("failed", SM));
 }
 
+/// A `<resume/>` that acknowledges more than was sent fails saying so (XEP-0198 §5), and
+/// what the session held is kept for the account, not lost.
+#[tokio::test]
+async fn a_resume_claiming_too_much_fails_with_the_counts() {
+    let server = server_with_resumption(60).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    let id = enable(&mut romeo).await;
+    for n in 1..=2 {
+        juliet.send(&chat(n)).await;
+    }
+    assert_eq!(bodies(&mut romeo, 2).await, ["line 1", "line 2"]);
+    drop(romeo);
+    juliet.expect_nothing().await;
+
+    let mut romeo = server.authenticate("romeo", "pw").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='9'/>"
+        ))
+        .await;
+    let failed = romeo.recv().await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    assert!(
+        failed.has_child("undefined-condition", "urn:ietf:params:xml:ns:xmpp-stanzas"),
+        "{}",
+        show(&failed)
+    );
+    let too_high = failed.get_child("handled-count-too-high", SM).unwrap();
+    assert_eq!(
+        (too_high.attr("h"), too_high.attr("send-count")),
+        (Some("9"), Some("2"))
+    );
+    // The stream stays; the account binds anew and gets what was unacknowledged.
+    romeo.bind(Some("orchard")).await;
+    available(&mut romeo).await;
+    assert_eq!(bodies(&mut romeo, 2).await, ["line 1", "line 2"]);
+}
+
 /// A session resumed and then lost again has a whole window from its second loss: the
 /// first parking's timer does not end it (third review, issue #11).
 #[tokio::test]

@@ -613,16 +613,10 @@ impl Connection {
                 let h = sm::h_of(el);
                 let acked = h.ok_or(sm::TooHigh).and_then(|h| sm.ack(h));
                 if acked.is_err() {
-                    // XEP-0198 §5: with how many were claimed and how many were sent.
-                    let sent = sm.acked.wrapping_add(sm.unacked.len() as u32);
-                    let too_high = builder("handled-count-too-high", ns::SM)
-                        .with("h", h.unwrap_or_default().to_string())
-                        .with("send-count", sent.to_string())
-                        .build();
                     return Err(End::FaultWith(
                         StreamError::UndefinedCondition,
                         "acknowledged more than was sent".to_owned(),
-                        Box::new(too_high),
+                        Box::new(sm::too_high(h.unwrap_or_default(), sm)),
                     ));
                 }
             }
@@ -659,9 +653,12 @@ impl Connection {
             sm::end_session(&self.shared, session, Some(sm)).await;
             return;
         }
-        if sm.ack(sm::h_of(el).unwrap_or_default()).is_err() {
+        let h = sm::h_of(el).unwrap_or_default();
+        if sm.ack(h).is_err() {
             // The client claims more than was sent: the session cannot be trusted to resume.
-            self.send(&sm::failed("unexpected-request", Some(sm.inbound)));
+            let mut failed = sm::failed("undefined-condition", Some(sm.inbound));
+            failed.append_child(sm::too_high(h, &sm));
+            self.send(&failed);
             sm::end_session(&self.shared, session, Some(sm)).await;
             self.shared.resumable.forget(&previd);
             return;

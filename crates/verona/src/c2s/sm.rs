@@ -94,6 +94,15 @@ impl Sm {
     }
 }
 
+/// `<handled-count-too-high/>` (§5): what the client claimed and what was sent.
+pub(super) fn too_high(h: u32, sm: &Sm) -> Element {
+    let sent = sm.acked.wrapping_add(sm.unacked.len() as u32);
+    builder("handled-count-too-high", ns::SM)
+        .with("h", h.to_string())
+        .with("send-count", sent.to_string())
+        .build()
+}
+
 /// `<a h='…'/>`.
 pub(super) fn answer(h: u32) -> Element {
     builder("a", ns::SM).with("h", h.to_string()).build()
