@@ -83,7 +83,7 @@ fn is_important(stanza: &Element) -> bool {
         "message" => {
             stanza.attr("type") == Some("error")
                 || carries_writing(stanza, 0)
-                || crate::eventing::chat::is_kept(stanza)
+                || crate::eventing::chat::is_written(stanza)
         }
         _ => true,
     }

@@ -77,17 +77,47 @@ pub fn is_conversational(message: &Element) -> bool {
 }
 
 /// Whether a message is kept (archived, and stored for an offline recipient): what a person
-/// wrote — a body, an encrypted payload — or what asks to be kept (XEP-0334 `<store/>`);
-/// never what asks not to be. Chat states and receipts alone pass through.
+/// wrote (see [`is_written`]) and what a client sends one to do something about a message or a
+/// chat — a receipt or marker, a reaction, a retraction, an invitation, a call's signal — as
+/// XEP-0160 §3 asks and as Prosody keeps them; never what asks not to be. Chat states alone,
+/// and anything else without a body (a pubsub event sent as a `normal` message, say), only
+/// pass through.
 pub fn is_kept(message: &Element) -> bool {
-    let refused =
-        message.has_child("no-store", HINTS) || message.has_child("no-permanent-store", HINTS);
+    is_written(message)
+        || (!is_refused(message)
+            && message.children().any(|child| {
+                KEPT_NAMESPACES.contains(&child.ns().as_str())
+                    || child.is("x", "jabber:x:conference")
+                    || (child.is("x", "http://jabber.org/protocol/muc#user")
+                        && child.children().any(|c| c.name() == "invite"))
+            }))
+}
+
+/// Payloads that make a message without a body worth keeping.
+const KEPT_NAMESPACES: [&str; 8] = [
+    "urn:xmpp:receipts",
+    "urn:xmpp:chat-markers:0",
+    "urn:xmpp:reactions:0",
+    "urn:xmpp:message-retract:0",
+    "urn:xmpp:message-retract:1",
+    "urn:xmpp:fasten:0",
+    "urn:xmpp:jingle-message:0",
+    "urn:xmpp:jingle-message:1",
+];
+
+/// Whether a message is what a person wrote — a body, an encrypted payload — or asks to be
+/// kept (XEP-0334 `<store/>`), and does not ask not to be: what a room keeps in its history.
+pub fn is_written(message: &Element) -> bool {
     let written = message.has_child("body", ns::CLIENT)
         || message.has_child("store", HINTS)
         || message
             .children()
             .any(|c| c.name() == "encrypted" && c.ns() != ns::CLIENT);
-    written && !refused
+    written && !is_refused(message)
+}
+
+fn is_refused(message: &Element) -> bool {
+    message.has_child("no-store", HINTS) || message.has_child("no-permanent-store", HINTS)
 }
 
 /// Whether a message gets carbon copies (XEP-0280 §6): chat messages, and normal ones that say
@@ -382,8 +412,57 @@ mod tests {
             ),
             (
                 m("<received xmlns='urn:xmpp:receipts' id='1'/>", ""),
+                true,
+                true,
+            ),
+            (
+                m(
+                    "<displayed xmlns='urn:xmpp:chat-markers:0' id='1'/><thread>t</thread>",
+                    "type='chat'",
+                ),
+                true,
+                true,
+            ),
+            (
+                m(
+                    "<x xmlns='jabber:x:conference' jid='room@chat.localhost'/>",
+                    "",
+                ),
+                true,
+                true,
+            ),
+            (
+                m(
+                    "<reactions xmlns='urn:xmpp:reactions:0' id='1'><reaction>x</reaction></reactions>",
+                    "type='chat'",
+                ),
+                true,
+                true,
+            ),
+            (
+                m(
+                    "<active xmlns='http://jabber.org/protocol/chatstates'/><thread>t</thread><origin-id xmlns='urn:xmpp:sid:0' id='o'/><no-copy xmlns='urn:xmpp:hints'/>",
+                    "type='chat'",
+                ),
                 false,
                 false,
+            ),
+            (m("", "type='normal'"), false, false),
+            (
+                m(
+                    "<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='n'/></event>",
+                    "",
+                ),
+                false,
+                false,
+            ),
+            (
+                m(
+                    "<x xmlns='http://jabber.org/protocol/muc#user'><invite to='a@b'/></x>",
+                    "",
+                ),
+                true,
+                true,
             ),
             (
                 m(

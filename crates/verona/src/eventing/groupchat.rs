@@ -1141,10 +1141,11 @@ pub fn said(message: &Element, nick: &str, occupant_id: &str) -> Option<Element>
 }
 
 /// Whether what is said in a room is kept (its history, its archive): what a person wrote
-/// (as a conversation keeps it, [`crate::eventing::chat::is_kept`]) and anything with a
-/// subject; chat states alone, and what asks not to be kept (XEP-0334), are only passed on.
+/// ([`crate::eventing::chat::is_written`]) and anything with a subject, as Prosody's and
+/// ejabberd's room histories keep; chat states, markers and receipts alone, and what asks
+/// not to be kept (XEP-0334), are only passed on.
 pub fn is_kept(message: &Element) -> bool {
-    crate::eventing::chat::is_kept(message) || message.has_child("subject", ns::CLIENT)
+    crate::eventing::chat::is_written(message) || message.has_child("subject", ns::CLIENT)
 }
 
 /// Whether a message changes the subject (XEP-0045 §8.1): a `<subject/>` with neither a
