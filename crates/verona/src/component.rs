@@ -115,6 +115,7 @@ async fn serve_stanzas(
         .await
         .map_err(lost)?;
     let mut shutdown = shared.shutdown.clone();
+    let touched = crate::host::Touched::default();
     loop {
         tokio::select! {
             event = stream.next() => match event.map_err(lost)? {
@@ -127,7 +128,7 @@ async fn serve_stanzas(
                         return Err((Some(StreamError::ImproperAddressing), "a stanza without to".into()));
                     }
                     if let Some(el) = stream::from_namespace(&el, ns::COMPONENT) {
-                        crate::s2s::inbound::dispatch(shared, el, true).await;
+                        crate::s2s::inbound::dispatch(shared, el, true, &touched).await;
                     }
                 }
                 StreamEvent::Stanza(el) => {

@@ -67,8 +67,8 @@ mod stanza;
 
 use budget::{AccountBudget, AccountBudgets, Budget, Credit, KeptRate};
 use delivery::{unheard_publish, unheard_removal};
-pub use handle::PubsubHandle;
 use handle::Queued;
+pub use handle::{PubsubHandle, Touched};
 use request::{Done, Origin, Outgoing, Request, Target};
 pub use residency::account_writes;
 use residency::changes_subscription_options;
@@ -266,6 +266,7 @@ pub async fn start(
             domain_name: addresses.server.clone(),
             unknown_accounts: HashSet::new(),
             asked_with: HashMap::new(),
+            leaving: HashMap::new(),
             to_keep: Vec::new(),
             came_online: Vec::new(),
             with_kept: std::mem::take(&mut with_kept[shard]),
@@ -450,6 +451,9 @@ struct ServicesTask {
     /// For the current batch: what each classic `subscribe` carried besides its type, by
     /// (presence node owner, asker), for the request its owner gets.
     asked_with: HashMap<(BareJid, BareJid), Vec<Element>>,
+    /// For the current batch: what each resource's unavailable presence said, for the
+    /// unavailable presence its contacts and other resources get.
+    leaving: HashMap<FullJid, eventing::presence::Farewell>,
     /// Messages for accounts of this shard with no session to take them, kept after the
     /// batch (`chat.rs`).
     to_keep: Vec<(BareJid, String, std::time::SystemTime)>,
@@ -653,6 +657,7 @@ impl ServicesTask {
         self.relations.clear();
         self.unknown_accounts.clear();
         self.asked_with.clear();
+        self.leaving.clear();
         self.subscriptions_held.clear();
         self.rooms_owned.clear();
         self.drop_forgotten();
@@ -708,15 +713,17 @@ impl ServicesTask {
         }
     }
 
-    /// Answers the batch's barriers once what it told other shards is durable there too: an
-    /// acknowledged message kept for an offline recipient is written by the recipient's
-    /// shard, after this batch's commit (issue #13). Peer queues are in order, so a barrier
-    /// sent behind those messages is answered after them.
+    /// Answers the batch's barriers once what it told other shards is durable (and
+    /// delivered) there too: an acknowledged message kept for an offline recipient is written
+    /// by the recipient's shard, after this batch's commit (issue #13), and a roster push
+    /// follows a subscription's answer from the user's shard. Peer queues are in order, so a
+    /// barrier sent behind those messages is answered after them. What earlier batches told
+    /// is waited for too: a barrier often comes in the batch after its request's.
     fn settle(&mut self) {
-        let told = self.told.take();
         if self.settling.is_empty() {
             return;
         }
+        let told = self.told.take();
         let settling = std::mem::take(&mut self.settling);
         if told == 0 {
             for ready in settling {

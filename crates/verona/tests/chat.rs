@@ -1142,3 +1142,99 @@ async fn the_archive_says_where_it_starts_and_ends() {
     assert_eq!(end_id("start"), Some(ids[0].clone()), "{}", show(&reply));
     assert_eq!(end_id("end"), Some(ids[1].clone()), "{}", show(&reply));
 }
+
+/// RFC 6120 §10.1: what one session sends another arrives in the order sent, whichever way
+/// each stanza goes through the server: a conversation's message through its node (archived
+/// first), a headline, an iq and directed presence straight to the session (found by the sixth
+/// review: the message came last).
+#[tokio::test]
+async fn a_sessions_stanzas_arrive_in_the_order_sent() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    for round in 0..5 {
+        let to = "romeo@localhost/orchard";
+        juliet.send(&chat(to, &format!("{round}-1"), "first")).await;
+        juliet
+            .send(&format!("<message xmlns='jabber:client' type='headline' to='{to}' id='{round}-2'><body>news</body></message>"))
+            .await;
+        juliet
+            .send(&format!("<iq xmlns='jabber:client' type='get' to='{to}' id='{round}-3'><query xmlns='jabber:iq:version'/></iq>"))
+            .await;
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{to}' id='{round}-4'/>"
+            ))
+            .await;
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let el = romeo.recv().await;
+            got.push(format!(
+                "{} {}",
+                el.name(),
+                el.attr("id").unwrap_or_default()
+            ));
+        }
+        assert_eq!(
+            got,
+            [
+                format!("message {round}-1"),
+                format!("message {round}-2"),
+                format!("iq {round}-3"),
+                format!("presence {round}-4"),
+            ]
+        );
+    }
+}
+
+/// XEP-0160 §3: a message that does something without a body — an invitation, a reaction, a
+/// marker, a retraction — is kept for an absent party, as Prosody keeps it; chat states alone
+/// are not (found by the sixth review: all were lost unanswered).
+#[tokio::test]
+async fn messages_that_do_something_are_kept_for_an_absent_party() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let sent = [
+        (
+            "inv",
+            "<x xmlns='jabber:x:conference' jid='room@chat.localhost'/>",
+            "",
+        ),
+        (
+            "react",
+            "<reactions xmlns='urn:xmpp:reactions:0' id='m0'><reaction>+1</reaction></reactions>",
+            "type='chat'",
+        ),
+        (
+            "state",
+            "<composing xmlns='http://jabber.org/protocol/chatstates'/>",
+            "type='chat'",
+        ),
+        (
+            "seen",
+            "<displayed xmlns='urn:xmpp:chat-markers:0' id='m0'/>",
+            "type='chat'",
+        ),
+        (
+            "undo",
+            "<retract xmlns='urn:xmpp:message-retract:1' id='m0'/>",
+            "type='chat'",
+        ),
+    ];
+    for (id, payload, kind) in sent {
+        juliet
+            .send(&format!("<message xmlns='jabber:client' {kind} to='romeo@localhost' id='{id}'>{payload}</message>"))
+            .await;
+    }
+    juliet.expect_nothing().await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let mut kept = Vec::new();
+    while kept.len() < 4 {
+        let el = next_message(&mut romeo).await;
+        assert!(el.has_child("delay", DELAY), "{}", show(&el));
+        kept.push(el.attr("id").unwrap_or_default().to_owned());
+    }
+    assert_eq!(kept, ["inv", "react", "seen", "undo"]);
+    romeo.expect_nothing().await;
+}

@@ -404,6 +404,48 @@ async fn a_message_to_an_absent_remote_user_is_kept() {
     );
 }
 
+/// RFC 6121 §8.5.2 for another server's users as for local ones: a groupchat message to an
+/// account is refused, a headline reaches only available resources and is never kept.
+#[tokio::test]
+async fn a_remote_groupchat_or_headline_message_is_not_kept() {
+    let pair = pair().await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    romeo
+        .send("<message xmlns='jabber:client' type='groupchat' to='juliet@capulet.lit' id='g1'><body>all</body></message>")
+        .await;
+    let refused = next(&mut romeo, "message").await;
+    assert_eq!(refused.attr("id"), Some("g1"));
+    assert_eq!(refused.attr("type"), Some("error"));
+    assert_eq!(
+        error_condition(&refused).as_deref(),
+        Some("service-unavailable")
+    );
+    romeo
+        .send("<message xmlns='jabber:client' type='headline' to='juliet@capulet.lit' id='h1'><body>news</body></message>")
+        .await;
+    romeo
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@capulet.lit' id='c1'><body>kept</body></message>")
+        .await;
+    romeo.expect_nothing().await;
+    // Only the conversation's message waited for her.
+    let mut juliet = pair.capulet.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let kept = next(&mut juliet, "message").await;
+    assert_eq!(kept.attr("id"), Some("c1"), "{}", show(&kept));
+    juliet.expect_nothing().await;
+    // While she is there, a headline reaches her; a groupchat message still does not.
+    romeo
+        .send("<message xmlns='jabber:client' type='groupchat' to='juliet@capulet.lit' id='g2'><body>all</body></message>")
+        .await;
+    assert_eq!(next(&mut romeo, "message").await.attr("id"), Some("g2"));
+    romeo
+        .send("<message xmlns='jabber:client' type='headline' to='juliet@capulet.lit' id='h2'><body>news</body></message>")
+        .await;
+    let headline = next(&mut juliet, "message").await;
+    assert_eq!(headline.attr("id"), Some("h2"), "{}", show(&headline));
+    juliet.expect_nothing().await;
+}
+
 #[tokio::test]
 async fn iqs_cross_and_only_public_queries_are_answered() {
     let pair = pair().await;
@@ -576,7 +618,8 @@ async fn a_local_user_follows_a_remote_contact() {
     romeo
         .send("<presence xmlns='jabber:client' type='subscribed' to='juliet@capulet.lit'/>")
         .await;
-    // The push, his server's `subscribed` and his presence, in whichever order.
+    // The push and his server's `subscribed`, then his presence, which his server sent after
+    // its `subscribed` on the same stream (RFC 6120 §10.1, RFC 6121 §3.1.6).
     let (mut pushed, mut told, mut available) = (false, false, false);
     while !(pushed && told && available) {
         let el = juliet.recv().await;
@@ -594,7 +637,13 @@ async fn a_local_user_follows_a_remote_contact() {
                 pushed = true;
             }
             ("presence", Some("subscribed"), Some("romeo@montague.lit")) => told = true,
-            ("presence", None, Some("romeo@montague.lit/orchard")) => available = true,
+            ("presence", None, Some("romeo@montague.lit/orchard")) => {
+                assert!(
+                    pushed && told,
+                    "his presence came before the subscription's answer"
+                );
+                available = true;
+            }
             _ => {}
         }
     }
@@ -622,6 +671,12 @@ async fn a_local_user_follows_a_remote_contact() {
         .await;
     let item = roster_push(&mut juliet, "romeo@montague.lit").await;
     assert_ne!(item.attr("subscription"), Some("to"));
+    // His server hears of it (RFC 6121 §3.3.2), then his roster shows it.
+    let told = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("type") == Some("unsubscribe")
+    })
+    .await;
+    assert_eq!(told.attr("from"), Some("juliet@capulet.lit"));
     let check = romeo
         .request(
             "<iq xmlns='jabber:client' type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>",

@@ -935,3 +935,118 @@ async fn the_presence_and_roster_nodes_are_not_deleted() {
     assert_eq!(item.attr("jid"), Some("romeo@localhost"));
     assert_eq!(item.attr("subscription"), Some("from"));
 }
+
+/// RFC 6121 §3.1.3: asking again while subscribed is answered for the contact (with its
+/// presence), without troubling the contact, so that a requester whose roster lost the
+/// subscription hears back (found by the sixth review).
+#[tokio::test]
+async fn asking_again_while_subscribed_is_answered_for_the_contact() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    let mut got: Vec<(String, String)> = Vec::new();
+    for _ in 0..2 {
+        let el = romeo.recv().await;
+        assert_eq!(el.name(), "presence", "{}", show(&el));
+        got.push((
+            el.attr("type").unwrap_or("available").to_owned(),
+            el.attr("from").unwrap().to_owned(),
+        ));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "available".to_owned(),
+                "juliet@localhost/balcony".to_owned()
+            ),
+            ("subscribed".to_owned(), "juliet@localhost".to_owned()),
+        ]
+    );
+    romeo.expect_nothing().await;
+    juliet.expect_nothing().await;
+}
+
+/// RFC 6121 §4.5.2: the unavailable presence contacts, the account's other resources and
+/// those it sent directed presence to get carries the status and id it was sent with.
+#[tokio::test]
+async fn an_unavailable_presence_keeps_its_status_and_id() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let mut chamber = t.login("juliet", "pw", "chamber").await;
+    chamber.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut chamber, |el| {
+        el.attr("from") == Some("juliet@localhost/balcony")
+    })
+    .await;
+    let mut nurse = t.login("nurse", "pw", "kitchen").await;
+    juliet
+        .send("<presence xmlns='jabber:client' to='nurse@localhost/kitchen'/>")
+        .await;
+    assert_eq!(
+        nurse.recv().await.attr("from"),
+        Some("juliet@localhost/balcony")
+    );
+    juliet
+        .send("<presence xmlns='jabber:client' type='unavailable' id='bye1'><status>Gone to the friar</status><priority>3</priority></presence>")
+        .await;
+    for client in [&mut romeo, &mut chamber, &mut nurse] {
+        let gone = recv_until(client, |el| {
+            el.name() == "presence" && el.attr("type") == Some("unavailable")
+        })
+        .await;
+        assert_eq!(gone.attr("from"), Some("juliet@localhost/balcony"));
+        assert_eq!(gone.attr("id"), Some("bye1"), "{}", show(&gone));
+        let said: Vec<(&str, String)> = gone
+            .children()
+            .map(|child| (child.name(), child.text()))
+            .collect();
+        assert_eq!(
+            said,
+            [("status", "Gone to the friar".to_owned())],
+            "{}",
+            show(&gone)
+        );
+    }
+}
+
+/// RFC 6121 §2.3.2: a roster set the server does not keep is refused, not answered and then
+/// pushed as a removal: the account's own address is no contact (as Prosody refuses it).
+#[tokio::test]
+async fn ones_own_address_is_not_a_contact() {
+    let (_t, mut juliet, _romeo) = romeo_follows_juliet().await;
+    let reply = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='self'><query xmlns='jabber:iq:roster'><item jid='juliet@localhost' name='me'/></query></iq>")
+        .await;
+    assert_eq!(reply.attr("type"), Some("error"), "{}", show(&reply));
+    assert_eq!(stanza_error(&reply).as_deref(), Some("not-allowed"));
+    juliet.expect_nothing().await;
+    let roster = juliet.request(&roster_get("r1", None)).await;
+    let items: Vec<&str> = roster
+        .get_child("query", ROSTER)
+        .unwrap()
+        .children()
+        .filter_map(|item| item.attr("jid"))
+        .collect();
+    assert_eq!(items, ["romeo@localhost"]);
+}
+
+/// RFC 6121 §4.7.1: a presence of a type RFC 6121 does not define is refused, as Prosody
+/// refuses it, not dropped unanswered.
+#[tokio::test]
+async fn a_presence_of_no_defined_type_is_refused() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='bogus' id='p1'/>")
+        .await;
+    let refused = juliet.recv().await;
+    assert_eq!(
+        (refused.name(), refused.attr("type"), refused.attr("id")),
+        ("presence", Some("error"), Some("p1")),
+        "{}",
+        show(&refused)
+    );
+    assert_eq!(stanza_error(&refused).as_deref(), Some("bad-request"));
+    romeo.expect_nothing().await;
+}

@@ -98,7 +98,25 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
     };
     let own = me.bare();
     let is_local_account = |to: &Jid| to.domain().as_str() == domain && to.node().is_some();
-    if el.name() == "iq" && !matches!(el.attr("type"), Some("get" | "set" | "result" | "error")) {
+    let known = match el.name() {
+        "iq" => matches!(el.attr("type"), Some("get" | "set" | "result" | "error")),
+        // RFC 6121 §4.7.1: a presence of no defined type is refused (as Prosody does), not
+        // dropped unanswered.
+        "presence" => matches!(
+            el.attr("type"),
+            None | Some(
+                "unavailable"
+                    | "subscribe"
+                    | "subscribed"
+                    | "unsubscribe"
+                    | "unsubscribed"
+                    | "probe"
+                    | "error"
+            )
+        ),
+        _ => true,
+    };
+    if !known {
         let peer = to
             .as_ref()
             .filter(|to| is_local_account(to))

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::route::{self, Route, is_pep_request, publishes_presence};
 use super::{Connection, End, State, fault, random_id};
-use crate::eventing::presence::{SubscriptionKind, priority, show};
+use crate::eventing::presence::{Farewell, SubscriptionKind, priority, show};
 use crate::eventing::{caps, chat};
 use crate::host::PubsubHandle;
 use crate::iq::{self, EndSessions, Target};
@@ -79,7 +79,8 @@ impl Session {
 
     /// The unavailable presence each address of the directed presence gets (RFC 6121 §4.6.3),
     /// forgetting them.
-    pub(super) fn undirect(&mut self, router: &crate::router::Router) {
+    /// `farewell`: what the session's own unavailable presence said, if it sent one.
+    pub(super) fn undirect(&mut self, router: &crate::router::Router, farewell: Option<&Farewell>) {
         let me = self.jid.bare();
         for to in self.directed.take().map(|d| d.0).unwrap_or_default() {
             // A block made since crosses nothing, this either.
@@ -87,11 +88,14 @@ impl Session {
             if router.blocks(&me, &them) || router.blocks(&them, &me) {
                 continue;
             }
-            let presence = crate::xml::builder("presence", crate::xml::ns::CLIENT)
+            let mut presence = crate::xml::builder("presence", crate::xml::ns::CLIENT)
                 .with("type", "unavailable")
                 .with("from", self.jid.as_str())
                 .with("to", to.as_str())
                 .build();
+            if let Some(farewell) = farewell {
+                farewell.apply(&mut presence);
+            }
             let bytes = Bytes::from(verona_stream::element_bytes(&presence));
             match to.try_as_full() {
                 // A local account's available sessions, as the available presence went.
@@ -294,7 +298,7 @@ impl Connection {
         }
         match classified.route {
             Route::JidMalformed => self.answer(&el, StanzaError::JidMalformed, None),
-            Route::BadRequest => self.answer(&el, StanzaError::BadRequest, Some("no such iq type")),
+            Route::BadRequest => self.answer(&el, StanzaError::BadRequest, Some("no such type")),
             Route::Pep {
                 account,
                 own_presence,
@@ -331,12 +335,13 @@ impl Connection {
                 if !unavailable {
                     handle.set_presence(priority(&el), show(&el));
                 }
+                let farewell = unavailable.then(|| Farewell::of(&el));
                 pubsub.presence(me.clone(), el).await;
                 if raised {
                     pubsub.flush_kept(me.clone()).await;
                 }
                 if unavailable && let State::Bound(session) = &mut self.state {
-                    session.undirect(&self.shared.router);
+                    session.undirect(&self.shared.router, farewell.as_ref());
                 }
                 if unavailable {
                     // RFC 6121 §4.6.3: going unavailable ends what directed presence began:
@@ -399,8 +404,15 @@ impl Connection {
                 // A conversation with another server's user is kept here too (seed §6).
                 self.converse(&pubsub, me, to, el).await;
             }
-            Route::Remote => self.send_to_another_domain(&el),
-            Route::ServerIq(target) => self.server_iq(el, target).await,
+            // RFC 6120 §10.1: what goes directly comes after what went through the services.
+            Route::Remote => {
+                pubsub.settled().await;
+                self.send_to_another_domain(&el);
+            }
+            Route::ServerIq(target) => {
+                pubsub.settled().await;
+                self.server_iq(el, target).await;
+            }
             Route::ServiceUnavailable => {
                 self.answer(&el, StanzaError::ServiceUnavailable, None);
             }
@@ -411,12 +423,14 @@ impl Connection {
                 self.converse(&pubsub, me, Jid::from(to), el).await;
             }
             Route::Session(to) => {
+                pubsub.settled().await;
                 if el.name() == "message" {
                     chat::strip_forged(&mut el, &Jid::from(me.clone()), &self.shared.domain);
                 }
                 self.deliver_to_session(&el, &to);
             }
             Route::Account(to) => {
+                pubsub.settled().await;
                 if el.name() == "message" {
                     chat::strip_forged(&mut el, &Jid::from(me.clone()), &self.shared.domain);
                 }

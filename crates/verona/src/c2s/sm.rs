@@ -236,7 +236,7 @@ impl Resumable {
 /// storage through its account's shard.
 pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Option<Sm>) {
     shared.router.unbind(&session.jid, &session.handle);
-    session.undirect(&shared.router);
+    session.undirect(&shared.router, None);
     let pubsub = &shared.pubsub;
     pubsub
         .session_ended(Jid::from(session.jid.clone()), Some(session.handle.id()))

@@ -130,6 +130,38 @@ pub fn show(presence: &Element) -> Show {
         .unwrap_or(Show::Online)
 }
 
+/// What an unavailable presence says besides going (RFC 6121 §4.5.2): its `id` and its
+/// first `<status/>`, cut as an occupant's is, for the unavailable presence the server sends
+/// for it; nothing else it carried goes on.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Farewell {
+    id: Option<String>,
+    status: Option<String>,
+}
+
+impl Farewell {
+    pub fn of(presence: &Element) -> Farewell {
+        Farewell {
+            id: presence.attr("id").map(str::to_owned),
+            status: crate::eventing::shown::status(presence),
+        }
+    }
+
+    /// Puts it on an unavailable presence made for the same resource.
+    pub fn apply(&self, unavailable: &mut Element) {
+        if let Some(id) = &self.id {
+            set_attr(unavailable, "id", id);
+        }
+        if let Some(status) = &self.status {
+            unavailable.append_child(
+                builder("status", ns::CLIENT)
+                    .append(status.as_str())
+                    .build(),
+            );
+        }
+    }
+}
+
 /// The classic view of a presence-node event (DESIGN §3): the `<presence/>` stanzas a classic
 /// session gets instead (none for events classic presence has no word for). `None` when the
 /// effect is not about a presence node.

@@ -59,7 +59,7 @@ impl ServicesTask {
                 let implicit = self.implicit(&d.origin, hosted, effect);
                 let classic = match &d.origin {
                     Origin::Account(owner) => classic_presence(owner, effect).map(|mut stanzas| {
-                        self.add_request_extensions(owner, effect, &mut stanzas);
+                        self.add_said(owner, effect, &mut stanzas);
                         ClassicStanzas::new(&stanzas)
                     }),
                     Origin::Domain | Origin::Rooms | Origin::Room(_) | Origin::Conversation(_) => {
@@ -143,10 +143,25 @@ impl ServicesTask {
     }
 
     /// A classic request to subscribe carries what the asker's `subscribe` did besides its
-    /// type (RFC 6121 §3.1.3), when it was asked in this batch.
-    fn add_request_extensions(&self, owner: &BareJid, effect: &Effect, stanzas: &mut [Element]) {
-        let Effect::AuthorizationRequest(request) = effect else {
-            return;
+    /// type (RFC 6121 §3.1.3), and an unavailable presence what the resource's did (§4.5.2),
+    /// when either was sent in this batch.
+    fn add_said(&self, owner: &BareJid, effect: &Effect, stanzas: &mut [Element]) {
+        let request = match effect {
+            Effect::AuthorizationRequest(request) => request,
+            // What a resource's unavailable presence said goes with the one made for it.
+            Effect::Notify(notification)
+                if matches!(notification.event, Event::Retract { .. })
+                    && !self.leaving.is_empty() =>
+            {
+                for stanza in stanzas {
+                    let from = stanza.attr("from").and_then(|from| FullJid::new(from).ok());
+                    if let Some(farewell) = from.and_then(|from| self.leaving.get(&from)) {
+                        farewell.apply(stanza);
+                    }
+                }
+                return;
+            }
+            _ => return,
         };
         let asked = (owner.clone(), request.subscriber.bare());
         if let (Some(extensions), Some(stanza)) = (self.asked_with.get(&asked), stanzas.first_mut())

@@ -23,8 +23,13 @@ pub struct PubsubHandle {
     pub(super) kept: Arc<KeptRate>,
     /// The shards this handle sent requests to since [`PubsubHandle::settled`] last ran, one
     /// bit per shard (shard index modulo 64).
-    pub(super) touched: Arc<std::sync::atomic::AtomicU64>,
+    pub(super) touched: Touched,
 }
+
+/// The shards a stream's requests went to since they were last settled: shared by the
+/// handles one stream uses, it keeps the stream's stanzas in order (RFC 6120 §10.1) when
+/// some go through different shards and some go through none.
+pub type Touched = Arc<std::sync::atomic::AtomicU64>;
 
 /// A request on a shard's queue, with the credit it holds until it is handled.
 pub(super) type Queued = (Request, Option<Credit>);
@@ -57,6 +62,15 @@ impl PubsubHandle {
             account: Some(self.accounts.of(account)),
             touched: Arc::default(),
             ..self.clone()
+        }
+    }
+
+    /// This handle, its requests ordered with the other requests of the stream `touched`
+    /// belongs to.
+    pub fn on_stream(self, touched: &Touched) -> PubsubHandle {
+        PubsubHandle {
+            touched: touched.clone(),
+            ..self
         }
     }
 
@@ -355,10 +369,11 @@ impl PubsubHandle {
         }
     }
 
-    /// Returns once everything this handle sent is durable: each shard it sent to since the
-    /// last call has committed the batch holding its requests (shards handle their queue in
-    /// order and answer a barrier after its batch's commit). What a XEP-0198 `<a/>` counts is
-    /// then never lost to a crash.
+    /// Returns once everything this handle sent is durable and delivered: each shard it sent
+    /// to since the last call has committed and delivered the batch holding its requests
+    /// (shards handle their queue in order and answer a barrier after its batch's commit and
+    /// deliveries). What a XEP-0198 `<a/>` counts is then never lost to a crash, and what the
+    /// stream sends next directly comes after it (RFC 6120 §10.1).
     pub async fn settled(&self) {
         let touched = self.touched.swap(0, std::sync::atomic::Ordering::AcqRel);
         let shards = (0..self.shards.len()).filter(|shard| touched & (1 << (shard % 64)) != 0);
@@ -371,7 +386,7 @@ impl PubsubHandle {
         let mut waiting = Vec::new();
         for shard in shards {
             let (ready, done) = oneshot::channel();
-            self.send(shard, Request::Barrier(ready)).await;
+            self.enqueue(shard, Request::Barrier(ready)).await;
             waiting.push(done);
         }
         for done in waiting {
@@ -389,10 +404,19 @@ impl PubsubHandle {
     /// either is spent or the shard's queue is full (backpressure). A shard that is gone has
     /// stopped with the server.
     async fn send(&self, shard: usize, request: Request) {
-        if !matches!(request, Request::Barrier(_)) {
-            self.touched
-                .fetch_or(1 << (shard % 64), std::sync::atomic::Ordering::AcqRel);
+        let bit = 1 << (shard % 64);
+        if self.touched.load(std::sync::atomic::Ordering::Acquire) & !bit != 0 {
+            // RFC 6120 §10.1: what the stream sent through other shards is delivered first;
+            // one shard's queue keeps its own order.
+            self.settled().await;
         }
+        self.touched
+            .fetch_or(bit, std::sync::atomic::Ordering::AcqRel);
+        self.enqueue(shard, request).await;
+    }
+
+    /// [`Self::send`], without waiting for the stream's other shards.
+    async fn enqueue(&self, shard: usize, request: Request) {
         let bytes = request.weight();
         let account = match &self.account {
             Some(budget) => Some(budget.take(bytes).await),

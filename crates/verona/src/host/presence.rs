@@ -72,6 +72,8 @@ impl ServicesTask {
         if stanza.attr("type") == Some("unavailable") {
             // Kept until the account is next online: as bounded as an occupant's status.
             let status = eventing::shown::status(stanza);
+            let farewell = eventing::presence::Farewell::of(stanza);
+            self.leaving.insert(from.clone(), farewell);
             return self.retract_presence(from, status, done);
         }
         let Some(vetted) = eventing::presence::vet(stanza, from) else {
@@ -141,12 +143,23 @@ impl ServicesTask {
         let service = &mut hosted.service;
         let them = Jid::from(contact.clone());
         let outcome = match kind {
-            // Asking again while subscribed or pending changes nothing (RFC 6121 §3.1.3).
+            // Asking again while subscribed changes nothing but is answered for the contact,
+            // with its presence (RFC 6121 §3.1.3), so that a requester whose roster lost the
+            // subscription hears back; while pending, it changes nothing.
             SubscriptionKind::Subscribe
                 if !service
                     .own_subscriptions(&me, Some(PRESENCE_NODE))
                     .is_empty() =>
             {
+                if self.presence.has_presence_subscription(&owner, from) {
+                    let answer = builder("presence", ns::CLIENT)
+                        .with("type", "subscribed")
+                        .with("from", owner.as_str())
+                        .with("to", from.as_str())
+                        .build();
+                    done.push(Done::reply(from.clone(), Some(answer)));
+                    self.probe(&me, &owner, done);
+                }
                 return;
             }
             SubscriptionKind::Subscribe => {

@@ -50,6 +50,15 @@ impl ServicesTask {
             }
         };
         match set {
+            // The account's own presence is no contact's: refused, as Prosody does, rather than
+            // answered and then not kept (RFC 6121 §2.3.2).
+            RosterSet::Update { contact, .. } if contact == user => {
+                let why = Some("your own address is not a contact");
+                done.push(Done::reply(
+                    from,
+                    error_reply(&iq, StanzaError::NotAllowed, why),
+                ));
+            }
             RosterSet::Update { contact, item } => {
                 self.annotate(&from, &iq, &contact, item, done);
             }

@@ -12,13 +12,17 @@ use minidom::Element;
 
 use crate::c2s::route::{self, Route};
 use crate::eventing::presence::SubscriptionKind;
+use crate::host::Touched;
 use crate::iq::{self, Target};
 use crate::server::Shared;
 use crate::xml::{StanzaError, error_reply, ns};
 
 /// `relay`: the sender is one of this server's components, whose stanzas may go on to other
 /// components and servers; another server's may not.
-pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool) {
+///
+/// `touched` is the stream's: its stanzas are handled in order (RFC 6120 §10.1), those that
+/// go directly to sessions after those that went through the services.
+pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, touched: &Touched) {
     let parse = |attr: &str| el.attr(attr).and_then(|v| Jid::new(v).ok());
     let (Some(from), Some(to)) = (parse("from"), parse("to")) else {
         return;
@@ -45,6 +49,7 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool) {
     if el.name() == "iq" && caps_answer(shared, &el, &from).await {
         return;
     }
+    let pubsub = shared.pubsub.for_account(&from.bare()).on_stream(touched);
     // A component's domain is one of this server's: other servers reach it too.
     if shared
         .config
@@ -52,13 +57,13 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool) {
         .secrets
         .contains_key(to.domain().as_str())
     {
+        pubsub.settled().await;
         let bytes = Bytes::from(verona_stream::element_bytes(&el));
         if shared.router.deliver(&to, bytes) == 0 {
             answer(shared, &el, StanzaError::ServiceUnavailable);
         }
         return;
     }
-    let pubsub = shared.pubsub.for_account(&from.bare());
     if let Some(account) = &local_account
         && el.name() == "presence"
     {
@@ -78,9 +83,13 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool) {
                 }
             }
             // Presence of a remote contact, to the account's available sessions.
-            None => return deliver_to_sessions(shared, &el, account),
+            None => {
+                pubsub.settled().await;
+                return deliver_to_sessions(shared, &el, account);
+            }
         }
         if el.attr("type") == Some("unavailable") {
+            pubsub.settled().await;
             return deliver_to_sessions(shared, &el, account);
         }
     }
@@ -88,6 +97,7 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool) {
         // A bare sender: its server speaking for an account (a message, directed presence),
         // or a component speaking for itself.
         let here = [shared.domain.as_str(), pubsub.jid(), pubsub.rooms_jid()];
+        pubsub.settled().await;
         if relay && !here.contains(&to.domain().as_str()) {
             return relay_on(shared, &el, &to);
         }
@@ -126,6 +136,7 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool) {
         Route::Room => pubsub.room(sender, el).await,
         Route::AuthorizationAnswer => pubsub.submit_answer(sender, el).await,
         Route::ServerIq(Target::Domain) if is_public_query(&el) => {
+            pubsub.settled().await;
             let handled = iq::handle(shared, &el, &Target::Domain, &sender).await;
             if let Some(reply) = handled.reply {
                 send(shared, &reply);
@@ -143,8 +154,14 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool) {
                 pubsub.chat(sender, to, el).await;
             }
         }
-        Route::Session(_) | Route::Account(_) => deliver(shared, el, &to).await,
-        Route::Remote if relay => relay_on(shared, &el, &to),
+        Route::Session(_) | Route::Account(_) => {
+            pubsub.settled().await;
+            deliver(shared, el, &to).await;
+        }
+        Route::Remote if relay => {
+            pubsub.settled().await;
+            relay_on(shared, &el, &to);
+        }
         Route::JidMalformed => answer(shared, &el, StanzaError::JidMalformed),
         Route::Drop => {}
         // What only an account's own sessions may ask (its roster, blocklist, archive,
@@ -196,6 +213,8 @@ async fn deliver(shared: &Shared, mut el: Element, to: &Jid) {
     }
     let account = to.bare();
     match el.name() {
+        // RFC 6121 §8.5.3.2.1: a headline for a resource that is not there is dropped.
+        "message" if to.is_full() && el.attr("type") == Some("headline") => {}
         "message" => keep_or_deliver(shared, el, account).await,
         "presence" if to.is_bare() => deliver_to_sessions(shared, &el, &account),
         "iq" => answer(shared, &el, StanzaError::ServiceUnavailable),
@@ -209,13 +228,22 @@ async fn keep_or_deliver(shared: &Shared, el: Element, account: BareJid) {
         answer(shared, &el, StanzaError::ServiceUnavailable);
         return;
     }
-    if el.attr("type") == Some("groupchat") || el.attr("type") == Some("error") {
-        // Only for a session that is there: neither is kept for later.
-        let bytes = Bytes::from(verona_stream::element_bytes(&el));
-        for session in shared.router.available_sessions(&account) {
-            shared.router.deliver(&Jid::from(session), bytes.clone());
+    // RFC 6121 §8.5.2 and §8.5.3.2.1, as for a local sender: a groupchat message for an
+    // account (or a resource it does not have) is refused, an error dropped, and a headline
+    // goes to the available resources of non-negative priority, or nowhere; none is kept.
+    match el.attr("type") {
+        Some("groupchat") => return answer(shared, &el, StanzaError::ServiceUnavailable),
+        Some("error") => return,
+        Some("headline") => {
+            let bytes = Bytes::from(verona_stream::element_bytes(&el));
+            for session in shared.router.sessions_of(&account) {
+                if session.is_available() && session.priority() >= 0 {
+                    session.offer(bytes.clone());
+                }
+            }
+            return;
         }
-        return;
+        _ => {}
     }
     let stanza = String::from(&el);
     shared
