@@ -295,8 +295,12 @@ fn check_room_stanza(el: &Element) {
             }
         }
         "message" => {
-            for (invitee, _) in fuzzing::invitees(el) {
-                check_bare(&invitee);
+            for invitee in fuzzing::invitees(el) {
+                assert_eq!(
+                    Jid::new(invitee.jid.as_str()).ok().as_ref(),
+                    Some(&invitee.jid)
+                );
+                check_bare(&invitee.jid.to_bare());
             }
             if let Some(item) = fuzzing::said(el, "Nurse", "oid") {
                 check_said(&item);

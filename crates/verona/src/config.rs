@@ -272,6 +272,11 @@ pub struct Limits {
     /// `kept_messages_burst` (0: no limit); more are refused with `resource-constraint`.
     pub kept_messages_per_minute: u32,
     pub kept_messages_burst: u32,
+    /// Presence one account may broadcast (to its contacts, or to the rooms it is in) per
+    /// minute once it has sent `presence_burst` (0: no limit); more is refused with
+    /// `resource-constraint`, so that nobody's changes flood those who follow them.
+    pub presence_per_minute: u32,
+    pub presence_burst: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -376,6 +381,8 @@ impl Default for Limits {
             pubsub_account_requests: 64,
             kept_messages_per_minute: 600,
             kept_messages_burst: 300,
+            presence_per_minute: 120,
+            presence_burst: 300,
         }
     }
 }

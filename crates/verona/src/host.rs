@@ -97,6 +97,10 @@ pub struct Hosting {
     /// kept_messages_per_minute`, `kept_messages_burst`).
     pub kept_per_minute: u32,
     pub kept_burst: u32,
+    /// Presence one account may send its contacts or rooms per minute, and at once
+    /// (`[limits] presence_per_minute`, `presence_burst`).
+    pub presence_per_minute: u32,
+    pub presence_burst: u32,
 }
 
 /// The addresses of the server's own services.
@@ -315,6 +319,10 @@ pub async fn start(
         domains,
         account: None,
         kept: Arc::new(KeptRate::new(hosting.kept_per_minute, hosting.kept_burst)),
+        presences: Arc::new(KeptRate::new(
+            hosting.presence_per_minute,
+            hosting.presence_burst,
+        )),
         touched: Arc::default(),
     })
 }

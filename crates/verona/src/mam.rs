@@ -18,8 +18,17 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
     let refuse = |error, text: &str| error_reply(iq, error, Some(text)).into_iter().collect();
     let mut query = match archive::parse(payload) {
         Ok(query) => query,
-        Err(e) => return refuse(StanzaError::BadRequest, &e),
+        Err((error, why)) => return refuse(error, &why),
     };
+    // §4.1.1: each id asked for must be there; only on a whole page without other filters or
+    // bounds can a missing one be told from one they leave out.
+    let unfiltered = query.with.is_none()
+        && query.start.is_none()
+        && query.end.is_none()
+        && query.after_id.is_none()
+        && query.before_id.is_none()
+        && query.after.is_none()
+        && query.before.is_none();
     let account = me.bare();
     let services = match &query.with {
         Some(with) => Ok(vec![format!(
@@ -62,6 +71,15 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
             );
         }
     };
+    let missing = (query.ids.iter().flatten()).find(|id| {
+        unfiltered && page.complete && !page.results.iter().any(|found| found.id == **id)
+    });
+    if let Some(id) = missing {
+        return refuse(
+            StanzaError::ItemNotFound,
+            &format!("{id}: not in the archive"),
+        );
+    }
     let from = Jid::from(account.clone());
     let to = Jid::from(me.clone());
     let mut answer: Vec<Element> = page

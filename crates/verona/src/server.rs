@@ -467,6 +467,8 @@ async fn start_services(
             domain_read_burst: config.s2s.read_burst_bytes,
             kept_per_minute: config.limits.kept_messages_per_minute,
             kept_burst: config.limits.kept_messages_burst,
+            presence_per_minute: config.limits.presence_per_minute,
+            presence_burst: config.limits.presence_burst,
         },
         stores,
         router,

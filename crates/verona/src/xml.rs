@@ -91,6 +91,8 @@ pub enum StanzaError {
     /// XEP-0191 §3.5: a stanza to a blocked entity.
     Blocked,
     Conflict,
+    /// A request the entity understands but does not serve.
+    FeatureNotImplemented,
     /// Storage failed: the requester may retry.
     InternalServerError,
     /// XEP-0060 §7.1.3.6: a payload the node does not accept.
@@ -122,6 +124,7 @@ impl StanzaError {
             StanzaError::BadRequest => ("modify", "bad-request"),
             StanzaError::Blocked => ("cancel", "not-acceptable"),
             StanzaError::Conflict => ("cancel", "conflict"),
+            StanzaError::FeatureNotImplemented => ("cancel", "feature-not-implemented"),
             StanzaError::InternalServerError => ("wait", "internal-server-error"),
             StanzaError::InvalidPayload => ("modify", "bad-request"),
             StanzaError::Forbidden => ("auth", "forbidden"),

@@ -1238,3 +1238,62 @@ async fn messages_that_do_something_are_kept_for_an_absent_party() {
     assert_eq!(kept, ["inv", "react", "seen", "undo"]);
     romeo.expect_nothing().await;
 }
+
+/// XEP-0313 §4.1.1: `end` includes the message its stamp names (to the millisecond the stamps
+/// are given in); `ids` naming one that is not there is `item-not-found`; XEP-0059 §2.5: a page
+/// by index is `feature-not-implemented` (found by the sixth review: none of these held).
+#[tokio::test]
+async fn archive_queries_take_their_bounds_as_given() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    for n in 1..=3 {
+        juliet
+            .send(&chat(
+                "romeo@localhost",
+                &format!("m{n}"),
+                &format!("line {n}"),
+            ))
+            .await;
+        next_message(&mut romeo).await;
+    }
+    let (all, _) = archive_page(&mut romeo, "", "").await;
+    assert_eq!(all.len(), 3);
+    let stamp = |result: &Element| {
+        let forwarded = result.get_child("result", MAM).unwrap();
+        let forwarded = forwarded.get_child("forwarded", FORWARD).unwrap();
+        forwarded
+            .get_child("delay", DELAY)
+            .unwrap()
+            .attr("stamp")
+            .unwrap()
+            .to_owned()
+    };
+    let form = |fields: &str| {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>{fields}</x>"
+        )
+    };
+    let until_second = form(&format!(
+        "<field var='end'><value>{}</value></field>",
+        stamp(&all[1])
+    ));
+    let (page, _) = archive_page(&mut romeo, &until_second, "").await;
+    assert_eq!(archived_bodies(&page), ["line 1", "line 2"]);
+
+    let id = all[0].get_child("result", MAM).unwrap().attr("id").unwrap();
+    let ids = form(&format!(
+        "<field var='ids'><value>{id}</value><value>no-such-id</value></field>"
+    ));
+    let (page, reply) = archive_page(&mut romeo, &ids, "").await;
+    assert!(page.is_empty());
+    assert_eq!(stanza_error(&reply).as_deref(), Some("item-not-found"));
+
+    let by_index = format!("<set xmlns='{RSM}'><max>1</max><index>2</index></set>");
+    let (page, reply) = archive_page(&mut romeo, "", &by_index).await;
+    assert!(page.is_empty());
+    assert_eq!(
+        stanza_error(&reply).as_deref(),
+        Some("feature-not-implemented")
+    );
+}

@@ -1596,6 +1596,12 @@ async fn passwords_registration_declines_and_destruction() {
             "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='tybalt@localhost'/></x></message>"
         ))
         .await;
+    // The room has the invitation once it answers what Romeo asks next.
+    romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='r' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await;
     tybalt.send(&decline("never")).await;
     let declined = recv_until(&mut romeo, |el| {
         el.name() == "message"
@@ -3151,4 +3157,196 @@ async fn a_leaving_occupants_status_is_passed_on() {
             show(&gone)
         );
     }
+}
+
+/// XEP-0045 §7.8.2 and §7.9, as the XEP's own example has it: an invitation to a full JID
+/// reaches that session, with the `<continue/>` of the thread it continues; the invitee's
+/// decline to the inviter's full JID reaches the inviter (found by the sixth review: the
+/// first was dropped, the second taken for an invitation).
+#[tokio::test]
+async fn an_invitation_names_a_session_and_continues_a_thread() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut balcony = t.login("juliet", "pw", "balcony").await;
+    let mut garden = t.login("juliet", "pw", "garden").await;
+    for (juliet, jid) in [
+        (&mut balcony, "juliet@localhost/balcony"),
+        (&mut garden, "juliet@localhost/garden"),
+    ] {
+        juliet.send("<presence xmlns='jabber:client'/>").await;
+        recv_until(juliet, |el| el.attr("from") == Some(jid)).await;
+    }
+    recv_until(&mut balcony, |el| {
+        el.attr("from") == Some("juliet@localhost/garden")
+    })
+    .await;
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' id='i1'><x xmlns='{MUC_USER}'><invite to='juliet@localhost/balcony'><reason>join us</reason><continue thread='T1'/></invite></x></message>"
+        ))
+        .await;
+    let invitation = recv_until(&mut balcony, |el| el.name() == "message").await;
+    assert_eq!(invitation.attr("from"), Some(ROOM));
+    assert_eq!(invitation.attr("to"), Some("juliet@localhost/balcony"));
+    let invite = invitation
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("invite", MUC_USER))
+        .unwrap_or_else(|| panic!("{}", show(&invitation)));
+    assert_eq!(invite.attr("from"), Some("romeo@localhost"));
+    let said: Vec<(&str, Option<&str>, String)> = invite
+        .children()
+        .map(|c| (c.name(), c.attr("thread"), c.text()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("reason", None, "join us".to_owned()),
+            ("continue", Some("T1"), String::new()),
+        ]
+    );
+    garden.expect_nothing().await;
+    balcony
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><decline to='romeo@localhost/mobile'><reason>not now</reason></decline></x></message>"
+        ))
+        .await;
+    let declined = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let decline = declined
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("decline", MUC_USER))
+        .unwrap_or_else(|| panic!("{}", show(&declined)));
+    assert_eq!(decline.attr("from"), Some("juliet@localhost"));
+    balcony.expect_nothing().await;
+}
+
+/// XEP-0045 §9.2: the ban list is its admins'; a member (anyone who registers a nick in an
+/// open room is one) reads the owner list of a room that shows real JIDs, but not the ban
+/// list, nor the member list of a room that is not members-only (found by the sixth review).
+#[tokio::test]
+async fn the_ban_list_is_for_admins() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("mercutio", "pw").await;
+    t.add_user("tybalt", "pw").await;
+    let mut mercutio = t.login("mercutio", "pw", "street").await;
+    for item in [
+        "<item affiliation='member' jid='mercutio@localhost'/>",
+        "<item affiliation='outcast' jid='tybalt@localhost'/>",
+    ] {
+        ok(&romeo.request(&admin_iq("a", item)).await);
+    }
+    let list = |affiliation: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='l-{affiliation}' to='{ROOM}'><query xmlns='{MUC_ADMIN}'><item affiliation='{affiliation}'/></query></iq>"
+        )
+    };
+    let owners = mercutio.request(&list("owner")).await;
+    assert_eq!(query_attrs(&owners, MUC_ADMIN, "jid"), ["romeo@localhost"]);
+    for affiliation in ["outcast", "member"] {
+        let refused = mercutio.request(&list(affiliation)).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("forbidden"),
+            "{affiliation}: {}",
+            show(&refused)
+        );
+    }
+    let banned = romeo.request(&list("outcast")).await;
+    assert_eq!(query_attrs(&banned, MUC_ADMIN, "jid"), ["tybalt@localhost"]);
+}
+
+/// As Prosody does: when one of the sessions sharing a nick leaves, the others in the room
+/// are told how the occupant now shows, from the session that stays (found by the sixth
+/// review: they kept the departed session's status).
+#[tokio::test]
+async fn an_occupant_shows_as_the_session_that_stays() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let mut desk = t.login("romeo", "pw", "desk").await;
+    desk.send(&join("Romeo")).await;
+    joined(&mut desk).await;
+    desk.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Romeo'><show>dnd</show><status>in a meeting</status></presence>"
+    ))
+    .await;
+    let busy = recv_until(&mut nurse, |el| {
+        el.name() == "presence" && !shown(el).is_empty()
+    })
+    .await;
+    assert_eq!(shown(&busy)[0], ("show".to_owned(), "dnd".to_owned()));
+    desk.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Romeo' type='unavailable'/>"
+    ))
+    .await;
+    let stays = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(stays.attr("from"), Some(format!("{ROOM}/Romeo").as_str()));
+    assert_eq!(stays.attr("type"), None, "{}", show(&stays));
+    assert!(shown(&stays).is_empty(), "{}", show(&stays));
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+}
+
+/// XEP-0045 §18.2: a message to a room that does not exist is `item-not-found`, not the
+/// `not-acceptable` of a room one is not in.
+#[tokio::test]
+async fn a_message_to_no_room_is_item_not_found() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    let reply_to = |room: &str| {
+        format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}' id='g'><body>hello?</body></message>"
+        )
+    };
+    romeo.send(&reply_to("nowhere@chat.localhost")).await;
+    let refused = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("item-not-found"));
+}
+
+/// `[limits] presence_per_minute`: each presence an account sends reaches everyone in the room
+/// (or everyone who follows it), so past its burst more is refused with `resource-constraint`
+/// and the others keep their sessions (found by the sixth review: a flood of presence filled
+/// the other occupants' queues and got them disconnected). Leaving is never refused.
+#[tokio::test]
+async fn presence_floods_are_refused_at_the_sender() {
+    let t = TestServer::start_with(|config| {
+        config.limits.presence_burst = 5;
+        config.limits.presence_per_minute = 1;
+    })
+    .await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    for n in 0..6 {
+        romeo
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{ROOM}/Romeo' id='p{n}'><status>{n}</status></presence>"
+            ))
+            .await;
+    }
+    // His join took one: four more pass, two are refused.
+    let mut refused = Vec::new();
+    while refused.len() < 2 {
+        let el = romeo.recv().await;
+        if el.attr("type") == Some("error") {
+            assert_eq!(stanza_error(&el).as_deref(), Some("resource-constraint"));
+            refused.push(el.attr("id").unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(refused, ["p4", "p5"]);
+    let mut heard = Vec::new();
+    while heard.len() < 4 {
+        let el = recv_until(&mut nurse, |el| el.name() == "presence").await;
+        heard.push(shown(&el)[0].1.clone());
+    }
+    assert_eq!(heard, ["0", "1", "2", "3"]);
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Romeo' type='unavailable'/>"
+        ))
+        .await;
+    let gone = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    ok(&nurse
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='ping'><ping xmlns='urn:xmpp:ping'/></iq>",
+        )
+        .await);
 }

@@ -289,14 +289,21 @@ async fn what_was_said_cannot_be_replaced_by_another() {
     );
     let (results, _) = mam_page(&mut romeo, None, "").await;
     assert_eq!(bodies(&results), ["wilt thou be gone?", "yes"]);
-    // Messages asked for by id are looked up, not found by reading the whole archive.
-    let by_ids = format!(
-        "<x xmlns='jabber:x:data' type='submit'>{}<field var='ids'><value>{id}</value><value>unknown</value></field></x>",
-        field("FORM_TYPE", MAM)
-    );
-    let (results, fin) = mam_page(&mut romeo, None, &by_ids).await;
+    // Messages asked for by id are looked up, not found by reading the whole archive; one
+    // that is not there is `item-not-found` (XEP-0313 §4.1.1).
+    let by_ids = |ids: &str| {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'>{}<field var='ids'>{ids}</field></x>",
+            field("FORM_TYPE", MAM)
+        )
+    };
+    let (results, fin) = mam_page(&mut romeo, None, &by_ids(&format!("<value>{id}</value>"))).await;
     assert_eq!(fin.attr("type"), Some("result"), "{}", show(&fin));
     assert_eq!(bodies(&results), ["wilt thou be gone?"]);
+    let both = by_ids(&format!("<value>{id}</value><value>unknown</value>"));
+    let (results, fin) = mam_page(&mut romeo, None, &both).await;
+    assert!(results.is_empty());
+    assert_eq!(stanza_error(&fin).as_deref(), Some("item-not-found"));
 }
 
 /// Native requests to a room are held to what the classic ones are: the subject is the
@@ -684,7 +691,7 @@ async fn a_nick_is_one_occupant_across_its_sessions() {
         assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
     }
     // A third session under the nick is that occupant, silenced too; when it leaves, the
-    // occupant is still there for the others.
+    // occupant is still there for the others, as the sessions that stay show it.
     let mut home = t.login("tybalt", "pw", "home").await;
     home.send(&format!(
         "<presence xmlns='jabber:client' to='{ROOM}/tybalt'><x xmlns='{MUC}'/></presence>"
@@ -706,6 +713,13 @@ async fn a_nick_is_one_occupant_across_its_sessions() {
     ))
     .await;
     recv_until(&mut home, |el| el.attr("type") == Some("unavailable")).await;
+    let stays = romeo.recv().await;
+    assert_eq!(
+        (stays.name(), stays.attr("from"), stays.attr("type")),
+        ("presence", Some(format!("{ROOM}/tybalt").as_str()), None),
+        "{}",
+        show(&stays)
+    );
     romeo.expect_nothing().await;
 
     ok(&romeo

@@ -1050,3 +1050,43 @@ async fn a_presence_of_no_defined_type_is_refused() {
     assert_eq!(stanza_error(&refused).as_deref(), Some("bad-request"));
     romeo.expect_nothing().await;
 }
+
+/// XEP-0163 §4.3: a contact that both subscribed to a node and asks `+notify` for it gets its
+/// last item once when it comes online, not once for each (found by the sixth review).
+#[tokio::test]
+async fn a_subscribed_notify_session_gets_the_last_item_once() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='pub'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:mood'><item id='current'><mood xmlns='urn:example:mood'/></item></publish></pubsub></iq>"
+        ))
+        .await);
+    let subscribed = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='sub' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='urn:example:mood' jid='romeo@localhost'/></pubsub></iq>"
+        ))
+        .await;
+    ok(&subscribed);
+    let features: Vec<&str> = CLASSIC
+        .iter()
+        .copied()
+        .chain(["urn:example:mood+notify"])
+        .collect();
+    let mut tablet = t.login("romeo", "pw", "tablet").await;
+    tablet.presence_with_caps("", &features, true).await;
+    let mut items = 0;
+    while let Ok(el) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), tablet.recv()).await
+    {
+        if el.has_child("event", EVENT) {
+            assert_eq!(
+                el.attr("to"),
+                Some("romeo@localhost/tablet"),
+                "{}",
+                show(&el)
+            );
+            items += 1;
+        }
+    }
+    assert_eq!(items, 1);
+}

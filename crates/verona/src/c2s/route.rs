@@ -174,6 +174,11 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         && crate::eventing::stored::is_storage(el)
         && let Some(account) = about()
     {
+        // XEP-0049 §2.3: private storage is the account's own; another's is not there for
+        // anyone, whatever it holds (no answer tells what it does).
+        if account != own && el.has_child("query", crate::eventing::stored::PRIVATE) {
+            return unblocked(Route::ServiceUnavailable);
+        }
         let peer = another(&account, &own);
         return Classified {
             route: Route::Stored { account },
@@ -497,6 +502,12 @@ mod tests {
                 Route::Stored {
                     account: bare("juliet@localhost"),
                 },
+                None,
+            ),
+            // Another's private storage tells nothing of what it holds (XEP-0049 §2.3).
+            (
+                "<iq type='get' id='1' to='romeo@localhost'><query xmlns='jabber:iq:private'><x xmlns='storage:bookmarks'/></query></iq>".into(),
+                Route::ServiceUnavailable,
                 None,
             ),
             // Someone else's blocklist is nobody's business.

@@ -323,6 +323,16 @@ impl Connection {
             Route::LastActivity { account } => pubsub.last_activity(me, account, el).await,
             Route::Blocking => pubsub.blocking(me, el).await,
             Route::Roster => pubsub.roster(me, el).await,
+            // Each reaches all who follow the account, or everyone in a room: a flood of them
+            // would fill their queues (sixth review).
+            Route::PresenceBroadcast | Route::Room
+                if el.name() == "presence"
+                    && el.attr("type").is_none()
+                    && !pubsub.may_broadcast(&me.bare()) =>
+            {
+                let why = Some("too many presence changes: wait");
+                self.answer(&el, StanzaError::ResourceConstraint, why);
+            }
             Route::PresenceBroadcast => {
                 handle.set_classic(true);
                 let unavailable = el.attr("type") == Some("unavailable");

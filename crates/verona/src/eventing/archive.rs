@@ -9,7 +9,7 @@ use jid::Jid;
 use minidom::Element;
 use xmpp_parsers::mam;
 
-use crate::xml::{BuilderExt, builder, ns, text_child};
+use crate::xml::{BuilderExt, StanzaError, builder, ns, text_child};
 
 pub const NS: &str = "urn:xmpp:mam:2";
 /// XEP-0313 §4.1.1: `before-id`, `after-id`, `ids`, `<flip-page/>` and metadata, which
@@ -53,9 +53,25 @@ pub enum Before {
     Id(String),
 }
 
-/// Reads a `<query xmlns='urn:xmpp:mam:2'/>`; `Err` says what is wrong with it.
-pub fn parse(query: &Element) -> Result<Query, String> {
-    let query = mam::Query::try_from(query.clone()).map_err(|e| e.to_string())?;
+/// Reads a `<query xmlns='urn:xmpp:mam:2'/>`; `Err` says what is wrong with it, and the
+/// error it gets.
+pub fn parse(query: &Element) -> Result<Query, (StanzaError, String)> {
+    let query = mam::Query::try_from(query.clone()).map_err(|e| e.to_string());
+    let query = query.map_err(|e| (StanzaError::BadRequest, e))?;
+    // XEP-0059 §2.5: a page by its index is not served (pages follow ids).
+    if query
+        .set
+        .as_ref()
+        .and_then(|set| set.index)
+        .is_some_and(|index| index > 0)
+    {
+        let why = "pages by index are not served: page by after and before".to_owned();
+        return Err((StanzaError::FeatureNotImplemented, why));
+    }
+    fields(query).map_err(|why| (StanzaError::BadRequest, why))
+}
+
+fn fields(query: mam::Query) -> Result<Query, String> {
     let mut parsed = Query {
         queryid: query.queryid.map(|id| id.0),
         with: None,
@@ -76,7 +92,9 @@ pub fn parse(query: &Element) -> Result<Query, String> {
             "FORM_TYPE" => return Err(format!("not a {NS} form: {value}")),
             "with" => parsed.with = Some(Jid::new(value).map_err(|e| format!("with: {e}"))?),
             "start" => parsed.start = Some(time(value)?),
-            "end" => parsed.end = Some(time(value)?),
+            // Up to the end of the instant it names, at the precision it is given (a client
+            // asks with the stamps it was given, to the millisecond).
+            "end" => parsed.end = Some(time(value)? + within(value)),
             "after-id" => parsed.after_id = Some(value.to_owned()),
             "before-id" => parsed.before_id = Some(value.to_owned()),
             // A page's worth: each is looked up in the store.
@@ -99,6 +117,16 @@ pub fn parse(query: &Element) -> Result<Query, String> {
         }
     }
     Ok(parsed)
+}
+
+/// How long the instant `value` names lasts, less a microsecond: `…34.889Z` is the whole of
+/// that millisecond.
+fn within(value: &str) -> std::time::Duration {
+    let digits = value.split_once('.').map_or(0, |(_, fraction)| {
+        fraction.chars().take_while(char::is_ascii_digit).count()
+    });
+    let micros = 10u64.pow(6u32.saturating_sub(digits.min(6) as u32));
+    std::time::Duration::from_micros(micros - 1)
 }
 
 fn time(value: &str) -> Result<SystemTime, String> {
@@ -133,6 +161,11 @@ pub struct Page<T> {
 /// The page `query` asks for of `archive` (oldest first). `Err` when it pages from an id
 /// that is not in the archive (`item-not-found`).
 pub fn select<T>(query: &Query, archive: Vec<Archived<T>>) -> Result<Page<T>, String> {
+    // §4.1.1: each id asked for must be there.
+    let missing = (query.ids.iter().flatten()).find(|id| !archive.iter().any(|a| a.id == **id));
+    if let Some(id) = missing {
+        return Err(format!("{id}: not in the archive"));
+    }
     let matching: Vec<Archived<T>> = archive
         .into_iter()
         .filter(|a| {
@@ -269,7 +302,19 @@ pub fn form() -> Element {
         .append(field("end", "text-single"))
         .append(field("after-id", "text-single"))
         .append(field("before-id", "text-single"))
-        .append(field("ids", "list-multi"))
+        .append({
+            // §5.1: the ids field says it takes any strings (XEP-0122).
+            let validate = builder("validate", "http://jabber.org/protocol/xdata-validate")
+                .with("datatype", "xs:string")
+                .append(Element::bare(
+                    "open",
+                    "http://jabber.org/protocol/xdata-validate",
+                ))
+                .build();
+            let mut ids = field("ids", "list-multi");
+            ids.append_child(validate);
+            ids
+        })
         .build();
     builder("query", NS).append(form).build()
 }
@@ -343,11 +388,32 @@ mod tests {
                 form("<field var='before-id'><value>b</value></field>"),
                 Ok(Query { queryid: Some("q1".into()), before_id: Some("b".into()), ..query() }),
             ),
-            (form("<field var='start'><value>yesterday</value></field>"), Err(())),
-            (form("<field var='colour'><value>red</value></field>"), Err(())),
+            // The end is the whole of the instant it names, at its precision.
+            (
+                form("<field var='end'><value>1970-01-01T00:01:40.889Z</value></field>"),
+                Ok(Query {
+                    queryid: Some("q1".into()),
+                    end: Some(at(100) + std::time::Duration::from_micros(889_999)),
+                    ..query()
+                }),
+            ),
+            (
+                form("<field var='end'><value>1970-01-01T00:01:40Z</value></field>"),
+                Ok(Query {
+                    queryid: Some("q1".into()),
+                    end: Some(at(100) + std::time::Duration::from_micros(999_999)),
+                    ..query()
+                }),
+            ),
+            (form("<field var='start'><value>yesterday</value></field>"), Err(StanzaError::BadRequest)),
+            (form("<field var='colour'><value>red</value></field>"), Err(StanzaError::BadRequest)),
+            (
+                "<query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>3</max><index>5</index></set></query>".to_owned(),
+                Err(StanzaError::FeatureNotImplemented),
+            ),
         ];
         for (xml, expected) in cases {
-            let parsed = parse(&el(&xml)).map_err(|_| ());
+            let parsed = parse(&el(&xml)).map_err(|(error, _)| error);
             assert_eq!(parsed, expected, "{xml}");
         }
     }
@@ -489,6 +555,11 @@ mod tests {
         }
         let unknown = Query {
             after: Some("gone".into()),
+            ..query()
+        };
+        assert!(select(&unknown, archive()).is_err());
+        let unknown = Query {
+            ids: Some(vec!["m1".into(), "gone".into()]),
             ..query()
         };
         assert!(select(&unknown, archive()).is_err());

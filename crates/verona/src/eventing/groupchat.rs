@@ -16,7 +16,7 @@ use verona_pubsub::{
     SubscriptionOptionField, SubscriptionOptions,
 };
 
-use crate::xml::{BuilderExt, builder, ns, text_child};
+use crate::xml::{BuilderExt, builder, ns, set_attr, text_child};
 
 /// The subscription option naming an occupant's nick (Ex. 13).
 pub const NICK_OPTION: &str = "roomnick";
@@ -440,11 +440,11 @@ pub fn destroyed(destroy: Option<&Element>) -> Element {
 }
 
 /// An invitee declining (§7.8.2): whom to tell, and why.
-pub fn decline(message: &Element) -> Option<(BareJid, Option<String>)> {
+pub fn decline(message: &Element) -> Option<(Jid, Option<String>)> {
     let decline = message
         .get_child("x", ns::MUC_USER)?
         .get_child("decline", ns::MUC_USER)?;
-    let to = BareJid::new(decline.attr("to")?).ok()?;
+    let to = Jid::new(decline.attr("to")?).ok()?;
     let reason = decline.get_child("reason", ns::MUC_USER).map(Element::text);
     Some((to, reason))
 }
@@ -848,27 +848,52 @@ pub fn anonymised(mut presence: Element) -> Element {
 /// How many accounts one message may invite: a room does not relay a mass mailing.
 pub const MAX_INVITEES: usize = 20;
 
-/// The accounts a message to a room invites (XEP-0045 §7.8.2), with the reason given; at
-/// most [`MAX_INVITEES`], each once.
-pub fn invitees(message: &Element) -> Vec<(BareJid, Option<String>)> {
-    let mut invited: Vec<(BareJid, Option<String>)> = Vec::new();
+/// One invitation of a message to a room (XEP-0045 §7.8.2).
+#[derive(Debug)]
+pub struct Invitee {
+    /// As the inviter wrote it: a full JID names the session to invite (the XEP's own
+    /// example), a bare JID the account.
+    pub jid: Jid,
+    pub reason: Option<String>,
+    /// A `<continue/>` (§7.9): the one-to-one thread the room continues.
+    pub continues: Option<Element>,
+}
+
+/// The accounts a message to a room invites (XEP-0045 §7.8.2), each with what its invitation
+/// says; at most [`MAX_INVITEES`], each account once.
+pub fn invitees(message: &Element) -> Vec<Invitee> {
+    let mut invited: Vec<Invitee> = Vec::new();
     let invites = message
         .get_child("x", ns::MUC_USER)
         .into_iter()
         .flat_map(|x| x.children())
         .filter(|c| c.is("invite", ns::MUC_USER));
     for invite in invites {
-        let Some(to) = invite.attr("to").and_then(|to| BareJid::new(to).ok()) else {
+        let Some(to) = invite.attr("to").and_then(|to| Jid::new(to).ok()) else {
             continue;
         };
-        if invited.iter().any(|(already, _)| *already == to) {
+        if invited
+            .iter()
+            .any(|already| already.jid.to_bare() == to.to_bare())
+        {
             continue;
         }
         if invited.len() == MAX_INVITEES {
             break;
         }
-        let reason = invite.get_child("reason", ns::MUC_USER).map(Element::text);
-        invited.push((to, reason));
+        // Only what §7.9 defines passes on: the room writes the invitation.
+        let continues = invite.get_child("continue", ns::MUC_USER).map(|c| {
+            let mut continues = Element::bare("continue", ns::MUC_USER);
+            if let Some(thread) = c.attr("thread") {
+                set_attr(&mut continues, "thread", thread);
+            }
+            continues
+        });
+        invited.push(Invitee {
+            jid: to,
+            reason: invite.get_child("reason", ns::MUC_USER).map(Element::text),
+            continues,
+        });
     }
     invited
 }
@@ -879,12 +904,14 @@ pub fn invitation(
     room: &BareJid,
     to: &Jid,
     from: &BareJid,
-    reason: Option<&str>,
+    invitee: &Invitee,
     password: Option<&str>,
 ) -> Element {
+    let reason = invitee.reason.as_deref();
     let invite = builder("invite", ns::MUC_USER)
         .with("from", from.as_str())
         .append_all(reason.map(|reason| text_child("reason", ns::MUC_USER, reason)))
+        .append_all(invitee.continues.clone())
         .build();
     let x = builder("x", ns::MUC_USER)
         .append(invite)
@@ -938,8 +965,9 @@ impl History {
         let since = history
             .and_then(|h| h.attr("since"))
             .and_then(|since| since.parse::<xmpp_parsers::date::DateTime>().ok())
-            .and_then(|at| u64::try_from(at.0.timestamp()).ok())
-            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+            // To the millisecond the delays stamps carry: a client asks from its last one.
+            .and_then(|at| u64::try_from(at.0.timestamp_millis()).ok())
+            .map(|millis| std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis));
         History {
             stanzas: number("maxstanzas").map_or(DEFAULT_HISTORY, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
@@ -1516,6 +1544,14 @@ mod tests {
                 ),
             ),
             (
+                "<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'><history since='1970-01-02T00:00:00.661Z'/></x></presence>",
+                join(
+                    DEFAULT_HISTORY,
+                    None,
+                    Some(UNIX_EPOCH + Duration::from_millis(86_400_661)),
+                ),
+            ),
+            (
                 "<presence xmlns='jabber:client' type='unavailable'/>",
                 RoomPresence::Leave,
             ),
@@ -1678,7 +1714,7 @@ mod tests {
         ));
         let invited: Vec<String> = invitees(&message)
             .into_iter()
-            .map(|(jid, _)| jid.to_string())
+            .map(|invitee| invitee.jid.to_string())
             .collect();
         let expected: Vec<String> = (0..MAX_INVITEES)
             .map(|n| format!("u{n}@localhost"))

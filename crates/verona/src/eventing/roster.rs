@@ -42,6 +42,11 @@ pub enum RosterSet {
     Remove { contact: BareJid },
 }
 
+/// Characters of a contact's name, and of a group's, kept at most.
+pub const MAX_NAME_CHARS: usize = 1024;
+/// Groups one contact may be in.
+pub const MAX_GROUPS: usize = 64;
+
 /// The one `<item/>` of a roster set, or the stanza error it deserves.
 pub fn parse_set(iq: &Element) -> Result<RosterSet, (StanzaError, &'static str)> {
     let query = iq
@@ -61,11 +66,23 @@ pub fn parse_set(iq: &Element) -> Result<RosterSet, (StanzaError, &'static str)>
     if item.attr("subscription") == Some("remove") {
         return Ok(RosterSet::Remove { contact });
     }
+    // RFC 6121 §2.3.3: a server's limits on names and groups are `not-acceptable`. Every
+    // roster change reads the account's roster, so an item's size is what each costs.
+    let too_long = |text: &str| text.chars().count() > MAX_NAME_CHARS;
+    if item.attr("name").is_some_and(too_long) {
+        return Err((StanzaError::NotAcceptable, "the name is too long"));
+    }
     let mut groups: Vec<String> = Vec::new();
     for group in item.children().filter(|c| c.is("group", ns::ROSTER)) {
         let name = group.text();
         if name.trim().is_empty() {
             return Err((StanzaError::NotAcceptable, "a group needs a name"));
+        }
+        if too_long(&name) {
+            return Err((StanzaError::NotAcceptable, "a group's name is too long"));
+        }
+        if groups.len() == MAX_GROUPS {
+            return Err((StanzaError::NotAcceptable, "too many groups"));
         }
         if groups.contains(&name) {
             return Err((StanzaError::BadRequest, "a group is listed twice"));
@@ -166,8 +183,23 @@ mod tests {
                 StanzaError::BadRequest,
             ),
         ];
-        for (items, error) in refused {
-            match parse_set(&set(items)) {
+        let long = "x".repeat(MAX_NAME_CHARS + 1);
+        let many: String = (0..=MAX_GROUPS)
+            .map(|n| format!("<group>{n}</group>"))
+            .collect();
+        let limited = [
+            format!("<item jid='romeo@localhost' name='{long}'/>"),
+            format!("<item jid='romeo@localhost'><group>{long}</group></item>"),
+            format!("<item jid='romeo@localhost'>{many}</item>"),
+        ];
+        let refused = refused
+            .into_iter()
+            .map(|(items, error)| (items.to_owned(), error));
+        let limited = limited
+            .into_iter()
+            .map(|items| (items, StanzaError::NotAcceptable));
+        for (items, error) in refused.chain(limited) {
+            match parse_set(&set(&items)) {
                 Err((got, _)) => assert_eq!(got, error, "{items}"),
                 _ => panic!("{items} is refused"),
             }

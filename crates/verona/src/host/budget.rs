@@ -123,6 +123,7 @@ impl AccountBudget {
 /// How many messages one account may have kept (archived), over all its sessions and across
 /// reconnections: `burst` at once, refilled at `per_minute` (0: no limit). What its
 /// conversations store grows with it, so a flood of messages is refused rather than written.
+/// Presence broadcasts are counted the same way: each reaches everyone who follows it.
 #[derive(Debug)]
 pub struct KeptRate {
     per_minute: f64,

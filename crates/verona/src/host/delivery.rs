@@ -518,11 +518,17 @@ impl ServicesTask {
             let Some(hosted) = self.accounts.get(owner) else {
                 continue;
             };
+            // A node the session also subscribed to brings its last item on presence that way
+            // (`on_sub_and_presence`): once is enough (XEP-0163 §4.3).
+            let subscribed: Vec<String> = (hosted.service.on_presence(session).into_iter())
+                .map(|last| last.node)
+                .collect();
             let effects: Vec<Effect> = hosted
                 .service
                 .node_ids()
                 .filter(|node| ![PRESENCE_NODE, ROSTER_NODE].contains(&node.as_str()))
                 .filter(|node| features.contains(&format!("{node}+notify")))
+                .filter(|node| !subscribed.contains(node))
                 .filter_map(|node| {
                     // A node that sends no last item (XEP-0402's and XEP-0490's ask for
                     // `never`) sends none to `+notify` sessions either (XEP-0163 §4.3.4).

@@ -21,6 +21,8 @@ pub struct PubsubHandle {
     pub(super) account: Option<AccountBudget>,
     /// Messages each account may have kept over time.
     pub(super) kept: Arc<KeptRate>,
+    /// Presence each account may broadcast over time.
+    pub(super) presences: Arc<KeptRate>,
     /// The shards this handle sent requests to since [`PubsubHandle::settled`] last ran, one
     /// bit per shard (shard index modulo 64).
     pub(super) touched: Touched,
@@ -117,6 +119,12 @@ impl PubsubHandle {
     /// count.
     pub fn may_keep(&self, account: &BareJid) -> bool {
         self.kept.take(account, std::time::Instant::now())
+    }
+
+    /// Whether `account` may broadcast one more presence now (`[limits]
+    /// presence_per_minute`): each reaches all who follow it, or everyone in a room.
+    pub fn may_broadcast(&self, account: &BareJid) -> bool {
+        self.presences.take(account, std::time::Instant::now())
     }
 
     /// The pubsub service's domain, e.g. `pubsub.localhost`.

@@ -196,7 +196,7 @@ impl ServicesTask {
     ) -> Option<Element> {
         let parsed = match archive::parse(query) {
             Ok(parsed) => parsed,
-            Err(why) => return error_reply(stanza, StanzaError::BadRequest, Some(&why)),
+            Err((error, why)) => return error_reply(stanza, error, Some(&why)),
         };
         let hosted = self.rooms.get(node)?;
         let me = Jid::from(from.clone());
@@ -960,10 +960,16 @@ impl ServicesTask {
             else {
                 return error_reply(stanza, StanzaError::BadRequest, Some("which list?"));
             };
-            // Members may read the lists of a room that shows real JIDs (as on Prosody); the
-            // owner and admin lists of a semi-anonymous room are its owners' (§10.5, §10.8).
+            // In a room that shows real JIDs, members may read who owns and administers it
+            // (§10.5, §10.8: a MAY) and, when it is members-only, its members (as Prosody
+            // lets them); the ban list is its admins' (§9.2). The owner and admin lists of a
+            // semi-anonymous room are its owners'.
             let semi_anonymous = groupchat::is_semi_anonymous(config);
-            let member_may = actor == RoomAffiliation::Member && !semi_anonymous;
+            let members_only = config.access_model == AccessModel::Whitelist;
+            let member_may = actor == RoomAffiliation::Member
+                && !semi_anonymous
+                && (wanted >= RoomAffiliation::Admin
+                    || (wanted == RoomAffiliation::Member && members_only));
             if actor < RoomAffiliation::Admin && !member_may {
                 return error_reply(stanza, StanzaError::Forbidden, Some("admins only"));
             }

@@ -337,8 +337,9 @@ impl ServicesTask {
             // §9.3: an invitation into a members-only room makes the invitees members.
             let members: BTreeMap<BareJid, Affiliation> = invited
                 .iter()
-                .filter(|(jid, _)| hosted.service.affiliation(&node, jid) == Affiliation::None)
-                .map(|(jid, _)| (jid.clone(), Affiliation::Member))
+                .map(|invitee| invitee.jid.to_bare())
+                .filter(|jid| hosted.service.affiliation(&node, jid) == Affiliation::None)
+                .map(|jid| (jid, Affiliation::Member))
                 .collect();
             let actor = hosted.jid.clone();
             if let Err(e) = record(
@@ -353,18 +354,17 @@ impl ServicesTask {
         }
         let inviter = from.bare();
         let now = Instant::now();
-        for (invitee, reason) in invited {
+        for invited in invited {
+            let invitee = invited.jid.to_bare();
             // XEP-0191: an invitation is the inviter's word, and a blocked inviter's is not
             // passed on.
             if self.router.blocks(&invitee, &inviter) {
                 continue;
             }
             self.invitations.invited(&node, &invitee, &inviter, now);
-            let sessions = self.router.available_sessions(&invitee);
-            let invitation = |to: Jid| {
-                let (reason, password) = (reason.as_deref(), password.as_deref());
-                groupchat::invitation(room, &to, &inviter, reason, password)
-            };
+            let sessions = available_at(&self.router, &invited.jid);
+            let invitation =
+                |to: Jid| groupchat::invitation(room, &to, &inviter, &invited, password.as_deref());
             // XEP-0045 §7.8.2: an invitation is a message; one for a local account that is
             // away is kept for it (XEP-0160), by its shard, once this batch is committed.
             if sessions.is_empty() && invitee.domain().as_str() == self.domain_name {
@@ -443,9 +443,10 @@ impl ServicesTask {
     /// XEP-0045 §7.8.2: an invitee declines; the inviter's available sessions are told, if
     /// the inviter did invite them there.
     fn decline(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
-        let Some((inviter, reason)) = groupchat::decline(stanza) else {
+        let Some((to, reason)) = groupchat::decline(stanza) else {
             return;
         };
+        let inviter = to.to_bare();
         let node = room.node().map(|n| n.to_string()).unwrap_or_default();
         let known = self
             .rooms
@@ -467,7 +468,7 @@ impl ServicesTask {
         if self.router.blocks(&inviter, &invitee) {
             return;
         }
-        for session in self.router.available_sessions(&inviter) {
+        for session in available_at(&self.router, &to) {
             let to = Jid::from(session.clone());
             let message = groupchat::declined(room, &to, &from.bare(), reason.as_deref());
             done.push(Done::reply(session, Some(message)));
@@ -1156,12 +1157,18 @@ impl ServicesTask {
                 (nick, &departed.jid, &departed.options),
             );
             let remaining = occupants(&hosted.service, &departed.node);
-            // Another session of the account stays under the nick: the occupant is still
-            // there for everyone else.
-            if !remaining.iter().any(|o| o.nick == nick) {
-                let leaving = (true, status);
-                let others = remaining.iter().map(|o| &o.jid);
-                self.tell_each(&departed.node, &occupant, leaving, others, done);
+            let others = remaining.iter().map(|o| &o.jid);
+            match remaining.iter().find(|o| o.nick == nick) {
+                // Another session of the account stays under the nick: the occupant is still
+                // there for everyone else, as that session shows it (the one that left may
+                // have shown another status, or its real JID), as Prosody announces it.
+                Some(staying) => {
+                    let node = &departed.node;
+                    let staying =
+                        staying.described(&self.occupant_ids, &hosted.service, &room, node);
+                    self.tell_each(node, &staying, (false, None), others, done);
+                }
+                None => self.tell_each(&departed.node, &occupant, (true, status), others, done),
             }
             // The one who left: its own, with 110.
             if let Ok(session) = departed.jid.clone().try_into_full() {
@@ -1223,8 +1230,13 @@ impl ServicesTask {
             let affiliation = affiliation_in(&hosted.service, &node, &me);
             Some((nick, Role::of(config, affiliation, mine.options)))
         }) else {
-            // XEP-0045 §7.4: only occupants speak.
-            let reply = error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room"));
+            // XEP-0045 §7.4: only occupants speak; §18.2: in a room that does not exist (or
+            // not yet, while locked, §7.2.10), nobody is.
+            let exists = hosted.service.node_config(&node).is_some() && !hosted.locked;
+            let reply = match exists {
+                true => error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room")),
+                false => error_reply(stanza, StanzaError::ItemNotFound, Some("no such room")),
+            };
             done.push(Done::reply(from.clone(), reply));
             return;
         };
@@ -1292,10 +1304,15 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         let node = room.node().map(|node| node.to_string()).unwrap_or_default();
-        let config = self
-            .rooms
-            .get(&node)
-            .and_then(|hosted| hosted.service.node_config(&node).cloned());
+        // A room locked until its owner configures it does not exist for anyone else yet
+        // (XEP-0045 §7.2.10).
+        let config = self.rooms.get(&node).and_then(|hosted| {
+            let me = Jid::from(from.clone());
+            let owner = affiliation_in(&hosted.service, &node, &me) == RoomAffiliation::Owner;
+            (!hosted.locked || owner)
+                .then(|| hosted.service.node_config(&node).cloned())
+                .flatten()
+        });
         let Some(config) = config else {
             let reply = error_reply(stanza, StanzaError::ItemNotFound, None);
             done.push(Done::reply(from.clone(), reply));
@@ -2072,6 +2089,16 @@ fn described<'a>(
 /// A room's address: its node id at the service's domain.
 fn room_address(node: &str, domain: &str) -> Option<BareJid> {
     BareJid::new(&format!("{node}@{domain}")).ok()
+}
+
+/// The sessions a message to `to` reaches: the session a full JID names, if it is there, else
+/// every available session of the account (as a message to a resource that is gone goes to
+/// the account, RFC 6121 §8.5.3.2.1).
+fn available_at(router: &crate::router::Router, to: &Jid) -> Vec<FullJid> {
+    match to.try_as_full() {
+        Ok(full) if router.session(full).is_some() => vec![full.clone()],
+        _ => router.available_sessions(&to.to_bare()),
+    }
 }
 
 #[cfg(test)]
