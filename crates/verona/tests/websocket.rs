@@ -272,6 +272,24 @@ async fn a_websocket_session_talks_to_a_tcp_session_and_closes() {
     let body = message.get_child("body", NS_CLIENT).unwrap().text();
     assert_eq!(body, "Here & now");
 
+    juliet
+        .send("<presence xmlns='jabber:client' to='romeo@localhost/orchard'><status>Here</status></presence>")
+        .await;
+    let presence = romeo.recv().await;
+    assert!(presence.is("presence", NS_CLIENT), "{}", show(&presence));
+    assert_eq!(presence.attr("from"), Some("juliet@localhost/balcony"));
+    romeo
+        .send("<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = romeo.recv().await;
+    assert!(roster.is("iq", NS_CLIENT), "{}", show(&roster));
+    assert_eq!(roster.attr("type"), Some("result"));
+    assert!(
+        roster.has_child("query", "jabber:iq:roster"),
+        "{}",
+        show(&roster)
+    );
+
     romeo.send(CLOSE).await;
     romeo.expect_close().await;
     let gone = juliet.recv().await;
