@@ -98,6 +98,7 @@ data_dir = "$data"
 [c2s]
 listen = ["127.0.0.1:$port"]
 direct_tls_listen = []
+websocket_tls_listen = []
 require_encryption = $encryption
 allow_insecure_auth = $insecure_auth
 [limits]

@@ -70,6 +70,7 @@ data_dir = "$tmp/data"
 [c2s]
 listen = ["127.0.0.1:$port"]
 direct_tls_listen = []
+websocket_tls_listen = []
 [log]
 filter = "info"
 EOF

@@ -24,6 +24,7 @@ async fn serve(dir: &std::path::Path) -> RunningServer {
     };
     config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.c2s.direct_tls_listen = vec![];
+    config.c2s.websocket_tls_listen = vec![];
     RunningServer::start(config).await.unwrap()
 }
 
@@ -518,6 +519,7 @@ async fn federated_pair(accounts: usize) -> [(RunningServer, tempfile::TempDir);
         };
         config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.c2s.direct_tls_listen = vec![];
+        config.c2s.websocket_tls_listen = vec![];
         config.s2s.listen = vec![format!("127.0.0.1:{}", ports[side]).parse().unwrap()];
         config.s2s.hosts.insert(
             domains[1 - side].into(),

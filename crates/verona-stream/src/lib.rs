@@ -6,6 +6,7 @@
 //! namespace well-formedness); this crate adds the stream rules and the
 //! resource limits rxml does not enforce.
 
+pub mod websocket;
 mod wire;
 
 pub use wire::Wire;

@@ -32,6 +32,17 @@ pub struct C2sConfig {
     pub listen: Vec<SocketAddr>,
     /// Listeners that speak TLS from the first byte (XEP-0368, ALPN `xmpp-client`).
     pub direct_tls_listen: Vec<SocketAddr>,
+    /// Listeners for XMPP over WebSocket (RFC 7395) on plain HTTP: `ws://`, for a reverse
+    /// proxy that terminates TLS, or for loopback.
+    pub websocket_listen: Vec<SocketAddr>,
+    /// Listeners for XMPP over WebSocket on HTTPS, with the server's certificate: `wss://`.
+    pub websocket_tls_listen: Vec<SocketAddr>,
+    /// The HTTP path WebSocket clients connect to; others get 404.
+    pub websocket_path: String,
+    /// Treat WebSocket connections on `websocket_listen` as encrypted (as Prosody's option of
+    /// the same name), because a proxy in front terminated TLS: PLAIN is offered and
+    /// `require_encryption` is satisfied.
+    pub consider_websocket_secure: bool,
     /// Refuse authentication and stanzas until the stream is encrypted.
     pub require_encryption: bool,
     /// Offer PLAIN on unencrypted streams (only meaningful with `require_encryption = false`).
@@ -310,6 +321,11 @@ impl Default for C2sConfig {
         C2sConfig {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 5222))],
             direct_tls_listen: vec![SocketAddr::from(([0, 0, 0, 0], 5223))],
+            websocket_listen: Vec::new(),
+            // Prosody's HTTPS port.
+            websocket_tls_listen: vec![SocketAddr::from(([0, 0, 0, 0], 5281))],
+            websocket_path: "/xmpp-websocket".into(),
+            consider_websocket_secure: false,
             require_encryption: true,
             allow_insecure_auth: false,
             keepalive_secs: 60,
@@ -498,6 +514,12 @@ impl Config {
                 )));
             }
         }
+        if !self.c2s.websocket_path.starts_with('/') {
+            return Err(ConfigError::Invalid(format!(
+                "[c2s] websocket_path {:?} must start with '/'",
+                self.c2s.websocket_path
+            )));
+        }
         if self.limits.outbound_queue == 0 {
             return Err(ConfigError::Invalid(
                 "[limits] outbound_queue must be at least 1".into(),
@@ -591,6 +613,13 @@ mod tests {
             c.c2s.direct_tls_listen,
             vec!["0.0.0.0:5223".parse().unwrap()]
         );
+        assert!(c.c2s.websocket_listen.is_empty());
+        assert_eq!(
+            c.c2s.websocket_tls_listen,
+            vec!["0.0.0.0:5281".parse().unwrap()]
+        );
+        assert_eq!(c.c2s.websocket_path, "/xmpp-websocket");
+        assert!(!c.c2s.consider_websocket_secure);
         assert!(c.c2s.require_encryption);
         assert!(!c.c2s.allow_insecure_auth);
         assert!(!c.registration.allow);
@@ -612,6 +641,10 @@ mod tests {
             [c2s]
             listen = ["127.0.0.1:5000", "[::1]:5000"]
             direct_tls_listen = []
+            websocket_listen = ["127.0.0.1:5280"]
+            websocket_tls_listen = []
+            websocket_path = "/ws"
+            consider_websocket_secure = true
             require_encryption = false
             allow_insecure_auth = true
             [tls]
@@ -630,6 +663,13 @@ mod tests {
         assert_eq!(c.domain, "capulet.lit");
         assert_eq!(c.c2s.listen.len(), 2);
         assert!(c.c2s.direct_tls_listen.is_empty());
+        assert_eq!(
+            c.c2s.websocket_listen,
+            vec!["127.0.0.1:5280".parse().unwrap()]
+        );
+        assert!(c.c2s.websocket_tls_listen.is_empty());
+        assert_eq!(c.c2s.websocket_path, "/ws");
+        assert!(c.c2s.consider_websocket_secure);
         assert!(c.c2s.allow_insecure_auth);
         assert!(c.registration.allow);
         assert!(c.compression.enabled);
@@ -648,6 +688,7 @@ mod tests {
             ("[tls]\ncert = 'c.pem'", "together"),
             ("[auth]\nscram_iterations = 10", "scram_iterations"),
             ("[limits]\noutbound_queue = 0", "outbound_queue"),
+            ("[c2s]\nwebsocket_path = 'ws'", "websocket_path"),
             (
                 "[pubsub]\ndefault_access_model = 'closed'",
                 "default_access_model",

@@ -14,12 +14,13 @@ use tracing::Instrument;
 use verona_storage::{AccountStore, OfflineStore, PubsubStore, SqliteStore};
 
 use crate::accounts::Accounts;
+use crate::c2s::{self, Listener};
 use crate::config::Config;
 use crate::eventing::caps::CapsCache;
 use crate::host::{self, PubsubHandle};
 use crate::router::Router;
 use crate::throttle::AuthThrottle;
-use crate::{c2s, tls};
+use crate::tls;
 
 /// How long shutdown waits for streams to close before it stops waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -41,6 +42,7 @@ pub struct Shared {
     pub caps: CapsCache,
     pub starttls: TlsAcceptor,
     pub direct_tls: TlsAcceptor,
+    pub websocket_tls: TlsAcceptor,
     /// Other servers, when `[s2s] listen` is set.
     pub federation: Option<Arc<crate::s2s::Federation>>,
     pub shutdown: watch::Receiver<bool>,
@@ -84,6 +86,8 @@ pub struct RunningServer {
     shared: Arc<Shared>,
     c2s_addrs: Vec<SocketAddr>,
     direct_tls_addrs: Vec<SocketAddr>,
+    websocket_addrs: Vec<SocketAddr>,
+    websocket_tls_addrs: Vec<SocketAddr>,
     s2s_addrs: Vec<SocketAddr>,
     component_addrs: Vec<SocketAddr>,
     cert_path: PathBuf,
@@ -238,6 +242,7 @@ impl RunningServer {
             caps: CapsCache::default(),
             starttls: TlsAcceptor::from(tls.starttls),
             direct_tls: TlsAcceptor::from(tls.direct),
+            websocket_tls: TlsAcceptor::from(tls.websocket),
             federation: federation.clone(),
             shutdown: shutdown_rx,
             failure: failure_rx,
@@ -249,6 +254,8 @@ impl RunningServer {
             shared: shared.clone(),
             c2s_addrs: Vec::new(),
             direct_tls_addrs: Vec::new(),
+            websocket_addrs: Vec::new(),
+            websocket_tls_addrs: Vec::new(),
             s2s_addrs: Vec::new(),
             component_addrs: Vec::new(),
             cert_path: tls.cert_path,
@@ -257,15 +264,16 @@ impl RunningServer {
             alive: alive.clone(),
             finished,
         };
-        for (listener, direct) in c2s_listeners {
-            let addr = listener.local_addr()?;
-            if direct {
-                server.direct_tls_addrs.push(addr);
-            } else {
-                server.c2s_addrs.push(addr);
+        for (socket, listener) in c2s_listeners {
+            let addr = socket.local_addr()?;
+            match listener {
+                Listener::Starttls => server.c2s_addrs.push(addr),
+                Listener::DirectTls => server.direct_tls_addrs.push(addr),
+                Listener::WebSocket => server.websocket_addrs.push(addr),
+                Listener::WebSocketTls => server.websocket_tls_addrs.push(addr),
             }
-            tracing::info!(%addr, direct_tls = direct, "listening for clients");
-            tokio::spawn(accept_loop(shared.clone(), listener, direct, alive.clone()));
+            tracing::info!(%addr, ?listener, "listening for clients");
+            tokio::spawn(accept_loop(shared.clone(), socket, listener, alive.clone()));
         }
         if let Some(federation) = federation {
             let (bounces, mut bounced) = tokio::sync::mpsc::channel(256);
@@ -344,6 +352,16 @@ impl RunningServer {
     /// Addresses of the direct TLS listeners.
     pub fn direct_tls_addrs(&self) -> &[SocketAddr] {
         &self.direct_tls_addrs
+    }
+
+    /// Addresses of the WebSocket listeners on plain HTTP.
+    pub fn websocket_addrs(&self) -> &[SocketAddr] {
+        &self.websocket_addrs
+    }
+
+    /// Addresses of the WebSocket listeners on HTTPS.
+    pub fn websocket_tls_addrs(&self) -> &[SocketAddr] {
+        &self.websocket_tls_addrs
     }
 
     /// The certificate served, for clients that need to trust it.
@@ -477,14 +495,20 @@ async fn start_services(
     .await
 }
 
-/// Every client listener: (listener, direct TLS?).
-async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, bool)>> {
+/// Every client listener, and what it speaks.
+async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, Listener)>> {
+    let c2s = &config.c2s;
+    let kinds = [
+        (&c2s.listen, Listener::Starttls),
+        (&c2s.direct_tls_listen, Listener::DirectTls),
+        (&c2s.websocket_listen, Listener::WebSocket),
+        (&c2s.websocket_tls_listen, Listener::WebSocketTls),
+    ];
     let mut listeners = Vec::new();
-    for addr in &config.c2s.listen {
-        listeners.push((bind(*addr).await?, false));
-    }
-    for addr in &config.c2s.direct_tls_listen {
-        listeners.push((bind(*addr).await?, true));
+    for (addrs, kind) in kinds {
+        for addr in addrs {
+            listeners.push((bind(*addr).await?, kind));
+        }
     }
     Ok(listeners)
 }
@@ -497,15 +521,15 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 async fn accept_loop(
     shared: Arc<Shared>,
-    listener: TcpListener,
-    direct_tls: bool,
+    socket: TcpListener,
+    listener: Listener,
     alive: mpsc::Sender<()>,
 ) {
     static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = socket.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let send_buffer = shared.config.c2s.send_buffer_bytes;
@@ -518,7 +542,7 @@ async fn accept_loop(
                     let shared = shared.clone();
                     tokio::spawn(
                         async move {
-                            c2s::serve(shared, tcp, peer, direct_tls).await;
+                            c2s::serve(shared, tcp, peer, listener).await;
                             drop(alive);
                         }
                         .instrument(span),

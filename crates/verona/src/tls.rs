@@ -14,10 +14,14 @@ use crate::config::Config;
 
 /// ALPN protocol id for direct TLS client connections (XEP-0368).
 const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
+/// WebSockets are HTTP/1.1 upgrades (RFC 6455); a browser offering h2 must not get it.
+const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 
 pub struct TlsConfigs {
     pub starttls: Arc<ServerConfig>,
     pub direct: Arc<ServerConfig>,
+    /// For WebSocket listeners (`wss://`).
+    pub websocket: Arc<ServerConfig>,
     /// The certificate and key, which server-to-server streams also use as the client side
     /// (XEP-0178).
     pub chain: Vec<CertificateDer<'static>>,
@@ -65,9 +69,12 @@ pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
     starttls.ignore_client_order = true;
     let mut direct = starttls.clone();
     direct.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
+    let mut websocket = starttls.clone();
+    websocket.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
     Ok(TlsConfigs {
         starttls: Arc::new(starttls),
         direct: Arc::new(direct),
+        websocket: Arc::new(websocket),
         chain,
         key,
         cert_path,

@@ -135,7 +135,9 @@ fn serve_runs_and_stops_on_sigterm() {
     let port = common::free_port();
     let config = write_config(
         dir.path(),
-        &format!("[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\n"),
+        &format!(
+            "[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\nwebsocket_tls_listen = []\n"
+        ),
     );
     let child = Command::new(env!("CARGO_BIN_EXE_verona"))
         .args(["serve", "--config", &config])

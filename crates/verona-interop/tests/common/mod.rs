@@ -117,6 +117,7 @@ impl TestServer {
             c2s: C2sConfig {
                 listen: vec!["127.0.0.1:0".parse().unwrap()],
                 direct_tls_listen: vec!["127.0.0.1:0".parse().unwrap()],
+                websocket_tls_listen: vec![],
                 ..C2sConfig::default()
             },
             tls: TlsConfig {

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use jid::BareJid;
 use minidom::Element;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use verona_auth::TlsBinding;
@@ -37,7 +36,8 @@ use crate::xml::{BuilderExt, StreamError, builder, ns};
 use negotiation::Sasl;
 use rate::ReadRate;
 use session::Session;
-use transport::{Transport, tls_exporter};
+pub use transport::Listener;
+use transport::{Refused, Transport, tls_exporter};
 
 pub(crate) use sm::Resumable;
 
@@ -51,7 +51,7 @@ const RELEASE_WHEN_IDLE_FOR: Duration = Duration::from_secs(2);
 const BATCH: usize = 64;
 /// The output buffer is sized up front for at most this much of what is queued.
 const RESERVE_OUTPUT_AT_MOST: usize = 64 * 1024;
-/// Time allowed for a TLS handshake.
+/// Time allowed for a TLS handshake, and for a WebSocket's (with its TLS handshake).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How a connection ends.
@@ -131,26 +131,24 @@ struct Connection {
     compression: Option<Box<Zlib>>,
 }
 
-pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listener: Listener) {
     let Some((connection, admission)) = shared.throttle.admit(peer.ip()) else {
         // Before any XMPP (or TLS) is spent on it.
         return tracing::info!(%peer, "too many connections from this address");
     };
-    let mut binding = None;
-    let io = if direct_tls {
-        // Boxed, as below: a future's largest state is every connection's size while it
-        // lasts, and the handshake's is only needed for a moment.
-        let accept = Box::pin(shared.direct_tls.accept(tcp));
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-            Ok(Ok(tls)) => {
-                binding = tls_exporter(&tls);
-                Transport::Tls(Box::new(tls))
-            }
-            Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
-            Err(_) => return tracing::debug!("TLS handshake timed out"),
-        }
-    } else {
-        Transport::Plain(tcp)
+    // Boxed, as below: a future's largest state is every connection's size while it lasts,
+    // and the handshake's is only needed for a moment.
+    let handshake = Box::pin(handshake(&shared, tcp, listener));
+    let (io, binding) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(e)) => return tracing::debug!(?listener, "handshake failed: {e}"),
+        Err(_) => return tracing::debug!(?listener, "handshake timed out"),
+    };
+    let secure = match listener {
+        Listener::Starttls => false,
+        Listener::DirectTls | Listener::WebSocketTls => true,
+        // A proxy in front terminated TLS, the operator says.
+        Listener::WebSocket => shared.config.c2s.consider_websocket_secure,
     };
     let unauthenticated_timeout =
         Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs);
@@ -165,7 +163,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
         shared,
         io,
         peer,
-        secure: direct_tls,
+        secure,
         binding,
         state: State::Unauthenticated { sasl: None },
         header_sent: false,
@@ -183,6 +181,33 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct
     };
     let end = conn.run().await;
     Box::pin(conn.finish(end)).await;
+}
+
+/// The TLS and WebSocket handshakes a listener's connections begin with; the transport, and
+/// RFC 9266 tls-exporter data for SCRAM-*-PLUS where the client can have it too (not over a
+/// WebSocket: a browser cannot reach its TLS session's exporter).
+async fn handshake(
+    shared: &Shared,
+    tcp: TcpStream,
+    listener: Listener,
+) -> anyhow::Result<(Transport, Option<TlsBinding>)> {
+    Ok(match listener {
+        Listener::Starttls => (Transport::Plain(tcp), None),
+        Listener::DirectTls => {
+            let tls = shared.direct_tls.accept(tcp).await?;
+            let binding = tls_exporter(&tls);
+            (Transport::Tls(Box::new(tls)), binding)
+        }
+        Listener::WebSocket => {
+            let ws = transport::accept_websocket(shared, Transport::Plain(tcp)).await?;
+            (ws, None)
+        }
+        Listener::WebSocketTls => {
+            let tls = shared.websocket_tls.accept(tcp).await?;
+            let tls = Transport::Tls(Box::new(tls));
+            (transport::accept_websocket(shared, tls).await?, None)
+        }
+    })
 }
 
 /// A parser for a new stream; before authentication with the small pre-auth stanza limit.
@@ -240,7 +265,12 @@ impl Connection {
                 }
             };
             match wake {
-                Wake::Read(Err(_)) => return End::Gone,
+                Wake::Read(Err(e)) => {
+                    return match Refused::of(&e) {
+                        Some(Refused(error, why)) => fault(*error, *why),
+                        None => End::Gone,
+                    };
+                }
                 Wake::Read(Ok(bytes)) if bytes.is_empty() => return End::Gone,
                 Wake::Read(Ok(bytes)) => {
                     let received = match self.receive(&bytes) {
@@ -316,14 +346,42 @@ impl Connection {
 
     /// Handles every complete event the parser holds.
     async fn process_input(&mut self) -> Result<(), End> {
-        loop {
-            match self.parser.next_event() {
-                Ok(Some(StreamEvent::Header(header))) => self.on_header(header)?,
-                Ok(Some(StreamEvent::Stanza(el))) => self.on_element(el).await?,
-                Ok(Some(StreamEvent::End)) => return Err(End::Close),
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(End::Fault(StreamError::from(&e), Some(e.to_string()))),
-            }
+        if self.io.is_websocket() {
+            return self.process_message().await;
+        }
+        while let Some(event) = self.next_event()? {
+            self.on_event(event).await?;
+        }
+        Ok(())
+    }
+
+    /// A WebSocket message must be exactly one element (RFC 7395 §3.3.3): one that holds two,
+    /// or part of one, ends the stream before any of it is acted on.
+    async fn process_message(&mut self) -> Result<(), End> {
+        let event = self.next_event()?;
+        if self.next_event()?.is_some() || self.parser.buffered_len() > 0 {
+            return Err(fault(
+                StreamError::NotWellFormed,
+                "a WebSocket message must hold exactly one complete element",
+            ));
+        }
+        match event {
+            Some(event) => self.on_event(event).await,
+            None => Ok(()),
+        }
+    }
+
+    fn next_event(&mut self) -> Result<Option<StreamEvent>, End> {
+        self.parser
+            .next_event()
+            .map_err(|e| End::Fault(StreamError::from(&e), Some(e.to_string())))
+    }
+
+    async fn on_event(&mut self, event: StreamEvent) -> Result<(), End> {
+        match event {
+            StreamEvent::Header(header) => self.on_header(header),
+            StreamEvent::Stanza(el) => self.on_element(el).await,
+            StreamEvent::End => Err(End::Close),
         }
     }
 
@@ -427,10 +485,7 @@ impl Connection {
             self.out = compressed;
         }
         let limit = Duration::from_secs(self.shared.config.c2s.write_timeout_secs.max(1));
-        let write = async {
-            self.io.write_all(&self.out).await?;
-            self.io.flush().await
-        };
+        let write = self.io.send(&self.out);
         let written = match tokio::time::timeout(limit, write).await {
             Ok(written) => written,
             Err(_) => {
@@ -499,7 +554,7 @@ impl Connection {
                 );
                 let mut tail = self.header_if_unsent();
                 tail.extend(verona_stream::stream_error(condition, text.as_deref()));
-                tail.extend_from_slice(verona_stream::STREAM_CLOSE);
+                tail.extend_from_slice(self.stream_close());
                 tail
             }
             End::FaultWith(error, text, application) => {
@@ -508,12 +563,12 @@ impl Connection {
                 let mut tail = self.header_if_unsent();
                 let error = verona_stream::stream_error_with(condition, Some(text), application);
                 tail.extend(error);
-                tail.extend_from_slice(verona_stream::STREAM_CLOSE);
+                tail.extend_from_slice(self.stream_close());
                 tail
             }
             End::Close => {
                 let mut tail = self.header_if_unsent();
-                tail.extend_from_slice(verona_stream::STREAM_CLOSE);
+                tail.extend_from_slice(self.stream_close());
                 tail
             }
             End::Gone | End::Detach => Vec::new(),
@@ -521,10 +576,10 @@ impl Connection {
         if !tail.is_empty() {
             self.out.extend(tail);
             let _ = self.flush().await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.io.close()).await;
         }
         if matches!(end, End::Detach) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.io.close()).await;
         }
         let state = std::mem::replace(&mut self.state, State::Unauthenticated { sasl: None });
         let State::Bound(mut session) = state else {
@@ -560,8 +615,25 @@ impl Connection {
         if self.header_sent {
             return Vec::new();
         }
+        self.stream_header(None)
+    }
+
+    /// Our stream header, `<open/>` on a WebSocket (RFC 7395 §3.4).
+    fn stream_header(&mut self, to: Option<&str>) -> Vec<u8> {
         self.header_sent = true;
-        verona_stream::stream_header(ns::CLIENT, &random_id(), &self.shared.domain, None)
+        let (id, from) = (random_id(), &self.shared.domain);
+        match self.io.is_websocket() {
+            true => verona_stream::websocket::open(&id, from, to),
+            false => verona_stream::stream_header(ns::CLIENT, &id, from, to),
+        }
+    }
+
+    /// The end of our stream, `<close/>` on a WebSocket (RFC 7395 §3.6).
+    fn stream_close(&self) -> &'static [u8] {
+        match self.io.is_websocket() {
+            true => verona_stream::websocket::CLOSE,
+            false => verona_stream::STREAM_CLOSE,
+        }
     }
 
     /// XEP-0198 elements (and XEP-0352's, which this server does not act on yet): `Ok(true)`

@@ -37,14 +37,8 @@ pub(super) enum Sasl {
 
 impl Connection {
     pub(super) fn on_header(&mut self, header: StreamHeader) -> Result<(), End> {
-        let header_bytes = verona_stream::stream_header(
-            ns::CLIENT,
-            &random_id(),
-            &self.shared.domain,
-            header.from.as_deref(),
-        );
+        let header_bytes = self.stream_header(header.from.as_deref());
         self.out.extend(header_bytes);
-        self.header_sent = true;
         let major = header
             .version
             .as_deref()
@@ -75,6 +69,7 @@ impl Connection {
             secure: self.secure,
             binding: self.binding.as_ref().map(|binding| binding.kind),
             compressing: self.compression.is_some(),
+            websocket: self.io.is_websocket(),
         };
         let features = self
             .shared
@@ -90,7 +85,8 @@ impl Connection {
         let mut features = builder("features", ns::STREAMS);
         match &self.state {
             State::Unauthenticated { .. } => {
-                if !self.secure {
+                // RFC 7395 §3.8: TLS is the WebSocket's own (wss), or a proxy's.
+                if !self.secure && !self.io.is_websocket() {
                     let mut starttls = builder("starttls", ns::TLS);
                     if config.c2s.require_encryption {
                         starttls = starttls.append(Element::bare("required", ns::TLS));
@@ -123,7 +119,11 @@ impl Connection {
                 }
             }
             State::Authenticated { .. } => {
-                if config.compression.enabled && self.compression.is_none() {
+                // A WebSocket is compressed by its own extension, if at all (RFC 7395 §3.9).
+                if config.compression.enabled
+                    && self.compression.is_none()
+                    && !self.io.is_websocket()
+                {
                     let method = crate::xml::text_child("method", ns::COMPRESS_FEATURE, "zlib");
                     let compression = builder("compression", ns::COMPRESS_FEATURE).append(method);
                     features = features.append(compression.build());
@@ -189,6 +189,12 @@ impl Connection {
     }
 
     async fn starttls(&mut self) -> Result<(), End> {
+        if self.io.is_websocket() {
+            return Err(fault(
+                StreamError::PolicyViolation,
+                "no STARTTLS over a WebSocket: connect with wss://",
+            ));
+        }
         if self.secure {
             return Err(fault(
                 StreamError::PolicyViolation,
@@ -474,7 +480,8 @@ impl Connection {
     /// XEP-0138: `<compressed/>` goes out uncompressed, then both sides restart the stream
     /// compressed.
     pub(super) async fn compress(&mut self, el: &Element) -> Result<(), End> {
-        if !self.shared.config.compression.enabled || self.compression.is_some() {
+        let offered = self.shared.config.compression.enabled && !self.io.is_websocket();
+        if !offered || self.compression.is_some() {
             self.send_compress_failure("setup-failed");
             return Ok(());
         }
@@ -596,6 +603,7 @@ struct FeaturesKey {
     secure: bool,
     binding: Option<&'static str>,
     compressing: bool,
+    websocket: bool,
 }
 
 /// The serialized stream features by [`FeaturesKey`]: three streams per login each sent a

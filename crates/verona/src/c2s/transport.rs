@@ -1,28 +1,75 @@
 //! The socket under a client stream: plain TCP, then TLS after STARTTLS or on a direct TLS
-//! listener.
+//! listener; or a WebSocket (RFC 7395) over either, whose messages are translated to and from
+//! the byte stream the connection speaks ([`verona_stream::websocket`]).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{StatusCode, header};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
 use verona_auth::TlsBinding;
+use verona_stream::websocket::{self, Inbound, Outbound};
+
+use crate::server::Shared;
+use crate::xml::{StreamError, ns};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
 
-/// Plain TCP, or TLS after STARTTLS or on a direct TLS listener.
+/// The WebSocket subprotocol of RFC 7395.
+const SUBPROTOCOL: &str = "xmpp";
+
+/// Plain TCP, or TLS after STARTTLS or on a direct TLS listener, or a WebSocket.
 pub(super) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// Over `Plain` or `Tls`.
+    WebSocket(Box<WebSocketStream<Transport>>),
     /// Only while the socket is handed to the TLS acceptor.
     Upgrading,
 }
 
-fn upgrading() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "TLS upgrade in progress")
+/// What a client listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Plain TCP, offering STARTTLS.
+    Starttls,
+    /// TLS from the first byte (XEP-0368).
+    DirectTls,
+    /// RFC 7395 over plain HTTP (behind a proxy that terminates TLS, or on loopback).
+    WebSocket,
+    /// RFC 7395 over HTTPS.
+    WebSocketTls,
+}
+
+/// A socket that is not a byte stream now: being upgraded to TLS, or carrying a WebSocket
+/// (whose byte stream is inside it).
+fn no_byte_stream() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "not a byte stream")
+}
+
+/// A WebSocket message RFC 7395 does not allow: the stream ends with this error.
+#[derive(Debug, thiserror::Error)]
+#[error("{1}")]
+pub(super) struct Refused(pub StreamError, pub &'static str);
+
+impl Refused {
+    /// The refusal an error from [`Transport::read_some`] carries, if it is one.
+    pub(super) fn of(error: &io::Error) -> Option<&Refused> {
+        error.get_ref()?.downcast_ref()
+    }
+}
+
+fn refused(error: StreamError, why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Refused(error, why))
 }
 
 impl AsyncRead for Transport {
@@ -34,7 +81,7 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Transport::Upgrading => Poll::Ready(Err(upgrading())),
+            Transport::WebSocket(_) | Transport::Upgrading => Poll::Ready(Err(no_byte_stream())),
         }
     }
 }
@@ -48,7 +95,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Transport::Upgrading => Poll::Ready(Err(upgrading())),
+            Transport::WebSocket(_) | Transport::Upgrading => Poll::Ready(Err(no_byte_stream())),
         }
     }
 
@@ -56,7 +103,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Transport::Upgrading => Poll::Ready(Err(upgrading())),
+            Transport::WebSocket(_) | Transport::Upgrading => Poll::Ready(Err(no_byte_stream())),
         }
     }
 
@@ -64,6 +111,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::WebSocket(_) => Poll::Ready(Err(no_byte_stream())),
             Transport::Upgrading => Poll::Ready(Ok(())),
         }
     }
@@ -95,9 +143,131 @@ impl Transport {
                 })
                 .await
             }
-            Transport::Upgrading => Err(upgrading()),
+            Transport::WebSocket(ws) => read_message(ws).await,
+            Transport::Upgrading => Err(no_byte_stream()),
         }
     }
+
+    /// Writes what the connection produced and flushes it: on a WebSocket, one message per
+    /// top-level element.
+    pub(super) async fn send(&mut self, out: &[u8]) -> io::Result<()> {
+        let Transport::WebSocket(ws) = self else {
+            self.write_all(out).await?;
+            return self.flush().await;
+        };
+        for message in websocket::outbound(out) {
+            let message = match message {
+                Outbound::Element(text) => Message::text(text),
+                Outbound::Keepalive => Message::Ping(Default::default()),
+            };
+            ws.feed(message).await.map_err(io::Error::other)?;
+        }
+        ws.flush().await.map_err(io::Error::other)
+    }
+
+    /// Ends the connection: a WebSocket with its closing handshake.
+    pub(super) async fn close(&mut self) -> io::Result<()> {
+        let Transport::WebSocket(ws) = self else {
+            return self.shutdown().await;
+        };
+        WebSocketStream::close(ws, None)
+            .await
+            .map_err(io::Error::other)?;
+        // The client's close frame completes the handshake; what comes before it is dropped.
+        while let Some(Ok(_)) = ws.next().await {}
+        Ok(())
+    }
+
+    pub(super) fn is_websocket(&self) -> bool {
+        matches!(self, Transport::WebSocket(_))
+    }
+}
+
+/// The next message of a WebSocket as stream bytes: `<open/>` as the stream header it stands
+/// for, `<close/>` as the stream's end, other elements as they are. Empty at the end.
+async fn read_message(ws: &mut WebSocketStream<Transport>) -> io::Result<Vec<u8>> {
+    loop {
+        let message = match ws.next().await {
+            None => return Ok(Vec::new()),
+            Some(Ok(message)) => message,
+            Some(Err(tungstenite::Error::Capacity(_))) => {
+                return Err(refused(StreamError::PolicyViolation, "message too large"));
+            }
+            Some(Err(tungstenite::Error::Utf8(_))) => {
+                return Err(refused(StreamError::NotWellFormed, "text is not UTF-8"));
+            }
+            Some(Err(e)) => return Err(io::Error::other(e)),
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                return Err(refused(
+                    StreamError::UnsupportedStanzaType,
+                    "binary messages are not XMPP",
+                ));
+            }
+            // Pings are answered by tungstenite (only the latest pong waits to be sent).
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            Message::Close(_) => return Ok(Vec::new()),
+        };
+        // Whitespace around the element is allowed, and a message of it alone is a keepalive.
+        let text = text.as_str().trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        return Ok(match websocket::inbound(text) {
+            Inbound::Open(open) => websocket::stream_header_for(ns::CLIENT, &open),
+            Inbound::Close => verona_stream::STREAM_CLOSE.to_vec(),
+            Inbound::Element => text.as_bytes().to_vec(),
+        });
+    }
+}
+
+/// The WebSocket handshake (RFC 6455 §4.2, RFC 7395 §3.1) on `socket`: a GET of the
+/// configured path that asks for the `xmpp` subprotocol, which the response selects. Anything
+/// else is refused (400 or 404) and the connection closed.
+pub(super) async fn accept_websocket(
+    shared: &Shared,
+    socket: Transport,
+) -> Result<Transport, tungstenite::Error> {
+    let path = shared.config.c2s.websocket_path.clone();
+    let check = move |request: &Request, mut response: Response| {
+        if request.uri().path() != path {
+            return Err(error_response(StatusCode::NOT_FOUND));
+        }
+        let asks_xmpp = request
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|protocol| protocol.trim() == SUBPROTOCOL);
+        if !asks_xmpp {
+            return Err(error_response(StatusCode::BAD_REQUEST));
+        }
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            header::HeaderValue::from_static(SUBPROTOCOL),
+        );
+        Ok(response)
+    };
+    // A message is one stanza, so the stanza limit bounds it and each of its frames (the
+    // stream parser applies the smaller limit before authentication). Buffers start small:
+    // most connections are idle.
+    let limit = shared.config.limits.max_stanza_bytes;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_CHUNK)
+        .write_buffer_size(READ_CHUNK)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(socket, check, Some(config)).await?;
+    Ok(Transport::WebSocket(Box::new(ws)))
+}
+
+fn error_response(status: StatusCode) -> ErrorResponse {
+    let mut response = ErrorResponse::new(None);
+    *response.status_mut() = status;
+    response
 }
 
 /// RFC 9266 channel binding data; only on TLS 1.3, where the exporter is safe without EMS.

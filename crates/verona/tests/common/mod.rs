@@ -47,6 +47,8 @@ pub fn test_config(dir: &Path) -> Config {
     };
     config.c2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.c2s.direct_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.c2s.websocket_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.c2s.websocket_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
     // Half the tests, chosen by name (so a failure reproduces), have every service nobody uses
     // leave memory after each batch, which checks that a service reloaded from storage answers
     // as before (DESIGN §5a); the others keep services resident as a running server does,

@@ -21,7 +21,7 @@ impl Process {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\n[log]\nfilter = \"warn\"\n{extra}",
+                "data_dir = {:?}\n[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\nwebsocket_tls_listen = []\n[log]\nfilter = \"warn\"\n{extra}",
                 dir.join("data")
             ),
         )

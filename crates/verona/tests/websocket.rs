@@ -1,0 +1,515 @@
+//! XMPP over WebSocket (RFC 7395): a real server, a real WebSocket client (tungstenite), every
+//! message the server sends parsed as a document of its own.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use minidom::Element;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+use verona_auth::{ScramClient, ScramHash};
+
+const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+const OPEN: &str =
+    "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>";
+const CLOSE: &str = "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>";
+const NS_SM: &str = "urn:xmpp:sm:3";
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+struct Ws {
+    ws: WebSocketStream<Box<dyn Io>>,
+}
+
+/// The handshake of a client that asks for `protocol` at `path`.
+async fn handshake(
+    io: Box<dyn Io>,
+    scheme: &str,
+    addr: SocketAddr,
+    path: &str,
+    protocol: Option<&str>,
+) -> Result<Ws, tungstenite::Error> {
+    let mut request = format!("{scheme}://{addr}{path}")
+        .into_client_request()
+        .unwrap();
+    if let Some(protocol) = protocol {
+        let value = HeaderValue::from_str(protocol).unwrap();
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", value);
+    }
+    let (ws, response) = tokio_tungstenite::client_async(request, io).await?;
+    assert_eq!(
+        response.headers().get("Sec-WebSocket-Protocol").unwrap(),
+        "xmpp",
+        "RFC 7395 §3.1: the response selects xmpp"
+    );
+    Ok(Ws { ws })
+}
+
+impl Ws {
+    async fn connect(addr: SocketAddr) -> Ws {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        handshake(Box::new(tcp), "ws", addr, "/xmpp-websocket", Some("xmpp"))
+            .await
+            .unwrap()
+    }
+
+    async fn connect_tls(addr: SocketAddr, cert: &Path) -> Ws {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = server_tls_connector(cert)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        assert_eq!(alpn, None, "no ALPN asked, none chosen");
+        handshake(Box::new(tls), "wss", addr, "/xmpp-websocket", Some("xmpp"))
+            .await
+            .unwrap()
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next message that is not a ping or pong; `None` when the server closed.
+    async fn message(&mut self) -> Option<Message> {
+        loop {
+            let next = tokio::time::timeout(TIMEOUT, self.ws.next()).await;
+            match next.expect("a message in time") {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(message)) => return Some(message),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// The next element: each message must be one complete XML document, namespaces declared.
+    async fn recv(&mut self) -> Element {
+        match self.message().await {
+            Some(Message::Text(text)) => text
+                .parse()
+                .unwrap_or_else(|e| panic!("not a document of its own: {text}: {e}")),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// `<open/>`, and the features that follow it.
+    async fn open(&mut self) -> Element {
+        self.send(OPEN).await;
+        let open = self.recv().await;
+        assert!(open.is("open", NS_FRAMING), "{}", show(&open));
+        assert_eq!(open.attr("from"), Some("localhost"));
+        assert_eq!(open.attr("version"), Some("1.0"));
+        assert!(open.attr("id").is_some_and(|id| !id.is_empty()));
+        let features = self.recv().await;
+        assert!(features.is("features", NS_STREAMS), "{}", show(&features));
+        features
+    }
+
+    async fn auth_plain(&mut self, user: &str, password: &str) {
+        let message = BASE64.encode(verona_auth::plain_message(user, password));
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{message}</auth>"
+        ))
+        .await;
+        let success = self.recv().await;
+        assert!(success.is("success", NS_SASL), "{}", show(&success));
+    }
+
+    async fn auth_scram(&mut self, user: &str, password: &str) {
+        let mut scram = ScramClient::new(ScramHash::Sha256, user, password);
+        let first = BASE64.encode(scram.client_first());
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+        ))
+        .await;
+        let challenge = self.recv().await;
+        assert!(challenge.is("challenge", NS_SASL), "{}", show(&challenge));
+        let server_first = BASE64.decode(challenge.text()).unwrap();
+        let client_final = BASE64.encode(scram.server_first(&server_first).unwrap());
+        self.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{client_final}</response>"
+        ))
+        .await;
+        let success = self.recv().await;
+        assert!(success.is("success", NS_SASL), "{}", show(&success));
+        let server_final = BASE64.decode(success.text()).unwrap();
+        scram.server_final(&server_final).unwrap();
+    }
+
+    async fn bind(&mut self, resource: &str) -> String {
+        self.send(&format!(
+            "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
+        ))
+        .await;
+        let reply = self.recv().await;
+        assert_eq!(reply.attr("type"), Some("result"), "{}", show(&reply));
+        let bind = reply.get_child("bind", NS_BIND).unwrap();
+        bind.get_child("jid", NS_BIND).unwrap().text()
+    }
+
+    /// Open, PLAIN, open again: ready to bind or resume.
+    async fn authenticate(addr: SocketAddr, user: &str, password: &str) -> Ws {
+        let mut ws = Ws::connect(addr).await;
+        ws.open().await;
+        ws.auth_plain(user, password).await;
+        ws.open().await;
+        ws
+    }
+
+    /// The stream error's condition; then `<close/>` and the end of the WebSocket.
+    async fn expect_stream_error(&mut self) -> String {
+        let error = self.recv().await;
+        assert!(error.is("error", NS_STREAMS), "{}", show(&error));
+        let condition = error
+            .children()
+            .find(|c| c.ns() == NS_STREAM_ERRORS && c.name() != "text")
+            .expect("a defined condition")
+            .name()
+            .to_owned();
+        self.expect_close().await;
+        condition
+    }
+
+    /// `<close/>`, then the WebSocket's closing handshake.
+    async fn expect_close(&mut self) {
+        let close = self.recv().await;
+        assert!(close.is("close", NS_FRAMING), "{}", show(&close));
+        match self.message().await {
+            Some(Message::Close(_)) | None => {}
+            other => panic!("expected the WebSocket to close, got {other:?}"),
+        }
+    }
+}
+
+fn mechanisms(features: &Element) -> Vec<String> {
+    features
+        .get_child("mechanisms", NS_SASL)
+        .map(|m| m.children().map(Element::text).collect())
+        .unwrap_or_default()
+}
+
+/// A server whose plain WebSocket listener counts as encrypted (behind a TLS proxy).
+async fn behind_proxy(adjust: impl FnOnce(&mut verona::Config)) -> (TestServer, SocketAddr) {
+    let t = TestServer::start_with(|config| {
+        config.c2s.consider_websocket_secure = true;
+        adjust(config);
+    })
+    .await;
+    let addr = t.server.websocket_addrs()[0];
+    (t, addr)
+}
+
+/// Open, features without STARTTLS or compression, SASL, the restart, bind; messages both ways
+/// with a TCP client; `<close/>` answered and the contact told the session is gone.
+#[tokio::test]
+async fn a_websocket_session_talks_to_a_tcp_session_and_closes() {
+    let (t, addr) = behind_proxy(|config| config.compression.enabled = true).await;
+    t.add_user("romeo", "j8l13t").await;
+    t.add_user("juliet", "r0meo").await;
+    let mut juliet = t.login("juliet", "r0meo", "balcony").await;
+
+    let mut romeo = Ws::connect(addr).await;
+    let features = romeo.open().await;
+    assert!(
+        !features.has_child("starttls", NS_TLS),
+        "{}",
+        show(&features)
+    );
+    let offered = mechanisms(&features);
+    assert!(offered.contains(&"PLAIN".to_owned()), "{offered:?}");
+    assert!(!offered.iter().any(|m| m.ends_with("-PLUS")), "{offered:?}");
+    romeo.auth_scram("romeo", "j8l13t").await;
+    let features = romeo.open().await;
+    assert!(features.has_child("bind", NS_BIND), "{}", show(&features));
+    assert!(
+        !features.has_child("compression", "http://jabber.org/features/compress"),
+        "{}",
+        show(&features)
+    );
+    let romeo_jid = romeo.bind("orchard").await;
+    assert_eq!(romeo_jid, "romeo@localhost/orchard");
+
+    romeo
+        .send("<presence xmlns='jabber:client' to='juliet@localhost/balcony'/>")
+        .await;
+    let presence = juliet.recv().await;
+    assert_eq!(presence.name(), "presence");
+    assert_eq!(presence.attr("from"), Some(romeo_jid.as_str()));
+    assert_eq!(presence.attr("type"), None);
+
+    romeo
+        .send("<message xmlns='jabber:client' to='juliet@localhost/balcony' type='chat' id='m1'><body>Wherefore?</body></message>")
+        .await;
+    let message = juliet.recv().await;
+    assert_eq!(message.name(), "message");
+    assert_eq!(message.attr("from"), Some(romeo_jid.as_str()));
+    assert_eq!(message.attr("id"), Some("m1"));
+    let body = message.get_child("body", NS_CLIENT).unwrap().text();
+    assert_eq!(body, "Wherefore?");
+
+    juliet
+        .send("<message xmlns='jabber:client' to='romeo@localhost/orchard' type='chat' id='m2'><body>Here &amp; now</body></message>")
+        .await;
+    let message = romeo.recv().await;
+    assert!(message.is("message", NS_CLIENT), "{}", show(&message));
+    assert_eq!(message.attr("from"), Some("juliet@localhost/balcony"));
+    assert_eq!(message.attr("to"), Some(romeo_jid.as_str()));
+    assert_eq!(message.attr("id"), Some("m2"));
+    let body = message.get_child("body", NS_CLIENT).unwrap().text();
+    assert_eq!(body, "Here & now");
+
+    juliet
+        .send("<presence xmlns='jabber:client' to='romeo@localhost/orchard'><status>Here</status></presence>")
+        .await;
+    let presence = romeo.recv().await;
+    assert!(presence.is("presence", NS_CLIENT), "{}", show(&presence));
+    assert_eq!(presence.attr("from"), Some("juliet@localhost/balcony"));
+    romeo
+        .send("<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = romeo.recv().await;
+    assert!(roster.is("iq", NS_CLIENT), "{}", show(&roster));
+    assert_eq!(roster.attr("type"), Some("result"));
+    assert!(
+        roster.has_child("query", "jabber:iq:roster"),
+        "{}",
+        show(&roster)
+    );
+
+    romeo.send(CLOSE).await;
+    romeo.expect_close().await;
+    let gone = juliet.recv().await;
+    assert_eq!(gone.name(), "presence");
+    assert_eq!(gone.attr("from"), Some(romeo_jid.as_str()));
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+}
+
+/// wss:// with the server's own certificate is encrypted: PLAIN is offered, STARTTLS is not,
+/// and neither are the -PLUS mechanisms (a browser cannot bind to its TLS session).
+#[tokio::test]
+async fn wss_is_encrypted_without_starttls() {
+    let t = TestServer::start().await;
+    t.add_user("romeo", "j8l13t").await;
+    let addr = t.server.websocket_tls_addrs()[0];
+    let mut romeo = Ws::connect_tls(addr, t.server.cert_path()).await;
+    let features = romeo.open().await;
+    assert!(
+        !features.has_child("starttls", NS_TLS),
+        "{}",
+        show(&features)
+    );
+    let offered = mechanisms(&features);
+    assert!(offered.contains(&"PLAIN".to_owned()), "{offered:?}");
+    assert!(!offered.iter().any(|m| m.ends_with("-PLUS")), "{offered:?}");
+    romeo.auth_plain("romeo", "j8l13t").await;
+    romeo.open().await;
+    assert_eq!(romeo.bind("orchard").await, "romeo@localhost/orchard");
+}
+
+/// Plain ws:// not declared secure is unencrypted: with encryption required nothing can
+/// authenticate, and STARTTLS is neither offered nor accepted.
+#[tokio::test]
+async fn plain_websocket_is_not_secure_unless_configured() {
+    let t = TestServer::start().await;
+    let addr = t.server.websocket_addrs()[0];
+    let mut ws = Ws::connect(addr).await;
+    let features = ws.open().await;
+    assert!(
+        !features.has_child("starttls", NS_TLS),
+        "{}",
+        show(&features)
+    );
+    assert!(mechanisms(&features).is_empty(), "{}", show(&features));
+    ws.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await;
+    assert_eq!(ws.expect_stream_error().await, "policy-violation");
+}
+
+/// RFC 7395 §3.1: a handshake that does not ask for `xmpp`, or asks at another path, is
+/// refused; the listener goes on serving.
+#[tokio::test]
+async fn handshakes_without_xmpp_or_elsewhere_are_refused() {
+    let t = TestServer::start().await;
+    let addr = t.server.websocket_addrs()[0];
+    let attempts = [
+        ("/xmpp-websocket", None, 400),
+        ("/xmpp-websocket", Some("chat, mqtt"), 400),
+        ("/other", Some("xmpp"), 404),
+    ];
+    for (path, protocol, status) in attempts {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        match handshake(Box::new(tcp), "ws", addr, path, protocol).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), status, "{path} {protocol:?}");
+            }
+            Err(e) => panic!("{path} {protocol:?}: {e}"),
+            Ok(_) => panic!("{path} {protocol:?}: accepted"),
+        }
+    }
+    // Not a WebSocket at all: closed, no crash.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest);
+    tokio::time::timeout(TIMEOUT, read).await.unwrap().ok();
+
+    let mut ws = Ws::connect(addr).await;
+    ws.open().await;
+}
+
+/// A message over the stanza limit is refused by the WebSocket layer, one over the smaller
+/// limit before authentication by the stream parser: both end the stream with
+/// `policy-violation`.
+#[tokio::test]
+async fn oversized_messages_end_the_stream() {
+    let (t, addr) = behind_proxy(|config| {
+        config.limits.max_stanza_bytes = 8192;
+        config.limits.max_unauthenticated_stanza_bytes = 2048;
+    })
+    .await;
+    t.add_user("romeo", "j8l13t").await;
+    for size in [3000, 9000] {
+        let mut ws = Ws::connect(addr).await;
+        ws.open().await;
+        let padding = "x".repeat(size);
+        ws.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{padding}</auth>"
+        ))
+        .await;
+        assert_eq!(ws.expect_stream_error().await, "policy-violation", "{size}");
+    }
+    // After authentication the larger limit applies.
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    let padding = "x".repeat(6000);
+    romeo
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='get' id='big'><ping xmlns='urn:xmpp:ping'/><x xmlns='urn:example'>{padding}</x></iq>"
+        ))
+        .await;
+    let reply = romeo.recv().await;
+    assert_eq!(reply.attr("id"), Some("big"), "{}", show(&reply));
+}
+
+/// RFC 7395 §3.3.3: each message is one complete element. Two elements, part of one, text or
+/// a binary message end the stream; none is acted on.
+#[tokio::test]
+async fn a_message_must_be_exactly_one_element() {
+    let (t, addr) = behind_proxy(|_| {}).await;
+    t.add_user("romeo", "j8l13t").await;
+    let ping = "<iq xmlns='jabber:client' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>";
+    let bad = [
+        (format!("{ping}{ping}"), "not-well-formed"),
+        (
+            "<iq xmlns='jabber:client' type='get' id='p2'>".to_owned(),
+            "not-well-formed",
+        ),
+        ("hello".to_owned(), "not-well-formed"),
+        (format!("{ping}hello"), "not-well-formed"),
+    ];
+    for (message, condition) in bad {
+        let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+        romeo.bind("orchard").await;
+        romeo.send(&message).await;
+        assert_eq!(romeo.expect_stream_error().await, condition, "{message}");
+    }
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    romeo
+        .ws
+        .send(Message::binary(b"<presence/>".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(romeo.expect_stream_error().await, "unsupported-stanza-type");
+    // Whitespace around an element is not part of the framing.
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    romeo.send(&format!("\n {ping} \n")).await;
+    assert_eq!(romeo.recv().await.attr("id"), Some("p1"));
+}
+
+/// XEP-0198 over WebSocket: a browser that loses its connection resumes on a new one and gets
+/// what came meanwhile.
+#[tokio::test]
+async fn a_lost_websocket_session_resumes_on_a_new_one() {
+    let (t, addr) = behind_proxy(|config| config.c2s.resume_timeout_secs = 60).await;
+    t.add_user("romeo", "j8l13t").await;
+    t.add_user("juliet", "r0meo").await;
+    let mut juliet = t.login("juliet", "r0meo", "balcony").await;
+
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    romeo
+        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let enabled = romeo.recv().await;
+    assert!(enabled.is("enabled", NS_SM), "{}", show(&enabled));
+    let id = enabled.attr("id").unwrap().to_owned();
+    let send = |n: u32| {
+        format!(
+            "<message xmlns='jabber:client' to='romeo@localhost/orchard' id='m{n}'><body>{n}</body></message>"
+        )
+    };
+    juliet.send(&send(1)).await;
+    let first = romeo.recv().await;
+    assert_eq!(first.attr("id"), Some("m1"));
+    // The connection drops without `<close/>`.
+    drop(romeo);
+    tokio::time::sleep(QUIET).await;
+    juliet.send(&send(2)).await;
+
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>"
+        ))
+        .await;
+    let resumed = romeo.recv().await;
+    assert!(resumed.is("resumed", NS_SM), "{}", show(&resumed));
+    let held = recv_message(&mut romeo).await;
+    assert_eq!(held.attr("id"), Some("m2"));
+    assert_eq!(held.get_child("body", NS_CLIENT).unwrap().text(), "2");
+}
+
+/// The next message stanza, past XEP-0198 requests.
+async fn recv_message(ws: &mut Ws) -> Element {
+    loop {
+        let el = ws.recv().await;
+        if el.is("message", NS_CLIENT) {
+            return el;
+        }
+        assert!(el.is("r", NS_SM), "{}", show(&el));
+    }
+}
+
+/// A whitespace keepalive is a WebSocket ping instead (RFC 7395 §3.7).
+#[tokio::test]
+async fn keepalives_are_pings() {
+    let (t, addr) = behind_proxy(|config| config.c2s.keepalive_secs = 1).await;
+    t.add_user("romeo", "j8l13t").await;
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    let next = tokio::time::timeout(TIMEOUT, romeo.ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(next, Some(Ok(Message::Ping(_)))),
+        "expected a ping, got {next:?}"
+    );
+}
