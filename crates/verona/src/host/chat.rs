@@ -445,13 +445,14 @@ impl ServicesTask {
             return;
         }
         // As for a message to the bare JID: available, with a non-negative priority.
-        let available: Vec<SessionHandle> = self
+        let (sessions, available): (Vec<FullJid>, Vec<SessionHandle>) = self
             .router
             .resources_of(&account)
             .into_iter()
             .filter(|(_, handle)| handle.is_available() && handle.priority() >= 0)
-            .map(|(_, handle)| handle)
-            .collect();
+            .unzip();
+        // Once a queue is full, the rest wait behind what it refused, in order.
+        let mut refused = false;
         for stanza in stanzas {
             // Late, as from offline storage (XEP-0160): with its delay (XEP-0203).
             let late = Some((at, self.domain_name.as_str()));
@@ -461,13 +462,21 @@ impl ServicesTask {
             }) else {
                 continue;
             };
-            let delivered = available
-                .iter()
-                .filter(|handle| handle.offer(bytes.clone()))
-                .count();
+            let delivered = match refused {
+                true => 0,
+                false => (available.iter())
+                    .filter(|handle| handle.offer(bytes.clone()))
+                    .count(),
+            };
             if delivered == 0 {
+                refused |= !available.is_empty();
                 self.to_keep.push((account.clone(), stanza, at));
             }
+        }
+        // What a full queue refused is kept, and comes from storage as the queue drains
+        // (as kept messages come at a session's first presence): not at the next one.
+        if refused {
+            self.came_online.extend(sessions);
         }
     }
 
