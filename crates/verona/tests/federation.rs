@@ -1203,3 +1203,44 @@ async fn a_remote_stranger_is_sent_no_last_items() {
     assert_eq!(presence.attr("from"), Some("romeo@montague.lit/orchard"));
     romeo.expect_nothing().await;
 }
+
+/// XEP-0045 §7.8.2 across domains: a room invites another server's user, by full or bare
+/// JID, with its `<continue/>`; the invitee's decline comes back to the inviter (found by the
+/// sixth review: the invitation was dropped).
+#[tokio::test]
+async fn a_room_invites_another_servers_user() {
+    const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    opens_garden(&mut juliet).await;
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{GARDEN}' id='inv'><x xmlns='{MUC_USER}'><invite to='romeo@montague.lit/orchard'><reason>come</reason><continue thread='T'/></invite></x></message>"
+        ))
+        .await;
+    let invitation = next(&mut romeo, "message").await;
+    assert_eq!(invitation.attr("from"), Some(GARDEN));
+    let invite = invitation
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("invite", MUC_USER))
+        .unwrap_or_else(|| panic!("{}", show(&invitation)));
+    assert_eq!(invite.attr("from"), Some("juliet@capulet.lit"));
+    assert_eq!(
+        invite
+            .get_child("continue", MUC_USER)
+            .and_then(|c| c.attr("thread")),
+        Some("T")
+    );
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{GARDEN}'><x xmlns='{MUC_USER}'><decline to='juliet@capulet.lit'><reason>not tonight</reason></decline></x></message>"
+        ))
+        .await;
+    let declined = next(&mut juliet, "message").await;
+    let decline = declined
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("decline", MUC_USER))
+        .unwrap_or_else(|| panic!("{}", show(&declined)));
+    assert_eq!(decline.attr("from"), Some("romeo@montague.lit"));
+}

@@ -3350,3 +3350,47 @@ async fn presence_floods_are_refused_at_the_sender() {
         )
         .await);
 }
+
+/// As when it leaves: a session that takes another nick leaves the old one to the sessions
+/// that keep it, and the others are told how the old nick now shows (found by the sixth
+/// review's second round: they kept the renamed session's status under the old nick).
+#[tokio::test]
+async fn a_nick_kept_by_other_sessions_shows_as_they_do() {
+    let t = TestServer::start().await;
+    let (_romeo, mut nurse) = two_in_a_room(&t).await;
+    let mut desk = t.login("romeo", "pw", "desk").await;
+    desk.send(&join("Romeo")).await;
+    joined(&mut desk).await;
+    desk.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Romeo'><show>dnd</show></presence>"
+    ))
+    .await;
+    recv_until(&mut nurse, |el| {
+        el.name() == "presence" && !shown(el).is_empty()
+    })
+    .await;
+    desk.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Montague'><show>dnd</show></presence>"
+    ))
+    .await;
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let el = recv_until(&mut nurse, |el| el.name() == "presence").await;
+        heard.push((
+            el.attr("from").unwrap_or_default().to_owned(),
+            el.attr("type").map(str::to_owned),
+            shown(&el),
+        ));
+    }
+    assert_eq!(
+        heard,
+        [
+            (format!("{ROOM}/Romeo"), None, vec![]),
+            (
+                format!("{ROOM}/Montague"),
+                None,
+                vec![("show".to_owned(), "dnd".to_owned())]
+            ),
+        ]
+    );
+}

@@ -362,12 +362,18 @@ impl ServicesTask {
                 continue;
             }
             self.invitations.invited(&node, &invitee, &inviter, now);
-            let sessions = available_at(&self.router, &invited.jid);
             let invitation =
                 |to: Jid| groupchat::invitation(room, &to, &inviter, &invited, password.as_deref());
+            // Another server's user: its server delivers (or keeps) it, as any message.
+            if self.is_remote(&invitee) {
+                let message = invitation(invited.jid.clone());
+                done.push(Done::reply(invited.jid.clone(), Some(message)));
+                continue;
+            }
+            let sessions = available_at(&self.router, &invited.jid);
             // XEP-0045 §7.8.2: an invitation is a message; one for a local account that is
             // away is kept for it (XEP-0160), by its shard, once this batch is committed.
-            if sessions.is_empty() && invitee.domain().as_str() == self.domain_name {
+            if sessions.is_empty() {
                 let message = invitation(Jid::from(invitee.clone()));
                 let request = Request::Offline {
                     stanzas: vec![String::from(&message)],
@@ -1069,7 +1075,16 @@ impl ServicesTask {
         let everyone = occupants(&hosted.service, &mine.node);
         // Another session of the account keeps the old nick: for the others that occupant
         // stays, and the new nick is one more.
-        let old_held = everyone.iter().any(|o| o.nick == old && o.jid != me);
+        let staying = everyone.iter().find(|o| o.nick == old && o.jid != me);
+        let old_held = staying.is_some();
+        // ...as the session that keeps it shows it (as Prosody tells them): the one that
+        // left may have shown another status, or its real JID.
+        if let Some(staying) = staying {
+            let node = &mine.node;
+            let staying = staying.described(&self.occupant_ids, &hosted.service, &room, node);
+            let others = everyone.iter().filter(|o| o.jid != me).map(|o| &o.jid);
+            self.tell_each(node, &staying, (false, None), others, done);
+        }
         for other in everyone {
             let Ok(session) = other.jid.clone().try_into_full() else {
                 continue;
