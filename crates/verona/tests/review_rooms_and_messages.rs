@@ -1082,8 +1082,8 @@ async fn room_answers_keep_ids_and_an_account_is_one_occupant() {
             format!("{ROOM}/tybalt")
         ]
     );
-    // One of Romeo's sessions takes another nick: for the others, romeo stays and the new
-    // nick arrives (no 303: nobody left).
+    // One of Romeo's sessions takes another nick: for the others, romeo stays (as the session
+    // that keeps it shows it) and the new nick arrives (no 303: nobody left).
     while tokio::time::timeout(std::time::Duration::from_millis(300), nurse.recv())
         .await
         .is_ok()
@@ -1093,6 +1093,9 @@ async fn room_answers_keep_ids_and_an_account_is_one_occupant() {
             "<presence xmlns='jabber:client' to='{ROOM}/montague'/>"
         ))
         .await;
+    let stays = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(stays.attr("from"), Some(format!("{ROOM}/romeo").as_str()));
+    assert_eq!(stays.attr("type"), None);
     let arrived = recv_until(&mut nurse, |el| el.name() == "presence").await;
     assert_eq!(
         arrived.attr("from"),
