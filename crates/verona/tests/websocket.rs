@@ -513,3 +513,53 @@ async fn keepalives_are_pings() {
         "expected a ping, got {next:?}"
     );
 }
+
+/// Pings and messages of whitespace alone count against no read rate and each ping holds a
+/// pong: past a few every ten seconds the stream ends (found by the sixth review: a client
+/// that pinged without reading had the server hold a pong per ping, gigabytes of them).
+#[tokio::test]
+async fn a_flood_of_keepalives_ends_the_stream() {
+    let (t, addr) = behind_proxy(|_| {}).await;
+    t.add_user("romeo", "j8l13t").await;
+    for keepalive in [Message::Ping(vec![7; 125].into()), Message::text(" \n ")] {
+        let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+        romeo.bind("orchard").await;
+        for _ in 0..20 {
+            romeo.ws.send(keepalive.clone()).await.unwrap();
+        }
+        assert_eq!(romeo.expect_stream_error().await, "policy-violation");
+    }
+    // A few now and then are what keepalives are for.
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    for _ in 0..5 {
+        romeo
+            .ws
+            .send(Message::Ping(Default::default()))
+            .await
+            .unwrap();
+    }
+    let ping = "<iq xmlns='jabber:client' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>";
+    romeo.send(ping).await;
+    assert_eq!(romeo.recv().await.attr("id"), Some("p1"));
+}
+
+/// RFC 6455 §5.5.1: the client's Close frame is answered with one.
+#[tokio::test]
+async fn a_close_frame_is_answered() {
+    let (t, addr) = behind_proxy(|_| {}).await;
+    t.add_user("romeo", "j8l13t").await;
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    romeo.ws.close(None).await.unwrap();
+    let answer = tokio::time::timeout(TIMEOUT, romeo.ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(answer, Some(Ok(Message::Close(_))) | None),
+        "{answer:?}"
+    );
+    // tungstenite's client ends its stream once the server's Close came: a dropped socket
+    // without it is an error instead.
+    assert!(!matches!(answer, Some(Err(_))), "{answer:?}");
+}

@@ -26,6 +26,10 @@ const READ_CHUNK: usize = 4096;
 
 /// The WebSocket subprotocol of RFC 7395.
 const SUBPROTOCOL: &str = "xmpp";
+/// Keepalives a WebSocket client may send in [`KEEPALIVE_WINDOW`] (one every few seconds is
+/// more than any client needs).
+const MAX_KEEPALIVES: u32 = 10;
+const KEEPALIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Plain TCP, or TLS after STARTTLS or on a direct TLS listener, or a WebSocket.
 pub(super) enum Transport {
@@ -186,6 +190,19 @@ impl Transport {
 /// The next message of a WebSocket as stream bytes: `<open/>` as the stream header it stands
 /// for, `<close/>` as the stream's end, other elements as they are. Empty at the end.
 async fn read_message(ws: &mut WebSocketStream<Transport>) -> io::Result<Vec<u8>> {
+    // Keepalives (pings, pongs, messages of whitespace alone) count against no read rate and
+    // each ping is answered: a client sending them unread would hold the server's pongs.
+    let (mut keepalives, mut since) = (0, tokio::time::Instant::now());
+    let mut keepalive = || {
+        if since.elapsed() > KEEPALIVE_WINDOW {
+            (keepalives, since) = (0, tokio::time::Instant::now());
+        }
+        keepalives += 1;
+        match keepalives > MAX_KEEPALIVES {
+            true => Err(refused(StreamError::PolicyViolation, "too many keepalives")),
+            false => Ok(()),
+        }
+    };
     loop {
         let message = match ws.next().await {
             None => return Ok(Vec::new()),
@@ -206,13 +223,21 @@ async fn read_message(ws: &mut WebSocketStream<Transport>) -> io::Result<Vec<u8>
                     "binary messages are not XMPP",
                 ));
             }
-            // Pings are answered by tungstenite (only the latest pong waits to be sent).
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-            Message::Close(_) => return Ok(Vec::new()),
+            // Pings are answered by tungstenite.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                keepalive()?;
+                continue;
+            }
+            // RFC 6455 §5.5.1: tungstenite queued the Close that answers it; it goes now.
+            Message::Close(_) => {
+                ws.flush().await.ok();
+                return Ok(Vec::new());
+            }
         };
         // Whitespace around the element is allowed, and a message of it alone is a keepalive.
         let text = text.as_str().trim_ascii();
         if text.is_empty() {
+            keepalive()?;
             continue;
         }
         return Ok(match websocket::inbound(text) {
