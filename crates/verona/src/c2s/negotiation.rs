@@ -172,7 +172,11 @@ impl Connection {
                 self.send_sasl_failure(Failure::EncryptionRequired);
                 return Ok(());
             }
-            return Err(fault(StreamError::PolicyViolation, "use STARTTLS first"));
+            let why = match self.io.is_websocket() {
+                true => "this WebSocket is not encrypted: connect with wss://",
+                false => "use STARTTLS first",
+            };
+            return Err(fault(StreamError::PolicyViolation, why));
         }
         if namespace == ns::SASL {
             return self.sasl(el).await;
