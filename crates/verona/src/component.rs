@@ -115,7 +115,7 @@ async fn serve_stanzas(
         .await
         .map_err(lost)?;
     let mut shutdown = shared.shutdown.clone();
-    let touched = crate::host::Touched::default();
+    let mut senders = crate::s2s::inbound::Senders::default();
     loop {
         tokio::select! {
             event = stream.next() => match event.map_err(lost)? {
@@ -128,7 +128,7 @@ async fn serve_stanzas(
                         return Err((Some(StreamError::ImproperAddressing), "a stanza without to".into()));
                     }
                     if let Some(el) = stream::from_namespace(&el, ns::COMPONENT) {
-                        crate::s2s::inbound::dispatch(shared, el, true, &touched).await;
+                        crate::s2s::inbound::dispatch(shared, el, true, &mut senders).await;
                     }
                 }
                 StreamEvent::Stanza(el) => {

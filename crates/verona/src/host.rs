@@ -324,6 +324,7 @@ pub async fn start(
             hosting.presence_burst,
         )),
         touched: Arc::default(),
+        across_shards: true,
     })
 }
 

@@ -1090,3 +1090,40 @@ async fn a_subscribed_notify_session_gets_the_last_item_once() {
     }
     assert_eq!(items, 1);
 }
+
+/// `[limits] presence_per_minute` counts presence published natively to one's `presence`
+/// node (seed Ex. 3) as it counts classic broadcasts (found by the sixth review's second round:
+/// natively the limit did not apply).
+#[tokio::test]
+async fn native_presence_counts_against_the_presence_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.presence_burst = 3;
+        config.limits.presence_per_minute = 1;
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let publish = |n: usize| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='p{n}'><pubsub xmlns='{PUBSUB}'><publish node='presence'><item><presence xmlns='jabber:client'><status>{n}</status></presence></item></publish></pubsub></iq>"
+        )
+    };
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut juliet, |el| el.name() == "presence").await;
+    // The classic presence took one of three.
+    for n in 0..2 {
+        let reply = recv_until_id(&mut juliet, &publish(n), &format!("p{n}")).await;
+        assert_eq!(reply.attr("type"), Some("result"), "{}", show(&reply));
+    }
+    let refused = recv_until_id(&mut juliet, &publish(2), "p2").await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint")
+    );
+}
+
+/// Sends `stanza` and waits for the answer with `id`, skipping the rest.
+async fn recv_until_id(client: &mut Client, stanza: &str, id: &str) -> Element {
+    client.send(stanza).await;
+    recv_until(client, |el| el.name() == "iq" && el.attr("id") == Some(id)).await
+}

@@ -299,6 +299,13 @@ impl Connection {
         match classified.route {
             Route::JidMalformed => self.answer(&el, StanzaError::JidMalformed, None),
             Route::BadRequest => self.answer(&el, StanzaError::BadRequest, Some("no such type")),
+            // A presence broadcast published natively (seed Ex. 3) counts as a classic one.
+            Route::Pep {
+                own_presence: true, ..
+            } if !pubsub.may_broadcast(&me.bare()) => {
+                let why = Some("too many presence changes: wait");
+                self.answer(&el, StanzaError::ResourceConstraint, why);
+            }
             Route::Pep {
                 account,
                 own_presence,

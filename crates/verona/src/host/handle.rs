@@ -26,6 +26,8 @@ pub struct PubsubHandle {
     /// The shards this handle sent requests to since [`PubsubHandle::settled`] last ran, one
     /// bit per shard (shard index modulo 64).
     pub(super) touched: Touched,
+    /// Whether a request to one shard waits for what went to the others first.
+    pub(super) across_shards: bool,
 }
 
 /// The shards a stream's requests went to since they were last settled: shared by the
@@ -67,11 +69,14 @@ impl PubsubHandle {
         }
     }
 
-    /// This handle, its requests ordered with the other requests of the stream `touched`
-    /// belongs to.
+    /// This handle, for one sender of another server's stream: what the sender sends
+    /// directly waits for what it sent through the services (`touched` is the sender's), but
+    /// its requests to different shards do not wait for each other, or one sender switching
+    /// shards would hold up every other sender of the stream behind it.
     pub fn on_stream(self, touched: &Touched) -> PubsubHandle {
         PubsubHandle {
             touched: touched.clone(),
+            across_shards: false,
             ..self
         }
     }
@@ -413,7 +418,8 @@ impl PubsubHandle {
     /// stopped with the server.
     async fn send(&self, shard: usize, request: Request) {
         let bit = 1 << (shard % 64);
-        if self.touched.load(std::sync::atomic::Ordering::Acquire) & !bit != 0 {
+        if self.across_shards && self.touched.load(std::sync::atomic::Ordering::Acquire) & !bit != 0
+        {
             // RFC 6120 §10.1: what the stream sent through other shards is delivered first;
             // one shard's queue keeps its own order.
             self.settled().await;

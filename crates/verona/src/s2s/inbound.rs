@@ -12,6 +12,8 @@ use minidom::Element;
 
 use crate::c2s::route::{self, Route};
 use crate::eventing::presence::SubscriptionKind;
+use std::collections::HashMap;
+
 use crate::host::Touched;
 use crate::iq::{self, Target};
 use crate::server::Shared;
@@ -20,9 +22,9 @@ use crate::xml::{StanzaError, error_reply, ns};
 /// `relay`: the sender is one of this server's components, whose stanzas may go on to other
 /// components and servers; another server's may not.
 ///
-/// `touched` is the stream's: its stanzas are handled in order (RFC 6120 §10.1), those that
-/// go directly to sessions after those that went through the services.
-pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, touched: &Touched) {
+/// `senders` are the stream's: each sender's stanzas are handled in order (RFC 6120 §10.1),
+/// those that go directly to sessions after those it sent through the services.
+pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, senders: &mut Senders) {
     let parse = |attr: &str| el.attr(attr).and_then(|v| Jid::new(v).ok());
     let (Some(from), Some(to)) = (parse("from"), parse("to")) else {
         return;
@@ -49,7 +51,8 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, touc
     if el.name() == "iq" && caps_answer(shared, &el, &from).await {
         return;
     }
-    let pubsub = shared.pubsub.for_account(&from.bare()).on_stream(touched);
+    let touched = senders.of(&from.bare());
+    let pubsub = shared.pubsub.for_account(&from.bare()).on_stream(&touched);
     // A component's domain is one of this server's: other servers reach it too.
     if shared
         .config
@@ -167,6 +170,23 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, touc
         // What only an account's own sessions may ask (its roster, blocklist, archive,
         // registration), and what nobody answers.
         _ => answer(shared, &el, StanzaError::ServiceUnavailable),
+    }
+}
+
+/// Senders on one stream remembered at most, beyond those with requests unsettled.
+const MAX_SENDERS: usize = 1024;
+
+/// The shards each sender on one stream sent requests to since they were last settled.
+#[derive(Default)]
+pub(crate) struct Senders(HashMap<BareJid, Touched>);
+
+impl Senders {
+    fn of(&mut self, sender: &BareJid) -> Touched {
+        if self.0.len() >= MAX_SENDERS {
+            self.0
+                .retain(|_, touched| touched.load(std::sync::atomic::Ordering::Acquire) != 0);
+        }
+        self.0.entry(sender.clone()).or_default().clone()
     }
 }
 

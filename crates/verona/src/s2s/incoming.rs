@@ -77,7 +77,7 @@ async fn run(
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let mut opened = open(federation, stream, setup, false).await?;
     let mut authorized: HashSet<(String, String)> = HashSet::new();
-    let touched = crate::host::Touched::default();
+    let mut senders = super::inbound::Senders::default();
     let mut proved = Proved {
         federation,
         shared,
@@ -165,7 +165,7 @@ async fn run(
                             return Err((Some(error), why));
                         }
                         if let Some(el) = stream::to_client_namespace(&el) {
-                            super::inbound::dispatch(shared, el, false, &touched).await;
+                            super::inbound::dispatch(shared, el, false, &mut senders).await;
                         }
                     } else if el.is("error", ns::STREAMS) {
                         // The other server ends the stream (RFC 6120 §4.9): no error back.
