@@ -30,9 +30,9 @@ pub struct PubsubHandle {
     pub(super) across_shards: bool,
 }
 
-/// The shards a stream's requests went to since they were last settled: shared by the
-/// handles one stream uses, it keeps the stream's stanzas in order (RFC 6120 §10.1) when
-/// some go through different shards and some go through none.
+/// The shards a session's (or one sender's on another server's stream) requests went to since
+/// they were last settled: shared by the handles it uses, it keeps its stanzas in order (RFC
+/// 6120 §10.1) when some go through different shards and some go through none.
 pub type Touched = Arc<std::sync::atomic::AtomicU64>;
 
 /// A request on a shard's queue, with the credit it holds until it is handled.

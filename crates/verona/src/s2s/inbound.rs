@@ -5,6 +5,8 @@
 //! from bare JIDs, are operations on the local account's presence node as a local contact's
 //! would be (XEP-0207 across domains).
 
+use std::collections::HashMap;
+
 use crate::jids::Bare;
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
@@ -12,8 +14,6 @@ use minidom::Element;
 
 use crate::c2s::route::{self, Route};
 use crate::eventing::presence::SubscriptionKind;
-use std::collections::HashMap;
-
 use crate::host::Touched;
 use crate::iq::{self, Target};
 use crate::server::Shared;
