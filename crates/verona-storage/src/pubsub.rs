@@ -288,6 +288,65 @@ pub(crate) fn options_from_json(json: &str) -> Result<SubscriptionOptions, Stora
     Ok(options)
 }
 
+/// Where a page of a result set lies, by ids: `after_id` and `before_id` bound the set itself
+/// (XEP-0313), `after` and `before` page within it (XEP-0059); `backwards` pages from the end
+/// (before `before`, or the last page).
+pub struct Bounds<'a> {
+    pub after_id: Option<&'a str>,
+    pub before_id: Option<&'a str>,
+    pub after: Option<&'a str>,
+    pub before: Option<&'a str>,
+    pub backwards: bool,
+    pub max: usize,
+}
+
+/// The page of `matching` (oldest first) that `bounds` ask for; whether it reaches the end of
+/// the set in the direction asked; and how many the set holds. `Err` names an id that is not
+/// in it.
+pub fn page<T>(
+    mut matching: Vec<T>,
+    id_of: impl Fn(&T) -> &str,
+    bounds: &Bounds,
+) -> Result<(Vec<T>, bool, usize), String> {
+    let position = |matching: &[T], id: &str| {
+        matching
+            .iter()
+            .position(|found| id_of(found) == id)
+            .ok_or_else(|| id.to_owned())
+    };
+    if let Some(before) = bounds.before_id {
+        let at = position(&matching, before)?;
+        matching.truncate(at);
+    }
+    if let Some(after) = bounds.after_id {
+        let at = position(&matching, after)?;
+        matching.drain(..=at);
+    }
+    let count = matching.len();
+    let from = match bounds.after {
+        Some(after) => position(&matching, after)? + 1,
+        None => 0,
+    };
+    let until = match bounds.before {
+        Some(before) => position(&matching, before)?,
+        None => count,
+    }
+    .max(from);
+    let (first, last, complete) = if bounds.backwards {
+        let first = until.saturating_sub(bounds.max).max(from);
+        (first, until, first == from)
+    } else {
+        let last = (from + bounds.max).min(until);
+        (from, last, last == until)
+    };
+    let items = matching
+        .into_iter()
+        .skip(first)
+        .take(last - first)
+        .collect();
+    Ok((items, complete, count))
+}
+
 /// Parses a stored JID, affiliation or subscription state.
 pub(crate) fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, StorageError> {
     text.parse()
@@ -297,46 +356,19 @@ pub(crate) fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, StorageErro
 /// Pages `matching` (the items of the query's services and times, in storage order) as
 /// [`PubsubStore::items_page`] says: the reference a backend without an index follows.
 pub(crate) fn page_of(
-    mut matching: Vec<FoundItem>,
+    matching: Vec<FoundItem>,
     query: &ItemsQuery,
 ) -> Result<ItemsPage, StorageError> {
-    let position = |matching: &[FoundItem], id: &str| {
-        matching
-            .iter()
-            .position(|found| found.item.id == id)
-            .ok_or_else(|| StorageError::UnknownItem(id.to_owned()))
+    let bounds = Bounds {
+        after_id: query.after_id.as_deref(),
+        before_id: query.before_id.as_deref(),
+        after: query.after.as_deref(),
+        before: query.before.as_deref(),
+        backwards: query.backwards,
+        max: query.max,
     };
-    if let Some(before) = &query.before_id {
-        let at = position(&matching, before)?;
-        matching.truncate(at);
-    }
-    if let Some(after) = &query.after_id {
-        let at = position(&matching, after)?;
-        matching.drain(..=at);
-    }
-    let count = matching.len();
-    let position = |id: &str| position(&matching, id);
-    let from = match &query.after {
-        Some(after) => position(after)? + 1,
-        None => 0,
-    };
-    let until = match &query.before {
-        Some(before) => position(before)?,
-        None => count,
-    }
-    .max(from);
-    let (first, last, complete) = if query.backwards {
-        let first = until.saturating_sub(query.max).max(from);
-        (first, until, first == from)
-    } else {
-        let last = (from + query.max).min(until);
-        (from, last, last == until)
-    };
-    let items = matching
-        .into_iter()
-        .skip(first)
-        .take(last - first)
-        .collect();
+    let (items, complete, count) =
+        page(matching, |found| &found.item.id, &bounds).map_err(StorageError::UnknownItem)?;
     Ok(ItemsPage {
         items,
         count: (count <= COUNTED_AT_MOST).then_some(count),

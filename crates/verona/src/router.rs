@@ -702,6 +702,14 @@ impl Router {
             .collect()
     }
 
+    /// The sessions a message to the account's bare JID reaches (RFC 6121 §8.5.2.1.1): the
+    /// available ones with a non-negative priority, with their full JIDs.
+    pub fn message_sessions(&self, bare: &BareJid) -> Vec<(FullJid, SessionHandle)> {
+        let mut sessions = self.resources_of(bare);
+        sessions.retain(|(_, handle)| handle.is_available() && handle.priority() >= 0);
+        sessions
+    }
+
     /// Every bound session of an account.
     pub fn sessions_of(&self, bare: &BareJid) -> Vec<SessionHandle> {
         self.sessions

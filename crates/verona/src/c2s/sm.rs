@@ -255,8 +255,8 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
     }
     // A message to the bare JID (or to a resource that was not there, RFC 6121 §8.5.3.2.1)
     // went to every resource available then: one of those still there has it already.
-    let others: Vec<SessionHandle> = (shared.router.sessions_of(&account).into_iter())
-        .filter(|handle| handle.is_available() && handle.priority() >= 0)
+    let others: Vec<SessionHandle> = (shared.router.message_sessions(&account).into_iter())
+        .map(|(_, handle)| handle)
         .collect();
     let candidates: Vec<(Element, bool)> = (undelivered.iter())
         .filter_map(|stanza| to_keep(stanza, &session.jid))

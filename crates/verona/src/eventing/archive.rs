@@ -178,45 +178,19 @@ pub fn select<T>(query: &Query, archive: Vec<Archived<T>>) -> Result<Page<T>, St
         .filter(|a| query.end.is_none_or(|end| a.at <= end))
         .filter(|a| query.ids.as_ref().is_none_or(|ids| ids.contains(&a.id)))
         .collect();
-    let position = |matching: &[Archived<T>], id: &str| {
-        matching
-            .iter()
-            .position(|a| a.id == id)
-            .ok_or_else(|| format!("{id}: not in the archive"))
+    let bounds = verona_storage::Bounds {
+        after_id: query.after_id.as_deref(),
+        before_id: query.before_id.as_deref(),
+        after: query.after.as_deref(),
+        before: match &query.before {
+            Some(Before::Id(before)) => Some(before.as_str()),
+            Some(Before::Last) | None => None,
+        },
+        backwards: query.before.is_some(),
+        max: query.max,
     };
-    // `after-id` and `before-id` bound the result set itself; RSM pages within it.
-    let mut matching = matching;
-    if let Some(before) = &query.before_id {
-        let at = position(&matching, before)?;
-        matching.truncate(at);
-    }
-    if let Some(after) = &query.after_id {
-        let at = position(&matching, after)?;
-        matching.drain(..=at);
-    }
-    let count = matching.len();
-    let position = |id: &str| position(&matching, id);
-    let from = match &query.after {
-        Some(after) => position(after)? + 1,
-        None => 0,
-    };
-    let until = match &query.before {
-        Some(Before::Id(before)) => position(before)?,
-        Some(Before::Last) | None => count,
-    };
-    let until = until.max(from);
-    let (first, last, complete) = if query.before.is_some() {
-        let first = until.saturating_sub(query.max).max(from);
-        (first, until, first == from)
-    } else {
-        let last = (from + query.max).min(until);
-        (from, last, last == until)
-    };
-    let mut results: Vec<Archived<T>> = matching
-        .into_iter()
-        .skip(first)
-        .take(last - first)
-        .collect();
+    let (mut results, complete, count) = verona_storage::page(matching, |a| &a.id, &bounds)
+        .map_err(|id| format!("{id}: not in the archive"))?;
     if query.flip {
         results.reverse();
     }

@@ -444,13 +444,9 @@ impl ServicesTask {
             }
             return;
         }
-        // As for a message to the bare JID: available, with a non-negative priority.
-        let (sessions, available): (Vec<FullJid>, Vec<SessionHandle>) = self
-            .router
-            .resources_of(&account)
-            .into_iter()
-            .filter(|(_, handle)| handle.is_available() && handle.priority() >= 0)
-            .unzip();
+        // As for a message to the bare JID.
+        let (sessions, available): (Vec<FullJid>, Vec<SessionHandle>) =
+            self.router.message_sessions(&account).into_iter().unzip();
         // Once a queue is full, the rest wait behind what it refused, in order.
         let mut refused = false;
         for stanza in stanzas {

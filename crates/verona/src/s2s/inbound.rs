@@ -256,10 +256,8 @@ async fn keep_or_deliver(shared: &Shared, el: Element, account: BareJid) {
         Some("error") => return,
         Some("headline") => {
             let bytes = Bytes::from(verona_stream::element_bytes(&el));
-            for session in shared.router.sessions_of(&account) {
-                if session.is_available() && session.priority() >= 0 {
-                    session.offer(bytes.clone());
-                }
+            for (_, session) in shared.router.message_sessions(&account) {
+                session.offer(bytes.clone());
             }
             return;
         }
