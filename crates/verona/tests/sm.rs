@@ -37,6 +37,16 @@ async fn enable(client: &mut Client) -> String {
     enabled.attr("id").expect("a resumption id").to_owned()
 }
 
+/// Juliet and Romeo available, Romeo's session resumable: its resumption id.
+async fn online_with_resumption(server: &TestServer) -> (Client, Client, String) {
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    let id = enable(&mut romeo).await;
+    (juliet, romeo, id)
+}
+
 fn chat(n: usize) -> String {
     format!(
         "<message xmlns='jabber:client' type='chat' to='romeo@localhost' id='m{n}'><body>line {n}</body></message>"
@@ -105,11 +115,7 @@ async fn features_acks_and_counts() {
 #[tokio::test]
 async fn a_killed_session_resumes_with_nothing_lost_or_repeated() {
     let server = server_with_resumption(60).await;
-    let mut juliet = server.login("juliet", "pw", "balcony").await;
-    available(&mut juliet).await;
-    let mut romeo = server.login("romeo", "pw", "orchard").await;
-    available(&mut romeo).await;
-    let id = enable(&mut romeo).await;
+    let (mut juliet, mut romeo, id) = online_with_resumption(&server).await;
     for n in 1..=3 {
         juliet.send(&chat(n)).await;
     }
@@ -179,11 +185,7 @@ async fn a_killed_session_resumes_with_nothing_lost_or_repeated() {
 #[tokio::test]
 async fn a_resume_claiming_too_much_fails_with_the_counts() {
     let server = server_with_resumption(60).await;
-    let mut juliet = server.login("juliet", "pw", "balcony").await;
-    available(&mut juliet).await;
-    let mut romeo = server.login("romeo", "pw", "orchard").await;
-    available(&mut romeo).await;
-    let id = enable(&mut romeo).await;
+    let (mut juliet, mut romeo, id) = online_with_resumption(&server).await;
     for n in 1..=2 {
         juliet.send(&chat(n)).await;
     }
@@ -290,11 +292,7 @@ async fn a_message_a_resource_left_unacknowledged_reaches_another_with_its_delay
 #[tokio::test]
 async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage() {
     let server = server_with_resumption(1).await;
-    let mut juliet = server.login("juliet", "pw", "balcony").await;
-    available(&mut juliet).await;
-    let mut romeo = server.login("romeo", "pw", "orchard").await;
-    available(&mut romeo).await;
-    enable(&mut romeo).await;
+    let (mut juliet, mut romeo, _) = online_with_resumption(&server).await;
     for n in 1..=2 {
         juliet.send(&chat(n)).await;
     }
@@ -319,11 +317,7 @@ async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage(
 #[tokio::test]
 async fn kept_messages_are_stamped_with_when_they_came() {
     let server = server_with_resumption(3).await;
-    let mut juliet = server.login("juliet", "pw", "balcony").await;
-    available(&mut juliet).await;
-    let mut romeo = server.login("romeo", "pw", "orchard").await;
-    available(&mut romeo).await;
-    enable(&mut romeo).await;
+    let (mut juliet, mut romeo, _) = online_with_resumption(&server).await;
     juliet.send(&chat(1)).await;
     assert_eq!(bodies(&mut romeo, 1).await, ["line 1"]);
     drop(romeo);
@@ -382,11 +376,7 @@ async fn a_message_only_the_ended_session_had_reaches_a_later_resource() {
 #[tokio::test]
 async fn binding_a_parked_sessions_resource_again_ends_it() {
     let server = server_with_resumption(60).await;
-    let mut juliet = server.login("juliet", "pw", "balcony").await;
-    available(&mut juliet).await;
-    let mut romeo = server.login("romeo", "pw", "orchard").await;
-    available(&mut romeo).await;
-    enable(&mut romeo).await;
+    let (mut juliet, romeo, _) = online_with_resumption(&server).await;
     drop(romeo);
     for n in 1..=2 {
         juliet.send(&chat(n)).await;
