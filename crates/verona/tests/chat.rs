@@ -72,6 +72,15 @@ async fn next_message(client: &mut Client) -> Element {
     }
 }
 
+/// Juliet says "line 1" to "line `n`" to Romeo (ids `m1`…), each heard before the next.
+async fn says_lines(juliet: &mut Client, romeo: &mut Client, n: usize) {
+    for n in 1..=n {
+        let (id, line) = (format!("m{n}"), format!("line {n}"));
+        juliet.send(&chat("romeo@localhost", &id, &line)).await;
+        next_message(romeo).await;
+    }
+}
+
 fn body(message: &Element) -> String {
     message
         .get_child("body", CLIENT)
@@ -724,16 +733,7 @@ async fn the_archive_keeps_more_than_memory_holds() {
     let server = server().await;
     let mut juliet = online(&server, "juliet", "balcony").await;
     let mut romeo = online(&server, "romeo", "orchard").await;
-    for n in 1..=30 {
-        juliet
-            .send(&chat(
-                "romeo@localhost",
-                &format!("m{n}"),
-                &format!("line {n}"),
-            ))
-            .await;
-        next_message(&mut romeo).await;
-    }
+    says_lines(&mut juliet, &mut romeo, 30).await;
     let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
     let expected: Vec<String> = (1..=30).map(|n| format!("line {n}")).collect();
     assert_eq!(archived_bodies(&results), expected);
@@ -1247,16 +1247,7 @@ async fn archive_queries_take_their_bounds_as_given() {
     let server = server().await;
     let mut juliet = online(&server, "juliet", "balcony").await;
     let mut romeo = online(&server, "romeo", "orchard").await;
-    for n in 1..=3 {
-        juliet
-            .send(&chat(
-                "romeo@localhost",
-                &format!("m{n}"),
-                &format!("line {n}"),
-            ))
-            .await;
-        next_message(&mut romeo).await;
-    }
+    says_lines(&mut juliet, &mut romeo, 3).await;
     let (all, _) = archive_page(&mut romeo, "", "").await;
     assert_eq!(all.len(), 3);
     let stamp = |result: &Element| {
