@@ -5,9 +5,9 @@ use std::ops::Bound;
 use jid::{BareJid, Jid};
 
 use super::{Service, SubscriptionInfo, SubscriptionRef, info};
-use crate::NodeId;
 use crate::access::{self, AccessResolver, Action, Affiliation};
 use crate::config::NodeConfig;
+use crate::{Item, NodeId};
 
 /// What disco#info (`pubsub#meta-data`) shows about a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,14 @@ impl Service {
     /// A node's configuration, if the node exists: cheap, unlike [`Service::metadata`].
     pub fn node_config(&self, node_id: &str) -> Option<&NodeConfig> {
         self.state.nodes.get(node_id).map(|node| &node.config)
+    }
+
+    /// A node's items, oldest first, expired ones too, without access checks and without
+    /// copies: the protocol layer's reading of nodes it keeps itself (a roster re-read at
+    /// each change).
+    pub fn node_items(&self, node_id: &str) -> impl Iterator<Item = &Item> {
+        let node = self.state.nodes.get(node_id);
+        node.into_iter().flat_map(|node| node.items.iter())
     }
 
     /// A node's metadata, without access checks (disco#info is public in XEP-0060; the
