@@ -4,9 +4,11 @@ mod pubsub;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use verona_auth::ScramKeys;
 
@@ -75,6 +77,7 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", CHECKPOINT_PAGES.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(|conn, _| Box::pin(closed_transaction(conn)))
             .connect_with(writer_options)
             .await?;
         MIGRATOR.run(&writer).await?;
@@ -96,6 +99,21 @@ impl SqliteStore {
             committer,
         })
     }
+}
+
+/// Whether the writer, back in its pool, is outside any transaction: if not, it is closed and
+/// the next write opens a new connection. After a statement or COMMIT failed for a full disk,
+/// SQLite may have rolled back by itself; sqlx's ROLLBACK then fails and it goes on counting
+/// the transaction as open, so every later transaction was a savepoint inside one that would
+/// never commit, each reporting success (982 of 999 such writes were lost in
+/// `tests/disk_full.rs`).
+async fn closed_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A transaction dropped unfinished has its ROLLBACK queued: the ping waits for it.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
 }
 
 impl SqliteStore {
