@@ -1086,25 +1086,43 @@ async fn semi_anonymous_rooms_hide_real_jids() {
             "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>anon</body></message>"
         ))
         .await;
+    // What names the speaker in a native occupant's notification: the `replyto` addresses
+    // and the item's `publisher`.
+    let naming = |event: &Element| {
+        let replyto: Vec<String> = (event.get_child("addresses", ADDRESS).into_iter())
+            .flat_map(|a| a.children())
+            .filter_map(|a| a.attr("jid").map(str::to_owned))
+            .collect();
+        let item = event
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .and_then(|i| i.get_child("item", EVENT));
+        let publisher = item.and_then(|i| i.attr("publisher")).map(str::to_owned);
+        (replyto, publisher)
+    };
     let event = recv_until(&mut juliet, |el| el.has_child("event", EVENT)).await;
-    let replyto: Vec<&str> = event
-        .get_child("addresses", ADDRESS)
-        .into_iter()
-        .flat_map(|a| a.children())
-        .filter_map(|a| a.attr("jid"))
-        .collect();
-    assert_eq!(
-        replyto,
-        ["characters@chat.localhost/Nurse"],
-        "{}",
-        show(&event)
+    let anonymous = (vec!["characters@chat.localhost/Nurse".to_owned()], None);
+    assert_eq!(naming(&event), anonymous, "{}", show(&event));
+    // The owner's native configuration names no speaker apart from `whois`: the room stays
+    // semi-anonymous for its native occupants.
+    let itemreply = format!(
+        "<iq xmlns='jabber:client' type='set' id='ir' to='chat.localhost'>\
+           <pubsub xmlns='{PUBSUB}#owner'><configure node='characters'>\
+             <x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE' type='hidden'><value>{PUBSUB}#node_config</value></field>\
+               <field var='pubsub#itemreply'><value>publisher</value></field>\
+             </x>\
+           </configure></pubsub>\
+         </iq>"
     );
-    let item = event
-        .get_child("event", EVENT)
-        .and_then(|e| e.get_child("items", EVENT))
-        .and_then(|i| i.get_child("item", EVENT))
-        .unwrap();
-    assert_eq!(item.attr("publisher"), None);
+    ok(&romeo.request(&itemreply).await);
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>still</body></message>"
+        ))
+        .await;
+    let event = recv_until(&mut juliet, |el| el.has_child("event", EVENT)).await;
+    assert_eq!(naming(&event), anonymous, "{}", show(&event));
 
     // A list of the participants, to a moderator: with their JIDs.
     let participants = |id: &str| {

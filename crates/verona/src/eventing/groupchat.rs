@@ -133,6 +133,38 @@ pub fn is_semi_anonymous(config: &NodeConfig) -> bool {
     option(config, WHOIS) == Some("moderators")
 }
 
+/// A room's configuration form as a native owner sends it (a create's, or `pubsub#owner`
+/// configure): `pubsub#itemreply` follows `muc#roomconfig_whois` as in the XEP-0045 form and
+/// is never set apart from it, or a semi-anonymous room would name its speakers' real JIDs to
+/// every native occupant. `Err` for a `whois` not offered.
+pub fn align_itemreply(form: &mut Element) -> Result<(), String> {
+    let mut whois = None;
+    let children: Vec<Element> = form.take_contents_as_children().collect();
+    for child in children {
+        match child.attr("var") {
+            Some("pubsub#itemreply") => continue,
+            Some(WHOIS) => {
+                let value = child.get_child("value", ns::DATA_FORMS).map(Element::text);
+                whois = Some(value.unwrap_or_default());
+            }
+            _ => {}
+        }
+        form.append_child(child);
+    }
+    let itemreply = match whois.as_deref() {
+        None => return Ok(()),
+        Some("anyone" | "") => "publisher",
+        Some("moderators") => "owner",
+        Some(other) => return Err(format!("{WHOIS}: not offered: {other}")),
+    };
+    let field = builder("field", ns::DATA_FORMS)
+        .with("var", "pubsub#itemreply")
+        .append(builder("value", ns::DATA_FORMS).append(itemreply))
+        .build();
+    form.append_child(field);
+    Ok(())
+}
+
 /// Whether occupants other than moderators may invite others (`muc#roomconfig_allowinvites`),
 /// into a members-only room making them members. Until the owner says, anyone may invite into
 /// an open room and only admins and owners into a members-only one (XEP-0045 §7.8.2: there,

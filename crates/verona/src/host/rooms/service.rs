@@ -77,6 +77,23 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), Some(reply)));
             return false;
         }
+        let mut aligned = Ok(());
+        let pubsub = |c: &Element| c.is("pubsub", ns::PUBSUB) || c.is("pubsub", ns::PUBSUB_OWNER);
+        for pubsub in stanza.children_mut().filter(|c| pubsub(c)) {
+            for configure in pubsub.children_mut().filter(|c| c.name() == "configure") {
+                for form in configure
+                    .children_mut()
+                    .filter(|c| c.is("x", ns::DATA_FORMS))
+                {
+                    aligned = aligned.and(groupchat::align_itemreply(form));
+                }
+            }
+        }
+        if let Err(why) = aligned {
+            let reply = error_reply(stanza, StanzaError::NotAcceptable, Some(&why));
+            done.push(Done::reply(from.clone(), reply));
+            return false;
+        }
         if let Err(error) = self.vet_room_request(from, stanza) {
             done.push(Done::reply(from.clone(), error_reply(stanza, error, None)));
             return false;
