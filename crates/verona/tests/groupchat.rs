@@ -1731,6 +1731,24 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
         form_value(form, "pubsub#subscriber_jid").as_deref(),
         Some("juliet@localhost/balcony")
     );
+    // Waiting is not being in the room: another nick, or a status, tells the occupants
+    // nothing (it was a nick change shown to them all).
+    juliet.send(&join("Ghost")).await;
+    let still = juliet.recv().await;
+    assert_eq!(
+        stanza_error(&still).as_deref(),
+        Some("registration-required")
+    );
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/JC'><status>here</status></presence>"
+        ))
+        .await;
+    assert_eq!(
+        stanza_error(&juliet.recv().await).as_deref(),
+        Some("registration-required")
+    );
+    nurse.expect_nothing().await;
     romeo.send(&approval(&request)).await;
     let (presences, _, _) = joined(&mut juliet).await;
     let own = presences

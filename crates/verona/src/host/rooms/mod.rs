@@ -669,6 +669,12 @@ impl ServicesTask {
             .next()
             .map(|s| s.to_info(&node));
         if let Some(mine) = mine {
+            if !mine.state.is_approved() {
+                // Waiting for the owners of an `authorize` room is not being in it: nothing
+                // to tell the occupants (a nick change was shown to them all).
+                done.push(refuse("registration-required", "auth"));
+                return;
+            }
             if groupchat::nick_of(&mine.options) != Some(join.nick.as_str()) {
                 self.change_nick(from, room_nick, mine, stanza.attr("id"), done);
             } else if stanza.has_child("x", ns::MUC) {
