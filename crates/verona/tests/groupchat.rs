@@ -493,6 +493,50 @@ async fn say_each(speaker: &mut Client, listener: &mut Client, texts: &[&str]) {
     }
 }
 
+/// A native occupant's new `roomnick` (Ex. 13's option, set again) is a nick change: the
+/// others see it as XEP-0045 §7.6 shows one (303), and a nick in use is a conflict.
+#[tokio::test]
+async fn a_native_nick_change_is_shown_to_the_others() {
+    let t = TestServer::start().await;
+    let (_romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "JC"))
+        .await);
+    let arrival = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(arrival.attr("from"), Some("characters@chat.localhost/JC"));
+    let rename = |nick: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' to='chat.localhost' id='nick'>\
+               <pubsub xmlns='{PUBSUB}'><options node='characters' jid='juliet@localhost/balcony'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                   <field var='FORM_TYPE' type='hidden'><value>{PUBSUB}#subscribe_options</value></field>\
+                   <field var='roomnick'><value>{nick}</value></field>\
+                 </x>\
+               </options></pubsub>\
+             </iq>"
+        )
+    };
+    ok(&juliet.request(&rename("Juliet")).await);
+    let gone = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("from"), Some("characters@chat.localhost/JC"));
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    assert_eq!(statuses(&gone), ["303"]);
+    let new_nick = gone
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .and_then(|item| item.attr("nick"));
+    assert_eq!(new_nick, Some("Juliet"));
+    let back = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(back.attr("from"), Some("characters@chat.localhost/Juliet"));
+    assert_eq!(back.attr("type"), None);
+
+    let taken = juliet.request(&rename("Nurse")).await;
+    assert_eq!(stanza_error(&taken).as_deref(), Some("conflict"));
+    nurse.expect_nothing().await;
+}
+
 /// XEP-0045 §7.5, §7.7, §7.6: a private message goes from the sender's nick to the other
 /// occupant only; a presence change reaches everyone; a new nick is announced with 303, and a
 /// taken one is a conflict.

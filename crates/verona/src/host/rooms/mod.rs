@@ -676,7 +676,11 @@ impl ServicesTask {
                 return;
             }
             if groupchat::nick_of(&mine.options) != Some(join.nick.as_str()) {
-                self.change_nick(from, room_nick, mine, stanza.attr("id"), done);
+                if let Err(condition) = self.change_nick(from, room_nick, mine, done) {
+                    let id = stanza.attr("id");
+                    let error = join_error(&me, room_nick, condition, "cancel", id);
+                    done.push(Done::reply(from.clone(), Some(error)));
+                }
             } else if stanza.has_child("x", ns::MUC) {
                 // A join from a session already in the room: the client lost track, and gets
                 // the room again (occupants, history, subject), as a join would.
@@ -1021,22 +1025,21 @@ impl ServicesTask {
 
     /// XEP-0045 §7.6: a new nick, if nobody has it: everyone sees the old one leave with 303
     /// and the new one arrive.
-    fn change_nick(
+    pub(super) fn change_nick(
         &mut self,
         from: &FullJid,
         room_nick: &FullJid,
         mine: SubscriptionInfo,
-        id: Option<&str>,
         done: &mut Vec<Done>,
-    ) {
+    ) -> Result<(), &'static str> {
         let me = Jid::from(from.clone());
         let room = room_nick.bare();
         let new = room_nick.resource().as_str();
         let Some(old) = groupchat::nick_of(&mine.options).map(str::to_owned) else {
-            return;
+            return Ok(());
         };
         let Some(hosted) = self.rooms.get_mut(&mine.node) else {
-            return;
+            return Ok(());
         };
         let mut options = mine.options.clone();
         options.custom.insert(groupchat::NICK_OPTION, new);
@@ -1047,25 +1050,17 @@ impl ServicesTask {
             Some(mine.subid.as_str()),
             options,
         );
-        let outcome = match changed {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                let condition = match e {
-                    PubsubError::OptionTaken { .. } => "conflict",
-                    _ => "not-acceptable",
-                };
-                let error = join_error(&me, room_nick, condition, "cancel", id);
-                done.push(Done::reply(from.clone(), Some(error)));
-                return;
-            }
-        };
+        let outcome = changed.map_err(|e| match e {
+            PubsubError::OptionTaken { .. } => "conflict",
+            _ => "not-acceptable",
+        })?;
         done.push(Done::new(
             Origin::Room(mine.node.clone()),
             outcome.effects,
             outcome.undo,
         ));
         let Some(hosted) = self.rooms.get(&mine.node) else {
-            return;
+            return Ok(());
         };
         let before = described(
             &self.occupant_ids,
@@ -1105,6 +1100,7 @@ impl ServicesTask {
             let back = presence_of(&after, &other.jid, false, came, None);
             self.tell(&mine.node, session, back, done);
         }
+        Ok(())
     }
 
     /// XEP-0045 §7.14: leaving. The occupant and the others get its unavailable presence, with

@@ -98,6 +98,25 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), error_reply(stanza, error, None)));
             return false;
         }
+        // A native occupant's new `roomnick` is a nick change, shown to the others as a
+        // classic one is (XEP-0045 §7.6), not an option changed in silence.
+        let me = Jid::from(from.clone());
+        if let Some((node, nick)) = native_nick(stanza)
+            && let Some(mine) = self.occupant_of(&node, &me)
+            && groupchat::nick_of(&mine.options) != Some(nick.as_str())
+        {
+            let room_nick = room_address(&node, self.rooms_jid.domain())
+                .and_then(|room| room.with_resource_str(&nick).ok());
+            let reply =
+                match room_nick.map(|room_nick| self.change_nick(from, &room_nick, mine, done)) {
+                    Some(Ok(())) => Some(iq_result(stanza, None)),
+                    Some(Err("conflict")) => error_reply(stanza, StanzaError::Conflict, None),
+                    Some(Err(_)) => error_reply(stanza, StanzaError::NotAcceptable, None),
+                    None => error_reply(stanza, StanzaError::JidMalformed, None),
+                };
+            done.push(Done::reply(from.clone(), reply));
+            return false;
+        }
         true
     }
 
@@ -375,6 +394,26 @@ fn room_nick(field: &Element) -> Result<String, StanzaError> {
         .map(|nick| nick.as_str().to_owned())
         .filter(|nick| groupchat::is_tidy_nick(nick))
         .ok_or(StanzaError::JidMalformed)
+}
+
+/// A native occupant's options set that names a `roomnick` (no `<subscribe/>` with it: that
+/// is entering): the room's node and the nick, as vetted.
+fn native_nick(stanza: &Element) -> Option<(String, String)> {
+    if stanza.name() != "iq" || stanza.attr("type") != Some("set") {
+        return None;
+    }
+    let pubsub = stanza.get_child("pubsub", ns::PUBSUB)?;
+    if pubsub.has_child("subscribe", ns::PUBSUB) {
+        return None;
+    }
+    let options = pubsub.get_child("options", ns::PUBSUB)?;
+    let form = options.get_child("x", ns::DATA_FORMS)?;
+    let nick = form
+        .children()
+        .find(|field| field.attr("var") == Some(groupchat::NICK_OPTION))?
+        .get_child("value", ns::DATA_FORMS)?
+        .text();
+    Some((options.attr("node")?.to_owned(), nick))
 }
 
 /// Public rooms one room list names at most.
