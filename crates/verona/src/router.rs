@@ -31,8 +31,10 @@ pub enum CloseReason {
     Conflict,
     /// The session's queue overflowed.
     Overflow,
-    /// The account was deleted or its password changed by an operator.
+    /// The account's password changed.
     AccountChanged,
+    /// The account was deleted: what its sessions held goes with it.
+    AccountDeleted,
     /// A new connection resumed the session (XEP-0198): the old one lets go of it.
     Resumed,
 }
@@ -43,7 +45,7 @@ impl CloseReason {
         match self {
             CloseReason::Conflict => StreamError::Conflict,
             CloseReason::Overflow => StreamError::PolicyViolation,
-            CloseReason::AccountChanged => StreamError::NotAuthorized,
+            CloseReason::AccountChanged | CloseReason::AccountDeleted => StreamError::NotAuthorized,
             CloseReason::Resumed => StreamError::Conflict,
         }
     }

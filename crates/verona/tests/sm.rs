@@ -312,6 +312,70 @@ async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage(
     romeo.expect_nothing().await;
 }
 
+/// A parked session ends when its account's password changes (XEP-0077 §3.3: the account's
+/// other sessions end): nobody resumes it, with the new password either, and what it held
+/// goes to offline storage at once.
+#[tokio::test]
+async fn a_parked_session_ends_when_the_password_changes() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, romeo, id) = online_with_resumption(&server).await;
+    drop(romeo);
+    juliet.send(&chat(1)).await;
+    juliet.expect_nothing().await;
+    let mut study = server.login("romeo", "pw", "study").await;
+    ok(&study
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='pw'><query xmlns='jabber:iq:register'>\
+               <username>romeo</username><password>new</password></query></iq>",
+        )
+        .await);
+
+    let mut romeo = server.authenticate("romeo", "new").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+        ))
+        .await;
+    let failed = romeo.recv().await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    assert!(failed.has_child("item-not-found", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+    romeo.bind(Some("orchard")).await;
+    available(&mut romeo).await;
+    let got = bodies(&mut romeo, 1).await;
+    assert_eq!(got, ["line 1"]);
+}
+
+/// A parked session of an account removed (XEP-0077 §3.2) ends with it: nothing it held is
+/// kept for whoever takes the name next.
+#[tokio::test]
+async fn a_parked_session_of_a_removed_account_leaves_nothing_to_the_next_owner() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, romeo, id) = online_with_resumption(&server).await;
+    drop(romeo);
+    juliet.send(&chat(1)).await;
+    juliet.expect_nothing().await;
+    let mut study = server.login("romeo", "pw", "study").await;
+    ok(&study
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'>\
+               <remove/></query></iq>",
+        )
+        .await);
+    server.add_user("romeo", "new").await;
+
+    let mut romeo = server.authenticate("romeo", "new").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+        ))
+        .await;
+    let failed = romeo.recv().await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    romeo.bind(Some("orchard")).await;
+    available(&mut romeo).await;
+    romeo.expect_nothing().await;
+}
+
 /// Messages a session held when its resumption window ran out reach the account later
 /// stamped with when they came (XEP-0203), not with when the window ended.
 #[tokio::test]

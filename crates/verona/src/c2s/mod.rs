@@ -717,9 +717,11 @@ impl Connection {
             self.send(&sm::failed("item-not-found", None));
             return;
         };
-        // A new session bound the same resource meanwhile: this one is over.
+        // A new session bound the same resource meanwhile, or it was closed while parked:
+        // this one is over.
         let current = self.shared.router.session(&session.jid);
-        if current.is_none_or(|current| current.id() != session.handle.id()) {
+        let closed = sm::ended_while_parked(*session.ends.close.borrow());
+        if closed || current.is_none_or(|current| current.id() != session.handle.id()) {
             self.send(&sm::failed("item-not-found", None));
             self.shared.resumable.forget(&previd);
             sm::end_session(&self.shared, session, Some(sm)).await;

@@ -541,7 +541,7 @@ impl Connection {
         match handled.end_sessions {
             EndSessions::None => {}
             EndSessions::Others => router.close_others(&me, CloseReason::AccountChanged),
-            EndSessions::All => router.close_account(&me.bare(), CloseReason::AccountChanged),
+            EndSessions::All => router.close_account(&me.bare(), CloseReason::AccountDeleted),
         }
     }
 

@@ -167,6 +167,8 @@ impl Resumable {
         static PARKINGS: AtomicU64 = AtomicU64::new(0);
         let parking = PARKINGS.fetch_add(1, Ordering::Relaxed);
         tracing::info!(jid = %parked.session.jid, "connection lost: session kept for resumption");
+        let mut close = parked.session.ends.close.clone();
+        close.mark_changed();
         shared
             .resumable
             .parked
@@ -176,7 +178,20 @@ impl Resumable {
         shared.resumable.parked_now.notify_waiters();
         let shared = shared.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
+            // Closed while parked (its account deleted, its password changed): it ends now,
+            // and nobody resumes it, the next owner of the name least of all.
+            let closed = async {
+                while close.changed().await.is_ok() {
+                    if ended_while_parked(*close.borrow()) {
+                        return;
+                    }
+                }
+                std::future::pending().await
+            };
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {}
+                () = closed => {}
+            }
             let expired = {
                 let mut parked =
                     (shared.resumable.parked.lock()).unwrap_or_else(PoisonError::into_inner);
@@ -231,6 +246,11 @@ impl Resumable {
     }
 }
 
+/// Whether a session closed with `reason` while parked may not be resumed.
+pub(super) fn ended_while_parked(reason: Option<CloseReason>) -> bool {
+    reason.is_some_and(|reason| reason != CloseReason::Resumed)
+}
+
 /// Ends a session for good: it leaves the router and the services, and the conversation
 /// messages it did not deliver (unacknowledged with `sm`, or still queued) go to offline
 /// storage through its account's shard.
@@ -244,6 +264,11 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
     let account = session.jid.bare();
     if shared.router.sessions_of(&account).is_empty() {
         pubsub.session_ended(Jid::from(account.clone()), None).await;
+    }
+    // The account is gone, and what was for it is not kept for the next owner of the name
+    // (who may have registered it by the time a parked session ends).
+    if *session.ends.close.borrow() == Some(CloseReason::AccountDeleted) {
+        return;
     }
     // Written but not acknowledged, then held while the client was inactive, then queued.
     let mut undelivered: Vec<Wire> = sm.map(|sm| sm.unacked.into()).unwrap_or_default();
