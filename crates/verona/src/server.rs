@@ -97,6 +97,10 @@ pub struct RunningServer {
     /// Every connection and listener task holds a clone; all dropped = all finished.
     alive: mpsc::Sender<()>,
     finished: mpsc::Receiver<()>,
+    /// The services' shards stop when this is set, once the streams are closed.
+    services_stop: watch::Sender<bool>,
+    /// Every shard holds a sender; all dropped = all stopped, their last batches committed.
+    services_finished: mpsc::Receiver<()>,
 }
 
 /// The data directory held by one process: a running server, or a command that changes
@@ -194,10 +198,14 @@ impl RunningServer {
         };
         let (alive, finished) = mpsc::channel(1);
         let router = Arc::new(Router::default());
+        // The services stop after the streams: what a stream hands them as it ends (the
+        // messages its session did not deliver, for offline storage) is still taken.
+        let (services_stop, services_stopped) = watch::channel(false);
+        let (services_alive, services_finished) = mpsc::channel(1);
         let lifecycle = Lifecycle {
-            shutdown: shutdown_rx.clone(),
+            shutdown: services_stopped,
             supervisor: supervisor.clone(),
-            alive: alive.clone(),
+            alive: services_alive,
         };
         let archive = stores.pubsub.clone();
         let pubsub = start_services(&config, stores, router.clone(), lifecycle).await?;
@@ -263,6 +271,8 @@ impl RunningServer {
             _lock: lock,
             alive: alive.clone(),
             finished,
+            services_stop,
+            services_finished,
         };
         for (socket, listener) in c2s_listeners {
             let addr = socket.local_addr()?;
@@ -387,13 +397,16 @@ impl RunningServer {
         }
     }
 
-    /// Closes every stream (`system-shutdown`), waits for them, then closes storage.
+    /// Closes every stream (`system-shutdown`) and waits for them, then stops the services
+    /// and waits for their last commits, then closes storage.
     pub async fn shutdown(self) {
         let RunningServer {
             shared,
             supervisor,
             alive,
             mut finished,
+            services_stop,
+            mut services_finished,
             ..
         } = self;
         supervisor.shutdown.send_replace(true);
@@ -403,6 +416,13 @@ impl RunningServer {
             .is_err()
         {
             tracing::warn!("some connections did not close in time");
+        }
+        services_stop.send_replace(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, services_finished.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some services did not stop in time");
         }
         shared.accounts.store().close().await;
         tracing::info!("shut down");

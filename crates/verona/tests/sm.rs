@@ -376,6 +376,33 @@ async fn a_parked_session_of_a_removed_account_leaves_nothing_to_the_next_owner(
     romeo.expect_nothing().await;
 }
 
+/// A server told to stop (SIGTERM) closes its streams first, then its services: what a
+/// session did not get acknowledged reaches the account from offline storage after the
+/// restart (XEP-0198 §4), not nowhere.
+#[tokio::test]
+async fn a_stopping_server_keeps_what_sessions_did_not_get_acknowledged() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, mut romeo, _) = online_with_resumption(&server).await;
+    for n in 1..=3 {
+        juliet.send(&chat(n)).await;
+    }
+    assert_eq!(bodies(&mut romeo, 3).await, ["line 1", "line 2", "line 3"]);
+    romeo.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(romeo.recv().await.is("a", SM));
+    let dir = server.dir;
+    server.server.shutdown().await;
+
+    let server = verona::RunningServer::start(test_config(dir.path()))
+        .await
+        .unwrap();
+    let server = TestServer { server, dir };
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    assert_eq!(bodies(&mut romeo, 2).await, ["line 2", "line 3"]);
+    romeo.expect_nothing().await;
+}
+
 /// Messages a session held when its resumption window ran out reach the account later
 /// stamped with when they came (XEP-0203), not with when the window ended.
 #[tokio::test]
