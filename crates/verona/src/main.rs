@@ -92,12 +92,17 @@ fn init_logging(config: &Config) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = RunningServer::start(config).await?;
     tracing::info!(domain = server.domain(), cert = %server.cert_path().display(), "Verona is running");
-    let failed = tokio::select! {
-        signal = wait_for_signal() => {
-            signal?;
-            None
+    let failed = loop {
+        tokio::select! {
+            signal = wait_for_signal() => match signal? {
+                Signal::Stop => break None,
+                Signal::Reload => match server.reload_certificate() {
+                    Ok(()) => tracing::info!(cert = %server.cert_path().display(), "certificate reloaded"),
+                    Err(e) => tracing::error!("reloading the certificate: {e:#}; the one in use stays"),
+                },
+            },
+            reason = server.failed() => break Some(reason),
         }
-        reason = server.failed() => Some(reason),
     };
     tracing::info!("shutting down");
     server.shutdown().await;
@@ -107,12 +112,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+enum Signal {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP, which operators send after renewing a certificate (as to Prosody).
+    Reload,
+}
+
+async fn wait_for_signal() -> anyhow::Result<Signal> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT"),
-        _ = term.recv() => Ok(()),
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT").map(|()| Signal::Stop),
+        _ = term.recv() => Ok(Signal::Stop),
+        _ = hangup.recv() => Ok(Signal::Reload),
     }
 }
 

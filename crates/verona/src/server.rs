@@ -91,6 +91,7 @@ pub struct RunningServer {
     s2s_addrs: Vec<SocketAddr>,
     component_addrs: Vec<SocketAddr>,
     cert_path: PathBuf,
+    certificate: Arc<crate::tls::Certificate>,
     supervisor: Supervisor,
     /// Held while the server runs.
     _lock: DataDirLock,
@@ -267,6 +268,7 @@ impl RunningServer {
             s2s_addrs: Vec::new(),
             component_addrs: Vec::new(),
             cert_path: tls.cert_path,
+            certificate: tls.certificate,
             supervisor,
             _lock: lock,
             alive: alive.clone(),
@@ -377,6 +379,12 @@ impl RunningServer {
     /// The certificate served, for clients that need to trust it.
     pub fn cert_path(&self) -> &std::path::Path {
         &self.cert_path
+    }
+
+    /// Reads the certificate and key files again (SIGHUP): new client connections get what
+    /// they hold now; on an error the certificate in use stays.
+    pub fn reload_certificate(&self) -> anyhow::Result<()> {
+        self.certificate.reload()
     }
 
     pub fn domain(&self) -> &str {

@@ -3,12 +3,15 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, bail};
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::config::Config;
 
@@ -28,6 +31,63 @@ pub struct TlsConfigs {
     pub key: PrivateKeyDer<'static>,
     /// The certificate file in use, so operators and tests can trust it.
     pub cert_path: PathBuf,
+    /// What the client listeners present, read again by [`Certificate::reload`].
+    pub certificate: Arc<Certificate>,
+}
+
+/// The certificate the client listeners present, read again from its files on demand
+/// (SIGHUP): a renewed certificate (Let's Encrypt's last 90 days) is served without a
+/// restart. Server-to-server streams keep the one read at start.
+#[derive(Debug)]
+pub struct Certificate {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl Certificate {
+    /// Reads the files again; on any error the certificate in use stays.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let (_, _, certified) = read_pair(&self.cert_path, &self.key_path, &self.provider)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(certified);
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// A certificate chain and its key, read and checked to match.
+fn read_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> anyhow::Result<(
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    CertifiedKey,
+)> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .with_context(|| format!("reading certificate {}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing certificate {}", cert_path.display()))?;
+    if chain.is_empty() {
+        bail!("no certificate in {}", cert_path.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .with_context(|| format!("reading private key {}", key_path.display()))?;
+    let certified = CertifiedKey::from_der(chain.clone(), key.clone_key(), provider)
+        .context("certificate and key do not match")?;
+    Ok((chain, key, certified))
 }
 
 /// Where the generated certificate lives when none is configured.
@@ -47,24 +107,21 @@ pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
             (cert, key)
         }
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .with_context(|| format!("reading certificate {}", cert_path.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing certificate {}", cert_path.display()))?;
-    if chain.is_empty() {
-        bail!("no certificate in {}", cert_path.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .with_context(|| format!("reading private key {}", key_path.display()))?;
-
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = preferred_suites();
-    let mut starttls = ServerConfig::builder_with_provider(Arc::new(provider))
+    let provider = Arc::new(provider);
+    let (chain, key, certified) = read_pair(&cert_path, &key_path, &provider)?;
+    let certificate = Arc::new(Certificate {
+        cert_path: cert_path.clone(),
+        key_path,
+        provider: provider.clone(),
+        current: RwLock::new(Arc::new(certified)),
+    });
+    let mut starttls = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
-        .with_single_cert(chain.clone(), key.clone_key())
-        .context("certificate and key do not match")?;
+        .with_cert_resolver(certificate.clone());
     // Most clients list AES-256 first; every suite here is sound, and ours is the cheaper.
     starttls.ignore_client_order = true;
     let mut direct = starttls.clone();
@@ -78,6 +135,7 @@ pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
         chain,
         key,
         cert_path,
+        certificate,
     })
 }
 
@@ -180,8 +238,18 @@ mod tests {
         configs: &TlsConfigs,
         suites: Vec<rustls::SupportedCipherSuite>,
     ) -> Option<rustls::CipherSuite> {
+        handshake(configs, &configs.chain[0], suites).unwrap()
+    }
+
+    /// A handshake with a client that trusts only `trusted` and offers `suites`: the suite
+    /// agreed on, or the client's error (the server presented another certificate).
+    fn handshake(
+        configs: &TlsConfigs,
+        trusted: &CertificateDer<'static>,
+        suites: Vec<rustls::SupportedCipherSuite>,
+    ) -> Result<Option<rustls::CipherSuite>, rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(configs.chain[0].clone()).unwrap();
+        roots.add(trusted.clone()).unwrap();
         let mut provider = rustls::crypto::ring::default_provider();
         provider.cipher_suites = suites;
         let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
@@ -204,9 +272,35 @@ mod tests {
                 server.write_tls(&mut bytes).unwrap();
             }
             client.read_tls(&mut &bytes[..]).unwrap();
-            client.process_new_packets().unwrap();
+            client.process_new_packets()?;
         }
-        server.negotiated_cipher_suite().map(|suite| suite.suite())
+        Ok(server.negotiated_cipher_suite().map(|suite| suite.suite()))
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_served_once_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let configs = load(&in_dir(&dir)).unwrap();
+        let old = configs.chain[0].clone();
+        let (cert, key) = generated_paths(dir.path());
+        generate_self_signed("localhost", &cert, &key).unwrap();
+        let new = CertificateDer::pem_file_iter(&cert)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let suites = || rustls::crypto::ring::default_provider().cipher_suites;
+        assert!(
+            handshake(&configs, &old, suites()).is_ok(),
+            "until reloaded"
+        );
+        configs.certificate.reload().unwrap();
+        assert!(handshake(&configs, &new, suites()).is_ok());
+        assert!(handshake(&configs, &old, suites()).is_err());
+        // Broken files leave the certificate in use.
+        std::fs::write(&cert, "not a certificate").unwrap();
+        assert!(configs.certificate.reload().is_err());
+        assert!(handshake(&configs, &new, suites()).is_ok());
     }
 
     #[test]
