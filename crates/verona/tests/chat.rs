@@ -434,14 +434,31 @@ async fn a_conversation_is_read_natively_by_its_parties_only() {
     assert_eq!(got.attr("from"), Some("juliet@localhost/balcony"));
     assert_eq!(got.attr("to"), Some("romeo@localhost"));
     assert_eq!(body(&got), "natively");
-    // A payload that is not one message is refused.
-    let reply = juliet
-        .request(&publish.replace(
-            "<message xmlns='jabber:client'><body>forged</body></message>",
-            "<presence xmlns='jabber:client'/>",
-        ))
-        .await;
-    assert_eq!(stanza_error(&reply).as_deref(), Some("bad-request"));
+    // A conversation's message is a chat (DESIGN §3), as the classic face sends it.
+    assert_eq!(got.attr("type"), Some("chat"));
+    // A payload that is not one message is refused, and so is a message of a kind the
+    // classic face does not pass between accounts (RFC 6121 §8.5.2.1.1: no groupchat to an
+    // account; RFC 6120 §8.3: no error without its error, nor one made up to look like it).
+    let refused = [
+        "<presence xmlns='jabber:client'/>",
+        "<message xmlns='jabber:client' type='groupchat'><body>g</body></message>",
+        "<message xmlns='jabber:client' type='error' id='1'><body>e</body></message>",
+        "<message xmlns='jabber:client' type='headline'><body>h</body></message>",
+    ];
+    for payload in refused {
+        let reply = juliet
+            .request(&publish.replace(
+                "<message xmlns='jabber:client'><body>forged</body></message>",
+                payload,
+            ))
+            .await;
+        assert_eq!(
+            stanza_error(&reply).as_deref(),
+            Some("bad-request"),
+            "{payload}"
+        );
+    }
+    romeo.expect_nothing().await;
     nurse.expect_nothing().await;
 }
 

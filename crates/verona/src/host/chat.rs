@@ -14,6 +14,7 @@ use super::request::Passing;
 use super::*;
 use crate::eventing::chat::{self, Copy};
 use crate::router::SessionHandle;
+use crate::xml::set_attr;
 
 /// Kept messages one round delivers to a session that came online at most; the rest follow
 /// in later batches, as its queue drains.
@@ -229,11 +230,18 @@ impl ServicesTask {
         let other = Jid::from(if me == low { high } else { low });
         for item in publish.children_mut() {
             let children: Vec<Element> = item.take_contents_as_children().collect();
-            let Ok([message]) = <[Element; 1]>::try_from(children) else {
+            let Ok([mut message]) = <[Element; 1]>::try_from(children) else {
                 return Err(StanzaError::InvalidPayload);
             };
             if !message.is("message", ns::CLIENT) {
                 return Err(StanzaError::InvalidPayload);
+            }
+            // What the classic face passes between two accounts, and as it passes it: a
+            // conversation's message is a chat (DESIGN §3) unless it says it is normal.
+            match message.attr("type") {
+                None => set_attr(&mut message, "type", "chat"),
+                Some("chat" | "normal") => {}
+                Some(_) => return Err(StanzaError::InvalidPayload),
             }
             let vetted = chat::vetted(message, from, &other);
             // The item id is the message's archive id (XEP-0359), the server's to give: a
