@@ -145,6 +145,52 @@ async fn a_remote_user_takes_part_in_a_room() {
     assert_eq!(left.attr("type"), Some("unavailable"));
 }
 
+/// XEP-0313 §4 across domains: Romeo, in a room on capulet.lit, reads its archive; the
+/// results come from the room, with the archived message forwarded inside (found by the
+/// ejabberd audit: his server stripped `<result/>` from every one).
+#[tokio::test]
+async fn a_remote_rooms_archive_is_read() {
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    const MAM: &str = "urn:xmpp:mam:2";
+    const FORWARD: &str = "urn:xmpp:forward:0";
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    opens_garden(&mut juliet).await;
+    juliet
+        .send(&format!("<message xmlns='jabber:client' type='groupchat' to='{GARDEN}' id='g1'><body>Good night</body></message>"))
+        .await;
+    next(&mut juliet, "message").await;
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{GARDEN}/Romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    next_with_subject(&mut romeo).await;
+    let (results, fin) = mam_page(&mut romeo, Some(GARDEN), "").await;
+    ok(&fin);
+    assert_eq!(results.len(), 1, "{}", show(&fin));
+    let result = &results[0];
+    assert_eq!(result.attr("from"), Some(GARDEN));
+    let archived = result
+        .get_child("result", MAM)
+        .filter(|r| r.attr("queryid") == Some("q"))
+        .and_then(|r| r.get_child("forwarded", FORWARD))
+        .and_then(|f| f.get_child("message", CLIENT))
+        .unwrap_or_else(|| panic!("{}", show(result)));
+    assert_eq!(
+        archived.attr("from"),
+        Some(format!("{GARDEN}/Juliet").as_str())
+    );
+    assert_eq!(
+        archived
+            .get_child("body", CLIENT)
+            .map(|b| b.text())
+            .as_deref(),
+        Some("Good night")
+    );
+}
+
 /// An occupant of another server that cannot be reached (what the room sends it bounces:
 /// here its server proved itself on an incoming stream, by certificate, but takes no
 /// connection) leaves the room with 333, as on Prosody; it does not stay listed for ever.

@@ -249,9 +249,9 @@ async fn unanswered_capabilities_questions_are_bounded_per_domain() {
 }
 
 /// A headline, groupchat or error message from another server arrives without what would
-/// pass for this server's word: a `stanza-id` by the recipient (its archive's), carbons and
-/// archive results; what the other server's entities may add (their own ids, delays,
-/// addresses, pubsub events) passes.
+/// pass for this server's word: a `stanza-id` by the recipient (its archive's) and carbons;
+/// what the other server's entities may add (their own ids, delays, addresses, pubsub events,
+/// results of their own archives, XEP-0313 §4) passes.
 #[tokio::test]
 async fn another_servers_messages_lose_what_only_this_server_writes() {
     let (capulet, montague) = pair().await;
@@ -260,10 +260,10 @@ async fn another_servers_messages_lose_what_only_this_server_writes() {
     assert_eq!(juliet.recv().await.name(), "presence");
     let mut romeo = montague.login("romeo", "pw", "orchard").await;
     let forged = "<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@capulet.lit' id='FORGED'/>\
-         <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='nurse@capulet.lit/x'/></forwarded></received>\
-         <result xmlns='urn:xmpp:mam:2' id='r'/>";
+         <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='nurse@capulet.lit/x'/></forwarded></received>";
     let kept = "<delay xmlns='urn:xmpp:delay' from='montague.lit' stamp='2020-01-01T00:00:00Z'/>\
-         <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@montague.lit' id='his'/>";
+         <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@montague.lit' id='his'/>\
+         <result xmlns='urn:xmpp:mam:2' id='r'/>";
     for kind in ["headline", "groupchat", "error"] {
         let error = if kind == "error" {
             "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
@@ -286,6 +286,7 @@ async fn another_servers_messages_lose_what_only_this_server_writes() {
             ("body", NS_CLIENT),
             ("delay", "urn:xmpp:delay"),
             ("stanza-id", "urn:xmpp:sid:0"),
+            ("result", "urn:xmpp:mam:2"),
         ];
         assert_children(&got, &kept);
     }
