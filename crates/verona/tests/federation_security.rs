@@ -359,8 +359,59 @@ async fn dialback_keys_checked_are_limited_per_address() {
     }
     assert_eq!(
         answers,
-        ["result:invalid", "result:invalid", "policy-violation"]
+        ["result:error", "result:error", "policy-violation"]
     );
+}
+
+/// XEP-0220 §2.4 and §3: a key whose authoritative server cannot be asked (nobody listens
+/// there, or it never answers) was not found forged: the answer is `type='error'` with
+/// the reason, not `invalid`, and the stream stays open for other keys (found by the
+/// ejabberd audit: such keys were answered `invalid`, which reads as a forgery).
+#[tokio::test]
+async fn a_key_that_cannot_be_checked_is_answered_with_an_error() {
+    let port = free_port();
+    let closed = free_port();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+        let hosts = &mut config.s2s.hosts;
+        hosts.insert("dead.lit".into(), format!("127.0.0.1:{closed}"));
+        hosts.insert("silent.lit".into(), format!("127.0.0.1:{silent_port}"));
+        config.s2s.connect_timeout_secs = 1;
+    })
+    .await;
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut raw = open_secured(&capulet, port, "dead.lit", "capulet.lit").await;
+    for (domain, conditions) in [
+        ("dead.lit", &["remote-connection-failed"][..]),
+        // Whichever gives up first: the stream's setup, or the wait for the answer.
+        (
+            "silent.lit",
+            &["remote-connection-failed", "remote-server-timeout"][..],
+        ),
+    ] {
+        raw.send(&format!(
+            "<db:result from='{domain}' to='capulet.lit'>{key}</db:result>"
+        ))
+        .await;
+        let answer = raw.element().await;
+        assert!(answer.is("result", DIALBACK), "{}", show(&answer));
+        assert_eq!(answer.attr("from"), Some("capulet.lit"));
+        assert_eq!(answer.attr("to"), Some(domain));
+        assert_eq!(answer.attr("type"), Some("error"), "{}", show(&answer));
+        let condition = answer
+            .get_child("error", "jabber:server")
+            .and_then(|error| error.children().find(|c| c.ns() == NS_STANZAS))
+            .map(|c| c.name().to_owned())
+            .unwrap_or_else(|| panic!("{}", show(&answer)));
+        assert!(
+            conditions.contains(&condition.as_str()),
+            "{}",
+            show(&answer)
+        );
+    }
 }
 
 /// A failed stream of one pair of domains says nothing of the others (third review, issue
