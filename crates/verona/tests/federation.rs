@@ -145,6 +145,52 @@ async fn a_remote_user_takes_part_in_a_room() {
     assert_eq!(left.attr("type"), Some("unavailable"));
 }
 
+/// XEP-0313 §4 across domains: Romeo, in a room on capulet.lit, reads its archive; the
+/// results come from the room, with the archived message forwarded inside (found by the
+/// ejabberd audit: his server stripped `<result/>` from every one).
+#[tokio::test]
+async fn a_remote_rooms_archive_is_read() {
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    const MAM: &str = "urn:xmpp:mam:2";
+    const FORWARD: &str = "urn:xmpp:forward:0";
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    opens_garden(&mut juliet).await;
+    juliet
+        .send(&format!("<message xmlns='jabber:client' type='groupchat' to='{GARDEN}' id='g1'><body>Good night</body></message>"))
+        .await;
+    next(&mut juliet, "message").await;
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{GARDEN}/Romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    next_with_subject(&mut romeo).await;
+    let (results, fin) = mam_page(&mut romeo, Some(GARDEN), "").await;
+    ok(&fin);
+    assert_eq!(results.len(), 1, "{}", show(&fin));
+    let result = &results[0];
+    assert_eq!(result.attr("from"), Some(GARDEN));
+    let archived = result
+        .get_child("result", MAM)
+        .filter(|r| r.attr("queryid") == Some("q"))
+        .and_then(|r| r.get_child("forwarded", FORWARD))
+        .and_then(|f| f.get_child("message", CLIENT))
+        .unwrap_or_else(|| panic!("{}", show(result)));
+    assert_eq!(
+        archived.attr("from"),
+        Some(format!("{GARDEN}/Juliet").as_str())
+    );
+    assert_eq!(
+        archived
+            .get_child("body", CLIENT)
+            .map(|b| b.text())
+            .as_deref(),
+        Some("Good night")
+    );
+}
+
 /// An occupant of another server that cannot be reached (what the room sends it bounces:
 /// here its server proved itself on an incoming stream, by certificate, but takes no
 /// connection) leaves the room with 333, as on Prosody; it does not stay listed for ever.
@@ -770,6 +816,73 @@ async fn an_unreachable_server_bounces() {
         error_condition(&iq).as_deref(),
         Some("remote-server-not-found")
     );
+}
+
+/// A server that was down comes back and connects: its dialback key is checked at once,
+/// though capulet.lit is still waiting before trying it again (the peer that just connected
+/// is evidently up), and the stream that checks it brings capulet.lit's stanzas through too
+/// (found by the ejabberd audit: for the rest of the wait, the key was answered `invalid`
+/// unchecked).
+#[tokio::test]
+async fn a_server_back_from_an_outage_is_verified_at_once() {
+    let (capulet_port, montague_port) = (free_port(), free_port());
+    let federate = |domain: &str, own: u16, other: &str, other_port: u16| {
+        let (domain, other) = (domain.to_owned(), other.to_owned());
+        move |config: &mut verona::config::Config| {
+            config.domain = domain;
+            config.s2s.listen = vec![format!("127.0.0.1:{own}").parse().unwrap()];
+            let at = format!("127.0.0.1:{other_port}");
+            config.s2s.hosts.insert(other, at);
+        }
+    };
+    let capulet = TestServer::start_with(federate(
+        "capulet.lit",
+        capulet_port,
+        "montague.lit",
+        montague_port,
+    ))
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    let mut juliet = online(&capulet, "juliet", "balcony").await;
+    let say = |to: &str, id: &str| {
+        format!(
+            "<message xmlns='jabber:client' type='chat' to='{to}' id='{id}'><body>{id}</body></message>"
+        )
+    };
+    // Two failures in a row: capulet.lit waits 4 s before trying montague.lit again.
+    for (n, id) in ["down1", "down2"].into_iter().enumerate() {
+        if n > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        }
+        juliet.send(&say("romeo@montague.lit", id)).await;
+        let bounced = next(&mut juliet, "message").await;
+        assert_eq!(bounced.attr("id"), Some(id));
+        assert_eq!(
+            error_condition(&bounced).as_deref(),
+            Some("remote-server-not-found")
+        );
+    }
+    let montague = TestServer::start_with(federate(
+        "montague.lit",
+        montague_port,
+        "capulet.lit",
+        capulet_port,
+    ))
+    .await;
+    montague.add_user("romeo", "pw").await;
+    let mut romeo = online(&montague, "romeo", "orchard").await;
+    romeo.send(&say("juliet@capulet.lit", "back")).await;
+    let got = next(&mut juliet, "message").await;
+    assert_eq!(
+        got.attr("from"),
+        Some("romeo@montague.lit/orchard"),
+        "{}",
+        show(&got)
+    );
+    assert_eq!(got.attr("id"), Some("back"));
+    juliet.send(&say("romeo@montague.lit", "welcome")).await;
+    let got = next(&mut romeo, "message").await;
+    assert_eq!(got.attr("id"), Some("welcome"), "{}", show(&got));
 }
 
 /// A raw server-to-server stream to capulet.lit, for speaking as a stranger.

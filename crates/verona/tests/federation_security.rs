@@ -249,9 +249,9 @@ async fn unanswered_capabilities_questions_are_bounded_per_domain() {
 }
 
 /// A headline, groupchat or error message from another server arrives without what would
-/// pass for this server's word: a `stanza-id` by the recipient (its archive's), carbons and
-/// archive results; what the other server's entities may add (their own ids, delays,
-/// addresses, pubsub events) passes.
+/// pass for this server's word: a `stanza-id` by the recipient (its archive's) and carbons;
+/// what the other server's entities may add (their own ids, delays, addresses, pubsub events,
+/// results of their own archives, XEP-0313 §4) passes.
 #[tokio::test]
 async fn another_servers_messages_lose_what_only_this_server_writes() {
     let (capulet, montague) = pair().await;
@@ -260,10 +260,10 @@ async fn another_servers_messages_lose_what_only_this_server_writes() {
     assert_eq!(juliet.recv().await.name(), "presence");
     let mut romeo = montague.login("romeo", "pw", "orchard").await;
     let forged = "<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@capulet.lit' id='FORGED'/>\
-         <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='nurse@capulet.lit/x'/></forwarded></received>\
-         <result xmlns='urn:xmpp:mam:2' id='r'/>";
+         <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='nurse@capulet.lit/x'/></forwarded></received>";
     let kept = "<delay xmlns='urn:xmpp:delay' from='montague.lit' stamp='2020-01-01T00:00:00Z'/>\
-         <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@montague.lit' id='his'/>";
+         <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@montague.lit' id='his'/>\
+         <result xmlns='urn:xmpp:mam:2' id='r'/>";
     for kind in ["headline", "groupchat", "error"] {
         let error = if kind == "error" {
             "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
@@ -286,6 +286,7 @@ async fn another_servers_messages_lose_what_only_this_server_writes() {
             ("body", NS_CLIENT),
             ("delay", "urn:xmpp:delay"),
             ("stanza-id", "urn:xmpp:sid:0"),
+            ("result", "urn:xmpp:mam:2"),
         ];
         assert_children(&got, &kept);
     }
@@ -358,8 +359,59 @@ async fn dialback_keys_checked_are_limited_per_address() {
     }
     assert_eq!(
         answers,
-        ["result:invalid", "result:invalid", "policy-violation"]
+        ["result:error", "result:error", "policy-violation"]
     );
+}
+
+/// XEP-0220 §2.4 and §3: a key whose authoritative server cannot be asked (nobody listens
+/// there, or it never answers) was not found forged: the answer is `type='error'` with
+/// the reason, not `invalid`, and the stream stays open for other keys (found by the
+/// ejabberd audit: such keys were answered `invalid`, which reads as a forgery).
+#[tokio::test]
+async fn a_key_that_cannot_be_checked_is_answered_with_an_error() {
+    let port = free_port();
+    let closed = free_port();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+        let hosts = &mut config.s2s.hosts;
+        hosts.insert("dead.lit".into(), format!("127.0.0.1:{closed}"));
+        hosts.insert("silent.lit".into(), format!("127.0.0.1:{silent_port}"));
+        config.s2s.connect_timeout_secs = 1;
+    })
+    .await;
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut raw = open_secured(&capulet, port, "dead.lit", "capulet.lit").await;
+    for (domain, conditions) in [
+        ("dead.lit", &["remote-connection-failed"][..]),
+        // Whichever gives up first: the stream's setup, or the wait for the answer.
+        (
+            "silent.lit",
+            &["remote-connection-failed", "remote-server-timeout"][..],
+        ),
+    ] {
+        raw.send(&format!(
+            "<db:result from='{domain}' to='capulet.lit'>{key}</db:result>"
+        ))
+        .await;
+        let answer = raw.element().await;
+        assert!(answer.is("result", DIALBACK), "{}", show(&answer));
+        assert_eq!(answer.attr("from"), Some("capulet.lit"));
+        assert_eq!(answer.attr("to"), Some(domain));
+        assert_eq!(answer.attr("type"), Some("error"), "{}", show(&answer));
+        let condition = answer
+            .get_child("error", "jabber:server")
+            .and_then(|error| error.children().find(|c| c.ns() == NS_STANZAS))
+            .map(|c| c.name().to_owned())
+            .unwrap_or_else(|| panic!("{}", show(&answer)));
+        assert!(
+            conditions.contains(&condition.as_str()),
+            "{}",
+            show(&answer)
+        );
+    }
 }
 
 /// A failed stream of one pair of domains says nothing of the others (third review, issue

@@ -146,16 +146,28 @@ pub fn server_written(child: &Element) -> bool {
         || (child.ns() == ns::CLIENT && child.name() == "error")
 }
 
-/// A message that is not a conversation's (a headline, a groupchat or error message) from
-/// `sender` to an account of `domain`, without what would pass for this server's word: a
+/// A message that is not a conversation's (a headline, a groupchat or error message, or one
+/// from another server's bare JID: a room's, a service's) from `sender` to an account of `domain`, without what would pass for this server's word: a
 /// `stanza-id` by an entity of this server other than the sender (XEP-0359 §5: by the
-/// recipient it would pass for its archive's), and the wrappers of carbons and archive results,
-/// which only the account's own server sends it. What other servers' services legitimately
-/// add (pubsub events, delays, extended addresses, a remote room's own ids) passes.
+/// recipient it would pass for its archive's), the wrappers of carbons, which only the
+/// account's own server sends it, and archive results from an entity of this server. What
+/// other servers' entities legitimately add (pubsub events, delays, extended addresses, a
+/// remote room's own ids, the results of a query of their archives) passes: a result from
+/// another server's entity can only pass for its own archive's, which the client asked
+/// (XEP-0313 §4: clients check that results come from the archive they queried).
 pub fn strip_forged(message: &mut Element, sender: &Jid, domain: &str) {
-    let sender = sender.bare();
     // Compared as the JIDs they are (RFC 7622: case, and a domain's final dot, do not make
-    // another address); one that is no JID is no sender's own either.
+    // another address).
+    let of_this_server = |jid_domain: &str| {
+        let jid_domain = jid_domain.trim_end_matches('.');
+        jid_domain == domain
+            || jid_domain
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.ends_with('.'))
+    };
+    let local_sender = of_this_server(sender.domain().as_str());
+    let sender = sender.bare();
+    // One that is no JID is no sender's own either.
     let ours = |by: &str| {
         let Ok(by) = BareJid::new(by) else {
             return true;
@@ -165,17 +177,13 @@ pub fn strip_forged(message: &mut Element, sender: &Jid, domain: &str) {
             || by_domain.to_owned(),
             |node| format!("{node}@{by_domain}"),
         );
-        by != sender.as_str()
-            && (by_domain == domain
-                || by_domain
-                    .strip_suffix(domain)
-                    .is_some_and(|sub| sub.ends_with('.')))
+        by != sender.as_str() && of_this_server(by_domain)
     };
     let forged = |child: &Element| {
         (child.is("stanza-id", crate::eventing::archive::SID) && child.attr("by").is_none_or(ours))
             || child.is("sent", CARBONS)
             || child.is("received", CARBONS)
-            || child.is("result", crate::eventing::archive::NS)
+            || (local_sender && child.is("result", crate::eventing::archive::NS))
     };
     if !message.children().any(forged) {
         return;
@@ -365,6 +373,27 @@ mod tests {
             let kept = message.has_child("stanza-id", "urn:xmpp:sid:0");
             assert_eq!(kept, !stripped, "{by}");
             assert!(message.has_child("body", ns::CLIENT));
+        }
+    }
+
+    /// Archive results pass from another server's entities (they can only be their own
+    /// archives'), never from this server's; carbons never pass.
+    #[test]
+    fn archive_results_pass_only_from_other_servers() {
+        for (sender, result_kept) in [
+            ("room@chat.montague.lit", true),
+            ("montague.lit", true),
+            ("romeo@localhost/orchard", false),
+            ("room@chat.localhost", false),
+            ("ROOM@Chat.LocalHost.", false),
+        ] {
+            let mut message = el("<message xmlns='jabber:client'>\
+                 <result xmlns='urn:xmpp:mam:2' queryid='q' id='1'/>\
+                 <received xmlns='urn:xmpp:carbons:2'/></message>");
+            strip_forged(&mut message, &Jid::new(sender).unwrap(), "localhost");
+            let kept = message.has_child("result", crate::eventing::archive::NS);
+            assert_eq!(kept, result_kept, "{sender}");
+            assert!(!message.has_child("received", CARBONS), "{sender}");
         }
     }
 

@@ -214,8 +214,8 @@ fn is_public_query(el: &Element) -> bool {
 /// (XEP-0160); an iq for a session that is not there, or for an account that does not
 /// exist, is answered `service-unavailable`.
 async fn deliver(shared: &Shared, mut el: Element, to: &Jid) {
-    // Another server's headline, groupchat or error message is passed on without what would
-    // pass for this server's word (a `stanza-id` by the recipient, for its archive's).
+    // Another server's message is passed on without what would pass for this server's word
+    // (a `stanza-id` by the recipient, for its archive's; a carbon).
     if el.name() == "message"
         && let Some(sender) = el.attr("from").and_then(|from| Jid::new(from).ok())
     {

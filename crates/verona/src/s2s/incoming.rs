@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use verona_stream::StreamEvent;
 
-use super::Federation;
 use super::stream::{self, Stream, StreamFailure};
+use super::{Federation, Verdict};
 use crate::c2s::random_id;
 use crate::server::Shared;
 use crate::xml::{StreamError, ns};
@@ -65,7 +65,7 @@ fn lost(e: StreamFailure) -> Failure {
 struct Verified {
     remote: String,
     local: String,
-    valid: bool,
+    verdict: Verdict,
 }
 
 async fn run(
@@ -145,8 +145,8 @@ async fn run(
                         let key = el.text();
                         let (federation, id, tx) = (federation.clone(), opened.id.clone(), verified_tx.clone());
                         tokio::spawn(async move {
-                            let valid = federation.verify(&local, &remote, &id, &key).await;
-                            let _ = tx.send(Verified { remote, local, valid }).await;
+                            let verdict = federation.verify(&local, &remote, &id, &key).await;
+                            let _ = tx.send(Verified { remote, local, verdict }).await;
                         });
                     } else if el.is("verify", ns::DIALBACK) {
                         let (remote, local) = dialback_pair(federation, &el, stream)?;
@@ -182,12 +182,25 @@ async fn run(
             },
             Some(done) = verified.recv() => {
                 verifying -= 1;
-                let kind = if done.valid { "valid" } else { "invalid" };
-                let answer = stream::dialback("result", &done.local, &done.remote, None, Some(kind), None);
-                stream.write(&answer).await.map_err(lost)?;
-                if !done.valid {
-                    let why = format!("{}'s dialback key did not verify", done.remote);
-                    return Err((None, why));
+                let (local, remote) = (&done.local, &done.remote);
+                match done.verdict {
+                    Verdict::Valid => {
+                        let answer = stream::dialback("result", local, remote, None, Some("valid"), None);
+                        stream.write(&answer).await.map_err(lost)?;
+                    }
+                    Verdict::Invalid => {
+                        let answer = stream::dialback("result", local, remote, None, Some("invalid"), None);
+                        stream.write(&answer).await.map_err(lost)?;
+                        return Err((None, format!("{remote}'s dialback key did not verify")));
+                    }
+                    // XEP-0220 §3: not a forgery, and not fatal to the stream, which may carry
+                    // other pairs; with none, its time to authenticate still runs.
+                    Verdict::Unchecked(why) => {
+                        let answer = stream::dialback_error(local, remote, why.error());
+                        stream.write(&answer).await.map_err(lost)?;
+                        tracing::info!(%remote, %local, "dialback key not checked: {why:?}");
+                        continue;
+                    }
                 }
                 tracing::info!(remote = %done.remote, local = %done.local, "incoming stream authenticated");
                 proved.add(&done.remote, stream);

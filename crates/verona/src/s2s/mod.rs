@@ -45,8 +45,42 @@ enum Out {
     Verify {
         id: String,
         key: String,
-        answer: oneshot::Sender<bool>,
+        answer: oneshot::Sender<Verdict>,
     },
+}
+
+/// What became of a dialback key sent to its authoritative server to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Valid,
+    /// The authoritative server did not make it: a forgery.
+    Invalid,
+    /// Nobody said whether the key is good (XEP-0220 §3): the condition the other server
+    /// is told with `type='error'`, which it does not take for a forgery.
+    Unchecked(Unchecked),
+}
+
+/// Why a dialback key could not be checked (XEP-0220 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unchecked {
+    /// No stream to the authoritative server could be set up.
+    ConnectionFailed,
+    /// The stream to it ended, or it did not answer in time.
+    Timeout,
+    /// It answered with an error of its own.
+    Error,
+}
+
+impl Unchecked {
+    /// The stanza error (type, condition) the dialback error carries.
+    pub(crate) fn error(self) -> (&'static str, &'static str) {
+        match self {
+            Unchecked::ConnectionFailed => ("cancel", "remote-connection-failed"),
+            Unchecked::Timeout => ("wait", "remote-server-timeout"),
+            // XEP-0220 §3: an error in step 3 (the authoritative server's answer).
+            Unchecked::Error => ("cancel", "remote-server-not-found"),
+        }
+    }
 }
 
 /// A local domain and a remote one: one outgoing stream each.
@@ -323,26 +357,35 @@ impl Federation {
     }
 
     /// Asks `remote` (over our stream to it) whether it made `key` for its stream `id` to
-    /// `local`; false if it says not, or cannot be asked in time.
-    pub async fn verify(self: &Arc<Self>, local: &str, remote: &str, id: &str, key: &str) -> bool {
+    /// `local`. Asked even while `remote` is in its wait after failures: the server asking
+    /// has just connected to us, so it is likely up again, and only an answer says a key is
+    /// forged.
+    pub async fn verify(
+        self: &Arc<Self>,
+        local: &str,
+        remote: &str,
+        id: &str,
+        key: &str,
+    ) -> Verdict {
         let (answer, answered) = oneshot::channel();
         let ask = Out::Verify {
             id: id.to_owned(),
             key: key.to_owned(),
             answer,
         };
-        if self.is_down(local, remote) {
-            return false;
-        }
         let queued = {
             let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
             self.link(&mut links, local, remote).queue.try_send(ask)
         };
         if queued.is_err() {
-            return false;
+            return Verdict::Unchecked(Unchecked::ConnectionFailed);
         }
         let limit = Duration::from_secs(self.config.connect_timeout_secs);
-        matches!(tokio::time::timeout(limit, answered).await, Ok(Ok(true)))
+        match tokio::time::timeout(limit, answered).await {
+            Ok(Ok(verdict)) => verdict,
+            // The stream ended with the question unanswered, or the answer is late.
+            _ => Verdict::Unchecked(Unchecked::Timeout),
+        }
     }
 
     /// The stream from `local` to `remote`, started if there is none (or it ended since).

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use verona_stream::StreamEvent;
 
 use super::stream::{self, Stream, StreamFailure};
-use super::{Federation, Out, resolve};
+use super::{Federation, Out, Unchecked, Verdict, resolve};
 use crate::xml::{StanzaError, ns};
 
 /// How the stream ended.
@@ -51,7 +51,7 @@ pub(super) async fn run(
                         federation.bounce(&stanza, StanzaError::RemoteServerNotFound)
                     }
                     Out::Verify { answer, .. } => {
-                        let _ = answer.send(false);
+                        let _ = answer.send(Verdict::Unchecked(Unchecked::ConnectionFailed));
                     }
                 }
             }
@@ -70,7 +70,7 @@ pub(super) async fn run(
                         federation.send(stanza);
                     }
                     Out::Verify { answer, .. } => {
-                        let _ = answer.send(false);
+                        let _ = answer.send(Verdict::Unchecked(Unchecked::Timeout));
                     }
                 }
             }
@@ -118,7 +118,7 @@ async fn serve(
             return Ended::Unreached(e.to_string());
         }
     }
-    let mut asked: HashMap<String, oneshot::Sender<bool>> = HashMap::new();
+    let mut asked: HashMap<String, oneshot::Sender<Verdict>> = HashMap::new();
     let idle = Duration::from_secs(federation.config.idle_timeout_secs.max(1));
     let mut last_use = Instant::now();
     let mut shutdown = federation.shutdown.clone();
@@ -220,7 +220,7 @@ fn answer(
     el: &Element,
     local: &str,
     remote: &str,
-    asked: &mut HashMap<String, oneshot::Sender<bool>>,
+    asked: &mut HashMap<String, oneshot::Sender<Verdict>>,
 ) -> Answer {
     let ours = el.attr("from") == Some(remote) && el.attr("to") == Some(local);
     if el.is("result", ns::DIALBACK) && ours {
@@ -231,7 +231,12 @@ fn answer(
     }
     if el.is("verify", ns::DIALBACK) && ours {
         if let Some(answer) = el.attr("id").and_then(|id| asked.remove(id)) {
-            let _ = answer.send(el.attr("type") == Some("valid"));
+            let verdict = match el.attr("type") {
+                Some("valid") => Verdict::Valid,
+                Some("invalid") => Verdict::Invalid,
+                _ => Verdict::Unchecked(Unchecked::Error),
+            };
+            let _ = answer.send(verdict);
         }
         return Answer::Other;
     }
@@ -249,7 +254,7 @@ async fn send(
     local: &str,
     remote: &str,
     out: Out,
-    asked: &mut HashMap<String, oneshot::Sender<bool>>,
+    asked: &mut HashMap<String, oneshot::Sender<Verdict>>,
 ) -> Result<(), StreamFailure> {
     match out {
         // The charge is given back once the stanza is written.
@@ -415,7 +420,28 @@ mod tests {
         let verified =
             format!("<db:verify {db} from='montague.lit' to='capulet.lit' id='i1' type='valid'/>");
         answer(&el(&verified), "capulet.lit", "montague.lit", &mut asked);
-        assert_eq!(rx.try_recv(), Ok(true));
+        assert_eq!(rx.try_recv(), Ok(Verdict::Valid));
         assert!(asked.is_empty());
+    }
+
+    /// XEP-0220 §2.1.2: the authoritative server's answer is valid, invalid, or an error,
+    /// which says nothing of the key.
+    #[test]
+    fn a_verification_error_is_no_verdict_on_the_key() {
+        let db = "xmlns:db='jabber:server:dialback'";
+        for (kind, expected) in [
+            ("valid", Verdict::Valid),
+            ("invalid", Verdict::Invalid),
+            ("error", Verdict::Unchecked(Unchecked::Error)),
+        ] {
+            let mut asked = HashMap::new();
+            let (tx, mut rx) = oneshot::channel();
+            asked.insert("i1".to_owned(), tx);
+            let xml = format!(
+                "<db:verify {db} from='montague.lit' to='capulet.lit' id='i1' type='{kind}'/>"
+            );
+            answer(&el(&xml), "capulet.lit", "montague.lit", &mut asked);
+            assert_eq!(rx.try_recv(), Ok(expected), "{kind}");
+        }
     }
 }

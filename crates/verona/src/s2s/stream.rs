@@ -251,6 +251,19 @@ pub fn dialback(
     out.into_bytes()
 }
 
+/// A dialback error answering a key (XEP-0220 §2.4): `error` is its stanza error's type and
+/// condition; the `<error/>` is in the stream's namespace, `jabber:server`.
+pub fn dialback_error(from: &str, to: &str, error: (&str, &str)) -> Vec<u8> {
+    let (kind, condition) = error;
+    format!(
+        "<db:result from='{}' to='{}' type='error'><error type='{kind}'><{condition} xmlns='{}'/></error></db:result>",
+        escape(from),
+        escape(to),
+        ns::STANZAS
+    )
+    .into_bytes()
+}
+
 fn escape(value: &str) -> String {
     value
         .replace('&', "&amp;")
@@ -624,6 +637,15 @@ mod tests {
         assert_eq!(
             verify,
             b"<db:verify from='capulet.lit' to='montague.lit' id='i&apos;d' type='valid'/>"
+        );
+        let error = dialback_error(
+            "capulet.lit",
+            "montague.lit",
+            ("cancel", "remote-connection-failed"),
+        );
+        assert_eq!(
+            error,
+            b"<db:result from='capulet.lit' to='montague.lit' type='error'><error type='cancel'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"
         );
     }
 }
