@@ -147,8 +147,9 @@ pub fn server_written(child: &Element) -> bool {
 }
 
 /// A message that is not a conversation's (a headline, a groupchat or error message, or one
-/// from another server's bare JID: a room's, a service's) from `sender` to an account of `domain`, without what would pass for this server's word: a
-/// `stanza-id` by an entity of this server other than the sender (XEP-0359 §5: by the
+/// from another server's bare JID: a room's, a service's) from `sender` to an account of
+/// `domain`, without what would pass for this server's word: a `stanza-id` by an entity of
+/// this server other than the sender (XEP-0359 §5: by the
 /// recipient it would pass for its archive's), the wrappers of carbons, which only the
 /// account's own server sends it, and archive results from an entity of this server. What
 /// other servers' entities legitimately add (pubsub events, delays, extended addresses, a
