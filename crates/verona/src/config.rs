@@ -427,6 +427,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The most shards `[pubsub] shards` may ask for: each is a thread with a runtime of its own.
+const MAX_SHARDS: usize = 256;
+
 impl Config {
     /// The file's settings over the defaults; `None` gives the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -520,10 +523,60 @@ impl Config {
                 self.c2s.websocket_path
             )));
         }
-        if self.limits.outbound_queue == 0 {
+        // Zero would refuse every client without saying so (elsewhere 0 means "no limit",
+        // which these cannot mean).
+        let at_least_one = [
+            ("[limits] outbound_queue", self.limits.outbound_queue as u64),
+            (
+                "[limits] connections_per_address",
+                self.limits.connections_per_address as u64,
+            ),
+            (
+                "[limits] unauthenticated_timeout_secs",
+                self.limits.unauthenticated_timeout_secs,
+            ),
+            (
+                "[limits] max_sessions_per_account",
+                self.limits.max_sessions_per_account as u64,
+            ),
+            (
+                "[registration] per_address_per_hour",
+                u64::from(self.registration.per_address_per_hour),
+            ),
+        ];
+        if let Some((key, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid(format!(
+                "{key} must be at least 1 (0 would refuse every client)"
+            )));
+        }
+        if self.limits.max_unauthenticated_stanza_bytes < 1024 {
             return Err(ConfigError::Invalid(
-                "[limits] outbound_queue must be at least 1".into(),
+                "[limits] max_unauthenticated_stanza_bytes must be at least 1024".into(),
             ));
+        }
+        // Each shard is a thread with its own runtime and descriptors.
+        if self.pubsub.shards > MAX_SHARDS {
+            return Err(ConfigError::Invalid(format!(
+                "[pubsub] shards must be at most {MAX_SHARDS} (0: one per core)"
+            )));
+        }
+        // A directive the filter cannot read is taken for a target's name ("inf"), and a
+        // typo silenced every log line.
+        let directives = self.log.filter.split(',').map(str::trim);
+        for directive in directives.filter(|d| !d.is_empty()) {
+            let level = directive
+                .rsplit_once('=')
+                .map_or(directive, |(_, level)| level);
+            if level
+                .parse::<tracing::level_filters::LevelFilter>()
+                .is_err()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "[log] filter {:?}: {directive:?} is not LEVEL or TARGET=LEVEL \
+                     (levels: off, error, warn, info, debug, trace)",
+                    self.log.filter
+                )));
+            }
         }
         Ok(())
     }
@@ -689,6 +742,29 @@ mod tests {
             ("[auth]\nscram_iterations = 10", "scram_iterations"),
             ("[limits]\noutbound_queue = 0", "outbound_queue"),
             ("[c2s]\nwebsocket_path = 'ws'", "websocket_path"),
+            (
+                "[limits]\nconnections_per_address = 0",
+                "connections_per_address",
+            ),
+            (
+                "[limits]\nunauthenticated_timeout_secs = 0",
+                "unauthenticated_timeout_secs",
+            ),
+            (
+                "[limits]\nmax_sessions_per_account = 0",
+                "max_sessions_per_account",
+            ),
+            (
+                "[limits]\nmax_unauthenticated_stanza_bytes = 0",
+                "max_unauthenticated_stanza_bytes",
+            ),
+            (
+                "[registration]\nper_address_per_hour = 0",
+                "per_address_per_hour",
+            ),
+            ("[pubsub]\nshards = 6000", "shards"),
+            ("[log]\nfilter = 'inf'", "\"inf\" is not LEVEL"),
+            ("[log]\nfilter = 'warn,verona=bogus'", "\"verona=bogus\""),
             (
                 "[pubsub]\ndefault_access_model = 'closed'",
                 "default_access_model",
