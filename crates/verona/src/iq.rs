@@ -254,7 +254,7 @@ async fn registered_account(
         return match accounts.delete(&bare).await {
             Ok(()) => {
                 shared.pubsub.forget_account(bare.clone()).await;
-                mam::delete_conversations(archive, pubsub_jid, conversations).await;
+                mam::end_conversations(archive, accounts, pubsub_jid, &bare, conversations).await;
                 tracing::info!(jid = %bare, "account removed by its owner");
                 Handled {
                     before: Vec::new(),

@@ -41,8 +41,8 @@ impl ServicesTask {
         if self.accounts.contains_key(account) {
             self.forgotten.push(account.clone());
         }
-        // Its conversations go whole (the caller deletes them from storage): the other party
-        // keeps nothing a new owner of the name could read.
+        // Its conversations leave memory; the caller retires or deletes them in storage
+        // (`mam::end_conversations`), and whoever takes the name next starts new ones.
         self.conversations.retain(|node, _| {
             eventing::chat::parties(node)
                 .is_none_or(|(low, high)| low != *account && high != *account)
