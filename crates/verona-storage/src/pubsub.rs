@@ -149,6 +149,18 @@ pub trait PubsubStore: Send + Sync {
         keep: usize,
     ) -> BoxFuture<'a, Result<usize, StorageError>>;
 
+    /// Moves the stored node `node` of `service` to the service `to_service` as `to_node`, with
+    /// its affiliations and subscriptions; its items keep their place in the order of storage
+    /// (an archive read across services still finds them where they were). A stored node at
+    /// the destination gives way; moving a node that is not stored does nothing.
+    fn move_node<'a>(
+        &'a self,
+        service: &'a str,
+        node: &'a str,
+        to_service: &'a str,
+        to_node: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+
     /// A page of the items of several services (an account's conversations: its archive),
     /// read and paged by the store without loading the services. Fails with
     /// [`StorageError::UnknownItem`] when `after` or `before` names no matching item.

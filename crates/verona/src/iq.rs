@@ -92,7 +92,7 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
         (true, "query", ns::DISCO_INFO)
             if payload.attr("node").is_none() && matches!(target, Target::Domain) =>
         {
-            Handled::reply(iq_result(iq, Some(disco_info(shared))))
+            Handled::reply(iq_result(iq, Some(disco_info(shared, me))))
         }
         (true, "query", ns::DISCO_ITEMS) if payload.attr("node").is_none() => {
             let services = match target {
@@ -180,7 +180,8 @@ const TIME: &str = "urn:xmpp:time";
 /// XEP-0012 Last Activity.
 const LAST: &str = "jabber:iq:last";
 
-fn disco_info(shared: &Shared) -> Element {
+/// The server's disco#info, as `asker` sees it.
+fn disco_info(shared: &Shared, asker: &FullJid) -> Element {
     let mut features: BTreeSet<String> = [
         ns::DISCO_INFO,
         ns::DISCO_ITEMS,
@@ -199,7 +200,10 @@ fn disco_info(shared: &Shared) -> Element {
     .into_iter()
     .map(String::from)
     .collect();
-    if shared.config.registration.allow {
+    // An account changes its password and removes itself in-band whether or not new accounts
+    // may register (XEP-0077 §3.2, §3.3), and clients (Conversations) offer that only when
+    // the server advertises the namespace, as Prosody always does.
+    if shared.config.registration.allow || asker.domain().as_str() == shared.domain {
         features.insert(ns::REGISTER.into());
     }
     DiscoInfoResult {
@@ -243,6 +247,11 @@ async fn registered_account(
         return Handled::reply(iq_result(iq, Some(query)));
     }
     if payload.has_child("remove", ns::REGISTER) {
+        // XEP-0077 §3.2: `<remove/>` comes alone; a removal cannot be undone, so a request
+        // that says more is refused rather than guessed at.
+        if payload.children().count() > 1 {
+            return Handled::error(iq, StanzaError::BadRequest);
+        }
         let (archive, pubsub_jid) = (shared.archive.as_ref(), shared.pubsub.jid());
         let conversations = match mam::conversations_of(archive, pubsub_jid, &bare).await {
             Ok(conversations) => conversations,
@@ -254,7 +263,7 @@ async fn registered_account(
         return match accounts.delete(&bare).await {
             Ok(()) => {
                 shared.pubsub.forget_account(bare.clone()).await;
-                mam::delete_conversations(archive, pubsub_jid, conversations).await;
+                mam::end_conversations(archive, accounts, pubsub_jid, &bare, conversations).await;
                 tracing::info!(jid = %bare, "account removed by its owner");
                 Handled {
                     before: Vec::new(),

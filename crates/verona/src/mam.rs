@@ -30,13 +30,10 @@ pub async fn query(shared: &Shared, iq: &Element, payload: &Element, me: &FullJi
         && query.after.is_none()
         && query.before.is_none();
     let account = me.bare();
+    let (archive, pubsub_jid) = (shared.archive.as_ref(), shared.pubsub.jid());
     let services = match &query.with {
-        Some(with) => Ok(vec![format!(
-            "{}/{}",
-            shared.pubsub.jid(),
-            chat::node(&account, &with.bare())
-        )]),
-        None => conversations_of(shared.archive.as_ref(), shared.pubsub.jid(), &account).await,
+        Some(with) => conversations_with(archive, pubsub_jid, &account, &with.bare()).await,
+        None => conversations_of(archive, pubsub_jid, &account).await,
     };
     // A bare `with` chose the conversation; a full one also filters by the resource, which
     // the store cannot page on: that conversation is scanned a chunk at a time.
@@ -244,25 +241,72 @@ pub async fn conversations_of(
     Ok(held)
 }
 
-/// Deletes the conversations of a deleted account from storage (the shards have dropped
-/// theirs from memory), so that whoever takes the name next reads none of them.
-pub async fn delete_conversations(
+/// The services of `account`'s conversation with `with`: the live one, and those retired when
+/// earlier accounts of that name were deleted ([`chat::retired`]), which its archive still
+/// holds under that JID.
+async fn conversations_with(
     archive: &dyn PubsubStore,
     pubsub_jid: &str,
+    account: &BareJid,
+    with: &BareJid,
+) -> Result<Vec<String>, verona_storage::StorageError> {
+    let live = chat::node(account, with);
+    let mut services = conversations_of(archive, pubsub_jid, account).await?;
+    services.retain(|service| {
+        node_of(pubsub_jid, service).and_then(chat::retired_from) == Some(live.as_str())
+    });
+    services.push(format!("{pubsub_jid}/{live}"));
+    Ok(services)
+}
+
+/// A conversation's node, from its service `<pubsub>/<node>`.
+fn node_of<'a>(pubsub_jid: &str, service: &'a str) -> Option<&'a str> {
+    service.strip_prefix(pubsub_jid)?.strip_prefix('/')
+}
+
+/// What becomes of a deleted account's conversations in storage (the shards have dropped them
+/// from memory, storage the account's subscriptions and affiliations): one with another local
+/// account is retired ([`chat::retired`]), as that account's archive is its own (XEP-0313),
+/// while the next owner of the deleted name neither reads it nor is a party to it; the others
+/// (with itself, with another server's user, already retired) are deleted.
+pub async fn end_conversations(
+    archive: &dyn PubsubStore,
+    accounts: &crate::accounts::Accounts,
+    pubsub_jid: &str,
+    account: &BareJid,
     services: Vec<String>,
 ) {
-    let writes: Vec<PubsubWrite> = services
-        .into_iter()
-        .filter_map(|service| {
-            let node = service.strip_prefix(pubsub_jid)?.strip_prefix('/')?;
-            let op = StoreOp::NodeDeleted {
-                node: node.to_owned(),
-            };
-            Some(PubsubWrite { service, op })
-        })
-        .collect();
-    if let Err(e) = archive.apply(&writes).await {
-        tracing::error!("deleting {} conversations: {e}", writes.len());
+    let mut deleted = Vec::new();
+    for service in services {
+        let Some(node) = node_of(pubsub_jid, &service) else {
+            continue;
+        };
+        let other = chat::parties(node)
+            .map(|(low, high)| if low == *account { high } else { low })
+            .filter(|other| other != account);
+        let survives = match other {
+            Some(other) => matches!(accounts.credentials(&other).await, Ok(Some(_))),
+            None => false,
+        };
+        if !survives {
+            let node = node.to_owned();
+            deleted.push(PubsubWrite {
+                service,
+                op: StoreOp::NodeDeleted { node },
+            });
+            continue;
+        }
+        let retired = chat::retired(node, std::time::SystemTime::now());
+        let to_service = format!("{pubsub_jid}/{retired}");
+        if let Err(e) = archive
+            .move_node(&service, node, &to_service, &retired)
+            .await
+        {
+            tracing::error!(%service, "retiring a conversation: {e}");
+        }
+    }
+    if let Err(e) = archive.apply(&deleted).await {
+        tracing::error!("deleting {} conversations: {e}", deleted.len());
     }
 }
 
@@ -329,8 +373,8 @@ pub fn prefs(iq: &Element) -> Element {
     iq_result(iq, Some(prefs))
 }
 
-/// Deletes an account while no server runs (`verona user del`): its conversations go with it,
-/// as with an in-band removal (XEP-0077), which a running server does.
+/// Deletes an account while no server runs (`verona user del`): its conversations end as with
+/// an in-band removal (XEP-0077), which a running server does.
 pub async fn delete_stopped(
     accounts: &crate::accounts::Accounts,
     archive: &dyn PubsubStore,
@@ -339,7 +383,7 @@ pub async fn delete_stopped(
 ) -> anyhow::Result<()> {
     let conversations = conversations_of(archive, pubsub_jid, account).await?;
     accounts.delete(account).await?;
-    delete_conversations(archive, pubsub_jid, conversations).await;
+    end_conversations(archive, accounts, pubsub_jid, account, conversations).await;
     Ok(())
 }
 

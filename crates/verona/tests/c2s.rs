@@ -494,10 +494,10 @@ async fn server_answers_ping_disco_version_and_refuses_the_unknown() {
             "{feature} missing from {features:?}"
         );
     }
-    assert!(
-        !features.contains(&"jabber:iq:register"),
-        "registration is off by default"
-    );
+    // Registration is off by default, but an account changes its password and removes itself
+    // in-band (XEP-0077 §3.2, §3.3): clients (Conversations) offer that only if the server
+    // says so.
+    assert!(features.contains(&"jabber:iq:register"), "{features:?}");
 
     c.send("<iq xmlns='jabber:client' type='get' id='3' to='localhost'><query xmlns='jabber:iq:version'/></iq>").await;
     let version = c.recv().await;
@@ -814,6 +814,11 @@ async fn in_band_registration() {
         .await;
     assert_eq!(changed.attr("type"), Some("result"));
     let mut fresh = t.login("mercutio", "a-plague", "again").await;
+    // XEP-0077 §3.2: `<remove/>` must come alone; what cannot be undone is not guessed at.
+    let unclear = fresh
+        .request("<iq xmlns='jabber:client' type='set' id='rm0'><query xmlns='jabber:iq:register'><remove/><username>mercutio</username></query></iq>")
+        .await;
+    assert_eq!(stanza_error(&unclear).as_deref(), Some("bad-request"));
     let removed = fresh
         .request("<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
         .await;

@@ -487,7 +487,7 @@ async fn every_message_to_nobody_is_refused() {
 }
 
 #[tokio::test]
-async fn a_message_to_nobody_is_refused_and_a_deleted_account_takes_its_conversations() {
+async fn a_message_to_nobody_is_refused_and_a_deleted_account_takes_its_archive() {
     let server = server().await;
     let mut juliet = online(&server, "juliet", "balcony").await;
     juliet.send(&chat("tybalt@localhost", "x", "hi")).await;
@@ -513,7 +513,55 @@ async fn a_message_to_nobody_is_refused_and_a_deleted_account_takes_its_conversa
     let (results, _) = archive_page(&mut romeo, "", "").await;
     assert!(results.is_empty());
     let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
-    assert!(results.is_empty());
+    assert_eq!(archived_bodies(&results), ["kept"]);
+}
+
+/// A deleted account takes its own archive, not the other party's (as Prosody's and
+/// ejabberd's per-user archives): Juliet keeps her conversation with the old Romeo, in its
+/// place among her others, while the next owner of the name neither reads it nor is in it.
+#[tokio::test]
+async fn a_deleted_account_leaves_the_other_party_her_archive() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut nurse = online(&server, "nurse", "kitchen").await;
+    juliet.send(&chat("romeo@localhost", "1", "r1")).await;
+    let old = stanza_id(&next_message(&mut romeo).await, "romeo@localhost");
+    juliet.send(&chat("nurse@localhost", "2", "n1")).await;
+    next_message(&mut nurse).await;
+    romeo.send(&chat("juliet@localhost", "3", "r2")).await;
+    next_message(&mut juliet).await;
+    let remove = "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>";
+    ok(&romeo.request(remove).await);
+
+    let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
+    assert_eq!(archived_bodies(&results), ["r1", "r2"]);
+    let (results, _) = archive_page(&mut juliet, "", "").await;
+    assert_eq!(archived_bodies(&results), ["r1", "n1", "r2"]);
+
+    server.add_user("romeo", "new").await;
+    let mut romeo = server.login("romeo", "new", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    assert_eq!(romeo.recv().await.name(), "presence");
+    for form in [String::new(), with("juliet@localhost")] {
+        let (results, _) = archive_page(&mut romeo, &form, "").await;
+        assert!(results.is_empty(), "{}", show(&results[0]));
+    }
+    // Not even by the old message's id.
+    let ids = format!(
+        "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>\
+           <field var='ids'><value>{old}</value></field></x>"
+    );
+    let (results, reply) = archive_page(&mut romeo, &ids, "").await;
+    assert!(results.is_empty(), "{}", show(&results[0]));
+    assert_eq!(stanza_error(&reply).as_deref(), Some("item-not-found"));
+    // Juliet writes to the new Romeo: a conversation of its own, his archive holds only that.
+    juliet.send(&chat("romeo@localhost", "4", "after")).await;
+    assert_eq!(next_message(&mut romeo).await.attr("id"), Some("4"));
+    let (results, _) = archive_page(&mut romeo, "", "").await;
+    assert_eq!(archived_bodies(&results), ["after"]);
+    let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
+    assert_eq!(archived_bodies(&results), ["r1", "r2", "after"]);
 }
 
 /// The seed's Ex. 18 (corrected): Juliet makes `me_and_romeo`, a whitelist node with Romeo as
@@ -966,8 +1014,8 @@ async fn a_block_stops_the_unavailable_after_directed_presence() {
     }
 }
 
-/// `verona user del` on a stopped server deletes the account's conversations too, as an
-/// in-band removal does: whoever takes the name next reads none of them.
+/// `verona user del` on a stopped server deletes the account's archive too, as an in-band
+/// removal does: whoever takes the name next reads none of it; the other party keeps hers.
 #[tokio::test]
 async fn the_command_line_deletes_an_accounts_conversations() {
     let server = server().await;
@@ -1014,8 +1062,9 @@ async fn the_command_line_deletes_an_accounts_conversations() {
     assert_eq!(got.attr("id"), Some("2"));
     let (results, _) = archive_page(&mut romeo, "", "").await;
     assert_eq!(archived_bodies(&results), ["after"]);
+    // Hers keeps what she said to the old one.
     let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
-    assert_eq!(archived_bodies(&results), ["after"]);
+    assert_eq!(archived_bodies(&results), ["kept", "after"]);
     drop(dir);
 }
 

@@ -1876,6 +1876,28 @@ async fn a_room_deleted_with_its_owners_account_tells_its_occupants() {
     assert!(x.has_child("destroy", MUC_USER), "{}", show(&gone));
 }
 
+/// XEP-0045 §7.14: an occupant whose account is removed leaves its rooms as when its session
+/// ends; the others see it go instead of keeping a ghost.
+#[tokio::test]
+async fn a_removed_account_leaves_its_rooms() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    ok(&nurse
+        .request("<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await);
+    let gone = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/Nurse")
+    })
+    .await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    let item = gone
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap();
+    assert_eq!(item.attr("role"), Some("none"), "{}", show(&gone));
+    romeo.expect_nothing().await;
+}
+
 /// RFC 6121 §4.6.3: a session that goes unavailable (without closing its stream) leaves the
 /// rooms it had entered; the others see it go, and it no longer speaks there.
 #[tokio::test]

@@ -452,6 +452,29 @@ async fn a_deleted_account_leaves_nothing_to_the_next_owner_of_its_name() {
     romeo.expect_nothing().await;
 }
 
+/// RFC 6121 §4.5.2, XEP-0077 §3.2: a contact sees a deleted account go offline, as when its
+/// sessions end.
+#[tokio::test]
+async fn a_deleted_account_goes_offline_for_its_contacts() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let remove = "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>";
+    ok(&juliet.request(remove).await);
+    let mut presences = Vec::new();
+    while let Ok(Some(verona_stream::StreamEvent::Stanza(el))) =
+        tokio::time::timeout(QUIET, romeo.next_event()).await
+    {
+        if el.name() == "presence" {
+            let (kind, from) = (el.attr("type"), el.attr("from"));
+            presences.push((kind.map(String::from), from.map(String::from)));
+        }
+    }
+    let gone = (Some("unavailable"), Some("juliet@localhost/balcony"));
+    let presences: Vec<_> = (presences.iter())
+        .map(|(kind, from)| (kind.as_deref(), from.as_deref()))
+        .collect();
+    assert_eq!(presences, [gone]);
+}
+
 /// H3: a password changed in-band ends the account's other sessions (whoever knew the old
 /// one is out); the session that changed it stays.
 #[tokio::test]

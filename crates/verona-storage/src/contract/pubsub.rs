@@ -806,6 +806,81 @@ pub(crate) async fn account_deletion_forgets_pubsub(
     }
 }
 
+/// A node moved to another service and id takes its affiliations and subscriptions along, and
+/// its items keep their place among other services' items; what was at the destination gives
+/// way, and moving a node that is not stored changes nothing.
+pub(crate) async fn pubsub_node_moves(store: &dyn PubsubStore) {
+    let mut held = subscription("s1", NURSE, SubscriptionOptions::default());
+    held.state = SubscriptionState::Subscribed;
+    let node = || "x".to_owned();
+    let mut writes = vec![
+        created("a/x", "x"),
+        created("b", "n"),
+        created("a/z", "z"),
+        stored_item("a/z", "z", item("stale", None, time(9))),
+        write(
+            "a/x",
+            StoreOp::AffiliationSet {
+                node: node(),
+                jid: bare(NURSE),
+                affiliation: Affiliation::Publisher,
+            },
+        ),
+        write(
+            "a/x",
+            StoreOp::SubscriptionSet {
+                node: node(),
+                subscription: held.clone(),
+            },
+        ),
+    ];
+    for (n, (service, node, id)) in [
+        ("a/x", "x", "x1"),
+        ("b", "n", "elsewhere"),
+        ("a/x", "x", "x2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        writes.push(stored_item(
+            service,
+            node,
+            item(id, None, time(n as u64 + 1)),
+        ));
+    }
+    store.apply(&writes).await.unwrap();
+    let before = store.load_service("a/x").await.unwrap();
+
+    store.move_node("a/x", "x", "a/z", "z").await.unwrap();
+    assert!(store.load_service("a/x").await.unwrap().is_empty());
+    let moved = store.load_service("a/z").await.unwrap();
+    let expected: Vec<StoredNode> = before
+        .into_iter()
+        .map(|node| StoredNode {
+            id: "z".to_owned(),
+            ..node
+        })
+        .collect();
+    assert_eq!(moved, expected);
+    let held_now: Vec<(String, String)> = (store.subscriptions_of(NURSE).await.unwrap())
+        .into_iter()
+        .map(|held| (held.service, held.node))
+        .collect();
+    assert_eq!(held_now, [("a/z".to_owned(), "z".to_owned())]);
+    let query = crate::ItemsQuery {
+        services: vec!["a/z".to_owned(), "b".to_owned()],
+        max: 10,
+        ..crate::ItemsQuery::default()
+    };
+    let page = store.items_page(&query).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|f| f.item.id.as_str()).collect();
+    assert_eq!(ids, ["x1", "elsewhere", "x2"]);
+
+    store.move_node("a/x", "x", "b", "n").await.unwrap();
+    assert_eq!(store.load_service("a/z").await.unwrap(), moved);
+    assert_eq!(store.load_service("b").await.unwrap().len(), 1);
+}
+
 /// Items of several services read as one archive: in the order they were stored, filtered by
 /// time, paged forwards and backwards from ids, with the count of all that match.
 pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {

@@ -130,6 +130,30 @@ impl PubsubStore for MemoryStore {
         })
     }
 
+    fn move_node<'a>(
+        &'a self,
+        service: &'a str,
+        node: &'a str,
+        to_service: &'a str,
+        to_node: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let mut services = self.pubsub();
+            let Some(nodes) = services.get_mut(service) else {
+                return Ok(());
+            };
+            let Some(mut moved) = nodes.remove(node) else {
+                return Ok(());
+            };
+            if nodes.is_empty() {
+                services.remove(service);
+            }
+            moved.id = to_node.to_owned();
+            (services.entry(to_service.to_owned()).or_default()).insert(to_node.to_owned(), moved);
+            Ok(())
+        })
+    }
+
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
         Box::pin(async move { Ok(self.pubsub().keys().cloned().collect()) })
     }
@@ -335,6 +359,11 @@ mod tests {
     #[tokio::test]
     async fn write_semantics() {
         contract::pubsub_write_semantics(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn node_moves() {
+        contract::pubsub_node_moves(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

@@ -158,6 +158,46 @@ impl PubsubStore for SqliteStore {
             Ok(usize::try_from(removed).unwrap_or(usize::MAX))
         })
     }
+    fn move_node<'a>(
+        &'a self,
+        service: &'a str,
+        node: &'a str,
+        to_service: &'a str,
+        to_node: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            // A new node row, the others' rows pointed at it, the old row gone: the foreign
+            // keys name a node by (service, node), which an UPDATE of the row would break.
+            // Items name it by number, and keep their seq.
+            let mut tx = self.writer.begin().await?;
+            for statement in [
+                "DELETE FROM pubsub_nodes WHERE service = $3 AND node = $4 AND EXISTS \
+                 (SELECT 1 FROM pubsub_nodes WHERE service = $1 AND node = $2)",
+                "INSERT INTO pubsub_nodes (service, node, config, id) \
+                 SELECT $3, $4, config, (SELECT MAX(id) + 1 FROM pubsub_nodes) \
+                 FROM pubsub_nodes WHERE service = $1 AND node = $2",
+                "UPDATE pubsub_affiliations SET service = $3, node = $4 \
+                 WHERE service = $1 AND node = $2",
+                "UPDATE pubsub_subscriptions SET service = $3, node = $4 \
+                 WHERE service = $1 AND node = $2",
+                "UPDATE pubsub_items \
+                 SET node_id = (SELECT id FROM pubsub_nodes WHERE service = $3 AND node = $4) \
+                 WHERE node_id = (SELECT id FROM pubsub_nodes WHERE service = $1 AND node = $2)",
+                "DELETE FROM pubsub_nodes WHERE service = $1 AND node = $2",
+            ] {
+                sqlx::query(statement)
+                    .bind(service)
+                    .bind(node)
+                    .bind(to_service)
+                    .bind(to_node)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
         Box::pin(async move {
             Ok(
@@ -1320,6 +1360,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;
         contract::pubsub_node_directory(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn node_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_node_moves(&store).await;
         store.close().await;
     }
 

@@ -50,6 +50,23 @@ pub fn is_conversation(node: &str) -> bool {
     parties(node).is_some()
 }
 
+/// What a conversation becomes when one party's account is deleted and the other's stays:
+/// `<node>/<when, in microseconds>`, the survivor's archive of it alone. No live conversation
+/// has that name, so whoever takes the deleted name next starts a new one; the time keeps
+/// apart what the survivor said with each of the name's owners.
+pub fn retired(node: &str, at: SystemTime) -> String {
+    let micros = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{node}/{}", micros.as_micros())
+}
+
+/// The conversation a retired one ([`retired`]) was, `None` for any other node.
+pub fn retired_from(node: &str) -> Option<&str> {
+    let (live, at) = node.rsplit_once('/')?;
+    (at.parse::<u128>().is_ok() && is_conversation(live)).then_some(live)
+}
+
 /// Messages of a conversation held in memory while it is resident: its node's `max_items`.
 /// Its whole archive is in storage (up to [`ARCHIVED`]); messages leaving memory stay there.
 pub const RESIDENT: usize = 20;
@@ -345,6 +362,19 @@ mod tests {
             "me_and_romeo",
         ] {
             assert_eq!(parties(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_retired_conversation_names_the_one_it_was_and_is_none() {
+        let node = "chat/juliet@localhost/romeo@localhost";
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        let retired = retired(node, at);
+        assert_eq!(retired, format!("{node}/1700000000123456"));
+        assert_eq!(retired_from(&retired), Some(node));
+        assert!(!is_conversation(&retired));
+        for other in [node, "chat/juliet@localhost/romeo@localhost/x", "diary/1"] {
+            assert_eq!(retired_from(other), None, "{other}");
         }
     }
 

@@ -6,6 +6,13 @@ use super::*;
 
 impl ServicesTask {
     pub(super) fn forget_account(&mut self, account: &BareJid, done: &mut Vec<Done>) {
+        // Its sessions end here as a stream's end ends them, while its contacts and rooms still
+        // know it: contacts see it go offline (RFC 6121 §4.5.2) and occupants see it leave
+        // (XEP-0045 §7.14), which forgetting it would not tell them. Its streams close after
+        // this, and their own ends find nothing left to do.
+        for (session, _) in self.router.resources_of(account) {
+            self.session_ended(&Jid::from(session), done);
+        }
         // Its own service too, so that its contacts' rosters hear the relations end; the
         // emptied service leaves memory after the batch ([`ServicesTask::drop_forgotten`]).
         let mut origins: Vec<Origin> = self.accounts.keys().cloned().map(Origin::Account).collect();
@@ -41,8 +48,8 @@ impl ServicesTask {
         if self.accounts.contains_key(account) {
             self.forgotten.push(account.clone());
         }
-        // Its conversations go whole (the caller deletes them from storage): the other party
-        // keeps nothing a new owner of the name could read.
+        // Its conversations leave memory; the caller retires or deletes them in storage
+        // (`mam::end_conversations`), and whoever takes the name next starts new ones.
         self.conversations.retain(|node, _| {
             eventing::chat::parties(node)
                 .is_none_or(|(low, high)| low != *account && high != *account)

@@ -102,6 +102,16 @@ impl PubsubStore for FaultyStore {
         self.inner.trim_items(service, keep)
     }
 
+    fn move_node<'a>(
+        &'a self,
+        service: &'a str,
+        node: &'a str,
+        to_service: &'a str,
+        to_node: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.inner.move_node(service, node, to_service, to_node)
+    }
+
     fn items_page<'a>(
         &'a self,
         query: &'a ItemsQuery,
