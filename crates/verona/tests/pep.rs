@@ -450,6 +450,55 @@ async fn pending_requests_are_asked_again_at_login() {
     assert!(show(form).contains("romeo@localhost"), "{}", show(form));
 }
 
+/// XEP-0060 §8.6: a request to another PEP node, made while its owner is offline, reaches her
+/// at her next login as the form, the classic `<presence/>` she logs in with notwithstanding
+/// (presence has no word for it).
+#[tokio::test]
+async fn a_request_to_another_node_is_asked_again_at_login() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&publish(
+        &mut juliet,
+        "p1",
+        "urn:example:mood",
+        "shy",
+        Some("authorize"),
+    )
+    .await);
+    drop(juliet);
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "urn:example:mood").await);
+
+    let mut juliet = t.login("juliet", "pw", "tower").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let request = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(request.attr("from"), Some("juliet@localhost"));
+    let form = request
+        .get_child("x", DATA)
+        .unwrap_or_else(|| panic!("the Ex. 10 form: {}", show(&request)));
+    let fields: Vec<(String, String)> = form
+        .children()
+        .filter_map(|field| {
+            let value = field.get_child("value", DATA)?.text();
+            Some((field.attr("var")?.to_owned(), value))
+        })
+        .filter(|(var, _)| var == "pubsub#node" || var == "pubsub#subscriber_jid")
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("pubsub#node".to_owned(), "urn:example:mood".to_owned()),
+            (
+                "pubsub#subscriber_jid".to_owned(),
+                "romeo@localhost/orchard".to_owned()
+            ),
+        ]
+    );
+}
+
 /// DESIGN §3, the first mixed scenario: native Juliet publishes presence (Ex. 3); classic Romeo
 /// (capabilities without `presence+notify`) gets `<presence/>` stanzas, native Nurse (with it)
 /// gets Ex. 4; both see her go when her socket is cut.

@@ -289,6 +289,30 @@ async fn authorize_flow_approve_and_deny() {
     paris.expect_nothing().await;
 }
 
+/// XEP-0060 §8.6: a request made while the owner is offline reaches her at her next login.
+#[tokio::test]
+async fn a_request_made_while_the_owner_is_offline_reaches_her_at_login() {
+    let t = server_with(&["juliet", "paris"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    create(&mut juliet, "heart", &[]).await;
+    drop(juliet);
+    let mut paris = t.login("paris", "pw", "church").await;
+    ok(&subscribe(&mut paris, "heart", "paris@localhost").await);
+
+    let mut juliet = t.login("juliet", "pw", "tower").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let request = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(request.attr("from"), Some("pubsub.localhost"));
+    let form = request
+        .get_child("x", DATA)
+        .unwrap_or_else(|| panic!("a form: {}", show(&request)));
+    assert_eq!(form_field(form, "pubsub#node").as_deref(), Some("heart"));
+    assert_eq!(
+        form_field(form, "pubsub#subscriber_jid").as_deref(),
+        Some("paris@localhost")
+    );
+}
+
 /// A whitelist node: a non-member can neither subscribe nor read; a member can.
 #[tokio::test]
 async fn whitelist_is_enforced() {
