@@ -313,6 +313,28 @@ async fn a_request_made_while_the_owner_is_offline_reaches_her_at_login() {
     );
 }
 
+/// RFC 6120 §8.3.1: an answer sent to `pubsub.localhost` that matches no request there
+/// bounces from `pubsub.localhost`, whoever sends it (the shard of the sender's account or
+/// another), rather than from the rooms' service it was handed to.
+#[tokio::test]
+async fn an_unmatched_answer_to_the_service_bounces_from_it() {
+    let users = ["juliet", "romeo", "nurse", "tybalt"];
+    let t = server_with(&users).await;
+    for user in users {
+        let mut c = t.login(user, "pw", "home").await;
+        c.send("<message xmlns='jabber:client' to='pubsub.localhost' id='stale'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>no-such-node</value></field><field var='pubsub#subscriber_jid'><value>paris@localhost</value></field><field var='pubsub#allow'><value>true</value></field></x></message>")
+            .await;
+        let bounce = c.recv().await;
+        assert_eq!(
+            (bounce.name(), bounce.attr("type"), bounce.attr("from")),
+            ("message", Some("error"), Some("pubsub.localhost")),
+            "{}",
+            show(&bounce)
+        );
+        assert_eq!(stanza_error(&bounce).as_deref(), Some("item-not-found"));
+    }
+}
+
 /// A whitelist node: a non-member can neither subscribe nor read; a member can.
 #[tokio::test]
 async fn whitelist_is_enforced() {
