@@ -246,9 +246,12 @@ fn dispatch(
             Some(form) => subscriber::set_options(service, &actor, &target, &form),
         },
         Request::DefaultOptions { node } => subscriber::default_options(service, node),
-        Request::Items { node, query, paged } => {
-            subscriber::items(service, ctx, &actor, &node, &query, paged)
-        }
+        Request::Items {
+            node,
+            query,
+            paged,
+            subid,
+        } => subscriber::items(service, ctx, &actor, &node, &query, paged, subid.as_deref()),
         Request::Publish {
             node,
             item,

@@ -64,6 +64,7 @@ pub(crate) enum Request {
         node: String,
         query: ItemQuery,
         paged: bool,
+        subid: Option<String>,
     },
     /// §7.1, with §7.1.5 publish-options.
     Publish {
@@ -391,6 +392,7 @@ fn parse_items(items: &Element, rsm: Option<&Element>) -> Result<Request, Error>
         node: node(items),
         query,
         paged,
+        subid: attr(items, "subid"),
     })
 }
 

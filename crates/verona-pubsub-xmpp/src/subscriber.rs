@@ -160,7 +160,8 @@ pub(crate) fn default_options(service: &Service, node: Option<String>) -> Handle
     Ok(Answer::reply(Some(pubsub(default))))
 }
 
-/// §6.5, newest first; with a XEP-0059 `<set/>` answer when the request was paged.
+/// §6.5, newest first, for the requester's subscription `subid` names (§6.5.9); with a
+/// XEP-0059 `<set/>` answer when the request was paged.
 /// Items one retrieval returns at most, and their payload bytes at most (one item always): a
 /// larger node is returned a page at a time, so that a short request cannot make the service
 /// serialise a whole node (issue #11 H5).
@@ -174,6 +175,7 @@ pub(crate) fn items(
     node: &str,
     query: &ItemQuery,
     paged: bool,
+    subid: Option<&str>,
 ) -> Handler {
     let bounded = match query {
         ItemQuery::All => ItemQuery::Page(PageRequest {
@@ -188,6 +190,7 @@ pub(crate) fn items(
         }),
     };
     let mut page = service.items(ctx.resolver, actor, node, &bounded)?;
+    service.check_retrieval_subid(actor, node, subid)?;
     let mut bytes = 0;
     let fits = page
         .items

@@ -424,6 +424,52 @@ fn default_subscription_options() {
     assert_error(&missing, "cancel", "item-not-found", None);
 }
 
+/// §6.5.9.1–2: a retrieval by an entity with several subscriptions names one of them, also
+/// on an open node, where nobody needs a subscription to retrieve.
+#[test]
+fn items_with_several_subscriptions_need_the_subid() {
+    let mut h = Harness::new();
+    open_node(&mut h);
+    let first = h.subscribe(ROMEO, "princely_musings");
+    let second_request = [
+        "<iq type='set' id='sub2'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+           <subscribe node='princely_musings' jid='romeo@localhost'/><options>",
+        OPTIONS_FORM,
+        "</options></pubsub></iq>",
+    ]
+    .concat();
+    assert_eq!(h.ask(ROMEO, &second_request).attr("type"), Some("result"));
+
+    let items = |subid: Option<&str>| {
+        let attr = subid
+            .map(|s| [" subid='", s, "'"].concat())
+            .unwrap_or_default();
+        [
+            "<iq type='get' id='items1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+               <items node='princely_musings'",
+            &attr,
+            "/></pubsub></iq>",
+        ]
+        .concat()
+    };
+    let without = h.ask(ROMEO, &items(None));
+    assert_error(&without, "modify", "bad-request", Some("subid-required"));
+    let wrong = h.ask(ROMEO, &items(Some("nope")));
+    assert_error(&wrong, "modify", "not-acceptable", Some("invalid-subid"));
+    let right = h.ask(ROMEO, &items(Some(&first)));
+    assert_xml(
+        &right,
+        "<iq type='result' from='pubsub.localhost' to='romeo@localhost/orchard' id='items1'>
+           <pubsub xmlns='http://jabber.org/protocol/pubsub'>
+             <items node='princely_musings'/>
+           </pubsub>
+         </iq>",
+    );
+    // Someone holding no subscription retrieves an open node's items as before.
+    let nurse = h.ask(NURSE, &items(None));
+    assert_eq!(nurse.attr("type"), Some("result"));
+}
+
 #[test]
 fn unsubscribe_with_several_subscriptions_needs_the_subid() {
     let mut h = Harness::new();

@@ -467,6 +467,68 @@ fn subids_distinguish_subscriptions_with_different_options() {
     );
 }
 
+/// XEP-0060 §6.5.9.1–2: a retrieval names one of the requester's subscriptions (of its JID
+/// or its bare JID) when it holds several, and only one of them; holding none, it names
+/// whatever it likes.
+#[test]
+fn item_retrieval_names_one_of_several_subscriptions() {
+    let fields = [ConfigField::AccessModel(AccessModel::Open)];
+    let (mut service, _) = with_node(ServiceConfig::pubsub(), &fields);
+    let romeo = jid(ROMEO);
+    let chat = options_with(|o| o.show_values = Some([Show::Chat].into()));
+    let first = service
+        .subscribe(&NoRoster, &romeo, "n", &romeo, None)
+        .unwrap()
+        .value
+        .subid;
+    let _ = service
+        .subscribe(&NoRoster, &romeo, "n", &romeo, Some(chat))
+        .unwrap();
+    let nurse = jid("nurse@capulet.lit/chamber");
+    let nurse_bare = jid("nurse@capulet.lit");
+    let nurses = service
+        .subscribe(&NoRoster, &nurse, "n", &nurse_bare, None)
+        .unwrap()
+        .value
+        .subid;
+    let _ = service
+        .subscribe(&NoRoster, &nurse, "n", &nurse, None)
+        .unwrap();
+    let cases: &[(&str, Option<&str>, Result<(), PubsubError>)] = &[
+        (ROMEO, None, Err(PubsubError::SubidRequired)),
+        (ROMEO, Some("bogus"), Err(PubsubError::InvalidSubid)),
+        (ROMEO, Some(&first), Ok(())),
+        // Another resource holds none of the full JID's subscriptions.
+        ("romeo@montague.lit/garden", None, Ok(())),
+        ("romeo@montague.lit/garden", Some(&first), Ok(())),
+        // The bare JID's subscription is the resource's too.
+        (
+            "nurse@capulet.lit/chamber",
+            None,
+            Err(PubsubError::SubidRequired),
+        ),
+        ("nurse@capulet.lit/chamber", Some(&nurses), Ok(())),
+        ("nurse@capulet.lit/attic", None, Ok(())),
+        (
+            "nurse@capulet.lit/attic",
+            Some("bogus"),
+            Err(PubsubError::InvalidSubid),
+        ),
+        ("tybalt@capulet.lit/street", Some("bogus"), Ok(())),
+    ];
+    for (n, (actor, subid, expected)) in cases.iter().enumerate() {
+        assert_eq!(
+            service.check_retrieval_subid(&jid(actor), "n", *subid),
+            *expected,
+            "case {n}"
+        );
+    }
+    assert_eq!(
+        service.check_retrieval_subid(&romeo, "missing", None),
+        Err(PubsubError::NodeNotFound)
+    );
+}
+
 #[test]
 fn bare_and_full_jid_subscriptions_are_separate_recipients() {
     let fields = [ConfigField::AccessModel(AccessModel::Open)];

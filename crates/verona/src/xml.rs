@@ -32,6 +32,9 @@ pub mod ns {
     pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
     pub const PUBSUB_AUTHORIZATION: &str =
         "http://jabber.org/protocol/pubsub#subscribe_authorization";
+    /// XEP-0050 ad-hoc commands, and the one pubsub services offer (XEP-0060 §8.7).
+    pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    pub const GET_PENDING: &str = "http://jabber.org/protocol/pubsub#get-pending";
     pub const COMPRESS: &str = "http://jabber.org/protocol/compress";
     pub const COMPRESS_FEATURE: &str = "http://jabber.org/features/compress";
     pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";

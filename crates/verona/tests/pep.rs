@@ -450,6 +450,116 @@ async fn pending_requests_are_asked_again_at_login() {
     assert!(show(form).contains("romeo@localhost"), "{}", show(form));
 }
 
+/// XEP-0060 §8.6: a request to another PEP node, made while its owner is offline, reaches her
+/// at her next login as the form, the classic `<presence/>` she logs in with notwithstanding
+/// (presence has no word for it).
+#[tokio::test]
+async fn a_request_to_another_node_is_asked_again_at_login() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&publish(
+        &mut juliet,
+        "p1",
+        "urn:example:mood",
+        "shy",
+        Some("authorize"),
+    )
+    .await);
+    drop(juliet);
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "urn:example:mood").await);
+
+    let mut juliet = t.login("juliet", "pw", "tower").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let request = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(request.attr("from"), Some("juliet@localhost"));
+    let form = request
+        .get_child("x", DATA)
+        .unwrap_or_else(|| panic!("the Ex. 10 form: {}", show(&request)));
+    let fields: Vec<(String, String)> = form
+        .children()
+        .filter_map(|field| {
+            let value = field.get_child("value", DATA)?.text();
+            Some((field.attr("var")?.to_owned(), value))
+        })
+        .filter(|(var, _)| var == "pubsub#node" || var == "pubsub#subscriber_jid")
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("pubsub#node".to_owned(), "urn:example:mood".to_owned()),
+            (
+                "pubsub#subscriber_jid".to_owned(),
+                "romeo@localhost/orchard".to_owned()
+            ),
+        ]
+    );
+}
+
+/// XEP-0060 §8.7: the get-pending command PEP advertises runs at the owner's bare JID: her
+/// nodes to choose from, then the forms of the chosen node's pending requests.
+#[tokio::test]
+async fn get_pending_runs_at_the_owners_bare_jid() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&publish(
+        &mut juliet,
+        "p1",
+        "urn:example:mood",
+        "shy",
+        Some("authorize"),
+    )
+    .await);
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "urn:example:mood").await);
+    let asked = juliet.recv().await;
+    assert!(asked.has_child("x", DATA), "{}", show(&asked));
+
+    let command = "<command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/pubsub#get-pending'";
+    let reply = juliet
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='gp1' to='juliet@localhost'>{command} action='execute'/></iq>"))
+        .await;
+    ok(&reply);
+    let executing = reply
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    assert_eq!(executing.attr("status"), Some("executing"));
+    let options: Vec<String> = executing
+        .get_child("x", DATA)
+        .and_then(|form| {
+            form.children()
+                .find(|field| field.attr("var") == Some("pubsub#node"))
+        })
+        .map(|field| {
+            field
+                .children()
+                .filter_map(|option| option.get_child("value", DATA))
+                .map(|value| value.text())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        options.iter().any(|node| node == "urn:example:mood"),
+        "{}",
+        show(&reply)
+    );
+
+    let chosen = "<x xmlns='jabber:x:data' type='submit'><field var='pubsub#node'><value>urn:example:mood</value></field></x>";
+    let reply = juliet
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='gp2' to='juliet@localhost'>{command}>{chosen}</command></iq>"))
+        .await;
+    ok(&reply);
+    let asked = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(asked.attr("from"), Some("juliet@localhost"));
+    assert!(asked.has_child("x", DATA), "{}", show(&asked));
+}
+
 /// DESIGN §3, the first mixed scenario: native Juliet publishes presence (Ex. 3); classic Romeo
 /// (capabilities without `presence+notify`) gets `<presence/>` stanzas, native Nurse (with it)
 /// gets Ex. 4; both see her go when her socket is cut.

@@ -289,6 +289,52 @@ async fn authorize_flow_approve_and_deny() {
     paris.expect_nothing().await;
 }
 
+/// XEP-0060 §8.6: a request made while the owner is offline reaches her at her next login.
+#[tokio::test]
+async fn a_request_made_while_the_owner_is_offline_reaches_her_at_login() {
+    let t = server_with(&["juliet", "paris"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    create(&mut juliet, "heart", &[]).await;
+    drop(juliet);
+    let mut paris = t.login("paris", "pw", "church").await;
+    ok(&subscribe(&mut paris, "heart", "paris@localhost").await);
+
+    let mut juliet = t.login("juliet", "pw", "tower").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let request = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(request.attr("from"), Some("pubsub.localhost"));
+    let form = request
+        .get_child("x", DATA)
+        .unwrap_or_else(|| panic!("a form: {}", show(&request)));
+    assert_eq!(form_field(form, "pubsub#node").as_deref(), Some("heart"));
+    assert_eq!(
+        form_field(form, "pubsub#subscriber_jid").as_deref(),
+        Some("paris@localhost")
+    );
+}
+
+/// RFC 6120 §8.3.1: an answer sent to `pubsub.localhost` that matches no request there
+/// bounces from `pubsub.localhost`, whoever sends it (the shard of the sender's account or
+/// another), rather than from the rooms' service it was handed to.
+#[tokio::test]
+async fn an_unmatched_answer_to_the_service_bounces_from_it() {
+    let users = ["juliet", "romeo", "nurse", "tybalt"];
+    let t = server_with(&users).await;
+    for user in users {
+        let mut c = t.login(user, "pw", "home").await;
+        c.send("<message xmlns='jabber:client' to='pubsub.localhost' id='stale'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>no-such-node</value></field><field var='pubsub#subscriber_jid'><value>paris@localhost</value></field><field var='pubsub#allow'><value>true</value></field></x></message>")
+            .await;
+        let bounce = c.recv().await;
+        assert_eq!(
+            (bounce.name(), bounce.attr("type"), bounce.attr("from")),
+            ("message", Some("error"), Some("pubsub.localhost")),
+            "{}",
+            show(&bounce)
+        );
+        assert_eq!(stanza_error(&bounce).as_deref(), Some("item-not-found"));
+    }
+}
+
 /// A whitelist node: a non-member can neither subscribe nor read; a member can.
 #[tokio::test]
 async fn whitelist_is_enforced() {

@@ -263,6 +263,32 @@ impl Service {
             .query(query, |item| super::is_live(&node.config, item, now))
     }
 
+    /// XEP-0060 §6.5.9.1–2: a retrieval by an entity holding several subscriptions to the
+    /// node (of its JID or of its bare JID) names the one it is for (`subid-required`), and a
+    /// SubID it names must be one of them (`invalid-subid`). An entity holding none retrieves
+    /// as the access model lets it.
+    pub fn check_retrieval_subid(
+        &self,
+        actor: &Jid,
+        node_id: &str,
+        subid: Option<&str>,
+    ) -> Result<(), PubsubError> {
+        let node = find_node(&self.state, node_id)?;
+        let bare = Jid::from(actor.to_bare());
+        let mut held: Vec<&SubId> = node.subscriptions_of_jid(actor).map(|(id, _)| id).collect();
+        if *actor != bare {
+            held.extend(node.subscriptions_of_jid(&bare).map(|(id, _)| id));
+        }
+        match (subid, held.as_slice()) {
+            (_, []) => Ok(()),
+            (Some(wanted), held) if !held.iter().any(|id| id.as_str() == wanted) => {
+                Err(PubsubError::InvalidSubid)
+            }
+            (None, [_, _, ..]) => Err(PubsubError::SubidRequired),
+            _ => Ok(()),
+        }
+    }
+
     /// The items to send to a session that just came online (`on_sub_and_presence`): for each
     /// node where its bare or full JID holds an active subscription, the last items, addressed
     /// to the full JID.

@@ -306,15 +306,16 @@ fn is_blocking_command(el: &Element) -> bool {
         || el.has_child("unblock", ns::BLOCKING)
 }
 
-/// An iq for an account's PEP service: a XEP-0060 request, or discovery of its nodes and items
-/// (disco#items, disco#info about a node; disco#info about the account is answered on its
-/// behalf, see [`classify`]).
+/// An iq for an account's PEP service: a XEP-0060 request, the get-pending command it
+/// advertises (§8.7), or discovery of its nodes and items (disco#items, disco#info about a
+/// node; disco#info about the account is answered on its behalf, see [`classify`]).
 pub(super) fn is_pep_request(el: &Element) -> bool {
     el.name() == "iq"
         && matches!(el.attr("type"), Some("get" | "set"))
         && el.children().any(|c| {
             c.is("pubsub", ns::PUBSUB)
                 || c.is("pubsub", ns::PUBSUB_OWNER)
+                || (c.is("command", ns::COMMANDS) && c.attr("node") == Some(ns::GET_PENDING))
                 || c.is("query", ns::DISCO_ITEMS)
                 || (c.is("query", ns::DISCO_INFO) && c.attr("node").is_some())
         })

@@ -376,18 +376,24 @@ impl ServicesTask {
         for request in waiting.take(PENDING_FORMS_AT_LOGIN) {
             let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
             let service = hosted.jid.bare();
-            let made = self.made_classically(&service, &request.subscriber.bare());
+            let subscriber = request.subscriber.bare();
             let effect = Effect::AuthorizationRequest(request);
             let classic = (hosted.kind == ServiceKind::Pep)
                 .then(|| classic_presence(&service, &effect))
                 .flatten()
                 .map(|stanzas| ClassicStanzas::new(&stanzas));
+            // Only a presence node's request has a classic rendering: any other node's form
+            // reaches every session as it is, classic or not, as when the request was made.
+            let Some(classic) = classic else {
+                self.router.deliver(&out.to, out.stanza);
+                continue;
+            };
             self.router.deliver_views(
                 &out.to,
                 |_| out.stanza.clone(),
-                made,
+                self.made_classically(&service, &subscriber),
                 Reach::Connected,
-                || classic.map(|stanzas| stanzas.to(&out.to)),
+                || Some(classic.to(&out.to)),
             );
         }
     }

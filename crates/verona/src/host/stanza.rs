@@ -32,6 +32,9 @@ impl ServicesTask {
             done.push(Done::reply(from, Some(reply)));
             return;
         }
+        // Only an answer sent to the server may be a room's; one sent to `pubsub.<domain>` is
+        // its own, and an error about it comes from there (RFC 6120 §8.3.1).
+        let to_server = matches!(target, Target::Answer);
         let origin = match target {
             Target::Domain => Origin::Domain,
             Target::Rooms => match eventing::groupchat::addressed_room(&stanza) {
@@ -45,7 +48,8 @@ impl ServicesTask {
                 None => return self.forward_answer(from, stanza),
             },
         };
-        if origin == Origin::Domain
+        if to_server
+            && origin == Origin::Domain
             && let Some(node) = self.room_answered(&stanza)
         {
             return self.answer_room(from, stanza, &node);
@@ -231,11 +235,12 @@ impl ServicesTask {
         }
     }
 
-    /// An answer for `pubsub.<domain>`, held by another shard.
+    /// An answer sent to the server, for `pubsub.<domain>` (or a room, when it matches no
+    /// request there) held by another shard: the sender's account is not there.
     fn forward_answer(&mut self, from: FullJid, stanza: Element) {
         let request = Request::Stanza {
             from,
-            target: Target::Domain,
+            target: Target::Answer,
             stanza,
             view: None,
         };
