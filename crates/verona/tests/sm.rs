@@ -403,6 +403,38 @@ async fn a_stopping_server_keeps_what_sessions_did_not_get_acknowledged() {
     romeo.expect_nothing().await;
 }
 
+/// A client that enables stream management before its first presence gets its whole offline
+/// backlog at once, before it can acknowledge any of it: however many kept messages the
+/// server allows, that is not "too many unacknowledged" (it was disconnected at every login,
+/// and got everything again at the next).
+#[tokio::test]
+async fn an_offline_backlog_larger_than_the_queue_is_not_too_many_unacknowledged() {
+    let server = TestServer::start_with(|config| {
+        config.limits.outbound_queue = 20;
+        config.limits.max_offline_messages = 60;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    for n in 1..=60 {
+        juliet.send(&chat(n)).await;
+    }
+    juliet.expect_nothing().await;
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    enable(&mut romeo).await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let got = bodies(&mut romeo, 60).await;
+    let expected: Vec<String> = (1..=60).map(|n| format!("line {n}")).collect();
+    assert_eq!(got, expected);
+    romeo.send("<a xmlns='urn:xmpp:sm:3' h='0'/>").await;
+    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let answer = recv_until(&mut romeo, |el| el.is("a", SM)).await;
+    assert!(answer.is("a", SM), "{}", show(&answer));
+}
+
 /// Messages a session held when its resumption window ran out reach the account later
 /// stamped with when they came (XEP-0203), not with when the window ended.
 #[tokio::test]
@@ -517,7 +549,13 @@ async fn resuming_takes_over_a_connection_not_yet_known_dead() {
 /// not lost: they reach its next session from offline storage.
 #[tokio::test]
 async fn a_client_that_never_acknowledges_is_bounded() {
-    let server = TestServer::start_with(|config| config.limits.outbound_queue = 8).await;
+    // What waits for acknowledgement is bounded by the queue and the offline backlog a first
+    // presence may bring: 8 + 8.
+    let server = TestServer::start_with(|config| {
+        config.limits.outbound_queue = 8;
+        config.limits.max_offline_messages = 8;
+    })
+    .await;
     for user in ["juliet", "romeo"] {
         server.add_user(user, "pw").await;
     }
@@ -527,12 +565,12 @@ async fn a_client_that_never_acknowledges_is_bounded() {
     available(&mut romeo).await;
     romeo.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
     assert!(romeo.recv().await.is("enabled", SM));
-    // One at a time, so that none bounces off a full queue; none after the ninth, which
+    // One at a time, so that none bounces off a full queue; none after the 17th, which
     // passes the bound (one sent while the session is being ended may be kept before the
-    // ninth: see docs/protocols.md, XEP-0198).
+    // 17th: see docs/protocols.md, XEP-0198).
     let mut received = 0;
     let condition = 'sending: loop {
-        if received < 9 {
+        if received < 17 {
             juliet.send(&chat(received + 1)).await;
         }
         loop {
@@ -550,12 +588,14 @@ async fn a_client_that_never_acknowledges_is_bounded() {
         }
     };
     assert_eq!(condition.as_deref(), Some("policy-violation"));
-    assert_eq!(received, 9);
+    assert_eq!(received, 17);
     drop(romeo);
     let mut romeo = server.login("romeo", "pw", "garden").await;
     available(&mut romeo).await;
-    let expected: Vec<String> = (1..=9).map(|n| format!("line {n}")).collect();
-    assert_eq!(bodies(&mut romeo, 9).await, expected);
+    // The oldest, as many as an offline queue holds; the rest are in the archive.
+    let expected: Vec<String> = (1..=8).map(|n| format!("line {n}")).collect();
+    assert_eq!(bodies(&mut romeo, 8).await, expected);
+    romeo.expect_nothing().await;
 }
 
 /// Sessions parked for resumption still count against `max_sessions_per_account`: dropping

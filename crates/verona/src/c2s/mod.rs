@@ -462,16 +462,19 @@ impl Connection {
         }
     }
 
-    /// Whether the client leaves more unacknowledged than a session's queue holds (stanzas or
-    /// bytes): what a session keeps for resending is bounded like what it keeps for sending.
+    /// Whether the client leaves more unacknowledged than a session's queue and an offline
+    /// backlog hold (stanzas), or twice the queue's bytes: what a session keeps for resending
+    /// is bounded like what it keeps for sending.
     fn unacked_beyond_bound(&self) -> bool {
         let State::Bound(session) = &self.state else {
             return false;
         };
+        // A session's first presence brings its whole offline backlog at once, before the
+        // client can acknowledge any of it: that much more may wait for acknowledgement.
         let limits = &self.shared.config.limits;
         session.sm.as_ref().is_some_and(|sm| {
-            sm.unacked.len() > limits.outbound_queue
-                || sm.unacked_bytes > limits.outbound_queue_bytes
+            sm.unacked.len() > limits.outbound_queue + limits.max_offline_messages
+                || sm.unacked_bytes > 2 * limits.outbound_queue_bytes
         })
     }
 
