@@ -312,6 +312,7 @@ pub async fn start(
         jid: jid.into(),
         rooms: addresses.rooms.into(),
         shards: senders.into(),
+        peers,
         budgets: (0..count)
             .map(|_| Budget::new(hosting.queue_bytes))
             .collect(),

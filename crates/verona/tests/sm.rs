@@ -286,6 +286,9 @@ async fn a_message_a_resource_left_unacknowledged_reaches_another_with_its_delay
     assert_eq!(late.attr("id"), Some("o1"));
     let delay = late.get_child("delay", "urn:xmpp:delay").expect("a delay");
     assert_eq!(delay.attr("from"), Some("localhost"));
+    // Then the orchard's going: what it held is handed over before it leaves.
+    let gone = recv_until(&mut garden, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
     garden.expect_nothing().await;
 }
 
@@ -490,6 +493,8 @@ async fn a_message_only_the_ended_session_had_reaches_a_later_resource() {
         Some("line 1")
     );
     assert!(late.has_child("delay", "urn:xmpp:delay"), "{}", show(&late));
+    let gone = recv_until(&mut garden, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
     garden.expect_nothing().await;
 }
 

@@ -255,49 +255,74 @@ pub(super) fn ended_while_parked(reason: Option<CloseReason>) -> bool {
 /// messages it did not deliver (unacknowledged with `sm`, or still queued) go to offline
 /// storage through its account's shard.
 pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Option<Sm>) {
+    let account = session.jid.bare();
+    // The account is gone, and what was for it is not kept for the next owner of the name
+    // (who may have registered it by the time a parked session ends).
+    let deleted = *session.ends.close.borrow() == Some(CloseReason::AccountDeleted);
+    // What the session did not deliver is read, with when each came, while it is still bound
+    // (what comes meanwhile joins its queue), then handed over the moment it leaves the
+    // router, ahead of whatever the account's conversations keep for it from then on.
+    let mut kept = Vec::new();
+    if !deleted {
+        // Written but not acknowledged, then held while the client was inactive, then queued.
+        let mut undelivered: Vec<Wire> = sm.map(|sm| sm.unacked.into()).unwrap_or_default();
+        if let Some(mut held) = session.inactive.take() {
+            undelivered.extend(held.release());
+        }
+        while let Some(stanza) = session.ends.queue.try_recv() {
+            undelivered.push(stanza);
+        }
+        let candidates: Vec<(Element, bool)> = (undelivered.iter())
+            .filter_map(|stanza| to_keep(stanza, &session.jid))
+            .collect();
+        let messages = candidates.iter().map(|(message, _)| message);
+        let came = match candidates.is_empty() {
+            true => Vec::new(),
+            false => arrivals(shared, &account, messages).await,
+        };
+        kept = keep(shared, &session, candidates.into_iter().zip(came));
+    }
     shared.router.unbind(&session.jid, &session.handle);
-    session.undirect(&shared.router, None);
     let pubsub = &shared.pubsub;
+    if !deleted {
+        // What came while the archive was read came just now, after the rest.
+        let mut late = Vec::new();
+        while let Some(stanza) = session.ends.queue.try_recv() {
+            late.extend(to_keep(&stanza, &session.jid).map(|c| (c, Some(SystemTime::now()))));
+        }
+        kept.extend(keep(shared, &session, late.into_iter()));
+        if !kept.is_empty() {
+            pubsub.session_undelivered(account.clone(), kept);
+        }
+    }
+    session.undirect(&shared.router, None);
     pubsub
         .session_ended(Jid::from(session.jid.clone()), Some(session.handle.id()))
         .await;
-    let account = session.jid.bare();
     if shared.router.sessions_of(&account).is_empty() {
         pubsub.session_ended(Jid::from(account.clone()), None).await;
     }
-    // The account is gone, and what was for it is not kept for the next owner of the name
-    // (who may have registered it by the time a parked session ends).
-    if *session.ends.close.borrow() == Some(CloseReason::AccountDeleted) {
-        return;
-    }
-    // Written but not acknowledged, then held while the client was inactive, then queued.
-    let mut undelivered: Vec<Wire> = sm.map(|sm| sm.unacked.into()).unwrap_or_default();
-    if let Some(mut held) = session.inactive {
-        undelivered.extend(held.release());
-    }
-    while let Some(stanza) = session.ends.queue.try_recv() {
-        undelivered.push(stanza);
-    }
-    // A message to the bare JID (or to a resource that was not there, RFC 6121 §8.5.3.2.1)
-    // went to every resource available then: one of those still there has it already.
-    let others: Vec<SessionHandle> = (shared.router.message_sessions(&account).into_iter())
+}
+
+/// Which of an ending session's undelivered messages (each with when it came, if known) to
+/// keep for its account, as stored: those addressed to it, and those to the bare JID that no
+/// other resource available when they came has.
+fn keep(
+    shared: &Shared,
+    session: &Session,
+    candidates: impl Iterator<Item = ((Element, bool), Option<SystemTime>)>,
+) -> Vec<String> {
+    let own = session.handle.id();
+    let others: Vec<SessionHandle> = (shared.router.message_sessions(&session.jid.bare()))
+        .into_iter()
         .map(|(_, handle)| handle)
+        .filter(|handle| handle.id() != own)
         .collect();
-    let candidates: Vec<(Element, bool)> = (undelivered.iter())
-        .filter_map(|stanza| to_keep(stanza, &session.jid))
-        .collect();
-    if candidates.is_empty() {
-        return;
-    }
-    let came = arrivals(
-        shared,
-        &account,
-        candidates.iter().map(|(message, _)| message),
-    )
-    .await;
-    let kept: Vec<String> = (candidates.into_iter().zip(came))
+    candidates
         .filter_map(|((mut message, for_this_session), came)| {
-            // Not knowing when it came, it is taken to have reached them.
+            // A message to the bare JID (or to a resource that was not there, RFC 6121
+            // §8.5.3.2.1) went to every resource available then: one of those still there
+            // has it. Not knowing when it came, it is taken to have reached them.
             let others_have_it =
                 (others.iter()).any(|other| came.is_none_or(|came| other.available_at(came)));
             if !for_this_session && others_have_it {
@@ -312,10 +337,7 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
             }
             Some(String::from(&message))
         })
-        .collect();
-    if !kept.is_empty() {
-        pubsub.undelivered(account, kept).await;
-    }
+        .collect()
 }
 
 /// When each of `messages` came, as its archived item says: one read of the archive per

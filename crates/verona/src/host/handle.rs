@@ -11,6 +11,8 @@ pub struct PubsubHandle {
     /// `chat.<domain>`.
     pub(super) rooms: Arc<str>,
     pub(super) shards: Arc<[mpsc::Sender<Queued>]>,
+    /// The shards' queues from one another (unbounded, and taken first).
+    pub(super) peers: Arc<[mpsc::UnboundedSender<Request>]>,
     /// Each shard's queue budget, in bytes.
     pub(super) budgets: Arc<[Budget]>,
     /// Every account's budget.
@@ -194,6 +196,23 @@ impl PubsubHandle {
             at: std::time::SystemTime::now(),
         };
         self.send(shard, request).await;
+    }
+
+    /// What a session that ended did not deliver, as [`Self::undelivered`], handed over at
+    /// once on the queue the account's shard has from the other shards: the messages its
+    /// conversations keep for it once the session has left the router come through that
+    /// queue, and would otherwise be kept ahead of these (a client dropped for never
+    /// acknowledging got 50–150 messages out of order).
+    pub fn session_undelivered(&self, account: BareJid, stanzas: Vec<String>) {
+        let shard = self.shard(account.as_str());
+        let request = Request::Offline {
+            account,
+            stanzas,
+            at: std::time::SystemTime::now(),
+        };
+        if self.peers[shard].send(request).is_err() {
+            tracing::debug!(shard, "pubsub shard gone; undelivered messages dropped");
+        }
     }
 
     /// A `chat` or `normal` message from a session to a local account (`from` already
