@@ -176,7 +176,6 @@ async fn load(
         said: Default::default(),
         presences: Default::default(),
         history: Default::default(),
-        locked: false,
     })
 }
 
@@ -261,7 +260,6 @@ pub async fn start(
                 said: Default::default(),
                 presences: Default::default(),
                 history: Default::default(),
-                locked: false,
             }),
             rooms: HashMap::new(),
             conversations: HashMap::new(),
@@ -402,10 +400,6 @@ struct Hosted {
     presences: rooms::PresenceCache,
     /// For a room: its history as newcomers get it.
     history: rooms::HistoryCache,
-    /// For a room: made by a join and not configured yet, so that only its owners may enter
-    /// (XEP-0045 §10.1.1). Occupancy is not stored, so neither is this: such a room is
-    /// temporary and closes with its last occupant.
-    locked: bool,
 }
 
 fn hosted_pep(account: BareJid, service: Service) -> Hosted {
@@ -419,7 +413,6 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         said: Default::default(),
         presences: Default::default(),
         history: Default::default(),
-        locked: false,
     }
 }
 

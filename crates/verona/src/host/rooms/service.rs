@@ -86,6 +86,7 @@ impl ServicesTask {
                     .filter(|c| c.is("x", ns::DATA_FORMS))
                 {
                     aligned = aligned.and(groupchat::align_itemreply(form));
+                    groupchat::open_by_form(form);
                 }
             }
         }
@@ -144,7 +145,7 @@ impl ServicesTask {
                 Ok(listed) => {
                     let items = listed.iter().filter_map(|listing| {
                         let (node, config) = (&listing.node, &listing.config);
-                        if !groupchat::is_public(config) {
+                        if !groupchat::is_public(config) || groupchat::is_locked(config) {
                             return None;
                         }
                         let room = room_address(node, rooms.domain())?;
