@@ -478,7 +478,8 @@ struct ServicesTask {
     invitations: rooms::Invitations,
     /// Rooms of this shard one session may be in.
     max_rooms_per_session: usize,
-    /// Room lists being read from storage (`rooms::service`), shared by the shards.
+    /// Room lists being read from storage, and subscriptions in rooms gathered from every
+    /// shard (`rooms::service`), shared by the shards.
     room_lists: Arc<tokio::sync::Semaphore>,
     /// The rooms the current batch addressed (for [`ServicesTask::evict`]).
     rooms_touched: Vec<String>,
@@ -859,6 +860,12 @@ impl ServicesTask {
                 }
             }
             Request::Unavailable(session) => self.end_temporary(&Jid::from(session), done),
+            Request::RoomSubscriptions { asker, held } => {
+                let mine = (self.rooms.values())
+                    .flat_map(|hosted| hosted.service.own_subscriptions(&asker, None))
+                    .collect();
+                held.send(mine).ok();
+            }
             Request::Forget { account, ready } => {
                 self.forget_account(&account, done);
                 self.ready.push(ready);

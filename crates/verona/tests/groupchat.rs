@@ -804,6 +804,63 @@ async fn a_locked_room_is_not_listed_until_configured() {
     assert_eq!(present.len(), 2);
 }
 
+/// XEP-0060 §5.6 asked of `chat.<domain>` as a whole: the subscriptions of the asker's account
+/// in every room (its occupancies), whichever shard holds each room ("characters" and
+/// "garden" are on different ones); with a node, those in that room.
+#[tokio::test]
+async fn the_service_lists_the_subscriptions_held_in_its_rooms() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='garden@chat.localhost/Romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    joined(&mut romeo).await;
+    let asked = |node: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='s' to='chat.localhost'>\
+               <pubsub xmlns='{PUBSUB}'><subscriptions{node}/></pubsub></iq>"
+        )
+    };
+    let held = |reply: &Element| -> Vec<(String, String, String)> {
+        assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
+        let list = reply
+            .get_child("pubsub", PUBSUB)
+            .and_then(|pubsub| pubsub.get_child("subscriptions", PUBSUB))
+            .expect("a subscription list");
+        let mut held: Vec<_> = list
+            .children()
+            .filter(|c| c.is("subscription", PUBSUB))
+            .map(|c| {
+                assert!(c.attr("subid").is_some(), "{}", show(c));
+                let attr = |name| c.attr(name).unwrap_or_default().to_owned();
+                (attr("node"), attr("jid"), attr("subscription"))
+            })
+            .collect();
+        held.sort();
+        held
+    };
+    let mine = |node: &str| {
+        (
+            node.to_owned(),
+            "romeo@localhost/mobile".to_owned(),
+            "subscribed".to_owned(),
+        )
+    };
+    let all = held(&romeo.request(&asked("")).await);
+    assert_eq!(all, [mine("characters"), mine("garden")]);
+    let one = held(&romeo.request(&asked(" node='garden'")).await);
+    assert_eq!(one, [mine("garden")]);
+    assert!(held(&nurse.request(&asked("")).await).is_empty());
+}
+
 /// §10.1.3: a new room left by its owner before it was configured is gone, and whoever
 /// enters that address next makes a new room (it answered `item-not-found`, as if still
 /// locked; found with slixmpp, which does not configure the rooms it makes).
