@@ -35,11 +35,17 @@ fn subscription(info: &SubscriptionInfo) -> Element {
 /// §5.6.
 pub(crate) fn own_subscriptions(service: &Service, actor: &Jid, node: Option<String>) -> Answer {
     let subscriptions = service.own_subscriptions(actor, node.as_deref());
+    Answer::reply(Some(subscription_list(&subscriptions, node)))
+}
+
+/// §5.6's answer: the `<pubsub/>` listing `subscriptions`, those held on every node or, with
+/// `node`, on that one.
+pub fn subscription_list(subscriptions: &[SubscriptionInfo], node: Option<String>) -> Element {
     let list = builder("subscriptions", ns::PUBSUB)
         .with("node", node)
         .append_all(subscriptions.iter().map(subscription))
         .build();
-    Answer::reply(Some(pubsub(list)))
+    pubsub(list)
 }
 
 /// §5.7.

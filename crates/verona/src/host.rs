@@ -176,7 +176,6 @@ async fn load(
         said: Default::default(),
         presences: Default::default(),
         history: Default::default(),
-        locked: false,
     })
 }
 
@@ -261,7 +260,6 @@ pub async fn start(
                 said: Default::default(),
                 presences: Default::default(),
                 history: Default::default(),
-                locked: false,
             }),
             rooms: HashMap::new(),
             conversations: HashMap::new(),
@@ -403,10 +401,6 @@ struct Hosted {
     presences: rooms::PresenceCache,
     /// For a room: its history as newcomers get it.
     history: rooms::HistoryCache,
-    /// For a room: made by a join and not configured yet, so that only its owners may enter
-    /// (XEP-0045 §10.1.1). Occupancy is not stored, so neither is this: such a room is
-    /// temporary and closes with its last occupant.
-    locked: bool,
 }
 
 fn hosted_pep(account: BareJid, service: Service) -> Hosted {
@@ -420,7 +414,6 @@ fn hosted_pep(account: BareJid, service: Service) -> Hosted {
         said: Default::default(),
         presences: Default::default(),
         history: Default::default(),
-        locked: false,
     }
 }
 
@@ -486,7 +479,8 @@ struct ServicesTask {
     invitations: rooms::Invitations,
     /// Rooms of this shard one session may be in.
     max_rooms_per_session: usize,
-    /// Room lists being read from storage (`rooms::service`), shared by the shards.
+    /// Room lists being read from storage, and subscriptions in rooms gathered from every
+    /// shard (`rooms::service`), shared by the shards.
     room_lists: Arc<tokio::sync::Semaphore>,
     /// The rooms the current batch addressed (for [`ServicesTask::evict`]).
     rooms_touched: Vec<String>,
@@ -867,6 +861,12 @@ impl ServicesTask {
                 }
             }
             Request::Unavailable(session) => self.end_temporary(&Jid::from(session), done),
+            Request::RoomSubscriptions { asker, held } => {
+                let mine = (self.rooms.values())
+                    .flat_map(|hosted| hosted.service.own_subscriptions(&asker, None))
+                    .collect();
+                held.send(mine).ok();
+            }
             Request::Forget { account, ready } => {
                 self.forget_account(&account, done);
                 self.ready.push(ready);

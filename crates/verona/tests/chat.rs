@@ -1354,3 +1354,97 @@ async fn archive_queries_take_their_bounds_as_given() {
         Some("feature-not-implemented")
     );
 }
+
+/// DESIGN §3, rendering rule 1: a session whose capabilities include `presence+notify` gets a
+/// conversation's messages as the node's events (the seed's Ex. 20), those kept while its
+/// account was away too (XEP-0160): the event it would have had live, with its delay, not a
+/// classic `<message type='chat'/>`.
+#[tokio::test]
+async fn kept_messages_reach_a_native_session_as_events() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    // The conversation's event for Romeo, past his own presence's.
+    async fn event(romeo: &mut Client) -> Element {
+        loop {
+            let el = next_message(romeo).await;
+            if el.attr("from") != Some("romeo@localhost") {
+                return el;
+            }
+        }
+    }
+    let item = |event: &Element| {
+        event
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .filter(|items| items.attr("node") == Some(CONVERSATION))
+            .and_then(|items| items.get_child("item", EVENT))
+            .unwrap_or_else(|| panic!("an item of the conversation: {}", show(event)))
+            .clone()
+    };
+    let replyto = |event: &Element| {
+        event
+            .get_child("addresses", ADDRESS)
+            .and_then(|a| a.get_child("address", ADDRESS))
+            .and_then(|a| a.attr("jid"))
+            .map(str::to_owned)
+    };
+    let mut romeo = server.login("romeo", "pw", "mobile").await;
+    romeo.presence_with_caps("", NATIVE, true).await;
+    juliet.send(&chat("romeo@localhost", "live", "live")).await;
+    let live = event(&mut romeo).await;
+    assert_eq!(
+        live.attr("from"),
+        Some("pubsub.localhost"),
+        "{}",
+        show(&live)
+    );
+    assert!(!live.has_child("delay", DELAY), "{}", show(&live));
+    romeo.send("</stream:stream>").await;
+    romeo.expect_closed().await;
+
+    juliet
+        .send(&chat("romeo@localhost", "away", "while away"))
+        .await;
+    // Stored (and so on its way to Romeo's offline queue) before he comes back.
+    loop {
+        let (results, _) = archive_page(&mut juliet, "", "").await;
+        if archived_bodies(&results).contains(&"while away".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut romeo = server.login("romeo", "pw", "garden").await;
+    romeo.presence_with_caps("", NATIVE, false).await;
+    let kept = event(&mut romeo).await;
+    assert_eq!(
+        kept.attr("from"),
+        Some("pubsub.localhost"),
+        "{}",
+        show(&kept)
+    );
+    assert_eq!(kept.attr("type"), live.attr("type"));
+    assert_eq!(replyto(&kept), replyto(&live));
+    assert_eq!(replyto(&kept).as_deref(), Some("juliet@localhost/balcony"));
+    assert!(kept.has_child("delay", DELAY), "{}", show(&kept));
+    let (live, kept) = (item(&live), item(&kept));
+    assert_eq!(kept.attr("publisher"), live.attr("publisher"));
+    let said = |id: &str, body: &str| -> Element {
+        format!(
+            "<message xmlns='jabber:client' from='juliet@localhost/balcony' to='romeo@localhost' \
+               type='chat' id='{id}'><body>{body}</body></message>"
+        )
+        .parse()
+        .unwrap()
+    };
+    assert_eq!(
+        live.get_child("message", CLIENT),
+        Some(&said("live", "live"))
+    );
+    let message = kept.get_child("message", CLIENT);
+    assert_eq!(message, Some(&said("away", "while away")));
+    // Its item id is its place in Romeo's archive.
+    let (results, _) = archive_page(&mut romeo, "", "").await;
+    let last = results.last().and_then(|m| m.get_child("result", MAM));
+    assert_eq!(last.and_then(|r| r.attr("id")), kept.attr("id"));
+    romeo.expect_nothing().await;
+}

@@ -735,6 +735,132 @@ async fn a_new_room_is_locked_until_its_owner_configures_it() {
     assert!(statuses(&present[0]).contains(&"201".to_owned()));
 }
 
+/// XEP-0045 §10.1.1 and §7.2.10: a room made by a join and not configured yet does not exist
+/// for anyone but its owner, so the service's room list (§6.3) leaves it out until the owner
+/// accepts the instant room.
+#[tokio::test]
+async fn a_locked_room_is_not_listed_until_configured() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let list = "<iq xmlns='jabber:client' type='get' id='r' to='chat.localhost'>\
+        <query xmlns='http://jabber.org/protocol/disco#items'/></iq>";
+    romeo.send(&join("Romeo")).await;
+    let (present, _, _) = entered(&mut romeo).await;
+    assert_eq!(statuses(&present[0]), ["100", "110", "201"]);
+    let listed = nurse.request(list).await;
+    assert_eq!(listed.attr("type"), Some("result"), "{}", show(&listed));
+    let rooms = query_attrs(&listed, "http://jabber.org/protocol/disco#items", "jid");
+    assert!(rooms.is_empty(), "{rooms:?}");
+
+    ok(&romeo.request(&instant_room(ROOM, "i")).await);
+    let listed = nurse.request(list).await;
+    let rooms = query_attrs(&listed, "http://jabber.org/protocol/disco#items", "jid");
+    assert_eq!(rooms, [ROOM]);
+
+    // Configured natively by its owner (XEP-0060 §8.2), a new room opens as well, whatever
+    // the form says of the lock.
+    let second = "second@chat.localhost";
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{second}/Nurse'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let (present, _, _) = entered(&mut nurse).await;
+    assert!(statuses(&present[0]).contains(&"201".to_owned()));
+    let rooms = query_attrs(
+        &romeo.request(list).await,
+        "http://jabber.org/protocol/disco#items",
+        "jid",
+    );
+    assert_eq!(rooms, [ROOM]);
+    ok(&nurse
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='second'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                   <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+                   <field var='pubsub#title'><value>Nurse's room</value></field>\
+                   <field var='verona#locked'><value>1</value></field>\
+                 </x></configure></pubsub></iq>",
+        )
+        .await);
+    let mut rooms = query_attrs(
+        &romeo.request(list).await,
+        "http://jabber.org/protocol/disco#items",
+        "jid",
+    );
+    rooms.sort();
+    assert_eq!(rooms, [ROOM, second]);
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{second}/Romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    let (present, _, _) = entered(&mut romeo).await;
+    assert_eq!(present.len(), 2);
+}
+
+/// XEP-0060 §5.6 asked of `chat.<domain>` as a whole: the subscriptions of the asker's account
+/// in every room (its occupancies), whichever shard holds each room ("characters" and
+/// "garden" are on different ones); with a node, those in that room.
+#[tokio::test]
+async fn the_service_lists_the_subscriptions_held_in_its_rooms() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='garden@chat.localhost/Romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    joined(&mut romeo).await;
+    let asked = |node: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='s' to='chat.localhost'>\
+               <pubsub xmlns='{PUBSUB}'><subscriptions{node}/></pubsub></iq>"
+        )
+    };
+    let held = |reply: &Element| -> Vec<(String, String, String)> {
+        assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
+        let list = reply
+            .get_child("pubsub", PUBSUB)
+            .and_then(|pubsub| pubsub.get_child("subscriptions", PUBSUB))
+            .expect("a subscription list");
+        let mut held: Vec<_> = list
+            .children()
+            .filter(|c| c.is("subscription", PUBSUB))
+            .map(|c| {
+                assert!(c.attr("subid").is_some(), "{}", show(c));
+                let attr = |name| c.attr(name).unwrap_or_default().to_owned();
+                (attr("node"), attr("jid"), attr("subscription"))
+            })
+            .collect();
+        held.sort();
+        held
+    };
+    let mine = |node: &str| {
+        (
+            node.to_owned(),
+            "romeo@localhost/mobile".to_owned(),
+            "subscribed".to_owned(),
+        )
+    };
+    let all = held(&romeo.request(&asked("")).await);
+    assert_eq!(all, [mine("characters"), mine("garden")]);
+    let one = held(&romeo.request(&asked(" node='garden'")).await);
+    assert_eq!(one, [mine("garden")]);
+    assert!(held(&nurse.request(&asked("")).await).is_empty());
+}
+
 /// §10.1.3: a new room left by its owner before it was configured is gone, and whoever
 /// enters that address next makes a new room (it answered `item-not-found`, as if still
 /// locked; found with slixmpp, which does not configure the rooms it makes).

@@ -129,7 +129,8 @@ fn within(value: &str) -> std::time::Duration {
     std::time::Duration::from_micros(micros - 1)
 }
 
-fn time(value: &str) -> Result<SystemTime, String> {
+/// An XEP-0082 DateTime.
+pub(crate) fn time(value: &str) -> Result<SystemTime, String> {
     let at = value
         .parse::<xmpp_parsers::date::DateTime>()
         .map_err(|e| format!("{value}: {e}"))?;

@@ -11,7 +11,8 @@ use std::time::SystemTime;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use verona_pubsub::{
-    AccessModel, ConfigField, ItemReply, MaxItems, NotificationType, SendLastPublishedItem,
+    AccessModel, ConfigField, Effect, Item, ItemReply, LastItems, MaxItems, NodeConfig,
+    NotificationType, SendLastPublishedItem, SubId,
 };
 
 use crate::xml::{BuilderExt, builder, ns};
@@ -267,6 +268,58 @@ pub fn delay(at: SystemTime, domain: &str) -> Element {
         .build()
 }
 
+/// A kept message of a conversation (XEP-0160) as its node's event for `party`'s sessions that
+/// speak XEP-0207 (DESIGN §3): the item it was published as (the message without what its
+/// delivery added: its place in `party`'s archive and `domain`'s delay), sent as a node's
+/// earlier items are, with the delay of when `domain` first had it (else `at`), to `party`'s
+/// bare JID as the live event is. `None` for anything else kept (an invitation, a message
+/// node's event).
+pub fn kept_event(
+    message: &Element,
+    party: &BareJid,
+    domain: &str,
+    at: SystemTime,
+) -> Option<Effect> {
+    let publisher = message
+        .attr("from")
+        .and_then(|from| FullJid::new(from).ok())?;
+    let to = message.attr("to").and_then(|to| Jid::new(to).ok())?;
+    let sid = crate::eventing::archive::SID;
+    let in_archive =
+        |child: &Element| child.is("stanza-id", sid) && child.attr("by") == Some(party.as_str());
+    let archive_id = message.children().find(|c| in_archive(c))?.attr("id")?;
+    if to.to_bare() != *party {
+        return None;
+    }
+    let archive_id = archive_id.to_owned();
+    let mut published = at;
+    let mut payload = message.clone();
+    let children: Vec<Element> = payload.take_contents_as_children().collect();
+    for child in children {
+        if child.is("delay", ns::DELAY) && child.attr("from") == Some(domain) {
+            let stamp = child.attr("stamp").unwrap_or_default();
+            published = crate::eventing::archive::time(stamp).unwrap_or(at);
+        } else if !in_archive(&child) {
+            payload.append_child(child);
+        }
+    }
+    let item = Item {
+        id: archive_id,
+        payload: Some(String::from(&payload).into()),
+        publisher: Jid::from(publisher.clone()),
+        published,
+    };
+    let mut config = NodeConfig::default();
+    for field in node_config() {
+        config.set(field);
+    }
+    let node = node(&publisher.to_bare(), party);
+    // The party's subscription is by its bare JID; earlier items do not name it.
+    let to = Jid::from(party.clone());
+    let items = LastItems::of(to, node, &config, SubId::default(), vec![item]);
+    Some(Effect::SendLastItems(items))
+}
+
 /// Whether `message` carries a delay stamped by `domain`.
 pub fn has_delay_from(message: &Element, domain: &str) -> bool {
     message
@@ -448,6 +501,60 @@ mod tests {
             assert_eq!(el(&spliced), expected, "{xml}");
         }
         assert_eq!(delivered_text("<message", "1", &party), None);
+    }
+
+    /// A kept message, whether stamped when first kept or not, is the item it was published
+    /// as, dated when the server first had it; an invitation or a message node's event kept
+    /// for the party is no conversation's.
+    #[test]
+    fn a_kept_message_is_its_conversations_item() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let party = bare("juliet@localhost");
+        let message = vetted(
+            el(
+                "<message xmlns='jabber:client' type='chat' id='1'><body>hi</body>\
+                  <delay xmlns='urn:xmpp:delay' stamp='1999-01-01T00:00:00Z'/></message>",
+            ),
+            &FullJid::new("romeo@localhost/orchard").unwrap(),
+            &Jid::new("juliet@localhost").unwrap(),
+        );
+        let first = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let now = first + Duration::from_secs(60);
+        for (came, published) in [(None, now), (Some(first), first)] {
+            let kept = delivered(
+                &message,
+                Some("a1"),
+                &party,
+                came.map(|at| (at, "localhost")),
+            );
+            let Some(Effect::SendLastItems(last)) = kept_event(&kept, &party, "localhost", now)
+            else {
+                panic!("no event for {kept:?}");
+            };
+            assert_eq!(last.to, Jid::from(party.clone()));
+            assert_eq!(last.node, "chat/juliet@localhost/romeo@localhost");
+            assert_eq!(last.notification_type, NotificationType::Chat);
+            let [item] = last.items.as_slice() else {
+                panic!("one item");
+            };
+            assert_eq!(item.id, "a1");
+            assert_eq!(item.publisher.as_str(), "romeo@localhost/orchard");
+            assert_eq!(item.published, published);
+            assert_eq!(el(item.payload.as_deref().unwrap()), message);
+        }
+        for other in [
+            "<message xmlns='jabber:client' from='room@chat.localhost' to='juliet@localhost'>\
+               <x xmlns='http://jabber.org/protocol/muc#user'><invite from='romeo@localhost'/></x></message>",
+            "<message xmlns='jabber:client' from='pubsub.localhost' to='juliet@localhost'>\
+               <event xmlns='http://jabber.org/protocol/pubsub#event'/></message>",
+            "<message xmlns='jabber:client' from='romeo@localhost/orchard' to='juliet@localhost'>\
+               <body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' id='a1' by='romeo@localhost'/></message>",
+        ] {
+            assert!(
+                kept_event(&el(other), &party, "localhost", now).is_none(),
+                "{other}"
+            );
+        }
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
             .extra
             .insert(list.to_owned(), Vec::new());
     }
+    config
+        .node_defaults
+        .extra
+        .insert(LOCKED.to_owned(), vec!["0".to_owned()]);
     let options = [MUC_OPTION, ROLE_OPTION, VOICE_ASKED_OPTION];
     for option in options.into_iter().chain(super::shown::OPTIONS) {
         config
@@ -94,6 +98,10 @@ const SECRET: &str = "muc#roomconfig_roomsecret";
 const ADMINS: &str = "muc#roomconfig_roomadmins";
 /// The nicks accounts registered with the room (XEP-0045 §7.10), as `jid nick` values.
 const NICKS: &str = "verona#registered_nicks";
+/// A room made by a join and not configured by its owner yet (XEP-0045 §10.1.1). Kept with
+/// the configuration, so that the room list, read from storage whatever shard hosts the room,
+/// leaves it out as the room itself refuses others.
+const LOCKED: &str = "verona#locked";
 const ALLOW_INVITES: &str = "muc#roomconfig_allowinvites";
 const ALLOW_PM: &str = "muc#roomconfig_allowpm";
 const REQUEST: &str = "http://jabber.org/protocol/muc#request";
@@ -120,6 +128,39 @@ pub fn is_persistent(config: &NodeConfig) -> bool {
 /// Whether the room is listed in the service's disco#items.
 pub fn is_public(config: &NodeConfig) -> bool {
     truthy(option(config, PUBLIC))
+}
+
+/// Whether the room was made by a join and its owner has not configured it yet: it does not
+/// exist for anyone else (XEP-0045 §7.2.10).
+pub fn is_locked(config: &NodeConfig) -> bool {
+    truthy(option(config, LOCKED))
+}
+
+/// The configuration field that opens a locked room (its owner's first configuration).
+pub fn opened() -> ConfigField {
+    ConfigField::Extra {
+        var: LOCKED.to_owned(),
+        values: vec!["0".to_owned()],
+    }
+}
+
+/// A native owner's configuration form, made to open the room as any configuration by its
+/// owner does (XEP-0045 §10.1.1); whether a room is locked is the server's to say, never the
+/// form's.
+pub fn open_by_form(form: &mut Element) {
+    let children: Vec<Element> = form.take_contents_as_children().collect();
+    for child in children {
+        if child.attr("var") != Some(LOCKED) {
+            form.append_child(child);
+        }
+    }
+    if form.attr("type") == Some("submit") {
+        let field = builder("field", ns::DATA_FORMS)
+            .with("var", LOCKED)
+            .append(builder("value", ns::DATA_FORMS).append("0"))
+            .build();
+        form.append_child(field);
+    }
 }
 
 /// Whether occupants other than the owners may change the subject.
@@ -959,13 +1000,18 @@ pub fn invitation(
 
 /// A room a classic client creates by joining it (an XEP-0045 instant room): open to anyone
 /// and temporary (gone with its last occupant unless its owner makes it persistent), as
-/// Prosody's and ejabberd's default rooms are.
+/// Prosody's and ejabberd's default rooms are; locked until its owner configures it
+/// (§10.1.1).
 pub fn instant_room() -> Vec<ConfigField> {
     vec![
         ConfigField::AccessModel(AccessModel::Open),
         ConfigField::Extra {
             var: PERSISTENT.to_owned(),
             values: vec!["0".to_owned()],
+        },
+        ConfigField::Extra {
+            var: LOCKED.to_owned(),
+            values: vec!["1".to_owned()],
         },
     ]
 }

@@ -6,6 +6,7 @@
 //! presence.
 
 use crate::jids::Bare;
+use std::cell::OnceCell;
 use std::time::SystemTime;
 
 use verona_pubsub::Affiliation;
@@ -458,18 +459,21 @@ impl ServicesTask {
         // Once a queue is full, the rest wait behind what it refused, in order.
         let mut refused = false;
         for stanza in stanzas {
-            // Late, as from offline storage (XEP-0160): with its delay (XEP-0203).
-            let late = Some((at, self.domain_name.as_str()));
-            let Some(bytes) = stanza.parse::<Element>().ok().map(|message| {
-                let message = chat::delivered(&message, None, &account, late);
-                Bytes::from(verona_stream::element_bytes(&message))
-            }) else {
+            let Ok(message) = stanza.parse::<Element>() else {
                 continue;
             };
+            // Each rendering made once, for the sessions that get it.
+            let (classic, native) = (OnceCell::new(), OnceCell::new());
             let delivered = match refused {
                 true => 0,
                 false => (available.iter())
-                    .filter(|handle| handle.offer(bytes.clone()))
+                    .filter(|handle| {
+                        let speaks_0207 = !handle.wants_classic(Some(true));
+                        let rendering = if speaks_0207 { &native } else { &classic };
+                        let late = rendering
+                            .get_or_init(|| self.late(&account, &message, at, speaks_0207));
+                        handle.offer(late.clone())
+                    })
                     .count(),
             };
             if delivered == 0 {
@@ -482,6 +486,33 @@ impl ServicesTask {
         if refused {
             self.came_online.extend(sessions);
         }
+    }
+
+    /// A kept message as a session gets it late (XEP-0160), with its delay (XEP-0203): one of
+    /// a conversation, to a session that speaks XEP-0207, as the node's event it would have
+    /// had live (DESIGN §3, rendering rule 1); anything else as it was kept.
+    fn late(
+        &self,
+        account: &BareJid,
+        message: &Element,
+        at: SystemTime,
+        speaks_0207: bool,
+    ) -> verona_stream::Wire {
+        let event = speaks_0207
+            .then(|| chat::kept_event(message, account, &self.domain_name, at))
+            .flatten();
+        let context = ServiceContext {
+            jid: &Jid::from(self.pubsub_jid.clone()),
+            kind: ServiceKind::Pubsub,
+            resolver: &self.presence,
+        };
+        let rendered = event.and_then(|event| verona_pubsub_xmpp::render(&context, &[event]).pop());
+        if let Some(out) = rendered {
+            return out.stanza;
+        }
+        let late = Some((at, self.domain_name.as_str()));
+        let message = chat::delivered(message, None, account, late);
+        Bytes::from(verona_stream::element_bytes(&message)).into()
     }
 
     /// Keeps each conversation's archive within [`chat::ARCHIVED`] messages: counted as the
@@ -587,9 +618,8 @@ impl ServicesTask {
                     through = Some(message.seq);
                     continue;
                 };
-                let late = Some((message.at, self.domain_name.as_str()));
-                let stanza = chat::delivered(&stanza, None, &account, late);
-                if !handle.offer(Bytes::from(verona_stream::element_bytes(&stanza))) {
+                let speaks_0207 = !handle.wants_classic(Some(true));
+                if !handle.offer(self.late(&account, &stanza, message.at, speaks_0207)) {
                     break;
                 }
                 through = Some(message.seq);

@@ -55,6 +55,13 @@ pub(super) enum Request {
     SessionEnded { jid: Jid, session: Option<u64> },
     /// A session went unavailable without ending: its temporary subscriptions end.
     Unavailable(FullJid),
+    /// XEP-0060 §5.6 asked of `chat.<domain>` as a whole: the subscriptions `asker`'s account
+    /// holds in this shard's rooms, answered on `held`. Being in a room is what such a
+    /// subscription is, and is not stored: an occupied room is resident.
+    RoomSubscriptions {
+        asker: Jid,
+        held: oneshot::Sender<Vec<verona_pubsub::SubscriptionInfo>>,
+    },
     /// A XEP-0045 stanza for a room (`room@chat.<domain>` or `room@chat.<domain>/nick`): a
     /// join or leave presence, a groupchat message, a disco query.
     Room { from: FullJid, stanza: Element },

@@ -215,7 +215,6 @@ impl ServicesTask {
                 said: Default::default(),
                 presences: Default::default(),
                 history: Default::default(),
-                locked: false,
             };
             loaded.push((node, hosted));
         }

@@ -97,7 +97,7 @@ impl ServicesTask {
             return;
         };
         if let Origin::Room(node) = &origin
-            && hosted.locked
+            && rooms::is_locked(&hosted.service, node)
             && quota::is_subscribe(&stanza)
             && hosted.service.affiliation(node, &from.bare()) != verona_pubsub::Affiliation::Owner
         {
@@ -124,10 +124,6 @@ impl ServicesTask {
         let deleted = handled.reply.as_ref().and_then(|r| r.attr("type")) == Some("result");
         if let Some(notification) = unheard_delete.filter(|_| deleted) {
             add_delete_recipients(&mut handled.effects, notification);
-        }
-        if matches!(origin, Origin::Room(_)) && configures_node(&handled.effects) {
-            // A room created or configured natively is configured by its owner: open.
-            hosted.locked = false;
         }
         let admitted: Vec<(String, Jid)> = answered
             .map(|(node, before)| {
@@ -365,16 +361,6 @@ fn is_account_info(stanza: &Element) -> bool {
         && stanza
             .get_child("query", ns::DISCO_INFO)
             .is_some_and(|query| query.attr("node").is_none())
-}
-
-/// Whether effects create or configure a node.
-fn configures_node(effects: &[Effect]) -> bool {
-    effects.iter().any(|effect| {
-        matches!(
-            effect,
-            Effect::Persist(StoreOp::NodeCreated { .. } | StoreOp::NodeConfigured { .. })
-        )
-    })
 }
 
 /// The nodes effects create.

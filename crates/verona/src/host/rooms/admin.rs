@@ -426,7 +426,7 @@ impl ServicesTask {
         if form.attr("type") == Some("cancel") {
             // §10.1.1: cancelling a new room's first configuration destroys it; a later
             // cancel changes nothing.
-            if hosted.locked {
+            if is_locked(&hosted.service, node) {
                 let leaving = occupants(&hosted.service, node);
                 if let Err(e) = record(done, node, hosted.service.delete(&me, node, None)) {
                     tracing::debug!(%from, %room, "destroying a room not configured: {e}");
@@ -438,10 +438,12 @@ impl ServicesTask {
             }
             return Some(iq_result(stanza, None));
         }
-        let fields = match groupchat::parse_config(form) {
+        let mut fields = match groupchat::parse_config(form) {
             Ok(fields) => fields,
             Err(why) => return error_reply(stanza, StanzaError::NotAcceptable, Some(&why)),
         };
+        // §10.1.1: the first configuration opens a new room.
+        fields.push(groupchat::opened());
         let config_before = hosted.service.node_config(node).cloned();
         let before = hosted.service.subscribers(node);
         let roles_before = roles(&hosted.service, node);
@@ -497,9 +499,12 @@ impl ServicesTask {
             hosted.service.configure(&self.presence, &me, node, &fields),
         ) {
             Ok(()) => {
-                // §10.1.1: the first configuration opens a new room.
-                hosted.locked = false;
-                let reconfigured = hosted.service.node_config(node) != config_before.as_ref();
+                // Opening the room is no change its occupants hear of.
+                let opened_before = config_before.map(|mut config| {
+                    config.set(groupchat::opened());
+                    config
+                });
+                let reconfigured = hosted.service.node_config(node) != opened_before.as_ref();
                 // XEP-0045 §9.6: a room made members-only removes the others (322).
                 let after = hosted.service.subscribers(node);
                 let removed: Vec<SubscriptionInfo> = before

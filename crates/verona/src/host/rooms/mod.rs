@@ -650,11 +650,6 @@ impl ServicesTask {
         let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };
-        if creating {
-            // A room closed before anyone configured it (its last occupant left) may stay in
-            // memory a while; what is made at its address now is a new room, not locked yet.
-            hosted.locked = false;
-        }
         let service = &mut hosted.service;
         // §7.10: a registered nick is its account's, to enter with or change to.
         let reserved = service
@@ -691,7 +686,9 @@ impl ServicesTask {
             }
             return;
         }
-        if hosted.locked && affiliation_in(service, &node, &me) != RoomAffiliation::Owner {
+        if is_locked(service, &node)
+            && affiliation_in(service, &node, &me) != RoomAffiliation::Owner
+        {
             // §7.2.10: until its owner configures it, a new room admits nobody else.
             done.push(refuse("item-not-found", "cancel"));
             return;
@@ -728,6 +725,8 @@ impl ServicesTask {
         if service.node_config(&node).is_none() {
             let request = CreateRequest {
                 node: Some(node.clone()),
+                // §10.1.1: locked until the owner submits a configuration (an empty one
+                // makes it an instant room).
                 config: groupchat::instant_room(),
                 affiliations: BTreeMap::new(),
                 subscribe_creator: false,
@@ -735,9 +734,6 @@ impl ServicesTask {
             match service.create(&me, request) {
                 Ok(outcome) => {
                     created = true;
-                    // §10.1.1: locked until the owner submits a configuration (an empty
-                    // one makes it an instant room).
-                    hosted.locked = true;
                     done.push(Done::new(
                         Origin::Room(node.clone()),
                         outcome.effects,
@@ -1249,7 +1245,10 @@ impl ServicesTask {
         }) else {
             // XEP-0045 §7.4: only occupants speak; §18.2: in a room that does not exist (or
             // not yet, while locked, §7.2.10), nobody is.
-            let exists = hosted.service.node_config(&node).is_some() && !hosted.locked;
+            let exists = hosted
+                .service
+                .node_config(&node)
+                .is_some_and(|c| !groupchat::is_locked(c));
             let reply = match exists {
                 true => error_reply(stanza, StanzaError::NotAcceptable, Some("not in the room")),
                 false => error_reply(stanza, StanzaError::ItemNotFound, Some("no such room")),
@@ -1326,7 +1325,7 @@ impl ServicesTask {
         let config = self.rooms.get(&node).and_then(|hosted| {
             let me = Jid::from(from.clone());
             let owner = affiliation_in(&hosted.service, &node, &me) == RoomAffiliation::Owner;
-            (!hosted.locked || owner)
+            (!is_locked(&hosted.service, &node) || owner)
                 .then(|| hosted.service.node_config(&node).cloned())
                 .flatten()
         });
@@ -1964,6 +1963,12 @@ fn classic_recipients(hosted: &Hosted, node: &str, recipients: &Arc<[Recipient]>
         starts,
         native,
     }
+}
+
+/// Whether the room was made by a join and not configured by its owner yet (XEP-0045
+/// §10.1.1): only its owners may enter.
+pub(super) fn is_locked(service: &Service, node: &str) -> bool {
+    service.node_config(node).is_some_and(groupchat::is_locked)
 }
 
 /// How many occupants a room has ([`occupants`], without copying them).

@@ -37,6 +37,10 @@ impl ServicesTask {
             self.list_rooms(from.clone(), stanza.clone());
             return false;
         }
+        if is_service_subscriptions(stanza) {
+            self.room_subscriptions(from.clone(), stanza.clone());
+            return false;
+        }
         // XEP-0045 §10.1.4: a room name nobody has.
         if stanza.attr("type") == Some("get")
             && stanza.has_child("unique", eventing::groupchat::MUC_UNIQUE)
@@ -86,6 +90,7 @@ impl ServicesTask {
                     .filter(|c| c.is("x", ns::DATA_FORMS))
                 {
                     aligned = aligned.and(groupchat::align_itemreply(form));
+                    groupchat::open_by_form(form);
                 }
             }
         }
@@ -124,14 +129,7 @@ impl ServicesTask {
     /// from storage (rooms are resident only while used, on every shard); answered by a task
     /// of its own, as it changes nothing.
     fn list_rooms(&self, from: FullJid, stanza: Element) {
-        // A listing reads every room's configuration: only a few at a time, whoever asks
-        // (the shard's queue no longer holds the request once it is spawned).
-        let Ok(permit) = self.room_lists.clone().try_acquire_owned() else {
-            let reply = error_reply(&stanza, StanzaError::ResourceConstraint, None);
-            if let Some(reply) = reply {
-                let bytes = Bytes::from(verona_stream::element_bytes(&reply));
-                self.router.deliver(&Jid::from(from), bytes);
-            }
+        let Some(permit) = self.service_read(&from, &stanza) else {
             return;
         };
         let stores = self.stores.clone();
@@ -144,7 +142,7 @@ impl ServicesTask {
                 Ok(listed) => {
                     let items = listed.iter().filter_map(|listing| {
                         let (node, config) = (&listing.node, &listing.config);
-                        if !groupchat::is_public(config) {
+                        if !groupchat::is_public(config) || groupchat::is_locked(config) {
                             return None;
                         }
                         let room = room_address(node, rooms.domain())?;
@@ -175,6 +173,55 @@ impl ServicesTask {
                 router.deliver(&Jid::from(from), bytes);
             }
         });
+    }
+
+    /// XEP-0060 §5.6 of `chat.<domain>` as a whole: the subscriptions the asker's account
+    /// holds in every room, gathered from every shard (each room is a service of its own, on
+    /// the shard its address hashes to); answered by a task of its own, as it changes nothing.
+    fn room_subscriptions(&self, from: FullJid, stanza: Element) {
+        let Some(permit) = self.service_read(&from, &stanza) else {
+            return;
+        };
+        let asker = Jid::from(from);
+        let answers: Vec<_> = (self.peers.iter())
+            .filter_map(|peer| {
+                let (held, answer) = oneshot::channel();
+                let asker = asker.clone();
+                let request = Request::RoomSubscriptions { asker, held };
+                peer.send(request).ok().map(|()| answer)
+            })
+            .collect();
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut held = Vec::new();
+            for answer in answers {
+                held.extend(answer.await.unwrap_or_default());
+            }
+            held.sort_by(|a, b| a.node.cmp(&b.node));
+            let list = verona_pubsub_xmpp::subscription_list(&held, None);
+            let reply = iq_result(&stanza, Some(list));
+            router.deliver(&asker, Bytes::from(verona_stream::element_bytes(&reply)));
+        });
+    }
+
+    /// A permit to answer a request about every room: such an answer reads every room's
+    /// configuration or asks every shard, so only a few run at a time, whoever asks (the
+    /// shard's queue no longer holds the request once it is spawned). `None` when the asker
+    /// was refused.
+    fn service_read(
+        &self,
+        from: &FullJid,
+        stanza: &Element,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.room_lists.clone().try_acquire_owned().ok();
+        if permit.is_none()
+            && let Some(reply) = error_reply(stanza, StanzaError::ResourceConstraint, None)
+        {
+            let bytes = Bytes::from(verona_stream::element_bytes(&reply));
+            self.router.deliver(&Jid::from(from.clone()), bytes);
+        }
+        permit
     }
 
     /// A native request to a room, vetted as its XEP-0045 view would be: roles are the room's
@@ -419,8 +466,20 @@ fn native_nick(stanza: &Element) -> Option<(String, String)> {
 /// Public rooms one room list names at most.
 const MAX_LISTED_ROOMS: usize = 1000;
 
-/// Room lists being read at once, over the whole server.
+/// Room lists being read, or subscriptions in rooms gathered, at once, over the whole server.
 pub(in crate::host) const CONCURRENT_ROOM_LISTS: usize = 2;
+
+/// XEP-0060 §5.6 asked of the service itself: the subscriptions on every node.
+fn is_service_subscriptions(stanza: &Element) -> bool {
+    let mut asked =
+        (stanza.get_child("pubsub", ns::PUBSUB).into_iter()).flat_map(Element::children);
+    stanza.name() == "iq"
+        && stanza.attr("type") == Some("get")
+        && matches!(
+            (asked.next(), asked.next()),
+            (Some(list), None) if list.is("subscriptions", ns::PUBSUB) && list.attr("node").is_none()
+        )
+}
 
 /// A disco#items request about a service itself (no node).
 fn is_service_items(stanza: &Element) -> bool {
