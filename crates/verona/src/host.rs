@@ -866,6 +866,7 @@ impl ServicesTask {
                 }
             }
             Request::Unavailable(session) => self.end_temporary(&Jid::from(session), done),
+            Request::EndRelations(account) => self.end_relations(&account),
             Request::Forget { account, ready } => {
                 self.forget_account(&account, done);
                 self.ready.push(ready);
