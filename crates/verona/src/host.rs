@@ -867,6 +867,7 @@ impl ServicesTask {
                     .collect();
                 held.send(mine).ok();
             }
+            Request::EndRelations(account) => self.end_relations(&account),
             Request::Forget { account, ready } => {
                 self.forget_account(&account, done);
                 self.ready.push(ready);

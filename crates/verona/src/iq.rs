@@ -260,6 +260,8 @@ async fn registered_account(
                 return Handled::error(iq, StanzaError::InternalServerError);
             }
         };
+        // Before the deletion, which takes the relations out of storage: its contacts are told.
+        shared.pubsub.end_relations(bare.clone()).await;
         return match accounts.delete(&bare).await {
             Ok(()) => {
                 shared.pubsub.forget_account(bare.clone()).await;

@@ -608,6 +608,66 @@ async fn a_presence_subscription_crosses_domains() {
     romeo.expect_nothing().await;
 }
 
+/// `asker` asks for `contact`'s presence, and `contact` approves.
+async fn follows(asker: &mut Client, contact: &mut Client) {
+    let (asker_jid, contact_jid) = (bare(asker.jid()), bare(contact.jid()));
+    asker
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='subscribe' to='{contact_jid}'/>"
+        ))
+        .await;
+    recv_until(contact, |el| el.attr("type") == Some("subscribe")).await;
+    contact
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='subscribed' to='{asker_jid}'/>"
+        ))
+        .await;
+    recv_until(asker, |el| el.attr("type") == Some("subscribed")).await;
+}
+
+fn bare(full: &str) -> String {
+    full.split('/').next().unwrap_or(full).to_owned()
+}
+
+/// XEP-0077 `<remove/>` on one server ends the account's relations with the other server's
+/// users too (RFC 6121 §2.5.2, as Prosody does when an account is deleted): Romeo, who
+/// followed Juliet and whom she followed, is told `unsubscribed` and `unsubscribe` over the
+/// servers' streams, and his roster keeps no subscription with her.
+#[tokio::test]
+async fn a_deleted_account_unsubscribes_its_remote_contacts() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    // Each follows the other.
+    follows(&mut romeo, &mut juliet).await;
+    follows(&mut juliet, &mut romeo).await;
+    let removed = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    assert_eq!(removed.attr("type"), Some("result"), "{}", show(&removed));
+    let mut told = Vec::new();
+    while told.len() < 2 {
+        let el = next(&mut romeo, "presence").await;
+        if let Some(kind @ ("unsubscribe" | "unsubscribed")) = el.attr("type") {
+            assert_eq!(el.attr("from"), Some("juliet@capulet.lit"), "{}", show(&el));
+            told.push(kind.to_owned());
+        }
+    }
+    told.sort();
+    assert_eq!(told, ["unsubscribe", "unsubscribed"]);
+    let roster = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    let hers = roster_item(&roster, "juliet@capulet.lit");
+    assert!(
+        hers.is_none_or(|i| i.attr("subscription") == Some("none") && i.attr("ask").is_none()),
+        "{}",
+        show(&roster)
+    );
+}
+
 /// Roster item `contact` of the last push or roster result in `el`.
 fn roster_item<'a>(el: &'a Element, contact: &str) -> Option<&'a Element> {
     el.get_child("query", "jabber:iq:roster")?

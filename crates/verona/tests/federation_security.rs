@@ -515,3 +515,86 @@ async fn answers_to_another_servers_users_count_against_its_rate() {
     romeo.send(&ping("ping2")).await;
     romeo.expect_nothing().await;
 }
+
+/// Plays fake.lit for a stream capulet.lit opens to it on `listener`: STARTTLS, then reads
+/// capulet.lit's dialback key, which is left to the test to answer.
+async fn receive_key(listener: &tokio::net::TcpListener) -> RawStream {
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='fake.lit' to='capulet.lit' id='s1' version='1.0'>"
+    );
+    let mut raw = RawStream::accept(listener, "jabber:server").await;
+    assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
+    raw.send(&header).await;
+    raw.send("<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>").await;
+    assert!(raw.element().await.is("starttls", NS_TLS));
+    raw.send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await;
+    raw.accept_tls("fake.lit").await;
+    raw.restart();
+    assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
+    raw.send(&header).await;
+    raw.send("<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>").await;
+    let key = raw.element().await;
+    assert!(key.is("result", DIALBACK), "{}", show(&key));
+    assert_eq!(key.attr("from"), Some("capulet.lit"));
+    raw
+}
+
+/// XEP-0220 §2.1.1 and §3, on the side that sends the key: an answer `type='error'` says the
+/// other server could not check the key, not that it is forged. What waits bounces with
+/// `remote-server-timeout` (not `remote-server-not-found`, as for a refusal), the domain is
+/// asked again after a short wait, and errors in a row do not make that wait grow as
+/// failures do.
+#[tokio::test]
+async fn a_key_the_other_server_could_not_check_is_no_refusal() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = listener.local_addr().unwrap().port();
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        let at = format!("127.0.0.1:{fake}");
+        config.s2s.hosts.insert("fake.lit".into(), at);
+    })
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    let say = |id: &str| {
+        format!(
+            "<message xmlns='jabber:client' type='chat' to='romeo@fake.lit' id='{id}'><body>{id}</body></message>"
+        )
+    };
+    let bounced = async |juliet: &mut Client, id: &str| {
+        let bounced = juliet.recv().await;
+        assert_eq!(bounced.attr("id"), Some(id), "{}", show(&bounced));
+        assert_eq!(bounced.attr("type"), Some("error"));
+        assert_eq!(
+            error_condition(&bounced).as_deref(),
+            Some("remote-server-timeout"),
+            "{}",
+            show(&bounced)
+        );
+    };
+    let could_not_check = "<db:result from='fake.lit' to='capulet.lit' type='error'><error type='cancel'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>";
+    for (n, id) in ["e1", "e2"].into_iter().enumerate() {
+        if n > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        }
+        juliet.send(&say(id)).await;
+        let mut raw = receive_key(&listener).await;
+        raw.send(could_not_check).await;
+        bounced(&mut juliet, id).await;
+        // Sent during the wait, it bounces the same way.
+        let during = format!("{id}-wait");
+        juliet.send(&say(&during)).await;
+        bounced(&mut juliet, &during).await;
+    }
+    // After two failures the wait would be 4 s; after two errors it is still short.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    juliet.send(&say("again")).await;
+    let mut raw = receive_key(&listener).await;
+    raw.send("<db:result from='fake.lit' to='capulet.lit' type='valid'/>")
+        .await;
+    let got = raw.element().await;
+    assert_eq!(got.attr("id"), Some("again"), "{}", show(&got));
+    juliet.expect_nothing().await;
+}

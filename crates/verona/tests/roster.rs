@@ -218,6 +218,50 @@ async fn removing_a_contact_ends_the_subscriptions() {
     assert_eq!(stanza_error(&again).as_deref(), Some("item-not-found"));
 }
 
+/// XEP-0077 `<remove/>` ends the account's relations as removing each contact would (RFC 6121
+/// §2.5.2, as Prosody does when an account is deleted): a contact that followed it is told
+/// `unsubscribed`, one it followed `unsubscribe`, each from its bare JID, and their rosters
+/// show it followed by nobody and following nobody.
+#[tokio::test]
+async fn a_deleted_account_unsubscribes_its_contacts() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    ok(&nurse.request(&roster_get("n0", None)).await);
+    nurse.send("<presence xmlns='jabber:client'/>").await;
+    nurse.recv_from("nurse@localhost/chamber").await;
+    // Juliet follows the nurse.
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribe' to='nurse@localhost'/>")
+        .await;
+    recv_until(&mut nurse, |el| el.attr("type") == Some("subscribe")).await;
+    nurse
+        .send("<presence xmlns='jabber:client' type='subscribed' to='juliet@localhost'/>")
+        .await;
+    recv_until(&mut juliet, |el| el.attr("type") == Some("subscribed")).await;
+
+    let removed = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    ok(&removed);
+    for (contact, told) in [(&mut romeo, "unsubscribed"), (&mut nurse, "unsubscribe")] {
+        let el = recv_until(contact, |el| {
+            el.name() == "presence" && el.attr("type") == Some(told)
+        })
+        .await;
+        assert_eq!(el.attr("from"), Some("juliet@localhost"), "{}", show(&el));
+        let roster = contact.request(&roster_get("r", None)).await;
+        let hers = roster.get_child("query", ROSTER).and_then(|q| {
+            q.children()
+                .find(|i| i.attr("jid") == Some("juliet@localhost"))
+        });
+        assert!(
+            hers.is_none_or(|i| i.attr("subscription") == Some("none") && i.attr("ask").is_none()),
+            "{}",
+            show(&roster)
+        );
+    }
+}
+
 /// RFC 6121 §4.3: a subscriber's probe is answered from the presence node; anyone else learns
 /// nothing but `unsubscribed`; an account with nobody online answers `unavailable`.
 #[tokio::test]

@@ -5,6 +5,34 @@
 use super::*;
 
 impl ServicesTask {
+    /// Before an account is deleted, each relation it has ends as removing the contact from
+    /// its roster would end it (RFC 6121 §2.5.2; Prosody does the same on deletion), so that
+    /// contacts here and on other servers hear of it: `unsubscribe` to those it follows or
+    /// asked to, `unsubscribed` to those who follow it. Each goes as a request to the shard of
+    /// the presence node it acts on, which makes that node resident first (storage would not
+    /// have it after the deletion).
+    pub(super) fn end_relations(&mut self, account: &BareJid) {
+        for entry in self.presence.roster(account) {
+            let kinds = [
+                (entry.to || entry.ask, SubscriptionKind::Unsubscribe),
+                (entry.from, SubscriptionKind::Unsubscribed),
+            ];
+            for kind in kinds
+                .into_iter()
+                .filter_map(|(ends, kind)| ends.then_some(kind))
+            {
+                let owner = kind.owner(account, &entry.contact);
+                let request = Request::Subscription {
+                    from: account.clone(),
+                    contact: entry.contact.clone(),
+                    kind,
+                    extensions: Vec::new(),
+                };
+                self.send_to(self.shard_of(owner.as_str()), request, false);
+            }
+        }
+    }
+
     pub(super) fn forget_account(&mut self, account: &BareJid, done: &mut Vec<Done>) {
         // Its sessions end here as a stream's end ends them, while its contacts and rooms still
         // know it: contacts see it go offline (RFC 6121 §4.5.2) and occupants see it leave

@@ -331,6 +331,19 @@ impl PubsubHandle {
         }
     }
 
+    /// An account is about to be deleted: its relations with its contacts end, here and on
+    /// other servers; returns once they have.
+    pub async fn end_relations(&self, account: BareJid) {
+        let shard = self.shard(account.as_str());
+        self.send(shard, Request::EndRelations(account)).await;
+        // Answered once what the shard told the contacts' shards is done there too.
+        self.barrier(
+            std::iter::once(shard),
+            "ending a deleted account's relations",
+        )
+        .await;
+    }
+
     /// An account was deleted from storage: every shard forgets it; returns once all have.
     pub async fn forget_account(&self, account: BareJid) {
         let mut waiting = Vec::with_capacity(self.shards.len());

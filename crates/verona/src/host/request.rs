@@ -41,6 +41,9 @@ pub(super) enum Request {
     /// RFC 6121 §3: `user` asked for or approved a subscription with `contact`, so the contact
     /// is on its roster, and stays there (`none`) when the subscriptions end.
     KeepOnRoster { user: BareJid, contact: BareJid },
+    /// An account is about to be deleted: its relations with its contacts end
+    /// ([`ServicesTask::end_relations`]).
+    EndRelations(BareJid),
     /// An account was deleted from storage: the shard forgets it (its own service, and what
     /// it held on every resident service) before `ready` is answered.
     Forget {

@@ -571,6 +571,7 @@ pub(super) fn addressed_accounts(request: &Request) -> Vec<BareJid> {
         Request::NotifyLast { owner, .. } => vec![owner.clone()],
         Request::Blocking { from, .. } => vec![from.bare()],
         Request::KeepOnRoster { user, .. } => vec![user.clone()],
+        Request::EndRelations(account) => vec![account.clone()],
         Request::LastActivity { account, .. } => vec![account.clone()],
         Request::SessionStarted { session, .. } => vec![session.bare()],
         Request::CameOnline { load, .. } => load.clone(),

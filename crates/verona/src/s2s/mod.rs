@@ -35,6 +35,10 @@ pub use incoming::serve;
 const ALPN_XMPP_SERVER: &[u8] = b"xmpp-server";
 /// Longest wait before trying a domain that could not be reached again.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The wait before asking a server that could not check our dialback key again (XEP-0220
+/// §3): it answered, so it is up, and the check may work next time; errors in a row do not
+/// make it longer, as failures do.
+const UNCHECKED_WAIT: Duration = Duration::from_secs(2);
 
 /// What an outgoing stream is asked to do.
 enum Out {
@@ -109,10 +113,12 @@ impl Drop for Charge {
     }
 }
 
-/// A remote domain that could not be reached: stanzas for it bounce until `until`.
+/// A remote domain that could not be reached, or could not check our key: stanzas for it
+/// bounce with `bounce` until `until`.
 struct Down {
     until: Instant,
     failures: u32,
+    bounce: StanzaError,
 }
 
 /// Unreachable domains remembered at most: a user who writes to made-up domains cannot grow
@@ -128,19 +134,45 @@ fn down_key(local: &str, remote: &str) -> String {
 /// Notes that `remote` (a pair's [`down_key`]) could not be reached at `now`: the wait before
 /// the next try doubles with each failure in a row, up to [`MAX_BACKOFF`].
 fn note_failure(down: &mut HashMap<String, Down>, remote: &str, now: Instant) {
-    if !down.contains_key(remote) && down.len() >= MAX_DOWN_DOMAINS {
-        down.retain(|_, d| d.until + MAX_BACKOFF > now);
-        if down.len() >= MAX_DOWN_DOMAINS {
-            return;
-        }
-    }
-    let entry = down.entry(remote.to_owned()).or_insert(Down {
-        until: now,
-        failures: 0,
-    });
+    let Some(entry) = down_entry(down, remote, now) else {
+        return;
+    };
     entry.failures = entry.failures.saturating_add(1);
     let wait = Duration::from_secs(1u64 << entry.failures.min(9)).min(MAX_BACKOFF);
     entry.until = now + wait;
+    entry.bounce = StanzaError::RemoteServerNotFound;
+}
+
+/// Notes that `remote`'s server answered our dialback key with an error at `now`: it was
+/// reached, so the failures in a row end; stanzas bounce with `remote-server-timeout`, as
+/// XEP-0220 §2.1.1 says, for [`UNCHECKED_WAIT`].
+fn note_unchecked(down: &mut HashMap<String, Down>, remote: &str, now: Instant) {
+    if let Some(entry) = down_entry(down, remote, now) {
+        *entry = Down {
+            until: now + UNCHECKED_WAIT,
+            failures: 0,
+            bounce: StanzaError::RemoteServerTimeout,
+        };
+    }
+}
+
+/// The entry of `remote` in the table, made if there is room.
+fn down_entry<'a>(
+    down: &'a mut HashMap<String, Down>,
+    remote: &str,
+    now: Instant,
+) -> Option<&'a mut Down> {
+    if !down.contains_key(remote) && down.len() >= MAX_DOWN_DOMAINS {
+        down.retain(|_, d| d.until + MAX_BACKOFF > now);
+        if down.len() >= MAX_DOWN_DOMAINS {
+            return None;
+        }
+    }
+    Some(down.entry(remote.to_owned()).or_insert(Down {
+        until: now,
+        failures: 0,
+        bounce: StanzaError::RemoteServerNotFound,
+    }))
 }
 
 /// The outgoing side of federation, shared by the router and the incoming streams.
@@ -317,8 +349,8 @@ impl Federation {
         if !self.hosts(&from) || self.hosts(&to) {
             return false;
         }
-        if self.is_down(&from, &to) {
-            self.bounce(&stanza, StanzaError::RemoteServerNotFound);
+        if let Some(error) = self.waiting(&from, &to) {
+            self.bounce(&stanza, error);
             return false;
         }
         let bytes = stanza.len();
@@ -438,14 +470,15 @@ impl Federation {
         }
     }
 
-    /// Whether the stream from `local` to `remote` failed recently enough that stanzas for it
-    /// bounce at once. Kept per pair of domains: a failure of one pair (a peer refusing the
-    /// key of one of our subdomains, which anyone can make us try by asking for dialback to
-    /// it) says nothing of the others.
-    fn is_down(&self, local: &str, remote: &str) -> bool {
+    /// The error stanzas for `remote` from `local` bounce with at once, if the stream between
+    /// them failed recently enough. Kept per pair of domains: a failure of one pair (a peer
+    /// refusing the key of one of our subdomains, which anyone can make us try by asking for
+    /// dialback to it) says nothing of the others.
+    fn waiting(&self, local: &str, remote: &str) -> Option<StanzaError> {
         let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
         down.get(&down_key(local, remote))
-            .is_some_and(|d| d.until > Instant::now())
+            .filter(|d| d.until > Instant::now())
+            .map(|d| d.bounce)
     }
 
     /// The stream from `local` to `remote` could not be made: wait longer after each failure
@@ -453,6 +486,12 @@ impl Federation {
     fn failed(&self, local: &str, remote: &str) {
         let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
         note_failure(&mut down, &down_key(local, remote), Instant::now());
+    }
+
+    /// `remote` answered our key from `local` with an error: a short wait.
+    fn unchecked(&self, local: &str, remote: &str) {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        note_unchecked(&mut down, &down_key(local, remote), Instant::now());
     }
 
     fn reached(&self, local: &str, remote: &str) {

@@ -21,6 +21,9 @@ use crate::xml::{StanzaError, ns};
 enum Ended {
     /// It was never authenticated: what waits for it bounces.
     Unreached(String),
+    /// The other server answered our dialback key with an error (this condition): it could
+    /// not check the key, which is no refusal (XEP-0220 §3). What waits bounces too.
+    Unchecked(String),
     /// It worked, then closed (idle, peer, error): what waits goes to a new stream.
     Closed,
     /// The server is stopping: what waits goes nowhere (no new stream is opened for it).
@@ -41,25 +44,23 @@ pub(super) async fn run(
     while let Ok(out) = rx.try_recv() {
         pending.push_back(out);
     }
-    match ended {
+    let bounce = match ended {
         Ended::Unreached(why) => {
             tracing::info!(%local, %remote, "cannot reach the server: {why}");
             federation.failed(&local, &remote);
-            for out in pending {
-                match out {
-                    Out::Stanza(stanza, _) => {
-                        federation.bounce(&stanza, StanzaError::RemoteServerNotFound)
-                    }
-                    Out::Verify { answer, .. } => {
-                        let _ = answer.send(Verdict::Unchecked(Unchecked::ConnectionFailed));
-                    }
-                }
-            }
+            StanzaError::RemoteServerNotFound
+        }
+        // XEP-0220 §2.1.1: stanzas waiting on such an answer bounce with a timeout.
+        Ended::Unchecked(condition) => {
+            tracing::info!(%local, %remote, "the server could not check our dialback key: {condition}");
+            federation.unchecked(&local, &remote);
+            StanzaError::RemoteServerTimeout
         }
         Ended::Shutdown => {
             if !pending.is_empty() {
                 tracing::info!(%local, %remote, dropped = pending.len(), "stopping with stanzas queued");
             }
+            return;
         }
         Ended::Closed => {
             for out in pending {
@@ -73,6 +74,15 @@ pub(super) async fn run(
                         let _ = answer.send(Verdict::Unchecked(Unchecked::Timeout));
                     }
                 }
+            }
+            return;
+        }
+    };
+    for out in pending {
+        match out {
+            Out::Stanza(stanza, _) => federation.bounce(&stanza, bounce),
+            Out::Verify { answer, .. } => {
+                let _ = answer.send(Verdict::Unchecked(Unchecked::ConnectionFailed));
             }
         }
     }
@@ -146,6 +156,7 @@ async fn serve(
                             tracing::info!(%local, %remote, "outgoing stream authenticated");
                         }
                         Answer::Refused(why) => return Ended::Unreached(why),
+                        Answer::Unchecked(condition) => return Ended::Unchecked(condition),
                         Answer::Other => {}
                     }
                     last_use = Instant::now();
@@ -213,6 +224,8 @@ enum Answer {
     /// Our dialback key was accepted: stanzas may flow.
     Authenticated,
     Refused(String),
+    /// The other server could not check our key: the condition of its error.
+    Unchecked(String),
     Other,
 }
 
@@ -226,6 +239,11 @@ fn answer(
     if el.is("result", ns::DIALBACK) && ours {
         return match el.attr("type") {
             Some("valid") => Answer::Authenticated,
+            Some("error") => Answer::Unchecked(
+                (el.get_child("error", ns::SERVER))
+                    .and_then(|error| error.children().find(|c| c.ns() == ns::STANZAS))
+                    .map_or_else(String::new, |condition| condition.name().to_owned()),
+            ),
             other => Answer::Refused(format!("dialback answered {other:?}")),
         };
     }
@@ -403,6 +421,12 @@ mod tests {
             ),
             (
                 format!(
+                    "<db:result {db} from='montague.lit' to='capulet.lit' type='error'><error xmlns='jabber:server' type='cancel'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"
+                ),
+                "unchecked remote-connection-failed",
+            ),
+            (
+                format!(
                     "<db:verify {db} from='montague.lit' to='capulet.lit' id='i2' type='valid'/>"
                 ),
                 "other",
@@ -410,9 +434,10 @@ mod tests {
         ];
         for (xml, expected) in cases {
             let got = match answer(&el(&xml), "capulet.lit", "montague.lit", &mut asked) {
-                Answer::Authenticated => "auth",
-                Answer::Refused(_) => "refused",
-                Answer::Other => "other",
+                Answer::Authenticated => "auth".to_owned(),
+                Answer::Refused(_) => "refused".to_owned(),
+                Answer::Unchecked(condition) => format!("unchecked {condition}"),
+                Answer::Other => "other".to_owned(),
             };
             assert_eq!(got, expected, "{xml}");
         }

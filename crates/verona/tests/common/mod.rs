@@ -914,6 +914,36 @@ impl RawStream {
         }
     }
 
+    /// The next connection to `listener`: the server connecting to a test that plays the
+    /// other side, another server it federates with.
+    pub async fn accept(listener: &tokio::net::TcpListener, content_ns: &'static str) -> RawStream {
+        let (tcp, _) = tokio::time::timeout(TIMEOUT, listener.accept())
+            .await
+            .expect("the server connects")
+            .unwrap();
+        RawStream {
+            io: Some(Box::new(tcp)),
+            content_ns,
+            parser: StreamParser::new(content_ns, Limits::default()),
+        }
+    }
+
+    /// TLS over an accepted connection, as its server, with a certificate made for `name`.
+    pub async fn accept_tls(&mut self, name: &str) {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let tcp = self.io.take().expect("connected");
+        self.io = Some(Box::new(acceptor.accept(tcp).await.unwrap()));
+    }
+
     /// A new stream on the same connection (after TLS or SASL).
     pub fn restart(&mut self) {
         self.parser = StreamParser::new(self.content_ns, Limits::default());
