@@ -468,11 +468,13 @@ async fn a_deleted_account_goes_offline_for_its_contacts() {
             presences.push((kind.map(String::from), from.map(String::from)));
         }
     }
+    // Her approval of Romeo ends (RFC 6121 §3.2.2), then her session: once each.
+    let unsubscribed = (Some("unsubscribed"), Some("juliet@localhost"));
     let gone = (Some("unavailable"), Some("juliet@localhost/balcony"));
     let presences: Vec<_> = (presences.iter())
         .map(|(kind, from)| (kind.as_deref(), from.as_deref()))
         .collect();
-    assert_eq!(presences, [gone]);
+    assert_eq!(presences, [unsubscribed, gone]);
 }
 
 /// H3: a password changed in-band ends the account's other sessions (whoever knew the old
