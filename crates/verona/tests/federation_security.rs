@@ -545,6 +545,38 @@ async fn receive_key(listener: &tokio::net::TcpListener) -> RawStream {
 /// `remote-server-timeout` (not `remote-server-not-found`, as for a refusal), the domain is
 /// asked again after a short wait, and errors in a row do not make that wait grow as
 /// failures do.
+/// XEP-0220 §2.1.1: what waited on a dialback key the other server found invalid bounces with
+/// `internal-server-error`.
+#[tokio::test]
+async fn a_key_found_invalid_bounces_as_an_internal_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = listener.local_addr().unwrap().port();
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        let at = format!("127.0.0.1:{fake}");
+        config.s2s.hosts.insert("fake.lit".into(), at);
+    })
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@fake.lit' id='i1'><body>hi</body></message>")
+        .await;
+    let mut raw = receive_key(&listener).await;
+    raw.send("<db:result from='fake.lit' to='capulet.lit' type='invalid'/>")
+        .await;
+    let bounced = juliet.recv().await;
+    assert_eq!(bounced.attr("id"), Some("i1"), "{}", show(&bounced));
+    assert_eq!(bounced.attr("type"), Some("error"));
+    assert_eq!(
+        error_condition(&bounced).as_deref(),
+        Some("internal-server-error"),
+        "{}",
+        show(&bounced)
+    );
+}
+
 #[tokio::test]
 async fn a_key_the_other_server_could_not_check_is_no_refusal() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

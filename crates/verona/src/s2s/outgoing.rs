@@ -21,6 +21,8 @@ use crate::xml::{StanzaError, ns};
 enum Ended {
     /// It was never authenticated: what waits for it bounces.
     Unreached(String),
+    /// The other server found our dialback key bogus (its authoritative server said so).
+    Invalid,
     /// The other server answered our dialback key with an error (this condition): it could
     /// not check the key, which is no refusal (XEP-0220 §3). What waits bounces too.
     Unchecked(String),
@@ -49,6 +51,12 @@ pub(super) async fn run(
             tracing::info!(%local, %remote, "cannot reach the server: {why}");
             federation.failed(&local, &remote);
             StanzaError::RemoteServerNotFound
+        }
+        // XEP-0220 §2.1.1: what waited on a key found bogus bounces as an internal error.
+        Ended::Invalid => {
+            tracing::warn!(%local, %remote, "the server found our dialback key invalid");
+            federation.failed(&local, &remote);
+            StanzaError::InternalServerError
         }
         // XEP-0220 §2.1.1: stanzas waiting on such an answer bounce with a timeout.
         Ended::Unchecked(condition) => {
@@ -156,6 +164,7 @@ async fn serve(
                             tracing::info!(%local, %remote, "outgoing stream authenticated");
                         }
                         Answer::Refused(why) => return Ended::Unreached(why),
+                        Answer::Invalid => return Ended::Invalid,
                         Answer::Unchecked(condition) => return Ended::Unchecked(condition),
                         Answer::Other => {}
                     }
@@ -224,6 +233,8 @@ enum Answer {
     /// Our dialback key was accepted: stanzas may flow.
     Authenticated,
     Refused(String),
+    /// The other server's authoritative server said our key is not its.
+    Invalid,
     /// The other server could not check our key: the condition of its error.
     Unchecked(String),
     Other,
@@ -239,6 +250,7 @@ fn answer(
     if el.is("result", ns::DIALBACK) && ours {
         return match el.attr("type") {
             Some("valid") => Answer::Authenticated,
+            Some("invalid") => Answer::Invalid,
             Some("error") => Answer::Unchecked(
                 (el.get_child("error", ns::SERVER))
                     .and_then(|error| error.children().find(|c| c.ns() == ns::STANZAS))
@@ -417,6 +429,10 @@ mod tests {
             ),
             (
                 format!("<db:result {db} from='montague.lit' to='capulet.lit' type='invalid'/>"),
+                "invalid",
+            ),
+            (
+                format!("<db:result {db} from='montague.lit' to='capulet.lit' type='bogus'/>"),
                 "refused",
             ),
             (
@@ -436,6 +452,7 @@ mod tests {
             let got = match answer(&el(&xml), "capulet.lit", "montague.lit", &mut asked) {
                 Answer::Authenticated => "auth".to_owned(),
                 Answer::Refused(_) => "refused".to_owned(),
+                Answer::Invalid => "invalid".to_owned(),
                 Answer::Unchecked(condition) => format!("unchecked {condition}"),
                 Answer::Other => "other".to_owned(),
             };
