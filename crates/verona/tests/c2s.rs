@@ -533,6 +533,15 @@ async fn server_answers_ping_disco_version_and_refuses_the_unknown() {
             "<iq xmlns='jabber:client' type='bogus' id='9' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
             "bad-request",
         ),
+        // RFC 6120 §8.2.3, whatever the handler: one payload, never two.
+        (
+            "<iq xmlns='jabber:client' type='get' id='12'><query xmlns='jabber:iq:roster'/><query xmlns='jabber:iq:roster'/></iq>",
+            "bad-request",
+        ),
+        (
+            "<iq xmlns='jabber:client' type='get' id='13'><blocklist xmlns='urn:xmpp:blocking'/><foo xmlns='urn:x:foo'/></iq>",
+            "bad-request",
+        ),
     ];
     for (input, condition) in cases {
         c.send(input).await;
@@ -786,6 +795,12 @@ async fn in_band_registration() {
         query.has_child("username", "jabber:iq:register")
             && query.has_child("password", "jabber:iq:register")
     );
+    // An answer is never answered (RFC 6120 §8.2.3), before authentication either.
+    for kind in ["result", "error"] {
+        c.send(&register.replace("type='set'", &format!("type='{kind}'")))
+            .await;
+    }
+    c.expect_nothing().await;
     // Before authentication only the server answers, in its own name.
     for elsewhere in ["pubsub.localhost", "example.org", "tybalt@localhost"] {
         let aside = register.replace("id='reg1'", &format!("id='reg1' to='{elsewhere}'"));

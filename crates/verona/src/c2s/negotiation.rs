@@ -464,6 +464,10 @@ impl Connection {
 
     /// XEP-0077 registration of a new account, before authentication.
     async fn register_account(&mut self, el: Element) -> Result<(), End> {
+        // RFC 6120 §8.2.3: an answer is never answered.
+        if matches!(el.attr("type"), Some("result" | "error")) {
+            return Ok(());
+        }
         // Before authentication only the server is spoken to: a request for anyone else is
         // refused in the server's name, not answered as if that address had.
         let for_the_server = el

@@ -99,7 +99,13 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
     let own = me.bare();
     let is_local_account = |to: &Jid| to.domain().as_str() == domain && to.node().is_some();
     let known = match el.name() {
-        "iq" => matches!(el.attr("type"), Some("get" | "set" | "result" | "error")),
+        "iq" => match el.attr("type") {
+            // RFC 6120 §8.2.3: a request carries exactly one payload (checked here once, as
+            // Prosody's router does, rather than by each handler).
+            Some("get" | "set") => el.children().count() == 1,
+            Some("result" | "error") => true,
+            _ => false,
+        },
         // RFC 6121 §4.7.1: a presence of no defined type is refused (as Prosody does), not
         // dropped unanswered.
         "presence" => matches!(
@@ -544,9 +550,20 @@ mod tests {
                 None,
             ),
             (
-                "<iq type='get' id='1' to='localhost/x'/>".into(),
+                "<iq type='get' id='1' to='localhost/x'><ping xmlns='urn:xmpp:ping'/></iq>".into(),
                 Route::ServiceUnavailable,
                 None,
+            ),
+            // RFC 6120 §8.2.3: a request has exactly one payload, wherever it goes.
+            (
+                "<iq type='get' id='1' to='localhost/x'/>".into(),
+                Route::BadRequest,
+                None,
+            ),
+            (
+                "<iq type='set' id='1' to='romeo@localhost/orchard'><a xmlns='urn:x'/><b xmlns='urn:x'/></iq>".into(),
+                Route::BadRequest,
+                Some("romeo@localhost"),
             ),
             (
                 "<message><body>hi</body></message>".into(),
