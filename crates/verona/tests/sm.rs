@@ -438,6 +438,29 @@ async fn an_offline_backlog_larger_than_the_queue_is_not_too_many_unacknowledged
     assert!(answer.is("a", SM), "{}", show(&answer));
 }
 
+/// An `<a/>` whose `h` is no count ends the stream with `undefined-condition`, without
+/// claiming it acknowledged too much (XEP-0198 §5 names that only for a count too high).
+#[tokio::test]
+async fn an_acknowledgement_that_is_no_count_ends_the_stream() {
+    let server = server_with_resumption(60).await;
+    for h in ["abc", "-1", "4294967296"] {
+        let mut juliet = server.login("juliet", "pw", "balcony").await;
+        juliet.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+        assert!(juliet.recv().await.is("enabled", SM));
+        juliet
+            .send(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"))
+            .await;
+        let error = recv_until(&mut juliet, |el| el.is("error", NS_STREAMS)).await;
+        let conditions: Vec<&str> = error.children().map(Element::name).collect();
+        assert_eq!(
+            conditions,
+            ["undefined-condition", "text"],
+            "{h}: {}",
+            show(&error)
+        );
+    }
+}
+
 /// Messages a session held when its resumption window ran out reach the account later
 /// stamped with when they came (XEP-0203), not with when the window ended.
 #[tokio::test]

@@ -685,13 +685,18 @@ impl Connection {
                 let Some(sm) = &mut session.sm else {
                     return Ok(true);
                 };
-                let h = sm::h_of(el);
-                let acked = h.ok_or(sm::TooHigh).and_then(|h| sm.ack(h));
-                if acked.is_err() {
+                let Some(h) = sm::h_of(el) else {
+                    let why = "the 'h' of an <a/> is a count from 0 to 4294967295";
+                    return Err(End::Fault(
+                        StreamError::UndefinedCondition,
+                        Some(why.into()),
+                    ));
+                };
+                if sm.ack(h).is_err() {
                     return Err(End::FaultWith(
                         StreamError::UndefinedCondition,
                         "acknowledged more than was sent".to_owned(),
-                        Box::new(sm::too_high(h.unwrap_or_default(), sm)),
+                        Box::new(sm::too_high(h, sm)),
                     ));
                 }
             }
