@@ -501,13 +501,13 @@ fn item_retrieval_names_one_of_several_subscriptions() {
         // Another resource holds none of the full JID's subscriptions.
         ("romeo@montague.lit/garden", None, Ok(())),
         ("romeo@montague.lit/garden", Some(&first), Ok(())),
-        // The bare JID's subscription is the resource's too.
-        (
-            "nurse@capulet.lit/chamber",
-            None,
-            Err(PubsubError::SubidRequired),
-        ),
+        // The resource and its bare JID hold one each: two entities, neither needs a SubID,
+        // and the bare JID's is the resource's to name.
+        ("nurse@capulet.lit/chamber", None, Ok(())),
         ("nurse@capulet.lit/chamber", Some(&nurses), Ok(())),
+        ("nurse@capulet.lit", None, Ok(())),
+        // The bare JID holds none of its resource's two.
+        ("romeo@montague.lit", None, Ok(())),
         ("nurse@capulet.lit/attic", None, Ok(())),
         (
             "nurse@capulet.lit/attic",

@@ -1362,6 +1362,14 @@ async fn invitations_and_history_limits() {
         "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x>",
     );
     ok(&romeo.request(&members_only).await);
+    // An invitation that names nobody is refused, not dropped in silence.
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' id='nobody'><x xmlns='{MUC_USER}'><invite><reason>come</reason></invite></x></message>"
+        ))
+        .await;
+    let refused = recv_until(&mut romeo, |el| el.attr("id") == Some("nobody")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("jid-malformed"));
     romeo
         .send(&format!(
             "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'><reason>come</reason></invite></x></message>"

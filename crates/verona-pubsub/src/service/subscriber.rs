@@ -263,10 +263,12 @@ impl Service {
             .query(query, |item| super::is_live(&node.config, item, now))
     }
 
-    /// XEP-0060 §6.5.9.1–2: a retrieval by an entity holding several subscriptions to the
-    /// node (of its JID or of its bare JID) names the one it is for (`subid-required`), and a
-    /// SubID it names must be one of them (`invalid-subid`). An entity holding none retrieves
-    /// as the access model lets it.
+    /// XEP-0060 §6.5.9.1–2: a retrieval by a JID holding several subscriptions to the node
+    /// (its own, or its bare JID's when it holds none itself) names the one it is for
+    /// (`subid-required`), and a SubID it names must be its own or its bare JID's
+    /// (`invalid-subid`). A full JID and its bare JID subscribed once each are two entities
+    /// with one subscription each (clients that subscribe both ways read items without a
+    /// SubID, as slixmpp does). A JID holding none retrieves as the access model lets it.
     pub fn check_retrieval_subid(
         &self,
         actor: &Jid,
@@ -275,16 +277,18 @@ impl Service {
     ) -> Result<(), PubsubError> {
         let node = find_node(&self.state, node_id)?;
         let bare = Jid::from(actor.to_bare());
-        let mut held: Vec<&SubId> = node.subscriptions_of_jid(actor).map(|(id, _)| id).collect();
-        if *actor != bare {
-            held.extend(node.subscriptions_of_jid(&bare).map(|(id, _)| id));
-        }
-        match (subid, held.as_slice()) {
-            (_, []) => Ok(()),
-            (Some(wanted), held) if !held.iter().any(|id| id.as_str() == wanted) => {
+        let own: Vec<&SubId> = node.subscriptions_of_jid(actor).map(|(id, _)| id).collect();
+        let of_bare: Vec<&SubId> = match *actor != bare {
+            true => node.subscriptions_of_jid(&bare).map(|(id, _)| id).collect(),
+            false => Vec::new(),
+        };
+        let held = || own.iter().chain(&of_bare);
+        let acting_for = if own.is_empty() { &of_bare } else { &own };
+        match subid {
+            Some(wanted) if held().next().is_some() && !held().any(|id| id.as_str() == wanted) => {
                 Err(PubsubError::InvalidSubid)
             }
-            (None, [_, _, ..]) => Err(PubsubError::SubidRequired),
+            None if acting_for.len() > 1 => Err(PubsubError::SubidRequired),
             _ => Ok(()),
         }
     }

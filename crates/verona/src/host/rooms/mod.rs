@@ -304,6 +304,13 @@ impl ServicesTask {
             return;
         };
         let invited = groupchat::invitees(stanza);
+        if invited.is_empty() {
+            // Every `<invite/>` without a `to` that is a JID: said, not dropped in silence.
+            let why = Some("an invitation names its invitee in 'to'");
+            let reply = error_reply(stanza, StanzaError::JidMalformed, why);
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        }
         let Some(hosted) = self.rooms.get_mut(&node) else {
             return;
         };
