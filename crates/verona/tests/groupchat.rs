@@ -1873,6 +1873,40 @@ fn approval_at(request: &Element, to: &str) -> String {
     )
 }
 
+/// Someone waiting for an `authorize` room's owners who goes away withdraws the request: the
+/// occupants are not told of a departure (one was shown, with the status the outsider chose).
+#[tokio::test]
+async fn leaving_an_authorize_room_one_waits_for_tells_nobody() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&romeo
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                   <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+                   <field var='pubsub#access_model'><value>authorize</value></field>\
+                 </x></configure></pubsub></iq>"
+        )
+        .await);
+    juliet.send(&join("Ghosty")).await;
+    let waiting = juliet.recv().await;
+    assert_eq!(
+        stanza_error(&waiting).as_deref(),
+        Some("registration-required")
+    );
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Ghosty' type='unavailable'><status>spoofed</status></presence>"
+        ))
+        .await;
+    nurse.expect_nothing().await;
+    romeo.expect_nothing().await;
+}
+
 /// An `authorize` room (seed §5): a classic joiner is told `registration-required` and the
 /// owner gets the approval form; once approved it gets what a join gets. A native joiner
 /// (Ex. 13) waits the same way and is announced when approved.

@@ -1141,6 +1141,11 @@ impl ServicesTask {
                     outcome.effects,
                     outcome.undo,
                 ));
+                // Someone waiting for an `authorize` room's owners withdraws the request; never
+                // in, it has no departure to announce (one was shown, with its own status).
+                if !mine.state.is_approved() {
+                    return;
+                }
                 let ended = [mine];
                 let status = shown::status(stanza);
                 self.announce_departures(&ended, status.as_deref(), done);
