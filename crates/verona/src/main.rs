@@ -69,6 +69,9 @@ fn main() -> ExitCode {
             Command::User(command) => user(config, command).await,
         }
     });
+    // Everything is shut down and stored by now; a certificate reload still reading a path
+    // that blocks (a FIFO) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -92,14 +95,12 @@ fn init_logging(config: &Config) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = RunningServer::start(config).await?;
     tracing::info!(domain = server.domain(), cert = %server.cert_path().display(), "Verona is running");
+    let mut signals = Signals::new()?;
     let failed = loop {
         tokio::select! {
-            signal = wait_for_signal() => match signal? {
+            signal = signals.next() => match signal {
                 Signal::Stop => break None,
-                Signal::Reload => match server.reload_certificate() {
-                    Ok(()) => tracing::info!(cert = %server.cert_path().display(), "certificate reloaded"),
-                    Err(e) => tracing::error!("reloading the certificate: {e:#}; the one in use stays"),
-                },
+                Signal::Reload => server.reload_certificate(),
             },
             reason = server.failed() => break Some(reason),
         }
@@ -119,14 +120,33 @@ enum Signal {
     Reload,
 }
 
-async fn wait_for_signal() -> anyhow::Result<Signal> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT").map(|()| Signal::Stop),
-        _ = term.recv() => Ok(Signal::Stop),
-        _ = hangup.recv() => Ok(Signal::Reload),
+/// The signals the server acts on, listened to for as long as it runs: one that comes while
+/// another is acted on waits its turn instead of being lost.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("installing a {name} handler"))
+        };
+        Ok(Signals {
+            interrupt: listen(SignalKind::interrupt(), "SIGINT")?,
+            terminate: listen(SignalKind::terminate(), "SIGTERM")?,
+            hangup: listen(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.interrupt.recv() => Signal::Stop,
+            _ = self.terminate.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
+        }
     }
 }
 

@@ -226,10 +226,7 @@ impl RunningServer {
             .with_verification_rate(config.limits.server_verifications_per_minute),
         );
         let c2s_listeners = bind_listeners(&config).await?;
-        let identity = crate::s2s::stream::Identity {
-            chain: tls.chain.clone(),
-            key: tls.key.clone_key(),
-        };
+        let identity = tls.certificate.clone();
         let federation =
             crate::s2s::Federation::new(&config, &router, shutdown_rx.clone(), identity)?;
         let mut s2s_listeners = Vec::new();
@@ -381,10 +378,15 @@ impl RunningServer {
         &self.cert_path
     }
 
-    /// Reads the certificate and key files again (SIGHUP): new client connections get what
-    /// they hold now; on an error the certificate in use stays.
-    pub fn reload_certificate(&self) -> anyhow::Result<()> {
-        self.certificate.reload()
+    /// Reads the certificate and key files again (SIGHUP), on a thread of its own (a path
+    /// that blocks holds nothing else up), and logs what came of it: new connections get
+    /// what they hold now; on an error the certificate in use stays.
+    pub fn reload_certificate(&self) {
+        let (certificate, path) = (self.certificate.clone(), self.cert_path.clone());
+        tokio::task::spawn_blocking(move || match certificate.reload() {
+            Ok(()) => tracing::info!(cert = %path.display(), "certificate reloaded"),
+            Err(e) => tracing::error!("reloading the certificate: {e:#}; the one in use stays"),
+        });
     }
 
     pub fn domain(&self) -> &str {

@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, bail};
 use rustls::ServerConfig;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -25,19 +26,16 @@ pub struct TlsConfigs {
     pub direct: Arc<ServerConfig>,
     /// For WebSocket listeners (`wss://`).
     pub websocket: Arc<ServerConfig>,
-    /// The certificate and key, which server-to-server streams also use as the client side
-    /// (XEP-0178).
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
     /// The certificate file in use, so operators and tests can trust it.
     pub cert_path: PathBuf,
-    /// What the client listeners present, read again by [`Certificate::reload`].
+    /// What every listener presents, and server-to-server streams as their client side
+    /// (XEP-0178), read again by [`Certificate::reload`].
     pub certificate: Arc<Certificate>,
 }
 
-/// The certificate the client listeners present, read again from its files on demand
-/// (SIGHUP): a renewed certificate (Let's Encrypt's last 90 days) is served without a
-/// restart. Server-to-server streams keep the one read at start.
+/// The certificate the server presents, read again from its files on demand (SIGHUP): a
+/// renewed certificate (Let's Encrypt's last 90 days) is served without a restart, to clients
+/// and to other servers.
 #[derive(Debug)]
 pub struct Certificate {
     cert_path: PathBuf,
@@ -49,20 +47,35 @@ pub struct Certificate {
 impl Certificate {
     /// Reads the files again; on any error the certificate in use stays.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let (_, _, certified) = read_pair(&self.cert_path, &self.key_path, &self.provider)?;
+        let certified = read_pair(&self.cert_path, &self.key_path, &self.provider)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(certified);
         Ok(())
     }
 }
 
+impl Certificate {
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 impl ResolvesServerCert for Certificate {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
-        )
+        Some(self.current())
+    }
+}
+
+/// As the client side of a server-to-server stream (for the peer's SASL EXTERNAL).
+impl ResolvesClientCert for Certificate {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -71,11 +84,7 @@ fn read_pair(
     cert_path: &Path,
     key_path: &Path,
     provider: &CryptoProvider,
-) -> anyhow::Result<(
-    Vec<CertificateDer<'static>>,
-    PrivateKeyDer<'static>,
-    CertifiedKey,
-)> {
+) -> anyhow::Result<CertifiedKey> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
         .with_context(|| format!("reading certificate {}", cert_path.display()))?
         .collect::<Result<_, _>>()
@@ -85,9 +94,7 @@ fn read_pair(
     }
     let key = PrivateKeyDer::from_pem_file(key_path)
         .with_context(|| format!("reading private key {}", key_path.display()))?;
-    let certified = CertifiedKey::from_der(chain.clone(), key.clone_key(), provider)
-        .context("certificate and key do not match")?;
-    Ok((chain, key, certified))
+    CertifiedKey::from_der(chain, key, provider).context("certificate and key do not match")
 }
 
 /// Where the generated certificate lives when none is configured.
@@ -110,7 +117,7 @@ pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = preferred_suites();
     let provider = Arc::new(provider);
-    let (chain, key, certified) = read_pair(&cert_path, &key_path, &provider)?;
+    let certified = read_pair(&cert_path, &key_path, &provider)?;
     let certificate = Arc::new(Certificate {
         cert_path: cert_path.clone(),
         key_path,
@@ -132,8 +139,6 @@ pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
         starttls: Arc::new(starttls),
         direct: Arc::new(direct),
         websocket: Arc::new(websocket),
-        chain,
-        key,
         cert_path,
         certificate,
     })
@@ -218,7 +223,7 @@ mod tests {
         // The subject's common name (OID 2.5.4.3, a UTF8String) is the domain.
         let common_name = [&[0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 9][..], b"localhost"].concat();
         assert!(
-            first.chain[0]
+            first.certificate.current().cert[0]
                 .windows(common_name.len())
                 .any(|window| window == common_name),
             "CN=localhost"
@@ -238,7 +243,7 @@ mod tests {
         configs: &TlsConfigs,
         suites: Vec<rustls::SupportedCipherSuite>,
     ) -> Option<rustls::CipherSuite> {
-        handshake(configs, &configs.chain[0], suites).unwrap()
+        handshake(configs, &configs.certificate.current().cert[0], suites).unwrap()
     }
 
     /// A handshake with a client that trusts only `trusted` and offers `suites`: the suite
@@ -281,7 +286,7 @@ mod tests {
     fn a_renewed_certificate_is_served_once_reloaded() {
         let dir = tempfile::tempdir().unwrap();
         let configs = load(&in_dir(&dir)).unwrap();
-        let old = configs.chain[0].clone();
+        let old = configs.certificate.current().cert[0].clone();
         let (cert, key) = generated_paths(dir.path());
         generate_self_signed("localhost", &cert, &key).unwrap();
         let new = CertificateDer::pem_file_iter(&cert)

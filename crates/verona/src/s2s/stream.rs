@@ -377,11 +377,9 @@ pub fn from_namespace(el: &Element, namespace: &str) -> Option<Element> {
     std::str::from_utf8(&bytes).ok()?.parse().ok()
 }
 
-/// Our certificate, shown as the client of outgoing streams (XEP-0178).
-pub struct Identity {
-    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    pub key: rustls::pki_types::PrivateKeyDer<'static>,
-}
+/// The server's certificate and key, shown to other servers both ways (as a server, and as
+/// a client for their SASL EXTERNAL), read again when the server is told to (SIGHUP).
+pub type Identity = Arc<crate::tls::Certificate>;
 
 /// The TLS client configuration for outgoing streams. With `roots`, certificates must chain
 /// to them and name the domain; without, any certificate is taken and dialback alone
@@ -401,8 +399,7 @@ pub fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
     };
-    let mut config =
-        builder.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?;
+    let mut config = builder.with_client_cert_resolver(identity.clone());
     if let Some(alpn) = alpn {
         config.alpn_protocols = vec![alpn.to_vec()];
     }
@@ -417,7 +414,7 @@ pub fn server_config(identity: &Identity) -> anyhow::Result<Arc<rustls::ServerCo
     let config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(AnyCertificate(provider)))
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+        .with_cert_resolver(identity.clone());
     Ok(Arc::new(config))
 }
 
