@@ -481,9 +481,14 @@ impl Config {
                 verona_auth::DEFAULT_ITERATIONS
             )));
         }
-        if self.limits.max_stanza_bytes < 1024 || self.limits.max_depth < 4 {
+        if self.limits.max_stanza_bytes < 1024
+            || self.limits.max_depth < 4
+            || self.limits.max_attributes < 8
+        {
             return Err(ConfigError::Invalid(
-                "[limits] max_stanza_bytes must be at least 1024 and max_depth at least 4".into(),
+                "[limits] max_stanza_bytes must be at least 1024, max_depth at least 4 and \
+                 max_attributes at least 8 (a stream header has several)"
+                    .into(),
             ));
         }
         if self
@@ -530,6 +535,10 @@ impl Config {
             (
                 "[limits] connections_per_address",
                 self.limits.connections_per_address as u64,
+            ),
+            (
+                "[limits] unauthenticated_per_address",
+                self.limits.unauthenticated_per_address as u64,
             ),
             (
                 "[limits] unauthenticated_timeout_secs",
@@ -763,6 +772,11 @@ mod tests {
                 "per_address_per_hour",
             ),
             ("[pubsub]\nshards = 6000", "shards"),
+            (
+                "[limits]\nunauthenticated_per_address = 0",
+                "unauthenticated_per_address",
+            ),
+            ("[limits]\nmax_attributes = 0", "max_attributes"),
             ("[log]\nfilter = 'inf'", "\"inf\" is not LEVEL"),
             ("[log]\nfilter = 'warn,verona=bogus'", "\"verona=bogus\""),
             (
