@@ -33,7 +33,7 @@ pub fn measure(rounds: usize, handshakes: usize) -> anyhow::Result<Vec<Row>> {
     std::fs::remove_dir_all(&dir).ok();
     let tls = loaded.context("the server's TLS configuration")?;
     let mut roots = RootCertStore::empty();
-    roots.add(tls.chain[0].clone())?;
+    roots.add(tls.certificate.current().cert[0].clone())?;
     let clients: [(&'static str, Option<rustls::SupportedCipherSuite>); 4] = [
         ("rustls' order (AES-256 first)", None),
         (

@@ -54,7 +54,8 @@ impl Certificate {
 }
 
 impl Certificate {
-    fn current(&self) -> Arc<CertifiedKey> {
+    /// The certificate chain and key presented now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
