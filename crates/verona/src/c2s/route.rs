@@ -256,6 +256,11 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
         && to.node().is_some()
         && let Some(kind) = el.attr("type").and_then(SubscriptionKind::from_type)
     {
+        // A room or a pubsub node has no presence to follow, and its service is no other
+        // server to relay the request to.
+        if [pubsub, rooms].contains(&to.domain().as_str()) {
+            return Route::ServiceUnavailable;
+        }
         return Route::Subscription {
             contact: to.bare(),
             kind,
@@ -652,6 +657,16 @@ mod tests {
                 "<presence type='probe' to='romeo@montague.lit'/>".into(),
                 Route::Remote,
                 Some("romeo@montague.lit"),
+            ),
+            (
+                "<presence type='subscribe' to='tavern@chat.localhost'/>".into(),
+                Route::ServiceUnavailable,
+                None,
+            ),
+            (
+                "<presence type='subscribed' to='node@pubsub.localhost'/>".into(),
+                Route::ServiceUnavailable,
+                None,
             ),
             ("<message to='localhost'/>".into(), Route::Drop, None),
             (
