@@ -167,6 +167,10 @@ fn preferred_suites() -> Vec<rustls::SupportedCipherSuite> {
 
 /// A self-signed certificate for the domain and its subdomains (pubsub., chat.).
 fn generate_self_signed(domain: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
+    // An internationalised domain is named in its ASCII form (`xn--…`), as X.509 wants it.
+    let domain = idna::domain_to_ascii(domain)
+        .map_err(|e| anyhow::anyhow!("domain {domain:?} has no ASCII form: {e}"))?;
+    let domain = domain.as_str();
     let names = vec![domain.to_owned(), format!("*.{domain}")];
     let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
     // The domain as the subject, which clients show when asked to accept the certificate
@@ -327,6 +331,21 @@ mod tests {
         for only in [TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_256_GCM_SHA384] {
             assert_eq!(negotiated(&configs, vec![only]), Some(only.suite()));
         }
+    }
+
+    /// An internationalised domain starts: its certificate names the ASCII form.
+    #[test]
+    fn an_internationalised_domain_gets_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = generated_paths(dir.path());
+        generate_self_signed("bücher.example", &cert, &key).unwrap();
+        let der = CertificateDer::pem_file_iter(&cert)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let ascii = b"xn--bcher-kva.example";
+        assert!(der.windows(ascii.len()).any(|w| w == ascii));
     }
 
     #[test]
