@@ -210,15 +210,49 @@ async fn run_user_command(
     Ok(())
 }
 
-/// The first line of standard input, so scripts can pipe a password in.
+/// The first line of standard input, so scripts can pipe a password in; at a terminal, asked
+/// for twice without showing it (as `prosodyctl adduser` does).
 fn password_or_stdin(password: Option<String>) -> anyhow::Result<String> {
     if let Some(password) = password {
         return Ok(password);
     }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return read_line();
+    }
+    let first = unechoed("Password: ")?;
+    let again = unechoed("Again: ")?;
+    if first != again {
+        anyhow::bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+fn read_line() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .context("reading the password from standard input")?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// A line read from the terminal with its echo off, after `prompt`.
+fn unechoed(prompt: &str) -> anyhow::Result<String> {
+    eprint!("{prompt}");
+    // SAFETY: termios calls on standard input with a struct they fill in.
+    let mut terminal: libc::termios = unsafe { std::mem::zeroed() };
+    let saved = unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut terminal) } == 0;
+    if saved {
+        let mut silent = terminal;
+        silent.c_lflag &= !libc::ECHO;
+        // SAFETY: as above, with a copy of the settings just read.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &silent) };
+    }
+    let line = read_line();
+    if saved {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &terminal) };
+    }
+    eprintln!();
+    line
 }
