@@ -540,15 +540,9 @@ async fn receive_key(listener: &tokio::net::TcpListener) -> RawStream {
     raw
 }
 
-/// XEP-0220 §2.1.1 and §3, on the side that sends the key: an answer `type='error'` says the
-/// other server could not check the key, not that it is forged. What waits bounces with
-/// `remote-server-timeout` (not `remote-server-not-found`, as for a refusal), the domain is
-/// asked again after a short wait, and errors in a row do not make that wait grow as
-/// failures do.
-/// XEP-0220 §2.1.1: what waited on a dialback key the other server found invalid bounces with
-/// `internal-server-error`.
-#[tokio::test]
-async fn a_key_found_invalid_bounces_as_an_internal_error() {
+/// Juliet on capulet.lit, whose server reaches `fake.lit` at the listener returned (a test's
+/// raw stream plays that server).
+async fn juliet_and_a_fake_server() -> (tokio::net::TcpListener, TestServer, Client) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake = listener.local_addr().unwrap().port();
     let capulet = TestServer::start_with(move |config| {
@@ -559,7 +553,15 @@ async fn a_key_found_invalid_bounces_as_an_internal_error() {
     })
     .await;
     capulet.add_user("juliet", "pw").await;
-    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    let juliet = capulet.login("juliet", "pw", "balcony").await;
+    (listener, capulet, juliet)
+}
+
+/// XEP-0220 §2.1.1: what waited on a dialback key the other server found invalid bounces with
+/// `internal-server-error`.
+#[tokio::test]
+async fn a_key_found_invalid_bounces_as_an_internal_error() {
+    let (listener, _capulet, mut juliet) = juliet_and_a_fake_server().await;
     juliet
         .send("<message xmlns='jabber:client' type='chat' to='romeo@fake.lit' id='i1'><body>hi</body></message>")
         .await;
@@ -577,19 +579,14 @@ async fn a_key_found_invalid_bounces_as_an_internal_error() {
     );
 }
 
+/// XEP-0220 §2.1.1 and §3, on the side that sends the key: an answer `type='error'` says the
+/// other server could not check the key, not that it is forged. What waits bounces with
+/// `remote-server-timeout` (not `remote-server-not-found`, as for a refusal), the domain is
+/// asked again after a short wait, and errors in a row do not make that wait grow as
+/// failures do.
 #[tokio::test]
 async fn a_key_the_other_server_could_not_check_is_no_refusal() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake = listener.local_addr().unwrap().port();
-    let capulet = TestServer::start_with(move |config| {
-        config.domain = "capulet.lit".into();
-        config.s2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        let at = format!("127.0.0.1:{fake}");
-        config.s2s.hosts.insert("fake.lit".into(), at);
-    })
-    .await;
-    capulet.add_user("juliet", "pw").await;
-    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    let (listener, _capulet, mut juliet) = juliet_and_a_fake_server().await;
     let say = |id: &str| {
         format!(
             "<message xmlns='jabber:client' type='chat' to='romeo@fake.lit' id='{id}'><body>{id}</body></message>"

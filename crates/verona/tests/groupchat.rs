@@ -1873,15 +1873,9 @@ fn approval_at(request: &Element, to: &str) -> String {
     )
 }
 
-/// Someone waiting for an `authorize` room's owners who goes away withdraws the request: the
-/// occupants are not told of a departure (one was shown, with the status the outsider chose).
-#[tokio::test]
-async fn leaving_an_authorize_room_one_waits_for_tells_nobody() {
-    let t = TestServer::start().await;
-    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
-    t.add_user("juliet", "pw").await;
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    ok(&romeo
+/// The owner makes the room `authorize` (seed §5): the owners approve who enters.
+async fn make_authorize(owner: &mut Client) {
+    ok(&owner
         .request(
             "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
                <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
@@ -1891,12 +1885,28 @@ async fn leaving_an_authorize_room_one_waits_for_tells_nobody() {
                  </x></configure></pubsub></iq>"
         )
         .await);
-    juliet.send(&join("Ghosty")).await;
-    let waiting = juliet.recv().await;
+}
+
+/// A classic join of an `authorize` room, told to wait for the owners.
+async fn waits_for_the_owners(joiner: &mut Client, nick: &str) {
+    joiner.send(&join(nick)).await;
+    let waiting = joiner.recv().await;
     assert_eq!(
         stanza_error(&waiting).as_deref(),
         Some("registration-required")
     );
+}
+
+/// Someone waiting for an `authorize` room's owners who goes away withdraws the request: the
+/// occupants are not told of a departure (one was shown, with the status the outsider chose).
+#[tokio::test]
+async fn leaving_an_authorize_room_one_waits_for_tells_nobody() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    make_authorize(&mut romeo).await;
+    waits_for_the_owners(&mut juliet, "Ghosty").await;
     recv_until(&mut romeo, |el| el.name() == "message").await;
     juliet
         .send(&format!(
@@ -1919,23 +1929,9 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut bard = t.login("bard", "pw", "globe").await;
-    ok(&romeo
-        .request(
-            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
-               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
-                 <x xmlns='jabber:x:data' type='submit'>\
-                   <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
-                   <field var='pubsub#access_model'><value>authorize</value></field>\
-                 </x></configure></pubsub></iq>"
-        )
-        .await);
+    make_authorize(&mut romeo).await;
 
-    juliet.send(&join("JC")).await;
-    let waiting = juliet.recv().await;
-    assert_eq!(
-        stanza_error(&waiting).as_deref(),
-        Some("registration-required")
-    );
+    waits_for_the_owners(&mut juliet, "JC").await;
     let request = recv_until(&mut romeo, |el| el.name() == "message").await;
     assert_eq!(request.attr("from"), Some("chat.localhost"));
     let form = request.get_child("x", "jabber:x:data").unwrap();

@@ -65,6 +65,39 @@ async fn bodies(client: &mut Client, n: usize) -> Vec<String> {
     got
 }
 
+/// Romeo acknowledges the first stanza only, and hears the server's count.
+async fn acknowledge_the_first(romeo: &mut Client) {
+    romeo.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(romeo.recv().await.is("a", SM));
+}
+
+/// Romeo's resumable session parked holding Juliet's "line 1"; Romeo's other session, and the
+/// parked one's resumption id.
+async fn parked_with_a_line(server: &TestServer) -> (Client, String) {
+    let (mut juliet, romeo, id) = online_with_resumption(server).await;
+    drop(romeo);
+    juliet.send(&chat(1)).await;
+    juliet.expect_nothing().await;
+    (server.login("romeo", "pw", "study").await, id)
+}
+
+/// Resuming `id` with `password` fails; Romeo binds the resource again, available.
+async fn not_resumed(server: &TestServer, password: &str, id: &str) -> Client {
+    let mut romeo = server.authenticate("romeo", password).await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+        ))
+        .await;
+    let failed = romeo.recv().await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    assert!(failed.has_child("item-not-found", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+    romeo.bind(Some("orchard")).await;
+    available(&mut romeo).await;
+    romeo
+}
+
 #[tokio::test]
 async fn features_acks_and_counts() {
     let server = server_with_resumption(60).await;
@@ -121,9 +154,7 @@ async fn a_killed_session_resumes_with_nothing_lost_or_repeated() {
     }
     assert_eq!(bodies(&mut romeo, 3).await, ["line 1", "line 2", "line 3"]);
     // Romeo acknowledges the first only, then his connection dies.
-    romeo.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
-    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
-    assert!(romeo.recv().await.is("a", SM));
+    acknowledge_the_first(&mut romeo).await;
     drop(romeo);
     // Sent while he is away: held for the resumed session.
     juliet.send(&chat(4)).await;
@@ -300,9 +331,7 @@ async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage(
         juliet.send(&chat(n)).await;
     }
     assert_eq!(bodies(&mut romeo, 2).await, ["line 1", "line 2"]);
-    romeo.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
-    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
-    assert!(romeo.recv().await.is("a", SM));
+    acknowledge_the_first(&mut romeo).await;
     drop(romeo);
     juliet.send(&chat(3)).await;
     // The window passes; the session ends for good.
@@ -321,31 +350,15 @@ async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage(
 #[tokio::test]
 async fn a_parked_session_ends_when_the_password_changes() {
     let server = server_with_resumption(60).await;
-    let (mut juliet, romeo, id) = online_with_resumption(&server).await;
-    drop(romeo);
-    juliet.send(&chat(1)).await;
-    juliet.expect_nothing().await;
-    let mut study = server.login("romeo", "pw", "study").await;
+    let (mut study, id) = parked_with_a_line(&server).await;
     ok(&study
         .request(
             "<iq xmlns='jabber:client' type='set' id='pw'><query xmlns='jabber:iq:register'>\
                <username>romeo</username><password>new</password></query></iq>",
         )
         .await);
-
-    let mut romeo = server.authenticate("romeo", "new").await;
-    romeo
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
-        ))
-        .await;
-    let failed = romeo.recv().await;
-    assert!(failed.is("failed", SM), "{}", show(&failed));
-    assert!(failed.has_child("item-not-found", "urn:ietf:params:xml:ns:xmpp-stanzas"));
-    romeo.bind(Some("orchard")).await;
-    available(&mut romeo).await;
-    let got = bodies(&mut romeo, 1).await;
-    assert_eq!(got, ["line 1"]);
+    let mut romeo = not_resumed(&server, "new", &id).await;
+    assert_eq!(bodies(&mut romeo, 1).await, ["line 1"]);
 }
 
 /// A parked session of an account removed (XEP-0077 §3.2) ends with it: nothing it held is
@@ -353,11 +366,7 @@ async fn a_parked_session_ends_when_the_password_changes() {
 #[tokio::test]
 async fn a_parked_session_of_a_removed_account_leaves_nothing_to_the_next_owner() {
     let server = server_with_resumption(60).await;
-    let (mut juliet, romeo, id) = online_with_resumption(&server).await;
-    drop(romeo);
-    juliet.send(&chat(1)).await;
-    juliet.expect_nothing().await;
-    let mut study = server.login("romeo", "pw", "study").await;
+    let (mut study, id) = parked_with_a_line(&server).await;
     ok(&study
         .request(
             "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'>\
@@ -365,17 +374,7 @@ async fn a_parked_session_of_a_removed_account_leaves_nothing_to_the_next_owner(
         )
         .await);
     server.add_user("romeo", "new").await;
-
-    let mut romeo = server.authenticate("romeo", "new").await;
-    romeo
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
-        ))
-        .await;
-    let failed = romeo.recv().await;
-    assert!(failed.is("failed", SM), "{}", show(&failed));
-    romeo.bind(Some("orchard")).await;
-    available(&mut romeo).await;
+    let mut romeo = not_resumed(&server, "new", &id).await;
     romeo.expect_nothing().await;
 }
 
@@ -390,9 +389,7 @@ async fn a_stopping_server_keeps_what_sessions_did_not_get_acknowledged() {
         juliet.send(&chat(n)).await;
     }
     assert_eq!(bodies(&mut romeo, 3).await, ["line 1", "line 2", "line 3"]);
-    romeo.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
-    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
-    assert!(romeo.recv().await.is("a", SM));
+    acknowledge_the_first(&mut romeo).await;
     let dir = server.dir;
     server.server.shutdown().await;
 
