@@ -424,10 +424,9 @@ fn default_subscription_options() {
     assert_error(&missing, "cancel", "item-not-found", None);
 }
 
-/// §6.5.9.1–2: a retrieval by an entity with several subscriptions names one of them, also
-/// on an open node, where nobody needs a subscription to retrieve.
-#[test]
-fn items_with_several_subscriptions_need_the_subid() {
+/// Romeo's bare JID subscribed twice to an open node (the second with options); the first
+/// SubID.
+fn subscribed_twice() -> (Harness, String) {
     let mut h = Harness::new();
     open_node(&mut h);
     let first = h.subscribe(ROMEO, "princely_musings");
@@ -439,6 +438,14 @@ fn items_with_several_subscriptions_need_the_subid() {
     ]
     .concat();
     assert_eq!(h.ask(ROMEO, &second_request).attr("type"), Some("result"));
+    (h, first)
+}
+
+/// §6.5.9.1–2: a retrieval by an entity with several subscriptions names one of them, also
+/// on an open node, where nobody needs a subscription to retrieve.
+#[test]
+fn items_with_several_subscriptions_need_the_subid() {
+    let (mut h, first) = subscribed_twice();
 
     let items = |subid: Option<&str>| {
         let attr = subid
@@ -472,17 +479,7 @@ fn items_with_several_subscriptions_need_the_subid() {
 
 #[test]
 fn unsubscribe_with_several_subscriptions_needs_the_subid() {
-    let mut h = Harness::new();
-    open_node(&mut h);
-    let first = h.subscribe(ROMEO, "princely_musings");
-    let second_request = [
-        "<iq type='set' id='sub2'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
-           <subscribe node='princely_musings' jid='romeo@localhost'/><options>",
-        OPTIONS_FORM,
-        "</options></pubsub></iq>",
-    ]
-    .concat();
-    assert_eq!(h.ask(ROMEO, &second_request).attr("type"), Some("result"));
+    let (mut h, first) = subscribed_twice();
 
     let unsubscribe = |subid: Option<&str>| {
         let attr = subid

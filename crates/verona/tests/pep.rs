@@ -450,11 +450,8 @@ async fn pending_requests_are_asked_again_at_login() {
     assert!(show(form).contains("romeo@localhost"), "{}", show(form));
 }
 
-/// XEP-0060 §8.6: a request to another PEP node, made while its owner is offline, reaches her
-/// at her next login as the form, the classic `<presence/>` she logs in with notwithstanding
-/// (presence has no word for it).
-#[tokio::test]
-async fn a_request_to_another_node_is_asked_again_at_login() {
+/// Juliet online, with a mood node whose subscribers she approves (`authorize`).
+async fn juliets_authorize_mood() -> (TestServer, Client) {
     let t = TestServer::start().await;
     for user in ["juliet", "romeo"] {
         t.add_user(user, "pw").await;
@@ -468,6 +465,15 @@ async fn a_request_to_another_node_is_asked_again_at_login() {
         Some("authorize"),
     )
     .await);
+    (t, juliet)
+}
+
+/// XEP-0060 §8.6: a request to another PEP node, made while its owner is offline, reaches her
+/// at her next login as the form, the classic `<presence/>` she logs in with notwithstanding
+/// (presence has no word for it).
+#[tokio::test]
+async fn a_request_to_another_node_is_asked_again_at_login() {
+    let (t, juliet) = juliets_authorize_mood().await;
     drop(juliet);
     let mut romeo = t.login("romeo", "pw", "orchard").await;
     ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "urn:example:mood").await);
@@ -503,19 +509,7 @@ async fn a_request_to_another_node_is_asked_again_at_login() {
 /// nodes to choose from, then the forms of the chosen node's pending requests.
 #[tokio::test]
 async fn get_pending_runs_at_the_owners_bare_jid() {
-    let t = TestServer::start().await;
-    for user in ["juliet", "romeo"] {
-        t.add_user(user, "pw").await;
-    }
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    ok(&publish(
-        &mut juliet,
-        "p1",
-        "urn:example:mood",
-        "shy",
-        Some("authorize"),
-    )
-    .await);
+    let (t, mut juliet) = juliets_authorize_mood().await;
     let mut romeo = t.login("romeo", "pw", "orchard").await;
     ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "urn:example:mood").await);
     let asked = juliet.recv().await;
