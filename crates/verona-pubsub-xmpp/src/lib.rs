@@ -141,6 +141,9 @@ struct Answer {
     effects: Vec<Effect>,
     undo: Option<Undo>,
     published: Option<Published>,
+    /// Set when part of a request of several entries was refused while the rest was done
+    /// (XEP-0060 §8.8.2.4, §8.9.2.4): the reply is this error, the effects still happen.
+    refused: Option<Failure>,
 }
 
 impl Answer {
@@ -151,6 +154,7 @@ impl Answer {
             effects: Vec::new(),
             undo: None,
             published: None,
+            refused: None,
         }
     }
 
@@ -161,6 +165,16 @@ impl Answer {
             effects: outcome.effects,
             undo: Some(outcome.undo),
             published: None,
+            refused: None,
+        }
+    }
+
+    /// An operation on several entries of which some were refused: what was done stays, the
+    /// reply is `refused` (when there is one).
+    fn partly<T>(outcome: Outcome<T>, refused: Option<Failure>) -> Self {
+        Answer {
+            refused,
+            ..Answer::outcome(None, outcome)
         }
     }
 }
@@ -194,6 +208,22 @@ fn handle_iq(service: &mut Service, ctx: &ServiceContext, from: &FullJid, iq: &E
         .map_err(Failure::from)
         .and_then(|request| dispatch(service, ctx, from, request));
     match result {
+        Ok(Answer {
+            refused: Some(failure),
+            effects,
+            undo,
+            ..
+        }) => Handled {
+            reply: Some(xml::error_reply(
+                iq,
+                Some((ctx.jid, from)),
+                &failure.error,
+                failure.echo.map(|echo| *echo),
+            )),
+            effects,
+            undo,
+            published: None,
+        },
         Ok(answer) => Handled {
             reply: Some(xml::result_reply(iq, ctx.jid, from, answer.payload)),
             effects: answer.effects,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use jid::{FullJid, Jid};
+use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use verona_pubsub::{
     Affiliation, AuthorizationRequest, ConfigField, CreateRequest, Effect, ItemReply,
@@ -244,10 +244,8 @@ pub(crate) fn get_pending(service: &Service, actor: &Jid, command: Command) -> H
         })
         .collect();
     Ok(Answer {
-        payload: Some(reply("completed", None)),
         effects,
-        undo: None,
-        published: None,
+        ..Answer::reply(Some(reply("completed", None)))
     })
 }
 
@@ -273,8 +271,9 @@ fn subscription_entry(jid: &Jid, subid: Option<&str>, state: &str) -> Element {
         .build()
 }
 
-/// §8.8.2, all or nothing. Owners set `subscribed` or `none`; an entry asking for another state
-/// fails the request and is returned with its current state (§8.8.2.4).
+/// §8.8.2. Owners set `subscribed` or `none`; each entry is done or refused on its own, and
+/// the refused ones are returned with their current state in a `not-acceptable` error
+/// (§8.8.2.4: what the error does not list was done).
 pub(crate) fn set_subscriptions(
     service: &mut Service,
     ctx: &ServiceContext,
@@ -285,35 +284,43 @@ pub(crate) fn set_subscriptions(
     let (valid, invalid): (Vec<_>, Vec<_>) = entries
         .into_iter()
         .partition(|entry| matches!(entry.state.as_str(), "subscribed" | "none"));
-    if !invalid.is_empty() {
-        let mut current = service.node_subscriptions(actor, node)?;
-        current.extend(service.pending_subscriptions(actor, node)?);
-        let echo = invalid.iter().map(|entry| {
-            let found = current.iter().find(|info| {
-                info.jid == entry.jid && entry.subid.as_ref().is_none_or(|s| *s == info.subid)
-            });
-            let state = found.map_or("none", |info| info.state.as_str());
-            subscription_entry(&entry.jid, entry.subid.as_deref(), state)
-        });
-        let list = builder("subscriptions", ns::PUBSUB_OWNER)
-            .with("node", node)
-            .append_all(echo)
-            .build();
-        return Err(Failure {
-            error: Error::NotAcceptable,
-            echo: Some(Box::new(owner(list))),
-        });
-    }
     let changes: Vec<SubscriptionChange> = valid
-        .into_iter()
+        .iter()
         .map(|entry| SubscriptionChange {
             subscribed: entry.state == "subscribed",
-            jid: entry.jid,
-            subid: entry.subid.map(SubId::from),
+            jid: entry.jid.clone(),
+            subid: entry.subid.clone().map(SubId::from),
         })
         .collect();
-    let outcome = service.set_subscriptions(ctx.resolver, actor, node, &changes)?;
-    Ok(Answer::outcome(None, outcome))
+    let outcome = service.set_subscriptions_each(ctx.resolver, actor, node, &changes)?;
+    let mut refused: Vec<&SubscriptionEntry> = valid
+        .iter()
+        .zip(&outcome.value)
+        .filter(|(_, result)| result.is_err())
+        .map(|(entry, _)| entry)
+        .collect();
+    refused.extend(&invalid);
+    if refused.is_empty() {
+        return Ok(Answer::outcome(None, outcome));
+    }
+    let mut current = service.node_subscriptions(actor, node)?;
+    current.extend(service.pending_subscriptions(actor, node)?);
+    let echo = refused.iter().map(|entry| {
+        let found = current.iter().find(|info| {
+            info.jid == entry.jid && entry.subid.as_ref().is_none_or(|s| *s == info.subid)
+        });
+        let state = found.map_or("none", |info| info.state.as_str());
+        subscription_entry(&entry.jid, entry.subid.as_deref(), state)
+    });
+    let list = builder("subscriptions", ns::PUBSUB_OWNER)
+        .with("node", node)
+        .append_all(echo)
+        .build();
+    let failure = Failure {
+        error: Error::NotAcceptable,
+        echo: Some(Box::new(owner(list))),
+    };
+    Ok(Answer::partly(outcome, Some(failure)))
 }
 
 /// §8.9.1.
@@ -337,9 +344,10 @@ fn affiliation_entry(jid: &str, affiliation: &str) -> Element {
         .build()
 }
 
-/// §8.9.2, all or nothing. Unknown affiliations, and changes that would leave the node without
-/// an owner, fail the request; the offending entries are returned with their current
-/// affiliation (§8.9.2.4).
+/// §8.9.2. Each entry is done or refused on its own: an unknown affiliation, or the demotion
+/// of owners that would leave the node without one, is refused, and the refused entries are
+/// returned with their current affiliation in a `not-acceptable` error (§8.9.2.4: what the
+/// error does not list was done).
 pub(crate) fn set_affiliations(
     service: &mut Service,
     ctx: &ServiceContext,
@@ -351,45 +359,44 @@ pub(crate) fn set_affiliations(
         .node_affiliations(actor, node)?
         .into_iter()
         .collect();
-    let echo = |offending: &mut dyn Iterator<Item = &AffiliationEntry>| {
-        let list = builder("affiliations", ns::PUBSUB_OWNER)
-            .with("node", node)
-            .append_all(offending.map(|entry| {
-                let affiliation = current
-                    .get(&entry.jid)
-                    .copied()
-                    .unwrap_or(Affiliation::None);
-                affiliation_entry(entry.jid.as_str(), affiliation.as_str())
-            }))
-            .build();
-        Failure {
-            error: Error::NotAcceptable,
-            echo: Some(Box::new(owner(list))),
-        }
-    };
-    let mut changes = BTreeMap::new();
+    let (mut changes, mut refused) = (BTreeMap::new(), Vec::new());
     for entry in &entries {
         match entry.affiliation.parse::<Affiliation>() {
             Ok(affiliation) => {
                 changes.insert(entry.jid.clone(), affiliation);
             }
-            Err(_) => {
-                let mut invalid = entries
-                    .iter()
-                    .filter(|e| e.affiliation.parse::<Affiliation>().is_err());
-                return Err(echo(&mut invalid));
-            }
+            Err(_) => refused.push(entry),
         }
     }
-    match service.set_affiliations(ctx.resolver, actor, node, &changes) {
-        Ok(outcome) => Ok(Answer::outcome(None, outcome)),
-        Err(PubsubError::LastOwner) => {
-            let mut demoted = entries.iter().filter(|entry| {
-                current.get(&entry.jid) == Some(&Affiliation::Owner)
-                    && changes.get(&entry.jid) != Some(&Affiliation::Owner)
-            });
-            Err(echo(&mut demoted))
-        }
-        Err(error) => Err(error.into()),
+    let is_owner = |jid: &BareJid| current.get(jid) == Some(&Affiliation::Owner);
+    let owner_after =
+        |jid: &BareJid| changes.get(jid).or(current.get(jid)) == Some(&Affiliation::Owner);
+    if !current.keys().chain(changes.keys()).any(owner_after) {
+        let demotes = |jid: &BareJid, to: &Affiliation| is_owner(jid) && *to != Affiliation::Owner;
+        refused.extend(entries.iter().filter(|entry| {
+            changes
+                .get(&entry.jid)
+                .is_some_and(|to| demotes(&entry.jid, to))
+        }));
+        changes.retain(|jid, to| !demotes(jid, to));
     }
+    let outcome = service.set_affiliations(ctx.resolver, actor, node, &changes)?;
+    if refused.is_empty() {
+        return Ok(Answer::outcome(None, outcome));
+    }
+    let list = builder("affiliations", ns::PUBSUB_OWNER)
+        .with("node", node)
+        .append_all(refused.iter().map(|entry| {
+            let affiliation = current
+                .get(&entry.jid)
+                .copied()
+                .unwrap_or(Affiliation::None);
+            affiliation_entry(entry.jid.as_str(), affiliation.as_str())
+        }))
+        .build();
+    let failure = Failure {
+        error: Error::NotAcceptable,
+        echo: Some(Box::new(owner(list))),
+    };
+    Ok(Answer::partly(outcome, Some(failure)))
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::{Harness, JULIET, NURSE, ROMEO, assert_error, assert_xml, xml};
 use minidom::Element;
+use verona_pubsub::Effect;
 
 const OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
 
@@ -869,6 +870,48 @@ fn owner_manages_subscriptions() {
          </pubsub></iq>",
     );
     assert_eq!(removed.len(), 1);
+    // §8.8.2.4: of several entries, the refused ones come back in their current state and the
+    // others are done.
+    let mixed = h.send(
+        JULIET,
+        "<iq type='set' id='subman5'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
+           <subscriptions node='princely_musings'>
+             <subscription jid='romeo@localhost' subscription='unconfigured'/>
+             <subscription jid='benvolio@localhost' subscription='subscribed'/>
+           </subscriptions>
+         </pubsub></iq>",
+    );
+    assert_xml(
+        mixed.reply.as_ref().unwrap(),
+        "<iq type='error' from='pubsub.localhost' to='juliet@localhost/balcony' id='subman5'>
+           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
+             <subscriptions node='princely_musings'>
+               <subscription jid='romeo@localhost' subscription='subscribed'/>
+             </subscriptions>
+           </pubsub>
+           <error type='modify'>
+             <not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>
+           </error>
+         </iq>",
+    );
+    let told = h.rendered(&mixed.effects);
+    assert!(
+        told.iter().any(|(to, _)| to == "benvolio@localhost"),
+        "{told:?}"
+    );
+    let list = h.ask(
+        JULIET,
+        "<iq type='get' id='subman6'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
+           <subscriptions node='princely_musings'/></pubsub></iq>",
+    );
+    let listed: Vec<&str> = list
+        .get_child("pubsub", OWNER)
+        .and_then(|p| p.get_child("subscriptions", OWNER))
+        .into_iter()
+        .flat_map(|s| s.children())
+        .filter_map(|s| s.attr("jid"))
+        .collect();
+    assert_eq!(listed, ["benvolio@localhost", "romeo@localhost"]);
     let forbidden = h.ask(
         ROMEO,
         "<iq type='get' id='subman1'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
@@ -894,17 +937,26 @@ fn owner_manages_affiliations() {
         set.reply.as_ref().unwrap(),
         "<iq type='result' from='pubsub.localhost' to='juliet@localhost/balcony' id='ent2'/>",
     );
-    // §8.9.2.4 Example: the last owner cannot leave; the offending entry comes back.
-    let last_owner = h.ask(
+    // §8.9.2.4 Example: the last owner cannot leave; the offending entry comes back, and the
+    // entries the error does not list are done.
+    let last_owner = h.send(
         JULIET,
         "<iq type='set' id='ent3'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
            <affiliations node='princely_musings'>
              <affiliation jid='juliet@localhost' affiliation='none'/>
-             <affiliation jid='nurse@localhost' affiliation='none'/>
+             <affiliation jid='benvolio@localhost' affiliation='member'/>
              <affiliation jid='romeo@localhost' affiliation='publisher'/>
            </affiliations>
          </pubsub></iq>",
     );
+    assert!(
+        last_owner
+            .effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Persist(_))),
+        "the member is stored"
+    );
+    let last_owner = last_owner.reply.unwrap();
     assert_xml(
         &last_owner,
         "<iq type='error' from='pubsub.localhost' to='juliet@localhost/balcony' id='ent3'>
@@ -928,6 +980,7 @@ fn owner_manages_affiliations() {
         "<iq type='result' from='pubsub.localhost' to='juliet@localhost/balcony' id='ent1'>
            <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
              <affiliations node='princely_musings'>
+               <affiliation jid='benvolio@localhost' affiliation='member'/>
                <affiliation jid='juliet@localhost' affiliation='owner'/>
                <affiliation jid='nurse@localhost' affiliation='outcast'/>
                <affiliation jid='romeo@localhost' affiliation='publisher'/>

@@ -403,13 +403,6 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Reverts everything done so far (an error surfaced after mutation began).
-    pub fn rollback(self) {
-        for step in self.steps.into_iter().rev() {
-            self.state.apply(step);
-        }
-    }
-
     pub fn insert_node(&mut self, node: Node) {
         self.steps.push(Step::RemoveNode(node.id.clone()));
         self.state.insert_node(node);

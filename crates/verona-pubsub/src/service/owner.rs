@@ -336,6 +336,29 @@ impl Service {
         node_id: &str,
         changes: &[SubscriptionChange],
     ) -> Result<Outcome<Vec<SubscriptionInfo>>, PubsubError> {
+        let outcome = self.set_subscriptions_each(resolver, actor, node_id, changes)?;
+        if let Some(error) = outcome
+            .value
+            .iter()
+            .find_map(|result| result.as_ref().err())
+        {
+            let error = error.clone();
+            self.undo(outcome.undo)
+                .expect("undone right after it was made");
+            return Err(error);
+        }
+        Ok(outcome.map(|results| results.into_iter().flatten().collect()))
+    }
+
+    /// Owner changes to subscriptions (XEP-0060 §8.8.2), each kept or refused on its own: the
+    /// value holds one result per change, and what is not refused is done (§8.8.2.4).
+    pub fn set_subscriptions_each(
+        &mut self,
+        resolver: &dyn AccessResolver,
+        actor: &Jid,
+        node_id: &str,
+        changes: &[SubscriptionChange],
+    ) -> Result<Outcome<Vec<Result<SubscriptionInfo, PubsubError>>>, PubsubError> {
         let node = find_node(&self.state, node_id)?;
         self.may_manage(node, actor, Action::ManageSubscriptions)?;
         let now = self.env.now();
@@ -343,11 +366,12 @@ impl Service {
         let mut tx = Tx::new(&mut self.state, &self.config.limits);
         let mut value = Vec::with_capacity(changes.len());
         for change in changes {
+            // Each change validates before it mutates: a refused one leaves nothing behind.
             let Some(node) = tx.node(node_id) else {
                 break;
             };
             let selected = select_subscription(node, &change.jid, change.subid.as_deref());
-            let result = match (change.subscribed, selected) {
+            value.push(match (change.subscribed, selected) {
                 (true, Ok((subid, sub))) if sub.state == SubscriptionState::Subscribed => {
                     Ok(info(node_id, &subid, &sub))
                 }
@@ -383,14 +407,7 @@ impl Service {
                     Ok(remove_by_owner(&mut tx, &mut fx, node_id, &subid, sub))
                 }
                 (_, Err(error)) => Err(error),
-            };
-            match result {
-                Ok(info) => value.push(info),
-                Err(error) => {
-                    tx.rollback();
-                    return Err(error);
-                }
-            }
+            });
         }
         Ok(fx.finish(value, tx.commit()))
     }
