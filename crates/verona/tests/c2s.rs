@@ -374,6 +374,23 @@ async fn messages_to_other_accounts_and_the_undeliverable() {
     let m = romeo.recv().await;
     assert_eq!(m.attr("from"), Some("juliet@localhost/balcony"));
     assert_eq!(m.attr("to"), Some("romeo@localhost"));
+    // RFC 7622 §3.2: a domain's final dot is no other domain (it went to federation).
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' id='dot' to='romeo@localhost.'><body>.</body></message>")
+        .await;
+    let m = romeo.recv().await;
+    assert_eq!(
+        (m.attr("id"), m.attr("to")),
+        (Some("dot"), Some("romeo@localhost"))
+    );
+    juliet
+        .send("<iq xmlns='jabber:client' type='get' id='dot2' to='romeo@localhost./orchard'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let iq = romeo.recv().await;
+    assert_eq!(
+        (iq.name(), iq.attr("id"), iq.attr("to")),
+        ("iq", Some("dot2"), Some("romeo@localhost/orchard"))
+    );
 
     let cases = [
         (

@@ -276,6 +276,9 @@ impl Connection {
             }
         }
         set_attr(&mut el, "from", me.as_str());
+        if let Some(to) = el.attr("to").and_then(crate::jids::canonical) {
+            set_attr(&mut el, "to", &to);
+        }
         let here = route::Addresses {
             domain: &self.shared.domain,
             pubsub: pubsub.jid(),
