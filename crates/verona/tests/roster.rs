@@ -221,10 +221,20 @@ async fn removing_a_contact_ends_the_subscriptions() {
 /// XEP-0077 `<remove/>` ends the account's relations as removing each contact would (RFC 6121
 /// §2.5.2, as Prosody does when an account is deleted): a contact that followed it is told
 /// `unsubscribed`, one it followed `unsubscribe`, each from its bare JID, and their rosters
-/// show it followed by nobody and following nobody.
+/// show it followed by nobody and following nobody. A request still waiting for it is
+/// refused (`unsubscribed`), so that the asker's roster does not wait for ever.
 #[tokio::test]
 async fn a_deleted_account_unsubscribes_its_contacts() {
     let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    t.add_user("tybalt", "pw").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    ok(&tybalt.request(&roster_get("t0", None)).await);
+    tybalt.send("<presence xmlns='jabber:client'/>").await;
+    tybalt.recv_from("tybalt@localhost/street").await;
+    tybalt
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    recv_until(&mut juliet, |el| el.attr("type") == Some("subscribe")).await;
     let mut nurse = t.login("nurse", "pw", "chamber").await;
     ok(&nurse.request(&roster_get("n0", None)).await);
     nurse.send("<presence xmlns='jabber:client'/>").await;
@@ -243,7 +253,11 @@ async fn a_deleted_account_unsubscribes_its_contacts() {
         .request("<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
         .await;
     ok(&removed);
-    for (contact, told) in [(&mut romeo, "unsubscribed"), (&mut nurse, "unsubscribe")] {
+    for (contact, told) in [
+        (&mut romeo, "unsubscribed"),
+        (&mut nurse, "unsubscribe"),
+        (&mut tybalt, "unsubscribed"),
+    ] {
         let el = recv_until(contact, |el| {
             el.name() == "presence" && el.attr("type") == Some(told)
         })

@@ -374,6 +374,16 @@ impl PresenceGraph {
             .map(|id| self.jids.jid(id))
     }
 
+    /// The accounts waiting for `owner`'s approval of their request to follow it.
+    pub fn askers(&self, owner: &BareJid) -> impl Iterator<Item = &BareJid> {
+        self.owners
+            .get(owner)
+            .into_iter()
+            .flat_map(|o| o.contacts.iter())
+            .filter(|(_, relation)| !relation.approved)
+            .map(|(&id, _)| self.jids.jid(id))
+    }
+
     /// The accounts whose presence `contact` is subscribed to.
     pub fn following(&self, contact: &BareJid) -> impl Iterator<Item = &BareJid> {
         self.outbound(&self.following, contact)

@@ -8,28 +8,34 @@ impl ServicesTask {
     /// Before an account is deleted, each relation it has ends as removing the contact from
     /// its roster would end it (RFC 6121 §2.5.2; Prosody does the same on deletion), so that
     /// contacts here and on other servers hear of it: `unsubscribe` to those it follows or
-    /// asked to, `unsubscribed` to those who follow it. Each goes as a request to the shard of
-    /// the presence node it acts on, which makes that node resident first (storage would not
-    /// have it after the deletion).
+    /// asked to, `unsubscribed` to those who follow it or wait for its approval. Each goes as
+    /// a request to the shard of the presence node it acts on, which makes that node resident
+    /// first (storage would not have it after the deletion).
     pub(super) fn end_relations(&mut self, account: &BareJid) {
+        let mut ends: Vec<(BareJid, SubscriptionKind)> = Vec::new();
         for entry in self.presence.roster(account) {
-            let kinds = [
-                (entry.to || entry.ask, SubscriptionKind::Unsubscribe),
-                (entry.from, SubscriptionKind::Unsubscribed),
-            ];
-            for kind in kinds
-                .into_iter()
-                .filter_map(|(ends, kind)| ends.then_some(kind))
-            {
-                let owner = kind.owner(account, &entry.contact);
-                let request = Request::Subscription {
-                    from: account.clone(),
-                    contact: entry.contact.clone(),
-                    kind,
-                    extensions: Vec::new(),
-                };
-                self.send_to(self.shard_of(owner.as_str()), request, false);
+            if entry.to || entry.ask {
+                ends.push((entry.contact.clone(), SubscriptionKind::Unsubscribe));
             }
+            if entry.from {
+                ends.push((entry.contact, SubscriptionKind::Unsubscribed));
+            }
+        }
+        ends.extend(
+            self.presence
+                .askers(account)
+                .map(|asker| (asker.clone(), SubscriptionKind::Unsubscribed)),
+        );
+        for (contact, kind) in ends {
+            let owner = kind.owner(account, &contact);
+            let shard = self.shard_of(owner.as_str());
+            let request = Request::Subscription {
+                from: account.clone(),
+                contact,
+                kind,
+                extensions: Vec::new(),
+            };
+            self.send_to(shard, request, false);
         }
     }
 
