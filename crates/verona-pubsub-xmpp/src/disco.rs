@@ -13,8 +13,8 @@ use crate::ns;
 use crate::{Answer, Handler, ServiceContext, ServiceKind};
 
 /// The `pubsub#` features every Verona service offers (XEP-0060 §10). Not offered:
-/// collections, leased subscriptions, `presence-notifications` and `filtered-notifications`
-/// (delivery decisions the router makes), batch operations.
+/// collections, leased subscriptions, `presence-notifications`, batch operations; a PEP
+/// service adds what XEP-0163 §1 requires of it ([`PEP_FEATURES`]).
 const FEATURES: &[&str] = &[
     "config-node",
     "create-and-configure",
@@ -50,6 +50,11 @@ const FEATURES: &[&str] = &[
     "subscription-options",
 ];
 
+/// XEP-0163 §1: a PEP service subscribes its owner's contacts to the nodes they ask for
+/// (`auto-subscribe`) and sends each resource what its XEP-0115 `+notify` features ask for
+/// (`filtered-notifications`).
+const PEP_FEATURES: &[&str] = &["auto-subscribe", "filtered-notifications"];
+
 const GET_PENDING_NAME: &str = "Get pending subscription requests";
 
 /// disco#info of the service itself: identity `pubsub/service` (or `pubsub/pep`), and every
@@ -72,6 +77,9 @@ pub fn service_info(ctx: &ServiceContext, config: &ServiceConfig) -> DiscoInfoRe
     )));
     if config.auto_create {
         features.push(pubsub("auto-create"));
+    }
+    if ctx.kind == ServiceKind::Pep {
+        features.extend(PEP_FEATURES.iter().map(|feature| pubsub(feature)));
     }
     let mut identities = vec![identity("pubsub", kind)];
     if ctx.kind == ServiceKind::Groupchat {

@@ -26,6 +26,10 @@ pub enum Error {
     /// A published item carries more than one payload element.
     #[error("an item carries one payload element at most")]
     InvalidPayload,
+    /// Options asked of, or set for, a subscription that does not exist (§6.3.4.2, where the
+    /// error is the requester's to correct: `modify`, unlike unsubscribing's `cancel`).
+    #[error("no such subscriber")]
+    NoSuchSubscriber,
     /// An owner modification names a value that cannot be set (e.g. `pending`).
     #[error("modification not acceptable")]
     NotAcceptable,
@@ -219,6 +223,7 @@ pub fn spec(error: &Error) -> ErrorSpec {
         Error::JidRequired => (Modify, C::BadRequest, Some(P::JidRequired)),
         Error::InvalidPayload => (Modify, C::BadRequest, Some(P::InvalidPayload)),
         Error::NotAcceptable => (Modify, C::NotAcceptable, None),
+        Error::NoSuchSubscriber => (Modify, C::UnexpectedRequest, Some(P::NotSubscribed)),
         Error::Unsupported(feature) => (
             Cancel,
             C::FeatureNotImplemented,
@@ -409,6 +414,7 @@ mod tests {
                 Error::JidRequired,
                 Error::InvalidPayload,
                 Error::NotAcceptable,
+                Error::NoSuchSubscriber,
                 Error::Unsupported("collections"),
                 Error::FeatureNotImplemented,
                 Error::ServiceUnavailable,

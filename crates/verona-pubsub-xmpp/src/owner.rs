@@ -272,8 +272,8 @@ fn subscription_entry(jid: &Jid, subid: Option<&str>, state: &str) -> Element {
 }
 
 /// §8.8.2. Owners set `subscribed` or `none`; each entry is done or refused on its own, and
-/// the refused ones are returned with their current state in a `not-acceptable` error
-/// (§8.8.2.4: what the error does not list was done).
+/// the refused ones are returned with their current state in an error (§8.8.2.4: what the
+/// error does not list was done).
 pub(crate) fn set_subscriptions(
     service: &mut Service,
     ctx: &ServiceContext,
@@ -293,6 +293,13 @@ pub(crate) fn set_subscriptions(
         })
         .collect();
     let outcome = service.set_subscriptions_each(ctx.resolver, actor, node, &changes)?;
+    // The engine's reason for the first entry it refused (`forbidden` for a stranger an owner
+    // may not subscribe), else the states no owner sets.
+    let error = outcome
+        .value
+        .iter()
+        .find_map(|result| result.as_ref().err())
+        .map_or(Error::NotAcceptable, |error| error.clone().into());
     let mut refused: Vec<&SubscriptionEntry> = valid
         .iter()
         .zip(&outcome.value)
@@ -317,7 +324,7 @@ pub(crate) fn set_subscriptions(
         .append_all(echo)
         .build();
     let failure = Failure {
-        error: Error::NotAcceptable,
+        error,
         echo: Some(Box::new(owner(list))),
     };
     Ok(Answer::partly(outcome, Some(failure)))

@@ -5,11 +5,12 @@ use jid::Jid;
 use minidom::Element;
 use verona_pubsub::{
     ItemQuery, ItemReply, PagePosition, PageRequest, PubsubError, Service, SubscriptionInfo,
-    SubscriptionState,
+    SubscriptionOptions, SubscriptionState,
 };
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
 use xmpp_parsers::rsm::{First, SetResult};
 
+use crate::errors::Error;
 use crate::forms;
 use crate::ns;
 use crate::render::item_element;
@@ -117,8 +118,7 @@ pub(crate) fn unsubscribe(
 
 /// §6.3.2: the options form.
 pub(crate) fn options(service: &Service, actor: &Jid, target: &OptionsTarget) -> Handler {
-    let options =
-        service.subscription_options(actor, &target.node, &target.jid, target.subid.as_deref())?;
+    let options = subscription_options(service, actor, target)?;
     let form = forms::subscribe_options(&options, DataFormType::Form);
     let reply = builder("options", ns::PUBSUB)
         .with("node", target.node.as_str())
@@ -141,11 +141,26 @@ pub(crate) fn set_options(
         return Ok(Answer::reply(None));
     }
     let subid = target.subid.as_deref();
-    let mut options = service.subscription_options(actor, &target.node, &target.jid, subid)?;
+    let mut options = subscription_options(service, actor, target)?;
     forms::read_subscribe_options(form, service.config(), &mut options)?;
     let outcome =
         service.set_subscription_options(actor, &target.node, &target.jid, subid, options)?;
     Ok(Answer::outcome(None, outcome))
+}
+
+/// The options of the subscription `target` names (§6.3.4.2: `modify` when there is none).
+fn subscription_options(
+    service: &Service,
+    actor: &Jid,
+    target: &OptionsTarget,
+) -> Result<SubscriptionOptions, Error> {
+    let subid = target.subid.as_deref();
+    service
+        .subscription_options(actor, &target.node, &target.jid, subid)
+        .map_err(|error| match error {
+            PubsubError::NotSubscribed => Error::NoSuchSubscriber,
+            error => error.into(),
+        })
 }
 
 /// §6.4: the options a subscription gets when none are given (the same for every node).

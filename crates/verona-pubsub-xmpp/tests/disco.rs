@@ -46,8 +46,9 @@ fn service_identity_and_features() {
     ] {
         assert!(features.iter().any(|f| f == wanted), "{wanted}");
     }
-    assert!(!features.iter().any(|f| f.ends_with("#auto-create")));
-    assert!(!features.iter().any(|f| f.ends_with("#collections")));
+    for absent in ["#auto-create", "#collections", "#auto-subscribe"] {
+        assert!(!features.iter().any(|f| f.ends_with(absent)), "{absent}");
+    }
 }
 
 #[test]
@@ -69,6 +70,11 @@ fn pep_identity_and_auto_create() {
         info.features
             .contains("http://jabber.org/protocol/pubsub#access-presence")
     );
+    // XEP-0163 §1: what a PEP service must do, said.
+    for feature in ["auto-subscribe", "filtered-notifications"] {
+        let feature = format!("http://jabber.org/protocol/pubsub#{feature}");
+        assert!(info.features.contains(&feature), "{feature}");
+    }
 }
 
 #[test]

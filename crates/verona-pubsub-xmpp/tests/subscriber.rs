@@ -380,9 +380,10 @@ fn options_errors() {
         "<iq type='get' id='options1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
            <options node='princely_musings' jid='nurse@localhost'/></pubsub></iq>",
     );
+    // §6.3.4.2's "No such subscriber": `modify` (unsubscribing's, §6.2.3.2, is `cancel`).
     assert_error(
         &not_subscribed,
-        "cancel",
+        "modify",
         "unexpected-request",
         Some("not-subscribed"),
     );

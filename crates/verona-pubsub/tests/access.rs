@@ -345,11 +345,18 @@ fn publish_models_admit_subscribers_and_anyone() {
             .publish(&actor, "n", PublishRequest::payload(None, "<y/>"))
             .map(|_| ());
         assert_eq!(result, expected, "{model:?} subscribed={subscribed}");
-        // Publishing rights bring retracting one's own items, not others'.
+        // Publishing rights bring retracting and replacing one's own items, not others'
+        // (replacing an item removes it).
         if expected.is_ok() {
+            let replace = |id: &str| PublishRequest::payload(Some(id), "<z/>");
+            assert!(service.publish(&actor, "n", replace("mine")).is_ok());
             assert!(service.retract(&actor, "n", "mine", false).is_ok());
             assert_eq!(
                 service.retract(&actor, "n", "theirs", false).err(),
+                Some(PubsubError::Forbidden)
+            );
+            assert_eq!(
+                service.publish(&actor, "n", replace("theirs")).err(),
                 Some(PubsubError::Forbidden)
             );
         }

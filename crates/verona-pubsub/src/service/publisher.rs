@@ -104,6 +104,23 @@ impl Service {
                     &actor_bare,
                     Action::Publish,
                 )?;
+                // Replacing someone else's item removes it: only who may retract any item
+                // may (XEP-0060 §4.1: a publish-only entity deletes only its own).
+                let replaces_anothers = request
+                    .item
+                    .as_ref()
+                    .and_then(|item| item.id.as_deref())
+                    .and_then(|id| node.items.get(id))
+                    .is_some_and(|old| old.publisher.to_bare() != actor_bare);
+                if replaces_anothers {
+                    access::may(
+                        node,
+                        &self.config.admins,
+                        &NoRoster,
+                        &actor_bare,
+                        Action::RetractAny,
+                    )?;
+                }
                 if !request.preconditions.iter().all(|f| node.config.matches(f)) {
                     return Err(PubsubError::PreconditionNotMet);
                 }
