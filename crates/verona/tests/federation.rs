@@ -505,6 +505,41 @@ async fn iqs_cross_and_only_public_queries_are_answered() {
         .request("<iq xmlns='jabber:client' type='get' to='capulet.lit' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
         .await;
     assert_eq!(info.attr("type"), Some("result"), "{}", show(&info));
+    // An account's vCard is anyone's to read (XEP-0054 §3.2), also from another server; what
+    // she keeps privately is not, nor is her vCard anyone else's to write.
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    ok(&juliet
+        .request("<iq xmlns='jabber:client' type='set' id='v0'><vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN></vCard></iq>")
+        .await);
+    ok(&juliet
+        .request("<iq xmlns='jabber:client' type='set' id='p0'><query xmlns='jabber:iq:private'><diary xmlns='urn:example:diary'>secret</diary></query></iq>")
+        .await);
+    let card = romeo
+        .request("<iq xmlns='jabber:client' type='get' to='juliet@capulet.lit' id='v1'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    assert_eq!(card.attr("type"), Some("result"), "{}", show(&card));
+    let name = card
+        .get_child("vCard", "vcard-temp")
+        .and_then(|v| v.get_child("FN", "vcard-temp"))
+        .map(Element::text);
+    assert_eq!(name.as_deref(), Some("Juliet Capulet"), "{}", show(&card));
+    let refused = [
+        "<iq xmlns='jabber:client' type='set' to='juliet@capulet.lit' id='v2'><vCard xmlns='vcard-temp'><FN>Romeo's</FN></vCard></iq>",
+        "<iq xmlns='jabber:client' type='get' to='juliet@capulet.lit' id='p1'><query xmlns='jabber:iq:private'><diary xmlns='urn:example:diary'/></query></iq>",
+    ];
+    for iq in refused {
+        let reply = romeo.request(iq).await;
+        assert_eq!(reply.attr("type"), Some("error"), "{iq}: {}", show(&reply));
+    }
+    let card = juliet
+        .request("<iq xmlns='jabber:client' type='get' id='v3'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    let name = card
+        .get_child("vCard", "vcard-temp")
+        .and_then(|v| v.get_child("FN", "vcard-temp"))
+        .map(Element::text);
+    assert_eq!(name.as_deref(), Some("Juliet Capulet"), "{}", show(&card));
+    drop(juliet);
     // A remote user has no account here: no registration, roster or archive of its own.
     let cases = [
         "<iq xmlns='jabber:client' type='set' to='capulet.lit' id='r1'><query xmlns='jabber:iq:register'><remove/></query></iq>",

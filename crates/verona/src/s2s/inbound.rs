@@ -138,6 +138,14 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, send
         Route::RoomsService => pubsub.submit_rooms(sender, el).await,
         Route::Room => pubsub.room(sender, el).await,
         Route::AuthorizationAnswer => pubsub.submit_answer(sender, el).await,
+        // An account's vCard is anyone's to read (XEP-0054 §3.2), its last activity its
+        // contacts' (XEP-0012 §4): the same requests, checked the same way, as from here.
+        // Private storage is refused by its node's access model.
+        Route::Stored { account } => match crate::eventing::stored::asked(&el) {
+            Ok(asked) => pubsub.stored(sender, account, asked).await,
+            Err(error) => answer(shared, &el, error),
+        },
+        Route::LastActivity { account } => pubsub.last_activity(sender, account, el).await,
         Route::ServerIq(Target::Domain) if is_public_query(&el) => {
             pubsub.settled().await;
             let handled = iq::handle(shared, &el, &Target::Domain, &sender).await;
