@@ -529,6 +529,23 @@ async fn a_flood_of_keepalives_ends_the_stream() {
         }
         assert_eq!(romeo.expect_stream_error().await, "policy-violation");
     }
+    // A stanza between them does not start the count again (found by the eighth review: ten
+    // pings and a stanza, over and over, held 361 MB of pongs in a minute).
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    for _ in 0..3 {
+        for _ in 0..8 {
+            romeo
+                .ws
+                .send(Message::Ping(vec![7; 125].into()))
+                .await
+                .unwrap();
+        }
+        romeo
+            .send("<presence xmlns='jabber:client' type='unavailable'/>")
+            .await;
+    }
+    assert_eq!(romeo.expect_stream_error().await, "policy-violation");
     // A few now and then are what keepalives are for.
     let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
     romeo.bind("orchard").await;
