@@ -43,6 +43,10 @@ pub struct C2sConfig {
     /// the same name), because a proxy in front terminated TLS: PLAIN is offered and
     /// `require_encryption` is satisfied.
     pub consider_websocket_secure: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client of a connection on
+    /// `websocket_listen` (as Prosody's `trusted_proxies`): its per-address limits are that
+    /// client's, not the proxy's, which every web user would otherwise share.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Refuse authentication and stanzas until the stream is encrypted.
     pub require_encryption: bool,
     /// Offer PLAIN on unencrypted streams (only meaningful with `require_encryption = false`).
@@ -326,6 +330,11 @@ impl Default for C2sConfig {
             websocket_tls_listen: vec![SocketAddr::from(([0, 0, 0, 0], 5281))],
             websocket_path: "/xmpp-websocket".into(),
             consider_websocket_secure: false,
+            // Prosody's default: a proxy on the same machine.
+            trusted_proxies: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
             require_encryption: true,
             allow_insecure_auth: false,
             keepalive_secs: 60,

@@ -16,7 +16,7 @@ mod transport;
 
 use crate::jids::Bare;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,17 +132,33 @@ struct Connection {
 }
 
 pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listener: Listener) {
-    let Some((connection, admission)) = shared.throttle.admit(peer.ip()) else {
-        // Before any XMPP (or TLS) is spent on it.
-        return tracing::info!(%peer, "too many connections from this address");
-    };
+    // A trusted proxy's connections are counted against the client its request names, known
+    // once the WebSocket handshake is read; anyone else's before any XMPP (or TLS) is spent
+    // on them.
+    let proxied =
+        listener == Listener::WebSocket && shared.config.c2s.trusted_proxies.contains(&peer.ip());
+    let mut admitted = None;
+    if !proxied {
+        let Some(admissions) = shared.throttle.admit(peer.ip()) else {
+            return tracing::info!(%peer, "too many connections from this address");
+        };
+        admitted = Some(admissions);
+    }
     // Boxed, as below: a future's largest state is every connection's size while it lasts,
     // and the handshake's is only needed for a moment.
     let handshake = Box::pin(handshake(&shared, tcp, listener));
-    let (io, binding) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let (io, binding, forwarded) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(e)) => return tracing::debug!(?listener, "handshake failed: {e}"),
         Err(_) => return tracing::debug!(?listener, "handshake timed out"),
+    };
+    let peer = match forwarded {
+        Some(client) if proxied => SocketAddr::new(client, 0),
+        _ => peer,
+    };
+    let admitted = admitted.or_else(|| shared.throttle.admit(peer.ip()));
+    let Some((connection, admission)) = admitted else {
+        return tracing::info!(%peer, "too many connections from this address");
     };
     let secure = match listener {
         Listener::Starttls => false,
@@ -183,29 +199,32 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listen
     Box::pin(conn.finish(end)).await;
 }
 
-/// The TLS and WebSocket handshakes a listener's connections begin with; the transport, and
+/// The TLS and WebSocket handshakes a listener's connections begin with; the transport,
 /// RFC 9266 tls-exporter data for SCRAM-*-PLUS where the client can have it too (not over a
-/// WebSocket: a browser cannot reach its TLS session's exporter).
+/// WebSocket: a browser cannot reach its TLS session's exporter), and the client a
+/// WebSocket request says it forwards (`X-Forwarded-For`).
 async fn handshake(
     shared: &Shared,
     tcp: TcpStream,
     listener: Listener,
-) -> anyhow::Result<(Transport, Option<TlsBinding>)> {
+) -> anyhow::Result<(Transport, Option<TlsBinding>, Option<IpAddr>)> {
     Ok(match listener {
-        Listener::Starttls => (Transport::Plain(tcp), None),
+        Listener::Starttls => (Transport::Plain(tcp), None, None),
         Listener::DirectTls => {
             let tls = shared.direct_tls.accept(tcp).await?;
             let binding = tls_exporter(&tls);
-            (Transport::Tls(Box::new(tls)), binding)
+            (Transport::Tls(Box::new(tls)), binding, None)
         }
         Listener::WebSocket => {
-            let ws = transport::accept_websocket(shared, Transport::Plain(tcp)).await?;
-            (ws, None)
+            let (ws, forwarded) =
+                transport::accept_websocket(shared, Transport::Plain(tcp)).await?;
+            (ws, None, forwarded)
         }
         Listener::WebSocketTls => {
             let tls = shared.websocket_tls.accept(tcp).await?;
             let tls = Transport::Tls(Box::new(tls));
-            (transport::accept_websocket(shared, tls).await?, None)
+            let (ws, _) = transport::accept_websocket(shared, tls).await?;
+            (ws, None, None)
         }
     })
 }

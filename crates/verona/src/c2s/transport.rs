@@ -3,6 +3,7 @@
 //! the byte stream the connection speaks ([`verona_stream::websocket`]).
 
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -280,9 +281,12 @@ async fn read_message(ws: &mut WebSocket) -> io::Result<Vec<u8>> {
 pub(super) async fn accept_websocket(
     shared: &Shared,
     socket: Transport,
-) -> Result<Transport, tungstenite::Error> {
+) -> Result<(Transport, Option<IpAddr>), tungstenite::Error> {
     let path = shared.config.c2s.websocket_path.clone();
-    let check = move |request: &Request, mut response: Response| {
+    let trusted = &shared.config.c2s.trusted_proxies;
+    let mut forwarded = None;
+    let check = |request: &Request, mut response: Response| {
+        forwarded = forwarded_client(request, trusted);
         if request.uri().path() != path {
             return Err(error_response(StatusCode::NOT_FOUND));
         }
@@ -312,10 +316,31 @@ pub(super) async fn accept_websocket(
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     let ws = tokio_tungstenite::accept_hdr_async_with_config(socket, check, Some(config)).await?;
-    Ok(Transport::WebSocket(Box::new(WebSocket {
+    let ws = Transport::WebSocket(Box::new(WebSocket {
         stream: ws,
         keepalives: Keepalives::new(),
-    })))
+    }));
+    Ok((ws, forwarded))
+}
+
+/// The client a proxy forwards the request for: the last address of `X-Forwarded-For` that
+/// is not a trusted proxy's (each proxy appends the address it heard from, so what comes
+/// before the first untrusted one from the right is the client's to write and proves
+/// nothing).
+fn forwarded_client(request: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let chain: Vec<IpAddr> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|address| address.trim().parse::<IpAddr>().ok())
+        .collect::<Option<_>>()?;
+    let client = chain
+        .iter()
+        .rev()
+        .find(|address| !trusted.contains(address));
+    client.or(chain.first()).copied()
 }
 
 fn error_response(status: StatusCode) -> ErrorResponse {
