@@ -681,6 +681,78 @@ async fn a_late_capabilities_answer_still_counts() {
     assert_eq!(last.attr("from"), Some("juliet@localhost"));
 }
 
+/// A verified answer listing thousands of features besides its `+notify` ones (the server
+/// keeps only those, and a bounded number of them): the session still gets presence as events
+/// (`presence+notify`) and the items of the node it asks `+notify` for, and so does a later
+/// session with the same hash, which is not asked again.
+#[tokio::test]
+async fn notify_features_among_thousands_of_others_still_count() {
+    let (t, mut juliet, _romeo) = romeo_follows_juliet().await;
+    let noise: Vec<String> = (0..3_000)
+        .map(|i| format!("urn:example:noise:{i:04}"))
+        .collect();
+    let features: Vec<&str> = NATIVE
+        .iter()
+        .copied()
+        .chain(["urn:example:mood+notify"])
+        .chain(noise.iter().map(String::as_str))
+        .collect();
+    let mut tablet = t.login("romeo", "pw", "tablet").await;
+    tablet.presence_with_caps("", &features, true).await;
+    // Juliet's presence, the orchard's and its own, as events.
+    assert_eq!(
+        events(&mut tablet, 3).await,
+        [
+            ("juliet@localhost".to_owned(), "presence".to_owned()),
+            ("romeo@localhost".to_owned(), "presence".to_owned()),
+            ("romeo@localhost".to_owned(), "presence".to_owned()),
+        ]
+    );
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='mood1'><pubsub xmlns='{PUBSUB}'><publish node='urn:example:mood'><item id='current'><mood xmlns='urn:example:mood'>happy</mood></item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    assert_eq!(
+        events(&mut tablet, 1).await,
+        [("juliet@localhost".to_owned(), "urn:example:mood".to_owned())]
+    );
+
+    let mut phone = t.login("romeo", "pw", "phone").await;
+    phone.presence_with_caps("", &features, false).await;
+    // The mood's last item, and four presence events: Juliet's, the orchard's, the tablet's
+    // and its own.
+    assert_eq!(
+        events(&mut phone, 5).await,
+        [
+            ("juliet@localhost".to_owned(), "presence".to_owned()),
+            ("juliet@localhost".to_owned(), "urn:example:mood".to_owned()),
+            ("romeo@localhost".to_owned(), "presence".to_owned()),
+            ("romeo@localhost".to_owned(), "presence".to_owned()),
+            ("romeo@localhost".to_owned(), "presence".to_owned()),
+        ]
+    );
+}
+
+/// The next `n` stanzas, each a pubsub event: (from, node), sorted (they may come in any
+/// order).
+async fn events(c: &mut Client, n: usize) -> Vec<(String, String)> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let el = c.recv().await;
+        let node = el
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .and_then(|items| items.attr("node"))
+            .unwrap_or_else(|| panic!("an event: {}", show(&el)));
+        got.push((
+            el.attr("from").unwrap_or_default().to_owned(),
+            node.to_owned(),
+        ));
+    }
+    got.sort();
+    got
+}
+
 /// XEP-0163 §4.3.4: a session coming online with `+notify` gets a node's last item only if
 /// the node sends one: not from a node whose `send_last_published_item` is `never`, as
 /// XEP-0402 and XEP-0490 ask of theirs.

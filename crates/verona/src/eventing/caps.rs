@@ -1,9 +1,10 @@
 //! XEP-0115 entity capabilities, as the server uses them: a client's `<c/>` names a hash of
 //! its disco#info; the server asks the client once per unknown hash, checks the answer against
-//! the hash, and keeps the verified features by hash for every later session (DESIGN §3: they
-//! decide native or classic rendering, and XEP-0163 `+notify` filtering).
+//! the hash, and keeps by hash, for every later session, what of them the server consults: the
+//! `+notify` features (DESIGN §3: `presence+notify` decides native or classic rendering, the
+//! others XEP-0163 `+notify` filtering).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine;
@@ -11,14 +12,31 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use minidom::Element;
 use xmpp_parsers::caps::{Caps, hash_caps};
 
-use super::rendering::Features;
+use super::rendering::{Features, PRESENCE_NOTIFY};
 use crate::xml::{BuilderExt, builder, ns};
 
 pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
 
-/// Verified hashes kept at most; past that, new ones are verified per session but not kept
-/// (a client making up hashes cannot grow the cache without bound).
-const CACHE_LIMIT: usize = 10_000;
+/// `+notify` features kept of one verified answer. Clients advertise a dozen or two (avatars,
+/// OMEMO, bookmarks, nicknames, geolocation...); a client naming more only loses its own
+/// notifications for the rest.
+const MAX_NOTIFY: usize = 256;
+
+/// Bytes of the longest `+notify` feature kept: the names clients advertise are under 100
+/// (`eu.siacs.conversations.axolotl.devicelist+notify` is 47). With [`MAX_NOTIFY`], one
+/// answer keeps at most about 64 KiB, whatever else it lists.
+const MAX_NOTIFY_BYTES: usize = 256;
+
+/// Estimated bytes the cache holds at most (see [`CapsCache`]). Ordinary clients' entries are
+/// under 2 KiB each: thousands of them fit, or at least 50 of the largest.
+const CACHE_BYTES: usize = 4 << 20;
+
+/// What an entry costs beside its features' bytes and its key's (held twice: in the map and
+/// in the use order): the map and order slots, the `Arc`'d set's header (estimate).
+const ENTRY_OVERHEAD: usize = 160;
+
+/// What a feature costs beside its bytes: its `String` and its set slot (estimate).
+const FEATURE_OVERHEAD: usize = 48;
 
 /// The capabilities a stanza advertises: a `<c/>` in a presence broadcast, or in the presence
 /// a client publishes to its `presence` node (XEP-0207 Ex. 3). Legacy `<c/>` without `hash`
@@ -58,8 +76,8 @@ pub fn query(caps: &Caps, id: &str, from: &str, to: &str) -> Element {
         .build()
 }
 
-/// The features of a disco#info result, if they hash to what the client advertised
-/// (XEP-0115 §5.4); `None` for an error, a malformed answer or a mismatch.
+/// The features of a disco#info result the server consults, if the result hashes to what the
+/// client advertised (XEP-0115 §5.4); `None` for an error, a malformed answer or a mismatch.
 pub fn verify(caps: &Caps, answer: &Element) -> Option<Features> {
     if answer.attr("type") != Some("result") {
         return None;
@@ -67,13 +85,28 @@ pub fn verify(caps: &Caps, answer: &Element) -> Option<Features> {
     let query = answer.get_child("query", ns::DISCO_INFO)?;
     let (input, features) = verification_string(query)?;
     let hash = hash_caps(&input, caps.hash.clone()).ok()?;
-    (hash.hash == caps.ver).then(|| Arc::new(features))
+    (hash.hash == caps.ver).then(|| Arc::new(consulted(features)))
+}
+
+/// Of verified features (sorted), those the server looks at: `+notify` ones, at most
+/// [`MAX_NOTIFY`] of at most [`MAX_NOTIFY_BYTES`] each, `presence+notify` first since it
+/// decides the rendering. The rest of an answer (up to a stanza's size) is not kept.
+fn consulted(features: Vec<String>) -> HashSet<String> {
+    let (presence, others): (Vec<String>, Vec<String>) = features
+        .into_iter()
+        .filter(|f| f.ends_with("+notify") && f.len() <= MAX_NOTIFY_BYTES)
+        .partition(|f| f == PRESENCE_NOTIFY);
+    presence
+        .into_iter()
+        .chain(others)
+        .take(MAX_NOTIFY)
+        .collect()
 }
 
 /// XEP-0115 §5.1: identities, then features, then extended forms, each sorted and each
 /// value followed by `<`. Sorting comes before the `<` is added, so `x` precedes `x+notify`.
 /// §5.4: a duplicate identity or feature, or a form without a single FORM_TYPE, voids it.
-fn verification_string(query: &Element) -> Option<(Vec<u8>, HashSet<String>)> {
+fn verification_string(query: &Element) -> Option<(Vec<u8>, Vec<String>)> {
     let mut identities: Vec<String> = query
         .children()
         .filter(|c| c.is("identity", ns::DISCO_INFO))
@@ -145,7 +178,7 @@ fn verification_string(query: &Element) -> Option<(Vec<u8>, HashSet<String>)> {
         input.push(b'<');
         input.extend(fields);
     }
-    Some((input, features.into_iter().collect()))
+    Some((input, features))
 }
 
 /// A session's question to its client, and the presence stanzas held until the answer, so that
@@ -160,24 +193,89 @@ pub struct Pending {
     pub late: bool,
 }
 
-/// Verified capabilities, by hash, shared by all sessions.
+/// Verified capabilities, by hash, shared by all sessions: at most [`CACHE_BYTES`] (estimated),
+/// the least recently used hash forgotten first, so that hashes made up by clients (or other
+/// servers' clients) cost a bounded amount and cannot keep out the ones in use. A session keeps
+/// its own features when their hash is forgotten; a later session with it is asked again.
 #[derive(Default)]
-pub struct CapsCache(Mutex<HashMap<String, Features>>);
+pub struct CapsCache(Mutex<Lru>);
+
+#[derive(Default)]
+struct Lru {
+    entries: HashMap<String, Entry>,
+    /// Keys by last use, oldest first.
+    by_use: BTreeMap<u64, String>,
+    clock: u64,
+    bytes: usize,
+}
+
+struct Entry {
+    features: Features,
+    used: u64,
+    bytes: usize,
+}
+
+impl Lru {
+    fn touch(&mut self, key: &str) -> Option<Features> {
+        let entry = self.entries.get_mut(key)?;
+        self.clock += 1;
+        if let Some(key) = self.by_use.remove(&entry.used) {
+            self.by_use.insert(self.clock, key);
+        }
+        entry.used = self.clock;
+        Some(entry.features.clone())
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.by_use.remove(&entry.used);
+            self.bytes -= entry.bytes;
+        }
+    }
+}
 
 impl CapsCache {
     pub fn get(&self, caps: &Caps) -> Option<Features> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key(caps))
-            .cloned()
+            .touch(&key(caps))
     }
 
     pub fn insert(&self, caps: &Caps, features: Features) {
+        let key = key(caps);
+        let bytes = ENTRY_OVERHEAD
+            + 2 * key.len()
+            + (features.iter())
+                .map(|f| f.len() + FEATURE_OVERHEAD)
+                .sum::<usize>();
         let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() < CACHE_LIMIT {
-            cache.insert(key(caps), features);
+        cache.remove(&key);
+        while cache.bytes + bytes > CACHE_BYTES {
+            let Some((_, oldest)) = cache.by_use.pop_first() else {
+                break;
+            };
+            cache.remove(&oldest);
         }
+        cache.clock += 1;
+        let used = cache.clock;
+        cache.by_use.insert(used, key.clone());
+        cache.bytes += bytes;
+        cache.entries.insert(
+            key,
+            Entry {
+                features,
+                used,
+                bytes,
+            },
+        );
+    }
+
+    /// The estimated bytes held, and the hashes.
+    #[cfg(test)]
+    fn size(&self) -> (usize, usize) {
+        let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (cache.bytes, cache.entries.len())
     }
 }
 
@@ -219,12 +317,90 @@ mod tests {
         "http://jabber.org/protocol/muc",
     ];
 
+    /// Verified, with nothing the server consults: no `+notify`.
     #[test]
     fn a_matching_answer_is_verified() {
         let caps = advertised(&presence_with_caps(EXODUS_VER)).unwrap();
         let features = verify(&caps, &answer(&EXODUS_FEATURES)).unwrap();
-        assert!(features.contains("http://jabber.org/protocol/muc"));
-        assert_eq!(features.len(), 4);
+        assert!(features.is_empty(), "{features:?}");
+    }
+
+    /// Capabilities advertising `features`, and their verified answer.
+    fn verified(features: &[String]) -> (Caps, Option<Features>) {
+        let features: String = features
+            .iter()
+            .map(|f| format!("<feature var='{f}'/>"))
+            .collect();
+        let answer: Element = format!(
+            "<iq xmlns='jabber:client' type='result'><query xmlns='{}'>\
+             <identity category='client' type='pc' name='x'/>{features}</query></iq>",
+            ns::DISCO_INFO
+        )
+        .parse()
+        .unwrap();
+        let query = answer.get_child("query", ns::DISCO_INFO).unwrap();
+        let (input, _) = verification_string(query).unwrap();
+        let algo = xmpp_parsers::hashes::Algo::Sha_1;
+        let caps = Caps {
+            ext: None,
+            node: "http://x".into(),
+            hash: algo.clone(),
+            ver: hash_caps(&input, algo).unwrap().hash,
+        };
+        let features = verify(&caps, &answer);
+        (caps, features)
+    }
+
+    /// A client's made-up answer of thousands of features (the audit's had 9,000, 252 KB)
+    /// keeps only the `+notify` ones of bounded length, `presence+notify` first.
+    #[test]
+    fn only_a_bounded_number_of_notify_features_is_kept() {
+        let mut features: Vec<String> = (0..3_000).map(|i| format!("urn:x:{i:05}")).collect();
+        features.extend((0..300).map(|i| format!("urn:n:{i:03}+notify")));
+        features.push(format!("urn:{}+notify", "l".repeat(MAX_NOTIFY_BYTES)));
+        features.push(PRESENCE_NOTIFY.to_owned());
+        let kept = verified(&features).1.expect("verified");
+        assert_eq!(kept.len(), MAX_NOTIFY);
+        assert!(kept.contains(PRESENCE_NOTIFY));
+        assert!(kept.contains("urn:n:000+notify"));
+        assert!(!kept.contains("urn:n:299+notify"));
+        assert!(
+            kept.iter()
+                .all(|f| f.ends_with("+notify") && f.len() <= MAX_NOTIFY_BYTES)
+        );
+    }
+
+    /// Many large verified answers, each under a new hash: the cache stays within its bytes,
+    /// forgetting the least recently used hash first (the one in use stays).
+    #[test]
+    fn the_cache_is_bounded_in_bytes_and_forgets_the_least_recently_used() {
+        let cache = CapsCache::default();
+        let entry = |n: usize| {
+            let mut features: Vec<String> = (0..500).map(|i| format!("urn:x:{n}:{i:05}")).collect();
+            features.extend((0..300).map(|i| format!("urn:{n}:{i:03}:{}+notify", "n".repeat(230))));
+            let (caps, features) = verified(&features);
+            (caps, features.expect("verified"))
+        };
+        let (popular, features) = entry(0);
+        cache.insert(&popular, features);
+        let (forgotten, features) = entry(1);
+        cache.insert(&forgotten, features);
+        let mut last = None;
+        for n in 2..100 {
+            assert!(cache.get(&popular).is_some(), "the hash in use stays");
+            let (caps, features) = entry(n);
+            cache.insert(&caps, features);
+            let (bytes, _) = cache.size();
+            assert!(bytes <= CACHE_BYTES, "{bytes} bytes after {n} hashes");
+            last = Some(caps);
+        }
+        assert!(
+            cache.get(&forgotten).is_none(),
+            "the oldest unused is forgotten"
+        );
+        assert!(cache.get(&last.unwrap()).is_some(), "the newest is kept");
+        let (_, hashes) = cache.size();
+        assert!(hashes < 100, "{hashes} hashes kept");
     }
 
     #[test]
