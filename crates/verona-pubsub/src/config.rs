@@ -502,6 +502,11 @@ pub struct Limits {
     pub max_items_per_node: usize,
     /// Bytes of one payload. [`PubsubError::PayloadTooBig`].
     pub max_payload_bytes: usize,
+    /// Bytes (ids and payloads) one node keeps at most: past it, a publish retracts the
+    /// node's oldest items as a full node does, never refuses (the newest item always stays).
+    /// What bounds a node many publishers share, which nobody should be able to close by
+    /// filling it (a room's history).
+    pub max_node_bytes: usize,
     /// Payload bytes all the service's nodes hold together (a PEP service: one account's),
     /// but for [`ServiceConfig::unmetered_nodes`]. [`crate::Limit::ServiceBytesExceeded`].
     pub max_service_bytes: usize,
@@ -530,6 +535,7 @@ impl Default for Limits {
             max_nodes_per_owner: 1000,
             max_items_per_node: 1000,
             max_payload_bytes: 256 * 1024,
+            max_node_bytes: usize::MAX,
             max_service_bytes: usize::MAX,
             max_owner_bytes: usize::MAX,
             max_subscriptions_per_jid: 10_000,

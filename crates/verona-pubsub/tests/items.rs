@@ -779,6 +779,110 @@ fn the_nodes_of_one_owner_hold_a_bounded_number_of_bytes() {
 }
 
 #[test]
+fn a_node_past_its_byte_bound_drops_its_oldest_items() {
+    // Ids and payloads count; the node would keep 10 items, 12 bytes bound it first. The
+    // owner's byte limit does not refuse what the node's eviction makes room for.
+    let mut config = ServiceConfig::pubsub();
+    config.limits.max_node_bytes = 12;
+    config.limits.max_owner_bytes = 20;
+    config.node_defaults.access_model = AccessModel::Open;
+    let (mut service, _) = service(config);
+    let mut store = common::MemoryStore::default();
+    let request = CreateRequest {
+        node: Some("n".to_owned()),
+        config: vec![ConfigField::MaxItems(MaxItems::Count(10))],
+        ..CreateRequest::default()
+    };
+    store.apply(&service.create(&jid(OWNER), request).unwrap());
+    let romeo = jid("romeo@montague.lit");
+    store.apply(
+        &service
+            .subscribe(&NoRoster, &romeo, "n", &romeo, None)
+            .unwrap(),
+    );
+    // (item id, payload bytes, ids the node then holds newest first, ids retracted).
+    let steps: [(&str, usize, &[&str], &[&str]); 6] = [
+        ("1", 5, &["1"], &[]),
+        ("2", 5, &["2", "1"], &[]),
+        // 18 bytes: the oldest goes.
+        ("3", 5, &["3", "2"], &["1"]),
+        // Replacing an item frees its bytes first.
+        ("2", 3, &["2", "3"], &[]),
+        // 22 bytes, past the owner's 20 but for the two the node drops.
+        ("4", 11, &["4"], &["3", "2"]),
+        // Larger than the node's bound: it stays, alone.
+        ("5", 19, &["5"], &["4"]),
+    ];
+    for (n, (id, bytes, held, retracted)) in steps.into_iter().enumerate() {
+        let request = PublishRequest::payload(Some(id), "x".repeat(bytes));
+        let out = service
+            .publish(&jid(OWNER), "n", request)
+            .unwrap_or_else(|e| panic!("step {n}: {e}"));
+        store.apply(&out);
+        let page = service
+            .items(&NoRoster, &jid(OWNER), "n", &ItemQuery::All)
+            .unwrap();
+        assert_eq!(ids(&page.items), held, "step {n}");
+        let removed: Vec<&str> = out
+            .store_ops()
+            .filter_map(|op| match op {
+                StoreOp::ItemRemoved { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(removed, retracted, "step {n}: removed from storage");
+        let told: Vec<&Event> = notifications(&out).iter().map(|n| &n.event).collect();
+        if !retracted.is_empty() {
+            assert!(
+                told.iter()
+                    .any(|e| matches!(e, Event::Retract { ids } if ids == retracted)),
+                "step {n}: {told:?}"
+            );
+        }
+        assert_eq!(store.normalized(), common::normalized(&service), "step {n}");
+    }
+}
+
+#[test]
+fn a_restored_node_past_its_bounds_is_trimmed_with_storage() {
+    // Items stored before the bound (or under larger limits) come back; trimming drops the
+    // oldest as publishing would, and says what storage must remove.
+    let mut config = ServiceConfig::pubsub();
+    config.node_defaults.access_model = AccessModel::Open;
+    let (mut service, _) = service(config.clone());
+    let request = CreateRequest {
+        node: Some("n".to_owned()),
+        config: vec![ConfigField::MaxItems(MaxItems::Count(3))],
+        ..CreateRequest::default()
+    };
+    let _ = service.create(&jid(OWNER), request).unwrap();
+    for (id, bytes) in [("1", 9), ("2", 9), ("3", 4), ("4", 4)] {
+        let request = PublishRequest::payload(Some(id), "x".repeat(bytes));
+        let _ = service.publish(&jid(OWNER), "n", request).unwrap();
+    }
+    let stored = service.stored_nodes();
+    config.limits.max_node_bytes = 12;
+    let mut restored = Service::restore(config, Box::new(common::TestEnv::new()), stored);
+    let ops = restored.trim_items();
+    let removed: Vec<&str> = ops
+        .iter()
+        .filter_map(|op| match op {
+            StoreOp::ItemRemoved { node, id } if node == "n" => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, ["2"], "{ops:?}");
+    let page = restored
+        .items(&NoRoster, &jid(OWNER), "n", &ItemQuery::All)
+        .unwrap();
+    assert_eq!(ids(&page.items), ["4", "3"]);
+    assert!(
+        restored.trim_items().is_empty(),
+        "trimming twice drops nothing"
+    );
+}
+
+#[test]
 fn items_expire() {
     let (mut service, env) = open_node(&[
         ConfigField::ItemExpire(Some(60)),

@@ -268,6 +268,11 @@ pub struct Limits {
     /// (rooms are spread over the shards): an occupied room stays in memory, so this bounds
     /// what one session pins.
     pub max_rooms_per_session: usize,
+    /// Bytes of messages one room's history (and so its archive, and what a resident room
+    /// holds) keeps at most, besides its `muc#roomconfig_historylength`: past it the oldest
+    /// messages go, so a message always fits (the newest stays, however large) and nobody
+    /// closes a room by filling it.
+    pub room_history_bytes: usize,
     /// Messages kept for one account while it is offline (XEP-0160); beyond it, messages
     /// stay in the conversation's archive only.
     pub max_offline_messages: usize,
@@ -399,6 +404,7 @@ impl Default for Limits {
             max_sessions_per_account: 20,
             max_blocklist: 1000,
             max_rooms_per_session: 200,
+            room_history_bytes: 1 << 20,
             max_offline_messages: 1000,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,
@@ -567,6 +573,12 @@ impl Config {
                 "{key} must be at least 1 (0 would refuse every client)"
             )));
         }
+        // A bound in bytes this small is a mistaken unit: a room would keep one message.
+        if self.limits.room_history_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "[limits] room_history_bytes must be at least 1024".into(),
+            ));
+        }
         if self.limits.max_unauthenticated_stanza_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "[limits] max_unauthenticated_stanza_bytes must be at least 1024".into(),
@@ -639,6 +651,18 @@ impl Config {
             max_pending_per_node: pubsub.max_pending_per_node,
             max_owner_bytes: pubsub.max_owner_bytes,
             ..verona_pubsub::Limits::default()
+        }
+    }
+
+    /// The limits of each room of `chat.<domain>`: the `[pubsub]` limits, with a history of
+    /// `[limits] room_history_bytes` at most. Each room is a service of its own whose only
+    /// node is the room, so a per-owner byte limit would be counted per room, and would refuse
+    /// everyone's messages once someone filled the room: the history bound replaces it.
+    pub fn rooms_limits(&self) -> verona_pubsub::Limits {
+        verona_pubsub::Limits {
+            max_node_bytes: self.limits.room_history_bytes,
+            max_owner_bytes: usize::MAX,
+            ..self.pubsub_limits()
         }
     }
 
@@ -786,6 +810,10 @@ mod tests {
                 "unauthenticated_per_address",
             ),
             ("[limits]\nmax_attributes = 0", "max_attributes"),
+            (
+                "[limits]\nroom_history_bytes = 1",
+                "room_history_bytes must be at least 1024",
+            ),
             ("[log]\nfilter = 'inf'", "\"inf\" is not LEVEL"),
             ("[log]\nfilter = 'warn,verona=bogus'", "\"verona=bogus\""),
             (

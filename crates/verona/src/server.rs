@@ -492,7 +492,7 @@ async fn start_services(
         host::Configs {
             domain: config.pubsub_service(),
             rooms: crate::eventing::groupchat::rooms_config(
-                config.pubsub_limits(),
+                config.rooms_limits(),
                 jid::BareJid::new(&config.rooms_jid())?,
             ),
             pep_limits: config.pep_limits(),

@@ -3660,3 +3660,158 @@ async fn a_nick_kept_by_other_sessions_shows_as_they_do() {
         ]
     );
 }
+
+/// `speaker` says `text` in the room with id `id`; what comes back to it with that id: its
+/// message as the room relays it, or the room's refusal.
+async fn said_back(speaker: &mut Client, id: &str, text: &str) -> Element {
+    speaker
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='{id}'><body>{text}</body></message>"
+        ))
+        .await;
+    recv_until(speaker, |el| {
+        el.name() == "message" && el.attr("id") == Some(id)
+    })
+    .await
+}
+
+/// Each room is a service of its own, so the byte limit on what one account's nodes hold
+/// counted one room's history alone: an occupant that filled it stopped everyone, its owner
+/// too, from speaking there, for good (`forbidden`, found by the audit of 2026-12-07). A room's
+/// history drops its oldest messages instead; a message too large for the room is refused as
+/// a limit, not as a lack of rights.
+#[tokio::test]
+async fn nobody_closes_a_room_by_filling_its_history() {
+    let t = TestServer::start_with(|config| {
+        config.pubsub.max_owner_bytes = 8 << 10;
+        config.pubsub.max_payload_bytes = 4 << 10;
+    })
+    .await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let filler = "x".repeat(2000);
+    for n in 0..10 {
+        let back = said_back(&mut nurse, &format!("fill{n}"), &filler).await;
+        assert_eq!(stanza_error(&back), None, "message {n}: {}", show(&back));
+    }
+    let back = said_back(&mut romeo, "owner", "may I?").await;
+    assert_eq!(stanza_error(&back), None, "{}", show(&back));
+    assert_eq!(body(&back).as_deref(), Some("may I?"));
+    let back = said_back(&mut nurse, "huge", &"x".repeat(5000)).await;
+    assert_eq!(stanza_error(&back).as_deref(), Some("policy-violation"));
+}
+
+/// `[limits] room_history_bytes`: past it a room's history drops its oldest messages, so the
+/// largest messages fill it without closing it; who enters gets the newest that fit, and the
+/// room's archive (XEP-0313) is that same history.
+#[tokio::test]
+async fn a_rooms_history_keeps_its_newest_messages_within_its_bytes() {
+    const BOUND: usize = 16 << 10;
+    let t = TestServer::start_with(small_rooms(BOUND)).await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let mut said: Vec<String> = (0..12)
+        .map(|n| format!("{n:02}{}", "x".repeat(3000)))
+        .collect();
+    for (n, text) in said.iter().enumerate() {
+        let back = said_back(&mut nurse, &format!("big{n}"), text).await;
+        assert_eq!(stanza_error(&back), None, "message {n}: {}", show(&back));
+    }
+    let back = said_back(&mut romeo, "last", "still heard").await;
+    assert_eq!(stanza_error(&back), None, "{}", show(&back));
+    said.push("still heard".to_owned());
+
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send(&join("JC")).await;
+    let (_, history, _) = joined(&mut juliet).await;
+    let heard: Vec<String> = history.iter().filter_map(body).collect();
+    assert!(
+        heard.len() > 1 && heard.len() < said.len(),
+        "{} of {} messages kept",
+        heard.len(),
+        said.len()
+    );
+    assert_eq!(
+        heard[..],
+        said[said.len() - heard.len()..],
+        "the newest, in order"
+    );
+    let kept: usize = heard.iter().map(String::len).sum();
+    assert!(kept <= BOUND, "{kept} bytes of bodies kept");
+
+    let (results, reply) = mam_page(&mut juliet, Some(ROOM), "").await;
+    let archive: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(archive, heard, "the archive is the history");
+    assert!(fin(&reply).0, "{}", show(&reply));
+}
+
+/// A server whose stanzas and room histories are bounded to small sizes, for tests that fill
+/// a room's history.
+fn small_rooms(history_bytes: usize) -> impl FnOnce(&mut verona::Config) {
+    move |config| {
+        config.limits.max_stanza_bytes = 16 << 10;
+        config.limits.room_history_bytes = history_bytes;
+    }
+}
+
+/// `t` stopped and started again on its data, with rooms of `history_bytes`.
+async fn restarted(t: TestServer, history_bytes: usize) -> TestServer {
+    let dir = t.dir;
+    t.server.shutdown().await;
+    let mut config = test_config(dir.path());
+    small_rooms(history_bytes)(&mut config);
+    let server = verona::RunningServer::start(config).await.unwrap();
+    TestServer { server, dir }
+}
+
+/// The bodies of the room's history as Juliet, entering, gets them, and of its archive.
+async fn history_and_archive(t: &TestServer) -> (Vec<String>, Vec<String>) {
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send(&join("JC")).await;
+    let (_, history, _) = joined(&mut juliet).await;
+    let heard: Vec<String> = history.iter().filter_map(body).collect();
+    let (results, _) = mam_page(&mut juliet, Some(ROOM), "").await;
+    let archive: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
+    (heard, archive)
+}
+
+/// A room whose stored history is past `[limits] room_history_bytes` (kept under a larger
+/// bound, or before there was one) is cut to it when it is loaded, in storage too: what the
+/// room holds in memory, what who enters gets and its archive all keep within the bound, and a
+/// larger bound later brings nothing back.
+#[tokio::test]
+async fn a_history_stored_past_the_bound_is_cut_when_the_room_is_loaded() {
+    let t = TestServer::start_with(small_rooms(64 << 10)).await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let persistent = "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x>";
+    ok(&romeo.request(&owner_iq("p", persistent)).await);
+    let said: Vec<String> = (0..12)
+        .map(|n| format!("{n:02}{}", "x".repeat(3000)))
+        .collect();
+    for (n, text) in said.iter().enumerate() {
+        let back = said_back(&mut nurse, &format!("big{n}"), text).await;
+        assert_eq!(stanza_error(&back), None, "message {n}: {}", show(&back));
+    }
+    t.add_user("juliet", "pw").await;
+    let (heard, _) = history_and_archive(&t).await;
+    assert_eq!(heard, said, "64 KiB hold them all");
+    drop((romeo, nurse));
+
+    let t = restarted(t, 16 << 10).await;
+    let (heard, archive) = history_and_archive(&t).await;
+    assert!(
+        heard.len() > 1 && heard.len() < said.len(),
+        "{}",
+        heard.len()
+    );
+    assert_eq!(
+        heard[..],
+        said[said.len() - heard.len()..],
+        "the newest, in order"
+    );
+    assert_eq!(archive, heard, "the archive is the history");
+
+    let t = restarted(t, 64 << 10).await;
+    let (again, archive) = history_and_archive(&t).await;
+    assert_eq!(again, heard, "storage was cut too");
+    assert_eq!(archive, heard);
+}

@@ -156,7 +156,15 @@ impl Service {
             config: config.clone(),
         });
         let capacity = config.max_items.capacity(&self.config.limits);
-        let evicted = evict_over(&mut tx, &mut fx, node_id, capacity, old.persist_items);
+        let max_bytes = self.config.limits.max_node_bytes;
+        let evicted = evict_over(
+            &mut tx,
+            &mut fx,
+            node_id,
+            capacity,
+            max_bytes,
+            old.persist_items,
+        );
         if old.persist_items && !config.persist_items {
             fx.persist(StoreOp::ItemsPurged {
                 node: node_id.to_owned(),

@@ -188,7 +188,15 @@ impl Service {
                     });
                 }
             }
-            evicted = evict_over(&mut tx, &mut fx, node_id, capacity, persist_items);
+            let max_bytes = self.config.limits.max_node_bytes;
+            evicted = evict_over(
+                &mut tx,
+                &mut fx,
+                node_id,
+                capacity,
+                max_bytes,
+                persist_items,
+            );
         }
         notify_items(&mut tx, &mut fx, how, node_id, item.as_ref(), evicted);
         let value = Published {
@@ -200,8 +208,8 @@ impl Service {
 
     /// [`crate::Limits::max_service_bytes`] and [`crate::Limits::max_owner_bytes`]: a publish
     /// may not take what the service's metered nodes hold, or the nodes of one of the target
-    /// node's owners, past them (an item it replaces, or the oldest one a full node drops,
-    /// makes room).
+    /// node's owners, past them (an item it replaces, and the oldest ones a full node drops,
+    /// make room).
     fn check_service_bytes(
         &self,
         node_id: &str,
@@ -216,17 +224,8 @@ impl Service {
         }
         let node = self.state.nodes.get(node_id);
         let id = request.item.as_ref().and_then(|item| item.id.as_deref());
-        let replaced = node.and_then(|node| node.items.get(id?)).map(item_len);
-        let dropped = match (node, replaced) {
-            (_, Some(replaced)) => replaced,
-            (Some(node), None)
-                if node.items.len() >= node.config.max_items.capacity(&self.config.limits) =>
-            {
-                node.items.iter().next().map_or(0, item_len)
-            }
-            _ => 0,
-        };
         let added = payload_len + id.map_or(0, str::len);
+        let dropped = node.map_or(0, |node| self.dropped_by_publish(node, id, added));
         let after = |held: usize| held.saturating_sub(dropped).saturating_add(added);
         if limits.max_service_bytes != usize::MAX {
             let held: usize = self
@@ -255,6 +254,31 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Bytes a publish of `added` bytes (with item id `id`) to `node` takes out of it: the item
+    /// it replaces and the oldest ones [`evict_over`] then drops.
+    fn dropped_by_publish(&self, node: &Node, id: Option<&str>, added: usize) -> usize {
+        let limits = &self.config.limits;
+        let capacity = node.config.max_items.capacity(limits);
+        let replaced = id.and_then(|id| node.items.get(id));
+        let replaced_len = replaced.map_or(0, item_len);
+        let mut count = node.items.len() + usize::from(replaced.is_none());
+        let mut bytes = node.items.bytes() - replaced_len + added;
+        let mut dropped = replaced_len;
+        let older = node
+            .items
+            .iter()
+            .filter(|item| Some(item.id.as_str()) != id);
+        for item in older {
+            if count <= 1 || (count <= capacity && bytes <= limits.max_node_bytes) {
+                break;
+            }
+            count -= 1;
+            bytes -= item_len(item);
+            dropped += item_len(item);
+        }
+        dropped
     }
 
     /// Retracts an item (XEP-0060 §7.2). Subscribers are notified if the request asks
@@ -307,6 +331,33 @@ impl Service {
             fx.notify(&config, node_id, event, recipients);
         }
         Ok(fx.finish((), tx.commit()))
+    }
+
+    /// Drops the oldest items of every node beyond its `max_items` and
+    /// [`crate::Limits::max_node_bytes`], as a publish would, without notifying anyone: for a
+    /// service just restored from storage that holds more than its limits now allow (they were
+    /// lowered, or the items were stored before the byte bound existed). The value is what
+    /// storage must remove to agree.
+    pub fn trim_items(&mut self) -> Vec<StoreOp> {
+        let mut fx = Effects::default();
+        let limits = &self.config.limits;
+        let bounds: Vec<(NodeId, usize, bool)> = self
+            .state
+            .nodes
+            .values()
+            .map(|node| {
+                let capacity = node.config.max_items.capacity(limits);
+                (node.id.clone(), capacity, node.config.persist_items)
+            })
+            .collect();
+        let mut tx = Tx::new(&mut self.state, limits);
+        for (node_id, capacity, persisted) in bounds {
+            let max_bytes = limits.max_node_bytes;
+            evict_over(&mut tx, &mut fx, &node_id, capacity, max_bytes, persisted);
+        }
+        // Nothing to undo: storage is told to remove the same items.
+        let _ = tx.commit();
+        fx.persist
     }
 
     /// Removes the items whose `item_expire` has passed, in every node, with retract
@@ -404,19 +455,23 @@ pub(super) fn create_node(
     });
 }
 
-/// Retracts the oldest items while the node holds more than `capacity`; returns their ids.
+/// Retracts the oldest items while the node holds more than `capacity` items or more than
+/// `max_bytes` ([`crate::Limits::max_node_bytes`]); returns their ids.
 pub(super) fn evict_over(
     tx: &mut Tx<'_>,
     fx: &mut Effects,
     node_id: &str,
     capacity: usize,
+    max_bytes: usize,
     persisted: bool,
 ) -> Vec<ItemId> {
     let mut evicted = Vec::new();
-    while tx
-        .node(node_id)
-        .is_some_and(|node| node.items.len() > capacity)
-    {
+    // The newest item always stays, however large: a publish is never refused for what the
+    // node holds, it pushes the oldest items out.
+    let over = |node: &Node| {
+        node.items.len() > capacity || (node.items.bytes() > max_bytes && node.items.len() > 1)
+    };
+    while tx.node(node_id).is_some_and(over) {
         let Some(item) = tx.remove_oldest_item(node_id) else {
             break;
         };

@@ -200,11 +200,29 @@ impl ServicesTask {
                     continue;
                 }
             };
-            let service = Service::restore(
+            let mut service = Service::restore(
                 config.clone(),
                 Box::new(SystemEnvironment::default()),
                 nodes,
             );
+            // A room's history stored past today's bounds (kept before the byte bound, or
+            // under larger limits) is cut to them, in storage too: what a room holds in
+            // memory, and its archive, stay what `[limits] room_history_bytes` says.
+            if matches!(apart, Apart::Rooms) {
+                let writes: Vec<PubsubWrite> = service
+                    .trim_items()
+                    .into_iter()
+                    .map(|op| PubsubWrite {
+                        service: key.clone(),
+                        op,
+                    })
+                    .collect();
+                if !writes.is_empty()
+                    && let Err(e) = stores.pubsub.apply(&writes).await
+                {
+                    tracing::error!(service = %key, "trimming a room's history failed: {e}");
+                }
+            }
             let hosted = Hosted {
                 jid: jid.clone(),
                 name: key,

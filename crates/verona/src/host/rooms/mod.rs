@@ -1308,7 +1308,7 @@ impl ServicesTask {
             }
             Err(e) => {
                 tracing::debug!(%from, %room, "saying something in a room: {e}");
-                let reply = error_reply(stanza, StanzaError::Forbidden, None);
+                let reply = error_reply(stanza, said_refused(&e), None);
                 done.push(Done::reply(from.clone(), reply));
             }
         }
@@ -2135,6 +2135,21 @@ fn available_at(router: &crate::router::Router, to: &Jid) -> Vec<FullJid> {
     }
 }
 
+/// What a speaker is told when the room refuses what it said: `forbidden` only when it may not
+/// speak, a limit as a limit (a message too large for the room, a bound of the service), a
+/// room gone as gone.
+fn said_refused(error: &verona_pubsub::PubsubError) -> StanzaError {
+    use verona_pubsub::PubsubError as E;
+    match error {
+        E::Forbidden | E::NotAuthorized(_) | E::ClosedNode => StanzaError::Forbidden,
+        E::PayloadTooBig | E::PolicyViolation(_) => StanzaError::PolicyViolation,
+        E::NodeNotFound => StanzaError::ItemNotFound,
+        // What the room makes of a message is always a payload in one item: anything else
+        // the engine finds wrong with it is a message the room cannot take.
+        _ => StanzaError::NotAcceptable,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2288,5 +2303,28 @@ mod tests {
         }
         let kept = cache.0.take();
         assert_eq!(kept.len(), SaidCache::KEPT);
+    }
+
+    #[test]
+    fn a_refused_message_is_told_why() {
+        use verona_pubsub::{Limit, NotAuthorizedReason, PubsubError as E};
+        let cases = [
+            (E::Forbidden, StanzaError::Forbidden),
+            (
+                E::NotAuthorized(NotAuthorizedReason::NotSubscribed),
+                StanzaError::Forbidden,
+            ),
+            (E::ClosedNode, StanzaError::Forbidden),
+            (E::PayloadTooBig, StanzaError::PolicyViolation),
+            (
+                E::PolicyViolation(Limit::OwnerBytesExceeded),
+                StanzaError::PolicyViolation,
+            ),
+            (E::NodeNotFound, StanzaError::ItemNotFound),
+            (E::PayloadRequired, StanzaError::NotAcceptable),
+        ];
+        for (error, told) in cases {
+            assert_eq!(said_refused(&error), told, "{error}");
+        }
     }
 }
