@@ -758,3 +758,77 @@ async fn invented_remote_senders_take_no_subscriptions_of_the_account() {
     got_chat(&mut juliet, "romeo@montague.lit/here", "wherefore").await;
     romeo.expect_nothing().await;
 }
+
+/// `[limits] remote_conversations_per_minute`: the conversations one other server's users
+/// start are bounded by a rate of that server's, ten times it at once. Past it a new sender's
+/// message bounces with `resource-constraint` and is not kept; conversations already made go
+/// on, and another server's users start theirs.
+#[tokio::test]
+async fn conversations_another_server_starts_are_bounded_by_a_rate() {
+    let (listener, capulet, montague) = capulet_montague_and_fake(|config| {
+        config.limits.remote_conversations_per_minute = 1;
+    })
+    .await;
+    let burst = 10;
+    let mut juliet = available(&capulet, "juliet").await;
+    let (mut fake, mut answers) = fake_server(&capulet, &listener).await;
+    for n in 0..burst {
+        let (from, body) = (format!("evil{n}@fake.lit/f"), format!("flood {n}"));
+        fake.send(&chat_from(&from, "juliet@capulet.lit", &body))
+            .await;
+        got_chat(&mut juliet, &from, &body).await;
+    }
+    let one_more = format!("evil{burst}@fake.lit/f");
+    fake.send(&chat_from(&one_more, "juliet@capulet.lit", "one more"))
+        .await;
+    let bounced = loop {
+        let el = answers.element().await;
+        if el.name() == "message" {
+            break el;
+        }
+    };
+    assert_eq!(bounced.attr("type"), Some("error"), "{}", show(&bounced));
+    assert_eq!(bounced.attr("id"), Some("one more"));
+    assert_eq!(bounced.attr("to"), Some(one_more.as_str()));
+    assert_eq!(bounced.attr("from"), Some("juliet@capulet.lit"));
+    let error = bounced.get_child("error", "jabber:server").unwrap();
+    assert_eq!(error.attr("type"), Some("wait"), "{}", show(&bounced));
+    let condition: Vec<&str> = error
+        .children()
+        .filter(|c| c.ns() == NS_STANZAS)
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(condition, ["resource-constraint"], "{}", show(&bounced));
+    juliet.expect_nothing().await;
+    // Nothing of it was kept: her archive holds the burst's messages only.
+    let (archived, _) = mam_page(&mut juliet, None, "").await;
+    let bodies: Vec<String> = archived
+        .iter()
+        .filter_map(|result| {
+            let forwarded = result
+                .get_child("result", "urn:xmpp:mam:2")?
+                .get_child("forwarded", "urn:xmpp:forward:0")?;
+            Some(
+                forwarded
+                    .get_child("message", NS_CLIENT)?
+                    .get_child("body", NS_CLIENT)?
+                    .text(),
+            )
+        })
+        .collect();
+    let expected: Vec<String> = (0..burst).map(|n| format!("flood {n}")).collect();
+    assert_eq!(bodies, expected);
+    // A conversation already made goes on…
+    fake.send(&chat_from(
+        "evil0@fake.lit/f",
+        "juliet@capulet.lit",
+        "still here",
+    ))
+    .await;
+    got_chat(&mut juliet, "evil0@fake.lit/f", "still here").await;
+    // …and another server's users have a rate of their own.
+    let mut romeo = available(&montague, "romeo").await;
+    romeo.send(&say("juliet@capulet.lit", "wherefore")).await;
+    got_chat(&mut juliet, "romeo@montague.lit/here", "wherefore").await;
+    romeo.expect_nothing().await;
+}
