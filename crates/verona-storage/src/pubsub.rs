@@ -80,6 +80,40 @@ pub struct HeldSubscription {
     pub subscription: StoredSubscription,
 }
 
+/// The services that each hold one conversation between two bare JIDs, named
+/// `<prefix><low>/<high>`, on the server of `domain`. A subscription to one whose parties are
+/// not both of `domain` is left out of [`PubsubStore::subscription_count`]: another server's
+/// users can start as many as their server invents senders, so they cannot count against a
+/// local account's bound (the server bounds them by a rate instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conversations<'a> {
+    pub prefix: &'a str,
+    pub domain: &'a str,
+}
+
+impl Conversations<'_> {
+    /// Whether `service` is a conversation with a party of another domain.
+    pub fn is_federated(&self, service: &str) -> bool {
+        let Some((low, high)) = service
+            .strip_prefix(self.prefix)
+            .and_then(|pair| pair.split_once('/'))
+        else {
+            return false;
+        };
+        // A retired conversation (`<low>/<high>/<time>`) is not a live pair.
+        if high.contains('/') {
+            return false;
+        }
+        let local = |party: &str| {
+            party == self.domain
+                || party
+                    .strip_suffix(self.domain)
+                    .is_some_and(|node| node.ends_with('@'))
+        };
+        !(local(low) && local(high))
+    }
+}
+
 /// The persistent state of pubsub services, written as the engine's [`StoreOp`]s and read back
 /// as [`StoredNode`]s for `Service::restore`.
 ///
@@ -134,11 +168,14 @@ pub trait PubsubStore: Send + Sync {
         subscriber: &'a str,
     ) -> BoxFuture<'a, Result<Vec<HeldSubscription>, StorageError>>;
 
-    /// How many subscriptions (any state, any node, any service) `subscriber`'s bare JID holds:
-    /// an indexed count, for the per-account subscription limit.
+    /// How many subscriptions (any state, any node, any service) `subscriber`'s bare JID holds,
+    /// but those to `conversations` with another server's users
+    /// ([`Conversations::is_federated`]): an indexed count, for the per-account subscription
+    /// limit.
     fn subscription_count<'a>(
         &'a self,
         subscriber: &'a str,
+        conversations: Conversations<'a>,
     ) -> BoxFuture<'a, Result<usize, StorageError>>;
 
     /// Removes the oldest items of each node of `service` beyond the newest `keep` (an

@@ -297,6 +297,12 @@ pub struct Limits {
     /// `resource-constraint`, so that nobody's changes flood those who follow them.
     pub presence_per_minute: u32,
     pub presence_burst: u32,
+    /// One-to-one conversations the users of one other server may start with accounts here
+    /// per minute, once they have started ten times as many at once (0: no limit); one more
+    /// is refused with `resource-constraint`. Such conversations do not count against a local
+    /// account's `[pubsub] max_subscriptions_per_jid`, since the other server can invent as
+    /// many senders as it likes.
+    pub remote_conversations_per_minute: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -414,6 +420,7 @@ impl Default for Limits {
             kept_messages_burst: 300,
             presence_per_minute: 120,
             presence_burst: 300,
+            remote_conversations_per_minute: 60,
         }
     }
 }
@@ -444,6 +451,10 @@ pub enum ConfigError {
 
 /// The most shards `[pubsub] shards` may ask for: each is a thread with a runtime of its own.
 const MAX_SHARDS: usize = 256;
+
+/// How many times `[limits] remote_conversations_per_minute` one other server's users may
+/// start at once.
+pub const REMOTE_CONVERSATIONS_BURST: u32 = 10;
 
 impl Config {
     /// The file's settings over the defaults; `None` gives the defaults.
@@ -583,6 +594,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "[limits] max_unauthenticated_stanza_bytes must be at least 1024".into(),
             ));
+        }
+        if self
+            .limits
+            .remote_conversations_per_minute
+            .checked_mul(REMOTE_CONVERSATIONS_BURST)
+            .is_none()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[limits] remote_conversations_per_minute must be at most {} (its burst is \
+                 {REMOTE_CONVERSATIONS_BURST} times it; 0: no limit)",
+                u32::MAX / REMOTE_CONVERSATIONS_BURST
+            )));
         }
         // Each shard is a thread with its own runtime and descriptors.
         if self.pubsub.shards > MAX_SHARDS {
@@ -805,6 +828,10 @@ mod tests {
                 "per_address_per_hour",
             ),
             ("[pubsub]\nshards = 6000", "shards"),
+            (
+                "[limits]\nremote_conversations_per_minute = 4294967295",
+                "remote_conversations_per_minute",
+            ),
             (
                 "[limits]\nunauthenticated_per_address = 0",
                 "unauthenticated_per_address",

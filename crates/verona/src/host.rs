@@ -101,6 +101,10 @@ pub struct Hosting {
     /// (`[limits] presence_per_minute`, `presence_burst`).
     pub presence_per_minute: u32,
     pub presence_burst: u32,
+    /// Conversations the users of one other server may start per minute, and at once
+    /// (`[limits] remote_conversations_per_minute`).
+    pub remote_conversations_per_minute: u32,
+    pub remote_conversations_burst: u32,
 }
 
 /// The addresses of the server's own services.
@@ -232,6 +236,11 @@ pub async fn start(
         AccountBudgets::new(hosting.account_bytes, hosting.account_requests)
             .with_read_rate(hosting.domain_read_per_sec, hosting.domain_read_burst),
     );
+    // One bucket per remote domain, whichever shard the conversation's node hashes to.
+    let remote_conversations = Arc::new(KeptRate::new(
+        hosting.remote_conversations_per_minute,
+        hosting.remote_conversations_burst,
+    ));
     for (shard, (rx, peer_rx)) in receivers.into_iter().zip(peer_receivers).enumerate() {
         let task = ServicesTask {
             shard,
@@ -265,6 +274,7 @@ pub async fn start(
             conversations: HashMap::new(),
             pubsub_jid: pubsub_jid.clone(),
             conversations_config: conversations_config.clone(),
+            remote_conversations: remote_conversations.clone(),
             domain_name: addresses.server.clone(),
             unknown_accounts: HashSet::new(),
             asked_with: HashMap::new(),
@@ -447,6 +457,8 @@ struct ServicesTask {
     /// `pubsub.<domain>`, which owns the conversations.
     pubsub_jid: BareJid,
     conversations_config: ServiceConfig,
+    /// Conversations each other server's users may start, by their domain (`chat.rs`).
+    remote_conversations: Arc<KeptRate<String>>,
     /// The server's domain (XEP-0203 delays name it).
     domain_name: String,
     /// For the current batch: parties of conversations not yet made that have no account.

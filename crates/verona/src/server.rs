@@ -517,6 +517,11 @@ async fn start_services(
             kept_burst: config.limits.kept_messages_burst,
             presence_per_minute: config.limits.presence_per_minute,
             presence_burst: config.limits.presence_burst,
+            remote_conversations_per_minute: config.limits.remote_conversations_per_minute,
+            remote_conversations_burst: config
+                .limits
+                .remote_conversations_per_minute
+                .saturating_mul(crate::config::REMOTE_CONVERSATIONS_BURST),
         },
         stores,
         router,

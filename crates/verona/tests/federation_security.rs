@@ -627,3 +627,208 @@ async fn a_key_the_other_server_could_not_check_is_no_refusal() {
     assert_eq!(got.attr("id"), Some("again"), "{}", show(&got));
     juliet.expect_nothing().await;
 }
+
+/// capulet.lit (Juliet, Nurse, Tybalt) and montague.lit (Romeo), a real server, with
+/// `adjust` applied to capulet.lit's configuration; capulet.lit reaches `fake.lit` at the
+/// listener returned, which [`fake_server`] plays.
+async fn capulet_montague_and_fake(
+    adjust: impl FnOnce(&mut verona::config::Config) + Send + 'static,
+) -> (tokio::net::TcpListener, TestServer, TestServer) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let (capulet, montague) = pair_with(move |config| {
+        config.s2s.hosts.insert("fake.lit".into(), fake);
+        adjust(config);
+    })
+    .await;
+    for user in ["nurse", "tybalt"] {
+        capulet.add_user(user, "pw").await;
+    }
+    (listener, capulet, montague)
+}
+
+/// Plays fake.lit, a server whose users are whatever it says: a stream to capulet.lit
+/// authenticated by dialback, capulet.lit checking the key over the stream it opens to
+/// fake.lit on `listener` (which fake.lit lets in too). Returns the stream fake.lit sends
+/// on, and the one capulet.lit answers on.
+async fn fake_server(
+    capulet: &TestServer,
+    listener: &tokio::net::TcpListener,
+) -> (RawStream, RawStream) {
+    let port = capulet.server.s2s_addrs()[0].port();
+    let mut sending = open_secured(capulet, port, "fake.lit", "capulet.lit").await;
+    sending
+        .send("<db:result from='fake.lit' to='capulet.lit'>0123456789abcdef</db:result>")
+        .await;
+    let mut answers = receive_key(listener).await;
+    answers
+        .send("<db:result from='fake.lit' to='capulet.lit' type='valid'/>")
+        .await;
+    let verify = answers.element().await;
+    assert!(verify.is("verify", DIALBACK), "{}", show(&verify));
+    let id = verify.attr("id").unwrap();
+    answers
+        .send(&format!(
+            "<db:verify from='fake.lit' to='capulet.lit' id='{id}' type='valid'/>"
+        ))
+        .await;
+    let result = sending.element().await;
+    assert!(result.is("result", DIALBACK), "{}", show(&result));
+    assert_eq!(result.attr("type"), Some("valid"), "{}", show(&result));
+    (sending, answers)
+}
+
+/// A chat message from `from` to `to` with `body` as its id and body.
+fn chat_from(from: &str, to: &str, body: &str) -> String {
+    format!(
+        "<message from='{from}' to='{to}' type='chat' id='{body}'><body>{body}</body></message>"
+    )
+}
+
+/// What a client sends: a chat message to `to` with `body` as its id and body.
+fn say(to: &str, body: &str) -> String {
+    format!(
+        "<message xmlns='jabber:client' to='{to}' type='chat' id='{body}'><body>{body}</body></message>"
+    )
+}
+
+/// The next message a client gets, skipping presence.
+async fn next_message(client: &mut Client) -> Element {
+    recv_until(client, |el| el.name() == "message").await
+}
+
+/// `body`'s message reached `client` from `from`.
+async fn got_chat(client: &mut Client, from: &str, body: &str) {
+    let got = next_message(client).await;
+    assert_eq!(got.attr("from"), Some(from), "{}", show(&got));
+    assert_eq!(got.attr("type"), Some("chat"), "{}", show(&got));
+    assert_eq!(
+        got.get_child("body", NS_CLIENT).map(|b| b.text()),
+        Some(body.into())
+    );
+}
+
+/// `user`'s session on `server`, available.
+async fn available(server: &TestServer, user: &str) -> Client {
+    let mut client = server.login(user, "pw", "here").await;
+    client.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut client, |el| el.name() == "presence").await;
+    client
+}
+
+/// A conversation another server's user starts with a local account is no subscription of
+/// the account's (`[pubsub] max_subscriptions_per_jid`): a server inventing senders cannot
+/// fill the account's bound and lock it out of every new contact (federation audit: 10,500
+/// made-up senders left an account unable to follow anyone or start a conversation, and
+/// refused every new remote contact with `policy-violation`, for good).
+#[tokio::test]
+async fn invented_remote_senders_take_no_subscriptions_of_the_account() {
+    let quota = 3;
+    let (listener, capulet, montague) = capulet_montague_and_fake(move |config| {
+        config.pubsub.max_subscriptions_per_jid = quota;
+    })
+    .await;
+    let mut juliet = available(&capulet, "juliet").await;
+    let (mut fake, _answers) = fake_server(&capulet, &listener).await;
+    for n in 0..=quota {
+        let (from, body) = (format!("evil{n}@fake.lit/f"), format!("flood {n}"));
+        fake.send(&chat_from(&from, "juliet@capulet.lit", &body))
+            .await;
+        got_chat(&mut juliet, &from, &body).await;
+    }
+    // She can still follow a contact…
+    let mut nurse = available(&capulet, "nurse").await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribe' to='nurse@capulet.lit'/>")
+        .await;
+    let asked = recv_until(&mut nurse, |el| el.attr("type") == Some("subscribe")).await;
+    assert_eq!(
+        asked.attr("from"),
+        Some("juliet@capulet.lit"),
+        "{}",
+        show(&asked)
+    );
+    // …start a conversation with another account here…
+    let mut tybalt = available(&capulet, "tybalt").await;
+    juliet.send(&say("tybalt@capulet.lit", "news")).await;
+    got_chat(&mut tybalt, "juliet@capulet.lit/here", "news").await;
+    // …and a new contact of another server can start one with her.
+    let mut romeo = available(&montague, "romeo").await;
+    romeo.send(&say("juliet@capulet.lit", "wherefore")).await;
+    got_chat(&mut juliet, "romeo@montague.lit/here", "wherefore").await;
+    romeo.expect_nothing().await;
+}
+
+/// `[limits] remote_conversations_per_minute`: the conversations one other server's users
+/// start are bounded by a rate of that server's, ten times it at once. Past it a new sender's
+/// message bounces with `resource-constraint` and is not kept; conversations already made go
+/// on, and another server's users start theirs.
+#[tokio::test]
+async fn conversations_another_server_starts_are_bounded_by_a_rate() {
+    let (listener, capulet, montague) = capulet_montague_and_fake(|config| {
+        config.limits.remote_conversations_per_minute = 1;
+    })
+    .await;
+    let burst = 10;
+    let mut juliet = available(&capulet, "juliet").await;
+    let (mut fake, mut answers) = fake_server(&capulet, &listener).await;
+    for n in 0..burst {
+        let (from, body) = (format!("evil{n}@fake.lit/f"), format!("flood {n}"));
+        fake.send(&chat_from(&from, "juliet@capulet.lit", &body))
+            .await;
+        got_chat(&mut juliet, &from, &body).await;
+    }
+    let one_more = format!("evil{burst}@fake.lit/f");
+    fake.send(&chat_from(&one_more, "juliet@capulet.lit", "one more"))
+        .await;
+    let bounced = loop {
+        let el = answers.element().await;
+        if el.name() == "message" {
+            break el;
+        }
+    };
+    assert_eq!(bounced.attr("type"), Some("error"), "{}", show(&bounced));
+    assert_eq!(bounced.attr("id"), Some("one more"));
+    assert_eq!(bounced.attr("to"), Some(one_more.as_str()));
+    assert_eq!(bounced.attr("from"), Some("juliet@capulet.lit"));
+    let error = bounced.get_child("error", "jabber:server").unwrap();
+    assert_eq!(error.attr("type"), Some("wait"), "{}", show(&bounced));
+    let condition: Vec<&str> = error
+        .children()
+        .filter(|c| c.ns() == NS_STANZAS)
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(condition, ["resource-constraint"], "{}", show(&bounced));
+    juliet.expect_nothing().await;
+    // Nothing of it was kept: her archive holds the burst's messages only.
+    let (archived, _) = mam_page(&mut juliet, None, "").await;
+    let bodies: Vec<String> = archived
+        .iter()
+        .filter_map(|result| {
+            let forwarded = result
+                .get_child("result", "urn:xmpp:mam:2")?
+                .get_child("forwarded", "urn:xmpp:forward:0")?;
+            Some(
+                forwarded
+                    .get_child("message", NS_CLIENT)?
+                    .get_child("body", NS_CLIENT)?
+                    .text(),
+            )
+        })
+        .collect();
+    let expected: Vec<String> = (0..burst).map(|n| format!("flood {n}")).collect();
+    assert_eq!(bodies, expected);
+    // A conversation already made goes on…
+    fake.send(&chat_from(
+        "evil0@fake.lit/f",
+        "juliet@capulet.lit",
+        "still here",
+    ))
+    .await;
+    got_chat(&mut juliet, "evil0@fake.lit/f", "still here").await;
+    // …and another server's users have a rate of their own.
+    let mut romeo = available(&montague, "romeo").await;
+    romeo.send(&say("juliet@capulet.lit", "wherefore")).await;
+    got_chat(&mut juliet, "romeo@montague.lit/here", "wherefore").await;
+    romeo.expect_nothing().await;
+}

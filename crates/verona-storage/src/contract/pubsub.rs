@@ -16,7 +16,7 @@ use verona_pubsub::{
     SubscriptionState,
 };
 
-use crate::{HeldSubscription, PubsubStore, PubsubWrite, StorageError};
+use crate::{Conversations, HeldSubscription, PubsubStore, PubsubWrite, StorageError};
 
 const PUBSUB: &str = "pubsub.capulet.lit";
 const PEP: &str = "juliet@capulet.lit";
@@ -25,6 +25,12 @@ const ROMEO: &str = "romeo@montague.lit/orchard";
 const NURSE: &str = "nurse@capulet.lit";
 const TYBALT: &str = "tybalt@capulet.lit";
 const MERCUTIO: &str = "mercutio@verona.lit";
+
+/// The conversations of `pubsub.capulet.lit`: none of the engine scenario's services.
+const CONVERSATIONS: Conversations<'static> = Conversations {
+    prefix: "pubsub.capulet.lit/chat/",
+    domain: "capulet.lit",
+};
 
 /// Non-ASCII text and XML special characters, as a payload, a title or an option value.
 const TRICKY: &str =
@@ -339,7 +345,10 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
             (&a.node, &a.subscription.subid).cmp(&(&b.node, &b.subscription.subid))
         });
         let held = store.subscriptions_of(bare.as_str()).await.unwrap();
-        let count = store.subscription_count(bare.as_str()).await.unwrap();
+        let count = store
+            .subscription_count(bare.as_str(), CONVERSATIONS)
+            .await
+            .unwrap();
         assert_eq!(count, held.len(), "{bare}");
         found += held.len();
         assert_eq!(held, expected, "{bare}");
@@ -804,6 +813,81 @@ pub(crate) async fn account_deletion_forgets_pubsub(
         );
         assert!(node.subscriptions.is_empty(), "{}", node.id);
     }
+}
+
+/// An account's subscription count leaves out the conversations with another server's users
+/// (one party not of the domain, however its name ends), and only those: a conversation
+/// between local parties (the domain itself is one), a retired one, another server's
+/// conversation service and any other service count.
+pub(crate) async fn pubsub_conversations_counted(store: &dyn PubsubStore) {
+    let services = [
+        (
+            "pubsub.capulet.lit/chat/juliet@capulet.lit/nurse@capulet.lit",
+            true,
+        ),
+        (
+            "pubsub.capulet.lit/chat/capulet.lit/juliet@capulet.lit",
+            true,
+        ),
+        (
+            "pubsub.capulet.lit/chat/juliet@capulet.lit/romeo@montague.lit",
+            false,
+        ),
+        (
+            "pubsub.capulet.lit/chat/evil@montague.lit/juliet@capulet.lit",
+            false,
+        ),
+        (
+            "pubsub.capulet.lit/chat/juliet@capulet.lit/x@evilcapulet.lit",
+            false,
+        ),
+        (
+            "pubsub.capulet.lit/chat/capulet.lit@montague.lit/juliet@capulet.lit",
+            false,
+        ),
+        (
+            "pubsub.capulet.lit/chat/juliet@capulet.lit/capulet.lit.evil",
+            false,
+        ),
+        (
+            "pubsub.capulet.lit/chat/juliet@capulet.lit/romeo@montague.lit/1700000000",
+            true,
+        ),
+        (
+            "pubsub.montague.lit/chat/juliet@capulet.lit/romeo@montague.lit",
+            true,
+        ),
+        (PEP, true),
+    ];
+    let mut writes = Vec::new();
+    for (service, _) in services {
+        writes.push(created(service, "n"));
+        for (subid, who) in [("s1", PEP), ("s2", ROMEO)] {
+            let mut held = subscription(subid, who, SubscriptionOptions::default());
+            held.state = SubscriptionState::Subscribed;
+            let (node, subscription) = ("n".to_owned(), held);
+            writes.push(write(
+                service,
+                StoreOp::SubscriptionSet { node, subscription },
+            ));
+        }
+    }
+    store.apply(&writes).await.unwrap();
+    let counted = services.iter().filter(|(_, counted)| *counted).count();
+    for (who, expected) in [(PEP, counted), ("romeo@montague.lit", counted)] {
+        let count = store.subscription_count(who, CONVERSATIONS).await.unwrap();
+        assert_eq!(count, expected, "{who}");
+        let held = store.subscriptions_of(who).await.unwrap();
+        assert_eq!(held.len(), services.len(), "{who}: every one is still held");
+    }
+    for (service, counted) in services {
+        assert_eq!(CONVERSATIONS.is_federated(service), !counted, "{service}");
+    }
+    let nobody = store
+        .subscription_count(NURSE, CONVERSATIONS)
+        .await
+        .unwrap();
+    assert_eq!(nobody, 0);
 }
 
 /// A node moved to another service and id takes its affiliations and subscriptions along, and

@@ -11,8 +11,8 @@ use crate::pubsub::{
     to_micros,
 };
 use crate::{
-    BoxFuture, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing, PubsubStore,
-    PubsubWrite, StorageError,
+    BoxFuture, Conversations, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing,
+    PubsubStore, PubsubWrite, StorageError,
 };
 
 /// Stored nodes by service, then by node id. Affiliations are kept sorted by JID and
@@ -227,12 +227,14 @@ impl PubsubStore for MemoryStore {
     fn subscription_count<'a>(
         &'a self,
         subscriber: &'a str,
+        conversations: Conversations<'a>,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
         Box::pin(async move {
             let services = self.pubsub();
             let count = services
-                .values()
-                .flat_map(|nodes| nodes.values())
+                .iter()
+                .filter(|(service, _)| !conversations.is_federated(service))
+                .flat_map(|(_, nodes)| nodes.values())
                 .flat_map(|node| &node.subscriptions)
                 .filter(|sub| sub.jid.to_bare().as_str() == subscriber)
                 .count();
@@ -364,6 +366,11 @@ mod tests {
     #[tokio::test]
     async fn node_moves() {
         contract::pubsub_node_moves(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn conversations_counted() {
+        contract::pubsub_conversations_counted(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

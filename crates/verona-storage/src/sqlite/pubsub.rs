@@ -17,8 +17,8 @@ use crate::pubsub::{
     parse, to_micros,
 };
 use crate::{
-    BoxFuture, COUNTED_AT_MOST, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing,
-    PubsubStore, PubsubWrite, StorageError,
+    BoxFuture, COUNTED_AT_MOST, Conversations, FoundItem, HeldSubscription, ItemsPage, ItemsQuery,
+    NodeListing, PubsubStore, PubsubWrite, StorageError,
 };
 
 type SubscriptionRow = (String, String, String, String, String);
@@ -285,12 +285,27 @@ impl PubsubStore for SqliteStore {
     fn subscription_count<'a>(
         &'a self,
         subscriber: &'a str,
+        conversations: Conversations<'a>,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
         Box::pin(async move {
+            // `Conversations::is_federated` in SQL, on the subscriber's rows only (indexed):
+            // a live pair is `<prefix><low>/<high>` with no further `/`, and a party is local
+            // when it is the domain or ends with `@` and the domain.
             let count: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pubsub_subscriptions WHERE subscriber = $1",
+                "SELECT COUNT(*) FROM ( \
+                   SELECT slash, substr(pair, 1, slash - 1) AS low, substr(pair, slash + 1) AS high \
+                   FROM ( \
+                     SELECT pair, coalesce(instr(pair, '/'), 0) AS slash FROM ( \
+                       SELECT CASE WHEN substr(service, 1, length($2)) = $2 \
+                         THEN substr(service, length($2) + 1) END AS pair \
+                       FROM pubsub_subscriptions WHERE subscriber = $1))) \
+                 WHERE NOT (slash > 0 AND instr(high, '/') = 0 AND NOT ( \
+                   (low = $3 OR substr(low, -length($3) - 1) = '@' || $3) \
+                   AND (high = $3 OR substr(high, -length($3) - 1) = '@' || $3)))",
             )
             .bind(subscriber)
+            .bind(conversations.prefix)
+            .bind(conversations.domain)
             .fetch_one(&self.pool)
             .await?;
             Ok(usize::try_from(count).unwrap_or(0))
@@ -1368,6 +1383,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;
         contract::pubsub_node_moves(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn conversations_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_conversations_counted(&store).await;
         store.close().await;
     }
 

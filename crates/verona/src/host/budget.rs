@@ -7,6 +7,7 @@
 //! cost the shard a 512 KiB reply (issue #11 M1).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
@@ -123,20 +124,22 @@ impl AccountBudget {
 /// How many messages one account may have kept (archived), over all its sessions and across
 /// reconnections: `burst` at once, refilled at `per_minute` (0: no limit). What its
 /// conversations store grows with it, so a flood of messages is refused rather than written.
-/// Presence broadcasts are counted the same way: each reaches everyone who follows it.
+/// Presence broadcasts are counted the same way: each reaches everyone who follows it; and so
+/// are the conversations another server's users start, by their domain (`K`), since their
+/// server can invent as many senders as it likes.
 #[derive(Debug)]
-pub struct KeptRate {
+pub struct KeptRate<K = BareJid> {
     per_minute: f64,
     burst: f64,
-    /// Accounts whose bucket is not full: what they may still have kept, and since when.
-    buckets: Mutex<HashMap<BareJid, (f64, Instant)>>,
+    /// Keys whose bucket is not full: what they may still take, and since when.
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl KeptRate {
-    /// Accounts remembered before full buckets (the default) are forgotten.
+impl<K: Eq + Hash + Clone> KeptRate<K> {
+    /// Keys remembered before full buckets (the default) are forgotten.
     const SWEEP_AT: usize = 65_536;
 
-    pub fn new(per_minute: u32, burst: u32) -> KeptRate {
+    pub fn new(per_minute: u32, burst: u32) -> KeptRate<K> {
         KeptRate {
             per_minute: f64::from(per_minute),
             burst: f64::from(burst.max(1)),
@@ -144,8 +147,8 @@ impl KeptRate {
         }
     }
 
-    /// Takes one kept message from `account`'s bucket; false when it is empty.
-    pub fn take(&self, account: &BareJid, now: Instant) -> bool {
+    /// Takes one from `key`'s bucket; false when it is empty.
+    pub fn take(&self, key: &K, now: Instant) -> bool {
         if self.per_minute == 0.0 {
             return true;
         }
@@ -158,7 +161,7 @@ impl KeptRate {
         if buckets.len() >= Self::SWEEP_AT {
             buckets.retain(|_, bucket| refill(*bucket) < self.burst);
         }
-        let bucket = buckets.entry(account.clone()).or_insert((self.burst, now));
+        let bucket = buckets.entry(key.clone()).or_insert((self.burst, now));
         let tokens = refill(*bucket);
         if tokens < 1.0 {
             *bucket = (tokens, now);

@@ -7,7 +7,7 @@
 
 use crate::jids::Bare;
 use std::cell::OnceCell;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use verona_pubsub::Affiliation;
 
@@ -26,8 +26,11 @@ enum Refused {
     /// RFC 6121 §8.5.2.2.1: a party has no account.
     NoAccount,
     /// Its initiator holds as many subscriptions as it may (`[pubsub]
-    /// max_subscriptions_per_jid`): each conversation is one more.
+    /// max_subscriptions_per_jid`): each conversation between local accounts is one more.
     TooMany,
+    /// Its initiator's server has started as many as it may for now (`[limits]
+    /// remote_conversations_per_minute`).
+    TooFast,
     /// The engine refused to make it (logged).
     Failed,
 }
@@ -37,6 +40,7 @@ impl Refused {
         match self {
             Refused::NoAccount => StanzaError::ServiceUnavailable,
             Refused::TooMany => StanzaError::PolicyViolation,
+            Refused::TooFast => StanzaError::ResourceConstraint,
             Refused::Failed => StanzaError::InternalServerError,
         }
     }
@@ -121,24 +125,24 @@ impl ServicesTask {
         if exists {
             return Ok(());
         }
-        // Conversations count against their initiator's subscriptions, and those another
-        // server's users start against the local party's too: a remote server cannot make
-        // one account hold conversations without bound by inventing senders.
-        let remote_initiator = self.is_remote(initiator);
-        let counted: Vec<&BareJid> = std::iter::once(initiator)
-            .chain(
-                [&low, &high]
-                    .into_iter()
-                    .filter(|party| remote_initiator && !self.is_remote(party)),
-            )
-            .collect();
-        for party in counted {
-            if self
-                .subscriptions_held
-                .get(party)
+        // A conversation between local accounts counts against its initiator's subscriptions.
+        // One with another server's user counts against nobody's (nor does storage count it,
+        // `quota.rs`): that server can invent senders without end, and counted against the
+        // local party they filled its bound and locked it out of every new contact. Those
+        // another server's users start are bounded by a rate per domain instead.
+        let local_pair = !self.is_remote(&low) && !self.is_remote(&high);
+        if local_pair
+            && (self.subscriptions_held)
+                .get(initiator)
                 .is_some_and(|held| *held >= limit)
-            {
-                return Err(Refused::TooMany);
+        {
+            return Err(Refused::TooMany);
+        }
+        if self.is_remote(initiator) {
+            let domain = initiator.domain().to_string();
+            if !self.remote_conversations.take(&domain, Instant::now()) {
+                tracing::info!(%initiator, "conversation refused: its server starts too many");
+                return Err(Refused::TooFast);
             }
         }
         let Some(hosted) = self.conversations.get_mut(node) else {
@@ -165,8 +169,10 @@ impl ServicesTask {
         if parties[0] != high {
             parties.push(high);
         }
-        for party in &parties {
-            *self.subscriptions_held.entry(party.clone()).or_default() += 1;
+        if local_pair {
+            for party in &parties {
+                *self.subscriptions_held.entry(party.clone()).or_default() += 1;
+            }
         }
         let Some(hosted) = self.conversations.get_mut(node) else {
             return Err(Refused::NoAccount);

@@ -4,7 +4,8 @@
 //! service. The counts come from storage (an indexed count of committed subscriptions) for the
 //! subscribers of a batch's subscription requests, plus one for each such request the batch
 //! admits. Shards count apart, so concurrent batches on several shards can pass the limit by
-//! at most what they admit at once.
+//! at most what they admit at once. Conversations with another server's users are not
+//! counted (see [`subscriptions_counted`]).
 //!
 //! Rooms are bounded the same way: every room is a service of its own, so the engine's limit
 //! on the nodes one JID owns (`[pubsub] max_nodes_per_owner`) is applied here over all of
@@ -89,12 +90,13 @@ impl ServicesTask {
             .filter_map(|request| self.subscriber_of(request))
             .collect();
         for subscriber in subscribers {
-            match self
-                .stores
-                .pubsub
-                .subscription_count(subscriber.as_str())
-                .await
-            {
+            let held = subscriptions_counted(
+                &self.stores,
+                &self.pubsub_jid,
+                &self.domain_name,
+                &subscriber,
+            );
+            match held.await {
                 Ok(count) => {
                     self.subscriptions_held.insert(subscriber, count);
                 }
@@ -138,6 +140,27 @@ impl ServicesTask {
             _ => None,
         }
     }
+}
+
+/// How many subscriptions `subscriber` holds against its bound, read from storage: all but
+/// those to the conversations of `pubsub` (the server of `domain`'s) with another server's
+/// users, which that server could make without bound by inventing senders (a rate per domain
+/// bounds them instead, `chat.rs`).
+pub(super) async fn subscriptions_counted(
+    stores: &Stores,
+    pubsub: &BareJid,
+    domain: &str,
+    subscriber: &BareJid,
+) -> Result<usize, verona_storage::StorageError> {
+    let prefix = eventing::chat::key_prefix(pubsub.as_str());
+    let conversations = verona_storage::Conversations {
+        prefix: &prefix,
+        domain,
+    };
+    stores
+        .pubsub
+        .subscription_count(subscriber.as_str(), conversations)
+        .await
 }
 
 /// A XEP-0060 create request.

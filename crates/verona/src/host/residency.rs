@@ -112,6 +112,7 @@ impl ServicesTask {
             if hosted.service.node_config(&node).is_none()
                 && let Some((low, high)) = eventing::chat::parties(&node)
             {
+                let local_pair = !self.is_remote(&low) && !self.is_remote(&high);
                 for party in [low, high] {
                     // Another server's user has no account here; its server answers for it.
                     if !self.is_remote(&party) && !account_exists(&self.stores, &party).await {
@@ -119,10 +120,16 @@ impl ServicesTask {
                         unknown = true;
                         continue;
                     }
-                    // Who starts a conversation takes a subscription: counted against its
-                    // bound like any other (`quota.rs`).
-                    if !self.subscriptions_held.contains_key(&party) {
-                        let held = self.stores.pubsub.subscription_count(party.as_str()).await;
+                    // Who starts a conversation with another local account takes a
+                    // subscription: counted against its bound like any other (`quota.rs`).
+                    if local_pair && !self.subscriptions_held.contains_key(&party) {
+                        let held = quota::subscriptions_counted(
+                            &self.stores,
+                            &self.pubsub_jid,
+                            &self.domain_name,
+                            &party,
+                        )
+                        .await;
                         match held {
                             Ok(held) => {
                                 self.subscriptions_held.insert(party, held);

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use verona::Stores;
 use verona_pubsub::StoredNode;
 use verona_storage::{
-    AccountStore, BoxFuture, Credentials, HeldSubscription, ItemsPage, ItemsQuery, NodeListing,
-    PubsubStore, PubsubWrite, SqliteStore, StorageError,
+    AccountStore, BoxFuture, Conversations, Credentials, HeldSubscription, ItemsPage, ItemsQuery,
+    NodeListing, PubsubStore, PubsubWrite, SqliteStore, StorageError,
 };
 
 /// What pubsub writes do.
@@ -122,8 +122,9 @@ impl PubsubStore for FaultyStore {
     fn subscription_count<'a>(
         &'a self,
         subscriber: &'a str,
+        conversations: Conversations<'a>,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
-        self.inner.subscription_count(subscriber)
+        self.inner.subscription_count(subscriber, conversations)
     }
 
     fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
