@@ -110,6 +110,8 @@ pub enum StanzaError {
     NotAuthorized,
     /// A local limit the request would pass.
     PolicyViolation,
+    /// Something one must be registered for first (e.g. a room's member list).
+    RegistrationRequired,
     RemoteServerNotFound,
     /// A remote server could not be reached in time.
     RemoteServerTimeout,
@@ -137,6 +139,7 @@ impl StanzaError {
             StanzaError::NotAllowed => ("cancel", "not-allowed"),
             StanzaError::NotAuthorized => ("auth", "not-authorized"),
             StanzaError::PolicyViolation => ("modify", "policy-violation"),
+            StanzaError::RegistrationRequired => ("auth", "registration-required"),
             StanzaError::RemoteServerNotFound => ("cancel", "remote-server-not-found"),
             StanzaError::RemoteServerTimeout => ("wait", "remote-server-timeout"),
             StanzaError::ResourceConstraint => ("wait", "resource-constraint"),

@@ -481,6 +481,39 @@ async fn two_in_a_room(t: &TestServer) -> (Client, Client) {
     (romeo, nurse)
 }
 
+/// An occupant in two sessions of its account: each is told of the other's arrival and
+/// departure as of itself, with 110 (as Prosody does); the others without.
+#[tokio::test]
+async fn a_nicks_other_session_hears_of_itself_with_110() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let mut laptop = t.login("romeo", "pw", "laptop").await;
+    laptop.send(&join("Romeo")).await;
+    joined(&mut laptop).await;
+    let romeo_in_room = Some("characters@chat.localhost/Romeo");
+    let own = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(own.attr("from"), romeo_in_room);
+    assert_eq!(statuses(&own), ["110"], "{}", show(&own));
+    let seen = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(seen.attr("from"), romeo_in_room);
+    assert!(statuses(&seen).is_empty(), "{}", show(&seen));
+
+    laptop
+        .send(&format!(
+            "<presence xmlns='jabber:client' type='unavailable' to='{ROOM}/Romeo'/>"
+        ))
+        .await;
+    let gone = recv_until(&mut laptop, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    let own = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(own.attr("from"), romeo_in_room);
+    assert_eq!(own.attr("type"), None);
+    assert_eq!(statuses(&own), ["110"], "{}", show(&own));
+    let seen = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(seen.attr("type"), None);
+    assert!(statuses(&seen).is_empty(), "{}", show(&seen));
+}
+
 /// `speaker` says each of `texts` in the room, each heard by `listener` before the next.
 async fn say_each(speaker: &mut Client, listener: &mut Client, texts: &[&str]) {
     for text in texts {
@@ -733,6 +766,61 @@ async fn a_new_room_is_locked_until_its_owner_configures_it() {
     let (present, _, _) = entered(&mut nurse).await;
     assert_eq!(present.len(), 1, "nobody left in it");
     assert!(statuses(&present[0]).contains(&"201".to_owned()));
+}
+
+/// XEP-0045 §7.2.10, natively: a room not configured yet is no room for anyone but its owner,
+/// to read (its items, its disco) as to enter.
+#[tokio::test]
+async fn a_locked_room_is_not_read_natively() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    romeo.send(&join("Romeo")).await;
+    let (present, _, _) = entered(&mut romeo).await;
+    assert!(statuses(&present[0]).contains(&"201".to_owned()));
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>alone</body></message>"
+        ))
+        .await;
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+    let reads = [
+        format!("<pubsub xmlns='{PUBSUB}'><items node='characters'/></pubsub>"),
+        "<query xmlns='http://jabber.org/protocol/disco#items' node='characters'/>".to_owned(),
+        "<query xmlns='http://jabber.org/protocol/disco#info' node='characters'/>".to_owned(),
+        format!("<pubsub xmlns='{PUBSUB}'><subscriptions node='characters'/></pubsub>"),
+    ];
+    for read in &reads {
+        let reply = nurse
+            .request(&format!(
+                "<iq xmlns='jabber:client' type='get' id='r' to='chat.localhost'>{read}</iq>"
+            ))
+            .await;
+        assert_eq!(
+            stanza_error(&reply).as_deref(),
+            Some("item-not-found"),
+            "{read}: {}",
+            show(&reply)
+        );
+    }
+    let own = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='r' to='chat.localhost'>{}</iq>",
+            reads[0]
+        ))
+        .await;
+    assert_eq!(own.attr("type"), Some("result"), "{}", show(&own));
+    ok(&romeo.request(&instant_room(ROOM, "i")).await);
+    let opened = nurse
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='r' to='chat.localhost'>{}</iq>",
+            reads[0]
+        ))
+        .await;
+    assert_eq!(opened.attr("type"), Some("result"), "{}", show(&opened));
 }
 
 /// XEP-0045 §10.1.1 and §7.2.10: a room made by a join and not configured yet does not exist
@@ -1077,6 +1165,46 @@ async fn owners_configure_kick_and_ban() {
         .request(&admin_iq("k2", "<item nick='Romeo' role='none'/>"))
         .await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+}
+
+/// XEP-0045 §9.1: the occupants hear of the ban of one of them once, in its unavailable
+/// presence with 301; the notice for an account not in the room is for accounts not in it.
+#[tokio::test]
+async fn a_ban_of_an_occupant_is_told_once() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    ok(&romeo
+        .request(&admin_iq(
+            "b",
+            "<item affiliation='outcast' jid='nurse@localhost'/>",
+        ))
+        .await);
+    let banned = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(statuses(&banned), ["301", "110"]);
+    let seen = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(seen.attr("type"), Some("unavailable"));
+    assert_eq!(statuses(&seen), ["301"]);
+    // What the ban sent Romeo came before the room answers what he asks next.
+    romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await;
+    romeo.expect_nothing().await;
+    // An account not in the room: the occupants get the notice.
+    ok(&romeo
+        .request(&admin_iq(
+            "b2",
+            "<item affiliation='outcast' jid='tybalt@localhost'/>",
+        ))
+        .await);
+    let notice = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(statuses(&notice), ["301"]);
+    let item = notice
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap();
+    assert_eq!(item.attr("jid"), Some("tybalt@localhost"));
 }
 
 /// The room's disco#items as `client` gets them, sorted.
@@ -1705,12 +1833,28 @@ async fn passwords_registration_declines_and_destruction() {
     let refused = juliet.request(&escalate).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
 
-    // §7.10: Juliet registers her nick; it becomes hers.
+    // §7.10: Juliet registers her nick once she is a member (the room makes nobody one);
+    // it becomes hers.
     let register = |kind: &str, payload: &str| {
         format!(
             "<iq xmlns='jabber:client' type='{kind}' id='r' to='{ROOM}'><query xmlns='jabber:iq:register'>{payload}</query></iq>"
         )
     };
+    let refused = juliet.request(&register("get", "")).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("registration-required")
+    );
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='juliet@localhost'/>",
+        ))
+        .await);
+    // A member now, and everyone sees it.
+    let own = recv_until(&mut juliet, |el| el.name() == "presence").await;
+    assert_eq!(own.attr("from"), Some("characters@chat.localhost/JC"));
+    assert_eq!(standing(&own), pair("member", "participant"));
     let form = juliet.request(&register("get", "")).await;
     let query = form.get_child("query", "jabber:iq:register").unwrap();
     let x = query.get_child("x", "jabber:x:data").unwrap();
@@ -1727,10 +1871,6 @@ async fn passwords_registration_declines_and_destruction() {
              </x>",
         ))
         .await);
-    // A member now, and everyone sees it (as Prosody's muc_register scenario expects).
-    let own = recv_until(&mut juliet, |el| el.name() == "presence").await;
-    assert_eq!(own.attr("from"), Some("characters@chat.localhost/JC"));
-    assert_eq!(standing(&own), pair("member", "participant"));
     let again = juliet.request(&register("get", "")).await;
     let query = again.get_child("query", "jabber:iq:register").unwrap();
     assert!(query.has_child("registered", "jabber:iq:register"));
@@ -1844,6 +1984,85 @@ async fn passwords_registration_declines_and_destruction() {
             .as_deref(),
         Some("to the garden")
     );
+}
+
+/// XEP-0045 §7.10, as on Prosody: an unaffiliated occupant may not register with a room,
+/// since registering makes a member, and a member has voice: a muted occupant would give
+/// itself voice back, over its moderator.
+#[tokio::test]
+async fn registering_is_for_the_affiliated_and_gives_no_voice() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    ok(&romeo
+        .request(&admin_iq("mute", "<item nick='Nurse' role='visitor'/>"))
+        .await);
+    let muted = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(standing(&muted), pair("none", "visitor"));
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    let register = format!(
+        "<iq xmlns='jabber:client' type='set' id='reg' to='{ROOM}'><query xmlns='jabber:iq:register'>\
+           <x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>\
+             <field var='muc#register_roomnick'><value>Nurse</value></field>\
+           </x></query></iq>"
+    );
+    let refused = nurse.request(&register).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("registration-required"),
+        "{}",
+        show(&refused)
+    );
+    // Still without voice, and nobody's member.
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='v'><body>hush</body></message>"
+        ))
+        .await;
+    let refused = nurse.recv().await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    let members = romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='l' to='{ROOM}'><query xmlns='{MUC_ADMIN}'><item affiliation='member'/></query></iq>"
+        ))
+        .await;
+    assert!(query_attrs(&members, MUC_ADMIN, "jid").is_empty());
+}
+
+/// XEP-0045 §8.4, §9.3: a new role or affiliation is announced with the moderator's nick and
+/// the reason given (as Prosody announces them), as a kick or a ban is.
+#[tokio::test]
+async fn a_new_standing_names_who_gave_it_and_why() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    ok(&romeo
+        .request(&admin_iq(
+            "mute",
+            "<item nick='Nurse' role='visitor'><reason>Hush</reason></item>",
+        ))
+        .await);
+    for client in [&mut nurse, &mut romeo] {
+        let muted = recv_until(client, |el| el.name() == "presence").await;
+        assert_eq!(standing(&muted), pair("none", "visitor"));
+        assert_eq!(
+            removed_by(&muted),
+            (Some("Romeo".into()), Some("Hush".into()))
+        );
+    }
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='nurse@localhost'><reason>Welcome</reason></item>",
+        ))
+        .await);
+    for client in [&mut nurse, &mut romeo] {
+        let member = recv_until(client, |el| el.name() == "presence").await;
+        assert_eq!(standing(&member), pair("member", "participant"));
+        assert_eq!(
+            removed_by(&member),
+            (Some("Romeo".into()), Some("Welcome".into()))
+        );
+    }
 }
 
 /// The owner's answer to an authorization request (XEP-0060 §8.6): the form sent back,

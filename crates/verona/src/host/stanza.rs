@@ -98,10 +98,12 @@ impl ServicesTask {
         };
         if let Origin::Room(node) = &origin
             && rooms::is_locked(&hosted.service, node)
-            && quota::is_subscribe(&stanza)
+            && stanza.name() == "iq"
+            && matches!(stanza.attr("type"), Some("get" | "set"))
             && hosted.service.affiliation(node, &from.bare()) != verona_pubsub::Affiliation::Owner
         {
-            // XEP-0045 §7.2.10, natively: a room its owner has not configured admits nobody.
+            // XEP-0045 §7.2.10, natively: a room its owner has not configured is no room for
+            // anyone else yet, to enter or to read (its items, its disco, its subscriptions).
             let reply = error_reply(&stanza, StanzaError::ItemNotFound, None);
             done.push(Done::reply(from, reply));
             return;

@@ -104,7 +104,7 @@ impl ServicesTask {
         let (node, jid) = (occupant.node.clone(), occupant.jid.clone());
         let set = self.give_role(room, occupant, role, done);
         if set {
-            self.announce_standing(room, &node, &jid, done);
+            self.announce_standing(room, &node, &jid, &Removal::default(), done);
         }
         set
     }
@@ -144,12 +144,14 @@ impl ServicesTask {
     }
 
     /// An occupant's affiliation changed: the role it brings replaces whatever a moderator
-    /// gave for the stay (§9, §10), and everyone sees the occupant's new standing.
+    /// gave for the stay (§9, §10), and everyone sees the occupant's new standing, and `by`
+    /// whom and why.
     pub(super) fn affiliation_changed(
         &mut self,
         room: &BareJid,
         node: &str,
         occupant: &Jid,
+        by: &Removal,
         done: &mut Vec<Done>,
     ) {
         let reset = self.occupant_of(node, occupant).and_then(|mine| {
@@ -180,7 +182,7 @@ impl ServicesTask {
                 Err(e) => tracing::debug!(%room, "resetting an occupant's role: {e}"),
             }
         }
-        self.announce_standing(room, node, occupant, done);
+        self.announce_standing(room, node, occupant, by, done);
     }
 
     /// XEP-0313 on a room: its history (the node's items), page by page, to whoever may read
@@ -248,8 +250,10 @@ impl ServicesTask {
         Some(iq_result(stanza, Some(archive::fin(&page))))
     }
 
-    /// XEP-0045 §7.10: the registration form, or registering a nick with the room (which makes
-    /// the account a member; banned accounts, and newcomers to members-only rooms, may not).
+    /// XEP-0045 §7.10: the registration form, or registering a nick with the room. Only
+    /// accounts the room is affiliated with register (as on Prosody; §7.10 lets a room leave
+    /// membership to its admins): were registering to make an account a member, anyone would
+    /// give itself voice in a moderated room, over a moderator's mute.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn register(
         &mut self,
@@ -265,10 +269,18 @@ impl ServicesTask {
         let hosted = self.rooms.get_mut(node)?;
         let config = hosted.service.node_config(node)?.clone();
         let affiliation = affiliation_in(&hosted.service, node, &Jid::from(me.clone()));
-        if affiliation == RoomAffiliation::Outcast {
-            return error_reply(stanza, StanzaError::Forbidden, Some("banned"));
-        }
         let registered = groupchat::registered_nick(&config, &me);
+        match affiliation {
+            RoomAffiliation::Outcast => {
+                return error_reply(stanza, StanzaError::Forbidden, Some("banned"));
+            }
+            // One whose membership was taken still sees and removes the nick it registered.
+            RoomAffiliation::None if registered.is_none() => {
+                let why = Some("an admin makes you a member");
+                return error_reply(stanza, StanzaError::RegistrationRequired, why);
+            }
+            _ => {}
+        }
         if get {
             let query = groupchat::register_query(registered);
             return Some(iq_result(stanza, Some(query)));
@@ -289,11 +301,6 @@ impl ServicesTask {
         if taken {
             return error_reply(stanza, StanzaError::Conflict, Some("the nick is taken"));
         }
-        let members_only = config.access_model == AccessModel::Whitelist;
-        if members_only && affiliation == RoomAffiliation::None {
-            let why = "members only: an admin makes you a member";
-            return error_reply(stanza, StanzaError::NotAllowed, Some(why));
-        }
         let actor = hosted.jid.clone();
         let fields = [groupchat::register_nick(&config, &me, &nick)];
         let registering = hosted
@@ -301,24 +308,6 @@ impl ServicesTask {
             .configure(&self.presence, &actor, node, &fields);
         if let Err(e) = record(done, node, registering) {
             return refused(stanza, &e);
-        }
-        if affiliation == RoomAffiliation::None {
-            let members = BTreeMap::from([(me, Affiliation::Member)]);
-            if let Err(e) = record(
-                done,
-                node,
-                hosted
-                    .service
-                    .set_affiliations(&self.presence, &actor, node, &members),
-            ) {
-                tracing::debug!(%from, node, "registering with a room: {e}");
-            }
-            // A member now, in the room: everyone sees it.
-            let room = room_address(node, self.rooms_jid.domain())?;
-            let mine = self.occupant_of(node, &Jid::from(from.clone()));
-            if let Some(mine) = mine {
-                self.affiliation_changed(&room, node, &mine.jid, done);
-            }
         }
         Some(iq_result(stanza, None))
     }
@@ -376,7 +365,7 @@ impl ServicesTask {
         self.announce_removals(&room, &removed, 321, &Removal::default(), done);
         if affiliation == RoomAffiliation::Member {
             for session in staying {
-                self.affiliation_changed(&room, node, &session, done);
+                self.affiliation_changed(&room, node, &session, &Removal::default(), done);
             }
         }
         Some(iq_result(stanza, None))
@@ -533,10 +522,11 @@ impl ServicesTask {
                     .is_some_and(groupchat::is_semi_anonymous);
                 self.announce_removals(room, &removed, 322, &Removal::default(), done);
                 for occupant in changed {
-                    self.announce_standing(room, node, &occupant, done);
+                    self.announce_standing(room, node, &occupant, &Removal::default(), done);
                 }
                 for occupant in reaffiliated {
-                    self.affiliation_changed(room, node, &occupant, done);
+                    let by = Removal::default();
+                    self.affiliation_changed(room, node, &occupant, &by, done);
                 }
                 // §10.2.1: everyone in the room hears that its configuration changed, and
                 // whether real JIDs are now shown (172) or hidden (173); an empty form (the
@@ -633,13 +623,12 @@ impl ServicesTask {
                     if !allowed {
                         return Err(error_reply(stanza, StanzaError::Forbidden, None));
                     }
+                    // The reason goes with the kick or the new role (§8.2, §8.4).
+                    if let Some(reason) = reason {
+                        reasons.insert(target.jid.bare(), reason);
+                    }
                     match wanted {
-                        None => {
-                            if let Some(reason) = reason {
-                                reasons.insert(target.jid.bare(), reason);
-                            }
-                            kicked.extend(targets);
-                        }
+                        None => kicked.extend(targets),
                         Some(role) => roles.extend(targets.into_iter().map(|t| (t, role))),
                     }
                 }
@@ -760,6 +749,12 @@ impl ServicesTask {
         let config = hosted.service.node_config(node)?.clone();
         let actor_jid = hosted.jid.clone();
         let before = hosted.service.subscribers(node);
+        // Who was in the room before the change: those it removes (banned, no longer members)
+        // hear of it in their unavailable presence, not also as accounts not in the room.
+        let present: BTreeSet<BareJid> = occupants(&hosted.service, node)
+            .iter()
+            .map(|o| o.jid.bare())
+            .collect();
         let hosted = self.rooms.get_mut(node)?;
         if !affiliations.is_empty() {
             let engine: BTreeMap<BareJid, Affiliation> = affiliations
@@ -838,7 +833,7 @@ impl ServicesTask {
             if self.give_role(room, occupant, role, done)
                 && nick.is_some_and(|nick| announced.insert(nick))
             {
-                self.announce_standing(room, node, &jid, done);
+                self.announce_standing(room, node, &jid, &removal, done);
             }
         }
         let changed: Vec<Jid> = after
@@ -849,10 +844,6 @@ impl ServicesTask {
         // Accounts not in the room: its occupants hear of the change, those who see real JIDs
         // (everyone, or in a semi-anonymous room its owners and admins).
         let hosted = self.rooms.get(node)?;
-        let present: BTreeSet<BareJid> = occupants(&hosted.service, node)
-            .iter()
-            .map(|o| o.jid.bare())
-            .collect();
         for (jid, affiliation) in affiliations
             .iter()
             .filter(|(jid, _)| !present.contains(*jid))
@@ -867,7 +858,7 @@ impl ServicesTask {
             );
         }
         for occupant in changed {
-            self.affiliation_changed(room, node, &occupant, done);
+            self.affiliation_changed(room, node, &occupant, &removal, done);
         }
         Some(iq_result(stanza, None))
     }

@@ -117,13 +117,14 @@ impl ServicesTask {
 
     /// Sends `occupant`'s presence to each of `sessions` in a room: serialized once, and once
     /// without real JIDs for those who may not see them (as [`Self::tell`] decides); each
-    /// copy only adds its own `to`.
+    /// copy only adds its own `to`. The occupant's own other sessions (its account's, under
+    /// its nick) get theirs with 110, as Prosody sends it: it is their own presence.
     fn tell_each<'s>(
         &self,
         node: &str,
         occupant: &Occupant,
         (leaving, status): (bool, Option<&str>),
-        sessions: impl IntoIterator<Item = &'s Jid>,
+        sessions: impl IntoIterator<Item = &'s InRoom>,
         done: &mut Vec<Done>,
     ) {
         let Some(hosted) = self.rooms.get(node) else {
@@ -133,8 +134,16 @@ impl ServicesTask {
         else {
             return;
         };
-        for to in sessions {
-            if to.resource().is_none() {
+        for InRoom { jid: to, nick, .. } in sessions {
+            let Ok(session) = to.clone().try_into_full() else {
+                continue;
+            };
+            if *nick == occupant.nick && to.bare() == occupant.jid.bare() {
+                let mut own = presence_of(occupant, to, leaving, &[110], None);
+                if let Some(status) = status {
+                    own.append_child(builder("status", ns::CLIENT).append(status).build());
+                }
+                self.tell(node, session, own, done);
                 continue;
             }
             let hidden = !sees_real_jids(&hosted.service, node, to);
@@ -488,8 +497,16 @@ impl ServicesTask {
         }
     }
 
-    /// Everyone in the room sees an occupant's new role or affiliation (XEP-0045 §8, §9).
-    fn announce_standing(&self, room: &BareJid, node: &str, occupant: &Jid, done: &mut Vec<Done>) {
+    /// Everyone in the room sees an occupant's new role or affiliation (XEP-0045 §8, §9),
+    /// with the moderator's nick and reason when one changed it (§8.4, as Prosody tells it).
+    fn announce_standing(
+        &self,
+        room: &BareJid,
+        node: &str,
+        occupant: &Jid,
+        by: &Removal,
+        done: &mut Vec<Done>,
+    ) {
         let Some(hosted) = self.rooms.get(node) else {
             return;
         };
@@ -498,6 +515,7 @@ impl ServicesTask {
             return;
         };
         let who = changed.described(&self.occupant_ids, &hosted.service, room, node);
+        let reason = by.reasons.get(&occupant.bare()).map(String::as_str);
         for other in &everyone {
             if let Ok(session) = other.jid.clone().try_into_full() {
                 // Every session under the nick is that occupant.
@@ -507,6 +525,7 @@ impl ServicesTask {
                     &[]
                 };
                 let presence = presence_of(&who, &other.jid, false, own, None);
+                let presence = groupchat::removed_by(presence, by.actor.as_deref(), reason);
                 self.tell(node, session, presence, done);
             }
         }
@@ -972,7 +991,7 @@ impl ServicesTask {
         };
         let occupant = me.described(&self.occupant_ids, &hosted.service, room, node);
         let others = occupants.iter().filter(|o| o.jid != *newcomer);
-        self.tell_each(node, &occupant, (false, None), others.map(|o| &o.jid), done);
+        self.tell_each(node, &occupant, (false, None), others, done);
     }
 
     /// XEP-0045 §7.7: an occupant's presence changed (away, a status): everyone in the room
@@ -1019,7 +1038,7 @@ impl ServicesTask {
         };
         let who = me.described(&self.occupant_ids, &hosted.service, room, node);
         let others = everyone.iter().filter(|o| o.jid != *occupant);
-        self.tell_each(node, &who, (false, None), others.map(|o| &o.jid), done);
+        self.tell_each(node, &who, (false, None), others, done);
         if let Ok(session) = occupant.clone().try_into_full() {
             let presence = presence_of(&who, occupant, false, &[110], None);
             self.tell(node, session, presence, done);
@@ -1086,7 +1105,7 @@ impl ServicesTask {
         if let Some(staying) = staying {
             let node = &mine.node;
             let staying = staying.described(&self.occupant_ids, &hosted.service, &room, node);
-            let others = everyone.iter().filter(|o| o.jid != me).map(|o| &o.jid);
+            let others = everyone.iter().filter(|o| o.jid != me);
             self.tell_each(node, &staying, (false, None), others, done);
         }
         for other in everyone {
@@ -1182,7 +1201,7 @@ impl ServicesTask {
                 (nick, &departed.jid, &departed.options),
             );
             let remaining = occupants(&hosted.service, &departed.node);
-            let others = remaining.iter().map(|o| &o.jid);
+            let others = remaining.iter();
             match remaining.iter().find(|o| o.nick == nick) {
                 // Another session of the account stays under the nick: the occupant is still
                 // there for everyone else, as that session shows it (the one that left may
@@ -1766,7 +1785,8 @@ impl InRoom {
     }
 }
 
-/// Who removed occupants from a room, by nick, and the reason given for each (by bare JID).
+/// Who removed occupants from a room or changed their standing, by nick, and the reason given
+/// for each (by bare JID).
 #[derive(Default)]
 pub(super) struct Removal {
     pub actor: Option<String>,
