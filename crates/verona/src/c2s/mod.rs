@@ -692,12 +692,21 @@ impl Connection {
                         Some(why.into()),
                     ));
                 };
-                if sm.ack(h).is_err() {
-                    return Err(End::FaultWith(
-                        StreamError::UndefinedCondition,
-                        "acknowledged more than was sent".to_owned(),
-                        Box::new(sm::too_high(h, sm)),
-                    ));
+                match sm.ack(h) {
+                    Ok(()) => {}
+                    Err(bad @ sm::BadAck::TooHigh) => {
+                        return Err(End::FaultWith(
+                            StreamError::UndefinedCondition,
+                            bad.text().to_owned(),
+                            Box::new(sm::too_high(h, sm)),
+                        ));
+                    }
+                    Err(bad @ sm::BadAck::WentBack) => {
+                        return Err(End::Fault(
+                            StreamError::UndefinedCondition,
+                            Some(bad.text().into()),
+                        ));
+                    }
                 }
             }
             (State::Authenticated { jid, salt, .. }, "resume") => {
@@ -736,10 +745,14 @@ impl Connection {
             return;
         }
         let h = sm::h_of(el).unwrap_or_default();
-        if sm.ack(h).is_err() {
-            // The client claims more than was sent: the session cannot be trusted to resume.
+        if let Err(bad) = sm.ack(h) {
+            // The client claims more than was sent, or less than it had: the session cannot
+            // be trusted to resume.
             let mut failed = sm::failed("undefined-condition", Some(sm.inbound));
-            failed.append_child(sm::too_high(h, &sm));
+            failed.append_child(crate::xml::text_child("text", ns::STANZAS, bad.text()));
+            if bad == sm::BadAck::TooHigh {
+                failed.append_child(sm::too_high(h, &sm));
+            }
             self.send(&failed);
             sm::end_session(&self.shared, session, Some(sm)).await;
             self.shared.resumable.forget(&previd);

@@ -80,11 +80,17 @@ impl Sm {
     }
 
     /// The client acknowledged every stanza up to `h`.
-    pub(super) fn ack(&mut self, h: u32) -> Result<(), TooHigh> {
-        let newly = h.wrapping_sub(self.acked) as usize;
-        if newly > self.unacked.len() {
-            return Err(TooHigh);
+    pub(super) fn ack(&mut self, h: u32) -> Result<(), BadAck> {
+        let newly = h.wrapping_sub(self.acked);
+        if newly as usize > self.unacked.len() {
+            // Counts wrap at 2^32 (§4): one less than the last acknowledged is 2^32 - 1 ahead
+            // of it, which no session sends.
+            return Err(match newly > u32::MAX / 2 {
+                true => BadAck::WentBack,
+                false => BadAck::TooHigh,
+            });
         }
+        let newly = newly as usize;
         for stanza in self.unacked.drain(..newly) {
             self.unacked_bytes -= stanza.len();
         }
@@ -167,6 +173,7 @@ impl Resumable {
         static PARKINGS: AtomicU64 = AtomicU64::new(0);
         let parking = PARKINGS.fetch_add(1, Ordering::Relaxed);
         tracing::info!(jid = %parked.session.jid, "connection lost: session kept for resumption");
+        parked.session.handle.set_parked(true);
         let mut close = parked.session.ends.close.clone();
         close.mark_changed();
         shared
@@ -499,6 +506,14 @@ mod tests {
             ),
             (
                 "<message xmlns='jabber:client'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>",
+                true,
+            ),
+            (
+                "<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='m1'/></message>",
+                true,
+            ),
+            (
+                "<message xmlns='jabber:client'><x xmlns='jabber:x:conference' jid='room@chat.localhost'/></message>",
                 true,
             ),
             (
