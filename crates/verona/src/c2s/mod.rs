@@ -730,7 +730,11 @@ impl Connection {
             Some(_) => self.shared.resumable.take(&previd, &account).await,
             None => None,
         };
-        let Some(sm::Parked { session, mut sm }) = taken else {
+        let Some(sm::Parked {
+            mut session,
+            mut sm,
+        }) = taken
+        else {
             self.send(&sm::failed("item-not-found", None));
             return;
         };
@@ -762,11 +766,16 @@ impl Connection {
         session.pubsub.settled().await;
         // What the client gets again, and what came while it was away, says when it came.
         sm.restamp(&self.shared, &account).await;
-        let mut queued = Vec::new();
+        // XEP-0352 §4.2: a resumed stream begins active, so what was held while the client
+        // was inactive goes first, ahead of what came while it was away.
+        let mut queued: Vec<Wire> = (session.inactive.take())
+            .map(|mut held| held.release())
+            .unwrap_or_default();
         while let Some(stanza) = session.ends.queue.try_recv() {
             queued.push(stanza);
         }
         let queued = sm::stamped(&self.shared, &account, queued).await;
+        session.handle.set_parked(false);
         self.shared
             .resumable
             .attach(&previd, account, session.handle.clone());
@@ -784,6 +793,11 @@ impl Connection {
         });
         for stanza in queued {
             self.write_queued(stanza);
+        }
+        // What its full queue refused while parked was kept offline: it follows the queue.
+        if let State::Bound(session) = &self.state {
+            let (pubsub, jid) = (session.pubsub.clone(), session.jid.clone());
+            pubsub.flush_kept(jid).await;
         }
     }
 

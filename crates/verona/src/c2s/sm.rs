@@ -40,9 +40,23 @@ pub(super) struct Sm {
     asked: bool,
 }
 
-/// A client's `h` acknowledges more than was sent (§4, `handled-count-too-high`).
-#[derive(Debug)]
-pub(super) struct TooHigh;
+/// A client's `h` that cannot be: more than was sent (§4, `handled-count-too-high`), or
+/// fewer than it had already acknowledged.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BadAck {
+    TooHigh,
+    WentBack,
+}
+
+impl BadAck {
+    /// What the client is told.
+    pub(super) fn text(&self) -> &'static str {
+        match self {
+            BadAck::TooHigh => "acknowledged more than was sent",
+            BadAck::WentBack => "acknowledged fewer than it had already acknowledged",
+        }
+    }
+}
 
 impl Sm {
     pub(super) fn new(id: Option<String>) -> Sm {
@@ -437,12 +451,7 @@ fn archived_as(message: &Element, pubsub: &str, account: &BareJid) -> Option<(St
 /// later, and whether it was for `own` alone.
 fn to_keep(stanza: &Wire, own: &FullJid) -> Option<(Element, bool)> {
     let bytes = stanza.to_vec();
-    // Such a message names `message` and one of `body`, `store` or `encrypted` (see
-    // `chat::is_kept`): looking for them first spares parsing the notifications that fill a
-    // slow reader's queue (7 % of the server's CPU in the soak, where they are ended by the
-    // thousand).
-    let has = |word: &[u8]| bytes.windows(word.len()).any(|w| w == word);
-    if !(has(b"message") && (has(b"body") || has(b"store") || has(b"encrypted"))) {
+    if !crate::eventing::chat::may_be_kept(&bytes) {
         return None;
     }
     let el = std::str::from_utf8(&bytes).ok()?.parse::<Element>().ok()?;
@@ -475,7 +484,12 @@ mod tests {
         assert_eq!(sm.unacked.len(), 7);
         assert_eq!(sm.unacked_bytes, 7 * 5);
         assert_eq!(sm.unacked[0].to_vec(), b"<m3/>");
-        assert!(sm.ack(11).is_err(), "more than was sent");
+        assert_eq!(
+            sm.ack(11).unwrap_err(),
+            BadAck::TooHigh,
+            "more than was sent"
+        );
+        assert_eq!(sm.ack(2).unwrap_err(), BadAck::WentBack, "less than before");
         sm.ack(10).unwrap();
         assert!(sm.unacked.is_empty());
         // The counter wraps at 2^32 (§4).
