@@ -349,38 +349,45 @@ pub struct Bounds<'a> {
     pub max: usize,
 }
 
-/// The page of `matching` (oldest first) that `bounds` ask for; whether it reaches the end of
-/// the set in the direction asked; and how many the set holds. `Err` names an id that is not
-/// in it.
+/// The page of `archive` (oldest first) that `bounds` ask for, of the set its items that
+/// `matches` takes make; whether it reaches the end of the set in the direction asked; and
+/// how many the set holds. Ids are looked for in the whole archive, so an id outside the set
+/// (or bounds that leave nothing between them) makes an empty page, not an error
+/// (XEP-0313 §4.1.4: `item-not-found` is for an id that is not there). `Err` names an id
+/// that is not in the archive.
 pub fn page<T>(
-    mut matching: Vec<T>,
+    archive: Vec<T>,
     id_of: impl Fn(&T) -> &str,
+    matches: impl Fn(&T) -> bool,
     bounds: &Bounds,
 ) -> Result<(Vec<T>, bool, usize), String> {
-    let position = |matching: &[T], id: &str| {
-        matching
-            .iter()
-            .position(|found| id_of(found) == id)
-            .ok_or_else(|| id.to_owned())
+    let position = |id: Option<&str>| {
+        id.map(|id| {
+            (archive.iter())
+                .position(|found| id_of(found) == id)
+                .ok_or_else(|| id.to_owned())
+        })
+        .transpose()
     };
-    if let Some(before) = bounds.before_id {
-        let at = position(&matching, before)?;
-        matching.truncate(at);
-    }
-    if let Some(after) = bounds.after_id {
-        let at = position(&matching, after)?;
-        matching.drain(..=at);
-    }
+    let after_id = position(bounds.after_id)?;
+    let before_id = position(bounds.before_id)?;
+    let after = position(bounds.after)?;
+    let before = position(bounds.before)?;
+    // The set, each item with its place in the archive.
+    let matching: Vec<(usize, T)> = (archive.into_iter().enumerate())
+        .filter(|(at, found)| {
+            after_id.is_none_or(|after| *at > after)
+                && before_id.is_none_or(|before| *at < before)
+                && matches(found)
+        })
+        .collect();
     let count = matching.len();
-    let from = match bounds.after {
-        Some(after) => position(&matching, after)? + 1,
-        None => 0,
-    };
-    let until = match bounds.before {
-        Some(before) => position(&matching, before)?,
-        None => count,
-    }
-    .max(from);
+    let from = after.map_or(0, |after| matching.partition_point(|(at, _)| *at <= after));
+    let until = before
+        .map_or(count, |before| {
+            matching.partition_point(|(at, _)| *at < before)
+        })
+        .max(from);
     let (first, last, complete) = if bounds.backwards {
         let first = until.saturating_sub(bounds.max).max(from);
         (first, until, first == from)
@@ -388,10 +395,10 @@ pub fn page<T>(
         let last = (from + bounds.max).min(until);
         (from, last, last == until)
     };
-    let items = matching
-        .into_iter()
+    let items = (matching.into_iter())
         .skip(first)
         .take(last - first)
+        .map(|(_, found)| found)
         .collect();
     Ok((items, complete, count))
 }
@@ -402,12 +409,18 @@ pub(crate) fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, StorageErro
         .map_err(|_| StorageError::Corrupt(format!("{what} {text:?}")))
 }
 
-/// Pages `matching` (the items of the query's services and times, in storage order) as
+/// Pages `archive` (the items of the query's services, in storage order) as
 /// [`PubsubStore::items_page`] says: the reference a backend without an index follows.
 pub(crate) fn page_of(
-    matching: Vec<FoundItem>,
+    archive: Vec<FoundItem>,
     query: &ItemsQuery,
 ) -> Result<ItemsPage, StorageError> {
+    let matches = |found: &FoundItem| {
+        let published = found.item.published;
+        query.start.is_none_or(|start| published >= start)
+            && query.end.is_none_or(|end| published <= end)
+            && (query.ids.as_ref()).is_none_or(|ids| ids.contains(&found.item.id))
+    };
     let bounds = Bounds {
         after_id: query.after_id.as_deref(),
         before_id: query.before_id.as_deref(),
@@ -416,8 +429,8 @@ pub(crate) fn page_of(
         backwards: query.backwards,
         max: query.max,
     };
-    let (items, complete, count) =
-        page(matching, |found| &found.item.id, &bounds).map_err(StorageError::UnknownItem)?;
+    let (items, complete, count) = page(archive, |found| &found.item.id, matches, &bounds)
+        .map_err(StorageError::UnknownItem)?;
     Ok(ItemsPage {
         items,
         count: (count <= COUNTED_AT_MOST).then_some(count),

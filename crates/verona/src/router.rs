@@ -85,6 +85,8 @@ struct View {
     available_since: AtomicU64,
     /// It enabled XEP-0280 carbons: it gets copies of its account's conversations.
     carbons: AtomicBool,
+    /// Its connection was lost and it waits to be resumed (XEP-0198): nothing reads its queue.
+    parked: AtomicBool,
     /// The priority of its last available presence (RFC 6121 §4.7.2.3): a negative one takes
     /// no messages addressed to the bare JID.
     priority: AtomicI8,
@@ -328,6 +330,15 @@ impl SessionHandle {
     /// The show of its last available presence (available without `<show/>` until it sends one).
     pub fn show(&self) -> Show {
         SHOWS[usize::from(self.view.show.load(Ordering::Relaxed))]
+    }
+
+    /// Marks the session parked for resumption (true) or resumed.
+    pub fn set_parked(&self, parked: bool) {
+        self.view.parked.store(parked, Ordering::Relaxed);
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.view.parked.load(Ordering::Relaxed)
     }
 
     /// XEP-0280: enables (true) or disables carbon copies for the session.

@@ -464,6 +464,27 @@ async fn a_blocked_contact_gets_nothing() {
         "{}",
         show(&refused)
     );
+    // Her presence to him as well, directed or a subscription request (§3.3: any outbound
+    // stanza); his to her vanished silently above.
+    for (id, kind) in [("p1", ""), ("p2", " type='subscribe'")] {
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='romeo@localhost' id='{id}'{kind}/>"
+            ))
+            .await;
+        let refused = juliet.recv().await;
+        assert_eq!(
+            (refused.name(), refused.attr("id"), refused.attr("type")),
+            ("presence", Some(id), Some("error"))
+        );
+        assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+        assert!(
+            (refused.get_child("error", NS_CLIENT))
+                .is_some_and(|e| e.has_child("blocked", "urn:xmpp:blocking:errors")),
+            "{}",
+            show(&refused)
+        );
+    }
     romeo.expect_nothing().await;
 
     // A node created after the block keeps Romeo out as well.

@@ -248,6 +248,47 @@ async fn a_resume_claiming_too_much_fails_with_the_counts() {
     assert_eq!(bodies(&mut romeo, 2).await, ["line 1", "line 2"]);
 }
 
+/// A `<resume/>` whose `h` is behind what the client had acknowledged fails saying so, not
+/// claiming the count went 2^32 too far (counts wrap, XEP-0198 §4).
+#[tokio::test]
+async fn a_resume_going_back_on_an_acknowledgement_fails_saying_so() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, mut romeo, id) = online_with_resumption(&server).await;
+    for n in 1..=3 {
+        juliet.send(&chat(n)).await;
+    }
+    assert_eq!(bodies(&mut romeo, 3).await, ["line 1", "line 2", "line 3"]);
+    romeo.send("<a xmlns='urn:xmpp:sm:3' h='3'/>").await;
+    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(
+        recv_until(&mut romeo, |el| el.is("a", SM))
+            .await
+            .is("a", SM)
+    );
+    drop(romeo);
+    juliet.expect_nothing().await;
+
+    let mut romeo = server.authenticate("romeo", "pw").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>"
+        ))
+        .await;
+    let failed = romeo.recv().await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    let children: Vec<(&str, String)> = failed
+        .children()
+        .map(|child| (child.name(), child.ns()))
+        .collect();
+    let stanzas = "urn:ietf:params:xml:ns:xmpp-stanzas".to_owned();
+    assert_eq!(
+        children,
+        [("undefined-condition", stanzas.clone()), ("text", stanzas)],
+        "{}",
+        show(&failed)
+    );
+}
+
 /// A session resumed and then lost again has a whole window from its second loss: the
 /// first parking's timer does not end it (third review, issue #11).
 #[tokio::test]
@@ -342,6 +383,131 @@ async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage(
     let got = bodies(&mut romeo, 2).await;
     assert_eq!(got, ["line 2", "line 3"]);
     romeo.expect_nothing().await;
+}
+
+/// What a session ending undelivered keeps for its account is what offline storage keeps:
+/// receipts, markers, reactions, retractions, call proposals and invitations as well as what
+/// was written (XEP-0198 §4: as if sent to an unavailable resource; XEP-0160 §3).
+#[tokio::test]
+async fn a_session_closed_unacknowledged_keeps_every_kind_of_kept_message() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, mut romeo, _) = online_with_resumption(&server).await;
+    let kinds = [
+        "<body>hi</body>",
+        "<received xmlns='urn:xmpp:receipts' id='x1'/>",
+        "<displayed xmlns='urn:xmpp:chat-markers:0' id='x1'/>",
+        "<reactions xmlns='urn:xmpp:reactions:0' id='x1'><reaction>+1</reaction></reactions>",
+        "<propose xmlns='urn:xmpp:jingle-message:0' id='call1'>\
+           <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose>",
+        "<x xmlns='jabber:x:conference' jid='room@chat.localhost'/>",
+        "<retract xmlns='urn:xmpp:message-retract:1' id='x1'/>",
+    ];
+    let ids: Vec<String> = (0..kinds.len()).map(|n| format!("k{n}")).collect();
+    for (id, inner) in ids.iter().zip(kinds) {
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' type='chat' to='romeo@localhost' id='{id}'>{inner}</message>"
+            ))
+            .await;
+    }
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let el = romeo.recv().await;
+        if el.name() == "message" {
+            got.push(el.attr("id").unwrap().to_owned());
+        }
+    }
+    assert_eq!(got, ids);
+    // None acknowledged, the stream closed: the session ends at once.
+    romeo.send("</stream:stream>").await;
+    romeo.expect_closed().await;
+    let mut romeo = server.login("romeo", "pw", "garden").await;
+    available(&mut romeo).await;
+    let mut kept = Vec::new();
+    while kept.len() < ids.len() {
+        let el = romeo.recv().await;
+        if el.name() == "message" {
+            kept.push(el.attr("id").unwrap().to_owned());
+        }
+    }
+    assert_eq!(kept, ids);
+    romeo.expect_nothing().await;
+}
+
+/// A parked session's full queue does not bounce what it cannot take (nobody reads it, and
+/// the sender would be told to wait for what never comes): that is kept offline and follows
+/// the queue when the session is resumed, each message once (issue #11 M2 is about live
+/// readers).
+#[tokio::test]
+async fn what_a_parked_sessions_full_queue_refuses_is_kept_for_its_resumption() {
+    let server = TestServer::start_with(|config| {
+        config.c2s.resume_timeout_secs = 60;
+        config.limits.outbound_queue = 20;
+        config.limits.max_offline_messages = 60;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let (mut juliet, romeo, id) = online_with_resumption(&server).await;
+    drop(romeo);
+    juliet.expect_nothing().await;
+    for n in 1..=40 {
+        juliet.send(&chat(n)).await;
+    }
+    // No bounce: not one "resource-constraint".
+    juliet.expect_nothing().await;
+
+    let mut romeo = server.authenticate("romeo", "pw").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+        ))
+        .await;
+    let resumed = romeo.recv().await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    let expected: Vec<String> = (1..=40).map(|n| format!("line {n}")).collect();
+    assert_eq!(bodies(&mut romeo, 40).await, expected);
+    // Each once: after the server's requests, the answer to ours, then nothing.
+    romeo.send("<a xmlns='urn:xmpp:sm:3' h='40'/>").await;
+    romeo.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let answer = recv_until(&mut romeo, |el| !el.is("r", SM)).await;
+    assert!(answer.is("a", SM), "{}", show(&answer));
+    romeo.expect_nothing().await;
+}
+
+/// A resumed stream begins active (XEP-0352 §4.2): a client inactive when its connection was
+/// lost gets at once what it held then and what comes after.
+#[tokio::test]
+async fn a_resumed_session_is_active() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, mut romeo, id) = online_with_resumption(&server).await;
+    romeo.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    let state = |state: &str| {
+        format!(
+            "<message xmlns='jabber:client' type='chat' to='romeo@localhost' id='{state}'>\
+               <{state} xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        )
+    };
+    // Held: a chat state need not reach an inactive client at once.
+    juliet.send(&state("composing")).await;
+    romeo.expect_nothing().await;
+    drop(romeo);
+    juliet.expect_nothing().await;
+
+    let mut romeo = server.authenticate("romeo", "pw").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+        ))
+        .await;
+    let resumed = romeo.recv().await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    let held = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(held.attr("id"), Some("composing"), "{}", show(&held));
+    juliet.send(&state("paused")).await;
+    let live = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(live.attr("id"), Some("paused"), "{}", show(&live));
 }
 
 /// A parked session ends when its account's password changes (XEP-0077 §3.3: the account's

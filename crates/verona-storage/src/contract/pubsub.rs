@@ -1073,6 +1073,46 @@ pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {
             3,
             false,
         ),
+        // Ids are looked for in the archive, not in what the rest leaves (XEP-0313
+        // §4.1.4): bounds that leave nothing make an empty page, not an unknown item.
+        (
+            query(&|q| {
+                q.after_id = Some("y2".into());
+                q.before_id = Some("x1".into());
+            }),
+            vec![],
+            0,
+            true,
+        ),
+        (
+            query(&|q| {
+                q.start = Some(time(3));
+                q.after_id = Some("x1".into());
+                q.before_id = Some("y1".into());
+            }),
+            vec![],
+            0,
+            true,
+        ),
+        (
+            query(&|q| {
+                q.end = Some(time(2));
+                q.before_id = Some("y2".into());
+                q.after = Some("x2".into());
+            }),
+            vec![],
+            2,
+            true,
+        ),
+        (
+            query(&|q| {
+                q.ids = Some(vec!["x2".into()]);
+                q.after_id = Some("x1".into());
+            }),
+            vec!["x2"],
+            1,
+            true,
+        ),
     ];
     for (query, expected, count, complete) in cases {
         let page = store.items_page(&query).await.unwrap();

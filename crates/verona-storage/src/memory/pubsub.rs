@@ -68,7 +68,7 @@ impl PubsubStore for MemoryStore {
             let services = self.pubsub();
             // No store-wide sequence here: publication time orders the services' items
             // (a node's own are already oldest first).
-            let mut matching: Vec<FoundItem> = query
+            let mut archive: Vec<FoundItem> = query
                 .services
                 .iter()
                 .filter_map(|service| Some((service, services.get(service)?)))
@@ -81,16 +81,9 @@ impl PubsubStore for MemoryStore {
                         })
                     })
                 })
-                .filter(|found| {
-                    query
-                        .start
-                        .is_none_or(|start| found.item.published >= start)
-                })
-                .filter(|found| query.end.is_none_or(|end| found.item.published <= end))
-                .filter(|found| (query.ids.as_ref()).is_none_or(|ids| ids.contains(&found.item.id)))
                 .collect();
-            matching.sort_by_key(|found| found.item.published);
-            page_of(matching, query)
+            archive.sort_by_key(|found| found.item.published);
+            page_of(archive, query)
         })
     }
 

@@ -348,7 +348,8 @@ impl PubsubStore for SqliteStore {
             }
             // Anonymous parameters, bound in order (see `anonymous_rows`): the node numbers,
             // then the times, then what each statement adds.
-            let mut filter = format!("node_id IN ({})", vec!["?"; nodes.len()].join(", "));
+            let of_the_nodes = format!("node_id IN ({})", vec!["?"; nodes.len()].join(", "));
+            let mut filter = of_the_nodes.clone();
             if query.start.is_some() {
                 filter.push_str(" AND published >= ?");
             }
@@ -383,8 +384,12 @@ impl PubsubStore for SqliteStore {
             let read = async {
                 // Each id becomes a bound on storage order (numbers the store made, written
                 // into the statements as such): `after-id` and `before-id` bound the result set
-                // (counted), then RSM's `after` and `before` the page within it.
+                // (counted), then RSM's `after` and `before` the page within it. An id is
+                // looked for among all the nodes' items, not among those the rest leaves
+                // (XEP-0313 §4.1.4: `item-not-found` is for an id that is not there).
                 let mut filter = filter;
+                let anchor =
+                    format!("SELECT seq FROM pubsub_items WHERE {of_the_nodes} AND item_id = ?");
                 let mut page = String::new();
                 let anchors = [
                     (&query.after_id, '>', true),
@@ -394,10 +399,11 @@ impl PubsubStore for SqliteStore {
                 ];
                 for (id, bound, of_the_set) in anchors {
                     let Some(id) = id else { continue };
-                    let sql =
-                        format!("SELECT seq FROM pubsub_items WHERE {filter} AND item_id = ?");
-                    let row = filtered(sql)
-                        .bind(id.as_str())
+                    let mut statement = sqlx::query(sqlx::AssertSqlSafe(anchor.as_str()));
+                    for node in nodes.keys() {
+                        statement = statement.bind(*node);
+                    }
+                    let row = (statement.bind(id.as_str()))
                         .fetch_optional(&mut *tx)
                         .await?;
                     let seq: i64 = row

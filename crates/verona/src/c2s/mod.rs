@@ -711,12 +711,21 @@ impl Connection {
                         Some(why.into()),
                     ));
                 };
-                if sm.ack(h).is_err() {
-                    return Err(End::FaultWith(
-                        StreamError::UndefinedCondition,
-                        "acknowledged more than was sent".to_owned(),
-                        Box::new(sm::too_high(h, sm)),
-                    ));
+                match sm.ack(h) {
+                    Ok(()) => {}
+                    Err(bad @ sm::BadAck::TooHigh) => {
+                        return Err(End::FaultWith(
+                            StreamError::UndefinedCondition,
+                            bad.text().to_owned(),
+                            Box::new(sm::too_high(h, sm)),
+                        ));
+                    }
+                    Err(bad @ sm::BadAck::WentBack) => {
+                        return Err(End::Fault(
+                            StreamError::UndefinedCondition,
+                            Some(bad.text().into()),
+                        ));
+                    }
                 }
             }
             (State::Authenticated { jid, salt, .. }, "resume") => {
@@ -740,7 +749,11 @@ impl Connection {
             Some(_) => self.shared.resumable.take(&previd, &account).await,
             None => None,
         };
-        let Some(sm::Parked { session, mut sm }) = taken else {
+        let Some(sm::Parked {
+            mut session,
+            mut sm,
+        }) = taken
+        else {
             self.send(&sm::failed("item-not-found", None));
             return;
         };
@@ -755,10 +768,14 @@ impl Connection {
             return;
         }
         let h = sm::h_of(el).unwrap_or_default();
-        if sm.ack(h).is_err() {
-            // The client claims more than was sent: the session cannot be trusted to resume.
+        if let Err(bad) = sm.ack(h) {
+            // The client claims more than was sent, or less than it had: the session cannot
+            // be trusted to resume.
             let mut failed = sm::failed("undefined-condition", Some(sm.inbound));
-            failed.append_child(sm::too_high(h, &sm));
+            failed.append_child(crate::xml::text_child("text", ns::STANZAS, bad.text()));
+            if bad == sm::BadAck::TooHigh {
+                failed.append_child(sm::too_high(h, &sm));
+            }
             self.send(&failed);
             sm::end_session(&self.shared, session, Some(sm)).await;
             self.shared.resumable.forget(&previd);
@@ -768,11 +785,16 @@ impl Connection {
         session.pubsub.settled().await;
         // What the client gets again, and what came while it was away, says when it came.
         sm.restamp(&self.shared, &account).await;
-        let mut queued = Vec::new();
+        // XEP-0352 §4.2: a resumed stream begins active, so what was held while the client
+        // was inactive goes first, ahead of what came while it was away.
+        let mut queued: Vec<Wire> = (session.inactive.take())
+            .map(|mut held| held.release())
+            .unwrap_or_default();
         while let Some(stanza) = session.ends.queue.try_recv() {
             queued.push(stanza);
         }
         let queued = sm::stamped(&self.shared, &account, queued).await;
+        session.handle.set_parked(false);
         self.shared
             .resumable
             .attach(&previd, account, session.handle.clone());
@@ -790,6 +812,11 @@ impl Connection {
         });
         for stanza in queued {
             self.write_queued(stanza);
+        }
+        // What its full queue refused while parked was kept offline: it follows the queue.
+        if let State::Bound(session) = &self.state {
+            let (pubsub, jid) = (session.pubsub.clone(), session.jid.clone());
+            pubsub.flush_kept(jid).await;
         }
     }
 

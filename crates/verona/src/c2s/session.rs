@@ -500,19 +500,16 @@ impl Connection {
     }
 
     /// XEP-0191 §3.3: a stanza between an account and one it blocked goes nowhere. The
-    /// blocker's own stanzas are refused with `not-acceptable`; the blocked party's look
-    /// undeliverable, so it learns nothing (presence vanishes silently).
+    /// blocker's own stanzas, presence too, are refused with `not-acceptable`; the blocked
+    /// party's look undeliverable, so it learns nothing (presence vanishes silently).
     fn blocked(&mut self, el: &Element, me: &BareJid, to: &BareJid) -> bool {
         let router = &self.shared.router;
-        let silent = el.name() == "presence";
         if router.blocks(me, to) {
-            if !silent {
-                self.answer(el, StanzaError::Blocked, None);
-            }
+            self.answer(el, StanzaError::Blocked, None);
             return true;
         }
         if router.blocks(to, me) {
-            if !silent {
+            if el.name() != "presence" {
                 self.answer(el, StanzaError::ServiceUnavailable, None);
             }
             return true;

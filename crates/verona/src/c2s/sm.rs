@@ -40,9 +40,23 @@ pub(super) struct Sm {
     asked: bool,
 }
 
-/// A client's `h` acknowledges more than was sent (§4, `handled-count-too-high`).
-#[derive(Debug)]
-pub(super) struct TooHigh;
+/// A client's `h` that cannot be: more than was sent (§4, `handled-count-too-high`), or
+/// fewer than it had already acknowledged.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BadAck {
+    TooHigh,
+    WentBack,
+}
+
+impl BadAck {
+    /// What the client is told.
+    pub(super) fn text(&self) -> &'static str {
+        match self {
+            BadAck::TooHigh => "acknowledged more than was sent",
+            BadAck::WentBack => "acknowledged fewer than it had already acknowledged",
+        }
+    }
+}
 
 impl Sm {
     pub(super) fn new(id: Option<String>) -> Sm {
@@ -80,11 +94,17 @@ impl Sm {
     }
 
     /// The client acknowledged every stanza up to `h`.
-    pub(super) fn ack(&mut self, h: u32) -> Result<(), TooHigh> {
-        let newly = h.wrapping_sub(self.acked) as usize;
-        if newly > self.unacked.len() {
-            return Err(TooHigh);
+    pub(super) fn ack(&mut self, h: u32) -> Result<(), BadAck> {
+        let newly = h.wrapping_sub(self.acked);
+        if newly as usize > self.unacked.len() {
+            // Counts wrap at 2^32 (§4): one less than the last acknowledged is 2^32 - 1 ahead
+            // of it, which no session sends.
+            return Err(match newly > u32::MAX / 2 {
+                true => BadAck::WentBack,
+                false => BadAck::TooHigh,
+            });
         }
+        let newly = newly as usize;
         for stanza in self.unacked.drain(..newly) {
             self.unacked_bytes -= stanza.len();
         }
@@ -167,6 +187,7 @@ impl Resumable {
         static PARKINGS: AtomicU64 = AtomicU64::new(0);
         let parking = PARKINGS.fetch_add(1, Ordering::Relaxed);
         tracing::info!(jid = %parked.session.jid, "connection lost: session kept for resumption");
+        parked.session.handle.set_parked(true);
         let mut close = parked.session.ends.close.clone();
         close.mark_changed();
         shared
@@ -430,12 +451,7 @@ fn archived_as(message: &Element, pubsub: &str, account: &BareJid) -> Option<(St
 /// later, and whether it was for `own` alone.
 fn to_keep(stanza: &Wire, own: &FullJid) -> Option<(Element, bool)> {
     let bytes = stanza.to_vec();
-    // Such a message names `message` and one of `body`, `store` or `encrypted` (see
-    // `chat::is_kept`): looking for them first spares parsing the notifications that fill a
-    // slow reader's queue (7 % of the server's CPU in the soak, where they are ended by the
-    // thousand).
-    let has = |word: &[u8]| bytes.windows(word.len()).any(|w| w == word);
-    if !(has(b"message") && (has(b"body") || has(b"store") || has(b"encrypted"))) {
+    if !crate::eventing::chat::may_be_kept(&bytes) {
         return None;
     }
     let el = std::str::from_utf8(&bytes).ok()?.parse::<Element>().ok()?;
@@ -468,7 +484,12 @@ mod tests {
         assert_eq!(sm.unacked.len(), 7);
         assert_eq!(sm.unacked_bytes, 7 * 5);
         assert_eq!(sm.unacked[0].to_vec(), b"<m3/>");
-        assert!(sm.ack(11).is_err(), "more than was sent");
+        assert_eq!(
+            sm.ack(11).unwrap_err(),
+            BadAck::TooHigh,
+            "more than was sent"
+        );
+        assert_eq!(sm.ack(2).unwrap_err(), BadAck::WentBack, "less than before");
         sm.ack(10).unwrap();
         assert!(sm.unacked.is_empty());
         // The counter wraps at 2^32 (§4).
@@ -499,6 +520,14 @@ mod tests {
             ),
             (
                 "<message xmlns='jabber:client'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>",
+                true,
+            ),
+            (
+                "<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='m1'/></message>",
+                true,
+            ),
+            (
+                "<message xmlns='jabber:client'><x xmlns='jabber:x:conference' jid='room@chat.localhost'/></message>",
                 true,
             ),
             (

@@ -167,18 +167,12 @@ pub fn select<T>(query: &Query, archive: Vec<Archived<T>>) -> Result<Page<T>, St
     if let Some(id) = missing {
         return Err(format!("{id}: not in the archive"));
     }
-    let matching: Vec<Archived<T>> = archive
-        .into_iter()
-        .filter(|a| {
-            query
-                .with
-                .as_ref()
-                .is_none_or(|with| a.by.as_ref() == Some(with))
-        })
-        .filter(|a| query.start.is_none_or(|start| a.at >= start))
-        .filter(|a| query.end.is_none_or(|end| a.at <= end))
-        .filter(|a| query.ids.as_ref().is_none_or(|ids| ids.contains(&a.id)))
-        .collect();
+    let matches = |a: &Archived<T>| {
+        (query.with.as_ref()).is_none_or(|with| a.by.as_ref() == Some(with))
+            && query.start.is_none_or(|start| a.at >= start)
+            && query.end.is_none_or(|end| a.at <= end)
+            && (query.ids.as_ref()).is_none_or(|ids| ids.contains(&a.id))
+    };
     let bounds = verona_storage::Bounds {
         after_id: query.after_id.as_deref(),
         before_id: query.before_id.as_deref(),
@@ -190,7 +184,7 @@ pub fn select<T>(query: &Query, archive: Vec<Archived<T>>) -> Result<Page<T>, St
         backwards: query.before.is_some(),
         max: query.max,
     };
-    let (mut results, complete, count) = verona_storage::page(matching, |a| &a.id, &bounds)
+    let (mut results, complete, count) = verona_storage::page(archive, |a| &a.id, matches, &bounds)
         .map_err(|id| format!("{id}: not in the archive"))?;
     if query.flip {
         results.reverse();
@@ -519,6 +513,38 @@ mod tests {
                 2,
             ),
             (Query { max: 0, ..query() }, "", false, 5),
+            // Ids are of the archive, not of what the rest leaves (§4.1.4): bounds that
+            // leave nothing make an empty page, a bound outside the times still bounds.
+            (
+                Query {
+                    after_id: Some("m4".into()),
+                    before_id: Some("m2".into()),
+                    ..query()
+                },
+                "",
+                true,
+                0,
+            ),
+            (
+                Query {
+                    start: Some(at(30)),
+                    after_id: Some("m1".into()),
+                    ..query()
+                },
+                "m3,m4,m5",
+                true,
+                3,
+            ),
+            (
+                Query {
+                    ids: Some(vec!["m2".into()]),
+                    after_id: Some("m3".into()),
+                    ..query()
+                },
+                "",
+                true,
+                0,
+            ),
         ];
         for (query, expected, complete, count) in cases {
             let page = select(&query, archive()).unwrap();

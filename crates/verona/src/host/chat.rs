@@ -388,7 +388,7 @@ impl ServicesTask {
                 });
                 let took = handle.offer(bytes.clone());
                 taken += usize::from(took);
-                refused += usize::from(!took);
+                refused += usize::from(!took && !handle.is_parked());
             } else if copied && handle.carbons() {
                 let delivered = received
                     .get_or_insert_with(|| chat::delivered(message, archive_id, &recipient, None));
@@ -400,6 +400,8 @@ impl ServicesTask {
             // Issue #11 M2: a recipient whose queue is full is not disconnected by a flood;
             // the sender hears it was not delivered now (it is in the archive if kept), as far
             // as its own queue takes such notices: a flooder is not closed by its bounces.
+            // A parked session's full queue is not counted: nobody reads it, so what it
+            // refuses is kept offline below, and comes after that queue on resumption.
             if let Some(reply) = error_reply(message, StanzaError::ResourceConstraint, None)
                 && let Some(session) = self.router.session(from)
             {
