@@ -2481,7 +2481,8 @@ async fn room_archives_page_through_the_history() {
     assert_eq!(stanza_error(&reply).as_deref(), Some("forbidden"));
 }
 
-/// XEP-0191 through a room: an invitation from someone the invitee blocked is not passed on.
+/// XEP-0191 through a room: an invitation from someone the invitee blocked is not passed on,
+/// and the inviter is told as of any message to them, `service-unavailable`.
 #[tokio::test]
 async fn invitations_from_blocked_accounts_are_dropped() {
     let t = TestServer::start().await;
@@ -2497,10 +2498,63 @@ async fn invitations_from_blocked_accounts_are_dropped() {
         .await);
     romeo
         .send(&format!(
-            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'/></x></message>"
+            "<message xmlns='jabber:client' to='{ROOM}' id='b1'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'/></x></message>"
         ))
         .await;
+    let refused = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let expected: Element = format!(
+        "<message xmlns='jabber:client' type='error' id='b1' from='{ROOM}' to='romeo@localhost/mobile'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'/></x><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(refused, expected, "{}", show(&refused));
     juliet.expect_nothing().await;
+}
+
+/// XEP-0045 §7.8.2: an invitation the room does not send is not dropped in silence. A message
+/// inviting more accounts than a message may (20) is refused whole with `policy-violation`;
+/// one to a local account that does not exist gets its own error, naming it, while the others
+/// of the message are sent (found by an audit with real clients).
+#[tokio::test]
+async fn the_inviter_is_told_of_invitations_not_sent() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut juliet, |el| el.name() == "presence").await;
+    let invite = |id: &str, invitees: &[String]| {
+        let invites: String = invitees
+            .iter()
+            .map(|to| format!("<invite to='{to}'/>"))
+            .collect();
+        format!(
+            "<message xmlns='jabber:client' to='{ROOM}' id='{id}'><x xmlns='{MUC_USER}'>{invites}</x></message>"
+        )
+    };
+    let mut many: Vec<String> = vec!["juliet@localhost".to_owned()];
+    many.extend((1..=20).map(|n| format!("guest{n}@localhost")));
+    romeo.send(&invite("many", &many)).await;
+    let refused = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(refused.attr("id"), Some("many"));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("policy-violation"));
+    juliet.expect_nothing().await;
+
+    let some = [
+        "nosuchuser@localhost".to_owned(),
+        "juliet@localhost".to_owned(),
+    ];
+    romeo.send(&invite("some", &some)).await;
+    let invitation = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(invitation.attr("from"), Some(ROOM));
+    let refused = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let expected: Element = format!(
+        "<message xmlns='jabber:client' type='error' id='some' from='{ROOM}' to='romeo@localhost/mobile'><x xmlns='{MUC_USER}'><invite to='nosuchuser@localhost'/></x><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(refused, expected, "{}", show(&refused));
+    romeo.expect_nothing().await;
 }
 
 /// A room made natively is named by its address: no name, or one that is not the local part

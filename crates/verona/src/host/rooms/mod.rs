@@ -312,7 +312,12 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         };
-        let invited = groupchat::invitees(stanza);
+        let Ok(invited) = groupchat::invitees(stanza) else {
+            let why = format!("at most {} invitees a message", groupchat::MAX_INVITEES);
+            let reply = error_reply(stanza, StanzaError::PolicyViolation, Some(&why));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
         if invited.is_empty() {
             // Every `<invite/>` without a `to` that is a JID: said, not dropped in silence.
             let why = Some("an invitation names its invitee in 'to'");
@@ -348,6 +353,23 @@ impl ServicesTask {
             ));
             return;
         }
+        let inviter = from.bare();
+        // An invitation to a local account that does not exist, or to someone who blocks the
+        // inviter (XEP-0191), is not sent, and the inviter is told, as for a message to them:
+        // `service-unavailable` (RFC 6120 §10.5.3.1), the same for both, so that a block is
+        // not given away.
+        let (invited, refused): (Vec<_>, Vec<_>) = invited.into_iter().partition(|invited| {
+            let invitee = invited.jid.to_bare();
+            !self.unknown_accounts.contains(&invitee) && !self.router.blocks(&invitee, &inviter)
+        });
+        for refused in &refused {
+            let reply =
+                groupchat::invitation_refused(stanza, refused, StanzaError::ServiceUnavailable);
+            done.push(Done::reply(from.clone(), reply));
+        }
+        let Some(hosted) = self.rooms.get_mut(&node) else {
+            return;
+        };
         let password = groupchat::password(&config).map(str::to_owned);
         if members_only {
             // §9.3: an invitation into a members-only room makes the invitees members.
@@ -368,15 +390,9 @@ impl ServicesTask {
                 tracing::debug!(%from, %room, "inviting into a members-only room: {e}");
             }
         }
-        let inviter = from.bare();
         let now = Instant::now();
         for invited in invited {
             let invitee = invited.jid.to_bare();
-            // XEP-0191: an invitation is the inviter's word, and a blocked inviter's is not
-            // passed on.
-            if self.router.blocks(&invitee, &inviter) {
-                continue;
-            }
             self.invitations.invited(&node, &invitee, &inviter, now);
             let invitation =
                 |to: Jid| groupchat::invitation(room, &to, &inviter, &invited, password.as_deref());
