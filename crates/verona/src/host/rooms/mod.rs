@@ -874,29 +874,7 @@ impl ServicesTask {
             return;
         };
         let first = done.len();
-        // As `tell` decides, once for all the presences the newcomer gets.
-        let hidden = hosted
-            .service
-            .node_config(node)
-            .is_some_and(groupchat::is_semi_anonymous)
-            && hosted.service.affiliation(node, &to.bare()) != Affiliation::Owner;
-        let start = groupchat::recipient_start("presence", newcomer);
-        // One presence per nick: an account in the room from several sessions is one
-        // occupant; the newcomer's own nick it hears of as its own, below.
-        let mut told: BTreeSet<&str> = BTreeSet::from([me.nick.as_str()]);
-        for other in occupants.iter().filter(|o| told.insert(o.nick.as_str())) {
-            let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
-            match hosted.presences.rest(&occupant, hidden) {
-                Some(rest) => {
-                    let stanza = verona_stream::Wire::new(start.clone(), rest, Bytes::new());
-                    done.push(Done::sent(to.clone(), stanza));
-                }
-                None => {
-                    let presence = occupant_presence(&occupant, newcomer, false, &[]);
-                    self.tell(node, to.clone(), presence, done);
-                }
-            }
-        }
+        self.tell_others(room, node, &occupants, me, done);
         hosted.presences.prune(&occupants);
         let occupant = me.described(&self.occupant_ids, &hosted.service, room, node);
         let mut own = vec![100, 110];
@@ -947,6 +925,41 @@ impl ServicesTask {
         // pays for them, as for an answer, or leaving and entering again would make the server
         // render a room's history at the rate presences are read.
         self.answered(newcomer, &done[first..]);
+    }
+
+    /// The presences of the room's other occupants to the session `me` (XEP-0045 §7.2.3), one
+    /// per nick (an account in the room from several sessions is one occupant; its own nick
+    /// it hears of as its own), with real JIDs if it may see them, as [`Self::tell`] decides.
+    pub(super) fn tell_others(
+        &self,
+        room: &BareJid,
+        node: &str,
+        occupants: &[InRoom],
+        me: &InRoom,
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.get(node) else {
+            return;
+        };
+        let Ok(to) = me.jid.clone().try_into_full() else {
+            return;
+        };
+        let hidden = !sees_real_jids(&hosted.service, node, &me.jid);
+        let start = groupchat::recipient_start("presence", &me.jid);
+        let mut told: BTreeSet<&str> = BTreeSet::from([me.nick.as_str()]);
+        for other in occupants.iter().filter(|o| told.insert(o.nick.as_str())) {
+            let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
+            match hosted.presences.rest(&occupant, hidden) {
+                Some(rest) => {
+                    let stanza = verona_stream::Wire::new(start.clone(), rest, Bytes::new());
+                    done.push(Done::sent(to.clone(), stanza));
+                }
+                None => {
+                    let presence = occupant_presence(&occupant, &me.jid, false, &[]);
+                    self.tell(node, to.clone(), presence, done);
+                }
+            }
+        }
     }
 
     /// An occupant the owners let into an `authorize` room: one who asked with XEP-0045
