@@ -461,7 +461,8 @@ struct ServicesTask {
     remote_conversations: Arc<KeptRate<String>>,
     /// The server's domain (XEP-0203 delays name it).
     domain_name: String,
-    /// For the current batch: parties of conversations not yet made that have no account.
+    /// For the current batch: parties of conversations not yet made, and local invitees of
+    /// rooms, that have no account.
     unknown_accounts: HashSet<BareJid>,
     /// For the current batch: what each classic `subscribe` carried besides its type, by
     /// (presence node owner, asker), for the request its owner gets.

@@ -1341,6 +1341,108 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
     assert_eq!(stanza_error(&info).as_deref(), Some("item-not-found"));
 }
 
+/// A semi-anonymous room: an occupant made admin (a moderator, who sees real JIDs) gets every
+/// occupant's presence again, with their JIDs, as Prosody sends them; and an admin entering
+/// gets them with JIDs as an owner does (found by an audit with real clients: the new admin
+/// knew only the JIDs of those who came or changed later).
+#[tokio::test]
+async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    let semi = owner_iq(
+        "w",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>",
+    );
+    ok(&romeo.request(&semi).await);
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let real_jid = |presence: &Element| {
+        presence
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("item", MUC_USER))
+            .and_then(|i| i.attr("jid"))
+            .map(str::to_owned)
+    };
+    // Each presence from another occupant: its nick and the real JID it shows.
+    let shown = |presences: &[Element]| -> Vec<(String, Option<String>)> {
+        let mut shown: Vec<(String, Option<String>)> = presences
+            .iter()
+            .filter(|p| !statuses(p).contains(&"110".to_owned()))
+            .map(|p| {
+                let nick = p
+                    .attr("from")
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                (nick, real_jid(p))
+            })
+            .collect();
+        shown.sort();
+        shown
+    };
+    juliet.send(&join("Juliet")).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    assert_eq!(
+        shown(&presences),
+        [("Nurse".to_owned(), None), ("Romeo".to_owned(), None)]
+    );
+
+    ok(&romeo
+        .request(&admin_iq(
+            "a",
+            "<item jid='juliet@localhost' affiliation='admin'/>",
+        ))
+        .await);
+    let mut again = Vec::new();
+    while again.len() < 3 {
+        let presence = recv_until(&mut juliet, |el| el.name() == "presence").await;
+        again.push(presence);
+    }
+    juliet.expect_nothing().await;
+    let own: Vec<&Element> = (again.iter())
+        .filter(|p| statuses(p).contains(&"110".to_owned()))
+        .collect();
+    assert_eq!(own.len(), 1, "her own new standing");
+    assert_eq!(
+        shown(&again),
+        [
+            (
+                "Nurse".to_owned(),
+                Some("nurse@localhost/chamber".to_owned())
+            ),
+            (
+                "Romeo".to_owned(),
+                Some("romeo@localhost/mobile".to_owned())
+            ),
+        ]
+    );
+
+    // Entering again, as an admin: with the JIDs.
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Juliet' type='unavailable'/>"
+        ))
+        .await;
+    recv_until(&mut juliet, |el| el.attr("type") == Some("unavailable")).await;
+    juliet.send(&join("Juliet")).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    assert_eq!(
+        shown(&presences),
+        [
+            (
+                "Nurse".to_owned(),
+                Some("nurse@localhost/chamber".to_owned())
+            ),
+            (
+                "Romeo".to_owned(),
+                Some("romeo@localhost/mobile".to_owned())
+            ),
+        ]
+    );
+}
+
 /// A semi-anonymous room (`whois` = moderators): only moderators (owners, admins, and whoever
 /// is given the role) see real JIDs, in occupant presence and in role lists, and a native
 /// occupant's `replyto` names the speaker's nick, not its JID. An admin bans an occupant by
@@ -1553,7 +1655,6 @@ async fn the_subject_comes_however_little_history_is_asked_for() {
             "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Fair Verona</subject></message>"
         ))
         .await;
-    recv_until(&mut nurse, |el| el.name() == "message").await;
     say_each(&mut romeo, &mut nurse, &["one", "two", "three"]).await;
     t.add_user("juliet", "pw").await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
@@ -2481,7 +2582,8 @@ async fn room_archives_page_through_the_history() {
     assert_eq!(stanza_error(&reply).as_deref(), Some("forbidden"));
 }
 
-/// XEP-0191 through a room: an invitation from someone the invitee blocked is not passed on.
+/// XEP-0191 through a room: an invitation from someone the invitee blocked is not passed on,
+/// and the inviter is told as of any message to them, `service-unavailable`.
 #[tokio::test]
 async fn invitations_from_blocked_accounts_are_dropped() {
     let t = TestServer::start().await;
@@ -2497,10 +2599,63 @@ async fn invitations_from_blocked_accounts_are_dropped() {
         .await);
     romeo
         .send(&format!(
-            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'/></x></message>"
+            "<message xmlns='jabber:client' to='{ROOM}' id='b1'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'/></x></message>"
         ))
         .await;
+    let refused = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let expected: Element = format!(
+        "<message xmlns='jabber:client' type='error' id='b1' from='{ROOM}' to='romeo@localhost/mobile'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'/></x><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(refused, expected, "{}", show(&refused));
     juliet.expect_nothing().await;
+}
+
+/// XEP-0045 §7.8.2: an invitation the room does not send is not dropped in silence. A message
+/// inviting more accounts than a message may (20) is refused whole with `policy-violation`;
+/// one to a local account that does not exist gets its own error, naming it, while the others
+/// of the message are sent (found by an audit with real clients).
+#[tokio::test]
+async fn the_inviter_is_told_of_invitations_not_sent() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut juliet, |el| el.name() == "presence").await;
+    let invite = |id: &str, invitees: &[String]| {
+        let invites: String = invitees
+            .iter()
+            .map(|to| format!("<invite to='{to}'/>"))
+            .collect();
+        format!(
+            "<message xmlns='jabber:client' to='{ROOM}' id='{id}'><x xmlns='{MUC_USER}'>{invites}</x></message>"
+        )
+    };
+    let mut many: Vec<String> = vec!["juliet@localhost".to_owned()];
+    many.extend((1..=20).map(|n| format!("guest{n}@localhost")));
+    romeo.send(&invite("many", &many)).await;
+    let refused = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(refused.attr("id"), Some("many"));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("policy-violation"));
+    juliet.expect_nothing().await;
+
+    let some = [
+        "nosuchuser@localhost".to_owned(),
+        "juliet@localhost".to_owned(),
+    ];
+    romeo.send(&invite("some", &some)).await;
+    let invitation = recv_until(&mut juliet, |el| el.name() == "message").await;
+    assert_eq!(invitation.attr("from"), Some(ROOM));
+    let refused = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let expected: Element = format!(
+        "<message xmlns='jabber:client' type='error' id='some' from='{ROOM}' to='romeo@localhost/mobile'><x xmlns='{MUC_USER}'><invite to='nosuchuser@localhost'/></x><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(refused, expected, "{}", show(&refused));
+    romeo.expect_nothing().await;
 }
 
 /// A room made natively is named by its address: no name, or one that is not the local part

@@ -16,7 +16,7 @@ use verona_pubsub::{
     SubscriptionOptionField, SubscriptionOptions,
 };
 
-use crate::xml::{BuilderExt, builder, ns, set_attr, text_child};
+use crate::xml::{BuilderExt, StanzaError, builder, error_reply, ns, set_attr, text_child};
 
 /// The subscription option naming an occupant's nick (Ex. 13).
 pub const NICK_OPTION: &str = "roomnick";
@@ -921,6 +921,12 @@ pub fn anonymised(mut presence: Element) -> Element {
 /// How many accounts one message may invite: a room does not relay a mass mailing.
 pub const MAX_INVITEES: usize = 20;
 
+/// A message inviting more than [`MAX_INVITEES`] accounts: refused whole, so that the inviter
+/// gets one error and knows that nobody was invited, instead of one error per invitation past
+/// the cap (as many as a stanza can hold).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooManyInvitees;
+
 /// One invitation of a message to a room (XEP-0045 §7.8.2).
 #[derive(Debug)]
 pub struct Invitee {
@@ -933,8 +939,8 @@ pub struct Invitee {
 }
 
 /// The accounts a message to a room invites (XEP-0045 §7.8.2), each with what its invitation
-/// says; at most [`MAX_INVITEES`], each account once.
-pub fn invitees(message: &Element) -> Vec<Invitee> {
+/// says, each account once; more than [`MAX_INVITEES`] of them are refused.
+pub fn invitees(message: &Element) -> Result<Vec<Invitee>, TooManyInvitees> {
     let mut invited: Vec<Invitee> = Vec::new();
     let invites = message
         .get_child("x", ns::MUC_USER)
@@ -952,7 +958,7 @@ pub fn invitees(message: &Element) -> Vec<Invitee> {
             continue;
         }
         if invited.len() == MAX_INVITEES {
-            break;
+            return Err(TooManyInvitees);
         }
         // Only what §7.9 defines passes on: the room writes the invitation.
         let continues = invite.get_child("continue", ns::MUC_USER).map(|c| {
@@ -968,7 +974,23 @@ pub fn invitees(message: &Element) -> Vec<Invitee> {
             continues,
         });
     }
-    invited
+    Ok(invited)
+}
+
+/// The error the inviter gets for one invitation of its message the room did not send: the
+/// message's error with that `<invite/>` (RFC 6120 §8.3.1 lets an error carry what it is
+/// about), so that the inviter knows which of several failed.
+pub fn invitation_refused(
+    message: &Element,
+    invitee: &Invitee,
+    error: StanzaError,
+) -> Option<Element> {
+    let mut reply = error_reply(message, error, None)?;
+    let condition = reply.remove_child("error", ns::CLIENT)?;
+    let invite = builder("invite", ns::MUC_USER).with("to", invitee.jid.as_str());
+    reply.append_child(builder("x", ns::MUC_USER).append(invite.build()).build());
+    reply.append_child(condition);
+    Some(reply)
 }
 
 /// The invitation the room sends on an occupant's behalf (XEP-0045 §7.8.2), with the room's
@@ -1783,14 +1805,18 @@ mod tests {
 
     #[test]
     fn invitations_are_bounded_and_distinct() {
+        let message = |invites: String| {
+            el(&format!(
+                "<message xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc#user'>{invites}</x></message>"
+            ))
+        };
+        // Thirty invitations of the cap's number of accounts, and one naming nobody.
         let invites: String = (0..30)
-            .map(|n| format!("<invite to='u{}@localhost'/>", n % 25))
+            .map(|n| format!("<invite to='u{}@localhost'/>", n % MAX_INVITEES))
             .chain(["<invite to='not a jid@@'/>".to_owned()])
             .collect();
-        let message = el(&format!(
-            "<message xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc#user'>{invites}</x></message>"
-        ));
-        let invited: Vec<String> = invitees(&message)
+        let invited: Vec<String> = invitees(&message(invites))
+            .unwrap()
             .into_iter()
             .map(|invitee| invitee.jid.to_string())
             .collect();
@@ -1798,6 +1824,27 @@ mod tests {
             .map(|n| format!("u{n}@localhost"))
             .collect();
         assert_eq!(invited, expected);
+        let invites: String = (0..=MAX_INVITEES)
+            .map(|n| format!("<invite to='u{n}@localhost'/>"))
+            .collect();
+        assert_eq!(
+            invitees(&message(invites)).map(|i| i.len()),
+            Err(TooManyInvitees)
+        );
+    }
+
+    #[test]
+    fn a_refused_invitation_names_its_invitee() {
+        let message = el(
+            "<message xmlns='jabber:client' from='juliet@capulet.lit/balcony' to='crypt@chat.capulet.lit' id='i1'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='romeo@montague.lit/garden'><reason>come</reason></invite></x></message>",
+        );
+        let invited = invitees(&message).unwrap();
+        let refused =
+            invitation_refused(&message, &invited[0], StanzaError::ServiceUnavailable).unwrap();
+        let expected = el(
+            "<message xmlns='jabber:client' type='error' id='i1' to='juliet@capulet.lit/balcony' from='crypt@chat.capulet.lit'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='romeo@montague.lit/garden'/></x><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        );
+        assert_eq!(refused, expected);
     }
 
     #[test]

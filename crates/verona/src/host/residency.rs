@@ -85,6 +85,17 @@ impl ServicesTask {
             }
         }
         self.rooms_touched = rooms;
+        // An invitation to a local account that does not exist is refused (`rooms::invite`).
+        let invitees: BTreeSet<BareJid> = requests
+            .iter()
+            .flat_map(invited_accounts)
+            .filter(|invitee| !self.is_remote(invitee))
+            .collect();
+        for invitee in invitees {
+            if !account_exists(&self.stores, &invitee).await {
+                self.unknown_accounts.insert(invitee);
+            }
+        }
         let conversations: Vec<String> =
             requests.iter().filter_map(addressed_conversation).collect();
         self.make_conversations_resident(&conversations).await;
@@ -621,6 +632,20 @@ fn addressed_room(request: &Request) -> Option<String> {
             ..
         } => eventing::groupchat::addressed_room(stanza),
         _ => None,
+    }
+}
+
+/// The accounts a message to a room invites (XEP-0045 §7.8.2).
+fn invited_accounts(request: &Request) -> Vec<BareJid> {
+    match request {
+        Request::Room { stanza, .. } if stanza.name() == "message" => {
+            eventing::groupchat::invitees(stanza)
+                .unwrap_or_default()
+                .iter()
+                .map(|invitee| invitee.jid.to_bare())
+                .collect()
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -154,7 +154,13 @@ impl ServicesTask {
         by: &Removal,
         done: &mut Vec<Done>,
     ) {
-        let reset = self.occupant_of(node, occupant).and_then(|mine| {
+        let before = self.occupant_of(node, occupant);
+        let was_moderator = before.as_ref().is_some_and(|mine| {
+            let role = mine.options.custom.get(groupchat::ROLE_OPTION);
+            role.and_then(Role::parse) == Some(Role::Moderator)
+        });
+        let classic = (before.as_ref()).is_some_and(|mine| groupchat::is_classic(&mine.options));
+        let reset = before.and_then(|mine| {
             let hosted = self.rooms.get(node)?;
             let config = hosted.service.node_config(node)?;
             let affiliation = affiliation_in(&hosted.service, node, occupant);
@@ -183,6 +189,24 @@ impl ServicesTask {
             }
         }
         self.announce_standing(room, node, occupant, by, done);
+        // An occupant made admin or owner of a semi-anonymous room becomes a moderator and now
+        // sees real JIDs: it gets every occupant's presence again, with them (as Prosody
+        // sends them), or it would know only those who come or change later.
+        let Some(hosted) = self.rooms.get(node) else {
+            return;
+        };
+        let semi_anonymous =
+            (hosted.service.node_config(node)).is_some_and(groupchat::is_semi_anonymous);
+        if semi_anonymous
+            && classic
+            && !was_moderator
+            && sees_real_jids(&hosted.service, node, occupant)
+        {
+            let everyone = occupants(&hosted.service, node);
+            if let Some(me) = everyone.iter().find(|o| o.jid == *occupant) {
+                self.tell_others(room, node, &everyone, me, done);
+            }
+        }
     }
 
     /// XEP-0313 on a room: its history (the node's items), page by page, to whoever may read

@@ -312,7 +312,12 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         };
-        let invited = groupchat::invitees(stanza);
+        let Ok(invited) = groupchat::invitees(stanza) else {
+            let why = format!("at most {} invitees a message", groupchat::MAX_INVITEES);
+            let reply = error_reply(stanza, StanzaError::PolicyViolation, Some(&why));
+            done.push(Done::reply(from.clone(), reply));
+            return;
+        };
         if invited.is_empty() {
             // Every `<invite/>` without a `to` that is a JID: said, not dropped in silence.
             let why = Some("an invitation names its invitee in 'to'");
@@ -348,6 +353,23 @@ impl ServicesTask {
             ));
             return;
         }
+        let inviter = from.bare();
+        // An invitation to a local account that does not exist, or to someone who blocks the
+        // inviter (XEP-0191), is not sent, and the inviter is told, as for a message to them:
+        // `service-unavailable` (RFC 6120 §10.5.3.1), the same for both, so that a block is
+        // not given away.
+        let (invited, refused): (Vec<_>, Vec<_>) = invited.into_iter().partition(|invited| {
+            let invitee = invited.jid.to_bare();
+            !self.unknown_accounts.contains(&invitee) && !self.router.blocks(&invitee, &inviter)
+        });
+        for refused in &refused {
+            let reply =
+                groupchat::invitation_refused(stanza, refused, StanzaError::ServiceUnavailable);
+            done.push(Done::reply(from.clone(), reply));
+        }
+        let Some(hosted) = self.rooms.get_mut(&node) else {
+            return;
+        };
         let password = groupchat::password(&config).map(str::to_owned);
         if members_only {
             // §9.3: an invitation into a members-only room makes the invitees members.
@@ -368,15 +390,9 @@ impl ServicesTask {
                 tracing::debug!(%from, %room, "inviting into a members-only room: {e}");
             }
         }
-        let inviter = from.bare();
         let now = Instant::now();
         for invited in invited {
             let invitee = invited.jid.to_bare();
-            // XEP-0191: an invitation is the inviter's word, and a blocked inviter's is not
-            // passed on.
-            if self.router.blocks(&invitee, &inviter) {
-                continue;
-            }
             self.invitations.invited(&node, &invitee, &inviter, now);
             let invitation =
                 |to: Jid| groupchat::invitation(room, &to, &inviter, &invited, password.as_deref());
@@ -858,29 +874,7 @@ impl ServicesTask {
             return;
         };
         let first = done.len();
-        // As `tell` decides, once for all the presences the newcomer gets.
-        let hidden = hosted
-            .service
-            .node_config(node)
-            .is_some_and(groupchat::is_semi_anonymous)
-            && hosted.service.affiliation(node, &to.bare()) != Affiliation::Owner;
-        let start = groupchat::recipient_start("presence", newcomer);
-        // One presence per nick: an account in the room from several sessions is one
-        // occupant; the newcomer's own nick it hears of as its own, below.
-        let mut told: BTreeSet<&str> = BTreeSet::from([me.nick.as_str()]);
-        for other in occupants.iter().filter(|o| told.insert(o.nick.as_str())) {
-            let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
-            match hosted.presences.rest(&occupant, hidden) {
-                Some(rest) => {
-                    let stanza = verona_stream::Wire::new(start.clone(), rest, Bytes::new());
-                    done.push(Done::sent(to.clone(), stanza));
-                }
-                None => {
-                    let presence = occupant_presence(&occupant, newcomer, false, &[]);
-                    self.tell(node, to.clone(), presence, done);
-                }
-            }
-        }
+        self.tell_others(room, node, &occupants, me, done);
         hosted.presences.prune(&occupants);
         let occupant = me.described(&self.occupant_ids, &hosted.service, room, node);
         let mut own = vec![100, 110];
@@ -931,6 +925,41 @@ impl ServicesTask {
         // pays for them, as for an answer, or leaving and entering again would make the server
         // render a room's history at the rate presences are read.
         self.answered(newcomer, &done[first..]);
+    }
+
+    /// The presences of the room's other occupants to the session `me` (XEP-0045 §7.2.3), one
+    /// per nick (an account in the room from several sessions is one occupant; its own nick
+    /// it hears of as its own), with real JIDs if it may see them, as [`Self::tell`] decides.
+    pub(super) fn tell_others(
+        &self,
+        room: &BareJid,
+        node: &str,
+        occupants: &[InRoom],
+        me: &InRoom,
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.get(node) else {
+            return;
+        };
+        let Ok(to) = me.jid.clone().try_into_full() else {
+            return;
+        };
+        let hidden = !sees_real_jids(&hosted.service, node, &me.jid);
+        let start = groupchat::recipient_start("presence", &me.jid);
+        let mut told: BTreeSet<&str> = BTreeSet::from([me.nick.as_str()]);
+        for other in occupants.iter().filter(|o| told.insert(o.nick.as_str())) {
+            let occupant = other.described(&self.occupant_ids, &hosted.service, room, node);
+            match hosted.presences.rest(&occupant, hidden) {
+                Some(rest) => {
+                    let stanza = verona_stream::Wire::new(start.clone(), rest, Bytes::new());
+                    done.push(Done::sent(to.clone(), stanza));
+                }
+                None => {
+                    let presence = occupant_presence(&occupant, &me.jid, false, &[]);
+                    self.tell(node, to.clone(), presence, done);
+                }
+            }
+        }
     }
 
     /// An occupant the owners let into an `authorize` room: one who asked with XEP-0045
