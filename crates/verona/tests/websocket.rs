@@ -12,7 +12,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use minidom::Element;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -595,6 +595,28 @@ async fn a_proxys_clients_are_limited_each_as_itself() {
     }
     let mut other = Ws::connect_forwarded(addr, "198.51.100.1, 203.0.113.8").await;
     other.open().await;
+}
+
+/// RFC 6455 §7.1.7, §5.1: a framing error (here an unmasked frame from the client) fails
+/// the connection with a Close frame saying so (1002), as Prosody does; it was dropped unsaid.
+#[tokio::test]
+async fn a_framing_error_is_answered_with_a_close_frame() {
+    let (t, addr) = behind_proxy(|_| {}).await;
+    t.add_user("romeo", "j8l13t").await;
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    let unmasked_text = [0x81, 0x02, b'h', b'i'];
+    romeo.ws.get_mut().write_all(&unmasked_text).await.unwrap();
+    let close = loop {
+        match tokio::time::timeout(TIMEOUT, romeo.ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("a Close frame, not {other:?}"),
+        }
+    };
+    assert_eq!(
+        close.map(|frame| frame.code),
+        Some(tungstenite::protocol::frame::coding::CloseCode::Protocol)
+    );
 }
 
 /// RFC 6455 §5.5.1: the client's Close frame is answered with one.

@@ -15,6 +15,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use verona_auth::TlsBinding;
 use verona_stream::websocket::{self, Inbound, Outbound};
@@ -31,6 +33,8 @@ const SUBPROTOCOL: &str = "xmpp";
 /// more than any client needs).
 const MAX_KEEPALIVES: u32 = 10;
 const KEEPALIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the Close frame that fails a connection may take to go out.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Plain TCP, or TLS after STARTTLS or on a direct TLS listener, or a WebSocket.
 pub(super) enum Transport {
@@ -239,6 +243,17 @@ async fn read_message(ws: &mut WebSocket) -> io::Result<Vec<u8>> {
             }
             Some(Err(tungstenite::Error::Utf8(_))) => {
                 return Err(refused(StreamError::NotWellFormed, "text is not UTF-8"));
+            }
+            // RFC 6455 §7.1.7: a connection failed for a framing error is told why with a
+            // Close frame (1002), as Prosody does, not just dropped; the wait for it is short.
+            Some(Err(tungstenite::Error::Protocol(e))) => {
+                let frame = CloseFrame {
+                    code: CloseCode::Protocol,
+                    reason: e.to_string().into(),
+                };
+                let closing = stream.close(Some(frame));
+                tokio::time::timeout(CLOSE_WAIT, closing).await.ok();
+                return Err(io::Error::other(e));
             }
             Some(Err(e)) => return Err(io::Error::other(e)),
         };
