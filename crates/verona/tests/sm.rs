@@ -65,6 +65,37 @@ async fn bodies(client: &mut Client, n: usize) -> Vec<String> {
     got
 }
 
+/// A new connection of `user` (password `password`) asking to resume session `id` having
+/// handled `h` stanzas: the connection and the server's answer.
+async fn resume(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    id: &str,
+    h: u32,
+) -> (Client, Element) {
+    let mut client = server.authenticate(user, password).await;
+    client
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='{h}'/>"
+        ))
+        .await;
+    let answer = client.recv().await;
+    (client, answer)
+}
+
+/// The ids of the next `n` messages, skipping SM requests.
+async fn message_ids(client: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let el = client.recv().await;
+        if el.name() == "message" {
+            got.push(el.attr("id").unwrap().to_owned());
+        }
+    }
+    got
+}
+
 /// Romeo acknowledges the first stanza only, and hears the server's count.
 async fn acknowledge_the_first(romeo: &mut Client) {
     romeo.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
@@ -84,13 +115,7 @@ async fn parked_with_a_line(server: &TestServer) -> (Client, String) {
 
 /// Resuming `id` with `password` fails; Romeo binds the resource again, available.
 async fn not_resumed(server: &TestServer, password: &str, id: &str) -> Client {
-    let mut romeo = server.authenticate("romeo", password).await;
-    romeo
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
-        ))
-        .await;
-    let failed = romeo.recv().await;
+    let (mut romeo, failed) = resume(server, "romeo", password, id, 0).await;
     assert!(failed.is("failed", SM), "{}", show(&failed));
     assert!(failed.has_child("item-not-found", "urn:ietf:params:xml:ns:xmpp-stanzas"));
     romeo.bind(Some("orchard")).await;
@@ -160,13 +185,7 @@ async fn a_killed_session_resumes_with_nothing_lost_or_repeated() {
     juliet.send(&chat(4)).await;
     juliet.expect_nothing().await;
 
-    let mut romeo = server.authenticate("romeo", "pw").await;
-    romeo
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>"
-        ))
-        .await;
-    let resumed = romeo.recv().await;
+    let (mut romeo, resumed) = resume(&server, "romeo", "pw", &id, 1).await;
     assert!(resumed.is("resumed", SM), "{}", show(&resumed));
     assert_eq!(resumed.attr("previd"), Some(id.as_str()));
     // He sent no stanza since enabling (the <a/> and <r/> are not stanzas).
@@ -193,22 +212,11 @@ async fn a_killed_session_resumes_with_nothing_lost_or_repeated() {
     juliet.send(&chat(5)).await;
     assert_eq!(bodies(&mut romeo, 1).await, ["line 5"]);
     // A session is resumed once.
-    let mut again = server.authenticate("romeo", "pw").await;
-    again
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
-        ))
-        .await;
-    let failed = again.recv().await;
+    let (_again, failed) = resume(&server, "romeo", "pw", &id, 0).await;
     assert!(failed.is("failed", SM), "{}", show(&failed));
     // Juliet cannot take Romeo's session whatever id she presents.
-    let mut juliet2 = server.authenticate("juliet", "pw").await;
-    juliet2
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
-        ))
-        .await;
-    assert!(juliet2.recv().await.is("failed", SM));
+    let (_juliet2, failed) = resume(&server, "juliet", "pw", &id, 0).await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
 }
 
 /// A `<resume/>` that acknowledges more than was sent fails saying so (XEP-0198 §5), and
@@ -224,13 +232,7 @@ async fn a_resume_claiming_too_much_fails_with_the_counts() {
     drop(romeo);
     juliet.expect_nothing().await;
 
-    let mut romeo = server.authenticate("romeo", "pw").await;
-    romeo
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='9'/>"
-        ))
-        .await;
-    let failed = romeo.recv().await;
+    let (mut romeo, failed) = resume(&server, "romeo", "pw", &id, 9).await;
     assert!(failed.is("failed", SM), "{}", show(&failed));
     assert!(
         failed.has_child("undefined-condition", "urn:ietf:params:xml:ns:xmpp-stanzas"),
@@ -268,13 +270,7 @@ async fn a_resume_going_back_on_an_acknowledgement_fails_saying_so() {
     drop(romeo);
     juliet.expect_nothing().await;
 
-    let mut romeo = server.authenticate("romeo", "pw").await;
-    romeo
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>"
-        ))
-        .await;
-    let failed = romeo.recv().await;
+    let (_romeo, failed) = resume(&server, "romeo", "pw", &id, 1).await;
     assert!(failed.is("failed", SM), "{}", show(&failed));
     let children: Vec<(&str, String)> = failed
         .children()
@@ -297,19 +293,14 @@ async fn each_loss_of_a_connection_gets_a_whole_resumption_window() {
     let mut romeo = server.login("romeo", "pw", "orchard").await;
     available(&mut romeo).await;
     let id = enable(&mut romeo).await;
-    let resume = |id: &str| format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>");
     drop(romeo);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let mut romeo = server.authenticate("romeo", "pw").await;
-    romeo.send(&resume(&id)).await;
-    let resumed = romeo.recv().await;
+    let (romeo, resumed) = resume(&server, "romeo", "pw", &id, 0).await;
     assert!(resumed.is("resumed", SM), "{}", show(&resumed));
     drop(romeo);
     // Past the first window (4 s after the first loss), well within the second.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let mut romeo = server.authenticate("romeo", "pw").await;
-    romeo.send(&resume(&id)).await;
-    let resumed = romeo.recv().await;
+    let (_romeo, resumed) = resume(&server, "romeo", "pw", &id, 0).await;
     assert!(resumed.is("resumed", SM), "{}", show(&resumed));
 }
 
@@ -410,27 +401,13 @@ async fn a_session_closed_unacknowledged_keeps_every_kind_of_kept_message() {
             ))
             .await;
     }
-    let mut got = Vec::new();
-    while got.len() < ids.len() {
-        let el = romeo.recv().await;
-        if el.name() == "message" {
-            got.push(el.attr("id").unwrap().to_owned());
-        }
-    }
-    assert_eq!(got, ids);
+    assert_eq!(message_ids(&mut romeo, ids.len()).await, ids);
     // None acknowledged, the stream closed: the session ends at once.
     romeo.send("</stream:stream>").await;
     romeo.expect_closed().await;
     let mut romeo = server.login("romeo", "pw", "garden").await;
     available(&mut romeo).await;
-    let mut kept = Vec::new();
-    while kept.len() < ids.len() {
-        let el = romeo.recv().await;
-        if el.name() == "message" {
-            kept.push(el.attr("id").unwrap().to_owned());
-        }
-    }
-    assert_eq!(kept, ids);
+    assert_eq!(message_ids(&mut romeo, ids.len()).await, ids);
     romeo.expect_nothing().await;
 }
 
@@ -458,13 +435,7 @@ async fn what_a_parked_sessions_full_queue_refuses_is_kept_for_its_resumption() 
     // No bounce: not one "resource-constraint".
     juliet.expect_nothing().await;
 
-    let mut romeo = server.authenticate("romeo", "pw").await;
-    romeo
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
-        ))
-        .await;
-    let resumed = romeo.recv().await;
+    let (mut romeo, resumed) = resume(&server, "romeo", "pw", &id, 0).await;
     assert!(resumed.is("resumed", SM), "{}", show(&resumed));
     let expected: Vec<String> = (1..=40).map(|n| format!("line {n}")).collect();
     assert_eq!(bodies(&mut romeo, 40).await, expected);
@@ -495,13 +466,7 @@ async fn a_resumed_session_is_active() {
     drop(romeo);
     juliet.expect_nothing().await;
 
-    let mut romeo = server.authenticate("romeo", "pw").await;
-    romeo
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
-        ))
-        .await;
-    let resumed = romeo.recv().await;
+    let (mut romeo, resumed) = resume(&server, "romeo", "pw", &id, 0).await;
     assert!(resumed.is("resumed", SM), "{}", show(&resumed));
     let held = recv_until(&mut romeo, |el| el.name() == "message").await;
     assert_eq!(held.attr("id"), Some("composing"), "{}", show(&held));
@@ -722,12 +687,7 @@ async fn resuming_takes_over_a_connection_not_yet_known_dead() {
     let id = enable(&mut old).await;
     juliet.send(&chat(1)).await;
     assert_eq!(bodies(&mut old, 1).await, ["line 1"]);
-    let mut new = server.authenticate("romeo", "pw").await;
-    new.send(&format!(
-        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
-    ))
-    .await;
-    let resumed = new.recv().await;
+    let (mut new, resumed) = resume(&server, "romeo", "pw", &id, 0).await;
     assert!(resumed.is("resumed", SM), "{}", show(&resumed));
     assert_eq!(bodies(&mut new, 1).await, ["line 1"]);
     old.expect_closed().await;
