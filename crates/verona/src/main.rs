@@ -236,9 +236,9 @@ fn read_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-/// A line read from the terminal with its echo off, after `prompt`.
+/// A line read from the terminal with its echo off, after `prompt`. The echo goes off
+/// before the prompt shows, so a line typed (or pasted) the moment it shows is not echoed.
 fn unechoed(prompt: &str) -> anyhow::Result<String> {
-    eprint!("{prompt}");
     // SAFETY: termios calls on standard input with a struct they fill in.
     let mut terminal: libc::termios = unsafe { std::mem::zeroed() };
     let saved = unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut terminal) } == 0;
@@ -248,6 +248,7 @@ fn unechoed(prompt: &str) -> anyhow::Result<String> {
         // SAFETY: as above, with a copy of the settings just read.
         unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &silent) };
     }
+    eprint!("{prompt}");
     let line = read_line();
     if saved {
         // SAFETY: restores the settings read above.
