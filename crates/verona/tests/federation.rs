@@ -863,8 +863,10 @@ async fn a_remote_user_subscribes_natively_to_a_presence_node() {
         "{}",
         show(&request)
     );
+    // Addressed to the subscriber's domain, as the seed's Ex. 11 does: about her own node, it
+    // is taken here (DESIGN, seed errata).
     juliet
-        .send("<message xmlns='jabber:client' to='capulet.lit'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>presence</value></field><field var='pubsub#subscriber_jid'><value>romeo@montague.lit/orchard</value></field><field var='pubsub#allow'><value>true</value></field></x></message>")
+        .send("<message xmlns='jabber:client' to='montague.lit'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>presence</value></field><field var='pubsub#subscriber_jid'><value>romeo@montague.lit/orchard</value></field><field var='pubsub#allow'><value>true</value></field></x></message>")
         .await;
     juliet
         .send("<presence xmlns='jabber:client'><show>chat</show></presence>")
@@ -885,6 +887,29 @@ async fn a_remote_user_subscribes_natively_to_a_presence_node() {
             break;
         }
     }
+}
+
+/// An authorization answer (XEP-0060 §8.6) addressed to another server's service, about no
+/// node of the sender's own, goes to that service: the owner of a node there approves or
+/// denies there. It was answered by the sender's own server (`item-not-found` from its
+/// `chat.<domain>`), so nobody could answer another server's requests.
+#[tokio::test]
+async fn an_answer_for_another_servers_service_goes_there() {
+    let pair = pair().await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    romeo
+        .send("<message xmlns='jabber:client' to='pubsub.capulet.lit' id='a1'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>blog</value></field><field var='pubsub#subscriber_jid'><value>juliet@capulet.lit</value></field><field var='pubsub#allow'><value>true</value></field></x></message>")
+        .await;
+    // capulet.lit's service has no such node, and says so itself.
+    let answer = next(&mut romeo, "message").await;
+    assert_eq!(answer.attr("id"), Some("a1"), "{}", show(&answer));
+    assert_eq!(answer.attr("type"), Some("error"), "{}", show(&answer));
+    assert_eq!(
+        answer.attr("from"),
+        Some("pubsub.capulet.lit"),
+        "{}",
+        show(&answer)
+    );
 }
 
 #[tokio::test]

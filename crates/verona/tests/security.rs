@@ -84,6 +84,13 @@ async fn a_presence_item_cannot_carry_a_forged_stanza() {
             "{}",
             show(&reply)
         );
+        // From the account, as a result would be (it had no `from` at all).
+        assert_eq!(
+            reply.attr("from"),
+            Some("juliet@localhost"),
+            "{}",
+            show(&reply)
+        );
     }
     romeo.expect_nothing().await;
 

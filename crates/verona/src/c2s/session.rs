@@ -324,6 +324,11 @@ impl Connection {
                         handle.set_presence(priority(presence), show(presence));
                     }
                 }
+                // Addressed as the reply will be from (RFC 6120 §8.1.2.1 lets either be the
+                // bare JID): errors then name the account, as results do.
+                if el.attr("to").is_none() {
+                    set_attr(&mut el, "to", account.as_str());
+                }
                 pubsub.submit_pep(me, account, el).await;
             }
             Route::Stored { account } => match crate::eventing::stored::asked(&el) {

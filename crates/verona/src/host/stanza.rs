@@ -43,10 +43,15 @@ impl ServicesTask {
             },
             Target::Account(account) => Origin::Account(account),
             Target::Conversation(node) => Origin::Conversation(node),
-            Target::Answer => match self.answer_origin(&from, &stanza) {
-                Some(origin) => origin,
-                None => return self.forward_answer(from, stanza),
-            },
+            Target::Answer => {
+                if let Some(to) = self.answer_for_elsewhere(&from, &stanza) {
+                    return self.send_answer_away(from, &to, stanza, done);
+                }
+                match self.answer_origin(&from, &stanza) {
+                    Some(origin) => origin,
+                    None => return self.forward_answer(from, stanza),
+                }
+            }
         };
         if to_server
             && origin == Origin::Domain
@@ -287,17 +292,45 @@ impl ServicesTask {
     /// that is another shard's. Own nodes first, so that nobody can take an account's answers
     /// by creating a node of the same name at `pubsub.<domain>`.
     fn answer_origin(&self, from: &FullJid, stanza: &Element) -> Option<Origin> {
-        let node = answer_node(stanza);
-        let own = from.bare();
-        let on_own = node.is_some_and(|node| {
-            self.accounts
-                .get(&own)
-                .is_some_and(|hosted| hosted.service.node_config(&node).is_some())
-        });
-        if on_own {
-            Some(Origin::Account(own))
+        if self.answers_own_node(from, stanza) {
+            Some(Origin::Account(from.bare()))
         } else {
             self.domain.as_ref().map(|_| Origin::Domain)
+        }
+    }
+
+    /// Whether the form's node is one of the sender's own PEP nodes (the seed's Ex. 11: an
+    /// owner answering for its `presence` node).
+    fn answers_own_node(&self, from: &FullJid, stanza: &Element) -> bool {
+        answer_node(stanza).is_some_and(|node| {
+            self.accounts
+                .get(&from.bare())
+                .is_some_and(|hosted| hosted.service.node_config(&node).is_some())
+        })
+    }
+
+    /// Where an answer addressed to another server goes, when it is not about the sender's
+    /// own nodes: the seed's Ex. 11 addresses an answer about the owner's own node to another
+    /// domain (taken here, DESIGN's errata), but the owner of a node on another server's
+    /// service must reach that service to approve or deny (XEP-0060 §8.6).
+    fn answer_for_elsewhere(&self, from: &FullJid, stanza: &Element) -> Option<Jid> {
+        let to = Jid::new(stanza.attr("to")?).ok()?;
+        let domain = to.domain().as_str();
+        let here = [
+            self.domain_name.as_str(),
+            self.pubsub_jid.as_str(),
+            self.rooms_jid.as_str(),
+        ];
+        (!here.contains(&domain) && !self.answers_own_node(from, stanza)).then_some(to)
+    }
+
+    /// Sends an answer on to the server it is addressed to (or its component).
+    fn send_answer_away(&self, from: FullJid, to: &Jid, stanza: Element, done: &mut Vec<Done>) {
+        let bytes = Bytes::from(verona_stream::element_bytes(&stanza));
+        if self.router.deliver(to, bytes) == 0 {
+            let why = Some("the server it is addressed to cannot be reached from here");
+            let reply = error_reply(&stanza, StanzaError::RemoteServerNotFound, why);
+            done.push(Done::reply(from, reply));
         }
     }
 }
