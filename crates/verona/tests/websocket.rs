@@ -421,6 +421,29 @@ async fn oversized_messages_end_the_stream() {
     assert_eq!(reply.attr("id"), Some("big"), "{}", show(&reply));
 }
 
+/// Before authentication a message may not grow past the smaller limit while it comes: one
+/// announced at the stanza limit ends the stream once that much of it arrived, not when it is
+/// whole (the server buffered 256 KiB for any stranger before).
+#[tokio::test]
+async fn a_large_message_before_authentication_is_refused_as_it_comes() {
+    let (_t, addr) = behind_proxy(|config| {
+        config.limits.max_stanza_bytes = 60_000;
+        config.limits.max_unauthenticated_stanza_bytes = 2048;
+    })
+    .await;
+    let mut ws = Ws::connect(addr).await;
+    ws.open().await;
+    // A text frame of 50,000 bytes (masked with a key of zeros: the payload as it is), of
+    // which 12 KiB are sent.
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&50_000u64.to_be_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>");
+    frame.resize(12 * 1024, b'x');
+    ws.ws.get_mut().write_all(&frame).await.unwrap();
+    assert_eq!(ws.expect_stream_error().await, "policy-violation");
+}
+
 /// RFC 7395 §3.3.3: each message is one complete element. Two elements, part of one, text or
 /// a binary message end the stream; none is acted on.
 #[tokio::test]
