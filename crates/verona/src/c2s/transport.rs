@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -186,6 +187,19 @@ impl Refused {
     }
 }
 
+/// A WebSocket failed for the client's framing error (RFC 6455 §7.1.7), told so with a Close
+/// frame: a protocol violation, as a stream error is, with nothing more to say on it.
+#[derive(Debug, thiserror::Error)]
+#[error("WebSocket framing error: {0}")]
+pub(super) struct Failed(ProtocolError);
+
+impl Failed {
+    /// Whether an error from [`Transport::read_some`] is one.
+    pub(super) fn is(error: &io::Error) -> bool {
+        error.get_ref().is_some_and(|e| e.is::<Failed>())
+    }
+}
+
 fn refused(error: StreamError, why: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, Refused(error, why))
 }
@@ -326,6 +340,12 @@ async fn read_message(ws: &mut WebSocket) -> io::Result<Vec<u8>> {
             Some(Err(tungstenite::Error::Utf8(_))) => {
                 return Err(refused(StreamError::NotWellFormed, "text is not UTF-8"));
             }
+            // A socket closed without the closing handshake: the connection is lost.
+            Some(Err(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake,
+            ))) => {
+                return Ok(Vec::new());
+            }
             // RFC 6455 §7.1.7: a connection failed for a framing error is told why with a
             // Close frame (1002), as Prosody does, not just dropped; the wait for it is short.
             Some(Err(tungstenite::Error::Protocol(e))) => {
@@ -335,7 +355,7 @@ async fn read_message(ws: &mut WebSocket) -> io::Result<Vec<u8>> {
                 };
                 let closing = stream.close(Some(frame));
                 tokio::time::timeout(CLOSE_WAIT, closing).await.ok();
-                return Err(io::Error::other(e));
+                return Err(io::Error::other(Failed(e)));
             }
             Some(Err(e)) => return Err(io::Error::other(e)),
         };
