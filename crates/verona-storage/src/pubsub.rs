@@ -178,12 +178,15 @@ pub trait PubsubStore: Send + Sync {
         conversations: Conversations<'a>,
     ) -> BoxFuture<'a, Result<usize, StorageError>>;
 
-    /// Removes the oldest items of each node of `service` beyond the newest `keep` (an
-    /// archive's bound); returns how many went.
+    /// Removes the oldest items of each node of `service` beyond the newest `keep`, and beyond
+    /// the newest whose bytes (ids and payloads, as the engine counts a node's) come to
+    /// `max_bytes` at most, though the newest item always stays (an archive's bounds);
+    /// returns how many went.
     fn trim_items<'a>(
         &'a self,
         service: &'a str,
         keep: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'a, Result<usize, StorageError>>;
 
     /// Moves the stored node `node` of `service` to the service `to_service` as `to_node`, with

@@ -273,6 +273,10 @@ pub struct Limits {
     /// messages go, so a message always fits (the newest stays, however large) and nobody
     /// closes a room by filling it.
     pub room_history_bytes: usize,
+    /// Bytes of messages one one-to-one conversation's archive keeps at most, besides its
+    /// 10,000 messages: past it the oldest go (the newest stays, however large). Each message
+    /// may be a whole stanza, so the count alone let one conversation take gigabytes.
+    pub conversation_archive_bytes: usize,
     /// Messages kept for one account while it is offline (XEP-0160); beyond it, messages
     /// stay in the conversation's archive only.
     pub max_offline_messages: usize,
@@ -411,6 +415,7 @@ impl Default for Limits {
             max_blocklist: 1000,
             max_rooms_per_session: 200,
             room_history_bytes: 1 << 20,
+            conversation_archive_bytes: 10 << 20,
             max_offline_messages: 1000,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,
@@ -588,6 +593,11 @@ impl Config {
         if self.limits.room_history_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "[limits] room_history_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.limits.conversation_archive_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "[limits] conversation_archive_bytes must be at least 1024".into(),
             ));
         }
         if self.limits.max_unauthenticated_stanza_bytes < 1024 {
@@ -840,6 +850,10 @@ mod tests {
             (
                 "[limits]\nroom_history_bytes = 1",
                 "room_history_bytes must be at least 1024",
+            ),
+            (
+                "[limits]\nconversation_archive_bytes = 1000",
+                "conversation_archive_bytes must be at least 1024",
             ),
             ("[log]\nfilter = 'inf'", "\"inf\" is not LEVEL"),
             ("[log]\nfilter = 'warn,verona=bogus'", "\"verona=bogus\""),

@@ -129,6 +129,8 @@ pub struct Configs {
     pub max_rooms_per_session: usize,
     /// Messages one account's offline queue holds at most.
     pub max_offline: usize,
+    /// Bytes one conversation's archive holds at most.
+    pub archive_bytes: usize,
     /// XEP-0421 occupant ids in rooms.
     pub occupant_ids: crate::eventing::groupchat::OccupantIds,
 }
@@ -283,6 +285,7 @@ pub async fn start(
             came_online: Vec::new(),
             with_kept: std::mem::take(&mut with_kept[shard]),
             max_offline: configs.max_offline,
+            archive_bytes: configs.archive_bytes,
             archived_since_trim: HashMap::new(),
             rooms_jid: rooms_jid.clone(),
             rooms_config: configs.rooms.clone(),
@@ -481,8 +484,11 @@ struct ServicesTask {
     with_kept: HashSet<BareJid>,
     /// Messages one account's offline queue holds at most.
     max_offline: usize,
-    /// Messages archived per conversation (storage key) since its archive was last bounded.
-    archived_since_trim: HashMap<String, usize>,
+    /// Bytes one conversation's archive holds at most (`[limits] conversation_archive_bytes`).
+    archive_bytes: usize,
+    /// Messages and bytes archived per conversation (storage key) since its archive was last
+    /// bounded.
+    archived_since_trim: HashMap<String, chat::SinceTrim>,
     rooms_jid: Jid,
     rooms_config: ServiceConfig,
     occupant_ids: crate::eventing::groupchat::OccupantIds,

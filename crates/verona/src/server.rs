@@ -499,6 +499,7 @@ async fn start_services(
             max_blocklist: config.limits.max_blocklist,
             max_rooms_per_session: config.limits.max_rooms_per_session,
             max_offline: config.limits.max_offline_messages,
+            archive_bytes: config.limits.conversation_archive_bytes,
             occupant_ids: crate::eventing::groupchat::OccupantIds::new(&server_secret(
                 &config.data_dir,
             )?),

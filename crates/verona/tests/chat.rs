@@ -829,6 +829,35 @@ async fn the_archive_keeps_more_than_memory_holds() {
     );
 }
 
+/// A conversation's archive is bounded in bytes too (`[limits] conversation_archive_bytes`),
+/// not only to its 10,000 messages, each of which may be a whole stanza: past it the oldest
+/// go, and nothing is refused.
+#[tokio::test]
+async fn the_archive_is_bounded_in_bytes() {
+    let server = TestServer::start_with(|config| {
+        config.limits.conversation_archive_bytes = 4096;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = online(&server, "romeo", "orchard").await;
+    let padding = "x".repeat(1000);
+    let lines: Vec<String> = (1..=10).map(|n| format!("line {n} {padding}")).collect();
+    for (n, line) in lines.iter().enumerate() {
+        juliet
+            .send(&chat("romeo@localhost", &format!("m{n}"), line))
+            .await;
+        assert_eq!(&body(&next_message(&mut romeo).await), line);
+    }
+    let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
+    let kept = archived_bodies(&results);
+    // Each message stored is more than its 1000 bytes of padding.
+    assert!(!kept.is_empty() && kept.len() <= 4, "{} kept", kept.len());
+    assert_eq!(kept, lines[lines.len() - kept.len()..], "the newest stay");
+}
+
 /// RFC 6121 §8.5.2.1.1 and XEP-0160 §4: a message to the bare JID goes to the available
 /// resources with a non-negative priority; with only negative ones, it is kept, and it is not
 /// flushed to a negative-priority resource either. A full JID still reaches its resource.

@@ -421,6 +421,29 @@ async fn oversized_messages_end_the_stream() {
     assert_eq!(reply.attr("id"), Some("big"), "{}", show(&reply));
 }
 
+/// Before authentication a message may not grow past the smaller limit while it comes: one
+/// announced at the stanza limit ends the stream once that much of it arrived, not when it is
+/// whole (the server buffered 256 KiB for any stranger before).
+#[tokio::test]
+async fn a_large_message_before_authentication_is_refused_as_it_comes() {
+    let (_t, addr) = behind_proxy(|config| {
+        config.limits.max_stanza_bytes = 60_000;
+        config.limits.max_unauthenticated_stanza_bytes = 2048;
+    })
+    .await;
+    let mut ws = Ws::connect(addr).await;
+    ws.open().await;
+    // A text frame of 50,000 bytes (masked with a key of zeros: the payload as it is), of
+    // which 12 KiB are sent.
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&50_000u64.to_be_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>");
+    frame.resize(12 * 1024, b'x');
+    ws.ws.get_mut().write_all(&frame).await.unwrap();
+    assert_eq!(ws.expect_stream_error().await, "policy-violation");
+}
+
 /// RFC 7395 §3.3.3: each message is one complete element. Two elements, part of one, text or
 /// a binary message end the stream; none is acted on.
 #[tokio::test]
@@ -617,6 +640,56 @@ async fn a_framing_error_is_answered_with_a_close_frame() {
         close.map(|frame| frame.code),
         Some(tungstenite::protocol::frame::coding::CloseCode::Protocol)
     );
+}
+
+/// A framing error is the client's protocol violation, as a stream error is: its session ends
+/// for good, not parked for resumption (XEP-0198), and what it was sent and did not
+/// acknowledge reaches the account's next session from offline storage.
+#[tokio::test]
+async fn a_framing_error_ends_the_session_for_good() {
+    let (t, addr) = behind_proxy(|config| config.c2s.resume_timeout_secs = 60).await;
+    t.add_user("romeo", "j8l13t").await;
+    t.add_user("juliet", "r0meo").await;
+    let mut juliet = t.login("juliet", "r0meo", "balcony").await;
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo.bind("orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    assert!(romeo.recv().await.is("presence", NS_CLIENT));
+    romeo
+        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let enabled = romeo.recv().await;
+    let id = enabled.attr("id").unwrap().to_owned();
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@localhost' id='m1'><body>hi</body></message>")
+        .await;
+    assert_eq!(recv_message(&mut romeo).await.attr("id"), Some("m1"));
+    let unmasked_text = [0x81, 0x02, b'h', b'i'];
+    romeo.ws.get_mut().write_all(&unmasked_text).await.unwrap();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(TIMEOUT, romeo.ws.next()).await {
+        if message.is_close() {
+            break;
+        }
+    }
+
+    let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+    romeo
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+        ))
+        .await;
+    let failed = romeo.recv().await;
+    assert!(failed.is("failed", NS_SM), "{}", show(&failed));
+    romeo.bind("orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let kept = loop {
+        let el = romeo.recv().await;
+        if el.is("message", NS_CLIENT) {
+            break el;
+        }
+    };
+    assert_eq!(kept.attr("id"), Some("m1"));
+    assert_eq!(kept.get_child("body", NS_CLIENT).unwrap().text(), "hi");
 }
 
 /// RFC 6455 §5.5.1: the client's Close frame is answered with one.

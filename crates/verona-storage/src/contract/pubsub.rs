@@ -1143,9 +1143,9 @@ pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {
     let recent = store.load_service_recent("a/x", 1).await.unwrap();
     let ids: Vec<&str> = recent[0].items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["x2"]);
-    assert_eq!(store.trim_items("a/x", 1).await.unwrap(), 1);
+    assert_eq!(store.trim_items("a/x", 1, usize::MAX).await.unwrap(), 1);
     assert_eq!(store.load_service("a/x").await.unwrap(), recent);
-    assert_eq!(store.trim_items("a/x", 1).await.unwrap(), 0);
+    assert_eq!(store.trim_items("a/x", 1, usize::MAX).await.unwrap(), 0);
     // Counting stops past COUNTED_AT_MOST: a page of a larger archive comes without a count.
     let mut writes = vec![created("big", "n")];
     writes.extend((0..crate::COUNTED_AT_MOST).map(|n| {
@@ -1176,4 +1176,41 @@ pub(crate) async fn pubsub_items_paged(store: &dyn PubsubStore) {
         .unwrap();
     let ids: Vec<&str> = page.items.iter().map(|f| f.item.id.as_str()).collect();
     assert_eq!((page.count, ids), (None, vec!["i9999", "last"]));
+}
+
+/// Trimming to a count and to bytes (ids and payloads, in bytes, not characters): the oldest
+/// go, each node on its own, and the newest item stays however large.
+pub(crate) async fn pubsub_items_trimmed(store: &dyn PubsubStore) {
+    // "é" is two bytes: each payload of ten characters is 20 bytes, each item 22 with its id.
+    let payload = "é".repeat(10);
+    let mut writes = vec![created("s", "a"), created("s", "b"), created("other", "a")];
+    for (service, node) in [("s", "a"), ("s", "b"), ("other", "a")] {
+        writes.extend((0..5).map(|n| {
+            let item = item(&format!("i{n}"), Some(&payload), time(n + 1));
+            stored_item(service, node, item)
+        }));
+    }
+    writes.push(stored_item(
+        "s",
+        "b",
+        item("big", Some(&"x".repeat(200)), time(9)),
+    ));
+    store.apply(&writes).await.unwrap();
+    let ids = |nodes: Vec<StoredNode>, node: &str| -> Vec<String> {
+        let node = nodes.into_iter().find(|n| n.id == node).unwrap();
+        node.items.into_iter().map(|i| i.id).collect()
+    };
+    // 66 bytes hold three items of a; b's newest alone is over it, and stays alone.
+    assert_eq!(store.trim_items("s", 4, 66).await.unwrap(), 2 + 5);
+    assert_eq!(
+        ids(store.load_service("s").await.unwrap(), "a"),
+        ["i2", "i3", "i4"]
+    );
+    assert_eq!(ids(store.load_service("s").await.unwrap(), "b"), ["big"]);
+    assert_eq!(store.trim_items("s", 4, 66).await.unwrap(), 0);
+    // The count bounds too; another service is untouched.
+    assert_eq!(store.trim_items("s", 1, usize::MAX).await.unwrap(), 2);
+    assert_eq!(ids(store.load_service("s").await.unwrap(), "a"), ["i4"]);
+    let other = store.load_service("other").await.unwrap();
+    assert_eq!(ids(other, "a"), ["i0", "i1", "i2", "i3", "i4"]);
 }

@@ -106,6 +106,7 @@ impl PubsubStore for MemoryStore {
         &'a self,
         service: &'a str,
         keep: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
         Box::pin(async move {
             let mut services = self.pubsub();
@@ -115,7 +116,14 @@ impl PubsubStore for MemoryStore {
                 .into_iter()
                 .flat_map(|n| n.values_mut())
             {
-                let older = node.items.len().saturating_sub(keep);
+                let mut bytes = 0;
+                let kept = (node.items.iter().rev().take(keep).enumerate())
+                    .take_while(|(newer, item)| {
+                        bytes += item.id.len() + item.payload.as_deref().map_or(0, str::len);
+                        *newer == 0 || bytes <= max_bytes
+                    })
+                    .count();
+                let older = node.items.len() - kept;
                 node.items.drain(..older);
                 removed += older;
             }
@@ -390,5 +398,10 @@ mod tests {
     #[tokio::test]
     async fn items_paged() {
         contract::pubsub_items_paged(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn items_trimmed() {
+        contract::pubsub_items_trimmed(&MemoryStore::new()).await;
     }
 }

@@ -141,17 +141,26 @@ impl PubsubStore for SqliteStore {
         &'a self,
         service: &'a str,
         keep: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
         Box::pin(async move {
             let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+            // Bytes as Rust counts a string's, not characters as LENGTH of TEXT does.
             let removed = sqlx::query(
                 "DELETE FROM pubsub_items WHERE seq IN (SELECT seq FROM ( \
-                   SELECT seq, ROW_NUMBER() OVER (PARTITION BY node_id ORDER BY seq DESC) AS newer \
+                   SELECT seq, ROW_NUMBER() OVER newest AS newer, \
+                     SUM(LENGTH(CAST(item_id AS BLOB)) \
+                         + COALESCE(LENGTH(CAST(payload AS BLOB)), 0)) OVER newest AS bytes \
                    FROM pubsub_items WHERE node_id IN \
-                   (SELECT id FROM pubsub_nodes WHERE service = ?)) WHERE newer > ?)",
+                   (SELECT id FROM pubsub_nodes WHERE service = ?) \
+                   WINDOW newest AS (PARTITION BY node_id ORDER BY seq DESC \
+                     ROWS UNBOUNDED PRECEDING)) \
+                 WHERE newer > ? OR (newer > 1 AND bytes > ?))",
             )
             .bind(service)
             .bind(keep)
+            .bind(max_bytes)
             .execute(&self.writer)
             .await?
             .rows_affected();
@@ -1405,6 +1414,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;
         contract::pubsub_items_paged(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn items_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        contract::pubsub_items_trimmed(&store).await;
         store.close().await;
     }
 

@@ -37,7 +37,7 @@ use negotiation::Sasl;
 use rate::ReadRate;
 use session::Session;
 pub use transport::Listener;
-use transport::{Refused, Transport, tls_exporter};
+use transport::{Failed, Refused, Transport, tls_exporter};
 
 pub(crate) use sm::Resumable;
 
@@ -64,6 +64,9 @@ enum End {
     Close,
     /// The socket is gone; nothing more can be sent.
     Gone,
+    /// The client broke the WebSocket framing, and was told with a Close frame: over for
+    /// good, as after a stream error, though nothing more can be sent.
+    Failed,
     /// A new connection resumed the session (XEP-0198): it is handed over, and this
     /// connection closes quietly.
     Detach,
@@ -287,6 +290,7 @@ impl Connection {
                 Wake::Read(Err(e)) => {
                     return match Refused::of(&e) {
                         Some(Refused(error, why)) => fault(*error, *why),
+                        None if Failed::is(&e) => End::Failed,
                         None => End::Gone,
                     };
                 }
@@ -593,7 +597,7 @@ impl Connection {
                 tail.extend_from_slice(self.stream_close());
                 tail
             }
-            End::Gone | End::Detach => Vec::new(),
+            End::Gone | End::Failed | End::Detach => Vec::new(),
         };
         if !tail.is_empty() {
             self.out.extend(tail);
@@ -626,6 +630,7 @@ impl Connection {
         let why = match &end {
             End::Fault(error, _) | End::FaultWith(error, ..) => error.condition(),
             End::Close => "closed by the client",
+            End::Failed => "WebSocket framing error",
             End::Gone | End::Detach => "connection lost",
         };
         tracing::info!(jid = %session.jid, why, "session ended");

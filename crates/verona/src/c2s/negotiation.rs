@@ -227,6 +227,9 @@ impl Connection {
     pub(super) fn restart_stream(&mut self) {
         let authenticated = !matches!(self.state, State::Unauthenticated { .. });
         self.parser = super::new_parser(&self.shared, authenticated);
+        if authenticated {
+            self.io.authenticated();
+        }
         self.header_sent = false;
     }
 

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -48,8 +49,81 @@ pub(super) enum Transport {
 
 /// A WebSocket and the keepalives its client sent lately.
 pub(super) struct WebSocket {
-    stream: WebSocketStream<Transport>,
+    stream: WebSocketStream<Metered>,
     keepalives: Keepalives,
+}
+
+/// The socket under a WebSocket. Before authentication it gives tungstenite at most
+/// `[limits] max_unauthenticated_stanza_bytes` (and [`READ_CHUNK`] for frame headers) between
+/// two data messages, so a stranger cannot make the server buffer a message of the stanza
+/// limit only for the stream parser to refuse it once whole. The bound lives here because
+/// tokio-tungstenite 0.30 cannot change a stream's limits once it is made (it has no
+/// `set_config`), and its own limits must be the stanza limit's for after authentication.
+pub(super) struct Metered {
+    io: Transport,
+    /// Until authentication: what each message may take, and what the current one has left.
+    allowance: Option<Allowance>,
+}
+
+#[derive(Clone, Copy)]
+struct Allowance {
+    per_message: usize,
+    left: usize,
+}
+
+impl Metered {
+    /// A whole data message came: the next one has its own allowance. Control frames do not
+    /// start it again, or pings between the fragments of a message would let it grow.
+    fn message_done(&mut self) {
+        if let Some(allowance) = &mut self.allowance {
+            allowance.left = allowance.per_message;
+        }
+    }
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(allowance) = &mut this.allowance else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        if allowance.left == 0 {
+            let error = StreamError::PolicyViolation;
+            return Poll::Ready(Err(refused(
+                error,
+                "message too large before authentication",
+            )));
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        let want = allowance.left.min(buf.remaining()).min(READ_CHUNK);
+        let mut limited = ReadBuf::new(&mut chunk[..want]);
+        std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut limited))?;
+        allowance.left -= limited.filled().len();
+        buf.put_slice(limited.filled());
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// Keepalives counted over the connection, not per message read: each ping is answered and
@@ -110,6 +184,19 @@ impl Refused {
     /// The refusal an error from [`Transport::read_some`] carries, if it is one.
     pub(super) fn of(error: &io::Error) -> Option<&Refused> {
         error.get_ref()?.downcast_ref()
+    }
+}
+
+/// A WebSocket failed for the client's framing error (RFC 6455 §7.1.7), told so with a Close
+/// frame: a protocol violation, as a stream error is, with nothing more to say on it.
+#[derive(Debug, thiserror::Error)]
+#[error("WebSocket framing error: {0}")]
+pub(super) struct Failed(ProtocolError);
+
+impl Failed {
+    /// Whether an error from [`Transport::read_some`] is one.
+    pub(super) fn is(error: &io::Error) -> bool {
+        error.get_ref().is_some_and(|e| e.is::<Failed>())
     }
 }
 
@@ -226,6 +313,13 @@ impl Transport {
     pub(super) fn is_websocket(&self) -> bool {
         matches!(self, Transport::WebSocket(_))
     }
+
+    /// The client authenticated: a WebSocket's messages may be as large as a stanza.
+    pub(super) fn authenticated(&mut self) {
+        if let Transport::WebSocket(ws) = self {
+            ws.stream.get_mut().allowance = None;
+        }
+    }
 }
 
 /// The next message of a WebSocket as stream bytes: `<open/>` as the stream header it stands
@@ -241,8 +335,16 @@ async fn read_message(ws: &mut WebSocket) -> io::Result<Vec<u8>> {
             Some(Err(tungstenite::Error::Capacity(_))) => {
                 return Err(refused(StreamError::PolicyViolation, "message too large"));
             }
+            // Refused by [`Metered`], or the socket failed.
+            Some(Err(tungstenite::Error::Io(e))) => return Err(e),
             Some(Err(tungstenite::Error::Utf8(_))) => {
                 return Err(refused(StreamError::NotWellFormed, "text is not UTF-8"));
+            }
+            // A socket closed without the closing handshake: the connection is lost.
+            Some(Err(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake,
+            ))) => {
+                return Ok(Vec::new());
             }
             // RFC 6455 §7.1.7: a connection failed for a framing error is told why with a
             // Close frame (1002), as Prosody does, not just dropped; the wait for it is short.
@@ -253,10 +355,16 @@ async fn read_message(ws: &mut WebSocket) -> io::Result<Vec<u8>> {
                 };
                 let closing = stream.close(Some(frame));
                 tokio::time::timeout(CLOSE_WAIT, closing).await.ok();
-                return Err(io::Error::other(e));
+                return Err(io::Error::other(Failed(e)));
             }
             Some(Err(e)) => return Err(io::Error::other(e)),
         };
+        if matches!(
+            message,
+            Message::Text(_) | Message::Binary(_) | Message::Close(_)
+        ) {
+            stream.get_mut().message_done();
+        }
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
@@ -321,16 +429,28 @@ pub(super) async fn accept_websocket(
         );
         Ok(response)
     };
-    // A message is one stanza, so the stanza limit bounds it and each of its frames (the
-    // stream parser applies the smaller limit before authentication). Buffers start small:
-    // most connections are idle.
-    let limit = shared.config.limits.max_stanza_bytes;
+    // A message is one stanza, so the stanza limit bounds it and each of its frames; before
+    // authentication [`Metered`] applies the smaller limit as the message comes. Buffers start
+    // small: most connections are idle.
+    let limits = &shared.config.limits;
+    let limit = limits.max_stanza_bytes;
+    let per_message = limit.min(limits.max_unauthenticated_stanza_bytes) + READ_CHUNK;
+    // The handshake has tungstenite's own bound (64 KiB).
+    let socket = Metered {
+        io: socket,
+        allowance: None,
+    };
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
         .write_buffer_size(READ_CHUNK)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(socket, check, Some(config)).await?;
+    let mut ws =
+        tokio_tungstenite::accept_hdr_async_with_config(socket, check, Some(config)).await?;
+    ws.get_mut().allowance = Some(Allowance {
+        per_message,
+        left: per_message,
+    });
     let ws = Transport::WebSocket(Box::new(WebSocket {
         stream: ws,
         keepalives: Keepalives::new(),

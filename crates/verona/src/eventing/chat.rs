@@ -71,7 +71,8 @@ pub fn retired_from(node: &str) -> Option<&str> {
 /// Messages of a conversation held in memory while it is resident: its node's `max_items`.
 /// Its whole archive is in storage (up to [`ARCHIVED`]); messages leaving memory stay there.
 pub const RESIDENT: usize = 20;
-/// Messages one conversation's archive keeps at most: past it, the oldest go.
+/// Messages one conversation's archive keeps at most: past it, or past
+/// `[limits] conversation_archive_bytes`, the oldest go.
 pub const ARCHIVED: usize = 10_000;
 
 /// A conversation node's configuration: only its parties (publishers, set at creation) read

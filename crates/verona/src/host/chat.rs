@@ -21,6 +21,13 @@ use crate::xml::set_attr;
 /// in later batches, as its queue drains.
 const FLUSH: usize = 200;
 
+/// What a conversation archived since its archive was last bounded.
+#[derive(Default)]
+pub(super) struct SinceTrim {
+    messages: usize,
+    bytes: usize,
+}
+
 /// Why a conversation cannot be made.
 enum Refused {
     /// RFC 6121 §8.5.2.2.1: a party has no account.
@@ -523,31 +530,46 @@ impl ServicesTask {
         Bytes::from(verona_stream::element_bytes(&message)).into()
     }
 
-    /// Keeps each conversation's archive within [`chat::ARCHIVED`] messages: counted as the
-    /// batches store them, trimmed in storage once a tenth of the bound has come in since.
+    /// Keeps each conversation's archive within [`chat::ARCHIVED`] messages and
+    /// `[limits] conversation_archive_bytes`: counted as the batches store them, trimmed in
+    /// storage once a tenth of either bound has come in since. A conversation first written
+    /// to since the server started (or since its count was forgotten) is trimmed at once: its
+    /// archive may have grown under larger bounds, or before the byte bound.
     pub(super) async fn bound_archives(&mut self, writes: &[PubsubWrite]) {
         let prefix = chat::key_prefix(self.pubsub_jid.as_str());
+        let mut due = Vec::new();
         for write in writes {
-            if matches!(write.op, StoreOp::ItemStored { .. }) && write.service.starts_with(&prefix)
-            {
-                *self
-                    .archived_since_trim
-                    .entry(write.service.clone())
-                    .or_default() += 1;
+            let StoreOp::ItemStored { item, .. } = &write.op else {
+                continue;
+            };
+            if !write.service.starts_with(&prefix) {
+                continue;
+            }
+            let bytes = item.id.len() + item.payload.as_deref().map_or(0, str::len);
+            let since = match self.archived_since_trim.get_mut(&write.service) {
+                Some(since) => since,
+                None => {
+                    due.push(write.service.clone());
+                    (self.archived_since_trim)
+                        .entry(write.service.clone())
+                        .or_default()
+                }
+            };
+            since.messages += 1;
+            since.bytes += bytes;
+            if since.messages >= chat::ARCHIVED / 10 || since.bytes >= self.archive_bytes / 10 {
+                due.push(write.service.clone());
             }
         }
-        let due: Vec<String> = self
-            .archived_since_trim
-            .iter()
-            .filter(|(_, since)| **since >= chat::ARCHIVED / 10)
-            .map(|(service, _)| service.clone())
-            .collect();
+        due.sort_unstable();
+        due.dedup();
         for service in due {
-            self.archived_since_trim.remove(&service);
+            self.archived_since_trim
+                .insert(service.clone(), SinceTrim::default());
             match self
                 .stores
                 .pubsub
-                .trim_items(&service, chat::ARCHIVED)
+                .trim_items(&service, chat::ARCHIVED, self.archive_bytes)
                 .await
             {
                 Ok(0) => {}
@@ -555,7 +577,7 @@ impl ServicesTask {
                 Err(e) => tracing::error!(%service, "bounding an archive: {e}"),
             }
         }
-        // Counts of conversations long gone are forgotten; at worst a trim comes later.
+        // Counts of conversations long gone are forgotten; their next message trims them.
         if self.archived_since_trim.len() > 100_000 {
             self.archived_since_trim.clear();
         }

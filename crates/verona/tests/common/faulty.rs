@@ -98,8 +98,9 @@ impl PubsubStore for FaultyStore {
         &'a self,
         service: &'a str,
         keep: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
-        self.inner.trim_items(service, keep)
+        self.inner.trim_items(service, keep, max_bytes)
     }
 
     fn move_node<'a>(
