@@ -949,6 +949,77 @@ async fn the_service_lists_the_subscriptions_held_in_its_rooms() {
     assert!(held(&nurse.request(&asked("")).await).is_empty());
 }
 
+/// XEP-0060 §5.7 asked of `chat.<domain>` as a whole: the asker's affiliations with every
+/// room, as the rooms' nodes keep them, rooms in memory or not (the tests' default evicts
+/// idle rooms); with a node, that room's.
+#[tokio::test]
+async fn the_service_lists_the_affiliations_held_with_its_rooms() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    for room in [ROOM, "garden@chat.localhost"] {
+        romeo
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{room}/Romeo'><x xmlns='{MUC}'/></presence>"
+            ))
+            .await;
+        joined(&mut romeo).await;
+    }
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item jid='nurse@localhost' affiliation='member'/>",
+        ))
+        .await);
+    let banned = format!(
+        "<iq xmlns='jabber:client' type='set' id='b' to='garden@chat.localhost'>\
+           <query xmlns='{MUC_ADMIN}'><item jid='nurse@localhost' affiliation='outcast'/></query></iq>"
+    );
+    ok(&romeo.request(&banned).await);
+    let asked = |node: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='a' to='chat.localhost'>\
+               <pubsub xmlns='{PUBSUB}'><affiliations{node}/></pubsub></iq>"
+        )
+    };
+    let held = |reply: &Element| -> Vec<(String, String)> {
+        assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
+        let list = reply
+            .get_child("pubsub", PUBSUB)
+            .and_then(|pubsub| pubsub.get_child("affiliations", PUBSUB))
+            .expect("an affiliation list");
+        list.children()
+            .filter(|c| c.is("affiliation", PUBSUB))
+            .map(|c| {
+                let attr = |name| c.attr(name).unwrap_or_default().to_owned();
+                (attr("node"), attr("affiliation"))
+            })
+            .collect()
+    };
+    let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        (pairs.iter())
+            .map(|(node, affiliation)| (node.to_string(), affiliation.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        held(&romeo.request(&asked("")).await),
+        pairs(&[("characters", "owner"), ("garden", "owner")])
+    );
+    assert_eq!(
+        held(&nurse.request(&asked("")).await),
+        pairs(&[("characters", "member"), ("garden", "outcast")])
+    );
+    assert_eq!(held(&juliet.request(&asked("")).await), []);
+    assert_eq!(
+        held(&nurse.request(&asked(" node='garden'")).await),
+        pairs(&[("garden", "outcast")])
+    );
+}
+
 /// §10.1.3: a new room left by its owner before it was configured is gone, and whoever
 /// enters that address next makes a new room (it answered `item-not-found`, as if still
 /// locked; found with slixmpp, which does not configure the rooms it makes).
