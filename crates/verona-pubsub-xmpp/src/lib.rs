@@ -31,7 +31,7 @@ use crate::request::{IqKind, Request};
 
 pub use disco::service_info;
 pub use render::{Notifications, authorization_for, carries_message, is_message, render, stamp};
-pub use subscriber::subscription_list;
+pub use subscriber::{affiliation_list, subscription_list};
 
 /// Which kind of service a [`Service`] is, for what discovery announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

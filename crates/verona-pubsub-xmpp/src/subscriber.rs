@@ -4,8 +4,8 @@
 use jid::Jid;
 use minidom::Element;
 use verona_pubsub::{
-    ItemQuery, ItemReply, PagePosition, PageRequest, PubsubError, Service, SubscriptionInfo,
-    SubscriptionOptions, SubscriptionState,
+    Affiliation, ItemQuery, ItemReply, NodeId, PagePosition, PageRequest, PubsubError, Service,
+    SubscriptionInfo, SubscriptionOptions, SubscriptionState,
 };
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
 use xmpp_parsers::rsm::{First, SetResult};
@@ -52,6 +52,12 @@ pub fn subscription_list(subscriptions: &[SubscriptionInfo], node: Option<String
 /// §5.7.
 pub(crate) fn own_affiliations(service: &Service, actor: &Jid, node: Option<String>) -> Answer {
     let affiliations = service.own_affiliations(actor, node.as_deref());
+    Answer::reply(Some(affiliation_list(&affiliations)))
+}
+
+/// The `<pubsub><affiliations/></pubsub>` of a §5.7 result: each node and the affiliation
+/// held with it.
+pub fn affiliation_list(affiliations: &[(NodeId, Affiliation)]) -> Element {
     let list = builder("affiliations", ns::PUBSUB)
         .append_all(affiliations.iter().map(|(node, affiliation)| {
             builder("affiliation", ns::PUBSUB)
@@ -60,7 +66,7 @@ pub(crate) fn own_affiliations(service: &Service, actor: &Jid, node: Option<Stri
                 .build()
         }))
         .build();
-    Answer::reply(Some(pubsub(list)))
+    pubsub(list)
 }
 
 /// §6.1, and §6.3.7 when options come with the request.

@@ -18,8 +18,8 @@ use std::pin::Pin;
 pub use memory::MemoryStore;
 pub use offline::{Kept, OfflineStore};
 pub use pubsub::{
-    Bounds, COUNTED_AT_MOST, Conversations, FoundItem, HeldSubscription, ItemsPage, ItemsQuery,
-    NodeListing, PubsubStore, PubsubWrite, page,
+    Bounds, COUNTED_AT_MOST, Conversations, FoundItem, HeldAffiliation, HeldSubscription,
+    ItemsPage, ItemsQuery, NodeListing, PubsubStore, PubsubWrite, page,
 };
 pub use sqlite::SqliteStore;
 pub use verona_auth::Credentials;

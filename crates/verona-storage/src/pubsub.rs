@@ -5,7 +5,8 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use verona_pubsub::{
-    ConfigField, Item, NodeConfig, StoreOp, StoredNode, StoredSubscription, SubscriptionOptions,
+    Affiliation, ConfigField, Item, NodeConfig, StoreOp, StoredNode, StoredSubscription,
+    SubscriptionOptions,
 };
 
 use crate::{BoxFuture, StorageError};
@@ -78,6 +79,14 @@ pub struct HeldSubscription {
     pub service: String,
     pub node: String,
     pub subscription: StoredSubscription,
+}
+
+/// A stored affiliation, found by its JID: which service and node it is with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldAffiliation {
+    pub service: String,
+    pub node: String,
+    pub affiliation: Affiliation,
 }
 
 /// The services that each hold one conversation between two bare JIDs, named
@@ -159,6 +168,16 @@ pub trait PubsubStore: Send + Sync {
         owner: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<usize, StorageError>>;
+
+    /// The affiliations `jid` (a bare JID) holds with the nodes of the services whose names
+    /// start with `prefix`, sorted by service and node, the first `max` of them (an indexed
+    /// lookup: an account's standing in every room, without loading the rooms).
+    fn affiliations_of<'a>(
+        &'a self,
+        jid: &'a str,
+        prefix: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<HeldAffiliation>, StorageError>>;
 
     /// Every stored subscription whose subscriber's bare JID is `subscriber`, on any service
     /// (an indexed lookup: the relations of one user, without loading the services), sorted

@@ -819,6 +819,7 @@ impl ServicesTask {
                 self.classic_presence(&from, &stanza, done);
             }
             Request::Room { from, stanza } => self.room_stanza(from, stanza, done),
+            Request::RoomError { from, stanza } => self.room_error(&from, &stanza, done),
             Request::Chat { from, to, stanza } => self.chat(from, to, stanza, done),
             Request::Offline {
                 account,

@@ -299,9 +299,9 @@ impl RunningServer {
                     let (Some(error), Some(shared)) = (error, rooms.upgrade()) else {
                         break;
                     };
-                    let from = error.attr("from").and_then(|f| jid::FullJid::new(f).ok());
+                    let from = error.attr("from").and_then(|f| jid::Jid::new(f).ok());
                     if let Some(from) = from {
-                        shared.pubsub.room(from, error).await;
+                        shared.pubsub.room_error(from, error).await;
                     }
                 }
             });

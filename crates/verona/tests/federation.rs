@@ -1477,3 +1477,33 @@ async fn a_room_invites_another_servers_user() {
         .unwrap_or_else(|| panic!("{}", show(&declined)));
     assert_eq!(decline.attr("from"), Some("romeo@montague.lit"));
 }
+
+/// XEP-0045 §7.8.2 across domains: an invitation another server bounces (montague.lit has
+/// no such user: `service-unavailable`) is told to the inviter, as an error for its message
+/// naming the invitation; so is one our own federation bounces, its server unreachable
+/// (`remote-server-not-found`). It was dropped, the inviter left waiting.
+#[tokio::test]
+async fn a_bounced_invitation_is_told_to_the_inviter() {
+    const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    opens_garden(&mut juliet).await;
+    for (id, invitee, condition) in [
+        ("i1", "nobody@montague.lit", "service-unavailable"),
+        ("i2", "romeo@closed.lit", "remote-server-not-found"),
+    ] {
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{GARDEN}' id='{id}'><x xmlns='{MUC_USER}'><invite to='{invitee}'><reason>come</reason></invite></x></message>"
+            ))
+            .await;
+        let told = next(&mut juliet, "message").await;
+        let expected: Element = format!(
+            "<message xmlns='jabber:client' type='error' id='{id}' from='{GARDEN}' to='juliet@capulet.lit/balcony'><x xmlns='{MUC_USER}'><invite to='{invitee}'/></x><error type='cancel'><{condition} xmlns='{STANZAS}'/></error></message>"
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(told, expected, "{}", show(&told));
+    }
+    juliet.expect_nothing().await;
+}

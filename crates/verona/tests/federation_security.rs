@@ -519,8 +519,13 @@ async fn answers_to_another_servers_users_count_against_its_rate() {
 /// Plays fake.lit for a stream capulet.lit opens to it on `listener`: STARTTLS, then reads
 /// capulet.lit's dialback key, which is left to the test to answer.
 async fn receive_key(listener: &tokio::net::TcpListener) -> RawStream {
+    receive_key_of(listener, "capulet.lit").await
+}
+
+/// [`receive_key`] for a stream from `local`, one of capulet.lit's domains.
+async fn receive_key_of(listener: &tokio::net::TcpListener, local: &str) -> RawStream {
     let header = format!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='fake.lit' to='capulet.lit' id='s1' version='1.0'>"
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='fake.lit' to='{local}' id='s1' version='1.0'>"
     );
     let mut raw = RawStream::accept(listener, "jabber:server").await;
     assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
@@ -536,7 +541,7 @@ async fn receive_key(listener: &tokio::net::TcpListener) -> RawStream {
     raw.send("<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>").await;
     let key = raw.element().await;
     assert!(key.is("result", DIALBACK), "{}", show(&key));
-    assert_eq!(key.attr("from"), Some("capulet.lit"));
+    assert_eq!(key.attr("from"), Some(local));
     raw
 }
 
@@ -831,4 +836,92 @@ async fn conversations_another_server_starts_are_bounded_by_a_rate() {
     romeo.send(&say("juliet@capulet.lit", "wherefore")).await;
     got_chat(&mut juliet, "romeo@montague.lit/here", "wherefore").await;
     romeo.expect_nothing().await;
+}
+
+/// XEP-0045 §7.8.2: an invitation a room sends to another server's user, which that server
+/// bounces (here fake.lit: no such user), is told to the inviter: an error for the message
+/// that invited, naming that invitation, with the other server's condition (not its text).
+/// A bounce of no invitation of the room's, or from another account, tells nobody.
+#[tokio::test]
+async fn a_bounced_invitation_is_told_to_the_inviter() {
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    const GARDEN: &str = "garden@chat.capulet.lit";
+    let (listener, capulet, mut juliet) = juliet_and_a_fake_server().await;
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{GARDEN}/Juliet'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    recv_until(&mut juliet, |el| el.has_child("subject", NS_CLIENT)).await;
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='instant' to='{GARDEN}'>\
+               <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        ))
+        .await);
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{GARDEN}' id='inv'><x xmlns='{MUC_USER}'><invite to='romeo@fake.lit'/></x></message>"
+        ))
+        .await;
+    // The room's stream to fake.lit, and the invitation on it.
+    let mut outgoing = receive_key_of(&listener, "chat.capulet.lit").await;
+    outgoing
+        .send("<db:result from='fake.lit' to='chat.capulet.lit' type='valid'/>")
+        .await;
+    let invitation = outgoing.element().await;
+    assert_eq!(
+        invitation.attr("to"),
+        Some("romeo@fake.lit"),
+        "{}",
+        show(&invitation)
+    );
+    let sent_as = invitation.attr("id").expect("the room's id").to_owned();
+
+    // fake.lit's stream to the rooms, by dialback checked over the room's stream.
+    let port = capulet.server.s2s_addrs()[0].port();
+    let mut incoming = open_secured(&capulet, port, "fake.lit", "chat.capulet.lit").await;
+    incoming
+        .send("<db:result from='fake.lit' to='chat.capulet.lit'>0123456789abcdef</db:result>")
+        .await;
+    let verify = outgoing.element().await;
+    assert!(verify.is("verify", DIALBACK), "{}", show(&verify));
+    let id = verify.attr("id").unwrap();
+    outgoing
+        .send(&format!(
+            "<db:verify from='fake.lit' to='chat.capulet.lit' id='{id}' type='valid'/>"
+        ))
+        .await;
+    let result = incoming.element().await;
+    assert_eq!(result.attr("type"), Some("valid"), "{}", show(&result));
+
+    // Each with its own condition, to tell which one the inviter hears of.
+    let bounce = |from: &str, id: &str, condition: &str| {
+        format!(
+            "<message from='{from}' to='{GARDEN}' type='error' id='{id}'><x xmlns='{MUC_USER}'><invite from='juliet@capulet.lit'/></x>\
+               <error type='cancel'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>who?</text></error></message>"
+        )
+    };
+    incoming
+        .send(&bounce("tybalt@fake.lit", &sent_as, "gone"))
+        .await;
+    incoming
+        .send(&bounce("romeo@fake.lit", "other", "not-allowed"))
+        .await;
+    incoming
+        .send(&bounce("romeo@fake.lit", &sent_as, "item-not-found"))
+        .await;
+    let told = recv_until(&mut juliet, |el| el.name() == "message").await;
+    let expected: Element = format!(
+        "<message xmlns='jabber:client' type='error' id='inv' from='{GARDEN}' to='juliet@capulet.lit/balcony'><x xmlns='{MUC_USER}'><invite to='romeo@fake.lit'/></x><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(told, expected, "{}", show(&told));
+    // Once.
+    incoming
+        .send(&bounce("romeo@fake.lit", &sent_as, "forbidden"))
+        .await;
+    juliet.expect_nothing().await;
 }

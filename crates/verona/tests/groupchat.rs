@@ -949,6 +949,77 @@ async fn the_service_lists_the_subscriptions_held_in_its_rooms() {
     assert!(held(&nurse.request(&asked("")).await).is_empty());
 }
 
+/// XEP-0060 §5.7 asked of `chat.<domain>` as a whole: the asker's affiliations with every
+/// room, as the rooms' nodes keep them, rooms in memory or not (the tests' default evicts
+/// idle rooms); with a node, that room's.
+#[tokio::test]
+async fn the_service_lists_the_affiliations_held_with_its_rooms() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    for room in [ROOM, "garden@chat.localhost"] {
+        romeo
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{room}/Romeo'><x xmlns='{MUC}'/></presence>"
+            ))
+            .await;
+        joined(&mut romeo).await;
+    }
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item jid='nurse@localhost' affiliation='member'/>",
+        ))
+        .await);
+    let banned = format!(
+        "<iq xmlns='jabber:client' type='set' id='b' to='garden@chat.localhost'>\
+           <query xmlns='{MUC_ADMIN}'><item jid='nurse@localhost' affiliation='outcast'/></query></iq>"
+    );
+    ok(&romeo.request(&banned).await);
+    let asked = |node: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='a' to='chat.localhost'>\
+               <pubsub xmlns='{PUBSUB}'><affiliations{node}/></pubsub></iq>"
+        )
+    };
+    let held = |reply: &Element| -> Vec<(String, String)> {
+        assert_eq!(reply.attr("type"), Some("result"), "{}", show(reply));
+        let list = reply
+            .get_child("pubsub", PUBSUB)
+            .and_then(|pubsub| pubsub.get_child("affiliations", PUBSUB))
+            .expect("an affiliation list");
+        list.children()
+            .filter(|c| c.is("affiliation", PUBSUB))
+            .map(|c| {
+                let attr = |name| c.attr(name).unwrap_or_default().to_owned();
+                (attr("node"), attr("affiliation"))
+            })
+            .collect()
+    };
+    let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        (pairs.iter())
+            .map(|(node, affiliation)| (node.to_string(), affiliation.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        held(&romeo.request(&asked("")).await),
+        pairs(&[("characters", "owner"), ("garden", "owner")])
+    );
+    assert_eq!(
+        held(&nurse.request(&asked("")).await),
+        pairs(&[("characters", "member"), ("garden", "outcast")])
+    );
+    assert_eq!(held(&juliet.request(&asked("")).await), []);
+    assert_eq!(
+        held(&nurse.request(&asked(" node='garden'")).await),
+        pairs(&[("garden", "outcast")])
+    );
+}
+
 /// §10.1.3: a new room left by its owner before it was configured is gone, and whoever
 /// enters that address next makes a new room (it answered `item-not-found`, as if still
 /// locked; found with slixmpp, which does not configure the rooms it makes).
@@ -1341,6 +1412,40 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
     assert_eq!(stanza_error(&info).as_deref(), Some("item-not-found"));
 }
 
+/// The real JID an occupant presence shows, if any.
+fn real_jid(presence: &Element) -> Option<String> {
+    presence
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .and_then(|i| i.attr("jid"))
+        .map(str::to_owned)
+}
+
+/// Each presence from another occupant (not the recipient's own, 110): its nick and the real
+/// JID it shows, sorted.
+fn real_jids_shown(presences: &[Element]) -> Vec<(String, Option<String>)> {
+    let mut shown: Vec<(String, Option<String>)> = presences
+        .iter()
+        .filter(|p| !statuses(p).contains(&"110".to_owned()))
+        .map(|p| {
+            let nick = p.attr("from").unwrap().rsplit('/').next().unwrap();
+            (nick.to_owned(), real_jid(p))
+        })
+        .collect();
+    shown.sort();
+    shown
+}
+
+/// The next `count` presences `client` gets, and then nothing.
+async fn next_presences(client: &mut Client, count: usize) -> Vec<Element> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        got.push(recv_until(client, |el| el.name() == "presence").await);
+    }
+    client.expect_nothing().await;
+    got
+}
+
 /// A semi-anonymous room: an occupant made admin (a moderator, who sees real JIDs) gets every
 /// occupant's presence again, with their JIDs, as Prosody sends them; and an admin entering
 /// gets them with JIDs as an owner does (found by an audit with real clients: the new admin
@@ -1356,36 +1461,10 @@ async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
     ok(&romeo.request(&semi).await);
     t.add_user("juliet", "pw").await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let real_jid = |presence: &Element| {
-        presence
-            .get_child("x", MUC_USER)
-            .and_then(|x| x.get_child("item", MUC_USER))
-            .and_then(|i| i.attr("jid"))
-            .map(str::to_owned)
-    };
-    // Each presence from another occupant: its nick and the real JID it shows.
-    let shown = |presences: &[Element]| -> Vec<(String, Option<String>)> {
-        let mut shown: Vec<(String, Option<String>)> = presences
-            .iter()
-            .filter(|p| !statuses(p).contains(&"110".to_owned()))
-            .map(|p| {
-                let nick = p
-                    .attr("from")
-                    .unwrap()
-                    .rsplit('/')
-                    .next()
-                    .unwrap()
-                    .to_owned();
-                (nick, real_jid(p))
-            })
-            .collect();
-        shown.sort();
-        shown
-    };
     juliet.send(&join("Juliet")).await;
     let (presences, _, _) = joined(&mut juliet).await;
     assert_eq!(
-        shown(&presences),
+        real_jids_shown(&presences),
         [("Nurse".to_owned(), None), ("Romeo".to_owned(), None)]
     );
 
@@ -1395,18 +1474,13 @@ async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
             "<item jid='juliet@localhost' affiliation='admin'/>",
         ))
         .await);
-    let mut again = Vec::new();
-    while again.len() < 3 {
-        let presence = recv_until(&mut juliet, |el| el.name() == "presence").await;
-        again.push(presence);
-    }
-    juliet.expect_nothing().await;
+    let again = next_presences(&mut juliet, 3).await;
     let own: Vec<&Element> = (again.iter())
         .filter(|p| statuses(p).contains(&"110".to_owned()))
         .collect();
     assert_eq!(own.len(), 1, "her own new standing");
     assert_eq!(
-        shown(&again),
+        real_jids_shown(&again),
         [
             (
                 "Nurse".to_owned(),
@@ -1429,7 +1503,7 @@ async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
     juliet.send(&join("Juliet")).await;
     let (presences, _, _) = joined(&mut juliet).await;
     assert_eq!(
-        shown(&presences),
+        real_jids_shown(&presences),
         [
             (
                 "Nurse".to_owned(),
@@ -1441,6 +1515,69 @@ async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
             ),
         ]
     );
+}
+
+/// A semi-anonymous room: an occupant given the moderator role (XEP-0045 §9.6) sees real
+/// JIDs from then on, so it gets every occupant's presence again with them, as for a new
+/// admin; the role taken back, it gets them again without, and later presences show none.
+#[tokio::test]
+async fn a_new_moderator_of_a_semi_anonymous_room_learns_the_real_jids_until_revoked() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let semi = owner_iq(
+        "w",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>",
+    );
+    ok(&romeo.request(&semi).await);
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send(&join("Juliet")).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    assert_eq!(
+        real_jids_shown(&presences),
+        [("Nurse".to_owned(), None), ("Romeo".to_owned(), None)]
+    );
+    let with_jids = [
+        (
+            "Nurse".to_owned(),
+            Some("nurse@localhost/chamber".to_owned()),
+        ),
+        (
+            "Romeo".to_owned(),
+            Some("romeo@localhost/mobile".to_owned()),
+        ),
+    ];
+
+    let role = |id: &str, role: &str| admin_iq(id, &format!("<item nick='Juliet' role='{role}'/>"));
+    ok(&romeo.request(&role("m", "moderator")).await);
+    let again = next_presences(&mut juliet, 3).await;
+    let own: Vec<(String, String)> = (again.iter())
+        .filter(|p| statuses(p).contains(&"110".to_owned()))
+        .map(standing)
+        .collect();
+    assert_eq!(own, [pair("none", "moderator")], "her own new standing");
+    assert_eq!(real_jids_shown(&again), with_jids);
+    let status = |show: &str| {
+        format!("<presence xmlns='jabber:client' to='{ROOM}/Nurse'><show>{show}</show></presence>")
+    };
+    nurse.send(&status("away")).await;
+    let later = next_presences(&mut juliet, 1).await;
+    assert_eq!(real_jids_shown(&later), with_jids[..1]);
+
+    ok(&romeo.request(&role("p", "participant")).await);
+    let again = next_presences(&mut juliet, 3).await;
+    let own: Vec<(String, String)> = (again.iter())
+        .filter(|p| statuses(p).contains(&"110".to_owned()))
+        .map(standing)
+        .collect();
+    assert_eq!(own, [pair("none", "participant")], "her own new standing");
+    assert_eq!(
+        real_jids_shown(&again),
+        [("Nurse".to_owned(), None), ("Romeo".to_owned(), None)]
+    );
+    nurse.send(&status("chat")).await;
+    let later = next_presences(&mut juliet, 1).await;
+    assert_eq!(real_jids_shown(&later), [("Nurse".to_owned(), None)]);
 }
 
 /// A semi-anonymous room (`whois` = moderators): only moderators (owners, admins, and whoever
@@ -1462,13 +1599,6 @@ async fn semi_anonymous_rooms_hide_real_jids() {
     ok(&juliet
         .request(&subscribe_with_nick("juliet@localhost/balcony", "JC"))
         .await);
-    let real_jid = |presence: &Element| {
-        presence
-            .get_child("x", MUC_USER)
-            .and_then(|x| x.get_child("item", MUC_USER))
-            .and_then(|i| i.attr("jid"))
-            .map(str::to_owned)
-    };
     let seen_by_nurse = recv_until(&mut nurse, |el| el.name() == "presence").await;
     assert_eq!(
         seen_by_nurse.attr("from"),

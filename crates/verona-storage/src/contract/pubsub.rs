@@ -697,6 +697,27 @@ pub(crate) async fn pubsub_node_directory(store: &dyn PubsubStore) {
     assert_eq!(store.owned_count(NURSE, "chat.l/").await.unwrap(), 2);
     assert_eq!(store.owned_count(TYBALT, "chat.l/").await.unwrap(), 1);
     assert_eq!(store.owned_count(MERCUTIO, "chat.l/").await.unwrap(), 0);
+
+    // An account's affiliations under the prefix, whatever they are, in order and bounded.
+    let held = |max| async move {
+        let held = store.affiliations_of(NURSE, "chat.l/", max).await.unwrap();
+        (held.into_iter())
+            .map(|held| (held.service, held.node, held.affiliation))
+            .collect::<Vec<_>>()
+    };
+    let nurse = [
+        ("chat.l/a", "a", Affiliation::Owner),
+        ("chat.l/a", "z", Affiliation::Owner),
+        ("chat.l/b", "b", Affiliation::Member),
+    ]
+    .map(|(service, node, affiliation)| (service.to_owned(), node.to_owned(), affiliation));
+    assert_eq!(held(10).await, nurse);
+    assert_eq!(held(2).await, nurse[..2]);
+    let mercutio = store
+        .affiliations_of(MERCUTIO, "chat.l/", 10)
+        .await
+        .unwrap();
+    assert_eq!(mercutio, []);
 }
 
 pub(crate) async fn pubsub_time_precision(store: &dyn PubsubStore) {

@@ -11,8 +11,8 @@ use crate::pubsub::{
     to_micros,
 };
 use crate::{
-    BoxFuture, Conversations, FoundItem, HeldSubscription, ItemsPage, ItemsQuery, NodeListing,
-    PubsubStore, PubsubWrite, StorageError,
+    BoxFuture, Conversations, FoundItem, HeldAffiliation, HeldSubscription, ItemsPage, ItemsQuery,
+    NodeListing, PubsubStore, PubsubWrite, StorageError,
 };
 
 /// Stored nodes by service, then by node id. Affiliations are kept sorted by JID and
@@ -198,6 +198,33 @@ impl PubsubStore for MemoryStore {
                 })
                 .count();
             Ok(count)
+        })
+    }
+
+    fn affiliations_of<'a>(
+        &'a self,
+        jid: &'a str,
+        prefix: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<HeldAffiliation>, StorageError>> {
+        Box::pin(async move {
+            let services = self.pubsub();
+            let held = services
+                .range(prefix.to_owned()..)
+                .take_while(|(service, _)| service.starts_with(prefix))
+                .flat_map(|(service, nodes)| nodes.values().map(move |node| (service, node)))
+                .flat_map(|(service, node)| {
+                    (node.affiliations.iter())
+                        .filter(|(held_by, _)| held_by.as_str() == jid)
+                        .map(move |(_, affiliation)| HeldAffiliation {
+                            service: service.clone(),
+                            node: node.id.clone(),
+                            affiliation: *affiliation,
+                        })
+                })
+                .take(max)
+                .collect();
+            Ok(held)
         })
     }
 

@@ -17,8 +17,8 @@ use crate::pubsub::{
     parse, to_micros,
 };
 use crate::{
-    BoxFuture, COUNTED_AT_MOST, Conversations, FoundItem, HeldSubscription, ItemsPage, ItemsQuery,
-    NodeListing, PubsubStore, PubsubWrite, StorageError,
+    BoxFuture, COUNTED_AT_MOST, Conversations, FoundItem, HeldAffiliation, HeldSubscription,
+    ItemsPage, ItemsQuery, NodeListing, PubsubStore, PubsubWrite, StorageError,
 };
 
 type SubscriptionRow = (String, String, String, String, String);
@@ -259,6 +259,35 @@ impl PubsubStore for SqliteStore {
             .fetch_one(&self.pool)
             .await?;
             Ok(usize::try_from(count).unwrap_or(0))
+        })
+    }
+
+    fn affiliations_of<'a>(
+        &'a self,
+        jid: &'a str,
+        prefix: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<HeldAffiliation>, StorageError>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT service, node, affiliation FROM pubsub_affiliations WHERE jid = $1 \
+                 AND service >= $2 AND service < $2 || char(1114111) \
+                 ORDER BY service, node LIMIT $3",
+            )
+            .bind(jid)
+            .bind(prefix)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(service, node, affiliation)| {
+                    Ok(HeldAffiliation {
+                        service,
+                        node,
+                        affiliation: parse("affiliation", &affiliation)?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -980,16 +980,75 @@ pub fn invitees(message: &Element) -> Result<Vec<Invitee>, TooManyInvitees> {
 /// The error the inviter gets for one invitation of its message the room did not send: the
 /// message's error with that `<invite/>` (RFC 6120 §8.3.1 lets an error carry what it is
 /// about), so that the inviter knows which of several failed.
-pub fn invitation_refused(
-    message: &Element,
-    invitee: &Invitee,
-    error: StanzaError,
-) -> Option<Element> {
+pub fn invitation_refused(message: &Element, invitee: &Jid, error: StanzaError) -> Option<Element> {
     let mut reply = error_reply(message, error, None)?;
     let condition = reply.remove_child("error", ns::CLIENT)?;
-    let invite = builder("invite", ns::MUC_USER).with("to", invitee.jid.as_str());
+    let invite = builder("invite", ns::MUC_USER).with("to", invitee.as_str());
     reply.append_child(builder("x", ns::MUC_USER).append(invite.build()).build());
     reply.append_child(condition);
+    Some(reply)
+}
+
+/// RFC 6120 §8.3.3's defined conditions.
+const DEFINED_CONDITIONS: &[&str] = &[
+    "bad-request",
+    "conflict",
+    "feature-not-implemented",
+    "forbidden",
+    "gone",
+    "internal-server-error",
+    "item-not-found",
+    "jid-malformed",
+    "not-acceptable",
+    "not-allowed",
+    "not-authorized",
+    "policy-violation",
+    "recipient-unavailable",
+    "redirect",
+    "registration-required",
+    "remote-server-not-found",
+    "remote-server-timeout",
+    "resource-constraint",
+    "service-unavailable",
+    "subscription-required",
+    "undefined-condition",
+    "unexpected-request",
+];
+
+/// What the inviter gets when another server bounces the invitation the room sent for its
+/// message `id` (XEP-0045 §7.8.2 says nothing of it; Prosody and ejabberd tell nobody): the
+/// error [`invitation_refused`] would be, with the condition and type of the `bounce` (only a
+/// defined condition, not the other server's text; `service-unavailable` if it gives none),
+/// so that the inviter learns the invitation went nowhere, and why.
+pub fn invitation_bounced(
+    room: &BareJid,
+    inviter: &FullJid,
+    id: Option<&str>,
+    invitee: &Jid,
+    bounce: &Element,
+) -> Option<Element> {
+    let mut message = builder("message", ns::CLIENT)
+        .with("from", inviter.as_str())
+        .with("to", room.as_str())
+        .build();
+    if let Some(id) = id {
+        set_attr(&mut message, "id", id);
+    }
+    let mut reply = invitation_refused(&message, invitee, StanzaError::ServiceUnavailable)?;
+    let error = bounce.get_child("error", ns::CLIENT);
+    let condition = (error.into_iter())
+        .flat_map(Element::children)
+        .find(|c| c.ns() == ns::STANZAS && DEFINED_CONDITIONS.contains(&c.name()));
+    if let (Some(error), Some(condition)) = (error, condition) {
+        let kind = (error.attr("type"))
+            .filter(|kind| ["auth", "cancel", "continue", "modify", "wait"].contains(kind))
+            .unwrap_or("cancel");
+        reply.remove_child("error", ns::CLIENT);
+        let error = builder("error", ns::CLIENT)
+            .with("type", kind)
+            .append(Element::bare(condition.name(), ns::STANZAS));
+        reply.append_child(error.build());
+    }
     Some(reply)
 }
 
@@ -1840,11 +1899,41 @@ mod tests {
         );
         let invited = invitees(&message).unwrap();
         let refused =
-            invitation_refused(&message, &invited[0], StanzaError::ServiceUnavailable).unwrap();
+            invitation_refused(&message, &invited[0].jid, StanzaError::ServiceUnavailable).unwrap();
         let expected = el(
             "<message xmlns='jabber:client' type='error' id='i1' to='juliet@capulet.lit/balcony' from='crypt@chat.capulet.lit'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='romeo@montague.lit/garden'/></x><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
         );
         assert_eq!(refused, expected);
+    }
+
+    #[test]
+    fn a_bounced_invitation_names_its_invitee_and_the_condition_only() {
+        let room = BareJid::new("crypt@chat.capulet.lit").unwrap();
+        let inviter = FullJid::new("juliet@capulet.lit/balcony").unwrap();
+        let invitee = Jid::new("romeo@montague.lit").unwrap();
+        let bounce = |error: &str| {
+            el(&format!(
+                "<message xmlns='jabber:client' type='error' id='x1' from='romeo@montague.lit' to='crypt@chat.capulet.lit'>{error}</message>"
+            ))
+        };
+        let told = |bounce: &Element| {
+            invitation_bounced(&room, &inviter, Some("i1"), &invitee, bounce).unwrap()
+        };
+        let expected = |error: &str| {
+            el(&format!(
+                "<message xmlns='jabber:client' type='error' id='i1' to='juliet@capulet.lit/balcony' from='crypt@chat.capulet.lit'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='romeo@montague.lit'/></x>{error}</message>"
+            ))
+        };
+        let gone = "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no such user</text><x xmlns='urn:x'/></error>";
+        let said = "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>";
+        assert_eq!(told(&bounce(gone)), expected(said));
+        let unavailable = "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>";
+        for odd in [
+            "",
+            "<error type='odd'><made-up xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
+        ] {
+            assert_eq!(told(&bounce(odd)), expected(unavailable));
+        }
     }
 
     #[test]

@@ -157,13 +157,25 @@ impl PubsubHandle {
     /// A XEP-0045 stanza for a room or an occupant (`from` already stamped), for the room's
     /// shard.
     pub async fn room(&self, from: FullJid, stanza: Element) {
+        let shard = self.room_shard(&stanza);
+        self.send(shard, Request::Room { from, stanza }).await;
+    }
+
+    /// An error message to a room from a bare or full address (another server's, or a bounce
+    /// by our federation), for the room's shard.
+    pub async fn room_error(&self, from: Jid, stanza: Element) {
+        let shard = self.room_shard(&stanza);
+        self.send(shard, Request::RoomError { from, stanza }).await;
+    }
+
+    /// The shard of the room a stanza is addressed to.
+    fn room_shard(&self, stanza: &Element) -> usize {
         let node = stanza
             .attr("to")
             .and_then(|to| Jid::new(to).ok())
             .and_then(|to| to.node().map(|node| node.to_string()))
             .unwrap_or_default();
-        let shard = self.shard(&room_key(&self.rooms, &node));
-        self.send(shard, Request::Room { from, stanza }).await;
+        self.shard(&room_key(&self.rooms, &node))
     }
 
     /// A stanza for `pubsub.<domain>` (`from` already stamped): to the shard of the

@@ -68,6 +68,10 @@ pub(super) enum Request {
     /// A XEP-0045 stanza for a room (`room@chat.<domain>` or `room@chat.<domain>/nick`): a
     /// join or leave presence, a groupchat message, a disco query.
     Room { from: FullJid, stanza: Element },
+    /// An error message to a room from an address that may be bare (another server speaking
+    /// for its user, or our federation bouncing what the room sent): what it answers is
+    /// looked for by the room's shard ([`ServicesTask::room_error`]).
+    RoomError { from: Jid, stanza: Element },
     /// A classic `<presence/>` broadcast (no `to`): published to, or for `unavailable`
     /// retracted from, the sender's `presence` node.
     Presence { from: FullJid, stanza: Element },
@@ -145,6 +149,7 @@ impl Request {
             Request::Stanza { stanza, .. }
             | Request::Presence { stanza, .. }
             | Request::Room { stanza, .. }
+            | Request::RoomError { stanza, .. }
             | Request::Chat { stanza, .. } => budget::weight(stanza),
             Request::Roster { iq, .. } | Request::Blocking { iq, .. } => budget::weight(iq),
             Request::Offline { stanzas, .. } => stanzas.iter().map(String::len).sum(),

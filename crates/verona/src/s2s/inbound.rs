@@ -104,6 +104,14 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, send
         if relay && !here.contains(&to.domain().as_str()) {
             return relay_on(shared, &el, &to);
         }
+        // An error from another server's user to a room: the bounce of an invitation the room
+        // sent it (XEP-0045 §7.8.2), for the room to tell the inviter.
+        if to.domain().as_str() == pubsub.rooms_jid()
+            && el.name() == "message"
+            && el.attr("type") == Some("error")
+        {
+            return pubsub.room_error(from, el).await;
+        }
         if to.node().is_none() && to.domain().as_str() == shared.domain && is_public_query(&el) {
             // Answered from the request alone: the sender's resource plays no part.
             let asker = from.bare().with_resource_str("server").ok();

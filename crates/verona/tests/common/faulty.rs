@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use verona::Stores;
 use verona_pubsub::StoredNode;
 use verona_storage::{
-    AccountStore, BoxFuture, Conversations, Credentials, HeldSubscription, ItemsPage, ItemsQuery,
-    NodeListing, PubsubStore, PubsubWrite, SqliteStore, StorageError,
+    AccountStore, BoxFuture, Conversations, Credentials, HeldAffiliation, HeldSubscription,
+    ItemsPage, ItemsQuery, NodeListing, PubsubStore, PubsubWrite, SqliteStore, StorageError,
 };
 
 /// What pubsub writes do.
@@ -77,6 +77,15 @@ impl PubsubStore for FaultyStore {
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
         self.inner.owned_count(owner, prefix)
+    }
+
+    fn affiliations_of<'a>(
+        &'a self,
+        jid: &'a str,
+        prefix: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<HeldAffiliation>, StorageError>> {
+        self.inner.affiliations_of(jid, prefix, max)
     }
 
     fn subscriptions_of<'a>(

@@ -155,11 +155,6 @@ impl ServicesTask {
         done: &mut Vec<Done>,
     ) {
         let before = self.occupant_of(node, occupant);
-        let was_moderator = before.as_ref().is_some_and(|mine| {
-            let role = mine.options.custom.get(groupchat::ROLE_OPTION);
-            role.and_then(Role::parse) == Some(Role::Moderator)
-        });
-        let classic = (before.as_ref()).is_some_and(|mine| groupchat::is_classic(&mine.options));
         let reset = before.and_then(|mine| {
             let hosted = self.rooms.get(node)?;
             let config = hosted.service.node_config(node)?;
@@ -189,21 +184,45 @@ impl ServicesTask {
             }
         }
         self.announce_standing(room, node, occupant, by, done);
-        // An occupant made admin or owner of a semi-anonymous room becomes a moderator and now
-        // sees real JIDs: it gets every occupant's presence again, with them (as Prosody
-        // sends them), or it would know only those who come or change later.
+    }
+
+    /// Which of `sessions` in a room see its occupants' real JIDs now ([`sees_real_jids`]),
+    /// to compare with after a change of roles or affiliations ([`Self::show_occupants_anew`]).
+    pub(super) fn who_sees<'j>(
+        &self,
+        node: &str,
+        sessions: impl IntoIterator<Item = &'j Jid>,
+    ) -> BTreeMap<Jid, bool> {
+        let Some(hosted) = self.rooms.get(node) else {
+            return BTreeMap::new();
+        };
+        (sessions.into_iter())
+            .map(|jid| (jid.clone(), sees_real_jids(&hosted.service, node, jid)))
+            .collect()
+    }
+
+    /// A classic occupant's session that has come to see real JIDs (made moderator, admin or
+    /// owner of a semi-anonymous room), or no longer does, since `saw` was taken gets every
+    /// other occupant's presence again as it may now see it: with real JIDs, or without them
+    /// (as Prosody sends them when moderator status is gained or lost). Otherwise it would
+    /// know real JIDs only of those who come or change later, or keep showing ones it may no
+    /// longer see.
+    pub(super) fn show_occupants_anew(
+        &self,
+        room: &BareJid,
+        node: &str,
+        saw: &BTreeMap<Jid, bool>,
+        done: &mut Vec<Done>,
+    ) {
         let Some(hosted) = self.rooms.get(node) else {
             return;
         };
-        let semi_anonymous =
-            (hosted.service.node_config(node)).is_some_and(groupchat::is_semi_anonymous);
-        if semi_anonymous
-            && classic
-            && !was_moderator
-            && sees_real_jids(&hosted.service, node, occupant)
-        {
-            let everyone = occupants(&hosted.service, node);
-            if let Some(me) = everyone.iter().find(|o| o.jid == *occupant) {
+        let everyone = occupants(&hosted.service, node);
+        for me in &everyone {
+            let changed = saw
+                .get(&me.jid)
+                .is_some_and(|saw| *saw != sees_real_jids(&hosted.service, node, &me.jid));
+            if changed && groupchat::is_classic(&me.options) {
                 self.tell_others(room, node, &everyone, me, done);
             }
         }
@@ -497,6 +516,13 @@ impl ServicesTask {
             })
             .map(|jid| (jid.clone(), Affiliation::Member))
             .collect();
+        let reaffiliating: Vec<Jid> = occupants(&hosted.service, node)
+            .into_iter()
+            .map(|occupant| occupant.jid)
+            .filter(|occupant| affiliated.contains(&occupant.to_bare()))
+            .collect();
+        let saw = self.who_sees(node, &reaffiliating);
+        let hosted = self.rooms.get_mut(node)?;
         if !made_members.is_empty() {
             let actor = hosted.jid.clone();
             let made = hosted
@@ -535,11 +561,6 @@ impl ServicesTask {
                     .map(|(occupant, _)| occupant)
                     .filter(|occupant| !affiliated.contains(&occupant.to_bare()))
                     .collect();
-                let reaffiliated: Vec<Jid> = occupants(&hosted.service, node)
-                    .into_iter()
-                    .map(|occupant| occupant.jid)
-                    .filter(|occupant| affiliated.contains(&occupant.to_bare()))
-                    .collect();
                 let semi_anonymous = hosted
                     .service
                     .node_config(node)
@@ -548,10 +569,12 @@ impl ServicesTask {
                 for occupant in changed {
                     self.announce_standing(room, node, &occupant, &Removal::default(), done);
                 }
-                for occupant in reaffiliated {
+                // An occupant the form removed (322) is no longer there to hear of.
+                for occupant in &reaffiliating {
                     let by = Removal::default();
-                    self.affiliation_changed(room, node, &occupant, &by, done);
+                    self.affiliation_changed(room, node, occupant, &by, done);
                 }
+                self.show_occupants_anew(room, node, &saw, done);
                 // §10.2.1: everyone in the room hears that its configuration changed, and
                 // whether real JIDs are now shown (172) or hidden (173); an empty form (the
                 // instant room's defaults accepted) changes nothing to hear of.
@@ -773,12 +796,11 @@ impl ServicesTask {
         let config = hosted.service.node_config(node)?.clone();
         let actor_jid = hosted.jid.clone();
         let before = hosted.service.subscribers(node);
+        let in_room = occupants(&hosted.service, node);
         // Who was in the room before the change: those it removes (banned, no longer members)
         // hear of it in their unavailable presence, not also as accounts not in the room.
-        let present: BTreeSet<BareJid> = occupants(&hosted.service, node)
-            .iter()
-            .map(|o| o.jid.bare())
-            .collect();
+        let present: BTreeSet<BareJid> = in_room.iter().map(|o| o.jid.bare()).collect();
+        let saw = self.who_sees(node, in_room.iter().map(|o| &o.jid));
         let hosted = self.rooms.get_mut(node)?;
         if !affiliations.is_empty() {
             let engine: BTreeMap<BareJid, Affiliation> = affiliations
@@ -884,6 +906,7 @@ impl ServicesTask {
         for occupant in changed {
             self.affiliation_changed(room, node, &occupant, &removal, done);
         }
+        self.show_occupants_anew(room, node, &saw, done);
         Some(iq_result(stanza, None))
     }
 

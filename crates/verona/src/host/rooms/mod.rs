@@ -35,7 +35,7 @@ impl ServicesTask {
             return;
         };
         if stanza.attr("type") == Some("error") && stanza.name() != "iq" {
-            return self.occupant_error(&from, &to.to_bare(), &stanza, done);
+            return self.room_error(&Jid::from(from), &stanza, done);
         }
         match (stanza.name(), to.try_as_full()) {
             ("presence", Ok(room_nick)) => {
@@ -211,6 +211,31 @@ impl ServicesTask {
         })
     }
 
+    /// An error message to a room or an occupant: the bounce of an invitation the room sent
+    /// to another server's user, told to the inviter; or an occupant's error.
+    pub(super) fn room_error(&mut self, from: &Jid, stanza: &Element, done: &mut Vec<Done>) {
+        let Some(room) =
+            (stanza.attr("to").and_then(|to| Jid::new(to).ok())).map(|to| to.to_bare())
+        else {
+            return;
+        };
+        let node = room.node().map(|n| n.to_string()).unwrap_or_default();
+        let bounced = (stanza.name() == "message")
+            .then(|| stanza.attr("id"))
+            .flatten()
+            .and_then(|id| self.invitations.bounced(&node, id, from, Instant::now()));
+        if let Some(sent) = bounced {
+            let id = sent.id.as_deref();
+            let told =
+                groupchat::invitation_bounced(&room, &sent.inviter, id, &sent.invitee, stanza);
+            done.push(Done::reply(sent.inviter, told));
+            return;
+        }
+        if let Ok(from) = from.clone().try_into_full() {
+            self.occupant_error(&from, &room, stanza, done);
+        }
+    }
+
     /// An error from an occupant's address in answer to what the room sent it: an occupant
     /// that cannot be reached (its server gone, its session over) leaves with 333, as
     /// Prosody does, rather than stay listed and have everything sent to it bounce. Other
@@ -363,8 +388,11 @@ impl ServicesTask {
             !self.unknown_accounts.contains(&invitee) && !self.router.blocks(&invitee, &inviter)
         });
         for refused in &refused {
-            let reply =
-                groupchat::invitation_refused(stanza, refused, StanzaError::ServiceUnavailable);
+            let reply = groupchat::invitation_refused(
+                stanza,
+                &refused.jid,
+                StanzaError::ServiceUnavailable,
+            );
             done.push(Done::reply(from.clone(), reply));
         }
         let Some(hosted) = self.rooms.get_mut(&node) else {
@@ -396,9 +424,15 @@ impl ServicesTask {
             self.invitations.invited(&node, &invitee, &inviter, now);
             let invitation =
                 |to: Jid| groupchat::invitation(room, &to, &inviter, &invited, password.as_deref());
-            // Another server's user: its server delivers (or keeps) it, as any message.
+            // Another server's user: its server delivers (or keeps) it, as any message. Its
+            // id, the room's own, tells its bounce from others.
             if self.is_remote(&invitee) {
-                let message = invitation(invited.jid.clone());
+                let mut message = invitation(invited.jid.clone());
+                let sent_as = crate::c2s::random_id();
+                set_attr(&mut message, "id", sent_as.as_str());
+                let inviter = (from.clone(), stanza.attr("id").map(str::to_owned));
+                let (jid, node) = (invited.jid.clone(), node.as_str());
+                self.invitations.sent_away(sent_as, node, jid, inviter, now);
                 done.push(Done::reply(invited.jid.clone(), Some(message)));
                 continue;
             }

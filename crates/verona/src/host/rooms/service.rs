@@ -37,8 +37,12 @@ impl ServicesTask {
             self.list_rooms(from.clone(), stanza.clone());
             return false;
         }
-        if is_service_subscriptions(stanza) {
+        if is_service_list(stanza, "subscriptions") {
             self.room_subscriptions(from.clone(), stanza.clone());
+            return false;
+        }
+        if is_service_list(stanza, "affiliations") {
+            self.room_affiliations(from.clone(), stanza.clone());
             return false;
         }
         // XEP-0045 §10.1.4: a room name nobody has.
@@ -202,6 +206,44 @@ impl ServicesTask {
             let list = verona_pubsub_xmpp::subscription_list(&held, None);
             let reply = iq_result(&stanza, Some(list));
             router.deliver(&asker, Bytes::from(verona_stream::element_bytes(&reply)));
+        });
+    }
+
+    /// XEP-0060 §5.7 of `chat.<domain>` as a whole: the affiliations the asker's account
+    /// holds with the rooms, as their nodes keep them (an admin is a member the room lists),
+    /// read from storage, as rooms are resident only while used; the first
+    /// [`MAX_LISTED_ROOMS`], by room. Answered by a task of its own, as it changes nothing.
+    fn room_affiliations(&self, from: FullJid, stanza: Element) {
+        let Some(permit) = self.service_read(&from, &stanza) else {
+            return;
+        };
+        let stores = self.stores.clone();
+        let router = self.router.clone();
+        let prefix = handle::room_key(self.rooms_jid.as_str(), "");
+        tokio::spawn(async move {
+            let _permit = permit;
+            let asker = from.to_bare();
+            let held = stores
+                .pubsub
+                .affiliations_of(asker.as_str(), &prefix, MAX_LISTED_ROOMS)
+                .await;
+            let reply = match held {
+                Ok(held) => {
+                    let held: Vec<_> = (held.into_iter())
+                        .map(|held| (held.node, held.affiliation))
+                        .collect();
+                    let list = verona_pubsub_xmpp::affiliation_list(&held);
+                    Some(iq_result(&stanza, Some(list)))
+                }
+                Err(e) => {
+                    tracing::error!("reading an account's room affiliations failed: {e}");
+                    error_reply(&stanza, StanzaError::InternalServerError, None)
+                }
+            };
+            if let Some(reply) = reply {
+                let bytes = Bytes::from(verona_stream::element_bytes(&reply));
+                router.deliver(&Jid::from(from), bytes);
+            }
         });
     }
 
@@ -463,21 +505,22 @@ fn native_nick(stanza: &Element) -> Option<(String, String)> {
     Some((options.attr("node")?.to_owned(), nick))
 }
 
-/// Public rooms one room list names at most.
+/// Rooms one answer about every room names at most (public rooms listed, affiliations).
 const MAX_LISTED_ROOMS: usize = 1000;
 
 /// Room lists being read, or subscriptions in rooms gathered, at once, over the whole server.
 pub(in crate::host) const CONCURRENT_ROOM_LISTS: usize = 2;
 
-/// XEP-0060 §5.6 asked of the service itself: the subscriptions on every node.
-fn is_service_subscriptions(stanza: &Element) -> bool {
+/// XEP-0060 §5.6 or §5.7 asked of the service itself (`list` is `subscriptions` or
+/// `affiliations`): those on every node.
+fn is_service_list(stanza: &Element, list: &str) -> bool {
     let mut asked =
         (stanza.get_child("pubsub", ns::PUBSUB).into_iter()).flat_map(Element::children);
     stanza.name() == "iq"
         && stanza.attr("type") == Some("get")
         && matches!(
             (asked.next(), asked.next()),
-            (Some(list), None) if list.is("subscriptions", ns::PUBSUB) && list.attr("node").is_none()
+            (Some(asked), None) if asked.is(list, ns::PUBSUB) && asked.attr("node").is_none()
         )
 }
 
