@@ -832,3 +832,106 @@ async fn conversations_another_server_starts_are_bounded_by_a_rate() {
     got_chat(&mut juliet, "romeo@montague.lit/here", "wherefore").await;
     romeo.expect_nothing().await;
 }
+
+/// A conversation message another server writes from its user's bare JID (as servers speaking
+/// for an account, gateways and rooms' invitations do) is one of the pair's conversation, as
+/// from a full JID (RFC 6121 §8.5.2.1.1, XEP-0313, XEP-0359, XEP-0280): at once to the
+/// available resources of non-negative priority, with no delay and with the account's archive
+/// id when it is kept; a copy to a resource that enabled carbons and was not addressed; in the
+/// archive. A chat state passes through unkept; a service's word (a PEP event) is no
+/// conversation's, and is delivered at once as it came. Before, each went through the offline
+/// queue: stamped delayed, with no archive id, not archived and not copied.
+#[tokio::test]
+async fn a_remote_accounts_bare_jid_message_is_in_its_conversation() {
+    const SID: &str = "urn:xmpp:sid:0";
+    const CARBONS: &str = "urn:xmpp:carbons:2";
+    const FORWARD: &str = "urn:xmpp:forward:0";
+    const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+    const RECEIPTS: &str = "urn:xmpp:receipts";
+    let (listener, capulet, _montague) = capulet_montague_and_fake(|_| {}).await;
+    let mut juliet = available(&capulet, "juliet").await;
+    let mut phone = capulet.login("juliet", "pw", "phone").await;
+    phone
+        .send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
+        .await;
+    recv_until(&mut phone, |el| el.name() == "presence").await;
+    let enabled = phone
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='cc'><enable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await;
+    ok(&enabled);
+    let (mut fake, _answers) = fake_server(&capulet, &listener).await;
+    let cases = [
+        ("chat", "<body>chat</body>", "body", NS_CLIENT, true),
+        ("normal", "<body>normal</body>", "body", NS_CLIENT, true),
+        (
+            "chat",
+            "<composing xmlns='http://jabber.org/protocol/chatstates'/>",
+            "composing",
+            CHATSTATES,
+            false,
+        ),
+        (
+            "normal",
+            "<received xmlns='urn:xmpp:receipts' id='chat'/>",
+            "received",
+            RECEIPTS,
+            true,
+        ),
+    ];
+    for (n, (kind, payload, name, ns, kept)) in cases.into_iter().enumerate() {
+        let id = format!("m{n}");
+        fake.send(&format!(
+            "<message from='romeo@fake.lit' to='juliet@capulet.lit' type='{kind}' id='{id}'>{payload}</message>"
+        ))
+        .await;
+        let got = next_message(&mut juliet).await;
+        assert_eq!(got.attr("from"), Some("romeo@fake.lit"), "{}", show(&got));
+        assert_eq!(got.attr("type"), Some(kind), "{}", show(&got));
+        assert_eq!(got.attr("id"), Some(id.as_str()), "{}", show(&got));
+        if kept {
+            assert_children(&got, &[(name, ns), ("stanza-id", SID)]);
+            let sid = got.get_child("stanza-id", SID).unwrap();
+            assert_eq!(sid.attr("by"), Some("juliet@capulet.lit"), "{}", show(&got));
+        } else {
+            assert_children(&got, &[(name, ns)]);
+        }
+        // The resource of negative priority was not addressed: it has its copy.
+        let copy = next_message(&mut phone).await;
+        let copied = copy
+            .get_child("received", CARBONS)
+            .and_then(|received| received.get_child("forwarded", FORWARD))
+            .and_then(|forwarded| forwarded.get_child("message", NS_CLIENT))
+            .unwrap_or_else(|| panic!("{}", show(&copy)));
+        assert_eq!(*copied, got);
+    }
+    let event = "<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='n'><item id='i'/></items></event>";
+    fake.send(&format!(
+        "<message from='romeo@fake.lit' to='juliet@capulet.lit' id='e'>{event}</message>"
+    ))
+    .await;
+    let got = next_message(&mut juliet).await;
+    let sent: Element = format!(
+        "<message xmlns='{NS_CLIENT}' from='romeo@fake.lit' to='juliet@capulet.lit' id='e'>{event}</message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(got, sent, "{}", show(&got));
+    juliet.expect_nothing().await;
+    phone.expect_nothing().await;
+    let (archived, fin) = mam_page(&mut juliet, None, "").await;
+    ok(&fin);
+    let ids: Vec<&str> = archived
+        .iter()
+        .filter_map(|result| {
+            let message = result
+                .get_child("result", "urn:xmpp:mam:2")?
+                .get_child("forwarded", FORWARD)?
+                .get_child("message", NS_CLIENT)?;
+            assert_eq!(message.attr("from"), Some("romeo@fake.lit"));
+            message.attr("id")
+        })
+        .collect();
+    assert_eq!(ids, ["m0", "m1", "m3"]);
+}
