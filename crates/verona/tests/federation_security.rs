@@ -414,6 +414,57 @@ async fn a_key_that_cannot_be_checked_is_answered_with_an_error() {
     }
 }
 
+/// A domain whose server cannot be reached is not dialled again for each key claiming it: a
+/// peer offering key after key for a dead domain, on one stream or several, gets each
+/// answered `remote-connection-failed`, and the server tried to connect once (before, once
+/// per key, at the rate the peer sent them).
+#[tokio::test]
+async fn keys_for_a_dead_domain_do_not_make_the_server_dial_it_again() {
+    let port = free_port();
+    // dead.lit's address takes connections and closes them at once, counting them.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    let dialled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = dialled.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = dead.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+        let at = format!("127.0.0.1:{dead_port}");
+        config.s2s.hosts.insert("dead.lit".into(), at);
+    })
+    .await;
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for _ in 0..2 {
+        let mut raw = open_secured(&capulet, port, "dead.lit", "capulet.lit").await;
+        for _ in 0..3 {
+            raw.send(&format!(
+                "<db:result from='dead.lit' to='capulet.lit'>{key}</db:result>"
+            ))
+            .await;
+            let answer = raw.element().await;
+            assert!(answer.is("result", DIALBACK), "{}", show(&answer));
+            assert_eq!(answer.attr("type"), Some("error"), "{}", show(&answer));
+            let condition = answer
+                .get_child("error", "jabber:server")
+                .and_then(|error| error.children().find(|c| c.ns() == NS_STANZAS))
+                .map(|c| c.name().to_owned());
+            assert_eq!(
+                condition.as_deref(),
+                Some("remote-connection-failed"),
+                "{}",
+                show(&answer)
+            );
+        }
+    }
+    assert_eq!(dialled.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 /// A failed stream of one pair of domains says nothing of the others (third review, issue
 /// #11): anyone can ask for dialback to `pubsub.capulet.lit`, which makes capulet.lit open a
 /// stream from that subdomain to montague.lit; montague.lit cannot check it and refuses it,
