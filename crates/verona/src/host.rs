@@ -644,7 +644,7 @@ impl ServicesTask {
                     .and_then(verona_pubsub_xmpp::storage_failed);
                 // A message that was to be kept is not delivered: its sender is told to retry.
                 if let Some(kept) = d.passing.take_if(|_| undone) {
-                    d.to = Some(Jid::from(kept.from.clone()));
+                    d.to = Some(kept.from.clone());
                     d.reply = error_reply(&kept.message, StanzaError::InternalServerError, None);
                 }
             }

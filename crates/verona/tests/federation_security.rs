@@ -414,6 +414,57 @@ async fn a_key_that_cannot_be_checked_is_answered_with_an_error() {
     }
 }
 
+/// A domain whose server cannot be reached is not dialled again for each key claiming it: a
+/// peer offering key after key for a dead domain, on one stream or several, gets each
+/// answered `remote-connection-failed`, and the server tried to connect once (before, once
+/// per key, at the rate the peer sent them).
+#[tokio::test]
+async fn keys_for_a_dead_domain_do_not_make_the_server_dial_it_again() {
+    let port = free_port();
+    // dead.lit's address takes connections and closes them at once, counting them.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    let dialled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = dialled.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = dead.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+        let at = format!("127.0.0.1:{dead_port}");
+        config.s2s.hosts.insert("dead.lit".into(), at);
+    })
+    .await;
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for _ in 0..2 {
+        let mut raw = open_secured(&capulet, port, "dead.lit", "capulet.lit").await;
+        for _ in 0..3 {
+            raw.send(&format!(
+                "<db:result from='dead.lit' to='capulet.lit'>{key}</db:result>"
+            ))
+            .await;
+            let answer = raw.element().await;
+            assert!(answer.is("result", DIALBACK), "{}", show(&answer));
+            assert_eq!(answer.attr("type"), Some("error"), "{}", show(&answer));
+            let condition = answer
+                .get_child("error", "jabber:server")
+                .and_then(|error| error.children().find(|c| c.ns() == NS_STANZAS))
+                .map(|c| c.name().to_owned());
+            assert_eq!(
+                condition.as_deref(),
+                Some("remote-connection-failed"),
+                "{}",
+                show(&answer)
+            );
+        }
+    }
+    assert_eq!(dialled.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 /// A failed stream of one pair of domains says nothing of the others (third review, issue
 /// #11): anyone can ask for dialback to `pubsub.capulet.lit`, which makes capulet.lit open a
 /// stream from that subdomain to montague.lit; montague.lit cannot check it and refuses it,
@@ -924,4 +975,107 @@ async fn a_bounced_invitation_is_told_to_the_inviter() {
         .send(&bounce("romeo@fake.lit", &sent_as, "forbidden"))
         .await;
     juliet.expect_nothing().await;
+}
+
+/// A conversation message another server writes from its user's bare JID (as servers speaking
+/// for an account, gateways and rooms' invitations do) is one of the pair's conversation, as
+/// from a full JID (RFC 6121 §8.5.2.1.1, XEP-0313, XEP-0359, XEP-0280): at once to the
+/// available resources of non-negative priority, with no delay and with the account's archive
+/// id when it is kept; a copy to a resource that enabled carbons and was not addressed; in the
+/// archive. A chat state passes through unkept; a service's word (a PEP event) is no
+/// conversation's, and is delivered at once as it came. Before, each went through the offline
+/// queue: stamped delayed, with no archive id, not archived and not copied.
+#[tokio::test]
+async fn a_remote_accounts_bare_jid_message_is_in_its_conversation() {
+    const SID: &str = "urn:xmpp:sid:0";
+    const CARBONS: &str = "urn:xmpp:carbons:2";
+    const FORWARD: &str = "urn:xmpp:forward:0";
+    const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+    const RECEIPTS: &str = "urn:xmpp:receipts";
+    let (listener, capulet, _montague) = capulet_montague_and_fake(|_| {}).await;
+    let mut juliet = available(&capulet, "juliet").await;
+    let mut phone = capulet.login("juliet", "pw", "phone").await;
+    phone
+        .send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
+        .await;
+    recv_until(&mut phone, |el| el.name() == "presence").await;
+    let enabled = phone
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='cc'><enable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await;
+    ok(&enabled);
+    let (mut fake, _answers) = fake_server(&capulet, &listener).await;
+    let cases = [
+        ("chat", "<body>chat</body>", "body", NS_CLIENT, true),
+        ("normal", "<body>normal</body>", "body", NS_CLIENT, true),
+        (
+            "chat",
+            "<composing xmlns='http://jabber.org/protocol/chatstates'/>",
+            "composing",
+            CHATSTATES,
+            false,
+        ),
+        (
+            "normal",
+            "<received xmlns='urn:xmpp:receipts' id='chat'/>",
+            "received",
+            RECEIPTS,
+            true,
+        ),
+    ];
+    for (n, (kind, payload, name, ns, kept)) in cases.into_iter().enumerate() {
+        let id = format!("m{n}");
+        fake.send(&format!(
+            "<message from='romeo@fake.lit' to='juliet@capulet.lit' type='{kind}' id='{id}'>{payload}</message>"
+        ))
+        .await;
+        let got = next_message(&mut juliet).await;
+        assert_eq!(got.attr("from"), Some("romeo@fake.lit"), "{}", show(&got));
+        assert_eq!(got.attr("type"), Some(kind), "{}", show(&got));
+        assert_eq!(got.attr("id"), Some(id.as_str()), "{}", show(&got));
+        if kept {
+            assert_children(&got, &[(name, ns), ("stanza-id", SID)]);
+            let sid = got.get_child("stanza-id", SID).unwrap();
+            assert_eq!(sid.attr("by"), Some("juliet@capulet.lit"), "{}", show(&got));
+        } else {
+            assert_children(&got, &[(name, ns)]);
+        }
+        // The resource of negative priority was not addressed: it has its copy.
+        let copy = next_message(&mut phone).await;
+        let copied = copy
+            .get_child("received", CARBONS)
+            .and_then(|received| received.get_child("forwarded", FORWARD))
+            .and_then(|forwarded| forwarded.get_child("message", NS_CLIENT))
+            .unwrap_or_else(|| panic!("{}", show(&copy)));
+        assert_eq!(*copied, got);
+    }
+    let event = "<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='n'><item id='i'/></items></event>";
+    fake.send(&format!(
+        "<message from='romeo@fake.lit' to='juliet@capulet.lit' id='e'>{event}</message>"
+    ))
+    .await;
+    let got = next_message(&mut juliet).await;
+    let sent: Element = format!(
+        "<message xmlns='{NS_CLIENT}' from='romeo@fake.lit' to='juliet@capulet.lit' id='e'>{event}</message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(got, sent, "{}", show(&got));
+    juliet.expect_nothing().await;
+    phone.expect_nothing().await;
+    let (archived, fin) = mam_page(&mut juliet, None, "").await;
+    ok(&fin);
+    let ids: Vec<&str> = archived
+        .iter()
+        .filter_map(|result| {
+            let message = result
+                .get_child("result", "urn:xmpp:mam:2")?
+                .get_child("forwarded", FORWARD)?
+                .get_child("message", NS_CLIENT)?;
+            assert_eq!(message.attr("from"), Some("romeo@fake.lit"));
+            message.attr("id")
+        })
+        .collect();
+    assert_eq!(ids, ["m0", "m1", "m3"]);
 }

@@ -615,7 +615,7 @@ impl Connection {
             self.answer(&el, StanzaError::ResourceConstraint, why);
             return;
         }
-        pubsub.chat(me, to, el).await;
+        pubsub.chat(me.into(), to, el).await;
     }
 
     fn answer(&mut self, el: &Element, error: StanzaError, text: Option<&str>) {

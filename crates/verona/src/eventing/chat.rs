@@ -180,8 +180,18 @@ pub fn server_written(child: &Element) -> bool {
         || (child.ns() == ns::CLIENT && child.name() == "error")
 }
 
-/// A message that is not a conversation's (a headline, a groupchat or error message, or one
-/// from another server's bare JID: a room's, a service's) from `sender` to an account of
+/// Whether a message is a service's word rather than a person's: a pubsub event (a PEP or
+/// pubsub service's notification) or an archive's result (XEP-0313 §4), which the other
+/// server's entities send from bare JIDs and a conversation's vetting would strip.
+pub fn is_service_message(message: &Element) -> bool {
+    message.children().any(|child| {
+        child.is("event", "http://jabber.org/protocol/pubsub#event")
+            || child.is("result", crate::eventing::archive::NS)
+    })
+}
+
+/// A message that is not a conversation's (a headline, a groupchat or error message, a
+/// service's word ([`is_service_message`]), or one from a domain) from `sender` to an account of
 /// `domain`, without what would pass for this server's word: a `stanza-id` by an entity of
 /// this server other than the sender (XEP-0359 §5: by the
 /// recipient it would pass for its archive's), the wrappers of carbons, which only the
@@ -233,7 +243,7 @@ pub fn strip_forged(message: &mut Element, sender: &Jid, domain: &str) {
 
 /// A message as it is kept and delivered: from the sending session, to the address the sender
 /// gave, with its type and id, and what it carries but what only the server writes.
-pub fn vetted(mut message: Element, from: &FullJid, to: &Jid) -> Element {
+pub fn vetted(mut message: Element, from: &Jid, to: &Jid) -> Element {
     let mut kept = builder("message", ns::CLIENT)
         .with("from", from.as_str())
         .with("to", to.as_str());

@@ -69,8 +69,9 @@ fn spliced(archived: Option<Archived<'_>>, party: &BareJid) -> Option<String> {
 }
 
 impl ServicesTask {
-    /// A `chat` or `normal` message from `from` to another local account (or its own).
-    pub(super) fn chat(&mut self, from: FullJid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
+    /// A `chat` or `normal` message from `from` (a session, or another server's account) to a
+    /// local account (or its own).
+    pub(super) fn chat(&mut self, from: Jid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
         let node = chat::node(&from.bare(), &to.bare());
         let message = chat::vetted(stanza, &from, &to);
         let origin = Origin::Conversation(node.clone());
@@ -90,10 +91,7 @@ impl ServicesTask {
             return;
         };
         let request = PublishRequest::payload(None, String::from(&message));
-        match hosted
-            .service
-            .publish(&Jid::from(from.clone()), &node, request)
-        {
+        match hosted.service.publish(&from, &node, request) {
             Ok(outcome) => {
                 // Delivery uses the message as it is, instead of parsing the item back.
                 let kept = Passing { from, to, message };
@@ -309,14 +307,14 @@ impl ServicesTask {
                 continue;
             }
             let message: Option<Element> = item.payload.as_deref().and_then(|p| p.parse().ok());
-            let (Some(message), Ok(from)) = (message, item.publisher.clone().try_into_full())
-            else {
+            let Some(message) = message else {
                 continue;
             };
+            let from = &item.publisher;
             let Some(to) = message.attr("to").and_then(|to| Jid::new(to).ok()) else {
                 continue;
             };
-            self.pass_on(&from, &to, &message, Some(archived), &native);
+            self.pass_on(from, &to, &message, Some(archived), &native);
         }
     }
 
@@ -335,7 +333,7 @@ impl ServicesTask {
     /// user's traffic never disconnects another (issue #11 M2).
     fn pass_on(
         &self,
-        from: &FullJid,
+        from: &Jid,
         to: &Jid,
         message: &Element,
         archived: Option<Archived<'_>>,
@@ -358,7 +356,7 @@ impl ServicesTask {
             .router
             .resources_of(&recipient)
             .into_iter()
-            .filter(|(jid, _)| jid != from || to.try_as_full() == Ok(jid))
+            .filter(|(jid, _)| **jid != *from || to.try_as_full() == Ok(jid))
             .collect();
         let named = to
             .try_as_full()
@@ -410,6 +408,7 @@ impl ServicesTask {
             // A parked session's full queue is not counted: nobody reads it, so what it
             // refuses is kept offline below, and comes after that queue on resumption.
             if let Some(reply) = error_reply(message, StanzaError::ResourceConstraint, None)
+                && let Ok(from) = from.try_as_full()
                 && let Some(session) = self.router.session(from)
             {
                 session.offer(Bytes::from(verona_stream::element_bytes(&reply)));
@@ -436,7 +435,8 @@ impl ServicesTask {
         }
         let mut sent = None;
         for (jid, handle) in self.router.resources_of(&sender) {
-            if !handle.is_available() && jid != *from {
+            let sending = *jid == *from;
+            if !handle.is_available() && !sending {
                 continue;
             }
             if archive_id.is_some() && !handle.wants_classic(Some(true)) {
@@ -444,7 +444,7 @@ impl ServicesTask {
                 if let Some(event) = native(&sender) {
                     handle.offer(event);
                 }
-            } else if jid != *from && copied && handle.carbons() {
+            } else if !sending && copied && handle.carbons() {
                 let delivered =
                     sent.get_or_insert_with(|| chat::delivered(message, archive_id, &sender, None));
                 let copy = chat::carbon(delivered, Copy::Sent, &sender, &jid);

@@ -227,9 +227,10 @@ impl PubsubHandle {
         }
     }
 
-    /// A `chat` or `normal` message from a session to a local account (`from` already
-    /// stamped; `to` as the sender gave it), for the shard of their conversation.
-    pub async fn chat(&self, from: FullJid, to: Jid, stanza: Element) {
+    /// A `chat` or `normal` message from a session (or another server's account) to a local
+    /// account (`from` already stamped; `to` as the sender gave it), for the shard of their
+    /// conversation.
+    pub async fn chat(&self, from: Jid, to: Jid, stanza: Element) {
         let node = eventing::chat::node(&from.bare(), &to.bare());
         let shard = self.shard(&room_key(&self.jid, &node));
         self.send(shard, Request::Chat { from, to, stanza }).await;

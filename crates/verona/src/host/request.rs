@@ -100,14 +100,11 @@ pub(super) enum Request {
     FeaturesKnown(FullJid),
     /// A presence probe (RFC 6121 §4.3) from a session to a local account.
     Probe { from: Jid, contact: BareJid },
-    /// A `chat` or `normal` message between two local accounts (`to`: the address the sender
-    /// gave): a publish to their conversation node, or for one that is not kept, a message
-    /// passed on by the same rules.
-    Chat {
-        from: FullJid,
-        to: Jid,
-        stanza: Element,
-    },
+    /// A `chat` or `normal` message with a local account (`to`: the address the sender gave;
+    /// `from`: a session, or another server's account, which may write from its bare JID): a
+    /// publish to the pair's conversation node, or for one that is not kept, a message passed
+    /// on by the same rules.
+    Chat { from: Jid, to: Jid, stanza: Element },
     /// From the shard of a conversation, after its commit: a message for `account`, which had
     /// no available session to take it: delivered if it has one now, else kept (XEP-0160).
     Offline {
@@ -191,7 +188,7 @@ pub(super) struct Done {
 /// A message passed on without being kept (chat states, receipts): from the sending session
 /// to the address it gave, vetted.
 pub(super) struct Passing {
-    pub(super) from: FullJid,
+    pub(super) from: Jid,
     pub(super) to: Jid,
     pub(super) message: Element,
 }

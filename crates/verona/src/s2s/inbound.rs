@@ -124,14 +124,23 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, send
             }
             return;
         }
+        let conversational =
+            el.name() == "message" && crate::eventing::chat::is_conversational(&el);
         // A message kept for a local account counts against its sender's rate, however its
         // server writes the sender.
-        if el.name() == "message"
-            && crate::eventing::chat::is_conversational(&el)
-            && crate::eventing::chat::is_kept(&el)
-            && !pubsub.may_keep(&from.bare())
-        {
+        if conversational && crate::eventing::chat::is_kept(&el) && !pubsub.may_keep(&from.bare()) {
             return answer(shared, &el, StanzaError::ResourceConstraint);
+        }
+        // An account's bare JID (a user's server writing for it, a gateway's contact, a
+        // room's invitation) is in a conversation as its full JID would be: delivered at once
+        // with its archive id, copied, kept while the account is away; not passed through
+        // the offline queue, which stamped it delayed and left it out of the archive.
+        if conversational
+            && from.node().is_some()
+            && local_account.is_some()
+            && !crate::eventing::chat::is_service_message(&el)
+        {
+            return pubsub.chat(from, to, el).await;
         }
         return deliver(shared, el, &to).await;
     };
@@ -170,7 +179,7 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, send
             if crate::eventing::chat::is_kept(&el) && !pubsub.may_keep(&sender.bare()) {
                 answer(shared, &el, StanzaError::ResourceConstraint);
             } else {
-                pubsub.chat(sender, to, el).await;
+                pubsub.chat(sender.into(), to, el).await;
             }
         }
         Route::Session(_) | Route::Account(_) => {
@@ -278,6 +287,16 @@ async fn keep_or_deliver(shared: &Shared, el: Element, account: BareJid) {
             return;
         }
         _ => {}
+    }
+    // §8.5.2.1.1: at once to the available resources of non-negative priority; kept, and
+    // stamped delayed when it comes, only if none takes it.
+    let bytes = Bytes::from(verona_stream::element_bytes(&el));
+    let mut taken = false;
+    for (_, session) in shared.router.message_sessions(&account) {
+        taken |= session.offer(bytes.clone());
+    }
+    if taken {
+        return;
     }
     let stanza = String::from(&el);
     shared

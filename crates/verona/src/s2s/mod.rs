@@ -39,6 +39,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// §3): it answered, so it is up, and the check may work next time; errors in a row do not
 /// make it longer, as failures do.
 const UNCHECKED_WAIT: Duration = Duration::from_secs(2);
+/// How long a failure to reach a domain to check a dialback key answers the keys claiming it
+/// without a new try: a peer offering keys for a dead domain cannot make this server dial it
+/// at the rate it sends them, and a server that is up again has its keys checked soon (sooner
+/// if a stanza for it gets through). Failures of stanzas alone hold no key back.
+const VERIFY_WAIT: Duration = Duration::from_secs(10);
 
 /// What an outgoing stream is asked to do.
 enum Out {
@@ -119,6 +124,8 @@ struct Down {
     until: Instant,
     failures: u32,
     bounce: StanzaError,
+    /// When the last stream that failed had a dialback key to check waiting.
+    keys_failed_at: Option<Instant>,
 }
 
 /// Unreachable domains remembered at most: a user who writes to made-up domains cannot grow
@@ -143,6 +150,24 @@ fn note_failure(down: &mut HashMap<String, Down>, remote: &str, now: Instant) {
     entry.bounce = StanzaError::RemoteServerNotFound;
 }
 
+/// Notes that the failure of `remote` (a pair's [`down_key`]) just noted left a dialback key
+/// unchecked at `now`.
+fn note_keys_failed(down: &mut HashMap<String, Down>, remote: &str, now: Instant) {
+    if let Some(entry) = down.get_mut(remote) {
+        entry.keys_failed_at = Some(now);
+    }
+}
+
+/// Whether a dialback key claiming `remote` (a pair's [`down_key`]) is answered unchecked
+/// without dialling it at `now`: it could not be reached to check a key less than
+/// [`VERIFY_WAIT`] ago. (An entry outlives that: it is forgotten only [`MAX_BACKOFF`] after
+/// its stanzas' wait.)
+fn verify_waits(down: &HashMap<String, Down>, remote: &str, now: Instant) -> bool {
+    down.get(remote).is_some_and(|d| {
+        d.failures > 0 && d.keys_failed_at.is_some_and(|at| now < at + VERIFY_WAIT)
+    })
+}
+
 /// Notes that `remote`'s server answered our dialback key with an error at `now`: it was
 /// reached, so the failures in a row end; stanzas bounce with `remote-server-timeout`, as
 /// XEP-0220 §2.1.1 says, for [`UNCHECKED_WAIT`].
@@ -152,6 +177,7 @@ fn note_unchecked(down: &mut HashMap<String, Down>, remote: &str, now: Instant) 
             until: now + UNCHECKED_WAIT,
             failures: 0,
             bounce: StanzaError::RemoteServerTimeout,
+            keys_failed_at: None,
         };
     }
 }
@@ -172,6 +198,7 @@ fn down_entry<'a>(
         until: now,
         failures: 0,
         bounce: StanzaError::RemoteServerNotFound,
+        keys_failed_at: None,
     }))
 }
 
@@ -391,7 +418,9 @@ impl Federation {
     /// Asks `remote` (over our stream to it) whether it made `key` for its stream `id` to
     /// `local`. Asked even while `remote` is in its wait after failures: the server asking
     /// has just connected to us, so it is likely up again, and only an answer says a key is
-    /// forged.
+    /// forged. Not within [`VERIFY_WAIT`] of a failure to reach it that left a key unchecked:
+    /// then the key is answered unchecked without dialling, since anyone may claim a dead
+    /// domain, key after key, and each check would be a new connection.
     pub async fn verify(
         self: &Arc<Self>,
         local: &str,
@@ -399,6 +428,13 @@ impl Federation {
         id: &str,
         key: &str,
     ) -> Verdict {
+        let waits = {
+            let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+            verify_waits(&down, &down_key(local, remote), Instant::now())
+        };
+        if waits {
+            return Verdict::Unchecked(Unchecked::ConnectionFailed);
+        }
         let (answer, answered) = oneshot::channel();
         let ask = Out::Verify {
             id: id.to_owned(),
@@ -486,6 +522,13 @@ impl Federation {
     fn failed(&self, local: &str, remote: &str) {
         let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
         note_failure(&mut down, &down_key(local, remote), Instant::now());
+    }
+
+    /// The stream from `local` to `remote` that could not be made ([`Self::failed`]) had
+    /// dialback keys to check waiting.
+    fn keys_failed(&self, local: &str, remote: &str) {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        note_keys_failed(&mut down, &down_key(local, remote), Instant::now());
     }
 
     /// `remote` answered our key from `local` with an error: a short wait.
@@ -687,6 +730,44 @@ mod tests {
         note_failure(&mut down, "one-more.example", later);
         assert_eq!(down.len(), 1);
         assert_eq!(down["one-more.example"].failures, 1);
+    }
+
+    /// Keys claiming a domain that could not be reached to check a key are answered without
+    /// dialling it for [`VERIFY_WAIT`], however long or short its stanzas wait; failures of
+    /// stanzas alone hold no key back, and a domain whose server answered (our key unchecked)
+    /// is up: its keys are checked.
+    #[test]
+    fn keys_for_an_unreachable_domain_wait_a_short_time() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut down = HashMap::new();
+        note_failure(&mut down, "gone.example", t0);
+        assert!(!verify_waits(&down, "gone.example", t0));
+        note_keys_failed(&mut down, "gone.example", t0);
+        assert!(down["gone.example"].until < t0 + VERIFY_WAIT);
+        assert!(verify_waits(
+            &down,
+            "gone.example",
+            t0 + VERIFY_WAIT - second
+        ));
+        assert!(!verify_waits(&down, "gone.example", t0 + VERIFY_WAIT));
+        let t1 = t0 + VERIFY_WAIT;
+        for _ in 0..8 {
+            note_failure(&mut down, "gone.example", t1);
+        }
+        note_keys_failed(&mut down, "gone.example", t1);
+        assert!(down["gone.example"].until > t1 + VERIFY_WAIT);
+        assert!(verify_waits(
+            &down,
+            "gone.example",
+            t1 + VERIFY_WAIT - second
+        ));
+        assert!(!verify_waits(&down, "gone.example", t1 + VERIFY_WAIT));
+        note_unchecked(&mut down, "gone.example", t1);
+        assert!(!verify_waits(&down, "gone.example", t1));
+        // Nothing is noted for a domain with no failure (or no room for one).
+        note_keys_failed(&mut down, "up.example", t1);
+        assert!(!down.contains_key("up.example"));
     }
 
     /// Unanswered questions expire, and one domain's cannot take all the room.

@@ -50,6 +50,11 @@ pub(super) async fn run(
         Ended::Unreached(why) => {
             tracing::info!(%local, %remote, "cannot reach the server: {why}");
             federation.failed(&local, &remote);
+            // Noted before the keys are answered: the next key claiming the domain, which
+            // may come at once, finds it.
+            if pending.iter().any(|out| matches!(out, Out::Verify { .. })) {
+                federation.keys_failed(&local, &remote);
+            }
             StanzaError::RemoteServerNotFound
         }
         // XEP-0220 §2.1.1: what waited on a key found bogus bounces as an internal error.
