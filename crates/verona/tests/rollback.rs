@@ -204,3 +204,37 @@ async fn a_panicking_shard_stops_the_server_loudly() {
         assert_eq!(client.expect_stream_error().await, "internal-server-error");
     }
 }
+
+/// A write that fails fails only the requests of its service: another service's request in
+/// the same batch (one shard, requests sent at once while the previous batch commits) is
+/// stored and answered.
+#[tokio::test]
+async fn a_failing_write_fails_only_its_own_service() {
+    let (_t, store, mut juliet, mut romeo) = two_users().await;
+    ok(&juliet.request(&create_open("moments")).await);
+    ok(&romeo.request(&create_open("moments")).await);
+
+    store.fail_service(Some("juliet@localhost"));
+    store.set(Writes::Slow);
+    romeo.send(&publish("first")).await;
+    juliet.send(&publish("lost")).await;
+    romeo.send(&publish("kept")).await;
+    told_to_retry(&juliet.recv().await);
+    ok(&romeo.recv().await);
+    ok(&romeo.recv().await);
+    store.fail_service(None);
+    store.set(Writes::Succeed);
+
+    assert!(item_ids(&mut romeo).await.is_empty());
+    let get = "<iq xmlns='jabber:client' type='get' id='mine'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='moments'/></pubsub></iq>";
+    let reply = romeo.request(get).await;
+    ok(&reply);
+    let ids: Vec<&str> = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .expect("<items/>")
+        .children()
+        .filter_map(|item| item.attr("id"))
+        .collect();
+    assert_eq!(ids, ["kept"]);
+}

@@ -29,6 +29,13 @@ pub const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(50)
 pub struct FaultyStore {
     inner: Arc<SqliteStore>,
     writes: AtomicU8,
+    /// Writes to this service fail (a node storage no longer has), whatever `writes` says.
+    failing: std::sync::Mutex<Option<String>>,
+    /// With `pausing`, an account's deletion waits, once stored, until `release`d, having
+    /// told `deleted`.
+    pausing: std::sync::atomic::AtomicBool,
+    pub deleted: tokio::sync::Notify,
+    pub release: tokio::sync::Notify,
 }
 
 impl FaultyStore {
@@ -36,11 +43,26 @@ impl FaultyStore {
         Arc::new(FaultyStore {
             inner,
             writes: AtomicU8::new(Writes::Succeed as u8),
+            failing: std::sync::Mutex::new(None),
+            pausing: std::sync::atomic::AtomicBool::new(false),
+            deleted: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
         })
     }
 
     pub fn set(&self, writes: Writes) {
         self.writes.store(writes as u8, Ordering::SeqCst);
+    }
+
+    /// Makes every write to `service` fail (`None`: none).
+    pub fn fail_service(&self, service: Option<&str>) {
+        *self.failing.lock().unwrap() = service.map(str::to_owned);
+    }
+
+    /// Makes the next account deletions pause once stored ([`FaultyStore::deleted`],
+    /// [`FaultyStore::release`]).
+    pub fn pause_deletions(&self) {
+        self.pausing.store(true, Ordering::SeqCst);
     }
 
     pub fn stores(self: &Arc<Self>) -> Stores {
@@ -128,6 +150,15 @@ impl PubsubStore for FaultyStore {
     }
 
     fn apply<'a>(&'a self, writes: &'a [PubsubWrite]) -> BoxFuture<'a, Result<(), StorageError>> {
+        let failing = self.failing.lock().unwrap().clone();
+        if writes.iter().any(|w| Some(&w.service) == failing.as_ref()) {
+            return Box::pin(async {
+                Err(StorageError::NodeNotFound {
+                    service: failing.unwrap_or_default(),
+                    node: "injected".to_owned(),
+                })
+            });
+        }
         match self.writes.load(Ordering::SeqCst) {
             w if w == Writes::Fail as u8 => Box::pin(async {
                 Err(StorageError::Io(std::io::Error::other(
@@ -168,8 +199,20 @@ impl AccountStore for FaultyStore {
         self.inner.set_credentials(jid, creds)
     }
 
-    fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
-        self.inner.delete_account(jid)
+    fn delete_account<'a>(
+        &'a self,
+        jid: &'a str,
+        ends: &'a [verona_storage::NodeEnd],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            self.inner.delete_account(jid, ends).await?;
+            if self.pausing.load(Ordering::SeqCst) {
+                let released = self.release.notified();
+                self.deleted.notify_one();
+                released.await;
+            }
+            Ok(())
+        })
     }
 
     fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
