@@ -31,11 +31,6 @@ pub struct FaultyStore {
     writes: AtomicU8,
     /// Writes to this service fail (a node storage no longer has), whatever `writes` says.
     failing: std::sync::Mutex<Option<String>>,
-    /// With `pausing`, an account's deletion waits, once stored, until `release`d, having
-    /// told `deleted`.
-    pausing: std::sync::atomic::AtomicBool,
-    pub deleted: tokio::sync::Notify,
-    pub release: tokio::sync::Notify,
 }
 
 impl FaultyStore {
@@ -44,9 +39,6 @@ impl FaultyStore {
             inner,
             writes: AtomicU8::new(Writes::Succeed as u8),
             failing: std::sync::Mutex::new(None),
-            pausing: std::sync::atomic::AtomicBool::new(false),
-            deleted: tokio::sync::Notify::new(),
-            release: tokio::sync::Notify::new(),
         })
     }
 
@@ -57,12 +49,6 @@ impl FaultyStore {
     /// Makes every write to `service` fail (`None`: none).
     pub fn fail_service(&self, service: Option<&str>) {
         *self.failing.lock().unwrap() = service.map(str::to_owned);
-    }
-
-    /// Makes the next account deletions pause once stored ([`FaultyStore::deleted`],
-    /// [`FaultyStore::release`]).
-    pub fn pause_deletions(&self) {
-        self.pausing.store(true, Ordering::SeqCst);
     }
 
     pub fn stores(self: &Arc<Self>) -> Stores {
@@ -204,15 +190,7 @@ impl AccountStore for FaultyStore {
         jid: &'a str,
         ends: &'a [verona_storage::NodeEnd],
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            self.inner.delete_account(jid, ends).await?;
-            if self.pausing.load(Ordering::SeqCst) {
-                let released = self.release.notified();
-                self.deleted.notify_one();
-                released.await;
-            }
-            Ok(())
-        })
+        self.inner.delete_account(jid, ends)
     }
 
     fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {
