@@ -78,16 +78,16 @@ pub(crate) async fn account_store(store: &dyn AccountStore) {
         Err(StorageError::NotFound)
     ));
     assert!(matches!(
-        store.delete_account(NOBODY).await,
+        store.delete_account(NOBODY, &[]).await,
         Err(StorageError::NotFound)
     ));
     assert_eq!(store.credentials(NOBODY).await.unwrap(), None);
 
-    store.delete_account(JULIET).await.unwrap();
+    store.delete_account(JULIET, &[]).await.unwrap();
     assert_eq!(store.credentials(JULIET).await.unwrap(), None);
     assert_eq!(store.list_accounts().await.unwrap(), [ROMEO]);
     assert!(matches!(
-        store.delete_account(JULIET).await,
+        store.delete_account(JULIET, &[]).await,
         Err(StorageError::NotFound)
     ));
 

@@ -19,7 +19,7 @@ pub use memory::MemoryStore;
 pub use offline::{Kept, OfflineStore};
 pub use pubsub::{
     Bounds, COUNTED_AT_MOST, Conversations, FoundItem, HeldAffiliation, HeldSubscription,
-    ItemsPage, ItemsQuery, NodeListing, PubsubStore, PubsubWrite, page,
+    ItemsPage, ItemsQuery, NodeEnd, NodeListing, PubsubStore, PubsubWrite, page,
 };
 pub use sqlite::SqliteStore;
 pub use verona_auth::Credentials;
@@ -85,8 +85,15 @@ pub trait AccountStore: Send + Sync {
         creds: &'a Credentials,
     ) -> BoxFuture<'a, Result<(), StorageError>>;
 
-    /// Fails with [`StorageError::NotFound`] if there is no such account.
-    fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// Fails with [`StorageError::NotFound`] if there is no such account. In the same
+    /// transaction, each of `ends` (nodes of the account that outlive it elsewhere, or go with
+    /// it: its conversations) is moved or deleted, so that a crash leaves the deletion whole
+    /// or not begun.
+    fn delete_account<'a>(
+        &'a self,
+        jid: &'a str,
+        ends: &'a [NodeEnd],
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
 
     /// All account JIDs, sorted.
     fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::{AccountStore, BoxFuture, Credentials, StorageError};
+use crate::{AccountStore, BoxFuture, Credentials, NodeEnd, StorageError};
 
 /// Volatile store: everything is lost when it is dropped.
 #[derive(Debug, Default)]
@@ -78,10 +78,22 @@ impl AccountStore for MemoryStore {
         })
     }
 
-    fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+    fn delete_account<'a>(
+        &'a self,
+        jid: &'a str,
+        ends: &'a [NodeEnd],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            self.accounts().remove(jid).ok_or(StorageError::NotFound)?;
-            pubsub::forget(&mut self.pubsub(), jid)?;
+            let mut accounts = self.accounts();
+            if !accounts.contains_key(jid) {
+                return Err(StorageError::NotFound);
+            }
+            let mut services = self.pubsub();
+            // Checked before anything changes: the deletion is whole or not at all.
+            let forgotten = pubsub::forgotten(&services, jid)?;
+            accounts.remove(jid);
+            *services = forgotten;
+            pubsub::end_nodes(&mut services, ends);
             self.offline().forget(jid);
             Ok(())
         })

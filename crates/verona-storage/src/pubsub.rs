@@ -19,6 +19,16 @@ pub struct PubsubWrite {
     pub op: StoreOp,
 }
 
+/// What becomes of a stored node with the deletion of an account
+/// ([`crate::AccountStore::delete_account`]): moved to `to` (service, node) as
+/// [`PubsubStore::move_node`] moves it, or deleted with what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEnd {
+    pub service: String,
+    pub node: String,
+    pub to: Option<(String, String)>,
+}
+
 /// A stored node's configuration, as a directory read lists it ([`PubsubStore::node_configs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeListing {

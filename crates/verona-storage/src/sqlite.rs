@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 };
 use verona_auth::ScramKeys;
 
-use crate::{AccountStore, BoxFuture, Credentials, StorageError};
+use crate::{AccountStore, BoxFuture, Credentials, NodeEnd, StorageError};
 
 /// Embedded into the binary so a deployed server needs no migration files.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -253,7 +253,11 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn delete_account<'a>(&'a self, jid: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+    fn delete_account<'a>(
+        &'a self,
+        jid: &'a str,
+        ends: &'a [NodeEnd],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             let mut tx = self.writer.begin().await?;
             let deleted = sqlx::query("DELETE FROM accounts WHERE jid = $1")
@@ -297,6 +301,21 @@ impl AccountStore for SqliteStore {
                     .bind(config)
                     .execute(&mut *tx)
                     .await?;
+                }
+            }
+            for end in ends {
+                match &end.to {
+                    Some((to_service, to_node)) => {
+                        pubsub::move_node_in(&mut tx, &end.service, &end.node, to_service, to_node)
+                            .await?
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM pubsub_nodes WHERE service = $1 AND node = $2")
+                            .bind(&end.service)
+                            .bind(&end.node)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
             }
             tx.commit().await?;

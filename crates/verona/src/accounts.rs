@@ -186,8 +186,13 @@ impl Accounts {
         set.map_err(|e| self.map(jid, e))
     }
 
-    pub async fn delete(&self, jid: &BareJid) -> Result<(), AccountError> {
-        let deleted = self.store.delete_account(jid.as_str()).await;
+    /// Deletes the account, and in the same transaction ends `ends` (its conversations).
+    pub async fn delete(
+        &self,
+        jid: &BareJid,
+        ends: &[verona_storage::NodeEnd],
+    ) -> Result<(), AccountError> {
+        let deleted = self.store.delete_account(jid.as_str(), ends).await;
         self.remembered().forget(jid);
         deleted.map_err(|e| self.map(jid, e))
     }
@@ -286,10 +291,10 @@ mod tests {
             Err(AccountError::BadPassword)
         ));
         assert_eq!(a.list().await.unwrap(), vec!["juliet@capulet.lit"]);
-        a.delete(&jid).await.unwrap();
+        a.delete(&jid, &[]).await.unwrap();
         assert_eq!(a.credentials(&jid).await.unwrap(), None);
         assert!(matches!(
-            a.delete(&jid).await,
+            a.delete(&jid, &[]).await,
             Err(AccountError::NotFound(_))
         ));
         // The name's next owner logs in with its own password only.

@@ -1,8 +1,9 @@
 //! The publish-subscribe services: XEP-0060 at `pubsub.<domain>` and XEP-0163 PEP at every
 //! account's bare JID. One task owns all of them and handles stanzas in batches. The storage
 //! writes of a whole batch go into one transaction (group commit); only after it is durable are
-//! the batch's requests acknowledged and its notifications sent. If the transaction fails, every
-//! operation of the batch is undone, newest first, and each requester is told to retry.
+//! the batch's requests acknowledged and its notifications sent. If the transaction fails, the
+//! writes are committed again service by service; the operations of each service whose writes
+//! fail are undone, newest first, and each requester is told to retry.
 //!
 //! The services are partitioned over shard tasks by a hash of their address (DESIGN §5a);
 //! each shard has its own queue, batches and group commit. What one shard's work means for a
@@ -69,7 +70,7 @@ use budget::{AccountBudget, AccountBudgets, Budget, Credit, KeptRate};
 use delivery::{unheard_publish, unheard_removal};
 use handle::Queued;
 pub use handle::{PubsubHandle, Touched};
-use request::{Done, Origin, Outgoing, Request, Target};
+use request::{Committed, Done, Origin, Outgoing, Request, Target};
 pub use residency::account_writes;
 use residency::changes_subscription_options;
 use sessions::Sessions;
@@ -304,6 +305,7 @@ pub async fn start(
             temporary: HashSet::new(),
             relations: HashMap::new(),
             ready: Vec::new(),
+            deleting: HashSet::new(),
             presence: PresenceGraph::default(),
             interested: Sessions::default(),
             blocklist_interested: Sessions::default(),
@@ -521,8 +523,13 @@ struct ServicesTask {
     /// For the current batch: users coming online, and the PEP services (other than presence
     /// nodes) where they hold subscriptions, made resident for their last items.
     relations: HashMap<BareJid, Vec<BareJid>>,
-    /// Deletions waiting for this shard to forget the account, answered after the batch.
-    ready: Vec<oneshot::Sender<()>>,
+    /// Deletions waiting for this shard to forget the account, answered after the batch with
+    /// whether the forgetting (the entries of `done` in the range) was stored.
+    ready: Vec<(oneshot::Sender<bool>, std::ops::Range<usize>)>,
+    /// Accounts being deleted: forgotten here, not yet deleted from storage. Nothing of theirs
+    /// is loaded or changed meanwhile, so that no write reaches a node the deletion removes
+    /// (`deletion.rs`).
+    deleting: HashSet<BareJid>,
     presence: PresenceGraph,
     /// Sessions that asked for the roster, and so get roster pushes (RFC 6121 §2.1.6).
     interested: Sessions,
@@ -599,9 +606,13 @@ impl ServicesTask {
                 .cloned(),
         );
         self.make_resident(&requests, &mut done).await;
+        self.forget_deleting(&mut done);
         self.count_subscriptions(&requests).await;
         self.count_rooms(&requests).await;
         for request in requests {
+            if self.refused_while_deleting(&request) {
+                continue;
+            }
             self.handle(request, &mut done);
         }
         self.recheck_access(&mut done);
@@ -624,40 +635,42 @@ impl ServicesTask {
                 _ => None,
             })
             .collect();
-        if !writes.is_empty()
-            && let Err(e) = self.stores.pubsub.apply(&writes).await
-        {
-            tracing::error!("storing {} pubsub writes failed: {e}", writes.len());
-            for d in done.iter_mut().rev() {
-                let undone = d.undo.is_some();
-                if let (Some(undo), Some(hosted)) = (d.undo.take(), self.hosted_mut(&d.origin)) {
-                    hosted
-                        .service
-                        .undo(undo)
-                        .expect("undo handles are applied newest first");
-                }
-                d.effects.clear();
-                d.sent = None;
-                d.reply = d
-                    .request
-                    .as_ref()
-                    .and_then(verona_pubsub_xmpp::storage_failed);
-                // A message that was to be kept is not delivered: its sender is told to retry.
-                if let Some(kept) = d.passing.take_if(|_| undone) {
-                    d.to = Some(kept.from.clone());
-                    d.reply = error_reply(&kept.message, StanzaError::InternalServerError, None);
-                }
-            }
-            for origin in done.iter().map(|d| d.origin.clone()).collect::<Vec<_>>() {
-                self.refresh_presence(&origin);
-            }
-            // The roster items those requests changed are back as they were: nothing to push,
-            // and no subscription ended.
-            self.roster_changes.clear();
-            self.presence.take_ended();
-            self.outbox.retain(|out| !out.committed);
-        } else {
+        let failed = commit(&self.stores.clone(), &writes).await;
+        let undone = self.undo_failed(&mut done, &failed);
+        if failed.is_empty() {
             self.bound_archives(&writes).await;
+        } else {
+            let failed_accounts: HashSet<BareJid> = (done.iter().zip(&undone))
+                .filter(|(_, undone)| **undone)
+                .filter_map(|(d, _)| match &d.origin {
+                    Origin::Account(account) => Some(account.clone()),
+                    _ => None,
+                })
+                .collect();
+            for account in &failed_accounts {
+                self.refresh_presence(&Origin::Account(account.clone()));
+            }
+            // The roster items the undone requests changed are back as they were: nothing
+            // to push of them, and no subscription of theirs ended.
+            self.roster_changes.retain(|(user, contact)| {
+                !failed_accounts.contains(user) && !failed_accounts.contains(contact)
+            });
+            self.presence.take_ended();
+            let failed_origins: Vec<Origin> = (done.iter().zip(&undone))
+                .filter(|(_, undone)| **undone)
+                .map(|(d, _)| d.origin.clone())
+                .collect();
+            self.outbox.retain(|out| match &out.committed {
+                Committed::Always => true,
+                Committed::Service(origin) => !failed_origins.contains(origin),
+            });
+        }
+        for (ready, of_forget) in std::mem::take(&mut self.ready) {
+            // A deletion whose forgetting was undone here fails: its caller keeps the
+            // account (storage has not deleted it) and says so.
+            let forgotten = !undone[of_forget].iter().any(|undone| *undone);
+            // A session that closed while waiting no longer listens; nothing is owed to it.
+            ready.send(forgotten).ok();
         }
         for user in std::mem::take(&mut self.blocklists_changed) {
             self.router.set_blocked(&user, self.blocklist(&user));
@@ -672,10 +685,6 @@ impl ServicesTask {
         self.push_rosters(changes);
         self.keep_offline().await;
         self.flush_offline().await;
-        for ready in self.ready.drain(..) {
-            // A session that closed while waiting no longer listens; nothing is owed to it.
-            ready.send(()).ok();
-        }
         self.settle();
         self.relations.clear();
         self.unknown_accounts.clear();
@@ -685,6 +694,51 @@ impl ServicesTask {
         self.rooms_owned.clear();
         self.drop_forgotten();
         self.evict();
+    }
+
+    /// Undoes, newest first, every handled request of the services whose writes failed, and
+    /// tells each requester: an error reply to what asked (an iq, a message, a subscription
+    /// presence), never silence. Returns which of `done` were undone.
+    fn undo_failed(&mut self, done: &mut [Done], failed: &HashSet<String>) -> Vec<bool> {
+        let mut undone = vec![false; done.len()];
+        if failed.is_empty() {
+            return undone;
+        }
+        for (at, d) in done.iter_mut().enumerate().rev() {
+            let Some(hosted) = self.hosted_mut(&d.origin) else {
+                continue;
+            };
+            // A reply made apart from the change it answers (`Done::reply`, whose origin is
+            // `pubsub.<domain>` unless said) belongs to the service it names, or to the
+            // request it answers.
+            let of_service = d.undo.is_some()
+                || !d.effects.is_empty()
+                || d.request.is_some()
+                || d.origin != Origin::Domain;
+            if !of_service || !failed.contains(&hosted.name) {
+                continue;
+            }
+            undone[at] = true;
+            let kept_undone = d.undo.is_some();
+            if let Some(undo) = d.undo.take() {
+                hosted
+                    .service
+                    .undo(undo)
+                    .expect("undo handles are applied newest first");
+            }
+            d.effects.clear();
+            d.sent = None;
+            d.reply = d.request.as_ref().and_then(|request| {
+                verona_pubsub_xmpp::storage_failed(request)
+                    .or_else(|| error_reply(request, StanzaError::InternalServerError, None))
+            });
+            // A message that was to be kept is not delivered: its sender is told to retry.
+            if let Some(kept) = d.passing.take_if(|_| kept_undone) {
+                d.to = Some(kept.from.clone());
+                d.reply = error_reply(&kept.message, StanzaError::InternalServerError, None);
+            }
+        }
+        undone
     }
 
     fn hosted(&self, origin: &Origin) -> Option<&Hosted> {
@@ -713,7 +767,7 @@ impl ServicesTask {
     }
 
     /// Queues a message for another shard, sent after the commit.
-    fn send_to(&mut self, shard: usize, request: Request, committed: bool) {
+    fn send_to(&mut self, shard: usize, request: Request, committed: Committed) {
         self.outbox.push(Outgoing {
             shard,
             request,
@@ -857,7 +911,11 @@ impl ServicesTask {
                 for owner in owners {
                     let shard = self.shard_of(owner.as_str());
                     let session = session.clone();
-                    self.send_to(shard, Request::NotifyLast { session, owner }, false);
+                    self.send_to(
+                        shard,
+                        Request::NotifyLast { session, owner },
+                        Committed::Always,
+                    );
                 }
             }
             Request::Blocking { from, iq } => self.blocking_request(from, iq, done),
@@ -889,8 +947,12 @@ impl ServicesTask {
             }
             Request::EndRelations(account) => self.end_relations(&account),
             Request::Forget { account, ready } => {
+                let first = done.len();
                 self.forget_account(&account, done);
-                self.ready.push(ready);
+                self.ready.push((ready, first..done.len()));
+            }
+            Request::Deleted(account) => {
+                self.deleting.remove(&account);
             }
             Request::Relation {
                 owner,
@@ -923,6 +985,38 @@ impl ServicesTask {
             }
         }
     }
+}
+
+/// Commits the batch's writes in one transaction (the group commit). If it fails, each
+/// service's writes are committed apart, so that one service's failing write (a node
+/// storage no longer has) fails only the requests of that service; returns the services
+/// whose writes failed.
+async fn commit(stores: &Stores, writes: &[PubsubWrite]) -> HashSet<String> {
+    let mut failed = HashSet::new();
+    if writes.is_empty() {
+        return failed;
+    }
+    let Err(e) = stores.pubsub.apply(writes).await else {
+        return failed;
+    };
+    tracing::warn!(
+        "storing {} pubsub writes together failed ({e}); storing them by service",
+        writes.len()
+    );
+    let mut by_service: Vec<(&str, Vec<PubsubWrite>)> = Vec::new();
+    for write in writes {
+        match by_service.iter_mut().find(|(s, _)| *s == write.service) {
+            Some((_, apart)) => apart.push(write.clone()),
+            None => by_service.push((&write.service, vec![write.clone()])),
+        }
+    }
+    for (service, apart) in by_service {
+        if let Err(e) = stores.pubsub.apply(&apart).await {
+            tracing::error!(service, "storing {} pubsub writes failed: {e}", apart.len());
+            failed.insert(service.to_owned());
+        }
+    }
+    failed
 }
 
 /// The node a pubsub publish request is for.

@@ -228,6 +228,22 @@ fn child_text(payload: &Element, name: &str) -> Option<String> {
     payload.get_child(name, ns::REGISTER).map(|c| c.text())
 }
 
+/// Deletes an account from storage, with its conversations in the same transaction; read
+/// once the shards have forgotten it, so that no conversation is started after the list.
+async fn delete_account(shared: &Shared, bare: &jid::BareJid) -> Result<(), StanzaError> {
+    let (archive, pubsub_jid) = (shared.archive.as_ref(), shared.pubsub.jid());
+    let conversations = match mam::conversations_of(archive, pubsub_jid, bare).await {
+        Ok(conversations) => conversations,
+        Err(e) => {
+            tracing::error!(jid = %bare, "reading the account's conversations: {e}");
+            return Err(StanzaError::InternalServerError);
+        }
+    };
+    let accounts = &shared.accounts;
+    let ends = mam::conversation_ends(accounts, pubsub_jid, bare, conversations).await;
+    (accounts.delete(bare, &ends).await).map_err(|e| account_error_condition(&e))
+}
+
 /// XEP-0077 on an authenticated stream: look up, change the password, or cancel the account.
 async fn registered_account(
     shared: &Shared,
@@ -252,20 +268,19 @@ async fn registered_account(
         if payload.children().count() > 1 {
             return Handled::error(iq, StanzaError::BadRequest);
         }
-        let (archive, pubsub_jid) = (shared.archive.as_ref(), shared.pubsub.jid());
-        let conversations = match mam::conversations_of(archive, pubsub_jid, &bare).await {
-            Ok(conversations) => conversations,
-            Err(e) => {
-                tracing::error!(jid = %bare, "reading the account's conversations: {e}");
-                return Handled::error(iq, StanzaError::InternalServerError);
-            }
-        };
         // Before the deletion, which takes the relations out of storage: its contacts are told.
         shared.pubsub.end_relations(bare.clone()).await;
-        return match accounts.delete(&bare).await {
+        // The shards forget it first, and take nothing of it until it is deleted: no write of
+        // theirs reaches a node the deletion removes or retires (`host/deletion.rs`).
+        let deleted = if shared.pubsub.forget_account(bare.clone()).await {
+            delete_account(shared, &bare).await
+        } else {
+            tracing::error!(jid = %bare, "forgetting the account could not be stored");
+            Err(StanzaError::InternalServerError)
+        };
+        shared.pubsub.account_deleted(bare.clone()).await;
+        return match deleted {
             Ok(()) => {
-                shared.pubsub.forget_account(bare.clone()).await;
-                mam::end_conversations(archive, accounts, pubsub_jid, &bare, conversations).await;
                 tracing::info!(jid = %bare, "account removed by its owner");
                 Handled {
                     before: Vec::new(),
@@ -273,7 +288,7 @@ async fn registered_account(
                     end_sessions: EndSessions::All,
                 }
             }
-            Err(e) => account_error(iq, e),
+            Err(error) => Handled::error(iq, error),
         };
     }
     let username = child_text(payload, "username");
@@ -352,7 +367,11 @@ pub async fn register_new(shared: &Shared, iq: &Element, peer: IpAddr) -> Elemen
 }
 
 fn account_error(iq: &Element, e: AccountError) -> Handled {
-    let error = match e {
+    Handled::error(iq, account_error_condition(&e))
+}
+
+fn account_error_condition(e: &AccountError) -> StanzaError {
+    match e {
         AccountError::Exists(_) => StanzaError::Conflict,
         AccountError::BadPassword | AccountError::InvalidJid(_) => StanzaError::NotAcceptable,
         AccountError::NotFound(_) | AccountError::ForeignDomain(..) => StanzaError::ItemNotFound,
@@ -360,6 +379,5 @@ fn account_error(iq: &Element, e: AccountError) -> Handled {
             tracing::error!("storage failed: {e}");
             StanzaError::InternalServerError
         }
-    };
-    Handled::error(iq, error)
+    }
 }

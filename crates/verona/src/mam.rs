@@ -5,8 +5,7 @@
 use crate::jids::Bare;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
-use verona_pubsub::StoreOp;
-use verona_storage::{PubsubStore, PubsubWrite};
+use verona_storage::{NodeEnd, PubsubStore};
 
 use crate::eventing::archive::{self, Archived};
 use crate::eventing::chat;
@@ -264,19 +263,19 @@ fn node_of<'a>(pubsub_jid: &str, service: &'a str) -> Option<&'a str> {
     service.strip_prefix(pubsub_jid)?.strip_prefix('/')
 }
 
-/// What becomes of a deleted account's conversations in storage (the shards have dropped them
-/// from memory, storage the account's subscriptions and affiliations): one with another local
-/// account is retired ([`chat::retired`]), as that account's archive is its own (XEP-0313),
-/// while the next owner of the deleted name neither reads it nor is a party to it; the others
-/// (with itself, with another server's user, already retired) are deleted.
-pub async fn end_conversations(
-    archive: &dyn PubsubStore,
+/// What becomes of a deleted account's conversations in storage, in the transaction that
+/// deletes it ([`verona_storage::AccountStore::delete_account`]; the shards have dropped them
+/// from memory): one with another local account is retired ([`chat::retired`]), as that
+/// account's archive is its own (XEP-0313), while the next owner of the deleted name neither
+/// reads it nor is a party to it; the others (with itself, with another server's user,
+/// already retired) are deleted.
+pub async fn conversation_ends(
     accounts: &crate::accounts::Accounts,
     pubsub_jid: &str,
     account: &BareJid,
     services: Vec<String>,
-) {
-    let mut deleted = Vec::new();
+) -> Vec<NodeEnd> {
+    let mut ends = Vec::new();
     for service in services {
         let Some(node) = node_of(pubsub_jid, &service) else {
             continue;
@@ -288,26 +287,14 @@ pub async fn end_conversations(
             Some(other) => matches!(accounts.credentials(&other).await, Ok(Some(_))),
             None => false,
         };
-        if !survives {
-            let node = node.to_owned();
-            deleted.push(PubsubWrite {
-                service,
-                op: StoreOp::NodeDeleted { node },
-            });
-            continue;
-        }
-        let retired = chat::retired(node, std::time::SystemTime::now());
-        let to_service = format!("{pubsub_jid}/{retired}");
-        if let Err(e) = archive
-            .move_node(&service, node, &to_service, &retired)
-            .await
-        {
-            tracing::error!(%service, "retiring a conversation: {e}");
-        }
+        let node = node.to_owned();
+        let to = survives.then(|| {
+            let retired = chat::retired(&node, std::time::SystemTime::now());
+            (format!("{pubsub_jid}/{retired}"), retired)
+        });
+        ends.push(NodeEnd { service, node, to });
     }
-    if let Err(e) = archive.apply(&deleted).await {
-        tracing::error!("deleting {} conversations: {e}", deleted.len());
-    }
+    ends
 }
 
 /// The address of the other side of an archived message: who sent it, or for one the account
@@ -382,8 +369,8 @@ pub async fn delete_stopped(
     account: &BareJid,
 ) -> anyhow::Result<()> {
     let conversations = conversations_of(archive, pubsub_jid, account).await?;
-    accounts.delete(account).await?;
-    end_conversations(archive, accounts, pubsub_jid, account, conversations).await;
+    let ends = conversation_ends(accounts, pubsub_jid, account, conversations).await;
+    accounts.delete(account, &ends).await?;
     Ok(())
 }
 
@@ -392,7 +379,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
-    use verona_pubsub::{Item, NodeConfig};
+    use verona_pubsub::{Item, NodeConfig, StoreOp};
     use verona_storage::{MemoryStore, PubsubWrite};
 
     use super::*;

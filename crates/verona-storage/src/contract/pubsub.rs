@@ -16,7 +16,7 @@ use verona_pubsub::{
     SubscriptionState,
 };
 
-use crate::{Conversations, HeldSubscription, PubsubStore, PubsubWrite, StorageError};
+use crate::{Conversations, HeldSubscription, NodeEnd, PubsubStore, PubsubWrite, StorageError};
 
 const PUBSUB: &str = "pubsub.capulet.lit";
 const PEP: &str = "juliet@capulet.lit";
@@ -813,8 +813,36 @@ pub(crate) async fn account_deletion_forgets_pubsub(
         .apply(&[write("chat.x", StoreOp::NodeCreated { node, config })])
         .await
         .unwrap();
+    // Its conversations end in the same transaction: one moved (retired), one deleted.
+    let published = SystemTime::UNIX_EPOCH + Duration::from_secs(7);
+    store
+        .apply(&[
+            created("conv/kept", "c"),
+            stored_item("conv/kept", "c", item("said", Some("<p/>"), published)),
+            created("conv/gone", "g"),
+        ])
+        .await
+        .unwrap();
+    let ends = [
+        NodeEnd {
+            service: "conv/kept".to_owned(),
+            node: "c".to_owned(),
+            to: Some(("conv/kept/1".to_owned(), "c/1".to_owned())),
+        },
+        NodeEnd {
+            service: "conv/gone".to_owned(),
+            node: "g".to_owned(),
+            to: None,
+        },
+    ];
 
-    accounts.delete_account(GONE).await.unwrap();
+    accounts.delete_account(GONE, &ends).await.unwrap();
+    assert!(store.load_service("conv/kept").await.unwrap().is_empty());
+    assert!(store.load_service("conv/gone").await.unwrap().is_empty());
+    let retired = store.load_service("conv/kept/1").await.unwrap();
+    assert_eq!(retired.len(), 1);
+    assert_eq!(retired[0].id, "c/1");
+    assert_eq!(retired[0].items.len(), 1);
     let rooms = store.load_service("chat.x").await.unwrap();
     let mut expected = room;
     expected.set(extra("muc#roomconfig_roomadmins", &["nurse@capulet.lit"]));

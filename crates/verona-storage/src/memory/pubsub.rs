@@ -19,9 +19,16 @@ use crate::{
 /// subscriptions by SubID, the order the SQLite backend loads them in.
 pub(super) type Services = BTreeMap<String, BTreeMap<String, StoredNode>>;
 
-/// What [`crate::AccountStore::delete_account`] removes of an account's pubsub state: its
-/// own service, the nodes it alone owned, and its subscriptions and affiliations elsewhere.
-pub(super) fn forget(services: &mut Services, account: &str) -> Result<(), StorageError> {
+/// The services without what [`crate::AccountStore::delete_account`] removes of an account's
+/// pubsub state: its own service, the nodes it alone owned, and its subscriptions and
+/// affiliations elsewhere. Made apart, so that a failure changes nothing.
+pub(super) fn forgotten(services: &Services, account: &str) -> Result<Services, StorageError> {
+    let mut services = services.clone();
+    forget(&mut services, account)?;
+    Ok(services)
+}
+
+fn forget(services: &mut Services, account: &str) -> Result<(), StorageError> {
     services.remove(account);
     for nodes in services.values_mut() {
         nodes.retain(|_, node| {
@@ -46,6 +53,26 @@ pub(super) fn forget(services: &mut Services, account: &str) -> Result<(), Stora
     }
     services.retain(|_, nodes| !nodes.is_empty());
     Ok(())
+}
+
+/// Moves or deletes the nodes an account's deletion ends, as [`PubsubStore::move_node`] and a
+/// node's deletion do.
+pub(super) fn end_nodes(services: &mut Services, ends: &[crate::NodeEnd]) {
+    for end in ends {
+        let Some(nodes) = services.get_mut(&end.service) else {
+            continue;
+        };
+        let Some(mut moved) = nodes.remove(&end.node) else {
+            continue;
+        };
+        if nodes.is_empty() {
+            services.remove(&end.service);
+        }
+        if let Some((to_service, to_node)) = &end.to {
+            moved.id = to_node.clone();
+            (services.entry(to_service.clone()).or_default()).insert(to_node.clone(), moved);
+        }
+    }
 }
 
 impl PubsubStore for MemoryStore {
@@ -139,18 +166,12 @@ impl PubsubStore for MemoryStore {
         to_node: &'a str,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            let mut services = self.pubsub();
-            let Some(nodes) = services.get_mut(service) else {
-                return Ok(());
+            let end = crate::NodeEnd {
+                service: service.to_owned(),
+                node: node.to_owned(),
+                to: Some((to_service.to_owned(), to_node.to_owned())),
             };
-            let Some(mut moved) = nodes.remove(node) else {
-                return Ok(());
-            };
-            if nodes.is_empty() {
-                services.remove(service);
-            }
-            moved.id = to_node.to_owned();
-            (services.entry(to_service.to_owned()).or_default()).insert(to_node.to_owned(), moved);
+            end_nodes(&mut self.pubsub(), &[end]);
             Ok(())
         })
     }

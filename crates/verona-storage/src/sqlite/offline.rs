@@ -116,7 +116,7 @@ mod tests {
             .keep(juliet, &[("<a/>".to_owned(), at)])
             .await
             .unwrap();
-        store.delete_account(juliet).await.unwrap();
+        store.delete_account(juliet, &[]).await.unwrap();
         assert_eq!(store.kept_count(juliet).await.unwrap(), 0);
     }
 }

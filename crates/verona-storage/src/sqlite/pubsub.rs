@@ -175,33 +175,8 @@ impl PubsubStore for SqliteStore {
         to_node: &'a str,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            // A new node row, the others' rows pointed at it, the old row gone: the foreign
-            // keys name a node by (service, node), which an UPDATE of the row would break.
-            // Items name it by number, and keep their seq.
             let mut tx = self.writer.begin().await?;
-            for statement in [
-                "DELETE FROM pubsub_nodes WHERE service = $3 AND node = $4 AND EXISTS \
-                 (SELECT 1 FROM pubsub_nodes WHERE service = $1 AND node = $2)",
-                "INSERT INTO pubsub_nodes (service, node, config, id) \
-                 SELECT $3, $4, config, (SELECT MAX(id) + 1 FROM pubsub_nodes) \
-                 FROM pubsub_nodes WHERE service = $1 AND node = $2",
-                "UPDATE pubsub_affiliations SET service = $3, node = $4 \
-                 WHERE service = $1 AND node = $2",
-                "UPDATE pubsub_subscriptions SET service = $3, node = $4 \
-                 WHERE service = $1 AND node = $2",
-                "UPDATE pubsub_items \
-                 SET node_id = (SELECT id FROM pubsub_nodes WHERE service = $3 AND node = $4) \
-                 WHERE node_id = (SELECT id FROM pubsub_nodes WHERE service = $1 AND node = $2)",
-                "DELETE FROM pubsub_nodes WHERE service = $1 AND node = $2",
-            ] {
-                sqlx::query(statement)
-                    .bind(service)
-                    .bind(node)
-                    .bind(to_service)
-                    .bind(to_node)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            move_node_in(&mut tx, service, node, to_service, to_node).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -947,6 +922,43 @@ fn is_missing_node(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|e| {
         e.is_foreign_key_violation() || matches!(e.kind(), sqlx::error::ErrorKind::NotNullViolation)
     })
+}
+
+/// [`PubsubStore::move_node`] within a transaction (an account's deletion moves its
+/// conversations in its own). A new node row, the others' rows pointed at it, the old row
+/// gone: the foreign keys name a node by (service, node), which an UPDATE of the row would
+/// break. Items name it by number, and keep their seq.
+pub(super) async fn move_node_in(
+    tx: &mut sqlx::SqliteConnection,
+    service: &str,
+    node: &str,
+    to_service: &str,
+    to_node: &str,
+) -> Result<(), StorageError> {
+    for statement in [
+        "DELETE FROM pubsub_nodes WHERE service = $3 AND node = $4 AND EXISTS \
+         (SELECT 1 FROM pubsub_nodes WHERE service = $1 AND node = $2)",
+        "INSERT INTO pubsub_nodes (service, node, config, id) \
+         SELECT $3, $4, config, (SELECT MAX(id) + 1 FROM pubsub_nodes) \
+         FROM pubsub_nodes WHERE service = $1 AND node = $2",
+        "UPDATE pubsub_affiliations SET service = $3, node = $4 \
+         WHERE service = $1 AND node = $2",
+        "UPDATE pubsub_subscriptions SET service = $3, node = $4 \
+         WHERE service = $1 AND node = $2",
+        "UPDATE pubsub_items \
+         SET node_id = (SELECT id FROM pubsub_nodes WHERE service = $3 AND node = $4) \
+         WHERE node_id = (SELECT id FROM pubsub_nodes WHERE service = $1 AND node = $2)",
+        "DELETE FROM pubsub_nodes WHERE service = $1 AND node = $2",
+    ] {
+        sqlx::query(statement)
+            .bind(service)
+            .bind(node)
+            .bind(to_service)
+            .bind(to_node)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -67,6 +67,16 @@ impl SubscriptionKind {
         }
     }
 
+    /// The stanza's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionKind::Subscribe => "subscribe",
+            SubscriptionKind::Subscribed => "subscribed",
+            SubscriptionKind::Unsubscribe => "unsubscribe",
+            SubscriptionKind::Unsubscribed => "unsubscribed",
+        }
+    }
+
     /// Whose presence node the operation acts on.
     pub fn owner(self, from: &BareJid, contact: &BareJid) -> BareJid {
         match self {

@@ -129,9 +129,12 @@ impl ServicesTask {
         // The router's copy follows the engine once the batch is settled (committed, or
         // rolled back): never ahead of what is stored.
         self.blocklists_changed.push(user.clone());
-        let mut reply = Done::reply(from, Some(iq_result(&iq, None)));
-        reply.request = Some(iq);
-        done.push(reply);
+        // Of the account's service: undone with it if its writes fail.
+        done.push(Done {
+            origin: origin.clone(),
+            request: Some(iq.clone()),
+            ..Done::reply(from, Some(iq_result(&iq, None)))
+        });
         // §3.3, §3.4: every session that asked for the list hears of the change.
         let name = if block { "block" } else { "unblock" };
         let change = builder(name, ns::BLOCKING)
@@ -139,7 +142,10 @@ impl ServicesTask {
             .build();
         for session in self.blocklist_interested.of(&user) {
             let push = crate::xml::push(session.as_str(), change.clone());
-            done.push(Done::reply(session.clone(), Some(push)));
+            done.push(Done {
+                origin: origin.clone(),
+                ..Done::reply(session.clone(), Some(push))
+            });
         }
     }
 }

@@ -1,6 +1,10 @@
-//! A deleted account leaves nothing behind in memory either (issue #11 H3): storage has
-//! already deleted its rows; each shard drops its PEP service and ends what it held on the
-//! resident services, with the same writes, so whoever registers the name next starts empty.
+//! A deleted account leaves nothing behind in memory either (issue #11 H3): each shard drops
+//! its PEP service and conversations and ends what it held on the resident services, with
+//! writes storage still takes, so whoever registers the name next starts empty. Storage
+//! deletes the account only after every shard has, and until then the shards load and change
+//! nothing of it ([`ServicesTask::refused_while_deleting`]): no write reaches a node the
+//! deletion removes or moves (a message to a conversation being retired, to a room of the
+//! account's), which would fail its commit.
 
 use super::*;
 
@@ -35,11 +39,12 @@ impl ServicesTask {
                 kind,
                 extensions: Vec::new(),
             };
-            self.send_to(shard, request, false);
+            self.send_to(shard, request, Committed::Always);
         }
     }
 
     pub(super) fn forget_account(&mut self, account: &BareJid, done: &mut Vec<Done>) {
+        self.deleting.insert(account.clone());
         // Its sessions end here as a stream's end ends them, while its contacts and rooms still
         // know it: contacts see it go offline (RFC 6121 §4.5.2) and occupants see it leave
         // (XEP-0045 §7.14), which forgetting it would not tell them. Its streams close after
@@ -47,8 +52,23 @@ impl ServicesTask {
         for (session, _) in self.router.resources_of(account) {
             self.session_ended(&Jid::from(session), done);
         }
-        // Its own service too, so that its contacts' rosters hear the relations end; the
-        // emptied service leaves memory after the batch ([`ServicesTask::drop_forgotten`]).
+        self.forget_on_services(account, done);
+        if self.accounts.contains_key(account) {
+            self.forgotten.push(account.clone());
+        }
+        // Its conversations leave memory, and stay out until storage has retired or deleted
+        // them with the account (`mam::conversation_ends`): whoever takes the name next
+        // starts new ones.
+        self.conversations.retain(|node, _| {
+            eventing::chat::parties(node)
+                .is_none_or(|(low, high)| low != *account && high != *account)
+        });
+    }
+
+    /// What the resident services hold of `account` ends, its own service too (so that its
+    /// contacts' rosters hear the relations end; the emptied service leaves memory after the
+    /// batch, [`ServicesTask::drop_forgotten`]), and the rooms it alone owned close.
+    fn forget_on_services(&mut self, account: &BareJid, done: &mut Vec<Done>) {
         let mut origins: Vec<Origin> = self.accounts.keys().cloned().map(Origin::Account).collect();
         origins.extend(self.domain.as_ref().map(|_| Origin::Domain));
         origins.extend(self.rooms.keys().cloned().map(Origin::Room));
@@ -79,15 +99,37 @@ impl ServicesTask {
             }
         }
         self.forget_in_rooms(account, done);
-        if self.accounts.contains_key(account) {
-            self.forgotten.push(account.clone());
+    }
+
+    /// Services loaded while an account is being deleted (a room it owns, a contact's
+    /// service holding its subscription) come from storage that still has it: it is
+    /// forgotten there too, before the batch's requests see them.
+    pub(super) fn forget_deleting(&mut self, done: &mut Vec<Done>) {
+        let deleting: Vec<BareJid> = self.deleting.iter().cloned().collect();
+        for account in deleting {
+            self.forget_on_services(&account, done);
         }
-        // Its conversations leave memory; the caller retires or deletes them in storage
-        // (`mam::end_conversations`), and whoever takes the name next starts new ones.
-        self.conversations.retain(|node, _| {
-            eventing::chat::parties(node)
-                .is_none_or(|(low, high)| low != *account && high != *account)
-        });
+    }
+
+    /// Whether a request is dropped because it comes from, or keeps a message for, an
+    /// account being deleted: its sessions are closing, and what it would write storage is
+    /// about to remove.
+    pub(super) fn refused_while_deleting(&self, request: &Request) -> bool {
+        if self.deleting.is_empty() {
+            return false;
+        }
+        let account = match request {
+            Request::Stanza { from, .. }
+            | Request::Presence { from, .. }
+            | Request::Room { from, .. }
+            | Request::Roster { from, .. }
+            | Request::Blocking { from, .. } => crate::jids::Bare::bare(from),
+            Request::Chat { from, .. } => from.to_bare(),
+            Request::Subscription { from, .. } => from.clone(),
+            Request::Offline { account, .. } => account.clone(),
+            _ => return false,
+        };
+        self.deleting.contains(&account)
     }
 
     /// What resident rooms' configurations say of a deleted account (an admin, a registered

@@ -357,8 +357,10 @@ impl PubsubHandle {
         .await;
     }
 
-    /// An account was deleted from storage: every shard forgets it; returns once all have.
-    pub async fn forget_account(&self, account: BareJid) {
+    /// An account is about to be deleted from storage: every shard forgets it, and loads or
+    /// changes nothing of it until [`PubsubHandle::account_deleted`]; returns once all have,
+    /// with whether every shard stored its forgetting (if not, the deletion must not go on).
+    pub async fn forget_account(&self, account: BareJid) -> bool {
         let mut waiting = Vec::with_capacity(self.shards.len());
         for shard in 0..self.shards.len() {
             let (ready, done) = oneshot::channel();
@@ -366,10 +368,24 @@ impl PubsubHandle {
             self.send(shard, Request::Forget { account, ready }).await;
             waiting.push(done);
         }
+        let mut forgotten = true;
         for done in waiting {
-            if done.await.is_err() {
-                tracing::debug!("pubsub shard gone before forgetting a deleted account");
+            match done.await {
+                Ok(stored) => forgotten &= stored,
+                Err(_) => {
+                    tracing::debug!("pubsub shard gone before forgetting a deleted account");
+                    forgotten = false;
+                }
             }
+        }
+        forgotten
+    }
+
+    /// The deletion [`PubsubHandle::forget_account`] began is over, done or not: the shards
+    /// take requests of the name again (a new account's, or the kept one's).
+    pub async fn account_deleted(&self, account: BareJid) {
+        for shard in 0..self.shards.len() {
+            self.send(shard, Request::Deleted(account.clone())).await;
         }
     }
 

@@ -119,7 +119,10 @@ impl ServicesTask {
                 kind,
                 extensions,
             };
-            self.send_to(shard, request, true);
+            // Unless the writes of `from`'s own service in this batch (the other half of a
+            // contact's removal) failed.
+            let after = Committed::Service(Origin::Account(from.clone()));
+            self.send_to(shard, request, after);
             return;
         }
         if kind == SubscriptionKind::Subscribe && !extensions.is_empty() {
@@ -196,7 +199,18 @@ impl ServicesTask {
             Ok((effects, undo)) => {
                 let origin = Origin::Account(owner.clone());
                 let refresh = touches_presence_subscriptions(&effects);
-                done.push(Done::new(origin.clone(), effects, undo));
+                // If the owner's writes fail, the sender hears of it (RFC 6121 §3 stanzas get
+                // no reply otherwise).
+                let asked = builder("presence", ns::CLIENT)
+                    .with("from", from.as_str())
+                    .with("to", contact.as_str())
+                    .with("type", kind.as_str())
+                    .build();
+                done.push(Done {
+                    to: Some(Jid::from(from.clone())),
+                    request: Some(asked),
+                    ..Done::new(origin.clone(), effects, undo)
+                });
                 if refresh {
                     self.refresh_presence(&origin);
                 }
@@ -281,7 +295,7 @@ impl ServicesTask {
                     load,
                     domain,
                 };
-                self.send_to(shard, request, false);
+                self.send_to(shard, request, Committed::Always);
             }
         }
         let own = self.presence_items(&owner);

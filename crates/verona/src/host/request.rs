@@ -44,12 +44,16 @@ pub(super) enum Request {
     /// An account is about to be deleted: its relations with its contacts end
     /// ([`ServicesTask::end_relations`]).
     EndRelations(BareJid),
-    /// An account was deleted from storage: the shard forgets it (its own service, and what
-    /// it held on every resident service) before `ready` is answered.
+    /// An account is to be deleted from storage: the shard forgets it (its own service, and
+    /// what it held on every resident service), and loads or changes nothing of it until
+    /// [`Request::Deleted`]; `ready` is answered after the commit, with whether the forgetting
+    /// was stored.
     Forget {
         account: BareJid,
-        ready: oneshot::Sender<()>,
+        ready: oneshot::Sender<bool>,
     },
+    /// The deletion [`Request::Forget`] began is over (done or failed): the name is free.
+    Deleted(BareJid),
     /// A session (full JID), or an account's last session (bare JID), ended: temporary
     /// (`expire=presence`) subscriptions made from it end too.
     /// `session` names the ended session of a full JID: if another session holds that JID by
@@ -251,10 +255,18 @@ impl Done {
     }
 }
 
-/// A message for another shard, sent once the batch is durable; with `committed`, only if
-/// the batch's commit succeeded.
+/// A message for another shard, sent once the batch is durable, if `committed` allows.
 pub(super) struct Outgoing {
     pub(super) shard: usize,
     pub(super) request: Request,
-    pub(super) committed: bool,
+    pub(super) committed: Committed,
+}
+
+/// Which writes of the batch must have been stored for an [`Outgoing`] message to be sent.
+pub(super) enum Committed {
+    /// None: it is sent whatever became of them.
+    Always,
+    /// Those of one service (the room an invitation is from, the account whose contact's
+    /// removal it completes).
+    Service(Origin),
 }

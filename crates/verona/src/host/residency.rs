@@ -118,7 +118,23 @@ impl ServicesTask {
     /// not stored becomes resident empty, for its first message to make it, once both its
     /// parties are known to have an account.
     async fn make_conversations_resident(&mut self, nodes: &[String]) {
-        for (node, hosted) in self.load_apart(Apart::Conversations, nodes).await {
+        // One with an account being deleted stays in storage, to be retired or deleted with
+        // it (`deletion.rs`): that party counts as unknown, as it is about to be.
+        let mut wanted = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let parties = eventing::chat::parties(node);
+            match parties.and_then(|(low, high)| {
+                [low, high]
+                    .into_iter()
+                    .find(|party| self.deleting.contains(party))
+            }) {
+                Some(party) => {
+                    self.unknown_accounts.insert(party);
+                }
+                None => wanted.push(node.clone()),
+            }
+        }
+        for (node, hosted) in self.load_apart(Apart::Conversations, &wanted).await {
             let mut unknown = false;
             if hosted.service.node_config(&node).is_none()
                 && let Some((low, high)) = eventing::chat::parties(&node)
@@ -270,7 +286,13 @@ impl ServicesTask {
         let mut asked = HashSet::new();
         for (account, exists) in wanted {
             let ours = self.shard_of(account.as_str()) == self.shard;
-            if !ours || self.accounts.contains_key(&account) || !asked.insert(account.clone()) {
+            // One being deleted is not loaded back from storage (`deletion.rs`).
+            let deleting = self.deleting.contains(&account);
+            if !ours
+                || deleting
+                || self.accounts.contains_key(&account)
+                || !asked.insert(account.clone())
+            {
                 continue;
             }
             let stores = self.stores.clone();

@@ -259,7 +259,11 @@ impl ServicesTask {
                 owner,
                 contact: user.clone(),
             };
-            self.send_to(self.shard_of(user.as_str()), request, false);
+            self.send_to(
+                self.shard_of(user.as_str()),
+                request,
+                super::request::Committed::Always,
+            );
         }
         mine
     }

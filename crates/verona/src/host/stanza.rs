@@ -247,7 +247,7 @@ impl ServicesTask {
             stanza,
             view: None,
         };
-        self.send_to(self.domain_shard, request, false);
+        self.send_to(self.domain_shard, request, Committed::Always);
     }
 
     /// The room an authorization answer sent to the server (or the owner's bare JID) is
@@ -284,7 +284,7 @@ impl ServicesTask {
             stanza,
             view: None,
         };
-        self.send_to(shard, request, false);
+        self.send_to(shard, request, Committed::Always);
     }
 
     /// An answer sent to the server goes to the sender's own PEP service when it has the

@@ -90,6 +90,8 @@ impl TestServer {
     ) -> (TestServer, Arc<faulty::FaultyStore>) {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
+        // One shard: the requests a test sends at once share a batch, whatever they address.
+        config.pubsub.shards = 1;
         adjust(&mut config);
         let store = faulty::FaultyStore::new(verona::open_store(&config).await.unwrap());
         let server = RunningServer::start_with_stores(config, store.stores())

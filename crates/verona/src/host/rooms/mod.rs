@@ -447,7 +447,11 @@ impl ServicesTask {
                     at: std::time::SystemTime::now(),
                 };
                 let shard = self.shard_of(invitee.as_str());
-                self.send_to(shard, request, true);
+                self.send_to(
+                    shard,
+                    request,
+                    Committed::Service(Origin::Room(node.clone())),
+                );
             }
             for session in sessions {
                 let message = invitation(Jid::from(session.clone()));
@@ -1382,11 +1386,12 @@ impl ServicesTask {
         match hosted.service.publish(&me, &node, request) {
             Ok(outcome) => {
                 hosted.said.keep(room, &item, &outcome.effects);
-                done.push(Done::new(
-                    Origin::Room(node.clone()),
-                    outcome.effects,
-                    outcome.undo,
-                ));
+                // If the room's writes fail, the speaker is told (`storage_failed`).
+                done.push(Done {
+                    to: Some(Jid::from(from.clone())),
+                    request: Some(stanza.clone()),
+                    ..Done::new(Origin::Room(node.clone()), outcome.effects, outcome.undo)
+                });
             }
             Err(e) => {
                 tracing::debug!(%from, %room, "saying something in a room: {e}");
