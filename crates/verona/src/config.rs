@@ -479,11 +479,16 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             source: Box::new(e),
         })?;
         config.validate()?;
+        // Peers are compared as the IPv4 addresses they are, also when a `[::]` listener
+        // heard them mapped into IPv6: so are the proxies named.
+        for proxy in &mut config.c2s.trusted_proxies {
+            *proxy = proxy.to_canonical();
+        }
         Ok(config)
     }
 

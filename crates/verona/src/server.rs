@@ -554,6 +554,13 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("listening on {addr}"))
 }
 
+/// `peer` with an IPv4-mapped address (`::ffff:a.b.c.d`, how a `[::]` listener sees IPv4
+/// clients) made the IPv4 address it is: the per-address limits count, and `trusted_proxies`
+/// match, the client's own address, not the /64 every IPv4 client shares.
+fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
     socket: TcpListener,
@@ -566,6 +573,7 @@ async fn accept_loop(
         tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let peer = canonical(peer);
                     let _ = tcp.set_nodelay(true);
                     let send_buffer = shared.config.c2s.send_buffer_bytes;
                     if send_buffer > 0 {
@@ -614,6 +622,7 @@ async fn accept_bounded<F, Fut>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let peer = canonical(peer);
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, kind, "too many connections of this kind; refused");
                         continue;

@@ -180,10 +180,11 @@ impl Drop for Admission {
     }
 }
 
-/// IPv6 addresses count by /64; IPv4 by address.
+/// IPv6 addresses count by /64; IPv4 by address, also when mapped into IPv6 (whose top 64
+/// bits are zero for every IPv4 client).
 fn address_key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(_) => addr,
+    match addr.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);
             IpAddr::V6(bits.into())
@@ -403,6 +404,20 @@ impl AuthThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_clients_mapped_into_ipv6_count_by_their_own_address() {
+        // How a `[::]` listener sees two IPv4 clients: their /64 is the same, all zero.
+        let one: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let other: IpAddr = "::ffff:192.0.2.2".parse().unwrap();
+        assert_eq!(address_key(one), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_ne!(address_key(one), address_key(other));
+        let connections = PerAddress::new(1);
+        let _held = connections.admit(one).unwrap();
+        assert!(connections.admit(other).is_some());
+        // The same client over IPv4 and mapped is one.
+        assert!(connections.admit("192.0.2.1".parse().unwrap()).is_none());
+    }
 
     #[test]
     fn new_connections_per_address_are_limited_over_time() {
