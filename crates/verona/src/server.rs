@@ -225,17 +225,17 @@ impl RunningServer {
             .with_server_connections(config.limits.server_connections_per_address)
             .with_verification_rate(config.limits.server_verifications_per_minute),
         );
-        let c2s_listeners = bind_listeners(&config).await?;
+        let c2s_listeners = bind_listeners(&config)?;
         let identity = tls.certificate.clone();
         let federation =
             crate::s2s::Federation::new(&config, &router, shutdown_rx.clone(), identity)?;
         let mut s2s_listeners = Vec::new();
         for addr in &config.s2s.listen {
-            s2s_listeners.push(bind(*addr).await?);
+            s2s_listeners.push(bind(*addr)?);
         }
         let mut component_listeners = Vec::new();
         for addr in &config.components.listen {
-            component_listeners.push(bind(*addr).await?);
+            component_listeners.push(bind(*addr)?);
         }
         let shared = Arc::new(Shared {
             domain,
@@ -531,7 +531,7 @@ async fn start_services(
 }
 
 /// Every client listener, and what it speaks.
-async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, Listener)>> {
+fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, Listener)>> {
     let c2s = &config.c2s;
     let kinds = [
         (&c2s.listen, Listener::Starttls),
@@ -542,16 +542,31 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, Lis
     let mut listeners = Vec::new();
     for (addrs, kind) in kinds {
         for addr in addrs {
-            listeners.push((bind(*addr).await?, kind));
+            listeners.push((bind(*addr)?, kind));
         }
     }
     Ok(listeners)
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))
+fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    listen(addr).with_context(|| format!("listening on {addr}"))
+}
+
+/// A listener on `addr`, as [`TcpListener::bind`] makes it but IPv6-only when `addr` is IPv6:
+/// Linux lets `[::]` take IPv4 too by default (`bindv6only = 0`), so the dual-stack pair
+/// `0.0.0.0:P` and `[::]:P` failed on the second with "Address already in use".
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // As TcpListener::bind: a restarted server binds while the last one's connections linger.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// `peer` with an IPv4-mapped address (`::ffff:a.b.c.d`, how a `[::]` listener sees IPv4
