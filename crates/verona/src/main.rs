@@ -152,20 +152,26 @@ impl Signals {
 
 async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
     // A running server holds what deleting an account or changing a password must also
-    // change (resident services, sessions): those go through it, in-band (XEP-0077).
-    let _lock = match command {
-        UserCommand::Del { .. } | UserCommand::Passwd { .. } => {
-            let Some(lock) = verona::lock_data_dir(&config)? else {
-                anyhow::bail!(
-                    "a Verona server is running on {}: stop it first (or change the account in-band, XEP-0077)",
-                    config.data_dir.display()
-                );
-            };
-            Some(lock)
-        }
-        _ => None,
+    // change (resident services, sessions): those go through it, in-band (XEP-0077). Adding
+    // and listing go on beside it, on its database as it is: upgrading that under it (this
+    // build newer) would break it.
+    let lock = verona::lock_data_dir(&config)?;
+    let store = match (&lock, &command) {
+        (Some(_), _) => verona::open_store(&config).await?,
+        (None, UserCommand::Del { .. } | UserCommand::Passwd { .. }) => anyhow::bail!(
+            "a Verona server is running on {}: stop it first (or change the account in-band, XEP-0077)",
+            config.data_dir.display()
+        ),
+        (None, _) => verona::open_running_store(&config).await?,
     };
-    let store = verona::open_store(&config).await?;
+    // Adding and listing need the lock no longer than the upgrade (a server started while a
+    // password is typed is fine).
+    let _lock = lock.filter(|_| {
+        matches!(
+            command,
+            UserCommand::Del { .. } | UserCommand::Passwd { .. }
+        )
+    });
     let accounts = Accounts::new(
         store.clone(),
         config.normalized_domain(),

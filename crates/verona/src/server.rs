@@ -127,7 +127,9 @@ pub fn lock_data_dir(config: &Config) -> anyhow::Result<Option<DataDirLock>> {
     }
 }
 
-/// Opens the store in the data directory (creating it).
+/// Opens the store in the data directory (creating it), bringing its schema up to date: only
+/// under the data directory's lock, or a running server (perhaps an older build) would find
+/// its database changed under it.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -144,6 +146,31 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
         .await
         .with_context(|| format!("opening {}", path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Opens the store of the server running on the data directory, as it is: refused unless its
+/// schema is this build's (upgrading it would break that server).
+pub async fn open_running_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+    let path = config.data_dir.join("verona.db");
+    match SqliteStore::open_as_is(&path).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(verona_storage::StorageError::Schema(found)) => anyhow::bail!(
+            "a Verona server of another version is running on {} ({found}): stop the running server first",
+            config.data_dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("opening {}", path.display())),
+    }
+}
+
+/// The data directory's lock, or an error saying a server holds it.
+fn lock_for_server(config: &Config) -> anyhow::Result<DataDirLock> {
+    match lock_data_dir(config)? {
+        Some(lock) => Ok(lock),
+        None => anyhow::bail!(
+            "another Verona server is running on {}",
+            config.data_dir.display()
+        ),
+    }
 }
 
 /// The stores a server runs on: SQLite in the data directory ([`open_store`]), or any other
@@ -167,9 +194,11 @@ impl From<Arc<SqliteStore>> for Stores {
 
 impl RunningServer {
     /// Opens storage in the data directory, then [`RunningServer::start_with_stores`].
+    /// The lock comes first: a second server must not upgrade the database under the first.
     pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+        let lock = lock_for_server(&config)?;
         let store = open_store(&config).await?;
-        Self::start_with_stores(config, Stores::from(store)).await
+        Self::start_locked(config, Stores::from(store), lock).await
     }
 
     /// Loads or generates the certificate, binds every listener and starts accepting, on the
@@ -178,12 +207,15 @@ impl RunningServer {
         config: Config,
         stores: Stores,
     ) -> anyhow::Result<RunningServer> {
-        let Some(lock) = lock_data_dir(&config)? else {
-            anyhow::bail!(
-                "another Verona server is running on {}",
-                config.data_dir.display()
-            );
-        };
+        let lock = lock_for_server(&config)?;
+        Self::start_locked(config, stores, lock).await
+    }
+
+    async fn start_locked(
+        config: Config,
+        stores: Stores,
+        lock: DataDirLock,
+    ) -> anyhow::Result<RunningServer> {
         let tls = tls::load(&config)?;
         let domain = config.normalized_domain();
         let accounts = Accounts::new(

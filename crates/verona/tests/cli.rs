@@ -139,22 +139,7 @@ fn serve_runs_and_stops_on_sigterm() {
             "[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\nwebsocket_tls_listen = []\n"
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_verona"))
-        .args(["serve", "--config", &config])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop(Some(child));
-    let mut stream = None;
-    for _ in 0..100 {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            stream = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut stream = stream.expect("the server listens");
+    let (mut guard, mut stream) = serve(&config, port);
     stream
         .write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='capulet.lit' version='1.0'>")
         .unwrap();
@@ -194,6 +179,85 @@ fn serve_runs_and_stops_on_sigterm() {
         rest.contains("system-shutdown") && rest.ends_with("</stream:stream>"),
         "{rest}"
     );
+}
+
+/// `verona serve` with `config`, once it listens on `port`, and a connection to it.
+fn serve(config: &str, port: u16) -> (KillOnDrop, std::net::TcpStream) {
+    let child = Command::new(env!("CARGO_BIN_EXE_verona"))
+        .args(["serve", "--config", config])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(Some(child));
+    for _ in 0..100 {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            return (guard, stream);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the server does not listen");
+}
+
+/// A second `serve`, or `user add` or `user list`, from a newer build left the running
+/// server's database as it is: they upgraded its schema before finding the server running, and
+/// broke it (operators' audit). The running server is made an older build's by taking this
+/// build's last migration off its database's record.
+#[test]
+fn the_database_of_a_running_server_is_not_upgraded_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\nwebsocket_tls_listen = []\n"
+        ),
+    );
+    stdout(&verona(
+        &[
+            "--config",
+            &config,
+            "user",
+            "add",
+            "romeo@capulet.lit",
+            "--password",
+            "pw",
+        ],
+        None,
+    ));
+    let (_server, _stream) = serve(&config, port);
+    let database = format!("sqlite://{}", dir.path().join("data/verona.db").display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run = |sql: &'static str| {
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut db = sqlx::SqliteConnection::connect(&database).await.unwrap();
+            let rows: Vec<i64> = sqlx::query_scalar(sql).fetch_all(&mut db).await.unwrap();
+            db.close().await.unwrap();
+            rows
+        })
+    };
+    run(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations) RETURNING version",
+    );
+    let recorded = || run("SELECT version FROM _sqlx_migrations ORDER BY version");
+    let older = recorded();
+    for (args, refusal) in [
+        (&["serve"][..], "another Verona server is running on"),
+        (
+            &["user", "add", "tybalt@capulet.lit", "--password", "pw"],
+            "stop the running server first",
+        ),
+        (&["user", "list"], "stop the running server first"),
+    ] {
+        let output = verona(&[&["--config", &config][..], args].concat(), None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(refusal),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(recorded(), older, "{args:?}");
+    }
 }
 
 /// Ends the server if the test fails before stopping it itself.
