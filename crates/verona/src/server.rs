@@ -674,9 +674,12 @@ async fn accept_bounded<F, Fut>(
                         tracing::warn!(%peer, kind, "too many connections of this kind; refused");
                         continue;
                     };
-                    let Some(admission) = shared.throttle.admit_server(peer.ip()) else {
-                        tracing::warn!(%peer, kind, "too many connections from this address; refused");
-                        continue;
+                    let admission = match shared.throttle.admit_server(peer.ip()) {
+                        Ok(admission) => admission,
+                        Err(limit) => {
+                            tracing::warn!(%peer, kind, limit, "too many connections from this address; refused");
+                            continue;
+                        }
                     };
                     let _ = tcp.set_nodelay(true);
                     let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
