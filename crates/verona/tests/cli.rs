@@ -273,67 +273,126 @@ impl Drop for KillOnDrop {
 }
 
 /// At a terminal, `user add` asks for the password twice, without showing it (as
-/// `prosodyctl adduser` does), and two that differ create nothing.
+/// `prosodyctl adduser` does), and two that differ create nothing. An account that exists
+/// (`add`) or does not (`passwd`) is said before the password is asked for, not after it was
+/// typed twice, and Ctrl-D at the first prompt gives up (operators' audit).
 #[test]
 fn a_password_typed_at_a_terminal_is_asked_twice_and_not_shown() {
-    use std::io::Read;
-    use std::os::fd::FromRawFd;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    for (typed, created) in [
-        (["sekrit\n", "sekrit\n"], true),
-        (["one\n", "two\n"], false),
-    ] {
-        let (mut master, mut slave) = (0, 0);
-        let (name, settings, size) = (std::ptr::null_mut(), std::ptr::null(), std::ptr::null());
-        // SAFETY: openpty fills in two descriptors, which the files then own.
-        if unsafe { libc::openpty(&mut master, &mut slave, name, settings, size) } != 0 {
+    let cases: [(&[&str], &[&str], bool, &str); 5] = [
+        (
+            &["add", "tybalt@capulet.lit"],
+            &["sekrit\n", "sekrit\n"],
+            true,
+            "",
+        ),
+        (
+            &["add", "mercutio@capulet.lit"],
+            &["uno\n", "dos\n"],
+            false,
+            "the two passwords differ",
+        ),
+        (
+            &["add", "tybalt@capulet.lit"],
+            &[],
+            false,
+            "tybalt@capulet.lit already exists",
+        ),
+        (
+            &["passwd", "benvolio@capulet.lit"],
+            &[],
+            false,
+            "benvolio@capulet.lit does not exist",
+        ),
+        (
+            &["add", "mercutio@capulet.lit"],
+            &["\x04"],
+            false,
+            "no password given",
+        ),
+    ];
+    for (command, typed, succeeds, said) in cases {
+        let args = [&["--config", &config, "user"][..], command].concat();
+        let Some((success, screen)) = at_terminal(&args, typed) else {
             eprintln!("no pseudo-terminal to be had here: the terminal test is skipped");
             return;
-        }
-        let (mut master, slave) = unsafe {
-            (
-                std::fs::File::from_raw_fd(master),
-                std::fs::File::from_raw_fd(slave),
-            )
         };
-        let args = ["--config", &config, "user", "add", "tybalt@capulet.lit"];
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verona"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(slave.try_clone().unwrap())
-            .stdout(Stdio::piped())
-            .stderr(slave)
-            .spawn()
-            .unwrap();
-        // What the terminal shows, read as it comes (with a deadline, not a hang).
-        let (shown_tx, shown) = std::sync::mpsc::channel();
-        let mut reader = master.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 256];
-            while let Ok(n @ 1..) = reader.read(&mut buffer) {
-                if shown_tx.send(buffer[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut screen = String::new();
-        let wait_for = |text: &str, screen: &mut String| {
-            while !screen.contains(text) {
-                let bytes = shown.recv_timeout(Duration::from_secs(10)).unwrap();
-                screen.push_str(&String::from_utf8_lossy(&bytes));
-            }
-        };
-        for (prompt, line) in ["Password: ", "Again: "].into_iter().zip(typed) {
-            wait_for(prompt, &mut screen);
-            master.write_all(line.as_bytes()).unwrap();
+        assert_eq!(success, succeeds, "{command:?}: {screen}");
+        assert!(screen.contains(said), "{command:?}: {screen}");
+        // Asked once for each line typed, and never again.
+        let prompts = ["Password: ", "Again: "];
+        for (n, prompt) in prompts.iter().enumerate() {
+            assert_eq!(
+                screen.contains(prompt),
+                n < typed.len(),
+                "{command:?}: {screen}"
+            );
         }
-        let status = child.wait().unwrap();
-        assert_eq!(status.success(), created, "{screen}");
         for line in typed {
-            assert!(!screen.contains(line.trim()), "shown: {screen}");
+            let line = line.trim();
+            assert!(line.len() < 2 || !screen.contains(line), "shown: {screen}");
         }
     }
     let listed = stdout(&verona(&["--config", &config, "user", "list"], None));
     assert_eq!(listed.lines().collect::<Vec<_>>(), ["tybalt@capulet.lit"]);
+}
+
+/// Runs `verona args` at a terminal, typing each of `typed` once the prompt for it shows:
+/// whether it succeeded, and all the terminal showed. `None` without a pseudo-terminal.
+fn at_terminal(args: &[&str], typed: &[&str]) -> Option<(bool, String)> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let (name, settings, size) = (std::ptr::null_mut(), std::ptr::null(), std::ptr::null());
+    // SAFETY: openpty fills in two descriptors, which the files then own.
+    if unsafe { libc::openpty(&mut master, &mut slave, name, settings, size) } != 0 {
+        return None;
+    }
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verona"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    // What the terminal shows, read as it comes (with a deadline, not a hang), until the
+    // child, holding the terminal's last descriptor, exits.
+    let (shown_tx, shown) = std::sync::mpsc::channel();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 256];
+        while let Ok(n @ 1..) = reader.read(&mut buffer) {
+            if shown_tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut screen = String::new();
+    for (prompt, line) in ["Password: ", "Again: "].into_iter().zip(typed) {
+        while !screen.contains(prompt) {
+            let bytes = shown.recv_timeout(Duration::from_secs(10)).unwrap();
+            screen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        master.write_all(line.as_bytes()).unwrap();
+    }
+    loop {
+        match shown.recv_timeout(Duration::from_secs(10)) {
+            Ok(bytes) => screen.push_str(&String::from_utf8_lossy(&bytes)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            // Waiting for more than was typed: a failure, not a hang.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                screen.push_str("[still waiting: killed]");
+                child.kill().unwrap();
+            }
+        }
+    }
+    Some((child.wait().unwrap().success(), screen))
 }
