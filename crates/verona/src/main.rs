@@ -94,7 +94,12 @@ fn init_logging(config: &Config) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = RunningServer::start(config).await?;
-    tracing::info!(domain = server.domain(), cert = %server.cert_path().display(), "Verona is running");
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        domain = server.domain(),
+        cert = %server.cert_path().display(),
+        "Verona is running"
+    );
     let mut signals = Signals::new()?;
     let failed = loop {
         tokio::select! {

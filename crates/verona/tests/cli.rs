@@ -166,11 +166,12 @@ fn serve_runs_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    // The start-up line says which build runs (operators' audit: nothing did).
+    let started = log.lines().find(|line| line.contains("Verona is running"));
+    let version = format!("version={}", env!("CARGO_PKG_VERSION"));
+    assert!(started.is_some_and(|line| line.contains(&version)), "{log}");
     // The open stream was closed with a stream error and </stream:stream>.
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
@@ -185,6 +186,7 @@ fn serve_runs_and_stops_on_sigterm() {
 fn serve(config: &str, port: u16) -> (KillOnDrop, std::net::TcpStream) {
     let child = Command::new(env!("CARGO_BIN_EXE_verona"))
         .args(["serve", "--config", config])
+        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
