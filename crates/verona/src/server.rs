@@ -263,11 +263,11 @@ impl RunningServer {
             crate::s2s::Federation::new(&config, &router, shutdown_rx.clone(), identity)?;
         let mut s2s_listeners = Vec::new();
         for addr in &config.s2s.listen {
-            s2s_listeners.push(bind(*addr)?);
+            s2s_listeners.push(bind(*addr, &config)?);
         }
         let mut component_listeners = Vec::new();
         for addr in &config.components.listen {
-            component_listeners.push(bind(*addr)?);
+            component_listeners.push(bind(*addr, &config)?);
         }
         let shared = Arc::new(Shared {
             domain,
@@ -574,23 +574,39 @@ fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, Listener)
     let mut listeners = Vec::new();
     for (addrs, kind) in kinds {
         for addr in addrs {
-            listeners.push((bind(*addr)?, kind));
+            listeners.push((bind(*addr, config)?, kind));
         }
     }
     Ok(listeners)
 }
 
-fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    listen(addr).with_context(|| format!("listening on {addr}"))
+fn bind(addr: SocketAddr, config: &Config) -> anyhow::Result<TcpListener> {
+    listen(addr, config).with_context(|| format!("listening on {addr}"))
 }
 
-/// A listener on `addr`, as [`TcpListener::bind`] makes it but IPv6-only when `addr` is IPv6:
-/// Linux lets `[::]` take IPv4 too by default (`bindv6only = 0`), so the dual-stack pair
-/// `0.0.0.0:P` and `[::]:P` failed on the second with "Address already in use".
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// A listener on `addr`, as [`TcpListener::bind`] makes it. An IPv6 address that the
+/// configuration pairs with an IPv4 one on the same port (`0.0.0.0:P` and `[::]:P`) takes IPv6
+/// alone (`IPV6_V6ONLY`): Linux lets `[::]` take IPv4 too by default, and the second of the
+/// pair failed with "Address already in use". Alone, `[::]:P` keeps taking both.
+fn listen(addr: SocketAddr, config: &Config) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
+    let c2s = &config.c2s;
+    let every = [
+        &c2s.listen,
+        &c2s.direct_tls_listen,
+        &c2s.websocket_listen,
+        &c2s.websocket_tls_listen,
+        &config.s2s.listen,
+        &config.components.listen,
+    ];
+    // Port 0 picks a free port for each listener: those never collide.
+    let paired = addr.port() != 0
+        && every
+            .into_iter()
+            .flatten()
+            .any(|other| other.is_ipv4() && other.port() == addr.port());
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
+    if addr.is_ipv6() && paired {
         socket.set_only_v6(true)?;
     }
     // As TcpListener::bind: a restarted server binds while the last one's connections linger.
