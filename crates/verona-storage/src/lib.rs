@@ -37,6 +37,10 @@ pub enum StorageError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database's schema is not the one this build migrates to, and it was opened not to
+    /// change it.
+    #[error("the database schema is not this build's: {0}")]
+    Schema(String),
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// A pubsub write adds to or configures a node that is not stored: the writes are out of

@@ -52,6 +52,17 @@ impl SqliteStore {
     /// Opens the database at `path`, creating it and its parent directory if
     /// missing, and brings the schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore, StorageError> {
+        Self::open_with(path, true).await
+    }
+
+    /// Opens the database at `path` without changing its schema, for one a running server
+    /// holds (an upgrade under it would break it): [`StorageError::Schema`] unless its
+    /// schema is exactly the one this build migrates to.
+    pub async fn open_as_is(path: &Path) -> Result<SqliteStore, StorageError> {
+        Self::open_with(path, false).await
+    }
+
+    async fn open_with(path: &Path, migrate: bool) -> Result<SqliteStore, StorageError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent).await?;
         }
@@ -80,13 +91,18 @@ impl SqliteStore {
             .after_release(|conn, _| Box::pin(closed_transaction(conn)))
             .connect_with(writer_options)
             .await?;
-        MIGRATOR.run(&writer).await?;
-        // An upgrade that rewrote a table left its pages in the write-ahead log, which keeps
-        // its largest size until the last connection closes (about 100 MB per 300,000
-        // archived messages for migration 0007): copy them into the database and empty it.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&writer)
-            .await?;
+        if migrate {
+            MIGRATOR.run(&writer).await?;
+            // An upgrade that rewrote a table left its pages in the write-ahead log, which
+            // keeps its largest size until the last connection closes (about 100 MB per
+            // 300,000 archived messages for migration 0007): copy them into the database and
+            // empty it.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&writer)
+                .await?;
+        } else {
+            check_schema(&writer).await?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .connect_with(options)
@@ -99,6 +115,30 @@ impl SqliteStore {
             committer,
         })
     }
+}
+
+/// [`StorageError::Schema`] unless the migrations applied to the database are this build's.
+async fn check_schema(writer: &SqlitePool) -> Result<(), StorageError> {
+    let ours: Vec<i64> = MIGRATOR.iter().map(|migration| migration.version).collect();
+    let migrated: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(writer)
+    .await?;
+    let mut applied: Vec<i64> = Vec::new();
+    if migrated {
+        applied = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(writer)
+        .await?;
+    }
+    if applied != ours {
+        return Err(StorageError::Schema(format!(
+            "it has migrations {applied:?}, this build {ours:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether the writer, back in its pool, is outside any transaction: if not, it is closed and

@@ -457,6 +457,13 @@ pub enum ConfigError {
 /// The most shards `[pubsub] shards` may ask for: each is a thread with a runtime of its own.
 const MAX_SHARDS: usize = 256;
 
+/// The smallest `[pubsub] max_payload_bytes`: a chat message, stored whole as an item, with
+/// what clients add to it (receipts, markers, a few hundred characters of text).
+const MIN_PAYLOAD_BYTES: usize = 4096;
+
+/// PEP nodes the server makes for every account: `presence` and `roster`.
+const SERVER_PEP_NODES: usize = 2;
+
 /// How many times `[limits] remote_conversations_per_minute` one other server's users may
 /// start at once.
 pub const REMOTE_CONVERSATIONS_BURST: u32 = 10;
@@ -484,11 +491,16 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             source: Box::new(e),
         })?;
         config.validate()?;
+        // Peers are compared as the IPv4 addresses they are, also when a `[::]` listener
+        // heard them mapped into IPv6: so are the proxies named.
+        for proxy in &mut config.c2s.trusted_proxies {
+            *proxy = proxy.to_canonical();
+        }
         Ok(config)
     }
 
@@ -588,6 +600,49 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "{key} must be at least 1 (0 would refuse every client)"
             )));
+        }
+        // Values the server started with and then failed every account on (operators' audit):
+        // what each one must at least hold, and why.
+        let minima = [
+            (
+                "[pubsub] max_items_per_node",
+                self.pubsub.max_items_per_node,
+                crate::eventing::chat::RESIDENT,
+                "a conversation's node keeps its last messages",
+            ),
+            (
+                "[pubsub] max_subscriptions_per_jid",
+                self.pubsub.max_subscriptions_per_jid,
+                1,
+                "each conversation is a subscription of each party",
+            ),
+            (
+                "[pubsub] max_payload_bytes",
+                self.pubsub.max_payload_bytes,
+                MIN_PAYLOAD_BYTES,
+                "every chat message is an item, stored whole",
+            ),
+            (
+                "[pubsub] max_pep_nodes",
+                self.pubsub.max_pep_nodes,
+                SERVER_PEP_NODES,
+                "each account has its presence and roster nodes",
+            ),
+        ];
+        for (key, value, minimum, why) in minima {
+            if value < minimum {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be at least {minimum} ({why})"
+                )));
+            }
+        }
+        if self.limits.new_connections_per_minute > 0 && self.limits.new_connections_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "[limits] new_connections_burst must be at least 1 while \
+                 new_connections_per_minute is on (0 would refuse every connection; \
+                 new_connections_per_minute = 0 turns the limit off)"
+                    .into(),
+            ));
         }
         // A bound in bytes this small is a mistaken unit: a room would keep one message.
         if self.limits.room_history_bytes < 1024 {
@@ -854,6 +909,26 @@ mod tests {
             (
                 "[limits]\nconversation_archive_bytes = 1000",
                 "conversation_archive_bytes must be at least 1024",
+            ),
+            (
+                "[pubsub]\nmax_items_per_node = 19",
+                "max_items_per_node must be at least 20",
+            ),
+            (
+                "[pubsub]\nmax_subscriptions_per_jid = 0",
+                "max_subscriptions_per_jid must be at least 1",
+            ),
+            (
+                "[pubsub]\nmax_payload_bytes = 0",
+                "max_payload_bytes must be at least 4096",
+            ),
+            (
+                "[pubsub]\nmax_pep_nodes = 1",
+                "max_pep_nodes must be at least 2",
+            ),
+            (
+                "[limits]\nnew_connections_burst = 0",
+                "new_connections_burst must be at least 1",
             ),
             ("[log]\nfilter = 'inf'", "\"inf\" is not LEVEL"),
             ("[log]\nfilter = 'warn,verona=bogus'", "\"verona=bogus\""),

@@ -26,7 +26,7 @@ mod xml;
 pub use config::Config;
 pub use host::account_writes;
 pub use mam::delete_stopped as delete_account_while_stopped;
-pub use server::{RunningServer, Stores, lock_data_dir, open_store};
+pub use server::{RunningServer, Stores, lock_data_dir, open_running_store, open_store};
 
 /// A hash map on a per-recipient path (routing, the presence graph): foldhash, seeded at
 /// random per process, rather than SipHash, which took a fifth of a presence fan-out's CPU.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use verona::accounts::Accounts;
+use verona::accounts::{AccountError, Accounts};
 use verona::{Config, RunningServer};
 
 #[derive(Parser)]
@@ -94,7 +94,12 @@ fn init_logging(config: &Config) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = RunningServer::start(config).await?;
-    tracing::info!(domain = server.domain(), cert = %server.cert_path().display(), "Verona is running");
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        domain = server.domain(),
+        cert = %server.cert_path().display(),
+        "Verona is running"
+    );
     let mut signals = Signals::new()?;
     let failed = loop {
         tokio::select! {
@@ -152,20 +157,26 @@ impl Signals {
 
 async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
     // A running server holds what deleting an account or changing a password must also
-    // change (resident services, sessions): those go through it, in-band (XEP-0077).
-    let _lock = match command {
-        UserCommand::Del { .. } | UserCommand::Passwd { .. } => {
-            let Some(lock) = verona::lock_data_dir(&config)? else {
-                anyhow::bail!(
-                    "a Verona server is running on {}: stop it first (or change the account in-band, XEP-0077)",
-                    config.data_dir.display()
-                );
-            };
-            Some(lock)
-        }
-        _ => None,
+    // change (resident services, sessions): those go through it, in-band (XEP-0077). Adding
+    // and listing go on beside it, on its database as it is: upgrading that under it (this
+    // build newer) would break it.
+    let lock = verona::lock_data_dir(&config)?;
+    let store = match (&lock, &command) {
+        (Some(_), _) => verona::open_store(&config).await?,
+        (None, UserCommand::Del { .. } | UserCommand::Passwd { .. }) => anyhow::bail!(
+            "a Verona server is running on {}: stop it first (or change the account in-band, XEP-0077)",
+            config.data_dir.display()
+        ),
+        (None, _) => verona::open_running_store(&config).await?,
     };
-    let store = verona::open_store(&config).await?;
+    // Adding and listing need the lock no longer than the upgrade (a server started while a
+    // password is typed is fine).
+    let _lock = lock.filter(|_| {
+        matches!(
+            command,
+            UserCommand::Del { .. } | UserCommand::Passwd { .. }
+        )
+    });
     let accounts = Accounts::new(
         store.clone(),
         config.normalized_domain(),
@@ -186,6 +197,10 @@ async fn run_user_command(
     match command {
         UserCommand::Add { jid, password } => {
             let jid = accounts.parse_jid(&jid)?;
+            // Said before the password is asked for (twice, at a terminal), not after.
+            if accounts.credentials(&jid).await?.is_some() {
+                return Err(AccountError::Exists(jid.to_string()).into());
+            }
             let password = password_or_stdin(password)?;
             accounts.create(&jid, &password).await?;
             println!("created {jid}");
@@ -197,6 +212,9 @@ async fn run_user_command(
         }
         UserCommand::Passwd { jid, password } => {
             let jid = accounts.parse_jid(&jid)?;
+            if accounts.credentials(&jid).await?.is_none() {
+                return Err(AccountError::NotFound(jid.to_string()).into());
+            }
             let password = password_or_stdin(password)?;
             accounts.set_password(&jid, &password).await?;
             println!("password changed for {jid}");
@@ -217,28 +235,31 @@ fn password_or_stdin(password: Option<String>) -> anyhow::Result<String> {
         return Ok(password);
     }
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return read_line();
+        return Ok(read_line()?.unwrap_or_default());
     }
-    let first = unechoed("Password: ")?;
-    let again = unechoed("Again: ")?;
+    // Ctrl-D (end of input) at either prompt gives up, as at a shell's.
+    let given = || anyhow::anyhow!("no password given");
+    let first = unechoed("Password: ")?.ok_or_else(given)?;
+    let again = unechoed("Again: ")?.ok_or_else(given)?;
     if first != again {
         anyhow::bail!("the two passwords differ");
     }
     Ok(first)
 }
 
-fn read_line() -> anyhow::Result<String> {
+/// A line of standard input, `None` at its end.
+fn read_line() -> anyhow::Result<Option<String>> {
     let mut line = String::new();
-    std::io::stdin()
+    let read = std::io::stdin()
         .lock()
         .read_line(&mut line)
         .context("reading the password from standard input")?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    Ok((read > 0).then(|| line.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
 /// A line read from the terminal with its echo off, after `prompt`. The echo goes off
 /// before the prompt shows, so a line typed (or pasted) the moment it shows is not echoed.
-fn unechoed(prompt: &str) -> anyhow::Result<String> {
+fn unechoed(prompt: &str) -> anyhow::Result<Option<String>> {
     // SAFETY: termios calls on standard input with a struct they fill in.
     let mut terminal: libc::termios = unsafe { std::mem::zeroed() };
     let saved = unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut terminal) } == 0;

@@ -127,7 +127,9 @@ pub fn lock_data_dir(config: &Config) -> anyhow::Result<Option<DataDirLock>> {
     }
 }
 
-/// Opens the store in the data directory (creating it).
+/// Opens the store in the data directory (creating it), bringing its schema up to date: only
+/// under the data directory's lock, or a running server (perhaps an older build) would find
+/// its database changed under it.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -144,6 +146,31 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
         .await
         .with_context(|| format!("opening {}", path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Opens the store of the server running on the data directory, as it is: refused unless its
+/// schema is this build's (upgrading it would break that server).
+pub async fn open_running_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+    let path = config.data_dir.join("verona.db");
+    match SqliteStore::open_as_is(&path).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(verona_storage::StorageError::Schema(found)) => anyhow::bail!(
+            "a Verona server of another version is running on {} ({found}): stop the running server first",
+            config.data_dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("opening {}", path.display())),
+    }
+}
+
+/// The data directory's lock, or an error saying a server holds it.
+fn lock_for_server(config: &Config) -> anyhow::Result<DataDirLock> {
+    match lock_data_dir(config)? {
+        Some(lock) => Ok(lock),
+        None => anyhow::bail!(
+            "another Verona server is running on {}",
+            config.data_dir.display()
+        ),
+    }
 }
 
 /// The stores a server runs on: SQLite in the data directory ([`open_store`]), or any other
@@ -167,9 +194,11 @@ impl From<Arc<SqliteStore>> for Stores {
 
 impl RunningServer {
     /// Opens storage in the data directory, then [`RunningServer::start_with_stores`].
+    /// The lock comes first: a second server must not upgrade the database under the first.
     pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+        let lock = lock_for_server(&config)?;
         let store = open_store(&config).await?;
-        Self::start_with_stores(config, Stores::from(store)).await
+        Self::start_locked(config, Stores::from(store), lock).await
     }
 
     /// Loads or generates the certificate, binds every listener and starts accepting, on the
@@ -178,12 +207,15 @@ impl RunningServer {
         config: Config,
         stores: Stores,
     ) -> anyhow::Result<RunningServer> {
-        let Some(lock) = lock_data_dir(&config)? else {
-            anyhow::bail!(
-                "another Verona server is running on {}",
-                config.data_dir.display()
-            );
-        };
+        let lock = lock_for_server(&config)?;
+        Self::start_locked(config, stores, lock).await
+    }
+
+    async fn start_locked(
+        config: Config,
+        stores: Stores,
+        lock: DataDirLock,
+    ) -> anyhow::Result<RunningServer> {
         let tls = tls::load(&config)?;
         let domain = config.normalized_domain();
         let accounts = Accounts::new(
@@ -225,17 +257,17 @@ impl RunningServer {
             .with_server_connections(config.limits.server_connections_per_address)
             .with_verification_rate(config.limits.server_verifications_per_minute),
         );
-        let c2s_listeners = bind_listeners(&config).await?;
+        let c2s_listeners = bind_listeners(&config)?;
         let identity = tls.certificate.clone();
         let federation =
             crate::s2s::Federation::new(&config, &router, shutdown_rx.clone(), identity)?;
         let mut s2s_listeners = Vec::new();
         for addr in &config.s2s.listen {
-            s2s_listeners.push(bind(*addr).await?);
+            s2s_listeners.push(bind(*addr, &config)?);
         }
         let mut component_listeners = Vec::new();
         for addr in &config.components.listen {
-            component_listeners.push(bind(*addr).await?);
+            component_listeners.push(bind(*addr, &config)?);
         }
         let shared = Arc::new(Shared {
             domain,
@@ -532,7 +564,7 @@ async fn start_services(
 }
 
 /// Every client listener, and what it speaks.
-async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, Listener)>> {
+fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, Listener)>> {
     let c2s = &config.c2s;
     let kinds = [
         (&c2s.listen, Listener::Starttls),
@@ -543,16 +575,54 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<Vec<(TcpListener, Lis
     let mut listeners = Vec::new();
     for (addrs, kind) in kinds {
         for addr in addrs {
-            listeners.push((bind(*addr).await?, kind));
+            listeners.push((bind(*addr, config)?, kind));
         }
     }
     Ok(listeners)
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))
+fn bind(addr: SocketAddr, config: &Config) -> anyhow::Result<TcpListener> {
+    listen(addr, config).with_context(|| format!("listening on {addr}"))
+}
+
+/// A listener on `addr`, as [`TcpListener::bind`] makes it. An IPv6 address that the
+/// configuration pairs with an IPv4 one on the same port (`0.0.0.0:P` and `[::]:P`) takes IPv6
+/// alone (`IPV6_V6ONLY`): Linux lets `[::]` take IPv4 too by default, and the second of the
+/// pair failed with "Address already in use". Alone, `[::]:P` keeps taking both.
+fn listen(addr: SocketAddr, config: &Config) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let c2s = &config.c2s;
+    let every = [
+        &c2s.listen,
+        &c2s.direct_tls_listen,
+        &c2s.websocket_listen,
+        &c2s.websocket_tls_listen,
+        &config.s2s.listen,
+        &config.components.listen,
+    ];
+    // Port 0 picks a free port for each listener: those never collide.
+    let paired = addr.port() != 0
+        && every
+            .into_iter()
+            .flatten()
+            .any(|other| other.is_ipv4() && other.port() == addr.port());
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() && paired {
+        socket.set_only_v6(true)?;
+    }
+    // As TcpListener::bind: a restarted server binds while the last one's connections linger.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// `peer` with an IPv4-mapped address (`::ffff:a.b.c.d`, how a `[::]` listener sees IPv4
+/// clients) made the IPv4 address it is: the per-address limits count, and `trusted_proxies`
+/// match, the client's own address, not the /64 every IPv4 client shares.
+fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
 async fn accept_loop(
@@ -567,6 +637,7 @@ async fn accept_loop(
         tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let peer = canonical(peer);
                     let _ = tcp.set_nodelay(true);
                     let send_buffer = shared.config.c2s.send_buffer_bytes;
                     if send_buffer > 0 {
@@ -615,13 +686,17 @@ async fn accept_bounded<F, Fut>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let peer = canonical(peer);
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, kind, "too many connections of this kind; refused");
                         continue;
                     };
-                    let Some(admission) = shared.throttle.admit_server(peer.ip()) else {
-                        tracing::warn!(%peer, kind, "too many connections from this address; refused");
-                        continue;
+                    let admission = match shared.throttle.admit_server(peer.ip()) {
+                        Ok(admission) => admission,
+                        Err(limit) => {
+                            tracing::warn!(%peer, kind, limit, "too many connections from this address; refused");
+                            continue;
+                        }
                     };
                     let _ = tcp.set_nodelay(true);
                     let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);

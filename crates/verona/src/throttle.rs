@@ -180,10 +180,11 @@ impl Drop for Admission {
     }
 }
 
-/// IPv6 addresses count by /64; IPv4 by address.
+/// IPv6 addresses count by /64; IPv4 by address, also when mapped into IPv6 (whose top 64
+/// bits are zero for every IPv4 client).
 fn address_key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(_) => addr,
+    match addr.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);
             IpAddr::V6(bits.into())
@@ -228,16 +229,23 @@ impl AuthThrottle {
         self
     }
 
-    /// Counts a connection from another server or a component from `addr`; `None` when the
-    /// address has as many as allowed, or has opened as many new connections as allowed
-    /// lately (the same rate as clients').
-    pub fn admit_server(&self, addr: IpAddr) -> Option<Admission> {
-        if let Some(rate) = &self.rate
-            && !rate.take(addr, Instant::now())
-        {
-            return None;
+    /// Counts a connection from another server or a component from `addr`; when the address
+    /// has as many as allowed, or has opened as many new connections as allowed lately (the
+    /// same rate as clients'), the configuration keys of the limit that refused it.
+    pub fn admit_server(&self, addr: IpAddr) -> Result<Admission, &'static str> {
+        self.take_new_connection(addr)?;
+        self.servers
+            .admit(addr)
+            .ok_or("[limits] server_connections_per_address")
+    }
+
+    fn take_new_connection(&self, addr: IpAddr) -> Result<(), &'static str> {
+        match &self.rate {
+            Some(rate) if !rate.take(addr, Instant::now()) => {
+                Err("[limits] new_connections_burst and new_connections_per_minute")
+            }
+            _ => Ok(()),
         }
-        self.servers.admit(addr)
     }
 
     /// Limits new connections per address to `burst` at once and `per_minute` after that
@@ -281,17 +289,20 @@ impl AuthThrottle {
     }
 
     /// Counts a new connection from `addr`, both as a connection and as an unauthenticated
-    /// one (drop the second on authentication); `None` when the address has as many of
-    /// either as allowed.
-    pub fn admit(&self, addr: IpAddr) -> Option<(Admission, Admission)> {
-        if let Some(rate) = &self.rate
-            && !rate.take(addr, Instant::now())
-        {
-            return None;
-        }
-        let connection = self.connections.admit(addr)?;
-        let unauthenticated = self.unauthenticated.admit(addr)?;
-        Some((connection, unauthenticated))
+    /// one (drop the second on authentication); when the address has as many of either as
+    /// allowed, the configuration keys of the limit that refused it (for the log: what to
+    /// raise).
+    pub fn admit(&self, addr: IpAddr) -> Result<(Admission, Admission), &'static str> {
+        self.take_new_connection(addr)?;
+        let connection = self
+            .connections
+            .admit(addr)
+            .ok_or("[limits] connections_per_address")?;
+        let unauthenticated = self
+            .unauthenticated
+            .admit(addr)
+            .ok_or("[limits] unauthenticated_per_address")?;
+        Ok((connection, unauthenticated))
     }
 
     /// How long an attempt from `addr` on `account` waits before it is verified, whatever its
@@ -403,6 +414,20 @@ impl AuthThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_clients_mapped_into_ipv6_count_by_their_own_address() {
+        // How a `[::]` listener sees two IPv4 clients: their /64 is the same, all zero.
+        let one: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let other: IpAddr = "::ffff:192.0.2.2".parse().unwrap();
+        assert_eq!(address_key(one), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_ne!(address_key(one), address_key(other));
+        let connections = PerAddress::new(1);
+        let _held = connections.admit(one).unwrap();
+        assert!(connections.admit(other).is_some());
+        // The same client over IPv4 and mapped is one.
+        assert!(connections.admit("192.0.2.1".parse().unwrap()).is_none());
+    }
 
     #[test]
     fn new_connections_per_address_are_limited_over_time() {
@@ -595,17 +620,30 @@ mod tests {
         let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
         let (first, first_unauthenticated) = throttle.admit(ip).expect("first");
         let _second = throttle.admit(neighbour).expect("second, same /64");
-        assert!(
-            throttle.admit(ip).is_none(),
+        // Each refusal names the limit that refused, for the log.
+        assert_eq!(
+            throttle.admit(ip).err(),
+            Some("[limits] unauthenticated_per_address"),
             "a third unauthenticated one is refused"
         );
-        assert!(throttle.admit("192.0.2.1".parse().unwrap()).is_some());
+        assert!(throttle.admit("192.0.2.1".parse().unwrap()).is_ok());
         // The first authenticates: it counts as a connection only.
         drop(first_unauthenticated);
         let (_third, third_unauthenticated) = throttle.admit(ip).expect("a slot freed");
         drop(third_unauthenticated);
-        assert!(throttle.admit(ip).is_none(), "three connections in all");
+        assert_eq!(
+            throttle.admit(ip).err(),
+            Some("[limits] connections_per_address"),
+            "three connections in all"
+        );
         drop(first);
-        assert!(throttle.admit(ip).is_some());
+        assert!(throttle.admit(ip).is_ok());
+        let rated =
+            AuthThrottle::new(5, Duration::from_secs(60), 2, 3, 2).with_connection_rate(1, 1);
+        assert!(rated.admit(ip).is_ok());
+        assert_eq!(
+            rated.admit(ip).err(),
+            Some("[limits] new_connections_burst and new_connections_per_minute")
+        );
     }
 }

@@ -105,12 +105,14 @@ pub fn generated_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
-    let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-        _ => {
+    let domain = ascii_domain(&config.normalized_domain())?;
+    let configured = config.tls.cert.clone().zip(config.tls.key.clone());
+    let (cert_path, key_path) = match &configured {
+        Some((cert, key)) => (cert.clone(), key.clone()),
+        None => {
             let (cert, key) = generated_paths(&config.data_dir);
             if !cert.exists() || !key.exists() {
-                generate_self_signed(&config.normalized_domain(), &cert, &key)?;
+                generate_self_signed(&domain, &cert, &key)?;
             }
             (cert, key)
         }
@@ -118,7 +120,29 @@ pub fn load(config: &Config) -> anyhow::Result<TlsConfigs> {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = preferred_suites();
     let provider = Arc::new(provider);
-    let certified = read_pair(&cert_path, &key_path, &provider)?;
+    let mut certified = read_pair(&cert_path, &key_path, &provider)?;
+    if configured.is_none() && !names(&certified.cert[0], &domain) {
+        // The domain was changed since the certificate was generated, which no client of
+        // this domain would accept: a new one replaces it, the old files kept beside it.
+        for path in [&cert_path, &key_path] {
+            let old = path.with_extension("pem.old");
+            std::fs::rename(path, &old)
+                .with_context(|| format!("moving {} to {}", path.display(), old.display()))?;
+        }
+        tracing::warn!(
+            cert = %cert_path.display(),
+            "the generated certificate does not name {domain}: generating one that does (the old one is kept as cert.pem.old)"
+        );
+        generate_self_signed(&domain, &cert_path, &key_path)?;
+        certified = read_pair(&cert_path, &key_path, &provider)?;
+    }
+    for problem in problems(
+        &certified.cert[0],
+        &domain,
+        rustls::pki_types::UnixTime::now(),
+    ) {
+        tracing::warn!(cert = %cert_path.display(), "{problem}: clients will refuse it");
+    }
     let certificate = Arc::new(Certificate {
         cert_path: cert_path.clone(),
         key_path,
@@ -165,12 +189,65 @@ fn preferred_suites() -> Vec<rustls::SupportedCipherSuite> {
     ]
 }
 
-/// A self-signed certificate for the domain and its subdomains (pubsub., chat.).
+/// An internationalised domain is named in its ASCII form (`xn--…`), as X.509 wants it.
+fn ascii_domain(domain: &str) -> anyhow::Result<String> {
+    idna::domain_to_ascii(domain)
+        .map_err(|e| anyhow::anyhow!("domain {domain:?} has no ASCII form: {e}"))
+}
+
+/// Whether `cert` names `domain` (ASCII) as a DNS name.
+fn names(cert: &CertificateDer<'_>, domain: &str) -> bool {
+    let Ok(name) = rustls::pki_types::ServerName::try_from(domain) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(cert)
+        .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+}
+
+/// What makes clients refuse `cert` for `domain` at `now` that the server can tell alone: it
+/// has expired or is not valid yet, or it does not name the domain. The server starts anyway
+/// (a renewed certificate is read on SIGHUP), saying so.
+fn problems(
+    cert: &CertificateDer<'_>,
+    domain: &str,
+    now: rustls::pki_types::UnixTime,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Ok(parsed) = webpki::EndEntityCert::try_from(cert) {
+        // Without trust anchors the chain cannot be verified, but the validity period is
+        // checked before issuers are looked for.
+        let checked = parsed.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[],
+            &[],
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        );
+        let stamp = |time: rustls::pki_types::UnixTime| {
+            let since_1970 = std::time::Duration::from_secs(time.as_secs());
+            verona_pubsub_xmpp::stamp(std::time::UNIX_EPOCH + since_1970)
+        };
+        match checked {
+            Err(webpki::Error::CertExpired { not_after, .. }) => {
+                problems.push(format!("the certificate expired at {}", stamp(not_after)))
+            }
+            Err(webpki::Error::CertNotValidYet { not_before, .. }) => problems.push(format!(
+                "the certificate is not valid before {}",
+                stamp(not_before)
+            )),
+            _ => {}
+        }
+    }
+    if !names(cert, domain) {
+        problems.push(format!("the certificate does not name {domain}"));
+    }
+    problems
+}
+
+/// A self-signed certificate for the (ASCII) domain and its subdomains (pubsub., chat.).
 fn generate_self_signed(domain: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
-    // An internationalised domain is named in its ASCII form (`xn--…`), as X.509 wants it.
-    let domain = idna::domain_to_ascii(domain)
-        .map_err(|e| anyhow::anyhow!("domain {domain:?} has no ASCII form: {e}"))?;
-    let domain = domain.as_str();
     let names = vec![domain.to_owned(), format!("*.{domain}")];
     let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
     // The domain as the subject, which clients show when asked to accept the certificate
@@ -337,8 +414,9 @@ mod tests {
     #[test]
     fn an_internationalised_domain_gets_a_certificate() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = generated_paths(dir.path());
-        generate_self_signed("bücher.example", &cert, &key).unwrap();
+        let mut config = in_dir(&dir);
+        config.domain = "bücher.example".into();
+        let cert = load(&config).unwrap().cert_path;
         let der = CertificateDer::pem_file_iter(&cert)
             .unwrap()
             .next()
@@ -346,6 +424,63 @@ mod tests {
             .unwrap();
         let ascii = b"xn--bcher-kva.example";
         assert!(der.windows(ascii.len()).any(|w| w == ascii));
+    }
+
+    /// A generated certificate for the domain the server served before its domain was changed
+    /// is replaced by one for the domain it serves, the old one kept (operators' audit: the
+    /// server went on presenting it, and every client refused it).
+    #[test]
+    fn a_certificate_generated_for_another_domain_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = in_dir(&dir);
+        config.domain = "capulet.lit".into();
+        let first = load(&config).unwrap();
+        let old = std::fs::read(&first.cert_path).unwrap();
+        config.domain = "montague.lit".into();
+        let second = load(&config).unwrap();
+        let cert = &second.certificate.current().cert[0];
+        assert!(names(cert, "montague.lit"));
+        assert!(names(cert, "pubsub.montague.lit"));
+        assert!(!names(cert, "capulet.lit"));
+        let kept = first.cert_path.with_extension("pem.old");
+        assert_eq!(std::fs::read(kept).unwrap(), old);
+        // Served again unchanged.
+        let third = load(&config).unwrap();
+        assert_eq!(&third.certificate.current().cert[0], cert);
+    }
+
+    /// The start-up warnings: a certificate that expired, is not valid yet, or does not name
+    /// the domain (the server starts with it all the same: a renewed one is read on SIGHUP).
+    #[test]
+    fn a_certificate_clients_would_refuse_is_warned_about() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let make = |from: (i32, u8, u8), to: (i32, u8, u8)| {
+            let mut params = rcgen::CertificateParams::new(vec!["capulet.lit".into()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+            params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+            params.self_signed(&key).unwrap().der().clone()
+        };
+        let at = |year: u64| {
+            let seconds = (year - 1970) * 365 * 86_400;
+            rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds))
+        };
+        let valid = make((2020, 1, 1), (2030, 1, 1));
+        assert_eq!(
+            problems(&valid, "capulet.lit", at(2025)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(&valid, "montague.lit", at(2025)),
+            ["the certificate does not name montague.lit"]
+        );
+        assert_eq!(
+            problems(&valid, "capulet.lit", at(2031)),
+            ["the certificate expired at 2030-01-01T00:00:00Z"]
+        );
+        assert_eq!(
+            problems(&valid, "capulet.lit", at(2019)),
+            ["the certificate is not valid before 2020-01-01T00:00:00Z"]
+        );
     }
 
     #[test]

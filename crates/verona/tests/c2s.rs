@@ -948,3 +948,31 @@ async fn a_session_idle_long_enough_to_free_its_parser_reads_on() {
         Some("still here".to_owned())
     );
 }
+
+/// The dual-stack pair the documentation recommends, `0.0.0.0:P` and `[::]:P`, binds on Linux
+/// whatever `net.ipv6.bindv6only` says, and each answers its own family (before, the second
+/// failed with "Address already in use": `[::]` took IPv4 too).
+#[tokio::test]
+async fn ipv4_and_ipv6_listeners_share_a_port() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 to listen on here: the test is skipped");
+        return;
+    }
+    let port = free_port();
+    let t = TestServer::start_with(|config| {
+        config.c2s.listen = vec![
+            std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+            std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+        ];
+    })
+    .await;
+    assert_eq!(t.server.c2s_addrs().len(), 2);
+    for ip in [
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ] {
+        let mut c = Client::connect(std::net::SocketAddr::new(ip, port)).await;
+        let features = c.open().await;
+        assert!(features.is("features", NS_STREAMS), "{}", show(&features));
+    }
+}

@@ -139,22 +139,7 @@ fn serve_runs_and_stops_on_sigterm() {
             "[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\nwebsocket_tls_listen = []\n"
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_verona"))
-        .args(["serve", "--config", &config])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop(Some(child));
-    let mut stream = None;
-    for _ in 0..100 {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            stream = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut stream = stream.expect("the server listens");
+    let (mut guard, mut stream) = serve(&config, port);
     stream
         .write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='capulet.lit' version='1.0'>")
         .unwrap();
@@ -181,11 +166,12 @@ fn serve_runs_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    // The start-up line says which build runs (operators' audit: nothing did).
+    let started = log.lines().find(|line| line.contains("Verona is running"));
+    let version = format!("version={}", env!("CARGO_PKG_VERSION"));
+    assert!(started.is_some_and(|line| line.contains(&version)), "{log}");
     // The open stream was closed with a stream error and </stream:stream>.
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
@@ -194,6 +180,86 @@ fn serve_runs_and_stops_on_sigterm() {
         rest.contains("system-shutdown") && rest.ends_with("</stream:stream>"),
         "{rest}"
     );
+}
+
+/// `verona serve` with `config`, once it listens on `port`, and a connection to it.
+fn serve(config: &str, port: u16) -> (KillOnDrop, std::net::TcpStream) {
+    let child = Command::new(env!("CARGO_BIN_EXE_verona"))
+        .args(["serve", "--config", config])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(Some(child));
+    for _ in 0..100 {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            return (guard, stream);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the server does not listen");
+}
+
+/// A second `serve`, or `user add` or `user list`, from a newer build left the running
+/// server's database as it is: they upgraded its schema before finding the server running, and
+/// broke it (operators' audit). The running server is made an older build's by taking this
+/// build's last migration off its database's record.
+#[test]
+fn the_database_of_a_running_server_is_not_upgraded_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[c2s]\nlisten = [\"127.0.0.1:{port}\"]\ndirect_tls_listen = []\nwebsocket_tls_listen = []\n"
+        ),
+    );
+    stdout(&verona(
+        &[
+            "--config",
+            &config,
+            "user",
+            "add",
+            "romeo@capulet.lit",
+            "--password",
+            "pw",
+        ],
+        None,
+    ));
+    let (_server, _stream) = serve(&config, port);
+    let database = format!("sqlite://{}", dir.path().join("data/verona.db").display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run = |sql: &'static str| {
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut db = sqlx::SqliteConnection::connect(&database).await.unwrap();
+            let rows: Vec<i64> = sqlx::query_scalar(sql).fetch_all(&mut db).await.unwrap();
+            db.close().await.unwrap();
+            rows
+        })
+    };
+    run(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations) RETURNING version",
+    );
+    let recorded = || run("SELECT version FROM _sqlx_migrations ORDER BY version");
+    let older = recorded();
+    for (args, refusal) in [
+        (&["serve"][..], "another Verona server is running on"),
+        (
+            &["user", "add", "tybalt@capulet.lit", "--password", "pw"],
+            "stop the running server first",
+        ),
+        (&["user", "list"], "stop the running server first"),
+    ] {
+        let output = verona(&[&["--config", &config][..], args].concat(), None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(refusal),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(recorded(), older, "{args:?}");
+    }
 }
 
 /// Ends the server if the test fails before stopping it itself.
@@ -209,67 +275,126 @@ impl Drop for KillOnDrop {
 }
 
 /// At a terminal, `user add` asks for the password twice, without showing it (as
-/// `prosodyctl adduser` does), and two that differ create nothing.
+/// `prosodyctl adduser` does), and two that differ create nothing. An account that exists
+/// (`add`) or does not (`passwd`) is said before the password is asked for, not after it was
+/// typed twice, and Ctrl-D at the first prompt gives up (operators' audit).
 #[test]
 fn a_password_typed_at_a_terminal_is_asked_twice_and_not_shown() {
-    use std::io::Read;
-    use std::os::fd::FromRawFd;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    for (typed, created) in [
-        (["sekrit\n", "sekrit\n"], true),
-        (["one\n", "two\n"], false),
-    ] {
-        let (mut master, mut slave) = (0, 0);
-        let (name, settings, size) = (std::ptr::null_mut(), std::ptr::null(), std::ptr::null());
-        // SAFETY: openpty fills in two descriptors, which the files then own.
-        if unsafe { libc::openpty(&mut master, &mut slave, name, settings, size) } != 0 {
+    let cases: [(&[&str], &[&str], bool, &str); 5] = [
+        (
+            &["add", "tybalt@capulet.lit"],
+            &["sekrit\n", "sekrit\n"],
+            true,
+            "",
+        ),
+        (
+            &["add", "mercutio@capulet.lit"],
+            &["uno\n", "dos\n"],
+            false,
+            "the two passwords differ",
+        ),
+        (
+            &["add", "tybalt@capulet.lit"],
+            &[],
+            false,
+            "tybalt@capulet.lit already exists",
+        ),
+        (
+            &["passwd", "benvolio@capulet.lit"],
+            &[],
+            false,
+            "benvolio@capulet.lit does not exist",
+        ),
+        (
+            &["add", "mercutio@capulet.lit"],
+            &["\x04"],
+            false,
+            "no password given",
+        ),
+    ];
+    for (command, typed, succeeds, said) in cases {
+        let args = [&["--config", &config, "user"][..], command].concat();
+        let Some((success, screen)) = at_terminal(&args, typed) else {
             eprintln!("no pseudo-terminal to be had here: the terminal test is skipped");
             return;
-        }
-        let (mut master, slave) = unsafe {
-            (
-                std::fs::File::from_raw_fd(master),
-                std::fs::File::from_raw_fd(slave),
-            )
         };
-        let args = ["--config", &config, "user", "add", "tybalt@capulet.lit"];
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verona"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(slave.try_clone().unwrap())
-            .stdout(Stdio::piped())
-            .stderr(slave)
-            .spawn()
-            .unwrap();
-        // What the terminal shows, read as it comes (with a deadline, not a hang).
-        let (shown_tx, shown) = std::sync::mpsc::channel();
-        let mut reader = master.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 256];
-            while let Ok(n @ 1..) = reader.read(&mut buffer) {
-                if shown_tx.send(buffer[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut screen = String::new();
-        let wait_for = |text: &str, screen: &mut String| {
-            while !screen.contains(text) {
-                let bytes = shown.recv_timeout(Duration::from_secs(10)).unwrap();
-                screen.push_str(&String::from_utf8_lossy(&bytes));
-            }
-        };
-        for (prompt, line) in ["Password: ", "Again: "].into_iter().zip(typed) {
-            wait_for(prompt, &mut screen);
-            master.write_all(line.as_bytes()).unwrap();
+        assert_eq!(success, succeeds, "{command:?}: {screen}");
+        assert!(screen.contains(said), "{command:?}: {screen}");
+        // Asked once for each line typed, and never again.
+        let prompts = ["Password: ", "Again: "];
+        for (n, prompt) in prompts.iter().enumerate() {
+            assert_eq!(
+                screen.contains(prompt),
+                n < typed.len(),
+                "{command:?}: {screen}"
+            );
         }
-        let status = child.wait().unwrap();
-        assert_eq!(status.success(), created, "{screen}");
         for line in typed {
-            assert!(!screen.contains(line.trim()), "shown: {screen}");
+            let line = line.trim();
+            assert!(line.len() < 2 || !screen.contains(line), "shown: {screen}");
         }
     }
     let listed = stdout(&verona(&["--config", &config, "user", "list"], None));
     assert_eq!(listed.lines().collect::<Vec<_>>(), ["tybalt@capulet.lit"]);
+}
+
+/// Runs `verona args` at a terminal, typing each of `typed` once the prompt for it shows:
+/// whether it succeeded, and all the terminal showed. `None` without a pseudo-terminal.
+fn at_terminal(args: &[&str], typed: &[&str]) -> Option<(bool, String)> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let (name, settings, size) = (std::ptr::null_mut(), std::ptr::null(), std::ptr::null());
+    // SAFETY: openpty fills in two descriptors, which the files then own.
+    if unsafe { libc::openpty(&mut master, &mut slave, name, settings, size) } != 0 {
+        return None;
+    }
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verona"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    // What the terminal shows, read as it comes (with a deadline, not a hang), until the
+    // child, holding the terminal's last descriptor, exits.
+    let (shown_tx, shown) = std::sync::mpsc::channel();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 256];
+        while let Ok(n @ 1..) = reader.read(&mut buffer) {
+            if shown_tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut screen = String::new();
+    for (prompt, line) in ["Password: ", "Again: "].into_iter().zip(typed) {
+        while !screen.contains(prompt) {
+            let bytes = shown.recv_timeout(Duration::from_secs(10)).unwrap();
+            screen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        master.write_all(line.as_bytes()).unwrap();
+    }
+    loop {
+        match shown.recv_timeout(Duration::from_secs(10)) {
+            Ok(bytes) => screen.push_str(&String::from_utf8_lossy(&bytes)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            // Waiting for more than was typed: a failure, not a hang.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                screen.push_str("[still waiting: killed]");
+                child.kill().unwrap();
+            }
+        }
+    }
+    Some((child.wait().unwrap().success(), screen))
 }

@@ -1110,6 +1110,32 @@ async fn the_blocklist_is_bounded() {
     );
 }
 
+/// A `[::]` listener hears IPv4 clients as `::ffff:a.b.c.d`: each is still limited as its own
+/// address, not with every other IPv4 client as one IPv6 /64, all zero (found by the
+/// operators' audit: one client's connections refused everyone's).
+#[tokio::test]
+async fn ipv4_clients_of_an_ipv6_listener_are_limited_each_as_itself() {
+    if std::net::TcpListener::bind("[::]:0").is_err() {
+        eprintln!("no IPv6 to listen on here: the test is skipped");
+        return;
+    }
+    let t = TestServer::start_with(|config| {
+        config.c2s.listen = vec!["[::]:0".parse().unwrap()];
+        config.limits.unauthenticated_per_address = 1;
+    })
+    .await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], t.addr().port()));
+    let neighbour = std::net::IpAddr::from([127, 0, 0, 2]);
+    let mut held = Client::connect_from(neighbour, addr).await;
+    held.open().await;
+    let mut refused = Client::connect_from(neighbour, addr).await;
+    refused.send_header("localhost").await;
+    refused.expect_closed().await;
+    let mut other = Client::connect(addr).await;
+    let features = other.open().await;
+    assert!(features.is("features", NS_STREAMS), "{}", show(&features));
+}
+
 /// M6: connections from one address are capped, authenticated ones included.
 #[tokio::test]
 async fn connections_are_capped_per_address() {

@@ -620,6 +620,31 @@ async fn a_proxys_clients_are_limited_each_as_itself() {
     other.open().await;
 }
 
+/// A `[::]` listener hears the proxy on 127.0.0.1 as `::ffff:127.0.0.1`: it is still the
+/// trusted proxy, and its clients are limited each as itself, an address it forwards mapped
+/// into IPv6 as the IPv4 address it is (found by the operators' audit: the proxy was not
+/// trusted, and its clients all shared its limits).
+#[tokio::test]
+async fn a_proxy_heard_over_ipv6_is_still_trusted() {
+    if std::net::TcpListener::bind("[::]:0").is_err() {
+        eprintln!("no IPv6 to listen on here: the test is skipped");
+        return;
+    }
+    let (_t, addr) = behind_proxy(|config| {
+        config.c2s.websocket_listen = vec!["[::]:0".parse().unwrap()];
+        config.limits.unauthenticated_per_address = 1;
+    })
+    .await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+    let mut held = Ws::connect_forwarded(addr, "203.0.113.7").await;
+    held.open().await;
+    let mut refused = Ws::connect_forwarded(addr, "::ffff:203.0.113.7").await;
+    refused.send(OPEN).await;
+    assert_eq!(refused.message().await, None, "closed at once");
+    let mut other = Ws::connect_forwarded(addr, "203.0.113.8").await;
+    other.open().await;
+}
+
 /// RFC 6455 §7.1.7, §5.1: a framing error (here an unmasked frame from the client) fails
 /// the connection with a Close frame saying so (1002), as Prosody does; it was dropped unsaid.
 #[tokio::test]

@@ -134,6 +134,12 @@ struct Connection {
     compression: Option<Box<Zlib>>,
 }
 
+/// Logs a connection the per-address `limit` (its configuration keys) refused: the operator
+/// learns what to raise.
+fn refused(peer: SocketAddr, limit: &str) {
+    tracing::info!(%peer, limit, "too many connections from this address");
+}
+
 pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listener: Listener) {
     // A trusted proxy's connections are counted against the client its request names, known
     // once the WebSocket handshake is read; anyone else's before any XMPP (or TLS) is spent
@@ -142,10 +148,10 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listen
         listener == Listener::WebSocket && shared.config.c2s.trusted_proxies.contains(&peer.ip());
     let mut admitted = None;
     if !proxied {
-        let Some(admissions) = shared.throttle.admit(peer.ip()) else {
-            return tracing::info!(%peer, "too many connections from this address");
-        };
-        admitted = Some(admissions);
+        match shared.throttle.admit(peer.ip()) {
+            Ok(admissions) => admitted = Some(admissions),
+            Err(limit) => return refused(peer, limit),
+        }
     }
     // Boxed, as below: a future's largest state is every connection's size while it lasts,
     // and the handshake's is only needed for a moment.
@@ -159,9 +165,10 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listen
         Some(client) if proxied => SocketAddr::new(client, 0),
         _ => peer,
     };
-    let admitted = admitted.or_else(|| shared.throttle.admit(peer.ip()));
-    let Some((connection, admission)) = admitted else {
-        return tracing::info!(%peer, "too many connections from this address");
+    let admitted = admitted.map_or_else(|| shared.throttle.admit(peer.ip()), Ok);
+    let (connection, admission) = match admitted {
+        Ok(admitted) => admitted,
+        Err(limit) => return refused(peer, limit),
     };
     let secure = match listener {
         Listener::Starttls => false,

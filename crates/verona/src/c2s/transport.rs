@@ -469,7 +469,10 @@ fn forwarded_client(request: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(|address| address.trim().parse::<IpAddr>().ok())
+        .map(|address| {
+            let address = address.trim().parse::<IpAddr>().ok()?;
+            Some(address.to_canonical())
+        })
         .collect::<Option<_>>()?;
     let client = chain
         .iter()

@@ -208,7 +208,21 @@ fn trusting_versions(
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
-        let tcp = TcpStream::connect(addr).await.unwrap();
+        Self::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// [`Client::connect`] from the local address `source` (another loopback address, say).
+    pub async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let socket = match source {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        Self::over(socket.connect(addr).await.unwrap())
+    }
+
+    fn over(tcp: TcpStream) -> Client {
         Client {
             io: None,
             tcp: Some(tcp),
