@@ -344,6 +344,21 @@ pub async fn register_new(shared: &Shared, iq: &Element, peer: IpAddr) -> Elemen
             let Some(jid) = shared.accounts.jid_for_username(&username) else {
                 return refuse(StanzaError::NotAcceptable);
             };
+            // A name taken or an empty password is refused before the address's quota is
+            // counted: trying a few names must not lock out an address for the hour, and these
+            // cost no key derivation.
+            if password.is_empty() {
+                return refuse(StanzaError::NotAcceptable);
+            }
+            match shared.accounts.credentials(&jid).await {
+                Ok(Some(_)) => return refuse(StanzaError::Conflict),
+                Ok(None) => {}
+                Err(e) => {
+                    return account_error(iq, e)
+                        .reply
+                        .unwrap_or_else(|| iq_result(iq, None));
+                }
+            }
             // Issue #11 M6: one address cannot register accounts without end.
             if !shared
                 .throttle

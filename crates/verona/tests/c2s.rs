@@ -976,3 +976,26 @@ async fn ipv4_and_ipv6_listeners_share_a_port() {
         assert!(features.is("features", NS_STREAMS), "{}", show(&features));
     }
 }
+
+/// RFC 6120 §7.6.2: a bind request the server cannot read (two resources) is answered
+/// `bad-request`, and the client may bind on the same stream; it ended the stream.
+#[tokio::test]
+async fn an_unreadable_bind_request_is_a_stanza_error() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut client = t.authenticate("juliet", "pw").await;
+    let refused = client
+        .request("<iq xmlns='jabber:client' type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>a</resource><resource>b</resource></bind></iq>")
+        .await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("bad-request"),
+        "{}",
+        show(&refused)
+    );
+    client.bind(Some("balcony")).await;
+    let pong = client
+        .request("<iq xmlns='jabber:client' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    ok(&pong);
+}

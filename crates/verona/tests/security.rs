@@ -975,6 +975,21 @@ async fn registration_is_limited_per_address() {
             "<iq xmlns='jabber:client' type='set' id='{name}'><query xmlns='jabber:iq:register'><username>{name}</username><password>pw</password></query></iq>"
         )
     };
+    t.add_user("juliet", "pw").await;
+    // Names taken count for nothing: they locked the address out for the hour.
+    for attempt in 0..3 {
+        let taken = c
+            .request(&format!(
+                "<iq xmlns='jabber:client' type='set' id='taken{attempt}'><query xmlns='jabber:iq:register'><username>juliet</username><password>pw</password></query></iq>"
+            ))
+            .await;
+        assert_eq!(
+            stanza_error(&taken).as_deref(),
+            Some("conflict"),
+            "{}",
+            show(&taken)
+        );
+    }
     ok(&c.request(&register("tybalt")).await);
     ok(&c.request(&register("mercutio")).await);
     let refused = c.request(&register("benvolio")).await;
@@ -984,7 +999,7 @@ async fn registration_is_limited_per_address() {
         "{}",
         show(&refused)
     );
-    assert_eq!(t.server.accounts().list().await.unwrap().len(), 2);
+    assert_eq!(t.server.accounts().list().await.unwrap().len(), 3);
 }
 
 /// M7: an account binds a bounded number of resources (RFC 6120 §7.6.2.1

@@ -524,11 +524,17 @@ impl Connection {
             self.send(&iq_result(&el, None));
             return Ok(());
         }
-        let Some(request) = el
-            .get_child("bind", ns::BIND)
-            .and_then(|b| BindQuery::try_from(b.clone()).ok())
-        else {
+        let Some(bind) = el.get_child("bind", ns::BIND) else {
             return Err(fault(StreamError::NotAuthorized, "bind a resource first"));
+        };
+        // RFC 6120 §7.6.2: a bind request the server cannot read is a stanza error; the
+        // client may try again.
+        let Ok(request) = BindQuery::try_from(bind.clone()) else {
+            let why = Some("a bind request has at most one <resource/>, of text");
+            if let Some(reply) = error_reply(&el, StanzaError::BadRequest, why) {
+                self.send(&reply);
+            }
+            return Ok(());
         };
         let resource = match request.resource.filter(|r| !r.is_empty()) {
             Some(r) => match ResourcePart::new(&r) {

@@ -288,6 +288,13 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
     }
     match (to.node(), to.try_as_full()) {
         (None, Err(_)) if el.name() == "iq" => Route::ServerIq(Target::Domain),
+        // The server takes no messages of its own (RFC 6120 §10.5.1, as Prosody answers); a
+        // headline or an error is dropped, as they are for an account (RFC 6121 §8.5.2).
+        (None, Err(_))
+            if el.name() == "message" && !matches!(el.attr("type"), Some("headline" | "error")) =>
+        {
+            Route::ServiceUnavailable
+        }
         (None, Err(_)) => Route::Drop,
         (None, Ok(_)) => Route::ServiceUnavailable,
         (Some(_), Ok(full)) => Route::Session(full.clone()),
@@ -616,6 +623,17 @@ mod tests {
                 None,
             ),
             (answer("localhost"), Route::AuthorizationAnswer, None),
+            (
+                "<message type='chat' to='localhost'><body>hi</body></message>".into(),
+                Route::ServiceUnavailable,
+                None,
+            ),
+            (
+                "<message type='headline' to='localhost'/>".into(),
+                Route::Drop,
+                None,
+            ),
+            ("<presence to='localhost'/>".into(), Route::Drop, None),
             // The seed's Ex. 11 sends the answer to a server, whichever.
             (answer("capulet.lit"), Route::AuthorizationAnswer, None),
             (answer("juliet@localhost"), Route::AuthorizationAnswer, None),
@@ -668,7 +686,7 @@ mod tests {
                 Route::ServiceUnavailable,
                 None,
             ),
-            ("<message to='localhost'/>".into(), Route::Drop, None),
+            ("<message to='localhost'/>".into(), Route::ServiceUnavailable, None),
             (
                 "<message to='romeo@localhost/pda'/>".into(),
                 Route::Session(FullJid::new("romeo@localhost/pda").unwrap()),

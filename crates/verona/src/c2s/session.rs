@@ -301,7 +301,14 @@ impl Connection {
         }
         match classified.route {
             Route::JidMalformed => self.answer(&el, StanzaError::JidMalformed, None),
-            Route::BadRequest => self.answer(&el, StanzaError::BadRequest, Some("no such type")),
+            Route::BadRequest => {
+                let why = if el.name() == "iq" && matches!(el.attr("type"), Some("get" | "set")) {
+                    "a request carries exactly one payload"
+                } else {
+                    "no such type"
+                };
+                self.answer(&el, StanzaError::BadRequest, Some(why));
+            }
             // A presence broadcast published natively (seed Ex. 3) counts as a classic one.
             Route::Pep {
                 own_presence: true, ..
