@@ -434,3 +434,48 @@ async fn a_gateways_domain_is_a_contact() {
         Some("service-unavailable")
     );
 }
+
+/// What an account shows anyone is answered to a component's bare JID and to its domain as
+/// to its full JID (sixteenth review): a vCard (XEP-0054) and last activity (XEP-0012,
+/// refused to a stranger) were refused `service-unavailable` unless the request came from a
+/// resource.
+#[tokio::test]
+async fn public_reads_are_answered_to_bare_senders() {
+    let server = server().await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    let set = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='v0'><vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN></vCard></iq>")
+        .await;
+    ok(&set);
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    for asker in [
+        "nurse@gateway.localhost",
+        "gateway.localhost",
+        "nurse@gateway.localhost/x",
+    ] {
+        gateway
+            .send(&format!("<iq from='{asker}' to='juliet@localhost' type='get' id='v1'><vCard xmlns='vcard-temp'/></iq>"))
+            .await;
+        let card = gateway.element().await;
+        assert_eq!(card.attr("type"), Some("result"), "{}", show(&card));
+        assert_eq!(card.attr("to"), Some(asker));
+        assert_eq!(card.attr("from"), Some("juliet@localhost"));
+        let name = card
+            .get_child("vCard", "vcard-temp")
+            .and_then(|v| v.get_child("FN", "vcard-temp"))
+            .map(Element::text);
+        assert_eq!(name.as_deref(), Some("Juliet Capulet"), "{}", show(&card));
+        // XEP-0012 §4: last activity is for contacts; a stranger is told so.
+        gateway
+            .send(&format!("<iq from='{asker}' to='juliet@localhost' type='get' id='l1'><query xmlns='jabber:iq:last'/></iq>"))
+            .await;
+        let last = gateway.element().await;
+        assert_eq!(last.attr("to"), Some(asker), "{}", show(&last));
+        let condition = last
+            .get_child("error", COMPONENT)
+            .and_then(|error| error.children().find(|c| c.name() != "text"))
+            .map(Element::name);
+        assert_eq!(condition, Some("forbidden"), "{}", show(&last));
+    }
+}
