@@ -254,3 +254,228 @@ async fn a_components_kept_messages_are_limited() {
         .map(Element::name);
     assert_eq!(condition, Some("resource-constraint"), "{}", show(&refused));
 }
+
+/// The roster item for `contact` in a roster push or result: (subscription, ask).
+fn roster_item(iq: &Element, contact: &str) -> Option<(String, Option<String>)> {
+    iq.get_child("query", "jabber:iq:roster")?
+        .children()
+        .find(|item| item.attr("jid") == Some(contact))
+        .map(|item| {
+            let subscription = item.attr("subscription").unwrap_or("none").to_owned();
+            (subscription, item.attr("ask").map(str::to_owned))
+        })
+}
+
+/// The next roster push for `contact`.
+async fn push_for(client: &mut Client, contact: &str) -> (String, Option<String>) {
+    let push = recv_until(client, |el| {
+        el.name() == "iq" && el.attr("type") == Some("set") && roster_item(el, contact).is_some()
+    })
+    .await;
+    roster_item(&push, contact).unwrap()
+}
+
+/// The next stanza from the component that is not `juliet`'s presence broadcast.
+async fn subscription_stanza(gateway: &mut Component) -> Element {
+    loop {
+        let el = gateway.element().await;
+        if el.name() == "presence" && el.attr("type").is_some_and(|t| t != "probe") {
+            return el;
+        }
+    }
+}
+
+/// Subscriptions both ways with `contact`, a component's user or the component itself,
+/// through the component as another server would relay them.
+async fn subscribe_both_ways(juliet: &mut Client, gateway: &mut Component, contact: &str) {
+    // Roster pushes go to a session that asked for the roster (RFC 6121 §2.1.6).
+    let roster = juliet
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    ok(&roster);
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{contact}' type='subscribe'/>"
+        ))
+        .await;
+    let asked = subscription_stanza(gateway).await;
+    assert_eq!(asked.attr("type"), Some("subscribe"), "{}", show(&asked));
+    // RFC 6121 §3.1.2: from the bare JID.
+    assert_eq!(asked.attr("from"), Some("juliet@localhost"));
+    assert_eq!(asked.attr("to"), Some(contact));
+    assert_eq!(
+        push_for(juliet, contact).await,
+        ("none".into(), Some("subscribe".into()))
+    );
+    gateway
+        .send(&format!(
+            "<presence from='{contact}' to='juliet@localhost' type='subscribed'/>"
+        ))
+        .await;
+    assert_eq!(push_for(juliet, contact).await, ("to".into(), None));
+    gateway
+        .send(&format!(
+            "<presence from='{contact}' to='juliet@localhost' type='subscribe'/>"
+        ))
+        .await;
+    // The answer `subscribed` may come to the session first (RFC 6121 §3.1.6).
+    let request = recv_until(juliet, |el| {
+        el.name() == "presence" && el.attr("type") != Some("subscribed")
+    })
+    .await;
+    assert_eq!(
+        request.attr("type"),
+        Some("subscribe"),
+        "{}",
+        show(&request)
+    );
+    assert_eq!(request.attr("from"), Some(contact));
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{contact}' type='subscribed'/>"
+        ))
+        .await;
+    let approved = subscription_stanza(gateway).await;
+    assert_eq!(
+        approved.attr("type"),
+        Some("subscribed"),
+        "{}",
+        show(&approved)
+    );
+    assert_eq!(approved.attr("from"), Some("juliet@localhost"));
+    assert_eq!(push_for(juliet, contact).await, ("both".into(), None));
+    // The contact's presence reaches the user.
+    gateway
+        .send(&format!(
+            "<presence from='{contact}' to='juliet@localhost'/>"
+        ))
+        .await;
+    let available = recv_until(juliet, |el| el.name() == "presence").await;
+    assert_eq!(
+        available.attr("from"),
+        Some(contact),
+        "{}",
+        show(&available)
+    );
+    assert_eq!(available.attr("type"), None);
+    let roster = juliet
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    assert_eq!(roster_item(&roster, contact), Some(("both".into(), None)));
+    // The user's presence goes to the contact, and coming online asks for the contact's.
+    juliet
+        .send("<presence xmlns='jabber:client' type='unavailable'/>")
+        .await;
+    // Approving sent the contact the user's presence (RFC 6121 §3.1.5) before.
+    let gone = loop {
+        let el = gateway.element().await;
+        if el.attr("type").is_some() {
+            break el;
+        }
+    };
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    assert_eq!(gone.attr("from"), Some("juliet@localhost/balcony"));
+    assert_eq!(gone.attr("to"), Some(contact));
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let el = gateway.element().await;
+        assert_eq!(el.attr("to"), Some(contact), "{}", show(&el));
+        let from = el.attr("from").unwrap_or_default().to_owned();
+        seen.push((el.attr("type").map(str::to_owned), from));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (None, "juliet@localhost/balcony".to_owned()),
+            (Some("probe".to_owned()), "juliet@localhost".to_owned()),
+        ]
+    );
+}
+
+/// Without federation (`[s2s] listen` empty) a component's users are still this server's
+/// domain to reach: subscriptions with them were refused `remote-server-not-found`
+/// (sixteenth review).
+#[tokio::test]
+async fn subscriptions_with_a_components_user_need_no_federation() {
+    let server = server().await;
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv().await;
+    subscribe_both_ways(&mut juliet, &mut gateway, "nurse@gateway.localhost").await;
+}
+
+/// A XEP-0100 gateway's own JID, a bare domain, is a contact like any (RFC 6121 §3): before,
+/// a subscription to it went out as plain presence from the full JID, and made no roster item
+/// (sixteenth review).
+#[tokio::test]
+async fn a_gateways_domain_is_a_contact() {
+    let server = server().await;
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv().await;
+    subscribe_both_ways(&mut juliet, &mut gateway, "gateway.localhost").await;
+    // This server's own services are still no contacts.
+    juliet
+        .send("<presence xmlns='jabber:client' to='chat.localhost' type='subscribe' id='s'/>")
+        .await;
+    let refused = recv_until(&mut juliet, |el| el.attr("id") == Some("s")).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("service-unavailable")
+    );
+}
+
+/// What an account shows anyone is answered to a component's bare JID and to its domain as
+/// to its full JID (sixteenth review): a vCard (XEP-0054) and last activity (XEP-0012,
+/// refused to a stranger) were refused `service-unavailable` unless the request came from a
+/// resource.
+#[tokio::test]
+async fn public_reads_are_answered_to_bare_senders() {
+    let server = server().await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    let set = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='v0'><vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN></vCard></iq>")
+        .await;
+    ok(&set);
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    for asker in [
+        "nurse@gateway.localhost",
+        "gateway.localhost",
+        "nurse@gateway.localhost/x",
+    ] {
+        gateway
+            .send(&format!("<iq from='{asker}' to='juliet@localhost' type='get' id='v1'><vCard xmlns='vcard-temp'/></iq>"))
+            .await;
+        let card = gateway.element().await;
+        assert_eq!(card.attr("type"), Some("result"), "{}", show(&card));
+        assert_eq!(card.attr("to"), Some(asker));
+        assert_eq!(card.attr("from"), Some("juliet@localhost"));
+        let name = card
+            .get_child("vCard", "vcard-temp")
+            .and_then(|v| v.get_child("FN", "vcard-temp"))
+            .map(Element::text);
+        assert_eq!(name.as_deref(), Some("Juliet Capulet"), "{}", show(&card));
+        // XEP-0012 §4: last activity is for contacts; a stranger is told so.
+        gateway
+            .send(&format!("<iq from='{asker}' to='juliet@localhost' type='get' id='l1'><query xmlns='jabber:iq:last'/></iq>"))
+            .await;
+        let last = gateway.element().await;
+        assert_eq!(last.attr("to"), Some(asker), "{}", show(&last));
+        let condition = last
+            .get_child("error", COMPONENT)
+            .and_then(|error| error.children().find(|c| c.name() != "text"))
+            .map(Element::name);
+        assert_eq!(condition, Some("forbidden"), "{}", show(&last));
+    }
+}

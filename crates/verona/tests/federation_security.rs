@@ -1079,3 +1079,38 @@ async fn a_remote_accounts_bare_jid_message_is_in_its_conversation() {
         .collect();
     assert_eq!(ids, ["m0", "m1", "m3"]);
 }
+
+/// Another server's user asking from its bare JID, or the server from its domain, reads an
+/// account's vCard (XEP-0054 §3.2) as from a full JID; before, it was refused
+/// `service-unavailable` (sixteenth review).
+#[tokio::test]
+async fn a_vcard_is_answered_to_a_remote_bare_jid() {
+    let (listener, capulet, _montague) = capulet_montague_and_fake(|_| {}).await;
+    let mut juliet = capulet.login("juliet", "pw", "balcony").await;
+    let set = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='v0'><vCard xmlns='vcard-temp'><FN>Juliet</FN></vCard></iq>")
+        .await;
+    ok(&set);
+    let (mut fake, mut answers) = fake_server(&capulet, &listener).await;
+    for (id, asker) in [("v1", "romeo@fake.lit"), ("v2", "fake.lit")] {
+        fake.send(&format!(
+            "<iq from='{asker}' to='juliet@capulet.lit' type='get' id='{id}'><vCard xmlns='vcard-temp'/></iq>"
+        ))
+        .await;
+        let card = loop {
+            let el = answers.element().await;
+            if el.name() == "iq" {
+                break el;
+            }
+        };
+        assert_eq!(card.attr("id"), Some(id), "{}", show(&card));
+        assert_eq!(card.attr("type"), Some("result"), "{}", show(&card));
+        assert_eq!(card.attr("to"), Some(asker));
+        let name = card
+            .children()
+            .find(|c| c.name() == "vCard")
+            .and_then(|v| v.children().find(|c| c.name() == "FN"))
+            .map(Element::text);
+        assert_eq!(name.as_deref(), Some("Juliet"), "{}", show(&card));
+    }
+}

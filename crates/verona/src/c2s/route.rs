@@ -250,21 +250,24 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
     }
     // With another server's user too, subscription stanzas are operations on a presence
     // node: the sender's own (approving, refusing), or the remote contact's proxy here
-    // (asking, withdrawing), whose changes its server hears of.
+    // (asking, withdrawing), whose changes its server hears of. A contact may be a bare
+    // domain (a XEP-0100 gateway, another server): RFC 6121 §3.1.1 allows any bare JID.
     if el.name() == "presence"
         && to.domain().as_str() != domain
-        && to.node().is_some()
         && let Some(kind) = el.attr("type").and_then(SubscriptionKind::from_type)
     {
+        let service = [pubsub, rooms].contains(&to.domain().as_str());
         // A room or a pubsub node has no presence to follow, and its service is no other
         // server to relay the request to.
-        if [pubsub, rooms].contains(&to.domain().as_str()) {
+        if service && to.node().is_some() {
             return Route::ServiceUnavailable;
         }
-        return Route::Subscription {
-            contact: to.bare(),
-            kind,
-        };
+        if !service {
+            return Route::Subscription {
+                contact: to.bare(),
+                kind,
+            };
+        }
     }
     if to.domain().as_str() == pubsub {
         return match el.name() {

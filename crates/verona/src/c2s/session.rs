@@ -382,9 +382,12 @@ impl Connection {
                 }
             }
             Route::Probe { contact } => pubsub.probe(Jid::from(me), contact).await,
+            // A component's domain is this server's to reach, federating or not.
             Route::Subscription { contact, .. }
                 if self.shared.federation.is_none()
-                    && contact.domain().as_str() != self.shared.domain =>
+                    && contact.domain().as_str() != self.shared.domain
+                    && !(self.shared.config.components.secrets)
+                        .contains_key(contact.domain().as_str()) =>
             {
                 self.answer(&el, StanzaError::RemoteServerNotFound, None);
             }

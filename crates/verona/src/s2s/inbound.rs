@@ -112,6 +112,31 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, send
         {
             return pubsub.room_error(from, el).await;
         }
+        // An account's vCard, and its last activity to its contacts, are answered as to a full
+        // JID: the sender's resource plays no part, and the answer, made from the request,
+        // goes back to the address that asked. (A PEP reply is addressed to the asker's full
+        // JID, so PEP reads still need one.)
+        if el.name() == "iq"
+            && el.attr("type") == Some("get")
+            && local_account.is_some()
+            && let Ok(asker) = from.bare().with_resource_str("server")
+        {
+            let here = route::Addresses {
+                domain: &shared.domain,
+                pubsub: pubsub.jid(),
+                rooms: pubsub.rooms_jid(),
+            };
+            match route::classify(&el, &asker, here).route {
+                Route::Stored { account } => match crate::eventing::stored::asked(&el) {
+                    Ok(asked) => return pubsub.stored(asker, account, asked).await,
+                    Err(error) => return answer(shared, &el, error),
+                },
+                Route::LastActivity { account } => {
+                    return pubsub.last_activity(asker, account, el).await;
+                }
+                _ => {}
+            }
+        }
         if to.node().is_none() && to.domain().as_str() == shared.domain && is_public_query(&el) {
             // Answered from the request alone: the sender's resource plays no part.
             let asker = from.bare().with_resource_str("server").ok();
