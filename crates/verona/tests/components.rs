@@ -398,17 +398,23 @@ async fn subscribe_both_ways(juliet: &mut Client, gateway: &mut Component, conta
     );
 }
 
+/// `gateway.localhost` connected, and Juliet available.
+async fn gateway_and_juliet(server: &TestServer) -> (Component, Client) {
+    let mut gateway = Component::open(server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv().await;
+    (gateway, juliet)
+}
+
 /// Without federation (`[s2s] listen` empty) a component's users are still this server's
 /// domain to reach: subscriptions with them were refused `remote-server-not-found`
 /// (sixteenth review).
 #[tokio::test]
 async fn subscriptions_with_a_components_user_need_no_federation() {
     let server = server().await;
-    let mut gateway = Component::open(&server, "gateway.localhost").await;
-    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
-    let mut juliet = server.login("juliet", "pw", "balcony").await;
-    juliet.send("<presence xmlns='jabber:client'/>").await;
-    juliet.recv().await;
+    let (mut gateway, mut juliet) = gateway_and_juliet(&server).await;
     subscribe_both_ways(&mut juliet, &mut gateway, "nurse@gateway.localhost").await;
 }
 
@@ -418,11 +424,7 @@ async fn subscriptions_with_a_components_user_need_no_federation() {
 #[tokio::test]
 async fn a_gateways_domain_is_a_contact() {
     let server = server().await;
-    let mut gateway = Component::open(&server, "gateway.localhost").await;
-    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
-    let mut juliet = server.login("juliet", "pw", "balcony").await;
-    juliet.send("<presence xmlns='jabber:client'/>").await;
-    juliet.recv().await;
+    let (mut gateway, mut juliet) = gateway_and_juliet(&server).await;
     subscribe_both_ways(&mut juliet, &mut gateway, "gateway.localhost").await;
     // This server's own services are still no contacts.
     juliet

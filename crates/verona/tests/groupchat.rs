@@ -1446,14 +1446,10 @@ async fn next_presences(client: &mut Client, count: usize) -> Vec<Element> {
     got
 }
 
-/// A semi-anonymous room: an occupant made admin (a moderator, who sees real JIDs) gets every
-/// occupant's presence again, with their JIDs, as Prosody sends them; and an admin entering
-/// gets them with JIDs as an owner does (found by an audit with real clients: the new admin
-/// knew only the JIDs of those who came or changed later).
-#[tokio::test]
-async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
-    let t = TestServer::start().await;
-    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+/// Romeo's room, Nurse in it, made semi-anonymous (real JIDs to moderators only), and Juliet
+/// entering it as a participant, who is shown no one's real JID.
+async fn juliet_in_a_semi_anonymous_room(t: &TestServer) -> (Client, Client, Client) {
+    let (mut romeo, nurse) = two_in_a_room(t).await;
     let semi = owner_iq(
         "w",
         "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>",
@@ -1467,6 +1463,17 @@ async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
         real_jids_shown(&presences),
         [("Nurse".to_owned(), None), ("Romeo".to_owned(), None)]
     );
+    (romeo, nurse, juliet)
+}
+
+/// A semi-anonymous room: an occupant made admin (a moderator, who sees real JIDs) gets every
+/// occupant's presence again, with their JIDs, as Prosody sends them; and an admin entering
+/// gets them with JIDs as an owner does (found by an audit with real clients: the new admin
+/// knew only the JIDs of those who came or changed later).
+#[tokio::test]
+async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse, mut juliet) = juliet_in_a_semi_anonymous_room(&t).await;
 
     ok(&romeo
         .request(&admin_iq(
@@ -1523,20 +1530,7 @@ async fn a_new_admin_of_a_semi_anonymous_room_learns_the_real_jids() {
 #[tokio::test]
 async fn a_new_moderator_of_a_semi_anonymous_room_learns_the_real_jids_until_revoked() {
     let t = TestServer::start().await;
-    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
-    let semi = owner_iq(
-        "w",
-        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>moderators</value></field></x>",
-    );
-    ok(&romeo.request(&semi).await);
-    t.add_user("juliet", "pw").await;
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    juliet.send(&join("Juliet")).await;
-    let (presences, _, _) = joined(&mut juliet).await;
-    assert_eq!(
-        real_jids_shown(&presences),
-        [("Nurse".to_owned(), None), ("Romeo".to_owned(), None)]
-    );
+    let (mut romeo, mut nurse, mut juliet) = juliet_in_a_semi_anonymous_room(&t).await;
     let with_jids = [
         (
             "Nurse".to_owned(),
