@@ -244,6 +244,26 @@ async fn delete_account(shared: &Shared, bare: &jid::BareJid) -> Result<(), Stan
     (accounts.delete(bare, &ends).await).map_err(|e| account_error_condition(&e))
 }
 
+/// Deletes a running server's account, with everything it holds, as its owner's XEP-0077
+/// `<remove/>` or the operator (`verona user del`) asks; its sessions are the caller's to end.
+pub(crate) async fn remove_account(
+    shared: &Shared,
+    bare: &jid::BareJid,
+) -> Result<(), StanzaError> {
+    // Before the deletion, which takes the relations out of storage: its contacts are told.
+    shared.pubsub.end_relations(bare.clone()).await;
+    // The shards forget it first, and take nothing of it until it is deleted: no write of
+    // theirs reaches a node the deletion removes or retires (`host/deletion.rs`).
+    let deleted = if shared.pubsub.forget_account(bare.clone()).await {
+        delete_account(shared, bare).await
+    } else {
+        tracing::error!(jid = %bare, "forgetting the account could not be stored");
+        Err(StanzaError::InternalServerError)
+    };
+    shared.pubsub.account_deleted(bare.clone()).await;
+    deleted
+}
+
 /// XEP-0077 on an authenticated stream: look up, change the password, or cancel the account.
 async fn registered_account(
     shared: &Shared,
@@ -268,18 +288,7 @@ async fn registered_account(
         if payload.children().count() > 1 {
             return Handled::error(iq, StanzaError::BadRequest);
         }
-        // Before the deletion, which takes the relations out of storage: its contacts are told.
-        shared.pubsub.end_relations(bare.clone()).await;
-        // The shards forget it first, and take nothing of it until it is deleted: no write of
-        // theirs reaches a node the deletion removes or retires (`host/deletion.rs`).
-        let deleted = if shared.pubsub.forget_account(bare.clone()).await {
-            delete_account(shared, &bare).await
-        } else {
-            tracing::error!(jid = %bare, "forgetting the account could not be stored");
-            Err(StanzaError::InternalServerError)
-        };
-        shared.pubsub.account_deleted(bare.clone()).await;
-        return match deleted {
+        return match remove_account(shared, &bare).await {
             Ok(()) => {
                 tracing::info!(jid = %bare, "account removed by its owner");
                 Handled {

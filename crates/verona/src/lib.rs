@@ -9,6 +9,7 @@ mod c2s;
 mod component;
 mod compress;
 pub mod config;
+pub mod control;
 mod eventing;
 #[doc(hidden)]
 pub mod fuzzing;

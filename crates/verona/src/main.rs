@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use verona::accounts::{AccountError, Accounts};
-use verona::{Config, RunningServer};
+use verona::{Config, RunningServer, control};
 
 #[derive(Parser)]
 #[command(
@@ -157,16 +157,20 @@ impl Signals {
 
 async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
     // A running server holds what deleting an account or changing a password must also
-    // change (resident services, sessions): those go through it, in-band (XEP-0077). Adding
-    // and listing go on beside it, on its database as it is: upgrading that under it (this
-    // build newer) would break it.
+    // change (resident services, sessions): those go through it, over its control socket.
+    // Adding and listing go on beside it, on its database as it is: upgrading that under it
+    // (this build newer) would break it.
     let lock = verona::lock_data_dir(&config)?;
     let store = match (&lock, &command) {
         (Some(_), _) => verona::open_store(&config).await?,
-        (None, UserCommand::Del { .. } | UserCommand::Passwd { .. }) => anyhow::bail!(
-            "a Verona server is running on {}: stop it first (or change the account in-band, XEP-0077)",
-            config.data_dir.display()
-        ),
+        (None, UserCommand::Del { jid }) => {
+            let jid = jid.clone();
+            return through_running_server(&config, control::Command::Delete { jid }).await;
+        }
+        (None, UserCommand::Passwd { jid, password }) => {
+            let request = password_for_running_server(&config, jid, password.clone()).await?;
+            return through_running_server(&config, request).await;
+        }
         (None, _) => verona::open_running_store(&config).await?,
     };
     // Adding and listing need the lock no longer than the upgrade (a server started while a
@@ -186,6 +190,40 @@ async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
     let result = run_user_command(&accounts, archive, command).await;
     accounts.store().close().await;
     result
+}
+
+/// `verona user del` or `passwd` beside a running server: the server does it
+/// ([`verona::control`]), and says what it did.
+async fn through_running_server(config: &Config, request: control::Command) -> anyhow::Result<()> {
+    println!("{}", control::send(&config.data_dir, &request).await?);
+    Ok(())
+}
+
+/// The request to change `jid`'s password, once the account is known to exist (said before
+/// the password is asked for, as with the server stopped).
+async fn password_for_running_server(
+    config: &Config,
+    jid: &str,
+    password: Option<String>,
+) -> anyhow::Result<control::Command> {
+    let store = verona::open_running_store(config).await?;
+    let accounts = Accounts::new(
+        store.clone(),
+        config.normalized_domain(),
+        config.auth.scram_iterations,
+    );
+    let known = match accounts.parse_jid(jid) {
+        Ok(jid) => accounts.credentials(&jid).await.map(|c| (jid, c.is_some())),
+        Err(e) => Err(e),
+    };
+    accounts.store().close().await;
+    match known? {
+        (jid, true) => Ok(control::Command::Password {
+            jid: jid.to_string(),
+            password: password_or_stdin(password)?,
+        }),
+        (jid, false) => Err(AccountError::NotFound(jid.to_string()).into()),
+    }
 }
 
 /// `archive`: the store and `pubsub.<domain>`, where the account's conversations are.

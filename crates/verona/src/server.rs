@@ -357,6 +357,14 @@ impl RunningServer {
                 tokio::spawn(accepting);
             }
         }
+        if let Some((listener, path)) = crate::control::bind(&shared.config.data_dir) {
+            tokio::spawn(crate::control::serve(
+                shared.clone(),
+                listener,
+                path,
+                alive.clone(),
+            ));
+        }
         for listener in component_listeners {
             let addr = listener.local_addr()?;
             server.component_addrs.push(addr);

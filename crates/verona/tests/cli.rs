@@ -398,3 +398,91 @@ fn at_terminal(args: &[&str], typed: &[&str]) -> Option<(bool, String)> {
     }
     Some((child.wait().unwrap().success(), screen))
 }
+
+/// `verona user passwd` and `user del` beside a running server go through it, as
+/// `prosodyctl` and `ejabberdctl` do, instead of asking for the server to be stopped: the
+/// account's sessions end (`not-authorized`), the old password no longer logs in and the new
+/// one does, a deleted account logs in no more. Anything else on the control socket is
+/// refused and changes nothing.
+#[tokio::test]
+async fn passwd_and_del_go_through_a_running_server() {
+    use common::process::{Process, add_users, login_at};
+    let dir = tempfile::tempdir().unwrap();
+    add_users(dir.path(), &["juliet", "romeo"]);
+    let server = Process::start(dir.path()).await;
+    let config = dir.path().join("verona.toml");
+    let config = config.to_str().unwrap();
+    let cert = dir.path().join("data/tls/cert.pem");
+    let logs_in = async |user: &str, password: &str| {
+        let mut c = common::Client::connect(server.addr).await;
+        c.open().await;
+        c.starttls(&cert).await;
+        c.open().await;
+        (c.auth_scram(verona_auth::ScramHash::Sha256, user, password)
+            .await)
+            .is_ok()
+    };
+    let mut juliet = login_at(server.addr, &cert, "juliet", "balcony").await;
+    let mut romeo = login_at(server.addr, &cert, "romeo", "orchard").await;
+
+    let out = verona(
+        &["--config", config, "user", "passwd", "juliet@localhost"],
+        Some("nurse\n"),
+    );
+    assert_eq!(stdout(&out), "password changed for juliet@localhost\n");
+    assert_eq!(juliet.expect_stream_error().await, "not-authorized");
+    assert!(!logs_in("juliet", "pw").await);
+    assert!(logs_in("juliet", "nurse").await);
+
+    // An unknown account is said before a password is asked for.
+    let out = verona(
+        &["--config", config, "user", "passwd", "tybalt@localhost"],
+        Some("x\n"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+
+    let out = verona(
+        &["--config", config, "user", "del", "romeo@localhost"],
+        None,
+    );
+    assert_eq!(stdout(&out), "deleted romeo@localhost\n");
+    assert_eq!(romeo.expect_stream_error().await, "not-authorized");
+    assert!(!logs_in("romeo", "pw").await);
+    let out = verona(
+        &["--config", config, "user", "del", "romeo@localhost"],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    let out = verona(&["--config", config, "user", "list"], None);
+    assert_eq!(stdout(&out), "juliet@localhost\n");
+
+    let socket = dir.path().join("data").join(verona::control::SOCKET);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    for junk in [
+        "drop juliet@localhost\n",
+        "del\n",
+        "passwd juliet@localhost ***\n",
+    ] {
+        let mut control = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut control, junk.as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut control, &mut answer)
+            .await
+            .unwrap();
+        assert_eq!(answer, "error not a command\n", "{junk:?}");
+    }
+    assert!(logs_in("juliet", "nurse").await);
+    drop(server);
+}
