@@ -108,6 +108,13 @@ struct Outbox {
     max_bytes: usize,
 }
 
+/// How many times `max_stanzas` the server's own output may fill a queue. The answers to a
+/// burst of the client's requests come faster than any client reads them: a client joining
+/// fifty rooms at once, each answering with its occupants, history and subject (1,150
+/// stanzas), was disconnected as if it had fallen behind. Bytes stay bounded as they were;
+/// another user's stanzas still find the queue full at `max_stanzas`.
+const SERVER_STANZAS_FACTOR: usize = 4;
+
 #[derive(Default)]
 struct Queue {
     stanzas: VecDeque<Wire>,
@@ -127,12 +134,17 @@ impl Outbox {
     }
 
     /// Queues `stanza`, unless the session is gone or that passes a bound (one stanza always
-    /// fits an empty queue).
-    fn push(&self, stanza: Wire) -> bool {
+    /// fits an empty queue). `server`: the server's own output, which has more room in
+    /// stanzas ([`SERVER_STANZAS_FACTOR`]) than another user's stanza.
+    fn push(&self, stanza: Wire, server: bool) -> bool {
         let len = stanza.len();
+        let max_stanzas = match server {
+            true => self.max_stanzas.saturating_mul(SERVER_STANZAS_FACTOR),
+            false => self.max_stanzas,
+        };
         let mut queue = self.lock();
         let fits = queue.stanzas.is_empty()
-            || (queue.stanzas.len() < self.max_stanzas && queue.bytes + len <= self.max_bytes);
+            || (queue.stanzas.len() < max_stanzas && queue.bytes + len <= self.max_bytes);
         if queue.closed || !fits {
             return false;
         }
@@ -176,6 +188,13 @@ impl Inbox {
     /// The bytes of the stanzas queued.
     pub fn queued_bytes(&self) -> usize {
         self.0.lock().bytes
+    }
+
+    /// Whether the queue holds a quarter of either of its bounds: worth writing out before
+    /// the task handles more of its client's input.
+    pub fn filling(&self) -> bool {
+        let queue = self.0.lock();
+        queue.stanzas.len() >= self.0.max_stanzas / 4 || queue.bytes >= self.0.max_bytes / 4
     }
 
     /// Frees the buffer an emptied queue keeps (see [`KEEP_QUEUE_CAPACITY`]).
@@ -244,7 +263,7 @@ impl SessionHandle {
 
     /// Queue serialised bytes for the session; false if it is gone or was closed for overflow.
     pub fn send(&self, stanza: impl Into<Wire>) -> bool {
-        if !self.enqueue(stanza.into()) {
+        if !self.enqueue(stanza.into(), true) {
             if !self.outbox.lock().closed {
                 self.close(CloseReason::Overflow);
             }
@@ -257,13 +276,13 @@ impl SessionHandle {
     /// wait) rather than closing the recipient, so that nobody can get another disconnected
     /// by flooding it (issue #11 M2). False if refused or gone.
     pub fn offer(&self, stanza: impl Into<Wire>) -> bool {
-        self.enqueue(stanza.into())
+        self.enqueue(stanza.into(), false)
     }
 
-    fn enqueue(&self, stanza: Wire) -> bool {
+    fn enqueue(&self, stanza: Wire, server: bool) -> bool {
         // Counted whole even when its body is shared with other recipients: the bound is on
         // what this session may make the server write.
-        self.outbox.push(stanza)
+        self.outbox.push(stanza, server)
     }
 
     pub fn close(&self, reason: CloseReason) {
@@ -1229,10 +1248,33 @@ mod tests {
         assert_eq!(capacity(), 0);
     }
 
+    /// The answers to a burst of the client's requests (fifty room joins, each answered
+    /// with presence, history and subject) have four times the queue's room in stanzas, not
+    /// in bytes; another user's stanza still finds the queue full at its bound.
+    #[test]
+    fn the_servers_output_has_more_room_in_stanzas() {
+        let (h, ends) = SessionHandle::new(4, 1 << 20);
+        for _ in 0..16 {
+            assert!(h.send(Bytes::from_static(b"<presence/>")));
+        }
+        assert!(ends.queue.filling());
+        assert!(!h.offer(Bytes::from_static(b"<message/>")));
+        assert_eq!(*ends.close.borrow(), None);
+        assert!(!h.send(Bytes::from_static(b"<presence/>")), "17 > 4 x 4");
+        assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
+
+        let (h, ends) = SessionHandle::new(100, 10);
+        assert!(h.send(Bytes::from_static(b"12345678")));
+        assert!(!h.send(Bytes::from_static(b"12345678")), "16 > 10 bytes");
+        assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
+    }
+
     #[test]
     fn a_full_queue_closes_the_session() {
         let (h, ends) = SessionHandle::new(1, 1 << 20);
-        assert!(h.send(Bytes::from_static(b"a")));
+        for _ in 0..SERVER_STANZAS_FACTOR {
+            assert!(h.send(Bytes::from_static(b"a")));
+        }
         assert!(!h.send(Bytes::from_static(b"b")));
         assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
     }

@@ -4314,3 +4314,68 @@ async fn a_history_stored_past_the_bound_is_cut_when_the_room_is_loaded() {
     assert_eq!(again, heard, "storage was cut too");
     assert_eq!(archive, heard);
 }
+
+/// A client that joins many rooms at once (bookmarks set to join at login) gets every room's
+/// occupants, history and subject, and stays connected. The answers to its burst came faster
+/// than it could read them: past the session's queue bound it was disconnected with
+/// `policy-violation` (with the default bound, from about fifty rooms of twenty messages),
+/// and so again at every login.
+#[tokio::test]
+async fn joining_many_rooms_at_once_does_not_disconnect() {
+    const ROOMS: usize = 40;
+    const SAID: usize = 10;
+    let t = TestServer::start_with(|config| config.limits.outbound_queue = 64).await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    for n in 0..ROOMS {
+        let room = format!("room{n}@chat.localhost");
+        romeo
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{room}/Romeo'><x xmlns='{MUC}'/></presence>"
+            ))
+            .await;
+        joined(&mut romeo).await;
+        for m in 0..SAID {
+            romeo
+                .send(&format!(
+                    "<message xmlns='jabber:client' to='{room}' type='groupchat'><body>{n}.{m}</body></message>"
+                ))
+                .await;
+            recv_until(&mut romeo, |el| el.name() == "message").await;
+        }
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let joins: String = (0..ROOMS)
+        .map(|n| {
+            format!(
+                "<presence xmlns='jabber:client' to='room{n}@chat.localhost/Juliet'><x xmlns='{MUC}'/></presence>"
+            )
+        })
+        .collect();
+    juliet.send(&joins).await;
+    let mut rooms = std::collections::BTreeMap::<String, (usize, Vec<String>, bool)>::new();
+    while rooms.values().filter(|(_, _, subject)| *subject).count() < ROOMS {
+        let el = juliet.recv().await;
+        let from = el.attr("from").expect("from the room");
+        let room = from.split('/').next().unwrap().to_owned();
+        let entry = rooms.entry(room).or_default();
+        match el.name() {
+            "presence" => entry.0 += 1,
+            "message" if el.has_child("body", NS_CLIENT) => entry.1.push(body(&el).unwrap()),
+            "message" if el.has_child("subject", NS_CLIENT) => entry.2 = true,
+            _ => panic!("unexpected: {}", show(&el)),
+        }
+    }
+    assert_eq!(rooms.len(), ROOMS);
+    for (room, (presences, history, _)) in &rooms {
+        let n = room
+            .trim_start_matches("room")
+            .trim_end_matches("@chat.localhost");
+        let said: Vec<String> = (0..SAID).map(|m| format!("{n}.{m}")).collect();
+        assert_eq!((presences, history), (&2, &said), "{room}");
+    }
+    let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+    ok(&juliet.request(ping).await);
+}

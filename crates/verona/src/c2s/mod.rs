@@ -381,8 +381,35 @@ impl Connection {
         }
         while let Some(event) = self.next_event()? {
             self.on_event(event).await?;
+            // Handling the next event may wait (for the stream's other shards, for the
+            // account's credit) while the answers to this one's predecessors pile up: a
+            // client joining fifty rooms at once got each room's presence and history past
+            // its queue's bound and was disconnected. What fills the queue goes out first.
+            self.write_if_filling().await?;
         }
         Ok(())
+    }
+
+    /// Writes out the session's queue when it holds a quarter of a bound.
+    async fn write_if_filling(&mut self) -> Result<(), End> {
+        let State::Bound(session) = &self.state else {
+            return Ok(());
+        };
+        if !session.ends.queue.filling() {
+            return Ok(());
+        }
+        while let State::Bound(session) = &self.state
+            && let Some(first) = session.ends.queue.try_recv()
+        {
+            self.write_queued(first);
+        }
+        if self.unacked_beyond_bound() {
+            return Err(fault(
+                StreamError::PolicyViolation,
+                "too many unacknowledged stanzas",
+            ));
+        }
+        self.flush().await
     }
 
     /// A WebSocket message must be exactly one element (RFC 7395 §3.3.3): one that holds two,
