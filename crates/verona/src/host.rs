@@ -889,7 +889,11 @@ impl ServicesTask {
                 extensions,
             } => self.classic_subscription(&from, &contact, kind, extensions, done),
             Request::Roster { from, iq } => self.roster_request(from, iq, done),
-            Request::KeepOnRoster { user, contact } => self.keep_on_roster(&user, &contact, done),
+            Request::KeepOnRoster {
+                user,
+                contact,
+                approval,
+            } => self.keep_on_roster(&user, &contact, approval, done),
             Request::LastActivity { from, account, iq } => {
                 let reply = self.last_activity(&from, &account, &iq);
                 done.push(Done::reply(from, Some(reply)));

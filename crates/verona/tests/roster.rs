@@ -1183,6 +1183,38 @@ async fn ones_own_address_is_not_a_contact() {
     assert_eq!(items, ["romeo@localhost"]);
 }
 
+/// RFC 6121 §3.1.5: a `subscribed` with no request waiting changes nothing (pre-approval,
+/// §3.4, is not offered): no roster item appears, and nothing goes to the contact. It added
+/// an item to the roster that no session was pushed (Prosody's own scenario
+/// `presence_preapproval`).
+#[tokio::test]
+async fn an_unasked_approval_changes_no_roster() {
+    let (_t, mut juliet, _romeo) = romeo_follows_juliet().await;
+    let before = juliet.request(&roster_get("r1", None)).await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='nurse@localhost'/>")
+        .await;
+    juliet.expect_nothing().await;
+    let after = juliet.request(&roster_get("r2", None)).await;
+    let items = |roster: &Element| -> Vec<String> {
+        roster
+            .get_child("query", ROSTER)
+            .unwrap()
+            .children()
+            .filter_map(|item| item.attr("jid").map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(items(&after), ["romeo@localhost"]);
+    let ver = |roster: &Element| {
+        roster
+            .get_child("query", ROSTER)
+            .unwrap()
+            .attr("ver")
+            .map(str::to_owned)
+    };
+    assert_eq!(ver(&after), ver(&before));
+}
+
 /// RFC 6121 §4.7.1: a presence of a type RFC 6121 does not define is refused, as Prosody
 /// refuses it, not dropped unanswered.
 #[tokio::test]

@@ -392,17 +392,17 @@ impl Connection {
                 self.answer(&el, StanzaError::RemoteServerNotFound, None);
             }
             Route::Subscription { contact, kind } => {
-                let keep = matches!(
-                    kind,
-                    SubscriptionKind::Subscribe | SubscriptionKind::Subscribed
-                )
-                .then(|| contact.clone());
+                let keep = match kind {
+                    SubscriptionKind::Subscribe => Some((contact.clone(), false)),
+                    SubscriptionKind::Subscribed => Some((contact.clone(), true)),
+                    _ => None,
+                };
                 let extensions = crate::eventing::presence::request_extensions(&el);
                 pubsub
                     .subscription(me.bare(), contact, kind, extensions)
                     .await;
-                if let Some(contact) = keep {
-                    pubsub.keep_on_roster(me.bare(), contact).await;
+                if let Some((contact, approval)) = keep {
+                    pubsub.keep_on_roster(me.bare(), contact, approval).await;
                 }
             }
             Route::PubsubDomain => {

@@ -300,10 +300,14 @@ impl PubsubHandle {
 
     /// `user` asked for or approved a subscription with `contact` (RFC 6121 §3): the contact
     /// stays on its roster (see [`Request::KeepOnRoster`]).
-    pub async fn keep_on_roster(&self, user: BareJid, contact: BareJid) {
+    pub async fn keep_on_roster(&self, user: BareJid, contact: BareJid, approval: bool) {
         let shard = self.shard(user.as_str());
-        self.send(shard, Request::KeepOnRoster { user, contact })
-            .await;
+        let request = Request::KeepOnRoster {
+            user,
+            contact,
+            approval,
+        };
+        self.send(shard, request).await;
     }
 
     /// A XEP-0012 query about `account`, for its shard.

@@ -38,9 +38,14 @@ pub(super) enum Request {
         account: BareJid,
         iq: Element,
     },
-    /// RFC 6121 §3: `user` asked for or approved a subscription with `contact`, so the contact
-    /// is on its roster, and stays there (`none`) when the subscriptions end.
-    KeepOnRoster { user: BareJid, contact: BareJid },
+    /// RFC 6121 §3: `user` asked for (`approval` false) or approved a subscription with
+    /// `contact`, so the contact is on its roster, and stays there (`none`) when the
+    /// subscriptions end. An approval with no request to approve keeps nothing.
+    KeepOnRoster {
+        user: BareJid,
+        contact: BareJid,
+        approval: bool,
+    },
     /// An account is about to be deleted: its relations with its contacts end
     /// ([`ServicesTask::end_relations`]).
     EndRelations(BareJid),

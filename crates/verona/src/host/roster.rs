@@ -68,18 +68,23 @@ impl ServicesTask {
 
     /// RFC 6121 §3: a contact the user asked to follow, or let follow it, is on its roster
     /// until the user removes it: an item with neither name nor groups keeps it there when the
-    /// subscriptions end, unless it has one already (or the roster is full).
+    /// subscriptions end, unless it has one already (or the roster is full). An `approval`
+    /// keeps the contact only if it now follows the user: a `subscribed` with no request
+    /// waiting changes nothing (pre-approval, RFC 6121 §3.4, is not offered), and added a
+    /// roster item no session was told of.
     pub(super) fn keep_on_roster(
         &mut self,
         user: &BareJid,
         contact: &BareJid,
+        approval: bool,
         done: &mut Vec<Done>,
     ) {
+        let entry = self.presence.roster_entry(user, contact);
         if user == contact
-            || self
-                .presence
-                .roster_entry(user, contact)
+            || entry
+                .as_ref()
                 .is_some_and(|entry| entry.annotation != Default::default())
+            || (approval && !entry.is_some_and(|entry| entry.from))
         {
             return;
         }
