@@ -18,6 +18,8 @@ pub struct Config {
     pub components: ComponentsConfig,
     pub tls: TlsConfig,
     pub registration: RegistrationConfig,
+    /// XEP-0157: whom to contact about the server.
+    pub contact_info: ContactInfoConfig,
     pub compression: CompressionConfig,
     pub pubsub: PubsubConfig,
     pub auth: AuthConfig,
@@ -164,6 +166,33 @@ impl Default for RegistrationConfig {
             allow: false,
             per_address_per_hour: 5,
         }
+    }
+}
+
+/// XEP-0157 contact addresses (URIs: `mailto:`, `xmpp:`, `https:`), shown in the server's
+/// disco#info to anyone who asks, as Prosody's `contact_info`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactInfoConfig {
+    pub abuse: Vec<String>,
+    pub admin: Vec<String>,
+    pub feedback: Vec<String>,
+    pub sales: Vec<String>,
+    pub security: Vec<String>,
+    pub support: Vec<String>,
+}
+
+impl ContactInfoConfig {
+    /// Each kind of address with its XEP-0157 field name.
+    pub fn fields(&self) -> [(&'static str, &[String]); 6] {
+        [
+            ("abuse-addresses", &self.abuse),
+            ("admin-addresses", &self.admin),
+            ("feedback-addresses", &self.feedback),
+            ("sales-addresses", &self.sales),
+            ("security-addresses", &self.security),
+            ("support-addresses", &self.support),
+        ]
     }
 }
 
@@ -326,6 +355,7 @@ impl Default for Config {
             components: ComponentsConfig::default(),
             tls: TlsConfig::default(),
             registration: RegistrationConfig::default(),
+            contact_info: ContactInfoConfig::default(),
             compression: CompressionConfig::default(),
             pubsub: PubsubConfig::default(),
             auth: AuthConfig::default(),
@@ -544,6 +574,25 @@ impl Config {
                 "[pubsub] default_access_model {:?} is not one of open, presence, roster, authorize, whitelist",
                 self.pubsub.default_access_model
             )));
+        }
+        for (field, addresses) in self.contact_info.fields() {
+            // A URI has a scheme: `abuse@example.org` alone is no address a client can use.
+            let uri = |a: &String| {
+                a.split_once(':').is_some_and(|(scheme, rest)| {
+                    !scheme.is_empty()
+                        && scheme
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                        && !rest.is_empty()
+                        && !a.chars().any(char::is_whitespace)
+                })
+            };
+            if let Some(bad) = addresses.iter().find(|a| !uri(a)) {
+                return Err(ConfigError::Invalid(format!(
+                    "[contact_info] {}: {bad:?} is not a URI (mailto:…, xmpp:…, https:…)",
+                    field.trim_end_matches("-addresses")
+                )));
+            }
         }
         let ours = [
             self.normalized_domain(),
@@ -813,6 +862,21 @@ mod tests {
             "XEP-0207 §8"
         );
         assert_eq!(c.limits.max_stanza_bytes, 262_144);
+    }
+
+    #[test]
+    fn contact_addresses_must_be_uris() {
+        let c = Config::parse(
+            "[contact_info]\nabuse = [\"mailto:abuse@capulet.lit\"]\nsupport = [\"xmpp:help@capulet.lit?join\", \"https://capulet.lit/help\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.contact_info.abuse, ["mailto:abuse@capulet.lit"]);
+        assert_eq!(c.contact_info.support.len(), 2);
+        for bad in ["abuse@capulet.lit", ":x", "mailto:", "mailto:a b", ""] {
+            let text = format!("[contact_info]\nadmin = [{bad:?}]\n");
+            let error = Config::parse(&text).unwrap_err().to_string();
+            assert!(error.contains("[contact_info] admin"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

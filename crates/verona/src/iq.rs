@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use jid::{FullJid, Jid};
 use minidom::Element;
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item as DiscoItem};
 use xmpp_parsers::version::VersionResult;
 
@@ -210,10 +211,30 @@ fn disco_info(shared: &Shared, asker: &FullJid) -> Element {
         node: None,
         identities: vec![identity("server", "im")],
         features,
-        extensions: Vec::new(),
+        extensions: contact_info(&shared.config.contact_info)
+            .into_iter()
+            .collect(),
     }
     .into()
 }
+
+/// XEP-0157: the configured contact addresses, as the `serverinfo` form; none when none are.
+fn contact_info(config: &crate::config::ContactInfoConfig) -> Option<DataForm> {
+    let fields: Vec<Field> = config
+        .fields()
+        .into_iter()
+        .filter(|(_, addresses)| !addresses.is_empty())
+        .map(|(var, addresses)| {
+            let mut field = Field::new(var, FieldType::ListMulti);
+            field.values = addresses.to_vec();
+            field
+        })
+        .collect();
+    (!fields.is_empty()).then(|| DataForm::new(DataFormType::Result_, SERVER_INFO, fields))
+}
+
+/// XEP-0157's form type.
+const SERVER_INFO: &str = "http://jabber.org/network/serverinfo";
 
 fn identity(category: &str, type_: &str) -> Identity {
     Identity {

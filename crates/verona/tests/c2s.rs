@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use minidom::Element;
 use verona_auth::{ScramClient, ScramHash};
 
 /// Each stage's features, twice on one server: the second stream of each kind gets the
@@ -469,6 +470,69 @@ async fn binding_a_resource_in_use_replaces_the_older_session() {
             .text(),
         "hi"
     );
+}
+
+/// XEP-0157: the configured contact addresses are in the server's disco#info as the
+/// `serverinfo` form (Prosody's own scenario `server_contact_info`), each kind with its
+/// addresses in order; kinds not configured are left out, and with none configured so is
+/// the form.
+#[tokio::test]
+async fn the_servers_contact_addresses_are_in_its_disco_info() {
+    let disco = "<iq xmlns='jabber:client' type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>";
+    let forms = |reply: &Element| -> Vec<Vec<(String, Vec<String>)>> {
+        reply
+            .get_child("query", "http://jabber.org/protocol/disco#info")
+            .unwrap()
+            .children()
+            .filter(|c| c.is("x", "jabber:x:data"))
+            .map(|form| {
+                assert_eq!(form.attr("type"), Some("result"));
+                form.children()
+                    .map(|field| {
+                        let values = field.children().map(Element::text).collect();
+                        (field.attr("var").unwrap().to_owned(), values)
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let t = TestServer::start_with(|config| {
+        config.contact_info.abuse = vec!["mailto:abuse@localhost".into()];
+        config.contact_info.admin = vec![
+            "xmpp:admin@localhost".into(),
+            "mailto:admin@localhost".into(),
+        ];
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let owned = |pairs: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+        pairs
+            .iter()
+            .map(|(var, values)| {
+                (
+                    var.to_string(),
+                    values.iter().map(|v| v.to_string()).collect(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        forms(&juliet.request(disco).await),
+        [owned(&[
+            ("FORM_TYPE", &["http://jabber.org/network/serverinfo"]),
+            ("abuse-addresses", &["mailto:abuse@localhost"]),
+            (
+                "admin-addresses",
+                &["xmpp:admin@localhost", "mailto:admin@localhost"]
+            ),
+        ])]
+    );
+
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    assert!(forms(&juliet.request(disco).await).is_empty());
 }
 
 #[tokio::test]
