@@ -156,10 +156,10 @@ impl Signals {
 }
 
 async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
-    // A running server holds what deleting an account or changing a password must also
-    // change (resident services, sessions): those go through it, over its control socket.
-    // Adding and listing go on beside it, on its database as it is: upgrading that under it
-    // (this build newer) would break it.
+    // A running server holds what adding or deleting an account or changing a password must
+    // also change (resident services, sessions, the credentials it remembers): those go
+    // through it, over its control socket. Listing goes on beside it, on its database as it
+    // is: upgrading that under it (this build newer) would break it.
     let lock = verona::lock_data_dir(&config)?;
     let store = match (&lock, &command) {
         (Some(_), _) => verona::open_store(&config).await?,
@@ -167,20 +167,20 @@ async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
             let jid = jid.clone();
             return through_running_server(&config, control::Command::Delete { jid }).await;
         }
-        (None, UserCommand::Passwd { jid, password }) => {
-            let request = password_for_running_server(&config, jid, password.clone()).await?;
+        (None, UserCommand::Add { jid, password } | UserCommand::Passwd { jid, password }) => {
+            let adding = matches!(command, UserCommand::Add { .. });
+            let jid = known_to_running_server(&config, jid, adding).await?;
+            let password = password_or_stdin(password.clone())?;
+            let request = match adding {
+                true => control::Command::Add { jid, password },
+                false => control::Command::Password { jid, password },
+            };
             return through_running_server(&config, request).await;
         }
-        (None, _) => verona::open_running_store(&config).await?,
+        (None, UserCommand::List) => verona::open_running_store(&config).await?,
     };
-    // Adding and listing need the lock no longer than the upgrade (a server started while a
-    // password is typed is fine).
-    let _lock = lock.filter(|_| {
-        matches!(
-            command,
-            UserCommand::Del { .. } | UserCommand::Passwd { .. }
-        )
-    });
+    // Listing needs the lock no longer than the upgrade.
+    let _lock = lock.filter(|_| !matches!(command, UserCommand::List));
     let accounts = Accounts::new(
         store.clone(),
         config.normalized_domain(),
@@ -192,20 +192,20 @@ async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
     result
 }
 
-/// `verona user del` or `passwd` beside a running server: the server does it
+/// A `verona user` command beside a running server: the server does it
 /// ([`verona::control`]), and says what it did.
 async fn through_running_server(config: &Config, request: control::Command) -> anyhow::Result<()> {
     println!("{}", control::send(&config.data_dir, &request).await?);
     Ok(())
 }
 
-/// The request to change `jid`'s password, once the account is known to exist (said before
-/// the password is asked for, as with the server stopped).
-async fn password_for_running_server(
+/// `jid`, normalised, once it is known not to exist (`adding`) or to exist: said before the
+/// password is asked for, as with the server stopped.
+async fn known_to_running_server(
     config: &Config,
     jid: &str,
-    password: Option<String>,
-) -> anyhow::Result<control::Command> {
+    adding: bool,
+) -> anyhow::Result<String> {
     let store = verona::open_running_store(config).await?;
     let accounts = Accounts::new(
         store.clone(),
@@ -218,11 +218,9 @@ async fn password_for_running_server(
     };
     accounts.store().close().await;
     match known? {
-        (jid, true) => Ok(control::Command::Password {
-            jid: jid.to_string(),
-            password: password_or_stdin(password)?,
-        }),
-        (jid, false) => Err(AccountError::NotFound(jid.to_string()).into()),
+        (jid, true) if adding => Err(AccountError::Exists(jid.to_string()).into()),
+        (jid, false) if !adding => Err(AccountError::NotFound(jid.to_string()).into()),
+        (jid, _) => Ok(jid.to_string()),
     }
 }
 

@@ -464,7 +464,59 @@ async fn passwd_and_del_go_through_a_running_server() {
     let out = verona(&["--config", config, "user", "list"], None);
     assert_eq!(stdout(&out), "juliet@localhost\n");
 
+    // Added beside the running server, an account logs in at once, even a name the server
+    // had been asked for before it existed (it remembered "no such account" until a
+    // restart).
+    assert!(!logs_in("nurse", "pw").await);
+    let out = verona(
+        &["--config", config, "user", "add", "nurse@localhost"],
+        Some("herbs\n"),
+    );
+    assert_eq!(stdout(&out), "created nurse@localhost\n");
+    assert!(logs_in("nurse", "herbs").await);
+    let out = verona(
+        &[
+            "--config",
+            config,
+            "user",
+            "add",
+            "nurse@localhost",
+            "--password",
+            "x",
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("already exists"),
+        "{stderr}"
+    );
+
+    // A password too long for the socket is refused before anything is sent, not cut.
+    let long = "x".repeat(70_000);
+    let out = verona(
+        &[
+            "--config",
+            config,
+            "user",
+            "passwd",
+            "nurse@localhost",
+            "--password",
+            &long,
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("too long"),
+        "{stderr}"
+    );
+    assert!(logs_in("nurse", "herbs").await);
+
     let socket = dir.path().join("data").join(verona::control::SOCKET);
+    // A connection that sends nothing holds up no other command (answered in turn, it held
+    // up those below for 10 s).
+    let _idle = tokio::net::UnixStream::connect(&socket).await.unwrap();
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
