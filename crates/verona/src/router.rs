@@ -113,7 +113,7 @@ struct Outbox {
 /// fifty rooms at once, each answering with its occupants, history and subject (1,150
 /// stanzas), was disconnected as if it had fallen behind. Bytes stay bounded as they were;
 /// another user's stanzas still find the queue full at `max_stanzas`.
-const SERVER_STANZAS_FACTOR: usize = 4;
+pub(crate) const SERVER_STANZAS_FACTOR: usize = 4;
 
 #[derive(Default)]
 struct Queue {
