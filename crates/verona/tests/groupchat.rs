@@ -2549,6 +2549,8 @@ fn archived(results: &[Element]) -> Vec<(String, String)> {
             assert!(forwarded.has_child("delay", DELAY), "{}", show(message));
             let said = forwarded.get_child("message", NS_CLIENT).unwrap();
             assert_eq!(said.attr("type"), Some("groupchat"));
+            // XEP-0313 §"MUC Archives": the forwarded stanza has no `to`.
+            assert_eq!(said.attr("to"), None, "{}", show(message));
             (
                 result.attr("id").unwrap().to_owned(),
                 body(said).unwrap_or_default(),
@@ -2570,6 +2572,59 @@ fn fin(reply: &Element) -> (bool, Option<String>, Option<String>, Option<String>
         text("last"),
         text("count"),
     )
+}
+
+/// XEP-0313 §"MUC Archives": a room's archive names who said each message (the `muc#user`
+/// item's `jid`) to whoever may see real JIDs now: anyone in a non-anonymous room, only the
+/// moderators of a semi-anonymous one; and the forwarded messages have no `to`. Found
+/// replaying ejabberd's MUC archive cases: the real JID was never given, and `to` always.
+#[tokio::test]
+async fn room_archives_name_the_speaker_to_those_who_may_know() {
+    let t = TestServer::start().await;
+    let speakers = |results: &[Element]| -> Vec<Option<String>> {
+        results
+            .iter()
+            .map(|message| {
+                let said = message
+                    .get_child("result", MAM)
+                    .and_then(|r| r.get_child("forwarded", "urn:xmpp:forward:0"))
+                    .and_then(|f| f.get_child("message", NS_CLIENT))
+                    .unwrap();
+                assert_eq!(said.attr("to"), None, "{}", show(message));
+                said.get_child("x", MUC_USER)
+                    .and_then(|x| x.get_child("item", MUC_USER))
+                    .and_then(|item| item.attr("jid").map(str::to_owned))
+            })
+            .collect()
+    };
+    let (mut romeo, mut nurse, mut juliet) = juliet_in_a_semi_anonymous_room(&t).await;
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>hi</body></message>"
+        ))
+        .await;
+    for c in [&mut romeo, &mut nurse, &mut juliet] {
+        recv_until(c, |el| el.name() == "message").await;
+    }
+    let (results, _) = archive_page(&mut nurse, "").await;
+    assert_eq!(speakers(&results), [None], "a participant of a semi-anonymous room");
+    let (results, _) = archive_page(&mut romeo, "").await;
+    assert_eq!(
+        speakers(&results),
+        [Some("juliet@localhost".to_owned())],
+        "its owner"
+    );
+    let open = owner_iq(
+        "w2",
+        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'><value>anyone</value></field></x>",
+    );
+    ok(&romeo.request(&open).await);
+    let (results, _) = archive_page(&mut nurse, "").await;
+    assert_eq!(
+        speakers(&results),
+        [Some("juliet@localhost".to_owned())],
+        "anyone in a non-anonymous room"
+    );
 }
 
 /// XEP-0313 on a room: its history, page by page, forwards and backwards and by speaker,

@@ -1349,8 +1349,9 @@ pub fn speaker(payload: &Element) -> Option<String> {
 }
 
 /// The classic rendering of an item: `<message type='groupchat' from='room/nick'>` with what
-/// was said, and for history its XEP-0203 delay.
-pub fn groupchat_message(
+/// was said, and for history its XEP-0203 delay. What the shared renderings below must equal.
+#[cfg(test)]
+fn groupchat_message(
     room: &BareJid,
     to: &Jid,
     payload: &Element,
@@ -1359,7 +1360,24 @@ pub fn groupchat_message(
     message_to(room, Some(to), payload, delayed)
 }
 
-/// A message of a room's history as every newcomer gets it ([`groupchat_message`] with its
+/// A room message as the room's archive gives it (XEP-0313 §"MUC Archives"): without a `to`,
+/// and with the speaker's real JID for whoever may see real JIDs (`real`).
+pub fn archived_message(
+    room: &BareJid,
+    payload: &Element,
+    real: Option<&BareJid>,
+) -> Option<Element> {
+    let mut message = message_to(room, None, payload, None)?;
+    if let Some(real) = real {
+        let item = builder("item", ns::MUC_USER)
+            .with("jid", real.as_str())
+            .build();
+        message.append_child(builder("x", ns::MUC_USER).append(item).build());
+    }
+    Some(message)
+}
+
+/// A message of a room's history as every newcomer gets it (the classic rendering with its
 /// XEP-0203 delay and XEP-0359 archive id): all of it but its start, which names the
 /// recipient ([`recipient_start`]).
 pub fn shared_history(
@@ -1414,7 +1432,7 @@ fn message_to(
     Some(message)
 }
 
-/// [`groupchat_message`] with its XEP-0359 archive id, for many recipients at once: all of
+/// The classic rendering with its XEP-0359 archive id, for many recipients at once: all of
 /// the message but its start, which names the recipient ([`recipient_start`]). A recipient's
 /// copy is its start and this; both are shared, so a copy costs no allocation.
 pub fn shared_groupchat(

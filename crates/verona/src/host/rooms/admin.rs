@@ -254,8 +254,11 @@ impl ServicesTask {
         else {
             return error_reply(stanza, StanzaError::Forbidden, Some("not for you to read"));
         };
+        // XEP-0313 §"MUC Archives": whoever may see occupants' real JIDs now sees who said
+        // each message.
+        let real_jids = sees_real_jids(&hosted.service, node, &me);
         // Newest first from the engine; the archive is oldest first.
-        let archived: Vec<archive::Archived<Element>> = kept
+        let archived: Vec<archive::Archived<(Element, BareJid)>> = kept
             .items
             .iter()
             .rev()
@@ -266,7 +269,7 @@ impl ServicesTask {
                     id: item.id.to_string(),
                     at: item.published,
                     by: Jid::new(&format!("{room}/{nick}")).ok(),
-                    message: payload,
+                    message: (payload, item.publisher.to_bare()),
                 })
             })
             .collect();
@@ -276,7 +279,9 @@ impl ServicesTask {
         };
         let archive_jid = Jid::from(room.clone());
         for archived in &page.results {
-            let Some(mut message) = groupchat_message(room, &me, &archived.message, None) else {
+            let (payload, speaker) = &archived.message;
+            let real = real_jids.then_some(speaker);
+            let Some(mut message) = groupchat::archived_message(room, payload, real) else {
                 continue;
             };
             message.append_child(archive::stanza_id(&archived.id, room.as_str()));

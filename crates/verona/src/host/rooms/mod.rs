@@ -12,9 +12,8 @@ use verona_pubsub::{Affiliation, CreateRequest, ItemQuery, PubsubError, Subscrip
 
 use super::*;
 use crate::eventing::groupchat::{
-    self, Join, Occupant, OccupantIds, Role, RoomAffiliation, RoomPresence, VoiceForm,
-    groupchat_message, join_error, occupant_presence, presence_of, room_presence, said, speaker,
-    subject_message,
+    self, Join, Occupant, OccupantIds, Role, RoomAffiliation, RoomPresence, VoiceForm, join_error,
+    occupant_presence, presence_of, room_presence, said, speaker, subject_message,
 };
 use crate::eventing::{archive, room_vcard, shown};
 
