@@ -275,15 +275,18 @@ fn event(notification: &Notification, with_publisher: impl Fn(&Item) -> bool) ->
 
 /// An `<item/>` in `namespace` (`pubsub` in retrieval results, `pubsub#event` in
 /// notifications), its payload relayed as published. A stored payload that no longer parses is
-/// left out rather than making the whole node unreadable.
+/// left out rather than making the whole node unreadable. The `publisher` is a bare JID, as
+/// in XEP-0060's examples and Prosody's: the resource, kept with the item for `replyto`,
+/// would tell every later reader of an open node the name of the device it came from.
 pub(crate) fn item_element(namespace: &str, item: &Item, with_publisher: bool) -> Element {
     let payload = item
         .payload
         .as_deref()
         .and_then(|payload| payload.parse::<Element>().ok());
+    let publisher = with_publisher.then(|| item.publisher.to_bare().to_string());
     builder("item", namespace)
         .with("id", item.id.as_str())
-        .with("publisher", with_publisher.then(|| item.publisher.as_str()))
+        .with("publisher", publisher)
         .append_all(payload)
         .build()
 }

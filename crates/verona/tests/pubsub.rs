@@ -802,7 +802,8 @@ async fn subscription_options_unsubscribe_and_itemreply() {
         .get_child("items", EVENT)
         .and_then(|i| i.get_child("item", EVENT))
         .unwrap();
-    assert_eq!(item.attr("publisher"), Some("juliet@localhost/balcony"));
+    // Bare, as XEP-0060's examples and Prosody have it: the `replyto` names the session.
+    assert_eq!(item.attr("publisher"), Some("juliet@localhost"));
     let replyto = message
         .get_child("addresses", "http://jabber.org/protocol/address")
         .and_then(|a| a.get_child("address", "http://jabber.org/protocol/address"))
