@@ -20,6 +20,8 @@ pub struct Config {
     pub registration: RegistrationConfig,
     /// XEP-0157: whom to contact about the server.
     pub contact_info: ContactInfoConfig,
+    /// XEP-0215: the STUN/TURN server clients use for calls.
+    pub turn: TurnConfig,
     pub compression: CompressionConfig,
     pub pubsub: PubsubConfig,
     pub auth: AuthConfig,
@@ -196,6 +198,35 @@ impl ContactInfoConfig {
     }
 }
 
+/// XEP-0215: a STUN/TURN server that hands out time-limited credentials as the TURN REST
+/// API says (coturn with `use-auth-secret` and `static-auth-secret`), offered to clients for
+/// audio and video calls, as Prosody's `mod_turn_external`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    /// Its host name; empty: none offered.
+    pub host: String,
+    pub port: u16,
+    /// The secret it shares with this server.
+    pub secret: String,
+    /// How long the credentials given to a client last.
+    pub ttl_secs: u64,
+    /// Offer TURN over TCP too (for networks that block UDP).
+    pub tcp: bool,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            host: String::new(),
+            port: 3478,
+            secret: String::new(),
+            ttl_secs: 86_400,
+            tcp: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompressionConfig {
@@ -356,6 +387,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             registration: RegistrationConfig::default(),
             contact_info: ContactInfoConfig::default(),
+            turn: TurnConfig::default(),
             compression: CompressionConfig::default(),
             pubsub: PubsubConfig::default(),
             auth: AuthConfig::default(),
@@ -574,6 +606,12 @@ impl Config {
                 "[pubsub] default_access_model {:?} is not one of open, presence, roster, authorize, whitelist",
                 self.pubsub.default_access_model
             )));
+        }
+        if !self.turn.host.is_empty() && (self.turn.secret.is_empty() || self.turn.ttl_secs == 0) {
+            return Err(ConfigError::Invalid(
+                "[turn] host needs the secret shared with the TURN server, and ttl_secs above 0"
+                    .into(),
+            ));
         }
         for (field, addresses) in self.contact_info.fields() {
             // A URI has a scheme: `abuse@example.org` alone is no address a client can use.
@@ -862,6 +900,22 @@ mod tests {
             "XEP-0207 §8"
         );
         assert_eq!(c.limits.max_stanza_bytes, 262_144);
+    }
+
+    #[test]
+    fn a_turn_server_needs_its_secret() {
+        let c = Config::parse("[turn]\nhost = \"turn.capulet.lit\"\nsecret = \"s\"\n").unwrap();
+        assert_eq!(
+            (c.turn.port, c.turn.ttl_secs, c.turn.tcp),
+            (3478, 86_400, false)
+        );
+        for bad in [
+            "[turn]\nhost = \"turn.capulet.lit\"\n",
+            "[turn]\nhost = \"turn.capulet.lit\"\nsecret = \"s\"\nttl_secs = 0\n",
+        ] {
+            let error = Config::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("[turn]"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

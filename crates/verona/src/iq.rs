@@ -13,6 +13,7 @@ use xmpp_parsers::version::VersionResult;
 
 use crate::accounts::AccountError;
 use crate::eventing::{archive, chat};
+use crate::extdisco;
 use crate::mam;
 use crate::server::Shared;
 use crate::xml::{BuilderExt, StanzaError, builder, error_reply, iq_result, ns, text_child};
@@ -143,6 +144,15 @@ pub async fn handle(shared: &Shared, iq: &Element, target: &Target, me: &FullJid
                 .build();
             Handled::reply(iq_result(iq, Some(time)))
         }
+        // XEP-0215: STUN and TURN servers for calls, to the server's own users.
+        (true, "services" | "credentials", extdisco::NS)
+            if matches!(target, Target::Domain) && me.domain().as_str() == shared.domain =>
+        {
+            match extdisco::answer(&shared.config.turn, payload, std::time::SystemTime::now()) {
+                Ok(answer) => Handled::reply(iq_result(iq, Some(answer))),
+                Err(error) => Handled::error(iq, error),
+            }
+        }
         (false, "session", ns::SESSION) => Handled::reply(iq_result(iq, None)),
         // XEP-0280 §4: carbons are the session's choice, whichever address it asks.
         (false, "enable" | "disable", chat::CARBONS) => {
@@ -206,6 +216,9 @@ fn disco_info(shared: &Shared, asker: &FullJid) -> Element {
     // the server advertises the namespace, as Prosody always does.
     if shared.config.registration.allow || asker.domain().as_str() == shared.domain {
         features.insert(ns::REGISTER.into());
+    }
+    if !shared.config.turn.host.is_empty() && asker.domain().as_str() == shared.domain {
+        features.insert(extdisco::NS.into());
     }
     DiscoInfoResult {
         node: None,

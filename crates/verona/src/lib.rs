@@ -11,6 +11,7 @@ mod compress;
 pub mod config;
 pub mod control;
 mod eventing;
+mod extdisco;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;

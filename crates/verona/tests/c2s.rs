@@ -535,6 +535,67 @@ async fn the_servers_contact_addresses_are_in_its_disco_info() {
     assert!(forms(&juliet.request(disco).await).is_empty());
 }
 
+/// XEP-0215: with a TURN server configured, the server's users are told of it and of the
+/// STUN service, with TURN credentials (Prosody's own scenario `extdisco`); without one, the
+/// request is `service-unavailable` and the feature is not advertised.
+#[tokio::test]
+async fn stun_and_turn_servers_are_discovered() {
+    const EXTDISCO: &str = "urn:xmpp:extdisco:2";
+    let features = async |c: &mut Client| -> Vec<String> {
+        let info = c
+            .request("<iq xmlns='jabber:client' type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+            .await;
+        info.get_child("query", "http://jabber.org/protocol/disco#info")
+            .unwrap()
+            .children()
+            .filter_map(|f| f.attr("var").map(str::to_owned))
+            .collect()
+    };
+    let services = "<iq xmlns='jabber:client' type='get' id='s' to='localhost'><services xmlns='urn:xmpp:extdisco:2'/></iq>";
+    let t = TestServer::start_with(|config| {
+        config.turn.host = "turn.localhost".into();
+        config.turn.secret = "north wind".into();
+    })
+    .await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    assert!(features(&mut juliet).await.contains(&EXTDISCO.to_owned()));
+    let reply = juliet.request(services).await;
+    ok(&reply);
+    // type host:port, and whether it comes with credentials.
+    let listed: Vec<(String, bool)> = reply
+        .get_child("services", EXTDISCO)
+        .unwrap()
+        .children()
+        .map(|s| {
+            let at = format!(
+                "{} {}:{}",
+                s.attr("type").unwrap_or_default(),
+                s.attr("host").unwrap_or_default(),
+                s.attr("port").unwrap_or_default()
+            );
+            (
+                at,
+                s.attr("username").is_some() && s.attr("password").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("stun turn.localhost:3478".to_owned(), false),
+            ("turn turn.localhost:3478".to_owned(), true),
+        ]
+    );
+
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    assert!(!features(&mut juliet).await.contains(&EXTDISCO.to_owned()));
+    let reply = juliet.request(services).await;
+    assert_eq!(stanza_error(&reply).as_deref(), Some("service-unavailable"));
+}
+
 #[tokio::test]
 async fn server_answers_ping_disco_version_and_refuses_the_unknown() {
     let t = TestServer::start().await;

@@ -2607,7 +2607,11 @@ async fn room_archives_name_the_speaker_to_those_who_may_know() {
         recv_until(c, |el| el.name() == "message").await;
     }
     let (results, _) = archive_page(&mut nurse, "").await;
-    assert_eq!(speakers(&results), [None], "a participant of a semi-anonymous room");
+    assert_eq!(
+        speakers(&results),
+        [None],
+        "a participant of a semi-anonymous room"
+    );
     let (results, _) = archive_page(&mut romeo, "").await;
     assert_eq!(
         speakers(&results),
