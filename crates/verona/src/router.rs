@@ -114,6 +114,14 @@ struct Outbox {
 /// stanzas), was disconnected as if it had fallen behind. Bytes stay bounded as they were;
 /// another user's stanzas still find the queue full at `max_stanzas`.
 pub(crate) const SERVER_STANZAS_FACTOR: usize = 4;
+/// Past [`SERVER_STANZAS_FACTOR`], the server's output may go on filling a queue up to this
+/// many times `max_stanzas`, as long as the session keeps taking from it ([`STALL`]): a
+/// login that brings the presence and the newest PEP items of a thousand contacts is several
+/// thousand stanzas, which a client reading them is not behind on.
+pub(crate) const SERVER_STANZAS_CAP: usize = 16;
+/// A queue past [`SERVER_STANZAS_FACTOR`] whose session has taken nothing for this long is
+/// one whose client stopped reading.
+const STALL: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Default)]
 struct Queue {
@@ -121,6 +129,25 @@ struct Queue {
     bytes: usize,
     /// The session's end is gone: nothing is queued any more.
     closed: bool,
+    /// Stanzas the session has taken, to see whether it is still taking.
+    taken: u64,
+    /// While the queue is past [`SERVER_STANZAS_FACTOR`]: since when, and `taken` then, last
+    /// seen to move.
+    watched: Option<(std::time::Instant, u64)>,
+}
+
+impl Queue {
+    /// Whether the server's output may go past [`SERVER_STANZAS_FACTOR`] at `now`: the
+    /// session is taking from its queue, or only just went past it.
+    fn still_taking(&mut self, now: std::time::Instant) -> bool {
+        match self.watched {
+            Some((since, seen)) if seen == self.taken => now.duration_since(since) < STALL,
+            _ => {
+                self.watched = Some((now, self.taken));
+                true
+            }
+        }
+    }
 }
 
 /// Emptied queues keep a buffer at most this many stanzas long.
@@ -135,16 +162,24 @@ impl Outbox {
 
     /// Queues `stanza`, unless the session is gone or that passes a bound (one stanza always
     /// fits an empty queue). `server`: the server's own output, which has more room in
-    /// stanzas ([`SERVER_STANZAS_FACTOR`]) than another user's stanza.
+    /// stanzas ([`SERVER_STANZAS_FACTOR`], [`SERVER_STANZAS_CAP`]) than another user's stanza.
     fn push(&self, stanza: Wire, server: bool) -> bool {
         let len = stanza.len();
-        let max_stanzas = match server {
-            true => self.max_stanzas.saturating_mul(SERVER_STANZAS_FACTOR),
-            false => self.max_stanzas,
-        };
         let mut queue = self.lock();
-        let fits = queue.stanzas.is_empty()
-            || (queue.stanzas.len() < max_stanzas && queue.bytes + len <= self.max_bytes);
+        let queued = queue.stanzas.len();
+        let fits = queued == 0
+            || (queue.bytes + len <= self.max_bytes
+                && match server {
+                    false => queued < self.max_stanzas,
+                    true if queued < self.max_stanzas.saturating_mul(SERVER_STANZAS_FACTOR) => {
+                        queue.watched = None;
+                        true
+                    }
+                    true => {
+                        queued < self.max_stanzas.saturating_mul(SERVER_STANZAS_CAP)
+                            && queue.still_taking(std::time::Instant::now())
+                    }
+                });
         if queue.closed || !fits {
             return false;
         }
@@ -168,6 +203,7 @@ impl Outbox {
         let mut queue = self.lock();
         let stanza = queue.stanzas.pop_front()?;
         queue.bytes -= stanza.len();
+        queue.taken += 1;
         if queue.stanzas.is_empty() && queue.stanzas.capacity() > KEEP_QUEUE_CAPACITY {
             queue.stanzas = VecDeque::new();
         }
@@ -1260,8 +1296,11 @@ mod tests {
         assert!(ends.queue.filling());
         assert!(!h.offer(Bytes::from_static(b"<message/>")));
         assert_eq!(*ends.close.borrow(), None);
-        assert!(!h.send(Bytes::from_static(b"<presence/>")), "17 > 4 x 4");
-        assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
+        assert!(
+            h.send(Bytes::from_static(b"<presence/>")),
+            "past 4 x 4, just now"
+        );
+        assert_eq!(*ends.close.borrow(), None);
 
         let (h, ends) = SessionHandle::new(100, 10);
         assert!(h.send(Bytes::from_static(b"12345678")));
@@ -1269,10 +1308,46 @@ mod tests {
         assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
     }
 
+    /// Past four times its bound, the server's output goes on filling a queue while its
+    /// session takes from it, up to sixteen times; a session that takes nothing for two
+    /// seconds is one whose client stopped reading.
+    #[test]
+    fn past_four_times_the_bound_the_session_must_be_taking() {
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + std::time::Duration::from_millis(ms);
+        let mut queue = Queue::default();
+        assert!(queue.still_taking(at(0)), "just past the line");
+        assert!(
+            queue.still_taking(at(1_900)),
+            "within two seconds of going past it"
+        );
+        queue.taken += 1;
+        assert!(queue.still_taking(at(3_000)), "taking");
+        assert!(
+            queue.still_taking(at(4_900)),
+            "within two seconds of its last take"
+        );
+        assert!(
+            !queue.still_taking(at(5_000)),
+            "nothing taken for two seconds"
+        );
+
+        let (h, ends) = SessionHandle::new(4, 1 << 20);
+        for n in 0..64 {
+            assert!(h.send(Bytes::from_static(b"<presence/>")), "{n}");
+        }
+        assert_eq!(*ends.close.borrow(), None);
+        assert!(
+            !h.send(Bytes::from_static(b"<presence/>")),
+            "16 x 4 at most"
+        );
+        assert_eq!(*ends.close.borrow(), Some(CloseReason::Overflow));
+    }
+
     #[test]
     fn a_full_queue_closes_the_session() {
         let (h, ends) = SessionHandle::new(1, 1 << 20);
-        for _ in 0..SERVER_STANZAS_FACTOR {
+        for _ in 0..SERVER_STANZAS_CAP {
             assert!(h.send(Bytes::from_static(b"a")));
         }
         assert!(!h.send(Bytes::from_static(b"b")));

@@ -4392,6 +4392,47 @@ async fn joining_many_rooms_at_once_with_stream_management_does_not_disconnect()
     join_rooms_at_once(15, true).await;
 }
 
+/// One request can bring more than four times the queue's bound (a room's history, a login's
+/// contacts' presence and PEP items): the server's output goes on past it while the session
+/// takes from its queue, up to sixteen times, rather than disconnecting a client that reads.
+#[tokio::test]
+async fn a_long_history_reaches_a_newcomer_whose_queue_is_short() {
+    const SAID: usize = 50;
+    let t = TestServer::start_with(|config| config.limits.outbound_queue = 4).await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    let keep = owner_iq(
+        "h",
+        &format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_historylength'><value>{SAID}</value></field></x>"
+        ),
+    );
+    ok(&romeo.request(&keep).await);
+    for m in 0..SAID {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>{m}</body></message>"
+            ))
+            .await;
+        recv_until(&mut romeo, |el| el.name() == "message").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Juliet'><x xmlns='{MUC}'><history maxstanzas='{SAID}'/></x></presence>"
+        ))
+        .await;
+    let (presences, history, _) = entered(&mut juliet).await;
+    assert_eq!(presences.len(), 2);
+    let said: Vec<String> = (0..SAID).map(|m| m.to_string()).collect();
+    let got: Vec<String> = history.iter().filter_map(body).collect();
+    assert_eq!(got, said);
+}
+
 async fn join_rooms_at_once(rooms: usize, sm: bool) {
     const SAID: usize = 10;
     let t = TestServer::start_with(|config| {

@@ -701,7 +701,7 @@ async fn resuming_takes_over_a_connection_not_yet_known_dead() {
 #[tokio::test]
 async fn a_client_that_never_acknowledges_is_bounded() {
     // What waits for acknowledgement is bounded by the queue (which the server's own output
-    // may fill four times) and the offline backlog a first presence may bring: 4 × 8 + 8.
+    // may fill sixteen times) and the offline backlog a first presence may bring: 16 × 8 + 8.
     let server = TestServer::start_with(|config| {
         config.limits.outbound_queue = 8;
         config.limits.max_offline_messages = 8;
@@ -728,12 +728,12 @@ async fn a_client_that_never_acknowledges_is_bounded() {
     .await;
     romeo.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
     recv_until(&mut romeo, |el| el.is("enabled", SM)).await;
-    // One at a time, so that none bounces off a full queue; none after the 41st, which
+    // One at a time, so that none bounces off a full queue; none after the 137th, which
     // passes the bound (one sent while the session is being ended may be kept before the
-    // 41st: see docs/protocols.md, XEP-0198).
+    // 137th: see docs/protocols.md, XEP-0198).
     let mut received = 0;
     let condition = 'sending: loop {
-        if received < 41 {
+        if received < 137 {
             juliet.send(&chat(received + 1)).await;
         }
         loop {
@@ -751,7 +751,7 @@ async fn a_client_that_never_acknowledges_is_bounded() {
         }
     };
     assert_eq!(condition.as_deref(), Some("policy-violation"));
-    assert_eq!(received, 41);
+    assert_eq!(received, 137);
     drop(romeo);
     // His session has ended (its unacknowledged messages handed to offline storage first)
     // before the next one comes: one already there would get them at once, unbounded by the

@@ -529,9 +529,10 @@ impl Connection {
         // A session's first presence brings its whole offline backlog at once, before the
         // client can acknowledge any of it: that much more may wait for acknowledgement. And
         // the server's own output may fill the queue past its bound (the answers to a burst,
-        // written while the burst is read, so before any acknowledgement of them is).
+        // written while the burst is read, so before any acknowledgement of them is; a login
+        // bringing thousands of contacts' presence and PEP items).
         let limits = &self.shared.config.limits;
-        let queue = limits.outbound_queue * crate::router::SERVER_STANZAS_FACTOR;
+        let queue = limits.outbound_queue * crate::router::SERVER_STANZAS_CAP;
         session.sm.as_ref().is_some_and(|sm| {
             sm.unacked.len() > queue + limits.max_offline_messages
                 || sm.unacked_bytes > 2 * limits.outbound_queue_bytes
