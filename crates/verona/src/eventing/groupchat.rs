@@ -297,9 +297,11 @@ fn registered(config: &NodeConfig) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The configuration field registering `nick` for `jid` (and whatever it had before, gone).
+/// A nick is one account's: whoever else had it registered has it no more (an admin's
+/// reservation, XEP-0045 §9.3, overrides; registering in-band refuses a taken nick first).
 pub fn register_nick(config: &NodeConfig, jid: &BareJid, nick: &str) -> ConfigField {
     let values = registered(config)
-        .filter(|(who, _)| *who != jid.as_str())
+        .filter(|(who, held)| *who != jid.as_str() && *held != nick)
         .map(|(who, nick)| format!("{who} {nick}"))
         .chain(std::iter::once(format!("{jid} {nick}")))
         .collect();
