@@ -4476,3 +4476,41 @@ async fn an_occupant_under_a_nick_registered_since_keeps_its_presence() {
     let own = recv_until(&mut nurse, |el| el.name() == "presence").await;
     assert_eq!(own.attr("type"), None, "{}", show(&own));
 }
+
+/// XEP-0045 §9.1: a ban removes the outcast's nick from the registered ones, so another may
+/// enter with it, and the account has none when it is let back in (found replaying Prosody's
+/// scenarios: the nick stayed the outcast's).
+#[tokio::test]
+async fn a_ban_frees_the_outcasts_registered_nick() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "mercutio"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut mercutio = t.login("mercutio", "pw", "street").await;
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='juliet@localhost' nick='Jules'/>",
+        ))
+        .await);
+    assert_eq!(roomuser_item(&mut juliet).await.as_deref(), Some("Jules"));
+    ok(&romeo
+        .request(&admin_iq(
+            "b",
+            "<item affiliation='outcast' jid='juliet@localhost'/>",
+        ))
+        .await);
+    mercutio.send(&join("Jules")).await;
+    let (presences, _, _) = joined(&mut mercutio).await;
+    let own = presences.last().unwrap();
+    assert_eq!(own.attr("from"), Some(format!("{ROOM}/Jules").as_str()));
+    ok(&romeo
+        .request(&admin_iq(
+            "u",
+            "<item affiliation='member' jid='juliet@localhost'/>",
+        ))
+        .await);
+    assert_eq!(roomuser_item(&mut juliet).await, None);
+}

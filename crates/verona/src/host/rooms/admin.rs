@@ -848,6 +848,16 @@ impl ServicesTask {
                         registered.set(field.clone());
                         fields.push(field);
                     }
+                    // §9.1: an outcast's nick is registered no more.
+                    let banned = (affiliations.iter())
+                        .filter(|(_, affiliation)| **affiliation == RoomAffiliation::Outcast);
+                    for (jid, _) in banned {
+                        if groupchat::registered_nick(&registered, jid).is_some() {
+                            let field = groupchat::unregister_nick(&registered, jid);
+                            registered.set(field.clone());
+                            fields.push(field);
+                        }
+                    }
                     hosted
                         .service
                         .configure(&self.presence, &actor_jid, node, &fields)
