@@ -4514,3 +4514,30 @@ async fn a_ban_frees_the_outcasts_registered_nick() {
         .await);
     assert_eq!(roomuser_item(&mut juliet).await, None);
 }
+
+/// XEP-0045 §9.1: the reason given with a ban goes with the notice the occupants get of it
+/// (as Prosody sends it; it was left out).
+#[tokio::test]
+async fn a_ban_notice_gives_the_reason() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("tybalt", "pw").await;
+    ok(&romeo
+        .request(&admin_iq(
+            "b",
+            "<item affiliation='outcast' jid='tybalt@localhost'><reason>Hey calm down</reason></item>",
+        ))
+        .await);
+    let notice = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(statuses(&notice), ["301"]);
+    let item = notice
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap_or_else(|| panic!("no item: {}", show(&notice)));
+    assert_eq!(item.attr("jid"), Some("tybalt@localhost"));
+    assert_eq!(item.attr("affiliation"), Some("outcast"));
+    assert_eq!(
+        item.get_child("reason", MUC_USER).map(Element::text),
+        Some("Hey calm down".to_owned())
+    );
+}

@@ -928,7 +928,8 @@ impl ServicesTask {
                 node,
                 |to| {
                     let sees = sees_real_jids(&hosted.service, node, to);
-                    sees.then(|| groupchat::affiliation_notice(room, to, jid, *affiliation))
+                    let reason = removal.reasons.get(jid).map(String::as_str);
+                    sees.then(|| groupchat::affiliation_notice(room, to, jid, *affiliation, reason))
                 },
                 done,
             );
