@@ -4503,3 +4503,165 @@ async fn join_rooms_at_once(rooms: usize, sm: bool) {
     let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
     ok(&juliet.request(ping).await);
 }
+
+/// The nick `client` has registered with the room, as `x-roomuser-item` tells it (§7.10).
+async fn roomuser_item(client: &mut Client) -> Option<String> {
+    let reply = client
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='n' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>"
+        ))
+        .await;
+    reply
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.get_child("identity", "http://jabber.org/protocol/disco#info"))
+        .and_then(|i| i.attr("name").map(str::to_owned))
+}
+
+/// XEP-0045 §9.3, §7.2.9: a nick an admin registers with a membership is the member's to
+/// enter with, so whoever else holds it, in the room or registered, loses it: an occupant
+/// leaves the room, kicked by the room (307, as Prosody does it). Found replaying Prosody's
+/// scenarios: the other kept it, and the member was refused her own nick with `conflict`.
+#[tokio::test]
+async fn a_nick_reserved_for_a_member_puts_out_whoever_else_holds_it() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    // Her own nick registered for her keeps the nurse in the room.
+    ok(&romeo
+        .request(&admin_iq(
+            "n",
+            "<item affiliation='member' jid='nurse@localhost' nick='Nurse'/>",
+        ))
+        .await);
+    let member = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(standing(&member), pair("member", "participant"));
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(roomuser_item(&mut nurse).await.as_deref(), Some("Nurse"));
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='juliet@localhost' nick='Nurse'/>",
+        ))
+        .await);
+    let gone = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    assert_eq!(statuses(&gone), ["307", "110"]);
+    assert_eq!(
+        removed_by(&gone),
+        (None, Some("This nickname is reserved".into()))
+    );
+    let told = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(told.attr("from"), Some(format!("{ROOM}/Nurse").as_str()));
+    assert_eq!(told.attr("type"), Some("unavailable"));
+    assert_eq!(statuses(&told), ["307"]);
+    juliet.send(&join("Nurse")).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    let own = presences.last().unwrap();
+    assert_eq!(own.attr("from"), Some(format!("{ROOM}/Nurse").as_str()));
+    assert_eq!(standing(own), pair("member", "participant"));
+    assert_eq!(roomuser_item(&mut juliet).await.as_deref(), Some("Nurse"));
+    assert_eq!(roomuser_item(&mut nurse).await, None);
+    // The nurse may not take it back.
+    nurse.send(&join("Nurse")).await;
+    let refused = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
+}
+
+/// An occupant already under a nick that has since been registered for another account (as
+/// an owner may write the room's registrations natively) still updates its own presence: it
+/// is that occupant, not one taking the nick (the reservation was checked first, and its
+/// presence refused with `conflict`).
+#[tokio::test]
+async fn an_occupant_under_a_nick_registered_since_keeps_its_presence() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    ok(&romeo
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                   <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+                   <field var='verona#registered_nicks'><value>juliet@localhost Nurse</value></field>\
+                 </x></configure></pubsub></iq>",
+        )
+        .await);
+    nurse
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Nurse' id='away'><show>away</show></presence>"
+        ))
+        .await;
+    let away = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && !shown(el).is_empty()
+    })
+    .await;
+    assert_eq!(away.attr("from"), Some(format!("{ROOM}/Nurse").as_str()));
+    assert_eq!(shown(&away)[0], ("show".to_owned(), "away".to_owned()));
+    let own = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(own.attr("type"), None, "{}", show(&own));
+}
+
+/// XEP-0045 §9.1: a ban removes the outcast's nick from the registered ones, so another may
+/// enter with it, and the account has none when it is let back in (found replaying Prosody's
+/// scenarios: the nick stayed the outcast's).
+#[tokio::test]
+async fn a_ban_frees_the_outcasts_registered_nick() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "mercutio"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut mercutio = t.login("mercutio", "pw", "street").await;
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='juliet@localhost' nick='Jules'/>",
+        ))
+        .await);
+    assert_eq!(roomuser_item(&mut juliet).await.as_deref(), Some("Jules"));
+    ok(&romeo
+        .request(&admin_iq(
+            "b",
+            "<item affiliation='outcast' jid='juliet@localhost'/>",
+        ))
+        .await);
+    mercutio.send(&join("Jules")).await;
+    let (presences, _, _) = joined(&mut mercutio).await;
+    let own = presences.last().unwrap();
+    assert_eq!(own.attr("from"), Some(format!("{ROOM}/Jules").as_str()));
+    ok(&romeo
+        .request(&admin_iq(
+            "u",
+            "<item affiliation='member' jid='juliet@localhost'/>",
+        ))
+        .await);
+    assert_eq!(roomuser_item(&mut juliet).await, None);
+}
+
+/// XEP-0045 §9.1: the reason given with a ban goes with the notice the occupants get of it
+/// (as Prosody sends it; it was left out).
+#[tokio::test]
+async fn a_ban_notice_gives_the_reason() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("tybalt", "pw").await;
+    ok(&romeo
+        .request(&admin_iq(
+            "b",
+            "<item affiliation='outcast' jid='tybalt@localhost'><reason>Hey calm down</reason></item>",
+        ))
+        .await);
+    let notice = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(statuses(&notice), ["301"]);
+    let item = notice
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("item", MUC_USER))
+        .unwrap_or_else(|| panic!("no item: {}", show(&notice)));
+    assert_eq!(item.attr("jid"), Some("tybalt@localhost"));
+    assert_eq!(item.attr("affiliation"), Some("outcast"));
+    assert_eq!(
+        item.get_child("reason", MUC_USER).map(Element::text),
+        Some("Hey calm down".to_owned())
+    );
+}

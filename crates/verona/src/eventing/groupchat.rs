@@ -297,9 +297,11 @@ fn registered(config: &NodeConfig) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The configuration field registering `nick` for `jid` (and whatever it had before, gone).
+/// A nick is one account's: whoever else had it registered has it no more (an admin's
+/// reservation, XEP-0045 §9.3, overrides; registering in-band refuses a taken nick first).
 pub fn register_nick(config: &NodeConfig, jid: &BareJid, nick: &str) -> ConfigField {
     let values = registered(config)
-        .filter(|(who, _)| *who != jid.as_str())
+        .filter(|(who, held)| *who != jid.as_str() && *held != nick)
         .map(|(who, nick)| format!("{who} {nick}"))
         .chain(std::iter::once(format!("{jid} {nick}")))
         .collect();
@@ -404,16 +406,18 @@ pub fn room_notice(room: &BareJid, to: &Jid, codes: &[u16]) -> Element {
 }
 
 /// The notice of an affiliation change of someone not in the room (XEP-0045 §9, §10: as
-/// Prosody sends it to the occupants), with 301 for a ban.
+/// Prosody sends it to the occupants), with 301 for a ban, and the reason given.
 pub fn affiliation_notice(
     room: &BareJid,
     to: &Jid,
     jid: &BareJid,
     affiliation: RoomAffiliation,
+    reason: Option<&str>,
 ) -> Element {
     let item = builder("item", ns::MUC_USER)
         .with("jid", jid.as_str())
         .with("affiliation", affiliation.name())
+        .append_all(reason.map(|reason| text_child("reason", ns::MUC_USER, reason)))
         .build();
     let banned = (affiliation == RoomAffiliation::Outcast)
         .then(|| builder("status", ns::MUC_USER).with("code", "301").build());

@@ -762,11 +762,24 @@ impl ServicesTask {
                 return Err(error_reply(stanza, StanzaError::Conflict, Some(why)));
             }
         }
+        // §9.3: a nick registered for a member is hers to enter with (§7.2.9), so whoever
+        // else holds it leaves the room, as kicked by the room (as on Prosody).
+        let evicted = nicks
+            .iter()
+            .flat_map(|(owner, nick)| {
+                self.occupants_named(node, nick)
+                    .into_iter()
+                    .filter(move |o| o.jid.bare() != *owner)
+            })
+            .filter(|o| !kicked.iter().any(|k| k.subid == o.subid))
+            .filter(|o| affiliations.get(&o.jid.bare()) != Some(&RoomAffiliation::Outcast))
+            .collect();
         let actor = actor_role
             .and_then(|_| self.occupant_of(node, &me))
             .and_then(|mine| groupchat::nick_of(&mine.options).map(str::to_owned));
         Ok(AdminChanges {
             kicked,
+            evicted,
             roles,
             affiliations,
             nicks,
@@ -789,6 +802,7 @@ impl ServicesTask {
     ) -> Option<Element> {
         let AdminChanges {
             kicked,
+            evicted,
             roles,
             affiliations,
             nicks,
@@ -839,6 +853,16 @@ impl ServicesTask {
                         registered.set(field.clone());
                         fields.push(field);
                     }
+                    // §9.1: an outcast's nick is registered no more.
+                    let banned = (affiliations.iter())
+                        .filter(|(_, affiliation)| **affiliation == RoomAffiliation::Outcast);
+                    for (jid, _) in banned {
+                        if groupchat::registered_nick(&registered, jid).is_some() {
+                            let field = groupchat::unregister_nick(&registered, jid);
+                            registered.set(field.clone());
+                            fields.push(field);
+                        }
+                    }
                     hosted
                         .service
                         .configure(&self.presence, &actor_jid, node, &fields)
@@ -847,8 +871,7 @@ impl ServicesTask {
                 return refused(stanza, &e);
             }
         }
-        let ends: Vec<SubscriptionChange> = kicked
-            .iter()
+        let ends: Vec<SubscriptionChange> = (kicked.iter().chain(&evicted))
             .map(|occupant| SubscriptionChange {
                 jid: occupant.jid.clone(),
                 subid: Some(occupant.subid.clone()),
@@ -871,9 +894,16 @@ impl ServicesTask {
         let (banned, unmembered): (Vec<SubscriptionInfo>, Vec<SubscriptionInfo>) = before
             .into_iter()
             .filter(|s| s.state.is_approved() && !after.iter().any(|a| a.subid == s.subid))
-            .filter(|s| !kicked.iter().any(|k| k.subid == s.subid))
+            .filter(|s| !kicked.iter().chain(&evicted).any(|k| k.subid == s.subid))
             .partition(|s| affiliations.get(&s.jid.bare()) == Some(&RoomAffiliation::Outcast));
         self.announce_removals(room, &kicked, 307, &removal, done);
+        let reserved = Removal {
+            actor: None,
+            reasons: (evicted.iter())
+                .map(|o| (o.jid.bare(), "This nickname is reserved".to_owned()))
+                .collect(),
+        };
+        self.announce_removals(room, &evicted, 307, &reserved, done);
         self.announce_removals(room, &banned, 301, &removal, done);
         self.announce_removals(room, &unmembered, 321, &removal, done);
         // Each session under a nick takes the role; the room hears of the occupant once.
@@ -903,7 +933,8 @@ impl ServicesTask {
                 node,
                 |to| {
                     let sees = sees_real_jids(&hosted.service, node, to);
-                    sees.then(|| groupchat::affiliation_notice(room, to, jid, *affiliation))
+                    let reason = removal.reasons.get(jid).map(String::as_str);
+                    sees.then(|| groupchat::affiliation_notice(room, to, jid, *affiliation, reason))
                 },
                 done,
             );
@@ -1045,10 +1076,11 @@ impl ServicesTask {
     }
 }
 
-/// What a `muc#admin` set changes: occupants kicked, roles given, affiliations set, and nicks
-/// registered with memberships.
+/// What a `muc#admin` set changes: occupants kicked, occupants put out of a nick registered
+/// for another account, roles given, affiliations set, and nicks registered with memberships.
 struct AdminChanges {
     kicked: Vec<SubscriptionInfo>,
+    evicted: Vec<SubscriptionInfo>,
     roles: Vec<(SubscriptionInfo, Role)>,
     affiliations: BTreeMap<BareJid, RoomAffiliation>,
     nicks: Vec<(BareJid, String)>,

@@ -730,18 +730,21 @@ impl ServicesTask {
             return;
         };
         let service = &mut hosted.service;
-        // §7.10: a registered nick is its account's, to enter with or change to.
-        let reserved = service
-            .node_config(&node)
-            .and_then(|config| groupchat::nick_owner(config, &join.nick));
-        if reserved.is_some_and(|who| who != me.bare().as_str()) {
-            done.push(refuse("conflict", "cancel"));
-            return;
-        }
         let mine = service
             .subscriptions_of_jid(&node, &me)
             .next()
             .map(|s| s.to_info(&node));
+        // §7.10: a registered nick is its account's, to enter with or change to; a session
+        // already in the room under it is that occupant, whose presence is its own to update.
+        let reserved = service
+            .node_config(&node)
+            .and_then(|config| groupchat::nick_owner(config, &join.nick));
+        let holds_it = (mine.as_ref())
+            .is_some_and(|mine| groupchat::nick_of(&mine.options) == Some(join.nick.as_str()));
+        if reserved.is_some_and(|who| who != me.bare().as_str()) && !holds_it {
+            done.push(refuse("conflict", "cancel"));
+            return;
+        }
         if let Some(mine) = mine {
             if !mine.state.is_approved() {
                 // Waiting for the owners of an `authorize` room is not being in it: nothing
