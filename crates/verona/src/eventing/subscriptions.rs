@@ -837,6 +837,62 @@ mod tests {
         assert!(graph.in_roster_group(&juliet, &romeo, &["Lovers".to_owned()]));
     }
 
+    /// Polite blocking: once Juliet's `roster` item for Romeo keeps his ended subscription,
+    /// both rosters show it as before, and neither the end nor its return is reported as a
+    /// roster change (only as a moved relation, for other shards).
+    #[test]
+    fn a_kept_subscription_is_shown_as_it_was() {
+        let juliet = bare("juliet@capulet.lit");
+        let romeo = bare("romeo@montague.lit");
+        let owner = Jid::from(juliet.clone());
+        let mut service = juliets_service();
+        let mut graph = PresenceGraph::default();
+        let _ = graph.refresh(&juliet, &service);
+        let shown = |graph: &PresenceGraph| {
+            let theirs = graph
+                .roster_entry(&romeo, &juliet)
+                .map(|e| e.subscription());
+            (
+                graph.roster_entry(&juliet, &romeo).unwrap().subscription(),
+                theirs,
+            )
+        };
+        assert_eq!(shown(&graph), ("from", Some("to")));
+        let item = |held: bool| {
+            let kept = if held {
+                format!("<held xmlns='{}'/>", crate::eventing::blocking::HELD)
+            } else {
+                String::new()
+            };
+            let payload = format!(
+                "<item xmlns='jabber:iq:roster' jid='romeo@montague.lit' name='Romeo'><group>Montagues</group>{kept}</item>"
+            );
+            PublishRequest::payload(Some("romeo@montague.lit"), payload)
+        };
+        let romeo_jid = Jid::from(romeo.clone());
+        // The block: the item keeps the subscription, which ends.
+        let _ = service.publish(&owner, ROSTER_NODE, item(true)).unwrap();
+        let _ = service
+            .unsubscribe(&romeo_jid, PRESENCE_NODE, &romeo_jid, None)
+            .unwrap();
+        assert!(graph.refresh(&juliet, &service).is_empty());
+        assert_eq!(graph.take_moved(), [(romeo.clone(), juliet.clone())]);
+        assert_eq!(graph.take_ended(), [(juliet.clone(), romeo.clone())]);
+        assert!(!graph.has_presence_subscription(&juliet, &romeo));
+        assert_eq!(shown(&graph), ("from", Some("to")));
+        // The unblock: it is made again and the item kept no more.
+        let _ = service
+            .subscribe(&graph, &romeo_jid, PRESENCE_NODE, &romeo_jid, None)
+            .unwrap();
+        let _ = service
+            .authorize(&owner, PRESENCE_NODE, &romeo_jid, None, true)
+            .unwrap();
+        let _ = service.publish(&owner, ROSTER_NODE, item(false)).unwrap();
+        assert!(graph.refresh(&juliet, &service).is_empty());
+        assert_eq!(graph.take_moved(), [(romeo.clone(), juliet.clone())]);
+        assert_eq!(shown(&graph), ("from", Some("to")));
+    }
+
     fn held(service: &str, node: &str, state: SubscriptionState) -> HeldSubscription {
         HeldSubscription {
             service: service.to_owned(),

@@ -2,7 +2,9 @@
 //! user's PEP service, so it can neither subscribe nor read, and its subscriptions end. The
 //! blocklist is the outcast list of the `presence` node; the router keeps a copy so that
 //! stanzas between the two are stopped where they are routed, set from the engine after each
-//! batch's commit or rollback.
+//! batch's commit or rollback. Blocking is polite (§3.3 implementation notes): the ended
+//! subscriptions to the user's presence are not announced, are kept in the user's `roster`
+//! node, and come back with the unblock.
 
 use crate::jids::Bare;
 use jid::{BareJid, FullJid, Jid};
