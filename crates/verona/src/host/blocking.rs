@@ -241,9 +241,10 @@ impl ServicesTask {
             .service
             .node_items(ROSTER_NODE)
             .filter_map(|item| {
+                // Only the items that may keep something are parsed.
+                let payload = item.payload.as_deref().filter(|p| p.contains(HELD))?;
                 let contact = BareJid::new(&item.id).ok()?;
-                let payload: Element = item.payload.as_deref()?.parse().ok()?;
-                Some((contact, payload))
+                Some((contact, payload.parse::<Element>().ok()?))
             })
             .filter(|(contact, payload)| {
                 payload.has_child("held", HELD) && !blocked_by(&blocklist, contact)
