@@ -931,3 +931,63 @@ async fn roster_pushes_follow_subscription_changes() {
     // Juliet never asked for her roster: no pushes for her.
     juliet.expect_nothing().await;
 }
+
+/// Romeo's subscriptions to Juliet's presence node, as he asks for them: (jid, state).
+async fn presence_subscriptions(romeo: &mut Client, id: &str) -> Vec<(String, String)> {
+    let reply = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='{id}' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscriptions node='presence'/></pubsub></iq>"))
+        .await;
+    let list = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscriptions", PUBSUB))
+        .unwrap_or_else(|| panic!("subscriptions: {}", show(&reply)));
+    (list.children())
+        .map(|s| {
+            let state = s.attr("subscription").unwrap_or_default().to_owned();
+            (s.attr("jid").unwrap_or_default().to_owned(), state)
+        })
+        .collect()
+}
+
+/// XEP-0191 §3.3 (polite blocking) with XEP-0207: a native subscription to the presence node
+/// that a block ended comes back with the unblock, native still (her presence reaches him as
+/// an event), and no one is asked to approve it again.
+#[tokio::test]
+async fn a_native_presence_subscription_comes_back_after_an_unblock() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv_from("juliet@localhost/balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    romeo.recv_from("romeo@localhost/orchard").await;
+    let reply = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='s1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='romeo@localhost'/></pubsub></iq>"))
+        .await;
+    ok(&reply);
+    // Asked with the form (she announced no capabilities), she approves the classic way.
+    let request = juliet.recv().await;
+    assert!(request.has_child("x", DATA), "{}", show(&request));
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@localhost'/>")
+        .await;
+    let subscribed = vec![("romeo@localhost".to_owned(), "subscribed".to_owned())];
+    assert_eq!(presence_subscriptions(&mut romeo, "l1").await, subscribed);
+    ok(&juliet
+        .request("<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>")
+        .await);
+    ok(&juliet
+        .request("<iq xmlns='jabber:client' type='set' id='b2'><unblock xmlns='urn:xmpp:blocking'/></iq>")
+        .await);
+    assert_eq!(presence_subscriptions(&mut romeo, "l2").await, subscribed);
+    // Juliet was not asked again.
+    juliet.expect_nothing().await;
+    juliet
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    let event = recv_until(&mut romeo, |el| show(el).contains("away")).await;
+    assert!(event.has_child("event", EVENT), "{}", show(&event));
+}
