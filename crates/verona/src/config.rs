@@ -181,18 +181,20 @@ pub struct ContactInfoConfig {
     pub feedback: Vec<String>,
     pub sales: Vec<String>,
     pub security: Vec<String>,
+    pub status: Vec<String>,
     pub support: Vec<String>,
 }
 
 impl ContactInfoConfig {
     /// Each kind of address with its XEP-0157 field name.
-    pub fn fields(&self) -> [(&'static str, &[String]); 6] {
+    pub fn fields(&self) -> [(&'static str, &[String]); 7] {
         [
             ("abuse-addresses", &self.abuse),
             ("admin-addresses", &self.admin),
             ("feedback-addresses", &self.feedback),
             ("sales-addresses", &self.sales),
             ("security-addresses", &self.security),
+            ("status-addresses", &self.status),
             ("support-addresses", &self.support),
         ]
     }
@@ -516,6 +518,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The longest `[turn] ttl_secs`: credentials are meant to expire.
+const MAX_TURN_TTL_SECS: u64 = 365 * 24 * 3600;
+
 /// The most shards `[pubsub] shards` may ask for: each is a thread with a runtime of its own.
 const MAX_SHARDS: usize = 256;
 
@@ -607,11 +612,13 @@ impl Config {
                 self.pubsub.default_access_model
             )));
         }
-        if !self.turn.host.is_empty() && (self.turn.secret.is_empty() || self.turn.ttl_secs == 0) {
-            return Err(ConfigError::Invalid(
-                "[turn] host needs the secret shared with the TURN server, and ttl_secs above 0"
-                    .into(),
-            ));
+        let ttl = 1..=MAX_TURN_TTL_SECS;
+        if !self.turn.host.is_empty()
+            && (self.turn.secret.is_empty() || !ttl.contains(&self.turn.ttl_secs))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[turn] host needs the secret shared with the TURN server, and ttl_secs from 1 to {MAX_TURN_TTL_SECS} (a year)"
+            )));
         }
         for (field, addresses) in self.contact_info.fields() {
             // A URI has a scheme: `abuse@example.org` alone is no address a client can use.
@@ -912,6 +919,9 @@ mod tests {
         for bad in [
             "[turn]\nhost = \"turn.capulet.lit\"\n",
             "[turn]\nhost = \"turn.capulet.lit\"\nsecret = \"s\"\nttl_secs = 0\n",
+            // Past a year; the second overflowed the clock at each request.
+            "[turn]\nhost = \"turn.capulet.lit\"\nsecret = \"s\"\nttl_secs = 31536001\n",
+            "[turn]\nhost = \"turn.capulet.lit\"\nsecret = \"s\"\nttl_secs = 9223372036854775807\n",
         ] {
             let error = Config::parse(bad).unwrap_err().to_string();
             assert!(error.contains("[turn]"), "{bad:?}: {error}");

@@ -26,31 +26,32 @@ struct Service {
     credentials: Option<(String, String, SystemTime)>,
 }
 
-/// The services `config` offers at `now`: STUN over UDP, TURN over UDP, and TURN over TCP
-/// where asked for. None when no host is configured.
+/// The services `config` offers at `now`: STUN and TURN over UDP, and over TCP where asked
+/// for. None when no host is configured.
 fn services(config: &TurnConfig, now: SystemTime) -> Vec<Service> {
     if config.host.is_empty() {
         return Vec::new();
     }
-    let expires = now + Duration::from_secs(config.ttl_secs);
-    let credentials = || Some(credentials(&config.secret, expires));
-    let mut services = vec![
-        Service {
+    // `ttl_secs` is at most a year (checked at start); a clock past the year 292 billion
+    // gets credentials that expire at once rather than a panic.
+    let expires = now
+        .checked_add(Duration::from_secs(config.ttl_secs))
+        .unwrap_or(now);
+    let transports: &[&'static str] = match config.tcp {
+        true => &["udp", "tcp"],
+        false => &["udp"],
+    };
+    let mut services = Vec::new();
+    for &transport in transports {
+        services.push(Service {
             kind: "stun",
-            transport: "udp",
+            transport,
             credentials: None,
-        },
-        Service {
-            kind: "turn",
-            transport: "udp",
-            credentials: credentials(),
-        },
-    ];
-    if config.tcp {
+        });
         services.push(Service {
             kind: "turn",
-            transport: "tcp",
-            credentials: credentials(),
+            transport,
+            credentials: Some(credentials(&config.secret, expires)),
         });
     }
     services
@@ -106,28 +107,30 @@ pub fn answer(
             Ok(builder("services", NS).append_all(listed).build())
         }
         "credentials" => {
-            // §3.3: the services asked for, by host and type; their credentials anew.
-            let asked: Vec<(&str, Option<&str>)> = request
-                .children()
-                .filter(|c| c.is("service", NS))
-                .map(|c| (c.attr("host").unwrap_or_default(), c.attr("type")))
-                .collect();
+            // §3.3: the services asked for, each by host and type (and port, if given); their
+            // credentials anew. None that match: an empty list, as Prosody answers.
+            let mut asked = Vec::new();
+            for service in request.children().filter(|c| c.is("service", NS)) {
+                let (Some(host), Some(kind)) = (service.attr("host"), service.attr("type")) else {
+                    return Err(StanzaError::BadRequest);
+                };
+                asked.push((host, kind, service.attr("port")));
+            }
             if asked.is_empty() {
                 return Err(StanzaError::BadRequest);
             }
-            let given: Vec<Element> = offered
+            let port = config.port.to_string();
+            let given = offered
                 .iter()
                 .filter(|s| s.credentials.is_some())
                 .filter(|s| {
-                    asked.iter().any(|(host, kind)| {
-                        *host == config.host && kind.is_none_or(|kind| kind == s.kind)
+                    asked.iter().any(|(host, kind, asked_port)| {
+                        *host == config.host
+                            && *kind == s.kind
+                            && asked_port.is_none_or(|p| p == port)
                     })
                 })
-                .map(|s| service_element(config, s))
-                .collect();
-            if given.is_empty() {
-                return Err(StanzaError::ItemNotFound);
-            }
+                .map(|s| service_element(config, s));
             Ok(builder("credentials", NS).append_all(given).build())
         }
         _ => Err(StanzaError::BadRequest),
@@ -184,6 +187,7 @@ mod tests {
             owned(&[
                 ("stun", "udp", false),
                 ("turn", "udp", true),
+                ("stun", "tcp", false),
                 ("turn", "tcp", true)
             ])
         );
@@ -201,13 +205,34 @@ mod tests {
             kinds(answer(&config(false), &asked, now).unwrap()),
             owned(&[("turn", "udp", true)])
         );
-        let elsewhere: Element = "<credentials xmlns='urn:xmpp:extdisco:2'><service host='turn.montague.lit' type='turn'/></credentials>"
-            .parse()
-            .unwrap();
-        assert_eq!(
-            answer(&config(false), &elsewhere, now),
-            Err(StanzaError::ItemNotFound)
-        );
+        for elsewhere in [
+            "<service host='turn.montague.lit' type='turn'/>",
+            "<service host='turn.capulet.lit' type='turn' port='9999'/>",
+            "<service host='turn.capulet.lit' type='stun'/>",
+        ] {
+            let asked: Element =
+                format!("<credentials xmlns='urn:xmpp:extdisco:2'>{elsewhere}</credentials>")
+                    .parse()
+                    .unwrap();
+            let given = answer(&config(false), &asked, now).unwrap();
+            assert_eq!(given.children().count(), 0, "{elsewhere}");
+        }
+        for incomplete in [
+            "<service host='turn.capulet.lit'/>",
+            "<service type='turn'/>",
+        ] {
+            let asked: Element =
+                format!("<credentials xmlns='urn:xmpp:extdisco:2'>{incomplete}</credentials>")
+                    .parse()
+                    .unwrap();
+            let refused = answer(&config(false), &asked, now);
+            assert_eq!(refused, Err(StanzaError::BadRequest), "{incomplete}");
+        }
+        let far = TurnConfig {
+            ttl_secs: u64::MAX,
+            ..config(false)
+        };
+        assert!(answer(&far, &all, now).is_ok(), "no overflow");
         let none = TurnConfig::default();
         assert_eq!(
             answer(&none, &all, now),

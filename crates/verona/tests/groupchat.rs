@@ -4568,6 +4568,67 @@ async fn a_nick_reserved_for_a_member_puts_out_whoever_else_holds_it() {
     assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
 }
 
+/// An admin may not take an owner's nick by reserving it for a member: that would put the
+/// owner out of the room and take its registration, which acting on the owner's affiliation
+/// is refused for (XEP-0045 §9.1: `not-allowed`). The owner may do it to an admin.
+#[tokio::test]
+async fn an_admin_does_not_take_an_owners_nick() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    // Romeo, the owner, has "Romeo" registered; the nurse becomes an admin.
+    ok(&romeo
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                   <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+                   <field var='verona#registered_nicks'><value>romeo@localhost Romeo</value></field>\
+                 </x></configure></pubsub></iq>",
+        )
+        .await);
+    ok(&romeo
+        .request(&admin_iq(
+            "a",
+            "<item affiliation='admin' jid='nurse@localhost'/>",
+        ))
+        .await);
+    recv_until(&mut nurse, |el| el.name() == "presence").await;
+    let taking = nurse
+        .request(&admin_iq(
+            "m",
+            "<item affiliation='member' jid='juliet@localhost' nick='Romeo'/>",
+        ))
+        .await;
+    assert_eq!(
+        stanza_error(&taking).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        show(&taking)
+    );
+    assert_eq!(roomuser_item(&mut romeo).await.as_deref(), Some("Romeo"));
+    // Romeo is still in the room: his presence update reaches the nurse.
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Romeo'><show>away</show></presence>"
+        ))
+        .await;
+    let away = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(away.attr("type"), None, "{}", show(&away));
+    // The owner may reserve the admin's nick for another.
+    ok(&romeo
+        .request(&admin_iq(
+            "o",
+            "<item affiliation='member' jid='juliet@localhost' nick='Nurse'/>",
+        ))
+        .await);
+    let gone = recv_until(&mut nurse, |el| el.attr("type") == Some("unavailable")).await;
+    assert!(
+        statuses(&gone).contains(&"307".to_owned()),
+        "{}",
+        show(&gone)
+    );
+}
+
 /// An occupant already under a nick that has since been registered for another account (as
 /// an owner may write the room's registrations natively) still updates its own presence: it
 /// is that occupant, not one taking the nick (the reservation was checked first, and its

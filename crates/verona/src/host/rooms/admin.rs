@@ -762,6 +762,24 @@ impl ServicesTask {
                 return Err(error_reply(stanza, StanzaError::Conflict, Some(why)));
             }
         }
+        // Taking a nick from an admin or owner (its registration, or its place in the room
+        // under it) is acting on it: an admin may not (§9.1, as for its affiliation).
+        if actor < RoomAffiliation::Owner {
+            for (member, nick) in &nicks {
+                let registrant = groupchat::nick_owner(&config, nick)
+                    .and_then(|jid| Jid::new(jid).ok())
+                    .into_iter();
+                let occupants = self.occupants_named(node, nick).into_iter().map(|o| o.jid);
+                let higher = registrant
+                    .chain(occupants)
+                    .filter(|holder| holder.bare() != *member)
+                    .any(|holder| affiliation_in(service, node, &holder) >= RoomAffiliation::Admin);
+                if higher {
+                    let why = "the nick is an admin's or owner's";
+                    return Err(error_reply(stanza, StanzaError::NotAllowed, Some(why)));
+                }
+            }
+        }
         // §9.3: a nick registered for a member is hers to enter with (§7.2.9), so whoever
         // else holds it leaves the room, as kicked by the room (as on Prosody).
         let evicted = nicks
