@@ -679,8 +679,7 @@ impl ServicesTask {
         changes.append(&mut self.relation_changes);
         // Other shards are told before anyone hears of the batch: whoever reads a reply and
         // asks its own shard next finds the change there, as peer queues go first.
-        let moved = self.presence.take_moved();
-        let changes = self.tell_other_rosters(changes, moved);
+        let changes = self.tell_other_rosters(changes);
         self.send_outbox();
         self.deliver(done);
         self.push_rosters(changes);
@@ -964,16 +963,11 @@ impl ServicesTask {
                 contact,
                 follows,
                 asks,
-                held,
             } => {
-                if self.accounts.contains_key(&contact) {
-                    // Pushed when the item shows the change: a block's is not.
-                    let before = self.presence.roster_entry(&contact, &owner);
-                    self.presence.set_outbound(&contact, &owner, follows, asks);
-                    self.presence.set_held(&contact, &owner, held);
-                    if self.presence.roster_entry(&contact, &owner) != before {
-                        self.relation_changes.push((contact, owner));
-                    }
+                if self.accounts.contains_key(&contact)
+                    && self.presence.set_outbound(&contact, &owner, follows, asks)
+                {
+                    self.relation_changes.push((contact, owner));
                 }
             }
             Request::CameOnline {

@@ -46,9 +46,6 @@ struct Annotated {
     /// payloads took 2 ms where comparing them takes microseconds.
     payload: Arc<str>,
     annotation: Annotation,
-    /// It keeps the contact's subscriptions to the owner's presence that a block ended: the
-    /// contact is shown following the owner still (polite blocking, XEP-0191 §3.3).
-    held: bool,
 }
 
 /// One account's side of the graph.
@@ -168,13 +165,6 @@ pub struct PresenceGraph {
     /// was last called; the contact must see the owner go unavailable (RFC 6121 §3.2.2,
     /// §3.3.2).
     ended: Vec<(BareJid, BareJid)>,
-    /// (contact, owner): subscriptions that a block ended or an unblock gave back since
-    /// [`PresenceGraph::take_moved`] was last called. Neither roster item shows the change,
-    /// but the contact's outbound side, when another shard keeps it, must follow.
-    moved: Vec<(BareJid, BareJid)>,
-    /// By user: the owners on other shards that keep subscriptions of the user a block ended
-    /// (as [`PresenceGraph::set_held`] reports them), shown on the user's roster as before.
-    held_elsewhere: FastHashMap<BareJid, BTreeSet<BareJid>>,
 }
 
 /// Adds (`on`) or removes `owner` from `user`'s outbound set, holding or releasing the numbers
@@ -227,12 +217,6 @@ impl PresenceGraph {
         std::mem::take(&mut self.ended)
     }
 
-    /// The (contact, owner) pairs whose subscription a block ended or an unblock gave back
-    /// since the last call.
-    pub fn take_moved(&mut self) -> Vec<(BareJid, BareJid)> {
-        std::mem::take(&mut self.moved)
-    }
-
     /// Reads an account's presence subscribers and roster annotations from its PEP service;
     /// returns the (user, contact) pairs whose roster item changed: both sides when a
     /// subscription changed, the asker's when a request did, the owner's when an annotation
@@ -263,15 +247,6 @@ impl PresenceGraph {
         let mut old = self.owners.remove(owner).unwrap_or_default();
         let mut changed: BTreeSet<(BareJid, BareJid)> = BTreeSet::new();
         next.annotations = std::mem::take(&mut old.annotations);
-        let held = |annotations: &BTreeMap<BareJid, Annotated>, contact: &BareJid| {
-            annotations.get(contact).is_some_and(|a| a.held)
-        };
-        let was_held: BTreeSet<BareJid> = next
-            .annotations
-            .iter()
-            .filter(|(_, a)| a.held)
-            .map(|(contact, _)| contact.clone())
-            .collect();
         reread_annotations(service, &mut next.annotations, |contact| {
             changed.insert((owner.clone(), contact.clone()));
         });
@@ -290,42 +265,17 @@ impl PresenceGraph {
             let follows = (old.follows(contact), next.follows(contact));
             let asks = (old.asks(contact), next.asks(contact));
             for ((was, now), map) in [(follows, &mut self.following), (asks, &mut self.asking)] {
-                if was != now {
-                    set_relation(&mut self.jids, map, contact, owner_id, now);
+                if was == now {
+                    continue;
                 }
-            }
-            if asks.0 != asks.1 {
                 changed.insert((contact_jid.clone(), owner.clone()));
+                set_relation(&mut self.jids, map, contact, owner_id, now);
             }
-            if follows.0 && !follows.1 {
-                self.ended.push((owner.clone(), contact_jid.clone()));
-            }
-            // Both items show a subscription a block ended as it was (polite blocking): a
-            // block or an unblock changes neither.
-            let shown = (
-                follows.0 || was_held.contains(&contact_jid),
-                follows.1 || held(&next.annotations, &contact_jid),
-            );
-            if shown.0 != shown.1 {
+            if follows.0 != follows.1 {
                 changed.insert((owner.clone(), contact_jid.clone()));
-                changed.insert((contact_jid, owner.clone()));
-            } else if follows.0 != follows.1 {
-                self.moved.push((contact_jid, owner.clone()));
-            }
-        }
-        // What the owner keeps for a contact with no relation either side shows as well.
-        let toggled = (was_held.iter()).filter(|contact| !held(&next.annotations, contact));
-        let kept = (next.annotations.iter())
-            .filter(|(contact, annotated)| annotated.held && !was_held.contains(*contact))
-            .map(|(contact, _)| contact);
-        for contact in toggled.chain(kept) {
-            let follows = self
-                .jids
-                .id(contact)
-                .is_some_and(|id| next.follows(id) || old.follows(id));
-            if !follows {
-                changed.insert((owner.clone(), contact.clone()));
-                changed.insert((contact.clone(), owner.clone()));
+                if follows.0 {
+                    self.ended.push((owner.clone(), contact_jid));
+                }
             }
         }
         for &contact in old.contacts.keys() {
@@ -381,20 +331,6 @@ impl PresenceGraph {
         changed
     }
 
-    /// Records whether `owner`, whose service another shard keeps, holds subscriptions of
-    /// `user` that a block ended.
-    pub fn set_held(&mut self, user: &BareJid, owner: &BareJid, held: bool) {
-        if held {
-            let owners = self.held_elsewhere.entry(user.clone()).or_default();
-            owners.insert(owner.clone());
-        } else if let Some(owners) = self.held_elsewhere.get_mut(user) {
-            owners.remove(owner);
-            if owners.is_empty() {
-                self.held_elsewhere.remove(user);
-            }
-        }
-    }
-
     /// Whether `contact` waits for `owner`'s approval.
     pub fn is_pending(&self, owner: &BareJid, contact: &BareJid) -> bool {
         self.relation(owner, contact).is_some_and(|r| !r.approved)
@@ -426,7 +362,6 @@ impl PresenceGraph {
         for map in [&mut self.following, &mut self.asking] {
             clear_relations(&mut self.jids, map, owner_id);
         }
-        self.held_elsewhere.remove(owner);
         self.jids.release(owner_id);
     }
 
@@ -496,7 +431,6 @@ impl PresenceGraph {
             })
             .chain(self.following(user))
             .chain(self.outbound(&self.asking, user))
-            .chain(self.held_elsewhere.get(user).into_iter().flatten())
             .collect();
         contacts
             .into_iter()
@@ -504,23 +438,11 @@ impl PresenceGraph {
             .collect()
     }
 
-    /// Whether `owner` keeps subscriptions of `contact` that its block of `contact` ended.
-    pub fn held(&self, owner: &BareJid, contact: &BareJid) -> bool {
-        self.owners
-            .get(owner)
-            .and_then(|o| o.annotations.get(contact))
-            .is_some_and(|a| a.held)
-            || (self.held_elsewhere.get(contact)).is_some_and(|owners| owners.contains(owner))
-    }
-
-    /// One roster entry of `user`, if `contact` is on the roster. A subscription a block
-    /// ended is shown as it was, to both (polite blocking): the blocked contact's side once
-    /// the blocker's service has been resident since the contact's was loaded.
+    /// One roster entry of `user`, if `contact` is on the roster.
     pub fn roster_entry(&self, user: &BareJid, contact: &BareJid) -> Option<RosterEntry> {
         let owner = self.owners.get(user);
-        let from =
-            self.relation(user, contact).is_some_and(|r| r.approved) || self.held(user, contact);
-        let to = self.has_outbound(&self.following, user, contact) || self.held(contact, user);
+        let from = self.relation(user, contact).is_some_and(|r| r.approved);
+        let to = self.has_outbound(&self.following, user, contact);
         let ask = self.has_outbound(&self.asking, user, contact);
         let annotation = owner
             .and_then(|o| o.annotations.get(contact))
@@ -583,7 +505,7 @@ fn reread_annotations(
             current += 1;
             continue;
         }
-        let Some((annotation, held)) = parse_annotation(payload) else {
+        let Some(annotation) = parse_annotation(payload) else {
             continue;
         };
         current += 1;
@@ -593,7 +515,6 @@ fn reread_annotations(
             Annotated {
                 payload,
                 annotation,
-                held,
             },
         );
         let now = annotations.get(&contact).map(|a| &a.annotation);
@@ -620,19 +541,17 @@ fn reread_annotations(
     });
 }
 
-/// A `roster` node item's payload: a roster `<item/>` with its name and groups, and whether it
-/// keeps subscriptions a block ended.
-fn parse_annotation(payload: &str) -> Option<(Annotation, bool)> {
+/// A `roster` node item's payload: a roster `<item/>` with its name and groups.
+fn parse_annotation(payload: &str) -> Option<Annotation> {
     let parsed: minidom::Element = payload.parse().ok()?;
-    let annotation = Annotation {
+    Some(Annotation {
         name: parsed.attr("name").map(str::to_owned),
         groups: parsed
             .children()
             .filter(|c| c.name() == "group")
             .map(|g| g.text())
             .collect(),
-    };
-    Some((annotation, parsed.has_child("held", super::blocking::HELD)))
+    })
 }
 
 impl AccessResolver for PresenceGraph {
@@ -835,62 +754,6 @@ mod tests {
             assert_eq!(groups, group.map(|g| vec![g.to_owned()]), "step {at}");
         }
         assert!(graph.in_roster_group(&juliet, &romeo, &["Lovers".to_owned()]));
-    }
-
-    /// Polite blocking: once Juliet's `roster` item for Romeo keeps his ended subscription,
-    /// both rosters show it as before, and neither the end nor its return is reported as a
-    /// roster change (only as a moved relation, for other shards).
-    #[test]
-    fn a_kept_subscription_is_shown_as_it_was() {
-        let juliet = bare("juliet@capulet.lit");
-        let romeo = bare("romeo@montague.lit");
-        let owner = Jid::from(juliet.clone());
-        let mut service = juliets_service();
-        let mut graph = PresenceGraph::default();
-        let _ = graph.refresh(&juliet, &service);
-        let shown = |graph: &PresenceGraph| {
-            let theirs = graph
-                .roster_entry(&romeo, &juliet)
-                .map(|e| e.subscription());
-            (
-                graph.roster_entry(&juliet, &romeo).unwrap().subscription(),
-                theirs,
-            )
-        };
-        assert_eq!(shown(&graph), ("from", Some("to")));
-        let item = |held: bool| {
-            let kept = if held {
-                format!("<held xmlns='{}'/>", crate::eventing::blocking::HELD)
-            } else {
-                String::new()
-            };
-            let payload = format!(
-                "<item xmlns='jabber:iq:roster' jid='romeo@montague.lit' name='Romeo'><group>Montagues</group>{kept}</item>"
-            );
-            PublishRequest::payload(Some("romeo@montague.lit"), payload)
-        };
-        let romeo_jid = Jid::from(romeo.clone());
-        // The block: the item keeps the subscription, which ends.
-        let _ = service.publish(&owner, ROSTER_NODE, item(true)).unwrap();
-        let _ = service
-            .unsubscribe(&romeo_jid, PRESENCE_NODE, &romeo_jid, None)
-            .unwrap();
-        assert!(graph.refresh(&juliet, &service).is_empty());
-        assert_eq!(graph.take_moved(), [(romeo.clone(), juliet.clone())]);
-        assert_eq!(graph.take_ended(), [(juliet.clone(), romeo.clone())]);
-        assert!(!graph.has_presence_subscription(&juliet, &romeo));
-        assert_eq!(shown(&graph), ("from", Some("to")));
-        // The unblock: it is made again and the item kept no more.
-        let _ = service
-            .subscribe(&graph, &romeo_jid, PRESENCE_NODE, &romeo_jid, None)
-            .unwrap();
-        let _ = service
-            .authorize(&owner, PRESENCE_NODE, &romeo_jid, None, true)
-            .unwrap();
-        let _ = service.publish(&owner, ROSTER_NODE, item(false)).unwrap();
-        assert!(graph.refresh(&juliet, &service).is_empty());
-        assert_eq!(graph.take_moved(), [(romeo.clone(), juliet.clone())]);
-        assert_eq!(shown(&graph), ("from", Some("to")));
     }
 
     fn held(service: &str, node: &str, state: SubscriptionState) -> HeldSubscription {

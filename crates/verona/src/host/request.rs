@@ -136,8 +136,6 @@ pub(super) enum Request {
         contact: BareJid,
         follows: bool,
         asks: bool,
-        /// The owner keeps the contact's subscriptions a block ended (polite blocking).
-        held: bool,
     },
     /// From the shard of a session coming online: the services of `owners` held here (those
     /// in `load` made resident first) send it what they send on presence; with `domain`,

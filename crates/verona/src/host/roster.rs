@@ -11,7 +11,6 @@ use minidom::Element;
 use verona_pubsub::{AccessResolver, CreateRequest, ItemQuery, PublishRequest};
 
 use super::{Done, Origin, ROSTER_NODE, Request, ServicesTask, SubscriptionKind};
-use crate::eventing::blocking;
 use crate::eventing::roster::{RosterSet, item_element, parse_set, version};
 use crate::xml::{BuilderExt, StanzaError, builder, error_reply, iq_result, ns};
 
@@ -160,16 +159,6 @@ impl ServicesTask {
             done.push(Done::reply(from.clone(), reply));
             return;
         }
-        // What a block keeps in the item stays until the unblock, with the item the user set.
-        let item = match page
-            .iter()
-            .find(|i| i.id == contact.as_str())
-            .and_then(|i| i.payload.as_deref()?.parse::<Element>().ok())
-            .and_then(|current| blocking::held(&current))
-        {
-            Some((held, _)) => blocking::hold(item, &held, false),
-            None => item,
-        };
         let payload = String::from_utf8(verona_stream::element_bytes(&item))
             .expect("serialised XML is UTF-8");
         let request = PublishRequest::payload(Some(contact.as_str()), payload);
@@ -254,26 +243,17 @@ impl ServicesTask {
 
     /// Of the changed roster items, those of another shard's users: that shard is told how the
     /// relation with the owner (whose presence node is here) now stands, and pushes them
-    /// itself. `moved` (relations a block or an unblock changed, which no item shows) only
-    /// other shards are told of. Returns this shard's users' changes.
+    /// itself. Returns this shard's users' changes.
     pub(super) fn tell_other_rosters(
         &mut self,
         mut changes: Vec<(BareJid, BareJid)>,
-        moved: Vec<(BareJid, BareJid)>,
     ) -> Vec<(BareJid, BareJid)> {
         changes.sort();
         changes.dedup();
         let shard = self.shard;
-        let (mine, mut theirs): (Vec<_>, Vec<_>) = changes
+        let (mine, theirs): (Vec<_>, Vec<_>) = changes
             .into_iter()
             .partition(|(user, _)| self.shard_of(user.as_str()) == shard);
-        theirs.extend(
-            moved
-                .into_iter()
-                .filter(|(user, _)| self.shard_of(user.as_str()) != shard),
-        );
-        theirs.sort();
-        theirs.dedup();
         for (user, owner) in theirs {
             if !self.accounts.contains_key(&owner) {
                 continue;
@@ -281,7 +261,6 @@ impl ServicesTask {
             let request = Request::Relation {
                 follows: self.presence.has_presence_subscription(&owner, &user),
                 asks: self.presence.is_pending(&owner, &user),
-                held: self.presence.held(&owner, &user),
                 owner,
                 contact: user.clone(),
             };
@@ -331,7 +310,7 @@ impl ServicesTask {
 }
 
 /// Creates the account's `roster` node if it has none; the creation's outcome, if it did.
-pub(super) fn ensure_roster_node(
+fn ensure_roster_node(
     service: &mut verona_pubsub::Service,
     owner: &Jid,
 ) -> Option<verona_pubsub::Outcome<verona_pubsub::NodeId>> {
