@@ -390,7 +390,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes out the session's queue when it holds a quarter of a bound.
+    /// Writes out the session's queue when it holds a quarter of a bound, a batch at a time
+    /// as the main loop does (drained whole into one buffer, a room's shared bodies were
+    /// copied per session, megabytes for a slow reader).
     async fn write_if_filling(&mut self) -> Result<(), End> {
         let State::Bound(session) = &self.state else {
             return Ok(());
@@ -402,14 +404,15 @@ impl Connection {
             && let Some(first) = session.ends.queue.try_recv()
         {
             self.write_queued(first);
+            if self.unacked_beyond_bound() {
+                return Err(fault(
+                    StreamError::PolicyViolation,
+                    "too many unacknowledged stanzas",
+                ));
+            }
+            self.flush().await?;
         }
-        if self.unacked_beyond_bound() {
-            return Err(fault(
-                StreamError::PolicyViolation,
-                "too many unacknowledged stanzas",
-            ));
-        }
-        self.flush().await
+        Ok(())
     }
 
     /// A WebSocket message must be exactly one element (RFC 7395 §3.3.3): one that holds two,
