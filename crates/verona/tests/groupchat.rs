@@ -4568,6 +4568,19 @@ async fn a_nick_reserved_for_a_member_puts_out_whoever_else_holds_it() {
     assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
 }
 
+/// The owner's native configure of the room's registered nicks (`"account nick"`), as an
+/// owner may write them through pubsub.
+fn registered_nicks(registration: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
+           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
+             <x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+               <field var='verona#registered_nicks'><value>{registration}</value></field>\
+             </x></configure></pubsub></iq>"
+    )
+}
+
 /// An admin may not take an owner's nick by reserving it for a member: that would put the
 /// owner out of the room and take its registration, which acting on the owner's affiliation
 /// is refused for (XEP-0045 §9.1: `not-allowed`). The owner may do it to an admin.
@@ -4577,14 +4590,7 @@ async fn an_admin_does_not_take_an_owners_nick() {
     let (mut romeo, mut nurse) = two_in_a_room(&t).await;
     // Romeo, the owner, has "Romeo" registered; the nurse becomes an admin.
     ok(&romeo
-        .request(
-            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
-               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
-                 <x xmlns='jabber:x:data' type='submit'>\
-                   <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
-                   <field var='verona#registered_nicks'><value>romeo@localhost Romeo</value></field>\
-                 </x></configure></pubsub></iq>",
-        )
+        .request(&registered_nicks("romeo@localhost Romeo"))
         .await);
     ok(&romeo
         .request(&admin_iq(
@@ -4638,14 +4644,7 @@ async fn an_occupant_under_a_nick_registered_since_keeps_its_presence() {
     let t = TestServer::start().await;
     let (mut romeo, mut nurse) = two_in_a_room(&t).await;
     ok(&romeo
-        .request(
-            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'>\
-               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='characters'>\
-                 <x xmlns='jabber:x:data' type='submit'>\
-                   <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
-                   <field var='verona#registered_nicks'><value>juliet@localhost Nurse</value></field>\
-                 </x></configure></pubsub></iq>",
-        )
+        .request(&registered_nicks("juliet@localhost Nurse"))
         .await);
     nurse
         .send(&format!(
