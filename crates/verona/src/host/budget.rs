@@ -126,7 +126,8 @@ impl AccountBudget {
 /// conversations store grows with it, so a flood of messages is refused rather than written.
 /// Presence broadcasts are counted the same way: each reaches everyone who follows it; and so
 /// are the conversations another server's users start, by their domain (`K`), since their
-/// server can invent as many senders as it likes.
+/// server can invent as many senders as it likes. So, in bytes, is what an account makes the
+/// server broadcast in its name: messages to rooms, publishes' items.
 #[derive(Debug)]
 pub struct KeptRate<K = BareJid> {
     per_minute: f64,
@@ -147,11 +148,27 @@ impl<K: Eq + Hash + Clone> KeptRate<K> {
         }
     }
 
+    /// A rate of bytes rather than of stanzas: `per_sec` after a `burst` (0: no limit).
+    pub fn bytes(per_sec: u64, burst: u64) -> KeptRate<K> {
+        KeptRate {
+            per_minute: per_sec as f64 * 60.0,
+            burst: burst.max(1) as f64,
+            buckets: Mutex::default(),
+        }
+    }
+
     /// Takes one from `key`'s bucket; false when it is empty.
     pub fn take(&self, key: &K, now: Instant) -> bool {
+        self.take_many(key, 1, now)
+    }
+
+    /// Takes `count` from `key`'s bucket, or nothing when it holds fewer; more than a full
+    /// bucket takes the whole of it, so that it waits for the bucket to fill but not forever.
+    pub fn take_many(&self, key: &K, count: usize, now: Instant) -> bool {
         if self.per_minute == 0.0 {
             return true;
         }
+        let cost = (count as f64).min(self.burst);
         let refill = |(tokens, since): (f64, Instant)| {
             let earned =
                 now.saturating_duration_since(since).as_secs_f64() * self.per_minute / 60.0;
@@ -163,11 +180,11 @@ impl<K: Eq + Hash + Clone> KeptRate<K> {
         }
         let bucket = buckets.entry(key.clone()).or_insert((self.burst, now));
         let tokens = refill(*bucket);
-        if tokens < 1.0 {
+        if tokens < cost {
             *bucket = (tokens, now);
             return false;
         }
-        *bucket = (tokens - 1.0, now);
+        *bucket = (tokens - cost, now);
         true
     }
 }
@@ -346,6 +363,42 @@ mod tests {
         );
         assert!(!rate.take(&juliet, start + Duration::from_millis(1700)));
         assert!(KeptRate::new(0, 1).take(&juliet, start), "0: no limit");
+    }
+
+    #[test]
+    fn broadcast_bytes_are_limited_per_account_over_time() {
+        use std::time::Duration;
+        let rate = KeptRate::bytes(1000, 4000);
+        let juliet = BareJid::new("juliet@capulet.lit").unwrap();
+        let romeo = BareJid::new("romeo@montague.lit").unwrap();
+        let start = Instant::now();
+        assert!(rate.take_many(&juliet, 3000, start));
+        assert!(
+            !rate.take_many(&juliet, 1500, start),
+            "more than is left takes nothing…"
+        );
+        assert!(
+            rate.take_many(&juliet, 1000, start),
+            "…and what fits passes"
+        );
+        assert!(!rate.take_many(&juliet, 1, start), "the burst is spent");
+        assert!(
+            rate.take_many(&romeo, 4000, start),
+            "another account has its own"
+        );
+        assert!(!rate.take_many(&juliet, 600, start + Duration::from_millis(500)));
+        assert!(
+            rate.take_many(&juliet, 600, start + Duration::from_millis(650)),
+            "a thousand bytes a second"
+        );
+        // A stanza larger than the burst passes once the bucket is full again.
+        assert!(!rate.take_many(&juliet, 10_000, start + Duration::from_secs(3)));
+        assert!(rate.take_many(&juliet, 10_000, start + Duration::from_millis(4700)));
+        assert!(!rate.take_many(&juliet, 1, start + Duration::from_millis(4700)));
+        assert!(
+            KeptRate::bytes(0, 1).take_many(&juliet, 1 << 30, start),
+            "0: no limit"
+        );
     }
 
     #[test]
