@@ -113,6 +113,9 @@ account_read_bytes_per_sec = 0
 max_sessions_per_account = 1000000
 # The chat scenario has each account send hundreds of kept messages a second.
 kept_messages_per_minute = 0
+# The muc and fan-out scenarios have each account post to rooms and publish far past what one
+# person would; peers' shapers are off too.
+broadcast_bytes_per_sec = 0
 [log]
 filter = "warn"
 EOF

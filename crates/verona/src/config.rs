@@ -363,6 +363,12 @@ pub struct Limits {
     /// `resource-constraint`, so that nobody's changes flood those who follow them.
     pub presence_per_minute: u32,
     pub presence_burst: u32,
+    /// Bytes one account may have the server broadcast in its name per second, over all its
+    /// sessions, once it has sent `broadcast_burst_bytes` (0: no limit): its messages to rooms
+    /// and the items it publishes, counted once however many receive them. More is refused
+    /// with `resource-constraint`, so that one sender cannot outpace a slow reader's queue.
+    pub broadcast_bytes_per_sec: u64,
+    pub broadcast_burst_bytes: u64,
     /// One-to-one conversations the users of one other server may start with accounts here
     /// per minute, once they have started ten times as many at once (0: no limit); one more
     /// is refused with `resource-constraint`. Such conversations do not count against a local
@@ -489,6 +495,8 @@ impl Default for Limits {
             kept_messages_burst: 300,
             presence_per_minute: 120,
             presence_burst: 300,
+            broadcast_bytes_per_sec: 8 * 1024,
+            broadcast_burst_bytes: 512 * 1024,
             remote_conversations_per_minute: 60,
         }
     }

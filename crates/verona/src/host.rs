@@ -102,6 +102,10 @@ pub struct Hosting {
     /// (`[limits] presence_per_minute`, `presence_burst`).
     pub presence_per_minute: u32,
     pub presence_burst: u32,
+    /// Bytes one account may have broadcast per second, and at once (`[limits]
+    /// broadcast_bytes_per_sec`, `broadcast_burst_bytes`).
+    pub broadcast_per_sec: u64,
+    pub broadcast_burst: u64,
     /// Conversations the users of one other server may start per minute, and at once
     /// (`[limits] remote_conversations_per_minute`).
     pub remote_conversations_per_minute: u32,
@@ -332,11 +336,11 @@ pub async fn start(
         accounts,
         domains,
         account: None,
-        kept: Arc::new(KeptRate::new(hosting.kept_per_minute, hosting.kept_burst)),
-        presences: Arc::new(KeptRate::new(
-            hosting.presence_per_minute,
-            hosting.presence_burst,
-        )),
+        rates: Arc::new(handle::Rates {
+            kept: KeptRate::new(hosting.kept_per_minute, hosting.kept_burst),
+            presences: KeptRate::new(hosting.presence_per_minute, hosting.presence_burst),
+            broadcasts: KeptRate::bytes(hosting.broadcast_per_sec, hosting.broadcast_burst),
+        }),
         touched: Arc::default(),
         across_shards: true,
     })

@@ -558,6 +558,8 @@ async fn start_services(
             kept_burst: config.limits.kept_messages_burst,
             presence_per_minute: config.limits.presence_per_minute,
             presence_burst: config.limits.presence_burst,
+            broadcast_per_sec: config.limits.broadcast_bytes_per_sec,
+            broadcast_burst: config.limits.broadcast_burst_bytes,
             remote_conversations_per_minute: config.limits.remote_conversations_per_minute,
             remote_conversations_burst: config
                 .limits

@@ -145,6 +145,68 @@ async fn a_remote_user_takes_part_in_a_room() {
     assert_eq!(left.attr("type"), Some("unavailable"));
 }
 
+/// `[limits] broadcast_bytes_per_sec` holds for another server's user in a room here as for a
+/// local account: past its burst, its message bounces with `resource-constraint` (type
+/// `wait`) and reaches nobody in the room. (Only montague.lit has the small burst: Juliet
+/// floods Romeo's room there.)
+#[tokio::test]
+async fn a_remote_occupants_flood_is_refused() {
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    const ORCHARD: &str = "orchard@chat.montague.lit";
+    let pair = pair_with(|config| {
+        config.limits.broadcast_burst_bytes = 4096;
+        config.limits.broadcast_bytes_per_sec = 1;
+    })
+    .await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ORCHARD}/Romeo'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    next_with_subject(&mut romeo).await;
+    ok(&romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='instant' to='{ORCHARD}'>\
+               <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        ))
+        .await);
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ORCHARD}/Juliet'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    next_with_subject(&mut juliet).await;
+    next(&mut romeo, "presence").await;
+    // About 1,100 bytes each: three fit in the burst.
+    let said = |n: usize| format!("{n}{}", "o".repeat(1000));
+    for n in 0..5 {
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' type='groupchat' to='{ORCHARD}' id='g{n}'><body>{}</body></message>",
+                said(n)
+            ))
+            .await;
+    }
+    let mut refused = Vec::new();
+    while refused.len() < 2 {
+        let el = next(&mut juliet, "message").await;
+        if el.attr("type") == Some("error") {
+            assert_eq!(error_condition(&el).as_deref(), Some("resource-constraint"));
+            let error = el.get_child("error", CLIENT).unwrap();
+            assert_eq!(error.attr("type"), Some("wait"), "{}", show(&el));
+            refused.push(el.attr("id").unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(refused, ["g3", "g4"]);
+    for n in 0..3 {
+        let heard = next(&mut romeo, "message").await;
+        assert_eq!(heard.get_child("body", CLIENT).unwrap().text(), said(n));
+    }
+    romeo.expect_nothing().await;
+}
+
 /// XEP-0313 §4 across domains: Romeo, in a room on capulet.lit, reads its archive; the
 /// results come from the room, with the archived message forwarded inside (found by the
 /// ejabberd audit: his server stripped `<result/>` from every one).

@@ -4175,6 +4175,63 @@ async fn presence_floods_are_refused_at_the_sender() {
         .await);
 }
 
+/// `[limits] broadcast_bytes_per_sec`: what an occupant says reaches everyone in the room, so
+/// past its burst of bytes a message is refused at the sender with `resource-constraint` (type
+/// `wait`), reaches nobody and stays out of the history (the second review of 2026-12-07: one
+/// occupant flooding a room within the read rates disconnected another reading slowly).
+/// Private messages to an occupant count the same way.
+#[tokio::test]
+async fn room_message_floods_are_refused_at_the_sender() {
+    let t = TestServer::start_with(|config| {
+        config.limits.broadcast_burst_bytes = 4096;
+        config.limits.broadcast_bytes_per_sec = 1;
+    })
+    .await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    // About 1,100 bytes each: three fit in the burst.
+    let said = |n: usize| format!("{n}{}", "o".repeat(1000));
+    for n in 0..5 {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='m{n}'><body>{}</body></message>",
+                said(n)
+            ))
+            .await;
+    }
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}/Nurse' type='chat' id='private'><body>{}</body></message>",
+            said(5)
+        ))
+        .await;
+    let mut refused = Vec::new();
+    let mut echoed = Vec::new();
+    // The refusals come at once, the echoes through the room.
+    while refused.len() + echoed.len() < 6 {
+        let el = recv_until(&mut romeo, |el| el.name() == "message").await;
+        if el.attr("type") == Some("error") {
+            assert_eq!(stanza_error(&el).as_deref(), Some("resource-constraint"));
+            let error = el.get_child("error", NS_CLIENT).unwrap();
+            assert_eq!(error.attr("type"), Some("wait"), "{}", show(&el));
+            refused.push(el.attr("id").unwrap_or_default().to_owned());
+        } else {
+            echoed.push(body(&el).unwrap_or_default());
+        }
+    }
+    assert_eq!(refused, ["m3", "m4", "private"]);
+    assert_eq!(echoed, [said(0), said(1), said(2)]);
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        let el = recv_until(&mut nurse, |el| el.name() == "message").await;
+        heard.push(body(&el).unwrap_or_default());
+    }
+    assert_eq!(heard, [said(0), said(1), said(2)]);
+    nurse.expect_nothing().await;
+    let (results, _) = archive_page(&mut nurse, "").await;
+    let kept: Vec<String> = archived(&results).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(kept, [said(0), said(1), said(2)]);
+}
+
 /// As when it leaves: a session that takes another nick leaves the old one to the sessions
 /// that keep it, and the others are told how the old nick now shows (found by the sixth
 /// review's second round: they kept the renamed session's status under the old nick).

@@ -119,6 +119,72 @@ async fn open_pep_node_auto_created_and_notified_from_the_bare_jid() {
 
 /// A subscription gets a node's newest item only, however many the node keeps: sending all of
 /// them would turn one subscribe iq into `max_items` messages (issue #11).
+/// `[limits] broadcast_bytes_per_sec`: a publish reaches every subscriber of the node, so past
+/// the publisher's burst of bytes one is refused with `resource-constraint` (type `wait`),
+/// notifies nobody and replaces no item.
+#[tokio::test]
+async fn publish_floods_are_refused_at_the_publisher() {
+    let t = TestServer::start_with(|config| {
+        config.limits.broadcast_burst_bytes = 4096;
+        config.limits.broadcast_bytes_per_sec = 1;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    // About 1,100 bytes of items each: three fit in the burst.
+    let said = |n: usize| format!("{n}{}", "o".repeat(1000));
+    ok(&publish(
+        &mut juliet,
+        "p0",
+        "urn:example:mood",
+        &said(0),
+        Some("open"),
+    )
+    .await);
+    ok(&subscribe(&mut romeo, "s1", "juliet@localhost", "urn:example:mood").await);
+    assert_eq!(mood(&romeo.recv().await), said(0));
+    let mut refused = Vec::new();
+    for n in 1..5 {
+        let reply = publish(
+            &mut juliet,
+            &format!("p{n}"),
+            "urn:example:mood",
+            &said(n),
+            None,
+        )
+        .await;
+        if reply.attr("type") == Some("error") {
+            assert_eq!(stanza_error(&reply).as_deref(), Some("resource-constraint"));
+            let error = reply.get_child("error", "jabber:client").unwrap();
+            assert_eq!(error.attr("type"), Some("wait"), "{}", show(&reply));
+            refused.push(n);
+        } else {
+            ok(&reply);
+        }
+    }
+    assert_eq!(refused, [3, 4]);
+    assert_eq!(mood(&romeo.recv().await), said(1));
+    assert_eq!(mood(&romeo.recv().await), said(2));
+    romeo.expect_nothing().await;
+    let items = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='get' id='i1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><items node='urn:example:mood'/></pubsub></iq>"))
+        .await;
+    let kept: Vec<String> = items
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .into_iter()
+        .flat_map(|i| i.children())
+        .filter_map(|item| {
+            item.get_child("mood", "urn:example:mood")
+                .map(Element::text)
+        })
+        .collect();
+    assert_eq!(kept, [said(2)]);
+}
+
 #[tokio::test]
 async fn a_new_subscriber_gets_the_newest_item_only() {
     let t = TestServer::start().await;

@@ -364,6 +364,32 @@ pub(crate) fn is_authorization_answer(el: &Element) -> bool {
         })
 }
 
+/// The bytes a stanza on `route` has the server broadcast in its sender's name (0: none), for
+/// `[limits] broadcast_bytes_per_sec`: a message to a room or to one of its occupants, and the
+/// items of a publish (to a PEP node, a node of `pubsub.<domain>`, a room natively), each
+/// counted once however many it reaches. A publish to a one-to-one conversation is a message
+/// between two, counted as a kept message instead.
+pub(crate) fn broadcast_bytes(route: &Route, el: &Element) -> usize {
+    match route {
+        Route::Room if el.name() == "message" && el.attr("type") != Some("error") => {
+            crate::host::budget::weight(el)
+        }
+        Route::Pep { .. } | Route::PubsubDomain | Route::RoomsService
+            if el.name() == "iq" && el.attr("type") == Some("set") =>
+        {
+            el.get_child("pubsub", ns::PUBSUB)
+                .and_then(|pubsub| pubsub.get_child("publish", ns::PUBSUB))
+                .filter(|publish| {
+                    publish
+                        .attr("node")
+                        .is_none_or(|node| crate::eventing::chat::parties(node).is_none())
+                })
+                .map_or(0, crate::host::budget::weight)
+        }
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -299,6 +299,14 @@ impl Connection {
         {
             session.note_directed(&el);
         }
+        // What reaches a whole room or all of a node's subscribers is refused at its sender
+        // past its rate, before any of it is queued for readers slower than the sender.
+        let broadcast = route::broadcast_bytes(&classified.route, &el);
+        if broadcast > 0 && !pubsub.may_broadcast_bytes(&me.bare(), broadcast) {
+            let why = Some("too much sent to rooms and subscribers: wait");
+            self.answer(&el, StanzaError::ResourceConstraint, why);
+            return Ok(());
+        }
         match classified.route {
             Route::JidMalformed => self.answer(&el, StanzaError::JidMalformed, None),
             Route::BadRequest => {

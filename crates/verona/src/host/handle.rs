@@ -21,15 +21,24 @@ pub struct PubsubHandle {
     pub(super) domains: Arc<AccountBudgets>,
     /// The budget of the account this handle is for ([`PubsubHandle::for_account`]).
     pub(super) account: Option<AccountBudget>,
-    /// Messages each account may have kept over time.
-    pub(super) kept: Arc<KeptRate>,
-    /// Presence each account may broadcast over time.
-    pub(super) presences: Arc<KeptRate>,
+    /// What each account may send over time, beyond its read rate.
+    pub(super) rates: Arc<Rates>,
     /// The shards this handle sent requests to since [`PubsubHandle::settled`] last ran, one
     /// bit per shard (shard index modulo 64).
     pub(super) touched: Touched,
     /// Whether a request to one shard waits for what went to the others first.
     pub(super) across_shards: bool,
+}
+
+/// What each account may send over time, shared by every handle (one pointer in each, which
+/// every session holds).
+pub(super) struct Rates {
+    /// Messages each account may have kept.
+    pub kept: KeptRate,
+    /// Presence each account may broadcast.
+    pub presences: KeptRate,
+    /// Bytes each account may have the server broadcast in its name.
+    pub broadcasts: KeptRate,
 }
 
 /// The shards a session's (or one sender's on another server's stream) requests went to since
@@ -125,13 +134,24 @@ impl PubsubHandle {
     /// kept_messages_per_minute`); a message passed on unkept (a chat state, a receipt) does not
     /// count.
     pub fn may_keep(&self, account: &BareJid) -> bool {
-        self.kept.take(account, std::time::Instant::now())
+        self.rates.kept.take(account, std::time::Instant::now())
     }
 
     /// Whether `account` may broadcast one more presence now (`[limits]
     /// presence_per_minute`): each reaches all who follow it, or everyone in a room.
     pub fn may_broadcast(&self, account: &BareJid) -> bool {
-        self.presences.take(account, std::time::Instant::now())
+        self.rates
+            .presences
+            .take(account, std::time::Instant::now())
+    }
+
+    /// Whether `account` may have the server broadcast `bytes` more in its name now
+    /// (`[limits] broadcast_bytes_per_sec`): a message to a room, a publish's items, each
+    /// written once and sent to every occupant or subscriber however slowly they read.
+    pub fn may_broadcast_bytes(&self, account: &BareJid, bytes: usize) -> bool {
+        self.rates
+            .broadcasts
+            .take_many(account, bytes, std::time::Instant::now())
     }
 
     /// The pubsub service's domain, e.g. `pubsub.localhost`.

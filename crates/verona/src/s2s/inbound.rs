@@ -174,7 +174,14 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, send
         pubsub: pubsub.jid(),
         rooms: pubsub.rooms_jid(),
     };
-    match route::classify(&el, &sender, here).route {
+    let route = route::classify(&el, &sender, here).route;
+    // A remote user's messages to rooms and publishes here count as a local account's do;
+    // all of its server's users together are bounded by `[s2s] read_bytes_per_sec`.
+    let broadcast = route::broadcast_bytes(&route, &el);
+    if broadcast > 0 && !pubsub.may_broadcast_bytes(&sender.bare(), broadcast) {
+        return answer(shared, &el, StanzaError::ResourceConstraint);
+    }
+    match route {
         Route::Pep { account, .. } => pubsub.submit_pep(sender, account, el).await,
         Route::PubsubDomain => pubsub.submit(sender, el).await,
         Route::RoomsService => pubsub.submit_rooms(sender, el).await,
