@@ -304,11 +304,13 @@ pub(crate) fn config_to_json(config: &NodeConfig) -> Result<String, StorageError
 }
 
 /// The configuration fields whose values name accounts: a value is the account's bare JID, or
-/// starts with it and a space (`jid nick`, a nick registered with a room).
-const ACCOUNT_LISTS: [&str; 3] = [
+/// starts with it and a space (`jid nick`, a nick registered with a room; `jid reason`, why
+/// it was banned from one).
+const ACCOUNT_LISTS: [&str; 4] = [
     "pubsub#contact",
     "muc#roomconfig_roomadmins",
     "verona#registered_nicks",
+    "verona#ban_reasons",
 ];
 
 /// A stored configuration without the values naming `account` (see [`ACCOUNT_LISTS`]);

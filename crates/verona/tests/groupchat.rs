@@ -4782,3 +4782,73 @@ async fn a_ban_notice_gives_the_reason() {
         Some("Hey calm down".to_owned())
     );
 }
+
+/// XEP-0045 §9.2: the ban list gives each ban's reason (Ex. 99), as Prosody and ejabberd keep
+/// it; a ban lifted and made again without one keeps none, and the list survives a restart.
+#[tokio::test]
+async fn the_ban_list_keeps_each_bans_reason() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("tybalt", "pw").await;
+    t.add_user("mercutio", "pw").await;
+    ok(&romeo
+        .request(&owner_iq(
+            "p",
+            "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x>",
+        ))
+        .await);
+    for item in [
+        "<item affiliation='outcast' jid='tybalt@localhost'><reason>Treason</reason></item>",
+        "<item affiliation='outcast' jid='mercutio@localhost'><reason>Brawling</reason></item>",
+    ] {
+        ok(&romeo.request(&admin_iq("b", item)).await);
+    }
+    let ban_list = format!(
+        "<iq xmlns='jabber:client' type='get' id='l' to='{ROOM}'><query xmlns='{MUC_ADMIN}'><item affiliation='outcast'/></query></iq>"
+    );
+    let reasons = |list: &Element| -> Vec<(String, Option<String>)> {
+        let query = list
+            .get_child("query", MUC_ADMIN)
+            .unwrap_or_else(|| panic!("{}", show(list)));
+        let mut items: Vec<(String, Option<String>)> = query
+            .children()
+            .map(|item| {
+                (
+                    item.attr("jid").unwrap_or_default().to_owned(),
+                    item.get_child("reason", MUC_ADMIN).map(Element::text),
+                )
+            })
+            .collect();
+        items.sort();
+        items
+    };
+    let listed = romeo.request(&ban_list).await;
+    assert_eq!(
+        reasons(&listed),
+        [
+            ("mercutio@localhost".to_owned(), Some("Brawling".to_owned())),
+            ("tybalt@localhost".to_owned(), Some("Treason".to_owned())),
+        ]
+    );
+    for item in [
+        "<item affiliation='none' jid='mercutio@localhost'/>",
+        "<item affiliation='outcast' jid='mercutio@localhost'/>",
+    ] {
+        ok(&romeo.request(&admin_iq("u", item)).await);
+    }
+    let dir = t.dir;
+    t.server.shutdown().await;
+    let server = verona::RunningServer::start(test_config(dir.path()))
+        .await
+        .unwrap();
+    let t = TestServer { server, dir };
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let listed = romeo.request(&ban_list).await;
+    assert_eq!(
+        reasons(&listed),
+        [
+            ("mercutio@localhost".to_owned(), None),
+            ("tybalt@localhost".to_owned(), Some("Treason".to_owned())),
+        ]
+    );
+}

@@ -790,7 +790,7 @@ pub(crate) async fn account_deletion_forgets_pubsub(
         ),
     ];
     store.apply(&writes).await.unwrap();
-    // A room's admins and registered nicks name it in the room's configuration.
+    // A room's admins, registered nicks and ban reasons name it in the room's configuration.
     let extra = |var: &str, values: &[&str]| ConfigField::Extra {
         var: var.to_owned(),
         values: values.iter().map(|v| (*v).to_owned()).collect(),
@@ -806,6 +806,8 @@ pub(crate) async fn account_deletion_forgets_pubsub(
         "romeo@montague.lit.example Other",
     ];
     room.set(extra("verona#registered_nicks", &nicks));
+    let bans = ["romeo@montague.lit Treason", "tybalt@capulet.lit Brawling"];
+    room.set(extra("verona#ban_reasons", &bans));
     room.set(ConfigField::Title("romeo@montague.lit Romeo".to_owned()));
     let config = room.clone();
     let node = "room".to_owned();
@@ -847,6 +849,7 @@ pub(crate) async fn account_deletion_forgets_pubsub(
     let mut expected = room;
     expected.set(extra("muc#roomconfig_roomadmins", &["nurse@capulet.lit"]));
     expected.set(extra("verona#registered_nicks", &[nicks[0], nicks[2]]));
+    expected.set(extra("verona#ban_reasons", &bans[1..]));
     assert_eq!(rooms[0].config, expected);
     assert!(store.load_service(GONE).await.unwrap().is_empty());
     assert!(store.subscriptions_of(GONE).await.unwrap().is_empty());

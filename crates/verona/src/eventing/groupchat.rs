@@ -52,7 +52,13 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
     }
     // Lists, empty at first; and who may invite, unset until the owner says (see
     // [`occupants_invite`]).
-    for list in [ADMINS, NICKS, super::room_vcard::FIELD, ALLOW_INVITES] {
+    for list in [
+        ADMINS,
+        NICKS,
+        BAN_REASONS,
+        super::room_vcard::FIELD,
+        ALLOW_INVITES,
+    ] {
         config
             .node_defaults
             .extra
@@ -98,6 +104,8 @@ const SECRET: &str = "muc#roomconfig_roomsecret";
 const ADMINS: &str = "muc#roomconfig_roomadmins";
 /// The nicks accounts registered with the room (XEP-0045 §7.10), as `jid nick` values.
 const NICKS: &str = "verona#registered_nicks";
+/// Why each outcast was banned (XEP-0045 §9.2 lists it), as `jid reason` values.
+const BAN_REASONS: &str = "verona#ban_reasons";
 /// A room made by a join and not configured by its owner yet (XEP-0045 §10.1.1). Kept with
 /// the configuration, so that the room list, read from storage whatever shard hosts the room,
 /// leaves it out as the room itself refuses others.
@@ -272,6 +280,36 @@ pub fn registered_nick<'a>(config: &'a NodeConfig, jid: &BareJid) -> Option<&'a 
     registered(config)
         .find(|(who, _)| *who == jid.as_str())
         .map(|(_, nick)| nick)
+}
+
+/// The reason given when `jid` was banned, if one was.
+pub fn ban_reason<'a>(config: &'a NodeConfig, jid: &BareJid) -> Option<&'a str> {
+    ban_reasons(config)
+        .find(|(who, _)| *who == jid.as_str())
+        .map(|(_, reason)| reason)
+}
+
+fn ban_reasons(config: &NodeConfig) -> impl Iterator<Item = (&str, &str)> {
+    config
+        .extra
+        .get(BAN_REASONS)
+        .into_iter()
+        .flatten()
+        .filter_map(|value| value.split_once(' '))
+}
+
+/// The configuration field giving `jid`'s ban `reason` (already bounded, see
+/// [`bounded_reason`]), or forgetting it (`None`: no reason given, or no longer banned).
+pub fn ban_reason_field(config: &NodeConfig, jid: &BareJid, reason: Option<&str>) -> ConfigField {
+    let values = ban_reasons(config)
+        .filter(|(who, _)| *who != jid.as_str())
+        .map(|(who, reason)| format!("{who} {reason}"))
+        .chain(reason.map(|reason| format!("{jid} {reason}")))
+        .collect();
+    ConfigField::Extra {
+        var: BAN_REASONS.to_owned(),
+        values,
+    }
 }
 
 /// Whether a nick is spaced as RFC 8266's nickname profile leaves one: no space before or

@@ -153,6 +153,9 @@ impl ServicesTask {
             if eventing::groupchat::registered_nick(config, account).is_some() {
                 fields.push(eventing::groupchat::unregister_nick(config, account));
             }
+            if eventing::groupchat::ban_reason(config, account).is_some() {
+                fields.push(eventing::groupchat::ban_reason_field(config, account, None));
+            }
             if fields.is_empty() {
                 continue;
             }

@@ -881,6 +881,18 @@ impl ServicesTask {
                             fields.push(field);
                         }
                     }
+                    // §9.2: the ban list gives each ban's reason; one lifted, or given
+                    // again without a reason, keeps none.
+                    for (jid, affiliation) in &affiliations {
+                        let reason = (*affiliation == RoomAffiliation::Outcast)
+                            .then(|| removal.reasons.get(jid).map(String::as_str))
+                            .flatten();
+                        if groupchat::ban_reason(&registered, jid) != reason {
+                            let field = groupchat::ban_reason_field(&registered, jid, reason);
+                            registered.set(field.clone());
+                            fields.push(field);
+                        }
+                    }
                     hosted
                         .service
                         .configure(&self.presence, &actor_jid, node, &fields)
@@ -1082,9 +1094,13 @@ impl ServicesTask {
                     RoomAffiliation::of(config, *affiliation, jid) == wanted
                 })
                 .map(|(jid, _)| {
+                    let reason = groupchat::ban_reason(config, &jid);
                     builder("item", ns::MUC_ADMIN)
                         .with("affiliation", wanted.name())
                         .with("jid", jid.as_str())
+                        .append_all(
+                            reason.map(|why| crate::xml::text_child("reason", ns::MUC_ADMIN, why)),
+                        )
                         .build()
                 })
                 .collect()
