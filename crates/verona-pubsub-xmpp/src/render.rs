@@ -8,7 +8,6 @@
 //! Fan-out to N recipients therefore costs N small envelopes, not N element trees nor N copies
 //! of the items.
 
-use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -458,12 +457,25 @@ impl Ids {
         if self.next == self.end {
             *self = Ids::reserve(16);
         }
-        let mut rest = &mut buf[..];
-        write!(rest, "{:x}-{:x}", prefix(), self.next).expect("at most MAX_LEN bytes");
-        let len = Self::MAX_LEN - rest.len();
+        // By hand: `write!` through `fmt` was 5 % of a fan-out's server time.
+        let mut len = hex_into(u64::from(prefix()), buf);
+        buf[len] = b'-';
+        len += 1;
+        len += hex_into(self.next, &mut buf[len..]);
         self.next += 1;
         &buf[..len]
     }
+}
+
+/// `value` in lowercase hex without leading zeros (as `{:x}`) at the start of `out`; its length.
+fn hex_into(value: u64, out: &mut [u8]) -> usize {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let len = ((64 - value.leading_zeros()).div_ceil(4) as usize).max(1);
+    for (at, byte) in out[..len].iter_mut().enumerate() {
+        let shift = 4 * (len - 1 - at);
+        *byte = DIGITS[((value >> shift) & 0xf) as usize];
+    }
+    len
 }
 
 /// A fresh unique identifier (XEP-0050 session ids).
@@ -521,6 +533,30 @@ mod tests {
         assert_eq!(at(1_071_359_917, 0), "2003-12-13T23:58:37Z");
         assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(at(1_700_000_000, 0), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn ids_are_hex_as_format_writes_it() {
+        for value in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            4096,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = [0; Ids::MAX_LEN];
+            let len = hex_into(value, &mut out);
+            assert_eq!(&out[..len], format!("{value:x}").as_bytes());
+        }
+        let mut ids = Ids::reserve(2);
+        let mut buf = [0; Ids::MAX_LEN];
+        let first = String::from_utf8(ids.next_into(&mut buf).to_vec()).unwrap();
+        assert_eq!(first, format!("{:x}-{:x}", prefix(), ids.next - 1));
     }
 
     #[test]
