@@ -4852,3 +4852,59 @@ async fn the_ban_list_keeps_each_bans_reason() {
         ]
     );
 }
+
+/// XEP-0045 §7.8.2 with XEP-0313: a mediated invitation is in the invitee's archive, as
+/// Prosody keeps it, whether the invitee was there or away, under the stanza-id it came with
+/// (found by the client-flows review: another device catching up by MAM never saw it).
+#[tokio::test]
+async fn a_mediated_invitation_is_in_the_invitees_archive() {
+    const SID: &str = "urn:xmpp:sid:0";
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    t.add_user("benvolio", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC_USER}'><invite to='juliet@localhost'><reason>come</reason></invite><invite to='benvolio@localhost'><reason>you too</reason></invite></x></message>"
+        ))
+        .await;
+    let mut benvolio = t.login("benvolio", "pw", "street").await;
+    benvolio.send("<presence xmlns='jabber:client'/>").await;
+    for (invitee, client, reason) in [
+        ("juliet@localhost", &mut juliet, "come"),
+        ("benvolio@localhost", &mut benvolio, "you too"),
+    ] {
+        let invitation = recv_until(client, |el| el.name() == "message").await;
+        assert_eq!(invitation.attr("from"), Some(ROOM), "{}", show(&invitation));
+        let invite = invitation
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("invite", MUC_USER))
+            .unwrap_or_else(|| panic!("{}", show(&invitation)));
+        assert_eq!(invite.attr("from"), Some("romeo@localhost"));
+        let sid = invitation
+            .get_child("stanza-id", SID)
+            .unwrap_or_else(|| panic!("no stanza-id: {}", show(&invitation)));
+        assert_eq!(sid.attr("by"), Some(invitee));
+        let with = format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field><field var='with'><value>{ROOM}</value></field></x>"
+        );
+        let (results, fin) = mam_page(client, None, &with).await;
+        assert_eq!(fin.attr("type"), Some("result"), "{}", show(&fin));
+        assert_eq!(results.len(), 1, "{results:?}");
+        let result = results[0].get_child("result", MAM).unwrap();
+        assert_eq!(result.attr("id"), sid.attr("id"));
+        let archived = result
+            .get_child("forwarded", "urn:xmpp:forward:0")
+            .and_then(|f| f.get_child("message", NS_CLIENT))
+            .unwrap_or_else(|| panic!("{}", show(&results[0])));
+        assert_eq!(archived.attr("from"), Some(ROOM));
+        let reason_kept = archived
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("invite", MUC_USER))
+            .and_then(|invite| invite.get_child("reason", MUC_USER))
+            .map(Element::text);
+        assert_eq!(reason_kept.as_deref(), Some(reason));
+    }
+}

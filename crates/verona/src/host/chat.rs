@@ -143,7 +143,10 @@ impl ServicesTask {
         {
             return Err(Refused::TooMany);
         }
-        if self.is_remote(initiator) {
+        // A room of ours inviting one of our accounts is neither: its inviter's invitations are
+        // counted as kept messages (`may_invite`).
+        let ours = initiator.domain().as_str() == self.rooms_jid.as_str();
+        if self.is_remote(initiator) && !ours {
             let domain = initiator.domain().to_string();
             if !self.remote_conversations.take(&domain, Instant::now()) {
                 tracing::info!(%initiator, "conversation refused: its server starts too many");

@@ -435,27 +435,23 @@ impl ServicesTask {
                 done.push(Done::reply(invited.jid.clone(), Some(message)));
                 continue;
             }
-            let sessions = available_at(&self.router, &invited.jid);
-            // XEP-0045 §7.8.2: an invitation is a message; one for a local account that is
-            // away is kept for it (XEP-0160), by its shard, once this batch is committed.
-            if sessions.is_empty() {
-                let message = invitation(Jid::from(invitee.clone()));
-                let request = Request::Offline {
-                    stanzas: vec![String::from(&message)],
-                    account: invitee.clone(),
-                    at: std::time::SystemTime::now(),
-                };
-                let shard = self.shard_of(invitee.as_str());
-                self.send_to(
-                    shard,
-                    request,
-                    Committed::Service(Origin::Room(node.clone())),
-                );
-            }
-            for session in sessions {
-                let message = invitation(Jid::from(session.clone()));
-                done.push(Done::reply(session, Some(message)));
-            }
+            // XEP-0045 §7.8.2: an invitation is a message from the room, kept in the room's
+            // and the invitee's conversation as any message is: in the invitee's archive
+            // (XEP-0313, as Prosody keeps it), delivered as RFC 6121 §8.5 says or kept for an
+            // invitee who is away (XEP-0160). It goes once this batch, and the membership it
+            // may give, is committed.
+            let conversation = crate::eventing::chat::node(room, &invitee);
+            let request = Request::Chat {
+                from: Jid::from(room.clone()),
+                to: invited.jid.clone(),
+                stanza: invitation(invited.jid.clone()),
+            };
+            let shard = self.shard_of(&handle::room_key(self.pubsub_jid.as_str(), &conversation));
+            self.send_to(
+                shard,
+                request,
+                Committed::Service(Origin::Room(node.clone())),
+            );
         }
     }
 
