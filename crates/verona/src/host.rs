@@ -248,6 +248,11 @@ pub async fn start(
         hosting.remote_conversations_per_minute,
         hosting.remote_conversations_burst,
     ));
+    // Sessions draw on it before a stanza is broadcast; rooms add their speakers' nicks.
+    let broadcasts = Arc::new(KeptRate::bytes(
+        hosting.broadcast_per_sec,
+        hosting.broadcast_burst,
+    ));
     for (shard, (rx, peer_rx)) in receivers.into_iter().zip(peer_receivers).enumerate() {
         let task = ServicesTask {
             shard,
@@ -282,6 +287,7 @@ pub async fn start(
             pubsub_jid: pubsub_jid.clone(),
             conversations_config: conversations_config.clone(),
             remote_conversations: remote_conversations.clone(),
+            broadcasts: broadcasts.clone(),
             domain_name: addresses.server.clone(),
             unknown_accounts: HashSet::new(),
             asked_with: HashMap::new(),
@@ -339,7 +345,7 @@ pub async fn start(
         rates: Arc::new(handle::Rates {
             kept: KeptRate::new(hosting.kept_per_minute, hosting.kept_burst),
             presences: KeptRate::new(hosting.presence_per_minute, hosting.presence_burst),
-            broadcasts: KeptRate::bytes(hosting.broadcast_per_sec, hosting.broadcast_burst),
+            broadcasts,
         }),
         touched: Arc::default(),
         across_shards: true,
@@ -468,6 +474,9 @@ struct ServicesTask {
     conversations_config: ServiceConfig,
     /// Conversations each other server's users may start, by their domain (`chat.rs`).
     remote_conversations: Arc<KeptRate<String>>,
+    /// What each account may have broadcast in its name (`[limits] broadcast_bytes_per_sec`),
+    /// shared with the sessions.
+    broadcasts: Arc<KeptRate>,
     /// The server's domain (XEP-0203 delays name it).
     domain_name: String,
     /// For the current batch: parties of conversations not yet made, and local invitees of

@@ -4188,8 +4188,9 @@ async fn room_message_floods_are_refused_at_the_sender() {
     })
     .await;
     let (mut romeo, mut nurse) = two_in_a_room(&t).await;
-    // About 1,100 bytes each: three fit in the burst.
-    let said = |n: usize| format!("{n}{}", "o".repeat(1000));
+    // About 1,070 bytes each as a copy counts (its 800 and what the server adds): three fit in
+    // the burst.
+    let said = |n: usize| format!("{n}{}", "o".repeat(700));
     for n in 0..5 {
         romeo
             .send(&format!(
@@ -4907,4 +4908,57 @@ async fn a_mediated_invitation_is_in_the_invitees_archive() {
             .map(Element::text);
         assert_eq!(reason_kept.as_deref(), Some(reason));
     }
+}
+
+/// `[limits] broadcast_bytes_per_sec` counts a room message as large as the copies its readers
+/// get: what the server adds to each (its `to`, `occupant-id`, `stanza-id`) and the speaker's
+/// nick, which the sender chooses. Counted as written, a one-character message under a
+/// 1,000-character nick reached each reader eleven times larger than it counted, and a flood
+/// of them still disconnected slow readers (the review of 2026-12-07, evening).
+#[tokio::test]
+async fn a_long_nick_counts_against_the_speakers_broadcast_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.broadcast_burst_bytes = 4096;
+        config.limits.broadcast_bytes_per_sec = 1;
+    })
+    .await;
+    let (_romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("tybalt", "pw").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    let nick = "T".repeat(1000);
+    tybalt.send(&join(&nick)).await;
+    joined(&mut tybalt).await;
+    recv_until(&mut nurse, |el| el.name() == "presence").await;
+    // One at a time, so that each is counted whole, nick included, before the next comes.
+    let mut outcomes = Vec::new();
+    for n in 0..6 {
+        tybalt
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='t{n}'><body>{n}</body></message>"
+            ))
+            .await;
+        let el = recv_until(&mut tybalt, |el| el.name() == "message").await;
+        outcomes.push(match el.attr("type") {
+            Some("error") => stanza_error(&el).unwrap_or_default(),
+            _ => body(&el).unwrap_or_default(),
+        });
+    }
+    assert_eq!(
+        outcomes,
+        [
+            "0",
+            "1",
+            "2",
+            "resource-constraint",
+            "resource-constraint",
+            "resource-constraint"
+        ]
+    );
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        let el = recv_until(&mut nurse, |el| el.name() == "message").await;
+        heard.push(body(&el).unwrap_or_default());
+    }
+    assert_eq!(heard, ["0", "1", "2"]);
+    nurse.expect_nothing().await;
 }

@@ -367,10 +367,12 @@ pub(crate) fn is_authorization_answer(el: &Element) -> bool {
 /// The bytes a stanza on `route` has the server broadcast in its sender's name (0: none), for
 /// `[limits] broadcast_bytes_per_sec`: a message to a room or to one of its occupants, and the
 /// items of a publish (to a PEP node, a node of `pubsub.<domain>`, a room natively), each
-/// counted once however many it reaches. A publish to a one-to-one conversation is a message
-/// between two, counted as a kept message instead.
-pub(crate) fn broadcast_bytes(route: &Route, el: &Element) -> usize {
-    match route {
+/// counted once however many it reaches, as large as a copy a reader gets: what `sender`
+/// wrote, [`COPY_OVERHEAD`] and `sender`'s full JID (a PEP event's `replyto`); a room adds its
+/// speaker's nick. A publish to a one-to-one conversation is a message between two, counted
+/// as a kept message instead.
+pub(crate) fn broadcast_bytes(route: &Route, el: &Element, sender: &FullJid) -> usize {
+    let written = match route {
         Route::Room if el.name() == "message" && el.attr("type") != Some("error") => {
             crate::host::budget::weight(el)
         }
@@ -387,8 +389,20 @@ pub(crate) fn broadcast_bytes(route: &Route, el: &Element) -> usize {
                 .map_or(0, crate::host::budget::weight)
         }
         _ => 0,
+    };
+    match written {
+        0 => 0,
+        written => written + COPY_OVERHEAD + sender.as_str().len(),
     }
 }
+
+/// What the server adds to each copy of a broadcast stanza besides its sender's JID and a
+/// room's nick: the reader's `to`, a room's `occupant-id` and `stanza-id`, a PEP event's
+/// wrapping. A one-character room message of 76 bytes reached its reader as 287 (the review of
+/// 2026-12-07, evening): counted as written, a flood of tiny messages or of tiny messages under
+/// a long nick outran the rate it was meant to keep below a slow reader's, and its burst alone
+/// was more stanzas than a reader's queue holds.
+pub(crate) const COPY_OVERHEAD: usize = 256;
 
 #[cfg(test)]
 mod tests {

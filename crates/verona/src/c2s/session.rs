@@ -301,7 +301,7 @@ impl Connection {
         }
         // What reaches a whole room or all of a node's subscribers is refused at its sender
         // past its rate, before any of it is queued for readers slower than the sender.
-        let broadcast = route::broadcast_bytes(&classified.route, &el);
+        let broadcast = route::broadcast_bytes(&classified.route, &el, &me);
         if broadcast > 0 && !pubsub.may_broadcast_bytes(&me.bare(), broadcast) {
             let why = Some("too much sent to rooms and subscribers: wait");
             self.answer(&el, StanzaError::ResourceConstraint, why);

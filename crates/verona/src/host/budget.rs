@@ -165,10 +165,36 @@ impl<K: Eq + Hash + Clone> KeptRate<K> {
     /// Takes `count` from `key`'s bucket, or nothing when it holds fewer; more than a full
     /// bucket takes the whole of it, so that it waits for the bucket to fill but not forever.
     pub fn take_many(&self, key: &K, count: usize, now: Instant) -> bool {
-        if self.per_minute == 0.0 {
-            return true;
-        }
         let cost = (count as f64).min(self.burst);
+        self.with_bucket(key, now, |tokens| {
+            if tokens < cost {
+                (tokens, false)
+            } else {
+                (tokens - cost, true)
+            }
+        })
+        .unwrap_or(true)
+    }
+
+    /// Takes `count` from `key`'s bucket whatever it holds, down to a burst's worth of debt:
+    /// what a request turned out to cost once handled (a room adds its speaker's nick to each
+    /// copy), paid for by the key's next requests.
+    pub fn charge(&self, key: &K, count: usize, now: Instant) {
+        self.with_bucket(key, now, |tokens| {
+            ((tokens - count as f64).max(-self.burst), ())
+        });
+    }
+
+    /// `change` applied to `key`'s bucket, refilled to `now`; `None` for an unlimited rate.
+    fn with_bucket<T>(
+        &self,
+        key: &K,
+        now: Instant,
+        change: impl FnOnce(f64) -> (f64, T),
+    ) -> Option<T> {
+        if self.per_minute == 0.0 {
+            return None;
+        }
         let refill = |(tokens, since): (f64, Instant)| {
             let earned =
                 now.saturating_duration_since(since).as_secs_f64() * self.per_minute / 60.0;
@@ -179,13 +205,9 @@ impl<K: Eq + Hash + Clone> KeptRate<K> {
             buckets.retain(|_, bucket| refill(*bucket) < self.burst);
         }
         let bucket = buckets.entry(key.clone()).or_insert((self.burst, now));
-        let tokens = refill(*bucket);
-        if tokens < cost {
-            *bucket = (tokens, now);
-            return false;
-        }
-        *bucket = (tokens - cost, now);
-        true
+        let (tokens, outcome) = change(refill(*bucket));
+        *bucket = (tokens, now);
+        Some(outcome)
     }
 }
 
@@ -399,6 +421,29 @@ mod tests {
             KeptRate::bytes(0, 1).take_many(&juliet, 1 << 30, start),
             "0: no limit"
         );
+    }
+
+    #[test]
+    fn a_charge_after_the_fact_runs_into_debt_and_is_paid_back() {
+        use std::time::Duration;
+        let rate = KeptRate::bytes(1000, 4000);
+        let juliet = BareJid::new("juliet@capulet.lit").unwrap();
+        let start = Instant::now();
+        assert!(rate.take_many(&juliet, 3000, start));
+        rate.charge(&juliet, 2000, start);
+        assert!(!rate.take_many(&juliet, 1, start), "1,000 in debt");
+        assert!(
+            !rate.take_many(&juliet, 1, start + Duration::from_millis(999)),
+            "paid back first"
+        );
+        assert!(rate.take_many(&juliet, 1, start + Duration::from_millis(1001)));
+        rate.charge(&juliet, 1 << 30, start + Duration::from_secs(2));
+        assert!(
+            rate.take_many(&juliet, 1000, start + Duration::from_secs(10)),
+            "never more debt than a burst"
+        );
+        KeptRate::bytes(0, 1).charge(&juliet, 1 << 30, start);
+        assert!(KeptRate::bytes(0, 1).take_many(&juliet, 1 << 30, start));
     }
 
     #[test]

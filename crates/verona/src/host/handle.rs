@@ -38,7 +38,7 @@ pub(super) struct Rates {
     /// Presence each account may broadcast.
     pub presences: KeptRate,
     /// Bytes each account may have the server broadcast in its name.
-    pub broadcasts: KeptRate,
+    pub broadcasts: Arc<KeptRate>,
 }
 
 /// The shards a session's (or one sender's on another server's stream) requests went to since

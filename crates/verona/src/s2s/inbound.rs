@@ -177,7 +177,7 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, send
     let route = route::classify(&el, &sender, here).route;
     // A remote user's messages to rooms and publishes here count as a local account's do;
     // all of its server's users together are bounded by `[s2s] read_bytes_per_sec`.
-    let broadcast = route::broadcast_bytes(&route, &el);
+    let broadcast = route::broadcast_bytes(&route, &el, &sender);
     if broadcast > 0 && !pubsub.may_broadcast_bytes(&sender.bare(), broadcast) {
         return answer(shared, &el, StanzaError::ResourceConstraint);
     }

@@ -1374,6 +1374,10 @@ impl ServicesTask {
         let Some(item) = said(stanza, &nick, &id) else {
             return;
         };
+        // Each copy names its speaker `room/nick`: the sender paid for the rest before it was
+        // routed here (`[limits] broadcast_bytes_per_sec`), a long nick is the room's to add.
+        self.broadcasts
+            .charge(&from.bare(), nick.len(), Instant::now());
         let payload = String::from(&item);
         let request = verona_pubsub::PublishRequest {
             // Chat states and what asks not to be kept reach the occupants, and stay out of
