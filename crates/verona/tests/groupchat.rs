@@ -4962,3 +4962,45 @@ async fn a_long_nick_counts_against_the_speakers_broadcast_rate() {
     assert_eq!(heard, ["0", "1", "2"]);
     nurse.expect_nothing().await;
 }
+
+/// The same for a native occupant (XEP-0207 §5): each notification of what it says names its
+/// nick, which counts as the classic `room/nick` does.
+#[tokio::test]
+async fn a_long_nick_counts_natively_too() {
+    let t = TestServer::start_with(|config| {
+        config.limits.broadcast_burst_bytes = 4096;
+        config.limits.broadcast_bytes_per_sec = 1;
+    })
+    .await;
+    let (_romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("tybalt", "pw").await;
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    let nick = "T".repeat(1000);
+    ok(&tybalt
+        .request(&subscribe_with_nick("tybalt@localhost/street", &nick))
+        .await);
+    recv_until(&mut nurse, |el| el.name() == "presence").await;
+    let mut outcomes = Vec::new();
+    for n in 0..6 {
+        let reply = tybalt.request(&publish(&n.to_string())).await;
+        outcomes.push(stanza_error(&reply).unwrap_or_else(|| "ok".to_owned()));
+    }
+    assert_eq!(
+        outcomes,
+        [
+            "ok",
+            "ok",
+            "ok",
+            "resource-constraint",
+            "resource-constraint",
+            "resource-constraint"
+        ]
+    );
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        let el = recv_until(&mut nurse, |el| el.name() == "message").await;
+        heard.push(body(&el).unwrap_or_default());
+    }
+    assert_eq!(heard, ["0", "1", "2"]);
+    nurse.expect_nothing().await;
+}

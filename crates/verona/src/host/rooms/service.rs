@@ -464,6 +464,9 @@ impl ServicesTask {
             // The item id is the message's archive id (XEP-0359), the server's to give: one
             // a speaker chose could replace what someone else said.
             *item = builder("item", ns::PUBSUB).append(message).build();
+            // Each notification names its speaker's nick, as a classic message does (`say`).
+            self.broadcasts
+                .charge(&from.bare(), nick.len(), std::time::Instant::now());
         }
         Ok(())
     }
