@@ -455,6 +455,50 @@ fn limits_are_inclusive() {
     }
 }
 
+/// A namespace declared once under a prefix and used by many elements is written out once per
+/// element: the stanza limit holds for what the stanza becomes, not only for what was sent (a
+/// 188 KB stanza of 30,000 `<p:q/>` under an 8 KiB namespace was 240 MB written out).
+#[test]
+fn namespaces_count_as_they_are_written_out() {
+    let limits = Limits {
+        max_stanza_bytes: 10_000,
+        ..Limits::default()
+    };
+    let long = format!("urn:{}", "l".repeat(1000));
+    let prefixed = |count: usize, ns: &str| {
+        format!(
+            "<message><w xmlns='urn:s' xmlns:p='{ns}'>{}</w></message>",
+            "<p:q/>".repeat(count)
+        )
+    };
+    let attributes = |count: usize| {
+        format!(
+            "<message xmlns:p='{long}'>{}</message>",
+            "<x p:a='1'/>".repeat(count)
+        )
+    };
+    for (name, stanza, ok) in [
+        // Eight elements of a 1 KB namespace: about 8 KB written out.
+        ("a few prefixed elements", prefixed(8, &long), true),
+        // Twenty: about 20 KB written out, though 1.3 KB was sent.
+        ("many prefixed elements", prefixed(20, &long), false),
+        (
+            "elements of a short namespace",
+            prefixed(300, "urn:s2"),
+            true,
+        ),
+        ("attributes in a namespace", attributes(20), false),
+    ] {
+        let mut parser = StreamParser::new("jabber:client", limits.clone());
+        let (events, err) = run(&mut parser, &[&header_then(&stanza)]);
+        assert_eq!(err.is_none(), ok, "{name}: {err:?}");
+        if let Some(err) = err {
+            assert_eq!(err.condition(), "policy-violation", "{name}: {err}");
+        }
+        assert_eq!(events.len(), if ok { 2 } else { 1 }, "{name}");
+    }
+}
+
 #[test]
 fn endless_element_is_cut_off_at_the_limit() {
     let limits = Limits {

@@ -614,6 +614,43 @@ async fn strangers_cannot_send_large_stanzas() {
     );
 }
 
+/// A namespace declared once under a prefix and used by many elements is written out once per
+/// element: a 188 KB message of 30,000 `<p:q/>` under an 8 KiB namespace made the server build
+/// a 240 MB payload (RSS 18 → 462 MB) before refusing it, and an iq relayed so would have
+/// queued it whole for its recipient (the review of 2026-12-07, evening). It is now refused as
+/// it comes, as any stanza past `max_stanza_bytes`, and reaches nobody.
+#[tokio::test]
+async fn a_stanza_that_grows_when_written_out_is_refused() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    let namespace = format!("urn:{}", "l".repeat(8000));
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='romeo@localhost' type='chat'><body>hi</body><w xmlns='urn:s' xmlns:p='{namespace}'>{}</w></message>",
+            "<p:q/>".repeat(30_000)
+        ))
+        .await;
+    assert_eq!(juliet.expect_stream_error().await, "policy-violation");
+    romeo.expect_nothing().await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet
+        .send("<message xmlns='jabber:client' to='romeo@localhost' type='chat'><body>again</body></message>")
+        .await;
+    let said = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(
+        said.get_child("body", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("again")
+    );
+}
+
 /// Low: the database is created readable by the server's user only, like the TLS key.
 #[tokio::test]
 async fn the_database_is_private() {
