@@ -345,21 +345,34 @@ impl Credit {
 }
 
 /// What an element costs in a queue: its serialised size, estimated without serialising
-/// (names, attributes and text, plus markup).
+/// (names, attributes and text, plus markup, and the namespace declarations it is written with:
+/// each element in another namespace than its parent's declares it, however it was sent).
 pub fn weight(el: &Element) -> usize {
+    weight_under(el, None)
+}
+
+fn weight_under(el: &Element, parent_ns: Option<&str>) -> usize {
     let attrs: usize = el
         .attrs()
         .iter()
         .map(|((_, name), value)| name.len() + value.len() + 4)
         .sum();
+    let declared = match parent_ns {
+        Some(ns) if !el.has_ns(ns) => el.ns().len() + 10,
+        _ => 0,
+    };
+    // minidom gives an element's namespace as a new string: asked once, for its children.
+    let mut own_ns = None;
     let children: usize = el
         .nodes()
         .map(|node| match node {
-            Node::Element(child) => weight(child),
+            Node::Element(child) => {
+                weight_under(child, Some(own_ns.get_or_insert_with(|| el.ns())))
+            }
             Node::Text(text) => text.len(),
         })
         .sum();
-    2 * el.name().len() + 5 + attrs + children
+    2 * el.name().len() + 5 + attrs + declared + children
 }
 
 #[cfg(test)]
@@ -466,6 +479,20 @@ mod tests {
         );
         let el: Element = big.parse().unwrap();
         assert!(weight(&el) >= 100_000);
+        // A namespace declared once for many elements is written with each of them.
+        let prefixed = format!(
+            "<message xmlns='jabber:client'><w xmlns='urn:s' xmlns:p='urn:{}'>{}</w></message>",
+            "l".repeat(1000),
+            "<p:q/>".repeat(50)
+        );
+        let el: Element = prefixed.parse().unwrap();
+        let serialised = verona_stream::element_bytes(&el).len();
+        assert!(serialised > 50_000, "{serialised}");
+        assert!(
+            weight(&el) * 10 >= serialised * 9,
+            "{} vs {serialised}",
+            weight(&el)
+        );
     }
 
     #[tokio::test]
