@@ -496,7 +496,7 @@ impl Default for Limits {
             presence_per_minute: 120,
             presence_burst: 300,
             broadcast_bytes_per_sec: 8 * 1024,
-            broadcast_burst_bytes: 512 * 1024,
+            broadcast_burst_bytes: 1 << 20,
             remote_conversations_per_minute: 60,
         }
     }

@@ -1105,3 +1105,64 @@ async fn acknowledged_state_survives_kill_9_during_a_login_storm() {
     }
     server.kill_9();
 }
+
+/// `[limits] broadcast_bytes_per_sec` counts what an owner's management makes the service
+/// tell: each subscription or affiliation it changes is a notification to its holder. An owner
+/// toggling a member's subscription reached that member at 12 times the rate, uncounted, and
+/// got a 10 KB/s reader disconnected (the review of 2026-12-07, evening); now past the burst
+/// the toggles are refused, and the member is told of exactly those that were made.
+#[tokio::test]
+async fn an_owners_management_counts_against_its_broadcast_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.broadcast_burst_bytes = 4096;
+        config.limits.broadcast_bytes_per_sec = 1;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    create(&mut juliet, "ball", &[]).await;
+    let member = "<affiliations node='ball'><affiliation jid='romeo@localhost' affiliation='member'/></affiliations>";
+    ok(&juliet.request(&request_xml("ma", OWNER, member)).await);
+    let mut made = 0;
+    let mut outcomes = Vec::new();
+    for n in 0..30 {
+        let state = if n % 2 == 0 { "subscribed" } else { "none" };
+        let set = format!(
+            "<subscriptions node='ball'><subscription jid='romeo@localhost' subscription='{state}'/></subscriptions>"
+        );
+        let reply = juliet
+            .request(&request_xml(&format!("t{n}"), OWNER, &set))
+            .await;
+        match errors(&reply).0 {
+            None => {
+                made += 1;
+                outcomes.push(true);
+            }
+            Some(condition) => {
+                assert_eq!(condition, "resource-constraint", "{}", show(&reply));
+                outcomes.push(false);
+            }
+        }
+    }
+    // Refused once the burst is spent, and from then on (a byte a second refills nothing).
+    let first_refused = outcomes
+        .iter()
+        .position(|ok| !ok)
+        .expect("some are refused");
+    assert!(
+        outcomes[first_refused..].iter().all(|ok| !ok),
+        "{outcomes:?}"
+    );
+    assert!(made > 2, "{outcomes:?}");
+    let mut told = 0;
+    while told < made {
+        let message = romeo.recv().await;
+        if event(&message).has_child("subscription", EVENT) {
+            told += 1;
+        }
+    }
+    romeo.expect_nothing().await;
+}

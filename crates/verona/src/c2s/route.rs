@@ -365,34 +365,51 @@ pub(crate) fn is_authorization_answer(el: &Element) -> bool {
 }
 
 /// The bytes a stanza on `route` has the server broadcast in its sender's name (0: none), for
-/// `[limits] broadcast_bytes_per_sec`: a message to a room or to one of its occupants, and the
-/// items of a publish (to a PEP node, a node of `pubsub.<domain>`, a room natively), each
-/// counted once however many it reaches, as large as a copy a reader gets: what `sender`
-/// wrote, [`COPY_OVERHEAD`] and `sender`'s full JID (a PEP event's `replyto`); a room adds its
-/// speaker's nick. A publish to a one-to-one conversation is a message between two, counted
-/// as a kept message instead.
+/// `[limits] broadcast_bytes_per_sec`: a message to a room or to one of its occupants, the
+/// items of a publish or a retraction (to a PEP node, a node of `pubsub.<domain>`, a room
+/// natively), each counted once however many it reaches, as large as a copy a reader gets:
+/// what `sender` wrote, [`COPY_OVERHEAD`] and `sender`'s full JID (a PEP event's `replyto`); a
+/// room adds its speaker's nick. An owner's changes to a node's subscriptions and
+/// affiliations, a purge, a deletion and a new configuration notify too, and count the same
+/// way (each subscription or affiliation changed is told to its holder). A publish to a
+/// one-to-one conversation is a message between two, counted as a kept message instead.
 pub(crate) fn broadcast_bytes(route: &Route, el: &Element, sender: &FullJid) -> usize {
-    let written = match route {
+    use crate::host::budget::weight;
+    let copy = |written: usize| written + COPY_OVERHEAD + sender.as_str().len();
+    match route {
         Route::Room if el.name() == "message" && el.attr("type") != Some("error") => {
-            crate::host::budget::weight(el)
+            copy(weight(el))
         }
         Route::Pep { .. } | Route::PubsubDomain | Route::RoomsService
             if el.name() == "iq" && el.attr("type") == Some("set") =>
         {
-            el.get_child("pubsub", ns::PUBSUB)
-                .and_then(|pubsub| pubsub.get_child("publish", ns::PUBSUB))
-                .filter(|publish| {
-                    publish
+            let said = el
+                .get_child("pubsub", ns::PUBSUB)
+                .and_then(|pubsub| pubsub.children().next())
+                .filter(|action| {
+                    action.is("publish", ns::PUBSUB) || action.is("retract", ns::PUBSUB)
+                })
+                .filter(|action| {
+                    action
                         .attr("node")
                         .is_none_or(|node| crate::eventing::chat::parties(node).is_none())
                 })
-                .map_or(0, crate::host::budget::weight)
+                .map_or(0, |action| copy(weight(action)));
+            let managed = el
+                .get_child("pubsub", ns::PUBSUB_OWNER)
+                .into_iter()
+                .flat_map(Element::children)
+                .map(|action| match action.name() {
+                    "subscriptions" | "affiliations" => {
+                        action.children().map(|entry| copy(weight(entry))).sum()
+                    }
+                    "purge" | "delete" | "configure" => copy(weight(action)),
+                    _ => 0,
+                })
+                .sum::<usize>();
+            said + managed
         }
         _ => 0,
-    };
-    match written {
-        0 => 0,
-        written => written + COPY_OVERHEAD + sender.as_str().len(),
     }
 }
 
