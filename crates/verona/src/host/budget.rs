@@ -345,8 +345,9 @@ impl Credit {
 }
 
 /// What an element costs in a queue: its serialised size, estimated without serialising
-/// (names, attributes and text, plus markup, and the namespace declarations it is written with:
-/// each element in another namespace than its parent's declares it, however it was sent).
+/// (names, attributes and text as they are escaped, plus markup, and the namespace declarations
+/// it is written with: each element in another namespace than its parent's declares it,
+/// however it was sent).
 pub fn weight(el: &Element) -> usize {
     weight_under(el, None)
 }
@@ -355,7 +356,7 @@ fn weight_under(el: &Element, parent_ns: Option<&str>) -> usize {
     let attrs: usize = el
         .attrs()
         .iter()
-        .map(|((_, name), value)| name.len() + value.len() + 4)
+        .map(|((_, name), value)| name.len() + escaped_len(value, true) + 4)
         .sum();
     let declared = match parent_ns {
         Some(ns) if !el.has_ns(ns) => el.ns().len() + 10,
@@ -369,10 +370,25 @@ fn weight_under(el: &Element, parent_ns: Option<&str>) -> usize {
             Node::Element(child) => {
                 weight_under(child, Some(own_ns.get_or_insert_with(|| el.ns())))
             }
-            Node::Text(text) => text.len(),
+            Node::Text(text) => escaped_len(text, false),
         })
         .sum();
     2 * el.name().len() + 5 + attrs + declared + children
+}
+
+/// `text`'s length once escaped as rxml writes it: in CDATA a `<` is sent as one byte and
+/// written as four, and in an attribute a quote as five.
+fn escaped_len(text: &str, attribute: bool) -> usize {
+    let extra: usize = text
+        .bytes()
+        .map(|byte| match byte {
+            b'<' | b'>' => 3,
+            b'&' | b'\r' => 4,
+            b'"' | b'\'' | b'\n' | b'\t' if attribute => 4,
+            _ => 0,
+        })
+        .sum();
+    text.len() + extra
 }
 
 #[cfg(test)]
@@ -479,6 +495,20 @@ mod tests {
         );
         let el: Element = big.parse().unwrap();
         assert!(weight(&el) >= 100_000);
+        // Escaped characters count as written.
+        let escaped = format!(
+            "<message xmlns='jabber:client' id=\"{}\"><body><![CDATA[{}]]></body></message>",
+            "'".repeat(1000),
+            "<".repeat(10_000)
+        );
+        let el: Element = escaped.parse().unwrap();
+        let serialised = verona_stream::element_bytes(&el).len();
+        assert!(serialised > 45_000, "{serialised}");
+        assert!(
+            weight(&el) * 10 >= serialised * 9,
+            "{} vs {serialised}",
+            weight(&el)
+        );
         // A namespace declared once for many elements is written with each of them.
         let prefixed = format!(
             "<message xmlns='jabber:client'><w xmlns='urn:s' xmlns:p='urn:{}'>{}</w></message>",
