@@ -5004,3 +5004,47 @@ async fn a_long_nick_counts_natively_too() {
     assert_eq!(heard, ["0", "1", "2"]);
     nurse.expect_nothing().await;
 }
+
+/// A role or affiliation change is a presence, with its reason, to everyone in the room: a
+/// moderator toggling an occupant's voice counts against its `[limits]
+/// broadcast_bytes_per_sec` as what it says does (the review of 2026-12-07, evening: toggles
+/// with long reasons reached every reader at 14 KB/s, uncounted).
+#[tokio::test]
+async fn a_moderators_changes_count_against_its_broadcast_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.broadcast_burst_bytes = 4096;
+        config.limits.broadcast_bytes_per_sec = 1;
+    })
+    .await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let reason = "r".repeat(500);
+    let mut made = 0;
+    let mut outcomes = Vec::new();
+    for n in 0..12 {
+        let role = if n % 2 == 0 { "visitor" } else { "participant" };
+        let reply = romeo
+            .request(&admin_iq(
+                &format!("v{n}"),
+                &format!("<item nick='Nurse' role='{role}'><reason>{reason}</reason></item>"),
+            ))
+            .await;
+        match stanza_error(&reply) {
+            None => {
+                made += 1;
+                outcomes.push(true);
+            }
+            Some(condition) => {
+                assert_eq!(condition, "resource-constraint", "{}", show(&reply));
+                outcomes.push(false);
+            }
+        }
+    }
+    let first_refused = outcomes.iter().position(|ok| !ok).expect("some are refused");
+    assert!(outcomes[first_refused..].iter().all(|ok| !ok), "{outcomes:?}");
+    assert!(made > 1, "{outcomes:?}");
+    for _ in 0..made {
+        let presence = recv_until(&mut nurse, |el| el.name() == "presence").await;
+        assert_eq!(presence.attr("from"), Some(format!("{ROOM}/Nurse").as_str()));
+    }
+    nurse.expect_nothing().await;
+}

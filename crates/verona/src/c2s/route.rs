@@ -371,7 +371,8 @@ pub(crate) fn is_authorization_answer(el: &Element) -> bool {
 /// what `sender` wrote, [`COPY_OVERHEAD`] and `sender`'s full JID (a PEP event's `replyto`); a
 /// room adds its speaker's nick. An owner's changes to a node's subscriptions and
 /// affiliations, a purge, a deletion and a new configuration notify too, and count the same
-/// way (each subscription or affiliation changed is told to its holder). A publish to a
+/// way (each subscription or affiliation changed is told to its holder), as does a room's
+/// change of a role or an affiliation, told to everyone in it. A publish to a
 /// one-to-one conversation is a message between two, counted as a kept message instead.
 pub(crate) fn broadcast_bytes(route: &Route, el: &Element, sender: &FullJid) -> usize {
     use crate::host::budget::weight;
@@ -380,6 +381,14 @@ pub(crate) fn broadcast_bytes(route: &Route, el: &Element, sender: &FullJid) -> 
         Route::Room if el.name() == "message" && el.attr("type") != Some("error") => {
             copy(weight(el))
         }
+        // A moderator's or admin's change of a role or an affiliation is a presence, with its
+        // reason, to everyone in the room.
+        Route::Room if el.name() == "iq" && el.attr("type") == Some("set") => el
+            .get_child("query", ns::MUC_ADMIN)
+            .into_iter()
+            .flat_map(Element::children)
+            .map(|item| copy(weight(item)))
+            .sum(),
         Route::Pep { .. } | Route::PubsubDomain | Route::RoomsService
             if el.name() == "iq" && el.attr("type") == Some("set") =>
         {
