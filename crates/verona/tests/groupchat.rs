@@ -5039,12 +5039,21 @@ async fn a_moderators_changes_count_against_its_broadcast_rate() {
             }
         }
     }
-    let first_refused = outcomes.iter().position(|ok| !ok).expect("some are refused");
-    assert!(outcomes[first_refused..].iter().all(|ok| !ok), "{outcomes:?}");
+    let first_refused = outcomes
+        .iter()
+        .position(|ok| !ok)
+        .expect("some are refused");
+    assert!(
+        outcomes[first_refused..].iter().all(|ok| !ok),
+        "{outcomes:?}"
+    );
     assert!(made > 1, "{outcomes:?}");
     for _ in 0..made {
         let presence = recv_until(&mut nurse, |el| el.name() == "presence").await;
-        assert_eq!(presence.attr("from"), Some(format!("{ROOM}/Nurse").as_str()));
+        assert_eq!(
+            presence.attr("from"),
+            Some(format!("{ROOM}/Nurse").as_str())
+        );
     }
     nurse.expect_nothing().await;
 }

@@ -1310,3 +1310,34 @@ async fn recv_until_id(client: &mut Client, stanza: &str, id: &str) -> Element {
     client.send(stanza).await;
     recv_until(client, |el| el.name() == "iq" && el.attr("id") == Some(id)).await
 }
+
+/// Available presence reaches everyone who follows the account: `[limits]
+/// broadcast_bytes_per_sec` counts it in bytes, as large as the copy each gets, besides
+/// `presence_per_minute` in number. Counted in number only, 200 KB statuses reached a contact at
+/// 80 times the rate and disconnected followers reading at 50 KB/s (the review of 2026-12-07,
+/// evening). With the default burst of 1 MiB, five pass and the sixth is refused.
+#[tokio::test]
+async fn large_presence_counts_against_the_broadcast_rate() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let status = |n: usize| format!("{n}{}", "s".repeat(200_000));
+    for n in 0..6 {
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' id='p{n}'><status>{}</status></presence>",
+                status(n)
+            ))
+            .await;
+    }
+    let refused = recv_until(&mut juliet, |el| el.attr("type") == Some("error")).await;
+    assert_eq!(refused.attr("id"), Some("p5"), "{}", show(&refused));
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint")
+    );
+    for n in 0..5 {
+        let presence = recv_until(&mut romeo, |el| el.name() == "presence").await;
+        let said = presence.get_child("status", NS_CLIENT).map(Element::text);
+        assert_eq!(said, Some(status(n)));
+    }
+    romeo.expect_nothing().await;
+}

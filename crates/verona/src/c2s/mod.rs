@@ -494,7 +494,10 @@ impl Connection {
                 None => ask |= written(&mut self.out, session.sm.as_deref_mut(), stanza),
             }
             taken += 1;
-            if taken < BATCH {
+            // A batch is written within `write_timeout_secs`: 64 stanzas of up to 256 KiB
+            // each took a client reading at 50 KB/s past it (the review of 2026-12-07,
+            // evening), so a batch also ends once it holds what it was sized for.
+            if taken < BATCH && self.out.len() < RESERVE_OUTPUT_AT_MOST {
                 next = session.ends.queue.try_recv();
             }
         }

@@ -372,13 +372,20 @@ pub(crate) fn is_authorization_answer(el: &Element) -> bool {
 /// room adds its speaker's nick. An owner's changes to a node's subscriptions and
 /// affiliations, a purge, a deletion and a new configuration notify too, and count the same
 /// way (each subscription or affiliation changed is told to its holder), as does a room's
-/// change of a role or an affiliation, told to everyone in it. A publish to a
+/// change of a role or an affiliation, told to everyone in it, and available presence. A
+/// publish to a
 /// one-to-one conversation is a message between two, counted as a kept message instead.
 pub(crate) fn broadcast_bytes(route: &Route, el: &Element, sender: &FullJid) -> usize {
     use crate::host::budget::weight;
     let copy = |written: usize| written + COPY_OVERHEAD + sender.as_str().len();
     match route {
         Route::Room if el.name() == "message" && el.attr("type") != Some("error") => {
+            copy(weight(el))
+        }
+        // Available presence reaches everyone who follows the account, or everyone in a room.
+        Route::PresenceBroadcast | Route::Room
+            if el.name() == "presence" && el.attr("type").is_none() =>
+        {
             copy(weight(el))
         }
         // A moderator's or admin's change of a role or an affiliation is a presence, with its

@@ -356,7 +356,15 @@ fn weight_under(el: &Element, parent_ns: Option<&str>) -> usize {
     let attrs: usize = el
         .attrs()
         .iter()
-        .map(|((_, name), value)| name.len() + escaped_len(value, true) + 4)
+        .map(|((attr_ns, name), value)| {
+            // An attribute in a namespace is written with a prefix declared on its element
+            // (` xmlns:tns0='…'`), however the stanza declared it.
+            let declared = match attr_ns.as_str() {
+                "" | XML_NS => 0,
+                attr_ns => attr_ns.len() + 15,
+            };
+            name.len() + escaped_len(value, true) + 4 + declared
+        })
         .sum();
     let declared = match parent_ns {
         Some(ns) if !el.has_ns(ns) => el.ns().len() + 10,
@@ -375,6 +383,9 @@ fn weight_under(el: &Element, parent_ns: Option<&str>) -> usize {
         .sum();
     2 * el.name().len() + 5 + attrs + declared + children
 }
+
+/// The namespace of `xml:lang`, written with no declaration.
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// `text`'s length once escaped as rxml writes it: in CDATA a `<` is sent as one byte and
 /// written as four, and in an attribute a quote as five.
@@ -504,6 +515,20 @@ mod tests {
         let el: Element = escaped.parse().unwrap();
         let serialised = verona_stream::element_bytes(&el).len();
         assert!(serialised > 45_000, "{serialised}");
+        assert!(
+            weight(&el) * 10 >= serialised * 9,
+            "{} vs {serialised}",
+            weight(&el)
+        );
+        // So is a namespace declared once for many elements' attributes.
+        let attributes = format!(
+            "<message xmlns='jabber:client'><w xmlns='urn:s' xmlns:p='urn:{}'>{}</w></message>",
+            "l".repeat(1000),
+            "<q p:a='1'/>".repeat(50)
+        );
+        let el: Element = attributes.parse().unwrap();
+        let serialised = verona_stream::element_bytes(&el).len();
+        assert!(serialised > 50_000, "{serialised}");
         assert!(
             weight(&el) * 10 >= serialised * 9,
             "{} vs {serialised}",
