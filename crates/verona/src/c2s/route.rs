@@ -371,10 +371,10 @@ pub(crate) fn is_authorization_answer(el: &Element) -> bool {
 /// what `sender` wrote, [`COPY_OVERHEAD`] and `sender`'s full JID (a PEP event's `replyto`); a
 /// room adds its speaker's nick. An owner's changes to a node's subscriptions and
 /// affiliations, a purge, a deletion and a new configuration notify too, and count the same
-/// way (each subscription or affiliation changed is told to its holder), as does a room's
-/// change of a role or an affiliation, told to everyone in it, and available presence. A
-/// publish to a
-/// one-to-one conversation is a message between two, counted as a kept message instead.
+/// way (each subscription or affiliation changed is told to its holder), as do a room's
+/// changes of a role or an affiliation, told to everyone in it, and available presence. A
+/// publish to a one-to-one conversation is a message between two, counted as a kept message
+/// instead.
 pub(crate) fn broadcast_bytes(route: &Route, el: &Element, sender: &FullJid) -> usize {
     use crate::host::budget::weight;
     let copy = |written: usize| written + COPY_OVERHEAD + sender.as_str().len();
