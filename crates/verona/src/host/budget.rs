@@ -127,7 +127,7 @@ impl AccountBudget {
 /// Presence broadcasts are counted the same way: each reaches everyone who follows it; and so
 /// are the conversations another server's users start, by their domain (`K`), since their
 /// server can invent as many senders as it likes. So, in bytes, is what an account makes the
-/// server broadcast in its name: messages to rooms, publishes' items.
+/// server broadcast in its name (`c2s::route::broadcast_bytes`).
 #[derive(Debug)]
 pub struct KeptRate<K = BareJid> {
     per_minute: f64,
