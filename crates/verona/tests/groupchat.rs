@@ -5014,7 +5014,8 @@ async fn a_long_nick_counts_natively_too() {
 #[tokio::test]
 async fn a_moderators_changes_count_against_its_broadcast_rate() {
     let t = TestServer::start_with(|config| {
-        config.limits.broadcast_burst_bytes = 4096;
+        // Each change counts the occupant's status as the room may resend it (5 KiB).
+        config.limits.broadcast_burst_bytes = 16384;
         config.limits.broadcast_bytes_per_sec = 1;
     })
     .await;
@@ -5056,6 +5057,55 @@ async fn a_moderators_changes_count_against_its_broadcast_rate() {
             presence.attr("from"),
             Some(format!("{ROOM}/Nurse").as_str())
         );
+    }
+    nurse.expect_nothing().await;
+}
+
+/// An owner's new configuration is a notice (status 104) to everyone in the room: it counts
+/// against the owner's `[limits] broadcast_bytes_per_sec` (the review of 2026-12-07, evening:
+/// renaming the room in a loop reached every reader at 57 KB/s, uncounted).
+#[tokio::test]
+async fn an_owners_configuration_changes_count_against_its_broadcast_rate() {
+    let t = TestServer::start_with(|config| {
+        config.limits.broadcast_burst_bytes = 4096;
+        config.limits.broadcast_bytes_per_sec = 1;
+    })
+    .await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let mut made = 0;
+    let mut outcomes = Vec::new();
+    for n in 0..20 {
+        let reply = romeo
+            .request(&owner_iq(
+                &format!("c{n}"),
+                &format!(
+                    "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_roomname'><value>Name {n}</value></field></x>"
+                ),
+            ))
+            .await;
+        match stanza_error(&reply) {
+            None => {
+                made += 1;
+                outcomes.push(true);
+            }
+            Some(condition) => {
+                assert_eq!(condition, "resource-constraint", "{}", show(&reply));
+                outcomes.push(false);
+            }
+        }
+    }
+    let first_refused = outcomes
+        .iter()
+        .position(|ok| !ok)
+        .expect("some are refused");
+    assert!(
+        outcomes[first_refused..].iter().all(|ok| !ok),
+        "{outcomes:?}"
+    );
+    assert!(made > 1, "{outcomes:?}");
+    for _ in 0..made {
+        let notice = recv_until(&mut nurse, |el| el.name() == "message").await;
+        assert_eq!(statuses(&notice), ["104"], "{}", show(&notice));
     }
     nurse.expect_nothing().await;
 }
