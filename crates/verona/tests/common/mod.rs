@@ -616,6 +616,26 @@ fn sasl_failure(el: &Element) -> Result<(), String> {
 }
 
 /// The defined condition of a stanza error, if `el` is one.
+/// The replies to requests sent past a rate that refills nothing while the test runs: each
+/// one a result or `resource-constraint`, every refusal after the last result, and some
+/// refused. How many were accepted.
+pub fn accepted_before_refusals(replies: &[Element]) -> usize {
+    let accepted: Vec<bool> = replies
+        .iter()
+        .map(|reply| match stanza_error(reply) {
+            None => true,
+            Some(condition) => {
+                assert_eq!(condition, "resource-constraint", "{}", show(reply));
+                false
+            }
+        })
+        .collect();
+    let made = accepted.iter().take_while(|ok| **ok).count();
+    assert!(made < accepted.len(), "none refused: {accepted:?}");
+    assert!(accepted[made..].iter().all(|ok| !ok), "{accepted:?}");
+    made
+}
+
 pub fn stanza_error(el: &Element) -> Option<String> {
     if el.attr("type") != Some("error") {
         return None;
