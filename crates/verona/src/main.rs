@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use verona::accounts::{AccountError, Accounts};
 use verona::{Config, RunningServer, control};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "verona",
