@@ -611,6 +611,9 @@ impl Router {
             .components
             .read()
             .unwrap_or_else(PoisonError::into_inner);
+        if components.is_empty() {
+            return None;
+        }
         components.get(to.domain().as_str()).cloned()
     }
 
@@ -744,7 +747,8 @@ impl Router {
             .enumerate()
             // Another server's users are reached through it, a component's through it.
             .filter(|(_, jid)| {
-                self.remote(jid).is_none() && !components.contains_key(jid.domain().as_str())
+                self.remote(jid).is_none()
+                    && (components.is_empty() || !components.contains_key(jid.domain().as_str()))
             })
             .filter(|(_, jid)| match jid.try_as_full() {
                 Ok(full) => !sessions
@@ -807,6 +811,52 @@ impl Router {
                 .into_iter()
                 .filter(|h| h.send(stanza.clone()))
                 .count(),
+        }
+    }
+
+    /// Delivers each stanza as [`Router::deliver`] does, looking up local sessions under one
+    /// read of the registry: a fan-out's or a room's copies, one per recipient, which took
+    /// the locks and hashed each recipient's domain once per copy.
+    pub fn deliver_all<J: std::borrow::Borrow<Jid>>(
+        &self,
+        outgoing: impl IntoIterator<Item = (J, Wire)>,
+    ) {
+        // Another server's and a component's recipients go after the locks are released:
+        // their sending may route again.
+        let mut elsewhere = Vec::new();
+        {
+            let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+            let components = (self.components.read()).unwrap_or_else(PoisonError::into_inner);
+            for (to, stanza) in outgoing {
+                let jid = to.borrow();
+                if self.remote(jid).is_some()
+                    || (!components.is_empty() && components.contains_key(jid.domain().as_str()))
+                {
+                    elsewhere.push((to, stanza));
+                    continue;
+                }
+                match jid.try_as_full() {
+                    Ok(full) => {
+                        let session = (sessions.get(bare_part(full)))
+                            .and_then(|resources| resources.get(full.resource().as_str()));
+                        if let Some(session) = session {
+                            session.send(stanza);
+                        }
+                    }
+                    Err(bare) => {
+                        for session in sessions
+                            .get(bare.as_str())
+                            .into_iter()
+                            .flat_map(|r| r.values())
+                        {
+                            session.send(stanza.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for (to, stanza) in elsewhere {
+            self.deliver(to.borrow(), stanza);
         }
     }
 
@@ -1020,6 +1070,39 @@ mod tests {
         assert_eq!(router.unreachable(&to), [2, 3]);
         router.unbind(&jid, &h);
         assert_eq!(router.unreachable(&to), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn delivering_all_reaches_what_delivering_each_does() {
+        let router = Router::default();
+        let (balcony, balcony_ends) = SessionHandle::new(8, 1 << 20);
+        let (chamber, chamber_ends) = SessionHandle::new(8, 1 << 20);
+        let (component, component_ends) = SessionHandle::new(8, 1 << 20);
+        router.bind(&full("juliet@capulet.lit/balcony"), balcony);
+        router.bind(&full("juliet@capulet.lit/chamber"), chamber);
+        router.add_component("rooms.capulet.lit", component);
+        let stanza = |n: u8| Wire::from(Bytes::from(vec![b'a' + n]));
+        let outgoing = [
+            "juliet@capulet.lit/balcony",
+            "juliet@capulet.lit",
+            "juliet@capulet.lit/garden",
+            "romeo@montague.lit/pda",
+            "hall@rooms.capulet.lit",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(n, to)| (Jid::new(to).unwrap(), stanza(n as u8)));
+        router.deliver_all(outgoing);
+        let drain = |ends: &SessionEnds| std::iter::from_fn(|| ends.queue.try_recv()).collect();
+        let got: [Vec<Wire>; 3] = [
+            drain(&balcony_ends),
+            drain(&chamber_ends),
+            drain(&component_ends),
+        ];
+        assert_eq!(
+            got,
+            [vec![stanza(0), stanza(1)], vec![stanza(1)], vec![stanza(4)]]
+        );
     }
 
     #[test]

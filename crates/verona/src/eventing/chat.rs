@@ -32,6 +32,11 @@ pub fn node(a: &BareJid, b: &BareJid) -> String {
     format!("{PREFIX}{low}/{high}")
 }
 
+/// Two accounts in the order their conversation's node names them ([`parties`]).
+pub fn ordered(a: BareJid, b: BareJid) -> (BareJid, BareJid) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
 /// The prefix of every conversation's storage key on `pubsub`: each conversation is a service
 /// of its own, `pubsub.<domain>/<node>`, so that conversations are loaded, sharded and evicted
 /// one by one (DESIGN §5a), never all at start.

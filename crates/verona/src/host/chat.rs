@@ -72,7 +72,8 @@ impl ServicesTask {
     /// A `chat` or `normal` message from `from` (a session, or another server's account) to a
     /// local account (or its own).
     pub(super) fn chat(&mut self, from: Jid, to: Jid, stanza: Element, done: &mut Vec<Done>) {
-        let node = chat::node(&from.bare(), &to.bare());
+        let parties = chat::ordered(from.bare(), to.bare());
+        let node = chat::node(&parties.0, &parties.1);
         let message = chat::vetted(stanza, &from, &to);
         let origin = Origin::Conversation(node.clone());
         if !chat::is_kept(&message) {
@@ -80,7 +81,7 @@ impl ServicesTask {
             done.push(Done::passing(origin, passing));
             return;
         }
-        if let Err(refused) = self.ensure_conversation(&node, &from.bare(), done) {
+        if let Err(refused) = self.ensure_conversation(&node, parties, &from.bare(), done) {
             done.push(Done::reply(
                 from,
                 error_reply(&message, refused.error(), None),
@@ -110,16 +111,15 @@ impl ServicesTask {
     }
 
     /// Makes the conversation node of a pair if it is not there, for `initiator`: owned by the
-    /// service, both parties its publishers and subscribed by bare JID.
+    /// service, both parties its publishers and subscribed by bare JID. `parties`: the pair
+    /// as the node names them ([`chat::ordered`]), which the caller has at hand.
     fn ensure_conversation(
         &mut self,
         node: &str,
+        (low, high): (BareJid, BareJid),
         initiator: &BareJid,
         done: &mut Vec<Done>,
     ) -> Result<(), Refused> {
-        let Some((low, high)) = chat::parties(node) else {
-            return Err(Refused::NoAccount);
-        };
         if self.unknown_accounts.contains(&low) || self.unknown_accounts.contains(&high) {
             return Err(Refused::NoAccount);
         }
@@ -242,7 +242,7 @@ impl ServicesTask {
         else {
             return Ok(());
         };
-        let other = Jid::from(if me == low { high } else { low });
+        let other = Jid::from(if me == low { high.clone() } else { low.clone() });
         for item in publish.children_mut() {
             let children: Vec<Element> = item.take_contents_as_children().collect();
             let Ok([mut message]) = <[Element; 1]>::try_from(children) else {
@@ -263,7 +263,7 @@ impl ServicesTask {
             // party's own could replace what the other said.
             *item = builder("item", ns::PUBSUB).append(vetted).build();
         }
-        self.ensure_conversation(node, &me, done)
+        self.ensure_conversation(node, (low, high), &me, done)
             .map_err(|refused| refused.error())
     }
 

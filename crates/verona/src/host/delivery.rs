@@ -99,9 +99,7 @@ impl ServicesTask {
                     self.charge_answer(to, bytes);
                 }
                 let Some(classic) = classic else {
-                    for out in outgoing {
-                        self.router.deliver(&out.to, out.stanza);
-                    }
+                    (self.router).deliver_all(outgoing.into_iter().map(|out| (out.to, out.stanza)));
                     continue;
                 };
                 // Last items come as one message per item, all to one recipient; the classic

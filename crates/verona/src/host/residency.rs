@@ -122,7 +122,10 @@ impl ServicesTask {
         // it (`deletion.rs`): that party counts as unknown, as it is about to be.
         let mut wanted = Vec::with_capacity(nodes.len());
         for node in nodes {
-            let parties = eventing::chat::parties(node);
+            // Reading a node's parties is the cost of a message here; only a deletion needs it.
+            let parties = (!self.deleting.is_empty())
+                .then(|| eventing::chat::parties(node))
+                .flatten();
             match parties.and_then(|(low, high)| {
                 [low, high]
                     .into_iter()

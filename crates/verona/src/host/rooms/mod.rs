@@ -1642,15 +1642,16 @@ impl ServicesTask {
             .filter_map(|item| hosted.said.take(&room, item))
             .collect();
         let classic = classic_recipients(hosted, node, &notification.recipients);
-        for (recipient, start) in notification.recipients.iter().zip(&classic.starts) {
-            let Some(start) = start else {
-                continue;
-            };
-            for rest in &shared {
-                let message = verona_stream::Wire::new(start.clone(), rest.clone(), Bytes::new());
-                self.router.deliver(&recipient.jid, message);
-            }
-        }
+        let copies = (notification.recipients.iter().zip(&classic.starts))
+            .filter_map(|(recipient, start)| Some((&recipient.jid, start.as_ref()?)))
+            .flat_map(|(to, start)| {
+                shared.iter().map(move |rest| {
+                    let message =
+                        verona_stream::Wire::new(start.clone(), rest.clone(), Bytes::new());
+                    (to, message)
+                })
+            });
+        self.router.deliver_all(copies);
         let native = Arc::clone(&classic.native);
         hosted.classic.keep(classic);
         if native.is_empty() {
@@ -1679,22 +1680,24 @@ impl ServicesTask {
         });
         // Every copy ends alike: the `replyto` goes before one shared tail.
         let mut tails: Option<(Bytes, Bytes)> = None;
-        for out in verona_pubsub_xmpp::render(&context, std::slice::from_ref(&native)) {
-            let Some(replyto) = &replyto else {
-                self.router.deliver(&out.to, out.stanza);
-                continue;
-            };
-            let (plain, with_replyto) = tails.get_or_insert_with(|| {
-                let tail = out.stanza.tail();
-                (tail.clone(), Bytes::from([&replyto[..], tail].concat()))
+        let copies = verona_pubsub_xmpp::render(&context, std::slice::from_ref(&native))
+            .into_iter()
+            .map(|out| {
+                let Some(replyto) = &replyto else {
+                    return (out.to, out.stanza);
+                };
+                let (plain, with_replyto) = tails.get_or_insert_with(|| {
+                    let tail = out.stanza.tail();
+                    (tail.clone(), Bytes::from([&replyto[..], tail].concat()))
+                });
+                let stanza = if out.stanza.tail() == plain {
+                    out.stanza.with_tail(with_replyto.clone())
+                } else {
+                    out.stanza.before_tail(replyto)
+                };
+                (out.to, stanza)
             });
-            let stanza = if out.stanza.tail() == plain {
-                out.stanza.with_tail(with_replyto.clone())
-            } else {
-                out.stanza.before_tail(replyto)
-            };
-            self.router.deliver(&out.to, stanza);
-        }
+        self.router.deliver_all(copies);
     }
 }
 
