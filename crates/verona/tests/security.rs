@@ -125,6 +125,31 @@ async fn a_presence_broadcast_cannot_carry_a_stanza() {
     romeo.expect_nothing().await;
 }
 
+/// A delay is a server's word (XEP-0203): one a client puts in its presence, broadcast or
+/// directed, does not reach the others, so it cannot pass for this server's stamp.
+#[tokio::test]
+async fn a_clients_delay_in_presence_does_not_pass() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let delays = "<delay xmlns='urn:xmpp:delay' from='localhost' stamp='2001-01-01T00:00:00Z'/>\
+                  <x xmlns='jabber:x:delay' from='localhost' stamp='20010101T00:00:00'/>";
+    for to in ["", " to='romeo@localhost/orchard'"] {
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client'{to}><show>away</show>{delays}</presence>"
+            ))
+            .await;
+        let got = recv_until(&mut romeo, |el| el.name() == "presence").await;
+        assert_eq!(got.attr("from"), Some("juliet@localhost/balcony"));
+        let children: Vec<(&str, String)> = got.children().map(|c| (c.name(), c.ns())).collect();
+        assert_eq!(
+            children,
+            [("show", NS_CLIENT.to_owned())],
+            "{to}: {}",
+            show(&got)
+        );
+    }
+}
+
 fn subscribe_presence(id: &str, jid: &str) -> String {
     format!(
         "<iq xmlns='jabber:client' type='set' id='{id}' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='{jid}'/></pubsub></iq>"

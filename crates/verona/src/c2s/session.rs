@@ -471,16 +471,12 @@ impl Connection {
             }
             Route::Session(to) => {
                 pubsub.settled().await;
-                if el.name() == "message" {
-                    chat::strip_forged(&mut el, &Jid::from(me.clone()), &self.shared.domain);
-                }
+                strip_server_written(&mut el, &me, &self.shared.domain);
                 self.deliver_to_session(&el, &to);
             }
             Route::Account(to) => {
                 pubsub.settled().await;
-                if el.name() == "message" {
-                    chat::strip_forged(&mut el, &Jid::from(me.clone()), &self.shared.domain);
-                }
+                strip_server_written(&mut el, &me, &self.shared.domain);
                 self.deliver_to_account(&el, &to);
             }
             Route::Drop => {}
@@ -663,4 +659,14 @@ fn published_conversation(el: &Element, me: &BareJid) -> Option<BareJid> {
 /// A message of a one-to-one conversation (`eventing::chat`): published to the pair's node.
 fn is_conversation_message(el: &Element) -> bool {
     el.name() == "message" && chat::is_conversational(el)
+}
+
+/// What a client's stanza to a local session or account may not carry: in a message, what
+/// would pass for this server's word ([`chat::strip_forged`]); in presence, delays.
+fn strip_server_written(el: &mut Element, me: &FullJid, domain: &str) {
+    match el.name() {
+        "message" => chat::strip_forged(el, &Jid::from(me.clone()), domain),
+        "presence" => crate::eventing::presence::strip_delays(el),
+        _ => {}
+    }
 }

@@ -1254,6 +1254,10 @@ fn spoken(child: &Element) -> bool {
         ("x", ns::MUC_USER),
         ("event", "http://jabber.org/protocol/pubsub#event"),
         ("occupant-id", ns::OCCUPANT_ID),
+        ("x", "jabber:x:delay"),
+        ("sent", crate::eventing::chat::CARBONS),
+        ("received", crate::eventing::chat::CARBONS),
+        ("result", crate::eventing::archive::NS),
     ];
     if server_written
         .iter()

@@ -331,9 +331,26 @@ pub fn vet_presence_publish(stanza: &mut Element, from: &FullJid) -> PresencePub
     PresencePublish::Available
 }
 
+/// Whether a presence's child is a delay (XEP-0203), which only a server writes: a client's,
+/// directed or broadcast, would pass for this server's.
+fn is_delay(child: &Element) -> bool {
+    child.is("delay", ns::DELAY) || child.is("x", "jabber:x:delay")
+}
+
+/// A client's directed presence without delays ([`is_delay`]).
+pub fn strip_delays(presence: &mut Element) {
+    if !presence.children().any(is_delay) {
+        return;
+    }
+    let children: Vec<Element> = presence.take_contents_as_children().collect();
+    for child in children.into_iter().filter(|child| !is_delay(child)) {
+        presence.append_child(child);
+    }
+}
+
 /// RFC 6121 §4.7: available presence rebuilt from what presence may carry, from `from`: at
 /// most one `show` (away, chat, dnd, xa), `status` texts, at most one `priority` (-128..127),
-/// and extension elements (any namespace but jabber:client). A `show` or `priority` with
+/// and extension elements (any namespace but jabber:client, and no delay). A `show` or `priority` with
 /// another value is left out (the presence is plain available, priority 0), as clients send
 /// `<show/>` empty and other servers pass that. `None` for anything else: not a
 /// `<presence/>`, a `type`, or another jabber:client child (a nested stanza, an `<error/>`).
@@ -348,6 +365,9 @@ pub fn vet(payload: &Element, from: &FullJid) -> Option<Element> {
     }
     let (mut show, mut priority) = (false, false);
     for child in payload.children() {
+        if is_delay(child) {
+            continue;
+        }
         if !child.has_ns(ns::CLIENT) {
             presence = presence.append(child.clone());
             continue;
