@@ -16,13 +16,14 @@ use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use verona_pubsub::Show;
 use verona_stream::Wire;
 
 use crate::eventing::rendering::{self, Features};
-use crate::xml::StreamError;
+use crate::xml::{StanzaError, StreamError, error_reply};
 
 /// Why the server ends a session from outside its own task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -439,6 +440,11 @@ pub struct Router {
     federation: OnceLock<Arc<crate::s2s::Federation>>,
     /// Connected XEP-0114 components, by domain: everything addressed to the domain is theirs.
     components: RwLock<FastHashMap<String, SessionHandle>>,
+    /// The domains of the configured components, connected or not: what is addressed to one
+    /// that is not connected bounces, as it would from another server that cannot be reached.
+    component_domains: OnceLock<FastHashSet<String>>,
+    /// Where the bounces of what the rooms sent go (see [`Router::bounce_rooms_to`]).
+    room_bounces: OnceLock<(String, mpsc::Sender<minidom::Element>)>,
     /// Other servers' users' resources whose available presence reached a local account, with
     /// their verified capabilities once known: XEP-0163 `+notify` for remote contacts.
     remote: RwLock<RemoteResources>,
@@ -580,6 +586,46 @@ impl Router {
             .resources(&full.bare())?
             .get(full.resource().as_str())?
             .clone()
+    }
+
+    /// The domains of the configured components (`[components.secrets]`).
+    pub fn expect_components(&self, domains: impl IntoIterator<Item = String>) {
+        let _ = self.component_domains.set(domains.into_iter().collect());
+    }
+
+    /// Whether `domain` is a configured component's, connected or not.
+    pub fn is_component_domain(&self, domain: &str) -> bool {
+        (self.component_domains.get()).is_some_and(|domains| domains.contains(domain))
+    }
+
+    /// The bounces of what the rooms at `rooms` (`chat.<domain>`) sent go to `to` rather than
+    /// to a session: a room learns that way that an occupant (of another server, or of a
+    /// component that is not connected) cannot be reached (XEP-0045 333).
+    pub fn bounce_rooms_to(&self, rooms: String, to: mpsc::Sender<minidom::Element>) {
+        let _ = self.room_bounces.set((rooms, to));
+    }
+
+    /// Tells the sender of `stanza` that it could not be delivered. The error names only what
+    /// the stanza's start tag says, so that is all that is parsed: bouncing a large
+    /// notification to many costs no copy of its payload.
+    pub fn bounce(&self, stanza: &Wire, error: StanzaError, text: Option<&str>) {
+        let top = crate::s2s::stream::top_tag(stanza);
+        let Some(reply) = crate::s2s::stream::start_tag_element(&top)
+            .and_then(|original| error_reply(&original, error, text))
+        else {
+            return;
+        };
+        let Some(to) = reply.attr("to").and_then(|to| Jid::new(to).ok()) else {
+            return;
+        };
+        if let Some((rooms, bounces)) = self.room_bounces.get()
+            && to.domain().as_str() == rooms
+        {
+            // Full: the room hears of the next bounce instead.
+            let _ = bounces.try_send(reply);
+            return;
+        }
+        self.deliver(&to, Bytes::from(verona_stream::element_bytes(&reply)));
     }
 
     /// A component connected for `domain`; false (nothing changed) if one already is.
@@ -800,11 +846,24 @@ impl Router {
     }
 
     /// Delivers to a full JID's session, or to every session of a bare JID; returns how many
-    /// sessions took it.
+    /// sessions took it. What a component's domain does not take (or another server's, see
+    /// [`crate::s2s::Federation::send`]) bounces to its sender.
     pub fn deliver(&self, to: &Jid, stanza: impl Into<Wire>) -> usize {
         let stanza = stanza.into();
         if let Some(component) = self.component(to) {
-            return usize::from(component.send(stanza));
+            if component.send(stanza.clone()) {
+                return 1;
+            }
+            self.bounce(&stanza, StanzaError::ResourceConstraint, None);
+            return 0;
+        }
+        if self.is_component_domain(to.domain().as_str()) {
+            self.bounce(
+                &stanza,
+                StanzaError::ServiceUnavailable,
+                Some(COMPONENT_ABSENT),
+            );
+            return 0;
         }
         if let Some(federation) = self.remote(to) {
             return usize::from(federation.send(stanza));
@@ -848,7 +907,12 @@ impl Router {
                     Ok(full) => (bare_part(full), Some(full.resource().as_str())),
                     Err(bare) => (bare.as_str(), None),
                 };
+                // No account here: perhaps a component's that is not connected, whose
+                // absence bounces (looked up only then, to keep the usual copy cheap).
                 let Some(account) = sessions.get(bare) else {
+                    if self.is_component_domain(jid.domain().as_str()) {
+                        elsewhere.push((to, stanza));
+                    }
                     continue;
                 };
                 match resource {
@@ -996,6 +1060,9 @@ impl Reach {
         }
     }
 }
+
+/// Why a stanza for a component's domain bounced while no component is connected for it.
+const COMPONENT_ABSENT: &str = "the component is not connected";
 
 /// The bare JID of a full JID, as a slice of it (no node or domain holds a `/`).
 fn bare_part(jid: &FullJid) -> &str {
