@@ -16,13 +16,14 @@ use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use verona_pubsub::Show;
 use verona_stream::Wire;
 
 use crate::eventing::rendering::{self, Features};
-use crate::xml::StreamError;
+use crate::xml::{StanzaError, StreamError, error_reply};
 
 /// Why the server ends a session from outside its own task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -439,6 +440,11 @@ pub struct Router {
     federation: OnceLock<Arc<crate::s2s::Federation>>,
     /// Connected XEP-0114 components, by domain: everything addressed to the domain is theirs.
     components: RwLock<FastHashMap<String, SessionHandle>>,
+    /// The domains of the configured components, connected or not: what is addressed to one
+    /// that is not connected bounces, as it would from another server that cannot be reached.
+    component_domains: OnceLock<FastHashSet<String>>,
+    /// Where the bounces of what the rooms sent go (see [`Router::bounce_rooms_to`]).
+    room_bounces: OnceLock<(String, mpsc::Sender<minidom::Element>)>,
     /// Other servers' users' resources whose available presence reached a local account, with
     /// their verified capabilities once known: XEP-0163 `+notify` for remote contacts.
     remote: RwLock<RemoteResources>,
@@ -580,6 +586,46 @@ impl Router {
             .resources(&full.bare())?
             .get(full.resource().as_str())?
             .clone()
+    }
+
+    /// The domains of the configured components (`[components.secrets]`).
+    pub fn expect_components(&self, domains: impl IntoIterator<Item = String>) {
+        let _ = self.component_domains.set(domains.into_iter().collect());
+    }
+
+    /// Whether `domain` is a configured component's, connected or not.
+    pub fn is_component_domain(&self, domain: &str) -> bool {
+        (self.component_domains.get()).is_some_and(|domains| domains.contains(domain))
+    }
+
+    /// The bounces of what the rooms at `rooms` (`chat.<domain>`) sent go to `to` rather than
+    /// to a session: a room learns that way that an occupant (of another server, or of a
+    /// component that is not connected) cannot be reached (XEP-0045 333).
+    pub fn bounce_rooms_to(&self, rooms: String, to: mpsc::Sender<minidom::Element>) {
+        let _ = self.room_bounces.set((rooms, to));
+    }
+
+    /// Tells the sender of `stanza` that it could not be delivered. The error names only what
+    /// the stanza's start tag says, so that is all that is parsed: bouncing a large
+    /// notification to many costs no copy of its payload.
+    pub fn bounce(&self, stanza: &Wire, error: StanzaError, text: Option<&str>) {
+        let top = crate::s2s::stream::top_tag(stanza);
+        let Some(reply) = crate::s2s::stream::start_tag_element(&top)
+            .and_then(|original| error_reply(&original, error, text))
+        else {
+            return;
+        };
+        let Some(to) = reply.attr("to").and_then(|to| Jid::new(to).ok()) else {
+            return;
+        };
+        if let Some((rooms, bounces)) = self.room_bounces.get()
+            && to.domain().as_str() == rooms
+        {
+            // Full: the room hears of the next bounce instead.
+            let _ = bounces.try_send(reply);
+            return;
+        }
+        self.deliver(&to, Bytes::from(verona_stream::element_bytes(&reply)));
     }
 
     /// A component connected for `domain`; false (nothing changed) if one already is.
@@ -736,8 +782,13 @@ impl Router {
     }
 
     /// The positions of the JIDs that have no bound session (for a bare JID: no session of
-    /// its account), under one read of the registry: a fan-out asks for all its recipients.
-    pub fn unreachable<'a>(&self, jids: impl IntoIterator<Item = &'a Jid>) -> Vec<usize> {
+    /// its account that `reach` takes), under one read of the registry: a fan-out asks for
+    /// all its recipients.
+    pub fn unreachable<'a>(
+        &self,
+        jids: impl IntoIterator<Item = &'a Jid>,
+        reach: Reach,
+    ) -> Vec<usize> {
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         let components = self
             .components
@@ -754,7 +805,9 @@ impl Router {
                 Ok(full) => !sessions
                     .get(bare_part(full))
                     .is_some_and(|resources| resources.contains_key(full.resource().as_str())),
-                Err(bare) => !sessions.contains_key(bare.as_str()),
+                Err(bare) => !sessions.get(bare.as_str()).is_some_and(|resources| {
+                    resources.values().any(|handle| reach.takes(handle, None))
+                }),
             })
             .map(|(at, _)| at)
             .collect()
@@ -778,7 +831,7 @@ impl Router {
     /// available ones with a non-negative priority, with their full JIDs.
     pub fn message_sessions(&self, bare: &BareJid) -> Vec<(FullJid, SessionHandle)> {
         let mut sessions = self.resources_of(bare);
-        sessions.retain(|(_, handle)| handle.is_available() && handle.priority() >= 0);
+        sessions.retain(|(_, handle)| Reach::Messages.takes(handle, None));
         sessions
     }
 
@@ -793,11 +846,24 @@ impl Router {
     }
 
     /// Delivers to a full JID's session, or to every session of a bare JID; returns how many
-    /// sessions took it.
+    /// sessions took it. What a component's domain does not take (or another server's, see
+    /// [`crate::s2s::Federation::send`]) bounces to its sender.
     pub fn deliver(&self, to: &Jid, stanza: impl Into<Wire>) -> usize {
         let stanza = stanza.into();
         if let Some(component) = self.component(to) {
-            return usize::from(component.send(stanza));
+            if component.send(stanza.clone()) {
+                return 1;
+            }
+            self.bounce(&stanza, StanzaError::ResourceConstraint, None);
+            return 0;
+        }
+        if self.is_component_domain(to.domain().as_str()) {
+            self.bounce(
+                &stanza,
+                StanzaError::ServiceUnavailable,
+                Some(COMPONENT_ABSENT),
+            );
+            return 0;
         }
         if let Some(federation) = self.remote(to) {
             return usize::from(federation.send(stanza));
@@ -816,10 +882,12 @@ impl Router {
 
     /// Delivers each stanza as [`Router::deliver`] does, looking up local sessions under one
     /// read of the registry: a fan-out's or a room's copies, one per recipient, which took
-    /// the locks and hashed each recipient's domain once per copy.
+    /// the locks and hashed each recipient's domain once per copy. A copy for a bare JID
+    /// goes to the sessions of its account that `reach` says.
     pub fn deliver_all<J: std::borrow::Borrow<Jid>>(
         &self,
         outgoing: impl IntoIterator<Item = (J, Wire)>,
+        reach: Reach,
     ) {
         // Another server's and a component's recipients go after the locks are released:
         // their sending may route again.
@@ -835,20 +903,26 @@ impl Router {
                     elsewhere.push((to, stanza));
                     continue;
                 }
-                match jid.try_as_full() {
-                    Ok(full) => {
-                        let session = (sessions.get(bare_part(full)))
-                            .and_then(|resources| resources.get(full.resource().as_str()));
-                        if let Some(session) = session {
+                let (bare, resource) = match jid.try_as_full() {
+                    Ok(full) => (bare_part(full), Some(full.resource().as_str())),
+                    Err(bare) => (bare.as_str(), None),
+                };
+                // No account here: perhaps a component's that is not connected, whose
+                // absence bounces (looked up only then, to keep the usual copy cheap).
+                let Some(account) = sessions.get(bare) else {
+                    if self.is_component_domain(jid.domain().as_str()) {
+                        elsewhere.push((to, stanza));
+                    }
+                    continue;
+                };
+                match resource {
+                    Some(resource) => {
+                        if let Some(session) = account.get(resource) {
                             session.send(stanza);
                         }
                     }
-                    Err(bare) => {
-                        for session in sessions
-                            .get(bare.as_str())
-                            .into_iter()
-                            .flat_map(|r| r.values())
-                        {
+                    None => {
+                        for session in (account.values()).filter(|s| reach.takes(s, None)) {
                             session.send(stanza.clone());
                         }
                     }
@@ -901,13 +975,7 @@ impl Router {
         };
         let one = resource.and_then(|resource| resources.get_key_value(resource));
         let all = resource.is_none().then(|| {
-            resources.iter().filter(|(_, handle)| match reach {
-                Reach::Connected => true,
-                Reach::Available => handle.is_available(),
-                Reach::AvailableIfClassic => {
-                    handle.is_available() || !handle.wants_classic(made_classically)
-                }
-            })
+            (resources.iter()).filter(|(_, handle)| reach.takes(handle, made_classically))
         });
         let mut targets = one.into_iter().chain(all.into_iter().flatten()).peekable();
         // The classic rendering is made once, when a session first needs it; the last
@@ -973,7 +1041,28 @@ pub enum Reach {
     /// §3.1.3: it gets those waiting when it sends its presence), one speaking XEP-0207 as
     /// soon as it is there.
     AvailableIfClassic,
+    /// The available ones with a non-negative priority: a message to the bare JID (RFC 6121
+    /// §8.5.2.1.1), such as a notification of a node subscribed to by bare JID.
+    Messages,
 }
+
+impl Reach {
+    /// Whether it takes in `session`, whose subscription behind the event was made as
+    /// `made_classically` says, if known.
+    fn takes(self, session: &SessionHandle, made_classically: Option<bool>) -> bool {
+        match self {
+            Reach::Connected => true,
+            Reach::Available => session.is_available(),
+            Reach::AvailableIfClassic => {
+                session.is_available() || !session.wants_classic(made_classically)
+            }
+            Reach::Messages => session.is_available() && session.priority() >= 0,
+        }
+    }
+}
+
+/// Why a stanza for a component's domain bounced while no component is connected for it.
+const COMPONENT_ABSENT: &str = "the component is not connected";
 
 /// The bare JID of a full JID, as a slice of it (no node or domain holds a `/`).
 fn bare_part(jid: &FullJid) -> &str {
@@ -1067,9 +1156,9 @@ mod tests {
         .iter()
         .map(|j| Jid::new(j).unwrap())
         .collect();
-        assert_eq!(router.unreachable(&to), [2, 3]);
+        assert_eq!(router.unreachable(&to, Reach::Connected), [2, 3]);
         router.unbind(&jid, &h);
-        assert_eq!(router.unreachable(&to), [0, 1, 2, 3]);
+        assert_eq!(router.unreachable(&to, Reach::Connected), [0, 1, 2, 3]);
     }
 
     #[test]
@@ -1092,7 +1181,7 @@ mod tests {
         .iter()
         .enumerate()
         .map(|(n, to)| (Jid::new(to).unwrap(), stanza(n as u8)));
-        router.deliver_all(outgoing);
+        router.deliver_all(outgoing, Reach::Connected);
         let drain = |ends: &SessionEnds| std::iter::from_fn(|| ends.queue.try_recv()).collect();
         let got: [Vec<Wire>; 3] = [
             drain(&balcony_ends),
@@ -1103,6 +1192,34 @@ mod tests {
             got,
             [vec![stanza(0), stanza(1)], vec![stanza(1)], vec![stanza(4)]]
         );
+    }
+
+    /// RFC 6121 §8.5.2.1.1: a copy for a bare JID sent as a message reaches the available
+    /// sessions with a non-negative priority; one that reaches none of them is unreachable.
+    #[test]
+    fn a_message_to_a_bare_jid_reaches_the_available_sessions_of_priority_zero_and_up() {
+        let router = Router::default();
+        let mut ends = Vec::new();
+        for (resource, available, priority) in
+            [("on", true, 0), ("off", false, 0), ("low", true, -1)]
+        {
+            let (handle, end) = SessionHandle::new(4, 1 << 20);
+            handle.set_available(available);
+            handle.set_presence(priority, Show::Online);
+            router.bind(&full(&format!("juliet@capulet.lit/{resource}")), handle);
+            ends.push(end);
+        }
+        let juliet = Jid::new("juliet@capulet.lit").unwrap();
+        let stanza = Wire::from(&b"<message/>"[..]);
+        router.deliver_all([(&juliet, stanza)], Reach::Messages);
+        let got: Vec<bool> = ends.iter().map(|e| e.queue.try_recv().is_some()).collect();
+        assert_eq!(got, [true, false, false]);
+        assert!(router.unreachable([&juliet], Reach::Messages).is_empty());
+        let on = full("juliet@capulet.lit/on");
+        let session = router.session(&on).unwrap();
+        session.set_available(false);
+        assert_eq!(router.unreachable([&juliet], Reach::Messages), [0]);
+        assert!(router.unreachable([&juliet], Reach::Connected).is_empty());
     }
 
     #[test]
@@ -1165,6 +1282,7 @@ mod tests {
             (Reach::Connected, [true, true, true, true]),
             (Reach::Available, [false, true, false, true]),
             (Reach::AvailableIfClassic, [true, true, false, true]),
+            (Reach::Messages, [false, true, false, true]),
         ];
         for (reach, expected) in table {
             let router = Router::default();

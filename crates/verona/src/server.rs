@@ -231,6 +231,7 @@ impl RunningServer {
         };
         let (alive, finished) = mpsc::channel(1);
         let router = Arc::new(Router::default());
+        router.expect_components(config.components.secrets.keys().cloned());
         // The services stop after the streams: what a stream hands them as it ends (the
         // messages its session did not deliver, for offline storage) is still taken.
         let (services_stop, services_stopped) = watch::channel(false);
@@ -316,27 +317,27 @@ impl RunningServer {
             tracing::info!(%addr, ?listener, "listening for clients");
             tokio::spawn(accept_loop(shared.clone(), socket, listener, alive.clone()));
         }
-        if let Some(federation) = federation {
-            let (bounces, mut bounced) = tokio::sync::mpsc::channel(256);
-            federation.bounce_rooms_to(shared.pubsub.rooms_jid().to_owned(), bounces);
-            // Weak: the federation holding the sender is the server's; this must not keep it.
-            let rooms = Arc::downgrade(&shared);
-            let mut shutdown = shared.shutdown.clone();
-            tokio::spawn(async move {
-                loop {
-                    let error = tokio::select! {
-                        error = bounced.recv() => error,
-                        _ = shutdown.changed() => None,
-                    };
-                    let (Some(error), Some(shared)) = (error, rooms.upgrade()) else {
-                        break;
-                    };
-                    let from = error.attr("from").and_then(|f| jid::Jid::new(f).ok());
-                    if let Some(from) = from {
-                        shared.pubsub.room_error(from, error).await;
-                    }
+        let (bounces, mut bounced) = tokio::sync::mpsc::channel(256);
+        (shared.router).bounce_rooms_to(shared.pubsub.rooms_jid().to_owned(), bounces);
+        // Weak: the router holding the sender is the server's; this must not keep it.
+        let rooms = Arc::downgrade(&shared);
+        let mut shutdown = shared.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let error = tokio::select! {
+                    error = bounced.recv() => error,
+                    _ = shutdown.changed() => None,
+                };
+                let (Some(error), Some(shared)) = (error, rooms.upgrade()) else {
+                    break;
+                };
+                let from = error.attr("from").and_then(|f| jid::Jid::new(f).ok());
+                if let Some(from) = from {
+                    shared.pubsub.room_error(from, error).await;
                 }
-            });
+            }
+        });
+        if let Some(federation) = federation {
             for listener in s2s_listeners {
                 let addr = listener.local_addr()?;
                 server.s2s_addrs.push(addr);

@@ -765,6 +765,43 @@ async fn a_message_node_keeps_its_notifications_for_an_offline_subscriber() {
     romeo.expect_nothing().await;
 }
 
+/// A subscriber whose only session has not sent its presence takes no message for its bare
+/// JID (RFC 6121 §8.5.2.1.1): a message node's notification is kept for it, as for an offline
+/// one, and reaches it at its presence.
+#[tokio::test]
+async fn a_message_node_keeps_its_notifications_for_a_subscriber_not_yet_available() {
+    let server = server().await;
+    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut romeo = server.login("romeo", "pw", "mobile").await;
+    seed_example_18_and_19(&mut juliet, &["romeo@localhost"]).await;
+    // What it got before a later iq to it is all it got before its presence.
+    juliet
+        .send("<iq xmlns='jabber:client' type='get' id='mark' to='romeo@localhost/mobile'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let mut before = Vec::new();
+    loop {
+        let el = romeo.recv().await;
+        if el.name() == "iq" && el.attr("id") == Some("mark") {
+            break;
+        }
+        before.push(el);
+    }
+    assert!(
+        !before.iter().any(|el| el.has_child("event", EVENT)),
+        "{:?}",
+        before.iter().map(show).collect::<Vec<_>>()
+    );
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let kept = recv_until(&mut romeo, |el| el.has_child("event", EVENT)).await;
+    let message = kept
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .and_then(|i| i.get_child("item", EVENT))
+        .and_then(|i| i.get_child("message", CLIENT))
+        .unwrap();
+    assert_eq!(body(message), "wherefore art thou?");
+}
+
 /// Each conversation one starts is a subscription it holds: past `[pubsub]
 /// max_subscriptions_per_jid`, starting another is `policy-violation`; conversations it has
 /// go on, and others may still start one with it.

@@ -481,3 +481,83 @@ async fn public_reads_are_answered_to_bare_senders() {
         assert_eq!(condition, Some("forbidden"), "{}", show(&last));
     }
 }
+
+/// A component's occupant of a room is reached as another server's is: once the component
+/// is gone, what the room sends it bounces `service-unavailable`, and it leaves the room with
+/// 333 (XEP-0045, as on Prosody) instead of staying listed, its messages dropped, until the
+/// component comes back to get them without having rejoined.
+#[tokio::test]
+async fn a_gone_components_occupants_leave_the_room() {
+    const MUC: &str = "http://jabber.org/protocol/muc";
+    const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    const ROOM: &str = "hall@chat.localhost";
+    let server = server().await;
+    let (mut gateway, mut juliet) = gateway_and_juliet(&server).await;
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Juliet'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    recv_until(&mut juliet, |el| el.has_child("subject", CLIENT)).await;
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='instant' to='{ROOM}'>\
+               <query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        ))
+        .await);
+    gateway
+        .send(&format!(
+            "<presence from='nurse@gateway.localhost/x' to='{ROOM}/Nurse'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    while !gateway.element().await.has_child("subject", COMPONENT) {}
+    let nurse = format!("{ROOM}/Nurse");
+    let from_nurse = |kind: Option<&'static str>| {
+        let nurse = nurse.clone();
+        move |el: &Element| {
+            el.name() == "presence"
+                && el.attr("from") == Some(nurse.as_str())
+                && el.attr("type") == kind
+        }
+    };
+    recv_until(&mut juliet, from_nurse(None)).await;
+
+    // Its stream closed: the server's close comes after the component is let go.
+    gateway.send("</stream:stream>").await;
+    while !matches!(gateway.stream.event().await, None | Some(StreamEvent::End)) {}
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='g1'><body>Nurse!</body></message>"
+        ))
+        .await;
+    let gone = recv_until(&mut juliet, from_nurse(Some("unavailable"))).await;
+    let codes: Vec<&str> = (gone.get_child("x", MUC_USER).into_iter())
+        .flat_map(|x| x.children())
+        .filter_map(|status| status.attr("code"))
+        .collect();
+    assert_eq!(codes, ["333"], "{}", show(&gone));
+    let items = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='who' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        ))
+        .await;
+    let listed: Vec<&str> = (items.children().flat_map(|query| query.children()))
+        .filter_map(|item| item.attr("jid"))
+        .collect();
+    assert_eq!(listed, [format!("{ROOM}/Juliet")], "{}", show(&items));
+
+    // Back, it gets what is sent to it, not the room's messages.
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    juliet
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='g2'><body>Nurse?</body></message>"
+        ))
+        .await;
+    recv_until(&mut juliet, |el| el.attr("id") == Some("g2")).await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='nurse@gateway.localhost' id='m1'><body>Nurse!</body></message>")
+        .await;
+    let got = gateway.element().await;
+    assert_eq!(got.attr("id"), Some("m1"), "{}", show(&got));
+}

@@ -72,6 +72,19 @@ async fn subscribe(c: &mut Client, node: &str, jid: &str) -> Element {
     .await
 }
 
+/// A session that sent its presence: a notification for its account's bare JID reaches it
+/// (RFC 6121 §8.5.2.1.1).
+async fn available(t: &TestServer, user: &str, resource: &str) -> Client {
+    let mut client = t.login(user, "pw", resource).await;
+    client.send("<presence xmlns='jabber:client'/>").await;
+    let own = format!("{user}@localhost/{resource}");
+    recv_until(&mut client, |el| {
+        el.name() == "presence" && el.attr("from") == Some(own.as_str())
+    })
+    .await;
+    client
+}
+
 /// Publishes `<entry>text</entry>` and returns the item id the service assigned or kept.
 async fn publish(c: &mut Client, node: &str, id: Option<&str>, text: &str) -> String {
     let id_attr = id.map(|id| format!(" id='{id}'")).unwrap_or_default();
@@ -165,7 +178,7 @@ async fn publish_notifies_every_subscriber_once() {
     let t = server_with(&["juliet", "romeo", "nurse"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "orchard").await;
-    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let mut nurse = available(&t, "nurse", "chamber").await;
     create(&mut juliet, "news", &[("pubsub#access_model", "open")]).await;
 
     let reply = subscribe(&mut romeo, "news", "romeo@localhost/orchard").await;
@@ -208,14 +221,66 @@ async fn publish_notifies_every_subscriber_once() {
     assert_eq!(published_entries(&nurse.recv().await)[0].0, "act-2");
 }
 
+/// RFC 6121 §8.5.2.1.1: a notification for a subscriber by bare JID is a message to it: it
+/// reaches the sessions that sent their presence with a non-negative priority, not one that
+/// sent none nor one whose priority is negative.
+#[tokio::test]
+async fn a_bare_subscriber_is_notified_at_its_available_sessions_only() {
+    let t = server_with(&["juliet", "nurse"]).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut on = t.login("nurse", "pw", "on").await;
+    let mut silent = t.login("nurse", "pw", "silent").await;
+    let mut low = t.login("nurse", "pw", "low").await;
+    let presence_of = |resource: &'static str| {
+        move |el: &Element| {
+            el.name() == "presence"
+                && el.attr("from") == Some(&format!("nurse@localhost/{resource}"))
+        }
+    };
+    on.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut on, presence_of("on")).await;
+    low.send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
+        .await;
+    recv_until(&mut low, presence_of("low")).await;
+    create(&mut juliet, "news", &[("pubsub#access_model", "open")]).await;
+    ok(&subscribe(&mut on, "news", "nurse@localhost").await);
+
+    let id = publish(&mut juliet, "news", None, "Wherefore").await;
+    let event = recv_until(&mut on, |el| el.has_child("event", EVENT)).await;
+    assert_eq!(event.attr("to"), Some("nurse@localhost"));
+    assert_eq!(published_entries(&event), [(id, "Wherefore".to_owned())]);
+    // The other sessions' copies would have been queued with that one: what they got before
+    // a later iq to each is all they got.
+    for (client, resource) in [(&mut silent, "silent"), (&mut low, "low")] {
+        juliet
+            .send(&format!(
+                "<iq xmlns='jabber:client' type='get' id='mark' to='nurse@localhost/{resource}'><query xmlns='jabber:iq:version'/></iq>"
+            ))
+            .await;
+        let mut got = Vec::new();
+        loop {
+            let el = client.recv().await;
+            if el.name() == "iq" && el.attr("id") == Some("mark") {
+                break;
+            }
+            got.push(el);
+        }
+        assert!(
+            !got.iter().any(|el| el.has_child("event", EVENT)),
+            "{resource}: {:?}",
+            got.iter().map(show).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// XEP-0060 §8.6 and XEP-0207: subscribe to an authorize node → pending → the owner gets the
 /// form → approves → the subscriber is told and gets the last item; deny for another.
 #[tokio::test]
 async fn authorize_flow_approve_and_deny() {
     let t = server_with(&["juliet", "romeo", "paris"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
-    let mut paris = t.login("paris", "pw", "church").await;
+    let mut romeo = available(&t, "romeo", "orchard").await;
+    let mut paris = available(&t, "paris", "church").await;
     // No configuration: the service default is authorize (XEP-0207 §8).
     create(&mut juliet, "heart", &[]).await;
     let item = publish(&mut juliet, "heart", None, "Deny thy father").await;
@@ -491,7 +556,7 @@ async fn items_paged_with_rsm() {
 async fn retract_purge_delete_and_errors() {
     let t = server_with(&["juliet", "romeo"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut romeo = available(&t, "romeo", "orchard").await;
     create(&mut juliet, "vows", &[("pubsub#access_model", "open")]).await;
     ok(&subscribe(&mut romeo, "vows", "romeo@localhost").await);
     publish(&mut juliet, "vows", Some("v1"), "Swear not").await;
@@ -630,7 +695,7 @@ fn get_xml(id: &str, ns: &str, body: &str) -> String {
 async fn owner_configuration() {
     let t = server_with(&["juliet", "romeo"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut romeo = available(&t, "romeo", "orchard").await;
 
     let instant = juliet
         .request(&request_xml("i1", PUBSUB, "<create/>"))
@@ -762,8 +827,8 @@ async fn publish_options_preconditions() {
 async fn subscription_options_unsubscribe_and_itemreply() {
     let t = server_with(&["juliet", "romeo", "nurse"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
-    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    let mut romeo = available(&t, "romeo", "orchard").await;
+    let mut nurse = available(&t, "nurse", "chamber").await;
     create(
         &mut juliet,
         "verse",
@@ -921,8 +986,8 @@ async fn show_values_limit_notifications_to_the_presence_states_asked_for() {
 async fn owner_manages_subscriptions_and_pending() {
     let t = server_with(&["juliet", "romeo", "paris"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
-    let mut paris = t.login("paris", "pw", "church").await;
+    let mut romeo = available(&t, "romeo", "orchard").await;
+    let mut paris = available(&t, "paris", "church").await;
     create(&mut juliet, "ball", &[]).await;
     ok(&subscribe(&mut paris, "ball", "paris@localhost").await);
     juliet.recv().await; // the authorization form
@@ -1122,7 +1187,7 @@ async fn an_owners_management_counts_against_its_broadcast_rate() {
         t.add_user(user, "pw").await;
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let mut romeo = available(&t, "romeo", "orchard").await;
     create(&mut juliet, "ball", &[]).await;
     let member = "<affiliations node='ball'><affiliation jid='romeo@localhost' affiliation='member'/></affiliations>";
     ok(&juliet.request(&request_xml("ma", OWNER, member)).await);

@@ -133,6 +133,9 @@ async fn a_block_that_fails_to_commit_blocks_nobody() {
 #[tokio::test]
 async fn a_publish_that_fails_to_commit_is_neither_kept_nor_notified() {
     let (_t, store, mut juliet, mut romeo) = two_users().await;
+    // Available: a notification for the bare JID is a message (RFC 6121 §8.5.2.1.1).
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
     ok(&juliet.request(&create_open("moments")).await);
     ok(&romeo.request(&subscribe("s")).await);
 

@@ -766,6 +766,11 @@ async fn blocking_reaches_pubsub_and_owners_cannot_subscribe_strangers() {
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "orchard").await;
     let mut nurse = t.login("nurse", "pw", "kitchen").await;
+    // Available: a notification for the bare JID is a message (RFC 6121 §8.5.2.1.1).
+    for c in [&mut juliet, &mut nurse] {
+        c.send("<presence xmlns='jabber:client'/>").await;
+        recv_until(c, |el| el.name() == "presence").await;
+    }
     let create = format!(
         "<iq xmlns='jabber:client' type='set' id='c' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><create node='square'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field><field var='pubsub#publish_model'><value>open</value></field></x></configure></pubsub></iq>"
     );

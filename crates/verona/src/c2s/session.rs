@@ -494,14 +494,9 @@ impl Connection {
             let text = "this server does not federate (see [s2s] listen)";
             return self.answer(el, StanzaError::RemoteServerNotFound, Some(text));
         }
+        // What the component or the other server does not take bounces to the sender.
         let bytes = Bytes::from(verona_stream::element_bytes(el));
-        if self.shared.router.deliver(&to, bytes) == 0 && component {
-            self.answer(
-                el,
-                StanzaError::ServiceUnavailable,
-                Some("the component is not connected"),
-            );
-        }
+        self.shared.router.deliver(&to, bytes);
     }
 
     /// A stanza for one session; RFC 6121 §8.5.3.2.1: a message for an unavailable resource

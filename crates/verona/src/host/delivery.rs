@@ -99,7 +99,16 @@ impl ServicesTask {
                     self.charge_answer(to, bytes);
                 }
                 let Some(classic) = classic else {
-                    (self.router).deliver_all(outgoing.into_iter().map(|out| (out.to, out.stanza)));
+                    // A notification is a message (RFC 6121 §8.5.2.1.1). A form for the
+                    // owners goes to every session, as a presence node's does to a native
+                    // one (DESIGN §3); the last items a subscription brings are part of the
+                    // answer to it.
+                    let reach = match effect {
+                        Effect::Notify(_) => Reach::Messages,
+                        _ => Reach::Connected,
+                    };
+                    let outgoing = outgoing.into_iter().map(|out| (out.to, out.stanza));
+                    self.router.deliver_all(outgoing, reach);
                     continue;
                 };
                 // Last items come as one message per item, all to one recipient; the classic
@@ -237,7 +246,8 @@ impl ServicesTask {
     }
 
     /// DESIGN §2: a notification of a message node (seed Ex. 18–20) for a subscriber with no
-    /// session is kept for it (XEP-0160), as a message to it would be.
+    /// session to take it (by bare JID: none available with a non-negative priority) is kept
+    /// for it (XEP-0160), as a message to it would be.
     fn keep_for_the_absent(&self, context: &ServiceContext, effect: &Effect) {
         let Effect::Notify(notification) = effect else {
             return;
@@ -245,9 +255,8 @@ impl ServicesTask {
         if !verona_pubsub_xmpp::carries_message(notification) {
             return;
         }
-        let absent = self
-            .router
-            .unreachable(notification.recipients.iter().map(|r| &r.jid));
+        let recipients = notification.recipients.iter().map(|r| &r.jid);
+        let absent = self.router.unreachable(recipients, Reach::Messages);
         if absent.is_empty() {
             return;
         }
@@ -281,9 +290,8 @@ impl ServicesTask {
         let Effect::Notify(notification) = effect else {
             return None;
         };
-        let unreachable = self
-            .router
-            .unreachable(notification.recipients.iter().map(|r| &r.jid));
+        let recipients = notification.recipients.iter().map(|r| &r.jid);
+        let unreachable = self.router.unreachable(recipients, Reach::Connected);
         // The usual fan-out reaches everyone: no copy of the recipients then.
         if unreachable.is_empty() {
             return None;

@@ -327,7 +327,10 @@ impl ServicesTask {
     /// Sends an answer on to the server it is addressed to (or its component).
     fn send_answer_away(&self, from: FullJid, to: &Jid, stanza: Element, done: &mut Vec<Done>) {
         let bytes = Bytes::from(verona_stream::element_bytes(&stanza));
-        if self.router.deliver(to, bytes) == 0 {
+        // A component's domain bounces what it does not take itself.
+        if self.router.deliver(to, bytes) == 0
+            && !self.router.is_component_domain(to.domain().as_str())
+        {
             let why = Some("the server it is addressed to cannot be reached from here");
             let reply = error_reply(&stanza, StanzaError::RemoteServerNotFound, why);
             done.push(Done::reply(from, reply));

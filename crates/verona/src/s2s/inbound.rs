@@ -61,10 +61,9 @@ pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, send
         .contains_key(to.domain().as_str())
     {
         pubsub.settled().await;
+        // What it does not take bounces to the sender.
         let bytes = Bytes::from(verona_stream::element_bytes(&el));
-        if shared.router.deliver(&to, bytes) == 0 {
-            answer(shared, &el, StanzaError::ServiceUnavailable);
-        }
+        shared.router.deliver(&to, bytes);
         return;
     }
     if let Some(account) = &local_account
@@ -250,7 +249,11 @@ impl Senders {
 /// A component's stanza for another component or another server.
 fn relay_on(shared: &Shared, el: &Element, to: &Jid) {
     let bytes = Bytes::from(verona_stream::element_bytes(el));
-    if shared.router.deliver(to, bytes) == 0 && shared.federation.is_none() {
+    // A component's domain bounces what it does not take, as another server's does.
+    if shared.router.deliver(to, bytes) == 0
+        && shared.federation.is_none()
+        && !shared.router.is_component_domain(to.domain().as_str())
+    {
         answer(shared, el, StanzaError::RemoteServerNotFound);
     }
 }

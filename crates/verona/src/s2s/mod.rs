@@ -15,10 +15,9 @@ pub(crate) mod stream;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use hickory_resolver::TokioResolver;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -27,7 +26,7 @@ use verona_stream::{Limits, Wire};
 
 use crate::config::{Config, S2sConfig};
 use crate::router::Router;
-use crate::xml::{StanzaError, error_reply};
+use crate::xml::StanzaError;
 
 pub use incoming::serve;
 
@@ -227,8 +226,6 @@ pub struct Federation {
     down: Mutex<HashMap<String, Down>>,
     /// Incoming streams that proved each remote domain, while they last.
     incoming: Mutex<HashMap<String, usize>>,
-    /// Where the bounces of what rooms sent go (see [`Federation::bounce_rooms_to`]).
-    room_bounces: OnceLock<(String, mpsc::Sender<minidom::Element>)>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -297,7 +294,6 @@ impl Federation {
             caps_asked: Mutex::default(),
             down: Mutex::default(),
             incoming: Mutex::default(),
-            room_bounces: OnceLock::new(),
             shutdown,
         });
         router.federate(federation.clone());
@@ -556,36 +552,10 @@ impl Federation {
         }
     }
 
-    /// The bounces of what the rooms at `rooms` (`chat.<domain>`) sent go to `to` rather than
-    /// to a session: a room learns that way that an occupant of another server cannot be
-    /// reached (XEP-0045 333).
-    pub fn bounce_rooms_to(&self, rooms: String, to: mpsc::Sender<minidom::Element>) {
-        let _ = self.room_bounces.set((rooms, to));
-    }
-
-    /// Tells the local sender of `stanza` that it could not be delivered. The error names
-    /// only what the stanza's start tag says, so that is all that is parsed: bouncing a large
-    /// notification to many costs no copy of its payload.
+    /// Tells the local sender of `stanza` that it could not be delivered.
     fn bounce(&self, stanza: &Wire, error: StanzaError) {
-        let Some(el) = stream::start_tag_element(&stream::top_tag(stanza)) else {
-            return;
-        };
-        let (Some(reply), Some(router)) = (error_reply(&el, error, None), self.router.upgrade())
-        else {
-            return;
-        };
-        let Some(to) = reply.attr("to").and_then(|to| jid::Jid::new(to).ok()) else {
-            return;
-        };
-        if let Some((rooms, bounces)) = self.room_bounces.get()
-            && to.domain().as_str() == rooms
-        {
-            // Full: the room hears of the next bounce instead.
-            let _ = bounces.try_send(reply);
-            return;
-        }
-        if self.hosts(to.domain().as_str()) {
-            router.deliver(&to, Bytes::from(verona_stream::element_bytes(&reply)));
+        if let Some(router) = self.router.upgrade() {
+            router.bounce(stanza, error, None);
         }
     }
 }

@@ -1651,7 +1651,7 @@ impl ServicesTask {
                     (to, message)
                 })
             });
-        self.router.deliver_all(copies);
+        self.router.deliver_all(copies, Reach::Connected);
         let native = Arc::clone(&classic.native);
         hosted.classic.keep(classic);
         if native.is_empty() {
@@ -1697,7 +1697,7 @@ impl ServicesTask {
                 };
                 (out.to, stanza)
             });
-        self.router.deliver_all(copies);
+        self.router.deliver_all(copies, Reach::Connected);
     }
 }
 
