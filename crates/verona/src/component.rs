@@ -120,11 +120,12 @@ async fn serve_stanzas(
         tokio::select! {
             event = stream.next() => match event.map_err(lost)? {
                 StreamEvent::Stanza(el) if matches!(el.name(), "message" | "presence" | "iq") && el.ns() == ns::COMPONENT => {
-                    let from = el.attr("from").and_then(|f| jid::Jid::new(f).ok());
+                    // Read as dispatch reads it: the domain checked is the one stamped.
+                    let from = el.attr("from").and_then(|f| crate::jids::parse(f).ok());
                     if from.as_ref().is_none_or(|f| f.domain().as_str() != domain) {
                         return Err((Some(StreamError::InvalidFrom), format!("a stanza not from {domain}")));
                     }
-                    if el.attr("to").and_then(|t| jid::Jid::new(t).ok()).is_none() {
+                    if el.attr("to").and_then(|t| crate::jids::parse(t).ok()).is_none() {
                         return Err((Some(StreamError::ImproperAddressing), "a stanza without to".into()));
                     }
                     if let Some(el) = stream::from_namespace(&el, ns::COMPONENT) {

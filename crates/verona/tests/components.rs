@@ -481,3 +481,42 @@ async fn public_reads_are_answered_to_bare_senders() {
         assert_eq!(condition, Some("forbidden"), "{}", show(&last));
     }
 }
+
+/// A component's sender written with its domain's final dot or in capitals (RFC 7622 §3.2:
+/// the same JID) is its own, and reaches users written as the domain is; another domain so
+/// written is still another domain. Before, `nurse@gateway.localhost./r` and
+/// `gateway.localhost./r` reached users as written (a contact they do not know), and
+/// `nurse@gateway.localhost.` ended the stream (identity audit F2).
+#[tokio::test]
+async fn a_components_senders_are_written_as_the_domain_is() {
+    let server = server().await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv().await;
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    for (n, (from, written)) in [
+        ("nurse@gateway.localhost./r", "nurse@gateway.localhost/r"),
+        ("gateway.localhost./r", "gateway.localhost/r"),
+        ("nurse@gateway.localhost.", "nurse@gateway.localhost"),
+        ("Nurse@GATEWAY.localhost./r", "nurse@gateway.localhost/r"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("h{n}");
+        gateway
+            .send(&format!("<message from='{from}' to='juliet@localhost./balcony' type='headline' id='{id}'><body>Madam!</body></message>"))
+            .await;
+        let got = juliet.recv().await;
+        assert_eq!(got.attr("id"), Some(id.as_str()), "{}", show(&got));
+        assert_eq!(got.attr("from"), Some(written), "{}", show(&got));
+        assert_eq!(got.attr("to"), Some("juliet@localhost/balcony"));
+    }
+    gateway
+        .send("<message from='nurse@localhost./r' to='juliet@localhost' type='headline'><body>forged</body></message>")
+        .await;
+    let error = gateway.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("invalid-from"));
+    juliet.expect_nothing().await;
+}
