@@ -60,7 +60,13 @@ fn handshake(stream_id: &str, secret: &str) -> String {
 async fn run(shared: &Shared, stream: &mut Stream) -> Result<String, Failure> {
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let header = stream.header_within(setup).await.map_err(lost)?;
+    // Looked up as the domain it names (`GW.capulet.lit.` is gw.capulet.lit), as the
+    // configured names were normalised.
     let domain = header.to.clone().unwrap_or_default();
+    let domain = crate::jids::parse_bare(&domain)
+        .ok()
+        .filter(|jid| jid.node().is_none())
+        .map_or(domain, |jid| jid.to_string());
     let id = random_id();
     let opening = format!(
         "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' from='{}' id='{id}'>",

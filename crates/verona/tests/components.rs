@@ -520,3 +520,31 @@ async fn a_components_senders_are_written_as_the_domain_is() {
     assert_eq!(stream_error(&error).as_deref(), Some("invalid-from"));
     juliet.expect_nothing().await;
 }
+
+/// `[components.secrets]` names a domain as JIDs compare it: a key written in capitals is
+/// that domain, which the component connects as in whichever case, and which users reach.
+/// Before, the key was kept as written: the component authenticated only as written, and
+/// users' stanzas, addressed to the domain in lower case, never reached it (identity audit
+/// F3).
+#[tokio::test]
+async fn a_components_configured_domain_is_the_domain_it_names() {
+    let server = TestServer::start_with(|config| {
+        config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // As the server's file gives it.
+        let file = "[components.secrets]\n\"Gw3.Localhost\" = \"s3cr3t\"\n";
+        let read = verona::config::Config::parse(file).unwrap();
+        config.components.secrets = read.components.secrets;
+    })
+    .await;
+    server.add_user("juliet", "pw").await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    let mut gateway = Component::open(&server, "gw3.localhost").await;
+    let answer = gateway.handshake("s3cr3t").await;
+    assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
+    juliet
+        .send("<message xmlns='jabber:client' to='nurse@gw3.localhost' id='m1'><body>Nurse?</body></message>")
+        .await;
+    let got = gateway.element().await;
+    assert_eq!(got.attr("id"), Some("m1"), "{}", show(&got));
+    assert_eq!(got.attr("to"), Some("nurse@gw3.localhost"));
+}
