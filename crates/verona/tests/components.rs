@@ -522,7 +522,7 @@ async fn a_components_senders_are_written_as_the_domain_is() {
 }
 
 /// `[components.secrets]` names a domain as JIDs compare it: a key written in capitals is
-/// that domain, which the component connects as in whichever case, and which users reach.
+/// that domain, which the component connects as however it spells it, and which users reach.
 /// Before, the key was kept as written: the component authenticated only as written, and
 /// users' stanzas, addressed to the domain in lower case, never reached it (identity audit
 /// F3).
@@ -538,7 +538,8 @@ async fn a_components_configured_domain_is_the_domain_it_names() {
     .await;
     server.add_user("juliet", "pw").await;
     let mut juliet = server.login("juliet", "pw", "balcony").await;
-    let mut gateway = Component::open(&server, "gw3.localhost").await;
+    // Connecting as the domain in another spelling is connecting as the domain.
+    let mut gateway = Component::open(&server, "GW3.localhost.").await;
     let answer = gateway.handshake("s3cr3t").await;
     assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
     juliet
