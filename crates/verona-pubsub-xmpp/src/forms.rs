@@ -14,6 +14,7 @@ use verona_pubsub::{
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType, Option_};
 
 use crate::errors::Error;
+use crate::jids;
 use crate::ns;
 
 /// A node configuration as a form: with the service, a `form` for the owner to fill in, whose
@@ -192,7 +193,7 @@ pub(crate) fn read_node_config(
         match var {
             "pubsub#publisher" => {
                 for value in values {
-                    let jid = BareJid::new(value).map_err(|_| PubsubError::InvalidField {
+                    let jid = jids::parse_bare(value).map_err(|_| PubsubError::InvalidField {
                         var: var.to_owned(),
                     })?;
                     submission.publishers.push(jid);
@@ -386,7 +387,7 @@ pub(crate) fn read_authorization(form: &DataForm) -> Result<AuthorizationAnswer,
         match var {
             "pubsub#node" => node = value.to_owned(),
             "pubsub#subscriber_jid" | "pusub#subscriber_jid" => {
-                subscriber = Some(Jid::new(value).map_err(|_| PubsubError::InvalidJid)?);
+                subscriber = Some(jids::parse(value).map_err(|_| PubsubError::InvalidJid)?);
             }
             "pubsub#subid" if !value.is_empty() => subid = Some(value.to_owned()),
             "pubsub#allow" => allow = Some(boolean(value)?),

@@ -14,6 +14,7 @@
 mod disco;
 pub mod errors;
 mod forms;
+pub mod jids;
 mod ns;
 mod owner;
 mod publisher;

@@ -14,6 +14,7 @@ use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::rsm::SetQuery;
 
 use crate::errors::Error;
+use crate::jids;
 use crate::ns;
 use crate::xml::form_child;
 
@@ -341,7 +342,7 @@ fn parse_subscribe(subscribe: &Element, options: Option<&Element>) -> Result<Req
             let same_node = options.attr("node").is_none_or(|n| n == node);
             let same_jid = options
                 .attr("jid")
-                .is_none_or(|j| Jid::new(j).is_ok_and(|j| j == jid));
+                .is_none_or(|j| jids::parse(j).is_ok_and(|j| j == jid));
             if !(same_node && same_jid) {
                 return Err(Error::BadRequest);
             }
@@ -527,7 +528,7 @@ fn node(element: &Element) -> String {
 
 fn subscriber_jid(element: &Element) -> Result<Jid, Error> {
     let jid = element.attr("jid").ok_or(Error::JidRequired)?;
-    Jid::new(jid).map_err(|_| PubsubError::InvalidJid.into())
+    jids::parse(jid).map_err(|_| PubsubError::InvalidJid.into())
 }
 
 #[cfg(test)]

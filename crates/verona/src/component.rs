@@ -60,7 +60,13 @@ fn handshake(stream_id: &str, secret: &str) -> String {
 async fn run(shared: &Shared, stream: &mut Stream) -> Result<String, Failure> {
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let header = stream.header_within(setup).await.map_err(lost)?;
+    // Looked up as the domain it names (`GW.capulet.lit.` is gw.capulet.lit), as the
+    // configured names were normalised.
     let domain = header.to.clone().unwrap_or_default();
+    let domain = crate::jids::parse_bare(&domain)
+        .ok()
+        .filter(|jid| jid.node().is_none())
+        .map_or(domain, |jid| jid.to_string());
     let id = random_id();
     let opening = format!(
         "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' from='{}' id='{id}'>",
@@ -120,11 +126,12 @@ async fn serve_stanzas(
         tokio::select! {
             event = stream.next() => match event.map_err(lost)? {
                 StreamEvent::Stanza(el) if matches!(el.name(), "message" | "presence" | "iq") && el.ns() == ns::COMPONENT => {
-                    let from = el.attr("from").and_then(|f| jid::Jid::new(f).ok());
+                    // Read as dispatch reads it: the domain checked is the one stamped.
+                    let from = el.attr("from").and_then(|f| crate::jids::parse(f).ok());
                     if from.as_ref().is_none_or(|f| f.domain().as_str() != domain) {
                         return Err((Some(StreamError::InvalidFrom), format!("a stanza not from {domain}")));
                     }
-                    if el.attr("to").and_then(|t| jid::Jid::new(t).ok()).is_none() {
+                    if el.attr("to").and_then(|t| crate::jids::parse(t).ok()).is_none() {
                         return Err((Some(StreamError::ImproperAddressing), "a stanza without to".into()));
                     }
                     if let Some(el) = stream::from_namespace(&el, ns::COMPONENT) {

@@ -543,6 +543,27 @@ const SERVER_PEP_NODES: usize = 2;
 /// start at once.
 pub const REMOTE_CONVERSATIONS_BURST: u32 = 10;
 
+/// `[components.secrets]` keyed by each domain written as JIDs compare it (RFC 7622: case, a
+/// final dot), as stanzas name it and the router looks it up: `Gw.Capulet.lit` is
+/// gw.capulet.lit, and `chat.capulet.lit.` is the server's own chat service, which `validate`
+/// then refuses. A key that is no domain is kept as written for `validate` to refuse; two keys
+/// for one domain are refused here.
+fn by_domain(
+    secrets: std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    let mut normalized = std::collections::BTreeMap::new();
+    for (domain, secret) in secrets {
+        let key = crate::jids::parse_bare(&domain)
+            .map_or_else(|_| domain.clone(), jid::BareJid::into_inner);
+        if normalized.insert(key, secret).is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "[components.secrets] {domain:?}: another key names the same domain"
+            )));
+        }
+    }
+    Ok(normalized)
+}
+
 impl Config {
     /// The file's settings over the defaults; `None` gives the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -570,6 +591,7 @@ impl Config {
             path: PathBuf::new(),
             source: Box::new(e),
         })?;
+        config.components.secrets = by_domain(std::mem::take(&mut config.components.secrets))?;
         config.validate()?;
         // Peers are compared as the IPv4 addresses they are, also when a `[::]` listener
         // heard them mapped into IPv6: so are the proxies named.
@@ -801,9 +823,9 @@ impl Config {
         Ok(())
     }
 
-    /// The domain in normalised form (stringprep'd, lower case).
+    /// The domain in normalised form (stringprep'd, lower case, without a final dot).
     pub fn normalized_domain(&self) -> String {
-        jid::BareJid::new(&self.domain)
+        crate::jids::parse_bare(&self.domain)
             .map(|j| j.domain().to_string())
             .unwrap_or_else(|_| self.domain.clone())
     }
@@ -994,6 +1016,43 @@ mod tests {
         assert!(c.compression.enabled);
         assert_eq!(c.limits.max_stanza_bytes, 65536);
         assert_eq!(c.limits.max_attributes, 64, "unset keys keep defaults");
+    }
+
+    #[test]
+    fn component_domains_are_compared_as_the_domains_they_name() {
+        let secrets = |keys: &[&str]| {
+            let table: String = keys.iter().map(|k| format!("\"{k}\" = \"s\"\n")).collect();
+            Config::parse(&format!(
+                "domain = 'localhost'\n[components.secrets]\n{table}"
+            ))
+        };
+        for ours in [
+            "LOCALHOST",
+            "localhost.",
+            "chat.localhost.",
+            "Chat.Localhost",
+            "PUBSUB.localhost.",
+        ] {
+            assert!(
+                matches!(secrets(&[ours]), Err(ConfigError::Invalid(_))),
+                "{ours}"
+            );
+        }
+        let c = secrets(&["Gw3.Localhost"]).unwrap();
+        assert_eq!(
+            c.components.secrets.keys().collect::<Vec<_>>(),
+            ["gw3.localhost"]
+        );
+        let c = secrets(&["gw.localhost."]).unwrap();
+        assert!(c.components.secrets.contains_key("gw.localhost"));
+        let twice = secrets(&["gw.localhost", "GW.localhost"]);
+        assert!(
+            matches!(&twice, Err(ConfigError::Invalid(why)) if why.contains("same domain")),
+            "{twice:?}"
+        );
+        let c = Config::parse("domain = 'capulet.lit.'").unwrap();
+        assert_eq!(c.normalized_domain(), "capulet.lit");
+        assert_eq!(c.rooms_jid(), "chat.capulet.lit");
     }
 
     #[test]

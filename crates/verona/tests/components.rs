@@ -561,3 +561,71 @@ async fn a_gone_components_occupants_leave_the_room() {
     let got = gateway.element().await;
     assert_eq!(got.attr("id"), Some("m1"), "{}", show(&got));
 }
+
+/// A component's sender written with its domain's final dot or in capitals (RFC 7622 §3.2:
+/// the same JID) is its own, and reaches users written as the domain is; another domain so
+/// written is still another domain. Before, `nurse@gateway.localhost./r` and
+/// `gateway.localhost./r` reached users as written (a contact they do not know), and
+/// `nurse@gateway.localhost.` ended the stream (identity audit F2).
+#[tokio::test]
+async fn a_components_senders_are_written_as_the_domain_is() {
+    let server = server().await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv().await;
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    assert!(gateway.handshake("s3cr3t").await.is("handshake", COMPONENT));
+    for (n, (from, written)) in [
+        ("nurse@gateway.localhost./r", "nurse@gateway.localhost/r"),
+        ("gateway.localhost./r", "gateway.localhost/r"),
+        ("nurse@gateway.localhost.", "nurse@gateway.localhost"),
+        ("Nurse@GATEWAY.localhost./r", "nurse@gateway.localhost/r"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("h{n}");
+        gateway
+            .send(&format!("<message from='{from}' to='juliet@localhost./balcony' type='headline' id='{id}'><body>Madam!</body></message>"))
+            .await;
+        let got = juliet.recv().await;
+        assert_eq!(got.attr("id"), Some(id.as_str()), "{}", show(&got));
+        assert_eq!(got.attr("from"), Some(written), "{}", show(&got));
+        assert_eq!(got.attr("to"), Some("juliet@localhost/balcony"));
+    }
+    gateway
+        .send("<message from='nurse@localhost./r' to='juliet@localhost' type='headline'><body>forged</body></message>")
+        .await;
+    let error = gateway.element().await;
+    assert_eq!(stream_error(&error).as_deref(), Some("invalid-from"));
+    juliet.expect_nothing().await;
+}
+
+/// `[components.secrets]` names a domain as JIDs compare it: a key written in capitals is
+/// that domain, which the component connects as however it spells it, and which users reach.
+/// Before, the key was kept as written: the component authenticated only as written, and
+/// users' stanzas, addressed to the domain in lower case, never reached it (identity audit
+/// F3).
+#[tokio::test]
+async fn a_components_configured_domain_is_the_domain_it_names() {
+    let server = TestServer::start_with(|config| {
+        config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // As the server's file gives it.
+        let file = "[components.secrets]\n\"Gw3.Localhost\" = \"s3cr3t\"\n";
+        let read = verona::config::Config::parse(file).unwrap();
+        config.components.secrets = read.components.secrets;
+    })
+    .await;
+    server.add_user("juliet", "pw").await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    // Connecting as the domain in another spelling is connecting as the domain.
+    let mut gateway = Component::open(&server, "GW3.localhost.").await;
+    let answer = gateway.handshake("s3cr3t").await;
+    assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
+    juliet
+        .send("<message xmlns='jabber:client' to='nurse@gw3.localhost' id='m1'><body>Nurse?</body></message>")
+        .await;
+    let got = gateway.element().await;
+    assert_eq!(got.attr("id"), Some("m1"), "{}", show(&got));
+    assert_eq!(got.attr("to"), Some("nurse@gw3.localhost"));
+}

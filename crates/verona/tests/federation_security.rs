@@ -1114,3 +1114,36 @@ async fn a_vcard_is_answered_to_a_remote_bare_jid() {
         assert_eq!(name.as_deref(), Some("Juliet"), "{}", show(&card));
     }
 }
+
+/// Another server's sender written with its domain's final dot (RFC 7622 §3.2: the same JID)
+/// reaches users written as the domain the stream checked, as do its recipients; before,
+/// `romeo@fake.lit./r` and `fake.lit./r` were delivered as written (a contact the user does
+/// not know), and `romeo@fake.lit.` ended the stream with `invalid-from` (identity audit F2).
+#[tokio::test]
+async fn another_servers_senders_are_written_as_their_domain_is() {
+    let (listener, capulet, _montague) = capulet_montague_and_fake(|_| {}).await;
+    let mut juliet = available(&capulet, "juliet").await;
+    let (mut fake, _answers) = fake_server(&capulet, &listener).await;
+    for (n, (from, written)) in [
+        ("romeo@fake.lit./r", "romeo@fake.lit/r"),
+        ("fake.lit./r", "fake.lit/r"),
+        ("romeo@fake.lit.", "romeo@fake.lit"),
+        ("Romeo@FAKE.lit./r", "romeo@fake.lit/r"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fake.send(&format!(
+            "<message from='{from}' to='juliet@capulet.lit./here' type='headline' id='h{n}'><body>hark</body></message>"
+        ))
+        .await;
+        let got = next_message(&mut juliet).await;
+        let sent: Element = format!(
+            "<message xmlns='{NS_CLIENT}' from='{written}' to='juliet@capulet.lit/here' type='headline' id='h{n}'><body>hark</body></message>"
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(got, sent, "{}", show(&got));
+    }
+    juliet.expect_nothing().await;
+}

@@ -5089,3 +5089,61 @@ async fn an_owners_configuration_changes_count_against_its_broadcast_rate() {
     }
     nurse.expect_nothing().await;
 }
+
+/// A JID an owner writes with its domain's final dot (RFC 7622 §3.2: the same JID) is the
+/// account's: a ban keeps it out, a membership lets it into a members-only room, an admin
+/// named in the configuration form is that account, and each list shows it as the account.
+/// Before, each was kept as written and matched no one (identity audit F1).
+#[tokio::test]
+async fn affiliations_given_to_a_jid_with_a_final_dot_are_the_accounts() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "nurse", "tybalt", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    let configure = owner_iq(
+        "c",
+        "<x xmlns='jabber:x:data' type='submit'>\
+           <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+           <field var='muc#roomconfig_membersonly'><value>1</value></field>\
+           <field var='muc#roomconfig_roomadmins'><value>juliet@localhost.</value></field>\
+         </x>",
+    );
+    ok(&romeo.request(&configure).await);
+    ok(&romeo
+        .request(&admin_iq(
+            "a",
+            "<item affiliation='outcast' jid='tybalt@localhost.'/>\
+             <item affiliation='member' jid='nurse@localhost.'/>",
+        ))
+        .await);
+    let list = |id: &str, affiliation: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='{ROOM}'><query xmlns='{MUC_ADMIN}'><item affiliation='{affiliation}'/></query></iq>"
+        )
+    };
+    for (affiliation, jid) in [
+        ("outcast", "tybalt@localhost"),
+        ("member", "nurse@localhost"),
+        ("admin", "juliet@localhost"),
+    ] {
+        let listed = romeo.request(&list(affiliation, affiliation)).await;
+        assert_eq!(
+            query_attrs(&listed, MUC_ADMIN, "jid"),
+            [jid],
+            "{affiliation}"
+        );
+    }
+
+    let mut tybalt = t.login("tybalt", "pw", "street").await;
+    tybalt.send(&join("Tybalt")).await;
+    let refused = recv_until(&mut tybalt, |el| el.name() == "presence").await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    nurse.send(&join("Nurse")).await;
+    let (presences, _, _) = entered(&mut nurse).await;
+    let own = presences.last().expect("the nurse's own presence");
+    assert!(statuses(own).contains(&"110".to_owned()), "{}", show(own));
+}

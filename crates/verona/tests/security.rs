@@ -1662,3 +1662,110 @@ async fn new_connections_per_address_are_limited_over_time() {
         "another address is not limited"
     );
 }
+
+/// The `(jid, name)` of each `<item/>` of a reply's `<query xmlns='{ns}'/>` or other child.
+fn listed(reply: &Element, child: &str, ns: &str) -> Vec<(String, Option<String>)> {
+    reply
+        .get_child(child, ns)
+        .into_iter()
+        .flat_map(|list| list.children())
+        .map(|item| {
+            let attr = |name| item.attr(name).map(str::to_owned);
+            (attr("jid").unwrap_or_default(), attr("name"))
+        })
+        .collect()
+}
+
+/// A JID a client writes in a payload with its domain's final dot is the account's (RFC 7622
+/// §3.2): an archive query `with` it finds the conversation, a roster item set under both
+/// spellings is one item, a pubsub affiliation and a block apply to the account. Before, each
+/// was kept as written and matched no one (identity audit F1: a block, a ban or a roster item
+/// that did nothing, and two roster items for one contact).
+#[tokio::test]
+async fn a_jid_written_with_a_final_dot_is_the_account() {
+    const ROSTER: &str = "jabber:iq:roster";
+    const BLOCKING: &str = "urn:xmpp:blocking";
+    const MAM: &str = "urn:xmpp:mam:2";
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    t.add_user("nurse", "pw").await;
+
+    romeo
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@localhost' id='m1'><body>Lady!</body></message>")
+        .await;
+    recv_until(&mut juliet, |el| el.name() == "message").await;
+    let with = |jid: &str| {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field><field var='with'><value>{jid}</value></field></x>"
+        )
+    };
+    for jid in [
+        "romeo@localhost",
+        "romeo@localhost.",
+        "romeo@localhost./orchard",
+    ] {
+        let (found, fin) = mam_page(&mut juliet, None, &with(jid)).await;
+        ok(&fin);
+        assert_eq!(found.len(), 1, "with {jid}");
+    }
+
+    for (id, jid, name) in [
+        ("r1", "nurse@localhost.", "Dot"),
+        ("r2", "nurse@localhost", "Plain"),
+    ] {
+        let set = format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><query xmlns='{ROSTER}'><item jid='{jid}' name='{name}'/></query></iq>"
+        );
+        ok(&juliet.request(&set).await);
+    }
+    let roster = juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='get' id='r3'><query xmlns='{ROSTER}'/></iq>"
+        ))
+        .await;
+    let nurse: Vec<_> = listed(&roster, "query", ROSTER)
+        .into_iter()
+        .filter(|(jid, _)| jid.starts_with("nurse"))
+        .collect();
+    assert_eq!(
+        nurse,
+        [("nurse@localhost".to_owned(), Some("Plain".to_owned()))]
+    );
+
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' id='c' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><create node='square'/></pubsub></iq>"
+    );
+    ok(&juliet.request(&create).await);
+    let affiliate = format!(
+        "<iq xmlns='jabber:client' type='set' id='a' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}#owner'><affiliations node='square'><affiliation jid='romeo@localhost.' affiliation='publisher'/></affiliations></pubsub></iq>"
+    );
+    ok(&juliet.request(&affiliate).await);
+    let publish = format!(
+        "<iq xmlns='jabber:client' type='set' id='p' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><publish node='square'><item id='i'><p xmlns='urn:example'>hark</p></item></publish></pubsub></iq>"
+    );
+    ok(&romeo.request(&publish).await);
+
+    let block = format!(
+        "<iq xmlns='jabber:client' type='set' id='b'><block xmlns='{BLOCKING}'><item jid='romeo@localhost.'/></block></iq>"
+    );
+    ok(&juliet.request(&block).await);
+    let blocklist = format!(
+        "<iq xmlns='jabber:client' type='get' id='bl'><blocklist xmlns='{BLOCKING}'/></iq>"
+    );
+    let list = juliet.request(&blocklist).await;
+    assert_eq!(
+        listed(&list, "blocklist", BLOCKING),
+        [("romeo@localhost".to_owned(), None)]
+    );
+    // What the sets and the block pushed, kept or still arriving.
+    while tokio::time::timeout(QUIET, juliet.recv()).await.is_ok() {}
+    romeo
+        .send("<message xmlns='jabber:client' type='chat' to='juliet@localhost' id='m2'><body>Blocked?</body></message>")
+        .await;
+    juliet.expect_nothing().await;
+    let unblock = format!(
+        "<iq xmlns='jabber:client' type='set' id='u'><unblock xmlns='{BLOCKING}'><item jid='romeo@localhost.'/></unblock></iq>"
+    );
+    ok(&juliet.request(&unblock).await);
+    let list = juliet.request(&blocklist).await;
+    assert_eq!(listed(&list, "blocklist", BLOCKING), []);
+}

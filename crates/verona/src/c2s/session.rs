@@ -189,7 +189,7 @@ impl Connection {
         };
         let own = el
             .attr("to")
-            .is_none_or(|to| BareJid::new(to).is_ok_and(|to| to == session.jid.bare()));
+            .is_none_or(|to| crate::jids::parse_bare(to).is_ok_and(|to| to == session.jid.bare()));
         let presence = (el.name() == "presence" && el.attr("to").is_none())
             || (own && is_pep_request(&el) && publishes_presence(&el));
         if !presence {

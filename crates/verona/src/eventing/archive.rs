@@ -90,7 +90,9 @@ fn fields(query: mam::Query) -> Result<Query, String> {
         match field.var.as_deref().unwrap_or_default() {
             "FORM_TYPE" if value == NS => {}
             "FORM_TYPE" => return Err(format!("not a {NS} form: {value}")),
-            "with" => parsed.with = Some(Jid::new(value).map_err(|e| format!("with: {e}"))?),
+            "with" => {
+                parsed.with = Some(crate::jids::parse(value).map_err(|e| format!("with: {e}"))?)
+            }
             "start" => parsed.start = Some(time(value)?),
             // Up to the end of the instant it names, at the precision it is given (a client
             // asks with the stamps it was given, to the millisecond).

@@ -1,8 +1,8 @@
 //! XEP-0191 blocking as a view (DESIGN §2): a blocked JID is an outcast on every node of the
 //! user's PEP service; the blocklist is the outcast list of the `presence` node.
 
-use crate::jids::Bare;
-use jid::{BareJid, Jid};
+use crate::jids::{self, Bare};
+use jid::BareJid;
 use minidom::Element;
 
 use crate::xml::{BuilderExt, builder, ns};
@@ -25,7 +25,7 @@ pub fn parse_set(iq: &Element) -> Option<Command> {
     let jids = command
         .children()
         .filter(|c| c.is("item", ns::BLOCKING))
-        .map(|item| item.attr("jid").and_then(|jid| Jid::new(jid).ok()))
+        .map(|item| item.attr("jid").and_then(|jid| jids::parse(jid).ok()))
         .map(|jid| jid.map(|jid| jid.bare()))
         .collect::<Option<Vec<BareJid>>>()?;
     (!block || !jids.is_empty()).then_some(Command { block, jids })

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use jid::BareJid;
 use minidom::Element;
 
 use crate::xml::{BuilderExt, builder, ns};
@@ -129,7 +128,7 @@ pub fn sync(storage: &Element, items: &[(String, Element)], exists: bool) -> Vec
     for conference in storage.children().filter(|c| c.is("conference", LEGACY)) {
         let Some(room) = conference
             .attr("jid")
-            .and_then(|jid| jid.parse::<BareJid>().ok())
+            .and_then(|jid| crate::jids::parse_bare(jid).ok())
         else {
             continue;
         };

@@ -16,6 +16,7 @@ use verona_pubsub::{
     SubscriptionOptionField, SubscriptionOptions,
 };
 
+use crate::jids;
 use crate::xml::{BuilderExt, StanzaError, builder, error_reply, ns, set_attr, text_child};
 
 /// The subscription option naming an occupant's nick (Ex. 13).
@@ -260,7 +261,7 @@ pub fn admins_in(fields: &[ConfigField]) -> Option<BTreeSet<BareJid>> {
         ConfigField::Extra { var, values } if var == ADMINS => Some(
             values
                 .iter()
-                .filter_map(|value| BareJid::new(value).ok())
+                .filter_map(|value| jids::parse_bare(value).ok())
                 .collect(),
         ),
         _ => None,
@@ -537,7 +538,7 @@ pub fn voice_request(room: &BareJid, to: &Jid, jid: Option<&Jid>, nick: &str) ->
 pub fn destroyed(destroy: Option<&Element>) -> Element {
     let venue = destroy
         .and_then(|d| d.attr("jid"))
-        .and_then(|jid| BareJid::new(jid).ok());
+        .and_then(|jid| jids::parse_bare(jid).ok());
     let text = |name: &str| {
         destroy
             .and_then(|d| d.get_child(name, ns::MUC_OWNER))
@@ -559,7 +560,7 @@ pub fn decline(message: &Element) -> Option<(Jid, Option<String>)> {
     let decline = message
         .get_child("x", ns::MUC_USER)?
         .get_child("decline", ns::MUC_USER)?;
-    let to = Jid::new(decline.attr("to")?).ok()?;
+    let to = jids::parse(decline.attr("to")?).ok()?;
     let reason = decline.get_child("reason", ns::MUC_USER).map(Element::text);
     Some((to, reason))
 }
@@ -883,7 +884,7 @@ pub fn parse_config(form: &Element) -> Result<Vec<ConfigField>, String> {
             ADMINS => {
                 let admins = values
                     .iter()
-                    .map(|value| BareJid::new(value).map_err(|_| format!("{var}: {value}")))
+                    .map(|value| jids::parse_bare(value).map_err(|_| format!("{var}: {value}")))
                     .collect::<Result<BTreeSet<BareJid>, String>>()?;
                 fields.push(admins_field(&admins));
             }
@@ -990,7 +991,7 @@ pub fn invitees(message: &Element) -> Result<Vec<Invitee>, TooManyInvitees> {
         .flat_map(|x| x.children())
         .filter(|c| c.is("invite", ns::MUC_USER));
     for invite in invites {
-        let Some(to) = invite.attr("to").and_then(|to| Jid::new(to).ok()) else {
+        let Some(to) = invite.attr("to").and_then(|to| jids::parse(to).ok()) else {
             continue;
         };
         if invited

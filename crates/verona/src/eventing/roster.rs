@@ -61,7 +61,7 @@ pub fn parse_set(iq: &Element) -> Result<RosterSet, (StanzaError, &'static str)>
     };
     let contact = item
         .attr("jid")
-        .and_then(|jid| BareJid::new(jid).ok())
+        .and_then(|jid| crate::jids::parse_bare(jid).ok())
         .ok_or((StanzaError::BadRequest, "the item needs a bare JID"))?;
     if item.attr("subscription") == Some("remove") {
         return Ok(RosterSet::Remove { contact });

@@ -146,7 +146,7 @@ impl ServicesTask {
                 let kept: BTreeSet<BareJid> = admins
                     .iter()
                     .filter(|admin| *admin != account.as_str())
-                    .filter_map(|admin| BareJid::new(admin).ok())
+                    .filter_map(|admin| crate::jids::parse_bare(admin).ok())
                     .collect();
                 fields.push(eventing::groupchat::admins_field(&kept));
             }

@@ -262,7 +262,7 @@ impl ServicesTask {
         // the node's name alone: anyone may make a node of a room's name on `pubsub.<domain>`.
         let subid = form_field(stanza, &["pubsub#subid"]);
         let subscriber = form_field(stanza, &["pubsub#subscriber_jid", "pusub#subscriber_jid"])
-            .and_then(|jid| Jid::new(&jid).ok());
+            .and_then(|jid| crate::jids::parse(&jid).ok());
         let waits_on_domain = self.domain.as_ref().is_some_and(|hosted| {
             (hosted.service.subscriptions(&node))
                 .filter(|s| s.state == verona_pubsub::SubscriptionState::Pending)

@@ -25,12 +25,13 @@ use crate::xml::{StanzaError, error_reply, ns};
 /// `senders` are the stream's: each sender's stanzas are handled in order (RFC 6120 §10.1),
 /// those that go directly to sessions after those it sent through the services.
 pub(crate) async fn dispatch(shared: &Shared, mut el: Element, relay: bool, senders: &mut Senders) {
-    let parse = |attr: &str| el.attr(attr).and_then(|v| Jid::new(v).ok());
+    let parse = |attr: &str| el.attr(attr).and_then(|v| crate::jids::parse(v).ok());
     let (Some(from), Some(to)) = (parse("from"), parse("to")) else {
         return;
     };
-    // As the addresses were checked: `EVIL.LIT` or `evil.lit.` is evil.lit, and a client
-    // shown it as written would take it for another contact.
+    // As the addresses were checked, written canonically: `EVIL.LIT` or `evil.lit.` is
+    // evil.lit (also with a node and a resource), and a client shown it as written would take
+    // it for another contact.
     crate::xml::set_attr(&mut el, "from", from.as_str());
     crate::xml::set_attr(&mut el, "to", to.as_str());
     // RFC 6120 §8.2.3, as for clients: an iq of no known type is refused, not passed on.

@@ -349,7 +349,7 @@ fn dialback_pair(
         ));
     }
     let domain = |attr: &str| -> Option<String> {
-        let jid = jid::BareJid::new(el.attr(attr)?).ok()?;
+        let jid = crate::jids::parse_bare(el.attr(attr)?).ok()?;
         jid.node().is_none().then(|| jid.domain().to_string())
     };
     let (Some(remote), Some(local)) = (domain("from"), domain("to")) else {
@@ -374,7 +374,13 @@ fn dialback_pair(
 /// both addresses (RFC 6120 §8.1.1.2, §8.1.2.2).
 fn stanza_pair(el: &Element) -> Result<(String, String), Failure> {
     let domain = |attr: &str| -> Option<String> {
-        Some(jid::Jid::new(el.attr(attr)?).ok()?.domain().to_string())
+        // Read as dispatch reads it: the domain checked is the one stamped.
+        Some(
+            crate::jids::parse(el.attr(attr)?)
+                .ok()?
+                .domain()
+                .to_string(),
+        )
     };
     match (domain("from"), domain("to")) {
         (Some(from), Some(to)) => Ok((from, to)),

@@ -496,7 +496,7 @@ impl ServicesTask {
             .map(|config| {
                 groupchat::admins(config)
                     .iter()
-                    .filter_map(|admin| BareJid::new(admin).ok())
+                    .filter_map(|admin| crate::jids::parse_bare(admin).ok())
                     .collect()
             })
             .unwrap_or_default();
@@ -693,7 +693,7 @@ impl ServicesTask {
                         Some(Jid::from(occupant.jid.to_bare()))
                     };
                     let jid = match item.attr("jid") {
-                        Some(jid) => Jid::new(jid).ok(),
+                        Some(jid) => crate::jids::parse(jid).ok(),
                         None => named(),
                     };
                     let Some(jid) = jid else {
@@ -767,7 +767,7 @@ impl ServicesTask {
         if actor < RoomAffiliation::Owner {
             for (member, nick) in &nicks {
                 let registrant = groupchat::nick_owner(&config, nick)
-                    .and_then(|jid| Jid::new(jid).ok())
+                    .and_then(|jid| crate::jids::parse(jid).ok())
                     .into_iter();
                 let occupants = self.occupants_named(node, nick).into_iter().map(|o| o.jid);
                 let higher = registrant
@@ -846,7 +846,7 @@ impl ServicesTask {
                 .collect();
             let mut admins: BTreeSet<BareJid> = groupchat::admins(&config)
                 .iter()
-                .filter_map(|admin| BareJid::new(admin).ok())
+                .filter_map(|admin| crate::jids::parse_bare(admin).ok())
                 .collect();
             for (jid, affiliation) in &affiliations {
                 if *affiliation == RoomAffiliation::Admin {

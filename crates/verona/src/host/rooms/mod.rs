@@ -489,7 +489,7 @@ impl ServicesTask {
             .service
             .node_config(&node)
             .and_then(|config| groupchat::nick_owner(config, nick))
-            .and_then(|owner| Jid::new(owner).ok());
+            .and_then(|owner| crate::jids::parse(owner).ok());
         let Some(owner) = registered else {
             done.push(refuse("item-not-found"));
             return;

@@ -292,7 +292,9 @@ impl ServicesTask {
         // for another resource would outlive every session (an occupant nobody can end).
         let subscribes = pubsub.children().filter(|c| c.is("subscribe", ns::PUBSUB));
         for subscribe in subscribes {
-            let jid = subscribe.attr("jid").and_then(|jid| FullJid::new(jid).ok());
+            let jid = subscribe
+                .attr("jid")
+                .and_then(|jid| crate::jids::parse_full(jid).ok());
             if jid.as_ref() != Some(from) {
                 return Err(StanzaError::BadRequest);
             }
