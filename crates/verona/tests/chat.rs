@@ -81,6 +81,16 @@ async fn says_lines(juliet: &mut Client, romeo: &mut Client, n: usize) {
     }
 }
 
+/// The `<message/>` a message node's notification carries (seed Ex. 20).
+fn event_message(notification: &Element) -> &Element {
+    notification
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .and_then(|i| i.get_child("item", EVENT))
+        .and_then(|i| i.get_child("message", CLIENT))
+        .unwrap_or_else(|| panic!("no message in {}", show(notification)))
+}
+
 fn body(message: &Element) -> String {
     message
         .get_child("body", CLIENT)
@@ -749,12 +759,7 @@ async fn a_message_node_keeps_its_notifications_for_an_offline_subscriber() {
         }
     };
     assert!(kept.has_child("delay", DELAY), "{}", show(&kept));
-    let message = kept
-        .get_child("event", EVENT)
-        .and_then(|e| e.get_child("items", EVENT))
-        .and_then(|i| i.get_child("item", EVENT))
-        .and_then(|i| i.get_child("message", CLIENT))
-        .unwrap();
+    let message = event_message(&kept);
     assert_eq!(body(message), "wherefore art thou?");
     // Once: not again as the node's last item, now or at the next login.
     romeo.expect_nothing().await;
@@ -793,12 +798,7 @@ async fn a_message_node_keeps_its_notifications_for_a_subscriber_not_yet_availab
     );
     romeo.send("<presence xmlns='jabber:client'/>").await;
     let kept = recv_until(&mut romeo, |el| el.has_child("event", EVENT)).await;
-    let message = kept
-        .get_child("event", EVENT)
-        .and_then(|e| e.get_child("items", EVENT))
-        .and_then(|i| i.get_child("item", EVENT))
-        .and_then(|i| i.get_child("message", CLIENT))
-        .unwrap();
+    let message = event_message(&kept);
     assert_eq!(body(message), "wherefore art thou?");
 }
 
