@@ -389,6 +389,27 @@ async fn messages_cross_both_ways() {
     }
 }
 
+/// A delay is a server's word (XEP-0203): one a client puts in presence it directs to
+/// another server's user does not leave this server, where it would pass for its stamp.
+#[tokio::test]
+async fn a_clients_delay_in_directed_presence_does_not_leave() {
+    let pair = pair().await;
+    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    juliet
+        .send(
+            "<presence xmlns='jabber:client' to='romeo@montague.lit/orchard'><show>away</show>\
+               <delay xmlns='urn:xmpp:delay' from='capulet.lit' stamp='2001-01-01T00:00:00Z'/>\
+               <x xmlns='jabber:x:delay' from='capulet.lit' stamp='20010101T00:00:00'/>\
+             </presence>",
+        )
+        .await;
+    let got = next(&mut romeo, "presence").await;
+    assert_eq!(got.attr("from"), Some("juliet@capulet.lit/balcony"));
+    let children: Vec<(&str, String)> = got.children().map(|c| (c.name(), c.ns())).collect();
+    assert_eq!(children, [("show", CLIENT.to_owned())], "{}", show(&got));
+}
+
 /// Another server's user has a rate of kept messages too (`[limits]
 /// kept_messages_per_minute`, here a burst of 2): past it, its message bounces with
 /// `resource-constraint` and does not reach the local account.

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::route::{self, Route, is_pep_request, publishes_presence};
 use super::{Connection, End, State, fault, random_id};
 use crate::eventing::presence::{Farewell, SubscriptionKind, priority, show};
-use crate::eventing::{caps, chat};
+use crate::eventing::{caps, chat, presence};
 use crate::host::PubsubHandle;
 use crate::iq::{self, EndSessions, Target};
 use crate::router::{CloseReason, SessionEnds, SessionHandle};
@@ -495,8 +495,14 @@ impl Connection {
             return self.answer(el, StanzaError::RemoteServerNotFound, Some(text));
         }
         // What the component or the other server does not take bounces to the sender.
-        let bytes = Bytes::from(verona_stream::element_bytes(el));
-        self.shared.router.deliver(&to, bytes);
+        let bytes = if el.name() == "presence" && el.children().any(presence::is_delay) {
+            let mut el = el.clone();
+            presence::strip_delays(&mut el);
+            verona_stream::element_bytes(&el)
+        } else {
+            verona_stream::element_bytes(el)
+        };
+        self.shared.router.deliver(&to, Bytes::from(bytes));
     }
 
     /// A stanza for one session; RFC 6121 §8.5.3.2.1: a message for an unavailable resource
@@ -661,7 +667,7 @@ fn is_conversation_message(el: &Element) -> bool {
 fn strip_server_written(el: &mut Element, me: &FullJid, domain: &str) {
     match el.name() {
         "message" => chat::strip_forged(el, &Jid::from(me.clone()), domain),
-        "presence" => crate::eventing::presence::strip_delays(el),
+        "presence" => presence::strip_delays(el),
         _ => {}
     }
 }

@@ -333,11 +333,11 @@ pub fn vet_presence_publish(stanza: &mut Element, from: &FullJid) -> PresencePub
 
 /// Whether a presence's child is a delay (XEP-0203), which only a server writes: a client's,
 /// directed or broadcast, would pass for this server's.
-fn is_delay(child: &Element) -> bool {
+pub fn is_delay(child: &Element) -> bool {
     child.is("delay", ns::DELAY) || child.is("x", "jabber:x:delay")
 }
 
-/// A client's directed presence without delays ([`is_delay`]).
+/// A client's directed presence without delays ([`is_delay`]), to whatever domain it goes.
 pub fn strip_delays(presence: &mut Element) {
     if !presence.children().any(is_delay) {
         return;
