@@ -28,15 +28,6 @@ async fn server() -> TestServer {
     server
 }
 
-/// Logs in and sends initial presence (answered by the account's own presence).
-async fn online(server: &TestServer, user: &str, resource: &str) -> Client {
-    let mut client = server.login(user, "pw", resource).await;
-    client.send("<presence xmlns='jabber:client'/>").await;
-    let own = client.recv().await;
-    assert_eq!(own.name(), "presence", "{}", show(&own));
-    client
-}
-
 async fn enable_carbons(client: &mut Client) {
     let reply = client
         .request(&format!(
@@ -124,10 +115,10 @@ fn carbon(message: &Element) -> (&'static str, Element) {
 #[tokio::test]
 async fn chat_reaches_the_contact_with_an_archive_id_and_carbons_reach_other_resources() {
     let server = server().await;
-    let mut balcony = online(&server, "juliet", "balcony").await;
-    let mut chamber = online(&server, "juliet", "chamber").await;
-    let mut orchard = online(&server, "romeo", "orchard").await;
-    let mut garden = online(&server, "romeo", "garden").await;
+    let mut balcony = server.login_available("juliet", "pw", "balcony").await;
+    let mut chamber = server.login_available("juliet", "pw", "chamber").await;
+    let mut orchard = server.login_available("romeo", "pw", "orchard").await;
+    let mut garden = server.login_available("romeo", "pw", "garden").await;
     for client in [&mut chamber, &mut garden] {
         enable_carbons(client).await;
     }
@@ -194,7 +185,7 @@ async fn chat_reaches_the_contact_with_an_archive_id_and_carbons_reach_other_res
 #[tokio::test]
 async fn messages_for_an_offline_account_come_in_order_at_its_next_presence_once() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     for n in 1..=5 {
         juliet
             .send(&chat(
@@ -226,7 +217,7 @@ async fn messages_for_an_offline_account_come_in_order_at_its_next_presence_once
     romeo.expect_nothing().await;
     drop(romeo);
     // Delivered once: the next session gets none of them again.
-    let mut again = online(&server, "romeo", "garden").await;
+    let mut again = server.login_available("romeo", "pw", "garden").await;
     again.expect_nothing().await;
     // Emptied, then kept again: the next available presence finds the new one.
     again
@@ -299,9 +290,9 @@ fn with(jid: &str) -> String {
 #[tokio::test]
 async fn the_archive_pages_through_every_conversation_or_one() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
-    let mut nurse = online(&server, "nurse", "kitchen").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
+    let mut nurse = server.login_available("nurse", "pw", "kitchen").await;
     juliet.send(&chat("romeo@localhost", "1", "r1")).await;
     let first = stanza_id(&next_message(&mut romeo).await, "romeo@localhost");
     romeo.send(&chat("juliet@localhost", "2", "r2")).await;
@@ -399,8 +390,8 @@ async fn the_archive_pages_through_every_conversation_or_one() {
 #[tokio::test]
 async fn a_conversation_is_read_natively_by_its_parties_only() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     juliet.send(&chat("romeo@localhost", "1", "hello")).await;
     next_message(&mut romeo).await;
     let items = |id: &str| {
@@ -420,7 +411,7 @@ async fn a_conversation_is_read_natively_by_its_parties_only() {
     assert_eq!(body(message), "hello");
     assert_eq!(message.attr("from"), Some("juliet@localhost/balcony"));
     // A stranger reads nothing, writes nothing, and cannot take the node over.
-    let mut nurse = online(&server, "nurse", "kitchen").await;
+    let mut nurse = server.login_available("nurse", "pw", "kitchen").await;
     let reply = nurse.request(&items("i2")).await;
     assert_eq!(stanza_error(&reply).as_deref(), Some("forbidden"));
     let publish = format!(
@@ -480,7 +471,7 @@ async fn a_conversation_is_read_natively_by_its_parties_only() {
 async fn every_message_to_nobody_is_refused() {
     let server = TestServer::start_with(|config| config.limits.resident_services = 2_000).await;
     server.add_user("juliet", "pw").await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     for id in ["x1", "x2", "x3"] {
         juliet.send(&chat("tybalt@localhost", id, "hi")).await;
         let error = next_message(&mut juliet).await;
@@ -499,7 +490,7 @@ async fn every_message_to_nobody_is_refused() {
 #[tokio::test]
 async fn a_message_to_nobody_is_refused_and_a_deleted_account_takes_its_archive() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     juliet.send(&chat("tybalt@localhost", "x", "hi")).await;
     let error = next_message(&mut juliet).await;
     assert_eq!(error.attr("type"), Some("error"));
@@ -532,9 +523,9 @@ async fn a_message_to_nobody_is_refused_and_a_deleted_account_takes_its_archive(
 #[tokio::test]
 async fn a_deleted_account_leaves_the_other_party_her_archive() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
-    let mut nurse = online(&server, "nurse", "kitchen").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
+    let mut nurse = server.login_available("nurse", "pw", "kitchen").await;
     juliet.send(&chat("romeo@localhost", "1", "r1")).await;
     let old = stanza_id(&next_message(&mut romeo).await, "romeo@localhost");
     juliet.send(&chat("nurse@localhost", "2", "n1")).await;
@@ -611,8 +602,8 @@ async fn seed_example_18_and_19(juliet: &mut Client, subscribers: &[&str]) {
 #[tokio::test]
 async fn seed_examples_18_to_20() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "mobile").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "mobile").await;
     // As the seed has it: Juliet subscribes Romeo only; she is subscribed as the node's
     // creator who named its publishers, and gets her own message too (the seed's bcc).
     seed_example_18_and_19(&mut juliet, &["romeo@localhost"]).await;
@@ -722,8 +713,8 @@ async fn a_message_storage_refuses_is_not_delivered_and_bounces() {
     for user in ["juliet", "romeo"] {
         server.add_user(user, "pw").await;
     }
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     store.set(Writes::Fail);
     juliet
         .send(&chat("romeo@localhost", "lost", "not kept"))
@@ -748,7 +739,7 @@ async fn a_message_storage_refuses_is_not_delivered_and_bounces() {
 #[tokio::test]
 async fn a_message_node_keeps_its_notifications_for_an_offline_subscriber() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     seed_example_18_and_19(&mut juliet, &["romeo@localhost"]).await;
     let mut romeo = server.login("romeo", "pw", "mobile").await;
     romeo.send("<presence xmlns='jabber:client'/>").await;
@@ -776,7 +767,7 @@ async fn a_message_node_keeps_its_notifications_for_an_offline_subscriber() {
 #[tokio::test]
 async fn a_message_node_keeps_its_notifications_for_a_subscriber_not_yet_available() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     let mut romeo = server.login("romeo", "pw", "mobile").await;
     seed_example_18_and_19(&mut juliet, &["romeo@localhost"]).await;
     // What it got before a later iq to it is all it got before its presence.
@@ -811,8 +802,8 @@ async fn conversations_one_starts_are_bounded() {
     for user in ["juliet", "romeo", "nurse", "tybalt"] {
         server.add_user(user, "pw").await;
     }
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut tybalt = online(&server, "tybalt", "street").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut tybalt = server.login_available("tybalt", "pw", "street").await;
     for (to, id) in [("romeo@localhost", "1"), ("nurse@localhost", "2")] {
         juliet.send(&chat(to, id, "hello")).await;
     }
@@ -833,8 +824,8 @@ async fn conversations_one_starts_are_bounded() {
 #[tokio::test]
 async fn the_archive_keeps_more_than_memory_holds() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     says_lines(&mut juliet, &mut romeo, 30).await;
     let (results, _) = archive_page(&mut juliet, &with("romeo@localhost"), "").await;
     let expected: Vec<String> = (1..=30).map(|n| format!("line {n}")).collect();
@@ -878,8 +869,8 @@ async fn the_archive_is_bounded_in_bytes() {
     for user in ["juliet", "romeo"] {
         server.add_user(user, "pw").await;
     }
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     let padding = "x".repeat(1000);
     let lines: Vec<String> = (1..=10).map(|n| format!("line {n} {padding}")).collect();
     for (n, line) in lines.iter().enumerate() {
@@ -901,7 +892,7 @@ async fn the_archive_is_bounded_in_bytes() {
 #[tokio::test]
 async fn negative_priority_resources_take_no_bare_jid_messages() {
     let server = server().await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     let mut shy = server.login("juliet", "pw", "shy").await;
     shy.send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
         .await;
@@ -918,7 +909,7 @@ async fn negative_priority_resources_take_no_bare_jid_messages() {
     assert_eq!(named.attr("id"), Some("p2"));
     // A resource with priority 0 gets the kept message (p1) when it comes online, and the
     // next bare-JID message; the shy one still gets neither.
-    let mut open = online(&server, "juliet", "open").await;
+    let mut open = server.login_available("juliet", "pw", "open").await;
     let kept = next_message(&mut open).await;
     assert_eq!(kept.attr("id"), Some("p1"));
     romeo.send(&chat("juliet@localhost", "p3", "again")).await;
@@ -936,7 +927,7 @@ async fn negative_priority_resources_take_no_bare_jid_messages() {
 #[tokio::test]
 async fn raising_a_negative_priority_brings_the_kept_messages() {
     let server = server().await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     let mut shy = server.login("juliet", "pw", "shy").await;
     shy.send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
         .await;
@@ -971,8 +962,8 @@ async fn raising_a_negative_priority_brings_the_kept_messages() {
 #[tokio::test]
 async fn headlines_groupchat_and_directed_presence_follow_rfc_6121() {
     let server = server().await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
-    let mut open = online(&server, "juliet", "open").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
+    let mut open = server.login_available("juliet", "pw", "open").await;
     let mut shy = server.login("juliet", "pw", "shy").await;
     shy.send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
         .await;
@@ -1044,9 +1035,9 @@ async fn headlines_groupchat_and_directed_presence_follow_rfc_6121() {
 #[tokio::test]
 async fn a_block_stops_the_unavailable_after_directed_presence() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     for (blocker, sender) in [("juliet", "romeo"), ("romeo", "juliet")] {
-        let mut romeo = online(&server, "romeo", "orchard").await;
+        let mut romeo = server.login_available("romeo", "pw", "orchard").await;
         let (blocking, directing) = if blocker == "juliet" {
             (&mut juliet, &mut romeo)
         } else {
@@ -1086,7 +1077,7 @@ async fn a_block_stops_the_unavailable_after_directed_presence() {
 async fn the_command_line_deletes_an_accounts_conversations() {
     let server = server().await;
     let data_dir = server.dir.path().to_owned();
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     juliet.send(&chat("romeo@localhost", "1", "kept")).await;
     juliet.expect_nothing().await;
     drop(juliet);
@@ -1122,7 +1113,7 @@ async fn the_command_line_deletes_an_accounts_conversations() {
     romeo.send("<presence xmlns='jabber:client'/>").await;
     assert_eq!(romeo.recv().await.name(), "presence");
     // Juliet writes to the new Romeo: a new conversation, his archive holds only that.
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     juliet.send(&chat("romeo@localhost", "2", "after")).await;
     let got = next_message(&mut romeo).await;
     assert_eq!(got.attr("id"), Some("2"));
@@ -1148,8 +1139,8 @@ async fn kept_messages_are_limited_per_account() {
     for user in ["juliet", "romeo"] {
         server.add_user(user, "pw").await;
     }
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     for n in 0..3 {
         juliet
             .send(&chat(
@@ -1188,7 +1179,7 @@ async fn kept_messages_are_limited_per_account() {
     assert_eq!(body(&next_message(&mut juliet).await), "reply");
     // A new session of Juliet's does not start her over.
     drop(juliet);
-    let mut juliet = online(&server, "juliet", "garden").await;
+    let mut juliet = server.login_available("juliet", "pw", "garden").await;
     juliet
         .send(&chat("romeo@localhost/orchard", "m4", "again"))
         .await;
@@ -1210,8 +1201,8 @@ async fn kept_messages_are_limited_per_account() {
 #[tokio::test]
 async fn a_block_holds_for_native_publishes_too() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     juliet
         .send(&chat("romeo@localhost/orchard", "m0", "before"))
         .await;
@@ -1242,8 +1233,8 @@ async fn a_block_holds_for_native_publishes_too() {
 #[tokio::test]
 async fn the_archive_says_where_it_starts_and_ends() {
     let t = server().await;
-    let mut juliet = online(&t, "juliet", "balcony").await;
-    let mut romeo = online(&t, "romeo", "orchard").await;
+    let mut juliet = t.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = t.login_available("romeo", "pw", "orchard").await;
     let metadata =
         &format!("<iq xmlns='jabber:client' type='get' id='md'><metadata xmlns='{MAM}'/></iq>");
     let empty = romeo.request(metadata).await;
@@ -1282,8 +1273,8 @@ async fn the_archive_says_where_it_starts_and_ends() {
 #[tokio::test]
 async fn a_sessions_stanzas_arrive_in_the_order_sent() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     for round in 0..5 {
         let to = "romeo@localhost/orchard";
         juliet.send(&chat(to, &format!("{round}-1"), "first")).await;
@@ -1325,7 +1316,7 @@ async fn a_sessions_stanzas_arrive_in_the_order_sent() {
 #[tokio::test]
 async fn messages_that_do_something_are_kept_for_an_absent_party() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     let sent = [
         (
             "inv",
@@ -1377,8 +1368,8 @@ async fn messages_that_do_something_are_kept_for_an_absent_party() {
 #[tokio::test]
 async fn archive_queries_take_their_bounds_as_given() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
-    let mut romeo = online(&server, "romeo", "orchard").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
     says_lines(&mut juliet, &mut romeo, 3).await;
     let (all, _) = archive_page(&mut romeo, "", "").await;
     assert_eq!(all.len(), 3);
@@ -1428,7 +1419,7 @@ async fn archive_queries_take_their_bounds_as_given() {
 #[tokio::test]
 async fn kept_messages_reach_a_native_session_as_events() {
     let server = server().await;
-    let mut juliet = online(&server, "juliet", "balcony").await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
     // The conversation's event for Romeo, past his own presence's.
     async fn event(romeo: &mut Client) -> Element {
         loop {

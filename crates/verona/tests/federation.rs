@@ -71,14 +71,6 @@ async fn pair_with(adjust: impl FnOnce(&mut verona::config::Config)) -> Pair {
     Pair { capulet, montague }
 }
 
-async fn online(server: &TestServer, user: &str, resource: &str) -> Client {
-    let mut client = server.login(user, "pw", resource).await;
-    client.send("<presence xmlns='jabber:client'/>").await;
-    let own = client.recv().await;
-    assert_eq!(own.name(), "presence", "{}", show(&own));
-    client
-}
-
 /// The next stanza named `name`, skipping others (presence of the account's own resources).
 async fn next(client: &mut Client, name: &str) -> Element {
     loop {
@@ -103,8 +95,14 @@ fn error_condition(el: &Element) -> Option<String> {
 async fn a_remote_user_takes_part_in_a_room() {
     const MUC: &str = "http://jabber.org/protocol/muc";
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     let room = GARDEN;
     opens_garden(&mut juliet).await;
     romeo
@@ -158,8 +156,14 @@ async fn a_remote_occupants_flood_is_refused() {
         config.limits.broadcast_bytes_per_sec = 1;
     })
     .await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     romeo
         .send(&format!(
             "<presence xmlns='jabber:client' to='{ORCHARD}/Romeo'><x xmlns='{MUC}'/></presence>"
@@ -217,8 +221,14 @@ async fn a_remote_rooms_archive_is_read() {
     const MAM: &str = "urn:xmpp:mam:2";
     const FORWARD: &str = "urn:xmpp:forward:0";
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     opens_garden(&mut juliet).await;
     juliet
         .send(&format!("<message xmlns='jabber:client' type='groupchat' to='{GARDEN}' id='g1'><body>Good night</body></message>"))
@@ -283,7 +293,7 @@ async fn a_remote_occupant_that_cannot_be_reached_leaves_the_room() {
         .await
     };
     capulet.add_user("juliet", "pw").await;
-    let mut juliet = online(&capulet, "juliet", "balcony").await;
+    let mut juliet = capulet.login_available("juliet", "pw", "balcony").await;
     let room = GARDEN;
     opens_garden(&mut juliet).await;
 
@@ -353,8 +363,14 @@ async fn next_with_subject(client: &mut Client) {
 #[tokio::test]
 async fn messages_cross_both_ways() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     juliet
         .send("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='m1'><body>Wherefore art thou?</body></message>")
         .await;
@@ -394,8 +410,14 @@ async fn messages_cross_both_ways() {
 #[tokio::test]
 async fn a_clients_delay_in_directed_presence_does_not_leave() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     juliet
         .send(
             "<presence xmlns='jabber:client' to='romeo@montague.lit/orchard'><show>away</show>\
@@ -420,8 +442,14 @@ async fn a_remote_sender_has_a_rate_of_kept_messages() {
         config.limits.kept_messages_burst = 2;
     })
     .await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     for n in 0..3 {
         juliet
             .send(&format!("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='k{n}'><body>{n}</body></message>"))
@@ -449,15 +477,21 @@ async fn a_conversation_across_domains_is_archived_on_both_sides() {
     const SID: &str = "urn:xmpp:sid:0";
     const CARBONS: &str = "urn:xmpp:carbons:2";
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut nurse_phone = online(&pair.capulet, "juliet", "phone").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut nurse_phone = pair.capulet.login_available("juliet", "pw", "phone").await;
     let enabled = nurse_phone
         .request(&format!(
             "<iq xmlns='jabber:client' type='set' id='cc'><enable xmlns='{CARBONS}'/></iq>"
         ))
         .await;
     assert_eq!(enabled.attr("type"), Some("result"));
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     juliet
         .send("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='a1'><body>My bounty is as boundless as the sea</body></message>")
         .await;
@@ -508,7 +542,10 @@ async fn a_conversation_across_domains_is_archived_on_both_sides() {
 #[tokio::test]
 async fn a_message_to_an_absent_remote_user_is_kept() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
     juliet
         .send("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='k1'><body>Sleep dwell upon thine eyes</body></message>")
         .await;
@@ -539,7 +576,10 @@ async fn a_message_to_an_absent_remote_user_is_kept() {
 #[tokio::test]
 async fn a_remote_groupchat_or_headline_message_is_not_kept() {
     let pair = pair().await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     romeo
         .send("<message xmlns='jabber:client' type='groupchat' to='juliet@capulet.lit' id='g1'><body>all</body></message>")
         .await;
@@ -579,7 +619,10 @@ async fn a_remote_groupchat_or_headline_message_is_not_kept() {
 #[tokio::test]
 async fn iqs_cross_and_only_public_queries_are_answered() {
     let pair = pair().await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     let pong = romeo
         .request("<iq xmlns='jabber:client' type='get' to='capulet.lit' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
@@ -591,7 +634,10 @@ async fn iqs_cross_and_only_public_queries_are_answered() {
     assert_eq!(info.attr("type"), Some("result"), "{}", show(&info));
     // An account's vCard is anyone's to read (XEP-0054 §3.2), also from another server; what
     // she keeps privately is not, nor is her vCard anyone else's to write.
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
     ok(&juliet
         .request("<iq xmlns='jabber:client' type='set' id='v0'><vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN></vCard></iq>")
         .await);
@@ -647,8 +693,14 @@ async fn iqs_cross_and_only_public_queries_are_answered() {
 #[tokio::test]
 async fn a_presence_subscription_crosses_domains() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     romeo
         .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@capulet.lit'/>")
         .await;
@@ -755,8 +807,14 @@ fn bare(full: &str) -> String {
 #[tokio::test]
 async fn a_deleted_account_unsubscribes_its_remote_contacts() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     // Each follows the other.
     follows(&mut romeo, &mut juliet).await;
     follows(&mut juliet, &mut romeo).await;
@@ -818,14 +876,20 @@ async fn roster_push(client: &mut Client, contact: &str) -> Element {
 #[tokio::test]
 async fn a_local_user_follows_a_remote_contact() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
     let roster = juliet
         .request(
             "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",
         )
         .await;
     assert!(roster_item(&roster, "romeo@montague.lit").is_none());
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     juliet
         .send("<presence xmlns='jabber:client' type='subscribe' to='romeo@montague.lit'/>")
         .await;
@@ -924,8 +988,14 @@ async fn a_remote_user_subscribes_natively_to_a_presence_node() {
     const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
     const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     let pending = romeo
         .request(&format!("<iq xmlns='jabber:client' type='set' to='juliet@capulet.lit' id='n1'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='romeo@montague.lit/orchard'/></pubsub></iq>"))
         .await;
@@ -980,7 +1050,10 @@ async fn a_remote_user_subscribes_natively_to_a_presence_node() {
 #[tokio::test]
 async fn an_answer_for_another_servers_service_goes_there() {
     let pair = pair().await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     romeo
         .send("<message xmlns='jabber:client' to='pubsub.capulet.lit' id='a1'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field><field var='pubsub#node'><value>blog</value></field><field var='pubsub#subscriber_jid'><value>juliet@capulet.lit</value></field><field var='pubsub#allow'><value>true</value></field></x></message>")
         .await;
@@ -999,7 +1072,10 @@ async fn an_answer_for_another_servers_service_goes_there() {
 #[tokio::test]
 async fn an_unreachable_server_bounces() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
     for (id, to) in [("u1", "someone@closed.lit"), ("u2", "someone@closed.lit/x")] {
         juliet
             .send(&format!("<message xmlns='jabber:client' type='chat' to='{to}' id='{id}'><body>hello</body></message>"))
@@ -1047,7 +1123,7 @@ async fn a_server_back_from_an_outage_is_verified_at_once() {
     ))
     .await;
     capulet.add_user("juliet", "pw").await;
-    let mut juliet = online(&capulet, "juliet", "balcony").await;
+    let mut juliet = capulet.login_available("juliet", "pw", "balcony").await;
     let say = |to: &str, id: &str| {
         format!(
             "<message xmlns='jabber:client' type='chat' to='{to}' id='{id}'><body>{id}</body></message>"
@@ -1074,7 +1150,7 @@ async fn a_server_back_from_an_outage_is_verified_at_once() {
     ))
     .await;
     montague.add_user("romeo", "pw").await;
-    let mut romeo = online(&montague, "romeo", "orchard").await;
+    let mut romeo = montague.login_available("romeo", "pw", "orchard").await;
     romeo.send(&say("juliet@capulet.lit", "back")).await;
     let got = next(&mut juliet, "message").await;
     assert_eq!(
@@ -1134,7 +1210,10 @@ impl Raw {
 #[tokio::test]
 async fn a_server_must_encrypt_and_prove_its_name() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
     let port = pair.capulet.server.s2s_addrs()[0].port();
 
     // TLS is required, and a stanza before authentication ends the stream.
@@ -1192,8 +1271,14 @@ async fn a_server_must_encrypt_and_prove_its_name() {
 #[tokio::test]
 async fn a_remote_user_subscribes_natively_to_a_pubsub_node() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     let create = juliet
         .request("<iq xmlns='jabber:client' type='set' to='pubsub.capulet.lit' id='c1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='balcony'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field></x></configure></pubsub></iq>")
         .await;
@@ -1266,8 +1351,8 @@ async fn certificates_authenticate_servers() {
     let (capulet, montague) = (&servers[0], &servers[1]);
     capulet.add_user("juliet", "pw").await;
     montague.add_user("romeo", "pw").await;
-    let mut juliet = online(capulet, "juliet", "balcony").await;
-    let mut romeo = online(montague, "romeo", "orchard").await;
+    let mut juliet = capulet.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = montague.login_available("romeo", "pw", "orchard").await;
     juliet
         .send("<message xmlns='jabber:client' type='chat' to='romeo@montague.lit' id='x1'><body>By certificate</body></message>")
         .await;
@@ -1378,7 +1463,10 @@ fn client_with_certificate(
 #[tokio::test]
 async fn bad_input_from_a_server_ends_its_stream() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
     let port = pair.capulet.server.s2s_addrs()[0].port();
 
     let mut raw = Raw::connect(port).await;
@@ -1487,7 +1575,10 @@ async fn an_idle_server_stream_is_closed() {
 #[tokio::test]
 async fn a_remote_stranger_is_sent_no_last_items() {
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
     let mut romeo = pair.montague.login("romeo", "pw", "orchard").await;
     let open = "<iq xmlns='jabber:client' type='set' id='o1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
         <publish node='urn:example:open'><item id='current'><open xmlns='urn:example:open'>for all</open></item></publish>\
@@ -1528,8 +1619,14 @@ async fn a_remote_stranger_is_sent_no_last_items() {
 async fn a_room_invites_another_servers_user() {
     const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
-    let mut romeo = online(&pair.montague, "romeo", "orchard").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
+    let mut romeo = pair
+        .montague
+        .login_available("romeo", "pw", "orchard")
+        .await;
     opens_garden(&mut juliet).await;
     juliet
         .send(&format!(
@@ -1570,7 +1667,10 @@ async fn a_room_invites_another_servers_user() {
 async fn a_bounced_invitation_is_told_to_the_inviter() {
     const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
     let pair = pair().await;
-    let mut juliet = online(&pair.capulet, "juliet", "balcony").await;
+    let mut juliet = pair
+        .capulet
+        .login_available("juliet", "pw", "balcony")
+        .await;
     opens_garden(&mut juliet).await;
     for (id, invitee, condition) in [
         ("i1", "nobody@montague.lit", "service-unavailable"),

@@ -74,17 +74,6 @@ async fn subscribe(c: &mut Client, node: &str, jid: &str) -> Element {
 
 /// A session that sent its presence: a notification for its account's bare JID reaches it
 /// (RFC 6121 §8.5.2.1.1).
-async fn available(t: &TestServer, user: &str, resource: &str) -> Client {
-    let mut client = t.login(user, "pw", resource).await;
-    client.send("<presence xmlns='jabber:client'/>").await;
-    let own = format!("{user}@localhost/{resource}");
-    recv_until(&mut client, |el| {
-        el.name() == "presence" && el.attr("from") == Some(own.as_str())
-    })
-    .await;
-    client
-}
-
 /// Publishes `<entry>text</entry>` and returns the item id the service assigned or kept.
 async fn publish(c: &mut Client, node: &str, id: Option<&str>, text: &str) -> String {
     let id_attr = id.map(|id| format!(" id='{id}'")).unwrap_or_default();
@@ -178,7 +167,7 @@ async fn publish_notifies_every_subscriber_once() {
     let t = server_with(&["juliet", "romeo", "nurse"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     let mut romeo = t.login("romeo", "pw", "orchard").await;
-    let mut nurse = available(&t, "nurse", "chamber").await;
+    let mut nurse = t.login_available("nurse", "pw", "chamber").await;
     create(&mut juliet, "news", &[("pubsub#access_model", "open")]).await;
 
     let reply = subscribe(&mut romeo, "news", "romeo@localhost/orchard").await;
@@ -279,8 +268,8 @@ async fn a_bare_subscriber_is_notified_at_its_available_sessions_only() {
 async fn authorize_flow_approve_and_deny() {
     let t = server_with(&["juliet", "romeo", "paris"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = available(&t, "romeo", "orchard").await;
-    let mut paris = available(&t, "paris", "church").await;
+    let mut romeo = t.login_available("romeo", "pw", "orchard").await;
+    let mut paris = t.login_available("paris", "pw", "church").await;
     // No configuration: the service default is authorize (XEP-0207 §8).
     create(&mut juliet, "heart", &[]).await;
     let item = publish(&mut juliet, "heart", None, "Deny thy father").await;
@@ -556,7 +545,7 @@ async fn items_paged_with_rsm() {
 async fn retract_purge_delete_and_errors() {
     let t = server_with(&["juliet", "romeo"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = available(&t, "romeo", "orchard").await;
+    let mut romeo = t.login_available("romeo", "pw", "orchard").await;
     create(&mut juliet, "vows", &[("pubsub#access_model", "open")]).await;
     ok(&subscribe(&mut romeo, "vows", "romeo@localhost").await);
     publish(&mut juliet, "vows", Some("v1"), "Swear not").await;
@@ -695,7 +684,7 @@ fn get_xml(id: &str, ns: &str, body: &str) -> String {
 async fn owner_configuration() {
     let t = server_with(&["juliet", "romeo"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = available(&t, "romeo", "orchard").await;
+    let mut romeo = t.login_available("romeo", "pw", "orchard").await;
 
     let instant = juliet
         .request(&request_xml("i1", PUBSUB, "<create/>"))
@@ -827,8 +816,8 @@ async fn publish_options_preconditions() {
 async fn subscription_options_unsubscribe_and_itemreply() {
     let t = server_with(&["juliet", "romeo", "nurse"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = available(&t, "romeo", "orchard").await;
-    let mut nurse = available(&t, "nurse", "chamber").await;
+    let mut romeo = t.login_available("romeo", "pw", "orchard").await;
+    let mut nurse = t.login_available("nurse", "pw", "chamber").await;
     create(
         &mut juliet,
         "verse",
@@ -986,8 +975,8 @@ async fn show_values_limit_notifications_to_the_presence_states_asked_for() {
 async fn owner_manages_subscriptions_and_pending() {
     let t = server_with(&["juliet", "romeo", "paris"]).await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = available(&t, "romeo", "orchard").await;
-    let mut paris = available(&t, "paris", "church").await;
+    let mut romeo = t.login_available("romeo", "pw", "orchard").await;
+    let mut paris = t.login_available("paris", "pw", "church").await;
     create(&mut juliet, "ball", &[]).await;
     ok(&subscribe(&mut paris, "ball", "paris@localhost").await);
     juliet.recv().await; // the authorization form
@@ -1187,7 +1176,7 @@ async fn an_owners_management_counts_against_its_broadcast_rate() {
         t.add_user(user, "pw").await;
     }
     let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut romeo = available(&t, "romeo", "orchard").await;
+    let mut romeo = t.login_available("romeo", "pw", "orchard").await;
     create(&mut juliet, "ball", &[]).await;
     let member = "<affiliations node='ball'><affiliation jid='romeo@localhost' affiliation='member'/></affiliations>";
     ok(&juliet.request(&request_xml("ma", OWNER, member)).await);

@@ -123,6 +123,18 @@ impl TestServer {
         client
     }
 
+    /// [`TestServer::login`], then initial presence, answered by the session's own.
+    pub async fn login_available(&self, user: &str, password: &str, resource: &str) -> Client {
+        let mut client = self.login(user, password, resource).await;
+        client.send("<presence xmlns='jabber:client'/>").await;
+        let own = format!("{user}@{}/{resource}", self.server.domain());
+        recv_until(&mut client, |el| {
+            el.name() == "presence" && el.attr("from") == Some(own.as_str())
+        })
+        .await;
+        client
+    }
+
     /// Connect, STARTTLS, SCRAM-SHA-256: a stream ready to bind (or resume), and its features.
     pub async fn authenticate(&self, user: &str, password: &str) -> Client {
         let mut client = Client::connect(self.addr()).await;
