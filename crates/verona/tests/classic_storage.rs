@@ -123,6 +123,50 @@ async fn private_storage_keeps_bookmarks_for_their_owner() {
     assert_eq!(refused.attr("type"), Some("error"), "{}", show(&refused));
 }
 
+/// Private storage never takes the name of a node the server or other clients rely on being
+/// public or its own: stored under `vcard-temp` it made the vCard private to everyone and
+/// refused every later vCard set (found by audit round 20); under `presence` it would take
+/// the XEP-0207 presence node.
+#[tokio::test]
+async fn private_storage_keeps_out_of_public_and_server_nodes() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    for (n, element) in [
+        "<vCard xmlns='vcard-temp'><FN>secret</FN></vCard>",
+        "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+        "<nick xmlns='http://jabber.org/protocol/nick'>secret</nick>",
+        "<x xmlns='presence'/>",
+        "<x xmlns='roster'/>",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let set = format!(
+            "<iq xmlns='jabber:client' type='set' id='p{n}'><query xmlns='{PRIVATE}'>{element}</query></iq>"
+        );
+        let refused = juliet.request(&set).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("not-acceptable"),
+            "{element}: {}",
+            show(&refused)
+        );
+    }
+
+    let set = format!(
+        "<iq xmlns='jabber:client' type='set' id='v1'><vCard xmlns='{VCARD}'><FN>Juliet Capulet</FN></vCard></iq>"
+    );
+    ok(&juliet.request(&set).await);
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let hers = romeo
+        .request(&vcard_get("g1", Some("juliet@localhost")))
+        .await;
+    assert_eq!(full_name(&hers).as_deref(), Some("Juliet Capulet"));
+}
+
 /// An account's disco#info to itself (with `to` its bare JID, or without `to`) lists what
 /// its PEP service does (clients look there for publish-options before using PEP storage)
 /// and what the server does for it.

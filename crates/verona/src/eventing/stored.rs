@@ -15,6 +15,24 @@ pub const VCARD: &str = "vcard-temp";
 pub const PRIVATE: &str = "jabber:iq:private";
 /// The id of the one item a storage node holds.
 const ITEM: &str = "current";
+/// Nodes private storage does not name, though their names are namespaces: the server's own
+/// (the vCard, XEP-0207's presence and roster, XEP-0402 bookmarks) and the PEP nodes clients
+/// publish for everyone under their payload's namespace (XEP-0084, 0172, 0080, 0118, 0107,
+/// 0108). Stored there first, the node would be made private, and every publish the node is
+/// for refused.
+const NOT_PRIVATE: &[&str] = &[
+    VCARD,
+    crate::eventing::presence::PRESENCE_NODE,
+    crate::eventing::presence::ROSTER_NODE,
+    bookmarks::NODE,
+    "urn:xmpp:avatar:metadata",
+    "urn:xmpp:avatar:data",
+    "http://jabber.org/protocol/nick",
+    "http://jabber.org/protocol/geoloc",
+    "http://jabber.org/protocol/tune",
+    "http://jabber.org/protocol/mood",
+    "http://jabber.org/protocol/activity",
+];
 
 /// A storage iq of a session, as a request to a PEP node.
 #[derive(Debug)]
@@ -32,7 +50,8 @@ pub fn is_storage(iq: &Element) -> bool {
 }
 
 /// The storage request `iq` makes (see [`is_storage`]): `Err` for private storage that names
-/// no element, several, or one of the namespaces XEP-0049 §3 keeps from it, and for more
+/// no element, several, one of the namespaces XEP-0049 §3 keeps from it or one of
+/// [`NOT_PRIVATE`], and for more
 /// bookmarks than [`bookmarks::MAX_ROOMS`].
 pub fn asked(iq: &Element) -> Result<Asked, StanzaError> {
     // RFC 6120 §8.2.3: one payload. Two (a vCard and private XML) would have the request
@@ -55,7 +74,9 @@ pub fn asked(iq: &Element) -> Result<Asked, StanzaError> {
         return Err(StanzaError::BadRequest);
     };
     let namespace = element.ns();
-    if [ns::CLIENT, ns::SERVER, PRIVATE].contains(&namespace.as_str()) {
+    if [ns::CLIENT, ns::SERVER, PRIVATE].contains(&namespace.as_str())
+        || NOT_PRIVATE.contains(&namespace.as_str())
+    {
         return Err(StanzaError::NotAcceptable);
     }
     if element.is("storage", bookmarks::LEGACY)
