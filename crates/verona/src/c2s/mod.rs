@@ -37,7 +37,7 @@ use negotiation::Sasl;
 use rate::ReadRate;
 use session::Session;
 pub use transport::Listener;
-use transport::{Failed, Refused, Transport, tls_exporter};
+use transport::{Failed, Proxied, Refused, Transport, tls_exporter};
 
 pub(crate) use sm::Resumable;
 
@@ -147,10 +147,11 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listen
     // A trusted proxy's connections are counted against the client its request names, known
     // once the WebSocket handshake is read; anyone else's before any XMPP (or TLS) is spent
     // on them.
-    let proxied =
-        listener == Listener::WebSocket && shared.config.c2s.trusted_proxies.contains(&peer.ip());
+    let proxy = (listener == Listener::WebSocket
+        && shared.config.c2s.trusted_proxies.contains(&peer.ip()))
+    .then_some(peer.ip());
     let mut admitted = None;
-    if !proxied {
+    if proxy.is_none() {
         match shared.throttle.admit(peer.ip()) {
             Ok(admissions) => admitted = Some(admissions),
             Err(limit) => return refused(peer, limit),
@@ -158,20 +159,17 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listen
     }
     // Boxed, as below: a future's largest state is every connection's size while it lasts,
     // and the handshake's is only needed for a moment.
-    let handshake = Box::pin(handshake(&shared, tcp, listener));
-    let (io, binding, forwarded) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let handshake = Box::pin(handshake(&shared, tcp, listener, proxy));
+    let (io, binding, proxied) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(e)) => return tracing::debug!(?listener, "handshake failed: {e}"),
         Err(_) => return tracing::debug!(?listener, "handshake timed out"),
     };
-    let peer = match forwarded {
-        Some(client) if proxied => SocketAddr::new(client, 0),
-        _ => peer,
-    };
-    let admitted = admitted.map_or_else(|| shared.throttle.admit(peer.ip()), Ok);
-    let (connection, admission) = match admitted {
-        Ok(admitted) => admitted,
-        Err(limit) => return refused(peer, limit),
+    let (peer, (connection, admission)) = match (proxied, admitted) {
+        (Some((client, admitted)), _) => (SocketAddr::new(client, 0), admitted),
+        (None, Some(admitted)) => (peer, admitted),
+        // A proxy's handshake admits the client it names, or fails.
+        (None, None) => return,
     };
     let secure = match listener {
         Listener::Starttls => false,
@@ -216,11 +214,14 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listen
 /// RFC 9266 tls-exporter data for SCRAM-*-PLUS where the client can have it too (not over a
 /// WebSocket: a browser cannot reach its TLS session's exporter), and the client a
 /// WebSocket request says it forwards (`X-Forwarded-For`).
+/// The connection's transport once its handshakes are done, with the client's address and
+/// admissions when `proxy` (a trusted proxy's address) forwards a WebSocket for it.
 async fn handshake(
     shared: &Shared,
     tcp: TcpStream,
     listener: Listener,
-) -> anyhow::Result<(Transport, Option<TlsBinding>, Option<IpAddr>)> {
+    proxy: Option<IpAddr>,
+) -> anyhow::Result<(Transport, Option<TlsBinding>, Option<Proxied>)> {
     Ok(match listener {
         Listener::Starttls => (Transport::Plain(tcp), None, None),
         Listener::DirectTls => {
@@ -229,14 +230,14 @@ async fn handshake(
             (Transport::Tls(Box::new(tls)), binding, None)
         }
         Listener::WebSocket => {
-            let (ws, forwarded) =
-                transport::accept_websocket(shared, Transport::Plain(tcp)).await?;
-            (ws, None, forwarded)
+            let (ws, proxied) =
+                transport::accept_websocket(shared, Transport::Plain(tcp), proxy).await?;
+            (ws, None, proxied)
         }
         Listener::WebSocketTls => {
             let tls = shared.websocket_tls.accept(tcp).await?;
             let tls = Transport::Tls(Box::new(tls));
-            let (ws, _) = transport::accept_websocket(shared, tls).await?;
+            let (ws, _) = transport::accept_websocket(shared, tls, None).await?;
             (ws, None, None)
         }
     })

@@ -23,6 +23,7 @@ use verona_auth::TlsBinding;
 use verona_stream::websocket::{self, Inbound, Outbound};
 
 use crate::server::Shared;
+use crate::throttle::Admission;
 use crate::xml::{StreamError, ns};
 
 /// Bytes read from the socket at a time.
@@ -398,18 +399,23 @@ async fn read_message(ws: &mut WebSocket) -> io::Result<Vec<u8>> {
     }
 }
 
+/// A WebSocket's client behind a trusted proxy, and its admissions (connections per address).
+pub(super) type Proxied = (IpAddr, (Admission, Admission));
+
 /// The WebSocket handshake (RFC 6455 §4.2, RFC 7395 §3.1) on `socket`: a GET of the
 /// configured path that asks for the `xmpp` subprotocol, which the response selects. Anything
-/// else is refused (400 or 404) and the connection closed.
+/// else is refused (400 or 404) and the connection closed. From `proxy`, a trusted proxy,
+/// the client its request names is admitted before the answer: one over its address's limits
+/// is answered 429, not switched to a WebSocket it would find closed without a word.
 pub(super) async fn accept_websocket(
     shared: &Shared,
     socket: Transport,
-) -> Result<(Transport, Option<IpAddr>), tungstenite::Error> {
+    proxy: Option<IpAddr>,
+) -> Result<(Transport, Option<Proxied>), tungstenite::Error> {
     let path = shared.config.c2s.websocket_path.clone();
     let trusted = &shared.config.c2s.trusted_proxies;
-    let mut forwarded = None;
+    let mut proxied = None;
     let check = |request: &Request, mut response: Response| {
-        forwarded = forwarded_client(request, trusted);
         if request.uri().path() != path {
             return Err(error_response(StatusCode::NOT_FOUND));
         }
@@ -422,6 +428,16 @@ pub(super) async fn accept_websocket(
             .any(|protocol| protocol.trim() == SUBPROTOCOL);
         if !asks_xmpp {
             return Err(error_response(StatusCode::BAD_REQUEST));
+        }
+        if let Some(proxy) = proxy {
+            let client = forwarded_client(request, trusted).unwrap_or(proxy);
+            match shared.throttle.admit(client) {
+                Ok(admitted) => proxied = Some((client, admitted)),
+                Err(limit) => {
+                    tracing::info!(%client, limit, "too many connections from this address");
+                    return Err(error_response(StatusCode::TOO_MANY_REQUESTS));
+                }
+            }
         }
         response.headers_mut().insert(
             header::SEC_WEBSOCKET_PROTOCOL,
@@ -455,7 +471,7 @@ pub(super) async fn accept_websocket(
         stream: ws,
         keepalives: Keepalives::new(),
     }));
-    Ok((ws, forwarded))
+    Ok((ws, proxied))
 }
 
 /// The client a proxy forwards the request for: the last address of `X-Forwarded-For` that
