@@ -218,6 +218,34 @@ async fn removing_a_contact_ends_the_subscriptions() {
     assert_eq!(stanza_error(&again).as_deref(), Some("item-not-found"));
 }
 
+/// A follower that leaves natively (an XEP-0060 unsubscribe from the `presence` node, XEP-0207
+/// §4) is heard by the owner as one that leaves classically: RFC 6121 §3.3.2, an `unsubscribe`
+/// from its bare JID and the roster push (found by audit round 20: the owner got the push
+/// alone, so her client never said that he left).
+#[tokio::test]
+async fn a_follower_that_leaves_natively_is_heard_as_an_unsubscribe() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let leave = format!(
+        "<iq xmlns='jabber:client' type='set' id='u1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><unsubscribe node='presence' jid='romeo@localhost'/></pubsub></iq>"
+    );
+    ok(&romeo.request(&leave).await);
+    let mut got: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let el = juliet.recv().await;
+        got.push(match el.name() {
+            "iq" => format!("push {}", push(&el).0),
+            _ => format!(
+                "{} {}",
+                el.attr("type").unwrap_or("available"),
+                el.attr("from").unwrap()
+            ),
+        });
+    }
+    got.sort();
+    assert_eq!(got, ["push romeo@localhost", "unsubscribe romeo@localhost"]);
+    juliet.expect_nothing().await;
+}
+
 /// XEP-0077 `<remove/>` ends the account's relations as removing each contact would (RFC 6121
 /// §2.5.2, as Prosody does when an account is deleted): a contact that followed it is told
 /// `unsubscribed`, one it followed `unsubscribe`, each from its bare JID, and their rosters

@@ -460,7 +460,12 @@ impl ServicesTask {
     }
 
     /// RFC 6121 §3.3.2: the owner hears that the contact left.
-    fn tell_unsubscribed(&self, owner: &BareJid, contact: &BareJid, done: &mut Vec<Done>) {
+    pub(super) fn tell_unsubscribed(
+        &self,
+        owner: &BareJid,
+        contact: &BareJid,
+        done: &mut Vec<Done>,
+    ) {
         for session in self.router.available_sessions(owner) {
             let notice = builder("presence", ns::CLIENT)
                 .with("type", "unsubscribe")

@@ -89,6 +89,15 @@ impl ServicesTask {
             }
             _ => None,
         };
+        // A follower leaving natively is heard by the owner as a classic `unsubscribe` is.
+        let follower = match &origin {
+            Origin::Account(owner) if is_unsubscribe(&stanza) => {
+                let follower = from.bare();
+                (follower != *owner && self.presence.has_presence_subscription(owner, &follower))
+                    .then_some((owner.clone(), follower))
+            }
+            _ => None,
+        };
         let Some(hosted) = (match &origin {
             Origin::Domain => self.domain.as_mut(),
             Origin::Rooms => self.rooms_service.as_mut(),
@@ -178,6 +187,11 @@ impl ServicesTask {
         });
         if published {
             self.reflect_presence(&from, done);
+        }
+        if let Some((owner, follower)) = follower
+            && !self.presence.has_presence_subscription(&owner, &follower)
+        {
+            self.tell_unsubscribed(&owner, &follower, done);
         }
         if let Some((room, node)) = joined {
             self.announce_arrival(&room, &node, &Jid::from(from.clone()), done);
