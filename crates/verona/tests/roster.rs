@@ -218,6 +218,66 @@ async fn removing_a_contact_ends_the_subscriptions() {
     assert_eq!(stanza_error(&again).as_deref(), Some("item-not-found"));
 }
 
+/// Removing a contact whose request is still waiting refuses it (RFC 6121 §2.5.2, as Prosody
+/// does): the asker is told `unsubscribed`, and its roster no longer shows the request
+/// (found by audit round 20: it stayed pending for good, and came back at every login).
+#[tokio::test]
+async fn removing_a_contact_refuses_its_waiting_request() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    for c in [&mut juliet, &mut romeo] {
+        ok(&c.request(&roster_get("r0", None)).await);
+        c.send("<presence xmlns='jabber:client'/>").await;
+        c.recv().await;
+    }
+    let add = "<iq xmlns='jabber:client' type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='Romeo'/></query></iq>";
+    ok(&juliet.request(add).await);
+    assert_eq!(push(&juliet.recv().await), item("romeo@localhost", "none"));
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    let pending = romeo.recv().await;
+    assert_eq!(push(&pending), item("juliet@localhost", "none"));
+    let asked = juliet.recv().await;
+    assert_eq!(asked.attr("type"), Some("subscribe"), "{}", show(&asked));
+
+    let remove = "<iq xmlns='jabber:client' type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' subscription='remove'/></query></iq>";
+    ok(&juliet.request(remove).await);
+    assert_eq!(
+        push(&juliet.recv().await),
+        item("romeo@localhost", "remove")
+    );
+    let mut romeo_got: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let el = romeo.recv().await;
+        romeo_got.push(match el.name() {
+            "iq" => {
+                let asks = el
+                    .get_child("query", ROSTER)
+                    .and_then(|q| q.get_child("item", ROSTER))
+                    .and_then(|i| i.attr("ask"))
+                    .is_some();
+                format!("push {} asks {asks}", push(&el).1)
+            }
+            _ => format!("{} {}", el.attr("type").unwrap(), el.attr("from").unwrap()),
+        });
+    }
+    romeo_got.sort();
+    assert_eq!(
+        romeo_got,
+        ["push none asks false", "unsubscribed juliet@localhost"]
+    );
+    drop(juliet);
+    let mut juliet = t.login("juliet", "pw", "chamber").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    juliet.recv_from("juliet@localhost/chamber").await;
+    juliet.expect_nothing().await;
+}
+
 /// A follower that leaves natively (an XEP-0060 unsubscribe from the `presence` node, XEP-0207
 /// §4) is heard by the owner as one that leaves classically: RFC 6121 §3.3.2, an `unsubscribe`
 /// from its bare JID and the roster push (found by audit round 20: the owner got the push

@@ -211,7 +211,9 @@ impl ServicesTask {
             // after this batch: the item pushed now already shows it gone.
             self.presence.set_outbound(&user, contact, false, false);
         }
-        if entry.from {
+        // RFC 6121 §2.5.2: removing the item cancels the contact's subscription, or refuses
+        // its request still waiting, which would otherwise stay pending for good.
+        if entry.from || self.presence.is_pending(&user, contact) {
             self.classic_subscription(
                 &user,
                 contact,
