@@ -1252,6 +1252,8 @@ async fn an_unavailable_presence_keeps_its_status_and_id() {
 
 /// RFC 6121 §2.3.2: a roster set the server does not keep is refused, not answered and then
 /// pushed as a removal: the account's own address is no contact (as Prosody refuses it).
+/// Nor is it one to subscribe to (found by audit round 20: a subscription to one's own bare
+/// JID was made, hidden, and doubled every later presence to one's own resources).
 #[tokio::test]
 async fn ones_own_address_is_not_a_contact() {
     let (_t, mut juliet, _romeo) = romeo_follows_juliet().await;
@@ -1260,6 +1262,34 @@ async fn ones_own_address_is_not_a_contact() {
         .await;
     assert_eq!(reply.attr("type"), Some("error"), "{}", show(&reply));
     assert_eq!(stanza_error(&reply).as_deref(), Some("not-allowed"));
+    juliet.expect_nothing().await;
+    for (to, kind) in [
+        ("juliet@localhost", "subscribe"),
+        ("juliet@localhost/balcony", "subscribed"),
+    ] {
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' type='{kind}' to='{to}' id='s-{kind}'/>"
+            ))
+            .await;
+        let refused = juliet.recv().await;
+        assert_eq!(
+            (refused.name(), refused.attr("type"), refused.attr("id")),
+            (
+                "presence",
+                Some("error"),
+                Some(format!("s-{kind}").as_str())
+            ),
+            "{}",
+            show(&refused)
+        );
+        assert_eq!(stanza_error(&refused).as_deref(), Some("bad-request"));
+    }
+    juliet
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    let own = juliet.recv().await;
+    assert_eq!(own.attr("from"), Some("juliet@localhost/balcony"));
     juliet.expect_nothing().await;
     let roster = juliet.request(&roster_get("r1", None)).await;
     let items: Vec<&str> = roster

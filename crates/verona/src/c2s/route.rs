@@ -122,7 +122,15 @@ pub(crate) fn classify(el: &Element, me: &FullJid, here: Addresses) -> Classifie
         ),
         _ => true,
     };
-    if !known {
+    // One's own presence is not a contact's to ask for or grant (RFC 6121 §3; refused as
+    // Prosody does, and as a roster set of one's own address is): accepted, it made a hidden
+    // subscription that doubled every later presence to one's own resources.
+    let to_self = el.name() == "presence"
+        && el
+            .attr("type")
+            .is_some_and(|kind| SubscriptionKind::from_type(kind).is_some())
+        && to.as_ref().is_some_and(|to| to.bare() == own);
+    if !known || to_self {
         let peer = to
             .as_ref()
             .filter(|to| is_local_account(to))
