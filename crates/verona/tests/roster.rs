@@ -1301,6 +1301,27 @@ async fn ones_own_address_is_not_a_contact() {
     assert_eq!(items, ["romeo@localhost"]);
 }
 
+/// A request to follow a local address that has no account keeps the contact on the roster,
+/// as any request does, and the user's sessions are pushed the item (RFC 6121 §2.1.6; found
+/// by audit round 20: the roster changed, its version with it, and no session was told).
+#[tokio::test]
+async fn asking_an_address_without_an_account_pushes_the_item() {
+    let (_t, mut juliet, _romeo) = romeo_follows_juliet().await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribe' to='nobody@localhost'/>")
+        .await;
+    let pushed = juliet.recv().await;
+    assert_eq!(push(&pushed).0, "nobody@localhost");
+    let roster = juliet.request(&roster_get("r1", None)).await;
+    let items: Vec<&str> = roster
+        .get_child("query", ROSTER)
+        .unwrap()
+        .children()
+        .filter_map(|item| item.attr("jid"))
+        .collect();
+    assert_eq!(items, ["nobody@localhost", "romeo@localhost"]);
+}
+
 /// RFC 6121 §3.1.5: a `subscribed` with no request waiting changes nothing (pre-approval,
 /// §3.4, is not offered): no roster item appears, and nothing goes to the contact. It added
 /// an item to the roster that no session was pushed (Prosody's own scenario

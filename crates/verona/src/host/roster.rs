@@ -115,12 +115,18 @@ impl ServicesTask {
             Ok(outcome) => {
                 done.push(Done::new(origin, outcome.effects, outcome.undo));
                 // An item with neither name nor groups looks as the subscription makes it,
-                // whose own change pushes it: nothing to push for it here.
+                // whose own change pushes it: nothing to push for it here, unless no
+                // subscription came of it (a local contact that does not exist), when
+                // nothing else would tell the user's sessions of the item.
                 let changed = self.presence.refresh(user, &hosted.service);
+                let alone = self
+                    .presence
+                    .roster_entry(user, contact)
+                    .is_some_and(|entry| !(entry.from || entry.to || entry.ask));
                 self.roster_changes.extend(
                     changed
                         .into_iter()
-                        .filter(|(u, c)| !(u == user && c == contact)),
+                        .filter(|(u, c)| alone || !(u == user && c == contact)),
                 );
             }
             Err(e) => tracing::error!(%user, "keeping a contact on the roster: {e}"),
