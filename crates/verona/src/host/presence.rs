@@ -426,7 +426,9 @@ impl ServicesTask {
     }
 
     /// RFC 6121 §4.2.2, §4.4.2, §4.5.2: a change of an account's presence also goes to the
-    /// account's own available resources, the one that changed included.
+    /// account's own available resources, the one that changed included while it stays
+    /// available; one that went unavailable is no longer among them (RFC 3921 §5.1.5: "the
+    /// user's other available resources").
     pub(super) fn reflect_presence(&self, from: &FullJid, done: &mut Vec<Done>) {
         let owner = from.bare();
         let available = self.router.available_sessions(&owner);
