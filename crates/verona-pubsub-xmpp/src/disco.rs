@@ -17,6 +17,7 @@ use crate::{Answer, Handler, ServiceContext, ServiceKind};
 /// service adds what XEP-0163 §1 requires of it ([`PEP_FEATURES`]).
 const FEATURES: &[&str] = &[
     "config-node",
+    "config-node-max",
     "create-and-configure",
     "create-nodes",
     "delete-items",

@@ -287,8 +287,9 @@ fn dispatch(
         Request::Publish {
             node,
             item,
+            payload_ns,
             options,
-        } => publisher::publish(service, &actor, node, item, options),
+        } => publisher::publish(service, &actor, node, item, payload_ns, options),
         Request::Retract { node, id, notify } => {
             publisher::retract(service, &actor, &node, &id, notify)
         }

@@ -293,13 +293,10 @@ pub(crate) fn set_subscriptions(
         })
         .collect();
     let outcome = service.set_subscriptions_each(ctx.resolver, actor, node, &changes)?;
-    // The engine's reason for the first entry it refused (`forbidden` for a stranger an owner
-    // may not subscribe), else the states no owner sets.
-    let error = outcome
-        .value
-        .iter()
-        .find_map(|result| result.as_ref().err())
-        .map_or(Error::NotAcceptable, |error| error.clone().into());
+    // §8.8.2.4: whatever refused an entry (a state no owner sets, a stranger an owner may
+    // not subscribe), the answer is `not-acceptable` naming the refused entries, so that one
+    // refused among several reads as what it is, not as a refusal of the whole request.
+    let error = Error::NotAcceptable;
     let mut refused: Vec<&SubscriptionEntry> = valid
         .iter()
         .zip(&outcome.value)

@@ -8,17 +8,25 @@ use crate::forms;
 use crate::ns;
 use crate::subscriber::pubsub;
 use crate::xml::{BuilderExt, builder};
-use crate::{Answer, Handler, Published};
+use crate::{Answer, Error, Handler, Published};
 
 /// §7.1. The result always names the item, so that a publisher that let the service choose
-/// the ItemID learns it (§7.1.2), and one that chose it gets a uniform answer.
+/// the ItemID learns it (§7.1.2), and one that chose it gets a uniform answer. A payload
+/// not of the node's `pubsub#type` is `invalid-payload` (§7.1.3.5).
 pub(crate) fn publish(
     service: &mut Service,
     actor: &Jid,
     node: String,
     item: Option<NewItem>,
+    payload_ns: Option<String>,
     options: Option<DataForm>,
 ) -> Handler {
+    if let (Some(config), Some(payload_ns)) = (service.node_config(&node), &payload_ns)
+        && !config.payload_type.is_empty()
+        && config.payload_type != *payload_ns
+    {
+        return Err(Error::InvalidPayload.into());
+    }
     let preconditions = match &options {
         Some(form) => forms::read_preconditions(form)?,
         None => Vec::new(),

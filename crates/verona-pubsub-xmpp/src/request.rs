@@ -71,6 +71,8 @@ pub(crate) enum Request {
     Publish {
         node: String,
         item: Option<NewItem>,
+        /// The namespace of the item's payload, for the node's `pubsub#type` (§7.1.3.5).
+        payload_ns: Option<String>,
         options: Option<DataForm>,
     },
     /// §7.2.
@@ -256,9 +258,11 @@ fn parse_pubsub(kind: IqKind, pubsub: &Element) -> Result<Request, Error> {
                 Some(options) => form_child(options)?,
                 None => None,
             };
+            let (item, payload_ns) = published_item(action)?;
             Ok(Request::Publish {
                 node: node(action),
-                item: published_item(action)?,
+                item,
+                payload_ns,
                 options,
             })
         }
@@ -398,24 +402,26 @@ fn parse_items(items: &Element, rsm: Option<&Element>) -> Result<Request, Error>
 }
 
 /// The `<item/>` of a publish: none, or one carrying at most one payload element, which is
-/// kept as its serialization (relayed exactly, never re-encoded from a typed form).
-fn published_item(publish: &Element) -> Result<Option<NewItem>, Error> {
+/// kept as its serialization (relayed exactly, never re-encoded from a typed form); with the
+/// payload's namespace.
+fn published_item(publish: &Element) -> Result<(Option<NewItem>, Option<String>), Error> {
     let children: Vec<&Element> = publish.children().collect();
     let item = match children.as_slice() {
-        [] => return Ok(None),
+        [] => return Ok((None, None)),
         [item] if item.is("item", ns::PUBSUB) => item,
         _ => return Err(Error::BadRequest),
     };
     let mut payloads = item.children();
     let payload = match (payloads.next(), payloads.next()) {
         (None, _) => None,
-        (Some(payload), None) => Some(Arc::from(String::from(payload))),
+        (Some(payload), None) => Some(payload),
         (Some(_), Some(_)) => return Err(Error::InvalidPayload),
     };
-    Ok(Some(NewItem {
+    let item = NewItem {
         id: attr(item, "id"),
-        payload,
-    }))
+        payload: payload.map(|payload| Arc::from(String::from(payload))),
+    };
+    Ok((Some(item), payload.map(Element::ns)))
 }
 
 fn parse_retract(retract: &Element) -> Result<Request, Error> {

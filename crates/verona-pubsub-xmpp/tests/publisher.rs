@@ -244,6 +244,27 @@ fn publish_errors() {
     assert_error(&no_node, "modify", "bad-request", Some("nodeid-required"));
 }
 
+/// §7.1.3.5: a node configured with `pubsub#type` takes payloads of that namespace only (the
+/// field was kept and shown but not applied, found by audit round 20).
+#[test]
+fn a_payload_not_of_the_nodes_type_is_refused() {
+    let mut h = musings();
+    h.create("avatars", &[("pubsub#type", "urn:xmpp:avatar:data")]);
+    let other = h.ask(
+        JULIET,
+        "<iq type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+           <publish node='avatars'><item id='x'><other xmlns='urn:y'/></item></publish>
+         </pubsub></iq>",
+    );
+    assert_error(&other, "modify", "bad-request", Some("invalid-payload"));
+    h.ok(
+        JULIET,
+        "<iq type='set' id='q'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+           <publish node='avatars'><item id='x'><data xmlns='urn:xmpp:avatar:data'>AAAA</data></item></publish>
+         </pubsub></iq>",
+    );
+}
+
 #[test]
 fn retract_with_notify_tells_subscribers() {
     let mut h = musings();

@@ -796,16 +796,27 @@ async fn blocking_reaches_pubsub_and_owners_cannot_subscribe_strangers() {
     );
     nurse.expect_nothing().await;
 
-    // Juliet owns the node, but may not subscribe Romeo to it.
+    // Juliet owns the node, but may not subscribe Romeo to it: the entry is refused as
+    // XEP-0060 §8.8.2.4 has it, `not-acceptable` naming it with its state unchanged.
     let impose = format!(
         "<iq xmlns='jabber:client' type='set' id='o' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}#owner'><subscriptions node='square'><subscription jid='romeo@localhost' subscription='subscribed'/></subscriptions></pubsub></iq>"
     );
     let refused = juliet.request(&impose).await;
     assert_eq!(
         stanza_error(&refused).as_deref(),
-        Some("forbidden"),
+        Some("not-acceptable"),
         "{}",
         show(&refused)
+    );
+    let owner = format!("{PUBSUB}#owner");
+    let echoed = refused
+        .get_child("pubsub", owner.as_str())
+        .and_then(|p| p.get_child("subscriptions", owner.as_str()))
+        .and_then(|s| s.get_child("subscription", owner.as_str()))
+        .unwrap_or_else(|| panic!("{}", show(&refused)));
+    assert_eq!(
+        (echoed.attr("jid"), echoed.attr("subscription")),
+        (Some("romeo@localhost"), Some("none"))
     );
 }
 
