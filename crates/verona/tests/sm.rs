@@ -792,6 +792,62 @@ async fn parked_sessions_count_against_the_account() {
     );
 }
 
+/// Messages to the bare JID one session left unacknowledged reach the resources that came
+/// online after they did, late; when those end unacknowledged too, each message is kept once,
+/// whichever ends first and however close together: each resource kept its own copy, and the
+/// next session got each message four times in all (issue #11/#13, found over the wire).
+#[tokio::test]
+async fn messages_a_closed_session_left_are_kept_once_when_the_others_end_too() {
+    let server = server_with_resumption(1).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut desktop = server.login("romeo", "pw", "desktop").await;
+    available(&mut desktop).await;
+    enable(&mut desktop).await;
+    for n in 1..=3 {
+        juliet.send(&chat(n)).await;
+    }
+    let lines = ["line 1", "line 2", "line 3"];
+    // Fewer than the eight the server asks an acknowledgement after: none acknowledged.
+    assert_eq!(bodies(&mut desktop, 3).await, lines);
+    let mut later = Vec::new();
+    for resource in ["phone", "tablet"] {
+        let mut client = server.login("romeo", "pw", resource).await;
+        enable(&mut client).await;
+        available(&mut client).await;
+        later.push(client);
+    }
+    desktop.send("</stream:stream>").await;
+    for client in &mut later {
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let el = client.recv().await;
+            if el.name() == "message" {
+                assert!(el.has_child("delay", "urn:xmpp:delay"), "{}", show(&el));
+                got.push(el.get_child("body", CLIENT).map(Element::text).unwrap());
+            }
+        }
+        assert_eq!(got, lines);
+    }
+    // A resource that comes online after that got nothing of it yet; then both lose their
+    // connections, unacknowledged, and their sessions end.
+    let mut study = server.login("romeo", "pw", "study").await;
+    available(&mut study).await;
+    drop(later);
+    let mut got = Vec::new();
+    let mut gone = 0;
+    while gone < 2 {
+        let el = study.recv().await;
+        match el.name() {
+            "message" => got.push(el.get_child("body", CLIENT).map(Element::text).unwrap()),
+            "presence" if el.attr("type") == Some("unavailable") => gone += 1,
+            _ => {}
+        }
+    }
+    study.expect_nothing().await;
+    assert_eq!(got, lines);
+}
+
 /// A classic session's first presence brings each available resource of a contact as its own
 /// `<presence/>`, and stream management counts each: acknowledging all of them is not "more
 /// than was sent" (the server had counted a contact's resources as one stanza and ended the
