@@ -792,6 +792,67 @@ async fn parked_sessions_count_against_the_account() {
     );
 }
 
+/// A resumption takes the session over at once even while the server is blocked writing to
+/// the old connection, whose client stopped reading (XEP-0198 §5): it waited for the write,
+/// so the resumption failed and the session was parked again (issue #13, found over the wire).
+/// The stanzas being written are unacknowledged, and the new connection gets each once.
+#[tokio::test]
+async fn resuming_takes_over_a_connection_the_server_is_blocked_writing_to() {
+    let server = TestServer::start_with(|c| {
+        c.c2s.resume_timeout_secs = 60;
+        c.c2s.send_buffer_bytes = 4096;
+        c.limits.outbound_queue = 8;
+        c.limits.read_bytes_per_sec = 0;
+        c.limits.account_read_bytes_per_sec = 0;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let (mut juliet, mut old, id) = online_with_resumption(&server).await;
+    old.expect_nothing().await;
+    // Romeo reads nothing more: what the server writes fills the socket's buffers (a few
+    // hundred KiB here), then his queue, and the next message bounces. One at a time, each
+    // followed by a ping, to know which.
+    let pad = "y".repeat(4000);
+    let mut sent = 0;
+    let bounced = loop {
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' type='chat' to='romeo@localhost/orchard' id='f{sent}'><body>{sent} {pad}</body></message>"
+            ))
+            .await;
+        sent += 1;
+        juliet
+            .send(&format!("<iq xmlns='jabber:client' type='get' id='p{sent}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            .await;
+        let el = juliet.recv().await;
+        if el.name() == "message" {
+            assert_eq!(
+                stanza_error(&el).as_deref(),
+                Some("resource-constraint"),
+                "{}",
+                show(&el)
+            );
+            break el.attr("id").unwrap().to_owned();
+        }
+        assert_eq!(el.attr("type"), Some("result"), "{}", show(&el));
+        assert!(sent < 1000, "the server's writes to Romeo never blocked");
+    };
+    assert_eq!(bounced, format!("f{}", sent - 1));
+    let (mut new, resumed) = resume(&server, "romeo", "pw", &id, 0).await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    let delivered: Vec<String> = (0..sent - 1).map(|n| format!("f{n}")).collect();
+    assert_eq!(message_ids(&mut new, delivered.len()).await, delivered);
+    new.expect_nothing().await;
+    // The old connection is dropped: what it holds unread, then its end.
+    while let Some(event) = old.next_event().await {
+        if let verona_stream::StreamEvent::Stanza(el) = event {
+            assert!(el.name() == "message" || el.is("r", SM), "{}", show(&el));
+        }
+    }
+}
+
 /// Messages to the bare JID one session left unacknowledged reach the resources that came
 /// online after they did, late; when those end unacknowledged too, each message is kept once,
 /// whichever ends first and however close together: each resource kept its own copy, and the
