@@ -768,27 +768,60 @@ async fn a_client_that_never_acknowledges_is_bounded() {
     romeo.expect_nothing().await;
 }
 
-/// Sessions parked for resumption still count against `max_sessions_per_account`: dropping
-/// connections with resumption enabled cannot pile up sessions beyond the bound.
+/// Sessions parked for resumption count against `max_sessions_per_account`, but do not lock
+/// the account out: binding past the bound ends the session parked longest ago (as Prosody's
+/// mod_smacks ends its oldest hibernating session), whose undelivered messages reach the
+/// account, and which can no longer be resumed (issue #13: 20 parked sessions refused every
+/// new bind for the whole resumption window).
 #[tokio::test]
-async fn parked_sessions_count_against_the_account() {
-    let server = TestServer::start_with(|c| c.limits.max_sessions_per_account = 1).await;
-    server.add_user("romeo", "pw").await;
-    let mut romeo = server.login("romeo", "pw", "orchard").await;
-    enable(&mut romeo).await;
-    drop(romeo);
-    let mut again = server.authenticate("romeo", "pw").await;
-    again
-        .send(
-            "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>garden</resource></bind></iq>",
-        )
-        .await;
-    let refused = again.recv().await;
-    assert_eq!(
-        stanza_error(&refused).as_deref(),
-        Some("resource-constraint"),
+async fn binding_past_the_bound_ends_the_oldest_parked_session() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_sessions_per_account = 2;
+        c.c2s.resume_timeout_secs = 60;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut ids = Vec::new();
+    for resource in ["orchard", "garden"] {
+        let mut romeo = server.login("romeo", "pw", resource).await;
+        ids.push(enable(&mut romeo).await);
+        available(&mut romeo).await;
+        drop(romeo);
+        // Juliet writes to the parked session alone; the quiet gives the server time to
+        // notice the connection is gone.
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' type='chat' to='romeo@localhost/{resource}' id='{resource}'><body>to the {resource}</body></message>"
+            ))
+            .await;
+        juliet.expect_nothing().await;
+    }
+    // Both parked: a third resource is bound all the same, the orchard's session ending.
+    let mut study = server.login("romeo", "pw", "study").await;
+    available(&mut study).await;
+    let (_, failed) = resume(&server, "romeo", "pw", &ids[0], 0).await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    // The garden's, parked later, is still there to resume, with what came for it and,
+    // late, what the orchard's did not deliver (as when a resumption window ends).
+    let (mut garden, resumed) = resume(&server, "romeo", "pw", &ids[1], 0).await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let el = garden.recv().await;
+        if el.name() == "message" {
+            got.push(el);
+        }
+    }
+    let ids: Vec<_> = got.iter().map(|el| el.attr("id").unwrap()).collect();
+    assert_eq!(ids, ["garden", "orchard"]);
+    assert!(
+        got[1].has_child("delay", "urn:xmpp:delay"),
         "{}",
-        show(&refused)
+        show(&got[1])
     );
 }
 

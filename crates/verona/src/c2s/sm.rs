@@ -239,6 +239,17 @@ impl Resumable {
         parked.remove(&id).map(|(_, parked)| (id, parked))
     }
 
+    /// Takes the session of `account` parked longest ago, if there is one, with its
+    /// resumption id.
+    pub(super) fn take_oldest_parked(&self, account: &BareJid) -> Option<(String, Parked)> {
+        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = (parked.iter())
+            .filter(|(_, (_, p))| p.session.jid.bare() == *account)
+            .min_by_key(|(_, (parking, _))| *parking)
+            .map(|(id, _)| id.clone())?;
+        parked.remove(&id).map(|(_, parked)| (id, parked))
+    }
+
     /// Takes the session `id` of `account` for resumption: a parked one, or one still attached
     /// to a connection, which is told to let go of it.
     pub(super) async fn take(&self, id: &str, account: &BareJid) -> Option<Parked> {
