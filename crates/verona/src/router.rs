@@ -88,6 +88,13 @@ struct View {
     carbons: AtomicBool,
     /// Its connection was lost and it waits to be resumed (XEP-0198): nothing reads its queue.
     parked: AtomicBool,
+    /// It is ending for good, handing what it did not deliver to offline storage: it will not
+    /// keep what another ending session leaves to it.
+    ending: AtomicBool,
+    /// The archive ids of messages to the bare JID offered to it late, another session having
+    /// ended without delivering them: it has those whenever they first came (newest last, the
+    /// last [`LATE_REMEMBERED`]).
+    offered_late: Mutex<VecDeque<Box<str>>>,
     /// The priority of its last available presence (RFC 6121 §4.7.2.3): a negative one takes
     /// no messages addressed to the bare JID.
     priority: AtomicI8,
@@ -95,6 +102,10 @@ struct View {
     /// `pubsub#show-values` filters on.
     show: AtomicU8,
 }
+
+/// How many of the messages offered to a session late it remembers having: past that, an
+/// older one may reach offline storage once more when the session ends, never nowhere.
+const LATE_REMEMBERED: usize = 256;
 
 /// The stanzas waiting for a session, bounded in count and in bytes (issue #11 H5), so a
 /// session costs at most `max_bytes` however large the stanzas.
@@ -395,6 +406,35 @@ impl SessionHandle {
 
     pub fn is_parked(&self) -> bool {
         self.view.parked.load(Ordering::Relaxed)
+    }
+
+    /// Marks the session as ending for good.
+    pub fn set_ending(&self) {
+        self.view.ending.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_ending(&self) -> bool {
+        self.view.ending.load(Ordering::Relaxed)
+    }
+
+    /// The message archived as `id` was offered to the session late.
+    pub fn offered_late(&self, id: &str) {
+        let mut late = (self.view.offered_late.lock()).unwrap_or_else(PoisonError::into_inner);
+        if late.len() == LATE_REMEMBERED {
+            late.pop_front();
+        }
+        late.push_back(id.into());
+    }
+
+    /// Whether the message archived as `id` was offered to the session late.
+    pub fn was_offered_late(&self, id: &str) -> bool {
+        (self
+            .view
+            .offered_late
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+        .iter()
+        .any(|late| **late == *id)
     }
 
     /// XEP-0280: enables (true) or disables carbon copies for the session.

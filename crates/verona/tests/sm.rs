@@ -768,28 +768,178 @@ async fn a_client_that_never_acknowledges_is_bounded() {
     romeo.expect_nothing().await;
 }
 
-/// Sessions parked for resumption still count against `max_sessions_per_account`: dropping
-/// connections with resumption enabled cannot pile up sessions beyond the bound.
+/// Sessions parked for resumption count against `max_sessions_per_account`, but do not lock
+/// the account out: binding past the bound ends the session parked longest ago (as Prosody's
+/// mod_smacks ends its oldest hibernating session), whose undelivered messages reach the
+/// account, and which can no longer be resumed (issue #13: 20 parked sessions refused every
+/// new bind for the whole resumption window).
 #[tokio::test]
-async fn parked_sessions_count_against_the_account() {
-    let server = TestServer::start_with(|c| c.limits.max_sessions_per_account = 1).await;
-    server.add_user("romeo", "pw").await;
-    let mut romeo = server.login("romeo", "pw", "orchard").await;
-    enable(&mut romeo).await;
-    drop(romeo);
-    let mut again = server.authenticate("romeo", "pw").await;
-    again
-        .send(
-            "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>garden</resource></bind></iq>",
-        )
-        .await;
-    let refused = again.recv().await;
-    assert_eq!(
-        stanza_error(&refused).as_deref(),
-        Some("resource-constraint"),
+async fn binding_past_the_bound_ends_the_oldest_parked_session() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_sessions_per_account = 2;
+        c.c2s.resume_timeout_secs = 60;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut ids = Vec::new();
+    for resource in ["orchard", "garden"] {
+        let mut romeo = server.login("romeo", "pw", resource).await;
+        ids.push(enable(&mut romeo).await);
+        available(&mut romeo).await;
+        drop(romeo);
+        // Juliet writes to the parked session alone; the quiet gives the server time to
+        // notice the connection is gone.
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' type='chat' to='romeo@localhost/{resource}' id='{resource}'><body>to the {resource}</body></message>"
+            ))
+            .await;
+        juliet.expect_nothing().await;
+    }
+    // Both parked: a third resource is bound all the same, the orchard's session ending.
+    let mut study = server.login("romeo", "pw", "study").await;
+    available(&mut study).await;
+    let (_, failed) = resume(&server, "romeo", "pw", &ids[0], 0).await;
+    assert!(failed.is("failed", SM), "{}", show(&failed));
+    // The garden's, parked later, is still there to resume, with what came for it and,
+    // late, what the orchard's did not deliver (as when a resumption window ends).
+    let (mut garden, resumed) = resume(&server, "romeo", "pw", &ids[1], 0).await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let el = garden.recv().await;
+        if el.name() == "message" {
+            got.push(el);
+        }
+    }
+    let ids: Vec<_> = got.iter().map(|el| el.attr("id").unwrap()).collect();
+    assert_eq!(ids, ["garden", "orchard"]);
+    assert!(
+        got[1].has_child("delay", "urn:xmpp:delay"),
         "{}",
-        show(&refused)
+        show(&got[1])
     );
+}
+
+/// A resumption takes the session over at once even while the server is blocked writing to
+/// the old connection, whose client stopped reading (XEP-0198 §5): it waited for the write,
+/// so the resumption failed and the session was parked again (issue #13, found over the wire).
+/// The stanzas being written are unacknowledged, and the new connection gets each once.
+#[tokio::test]
+async fn resuming_takes_over_a_connection_the_server_is_blocked_writing_to() {
+    let server = TestServer::start_with(|c| {
+        c.c2s.resume_timeout_secs = 60;
+        c.c2s.send_buffer_bytes = 4096;
+        c.limits.outbound_queue = 8;
+        c.limits.read_bytes_per_sec = 0;
+        c.limits.account_read_bytes_per_sec = 0;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let (mut juliet, mut old, id) = online_with_resumption(&server).await;
+    old.expect_nothing().await;
+    // Romeo reads nothing more: what the server writes fills the socket's buffers (a few
+    // hundred KiB here), then his queue, and the next message bounces. One at a time, each
+    // followed by a ping, to know which.
+    let pad = "y".repeat(4000);
+    let mut sent = 0;
+    let bounced = loop {
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' type='chat' to='romeo@localhost/orchard' id='f{sent}'><body>{sent} {pad}</body></message>"
+            ))
+            .await;
+        sent += 1;
+        juliet
+            .send(&format!("<iq xmlns='jabber:client' type='get' id='p{sent}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            .await;
+        let el = juliet.recv().await;
+        if el.name() == "message" {
+            assert_eq!(
+                stanza_error(&el).as_deref(),
+                Some("resource-constraint"),
+                "{}",
+                show(&el)
+            );
+            break el.attr("id").unwrap().to_owned();
+        }
+        assert_eq!(el.attr("type"), Some("result"), "{}", show(&el));
+        assert!(sent < 1000, "the server's writes to Romeo never blocked");
+    };
+    assert_eq!(bounced, format!("f{}", sent - 1));
+    let (mut new, resumed) = resume(&server, "romeo", "pw", &id, 0).await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    let delivered: Vec<String> = (0..sent - 1).map(|n| format!("f{n}")).collect();
+    assert_eq!(message_ids(&mut new, delivered.len()).await, delivered);
+    new.expect_nothing().await;
+    // The old connection is dropped: what it holds unread, then its end.
+    while let Some(event) = old.next_event().await {
+        if let verona_stream::StreamEvent::Stanza(el) = event {
+            assert!(el.name() == "message" || el.is("r", SM), "{}", show(&el));
+        }
+    }
+}
+
+/// Messages to the bare JID one session left unacknowledged reach the resources that came
+/// online after they did, late; when those end unacknowledged too, each message is kept once,
+/// whichever ends first and however close together: each resource kept its own copy, and the
+/// next session got each message four times in all (issue #11/#13, found over the wire).
+#[tokio::test]
+async fn messages_a_closed_session_left_are_kept_once_when_the_others_end_too() {
+    let server = server_with_resumption(1).await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    let mut desktop = server.login("romeo", "pw", "desktop").await;
+    available(&mut desktop).await;
+    enable(&mut desktop).await;
+    for n in 1..=3 {
+        juliet.send(&chat(n)).await;
+    }
+    let lines = ["line 1", "line 2", "line 3"];
+    // Fewer than the eight the server asks an acknowledgement after: none acknowledged.
+    assert_eq!(bodies(&mut desktop, 3).await, lines);
+    let mut later = Vec::new();
+    for resource in ["phone", "tablet"] {
+        let mut client = server.login("romeo", "pw", resource).await;
+        enable(&mut client).await;
+        available(&mut client).await;
+        later.push(client);
+    }
+    desktop.send("</stream:stream>").await;
+    for client in &mut later {
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let el = client.recv().await;
+            if el.name() == "message" {
+                assert!(el.has_child("delay", "urn:xmpp:delay"), "{}", show(&el));
+                got.push(el.get_child("body", CLIENT).map(Element::text).unwrap());
+            }
+        }
+        assert_eq!(got, lines);
+    }
+    // A resource that comes online after that got nothing of it yet; then both lose their
+    // connections, unacknowledged, and their sessions end.
+    let mut study = server.login("romeo", "pw", "study").await;
+    available(&mut study).await;
+    drop(later);
+    let mut got = Vec::new();
+    let mut gone = 0;
+    while gone < 2 {
+        let el = study.recv().await;
+        match el.name() {
+            "message" => got.push(el.get_child("body", CLIENT).map(Element::text).unwrap()),
+            "presence" if el.attr("type") == Some("unavailable") => gone += 1,
+            _ => {}
+        }
+    }
+    study.expect_nothing().await;
+    assert_eq!(got, lines);
 }
 
 /// A classic session's first presence brings each available resource of a contact as its own

@@ -559,18 +559,45 @@ impl Connection {
             self.out = compressed;
         }
         let limit = Duration::from_secs(self.shared.config.c2s.write_timeout_secs.max(1));
-        let write = self.io.send(&self.out);
-        let written = match tokio::time::timeout(limit, write).await {
-            Ok(written) => written,
-            Err(_) => {
-                tracing::info!(peer = %self.peer, "peer stopped reading: closing");
-                Err(io::ErrorKind::TimedOut.into())
+        // A resumption taking the session over does not wait for a write its old connection
+        // is not reading (XEP-0198 §5): that connection is dropped as lost, and the session
+        // parked for the new one, which gets what is being written again, unacknowledged.
+        let mut close = match &self.state {
+            State::Bound(session) => Some(session.ends.close.clone()),
+            _ => None,
+        };
+        let resumed = async {
+            if let Some(close) = &mut close {
+                while close.changed().await.is_ok() {
+                    if *close.borrow_and_update() == Some(CloseReason::Resumed) {
+                        return;
+                    }
+                }
             }
+            std::future::pending().await
+        };
+        let write = self.io.send(&self.out);
+        let written = tokio::select! {
+            written = tokio::time::timeout(limit, write) => Some(match written {
+                Ok(written) => written,
+                Err(_) => {
+                    tracing::info!(peer = %self.peer, "peer stopped reading: closing");
+                    Err(io::ErrorKind::TimedOut.into())
+                }
+            }),
+            () = resumed => None,
         };
         self.out.clear();
         if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
             self.out = Vec::new();
         }
+        let Some(written) = written else {
+            // Seen, as the main loop sees it: the session's next connection is not told again.
+            if let State::Bound(session) = &mut self.state {
+                session.ends.close.borrow_and_update();
+            }
+            return Err(End::Gone);
+        };
         if written.is_err() {
             return Err(End::Gone);
         }

@@ -552,7 +552,18 @@ impl Connection {
         let full = jid.with_resource(&resource);
         let limit = self.shared.config.limits.max_sessions_per_account;
         let router = &self.shared.router;
-        if router.session(&full).is_none() && router.sessions_of(&jid).len() >= limit {
+        while router.session(&full).is_none() && router.sessions_of(&jid).len() >= limit {
+            // A session parked for resumption makes room, the one parked longest ago first, as
+            // Prosody's mod_smacks ends its oldest hibernating session: a client reconnecting
+            // without resuming is not locked out of its account for the resumption window.
+            // What it did not deliver reaches the account, as when its window ends.
+            if let Some((id, parked)) = self.shared.resumable.take_oldest_parked(&jid) {
+                self.shared.resumable.forget(&id);
+                let ended = &parked.session.jid;
+                tracing::info!(jid = %ended, "too many sessions: the parked session ends");
+                super::sm::end_session(&self.shared, parked.session, Some(parked.sm)).await;
+                continue;
+            }
             // RFC 6120 §7.6.2.1; a client rebinding one of its resources replaces it instead.
             let reply = error_reply(&el, StanzaError::TooManyResources, None);
             self.send(&reply.expect("an iq set is answered"));

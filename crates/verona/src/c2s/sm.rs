@@ -16,6 +16,7 @@ use minidom::Element;
 use verona_stream::Wire;
 
 use super::session::Session;
+use crate::eventing::chat::{archive_key, archived_as};
 use crate::router::{CloseReason, SessionHandle};
 use crate::server::Shared;
 use crate::xml::{BuilderExt, builder, ns};
@@ -162,6 +163,8 @@ pub struct Resumable {
     /// window of its last parking, not of its first.
     parked: Mutex<HashMap<String, (u64, Parked)>>,
     parked_now: tokio::sync::Notify,
+    /// Held while an ending session decides what to keep ([`keep`]).
+    deciding: Mutex<()>,
 }
 
 impl Resumable {
@@ -232,6 +235,17 @@ impl Resumable {
         let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
         let id = (parked.iter())
             .find(|(_, (_, p))| p.session.jid == *jid)
+            .map(|(id, _)| id.clone())?;
+        parked.remove(&id).map(|(_, parked)| (id, parked))
+    }
+
+    /// Takes the session of `account` parked longest ago, if there is one, with its
+    /// resumption id.
+    pub(super) fn take_oldest_parked(&self, account: &BareJid) -> Option<(String, Parked)> {
+        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = (parked.iter())
+            .filter(|(_, (_, p))| p.session.jid.bare() == *account)
+            .min_by_key(|(_, (parking, _))| *parking)
             .map(|(id, _)| id.clone())?;
         parked.remove(&id).map(|(_, parked)| (id, parked))
     }
@@ -327,26 +341,37 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
 
 /// Which of an ending session's undelivered messages (each with when it came, if known) to
 /// keep for its account, as stored: those addressed to it, and those to the bare JID that no
-/// other resource available when they came has.
+/// other resource has, one available when they came or one they were offered to late.
 fn keep(
     shared: &Shared,
     session: &Session,
     candidates: impl Iterator<Item = ((Element, bool), Option<SystemTime>)>,
 ) -> Vec<String> {
     let own = session.handle.id();
-    let others: Vec<SessionHandle> = (shared.router.message_sessions(&session.jid.bare()))
+    let account = session.jid.bare();
+    // One ending session decides at a time, and none counts on one that is ending too: two
+    // ending together each took the other to have what both had, and neither kept it.
+    let _deciding = (shared.resumable.deciding.lock()).unwrap_or_else(PoisonError::into_inner);
+    session.handle.set_ending();
+    let others: Vec<SessionHandle> = (shared.router.message_sessions(&account))
         .into_iter()
         .map(|(_, handle)| handle)
-        .filter(|handle| handle.id() != own)
+        .filter(|handle| handle.id() != own && !handle.is_ending())
         .collect();
     candidates
         .filter_map(|((mut message, for_this_session), came)| {
             // A message to the bare JID (or to a resource that was not there, RFC 6121
-            // §8.5.3.2.1) went to every resource available then: one of those still there
-            // has it. Not knowing when it came, it is taken to have reached them.
-            let others_have_it =
-                (others.iter()).any(|other| came.is_none_or(|came| other.available_at(came)));
-            if !for_this_session && others_have_it {
+            // §8.5.3.2.1) went to every resource available then, and one an ended session
+            // left goes late to every resource available then: one of those still there has
+            // it. Not knowing when it came, it is taken to have reached them.
+            let others_have_it = || {
+                let late = archive_key(&message, shared.pubsub.jid(), &account);
+                (others.iter()).any(|other| {
+                    came.is_none_or(|came| other.available_at(came))
+                        || late.as_deref().is_some_and(|id| other.was_offered_late(id))
+                })
+            };
+            if !for_this_session && others_have_it() {
                 return None;
             }
             // XEP-0203: stamped with when it came, which the archive knows; the session may
@@ -429,22 +454,6 @@ pub(super) async fn stamped(shared: &Shared, account: &BareJid, wires: Vec<Wire>
             }
         })
         .collect()
-}
-
-/// The conversation (its storage key) and archive id of a message `account` got.
-fn archived_as(message: &Element, pubsub: &str, account: &BareJid) -> Option<(String, String)> {
-    let party = |name| {
-        message
-            .attr(name)
-            .and_then(|jid| Jid::new(jid).ok())
-            .map(|jid| jid.to_bare())
-    };
-    let node = crate::eventing::chat::node(&party("from")?, &party("to")?);
-    let id = message
-        .get_child("stanza-id", crate::eventing::archive::SID)
-        .filter(|sid| sid.attr("by") == Some(account.as_str()))?
-        .attr("id")?;
-    Some((format!("{pubsub}/{node}"), id.to_owned()))
 }
 
 /// An undelivered stanza of the session `own`, if it is a conversation message to keep for

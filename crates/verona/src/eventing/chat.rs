@@ -351,6 +351,27 @@ pub fn kept_event(
     Some(Effect::SendLastItems(items))
 }
 
+/// The conversation (its storage key) and archive id of a message `account` got.
+pub fn archived_as(message: &Element, pubsub: &str, account: &BareJid) -> Option<(String, String)> {
+    let party = |name| {
+        message
+            .attr(name)
+            .and_then(|jid| Jid::new(jid).ok())
+            .map(|jid| jid.to_bare())
+    };
+    let node = node(&party("from")?, &party("to")?);
+    let id = message
+        .get_child("stanza-id", crate::eventing::archive::SID)
+        .filter(|sid| sid.attr("by") == Some(account.as_str()))?
+        .attr("id")?;
+    Some((format!("{pubsub}/{node}"), id.to_owned()))
+}
+
+/// [`archived_as`] as one string: what a session remembers of a message offered to it late.
+pub fn archive_key(message: &Element, pubsub: &str, account: &BareJid) -> Option<String> {
+    archived_as(message, pubsub, account).map(|(service, id)| format!("{service} {id}"))
+}
+
 /// Whether `message` carries a delay stamped by `domain`.
 pub fn has_delay_from(message: &Element, domain: &str) -> bool {
     message

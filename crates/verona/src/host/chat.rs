@@ -482,6 +482,9 @@ impl ServicesTask {
             };
             // Each rendering made once, for the sessions that get it.
             let (classic, native) = (OnceCell::new(), OnceCell::new());
+            // A session that gets it has it, whenever it first came: if it ends without
+            // delivering it, the account's others do not keep it again (sm.rs, `keep`).
+            let archived = chat::archive_key(&message, self.pubsub_jid.as_str(), &account);
             let delivered = match refused {
                 true => 0,
                 false => (available.iter())
@@ -490,7 +493,11 @@ impl ServicesTask {
                         let rendering = if speaks_0207 { &native } else { &classic };
                         let late = rendering
                             .get_or_init(|| self.late(&account, &message, at, speaks_0207));
-                        handle.offer(late.clone())
+                        let took = handle.offer(late.clone());
+                        if took && let Some(archived) = &archived {
+                            handle.offered_late(archived);
+                        }
+                        took
                     })
                     .count(),
             };
@@ -654,6 +661,11 @@ impl ServicesTask {
                 let speaks_0207 = !handle.wants_classic(Some(true));
                 if !handle.offer(self.late(&account, &stanza, message.at, speaks_0207)) {
                     break;
+                }
+                if let Some(archived) =
+                    chat::archive_key(&stanza, self.pubsub_jid.as_str(), &account)
+                {
+                    handle.offered_late(&archived);
                 }
                 through = Some(message.seq);
             }
