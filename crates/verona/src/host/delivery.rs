@@ -247,7 +247,8 @@ impl ServicesTask {
 
     /// DESIGN §2: a notification of a message node (seed Ex. 18–20) for a subscriber with no
     /// session to take it (by bare JID: none available with a non-negative priority) is kept
-    /// for it (XEP-0160), as a message to it would be.
+    /// for it (XEP-0160), as a message to it would be, its publisher the origin whose share of
+    /// the queue it takes.
     fn keep_for_the_absent(&self, context: &ServiceContext, effect: &Effect) {
         let Effect::Notify(notification) = effect else {
             return;
@@ -255,6 +256,9 @@ impl ServicesTask {
         if !verona_pubsub_xmpp::carries_message(notification) {
             return;
         }
+        let Some(publisher) = authors_of(effect).into_iter().next() else {
+            return;
+        };
         let recipients = notification.recipients.iter().map(|r| &r.jid);
         let absent = self.router.unreachable(recipients, Reach::Messages);
         if absent.is_empty() {
@@ -277,6 +281,7 @@ impl ServicesTask {
             let request = Request::Offline {
                 account,
                 stanzas: vec![stanza],
+                origin: Some(publisher.clone()),
                 at: std::time::SystemTime::now(),
             };
             self.send_peer(shard, request);
