@@ -1641,3 +1641,37 @@ async fn an_offline_queue_is_bounded_in_bytes() {
     let (results, _) = archive_page(&mut romeo, "", "").await;
     assert_eq!(archived_bodies(&results), lines);
 }
+
+/// XEP-0191 §3.3: what an account kept from someone it blocks before it comes back is not
+/// delivered (a message node's notifications and a message alike), and is gone once it
+/// unblocks; a contact's message is delivered.
+#[tokio::test]
+async fn what_was_kept_from_someone_blocked_since_is_not_delivered() {
+    let server = server().await;
+    let mut nurse = nurse_floods(&server, &["juliet@localhost"], 3, "").await;
+    nurse.send(&chat("juliet@localhost", "n1", "buy now")).await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
+    romeo.send(&chat("juliet@localhost", "m1", "hello")).await;
+    romeo.expect_nothing().await;
+    nurse.expect_nothing().await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='b1'>\
+               <block xmlns='urn:xmpp:blocking'><item jid='nurse@localhost'/></block></iq>",
+        )
+        .await);
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let message = next_message(&mut juliet).await;
+    assert_eq!(said(&message), "hello");
+    assert_eq!(message.attr("from"), Some("romeo@localhost/orchard"));
+    juliet.expect_nothing().await;
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='u1'>\
+               <unblock xmlns='urn:xmpp:blocking'><item jid='nurse@localhost'/></unblock></iq>",
+        )
+        .await);
+    drop(juliet);
+    assert!(kept_at_login(&server, "juliet").await.is_empty());
+}

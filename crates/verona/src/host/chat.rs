@@ -624,7 +624,7 @@ impl ServicesTask {
     /// max_offline_messages` and `max_offline_bytes`, and what one origin holds of it by
     /// `offline_share_percent` of each, so that one sender's or publisher's flood leaves room
     /// for everyone else's (issue #11). Beyond them a message stays in the archive (or the
-    /// node's items) only.
+    /// node's items) only. Nothing is kept from an origin the account blocks (XEP-0191 §3.3).
     pub(super) async fn keep_offline(&mut self) {
         let mut by_account: BTreeMap<BareJid, Vec<ToKeep>> = BTreeMap::new();
         for (account, kept) in self.to_keep.drain(..) {
@@ -658,9 +658,16 @@ impl ServicesTask {
                 total.1 += held.bytes;
                 by_origin.insert(held.origin, (held.messages, held.bytes));
             }
-            let (mut full, mut over_share) = (0, 0);
+            let (mut full, mut over_share, mut blocked) = (0, 0, 0);
             let mut keep = Vec::with_capacity(stanzas.len());
             for kept in stanzas {
+                if BareJid::new(&kept.origin)
+                    .ok()
+                    .is_some_and(|from| self.router.blocks(&account, &from))
+                {
+                    blocked += 1;
+                    continue;
+                }
                 let bytes = kept.stanza.len();
                 if total.0 + 1 > bounds.messages || total.1 + bytes > bounds.bytes {
                     full += 1;
@@ -675,8 +682,8 @@ impl ServicesTask {
                 total = (total.0 + 1, total.1 + bytes);
                 keep.push(kept);
             }
-            if full + over_share > 0 {
-                tracing::info!(%account, full, over_share, "offline messages not kept");
+            if full + over_share + blocked > 0 {
+                tracing::info!(%account, full, over_share, blocked, "offline messages not kept");
             }
             if !keep.is_empty()
                 && let Err(e) = offline.keep(account.as_str(), &keep).await
@@ -716,6 +723,16 @@ impl ServicesTask {
                     through = Some(message.seq);
                     continue;
                 };
+                // XEP-0191 §3.3: what came from someone the account has blocked since is not
+                // delivered; it leaves. (Prosody's mod_blocklist drops stanzas as they are
+                // routed, and mod_offline sends what it stored before the block as it is.)
+                if BareJid::new(&message.origin)
+                    .ok()
+                    .is_some_and(|from| self.router.blocks(&account, &from))
+                {
+                    through = Some(message.seq);
+                    continue;
+                }
                 let speaks_0207 = !handle.wants_classic(Some(true));
                 if !handle.offer(self.late(&account, &stanza, message.at, speaks_0207)) {
                     break;

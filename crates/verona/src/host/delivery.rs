@@ -248,7 +248,7 @@ impl ServicesTask {
     /// DESIGN §2: a notification of a message node (seed Ex. 18–20) for a subscriber with no
     /// session to take it (by bare JID: none available with a non-negative priority) is kept
     /// for it (XEP-0160), as a message to it would be, its publisher the origin whose share of
-    /// the queue it takes.
+    /// the queue it takes, unless it blocks the publisher (XEP-0191).
     fn keep_for_the_absent(&self, context: &ServiceContext, effect: &Effect) {
         let Effect::Notify(notification) = effect else {
             return;
@@ -256,7 +256,8 @@ impl ServicesTask {
         if !verona_pubsub_xmpp::carries_message(notification) {
             return;
         }
-        let Some(publisher) = authors_of(effect).into_iter().next() else {
+        let authors = authors_of(effect);
+        let Some(publisher) = authors.first() else {
             return;
         };
         let recipients = notification.recipients.iter().map(|r| &r.jid);
@@ -264,10 +265,15 @@ impl ServicesTask {
         if absent.is_empty() {
             return;
         }
-        let recipients: Vec<Recipient> = absent
+        let mut recipients: Vec<Recipient> = absent
             .iter()
             .map(|&at| notification.recipients[at].clone())
             .collect();
+        self.router
+            .drop_blocked(&mut recipients, |recipient| &recipient.jid, &authors);
+        if recipients.is_empty() {
+            return;
+        }
         let kept = Effect::Notify(verona_pubsub::Notification {
             recipients: recipients.into(),
             ..notification.clone()
