@@ -1675,3 +1675,56 @@ async fn what_was_kept_from_someone_blocked_since_is_not_delivered() {
     drop(juliet);
     assert!(kept_at_login(&server, "juliet").await.is_empty());
 }
+
+/// Issue #11: each copy of a notification kept for an absent subscriber is paid from the
+/// publisher's `[limits] broadcast_bytes_per_sec`: one publish to ten absent subscribers
+/// (here with a 4 KiB burst) keeps the copies the bucket pays for, not ten, and leaves it
+/// empty for the next publish.
+#[tokio::test]
+async fn copies_kept_offline_are_paid_by_the_publisher() {
+    let server = TestServer::start_with(|config| {
+        config.limits.broadcast_bytes_per_sec = 1;
+        config.limits.broadcast_burst_bytes = 4096;
+    })
+    .await;
+    let victims: Vec<String> = (0..10).map(|n| format!("v{n}")).collect();
+    for user in victims.iter().map(String::as_str).chain(["nurse"]) {
+        server.add_user(user, "pw").await;
+    }
+    // An open node each subscribes to itself: nothing the owner does but publish is paid.
+    let mut nurse = server.login("nurse", "pw", "cellar").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='c1'>\
+           <pubsub xmlns='{PUBSUB}'><create node='spam'/><configure>\
+             <x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+               <field var='pubsub#access_model'><value>open</value></field>\
+             </x></configure></pubsub></iq>"
+    );
+    ok(&nurse.request(&create).await);
+    for victim in &victims {
+        let mut client = server.login(victim, "pw", "first").await;
+        let subscribe = format!(
+            "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='s1'>\
+               <pubsub xmlns='{PUBSUB}'><subscribe node='spam' jid='{victim}@localhost'/></pubsub></iq>"
+        );
+        ok(&client.request(&subscribe).await);
+    }
+    let pad = format!(" {}", "x".repeat(1000));
+    ok(&nurse.request(&spam(0, &pad)).await);
+    let refused = nurse.request(&spam(1, &pad)).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint")
+    );
+    nurse.expect_nothing().await;
+    let mut kept = 0;
+    for victim in &victims {
+        let got = kept_at_login(&server, victim).await;
+        if !got.is_empty() {
+            assert_eq!(got, [format!("spam 0{pad}")]);
+            kept += 1;
+        }
+    }
+    assert!((1..10).contains(&kept), "{kept} copies kept");
+}

@@ -247,8 +247,11 @@ impl ServicesTask {
 
     /// DESIGN §2: a notification of a message node (seed Ex. 18–20) for a subscriber with no
     /// session to take it (by bare JID: none available with a non-negative priority) is kept
-    /// for it (XEP-0160), as a message to it would be, its publisher the origin whose share of
-    /// the queue it takes, unless it blocks the publisher (XEP-0191).
+    /// for it (XEP-0160), as a message to it would be, unless it blocks the publisher
+    /// (XEP-0191). Each copy kept is a copy the server writes in the publisher's name: it is
+    /// paid from the publisher's `[limits] broadcast_bytes_per_sec`, as the publish itself
+    /// was, and one the bucket cannot pay stays in the node's items only, so one publish to
+    /// many absent subscribers is not as many stored copies for the price of one (issue #11).
     fn keep_for_the_absent(&self, context: &ServiceContext, effect: &Effect) {
         let Effect::Notify(notification) = effect else {
             return;
@@ -278,7 +281,13 @@ impl ServicesTask {
             recipients: recipients.into(),
             ..notification.clone()
         });
+        let now = std::time::Instant::now();
+        let mut unpaid = 0;
         for out in verona_pubsub_xmpp::render(context, std::slice::from_ref(&kept)) {
+            if !self.broadcasts.take_many(publisher, out.stanza.len(), now) {
+                unpaid += 1;
+                continue;
+            }
             let Ok(stanza) = String::from_utf8(out.stanza.to_vec()) else {
                 continue;
             };
@@ -291,6 +300,9 @@ impl ServicesTask {
                 at: std::time::SystemTime::now(),
             };
             self.send_peer(shard, request);
+        }
+        if unpaid > 0 {
+            tracing::info!(%publisher, unpaid, "notifications not kept: the publisher's budget is spent");
         }
     }
 
