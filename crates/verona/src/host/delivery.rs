@@ -9,6 +9,20 @@ impl ServicesTask {
     /// Replies and notifications, once the batch is durable.
     pub(super) fn deliver(&self, done: Vec<Done>) {
         for d in done {
+            // What a publish keeps for absent subscribers is paid before its publisher hears
+            // of it, so that its next publish finds the bucket charged.
+            if matches!(d.origin, Origin::Domain)
+                && let Some(hosted) = self.hosted(&d.origin)
+            {
+                let context = ServiceContext {
+                    jid: &hosted.jid,
+                    kind: hosted.kind,
+                    resolver: &self.presence,
+                };
+                for effect in &d.effects {
+                    self.keep_for_the_absent(&context, effect);
+                }
+            }
             if let (Some(to), Some(reply)) = (&d.to, &d.reply) {
                 let bytes = Bytes::from(verona_stream::element_bytes(reply));
                 // The answer to a request goes to whoever made it.
@@ -47,9 +61,6 @@ impl ServicesTask {
                 resolver: &self.presence,
             };
             for effect in &d.effects {
-                if matches!(d.origin, Origin::Domain) {
-                    self.keep_for_the_absent(&context, effect);
-                }
                 let reachable = self.reachable_only(effect);
                 let effect = reachable.as_ref().unwrap_or(effect);
                 let permitted = self.permitted_only(hosted, effect);
