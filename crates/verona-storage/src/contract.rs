@@ -105,43 +105,62 @@ pub(crate) async fn account_store(store: &dyn AccountStore) {
 }
 
 /// Behaviour every [`OfflineStore`] backend shares: queues per account, in order, partial
-/// removal, bounded reads, times kept to the microsecond.
+/// removal, bounded reads, times kept to the microsecond, what each origin holds.
 pub(crate) async fn offline_store(store: &dyn OfflineStore) {
+    use crate::{Held, ToKeep};
     let at = |micros: u64| UNIX_EPOCH + Duration::from_micros(micros);
-    let juliet = "juliet@capulet.lit";
+    let keep = |stanza: &str, micros: u64, origin: &str| ToKeep {
+        stanza: stanza.to_owned(),
+        at: at(micros),
+        origin: origin.to_owned(),
+    };
+    let held = async |account: &str| {
+        let mut held = store.held(account).await.unwrap();
+        held.sort_by(|a, b| a.origin.cmp(&b.origin));
+        held
+    };
+    let (juliet, romeo, nurse) = (
+        "juliet@capulet.lit",
+        "romeo@montague.lit",
+        "nurse@capulet.lit",
+    );
     assert!(store.kept(juliet, 10).await.unwrap().is_empty());
-    let first = [("<a/>".to_owned(), at(1)), ("<b/>".to_owned(), at(2))];
+    let first = [keep("<a/>", 1, romeo), keep("<bb/>", 2, nurse)];
     store.keep(juliet, &first).await.unwrap();
-    store
-        .keep("romeo@montague.lit", &[("<r/>".to_owned(), at(3))])
-        .await
-        .unwrap();
-    store
-        .keep(juliet, &[("<c/>".to_owned(), at(4))])
-        .await
-        .unwrap();
+    store.keep(romeo, &[keep("<r/>", 3, juliet)]).await.unwrap();
+    store.keep(juliet, &[keep("<c/>", 4, romeo)]).await.unwrap();
     let kept = store.kept(juliet, 10).await.unwrap();
-    let stanzas: Vec<(&str, _)> = kept.iter().map(|k| (k.stanza.as_str(), k.at)).collect();
-    assert_eq!(stanzas, [("<a/>", at(1)), ("<b/>", at(2)), ("<c/>", at(4))]);
+    let stanzas: Vec<(&str, _, &str)> = kept
+        .iter()
+        .map(|k| (k.stanza.as_str(), k.at, k.origin.as_str()))
+        .collect();
+    assert_eq!(
+        stanzas,
+        [
+            ("<a/>", at(1), romeo),
+            ("<bb/>", at(2), nurse),
+            ("<c/>", at(4), romeo)
+        ]
+    );
     assert!(kept.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert_eq!(store.kept_count(juliet).await.unwrap(), 3);
+    let holds = |origin: &str, messages, bytes| Held {
+        origin: origin.to_owned(),
+        messages,
+        bytes,
+    };
+    assert_eq!(held(juliet).await, [holds(nurse, 1, 5), holds(romeo, 2, 8)]);
     let mut with_kept = store.accounts_with_kept().await.unwrap();
     with_kept.sort();
-    assert_eq!(with_kept, [juliet, "romeo@montague.lit"]);
+    assert_eq!(with_kept, [juliet, romeo]);
     assert_eq!(store.kept(juliet, 2).await.unwrap(), kept[..2]);
     store.delivered(juliet, kept[1].seq).await.unwrap();
     assert_eq!(store.kept(juliet, 10).await.unwrap(), kept[2..]);
-    assert_eq!(store.kept_count("romeo@montague.lit").await.unwrap(), 1);
+    assert_eq!(held(juliet).await, [holds(romeo, 1, 4)]);
+    assert_eq!(held(romeo).await, [holds(juliet, 1, 4)]);
     store.delivered(juliet, kept[2].seq).await.unwrap();
-    assert_eq!(store.kept_count(juliet).await.unwrap(), 0);
-    assert_eq!(
-        store.accounts_with_kept().await.unwrap(),
-        ["romeo@montague.lit"]
-    );
+    assert!(held(juliet).await.is_empty());
+    assert_eq!(store.accounts_with_kept().await.unwrap(), [romeo]);
     // Later messages come after, whatever was removed.
-    store
-        .keep(juliet, &[("<d/>".to_owned(), at(5))])
-        .await
-        .unwrap();
+    store.keep(juliet, &[keep("<d/>", 5, "")]).await.unwrap();
     assert!(store.kept(juliet, 1).await.unwrap()[0].seq > kept[2].seq);
 }

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use memory::MemoryStore;
-pub use offline::{Kept, OfflineStore};
+pub use offline::{Held, Kept, OfflineStore, ToKeep};
 pub use pubsub::{
     Bounds, COUNTED_AT_MOST, Conversations, FoundItem, HeldAffiliation, HeldSubscription,
     ItemsPage, ItemsQuery, NodeEnd, NodeListing, PubsubStore, PubsubWrite, page,

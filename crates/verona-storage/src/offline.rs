@@ -14,6 +14,26 @@ pub struct Kept {
     pub stanza: String,
     /// When it was kept (its XEP-0203 delay).
     pub at: SystemTime,
+    /// Who it is from, as the server counts the queue's shares and applies the account's
+    /// blocklist at delivery: a sender's or a publisher's bare JID (empty: unknown).
+    pub origin: String,
+}
+
+/// A message to keep: the stanza, when it was kept, and its origin (as in [`Kept`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToKeep {
+    pub stanza: String,
+    pub at: SystemTime,
+    pub origin: String,
+}
+
+/// What one origin's messages take of an account's queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    pub origin: String,
+    pub messages: usize,
+    /// The stanzas' lengths in bytes, summed.
+    pub bytes: usize,
 }
 
 /// Each account's queue of kept messages, keyed by normalised bare JID string. Deleting an
@@ -24,7 +44,7 @@ pub trait OfflineStore: Send + Sync {
     fn keep<'a>(
         &'a self,
         account: &'a str,
-        stanzas: &'a [(String, SystemTime)],
+        stanzas: &'a [ToKeep],
     ) -> BoxFuture<'a, Result<(), StorageError>>;
 
     /// The oldest `max` messages of `account`'s queue, oldest first.
@@ -34,8 +54,8 @@ pub trait OfflineStore: Send + Sync {
         max: usize,
     ) -> BoxFuture<'a, Result<Vec<Kept>, StorageError>>;
 
-    /// How many messages `account`'s queue holds (an indexed count, for its bound).
-    fn kept_count<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<usize, StorageError>>;
+    /// What `account`'s queue holds, by origin (from an index, for its bounds), in no order.
+    fn held<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<Vec<Held>, StorageError>>;
 
     /// Every account whose queue holds a message (read once at start: the server then knows
     /// which accounts to look for kept messages for, as it keeps them).

@@ -342,6 +342,13 @@ pub struct Limits {
     /// Messages kept for one account while it is offline (XEP-0160); beyond it, messages
     /// stay in the conversation's archive only.
     pub max_offline_messages: usize,
+    /// Bytes of stanzas kept for one account while it is offline, besides the count: each
+    /// kept message may be a whole stanza.
+    pub max_offline_bytes: usize,
+    /// The share (in percent) of an account's offline queue, in messages and in bytes, that
+    /// one origin (a sender, or the publisher of a node's notifications) may take, so that a
+    /// flood from one leaves room for the others' messages.
+    pub offline_share_percent: usize,
     /// PEP services kept in memory while no session of their account is bound (the least
     /// recently used beyond it are dropped, and reloaded from storage when needed).
     pub resident_services: usize,
@@ -487,6 +494,8 @@ impl Default for Limits {
             room_history_bytes: 1 << 20,
             conversation_archive_bytes: 10 << 20,
             max_offline_messages: 1000,
+            max_offline_bytes: 2 << 20,
+            offline_share_percent: 25,
             resident_services: 2_000,
             pubsub_queue_bytes: 64 << 20,
             pubsub_account_bytes: 1 << 20,
@@ -777,6 +786,16 @@ impl Config {
         if self.limits.conversation_archive_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "[limits] conversation_archive_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.limits.max_offline_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "[limits] max_offline_bytes must be at least 1024".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.limits.offline_share_percent) {
+            return Err(ConfigError::Invalid(
+                "[limits] offline_share_percent must be between 1 and 100".into(),
             ));
         }
         if self.limits.max_unauthenticated_stanza_bytes < 1024 {
@@ -1104,6 +1123,18 @@ mod tests {
             (
                 "[limits]\nconversation_archive_bytes = 1000",
                 "conversation_archive_bytes must be at least 1024",
+            ),
+            (
+                "[limits]\nmax_offline_bytes = 1000",
+                "max_offline_bytes must be at least 1024",
+            ),
+            (
+                "[limits]\noffline_share_percent = 0",
+                "offline_share_percent must be between 1 and 100",
+            ),
+            (
+                "[limits]\noffline_share_percent = 101",
+                "offline_share_percent must be between 1 and 100",
             ),
             (
                 "[pubsub]\nmax_items_per_node = 19",

@@ -132,12 +132,21 @@ pub struct Configs {
     pub max_blocklist: usize,
     /// Rooms of one shard one session may be in.
     pub max_rooms_per_session: usize,
-    /// Messages one account's offline queue holds at most.
-    pub max_offline: usize,
+    /// What one account's offline queue holds at most.
+    pub offline: OfflineBounds,
     /// Bytes one conversation's archive holds at most.
     pub archive_bytes: usize,
     /// XEP-0421 occupant ids in rooms.
     pub occupant_ids: crate::eventing::groupchat::OccupantIds,
+}
+
+/// What one account's offline queue holds at most (`[limits] max_offline_messages`,
+/// `max_offline_bytes`), and the share of it one origin may take (`offline_share_percent`).
+#[derive(Clone, Copy, Debug)]
+pub struct OfflineBounds {
+    pub messages: usize,
+    pub bytes: usize,
+    pub share_percent: usize,
 }
 
 /// Deletes the stored rooms that are not persistent: they live while someone is in them, and
@@ -295,7 +304,7 @@ pub async fn start(
             to_keep: Vec::new(),
             came_online: Vec::new(),
             with_kept: std::mem::take(&mut with_kept[shard]),
-            max_offline: configs.max_offline,
+            offline: configs.offline,
             archive_bytes: configs.archive_bytes,
             archived_since_trim: HashMap::new(),
             rooms_jid: rooms_jid.clone(),
@@ -490,15 +499,15 @@ struct ServicesTask {
     leaving: HashMap<FullJid, eventing::presence::Farewell>,
     /// Messages for accounts of this shard with no session to take them, kept after the
     /// batch (`chat.rs`).
-    to_keep: Vec<(BareJid, String, std::time::SystemTime)>,
+    to_keep: Vec<(BareJid, verona_storage::ToKeep)>,
     /// Sessions that came online in the current batch: their kept messages follow.
     came_online: Vec<FullJid>,
     /// Accounts of this shard whose offline queue may hold messages: read from storage at
     /// start, then kept here, since this shard is the only one that keeps or delivers them.
     /// A session coming online of any other account costs no storage read.
     with_kept: HashSet<BareJid>,
-    /// Messages one account's offline queue holds at most.
-    max_offline: usize,
+    /// What one account's offline queue holds at most.
+    offline: OfflineBounds,
     /// Bytes one conversation's archive holds at most (`[limits] conversation_archive_bytes`).
     archive_bytes: usize,
     /// Messages and bytes archived per conversation (storage key) since its archive was last
@@ -891,8 +900,9 @@ impl ServicesTask {
             Request::Offline {
                 account,
                 stanzas,
+                origin,
                 at,
-            } => self.offline(account, stanzas, at),
+            } => self.offline(account, stanzas, origin, at),
             Request::Flush(session) => self.came_online.push(session),
             Request::Barrier(ready) => self.settling.push(ready),
             Request::Subscription {

@@ -539,7 +539,11 @@ async fn start_services(
             pep_limits: config.pep_limits(),
             max_blocklist: config.limits.max_blocklist,
             max_rooms_per_session: config.limits.max_rooms_per_session,
-            max_offline: config.limits.max_offline_messages,
+            offline: host::OfflineBounds {
+                messages: config.limits.max_offline_messages,
+                bytes: config.limits.max_offline_bytes,
+                share_percent: config.limits.offline_share_percent,
+            },
             archive_bytes: config.limits.conversation_archive_bytes,
             occupant_ids: crate::eventing::groupchat::OccupantIds::new(&server_secret(
                 &config.data_dir,

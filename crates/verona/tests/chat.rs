@@ -1505,3 +1505,226 @@ async fn kept_messages_reach_a_native_session_as_events() {
     assert_eq!(last.and_then(|r| r.attr("id")), kept.attr("id"));
     romeo.expect_nothing().await;
 }
+
+/// What a message kept for an absent account says: a message node's notification's message,
+/// or the message itself.
+fn said(message: &Element) -> String {
+    match message.has_child("event", EVENT) {
+        true => body(event_message(message)),
+        false => body(message),
+    }
+}
+
+/// What `user`'s next session gets from its offline queue at its presence (what each says,
+/// in order). Its shard delivers them after the batch that takes the presence, so an answer
+/// of that shard asked for after one to a request sent with the presence comes after them.
+async fn kept_at_login(server: &TestServer, user: &str) -> Vec<String> {
+    let mut client = server.login(user, "pw", "later").await;
+    client.send("<presence xmlns='jabber:client'/>").await;
+    let roster = |id: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}'><query xmlns='jabber:iq:roster'/></iq>"
+        )
+    };
+    ok(&client.request(&roster("r1")).await);
+    client.send(&roster("r2")).await;
+    let mut kept = Vec::new();
+    loop {
+        let el = client.recv().await;
+        if el.name() == "iq" && el.attr("id") == Some("r2") {
+            break;
+        }
+        if el.name() == "message" {
+            assert!(el.has_child("delay", DELAY), "{}", show(&el));
+            kept.push(said(&el));
+        }
+    }
+    client.expect_nothing().await;
+    kept
+}
+
+/// Nurse (a stranger) makes a node of `pubsub.localhost` with `victims` as members, subscribes
+/// them as its owner (XEP-0060 §8.8.2) and publishes `n` messages to it ("spam 0"…), `pad`
+/// after each body's text.
+async fn nurse_floods(server: &TestServer, victims: &[&str], n: usize, pad: &str) -> Client {
+    let mut nurse = server.login_available("nurse", "pw", "cellar").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='c1'>\
+           <pubsub xmlns='{PUBSUB}'><create node='spam'/></pubsub></iq>"
+    );
+    ok(&nurse.request(&create).await);
+    let (affiliations, subscriptions): (String, String) = victims
+        .iter()
+        .map(|jid| {
+            (
+                format!("<affiliation jid='{jid}' affiliation='member'/>"),
+                format!("<subscription jid='{jid}' subscription='subscribed'/>"),
+            )
+        })
+        .unzip();
+    for (id, what) in [
+        (
+            "c2",
+            format!("<affiliations node='spam'>{affiliations}</affiliations>"),
+        ),
+        (
+            "c3",
+            format!("<subscriptions node='spam'>{subscriptions}</subscriptions>"),
+        ),
+    ] {
+        let manage = format!(
+            "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='{id}'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>{what}</pubsub></iq>"
+        );
+        ok(&nurse.request(&manage).await);
+    }
+    for n in 0..n {
+        ok(&nurse.request(&spam(n, pad)).await);
+    }
+    nurse
+}
+
+/// Nurse's publish of "spam `n`" (`pad` after it) to her node.
+fn spam(n: usize, pad: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='p{n}'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='spam'><item id='i{n}'>\
+             <message xmlns='jabber:client' type='chat'><body>spam {n}{pad}</body></message>\
+           </item></publish></pubsub></iq>"
+    )
+}
+
+/// Issue #11 (audit of 2026-12-07): a stranger who subscribes an absent account to a message
+/// node and floods it fills at most `[limits] offline_share_percent` of its offline queue
+/// (here 25% of 20): a contact's message that follows is kept and comes at the next login.
+#[tokio::test]
+async fn one_origin_takes_only_a_share_of_an_offline_queue() {
+    let server = TestServer::start_with(|config| config.limits.max_offline_messages = 20).await;
+    for user in ["juliet", "romeo", "nurse"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut nurse = nurse_floods(&server, &["juliet@localhost"], 20, "").await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
+    romeo.send(&chat("juliet@localhost", "m1", "hello")).await;
+    romeo.expect_nothing().await;
+    nurse.expect_nothing().await;
+    let mut kept = kept_at_login(&server, "juliet").await;
+    kept.sort();
+    let expected = ["hello", "spam 0", "spam 1", "spam 2", "spam 3", "spam 4"];
+    assert_eq!(kept, expected);
+}
+
+/// `[limits] max_offline_bytes` bounds an offline queue besides its count: of ten messages of
+/// about 1 KB, fewer than five fit in 4 KiB, the first ones; the rest are in the archive only.
+#[tokio::test]
+async fn an_offline_queue_is_bounded_in_bytes() {
+    let server = TestServer::start_with(|config| {
+        config.limits.max_offline_bytes = 4096;
+        config.limits.offline_share_percent = 100;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
+    let pad = "x".repeat(1000);
+    let lines: Vec<String> = (0..10).map(|n| format!("line {n} {pad}")).collect();
+    for (n, line) in lines.iter().enumerate() {
+        romeo
+            .send(&chat("juliet@localhost", &format!("m{n}"), line))
+            .await;
+    }
+    romeo.expect_nothing().await;
+    let kept = kept_at_login(&server, "juliet").await;
+    assert!((1..4).contains(&kept.len()), "{} kept", kept.len());
+    assert_eq!(kept, lines[..kept.len()]);
+    let (results, _) = archive_page(&mut romeo, "", "").await;
+    assert_eq!(archived_bodies(&results), lines);
+}
+
+/// XEP-0191 §3.3: what an account kept from someone it blocks before it comes back is not
+/// delivered (a message node's notifications and a message alike), and is gone once it
+/// unblocks; a contact's message is delivered.
+#[tokio::test]
+async fn what_was_kept_from_someone_blocked_since_is_not_delivered() {
+    let server = server().await;
+    let mut nurse = nurse_floods(&server, &["juliet@localhost"], 3, "").await;
+    nurse.send(&chat("juliet@localhost", "n1", "buy now")).await;
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
+    romeo.send(&chat("juliet@localhost", "m1", "hello")).await;
+    romeo.expect_nothing().await;
+    nurse.expect_nothing().await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='b1'>\
+               <block xmlns='urn:xmpp:blocking'><item jid='nurse@localhost'/></block></iq>",
+        )
+        .await);
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let message = next_message(&mut juliet).await;
+    assert_eq!(said(&message), "hello");
+    assert_eq!(message.attr("from"), Some("romeo@localhost/orchard"));
+    juliet.expect_nothing().await;
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='u1'>\
+               <unblock xmlns='urn:xmpp:blocking'><item jid='nurse@localhost'/></unblock></iq>",
+        )
+        .await);
+    drop(juliet);
+    assert!(kept_at_login(&server, "juliet").await.is_empty());
+}
+
+/// Issue #11: each copy of a notification kept for an absent subscriber is paid from the
+/// publisher's `[limits] broadcast_bytes_per_sec`: one publish to ten absent subscribers
+/// (here with a 4 KiB burst) keeps the copies the bucket pays for, not ten, and leaves it
+/// empty for the next publish.
+#[tokio::test]
+async fn copies_kept_offline_are_paid_by_the_publisher() {
+    let server = TestServer::start_with(|config| {
+        config.limits.broadcast_bytes_per_sec = 1;
+        config.limits.broadcast_burst_bytes = 4096;
+    })
+    .await;
+    let victims: Vec<String> = (0..10).map(|n| format!("v{n}")).collect();
+    for user in victims.iter().map(String::as_str).chain(["nurse"]) {
+        server.add_user(user, "pw").await;
+    }
+    // An open node each subscribes to itself: nothing the owner does but publish is paid.
+    let mut nurse = server.login("nurse", "pw", "cellar").await;
+    let create = format!(
+        "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='c1'>\
+           <pubsub xmlns='{PUBSUB}'><create node='spam'/><configure>\
+             <x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+               <field var='pubsub#access_model'><value>open</value></field>\
+             </x></configure></pubsub></iq>"
+    );
+    ok(&nurse.request(&create).await);
+    for victim in &victims {
+        let mut client = server.login(victim, "pw", "first").await;
+        let subscribe = format!(
+            "<iq xmlns='jabber:client' type='set' to='pubsub.localhost' id='s1'>\
+               <pubsub xmlns='{PUBSUB}'><subscribe node='spam' jid='{victim}@localhost'/></pubsub></iq>"
+        );
+        ok(&client.request(&subscribe).await);
+    }
+    let pad = format!(" {}", "x".repeat(1000));
+    ok(&nurse.request(&spam(0, &pad)).await);
+    let refused = nurse.request(&spam(1, &pad)).await;
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("resource-constraint")
+    );
+    nurse.expect_nothing().await;
+    let mut kept = 0;
+    for victim in &victims {
+        let got = kept_at_login(&server, victim).await;
+        if !got.is_empty() {
+            assert_eq!(got, [format!("spam 0{pad}")]);
+            kept += 1;
+        }
+    }
+    assert!((1..10).contains(&kept), "{kept} copies kept");
+}

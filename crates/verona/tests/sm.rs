@@ -421,6 +421,8 @@ async fn what_a_parked_sessions_full_queue_refuses_is_kept_for_its_resumption() 
         config.c2s.resume_timeout_secs = 60;
         config.limits.outbound_queue = 20;
         config.limits.max_offline_messages = 60;
+        // One sender fills the whole queue here.
+        config.limits.offline_share_percent = 100;
     })
     .await;
     for user in ["juliet", "romeo"] {
@@ -543,6 +545,8 @@ async fn an_offline_backlog_larger_than_the_queue_is_not_too_many_unacknowledged
     let server = TestServer::start_with(|config| {
         config.limits.outbound_queue = 20;
         config.limits.max_offline_messages = 60;
+        // One sender fills the whole queue here.
+        config.limits.offline_share_percent = 100;
     })
     .await;
     for user in ["juliet", "romeo"] {
@@ -705,6 +709,8 @@ async fn a_client_that_never_acknowledges_is_bounded() {
     let server = TestServer::start_with(|config| {
         config.limits.outbound_queue = 8;
         config.limits.max_offline_messages = 8;
+        // One sender fills the whole queue here.
+        config.limits.offline_share_percent = 100;
     })
     .await;
     for user in ["juliet", "romeo"] {

@@ -1,10 +1,9 @@
 //! [`OfflineStore`] for [`MemoryStore`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::SystemTime;
 
 use super::MemoryStore;
-use crate::{BoxFuture, Kept, OfflineStore, StorageError};
+use crate::{BoxFuture, Held, Kept, OfflineStore, StorageError, ToKeep};
 
 /// Every account's queue, and the next `seq`.
 #[derive(Debug, Default)]
@@ -23,18 +22,19 @@ impl OfflineStore for MemoryStore {
     fn keep<'a>(
         &'a self,
         account: &'a str,
-        stanzas: &'a [(String, SystemTime)],
+        stanzas: &'a [ToKeep],
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             let mut offline = self.offline();
             let Queues { next, queues } = &mut *offline;
             let queue = queues.entry(account.to_owned()).or_default();
-            for (stanza, at) in stanzas {
+            for kept in stanzas {
                 *next += 1;
                 queue.push_back(Kept {
                     seq: *next,
-                    stanza: stanza.clone(),
-                    at: *at,
+                    stanza: kept.stanza.clone(),
+                    at: kept.at,
+                    origin: kept.origin.clone(),
                 });
             }
             Ok(())
@@ -56,8 +56,20 @@ impl OfflineStore for MemoryStore {
         })
     }
 
-    fn kept_count<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<usize, StorageError>> {
-        Box::pin(async move { Ok(self.offline().queues.get(account).map_or(0, VecDeque::len)) })
+    fn held<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<Vec<Held>, StorageError>> {
+        Box::pin(async move {
+            let mut held: BTreeMap<&str, Held> = BTreeMap::new();
+            let offline = self.offline();
+            for kept in offline.queues.get(account).into_iter().flatten() {
+                let origin = held.entry(kept.origin.as_str()).or_insert_with(|| Held {
+                    origin: kept.origin.clone(),
+                    ..Held::default()
+                });
+                origin.messages += 1;
+                origin.bytes += kept.stanza.len();
+            }
+            Ok(held.into_values().collect())
+        })
     }
 
     fn accounts_with_kept(&self) -> BoxFuture<'_, Result<Vec<String>, StorageError>> {

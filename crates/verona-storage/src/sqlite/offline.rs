@@ -1,26 +1,29 @@
 //! [`OfflineStore`] for [`SqliteStore`] (schema: `migrations/sqlite/0005_offline.sql`).
 
-use std::time::SystemTime;
-
 use super::SqliteStore;
 use crate::pubsub::{from_micros, to_micros};
-use crate::{BoxFuture, Kept, OfflineStore, StorageError};
+use crate::{BoxFuture, Held, Kept, OfflineStore, StorageError, ToKeep};
 
 impl OfflineStore for SqliteStore {
     fn keep<'a>(
         &'a self,
         account: &'a str,
-        stanzas: &'a [(String, SystemTime)],
+        stanzas: &'a [ToKeep],
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             let mut tx = self.writer.begin().await?;
-            for (stanza, at) in stanzas {
-                sqlx::query("INSERT INTO offline (account, stanza, kept) VALUES ($1, $2, $3)")
-                    .bind(account)
-                    .bind(stanza)
-                    .bind(to_micros(*at)?)
-                    .execute(&mut *tx)
-                    .await?;
+            for kept in stanzas {
+                sqlx::query(
+                    "INSERT INTO offline (account, stanza, kept, origin, bytes) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(account)
+                .bind(&kept.stanza)
+                .bind(to_micros(kept.at)?)
+                .bind(&kept.origin)
+                .bind(i64::try_from(kept.stanza.len()).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             Ok(())
@@ -33,33 +36,45 @@ impl OfflineStore for SqliteStore {
         max: usize,
     ) -> BoxFuture<'a, Result<Vec<Kept>, StorageError>> {
         Box::pin(async move {
-            let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-                "SELECT seq, stanza, kept FROM offline WHERE account = $1 ORDER BY seq LIMIT $2",
+            let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+                "SELECT seq, stanza, kept, origin FROM offline WHERE account = $1 \
+                 ORDER BY seq LIMIT $2",
             )
             .bind(account)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
             rows.into_iter()
-                .map(|(seq, stanza, kept)| {
+                .map(|(seq, stanza, kept, origin)| {
                     Ok(Kept {
                         seq,
                         stanza,
                         at: from_micros(kept)?,
+                        origin,
                     })
                 })
                 .collect()
         })
     }
 
-    fn kept_count<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<usize, StorageError>> {
+    fn held<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<Vec<Held>, StorageError>> {
         Box::pin(async move {
-            let (count,): (i64,) =
-                sqlx::query_as("SELECT COUNT(*) FROM offline WHERE account = $1")
-                    .bind(account)
-                    .fetch_one(&self.pool)
-                    .await?;
-            Ok(usize::try_from(count).unwrap_or_default())
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+                "SELECT origin, COUNT(*), SUM(bytes) FROM offline WHERE account = $1 \
+                 GROUP BY origin",
+            )
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?;
+            let count = |n: i64| usize::try_from(n).unwrap_or_default();
+            Ok(rows
+                .into_iter()
+                .map(|(origin, messages, bytes)| Held {
+                    origin,
+                    messages: count(messages),
+                    bytes: count(bytes),
+                })
+                .collect())
         })
     }
 
@@ -111,12 +126,14 @@ mod tests {
         let juliet = "juliet@capulet.lit";
         let creds = crate::contract::sample_credentials(1);
         store.create_account(juliet, &creds).await.unwrap();
-        let at = SystemTime::UNIX_EPOCH;
-        store
-            .keep(juliet, &[("<a/>".to_owned(), at)])
-            .await
-            .unwrap();
+        let at = std::time::SystemTime::UNIX_EPOCH;
+        let kept = crate::ToKeep {
+            stanza: "<a/>".to_owned(),
+            at,
+            origin: String::new(),
+        };
+        store.keep(juliet, &[kept]).await.unwrap();
         store.delete_account(juliet, &[]).await.unwrap();
-        assert_eq!(store.kept_count(juliet).await.unwrap(), 0);
+        assert!(store.held(juliet).await.unwrap().is_empty());
     }
 }

@@ -11,6 +11,8 @@ use std::time::{Instant, SystemTime};
 
 use verona_pubsub::Affiliation;
 
+use verona_storage::ToKeep;
+
 use super::request::Passing;
 use super::*;
 use crate::eventing::chat::{self, Copy};
@@ -59,6 +61,12 @@ impl Refused {
 struct Archived<'a> {
     id: &'a str,
     stored: Option<&'a str>,
+}
+
+/// Who a message handed back to be kept is from: the bare JID of its `from`.
+fn sender_of(message: &Element) -> Option<BareJid> {
+    let from = Jid::new(message.attr("from")?).ok()?;
+    Some(from.bare())
 }
 
 /// A kept message as `party` gets it, made from its stored serialization
@@ -429,6 +437,7 @@ impl ServicesTask {
             let request = Request::Offline {
                 account: account.clone(),
                 stanzas: vec![kept],
+                origin: Some(sender.clone()),
                 at: SystemTime::now(),
             };
             self.send_peer(self.shard_of(account.as_str()), request);
@@ -457,8 +466,24 @@ impl ServicesTask {
     }
 
     /// A message for an account of this shard that had no session to take it: delivered if
-    /// one is available now, else kept once the batch is done.
-    pub(super) fn offline(&mut self, account: BareJid, stanzas: Vec<String>, at: SystemTime) {
+    /// one is available now, else kept once the batch is done. `origin`: who it is from (a
+    /// sender's or a publisher's bare JID); `None`: each stanza's own sender, its `from`.
+    pub(super) fn offline(
+        &mut self,
+        account: BareJid,
+        stanzas: Vec<String>,
+        origin: Option<BareJid>,
+        at: SystemTime,
+    ) {
+        let origin_of = |stanza: &str| match &origin {
+            Some(origin) => origin.to_string(),
+            None => stanza
+                .parse::<Element>()
+                .ok()
+                .and_then(|message| sender_of(&message))
+                .map(|from| from.to_string())
+                .unwrap_or_default(),
+        };
         // A session coming online in this batch gets its kept messages after it: these join
         // them, so that they come in order.
         if self
@@ -467,7 +492,9 @@ impl ServicesTask {
             .any(|session| session.bare() == account)
         {
             for stanza in stanzas {
-                self.to_keep.push((account.clone(), stanza, at));
+                let origin = origin_of(&stanza);
+                let kept = ToKeep { stanza, at, origin };
+                self.to_keep.push((account.clone(), kept));
             }
             return;
         }
@@ -503,7 +530,14 @@ impl ServicesTask {
             };
             if delivered == 0 {
                 refused |= !available.is_empty();
-                self.to_keep.push((account.clone(), stanza, at));
+                let origin = match &origin {
+                    Some(origin) => origin.to_string(),
+                    None => sender_of(&message)
+                        .map(|from| from.to_string())
+                        .unwrap_or_default(),
+                };
+                let kept = ToKeep { stanza, at, origin };
+                self.to_keep.push((account.clone(), kept));
             }
         }
         // What a full queue refused is kept, and comes from storage as the queue drains
@@ -593,14 +627,23 @@ impl ServicesTask {
         }
     }
 
-    /// Stores the messages the batch kept, each account's queue bounded by
-    /// `[limits] max_offline_messages` (beyond it a message stays in the archive only).
+    /// Stores the messages the batch kept, each account's queue bounded by `[limits]
+    /// max_offline_messages` and `max_offline_bytes`, and what one origin holds of it by
+    /// `offline_share_percent` of each, so that one sender's or publisher's flood leaves room
+    /// for everyone else's (issue #11). Beyond them a message stays in the archive (or the
+    /// node's items) only. Nothing is kept from an origin the account blocks (XEP-0191 §3.3).
     pub(super) async fn keep_offline(&mut self) {
-        let mut by_account: BTreeMap<BareJid, Vec<(String, SystemTime)>> = BTreeMap::new();
-        for (account, stanza, at) in self.to_keep.drain(..) {
-            by_account.entry(account).or_default().push((stanza, at));
+        let mut by_account: BTreeMap<BareJid, Vec<ToKeep>> = BTreeMap::new();
+        for (account, kept) in self.to_keep.drain(..) {
+            by_account.entry(account).or_default().push(kept);
         }
-        for (account, mut stanzas) in by_account {
+        let bounds = self.offline;
+        let share = bounds.share_percent;
+        let (share_messages, share_bytes) = (
+            (bounds.messages * share / 100).max(1),
+            bounds.bytes * share / 100,
+        );
+        for (account, stanzas) in by_account {
             // Only an account that exists has a queue (a subscriber of a node may be any JID):
             // nothing waits for whoever registers a name later.
             if !residency::account_exists(&self.stores, &account).await {
@@ -608,22 +651,51 @@ impl ServicesTask {
             }
             self.with_kept.insert(account.clone());
             let offline = &self.stores.offline;
-            let held = match offline.kept_count(account.as_str()).await {
+            let held = match offline.held(account.as_str()).await {
                 Ok(held) => held,
                 Err(e) => {
                     tracing::error!(%account, "counting kept messages: {e}");
                     continue;
                 }
             };
-            let room = self.max_offline.saturating_sub(held);
-            if stanzas.len() > room {
-                tracing::info!(%account, dropped = stanzas.len() - room, "offline queue full");
-                stanzas.truncate(room);
+            let mut total = (0, 0);
+            let mut by_origin: HashMap<String, (usize, usize)> = HashMap::new();
+            for held in held {
+                total.0 += held.messages;
+                total.1 += held.bytes;
+                by_origin.insert(held.origin, (held.messages, held.bytes));
             }
-            if !stanzas.is_empty()
-                && let Err(e) = offline.keep(account.as_str(), &stanzas).await
+            let (mut full, mut over_share, mut blocked) = (0, 0, 0);
+            let mut keep = Vec::with_capacity(stanzas.len());
+            for kept in stanzas {
+                if BareJid::new(&kept.origin)
+                    .ok()
+                    .is_some_and(|from| self.router.blocks(&account, &from))
+                {
+                    blocked += 1;
+                    continue;
+                }
+                let bytes = kept.stanza.len();
+                if total.0 + 1 > bounds.messages || total.1 + bytes > bounds.bytes {
+                    full += 1;
+                    continue;
+                }
+                let origin = by_origin.entry(kept.origin.clone()).or_default();
+                if origin.0 + 1 > share_messages || origin.1 + bytes > share_bytes {
+                    over_share += 1;
+                    continue;
+                }
+                *origin = (origin.0 + 1, origin.1 + bytes);
+                total = (total.0 + 1, total.1 + bytes);
+                keep.push(kept);
+            }
+            if full + over_share + blocked > 0 {
+                tracing::info!(%account, full, over_share, blocked, "offline messages not kept");
+            }
+            if !keep.is_empty()
+                && let Err(e) = offline.keep(account.as_str(), &keep).await
             {
-                tracing::error!(%account, "keeping {} messages: {e}", stanzas.len());
+                tracing::error!(%account, "keeping {} messages: {e}", keep.len());
             }
         }
     }
@@ -658,6 +730,16 @@ impl ServicesTask {
                     through = Some(message.seq);
                     continue;
                 };
+                // XEP-0191 §3.3: what came from someone the account has blocked since is not
+                // delivered; it leaves. (Prosody's mod_blocklist drops stanzas as they are
+                // routed, and mod_offline sends what it stored before the block as it is.)
+                if BareJid::new(&message.origin)
+                    .ok()
+                    .is_some_and(|from| self.router.blocks(&account, &from))
+                {
+                    through = Some(message.seq);
+                    continue;
+                }
                 let speaks_0207 = !handle.wants_classic(Some(true));
                 if !handle.offer(self.late(&account, &stanza, message.at, speaks_0207)) {
                     break;

@@ -9,6 +9,20 @@ impl ServicesTask {
     /// Replies and notifications, once the batch is durable.
     pub(super) fn deliver(&self, done: Vec<Done>) {
         for d in done {
+            // What a publish keeps for absent subscribers is paid before its publisher hears
+            // of it, so that its next publish finds the bucket charged.
+            if matches!(d.origin, Origin::Domain)
+                && let Some(hosted) = self.hosted(&d.origin)
+            {
+                let context = ServiceContext {
+                    jid: &hosted.jid,
+                    kind: hosted.kind,
+                    resolver: &self.presence,
+                };
+                for effect in &d.effects {
+                    self.keep_for_the_absent(&context, effect);
+                }
+            }
             if let (Some(to), Some(reply)) = (&d.to, &d.reply) {
                 let bytes = Bytes::from(verona_stream::element_bytes(reply));
                 // The answer to a request goes to whoever made it.
@@ -47,9 +61,6 @@ impl ServicesTask {
                 resolver: &self.presence,
             };
             for effect in &d.effects {
-                if matches!(d.origin, Origin::Domain) {
-                    self.keep_for_the_absent(&context, effect);
-                }
                 let reachable = self.reachable_only(effect);
                 let effect = reachable.as_ref().unwrap_or(effect);
                 let permitted = self.permitted_only(hosted, effect);
@@ -247,7 +258,11 @@ impl ServicesTask {
 
     /// DESIGN §2: a notification of a message node (seed Ex. 18–20) for a subscriber with no
     /// session to take it (by bare JID: none available with a non-negative priority) is kept
-    /// for it (XEP-0160), as a message to it would be.
+    /// for it (XEP-0160), as a message to it would be, unless it blocks the publisher
+    /// (XEP-0191). Each copy kept is a copy the server writes in the publisher's name: it is
+    /// paid from the publisher's `[limits] broadcast_bytes_per_sec`, as the publish itself
+    /// was, and one the bucket cannot pay stays in the node's items only, so one publish to
+    /// many absent subscribers is not as many stored copies for the price of one (issue #11).
     fn keep_for_the_absent(&self, context: &ServiceContext, effect: &Effect) {
         let Effect::Notify(notification) = effect else {
             return;
@@ -255,20 +270,35 @@ impl ServicesTask {
         if !verona_pubsub_xmpp::carries_message(notification) {
             return;
         }
+        let authors = authors_of(effect);
+        let Some(publisher) = authors.first() else {
+            return;
+        };
         let recipients = notification.recipients.iter().map(|r| &r.jid);
         let absent = self.router.unreachable(recipients, Reach::Messages);
         if absent.is_empty() {
             return;
         }
-        let recipients: Vec<Recipient> = absent
+        let mut recipients: Vec<Recipient> = absent
             .iter()
             .map(|&at| notification.recipients[at].clone())
             .collect();
+        self.router
+            .drop_blocked(&mut recipients, |recipient| &recipient.jid, &authors);
+        if recipients.is_empty() {
+            return;
+        }
         let kept = Effect::Notify(verona_pubsub::Notification {
             recipients: recipients.into(),
             ..notification.clone()
         });
+        let now = std::time::Instant::now();
+        let mut unpaid = 0;
         for out in verona_pubsub_xmpp::render(context, std::slice::from_ref(&kept)) {
+            if !self.broadcasts.take_many(publisher, out.stanza.len(), now) {
+                unpaid += 1;
+                continue;
+            }
             let Ok(stanza) = String::from_utf8(out.stanza.to_vec()) else {
                 continue;
             };
@@ -277,9 +307,13 @@ impl ServicesTask {
             let request = Request::Offline {
                 account,
                 stanzas: vec![stanza],
+                origin: Some(publisher.clone()),
                 at: std::time::SystemTime::now(),
             };
             self.send_peer(shard, request);
+        }
+        if unpaid > 0 {
+            tracing::info!(%publisher, unpaid, "notifications not kept: the publisher's budget is spent");
         }
     }
 

@@ -225,6 +225,7 @@ impl PubsubHandle {
         let request = Request::Offline {
             account,
             stanzas,
+            origin: None,
             at: std::time::SystemTime::now(),
         };
         self.send(shard, request).await;
@@ -240,6 +241,7 @@ impl PubsubHandle {
         let request = Request::Offline {
             account,
             stanzas,
+            origin: None,
             at: std::time::SystemTime::now(),
         };
         if self.peers[shard].send(request).is_err() {

@@ -116,9 +116,12 @@ pub(super) enum Request {
     Chat { from: Jid, to: Jid, stanza: Element },
     /// From the shard of a conversation, after its commit: a message for `account`, which had
     /// no available session to take it: delivered if it has one now, else kept (XEP-0160).
+    /// `origin`: who they are from, a sender's or a publisher's bare JID (`None`: each
+    /// stanza's `from`), for the share of the queue it may take and the account's blocklist.
     Offline {
         account: BareJid,
         stanzas: Vec<String>,
+        origin: Option<BareJid>,
         at: std::time::SystemTime,
     },
     /// Deliver more of the kept messages to a session that came online (the first round
