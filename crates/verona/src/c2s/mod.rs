@@ -674,6 +674,10 @@ impl Connection {
             }
             End::Gone | End::Failed | End::Detach => Vec::new(),
         };
+        // The session leaves before the stream is closed: a client that reconnects the moment
+        // its stream closes finds it gone, not going (its unavailable presence reached the new
+        // session when the old one left just after it came).
+        self.leave(&end).await;
         if !tail.is_empty() {
             self.out.extend(tail);
             let _ = self.flush().await;
@@ -682,6 +686,11 @@ impl Connection {
         if matches!(end, End::Detach) {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.io.close()).await;
         }
+    }
+
+    /// A bound session's end: parked for resumption if its connection was lost (XEP-0198
+    /// §5), else ended for good.
+    async fn leave(&mut self, end: &End) {
         let state = std::mem::replace(&mut self.state, State::Unauthenticated { sasl: None });
         let State::Bound(mut session) = state else {
             return;
@@ -702,7 +711,7 @@ impl Connection {
         if let Some(id) = sm.as_ref().and_then(|sm| sm.id.as_deref()) {
             self.shared.resumable.forget(id);
         }
-        let why = match &end {
+        let why = match end {
             End::Fault(error, _) | End::FaultWith(error, ..) => error.condition(),
             End::Close => "closed by the client",
             End::Failed => "WebSocket framing error",
