@@ -112,6 +112,44 @@ fn carbon(message: &Element) -> (&'static str, Element) {
     panic!("not a carbon: {}", show(message));
 }
 
+/// XEP-0280 §6: an error in reply to a message is copied to the other resources of both
+/// accounts that enabled carbons, as the message was, in a copy that is no error itself
+/// (found by audit round 21: errors were never copied, so a resource that saw a message sent
+/// never learnt that it failed).
+#[tokio::test]
+async fn an_error_in_reply_is_carbon_copied() {
+    let server = server().await;
+    let mut balcony = server.login_available("juliet", "pw", "balcony").await;
+    let mut chamber = server.login_available("juliet", "pw", "chamber").await;
+    let mut orchard = server.login_available("romeo", "pw", "orchard").await;
+    let mut garden = server.login_available("romeo", "pw", "garden").await;
+    for client in [&mut chamber, &mut garden] {
+        enable_carbons(client).await;
+    }
+    orchard
+        .send(
+            "<message xmlns='jabber:client' type='error' to='juliet@localhost/balcony' id='e1'>\
+               <body>hi</body><error type='cancel'>\
+               <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        )
+        .await;
+    let got = next_message(&mut balcony).await;
+    assert_eq!(
+        (got.attr("type"), got.attr("id")),
+        (Some("error"), Some("e1"))
+    );
+    for (client, expected) in [(&mut chamber, "received"), (&mut garden, "sent")] {
+        let wrapper = next_message(client).await;
+        assert_eq!(wrapper.attr("type"), Some("normal"), "{}", show(&wrapper));
+        let (side, copy) = carbon(&wrapper);
+        assert_eq!(side, expected);
+        assert_eq!(
+            (copy.attr("type"), copy.attr("id")),
+            (Some("error"), Some("e1"))
+        );
+    }
+}
+
 #[tokio::test]
 async fn chat_reaches_the_contact_with_an_archive_id_and_carbons_reach_other_resources() {
     let server = server().await;

@@ -133,6 +133,33 @@ impl Connection {
         }
     }
 
+    /// XEP-0280 §6: an error a session sends another account's session in reply to a message
+    /// goes to the other sessions of both accounts that enabled carbons (`sent`, `received`),
+    /// so that those which saw the message see that it failed.
+    fn carbon_error(&self, me: &FullJid, el: &Element, to: &Jid) {
+        if el.name() != "message"
+            || el.attr("type") != Some("error")
+            || el.has_child("private", chat::CARBONS)
+        {
+            return;
+        }
+        let router = &self.shared.router;
+        let copies = |account: &BareJid, except: &FullJid, copy: chat::Copy| {
+            for (jid, handle) in router.resources_of(account) {
+                if jid != *except && handle.is_available() && handle.carbons() {
+                    let carbon = chat::carbon(el, copy, account, &jid);
+                    handle.offer(Bytes::from(verona_stream::element_bytes(&carbon)));
+                }
+            }
+        };
+        copies(&me.bare(), me, chat::Copy::Sent);
+        if let Ok(to) = to.try_as_full()
+            && to.bare() != me.bare()
+        {
+            copies(&to.bare(), to, chat::Copy::Received);
+        }
+    }
+
     pub(super) async fn route(&mut self, el: Element) -> Result<(), End> {
         let ready = match self.caps_answer(&el) {
             Some(Answered::Held(released)) => released,
@@ -472,6 +499,7 @@ impl Connection {
             Route::Session(to) => {
                 pubsub.settled().await;
                 strip_server_written(&mut el, &me, &self.shared.domain);
+                self.carbon_error(&me, &el, &Jid::from(to.clone()));
                 self.deliver_to_session(&el, &to);
             }
             Route::Account(to) => {

@@ -427,10 +427,16 @@ pub fn carbon(message: &Element, copy: Copy, account: &BareJid, to: &FullJid) ->
     let forwarded = builder("forwarded", FORWARD)
         .append(message.clone())
         .build();
+    // The copy of an error is no error itself: a client takes a `type='error'` message
+    // from its own account for a failure of its own.
+    let kind = match message.attr("type") {
+        None | Some("error") => "normal",
+        Some(kind) => kind,
+    };
     builder("message", ns::CLIENT)
         .with("from", account.as_str())
         .with("to", to.as_str())
-        .with("type", message.attr("type").unwrap_or("normal"))
+        .with("type", kind)
         .append(builder(side, CARBONS).append(forwarded).build())
         .build()
 }
