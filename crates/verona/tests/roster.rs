@@ -37,28 +37,43 @@ async fn romeo_follows_juliet() -> (TestServer, Client, Client) {
         .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@localhost'/>")
         .await;
     assert_eq!(push(&juliet.recv().await), item("romeo@localhost", "from"));
-    let mut got: Vec<String> = Vec::new();
-    for _ in 0..3 {
-        let el = romeo.recv().await;
-        got.push(match el.name() {
-            "iq" => format!("push {}", push(&el).1),
-            _ => format!(
-                "{} {}",
-                el.attr("type").unwrap_or("available"),
-                el.attr("from").unwrap()
-            ),
-        });
-    }
-    got.sort();
     assert_eq!(
-        got,
+        summaries(&mut romeo, 3).await,
         [
             "available juliet@localhost/balcony",
-            "push to",
+            "push juliet@localhost to",
             "subscribed juliet@localhost"
         ]
     );
     (t, juliet, romeo)
+}
+
+/// The next `n` stanzas, sorted, each summed up: a roster push as `push JID SUBSCRIPTION`
+/// (with ` ask` when it shows a request waiting), a presence as `TYPE FROM` (`available`
+/// without a type).
+async fn summaries(client: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let el = client.recv().await;
+        got.push(match el.name() {
+            "iq" => {
+                let (jid, subscription) = push(&el);
+                let asks = el
+                    .get_child("query", ROSTER)
+                    .and_then(|q| q.get_child("item", ROSTER))
+                    .is_some_and(|i| i.attr("ask").is_some());
+                let ask = if asks { " ask" } else { "" };
+                format!("push {jid} {subscription}{ask}")
+            }
+            _ => format!(
+                "{} {}",
+                el.attr("type").unwrap_or("available"),
+                el.attr("from").unwrap_or_default()
+            ),
+        });
+    }
+    got.sort();
+    got
 }
 
 fn roster_get(id: &str, ver: Option<&str>) -> String {
@@ -174,21 +189,12 @@ async fn removing_a_contact_ends_the_subscriptions() {
         push(&juliet.recv().await),
         item("romeo@localhost", "remove")
     );
-    let mut romeo_got: Vec<String> = Vec::new();
-    for _ in 0..3 {
-        let el = romeo.recv().await;
-        romeo_got.push(match el.name() {
-            "iq" => format!("push {}", push(&el).1),
-            _ => format!("{} {}", el.attr("type").unwrap(), el.attr("from").unwrap()),
-        });
-    }
-    romeo_got.sort();
     // RFC 6121 §3.2.2: he also sees her go offline, and keeps her on his roster, followed no
     // more (§2.5.2: her removal ends his subscription, not his item).
     assert_eq!(
-        romeo_got,
+        summaries(&mut romeo, 3).await,
         [
-            "push none",
+            "push juliet@localhost none",
             "unavailable juliet@localhost/balcony",
             "unsubscribed juliet@localhost"
         ]
@@ -251,25 +257,12 @@ async fn removing_a_contact_refuses_its_waiting_request() {
         push(&juliet.recv().await),
         item("romeo@localhost", "remove")
     );
-    let mut romeo_got: Vec<String> = Vec::new();
-    for _ in 0..2 {
-        let el = romeo.recv().await;
-        romeo_got.push(match el.name() {
-            "iq" => {
-                let asks = el
-                    .get_child("query", ROSTER)
-                    .and_then(|q| q.get_child("item", ROSTER))
-                    .and_then(|i| i.attr("ask"))
-                    .is_some();
-                format!("push {} asks {asks}", push(&el).1)
-            }
-            _ => format!("{} {}", el.attr("type").unwrap(), el.attr("from").unwrap()),
-        });
-    }
-    romeo_got.sort();
     assert_eq!(
-        romeo_got,
-        ["push none asks false", "unsubscribed juliet@localhost"]
+        summaries(&mut romeo, 2).await,
+        [
+            "push juliet@localhost none",
+            "unsubscribed juliet@localhost"
+        ]
     );
     drop(juliet);
     let mut juliet = t.login("juliet", "pw", "chamber").await;
@@ -289,20 +282,10 @@ async fn a_follower_that_leaves_natively_is_heard_as_an_unsubscribe() {
         "<iq xmlns='jabber:client' type='set' id='u1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><unsubscribe node='presence' jid='romeo@localhost'/></pubsub></iq>"
     );
     ok(&romeo.request(&leave).await);
-    let mut got: Vec<String> = Vec::new();
-    for _ in 0..2 {
-        let el = juliet.recv().await;
-        got.push(match el.name() {
-            "iq" => format!("push {}", push(&el).0),
-            _ => format!(
-                "{} {}",
-                el.attr("type").unwrap_or("available"),
-                el.attr("from").unwrap()
-            ),
-        });
-    }
-    got.sort();
-    assert_eq!(got, ["push romeo@localhost", "unsubscribe romeo@localhost"]);
+    assert_eq!(
+        summaries(&mut juliet, 2).await,
+        ["push romeo@localhost none", "unsubscribe romeo@localhost"]
+    );
     juliet.expect_nothing().await;
 }
 
