@@ -1825,6 +1825,147 @@ async fn the_subject_comes_however_little_history_is_asked_for() {
     }
 }
 
+/// XEP-0045 §7.2.15: the subject a newcomer gets says when it was set (a XEP-0203 delay
+/// from the room, as Prosody sends it); a room with none sends an empty one, with no delay.
+#[tokio::test]
+async fn the_subject_on_entering_says_when_it_was_set() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send(&join("Romeo")).await;
+    let (_, _, none) = joined(&mut romeo).await;
+    assert_eq!(none.attr("from"), Some(ROOM));
+    assert!(!none.has_child("delay", DELAY), "{}", show(&none));
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Fair Verona</subject></message>"
+        ))
+        .await;
+    recv_until(&mut romeo, |el| el.has_child("subject", NS_CLIENT)).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send(&join("JC")).await;
+    let (_, _, subject) = joined(&mut juliet).await;
+    assert_eq!(subject.attr("from"), Some(format!("{ROOM}/Romeo").as_str()));
+    let delay = subject
+        .get_child("delay", DELAY)
+        .unwrap_or_else(|| panic!("no delay: {}", show(&subject)));
+    assert_eq!(delay.attr("from"), Some(ROOM));
+    let stamp = delay.attr("stamp").unwrap_or_default();
+    assert!(
+        stamp.parse::<xmpp_parsers::date::DateTime>().is_ok(),
+        "{stamp}"
+    );
+}
+
+/// XEP-0045 §7.2.15, §8.1: the subject is the room's, not a message of its history. Who
+/// comes in gets it however many messages followed it, when the room keeps no history at all,
+/// and after a restart.
+#[tokio::test]
+async fn the_subject_outlives_the_history_and_a_restart() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let keep = |n: usize| {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'>\
+               <field var='muc#roomconfig_persistentroom'><value>1</value></field>\
+               <field var='muc#roomconfig_historylength'><value>{n}</value></field>\
+             </x>"
+        )
+    };
+    ok(&romeo.request(&owner_iq("keep2", &keep(2))).await);
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Fair Verona</subject></message>"
+        ))
+        .await;
+    recv_until(&mut nurse, |el| el.has_child("subject", NS_CLIENT)).await;
+    say_each(&mut romeo, &mut nurse, &["one", "two", "three"]).await;
+    t.add_user("juliet", "pw").await;
+
+    async fn enter(t: &TestServer, resource: &str) -> (Vec<String>, Element) {
+        let mut juliet = t.login("juliet", "pw", resource).await;
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'><history maxstanzas='10'/></x></presence>"
+            ))
+            .await;
+        let (_, history, subject) = joined(&mut juliet).await;
+        (history.iter().filter_map(body).collect(), subject)
+    }
+    let check = |subject: &Element, when: &str| {
+        assert_eq!(
+            subject
+                .get_child("subject", NS_CLIENT)
+                .map(Element::text)
+                .as_deref(),
+            Some("Fair Verona"),
+            "{when}: {}",
+            show(subject)
+        );
+        assert_eq!(
+            subject.attr("from"),
+            Some(format!("{ROOM}/Romeo").as_str()),
+            "{when}"
+        );
+    };
+    let (history, subject) = enter(&t, "one").await;
+    assert_eq!(history, ["two", "three"]);
+    check(&subject, "two messages kept");
+
+    ok(&romeo.request(&owner_iq("keep0", &keep(0))).await);
+    let (history, subject) = enter(&t, "two").await;
+    assert!(history.is_empty(), "{history:?}");
+    check(&subject, "no history kept");
+
+    drop((romeo, nurse));
+    let dir = t.dir;
+    t.server.shutdown().await;
+    let server = verona::RunningServer::start(test_config(dir.path()))
+        .await
+        .unwrap();
+    let t = TestServer { server, dir };
+    let (history, subject) = enter(&t, "three").await;
+    assert!(history.is_empty(), "{history:?}");
+    check(&subject, "after a restart");
+}
+
+/// Ex. 16 with a bare `<subject/>` changes the subject as a classic subject change does: the
+/// room keeps it, though it keeps no history, for whoever comes in.
+#[tokio::test]
+async fn a_native_subject_change_is_the_rooms_subject() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    let no_history = "<x xmlns='jabber:x:data' type='submit'>\
+        <field var='muc#roomconfig_historylength'><value>0</value></field></x>";
+    ok(&romeo.request(&owner_iq("h0", no_history)).await);
+    ok(&romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' to='chat.localhost' type='set' id='ns'>\
+               <pubsub xmlns='{PUBSUB}'><publish node='characters'><item>\
+                 <message xmlns='jabber:client'><subject>Two households</subject></message>\
+               </item></publish></pubsub>\
+             </iq>"
+        ))
+        .await);
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send(&join("JC")).await;
+    let (_, history, subject) = joined(&mut juliet).await;
+    assert!(history.is_empty(), "{history:?}");
+    assert_eq!(
+        subject
+            .get_child("subject", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("Two households"),
+        "{}",
+        show(&subject)
+    );
+    assert_eq!(subject.attr("from"), Some(format!("{ROOM}/Romeo").as_str()));
+}
+
 /// The `muc#user` item of an occupant presence: (affiliation, role).
 fn standing(presence: &Element) -> (String, String) {
     let item = presence
