@@ -528,6 +528,83 @@ async fn a_nicks_other_session_hears_of_itself_with_110() {
     assert!(statuses(&seen).is_empty(), "{}", show(&seen));
 }
 
+/// XEP-0045 §7.6 with an account in the room from two sessions under one nick: the session
+/// that takes a new nick sees its old one leave (303, 110) and its new one arrive (110), then
+/// the old nick again, as the other session holds it (as Prosody tells it), or its list would
+/// lose that occupant; the others see the old nick stay and the new one come.
+#[tokio::test]
+async fn a_session_taking_a_new_nick_still_sees_its_other_session() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let mut laptop = t.login("romeo", "pw", "laptop").await;
+    laptop.send(&join("Romeo")).await;
+    joined(&mut laptop).await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    recv_until(&mut nurse, |el| el.name() == "presence").await;
+
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Montague'/>"
+        ))
+        .await;
+    let romeo_in_room = format!("{ROOM}/Romeo");
+    let montague = format!("{ROOM}/Montague");
+    let real_jid = |presence: &Element| {
+        presence
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("item", MUC_USER))
+            .and_then(|item| item.attr("jid"))
+            .map(str::to_owned)
+    };
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let presence = recv_until(&mut romeo, |el| el.name() == "presence").await;
+        heard.push((
+            presence.attr("from").unwrap_or_default().to_owned(),
+            presence.attr("type").map(str::to_owned),
+            statuses(&presence),
+            real_jid(&presence),
+        ));
+    }
+    let mobile = Some("romeo@localhost/mobile".to_owned());
+    let unavailable = Some("unavailable".to_owned());
+    assert_eq!(
+        heard,
+        [
+            (
+                romeo_in_room.clone(),
+                unavailable,
+                vec!["303".into(), "110".into()],
+                mobile.clone()
+            ),
+            (montague.clone(), None, vec!["110".into()], mobile),
+            (
+                romeo_in_room.clone(),
+                None,
+                vec![],
+                Some("romeo@localhost/laptop".into())
+            ),
+        ]
+    );
+    romeo.expect_nothing().await;
+    let seen = recv_until(&mut laptop, |el| el.name() == "presence").await;
+    assert_eq!(
+        seen.attr("from"),
+        Some(romeo_in_room.as_str()),
+        "{}",
+        show(&seen)
+    );
+    let seen = recv_until(&mut laptop, |el| el.name() == "presence").await;
+    assert_eq!(
+        seen.attr("from"),
+        Some(montague.as_str()),
+        "{}",
+        show(&seen)
+    );
+    assert_eq!(seen.attr("type"), None);
+    laptop.expect_nothing().await;
+}
+
 /// `speaker` says each of `texts` in the room, each heard by `listener` before the next.
 async fn say_each(speaker: &mut Client, listener: &mut Client, texts: &[&str]) {
     for text in texts {

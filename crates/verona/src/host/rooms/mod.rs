@@ -1172,17 +1172,18 @@ impl ServicesTask {
         let everyone = occupants(&hosted.service, &mine.node);
         // Another session of the account keeps the old nick: for the others that occupant
         // stays, and the new nick is one more.
-        let staying = everyone.iter().find(|o| o.nick == old && o.jid != me);
+        let node = &mine.node;
+        let staying = (everyone.iter())
+            .find(|o| o.nick == old && o.jid != me)
+            .map(|staying| staying.described(&self.occupant_ids, &hosted.service, &room, node));
         let old_held = staying.is_some();
         // ...as the session that keeps it shows it (as Prosody tells them): the one that
         // left may have shown another status, or its real JID.
-        if let Some(staying) = staying {
-            let node = &mine.node;
-            let staying = staying.described(&self.occupant_ids, &hosted.service, &room, node);
+        if let Some(staying) = &staying {
             let others = everyone.iter().filter(|o| o.jid != me);
-            self.tell_each(node, &staying, (false, None), others, done);
+            self.tell_each(node, staying, (false, None), others, done);
         }
-        for other in everyone {
+        for other in &everyone {
             let Ok(session) = other.jid.clone().try_into_full() else {
                 continue;
             };
@@ -1195,6 +1196,12 @@ impl ServicesTask {
             let came: &[u16] = if own { &[110] } else { &[] };
             let back = presence_of(&after, &other.jid, false, came, None);
             self.tell(&mine.node, session, back, done);
+        }
+        // The renamed session still sees the old nick, now another occupant's (as Prosody
+        // tells it): its 303 alone would take that occupant off its list.
+        if let Some(staying) = &staying {
+            let renamed = everyone.iter().filter(|o| o.jid == me);
+            self.tell_each(node, staying, (false, None), renamed, done);
         }
         Ok(())
     }
