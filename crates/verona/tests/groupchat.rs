@@ -4215,6 +4215,30 @@ async fn a_leaving_occupants_status_is_passed_on() {
     }
 }
 
+/// RFC 6121 §4.6.3 and XEP-0045 §7.14: an occupant that goes unavailable without leaving
+/// the room first leaves it with the status it went with, as Prosody passes it on.
+#[tokio::test]
+async fn going_unavailable_with_a_status_leaves_with_it() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    nurse
+        .send("<presence xmlns='jabber:client' type='unavailable'><status>to the friar</status></presence>")
+        .await;
+    let gone = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("type") == Some("unavailable")
+    })
+    .await;
+    assert_eq!(gone.attr("from"), Some(format!("{ROOM}/Nurse").as_str()));
+    assert_eq!(
+        gone.get_child("status", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("to the friar"),
+        "{}",
+        show(&gone)
+    );
+}
+
 /// XEP-0045 §7.8.2 and §7.9, as the XEP's own example has it: an invitation to a full JID
 /// reaches that session, with the `<continue/>` of the thread it continues; the invitee's
 /// decline to the inviter's full JID reaches the inviter (found by the sixth review: the
