@@ -4366,6 +4366,41 @@ async fn an_occupant_shows_as_the_session_that_stays() {
     recv_until(&mut romeo, |el| el.name() == "presence").await;
 }
 
+/// XEP-0045 §6.7: a disco request to an occupant from someone not in the room is a
+/// `bad-request` (MUST); other requests stay `not-acceptable`, as XEP-0410 §3.1 has it for a
+/// self-ping.
+#[tokio::test]
+async fn a_strangers_disco_of_an_occupant_is_a_bad_request() {
+    let t = TestServer::start().await;
+    let (_romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let ask = |id: &str, payload: &str| {
+        format!("<iq xmlns='jabber:client' type='get' id='{id}' to='{ROOM}/Nurse'>{payload}</iq>")
+    };
+    for (id, payload, expected) in [
+        (
+            "i",
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+            "bad-request",
+        ),
+        (
+            "t",
+            "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+            "bad-request",
+        ),
+        ("v", "<vCard xmlns='vcard-temp'/>", "not-acceptable"),
+        ("p", "<ping xmlns='urn:xmpp:ping'/>", "not-acceptable"),
+    ] {
+        let refused = juliet.request(&ask(id, payload)).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some(expected),
+            "{payload}"
+        );
+    }
+}
+
 /// XEP-0045 §18.2: a message to a room that does not exist is `item-not-found`, not the
 /// `not-acceptable` of a room one is not in.
 #[tokio::test]

@@ -639,7 +639,8 @@ impl ServicesTask {
     /// An iq to an occupant (XEP-0045 §7.5 for iqs): XEP-0410 self-ping is answered here (in
     /// the room: a result; not in it: `not-acceptable`); any other request, and the answer to
     /// one, goes to the occupant that nick names, from the sender's nick, with its id intact.
-    /// Only occupants send through the room.
+    /// Only occupants send through the room: another's disco request is a `bad-request`
+    /// (§6.7, a MUST), anything else it asks `not-acceptable`.
     fn occupant_iq(
         &self,
         from: &FullJid,
@@ -653,8 +654,13 @@ impl ServicesTask {
         let Some(mine) = self.occupant_of(&node, &me) else {
             if request {
                 let why = Some("not in the room");
-                let reply = error_reply(stanza, StanzaError::NotAcceptable, why);
-                done.push(Done::reply(from.clone(), reply));
+                let disco = stanza.has_child("query", ns::DISCO_INFO)
+                    || stanza.has_child("query", ns::DISCO_ITEMS);
+                let error = match disco {
+                    true => StanzaError::BadRequest,
+                    false => StanzaError::NotAcceptable,
+                };
+                done.push(Done::reply(from.clone(), error_reply(stanza, error, why)));
             }
             return;
         };
