@@ -2076,6 +2076,27 @@ fn voice_form(fields: &str) -> String {
     )
 }
 
+/// XEP-0045 §7.13: a voice request is a visitor's. One from an occupant who has voice
+/// already reaches no moderator, and is not refused either (as Prosody drops it).
+#[tokio::test]
+async fn a_voice_request_from_one_with_voice_reaches_nobody() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    nurse.send(&voice_form("")).await;
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='after'><body>as I was</body></message>"
+        ))
+        .await;
+    for client in [&mut romeo, &mut nurse] {
+        let next = client.recv().await;
+        assert_eq!(next.attr("id"), Some("after"), "{}", show(&next));
+        assert_eq!(body(&next).as_deref(), Some("as I was"));
+    }
+    romeo.expect_nothing().await;
+    nurse.expect_nothing().await;
+}
+
 /// XEP-0045 §8 and §9: a room made moderated leaves the nurse's voice as it was (her role is
 /// hers for her stay, as on Prosody) and tells everyone its configuration changed (104); back
 /// in, she is a visitor, who may not speak; her voice request (§7.13) reaches the moderator as a form whose approval (§8.6) gives her voice;
