@@ -1453,28 +1453,7 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
     );
     assert!(room_items(&mut juliet).await.is_empty());
 
-    // Subjects: anyone may by default; once the owner says so, only owners.
-    nurse
-        .send(&format!(
-            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>gossip</subject></message>"
-        ))
-        .await;
-    let subject = recv_until(&mut romeo, |el| el.name() == "message").await;
-    assert_eq!(
-        subject
-            .get_child("subject", NS_CLIENT)
-            .map(Element::text)
-            .as_deref(),
-        Some("gossip")
-    );
-    let configure = owner_iq(
-        "c",
-        "<x xmlns='jabber:x:data' type='submit'>\
-           <field var='muc#roomconfig_changesubject'><value>0</value></field>\
-           <field var='muc#roomconfig_persistentroom'><value>0</value></field>\
-         </x>",
-    );
-    ok(&romeo.request(&configure).await);
+    // Subjects: only moderators by default (XEP-0045 §8.1); anyone once the owner says so.
     nurse
         .send(&format!(
             "<message xmlns='jabber:client' id='s' to='{ROOM}' type='groupchat'><subject>more</subject></message>"
@@ -1482,6 +1461,27 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
         .await;
     let refused = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    let configure = owner_iq(
+        "c",
+        "<x xmlns='jabber:x:data' type='submit'>\
+           <field var='muc#roomconfig_changesubject'><value>1</value></field>\
+           <field var='muc#roomconfig_persistentroom'><value>0</value></field>\
+         </x>",
+    );
+    ok(&romeo.request(&configure).await);
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>gossip</subject></message>"
+        ))
+        .await;
+    let subject = recv_until(&mut romeo, |el| el.has_child("subject", NS_CLIENT)).await;
+    assert_eq!(
+        subject
+            .get_child("subject", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("gossip")
+    );
 
     // Not persistent any more: when both leave, the room is gone.
     for (client, nick) in [(&mut nurse, "Nurse"), (&mut romeo, "Romeo")] {
@@ -3150,16 +3150,6 @@ async fn native_rooms_are_named_by_their_address() {
 async fn ids_subjects_and_resync_as_other_servers_do() {
     let t = TestServer::start().await;
     let (mut romeo, mut nurse) = two_in_a_room(&t).await;
-    ok(&romeo
-        .request(&owner_iq(
-            "c",
-            "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_changesubject'><value>0</value></field></x>",
-        ))
-        .await);
-    for client in [&mut romeo, &mut nurse] {
-        let notice = client.recv().await;
-        assert_eq!(statuses(&notice), ["104"], "{}", show(&notice));
-    }
     let say = |id: &str, children: &str| {
         format!(
             "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='{id}'>{children}</message>"
@@ -3190,7 +3180,8 @@ async fn ids_subjects_and_resync_as_other_servers_do() {
         assert_eq!(got.attr("id"), Some(id), "{}", show(&got));
         assert_eq!(got.attr("type"), Some("groupchat"));
     }
-    // A bare subject is a subject change, which only moderators may make here.
+    // A bare subject is a subject change, which only moderators may make (by default,
+    // XEP-0045 §8.1; Prosody's scenario configures it so).
     nurse.send(&say("n3", "<subject>Gossip</subject>")).await;
     let refused = recv_until(&mut nurse, |el| el.attr("id") == Some("n3")).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
@@ -3767,7 +3758,11 @@ async fn occupant_ids_name_the_person_not_the_nick_or_the_session() {
         let said = recv_until(client, |el| el.name() == "message").await;
         assert_eq!(occupant_ids(&said), [juliet_id.as_str()]);
     }
-    // So does the subject she sets, now and for those who come later.
+    // So does the subject she sets, now and for those who come later (once Romeo lets
+    // occupants set it).
+    let anyone = "<x xmlns='jabber:x:data' type='submit'>\
+        <field var='muc#roomconfig_changesubject'><value>1</value></field></x>";
+    ok(&romeo.request(&owner_iq("cs", anyone)).await);
     juliet
         .send(&format!(
             "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Verona</subject></message>"

@@ -80,14 +80,16 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
 }
 
 /// The XEP-0045 room options a room keeps as node configuration beyond pubsub's own fields,
-/// with their defaults: rooms persist (they are nodes) and are listed, any occupant may change
-/// the subject, there is no limit on occupants, everyone has voice and no password is asked.
+/// with their defaults: rooms persist (they are nodes) and are listed, only moderators change
+/// the subject (XEP-0045 §8.1: "By default, only users with a role of 'moderator' SHOULD be
+/// allowed to change the subject"), there is no limit on occupants, everyone has voice and no
+/// password is asked.
 /// (The admins, a list, default to none; who may invite follows the room's membership until
 /// set, see [`occupants_invite`].)
 const ROOM_OPTIONS: &[(&str, &str)] = &[
     (PERSISTENT, "1"),
     (PUBLIC, "1"),
-    (CHANGE_SUBJECT, "1"),
+    (CHANGE_SUBJECT, "0"),
     (MAX_USERS, "none"),
     (WHOIS, "anyone"),
     (MODERATED, "0"),
@@ -178,7 +180,7 @@ pub fn open_by_form(form: &mut Element) {
     }
 }
 
-/// Whether occupants other than the owners may change the subject.
+/// Whether occupants other than the moderators may change the subject.
 pub fn occupants_change_subject(config: &NodeConfig) -> bool {
     truthy(option(config, CHANGE_SUBJECT))
 }
