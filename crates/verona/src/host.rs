@@ -965,7 +965,9 @@ impl ServicesTask {
                     self.session_ended(&jid, done);
                 }
             }
-            Request::Unavailable(session) => self.end_temporary(&Jid::from(session), done),
+            Request::Unavailable { session, status } => {
+                self.end_temporary(&Jid::from(session), status.as_deref(), done);
+            }
             Request::RoomSubscriptions { asker, held } => {
                 let mine = (self.rooms.values())
                     .flat_map(|hosted| hosted.service.own_subscriptions(&asker, None))

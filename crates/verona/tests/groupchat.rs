@@ -528,6 +528,83 @@ async fn a_nicks_other_session_hears_of_itself_with_110() {
     assert!(statuses(&seen).is_empty(), "{}", show(&seen));
 }
 
+/// XEP-0045 §7.6 with an account in the room from two sessions under one nick: the session
+/// that takes a new nick sees its old one leave (303, 110) and its new one arrive (110), then
+/// the old nick again, as the other session holds it (as Prosody tells it), or its list would
+/// lose that occupant; the others see the old nick stay and the new one come.
+#[tokio::test]
+async fn a_session_taking_a_new_nick_still_sees_its_other_session() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let mut laptop = t.login("romeo", "pw", "laptop").await;
+    laptop.send(&join("Romeo")).await;
+    joined(&mut laptop).await;
+    recv_until(&mut romeo, |el| el.name() == "presence").await;
+    recv_until(&mut nurse, |el| el.name() == "presence").await;
+
+    romeo
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Montague'/>"
+        ))
+        .await;
+    let romeo_in_room = format!("{ROOM}/Romeo");
+    let montague = format!("{ROOM}/Montague");
+    let real_jid = |presence: &Element| {
+        presence
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("item", MUC_USER))
+            .and_then(|item| item.attr("jid"))
+            .map(str::to_owned)
+    };
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let presence = recv_until(&mut romeo, |el| el.name() == "presence").await;
+        heard.push((
+            presence.attr("from").unwrap_or_default().to_owned(),
+            presence.attr("type").map(str::to_owned),
+            statuses(&presence),
+            real_jid(&presence),
+        ));
+    }
+    let mobile = Some("romeo@localhost/mobile".to_owned());
+    let unavailable = Some("unavailable".to_owned());
+    assert_eq!(
+        heard,
+        [
+            (
+                romeo_in_room.clone(),
+                unavailable,
+                vec!["303".into(), "110".into()],
+                mobile.clone()
+            ),
+            (montague.clone(), None, vec!["110".into()], mobile),
+            (
+                romeo_in_room.clone(),
+                None,
+                vec![],
+                Some("romeo@localhost/laptop".into())
+            ),
+        ]
+    );
+    romeo.expect_nothing().await;
+    let seen = recv_until(&mut laptop, |el| el.name() == "presence").await;
+    assert_eq!(
+        seen.attr("from"),
+        Some(romeo_in_room.as_str()),
+        "{}",
+        show(&seen)
+    );
+    let seen = recv_until(&mut laptop, |el| el.name() == "presence").await;
+    assert_eq!(
+        seen.attr("from"),
+        Some(montague.as_str()),
+        "{}",
+        show(&seen)
+    );
+    assert_eq!(seen.attr("type"), None);
+    laptop.expect_nothing().await;
+}
+
 /// `speaker` says each of `texts` in the room, each heard by `listener` before the next.
 async fn say_each(speaker: &mut Client, listener: &mut Client, texts: &[&str]) {
     for text in texts {
@@ -1376,28 +1453,7 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
     );
     assert!(room_items(&mut juliet).await.is_empty());
 
-    // Subjects: anyone may by default; once the owner says so, only owners.
-    nurse
-        .send(&format!(
-            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>gossip</subject></message>"
-        ))
-        .await;
-    let subject = recv_until(&mut romeo, |el| el.name() == "message").await;
-    assert_eq!(
-        subject
-            .get_child("subject", NS_CLIENT)
-            .map(Element::text)
-            .as_deref(),
-        Some("gossip")
-    );
-    let configure = owner_iq(
-        "c",
-        "<x xmlns='jabber:x:data' type='submit'>\
-           <field var='muc#roomconfig_changesubject'><value>0</value></field>\
-           <field var='muc#roomconfig_persistentroom'><value>0</value></field>\
-         </x>",
-    );
-    ok(&romeo.request(&configure).await);
+    // Subjects: only moderators by default (XEP-0045 §8.1); anyone once the owner says so.
     nurse
         .send(&format!(
             "<message xmlns='jabber:client' id='s' to='{ROOM}' type='groupchat'><subject>more</subject></message>"
@@ -1405,6 +1461,27 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
         .await;
     let refused = recv_until(&mut nurse, |el| el.attr("type") == Some("error")).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
+    let configure = owner_iq(
+        "c",
+        "<x xmlns='jabber:x:data' type='submit'>\
+           <field var='muc#roomconfig_changesubject'><value>1</value></field>\
+           <field var='muc#roomconfig_persistentroom'><value>0</value></field>\
+         </x>",
+    );
+    ok(&romeo.request(&configure).await);
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>gossip</subject></message>"
+        ))
+        .await;
+    let subject = recv_until(&mut romeo, |el| el.has_child("subject", NS_CLIENT)).await;
+    assert_eq!(
+        subject
+            .get_child("subject", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("gossip")
+    );
 
     // Not persistent any more: when both leave, the room is gone.
     for (client, nick) in [(&mut nurse, "Nurse"), (&mut romeo, "Romeo")] {
@@ -1825,6 +1902,147 @@ async fn the_subject_comes_however_little_history_is_asked_for() {
     }
 }
 
+/// XEP-0045 §7.2.15: the subject a newcomer gets says when it was set (a XEP-0203 delay
+/// from the room, as Prosody sends it); a room with none sends an empty one, with no delay.
+#[tokio::test]
+async fn the_subject_on_entering_says_when_it_was_set() {
+    let t = TestServer::start().await;
+    for user in ["romeo", "juliet"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send(&join("Romeo")).await;
+    let (_, _, none) = joined(&mut romeo).await;
+    assert_eq!(none.attr("from"), Some(ROOM));
+    assert!(!none.has_child("delay", DELAY), "{}", show(&none));
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Fair Verona</subject></message>"
+        ))
+        .await;
+    recv_until(&mut romeo, |el| el.has_child("subject", NS_CLIENT)).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send(&join("JC")).await;
+    let (_, _, subject) = joined(&mut juliet).await;
+    assert_eq!(subject.attr("from"), Some(format!("{ROOM}/Romeo").as_str()));
+    let delay = subject
+        .get_child("delay", DELAY)
+        .unwrap_or_else(|| panic!("no delay: {}", show(&subject)));
+    assert_eq!(delay.attr("from"), Some(ROOM));
+    let stamp = delay.attr("stamp").unwrap_or_default();
+    assert!(
+        stamp.parse::<xmpp_parsers::date::DateTime>().is_ok(),
+        "{stamp}"
+    );
+}
+
+/// XEP-0045 §7.2.15, §8.1: the subject is the room's, not a message of its history. Who
+/// comes in gets it however many messages followed it, when the room keeps no history at all,
+/// and after a restart.
+#[tokio::test]
+async fn the_subject_outlives_the_history_and_a_restart() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    let keep = |n: usize| {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'>\
+               <field var='muc#roomconfig_persistentroom'><value>1</value></field>\
+               <field var='muc#roomconfig_historylength'><value>{n}</value></field>\
+             </x>"
+        )
+    };
+    ok(&romeo.request(&owner_iq("keep2", &keep(2))).await);
+    romeo
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Fair Verona</subject></message>"
+        ))
+        .await;
+    recv_until(&mut nurse, |el| el.has_child("subject", NS_CLIENT)).await;
+    say_each(&mut romeo, &mut nurse, &["one", "two", "three"]).await;
+    t.add_user("juliet", "pw").await;
+
+    async fn enter(t: &TestServer, resource: &str) -> (Vec<String>, Element) {
+        let mut juliet = t.login("juliet", "pw", resource).await;
+        juliet
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{ROOM}/JC'><x xmlns='{MUC}'><history maxstanzas='10'/></x></presence>"
+            ))
+            .await;
+        let (_, history, subject) = joined(&mut juliet).await;
+        (history.iter().filter_map(body).collect(), subject)
+    }
+    let check = |subject: &Element, when: &str| {
+        assert_eq!(
+            subject
+                .get_child("subject", NS_CLIENT)
+                .map(Element::text)
+                .as_deref(),
+            Some("Fair Verona"),
+            "{when}: {}",
+            show(subject)
+        );
+        assert_eq!(
+            subject.attr("from"),
+            Some(format!("{ROOM}/Romeo").as_str()),
+            "{when}"
+        );
+    };
+    let (history, subject) = enter(&t, "one").await;
+    assert_eq!(history, ["two", "three"]);
+    check(&subject, "two messages kept");
+
+    ok(&romeo.request(&owner_iq("keep0", &keep(0))).await);
+    let (history, subject) = enter(&t, "two").await;
+    assert!(history.is_empty(), "{history:?}");
+    check(&subject, "no history kept");
+
+    drop((romeo, nurse));
+    let dir = t.dir;
+    t.server.shutdown().await;
+    let server = verona::RunningServer::start(test_config(dir.path()))
+        .await
+        .unwrap();
+    let t = TestServer { server, dir };
+    let (history, subject) = enter(&t, "three").await;
+    assert!(history.is_empty(), "{history:?}");
+    check(&subject, "after a restart");
+}
+
+/// Ex. 16 with a bare `<subject/>` changes the subject as a classic subject change does: the
+/// room keeps it, though it keeps no history, for whoever comes in.
+#[tokio::test]
+async fn a_native_subject_change_is_the_rooms_subject() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    let no_history = "<x xmlns='jabber:x:data' type='submit'>\
+        <field var='muc#roomconfig_historylength'><value>0</value></field></x>";
+    ok(&romeo.request(&owner_iq("h0", no_history)).await);
+    ok(&romeo
+        .request(&format!(
+            "<iq xmlns='jabber:client' to='chat.localhost' type='set' id='ns'>\
+               <pubsub xmlns='{PUBSUB}'><publish node='characters'><item>\
+                 <message xmlns='jabber:client'><subject>Two households</subject></message>\
+               </item></publish></pubsub>\
+             </iq>"
+        ))
+        .await);
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send(&join("JC")).await;
+    let (_, history, subject) = joined(&mut juliet).await;
+    assert!(history.is_empty(), "{history:?}");
+    assert_eq!(
+        subject
+            .get_child("subject", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("Two households"),
+        "{}",
+        show(&subject)
+    );
+    assert_eq!(subject.attr("from"), Some(format!("{ROOM}/Romeo").as_str()));
+}
+
 /// The `muc#user` item of an occupant presence: (affiliation, role).
 fn standing(presence: &Element) -> (String, String) {
     let item = presence
@@ -1856,6 +2074,27 @@ fn voice_form(fields: &str) -> String {
            <field var='muc#role' type='list-single'><value>participant</value></field>{fields}\
          </x></message>"
     )
+}
+
+/// XEP-0045 §7.13: a voice request is a visitor's. One from an occupant who has voice
+/// already reaches no moderator, and is not refused either (as Prosody drops it).
+#[tokio::test]
+async fn a_voice_request_from_one_with_voice_reaches_nobody() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    nurse.send(&voice_form("")).await;
+    nurse
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='after'><body>as I was</body></message>"
+        ))
+        .await;
+    for client in [&mut romeo, &mut nurse] {
+        let next = client.recv().await;
+        assert_eq!(next.attr("id"), Some("after"), "{}", show(&next));
+        assert_eq!(body(&next).as_deref(), Some("as I was"));
+    }
+    romeo.expect_nothing().await;
+    nurse.expect_nothing().await;
 }
 
 /// XEP-0045 §8 and §9: a room made moderated leaves the nurse's voice as it was (her role is
@@ -2911,16 +3150,6 @@ async fn native_rooms_are_named_by_their_address() {
 async fn ids_subjects_and_resync_as_other_servers_do() {
     let t = TestServer::start().await;
     let (mut romeo, mut nurse) = two_in_a_room(&t).await;
-    ok(&romeo
-        .request(&owner_iq(
-            "c",
-            "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_changesubject'><value>0</value></field></x>",
-        ))
-        .await);
-    for client in [&mut romeo, &mut nurse] {
-        let notice = client.recv().await;
-        assert_eq!(statuses(&notice), ["104"], "{}", show(&notice));
-    }
     let say = |id: &str, children: &str| {
         format!(
             "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='{id}'>{children}</message>"
@@ -2951,7 +3180,8 @@ async fn ids_subjects_and_resync_as_other_servers_do() {
         assert_eq!(got.attr("id"), Some(id), "{}", show(&got));
         assert_eq!(got.attr("type"), Some("groupchat"));
     }
-    // A bare subject is a subject change, which only moderators may make here.
+    // A bare subject is a subject change, which only moderators may make (by default,
+    // XEP-0045 §8.1; Prosody's scenario configures it so).
     nurse.send(&say("n3", "<subject>Gossip</subject>")).await;
     let refused = recv_until(&mut nurse, |el| el.attr("id") == Some("n3")).await;
     assert_eq!(stanza_error(&refused).as_deref(), Some("forbidden"));
@@ -3528,7 +3758,11 @@ async fn occupant_ids_name_the_person_not_the_nick_or_the_session() {
         let said = recv_until(client, |el| el.name() == "message").await;
         assert_eq!(occupant_ids(&said), [juliet_id.as_str()]);
     }
-    // So does the subject she sets, now and for those who come later.
+    // So does the subject she sets, now and for those who come later (once Romeo lets
+    // occupants set it).
+    let anyone = "<x xmlns='jabber:x:data' type='submit'>\
+        <field var='muc#roomconfig_changesubject'><value>1</value></field></x>";
+    ok(&romeo.request(&owner_iq("cs", anyone)).await);
     juliet
         .send(&format!(
             "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Verona</subject></message>"
@@ -3997,6 +4231,30 @@ async fn a_leaving_occupants_status_is_passed_on() {
     }
 }
 
+/// RFC 6121 §4.6.3 and XEP-0045 §7.14: an occupant that goes unavailable without leaving
+/// the room first leaves it with the status it went with, as Prosody passes it on.
+#[tokio::test]
+async fn going_unavailable_with_a_status_leaves_with_it() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    nurse
+        .send("<presence xmlns='jabber:client' type='unavailable'><status>to the friar</status></presence>")
+        .await;
+    let gone = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("type") == Some("unavailable")
+    })
+    .await;
+    assert_eq!(gone.attr("from"), Some(format!("{ROOM}/Nurse").as_str()));
+    assert_eq!(
+        gone.get_child("status", NS_CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("to the friar"),
+        "{}",
+        show(&gone)
+    );
+}
+
 /// XEP-0045 §7.8.2 and §7.9, as the XEP's own example has it: an invitation to a full JID
 /// reaches that session, with the `<continue/>` of the thread it continues; the invitee's
 /// decline to the inviter's full JID reaches the inviter (found by the sixth review: the
@@ -4122,6 +4380,41 @@ async fn an_occupant_shows_as_the_session_that_stays() {
     assert_eq!(stays.attr("type"), None, "{}", show(&stays));
     assert!(shown(&stays).is_empty(), "{}", show(&stays));
     recv_until(&mut romeo, |el| el.name() == "presence").await;
+}
+
+/// XEP-0045 §6.7: a disco request to an occupant from someone not in the room is a
+/// `bad-request` (MUST); other requests stay `not-acceptable`, as XEP-0410 §3.1 has it for a
+/// self-ping.
+#[tokio::test]
+async fn a_strangers_disco_of_an_occupant_is_a_bad_request() {
+    let t = TestServer::start().await;
+    let (_romeo, _nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let ask = |id: &str, payload: &str| {
+        format!("<iq xmlns='jabber:client' type='get' id='{id}' to='{ROOM}/Nurse'>{payload}</iq>")
+    };
+    for (id, payload, expected) in [
+        (
+            "i",
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+            "bad-request",
+        ),
+        (
+            "t",
+            "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+            "bad-request",
+        ),
+        ("v", "<vCard xmlns='vcard-temp'/>", "not-acceptable"),
+        ("p", "<ping xmlns='urn:xmpp:ping'/>", "not-acceptable"),
+    ] {
+        let refused = juliet.request(&ask(id, payload)).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some(expected),
+            "{payload}"
+        );
+    }
 }
 
 /// XEP-0045 §18.2: a message to a room that does not exist is `item-not-found`, not the

@@ -403,6 +403,11 @@ impl Connection {
                     handle.set_presence(priority(&el), show(&el));
                 }
                 let farewell = unavailable.then(|| Farewell::of(&el));
+                // The rooms it leaves tell their occupants why, as a leave would (XEP-0045
+                // §7.14).
+                let status = unavailable
+                    .then(|| crate::eventing::shown::status(&el))
+                    .flatten();
                 pubsub.presence(me.clone(), el).await;
                 if raised {
                     pubsub.flush_kept(me.clone()).await;
@@ -413,7 +418,7 @@ impl Connection {
                 if unavailable {
                     // RFC 6121 §4.6.3: going unavailable ends what directed presence began:
                     // the session leaves its rooms (and its `expire=presence` subscriptions).
-                    pubsub.unavailable(me).await;
+                    pubsub.unavailable(me, status).await;
                 }
             }
             Route::Probe { contact } => pubsub.probe(Jid::from(me), contact).await,

@@ -59,6 +59,7 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
         BAN_REASONS,
         super::room_vcard::FIELD,
         ALLOW_INVITES,
+        SUBJECT,
     ] {
         config
             .node_defaults
@@ -79,14 +80,16 @@ pub fn rooms_config(limits: Limits, service: BareJid) -> ServiceConfig {
 }
 
 /// The XEP-0045 room options a room keeps as node configuration beyond pubsub's own fields,
-/// with their defaults: rooms persist (they are nodes) and are listed, any occupant may change
-/// the subject, there is no limit on occupants, everyone has voice and no password is asked.
+/// with their defaults: rooms persist (they are nodes) and are listed, only moderators change
+/// the subject (XEP-0045 §8.1: "By default, only users with a role of 'moderator' SHOULD be
+/// allowed to change the subject"), there is no limit on occupants, everyone has voice and no
+/// password is asked.
 /// (The admins, a list, default to none; who may invite follows the room's membership until
 /// set, see [`occupants_invite`].)
 const ROOM_OPTIONS: &[(&str, &str)] = &[
     (PERSISTENT, "1"),
     (PUBLIC, "1"),
-    (CHANGE_SUBJECT, "1"),
+    (CHANGE_SUBJECT, "0"),
     (MAX_USERS, "none"),
     (WHOIS, "anyone"),
     (MODERATED, "0"),
@@ -112,6 +115,10 @@ const BAN_REASONS: &str = "verona#ban_reasons";
 /// leaves it out as the room itself refuses others.
 const LOCKED: &str = "verona#locked";
 const ALLOW_INVITES: &str = "muc#roomconfig_allowinvites";
+/// The room's current subject (XEP-0045 §8.1): the item [`said`] that set it, then when it was
+/// set. Kept with the configuration rather than only among the items, whose ring a busy room
+/// (or one keeping no history) turns over, and which a restart would not bring back alike.
+const SUBJECT: &str = "verona#subject";
 const ALLOW_PM: &str = "muc#roomconfig_allowpm";
 const REQUEST: &str = "http://jabber.org/protocol/muc#request";
 const REGISTER: &str = "http://jabber.org/protocol/muc#register";
@@ -155,11 +162,12 @@ pub fn opened() -> ConfigField {
 
 /// A native owner's configuration form, made to open the room as any configuration by its
 /// owner does (XEP-0045 §10.1.1); whether a room is locked is the server's to say, never the
-/// form's.
+/// form's, and so is its subject, which only a subject change sets (or an owner could put
+/// words in any occupant's mouth).
 pub fn open_by_form(form: &mut Element) {
     let children: Vec<Element> = form.take_contents_as_children().collect();
     for child in children {
-        if child.attr("var") != Some(LOCKED) {
+        if !matches!(child.attr("var"), Some(LOCKED | SUBJECT)) {
             form.append_child(child);
         }
     }
@@ -172,7 +180,7 @@ pub fn open_by_form(form: &mut Element) {
     }
 }
 
-/// Whether occupants other than the owners may change the subject.
+/// Whether occupants other than the moderators may change the subject.
 pub fn occupants_change_subject(config: &NodeConfig) -> bool {
     truthy(option(config, CHANGE_SUBJECT))
 }
@@ -1528,22 +1536,50 @@ pub fn recipient_start(name: &str, to: &Jid) -> bytes::Bytes {
     bytes::Bytes::from(start)
 }
 
-/// The subject a classic join gets after the history (XEP-0045 §7.2.16): the last one said
-/// (an item [`said`] made: from its speaker's nick, with its occupant id), or an empty one
-/// from the room, which marks the end of the history either way.
-pub fn subject_message(room: &BareJid, to: &Jid, said: Option<&Element>) -> Element {
-    let set = said.and_then(|item| {
+/// The configuration field keeping `said` (an item [`said`] made, a subject change) as the
+/// room's subject, set at `at`.
+pub fn subject_field(said: &Element, at: SystemTime) -> ConfigField {
+    ConfigField::Extra {
+        var: SUBJECT.to_owned(),
+        values: vec![String::from(said), verona_pubsub_xmpp::stamp(at)],
+    }
+}
+
+/// The room's current subject as [`subject_field`] kept it: the item that set it, and when.
+/// `None` for a room whose subject was never set that way (its subject, if any, is among its
+/// items, as rooms kept it before).
+pub fn subject(config: &NodeConfig) -> Option<(Element, &str)> {
+    let [said, at] = config.extra.get(SUBJECT)?.as_slice() else {
+        return None;
+    };
+    let said = said.parse::<Element>().ok()?;
+    (is_subject_change(&said) && speaker(&said).is_some()).then_some((said, at.as_str()))
+}
+
+/// The subject a classic join gets after the history (XEP-0045 §7.2.16): the room's, as
+/// `said` (an item [`said`] made) at `stamp` (XEP-0082), from its speaker's nick, with its
+/// occupant id and, as §7.2.15 asks, a XEP-0203 delay saying when it was set; or an empty
+/// one from the room. It marks the end of the history either way.
+pub fn subject_message(room: &BareJid, to: &Jid, said: Option<(&Element, &str)>) -> Element {
+    let set = said.and_then(|(item, stamp)| {
         let text = item.get_child("subject", ns::CLIENT)?.text();
         let occupant_id = item.get_child("occupant-id", ns::OCCUPANT_ID).cloned();
-        Some((format!("{room}/{}", speaker(item)?), text, occupant_id))
+        let delay = builder("delay", ns::DELAY)
+            .with("from", room.as_str())
+            .with("stamp", stamp)
+            .build();
+        let from = format!("{room}/{}", speaker(item)?);
+        Some((from, text, occupant_id, Some(delay)))
     });
-    let (from, text, occupant_id) = set.unwrap_or_else(|| (room.to_string(), String::new(), None));
+    let (from, text, occupant_id, delay) =
+        set.unwrap_or_else(|| (room.to_string(), String::new(), None, None));
     builder("message", ns::CLIENT)
         .with("type", "groupchat")
         .with("from", from)
         .with("to", to.as_str())
         .append(text_child("subject", ns::CLIENT, text))
         .append_all(occupant_id)
+        .append_all(delay)
         .build()
 }
 

@@ -415,8 +415,6 @@ impl PubsubHandle {
         }
     }
 
-    /// A session sent unavailable presence but stays connected: every shard ends the
-    /// temporary subscriptions it holds for it (the rooms it is in among them).
     /// `session` may take kept messages now (its priority is no longer negative): it gets
     /// its account's, as at its first available presence (XEP-0160).
     pub async fn flush_kept(&self, session: FullJid) {
@@ -439,10 +437,16 @@ impl PubsubHandle {
         self.send(shard, Request::FeaturesKnown(session)).await;
     }
 
-    pub async fn unavailable(&self, session: FullJid) {
+    /// A session sent unavailable presence (with `status`, as bounded as an occupant's)
+    /// but stays connected: every shard ends the temporary subscriptions it holds for it
+    /// (the rooms it is in among them).
+    pub async fn unavailable(&self, session: FullJid, status: Option<String>) {
         for shard in 0..self.shards.len() {
-            self.send(shard, Request::Unavailable(session.clone()))
-                .await;
+            let request = Request::Unavailable {
+                session: session.clone(),
+                status: status.clone(),
+            };
+            self.send(shard, request).await;
         }
     }
 

@@ -22,12 +22,13 @@ impl ServicesTask {
             self.bound.remove(full);
             self.retract_presence(full, None, done);
         }
-        self.end_temporary(jid, done);
+        self.end_temporary(jid, None, done);
     }
 
     /// Ends the temporary subscriptions (`expire=presence`, room occupancy) a session or an
-    /// account holds on this shard's services.
-    pub(super) fn end_temporary(&mut self, jid: &Jid, done: &mut Vec<Done>) {
+    /// account holds on this shard's services; the rooms it leaves give its occupants
+    /// `status`, the one it went unavailable with.
+    pub(super) fn end_temporary(&mut self, jid: &Jid, status: Option<&str>, done: &mut Vec<Done>) {
         if let Some(hosted) = &mut self.domain {
             let outcome = hosted.service.end_session(jid);
             done.push(Done::new(Origin::Domain, outcome.effects, outcome.undo));
@@ -48,7 +49,7 @@ impl ServicesTask {
                 continue;
             }
             done.push(Done::new(Origin::Room(node), outcome.effects, outcome.undo));
-            self.announce_departures(&outcome.value, None, done);
+            self.announce_departures(&outcome.value, status, done);
             self.close_empty_rooms(&outcome.value, done);
         }
         let holders: Vec<BareJid> = self.temporary.iter().cloned().collect();

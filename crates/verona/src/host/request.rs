@@ -65,8 +65,12 @@ pub(super) enum Request {
     /// the time this is handled, it replaced this one (and ended its temporary subscriptions
     /// when it bound), and what it holds now is its own.
     SessionEnded { jid: Jid, session: Option<u64> },
-    /// A session went unavailable without ending: its temporary subscriptions end.
-    Unavailable(FullJid),
+    /// A session went unavailable without ending: its temporary subscriptions end, and the
+    /// rooms it was in tell their occupants the `status` it gave.
+    Unavailable {
+        session: FullJid,
+        status: Option<String>,
+    },
     /// XEP-0060 §5.6 asked of `chat.<domain>` as a whole: the subscriptions `asker`'s account
     /// holds in this shard's rooms, answered on `held`. Being in a room is what such a
     /// subscription is, and is not stored: an occupied room is resident.

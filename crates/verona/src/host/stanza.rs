@@ -162,6 +162,14 @@ impl ServicesTask {
             ),
             _ => None,
         };
+        // A native subject change (Ex. 16 with a bare `<subject/>`, vetted as a classic one):
+        // the room keeps it, as it keeps a classic one.
+        let subject = match (&origin, &handled.published) {
+            (Origin::Room(node), Some(_)) => {
+                rooms::published_subject(&stanza).map(|said| (node.clone(), said))
+            }
+            _ => None,
+        };
         let joined = (matches!(origin, Origin::Room(_)) && quota::is_subscribe(&stanza))
             .then(|| joined_room(&hosted.service, &hosted.jid, &from, &stanza))
             .flatten();
@@ -187,6 +195,9 @@ impl ServicesTask {
         });
         if published {
             self.reflect_presence(&from, done);
+        }
+        if let Some((node, said)) = subject {
+            self.keep_subject(&node, &said, done);
         }
         if let Some((owner, follower)) = follower
             && !self.presence.has_presence_subscription(&owner, &follower)

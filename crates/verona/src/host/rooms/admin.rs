@@ -7,7 +7,8 @@ use crate::jids::Bare;
 
 impl ServicesTask {
     /// XEP-0045 §7.13, §8.6: a visitor asks for voice (each moderator gets the approval
-    /// form), or a moderator answers one (an approval gives voice).
+    /// form; an occupant with voice has nothing to ask, and is ignored, as Prosody does), or
+    /// a moderator answers one (an approval gives voice).
     pub(super) fn voice(
         &mut self,
         from: &FullJid,
@@ -37,6 +38,9 @@ impl ServicesTask {
         };
         match form {
             VoiceForm::Request => {
+                if role(&me, &mine.options) != Role::Visitor {
+                    return;
+                }
                 if mine
                     .options
                     .custom

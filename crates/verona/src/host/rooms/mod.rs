@@ -639,7 +639,8 @@ impl ServicesTask {
     /// An iq to an occupant (XEP-0045 §7.5 for iqs): XEP-0410 self-ping is answered here (in
     /// the room: a result; not in it: `not-acceptable`); any other request, and the answer to
     /// one, goes to the occupant that nick names, from the sender's nick, with its id intact.
-    /// Only occupants send through the room.
+    /// Only occupants send through the room: another's disco request is a `bad-request`
+    /// (§6.7, a MUST), anything else it asks `not-acceptable`.
     fn occupant_iq(
         &self,
         from: &FullJid,
@@ -653,8 +654,13 @@ impl ServicesTask {
         let Some(mine) = self.occupant_of(&node, &me) else {
             if request {
                 let why = Some("not in the room");
-                let reply = error_reply(stanza, StanzaError::NotAcceptable, why);
-                done.push(Done::reply(from.clone(), reply));
+                let disco = stanza.has_child("query", ns::DISCO_INFO)
+                    || stanza.has_child("query", ns::DISCO_ITEMS);
+                let error = match disco {
+                    true => StanzaError::BadRequest,
+                    false => StanzaError::NotAcceptable,
+                };
+                done.push(Done::reply(from.clone(), error_reply(stanza, error, why)));
             }
             return;
         };
@@ -926,22 +932,27 @@ impl ServicesTask {
         if entry != Entry::Resync {
             self.announce_arrival_to(room, node, newcomer, &occupants, done);
         }
-        // History, oldest first, then the subject: the last one said, or an empty one.
+        // History, oldest first, then the subject: the room's, or an empty one.
         let query = ItemQuery::Latest(self.pep_limits.max_items_per_node);
         let items = hosted
             .service
             .items(&self.presence, newcomer, node, &query)
             .map(|page| page.items)
             .unwrap_or_default();
-        // Newest first, and read only as far as needed: a join that asks for no history
-        // (clients that read the room's archive instead) parses none of it, and the subject
-        // is looked for only among items whose text has one.
-        let subject = items
-            .iter()
-            .filter_map(|item| item.payload.as_deref())
-            .filter(|payload| payload.contains("<subject"))
-            .filter_map(|payload| payload.parse::<Element>().ok())
-            .find(|payload| groupchat::is_subject_change(payload) && speaker(payload).is_some());
+        let kept = (hosted.service.node_config(node))
+            .and_then(groupchat::subject)
+            .map(|(said, stamp)| (said, stamp.to_owned()));
+        // A room whose subject was set before the configuration kept it has it among its
+        // items, if they have not turned over: newest first, and only items whose text has one.
+        let subject = kept.or_else(|| {
+            items
+                .iter()
+                .filter_map(|item| Some((item.payload.as_deref()?, item.published)))
+                .filter(|(payload, _)| payload.contains("<subject"))
+                .filter_map(|(payload, at)| Some((payload.parse::<Element>().ok()?, at)))
+                .find(|(said, _)| groupchat::is_subject_change(said) && speaker(said).is_some())
+                .map(|(said, at)| (said, verona_pubsub_xmpp::stamp(at)))
+        });
         let message_start = groupchat::recipient_start("message", newcomer);
         let said = items.iter().filter_map(|item| {
             let rest = hosted.history.rest(room, item)?;
@@ -955,7 +966,11 @@ impl ServicesTask {
         hosted.history.prune(&items);
         done.push(Done::reply(
             to,
-            Some(subject_message(room, newcomer, subject.as_ref())),
+            Some(subject_message(
+                room,
+                newcomer,
+                subject.as_ref().map(|(said, stamp)| (said, stamp.as_str())),
+            )),
         ));
         // One short presence brings the room's occupants and history: the newcomer's account
         // pays for them, as for an answer, or leaving and entering again would make the server
@@ -1163,17 +1178,18 @@ impl ServicesTask {
         let everyone = occupants(&hosted.service, &mine.node);
         // Another session of the account keeps the old nick: for the others that occupant
         // stays, and the new nick is one more.
-        let staying = everyone.iter().find(|o| o.nick == old && o.jid != me);
+        let node = &mine.node;
+        let staying = (everyone.iter())
+            .find(|o| o.nick == old && o.jid != me)
+            .map(|staying| staying.described(&self.occupant_ids, &hosted.service, &room, node));
         let old_held = staying.is_some();
         // ...as the session that keeps it shows it (as Prosody tells them): the one that
         // left may have shown another status, or its real JID.
-        if let Some(staying) = staying {
-            let node = &mine.node;
-            let staying = staying.described(&self.occupant_ids, &hosted.service, &room, node);
+        if let Some(staying) = &staying {
             let others = everyone.iter().filter(|o| o.jid != me);
-            self.tell_each(node, &staying, (false, None), others, done);
+            self.tell_each(node, staying, (false, None), others, done);
         }
-        for other in everyone {
+        for other in &everyone {
             let Ok(session) = other.jid.clone().try_into_full() else {
                 continue;
             };
@@ -1186,6 +1202,12 @@ impl ServicesTask {
             let came: &[u16] = if own { &[110] } else { &[] };
             let back = presence_of(&after, &other.jid, false, came, None);
             self.tell(&mine.node, session, back, done);
+        }
+        // The renamed session still sees the old nick, now another occupant's (as Prosody
+        // tells it): its 303 alone would take that occupant off its list.
+        if let Some(staying) = &staying {
+            let renamed = everyone.iter().filter(|o| o.jid == me);
+            self.tell_each(node, staying, (false, None), renamed, done);
         }
         Ok(())
     }
@@ -1394,6 +1416,9 @@ impl ServicesTask {
                     request: Some(stanza.clone()),
                     ..Done::new(Origin::Room(node.clone()), outcome.effects, outcome.undo)
                 });
+                if groupchat::is_subject_change(&item) {
+                    self.keep_subject(&node, &item, done);
+                }
             }
             Err(e) => {
                 tracing::debug!(%from, %room, "saying something in a room: {e}");
@@ -1403,7 +1428,28 @@ impl ServicesTask {
         }
     }
 
-    /// An iq to a room: disco#info and #items (XEP-0045 §6.4), the owner's configuration form
+    /// Keeps `said`, a subject change just published to the room, as its subject (XEP-0045
+    /// §8.1): stored with its configuration, for who comes in later (§7.2.15) whatever its
+    /// history keeps.
+    pub(in crate::host) fn keep_subject(
+        &mut self,
+        node: &str,
+        said: &Element,
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.get_mut(node) else {
+            return;
+        };
+        let field = groupchat::subject_field(said, SystemTime::now());
+        let actor = hosted.jid.clone();
+        let setting = hosted
+            .service
+            .configure(&self.presence, &actor, node, &[field]);
+        if let Err(e) = record(done, node, setting) {
+            tracing::warn!(%node, "keeping a room's subject: {e}");
+        }
+    }
+
     /// (§10.1–§10.2) and destruction (§10.9), and the affiliation and role lists (§9, §8.2):
     /// kick, ban, membership.
     fn room_iq(&mut self, from: &FullJid, room: &BareJid, stanza: &Element, done: &mut Vec<Done>) {
@@ -2130,6 +2176,21 @@ fn quiet_for_classic(done: &mut [Done], removed: &[SubscriptionInfo]) {
             }
         }
     }
+}
+
+/// The last subject change a native publish to a room carries, as vetted
+/// ([`ServicesTask::vet_room_publish`] made each item what its speaker said).
+pub(in crate::host) fn published_subject(stanza: &Element) -> Option<Element> {
+    let publish = stanza
+        .get_child("pubsub", ns::PUBSUB)?
+        .get_child("publish", ns::PUBSUB)?;
+    publish
+        .children()
+        .filter(|c| c.is("item", ns::PUBSUB))
+        .filter_map(|item| item.get_child("message", ns::CLIENT))
+        .filter(|said| groupchat::is_subject_change(said))
+        .last()
+        .cloned()
 }
 
 fn record<T>(
