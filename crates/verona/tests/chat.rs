@@ -112,6 +112,62 @@ fn carbon(message: &Element) -> (&'static str, Element) {
     panic!("not a carbon: {}", show(message));
 }
 
+/// RFC 6121 §8.5.2.2.1: a `chat` or `normal` message for an account with no available
+/// resource is kept or bounced, never lost without a word: a subject alone or a link alone
+/// (XEP-0066) is kept; one that asks not to be stored is answered `service-unavailable`;
+/// one that only says how the chat goes (XEP-0085) may vanish (found by audit round 21 with
+/// ejabberd's offline scenarios: all of these vanished).
+#[tokio::test]
+async fn a_message_for_an_absent_account_is_kept_or_bounced() {
+    let server = server().await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let sent = [
+        ("subj", "<subject>Meeting moved to 3pm</subject>"),
+        (
+            "oob",
+            "<x xmlns='jabber:x:oob'><url>https://example.org/f.png</url></x>",
+        ),
+        (
+            "nostore",
+            "<body>hello</body><no-store xmlns='urn:xmpp:hints'/>",
+        ),
+        (
+            "cs",
+            "<composing xmlns='http://jabber.org/protocol/chatstates'/>",
+        ),
+    ];
+    for (id, inner) in sent {
+        juliet
+            .send(&format!(
+                "<message xmlns='jabber:client' type='normal' to='romeo@localhost' id='{id}'>{inner}</message>"
+            ))
+            .await;
+    }
+    let bounced = next_message(&mut juliet).await;
+    assert_eq!(
+        (bounced.attr("type"), bounced.attr("id")),
+        (Some("error"), Some("nostore")),
+        "{}",
+        show(&bounced)
+    );
+    assert_eq!(
+        stanza_error(&bounced).as_deref(),
+        Some("service-unavailable")
+    );
+    juliet.expect_nothing().await;
+
+    let mut romeo = server.login_available("romeo", "pw", "orchard").await;
+    let kept: Vec<String> = [
+        next_message(&mut romeo).await,
+        next_message(&mut romeo).await,
+    ]
+    .iter()
+    .map(|m| m.attr("id").unwrap_or_default().to_owned())
+    .collect();
+    assert_eq!(kept, ["subj", "oob"]);
+    romeo.expect_nothing().await;
+}
+
 /// XEP-0280 §6: an error in reply to a message is copied to the other resources of both
 /// accounts that enabled carbons, as the message was, in a copy that is no error itself
 /// (found by audit round 21: errors were never copied, so a resource that saw a message sent

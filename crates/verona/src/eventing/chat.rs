@@ -111,6 +111,7 @@ pub fn is_kept(message: &Element) -> bool {
         || (!is_refused(message)
             && message.children().any(|child| {
                 KEPT_NAMESPACES.contains(&child.ns().as_str())
+                    || child.is("subject", ns::CLIENT)
                     || child.is("x", "jabber:x:conference")
                     || (child.is("x", "http://jabber.org/protocol/muc#user")
                         && child.children().any(|c| c.name() == "invite"))
@@ -124,6 +125,7 @@ pub fn may_be_kept(bytes: &[u8]) -> bool {
     let has = |word: &[u8]| bytes.windows(word.len()).any(|w| w == word);
     let words = [
         "body",
+        "subject",
         "store",
         "encrypted",
         "jabber:x:conference",
@@ -132,8 +134,9 @@ pub fn may_be_kept(bytes: &[u8]) -> bool {
     has(b"message") && (words.iter().chain(&KEPT_NAMESPACES)).any(|word| has(word.as_bytes()))
 }
 
-/// Payloads that make a message without a body worth keeping.
-const KEPT_NAMESPACES: [&str; 8] = [
+/// Payloads that make a message without a body worth keeping (a subject alone is one too).
+const KEPT_NAMESPACES: [&str; 9] = [
+    "jabber:x:oob",
     "urn:xmpp:receipts",
     "urn:xmpp:chat-markers:0",
     "urn:xmpp:reactions:0",
@@ -154,6 +157,18 @@ pub fn is_written(message: &Element) -> bool {
             .any(|c| c.name() == "encrypted" && c.ns() != ns::CLIENT);
     written && !is_refused(message)
 }
+
+/// Whether a message says nothing but how a chat goes (XEP-0085 chat states, with a thread,
+/// ids and hints): one that may vanish when nobody is there to see it, where anything else
+/// not kept bounces (RFC 6121 §8.5.2.2.1).
+pub fn is_only_state(message: &Element) -> bool {
+    message.children().all(|child| {
+        child.is("thread", ns::CLIENT)
+            || [CHAT_STATES, HINTS, "urn:xmpp:sid:0"].contains(&child.ns().as_str())
+    })
+}
+
+const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
 
 fn is_refused(message: &Element) -> bool {
     message.has_child("no-store", HINTS) || message.has_child("no-permanent-store", HINTS)

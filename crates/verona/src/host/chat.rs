@@ -426,6 +426,19 @@ impl ServicesTask {
             }
             return;
         }
+        // RFC 6121 §8.5.2.2.1: a message that is not kept (a `no-store` hint, a payload
+        // the archive does not take) and that no session took is not lost without a word:
+        // the sender hears `service-unavailable`, unless it only said how the chat goes.
+        if taken == 0
+            && archive_id.is_none()
+            && recipient != sender
+            && !self.is_remote(&recipient)
+            && !chat::is_only_state(message)
+            && let Some(reply) = error_reply(message, StanzaError::ServiceUnavailable, None)
+        {
+            self.router
+                .deliver(from, Bytes::from(verona_stream::element_bytes(&reply)));
+        }
         if taken == 0
             && archive_id.is_some()
             && let Some(account) =
