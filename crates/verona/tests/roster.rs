@@ -1233,6 +1233,23 @@ async fn an_unavailable_presence_keeps_its_status_and_id() {
     }
 }
 
+/// RFC 6121 §2.1.3: a roster get names no items; one that does is a bad request (RFC 6120
+/// §8.3.3.1), as ejabberd's own scenario `iq_get_item` has it (found by audit round 21: it
+/// was answered as a plain get).
+#[tokio::test]
+async fn a_roster_get_with_an_item_is_a_bad_request() {
+    let (_t, mut juliet, _romeo) = romeo_follows_juliet().await;
+    let reply = juliet
+        .request("<iq xmlns='jabber:client' type='get' id='g'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost'/></query></iq>")
+        .await;
+    assert_eq!(
+        stanza_error(&reply).as_deref(),
+        Some("bad-request"),
+        "{}",
+        show(&reply)
+    );
+}
+
 /// RFC 6121 §2.3.2: a roster set the server does not keep is refused, not answered and then
 /// pushed as a removal: the account's own address is no contact (as Prosody refuses it).
 /// Nor is it one to subscribe to (found by audit round 20: a subscription to one's own bare

@@ -24,6 +24,17 @@ impl ServicesTask {
     pub(super) fn roster_request(&mut self, from: FullJid, iq: Element, done: &mut Vec<Done>) {
         let user = from.bare();
         if iq.attr("type") == Some("get") {
+            // §2.1.3: a get names no items (RFC 6120 §8.3.3.1: what breaks the schema is a
+            // bad request, as ejabberd answers it).
+            let query = iq.get_child("query", ns::ROSTER);
+            if query.is_some_and(|q| q.children().next().is_some()) {
+                let why = Some("a roster get has no items");
+                done.push(Done::reply(
+                    from,
+                    error_reply(&iq, StanzaError::BadRequest, why),
+                ));
+                return;
+            }
             // The session now gets pushes (RFC 6121 §2.1.6).
             self.interested.insert(&from);
             let ver = self.roster_ver(&user);
