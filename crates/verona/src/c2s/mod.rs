@@ -562,12 +562,15 @@ impl Connection {
         // A resumption taking the session over does not wait for a write its old connection
         // is not reading (XEP-0198 §5): that connection is dropped as lost, and the session
         // parked for the new one, which gets what is being written again, unacknowledged.
-        let mut close = match &self.state {
-            State::Bound(session) => Some(session.ends.close.clone()),
+        // Watched only while the write waits (biased, and the watch taken lazily): most
+        // writes finish at once, and watching cost every delivery a waiter's registration.
+        let close = match &self.state {
+            State::Bound(session) => Some(&session.ends.close),
             _ => None,
         };
-        let resumed = async {
-            if let Some(close) = &mut close {
+        let resumed = async move {
+            if let Some(close) = close {
+                let mut close = close.clone();
                 while close.changed().await.is_ok() {
                     if *close.borrow_and_update() == Some(CloseReason::Resumed) {
                         return;
@@ -578,6 +581,7 @@ impl Connection {
         };
         let write = self.io.send(&self.out);
         let written = tokio::select! {
+            biased;
             written = tokio::time::timeout(limit, write) => Some(match written {
                 Ok(written) => written,
                 Err(_) => {
