@@ -21,12 +21,6 @@ pub(crate) fn publish(
     payload_ns: Option<String>,
     options: Option<DataForm>,
 ) -> Handler {
-    if let (Some(config), Some(payload_ns)) = (service.node_config(&node), &payload_ns)
-        && !config.payload_type.is_empty()
-        && config.payload_type != *payload_ns
-    {
-        return Err(Error::InvalidPayload.into());
-    }
     let preconditions = match &options {
         Some(form) => forms::read_preconditions(form)?,
         None => Vec::new(),
@@ -37,6 +31,17 @@ pub(crate) fn publish(
         transient: false,
     };
     let outcome = service.publish(actor, &node, request)?;
+    // Checked once the publish is allowed (a stranger does not learn the node's type by
+    // trying) and the node is there (made by this publish, with the type its options gave).
+    if let (Some(config), Some(payload_ns)) = (service.node_config(&node), &payload_ns)
+        && !config.payload_type.is_empty()
+        && config.payload_type != *payload_ns
+    {
+        service
+            .undo(outcome.undo)
+            .expect("undone right after it was made");
+        return Err(Error::InvalidPayload.into());
+    }
     let published = outcome.value.item_id.clone().map(|item_id| Published {
         node: node.clone(),
         item_id,

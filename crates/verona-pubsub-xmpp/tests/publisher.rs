@@ -263,6 +263,36 @@ fn a_payload_not_of_the_nodes_type_is_refused() {
            <publish node='avatars'><item id='x'><data xmlns='urn:xmpp:avatar:data'>AAAA</data></item></publish>
          </pubsub></iq>",
     );
+    // Who may not publish hears that first: the node's type is not told by trial.
+    let stranger = h.ask(
+        ROMEO,
+        "<iq type='set' id='r'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+           <publish node='avatars'><item id='y'><other xmlns='urn:y'/></item></publish>
+         </pubsub></iq>",
+    );
+    assert_error(&stranger, "auth", "forbidden", None);
+}
+
+/// A node a publish makes (PEP auto-creation, XEP-0163 §3) with `pubsub#type` in its
+/// publish-options takes that publish only if the payload is of that type (the recheck of
+/// audit round 20: the first publish made the node and was kept, whatever its payload).
+#[test]
+fn a_node_made_by_a_publish_checks_its_type_on_that_publish() {
+    let account = jid::BareJid::new("juliet@localhost").unwrap();
+    let mut h = Harness::with_config(verona_pubsub::ServiceConfig::pep(account));
+    let publish = |payload: &str| {
+        format!(
+            "<iq type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'>
+               <publish node='urn:xmpp:po'><item id='c'>{payload}</item></publish>
+               <publish-options><x xmlns='jabber:x:data' type='submit'>
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>
+                 <field var='pubsub#type'><value>urn:xmpp:po</value></field>
+               </x></publish-options></pubsub></iq>"
+        )
+    };
+    let wrong = h.ask(JULIET, &publish("<x xmlns='urn:other'/>"));
+    assert_error(&wrong, "modify", "bad-request", Some("invalid-payload"));
+    h.ok(JULIET, &publish("<x xmlns='urn:xmpp:po'/>"));
 }
 
 #[test]

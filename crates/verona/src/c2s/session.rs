@@ -339,6 +339,13 @@ impl Connection {
             Route::BadRequest => {
                 let why = if el.name() == "iq" && matches!(el.attr("type"), Some("get" | "set")) {
                     "a request carries exactly one payload"
+                } else if el.name() == "presence"
+                    && el
+                        .attr("type")
+                        .and_then(SubscriptionKind::from_type)
+                        .is_some()
+                {
+                    "your own address is not a contact"
                 } else {
                     "no such type"
                 };
