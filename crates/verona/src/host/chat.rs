@@ -691,11 +691,13 @@ impl ServicesTask {
                 let bytes = kept.stanza.len();
                 if total.0 + 1 > bounds.messages || total.1 + bytes > bounds.bytes {
                     full += 1;
+                    self.not_kept(&kept.stanza);
                     continue;
                 }
                 let origin = by_origin.entry(kept.origin.clone()).or_default();
                 if origin.0 + 1 > share_messages || origin.1 + bytes > share_bytes {
                     over_share += 1;
+                    self.not_kept(&kept.stanza);
                     continue;
                 }
                 *origin = (origin.0 + 1, origin.1 + bytes);
@@ -710,6 +712,27 @@ impl ServicesTask {
             {
                 tracing::error!(%account, "keeping {} messages: {e}", keep.len());
             }
+        }
+    }
+
+    /// XEP-0160 §2: a person's message the recipient's offline storage does not take (full,
+    /// or the sender's share of it) is answered `service-unavailable`, so that the sender
+    /// knows it waits in the archive only. A node's notification is not: its publisher paid
+    /// for the copy, and the node keeps the item.
+    fn not_kept(&self, stanza: &str) {
+        let Ok(message) = stanza.parse::<Element>() else {
+            return;
+        };
+        let Some(from) = message.attr("from").and_then(|from| Jid::new(from).ok()) else {
+            return;
+        };
+        if from.node().is_none() || !chat::is_conversational(&message) {
+            return;
+        }
+        let why = Some("the recipient's offline storage is full: the message is in the archive");
+        if let Some(reply) = error_reply(&message, StanzaError::ServiceUnavailable, why) {
+            self.router
+                .deliver(&from, Bytes::from(verona_stream::element_bytes(&reply)));
         }
     }
 
