@@ -37,6 +37,19 @@ async fn enable_carbons(client: &mut Client) {
     ok(&reply);
 }
 
+/// Juliet on balcony and chamber, Romeo on orchard and garden, all available; chamber and
+/// garden have carbons enabled.
+async fn two_accounts_with_carbons(server: &TestServer) -> [Client; 4] {
+    let balcony = server.login_available("juliet", "pw", "balcony").await;
+    let mut chamber = server.login_available("juliet", "pw", "chamber").await;
+    let orchard = server.login_available("romeo", "pw", "orchard").await;
+    let mut garden = server.login_available("romeo", "pw", "garden").await;
+    for client in [&mut chamber, &mut garden] {
+        enable_carbons(client).await;
+    }
+    [balcony, chamber, orchard, garden]
+}
+
 fn chat(to: &str, id: &str, body: &str) -> String {
     format!(
         "<message xmlns='jabber:client' type='chat' to='{to}' id='{id}'><body>{body}</body></message>"
@@ -175,13 +188,8 @@ async fn a_message_for_an_absent_account_is_kept_or_bounced() {
 #[tokio::test]
 async fn an_error_in_reply_is_carbon_copied() {
     let server = server().await;
-    let mut balcony = server.login_available("juliet", "pw", "balcony").await;
-    let mut chamber = server.login_available("juliet", "pw", "chamber").await;
-    let mut orchard = server.login_available("romeo", "pw", "orchard").await;
-    let mut garden = server.login_available("romeo", "pw", "garden").await;
-    for client in [&mut chamber, &mut garden] {
-        enable_carbons(client).await;
-    }
+    let [mut balcony, mut chamber, mut orchard, mut garden] =
+        two_accounts_with_carbons(&server).await;
     orchard
         .send(
             "<message xmlns='jabber:client' type='error' to='juliet@localhost/balcony' id='e1'>\
@@ -209,13 +217,8 @@ async fn an_error_in_reply_is_carbon_copied() {
 #[tokio::test]
 async fn chat_reaches_the_contact_with_an_archive_id_and_carbons_reach_other_resources() {
     let server = server().await;
-    let mut balcony = server.login_available("juliet", "pw", "balcony").await;
-    let mut chamber = server.login_available("juliet", "pw", "chamber").await;
-    let mut orchard = server.login_available("romeo", "pw", "orchard").await;
-    let mut garden = server.login_available("romeo", "pw", "garden").await;
-    for client in [&mut chamber, &mut garden] {
-        enable_carbons(client).await;
-    }
+    let [mut balcony, mut chamber, mut orchard, mut garden] =
+        two_accounts_with_carbons(&server).await;
     // To a bare JID: every available resource of the contact.
     balcony
         .send(&chat("romeo@localhost", "m1", "wherefore art thou?"))

@@ -164,7 +164,7 @@ pub fn is_written(message: &Element) -> bool {
 pub fn is_only_state(message: &Element) -> bool {
     message.children().all(|child| {
         child.is("thread", ns::CLIENT)
-            || [CHAT_STATES, HINTS, "urn:xmpp:sid:0"].contains(&child.ns().as_str())
+            || [CHAT_STATES, HINTS, crate::eventing::archive::SID].contains(&child.ns().as_str())
     })
 }
 
