@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use verona_pubsub::{
-    Affiliation, ConfigField, Item, NodeConfig, StoreOp, StoredNode, StoredSubscription,
-    SubscriptionOptions,
+    Affiliation, ConfigField, Item, NodeConfig, StoreOp, StoredNode, SubscriptionOptions,
+    SubscriptionState,
 };
 
 use crate::{BoxFuture, StorageError};
@@ -83,12 +83,13 @@ pub struct ItemsPage {
 /// of 200 bytes. XEP-0059 makes the count optional.
 pub const COUNTED_AT_MOST: usize = 10_000;
 
-/// A stored subscription, found by its subscriber: which service and node it is on.
+/// A stored subscription, found by its subscriber: which service and node it is on, and its
+/// state. What a user's relations need, and no more: read at every login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldSubscription {
     pub service: String,
     pub node: String,
-    pub subscription: StoredSubscription,
+    pub state: SubscriptionState,
 }
 
 /// A stored affiliation, found by its JID: which service and node it is with.
@@ -190,8 +191,8 @@ pub trait PubsubStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<HeldAffiliation>, StorageError>>;
 
     /// Every stored subscription whose subscriber's bare JID is `subscriber`, on any service
-    /// (an indexed lookup: the relations of one user, without loading the services), sorted
-    /// by service, node and SubID.
+    /// (read from an index alone: the relations of one user, without loading the services),
+    /// one per subscription, sorted by service, node and SubID.
     fn subscriptions_of<'a>(
         &'a self,
         subscriber: &'a str,

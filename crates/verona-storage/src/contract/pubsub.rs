@@ -12,8 +12,8 @@ use verona_pubsub::{
     AccessModel, Affiliation, ConfigField, CreateRequest, CustomOptions, Environment, Item,
     ItemQuery, ItemReply, MaxItems, NewItem, NoRoster, NodeConfig, NotificationType, Outcome,
     PublishModel, PublishRequest, PubsubError, SendLastPublishedItem, Service, ServiceConfig, Show,
-    ShowSet, StoreOp, StoredNode, StoredSubscription, SubscriptionOptionField, SubscriptionOptions,
-    SubscriptionState,
+    ShowSet, StoreOp, StoredNode, StoredSubscription, SubId, SubscriptionOptionField,
+    SubscriptionOptions, SubscriptionState,
 };
 
 use crate::{Conversations, HeldSubscription, NodeEnd, PubsubStore, PubsubWrite, StorageError};
@@ -326,7 +326,7 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
     let mut found = 0;
     for who in [&romeo, &nurse, &tybalt, &mercutio, &owner] {
         let bare = who.to_bare();
-        let mut expected: Vec<HeldSubscription> = pubsub
+        let mut expected: Vec<(String, SubId, HeldSubscription)> = pubsub
             .stored_nodes()
             .into_iter()
             .flat_map(|node| {
@@ -334,16 +334,19 @@ pub(crate) async fn pubsub_matches_engine(store: &dyn PubsubStore) {
                 node.subscriptions
                     .into_iter()
                     .filter(|sub| sub.jid.to_bare() == bare)
-                    .map(move |subscription| HeldSubscription {
-                        service: PUBSUB.to_owned(),
-                        node: id.clone(),
-                        subscription,
+                    .map(move |subscription| {
+                        let held = HeldSubscription {
+                            service: PUBSUB.to_owned(),
+                            node: id.clone(),
+                            state: subscription.state,
+                        };
+                        (id.clone(), subscription.subid, held)
                     })
             })
             .collect();
-        expected.sort_by(|a, b| {
-            (&a.node, &a.subscription.subid).cmp(&(&b.node, &b.subscription.subid))
-        });
+        expected.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let expected: Vec<HeldSubscription> =
+            expected.into_iter().map(|(_, _, held)| held).collect();
         let held = store.subscriptions_of(bare.as_str()).await.unwrap();
         let count = store
             .subscription_count(bare.as_str(), CONVERSATIONS)

@@ -265,7 +265,7 @@ impl PubsubStore for MemoryStore {
                         .map(move |sub| HeldSubscription {
                             service: service.clone(),
                             node: node.id.clone(),
-                            subscription: sub.clone(),
+                            state: sub.state,
                         })
                 })
                 .collect();

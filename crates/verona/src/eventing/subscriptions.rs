@@ -298,7 +298,7 @@ impl PresenceGraph {
             let Ok(owner) = BareJid::new(&held.service) else {
                 continue;
             };
-            let map = match held.subscription.state {
+            let map = match held.state {
                 SubscriptionState::Subscribed => &mut self.following,
                 SubscriptionState::Pending => &mut self.asking,
                 _ => continue,
@@ -760,12 +760,7 @@ mod tests {
         HeldSubscription {
             service: service.to_owned(),
             node: node.to_owned(),
-            subscription: verona_pubsub::StoredSubscription {
-                subid: format!("{service}-{node}").into(),
-                jid: Jid::new("romeo@montague.lit").unwrap(),
-                state,
-                options: SubscriptionOptions::default(),
-            },
+            state,
         }
     }
 
