@@ -3603,6 +3603,63 @@ async fn an_invitation_waits_for_an_invitee_who_is_away() {
     assert_eq!(invite.attr("from"), Some("romeo@localhost"));
 }
 
+/// Issue #11 (audit of 2026-12-08): the invitations a stranger sends through rooms it makes
+/// count as its own against an invitee's offline queue (`[limits] offline_share_percent`,
+/// here 25 % of 20), not as each room's: two rooms' worth keep one share, and a friend's
+/// message that follows is still kept.
+#[tokio::test]
+async fn invitations_through_many_rooms_take_one_share_of_an_offline_queue() {
+    let t = TestServer::start_with(|config| config.limits.max_offline_messages = 20).await;
+    for user in ["mallory", "juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut mallory = t.login("mallory", "pw", "den").await;
+    for room in ["one", "two"] {
+        mallory
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{room}@chat.localhost/M'><x xmlns='{MUC}'/></presence>"
+            ))
+            .await;
+        joined(&mut mallory).await;
+        for n in 0..5 {
+            mallory
+                .send(&format!(
+                    "<message xmlns='jabber:client' to='{room}@chat.localhost'><x xmlns='{MUC_USER}'>\
+                       <invite to='juliet@localhost'><reason>{room} {n}</reason></invite></x></message>"
+                ))
+                .await;
+        }
+    }
+    mallory.expect_nothing().await;
+    let mut romeo = t.login_available("romeo", "pw", "orchard").await;
+    romeo
+        .send(
+            "<message xmlns='jabber:client' to='juliet@localhost' type='chat' id='m1'><body>hello</body></message>",
+        )
+        .await;
+    romeo.expect_nothing().await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.send("<presence xmlns='jabber:client'/>").await;
+    let mut invitations = 0;
+    let mut said = Vec::new();
+    while said.is_empty() {
+        let message = recv_until(&mut juliet, |el| el.name() == "message").await;
+        match body(&message) {
+            Some(text) => said.push(text),
+            None => {
+                assert!(
+                    message.get_child("x", MUC_USER).is_some(),
+                    "{}",
+                    show(&message)
+                );
+                invitations += 1;
+            }
+        }
+    }
+    juliet.expect_nothing().await;
+    assert_eq!((invitations, said), (5, vec!["hello".to_owned()]));
+}
+
 /// The next message of a room said by someone (presences and anything else skipped): its
 /// text, and whether it came as a pubsub event (native) rather than a groupchat message.
 async fn next_said(client: &mut Client) -> (String, bool) {

@@ -996,10 +996,8 @@ mod tests {
         let steps: Vec<&str> = plan.iter().map(|step| step.3.as_str()).collect();
         assert_eq!(
             steps,
-            [
-                "SEARCH pubsub_subscriptions USING COVERING INDEX \
-                 pubsub_subscriptions_by_subscriber (subscriber=?)"
-            ]
+            ["SEARCH pubsub_subscriptions USING COVERING INDEX \
+                 pubsub_subscriptions_by_subscriber (subscriber=?)"]
         );
         store.close().await;
     }

@@ -336,6 +336,22 @@ impl ServicesTask {
         });
     }
 
+    /// Whom a message kept for later counts against (`[limits] offline_share_percent`, and
+    /// the recipient's blocklist): its sender; but for an invitation one of our rooms passes
+    /// on, the inviter the room itself named in it, so that the rooms one account makes share
+    /// one share of an invitee's queue, and blocking the inviter drops those kept too.
+    fn kept_origin(&self, sender: &BareJid, message: &Element) -> BareJid {
+        if sender.domain().as_str() != self.rooms_jid.as_str() {
+            return sender.clone();
+        }
+        message
+            .get_child("x", ns::MUC_USER)
+            .and_then(|x| x.get_child("invite", ns::MUC_USER))
+            .and_then(|invite| invite.attr("from"))
+            .and_then(|inviter| BareJid::new(inviter).ok())
+            .unwrap_or_else(|| sender.clone())
+    }
+
     /// RFC 6121 §8.5.2–§8.5.3 for one message, with XEP-0280 carbons: the recipient's session
     /// it names, if connected, else each available one; the other available sessions of both
     /// accounts with carbons enabled get copies. `archived`: the message was kept; then a
@@ -450,7 +466,7 @@ impl ServicesTask {
             let request = Request::Offline {
                 account: account.clone(),
                 stanzas: vec![kept],
-                origin: Some(sender.clone()),
+                origin: Some(self.kept_origin(&sender, message)),
                 at: SystemTime::now(),
             };
             self.send_peer(self.shard_of(account.as_str()), request);
@@ -704,8 +720,10 @@ impl ServicesTask {
                 total = (total.0 + 1, total.1 + bytes);
                 keep.push(kept);
             }
+            // Debug, not info: senders choose how often this happens, at up to one line per
+            // message they are allowed to send.
             if full + over_share + blocked > 0 {
-                tracing::info!(%account, full, over_share, blocked, "offline messages not kept");
+                tracing::debug!(%account, full, over_share, blocked, "offline messages not kept");
             }
             if !keep.is_empty()
                 && let Err(e) = offline.keep(account.as_str(), &keep).await
