@@ -2376,6 +2376,9 @@ async fn passwords_registration_declines_and_destruction() {
         .await;
     let listed = query_attrs(&members, "http://jabber.org/protocol/muc#admin", "jid");
     assert_eq!(listed, ["juliet@localhost"]);
+    // §9.5: with the nick the member registered.
+    let nicks = query_attrs(&members, "http://jabber.org/protocol/muc#admin", "nick");
+    assert_eq!(nicks, ["JC"]);
     // The nurse may not take the registered nick.
     nurse
         .send(&format!(

@@ -1099,13 +1099,18 @@ impl ServicesTask {
                 })
                 .map(|(jid, _)| {
                     let reason = groupchat::ban_reason(config, &jid);
-                    builder("item", ns::MUC_ADMIN)
+                    let mut item = builder("item", ns::MUC_ADMIN)
                         .with("affiliation", wanted.name())
                         .with("jid", jid.as_str())
                         .append_all(
                             reason.map(|why| crate::xml::text_child("reason", ns::MUC_ADMIN, why)),
                         )
-                        .build()
+                        .build();
+                    // §9.5: an item may carry the nick its account registered (Prosody's do).
+                    if let Some(nick) = groupchat::registered_nick(config, &jid) {
+                        crate::xml::set_attr(&mut item, "nick", nick);
+                    }
+                    item
                 })
                 .collect()
         };
