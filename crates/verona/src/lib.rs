@@ -21,6 +21,7 @@ mod mam;
 mod router;
 mod s2s;
 mod server;
+mod slots;
 mod throttle;
 pub mod tls;
 mod xml;

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::eventing::caps::CapsCache;
 use crate::host::{self, PubsubHandle};
 use crate::router::Router;
+use crate::slots::{Proof, Slots};
 use crate::throttle::AuthThrottle;
 use crate::tls;
 
@@ -344,8 +345,8 @@ impl RunningServer {
                 tracing::info!(%addr, "listening for servers");
                 let federation = federation.clone();
                 let slots = shared.config.s2s.max_incoming;
-                let serve = move |shared, tcp, peer| {
-                    crate::s2s::serve(shared, federation.clone(), tcp, peer)
+                let serve = move |shared, tcp, peer, proof| {
+                    crate::s2s::serve(shared, federation.clone(), tcp, peer, proof)
                 };
                 let accepting = accept_bounded(
                     shared.clone(),
@@ -648,6 +649,7 @@ async fn accept_loop(
 ) {
     static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
     let mut shutdown = shared.shutdown.clone();
+    let mut failing = FailingAccepts::default();
     loop {
         tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -672,11 +674,34 @@ async fn accept_loop(
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
+                    failing.failed(&e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Failed accepts (out of file descriptors, say) logged at most once per
+/// [`FailingAccepts::EVERY`], with how many failed since: each was a line, 35 a second while
+/// a flood held every descriptor.
+#[derive(Default)]
+struct FailingAccepts {
+    since: u64,
+    logged: Option<tokio::time::Instant>,
+}
+
+impl FailingAccepts {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn failed(&mut self, error: &std::io::Error) {
+        self.since += 1;
+        let now = tokio::time::Instant::now();
+        if self.logged.is_none_or(|at| now >= at + Self::EVERY) {
+            tracing::warn!(failed = self.since, "accepting connections failed: {error}");
+            self.since = 0;
+            self.logged = Some(now);
         }
     }
 }
@@ -691,21 +716,19 @@ async fn accept_bounded<F, Fut>(
     kind: &'static str,
     serve: F,
 ) where
-    F: Fn(Arc<Shared>, tokio::net::TcpStream, SocketAddr) -> Fut,
+    F: Fn(Arc<Shared>, tokio::net::TcpStream, SocketAddr, Proof) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
-    let slots = Arc::new(tokio::sync::Semaphore::new(slots.max(1)));
+    let slots = Slots::new(slots);
+    let serve = Arc::new(serve);
     let mut shutdown = shared.shutdown.clone();
+    let mut failing = FailingAccepts::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let peer = canonical(peer);
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, kind, "too many connections of this kind; refused");
-                        continue;
-                    };
                     let admission = match shared.throttle.admit_server(peer.ip()) {
                         Ok(admission) => admission,
                         Err(limit) => {
@@ -716,18 +739,31 @@ async fn accept_bounded<F, Fut>(
                     let _ = tcp.set_nodelay(true);
                     let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", kind, conn = id, %peer);
-                    let served = serve(shared.clone(), tcp, peer);
-                    let alive = alive.clone();
+                    let serve = serve.clone();
+                    let (shared, alive) = (shared.clone(), alive.clone());
+                    // Taken here, in the order connections come; waiting for a slot given up
+                    // (`slots.rs`) is the connection's task's.
+                    let taking = slots.take();
                     tokio::spawn(
                         async move {
-                            served.await;
+                            let Some(mut slot) = taking.await else {
+                                tracing::warn!("too many connections of this kind; refused");
+                                return;
+                            };
+                            let served = serve(shared, tcp, peer, slot.proof());
+                            tokio::select! {
+                                () = served => {}
+                                () = slot.evicted() => {
+                                    tracing::info!("ended unproved: its slot went to a newer connection");
+                                }
+                            }
                             drop((slot, admission, alive));
                         }
                         .instrument(span),
                     );
                 }
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
+                    failing.failed(&e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },

@@ -5,8 +5,11 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use minidom::Element;
 use sha1::{Digest, Sha1};
+use tokio::io::AsyncReadExt;
 use verona_stream::StreamEvent;
 
 const COMPONENT: &str = "jabber:component:accept";
@@ -176,6 +179,86 @@ async fn a_component_must_know_its_secret() {
     let mut gateway = Component::open(&server, "gateway.localhost").await;
     let answer = gateway.handshake("s3cr3t").await;
     assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
+}
+
+/// Issue #11 (audit of 2026-12-07, round 23): guesses at a component's secret wait as
+/// guesses at a password do. With no free failure, two wrong handshakes earn the domain a
+/// second's wait (250 ms doubled per failure), which the next handshake serves before it is
+/// judged; before, each was answered at once (47,000 guesses a minute from 50 addresses).
+#[tokio::test]
+async fn guesses_at_a_components_secret_wait() {
+    let server = TestServer::start_with(|config| {
+        config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config
+            .components
+            .secrets
+            .insert("gateway.localhost".into(), "s3cr3t".into());
+        config.auth.failures_before_delay = 0;
+    })
+    .await;
+    for _ in 0..2 {
+        let mut guess = Component::open(&server, "gateway.localhost").await;
+        let refused = guess.handshake("guess").await;
+        assert_eq!(stream_error(&refused).as_deref(), Some("not-authorized"));
+    }
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    let asked = std::time::Instant::now();
+    let answer = gateway.handshake("s3cr3t").await;
+    assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+/// Issue #11 (audit of 2026-12-07, round 23): silent connections holding every component
+/// slot (64) kept the component out for as long as they were renewed; now the oldest of those
+/// that have not proved themselves gives its slot to the newcomer, and the component that
+/// knows its secret connects (and keeps its slot against newer silent ones).
+#[tokio::test]
+async fn silent_connections_do_not_keep_a_component_out() {
+    let server = TestServer::start_with(|config| {
+        config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config
+            .components
+            .secrets
+            .insert("gateway.localhost".into(), "s3cr3t".into());
+        config.limits.server_connections_per_address = 200;
+        config.limits.new_connections_per_minute = 0;
+    })
+    .await;
+    let addr = server.server.component_addrs()[0];
+    let mut silent = Vec::new();
+    for _ in 0..64 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut gateway = Component::open(&server, "gateway.localhost").await;
+    let answer = gateway.handshake("s3cr3t").await;
+    assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
+    // The oldest silent connection was closed for it.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent[0].read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // Newer silent connections take the slots of the older ones, not the component's.
+    for _ in 0..64 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    server.add_user("juliet", "pw").await;
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    juliet
+        .send(
+            "<iq xmlns='jabber:client' type='get' to='gateway.localhost' id='v1'>\
+               <query xmlns='jabber:iq:version'/></iq>",
+        )
+        .await;
+    let relayed = gateway.element().await;
+    assert_eq!(
+        (relayed.name(), relayed.attr("id")),
+        ("iq", Some("v1")),
+        "{}",
+        show(&relayed)
+    );
 }
 
 /// Other servers reach a component as one of this server's domains (third review, issue

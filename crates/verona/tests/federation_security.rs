@@ -4,8 +4,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use minidom::Element;
+use tokio::io::AsyncReadExt;
 use verona_stream::StreamEvent;
 
 const STREAMS: &str = "http://etherx.jabber.org/streams";
@@ -79,6 +82,48 @@ async fn server_and_component_connections_are_capped_per_address() {
     let component = capulet.server.component_addrs()[0];
     let mut component = RawStream::connect(component, "jabber:component:accept").await;
     assert!(component.event().await.is_none(), "a component beside them");
+}
+
+/// Issue #11 (audit of 2026-12-07, round 23): silent connections holding every slot of
+/// `[s2s] max_incoming` kept other servers out for as long as they were renewed; now the
+/// oldest of those not yet authenticated gives its slot to a newcomer, and a stream that
+/// authenticated keeps its own however many silent ones follow.
+#[tokio::test]
+async fn silent_connections_do_not_keep_other_servers_out() {
+    let (capulet, montague) = pair_with(|config| {
+        config.s2s.max_incoming = 4;
+        config.limits.server_connections_per_address = 100;
+        config.limits.new_connections_per_minute = 0;
+    })
+    .await;
+    let port = capulet.server.s2s_addrs()[0];
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(tokio::net::TcpStream::connect(port).await.unwrap());
+    }
+    let mut juliet = available(&capulet, "juliet").await;
+    let mut romeo = available(&montague, "romeo").await;
+    romeo.send(&say("juliet@capulet.lit", "one")).await;
+    got_chat(&mut juliet, "romeo@montague.lit/here", "one").await;
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(port).await.unwrap());
+    }
+    // Montague's stream, authenticated, kept its slot: the silent ones took each other's,
+    // and three are open (with its slot taken too, four would be).
+    let closed = futures_util::future::join_all(silent.iter_mut().map(|tcp| async move {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut byte)).await;
+        matches!(read, Ok(Ok(0) | Err(_)))
+    }))
+    .await;
+    assert_eq!(
+        closed.iter().filter(|closed| !**closed).count(),
+        3,
+        "{closed:?}"
+    );
+    romeo.send(&say("juliet@capulet.lit", "two")).await;
+    got_chat(&mut juliet, "romeo@montague.lit/here", "two").await;
+    romeo.expect_nothing().await;
 }
 
 /// The condition of a stanza error.

@@ -16,6 +16,7 @@ use super::stream::{self, Stream, StreamFailure};
 use super::{Federation, Verdict};
 use crate::c2s::random_id;
 use crate::server::Shared;
+use crate::slots::Proof;
 use crate::xml::{StreamError, ns};
 
 /// Dialback verifications one stream may have in flight.
@@ -29,11 +30,12 @@ pub async fn serve(
     federation: Arc<Federation>,
     tcp: TcpStream,
     peer: SocketAddr,
+    proof: Proof,
 ) {
     let mut stream = Stream::new(tcp, federation.limits.clone(), federation.write_timeout);
     let s2s = &shared.config.s2s;
     stream.limit_reads(s2s.read_bytes_per_sec, s2s.read_burst_bytes);
-    match run(&shared, &federation, &mut stream, peer).await {
+    match run(&shared, &federation, &mut stream, peer, &proof).await {
         Ok(()) => tracing::debug!(%peer, "incoming stream closed"),
         Err((error, why)) => {
             tracing::info!(%peer, "incoming stream ended: {why}");
@@ -73,6 +75,7 @@ async fn run(
     federation: &Arc<Federation>,
     stream: &mut Stream,
     peer: SocketAddr,
+    proof: &Proof,
 ) -> Result<(), Failure> {
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let mut opened = open(federation, stream, setup, false).await?;
@@ -129,6 +132,7 @@ async fn run(
                         stream.write(format!("<success xmlns='{}'/>", ns::SASL).as_bytes()).await.map_err(lost)?;
                         tracing::info!(%remote, local = %opened.local, "incoming stream authenticated by certificate");
                         proved.add(&remote, stream);
+                        proof.proved();
                         authorized.insert((remote, opened.local.clone()));
                         stream.restart();
                         opened = open(federation, stream, setup, true).await?;
@@ -204,6 +208,7 @@ async fn run(
                 }
                 tracing::info!(remote = %done.remote, local = %done.local, "incoming stream authenticated");
                 proved.add(&done.remote, stream);
+                proof.proved();
                 authorized.insert((done.remote, done.local));
             }
             () = deadline => {
