@@ -1,6 +1,6 @@
 //! What other servers (and strangers on the server-to-server port) must not be able to do to
 //! a server: hold its connection slots, fill its memory, or make it connect where it should
-//! not.
+//! not; and how it takes what they answer on its streams.
 
 mod common;
 
@@ -681,6 +681,34 @@ async fn a_key_the_other_server_could_not_check_is_no_refusal() {
         .await;
     let got = raw.element().await;
     assert_eq!(got.attr("id"), Some("again"), "{}", show(&got));
+    juliet.expect_nothing().await;
+}
+
+/// RFC 6120 §4.9.3.4: a stream error on an authenticated stream (ejabberd ends a stream idle
+/// for a while with `connection-timeout`) closes it as a plain close would: what Juliet sends
+/// next goes over a new stream. Before, the stream error was taken for a server that cannot
+/// be reached, and her messages bounced with `remote-server-not-found` for the wait that
+/// follows a failure (the wire audit against ejabberd).
+#[tokio::test]
+async fn a_stream_the_other_server_ends_with_an_error_is_opened_again() {
+    let (listener, _capulet, mut juliet) = juliet_and_a_fake_server().await;
+    juliet.send(&say("romeo@fake.lit", "before")).await;
+    let mut raw = receive_key(&listener).await;
+    raw.send("<db:result from='fake.lit' to='capulet.lit' type='valid'/>")
+        .await;
+    assert_eq!(raw.element().await.attr("id"), Some("before"));
+    raw.send("<stream:error><connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>").await;
+    // capulet.lit leaves the stream (closing its side) before Juliet says more.
+    assert!(matches!(raw.event().await, Some(StreamEvent::End) | None));
+    juliet.send(&say("romeo@fake.lit", "after")).await;
+    let mut raw = receive_key(&listener).await;
+    raw.send("<db:result from='fake.lit' to='capulet.lit' type='valid'/>")
+        .await;
+    let got = raw.element().await;
+    let sent: Element = "<message xmlns='jabber:server' from='juliet@capulet.lit/balcony' to='romeo@fake.lit' type='chat' id='after'><body>after</body></message>"
+        .parse()
+        .unwrap();
+    assert_eq!(got, sent, "{}", show(&got));
     juliet.expect_nothing().await;
 }
 

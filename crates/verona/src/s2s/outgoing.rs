@@ -26,7 +26,8 @@ enum Ended {
     /// The other server answered our dialback key with an error (this condition): it could
     /// not check the key, which is no refusal (XEP-0220 §3). What waits bounces too.
     Unchecked(String),
-    /// It worked, then closed (idle, peer, error): what waits goes to a new stream.
+    /// It worked, then closed (idle, peer, error, the peer's stream error): what waits goes
+    /// to a new stream.
     Closed,
     /// The server is stopping: what waits goes nowhere (no new stream is opened for it).
     Shutdown,
@@ -169,6 +170,17 @@ async fn serve(
                             tracing::info!(%local, %remote, "outgoing stream authenticated");
                         }
                         Answer::Refused(why) => return Ended::Unreached(why),
+                        // RFC 6120 §4.9.3.4: an authenticated stream the other server ends
+                        // (idle, restarting) is an ordinary close; what follows goes over a new
+                        // stream, as after a plain close.
+                        Answer::Ended(condition) if authenticated => {
+                            tracing::debug!(%local, %remote, condition, "the other server ended the stream");
+                            let _ = stream.write(verona_stream::STREAM_CLOSE).await;
+                            return Ended::Closed;
+                        }
+                        Answer::Ended(condition) => {
+                            return Ended::Unreached(format!("stream error {condition}"));
+                        }
                         Answer::Invalid => return Ended::Invalid,
                         Answer::Unchecked(condition) => return Ended::Unchecked(condition),
                         Answer::Other => {}
@@ -238,6 +250,8 @@ enum Answer {
     /// Our dialback key was accepted: stanzas may flow.
     Authenticated,
     Refused(String),
+    /// The other server ended the stream with a stream error: this condition.
+    Ended(String),
     /// The other server's authoritative server said our key is not its.
     Invalid,
     /// The other server could not check our key: the condition of its error.
@@ -276,10 +290,8 @@ fn answer(
         return Answer::Other;
     }
     if el.is("error", ns::STREAMS) {
-        return Answer::Refused(format!(
-            "stream error {}",
-            el.children().next().map(|c| c.name()).unwrap_or("")
-        ));
+        let condition = el.children().next().map(|c| c.name()).unwrap_or("");
+        return Answer::Ended(condition.to_owned());
     }
     Answer::Other
 }
@@ -452,11 +464,16 @@ mod tests {
                 ),
                 "other",
             ),
+            (
+                "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>".to_owned(),
+                "ended connection-timeout",
+            ),
         ];
         for (xml, expected) in cases {
             let got = match answer(&el(&xml), "capulet.lit", "montague.lit", &mut asked) {
                 Answer::Authenticated => "auth".to_owned(),
                 Answer::Refused(_) => "refused".to_owned(),
+                Answer::Ended(condition) => format!("ended {condition}"),
                 Answer::Invalid => "invalid".to_owned(),
                 Answer::Unchecked(condition) => format!("unchecked {condition}"),
                 Answer::Other => "other".to_owned(),
