@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use verona_stream::StreamEvent;
 
 use super::stream::{self, Stream, StreamFailure};
-use super::{Federation, Out, Unchecked, Verdict, resolve};
+use super::{Federation, Out, STOP_FLUSH, Unchecked, Verdict, resolve};
 use crate::xml::{StanzaError, ns};
 
 /// How the stream ended.
@@ -29,7 +29,8 @@ enum Ended {
     /// It worked, then closed (idle, peer, error, the peer's stream error): what waits goes
     /// to a new stream.
     Closed,
-    /// The server is stopping: what waits goes nowhere (no new stream is opened for it).
+    /// The server is stopping: what waited was written, or could not be in time; what is
+    /// left goes nowhere (no new stream is opened for it).
     Shutdown,
 }
 
@@ -41,7 +42,10 @@ pub(super) async fn run(
     mut rx: mpsc::Receiver<Out>,
 ) {
     let mut pending = VecDeque::new();
-    let ended = serve(&federation, &local, &remote, &mut rx, &mut pending).await;
+    let ended = tokio::select! {
+        ended = serve(&federation, &local, &remote, &mut rx, &mut pending) => ended,
+        () = given_up(&federation) => Ended::Shutdown,
+    };
     federation.unlink(&local, &remote, link);
     rx.close();
     while let Ok(out) = rx.try_recv() {
@@ -145,7 +149,8 @@ async fn serve(
     let mut asked: HashMap<String, oneshot::Sender<Verdict>> = HashMap::new();
     let idle = Duration::from_secs(federation.config.idle_timeout_secs.max(1));
     let mut last_use = Instant::now();
-    let mut shutdown = federation.shutdown.clone();
+    let mut stopping = federation.stopping.subscribe();
+    let mut stopped = false;
     loop {
         if authenticated {
             while let Some(out) = pending.pop_front() {
@@ -153,6 +158,10 @@ async fn serve(
                     tracing::debug!(%local, %remote, "stream lost: {e}");
                     return Ended::Closed;
                 }
+            }
+            if stopped {
+                let _ = stream.write(verona_stream::STREAM_CLOSE).await;
+                return Ended::Shutdown;
             }
         }
         let wake = if authenticated {
@@ -196,7 +205,7 @@ async fn serve(
                     };
                 }
             },
-            out = rx.recv() => {
+            out = rx.recv(), if !stopped => {
                 let Some(out) = out else { return Ended::Closed };
                 last_use = Instant::now();
                 match out {
@@ -228,12 +237,25 @@ async fn serve(
                 }
                 last_use = Instant::now();
             }
-            _ = shutdown.changed() => {
-                let _ = stream.write(verona_stream::STREAM_CLOSE).await;
-                return Ended::Shutdown;
+            () = super::raised(&mut stopping), if !stopped => {
+                // Shutdown, once the clients' sessions have ended: what waits (their
+                // unavailable presence among it) is written, once the stream is
+                // authenticated, then it closes; nothing more is taken.
+                stopped = true;
+                rx.close();
+                while let Ok(out) = rx.try_recv() {
+                    pending.push_back(out);
+                }
             }
         }
     }
+}
+
+/// Resolves [`STOP_FLUSH`] after shutdown began for federation: a stream still writing or
+/// being set up then (a dead peer) is given up.
+async fn given_up(federation: &Federation) {
+    super::raised(&mut federation.stopping.subscribe()).await;
+    tokio::time::sleep(STOP_FLUSH).await;
 }
 
 async fn fail(stream: &mut Stream, authenticated: bool) -> Ended {
