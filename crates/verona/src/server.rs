@@ -480,6 +480,7 @@ impl RunningServer {
         {
             tracing::warn!("some connections did not close in time");
         }
+        crate::c2s::Resumable::end_all_parked(&shared).await;
         if let Some(federation) = &shared.federation {
             if tokio::time::timeout(SHUTDOWN_GRACE, shared.pubsub.drained())
                 .await
