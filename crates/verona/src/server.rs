@@ -99,6 +99,10 @@ pub struct RunningServer {
     /// Every connection and listener task holds a clone; all dropped = all finished.
     alive: mpsc::Sender<()>,
     finished: mpsc::Receiver<()>,
+    /// The same for other servers' listeners and streams, which close after the clients'
+    /// (see [`RunningServer::shutdown`]).
+    federation_alive: mpsc::Sender<()>,
+    federation_finished: mpsc::Receiver<()>,
     /// The services' shards stop when this is set, once the streams are closed.
     services_stop: watch::Sender<bool>,
     /// Every shard holds a sender; all dropped = all stopped, their last batches committed.
@@ -231,6 +235,7 @@ impl RunningServer {
             failure: Arc::new(failure_tx),
         };
         let (alive, finished) = mpsc::channel(1);
+        let (federation_alive, federation_finished) = mpsc::channel(1);
         let router = Arc::new(Router::default());
         router.expect_components(config.components.secrets.keys().cloned());
         // The services stop after the streams: what a stream hands them as it ends (the
@@ -261,8 +266,7 @@ impl RunningServer {
         );
         let c2s_listeners = bind_listeners(&config)?;
         let identity = tls.certificate.clone();
-        let federation =
-            crate::s2s::Federation::new(&config, &router, shutdown_rx.clone(), identity)?;
+        let federation = crate::s2s::Federation::new(&config, &router, identity)?;
         let mut s2s_listeners = Vec::new();
         for addr in &config.s2s.listen {
             s2s_listeners.push(bind(*addr, &config)?);
@@ -304,6 +308,8 @@ impl RunningServer {
             _lock: lock,
             alive: alive.clone(),
             finished,
+            federation_alive: federation_alive.clone(),
+            federation_finished,
             services_stop,
             services_finished,
         };
@@ -343,6 +349,7 @@ impl RunningServer {
                 let addr = listener.local_addr()?;
                 server.s2s_addrs.push(addr);
                 tracing::info!(%addr, "listening for servers");
+                let closing = federation.closing();
                 let federation = federation.clone();
                 let slots = shared.config.s2s.max_incoming;
                 let serve = move |shared, tcp, peer, proof| {
@@ -351,7 +358,7 @@ impl RunningServer {
                 let accepting = accept_bounded(
                     shared.clone(),
                     listener,
-                    alive.clone(),
+                    (closing, federation_alive.clone()),
                     slots,
                     "s2s-in",
                     serve,
@@ -376,7 +383,7 @@ impl RunningServer {
             tokio::spawn(accept_bounded(
                 shared.clone(),
                 listener,
-                alive.clone(),
+                (shared.shutdown.clone(), alive.clone()),
                 MAX_COMPONENT_CONNECTIONS,
                 "component",
                 crate::component::serve,
@@ -449,14 +456,19 @@ impl RunningServer {
         }
     }
 
-    /// Closes every stream (`system-shutdown`) and waits for them, then stops the services
-    /// and waits for their last commits, then closes storage.
+    /// Closes the clients' and components' streams (`system-shutdown`) and waits for them;
+    /// waits for the services to have sent on what the sessions' ends left them (their
+    /// unavailable presence, to other servers' contacts too); lets the streams to other
+    /// servers write it and closes them, then the streams from other servers; then stops the
+    /// services and waits for their last commits, then closes storage.
     pub async fn shutdown(self) {
         let RunningServer {
             shared,
             supervisor,
             alive,
             mut finished,
+            federation_alive,
+            mut federation_finished,
             services_stop,
             mut services_finished,
             ..
@@ -468,6 +480,24 @@ impl RunningServer {
             .is_err()
         {
             tracing::warn!("some connections did not close in time");
+        }
+        crate::c2s::Resumable::end_all_parked(&shared).await;
+        if let Some(federation) = &shared.federation {
+            if tokio::time::timeout(SHUTDOWN_GRACE, shared.pubsub.drained())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the services did not hand on the sessions' ends in time");
+            }
+            // Bounded within: a stream that cannot write in time is given up.
+            federation.stop().await;
+        }
+        drop(federation_alive);
+        if tokio::time::timeout(SHUTDOWN_GRACE, federation_finished.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some server connections did not close in time");
         }
         services_stop.send_replace(true);
         if tokio::time::timeout(SHUTDOWN_GRACE, services_finished.recv())
@@ -707,11 +737,12 @@ impl FailingAccepts {
 }
 
 /// Accepts connections of one kind, at most `slots` at once and the throttle's share per
-/// address (more are closed as they arrive), each served by `serve` in a task of its own.
+/// address (more are closed as they arrive), each served by `serve` in a task of its own,
+/// until `stop` is set; the listener and each connection hold `alive`.
 async fn accept_bounded<F, Fut>(
     shared: Arc<Shared>,
     listener: TcpListener,
-    alive: mpsc::Sender<()>,
+    (mut stop, alive): (watch::Receiver<bool>, mpsc::Sender<()>),
     slots: usize,
     kind: &'static str,
     serve: F,
@@ -722,7 +753,6 @@ async fn accept_bounded<F, Fut>(
     static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
     let slots = Slots::new(slots);
     let serve = Arc::new(serve);
-    let mut shutdown = shared.shutdown.clone();
     let mut failing = FailingAccepts::default();
     loop {
         tokio::select! {
@@ -767,7 +797,7 @@ async fn accept_bounded<F, Fut>(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = stop.changed() => return,
         }
     }
 }

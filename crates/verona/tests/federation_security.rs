@@ -1,6 +1,6 @@
 //! What other servers (and strangers on the server-to-server port) must not be able to do to
 //! a server: hold its connection slots, fill its memory, or make it connect where it should
-//! not.
+//! not; and how it takes what they answer on its streams, and leaves them when it stops.
 
 mod common;
 
@@ -24,18 +24,14 @@ async fn open_raw(port: u16, from: &str, to: &str) -> (RawStream, Element) {
     (raw, features)
 }
 
-/// A raw server-to-server stream from `from` to `to` on `server`'s port, past STARTTLS and
-/// restarted, its features read: ready for dialback.
-async fn open_secured(server: &TestServer, port: u16, from: &str, to: &str) -> RawStream {
+/// A raw server-to-server stream from `from` to `to` on the port of the server whose
+/// certificate is `cert`, past STARTTLS and restarted, its features read: ready for dialback.
+async fn open_secured(cert: &std::path::Path, port: u16, from: &str, to: &str) -> RawStream {
     let (mut raw, _) = open_raw(port, from, to).await;
     raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         .await;
     assert_eq!(raw.element().await.name(), "proceed");
-    raw.tls(
-        server_tls_connector(server.server.cert_path()),
-        "capulet.lit",
-    )
-    .await;
+    raw.tls(server_tls_connector(cert), "capulet.lit").await;
     raw.restart();
     raw.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{from}' to='{to}' version='1.0'>")).await;
     assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
@@ -391,7 +387,7 @@ async fn dialback_keys_checked_are_limited_per_address() {
     let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let mut answers = Vec::new();
     for domain in ["a.lit", "b.lit", "c.lit"] {
-        let mut raw = open_secured(&capulet, port, domain, "capulet.lit").await;
+        let mut raw = open_secured(capulet.server.cert_path(), port, domain, "capulet.lit").await;
         raw.send(&format!(
             "<db:result from='{domain}' to='capulet.lit'>{key}</db:result>"
         ))
@@ -428,7 +424,7 @@ async fn a_key_that_cannot_be_checked_is_answered_with_an_error() {
     })
     .await;
     let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    let mut raw = open_secured(&capulet, port, "dead.lit", "capulet.lit").await;
+    let mut raw = open_secured(capulet.server.cert_path(), port, "dead.lit", "capulet.lit").await;
     for (domain, conditions) in [
         ("dead.lit", &["remote-connection-failed"][..]),
         // Whichever gives up first: the stream's setup, or the wait for the answer.
@@ -486,7 +482,8 @@ async fn keys_for_a_dead_domain_do_not_make_the_server_dial_it_again() {
     .await;
     let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     for _ in 0..2 {
-        let mut raw = open_secured(&capulet, port, "dead.lit", "capulet.lit").await;
+        let mut raw =
+            open_secured(capulet.server.cert_path(), port, "dead.lit", "capulet.lit").await;
         for _ in 0..3 {
             raw.send(&format!(
                 "<db:result from='dead.lit' to='capulet.lit'>{key}</db:result>"
@@ -545,7 +542,13 @@ async fn a_pair_of_domains_that_fails_takes_no_other_pair_down() {
     let got = recv_until(&mut romeo, |el| el.name() == "message").await;
     assert_eq!(got.attr("id"), Some("before"));
 
-    let mut raw = open_secured(&capulet, capulet_port, "montague.lit", "pubsub.capulet.lit").await;
+    let mut raw = open_secured(
+        capulet.server.cert_path(),
+        capulet_port,
+        "montague.lit",
+        "pubsub.capulet.lit",
+    )
+    .await;
     raw.send("<db:result from='montague.lit' to='pubsub.capulet.lit'>00</db:result>")
         .await;
     let answer = raw.element().await;
@@ -620,8 +623,18 @@ async fn receive_key(listener: &tokio::net::TcpListener) -> RawStream {
 
 /// [`receive_key`] for a stream from `local`, one of capulet.lit's domains.
 async fn receive_key_of(listener: &tokio::net::TcpListener, local: &str) -> RawStream {
+    receive_key_between(listener, local, "fake.lit").await.0
+}
+
+/// [`receive_key`] for a stream from `local` to `remote`, which the test plays; with the key
+/// (made for the stream id `s1`).
+async fn receive_key_between(
+    listener: &tokio::net::TcpListener,
+    local: &str,
+    remote: &str,
+) -> (RawStream, String) {
     let header = format!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='fake.lit' to='{local}' id='s1' version='1.0'>"
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{STREAMS}' xmlns:db='{DIALBACK}' from='{remote}' to='{local}' id='s1' version='1.0'>"
     );
     let mut raw = RawStream::accept(listener, "jabber:server").await;
     assert!(matches!(raw.event().await, Some(StreamEvent::Header(_))));
@@ -638,7 +651,20 @@ async fn receive_key_of(listener: &tokio::net::TcpListener, local: &str) -> RawS
     let key = raw.element().await;
     assert!(key.is("result", DIALBACK), "{}", show(&key));
     assert_eq!(key.attr("from"), Some(local));
-    raw
+    assert_eq!(key.attr("to"), Some(remote));
+    (raw, key.text())
+}
+
+/// The stanzas a stream from capulet.lit carries until capulet.lit closes it.
+async fn until_closed(raw: &mut RawStream) -> Vec<Element> {
+    let mut stanzas = Vec::new();
+    loop {
+        match raw.event().await {
+            Some(StreamEvent::Stanza(el)) => stanzas.push(el),
+            Some(StreamEvent::End) => return stanzas,
+            other => panic!("expected the stream to be closed, got {other:?}"),
+        }
+    }
 }
 
 /// Juliet on capulet.lit, whose server reaches `fake.lit` at the listener returned (a test's
@@ -729,6 +755,34 @@ async fn a_key_the_other_server_could_not_check_is_no_refusal() {
     juliet.expect_nothing().await;
 }
 
+/// RFC 6120 §4.9.3.4: a stream error on an authenticated stream (ejabberd ends a stream idle
+/// for a while with `connection-timeout`) closes it as a plain close would: what Juliet sends
+/// next goes over a new stream. Before, the stream error was taken for a server that cannot
+/// be reached, and her messages bounced with `remote-server-not-found` for the wait that
+/// follows a failure (the wire audit against ejabberd).
+#[tokio::test]
+async fn a_stream_the_other_server_ends_with_an_error_is_opened_again() {
+    let (listener, _capulet, mut juliet) = juliet_and_a_fake_server().await;
+    juliet.send(&say("romeo@fake.lit", "before")).await;
+    let mut raw = receive_key(&listener).await;
+    raw.send("<db:result from='fake.lit' to='capulet.lit' type='valid'/>")
+        .await;
+    assert_eq!(raw.element().await.attr("id"), Some("before"));
+    raw.send("<stream:error><connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>").await;
+    // capulet.lit leaves the stream (closing its side) before Juliet says more.
+    assert!(matches!(raw.event().await, Some(StreamEvent::End) | None));
+    juliet.send(&say("romeo@fake.lit", "after")).await;
+    let mut raw = receive_key(&listener).await;
+    raw.send("<db:result from='fake.lit' to='capulet.lit' type='valid'/>")
+        .await;
+    let got = raw.element().await;
+    let sent: Element = "<message xmlns='jabber:server' from='juliet@capulet.lit/balcony' to='romeo@fake.lit' type='chat' id='after'><body>after</body></message>"
+        .parse()
+        .unwrap();
+    assert_eq!(got, sent, "{}", show(&got));
+    juliet.expect_nothing().await;
+}
+
 /// capulet.lit (Juliet, Nurse, Tybalt) and montague.lit (Romeo), a real server, with
 /// `adjust` applied to capulet.lit's configuration; capulet.lit reaches `fake.lit` at the
 /// listener returned, which [`fake_server`] plays.
@@ -757,7 +811,8 @@ async fn fake_server(
     listener: &tokio::net::TcpListener,
 ) -> (RawStream, RawStream) {
     let port = capulet.server.s2s_addrs()[0].port();
-    let mut sending = open_secured(capulet, port, "fake.lit", "capulet.lit").await;
+    let mut sending =
+        open_secured(capulet.server.cert_path(), port, "fake.lit", "capulet.lit").await;
     sending
         .send("<db:result from='fake.lit' to='capulet.lit'>0123456789abcdef</db:result>")
         .await;
@@ -977,7 +1032,13 @@ async fn a_bounced_invitation_is_told_to_the_inviter() {
 
     // fake.lit's stream to the rooms, by dialback checked over the room's stream.
     let port = capulet.server.s2s_addrs()[0].port();
-    let mut incoming = open_secured(&capulet, port, "fake.lit", "chat.capulet.lit").await;
+    let mut incoming = open_secured(
+        capulet.server.cert_path(),
+        port,
+        "fake.lit",
+        "chat.capulet.lit",
+    )
+    .await;
     incoming
         .send("<db:result from='fake.lit' to='chat.capulet.lit'>0123456789abcdef</db:result>")
         .await;
@@ -1191,4 +1252,97 @@ async fn another_servers_senders_are_written_as_their_domain_is() {
         assert_eq!(got, sent, "{}", show(&got));
     }
     juliet.expect_nothing().await;
+}
+
+/// RFC 6121 §4.5.2 and XEP-0045 §7.14: a server told to stop (SIGTERM) ends its clients'
+/// sessions first and writes what that sends other servers before it closes its streams to
+/// them: Romeo on fake.lit, who follows Juliet, and the room on conference.fake.lit she is
+/// in, hear her leave. The stream to the room's domain is still waiting for its dialback
+/// answer when the server is told to stop: it is set up (the room's server checks the key
+/// with capulet.lit, which still takes streams from other servers for that) and carries her
+/// entering and her leaving. Before, every stream closed at once, the streams to other
+/// servers before the sessions' unavailable presence reached them: on Prosody and ejabberd
+/// she stayed online for ever, and in the room (the wire audit against both).
+#[tokio::test]
+async fn a_stopping_server_tells_other_servers_its_users_left() {
+    const ROOM: &str = "hall@conference.fake.lit";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let capulet = TestServer::start_with(move |config| {
+        config.domain = "capulet.lit".into();
+        config.s2s.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        for remote in ["fake.lit", "conference.fake.lit"] {
+            config.s2s.hosts.insert(remote.into(), fake.clone());
+        }
+    })
+    .await;
+    capulet.add_user("juliet", "pw").await;
+    let mut juliet = capulet.login_available("juliet", "pw", "balcony").await;
+    let (mut sending, mut answers) = fake_server(&capulet, &listener).await;
+    sending
+        .send("<presence from='romeo@fake.lit' to='juliet@capulet.lit' type='subscribe'/>")
+        .await;
+    recv_until(&mut juliet, |el| el.attr("type") == Some("subscribe")).await;
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@fake.lit'/>")
+        .await;
+    loop {
+        let el = answers.element().await;
+        if el.name() == "presence" && el.attr("type").is_none() {
+            assert_eq!(el.attr("from"), Some("juliet@capulet.lit/balcony"));
+            break;
+        }
+    }
+    const JOIN: &str = "<x xmlns='http://jabber.org/protocol/muc'/>";
+    juliet
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Juliet'>{JOIN}</presence>"
+        ))
+        .await;
+    let (mut room, key) =
+        receive_key_between(&listener, "capulet.lit", "conference.fake.lit").await;
+
+    let (cert, port) = (
+        capulet.server.cert_path().to_owned(),
+        capulet.server.s2s_addrs()[0].port(),
+    );
+    let TestServer { server, dir: _dir } = capulet;
+    let stopping = tokio::spawn(server.shutdown());
+    loop {
+        match juliet.next_event().await {
+            Some(StreamEvent::Stanza(el)) if el.is("error", NS_STREAMS) => {
+                assert_eq!(stream_error(&el).as_deref(), Some("system-shutdown"));
+                break;
+            }
+            Some(_) => {}
+            None => panic!("Juliet's stream ended without an error"),
+        }
+    }
+    let mut verifying = open_secured(&cert, port, "conference.fake.lit", "capulet.lit").await;
+    verifying
+        .send(&format!(
+            "<db:verify from='conference.fake.lit' to='capulet.lit' id='s1'>{key}</db:verify>"
+        ))
+        .await;
+    let verified = verifying.element().await;
+    assert_eq!(verified.attr("type"), Some("valid"), "{}", show(&verified));
+    room.send("<db:result from='conference.fake.lit' to='capulet.lit' type='valid'/>")
+        .await;
+    let stanza = |xml: String| -> Element { xml.parse().unwrap() };
+    let gone = |to: &str| {
+        stanza(format!(
+            "<presence xmlns='jabber:server' from='juliet@capulet.lit/balcony' to='{to}' type='unavailable'/>"
+        ))
+    };
+    assert_eq!(
+        until_closed(&mut room).await,
+        [
+            stanza(format!(
+                "<presence xmlns='jabber:server' from='juliet@capulet.lit/balcony' to='{ROOM}/Juliet'>{JOIN}</presence>"
+            )),
+            gone(&format!("{ROOM}/Juliet")),
+        ]
+    );
+    assert_eq!(until_closed(&mut answers).await, [gone("romeo@fake.lit")]);
+    stopping.await.unwrap();
 }

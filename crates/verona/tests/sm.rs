@@ -536,6 +536,30 @@ async fn a_stopping_server_keeps_what_sessions_did_not_get_acknowledged() {
     romeo.expect_nothing().await;
 }
 
+/// A session parked when the server is told to stop ends with the others, as when its window
+/// is over: what it held reaches the account from offline storage after the restart (and its
+/// unavailable presence goes out, to other servers' contacts too). Before, it went nowhere
+/// with the process.
+#[tokio::test]
+async fn a_stopping_server_ends_parked_sessions() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, romeo, _) = online_with_resumption(&server).await;
+    drop(romeo);
+    juliet.send(&chat(1)).await;
+    juliet.expect_nothing().await;
+    let dir = server.dir;
+    server.server.shutdown().await;
+
+    let server = verona::RunningServer::start(test_config(dir.path()))
+        .await
+        .unwrap();
+    let server = TestServer { server, dir };
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    assert_eq!(bodies(&mut romeo, 1).await, ["line 1"]);
+    romeo.expect_nothing().await;
+}
+
 /// A client that enables stream management before its first presence gets its whole offline
 /// backlog at once, before it can acknowledge any of it: however many kept messages the
 /// server allows, that is not "too many unacknowledged" (it was disconnected at every login,

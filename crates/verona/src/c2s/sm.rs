@@ -230,6 +230,25 @@ impl Resumable {
         });
     }
 
+    /// Ends every parked session at shutdown, as when its window is over: its unavailable
+    /// presence goes out (to other servers' contacts too) and what it held to offline
+    /// storage, not nowhere with the process.
+    pub(crate) async fn end_all_parked(shared: &Shared) {
+        let parked: Vec<(String, Parked)> = {
+            let mut parked =
+                (shared.resumable.parked.lock()).unwrap_or_else(PoisonError::into_inner);
+            parked
+                .drain()
+                .map(|(id, (_, parked))| (id, parked))
+                .collect()
+        };
+        for (id, parked) in parked {
+            shared.resumable.forget(&id);
+            tracing::info!(jid = %parked.session.jid, "stopping: parked session ended");
+            end_session(shared, parked.session, Some(parked.sm)).await;
+        }
+    }
+
     /// Takes the parked session bound to `jid`, if there is one, with its resumption id.
     pub(super) fn take_parked(&self, jid: &FullJid) -> Option<(String, Parked)> {
         let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);

@@ -484,6 +484,13 @@ impl PubsubHandle {
         self.barrier(shards, "a barrier").await;
     }
 
+    /// Returns once every shard has handled (and committed and delivered) everything sent to
+    /// it before: at shutdown, what the ended sessions left (their unavailable presence, to
+    /// other servers' contacts too) is on its way before the streams to other servers close.
+    pub async fn drained(&self) {
+        self.barrier(0..self.shards.len(), "shutdown").await;
+    }
+
     /// Returns once each of `shards` has handled (and committed) everything sent to it before;
     /// `what` names the wait in the log when a shard is gone at shutdown.
     async fn barrier(&self, shards: impl Iterator<Item = usize>, what: &str) {

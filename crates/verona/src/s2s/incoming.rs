@@ -88,7 +88,8 @@ async fn run(
     };
     let (verified_tx, mut verified) = mpsc::channel::<Verified>(MAX_VERIFYING);
     let mut verifying = 0usize;
-    let mut shutdown = shared.shutdown.clone();
+    // Closed at shutdown after the outgoing streams (see `Federation::stop`).
+    let mut closing = federation.closing();
     let until_authorized = tokio::time::Instant::now() + setup;
     // An authenticated stream with nothing on it for this long is closed, as ours are.
     let idle = Duration::from_secs(federation.config.idle_timeout_secs.max(1));
@@ -218,7 +219,7 @@ async fn run(
                 // Idle: closed gracefully; the other server opens a new stream when it needs one.
                 return Ok(());
             }
-            _ = shutdown.changed() => {
+            () = super::raised(&mut closing) => {
                 return Err((Some(StreamError::SystemShutdown), "shutting down".into()));
             }
         }

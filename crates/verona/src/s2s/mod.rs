@@ -43,6 +43,10 @@ const UNCHECKED_WAIT: Duration = Duration::from_secs(2);
 /// at the rate it sends them, and a server that is up again has its keys checked soon (sooner
 /// if a stanza for it gets through). Failures of stanzas alone hold no key back.
 const VERIFY_WAIT: Duration = Duration::from_secs(10);
+/// At shutdown, how long an outgoing stream has to write what waits for it (the unavailable
+/// presence of the sessions that ended) and close, set up first if it was being set up: a
+/// peer that is dead or slow holds shutdown up no longer.
+const STOP_FLUSH: Duration = Duration::from_secs(5);
 
 /// What an outgoing stream is asked to do.
 enum Out {
@@ -93,6 +97,29 @@ impl Unchecked {
 
 /// A local domain and a remote one: one outgoing stream each.
 type Pair = (String, String);
+
+/// Resolves once `signal` is set, at once if it is already (a receiver made after it was
+/// set has seen no change).
+async fn raised(signal: &mut watch::Receiver<bool>) {
+    let _ = signal.wait_for(|set| *set).await;
+}
+
+/// An outgoing stream's task, counted among those running while it lasts (also if it panics):
+/// [`Federation::stop`] waits for them all.
+struct Running(Arc<Federation>);
+
+impl Running {
+    fn new(federation: Arc<Federation>) -> Running {
+        federation.outgoing.send_modify(|running| *running += 1);
+        Running(federation)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.outgoing.send_modify(|running| *running -= 1);
+    }
+}
 
 /// An outgoing stream's queue, with a number telling it apart from a later one and the bytes
 /// of the stanzas waiting for it.
@@ -226,7 +253,14 @@ pub struct Federation {
     down: Mutex<HashMap<String, Down>>,
     /// Incoming streams that proved each remote domain, while they last.
     incoming: Mutex<HashMap<String, usize>>,
-    shutdown: watch::Receiver<bool>,
+    /// Set at shutdown, once the clients' sessions have ended: outgoing streams write what
+    /// waits for them and close, and no new one opens.
+    stopping: watch::Sender<bool>,
+    /// The outgoing streams running.
+    outgoing: watch::Sender<usize>,
+    /// Set once the outgoing streams have stopped: the incoming streams and the listeners
+    /// close.
+    closing: watch::Sender<bool>,
 }
 
 impl Federation {
@@ -234,7 +268,6 @@ impl Federation {
     pub fn new(
         config: &Config,
         router: &Arc<Router>,
-        shutdown: watch::Receiver<bool>,
         identity: stream::Identity,
     ) -> anyhow::Result<Option<Arc<Federation>>> {
         if config.s2s.listen.is_empty() {
@@ -294,7 +327,9 @@ impl Federation {
             caps_asked: Mutex::default(),
             down: Mutex::default(),
             incoming: Mutex::default(),
-            shutdown,
+            stopping: watch::Sender::new(false),
+            outgoing: watch::Sender::new(0),
+            closing: watch::Sender::new(false),
         });
         router.federate(federation.clone());
         Ok(Some(federation))
@@ -378,7 +413,10 @@ impl Federation {
         }
         let bytes = stanza.len();
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        let link = self.link(&mut links, &from, &to);
+        let Some(link) = self.link(&mut links, &from, &to) else {
+            tracing::debug!(%from, %to, "stopping: a stanza for another server dropped");
+            return false;
+        };
         let (pair, total) = (
             link.queued.load(Ordering::Relaxed),
             self.queued.load(Ordering::Relaxed),
@@ -439,9 +477,10 @@ impl Federation {
         };
         let queued = {
             let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-            self.link(&mut links, local, remote).queue.try_send(ask)
+            self.link(&mut links, local, remote)
+                .is_some_and(|link| link.queue.try_send(ask).is_ok())
         };
-        if queued.is_err() {
+        if !queued {
             return Verdict::Unchecked(Unchecked::ConnectionFailed);
         }
         let limit = Duration::from_secs(self.config.connect_timeout_secs);
@@ -452,16 +491,20 @@ impl Federation {
         }
     }
 
-    /// The stream from `local` to `remote`, started if there is none (or it ended since).
+    /// The stream from `local` to `remote`, started if there is none (or it ended since);
+    /// `None` at shutdown, when no stream starts.
     fn link<'a>(
         self: &Arc<Self>,
         links: &'a mut HashMap<Pair, Link>,
         local: &str,
         remote: &str,
-    ) -> &'a Link {
+    ) -> Option<&'a Link> {
         static LINK: AtomicU64 = AtomicU64::new(1);
         let key = (local.to_owned(), remote.to_owned());
         if links.get(&key).is_none_or(|link| link.queue.is_closed()) {
+            if *self.stopping.borrow() {
+                return None;
+            }
             let id = LINK.fetch_add(1, Ordering::Relaxed);
             let (queue, rx) = mpsc::channel(self.config.max_queue.max(1));
             links.insert(
@@ -472,11 +515,39 @@ impl Federation {
                     queued: Arc::default(),
                 },
             );
-            let federation = self.clone();
+            let running = Running::new(self.clone());
             let (local, remote) = (local.to_owned(), remote.to_owned());
-            tokio::spawn(async move { outgoing::run(federation, id, local, remote, rx).await });
+            tokio::spawn(async move {
+                outgoing::run(running.0.clone(), id, local, remote, rx).await;
+                drop(running);
+            });
         }
-        &links[&key]
+        links.get(&key)
+    }
+
+    /// Stops federation at shutdown, once the clients' sessions have ended and what they left
+    /// for other servers (their unavailable presence, RFC 6121 §4.5.2, to their contacts and
+    /// rooms) is queued: each outgoing stream writes what waits for it and closes, within
+    /// [`STOP_FLUSH`], and no new one opens; then the incoming streams and the listeners
+    /// close. They are kept till then: the server a stream opens to meanwhile checks its
+    /// dialback key over a stream to this one.
+    pub async fn stop(&self) {
+        {
+            // Under the lock streams start under: each either counts already or never starts.
+            let _links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+            self.stopping.send_replace(true);
+        }
+        let _ = self
+            .outgoing
+            .subscribe()
+            .wait_for(|running| *running == 0)
+            .await;
+        self.closing.send_replace(true);
+    }
+
+    /// Set when the incoming streams and the listeners for other servers are to close.
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// An incoming stream proved `remote`.

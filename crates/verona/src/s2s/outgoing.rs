@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use verona_stream::StreamEvent;
 
 use super::stream::{self, Stream, StreamFailure};
-use super::{Federation, Out, Unchecked, Verdict, resolve};
+use super::{Federation, Out, STOP_FLUSH, Unchecked, Verdict, resolve};
 use crate::xml::{StanzaError, ns};
 
 /// How the stream ended.
@@ -26,9 +26,11 @@ enum Ended {
     /// The other server answered our dialback key with an error (this condition): it could
     /// not check the key, which is no refusal (XEP-0220 §3). What waits bounces too.
     Unchecked(String),
-    /// It worked, then closed (idle, peer, error): what waits goes to a new stream.
+    /// It worked, then closed (idle, peer, error, the peer's stream error): what waits goes
+    /// to a new stream.
     Closed,
-    /// The server is stopping: what waits goes nowhere (no new stream is opened for it).
+    /// The server is stopping: what waited was written, or could not be in time; what is
+    /// left goes nowhere (no new stream is opened for it).
     Shutdown,
 }
 
@@ -40,7 +42,10 @@ pub(super) async fn run(
     mut rx: mpsc::Receiver<Out>,
 ) {
     let mut pending = VecDeque::new();
-    let ended = serve(&federation, &local, &remote, &mut rx, &mut pending).await;
+    let ended = tokio::select! {
+        ended = serve(&federation, &local, &remote, &mut rx, &mut pending) => ended,
+        () = given_up(&federation) => Ended::Shutdown,
+    };
     federation.unlink(&local, &remote, link);
     rx.close();
     while let Ok(out) = rx.try_recv() {
@@ -144,7 +149,8 @@ async fn serve(
     let mut asked: HashMap<String, oneshot::Sender<Verdict>> = HashMap::new();
     let idle = Duration::from_secs(federation.config.idle_timeout_secs.max(1));
     let mut last_use = Instant::now();
-    let mut shutdown = federation.shutdown.clone();
+    let mut stopping = federation.stopping.subscribe();
+    let mut stopped = false;
     loop {
         if authenticated {
             while let Some(out) = pending.pop_front() {
@@ -152,6 +158,10 @@ async fn serve(
                     tracing::debug!(%local, %remote, "stream lost: {e}");
                     return Ended::Closed;
                 }
+            }
+            if stopped {
+                let _ = stream.write(verona_stream::STREAM_CLOSE).await;
+                return Ended::Shutdown;
             }
         }
         let wake = if authenticated {
@@ -169,6 +179,17 @@ async fn serve(
                             tracing::info!(%local, %remote, "outgoing stream authenticated");
                         }
                         Answer::Refused(why) => return Ended::Unreached(why),
+                        // RFC 6120 §4.9.3.4: an authenticated stream the other server ends
+                        // (idle, restarting) is an ordinary close; what follows goes over a new
+                        // stream, as after a plain close.
+                        Answer::Ended(condition) if authenticated => {
+                            tracing::debug!(%local, %remote, condition, "the other server ended the stream");
+                            let _ = stream.write(verona_stream::STREAM_CLOSE).await;
+                            return Ended::Closed;
+                        }
+                        Answer::Ended(condition) => {
+                            return Ended::Unreached(format!("stream error {condition}"));
+                        }
                         Answer::Invalid => return Ended::Invalid,
                         Answer::Unchecked(condition) => return Ended::Unchecked(condition),
                         Answer::Other => {}
@@ -184,7 +205,7 @@ async fn serve(
                     };
                 }
             },
-            out = rx.recv() => {
+            out = rx.recv(), if !stopped => {
                 let Some(out) = out else { return Ended::Closed };
                 last_use = Instant::now();
                 match out {
@@ -216,12 +237,25 @@ async fn serve(
                 }
                 last_use = Instant::now();
             }
-            _ = shutdown.changed() => {
-                let _ = stream.write(verona_stream::STREAM_CLOSE).await;
-                return Ended::Shutdown;
+            () = super::raised(&mut stopping), if !stopped => {
+                // Shutdown, once the clients' sessions have ended: what waits (their
+                // unavailable presence among it) is written, once the stream is
+                // authenticated, then it closes; nothing more is taken.
+                stopped = true;
+                rx.close();
+                while let Ok(out) = rx.try_recv() {
+                    pending.push_back(out);
+                }
             }
         }
     }
+}
+
+/// Resolves [`STOP_FLUSH`] after shutdown began for federation: a stream still writing or
+/// being set up then (a dead peer) is given up.
+async fn given_up(federation: &Federation) {
+    super::raised(&mut federation.stopping.subscribe()).await;
+    tokio::time::sleep(STOP_FLUSH).await;
 }
 
 async fn fail(stream: &mut Stream, authenticated: bool) -> Ended {
@@ -238,6 +272,8 @@ enum Answer {
     /// Our dialback key was accepted: stanzas may flow.
     Authenticated,
     Refused(String),
+    /// The other server ended the stream with a stream error: this condition.
+    Ended(String),
     /// The other server's authoritative server said our key is not its.
     Invalid,
     /// The other server could not check our key: the condition of its error.
@@ -276,10 +312,8 @@ fn answer(
         return Answer::Other;
     }
     if el.is("error", ns::STREAMS) {
-        return Answer::Refused(format!(
-            "stream error {}",
-            el.children().next().map(|c| c.name()).unwrap_or("")
-        ));
+        let condition = el.children().next().map(|c| c.name()).unwrap_or("");
+        return Answer::Ended(condition.to_owned());
     }
     Answer::Other
 }
@@ -452,11 +486,16 @@ mod tests {
                 ),
                 "other",
             ),
+            (
+                "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>".to_owned(),
+                "ended connection-timeout",
+            ),
         ];
         for (xml, expected) in cases {
             let got = match answer(&el(&xml), "capulet.lit", "montague.lit", &mut asked) {
                 Answer::Authenticated => "auth".to_owned(),
                 Answer::Refused(_) => "refused".to_owned(),
+                Answer::Ended(condition) => format!("ended {condition}"),
                 Answer::Invalid => "invalid".to_owned(),
                 Answer::Unchecked(condition) => format!("unchecked {condition}"),
                 Answer::Other => "other".to_owned(),
