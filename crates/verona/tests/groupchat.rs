@@ -776,6 +776,30 @@ fn admin_iq(id: &str, item: &str) -> String {
     )
 }
 
+/// A `muc#admin` set that names no occupant for a role, or changes nothing, is a bad request
+/// (as ejabberd answers; its test suite, replayed in audit round 23): not `item-not-found`,
+/// nor a result for nothing done. Nobody's role changes.
+#[tokio::test]
+async fn admin_sets_that_name_nobody_are_bad_requests() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    for (id, item) in [
+        ("r1", "<item role='visitor'/>"),
+        ("r2", "<item nick='' role='visitor'/>"),
+        ("r3", ""),
+    ] {
+        let refused = romeo.request(&admin_iq(id, item)).await;
+        assert_eq!(
+            stanza_error(&refused).as_deref(),
+            Some("bad-request"),
+            "{}",
+            show(&refused)
+        );
+    }
+    romeo.expect_nothing().await;
+    nurse.expect_nothing().await;
+}
+
 /// XEP-0045 §10.1.1 and §7.2.10: a room made by a join admits nobody but its owner, classic
 /// or native, until the owner submits a configuration; then others enter. Cancelling a new room's first configuration
 /// destroys the room (§10.1.1), so the next join makes it afresh.

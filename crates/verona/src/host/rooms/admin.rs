@@ -632,6 +632,10 @@ impl ServicesTask {
         let mut affiliations: BTreeMap<BareJid, RoomAffiliation> = BTreeMap::new();
         let mut nicks: Vec<(BareJid, String)> = Vec::new();
         let mut reasons = BTreeMap::new();
+        if !query.children().any(|c| c.is("item", ns::MUC_ADMIN)) {
+            let why = Some("nothing to change: no item");
+            return Err(error_reply(stanza, StanzaError::BadRequest, why));
+        }
         for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
             let reason = item
                 .get_child("reason", ns::MUC_ADMIN)
@@ -639,7 +643,11 @@ impl ServicesTask {
                 .filter(|text| !text.is_empty());
             match (item.attr("role"), item.attr("affiliation")) {
                 (Some(role), None) => {
-                    let nick = item.attr("nick").unwrap_or_default();
+                    // §8.2, §8.4: a role is given to an occupant, named by its nick.
+                    let Some(nick) = item.attr("nick").filter(|nick| !nick.is_empty()) else {
+                        let why = Some("a role goes to an occupant: name its nick");
+                        return Err(error_reply(stanza, StanzaError::BadRequest, why));
+                    };
                     // A nick is one occupant, whatever number of its account's sessions
                     // joined under it: a role is given to, or taken from, all of them.
                     let targets = self.occupants_named(node, nick);
