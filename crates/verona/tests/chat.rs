@@ -1509,6 +1509,55 @@ async fn archive_queries_take_their_bounds_as_given() {
     );
 }
 
+/// XEP-0280 §6 holds for sessions speaking XEP-0207 too (audit round 24): a message marked
+/// `<private/>` (or XEP-0334 `<no-copy/>`) reaches the session it names and no other, native
+/// or classic, on either side; without the mark the native ones get the node's event (the
+/// seed's bcc), as carbons would copy it.
+#[tokio::test]
+async fn private_messages_are_not_copied_to_native_sessions() {
+    let server = server().await;
+    let mut desk = server.login_available("juliet", "pw", "desk").await;
+    let mut balcony = server.login("juliet", "pw", "balcony").await;
+    balcony.presence_with_caps("", NATIVE, true).await;
+    let mut romeo = server.login_available("romeo", "pw", "mobile").await;
+    let mut native = server.login("romeo", "pw", "native").await;
+    // The same capabilities: the server knows them already.
+    native.presence_with_caps("", NATIVE, false).await;
+    for client in [&mut desk, &mut balcony, &mut romeo, &mut native] {
+        while tokio::time::timeout(std::time::Duration::from_millis(300), client.recv())
+            .await
+            .is_ok()
+        {}
+    }
+    for (id, mark) in [
+        ("p1", "<private xmlns='urn:xmpp:carbons:2'/>"),
+        ("p2", "<no-copy xmlns='urn:xmpp:hints'/>"),
+    ] {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' type='chat' to='juliet@localhost/desk' id='{id}'><body>only for desk</body>{mark}</message>"
+            ))
+            .await;
+        let got = next_message(&mut desk).await;
+        assert_eq!(
+            (got.attr("id"), said(&got)),
+            (Some(id), "only for desk".to_owned())
+        );
+        balcony.expect_nothing().await;
+        native.expect_nothing().await;
+        romeo.expect_nothing().await;
+    }
+    romeo
+        .send(&chat("juliet@localhost/desk", "c1", "for all"))
+        .await;
+    assert_eq!(said(&next_message(&mut desk).await), "for all");
+    for copy in [&mut balcony, &mut native] {
+        let event = next_message(copy).await;
+        assert!(event.has_child("event", EVENT), "{}", show(&event));
+        assert_eq!(said(&event), "for all");
+    }
+}
+
 /// DESIGN §3, rendering rule 1: a session whose capabilities include `presence+notify` gets a
 /// conversation's messages as the node's events (the seed's Ex. 20), those kept while its
 /// account was away too (XEP-0160): the event it would have had live, with its delay, not a

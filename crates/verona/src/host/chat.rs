@@ -398,18 +398,24 @@ impl ServicesTask {
         let mut taken = 0;
         let mut refused = 0;
         for (jid, handle) in available {
-            if archive_id.is_some() && !handle.wants_classic(Some(true)) {
-                if let Some(event) = native(&recipient) {
-                    taken += usize::from(handle.offer(event));
-                }
-                continue;
-            }
             // §8.5.2.1.1: a bare JID's message goes to the available resources with a
             // non-negative priority; the others may still get a carbon.
             let addressed = match named {
                 Some(named) => named == jid,
                 None => handle.priority() >= 0,
             };
+            if archive_id.is_some() && !handle.wants_classic(Some(true)) {
+                // The seed's bcc is the carbon of a session speaking XEP-0207: the event goes
+                // to the sessions a classic message would reach, and as a copy to the others,
+                // unless the sender asked for none (XEP-0280 §6: `<private/>`, `<no-copy/>`).
+                if (addressed || copied)
+                    && let Some(event) = native(&recipient)
+                {
+                    let took = handle.offer(event);
+                    taken += usize::from(took && addressed);
+                }
+                continue;
+            }
             if addressed {
                 let bytes = received_bytes.get_or_insert_with(|| {
                     Bytes::from(spliced(archived, &recipient).unwrap_or_else(|| {
@@ -481,8 +487,11 @@ impl ServicesTask {
                 continue;
             }
             if archive_id.is_some() && !handle.wants_classic(Some(true)) {
-                // The seed's bcc: the publisher's own sessions get the event too.
-                if let Some(event) = native(&sender) {
+                // The seed's bcc: the publisher's own sessions get the event too (the
+                // sending one always, the others unless it asked for no copies).
+                if (sending || copied)
+                    && let Some(event) = native(&sender)
+                {
                     handle.offer(event);
                 }
             } else if !sending && copied && handle.carbons() {
