@@ -58,16 +58,23 @@ impl Component {
 }
 
 async fn server() -> TestServer {
-    let server = TestServer::start_with(|config| {
+    let server = server_with(|_| {}).await;
+    server.add_user("juliet", "pw").await;
+    server
+}
+
+/// A server listening for components, `gateway.localhost` among them, with `more` applied to
+/// its configuration.
+async fn server_with(more: impl FnOnce(&mut verona::config::Config)) -> TestServer {
+    TestServer::start_with(|config| {
         config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config
             .components
             .secrets
             .insert("gateway.localhost".into(), "s3cr3t".into());
+        more(config);
     })
-    .await;
-    server.add_user("juliet", "pw").await;
-    server
+    .await
 }
 
 fn error_condition(el: &Element) -> Option<String> {
@@ -187,12 +194,7 @@ async fn a_component_must_know_its_secret() {
 /// judged; before, each was answered at once (47,000 guesses a minute from 50 addresses).
 #[tokio::test]
 async fn guesses_at_a_components_secret_wait() {
-    let server = TestServer::start_with(|config| {
-        config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        config
-            .components
-            .secrets
-            .insert("gateway.localhost".into(), "s3cr3t".into());
+    let server = server_with(|config| {
         config.auth.failures_before_delay = 0;
     })
     .await;
@@ -218,12 +220,7 @@ async fn guesses_at_a_components_secret_wait() {
 /// knows its secret connects (and keeps its slot against newer silent ones).
 #[tokio::test]
 async fn silent_connections_do_not_keep_a_component_out() {
-    let server = TestServer::start_with(|config| {
-        config.components.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        config
-            .components
-            .secrets
-            .insert("gateway.localhost".into(), "s3cr3t".into());
+    let server = server_with(|config| {
         config.limits.server_connections_per_address = 200;
         config.limits.new_connections_per_minute = 0;
     })

@@ -523,13 +523,7 @@ async fn a_stopping_server_keeps_what_sessions_did_not_get_acknowledged() {
     }
     assert_eq!(bodies(&mut romeo, 3).await, ["line 1", "line 2", "line 3"]);
     acknowledge_the_first(&mut romeo).await;
-    let dir = server.dir;
-    server.server.shutdown().await;
-
-    let server = verona::RunningServer::start(test_config(dir.path()))
-        .await
-        .unwrap();
-    let server = TestServer { server, dir };
+    let server = server.restarted().await;
     let mut romeo = server.login("romeo", "pw", "orchard").await;
     available(&mut romeo).await;
     assert_eq!(bodies(&mut romeo, 2).await, ["line 2", "line 3"]);
@@ -547,13 +541,7 @@ async fn a_stopping_server_ends_parked_sessions() {
     drop(romeo);
     juliet.send(&chat(1)).await;
     juliet.expect_nothing().await;
-    let dir = server.dir;
-    server.server.shutdown().await;
-
-    let server = verona::RunningServer::start(test_config(dir.path()))
-        .await
-        .unwrap();
-    let server = TestServer { server, dir };
+    let server = server.restarted().await;
     let mut romeo = server.login("romeo", "pw", "orchard").await;
     available(&mut romeo).await;
     assert_eq!(bodies(&mut romeo, 1).await, ["line 1"]);

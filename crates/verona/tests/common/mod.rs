@@ -79,6 +79,15 @@ impl TestServer {
         TestServer { server, dir }
     }
 
+    /// Stops the server (in order, as at SIGTERM) and starts a new one, with the test
+    /// configuration, on its data.
+    pub async fn restarted(self) -> TestServer {
+        let TestServer { server, dir } = self;
+        server.shutdown().await;
+        let server = RunningServer::start(test_config(dir.path())).await.unwrap();
+        TestServer { server, dir }
+    }
+
     /// A server on a store whose writes fail or panic on demand.
     pub async fn start_faulty() -> (TestServer, Arc<faulty::FaultyStore>) {
         Self::start_faulty_with(|_| {}).await
