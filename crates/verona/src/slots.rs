@@ -1,14 +1,20 @@
 //! The connection slots of a listener for other servers or for components: a fixed number, of
-//! which those held by connections still proving who they are give way, oldest first, to a
-//! newcomer when every slot is taken. Without that, a few dozen addresses holding silent
-//! connections (each under its per-address bound) kept every server out of federation, or a
-//! gateway from reconnecting, for as long as they liked: a slot was held until the
-//! authentication timeout, and they opened new ones as fast as the old ones timed out.
-//! To push a newcomer out, an attacker must open as many connections as are waiting, older
-//! than the newcomer, within the newcomer's handshake; the per-address rate bounds that.
+//! which those held by connections still proving who they are give way to a newcomer when
+//! every slot is taken. Without that, a few dozen addresses holding silent connections (each
+//! under its per-address bound) kept every server out of federation, or a gateway from
+//! reconnecting, for as long as they liked: a slot was held until the authentication timeout.
+//!
+//! Who gives way is the connection that has got least far, so that a flood of connections
+//! that say nothing cannot push out one that is shaking hands (audit round 24: evicting the
+//! oldest alone let 100 addresses, each within its rate, evict every handshake that took
+//! longer than the flood took to fill the slots). Among silent ones the oldest goes, so a
+//! newcomer has as long as the flood takes to fill every slot to say its first word; among
+//! those further on, one at random, so an attacker must go as far (a TLS handshake each) to
+//! compete, and even then only makes a handshake likely to be retried, not impossible.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,12 +23,30 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 /// How long a newcomer waits for the slot an evicted connection gives up.
 const GIVE_WAY: Duration = Duration::from_secs(1);
 
+/// How far a connection has got in proving who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Progress {
+    /// It has sent a stream header.
+    Spoke = 1,
+    /// It has done what costs a stranger something: a TLS handshake, a dialback key, a
+    /// component's handshake.
+    Proving = 2,
+}
+
+struct Waiting {
+    id: u64,
+    progress: Arc<AtomicU8>,
+    evict: oneshot::Sender<()>,
+}
+
 pub struct Slots {
     permits: Arc<Semaphore>,
-    /// The connections still proving who they are, oldest first, each with the sender that
-    /// tells it to end.
-    waiting: Mutex<VecDeque<(u64, oneshot::Sender<()>)>>,
+    /// The connections still proving who they are, oldest first.
+    waiting: Mutex<VecDeque<Waiting>>,
     next: AtomicU64,
+    /// Picks among those that got equally far (not for cryptographic use).
+    chance: std::collections::hash_map::RandomState,
 }
 
 impl Slots {
@@ -31,24 +55,18 @@ impl Slots {
             permits: Arc::new(Semaphore::new(count.max(1))),
             waiting: Mutex::new(VecDeque::new()),
             next: AtomicU64::new(0),
+            chance: Default::default(),
         })
     }
 
-    /// A slot for a new connection: a free one, or the one the oldest connection still
-    /// proving itself gives up (it is told to end, at once: the order of eviction is the
-    /// order of arrival). `None` when every slot is held by connections that have proved who
-    /// they are, or when the evicted one does not let go in time.
+    /// A slot for a new connection: a free one, or the one a connection still proving
+    /// itself gives up (it is told to end, at once). `None` when every slot is held by
+    /// connections that have proved who they are, or when the evicted one does not let go in
+    /// time.
     pub fn take(self: &Arc<Self>) -> impl Future<Output = Option<Slot>> + use<> {
         let slots = self.clone();
         let held = (self.permits.clone().try_acquire_owned().ok()).map(|permit| self.hold(permit));
-        let evicted = held.is_none() && {
-            let oldest = self.waiting().pop_front();
-            // It may have ended meanwhile; its slot is free then all the same.
-            oldest.is_some_and(|(_, evict)| {
-                let _ = evict.send(());
-                true
-            })
-        };
+        let evicted = held.is_none() && self.evict_one();
         async move {
             if held.is_some() || !evicted {
                 return held;
@@ -62,25 +80,58 @@ impl Slots {
         }
     }
 
+    /// Tells the connection that got least far to end: the oldest of the silent ones, else one
+    /// at random of those least far on. Whether there was one.
+    fn evict_one(&self) -> bool {
+        let mut waiting = self.waiting();
+        let level = |w: &Waiting| w.progress.load(Ordering::Relaxed);
+        let Some(least) = waiting.iter().map(level).min() else {
+            return false;
+        };
+        let at = if least == 0 {
+            waiting.iter().position(|w| level(w) == 0)
+        } else {
+            let candidates: Vec<usize> = (0..waiting.len())
+                .filter(|&at| level(&waiting[at]) == least)
+                .collect();
+            let draw = self
+                .chance
+                .hash_one(self.next.fetch_add(1, Ordering::Relaxed));
+            candidates
+                .get(usize::try_from(draw % candidates.len() as u64).unwrap_or(0))
+                .copied()
+        };
+        // It may have ended meanwhile; its slot is free then all the same.
+        at.and_then(|at| waiting.remove(at))
+            .map(|gone| gone.evict.send(()))
+            .is_some()
+    }
+
     fn hold(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (evict, evicted) = oneshot::channel();
-        self.waiting().push_back((id, evict));
+        let progress = Arc::new(AtomicU8::new(0));
+        self.waiting().push_back(Waiting {
+            id,
+            progress: progress.clone(),
+            evict,
+        });
         Slot {
             _permit: permit,
             proof: Proof {
                 slots: self.clone(),
                 id,
+                progress,
             },
             evicted,
         }
     }
 
     fn forget(&self, id: u64) {
-        self.waiting().retain(|(waiting, _)| *waiting != id);
+        self.waiting().retain(|waiting| waiting.id != id);
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, oneshot::Sender<()>)>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiting>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -93,7 +144,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// What the connection tells once it has proved who it is.
+    /// What the connection tells of its progress.
     pub fn proof(&self) -> Proof {
         self.proof.clone()
     }
@@ -113,14 +164,19 @@ impl Drop for Slot {
     }
 }
 
-/// A connection's way of saying it has proved who it is: it keeps its slot from then on.
+/// A connection's way of saying how far it has got: proved, it keeps its slot from then on.
 #[derive(Clone)]
 pub struct Proof {
     slots: Arc<Slots>,
     id: u64,
+    progress: Arc<AtomicU8>,
 }
 
 impl Proof {
+    pub fn progressed(&self, progress: Progress) {
+        self.progress.fetch_max(progress as u8, Ordering::Relaxed);
+    }
+
     pub fn proved(&self) {
         self.slots.forget(self.id);
     }
@@ -130,23 +186,47 @@ impl Proof {
 mod tests {
     use super::*;
 
+    async fn told(slot: &mut Slot) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), slot.evicted())
+            .await
+            .is_ok()
+    }
+
     #[tokio::test]
-    async fn the_oldest_unproved_connection_gives_way() {
+    async fn the_oldest_silent_connection_gives_way() {
         let slots = Slots::new(2);
         let mut first = slots.take().await.expect("a free slot");
         let mut second = slots.take().await.expect("a free slot");
-        let newcomer = tokio::spawn({
-            let slots = slots.clone();
-            async move { slots.take().await.is_some() }
-        });
-        // The first is told to end, not the second; it gives its slot up by ending.
-        tokio::time::timeout(Duration::from_secs(5), first.evicted())
-            .await
-            .expect("the oldest is evicted");
-        let told = tokio::time::timeout(Duration::from_millis(50), second.evicted()).await;
-        assert!(told.is_err(), "the second keeps its slot");
+        let newcomer = tokio::spawn(slots.take());
+        assert!(told(&mut first).await, "the oldest is evicted");
+        assert!(!told(&mut second).await, "the second keeps its slot");
         drop(first);
-        assert!(newcomer.await.unwrap(), "the newcomer has the slot");
+        assert!(
+            newcomer.await.unwrap().is_some(),
+            "the newcomer has the slot"
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_connections_give_way_before_those_further_on() {
+        let slots = Slots::new(3);
+        let mut talking = slots.take().await.expect("a free slot");
+        talking.proof().progressed(Progress::Proving);
+        let mut spoke = slots.take().await.expect("a free slot");
+        spoke.proof().progressed(Progress::Spoke);
+        let mut silent = slots.take().await.expect("a free slot");
+        let newcomer = tokio::spawn(slots.take());
+        assert!(
+            told(&mut silent).await,
+            "the silent one goes, though the newest"
+        );
+        assert!(!told(&mut spoke).await && !told(&mut talking).await);
+        drop(silent);
+        let mut newcomer = newcomer.await.unwrap().expect("the silent one's slot");
+        newcomer.proof().progressed(Progress::Proving);
+        let _next = tokio::spawn(slots.take());
+        assert!(told(&mut spoke).await, "then the one that only spoke");
+        assert!(!told(&mut talking).await && !told(&mut newcomer).await);
     }
 
     #[tokio::test]
@@ -155,8 +235,10 @@ mod tests {
         let mut held = slots.take().await.expect("a free slot");
         held.proof().proved();
         assert!(slots.take().await.is_none(), "nobody gives way");
-        let told = tokio::time::timeout(Duration::from_millis(50), held.evicted()).await;
-        assert!(told.is_err(), "a proved connection is not told to end");
+        assert!(
+            !told(&mut held).await,
+            "a proved connection is not told to end"
+        );
         drop(held);
         assert!(
             slots.take().await.is_some(),

@@ -215,9 +215,9 @@ async fn guesses_at_a_components_secret_wait() {
 }
 
 /// Issue #11 (audit of 2026-12-07, round 23): silent connections holding every component
-/// slot (64) kept the component out for as long as they were renewed; now the oldest of those
-/// that have not proved themselves gives its slot to the newcomer, and the component that
-/// knows its secret connects (and keeps its slot against newer silent ones).
+/// slot (64) kept the component out for as long as they were renewed; now the oldest silent
+/// one gives its slot to the newcomer, and the component that knows its secret connects and
+/// keeps its slot against newer silent ones, during its handshake and after.
 #[tokio::test]
 async fn silent_connections_do_not_keep_a_component_out() {
     let server = server_with(|config| {
@@ -231,13 +231,17 @@ async fn silent_connections_do_not_keep_a_component_out() {
         silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
     let mut gateway = Component::open(&server, "gateway.localhost").await;
-    let answer = gateway.handshake("s3cr3t").await;
-    assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
     // The oldest silent connection was closed for it.
     let mut byte = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(10), silent[0].read(&mut byte)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
-    // Newer silent connections take the slots of the older ones, not the component's.
+    // A component that has spoken is not pushed out by newer silent connections before its
+    // handshake (audit round 24: the oldest went first, whatever it had said), nor after.
+    for _ in 0..64 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let answer = gateway.handshake("s3cr3t").await;
+    assert!(answer.is("handshake", COMPONENT), "{}", show(&answer));
     for _ in 0..64 {
         silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }

@@ -16,7 +16,7 @@ use super::stream::{self, Stream, StreamFailure};
 use super::{Federation, Verdict};
 use crate::c2s::random_id;
 use crate::server::Shared;
-use crate::slots::Proof;
+use crate::slots::{Progress, Proof};
 use crate::xml::{StreamError, ns};
 
 /// Dialback verifications one stream may have in flight.
@@ -79,6 +79,7 @@ async fn run(
 ) -> Result<(), Failure> {
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let mut opened = open(federation, stream, setup, false).await?;
+    proof.progressed(Progress::Spoke);
     let mut authorized: HashSet<(String, String)> = HashSet::new();
     let mut senders = super::inbound::Senders::default();
     let mut proved = Proved {
@@ -121,6 +122,7 @@ async fn run(
                             .await
                             .map_err(|_| lost(StreamFailure::Timeout))?
                             .map_err(lost)?;
+                        proof.progressed(Progress::Proving);
                         let left = until_authorized.saturating_duration_since(tokio::time::Instant::now());
                         opened = open(federation, stream, left, false).await?;
                     } else if el.is("auth", ns::SASL) {
@@ -138,6 +140,7 @@ async fn run(
                         stream.restart();
                         opened = open(federation, stream, setup, true).await?;
                     } else if el.is("result", ns::DIALBACK) {
+                        proof.progressed(Progress::Proving);
                         if verifying >= MAX_VERIFYING {
                             return Err((Some(StreamError::PolicyViolation), "too many keys at once".into()));
                         }
@@ -154,6 +157,7 @@ async fn run(
                             let _ = tx.send(Verified { remote, local, verdict }).await;
                         });
                     } else if el.is("verify", ns::DIALBACK) {
+                        proof.progressed(Progress::Proving);
                         let (remote, local) = dialback_pair(federation, &el, stream)?;
                         let stream_id = el.attr("id").unwrap_or_default();
                         let valid = federation.secret.verify(&el.text(), &remote, &local, stream_id);
