@@ -2807,6 +2807,39 @@ async fn a_subscription_an_owner_ends_natively_is_a_kick() {
     );
 }
 
+/// A room its owner deletes natively (XEP-0060 §8.4) is destroyed for its classic occupants
+/// as one destroyed with `muc#owner` is (XEP-0045 §10.9): each gets its own unavailable
+/// presence naming the room the redirect names, and no pubsub `<delete/>`.
+#[tokio::test]
+async fn a_room_deleted_natively_is_destroyed_for_classic_occupants() {
+    let t = TestServer::start().await;
+    let (mut juliet, mut romeo, mut nurse) = a_native_owners_room(&t).await;
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='del' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='characters'>\
+                 <redirect uri='xmpp:other@chat.localhost'/>\
+               </delete></pubsub></iq>",
+        )
+        .await);
+    for (client, nick) in [(&mut romeo, "Romeo"), (&mut nurse, "Nurse")] {
+        let gone = client.recv().await;
+        assert_eq!(gone.name(), "presence", "{}", show(&gone));
+        assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+        assert_eq!(
+            gone.attr("from"),
+            Some(format!("characters@chat.localhost/{nick}").as_str())
+        );
+        assert_eq!(standing(&gone), pair("none", "none"));
+        let destroy = gone
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("destroy", MUC_USER))
+            .unwrap_or_else(|| panic!("{}", show(&gone)));
+        assert_eq!(destroy.attr("jid"), Some("other@chat.localhost"));
+        client.expect_nothing().await;
+    }
+}
+
 /// An owner denying a classic joiner's request to enter an `authorize` room (XEP-0060 §8.6)
 /// tells it nothing more: its join was answered `registration-required` when it asked
 /// (XEP-0045 §7.2.7), and it has no use for a pubsub subscription notice. It may ask again.

@@ -99,6 +99,13 @@ impl ServicesTask {
             }
             _ => None,
         };
+        // A room deleted natively is destroyed for those in it, as with `muc#owner`.
+        let deleting = match &origin {
+            Origin::Room(node) => {
+                room_delete(&stanza).map(|redirect| (node.clone(), self.in_room(node), redirect))
+            }
+            _ => None,
+        };
         // A follower leaving natively is heard by the owner as a classic `unsubscribe` is.
         let follower = match &origin {
             Origin::Account(owner) if is_unsubscribe(&stanza) => {
@@ -205,6 +212,11 @@ impl ServicesTask {
         });
         if let Some((node, before)) = owned {
             self.announce_owner_ended(&from, &node, &before, done);
+        }
+        if let Some((node, leaving, redirect)) = deleting
+            && deleted
+        {
+            self.announce_gone(&node, &leaving, redirect.as_deref(), done);
         }
         if published {
             self.reflect_presence(&from, done);
@@ -437,6 +449,18 @@ fn is_subscriptions_set(stanza: &Element) -> bool {
         && stanza
             .get_child("pubsub", ns::PUBSUB_OWNER)
             .is_some_and(|pubsub| pubsub.has_child("subscriptions", ns::PUBSUB_OWNER))
+}
+
+/// An owner's deletion of a node (XEP-0060 §8.4), with the URI of its redirect if it has one.
+fn room_delete(stanza: &Element) -> Option<Option<String>> {
+    if stanza.attr("type") != Some("set") {
+        return None;
+    }
+    let delete = stanza
+        .get_child("pubsub", ns::PUBSUB_OWNER)?
+        .get_child("delete", ns::PUBSUB_OWNER)?;
+    let redirect = delete.get_child("redirect", ns::PUBSUB_OWNER);
+    Some(redirect.and_then(|r| r.attr("uri")).map(str::to_owned))
 }
 
 /// A disco#info request about an account itself (no node).

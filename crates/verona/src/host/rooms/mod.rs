@@ -1596,19 +1596,22 @@ impl ServicesTask {
             .unwrap_or_default()
     }
 
-    /// Room `node` went with its owner's account (the engine deleted it, the last `done`):
-    /// those who were in it hear of its destruction as from its owner (§10.9).
+    /// Room `node` went with its owner's account, or its owner deleted it natively (XEP-0060
+    /// §8.4; the engine deleted it, the last `done`): those who were in it hear of its
+    /// destruction as from its owner (§10.9), the room a `redirect` names as the alternate
+    /// venue.
     pub(in crate::host) fn announce_gone(
         &self,
         node: &str,
         leaving: &[InRoom],
+        redirect: Option<&str>,
         done: &mut Vec<Done>,
     ) {
         let Some(room) = room_address(node, self.rooms_jid.domain().as_str()) else {
             return;
         };
         admin::spare_classic(done, leaving);
-        let destroyed = groupchat::destroyed(None);
+        let destroyed = groupchat::redirected(redirect);
         self.announce_destruction(&room, leaving, &destroyed, done);
     }
 
