@@ -2578,6 +2578,11 @@ fn approval(request: &Element) -> String {
 
 /// [`approval`], sent to `to`.
 fn approval_at(request: &Element, to: &str) -> String {
+    answer(request, to, true)
+}
+
+/// The owner's answer to an authorization request, sent to `to`: `allow` or deny.
+fn answer(request: &Element, to: &str, allow: bool) -> String {
     let form = request.get_child("x", "jabber:x:data").unwrap();
     let fields: String = form
         .children()
@@ -2585,7 +2590,7 @@ fn approval_at(request: &Element, to: &str) -> String {
         .filter_map(|f| {
             let var = f.attr("var")?;
             let value = if var == "pubsub#allow" {
-                "true".to_owned()
+                allow.to_string()
             } else {
                 form_value(form, var).unwrap_or_default()
             };
@@ -2716,6 +2721,149 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
     let said = recv_until(&mut nurse, |el| el.name() == "message").await;
     assert_eq!(said.attr("from"), Some("characters@chat.localhost/Bard"));
     assert_eq!(body(&said).as_deref(), Some("a sonnet"));
+}
+
+/// A room Juliet made and entered natively (open to anyone, Ex. 13 with the nick JC), then
+/// entered classically by Romeo and the nurse, in that order.
+async fn a_native_owners_room(t: &TestServer) -> (Client, Client, Client) {
+    for user in ["juliet", "romeo", "nurse"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    ok(&juliet
+        .request(&format!(
+            "<iq xmlns='jabber:client' type='set' id='c' to='chat.localhost'><pubsub xmlns='{PUBSUB}'>\
+               <create node='characters'/><configure><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+                 <field var='pubsub#access_model'><value>open</value></field>\
+               </x></configure></pubsub></iq>"
+        ))
+        .await);
+    ok(&juliet
+        .request(&subscribe_with_nick("juliet@localhost/balcony", "JC"))
+        .await);
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send(&join("Romeo")).await;
+    joined(&mut romeo).await;
+    let mut nurse = t.login("nurse", "pw", "chamber").await;
+    nurse.send(&join("Nurse")).await;
+    joined(&mut nurse).await;
+    for client in [&mut juliet, &mut romeo] {
+        recv_until(client, |el| {
+            el.name() == "presence" && el.attr("from") == Some("characters@chat.localhost/Nurse")
+        })
+        .await;
+    }
+    (juliet, romeo, nurse)
+}
+
+/// An owner ending an occupant's subscription natively (XEP-0060 §8.8.2) removes it from the
+/// room as a kick does (XEP-0045 §8.2): the classic occupant is told with 307 and 110, in
+/// XEP-0045 presence only, and the others see it go with 307, naming the owner's nick.
+#[tokio::test]
+async fn a_subscription_an_owner_ends_natively_is_a_kick() {
+    let t = TestServer::start().await;
+    let (mut juliet, mut romeo, mut nurse) = a_native_owners_room(&t).await;
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='own' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='characters'>\
+                 <subscription jid='nurse@localhost/chamber' subscription='none'/>\
+               </subscriptions></pubsub></iq>",
+        )
+        .await);
+    let nurse_in_room = Some("characters@chat.localhost/Nurse");
+    let own = nurse.recv().await;
+    assert_eq!(own.name(), "presence", "{}", show(&own));
+    assert_eq!(own.attr("from"), nurse_in_room);
+    assert_eq!(own.attr("type"), Some("unavailable"), "{}", show(&own));
+    let mut codes = statuses(&own);
+    codes.sort();
+    assert_eq!(codes, ["110", "307"], "{}", show(&own));
+    assert_eq!(standing(&own), pair("none", "none"));
+    assert_eq!(removed_by(&own), (Some("JC".into()), None));
+    nurse.expect_nothing().await;
+    for client in [&mut romeo, &mut juliet] {
+        let gone = recv_until(client, |el| el.name() == "presence").await;
+        assert_eq!(gone.attr("from"), nurse_in_room);
+        assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+        assert_eq!(statuses(&gone), ["307"], "{}", show(&gone));
+    }
+    romeo.expect_nothing().await;
+    let listed = juliet
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='di' to='characters@chat.localhost'>\
+               <query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        )
+        .await;
+    let mut present = query_attrs(&listed, "http://jabber.org/protocol/disco#items", "jid");
+    present.sort();
+    assert_eq!(
+        present,
+        [
+            "characters@chat.localhost/JC",
+            "characters@chat.localhost/Romeo"
+        ]
+    );
+}
+
+/// A room its owner deletes natively (XEP-0060 §8.4) is destroyed for its classic occupants
+/// as one destroyed with `muc#owner` is (XEP-0045 §10.9): each gets its own unavailable
+/// presence naming the room the redirect names, and no pubsub `<delete/>`.
+#[tokio::test]
+async fn a_room_deleted_natively_is_destroyed_for_classic_occupants() {
+    let t = TestServer::start().await;
+    let (mut juliet, mut romeo, mut nurse) = a_native_owners_room(&t).await;
+    ok(&juliet
+        .request(
+            "<iq xmlns='jabber:client' type='set' id='del' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='characters'>\
+                 <redirect uri='xmpp:other@chat.localhost'/>\
+               </delete></pubsub></iq>",
+        )
+        .await);
+    for (client, nick) in [(&mut romeo, "Romeo"), (&mut nurse, "Nurse")] {
+        let gone = client.recv().await;
+        assert_eq!(gone.name(), "presence", "{}", show(&gone));
+        assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+        assert_eq!(
+            gone.attr("from"),
+            Some(format!("characters@chat.localhost/{nick}").as_str())
+        );
+        assert_eq!(standing(&gone), pair("none", "none"));
+        let destroy = gone
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("destroy", MUC_USER))
+            .unwrap_or_else(|| panic!("{}", show(&gone)));
+        assert_eq!(destroy.attr("jid"), Some("other@chat.localhost"));
+        client.expect_nothing().await;
+    }
+}
+
+/// An owner denying a classic joiner's request to enter an `authorize` room (XEP-0060 §8.6)
+/// tells it nothing more: its join was answered `registration-required` when it asked
+/// (XEP-0045 §7.2.7), and it has no use for a pubsub subscription notice. It may ask again.
+#[tokio::test]
+async fn a_classic_joiner_denied_entry_hears_nothing_more() {
+    let t = TestServer::start().await;
+    let (mut juliet, _romeo, _nurse) = a_native_owners_room(&t).await;
+    t.add_user("bard", "pw").await;
+    let mut bard = t.login("bard", "pw", "globe").await;
+    make_authorize(&mut juliet).await;
+    waits_for_the_owners(&mut bard, "Bard").await;
+    let request = recv_until(&mut juliet, |el| el.name() == "message").await;
+    juliet
+        .send(&answer(&request, request.attr("from").unwrap(), false))
+        .await;
+    bard.expect_nothing().await;
+    // The request is gone: asking again is a new one.
+    waits_for_the_owners(&mut bard, "Bard").await;
+    let again = recv_until(&mut juliet, |el| el.name() == "message").await;
+    let form = again.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(
+        form_value(form, "pubsub#subscriber_jid").as_deref(),
+        Some("bard@localhost/globe")
+    );
 }
 
 /// XEP-0280 §6: a private message to an occupant reaches the sender's other sessions that

@@ -563,6 +563,23 @@ pub fn destroyed(destroy: Option<&Element>) -> Element {
         .build()
 }
 
+/// The `<destroy/>` of a room its owner deleted natively (XEP-0060 §8.4): the alternate venue
+/// is the room its `<redirect/>` names, an `xmpp:` URI (RFC 5122) of a bare JID with a local
+/// part; any other redirect names none.
+pub fn redirected(uri: Option<&str>) -> Element {
+    let venue = uri
+        .and_then(|uri| uri.strip_prefix("xmpp:"))
+        .and_then(|address| address.split(['?', '#']).next())
+        .and_then(|address| jids::parse_bare(address).ok())
+        .filter(|venue| venue.node().is_some());
+    let destroy = venue.map(|venue| {
+        builder("destroy", ns::MUC_OWNER)
+            .with("jid", venue.to_string())
+            .build()
+    });
+    destroyed(destroy.as_ref())
+}
+
 /// An invitee declining (§7.8.2): whom to tell, and why.
 pub fn decline(message: &Element) -> Option<(Jid, Option<String>)> {
     let decline = message
@@ -1760,6 +1777,22 @@ mod tests {
 
     fn el(xml: &str) -> Element {
         xml.parse().unwrap()
+    }
+
+    #[test]
+    fn a_redirect_names_a_room_only() {
+        let venue = |uri| redirected(uri).attr("jid").map(str::to_owned);
+        let room = Some("other@chat.localhost".to_owned());
+        assert_eq!(venue(Some("xmpp:other@chat.localhost")), room);
+        assert_eq!(venue(Some("xmpp:other@chat.localhost?join")), room);
+        for none in [
+            None,
+            Some("https://example.com/other"),
+            Some("xmpp:chat.localhost"),
+            Some("xmpp:other@chat.localhost/nick"),
+        ] {
+            assert_eq!(venue(none), None, "{none:?}");
+        }
     }
 
     #[test]

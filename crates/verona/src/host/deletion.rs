@@ -92,7 +92,7 @@ impl ServicesTask {
             let room_gone = room_gone.cloned();
             done.push(Done::new(origin.clone(), outcome.effects, outcome.undo));
             if let Some(node) = room_gone {
-                self.announce_gone(&node, &leaving, done);
+                self.announce_gone(&node, &leaving, None, done);
             }
             if refresh {
                 self.refresh_presence(&origin);

@@ -89,6 +89,23 @@ impl ServicesTask {
             }
             _ => None,
         };
+        // What an owner's answer to an authorization request, or change of subscriptions,
+        // ends in a room is rendered for its classic occupants after it, as their kick is.
+        let owned = match &origin {
+            Origin::Room(node)
+                if is_subscriptions_set(&stanza) || answer_node(&stanza).is_some() =>
+            {
+                Some((node.clone(), self.subscriptions_in(node)))
+            }
+            _ => None,
+        };
+        // A room deleted natively is destroyed for those in it, as with `muc#owner`.
+        let deleting = match &origin {
+            Origin::Room(node) => {
+                room_delete(&stanza).map(|redirect| (node.clone(), self.in_room(node), redirect))
+            }
+            _ => None,
+        };
         // A follower leaving natively is heard by the owner as a classic `unsubscribe` is.
         let follower = match &origin {
             Origin::Account(owner) if is_unsubscribe(&stanza) => {
@@ -193,6 +210,14 @@ impl ServicesTask {
             passing: None,
             sent: None,
         });
+        if let Some((node, before)) = owned {
+            self.announce_owner_ended(&from, &node, &before, done);
+        }
+        if let Some((node, leaving, redirect)) = deleting
+            && deleted
+        {
+            self.announce_gone(&node, &leaving, redirect.as_deref(), done);
+        }
         if published {
             self.reflect_presence(&from, done);
         }
@@ -416,6 +441,26 @@ fn is_unsubscribe(stanza: &Element) -> bool {
         && stanza
             .get_child("pubsub", ns::PUBSUB)
             .is_some_and(|pubsub| pubsub.has_child("unsubscribe", ns::PUBSUB))
+}
+
+/// An owner's change of a node's subscriptions (XEP-0060 §8.8.2).
+fn is_subscriptions_set(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("set")
+        && stanza
+            .get_child("pubsub", ns::PUBSUB_OWNER)
+            .is_some_and(|pubsub| pubsub.has_child("subscriptions", ns::PUBSUB_OWNER))
+}
+
+/// An owner's deletion of a node (XEP-0060 §8.4), with the URI of its redirect if it has one.
+fn room_delete(stanza: &Element) -> Option<Option<String>> {
+    if stanza.attr("type") != Some("set") {
+        return None;
+    }
+    let delete = stanza
+        .get_child("pubsub", ns::PUBSUB_OWNER)?
+        .get_child("delete", ns::PUBSUB_OWNER)?;
+    let redirect = delete.get_child("redirect", ns::PUBSUB_OWNER);
+    Some(redirect.and_then(|r| r.attr("uri")).map(str::to_owned))
 }
 
 /// A disco#info request about an account itself (no node).

@@ -1596,20 +1596,72 @@ impl ServicesTask {
             .unwrap_or_default()
     }
 
-    /// Room `node` went with its owner's account (the engine deleted it, the last `done`):
-    /// those who were in it hear of its destruction as from its owner (§10.9).
+    /// Room `node` went with its owner's account, or its owner deleted it natively (XEP-0060
+    /// §8.4; the engine deleted it, the last `done`): those who were in it hear of its
+    /// destruction as from its owner (§10.9), the room a `redirect` names as the alternate
+    /// venue.
     pub(in crate::host) fn announce_gone(
         &self,
         node: &str,
         leaving: &[InRoom],
+        redirect: Option<&str>,
         done: &mut Vec<Done>,
     ) {
         let Some(room) = room_address(node, self.rooms_jid.domain().as_str()) else {
             return;
         };
         admin::spare_classic(done, leaving);
-        let destroyed = groupchat::destroyed(None);
+        let destroyed = groupchat::redirected(redirect);
         self.announce_destruction(&room, leaving, &destroyed, done);
+    }
+
+    /// Room `node`'s subscriptions, pending ones too, before an owner answers or changes them
+    /// natively ([`Self::announce_owner_ended`]).
+    pub(in crate::host) fn subscriptions_in(&self, node: &str) -> Vec<SubscriptionInfo> {
+        (self.rooms.get(node))
+            .map(|hosted| hosted.service.subscribers(node))
+            .unwrap_or_default()
+    }
+
+    /// Subscriptions to room `node` that `from`, an owner, ended natively (XEP-0060 §8.8.2, or
+    /// a request denied, §8.6), `before` being the room's until then. An occupant goes as a
+    /// kicked one does (307, XEP-0045 §8.2), the owner named if it is in the room; a classic
+    /// joiner still waiting hears nothing more: its join was answered `registration-required`
+    /// when it asked (§7.2.7), and a refused request does not change that answer.
+    pub(in crate::host) fn announce_owner_ended(
+        &self,
+        from: &FullJid,
+        node: &str,
+        before: &[SubscriptionInfo],
+        done: &mut Vec<Done>,
+    ) {
+        let Some(hosted) = self.rooms.get(node) else {
+            return;
+        };
+        let Some(room) = room_address(node, hosted.jid.domain()) else {
+            return;
+        };
+        let after = hosted.service.subscribers(node);
+        let (removed, refused): (Vec<SubscriptionInfo>, Vec<SubscriptionInfo>) = before
+            .iter()
+            .filter(|s| match after.iter().find(|a| a.subid == s.subid) {
+                Some(now) => s.state.is_approved() && !now.state.is_approved(),
+                None => true,
+            })
+            .cloned()
+            .partition(|s| s.state.is_approved());
+        quiet_for_classic(done, &refused);
+        if removed.is_empty() {
+            return;
+        }
+        let actor = self
+            .occupant_of(node, &Jid::from(from.clone()))
+            .and_then(|mine| groupchat::nick_of(&mine.options).map(str::to_owned));
+        let removal = Removal {
+            actor,
+            reasons: BTreeMap::new(),
+        };
+        self.announce_removals(&room, &removed, 307, &removal, done);
     }
 
     /// A destroyed room: every occupant gets its own unavailable presence with `<destroy/>`,
