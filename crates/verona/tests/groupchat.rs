@@ -2686,6 +2686,18 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
         Some("registration-required")
     );
     nurse.expect_nothing().await;
+    // XEP-0060 §8.6: cancelling the form changes nothing and is not answered (it was
+    // `forbidden` from the service, audit round 24); the request still waits.
+    romeo
+        .send(
+            "<message xmlns='jabber:client' to='chat.localhost' id='cx'>\
+               <x xmlns='jabber:x:data' type='cancel'><field var='FORM_TYPE' type='hidden'>\
+                 <value>http://jabber.org/protocol/pubsub#subscribe_authorization</value>\
+               </field></x></message>",
+        )
+        .await;
+    romeo.expect_nothing().await;
+    juliet.expect_nothing().await;
     romeo.send(&approval(&request)).await;
     let (presences, _, _) = joined(&mut juliet).await;
     let own = presences

@@ -14,6 +14,11 @@ impl ServicesTask {
         stanza: &mut Element,
         done: &mut Vec<Done>,
     ) -> bool {
+        // XEP-0060 §8.6: an owner cancelling an authorization form changes nothing, and needs
+        // no answer; the form names no room to take it to.
+        if stanza.name() == "message" && cancels_authorization(stanza) {
+            return false;
+        }
         // Presence, and messages that answer no authorization request, are for rooms, not
         // for the service (as ejabberd answers them).
         let answer =
@@ -535,4 +540,18 @@ fn is_service_items(stanza: &Element) -> bool {
         && stanza
             .get_child("query", ns::DISCO_ITEMS)
             .is_some_and(|query| query.attr("node").is_none())
+}
+
+/// Whether `message` carries a cancelled subscription authorization form (XEP-0060 §8.6).
+fn cancels_authorization(message: &Element) -> bool {
+    message
+        .children()
+        .filter(|x| x.is("x", ns::DATA_FORMS) && x.attr("type") == Some("cancel"))
+        .flat_map(|x| x.children())
+        .any(|field| {
+            field.attr("var") == Some("FORM_TYPE")
+                && field
+                    .children()
+                    .any(|value| value.text().trim() == ns::PUBSUB_AUTHORIZATION)
+        })
 }
