@@ -18,7 +18,7 @@ use crate::c2s::random_id;
 use crate::router::SessionHandle;
 use crate::s2s::stream::{self, Stream, StreamFailure};
 use crate::server::Shared;
-use crate::slots::{Progress, Proof};
+use crate::slots::Proof;
 use crate::xml::{StreamError, ns};
 
 type Failure = (Option<StreamError>, String);
@@ -67,7 +67,7 @@ async fn run(
 ) -> Result<String, Failure> {
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let header = stream.header_within(setup).await.map_err(lost)?;
-    proof.progressed(Progress::Spoke);
+    proof.stepped();
     // Looked up as the domain it names (`GW.capulet.lit.` is gw.capulet.lit), as the
     // configured names were normalised.
     let domain = header.to.clone().unwrap_or_default();
@@ -93,7 +93,7 @@ async fn run(
         ));
     };
     let given = stream.element_within(setup).await.map_err(lost)?;
-    proof.progressed(Progress::Proving);
+    proof.stepped();
     // Guesses at a component's secret wait as guesses at a password do (`throttle.rs`), by
     // address and by the component's domain: answered at once, 50 addresses made 47,000 a
     // minute.

@@ -4,39 +4,30 @@
 //! under its per-address bound) kept every server out of federation, or a gateway from
 //! reconnecting, for as long as they liked: a slot was held until the authentication timeout.
 //!
-//! Who gives way is the connection that has got least far, so that a flood of connections
-//! that say nothing cannot push out one that is shaking hands (audit round 24: evicting the
-//! oldest alone let 100 addresses, each within its rate, evict every handshake that took
-//! longer than the flood took to fill the slots). Among silent ones the oldest goes, so a
-//! newcomer has as long as the flood takes to fill every slot to say its first word; among
-//! those further on, one at random, so an attacker must go as far (a TLS handshake each) to
-//! compete, and even then only makes a handshake likely to be retried, not impossible.
+//! Who gives way: first the oldest of the connections that have said nothing yet; else the
+//! one that has gone longest without a step forward (its header, STARTTLS, its TLS handshake
+//! done, a dialback key, a component's handshake). Connections that stop after a step (ones
+//! that only send a header, or only shake hands) then cannot push out a server taking its steps
+//! as fast as the network lets it, unless a slot's worth of them step between two of its steps.
+//! Audit rounds 24 and 25: evicting the oldest let a silent flood from 100 addresses evict
+//! every handshake slower than 0.2 s; evicting those least far on let a flood completing TLS
+//! at 5 a second evict a server in the middle of its own TLS handshake.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// How long a newcomer waits for the slot an evicted connection gives up.
 const GIVE_WAY: Duration = Duration::from_secs(1);
 
-/// How far a connection has got in proving who it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Progress {
-    /// It has sent a stream header.
-    Spoke = 1,
-    /// It has done what costs a stranger something: a TLS handshake, a dialback key, a
-    /// component's handshake.
-    Proving = 2,
-}
-
 struct Waiting {
     id: u64,
-    progress: Arc<AtomicU8>,
+    /// When it last took a step, as microseconds since the slots were made; 0: it has said
+    /// nothing yet.
+    stepped: Arc<AtomicU64>,
     evict: oneshot::Sender<()>,
 }
 
@@ -45,8 +36,7 @@ pub struct Slots {
     /// The connections still proving who they are, oldest first.
     waiting: Mutex<VecDeque<Waiting>>,
     next: AtomicU64,
-    /// Picks among those that got equally far (not for cryptographic use).
-    chance: std::collections::hash_map::RandomState,
+    made: Instant,
 }
 
 impl Slots {
@@ -55,7 +45,7 @@ impl Slots {
             permits: Arc::new(Semaphore::new(count.max(1))),
             waiting: Mutex::new(VecDeque::new()),
             next: AtomicU64::new(0),
-            chance: Default::default(),
+            made: Instant::now(),
         })
     }
 
@@ -80,40 +70,34 @@ impl Slots {
         }
     }
 
-    /// Tells the connection that got least far to end: the oldest of the silent ones, else one
-    /// at random of those least far on. Whether there was one.
+    /// Tells the oldest connection that has said nothing to end, else the one that has gone
+    /// longest without a step. Whether there was one.
     fn evict_one(&self) -> bool {
         let mut waiting = self.waiting();
-        let level = |w: &Waiting| w.progress.load(Ordering::Relaxed);
-        let Some(least) = waiting.iter().map(level).min() else {
-            return false;
-        };
-        let at = if least == 0 {
-            waiting.iter().position(|w| level(w) == 0)
-        } else {
-            let candidates: Vec<usize> = (0..waiting.len())
-                .filter(|&at| level(&waiting[at]) == least)
-                .collect();
-            let draw = self
-                .chance
-                .hash_one(self.next.fetch_add(1, Ordering::Relaxed));
-            candidates
-                .get(usize::try_from(draw % candidates.len() as u64).unwrap_or(0))
-                .copied()
-        };
+        let stalest = (waiting.iter().enumerate())
+            .min_by_key(|(at, w)| (w.stepped.load(Ordering::Relaxed), *at))
+            .map(|(at, _)| at);
         // It may have ended meanwhile; its slot is free then all the same.
-        at.and_then(|at| waiting.remove(at))
+        stalest
+            .and_then(|at| waiting.remove(at))
             .map(|gone| gone.evict.send(()))
             .is_some()
+    }
+
+    /// Never 0, which stands for "nothing said yet".
+    fn now(&self) -> u64 {
+        u64::try_from(self.made.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     fn hold(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (evict, evicted) = oneshot::channel();
-        let progress = Arc::new(AtomicU8::new(0));
+        let stepped = Arc::new(AtomicU64::new(0));
         self.waiting().push_back(Waiting {
             id,
-            progress: progress.clone(),
+            stepped: stepped.clone(),
             evict,
         });
         Slot {
@@ -121,7 +105,7 @@ impl Slots {
             proof: Proof {
                 slots: self.clone(),
                 id,
-                progress,
+                stepped,
             },
             evicted,
         }
@@ -164,17 +148,17 @@ impl Drop for Slot {
     }
 }
 
-/// A connection's way of saying how far it has got: proved, it keeps its slot from then on.
+/// A connection's way of saying it took a step: proved, it keeps its slot from then on.
 #[derive(Clone)]
 pub struct Proof {
     slots: Arc<Slots>,
     id: u64,
-    progress: Arc<AtomicU8>,
+    stepped: Arc<AtomicU64>,
 }
 
 impl Proof {
-    pub fn progressed(&self, progress: Progress) {
-        self.progress.fetch_max(progress as u8, Ordering::Relaxed);
+    pub fn stepped(&self) {
+        self.stepped.store(self.slots.now(), Ordering::Relaxed);
     }
 
     pub fn proved(&self) {
@@ -208,25 +192,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn silent_connections_give_way_before_those_further_on() {
+    async fn silent_ones_then_the_longest_without_a_step_give_way() {
         let slots = Slots::new(3);
-        let mut talking = slots.take().await.expect("a free slot");
-        talking.proof().progressed(Progress::Proving);
-        let mut spoke = slots.take().await.expect("a free slot");
-        spoke.proof().progressed(Progress::Spoke);
+        let mut stepping = slots.take().await.expect("a free slot");
+        let mut stopped = slots.take().await.expect("a free slot");
+        stopped.proof().stepped();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        stepping.proof().stepped();
         let mut silent = slots.take().await.expect("a free slot");
+        // The silent one arrived last, but has said nothing: it goes first.
         let newcomer = tokio::spawn(slots.take());
         assert!(
             told(&mut silent).await,
             "the silent one goes, though the newest"
         );
-        assert!(!told(&mut spoke).await && !told(&mut talking).await);
+        assert!(!told(&mut stopped).await && !told(&mut stepping).await);
         drop(silent);
-        let mut newcomer = newcomer.await.unwrap().expect("the silent one's slot");
-        newcomer.proof().progressed(Progress::Proving);
+        let mut newcomer = newcomer.await.unwrap().expect("its slot");
+        newcomer.proof().stepped();
         let _next = tokio::spawn(slots.take());
-        assert!(told(&mut spoke).await, "then the one that only spoke");
-        assert!(!told(&mut talking).await && !told(&mut newcomer).await);
+        assert!(
+            told(&mut stopped).await,
+            "then the one that stopped stepping first"
+        );
+        assert!(!told(&mut stepping).await && !told(&mut newcomer).await);
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use super::stream::{self, Stream, StreamFailure};
 use super::{Federation, Verdict};
 use crate::c2s::random_id;
 use crate::server::Shared;
-use crate::slots::{Progress, Proof};
+use crate::slots::Proof;
 use crate::xml::{StreamError, ns};
 
 /// Dialback verifications one stream may have in flight.
@@ -79,7 +79,7 @@ async fn run(
 ) -> Result<(), Failure> {
     let setup = Duration::from_secs(shared.config.limits.unauthenticated_timeout_secs.max(1));
     let mut opened = open(federation, stream, setup, false).await?;
-    proof.progressed(Progress::Spoke);
+    proof.stepped();
     let mut authorized: HashSet<(String, String)> = HashSet::new();
     let mut senders = super::inbound::Senders::default();
     let mut proved = Proved {
@@ -111,6 +111,7 @@ async fn run(
             event = stream.next() => match event.map_err(lost).inspect(|_| last_read = tokio::time::Instant::now())? {
                 StreamEvent::Stanza(el) => {
                     if el.is("starttls", ns::TLS) && !stream.is_tls() {
+                        proof.stepped();
                         stream
                             .write(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes())
                             .await
@@ -122,9 +123,10 @@ async fn run(
                             .await
                             .map_err(|_| lost(StreamFailure::Timeout))?
                             .map_err(lost)?;
-                        proof.progressed(Progress::Proving);
+                        proof.stepped();
                         let left = until_authorized.saturating_duration_since(tokio::time::Instant::now());
                         opened = open(federation, stream, left, false).await?;
+                        proof.stepped();
                     } else if el.is("auth", ns::SASL) {
                         // XEP-0178: the certificate proves the domain; then a new stream.
                         let Some(remote) = external(&el, &opened) else {
@@ -140,7 +142,7 @@ async fn run(
                         stream.restart();
                         opened = open(federation, stream, setup, true).await?;
                     } else if el.is("result", ns::DIALBACK) {
-                        proof.progressed(Progress::Proving);
+                        proof.stepped();
                         if verifying >= MAX_VERIFYING {
                             return Err((Some(StreamError::PolicyViolation), "too many keys at once".into()));
                         }
@@ -157,7 +159,7 @@ async fn run(
                             let _ = tx.send(Verified { remote, local, verdict }).await;
                         });
                     } else if el.is("verify", ns::DIALBACK) {
-                        proof.progressed(Progress::Proving);
+                        proof.stepped();
                         let (remote, local) = dialback_pair(federation, &el, stream)?;
                         let stream_id = el.attr("id").unwrap_or_default();
                         let valid = federation.secret.verify(&el.text(), &remote, &local, stream_id);
