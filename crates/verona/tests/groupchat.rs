@@ -445,13 +445,7 @@ async fn rooms_and_history_survive_a_restart_but_occupants_do_not() {
         ))
         .await;
     recv_until(&mut romeo, |el| el.name() == "message").await;
-    let dir = t.dir;
-    t.server.shutdown().await;
-
-    let server = verona::RunningServer::start(test_config(dir.path()))
-        .await
-        .unwrap();
-    let t = TestServer { server, dir };
+    let t = t.restarted().await;
     let mut juliet = t.login("juliet", "pw", "balcony").await;
     juliet.send(&join("JC")).await;
     let (present, history, _) = joined(&mut juliet).await;
@@ -2021,12 +2015,7 @@ async fn the_subject_outlives_the_history_and_a_restart() {
     check(&subject, "no history kept");
 
     drop((romeo, nurse));
-    let dir = t.dir;
-    t.server.shutdown().await;
-    let server = verona::RunningServer::start(test_config(dir.path()))
-        .await
-        .unwrap();
-    let t = TestServer { server, dir };
+    let t = t.restarted().await;
     let (history, subject) = enter(&t, "three").await;
     assert!(history.is_empty(), "{history:?}");
     check(&subject, "after a restart");
@@ -5388,12 +5377,7 @@ async fn the_ban_list_keeps_each_bans_reason() {
     ] {
         ok(&romeo.request(&admin_iq("u", item)).await);
     }
-    let dir = t.dir;
-    t.server.shutdown().await;
-    let server = verona::RunningServer::start(test_config(dir.path()))
-        .await
-        .unwrap();
-    let t = TestServer { server, dir };
+    let t = t.restarted().await;
     let mut romeo = t.login("romeo", "pw", "orchard").await;
     let listed = romeo.request(&ban_list).await;
     assert_eq!(
