@@ -24,9 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 const GIVE_WAY: Duration = Duration::from_secs(1);
 
 struct Waiting {
-    id: u64,
     /// When it last took a step, as microseconds since the slots were made; 0: it has said
-    /// nothing yet.
+    /// nothing yet. Also who it is: the connection's [`Proof`] holds the same.
     stepped: Arc<AtomicU64>,
     evict: oneshot::Sender<()>,
 }
@@ -35,7 +34,6 @@ pub struct Slots {
     permits: Arc<Semaphore>,
     /// The connections still proving who they are, oldest first.
     waiting: Mutex<VecDeque<Waiting>>,
-    next: AtomicU64,
     made: Instant,
 }
 
@@ -44,7 +42,6 @@ impl Slots {
         Arc::new(Slots {
             permits: Arc::new(Semaphore::new(count.max(1))),
             waiting: Mutex::new(VecDeque::new()),
-            next: AtomicU64::new(0),
             made: Instant::now(),
         })
     }
@@ -92,11 +89,9 @@ impl Slots {
     }
 
     fn hold(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (evict, evicted) = oneshot::channel();
         let stepped = Arc::new(AtomicU64::new(0));
         self.waiting().push_back(Waiting {
-            id,
             stepped: stepped.clone(),
             evict,
         });
@@ -104,15 +99,15 @@ impl Slots {
             _permit: permit,
             proof: Proof {
                 slots: self.clone(),
-                id,
                 stepped,
             },
             evicted,
         }
     }
 
-    fn forget(&self, id: u64) {
-        self.waiting().retain(|waiting| waiting.id != id);
+    fn forget(&self, stepped: &Arc<AtomicU64>) {
+        self.waiting()
+            .retain(|waiting| !Arc::ptr_eq(&waiting.stepped, stepped));
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiting>> {
@@ -144,7 +139,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.proof.slots.forget(self.proof.id);
+        self.proof.slots.forget(&self.proof.stepped);
     }
 }
 
@@ -152,7 +147,6 @@ impl Drop for Slot {
 #[derive(Clone)]
 pub struct Proof {
     slots: Arc<Slots>,
-    id: u64,
     stepped: Arc<AtomicU64>,
 }
 
@@ -162,7 +156,7 @@ impl Proof {
     }
 
     pub fn proved(&self) {
-        self.slots.forget(self.id);
+        self.slots.forget(&self.stepped);
     }
 }
 
