@@ -905,6 +905,13 @@ impl ServicesTask {
             } => self.offline(account, stanzas, origin, at),
             Request::Flush(session) => self.came_online.push(session),
             Request::Barrier(ready) => self.settling.push(ready),
+            Request::Reached {
+                session,
+                contacts,
+                ready,
+            } => {
+                ready.send(self.reached(&session, contacts)).ok();
+            }
             Request::Subscription {
                 from,
                 contact,

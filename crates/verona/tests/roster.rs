@@ -1233,6 +1233,62 @@ async fn an_unavailable_presence_keeps_its_status_and_id() {
     }
 }
 
+/// RFC 6121 §4.6: a contact who follows the account's presence and was also sent directed
+/// presence gets one unavailable presence when the session goes, not the broadcast's and a
+/// directed one besides (found by an audit; Prosody tracks no directed presence to
+/// those who follow it). A session that never broadcast still sends its directed one.
+#[tokio::test]
+async fn a_follower_sent_directed_presence_gets_one_unavailable() {
+    let (t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    let unavailable =
+        |el: &Element| el.name() == "presence" && el.attr("type") == Some("unavailable");
+    juliet
+        .send("<presence xmlns='jabber:client' to='romeo@localhost/orchard'><status>here</status></presence>")
+        .await;
+    let directed = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(directed.attr("from"), Some("juliet@localhost/balcony"));
+    juliet
+        .send("<presence xmlns='jabber:client' type='unavailable'/>")
+        .await;
+    let gone = recv_until(&mut romeo, unavailable).await;
+    assert_eq!(gone.attr("from"), Some("juliet@localhost/balcony"));
+    romeo.expect_nothing().await;
+    // A session that ends without a word, the same.
+    let mut chamber = t.login("juliet", "pw", "chamber").await;
+    chamber.send("<presence xmlns='jabber:client'/>").await;
+    recv_until(&mut romeo, |el| {
+        el.attr("from") == Some("juliet@localhost/chamber")
+    })
+    .await;
+    chamber
+        .send("<presence xmlns='jabber:client' to='romeo@localhost'/>")
+        .await;
+    recv_until(&mut romeo, |el| {
+        el.attr("from") == Some("juliet@localhost/chamber")
+    })
+    .await;
+    drop(chamber);
+    let gone = recv_until(&mut romeo, unavailable).await;
+    assert_eq!(gone.attr("from"), Some("juliet@localhost/chamber"));
+    romeo.expect_nothing().await;
+    // Directed presence alone, no broadcast: its unavailable is the only one.
+    let mut hidden = t.login("juliet", "pw", "hidden").await;
+    hidden
+        .send("<presence xmlns='jabber:client' to='romeo@localhost/orchard'/>")
+        .await;
+    recv_until(&mut romeo, |el| {
+        el.attr("from") == Some("juliet@localhost/hidden")
+    })
+    .await;
+    hidden
+        .send("<presence xmlns='jabber:client' type='unavailable'/>")
+        .await;
+    let gone = recv_until(&mut romeo, unavailable).await;
+    assert_eq!(gone.attr("from"), Some("juliet@localhost/hidden"));
+    romeo.expect_nothing().await;
+    drop(juliet);
+}
+
 /// RFC 6121 §2.1.3: a roster get names no items; one that does is a bad request (RFC 6120
 /// §8.3.3.1), as ejabberd's own scenario `iq_get_item` has it (found by audit round 21: it
 /// was answered as a plain get).

@@ -78,14 +78,26 @@ impl Session {
     }
 
     /// The unavailable presence each address of the directed presence gets (RFC 6121 §4.6.3),
-    /// forgetting them.
+    /// forgetting them; called before the session's broadcast presence is withdrawn.
     /// `farewell`: what the session's own unavailable presence said, if it sent one.
-    pub(super) fn undirect(&mut self, router: &crate::router::Router, farewell: Option<&Farewell>) {
+    pub(super) async fn undirect(
+        &mut self,
+        router: &crate::router::Router,
+        pubsub: &PubsubHandle,
+        farewell: Option<&Farewell>,
+    ) {
+        let Some(directed) = self.directed.take() else {
+            return;
+        };
         let me = self.jid.bare();
-        for to in self.directed.take().map(|d| d.0).unwrap_or_default() {
+        // Those who follow the account's presence get the broadcast's unavailable presence: a
+        // directed one besides would be its twin (Prosody does not track them either).
+        let contacts = directed.0.iter().map(Jid::to_bare).collect();
+        let reached = pubsub.reached(self.jid.clone(), contacts).await;
+        for to in directed.0 {
             // A block made since crosses nothing, this either.
             let them = to.bare();
-            if router.blocks(&me, &them) || router.blocks(&them, &me) {
+            if reached.contains(&them) || router.blocks(&me, &them) || router.blocks(&them, &me) {
                 continue;
             }
             let mut presence = crate::xml::builder("presence", crate::xml::ns::CLIENT)
@@ -415,12 +427,14 @@ impl Connection {
                 let status = unavailable
                     .then(|| crate::eventing::shown::status(&el))
                     .flatten();
+                if unavailable && let State::Bound(session) = &mut self.state {
+                    session
+                        .undirect(&self.shared.router, &pubsub, farewell.as_ref())
+                        .await;
+                }
                 pubsub.presence(me.clone(), el).await;
                 if raised {
                     pubsub.flush_kept(me.clone()).await;
-                }
-                if unavailable && let State::Bound(session) = &mut self.state {
-                    session.undirect(&self.shared.router, farewell.as_ref());
                 }
                 if unavailable {
                     // RFC 6121 §4.6.3: going unavailable ends what directed presence began:

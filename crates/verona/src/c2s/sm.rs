@@ -349,7 +349,7 @@ pub(super) async fn end_session(shared: &Shared, mut session: Session, sm: Optio
             pubsub.session_undelivered(account.clone(), kept);
         }
     }
-    session.undirect(&shared.router, None);
+    session.undirect(&shared.router, pubsub, None).await;
     pubsub
         .session_ended(Jid::from(session.jid.clone()), Some(session.handle.id()))
         .await;

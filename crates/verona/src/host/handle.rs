@@ -301,6 +301,20 @@ impl PubsubHandle {
         self.send(shard, Request::Presence { from, stanza }).await;
     }
 
+    /// Of `contacts`, those `session`'s broadcast presence reaches (see [`Request::Reached`]);
+    /// none if the services are gone.
+    pub async fn reached(&self, session: FullJid, contacts: Vec<BareJid>) -> Vec<BareJid> {
+        let shard = self.shard(session.bare().as_str());
+        let (ready, answer) = oneshot::channel();
+        let request = Request::Reached {
+            session,
+            contacts,
+            ready,
+        };
+        self.send(shard, request).await;
+        answer.await.unwrap_or_default()
+    }
+
     /// A classic presence subscription stanza from an account (RFC 6121 §3: by bare JID,
     /// local or remote), for the shard of the presence node it acts on.
     pub async fn subscription(

@@ -570,6 +570,22 @@ impl ServicesTask {
             .unwrap_or_default()
     }
 
+    /// Of `contacts`, those that follow the presence of `session`'s account, if the session
+    /// has broadcast presence: they get its unavailable presence with the broadcast.
+    pub(super) fn reached(&self, session: &FullJid, mut contacts: Vec<BareJid>) -> Vec<BareJid> {
+        let account = session.bare();
+        let resource = session.resource().as_str();
+        if !self
+            .presence_items(&account)
+            .iter()
+            .any(|item| item.id == resource)
+        {
+            return Vec::new();
+        }
+        contacts.retain(|contact| self.presence.has_presence_subscription(&account, contact));
+        contacts
+    }
+
     /// How `subscriber`'s subscription to `owner`'s presence node was made, if it has one.
     pub(super) fn made_classically(&self, owner: &BareJid, subscriber: &BareJid) -> Option<bool> {
         self.presence.subscribed_classically(owner, subscriber)

@@ -133,6 +133,13 @@ pub(super) enum Request {
     Flush(FullJid),
     /// Answered once the batch holding it is committed ([`super::PubsubHandle::settled`]).
     Barrier(oneshot::Sender<()>),
+    /// Of `contacts`, those `session`'s broadcast presence reaches (it has broadcast some and
+    /// they follow its account's presence): its unavailable presence reaches them anyway.
+    Reached {
+        session: FullJid,
+        contacts: Vec<BareJid>,
+        ready: oneshot::Sender<Vec<BareJid>>,
+    },
     /// Remove expired items (from the task's own timer).
     ExpireItems,
     /// From another shard, after its commit: `owner`'s presence node now has `contact` (a
