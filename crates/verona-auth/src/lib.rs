@@ -10,7 +10,7 @@ mod plain;
 mod scram;
 
 pub use plain::{PlainMessage, parse_plain, plain_message};
-pub use scram::{ClientFirst, ClientKeyCache, ScramClient, ScramServer};
+pub use scram::{ClientFirst, ClientKeyCache, ScramClient, ScramServer, Unknown};
 
 use std::borrow::Cow;
 
@@ -204,7 +204,7 @@ fn prep_password(password: &str) -> Result<Cow<'_, str>, AuthError> {
 
 /// SASLprep for a user name received from a client; one that fails or maps to nothing cannot
 /// name an account (RFC 5802 §5.1 says to abort).
-fn prep_username(username: &str) -> Result<String, Failure> {
+pub fn prep_username(username: &str) -> Result<String, Failure> {
     match stringprep::saslprep(username) {
         Ok(prepared) if !prepared.is_empty() => Ok(prepared.into_owned()),
         _ => Err(Failure::MalformedRequest),

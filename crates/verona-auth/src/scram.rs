@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::mem;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -20,7 +20,7 @@ use crate::{
 /// Random bytes in a nonce: 24 bytes give 32 base64 characters, above the 18 bytes we promise.
 const NONCE_BYTES: usize = 24;
 
-/// Fresh random bytes for nonces and the per-process secret. Without a working OS random source
+/// Fresh random bytes for nonces. Without a working OS random source
 /// no exchange can be secure, so this fails loudly instead of degrading.
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0; N];
@@ -129,14 +129,24 @@ fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
     a.iter().zip(b).map(|(x, y)| x ^ y).collect()
 }
 
-/// Salt for an unknown user: stable per user name within the process, like a real account's,
-/// and unrelated to any real salt, so the challenge does not tell whether the account exists.
-fn unknown_user_salt(username: &str) -> Vec<u8> {
-    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
-    let secret = SECRET.get_or_init(random_bytes);
-    let mut salt = ScramHash::Sha256.hmac(secret, username.as_bytes());
-    salt.truncate(SALT_LEN);
-    salt
+/// What the challenge for a name no account has shows instead of its credentials, so that
+/// the challenge does not tell whether the account exists: a salt as stable per account as a
+/// real one (across restarts too) and unrelated to any real salt, and the iteration count
+/// new accounts get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unknown {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+}
+
+impl Unknown {
+    /// For the account `name` (as normalised for storage, so that every spelling of one name
+    /// gets the same salt), from a `secret` the server keeps.
+    pub fn new(secret: &[u8], name: &str, iterations: u32) -> Self {
+        let mut salt = ScramHash::Sha256.hmac(secret, name.as_bytes());
+        salt.truncate(SALT_LEN);
+        Unknown { salt, iterations }
+    }
 }
 
 /// What the server learned from client-first.
@@ -153,7 +163,6 @@ struct Exchange {
     /// What client-final's `c=` must decode to: the GS2 header, then the binding data if any.
     channel_binding: Vec<u8>,
     client_first_bare: String,
-    username: String,
     /// Client nonce followed by ours.
     nonce: String,
 }
@@ -261,34 +270,29 @@ impl ScramServer {
         self.state = ServerState::ReceivedClientFirst(Exchange {
             channel_binding: [gs2_header, binding_data].concat(),
             client_first_bare: bare.to_owned(),
-            username: username.clone(),
             nonce: format!("{client_nonce}{}", self.server_nonce),
         });
         Ok(ClientFirst { username, authzid })
     }
 
-    /// Builds server-first. `None` means the user is unknown: the challenge still looks like a
-    /// real one (per-user stable salt, [`DEFAULT_ITERATIONS`]) and
-    /// [`client_final`](Self::client_final) then fails with [`Failure::NotAuthorized`].
+    /// Builds server-first. `Err` means the user is unknown: the challenge shows what
+    /// [`Unknown`] holds and [`client_final`](Self::client_final) then fails with
+    /// [`Failure::NotAuthorized`].
     ///
     /// Called out of order it returns an empty message and the exchange fails.
-    pub fn server_first(&mut self, creds: Option<&Credentials>) -> Vec<u8> {
+    pub fn server_first(&mut self, creds: Result<&Credentials, Unknown>) -> Vec<u8> {
         let ServerState::ReceivedClientFirst(exchange) =
             mem::replace(&mut self.state, ServerState::Done)
         else {
             return Vec::new();
         };
         let (salt, iterations, keys) = match creds {
-            Some(creds) => (
+            Ok(creds) => (
                 creds.salt.clone(),
                 creds.iterations,
                 Some(creds.keys(self.hash).clone()),
             ),
-            None => (
-                unknown_user_salt(&exchange.username),
-                DEFAULT_ITERATIONS,
-                None,
-            ),
+            Err(unknown) => (unknown.salt, unknown.iterations, None),
         };
         let server_first = format!(
             "r={},s={},i={iterations}",
@@ -653,7 +657,7 @@ mod tests {
                     authzid: None
                 }
             );
-            assert_eq!(server.server_first(Some(&creds)), v.messages[1].as_bytes());
+            assert_eq!(server.server_first(Ok(&creds)), v.messages[1].as_bytes());
             assert_eq!(
                 server.client_final(v.messages[2].as_bytes()).unwrap(),
                 v.messages[3].as_bytes()
@@ -708,6 +712,7 @@ mod tests {
         creds: Option<&Credentials>,
     ) -> Result<String, Failure> {
         let first = server.client_first(&client.client_first())?;
+        let creds = creds.ok_or_else(|| Unknown::new(b"secret", "nobody", DEFAULT_ITERATIONS));
         let client_final = client.server_first(&server.server_first(creds)).unwrap();
         let server_final = server.client_final(&client_final)?;
         client.server_final(&server_final).unwrap();
@@ -913,26 +918,23 @@ mod tests {
 
     #[test]
     fn unknown_user_gets_plausible_challenge_then_not_authorized() {
-        let challenge = |hash, username: &str| {
+        let challenge = |hash, unknown: Unknown| {
             let mut server = ScramServer::with_nonce(hash, "srv");
-            server
-                .client_first(format!("n,,n={username},r=cli").as_bytes())
-                .unwrap();
-            String::from_utf8(server.server_first(None)).unwrap()
+            server.client_first(b"n,,n=Alice,r=cli").unwrap();
+            String::from_utf8(server.server_first(Err(unknown))).unwrap()
         };
-        let salt = |challenge: &str| {
-            let (_, rest) = challenge.split_once(",s=").unwrap();
-            let (salt, iterations) = rest.split_once(",i=").unwrap();
-            assert_eq!(iterations, "4096");
-            BASE64.decode(salt).unwrap()
-        };
-        let alice = challenge(ScramHash::Sha256, "alice");
-        assert!(alice.starts_with("r=clisrv,s="), "{alice}");
-        assert_eq!(salt(&alice).len(), SALT_LEN);
-        // Stable per user and shared across hashes, as a real account's salt is.
-        assert_eq!(alice, challenge(ScramHash::Sha256, "alice"));
-        assert_eq!(salt(&alice), salt(&challenge(ScramHash::Sha1, "alice")));
-        assert_ne!(salt(&alice), salt(&challenge(ScramHash::Sha256, "bob")));
+        let unknown = Unknown::new(b"secret", "alice@localhost", 10_000);
+        let alice = challenge(ScramHash::Sha256, unknown.clone());
+        assert_eq!(
+            alice,
+            format!("r=clisrv,s={},i=10000", BASE64.encode(&unknown.salt))
+        );
+        assert_eq!(unknown.salt.len(), SALT_LEN);
+        // Stable per account and secret, shared across hashes, as a real account's salt is.
+        assert_eq!(alice, challenge(ScramHash::Sha1, unknown.clone()));
+        assert_eq!(unknown, Unknown::new(b"secret", "alice@localhost", 10_000));
+        assert_ne!(unknown, Unknown::new(b"secret", "bob@localhost", 10_000));
+        assert_ne!(unknown, Unknown::new(b"other", "alice@localhost", 10_000));
 
         for hash in [ScramHash::Sha1, ScramHash::Sha256] {
             assert_eq!(
@@ -1026,7 +1028,7 @@ mod tests {
         server
             .client_first(format!("{gs2_header}n=user,r=cli").as_bytes())
             .unwrap();
-        let server_first = server.server_first(Some(&creds(PASSWORD)));
+        let server_first = server.server_first(Ok(&creds(PASSWORD)));
         assert_eq!(server_first, expected_server_first().as_bytes());
         server
     }
@@ -1124,7 +1126,7 @@ mod tests {
         let mut server = ScramServer::new(ScramHash::Sha256);
         assert_eq!(server.client_final(b"c=biws,r=x,p=AAAA").err(), malformed);
         let mut server = ScramServer::new(ScramHash::Sha256);
-        assert!(server.server_first(Some(&creds)).is_empty());
+        assert!(server.server_first(Ok(&creds)).is_empty());
         assert_eq!(server.client_first(b"n,,n=user,r=cli").err(), malformed);
 
         let mut server = ScramServer::new(ScramHash::Sha256);
@@ -1133,8 +1135,8 @@ mod tests {
 
         let mut server = ScramServer::new(ScramHash::Sha256);
         server.client_first(b"n,,n=user,r=cli").unwrap();
-        assert!(!server.server_first(Some(&creds)).is_empty());
-        assert!(server.server_first(Some(&creds)).is_empty());
+        assert!(!server.server_first(Ok(&creds)).is_empty());
+        assert!(server.server_first(Ok(&creds)).is_empty());
 
         // A failed step ends the exchange, even if the retry would be valid.
         let mut server = server_awaiting_final("n,,");
@@ -1262,7 +1264,8 @@ mod tests {
         fn server_nonce() -> String {
             let mut server = ScramServer::new(ScramHash::Sha256);
             server.client_first(b"n,,n=u,r=cli").unwrap();
-            let msg = String::from_utf8(server.server_first(None)).unwrap();
+            let unknown = Unknown::new(b"secret", "u", DEFAULT_ITERATIONS);
+            let msg = String::from_utf8(server.server_first(Err(unknown))).unwrap();
             let (nonce, _) = msg.strip_prefix("r=cli").unwrap().split_once(',').unwrap();
             nonce.to_owned()
         }

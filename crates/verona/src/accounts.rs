@@ -55,6 +55,12 @@ static HASHING: LazyLock<mpsc::Sender<Job>> = LazyLock::new(|| {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the OS random source works");
+    key
+}
+
 #[derive(Clone)]
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
@@ -64,6 +70,8 @@ pub struct Accounts {
     /// Credentials no password opens, checked for an account that does not exist so that
     /// the answer takes as long as for one that does (RFC 6120 §13.5).
     decoy: Arc<std::sync::OnceLock<Credentials>>,
+    /// The key of the SCRAM salts shown for accounts that do not exist ([`Self::unknown`]).
+    unknown_key: Arc<[u8]>,
 }
 
 /// Credentials read recently, so that a login costs no storage round trip (on SQLite a hop to
@@ -106,7 +114,28 @@ impl Accounts {
             iterations,
             remembered: Arc::default(),
             decoy: Arc::default(),
+            unknown_key: Arc::from(random_key()),
         }
+    }
+
+    /// Derives the salts shown for accounts that do not exist from the server's kept secret
+    /// ([`crate::server::server_secret`]), so that they stay the same across restarts, as a
+    /// real account's do. Without it (the command line, which answers no SASL) they are
+    /// random per process.
+    pub fn with_secret(mut self, secret: &[u8]) -> Self {
+        use hmac::{KeyInit, Mac};
+        let mut key =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+        key.update(b"SCRAM salts of accounts that do not exist");
+        self.unknown_key = Arc::from(key.finalize().into_bytes().as_slice());
+        self
+    }
+
+    /// What a SCRAM challenge shows for `account` when it does not exist: a salt stable per
+    /// account (its JID as normalised, so that every spelling of a name gets one salt) and the
+    /// iteration count new accounts get, so that the challenge does not tell it is missing.
+    pub fn unknown(&self, account: &str) -> verona_auth::Unknown {
+        verona_auth::Unknown::new(&self.unknown_key, account, self.iterations)
     }
 
     fn remembered(&self) -> std::sync::MutexGuard<'_, Remembered> {

@@ -223,11 +223,13 @@ impl RunningServer {
     ) -> anyhow::Result<RunningServer> {
         let tls = tls::load(&config)?;
         let domain = config.normalized_domain();
+        let secret = server_secret(&config.data_dir)?;
         let accounts = Accounts::new(
             stores.accounts.clone(),
             domain.clone(),
             config.auth.scram_iterations,
-        );
+        )
+        .with_secret(&secret);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (failure_tx, failure_rx) = watch::channel(None);
         let supervisor = Supervisor {

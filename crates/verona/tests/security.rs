@@ -1780,3 +1780,50 @@ async fn a_jid_written_with_a_final_dot_is_the_account() {
     let list = juliet.request(&blocklist).await;
     assert_eq!(listed(&list, "blocklist", BLOCKING), []);
 }
+
+/// The salt and iteration count a SCRAM-SHA-256 challenge shows for `user`.
+async fn scram_challenge(t: &TestServer, user: &str) -> (String, String) {
+    use base64::Engine;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let mut client = Client::connect(t.addr()).await;
+    client.domain = "localhost".to_owned();
+    client.open().await;
+    client.starttls(t.server.cert_path()).await;
+    client.open().await;
+    let first = base64.encode(format!("n,,n={user},r=clientnonce"));
+    client
+        .send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+        ))
+        .await;
+    let challenge = client.recv().await;
+    assert_eq!(challenge.name(), "challenge", "{}", show(&challenge));
+    let text = String::from_utf8(base64.decode(challenge.text()).unwrap()).unwrap();
+    let field = |name: &str| {
+        let found = text.split(',').find_map(|f| f.strip_prefix(name));
+        found
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .to_owned()
+    };
+    (field("s="), field("i="))
+}
+
+/// RFC 6120 §13.5 (and docs/security.md): a SCRAM challenge does not tell whether an
+/// account exists: every spelling of a missing name gets one salt, kept across restarts, with
+/// the iteration count accounts are made with (found by audit round 27: `nosuch` and `NoSuch`
+/// got different salts, and 4,096 iterations under `scram_iterations = 10000`).
+#[tokio::test]
+async fn a_challenge_does_not_tell_whether_an_account_exists() {
+    let t = TestServer::start_with(|config| config.auth.scram_iterations = 10_000).await;
+    t.add_user("alice", "pw").await;
+    let alice = scram_challenge(&t, "alice").await;
+    assert_eq!(scram_challenge(&t, "ALICE").await, alice);
+    let missing = scram_challenge(&t, "nosuch").await;
+    assert_eq!(missing.1, "10000");
+    assert_eq!(scram_challenge(&t, "NoSuch").await, missing);
+    assert_ne!(missing.0, alice.0);
+    // Restarted with the default count: the same salt.
+    let t = t.restarted().await;
+    assert_eq!(scram_challenge(&t, "nosuch").await.0, missing.0);
+    assert_eq!(scram_challenge(&t, "alice").await, alice);
+}

@@ -374,7 +374,11 @@ impl Connection {
             None => None,
         };
         // Unknown users get a plausible challenge too, so existence does not leak.
-        let challenge = server.server_first(creds.as_ref());
+        let name = jid
+            .as_ref()
+            .map_or(first.username.as_str(), |jid| jid.as_str());
+        let unknown = || self.shared.accounts.unknown(name);
+        let challenge = server.server_first(creds.as_ref().ok_or_else(unknown));
         self.send(
             &builder("challenge", ns::SASL)
                 .append(BASE64.encode(challenge))
