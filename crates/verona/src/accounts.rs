@@ -149,7 +149,9 @@ impl Accounts {
     /// A bare `user@domain` of this server, normalised.
     pub fn parse_jid(&self, text: &str) -> Result<BareJid, AccountError> {
         let jid = BareJid::new(text.trim()).map_err(|_| AccountError::InvalidJid(text.into()))?;
-        if jid.node().is_none() {
+        // As for registration: only a name that preparing again leaves as it is.
+        let stable = BareJid::new(jid.as_str()).is_ok_and(|again| again == jid);
+        if jid.node().is_none() || !stable {
             return Err(AccountError::InvalidJid(text.into()));
         }
         if jid.domain().as_str() != self.domain {
@@ -166,6 +168,20 @@ impl Accounts {
         let node = jid::NodePart::new(username).ok()?;
         let domain = jid::DomainPart::new(&self.domain).ok()?;
         Some(BareJid::from_parts(Some(&node), &domain))
+    }
+
+    /// The account JID for a name asked for in registration (XEP-0077), if a login with that
+    /// name reaches it (SASLprep, then nodeprep) and preparing it again changes nothing. A
+    /// name only a second preparation settles (`ᴱve` is `Eve` once prepared, `eve` twice; its
+    /// character is unassigned in the Unicode 3.2 of stringprep, which should have refused it)
+    /// would be stored under a spelling no login reaches, and shown as another account.
+    pub fn jid_for_new_username(&self, username: &str) -> Option<BareJid> {
+        let jid = self.jid_for_username(username)?;
+        let stable = self.jid_for_username(jid.node()?.as_str()).as_ref() == Some(&jid);
+        let login = verona_auth::prep_username(username)
+            .ok()
+            .and_then(|prepared| self.jid_for_username(&prepared));
+        (stable && login.as_ref() == Some(&jid)).then_some(jid)
     }
 
     async fn derive(&self, password: &str) -> Result<Credentials, AccountError> {
@@ -294,6 +310,29 @@ mod tests {
             "nurse@capulet.lit"
         );
         assert!(a.jid_for_username("a@b").is_none());
+    }
+
+    /// What a new account may be called: what a login with the name reaches, settled by one
+    /// preparation (audit round 27: `ᴱve` was stored as `Eve`).
+    #[test]
+    fn new_names_are_settled_ones() {
+        let a = accounts();
+        let cases = [
+            ("Nurse", Some("nurse@capulet.lit")),
+            ("\u{ff2e}urse", Some("nurse@capulet.lit")),
+            ("\u{1d31}ve", None),
+            ("\u{1d2c}bc", None),
+            ("a b", None),
+        ];
+        for (name, expected) in cases {
+            let got = a.jid_for_new_username(name);
+            assert_eq!(got.as_ref().map(|jid| jid.as_str()), expected, "{name:?}");
+        }
+        for text in ["\u{1d31}ve@capulet.lit", "\u{1d2c}bc@capulet.lit"] {
+            if let Ok(jid) = a.parse_jid(text) {
+                assert_eq!(a.jid_for_username(jid.node().unwrap().as_str()), Some(jid));
+            }
+        }
     }
 
     #[tokio::test]

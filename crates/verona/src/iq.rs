@@ -384,7 +384,7 @@ pub async fn register_new(shared: &Shared, iq: &Element, peer: IpAddr) -> Elemen
             ) else {
                 return refuse(StanzaError::NotAcceptable);
             };
-            let Some(jid) = shared.accounts.jid_for_username(&username) else {
+            let Some(jid) = shared.accounts.jid_for_new_username(&username) else {
                 return refuse(StanzaError::NotAcceptable);
             };
             // A name taken or an empty password is refused before the address's quota is

@@ -391,10 +391,11 @@ impl AuthThrottle {
         if now.duration_since(since) >= self.window {
             return Duration::ZERO;
         }
-        let over = count.saturating_sub(self.free_failures);
-        if over == 0 {
+        // The attempt after the last free failure is the first to wait.
+        if count < self.free_failures {
             return Duration::ZERO;
         }
+        let over = count + 1 - self.free_failures;
         let delay = Duration::from_millis(250).saturating_mul(1 << over.min(16));
         delay.min(MAX_DELAY)
     }
@@ -461,6 +462,8 @@ mod tests {
         BareJid::new(s).unwrap()
     }
 
+    /// With two free failures the third attempt is the first to wait (found by audit round
+    /// 27: it was the fourth, one free failure more than `failures_before_delay` says).
     #[test]
     fn delays_grow_after_free_failures_and_end_with_the_window() {
         let throttle = AuthThrottle::new(2, Duration::from_secs(60), 8, 8, 2);
@@ -476,10 +479,10 @@ mod tests {
             delays,
             [
                 Duration::ZERO,
-                Duration::ZERO,
                 Duration::from_millis(500),
                 Duration::from_secs(1),
-                Duration::from_secs(2)
+                Duration::from_secs(2),
+                Duration::from_secs(4)
             ]
         );
         assert_eq!(
@@ -512,7 +515,7 @@ mod tests {
         for _ in 0..3 {
             throttle.failure(attacker, Some(&victim), t0);
         }
-        let earned = Duration::from_secs(1);
+        let earned = Duration::from_secs(2);
         // Right or wrong, any account, from the attacker's address: the same wait.
         assert_eq!(throttle.delay(attacker, Some(&victim), t0), earned);
         assert_eq!(throttle.delay(attacker, Some(&own), t0), earned);

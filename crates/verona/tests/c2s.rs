@@ -222,6 +222,52 @@ async fn insecure_plain_when_the_operator_allows_it() {
     c.auth_plain("juliet", "r0meo").await.unwrap();
 }
 
+/// XEP-0077 carries the password as PLAIN does: with encryption not required, a stream in the
+/// clear registers and changes passwords only where PLAIN is allowed (found by audit round
+/// 27: both went through in the clear while PLAIN was refused).
+#[tokio::test]
+async fn passwords_go_in_the_clear_only_where_plain_may() {
+    let register = |user: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='reg'><query xmlns='jabber:iq:register'><username>{user}</username><password>queen-mab</password></query></iq>"
+        )
+    };
+    for insecure_auth in [false, true] {
+        let t = TestServer::start_with(|c| {
+            c.c2s.require_encryption = false;
+            c.c2s.allow_insecure_auth = insecure_auth;
+            c.registration.allow = true;
+        })
+        .await;
+        t.add_user("juliet", "r0meo").await;
+        let mut c = Client::connect(t.addr()).await;
+        let features = c.open().await;
+        let offered = features.has_child("register", "http://jabber.org/features/iq-register");
+        assert_eq!(offered, insecure_auth);
+        let reply = c.request(&register("mercutio")).await;
+        let refused = stanza_error(&reply);
+        assert_eq!(refused.is_none(), insecure_auth, "{}", show(&reply));
+        if !insecure_auth {
+            assert_eq!(refused.as_deref(), Some("not-authorized"));
+        }
+        c.auth_scram(ScramHash::Sha256, "juliet", "r0meo")
+            .await
+            .unwrap();
+        c.open().await;
+        c.bind(Some("balcony")).await;
+        let reply = c.request(&register("juliet")).await;
+        let refused = stanza_error(&reply);
+        assert_eq!(refused.is_none(), insecure_auth, "{}", show(&reply));
+        let password = if insecure_auth { "queen-mab" } else { "r0meo" };
+        let mut again = Client::connect(t.addr()).await;
+        again.open().await;
+        again
+            .auth_scram(ScramHash::Sha256, "juliet", password)
+            .await
+            .unwrap();
+    }
+}
+
 /// Each kind of bad input gets its stream error, and the server goes on serving.
 #[tokio::test]
 async fn stream_errors_for_bad_input() {
@@ -989,6 +1035,37 @@ async fn in_band_registration() {
         .auth_scram(ScramHash::Sha256, "mercutio", "a-plague")
         .await;
     assert_eq!(result, Err("not-authorized".into()));
+}
+
+/// XEP-0077: a name is registered as a login with it reaches it, or refused: one that only a
+/// second preparation settles (`ᴱve`, U+1D31, is `Eve` after nodeprep and `eve` after the
+/// SASLprep a login adds) was stored as `Eve`, an account nobody could log in to, and
+/// `verona user` then showed it beside `eve` and acted on `eve` for it (found by audit round
+/// 27; Prosody refuses the name). A name that prepares to a plain one is that one.
+#[tokio::test]
+async fn a_registered_name_is_the_one_a_login_reaches() {
+    let t = TestServer::start_with(|c| c.registration.allow = true).await;
+    let register = |id: &str, name: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><query xmlns='jabber:iq:register'><username>{name}</username><password>pw</password></query></iq>"
+        )
+    };
+    let mut c = Client::connect_direct_tls(t.tls_addr(), t.server.cert_path()).await;
+    c.open().await;
+    let refused = c.request(&register("r1", "\u{1d31}ve")).await;
+    assert_eq!(stanza_error(&refused).as_deref(), Some("not-acceptable"));
+    // Full-width letters prepare to plain ones, once and for all: the account is `eve`.
+    let made = c.request(&register("r2", "\u{ff25}ve")).await;
+    assert_eq!(made.attr("type"), Some("result"), "{}", show(&made));
+    let taken = c.request(&register("r3", "eve")).await;
+    assert_eq!(stanza_error(&taken).as_deref(), Some("conflict"));
+    let mut eve = t.login("eve", "pw", "home").await;
+    let roster = eve
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='q'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+    assert_eq!(roster.attr("type"), Some("result"));
 }
 
 /// XEP-0202: the server tells its time, in UTC, and says so in its disco#info.

@@ -113,7 +113,7 @@ impl Connection {
                                 .build(),
                         );
                     }
-                    if config.registration.allow {
+                    if config.registration.allow && self.passwords_may_pass() {
                         features = features.append(Element::bare("register", ns::REGISTER_FEATURE));
                     }
                 }
@@ -152,10 +152,16 @@ impl Connection {
         }
         offered.push(Mechanism::Scram(ScramHash::Sha256));
         offered.push(Mechanism::Scram(ScramHash::Sha1));
-        if self.secure || self.shared.config.c2s.allow_insecure_auth {
+        if self.passwords_may_pass() {
             offered.push(Mechanism::Plain);
         }
         offered
+    }
+
+    /// Whether a password may be sent on this stream as it is (PLAIN, XEP-0077 registration
+    /// and password change): over TLS, or where the operator allows it in the clear.
+    pub(super) fn passwords_may_pass(&self) -> bool {
+        self.secure || self.shared.config.c2s.allow_insecure_auth
     }
 
     pub(super) async fn unauthenticated(
@@ -487,6 +493,13 @@ impl Connection {
             }
             return Ok(());
         }
+        if !self.passwords_may_pass() {
+            let why = Some(INSECURE_REGISTRATION);
+            if let Some(reply) = error_reply(&el, StanzaError::NotAuthorized, why) {
+                self.send(&reply);
+            }
+            return Ok(());
+        }
         let reply = iq::register_new(&self.shared, &el, self.peer.ip()).await;
         self.send(&reply);
         Ok(())
@@ -657,3 +670,8 @@ impl FeaturesCache {
         bytes
     }
 }
+
+/// Why XEP-0077 registration and password change are refused (`not-authorized`, §3.3) on a
+/// stream that may not carry a password in the clear ([`Connection::passwords_may_pass`]).
+pub(super) const INSECURE_REGISTRATION: &str =
+    "this stream is not encrypted: it would carry the password in clear";

@@ -505,6 +505,13 @@ impl Connection {
                 pubsub.settled().await;
                 self.send_to_another_domain(&el);
             }
+            Route::ServerIq(_)
+                if el.has_child("query", crate::xml::ns::REGISTER)
+                    && !self.passwords_may_pass() =>
+            {
+                let why = Some(super::negotiation::INSECURE_REGISTRATION);
+                self.answer(&el, StanzaError::NotAuthorized, why);
+            }
             Route::ServerIq(target) => {
                 // The archive reads what the session sent before; other answers of the server
                 // are about other things and wait for nothing (a keepalive ping among them).
