@@ -783,6 +783,57 @@ async fn classic_presence_subscriptions_meet_pubsub_authorization() {
     romeo.expect_nothing().await;
 }
 
+/// Whether `el` says `status` anywhere (a classic presence, or a notification carrying one).
+fn says(el: &Element, status: &str) -> bool {
+    (el.name() == "status" && el.text() == status) || el.children().any(|c| says(c, status))
+}
+
+/// RFC 6121 §3.1.5, §2.5.2, §3.2: a classic owner's answers reach a request made natively by a
+/// full JID (XEP-0207 Ex. 9) as they reach one by bare JID: `subscribed` approves it, and
+/// removing the contact ends it (found by audit round 27: both were ignored, and the removed
+/// contact kept receiving her presence).
+#[tokio::test]
+async fn a_classic_answer_reaches_a_request_made_by_full_jid() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    juliet.presence_with_caps("", CLASSIC, true).await;
+    juliet.recv_from("juliet@localhost/balcony").await;
+    let mut romeo = t.login("romeo", "pw", "orchard").await;
+    let reply = romeo
+        .request(&format!("<iq xmlns='jabber:client' type='set' id='s1' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscribe node='presence' jid='romeo@localhost/orchard'/></pubsub></iq>"))
+        .await;
+    let subscription = reply
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .unwrap_or_else(|| panic!("{}", show(&reply)));
+    assert_eq!(subscription.attr("subscription"), Some("pending"));
+    let asked = juliet.recv().await;
+    assert_presence(&asked, "subscribe", "romeo@localhost");
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribed' to='romeo@localhost'/>")
+        .await;
+    juliet
+        .send("<presence xmlns='jabber:client'><status>here</status></presence>")
+        .await;
+    recv_until(&mut romeo, |el| says(el, "here")).await;
+    let removed = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' subscription='remove'/></query></iq>")
+        .await;
+    ok(&removed);
+    juliet
+        .send("<presence xmlns='jabber:client'><status>gone</status></presence>")
+        .await;
+    juliet.recv_from("juliet@localhost/balcony").await;
+    // What the ending itself sends him, then nothing of what she says after.
+    let quiet = std::time::Duration::from_millis(500);
+    while let Ok(el) = tokio::time::timeout(quiet, romeo.recv()).await {
+        assert!(!says(&el, "gone"), "{}", show(&el));
+    }
+}
+
 /// XEP-0207 §4: a native subscriber's approval, and its next login, bring the owner's
 /// current presence as the node's notifications come (Ex. 4: with the `replyto` naming the
 /// publishing resource, of the node's notification type), stamped with when it was said.

@@ -146,6 +146,28 @@ impl ServicesTask {
         };
         let service = &mut hosted.service;
         let them = Jid::from(contact.clone());
+        // What the contact holds on the node, by any of its JIDs: a native request may name a
+        // full JID (XEP-0207 Ex. 9), and a classic answer, by bare JID, is to all of them.
+        let held =
+            |wanted: fn(verona_pubsub::SubscriptionState) -> bool| -> Vec<SubscriptionChange> {
+                service
+                    .own_subscriptions(&them, Some(PRESENCE_NODE))
+                    .into_iter()
+                    .filter(|held| wanted(held.state))
+                    .map(|held| SubscriptionChange {
+                        jid: held.jid,
+                        subid: Some(held.subid),
+                        subscribed: kind == SubscriptionKind::Subscribed,
+                    })
+                    .collect()
+            };
+        let answered = match kind {
+            SubscriptionKind::Subscribed => {
+                held(|state| state == verona_pubsub::SubscriptionState::Pending)
+            }
+            SubscriptionKind::Unsubscribed => held(|_| true),
+            _ => Vec::new(),
+        };
         let outcome = match kind {
             // Asking again while subscribed changes nothing but is answered for the contact,
             // with its presence (RFC 6121 §3.1.3), so that a requester whose roster lost the
@@ -176,25 +198,22 @@ impl ServicesTask {
             SubscriptionKind::Unsubscribe => service
                 .unsubscribe(&me, PRESENCE_NODE, &me, None)
                 .map(|o| (o.effects, o.undo)),
-            SubscriptionKind::Subscribed => service
-                .authorize(&me, PRESENCE_NODE, &them, None, true)
-                .map(|o| (o.effects, o.undo)),
-            // An approved subscription ends; a pending one is denied.
-            SubscriptionKind::Unsubscribed
-                if self.presence.has_presence_subscription(&owner, contact) =>
+            // Approving what waits, or ending (or refusing) what there is. With nothing
+            // waiting or held, the engine's refusal leaves everything as it is (RFC 6121
+            // §3.1.5, §3.2.1).
+            SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed
+                if !answered.is_empty() =>
             {
-                let end = SubscriptionChange {
-                    jid: them.clone(),
-                    subid: None,
-                    subscribed: false,
-                };
                 service
-                    .set_subscriptions(&self.presence, &me, PRESENCE_NODE, &[end])
+                    .set_subscriptions(&self.presence, &me, PRESENCE_NODE, &answered)
                     .map(|o| (o.effects, o.undo))
             }
-            SubscriptionKind::Unsubscribed => service
-                .authorize(&me, PRESENCE_NODE, &them, None, false)
-                .map(|o| (o.effects, o.undo)),
+            SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed => {
+                let allow = kind == SubscriptionKind::Subscribed;
+                service
+                    .authorize(&me, PRESENCE_NODE, &them, None, allow)
+                    .map(|o| (o.effects, o.undo))
+            }
         };
         match outcome {
             Ok((effects, undo)) => {
