@@ -1289,6 +1289,68 @@ async fn a_follower_sent_directed_presence_gets_one_unavailable() {
     drop(juliet);
 }
 
+/// XEP-0191 §3.3 and RFC 6121 §3.2: a contact someone blocked can still take back what it
+/// gave: its `unsubscribed` ends the blocker's subscription to its presence (she is sent
+/// nothing of it), so that after an unblock she does not see it again (found by audit round
+/// 27, a finding of round q left open: the stanza was dropped whole; Prosody applies it).
+#[tokio::test]
+async fn a_blocked_contact_can_still_take_back_its_presence() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    // And Juliet follows Romeo.
+    juliet
+        .send("<presence xmlns='jabber:client' type='subscribe' to='romeo@localhost'/>")
+        .await;
+    recv_until(&mut romeo, |el| el.attr("type") == Some("subscribe")).await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribed' to='juliet@localhost'/>")
+        .await;
+    recv_until(&mut juliet, |el| {
+        el.attr("from") == Some("romeo@localhost/orchard")
+    })
+    .await;
+    recv_until(&mut romeo, |el| {
+        el.name() == "iq" && push(el) == item("juliet@localhost", "both")
+    })
+    .await;
+    let block = format!(
+        "<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='{BLOCKING}'><item jid='romeo@localhost'/></block></iq>"
+    );
+    ok(&juliet.request(&block).await);
+    recv_until(&mut romeo, |el| {
+        el.name() == "iq" && push(el) == item("juliet@localhost", "from")
+    })
+    .await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='unsubscribed' to='juliet@localhost'/>")
+        .await;
+    let taken_back = recv_until(&mut romeo, |el| el.name() == "iq").await;
+    assert_eq!(push(&taken_back), item("juliet@localhost", "none"));
+    // Nothing from him reaches her but her own roster's news.
+    let quiet = std::time::Duration::from_millis(500);
+    while let Ok(el) = tokio::time::timeout(quiet, juliet.recv()).await {
+        assert_eq!(el.name(), "iq", "{}", show(&el));
+    }
+    let unblock = format!(
+        "<iq xmlns='jabber:client' type='set' id='u1'><unblock xmlns='{BLOCKING}'><item jid='romeo@localhost'/></unblock></iq>"
+    );
+    ok(&juliet.request(&unblock).await);
+    romeo
+        .send("<presence xmlns='jabber:client'><status>after</status></presence>")
+        .await;
+    recv_until(&mut romeo, |el| {
+        el.attr("from") == Some("romeo@localhost/orchard")
+    })
+    .await;
+    while let Ok(el) = tokio::time::timeout(quiet, juliet.recv()).await {
+        assert_ne!(
+            el.attr("from"),
+            Some("romeo@localhost/orchard"),
+            "{}",
+            show(&el)
+        );
+    }
+}
+
 /// RFC 6121 §2.1.3: a roster get names no items; one that does is a bad request (RFC 6120
 /// §8.3.3.1), as ejabberd's own scenario `iq_get_item` has it (found by audit round 21: it
 /// was answered as a plain get).

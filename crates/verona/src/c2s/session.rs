@@ -590,6 +590,12 @@ impl Connection {
             return true;
         }
         if router.blocks(to, me) {
+            // Taking back what one gave, or ending what one asked for, still ends it (RFC
+            // 6121 §3.2, §3.3); the blocker is sent nothing of it.
+            let ending = matches!(el.attr("type"), Some("unsubscribed" | "unsubscribe"));
+            if el.name() == "presence" && ending {
+                return false;
+            }
             if el.name() != "presence" {
                 self.answer(el, StanzaError::ServiceUnavailable, None);
             }
