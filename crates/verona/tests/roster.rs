@@ -1351,6 +1351,34 @@ async fn a_blocked_contact_can_still_take_back_its_presence() {
     }
 }
 
+/// Presence to one's own bare JID is the broadcast, as Prosody and ejabberd take it:
+/// contacts hear it (found by audit round 27: only the other resources did, and an
+/// unavailable one left contacts seeing the resource online).
+#[tokio::test]
+async fn presence_to_ones_own_bare_jid_is_the_broadcast() {
+    let (_t, mut juliet, mut romeo) = romeo_follows_juliet().await;
+    juliet
+        .send("<presence xmlns='jabber:client' to='juliet@localhost'><status>here</status></presence>")
+        .await;
+    let heard = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(heard.attr("from"), Some("juliet@localhost/balcony"));
+    assert_eq!(heard.attr("type"), None);
+    assert_eq!(
+        heard
+            .get_child("status", "jabber:client")
+            .map(Element::text)
+            .as_deref(),
+        Some("here")
+    );
+    juliet
+        .send("<presence xmlns='jabber:client' type='unavailable' to='juliet@localhost'/>")
+        .await;
+    let gone = recv_until(&mut romeo, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("from"), Some("juliet@localhost/balcony"));
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    romeo.expect_nothing().await;
+}
+
 /// RFC 6121 §2.1.3: a roster get names no items; one that does is a bad request (RFC 6120
 /// §8.3.3.1), as ejabberd's own scenario `iq_get_item` has it (found by audit round 21: it
 /// was answered as a plain get).

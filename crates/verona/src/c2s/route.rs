@@ -240,6 +240,14 @@ fn route_to(el: &Element, to: &Jid, own: &BareJid, here: Addresses) -> Route {
         rooms,
     } = here;
     let local_account = to.domain().as_str() == domain && to.node().is_some();
+    // Available or unavailable presence to one's own bare JID is the broadcast, as Prosody
+    // and ejabberd (`process_self_presence`) take it: contacts hear it, not only the other
+    // resources.
+    let own_bare = to.try_as_full().is_err() && to.node().is_some() && to.to_bare() == *own;
+    if el.name() == "presence" && own_bare && matches!(el.attr("type"), None | Some("unavailable"))
+    {
+        return Route::PresenceBroadcast;
+    }
     if el.name() == "presence" && local_account {
         match el.attr("type") {
             Some("probe") => {
@@ -684,6 +692,23 @@ mod tests {
             (
                 "<presence type='unavailable'/>".into(),
                 Route::PresenceBroadcast,
+                None,
+            ),
+            // To one's own bare JID: the broadcast too (audit round 27: it went to the other
+            // resources only).
+            (
+                "<presence to='juliet@localhost'/>".into(),
+                Route::PresenceBroadcast,
+                None,
+            ),
+            (
+                "<presence type='unavailable' to='Juliet@localhost'/>".into(),
+                Route::PresenceBroadcast,
+                None,
+            ),
+            (
+                "<presence to='juliet@localhost/balcony'/>".into(),
+                Route::Session(FullJid::new("juliet@localhost/balcony").unwrap()),
                 None,
             ),
             ("<presence type='subscribe'/>".into(), Route::Drop, None),
