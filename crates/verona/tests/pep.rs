@@ -834,6 +834,33 @@ async fn a_classic_answer_reaches_a_request_made_by_full_jid() {
     }
 }
 
+/// RFC 6121 §3.1.6: a classic request the owner approved beforehand (by making the requester
+/// a member of her `presence` node) is answered `subscribed`, as an approval is (found by
+/// audit round 27: only the roster push and the presence came).
+#[tokio::test]
+async fn a_request_approved_beforehand_is_answered_subscribed() {
+    let t = TestServer::start().await;
+    for user in ["juliet", "romeo"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = native_juliet(&t).await;
+    let member = juliet
+        .request("<iq xmlns='jabber:client' type='set' id='a1'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><affiliations node='presence'><affiliation jid='romeo@localhost' affiliation='member'/></affiliations></pubsub></iq>")
+        .await;
+    ok(&member);
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    romeo.recv_from("romeo@localhost/mobile").await;
+    romeo
+        .send("<presence xmlns='jabber:client' type='subscribe' to='juliet@localhost'/>")
+        .await;
+    let answer = recv_until(&mut romeo, |el| {
+        el.name() == "presence" && el.attr("type").is_some()
+    })
+    .await;
+    assert_presence(&answer, "subscribed", "juliet@localhost");
+}
+
 /// XEP-0207 §4: a native subscriber's approval, and its next login, bring the owner's
 /// current presence as the node's notifications come (Ex. 4: with the `replyto` naming the
 /// publishing resource, of the node's notification type), stamped with when it was said.

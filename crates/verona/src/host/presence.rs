@@ -168,6 +168,8 @@ impl ServicesTask {
             SubscriptionKind::Unsubscribed => held(|_| true),
             _ => Vec::new(),
         };
+        // The owner approved beforehand (made the requester a member of the node).
+        let mut approved_at_once = false;
         let outcome = match kind {
             // Asking again while subscribed changes nothing but is answered for the contact,
             // with its presence (RFC 6121 §3.1.3), so that a requester whose roster lost the
@@ -193,7 +195,11 @@ impl ServicesTask {
                 options.custom.insert(VIEW_OPTION, "presence");
                 service
                     .subscribe(&self.presence, &me, PRESENCE_NODE, &me, Some(options))
-                    .map(|o| (o.effects, o.undo))
+                    .map(|o| {
+                        approved_at_once =
+                            o.value.state == verona_pubsub::SubscriptionState::Subscribed;
+                        (o.effects, o.undo)
+                    })
             }
             SubscriptionKind::Unsubscribe => service
                 .unsubscribe(&me, PRESENCE_NODE, &me, None)
@@ -226,9 +232,18 @@ impl ServicesTask {
                     .with("to", contact.as_str())
                     .with("type", kind.as_str())
                     .build();
+                // RFC 6121 §3.1.6: a request approved at once is answered as an approval is.
+                let answer = (approved_at_once && !self.is_remote(&owner)).then(|| {
+                    builder("presence", ns::CLIENT)
+                        .with("type", "subscribed")
+                        .with("from", owner.as_str())
+                        .with("to", from.as_str())
+                        .build()
+                });
                 done.push(Done {
                     to: Some(Jid::from(from.clone())),
                     request: Some(asked),
+                    reply: answer,
                     ..Done::new(origin.clone(), effects, undo)
                 });
                 if refresh {
