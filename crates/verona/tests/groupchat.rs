@@ -2724,6 +2724,66 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
     assert_eq!(body(&said).as_deref(), Some("a sonnet"));
 }
 
+/// An owner's change of the room's subscriptions (XEP-0060 §8.8.2) marking `jid`'s as
+/// `state`.
+fn set_subscription(jid: &str, state: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='own' to='chat.localhost'>\
+           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='characters'>\
+             <subscription jid='{jid}' subscription='{state}'/>\
+           </subscriptions></pubsub></iq>"
+    )
+}
+
+/// An owner approving entry through the room's subscriptions (XEP-0060 §8.8.2) rather than
+/// the authorization form admits as the form does: the classic joiner gets what a join gets
+/// and the occupants see it come in, a native joiner is announced (audit round 27: both were
+/// let in unannounced).
+#[tokio::test]
+async fn approving_entry_among_the_subscriptions_admits_as_the_form_does() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut bard = t.login("bard", "pw", "globe").await;
+    make_authorize(&mut romeo).await;
+
+    waits_for_the_owners(&mut juliet, "JC").await;
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+    ok(&romeo
+        .request(&set_subscription("juliet@localhost/balcony", "subscribed"))
+        .await);
+    let (presences, _, _) = joined(&mut juliet).await;
+    let own = presences.last().unwrap();
+    assert_eq!(own.attr("from"), Some("characters@chat.localhost/JC"));
+    assert!(statuses(own).contains(&"110".to_owned()), "{}", show(own));
+    for client in [&mut romeo, &mut nurse] {
+        let seen = recv_until(client, |el| el.name() == "presence").await;
+        assert_eq!(seen.attr("from"), Some("characters@chat.localhost/JC"));
+        assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+    }
+
+    let pending = bard
+        .request(&subscribe_with_nick("bard@localhost/globe", "Bard"))
+        .await;
+    let state = pending
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .and_then(|s| s.attr("subscription"));
+    assert_eq!(state, Some("pending"));
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+    ok(&romeo
+        .request(&set_subscription("bard@localhost/globe", "subscribed"))
+        .await);
+    for client in [&mut juliet, &mut nurse, &mut romeo] {
+        let seen = recv_until(client, |el| el.name() == "presence").await;
+        assert_eq!(seen.attr("from"), Some("characters@chat.localhost/Bard"));
+        assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+    }
+}
+
 /// A room Juliet made and entered natively (open to anyone, Ex. 13 with the nick JC), then
 /// entered classically by Romeo and the nurse, in that order.
 async fn a_native_owners_room(t: &TestServer) -> (Client, Client, Client) {
