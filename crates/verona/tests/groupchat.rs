@@ -2784,6 +2784,104 @@ async fn approving_entry_among_the_subscriptions_admits_as_the_form_does() {
     }
 }
 
+/// XEP-0060 §8.7 at `chat.localhost`, executed with `form` (empty: the first step).
+fn get_pending(id: &str, form: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='chat.localhost'>\
+           <command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/pubsub#get-pending' action='execute'>{form}</command></iq>"
+    )
+}
+
+/// An owner away when someone asked to enter its `authorize` room is sent the request when
+/// it comes back, as `pubsub.localhost` sends its owners theirs; get-pending (XEP-0060 §8.7),
+/// which `chat.localhost` advertises, offers the rooms with requests waiting and sends their
+/// forms again; and the owner's list of the room's subscriptions shows the waiting one
+/// (§8.8.1). Audit round 27: none of these told a room's owner of the request.
+#[tokio::test]
+async fn an_owner_away_learns_of_entry_requests() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    make_authorize(&mut romeo).await;
+    drop(romeo);
+    let gone = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    waits_for_the_owners(&mut juliet, "JC").await;
+
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let request = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(request.attr("from"), Some("chat.localhost"));
+    let form = request.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(
+        form_value(form, "pubsub#node").as_deref(),
+        Some("characters")
+    );
+    assert_eq!(
+        form_value(form, "pubsub#subscriber_jid").as_deref(),
+        Some("juliet@localhost/balcony")
+    );
+
+    let listed = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='subs' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='characters'/></pubsub></iq>",
+        )
+        .await;
+    let mut entries: Vec<(String, String)> = listed
+        .get_child("pubsub", "http://jabber.org/protocol/pubsub#owner")
+        .and_then(|p| p.get_child("subscriptions", "http://jabber.org/protocol/pubsub#owner"))
+        .into_iter()
+        .flat_map(|list| list.children())
+        .map(|s| {
+            let attr = |name| s.attr(name).unwrap_or_default().to_owned();
+            (attr("jid"), attr("subscription"))
+        })
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            ("juliet@localhost/balcony".into(), "pending".into()),
+            ("nurse@localhost/chamber".into(), "subscribed".into()),
+        ]
+    );
+
+    let choice = romeo.request(&get_pending("gp1", "")).await;
+    ok(&choice);
+    let offered: Vec<String> = choice
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .and_then(|c| c.get_child("x", "jabber:x:data"))
+        .into_iter()
+        .flat_map(|x| x.children())
+        .filter(|f| f.attr("var") == Some("pubsub#node"))
+        .flat_map(|f| f.children())
+        .filter(|o| o.name() == "option")
+        .filter_map(|o| o.children().next().map(Element::text))
+        .collect();
+    assert_eq!(offered, ["characters"]);
+    let chosen = romeo
+        .request(&get_pending(
+            "gp2",
+            "<x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field>\
+               <field var='pubsub#node'><value>characters</value></field></x>",
+        ))
+        .await;
+    ok(&chosen);
+    let again = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let form = again.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(
+        form_value(form, "pubsub#subscriber_jid").as_deref(),
+        Some("juliet@localhost/balcony")
+    );
+    romeo.send(&approval(&again)).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    let own = presences.last().unwrap();
+    assert_eq!(own.attr("from"), Some("characters@chat.localhost/JC"));
+}
+
 /// A room Juliet made and entered natively (open to anyone, Ex. 13 with the nick JC), then
 /// entered classically by Romeo and the nurse, in that order.
 async fn a_native_owners_room(t: &TestServer) -> (Client, Client, Client) {
