@@ -2882,6 +2882,50 @@ async fn an_owner_away_learns_of_entry_requests() {
     assert_eq!(own.attr("from"), Some("characters@chat.localhost/JC"));
 }
 
+/// A request to enter an `authorize` room holds no nick (XEP-0045 §7.2.9: occupants' nicks
+/// conflict, and registered ones): a member enters under the nick a stranger asked with
+/// (audit round 27: it got `conflict`). The stranger approved after that is not let in under
+/// a nick now an occupant's: its join ends as one with a taken nick, in `conflict`.
+#[tokio::test]
+async fn a_request_to_enter_holds_no_nick() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    make_authorize(&mut romeo).await;
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item jid='bard@localhost' affiliation='member'/>",
+        ))
+        .await);
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    waits_for_the_owners(&mut juliet, "Bard").await;
+    let request = recv_until(&mut romeo, |el| el.has_child("x", "jabber:x:data")).await;
+
+    let mut bard = t.login("bard", "pw", "globe").await;
+    bard.send(&join("Bard")).await;
+    let (presences, _, _) = joined(&mut bard).await;
+    assert_eq!(
+        presences.last().unwrap().attr("from"),
+        Some("characters@chat.localhost/Bard")
+    );
+    let seen = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(seen.attr("from"), Some("characters@chat.localhost/Bard"));
+
+    romeo.send(&approval(&request)).await;
+    let refused = juliet.recv().await;
+    assert_eq!(refused.name(), "presence", "{}", show(&refused));
+    assert_eq!(refused.attr("from"), Some("characters@chat.localhost/Bard"));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
+    juliet.expect_nothing().await;
+    nurse.expect_nothing().await;
+    // The request is over: asking again, under another nick, is a new one.
+    waits_for_the_owners(&mut juliet, "JC").await;
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+}
+
 /// A room Juliet made and entered natively (open to anyone, Ex. 13 with the nick JC), then
 /// entered classically by Romeo and the nurse, in that order.
 async fn a_native_owners_room(t: &TestServer) -> (Client, Client, Client) {

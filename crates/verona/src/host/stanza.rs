@@ -115,6 +115,15 @@ impl ServicesTask {
             }
             _ => None,
         };
+        // An approval a join would now refuse is a denial (see `rooms::approvals`).
+        let unadmitted = match &origin {
+            Origin::Room(node)
+                if is_subscriptions_set(&stanza) || answer_node(&stanza).is_some() =>
+            {
+                self.vet_approvals(&from, node, &mut stanza)
+            }
+            _ => Vec::new(),
+        };
         let Some(hosted) = (match &origin {
             Origin::Domain => self.domain.as_mut(),
             Origin::Rooms => self.rooms_service.as_mut(),
@@ -216,6 +225,7 @@ impl ServicesTask {
         });
         if let Some((node, before)) = owned {
             self.announce_owner_ended(&from, &node, &before, done);
+            self.tell_unadmitted(&node, &unadmitted, done);
         }
         if let Some((node, leaving, redirect)) = deleting
             && deleted
