@@ -2926,6 +2926,61 @@ async fn a_request_to_enter_holds_no_nick() {
     recv_until(&mut romeo, |el| el.name() == "message").await;
 }
 
+/// A full room (`muc#roomconfig_maxusers`) is full for an approved request too: of two
+/// asking while there was room for one more, the second approved is refused as its join
+/// would be now, `service-unavailable`, and its request ends (audit round 27: the approval
+/// let it in past the maximum).
+#[tokio::test]
+async fn an_approval_does_not_overfill_a_room() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    ok(&romeo
+        .request(&owner_iq(
+            "mx",
+            "<x xmlns='jabber:x:data' type='submit'>\
+               <field var='muc#roomconfig_maxusers'><value>3</value></field></x>",
+        ))
+        .await);
+    make_authorize(&mut romeo).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    waits_for_the_owners(&mut juliet, "JC").await;
+    let first = recv_until(&mut romeo, |el| el.has_child("x", "jabber:x:data")).await;
+    let mut bard = t.login("bard", "pw", "globe").await;
+    waits_for_the_owners(&mut bard, "Bard").await;
+    let second = recv_until(&mut romeo, |el| el.has_child("x", "jabber:x:data")).await;
+
+    romeo.send(&approval(&first)).await;
+    joined(&mut juliet).await;
+    romeo.send(&approval(&second)).await;
+    let refused = bard.recv().await;
+    assert_eq!(refused.name(), "presence", "{}", show(&refused));
+    assert_eq!(refused.attr("from"), Some("characters@chat.localhost/Bard"));
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("service-unavailable")
+    );
+    bard.expect_nothing().await;
+    let listed = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='di' to='characters@chat.localhost'>\
+               <query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        )
+        .await;
+    let mut present = query_attrs(&listed, "http://jabber.org/protocol/disco#items", "jid");
+    present.sort();
+    assert_eq!(
+        present,
+        [
+            "characters@chat.localhost/JC",
+            "characters@chat.localhost/Nurse",
+            "characters@chat.localhost/Romeo"
+        ]
+    );
+}
+
 /// A room Juliet made and entered natively (open to anyone, Ex. 13 with the nick JC), then
 /// entered classically by Romeo and the nurse, in that order.
 async fn a_native_owners_room(t: &TestServer) -> (Client, Client, Client) {

@@ -1,6 +1,7 @@
 //! An owner's approval of a request to enter an `authorize` room (XEP-0060 §8.6 by form,
 //! §8.8.2 among the room's subscriptions) admits only whom a join would admit now: a request
-//! waits holding no nick, so by the time it is approved its nick may be an occupant's.
+//! waits holding no nick and no place, so by the time it is approved its nick may be an
+//! occupant's, or the room full.
 
 use super::*;
 use crate::xml::text_child;
@@ -19,7 +20,8 @@ impl ServicesTask {
     /// The approvals `from` makes in `stanza` (an answer to an authorization request, or a
     /// change of room `node`'s subscriptions) of requests a join would now refuse: the nick
     /// is another account's occupant's or registered to another (XEP-0045 §7.2.9, §7.10),
-    /// taken while the request waited. Each is
+    /// taken while the request waited, or the room is full (`muc#roomconfig_maxusers`,
+    /// §7.2.9). Each is
     /// made a denial in `stanza`; who they were is returned, for [`Self::tell_unadmitted`].
     /// Only an owner's approvals are looked at: anyone else's are refused as they are.
     pub(in crate::host) fn vet_approvals(
@@ -36,6 +38,10 @@ impl ServicesTask {
             return Vec::new();
         }
         let config = service.node_config(node);
+        let max = config.and_then(groupchat::max_users);
+        let occupants = occupant_count(service, node);
+        // Those this stanza lets in count towards the room's maximum as they come in.
+        let mut admitting = 0;
         let mut unadmitted = Vec::new();
         let mut refuse = |jid: &str, subid: Option<&str>| -> bool {
             let Ok(jid) = Jid::new(jid) else {
@@ -63,15 +69,23 @@ impl ServicesTask {
                     && s.jid.to_bare() != bare
                     && groupchat::nick_of(s.options) == Some(nick)
             });
-            if !(registered || held) {
+            // §7.2.9: owners and admins get in when the room is full, as with a join.
+            let full = max.is_some_and(|max| occupants + admitting >= max)
+                && affiliation_in(service, node, &jid) < RoomAffiliation::Admin;
+            let (condition, kind) = if registered || held {
+                ("conflict", "cancel")
+            } else if full {
+                ("service-unavailable", "wait")
+            } else {
+                admitting += 1;
                 return false;
-            }
+            };
             unadmitted.push(Unadmitted {
                 nick: nick.to_owned(),
                 classic: groupchat::is_classic(&waiting.options),
                 jid,
-                condition: "conflict",
-                kind: "cancel",
+                condition,
+                kind,
             });
             true
         };
