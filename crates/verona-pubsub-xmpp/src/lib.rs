@@ -115,6 +115,34 @@ pub fn handle_stanza(
     }
 }
 
+/// XEP-0060 §8.7.1 for a service whose nodes are held apart (`chat.<domain>`, each room a
+/// service of its own): when `iq` is the first step of get-pending (no node chosen yet), its
+/// answer from `service` to `from`, offering `nodes`, which the caller found; `None` for any
+/// other stanza.
+pub fn pending_nodes_answer(
+    service: &Jid,
+    from: &FullJid,
+    iq: &Element,
+    nodes: &[String],
+) -> Option<Element> {
+    if iq.attr("type") != Some("set") {
+        return None;
+    }
+    let Ok(Request::GetPending(command)) = request::parse(IqKind::Set, iq) else {
+        return None;
+    };
+    let submitted = (command.form.as_ref())
+        .is_some_and(|form| form.type_ == xmpp_parsers::data_forms::DataFormType::Submit);
+    if command.cancel || submitted {
+        return None;
+    }
+    let sessionid = command.sessionid.unwrap_or_else(render::next_id);
+    Some(match owner::pending_choice(&sessionid, nodes) {
+        Ok(payload) => xml::result_reply(iq, service, from, Some(payload)),
+        Err(error) => xml::error_reply(iq, Some((service, from)), &error, None),
+    })
+}
+
 /// The reply to send instead of the normal one when the request's storage writes failed (the
 /// caller has undone the operation): `wait` / `internal-server-error`, so that the client may
 /// retry. `None` for stanzas that are never answered. Its addresses are the request's,

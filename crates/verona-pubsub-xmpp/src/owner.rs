@@ -217,18 +217,7 @@ pub(crate) fn get_pending(service: &Service, actor: &Jid, command: Command) -> H
             .filter(|(_, affiliation)| *affiliation == Affiliation::Owner)
             .map(|(node, _)| node)
             .collect();
-        if nodes.is_empty() {
-            return Err(PubsubError::Forbidden.into());
-        }
-        let mut command = reply("executing", None);
-        command.append_child(
-            builder("actions", ns::COMMANDS)
-                .with("execute", "complete")
-                .append(Element::bare("complete", ns::COMMANDS))
-                .build(),
-        );
-        command.append_child(Element::from(forms::pending_nodes(&nodes)));
-        return Ok(Answer::reply(Some(command)));
+        return Ok(Answer::reply(Some(pending_choice(&sessionid, &nodes)?)));
     };
     let node = forms::read_pending_node(&form)?;
     let pending = service.pending_subscriptions(actor, &node)?;
@@ -249,9 +238,30 @@ pub(crate) fn get_pending(service: &Service, actor: &Jid, command: Command) -> H
     })
 }
 
-/// §8.8.1: approved subscriptions (pending ones are listed by get-pending).
+/// The first step of get-pending (§8.7.1): the `nodes` to choose from, `forbidden` when
+/// there are none.
+pub(crate) fn pending_choice(sessionid: &str, nodes: &[String]) -> Result<Element, Error> {
+    if nodes.is_empty() {
+        return Err(PubsubError::Forbidden.into());
+    }
+    Ok(builder("command", ns::COMMANDS)
+        .with("node", ns::GET_PENDING)
+        .with("sessionid", sessionid)
+        .with("status", "executing")
+        .append(
+            builder("actions", ns::COMMANDS)
+                .with("execute", "complete")
+                .append(Element::bare("complete", ns::COMMANDS))
+                .build(),
+        )
+        .append(Element::from(forms::pending_nodes(nodes)))
+        .build())
+}
+
+/// §8.8.1: the node's subscriptions, pending ones too (the owner SHOULD see those waiting
+/// for approval there as well as through get-pending).
 pub(crate) fn subscriptions(service: &Service, actor: &Jid, node: &str) -> Handler {
-    let subscriptions = service.node_subscriptions(actor, node)?;
+    let subscriptions = service.listed_subscriptions(actor, node)?;
     let list = builder("subscriptions", ns::PUBSUB_OWNER)
         .with("node", node)
         .append_all(

@@ -444,7 +444,9 @@ impl Node {
         recipients
     }
 
-    /// Whether another bare JID already holds `value` for the unique option `var`. A scan:
+    /// Whether another bare JID's approved subscription already holds `value` for the unique
+    /// option `var`: one waiting for the owners holds nothing yet (a room's nick is an
+    /// occupant's, XEP-0045 §7.2.9, and a stranger's request to enter takes none). A scan:
     /// unique options (room nicks) are checked when joining, and an index of every option's
     /// holders would cost each subscriber a copy of its JID.
     pub fn option_taken(&self, var: &str, value: &str, except: &BareJid) -> bool {
@@ -452,6 +454,7 @@ impl Node {
             .values()
             .filter(|holder| holder.bare() != except.as_str())
             .flat_map(Held::values)
+            .filter(|sub| sub.state.is_approved())
             .any(|sub| sub.options.custom.get(var).is_some_and(|v| v == value))
     }
 

@@ -981,6 +981,14 @@ impl ServicesTask {
                     .collect();
                 held.send(mine).ok();
             }
+            Request::PendingRooms { owner, held } => {
+                let waiting = (self.rooms.iter())
+                    .filter(|(_, hosted)| !hosted.service.pending_for_owner(&owner).is_empty())
+                    .map(|(node, _)| node.clone())
+                    .collect();
+                held.send(waiting).ok();
+            }
+            Request::RoomForms { session } => self.send_room_forms(&session, done),
             Request::EndRelations(account) => self.end_relations(&account),
             Request::Forget { account, ready } => {
                 let first = done.len();

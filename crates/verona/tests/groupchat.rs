@@ -2724,6 +2724,263 @@ async fn authorize_rooms_admit_whom_the_owner_approves() {
     assert_eq!(body(&said).as_deref(), Some("a sonnet"));
 }
 
+/// An owner's change of the room's subscriptions (XEP-0060 §8.8.2) marking `jid`'s as
+/// `state`.
+fn set_subscription(jid: &str, state: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='own' to='chat.localhost'>\
+           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='characters'>\
+             <subscription jid='{jid}' subscription='{state}'/>\
+           </subscriptions></pubsub></iq>"
+    )
+}
+
+/// An owner approving entry through the room's subscriptions (XEP-0060 §8.8.2) rather than
+/// the authorization form admits as the form does: the classic joiner gets what a join gets
+/// and the occupants see it come in, a native joiner is announced (audit round 27: both were
+/// let in unannounced).
+#[tokio::test]
+async fn approving_entry_among_the_subscriptions_admits_as_the_form_does() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    let mut bard = t.login("bard", "pw", "globe").await;
+    make_authorize(&mut romeo).await;
+
+    waits_for_the_owners(&mut juliet, "JC").await;
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+    ok(&romeo
+        .request(&set_subscription("juliet@localhost/balcony", "subscribed"))
+        .await);
+    let (presences, _, _) = joined(&mut juliet).await;
+    let own = presences.last().unwrap();
+    assert_eq!(own.attr("from"), Some("characters@chat.localhost/JC"));
+    assert!(statuses(own).contains(&"110".to_owned()), "{}", show(own));
+    for client in [&mut romeo, &mut nurse] {
+        let seen = recv_until(client, |el| el.name() == "presence").await;
+        assert_eq!(seen.attr("from"), Some("characters@chat.localhost/JC"));
+        assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+    }
+
+    let pending = bard
+        .request(&subscribe_with_nick("bard@localhost/globe", "Bard"))
+        .await;
+    let state = pending
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .and_then(|s| s.attr("subscription"));
+    assert_eq!(state, Some("pending"));
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+    ok(&romeo
+        .request(&set_subscription("bard@localhost/globe", "subscribed"))
+        .await);
+    for client in [&mut juliet, &mut nurse, &mut romeo] {
+        let seen = recv_until(client, |el| el.name() == "presence").await;
+        assert_eq!(seen.attr("from"), Some("characters@chat.localhost/Bard"));
+        assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+    }
+}
+
+/// XEP-0060 §8.7 at `chat.localhost`, executed with `form` (empty: the first step).
+fn get_pending(id: &str, form: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='chat.localhost'>\
+           <command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/pubsub#get-pending' action='execute'>{form}</command></iq>"
+    )
+}
+
+/// An owner away when someone asked to enter its `authorize` room is sent the request when
+/// it comes back, as `pubsub.localhost` sends its owners theirs; get-pending (XEP-0060 §8.7),
+/// which `chat.localhost` advertises, offers the rooms with requests waiting and sends their
+/// forms again; and the owner's list of the room's subscriptions shows the waiting one
+/// (§8.8.1). Audit round 27: none of these told a room's owner of the request.
+#[tokio::test]
+async fn an_owner_away_learns_of_entry_requests() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    t.add_user("juliet", "pw").await;
+    make_authorize(&mut romeo).await;
+    drop(romeo);
+    let gone = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    waits_for_the_owners(&mut juliet, "JC").await;
+
+    let mut romeo = t.login("romeo", "pw", "mobile").await;
+    romeo.send("<presence xmlns='jabber:client'/>").await;
+    let request = recv_until(&mut romeo, |el| el.name() == "message").await;
+    assert_eq!(request.attr("from"), Some("chat.localhost"));
+    let form = request.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(
+        form_value(form, "pubsub#node").as_deref(),
+        Some("characters")
+    );
+    assert_eq!(
+        form_value(form, "pubsub#subscriber_jid").as_deref(),
+        Some("juliet@localhost/balcony")
+    );
+
+    let listed = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='subs' to='chat.localhost'>\
+               <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='characters'/></pubsub></iq>",
+        )
+        .await;
+    let mut entries: Vec<(String, String)> = listed
+        .get_child("pubsub", "http://jabber.org/protocol/pubsub#owner")
+        .and_then(|p| p.get_child("subscriptions", "http://jabber.org/protocol/pubsub#owner"))
+        .into_iter()
+        .flat_map(|list| list.children())
+        .map(|s| {
+            let attr = |name| s.attr(name).unwrap_or_default().to_owned();
+            (attr("jid"), attr("subscription"))
+        })
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            ("juliet@localhost/balcony".into(), "pending".into()),
+            ("nurse@localhost/chamber".into(), "subscribed".into()),
+        ]
+    );
+
+    let choice = romeo.request(&get_pending("gp1", "")).await;
+    ok(&choice);
+    let offered: Vec<String> = choice
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .and_then(|c| c.get_child("x", "jabber:x:data"))
+        .into_iter()
+        .flat_map(|x| x.children())
+        .filter(|f| f.attr("var") == Some("pubsub#node"))
+        .flat_map(|f| f.children())
+        .filter(|o| o.name() == "option")
+        .filter_map(|o| o.children().next().map(Element::text))
+        .collect();
+    assert_eq!(offered, ["characters"]);
+    let chosen = romeo
+        .request(&get_pending(
+            "gp2",
+            "<x xmlns='jabber:x:data' type='submit'>\
+               <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_authorization</value></field>\
+               <field var='pubsub#node'><value>characters</value></field></x>",
+        ))
+        .await;
+    ok(&chosen);
+    let again = recv_until(&mut romeo, |el| el.name() == "message").await;
+    let form = again.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(
+        form_value(form, "pubsub#subscriber_jid").as_deref(),
+        Some("juliet@localhost/balcony")
+    );
+    romeo.send(&approval(&again)).await;
+    let (presences, _, _) = joined(&mut juliet).await;
+    let own = presences.last().unwrap();
+    assert_eq!(own.attr("from"), Some("characters@chat.localhost/JC"));
+}
+
+/// A request to enter an `authorize` room holds no nick (XEP-0045 §7.2.9: occupants' nicks
+/// conflict, and registered ones): a member enters under the nick a stranger asked with
+/// (audit round 27: it got `conflict`). The stranger approved after that is not let in under
+/// a nick now an occupant's: its join ends as one with a taken nick, in `conflict`.
+#[tokio::test]
+async fn a_request_to_enter_holds_no_nick() {
+    let t = TestServer::start().await;
+    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    make_authorize(&mut romeo).await;
+    ok(&romeo
+        .request(&admin_iq(
+            "m",
+            "<item jid='bard@localhost' affiliation='member'/>",
+        ))
+        .await);
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    waits_for_the_owners(&mut juliet, "Bard").await;
+    let request = recv_until(&mut romeo, |el| el.has_child("x", "jabber:x:data")).await;
+
+    let mut bard = t.login("bard", "pw", "globe").await;
+    bard.send(&join("Bard")).await;
+    let (presences, _, _) = joined(&mut bard).await;
+    assert_eq!(
+        presences.last().unwrap().attr("from"),
+        Some("characters@chat.localhost/Bard")
+    );
+    let seen = recv_until(&mut nurse, |el| el.name() == "presence").await;
+    assert_eq!(seen.attr("from"), Some("characters@chat.localhost/Bard"));
+
+    romeo.send(&approval(&request)).await;
+    let refused = juliet.recv().await;
+    assert_eq!(refused.name(), "presence", "{}", show(&refused));
+    assert_eq!(refused.attr("from"), Some("characters@chat.localhost/Bard"));
+    assert_eq!(stanza_error(&refused).as_deref(), Some("conflict"));
+    juliet.expect_nothing().await;
+    nurse.expect_nothing().await;
+    // The request is over: asking again, under another nick, is a new one.
+    waits_for_the_owners(&mut juliet, "JC").await;
+    recv_until(&mut romeo, |el| el.name() == "message").await;
+}
+
+/// A full room (`muc#roomconfig_maxusers`) is full for an approved request too: of two
+/// asking while there was room for one more, the second approved is refused as its join
+/// would be now, `service-unavailable`, and its request ends (audit round 27: the approval
+/// let it in past the maximum).
+#[tokio::test]
+async fn an_approval_does_not_overfill_a_room() {
+    let t = TestServer::start().await;
+    let (mut romeo, _nurse) = two_in_a_room(&t).await;
+    for user in ["juliet", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    ok(&romeo
+        .request(&owner_iq(
+            "mx",
+            "<x xmlns='jabber:x:data' type='submit'>\
+               <field var='muc#roomconfig_maxusers'><value>3</value></field></x>",
+        ))
+        .await);
+    make_authorize(&mut romeo).await;
+    let mut juliet = t.login("juliet", "pw", "balcony").await;
+    waits_for_the_owners(&mut juliet, "JC").await;
+    let first = recv_until(&mut romeo, |el| el.has_child("x", "jabber:x:data")).await;
+    let mut bard = t.login("bard", "pw", "globe").await;
+    waits_for_the_owners(&mut bard, "Bard").await;
+    let second = recv_until(&mut romeo, |el| el.has_child("x", "jabber:x:data")).await;
+
+    romeo.send(&approval(&first)).await;
+    joined(&mut juliet).await;
+    romeo.send(&approval(&second)).await;
+    let refused = bard.recv().await;
+    assert_eq!(refused.name(), "presence", "{}", show(&refused));
+    assert_eq!(refused.attr("from"), Some("characters@chat.localhost/Bard"));
+    assert_eq!(
+        stanza_error(&refused).as_deref(),
+        Some("service-unavailable")
+    );
+    bard.expect_nothing().await;
+    let listed = romeo
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='di' to='characters@chat.localhost'>\
+               <query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        )
+        .await;
+    let mut present = query_attrs(&listed, "http://jabber.org/protocol/disco#items", "jid");
+    present.sort();
+    assert_eq!(
+        present,
+        [
+            "characters@chat.localhost/JC",
+            "characters@chat.localhost/Nurse",
+            "characters@chat.localhost/Romeo"
+        ]
+    );
+}
+
 /// A room Juliet made and entered natively (open to anyone, Ex. 13 with the nick JC), then
 /// entered classically by Romeo and the nurse, in that order.
 async fn a_native_owners_room(t: &TestServer) -> (Client, Client, Client) {

@@ -995,11 +995,26 @@ async fn owner_manages_subscriptions_and_pending() {
     let list = juliet
         .request(&get_xml("ms2", OWNER, "<subscriptions node='ball'/>"))
         .await;
-    let text = show(&list);
-    // Approved subscriptions only; the pending one is what get-pending lists.
-    assert!(
-        text.contains("romeo@localhost") && !text.contains("paris@localhost"),
-        "{text}"
+    // The pending request is listed too (XEP-0060 §8.8.1), as well as by get-pending.
+    let mut listed: Vec<(String, String)> = list
+        .get_child("pubsub", OWNER)
+        .and_then(|p| p.get_child("subscriptions", OWNER))
+        .into_iter()
+        .flat_map(|list| list.children())
+        .map(|s| {
+            let attr = |name| s.attr(name).unwrap_or_default().to_owned();
+            (attr("jid"), attr("subscription"))
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ("paris@localhost".into(), "pending".into()),
+            ("romeo@localhost".into(), "subscribed".into()),
+        ],
+        "{}",
+        show(&list)
     );
     publish(&mut juliet, "ball", None, "Masks").await;
     let mut delivered = false;

@@ -265,6 +265,15 @@ impl Service {
         self.node_subscriptions_where(actor, node_id, SubscriptionState::is_approved)
     }
 
+    /// Every subscription of a node, pending ones too, for its owners' list (XEP-0060 §8.8.1).
+    pub fn listed_subscriptions(
+        &self,
+        actor: &Jid,
+        node_id: &str,
+    ) -> Result<Vec<SubscriptionInfo>, PubsubError> {
+        self.node_subscriptions_where(actor, node_id, |_| true)
+    }
+
     /// The pending subscriptions of a node, for its owners (XEP-0060 §8.7).
     pub fn pending_subscriptions(
         &self,

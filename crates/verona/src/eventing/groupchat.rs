@@ -416,7 +416,8 @@ fn form_value(form: &Element, var: &str) -> Option<String> {
 
 /// The room a stanza to `chat.<domain>` itself is about, for routing it to the room's shard:
 /// the node a pubsub request or a disco query names, or the `pubsub#node` of an authorization
-/// answer. `None` for requests about the service as a whole.
+/// answer or of the get-pending step that chose it (XEP-0060 §8.7.2). `None` for requests
+/// about the service as a whole.
 pub fn addressed_room(stanza: &Element) -> Option<String> {
     let named = |el: &Element| {
         el.attr("node")
@@ -430,6 +431,9 @@ pub fn addressed_room(stanza: &Element) -> Option<String> {
             named(child)
         } else if child.is("x", ns::DATA_FORMS) {
             form_value(child, "pubsub#node").filter(|node| !node.is_empty())
+        } else if child.is("command", ns::COMMANDS) && child.attr("node") == Some(ns::GET_PENDING) {
+            let form = child.get_child("x", ns::DATA_FORMS)?;
+            form_value(form, "pubsub#node").filter(|node| !node.is_empty())
         } else {
             None
         }
@@ -2099,6 +2103,14 @@ mod tests {
             ),
             (
                 "<iq xmlns='jabber:client'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node=''/></pubsub></iq>",
+                None,
+            ),
+            (
+                "<iq xmlns='jabber:client'><command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/pubsub#get-pending'><x xmlns='jabber:x:data' type='submit'><field var='pubsub#node'><value>characters</value></field></x></command></iq>",
+                Some("characters"),
+            ),
+            (
+                "<iq xmlns='jabber:client'><command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/pubsub#get-pending'/></iq>",
                 None,
             ),
         ];

@@ -283,7 +283,18 @@ impl ServicesTask {
         let to = Jid::from(session.clone());
         if let Some(hosted) = self.accounts.get(&owner) {
             let origin = Origin::Account(owner.clone());
-            self.send_pending_forms(&origin, hosted, session, done);
+            self.send_pending_forms(&origin, hosted, session, PENDING_FORMS_AT_LOGIN, done);
+        }
+        // Rooms are on every shard.
+        for shard in 0..self.peers.len() {
+            if shard == self.shard {
+                self.send_room_forms(session, done);
+            } else {
+                let request = Request::RoomForms {
+                    session: session.clone(),
+                };
+                self.send_to(shard, request, Committed::Always);
+            }
         }
         // Remote contacts' presence is not held here: their servers are asked (RFC 6121
         // §4.2.2), and answer to the account.
@@ -357,7 +368,13 @@ impl ServicesTask {
     ) {
         let domain = self.domain.as_ref().filter(|_| domain);
         if let Some(hosted) = domain {
-            self.send_pending_forms(&Origin::Domain, hosted, session, done);
+            self.send_pending_forms(
+                &Origin::Domain,
+                hosted,
+                session,
+                PENDING_FORMS_AT_LOGIN,
+                done,
+            );
         }
         let services = domain
             .map(|hosted| (Origin::Domain, hosted))
@@ -387,18 +404,34 @@ impl ServicesTask {
         done.extend(self.last_notify_items(session, owners, false));
     }
 
+    /// The entry requests waiting for the session's account in this shard's rooms (an owner
+    /// away when they were made is told of them when it is back, XEP-0060 §8.6): a share of
+    /// one service's [`PENDING_FORMS_AT_LOGIN`] for each shard; the rest are a get-pending
+    /// away (§8.7).
+    pub(super) fn send_room_forms(&self, session: &FullJid, done: &[Done]) {
+        let mut left = PENDING_FORMS_AT_LOGIN.div_ceil(self.peers.len().max(1));
+        for (node, hosted) in &self.rooms {
+            if left == 0 {
+                break;
+            }
+            let origin = Origin::Room(node.clone());
+            left -= self.send_pending_forms(&origin, hosted, session, left, done);
+        }
+    }
+
     /// The authorization requests waiting for the session's account in one service
-    /// (XEP-0207 §4), sent again at each login: the first [`PENDING_FORMS_AT_LOGIN`]; the
-    /// rest are a XEP-0060 §8.7 get-pending away, so that requests cannot flood a login.
-    /// A request made earlier in this batch (`done`) is not among them: it reaches the
-    /// session, available by then, as the batch is delivered, and would otherwise come twice.
+    /// (XEP-0207 §4), sent again at each login: the first `limit`; the rest are a XEP-0060
+    /// §8.7 get-pending away, so that requests cannot flood a login. A request made earlier
+    /// in this batch (`done`) is not among them: it reaches the session, available by then,
+    /// as the batch is delivered, and would otherwise come twice. How many were sent.
     fn send_pending_forms(
         &self,
         origin: &Origin,
         hosted: &Hosted,
         session: &FullJid,
+        limit: usize,
         done: &[Done],
-    ) {
+    ) -> usize {
         // Looked up once: a batch can hold many effects, an owner many waiting requests.
         let announced: HashSet<(&str, &str)> = done
             .iter()
@@ -422,7 +455,9 @@ impl ServicesTask {
         let waiting = pending.into_iter().filter(|request| {
             !announced.contains(&(request.node.as_str(), request.subid.as_str()))
         });
-        for request in waiting.take(PENDING_FORMS_AT_LOGIN) {
+        let mut sent = 0;
+        for request in waiting.take(limit) {
+            sent += 1;
             let out = verona_pubsub_xmpp::authorization_for(&context, &request, &to);
             let service = hosted.jid.bare();
             let subscriber = request.subscriber.bare();
@@ -445,6 +480,7 @@ impl ServicesTask {
                 || Some(classic.to(&out.to)),
             );
         }
+        sent
     }
 
     /// A resource's presence item changed: the change waits for the commit like any other,

@@ -78,6 +78,16 @@ pub(super) enum Request {
         asker: Jid,
         held: oneshot::Sender<Vec<verona_pubsub::SubscriptionInfo>>,
     },
+    /// XEP-0060 §8.7.1 asked of `chat.<domain>`: the rooms of this shard whose entry requests
+    /// wait for `owner`, answered on `held`. A request waits in a resident room: the joiner's
+    /// subscription is its session's, and is not stored.
+    PendingRooms {
+        owner: BareJid,
+        held: oneshot::Sender<Vec<String>>,
+    },
+    /// An owner's session came online: this shard's rooms send it the entry requests waiting
+    /// for it, as `pubsub.<domain>` does its own ([`ServicesTask::came_online`]).
+    RoomForms { session: FullJid },
     /// A XEP-0045 stanza for a room (`room@chat.<domain>` or `room@chat.<domain>/nick`): a
     /// join or leave presence, a groupchat message, a disco query.
     Room { from: FullJid, stanza: Element },

@@ -115,6 +115,15 @@ impl ServicesTask {
             }
             _ => None,
         };
+        // An approval a join would now refuse is a denial (see `rooms::approvals`).
+        let unadmitted = match &origin {
+            Origin::Room(node)
+                if is_subscriptions_set(&stanza) || answer_node(&stanza).is_some() =>
+            {
+                self.vet_approvals(&from, node, &mut stanza)
+            }
+            _ => Vec::new(),
+        };
         let Some(hosted) = (match &origin {
             Origin::Domain => self.domain.as_mut(),
             Origin::Rooms => self.rooms_service.as_mut(),
@@ -144,14 +153,18 @@ impl ServicesTask {
             kind: hosted.kind,
             resolver: &self.presence,
         };
-        // An owner's answer to a room's authorization request may let occupants in.
-        let answered = (matches!(origin, Origin::Room(_)) && stanza.name() == "message")
-            .then(|| answer_node(&stanza))
-            .flatten()
-            .map(|node| {
-                let before = in_room(&hosted.service, &node);
-                (node, before)
-            });
+        // An owner's answer to a room's authorization request (§8.6), or its approval of a
+        // pending one among the node's subscriptions (§8.8.2), may let occupants in: either
+        // way they are welcomed and announced as on entering.
+        let answered = match &origin {
+            Origin::Room(node)
+                if (stanza.name() == "message" && answer_node(&stanza).is_some())
+                    || is_subscriptions_set(&stanza) =>
+            {
+                Some((node.clone(), in_room(&hosted.service, node)))
+            }
+            _ => None,
+        };
         let mut handled =
             verona_pubsub_xmpp::handle_stanza(&mut hosted.service, &context, &from, &stanza);
         let deleted = handled.reply.as_ref().and_then(|r| r.attr("type")) == Some("result");
@@ -212,6 +225,7 @@ impl ServicesTask {
         });
         if let Some((node, before)) = owned {
             self.announce_owner_ended(&from, &node, &before, done);
+            self.tell_unadmitted(&node, &unadmitted, done);
         }
         if let Some((node, leaving, redirect)) = deleting
             && deleted

@@ -18,6 +18,7 @@ use crate::eventing::groupchat::{
 use crate::eventing::{archive, room_vcard, shown};
 
 mod admin;
+mod approvals;
 mod guesses;
 mod invitations;
 mod service;

@@ -50,6 +50,10 @@ impl ServicesTask {
             self.room_affiliations(from.clone(), stanza.clone());
             return false;
         }
+        if chooses_pending_room(stanza) {
+            self.pending_rooms(from.clone(), stanza.clone());
+            return false;
+        }
         // XEP-0045 §10.1.4: a room name nobody has.
         if stanza.attr("type") == Some("get")
             && stanza.has_child("unique", eventing::groupchat::MUC_UNIQUE)
@@ -211,6 +215,43 @@ impl ServicesTask {
             let list = verona_pubsub_xmpp::subscription_list(&held, None);
             let reply = iq_result(&stanza, Some(list));
             router.deliver(&asker, Bytes::from(verona_stream::element_bytes(&reply)));
+        });
+    }
+
+    /// The first step of get-pending at `chat.<domain>` (XEP-0060 §8.7.1): the rooms whose
+    /// entry requests wait for the asker, gathered from every shard as
+    /// [`Self::room_subscriptions`] gathers; choosing one (§8.7.2) goes to that room.
+    fn pending_rooms(&self, from: FullJid, stanza: Element) {
+        let Some(permit) = self.service_read(&from, &stanza) else {
+            return;
+        };
+        let owner = from.to_bare();
+        let answers: Vec<_> = (self.peers.iter())
+            .filter_map(|peer| {
+                let (held, answer) = oneshot::channel();
+                let request = Request::PendingRooms {
+                    owner: owner.clone(),
+                    held,
+                };
+                peer.send(request).ok().map(|()| answer)
+            })
+            .collect();
+        let router = self.router.clone();
+        let rooms = self.rooms_jid.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut waiting = Vec::new();
+            for answer in answers {
+                waiting.extend(answer.await.unwrap_or_default());
+            }
+            waiting.sort();
+            waiting.truncate(MAX_LISTED_ROOMS);
+            let reply = verona_pubsub_xmpp::pending_nodes_answer(&rooms, &from, &stanza, &waiting)
+                .or_else(|| error_reply(&stanza, StanzaError::BadRequest, None));
+            if let Some(reply) = reply {
+                let bytes = Bytes::from(verona_stream::element_bytes(&reply));
+                router.deliver(&Jid::from(from), bytes);
+            }
         });
     }
 
@@ -554,4 +595,19 @@ fn cancels_authorization(message: &Element) -> bool {
                     .children()
                     .any(|value| value.text().trim() == ns::PUBSUB_AUTHORIZATION)
         })
+}
+
+/// The first step of get-pending (XEP-0060 §8.7.1), executed without a node chosen: which
+/// rooms, is a question for every shard.
+fn chooses_pending_room(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("set")
+        && stanza
+            .get_child("command", ns::COMMANDS)
+            .is_some_and(|command| {
+                command.attr("node") == Some(ns::GET_PENDING)
+                    && command.attr("action") != Some("cancel")
+                    && !command
+                        .children()
+                        .any(|x| x.is("x", ns::DATA_FORMS) && x.attr("type") == Some("submit"))
+            })
 }
