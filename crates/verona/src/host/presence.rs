@@ -410,7 +410,12 @@ impl ServicesTask {
     /// away (§8.7).
     pub(super) fn send_room_forms(&self, session: &FullJid, done: &[Done]) {
         let mut left = PENDING_FORMS_AT_LOGIN.div_ceil(self.peers.len().max(1));
-        for (node, hosted) in &self.rooms {
+        let owner = session.bare();
+        // Every login asks every resident room: most have nothing for it, found by one lookup
+        // of the account's affiliations before anything of the batch is looked through.
+        let waiting = (self.rooms.iter())
+            .filter(|(_, hosted)| !hosted.service.pending_for_owner(&owner).is_empty());
+        for (node, hosted) in waiting {
             if left == 0 {
                 break;
             }
