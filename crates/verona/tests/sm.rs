@@ -530,6 +530,56 @@ async fn a_stopping_server_keeps_what_sessions_did_not_get_acknowledged() {
     romeo.expect_nothing().await;
 }
 
+/// A client that stops reading holds up the server's writes to it; a server told to stop does
+/// not wait for them: the write is given up, the session ends as for a lost connection, and
+/// what it held, written or still queued, reaches the account from offline storage after the
+/// restart, in order, once each. Before, its connection was still waiting to write when
+/// storage closed, and what it held went nowhere (only to the archive).
+#[tokio::test]
+async fn a_stopping_server_keeps_what_a_client_not_reading_held() {
+    const MESSAGES: usize = 300;
+    let server = TestServer::start_with(|config| {
+        config.c2s.resume_timeout_secs = 60;
+        // All of it is kept, from the one sender.
+        config.limits.max_offline_bytes = 8 << 20;
+        config.limits.offline_share_percent = 100;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    juliet.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(juliet.recv().await.is("enabled", SM));
+    let mut romeo = (server.login_with_receive_buffer("romeo", "pw", "orchard", 4096)).await;
+    available(&mut romeo).await;
+    enable(&mut romeo).await;
+    // Romeo reads no more: far more than his receive buffer and the server's send buffer
+    // hold, sent at once.
+    let pad = "y".repeat(2000);
+    let line = |n: usize| format!("line {n} {pad}");
+    let mut burst = String::new();
+    for n in 1..=MESSAGES {
+        burst.push_str(&format!(
+            "<message xmlns='jabber:client' type='chat' to='romeo@localhost' id='m{n}'><body>{}</body></message>",
+            line(n)
+        ));
+    }
+    burst.push_str("<r xmlns='urn:xmpp:sm:3'/>");
+    juliet.send(&burst).await;
+    // Answered once every message is committed and handed to Romeo's session.
+    let answer = recv_until(&mut juliet, |el| el.is("a", SM)).await;
+    assert_eq!(answer.attr("h"), Some(MESSAGES.to_string().as_str()));
+    let server = server.restarted().await;
+    drop(romeo);
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    let expected: Vec<String> = (1..=MESSAGES).map(line).collect();
+    assert_eq!(bodies(&mut romeo, MESSAGES).await, expected);
+    romeo.expect_nothing().await;
+}
+
 /// A session parked when the server is told to stop ends with the others, as when its window
 /// is over: what it held reaches the account from offline storage after the restart (and its
 /// unavailable presence goes out, to other servers' contacts too). Before, it went nowhere
