@@ -580,6 +580,36 @@ async fn a_stopping_server_keeps_what_a_client_not_reading_held() {
     romeo.expect_nothing().await;
 }
 
+/// XEP-0198: an `<a/>` follows the answers to what it counts. With storage failing, the
+/// error for a message it could not keep is queued for the sender's session by the time the
+/// `<r/>` after the message is answered; the `<a/>` went out first, and a crash between the
+/// two left the message acknowledged, never kept and never bounced.
+#[tokio::test]
+async fn an_acknowledgement_follows_the_errors_for_what_it_counts() {
+    use common::faulty::Writes;
+    let (server, store) = TestServer::start_faulty().await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    juliet.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(juliet.recv().await.is("enabled", SM));
+    store.set(Writes::Fail);
+    juliet
+        .send(&format!("{}<r xmlns='urn:xmpp:sm:3'/>", chat(1)))
+        .await;
+    let first = recv_until(&mut juliet, |el| el.name() == "message" || el.is("a", SM)).await;
+    assert_eq!(first.name(), "message", "{}", show(&first));
+    assert_eq!(first.attr("id"), Some("m1"));
+    assert_eq!(
+        stanza_error(&first).as_deref(),
+        Some("internal-server-error")
+    );
+    let answer = recv_until(&mut juliet, |el| el.is("a", SM)).await;
+    assert_eq!(answer.attr("h"), Some("1"));
+}
+
 /// A session parked when the server is told to stop ends with the others, as when its window
 /// is over: what it held reaches the account from offline storage after the restart (and its
 /// unavailable presence goes out, to other servers' contacts too). Before, it went nowhere

@@ -408,6 +408,11 @@ impl Connection {
         if !session.ends.queue.filling() {
             return Ok(());
         }
+        self.write_out_queue().await
+    }
+
+    /// Writes out all the session's queue holds, a batch at a time.
+    async fn write_out_queue(&mut self) -> Result<(), End> {
         while let State::Bound(session) = &self.state
             && let Some(first) = session.ends.queue.try_recv()
         {
@@ -420,6 +425,23 @@ impl Connection {
             }
             self.flush().await?;
         }
+        Ok(())
+    }
+
+    /// XEP-0198: answers `<r/>` with the count of stanzas handled, once what it counts is
+    /// committed, and after the answers to them the session's queue holds by then (an error
+    /// for a message storage refused): written before them, a crash in between left a
+    /// message acknowledged and never bounced.
+    async fn acknowledge(&mut self) -> Result<(), End> {
+        let State::Bound(session) = &self.state else {
+            return Ok(());
+        };
+        let Some(h) = session.sm.as_ref().map(|sm| sm.inbound) else {
+            return Ok(());
+        };
+        session.pubsub.settled().await;
+        self.write_out_queue().await?;
+        self.send(&sm::answer(h));
         Ok(())
     }
 
@@ -800,13 +822,7 @@ impl Connection {
                 session.sm = Some(Box::new(sm::Sm::new(id)));
                 self.send(&enabled.build());
             }
-            (State::Bound(session), "r") => {
-                if let Some(h) = session.sm.as_ref().map(|sm| sm.inbound) {
-                    // Commit before acknowledge: what `h` counts is durable.
-                    session.pubsub.settled().await;
-                    self.send(&sm::answer(h));
-                }
-            }
+            (State::Bound(_), "r") => self.acknowledge().await?,
             (State::Bound(session), "a") => {
                 let Some(sm) = &mut session.sm else {
                     return Ok(true);
