@@ -580,6 +580,28 @@ async fn a_stopping_server_keeps_what_a_client_not_reading_held() {
     romeo.expect_nothing().await;
 }
 
+/// A stopping server tells a session with stream management what it handled, committed,
+/// before it closes the stream (as Prosody's mod_smacks does): the client need not send it
+/// again. Before, the stream error came with no last `<a/>`.
+#[tokio::test]
+async fn a_stopping_server_acknowledges_what_it_handled_before_it_closes() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, mut romeo, _) = online_with_resumption(&server).await;
+    for n in 1..=2 {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' type='chat' to='juliet@localhost' id='r{n}'><body>reply {n}</body></message>"
+            ))
+            .await;
+    }
+    assert_eq!(bodies(&mut juliet, 2).await, ["reply 1", "reply 2"]);
+    let _server = server.restarted().await;
+    let last = romeo.recv().await;
+    assert!(last.is("a", SM), "{}", show(&last));
+    assert_eq!(last.attr("h"), Some("2"));
+    assert_eq!(romeo.expect_stream_error().await, "system-shutdown");
+}
+
 /// XEP-0198: an `<a/>` follows the answers to what it counts. With storage failing, the
 /// error for a message it could not keep is queued for the sender's session by the time the
 /// `<r/>` after the message is answered; the `<a/>` went out first, and a crash between the

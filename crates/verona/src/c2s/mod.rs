@@ -683,7 +683,15 @@ impl Connection {
         }
     }
 
-    async fn finish(&mut self, end: End) {
+    async fn finish(&mut self, mut end: End) {
+        // A graceful stop tells the client what it need not send again, as Prosody's
+        // mod_smacks does; its `<a/>` goes out with the stream's end, after what the queue
+        // held, as every `<a/>` here.
+        if matches!(end, End::Fault(StreamError::SystemShutdown, _))
+            && let Err(cut) = self.acknowledge().await
+        {
+            end = cut;
+        }
         let tail: Vec<u8> = match &end {
             End::Fault(error, text) => {
                 let condition = error.condition();
