@@ -530,6 +530,108 @@ async fn a_stopping_server_keeps_what_sessions_did_not_get_acknowledged() {
     romeo.expect_nothing().await;
 }
 
+/// A client that stops reading holds up the server's writes to it; a server told to stop does
+/// not wait for them: the write is given up, the session ends as for a lost connection, and
+/// what it held, written or still queued, reaches the account from offline storage after the
+/// restart, in order, once each. Before, its connection was still waiting to write when
+/// storage closed, and what it held went nowhere (only to the archive).
+#[tokio::test]
+async fn a_stopping_server_keeps_what_a_client_not_reading_held() {
+    const MESSAGES: usize = 300;
+    let server = TestServer::start_with(|config| {
+        config.c2s.resume_timeout_secs = 60;
+        // All of it is kept, from the one sender.
+        config.limits.max_offline_bytes = 8 << 20;
+        config.limits.offline_share_percent = 100;
+    })
+    .await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    juliet.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(juliet.recv().await.is("enabled", SM));
+    let mut romeo = (server.login_with_receive_buffer("romeo", "pw", "orchard", 4096)).await;
+    available(&mut romeo).await;
+    enable(&mut romeo).await;
+    // Romeo reads no more: far more than his receive buffer and the server's send buffer
+    // hold, sent at once.
+    let pad = "y".repeat(2000);
+    let line = |n: usize| format!("line {n} {pad}");
+    let mut burst = String::new();
+    for n in 1..=MESSAGES {
+        burst.push_str(&format!(
+            "<message xmlns='jabber:client' type='chat' to='romeo@localhost' id='m{n}'><body>{}</body></message>",
+            line(n)
+        ));
+    }
+    burst.push_str("<r xmlns='urn:xmpp:sm:3'/>");
+    juliet.send(&burst).await;
+    // Answered once every message is committed and handed to Romeo's session.
+    let answer = recv_until(&mut juliet, |el| el.is("a", SM)).await;
+    assert_eq!(answer.attr("h"), Some(MESSAGES.to_string().as_str()));
+    let server = server.restarted().await;
+    drop(romeo);
+    let mut romeo = server.login("romeo", "pw", "orchard").await;
+    available(&mut romeo).await;
+    let expected: Vec<String> = (1..=MESSAGES).map(line).collect();
+    assert_eq!(bodies(&mut romeo, MESSAGES).await, expected);
+    romeo.expect_nothing().await;
+}
+
+/// A stopping server tells a session with stream management what it handled, committed,
+/// before it closes the stream (as Prosody's mod_smacks does): the client need not send it
+/// again. Before, the stream error came with no last `<a/>`.
+#[tokio::test]
+async fn a_stopping_server_acknowledges_what_it_handled_before_it_closes() {
+    let server = server_with_resumption(60).await;
+    let (mut juliet, mut romeo, _) = online_with_resumption(&server).await;
+    for n in 1..=2 {
+        romeo
+            .send(&format!(
+                "<message xmlns='jabber:client' type='chat' to='juliet@localhost' id='r{n}'><body>reply {n}</body></message>"
+            ))
+            .await;
+    }
+    assert_eq!(bodies(&mut juliet, 2).await, ["reply 1", "reply 2"]);
+    let _server = server.restarted().await;
+    let last = romeo.recv().await;
+    assert!(last.is("a", SM), "{}", show(&last));
+    assert_eq!(last.attr("h"), Some("2"));
+    assert_eq!(romeo.expect_stream_error().await, "system-shutdown");
+}
+
+/// XEP-0198: an `<a/>` follows the answers to what it counts. With storage failing, the
+/// error for a message it could not keep is queued for the sender's session by the time the
+/// `<r/>` after the message is answered; the `<a/>` went out first, and a crash between the
+/// two left the message acknowledged, never kept and never bounced.
+#[tokio::test]
+async fn an_acknowledgement_follows_the_errors_for_what_it_counts() {
+    use common::faulty::Writes;
+    let (server, store) = TestServer::start_faulty().await;
+    for user in ["juliet", "romeo"] {
+        server.add_user(user, "pw").await;
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony").await;
+    available(&mut juliet).await;
+    juliet.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(juliet.recv().await.is("enabled", SM));
+    store.set(Writes::Fail);
+    juliet
+        .send(&format!("{}<r xmlns='urn:xmpp:sm:3'/>", chat(1)))
+        .await;
+    let first = recv_until(&mut juliet, |el| el.name() == "message" || el.is("a", SM)).await;
+    assert_eq!(first.name(), "message", "{}", show(&first));
+    assert_eq!(first.attr("id"), Some("m1"));
+    assert_eq!(
+        stanza_error(&first).as_deref(),
+        Some("internal-server-error")
+    );
+    let answer = recv_until(&mut juliet, |el| el.is("a", SM)).await;
+    assert_eq!(answer.attr("h"), Some("1"));
+}
+
 /// A session parked when the server is told to stop ends with the others, as when its window
 /// is over: what it held reaches the account from offline storage after the restart (and its
 /// unavailable presence goes out, to other servers' contacts too). Before, it went nowhere

@@ -73,6 +73,10 @@ enum End {
     /// A new connection resumed the session (XEP-0198): it is handed over, and this
     /// connection closes quietly.
     Detach,
+    /// The server is stopping while a write to the client waits (it is not reading): the
+    /// write is given up, so nothing more can be sent, and the session ends, as for a lost
+    /// connection but not parked (the server is stopping).
+    Stopped,
 }
 
 fn fault(error: StreamError, text: impl Into<String>) -> End {
@@ -404,6 +408,11 @@ impl Connection {
         if !session.ends.queue.filling() {
             return Ok(());
         }
+        self.write_out_queue().await
+    }
+
+    /// Writes out all the session's queue holds, a batch at a time.
+    async fn write_out_queue(&mut self) -> Result<(), End> {
         while let State::Bound(session) = &self.state
             && let Some(first) = session.ends.queue.try_recv()
         {
@@ -416,6 +425,23 @@ impl Connection {
             }
             self.flush().await?;
         }
+        Ok(())
+    }
+
+    /// XEP-0198: answers `<r/>` with the count of stanzas handled, once what it counts is
+    /// committed, and after the answers to them the session's queue holds by then (an error
+    /// for a message storage refused): written before them, a crash in between left a
+    /// message acknowledged and never bounced.
+    async fn acknowledge(&mut self) -> Result<(), End> {
+        let State::Bound(session) = &self.state else {
+            return Ok(());
+        };
+        let Some(h) = session.sm.as_ref().map(|sm| sm.inbound) else {
+            return Ok(());
+        };
+        session.pubsub.settled().await;
+        self.write_out_queue().await?;
+        self.send(&sm::answer(h));
         Ok(())
     }
 
@@ -579,32 +605,41 @@ impl Connection {
             }
             std::future::pending().await
         };
+        // Nor does a stopping server, whose grace is shorter than `write_timeout_secs`: what
+        // the session holds must reach offline storage before storage closes, not after.
+        // Once stopping, a write goes only as far as the socket takes it at once.
+        let shutdown = &self.shared.shutdown;
+        let stopping = async move {
+            let mut shutdown = shutdown.clone();
+            // An error: the server is gone, stopped all the more.
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        };
         let write = self.io.send(&self.out);
         let written = tokio::select! {
             biased;
-            written = tokio::time::timeout(limit, write) => Some(match written {
-                Ok(written) => written,
+            written = tokio::time::timeout(limit, write) => match written {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(End::Gone),
                 Err(_) => {
                     tracing::info!(peer = %self.peer, "peer stopped reading: closing");
-                    Err(io::ErrorKind::TimedOut.into())
+                    Err(End::Gone)
                 }
-            }),
-            () = resumed => None,
+            },
+            () = resumed => {
+                // Seen, as the main loop sees it: the session's next connection is not told
+                // again.
+                if let State::Bound(session) = &mut self.state {
+                    session.ends.close.borrow_and_update();
+                }
+                Err(End::Gone)
+            }
+            () = stopping => Err(End::Stopped),
         };
         self.out.clear();
         if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
             self.out = Vec::new();
         }
-        let Some(written) = written else {
-            // Seen, as the main loop sees it: the session's next connection is not told again.
-            if let State::Bound(session) = &mut self.state {
-                session.ends.close.borrow_and_update();
-            }
-            return Err(End::Gone);
-        };
-        if written.is_err() {
-            return Err(End::Gone);
-        }
+        written?;
         if !matches!(self.state, State::Unauthenticated { .. }) {
             let now = Instant::now();
             self.deadline = self.keepalive_deadline(now);
@@ -648,7 +683,15 @@ impl Connection {
         }
     }
 
-    async fn finish(&mut self, end: End) {
+    async fn finish(&mut self, mut end: End) {
+        // A graceful stop tells the client what it need not send again, as Prosody's
+        // mod_smacks does; its `<a/>` goes out with the stream's end, after what the queue
+        // held, as every `<a/>` here.
+        if matches!(end, End::Fault(StreamError::SystemShutdown, _))
+            && let Err(cut) = self.acknowledge().await
+        {
+            end = cut;
+        }
         let tail: Vec<u8> = match &end {
             End::Fault(error, text) => {
                 let condition = error.condition();
@@ -676,7 +719,7 @@ impl Connection {
                 tail.extend_from_slice(self.stream_close());
                 tail
             }
-            End::Gone | End::Failed | End::Detach => Vec::new(),
+            End::Gone | End::Failed | End::Detach | End::Stopped => Vec::new(),
         };
         // The session leaves before the stream is closed: a client that reconnects the moment
         // its stream closes finds it gone, not going (its unavailable presence reached the new
@@ -720,6 +763,7 @@ impl Connection {
             End::Close => "closed by the client",
             End::Failed => "WebSocket framing error",
             End::Gone | End::Detach => "connection lost",
+            End::Stopped => "server stopping while the client was not reading",
         };
         tracing::info!(jid = %session.jid, why, "session ended");
         sm::end_session(&self.shared, session, sm).await;
@@ -786,13 +830,7 @@ impl Connection {
                 session.sm = Some(Box::new(sm::Sm::new(id)));
                 self.send(&enabled.build());
             }
-            (State::Bound(session), "r") => {
-                if let Some(h) = session.sm.as_ref().map(|sm| sm.inbound) {
-                    // Commit before acknowledge: what `h` counts is durable.
-                    session.pubsub.settled().await;
-                    self.send(&sm::answer(h));
-                }
-            }
+            (State::Bound(_), "r") => self.acknowledge().await?,
             (State::Bound(session), "a") => {
                 let Some(sm) = &mut session.sm else {
                     return Ok(true);

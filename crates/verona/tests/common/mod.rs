@@ -144,9 +144,32 @@ impl TestServer {
         client
     }
 
+    /// [`TestServer::login`] over a connection that receives into a buffer of about `bytes`:
+    /// a client that stops reading soon holds up the server's writes.
+    pub async fn login_with_receive_buffer(
+        &self,
+        user: &str,
+        password: &str,
+        resource: &str,
+        bytes: u32,
+    ) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        // Before connecting: the window the connection starts with is sized by it.
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let client = Client::over(socket.connect(self.addr()).await.unwrap());
+        let mut client = self.authenticate_over(client, user, password).await;
+        client.bind(Some(resource)).await;
+        client
+    }
+
     /// Connect, STARTTLS, SCRAM-SHA-256: a stream ready to bind (or resume), and its features.
     pub async fn authenticate(&self, user: &str, password: &str) -> Client {
-        let mut client = Client::connect(self.addr()).await;
+        let client = Client::connect(self.addr()).await;
+        self.authenticate_over(client, user, password).await
+    }
+
+    /// [`TestServer::authenticate`] over `client`'s connection.
+    async fn authenticate_over(&self, mut client: Client, user: &str, password: &str) -> Client {
         client.domain = self.server.domain().to_owned();
         client.open().await;
         client.starttls(self.server.cert_path()).await;
