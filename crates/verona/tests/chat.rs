@@ -725,7 +725,11 @@ async fn seed_examples_18_to_20() {
             .get_child("item", EVENT)
             .and_then(|i| i.get_child("message", CLIENT))
             .unwrap();
-        assert_eq!(body(message), "wherefore art thou?");
+        let published: Element =
+            "<message xmlns='jabber:client'><body>wherefore art thou?</body></message>"
+                .parse()
+                .unwrap();
+        assert_eq!(message, &published);
         let replyto = got
             .get_child("addresses", ADDRESS)
             .and_then(|a| a.get_child("address", ADDRESS))
@@ -754,6 +758,47 @@ async fn seed_examples_18_to_20() {
     };
     assert_eq!(value("pubsub#notification_type").as_deref(), Some("normal"));
     assert_eq!(value("pubsub#itemreply").as_deref(), Some("publisher"));
+}
+
+/// A message node's item names no sender but its publisher (the `replyto`): one published
+/// with another's address, a delay or an archive id of its own arrives without them, as a
+/// conversation's would (found by audit round 28: a forged `from='carol@…'` and a back-dated
+/// delay reached the subscriber, and were kept offline).
+#[tokio::test]
+async fn a_message_item_cannot_pass_for_anothers_message() {
+    let server = server().await;
+    let mut juliet = server.login_available("juliet", "pw", "balcony").await;
+    let mut romeo = server.login_available("romeo", "pw", "mobile").await;
+    seed_example_18_and_19(&mut juliet, &["romeo@localhost"]).await;
+    let publish = format!(
+        "<iq xmlns='jabber:client' to='pubsub.localhost' type='set' id='msg2'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='me_and_romeo'><item>\
+             <message xmlns='jabber:client' from='nurse@localhost/kitchen' to='romeo@localhost' type='chat' id='fake'>\
+               <body>from the nurse</body>\
+               <delay xmlns='urn:xmpp:delay' stamp='2001-01-01T00:00:00Z'/>\
+               <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='x'/>\
+             </message></item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    let got = recv_until(&mut romeo, |el| {
+        el.get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .and_then(|i| i.get_child("item", EVENT))
+            .and_then(|i| i.get_child("message", CLIENT))
+            .is_some_and(|m| body(m) == "from the nurse")
+    })
+    .await;
+    let message = got
+        .get_child("event", EVENT)
+        .and_then(|e| e.get_child("items", EVENT))
+        .and_then(|i| i.get_child("item", EVENT))
+        .and_then(|i| i.get_child("message", CLIENT))
+        .unwrap();
+    let expected: Element =
+        "<message xmlns='jabber:client' type='chat' id='fake'><body>from the nurse</body></message>"
+            .parse()
+            .unwrap();
+    assert_eq!(message, &expected, "{}", show(&got));
 }
 
 /// Commit before acknowledge (XEP-0198): every message the server acknowledged with `<a/>` is

@@ -263,10 +263,46 @@ pub fn strip_forged(message: &mut Element, sender: &Jid, domain: &str) {
 
 /// A message as it is kept and delivered: from the sending session, to the address the sender
 /// gave, with its type and id, and what it carries but what only the server writes.
-pub fn vetted(mut message: Element, from: &Jid, to: &Jid) -> Element {
-    let mut kept = builder("message", ns::CLIENT)
-        .with("from", from.as_str())
-        .with("to", to.as_str());
+pub fn vetted(message: Element, from: &Jid, to: &Jid) -> Element {
+    rebuilt(message, &[("from", from.as_str()), ("to", to.as_str())])
+}
+
+/// A message published as an item of a node that is not a conversation (seed Ex. 19), as its
+/// subscribers get it: with its type and id and what it carries, but no addresses and
+/// nothing only the server writes, so that it cannot pass for another's message or be
+/// back-dated; its publisher is the notification's `replyto`.
+pub fn vetted_item(message: Element) -> Element {
+    rebuilt(message, &[])
+}
+
+/// Each `<message xmlns='jabber:client'/>` item of a publish in `stanza`, [`vetted_item`].
+pub fn vet_published_messages(stanza: &mut Element) {
+    let Some(publish) = stanza
+        .get_child_mut("pubsub", crate::xml::ns::PUBSUB)
+        .and_then(|pubsub| pubsub.get_child_mut("publish", crate::xml::ns::PUBSUB))
+    else {
+        return;
+    };
+    for item in publish.children_mut() {
+        if !item.has_child("message", ns::CLIENT) {
+            continue;
+        }
+        let children: Vec<Element> = item.take_contents_as_children().collect();
+        for child in children {
+            let child = match child.is("message", ns::CLIENT) {
+                true => vetted_item(child),
+                false => child,
+            };
+            item.append_child(child);
+        }
+    }
+}
+
+fn rebuilt(mut message: Element, addresses: &[(&str, &str)]) -> Element {
+    let mut kept = builder("message", ns::CLIENT);
+    for (attr, value) in addresses {
+        kept = kept.with(attr, *value);
+    }
     for attr in ["type", "id"] {
         if let Some(value) = message.attr(attr) {
             kept = kept.with(attr, value);

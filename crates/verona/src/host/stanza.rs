@@ -21,6 +21,10 @@ impl ServicesTask {
         if matches!(target, Target::Rooms) && !self.service_stanza(&from, &mut stanza, done) {
             return;
         }
+        // A message node's items name no sender but the publish (its `replyto`).
+        if matches!(target, Target::Domain | Target::Account(_)) {
+            eventing::chat::vet_published_messages(&mut stanza);
+        }
         if let Target::Conversation(node) = &target
             && let Err(error) = self.vet_conversation_request(&from, node, &mut stanza, done)
         {
