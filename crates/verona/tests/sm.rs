@@ -355,6 +355,51 @@ async fn a_message_a_resource_left_unacknowledged_reaches_another_with_its_delay
     garden.expect_nothing().await;
 }
 
+/// A message for one resource whose session ended without acknowledging it is not given
+/// again to the resources that had its carbon (XEP-0280 §6), nor is the account's own message
+/// to it given back to its sender (found by audit round 28: the desk showed the phone's
+/// message twice, and a note to one's own phone came back to the desk).
+#[tokio::test]
+async fn a_message_a_resource_left_is_not_given_twice_nor_back() {
+    let server = server_with_resumption(1).await;
+    let (mut juliet, mut phone, _) = online_with_resumption(&server).await;
+    let mut desk = server.login("romeo", "pw", "desk").await;
+    available(&mut desk).await;
+    let carbons = desk
+        .request("<iq xmlns='jabber:client' type='set' id='c1'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+        .await;
+    ok(&carbons);
+    recv_until(&mut phone, |el| {
+        el.attr("from") == Some("romeo@localhost/desk")
+    })
+    .await;
+    juliet
+        .send("<message xmlns='jabber:client' type='chat' to='romeo@localhost/orchard' id='o1'><body>for the phone</body></message>")
+        .await;
+    assert_eq!(bodies(&mut phone, 1).await, ["for the phone"]);
+    let copy = recv_until(&mut desk, |el| el.name() == "message").await;
+    assert!(
+        copy.has_child("received", "urn:xmpp:carbons:2"),
+        "{}",
+        show(&copy)
+    );
+    desk.send("<message xmlns='jabber:client' type='chat' to='romeo@localhost/orchard' id='n1'><body>note to self</body></message>")
+        .await;
+    assert_eq!(bodies(&mut phone, 1).await, ["note to self"]);
+    // The phone's connection dies; its session is parked, then its window passes: the desk
+    // hears it go, and nothing more.
+    drop(phone);
+    let mut heard = Vec::new();
+    let quiet = std::time::Duration::from_millis(2500);
+    while let Ok(el) = tokio::time::timeout(quiet, desk.recv()).await {
+        heard.push((el.name().to_owned(), el.attr("type").map(str::to_owned)));
+    }
+    assert_eq!(
+        heard,
+        [("presence".to_owned(), Some("unavailable".to_owned()))]
+    );
+}
+
 #[tokio::test]
 async fn a_session_not_resumed_gives_what_it_did_not_deliver_to_offline_storage() {
     let server = server_with_resumption(1).await;

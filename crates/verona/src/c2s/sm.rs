@@ -393,6 +393,26 @@ fn keep(
             if !for_this_session && others_have_it() {
                 return None;
             }
+            // One to this session had its `received` carbon go to the others with carbons
+            // enabled then (XEP-0280 §6): given to them again, it showed twice.
+            let carbon_copied = || {
+                crate::eventing::chat::is_copied(&message)
+                    && (others.iter()).any(|other| {
+                        other.carbons() && came.is_none_or(|came| other.available_at(came))
+                    })
+            };
+            if for_this_session && carbon_copied() {
+                return None;
+            }
+            // The account's own message to this session: its sender has it (and a `sent`
+            // carbon went to the others); offered to them late, it came back to its sender.
+            let own = message
+                .attr("from")
+                .and_then(|from| Jid::new(from).ok())
+                .is_some_and(|from| from.to_bare() == account);
+            if own {
+                return None;
+            }
             // XEP-0203: stamped with when it came, which the archive knows; the session may
             // have held it for the whole resumption window.
             if let Some(came) = came
