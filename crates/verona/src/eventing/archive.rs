@@ -68,10 +68,11 @@ pub fn parse(query: &Element) -> Result<Query, (StanzaError, String)> {
         let why = "pages by index are not served: page by after and before".to_owned();
         return Err((StanzaError::FeatureNotImplemented, why));
     }
-    fields(query).map_err(|why| (StanzaError::BadRequest, why))
+    fields(query)
 }
 
-fn fields(query: mam::Query) -> Result<Query, String> {
+fn fields(query: mam::Query) -> Result<Query, (StanzaError, String)> {
+    let bad = |why: String| (StanzaError::BadRequest, why);
     let mut parsed = Query {
         queryid: query.queryid.map(|id| id.0),
         with: None,
@@ -89,22 +90,27 @@ fn fields(query: mam::Query) -> Result<Query, String> {
         let value = field.values.first().map(String::as_str).unwrap_or_default();
         match field.var.as_deref().unwrap_or_default() {
             "FORM_TYPE" if value == NS => {}
-            "FORM_TYPE" => return Err(format!("not a {NS} form: {value}")),
+            "FORM_TYPE" => return Err(bad(format!("not a {NS} form: {value}"))),
             "with" => {
-                parsed.with = Some(crate::jids::parse(value).map_err(|e| format!("with: {e}"))?)
+                let with = crate::jids::parse(value).map_err(|e| bad(format!("with: {e}")))?;
+                parsed.with = Some(with);
             }
-            "start" => parsed.start = Some(time(value)?),
+            "start" => parsed.start = Some(time(value).map_err(bad)?),
             // Up to the end of the instant it names, at the precision it is given (a client
             // asks with the stamps it was given, to the millisecond).
-            "end" => parsed.end = Some(time(value)? + within(value)),
+            "end" => parsed.end = Some(time(value).map_err(bad)? + within(value)),
             "after-id" => parsed.after_id = Some(value.to_owned()),
             "before-id" => parsed.before_id = Some(value.to_owned()),
             // A page's worth: each is looked up in the store.
             "ids" if field.values.len() > MAX_PAGE => {
-                return Err(format!("ids: more than {MAX_PAGE}"));
+                return Err(bad(format!("ids: more than {MAX_PAGE}")));
             }
             "ids" => parsed.ids = Some(field.values.clone()),
-            other => return Err(format!("{other}: not a field this archive offers")),
+            // XEP-0313 §4.1.5: a field the server does not know (found by audit round 28).
+            other => {
+                let why = format!("{other}: not a field this archive offers");
+                return Err((StanzaError::FeatureNotImplemented, why));
+            }
         }
     }
     if let Some(set) = query.set {
@@ -377,7 +383,10 @@ mod tests {
                 }),
             ),
             (form("<field var='start'><value>yesterday</value></field>"), Err(StanzaError::BadRequest)),
-            (form("<field var='colour'><value>red</value></field>"), Err(StanzaError::BadRequest)),
+            (
+                form("<field var='colour'><value>red</value></field>"),
+                Err(StanzaError::FeatureNotImplemented),
+            ),
             (
                 "<query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>3</max><index>5</index></set></query>".to_owned(),
                 Err(StanzaError::FeatureNotImplemented),
