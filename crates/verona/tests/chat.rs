@@ -212,6 +212,18 @@ async fn an_error_in_reply_is_carbon_copied() {
             (Some("error"), Some("e1"))
         );
     }
+    // One to a resource that is not there goes nowhere, and no carbon tells of it (RFC 6121
+    // §8.5.3.2.1; found by audit round 28: both accounts' other resources were told).
+    orchard
+        .send(
+            "<message xmlns='jabber:client' type='error' to='juliet@localhost/gone' id='e2'>\
+               <error type='cancel'>\
+               <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        )
+        .await;
+    for client in [&mut balcony, &mut chamber, &mut garden] {
+        client.expect_nothing().await;
+    }
 }
 
 #[tokio::test]

@@ -156,6 +156,14 @@ impl Connection {
             return;
         }
         let router = &self.shared.router;
+        // One to a resource that is not there goes nowhere (RFC 6121 §8.5.3.2.1): nobody is
+        // told of it either (found by audit round 28).
+        if to
+            .try_as_full()
+            .is_ok_and(|to| router.session(to).is_none())
+        {
+            return;
+        }
         let copies = |account: &BareJid, except: &FullJid, copy: chat::Copy| {
             for (jid, handle) in router.resources_of(account) {
                 if jid != *except && handle.is_available() && handle.carbons() {
