@@ -60,6 +60,19 @@ fn query_attrs(reply: &Element, ns: &str, attr: &str) -> Vec<String> {
         .collect()
 }
 
+/// The occupants of `characters@chat.localhost` that its disco#items lists to `client`, sorted.
+async fn occupants_listed(client: &mut Client) -> Vec<String> {
+    let listed = client
+        .request(
+            "<iq xmlns='jabber:client' type='get' id='di' to='characters@chat.localhost'>\
+               <query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        )
+        .await;
+    let mut present = query_attrs(&listed, "http://jabber.org/protocol/disco#items", "jid");
+    present.sort();
+    present
+}
+
 /// The XEP-0045 status codes of an occupant presence.
 fn statuses(presence: &Element) -> Vec<String> {
     presence
@@ -2963,14 +2976,7 @@ async fn an_approval_does_not_overfill_a_room() {
         Some("service-unavailable")
     );
     bard.expect_nothing().await;
-    let listed = romeo
-        .request(
-            "<iq xmlns='jabber:client' type='get' id='di' to='characters@chat.localhost'>\
-               <query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
-        )
-        .await;
-    let mut present = query_attrs(&listed, "http://jabber.org/protocol/disco#items", "jid");
-    present.sort();
+    let present = occupants_listed(&mut romeo).await;
     assert_eq!(
         present,
         [
@@ -3048,14 +3054,7 @@ async fn a_subscription_an_owner_ends_natively_is_a_kick() {
         assert_eq!(statuses(&gone), ["307"], "{}", show(&gone));
     }
     romeo.expect_nothing().await;
-    let listed = juliet
-        .request(
-            "<iq xmlns='jabber:client' type='get' id='di' to='characters@chat.localhost'>\
-               <query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
-        )
-        .await;
-    let mut present = query_attrs(&listed, "http://jabber.org/protocol/disco#items", "jid");
-    present.sort();
+    let present = occupants_listed(&mut juliet).await;
     assert_eq!(
         present,
         [
