@@ -753,3 +753,36 @@ async fn a_close_frame_is_answered() {
     // without it is an error instead.
     assert!(!matches!(answer, Some(Err(_))), "{answer:?}");
 }
+
+/// The server's Close frame carries 1000, normal closure (RFC 6455 §7.4.1), after `<close/>`
+/// whether the client closed the stream or a stream error ended it: without a code a browser
+/// reports 1005, no status received (found by audit round 28).
+#[tokio::test]
+async fn the_servers_close_frame_says_normal_closure() {
+    let (t, addr) = behind_proxy(|_| {}).await;
+    t.add_user("romeo", "j8l13t").await;
+    for stream_error in [false, true] {
+        let mut romeo = Ws::authenticate(addr, "romeo", "j8l13t").await;
+        romeo.bind("orchard").await;
+        if stream_error {
+            romeo
+                .send("<message xmlns='jabber:client'><unclosed></message>")
+                .await;
+            let error = romeo.recv().await;
+            assert!(error.is("error", NS_STREAMS), "{}", show(&error));
+        } else {
+            romeo.send(CLOSE).await;
+        }
+        let close = romeo.recv().await;
+        assert!(close.is("close", NS_FRAMING), "{}", show(&close));
+        let frame = match romeo.message().await {
+            Some(Message::Close(frame)) => frame,
+            other => panic!("a Close frame, not {other:?}"),
+        };
+        assert_eq!(
+            frame.map(|frame| frame.code),
+            Some(tungstenite::protocol::frame::coding::CloseCode::Normal),
+            "stream error: {stream_error}"
+        );
+    }
+}

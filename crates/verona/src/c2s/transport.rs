@@ -303,7 +303,13 @@ impl Transport {
         let Transport::WebSocket(ws) = self else {
             return self.shutdown().await;
         };
-        WebSocketStream::close(&mut ws.stream, None)
+        // 1000 (RFC 6455 §7.4.1): the XMPP stream ended, with `<close/>` and perhaps a stream
+        // error before it; without a code a browser reports 1005, no status received.
+        let normal = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        WebSocketStream::close(&mut ws.stream, Some(normal))
             .await
             .map_err(io::Error::other)?;
         // The client's close frame completes the handshake; what comes before it is dropped.
