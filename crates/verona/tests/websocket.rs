@@ -754,6 +754,52 @@ async fn a_close_frame_is_answered() {
     assert!(!matches!(answer, Some(Err(_))), "{answer:?}");
 }
 
+/// What the server logs, for one test (its tasks run on the test's thread).
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A failed login through the proxy is logged with the client's address, the one its limits
+/// count, for fail2ban to act on (found by audit round 28: the lines named only the proxy).
+#[tokio::test]
+async fn a_proxied_clients_failed_login_is_logged_with_its_address() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("verona=info")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let (t, addr) = behind_proxy(|_| {}).await;
+    t.add_user("romeo", "j8l13t").await;
+    let mut ws = Ws::connect_forwarded(addr, "198.51.100.1, 203.0.113.7").await;
+    ws.open().await;
+    let message = BASE64.encode(verona_auth::plain_message("romeo", "wrong"));
+    ws.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{message}</auth>"
+    ))
+    .await;
+    let failure = ws.recv().await;
+    assert!(failure.is("failure", NS_SASL), "{}", show(&failure));
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = logs
+        .lines()
+        .find(|line| line.contains("authentication failed"))
+        .unwrap_or_else(|| panic!("no failed login logged: {logs}"));
+    assert!(line.contains("client=203.0.113.7"), "{line}");
+}
+
 /// The server's Close frame carries 1000, normal closure (RFC 6455 §7.4.1), after `<close/>`
 /// whether the client closed the stream or a stream error ended it: without a code a browser
 /// reports 1005, no status received (found by audit round 28).
