@@ -75,9 +75,13 @@ impl Ws {
     /// A connection through a proxy for `chain` that the server must refuse in its handshake
     /// (RFC 6585 §4, 429 Too Many Requests): upgraded, a browser would be told nothing.
     async fn refused_forwarded(addr: SocketAddr, chain: &str) {
+        Ws::refused_forwarded_with(addr, chain, 429).await;
+    }
+
+    async fn refused_forwarded_with(addr: SocketAddr, chain: &str, status: u16) {
         match Ws::try_connect_forwarded(addr, chain).await {
             Err(tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 429, "{chain}")
+                assert_eq!(response.status(), status, "{chain}")
             }
             Err(other) => panic!("{chain}: {other}"),
             Ok(_) => panic!("{chain}: upgraded"),
@@ -637,6 +641,37 @@ async fn a_proxys_clients_are_limited_each_as_itself() {
     }
     let mut other = Ws::connect_forwarded(addr, "198.51.100.1, 203.0.113.8").await;
     other.open().await;
+}
+
+/// One entry of `X-Forwarded-For` that is not an address does not make the client the
+/// proxy: the chain is still walked from the right to the first address that is not a trusted
+/// proxy's, written with a port or in brackets as proxies do; when the entry where the client
+/// should be is not one, the handshake is refused (found by audit round 28: `x, 127.0.0.9`
+/// was admitted as the proxy, so one client could spend every web user's limits).
+#[tokio::test]
+async fn junk_in_x_forwarded_for_does_not_make_the_client_the_proxy() {
+    let (_t, addr) = behind_proxy(|config| config.limits.unauthenticated_per_address = 2).await;
+    let mut held = Vec::new();
+    for chain in ["junk, 203.0.113.7", "203.0.113.7:443"] {
+        let mut ws = Ws::connect_forwarded(addr, chain).await;
+        ws.open().await;
+        held.push(ws);
+    }
+    for chain in ["203.0.113.7", "x, 203.0.113.7:8080, 127.0.0.1"] {
+        Ws::refused_forwarded(addr, chain).await;
+    }
+    for chain in ["[2001:db8::1]:443", "[2001:db8::1]"] {
+        let mut ws = Ws::connect_forwarded(addr, chain).await;
+        ws.open().await;
+        held.push(ws);
+    }
+    Ws::refused_forwarded(addr, "2001:db8::1").await;
+    for chain in ["junk", "203.0.113.8, junk, 127.0.0.1"] {
+        Ws::refused_forwarded_with(addr, chain, 400).await;
+    }
+    // The proxy's own limits are untouched.
+    let mut own = Ws::connect(addr).await;
+    own.open().await;
 }
 
 /// A `[::]` listener hears the proxy on 127.0.0.1 as `::ffff:127.0.0.1`: it is still the

@@ -436,7 +436,10 @@ pub(super) async fn accept_websocket(
             return Err(error_response(StatusCode::BAD_REQUEST));
         }
         if let Some(proxy) = proxy {
-            let client = forwarded_client(request, trusted).unwrap_or(proxy);
+            let Some(client) = forwarded_client(request, trusted, proxy) else {
+                tracing::info!(%proxy, "a forwarded client that is not an address");
+                return Err(error_response(StatusCode::BAD_REQUEST));
+            };
             match shared.throttle.admit(client) {
                 Ok(admitted) => proxied = Some((client, admitted)),
                 Err(limit) => {
@@ -480,27 +483,42 @@ pub(super) async fn accept_websocket(
     Ok((ws, proxied))
 }
 
-/// The client a proxy forwards the request for: the last address of `X-Forwarded-For` that
-/// is not a trusted proxy's (each proxy appends the address it heard from, so what comes
-/// before the first untrusted one from the right is the client's to write and proves
-/// nothing).
-fn forwarded_client(request: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let chain: Vec<IpAddr> = request
+/// The client a proxy forwards the request for, walking `X-Forwarded-For` from the right
+/// (each proxy appends the address it heard from) past trusted proxies to the first address
+/// that is not one: what comes before it is the client's to write and proves nothing. `None`
+/// when that entry is not an address: the connection is no one's to count it against, and
+/// counting it as the proxy's would let a client spend every web user's limits (found by audit
+/// round 28, where one bad entry anywhere admitted the client as the proxy). No header: the
+/// proxy's own connection; every entry a trusted proxy: the first of them.
+fn forwarded_client(request: &Request, trusted: &[IpAddr], proxy: IpAddr) -> Option<IpAddr> {
+    let entries: Vec<&str> = request
         .headers()
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(|address| {
-            let address = address.trim().parse::<IpAddr>().ok()?;
-            Some(address.to_canonical())
-        })
-        .collect::<Option<_>>()?;
-    let client = chain
-        .iter()
-        .rev()
-        .find(|address| !trusted.contains(address));
-    client.or(chain.first()).copied()
+        .map(str::trim)
+        .collect();
+    let mut client = proxy;
+    for entry in entries.iter().rev() {
+        client = forwarded_address(entry)?;
+        if !trusted.contains(&client) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// An address as proxies write it: bare, or with a port (`10.0.0.9:443`, `[2001:db8::1]:443`)
+/// or in brackets.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let bare = entry.strip_prefix('[').and_then(|e| e.strip_suffix(']'));
+    let address = bare
+        .unwrap_or(entry)
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()?;
+    Some(address.to_canonical())
 }
 
 fn error_response(status: StatusCode) -> ErrorResponse {
