@@ -867,3 +867,86 @@ async fn the_servers_close_frame_says_normal_closure() {
         );
     }
 }
+
+/// The path with a slash after it is the same path, as on Prosody (found by audit round 28);
+/// with a second one it is another.
+#[tokio::test]
+async fn a_trailing_slash_is_the_same_path() {
+    let t = TestServer::start().await;
+    let addr = t.server.websocket_addrs()[0];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut ws = handshake(Box::new(tcp), "ws", addr, "/xmpp-websocket/", Some("xmpp"))
+        .await
+        .unwrap();
+    ws.open().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    match handshake(Box::new(tcp), "ws", addr, "/xmpp-websocket//", Some("xmpp")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+/// The status and headers (names in lower case) of the answer to `request`, after which the
+/// server closes the connection.
+async fn http_answer(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut answer);
+    tokio::time::timeout(TIMEOUT, read).await.unwrap().unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, _) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    (status, headers)
+}
+
+/// RFC 6455 §4.2.2: a handshake the server cannot take is answered, 400, or 426 naming the
+/// version it speaks, not closed without a word (found by audit round 28).
+#[tokio::test]
+async fn refused_upgrades_are_answered() {
+    let t = TestServer::start().await;
+    let addr = t.server.websocket_addrs()[0];
+    let request = |version: &str, key: bool, websocket_version: Option<&str>| {
+        let mut request = format!(
+            "GET /xmpp-websocket HTTP/{version}\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: xmpp\r\n"
+        );
+        if key {
+            request.push_str("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
+        }
+        if let Some(v) = websocket_version {
+            request.push_str(&format!("Sec-WebSocket-Version: {v}\r\n"));
+        }
+        request + "\r\n"
+    };
+    for (request, status) in [
+        (request("1.1", false, Some("13")), 400),
+        (request("1.1", true, None), 400),
+        (request("1.0", true, Some("13")), 400),
+        (request("1.1", true, Some("8")), 426),
+    ] {
+        let (answer, headers) = http_answer(addr, &request).await;
+        assert_eq!(answer, status, "{request}");
+        let version = headers
+            .iter()
+            .find(|(name, _)| name == "sec-websocket-version")
+            .map(|(_, value)| value.as_str());
+        assert_eq!(version, (status == 426).then_some("13"), "{request}");
+    }
+    let mut ws = Ws::connect(addr).await;
+    ws.open().await;
+}

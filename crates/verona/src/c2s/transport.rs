@@ -8,16 +8,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use verona_auth::TlsBinding;
 use verona_stream::websocket::{self, Inbound, Outbound};
@@ -35,9 +36,10 @@ const SUBPROTOCOL: &str = "xmpp";
 /// more than any client needs).
 const MAX_KEEPALIVES: u32 = 10;
 const KEEPALIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most a handshake request may take, as tungstenite's own handshake allowed.
+const MAX_REQUEST: usize = 64 * 1024;
 /// How long the Close frame that fails a connection may take to go out.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Plain TCP, or TLS after STARTTLS or on a direct TLS listener, or a WebSocket.
 pub(super) enum Transport {
     Plain(TcpStream),
@@ -410,7 +412,7 @@ pub(super) type Proxied = (IpAddr, (Admission, Admission));
 
 /// The WebSocket handshake (RFC 6455 §4.2, RFC 7395 §3.1) on `socket`: a GET of the
 /// configured path that asks for the `xmpp` subprotocol, which the response selects. Anything
-/// else is refused (400 or 404) and the connection closed. From `proxy`, a trusted proxy,
+/// else is refused (400, 404, 426) and the connection closed. From `proxy`, a trusted proxy,
 /// the client its request names is admitted before the answer: one over its address's limits
 /// is answered 429, not switched to a WebSocket it would find closed without a word.
 pub(super) async fn accept_websocket(
@@ -421,8 +423,10 @@ pub(super) async fn accept_websocket(
     let path = shared.config.c2s.websocket_path.clone();
     let trusted = &shared.config.c2s.trusted_proxies;
     let mut proxied = None;
-    let check = |request: &Request, mut response: Response| {
-        if request.uri().path() != path {
+    let mut check = |request: &Request, mut response: Response| {
+        // With a slash after it too, as Prosody takes it.
+        let asked = request.uri().path();
+        if asked != path && asked.strip_suffix('/') != Some(path.as_str()) {
             return Err(error_response(StatusCode::NOT_FOUND));
         }
         let asks_xmpp = request
@@ -454,28 +458,73 @@ pub(super) async fn accept_websocket(
         );
         Ok(response)
     };
+    // RFC 6455 §4.2.2: a request that is no WebSocket handshake, or one of another version,
+    // is answered (400; 426 naming ours), not dropped without a word as tungstenite's own
+    // handshake would (found by audit round 28).
+    let mut socket = socket;
+    let request = match read_request(&mut socket).await {
+        Ok(request) => request,
+        Err(tungstenite::Error::Io(e)) => return Err(tungstenite::Error::Io(e)),
+        Err(e) => {
+            refuse(&mut socket, error_response(StatusCode::BAD_REQUEST)).await?;
+            return Err(e);
+        }
+    };
+    let response = match tungstenite::handshake::server::create_response(&request) {
+        Ok(response) => check(&request, response),
+        Err(e) => {
+            let version = request
+                .headers()
+                .contains_key(header::SEC_WEBSOCKET_VERSION);
+            let wrong_version = version
+                && matches!(
+                    e,
+                    tungstenite::Error::Protocol(ProtocolError::MissingSecWebSocketVersionHeader)
+                );
+            let mut refusal = error_response(StatusCode::BAD_REQUEST);
+            if wrong_version {
+                *refusal.status_mut() = StatusCode::UPGRADE_REQUIRED;
+                refusal.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    header::HeaderValue::from_static("13"),
+                );
+            }
+            refuse(&mut socket, refusal).await?;
+            return Err(e);
+        }
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(refusal) => {
+            refuse(&mut socket, refusal).await?;
+            return Err(tungstenite::Error::Protocol(
+                ProtocolError::HandshakeIncomplete,
+            ));
+        }
+    };
+    let mut head = Vec::new();
+    tungstenite::handshake::server::write_response(&mut head, &response)?;
+    socket.write_all(&head).await?;
+    socket.flush().await?;
     // A message is one stanza, so the stanza limit bounds it and each of its frames; before
     // authentication [`Metered`] applies the smaller limit as the message comes. Buffers start
     // small: most connections are idle.
     let limits = &shared.config.limits;
     let limit = limits.max_stanza_bytes;
     let per_message = limit.min(limits.max_unauthenticated_stanza_bytes) + READ_CHUNK;
-    // The handshake has tungstenite's own bound (64 KiB).
     let socket = Metered {
         io: socket,
-        allowance: None,
+        allowance: Some(Allowance {
+            per_message,
+            left: per_message,
+        }),
     };
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
         .write_buffer_size(READ_CHUNK)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
-    let mut ws =
-        tokio_tungstenite::accept_hdr_async_with_config(socket, check, Some(config)).await?;
-    ws.get_mut().allowance = Some(Allowance {
-        per_message,
-        left: per_message,
-    });
+    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let ws = Transport::WebSocket(Box::new(WebSocket {
         stream: ws,
         keepalives: Keepalives::new(),
@@ -519,6 +568,56 @@ fn forwarded_address(entry: &str) -> Option<IpAddr> {
         .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
         .ok()?;
     Some(address.to_canonical())
+}
+
+/// The handshake's request, which must be all the client sent before the answer (as
+/// tungstenite has it: RFC 6455 §4.1, the client waits for the server's handshake).
+async fn read_request(socket: &mut Transport) -> Result<Request, tungstenite::Error> {
+    let mut head = Vec::new();
+    loop {
+        let mut chunk = [0u8; READ_CHUNK];
+        let read = socket.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+        head.extend_from_slice(&chunk[..read]);
+        match Request::try_parse(&head)? {
+            Some((size, request)) if size == head.len() => return Ok(request),
+            Some(_) => {
+                return Err(tungstenite::Error::Protocol(
+                    ProtocolError::JunkAfterRequest,
+                ));
+            }
+            None if head.len() >= MAX_REQUEST => {
+                let size = head.len();
+                let too_long = CapacityError::MessageTooLong {
+                    size,
+                    max_size: MAX_REQUEST,
+                };
+                return Err(tungstenite::Error::Capacity(too_long));
+            }
+            None => continue,
+        }
+    }
+}
+
+/// Answers a handshake with `refusal` and closes the connection.
+async fn refuse(socket: &mut Transport, mut refusal: ErrorResponse) -> io::Result<()> {
+    let headers = refusal.headers_mut();
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    headers.insert(
+        header::CONTENT_LENGTH,
+        header::HeaderValue::from_static("0"),
+    );
+    let mut head = Vec::new();
+    tungstenite::handshake::server::write_response(&mut head, &refusal)
+        .map_err(io::Error::other)?;
+    socket.write_all(&head).await?;
+    socket.flush().await?;
+    socket.shutdown().await
 }
 
 fn error_response(status: StatusCode) -> ErrorResponse {
