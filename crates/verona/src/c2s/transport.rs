@@ -40,6 +40,11 @@ const KEEPALIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10)
 const MAX_REQUEST: usize = 64 * 1024;
 /// How long the Close frame that fails a connection may take to go out.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Frames one data message may come in, as Prosody's `websocket_frame_fragment_limit`:
+/// tungstenite has no bound of its own, and a message that never ends is never charged to a
+/// read rate (the audit read 70–90 MB/s of empty continuation frames from one client).
+const MAX_FRAGMENTS: u32 = 8;
+
 /// Plain TCP, or TLS after STARTTLS or on a direct TLS listener, or a WebSocket.
 pub(super) enum Transport {
     Plain(TcpStream),
@@ -66,6 +71,7 @@ pub(super) struct Metered {
     io: Transport,
     /// Until authentication: what each message may take, and what the current one has left.
     allowance: Option<Allowance>,
+    frames: Frames,
 }
 
 #[derive(Clone, Copy)]
@@ -84,6 +90,103 @@ impl Metered {
     }
 }
 
+/// Where the bytes read stand among the frames (RFC 6455 §5.2), to count the frames of a
+/// data message. Made once the handshake is done: the first byte read after it starts a
+/// frame.
+struct Frames {
+    scan: Scan,
+    /// Data frames of the current message so far.
+    fragments: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Scan {
+    /// The first `len` bytes of a frame header.
+    Header { bytes: [u8; 14], len: usize },
+    /// Payload bytes still to come.
+    Payload(u64),
+}
+
+impl Scan {
+    /// The start of a frame.
+    const FRAME: Scan = Scan::Header {
+        bytes: [0; 14],
+        len: 0,
+    };
+}
+
+impl Frames {
+    fn new() -> Frames {
+        Frames {
+            scan: Scan::FRAME,
+            fragments: 0,
+        }
+    }
+
+    /// Follows `bytes`; an error once a message is in more than [`MAX_FRAGMENTS`] frames.
+    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            self.scan = match self.scan {
+                Scan::Payload(left) => {
+                    let skipped = left.min(bytes.len() as u64);
+                    bytes = &bytes[skipped as usize..];
+                    match left - skipped {
+                        0 => Scan::FRAME,
+                        left => Scan::Payload(left),
+                    }
+                }
+                Scan::Header {
+                    bytes: mut header,
+                    len,
+                } => {
+                    header[len] = bytes[0];
+                    bytes = &bytes[1..];
+                    self.header(header, len + 1)?
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// The next state after `len` bytes of a frame header.
+    fn header(&mut self, bytes: [u8; 14], len: usize) -> io::Result<Scan> {
+        if len < 2 {
+            return Ok(Scan::Header { bytes, len });
+        }
+        let extended = match bytes[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let masked = if bytes[1] & 0x80 != 0 { 4 } else { 0 };
+        if len < 2 + extended + masked {
+            return Ok(Scan::Header { bytes, len });
+        }
+        let payload = match extended {
+            0 => u64::from(bytes[1] & 0x7f),
+            n => bytes[2..2 + n]
+                .iter()
+                .fold(0, |sum, &b| sum << 8 | u64::from(b)),
+        };
+        // Control frames (opcodes from 8) may come between a message's frames and are not
+        // among them.
+        if bytes[0] & 0x08 == 0 {
+            self.fragments += 1;
+            if self.fragments > MAX_FRAGMENTS {
+                let why = "message in too many frames";
+                return Err(refused(StreamError::PolicyViolation, why));
+            }
+            if bytes[0] & 0x80 != 0 {
+                self.fragments = 0;
+            }
+        }
+        Ok(match payload {
+            0 => Scan::FRAME,
+            payload => Scan::Payload(payload),
+        })
+    }
+}
+
 impl AsyncRead for Metered {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -92,7 +195,9 @@ impl AsyncRead for Metered {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let Some(allowance) = &mut this.allowance else {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
+            let before = buf.filled().len();
+            std::task::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+            return Poll::Ready(this.frames.follow(&buf.filled()[before..]));
         };
         if allowance.left == 0 {
             let error = StreamError::PolicyViolation;
@@ -106,6 +211,7 @@ impl AsyncRead for Metered {
         let mut limited = ReadBuf::new(&mut chunk[..want]);
         std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut limited))?;
         allowance.left -= limited.filled().len();
+        this.frames.follow(limited.filled())?;
         buf.put_slice(limited.filled());
         Poll::Ready(Ok(()))
     }
@@ -518,6 +624,7 @@ pub(super) async fn accept_websocket(
             per_message,
             left: per_message,
         }),
+        frames: Frames::new(),
     };
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
