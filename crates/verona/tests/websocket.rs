@@ -657,7 +657,11 @@ async fn junk_in_x_forwarded_for_does_not_make_the_client_the_proxy() {
         ws.open().await;
         held.push(ws);
     }
-    for chain in ["203.0.113.7", "x, 203.0.113.7:8080, 127.0.0.1"] {
+    for chain in [
+        "203.0.113.7",
+        "x, 203.0.113.7:8080, 127.0.0.1",
+        "203.0.113.7, ",
+    ] {
         Ws::refused_forwarded(addr, chain).await;
     }
     for chain in ["[2001:db8::1]:443", "[2001:db8::1]"] {

@@ -654,6 +654,8 @@ fn forwarded_client(request: &Request, trusted: &[IpAddr], proxy: IpAddr) -> Opt
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(str::trim)
+        // Nothing between two commas is no hop, as Prosody reads the header.
+        .filter(|entry| !entry.is_empty())
         .collect();
     let mut client = proxy;
     for entry in entries.iter().rev() {
