@@ -693,7 +693,13 @@ async fn accept_loop(
                         let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer);
                     }
                     let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-                    let span = tracing::info_span!("c2s", conn = id, %peer);
+                    // `client`: the one a trusted proxy forwards for, once its request names it.
+                    let span = tracing::info_span!(
+                        "c2s",
+                        conn = id,
+                        %peer,
+                        client = tracing::field::Empty
+                    );
                     let alive = alive.clone();
                     let shared = shared.clone();
                     tokio::spawn(

@@ -170,7 +170,11 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, listen
         Err(_) => return tracing::debug!(?listener, "handshake timed out"),
     };
     let (peer, (connection, admission)) = match (proxied, admitted) {
-        (Some((client, admitted)), _) => (SocketAddr::new(client, 0), admitted),
+        (Some((client, admitted)), _) => {
+            // In every line of the connection's: what fail2ban and the operator act on.
+            tracing::Span::current().record("client", tracing::field::display(client));
+            (SocketAddr::new(client, 0), admitted)
+        }
         (None, Some(admitted)) => (peer, admitted),
         // A proxy's handshake admits the client it names, or fails.
         (None, None) => return,

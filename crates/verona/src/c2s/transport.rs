@@ -8,16 +8,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use verona_auth::TlsBinding;
 use verona_stream::websocket::{self, Inbound, Outbound};
@@ -35,8 +36,14 @@ const SUBPROTOCOL: &str = "xmpp";
 /// more than any client needs).
 const MAX_KEEPALIVES: u32 = 10;
 const KEEPALIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most a handshake request may take, as tungstenite's own handshake allowed.
+const MAX_REQUEST: usize = 64 * 1024;
 /// How long the Close frame that fails a connection may take to go out.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Frames one data message may come in, as Prosody's `websocket_frame_fragment_limit`:
+/// tungstenite has no bound of its own, and a message that never ends is never charged to a
+/// read rate (the audit read 70–90 MB/s of empty continuation frames from one client).
+const MAX_FRAGMENTS: u32 = 8;
 
 /// Plain TCP, or TLS after STARTTLS or on a direct TLS listener, or a WebSocket.
 pub(super) enum Transport {
@@ -64,6 +71,7 @@ pub(super) struct Metered {
     io: Transport,
     /// Until authentication: what each message may take, and what the current one has left.
     allowance: Option<Allowance>,
+    frames: Frames,
 }
 
 #[derive(Clone, Copy)]
@@ -82,6 +90,103 @@ impl Metered {
     }
 }
 
+/// Where the bytes read stand among the frames (RFC 6455 §5.2), to count the frames of a
+/// data message. Made once the handshake is done: the first byte read after it starts a
+/// frame.
+struct Frames {
+    scan: Scan,
+    /// Data frames of the current message so far.
+    fragments: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Scan {
+    /// The first `len` bytes of a frame header.
+    Header { bytes: [u8; 14], len: usize },
+    /// Payload bytes still to come.
+    Payload(u64),
+}
+
+impl Scan {
+    /// The start of a frame.
+    const FRAME: Scan = Scan::Header {
+        bytes: [0; 14],
+        len: 0,
+    };
+}
+
+impl Frames {
+    fn new() -> Frames {
+        Frames {
+            scan: Scan::FRAME,
+            fragments: 0,
+        }
+    }
+
+    /// Follows `bytes`; an error once a message is in more than [`MAX_FRAGMENTS`] frames.
+    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            self.scan = match self.scan {
+                Scan::Payload(left) => {
+                    let skipped = left.min(bytes.len() as u64);
+                    bytes = &bytes[skipped as usize..];
+                    match left - skipped {
+                        0 => Scan::FRAME,
+                        left => Scan::Payload(left),
+                    }
+                }
+                Scan::Header {
+                    bytes: mut header,
+                    len,
+                } => {
+                    header[len] = bytes[0];
+                    bytes = &bytes[1..];
+                    self.header(header, len + 1)?
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// The next state after `len` bytes of a frame header.
+    fn header(&mut self, bytes: [u8; 14], len: usize) -> io::Result<Scan> {
+        if len < 2 {
+            return Ok(Scan::Header { bytes, len });
+        }
+        let extended = match bytes[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let masked = if bytes[1] & 0x80 != 0 { 4 } else { 0 };
+        if len < 2 + extended + masked {
+            return Ok(Scan::Header { bytes, len });
+        }
+        let payload = match extended {
+            0 => u64::from(bytes[1] & 0x7f),
+            n => bytes[2..2 + n]
+                .iter()
+                .fold(0, |sum, &b| sum << 8 | u64::from(b)),
+        };
+        // Control frames (opcodes from 8) may come between a message's frames and are not
+        // among them.
+        if bytes[0] & 0x08 == 0 {
+            self.fragments += 1;
+            if self.fragments > MAX_FRAGMENTS {
+                let why = "message in too many frames";
+                return Err(refused(StreamError::PolicyViolation, why));
+            }
+            if bytes[0] & 0x80 != 0 {
+                self.fragments = 0;
+            }
+        }
+        Ok(match payload {
+            0 => Scan::FRAME,
+            payload => Scan::Payload(payload),
+        })
+    }
+}
+
 impl AsyncRead for Metered {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -90,7 +195,9 @@ impl AsyncRead for Metered {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let Some(allowance) = &mut this.allowance else {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
+            let before = buf.filled().len();
+            std::task::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+            return Poll::Ready(this.frames.follow(&buf.filled()[before..]));
         };
         if allowance.left == 0 {
             let error = StreamError::PolicyViolation;
@@ -104,6 +211,7 @@ impl AsyncRead for Metered {
         let mut limited = ReadBuf::new(&mut chunk[..want]);
         std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut limited))?;
         allowance.left -= limited.filled().len();
+        this.frames.follow(limited.filled())?;
         buf.put_slice(limited.filled());
         Poll::Ready(Ok(()))
     }
@@ -303,7 +411,13 @@ impl Transport {
         let Transport::WebSocket(ws) = self else {
             return self.shutdown().await;
         };
-        WebSocketStream::close(&mut ws.stream, None)
+        // 1000 (RFC 6455 §7.4.1): the XMPP stream ended, with `<close/>` and perhaps a stream
+        // error before it; without a code a browser reports 1005, no status received.
+        let normal = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        WebSocketStream::close(&mut ws.stream, Some(normal))
             .await
             .map_err(io::Error::other)?;
         // The client's close frame completes the handshake; what comes before it is dropped.
@@ -404,7 +518,7 @@ pub(super) type Proxied = (IpAddr, (Admission, Admission));
 
 /// The WebSocket handshake (RFC 6455 §4.2, RFC 7395 §3.1) on `socket`: a GET of the
 /// configured path that asks for the `xmpp` subprotocol, which the response selects. Anything
-/// else is refused (400 or 404) and the connection closed. From `proxy`, a trusted proxy,
+/// else is refused (400, 404, 426) and the connection closed. From `proxy`, a trusted proxy,
 /// the client its request names is admitted before the answer: one over its address's limits
 /// is answered 429, not switched to a WebSocket it would find closed without a word.
 pub(super) async fn accept_websocket(
@@ -415,8 +529,10 @@ pub(super) async fn accept_websocket(
     let path = shared.config.c2s.websocket_path.clone();
     let trusted = &shared.config.c2s.trusted_proxies;
     let mut proxied = None;
-    let check = |request: &Request, mut response: Response| {
-        if request.uri().path() != path {
+    let mut check = |request: &Request, mut response: Response| {
+        // With a slash after it too, as Prosody takes it.
+        let asked = request.uri().path();
+        if asked != path && asked.strip_suffix('/') != Some(path.as_str()) {
             return Err(error_response(StatusCode::NOT_FOUND));
         }
         let asks_xmpp = request
@@ -430,7 +546,10 @@ pub(super) async fn accept_websocket(
             return Err(error_response(StatusCode::BAD_REQUEST));
         }
         if let Some(proxy) = proxy {
-            let client = forwarded_client(request, trusted).unwrap_or(proxy);
+            let Some(client) = forwarded_client(request, trusted, proxy) else {
+                tracing::info!(%proxy, "a forwarded client that is not an address");
+                return Err(error_response(StatusCode::BAD_REQUEST));
+            };
             match shared.throttle.admit(client) {
                 Ok(admitted) => proxied = Some((client, admitted)),
                 Err(limit) => {
@@ -445,28 +564,74 @@ pub(super) async fn accept_websocket(
         );
         Ok(response)
     };
+    // RFC 6455 §4.2.2: a request that is no WebSocket handshake, or one of another version,
+    // is answered (400; 426 naming ours), not dropped without a word as tungstenite's own
+    // handshake would (found by audit round 28).
+    let mut socket = socket;
+    let request = match read_request(&mut socket).await {
+        Ok(request) => request,
+        Err(tungstenite::Error::Io(e)) => return Err(tungstenite::Error::Io(e)),
+        Err(e) => {
+            refuse(&mut socket, error_response(StatusCode::BAD_REQUEST)).await?;
+            return Err(e);
+        }
+    };
+    let response = match tungstenite::handshake::server::create_response(&request) {
+        Ok(response) => check(&request, response),
+        Err(e) => {
+            let version = request
+                .headers()
+                .contains_key(header::SEC_WEBSOCKET_VERSION);
+            let wrong_version = version
+                && matches!(
+                    e,
+                    tungstenite::Error::Protocol(ProtocolError::MissingSecWebSocketVersionHeader)
+                );
+            let mut refusal = error_response(StatusCode::BAD_REQUEST);
+            if wrong_version {
+                *refusal.status_mut() = StatusCode::UPGRADE_REQUIRED;
+                refusal.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    header::HeaderValue::from_static("13"),
+                );
+            }
+            refuse(&mut socket, refusal).await?;
+            return Err(e);
+        }
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(refusal) => {
+            refuse(&mut socket, refusal).await?;
+            return Err(tungstenite::Error::Protocol(
+                ProtocolError::HandshakeIncomplete,
+            ));
+        }
+    };
+    let mut head = Vec::new();
+    tungstenite::handshake::server::write_response(&mut head, &response)?;
+    socket.write_all(&head).await?;
+    socket.flush().await?;
     // A message is one stanza, so the stanza limit bounds it and each of its frames; before
     // authentication [`Metered`] applies the smaller limit as the message comes. Buffers start
     // small: most connections are idle.
     let limits = &shared.config.limits;
     let limit = limits.max_stanza_bytes;
     let per_message = limit.min(limits.max_unauthenticated_stanza_bytes) + READ_CHUNK;
-    // The handshake has tungstenite's own bound (64 KiB).
     let socket = Metered {
         io: socket,
-        allowance: None,
+        allowance: Some(Allowance {
+            per_message,
+            left: per_message,
+        }),
+        frames: Frames::new(),
     };
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
         .write_buffer_size(READ_CHUNK)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
-    let mut ws =
-        tokio_tungstenite::accept_hdr_async_with_config(socket, check, Some(config)).await?;
-    ws.get_mut().allowance = Some(Allowance {
-        per_message,
-        left: per_message,
-    });
+    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let ws = Transport::WebSocket(Box::new(WebSocket {
         stream: ws,
         keepalives: Keepalives::new(),
@@ -474,27 +639,94 @@ pub(super) async fn accept_websocket(
     Ok((ws, proxied))
 }
 
-/// The client a proxy forwards the request for: the last address of `X-Forwarded-For` that
-/// is not a trusted proxy's (each proxy appends the address it heard from, so what comes
-/// before the first untrusted one from the right is the client's to write and proves
-/// nothing).
-fn forwarded_client(request: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let chain: Vec<IpAddr> = request
+/// The client a proxy forwards the request for, walking `X-Forwarded-For` from the right
+/// (each proxy appends the address it heard from) past trusted proxies to the first address
+/// that is not one: what comes before it is the client's to write and proves nothing. `None`
+/// when that entry is not an address: the connection is no one's to count it against, and
+/// counting it as the proxy's would let a client spend every web user's limits (found by audit
+/// round 28, where one bad entry anywhere admitted the client as the proxy). No header: the
+/// proxy's own connection; every entry a trusted proxy: the first of them.
+fn forwarded_client(request: &Request, trusted: &[IpAddr], proxy: IpAddr) -> Option<IpAddr> {
+    let entries: Vec<&str> = request
         .headers()
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(|address| {
-            let address = address.trim().parse::<IpAddr>().ok()?;
-            Some(address.to_canonical())
-        })
-        .collect::<Option<_>>()?;
-    let client = chain
-        .iter()
-        .rev()
-        .find(|address| !trusted.contains(address));
-    client.or(chain.first()).copied()
+        .map(str::trim)
+        // Nothing between two commas is no hop, as Prosody reads the header.
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    let mut client = proxy;
+    for entry in entries.iter().rev() {
+        client = forwarded_address(entry)?;
+        if !trusted.contains(&client) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// An address as proxies write it: bare, or with a port (`10.0.0.9:443`, `[2001:db8::1]:443`)
+/// or in brackets.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let bare = entry.strip_prefix('[').and_then(|e| e.strip_suffix(']'));
+    let address = bare
+        .unwrap_or(entry)
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()?;
+    Some(address.to_canonical())
+}
+
+/// The handshake's request, which must be all the client sent before the answer (as
+/// tungstenite has it: RFC 6455 §4.1, the client waits for the server's handshake).
+async fn read_request(socket: &mut Transport) -> Result<Request, tungstenite::Error> {
+    let mut head = Vec::new();
+    loop {
+        let mut chunk = [0u8; READ_CHUNK];
+        let read = socket.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+        head.extend_from_slice(&chunk[..read]);
+        match Request::try_parse(&head)? {
+            Some((size, request)) if size == head.len() => return Ok(request),
+            Some(_) => {
+                return Err(tungstenite::Error::Protocol(
+                    ProtocolError::JunkAfterRequest,
+                ));
+            }
+            None if head.len() >= MAX_REQUEST => {
+                let size = head.len();
+                let too_long = CapacityError::MessageTooLong {
+                    size,
+                    max_size: MAX_REQUEST,
+                };
+                return Err(tungstenite::Error::Capacity(too_long));
+            }
+            None => continue,
+        }
+    }
+}
+
+/// Answers a handshake with `refusal` and closes the connection.
+async fn refuse(socket: &mut Transport, mut refusal: ErrorResponse) -> io::Result<()> {
+    let headers = refusal.headers_mut();
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    headers.insert(
+        header::CONTENT_LENGTH,
+        header::HeaderValue::from_static("0"),
+    );
+    let mut head = Vec::new();
+    tungstenite::handshake::server::write_response(&mut head, &refusal)
+        .map_err(io::Error::other)?;
+    socket.write_all(&head).await?;
+    socket.flush().await?;
+    socket.shutdown().await
 }
 
 fn error_response(status: StatusCode) -> ErrorResponse {
