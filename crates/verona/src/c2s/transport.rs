@@ -689,8 +689,18 @@ async fn read_request(socket: &mut Transport) -> Result<Request, tungstenite::Er
         if read == 0 {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
         }
+        let searched = head.len().saturating_sub(3);
         head.extend_from_slice(&chunk[..read]);
-        match Request::try_parse(&head)? {
+        // Parsed once its end has come, not at each read: a client sending a byte at a time
+        // would have the whole head parsed again for each (quadratic in its 64 KiB).
+        let tail = &head[searched..];
+        let ended =
+            tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n");
+        let parsed = match ended {
+            true => Request::try_parse(&head)?,
+            false => None,
+        };
+        match parsed {
             Some((size, request)) if size == head.len() => return Ok(request),
             Some(_) => {
                 return Err(tungstenite::Error::Protocol(
