@@ -772,7 +772,7 @@ async fn seed_examples_18_to_20() {
     assert_eq!(value("pubsub#itemreply").as_deref(), Some("publisher"));
 }
 
-/// A message node's item names no sender but its publisher (the `replyto`): one published
+/// A node's item names no sender but its publisher (the `replyto`): a message published
 /// with another's address, a delay or an archive id of its own arrives without them, as a
 /// conversation's would (found by audit round 28: a forged `from='carol@…'` and a back-dated
 /// delay reached the subscriber, and were kept offline).
@@ -811,6 +811,26 @@ async fn a_message_item_cannot_pass_for_anothers_message() {
             .parse()
             .unwrap();
     assert_eq!(message, &expected, "{}", show(&got));
+    // A presence as an item, the same (found by round 29's recheck).
+    let publish = format!(
+        "<iq xmlns='jabber:client' to='pubsub.localhost' type='set' id='msg3'>\
+           <pubsub xmlns='{PUBSUB}'><publish node='me_and_romeo'><item>\
+             <presence xmlns='jabber:client' from='nurse@localhost/kitchen' type='subscribe'/>\
+           </item></publish></pubsub></iq>"
+    );
+    ok(&juliet.request(&publish).await);
+    let item = |el: &Element| {
+        el.get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .and_then(|i| i.get_child("item", EVENT))
+            .and_then(|i| i.get_child("presence", CLIENT))
+            .cloned()
+    };
+    let got = recv_until(&mut romeo, |el| item(el).is_some()).await;
+    let expected: Element = "<presence xmlns='jabber:client' type='subscribe'/>"
+        .parse()
+        .unwrap();
+    assert_eq!(item(&got), Some(expected), "{}", show(&got));
 }
 
 /// Commit before acknowledge (XEP-0198): every message the server acknowledged with `<a/>` is

@@ -359,7 +359,7 @@ pub(super) fn is_pep_request(el: &Element) -> bool {
 }
 
 /// A publish to the `presence` node.
-pub(super) fn publishes_presence(el: &Element) -> bool {
+pub(crate) fn publishes_presence(el: &Element) -> bool {
     el.get_child("pubsub", ns::PUBSUB)
         .and_then(|pubsub| pubsub.get_child("publish", ns::PUBSUB))
         .is_some_and(|publish| publish.attr("node") == Some("presence"))

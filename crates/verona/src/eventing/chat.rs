@@ -267,29 +267,34 @@ pub fn vetted(message: Element, from: &Jid, to: &Jid) -> Element {
     rebuilt(message, &[("from", from.as_str()), ("to", to.as_str())])
 }
 
-/// A message published as an item of a node that is not a conversation (seed Ex. 19), as its
-/// subscribers get it: with its type and id and what it carries, but no addresses and
-/// nothing only the server writes, so that it cannot pass for another's message or be
-/// back-dated; its publisher is the notification's `replyto`.
-pub fn vetted_item(message: Element) -> Element {
-    rebuilt(message, &[])
+/// A message (or presence) published as an item of a node that is not a conversation (seed
+/// Ex. 19), as its subscribers get it: with its type and id and what it carries, but no
+/// addresses and nothing only the server writes, so that it cannot pass for another's stanza
+/// or be back-dated; its publisher is the notification's `replyto`.
+pub fn vetted_item(stanza: Element) -> Element {
+    rebuilt(stanza, &[])
 }
 
-/// Each `<message xmlns='jabber:client'/>` item of a publish in `stanza`, [`vetted_item`].
-pub fn vet_published_messages(stanza: &mut Element) {
+/// Each `<message xmlns='jabber:client'/>` item of a publish in `stanza`, [`vetted_item`], and
+/// each `<presence xmlns='jabber:client'/>` the same way, but on an account's own `presence`
+/// node (`own_presence`), whose items are vetted and stamped as presence already.
+pub fn vet_published_stanzas(stanza: &mut Element, own_presence: bool) {
     let Some(publish) = stanza
         .get_child_mut("pubsub", crate::xml::ns::PUBSUB)
         .and_then(|pubsub| pubsub.get_child_mut("publish", crate::xml::ns::PUBSUB))
     else {
         return;
     };
+    let vetted = |child: &Element| {
+        child.is("message", ns::CLIENT) || (!own_presence && child.is("presence", ns::CLIENT))
+    };
     for item in publish.children_mut() {
-        if !item.has_child("message", ns::CLIENT) {
+        if !item.children().any(vetted) {
             continue;
         }
         let children: Vec<Element> = item.take_contents_as_children().collect();
         for child in children {
-            let child = match child.is("message", ns::CLIENT) {
+            let child = match vetted(&child) {
                 true => vetted_item(child),
                 false => child,
             };
@@ -299,7 +304,8 @@ pub fn vet_published_messages(stanza: &mut Element) {
 }
 
 fn rebuilt(mut message: Element, addresses: &[(&str, &str)]) -> Element {
-    let mut kept = builder("message", ns::CLIENT);
+    let name = message.name().to_owned();
+    let mut kept = builder(&name, ns::CLIENT);
     for (attr, value) in addresses {
         kept = kept.with(attr, *value);
     }

@@ -21,9 +21,11 @@ impl ServicesTask {
         if matches!(target, Target::Rooms) && !self.service_stanza(&from, &mut stanza, done) {
             return;
         }
-        // A message node's items name no sender but the publish (its `replyto`).
+        // A node's items name no sender but the publish (its `replyto`).
         if matches!(target, Target::Domain | Target::Account(_)) {
-            eventing::chat::vet_published_messages(&mut stanza);
+            let own_presence = matches!(target, Target::Account(_))
+                && crate::c2s::route::publishes_presence(&stanza);
+            eventing::chat::vet_published_stanzas(&mut stanza, own_presence);
         }
         if let Target::Conversation(node) = &target
             && let Err(error) = self.vet_conversation_request(&from, node, &mut stanza, done)
