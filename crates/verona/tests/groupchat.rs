@@ -2618,6 +2618,19 @@ async fn make_authorize(owner: &mut Client) {
         .await);
 }
 
+/// Romeo owning `characters`, an `authorize` room he and the nurse are in, and Juliet and the
+/// bard logged in, not in it: [romeo, nurse, juliet, bard].
+async fn authorize_room_and_two_askers(t: &TestServer) -> [Client; 4] {
+    let (mut romeo, nurse) = two_in_a_room(t).await;
+    for user in ["juliet", "bard"] {
+        t.add_user(user, "pw").await;
+    }
+    let juliet = t.login("juliet", "pw", "balcony").await;
+    let bard = t.login("bard", "pw", "globe").await;
+    make_authorize(&mut romeo).await;
+    [romeo, nurse, juliet, bard]
+}
+
 /// A classic join of an `authorize` room, told to wait for the owners.
 async fn waits_for_the_owners(joiner: &mut Client, nick: &str) {
     joiner.send(&join(nick)).await;
@@ -2654,13 +2667,7 @@ async fn leaving_an_authorize_room_one_waits_for_tells_nobody() {
 #[tokio::test]
 async fn authorize_rooms_admit_whom_the_owner_approves() {
     let t = TestServer::start().await;
-    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
-    for user in ["juliet", "bard"] {
-        t.add_user(user, "pw").await;
-    }
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut bard = t.login("bard", "pw", "globe").await;
-    make_authorize(&mut romeo).await;
+    let [mut romeo, mut nurse, mut juliet, mut bard] = authorize_room_and_two_askers(&t).await;
 
     waits_for_the_owners(&mut juliet, "JC").await;
     let request = recv_until(&mut romeo, |el| el.name() == "message").await;
@@ -2755,13 +2762,7 @@ fn set_subscription(jid: &str, state: &str) -> String {
 #[tokio::test]
 async fn approving_entry_among_the_subscriptions_admits_as_the_form_does() {
     let t = TestServer::start().await;
-    let (mut romeo, mut nurse) = two_in_a_room(&t).await;
-    for user in ["juliet", "bard"] {
-        t.add_user(user, "pw").await;
-    }
-    let mut juliet = t.login("juliet", "pw", "balcony").await;
-    let mut bard = t.login("bard", "pw", "globe").await;
-    make_authorize(&mut romeo).await;
+    let [mut romeo, mut nurse, mut juliet, mut bard] = authorize_room_and_two_askers(&t).await;
 
     waits_for_the_owners(&mut juliet, "JC").await;
     recv_until(&mut romeo, |el| el.name() == "message").await;
