@@ -139,6 +139,20 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let path = config.data_dir.join("verona.db");
+    // The data directory's `secret` is written at the first start, after the schema: an empty
+    // database beside it (and no log holding its pages) was emptied since, and starting anew
+    // would lose every account without a word (found by audit round 27).
+    let empty = |path: &std::path::Path| std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+    let wal = config.data_dir.join("verona.db-wal");
+    let no_log = !wal.exists() || empty(&wal);
+    if empty(&path) && no_log && config.data_dir.join("secret").exists() {
+        anyhow::bail!(
+            "{} is empty, but this data directory has been used before: restore the database \
+             from a backup (or, to start with no accounts, remove it and the directory's \
+             `secret`)",
+            path.display()
+        );
+    }
     // Created readable by the server's user only, like the TLS key; SQLite gives its journal
     // files the database's mode. An existing file keeps the mode its operator chose.
     let mut create = std::fs::OpenOptions::new();

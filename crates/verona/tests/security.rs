@@ -1827,3 +1827,32 @@ async fn a_challenge_does_not_tell_whether_an_account_exists() {
     assert_eq!(scram_challenge(&t, "nosuch").await.0, missing.0);
     assert_eq!(scram_challenge(&t, "alice").await, alice);
 }
+
+/// A database emptied since the server last ran (truncated, or replaced by an empty file) is
+/// refused at start with a clear error, not taken for a new server with no accounts (found by
+/// audit round 27: every account was gone without a word). What a first start leaves is no
+/// empty database: the schema is in it before the data directory's `secret` is written.
+#[tokio::test]
+async fn an_emptied_database_is_refused_at_start() {
+    let t = TestServer::start().await;
+    t.add_user("juliet", "pw").await;
+    let TestServer { server, dir } = t;
+    server.shutdown().await;
+    let data = dir.path();
+    let db = data.join("verona.db");
+    assert!(
+        std::fs::metadata(&db).unwrap().len() > 0,
+        "a first start leaves a schema"
+    );
+    std::fs::write(&db, b"").unwrap();
+    for journal in ["verona.db-wal", "verona.db-shm"] {
+        let _ = std::fs::remove_file(data.join(journal));
+    }
+    let refused = verona::RunningServer::start(test_config(dir.path())).await;
+    let error = format!(
+        "{:#}",
+        refused.err().expect("an emptied database is refused")
+    );
+    assert!(error.contains("is empty"), "{error}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "left as it was");
+}
