@@ -73,6 +73,13 @@ async fn occupants_listed(client: &mut Client) -> Vec<String> {
     present
 }
 
+/// The XEP-0045 `<x xmlns='…muc#user'/>` child `name` of a stanza (`<destroy/>`, `<invite/>`, …).
+fn muc_user<'a>(stanza: &'a Element, name: &str) -> Option<&'a Element> {
+    stanza
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child(name, MUC_USER))
+}
+
 /// The XEP-0045 status codes of an occupant presence.
 fn statuses(presence: &Element) -> Vec<String> {
     presence
@@ -86,9 +93,7 @@ fn statuses(presence: &Element) -> Vec<String> {
 
 /// The actor's nick and the reason in a removed occupant's `<item/>` (XEP-0045 §8.2).
 fn removed_by(presence: &Element) -> (Option<String>, Option<String>) {
-    let item = presence
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER));
+    let item = muc_user(presence, "item");
     let actor = item
         .and_then(|i| i.get_child("actor", MUC_USER))
         .and_then(|a| a.attr("nick").map(str::to_owned));
@@ -175,10 +180,7 @@ async fn native_and_classic_occupants_share_a_room() {
     let mut codes = statuses(own);
     codes.sort();
     assert_eq!(codes, ["100", "110", "201"]);
-    let item = own
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .unwrap();
+    let item = muc_user(own, "item").unwrap();
     assert_eq!(item.attr("affiliation"), Some("owner"));
     assert_eq!(item.attr("role"), Some("moderator"));
     assert!(history.is_empty());
@@ -196,10 +198,7 @@ async fn native_and_classic_occupants_share_a_room() {
     assert_eq!(subscription.attr("subscription"), Some("subscribed"));
     let arrival = recv_until(&mut romeo, |el| el.name() == "presence").await;
     assert_eq!(arrival.attr("from"), Some("characters@chat.localhost/JC"));
-    let real = arrival
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .and_then(|i| i.attr("jid"));
+    let real = muc_user(&arrival, "item").and_then(|i| i.attr("jid"));
     assert_eq!(real, Some("juliet@localhost/balcony"));
 
     // The bard joins and gets both of them, then himself.
@@ -557,9 +556,7 @@ async fn a_session_taking_a_new_nick_still_sees_its_other_session() {
     let romeo_in_room = format!("{ROOM}/Romeo");
     let montague = format!("{ROOM}/Montague");
     let real_jid = |presence: &Element| {
-        presence
-            .get_child("x", MUC_USER)
-            .and_then(|x| x.get_child("item", MUC_USER))
+        muc_user(presence, "item")
             .and_then(|item| item.attr("jid"))
             .map(str::to_owned)
     };
@@ -654,10 +651,7 @@ async fn a_native_nick_change_is_shown_to_the_others() {
     assert_eq!(gone.attr("from"), Some("characters@chat.localhost/JC"));
     assert_eq!(gone.attr("type"), Some("unavailable"));
     assert_eq!(statuses(&gone), ["303"]);
-    let new_nick = gone
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .and_then(|item| item.attr("nick"));
+    let new_nick = muc_user(&gone, "item").and_then(|item| item.attr("nick"));
     assert_eq!(new_nick, Some("Juliet"));
     let back = recv_until(&mut nurse, |el| el.name() == "presence").await;
     assert_eq!(back.attr("from"), Some("characters@chat.localhost/Juliet"));
@@ -745,10 +739,7 @@ async fn private_messages_presence_and_nick_changes() {
     assert_eq!(left.attr("from"), Some("characters@chat.localhost/Romeo"));
     assert_eq!(left.attr("type"), Some("unavailable"));
     assert_eq!(statuses(&left), ["303"]);
-    let item = left
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .unwrap();
+    let item = muc_user(&left, "item").unwrap();
     assert_eq!(item.attr("nick"), Some("Montague"));
     // Not leaving: the role stays what it is (XEP-0045 §7.6, Example 54), here the owner's.
     assert_eq!(item.attr("role"), Some("moderator"));
@@ -1393,10 +1384,7 @@ async fn a_ban_of_an_occupant_is_told_once() {
         .await);
     let notice = recv_until(&mut romeo, |el| el.name() == "message").await;
     assert_eq!(statuses(&notice), ["301"]);
-    let item = notice
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .unwrap();
+    let item = muc_user(&notice, "item").unwrap();
     assert_eq!(item.attr("jid"), Some("tybalt@localhost"));
 }
 
@@ -1536,9 +1524,7 @@ async fn self_ping_room_list_subject_and_temporary_rooms() {
 
 /// The real JID an occupant presence shows, if any.
 fn real_jid(presence: &Element) -> Option<String> {
-    presence
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
+    muc_user(presence, "item")
         .and_then(|i| i.attr("jid"))
         .map(str::to_owned)
 }
@@ -1853,10 +1839,7 @@ async fn invitations_and_history_limits() {
         .await;
     let invitation = recv_until(&mut juliet, |el| el.name() == "message").await;
     assert_eq!(invitation.attr("from"), Some(ROOM));
-    let invite = invitation
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("invite", MUC_USER))
-        .unwrap();
+    let invite = muc_user(&invitation, "invite").unwrap();
     assert_eq!(invite.attr("from"), Some("romeo@localhost"));
     assert_eq!(
         invite
@@ -2071,10 +2054,7 @@ async fn a_native_subject_change_is_the_rooms_subject() {
 
 /// The `muc#user` item of an occupant presence: (affiliation, role).
 fn standing(presence: &Element) -> (String, String) {
-    let item = presence
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .unwrap_or_else(|| panic!("no item: {}", show(presence)));
+    let item = muc_user(presence, "item").unwrap_or_else(|| panic!("no item: {}", show(presence)));
     (
         item.attr("affiliation").unwrap_or_default().to_owned(),
         item.attr("role").unwrap_or_default().to_owned(),
@@ -2454,10 +2434,7 @@ async fn passwords_registration_declines_and_destruction() {
     })
     .await;
     assert_eq!(declined.attr("from"), Some(ROOM));
-    let decline = declined
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("decline", MUC_USER))
-        .unwrap();
+    let decline = muc_user(&declined, "decline").unwrap();
     assert_eq!(decline.attr("from"), Some("tybalt@localhost"));
     assert_eq!(
         decline
@@ -2479,10 +2456,7 @@ async fn passwords_registration_declines_and_destruction() {
     })
     .await;
     assert_eq!(gone.attr("type"), Some("unavailable"));
-    let destroy = gone
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("destroy", MUC_USER))
-        .unwrap();
+    let destroy = muc_user(&gone, "destroy").unwrap();
     assert_eq!(destroy.attr("jid"), Some("garden@chat.localhost"));
     assert_eq!(
         destroy
@@ -3089,10 +3063,7 @@ async fn a_room_deleted_natively_is_destroyed_for_classic_occupants() {
             Some(format!("characters@chat.localhost/{nick}").as_str())
         );
         assert_eq!(standing(&gone), pair("none", "none"));
-        let destroy = gone
-            .get_child("x", MUC_USER)
-            .and_then(|x| x.get_child("destroy", MUC_USER))
-            .unwrap_or_else(|| panic!("{}", show(&gone)));
+        let destroy = muc_user(&gone, "destroy").unwrap_or_else(|| panic!("{}", show(&gone)));
         assert_eq!(destroy.attr("jid"), Some("other@chat.localhost"));
         client.expect_nothing().await;
     }
@@ -3184,10 +3155,7 @@ async fn a_removed_account_leaves_its_rooms() {
     })
     .await;
     assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
-    let item = gone
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .unwrap();
+    let item = muc_user(&gone, "item").unwrap();
     assert_eq!(item.attr("role"), Some("none"), "{}", show(&gone));
     romeo.expect_nothing().await;
 }
@@ -3277,9 +3245,7 @@ async fn room_archives_name_the_speaker_to_those_who_may_know() {
                     .and_then(|f| f.get_child("message", NS_CLIENT))
                     .unwrap();
                 assert_eq!(said.attr("to"), None, "{}", show(message));
-                said.get_child("x", MUC_USER)
-                    .and_then(|x| x.get_child("item", MUC_USER))
-                    .and_then(|item| item.attr("jid").map(str::to_owned))
+                muc_user(said, "item").and_then(|item| item.attr("jid").map(str::to_owned))
             })
             .collect()
     };
@@ -3712,10 +3678,7 @@ async fn passwords_memberships_and_deregistration_as_prosody_does() {
         ))
         .await);
     let notice = romeo.recv().await;
-    let item = notice
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .unwrap_or_else(|| panic!("{}", show(&notice)));
+    let item = muc_user(&notice, "item").unwrap_or_else(|| panic!("{}", show(&notice)));
     assert_eq!(
         (item.attr("jid"), item.attr("affiliation")),
         (Some("juliet@localhost"), Some("member"))
@@ -3797,10 +3760,7 @@ async fn probes_and_member_lists_as_prosody_does() {
     romeo.send(&probe("Mercutio")).await;
     let away = romeo.recv().await;
     assert_eq!(away.attr("type"), Some("unavailable"));
-    let item = away
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .unwrap();
+    let item = muc_user(&away, "item").unwrap();
     assert_eq!(
         (
             item.attr("nick"),
@@ -3914,10 +3874,7 @@ async fn invitations_and_private_messages_follow_the_configuration() {
     juliet.expect_nothing().await;
     romeo.send(&invite).await;
     let invitation = recv_until(&mut juliet, |el| el.name() == "message").await;
-    let password = invitation
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("password", MUC_USER))
-        .map(Element::text);
+    let password = muc_user(&invitation, "password").map(Element::text);
     assert_eq!(password.as_deref(), Some("capulet"));
 
     // Only moderators send private messages now.
@@ -4029,10 +3986,7 @@ async fn an_invitation_waits_for_an_invitee_who_is_away() {
         "{}",
         show(&invitation)
     );
-    let invite = invitation
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("invite", MUC_USER))
-        .unwrap();
+    let invite = muc_user(&invitation, "invite").unwrap();
     assert_eq!(invite.attr("from"), Some("romeo@localhost"));
 }
 
@@ -4775,10 +4729,7 @@ async fn an_invitation_names_a_session_and_continues_a_thread() {
     let invitation = recv_until(&mut balcony, |el| el.name() == "message").await;
     assert_eq!(invitation.attr("from"), Some(ROOM));
     assert_eq!(invitation.attr("to"), Some("juliet@localhost/balcony"));
-    let invite = invitation
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("invite", MUC_USER))
-        .unwrap_or_else(|| panic!("{}", show(&invitation)));
+    let invite = muc_user(&invitation, "invite").unwrap_or_else(|| panic!("{}", show(&invitation)));
     assert_eq!(invite.attr("from"), Some("romeo@localhost"));
     let said: Vec<(&str, Option<&str>, String)> = invite
         .children()
@@ -4798,10 +4749,7 @@ async fn an_invitation_names_a_session_and_continues_a_thread() {
         ))
         .await;
     let declined = recv_until(&mut romeo, |el| el.name() == "message").await;
-    let decline = declined
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("decline", MUC_USER))
-        .unwrap_or_else(|| panic!("{}", show(&declined)));
+    let decline = muc_user(&declined, "decline").unwrap_or_else(|| panic!("{}", show(&declined)));
     assert_eq!(decline.attr("from"), Some("juliet@localhost"));
     balcony.expect_nothing().await;
 }
@@ -5569,10 +5517,7 @@ async fn a_ban_notice_gives_the_reason() {
         .await);
     let notice = recv_until(&mut romeo, |el| el.name() == "message").await;
     assert_eq!(statuses(&notice), ["301"]);
-    let item = notice
-        .get_child("x", MUC_USER)
-        .and_then(|x| x.get_child("item", MUC_USER))
-        .unwrap_or_else(|| panic!("no item: {}", show(&notice)));
+    let item = muc_user(&notice, "item").unwrap_or_else(|| panic!("no item: {}", show(&notice)));
     assert_eq!(item.attr("jid"), Some("tybalt@localhost"));
     assert_eq!(item.attr("affiliation"), Some("outcast"));
     assert_eq!(
@@ -5671,10 +5616,8 @@ async fn a_mediated_invitation_is_in_the_invitees_archive() {
     ] {
         let invitation = recv_until(client, |el| el.name() == "message").await;
         assert_eq!(invitation.attr("from"), Some(ROOM), "{}", show(&invitation));
-        let invite = invitation
-            .get_child("x", MUC_USER)
-            .and_then(|x| x.get_child("invite", MUC_USER))
-            .unwrap_or_else(|| panic!("{}", show(&invitation)));
+        let invite =
+            muc_user(&invitation, "invite").unwrap_or_else(|| panic!("{}", show(&invitation)));
         assert_eq!(invite.attr("from"), Some("romeo@localhost"));
         let sid = invitation
             .get_child("stanza-id", SID)
@@ -5693,9 +5636,7 @@ async fn a_mediated_invitation_is_in_the_invitees_archive() {
             .and_then(|f| f.get_child("message", NS_CLIENT))
             .unwrap_or_else(|| panic!("{}", show(&results[0])));
         assert_eq!(archived.attr("from"), Some(ROOM));
-        let reason_kept = archived
-            .get_child("x", MUC_USER)
-            .and_then(|x| x.get_child("invite", MUC_USER))
+        let reason_kept = muc_user(archived, "invite")
             .and_then(|invite| invite.get_child("reason", MUC_USER))
             .map(Element::text);
         assert_eq!(reason_kept.as_deref(), Some(reason));
